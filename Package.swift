@@ -1,0 +1,127 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "ordershop",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "RedisClient", targets: ["RedisClient"]),
+        .library(name: "StreamWorker", targets: ["StreamWorker"]),
+        .library(name: "OrderShop", targets: ["OrderShop"]),
+        .executable(name: "ordershop", targets: ["ordershop"]),
+        .executable(name: "ordershop-chaos", targets: ["ordershop-chaos"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+    ],
+    targets: [
+        // hiredis: the RESP codec only (Debian's 0.14 has no TLS; the transport is ours).
+        .systemLibrary(
+            name: "CHiredis",
+            providers: [.apt(["libhiredis-dev"])]
+        ),
+        // OpenSSL for TLS, with a shim for the macros Swift cannot import.
+        .systemLibrary(
+            name: "COpenSSL",
+            pkgConfig: "openssl",
+            providers: [.apt(["libssl-dev"])]
+        ),
+        .target(
+            name: "RedisClient",
+            dependencies: [
+                "CHiredis",
+                "COpenSSL",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Starts and stops a local redis-server child process (ordershop up, tests, chaos, benchmarks).
+        .target(
+            name: "LocalRedis",
+            dependencies: ["RedisClient"]
+        ),
+        // The worker runtime: consumer groups, idempotent settle, leases, reclaim, dead letters.
+        .target(
+            name: "StreamWorker",
+            dependencies: [
+                "RedisClient",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ]
+        ),
+        // The application: event store, read models, services, gateway, CRM and billing workers.
+        .target(
+            name: "OrderShop",
+            dependencies: [
+                "RedisClient",
+                "StreamWorker",
+                "LocalRedis",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ]
+        ),
+        .executableTarget(
+            name: "ordershop",
+            dependencies: [
+                "RedisClient",
+                "LocalRedis",
+                "StreamWorker",
+                "OrderShop",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // The chaos harness (see chaos/README.md).
+        .target(
+            name: "ChaosHarness",
+            dependencies: [
+                "RedisClient",
+                "LocalRedis",
+                "OrderShop",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
+            path: "chaos/Sources/ChaosHarness"
+        ),
+        .executableTarget(
+            name: "ordershop-chaos",
+            dependencies: [
+                "ChaosHarness",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "chaos/Sources/ordershop-chaos"
+        ),
+        // Shared by the test targets: redis-server processes, child processes, certificates.
+        .target(
+            name: "TestSupport",
+            dependencies: ["RedisClient", "LocalRedis"],
+            path: "Tests/TestSupport"
+        ),
+        .testTarget(
+            name: "RedisClientTests",
+            dependencies: ["RedisClient", "LocalRedis", "TestSupport"]
+        ),
+        .testTarget(
+            name: "StreamWorkerTests",
+            dependencies: ["StreamWorker", "RedisClient", "LocalRedis", "TestSupport"]
+        ),
+        .testTarget(
+            name: "OrderShopTests",
+            dependencies: [
+                "OrderShop", "StreamWorker", "RedisClient", "LocalRedis", "TestSupport",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

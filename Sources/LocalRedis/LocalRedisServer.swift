@@ -1,0 +1,221 @@
+import Foundation
+import RedisClient
+
+/// A `redis-server` child process on loopback, for `ordershop up`, tests, chaos runs and
+/// benchmarks. It is started on a free port (or the one given), and stopped by pid.
+///
+/// A missing `redis-server` is an error that says how to install it; nothing here skips.
+public final class LocalRedisServer: @unchecked Sendable {
+    /// How the server is started.
+    public struct Options: Sendable {
+        /// TCP port; nil picks a free one.
+        public var port: Int?
+        /// Also listen on a unix socket in the data directory.
+        public var unixSocket: Bool = false
+        /// Append-only file on, and its fsync policy (`always`, `everysec`, `no`).
+        public var appendOnly: Bool = false
+        public var appendFsync: String = "everysec"
+        /// Data directory; nil makes a temporary one (removed on ``stop()`` unless kept).
+        public var directory: String?
+        /// TLS: serve TLS on the port (and no plain text).
+        public var tls: TLS?
+        /// `requirepass` for the default user.
+        public var password: String?
+        /// An ACL file to load (`aclfile`).
+        public var aclFile: String?
+        /// Bind address.
+        public var bind: String = "127.0.0.1"
+        /// Further `--name value` arguments.
+        public var extraArguments: [String] = []
+
+        public struct TLS: Sendable {
+            public var certificateFile: String
+            public var keyFile: String
+            public var caFile: String
+            /// Require client certificates (mutual TLS).
+            public var requireClientCertificates: Bool
+
+            public init(certificateFile: String, keyFile: String, caFile: String, requireClientCertificates: Bool = false) {
+                self.certificateFile = certificateFile
+                self.keyFile = keyFile
+                self.caFile = caFile
+                self.requireClientCertificates = requireClientCertificates
+            }
+        }
+
+        public init() {}
+    }
+
+    public let options: Options
+    public private(set) var port: Int
+    public let directory: String
+    private let ownsDirectory: Bool
+    private var process: Process?
+
+    /// The path of the unix socket, when ``Options/unixSocket`` is on.
+    public var unixSocketPath: String { directory + "/redis.sock" }
+    /// The server's log file.
+    public var logFile: String { directory + "/redis.log" }
+    /// The pid of the running server, or nil.
+    public var pid: Int32? { process?.isRunning == true ? process?.processIdentifier : nil }
+
+    /// A `redis://` (or `rediss://`) URL for the server, without credentials.
+    public var url: String { (options.tls == nil ? "redis://" : "rediss://") + "127.0.0.1:\(port)" }
+
+    /// A client configuration for the server (TLS verification against the given CA).
+    public var configuration: RedisConfiguration {
+        var c = RedisConfiguration(endpoint: .tcp(host: "127.0.0.1", port: port))
+        if let tls = options.tls { c.tls = .enable(.init(caFile: tls.caFile, serverName: "localhost")) }
+        if let password = options.password { c.authentication = .init(password: password) }
+        return c
+    }
+
+    /// Starts the server and waits until it answers.
+    public init(_ options: Options = Options()) async throws {
+        self.options = options
+        if let dir = options.directory {
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            directory = dir
+            ownsDirectory = false
+        } else {
+            directory = try Self.makeTemporaryDirectory()
+            ownsDirectory = true
+        }
+        port = try options.port ?? Self.freePort()
+        try await start()
+    }
+
+    /// Path of the `redis-server` binary, or an error saying how to install it.
+    public static func executable() throws -> String {
+        let candidates = (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")
+            .split(separator: ":").map { "\($0)/redis-server" } + ["/usr/bin/redis-server", "/usr/local/bin/redis-server"]
+        if let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) { return found }
+        throw LocalRedisError("redis-server not found on PATH; install it with: apt-get install -y redis-server")
+    }
+
+    /// Starts (or restarts, after ``kill()`` or ``stop()``) the server on the same port and directory.
+    public func start() async throws {
+        if pid != nil { return }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: try Self.executable())
+        p.arguments = arguments()
+        p.currentDirectoryURL = URL(fileURLWithPath: directory)
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        p.standardInput = FileHandle.nullDevice
+        try p.run()
+        process = p
+        try await waitUntilReady()
+    }
+
+    private func arguments() -> [String] {
+        var a = ["--bind", options.bind, "--dir", directory, "--logfile", logFile, "--save", "", "--daemonize", "no",
+                 "--protected-mode", "no"]
+        if let tls = options.tls {
+            a += ["--port", "0", "--tls-port", String(port), "--tls-cert-file", tls.certificateFile, "--tls-key-file", tls.keyFile,
+                  "--tls-ca-cert-file", tls.caFile, "--tls-auth-clients", tls.requireClientCertificates ? "yes" : "no"]
+        } else {
+            a += ["--port", String(port)]
+        }
+        if options.unixSocket { a += ["--unixsocket", unixSocketPath, "--unixsocketperm", "700"] }
+        if options.appendOnly { a += ["--appendonly", "yes", "--appendfsync", options.appendFsync] }
+        if let password = options.password { a += ["--requirepass", password] }
+        if let aclFile = options.aclFile { a += ["--aclfile", aclFile] }
+        return a + options.extraArguments
+    }
+
+    /// Waits until the server accepts connections (a TCP connect or the socket file), or fails
+    /// with the tail of its log when it exits or does not come up.
+    private func waitUntilReady() async throws {
+        let started = ContinuousClock.now
+        while ContinuousClock.now - started < .seconds(20) {
+            guard let p = process, p.isRunning else {
+                throw LocalRedisError("redis-server exited at start: \(logTail())")
+            }
+            if (try? String(contentsOfFile: logFile, encoding: .utf8))?.contains("Ready to accept connections") == true {
+                return
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        throw LocalRedisError("redis-server did not become ready within 20 s: \(logTail())")
+    }
+
+    /// The last lines of the server's log.
+    public func logTail(lines: Int = 5) -> String {
+        let text = (try? String(contentsOfFile: logFile, encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").suffix(lines).joined(separator: " | ")
+    }
+
+    /// Kills the server with SIGKILL (a crash: no shutdown, no final fsync) and waits for it to exit.
+    public func kill() async {
+        await signalAndWait(SIGKILL)
+    }
+
+    /// Stops the server with SIGTERM and waits for it to exit.
+    public func stop() async {
+        await signalAndWait(SIGTERM)
+    }
+
+    /// Sends SIGSTOP or SIGCONT, to freeze the server without closing its sockets.
+    public func signal(_ signal: Int32) {
+        if let pid { Foundation.kill(pid, signal) }
+    }
+
+    private func signalAndWait(_ signal: Int32) async {
+        guard let p = process else { return }
+        if p.isRunning {
+            Foundation.kill(p.processIdentifier, SIGCONT)
+            Foundation.kill(p.processIdentifier, signal)
+        }
+        let started = ContinuousClock.now
+        while p.isRunning && ContinuousClock.now - started < .seconds(15) {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        if p.isRunning { Foundation.kill(p.processIdentifier, SIGKILL) }
+        while p.isRunning { try? await Task.sleep(for: .milliseconds(10)) }
+        process = nil
+    }
+
+    /// Stops the server and removes its temporary directory.
+    public func shutdown() async {
+        await stop()
+        if ownsDirectory { try? FileManager.default.removeItem(atPath: directory) }
+    }
+
+    deinit {
+        if let p = process, p.isRunning { Foundation.kill(p.processIdentifier, SIGKILL) }
+    }
+
+    /// A TCP port that was free a moment ago on 127.0.0.1.
+    public static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw LocalRedisError("socket() failed") }
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = 0
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0 else { throw LocalRedisError("bind() failed") }
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
+        }
+        return Int(UInt16(bigEndian: addr.sin_port))
+    }
+
+    static func makeTemporaryDirectory() throws -> String {
+        let base = ProcessInfo.processInfo.environment["TMPDIR"] ?? "/tmp"
+        var template = Array("\(base)/ordershop-redis-XXXXXX".utf8CString)
+        guard let result = mkdtemp(&template) else { throw LocalRedisError("mkdtemp failed") }
+        return String(cString: result)
+    }
+}
+
+/// A failure to start or reach the local redis-server.
+public struct LocalRedisError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,1 @@
+// The OrderShop application lives in this module.

@@ -1,0 +1,169 @@
+/// A stream entry id `ms-seq`, ordered as Redis orders them.
+public struct StreamID: Sendable, Hashable, Comparable, CustomStringConvertible, Codable {
+    public var milliseconds: UInt64
+    public var sequence: UInt64
+
+    public init(milliseconds: UInt64, sequence: UInt64) {
+        self.milliseconds = milliseconds
+        self.sequence = sequence
+    }
+
+    /// Parses `ms-seq` or `ms` (sequence 0).
+    public init?(_ text: some StringProtocol) {
+        if let dash = text.firstIndex(of: "-") {
+            guard let ms = UInt64(text[..<dash]), let seq = UInt64(text[text.index(after: dash)...]) else { return nil }
+            self.init(milliseconds: ms, sequence: seq)
+        } else {
+            guard let ms = UInt64(text) else { return nil }
+            self.init(milliseconds: ms, sequence: 0)
+        }
+    }
+
+    /// `0-0`, before every entry.
+    public static let zero = StreamID(milliseconds: 0, sequence: 0)
+
+    public var description: String { "\(milliseconds)-\(sequence)" }
+
+    public static func < (lhs: StreamID, rhs: StreamID) -> Bool {
+        (lhs.milliseconds, lhs.sequence) < (rhs.milliseconds, rhs.sequence)
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let text = try decoder.singleValueContainer().decode(String.self)
+        guard let id = StreamID(text) else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "bad stream id \(text)"))
+        }
+        self = id
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(description)
+    }
+}
+
+extension RedisArgument {
+    public init(_ id: StreamID) { self.init(id.description) }
+}
+
+/// One stream entry: its id and its field/value pairs in order.
+public struct StreamEntry: Sendable, Hashable {
+    public var id: String
+    public var fields: [StreamField]
+    /// True when the entry was deleted (trimmed) but its id is still pending: XREADGROUP with an
+    /// explicit id reports such entries with no fields.
+    public var isDeleted: Bool
+
+    public init(id: String, fields: [StreamField], isDeleted: Bool = false) {
+        self.id = id
+        self.fields = fields
+        self.isDeleted = isDeleted
+    }
+
+    /// The first value of a field, as bytes.
+    public subscript(field: String) -> [UInt8]? {
+        for f in fields where f.name == field { return f.value }
+        return nil
+    }
+
+    /// The first value of a field, as UTF-8 text.
+    public func string(_ field: String) -> String? {
+        self[field].map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    public var streamID: StreamID? { StreamID(id) }
+
+    static func decode(_ reply: RESPValue) throws(RedisError) -> StreamEntry {
+        guard case .array(let parts) = reply, parts.count == 2, let id = parts[0].string else {
+            throw unexpected(reply, "[id, fields]")
+        }
+        switch parts[1] {
+        case .null:
+            return StreamEntry(id: id, fields: [], isDeleted: true)
+        case .array(let flat):
+            var fields: [StreamField] = []
+            fields.reserveCapacity(flat.count / 2)
+            var i = 0
+            while i + 1 < flat.count {
+                fields.append(StreamField(name: flat[i].string ?? "", value: flat[i + 1].bytes ?? []))
+                i += 2
+            }
+            return StreamEntry(id: id, fields: fields)
+        default:
+            throw unexpected(reply, "[id, fields]")
+        }
+    }
+
+    static func decodeList(_ reply: RESPValue) throws(RedisError) -> [StreamEntry] {
+        switch reply {
+        case .null: return []
+        case .array(let items):
+            var out: [StreamEntry] = []
+            out.reserveCapacity(items.count)
+            for item in items {
+                // XCLAIM/XAUTOCLAIM may report a nil in place of an entry deleted meanwhile.
+                if case .null = item { continue }
+                out.append(try decode(item))
+            }
+            return out
+        default: throw unexpected(reply, "array of entries")
+        }
+    }
+}
+
+/// One field of a stream entry.
+public struct StreamField: Sendable, Hashable {
+    public var name: String
+    public var value: [UInt8]
+
+    public init(name: String, value: [UInt8]) {
+        self.name = name
+        self.value = value
+    }
+
+    public init(_ name: String, _ value: String) {
+        self.init(name: name, value: Array(value.utf8))
+    }
+}
+
+/// How to cap a stream: by length or by smallest id, exactly or approximately (`~`, cheaper).
+public struct StreamTrim: Sendable, Hashable {
+    public enum Strategy: Sendable, Hashable {
+        case maxLength(Int)
+        case minID(StreamID)
+    }
+    public var strategy: Strategy
+    public var approximate: Bool
+    /// With `~`: the most entries one call evicts (LIMIT).
+    public var limit: Int?
+
+    public static func maxLength(_ n: Int, approximate: Bool = false, limit: Int? = nil) -> StreamTrim {
+        StreamTrim(strategy: .maxLength(n), approximate: approximate, limit: limit)
+    }
+
+    public static func minID(_ id: StreamID, approximate: Bool = false, limit: Int? = nil) -> StreamTrim {
+        StreamTrim(strategy: .minID(id), approximate: approximate, limit: limit)
+    }
+
+    var arguments: [RedisArgument] {
+        var a: [RedisArgument]
+        switch strategy {
+        case .maxLength(let n): a = ["MAXLEN", approximate ? "~" : "=", RedisArgument(n)]
+        case .minID(let id): a = ["MINID", approximate ? "~" : "=", RedisArgument(id)]
+        }
+        if let limit { a += ["LIMIT", RedisArgument(limit)] }
+        return a
+    }
+}
+
+/// Helpers for XINFO-style flat `[name, value, name, value...]` replies.
+func keyValuePairs(_ reply: RESPValue) throws(RedisError) -> [String: RESPValue] {
+    guard case .array(let flat) = reply else { throw unexpected(reply, "key/value array") }
+    var result: [String: RESPValue] = [:]
+    var i = 0
+    while i + 1 < flat.count {
+        if let key = flat[i].string { result[key] = flat[i + 1] }
+        i += 2
+    }
+    return result
+}

@@ -1,0 +1,140 @@
+import Logging
+
+/// The synchronous heart of a connection: socket, codec and handshake.
+///
+/// Every method may block (socket I/O bounded by deadlines) and is called only from the
+/// connection's own serial dispatch queue, never from the Swift concurrency pool.
+final class ConnectionCore {
+    let configuration: RedisConfiguration
+    let tlsContext: TLSContext?
+    private let interrupter: Interrupter
+    private var stream: ByteStream?
+    private var decoder = RESPDecoder()
+    private var encoder = RESPEncoder(reservingCapacity: 4096)
+    private let readBuffer: UnsafeMutableRawBufferPointer
+    private static let readBufferSize = 64 * 1024
+
+    /// Server facts learned at connect time.
+    private(set) var tlsDetails: TLSDetails?
+
+    init(configuration: RedisConfiguration, tlsContext: TLSContext?, interrupter: Interrupter) {
+        self.configuration = configuration
+        self.tlsContext = tlsContext
+        self.interrupter = interrupter
+        self.readBuffer = .allocate(byteCount: Self.readBufferSize, alignment: 16)
+    }
+
+    deinit {
+        disconnect()
+        readBuffer.deallocate()
+    }
+
+    var isConnected: Bool { stream != nil }
+
+    /// Connects and runs the handshake (AUTH, SELECT, CLIENT SETNAME) unless a live connection
+    /// exists. A connection the server closed while idle is detected here and replaced, so that
+    /// the next command is not written into a dead socket.
+    func ensureConnected() throws(RedisError) {
+        if let stream {
+            if stream.isReusable() { return }
+            disconnect()
+        }
+        let deadline = Deadline(after: configuration.timeouts.connect)
+        let socket = try SocketStream.connect(to: configuration.endpoint, deadline: deadline)
+        let newStream: ByteStream
+        if let tlsContext {
+            guard case .tcp(let host, _) = configuration.endpoint else {
+                throw RedisError(.invalidConfiguration, "TLS needs a TCP endpoint")
+            }
+            newStream = try TLSStream(socket: socket, context: tlsContext, host: host, deadline: deadline)
+        } else {
+            newStream = socket
+        }
+        stream = newStream
+        interrupter.attach(newStream.fileDescriptor)
+        decoder = RESPDecoder()
+        tlsDetails = newStream.tlsDetails
+        do {
+            try handshake(deadline: deadline)
+        } catch {
+            disconnect()
+            throw error
+        }
+    }
+
+    private func handshake(deadline: Deadline) throws(RedisError) {
+        var commands: [[RedisArgument]] = []
+        if let auth = configuration.authentication {
+            if let user = auth.username {
+                commands.append(["AUTH", RedisArgument(user), RedisArgument(auth.password)])
+            } else {
+                commands.append(["AUTH", RedisArgument(auth.password)])
+            }
+        }
+        if configuration.database != 0 { commands.append(["SELECT", RedisArgument(configuration.database)]) }
+        if let name = configuration.clientName { commands.append(["CLIENT", "SETNAME", RedisArgument(name)]) }
+        guard !commands.isEmpty else { return }
+        let replies = try roundTrip(commands, deadline: deadline, phase: .handshake)
+        for reply in replies {
+            if case .error(let message) = reply { throw RedisError(serverReply: message) }
+        }
+    }
+
+    enum Phase { case handshake, command }
+
+    /// Writes every command in one write and reads exactly one reply per command, in order.
+    /// Error replies are returned as `.error` values, not thrown.
+    func roundTrip(_ commands: [[RedisArgument]], deadline: Deadline, phase: Phase = .command) throws(RedisError) -> [RESPValue] {
+        guard let stream else { throw RedisError(.connectionClosed, "not connected") }
+        encoder.removeAll()
+        for command in commands { encoder.encode(command) }
+        var written = 0
+        do throws(RedisError) {
+            // withUnsafeBytes rethrows untyped errors; carry ours out by hand.
+            var writeError: RedisError?
+            encoder.buffer.withUnsafeBytes { bytes in
+                do throws(RedisError) { try stream.writeAll(bytes, deadline: deadline, written: &written) } catch { writeError = error }
+            }
+            if let writeError { throw writeError }
+            var replies: [RESPValue] = []
+            replies.reserveCapacity(commands.count)
+            while replies.count < commands.count {
+                if let reply = try decoder.next() {
+                    replies.append(reply)
+                    continue
+                }
+                let n = try stream.read(into: readBuffer, deadline: deadline)
+                try decoder.feed(UnsafeRawBufferPointer(rebasing: readBuffer[0..<n]))
+            }
+            return replies
+        } catch {
+            disconnect()
+            throw classify(error, written: written, phase: phase)
+        }
+    }
+
+    /// After a failure mid-command, says whether the command may have run.
+    private func classify(_ error: RedisError, written: Int, phase: Phase) -> RedisError {
+        if phase == .handshake { return error }
+        if interrupter.consumeInterrupted() {
+            return RedisError(.cancelled, "cancelled while waiting for the reply; the command's outcome is unknown", underlying: error)
+        }
+        if written == 0 {
+            return RedisError(.connectionClosed, "connection lost before the command was sent: \(error.message)", underlying: error)
+        }
+        if error.code == .timeout {
+            return RedisError(.timeout, "no reply within the timeout; the command's outcome is unknown", underlying: error)
+        }
+        return RedisError(
+            .outcomeUnknown, "connection lost after the command was sent; it may or may not have run (\(error.message))",
+            underlying: error)
+    }
+
+    func disconnect() {
+        guard let stream else { return }
+        interrupter.detach()
+        stream.close()
+        self.stream = nil
+        tlsDetails = nil
+    }
+}

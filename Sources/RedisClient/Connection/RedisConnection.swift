@@ -1,0 +1,209 @@
+import Dispatch
+import Logging
+import Synchronization
+
+/// One connection to Redis, with an async API that never blocks the Swift concurrency pool.
+///
+/// Every socket and OpenSSL call runs on the connection's own serial `DispatchQueue` (a thread
+/// the connection owns while it works, outside the cooperative pool); callers await a
+/// continuation. Commands on one connection run one after another, in the order they were sent.
+///
+/// A dropped connection is re-established on the next command, with exponential backoff and
+/// jitter (``RedisConfiguration/Reconnect``). A command in flight when the connection dropped
+/// fails with ``RedisError/Code/outcomeUnknown`` and is never re-sent.
+public final class RedisConnection: Sendable {
+    public let configuration: RedisConfiguration
+    private let queue: DispatchQueue
+    private let core: UncheckedBox<ConnectionCore>
+    private let interrupter = Interrupter()
+    private let operationCounter = Atomic<UInt64>(0)
+    private let logger: Logger
+
+    /// Creates a connection; it connects on first use (or call ``connect()``).
+    /// - Parameter tlsContext: a context to share between connections; made from the
+    ///   configuration when `nil` and TLS is on.
+    public init(configuration: RedisConfiguration, tlsContext: TLSContext? = nil, logger: Logger? = nil) throws(RedisError) {
+        self.configuration = configuration
+        self.logger = logger ?? Logger(label: "redis.connection")
+        var context = tlsContext
+        if context == nil, case .enable(let settings) = configuration.tls {
+            context = try TLSContext(settings)
+        }
+        self.queue = DispatchQueue(label: "redis.connection \(configuration.endpoint)")
+        self.core = UncheckedBox(ConnectionCore(configuration: configuration, tlsContext: context, interrupter: interrupter))
+    }
+
+    /// Connects now (with retries inside the reconnect window) instead of on first use.
+    public func connect() async throws {
+        try await perform(cancellable: false) { core in () }
+    }
+
+    /// TLS protocol and cipher of the current connection, if it uses TLS.
+    public var tlsDetails: TLSDetails? {
+        get async { try? await run(cancellable: false) { core in core.tlsDetails } }
+    }
+
+    /// Sends one typed command and decodes its reply. An error reply is thrown as ``RedisError``.
+    public func send<Command: RedisCommand>(_ command: Command) async throws -> Command.Response {
+        let timeout = self.timeout(blocking: command.blockingTimeout)
+        let arguments = command.arguments
+        let reply = try await perform(cancellable: command.blockingTimeout != nil, retryLoading: true) { core in
+            try core.roundTrip([arguments], deadline: Deadline(after: timeout))[0]
+        }
+        try reply.throwingServerError()
+        return try command.decode(reply)
+    }
+
+    /// Sends a command given as raw arguments, e.g. `["SET", "k", "v"]`.
+    @discardableResult
+    public func send(_ arguments: [RedisArgument]) async throws -> RESPValue {
+        try await send(RawCommand(arguments))
+    }
+
+    /// Pipelining: writes every command at once and returns their replies in order.
+    /// Error replies come back as `.error` values in place, so one failing command does not
+    /// hide the others' results.
+    public func pipeline(_ commands: [[RedisArgument]]) async throws -> [RESPValue] {
+        guard !commands.isEmpty else { return [] }
+        let timeout = configuration.timeouts.command
+        return try await perform(cancellable: false) { core in
+            try core.roundTrip(commands, deadline: Deadline(after: timeout))
+        }
+    }
+
+    /// Pipelines typed commands and returns each one's result.
+    public func pipeline<each Command: RedisCommand>(
+        _ commands: repeat each Command
+    ) async throws -> (repeat Result<(each Command).Response, RedisError>) {
+        var arguments: [[RedisArgument]] = []
+        for command in repeat each commands { arguments.append(command.arguments) }
+        let replies = try await pipeline(arguments)
+        var index = 0
+        func decodeNext<C: RedisCommand>(_ command: C) -> Result<C.Response, RedisError> {
+            defer { index += 1 }
+            return Result { () throws(RedisError) in try command.decode(replies[index].throwingServerError()) }
+        }
+        return (repeat decodeNext(each commands))
+    }
+
+    /// Runs the commands in MULTI/EXEC, in one round trip, and returns EXEC's replies.
+    /// A command the server rejected while queueing aborts the whole transaction (EXECABORT).
+    /// With WATCH on this connection, a changed key gives ``RedisError/Code/transactionAborted``.
+    public func transaction(_ commands: [[RedisArgument]]) async throws -> [RESPValue] {
+        var all: [[RedisArgument]] = [["MULTI"]]
+        all.append(contentsOf: commands)
+        all.append(["EXEC"])
+        let replies = try await pipeline(all)
+        // A command rejected while queueing makes EXEC answer EXECABORT; its own error says why.
+        for reply in replies.dropLast() {
+            if case .error(let message) = reply { throw RedisError(serverReply: message) }
+        }
+        switch replies.last! {
+        case .array(let results): return results
+        case .null: throw RedisError(.transactionAborted, "EXEC returned nil: a WATCHed key changed")
+        case .error(let message): throw RedisError(serverReply: message)
+        case let other: throw unexpected(other, "EXEC array")
+        }
+    }
+
+    /// Closes the socket. The next command reconnects.
+    public func close() async {
+        _ = try? await run(cancellable: false) { core in core.disconnect() }
+    }
+
+    // MARK: - Running work on the connection's queue
+
+    private func timeout(blocking: Duration?) -> Duration {
+        guard let blocking else { return configuration.timeouts.command }
+        // BLOCK 0 means forever on the server; bound our wait to a day so the thread is never lost.
+        if blocking == .zero { return .seconds(86_400) }
+        return blocking + configuration.timeouts.blockingMargin
+    }
+
+    /// Connects if needed (retrying inside the reconnect window), then runs `body`.
+    private func perform<T: Sendable>(
+        cancellable: Bool, retryLoading: Bool = false,
+        _ body: @escaping @Sendable (ConnectionCore) throws -> T
+    ) async throws -> T {
+        let window = Deadline(after: configuration.reconnect.retryWindow)
+        var attempt = 0
+        while true {
+            do {
+                return try await run(cancellable: cancellable) { core in
+                    do throws(RedisError) { try core.ensureConnected() } catch { throw ConnectFailure(error: error) }
+                    let result = try body(core)
+                    if retryLoading, let reply = result as? RESPValue, case .error(let message) = reply, message.hasPrefix("LOADING") {
+                        // The server is loading its data set after a restart; the command did not run.
+                        throw ConnectFailure(error: RedisError(serverReply: message))
+                    }
+                    return result
+                }
+            } catch let failure as ConnectFailure {
+                let error = failure.error
+                guard Self.isTransient(error), !window.hasPassed, !Task.isCancelled else { throw error }
+                let delay = configuration.reconnect.backoff(attempt: attempt)
+                attempt += 1
+                logger.debug(
+                    "redis connect failed, retrying",
+                    metadata: ["endpoint": "\(configuration.redactedDescription)", "error": "\(error)", "attempt": "\(attempt)"])
+                try await Task.sleep(for: delay)
+            }
+        }
+    }
+
+    /// Connect errors worth another attempt: the server may be restarting. Verification and
+    /// authentication failures are not: retrying cannot fix them.
+    private static func isTransient(_ error: RedisError) -> Bool {
+        switch error.code {
+        case .connectionRefused, .connectTimeout, .connectionClosed, .hostNotFound, .io, .loading, .timeout: true
+        default: false
+        }
+    }
+
+    /// Runs `body` on the connection's queue and resumes the caller with its result.
+    private func run<T: Sendable>(
+        cancellable: Bool, _ body: @escaping @Sendable (ConnectionCore) throws -> T
+    ) async throws -> T {
+        let operation = operationCounter.wrappingAdd(1, ordering: .relaxed).newValue
+        let core = self.core
+        let interrupter = self.interrupter
+        let cancelledEarly = CancellationFlag()
+        let work = {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+                self.queue.async {
+                    guard cancellable else { return continuation.resume(with: Result { try body(core.value) }) }
+                    interrupter.begin(operation)
+                    defer { interrupter.end() }
+                    // Cancelled while queued behind another command: do not start a blocking wait.
+                    if cancelledEarly.isSet {
+                        return continuation.resume(throwing: RedisError(.cancelled, "cancelled before the command was sent"))
+                    }
+                    continuation.resume(with: Result { try body(core.value) })
+                }
+            }
+        }
+        guard cancellable else { return try await work() }
+        return try await withTaskCancellationHandler(operation: work) {
+            cancelledEarly.set()
+            interrupter.interrupt(operation)
+        }
+    }
+}
+
+/// A connect-phase failure, so that ``RedisConnection`` retries connecting but never a command.
+struct ConnectFailure: Error {
+    let error: RedisError
+}
+
+/// Set once when the waiting task is cancelled.
+final class CancellationFlag: Sendable {
+    private let flag = Atomic<Bool>(false)
+    func set() { flag.store(true, ordering: .releasing) }
+    var isSet: Bool { flag.load(ordering: .acquiring) }
+}
+
+/// Holds a non-Sendable value that is only touched on one serial queue.
+final class UncheckedBox<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
+}

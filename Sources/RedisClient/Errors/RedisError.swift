@@ -1,0 +1,169 @@
+/// An error from the Redis client or from the server.
+///
+/// Match on ``code`` to react to a kind of failure:
+///
+/// ```swift
+/// do { try await pool.send(XGroupCreate(stream: "s", group: "g")) }
+/// catch let error as RedisError where error.code == .busyGroup { /* already there */ }
+/// ```
+public struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// What went wrong, as a value that can be matched.
+    public struct Code: Sendable, Hashable, CustomStringConvertible {
+        /// The name of the code, e.g. `NOGROUP` for server errors or `connectionRefused`.
+        public let name: String
+        private init(_ name: String) { self.name = name }
+        public var description: String { name }
+
+        // MARK: Errors the server replied with (the first word of the error reply).
+
+        /// A generic `ERR` reply.
+        public static let err = Code("ERR")
+        /// The stream or its consumer group does not exist.
+        public static let noGroup = Code("NOGROUP")
+        /// The consumer group already exists.
+        public static let busyGroup = Code("BUSYGROUP")
+        /// EVALSHA named a script the server does not have cached.
+        public static let noScript = Code("NOSCRIPT")
+        /// The ACL user may not run this command or touch this key.
+        public static let noPermission = Code("NOPERM")
+        /// AUTH failed: wrong user name or password.
+        public static let wrongPassword = Code("WRONGPASS")
+        /// The server requires authentication.
+        public static let noAuth = Code("NOAUTH")
+        /// Redis Cluster: the key lives on another node.
+        public static let moved = Code("MOVED")
+        /// Redis Cluster: the key is being migrated; ask another node once.
+        public static let ask = Code("ASK")
+        /// The server is loading its data set (after a restart).
+        public static let loading = Code("LOADING")
+        /// The server is busy running a script.
+        public static let busy = Code("BUSY")
+        /// An operation against a key holding the wrong kind of value.
+        public static let wrongType = Code("WRONGTYPE")
+        /// A transaction was discarded because of an earlier error.
+        public static let execAbort = Code("EXECABORT")
+        /// A read-only replica refused a write.
+        public static let readOnly = Code("READONLY")
+        /// The server is out of memory.
+        public static let outOfMemory = Code("OOM")
+        /// Any other server error prefix.
+        public static func server(_ prefix: String) -> Code {
+            switch prefix {
+            case "ERR": .err
+            case "NOGROUP": .noGroup
+            case "BUSYGROUP": .busyGroup
+            case "NOSCRIPT": .noScript
+            case "NOPERM": .noPermission
+            case "WRONGPASS": .wrongPassword
+            case "NOAUTH": .noAuth
+            case "MOVED": .moved
+            case "ASK": .ask
+            case "LOADING": .loading
+            case "BUSY": .busy
+            case "WRONGTYPE": .wrongType
+            case "EXECABORT": .execAbort
+            case "READONLY": .readOnly
+            case "OOM": .outOfMemory
+            default: Code(prefix)
+            }
+        }
+
+        // MARK: Errors on our side of the connection.
+
+        /// The server refused the connection (nothing listens there).
+        public static let connectionRefused = Code("connectionRefused")
+        /// The host name did not resolve.
+        public static let hostNotFound = Code("hostNotFound")
+        /// Connecting took longer than the connect timeout.
+        public static let connectTimeout = Code("connectTimeout")
+        /// A reply did not arrive within the command timeout.
+        public static let timeout = Code("timeout")
+        /// The connection dropped before the command was written: it did not run.
+        public static let connectionClosed = Code("connectionClosed")
+        /// The connection dropped after the command was (maybe partly) written and before its
+        /// reply: it may or may not have run. The client never re-sends it.
+        public static let outcomeUnknown = Code("outcomeUnknown")
+        /// The server's certificate failed verification (OpenSSL's reason is in the message).
+        public static let tlsVerifyFailed = Code("tlsVerifyFailed")
+        /// The server's certificate does not name the host we connected to.
+        public static let tlsHostnameMismatch = Code("tlsHostnameMismatch")
+        /// The TLS handshake failed for another reason (protocol version, alert, ...).
+        public static let tlsHandshakeFailed = Code("tlsHandshakeFailed")
+        /// The TLS configuration could not be loaded (CA file, certificate, key).
+        public static let tlsConfiguration = Code("tlsConfiguration")
+        /// The server sent bytes that are not valid RESP.
+        public static let protocolError = Code("protocolError")
+        /// A reply did not have the shape the command expects.
+        public static let unexpectedReply = Code("unexpectedReply")
+        /// The configuration (for example a URL) is invalid.
+        public static let invalidConfiguration = Code("invalidConfiguration")
+        /// The task waiting for the command was cancelled.
+        public static let cancelled = Code("cancelled")
+        /// A socket call failed (the message names it and errno).
+        public static let io = Code("io")
+        /// The connection pool is shut down.
+        public static let poolClosed = Code("poolClosed")
+        /// A transaction was aborted because a WATCHed key changed.
+        public static let transactionAborted = Code("transactionAborted")
+
+        /// True for errors the server sent as a reply (as opposed to transport errors).
+        public var isServerError: Bool { name.first?.isUppercase == true }
+    }
+
+    /// What went wrong.
+    public var code: Code
+    /// A readable message (for server errors, the whole error reply).
+    public var message: String
+    /// The underlying error, if another error caused this one.
+    public var underlying: (any Error & Sendable)?
+
+    public init(_ code: Code, _ message: String, underlying: (any Error & Sendable)? = nil) {
+        self.code = code
+        self.message = message
+        self.underlying = underlying
+    }
+
+    /// Makes an error from a server error reply such as `NOGROUP No such key ...`.
+    public init(serverReply: String) {
+        let prefix = serverReply.prefix { $0 != " " }
+        self.init(.server(String(prefix)), serverReply)
+    }
+
+    /// True when the connection is known to be unusable after this error.
+    public var closesConnection: Bool {
+        switch code {
+        case .connectionRefused, .hostNotFound, .connectTimeout, .timeout, .connectionClosed,
+            .outcomeUnknown, .tlsVerifyFailed, .tlsHostnameMismatch, .tlsHandshakeFailed,
+            .protocolError, .io, .cancelled:
+            true
+        default:
+            false
+        }
+    }
+
+    /// True when the command certainly did not run, so that a caller may retry it.
+    public var commandDidNotRun: Bool {
+        switch code {
+        case .connectionRefused, .hostNotFound, .connectTimeout, .connectionClosed,
+            .tlsVerifyFailed, .tlsHostnameMismatch, .tlsHandshakeFailed, .tlsConfiguration,
+            .poolClosed, .invalidConfiguration:
+            true
+        default:
+            false
+        }
+    }
+
+    public var description: String {
+        if code.isServerError { return message }
+        return "\(code.name): \(message)"
+    }
+
+    public static func == (lhs: RedisError, rhs: RedisError) -> Bool {
+        lhs.code == rhs.code && lhs.message == rhs.message
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(code)
+        hasher.combine(message)
+    }
+}

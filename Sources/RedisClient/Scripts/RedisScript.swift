@@ -1,0 +1,40 @@
+import COpenSSL
+
+/// A Lua script run with EVALSHA. When the server does not have it cached (NOSCRIPT, e.g.
+/// after a restart), it is loaded once with SCRIPT LOAD and the EVALSHA is sent again: the
+/// first EVALSHA did not run, so re-sending it is safe.
+public struct RedisScript: Sendable, Hashable {
+    public let source: String
+    /// The SHA-1 of the source, in hex, as Redis names cached scripts.
+    public let sha1: String
+
+    public init(_ source: String) {
+        self.source = source
+        var digest = [UInt8](repeating: 0, count: Int(SHA_DIGEST_LENGTH))
+        let bytes = Array(source.utf8)
+        _ = bytes.withUnsafeBufferPointer { SHA1($0.baseAddress, $0.count, &digest) }
+        self.sha1 = digest.map { b in
+            let hex = Array("0123456789abcdef".utf8)
+            return String(decoding: [hex[Int(b >> 4)], hex[Int(b & 0xF)]], as: UTF8.self)
+        }.joined()
+    }
+
+    /// The EVALSHA arguments for this script.
+    public func evalSHAArguments(keys: [RedisArgument], arguments: [RedisArgument]) -> [RedisArgument] {
+        ["EVALSHA", RedisArgument(sha1), RedisArgument(keys.count)] + keys + arguments
+    }
+}
+
+extension RedisConnection {
+    /// Runs the script by EVALSHA, loading it first if the server answers NOSCRIPT.
+    @discardableResult
+    public func evaluate(_ script: RedisScript, keys: [RedisArgument] = [], arguments: [RedisArgument] = []) async throws -> RESPValue {
+        let command = RawCommand(script.evalSHAArguments(keys: keys, arguments: arguments))
+        do {
+            return try await send(command)
+        } catch let error as RedisError where error.code == .noScript {
+            try await send(["SCRIPT", "LOAD", RedisArgument(script.source)])
+            return try await send(command)
+        }
+    }
+}

@@ -1,0 +1,148 @@
+import COpenSSL
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// TLS over a non-blocking ``SocketStream``. OpenSSL's WANT_READ/WANT_WRITE are turned into
+/// poll(2) waits bounded by the deadline, on the connection's own thread.
+final class TLSStream: ByteStream {
+    private let socket: SocketStream
+    private let ssl: OpaquePointer
+    private var closed = false
+    private(set) var tlsDetails: TLSDetails?
+
+    var fileDescriptor: Int32 { socket.fileDescriptor }
+
+    /// Performs the handshake and verifies the certificate chain and host name.
+    init(socket: SocketStream, context: TLSContext, host: String, deadline: Deadline) throws(RedisError) {
+        guard let ssl = SSL_new(context.context) else {
+            throw RedisError(.tlsHandshakeFailed, "SSL_new: \(openSSLErrorString())")
+        }
+        self.socket = socket
+        self.ssl = ssl
+        let name = context.settings.serverName ?? host
+        let nameIsIP = Self.isIPAddress(name)
+        if !nameIsIP { _ = copenssl_set_tlsext_host_name(ssl, name) }
+        if context.settings.verifyPeer {
+            // The host name check is part of chain verification, so a mismatch fails the
+            // handshake with X509_V_ERR_HOSTNAME_MISMATCH (or IP_ADDRESS_MISMATCH).
+            let param = SSL_get0_param(ssl)
+            if nameIsIP {
+                X509_VERIFY_PARAM_set1_ip_asc(param, name)
+            } else {
+                SSL_set_hostflags(ssl, UInt32(X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS))
+                SSL_set1_host(ssl, name)
+            }
+        }
+        SSL_set_fd(ssl, socket.fileDescriptor)
+        ERR_clear_error()
+        while true {
+            let rc = SSL_connect(ssl)
+            if rc == 1 { break }
+            let err = SSL_get_error(ssl, rc)
+            switch err {
+            case SSL_ERROR_WANT_READ:
+                try socket.wait(for: Int16(POLLIN), deadline: deadline, timeoutCode: .connectTimeout)
+            case SSL_ERROR_WANT_WRITE:
+                try socket.wait(for: Int16(POLLOUT), deadline: deadline, timeoutCode: .connectTimeout)
+            default:
+                throw handshakeError(err, name: name)
+            }
+        }
+        let version = String(cString: SSL_get_version(ssl))
+        let cipher = SSL_get_current_cipher(ssl).map { String(cString: SSL_CIPHER_get_name($0)) } ?? "unknown"
+        tlsDetails = TLSDetails(protocolVersion: version, cipher: cipher)
+    }
+
+    deinit {
+        close()
+        SSL_free(ssl)
+    }
+
+    private func handshakeError(_ err: Int32, name: String) -> RedisError {
+        let verify = SSL_get_verify_result(ssl)
+        if verify != X509_V_OK {
+            let reason = String(cString: X509_verify_cert_error_string(verify))
+            if verify == X509_V_ERR_HOSTNAME_MISMATCH || verify == X509_V_ERR_IP_ADDRESS_MISMATCH {
+                return RedisError(.tlsHostnameMismatch, "certificate does not match '\(name)': \(reason)")
+            }
+            return RedisError(.tlsVerifyFailed, "TLS verify failed: \(reason)")
+        }
+        let detail = openSSLErrorString()
+        if err == SSL_ERROR_SYSCALL && detail == "unknown error" {
+            return RedisError(.tlsHandshakeFailed, "TLS handshake failed: connection closed by the server (is it a TLS port?)")
+        }
+        return RedisError(.tlsHandshakeFailed, "TLS handshake failed: \(detail)")
+    }
+
+    func writeAll(_ bytes: UnsafeRawBufferPointer, deadline: Deadline, written: inout Int) throws(RedisError) {
+        guard let base = bytes.baseAddress else { return }
+        var offset = 0
+        while offset < bytes.count {
+            ERR_clear_error()
+            let chunk = Int32(clamping: bytes.count - offset)
+            let n = SSL_write(ssl, base + offset, chunk)
+            if n > 0 {
+                offset += Int(n)
+                written += Int(n)
+                continue
+            }
+            try waitOrThrow(SSL_get_error(ssl, n), deadline: deadline, call: "write")
+        }
+    }
+
+    func read(into buffer: UnsafeMutableRawBufferPointer, deadline: Deadline) throws(RedisError) -> Int {
+        while true {
+            ERR_clear_error()
+            let n = SSL_read(ssl, buffer.baseAddress, Int32(clamping: buffer.count))
+            if n > 0 { return Int(n) }
+            try waitOrThrow(SSL_get_error(ssl, n), deadline: deadline, call: "read")
+        }
+    }
+
+    private func waitOrThrow(_ err: Int32, deadline: Deadline, call: String) throws(RedisError) {
+        switch err {
+        case SSL_ERROR_WANT_READ:
+            try socket.wait(for: Int16(POLLIN), deadline: deadline)
+        case SSL_ERROR_WANT_WRITE:
+            try socket.wait(for: Int16(POLLOUT), deadline: deadline)
+        case SSL_ERROR_ZERO_RETURN:
+            throw RedisError(.connectionClosed, "server closed the TLS connection")
+        case SSL_ERROR_SYSCALL:
+            let e = errno
+            if e == 0 || e == ECONNRESET || e == EPIPE {
+                throw RedisError(.connectionClosed, "server closed the connection")
+            }
+            throw errnoError(.io, "TLS \(call)", e)
+        default:
+            throw RedisError(.io, "TLS \(call): \(openSSLErrorString())")
+        }
+    }
+
+    func isReusable() -> Bool {
+        guard !closed else { return false }
+        var pfd = pollfd(fd: socket.fileDescriptor, events: Int16(POLLIN), revents: 0)
+        guard poll(&pfd, 1, 0) > 0 else { return SSL_pending(ssl) == 0 }
+        // TLS 1.3 servers send session tickets after the handshake, so a readable socket may
+        // hold only TLS records with no application data. Let OpenSSL look.
+        var byte: UInt8 = 0
+        ERR_clear_error()
+        let n = SSL_peek(ssl, &byte, 1)
+        if n > 0 { return false }  // unexpected application data
+        return SSL_get_error(ssl, n) == SSL_ERROR_WANT_READ
+    }
+
+    func close() {
+        guard !closed else { return }
+        closed = true
+        // No close_notify round trip: the socket may be dead, and a blocking shutdown must not hang.
+        SSL_set_quiet_shutdown(ssl, 1)
+        socket.close()
+    }
+
+    private static func isIPAddress(_ name: String) -> Bool {
+        var v4 = in_addr()
+        var v6 = in6_addr()
+        return inet_pton(AF_INET, name, &v4) == 1 || inet_pton(AF_INET6, name, &v6) == 1
+    }
+}

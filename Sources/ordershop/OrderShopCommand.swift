@@ -1,0 +1,10 @@
+import ArgumentParser
+
+@main
+struct OrderShopCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ordershop",
+        abstract: "OrderShop on Redis Streams: services, workers and operations.",
+        subcommands: [PingCommand.self]
+    )
+}

@@ -1,0 +1,61 @@
+import Foundation
+
+/// A CA, a server certificate for `localhost`/127.0.0.1 and a client certificate, made at test
+/// time with the openssl CLI in a temporary directory.
+public struct TestCertificates: Sendable {
+    public let directory: String
+    public var caFile: String { directory + "/ca.crt" }
+    public var caKeyFile: String { directory + "/ca.key" }
+    public var serverCertificateFile: String { directory + "/server.crt" }
+    public var serverKeyFile: String { directory + "/server.key" }
+    public var clientCertificateFile: String { directory + "/client.crt" }
+    public var clientKeyFile: String { directory + "/client.key" }
+    /// A second, unrelated CA (for "wrong CA" tests).
+    public var otherCAFile: String { directory + "/other-ca.crt" }
+
+    /// Makes all files. `serverNames` go into the server certificate's subjectAltName.
+    public static func make(serverNames: [String] = ["DNS:localhost", "IP:127.0.0.1"]) throws -> TestCertificates {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ordershop-certs-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let certs = TestCertificates(directory: dir)
+        let san = serverNames.joined(separator: ",")
+        try openssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=OrderShop Test CA",
+                     "-keyout", certs.caKeyFile, "-out", certs.caFile], in: dir)
+        try openssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=Unrelated CA",
+                     "-keyout", dir + "/other-ca.key", "-out", certs.otherCAFile], in: dir)
+        try issue(name: "server", subject: "/CN=localhost", extensions: "subjectAltName=\(san)\nextendedKeyUsage=serverAuth", certs: certs)
+        try issue(name: "client", subject: "/CN=ordershop-client", extensions: "extendedKeyUsage=clientAuth", certs: certs)
+        return certs
+    }
+
+    private static func issue(name: String, subject: String, extensions: String, certs: TestCertificates) throws {
+        let dir = certs.directory
+        try extensions.write(toFile: "\(dir)/\(name).ext", atomically: true, encoding: .utf8)
+        try openssl(["req", "-newkey", "rsa:2048", "-nodes", "-subj", subject, "-keyout", "\(dir)/\(name).key", "-out", "\(dir)/\(name).csr"], in: dir)
+        try openssl(["x509", "-req", "-in", "\(dir)/\(name).csr", "-CA", certs.caFile, "-CAkey", certs.caKeyFile, "-CAcreateserial",
+                     "-days", "2", "-extfile", "\(dir)/\(name).ext", "-out", "\(dir)/\(name).crt"], in: dir)
+    }
+
+    private static func openssl(_ arguments: [String], in directory: String) throws {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+        p.arguments = arguments
+        p.currentDirectoryURL = URL(fileURLWithPath: directory)
+        p.standardOutput = FileHandle.nullDevice
+        let errors = Pipe()
+        p.standardError = errors
+        try p.run()
+        let output = errors.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        guard p.terminationStatus == 0 else {
+            throw TestSupportError("openssl \(arguments.joined(separator: " ")) failed: \(String(decoding: output, as: UTF8.self))")
+        }
+    }
+
+    public func remove() { try? FileManager.default.removeItem(atPath: directory) }
+}
+
+public struct TestSupportError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,51 @@
+import Foundation
+import LocalRedis
+import RedisClient
+
+/// Starts a real redis-server for one test and stops it afterwards.
+///
+/// A missing redis-server fails the test loudly (with the install command); nothing skips.
+public func withRedisServer<T>(
+    _ options: LocalRedisServer.Options = .init(),
+    _ body: (LocalRedisServer) async throws -> T
+) async throws -> T {
+    let server = try await LocalRedisServer(options)
+    do {
+        let result = try await body(server)
+        await server.shutdown()
+        return result
+    } catch {
+        await server.shutdown()
+        throw error
+    }
+}
+
+extension LocalRedisServer {
+    /// A pool connected to this server (TLS and password as the server was started with).
+    public func makePool(maximumConnections: Int = 4, tweak: (inout RedisConfiguration) -> Void = { _ in }) throws -> RedisConnectionPool {
+        var c = configuration
+        tweak(&c)
+        return try RedisConnectionPool(configuration: c, maximumConnections: maximumConnections)
+    }
+
+    /// A single connection to this server.
+    public func makeConnection(tweak: (inout RedisConfiguration) -> Void = { _ in }) throws -> RedisConnection {
+        var c = configuration
+        tweak(&c)
+        return try RedisConnection(configuration: c)
+    }
+}
+
+/// Polls `condition` until it holds or `timeout` passes; returns whether it held.
+/// For waiting on other processes; tests assert on the outcome, never on the time it took.
+public func eventually(
+    timeout: Duration = .seconds(30), every interval: Duration = .milliseconds(50),
+    _ condition: () async throws -> Bool
+) async rethrows -> Bool {
+    let start = ContinuousClock.now
+    while ContinuousClock.now - start < timeout {
+        if try await condition() { return true }
+        try? await Task.sleep(for: interval)
+    }
+    return try await condition()
+}

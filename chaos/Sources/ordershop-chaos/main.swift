@@ -1,0 +1,1 @@
+print("ordershop-chaos: not built yet")
