@@ -50,14 +50,14 @@ public final class LocalRedisServer: @unchecked Sendable {
     public private(set) var port: Int
     public let directory: String
     private let ownsDirectory: Bool
-    private var process: Process?
+    private var process: ChildProcess?
 
     /// The path of the unix socket, when ``Options/unixSocket`` is on.
     public var unixSocketPath: String { directory + "/redis.sock" }
     /// The server's log file.
     public var logFile: String { directory + "/redis.log" }
     /// The pid of the running server, or nil.
-    public var pid: Int32? { process?.isRunning == true ? process?.processIdentifier : nil }
+    public var pid: Int32? { process?.isRunning == true ? process?.pid : nil }
 
     /// A `redis://` (or `rediss://`) URL for the server, without credentials.
     public var url: String { (options.tls == nil ? "redis://" : "rediss://") + "127.0.0.1:\(port)" }
@@ -96,16 +96,10 @@ public final class LocalRedisServer: @unchecked Sendable {
     /// Starts (or restarts, after ``kill()`` or ``stop()``) the server on the same port and directory.
     public func start() async throws {
         if pid != nil { return }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: try Self.executable())
-        p.arguments = arguments()
-        p.currentDirectoryURL = URL(fileURLWithPath: directory)
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        p.standardInput = FileHandle.nullDevice
-        try p.run()
-        process = p
-        try await waitUntilReady()
+        let logOffset = (try? FileManager.default.attributesOfItem(atPath: logFile)[.size] as? Int) ?? 0
+        process = try ChildProcess(
+            try Self.executable(), arguments(), outputFile: directory + "/redis-server.out")
+        try await waitUntilReady(logOffset: logOffset)
     }
 
     private func arguments() -> [String] {
@@ -126,13 +120,16 @@ public final class LocalRedisServer: @unchecked Sendable {
 
     /// Waits until the server accepts connections (a TCP connect or the socket file), or fails
     /// with the tail of its log when it exits or does not come up.
-    private func waitUntilReady() async throws {
+    private func waitUntilReady(logOffset: Int) async throws {
         let started = ContinuousClock.now
         while ContinuousClock.now - started < .seconds(20) {
             guard let p = process, p.isRunning else {
                 throw LocalRedisError("redis-server exited at start: \(logTail())")
             }
-            if (try? String(contentsOfFile: logFile, encoding: .utf8))?.contains("Ready to accept connections") == true {
+            // Only this run's part of the log counts: a restart appends to the same file, and
+            // after loading an append-only file Redis logs "Ready" once the data is in memory.
+            let log = (try? Data(contentsOf: URL(fileURLWithPath: logFile))) ?? Data()
+            if log.count > logOffset, String(decoding: log[logOffset...], as: UTF8.self).contains("Ready to accept connections") {
                 return
             }
             try await Task.sleep(for: .milliseconds(20))
@@ -163,16 +160,7 @@ public final class LocalRedisServer: @unchecked Sendable {
 
     private func signalAndWait(_ signal: Int32) async {
         guard let p = process else { return }
-        if p.isRunning {
-            Foundation.kill(p.processIdentifier, SIGCONT)
-            Foundation.kill(p.processIdentifier, signal)
-        }
-        let started = ContinuousClock.now
-        while p.isRunning && ContinuousClock.now - started < .seconds(15) {
-            try? await Task.sleep(for: .milliseconds(10))
-        }
-        if p.isRunning { Foundation.kill(p.processIdentifier, SIGKILL) }
-        while p.isRunning { try? await Task.sleep(for: .milliseconds(10)) }
+        await p.stop(signal: signal)
         process = nil
     }
 
@@ -182,9 +170,6 @@ public final class LocalRedisServer: @unchecked Sendable {
         if ownsDirectory { try? FileManager.default.removeItem(atPath: directory) }
     }
 
-    deinit {
-        if let p = process, p.isRunning { Foundation.kill(p.processIdentifier, SIGKILL) }
-    }
 
     /// A TCP port that was free a moment ago on 127.0.0.1.
     public static func freePort() throws -> Int {

@@ -1,0 +1,144 @@
+import Foundation
+
+/// A child process started with posix_spawn, with stdout and stderr going to a log file.
+///
+/// Exit is observed with `waitpid(WNOHANG)` polled from async code (never a blocking wait on
+/// the concurrency pool). Used for redis-server, worker and service processes in `ordershop up`,
+/// the chaos harness, benchmarks and tests.
+public final class ChildProcess: @unchecked Sendable {
+    public let pid: pid_t
+    public let executable: String
+    public let arguments: [String]
+    /// Where stdout and stderr go.
+    public let outputFile: String
+    private let lock = NSLock()
+    private var exitStatus: Int32?
+
+    /// Starts `executable` (an absolute path, or a name found on PATH).
+    /// - Parameters:
+    ///   - environment: variables added to (or replacing those of) this process's environment.
+    ///   - outputFile: log file (appended to); a temporary file when nil.
+    public init(
+        _ executable: String, _ arguments: [String], environment: [String: String] = [:],
+        outputFile: String? = nil
+    ) throws {
+        let path = try Self.resolve(executable)
+        self.executable = path
+        self.arguments = arguments
+        self.outputFile = outputFile ?? (NSTemporaryDirectory() + "child-\(UUID().uuidString).log")
+
+        var env = ProcessInfo.processInfo.environment
+        for (k, v) in environment { env[k] = v }
+        let argv = [path] + arguments
+        let envp = env.map { "\($0.key)=\($0.value)" }
+
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, self.outputFile, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        // Reset signal handling in the child: our process may ignore SIGPIPE or block signals.
+        var defaults = sigset_t()
+        sigfillset(&defaults)
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        posix_spawnattr_setsigmask(&attributes, &empty)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+
+        var pid: pid_t = 0
+        let rc = Self.withCStrings(argv) { cArgv in
+            Self.withCStrings(envp) { cEnv in
+                posix_spawn(&pid, path, &actions, &attributes, cArgv, cEnv)
+            }
+        }
+        guard rc == 0 else { throw LocalRedisError("cannot start \(path): \(String(cString: strerror(rc)))") }
+        self.pid = pid
+    }
+
+    /// The exit status (or 128 + signal), or nil while it runs. Reaps the child once it exited.
+    public var status: Int32? {
+        lock.lock()
+        defer { lock.unlock() }
+        if let exitStatus { return exitStatus }
+        var raw: Int32 = 0
+        let r = waitpid(pid, &raw, WNOHANG)
+        if r == pid {
+            let signal = raw & 0x7f
+            exitStatus = signal == 0 ? (raw >> 8) & 0xff : 128 + signal
+        } else if r < 0 {
+            exitStatus = -1  // not our child any more (reaped elsewhere)
+        }
+        return exitStatus
+    }
+
+    public var isRunning: Bool { status == nil }
+
+    /// Sends a signal (SIGKILL, SIGTERM, SIGSTOP, SIGCONT...).
+    public func signal(_ signal: Int32) {
+        if isRunning { kill(pid, signal) }
+    }
+
+    /// Waits for the exit (polling without blocking a thread); nil when still running after `timeout`.
+    @discardableResult
+    public func waitForExit(timeout: Duration = .seconds(30)) async -> Int32? {
+        let start = ContinuousClock.now
+        while true {
+            if let status { return status }
+            if ContinuousClock.now - start > timeout { return nil }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+    }
+
+    /// Sends `signal` (after SIGCONT, so a stopped process can act on it), waits up to `grace`,
+    /// then SIGKILLs. Returns the exit status.
+    @discardableResult
+    public func stop(signal: Int32 = SIGTERM, grace: Duration = .seconds(15)) async -> Int32 {
+        if isRunning {
+            kill(pid, SIGCONT)
+            kill(pid, signal)
+        }
+        if let status = await waitForExit(timeout: grace) { return status }
+        kill(pid, SIGKILL)
+        return await waitForExit(timeout: .seconds(3600)) ?? -1
+    }
+
+    /// Everything the process printed so far.
+    public var output: String { (try? String(contentsOfFile: outputFile, encoding: .utf8)) ?? "" }
+
+    deinit {
+        if status == nil {
+            kill(pid, SIGKILL)
+            var raw: Int32 = 0
+            waitpid(pid, &raw, 0)  // reap: it was just SIGKILLed, so this returns at once
+        }
+    }
+
+    /// Finds an executable: a path as given, else the first match on PATH.
+    public static func resolve(_ name: String) throws -> String {
+        if name.contains("/") {
+            guard FileManager.default.isExecutableFile(atPath: name) else { throw LocalRedisError("\(name) is not executable") }
+            return name
+        }
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
+        for dir in path.split(separator: ":") where FileManager.default.isExecutableFile(atPath: "\(dir)/\(name)") {
+            return "\(dir)/\(name)"
+        }
+        for dir in ["/usr/local/bin", "/usr/bin", "/usr/sbin"] where FileManager.default.isExecutableFile(atPath: "\(dir)/\(name)") {
+            return "\(dir)/\(name)"
+        }
+        throw LocalRedisError("\(name) not found on PATH")
+    }
+
+    private static func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) -> R) -> R {
+        var pointers: [UnsafeMutablePointer<CChar>?] = strings.map { strdup($0) }
+        pointers.append(nil)
+        defer { pointers.forEach { free($0) } }
+        return pointers.withUnsafeBufferPointer { body($0.baseAddress!) }
+    }
+}
