@@ -1,0 +1,112 @@
+import Foundation
+import RedisClient
+
+/// One stream entry handed to a handler, with what the handler needs to act on it once.
+public struct Delivery: Sendable {
+    /// The source stream.
+    public let stream: String
+    /// The consumer group delivering it.
+    public let group: String
+    /// This worker's consumer name.
+    public let consumer: String
+    /// The stream entry id.
+    public let id: String
+    /// The entry's fields, in order.
+    public let fields: [StreamField]
+    /// Redis's own delivery counter for this entry in this group (1 on the first delivery).
+    public let deliveryCount: Int
+
+    public init(stream: String, group: String, consumer: String, id: String, fields: [StreamField], deliveryCount: Int) {
+        self.stream = stream
+        self.group = group
+        self.consumer = consumer
+        self.id = id
+        self.fields = fields
+        self.deliveryCount = deliveryCount
+    }
+
+    /// The `event_id` field, else the entry id. Two entries with the same event id (a publisher
+    /// that retried an append) are one event: only the first is applied.
+    public var eventID: String { string("event_id") ?? "\(stream)/\(id)" }
+
+    /// `<group>:<eventID>`: pass it to any external side effect (a mail, a payment) so that the
+    /// receiver can deduplicate a redelivery.
+    public var idempotencyKey: String { "\(group):\(eventID)" }
+
+    /// The first value of a field, as bytes.
+    public subscript(field: String) -> [UInt8]? {
+        for f in fields where f.name == field { return f.value }
+        return nil
+    }
+
+    /// The first value of a field, as UTF-8 text.
+    public func string(_ field: String) -> String? {
+        self[field].map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    /// Decodes a JSON field. A missing field or invalid JSON throws ``MalformedEvent``, so the
+    /// entry goes to the dead letters at once instead of being retried.
+    public func decodeJSON<T: Decodable>(_ type: T.Type, field: String = "entity") throws -> T {
+        guard let bytes = self[field] else { throw MalformedEvent("missing field '\(field)'") }
+        do {
+            return try JSONDecoder().decode(T.self, from: Data(bytes))
+        } catch {
+            throw MalformedEvent("field '\(field)' is not a valid \(T.self): \(error)")
+        }
+    }
+}
+
+/// What a handler asks to commit atomically with the acknowledgement.
+public struct HandlerOutcome: Sendable {
+    /// The handler's own Redis writes, applied in the same atomic step as the idempotency marker
+    /// and the XACK (in idempotent settle mode), so that a redelivery never applies them twice.
+    public var effects: [[RedisArgument]]
+
+    /// Handled; nothing else to write.
+    public static let done = HandlerOutcome(effects: [])
+
+    /// Handled; apply these Redis commands atomically with the acknowledgement.
+    public static func done(effects: [[RedisArgument]]) -> HandlerOutcome { HandlerOutcome(effects: effects) }
+}
+
+/// Thrown by a handler for an entry that can never succeed (missing fields, invalid JSON):
+/// it goes to the dead letters at once, with this reason.
+public struct MalformedEvent: Error, Sendable, CustomStringConvertible {
+    public let reason: String
+    public init(_ reason: String) { self.reason = reason }
+    public var description: String { reason }
+}
+
+/// A handler for one subscription. Any error other than ``MalformedEvent`` leaves the entry
+/// pending; it is retried with backoff and dead-lettered after the maximum deliveries.
+public typealias StreamHandler = @Sendable (Delivery) async throws -> HandlerOutcome
+
+/// A handler bound to a stream and a consumer group.
+public struct Subscription: Sendable {
+    /// Where a group that does not exist yet starts.
+    public enum Start: Sendable {
+        /// From the first entry of the stream: a worker deployed late still sees earlier events.
+        case beginning
+        /// Only entries added after the group is created.
+        case newEntriesOnly
+
+        var groupID: String {
+            switch self {
+            case .beginning: "0"
+            case .newEntriesOnly: "$"
+            }
+        }
+    }
+
+    public var stream: String
+    public var group: String
+    public var start: Start
+    public var handler: StreamHandler
+
+    public init(stream: String, group: String, start: Start = .beginning, handler: @escaping StreamHandler) {
+        self.stream = stream
+        self.group = group
+        self.start = start
+        self.handler = handler
+    }
+}

@@ -1,0 +1,101 @@
+import Foundation
+
+/// How acknowledgements are committed.
+public enum SettleMode: String, Sendable, CaseIterable {
+    /// Batched XACK only. At-least-once: a redelivered entry is handled again.
+    case plain
+    /// One atomic step per batch: ownership check, idempotency marker, the handler's own Redis
+    /// effects, and XACK. A redelivered event is acked as a duplicate and not applied again.
+    case idempotent
+}
+
+/// Exponential backoff with jitter and a cap.
+public struct Backoff: Sendable, Equatable {
+    public var initial: Duration
+    public var maximum: Duration
+    public var multiplier: Double
+
+    public init(initial: Duration = .milliseconds(100), maximum: Duration = .seconds(30), multiplier: Double = 2) {
+        self.initial = initial
+        self.maximum = maximum
+        self.multiplier = multiplier
+    }
+
+    /// The delay after the `attempt`-th failure (1-based): initial × multiplier^(attempt-1),
+    /// capped, then spread over [50 %, 100 %] so that retries of many entries do not align.
+    public func delay(attempt: Int) -> Duration {
+        let base = initial.seconds * pow(multiplier, Double(max(0, attempt - 1)))
+        let capped = min(base, maximum.seconds)
+        return .seconds(capped * Double.random(in: 0.5...1.0))
+    }
+}
+
+extension Duration {
+    /// The duration in seconds, as a Double.
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}
+
+/// Settings of a worker process. Every value has a production default.
+public struct WorkerConfiguration: Sendable {
+    /// A stable consumer name. nil: `<host>-<pid>-<random>`, a new consumer per process. With a
+    /// stable name, the worker first re-reads its own pending entries before new ones.
+    public var consumerName: String?
+    /// Handlers in flight at most, over all subscriptions of the process.
+    public var maxInFlight: Int
+    /// Entries per XREADGROUP.
+    public var readCount: Int
+    /// How long XREADGROUP blocks waiting for entries.
+    public var block: Duration
+    /// The lease: the entries of a worker that stopped refreshing them become claimable by
+    /// others this long after its last refresh. At least 1 s.
+    public var lease: Duration
+    /// Deliveries (Redis's counter) after which a failing entry goes to the dead letters.
+    public var maxDeliveries: Int
+    /// Delay before a failed entry is retried, growing with its delivery count.
+    public var retryBackoff: Backoff
+    /// How long an idempotency marker is kept.
+    public var idempotencyTTL: Duration
+    public var settleMode: SettleMode
+    /// On shutdown: how long handlers in flight may run before they are abandoned (left pending
+    /// for another worker).
+    public var drainDeadline: Duration
+    /// Consumers idle this long that hold no pending entries are removed from the group.
+    public var removeIdleConsumersAfter: Duration
+    /// How often per-group gauges (pending, lag, oldest pending age) are refreshed.
+    public var inspectionInterval: Duration
+
+    public init(
+        consumerName: String? = nil,
+        maxInFlight: Int = 64,
+        readCount: Int = 100,
+        block: Duration = .seconds(1),
+        lease: Duration = .seconds(5),
+        maxDeliveries: Int = 5,
+        retryBackoff: Backoff = Backoff(),
+        idempotencyTTL: Duration = .seconds(7 * 24 * 3600),
+        settleMode: SettleMode = .idempotent,
+        drainDeadline: Duration = .seconds(10),
+        removeIdleConsumersAfter: Duration = .seconds(3600),
+        inspectionInterval: Duration = .seconds(5)
+    ) {
+        self.consumerName = consumerName
+        self.maxInFlight = max(1, maxInFlight)
+        self.readCount = max(1, readCount)
+        self.block = block
+        self.lease = max(lease, .seconds(1))
+        self.maxDeliveries = max(1, maxDeliveries)
+        self.retryBackoff = retryBackoff
+        self.idempotencyTTL = idempotencyTTL
+        self.settleMode = settleMode
+        self.drainDeadline = drainDeadline
+        self.removeIdleConsumersAfter = removeIdleConsumersAfter
+        self.inspectionInterval = inspectionInterval
+    }
+
+    /// `<host>-<pid>-<random>`: unique per process, readable in XINFO CONSUMERS.
+    public static func generatedConsumerName() -> String {
+        let host = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "host"
+        let random = String(UInt32.random(in: 0...UInt32.max), radix: 36)
+        return "\(host)-\(getpid())-\(random)"
+    }
+}

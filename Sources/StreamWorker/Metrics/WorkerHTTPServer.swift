@@ -1,0 +1,81 @@
+import Hummingbird
+import Logging
+import Metrics
+import Prometheus
+import RedisClient
+import ServiceLifecycle
+import Synchronization
+
+/// Installs the Prometheus backend for swift-metrics once per process.
+public enum WorkerMetrics {
+    private static let bootstrapped = Mutex<PrometheusCollectorRegistry?>(nil)
+
+    /// The registry `/metrics` renders; bootstraps swift-metrics with it on first use.
+    public static var registry: PrometheusCollectorRegistry {
+        bootstrapped.withLock { existing in
+            if let existing { return existing }
+            let registry = PrometheusCollectorRegistry()
+            MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+            existing = registry
+            return registry
+        }
+    }
+}
+
+/// Serves `GET /metrics` (Prometheus text) and `GET /healthz` (503 when Redis cannot be reached)
+/// for a worker process.
+public struct WorkerHTTPServer: Service {
+    let port: Int
+    let host: String
+    let pool: RedisConnectionPool
+    let logger: Logger
+
+    public init(port: Int, host: String = "0.0.0.0", pool: RedisConnectionPool, logger: Logger) {
+        self.port = port
+        self.host = host
+        self.pool = pool
+        self.logger = logger
+    }
+
+    /// The routes, for tests that drive them without a socket.
+    public static func buildRouter(pool: RedisConnectionPool) -> Router<BasicRequestContext> {
+        let registry = WorkerMetrics.registry
+        let router = Router()
+        router.get("/metrics") { _, _ -> Response in
+            var buffer: [UInt8] = []
+            registry.emit(into: &buffer)
+            return Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+                body: .init(byteBuffer: ByteBuffer(bytes: buffer)))
+        }
+        router.get("/healthz") { _, _ -> Response in
+            let healthy = await Health.redisReachable(pool)
+            let body = healthy ? #"{"status":"ok"}"# : #"{"status":"unhealthy","reason":"redis unreachable"}"#
+            return Response(
+                status: healthy ? .ok : .serviceUnavailable, headers: [.contentType: "application/json"],
+                body: .init(byteBuffer: ByteBuffer(string: body)))
+        }
+        return router
+    }
+
+    public func run() async throws {
+        let app = Application(
+            router: Self.buildRouter(pool: pool), configuration: .init(address: .hostname(host, port: port)), logger: logger)
+        try await app.run()
+    }
+}
+
+/// Health checks shared by workers and services.
+public enum Health {
+    /// PING with a short timeout, on a connection of its own so that a busy pool cannot make a
+    /// healthy process look dead.
+    public static func redisReachable(_ pool: RedisConnectionPool) async -> Bool {
+        var config = pool.configuration
+        config.timeouts.connect = .seconds(2)
+        config.timeouts.command = .seconds(2)
+        config.reconnect.retryWindow = .zero
+        guard let connection = try? RedisConnection(configuration: config) else { return false }
+        defer { Task { await connection.close() } }
+        return (try? await connection.send(PING())) != nil
+    }
+}

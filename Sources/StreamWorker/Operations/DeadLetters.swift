@@ -1,0 +1,117 @@
+import RedisClient
+
+/// Operations on a group's dead letters: list, replay, purge.
+public struct DeadLetters: Sendable {
+    /// One dead-lettered entry with why it is there.
+    public struct Letter: Sendable, Codable, Equatable {
+        public var id: String
+        public var originalID: String
+        public var reason: String
+        public var error: String
+        public var deliveryCount: Int
+        /// The original fields (without the `dlq.` metadata).
+        public var fields: [String: String]
+    }
+
+    let pool: RedisConnectionPool
+    public let stream: String
+    public let group: String
+    public var key: String { StreamKeys.deadLetter(stream: stream, group: group) }
+
+    public init(pool: RedisConnectionPool, stream: String, group: String) {
+        self.pool = pool
+        self.stream = stream
+        self.group = group
+    }
+
+    public func list(count: Int = 100) async throws -> [Letter] {
+        try await pool.send(XRANGE(RedisArgument(key), count: count)).map { entry in
+            var fields: [String: String] = [:]
+            for f in entry.fields where !f.name.hasPrefix("dlq.") { fields[f.name] = String(decoding: f.value, as: UTF8.self) }
+            return Letter(
+                id: entry.id, originalID: entry.string("dlq.original_id") ?? "", reason: entry.string("dlq.reason") ?? "",
+                error: entry.string("dlq.error") ?? "", deliveryCount: Int(entry.string("dlq.delivery_count") ?? "") ?? 0,
+                fields: fields)
+        }
+    }
+
+    /// Re-adds dead letters to the source stream with new ids (the original id kept in the
+    /// field `replayed_from`) and removes them from the dead letters, atomically per call.
+    /// `ids` nil: all of them. Returns the new ids.
+    @discardableResult
+    public func replay(ids: [String]? = nil) async throws -> [String] {
+        var targets = ids ?? []
+        if ids == nil { targets = try await pool.send(XRANGE(RedisArgument(key))).map(\.id) }
+        guard !targets.isEmpty else { return [] }
+        let reply = try await pool.evaluate(
+            Self.replayScript, keys: [RedisArgument(key), RedisArgument(stream)], arguments: targets.map { RedisArgument($0) })
+        return reply.array?.compactMap(\.string) ?? []
+    }
+
+    /// Deletes dead letters (`ids` nil: all). Returns how many were removed.
+    @discardableResult
+    public func purge(ids: [String]? = nil) async throws -> Int {
+        if let ids {
+            return try await pool.send(XDEL(RedisArgument(key), ids: ids))
+        }
+        let n = try await pool.send(XLEN(RedisArgument(key)))
+        _ = try await pool.send(DEL(RedisArgument(key)))
+        return n
+    }
+
+    /// KEYS[1] dead letters, KEYS[2] source stream; ARGV ids. Same hash slot by construction.
+    static let replayScript = RedisScript(
+        """
+        local out = {}
+        for _, id in ipairs(ARGV) do
+          local found = redis.call('XRANGE', KEYS[1], id, id)
+          if #found == 1 then
+            local fields = found[1][2]
+            local args = { 'XADD', KEYS[2], '*' }
+            local original = id
+            for i = 1, #fields, 2 do
+              local name = fields[i]
+              if name == 'dlq.original_id' then original = fields[i + 1] end
+              if string.sub(name, 1, 4) ~= 'dlq.' and name ~= 'replayed_from' then
+                args[#args + 1] = name
+                args[#args + 1] = fields[i + 1]
+              end
+            end
+            args[#args + 1] = 'replayed_from'
+            args[#args + 1] = original
+            out[#out + 1] = redis.call(unpack(args))
+            redis.call('XDEL', KEYS[1], id)
+          end
+        end
+        return out
+        """)
+}
+
+/// Retention that never drops an entry a group still needs.
+public struct StreamRetention: Sendable {
+    /// What a trim did.
+    public struct Result: Sendable, Codable, Equatable {
+        public var stream: String
+        public var removed: Int
+        /// Entries from this id on were kept.
+        public var keptFrom: String
+        /// A MAXLEN cap was asked for that would have removed needed entries; it was not applied.
+        public var capRefused: Bool
+        public var groups: Int
+    }
+
+    let pool: RedisConnectionPool
+    public init(pool: RedisConnectionPool) { self.pool = pool }
+
+    /// Trims to the smallest id any group still needs (oldest pending, or next undelivered),
+    /// and to `maxLength` when that cuts no needed entry. A stream with no groups is not trimmed.
+    public func trim(stream: String, maxLength: Int? = nil) async throws -> Result {
+        let reply = try await pool.evaluate(
+            WorkerScripts.safeTrim, keys: [RedisArgument(stream)], arguments: [RedisArgument(maxLength ?? 0)])
+        let parts = reply.array ?? []
+        guard parts.count == 4 else { throw RedisError(.unexpectedReply, "trim script returned \(reply)") }
+        return Result(
+            stream: stream, removed: parts[0].int ?? 0, keptFrom: parts[1].string ?? "0-0", capRefused: parts[2].int == 1,
+            groups: parts[3].int ?? 0)
+    }
+}

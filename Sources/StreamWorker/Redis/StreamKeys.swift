@@ -1,0 +1,25 @@
+/// Key names derived from a stream. Each lives in the same Redis Cluster hash slot as its
+/// stream, so that one script may touch both.
+public enum StreamKeys {
+    /// The stream name with a hash tag that names its slot: the stream itself when it already
+    /// has a tag (`events:{customer}_created`), else `{stream}`.
+    public static func slotTagged(_ stream: String) -> String {
+        if let open = stream.firstIndex(of: "{"),
+            let close = stream[stream.index(after: open)...].firstIndex(of: "}"),
+            close > stream.index(after: open)
+        {
+            return stream
+        }
+        return "{\(stream)}"
+    }
+
+    /// The dead letters of a group: `dlq:<stream>:<group>`.
+    public static func deadLetter(stream: String, group: String) -> String {
+        "dlq:\(slotTagged(stream)):\(group)"
+    }
+
+    /// The idempotency marker of an event for a group: `idem:<stream>:<group>:<eventID>`.
+    public static func marker(stream: String, group: String, eventID: String) -> String {
+        "idem:\(slotTagged(stream)):\(group):\(eventID)"
+    }
+}

@@ -1,0 +1,230 @@
+import RedisClient
+
+/// The Lua scripts of the worker runtime. Each runs atomically in Redis, so that checking who
+/// owns an entry and acting on it cannot be interleaved with another consumer's claim.
+///
+/// Every script reads its stream as KEYS[1]; other keys it writes (markers, dead letters) share
+/// the stream's hash slot (see ``StreamKeys``). Handler effects are the exception: they touch
+/// whatever keys the handler names.
+enum WorkerScripts {
+    /// Shared Lua helpers: which of `ids` (ascending) this consumer still owns.
+    private static let ownedHelper = """
+        local function owned_set(stream, group, consumer, ids)
+          local set = {}
+          local n = #ids
+          if n == 0 then return set end
+          local limit = n * 2 + 64
+          local res = redis.call('XPENDING', stream, group, ids[1], ids[n], limit, consumer)
+          for _, e in ipairs(res) do set[e[1]] = true end
+          if #res >= limit then
+            -- More of ours in that range than asked for: look the rest up one by one.
+            for _, id in ipairs(ids) do
+              if not set[id] and #redis.call('XPENDING', stream, group, id, id, 1, consumer) > 0 then
+                set[id] = true
+              end
+            end
+          end
+          return set
+        end
+        """
+
+    /// Idempotent settle of a batch.
+    ///
+    /// KEYS[1] stream. ARGV: group, consumer, marker TTL ms, entry count, then per entry:
+    /// id, marker key, effect count, and per effect: argument count, arguments.
+    /// Ids must be in ascending order. Returns one code per entry:
+    /// 1 applied, 2 duplicate (marker existed: acked, effects skipped),
+    /// 3 foreign (another consumer owns it now: nothing applied or acked),
+    /// 4 already settled (not pending any more and its marker exists).
+    static let settle = RedisScript(
+        ownedHelper + """
+
+            local stream, group, consumer = KEYS[1], ARGV[1], ARGV[2]
+            local ttl, n = ARGV[3], tonumber(ARGV[4])
+            local entries, ids = {}, {}
+            local pos = 5
+            for i = 1, n do
+              local e = { id = ARGV[pos], marker = ARGV[pos + 1], effects = {} }
+              local count = tonumber(ARGV[pos + 2])
+              pos = pos + 3
+              for j = 1, count do
+                local argc = tonumber(ARGV[pos])
+                local args = {}
+                for k = 1, argc do args[k] = ARGV[pos + k] end
+                e.effects[j] = args
+                pos = pos + 1 + argc
+              end
+              entries[i] = e
+              ids[i] = e.id
+            end
+            local owned = owned_set(stream, group, consumer, ids)
+            local codes, ack = {}, {}
+            for i, e in ipairs(entries) do
+              if owned[e.id] then
+                if redis.call('SET', e.marker, '1', 'NX', 'PX', ttl) then
+                  for _, args in ipairs(e.effects) do redis.call(unpack(args)) end
+                  codes[i] = 1
+                else
+                  codes[i] = 2
+                end
+                ack[#ack + 1] = e.id
+              elseif redis.call('EXISTS', e.marker) == 1 then
+                codes[i] = 4
+              else
+                codes[i] = 3
+              end
+            end
+            if #ack > 0 then redis.call('XACK', stream, group, unpack(ack)) end
+            return codes
+            """)
+
+    /// Moves entries to the dead letters: XADD there and XACK here in one step, only for
+    /// entries this consumer still owns.
+    ///
+    /// KEYS[1] stream, KEYS[2] dead-letter stream. ARGV: group, consumer, entry count, then per
+    /// entry: id, reason, last error, delivery count, field count, then the original name/value
+    /// pairs. Returns per entry 1 (moved) or 0 (not ours any more).
+    static let deadLetter = RedisScript(
+        """
+        local stream, dlq, group, consumer = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
+        local n, pos = tonumber(ARGV[3]), 4
+        local codes = {}
+        for i = 1, n do
+          local id, reason, err, deliveries = ARGV[pos], ARGV[pos + 1], ARGV[pos + 2], ARGV[pos + 3]
+          local nf = tonumber(ARGV[pos + 4])
+          local fields = {}
+          for k = 1, nf do fields[k] = ARGV[pos + 4 + k] end
+          pos = pos + 5 + nf
+          if #redis.call('XPENDING', stream, group, id, id, 1, consumer) > 0 then
+            local args = { 'XADD', dlq, '*' }
+            for _, v in ipairs(fields) do args[#args + 1] = v end
+            for _, v in ipairs({ 'dlq.reason', reason, 'dlq.error', err, 'dlq.original_id', id,
+                                 'dlq.delivery_count', deliveries, 'dlq.stream', stream,
+                                 'dlq.group', group, 'dlq.consumer', consumer }) do
+              args[#args + 1] = v
+            end
+            redis.call(unpack(args))
+            redis.call('XACK', stream, group, id)
+            codes[i] = 1
+          else
+            codes[i] = 0
+          end
+        end
+        return codes
+        """)
+
+    /// Refreshes the lease of entries this consumer still owns (XCLAIM ... JUSTID to itself
+    /// resets their idle time without counting a delivery). Never takes an entry back from a
+    /// consumer that claimed it meanwhile.
+    ///
+    /// KEYS[1] stream. ARGV: group, consumer, ids (ascending). Returns the ids still owned.
+    static let refreshLease = RedisScript(
+        ownedHelper + """
+
+            local stream, group, consumer = KEYS[1], ARGV[1], ARGV[2]
+            local ids = {}
+            for i = 3, #ARGV do ids[#ids + 1] = ARGV[i] end
+            local owned = owned_set(stream, group, consumer, ids)
+            local mine = {}
+            for _, id in ipairs(ids) do if owned[id] then mine[#mine + 1] = id end end
+            if #mine > 0 then
+              redis.call('XCLAIM', stream, group, consumer, 0, unpack(mine), 'JUSTID')
+            end
+            return mine
+            """)
+
+    /// Re-delivers an entry this consumer owns, to retry it: XCLAIM without JUSTID increments
+    /// Redis's delivery counter, so retries count against the maximum deliveries.
+    ///
+    /// KEYS[1] stream. ARGV: group, consumer, id. Returns {entry, delivery count}, or
+    /// 'deleted' when the entry no longer exists, or nil when another consumer owns it.
+    static let retryClaim = RedisScript(
+        """
+        local stream, group, consumer, id = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
+        if #redis.call('XPENDING', stream, group, id, id, 1, consumer) == 0 then return nil end
+        local claimed = redis.call('XCLAIM', stream, group, consumer, 0, id)
+        if #claimed == 0 or not claimed[1] then
+          redis.call('XACK', stream, group, id)
+          return 'deleted'
+        end
+        local p = redis.call('XPENDING', stream, group, id, id, 1, consumer)
+        return { claimed[1], p[1][4] }
+        """)
+
+    /// Removes this consumer from the group only if it holds no pending entries.
+    /// KEYS[1] stream. ARGV: group, consumer. Returns 1 when removed.
+    static let leaveGroup = RedisScript(
+        """
+        local stream, group, consumer = KEYS[1], ARGV[1], ARGV[2]
+        if #redis.call('XPENDING', stream, group, '-', '+', 1, consumer) > 0 then return 0 end
+        redis.call('XGROUP', 'DELCONSUMER', stream, group, consumer)
+        return 1
+        """)
+
+    /// Removes consumers idle longer than ARGV[2] ms that hold no pending entries (never
+    /// ARGV[3], the caller). Checked and done in one step. KEYS[1] stream. ARGV: group,
+    /// idle ms, self. Returns the removed names.
+    static let removeIdleConsumers = RedisScript(
+        """
+        local stream, group, idle, self = KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[3]
+        local removed = {}
+        for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', stream, group)) do
+          local info = {}
+          for i = 1, #c, 2 do info[c[i]] = c[i + 1] end
+          if info['name'] ~= self and tonumber(info['pending']) == 0 and tonumber(info['idle']) > idle then
+            redis.call('XGROUP', 'DELCONSUMER', stream, group, info['name'])
+            removed[#removed + 1] = info['name']
+          end
+        end
+        return removed
+        """)
+
+    /// Trims a stream without removing any entry a group still needs: MINID is the smallest of
+    /// every group's oldest pending id and the id after its last-delivered id. With a MAXLEN cap
+    /// (ARGV[1] > 0) that would cut deeper, the cap is refused and only the safe trim is done.
+    ///
+    /// KEYS[1] stream. ARGV: maxlen (0: none). Returns {removed, min id kept, refused flag,
+    /// group count}. With no groups nothing is trimmed (a group created later from the
+    /// beginning would need every entry).
+    static let safeTrim = RedisScript(
+        """
+        local stream, maxlen = KEYS[1], tonumber(ARGV[1])
+        local function parse(id)
+          local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+          return tonumber(ms), tonumber(seq)
+        end
+        local function less(a, b)
+          local am, as = parse(a)
+          local bm, bs = parse(b)
+          if am ~= bm then return am < bm end
+          return as < bs
+        end
+        if redis.call('EXISTS', stream) == 0 then return { 0, '0-0', 0, 0 } end
+        local groups = redis.call('XINFO', 'GROUPS', stream)
+        if #groups == 0 then return { 0, '0-0', 0, 0 } end
+        local keep = nil
+        for _, g in ipairs(groups) do
+          local info = {}
+          for i = 1, #g, 2 do info[g[i]] = g[i + 1] end
+          local ms, seq = parse(info['last-delivered-id'])
+          local candidate = ms .. '-' .. (seq + 1)
+          local summary = redis.call('XPENDING', stream, info['name'])
+          if summary[1] > 0 and less(summary[2], candidate) then candidate = summary[2] end
+          if keep == nil or less(candidate, keep) then keep = candidate end
+        end
+        local refused = 0
+        if maxlen > 0 then
+          local newest = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', maxlen)
+          if #newest == maxlen then
+            local oldest_kept = newest[#newest][1]
+            if less(keep, oldest_kept) then
+              refused = 1
+            else
+              keep = oldest_kept
+            end
+          end
+        end
+        local removed = redis.call('XTRIM', stream, 'MINID', keep)
+        return { removed, keep, refused, #groups }
+        """)
+}

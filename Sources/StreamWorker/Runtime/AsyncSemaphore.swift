@@ -1,0 +1,107 @@
+import Synchronization
+
+/// Counts handlers in flight across a process. Waiting never blocks a thread.
+final class AsyncSemaphore: Sendable {
+    private struct State {
+        var available: Int
+        var waiters: [(count: Int, continuation: CheckedContinuation<Void, Never>)] = []
+    }
+    private let state: Mutex<State>
+
+    init(_ permits: Int) { state = Mutex(State(available: permits)) }
+
+    /// Permits free right now.
+    var available: Int { state.withLock { $0.available } }
+
+    /// Waits until at least one permit is free and returns how many are (without taking any).
+    func waitForAvailable() async -> Int {
+        if let n = state.withLock({ $0.available > 0 && $0.waiters.isEmpty ? $0.available : nil }) { return n }
+        await acquire(1)
+        release(1)
+        return max(1, available)
+    }
+
+    /// Takes `count` permits, waiting (in FIFO order) until they are free.
+    func acquire(_ count: Int) async {
+        guard count > 0 else { return }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let ready = state.withLock { s -> Bool in
+                if s.waiters.isEmpty && s.available >= count {
+                    s.available -= count
+                    return true
+                }
+                s.waiters.append((count, continuation))
+                return false
+            }
+            if ready { continuation.resume() }
+        }
+    }
+
+    func release(_ count: Int) {
+        guard count > 0 else { return }
+        let ready = state.withLock { s -> [CheckedContinuation<Void, Never>] in
+            s.available += count
+            var woken: [CheckedContinuation<Void, Never>] = []
+            while let first = s.waiters.first, first.count <= s.available {
+                s.available -= first.count
+                woken.append(first.continuation)
+                s.waiters.removeFirst()
+            }
+            return woken
+        }
+        for c in ready { c.resume() }
+    }
+}
+
+/// A queue whose consumer takes everything that accumulated since its last take, so that work
+/// finished while a round trip was in progress goes out together in the next one.
+final class BatchQueue<Element: Sendable>: Sendable {
+    private struct State {
+        var items: [Element] = []
+        var waiter: CheckedContinuation<[Element], Never>?
+        var finished = false
+    }
+    private let state = Mutex(State())
+
+    func append(_ element: Element) { append(contentsOf: [element]) }
+
+    func append(contentsOf elements: [Element]) {
+        guard !elements.isEmpty else { return }
+        let (waiter, items): (CheckedContinuation<[Element], Never>?, [Element]) = state.withLock { s in
+            s.items.append(contentsOf: elements)
+            guard let w = s.waiter else { return (nil, []) }
+            s.waiter = nil
+            defer { s.items = [] }
+            return (w, s.items)
+        }
+        waiter?.resume(returning: items)
+    }
+
+    /// Everything queued, waiting for at least one element; empty once finished and drained.
+    func next() async -> [Element] {
+        await withCheckedContinuation { (continuation: CheckedContinuation<[Element], Never>) in
+            let ready: [Element]? = state.withLock { s in
+                if !s.items.isEmpty {
+                    defer { s.items = [] }
+                    return s.items
+                }
+                if s.finished { return [] }
+                s.waiter = continuation
+                return nil
+            }
+            if let ready { continuation.resume(returning: ready) }
+        }
+    }
+
+    /// No more elements will come; a waiting ``next()`` returns empty.
+    func finish() {
+        let waiter = state.withLock { s -> CheckedContinuation<[Element], Never>? in
+            s.finished = true
+            defer { s.waiter = nil }
+            return s.items.isEmpty ? s.waiter : nil
+        }
+        waiter?.resume(returning: [])
+    }
+
+    var isEmpty: Bool { state.withLock { $0.items.isEmpty } }
+}

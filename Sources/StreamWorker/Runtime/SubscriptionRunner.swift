@@ -1,0 +1,635 @@
+import Foundation
+import Logging
+import RedisClient
+import Synchronization
+
+/// Runs one subscription (a stream and a group) inside a worker process: reading, handling,
+/// settling, keeping leases, reclaiming, and leaving the group on shutdown.
+final class SubscriptionRunner: Sendable {
+    let subscription: Subscription
+    let consumer: String
+    let configuration: WorkerConfiguration
+    let pool: RedisConnectionPool
+    let permits: AsyncSemaphore
+    let stats: WorkerStats
+    let metrics: SubscriptionMetrics
+    let logger: Logger
+    /// The connection for the blocking XREADGROUP, so that it never holds a pool connection.
+    private let reader: RedisConnection
+
+    private let work = BatchQueue<WorkItem>()
+    private let settleQueue = BatchQueue<SettleItem>()
+
+    private struct State {
+        /// Ids this consumer holds: handling, waiting to settle, or waiting to retry.
+        var held: Set<String> = []
+        var draining = false
+        /// Settling is over; the lease keeper stops.
+        var stopped = false
+    }
+    private let state = Mutex(State())
+
+    var stream: String { subscription.stream }
+    var group: String { subscription.group }
+
+    init(
+        subscription: Subscription, consumer: String, configuration: WorkerConfiguration, pool: RedisConnectionPool,
+        permits: AsyncSemaphore, stats: WorkerStats, logger: Logger
+    ) throws {
+        self.subscription = subscription
+        self.consumer = consumer
+        self.configuration = configuration
+        self.pool = pool
+        self.permits = permits
+        self.stats = stats
+        self.metrics = SubscriptionMetrics(stream: subscription.stream, group: subscription.group)
+        var logger = logger
+        logger[metadataKey: "stream"] = "\(subscription.stream)"
+        logger[metadataKey: "group"] = "\(subscription.group)"
+        self.logger = logger
+        var readerConfiguration = pool.configuration
+        // The reader retries on its own loop; a short connect window keeps shutdown prompt.
+        readerConfiguration.reconnect.retryWindow = .zero
+        self.reader = try RedisConnection(configuration: readerConfiguration, logger: logger)
+    }
+
+    var isDraining: Bool { state.withLock { $0.draining } }
+    var heldCount: Int { state.withLock { $0.held.count } }
+
+    /// Creates the group if it does not exist (BUSYGROUP means it does).
+    func ensureGroup() async throws {
+        do {
+            _ = try await pool.send(XGROUPCREATE(RedisArgument(stream), group: group, id: subscription.start.groupID, makeStream: true))
+            logger.info("created consumer group", metadata: ["from": "\(subscription.start.groupID)"])
+        } catch let error as RedisError where error.code == .busyGroup {
+            return
+        }
+    }
+
+    // MARK: - Lifecycle
+
+    /// The handlers' task group runs in its own task so that the drain deadline can cancel the
+    /// handlers alone, while settling and lease keeping go on.
+    private let dispatcher = Mutex<Task<Void, Never>?>(nil)
+
+    /// Runs until ``drain()`` and then until everything in hand is settled or abandoned.
+    func run() async {
+        let dispatcher = Task { await self.dispatchLoop() }
+        self.dispatcher.withLock { $0 = dispatcher }
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                await withTaskGroup(of: Void.self) { sources in
+                    sources.addTask { await self.readLoop() }
+                    sources.addTask { await self.reclaimLoop() }
+                }
+                // Nothing new comes in after a drain: the dispatcher ends once its handlers have.
+                self.work.finish()
+            }
+            group.addTask { await self.leaseLoop() }
+            group.addTask { await self.settleLoop() }
+            group.addTask {
+                await withTaskCancellationHandler {
+                    await dispatcher.value
+                } onCancel: {
+                    dispatcher.cancel()
+                }
+                // Every handler has returned (or was abandoned): settle what they left, then stop.
+                self.settleQueue.finish()
+            }
+            await group.waitForAll()
+        }
+        await reader.close()
+        await leaveGroupIfEmpty()
+    }
+
+    /// Stops reading and reclaiming; handlers in flight finish and are settled; entries waiting
+    /// for a retry are left pending for another worker.
+    func drain() {
+        state.withLock { $0.draining = true }
+    }
+
+    /// Called when the drain deadline passed: handlers still running are cancelled and
+    /// abandoned; their entries stay pending and another worker reclaims them after the lease.
+    func abandonHandlers() {
+        dispatcher.withLock { $0?.cancel() }
+    }
+
+    // MARK: - Reading
+
+    private func readLoop() async {
+        // A stable consumer name may have pending entries from its previous life: re-read them
+        // first (id 0), then new ones (>).
+        var pendingCursor: String? = configuration.consumerName == nil ? nil : "0"
+        var failures = 0
+        while !isDraining {
+            let free = await permits.waitForAvailable()
+            if isDraining { break }
+            let count = min(configuration.readCount, free)
+            do {
+                let id = pendingCursor ?? ">"
+                let batches = try await reader.send(
+                    XREADGROUP(
+                        group: group, consumer: consumer, streams: [(stream, id)], count: count,
+                        block: pendingCursor == nil ? configuration.block : nil))
+                failures = 0
+                let entries = batches.first?.entries ?? []
+                if let cursor = pendingCursor {
+                    if entries.isEmpty {
+                        pendingCursor = nil
+                        continue
+                    }
+                    pendingCursor = entries.last?.id ?? cursor
+                    let counts = try await deliveryCounts(of: entries.map(\.id))
+                    await dispatch(entries, deliveryCounts: counts)
+                } else if !entries.isEmpty {
+                    await dispatch(entries, deliveryCounts: [:])
+                }
+            } catch let error as RedisError where error.code == .noGroup {
+                await recreateGroup(after: error)
+            } catch {
+                failures += 1
+                logger.warning("read failed; retrying", metadata: ["error": "\(error)"])
+                try? await Task.sleep(for: pool.configuration.reconnect.backoff(attempt: failures))
+            }
+        }
+    }
+
+    /// NOGROUP at run time: the stream or the group was deleted. Recreate and go on.
+    private func recreateGroup(after error: RedisError) async {
+        logger.warning("consumer group missing (NOGROUP); recreating it", metadata: ["error": "\(error.message)"])
+        do {
+            try await ensureGroup()
+            stats.add(.groupsRecreated, metrics: metrics)
+        } catch {
+            logger.error("cannot recreate consumer group", metadata: ["error": "\(error)"])
+            try? await Task.sleep(for: .seconds(1))
+        }
+    }
+
+    /// Redis's delivery counters for ids this consumer holds.
+    private func deliveryCounts(of ids: [String]) async throws -> [String: Int] {
+        let sorted = sortedIDs(ids)
+        guard let first = sorted.first, let last = sorted.last else { return [:] }
+        let pending = try await pool.send(
+            XPENDINGDetail(RedisArgument(stream), group: group, start: first, end: last, count: ids.count * 2 + 64, consumer: consumer))
+        return Dictionary(pending.map { ($0.id, $0.deliveryCount) }, uniquingKeysWith: max)
+    }
+
+    /// Hands entries to the dispatcher. Entries already held (a slow reclaim of our own) are
+    /// skipped; in idempotent mode, entries whose marker exists are flagged as duplicates.
+    private func dispatch(_ entries: [StreamEntry], deliveryCounts: [String: Int]) async {
+        let fresh = state.withLock { s in
+            entries.filter { s.held.insert($0.id).inserted }
+        }
+        guard !fresh.isEmpty else { return }
+        stats.add(.delivered, fresh.count, metrics: metrics)
+        var duplicates: Set<String> = []
+        if configuration.settleMode == .idempotent {
+            duplicates = await existingMarkers(fresh)
+        }
+        await permits.acquire(fresh.count)
+        work.append(
+            contentsOf: fresh.map {
+                WorkItem(entry: $0, deliveryCount: deliveryCounts[$0.id] ?? 1, knownDuplicate: duplicates.contains($0.id))
+            })
+    }
+
+    private func marker(for entry: StreamEntry) -> String {
+        let eventID = entry.string("event_id") ?? "\(stream)/\(entry.id)"
+        return StreamKeys.marker(stream: stream, group: group, eventID: eventID)
+    }
+
+    /// The ids whose idempotency marker exists (one MGET; markers share the stream's slot).
+    private func existingMarkers(_ entries: [StreamEntry]) async -> Set<String> {
+        let keys = entries.map { RedisArgument(marker(for: $0)) }
+        guard let reply = try? await pool.send(["MGET"] + keys), let values = reply.array else { return [] }
+        var found: Set<String> = []
+        for (entry, value) in zip(entries, values) where !value.isNull { found.insert(entry.id) }
+        return found
+    }
+
+    // MARK: - Handling
+
+    private func dispatchLoop() async {
+        await withDiscardingTaskGroup { group in
+            while true {
+                let items = await work.next()
+                if items.isEmpty { break }
+                for item in items {
+                    group.addTask { await self.process(item) }
+                }
+            }
+        }
+    }
+
+    /// Handles one entry until it is settled, dead-lettered, or left for another worker.
+    /// The permit taken at dispatch is held only while the handler runs.
+    private func process(_ first: WorkItem) async {
+        var item = first
+        while true {
+            let outcome = await handle(item)
+            permits.release(1)
+            switch outcome {
+            case .settle(let settle):
+                settleQueue.append(settle)
+                return
+            case .retry(let error):
+                if Task.isCancelled && isDraining {
+                    // Abandoned at the drain deadline: leave it pending for another worker.
+                    release([item.entry.id])
+                    return
+                }
+                stats.add(.failed, metrics: metrics)
+                if item.deliveryCount >= configuration.maxDeliveries {
+                    settleQueue.append(
+                        .deadLetter(
+                            id: item.entry.id, fields: item.entry.fields,
+                            reason: "failed \(item.deliveryCount) deliveries (maximum \(configuration.maxDeliveries))",
+                            error: "\(error)", deliveryCount: item.deliveryCount))
+                    return
+                }
+                logger.debug("handler failed; will retry", metadata: ["id": "\(item.entry.id)", "deliveries": "\(item.deliveryCount)", "error": "\(error)"])
+                guard await sleepUnlessDraining(configuration.retryBackoff.delay(attempt: item.deliveryCount)) else {
+                    // Shutting down: leave it pending; another worker reclaims it after the lease.
+                    release([item.entry.id])
+                    return
+                }
+                guard let next = await claimForRetry(item.entry.id) else {
+                    release([item.entry.id])
+                    return
+                }
+                stats.add(.retried, metrics: metrics)
+                await permits.acquire(1)
+                item = next
+            }
+        }
+    }
+
+    private enum Outcome {
+        case settle(SettleItem)
+        case retry(any Error)
+    }
+
+    private func handle(_ item: WorkItem) async -> Outcome {
+        let entry = item.entry
+        if entry.isDeleted {
+            logger.error("pending entry no longer exists in the stream (trimmed or deleted)", metadata: ["id": "\(entry.id)"])
+            return .settle(.lost(id: entry.id))
+        }
+        if item.knownDuplicate {
+            return .settle(.ack(id: entry.id, marker: marker(for: entry), effects: []))
+        }
+        if item.deliveryCount > configuration.maxDeliveries {
+            return .settle(
+                .deadLetter(
+                    id: entry.id, fields: entry.fields,
+                    reason: "delivered \(item.deliveryCount) times, more than the maximum \(configuration.maxDeliveries) (consumers died or stalled while handling it)",
+                    error: "", deliveryCount: item.deliveryCount))
+        }
+        let delivery = Delivery(
+            stream: stream, group: group, consumer: consumer, id: entry.id, fields: entry.fields, deliveryCount: item.deliveryCount)
+        let started = ContinuousClock.now
+        do {
+            let outcome = try await subscription.handler(delivery)
+            metrics.handlerDuration.recordNanoseconds(Int64((ContinuousClock.now - started).seconds * 1e9))
+            return .settle(.ack(id: entry.id, marker: marker(for: entry), effects: outcome.effects))
+        } catch let malformed as MalformedEvent {
+            logger.error("malformed entry; moving it to the dead letters", metadata: ["id": "\(entry.id)", "reason": "\(malformed.reason)"])
+            return .settle(
+                .deadLetter(
+                    id: entry.id, fields: entry.fields, reason: "malformed: \(malformed.reason)", error: malformed.reason,
+                    deliveryCount: item.deliveryCount))
+        } catch {
+            return .retry(error)
+        }
+    }
+
+    /// Sleeps unless the worker starts draining; false when it did.
+    private func sleepUnlessDraining(_ duration: Duration) async -> Bool {
+        let deadline = ContinuousClock.now + duration
+        while ContinuousClock.now < deadline {
+            if isDraining || Task.isCancelled { return false }
+            try? await Task.sleep(for: min(.milliseconds(100), deadline - ContinuousClock.now))
+        }
+        return !isDraining
+    }
+
+    /// Re-delivers an entry to this consumer for a retry (counts a delivery in Redis).
+    private func claimForRetry(_ id: String) async -> WorkItem? {
+        for attempt in 1...5 {
+            do {
+                let reply = try await pool.evaluate(
+                    WorkerScripts.retryClaim, keys: [RedisArgument(stream)],
+                    arguments: [RedisArgument(group), RedisArgument(consumer), RedisArgument(id)])
+                switch reply {
+                case .array(let parts) where parts.count == 2:
+                    let entry = try StreamEntryDecoding.entry(parts[0])
+                    return WorkItem(entry: entry, deliveryCount: parts[1].int ?? 1, knownDuplicate: false)
+                case .bulkString, .simpleString:
+                    stats.add(.lostToTrimming, metrics: metrics)
+                    logger.error("entry was deleted from the stream before its retry", metadata: ["id": "\(id)"])
+                    return nil
+                default:
+                    logger.warning("entry was claimed by another consumer before its retry", metadata: ["id": "\(id)"])
+                    return nil
+                }
+            } catch {
+                logger.warning("retry claim failed", metadata: ["id": "\(id)", "error": "\(error)"])
+                try? await Task.sleep(for: pool.configuration.reconnect.backoff(attempt: attempt))
+            }
+        }
+        return nil
+    }
+
+    private func release(_ ids: some Sequence<String>) {
+        state.withLock { s in
+            for id in ids { s.held.remove(id) }
+        }
+    }
+
+    // MARK: - Settling
+
+    private func settleLoop() async {
+        while true {
+            let items = await settleQueue.next()
+            if items.isEmpty { break }
+            await settle(items)
+        }
+        state.withLock { $0.stopped = true }
+    }
+
+    /// Commits a batch in one round trip (a pipeline of at most three script/XACK calls).
+    /// Connection failures are retried: every step is safe to repeat (ownership is checked,
+    /// markers are set NX, XACK is idempotent).
+    private func settle(_ items: [SettleItem]) async {
+        var attempt = 0
+        while true {
+            do {
+                try await settleOnce(items)
+                return
+            } catch let error as RedisError where error.code == .noGroup {
+                logger.warning("consumer group vanished while settling; its pending entries went with it", metadata: ["count": "\(items.count)"])
+                release(items.map(\.id))
+                return
+            } catch let error as RedisError where error.code.isServerError && items.count > 1 {
+                // A script error (for example a handler effect against a key of the wrong type):
+                // settle one by one to find the culprit.
+                logger.warning("batch settle failed; settling one by one", metadata: ["error": "\(error)"])
+                for item in items { await settle([item]) }
+                return
+            } catch let error as RedisError where error.code.isServerError {
+                // One entry whose own effects fail: that never succeeds on retry. Dead-letter it.
+                guard case .ack(let id, _, _) = items[0] else {
+                    logger.error("settle failed", metadata: ["error": "\(error)"])
+                    release(items.map(\.id))
+                    return
+                }
+                logger.error("handler effects failed; moving the entry to the dead letters", metadata: ["id": "\(id)", "error": "\(error)"])
+                let fields = (try? await pool.send(XRANGE(RedisArgument(stream), start: id, end: id)))?.first?.fields ?? []
+                await settle([.deadLetter(id: id, fields: fields, reason: "effects failed", error: error.message, deliveryCount: 0)])
+                return
+            } catch {
+                attempt += 1
+                logger.warning("settle failed; retrying", metadata: ["error": "\(error)", "attempt": "\(attempt)"])
+                try? await Task.sleep(for: pool.configuration.reconnect.backoff(attempt: attempt))
+            }
+        }
+    }
+
+    private func settleOnce(_ items: [SettleItem]) async throws {
+        var acks: [(id: String, marker: String, effects: [[RedisArgument]])] = []
+        var lost: [String] = []
+        var deadLetters: [(id: String, fields: [StreamField], reason: String, error: String, deliveryCount: Int)] = []
+        for item in items {
+            switch item {
+            case .ack(let id, let marker, let effects): acks.append((id, marker, effects))
+            case .lost(let id): lost.append(id)
+            case .deadLetter(let id, let fields, let reason, let error, let count): deadLetters.append((id, fields, reason, error, count))
+            }
+        }
+        acks.sort { (StreamID($0.id) ?? .zero) < (StreamID($1.id) ?? .zero) }
+
+        var commands: [[RedisArgument]] = []
+        var scripts: [RedisScript] = []
+        if !acks.isEmpty {
+            switch configuration.settleMode {
+            case .plain:
+                commands.append(["XACK", RedisArgument(stream), RedisArgument(group)] + acks.map { RedisArgument($0.id) })
+            case .idempotent:
+                var args: [RedisArgument] = [
+                    RedisArgument(group), RedisArgument(consumer), RedisArgument(milliseconds: configuration.idempotencyTTL),
+                    RedisArgument(acks.count),
+                ]
+                args.reserveCapacity(4 + acks.count * 3)
+                for a in acks {
+                    args.append(RedisArgument(a.id))
+                    args.append(RedisArgument(a.marker))
+                    args.append(RedisArgument(a.effects.count))
+                    for effect in a.effects {
+                        args.append(RedisArgument(effect.count))
+                        args.append(contentsOf: effect)
+                    }
+                }
+                commands.append(WorkerScripts.settle.evalSHAArguments(keys: [RedisArgument(stream)], arguments: args))
+                scripts.append(WorkerScripts.settle)
+            }
+        }
+        if !lost.isEmpty {
+            commands.append(["XACK", RedisArgument(stream), RedisArgument(group)] + lost.map { RedisArgument($0) })
+        }
+        if !deadLetters.isEmpty {
+            var args: [RedisArgument] = [RedisArgument(group), RedisArgument(consumer), RedisArgument(deadLetters.count)]
+            for d in deadLetters {
+                args += [RedisArgument(d.id), RedisArgument(d.reason), RedisArgument(d.error), RedisArgument(d.deliveryCount),
+                         RedisArgument(d.fields.count * 2)]
+                for f in d.fields {
+                    args.append(RedisArgument(f.name))
+                    args.append(RedisArgument(bytes: f.value))
+                }
+            }
+            commands.append(
+                WorkerScripts.deadLetter.evalSHAArguments(
+                    keys: [RedisArgument(stream), RedisArgument(StreamKeys.deadLetter(stream: stream, group: group))], arguments: args))
+            scripts.append(WorkerScripts.deadLetter)
+        }
+
+        var replies = try await pool.pipeline(commands)
+        if replies.contains(where: { if case .error(let m) = $0 { return m.hasPrefix("NOSCRIPT") } else { return false } }) {
+            // A restarted server lost its script cache. A NOSCRIPT reply means that call did not
+            // run; the other calls in the pipeline are idempotent, so re-sending them is safe.
+            for script in scripts { try await pool.send(["SCRIPT", "LOAD", RedisArgument(script.source)]) }
+            replies = try await pool.pipeline(commands)
+        }
+        for reply in replies { try reply.throwingServerError() }
+
+        var index = 0
+        if !acks.isEmpty {
+            let reply = replies[index]
+            index += 1
+            switch configuration.settleMode {
+            case .plain:
+                stats.add(.processed, acks.count, metrics: metrics)
+            case .idempotent:
+                let codes = reply.array?.map { $0.int ?? 0 } ?? []
+                for code in codes {
+                    switch code {
+                    case 1: stats.add(.processed, metrics: metrics)
+                    case 2: stats.add(.duplicates, metrics: metrics)
+                    case 3: stats.add(.foreignSettlesRefused, metrics: metrics)
+                    case 4: stats.add(.alreadySettled, metrics: metrics)
+                    default: break
+                    }
+                }
+                let refused = zip(acks, codes).filter { $0.1 == 3 }.map(\.0.id)
+                if !refused.isEmpty {
+                    logger.warning(
+                        "another consumer owns these entries now; nothing applied or acked here",
+                        metadata: ["ids": "\(refused.prefix(10))", "count": "\(refused.count)"])
+                }
+            }
+        }
+        if !lost.isEmpty {
+            index += 1
+            stats.add(.lostToTrimming, lost.count, metrics: metrics)
+        }
+        if !deadLetters.isEmpty {
+            let codes = replies[index].array?.map { $0.int ?? 0 } ?? []
+            stats.add(.deadLettered, codes.filter { $0 == 1 }.count, metrics: metrics)
+            stats.add(.foreignSettlesRefused, codes.filter { $0 == 0 }.count, metrics: metrics)
+        }
+        release(items.map(\.id))
+    }
+
+    // MARK: - Leases
+
+    private func leaseLoop() async {
+        let interval = configuration.lease / 3
+        while !state.withLock({ $0.stopped }) {
+            try? await Task.sleep(for: min(interval, .milliseconds(250)))
+            await refreshLeasesIfDue(interval: interval)
+        }
+    }
+
+    private let lastRefresh = Mutex<ContinuousClock.Instant>(.now)
+
+    /// Every lease/3, XCLAIM JUSTID (ownership checked) the entries this consumer holds.
+    private func refreshLeasesIfDue(interval: Duration) async {
+        let now = ContinuousClock.now
+        let due = lastRefresh.withLock { last -> Bool in
+            guard now - last >= interval else { return false }
+            last = now
+            return true
+        }
+        guard due else { return }
+        let ids = sortedIDs(state.withLock { $0.held })
+        guard !ids.isEmpty else { return }
+        for chunk in stride(from: 0, to: ids.count, by: 1000).map({ Array(ids[$0..<min($0 + 1000, ids.count)]) }) {
+            do {
+                let reply = try await pool.evaluate(
+                    WorkerScripts.refreshLease, keys: [RedisArgument(stream)],
+                    arguments: [RedisArgument(group), RedisArgument(consumer)] + chunk.map { RedisArgument($0) })
+                let owned = Set(reply.array?.compactMap(\.string) ?? [])
+                let lostOwnership = chunk.filter { !owned.contains($0) }
+                if !lostOwnership.isEmpty {
+                    // Either settled meanwhile (fine) or claimed by another consumer after this
+                    // process stalled past its lease: the settle will be refused.
+                    let stillHeld = state.withLock { s in lostOwnership.filter { s.held.contains($0) } }
+                    if !stillHeld.isEmpty {
+                        logger.debug("lease refresh: entries not ours any more", metadata: ["count": "\(stillHeld.count)"])
+                    }
+                }
+            } catch {
+                logger.warning("lease refresh failed", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    // MARK: - Reclaiming
+
+    /// Takes over entries idle for a lease or more (their consumer died or stalled), following
+    /// XAUTOCLAIM's cursor to the end. Ids Redis reports deleted are counted as lost.
+    private func reclaimLoop() async {
+        let interval = max(.milliseconds(100), min(configuration.lease / 5, .seconds(1)))
+        while !isDraining {
+            await reclaimOnce()
+            try? await Task.sleep(for: interval)
+        }
+    }
+
+    func reclaimOnce() async {
+        var cursor = "0-0"
+        repeat {
+            let free = permits.available
+            if free == 0 || isDraining { return }
+            do {
+                let result = try await pool.send(
+                    XAUTOCLAIM(
+                        RedisArgument(stream), group: group, consumer: consumer, minIdle: configuration.lease, start: cursor,
+                        count: min(free, configuration.readCount)))
+                cursor = result.nextCursor
+                if !result.deletedIDs.isEmpty {
+                    // Redis 7 already dropped them from the pending list; the XACK is for older
+                    // servers and is harmless here.
+                    _ = try? await pool.send(XACK(RedisArgument(stream), group: RedisArgument(group), ids: result.deletedIDs))
+                    stats.add(.lostToTrimming, result.deletedIDs.count, metrics: metrics)
+                    logger.error(
+                        "pending entries were deleted from the stream before they were handled (trimmed?)",
+                        metadata: ["count": "\(result.deletedIDs.count)", "ids": "\(result.deletedIDs.prefix(10))"])
+                }
+                guard !result.entries.isEmpty else { continue }
+                let held = state.withLock { $0.held }
+                let taken = result.entries.filter { !held.contains($0.id) }
+                guard !taken.isEmpty else { continue }
+                stats.add(.reclaimed, taken.count, metrics: metrics)
+                logger.info("reclaimed entries from a dead or stalled consumer", metadata: ["count": "\(taken.count)"])
+                let counts = try await deliveryCounts(of: taken.map(\.id))
+                await dispatch(taken, deliveryCounts: counts)
+            } catch let error as RedisError where error.code == .noGroup {
+                return
+            } catch {
+                logger.warning("reclaim failed", metadata: ["error": "\(error)"])
+                return
+            }
+        } while cursor != "0-0"
+    }
+
+    // MARK: - Membership
+
+    /// Leaves the group if this consumer holds no pending entries (checked atomically).
+    private func leaveGroupIfEmpty() async {
+        do {
+            let removed = try await pool.evaluate(
+                WorkerScripts.leaveGroup, keys: [RedisArgument(stream)], arguments: [RedisArgument(group), RedisArgument(consumer)])
+            if removed.int == 1 {
+                logger.info("left the consumer group")
+            } else {
+                logger.warning("still holds pending entries; staying in the group so that they are reclaimed")
+            }
+        } catch {
+            logger.warning("could not leave the consumer group", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Removes consumers idle for long that hold nothing.
+    func removeIdleConsumers() async {
+        do {
+            let reply = try await pool.evaluate(
+                WorkerScripts.removeIdleConsumers, keys: [RedisArgument(stream)],
+                arguments: [RedisArgument(group), RedisArgument(milliseconds: configuration.removeIdleConsumersAfter), RedisArgument(consumer)])
+            let names = reply.array?.compactMap(\.string) ?? []
+            if !names.isEmpty { logger.info("removed idle consumers", metadata: ["consumers": "\(names)"]) }
+        } catch {
+            logger.debug("idle consumer clean-up failed", metadata: ["error": "\(error)"])
+        }
+    }
+}
+
+/// Decodes an entry from a script reply.
+enum StreamEntryDecoding {
+    static func entry(_ reply: RESPValue) throws -> StreamEntry {
+        guard let list = try? XRANGE("x").decode(.array([reply])), let entry = list.first else {
+            throw RedisError(.unexpectedReply, "expected [id, fields], got \(reply)")
+        }
+        return entry
+    }
+}

@@ -1,0 +1,37 @@
+import RedisClient
+
+/// An entry this worker holds and is about to handle.
+struct WorkItem: Sendable {
+    let entry: StreamEntry
+    /// Redis's delivery counter for the entry, as of this delivery.
+    let deliveryCount: Int
+    /// Its idempotency marker existed when it was read: ack it without handling.
+    let knownDuplicate: Bool
+}
+
+/// What the settler commits for an entry.
+enum SettleItem: Sendable {
+    /// Acknowledge (with the handler's effects and the idempotency marker in idempotent mode).
+    case ack(id: String, marker: String, effects: [[RedisArgument]])
+    /// Move to the dead letters.
+    case deadLetter(id: String, fields: [StreamField], reason: String, error: String, deliveryCount: Int)
+    /// The entry was deleted from the stream while pending: acknowledge, count as lost.
+    case lost(id: String)
+
+    var id: String {
+        switch self {
+        case .ack(let id, _, _), .deadLetter(let id, _, _, _, _), .lost(let id): id
+        }
+    }
+}
+
+extension Array where Element == StreamEntry {
+    /// Sorted by stream id, as the settle scripts need.
+    func sortedByID() -> [StreamEntry] {
+        sorted { (StreamID($0.id) ?? .zero) < (StreamID($1.id) ?? .zero) }
+    }
+}
+
+func sortedIDs(_ ids: some Sequence<String>) -> [String] {
+    ids.sorted { (StreamID($0) ?? .zero) < (StreamID($1) ?? .zero) }
+}

@@ -1,1 +1,0 @@
-// The worker runtime lives in this module; see the files beside this one.
