@@ -5,6 +5,9 @@ struct OrderShopCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ordershop",
         abstract: "OrderShop on Redis Streams: services, workers and operations.",
-        subcommands: [PingCommand.self]
+        subcommands: [
+            PingCommand.self,
+            StatusCommand.self, DeadLetterCommand.self, TrimCommand.self, WorkerProbeCommand.self,
+        ]
     )
 }

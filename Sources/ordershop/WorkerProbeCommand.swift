@@ -1,0 +1,68 @@
+import ArgumentParser
+import Foundation
+import Logging
+import RedisClient
+import ServiceLifecycle
+import StreamWorker
+
+/// A synthetic worker process for tests, benchmarks and the chaos harness: it decodes each
+/// entry's JSON and commits a counted effect, so that a checker can see every event applied once.
+struct WorkerProbeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "worker-probe",
+        abstract: "Run a synthetic stream worker (for tests, benchmarks and chaos runs).",
+        shouldDisplay: false
+    )
+
+    @OptionGroup var redis: RedisOptions
+    @Option(help: "Stream to consume.") var stream: String
+    @Option(help: "Consumer group.") var group: String = "probe"
+    @Option(help: "Stable consumer name (default: host-pid-random).") var consumer: String?
+    @Option(help: "Settle mode: idempotent or plain.") var settle: String = "idempotent"
+    @Option(help: "Lease in milliseconds.") var leaseMs: Int = 5000
+    @Option(help: "Handlers in flight at most.") var maxInFlight: Int = 64
+    @Option(help: "Entries per read.") var readCount: Int = 100
+    @Option(help: "Milliseconds each handler waits (an I/O-bound handler).") var handlerDelayMs: Int = 0
+    @Option(help: "Drain deadline in milliseconds.") var drainDeadlineMs: Int = 10_000
+    @Option(help: "Maximum deliveries before dead-lettering.") var maxDeliveries: Int = 5
+    @Option(help: "Hash that counts applied effects per event id (HINCRBY, committed with the ack); empty: none.")
+    var effectsKey: String = ""
+    @Option(help: "Hash that counts handler invocations per event id (written by the handler itself); empty: none.")
+    var invocationsKey: String = ""
+
+    func run() async throws {
+        let logger = Logger(label: "worker-probe")
+        var config = try redis.configuration()
+        config.clientName = "worker-probe"
+        let pool = try RedisConnectionPool(configuration: config, maximumConnections: 8, logger: logger)
+        guard let mode = SettleMode(rawValue: settle) else { throw ValidationError("--settle must be idempotent or plain") }
+        let delay = Duration.milliseconds(handlerDelayMs)
+        let effectsKey = self.effectsKey
+        let invocationsKey = self.invocationsKey
+        let subscription = Subscription(stream: stream, group: group) { delivery in
+            struct Entity: Decodable {}
+            _ = try delivery.decodeJSON(Entity.self)
+            if !invocationsKey.isEmpty {
+                try await pool.send(["HINCRBY", RedisArgument(invocationsKey), RedisArgument(delivery.eventID), "1"])
+            }
+            if delay > .zero { try await Task.sleep(for: delay) }
+            guard !effectsKey.isEmpty else { return .done }
+            return .done(effects: [["HINCRBY", RedisArgument(effectsKey), RedisArgument(delivery.eventID), "1"]])
+        }
+        let worker = StreamWorker(
+            pool: pool,
+            configuration: WorkerConfiguration(
+                consumerName: consumer, maxInFlight: maxInFlight, readCount: readCount, lease: .milliseconds(leaseMs),
+                maxDeliveries: maxDeliveries, settleMode: mode, drainDeadline: .milliseconds(drainDeadlineMs)),
+            subscriptions: [subscription], logger: logger)
+        print("consumer=\(worker.consumerName)")
+        fflush(stdout)
+        let group = ServiceGroup(
+            configuration: .init(services: [.init(service: worker)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+        let stats = try JSONSerialization.data(withJSONObject: worker.stats.snapshot, options: [.sortedKeys])
+        print("stats=\(String(decoding: stats, as: UTF8.self))")
+        fflush(stdout)
+        await pool.shutdown()
+    }
+}
