@@ -252,7 +252,7 @@ if [ $have_redis = 1 ]; then
         done
         for s in "$CC" "$CD" "$OC"; do as ordershop-admin xgroup create "$s" crm 0 >/dev/null; done
         for s in "$OC" "$BC"; do as ordershop-admin xgroup create "$s" billing 0 >/dev/null; done
-        as ordershop-service hset 'rm:customer:1' name Alice email a@example.com >/dev/null
+        as ordershop-service hset '{customer}_entities' 1 '{"id":"1","name":"Alice"}' >/dev/null
         first_id() { as ordershop-admin xrange "$1" - + COUNT 1 | head -1; }
         nth_id() { as ordershop-admin xrange "$1" - + | sed -n "$(( ($2 - 1) * 5 + 1 ))p"; }
         CC1=$(nth_id "$CC" 1); CC2=$(nth_id "$CC" 2); CC3=$(nth_id "$CC" 3); OC1=$(nth_id "$OC" 1); BC1=$(first_id "$BC")
@@ -284,7 +284,9 @@ if [ $have_redis = 1 ]; then
         allow $W "EVAL the dead-letter script (XADD dlq + XACK)" -- eval "$deadletter" 2 "$OC" "dlq:$OC:crm" crm "$OC1"
         allow $W "XADD its dead letters" -- xadd "dlq:$CC:crm" '*' id 1-0 reason test
         allow $W "XLEN its dead letters" -- xlen "dlq:$CC:crm"
-        allow $W "read a read model (HGETALL)" -- hgetall 'rm:customer:1'
+        allow $W "read a read model (HGET)" -- hget '{customer}_entities' 1
+        lookup='local e = redis.call("HGET", KEYS[1], ARGV[1]) if e then return {e, "live"} end return {redis.call("HGET", KEYS[2], ARGV[1]), "deleted"}'
+        allow $W "EVAL the read models' lookup script" -- eval "$lookup" 2 '{customer}_entities' '{customer}_tombstones' 1
         out=$(printf 'MULTI\nXACK %s crm %s\nSET idem:%s:crm:%s 1 PX 60000 NX\nEXEC\n' "$CC" "$CC2" "$CC" "$(uuid)" | pipeline $W)
         if grep -qE "$denied_re|^ERR" <<<"$out"; then fail "$W can MULTI/EXEC XACK + SET marker: $out"; else pass "$W can MULTI/EXEC XACK + SET marker"; fi
         allow $W "XGROUP DELCONSUMER" -- xgroup delconsumer "$CC" crm crm-2
@@ -296,16 +298,17 @@ if [ $have_redis = 1 ]; then
         deny $W "XSETID an event stream" -- xsetid "$CC" 9999999999999-0
         deny $W "XGROUP DESTROY" -- xgroup destroy "$CC" crm
         deny $W "XGROUP SETID" -- xgroup setid "$CC" crm 0
-        deny $W "SET a read model" -- set 'rm:customer:1' forged
-        deny $W "HSET a read model" -- hset 'rm:customer:1' name forged
-        deny $W "DEL a read model" -- del 'rm:customer:1'
-        deny $W "write a read model from Lua" -- eval 'return redis.call("HSET", KEYS[1], "name", "x")' 1 'rm:customer:1'
+        deny $W "SET a read model" -- set '{customer}_seq' 99
+        deny $W "HSET a read model" -- hset '{customer}_entities' 1 forged
+        deny $W "DEL a read model" -- del '{customer}_entities'
+        deny $W "write a read model from Lua (key declared)" -- eval 'return redis.call("HSET", KEYS[1], "1", "x")' 1 '{customer}_entities'
         deny $W "SET billing's idempotency marker" -- set "idem:$OC:billing:$E1" 1
         deny $W "XADD billing's dead letters" -- xadd "dlq:$OC:billing" '*' id 1-0
         deny $W "XREADGROUP a stream it does not consume" -- xreadgroup group billing b-1 count 1 streams "$BC" '>'
         deny $W "XACK a stream it does not consume" -- xack "$BC" billing "$BC1"
         deny $W "SET an unrelated key" -- set foo bar
         deny $W "append to mail:sent" -- xadd mail:sent '*' key k to t msg m
+        deny $W "SET msg's send-once marker" -- set "{mail:sent}:key:crm:$E1" 1
         out=$(printf 'MULTI\nXACK %s crm %s\nXADD %s * a 1\nEXEC\n' "$CC" "$CC1" "$CC" | pipeline $W)
         if grep -qE "$denied_re" <<<"$out"; then pass "$W cannot slip an XADD into MULTI/EXEC"; else fail "$W CAN slip an XADD into MULTI/EXEC: $out"; fi
         deny $W "FLUSHALL" -- flushall
@@ -325,7 +328,7 @@ if [ $have_redis = 1 ]; then
         deny $W "XREADGROUP CRM's customer streams" -- xreadgroup group crm x count 1 streams "$CC" '>'
         deny $W "SET CRM's idempotency marker" -- set "idem:$CC:crm:$E1" 1
         deny $W "XADD CRM's dead letters" -- xadd "dlq:$CC:crm" '*' id 1-0
-        deny $W "SET a read model" -- set 'rm:customer:1' forged
+        deny $W "SET a read model" -- set '{customer}_seq' 99
         deny $W "FLUSHALL" -- flushall
 
         echo "  -- service user ordershop-service"
@@ -333,15 +336,15 @@ if [ $have_redis = 1 ]; then
         allow $S "XADD to event streams" -- xadd "$CC" '*' event_id "$(uuid)" entity '{"id":"2"}'
         allow $S "XRANGE/XREVRANGE/XLEN (replay)" -- xrevrange "$CC" + - COUNT 1
         allow $S "XREAD (follow a stream)" -- xread count 1 streams "$CC" 0
-        allow $S "HSET a read model" -- hset 'rm:customer:2' name Bob
-        allow $S "SADD/SREM a read-model set" -- sadd 'rm:customer:ids' 1 2
-        allow $S "SET a read model with NX/PX" -- set 'rm:inventory:1' 100
-        allow $S "INCRBY a read model" -- incrby 'rm:inventory:1' -1
-        allow $S "DEL a read model" -- del 'rm:customer:2'
+        allow $S "HSET a read model" -- hset '{customer}_versions' 2 1
+        allow $S "ZADD a read model's ids" -- zadd '{customer}_ids' 1 1
+        allow $S "HINCRBY a read model" -- hincrby '{inventory}_versions' 1 1
+        allow $S "INCR a read model's sequence" -- incr '{order}_seq'
+        allow $S "HDEL a read model" -- hdel '{customer}_versions' 2
         publish='redis.call("XADD", KEYS[1], "*", "event_id", ARGV[1], "entity", ARGV[2]) return redis.call("HSET", KEYS[2], "entity", ARGV[2])'
-        allow $S "EVAL publish + read model in one step" -- eval "$publish" 2 "$CC" 'rm:customer:3' "$(uuid)" '{"id":"3"}'
-        sendonce='if redis.call("SET", KEYS[1], "1", "NX") then redis.call("XADD", KEYS[2], "*", "key", ARGV[1], "to", ARGV[2], "msg", ARGV[3]) return 1 end return 0'
-        allow $S "EVAL msg's send-once (SET NX marker + XADD mail:sent)" -- eval "$sendonce" 2 "mail:idem:crm:$E1" mail:sent "crm:$E1" a@example.com welcome
+        allow $S "EVAL publish + read model in one step" -- eval "$publish" 2 "$CC" '{customer}_entities' "$(uuid)" '{"id":"3"}'
+        sendonce='if redis.call("GET", KEYS[1]) then return 0 end local id = redis.call("XADD", KEYS[2], "*", "key", ARGV[1], "to", ARGV[2], "msg", ARGV[3]) redis.call("SET", KEYS[1], id, "PX", 60000) return 1'
+        allow $S "EVAL msg's send-once (marker + XADD mail:sent)" -- eval "$sendonce" 2 "{mail:sent}:key:crm:$E1" mail:sent "crm:$E1" a@example.com welcome
         allow $S "XLEN mail:sent" -- xlen mail:sent
         deny $S "FLUSHALL" -- flushall
         deny $S "FLUSHDB" -- flushdb
@@ -366,7 +369,8 @@ if [ $have_redis = 1 ]; then
         A=ordershop-admin
         allow $A "XINFO GROUPS (status)" -- xinfo groups "$CC"
         allow $A "XPENDING (status)" -- xpending "$CC" crm
-        allow $A "SCAN for streams (status)" -- scan 0 MATCH 'events:*' COUNT 100
+        allow $A "SCAN for streams (status)" -- scan 0 MATCH 'events:*' COUNT 100 TYPE stream
+        allow $A "TIME (oldest pending age)" -- time
         allow $A "XGROUP CREATE" -- xgroup create "$CC" audit 0
         allow $A "XGROUP SETID" -- xgroup setid "$CC" audit '$'
         allow $A "XGROUP DELCONSUMER" -- xgroup delconsumer "$CC" crm crm-1
@@ -377,7 +381,8 @@ if [ $have_redis = 1 ]; then
         dlq_id=$(as $A xrange "dlq:$CC:crm" - + COUNT 1 | head -1)
         allow $A "EVAL dlq replay (XADD source + XDEL dlq)" -- eval "$replay" 2 "$CC" "dlq:$CC:crm" "$dlq_id"
         allow $A "DEL dead letters (dlq purge)" -- del "dlq:$OC:crm"
-        allow $A "rebuild a read model" -- hset 'rm:customer:1' name Alice
+        allow $A "stage a read-model rebuild" -- hset "{customer}_entities:rebuild:$E1" 1 '{"id":"1"}'
+        allow $A "swap a rebuilt read model in (RENAME in Lua)" -- eval 'return redis.call("RENAME", KEYS[2], KEYS[1])' 2 '{customer}_entities' "{customer}_entities:rebuild:$E1"
         deny $A "FLUSHALL" -- flushall
         deny $A "FLUSHDB" -- flushdb
         deny $A "CONFIG GET" -- config get '*'
@@ -396,7 +401,7 @@ if [ $have_redis = 1 ]; then
         deny $K "XREADGROUP" -- xreadgroup group billing k count 1 streams "$OC" '>'
         deny $K "XACK" -- xack "$OC" billing "$OC1"
         deny $K "XADD" -- xadd "$OC" '*' a 1
-        deny $K "read a read model" -- hgetall 'rm:customer:1'
+        deny $K "read a read model" -- hgetall '{customer}_entities'
 
         echo "  -- unauthenticated and wrong passwords"
         out=$(redis-cli -h 127.0.0.1 -p "$acl_port" ping 2>&1)

@@ -30,7 +30,7 @@ TARGET = HERE / "users.acl"
 
 _COMMENT = re.compile(r"(^|\s)#(\s.*)?$")
 _DEFINE = re.compile(r"^define\s+([A-Z_][A-Z0-9_]*)\s*=\s*(.*)$")
-_REF = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)\}")
+_REF = re.compile(r"\$\{(?:(R|W|RW):)?([A-Z_][A-Z0-9_]*)\}")
 _PASSWORD = re.compile(r"^(>|<|#|!)")
 
 
@@ -45,9 +45,11 @@ def _strip_comment(line: str) -> str:
 
 def _substitute(text: str, defines: dict[str, str], lineno: int) -> str:
     def repl(m: re.Match[str]) -> str:
-        name = m.group(1)
+        permission, name = m.group(1), m.group(2)
         if name not in defines:
             raise RenderError(f"users.acl.in:{lineno}: ${{{name}}} is not defined above this line")
+        if permission:  # ${R:NAME}: every pattern of NAME as a read-only key pattern, and so on
+            return " ".join(f"%{permission}~{pattern}" for pattern in defines[name].split())
         return defines[name]
 
     return _REF.sub(repl, text)
