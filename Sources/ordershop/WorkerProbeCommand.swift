@@ -55,14 +55,17 @@ struct WorkerProbeCommand: AsyncParsableCommand {
                 consumerName: consumer, maxInFlight: maxInFlight, readCount: readCount, lease: .milliseconds(leaseMs),
                 maxDeliveries: maxDeliveries, settleMode: mode, drainDeadline: .milliseconds(drainDeadlineMs)),
             subscriptions: [subscription], logger: logger)
-        print("consumer=\(worker.consumerName)")
-        fflush(stdout)
+        printFlushed("consumer=\(worker.consumerName)")
         let group = ServiceGroup(
             configuration: .init(services: [.init(service: worker)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
         let stats = try JSONSerialization.data(withJSONObject: worker.stats.snapshot, options: [.sortedKeys])
-        print("stats=\(String(decoding: stats, as: UTF8.self))")
-        fflush(stdout)
+        printFlushed("stats=\(String(decoding: stats, as: UTF8.self))")
         await pool.shutdown()
     }
+}
+
+/// Writes a line to stdout at once (a parent process may be waiting for it).
+func printFlushed(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
 }

@@ -36,16 +36,17 @@ extension LocalRedisServer {
     }
 }
 
-/// Polls `condition` until it holds or `timeout` passes; returns whether it held.
+/// Polls `condition` until it holds or `timeout` passes; returns whether it held. An error
+/// thrown by the condition counts as "not yet" (the server may be restarting).
 /// For waiting on other processes; tests assert on the outcome, never on the time it took.
 public func eventually(
     timeout: Duration = .seconds(30), every interval: Duration = .milliseconds(50),
     _ condition: () async throws -> Bool
-) async rethrows -> Bool {
+) async -> Bool {
     let start = ContinuousClock.now
     while ContinuousClock.now - start < timeout {
-        if try await condition() { return true }
+        if (try? await condition()) == true { return true }
         try? await Task.sleep(for: interval)
     }
-    return try await condition()
+    return (try? await condition()) == true
 }

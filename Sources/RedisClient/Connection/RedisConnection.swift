@@ -44,6 +44,7 @@ public final class RedisConnection: Sendable {
     }
 
     /// Sends one typed command and decodes its reply. An error reply is thrown as ``RedisError``.
+    @discardableResult
     public func send<Command: RedisCommand>(_ command: Command) async throws -> Command.Response {
         let timeout = self.timeout(blocking: command.blockingTimeout)
         let arguments = command.arguments

@@ -41,6 +41,7 @@ public final class RedisConnectionPool: Sendable {
     }
 
     /// Sends one command on any free connection.
+    @discardableResult
     public func send<Command: RedisCommand>(_ command: Command) async throws -> Command.Response {
         try await withConnection { try await $0.send(command) }
     }

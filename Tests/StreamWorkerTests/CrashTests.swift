@@ -1,0 +1,155 @@
+import Foundation
+import LocalRedis
+import RedisClient
+import StreamWorker
+import TestSupport
+import Testing
+
+/// Guarantees broken for real: processes are SIGKILLed, SIGSTOPped and SIGTERMed.
+@Suite("Worker processes killed, paused and stopped")
+struct CrashTests {
+    @Test("a worker SIGKILLed mid-handler: another reclaims and processes every entry, none lost, each applied once")
+    func killedMidHandler() async throws {
+        try await withRedisServer { server in
+            let pool = try server.makePool()
+            let stream = "events:{customer}_created"
+            let ids = try await publish(pool, stream: stream, count: 300)
+            let victim = try startProbe(
+                server, stream: stream, group: "crm",
+                extra: ["--lease-ms", "1000", "--handler-delay-ms", "50", "--max-in-flight", "16", "--effects-key", "effects"])
+            // Kill it while it holds entries in its handlers.
+            let victimName = try #require(await probeConsumer(victim))
+            let holding = await eventually {
+                let summary = try await pool.send(XPENDING(RedisArgument(stream), group: "crm"))
+                let applied = try await effectCounts(pool, "effects").count
+                return (summary.consumers[victimName] ?? 0) > 0 && applied > 0
+            }
+            #expect(holding)
+            victim.signal(SIGKILL)
+            _ = await victim.waitForExit()
+            let orphaned = try await pool.send(XPENDING(RedisArgument(stream), group: "crm")).consumers[victimName] ?? 0
+            #expect(orphaned > 0, "the kill must hit a worker holding entries")
+
+            let rescuer = RunningWorker(
+                pool: pool, configuration: .init(lease: .seconds(1)),
+                subscriptions: [Subscription(stream: stream, group: "crm", handler: countingHandler(effectsKey: "effects"))])
+            #expect(await eventually(timeout: .seconds(60)) { try await effectCounts(pool, "effects").count == ids.count })
+            #expect(await eventually { try await pendingCount(pool, stream: stream, group: "crm") == 0 })
+            try await rescuer.stop()
+            let counts = try await effectCounts(pool, "effects")
+            #expect(Set(counts.keys) == Set(ids), "no event lost")
+            #expect(counts.values.allSatisfy { $0 == 1 }, "each effect applied once")
+            #expect(rescuer.worker.stats[.reclaimed] >= orphaned)
+        }
+    }
+
+    @Test("a worker SIGSTOPped past its lease: another handles its entries; woken, it neither applies nor acks them")
+    func pausedPastLease() async throws {
+        try await withRedisServer { server in
+            let pool = try server.makePool()
+            let stream = "events:{order}_created"
+            let ids = try await publish(pool, stream: stream, count: 8)
+            // The zombie reads everything, then sits in 3 s handlers.
+            let zombie = try startProbe(
+                server, stream: stream, group: "billing",
+                extra: ["--lease-ms", "1000", "--handler-delay-ms", "3000", "--effects-key", "effects", "--invocations-key", "invocations"])
+            let zombieName = try #require(await probeConsumer(zombie))
+            #expect(await eventually {
+                try await pool.send(XPENDING(RedisArgument(stream), group: "billing")).consumers[zombieName] == ids.count
+            })
+            #expect(await eventually { try await effectCounts(pool, "invocations").count == ids.count })
+            zombie.signal(SIGSTOP)
+
+            let other = RunningWorker(
+                pool: pool, configuration: .init(lease: .seconds(1)),
+                subscriptions: [Subscription(stream: stream, group: "billing", handler: countingHandler(effectsKey: "effects"))])
+            #expect(await eventually(timeout: .seconds(60)) { try await effectCounts(pool, "effects").count == ids.count })
+            #expect(await eventually { try await pendingCount(pool, stream: stream, group: "billing") == 0 })
+            #expect(other.worker.stats[.reclaimed] == ids.count)
+
+            // Wake the zombie and ask it to drain: its handlers finish, and every settle is refused.
+            zombie.signal(SIGCONT)
+            zombie.signal(SIGTERM)
+            #expect(await zombie.waitForExit() == 0)
+            try await other.stop()
+            let stats = probeStats(zombie)
+            // Refused either as foreign-owned or as settled by another consumer already: never applied, never acked.
+            #expect((stats["foreign_settles_refused"] ?? 0) + (stats["already_settled"] ?? 0) == ids.count, "\(zombie.output)")
+            #expect(stats["processed"] == 0)
+            let counts = try await effectCounts(pool, "effects")
+            #expect(counts.count == ids.count && counts.values.allSatisfy { $0 == 1 })
+            #expect(try await pendingCount(pool, stream: stream, group: "billing") == 0)
+        }
+    }
+
+    @Test("a handler that runs three leases long is not stolen while its worker lives")
+    func slowHandlerKeepsItsLease() async throws {
+        try await withRedisServer { server in
+            let pool = try server.makePool()
+            let stream = "slow"
+            let ids = try await publish(pool, stream: stream, count: 4)
+            let slow = try startProbe(
+                server, stream: stream, group: "g",
+                extra: ["--lease-ms", "1000", "--handler-delay-ms", "3500", "--effects-key", "effects", "--invocations-key", "invocations"])
+            let slowName = try #require(await probeConsumer(slow))
+            #expect(await eventually { try await pool.send(XPENDING(RedisArgument(stream), group: "g")).consumers[slowName] == ids.count })
+            // A second worker with the same lease, reclaiming all the while.
+            let thief = RunningWorker(
+                pool: pool, configuration: .init(lease: .seconds(1)),
+                subscriptions: [Subscription(stream: stream, group: "g", handler: countingHandler(effectsKey: "effects"))])
+            #expect(await eventually(timeout: .seconds(60)) { try await effectCounts(pool, "effects").count == ids.count })
+            try await thief.stop()
+            slow.signal(SIGTERM)
+            #expect(await slow.waitForExit() == 0)
+            #expect(thief.worker.stats[.reclaimed] == 0)
+            #expect(try await effectCounts(pool, "invocations").values.allSatisfy { $0 == 1 }, "no handler ran twice")
+            #expect(probeStats(slow)["processed"] == ids.count)
+        }
+    }
+
+    @Test("SIGTERM with handlers in flight: they finish and are acked, exit 0, and the consumer leaves the group")
+    func gracefulDrain() async throws {
+        try await withRedisServer { server in
+            let pool = try server.makePool()
+            let stream = "drain"
+            let ids = try await publish(pool, stream: stream, count: 10)
+            let worker = try startProbe(
+                server, stream: stream, group: "g",
+                extra: ["--handler-delay-ms", "1500", "--drain-deadline-ms", "10000", "--effects-key", "effects", "--invocations-key", "invocations"])
+            let name = try #require(await probeConsumer(worker))
+            #expect(await eventually { try await effectCounts(pool, "invocations").count == ids.count })
+            #expect(try await pendingCount(pool, stream: stream, group: "g") == ids.count, "all in flight when the signal comes")
+            worker.signal(SIGTERM)
+            let status = await worker.waitForExit(timeout: .seconds(30))
+            #expect(status == 0, "\(worker.output)")
+            #expect(try await pendingCount(pool, stream: stream, group: "g") == 0)
+            #expect(try await effectCounts(pool, "effects").count == ids.count)
+            let consumers = try await pool.send(XINFOCONSUMERS(RedisArgument(stream), group: "g")).map(\.name)
+            #expect(!consumers.contains(name))
+        }
+    }
+
+    @Test("two worker processes share the work and every effect is applied once")
+    func twoProcessesShare() async throws {
+        try await withRedisServer { server in
+            let pool = try server.makePool()
+            let stream = "shared"
+            let extra = ["--handler-delay-ms", "20", "--max-in-flight", "8", "--effects-key", "effects"]
+            let a = try startProbe(server, stream: stream, group: "g", extra: extra)
+            let b = try startProbe(server, stream: stream, group: "g", extra: extra)
+            // Both are reading before the work arrives.
+            #expect(await eventually { a.output.contains("worker started") && b.output.contains("worker started") })
+            let ids = try await publish(pool, stream: stream, count: 400)
+            #expect(await eventually(timeout: .seconds(60)) { try await effectCounts(pool, "effects").count == ids.count })
+            a.signal(SIGTERM)
+            b.signal(SIGTERM)
+            #expect(await a.waitForExit() == 0, "\(a.output)")
+            #expect(await b.waitForExit() == 0, "\(b.output)")
+            let pa = probeStats(a)["processed"] ?? 0
+            let pb = probeStats(b)["processed"] ?? 0
+            #expect(pa > 0 && pb > 0, "both handled some: \(pa) and \(pb)")
+            #expect(pa + pb == ids.count)
+            #expect(try await effectCounts(pool, "effects").values.allSatisfy { $0 == 1 })
+        }
+    }
+}

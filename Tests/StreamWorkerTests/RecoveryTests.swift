@@ -1,0 +1,137 @@
+import Foundation
+import LocalRedis
+import RedisClient
+import StreamWorker
+import TestSupport
+import Testing
+
+@Suite("Redis restarts, trims, deleted groups, membership")
+struct RecoveryTests {
+    @Test("Redis killed and restarted (AOF on) mid-stream: the worker reconnects and every entry is processed once")
+    func redisRestart() async throws {
+        var options = LocalRedisServer.Options()
+        options.appendOnly = true
+        options.appendFsync = "always"
+        try await withRedisServer(options) { server in
+            let pool = try server.makePool()
+            let stream = "events:{billing}_created"
+            let ids = try await publish(pool, stream: stream, count: 3000)
+            let worker = RunningWorker(
+                pool: pool, configuration: .init(lease: .seconds(1)),
+                subscriptions: [
+                    Subscription(stream: stream, group: "g") { d in
+                        try await Task.sleep(for: .milliseconds(1))
+                        return .done(effects: [["HINCRBY", "effects", RedisArgument(d.eventID), "1"]])
+                    }
+                ])
+            #expect(await eventually { ((try? await effectCounts(pool, "effects").count) ?? 0) > 300 })
+            await server.kill()
+            try await Task.sleep(for: .milliseconds(300))
+            try await server.start()
+            #expect(await eventually(timeout: .seconds(90)) { (try? await effectCounts(pool, "effects").count) == ids.count })
+            #expect(await eventually { (try? await pendingCount(pool, stream: stream, group: "g")) == 0 })
+            try await worker.stop()
+            let counts = try await effectCounts(pool, "effects")
+            #expect(Set(counts.keys) == Set(ids))
+            #expect(counts.values.allSatisfy { $0 == 1 })
+        }
+    }
+
+    @Test("a trim while entries are pending keeps them; a cap that would cut them is refused")
+    func safeTrimKeepsPending() async throws {
+        try await withRedisServer { server in
+            let pool = try server.makePool()
+            let stream = "t"
+            try await publish(pool, stream: stream, count: 100)
+            try await pool.send(XGROUPCREATE(RedisArgument(stream), group: "slow", id: "0"))
+            try await pool.send(XGROUPCREATE(RedisArgument(stream), group: "fast", id: "0"))
+            // "slow" holds the first 10 pending; "fast" has read and acked everything.
+            let held = try await pool.send(XREADGROUP(group: "slow", consumer: "c", streams: [(stream, ">")], count: 10))[0].entries
+            let all = try await pool.send(XREADGROUP(group: "fast", consumer: "c", streams: [(stream, ">")], count: 1000))[0].entries
+            try await pool.send(XACK(RedisArgument(stream), group: "fast", ids: all.map(\.id)))
+
+            let retention = StreamRetention(pool: pool)
+            let result = try await retention.trim(stream: stream, maxLength: 5)
+            #expect(result.capRefused)
+            #expect(result.removed == 0)
+            #expect(result.keptFrom == held[0].id)
+            #expect(try await pool.send(XLEN(RedisArgument(stream))) == 100)
+
+            // Settle entries 1-4 of "slow": its oldest pending is still the first entry.
+            try await pool.send(XACK(RedisArgument(stream), group: "slow", ids: held[1..<5].map(\.id)))
+            let second = try await retention.trim(stream: stream)
+            #expect(second.removed == 0, "slow's oldest pending is still the first entry")
+            // Settle the first: now the oldest needed entry is the sixth.
+            try await pool.send(XACK(RedisArgument(stream), group: "slow", ids: [held[0].id]))
+            let third = try await retention.trim(stream: stream)
+            #expect(third.removed == 5)
+            let remaining = try await pool.send(XRANGE(RedisArgument(stream)))
+            #expect(remaining.first?.id == held[5].id)
+        }
+    }
+
+    @Test("deleted ids reported by XAUTOCLAIM are acked and counted as lost")
+    func trimmedPendingEntriesAreCounted() async throws {
+        try await withRedisServer { server in
+            let pool = try server.makePool()
+            let stream = "lossy"
+            try await publish(pool, stream: stream, count: 20)
+            try await pool.send(XGROUPCREATE(RedisArgument(stream), group: "g", id: "0"))
+            // A consumer that died holding everything, then an unsafe trim by hand.
+            _ = try await pool.send(XREADGROUP(group: "g", consumer: "dead", streams: [(stream, ">")], count: 20))
+            _ = try await pool.send(XTRIM(RedisArgument(stream), .maxLength(0)))
+            let worker = RunningWorker(pool: pool, configuration: .init(lease: .seconds(1)), subscriptions: [Subscription(stream: stream, group: "g") { _ in .done }])
+            #expect(await eventually { worker.worker.stats[.lostToTrimming] == 20 })
+            #expect(try await pendingCount(pool, stream: stream, group: "g") == 0)
+            try await worker.stop()
+            #expect(worker.worker.stats[.processed] == 0)
+        }
+    }
+
+    @Test("NOGROUP at run time: the group is recreated and the worker goes on")
+    func groupDeletedWhileRunning() async throws {
+        try await withRedisServer { server in
+            let pool = try server.makePool()
+            let stream = "events:{product}_created"
+            let worker = RunningWorker(pool: pool, configuration: .init(block: .milliseconds(200)), subscriptions: [Subscription(stream: stream, group: "g", handler: countingHandler(effectsKey: "effects"))])
+            let first = try await publish(pool, stream: stream, count: 5)
+            #expect(await eventually { try await effectCounts(pool, "effects").count == 5 })
+            #expect(try await pool.send(XGROUPDESTROY(RedisArgument(stream), group: "g")))
+            let second = try await publish(pool, stream: stream, count: 5)
+            #expect(await eventually { try await effectCounts(pool, "effects").count == 10 })
+            try await worker.stop()
+            #expect(worker.worker.stats[.groupsRecreated] >= 1)
+            // Recreated from the beginning: the first five came again and were recognised as duplicates.
+            #expect(try await effectCounts(pool, "effects") == Dictionary(uniqueKeysWithValues: (first + second).map { ($0, 1) }))
+        }
+    }
+
+    @Test("a stable consumer name re-reads its own pending entries first; idle empty consumers are removed, holders are kept")
+    func membership() async throws {
+        try await withRedisServer { server in
+            let pool = try server.makePool()
+            let stream = "m"
+            let ids = try await publish(pool, stream: stream, count: 6)
+            try await pool.send(XGROUPCREATE(RedisArgument(stream), group: "g", id: "0"))
+            // "stable" read 3 entries in an earlier life and died; "holder" holds 1; "idle" holds none.
+            _ = try await pool.send(XREADGROUP(group: "g", consumer: "stable", streams: [(stream, ">")], count: 3))
+            _ = try await pool.send(XREADGROUP(group: "g", consumer: "holder", streams: [(stream, ">")], count: 1))
+            try await pool.send(["XGROUP", "CREATECONSUMER", RedisArgument(stream), "g", "idle"])
+            try await Task.sleep(for: .milliseconds(300))
+            let seen = Recorder<(String, Int)>()
+            let worker = RunningWorker(
+                pool: pool,
+                configuration: .init(consumerName: "stable", lease: .seconds(60), removeIdleConsumersAfter: .milliseconds(200), inspectionInterval: .milliseconds(200)),
+                subscriptions: [Subscription(stream: stream, group: "g") { d in seen.append((d.eventID, d.deliveryCount)); return .done }])
+            #expect(await eventually { seen.all.count == 5 })
+            #expect(await eventually { try await !pool.send(XINFOCONSUMERS(RedisArgument(stream), group: "g")).map(\.name).contains("idle") })
+            try await worker.stop()
+            // Its own three came first, as redeliveries.
+            #expect(seen.all.prefix(3).map(\.0) == Array(ids.prefix(3)))
+            #expect(seen.all.prefix(3).allSatisfy { $0.1 == 2 })
+            let names = try await pool.send(XINFOCONSUMERS(RedisArgument(stream), group: "g")).map(\.name)
+            #expect(names.contains("holder"), "a consumer holding entries is never removed")
+            #expect(!names.contains("stable"), "left the group on shutdown: it held nothing")
+        }
+    }
+}

@@ -1,0 +1,118 @@
+import Foundation
+import RedisClient
+import StreamWorker
+import TestSupport
+import Testing
+
+@Suite("Failures: retries with backoff, dead letters")
+struct RetryAndDeadLetterTests {
+    @Test("a handler that throws twice then succeeds is retried with growing delays and applied once")
+    func retriedThenApplied() async throws {
+        try await withRedisServer { server in
+            let pool = try server.makePool()
+            let stream = "events:{retry}_created"
+            let attempts = Recorder<(count: Int, at: ContinuousClock.Instant)>()
+            let ids = try await publish(pool, stream: stream, count: 1)
+            struct Flaky: Error {}
+            let backoff = Backoff(initial: .milliseconds(200), maximum: .seconds(5), multiplier: 2)
+            let worker = RunningWorker(
+                pool: pool,
+                configuration: .init(lease: .seconds(2), maxDeliveries: 5, retryBackoff: backoff),
+                subscriptions: [
+                    Subscription(stream: stream, group: "g") { delivery in
+                        attempts.append((delivery.deliveryCount, .now))
+                        if delivery.deliveryCount < 3 { throw Flaky() }
+                        return .done(effects: [["HINCRBY", "effects", RedisArgument(delivery.eventID), "1"]])
+                    }
+                ])
+            #expect(await eventually { try await effectCounts(pool, "effects")[ids[0]] == 1 })
+            try await worker.stop()
+            let seen = attempts.all
+            // Redis's own counter went 1, 2, 3: each retry was a real re-delivery.
+            #expect(seen.map(\.count) == [1, 2, 3])
+            // Growing delays: at least the jittered minimum of each step (50 % of 200 ms, then of 400 ms).
+            #expect(seen[1].at - seen[0].at >= .milliseconds(100))
+            #expect(seen[2].at - seen[1].at >= .milliseconds(200))
+            #expect(worker.worker.stats[.retried] == 2)
+            #expect(worker.worker.stats[.failed] == 2)
+            #expect(worker.worker.stats[.processed] == 1)
+            #expect(try await pendingCount(pool, stream: stream, group: "g") == 0)
+            #expect(try await effectCounts(pool, "effects") == [ids[0]: 1])
+        }
+    }
+
+    @Test("a handler that always throws lands in the dead letters after exactly the maximum deliveries")
+    func alwaysFailingIsDeadLettered() async throws {
+        try await withRedisServer { server in
+            let pool = try server.makePool()
+            let stream = "orders"
+            try await publish(pool, stream: stream, count: 1)
+            let calls = Recorder<Int>()
+            struct Broken: Error, CustomStringConvertible { var description: String { "payment gateway says no" } }
+            let worker = RunningWorker(
+                pool: pool,
+                configuration: .init(lease: .seconds(2), maxDeliveries: 4, retryBackoff: Backoff(initial: .milliseconds(20), maximum: .milliseconds(50))),
+                subscriptions: [Subscription(stream: stream, group: "billing") { d in calls.append(d.deliveryCount); throw Broken() }])
+            let dlq = DeadLetters(pool: pool, stream: stream, group: "billing")
+            #expect(await eventually { try await dlq.list().count == 1 })
+            try await worker.stop()
+            #expect(calls.all == [1, 2, 3, 4])
+            let letter = try #require(try await dlq.list().first)
+            #expect(letter.deliveryCount == 4)
+            #expect(letter.reason.contains("failed 4 deliveries"))
+            #expect(letter.error.contains("payment gateway says no"))
+            #expect(letter.fields["entity"] != nil && letter.fields["event_id"] != nil)
+            #expect(try await pendingCount(pool, stream: stream, group: "billing") == 0)
+            // Same hash slot as the source stream.
+            #expect(dlq.key == "dlq:{orders}:billing")
+            #expect(worker.worker.stats[.deadLettered] == 1)
+        }
+    }
+
+    @Test("malformed entries go to the dead letters at once; the good ones around them are processed")
+    func malformedEntriesDeadLetteredAtOnce() async throws {
+        try await withRedisServer { server in
+            let pool = try server.makePool()
+            let stream = "events:{customer}_created"
+            var good: [String] = []
+            good += try await publish(pool, stream: stream, count: 5)
+            try await pool.send(XADD(RedisArgument(stream), fields: [StreamField("event_id", "bad-json"), StreamField("entity", "{not json")]))
+            try await pool.send(XADD(RedisArgument(stream), fields: [StreamField("event_id", "no-entity")]))
+            good += try await publish(pool, stream: stream, count: 5)
+            struct Entity: Decodable { let n: Int }
+            let calls = Recorder<String>()
+            let worker = RunningWorker(
+                pool: pool, configuration: .init(maxDeliveries: 5),
+                subscriptions: [
+                    Subscription(stream: stream, group: "crm") { d in
+                        calls.append(d.eventID)
+                        _ = try d.decodeJSON(Entity.self)
+                        return .done(effects: [["HINCRBY", "effects", RedisArgument(d.eventID), "1"]])
+                    }
+                ])
+            let dlq = DeadLetters(pool: pool, stream: stream, group: "crm")
+            #expect(await eventually {
+                let letters = try await dlq.list().count
+                let applied = try await effectCounts(pool, "effects").count
+                return letters == 2 && applied == 10
+            })
+            try await worker.stop()
+            let letters = try await dlq.list()
+            #expect(Set(letters.compactMap { $0.fields["event_id"] }) == ["bad-json", "no-entity"])
+            #expect(letters.allSatisfy { $0.reason.hasPrefix("malformed") && $0.deliveryCount == 1 })
+            #expect(letters.contains { $0.reason.contains("missing field 'entity'") })
+            // Each malformed entry was tried once only.
+            #expect(calls.all.filter { $0 == "bad-json" }.count == 1)
+            #expect(Set(try await effectCounts(pool, "effects").keys) == Set(good))
+            #expect(try await effectCounts(pool, "effects").values.allSatisfy { $0 == 1 })
+            #expect(try await pendingCount(pool, stream: stream, group: "crm") == 0)
+
+            // Replay puts them back on the stream with the original id kept, and empties the dead letters.
+            let replayed = try await dlq.replay()
+            #expect(replayed.count == 2)
+            #expect(try await dlq.list().isEmpty)
+            let last = try await pool.send(XRANGE(RedisArgument(stream), count: 100, reverse: true)).prefix(2)
+            #expect(last.allSatisfy { $0.string("replayed_from") != nil })
+        }
+    }
+}
