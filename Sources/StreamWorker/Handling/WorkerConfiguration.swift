@@ -35,6 +35,13 @@ extension Duration {
     var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }
 
+/// A deliberate defect, for the chaos harness to show that its checker catches it. Never set
+/// in production.
+public enum PlantedBug: String, Sendable, CaseIterable {
+    /// Acknowledge entries as soon as they are read, before handling: a crash loses them.
+    case ackBeforeHandling = "ack-before-handling"
+}
+
 /// Settings of a worker process. Every value has a production default.
 public struct WorkerConfiguration: Sendable {
     /// A stable consumer name. nil: `<host>-<pid>-<random>`, a new consumer per process. With a
@@ -63,6 +70,8 @@ public struct WorkerConfiguration: Sendable {
     public var removeIdleConsumersAfter: Duration
     /// How often per-group gauges (pending, lag, oldest pending age) are refreshed.
     public var inspectionInterval: Duration
+    /// A deliberate defect for chaos runs (nil: none).
+    public var plantedBug: PlantedBug?
 
     public init(
         consumerName: String? = nil,
@@ -76,7 +85,8 @@ public struct WorkerConfiguration: Sendable {
         settleMode: SettleMode = .idempotent,
         drainDeadline: Duration = .seconds(10),
         removeIdleConsumersAfter: Duration = .seconds(3600),
-        inspectionInterval: Duration = .seconds(5)
+        inspectionInterval: Duration = .seconds(5),
+        plantedBug: PlantedBug? = nil
     ) {
         self.consumerName = consumerName
         self.maxInFlight = max(1, maxInFlight)
@@ -90,6 +100,7 @@ public struct WorkerConfiguration: Sendable {
         self.drainDeadline = drainDeadline
         self.removeIdleConsumersAfter = removeIdleConsumersAfter
         self.inspectionInterval = inspectionInterval
+        self.plantedBug = plantedBug
     }
 
     /// `<host>-<pid>-<random>`: unique per process, readable in XINFO CONSUMERS.

@@ -183,6 +183,10 @@ final class SubscriptionRunner: Sendable {
         }
         guard !fresh.isEmpty else { return }
         stats.add(.delivered, fresh.count, metrics: metrics)
+        if configuration.plantedBug == .ackBeforeHandling {
+            logger.critical("PLANTED BUG: acknowledging entries before handling them")
+            _ = try? await pool.send(XACK(RedisArgument(stream), group: RedisArgument(group), ids: fresh.map(\.id)))
+        }
         var duplicates: Set<String> = []
         if configuration.settleMode == .idempotent {
             duplicates = await existingMarkers(fresh)
