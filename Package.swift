@@ -113,7 +113,10 @@ let package = Package(
         ),
         .testTarget(
             name: "StreamWorkerTests",
-            dependencies: ["StreamWorker", "RedisClient", "LocalRedis", "TestSupport"]
+            dependencies: [
+                "StreamWorker", "RedisClient", "LocalRedis", "TestSupport",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ]
         ),
         .testTarget(
             name: "OrderShopTests",

@@ -30,7 +30,10 @@ public struct WorkerHTTPServer: Service {
     let pool: RedisConnectionPool
     let logger: Logger
 
+    /// Creating the server installs the Prometheus backend, so create it before the workers:
+    /// metrics made earlier would go to the default (no-op) backend.
     public init(port: Int, host: String = "0.0.0.0", pool: RedisConnectionPool, logger: Logger) {
+        _ = WorkerMetrics.registry
         self.port = port
         self.host = host
         self.pool = pool

@@ -1,0 +1,67 @@
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import LocalRedis
+import RedisClient
+import StreamWorker
+import TestSupport
+import Testing
+
+@Suite("Metrics, health and status")
+struct ObservabilityTests {
+    @Test("/metrics exposes the worker's counters and group gauges; /healthz turns 503 when Redis is gone")
+    func metricsAndHealth() async throws {
+        let server = try await LocalRedisServer()
+        let pool = try server.makePool()
+        let router = WorkerHTTPServer.buildRouter(pool: pool)  // installs the Prometheus backend first
+        let stream = "events:{metrics}_created"
+        try await publish(pool, stream: stream, count: 25)
+        let worker = RunningWorker(
+            pool: pool, configuration: .init(inspectionInterval: .milliseconds(100)),
+            subscriptions: [Subscription(stream: stream, group: "obs") { _ in .done }])
+        #expect(await eventually { worker.worker.stats[.processed] == 25 })
+        let app = Application(router: router)
+        try await app.test(.router) { client in
+            var metrics = ""
+            #expect(await eventually {
+                metrics = try await client.execute(uri: "/metrics", method: .get) { String(buffer: $0.body) }
+                return metrics.contains("stream_worker_group_consumers")
+            })
+            #expect(metrics.contains(#"stream_worker_processed_total{stream="events:{metrics}_created",group="obs"} 25"#), "\(metrics)")
+            #expect(metrics.contains("stream_worker_delivered_total"))
+            #expect(metrics.contains("stream_worker_handler_duration"))
+            #expect(metrics.contains("stream_worker_group_pending"))
+            #expect(metrics.contains("stream_worker_group_lag"))
+            try await client.execute(uri: "/healthz", method: .get) { #expect($0.status == .ok) }
+            try await worker.stop()
+            await server.shutdown()
+            try await client.execute(uri: "/healthz", method: .get) { response in
+                #expect(response.status == .serviceUnavailable)
+                #expect(String(buffer: response.body).contains("redis unreachable"))
+            }
+        }
+    }
+
+    @Test("status reports lag that Redis cannot (after deletions), pending with its age, consumers, dead letters")
+    func groupStatus() async throws {
+        try await withRedisServer { server in
+            let pool = try server.makePool()
+            let stream = "st"
+            try await publish(pool, stream: stream, count: 10)
+            try await pool.send(XGROUPCREATE(RedisArgument(stream), group: "g", id: "0"))
+            let read = try await pool.send(XREADGROUP(group: "g", consumer: "c1", streams: [(stream, ">")], count: 4))[0].entries
+            // Deleting an entry makes Redis's own lag unknown (nil).
+            try await pool.send(XDEL(RedisArgument(stream), ids: [read[3].id]))
+            let status = try await GroupInspector(pool: pool).groupStatus(stream: stream, group: "g")
+            #expect(status.length == 9)
+            #expect(status.pending == 4)
+            #expect(status.lag == 6)
+            #expect(status.lagCounted)
+            #expect(status.oldestPendingID == read[0].id)
+            #expect((status.oldestPendingAge ?? -1) >= 0)
+            #expect(status.consumers.map(\.name) == ["c1"])
+            #expect(status.consumers[0].pending == 4)
+            #expect(status.deadLetters == 0)
+        }
+    }
+}
