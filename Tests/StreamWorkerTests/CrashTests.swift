@@ -129,6 +129,28 @@ struct CrashTests {
         }
     }
 
+    @Test("SIGTERM with handlers past the drain deadline: they are abandoned, their entries stay pending, the consumer stays")
+    func drainDeadline() async throws {
+        try await withRedisServer { server in
+            let pool = try server.makePool()
+            let stream = "stuck"
+            let ids = try await publish(pool, stream: stream, count: 3)
+            let worker = try startProbe(
+                server, stream: stream, group: "g",
+                extra: ["--handler-delay-ms", "600000", "--drain-deadline-ms", "1000", "--effects-key", "effects", "--invocations-key", "invocations"])
+            let name = try #require(await probeConsumer(worker))
+            #expect(await eventually { try await effectCounts(pool, "invocations").count == ids.count })
+            worker.signal(SIGTERM)
+            // Exits although its handlers would run for ten minutes.
+            let status = await worker.waitForExit(timeout: .seconds(60))
+            #expect(status == 0, "\(worker.output)")
+            #expect(try await pendingCount(pool, stream: stream, group: "g") == ids.count, "left for another worker")
+            #expect(try await effectCounts(pool, "effects").isEmpty)
+            let consumers = try await pool.send(XINFOCONSUMERS(RedisArgument(stream), group: "g")).map(\.name)
+            #expect(consumers.contains(name), "a consumer holding entries never leaves its group")
+        }
+    }
+
     @Test("two worker processes share the work and every effect is applied once")
     func twoProcessesShare() async throws {
         try await withRedisServer { server in

@@ -82,6 +82,7 @@ public final class StreamWorker: Service, Sendable {
             try? await Task.sleep(for: deadline)
             let unfinished = runners.reduce(0) { $0 + $1.heldCount }
             guard unfinished > 0 else { return }
+            // Handlers still running, or settles that cannot reach Redis: give up on both.
             logger.warning("drain deadline passed; abandoning handlers in flight (their entries will be reclaimed)", metadata: ["held": "\(unfinished)"])
             for runner in runners { runner.abandonHandlers() }
         }

@@ -26,6 +26,8 @@ final class SubscriptionRunner: Sendable {
         var draining = false
         /// Settling is over; the lease keeper stops.
         var stopped = false
+        /// The drain deadline passed: stop retrying settles too (Redis may be unreachable).
+        var abandoned = false
     }
     private let state = Mutex(State())
 
@@ -111,6 +113,7 @@ final class SubscriptionRunner: Sendable {
     /// Called when the drain deadline passed: handlers still running are cancelled and
     /// abandoned; their entries stay pending and another worker reclaims them after the lease.
     func abandonHandlers() {
+        state.withLock { $0.abandoned = true }
         dispatcher.withLock { $0?.cancel() }
     }
 
@@ -393,6 +396,12 @@ final class SubscriptionRunner: Sendable {
                 await settle([.deadLetter(id: id, fields: fields, reason: "effects failed", error: error.message, deliveryCount: 0)])
                 return
             } catch {
+                if state.withLock({ $0.abandoned }) {
+                    // Past the drain deadline: leave these pending; another worker reclaims them.
+                    logger.warning("settle abandoned at the drain deadline", metadata: ["count": "\(items.count)", "error": "\(error)"])
+                    release(items.map(\.id))
+                    return
+                }
                 attempt += 1
                 logger.warning("settle failed; retrying", metadata: ["error": "\(error)", "attempt": "\(attempt)"])
                 try? await Task.sleep(for: pool.configuration.reconnect.backoff(attempt: attempt))
