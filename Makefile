@@ -34,7 +34,7 @@ release: deps
 test: deps
 	$(SWIFT) build --build-tests $(BUILD_FLAGS)
 	$(SWIFT) test --skip-build $(BUILD_FLAGS)
-	@if [ -x deploy/check.sh ]; then deploy/check.sh "$$($(SWIFT) build --show-bin-path $(BUILD_FLAGS))/ordershop"; fi
+	ORDERSHOP_BIN="$$($(SWIFT) build --show-bin-path $(BUILD_FLAGS))/ordershop" deploy/check.sh
 	@if [ -d chaos/Sources/ordershop-chaos ] && grep -q ChaosRun chaos/Sources/ordershop-chaos/*.swift 2>/dev/null; then \
 	  $(MAKE) chaos CONFIG=debug DURATION=$(DURATION) SEED=$(SEED); fi
 
