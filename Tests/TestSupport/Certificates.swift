@@ -42,13 +42,20 @@ public struct TestCertificates: Sendable {
         p.arguments = arguments
         p.currentDirectoryURL = URL(fileURLWithPath: directory)
         p.standardOutput = FileHandle.nullDevice
-        let errors = Pipe()
+        // stderr goes to a file, not a pipe: a redis-server that another test spawns meanwhile
+        // inherits the pipe's write end, and reading the pipe to its end would then wait until
+        // that server exits (a hang seen with tests running in parallel).
+        let log = directory + "/openssl-\(UUID().uuidString).log"
+        guard FileManager.default.createFile(atPath: log, contents: nil) else { throw TestSupportError("cannot create \(log)") }
+        defer { try? FileManager.default.removeItem(atPath: log) }
+        let errors = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
         p.standardError = errors
         try p.run()
-        let output = errors.fileHandleForReading.readDataToEndOfFile()
         p.waitUntilExit()
+        try? errors.close()
         guard p.terminationStatus == 0 else {
-            throw TestSupportError("openssl \(arguments.joined(separator: " ")) failed: \(String(decoding: output, as: UTF8.self))")
+            let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+            throw TestSupportError("openssl \(arguments.joined(separator: " ")) failed: \(output)")
         }
     }
 

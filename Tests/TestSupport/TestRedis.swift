@@ -9,7 +9,7 @@ public func withRedisServer<T>(
     _ options: LocalRedisServer.Options = .init(),
     _ body: (LocalRedisServer) async throws -> T
 ) async throws -> T {
-    let server = try await LocalRedisServer(options)
+    let server = try await startRedisServer(options)
     do {
         let result = try await body(server)
         await server.shutdown()
@@ -17,6 +17,21 @@ public func withRedisServer<T>(
     } catch {
         await server.shutdown()
         throw error
+    }
+}
+
+/// Starts a redis-server. On a port picked for it (``LocalRedisServer/Options/port`` nil), a
+/// start that fails because the port was taken meanwhile is retried on another port: a "free"
+/// port is only free until another process (or any outgoing connection) binds it, and tests
+/// run in parallel on a busy machine.
+public func startRedisServer(_ options: LocalRedisServer.Options = .init()) async throws -> LocalRedisServer {
+    var attempt = 1
+    while true {
+        do {
+            return try await LocalRedisServer(options)
+        } catch let error as LocalRedisError where options.port == nil && attempt < 5 && error.description.contains("Address already in use") {
+            attempt += 1
+        }
     }
 }
 

@@ -17,20 +17,31 @@ final class Interrupter: Sendable {
     }
     private let state = Mutex(State())
 
+    /// The connection's new socket. When the running operation was interrupted before the socket
+    /// existed (cancelled while it reconnected), the socket is shut down at once: otherwise the
+    /// interruption would be lost and a blocking command would wait out its whole timeout.
     func attach(_ fd: Int32) {
         state.withLock {
             $0.fileDescriptor = fd
-            $0.interrupted = false
+            if $0.operation != 0 && $0.interrupted { shutdown(fd, Int32(SHUT_RDWR)) }
         }
     }
 
     /// Marks `operation` as running; only it can be interrupted until ``end()``.
     func begin(_ operation: UInt64) {
-        state.withLock { $0.operation = operation }
+        state.withLock {
+            $0.operation = operation
+            $0.interrupted = false
+        }
     }
 
+    /// Ends the operation. An interruption that came too late to matter is forgotten here, so
+    /// that it is never blamed for a later command's failure.
     func end() {
-        state.withLock { $0.operation = 0 }
+        state.withLock {
+            $0.operation = 0
+            $0.interrupted = false
+        }
     }
 
     func detach() {
@@ -40,9 +51,9 @@ final class Interrupter: Sendable {
     /// Shuts the socket down: the blocked call returns, and the command fails as cancelled.
     func interrupt(_ operation: UInt64) {
         state.withLock {
-            guard $0.fileDescriptor >= 0, $0.operation == operation else { return }
+            guard $0.operation == operation else { return }
             $0.interrupted = true
-            shutdown($0.fileDescriptor, Int32(SHUT_RDWR))
+            if $0.fileDescriptor >= 0 { shutdown($0.fileDescriptor, Int32(SHUT_RDWR)) }
         }
     }
 

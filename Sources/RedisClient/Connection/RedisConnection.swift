@@ -141,15 +141,26 @@ public final class RedisConnection: Sendable {
                 }
             } catch let failure as ConnectFailure {
                 let error = failure.error
-                guard Self.isTransient(error), !window.hasPassed, !Task.isCancelled else { throw error }
+                guard Self.isTransient(error), !window.hasPassed else { throw error }
+                // Cancelled while the server is unreachable: report it as a cancellation (callers
+                // match on RedisError codes), not as the connect error or Task.sleep's CancellationError.
+                guard !Task.isCancelled else { throw Self.cancelledWhileConnecting(error) }
                 let delay = configuration.reconnect.backoff(attempt: attempt)
                 attempt += 1
                 logger.debug(
                     "redis connect failed, retrying",
                     metadata: ["endpoint": "\(configuration.redactedDescription)", "error": "\(error)", "attempt": "\(attempt)"])
-                try await Task.sleep(for: delay)
+                do {
+                    try await Task.sleep(for: delay)
+                } catch {
+                    throw Self.cancelledWhileConnecting(failure.error)
+                }
             }
         }
+    }
+
+    private static func cancelledWhileConnecting(_ error: RedisError) -> RedisError {
+        RedisError(.cancelled, "cancelled while waiting to reconnect; the command was not sent (\(error.message))", underlying: error)
     }
 
     /// Connect errors worth another attempt: the server may be restarting. Verification and

@@ -42,9 +42,9 @@ final class TLSStream: ByteStream {
             let err = SSL_get_error(ssl, rc)
             switch err {
             case SSL_ERROR_WANT_READ:
-                try socket.wait(for: Int16(POLLIN), deadline: deadline, timeoutCode: .connectTimeout)
+                try Self.waitForHandshake(socket, Int16(POLLIN), deadline)
             case SSL_ERROR_WANT_WRITE:
-                try socket.wait(for: Int16(POLLOUT), deadline: deadline, timeoutCode: .connectTimeout)
+                try Self.waitForHandshake(socket, Int16(POLLOUT), deadline)
             default:
                 throw handshakeError(err, name: name)
             }
@@ -57,6 +57,21 @@ final class TLSStream: ByteStream {
     deinit {
         close()
         SSL_free(ssl)
+    }
+
+    /// Waits for the socket during the handshake. The TCP connection is up by now, so a server
+    /// that never answers is not a slow connect but a failed handshake: typically a plain-text
+    /// redis-server, which waits for the end of a line the ClientHello never sends. Reported as
+    /// `.tlsHandshakeFailed` (it was `.connectTimeout`, which hid the cause and was retried).
+    private static func waitForHandshake(_ socket: SocketStream, _ events: Int16, _ deadline: Deadline) throws(RedisError) {
+        do {
+            try socket.wait(for: events, deadline: deadline, timeoutCode: .connectTimeout)
+        } catch where error.code == .connectTimeout {
+            throw RedisError(
+                .tlsHandshakeFailed,
+                "TLS handshake timed out: the server accepted the connection but sent no TLS reply (is it a plain-text port?)",
+                underlying: error)
+        }
     }
 
     private func handshakeError(_ err: Int32, name: String) -> RedisError {

@@ -1,0 +1,189 @@
+import ArgumentParser
+import Foundation
+import LocalRedis
+import RedisClient
+
+/// `ordershop bench client`: our Redis client beside `redis-benchmark` (hiredis, C), on the
+/// same server, in the same run.
+///
+/// Two figures, each measured with the same number of requests on both sides, back to back
+/// (ours, then redis-benchmark, repeated), so that both see the same CPU conditions; the
+/// median of the runs is reported:
+/// - `client.xadd.pipelined64`: `XADD key * f v` in pipelines of 64 on one connection
+///   (redis-benchmark `-c 1 -P 64`);
+/// - `client.roundtrip`: `PING`, one at a time, each reply awaited (redis-benchmark `-c 1 -P 1`).
+struct BenchClientCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "client",
+        abstract: "Measure the Redis client (pipelined XADD, round trips) against redis-benchmark on the same server."
+    )
+
+    @Flag(help: "Print one JSON object per figure per line instead of a table.")
+    var json = false
+
+    @Option(help: "XADDs per pipelined run, on each side.")
+    var requests = 200_000
+
+    @Option(name: .customLong("roundtrip-requests"), help: "Round trips per run, on each side (default: requests / 4).")
+    var roundTripRequests: Int?
+
+    @Option(help: "Use the redis-server listening on 127.0.0.1:PORT (no password, no TLS) instead of starting one.")
+    var port: Int?
+
+    @Option(help: "Runs per side; the median is reported.")
+    var runs = 3
+
+    @Option(help: "Pipeline depth of the pipelined figure.")
+    var depth = 64
+
+    func validate() throws {
+        guard requests > 0, runs > 0, depth > 0, (roundTripRequests ?? 1) > 0 else {
+            throw ValidationError("requests, runs, depth and roundtrip-requests must be positive")
+        }
+    }
+
+    func run() async throws {
+        let server: LocalRedisServer? = port == nil ? try await LocalRedisServer() : nil
+        do {
+            try await measure(port: port ?? server!.port)
+        } catch {
+            await server?.shutdown()
+            throw error
+        }
+        await server?.shutdown()
+    }
+
+    private func measure(port: Int) async throws {
+        var config = RedisConfiguration(endpoint: .tcp(host: "127.0.0.1", port: port))
+        config.reconnect.retryWindow = .zero
+        config.timeouts.command = .seconds(60)
+        let connection = try RedisConnection(configuration: config)
+        try await connection.connect()
+        let version = try await connection.send(INFO(section: "server"))["redis_version"] ?? "unknown"
+        let peer = try? ChildProcess.resolve("redis-benchmark")
+        // A key of our own, so that an existing server's data is never touched.
+        let key = "ordershop:bench:client:\(UInt32.random(in: 0...UInt32.max))"
+        let roundTrips = roundTripRequests ?? max(1, requests / 4)
+
+        // Warm up both sides' paths (connection, server allocator, page cache for the binary).
+        _ = try await pipelinedXADD(connection, key: key, count: min(requests, 20 * depth))
+        if let peer { _ = try await redisBenchmark(peer, port: port, arguments: ["-P", "\(depth)", "-n", "1000", "XADD", key, "*", "f", "v"]) }
+
+        var figures: [Figure] = []
+        var ours: [Double] = []
+        var theirs: [Double] = []
+        for _ in 0..<runs {
+            _ = try await connection.send(DEL(RedisArgument(key)))
+            ours.append(try await pipelinedXADD(connection, key: key, count: requests))
+            _ = try await connection.send(DEL(RedisArgument(key)))
+            if let peer {
+                theirs.append(try await redisBenchmark(peer, port: port, arguments: ["-P", "\(depth)", "-n", "\(requests)", "XADD", key, "*", "f", "v"]))
+            }
+        }
+        figures.append(Figure(name: "client.xadd.pipelined\(depth)", requests: requests, ours: median(ours), peer: theirs.isEmpty ? nil : median(theirs)))
+
+        ours = []
+        theirs = []
+        for _ in 0..<runs {
+            ours.append(try await pingRoundTrips(connection, count: roundTrips))
+            if let peer {
+                theirs.append(try await redisBenchmark(peer, port: port, arguments: ["-P", "1", "-n", "\(roundTrips)", "PING"]))
+            }
+        }
+        figures.append(Figure(name: "client.roundtrip", requests: roundTrips, ours: median(ours), peer: theirs.isEmpty ? nil : median(theirs)))
+        _ = try await connection.send(DEL(RedisArgument(key)))
+        await connection.close()
+
+        if json {
+            for f in figures { print(f.json) }
+        } else {
+            print("redis \(version) on 127.0.0.1:\(port); one connection each side; median of \(runs) runs")
+            if peer == nil { print("redis-benchmark not found on PATH: peer figures are missing") }
+            print(pad("figure", 26) + pad("requests", 10, right: true) + pad("ours ops/s", 14, right: true)
+                + pad("redis-benchmark", 17, right: true) + pad("ratio", 8, right: true))
+            for f in figures {
+                print(pad(f.name, 26) + pad("\(f.requests)", 10, right: true) + pad(format(f.ours, 0), 14, right: true)
+                    + pad(f.peer.map { format($0, 0) } ?? "-", 17, right: true)
+                    + pad(f.ratio.map { format($0, 3) } ?? "-", 8, right: true))
+            }
+        }
+    }
+
+    /// `count` XADDs in pipelines of ``depth``, each pipeline awaited before the next; ops/s.
+    private func pipelinedXADD(_ connection: RedisConnection, key: String, count: Int) async throws -> Double {
+        let command: [RedisArgument] = ["XADD", RedisArgument(key), "*", "f", "v"]
+        let full = [[RedisArgument]](repeating: command, count: depth)
+        var remaining = count
+        let started = ContinuousClock.now
+        while remaining > 0 {
+            let n = min(depth, remaining)
+            let replies = try await connection.pipeline(n == depth ? full : Array(full.prefix(n)))
+            for reply in replies { try reply.throwingServerError() }
+            remaining -= n
+        }
+        return Double(count) / seconds(ContinuousClock.now - started)
+    }
+
+    /// `count` PINGs, one at a time; ops/s.
+    private func pingRoundTrips(_ connection: RedisConnection, count: Int) async throws -> Double {
+        let started = ContinuousClock.now
+        for _ in 0..<count {
+            _ = try await connection.send(PING())
+        }
+        return Double(count) / seconds(ContinuousClock.now - started)
+    }
+
+    /// Runs redis-benchmark with one client and returns its requests per second (from `--csv`).
+    private func redisBenchmark(_ executable: String, port: Int, arguments: [String]) async throws -> Double {
+        let process = try ChildProcess(executable, ["-h", "127.0.0.1", "-p", "\(port)", "-c", "1", "--csv"] + arguments)
+        defer { try? FileManager.default.removeItem(atPath: process.outputFile) }
+        guard let status = await process.waitForExit(timeout: .seconds(600)) else {
+            await process.stop(signal: SIGKILL)
+            throw BenchError("redis-benchmark did not finish within 10 minutes")
+        }
+        let output = process.output
+        // "test","rps","avg_latency_ms",...  then  "XADD ...","123456.79","0.391",...
+        for line in output.split(whereSeparator: \.isNewline) where !line.hasPrefix("\"test\"") {
+            let fields = line.split(separator: ",").map { $0.trimmingCharacters(in: CharacterSet(charactersIn: "\"")) }
+            if fields.count >= 2, let rps = Double(fields[1]) { return rps }
+        }
+        throw BenchError("redis-benchmark (exit \(status)) printed no rate: \(output.prefix(500))")
+    }
+
+    private func median(_ values: [Double]) -> Double {
+        let sorted = values.sorted()
+        return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+    }
+
+    private func seconds(_ d: Duration) -> Double {
+        Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+    }
+
+    private func format(_ value: Double, _ decimals: Int) -> String { String(format: "%.\(decimals)f", value) }
+
+    private func pad(_ text: String, _ width: Int, right: Bool = false) -> String {
+        let fill = String(repeating: " ", count: max(0, width - text.count))
+        return right ? fill + text : text + fill
+    }
+}
+
+/// One figure: our rate and the peer's (redis-benchmark), as ops/s.
+private struct Figure {
+    var name: String
+    var requests: Int
+    var ours: Double
+    var peer: Double?
+    var ratio: Double? { peer.map { ours / $0 } }
+
+    /// `{"name": ..., "unit": "ops/s", "ours": N, "peer": N|null, "ratio": N|null}`
+    var json: String {
+        let peerText = peer.map { String(format: "%.0f", $0) } ?? "null"
+        let ratioText = ratio.map { String(format: "%.3f", $0) } ?? "null"
+        return "{\"name\": \"\(name)\", \"unit\": \"ops/s\", \"ours\": \(String(format: "%.0f", ours)), \"peer\": \(peerText), \"ratio\": \(ratioText)}"
+    }
+}
+
+private struct BenchError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}

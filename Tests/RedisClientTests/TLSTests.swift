@@ -1,0 +1,135 @@
+import Foundation
+import LocalRedis
+import RedisClient
+import TestSupport
+import Testing
+
+/// TLS against redis-server with certificates made at test time (TestCertificates).
+@Suite struct TLSTests {
+    /// A TLS configuration for `server`, trusting `caFile`.
+    private func tlsConfiguration(
+        _ server: LocalRedisServer, caFile: String, serverName: String? = "localhost",
+        certificateFile: String? = nil, keyFile: String? = nil
+    ) -> RedisConfiguration {
+        var config = RedisConfiguration(endpoint: .tcp(host: "127.0.0.1", port: server.port))
+        config.tls = .enable(.init(caFile: caFile, certificateFile: certificateFile, keyFile: keyFile, serverName: serverName))
+        config.reconnect.retryWindow = .zero
+        return config
+    }
+
+    @Test func verifiedTLS() async throws {
+        let certs = try TestCertificates.shared()
+        try await withRedisServer(.with { $0.tls = certs.serverTLS() }) { server in
+            let connection = try RedisConnection(configuration: tlsConfiguration(server, caFile: certs.caFile))
+            #expect(try await connection.send(PING()) == "PONG")
+            try await connection.send(["SET", "k", "over tls"])
+            #expect(try await connection.send(GET("k")) == Array("over tls".utf8))
+            let details = try #require(await connection.tlsDetails)
+            #expect(details.protocolVersion.hasPrefix("TLSv1."))
+            #expect(!details.cipher.isEmpty && details.cipher != "unknown")
+
+            // No server name: the certificate is checked against the IP address we dialled.
+            let byIP = try RedisConnection(configuration: tlsConfiguration(server, caFile: certs.caFile, serverName: nil))
+            #expect(try await byIP.send(PING()) == "PONG")
+
+            // The URL form, as users write it.
+            let fromURL = try RedisConnection(
+                configuration: RedisConfiguration(url: "rediss://127.0.0.1:\(server.port)/0?ssl_ca_certs=\(certs.caFile)"))
+            #expect(try await fromURL.send(GET("k")) == Array("over tls".utf8))
+        }
+    }
+
+    @Test func mutualTLS() async throws {
+        let certs = try TestCertificates.shared()
+        try await withRedisServer(.with { $0.tls = certs.serverTLS(requireClientCertificates: true) }) { server in
+            let withCertificate = try RedisConnection(
+                configuration: tlsConfiguration(
+                    server, caFile: certs.caFile, certificateFile: certs.clientCertificateFile, keyFile: certs.clientKeyFile))
+            #expect(try await withCertificate.send(PING()) == "PONG")
+            let clients = try await withCertificate.clientList()
+            #expect(clients.count == 1)
+
+            // Without a client certificate the server refuses the connection. With TLS 1.3 the
+            // client's side of the handshake completes first, so the refusal (an alert) may
+            // arrive only with the first reply; either way the command fails.
+            let without = try RedisConnection(configuration: tlsConfiguration(server, caFile: certs.caFile))
+            let error = await #expect(throws: RedisError.self) { try await without.send(PING()) }
+            #expect(error?.closesConnection == true, "\(String(describing: error))")
+            // The server never served it: only the certified client was ever listed.
+            #expect(try await withCertificate.clientList().count == 1)
+        }
+    }
+
+    @Test func clientCertificateWithoutKeyIsAConfigurationError() throws {
+        let certs = try TestCertificates.shared()
+        let error = #expect(throws: RedisError.self) {
+            try TLSContext(.init(caFile: certs.caFile, certificateFile: certs.clientCertificateFile))
+        }
+        #expect(error?.code == .tlsConfiguration)
+    }
+
+    @Test func wrongCertificateAuthority() async throws {
+        let certs = try TestCertificates.shared()
+        try await withRedisServer(.with { $0.tls = certs.serverTLS() }) { server in
+            let connection = try RedisConnection(configuration: tlsConfiguration(server, caFile: certs.otherCAFile))
+            let error = await #expect(throws: RedisError.self) { try await connection.send(PING()) }
+            #expect(error?.code == .tlsVerifyFailed)
+            // OpenSSL's own reason (X509_verify_cert_error_string) is in the message. redis-server
+            // sends its CA along with its certificate, so OpenSSL meets an untrusted self-signed
+            // root; without the CA in the chain it could not find the issuer.
+            let message = error?.message ?? ""
+            #expect(message.hasPrefix("TLS verify failed: "))
+            #expect(
+                message.contains("self-signed certificate in certificate chain")
+                    || message.contains("unable to get local issuer certificate"), "\(message)")
+            #expect(error?.commandDidNotRun == true)
+        }
+    }
+
+    @Test func wrongHostName() async throws {
+        let certs = try TestCertificates.shared()
+        try await withRedisServer(.with { $0.tls = certs.serverTLS() }) { server in
+            let connection = try RedisConnection(
+                configuration: tlsConfiguration(server, caFile: certs.caFile, serverName: "wrong.example"))
+            let error = await #expect(throws: RedisError.self) { try await connection.send(PING()) }
+            #expect(error?.code == .tlsHostnameMismatch)
+            #expect(error?.message.contains("wrong.example") == true)
+        }
+    }
+
+    /// A plain-text client on a TLS port fails; nothing is ever exchanged in plain text.
+    @Test func plainClientOnTLSPort() async throws {
+        let certs = try TestCertificates.shared()
+        try await withRedisServer(.with { $0.tls = certs.serverTLS() }) { server in
+            var config = RedisConfiguration(endpoint: .tcp(host: "127.0.0.1", port: server.port))
+            config.reconnect.retryWindow = .zero
+            let plain = try RedisConnection(configuration: config)
+            let error = await #expect(throws: RedisError.self) { try await plain.send(PING()) }
+            #expect(error?.closesConnection == true)
+
+            // With a password the handshake's AUTH is what fails: it is never answered in plain text.
+            config.authentication = .init(password: "secret")
+            let withAuth = try RedisConnection(configuration: config)
+            let authError = await #expect(throws: RedisError.self) { try await withAuth.send(PING()) }
+            #expect(authError?.closesConnection == true)
+        }
+    }
+
+    /// A TLS client on a plain port fails the handshake, and never falls back to plain text.
+    @Test func tlsClientOnPlainPort() async throws {
+        let certs = try TestCertificates.shared()
+        try await withRedisServer { server in
+            var config = tlsConfiguration(server, caFile: certs.caFile)
+            // redis-server waits for the end of a line that the ClientHello may never contain;
+            // the handshake then ends at the connect timeout.
+            config.timeouts.connect = .seconds(2)
+            let connection = try RedisConnection(configuration: config)
+            let error = await #expect(throws: RedisError.self) { try await connection.send(PING()) }
+            #expect(error?.code == .tlsHandshakeFailed)
+            #expect(error?.commandDidNotRun == true)
+            // The server still works for plain-text clients.
+            let plain = try server.makeConnection()
+            #expect(try await plain.send(PING()) == "PONG")
+        }
+    }
+}
