@@ -49,8 +49,9 @@ bench: release
 
 # Starts every service and both workers (and a local redis-server when none is configured),
 # runs the article's scenario plus the CRM catch-up check against it, then stops everything.
-run: release
-	scripts/run-demo.sh "$$($(SWIFT) build -c release --show-bin-path)/ordershop"
+run: deps
+	$(SWIFT) build --product ordershop $(BUILD_FLAGS)
+	scripts/run-demo.sh "$$($(SWIFT) build --show-bin-path $(BUILD_FLAGS))/ordershop"
 
 ping: build
 	$(SWIFT) run ordershop ping
