@@ -1,1 +1,0 @@
-// The chaos harness lives in this module.

@@ -1,0 +1,190 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import NIOCore
+import RedisClient
+import StreamWorker
+
+/// A whole chaos run: topology up, load with faults, restore, drain, check, report.
+public enum ChaosRun {
+    /// Exit codes: 0 passed, 1 a violation, 2 void (no kill hit a worker holding entries), 3 the
+    /// harness itself failed.
+    public static func run(_ options: ChaosOptions) async -> Int32 {
+        var logger = Logger(label: "chaos")
+        logger.logLevel = .info
+        let schedule = FaultSchedule.make(options: options)
+        ChildRegistry.installHandlers()
+        print("chaos: seed \(options.seed) (same seed, same schedule), \(Int(options.duration)) s, faults: \(options.faults.sorted().map(\.rawValue).joined(separator: ","))")
+        if let bug = options.plantedBug { print("chaos: PLANTED BUG \(bug.rawValue): the checker must fail this run") }
+        print("chaos: schedule:")
+        for f in schedule {
+            print("  " + String(format: "%6.1f s", f.at) + "  " + describe(f))
+        }
+        let reportDir = options.reportDirectory
+        try? FileManager.default.createDirectory(atPath: reportDir, withIntermediateDirectories: true)
+
+        var httpConfig = HTTPClient.Configuration()
+        httpConfig.connectionPool = .init(idleTimeout: .seconds(30), concurrentHTTP1ConnectionsPerHostSoftLimit: 32)
+        httpConfig.timeout = .init(connect: .seconds(5), read: .seconds(Int64(options.requestTimeout)))
+        let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: httpConfig)
+        var report = RunReport(
+            options: options, schedule: schedule, faults: [], check: nil, counters: [:], reclaims: [], drainSeconds: nil, drained: false,
+            samples: [], incarnations: [], processExits: [], harnessError: nil, void: nil, verdict: "ERROR", violations: [])
+        var topology: Topology?
+        do {
+            let topo = try await Topology(options: options, runDirectory: reportDir, logger: logger)
+            topology = topo
+            print("chaos: redis-server :\(topo.redis.port) (AOF, appendfsync always), proxy :\(topo.proxy.port), gateway \(topo.gatewayURL)")
+            try await topo.start(http: http)
+            print("chaos: \(Topology.serviceNames.count) services and \(2 * options.workersPerKind) workers are up; logs in \(topo.logDirectory)")
+            try await body(options: options, schedule: schedule, topology: topo, http: http, logger: logger, report: &report)
+        } catch {
+            report.harnessError = "\(error)"
+        }
+        if let topology { report.incarnations = await topology.incarnations }
+        // The verdict.
+        if report.harnessError != nil {
+            report.verdict = "ERROR"
+        } else if !report.violations.isEmpty {
+            report.verdict = "FAIL"
+        } else if report.void != nil {
+            report.verdict = "VOID"
+        } else {
+            report.verdict = "PASS"
+        }
+        print(report.table)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        if let json = try? encoder.encode(report) { _ = FileManager.default.createFile(atPath: reportDir + "/report.json", contents: json) }
+        _ = FileManager.default.createFile(atPath: reportDir + "/run.svg", contents: Data(report.svg.utf8))
+        print("chaos: report in \(reportDir)/report.json and \(reportDir)/run.svg")
+        if let topology { await topology.shutdown(removeData: report.verdict == "PASS" && !options.keepData) }
+        try? await http.shutdown()
+        switch report.verdict {
+        case "PASS": return 0
+        case "FAIL": return 1
+        case "VOID": return 2
+        default: return 3
+        }
+    }
+
+    public static func describe(_ f: PlannedFault) -> String {
+        switch f.kind {
+        case .kill: "SIGKILL \(f.worker!)[\(f.slot!)], restart after \(f.seconds) s"
+        case .term: "SIGTERM \(f.worker!)[\(f.slot!)], restart after \(f.seconds) s"
+        case .pause: "SIGSTOP \(f.worker!)[\(f.slot!)] for 2 leases + \(f.seconds) s, then SIGCONT"
+        case .redis: "kill -9 redis-server, restart after \(f.seconds) s"
+        case .reset: "proxy: reset every connection"
+        case .stall: "proxy: stall \(f.seconds) s"
+        case .latency: "proxy: +\(f.milliseconds ?? 0) ms for \(f.seconds) s"
+        case .malformed: "malformed event (shape \(f.variant ?? 0)) into \(f.stream ?? "?")"
+        }
+    }
+
+    private static func body(
+        options: ChaosOptions, schedule: [PlannedFault], topology: Topology, http: HTTPClient, logger: Logger, report: inout RunReport
+    ) async throws {
+        // The harness's own connection goes straight to Redis, never through the proxy.
+        var redisConfig = topology.redis.configuration
+        redisConfig.reconnect.retryWindow = .seconds(10)
+        let pool = try RedisConnectionPool(configuration: redisConfig, maximumConnections: 4, logger: logger)
+        defer { Task { await pool.shutdown() } }
+
+        var seedRNG = SplitMix64(seed: options.seed ^ 0x5EED)
+        let clock0 = RunClock()
+        let preload = LoadGenerator(gateway: topology.gatewayURL, http: http, requestTimeout: options.requestTimeout, clock: clock0)
+        await preload.seed(rng: &seedRNG)
+
+        let clock = RunClock()
+        let load = LoadGenerator(gateway: topology.gatewayURL, http: http, requestTimeout: options.requestTimeout, clock: clock)
+        await load.model.add(customers: await preload.model.customers)
+        await load.model.add(products: await preload.model.products)
+        let observer = Observer(http: http, pool: pool, clock: clock)
+        let injector = FaultInjector(topology: topology, observer: observer, pool: pool, clock: clock, options: options, logger: logger)
+
+        // The observer: metrics and backlog every second, reclaim watches four times a second.
+        let observing = Task {
+            var tick = 0
+            while !Task.isCancelled {
+                if tick % 4 == 0 {
+                    for i in await topology.liveIncarnations() { await observer.scrape(i) }
+                    await observer.sample()
+                }
+                await observer.checkWatches()
+                tick += 1
+                try? await Task.sleep(for: .milliseconds(250))
+            }
+        }
+
+        print("chaos: load and faults start")
+        let deadline = clock.start + .milliseconds(Int64(options.duration * 1000))
+        async let faultsDone: Void = injector.run(schedule)
+        await load.run(clients: options.clients, seed: options.seed, until: deadline)
+        let loadEnd = clock.elapsed
+        print("chaos: load ended at \(String(format: "%.1f", clock.elapsed)) s; waiting for the last faults to finish")
+        await faultsDone
+
+        // Restore: heal the network, Redis up, every worker running.
+        topology.proxy.heal()
+        try await topology.redis.start()
+        ChildRegistry.add(topology.redis.pid)
+        let restored = try await topology.restoreAll()
+        if !restored.isEmpty { print("chaos: restored \(restored.joined(separator: ", "))") }
+
+        // Drain: every group has nothing pending and nothing unread.
+        let drainStart = clock.elapsed
+        let inspector = GroupInspector(pool: pool)
+        var drained = false
+        while clock.elapsed - drainStart < options.drainTimeout {
+            var busy = 0
+            var ok = true
+            for sub in WorkerStreams.subscriptions {
+                guard let s = try? await inspector.groupStatus(stream: sub.stream, group: sub.group) else {
+                    ok = false
+                    break
+                }
+                busy += s.pending + (s.lag ?? 1)
+            }
+            if ok && busy == 0 {
+                drained = true
+                break
+            }
+            try? await Task.sleep(for: .milliseconds(500))
+        }
+        report.drained = drained
+        // Drain time counts from the end of the load (the last faults' restarts included).
+        if drained { report.drainSeconds = clock.elapsed - loadEnd }
+        print("chaos: " + (drained ? "drained \(String(format: "%.1f", clock.elapsed - loadEnd)) s after the load ended" : "NOT drained within \(options.drainTimeout) s"))
+        // Handlers that acked early (a planted bug) may still be sending: let them finish, then
+        // take the last metrics.
+        try? await Task.sleep(for: .seconds(3))
+        for i in await topology.liveIncarnations() { await observer.scrape(i) }
+        await observer.sample()
+        await observer.checkWatches()
+        observing.cancel()
+
+        report.faults = await injector.log.faults
+        report.counters = await observer.totals
+        report.reclaims = await observer.watches.values.sorted { $0.since < $1.since }
+        report.samples = await observer.samples
+        report.processExits = await topology.unexpectedExits()
+
+        let records = await preload.log.records + load.log.records
+        let check = try await Checker(pool: pool, http: http, gateway: topology.gatewayURL).check(records: records)
+        report.check = check
+        report.violations = check.violations
+        if !drained { report.violations.append("the groups did not drain within \(Int(options.drainTimeout)) s") }
+        for exit in report.processExits { report.violations.append("process crashed: \(exit)") }
+        for w in report.unreclaimed where w.held > 0 {
+            report.violations.append("entries of \(w.consumer) (\(w.held) held at the fault) were never reclaimed")
+        }
+        let kills = report.faults.filter { $0.planned.kind == .kill && !$0.skipped }
+        if !kills.contains(where: { ($0.heldPending ?? 0) > 0 }) {
+            report.void = "no SIGKILL hit a worker holding pending entries (\(kills.count) kills): the run proves nothing about crashes"
+        }
+        let encoder = JSONEncoder()
+        if let lines = try? records.map({ String(decoding: try encoder.encode($0), as: UTF8.self) }).joined(separator: "\n") {
+            _ = FileManager.default.createFile(atPath: options.reportDirectory + "/commands.jsonl", contents: Data(lines.utf8))
+        }
+    }
+}

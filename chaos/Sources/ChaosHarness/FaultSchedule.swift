@@ -1,0 +1,90 @@
+/// One fault of the schedule: what, when, to whom, and its random parameters. The schedule is a
+/// pure function of the seed and the options, so a seed reproduces it exactly.
+public struct PlannedFault: Codable, Sendable, Hashable {
+    /// Seconds after the load started.
+    public var at: Double
+    public var kind: FaultKind
+    /// For worker faults: `crm` or `billing`, and the worker's slot.
+    public var worker: String?
+    public var slot: Int?
+    /// Restart delay (kill, term, redis), pause length beyond the lease (pause), stall or latency length.
+    public var seconds: Double
+    /// Added latency (latency).
+    public var milliseconds: Int?
+    /// Which malformed shape (malformed), and into which stream.
+    public var variant: Int?
+    public var stream: String?
+}
+
+/// The streams the workers read, with their groups.
+public enum WorkerStreams {
+    public static let crm = ["events:{customer}_created", "events:{customer}_deleted", "events:{order}_created"]
+    public static let billing = ["events:{order}_created", "events:{billing}_created"]
+
+    public static func streams(of group: String) -> [String] { group == "crm" ? crm : billing }
+
+    /// (stream, group) for every subscription.
+    public static var subscriptions: [(stream: String, group: String)] {
+        crm.map { ($0, "crm") } + billing.map { ($0, "billing") }
+    }
+
+    /// The groups reading a stream.
+    public static func groups(of stream: String) -> [String] {
+        (crm.contains(stream) ? ["crm"] : []) + (billing.contains(stream) ? ["billing"] : [])
+    }
+}
+
+public enum FaultSchedule {
+    /// The schedule for a run. Faults fall between a warm-up and a quiet tail, so that every
+    /// process is back before the load ends. Every enabled kind appears at least once, and
+    /// SIGKILL at least once per worker kind.
+    public static func make(options: ChaosOptions) -> [PlannedFault] {
+        var rng = SplitMix64(seed: options.seed)
+        let enabled = FaultKind.allCases.filter { options.faults.contains($0) }
+        guard !enabled.isEmpty else { return [] }
+        let warmup = min(10, options.duration * 0.1)
+        let tail = min(15, options.duration * 0.15)
+        let window = max(1, options.duration - warmup - tail)
+        var kinds: [FaultKind] = enabled
+        if enabled.contains(.kill) { kinds.append(.kill) }
+        let total = max(kinds.count, Int(window / options.meanFaultInterval))
+        while kinds.count < total { kinds.append(enabled[rng.below(enabled.count)]) }
+        // Fisher-Yates with our generator.
+        for i in stride(from: kinds.count - 1, to: 0, by: -1) { kinds.swapAt(i, rng.below(i + 1)) }
+        let slotWidth = window / Double(kinds.count)
+        var kills = 0
+        var out: [PlannedFault] = []
+        for (i, kind) in kinds.enumerated() {
+            let at = warmup + slotWidth * (Double(i) + rng.uniform(0.1, 0.9))
+            var fault = PlannedFault(at: (at * 10).rounded() / 10, kind: kind, seconds: 0)
+            switch kind {
+            case .kill, .term, .pause:
+                var worker = rng.below(2) == 0 ? "crm" : "billing"
+                if kind == .kill {
+                    // The first two kills hit one worker kind each.
+                    if kills == 0 { worker = "crm" } else if kills == 1 { worker = "billing" }
+                    kills += 1
+                }
+                fault.worker = worker
+                fault.slot = rng.below(options.workersPerKind)
+                fault.seconds = kind == .pause ? rng.uniform(1, 4) : rng.uniform(0.5, 5)
+            case .redis:
+                fault.seconds = rng.uniform(0.2, 3)
+            case .reset:
+                fault.seconds = 0
+            case .stall:
+                fault.seconds = rng.uniform(7, 10)  // longer than the 5 s command timeout
+            case .latency:
+                fault.seconds = rng.uniform(3, 8)
+                fault.milliseconds = 50 + rng.below(400)
+            case .malformed:
+                fault.variant = rng.below(3)
+                let streams = Array(Set(WorkerStreams.crm + WorkerStreams.billing)).sorted()
+                fault.stream = streams[rng.below(streams.count)]
+            }
+            fault.seconds = (fault.seconds * 10).rounded() / 10
+            out.append(fault)
+        }
+        return out
+    }
+}

@@ -1,0 +1,139 @@
+import Foundation
+
+/// Everything a run produced: written as JSON, summarised on stdout, drawn as SVG.
+public struct RunReport: Codable, Sendable {
+    public var options: ChaosOptions
+    public var schedule: [PlannedFault]
+    public var faults: [ExecutedFault]
+    public var check: CheckResult?
+    public var counters: [String: Int]
+    public var reclaims: [ReclaimWatch]
+    public var drainSeconds: Double?
+    public var drained: Bool
+    public var samples: [Sample]
+    public var incarnations: [WorkerIncarnation]
+    public var processExits: [String]
+    public var harnessError: String?
+    public var void: String?
+    public var verdict: String
+    public var violations: [String]
+
+    var longestReclaim: Double? { reclaims.compactMap(\.reclaimedAfter).max() }
+    var unreclaimed: [ReclaimWatch] { reclaims.filter { $0.held > 0 && $0.reclaimedAfter == nil } }
+
+    /// The summary table.
+    public var table: String {
+        var rows: [(String, String)] = []
+        let o = options
+        rows.append(("seed", "\(o.seed)"))
+        rows.append(("duration", "\(Int(o.duration)) s of load, \(o.clients) clients, \(o.workersPerKind) crm + \(o.workersPerKind) billing workers, lease \(o.leaseSeconds) s"))
+        rows.append(("planted bug", o.plantedBug?.rawValue ?? "none"))
+        var byKind: [FaultKind: Int] = [:]
+        var skipped = 0
+        for f in faults { if f.skipped { skipped += 1 } else { byKind[f.planned.kind, default: 0] += 1 } }
+        let heldKills = faults.filter { $0.planned.kind == .kill && !$0.skipped && ($0.heldPending ?? 0) > 0 }.count
+        var faultText: [String] = []
+        for k in FaultKind.allCases { if let n = byKind[k] { faultText.append("\(k.rawValue) \(n)") } }
+        if skipped > 0 { faultText.append("skipped \(skipped)") }
+        rows.append(("faults", faultText.joined(separator: ", ")))
+        rows.append(("kills holding entries", "\(heldKills) of \(byKind[.kill] ?? 0)"))
+        if let c = check {
+            rows.append(("commands", "\(c.commands["total"] ?? 0): ok \(c.commands["ok"] ?? 0), failed \(c.commands["failed"] ?? 0), unknown \(c.commands["unknown"] ?? 0) (recovered \(c.recovered), not applied \(c.unknownNotApplied))"))
+            rows.append(("events", "\(c.events) (+ \(c.injected) injected malformed)"))
+            rows.append(("lost events", "\(c.lostEvents)"))
+            rows.append(("mails", "expected \(c.expectedMails), sent \(c.mails): " + c.mailsByKind.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")))
+            rows.append(("lost effects", "\(c.lostEffects)"))
+            rows.append(("duplicate effects", "\(c.duplicateEffects) by key; \(c.excessMails) mails beyond the events"))
+            rows.append(("unexpected", "\(c.unexpectedMails) mails, \(c.unexpectedEvents) events"))
+        }
+        rows.append(("deliveries", "\(counters["delivered"] ?? 0)"))
+        let processed = counters["processed"] ?? 0
+        let firstDeliveries = check?.deliverable ?? 0
+        rows.append(("redeliveries", "\(max(0, (counters["delivered"] ?? 0) - firstDeliveries)) (reclaimed \(counters["reclaimed"] ?? 0), retried \(counters["retried"] ?? 0), failed attempts \(counters["failed"] ?? 0))"))
+        rows.append(("processed", "\(processed)"))
+        rows.append(("duplicates suppressed", "\(counters["duplicates"] ?? 0)"))
+        rows.append(("stale settles refused", "\((counters["foreign_settles_refused"] ?? 0) + (counters["already_settled"] ?? 0)) (foreign owner \(counters["foreign_settles_refused"] ?? 0), already settled \(counters["already_settled"] ?? 0))"))
+        if let c = check {
+            rows.append(("dead letters", "\(c.deadLetters) (missing injections \(c.deadLettersMissing), not injected \(c.deadLettersUnexpected))"))
+            let pending = c.groups.reduce(0) { $0 + $1.pending }
+            let lag = c.groups.reduce(0) { $0 + ($1.lag ?? 0) }
+            rows.append(("pending / lag", "\(pending) / \(lag)"))
+            let mism = c.readModelMismatches.values.reduce(0, +)
+            rows.append(("read models = replay", mism == 0 ? "yes" : "no, \(mism) entities differ"))
+            rows.append(("stock", "negative \(c.negativeStock), differs from orders \(c.stockMismatches)"))
+        }
+        rows.append(("longest death → reclaim", longestReclaim.map { String(format: "%.1f s", $0) } ?? "n/a"))
+        rows.append(("drain", drainSeconds.map { String(format: "%.1f s", $0) } ?? "did not drain"))
+        rows.append(("verdict", verdict))
+        let width = rows.map(\.0.count).max() ?? 10
+        var out = "+" + String(repeating: "-", count: width + 2) + "+" + String(repeating: "-", count: 60) + "\n"
+        for (k, v) in rows { out += "| " + k.padding(toLength: width, withPad: " ", startingAt: 0) + " | " + v + "\n" }
+        out += "+" + String(repeating: "-", count: width + 2) + "+" + String(repeating: "-", count: 60) + "\n"
+        for v in violations { out += "VIOLATION: \(v)\n" }
+        if let void { out += "VOID: \(void)\n" }
+        if let e = harnessError { out += "HARNESS ERROR: \(e)\n" }
+        if !violations.isEmpty, let ex = check?.examples.prefix(12), !ex.isEmpty {
+            out += "examples:\n" + ex.map { "  - \($0)" }.joined(separator: "\n") + "\n"
+        }
+        return out
+    }
+
+    /// Throughput (entries processed per second) and backlog (pending + lag) over time, with
+    /// every fault marked.
+    public var svg: String {
+        let w = 1100.0, h = 420.0, left = 60.0, right = 70.0, top = 30.0, bottom = 60.0
+        let pw = w - left - right, ph = h - top - bottom
+        let tMax = max(options.duration, samples.last?.t ?? 1, 1)
+        var rates: [(Double, Double)] = []
+        for (a, b) in zip(samples, samples.dropFirst()) where b.t > a.t {
+            rates.append((b.t, Double(max(0, b.processed - a.processed)) / (b.t - a.t)))
+        }
+        let backlog = samples.compactMap { s in s.backlog.map { (s.t, Double($0)) } }
+        let rMax = max(1, rates.map(\.1).max() ?? 1) * 1.1
+        let bMax = max(1, backlog.map(\.1).max() ?? 1) * 1.1
+        func x(_ t: Double) -> Double { left + pw * t / tMax }
+        func line(_ pts: [(Double, Double)], _ maxV: Double, _ color: String) -> String {
+            let p = pts.map { String(format: "%.1f,%.1f", x($0.0), top + ph - ph * $0.1 / maxV) }.joined(separator: " ")
+            return "<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"1.5\" points=\"\(p)\"/>\n"
+        }
+        let colors: [FaultKind: String] = [
+            .kill: "#d62728", .pause: "#9467bd", .term: "#8c564b", .redis: "#000000", .reset: "#ff7f0e", .stall: "#e377c2",
+            .latency: "#bcbd22", .malformed: "#17becf",
+        ]
+        var s = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(w))\" height=\"\(Int(h))\" font-family=\"sans-serif\" font-size=\"11\">\n"
+        s += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+        s += "<text x=\"\(left)\" y=\"18\" font-size=\"14\">ordershop chaos run, seed \(options.seed): \(verdict)</text>\n"
+        s += "<rect x=\"\(left)\" y=\"\(top)\" width=\"\(pw)\" height=\"\(ph)\" fill=\"none\" stroke=\"#999\"/>\n"
+        s += "<line x1=\"\(x(options.duration))\" y1=\"\(top)\" x2=\"\(x(options.duration))\" y2=\"\(top + ph)\" stroke=\"#999\" stroke-dasharray=\"2,2\"/>\n"
+        s += "<text x=\"\(x(options.duration) + 3)\" y=\"\(top + 12)\" fill=\"#666\">load ends, drain</text>\n"
+        for f in faults where !f.skipped {
+            let c = colors[f.planned.kind] ?? "#333"
+            let fx = x(f.at)
+            s += "<line x1=\"\(fx)\" y1=\"\(top)\" x2=\"\(fx)\" y2=\"\(top + ph)\" stroke=\"\(c)\" stroke-opacity=\"0.6\"/>\n"
+            s += "<text transform=\"translate(\(fx + 2),\(top + ph - 4)) rotate(-90)\" fill=\"\(c)\">\(f.planned.kind.rawValue) \(f.target.map { $0.split(separator: " ").first.map(String.init) ?? "" } ?? "")</text>\n"
+        }
+        s += line(rates, rMax, "#1f77b4")
+        s += line(backlog, bMax, "#2ca02c")
+        for i in 0...4 {
+            let fy = top + ph - ph * Double(i) / 4
+            s += "<text x=\"\(left - 5)\" y=\"\(fy + 4)\" text-anchor=\"end\" fill=\"#1f77b4\">\(Int(rMax * Double(i) / 4))</text>\n"
+            s += "<text x=\"\(left + pw + 5)\" y=\"\(fy + 4)\" fill=\"#2ca02c\">\(Int(bMax * Double(i) / 4))</text>\n"
+        }
+        var t = 0.0
+        let step = tMax > 300 ? 60.0 : (tMax > 120 ? 30.0 : 10.0)
+        while t <= tMax {
+            s += "<text x=\"\(x(t))\" y=\"\(top + ph + 15)\" text-anchor=\"middle\">\(Int(t)) s</text>\n"
+            t += step
+        }
+        let ly = h - 20
+        s += "<text x=\"\(left)\" y=\"\(ly)\" fill=\"#1f77b4\">— processed entries/s (left)</text>\n"
+        s += "<text x=\"\(left + 200)\" y=\"\(ly)\" fill=\"#2ca02c\">— backlog: pending + lag (right)</text>\n"
+        var lx = left + 430
+        for k in FaultKind.allCases {
+            s += "<text x=\"\(lx)\" y=\"\(ly)\" fill=\"\(colors[k]!)\">| \(k.rawValue)</text>\n"
+            lx += 70
+        }
+        s += "</svg>\n"
+        return s
+    }
+}

@@ -1,0 +1,242 @@
+import Foundation
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A TCP proxy between the workers and Redis, run by the harness on its own thread (plain POSIX
+/// sockets and poll(2), so nothing blocks the Swift concurrency pool). It injects network faults:
+/// connection resets (RST on both sides), stalls (nothing forwarded, connections held open) and
+/// added latency (every chunk held back before it is forwarded).
+public final class TCPProxy: Sendable {
+    public let port: Int
+    private let targetPort: Int
+    private let listener: Int32
+
+    private struct Control {
+        var stalledUntil: ContinuousClock.Instant?
+        var latency: Duration = .zero
+        var latencyUntil: ContinuousClock.Instant?
+        var resetRequested = false
+        var stopped = false
+        var accepted = 0
+        var resets = 0
+    }
+
+    private let control = Mutex(Control())
+
+    /// Listens on a free loopback port and forwards to `127.0.0.1:targetPort`.
+    public init(targetPort: Int) throws {
+        self.targetPort = targetPort
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw ChaosError("proxy: socket() failed") }
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        var addr = Self.loopback(port: 0)
+        let bound = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0, listen(fd, 128) == 0 else {
+            close(fd)
+            throw ChaosError("proxy: bind/listen failed")
+        }
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
+        }
+        port = Int(UInt16(bigEndian: addr.sin_port))
+        listener = fd
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        let thread = Thread { [self] in self.loop() }
+        thread.name = "chaos-proxy"
+        thread.start()
+    }
+
+    /// Resets every open connection (the clients see ECONNRESET).
+    public func resetConnections() { control.withLock { $0.resetRequested = true } }
+
+    /// Forwards nothing for `duration`; connections stay open, data waits.
+    public func stall(for duration: Duration) {
+        control.withLock { $0.stalledUntil = .now + duration }
+    }
+
+    /// Holds every chunk back `latency` before forwarding it, for `duration`.
+    public func addLatency(_ latency: Duration, for duration: Duration) {
+        control.withLock {
+            $0.latency = latency
+            $0.latencyUntil = .now + duration
+        }
+    }
+
+    /// Ends every fault at once.
+    public func heal() {
+        control.withLock {
+            $0.stalledUntil = nil
+            $0.latency = .zero
+            $0.latencyUntil = nil
+        }
+    }
+
+    public func stop() { control.withLock { $0.stopped = true } }
+
+    /// Connections accepted and resets done so far.
+    public var counts: (accepted: Int, resets: Int) { control.withLock { ($0.accepted, $0.resets) } }
+
+    // MARK: The proxy thread
+
+    private final class Pipe {
+        let client: Int32
+        let server: Int32
+        /// Chunks waiting to be written, with the moment each may go.
+        var toServer: [(due: ContinuousClock.Instant, bytes: [UInt8])] = []
+        var toClient: [(due: ContinuousClock.Instant, bytes: [UInt8])] = []
+        var closed = false
+        init(client: Int32, server: Int32) {
+            self.client = client
+            self.server = server
+        }
+    }
+
+    private func loop() {
+        var pipes: [Pipe] = []
+        var buffer = [UInt8](repeating: 0, count: 64 * 1024)
+        while true {
+            let now = ContinuousClock.now
+            let (stalled, latency, reset, stopped) = control.withLock { c -> (Bool, Duration, Bool, Bool) in
+                if let until = c.stalledUntil, until <= now { c.stalledUntil = nil }
+                if let until = c.latencyUntil, until <= now {
+                    c.latencyUntil = nil
+                    c.latency = .zero
+                }
+                let r = c.resetRequested
+                c.resetRequested = false
+                if r { c.resets += 1 }
+                return (c.stalledUntil != nil, c.latency, r, c.stopped)
+            }
+            if reset || stopped {
+                for p in pipes { abort(p) }
+                pipes = []
+            }
+            if stopped {
+                close(listener)
+                return
+            }
+            // The pipes polled this round (a connection accepted below waits for the next one).
+            let polled = stalled ? [] : pipes
+            var fds: [pollfd] = [pollfd(fd: listener, events: Int16(POLLIN), revents: 0)]
+            // While stalled, the connections are not polled at all (a hung-up peer would make
+            // poll return at once, over and over); the data waits in the kernel's buffers.
+            for p in polled {
+                var ce: Int16 = 0
+                var se: Int16 = 0
+                if !stalled {
+                    if p.toServer.count < 64 { ce |= Int16(POLLIN) }
+                    if p.toClient.count < 64 { se |= Int16(POLLIN) }
+                    if let first = p.toClient.first, first.due <= now { ce |= Int16(POLLOUT) }
+                    if let first = p.toServer.first, first.due <= now { se |= Int16(POLLOUT) }
+                }
+                fds.append(pollfd(fd: p.client, events: ce, revents: 0))
+                fds.append(pollfd(fd: p.server, events: se, revents: 0))
+            }
+            _ = poll(&fds, nfds_t(fds.count), 10)
+            if fds[0].revents & Int16(POLLIN) != 0 { acceptOne(into: &pipes) }
+            let at = ContinuousClock.now
+            for (i, p) in polled.enumerated() {
+                let c = fds[1 + 2 * i]
+                let s = fds[2 + 2 * i]
+                let bad = Int16(POLLERR | POLLHUP | POLLNVAL)
+                if !stalled {
+                    if c.revents & Int16(POLLIN) != 0 || (c.revents & bad != 0) {
+                        if !read(p.client, into: &p.toServer, buffer: &buffer, due: at + latency) { p.closed = true }
+                    }
+                    if s.revents & Int16(POLLIN) != 0 || (s.revents & bad != 0) {
+                        if !read(p.server, into: &p.toClient, buffer: &buffer, due: at + latency) { p.closed = true }
+                    }
+                    if !p.closed, c.revents & Int16(POLLOUT) != 0, !write(p.client, from: &p.toClient, now: at) { p.closed = true }
+                    if !p.closed, s.revents & Int16(POLLOUT) != 0, !write(p.server, from: &p.toServer, now: at) { p.closed = true }
+                }
+            }
+            pipes.removeAll { p in
+                if p.closed {
+                    close(p.client)
+                    close(p.server)
+                }
+                return p.closed
+            }
+        }
+    }
+
+    private func acceptOne(into pipes: inout [Pipe]) {
+        let client = accept(listener, nil, nil)
+        guard client >= 0 else { return }
+        let server = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = Self.loopback(port: targetPort)
+        let connected = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(server, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard server >= 0, connected == 0 else {
+            // Redis is down: the client sees its connection closed, as it would without a proxy.
+            if server >= 0 { close(server) }
+            close(client)
+            return
+        }
+        for fd in [client, server] {
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+            var one: Int32 = 1
+            setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        }
+        control.withLock { $0.accepted += 1 }
+        pipes.append(Pipe(client: client, server: server))
+    }
+
+    /// Reads what is there; false when the peer closed or failed.
+    private func read(_ fd: Int32, into queue: inout [(due: ContinuousClock.Instant, bytes: [UInt8])], buffer: inout [UInt8], due: ContinuousClock.Instant) -> Bool {
+        let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        if n > 0 {
+            queue.append((due, Array(buffer[0..<n])))
+            return true
+        }
+        if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) { return true }
+        return false
+    }
+
+    /// Writes the chunks that are due; false on a failed write.
+    private func write(_ fd: Int32, from queue: inout [(due: ContinuousClock.Instant, bytes: [UInt8])], now: ContinuousClock.Instant) -> Bool {
+        while let first = queue.first, first.due <= now {
+            let n = first.bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n < 0 {
+                return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR
+            }
+            if n < first.bytes.count {
+                queue[0].bytes.removeFirst(n)
+                return true
+            }
+            queue.removeFirst()
+        }
+        return true
+    }
+
+    /// Closes both sides with RST (SO_LINGER zero).
+    private func abort(_ p: Pipe) {
+        for fd in [p.client, p.server] {
+            var l = linger(l_onoff: 1, l_linger: 0)
+            setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, socklen_t(MemoryLayout<linger>.size))
+            close(fd)
+        }
+    }
+
+    private static func loopback(port: Int) -> sockaddr_in {
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        return addr
+    }
+}
+
+/// A failure of the harness itself (not a finding about the system under test).
+public struct ChaosError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}

@@ -1,1 +1,0 @@
-print("ordershop-chaos: not built yet")
