@@ -30,21 +30,22 @@ passed=0; failed=0
 pass() { passed=$((passed + 1)); echo "  PASS e2e: $*"; }
 fail() { failed=$((failed + 1)); echo "  FAIL e2e: $*"; }
 
-stop_pid() { # stop_pid PID [SECONDS]: SIGTERM, wait, SIGKILL; prints the exit status
-    local pid="$1" wait_s="${2:-15}" status
+stopped_status=0
+stop_pid() { # stop_pid PID [SECONDS]: SIGTERM, wait, SIGKILL; the exit status in $stopped_status
+    local pid="$1" wait_s="${2:-15}"
     kill -TERM "$pid" 2>/dev/null
     for _ in $(seq $((wait_s * 10))); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null; fi
-    wait "$pid" 2>/dev/null; status=$?
-    echo "$status"
+    wait "$pid" 2>/dev/null
+    stopped_status=$?
 }
 cleanup() {
     local name
     for name in "${!pid_of[@]}"; do
         [ "$name" = redis ] && continue
-        kill -0 "${pid_of[$name]}" 2>/dev/null && stop_pid "${pid_of[$name]}" 15 >/dev/null
+        kill -0 "${pid_of[$name]}" 2>/dev/null && stop_pid "${pid_of[$name]}" 15
     done
-    [ -n "${pid_of[redis]:-}" ] && stop_pid "${pid_of[redis]}" 10 >/dev/null
+    [ -n "${pid_of[redis]:-}" ] && stop_pid "${pid_of[redis]}" 10
     if [ "$failed" -gt 0 ] || [ -n "${E2E_KEEP:-}" ]; then echo "  logs kept in $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
@@ -65,7 +66,9 @@ log_tail() { echo "    --- last lines of $1.log"; tail -n 15 "$work/$1.log" 2>/d
 
 # Redis with users.acl plus an observer that only this test has (for ACL LOG and the key scan).
 observer_pw="$(python3 -c 'import secrets; print(secrets.token_hex(24))')"
-cp "$here/redis/users.acl" "$work/users.acl"
+# E2E_ACL_FILE: another ACL file with the same users (e.g. all permissions), to tell an ACL
+# problem from an application one.
+cp "${E2E_ACL_FILE:-$here/redis/users.acl}" "$work/users.acl"
 echo "user e2e-observer on >$observer_pw ~* &* +@all" >>"$work/users.acl"
 redis_port=$(free_port)
 mkdir -p "$work/data"
@@ -144,13 +147,21 @@ def call(method, path, body=None):
 
 def check(ok, what):
     global failures
+    if not ok and last_error:
+        what += f" (last error reply: {last_error[-1]})"
+    last_error.clear()
     print(f"  {'PASS' if ok else 'FAIL'} e2e: scenario ({label}): {what}")
     failures += 0 if ok else 1
     return ok
 
+last_error = []
+
 def ids_of(reply):
     status, body = reply
-    return body if status == 200 and isinstance(body, list) else []
+    if status == 200 and isinstance(body, list):
+        return body
+    last_error.append(f"{status} {str(body)[:160]}")
+    return []
 
 def count(path):
     status, body = call("GET", path)
@@ -238,9 +249,9 @@ if [ "$failed" -eq 0 ]; then
 
     # CRM down: both workers drain on SIGTERM and exit 0 within the grace period.
     for w in crm-1 crm-2; do
-        status=$(stop_pid "${pid_of[$w]}" 30)
+        stop_pid "${pid_of[$w]}" 30
         unset "pid_of[$w]"
-        if [ "$status" = 0 ]; then pass "$w drains and exits 0 on SIGTERM"; else fail "$w exited $status on SIGTERM"; log_tail "$w"; fi
+        if [ "$stopped_status" = 0 ]; then pass "$w drains and exits 0 on SIGTERM"; else fail "$w exited $stopped_status on SIGTERM"; log_tail "$w"; fi
     done
     run_scenario "CRM down"
     wait_drained billing "${billing_streams[@]}" && pass "billing drained while CRM is down" || fail "billing did not drain"
@@ -286,14 +297,15 @@ fi
 acl_log=$(observe --json acl log 128 2>/dev/null)
 denials=$(python3 -c '
 import json, sys
-try:
-    entries = json.loads(sys.stdin.read() or "[]")
-except ValueError:
-    entries = []
+text = sys.stdin.read().strip()
+entries = json.loads(text) if text.startswith("[") else None
+if entries is None:
+    print("cannot read ACL LOG: " + text[:200])
+    sys.exit(0)
 for e in entries:
     e = dict(zip(e[0::2], e[1::2])) if isinstance(e, list) else e
     if e.get("username") != "e2e-observer":
-        print(f"{e.get(\"username\")}: {e.get(\"reason\")} {e.get(\"object\")} (context {e.get(\"context\")}, count {e.get(\"count\")})")
+        print("%s: %s %s (context %s, count %s)" % (e.get("username"), e.get("reason"), e.get("object"), e.get("context"), e.get("count")))
 ' <<<"$acl_log")
 if [ -z "$denials" ]; then pass "ACL LOG is empty: no role was refused anything"
 else fail "ACL denials during the run (adapt deploy/redis/users.acl.in):"; sed 's/^/    /' <<<"$denials"; fi
