@@ -11,7 +11,9 @@ import RedisClient
 /// median of the runs is reported:
 /// - `client.xadd.pipelined64`: `XADD key * f v` in pipelines of 64 on one connection
 ///   (redis-benchmark `-c 1 -P 64`);
-/// - `client.roundtrip`: `PING`, one at a time, each reply awaited (redis-benchmark `-c 1 -P 1`).
+/// - `client.roundtrip`: `PING`, one at a time, each reply awaited (redis-benchmark `-c 1 -P 1`);
+/// - `client.roundtrip.pinned`: the same loop run with `RedisConnection.withPinnedExecution`,
+///   on the connection's own thread (no thread switch per command).
 struct BenchClientCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "client",
@@ -84,13 +86,19 @@ struct BenchClientCommand: AsyncParsableCommand {
 
         ours = []
         theirs = []
+        var pinned: [Double] = []
         for _ in 0..<runs {
             ours.append(try await pingRoundTrips(connection, count: roundTrips))
+            // The same loop on the connection's own thread (RedisConnection.withPinnedExecution):
+            // no thread switch per command, as in redis-benchmark's single-threaded event loop.
+            pinned.append(try await connection.withPinnedExecution { try await pingRoundTrips(connection, count: roundTrips) })
             if let peer {
                 theirs.append(try await redisBenchmark(peer, port: port, arguments: ["-P", "1", "-n", "\(roundTrips)", "PING"]))
             }
         }
-        figures.append(Figure(name: "client.roundtrip", requests: roundTrips, ours: median(ours), peer: theirs.isEmpty ? nil : median(theirs)))
+        let peerRoundTrip = theirs.isEmpty ? nil : median(theirs)
+        figures.append(Figure(name: "client.roundtrip", requests: roundTrips, ours: median(ours), peer: peerRoundTrip))
+        figures.append(Figure(name: "client.roundtrip.pinned", requests: roundTrips, ours: median(pinned), peer: peerRoundTrip))
         _ = try await connection.send(DEL(RedisArgument(key)))
         await connection.close()
 

@@ -98,10 +98,16 @@ final class ConnectionCore {
             if let writeError { throw writeError }
             var replies: [RESPValue] = []
             replies.reserveCapacity(commands.count)
+            var waited = false
             while replies.count < commands.count {
                 if let reply = try decoder.next() {
                     replies.append(reply)
                     continue
+                }
+                if !waited {
+                    // Hot path: the reply to what we just wrote is rarely there yet.
+                    try stream.waitUntilReadable(deadline: deadline)
+                    waited = true
                 }
                 let n = try stream.read(into: readBuffer, deadline: deadline)
                 try decoder.feed(UnsafeRawBufferPointer(rebasing: readBuffer[0..<n]))

@@ -14,6 +14,7 @@ import Synchronization
 public final class RedisConnection: Sendable {
     public let configuration: RedisConfiguration
     private let queue: DispatchQueue
+    private let connectionExecutor: ConnectionExecutor
     private let core: UncheckedBox<ConnectionCore>
     private let interrupter = Interrupter()
     private let operationCounter = Atomic<UInt64>(0)
@@ -30,12 +31,29 @@ public final class RedisConnection: Sendable {
             context = try TLSContext(settings)
         }
         self.queue = DispatchQueue(label: "redis.connection \(configuration.endpoint)")
+        self.connectionExecutor = ConnectionExecutor(queue: queue)
         self.core = UncheckedBox(ConnectionCore(configuration: configuration, tlsContext: context, interrupter: interrupter))
     }
 
     /// Connects now (with retries inside the reconnect window) instead of on first use.
     public func connect() async throws {
         try await perform(cancellable: false) { core in () }
+    }
+
+    /// An executor that runs tasks on this connection's own thread (the one that does its
+    /// blocking I/O). See ``withPinnedExecution(_:)``.
+    public var executor: any TaskExecutor { connectionExecutor }
+
+    /// Runs `body` on this connection's own thread, where commands on this connection run
+    /// without any thread switch: for tight loops of round trips (a worker's read/ack loop,
+    /// a benchmark). Blocking socket calls still happen only on the connection's thread, never
+    /// on the cooperative pool.
+    ///
+    /// Other work in `body`, and in child tasks it starts, runs on that thread too, and other
+    /// callers of this connection wait while `body` runs between suspension points: keep
+    /// CPU-heavy work out of it. Commands on other connections work as usual.
+    public func withPinnedExecution<T>(_ body: () async throws -> T) async rethrows -> T {
+        try await withTaskExecutorPreference(connectionExecutor, operation: body)
     }
 
     /// TLS protocol and cipher of the current connection, if it uses TLS.
@@ -179,6 +197,10 @@ public final class RedisConnection: Sendable {
         let operation = operationCounter.wrappingAdd(1, ordering: .relaxed).newValue
         let core = self.core
         let interrupter = self.interrupter
+        if connectionExecutor.isCurrent {
+            // Already on the connection's thread (withPinnedExecution): run here, no hop.
+            return try await runInline(cancellable: cancellable, operation: operation, body)
+        }
         let cancelledEarly = CancellationFlag()
         let work = {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
@@ -197,6 +219,29 @@ public final class RedisConnection: Sendable {
         guard cancellable else { return try await work() }
         return try await withTaskCancellationHandler(operation: work) {
             cancelledEarly.set()
+            interrupter.interrupt(operation)
+        }
+    }
+}
+
+extension RedisConnection {
+    /// ``run(cancellable:_:)`` for a caller that already runs on the connection's queue: the
+    /// serial queue is busy with this very job, so `body` has the connection to itself.
+    fileprivate func runInline<T: Sendable>(
+        cancellable: Bool, operation: UInt64, _ body: @escaping @Sendable (ConnectionCore) throws -> T
+    ) async throws -> T {
+        let core = self.core
+        let queue = self.queue
+        guard cancellable else { return try body(core.value) }
+        if Task.isCancelled { throw RedisError(.cancelled, "cancelled before the command was sent") }
+        let interrupter = self.interrupter
+        interrupter.begin(operation)
+        defer { interrupter.end() }
+        return try await withTaskCancellationHandler {
+            // The operation runs on the task's preferred executor, which is this queue.
+            dispatchPrecondition(condition: .onQueue(queue))
+            return try body(core.value)
+        } onCancel: {
             interrupter.interrupt(operation)
         }
     }

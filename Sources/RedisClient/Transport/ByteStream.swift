@@ -11,6 +11,10 @@ protocol ByteStream: AnyObject {
     func writeAll(_ bytes: UnsafeRawBufferPointer, deadline: Deadline, written: inout Int) throws(RedisError)
     /// Reads at least one byte; throws on end of stream, error or deadline.
     func read(into buffer: UnsafeMutableRawBufferPointer, deadline: Deadline) throws(RedisError) -> Int
+    /// Waits until ``read(into:deadline:)`` can make progress, or throws `.timeout` at the deadline.
+    /// Used right after a request is written: its reply is rarely there yet, and waiting first
+    /// saves a read(2) that would only answer EAGAIN (one system call per round trip).
+    func waitUntilReadable(deadline: Deadline) throws(RedisError)
     /// True when the peer has not closed the connection and no unexpected bytes are waiting.
     /// Called before a command is written, so that a connection the server dropped while it was
     /// idle is replaced before the command goes out, not after.

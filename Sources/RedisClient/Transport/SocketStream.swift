@@ -143,6 +143,10 @@ final class SocketStream: ByteStream {
         }
     }
 
+    func waitUntilReadable(deadline: Deadline) throws(RedisError) {
+        try wait(for: Int16(POLLIN), deadline: deadline)
+    }
+
     /// Waits until the socket is ready for `events`, or throws `.timeout` at the deadline.
     func wait(for events: Int16, deadline: Deadline, timeoutCode: RedisError.Code = .timeout) throws(RedisError) {
         var pfd = pollfd(fd: fileDescriptor, events: events, revents: 0)

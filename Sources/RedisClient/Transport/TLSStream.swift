@@ -115,6 +115,12 @@ final class TLSStream: ByteStream {
         }
     }
 
+    func waitUntilReadable(deadline: Deadline) throws(RedisError) {
+        // Bytes OpenSSL already decrypted are not visible to poll(2).
+        if SSL_pending(ssl) > 0 { return }
+        try socket.wait(for: Int16(POLLIN), deadline: deadline)
+    }
+
     private func waitOrThrow(_ err: Int32, deadline: Deadline, call: String) throws(RedisError) {
         switch err {
         case SSL_ERROR_WANT_READ:
