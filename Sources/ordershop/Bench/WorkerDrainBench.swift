@@ -1,0 +1,114 @@
+import Foundation
+import LocalRedis
+import RedisClient
+
+/// Times worker processes (`ordershop worker-probe` children) draining a preloaded stream.
+///
+/// What is timed, and why it is comparable with the peer (`redispy_group_worker.py`, which
+/// times from the earliest consumer start, after its connection is up, to the last ack):
+/// 1. the events are preloaded and the group is created at the *end* of the stream (`$`);
+/// 2. the probes start, connect and block in `XREADGROUP ... >` (each one shows up in
+///    `XINFO CONSUMERS`): process start-up is not timed, as the peer's is not;
+/// 3. the clock starts; the group is moved back to `0` and one more event is appended, which
+///    wakes every blocked reader at once (a barrier, like the peer's);
+/// 4. the clock stops at the first poll (every millisecond, one `XINFO GROUPS`) that sees the
+///    group's last-delivered id at the last entry and nothing pending: every event read and
+///    settled. The poll can only make our time longer, by at most one interval.
+/// The probes then get SIGTERM, and their own counters must add up to every event handled once.
+struct WorkerDrainBench {
+    struct Options {
+        var events: Int
+        var processes: Int
+        var settle: String
+        var maxInFlight: Int
+        var readCount: Int
+        var handlerDelayMs: Int = 0
+    }
+
+    struct Result {
+        var events: Int
+        var seconds: Double
+        var eventsPerSecond: Double { Double(events) / seconds }
+    }
+
+    let env: BenchEnvironment
+
+    func run(_ o: Options) async throws -> Result {
+        try await env.flush()
+        let stream = "bench:drain"
+        let group = "bench"
+        let control = env.control
+        try await BenchEvents.preload(control, stream: stream, count: o.events)
+        _ = try await control.send(XGROUPCREATE(RedisArgument(stream), group: group, id: "$", makeStream: true))
+
+        var probes: [ChildProcess] = []
+        defer {
+            for p in probes where p.isRunning { p.signal(SIGKILL) }
+            for p in probes { try? FileManager.default.removeItem(atPath: p.outputFile) }
+        }
+        for _ in 0..<o.processes {
+            probes.append(
+                try env.startProbe(
+                    stream: stream, group: group,
+                    arguments: [
+                        "--settle", o.settle, "--max-in-flight", "\(o.maxInFlight)", "--read-count", "\(o.readCount)",
+                        "--handler-delay-ms", "\(o.handlerDelayMs)",
+                    ]))
+        }
+        try await env.waitUntil("\(o.processes) probes blocked in XREADGROUP", timeout: .seconds(60)) {
+            if let dead = probes.first(where: { !$0.isRunning }) {
+                throw BenchRunError("worker-probe exited at start: \(dead.output.suffix(800))")
+            }
+            return try await env.blockedReaders() >= o.processes
+        }
+        // Each consumer appears in XINFO CONSUMERS as its first XREADGROUP arrives; give the
+        // last one a moment to be parked as a blocked client.
+        try await Task.sleep(for: .milliseconds(100))
+
+        let total = o.events + 1
+        let started = ContinuousClock.now
+        _ = try await control.send(XGROUPSETID(RedisArgument(stream), group: group, id: "0"))
+        let lastID = try await control.send(BenchEvents.xadd(stream, o.events)).string ?? ""
+        var finished = started
+        while true {
+            let info = try await control.send(XINFOGROUPS(RedisArgument(stream))).first { $0.name == group }
+            if let info, info.pending == 0, info.lastDeliveredID == lastID {
+                finished = .now
+                break
+            }
+            if let dead = probes.first(where: { !$0.isRunning }) {
+                throw BenchRunError("worker-probe died while draining: \(dead.output.suffix(800))")
+            }
+            if ContinuousClock.now - started > .seconds(900) { throw BenchRunError("drain did not finish within 15 minutes") }
+            try await Task.sleep(for: .milliseconds(1))
+        }
+        let seconds = (finished - started).benchSeconds
+
+        // Every event handled once: the probes' own counters must add up.
+        var handled = 0
+        for p in probes {
+            let status = await p.stop(signal: SIGTERM, grace: .seconds(30))
+            guard status == 0 else {
+                throw BenchRunError("worker-probe did not exit cleanly: \(p.output.suffix(800))")
+            }
+            handled += try Self.stats(of: p)["processed"] ?? 0
+        }
+        guard handled == total else {
+            throw BenchRunError("the probes processed \(handled) events, expected \(total)")
+        }
+        return Result(events: total, seconds: seconds)
+    }
+
+    /// The `stats=<json>` line a probe prints at exit.
+    static func stats(of probe: ChildProcess) throws -> [String: Int] {
+        guard let line = probe.output.split(whereSeparator: \.isNewline).last(where: { $0.hasPrefix("stats=") }),
+            let object = try? JSONSerialization.jsonObject(with: Data(line.dropFirst(6).utf8)) as? [String: Int]
+        else { throw BenchRunError("worker-probe printed no stats: \(probe.output.suffix(800))") }
+        return object
+    }
+}
+
+extension Duration {
+    var benchSeconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+    var benchMilliseconds: Double { benchSeconds * 1000 }
+}

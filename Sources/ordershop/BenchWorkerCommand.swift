@@ -1,0 +1,51 @@
+import ArgumentParser
+
+/// `ordershop bench worker`: one, two and four worker processes draining 200,000 preloaded
+/// events, in plain (batched XACK) and idempotent settle modes, beside the redis-py peer
+/// (`redispy_group_worker.py --ack batch`) on the same server in the same run.
+struct BenchWorkerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "worker",
+        abstract: "Worker drain throughput (plain and idempotent settle; 1, 2 and 4 processes) against the redis-py peer.",
+        discussion: "Timing: from the moment every probe is blocked in XREADGROUP and the stream is released, to the first poll that sees everything delivered and acked. See Sources/ordershop/Bench/WorkerDrainBench.swift."
+    )
+
+    @OptionGroup var options: BenchOptions
+    @Option(help: "Events preloaded per measurement.") var events = 200_000
+    @Option(help: "Process counts to measure.") var processes: [Int] = [1, 2, 4]
+    @Option(help: "Settle modes to measure.") var settle: [String] = ["plain", "idempotent"]
+    @Option(help: "Handlers in flight per probe process.") var maxInFlight = 256
+    @Option(help: "Entries per XREADGROUP (the peer reads COUNT 100).") var readCount = 100
+
+    func run() async throws {
+        let peers = try await options.peerRunner()
+        var results = BenchResults()
+        for run in 1...options.runs {
+            try await BenchEnvironment.with(peers: peers) { env in
+                let bench = WorkerDrainBench(env: env)
+                for k in processes {
+                    // The peer has one mode (batched XACK): measured once per process count.
+                    var peer: Double?
+                    if let peers = env.peers {
+                        try await env.flush()
+                        benchLog("run \(run): peer redispy_group_worker --consumers \(k)")
+                        let r = try await peers.run(
+                            "redispy_group_worker.py", port: env.port,
+                            ["--events", "\(events)", "--consumers", "\(k)", "--ack", "batch", "--stream", "peer:drain"])
+                        peer = try PeerRunner.number(r, "events_per_s")
+                    }
+                    for mode in settle {
+                        benchLog("run \(run): ours \(mode), \(k) process(es)")
+                        let r = try await bench.run(
+                            .init(events: events, processes: k, settle: mode, maxInFlight: maxInFlight, readCount: readCount))
+                        let name = "worker.drain.\(mode)" + (k == 1 ? "" : ".\(k)proc")
+                        results.add(BenchFigure(name: name, unit: "events/s", ours: r.eventsPerSecond, peer: peer))
+                    }
+                }
+            }
+        }
+        results.print(
+            json: options.json,
+            title: "worker drain: \(events) events; probes --max-in-flight \(maxInFlight) --read-count \(readCount); peer: redis-py + hiredis, COUNT 100, one XACK per batch")
+    }
+}
