@@ -12,8 +12,9 @@ import RedisClient
 /// - `client.xadd.pipelined64`: `XADD key * f v` in pipelines of 64 on one connection
 ///   (redis-benchmark `-c 1 -P 64`);
 /// - `client.roundtrip`: `PING`, one at a time, each reply awaited (redis-benchmark `-c 1 -P 1`);
-/// - `client.roundtrip.pinned`: the same loop run with `RedisConnection.withPinnedExecution`,
-///   on the connection's own thread (no thread switch per command).
+/// - `client.xadd.pipelined64.pinned`, `client.roundtrip.pinned`: the same loops run with
+///   `RedisConnection.withPinnedExecution`, on the connection's own thread (no thread switch
+///   per command), against the same redis-benchmark runs.
 struct BenchClientCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "client",
@@ -74,19 +75,24 @@ struct BenchClientCommand: AsyncParsableCommand {
         var figures: [Figure] = []
         var ours: [Double] = []
         var theirs: [Double] = []
+        var pinned: [Double] = []
         for _ in 0..<runs {
             _ = try await connection.send(DEL(RedisArgument(key)))
             ours.append(try await pipelinedXADD(connection, key: key, count: requests))
+            _ = try await connection.send(DEL(RedisArgument(key)))
+            pinned.append(try await connection.withPinnedExecution { try await pipelinedXADD(connection, key: key, count: requests) })
             _ = try await connection.send(DEL(RedisArgument(key)))
             if let peer {
                 theirs.append(try await redisBenchmark(peer, port: port, arguments: ["-P", "\(depth)", "-n", "\(requests)", "XADD", key, "*", "f", "v"]))
             }
         }
-        figures.append(Figure(name: "client.xadd.pipelined\(depth)", requests: requests, ours: median(ours), peer: theirs.isEmpty ? nil : median(theirs)))
+        let peerPipelined = theirs.isEmpty ? nil : median(theirs)
+        figures.append(Figure(name: "client.xadd.pipelined\(depth)", requests: requests, ours: median(ours), peer: peerPipelined))
+        figures.append(Figure(name: "client.xadd.pipelined\(depth).pinned", requests: requests, ours: median(pinned), peer: peerPipelined))
 
         ours = []
         theirs = []
-        var pinned: [Double] = []
+        pinned = []
         for _ in 0..<runs {
             ours.append(try await pingRoundTrips(connection, count: roundTrips))
             // The same loop on the connection's own thread (RedisConnection.withPinnedExecution):
@@ -107,10 +113,10 @@ struct BenchClientCommand: AsyncParsableCommand {
         } else {
             print("redis \(version) on 127.0.0.1:\(port); one connection each side; median of \(runs) runs")
             if peer == nil { print("redis-benchmark not found on PATH: peer figures are missing") }
-            print(pad("figure", 26) + pad("requests", 10, right: true) + pad("ours ops/s", 14, right: true)
+            print(pad("figure", 32) + pad("requests", 10, right: true) + pad("ours ops/s", 14, right: true)
                 + pad("redis-benchmark", 17, right: true) + pad("ratio", 8, right: true))
             for f in figures {
-                print(pad(f.name, 26) + pad("\(f.requests)", 10, right: true) + pad(format(f.ours, 0), 14, right: true)
+                print(pad(f.name, 32) + pad("\(f.requests)", 10, right: true) + pad(format(f.ours, 0), 14, right: true)
                     + pad(f.peer.map { format($0, 0) } ?? "-", 17, right: true)
                     + pad(f.ratio.map { format($0, 3) } ?? "-", 8, right: true))
             }
