@@ -8,6 +8,7 @@ struct OrderShopCommand: AsyncParsableCommand {
         subcommands: [
             PingCommand.self,
             StatusCommand.self, DeadLetterCommand.self, TrimCommand.self, WorkerProbeCommand.self,
+            BenchCommand.self,
         ]
     )
 }
