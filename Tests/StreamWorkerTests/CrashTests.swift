@@ -90,12 +90,12 @@ struct CrashTests {
             let ids = try await publish(pool, stream: stream, count: 4)
             let slow = try startProbe(
                 server, stream: stream, group: "g",
-                extra: ["--lease-ms", "1000", "--handler-delay-ms", "3500", "--effects-key", "effects", "--invocations-key", "invocations"])
+                extra: ["--lease-ms", "2000", "--handler-delay-ms", "6500", "--effects-key", "effects", "--invocations-key", "invocations"])
             let slowName = try #require(await probeConsumer(slow))
             #expect(await eventually { try await pool.send(XPENDING(RedisArgument(stream), group: "g")).consumers[slowName] == ids.count })
             // A second worker with the same lease, reclaiming all the while.
             let thief = RunningWorker(
-                pool: pool, configuration: .init(lease: .seconds(1)),
+                pool: pool, configuration: .init(lease: .seconds(2)),
                 subscriptions: [Subscription(stream: stream, group: "g", handler: countingHandler(effectsKey: "effects"))])
             #expect(await eventually(timeout: .seconds(60)) { try await effectCounts(pool, "effects").count == ids.count })
             try await thief.stop()

@@ -128,7 +128,11 @@ enum WorkerScripts {
             local mine = {}
             for _, id in ipairs(ids) do if owned[id] then mine[#mine + 1] = id end end
             if #mine > 0 then
-              redis.call('XCLAIM', stream, group, consumer, 0, unpack(mine), 'JUSTID')
+              -- unpack() expands to all ids only as the last argument, so build the call whole.
+              local args = { 'XCLAIM', stream, group, consumer, 0 }
+              for _, id in ipairs(mine) do args[#args + 1] = id end
+              args[#args + 1] = 'JUSTID'
+              redis.call(unpack(args))
             end
             return mine
             """)
@@ -142,7 +146,7 @@ enum WorkerScripts {
         """
         local stream, group, consumer, id = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
         if #redis.call('XPENDING', stream, group, id, id, 1, consumer) == 0 then return nil end
-        local claimed = redis.call('XCLAIM', stream, group, consumer, 0, id)
+        local claimed = redis.call('XCLAIM', stream, group, consumer, 0, id, 'RETRYCOUNT', ARGV[4])
         if #claimed == 0 or not claimed[1] then
           redis.call('XACK', stream, group, id)
           return 'deleted'

@@ -261,7 +261,7 @@ final class SubscriptionRunner: Sendable {
                     release([item.entry.id])
                     return
                 }
-                guard let next = await claimForRetry(item.entry.id) else {
+                guard let next = await claimForRetry(item.entry.id, deliveryCount: item.deliveryCount + 1) else {
                     release([item.entry.id])
                     return
                 }
@@ -322,12 +322,12 @@ final class SubscriptionRunner: Sendable {
     }
 
     /// Re-delivers an entry to this consumer for a retry (counts a delivery in Redis).
-    private func claimForRetry(_ id: String) async -> WorkItem? {
+    private func claimForRetry(_ id: String, deliveryCount: Int) async -> WorkItem? {
         for attempt in 1...5 {
             do {
                 let reply = try await pool.evaluate(
                     WorkerScripts.retryClaim, keys: [RedisArgument(stream)],
-                    arguments: [RedisArgument(group), RedisArgument(consumer), RedisArgument(id)])
+                    arguments: [RedisArgument(group), RedisArgument(consumer), RedisArgument(id), RedisArgument(deliveryCount)])
                 switch reply {
                 case .array(let parts) where parts.count == 2:
                     let entry = try StreamEntryDecoding.entry(parts[0])
@@ -378,13 +378,13 @@ final class SubscriptionRunner: Sendable {
                 logger.warning("consumer group vanished while settling; its pending entries went with it", metadata: ["count": "\(items.count)"])
                 release(items.map(\.id))
                 return
-            } catch let error as RedisError where error.code.isServerError && items.count > 1 {
+            } catch let error as RedisError where error.code.isServerError && !error.isTransientServerError && items.count > 1 {
                 // A script error (for example a handler effect against a key of the wrong type):
                 // settle one by one to find the culprit.
                 logger.warning("batch settle failed; settling one by one", metadata: ["error": "\(error)"])
                 for item in items { await settle([item]) }
                 return
-            } catch let error as RedisError where error.code.isServerError {
+            } catch let error as RedisError where error.code.isServerError && !error.isTransientServerError {
                 // One entry whose own effects fail: that never succeeds on retry. Dead-letter it.
                 guard case .ack(let id, _, _) = items[0] else {
                     logger.error("settle failed", metadata: ["error": "\(error)"])
@@ -515,25 +515,18 @@ final class SubscriptionRunner: Sendable {
 
     // MARK: - Leases
 
+    /// Every lease/4, XCLAIM JUSTID (ownership checked) the entries this consumer holds, so that
+    /// an entry's idle time never gets near the lease while its worker lives, even when the
+    /// process is starved of CPU for a while.
     private func leaseLoop() async {
-        let interval = configuration.lease / 3
+        let interval = configuration.lease / 4
         while !state.withLock({ $0.stopped }) {
-            try? await Task.sleep(for: min(interval, .milliseconds(250)))
-            await refreshLeasesIfDue(interval: interval)
+            try? await Task.sleep(for: interval)
+            await refreshLeases()
         }
     }
 
-    private let lastRefresh = Mutex<ContinuousClock.Instant>(.now)
-
-    /// Every lease/3, XCLAIM JUSTID (ownership checked) the entries this consumer holds.
-    private func refreshLeasesIfDue(interval: Duration) async {
-        let now = ContinuousClock.now
-        let due = lastRefresh.withLock { last -> Bool in
-            guard now - last >= interval else { return false }
-            last = now
-            return true
-        }
-        guard due else { return }
+    private func refreshLeases() async {
         let ids = sortedIDs(state.withLock { $0.held })
         guard !ids.isEmpty else { return }
         for chunk in stride(from: 0, to: ids.count, by: 1000).map({ Array(ids[$0..<min($0 + 1000, ids.count)]) }) {
@@ -542,14 +535,11 @@ final class SubscriptionRunner: Sendable {
                     WorkerScripts.refreshLease, keys: [RedisArgument(stream)],
                     arguments: [RedisArgument(group), RedisArgument(consumer)] + chunk.map { RedisArgument($0) })
                 let owned = Set(reply.array?.compactMap(\.string) ?? [])
-                let lostOwnership = chunk.filter { !owned.contains($0) }
-                if !lostOwnership.isEmpty {
-                    // Either settled meanwhile (fine) or claimed by another consumer after this
-                    // process stalled past its lease: the settle will be refused.
-                    let stillHeld = state.withLock { s in lostOwnership.filter { s.held.contains($0) } }
-                    if !stillHeld.isEmpty {
-                        logger.debug("lease refresh: entries not ours any more", metadata: ["count": "\(stillHeld.count)"])
-                    }
+                // Either settled meanwhile (fine) or claimed by another consumer after this
+                // process stalled past its lease: then the settle will be refused.
+                let stillHeld = state.withLock { s in chunk.filter { !owned.contains($0) && s.held.contains($0) } }
+                if !stillHeld.isEmpty {
+                    logger.debug("lease refresh: entries not ours any more", metadata: ["count": "\(stillHeld.count)"])
                 }
             } catch {
                 logger.warning("lease refresh failed", metadata: ["error": "\(error)"])
@@ -644,5 +634,12 @@ enum StreamEntryDecoding {
             throw RedisError(.unexpectedReply, "expected [id, fields], got \(reply)")
         }
         return entry
+    }
+}
+
+extension RedisError {
+    /// Server errors that pass (a restarting or busy server): retried, never blamed on the entry.
+    fileprivate var isTransientServerError: Bool {
+        ["LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "CLUSTERDOWN", "READONLY"].contains(code.name)
     }
 }
