@@ -35,8 +35,7 @@ test: deps
 	$(SWIFT) build --build-tests $(BUILD_FLAGS)
 	$(SWIFT) test --skip-build $(BUILD_FLAGS)
 	ORDERSHOP_BIN="$$($(SWIFT) build --show-bin-path $(BUILD_FLAGS))/ordershop" deploy/check.sh
-	@if [ -d chaos/Sources/ordershop-chaos ] && grep -q ChaosRun chaos/Sources/ordershop-chaos/*.swift 2>/dev/null; then \
-	  $(MAKE) chaos CONFIG=debug DURATION=$(DURATION) SEED=$(SEED); fi
+	$(MAKE) chaos DURATION=$(DURATION) SEED=$(SEED)
 
 chaos: deps
 	$(SWIFT) build --product ordershop $(BUILD_FLAGS)
