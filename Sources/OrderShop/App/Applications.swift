@@ -1,0 +1,64 @@
+import AsyncHTTPClient
+import Hummingbird
+import Logging
+import NIOCore
+
+/// The router of one OrderShop service (tests drive it without a socket).
+///
+/// - gateway: queries from Redis, commands forwarded (``buildGatewayRouter(context:httpClient:options:)``);
+/// - customer, product, inventory, order, billing: the owner's commands and its queries;
+/// - msg: `POST /email` (``buildMsgRouter(context:options:)``).
+///
+/// Every service answers `GET /healthz`.
+public func buildRouter(
+    for service: ServiceName, context: ShopContext, httpClient: HTTPClient,
+    gateway: GatewayOptions = .init(), msg: MsgOptions = .init()
+) -> Router<ShopRequestContext> {
+    switch service {
+    case .gateway: return buildGatewayRouter(context: context, httpClient: httpClient, options: gateway)
+    case .msg: return buildMsgRouter(context: context, options: msg)
+    case .customer: return buildOwnerRouter(Customer.self, context: context)
+    case .product: return buildOwnerRouter(Product.self, context: context)
+    case .inventory: return buildOwnerRouter(Inventory.self, context: context)
+    case .order: return buildOwnerRouter(Order.self, context: context)
+    case .billing: return buildOwnerRouter(Billing.self, context: context)
+    }
+}
+
+/// The router of the service that owns `E`: its commands, its queries, and `/healthz`.
+public func buildOwnerRouter<E: ShopEntity>(_: E.Type, context: ShopContext) -> Router<ShopRequestContext> {
+    let router = Router(context: ShopRequestContext.self)
+    router.add(middleware: JSONErrorMiddleware())
+    let name = ServiceName.owner(of: E.type).rawValue
+    router.get("/healthz") { _, _ in await context.health.response(service: name) }
+    addQueryRoutes(to: router, type: E.type, readModel: context.readModel)
+    EntityService<E>(context: context).register(on: router)
+    return router
+}
+
+/// One OrderShop service as a Hummingbird application (a Service for a ServiceGroup).
+public func buildApplication(
+    for service: ServiceName, host: String, port: Int, context: ShopContext, httpClient: HTTPClient,
+    gateway: GatewayOptions = .init(), msg: MsgOptions = .init(),
+    onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+) -> some ApplicationProtocol {
+    var logger = context.logger
+    logger[metadataKey: "service"] = "\(service)"
+    return Application(
+        router: buildRouter(for: service, context: context, httpClient: httpClient, gateway: gateway, msg: msg),
+        configuration: .init(address: .hostname(host, port: port), serverName: "ordershop-\(service)"),
+        onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? port) },
+        logger: logger)
+}
+
+/// An HTTP client for forwarding and for mails: many connections per host (the gateway forwards
+/// concurrent commands), and a refused or timed-out connect fails the request at once instead of
+/// being retried until the request's deadline: an owner that is down is a 503 now, and a worker
+/// whose mail failed retries the event with its own backoff.
+public func makeHTTPClient() -> HTTPClient {
+    var configuration = HTTPClient.Configuration()
+    configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)
+    configuration.connectionPool.retryConnectionEstablishment = false
+    configuration.timeout = .init(connect: .seconds(2), read: .seconds(30))
+    return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+}

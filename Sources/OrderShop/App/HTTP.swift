@@ -1,0 +1,81 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+
+/// The request context every OrderShop router uses.
+public typealias ShopRequestContext = BasicRequestContext
+
+/// The largest request body a command accepts.
+let maxBodySize = 4 << 20
+
+extension HTTPField.Name {
+    /// Carries one trace id from the gateway through the owning service into the event's `trace_id`.
+    public static let traceID = Self("X-Trace-ID")!
+    /// The key under which msg sends a mail at most once.
+    public static let idempotencyKey = Self("Idempotency-Key")!
+}
+
+/// JSON responses built from bytes we already have (read-model JSON is never decoded and re-encoded).
+enum JSONResponse {
+    static func bytes(_ body: [UInt8], status: HTTPResponse.Status = .ok) -> Response {
+        Response(
+            status: status, headers: [.contentType: "application/json; charset=utf-8"],
+            body: ResponseBody(byteBuffer: ByteBuffer(bytes: body)))
+    }
+
+    static func encode(_ value: some Encodable, status: HTTPResponse.Status = .ok) -> Response {
+        bytes(JSONCoding.encode(value), status: status)
+    }
+
+    static let null = bytes(Array("null".utf8))
+    static let `true` = bytes(Array("true".utf8))
+}
+
+extension Request {
+    /// The whole body, at most ``maxBodySize`` bytes (413 beyond).
+    func bodyBytes() async throws -> [UInt8] {
+        do {
+            let buffer = try await body.collect(upTo: maxBodySize)
+            return Array(buffer.readableBytesView)
+        } catch let error as HTTPError {
+            throw error
+        } catch {
+            throw ShopError(status: 413, message: "the request body exceeds \(maxBodySize) bytes")
+        }
+    }
+
+    /// The body parsed as JSON (400 when it is not).
+    func json() async throws -> JSONValue {
+        try JSONValue.parse(try await bodyBytes())
+    }
+
+    /// The caller's trace id, or a new one.
+    var traceID: String {
+        headers[.traceID].flatMap { $0.isEmpty || $0.count > 128 ? nil : $0 } ?? UUID().uuidString.lowercased()
+    }
+}
+
+/// Turns every error a route throws into a JSON answer (`{"error": ..., "field": ...}`), never an
+/// HTML page and never a dropped connection, and logs the unexpected ones.
+struct JSONErrorMiddleware: RouterMiddleware {
+    typealias Context = ShopRequestContext
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as HTTPError {
+            let message = error.body ?? error.status.reasonPhrase
+            let status = error.status
+            return JSONResponse.bytes(ShopError(status: status.code, message: message.lowercased() == "not found" ? "no route \(request.method) \(request.uri.path)" : message).body, status: status)
+        } catch {
+            let shop = ShopError.from(error)
+            if shop.status == 503 {
+                context.logger.warning("\(request.method) \(request.uri.path): \(shop.message)")
+            } else if shop.status >= 500 {
+                context.logger.error("\(request.method) \(request.uri.path) failed: \(shop.message)")
+            }
+            return JSONResponse.bytes(shop.body, status: HTTPResponse.Status(code: shop.status))
+        }
+    }
+}

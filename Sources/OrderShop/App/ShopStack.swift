@@ -1,0 +1,109 @@
+import AsyncHTTPClient
+import Logging
+import RedisClient
+import ServiceLifecycle
+import StreamWorker
+
+/// Every OrderShop service and worker in one process: what `ordershop up` runs, and what the
+/// end-to-end tests start. Each service listens on its own port and talks to the others over
+/// HTTP exactly as separate processes would.
+public final class ShopStack: Sendable {
+    public struct Options: Sendable {
+        public var host: String
+        /// The port of each HTTP service (0: any free port, see ``ShopStack/directory``).
+        public var ports: [ServiceName: Int]
+        /// The workers to run in this process.
+        public var workers: [WorkerName]
+        public var workerConfiguration: WorkerConfiguration
+        /// The port of the workers' `/metrics` and `/healthz`; nil for none.
+        public var metricsPort: Int?
+        /// Expose `/admin/workers/<name>/stop|start` on the gateway.
+        public var adminRoutes: Bool
+        /// Called with each service and its port once it listens.
+        public var onServiceRunning: @Sendable (ServiceName, Int) async -> Void
+
+        public init(
+            host: String = "127.0.0.1", ports: [ServiceName: Int] = Dictionary(uniqueKeysWithValues: ServiceName.allCases.map { ($0, $0.defaultPort) }),
+            workers: [WorkerName] = WorkerName.allCases, workerConfiguration: WorkerConfiguration = .init(),
+            metricsPort: Int? = WorkerName.defaultMetricsPort, adminRoutes: Bool = true,
+            onServiceRunning: @escaping @Sendable (ServiceName, Int) async -> Void = { _, _ in }
+        ) {
+            self.host = host
+            self.ports = ports
+            self.workers = workers
+            self.workerConfiguration = workerConfiguration
+            self.metricsPort = metricsPort
+            self.adminRoutes = adminRoutes
+            self.onServiceRunning = onServiceRunning
+        }
+    }
+
+    /// In graceful-shutdown order reversed: a ServiceGroup stops the last first, so the gateway
+    /// stops taking requests first, then the workers drain (msg still up for their last mails),
+    /// then the owners, then msg.
+    public let services: [any Service]
+    public let control: WorkerControl
+    /// Where each service listens (updated as they start).
+    public let directory: ServiceDirectory
+    private let pools: [RedisConnectionPool]
+
+    public var addresses: ServiceAddresses { directory.snapshot }
+    public var gatewayURL: String { directory.url(.gateway) }
+
+    public init(redis: RedisConfiguration, httpClient: HTTPClient, options: Options, logger: Logger) throws {
+        let callHost = options.host == "0.0.0.0" ? "127.0.0.1" : options.host
+        let directory = ServiceDirectory(ServiceAddresses.loopback(ports: options.ports, host: callHost), host: callHost)
+        var pools: [RedisConnectionPool] = []
+        func pool(_ size: Int) throws -> RedisConnectionPool {
+            let p = try RedisConnectionPool(configuration: redis, maximumConnections: size, logger: logger)
+            pools.append(p)
+            return p
+        }
+        let http = try ShopContext(pool: try pool(32), logger: logger)
+
+        var services: [any Service] = []
+        let running = options.onServiceRunning
+        func app(_ name: ServiceName, gateway: GatewayOptions = .init()) {
+            services.append(
+                buildApplication(
+                    for: name, host: options.host, port: options.ports[name] ?? name.defaultPort, context: http, httpClient: httpClient,
+                    gateway: gateway,
+                    onServerRunning: { port in
+                        directory.listening(name, port: port)
+                        await running(name, port)
+                    }))
+        }
+        for name in [ServiceName.msg, .customer, .product, .inventory, .order, .billing] { app(name) }
+
+        var switchables: [SwitchableService] = []
+        let mail = MailClient(directory: directory, client: httpClient)
+        for worker in options.workers {
+            // Each worker has its own pool: its blocking reads must not starve the HTTP services.
+            let context = try ShopContext(pool: try pool(16), logger: logger)
+            var named = logger
+            named[metadataKey: "worker"] = "\(worker)"
+            let workerLogger = named
+            let configuration = options.workerConfiguration
+            let subscriptions = worker.subscriptions(readModel: context.readModel, mail: mail)
+            let switchable = SwitchableService(name: worker.rawValue, logger: workerLogger) {
+                StreamWorker(pool: context.pool, configuration: configuration, subscriptions: subscriptions, logger: workerLogger)
+            }
+            switchables.append(switchable)
+            services.append(switchable)
+        }
+        if let metricsPort = options.metricsPort, !options.workers.isEmpty {
+            services.append(WorkerHTTPServer(port: metricsPort, host: options.host, pool: http.pool, logger: logger))
+        }
+        control = WorkerControl(switchables)
+        app(.gateway, gateway: GatewayOptions(directory: directory, admin: options.adminRoutes ? control : nil))
+
+        self.services = services
+        self.directory = directory
+        self.pools = pools
+    }
+
+    /// Closes the Redis pools (after the services have stopped).
+    public func shutdown() async {
+        for p in pools { await p.shutdown() }
+    }
+}

@@ -1,0 +1,89 @@
+/// Reads the fields of one JSON object from a request body, with errors that name the field
+/// (and, in a batch, the position of the object: `item 3`).
+public struct FieldReader: Sendable {
+    public let object: [String: JSONValue]
+    /// The position in a batch (0-based), for messages.
+    public let item: Int?
+
+    public init(_ value: JSONValue, item: Int? = nil) throws(ShopError) {
+        guard case .object(let o) = value else {
+            throw ShopError.badRequest("expected a JSON object\(Self.suffix(item)), got \(value.kind)")
+        }
+        self.object = o
+        self.item = item
+    }
+
+    private static func suffix(_ item: Int?) -> String { item.map { " (item \($0))" } ?? "" }
+    private var suffix: String { Self.suffix(item) }
+
+    private func value(_ name: String) throws(ShopError) -> JSONValue {
+        guard let v = object[name], v != .null else {
+            throw ShopError.badRequest("missing field '\(name)'\(suffix)", field: name)
+        }
+        return v
+    }
+
+    private func wrongKind(_ name: String, _ expected: String, _ got: JSONValue) -> ShopError {
+        ShopError.badRequest("field '\(name)' must be \(expected)\(suffix), got \(got.kind)", field: name)
+    }
+
+    /// A non-empty string.
+    public func string(_ name: String) throws(ShopError) -> String {
+        let v = try value(name)
+        guard case .string(let s) = v else { throw wrongKind(name, "a string", v) }
+        guard !s.isEmpty else { throw ShopError.badRequest("field '\(name)' must not be empty\(suffix)", field: name) }
+        return s
+    }
+
+    /// A finite number, at least `minimum`.
+    public func number(_ name: String, minimum: Double = -.infinity) throws(ShopError) -> Double {
+        let v = try value(name)
+        guard case .number(let n) = v, n.isFinite else { throw wrongKind(name, "a number", v) }
+        guard n >= minimum else {
+            throw ShopError.badRequest("field '\(name)' must be at least \(JSONNumber(minimum))\(suffix)", field: name)
+        }
+        return n
+    }
+
+    /// A whole number in `range`.
+    public func integer(_ name: String, in range: ClosedRange<Int> = Int.min...Int.max) throws(ShopError) -> Int {
+        let v = try value(name)
+        guard case .number(let n) = v, let i = JSONNumber(n).integer else { throw wrongKind(name, "a whole number", v) }
+        guard range.contains(i) else {
+            throw ShopError.badRequest("field '\(name)' must be between \(range.lowerBound) and \(range.upperBound)\(suffix)", field: name)
+        }
+        return i
+    }
+
+    /// A non-empty array of non-empty strings, at most `maxCount` long.
+    public func strings(_ name: String, maxCount: Int) throws(ShopError) -> [String] {
+        let v = try value(name)
+        guard case .array(let items) = v else { throw wrongKind(name, "an array of strings", v) }
+        guard !items.isEmpty else { throw ShopError.badRequest("field '\(name)' must not be empty\(suffix)", field: name) }
+        guard items.count <= maxCount else {
+            throw ShopError.badRequest("field '\(name)' has more than \(maxCount) elements\(suffix)", field: name)
+        }
+        var out: [String] = []
+        out.reserveCapacity(items.count)
+        for item in items {
+            guard case .string(let s) = item, !s.isEmpty else { throw wrongKind(name, "an array of non-empty strings", item) }
+            out.append(s)
+        }
+        return out
+    }
+
+    /// True when the field is present (and not null).
+    public func has(_ name: String) -> Bool {
+        if let v = object[name], v != .null { return true }
+        return false
+    }
+
+    /// On PUT, an `id` in the body (the original client sends the whole entity back) must be the
+    /// id of the path.
+    public func checkID(matches id: String) throws(ShopError) {
+        guard let v = object["id"], v != .null else { return }
+        guard case .string(let s) = v, s == id else {
+            throw ShopError.badRequest("field 'id' in the body does not match the id in the path", field: "id")
+        }
+    }
+}

@@ -1,0 +1,59 @@
+import RedisClient
+
+/// A failure with the HTTP status it answers, a readable message, and the request field it is
+/// about (if any). Serialized as `{"error": message, "field": field}`: never an HTML page.
+public struct ShopError: Error, Sendable, Hashable, CustomStringConvertible {
+    public var status: Int
+    public var message: String
+    public var field: String?
+
+    public init(status: Int, message: String, field: String? = nil) {
+        self.status = status
+        self.message = message
+        self.field = field
+    }
+
+    /// 400: malformed JSON, a missing field or a field of the wrong kind.
+    public static func badRequest(_ message: String, field: String? = nil) -> ShopError {
+        ShopError(status: 400, message: message, field: field)
+    }
+
+    /// 404: update or delete of an id that does not exist.
+    public static func notFound(_ type: EntityType, _ id: String) -> ShopError {
+        ShopError(status: 404, message: "no \(type) with id \(id)")
+    }
+
+    /// 409: not enough stock, or a uniqueness rule (one stock record per product, one billing per order).
+    public static func conflict(_ message: String, field: String? = nil) -> ShopError {
+        ShopError(status: 409, message: message, field: field)
+    }
+
+    /// 503: the owning service or Redis cannot be reached.
+    public static func unavailable(_ message: String) -> ShopError {
+        ShopError(status: 503, message: message)
+    }
+
+    public var description: String {
+        "\(status): \(message)" + (field.map { " (field \($0))" } ?? "")
+    }
+
+    /// The JSON body.
+    public var body: [UInt8] {
+        var fields: [(String, JSONValue)] = [("error", .string(message))]
+        if let field { fields.append(("field", .string(field))) }
+        return JSONWriter.object(fields)
+    }
+
+    /// Maps any error to the status a client should see: Redis being unreachable is a 503 (the
+    /// request may be retried), anything unexpected a 500 with a JSON body.
+    public static func from(_ error: any Error) -> ShopError {
+        if let e = error as? ShopError { return e }
+        if let e = error as? RedisError {
+            if e.code.isServerError {
+                return ShopError(status: 500, message: "event store error: \(e.message)")
+            }
+            return .unavailable("event store unavailable: \(e.code)")
+        }
+        return ShopError(status: 500, message: "internal error: \(error)")
+    }
+}

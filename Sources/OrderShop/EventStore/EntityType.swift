@@ -1,0 +1,75 @@
+import RedisClient
+
+/// The five entity types of OrderShop's domain model.
+public enum EntityType: String, Sendable, CaseIterable, Codable, CustomStringConvertible {
+    case customer, product, inventory, order, billing
+
+    public var description: String { rawValue }
+
+    /// The plural the HTTP routes use (`/customers`); inventory has no plural, like the original.
+    public var plural: String { self == .inventory ? "inventory" : rawValue + "s" }
+
+    /// The Redis Cluster hash tag shared by every key of this entity type (streams and read model),
+    /// so that one Lua script may touch all of them on one node.
+    public var tag: String { "{\(rawValue)}" }
+
+    /// The event stream for one action: `events:{customer}_created`, as the original names it.
+    public func stream(_ action: EventAction) -> String { "events:\(tag)_\(action.rawValue)" }
+
+    /// All three event streams of this type.
+    public var streams: [String] { EventAction.allCases.map(stream) }
+
+    /// Read-model keys. See ``ReadModelKeys``.
+    public var keys: ReadModelKeys { ReadModelKeys(type: self) }
+
+    /// The field whose value must be unique among live entities of this type, if any: one stock
+    /// record per product, one billing per order.
+    public var uniqueField: String? {
+        switch self {
+        case .inventory: "product_id"
+        case .billing: "order_id"
+        default: nil
+        }
+    }
+
+    /// The entity type a field of this type must reference (a live entity) on create and update.
+    public var reference: (field: String, type: EntityType)? {
+        switch self {
+        case .inventory: ("product_id", .product)
+        case .billing: ("order_id", .order)
+        default: nil
+        }
+    }
+}
+
+/// The three things that happen to an entity.
+public enum EventAction: String, Sendable, CaseIterable, Codable {
+    case created, updated, deleted
+}
+
+/// Where one entity type's read model lives in Redis. Every key carries the type's hash tag.
+///
+/// - `{T}_entities`: hash id -> entity JSON, live entities only (what queries answer).
+/// - `{T}_versions`: hash id -> version of the latest change, kept after deletion, so that a
+///   repeated or late event can never roll an entity back or bring it back to life.
+/// - `{T}_tombstones`: hash id -> last JSON of deleted entities (mails about an order of a deleted
+///   customer still reach the last known address).
+/// - `{T}_ids`: sorted set of live ids, scored by creation order, so lists come back in the order
+///   entities were created (the original client picks "the second order" by position).
+/// - `{T}_seq`: the counter behind those scores.
+/// - `{T}_unique`: hash unique value -> id, for types with a ``EntityType/uniqueField``.
+public struct ReadModelKeys: Sendable, Hashable {
+    public let type: EntityType
+    public var entities: String { "\(type.tag)_entities" }
+    public var versions: String { "\(type.tag)_versions" }
+    public var tombstones: String { "\(type.tag)_tombstones" }
+    public var ids: String { "\(type.tag)_ids" }
+    public var sequence: String { "\(type.tag)_seq" }
+    public var unique: String { "\(type.tag)_unique" }
+
+    /// Every read-model key of the type (for rebuilds).
+    public var all: [String] { [entities, versions, tombstones, ids, sequence, unique] }
+
+    /// The same keys with a suffix, where a rebuild writes before it swaps them in.
+    public func staging(_ suffix: String) -> [String] { all.map { $0 + ":rebuild:" + suffix } }
+}

@@ -1,0 +1,153 @@
+import Foundation
+import RedisClient
+
+/// The event store: appends an entity's event to `events:{<type>}_<action>` and updates the read
+/// model in the same Lua script, so that both happen or neither does, and a command's effect is
+/// visible to every query as soon as it has answered.
+///
+/// Each entry has the original's fields `event_id` (a UUID) and `entity` (the whole entity as
+/// JSON; for a deletion its last state), and `entity_id`, `version` (1 on creation, +1 per
+/// change), `time` (epoch milliseconds), `trace_id`, and for stock moved by an order, `cause`.
+public struct EventStore: Sendable {
+    public let pool: RedisConnectionPool
+
+    public init(pool: RedisConnectionPool) {
+        self.pool = pool
+    }
+
+    /// What a successful command appended.
+    public struct Appended: Sendable, Hashable {
+        /// The stream entry ids of the entities' own events, in the order of the input.
+        public var entryIDs: [String]
+    }
+
+    // MARK: Commands
+
+    /// Creates entities, all or none. Orders take their stock in the same step.
+    @discardableResult
+    public func create<E: ShopEntity>(_ entities: [E], trace: String) async throws -> Appended {
+        precondition(!entities.isEmpty)
+        if let orders = entities as? [Order] { return try await createOrders(orders, trace: trace) }
+        let type = E.type
+        let k = type.keys
+        let referenced = type.reference?.type.keys.entities ?? k.entities
+        var argv: [RedisArgument] = [RedisArgument(Self.now()), RedisArgument(trace), RedisArgument(entities.count)]
+        for e in entities {
+            argv += [
+                RedisArgument(e.id), RedisArgument(UUID().uuidString.lowercased()), RedisArgument(bytes: e.json),
+                RedisArgument(e.uniqueValue ?? ""), RedisArgument(e.referenceValue ?? ""),
+            ]
+        }
+        let keys: [RedisArgument] = [k.entities, k.versions, k.ids, k.sequence, type.stream(.created), k.unique, referenced].map { RedisArgument($0) }
+        let reply = try await pool.evaluate(Scripts.create, keys: keys, arguments: argv)
+        return try Self.appended(reply, type: type)
+    }
+
+    /// Replaces a live entity (404 when there is none).
+    @discardableResult
+    public func update<E: ShopEntity>(_ entity: E, trace: String) async throws -> Appended {
+        if let order = entity as? Order { return try await updateOrder(order, trace: trace) }
+        let type = E.type
+        let k = type.keys
+        let referenced = type.reference?.type.keys.entities ?? k.entities
+        let keys: [RedisArgument] = [k.entities, k.versions, type.stream(.updated), k.unique, referenced].map { RedisArgument($0) }
+        let argv: [RedisArgument] = [
+            RedisArgument(entity.id), RedisArgument(UUID().uuidString.lowercased()), RedisArgument(bytes: entity.json),
+            RedisArgument(Self.now()), RedisArgument(trace), RedisArgument(type.uniqueField ?? ""),
+            RedisArgument(entity.uniqueValue ?? ""), RedisArgument(entity.referenceValue ?? ""),
+        ]
+        let reply = try await pool.evaluate(Scripts.update, keys: keys, arguments: argv)
+        return try Self.appended(reply, type: type, id: entity.id)
+    }
+
+    /// Deletes a live entity (404 when there is none). Deleting an order returns its stock.
+    @discardableResult
+    public func delete(_ type: EntityType, id: String, trace: String) async throws -> Appended {
+        if type == .order { return try await deleteOrder(id: id, trace: trace) }
+        let k = type.keys
+        let keys: [RedisArgument] = [k.entities, k.versions, k.ids, k.tombstones, type.stream(.deleted), k.unique].map { RedisArgument($0) }
+        let argv: [RedisArgument] = [
+            RedisArgument(id), RedisArgument(UUID().uuidString.lowercased()), RedisArgument(Self.now()), RedisArgument(trace),
+            RedisArgument(type.uniqueField ?? ""),
+        ]
+        let reply = try await pool.evaluate(Scripts.delete, keys: keys, arguments: argv)
+        return try Self.appended(reply, type: type, id: id)
+    }
+
+    // MARK: Orders (with stock)
+
+    private static var orderKeys: [RedisArgument] {
+        let o = EntityType.order.keys
+        let i = EntityType.inventory.keys
+        return [
+            o.entities, o.versions, o.ids, o.sequence, o.tombstones,
+            EntityType.order.stream(.created), EntityType.order.stream(.updated), EntityType.order.stream(.deleted),
+            i.entities, i.versions, i.unique, EntityType.inventory.stream(.updated),
+            EntityType.customer.keys.entities,
+        ].map { RedisArgument($0) }
+    }
+
+    private func createOrders(_ orders: [Order], trace: String) async throws -> Appended {
+        var argv: [RedisArgument] = [RedisArgument(Self.now()), RedisArgument(trace), RedisArgument(orders.count)]
+        for o in orders {
+            argv += [
+                RedisArgument(o.id), RedisArgument(UUID().uuidString.lowercased()), RedisArgument(bytes: o.json),
+                RedisArgument(o.customerID), RedisArgument(o.productIDs.count),
+            ]
+            argv += o.productIDs.map { RedisArgument($0) }
+        }
+        let reply = try await pool.evaluate(Scripts.createOrders, keys: Self.orderKeys, arguments: argv)
+        return try Self.appended(reply, type: .order)
+    }
+
+    private func updateOrder(_ order: Order, trace: String) async throws -> Appended {
+        var argv: [RedisArgument] = [
+            RedisArgument(order.id), RedisArgument(UUID().uuidString.lowercased()), RedisArgument(bytes: order.json),
+            RedisArgument(Self.now()), RedisArgument(trace), RedisArgument(order.customerID), RedisArgument(order.productIDs.count),
+        ]
+        argv += order.productIDs.map { RedisArgument($0) }
+        let reply = try await pool.evaluate(Scripts.updateOrder, keys: Self.orderKeys, arguments: argv)
+        return try Self.appended(reply, type: .order, id: order.id)
+    }
+
+    private func deleteOrder(id: String, trace: String) async throws -> Appended {
+        let argv: [RedisArgument] = [RedisArgument(id), RedisArgument(UUID().uuidString.lowercased()), RedisArgument(Self.now()), RedisArgument(trace)]
+        let reply = try await pool.evaluate(Scripts.deleteOrder, keys: Self.orderKeys, arguments: argv)
+        return try Self.appended(reply, type: .order, id: id)
+    }
+
+    // MARK: Replies
+
+    /// Turns a script's reply into the entry ids, or into the ShopError it stands for.
+    static func appended(_ reply: RESPValue, type: EntityType, id: String? = nil) throws -> Appended {
+        guard let parts = reply.array, let tag = parts.first?.string else {
+            throw RedisError(.unexpectedReply, "event store script answered \(reply)")
+        }
+        let s = parts.dropFirst().map { $0.string ?? "" }
+        func at(_ i: Int) -> String { i < s.count ? s[i] : "" }
+        switch tag {
+        case "ok":
+            // update/delete answer {ok, entry id, version}; create answers {ok, entry ids...}
+            return Appended(entryIDs: id == nil ? s : [at(0)])
+        case "notfound":
+            throw ShopError.notFound(type, id ?? "")
+        case "exists":
+            throw ShopError.conflict("\(type) \(at(0)) already exists", field: "id")
+        case "unique":
+            let field = type.uniqueField ?? "id"
+            throw ShopError.conflict("\(field) \(at(0)) already has \(type == .inventory ? "a stock record" : "a \(type)") (\(at(1)))", field: field)
+        case "reference":
+            let ref = type.reference
+            throw ShopError.badRequest("no \(ref?.type.rawValue ?? "entity") with id \(at(0))", field: ref?.field)
+        case "customer":
+            throw ShopError.badRequest("no customer with id \(at(0))", field: "customer_id")
+        case "stock":
+            throw ShopError.conflict("out of stock: product \(at(0)) has \(at(1)) units, the order needs \(at(2))", field: "product_ids")
+        default:
+            throw RedisError(.unexpectedReply, "event store script answered \(reply)")
+        }
+    }
+
+    /// Epoch milliseconds, the `time` field of every event.
+    static func now() -> Int { Int(Date().timeIntervalSince1970 * 1000) }
+}

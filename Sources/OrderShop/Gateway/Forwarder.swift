@@ -1,0 +1,37 @@
+import AsyncHTTPClient
+import Hummingbird
+import Logging
+import NIOCore
+import NIOHTTP1
+
+/// Forwards a command to the service that owns it, unchanged (method, path, query, body), and
+/// answers what the owner answered. An owner that cannot be reached gives 503 with a JSON body.
+struct Forwarder: Sendable {
+    let service: ServiceName
+    let directory: ServiceDirectory
+    let client: HTTPClient
+    let timeout: TimeAmount
+
+    func forward(_ request: Request, context: ShopRequestContext) async throws -> Response {
+        let body = try await request.bodyBytes()
+        let baseURL = directory.url(service)
+        var outgoing = HTTPClientRequest(url: baseURL + request.uri.path + (request.uri.query.map { "?" + $0 } ?? ""))
+        outgoing.method = HTTPMethod(rawValue: request.method.rawValue)
+        outgoing.headers.add(name: "Content-Type", value: request.headers[.contentType] ?? "application/json")
+        outgoing.headers.add(name: "X-Trace-ID", value: request.traceID)
+        outgoing.body = .bytes(ByteBuffer(bytes: body))
+
+        let answer: HTTPClientResponse
+        let bytes: ByteBuffer
+        do {
+            answer = try await client.execute(outgoing, timeout: timeout)
+            bytes = try await answer.body.collect(upTo: 64 << 20)
+        } catch {
+            context.logger.warning("\(service) service unreachable at \(baseURL): \(error)")
+            throw ShopError.unavailable("\(service) service unreachable")
+        }
+        var headers = HTTPFields()
+        headers[.contentType] = answer.headers.first(name: "Content-Type") ?? "application/json; charset=utf-8"
+        return Response(status: HTTPResponse.Status(code: Int(answer.status.code)), headers: headers, body: ResponseBody(byteBuffer: bytes))
+    }
+}

@@ -1,0 +1,47 @@
+import AsyncHTTPClient
+import Hummingbird
+import NIOCore
+
+/// The gateway: the original's front door on port 5000. Queries are answered from the read
+/// models in Redis; commands are forwarded over HTTP to the service that owns the entity.
+public struct GatewayOptions: Sendable {
+    /// Where the owning services are.
+    public var directory: ServiceDirectory
+    /// How long a forwarded command may take before the gateway answers 503.
+    public var forwardTimeout: Duration
+    /// Start/stop control of in-process workers (`ordershop up` only): `/admin/...` routes.
+    public var admin: WorkerControl?
+
+    public init(addresses: ServiceAddresses = .init(), forwardTimeout: Duration = .seconds(30), admin: WorkerControl? = nil) {
+        self.init(directory: ServiceDirectory(addresses), forwardTimeout: forwardTimeout, admin: admin)
+    }
+
+    public init(directory: ServiceDirectory, forwardTimeout: Duration = .seconds(30), admin: WorkerControl? = nil) {
+        self.directory = directory
+        self.forwardTimeout = forwardTimeout
+        self.admin = admin
+    }
+}
+
+/// The gateway's router (tests drive it without a socket).
+public func buildGatewayRouter(context: ShopContext, httpClient: HTTPClient, options: GatewayOptions = .init()) -> Router<ShopRequestContext> {
+    let router = Router(context: ShopRequestContext.self)
+    router.add(middleware: JSONErrorMiddleware())
+    router.get("/healthz") { _, _ in await context.health.response(service: "gateway") }
+    let readModel = context.readModel
+    for type in EntityType.allCases {
+        addQueryRoutes(to: router, type: type, readModel: readModel)
+        let owner = ServiceName.owner(of: type)
+        let forwarder = Forwarder(
+            service: owner, directory: options.directory, client: httpClient,
+            timeout: .nanoseconds(Int64(options.forwardTimeout.components.seconds) * 1_000_000_000 + options.forwardTimeout.components.attoseconds / 1_000_000_000))
+        addCommandRoutes(
+            to: router, type: type,
+            create: { try await forwarder.forward($0, context: $1) },
+            update: { request, ctx, _ in try await forwarder.forward(request, context: ctx) },
+            delete: { request, ctx, _ in try await forwarder.forward(request, context: ctx) })
+    }
+    router.get("/report") { _, _ in JSONResponse.bytes(try await readModel.report()) }
+    if let admin = options.admin { addAdminRoutes(to: router, control: admin) }
+    return router
+}

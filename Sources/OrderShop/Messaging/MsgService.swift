@@ -1,0 +1,77 @@
+import Foundation
+import Hummingbird
+import RedisClient
+
+/// The msg service: `POST /email {to, msg}` sends one mail (like the original, by logging it) and
+/// records it as an entry of the stream `mail:sent` with the fields `key`, `to` and `msg`.
+///
+/// A mail is sent at most once per `Idempotency-Key`: the marker and the record are written by one
+/// script, so a retried request (a worker redelivering an event) finds the marker and sends nothing.
+public struct MsgOptions: Sendable {
+    /// How long a key is remembered.
+    public var keyTTL: Duration
+
+    public init(keyTTL: Duration = .seconds(30 * 86_400)) {
+        self.keyTTL = keyTTL
+    }
+}
+
+/// The keys of the msg service.
+public enum MailKeys {
+    /// The stream of every mail sent.
+    public static let sent = "mail:sent"
+    /// The marker of a sent key. Its hash tag is the stream's name, so that marker and stream
+    /// share a Redis Cluster slot.
+    public static func marker(_ key: String) -> String { "{\(sent)}:key:\(key)" }
+}
+
+/// The answer of `POST /email`.
+public struct MailReceipt: Codable, Sendable, Hashable {
+    /// `sent`, or `duplicate` when the key was sent before (nothing is sent again).
+    public var status: String
+    /// The `mail:sent` entry of the mail.
+    public var id: String
+    public var key: String
+}
+
+/// The msg service's router.
+public func buildMsgRouter(context: ShopContext, options: MsgOptions = .init()) -> Router<ShopRequestContext> {
+    let router = Router(context: ShopRequestContext.self)
+    router.add(middleware: JSONErrorMiddleware())
+    router.get("/healthz") { _, _ in await context.health.response(service: "msg") }
+    router.post("/email") { request, requestContext in
+        let fields = try FieldReader(try await request.json())
+        let to = try fields.string("to")
+        let msg = try fields.string("msg")
+        let key: String
+        if let given = request.headers[.idempotencyKey] {
+            guard !given.isEmpty, given.utf8.count <= 512 else {
+                throw ShopError.badRequest("the Idempotency-Key header must have 1 to 512 characters", field: "Idempotency-Key")
+            }
+            key = given
+        } else {
+            key = "anonymous:" + UUID().uuidString.lowercased()
+        }
+        let reply = try await context.pool.evaluate(
+            sendScript, keys: [RedisArgument(MailKeys.marker(key)), RedisArgument(MailKeys.sent)],
+            arguments: [RedisArgument(key), RedisArgument(to), RedisArgument(msg), RedisArgument(options.keyTTL.components.seconds * 1000)])
+        guard let parts = reply.array, parts.count == 2, let status = parts[0].string, let id = parts[1].string else {
+            throw RedisError(.unexpectedReply, "mail script answered \(reply)")
+        }
+        if status == "sent" {
+            requestContext.logger.info("mail \(id) to \(to) (\(key)): \(msg.prefix(60).replacingOccurrences(of: "\n", with: " "))")
+        }
+        return JSONResponse.encode(MailReceipt(status: status, id: id, key: key))
+    }
+    return router
+}
+
+/// KEYS: marker, stream. ARGV: key, to, msg, ttl ms. Answers `{'sent'|'duplicate', entry id}`.
+private let sendScript = RedisScript(
+    """
+    local prev = redis.call('GET', KEYS[1])
+    if prev then return {'duplicate', prev} end
+    local id = redis.call('XADD', KEYS[2], '*', 'key', ARGV[1], 'to', ARGV[2], 'msg', ARGV[3])
+    redis.call('SET', KEYS[1], id, 'PX', ARGV[4])
+    return {'sent', id}
+    """)

@@ -1,1 +1,0 @@
-// The OrderShop application lives in this module.

@@ -1,0 +1,80 @@
+import RedisClient
+
+/// Queries answered from the read models in Redis (the article's "queries via RESP").
+///
+/// The read models are written by the same scripts that append the events, so a query always
+/// sees every command that has answered, whichever process asks.
+public struct ReadModel: Sendable {
+    public let pool: RedisConnectionPool
+
+    public init(pool: RedisConnectionPool) {
+        self.pool = pool
+    }
+
+    /// All live entities of a type as a JSON array, in creation order.
+    public func list(_ type: EntityType) async throws -> [UInt8] {
+        let k = type.keys
+        let reply = try await pool.evaluate(Scripts.all, keys: [RedisArgument(k.ids), RedisArgument(k.entities)])
+        return Self.jsonArray(reply.array ?? [])
+    }
+
+    /// One live entity's JSON, or nil when there is none (never created, or deleted).
+    public func one(_ type: EntityType, id: String) async throws -> [UInt8]? {
+        try await pool.send(["HGET", RedisArgument(type.keys.entities), RedisArgument(id)]).bytes
+    }
+
+    /// Live orders that have no billing, as a JSON array.
+    public func unbilledOrders() async throws -> [UInt8] {
+        let o = EntityType.order.keys
+        let keys = [o.ids, o.entities, EntityType.billing.keys.unique].map { RedisArgument($0) }
+        return Self.jsonArray(try await pool.evaluate(Scripts.unbilled, keys: keys).array ?? [])
+    }
+
+    /// `{"products": [...], "inventory": [...], "customers": [...], "orders": [...], "billings": [...]}`.
+    public func report() async throws -> [UInt8] {
+        let order: [EntityType] = [.product, .inventory, .customer, .order, .billing]
+        var out: [UInt8] = Array("{".utf8)
+        for (i, type) in order.enumerated() {
+            if i > 0 { out.append(UInt8(ascii: ",")) }
+            out += Array("\"\(type.plural)\":".utf8)
+            out += try await list(type)
+        }
+        out.append(UInt8(ascii: "}"))
+        return out
+    }
+
+    /// How many live entities a type has.
+    public func count(_ type: EntityType) async throws -> Int {
+        try await pool.send(["ZCARD", RedisArgument(type.keys.ids)]).int ?? 0
+    }
+
+    /// An entity whether live or deleted (its last state), for mails about things that are gone
+    /// meanwhile; nil when Redis has never seen it.
+    public func lookup<E: ShopEntity>(_ type: E.Type, id: String) async throws -> (entity: E, deleted: Bool)? {
+        let k = E.type.keys
+        let reply = try await pool.evaluate(
+            Scripts.lookup, keys: [RedisArgument(k.entities), RedisArgument(k.tombstones)], arguments: [RedisArgument(id)])
+        guard let parts = reply.array, parts.count == 2, let json = parts[0].bytes else { return nil }
+        return (try JSONCoding.decode(E.self, from: json), parts[1].string == "deleted")
+    }
+
+    /// The version of an entity's latest change, live or deleted.
+    public func version(_ type: EntityType, id: String) async throws -> Int? {
+        try await pool.send(["HGET", RedisArgument(type.keys.versions), RedisArgument(id)]).int
+    }
+
+    /// Joins JSON documents (bulk strings) into a JSON array without decoding them.
+    static func jsonArray(_ items: [RESPValue]) -> [UInt8] {
+        var out: [UInt8] = [UInt8(ascii: "[")]
+        out.reserveCapacity(items.count * 96 + 2)
+        var first = true
+        for item in items {
+            guard let bytes = item.bytes else { continue }
+            if !first { out.append(UInt8(ascii: ",")) }
+            out += bytes
+            first = false
+        }
+        out.append(UInt8(ascii: "]"))
+        return out
+    }
+}

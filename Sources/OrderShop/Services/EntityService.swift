@@ -1,0 +1,57 @@
+import Foundation
+import Hummingbird
+
+/// The commands of the service that owns an entity type: validate the body, then append the event
+/// and update the read model in one step (``EventStore``).
+struct EntityService<E: ShopEntity>: Sendable {
+    /// The most objects one POST may create.
+    static var maxBatch: Int { 1000 }
+
+    let context: ShopContext
+
+    /// `POST /customer(s)` with one object or an array: a JSON array of the new ids.
+    func create(_ request: Request, _: ShopRequestContext) async throws -> Response {
+        let body = try await request.json()
+        let items: [(JSONValue, Int?)]
+        switch body {
+        case .array(let array):
+            guard !array.isEmpty else { throw ShopError.badRequest("expected an object or a non-empty array of objects") }
+            guard array.count <= Self.maxBatch else { throw ShopError.badRequest("at most \(Self.maxBatch) objects per request") }
+            items = array.enumerated().map { ($1, $0) }
+        default:
+            items = [(body, nil)]
+        }
+        var entities: [E] = []
+        entities.reserveCapacity(items.count)
+        for (value, index) in items {
+            entities.append(try E(fields: try FieldReader(value, item: index), id: UUID().uuidString.lowercased(), current: nil))
+        }
+        try await context.store.create(entities, trace: request.traceID)
+        return JSONResponse.encode(entities.map(\.id))
+    }
+
+    /// `PUT /customer/<id>` with the full object: `true`.
+    func update(_ request: Request, _: ShopRequestContext, id: String) async throws -> Response {
+        let fields = try FieldReader(try await request.json())
+        try fields.checkID(matches: id)
+        // Only a billing keeps a value the body may leave out (`done`); the others are replaced whole.
+        let current = E.self == Billing.self ? try await context.readModel.lookup(E.self, id: id).flatMap { $0.deleted ? nil : $0.entity } : nil
+        let entity = try E(fields: fields, id: id, current: current)
+        try await context.store.update(entity, trace: request.traceID)
+        return JSONResponse.true
+    }
+
+    /// `DELETE /customer/<id>`: `true`.
+    func delete(_ request: Request, _: ShopRequestContext, id: String) async throws -> Response {
+        try await context.store.delete(E.type, id: id, trace: request.traceID)
+        return JSONResponse.true
+    }
+
+    func register(on router: Router<ShopRequestContext>) {
+        addCommandRoutes(
+            to: router, type: E.type,
+            create: { try await self.create($0, $1) },
+            update: { try await self.update($0, $1, id: $2) },
+            delete: { try await self.delete($0, $1, id: $2) })
+    }
+}

@@ -1,0 +1,57 @@
+import Hummingbird
+
+/// The original's routes for one entity type.
+public struct EntityRoutes: Sendable {
+    public let type: EntityType
+
+    public init(_ type: EntityType) { self.type = type }
+
+    /// `GET` of all: `/customers` (`/inventory` for inventory).
+    public var list: RouterPath { RouterPath(stringLiteral: "/\(type.plural)") }
+    /// `POST` of one or many: `/customer` and `/customers` (`/inventory` only for inventory).
+    public var create: [RouterPath] {
+        type == .inventory ? ["/inventory"] : [RouterPath(stringLiteral: "/\(type.rawValue)"), RouterPath(stringLiteral: "/\(type.plural)")]
+    }
+    /// `GET`, `PUT` and `DELETE` of one: `/customer/:id`.
+    public var item: RouterPath { RouterPath(stringLiteral: "/\(type.rawValue)/:id") }
+}
+
+/// The queries of one entity type, answered from the read model: the gateway and the owning
+/// service answer them alike.
+func addQueryRoutes(to router: Router<ShopRequestContext>, type: EntityType, readModel: ReadModel) {
+    let routes = EntityRoutes(type)
+    router.get(routes.list) { _, _ in
+        JSONResponse.bytes(try await readModel.list(type))
+    }
+    router.get(routes.item) { _, context in
+        let id = try context.parameters.require("id")
+        // The original answers `null` with 200 for an entity that does not exist (or no longer does).
+        guard let json = try await readModel.one(type, id: id) else { return JSONResponse.null }
+        return JSONResponse.bytes(json)
+    }
+    if type == .order {
+        router.get("/orders/unbilled") { _, _ in JSONResponse.bytes(try await readModel.unbilledOrders()) }
+    }
+}
+
+/// Registers the command routes of one entity type with the given handlers (the owner handles
+/// them, the gateway forwards them).
+func addCommandRoutes(
+    to router: Router<ShopRequestContext>, type: EntityType,
+    create: @escaping @Sendable (Request, ShopRequestContext) async throws -> Response,
+    update: @escaping @Sendable (Request, ShopRequestContext, String) async throws -> Response,
+    delete: @escaping @Sendable (Request, ShopRequestContext, String) async throws -> Response
+) {
+    let routes = EntityRoutes(type)
+    for path in routes.create {
+        router.post(path) { request, context in try await create(request, context) }
+    }
+    router.put(routes.item) { request, context in try await update(request, context, try validID(context)) }
+    router.delete(routes.item) { request, context in try await delete(request, context, try validID(context)) }
+}
+
+private func validID(_ context: ShopRequestContext) throws -> String {
+    let id = try context.parameters.require("id")
+    guard !id.isEmpty, id.utf8.count <= 200 else { throw ShopError.badRequest("invalid id", field: "id") }
+    return id
+}

@@ -1,0 +1,76 @@
+import StreamWorker
+
+/// CRM: customer relations, as the consumer group `crm`. It may be down at any time; its group
+/// remembers where it stopped, so it sends every mail it missed once it is back, and each mail
+/// exactly once (idempotency key `crm:<event_id>`, deduplicated by msg).
+///
+/// - customer_created: "welcome"
+/// - customer_deleted: "good bye" (to the address in the event: the customer's last state)
+/// - order_created: "thank you for buying N products: names"
+public enum CRMWorker {
+    public static let group = WorkerName.crm.group
+
+    public static func subscriptions(readModel: ReadModel, mail: MailClient) -> [Subscription] {
+        let support = MailHandlerSupport(readModel: readModel, mail: mail)
+        return [
+            Subscription(stream: EntityType.customer.stream(.created), group: group) { delivery in
+                let customer = try delivery.decodeJSON(Customer.self)
+                return try await support.send(to: customer.email, msg: MailKind.welcome(name: customer.name), for: delivery)
+            },
+            Subscription(stream: EntityType.customer.stream(.deleted), group: group) { delivery in
+                let customer = try delivery.decodeJSON(Customer.self)
+                return try await support.send(to: customer.email, msg: MailKind.goodbye(name: customer.name), for: delivery)
+            },
+            Subscription(stream: EntityType.order.stream(.created), group: group) { delivery in
+                let order = try delivery.decodeJSON(Order.self)
+                let customer = try await support.customer(order.customerID, of: "order \(order.id)")
+                // A product deleted meanwhile keeps its last name; one never seen is named by its id.
+                let names = try await support.products(order.productIDs).map { $0.product?.name ?? "product \($0.id)" }
+                return try await support.send(
+                    to: customer.email, msg: MailKind.thankYou(name: customer.name, products: names), for: delivery)
+            },
+        ]
+    }
+}
+
+/// Billing's worker, as the consumer group `billing`:
+///
+/// - order_created: "please pay EUR sum"
+/// - billing_created: "payment received"
+public enum BillingWorker {
+    public static let group = WorkerName.billing.group
+
+    public static func subscriptions(readModel: ReadModel, mail: MailClient) -> [Subscription] {
+        let support = MailHandlerSupport(readModel: readModel, mail: mail)
+        return [
+            Subscription(stream: EntityType.order.stream(.created), group: group) { delivery in
+                let order = try delivery.decodeJSON(Order.self)
+                let what = "order \(order.id)"
+                let customer = try await support.customer(order.customerID, of: what)
+                let sum = try support.sum(try await support.products(order.productIDs), of: what)
+                return try await support.send(to: customer.email, msg: MailKind.pleasePay(name: customer.name, sum: sum), for: delivery)
+            },
+            Subscription(stream: EntityType.billing.stream(.created), group: group) { delivery in
+                let billing = try delivery.decodeJSON(Billing.self)
+                let what = "billing \(billing.id)"
+                guard let order = try await support.readModel.lookup(Order.self, id: billing.orderID)?.entity else {
+                    throw MalformedEvent("\(what) refers to order \(billing.orderID), which does not exist")
+                }
+                let customer = try await support.customer(order.customerID, of: what)
+                let sum = try support.sum(try await support.products(order.productIDs), of: what)
+                return try await support.send(
+                    to: customer.email, msg: MailKind.paymentReceived(name: customer.name, sum: sum, orderID: order.id), for: delivery)
+            },
+        ]
+    }
+}
+
+extension WorkerName {
+    /// The subscriptions of this worker.
+    public func subscriptions(readModel: ReadModel, mail: MailClient) -> [Subscription] {
+        switch self {
+        case .crm: CRMWorker.subscriptions(readModel: readModel, mail: mail)
+        case .billing: BillingWorker.subscriptions(readModel: readModel, mail: mail)
+        }
+    }
+}

@@ -1,0 +1,57 @@
+import StreamWorker
+
+/// What the mail handlers of CRM and billing share: reading the entities an event refers to from
+/// the read models, and handing the mail to msg under the delivery's idempotency key.
+struct MailHandlerSupport: Sendable {
+    let readModel: ReadModel
+    let mail: MailClient
+
+    /// Sends one mail for a delivery. msg refusing it (4xx) can never succeed, so the event is
+    /// dead-lettered with msg's reason; msg unreachable is an ordinary failure, retried.
+    func send(to: String, msg: String, for delivery: Delivery) async throws -> HandlerOutcome {
+        do {
+            try await mail.send(to: to, msg: msg, idempotencyKey: delivery.idempotencyKey)
+        } catch MailClient.Failure.rejected(let status, let body) {
+            throw MalformedEvent("msg rejected the mail (\(status)): \(body)")
+        }
+        return .done
+    }
+
+    /// The customer of an order: the live one, or the last state of a deleted one (a customer who
+    /// ordered and then left still gets the mails about that order, at the last known address).
+    /// A customer Redis has never seen cannot be mailed: the event is dead-lettered with the reason.
+    func customer(_ id: String, of what: String) async throws -> Customer {
+        guard let found = try await readModel.lookup(Customer.self, id: id) else {
+            throw MalformedEvent("\(what) refers to customer \(id), which does not exist")
+        }
+        return found.entity
+    }
+
+    /// The products of an order, one per unit, live or deleted; nil for ids never seen.
+    func products(_ ids: [String]) async throws -> [(id: String, product: Product?)] {
+        var cache: [String: Product?] = [:]
+        var out: [(id: String, product: Product?)] = []
+        for id in ids {
+            if cache[id] == nil { cache[id] = .some(try await readModel.lookup(Product.self, id: id)?.entity) }
+            out.append((id, cache[id]!))
+        }
+        return out
+    }
+
+    /// The sum of the prices, as the mails write it (`1234` or `12.50`).
+    func sum(_ products: [(id: String, product: Product?)], of what: String) throws -> String {
+        var total = 0.0
+        for p in products {
+            guard let product = p.product else { throw MalformedEvent("\(what) refers to product \(p.id), which does not exist") }
+            total += product.price.value
+        }
+        return Self.format(total)
+    }
+
+    static func format(_ amount: Double) -> String {
+        if let whole = JSONNumber(amount).integer { return String(whole) }
+        let cents = Int((amount * 100).rounded())
+        let fraction = String(abs(cents) % 100)
+        return "\(cents / 100).\(fraction.count == 1 ? "0" + fraction : fraction)"
+    }
+}

@@ -1,0 +1,46 @@
+import ArgumentParser
+import Foundation
+import Logging
+import OrderShop
+
+/// Where the other services are, for the processes that call them: flags over the environment
+/// (`CUSTOMER_SERVICE_URL`, ... `MSG_SERVICE_URL`) over `http://127.0.0.1:<default port>`.
+struct ServiceURLOptions: ParsableArguments {
+    @Option(name: .customLong("customer-url"), help: "Customer service base URL (default: $CUSTOMER_SERVICE_URL, else http://127.0.0.1:5001)")
+    var customer: String?
+    @Option(name: .customLong("product-url"), help: "Product service base URL (default: $PRODUCT_SERVICE_URL, else http://127.0.0.1:5002)")
+    var product: String?
+    @Option(name: .customLong("inventory-url"), help: "Inventory service base URL (default: $INVENTORY_SERVICE_URL, else http://127.0.0.1:5003)")
+    var inventory: String?
+    @Option(name: .customLong("order-url"), help: "Order service base URL (default: $ORDER_SERVICE_URL, else http://127.0.0.1:5004)")
+    var order: String?
+    @Option(name: .customLong("billing-url"), help: "Billing service base URL (default: $BILLING_SERVICE_URL, else http://127.0.0.1:5005)")
+    var billing: String?
+    @Option(name: .customLong("msg-url"), help: "Msg service base URL (default: $MSG_SERVICE_URL, else http://127.0.0.1:5006)")
+    var msg: String?
+
+    var addresses: ServiceAddresses {
+        var overrides: [ServiceName: String] = [:]
+        overrides[.customer] = customer
+        overrides[.product] = product
+        overrides[.inventory] = inventory
+        overrides[.order] = order
+        overrides[.billing] = billing
+        overrides[.msg] = msg
+        return ServiceAddresses.fromEnvironment(ProcessInfo.processInfo.environment, overrides: overrides)
+    }
+}
+
+/// A logger for a command: level from `LOG_LEVEL` (default info), to stderr.
+func makeLogger(_ label: String) -> Logger {
+    var logger = Logger(label: label)
+    logger.logLevel = ProcessInfo.processInfo.environment["LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
+    return logger
+}
+
+extension RedisOptions {
+    /// True when Redis was configured by flag or environment (not the built-in default).
+    var isConfigured: Bool {
+        url != nil || !(ProcessInfo.processInfo.environment["REDIS_URL"] ?? "").isEmpty
+    }
+}

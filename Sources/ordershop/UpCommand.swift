@@ -1,0 +1,51 @@
+import ArgumentParser
+import OrderShop
+import RedisClient
+
+/// `ordershop up`: every service and both workers in one process, with a local redis-server
+/// when no Redis is configured and none listens on 127.0.0.1:6379.
+struct UpCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "up",
+        abstract: "Run the whole shop in one process (gateway on :5000), starting a redis-server if needed.",
+        discussion: """
+            Redis: --url or $REDIS_URL when given; else 127.0.0.1:6379 when something answers there; else a redis-server \
+            child on that port (append-only file on, data in --data-dir or a temporary directory), stopped on exit.
+            Ctrl-C (SIGINT) or SIGTERM stops everything: the gateway first, then the workers drain, then the services.
+            The gateway also serves GET /admin/workers and POST /admin/workers/<crm|billing>/<stop|start> (see --no-admin).
+            """
+    )
+
+    @Option(help: "Address every service listens on.")
+    var host = "127.0.0.1"
+
+    @Option(help: "Gateway port.")
+    var gatewayPort = ServiceName.gateway.defaultPort
+
+    @Option(help: "Port of the customer service; product, inventory, order, billing and msg take the next ones.")
+    var servicePortBase = ServiceName.customer.defaultPort
+
+    @Option(help: "Port of the workers' /metrics and /healthz (0: none).")
+    var metricsPort = WorkerName.defaultMetricsPort
+
+    @Option(help: "Data directory of the redis-server child (default: a temporary directory, removed on exit).")
+    var dataDir: String?
+
+    @Option(help: "Port of the redis-server child, and where to look for a running Redis.")
+    var redisPort = 6379
+
+    @Flag(help: "Do not serve the /admin/workers routes.")
+    var noAdmin = false
+
+    @OptionGroup var redis: RedisOptions
+
+    func run() async throws {
+        var ports: [ServiceName: Int] = [.gateway: gatewayPort]
+        for (i, s) in [ServiceName.customer, .product, .inventory, .order, .billing, .msg].enumerated() { ports[s] = servicePortBase + i }
+        let stack = ShopStack.Options(
+            host: host, ports: ports, metricsPort: metricsPort > 0 ? metricsPort : nil, adminRoutes: !noAdmin)
+        let options = OrderShopUp.Options(
+            redis: redis.isConfigured ? try redis.configuration() : nil, dataDirectory: dataDir, redisPort: redisPort, stack: stack)
+        try await OrderShopUp.run(options, logger: makeLogger("ordershop.up"))
+    }
+}

@@ -1,0 +1,72 @@
+import ArgumentParser
+import OrderShop
+import RedisClient
+import ServiceLifecycle
+import StreamWorker
+
+/// `ordershop work crm|billing`: one worker process, a consumer in its group. Run as many as
+/// you like; they share the work, and a crashed one's entries are reclaimed by the others.
+struct WorkCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "work",
+        abstract: "Run a worker: crm (group crm) or billing (group billing). Mails go through the msg service.",
+        discussion: "SIGTERM or SIGINT drains it: nothing new is read, handlers in flight finish and are acknowledged."
+    )
+
+    @Argument(help: "The worker: crm or billing.")
+    var worker: String
+
+    @Option(help: "Port of GET /metrics and GET /healthz (0: none).")
+    var metricsPort = WorkerName.defaultMetricsPort
+
+    @Option(help: "Address of the metrics endpoint.")
+    var metricsHost = "0.0.0.0"
+
+    @Option(help: "Handlers in flight at most.")
+    var concurrency = 64
+
+    @Option(help: "A stable consumer name (default: <host>-<pid>-<random>).")
+    var consumer: String?
+
+    @Option(help: "Seconds after which a silent consumer's entries may be reclaimed by another.")
+    var leaseSeconds = 5.0
+
+    @OptionGroup var services: ServiceURLOptions
+    @OptionGroup var redis: RedisOptions
+
+    func validate() throws {
+        guard WorkerName(rawValue: worker) != nil else { throw ValidationError("unknown worker '\(worker)'; one of crm, billing") }
+        guard concurrency > 0 else { throw ValidationError("--concurrency must be at least 1") }
+        guard leaseSeconds >= 1 else { throw ValidationError("--lease-seconds must be at least 1") }
+    }
+
+    func run() async throws {
+        let name = WorkerName(rawValue: worker)!
+        var logger = makeLogger("ordershop.work.\(name)")
+        logger[metadataKey: "worker"] = "\(name)"
+        if metricsPort > 0 { _ = WorkerMetrics.registry }
+        let pool = try RedisConnectionPool(configuration: try redis.configuration(), maximumConnections: 16, logger: logger)
+        let context = try ShopContext(pool: pool, logger: logger)
+        let httpClient = makeHTTPClient()
+        let mail = MailClient(baseURL: services.addresses.url(.msg), client: httpClient)
+        var configuration = WorkerConfiguration(consumerName: consumer, maxInFlight: concurrency)
+        configuration.lease = .milliseconds(Int64(leaseSeconds * 1000))
+        let streamWorker = StreamWorker(
+            pool: pool, configuration: configuration, subscriptions: name.subscriptions(readModel: context.readModel, mail: mail), logger: logger)
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: streamWorker)]
+        if metricsPort > 0 {
+            // Listed first, so it stops last: /healthz answers while the worker drains.
+            services.insert(.init(service: WorkerHTTPServer(port: metricsPort, host: metricsHost, pool: pool, logger: logger)), at: 0)
+        }
+        let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        do {
+            try await group.run()
+        } catch {
+            try? await httpClient.shutdown()
+            await pool.shutdown()
+            throw error
+        }
+        try? await httpClient.shutdown()
+        await pool.shutdown()
+    }
+}

@@ -1,0 +1,180 @@
+import AsyncHTTPClient
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import LocalRedis
+@testable import OrderShop
+import RedisClient
+import TestSupport
+import Testing
+
+extension ShopIntegration {
+    /// Errors are JSON with the right status on every command route, and a bad request never takes
+    /// a service down.
+    @Suite struct BadRequestTests {
+        struct Route: Sendable, CustomStringConvertible {
+            let type: EntityType
+            let path: String
+            let valid: JSONValue
+            let required: [String]
+            var description: String { path }
+        }
+
+        /// Every command route with a valid body built from live entities.
+        func routes(_ shop: TestShop) async throws -> [Route] {
+            let g = shop.gateway
+            let customer = try #require(try await g.post("/customer", ["name": "C", "email": "c@shop.test"]).ids.first)
+            let product = try #require(try await g.post("/product", ["name": "P", "price": 5]).ids.first)
+            let product2 = try #require(try await g.post("/product", ["name": "Q", "price": 6]).ids.first)
+            _ = try await g.post("/inventory", ["product_id": .string(product), "amount": 1000])
+            let order = try #require(try await g.post("/order", ["product_ids": [.string(product)], "customer_id": .string(customer)]).ids.first)
+            let order2 = try #require(try await g.post("/order", ["product_ids": [.string(product)], "customer_id": .string(customer)]).ids.first)
+            _ = order2
+            let bodies: [(EntityType, JSONValue, [String])] = [
+                (.customer, ["name": "D", "email": "d@shop.test"], ["name", "email"]),
+                (.product, ["name": "R", "price": 7], ["name", "price"]),
+                (.inventory, ["product_id": .string(product2), "amount": 3], ["product_id", "amount"]),
+                (.order, ["product_ids": [.string(product)], "customer_id": .string(customer)], ["product_ids", "customer_id"]),
+                (.billing, ["order_id": .string(order)], ["order_id"]),
+            ]
+            return bodies.flatMap { type, body, required in
+                EntityRoutes(type).create.map { Route(type: type, path: $0.description, valid: body, required: required) }
+            }
+        }
+
+        func expectError(_ reply: ShopClient.Reply, _ status: Int, field: String? = nil, _ what: String) {
+            #expect(reply.status == status, "\(what): \(reply)")
+            #expect(reply.isJSON, "\(what): not a JSON body: \(reply)")
+            #expect(reply.errorMessage?.isEmpty == false, "\(what): no error message: \(reply)")
+            if let field { #expect(reply.errorField == field, "\(what): \(reply)") }
+        }
+
+        @Test func badBodiesOnEveryCommandRoute() async throws {
+            try await withShop(workers: []) { shop in
+                let g = shop.gateway
+                let routes = try await routes(shop)
+                #expect(routes.count == 9)  // customer(s), product(s), inventory, order(s), billing(s)
+                for route in routes {
+                    for raw in ["{", "", "[]", "42", "\"text\"", "{\"name\": }", "[1, 2]"] {
+                        expectError(try await g.send(.POST, route.path, body: Array(raw.utf8)), 400, "POST \(route) \(raw)")
+                    }
+                    guard case .object(let valid) = route.valid else { continue }
+                    for field in route.required {
+                        var missing = valid
+                        missing[field] = nil
+                        expectError(try await g.post(route.path, .object(missing)), 400, field: field, "POST \(route) without \(field)")
+                        var wrong = valid
+                        wrong[field] = .bool(true)
+                        expectError(try await g.post(route.path, .object(wrong)), 400, field: field, "POST \(route) with \(field): true")
+                        // In a batch, the position of the bad object is named, and nothing of the batch is created.
+                        let before = try await g.count("/\(route.type.plural)")
+                        let batch = try await g.post(route.path, [route.valid, .object(missing)])
+                        expectError(batch, 400, field: field, "POST \(route) batch")
+                        #expect(batch.errorMessage?.contains("item 1") == true, "\(batch)")
+                        #expect(try await g.count("/\(route.type.plural)") == before)
+                    }
+                }
+
+                // References and uniqueness.
+                expectError(try await g.post("/inventory", ["product_id": "nope", "amount": 1]), 400, field: "product_id", "inventory of unknown product")
+                expectError(try await g.post("/order", ["product_ids": ["x"], "customer_id": "nope"]), 400, field: "customer_id", "order of unknown customer")
+                expectError(try await g.post("/billing", ["order_id": "nope"]), 400, field: "order_id", "billing of unknown order")
+                let product = try #require(try await g.get("/inventory").json?.arrayValue?.first?["product_id"]?.stringValue)
+                expectError(try await g.post("/inventory", ["product_id": .string(product), "amount": 1]), 409, field: "product_id", "second stock record")
+                let order = try #require(try await g.get("/orders").json?.arrayValue?.first?["id"]?.stringValue)
+                _ = try await g.post("/billing", ["order_id": .string(order)])
+                expectError(try await g.post("/billing", ["order_id": .string(order)]), 409, field: "order_id", "second billing")
+                expectError(try await g.post("/inventory", ["product_id": .string(product), "amount": -1]), 400, field: "amount", "negative stock")
+                expectError(try await g.post("/product", ["name": "X", "price": -1]), 400, field: "price", "negative price")
+                expectError(try await g.post("/customer", ["name": "X", "email": "no address"]), 400, field: "email", "bad e-mail")
+
+                // PUT and DELETE: bad bodies 400, unknown ids 404.
+                for type in EntityType.allCases {
+                    let live = try #require(try await g.get("/\(type.plural)").json?.arrayValue?.first?["id"]?.stringValue, "\(type)")
+                    for raw in ["{", "", "[]", "{}"] {
+                        expectError(try await g.send(.PUT, "/\(type)/\(live)", body: Array(raw.utf8)), 400, "PUT \(type) \(raw)")
+                    }
+                    let valid = try #require(routes.first { $0.type == type }?.valid)
+                    expectError(try await g.put("/\(type)/no-such-id", valid), 404, "PUT unknown \(type)")
+                    expectError(try await g.delete("/\(type)/no-such-id"), 404, "DELETE unknown \(type)")
+                    expectError(try await g.put("/\(type)/\(live)", valid.merging(["id": "another-id"])), 400, field: "id", "PUT \(type) other id")
+                }
+
+                // Too large, unknown routes, wrong methods: JSON too.
+                expectError(try await g.send(.POST, "/customers", body: Array(repeating: UInt8(ascii: " "), count: 5 << 20)), 413, "huge body")
+                expectError(try await g.get("/no/such/route"), 404, "unknown route")
+                let patch = try await g.send(.PATCH, "/customer/x", body: nil)
+                #expect([404, 405].contains(patch.status) && patch.isJSON, "PATCH: \(patch)")
+
+                // Every service still serves.
+                for service in ServiceName.allCases {
+                    #expect(try await shop.client(service).get("/healthz").status == 200, "\(service)")
+                }
+                #expect(try await g.post("/customers", [["name": "Z", "email": "z@shop.test"]]).status == 200)
+            }
+        }
+
+        /// An owner that cannot be reached: 503 with a JSON body (the gateway keeps answering queries).
+        @Test func ownerUnreachableIs503() async throws {
+            try await withRedisServer { server in
+                let pool = try server.makePool()
+                let context = try ShopContext(pool: pool, logger: testLogger)
+                // Nothing listens on these ports.
+                let refusing = try RefusingPorts()
+                let addresses = ServiceAddresses.loopback(ports: refusing.ports)
+                let httpClient = makeHTTPClient()
+                let router = buildGatewayRouter(context: context, httpClient: httpClient, options: GatewayOptions(addresses: addresses))
+                let app = Application(router: router, logger: testLogger)
+                try await app.test(.router) { client in
+                    for (method, path) in [(HTTPRequest.Method.post, "/customers"), (.put, "/product/x"), (.delete, "/order/x"), (.post, "/billing")] {
+                        try await client.execute(uri: path, method: method, body: ByteBuffer(string: #"{"name":"a"}"#)) { response in
+                            #expect(response.status == .serviceUnavailable, "\(method) \(path)")
+                            #expect(response.headers[.contentType]?.hasPrefix("application/json") == true)
+                            let body = try JSONCoding.decode(JSONValue.self, from: response.body.readableBytesView)
+                            #expect(body["error"]?.stringValue?.contains("unreachable") == true)
+                        }
+                    }
+                    try await client.execute(uri: "/customers", method: .get) { response in
+                        #expect(response.status == .ok)
+                        #expect(String(buffer: response.body) == "[]")
+                    }
+                }
+                try await httpClient.shutdown()
+                await pool.shutdown()
+                withExtendedLifetime(refusing) {}
+            }
+        }
+
+        /// Redis unreachable: 503 on /healthz and on queries, JSON, no crash.
+        @Test func redisUnreachableIs503() async throws {
+            let port = try LocalRedisServer.freePort()
+            var configuration = RedisConfiguration(endpoint: .tcp(host: "127.0.0.1", port: port))
+            configuration.reconnect.retryWindow = .zero
+            let pool = try RedisConnectionPool(configuration: configuration)
+            let context = try ShopContext(pool: pool, logger: testLogger)
+            for service in ServiceName.allCases {
+                let app = Application(router: buildRouter(for: service, context: context, httpClient: HTTPClient.shared), logger: testLogger)
+                try await app.test(.router) { client in
+                    try await client.execute(uri: "/healthz", method: .get) { response in
+                        #expect(response.status == .serviceUnavailable, "\(service)")
+                    }
+                    if let type = service.entityType {
+                        try await client.execute(uri: "/\(type.plural)", method: .get) { response in
+                            #expect(response.status == .serviceUnavailable, "\(service)")
+                            #expect(response.headers[.contentType]?.hasPrefix("application/json") == true)
+                        }
+                    }
+                }
+            }
+            await pool.shutdown()
+        }
+    }
+}
+
+extension JSONValue {
+    func merging(_ other: [String: JSONValue]) -> JSONValue {
+        guard case .object(var o) = self else { return self }
+        for (k, v) in other { o[k] = v }
+        return .object(o)
+    }
+}

@@ -1,0 +1,58 @@
+@testable import OrderShop
+import Testing
+
+/// JSON in and out: the original's shapes, and strings that survive any content.
+@Suite struct DomainTests {
+    @Test func entitiesHaveTheOriginalsShape() {
+        #expect(String(decoding: Customer(id: "c", name: "Ann", email: "a@b.c").json, as: UTF8.self) == #"{"id":"c","name":"Ann","email":"a@b.c"}"#)
+        #expect(String(decoding: Product(id: "p", name: "Pen", price: 12).json, as: UTF8.self) == #"{"id":"p","name":"Pen","price":12}"#)
+        #expect(String(decoding: Product(id: "p", name: "Pen", price: 12.5).json, as: UTF8.self) == #"{"id":"p","name":"Pen","price":12.5}"#)
+        #expect(String(decoding: Inventory(id: "i", productID: "p", amount: 3).json, as: UTF8.self) == #"{"id":"i","product_id":"p","amount":3}"#)
+        #expect(
+            String(decoding: Order(id: "o", productIDs: ["p", "p"], customerID: "c").json, as: UTF8.self)
+                == #"{"id":"o","product_ids":["p","p"],"customer_id":"c"}"#)
+        #expect(String(decoding: Billing(id: "b", orderID: "o", done: 1_700_000_000).json, as: UTF8.self) == #"{"id":"b","order_id":"o","done":1700000000}"#)
+    }
+
+    @Test(arguments: ["plain", "quote \" and backslash \\", "new\nline\ttab\r", "\u{1}\u{1f}", "ünïcødé ✓ 🛒", "</script>", ""])
+    func stringsRoundTrip(_ text: String) throws {
+        let bytes = Customer(id: text, name: text, email: "x@y.z").json
+        let back = try JSONCoding.decode(Customer.self, from: bytes)
+        #expect(back.id == text && back.name == text)
+    }
+
+    @Test func fieldErrorsNameTheField() throws {
+        func error(_ body: String) -> ShopError? {
+            do {
+                _ = try Customer(fields: try FieldReader(try JSONValue.parse(Array(body.utf8))), id: "x", current: nil)
+                return nil
+            } catch {
+                return error
+            }
+        }
+        #expect(error(#"{"name": "A"}"#)?.field == "email")
+        #expect(error(#"{"email": "a@b.c"}"#)?.field == "name")
+        #expect(error(#"{"email": "a@b.c", "name": 3}"#)?.field == "name")
+        #expect(error(#"{"email": "a@b.c", "name": null}"#)?.field == "name")
+        #expect(error(#"{"email": "a@b.c", "name": "A"}"#) == nil)
+        #expect(error("{")?.status == 400)
+        #expect(error("[]")?.status == 400)
+        #expect(error(#"{"name": true, "email": "a@b.c"}"#)?.message.contains("must be a string") == true)
+    }
+
+    @Test func orderCountsUnits() {
+        #expect(Order(id: "o", productIDs: ["a", "b", "a"], customerID: "c").units == ["a": 2, "b": 1])
+    }
+
+    @Test func mailKindsAreRecognised() {
+        #expect(MailKind.of(MailKind.welcome(name: "A")) == .welcome)
+        #expect(MailKind.of(MailKind.goodbye(name: "A")) == .goodbye)
+        #expect(MailKind.of(MailKind.thankYou(name: "A", products: ["x", "y"])) == .thankYou)
+        #expect(MailKind.thankYou(name: "A", products: ["x", "y"]).contains("2 products"))
+        #expect(MailKind.of(MailKind.pleasePay(name: "A", sum: "12")) == .pleasePay)
+        #expect(MailKind.of(MailKind.paymentReceived(name: "A", sum: "12", orderID: "o")) == .paymentReceived)
+        #expect(MailHandlerSupport.format(12) == "12")
+        #expect(MailHandlerSupport.format(12.5) == "12.50")
+        #expect(MailHandlerSupport.format(0.05) == "0.05")
+    }
+}

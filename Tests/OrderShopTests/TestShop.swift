@@ -1,0 +1,177 @@
+import AsyncHTTPClient
+import Foundation
+import LocalRedis
+import Logging
+@testable import OrderShop
+import RedisClient
+import ServiceLifecycle
+import StreamWorker
+import Synchronization
+import TestSupport
+import Testing
+
+/// The whole shop on a real redis-server, every service on its own loopback port, for one test.
+struct TestShop: Sendable {
+    let redis: LocalRedisServer
+    let stack: ShopStack
+    let pool: RedisConnectionPool
+    /// The gateway (its port is known once it listens).
+    var gateway: ShopClient { client(.gateway) }
+
+    var readModel: ReadModel { ReadModel(pool: pool) }
+    var store: EventStore { EventStore(pool: pool) }
+    var mails: MailLog { MailLog(pool: pool) }
+
+    /// A client for one of the services (the owners answer the same routes as the gateway).
+    func client(_ service: ServiceName) -> ShopClient {
+        ShopClient(baseURL: stack.addresses.url(service), client: HTTPClient.shared)
+    }
+
+    /// Every key of `mail:sent` with how often it was sent.
+    func mailKeys() async throws -> [String: Int] {
+        var out: [String: Int] = [:]
+        for m in try await mails.all() { out[m.key, default: 0] += 1 }
+        return out
+    }
+}
+
+let testLogger: Logger = {
+    var l = Logger(label: "ordershop.test")
+    l.logLevel = ProcessInfo.processInfo.environment["TEST_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .warning
+    return l
+}()
+
+/// Port 0 for every service: each gets a free port from the kernel when it binds, and the
+/// stack's directory tells the callers (no window where another process could take it).
+func anyPorts() -> [ServiceName: Int] {
+    Dictionary(uniqueKeysWithValues: ServiceName.allCases.map { ($0, 0) })
+}
+
+/// Loopback ports where nothing listens and nothing can start listening while this lives: a
+/// socket bound to each, never listening, so a connect is refused at once.
+final class RefusingPorts: @unchecked Sendable {
+    private var sockets: [Int32] = []
+    let ports: [ServiceName: Int]
+
+    init() throws {
+        var ports: [ServiceName: Int] = [:]
+        for service in ServiceName.allCases {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            guard fd >= 0 else { throw TestFailure("socket() failed") }
+            sockets.append(fd)
+            var addr = sockaddr_in()
+            addr.sin_family = sa_family_t(AF_INET)
+            addr.sin_port = 0
+            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+            let bound = withUnsafePointer(to: &addr) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            guard bound == 0 else { throw TestFailure("bind() failed") }
+            var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+            _ = withUnsafeMutablePointer(to: &addr) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
+            }
+            ports[service] = Int(UInt16(bigEndian: addr.sin_port))
+        }
+        self.ports = ports
+    }
+
+    deinit { for fd in sockets { close(fd) } }
+}
+
+/// Starts redis-server and the shop (with the given in-process workers), waits until every
+/// service answers /healthz, runs `body`, then shuts everything down gracefully.
+///
+/// Ports are picked free and then bound, so another process may take one in between: then a
+/// service fails to bind, the group ends, and the shop is started again on other ports.
+func withShop<T: Sendable>(
+    workers: [WorkerName] = WorkerName.allCases,
+    workerConfiguration: WorkerConfiguration = WorkerConfiguration(block: .milliseconds(500), lease: .seconds(2)),
+    _ body: (TestShop) async throws -> T
+) async throws -> T {
+    try await withRedisServer { server in
+        let pool = try server.makePool(maximumConnections: 8)
+        let httpClient = makeHTTPClient()
+        for attempt in 1...5 {
+            let options = ShopStack.Options(
+                ports: anyPorts(), workers: workers, workerConfiguration: workerConfiguration, metricsPort: nil, adminRoutes: true)
+            let stack = try ShopStack(redis: server.configuration, httpClient: httpClient, options: options, logger: testLogger)
+            let group = ServiceGroup(services: stack.services, logger: testLogger)
+            let ended = Mutex(false)
+            let running = Task {
+                defer { ended.withLock { $0 = true } }
+                try await group.run()
+            }
+            let shop = TestShop(redis: server, stack: stack, pool: pool)
+            func stop() async {
+                await group.triggerGracefulShutdown()
+                _ = await running.result
+                await stack.shutdown()
+            }
+            var up = true
+            for service in ServiceName.allCases {
+                up = await eventually(timeout: .seconds(30)) {
+                    if ended.withLock({ $0 }) { return true }
+                    guard !stack.addresses.url(service).hasSuffix(":0") else { return false }
+                    return (try? await shop.client(service).get("/healthz").status) == 200
+                }
+                if ended.withLock({ $0 }) || !up { break }
+            }
+            if ended.withLock({ $0 }) || !up {
+                await group.triggerGracefulShutdown()
+                let result = await running.result
+                await stack.shutdown()
+                if attempt < 5 { continue }
+                await pool.shutdown()
+                try? await httpClient.shutdown()
+                throw TestFailure("the shop did not come up: \(result)")
+            }
+            do {
+                let result = try await body(shop)
+                await stop()
+                await pool.shutdown()
+                try? await httpClient.shutdown()
+                return result
+            } catch {
+                await stop()
+                await pool.shutdown()
+                try? await httpClient.shutdown()
+                throw error
+            }
+        }
+        throw TestFailure("unreachable")
+    }
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+extension ShopClient.Reply {
+    /// The `field` of a JSON error body.
+    var errorField: String? { json?["field"]?.stringValue }
+    var errorMessage: String? { json?["error"]?.stringValue }
+    var isJSON: Bool { contentType?.hasPrefix("application/json") == true && json != nil }
+}
+
+/// The mails owed for every event in the shop's streams: `<group>:<event_id>` per kind.
+func expectedMails(_ pool: RedisConnectionPool) async throws -> [String: MailKind] {
+    let sources: [(String, [MailKind])] = [
+        (EntityType.customer.stream(.created), [.welcome]),
+        (EntityType.customer.stream(.deleted), [.goodbye]),
+        (EntityType.order.stream(.created), [.thankYou, .pleasePay]),
+        (EntityType.billing.stream(.created), [.paymentReceived]),
+    ]
+    var out: [String: MailKind] = [:]
+    for (stream, kinds) in sources {
+        for entry in try await pool.send(XRANGE(RedisArgument(stream))) {
+            let eventID = try #require(entry.string("event_id"))
+            for kind in kinds { out["\(kind.group):\(eventID)"] = kind }
+        }
+    }
+    return out
+}
+
+/// The suites that start redis-server and the shop (`swift test --filter ShopIntegration`).
+@Suite struct ShopIntegration {}
