@@ -31,6 +31,9 @@ struct WorkCommand: AsyncParsableCommand {
     @Option(help: "Seconds after which a silent consumer's entries may be reclaimed by another.")
     var leaseSeconds = 5.0
 
+    @Option(help: .hidden)
+    var plantedBug: String?
+
     @OptionGroup var services: ServiceURLOptions
     @OptionGroup var redis: RedisOptions
 
@@ -38,6 +41,9 @@ struct WorkCommand: AsyncParsableCommand {
         guard WorkerName(rawValue: worker) != nil else { throw ValidationError("unknown worker '\(worker)'; one of crm, billing") }
         guard concurrency > 0 else { throw ValidationError("--concurrency must be at least 1") }
         guard leaseSeconds >= 1 else { throw ValidationError("--lease-seconds must be at least 1") }
+        if let plantedBug, PlantedBug(rawValue: plantedBug) == nil && plantedBug != "no-idempotency" {
+            throw ValidationError("unknown planted bug '\(plantedBug)'")
+        }
     }
 
     func run() async throws {
@@ -48,9 +54,20 @@ struct WorkCommand: AsyncParsableCommand {
         let pool = try RedisConnectionPool(configuration: try redis.configuration(), maximumConnections: 16, logger: logger)
         let context = try ShopContext(pool: pool, logger: logger)
         let httpClient = makeHTTPClient()
-        let mail = MailClient(baseURL: services.addresses.url(.msg), client: httpClient)
+        var mail = MailClient(baseURL: services.addresses.url(.msg), client: httpClient)
         var configuration = WorkerConfiguration(consumerName: consumer, maxInFlight: concurrency)
         configuration.lease = .milliseconds(Int64(leaseSeconds * 1000))
+        // Deliberate defects for the chaos harness to catch (never in production):
+        // ack-before-handling, or no-idempotency (plain settle and a random key per mail).
+        switch plantedBug {
+        case "no-idempotency":
+            configuration.settleMode = .plain
+            mail.plantedRandomKeys = true
+        case let bug?:
+            configuration.plantedBug = PlantedBug(rawValue: bug)
+        case nil:
+            break
+        }
         let streamWorker = StreamWorker(
             pool: pool, configuration: configuration, subscriptions: name.subscriptions(readModel: context.readModel, mail: mail), logger: logger)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: streamWorker)]

@@ -1,3 +1,4 @@
+import Foundation
 import AsyncHTTPClient
 import NIOCore
 
@@ -7,6 +8,9 @@ public struct MailClient: Sendable {
     private let base: @Sendable () -> String
     public let client: HTTPClient
     public let timeout: TimeAmount
+    /// A planted bug for the chaos harness: every mail gets a random key, so msg cannot
+    /// recognise a redelivered one. Never set in production.
+    public var plantedRandomKeys = false
 
     /// msg's base URL.
     public var baseURL: String { base() }
@@ -50,7 +54,7 @@ public struct MailClient: Sendable {
         var request = HTTPClientRequest(url: baseURL + "/email")
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
-        request.headers.add(name: "Idempotency-Key", value: idempotencyKey)
+        request.headers.add(name: "Idempotency-Key", value: plantedRandomKeys ? UUID().uuidString : idempotencyKey)
         request.body = .bytes(ByteBuffer(bytes: JSONCoding.encode(["to": to, "msg": msg])))
         let response: HTTPClientResponse
         let body: ByteBuffer
