@@ -73,7 +73,9 @@ public final class LocalRedisServer: @unchecked Sendable {
     /// Starts the server and waits until it answers.
     public init(_ options: Options = Options()) async throws {
         self.options = options
-        if let dir = options.directory {
+        if var dir = options.directory {
+            // redis-server changes into --dir before it opens --logfile: both must be absolute.
+            if !dir.hasPrefix("/") { dir = FileManager.default.currentDirectoryPath + "/" + dir }
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
             directory = dir
             ownsDirectory = false
