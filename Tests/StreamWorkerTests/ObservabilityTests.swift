@@ -64,4 +64,28 @@ struct ObservabilityTests {
             #expect(status.deadLetters == 0)
         }
     }
+
+    @Test("lag is exact when Redis's counter is stale (as Redis 7.0 leaves it after replaying its AOF)")
+    func lagWithStaleCounter() async throws {
+        try await withRedisServer { server in
+            let pool = try server.makePool()
+            let stream = "stale"
+            try await publish(pool, stream: stream, count: 10)
+            try await pool.send(XGROUPCREATE(RedisArgument(stream), group: "g", id: "0"))
+            let all = try await pool.send(XREADGROUP(group: "g", consumer: "c1", streams: [(stream, ">")], count: 10))[0].entries
+            #expect(all.count == 10)
+            // The group has read everything, but its entries-read counter says 3: Redis reports lag 7.
+            try await pool.send(["XGROUP", "SETID", RedisArgument(stream), "g", RedisArgument(all[9].id), "ENTRIESREAD", "3"])
+            let redisLag = try await pool.send(XINFOGROUPS(RedisArgument(stream)))[0].lag
+            #expect(redisLag == 7)
+            let inspector = GroupInspector(pool: pool)
+            #expect(try await inspector.groupStatus(stream: stream, group: "g").lag == 0)
+            // Seven entries read, the counter says none: Redis reports 10, the truth is 3.
+            try await pool.send(["XGROUP", "SETID", RedisArgument(stream), "g", RedisArgument(all[6].id), "ENTRIESREAD", "0"])
+            #expect(try await pool.send(XINFOGROUPS(RedisArgument(stream)))[0].lag == 10)
+            let status = try await inspector.groupStatus(stream: stream, group: "g")
+            #expect(status.lag == 3)
+            #expect(status.lagCounted)
+        }
+    }
 }

@@ -12,11 +12,11 @@ public struct GroupStatus: Sendable, Codable, Equatable {
     public var group: String
     public var length: Int
     public var lastID: String
-    /// Entries not yet delivered to the group. When Redis cannot tell (its `lag` is nil after
-    /// deletions), counted from the last-delivered id; nil only if that fails too. Never a
-    /// silent zero.
+    /// Entries not yet delivered to the group: zero when the group's last-delivered id is the
+    /// stream's last id, counted exactly from the last-delivered id when few, Redis's own
+    /// figure otherwise (see ``GroupInspector/lag(key:group:streamLastID:)``). Never a silent zero.
     public var lag: Int?
-    /// True when ``lag`` was counted by us (Redis reported nil).
+    /// True when ``lag`` was counted by us rather than taken from Redis.
     public var lagCounted: Bool
     public var pending: Int
     public var oldestPendingID: String?
@@ -62,14 +62,7 @@ public struct GroupInspector: Sendable {
         guard let g = try await pool.send(XINFOGROUPS(key)).first(where: { $0.name == group }) else {
             throw RedisError(.noGroup, "NOGROUP no group \(group) on \(stream)")
         }
-        var lag = g.lag
-        var counted = false
-        if lag == nil {
-            // Redis does not know (entries were deleted): count what follows the last-delivered id.
-            let after = try await pool.send(XRANGE(key, start: "(" + g.lastDeliveredID, end: "+", count: 100_000))
-            lag = after.count
-            counted = true
-        }
+        let (lag, counted) = try await lag(key: key, group: g, streamLastID: info.lastGeneratedID)
         let oldest = try await pool.send(XPENDINGDetail(key, group: group, count: 1)).first
         var age: Double?
         if let oldest, let id = StreamID(oldest.id) {
@@ -85,5 +78,25 @@ public struct GroupInspector: Sendable {
         return GroupStatus(
             stream: stream, group: group, length: info.length, lastID: info.lastGeneratedID, lag: lag, lagCounted: counted,
             pending: g.pending, oldestPendingID: oldest?.id, oldestPendingAge: age, consumers: consumers, deadLetters: dlq)
+    }
+
+    /// How many entries follow the group's last-delivered id.
+    ///
+    /// Redis's `lag` (entries-added minus the group's entries-read) cannot be taken as it is:
+    /// it is nil after deletions, and Redis 7.0 rebuilds a group's last-delivered id from the
+    /// AOF (XCLAIM ... LASTID) without its entries-read counter (redis/redis#10569, #12898), so
+    /// after a restart it can report a lag of hundreds for a group that has read everything (seen
+    /// in a chaos run on 7.0.15: last-delivered id equal to the stream's last id, lag 1200). So: a group at the stream's last id has lag 0;
+    /// a small lag is counted exactly (one bounded XRANGE); only a large one is taken from Redis
+    /// (an over-estimate at worst), or counted up to 100,000 when Redis has none.
+    func lag(key: RedisArgument, group g: XINFOGROUPS.Group, streamLastID: String) async throws -> (Int, Bool) {
+        let delivered = StreamID(g.lastDeliveredID) ?? .zero
+        if let last = StreamID(streamLastID), delivered >= last { return (0, true) }
+        let exactLimit = 1_000
+        let next = try await pool.send(XRANGE(key, start: "(" + g.lastDeliveredID, end: "+", count: exactLimit + 1))
+        if next.count <= exactLimit { return (next.count, true) }
+        if let lag = g.lag { return (max(lag, next.count), false) }
+        let after = try await pool.send(XRANGE(key, start: "(" + g.lastDeliveredID, end: "+", count: 100_000))
+        return (after.count, true)
     }
 }

@@ -420,7 +420,8 @@ final class SubscriptionRunner: Sendable {
             case .deadLetter(let id, let fields, let reason, let error, let count): deadLetters.append((id, fields, reason, error, count))
             }
         }
-        acks.sort { (StreamID($0.id) ?? .zero) < (StreamID($1.id) ?? .zero) }
+        // The settle script checks ownership with one XPENDING range: it wants the ids in order.
+        acks = acks.map { (StreamID($0.id) ?? .zero, $0) }.sorted { $0.0 < $1.0 }.map(\.1)
 
         var commands: [[RedisArgument]] = []
         var scripts: [RedisScript] = []

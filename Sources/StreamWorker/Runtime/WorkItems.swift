@@ -25,13 +25,7 @@ enum SettleItem: Sendable {
     }
 }
 
-extension Array where Element == StreamEntry {
-    /// Sorted by stream id, as the settle scripts need.
-    func sortedByID() -> [StreamEntry] {
-        sorted { (StreamID($0.id) ?? .zero) < (StreamID($1.id) ?? .zero) }
-    }
-}
-
+/// Ids in stream order (each parsed once, not once per comparison).
 func sortedIDs(_ ids: some Sequence<String>) -> [String] {
-    ids.sorted { (StreamID($0) ?? .zero) < (StreamID($1) ?? .zero) }
+    ids.map { (StreamID($0) ?? .zero, $0) }.sorted { $0.0 < $1.0 }.map(\.1)
 }
