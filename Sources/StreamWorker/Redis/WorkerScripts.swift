@@ -41,34 +41,36 @@ enum WorkerScripts {
 
             local stream, group, consumer = KEYS[1], ARGV[1], ARGV[2]
             local ttl, n = ARGV[3], tonumber(ARGV[4])
-            local entries, ids = {}, {}
+            -- One pass to find where each entry starts (no table per entry: this script runs
+            -- for every settled batch, and Redis's CPU bounds the idempotent throughput).
+            local ids, starts = {}, {}
             local pos = 5
             for i = 1, n do
-              local e = { id = ARGV[pos], marker = ARGV[pos + 1], effects = {} }
+              ids[i], starts[i] = ARGV[pos], pos
               local count = tonumber(ARGV[pos + 2])
               pos = pos + 3
-              for j = 1, count do
-                local argc = tonumber(ARGV[pos])
-                local args = {}
-                for k = 1, argc do args[k] = ARGV[pos + k] end
-                e.effects[j] = args
-                pos = pos + 1 + argc
-              end
-              entries[i] = e
-              ids[i] = e.id
+              for _ = 1, count do pos = pos + 1 + tonumber(ARGV[pos]) end
             end
             local owned = owned_set(stream, group, consumer, ids)
             local codes, ack = {}, {}
-            for i, e in ipairs(entries) do
-              if owned[e.id] then
-                if redis.call('SET', e.marker, '1', 'NX', 'PX', ttl) then
-                  for _, args in ipairs(e.effects) do redis.call(unpack(args)) end
+            for i = 1, n do
+              local id, start = ids[i], starts[i]
+              local marker = ARGV[start + 1]
+              if owned[id] then
+                if redis.call('SET', marker, '1', 'NX', 'PX', ttl) then
+                  local count = tonumber(ARGV[start + 2])
+                  local p = start + 3
+                  for _ = 1, count do
+                    local argc = tonumber(ARGV[p])
+                    redis.call(unpack(ARGV, p + 1, p + argc))
+                    p = p + 1 + argc
+                  end
                   codes[i] = 1
                 else
                   codes[i] = 2
                 end
-                ack[#ack + 1] = e.id
-              elseif redis.call('EXISTS', e.marker) == 1 then
+                ack[#ack + 1] = id
+              elseif redis.call('EXISTS', marker) == 1 then
                 codes[i] = 4
               else
                 codes[i] = 3

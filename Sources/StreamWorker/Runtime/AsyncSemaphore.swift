@@ -2,9 +2,13 @@ import Synchronization
 
 /// Counts handlers in flight across a process. Waiting never blocks a thread.
 final class AsyncSemaphore: Sendable {
+    private struct Waiter {
+        var count: Int
+        var continuation: CheckedContinuation<Void, Never>
+    }
     private struct State {
         var available: Int
-        var waiters: [(count: Int, continuation: CheckedContinuation<Void, Never>)] = []
+        var waiters: [Waiter] = []
     }
     private let state: Mutex<State>
 
@@ -30,7 +34,7 @@ final class AsyncSemaphore: Sendable {
                     s.available -= count
                     return true
                 }
-                s.waiters.append((count, continuation))
+                s.waiters.append(Waiter(count: count, continuation: continuation))
                 return false
             }
             if ready { continuation.resume() }
@@ -63,7 +67,17 @@ final class BatchQueue<Element: Sendable>: Sendable {
     }
     private let state = Mutex(State())
 
-    func append(_ element: Element) { append(contentsOf: [element]) }
+    func append(_ element: Element) {
+        let waiter: CheckedContinuation<[Element], Never>? = state.withLock { s in
+            guard let w = s.waiter else {
+                s.items.append(element)
+                return nil
+            }
+            s.waiter = nil
+            return w
+        }
+        waiter?.resume(returning: [element])
+    }
 
     func append(contentsOf elements: [Element]) {
         guard !elements.isEmpty else { return }

@@ -16,8 +16,14 @@ final class SubscriptionRunner: Sendable {
     let logger: Logger
     /// The connection for the blocking XREADGROUP, so that it never holds a pool connection.
     private let reader: RedisConnection
+    /// `idem:<stream>:<group>:`, the idempotency marker of an event minus its id (made once:
+    /// building it per entry showed up in profiles).
+    private let markerPrefix: String
 
     private let work = BatchQueue<WorkItem>()
+    /// Entries read in idempotent mode, waiting for the check of their markers. A stage of its
+    /// own so that the reader's next XREADGROUP overlaps the previous batch's MGET.
+    private let prechecks = BatchQueue<WorkItem>()
     private let settleQueue = BatchQueue<SettleItem>()
 
     private struct State {
@@ -49,6 +55,7 @@ final class SubscriptionRunner: Sendable {
         logger[metadataKey: "stream"] = "\(subscription.stream)"
         logger[metadataKey: "group"] = "\(subscription.group)"
         self.logger = logger
+        self.markerPrefix = StreamKeys.marker(stream: subscription.stream, group: subscription.group, eventID: "")
         var readerConfiguration = pool.configuration
         // The reader retries on its own loop; a short connect window keeps shutdown prompt.
         readerConfiguration.reconnect.retryWindow = .zero
@@ -84,6 +91,10 @@ final class SubscriptionRunner: Sendable {
                     sources.addTask { await self.readLoop() }
                     sources.addTask { await self.reclaimLoop() }
                 }
+                self.prechecks.finish()
+            }
+            group.addTask {
+                await self.precheckLoop()
                 // Nothing new comes in after a drain: the dispatcher ends once its handlers have.
                 self.work.finish()
             }
@@ -190,20 +201,36 @@ final class SubscriptionRunner: Sendable {
             logger.critical("PLANTED BUG: acknowledging entries before handling them")
             _ = try? await pool.send(XACK(RedisArgument(stream), group: RedisArgument(group), ids: fresh.map(\.id)))
         }
-        var duplicates: Set<String> = []
-        if configuration.settleMode == .idempotent {
-            duplicates = await existingMarkers(fresh)
-        }
         await permits.acquire(fresh.count)
-        work.append(
-            contentsOf: fresh.map {
-                WorkItem(entry: $0, deliveryCount: deliveryCounts[$0.id] ?? 1, knownDuplicate: duplicates.contains($0.id))
-            })
+        let items = fresh.map { WorkItem(entry: $0, deliveryCount: deliveryCounts[$0.id] ?? 1, knownDuplicate: false) }
+        if configuration.settleMode == .idempotent {
+            prechecks.append(contentsOf: items)
+        } else {
+            work.append(contentsOf: items)
+        }
+    }
+
+    /// Idempotent mode: flags the entries whose marker exists (one MGET for everything read
+    /// since the last check), then hands them to the dispatcher.
+    private func precheckLoop() async {
+        while true {
+            let items = await prechecks.next()
+            if items.isEmpty { break }
+            let duplicates = await existingMarkers(items.map(\.entry))
+            work.append(
+                contentsOf: duplicates.isEmpty
+                    ? items
+                    : items.map { WorkItem(entry: $0.entry, deliveryCount: $0.deliveryCount, knownDuplicate: duplicates.contains($0.entry.id)) })
+        }
     }
 
     private func marker(for entry: StreamEntry) -> String {
-        let eventID = entry.string("event_id") ?? "\(stream)/\(entry.id)"
-        return StreamKeys.marker(stream: stream, group: group, eventID: eventID)
+        markerPrefix + (entry.string("event_id") ?? "\(stream)/\(entry.id)")
+    }
+
+    /// The marker to commit with the ack: only the idempotent settle writes one.
+    private func settleMarker(for entry: StreamEntry) -> String? {
+        configuration.settleMode == .idempotent ? marker(for: entry) : nil
     }
 
     /// The ids whose idempotency marker exists (one MGET; markers share the stream's slot).
@@ -284,7 +311,7 @@ final class SubscriptionRunner: Sendable {
             return .settle(.lost(id: entry.id))
         }
         if item.knownDuplicate {
-            return .settle(.ack(id: entry.id, marker: marker(for: entry), effects: []))
+            return .settle(.ack(id: entry.id, marker: settleMarker(for: entry), effects: []))
         }
         if item.deliveryCount > configuration.maxDeliveries {
             return .settle(
@@ -299,7 +326,7 @@ final class SubscriptionRunner: Sendable {
         do {
             let outcome = try await subscription.handler(delivery)
             metrics.handlerDuration.recordNanoseconds(Int64((ContinuousClock.now - started).seconds * 1e9))
-            return .settle(.ack(id: entry.id, marker: marker(for: entry), effects: outcome.effects))
+            return .settle(.ack(id: entry.id, marker: settleMarker(for: entry), effects: outcome.effects))
         } catch let malformed as MalformedEvent {
             logger.error("malformed entry; moving it to the dead letters", metadata: ["id": "\(entry.id)", "reason": "\(malformed.reason)"])
             return .settle(
@@ -409,19 +436,37 @@ final class SubscriptionRunner: Sendable {
         }
     }
 
+    private struct Ack {
+        var order: StreamID
+        var id: String
+        var marker: String?
+        var effects: [[RedisArgument]]
+    }
+
+    private struct DeadLetter {
+        var id: String
+        var fields: [StreamField]
+        var reason: String
+        var error: String
+        var deliveryCount: Int
+    }
+
     private func settleOnce(_ items: [SettleItem]) async throws {
-        var acks: [(id: String, marker: String, effects: [[RedisArgument]])] = []
+        var acks: [Ack] = []
         var lost: [String] = []
-        var deadLetters: [(id: String, fields: [StreamField], reason: String, error: String, deliveryCount: Int)] = []
+        var deadLetters: [DeadLetter] = []
+        acks.reserveCapacity(items.count)
         for item in items {
             switch item {
-            case .ack(let id, let marker, let effects): acks.append((id, marker, effects))
+            case .ack(let id, let marker, let effects):
+                acks.append(Ack(order: StreamID(id) ?? .zero, id: id, marker: marker, effects: effects))
             case .lost(let id): lost.append(id)
-            case .deadLetter(let id, let fields, let reason, let error, let count): deadLetters.append((id, fields, reason, error, count))
+            case .deadLetter(let id, let fields, let reason, let error, let count):
+                deadLetters.append(DeadLetter(id: id, fields: fields, reason: reason, error: error, deliveryCount: count))
             }
         }
         // The settle script checks ownership with one XPENDING range: it wants the ids in order.
-        acks = acks.map { (StreamID($0.id) ?? .zero, $0) }.sorted { $0.0 < $1.0 }.map(\.1)
+        acks.sort { $0.order < $1.order }
 
         var commands: [[RedisArgument]] = []
         var scripts: [RedisScript] = []
@@ -437,7 +482,7 @@ final class SubscriptionRunner: Sendable {
                 args.reserveCapacity(4 + acks.count * 3)
                 for a in acks {
                     args.append(RedisArgument(a.id))
-                    args.append(RedisArgument(a.marker))
+                    args.append(RedisArgument(a.marker ?? markerPrefix + a.id))
                     args.append(RedisArgument(a.effects.count))
                     for effect in a.effects {
                         args.append(RedisArgument(effect.count))

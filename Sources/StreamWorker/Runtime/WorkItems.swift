@@ -11,8 +11,8 @@ struct WorkItem: Sendable {
 
 /// What the settler commits for an entry.
 enum SettleItem: Sendable {
-    /// Acknowledge (with the handler's effects and the idempotency marker in idempotent mode).
-    case ack(id: String, marker: String, effects: [[RedisArgument]])
+    /// Acknowledge (with the handler's effects and, in idempotent mode, the idempotency marker).
+    case ack(id: String, marker: String?, effects: [[RedisArgument]])
     /// Move to the dead letters.
     case deadLetter(id: String, fields: [StreamField], reason: String, error: String, deliveryCount: Int)
     /// The entry was deleted from the stream while pending: acknowledge, count as lost.
