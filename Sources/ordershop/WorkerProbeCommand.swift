@@ -22,6 +22,7 @@ struct WorkerProbeCommand: AsyncParsableCommand {
     @Option(help: "Lease in milliseconds.") var leaseMs: Int = 5000
     @Option(help: "Handlers in flight at most.") var maxInFlight: Int = 64
     @Option(help: "Entries per read.") var readCount: Int = 100
+    @Option(help: "Entries read ahead of the handlers (default: the larger of --max-in-flight and --read-count).") var prefetch: Int?
     @Option(help: "Milliseconds each handler waits (an I/O-bound handler).") var handlerDelayMs: Int = 0
     @Option(help: "Drain deadline in milliseconds.") var drainDeadlineMs: Int = 10_000
     @Option(help: "Maximum deliveries before dead-lettering.") var maxDeliveries: Int = 5
@@ -52,7 +53,7 @@ struct WorkerProbeCommand: AsyncParsableCommand {
         let worker = StreamWorker(
             pool: pool,
             configuration: WorkerConfiguration(
-                consumerName: consumer, maxInFlight: maxInFlight, readCount: readCount, lease: .milliseconds(leaseMs),
+                consumerName: consumer, maxInFlight: maxInFlight, readCount: readCount, prefetch: prefetch, lease: .milliseconds(leaseMs),
                 maxDeliveries: maxDeliveries, settleMode: mode, drainDeadline: .milliseconds(drainDeadlineMs)),
             subscriptions: [subscription], logger: logger)
         printFlushed("consumer=\(worker.consumerName)")

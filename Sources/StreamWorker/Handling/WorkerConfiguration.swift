@@ -51,6 +51,13 @@ public struct WorkerConfiguration: Sendable {
     public var maxInFlight: Int
     /// Entries per XREADGROUP.
     public var readCount: Int
+    /// Entries read ahead of the handlers, over all subscriptions of the process: they wait in
+    /// memory for a free handler slot, so that a handler that finishes starts on its next entry
+    /// at once instead of waiting for a read round trip (what makes I/O-bound handlers scale).
+    /// Their leases are kept like those of running handlers; on shutdown they are handled within
+    /// the drain deadline like the rest; a killed worker's prefetched entries are reclaimed one
+    /// lease later like its running ones. Default: the larger of `maxInFlight` and `readCount`.
+    public var prefetch: Int
     /// How long XREADGROUP blocks waiting for entries.
     public var block: Duration
     /// The lease: the entries of a worker that stopped refreshing them become claimable by
@@ -77,6 +84,7 @@ public struct WorkerConfiguration: Sendable {
         consumerName: String? = nil,
         maxInFlight: Int = 64,
         readCount: Int = 100,
+        prefetch: Int? = nil,
         block: Duration = .seconds(1),
         lease: Duration = .seconds(5),
         maxDeliveries: Int = 5,
@@ -91,6 +99,9 @@ public struct WorkerConfiguration: Sendable {
         self.consumerName = consumerName
         self.maxInFlight = max(1, maxInFlight)
         self.readCount = max(1, readCount)
+        // Default: the larger of a full set of handlers and one read. Smaller, reads shrink as
+        // handlers get faster (measured: a fifth less drain throughput at min(256, 100)).
+        self.prefetch = max(1, prefetch ?? max(self.maxInFlight, self.readCount))
         self.block = block
         self.lease = max(lease, .seconds(1))
         self.maxDeliveries = max(1, maxDeliveries)

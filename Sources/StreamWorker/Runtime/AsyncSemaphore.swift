@@ -17,17 +17,27 @@ final class AsyncSemaphore: Sendable {
     /// Permits free right now.
     var available: Int { state.withLock { $0.available } }
 
-    /// Waits until at least one permit is free and returns how many are (without taking any).
-    func waitForAvailable() async -> Int {
-        if let n = state.withLock({ $0.available > 0 && $0.waiters.isEmpty ? $0.available : nil }) { return n }
-        await acquire(1)
-        release(1)
-        return max(1, available)
+    /// Waits until at least `minimum` permits are free and returns how many are (without
+    /// taking any).
+    func waitForAvailable(atLeast minimum: Int = 1) async -> Int {
+        let minimum = max(1, minimum)
+        if let n = state.withLock({ $0.available >= minimum && $0.waiters.isEmpty ? $0.available : nil }) { return n }
+        await acquire(minimum)
+        release(minimum)
+        return max(minimum, available)
     }
 
     /// Takes `count` permits, waiting (in FIFO order) until they are free.
     func acquire(_ count: Int) async {
         guard count > 0 else { return }
+        // Fast path without suspending: a continuation, even one resumed at once, costs a trip
+        // through the executor's queue, and the dispatcher takes a permit per entry.
+        let taken = state.withLock { s -> Bool in
+            guard s.waiters.isEmpty, s.available >= count else { return false }
+            s.available -= count
+            return true
+        }
+        if taken { return }
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let ready = state.withLock { s -> Bool in
                 if s.waiters.isEmpty && s.available >= count {

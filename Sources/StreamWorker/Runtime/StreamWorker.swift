@@ -26,7 +26,10 @@ public final class StreamWorker: Service, Sendable {
     private let subscriptions: [Subscription]
     private let logger: Logger
     private let runners: Mutex<[SubscriptionRunner]> = Mutex([])
+    /// Handler slots (``WorkerConfiguration/maxInFlight``).
     private let permits: AsyncSemaphore
+    /// Read-ahead slots (``WorkerConfiguration/prefetch``).
+    private let prefetched: AsyncSemaphore
 
     public init(
         pool: RedisConnectionPool, configuration: WorkerConfiguration = .init(), subscriptions: [Subscription], logger: Logger
@@ -39,6 +42,7 @@ public final class StreamWorker: Service, Sendable {
         logger[metadataKey: "consumer"] = "\(consumerName)"
         self.logger = logger
         self.permits = AsyncSemaphore(configuration.maxInFlight)
+        self.prefetched = AsyncSemaphore(configuration.prefetch)
     }
 
     /// Runs until a graceful shutdown (or cancellation), then drains.
@@ -46,7 +50,7 @@ public final class StreamWorker: Service, Sendable {
         let runners = try subscriptions.map {
             try SubscriptionRunner(
                 subscription: $0, consumer: consumerName, configuration: configuration, pool: pool, permits: permits,
-                stats: stats, logger: logger)
+                prefetched: prefetched, stats: stats, logger: logger)
         }
         self.runners.withLock { $0 = runners }
         for runner in runners { try await ensureGroupWithRetry(runner) }
@@ -54,7 +58,7 @@ public final class StreamWorker: Service, Sendable {
             "worker started",
             metadata: [
                 "subscriptions": "\(subscriptions.map { "\($0.stream)/\($0.group)" })", "settle": "\(configuration.settleMode.rawValue)",
-                "lease": "\(configuration.lease)", "max_in_flight": "\(configuration.maxInFlight)",
+                "lease": "\(configuration.lease)", "max_in_flight": "\(configuration.maxInFlight)", "prefetch": "\(configuration.prefetch)",
             ])
 
         await withGracefulShutdownHandler {

@@ -10,7 +10,12 @@ final class SubscriptionRunner: Sendable {
     let consumer: String
     let configuration: WorkerConfiguration
     let pool: RedisConnectionPool
+    /// Handler slots, shared by the process's subscriptions: taken when a handler starts,
+    /// returned when it returns.
     let permits: AsyncSemaphore
+    /// Read-ahead slots, shared too: taken when entries are read or reclaimed, returned when
+    /// their handler starts. Reads wait for these, never for a handler to finish.
+    let prefetched: AsyncSemaphore
     let stats: WorkerStats
     let metrics: SubscriptionMetrics
     let logger: Logger
@@ -42,13 +47,14 @@ final class SubscriptionRunner: Sendable {
 
     init(
         subscription: Subscription, consumer: String, configuration: WorkerConfiguration, pool: RedisConnectionPool,
-        permits: AsyncSemaphore, stats: WorkerStats, logger: Logger
+        permits: AsyncSemaphore, prefetched: AsyncSemaphore, stats: WorkerStats, logger: Logger
     ) throws {
         self.subscription = subscription
         self.consumer = consumer
         self.configuration = configuration
         self.pool = pool
         self.permits = permits
+        self.prefetched = prefetched
         self.stats = stats
         self.metrics = SubscriptionMetrics(stream: subscription.stream, group: subscription.group)
         var logger = logger
@@ -136,7 +142,9 @@ final class SubscriptionRunner: Sendable {
         var pendingCursor: String? = configuration.consumerName == nil ? nil : "0"
         var failures = 0
         while !isDraining {
-            let free = await permits.waitForAvailable()
+            // Wait for room for half a read at least: reading as soon as one slot frees would
+            // make many small reads (one round trip each) whenever handlers are fast.
+            let free = await prefetched.waitForAvailable(atLeast: min(configuration.readCount, configuration.prefetch) / 2)
             if isDraining { break }
             let count = min(configuration.readCount, free)
             do {
@@ -201,7 +209,7 @@ final class SubscriptionRunner: Sendable {
             logger.critical("PLANTED BUG: acknowledging entries before handling them")
             _ = try? await pool.send(XACK(RedisArgument(stream), group: RedisArgument(group), ids: fresh.map(\.id)))
         }
-        await permits.acquire(fresh.count)
+        await prefetched.acquire(fresh.count)
         let items = fresh.map { WorkItem(entry: $0, deliveryCount: deliveryCounts[$0.id] ?? 1, knownDuplicate: false) }
         if configuration.settleMode == .idempotent {
             prechecks.append(contentsOf: items)
@@ -250,6 +258,14 @@ final class SubscriptionRunner: Sendable {
                 let items = await work.next()
                 if items.isEmpty { break }
                 for item in items {
+                    await permits.acquire(1)
+                    prefetched.release(1)
+                    if Task.isCancelled {
+                        // Abandoned at the drain deadline: never started; another worker reclaims it.
+                        permits.release(1)
+                        release([item.entry.id])
+                        continue
+                    }
                     group.addTask { await self.process(item) }
                 }
             }
@@ -257,7 +273,7 @@ final class SubscriptionRunner: Sendable {
     }
 
     /// Handles one entry until it is settled, dead-lettered, or left for another worker.
-    /// The permit taken at dispatch is held only while the handler runs.
+    /// The handler slot taken by the dispatcher is held only while the handler runs.
     private func process(_ first: WorkItem) async {
         var item = first
         while true {
@@ -608,7 +624,7 @@ final class SubscriptionRunner: Sendable {
     func reclaimOnce() async {
         var cursor = "0-0"
         repeat {
-            let free = permits.available
+            let free = prefetched.available
             if free == 0 || isDraining { return }
             do {
                 let result = try await pool.send(
