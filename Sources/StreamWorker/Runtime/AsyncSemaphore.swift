@@ -103,7 +103,14 @@ final class BatchQueue<Element: Sendable>: Sendable {
 
     /// Everything queued, waiting for at least one element; empty once finished and drained.
     func next() async -> [Element] {
-        await withCheckedContinuation { (continuation: CheckedContinuation<[Element], Never>) in
+        // Fast path without suspending when something is queued (see AsyncSemaphore.acquire).
+        let queued: [Element]? = state.withLock { s in
+            guard !s.items.isEmpty else { return nil }
+            defer { s.items = [] }
+            return s.items
+        }
+        if let queued { return queued }
+        return await withCheckedContinuation { (continuation: CheckedContinuation<[Element], Never>) in
             let ready: [Element]? = state.withLock { s in
                 if !s.items.isEmpty {
                     defer { s.items = [] }

@@ -624,8 +624,14 @@ final class SubscriptionRunner: Sendable {
     func reclaimOnce() async {
         var cursor = "0-0"
         repeat {
-            let free = prefetched.available
-            if free == 0 || isDraining { return }
+            var free = prefetched.available
+            if isDraining || (free == 0 && cursor == "0-0") { return }
+            if free == 0 {
+                // In the middle of a pass (more idle entries follow the cursor): wait for room
+                // rather than for the next pass, a whole interval later.
+                free = await prefetched.waitForAvailable(atLeast: min(configuration.readCount, configuration.prefetch) / 2)
+                if isDraining { return }
+            }
             do {
                 let result = try await pool.send(
                     XAUTOCLAIM(
