@@ -72,55 +72,40 @@ struct BenchClientCommand: AsyncParsableCommand {
         _ = try await pipelinedXADD(connection, key: key, count: min(requests, 20 * depth))
         if let peer { _ = try await redisBenchmark(peer, port: port, arguments: ["-P", "\(depth)", "-n", "1000", "XADD", key, "*", "f", "v"]) }
 
-        var figures: [Figure] = []
-        var ours: [Double] = []
-        var theirs: [Double] = []
-        var pinned: [Double] = []
+        // Every run adds one sample per figure; medians with min and max are reported.
+        var results = BenchResults()
         for _ in 0..<runs {
             _ = try await connection.send(DEL(RedisArgument(key)))
-            ours.append(try await pipelinedXADD(connection, key: key, count: requests))
+            let ours = try await pipelinedXADD(connection, key: key, count: requests)
             _ = try await connection.send(DEL(RedisArgument(key)))
-            pinned.append(try await connection.withPinnedExecution { try await pipelinedXADD(connection, key: key, count: requests) })
+            let pinned = try await connection.withPinnedExecution { try await pipelinedXADD(connection, key: key, count: requests) }
             _ = try await connection.send(DEL(RedisArgument(key)))
+            var theirs: Double?
             if let peer {
-                theirs.append(try await redisBenchmark(peer, port: port, arguments: ["-P", "\(depth)", "-n", "\(requests)", "XADD", key, "*", "f", "v"]))
+                theirs = try await redisBenchmark(peer, port: port, arguments: ["-P", "\(depth)", "-n", "\(requests)", "XADD", key, "*", "f", "v"])
             }
+            results.add(BenchFigure(name: "client.xadd.pipelined\(depth)", unit: "ops/s", ours: ours, peer: theirs))
+            results.add(BenchFigure(name: "client.xadd.pipelined\(depth).pinned", unit: "ops/s", ours: pinned, peer: theirs))
         }
-        let peerPipelined = theirs.isEmpty ? nil : median(theirs)
-        figures.append(Figure(name: "client.xadd.pipelined\(depth)", requests: requests, ours: median(ours), peer: peerPipelined))
-        figures.append(Figure(name: "client.xadd.pipelined\(depth).pinned", requests: requests, ours: median(pinned), peer: peerPipelined))
-
-        ours = []
-        theirs = []
-        pinned = []
         for _ in 0..<runs {
-            ours.append(try await pingRoundTrips(connection, count: roundTrips))
+            let ours = try await pingRoundTrips(connection, count: roundTrips)
             // The same loop on the connection's own thread (RedisConnection.withPinnedExecution):
             // no thread switch per command, as in redis-benchmark's single-threaded event loop.
-            pinned.append(try await connection.withPinnedExecution { try await pingRoundTrips(connection, count: roundTrips) })
+            let pinned = try await connection.withPinnedExecution { try await pingRoundTrips(connection, count: roundTrips) }
+            var theirs: Double?
             if let peer {
-                theirs.append(try await redisBenchmark(peer, port: port, arguments: ["-P", "1", "-n", "\(roundTrips)", "PING"]))
+                theirs = try await redisBenchmark(peer, port: port, arguments: ["-P", "1", "-n", "\(roundTrips)", "PING"])
             }
+            results.add(BenchFigure(name: "client.roundtrip", unit: "ops/s", ours: ours, peer: theirs))
+            results.add(BenchFigure(name: "client.roundtrip.pinned", unit: "ops/s", ours: pinned, peer: theirs))
         }
-        let peerRoundTrip = theirs.isEmpty ? nil : median(theirs)
-        figures.append(Figure(name: "client.roundtrip", requests: roundTrips, ours: median(ours), peer: peerRoundTrip))
-        figures.append(Figure(name: "client.roundtrip.pinned", requests: roundTrips, ours: median(pinned), peer: peerRoundTrip))
         _ = try await connection.send(DEL(RedisArgument(key)))
         await connection.close()
 
-        if json {
-            for f in figures { print(f.json) }
-        } else {
-            print("redis \(version) on 127.0.0.1:\(port); one connection each side; median of \(runs) runs")
-            if peer == nil { print("redis-benchmark not found on PATH: peer figures are missing") }
-            print(pad("figure", 32) + pad("requests", 10, right: true) + pad("ours ops/s", 14, right: true)
-                + pad("redis-benchmark", 17, right: true) + pad("ratio", 8, right: true))
-            for f in figures {
-                print(pad(f.name, 32) + pad("\(f.requests)", 10, right: true) + pad(format(f.ours, 0), 14, right: true)
-                    + pad(f.peer.map { format($0, 0) } ?? "-", 17, right: true)
-                    + pad(f.ratio.map { format($0, 3) } ?? "-", 8, right: true))
-            }
-        }
+        if peer == nil { results.note("redis-benchmark not found on PATH: peer figures are missing") }
+        results.print(
+            json: json,
+            title: "client: redis \(version) on 127.0.0.1:\(port); one connection each side; XADD pipelined \(depth) deep (\(requests) requests), round trips (\(roundTrips)); peer: redis-benchmark -c 1")
     }
 
     /// `count` XADDs in pipelines of ``depth``, each pipeline awaited before the next; ops/s.
@@ -164,36 +149,8 @@ struct BenchClientCommand: AsyncParsableCommand {
         throw BenchError("redis-benchmark (exit \(status)) printed no rate: \(output.prefix(500))")
     }
 
-    private func median(_ values: [Double]) -> Double {
-        let sorted = values.sorted()
-        return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
-    }
-
     private func seconds(_ d: Duration) -> Double {
         Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
-    }
-
-    private func format(_ value: Double, _ decimals: Int) -> String { String(format: "%.\(decimals)f", value) }
-
-    private func pad(_ text: String, _ width: Int, right: Bool = false) -> String {
-        let fill = String(repeating: " ", count: max(0, width - text.count))
-        return right ? fill + text : text + fill
-    }
-}
-
-/// One figure: our rate and the peer's (redis-benchmark), as ops/s.
-private struct Figure {
-    var name: String
-    var requests: Int
-    var ours: Double
-    var peer: Double?
-    var ratio: Double? { peer.map { ours / $0 } }
-
-    /// `{"name": ..., "unit": "ops/s", "ours": N, "peer": N|null, "ratio": N|null}`
-    var json: String {
-        let peerText = peer.map { String(format: "%.0f", $0) } ?? "null"
-        let ratioText = ratio.map { String(format: "%.3f", $0) } ?? "null"
-        return "{\"name\": \"\(name)\", \"unit\": \"ops/s\", \"ours\": \(String(format: "%.0f", ours)), \"peer\": \(peerText), \"ratio\": \(ratioText)}"
     }
 }
 
