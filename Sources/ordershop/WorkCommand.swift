@@ -25,6 +25,9 @@ struct WorkCommand: AsyncParsableCommand {
     @Option(help: "Handlers in flight at most.")
     var concurrency = 64
 
+    @Option(help: "Entries read ahead of the handlers (default: the larger of --concurrency and 100, one read).")
+    var prefetch: Int?
+
     @Option(help: "A stable consumer name (default: <host>-<pid>-<random>).")
     var consumer: String?
 
@@ -40,6 +43,7 @@ struct WorkCommand: AsyncParsableCommand {
     func validate() throws {
         guard WorkerName(rawValue: worker) != nil else { throw ValidationError("unknown worker '\(worker)'; one of crm, billing") }
         guard concurrency > 0 else { throw ValidationError("--concurrency must be at least 1") }
+        if let prefetch, prefetch < 1 { throw ValidationError("--prefetch must be at least 1") }
         guard leaseSeconds >= 1 else { throw ValidationError("--lease-seconds must be at least 1") }
         if let plantedBug, PlantedBug(rawValue: plantedBug) == nil && plantedBug != "no-idempotency" {
             throw ValidationError("unknown planted bug '\(plantedBug)'")
@@ -55,7 +59,7 @@ struct WorkCommand: AsyncParsableCommand {
         let context = try ShopContext(pool: pool, logger: logger)
         let httpClient = makeHTTPClient()
         var mail = MailClient(baseURL: services.addresses.url(.msg), client: httpClient)
-        var configuration = WorkerConfiguration(consumerName: consumer, maxInFlight: concurrency)
+        var configuration = WorkerConfiguration(consumerName: consumer, maxInFlight: concurrency, prefetch: prefetch)
         configuration.lease = .milliseconds(Int64(leaseSeconds * 1000))
         // Deliberate defects for the chaos harness to catch (never in production):
         // ack-before-handling, or no-idempotency (plain settle and a random key per mail).
