@@ -172,12 +172,18 @@ public final class LocalRedisServer: @unchecked Sendable {
         if ownsDirectory { try? FileManager.default.removeItem(atPath: directory) }
     }
 
-
     /// A TCP port that was free a moment ago on 127.0.0.1.
     public static func freePort() throws -> Int {
+        let (fd, port) = try bindLoopbackSocket()
+        close(fd)
+        return port
+    }
+
+    /// A TCP socket bound (not listening) to a free port of 127.0.0.1, and that port: nothing
+    /// else can take the port while the socket is open, and a connect to it is refused.
+    public static func bindLoopbackSocket() throws -> (fileDescriptor: Int32, port: Int) {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw LocalRedisError("socket() failed") }
-        defer { close(fd) }
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_port = 0
@@ -185,12 +191,15 @@ public final class LocalRedisServer: @unchecked Sendable {
         let bound = withUnsafePointer(to: &addr) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
-        guard bound == 0 else { throw LocalRedisError("bind() failed") }
+        guard bound == 0 else {
+            close(fd)
+            throw LocalRedisError("bind() failed")
+        }
         var len = socklen_t(MemoryLayout<sockaddr_in>.size)
         _ = withUnsafeMutablePointer(to: &addr) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
         }
-        return Int(UInt16(bigEndian: addr.sin_port))
+        return (fd, Int(UInt16(bigEndian: addr.sin_port)))
     }
 
     static func makeTemporaryDirectory() throws -> String {

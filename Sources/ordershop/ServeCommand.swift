@@ -42,14 +42,6 @@ struct ServeCommand: AsyncParsableCommand {
             gateway: GatewayOptions(addresses: services.addresses))
         let group = ServiceGroup(
             configuration: .init(services: [.init(service: app)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        do {
-            try await group.run()
-        } catch {
-            try? await httpClient.shutdown()
-            await pool.shutdown()
-            throw error
-        }
-        try? await httpClient.shutdown()
-        await pool.shutdown()
+        try await runServices(group, thenClose: httpClient, pool)
     }
 }

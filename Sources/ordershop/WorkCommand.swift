@@ -80,14 +80,6 @@ struct WorkCommand: AsyncParsableCommand {
             services.insert(.init(service: WorkerHTTPServer(port: metricsPort, host: metricsHost, pool: pool, logger: logger)), at: 0)
         }
         let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        do {
-            try await group.run()
-        } catch {
-            try? await httpClient.shutdown()
-            await pool.shutdown()
-            throw error
-        }
-        try? await httpClient.shutdown()
-        await pool.shutdown()
+        try await runServices(group, thenClose: httpClient, pool)
     }
 }

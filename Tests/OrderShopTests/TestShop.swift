@@ -56,22 +56,9 @@ final class RefusingPorts: @unchecked Sendable {
     init() throws {
         var ports: [ServiceName: Int] = [:]
         for service in ServiceName.allCases {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            guard fd >= 0 else { throw TestFailure("socket() failed") }
+            let (fd, port) = try LocalRedisServer.bindLoopbackSocket()
             sockets.append(fd)
-            var addr = sockaddr_in()
-            addr.sin_family = sa_family_t(AF_INET)
-            addr.sin_port = 0
-            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-            let bound = withUnsafePointer(to: &addr) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
-            guard bound == 0 else { throw TestFailure("bind() failed") }
-            var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-            _ = withUnsafeMutablePointer(to: &addr) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
-            }
-            ports[service] = Int(UInt16(bigEndian: addr.sin_port))
+            ports[service] = port
         }
         self.ports = ports
     }

@@ -2,6 +2,8 @@ import AsyncHTTPClient
 import Hummingbird
 import Logging
 import NIOCore
+import RedisClient
+import ServiceLifecycle
 
 /// The router of one OrderShop service (tests drive it without a socket).
 ///
@@ -61,4 +63,18 @@ public func makeHTTPClient() -> HTTPClient {
     configuration.connectionPool.retryConnectionEstablishment = false
     configuration.timeout = .init(connect: .seconds(2), read: .seconds(30))
     return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+}
+
+/// Runs a process's services until they end (SIGTERM or SIGINT through the group, or an error),
+/// then shuts the HTTP client and the Redis pool down, in both cases.
+public func runServices(_ group: ServiceGroup, thenClose httpClient: HTTPClient, _ pool: RedisConnectionPool) async throws {
+    do {
+        try await group.run()
+    } catch {
+        try? await httpClient.shutdown()
+        await pool.shutdown()
+        throw error
+    }
+    try? await httpClient.shutdown()
+    await pool.shutdown()
 }

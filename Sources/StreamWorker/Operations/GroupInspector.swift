@@ -85,18 +85,19 @@ public struct GroupInspector: Sendable {
     /// Redis's `lag` (entries-added minus the group's entries-read) cannot be taken as it is:
     /// it is nil after deletions, and Redis 7.0 rebuilds a group's last-delivered id from the
     /// AOF (XCLAIM ... LASTID) without its entries-read counter (redis/redis#10569, #12898), so
-    /// after a restart it can report a lag of hundreds for a group that has read everything (seen
-    /// in a chaos run on 7.0.15: last-delivered id equal to the stream's last id, lag 1200). So: a group at the stream's last id has lag 0;
-    /// a small lag is counted exactly (one bounded XRANGE); only a large one is taken from Redis
-    /// (an over-estimate at worst), or counted up to 100,000 when Redis has none.
+    /// after a restart it can report a lag of hundreds for a group that has read everything
+    /// (seen in a chaos run on 7.0.15: last-delivered id equal to the stream's last id, lag 1200).
+    /// So: a group at the stream's last id has lag 0; a small lag is counted exactly (one
+    /// bounded XRANGE); a large one is Redis's figure (an over-estimate at worst), or, when Redis
+    /// has none, counted on up to 100,000.
     func lag(key: RedisArgument, group g: XINFOGROUPS.Group, streamLastID: String) async throws -> (Int, Bool) {
         let delivered = StreamID(g.lastDeliveredID) ?? .zero
         if let last = StreamID(streamLastID), delivered >= last { return (0, true) }
         let exactLimit = 1_000
         let next = try await pool.send(XRANGE(key, start: "(" + g.lastDeliveredID, end: "+", count: exactLimit + 1))
-        if next.count <= exactLimit { return (next.count, true) }
+        guard next.count > exactLimit, let counted = next.last?.id else { return (next.count, true) }
         if let lag = g.lag { return (max(lag, next.count), false) }
-        let after = try await pool.send(XRANGE(key, start: "(" + g.lastDeliveredID, end: "+", count: 100_000))
-        return (after.count, true)
+        let rest = try await pool.send(XRANGE(key, start: "(" + counted, end: "+", count: 100_000 - next.count))
+        return (next.count + rest.count, true)
     }
 }

@@ -32,23 +32,22 @@ final class AsyncSemaphore: Sendable {
         guard count > 0 else { return }
         // Fast path without suspending: a continuation, even one resumed at once, costs a trip
         // through the executor's queue, and the dispatcher takes a permit per entry.
-        let taken = state.withLock { s -> Bool in
-            guard s.waiters.isEmpty, s.available >= count else { return false }
-            s.available -= count
-            return true
-        }
-        if taken { return }
+        if state.withLock({ Self.take(count, from: &$0) }) { return }
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let ready = state.withLock { s -> Bool in
-                if s.waiters.isEmpty && s.available >= count {
-                    s.available -= count
-                    return true
-                }
+                if Self.take(count, from: &s) { return true }
                 s.waiters.append(Waiter(count: count, continuation: continuation))
                 return false
             }
             if ready { continuation.resume() }
         }
+    }
+
+    /// Takes `count` permits if they are free and nobody waits before us.
+    private static func take(_ count: Int, from s: inout State) -> Bool {
+        guard s.waiters.isEmpty, s.available >= count else { return false }
+        s.available -= count
+        return true
     }
 
     func release(_ count: Int) {
@@ -104,24 +103,23 @@ final class BatchQueue<Element: Sendable>: Sendable {
     /// Everything queued, waiting for at least one element; empty once finished and drained.
     func next() async -> [Element] {
         // Fast path without suspending when something is queued (see AsyncSemaphore.acquire).
-        let queued: [Element]? = state.withLock { s in
-            guard !s.items.isEmpty else { return nil }
-            defer { s.items = [] }
-            return s.items
-        }
-        if let queued { return queued }
+        if let queued = state.withLock({ Self.takeItems(from: &$0) }) { return queued }
         return await withCheckedContinuation { (continuation: CheckedContinuation<[Element], Never>) in
             let ready: [Element]? = state.withLock { s in
-                if !s.items.isEmpty {
-                    defer { s.items = [] }
-                    return s.items
-                }
+                if let queued = Self.takeItems(from: &s) { return queued }
                 if s.finished { return [] }
                 s.waiter = continuation
                 return nil
             }
             if let ready { continuation.resume(returning: ready) }
         }
+    }
+
+    /// Everything queued, or nil when nothing is.
+    private static func takeItems(from s: inout State) -> [Element]? {
+        guard !s.items.isEmpty else { return nil }
+        defer { s.items = [] }
+        return s.items
     }
 
     /// No more elements will come; a waiting ``next()`` returns empty.

@@ -210,7 +210,7 @@ final class SubscriptionRunner: Sendable {
             _ = try? await pool.send(XACK(RedisArgument(stream), group: RedisArgument(group), ids: fresh.map(\.id)))
         }
         await prefetched.acquire(fresh.count)
-        let items = fresh.map { WorkItem(entry: $0, deliveryCount: deliveryCounts[$0.id] ?? 1, knownDuplicate: false) }
+        let items = fresh.map { workItem($0, deliveryCount: deliveryCounts[$0.id] ?? 1) }
         if configuration.settleMode == .idempotent {
             prechecks.append(contentsOf: items)
         } else {
@@ -224,30 +224,24 @@ final class SubscriptionRunner: Sendable {
         while true {
             let items = await prechecks.next()
             if items.isEmpty { break }
-            let duplicates = await existingMarkers(items.map(\.entry))
-            work.append(
-                contentsOf: duplicates.isEmpty
-                    ? items
-                    : items.map { WorkItem(entry: $0.entry, deliveryCount: $0.deliveryCount, knownDuplicate: duplicates.contains($0.entry.id)) })
+            work.append(contentsOf: await flaggingDuplicates(items))
         }
     }
 
-    private func marker(for entry: StreamEntry) -> String {
-        markerPrefix + (entry.string("event_id") ?? "\(stream)/\(entry.id)")
+    /// An entry to handle; in idempotent mode with its marker key (the prefix plus the event id).
+    private func workItem(_ entry: StreamEntry, deliveryCount: Int) -> WorkItem {
+        let marker = configuration.settleMode == .idempotent ? markerPrefix + (entry.string("event_id") ?? "\(stream)/\(entry.id)") : nil
+        return WorkItem(entry: entry, deliveryCount: deliveryCount, marker: marker)
     }
 
-    /// The marker to commit with the ack: only the idempotent settle writes one.
-    private func settleMarker(for entry: StreamEntry) -> String? {
-        configuration.settleMode == .idempotent ? marker(for: entry) : nil
-    }
-
-    /// The ids whose idempotency marker exists (one MGET; markers share the stream's slot).
-    private func existingMarkers(_ entries: [StreamEntry]) async -> Set<String> {
-        let keys = entries.map { RedisArgument(marker(for: $0)) }
-        guard let reply = try? await pool.send(["MGET"] + keys), let values = reply.array else { return [] }
-        var found: Set<String> = []
-        for (entry, value) in zip(entries, values) where !value.isNull { found.insert(entry.id) }
-        return found
+    /// The items, those whose marker exists flagged as duplicates (one MGET; markers share the
+    /// stream's slot). If the check fails, none is flagged: the settle still applies nothing twice.
+    private func flaggingDuplicates(_ items: [WorkItem]) async -> [WorkItem] {
+        let keys = items.compactMap { item in item.marker.map { RedisArgument($0) } }
+        guard keys.count == items.count, let reply = try? await pool.send(["MGET"] + keys), let values = reply.array else { return items }
+        var flagged = items
+        for (i, value) in values.enumerated() where i < flagged.count && !value.isNull { flagged[i].knownDuplicate = true }
+        return flagged
     }
 
     // MARK: - Handling
@@ -327,7 +321,7 @@ final class SubscriptionRunner: Sendable {
             return .settle(.lost(id: entry.id))
         }
         if item.knownDuplicate {
-            return .settle(.ack(id: entry.id, marker: settleMarker(for: entry), effects: []))
+            return .settle(.ack(id: entry.id, marker: item.marker, effects: []))
         }
         if item.deliveryCount > configuration.maxDeliveries {
             return .settle(
@@ -342,7 +336,7 @@ final class SubscriptionRunner: Sendable {
         do {
             let outcome = try await subscription.handler(delivery)
             metrics.handlerDuration.recordNanoseconds(Int64((ContinuousClock.now - started).seconds * 1e9))
-            return .settle(.ack(id: entry.id, marker: settleMarker(for: entry), effects: outcome.effects))
+            return .settle(.ack(id: entry.id, marker: item.marker, effects: outcome.effects))
         } catch let malformed as MalformedEvent {
             logger.error("malformed entry; moving it to the dead letters", metadata: ["id": "\(entry.id)", "reason": "\(malformed.reason)"])
             return .settle(
@@ -374,7 +368,7 @@ final class SubscriptionRunner: Sendable {
                 switch reply {
                 case .array(let parts) where parts.count == 2:
                     let entry = try StreamEntryDecoding.entry(parts[0])
-                    return WorkItem(entry: entry, deliveryCount: parts[1].int ?? 1, knownDuplicate: false)
+                    return workItem(entry, deliveryCount: parts[1].int ?? 1)
                 case .bulkString, .simpleString:
                     stats.add(.lostToTrimming, metrics: metrics)
                     logger.error("entry was deleted from the stream before its retry", metadata: ["id": "\(id)"])
@@ -498,7 +492,8 @@ final class SubscriptionRunner: Sendable {
                 args.reserveCapacity(4 + acks.count * 3)
                 for a in acks {
                     args.append(RedisArgument(a.id))
-                    args.append(RedisArgument(a.marker ?? markerPrefix + a.id))
+                    guard let marker = a.marker else { preconditionFailure("an idempotent ack without its marker: \(a.id)") }
+                    args.append(RedisArgument(marker))
                     args.append(RedisArgument(a.effects.count))
                     for effect in a.effects {
                         args.append(RedisArgument(effect.count))

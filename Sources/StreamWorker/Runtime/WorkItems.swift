@@ -5,8 +5,11 @@ struct WorkItem: Sendable {
     let entry: StreamEntry
     /// Redis's delivery counter for the entry, as of this delivery.
     let deliveryCount: Int
+    /// Its idempotency marker key (idempotent settle only), made once: the pre-check and the
+    /// settle both need it.
+    let marker: String?
     /// Its idempotency marker existed when it was read: ack it without handling.
-    let knownDuplicate: Bool
+    var knownDuplicate = false
 }
 
 /// What the settler commits for an entry.
