@@ -1,7 +1,8 @@
 import ArgumentParser
 
 /// `ordershop bench worker`: one, two and four worker processes draining 200,000 preloaded
-/// events, in plain (batched XACK) and idempotent settle modes, beside the redis-py peer
+/// events, in plain (batched XACK) and idempotent settle modes, with a per-entry handler and a
+/// batch handler (`.batch` figures: one call per read batch, like the peer's loop), beside the redis-py peer
 /// (`redispy_group_worker.py --ack batch`) on the same server in the same run.
 struct BenchWorkerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -14,6 +15,8 @@ struct BenchWorkerCommand: AsyncParsableCommand {
     @Option(help: "Events preloaded per measurement.") var events = 200_000
     @Option(help: "Process counts to measure.") var processes: [Int] = [1, 2, 4]
     @Option(help: "Settle modes to measure.") var settle: [String] = ["plain", "idempotent"]
+    @Option(help: "Handler forms to measure: each (one call per entry) and batch (one call per read batch).")
+    var handler: [String] = ["each", "batch"]
     @Option(help: "Handlers in flight per probe process.") var maxInFlight = 256
     @Option(help: "Entries per XREADGROUP (the peer reads COUNT 100).") var readCount = 100
 
@@ -35,11 +38,13 @@ struct BenchWorkerCommand: AsyncParsableCommand {
                         peer = try PeerRunner.number(r, "events_per_s")
                     }
                     for mode in settle {
-                        benchLog("run \(run): ours \(mode), \(k) process(es)")
-                        let r = try await bench.run(
-                            .init(events: events, processes: k, settle: mode, maxInFlight: maxInFlight, readCount: readCount))
-                        let name = "worker.drain.\(mode)" + (k == 1 ? "" : ".\(k)proc")
-                        results.add(BenchFigure(name: name, unit: "events/s", ours: r.eventsPerSecond, peer: peer))
+                        for form in handler {
+                            benchLog("run \(run): ours \(mode), \(form) handler, \(k) process(es)")
+                            let r = try await bench.run(
+                                .init(events: events, processes: k, settle: mode, handler: form, maxInFlight: maxInFlight, readCount: readCount))
+                            let name = "worker.drain.\(mode)" + (form == "batch" ? ".batch" : "") + (k == 1 ? "" : ".\(k)proc")
+                            results.add(BenchFigure(name: name, unit: "events/s", ours: r.eventsPerSecond, peer: peer))
+                        }
                     }
                 }
             }

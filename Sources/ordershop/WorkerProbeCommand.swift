@@ -19,6 +19,7 @@ struct WorkerProbeCommand: AsyncParsableCommand {
     @Option(help: "Consumer group.") var group: String = "probe"
     @Option(help: "Stable consumer name (default: host-pid-random).") var consumer: String?
     @Option(help: "Settle mode: idempotent or plain.") var settle: String = "idempotent"
+    @Option(help: "Handler form: each (one call per entry) or batch (one call per read batch).") var handler: String = "each"
     @Option(help: "Lease in milliseconds.") var leaseMs: Int = 5000
     @Option(help: "Handlers in flight at most.") var maxInFlight: Int = 64
     @Option(help: "Entries per read.") var readCount: Int = 100
@@ -40,7 +41,8 @@ struct WorkerProbeCommand: AsyncParsableCommand {
         let delay = Duration.milliseconds(handlerDelayMs)
         let effectsKey = self.effectsKey
         let invocationsKey = self.invocationsKey
-        let subscription = Subscription(stream: stream, group: group) { delivery in
+        // Decodes the entity and commits the counted effect; the same work in both handler forms.
+        @Sendable func handle(_ delivery: Delivery) async throws -> HandlerOutcome {
             struct Entity: Decodable {}
             _ = try delivery.decodeJSON(Entity.self)
             if !invocationsKey.isEmpty {
@@ -49,6 +51,22 @@ struct WorkerProbeCommand: AsyncParsableCommand {
             if delay > .zero { try await Task.sleep(for: delay) }
             guard !effectsKey.isEmpty else { return .done }
             return .done(effects: [["HINCRBY", RedisArgument(effectsKey), RedisArgument(delivery.eventID), "1"]])
+        }
+        let subscription: Subscription
+        switch handler {
+        case "each":
+            subscription = Subscription(stream: stream, group: group, handler: handle)
+        case "batch":
+            subscription = Subscription(stream: stream, group: group) { deliveries in
+                var results: [Result<HandlerOutcome, any Error>] = []
+                results.reserveCapacity(deliveries.count)
+                for delivery in deliveries {
+                    do { results.append(.success(try await handle(delivery))) } catch { results.append(.failure(error)) }
+                }
+                return results
+            }
+        default:
+            throw ValidationError("--handler must be each or batch")
         }
         let worker = StreamWorker(
             pool: pool,

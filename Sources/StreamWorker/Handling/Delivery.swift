@@ -85,6 +85,13 @@ public struct MalformedEvent: Error, Sendable, CustomStringConvertible {
 /// pending; it is retried with backoff and dead-lettered after the maximum deliveries.
 public typealias StreamHandler = @Sendable (Delivery) async throws -> HandlerOutcome
 
+/// A handler for a whole batch of entries at once: one call (and one task) per batch instead of
+/// one per entry, for handlers that do CPU work and no I/O of their own (decode, validate,
+/// compute effects). It returns one result per delivery, in order: each is settled, retried or
+/// dead-lettered on its own exactly as a ``StreamHandler``'s would be. Handlers that wait on
+/// I/O should stay per entry, so that ``WorkerConfiguration/maxInFlight`` of them overlap.
+public typealias StreamBatchHandler = @Sendable ([Delivery]) async -> [Result<HandlerOutcome, any Error>]
+
 /// A handler bound to a stream and a consumer group.
 public struct Subscription: Sendable {
     /// Where a group that does not exist yet starts.
@@ -105,12 +112,40 @@ public struct Subscription: Sendable {
     public var stream: String
     public var group: String
     public var start: Start
+    /// Handles one entry (a retry, or every entry of a per-entry subscription).
     public var handler: StreamHandler
+    /// Handles a batch of entries in one call, when set (see ``StreamBatchHandler``).
+    public var batchHandler: StreamBatchHandler?
 
+    /// A subscription whose handler sees one entry per call; up to
+    /// ``WorkerConfiguration/maxInFlight`` calls run at once.
     public init(stream: String, group: String, start: Start = .beginning, handler: @escaping StreamHandler) {
         self.stream = stream
         self.group = group
         self.start = start
         self.handler = handler
+        self.batchHandler = nil
     }
+
+    /// A subscription whose handler sees the entries of a read in one call (see
+    /// ``StreamBatchHandler``). A retried entry comes back alone, in a batch of one.
+    public init(stream: String, group: String, start: Start = .beginning, batchHandler: @escaping StreamBatchHandler) {
+        self.stream = stream
+        self.group = group
+        self.start = start
+        self.batchHandler = batchHandler
+        self.handler = { delivery in
+            let results = await batchHandler([delivery])
+            guard results.count == 1 else { throw BatchResultMismatch(deliveries: 1, results: results.count) }
+            return try results[0].get()
+        }
+    }
+}
+
+/// A batch handler returned a number of results other than the number of deliveries it got:
+/// every entry of that batch is retried.
+public struct BatchResultMismatch: Error, Sendable, CustomStringConvertible {
+    public let deliveries: Int
+    public let results: Int
+    public var description: String { "batch handler returned \(results) results for \(deliveries) deliveries" }
 }

@@ -58,6 +58,11 @@ public struct WorkerConfiguration: Sendable {
     /// the drain deadline like the rest; a killed worker's prefetched entries are reclaimed one
     /// lease later like its running ones. Default: the larger of `maxInFlight` and `readCount`.
     public var prefetch: Int
+    /// Concurrent XREADGROUP loops per subscription, each on a connection of its own. With
+    /// one, the next read waits for the previous reply to be received and parsed; with two,
+    /// one reply is parsed while the next is on its way (measured: plain drain 101k to 139k
+    /// events/s). Each reader holds one connection to Redis.
+    public var readers: Int
     /// How long XREADGROUP blocks waiting for entries.
     public var block: Duration
     /// The lease: the entries of a worker that stopped refreshing them become claimable by
@@ -85,6 +90,7 @@ public struct WorkerConfiguration: Sendable {
         maxInFlight: Int = 64,
         readCount: Int = 100,
         prefetch: Int? = nil,
+        readers: Int = 2,
         block: Duration = .seconds(1),
         lease: Duration = .seconds(5),
         maxDeliveries: Int = 5,
@@ -102,6 +108,7 @@ public struct WorkerConfiguration: Sendable {
         // Default: the larger of a full set of handlers and one read. Smaller, reads shrink as
         // handlers get faster (measured: a fifth less drain throughput at min(256, 100)).
         self.prefetch = max(1, prefetch ?? max(self.maxInFlight, self.readCount))
+        self.readers = max(1, readers)
         self.block = block
         self.lease = max(lease, .seconds(1))
         self.maxDeliveries = max(1, maxDeliveries)

@@ -19,8 +19,9 @@ final class SubscriptionRunner: Sendable {
     let stats: WorkerStats
     let metrics: SubscriptionMetrics
     let logger: Logger
-    /// The connection for the blocking XREADGROUP, so that it never holds a pool connection.
-    private let reader: RedisConnection
+    /// The connections for the blocking XREADGROUP (``WorkerConfiguration/readers``), so that
+    /// a blocked read never holds a pool connection.
+    private let readers: [RedisConnection]
     /// `idem:<stream>:<group>:`, the idempotency marker of an event minus its id (made once:
     /// building it per entry showed up in profiles).
     private let markerPrefix: String
@@ -65,7 +66,7 @@ final class SubscriptionRunner: Sendable {
         var readerConfiguration = pool.configuration
         // The reader retries on its own loop; a short connect window keeps shutdown prompt.
         readerConfiguration.reconnect.retryWindow = .zero
-        self.reader = try RedisConnection(configuration: readerConfiguration, logger: logger)
+        self.readers = try (0..<configuration.readers).map { _ in try RedisConnection(configuration: readerConfiguration, logger: logger) }
     }
 
     var isDraining: Bool { state.withLock { $0.draining } }
@@ -94,7 +95,9 @@ final class SubscriptionRunner: Sendable {
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 await withTaskGroup(of: Void.self) { sources in
-                    sources.addTask { await self.readLoop() }
+                    for (index, reader) in self.readers.enumerated() {
+                        sources.addTask { await self.readLoop(on: reader, rereadsPending: index == 0) }
+                    }
                     sources.addTask { await self.reclaimLoop() }
                 }
                 self.prechecks.finish()
@@ -117,7 +120,7 @@ final class SubscriptionRunner: Sendable {
             }
             await group.waitForAll()
         }
-        await reader.close()
+        for reader in readers { await reader.close() }
         await leaveGroupIfEmpty()
     }
 
@@ -136,10 +139,13 @@ final class SubscriptionRunner: Sendable {
 
     // MARK: - Reading
 
-    private func readLoop() async {
-        // A stable consumer name may have pending entries from its previous life: re-read them
-        // first (id 0), then new ones (>).
-        var pendingCursor: String? = configuration.consumerName == nil ? nil : "0"
+    /// One reader. Several run side by side, each on its own connection: Redis hands each
+    /// XREADGROUP `>` different entries.
+    private func readLoop(on reader: RedisConnection, rereadsPending: Bool) async {
+        // A stable consumer name may have pending entries from its previous life: the first
+        // reader re-reads them first (id 0), then new ones (>). Entries another reader gets
+        // meanwhile are new ones; an id read twice is skipped by the held set.
+        var pendingCursor: String? = configuration.consumerName != nil && rereadsPending ? "0" : nil
         var failures = 0
         while !isDraining {
             // Wait for room for half a read at least: reading as soon as one slot frees would
@@ -251,6 +257,22 @@ final class SubscriptionRunner: Sendable {
             while true {
                 let items = await work.next()
                 if items.isEmpty { break }
+                if let batchHandler = subscription.batchHandler {
+                    // One task and one handler call per chunk; a chunk holds a handler slot per entry.
+                    let size = max(1, min(configuration.readCount, configuration.maxInFlight))
+                    for start in stride(from: 0, to: items.count, by: size) {
+                        let chunk = Array(items[start..<min(start + size, items.count)])
+                        await permits.acquire(chunk.count)
+                        prefetched.release(chunk.count)
+                        if Task.isCancelled {
+                            permits.release(chunk.count)
+                            release(chunk.map(\.entry.id))
+                            continue
+                        }
+                        group.addTask { await self.processBatch(chunk, with: batchHandler) }
+                    }
+                    continue
+                }
                 for item in items {
                     await permits.acquire(1)
                     prefetched.release(1)
@@ -268,11 +290,70 @@ final class SubscriptionRunner: Sendable {
 
     /// Handles one entry until it is settled, dead-lettered, or left for another worker.
     /// The handler slot taken by the dispatcher is held only while the handler runs.
-    private func process(_ first: WorkItem) async {
+    private func process(_ item: WorkItem) async {
+        let outcome = await handle(item)
+        permits.release(1)
+        await conclude(item, outcome)
+    }
+
+    /// Handles a chunk of entries with one call of the batch handler; each entry is then
+    /// settled, or retried on its own (concurrently, without holding a handler slot while it
+    /// waits), exactly as with a per-entry handler.
+    private func processBatch(_ items: [WorkItem], with batchHandler: StreamBatchHandler) async {
+        var outcomes = [Outcome?](repeating: nil, count: items.count)
+        var handled: [Int] = []
+        var deliveries: [Delivery] = []
+        handled.reserveCapacity(items.count)
+        deliveries.reserveCapacity(items.count)
+        for (index, item) in items.enumerated() {
+            if let settle = settleWithoutHandling(item) {
+                outcomes[index] = .settle(settle)
+            } else {
+                handled.append(index)
+                deliveries.append(delivery(for: item))
+            }
+        }
+        if !deliveries.isEmpty {
+            let started = ContinuousClock.now
+            let results = await batchHandler(deliveries)
+            if results.count == deliveries.count {
+                // The histogram is per entry: each gets the batch's duration divided by its size.
+                let each = Int64((ContinuousClock.now - started).seconds * 1e9) / Int64(deliveries.count)
+                for (k, index) in handled.enumerated() {
+                    if case .success = results[k] { metrics.handlerDuration.recordNanoseconds(each) }
+                    outcomes[index] = outcome(of: items[index], results[k])
+                }
+            } else {
+                let error = BatchResultMismatch(deliveries: deliveries.count, results: results.count)
+                logger.error("batch handler result count mismatch; retrying the batch's entries", metadata: ["error": "\(error)"])
+                for index in handled { outcomes[index] = .retry(error) }
+            }
+        }
+        permits.release(items.count)
+        var settles: [SettleItem] = []
+        var retries: [(WorkItem, any Error)] = []
+        for (item, outcome) in zip(items, outcomes) {
+            switch outcome {
+            case .settle(let settle): settles.append(settle)
+            case .retry(let error): retries.append((item, error))
+            case nil: preconditionFailure("every entry of a batch has an outcome")
+            }
+        }
+        settleQueue.append(contentsOf: settles)
+        guard !retries.isEmpty else { return }
+        await withDiscardingTaskGroup { group in
+            for (item, error) in retries {
+                group.addTask { await self.conclude(item, .retry(error)) }
+            }
+        }
+    }
+
+    /// After a handler returned (its slot released): settles the entry, or retries it with
+    /// backoff until it succeeds, is dead-lettered, or is left for another worker.
+    private func conclude(_ first: WorkItem, _ firstOutcome: Outcome) async {
         var item = first
+        var outcome = firstOutcome
         while true {
-            let outcome = await handle(item)
-            permits.release(1)
             switch outcome {
             case .settle(let settle):
                 settleQueue.append(settle)
@@ -305,6 +386,8 @@ final class SubscriptionRunner: Sendable {
                 stats.add(.retried, metrics: metrics)
                 await permits.acquire(1)
                 item = next
+                outcome = await handle(item)
+                permits.release(1)
             }
         }
     }
@@ -315,35 +398,55 @@ final class SubscriptionRunner: Sendable {
     }
 
     private func handle(_ item: WorkItem) async -> Outcome {
+        if let settle = settleWithoutHandling(item) { return .settle(settle) }
+        let started = ContinuousClock.now
+        do {
+            let result = try await subscription.handler(delivery(for: item))
+            metrics.handlerDuration.recordNanoseconds(Int64((ContinuousClock.now - started).seconds * 1e9))
+            return outcome(of: item, .success(result))
+        } catch {
+            return outcome(of: item, .failure(error))
+        }
+    }
+
+    /// Entries settled without calling the handler: deleted from the stream while pending, a
+    /// known duplicate, or delivered more often than the maximum (consumers kept dying on it).
+    private func settleWithoutHandling(_ item: WorkItem) -> SettleItem? {
         let entry = item.entry
         if entry.isDeleted {
             logger.error("pending entry no longer exists in the stream (trimmed or deleted)", metadata: ["id": "\(entry.id)"])
-            return .settle(.lost(id: entry.id))
+            return .lost(id: entry.id)
         }
         if item.knownDuplicate {
-            return .settle(.ack(id: entry.id, marker: item.marker, effects: []))
+            return .ack(id: entry.id, marker: item.marker, effects: [])
         }
         if item.deliveryCount > configuration.maxDeliveries {
-            return .settle(
-                .deadLetter(
-                    id: entry.id, fields: entry.fields,
-                    reason: "delivered \(item.deliveryCount) times, more than the maximum \(configuration.maxDeliveries) (consumers died or stalled while handling it)",
-                    error: "", deliveryCount: item.deliveryCount))
+            return .deadLetter(
+                id: entry.id, fields: entry.fields,
+                reason: "delivered \(item.deliveryCount) times, more than the maximum \(configuration.maxDeliveries) (consumers died or stalled while handling it)",
+                error: "", deliveryCount: item.deliveryCount)
         }
-        let delivery = Delivery(
-            stream: stream, group: group, consumer: consumer, id: entry.id, fields: entry.fields, deliveryCount: item.deliveryCount)
-        let started = ContinuousClock.now
-        do {
-            let outcome = try await subscription.handler(delivery)
-            metrics.handlerDuration.recordNanoseconds(Int64((ContinuousClock.now - started).seconds * 1e9))
-            return .settle(.ack(id: entry.id, marker: item.marker, effects: outcome.effects))
-        } catch let malformed as MalformedEvent {
-            logger.error("malformed entry; moving it to the dead letters", metadata: ["id": "\(entry.id)", "reason": "\(malformed.reason)"])
+        return nil
+    }
+
+    private func delivery(for item: WorkItem) -> Delivery {
+        Delivery(
+            stream: stream, group: group, consumer: consumer, id: item.entry.id, fields: item.entry.fields, deliveryCount: item.deliveryCount)
+    }
+
+    /// What a handler's result means for its entry: settle it (acked with its effects, or
+    /// dead-lettered when malformed), or retry it.
+    private func outcome(of item: WorkItem, _ result: Result<HandlerOutcome, any Error>) -> Outcome {
+        switch result {
+        case .success(let outcome):
+            return .settle(.ack(id: item.entry.id, marker: item.marker, effects: outcome.effects))
+        case .failure(let malformed as MalformedEvent):
+            logger.error("malformed entry; moving it to the dead letters", metadata: ["id": "\(item.entry.id)", "reason": "\(malformed.reason)"])
             return .settle(
                 .deadLetter(
-                    id: entry.id, fields: entry.fields, reason: "malformed: \(malformed.reason)", error: malformed.reason,
+                    id: item.entry.id, fields: item.entry.fields, reason: "malformed: \(malformed.reason)", error: malformed.reason,
                     deliveryCount: item.deliveryCount))
-        } catch {
+        case .failure(let error):
             return .retry(error)
         }
     }

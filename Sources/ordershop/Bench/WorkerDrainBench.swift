@@ -20,6 +20,7 @@ struct WorkerDrainBench {
         var events: Int
         var processes: Int
         var settle: String
+        var handler: String = "each"
         var maxInFlight: Int
         var readCount: Int
         var handlerDelayMs: Int = 0
@@ -51,7 +52,7 @@ struct WorkerDrainBench {
                 try env.startProbe(
                     stream: stream, group: group,
                     arguments: [
-                        "--settle", o.settle, "--max-in-flight", "\(o.maxInFlight)", "--read-count", "\(o.readCount)",
+                        "--settle", o.settle, "--handler", o.handler, "--max-in-flight", "\(o.maxInFlight)", "--read-count", "\(o.readCount)",
                         "--handler-delay-ms", "\(o.handlerDelayMs)",
                     ]))
         }
