@@ -56,7 +56,9 @@ public struct WorkerConfiguration: Sendable {
     /// at once instead of waiting for a read round trip (what makes I/O-bound handlers scale).
     /// Their leases are kept like those of running handlers; on shutdown they are handled within
     /// the drain deadline like the rest; a killed worker's prefetched entries are reclaimed one
-    /// lease later like its running ones. Default: the larger of `maxInFlight` and `readCount`.
+    /// lease later like its running ones. Each reader, and the reclaimer, reserves room for what
+    /// it reads before reading, at most `prefetch / (readers + 1)`. Default: the larger of
+    /// `maxInFlight` and `readCount × (readers + 1)`.
     public var prefetch: Int
     /// Concurrent XREADGROUP loops per subscription, each on a connection of its own. With
     /// one, the next read waits for the previous reply to be received and parsed; with two,
@@ -105,10 +107,11 @@ public struct WorkerConfiguration: Sendable {
         self.consumerName = consumerName
         self.maxInFlight = max(1, maxInFlight)
         self.readCount = max(1, readCount)
-        // Default: the larger of a full set of handlers and one read. Smaller, reads shrink as
-        // handlers get faster (measured: a fifth less drain throughput at min(256, 100)).
-        self.prefetch = max(1, prefetch ?? max(self.maxInFlight, self.readCount))
         self.readers = max(1, readers)
+        // Default: the larger of a full set of handlers and a full read for every reader and
+        // the reclaimer (each reserves its share of this room before it reads). Smaller, reads
+        // shrink as handlers get faster (measured: a fifth less drain throughput at min(256, 100)).
+        self.prefetch = max(1, prefetch ?? max(self.maxInFlight, self.readCount * (self.readers + 1)))
         self.block = block
         self.lease = max(lease, .seconds(1))
         self.maxDeliveries = max(1, maxDeliveries)

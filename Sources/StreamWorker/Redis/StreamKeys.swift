@@ -18,8 +18,9 @@ public enum StreamKeys {
         "dlq:\(slotTagged(stream)):\(group)"
     }
 
-    /// The idempotency marker of an event for a group: `idem:<stream>:<group>:<eventID>`.
-    public static func marker(stream: String, group: String, eventID: String) -> String {
-        "idem:\(slotTagged(stream)):\(group):\(eventID)"
+    /// A bucket of a group's idempotency markers: `idem:<stream>:<group>:<bucket>`, a hash whose
+    /// fields are the event ids settled during one bucket period (see ``IdempotencyMarkers``).
+    public static func markerBucket(stream: String, group: String, bucket: Int64) -> String {
+        "idem:\(slotTagged(stream)):\(group):\(bucket)"
     }
 }

@@ -17,14 +17,32 @@ final class AsyncSemaphore: Sendable {
     /// Permits free right now.
     var available: Int { state.withLock { $0.available } }
 
-    /// Waits until at least `minimum` permits are free and returns how many are (without
-    /// taking any).
-    func waitForAvailable(atLeast minimum: Int = 1) async -> Int {
-        let minimum = max(1, minimum)
-        if let n = state.withLock({ $0.available >= minimum && $0.waiters.isEmpty ? $0.available : nil }) { return n }
+    /// Waits until at least `minimum` permits are free, then takes as many as are free up to
+    /// `maximum`, and returns how many it took: a reader reserves room for what it reads
+    /// before it reads, so that readers side by side never read more than there is room for.
+    func acquire(atLeast minimum: Int, upTo maximum: Int) async -> Int {
+        let maximum = max(1, maximum)
+        let minimum = min(max(1, minimum), maximum)
+        let now = state.withLock { s -> Int in
+            guard s.available >= minimum else { return 0 }
+            return Self.takeUpTo(maximum, from: &s)
+        }
+        if now > 0 { return now }
         await acquire(minimum)
-        release(minimum)
-        return max(minimum, available)
+        return minimum + state.withLock { Self.takeUpTo(maximum - minimum, from: &$0) }
+    }
+
+    /// Takes as many permits as are free, up to `maximum`, without waiting; 0 when none are
+    /// (or others wait).
+    func tryAcquire(upTo maximum: Int) -> Int {
+        state.withLock { Self.takeUpTo(maximum, from: &$0) }
+    }
+
+    private static func takeUpTo(_ maximum: Int, from s: inout State) -> Int {
+        guard s.waiters.isEmpty, maximum > 0 else { return 0 }
+        let n = min(s.available, maximum)
+        s.available -= n
+        return n
     }
 
     /// Takes `count` permits, waiting (in FIFO order) until they are free.

@@ -22,9 +22,8 @@ final class SubscriptionRunner: Sendable {
     /// The connections for the blocking XREADGROUP (``WorkerConfiguration/readers``), so that
     /// a blocked read never holds a pool connection.
     private let readers: [RedisConnection]
-    /// `idem:<stream>:<group>:`, the idempotency marker of an event minus its id (made once:
-    /// building it per entry showed up in profiles).
-    private let markerPrefix: String
+    /// The hashes that hold this group's idempotency markers.
+    private let markers: IdempotencyMarkers
 
     private let work = BatchQueue<WorkItem>()
     /// Entries read in idempotent mode, waiting for the check of their markers. A stage of its
@@ -62,7 +61,7 @@ final class SubscriptionRunner: Sendable {
         logger[metadataKey: "stream"] = "\(subscription.stream)"
         logger[metadataKey: "group"] = "\(subscription.group)"
         self.logger = logger
-        self.markerPrefix = StreamKeys.marker(stream: subscription.stream, group: subscription.group, eventID: "")
+        self.markers = IdempotencyMarkers(stream: subscription.stream, group: subscription.group, ttl: configuration.idempotencyTTL)
         var readerConfiguration = pool.configuration
         // The reader retries on its own loop; a short connect window keeps shutdown prompt.
         readerConfiguration.reconnect.retryWindow = .zero
@@ -95,8 +94,10 @@ final class SubscriptionRunner: Sendable {
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 await withTaskGroup(of: Void.self) { sources in
+                    // Open once the first reader has re-read this consumer's pending entries.
+                    let pendingReread = AsyncSemaphore(self.configuration.consumerName == nil ? 1 : 0)
                     for (index, reader) in self.readers.enumerated() {
-                        sources.addTask { await self.readLoop(on: reader, rereadsPending: index == 0) }
+                        sources.addTask { await self.readLoop(on: reader, rereadsPending: index == 0, pendingReread: pendingReread) }
                     }
                     sources.addTask { await self.reclaimLoop() }
                 }
@@ -139,20 +140,34 @@ final class SubscriptionRunner: Sendable {
 
     // MARK: - Reading
 
+    /// The most one read (or one reclaim) reserves: a read count, but at most a share of the
+    /// read-ahead room such that the readers, blocked in XREADGROUP with their room reserved
+    /// while the stream is idle, still leave room for the reclaimer.
+    private var readChunk: Int {
+        max(1, min(configuration.readCount, configuration.prefetch / (configuration.readers + 1)))
+    }
+
     /// One reader. Several run side by side, each on its own connection: Redis hands each
     /// XREADGROUP `>` different entries.
-    private func readLoop(on reader: RedisConnection, rereadsPending: Bool) async {
+    private func readLoop(on reader: RedisConnection, rereadsPending: Bool, pendingReread: AsyncSemaphore) async {
         // A stable consumer name may have pending entries from its previous life: the first
-        // reader re-reads them first (id 0), then new ones (>). Entries another reader gets
-        // meanwhile are new ones; an id read twice is skipped by the held set.
+        // reader re-reads them (id 0) before any reader asks for new ones (>).
         var pendingCursor: String? = configuration.consumerName != nil && rereadsPending ? "0" : nil
+        if pendingCursor == nil {
+            await pendingReread.acquire(1)
+            pendingReread.release(1)
+        }
+        defer { if pendingCursor != nil { pendingReread.release(1) } }
         var failures = 0
         while !isDraining {
-            // Wait for room for half a read at least: reading as soon as one slot frees would
-            // make many small reads (one round trip each) whenever handlers are fast.
-            let free = await prefetched.waitForAvailable(atLeast: min(configuration.readCount, configuration.prefetch) / 2)
+            // Reserve read-ahead room before reading, for half a read at least: reading as soon
+            // as one slot frees would make many small reads (one round trip each) whenever
+            // handlers are fast. Reserved, not just seen free: readers run side by side.
+            let count = await prefetched.acquire(atLeast: readChunk / 2, upTo: readChunk)
+            // What the dispatch did not take is given back at the end of the iteration.
+            var reserved = count
+            defer { prefetched.release(reserved) }
             if isDraining { break }
-            let count = min(configuration.readCount, free)
             do {
                 let id = pendingCursor ?? ">"
                 let batches = try await reader.send(
@@ -164,13 +179,16 @@ final class SubscriptionRunner: Sendable {
                 if let cursor = pendingCursor {
                     if entries.isEmpty {
                         pendingCursor = nil
+                        pendingReread.release(1)
                         continue
                     }
                     pendingCursor = entries.last?.id ?? cursor
                     let counts = try await deliveryCounts(of: entries.map(\.id))
-                    await dispatch(entries, deliveryCounts: counts)
+                    await dispatch(entries, deliveryCounts: counts, reserved: reserved)
+                    reserved = 0
                 } else if !entries.isEmpty {
-                    await dispatch(entries, deliveryCounts: [:])
+                    await dispatch(entries, deliveryCounts: [:], reserved: reserved)
+                    reserved = 0
                 }
             } catch let error as RedisError where error.code == .noGroup {
                 await recreateGroup(after: error)
@@ -205,17 +223,20 @@ final class SubscriptionRunner: Sendable {
 
     /// Hands entries to the dispatcher. Entries already held (a slow reclaim of our own) are
     /// skipped; in idempotent mode, entries whose marker exists are flagged as duplicates.
-    private func dispatch(_ entries: [StreamEntry], deliveryCounts: [String: Int]) async {
+    /// `reserved`: read-ahead slots the caller took for these entries; the dispatch takes them
+    /// over (gives back what it does not need, waits for any more it needs).
+    private func dispatch(_ entries: [StreamEntry], deliveryCounts: [String: Int], reserved: Int) async {
         let fresh = state.withLock { s in
             entries.filter { s.held.insert($0.id).inserted }
         }
+        if reserved > fresh.count { prefetched.release(reserved - fresh.count) }
         guard !fresh.isEmpty else { return }
         stats.add(.delivered, fresh.count, metrics: metrics)
         if configuration.plantedBug == .ackBeforeHandling {
             logger.critical("PLANTED BUG: acknowledging entries before handling them")
             _ = try? await pool.send(XACK(RedisArgument(stream), group: RedisArgument(group), ids: fresh.map(\.id)))
         }
-        await prefetched.acquire(fresh.count)
+        if fresh.count > reserved { await prefetched.acquire(fresh.count - reserved) }
         let items = fresh.map { workItem($0, deliveryCount: deliveryCounts[$0.id] ?? 1) }
         if configuration.settleMode == .idempotent {
             prechecks.append(contentsOf: items)
@@ -234,19 +255,25 @@ final class SubscriptionRunner: Sendable {
         }
     }
 
-    /// An entry to handle; in idempotent mode with its marker key (the prefix plus the event id).
+    /// An entry to handle; in idempotent mode with its marker (the event id, else stream/id).
     private func workItem(_ entry: StreamEntry, deliveryCount: Int) -> WorkItem {
-        let marker = configuration.settleMode == .idempotent ? markerPrefix + (entry.string("event_id") ?? "\(stream)/\(entry.id)") : nil
+        let marker = configuration.settleMode == .idempotent ? (entry.string("event_id") ?? "\(stream)/\(entry.id)") : nil
         return WorkItem(entry: entry, deliveryCount: deliveryCount, marker: marker)
     }
 
-    /// The items, those whose marker exists flagged as duplicates (one MGET; markers share the
-    /// stream's slot). If the check fails, none is flagged: the settle still applies nothing twice.
+    /// The items, those whose marker exists flagged as duplicates (an HMGET of the current and
+    /// the previous marker hash, in one round trip). Advisory: the settle checks again
+    /// atomically. If the check fails, none is flagged: the settle still applies nothing twice.
     private func flaggingDuplicates(_ items: [WorkItem]) async -> [WorkItem] {
-        let keys = items.compactMap { item in item.marker.map { RedisArgument($0) } }
-        guard keys.count == items.count, let reply = try? await pool.send(["MGET"] + keys), let values = reply.array else { return items }
+        let fields = items.compactMap { item in item.marker.map { RedisArgument($0) } }
+        guard fields.count == items.count, !fields.isEmpty else { return items }
+        let buckets = markers.buckets()
+        guard let replies = try? await pool.pipeline([["HMGET", RedisArgument(buckets.current)] + fields, ["HMGET", RedisArgument(buckets.previous)] + fields]),
+            replies.count == 2, let current = replies[0].array, let previous = replies[1].array,
+            current.count == items.count, previous.count == items.count
+        else { return items }
         var flagged = items
-        for (i, value) in values.enumerated() where i < flagged.count && !value.isNull { flagged[i].knownDuplicate = true }
+        for i in flagged.indices where !current[i].isNull || !previous[i].isNull { flagged[i].knownDuplicate = true }
         return flagged
     }
 
@@ -500,7 +527,10 @@ final class SubscriptionRunner: Sendable {
         while true {
             let items = await settleQueue.next()
             if items.isEmpty { break }
-            await settle(items)
+            // Lua's unpack() takes a few thousand values at most: at most 1000 entries per script call.
+            for start in stride(from: 0, to: items.count, by: 1000) {
+                await settle(Array(items[start..<min(start + 1000, items.count)]))
+            }
         }
         state.withLock { $0.stopped = true }
     }
@@ -588,9 +618,9 @@ final class SubscriptionRunner: Sendable {
             case .plain:
                 commands.append(["XACK", RedisArgument(stream), RedisArgument(group)] + acks.map { RedisArgument($0.id) })
             case .idempotent:
+                let buckets = markers.buckets()
                 var args: [RedisArgument] = [
-                    RedisArgument(group), RedisArgument(consumer), RedisArgument(milliseconds: configuration.idempotencyTTL),
-                    RedisArgument(acks.count),
+                    RedisArgument(group), RedisArgument(consumer), RedisArgument(Int(buckets.expireAtMs)), RedisArgument(acks.count),
                 ]
                 args.reserveCapacity(4 + acks.count * 3)
                 for a in acks {
@@ -603,7 +633,8 @@ final class SubscriptionRunner: Sendable {
                         args.append(contentsOf: effect)
                     }
                 }
-                commands.append(WorkerScripts.settle.evalSHAArguments(keys: [RedisArgument(stream)], arguments: args))
+                let keys = [buckets.current, buckets.previous, buckets.stale].map { RedisArgument($0) }
+                commands.append(WorkerScripts.settle.evalSHAArguments(keys: [RedisArgument(stream)] + keys, arguments: args))
                 scripts.append(WorkerScripts.settle)
             }
         }
@@ -722,19 +753,21 @@ final class SubscriptionRunner: Sendable {
     func reclaimOnce() async {
         var cursor = "0-0"
         repeat {
-            var free = prefetched.available
-            if isDraining || (free == 0 && cursor == "0-0") { return }
-            if free == 0 {
-                // In the middle of a pass (more idle entries follow the cursor): wait for room
-                // rather than for the next pass, a whole interval later.
-                free = await prefetched.waitForAvailable(atLeast: min(configuration.readCount, configuration.prefetch) / 2)
-                if isDraining { return }
-            }
+            if isDraining { return }
+            // Room reserved before claiming, as for reads. In the middle of a pass (more idle
+            // entries follow the cursor), wait for room rather than for the next pass, a whole
+            // interval later; at the start of one, claim only if there is room now.
+            var reserved =
+                cursor == "0-0"
+                ? prefetched.tryAcquire(upTo: readChunk)
+                : await prefetched.acquire(atLeast: readChunk / 2, upTo: readChunk)
+            defer { prefetched.release(reserved) }
+            if reserved == 0 || isDraining { return }
             do {
                 let result = try await pool.send(
                     XAUTOCLAIM(
                         RedisArgument(stream), group: group, consumer: consumer, minIdle: configuration.lease, start: cursor,
-                        count: min(free, configuration.readCount)))
+                        count: reserved))
                 cursor = result.nextCursor
                 if !result.deletedIDs.isEmpty {
                     // Redis 7 already dropped them from the pending list; the XACK is for older
@@ -752,7 +785,8 @@ final class SubscriptionRunner: Sendable {
                 stats.add(.reclaimed, taken.count, metrics: metrics)
                 logger.info("reclaimed entries from a dead or stalled consumer", metadata: ["count": "\(taken.count)"])
                 let counts = try await deliveryCounts(of: taken.map(\.id))
-                await dispatch(taken, deliveryCounts: counts)
+                await dispatch(taken, deliveryCounts: counts, reserved: reserved)
+                reserved = 0
             } catch let error as RedisError where error.code == .noGroup {
                 return
             } catch {

@@ -5,8 +5,8 @@ struct WorkItem: Sendable {
     let entry: StreamEntry
     /// Redis's delivery counter for the entry, as of this delivery.
     let deliveryCount: Int
-    /// Its idempotency marker key (idempotent settle only), made once: the pre-check and the
-    /// settle both need it.
+    /// Its idempotency marker (idempotent settle only): the event id, a field of the group's
+    /// marker hashes. Read once: the pre-check and the settle both need it.
     let marker: String?
     /// Its idempotency marker existed when it was read: ack it without handling.
     var knownDuplicate = false
