@@ -84,16 +84,28 @@ struct RESPEncoder {
 }
 
 /// Decodes replies with hiredis's `redisReader` into ``RESPValue``s.
+///
+/// hiredis parses; it builds each reply as a flat list of nodes and one byte buffer (see
+/// `chiredis_flat` in the CHiredis shim) rather than its default tree of `redisReply` objects,
+/// which costs two mallocs and two frees per value (perf: the largest cost of a connection's
+/// thread while a worker drains a stream).
 final class RESPDecoder {
+    private let flat: UnsafeMutablePointer<chiredis_flat>
     private let reader: UnsafeMutablePointer<redisReader>
 
     init() {
-        guard let reader = redisReaderCreate() else { preconditionFailure("redisReaderCreate failed (out of memory)") }
-        chiredis_reader_keep_buffer(reader)
+        flat = UnsafeMutablePointer<chiredis_flat>.allocate(capacity: 1)
+        flat.initialize(to: chiredis_flat())
+        guard let reader = chiredis_flat_reader_create(flat) else { preconditionFailure("redisReaderCreate failed (out of memory)") }
         self.reader = reader
     }
 
-    deinit { redisReaderFree(reader) }
+    deinit {
+        redisReaderFree(reader)
+        chiredis_flat_free(flat)
+        flat.deinitialize(count: 1)
+        flat.deallocate()
+    }
 
     func feed(_ bytes: UnsafeRawBufferPointer) throws(RedisError) {
         guard let base = bytes.baseAddress, bytes.count > 0 else { return }
@@ -104,46 +116,52 @@ final class RESPDecoder {
 
     /// The next complete reply, or nil when more bytes are needed.
     func next() throws(RedisError) -> RESPValue? {
-        var reply: UnsafeMutablePointer<redisReply>? = nil
-        if chiredis_reader_get_reply(reader, &reply) != REDIS_OK {
+        var root: UInt = 0
+        if chiredis_flat_reader_get_reply(reader, &root) != REDIS_OK {
+            chiredis_flat_reset(flat)
             throw RedisError(.protocolError, String(cString: chiredis_reader_error(reader)))
         }
-        guard let reply else { return nil }
-        defer { freeReplyObject(reply) }
-        return Self.convert(reply)
+        guard root != 0 else { return nil }
+        defer { chiredis_flat_reset(flat) }
+        // A complete reply is the only one in the buffer, and its root is its first node.
+        guard root == 1, flat.pointee.count > 0, let nodes = flat.pointee.nodes else {
+            throw RedisError(.protocolError, "unexpected reply layout from the RESP reader")
+        }
+        var cursor = 0
+        return Self.value(nodes, count: flat.pointee.count, bytes: flat.pointee.bytes, at: &cursor)
     }
 
-    private static func convert(_ reply: UnsafeMutablePointer<redisReply>) -> RESPValue {
-        let r = reply.pointee
-        switch r.type {
+    /// The value at `cursor` (pre-order), advancing past it and its elements.
+    private static func value(
+        _ nodes: UnsafeMutablePointer<chiredis_node>, count: Int, bytes: UnsafeMutablePointer<CChar>?, at cursor: inout Int
+    ) -> RESPValue {
+        guard cursor < count else { return .null }
+        let node = nodes[cursor]
+        cursor += 1
+        switch node.type {
         case REDIS_REPLY_STRING:
-            guard let str = r.str, r.len > 0 else { return .bulkString([]) }
-            return .bulkString(
-                str.withMemoryRebound(to: UInt8.self, capacity: r.len) { Array(UnsafeBufferPointer(start: $0, count: r.len)) })
+            return .bulkString(Self.bytes(node, bytes))
         case REDIS_REPLY_ARRAY:
+            let n = Int(node.integer)
             var elements = [RESPValue]()
-            elements.reserveCapacity(r.elements)
-            for i in 0..<r.elements {
-                if let child = r.element[i] { elements.append(convert(child)) } else { elements.append(.null) }
-            }
+            elements.reserveCapacity(n)
+            for _ in 0..<n { elements.append(value(nodes, count: count, bytes: bytes, at: &cursor)) }
             return .array(elements)
         case REDIS_REPLY_INTEGER:
-            return .integer(r.integer)
+            return .integer(Int64(node.integer))
         case REDIS_REPLY_NIL:
             return .null
         case REDIS_REPLY_STATUS:
-            return .simpleString(text(r))
+            return .simpleString(String(decoding: Self.bytes(node, bytes), as: UTF8.self))
         case REDIS_REPLY_ERROR:
-            return .error(text(r))
+            return .error(String(decoding: Self.bytes(node, bytes), as: UTF8.self))
         default:
             return .null
         }
     }
 
-    private static func text(_ r: redisReply) -> String {
-        guard let str = r.str, r.len > 0 else { return "" }
-        return str.withMemoryRebound(to: UInt8.self, capacity: r.len) {
-            String(decoding: UnsafeBufferPointer(start: $0, count: r.len), as: UTF8.self)
-        }
+    private static func bytes(_ node: chiredis_node, _ bytes: UnsafeMutablePointer<CChar>?) -> [UInt8] {
+        guard node.length > 0, let bytes else { return [] }
+        return UnsafeRawBufferPointer(start: bytes + node.offset, count: node.length).withMemoryRebound(to: UInt8.self) { Array($0) }
     }
 }
