@@ -47,6 +47,36 @@ struct IdempotencyTests {
         }
     }
 
+    @Test("markers are fields of time-bucketed hashes: one from the previous period still counts, the stale period's hash is unlinked")
+    func markerBuckets() async throws {
+        try await withRedisServer { server in
+            let pool = try server.makePool()
+            let stream = "events:{bucket}_created"
+            let ttl = Duration.seconds(86_400)
+            let period: Int64 = 86_400_000
+            let n = Int64(Date().timeIntervalSince1970 * 1000) / period
+            let bucket = { (k: Int64) in StreamKeys.markerBucket(stream: stream, group: "g", bucket: k) }
+            #expect(bucket(n) == "idem:events:{bucket}_created:g:\(n)")
+            let ids = try await publish(pool, stream: stream, count: 3)
+            // A marker settled in the previous period, and a hash from the period before (past its TTL).
+            try await pool.send(["HSET", RedisArgument(bucket(n - 1)), RedisArgument(ids[0]), "1"])
+            try await pool.send(["HSET", RedisArgument(bucket(n - 2)), "old-event", "1"])
+            let worker = RunningWorker(
+                pool: pool, configuration: .init(idempotencyTTL: ttl),
+                subscriptions: [Subscription(stream: stream, group: "g", handler: countingHandler(effectsKey: "effects"))])
+            #expect(await eventually { try await pendingCount(pool, stream: stream, group: "g") == 0 && worker.worker.stats[.delivered] == 3 })
+            try await worker.stop()
+            #expect(try await effectCounts(pool, "effects") == [ids[1]: 1, ids[2]: 1])
+            #expect(worker.worker.stats[.duplicates] == 1)
+            let fields = try await pool.send(["HKEYS", RedisArgument(bucket(n))]).array?.compactMap(\.string) ?? []
+            #expect(Set(fields) == [ids[1], ids[2]])
+            // Kept at least one TTL, at most two: it expires at the end of the next period.
+            let pttl = try await pool.send(["PTTL", RedisArgument(bucket(n))]).int ?? -2
+            #expect(pttl > period - 60_000 && pttl <= 2 * period)
+            #expect(try await pool.send(["EXISTS", RedisArgument(bucket(n - 2))]).int == 0)
+        }
+    }
+
     @Test("plain mode acks in batches without markers")
     func plainMode() async throws {
         try await withRedisServer { server in
