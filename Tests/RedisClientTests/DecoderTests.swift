@@ -58,6 +58,36 @@ import Testing
         #expect(try decoder.next() == nil)
     }
 
+    /// XREADGROUP read in place gives what decoding the RESPValue gives: a deleted entry (nil
+    /// fields), a nil in the list (skipped), binary values, an odd field count.
+    @Test func streamRepliesInPlace() throws {
+        let wire = Array(
+            ("*2\r\n*2\r\n$1\r\ns\r\n*4\r\n"
+                + "*2\r\n$3\r\n1-1\r\n*4\r\n$8\r\nevent_id\r\n$1\r\na\r\n$6\r\nentity\r\n$3\r\n\u{0}\r\n\r\n"
+                + "*2\r\n$3\r\n1-2\r\n*-1\r\n"
+                + "*-1\r\n"
+                + "*2\r\n$3\r\n1-3\r\n*3\r\n$1\r\nf\r\n$1\r\nv\r\n$4\r\nlone\r\n"
+                + "*2\r\n$1\r\nt\r\n*0\r\n"
+                + "*-1\r\n").utf8)
+        let command = XREADGROUP(group: "g", consumer: "c", streams: [("s", ">")], count: 10, block: nil)
+        let inPlace = RESPDecoder()
+        let viaValue = RESPDecoder()
+        try wire.withUnsafeBytes {
+            try inPlace.feed($0)
+            try viaValue.feed($0)
+        }
+        let fast = try #require(try inPlace.next { cursor throws(RedisError) in try command.decode(from: &cursor) })
+        let slow = try command.decode(try #require(try viaValue.next()))
+        #expect(fast == slow)
+        #expect(fast.map(\.stream) == ["s", "t"])
+        #expect(fast[0].entries.map(\.id) == ["1-1", "1-2", "1-3"])
+        #expect(fast[0].entries[0].fields == [StreamField(name: "event_id", value: Array("a".utf8)), StreamField(name: "entity", value: [0, 13, 10])])
+        #expect(fast[0].entries[1].isDeleted)
+        #expect(fast[0].entries[2].fields == [StreamField(name: "f", value: Array("v".utf8))])
+        // The timeout reply (nil): no batches.
+        #expect(try inPlace.next { cursor throws(RedisError) in try command.decode(from: &cursor) } == [])
+    }
+
     @Test func protocolErrorIsReported() throws {
         let decoder = RESPDecoder()
         try Array("?bad\r\n".utf8).withUnsafeBytes { try decoder.feed($0) }

@@ -87,6 +87,19 @@ public struct XREADGROUP: RedisCommand {
         default: throw unexpected(reply, "array or nil")
         }
     }
+
+    /// In place: the entries go straight from the parsed reply into ``StreamEntry`` values.
+    public func decode(from reply: inout RESPReplyCursor) throws(RedisError) -> [StreamBatch] {
+        guard let count = try reply.readArray() else { return [] }
+        var out: [StreamBatch] = []
+        out.reserveCapacity(count)
+        for _ in 0..<count {
+            guard try reply.readArray() == 2 else { throw RedisError(.unexpectedReply, "expected [stream, entries]") }
+            let name = try reply.readString()
+            out.append(StreamBatch(stream: name, entries: try StreamEntry.decodeList(from: &reply)))
+        }
+        return out
+    }
 }
 
 /// `XACK key group id...`: how many entries were acknowledged.
@@ -464,6 +477,7 @@ public struct XRANGE: RedisCommand {
         return a
     }
     public func decode(_ reply: RESPValue) throws(RedisError) -> [StreamEntry] { try StreamEntry.decodeList(reply) }
+    public func decode(from reply: inout RESPReplyCursor) throws(RedisError) -> [StreamEntry] { try StreamEntry.decodeList(from: &reply) }
 }
 
 /// `XTRIM key MAXLEN|MINID [=|~] threshold [LIMIT n]`: how many entries were removed.

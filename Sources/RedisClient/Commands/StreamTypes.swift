@@ -123,6 +123,37 @@ public struct StreamEntry: Sendable, Hashable {
         }
     }
 
+    /// Reads `[id, [name, value, ...]]` (fields nil: deleted) in place.
+    static func decode(from reply: inout RESPReplyCursor) throws(RedisError) -> StreamEntry {
+        guard try reply.readArray() == 2 else { throw RedisError(.unexpectedReply, "expected [id, fields]") }
+        let id = try reply.readString()
+        guard let count = try reply.readArray() else { return StreamEntry(id: id, fields: [], isDeleted: true) }
+        var fields: [StreamField] = []
+        fields.reserveCapacity(count / 2)
+        for _ in 0..<count / 2 {
+            let name = try reply.readString()
+            fields.append(StreamField(name: name, value: try reply.readBytes()))
+        }
+        if count % 2 == 1 { reply.skip() }
+        return StreamEntry(id: id, fields: fields)
+    }
+
+    /// Reads a list of entries (nil: none) in place; nils in it (entries deleted meanwhile, in
+    /// XCLAIM replies) are skipped.
+    static func decodeList(from reply: inout RESPReplyCursor) throws(RedisError) -> [StreamEntry] {
+        guard let count = try reply.readArray() else { return [] }
+        var out: [StreamEntry] = []
+        out.reserveCapacity(count)
+        for _ in 0..<count {
+            if reply.kind == .null {
+                reply.skip()
+                continue
+            }
+            out.append(try decode(from: &reply))
+        }
+        return out
+    }
+
     static func decodeList(_ reply: RESPValue) throws(RedisError) -> [StreamEntry] {
         switch reply {
         case .null: return []

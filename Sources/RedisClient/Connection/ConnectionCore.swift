@@ -85,6 +85,15 @@ final class ConnectionCore {
     /// Writes every command in one write and reads exactly one reply per command, in order.
     /// Error replies are returned as `.error` values, not thrown.
     func roundTrip(_ commands: [[RedisArgument]], deadline: Deadline, phase: Phase = .command) throws(RedisError) -> [RESPValue] {
+        try roundTrip(commands, deadline: deadline, phase: phase) { cursor in cursor.readValue() }
+    }
+
+    /// The same, each reply read in place by `read` (which must not throw for a reply it
+    /// cannot decode: a throw here is taken for a broken connection).
+    func roundTrip<Reply>(
+        _ commands: [[RedisArgument]], deadline: Deadline, phase: Phase = .command,
+        read: (inout RESPReplyCursor) throws(RedisError) -> Reply
+    ) throws(RedisError) -> [Reply] {
         guard let stream else { throw RedisError(.connectionClosed, "not connected") }
         encoder.removeAll()
         for command in commands { encoder.encode(command) }
@@ -96,11 +105,11 @@ final class ConnectionCore {
                 do throws(RedisError) { try stream.writeAll(bytes, deadline: deadline, written: &written) } catch { writeError = error }
             }
             if let writeError { throw writeError }
-            var replies: [RESPValue] = []
+            var replies: [Reply] = []
             replies.reserveCapacity(commands.count)
             var waited = false
             while replies.count < commands.count {
-                if let reply = try decoder.next() {
+                if let reply = try decoder.next(read) {
                     replies.append(reply)
                     continue
                 }

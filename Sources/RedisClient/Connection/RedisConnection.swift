@@ -67,10 +67,12 @@ public final class RedisConnection: Sendable {
         let timeout = self.timeout(blocking: command.blockingTimeout)
         let arguments = command.arguments
         let reply = try await perform(cancellable: command.blockingTimeout != nil, retryLoading: true) { core in
-            try core.roundTrip([arguments], deadline: Deadline(after: timeout))[0]
+            try core.roundTrip([arguments], deadline: Deadline(after: timeout)) { cursor in
+                if cursor.kind == .error { return DecodedReply<Command.Response>.serverError((try? cursor.readString()) ?? "") }
+                do throws(RedisError) { return .decoded(try command.decode(from: &cursor)) } catch { return .undecodable(error) }
+            }[0]
         }
-        try reply.throwingServerError()
-        return try command.decode(reply)
+        return try reply.get()
     }
 
     /// Sends a command given as raw arguments, e.g. `["SET", "k", "v"]`.
@@ -151,7 +153,7 @@ public final class RedisConnection: Sendable {
                 return try await run(cancellable: cancellable) { core in
                     do throws(RedisError) { try core.ensureConnected() } catch { throw ConnectFailure(error: error) }
                     let result = try body(core)
-                    if retryLoading, let reply = result as? RESPValue, case .error(let message) = reply, message.hasPrefix("LOADING") {
+                    if retryLoading, let message = (result as? any ServerErrorReply)?.serverErrorMessage, message.hasPrefix("LOADING") {
                         // The server is loading its data set after a restart; the command did not run.
                         throw ConnectFailure(error: RedisError(serverReply: message))
                     }

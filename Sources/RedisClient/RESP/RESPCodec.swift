@@ -116,6 +116,12 @@ final class RESPDecoder {
 
     /// The next complete reply, or nil when more bytes are needed.
     func next() throws(RedisError) -> RESPValue? {
+        try next { cursor in cursor.readValue() }
+    }
+
+    /// The next complete reply read by `read` in place (see ``RESPReplyCursor``), or nil when
+    /// more bytes are needed.
+    func next<T>(_ read: (inout RESPReplyCursor) throws(RedisError) -> T) throws(RedisError) -> T? {
         var root: UInt = 0
         if chiredis_flat_reader_get_reply(reader, &root) != REDIS_OK {
             chiredis_flat_reset(flat)
@@ -127,41 +133,8 @@ final class RESPDecoder {
         guard root == 1, flat.pointee.count > 0, let nodes = flat.pointee.nodes else {
             throw RedisError(.protocolError, "unexpected reply layout from the RESP reader")
         }
-        var cursor = 0
-        return Self.value(nodes, count: flat.pointee.count, bytes: flat.pointee.bytes, at: &cursor)
-    }
-
-    /// The value at `cursor` (pre-order), advancing past it and its elements.
-    private static func value(
-        _ nodes: UnsafeMutablePointer<chiredis_node>, count: Int, bytes: UnsafeMutablePointer<CChar>?, at cursor: inout Int
-    ) -> RESPValue {
-        guard cursor < count else { return .null }
-        let node = nodes[cursor]
-        cursor += 1
-        switch node.type {
-        case REDIS_REPLY_STRING:
-            return .bulkString(Self.bytes(node, bytes))
-        case REDIS_REPLY_ARRAY:
-            let n = Int(node.integer)
-            var elements = [RESPValue]()
-            elements.reserveCapacity(n)
-            for _ in 0..<n { elements.append(value(nodes, count: count, bytes: bytes, at: &cursor)) }
-            return .array(elements)
-        case REDIS_REPLY_INTEGER:
-            return .integer(Int64(node.integer))
-        case REDIS_REPLY_NIL:
-            return .null
-        case REDIS_REPLY_STATUS:
-            return .simpleString(String(decoding: Self.bytes(node, bytes), as: UTF8.self))
-        case REDIS_REPLY_ERROR:
-            return .error(String(decoding: Self.bytes(node, bytes), as: UTF8.self))
-        default:
-            return .null
-        }
-    }
-
-    private static func bytes(_ node: chiredis_node, _ bytes: UnsafeMutablePointer<CChar>?) -> [UInt8] {
-        guard node.length > 0, let bytes else { return [] }
-        return UnsafeRawBufferPointer(start: bytes + node.offset, count: node.length).withMemoryRebound(to: UInt8.self) { Array($0) }
+        let bytes = flat.pointee.bytes.map { UnsafeRawPointer($0).assumingMemoryBound(to: UInt8.self) }
+        var cursor = RESPReplyCursor(nodes: UnsafePointer(nodes), count: flat.pointee.count, bytes: bytes)
+        return try read(&cursor)
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import LocalRedis
 import RedisClient
+import StreamWorker
 
 /// Times worker processes (`ordershop worker-probe` children) draining a preloaded stream.
 ///
@@ -56,11 +57,13 @@ struct WorkerDrainBench {
                         "--handler-delay-ms", "\(o.handlerDelayMs)",
                     ]))
         }
-        try await env.waitUntil("\(o.processes) probes blocked in XREADGROUP", timeout: .seconds(60)) {
+        // Every reader of every probe (the default number of readers per subscription).
+        let readers = o.processes * WorkerConfiguration().readers
+        try await env.waitUntil("\(readers) readers of \(o.processes) probes blocked in XREADGROUP", timeout: .seconds(60)) {
             if let dead = probes.first(where: { !$0.isRunning }) {
                 throw BenchRunError("worker-probe exited at start: \(dead.output.suffix(800))")
             }
-            return try await env.blockedReaders() >= o.processes
+            return try await env.blockedReaders() >= readers
         }
         // Each consumer appears in XINFO CONSUMERS as its first XREADGROUP arrives; give the
         // last one a moment to be parked as a blocked client.
