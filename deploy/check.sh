@@ -272,12 +272,14 @@ if [ $have_redis = 1 ]; then
         allow $W "XINFO GROUPS/CONSUMERS (metrics)" -- xinfo consumers "$CC" crm
         allow $W "XINFO STREAM" -- xinfo stream "$OC"
         allow $W "XACK" -- xack "$CC" crm "$CC1"
-        allow $W "SET its idempotency marker (PX, NX)" -- set "idem:$CC:crm:$E1" 1 PX 86400000 NX
-        allow $W "EXISTS its idempotency marker" -- exists "idem:$CC:crm:$E1"
-        settle='if redis.call("SET", KEYS[2], "1", "PX", ARGV[3], "NX") then return redis.call("XACK", KEYS[1], ARGV[1], ARGV[2]) end return 0'
-        allow $W "EVAL the settle script (SET marker + XACK)" -- eval "$settle" 2 "$CC" "idem:$CC:crm:$E2" crm "$CC2" 86400000
+        allow $W "HSET its idempotency markers (a period's hash)" -- hset "idem:$CC:crm:2969" "$E1" 1
+        allow $W "HMGET its idempotency markers" -- hmget "idem:$CC:crm:2969" "$E1" "$E2"
+        allow $W "PEXPIREAT its marker hash" -- pexpireat "idem:$CC:crm:2969" 99999999999999
+        allow $W "UNLINK its stale marker hash" -- unlink "idem:$CC:crm:2967"
+        settle='if redis.call("HSET", KEYS[2], ARGV[3], "1") == 1 then redis.call("PEXPIREAT", KEYS[2], ARGV[4]) redis.call("UNLINK", KEYS[3]) return redis.call("XACK", KEYS[1], ARGV[1], ARGV[2]) end return 0'
+        allow $W "EVAL the settle script (HSET marker + XACK)" -- eval "$settle" 3 "$CC" "idem:$CC:crm:2969" "idem:$CC:crm:2967" crm "$CC2" "$E2" 99999999999999
         sha=$(as $W script load "$settle")
-        allow $W "SCRIPT LOAD + EVALSHA the settle script" -- evalsha "$sha" 2 "$CC" "idem:$CC:crm:$(uuid)" crm "$CC3" 86400000
+        allow $W "SCRIPT LOAD + EVALSHA the settle script" -- evalsha "$sha" 3 "$CC" "idem:$CC:crm:2969" "idem:$CC:crm:2967" crm "$CC3" "$(uuid)" 99999999999999
         owner='local p = redis.call("XPENDING", KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1) return #p'
         allow $W "EVAL an ownership check (XPENDING in Lua)" -- eval "$owner" 1 "$OC" crm "$OC1"
         deadletter='redis.call("XADD", KEYS[2], "*", "id", ARGV[2], "reason", "malformed") return redis.call("XACK", KEYS[1], ARGV[1], ARGV[2])'
@@ -287,8 +289,8 @@ if [ $have_redis = 1 ]; then
         allow $W "read a read model (HGET)" -- hget '{customer}_entities' 1
         lookup='local e = redis.call("HGET", KEYS[1], ARGV[1]) if e then return {e, "live"} end return {redis.call("HGET", KEYS[2], ARGV[1]), "deleted"}'
         allow $W "EVAL the read models' lookup script" -- eval "$lookup" 2 '{customer}_entities' '{customer}_tombstones' 1
-        out=$(printf 'MULTI\nXACK %s crm %s\nSET idem:%s:crm:%s 1 PX 60000 NX\nEXEC\n' "$CC" "$CC2" "$CC" "$(uuid)" | pipeline $W)
-        if grep -qE "$denied_re|^ERR" <<<"$out"; then fail "$W can MULTI/EXEC XACK + SET marker: $out"; else pass "$W can MULTI/EXEC XACK + SET marker"; fi
+        out=$(printf 'MULTI\nXACK %s crm %s\nHSET idem:%s:crm:2969 %s 1\nEXEC\n' "$CC" "$CC2" "$CC" "$(uuid)" | pipeline $W)
+        if grep -qE "$denied_re|^ERR" <<<"$out"; then fail "$W can MULTI/EXEC XACK + HSET marker: $out"; else pass "$W can MULTI/EXEC XACK + HSET marker"; fi
         allow $W "XGROUP DELCONSUMER" -- xgroup delconsumer "$CC" crm crm-2
         deny $W "XADD to an event stream" -- xadd "$CC" '*' event_id forged entity '{}'
         deny $W "XADD to an event stream from Lua" -- eval 'return redis.call("XADD", KEYS[1], "*", "a", "1")' 1 "$CC"
@@ -302,7 +304,7 @@ if [ $have_redis = 1 ]; then
         deny $W "HSET a read model" -- hset '{customer}_entities' 1 forged
         deny $W "DEL a read model" -- del '{customer}_entities'
         deny $W "write a read model from Lua (key declared)" -- eval 'return redis.call("HSET", KEYS[1], "1", "x")' 1 '{customer}_entities'
-        deny $W "SET billing's idempotency marker" -- set "idem:$OC:billing:$E1" 1
+        deny $W "HSET billing's idempotency markers" -- hset "idem:$OC:billing:2969" "$E1" 1
         deny $W "XADD billing's dead letters" -- xadd "dlq:$OC:billing" '*' id 1-0
         deny $W "XREADGROUP a stream it does not consume" -- xreadgroup group billing b-1 count 1 streams "$BC" '>'
         deny $W "XACK a stream it does not consume" -- xack "$BC" billing "$BC1"
@@ -321,12 +323,12 @@ if [ $have_redis = 1 ]; then
         echo "  -- worker user ordershop-worker-billing (group billing)"
         W=ordershop-worker-billing
         allow $W "XREADGROUP its two streams" -- xreadgroup group billing billing-1 count 10 streams "$OC" "$BC" '>' '>'
-        allow $W "EVAL the settle script" -- eval "$settle" 2 "$BC" "idem:$BC:billing:$E1" billing "$BC1" 86400000
+        allow $W "EVAL the settle script" -- eval "$settle" 3 "$BC" "idem:$BC:billing:2969" "idem:$BC:billing:2967" billing "$BC1" "$E1" 99999999999999
         allow $W "XAUTOCLAIM" -- xautoclaim "$OC" billing billing-2 0 0-0 COUNT 10
         allow $W "XADD its dead letters" -- xadd "dlq:$BC:billing" '*' id 1-0 reason test
         deny $W "XADD to an event stream" -- xadd "$BC" '*' event_id forged entity '{}'
         deny $W "XREADGROUP CRM's customer streams" -- xreadgroup group crm x count 1 streams "$CC" '>'
-        deny $W "SET CRM's idempotency marker" -- set "idem:$CC:crm:$E1" 1
+        deny $W "HSET CRM's idempotency markers" -- hset "idem:$CC:crm:2969" "$E1" 1
         deny $W "XADD CRM's dead letters" -- xadd "dlq:$CC:crm" '*' id 1-0
         deny $W "SET a read model" -- set '{customer}_seq' 99
         deny $W "FLUSHALL" -- flushall
@@ -360,7 +362,7 @@ if [ $have_redis = 1 ]; then
         deny $S "XGROUP DESTROY" -- xgroup destroy "$CC" crm
         deny $S "XREADGROUP (consume a worker's group)" -- xreadgroup group crm s-1 count 1 streams "$CC" '>'
         deny $S "XACK a worker's entries" -- xack "$CC" crm "$CC1"
-        deny $S "SET a worker's idempotency marker" -- set "idem:$CC:crm:$E2" 1
+        deny $S "HSET a worker's idempotency markers" -- hset "idem:$CC:crm:2969" "$E2" 1
         deny $S "XADD dead letters" -- xadd "dlq:$CC:crm" '*' id 1-0
         deny $S "SET an unrelated key" -- set foo bar
         deny $S "EVAL naming a worker's marker" -- eval 'return redis.call("SET", KEYS[1], "1")' 1 "idem:$CC:crm:$E2"
