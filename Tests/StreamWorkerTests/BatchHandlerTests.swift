@@ -53,7 +53,7 @@ struct BatchHandlerTests {
             #expect(calls.filter { $0 == [flaky] }.count == 2)
             #expect(calls.flatMap { $0 }.filter { $0 == flaky }.count == 3)
             #expect(worker.worker.stats[.retried] == 2)
-            #expect(worker.worker.stats[.processed] == 39)
+            #expect(worker.worker.stats[.processed] == 39, "\(worker.worker.stats.snapshot)")
             #expect(try await pendingCount(pool, stream: stream, group: "g") == 0)
         }
     }

@@ -121,7 +121,10 @@ struct RecoveryTests {
             let seen = Recorder<(String, Int)>()
             let worker = RunningWorker(
                 pool: pool,
-                configuration: .init(consumerName: "stable", lease: .seconds(60), removeIdleConsumersAfter: .milliseconds(200), inspectionInterval: .milliseconds(200)),
+                // One handler at a time: entries start in the order they were read.
+                configuration: .init(
+                    consumerName: "stable", maxInFlight: 1, lease: .seconds(60), removeIdleConsumersAfter: .milliseconds(200),
+                    inspectionInterval: .milliseconds(200)),
                 subscriptions: [Subscription(stream: stream, group: "g") { d in seen.append((d.eventID, d.deliveryCount)); return .done }])
             #expect(await eventually { seen.all.count == 5 })
             #expect(await eventually { try await !pool.send(XINFOCONSUMERS(RedisArgument(stream), group: "g")).map(\.name).contains("idle") })

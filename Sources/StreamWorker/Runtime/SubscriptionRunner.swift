@@ -159,11 +159,17 @@ final class SubscriptionRunner: Sendable {
         }
         defer { if pendingCursor != nil { pendingReread.release(1) } }
         var failures = 0
+        // The last read of new entries came back empty: the stream is idle for this group.
+        var idle = true
         while !isDraining {
-            // Reserve read-ahead room before reading, for half a read at least: reading as soon
-            // as one slot frees would make many small reads (one round trip each) whenever
-            // handlers are fast. Reserved, not just seen free: readers run side by side.
-            let count = await prefetched.acquire(atLeast: readChunk / 2, upTo: readChunk)
+            // Room is reserved before reading (readers run side by side, and the room is shared
+            // by the process's subscriptions). While entries flow: a non-blocking read, for
+            // half a read at least (reading as soon as one slot frees would make many small
+            // reads whenever handlers are fast). While idle: a blocking read of one entry, so
+            // that a reader parked in XREADGROUP BLOCK holds one slot, not a read's worth that
+            // other subscriptions and the reclaimer would wait for.
+            let blocking = idle && pendingCursor == nil
+            let count = blocking ? await prefetched.acquire(atLeast: 1, upTo: 1) : await prefetched.acquire(atLeast: readChunk / 2, upTo: readChunk)
             // What the dispatch did not take is given back at the end of the iteration.
             var reserved = count
             defer { prefetched.release(reserved) }
@@ -173,9 +179,10 @@ final class SubscriptionRunner: Sendable {
                 let batches = try await reader.send(
                     XREADGROUP(
                         group: group, consumer: consumer, streams: [(stream, id)], count: count,
-                        block: pendingCursor == nil ? configuration.block : nil))
+                        block: blocking ? configuration.block : nil))
                 failures = 0
                 let entries = batches.first?.entries ?? []
+                if pendingCursor == nil { idle = entries.isEmpty }
                 if let cursor = pendingCursor {
                     if entries.isEmpty {
                         pendingCursor = nil
@@ -280,47 +287,71 @@ final class SubscriptionRunner: Sendable {
     // MARK: - Handling
 
     private func dispatchLoop() async {
+        if let batchHandler = subscription.batchHandler {
+            await dispatchBatches(to: batchHandler)
+            return
+        }
         await withDiscardingTaskGroup { group in
+            // Per-entry handlers run on lanes: maxInFlight long-lived tasks, not a task per entry.
+            let lanes = LaneQueue<WorkItem>()
+            for _ in 0..<configuration.maxInFlight {
+                group.addTask { await self.lane(lanes) }
+            }
             while true {
                 let items = await work.next()
                 if items.isEmpty { break }
-                if let batchHandler = subscription.batchHandler {
-                    // One task and one handler call per chunk; a chunk holds a handler slot per entry.
-                    let size = max(1, min(configuration.readCount, configuration.maxInFlight))
-                    for start in stride(from: 0, to: items.count, by: size) {
-                        let chunk = Array(items[start..<min(start + size, items.count)])
-                        await permits.acquire(chunk.count)
-                        prefetched.release(chunk.count)
-                        if Task.isCancelled {
-                            permits.release(chunk.count)
-                            release(chunk.map(\.entry.id))
-                            continue
-                        }
-                        group.addTask { await self.processBatch(chunk, with: batchHandler) }
-                    }
+                lanes.append(contentsOf: items)
+            }
+            lanes.finish()
+        }
+    }
+
+    /// One lane: handles entries one after another. The handler slot (shared by the process's
+    /// subscriptions) is held only while the handler runs; a failed entry's retry waits in a
+    /// task of its own, so that the lane goes on with the next entry.
+    private func lane(_ lanes: LaneQueue<WorkItem>) async {
+        await withDiscardingTaskGroup { retries in
+            while let item = await lanes.next() {
+                await permits.acquire(1)
+                prefetched.release(1)
+                if Task.isCancelled {
+                    // Abandoned at the drain deadline: never started; another worker reclaims it.
+                    permits.release(1)
+                    release([item.entry.id])
                     continue
                 }
-                for item in items {
-                    await permits.acquire(1)
-                    prefetched.release(1)
-                    if Task.isCancelled {
-                        // Abandoned at the drain deadline: never started; another worker reclaims it.
-                        permits.release(1)
-                        release([item.entry.id])
-                        continue
-                    }
-                    group.addTask { await self.process(item) }
+                let outcome = await handle(item)
+                permits.release(1)
+                switch outcome {
+                case .settle(let settle):
+                    settleQueue.append(settle)
+                case .retry:
+                    retries.addTask { await self.conclude(item, outcome) }
                 }
             }
         }
     }
 
-    /// Handles one entry until it is settled, dead-lettered, or left for another worker.
-    /// The handler slot taken by the dispatcher is held only while the handler runs.
-    private func process(_ item: WorkItem) async {
-        let outcome = await handle(item)
-        permits.release(1)
-        await conclude(item, outcome)
+    private func dispatchBatches(to batchHandler: @escaping StreamBatchHandler) async {
+        await withDiscardingTaskGroup { group in
+            while true {
+                let items = await work.next()
+                if items.isEmpty { break }
+                // One task and one handler call per chunk; a chunk holds a handler slot per entry.
+                let size = max(1, min(configuration.readCount, configuration.maxInFlight))
+                for start in stride(from: 0, to: items.count, by: size) {
+                    let chunk = Array(items[start..<min(start + size, items.count)])
+                    await permits.acquire(chunk.count)
+                    prefetched.release(chunk.count)
+                    if Task.isCancelled {
+                        permits.release(chunk.count)
+                        release(chunk.map(\.entry.id))
+                        continue
+                    }
+                    group.addTask { await self.processBatch(chunk, with: batchHandler) }
+                }
+            }
+        }
     }
 
     /// Handles a chunk of entries with one call of the batch handler; each entry is then
@@ -658,11 +689,14 @@ final class SubscriptionRunner: Sendable {
         }
 
         var replies = try await pool.pipeline(commands)
-        if replies.contains(where: { if case .error(let m) = $0 { return m.hasPrefix("NOSCRIPT") } else { return false } }) {
-            // A restarted server lost its script cache. A NOSCRIPT reply means that call did not
-            // run; the other calls in the pipeline are idempotent, so re-sending them is safe.
+        let notRun = replies.indices.filter { if case .error(let m) = replies[$0] { return m.hasPrefix("NOSCRIPT") } else { return false } }
+        if !notRun.isEmpty {
+            // A restarted server lost its script cache: a NOSCRIPT reply means that call did not
+            // run. Load the scripts and send those calls again, only those: the others ran, and
+            // their replies say what they did.
             for script in scripts { try await pool.send(["SCRIPT", "LOAD", RedisArgument(script.source)]) }
-            replies = try await pool.pipeline(commands)
+            let again = try await pool.pipeline(notRun.map { commands[$0] })
+            for (k, index) in notRun.enumerated() { replies[index] = again[k] }
         }
         for reply in replies { try reply.throwingServerError() }
 
