@@ -18,6 +18,8 @@ struct BenchWorkerCommand: AsyncParsableCommand {
     @Option(help: "Handler forms to measure: each (one call per entry) and batch (one call per read batch).")
     var handler: [String] = ["each", "batch"]
     @Option(help: "Handlers in flight per probe process.") var maxInFlight = 256
+    @Option(help: "Entries read ahead per probe process (the runtime's default: the larger of --max-in-flight and 300).")
+    var prefetch = 1000
     @Option(help: "Entries per XREADGROUP (the peer reads COUNT 100).") var readCount = 100
 
     func run() async throws {
@@ -41,7 +43,9 @@ struct BenchWorkerCommand: AsyncParsableCommand {
                         for form in handler {
                             benchLog("run \(run): ours \(mode), \(form) handler, \(k) process(es)")
                             let r = try await bench.run(
-                                .init(events: events, processes: k, settle: mode, handler: form, maxInFlight: maxInFlight, readCount: readCount))
+                                .init(
+                                    events: events, processes: k, settle: mode, handler: form, maxInFlight: maxInFlight, prefetch: prefetch,
+                                    readCount: readCount))
                             let name = "worker.drain.\(mode)" + (form == "batch" ? ".batch" : "") + (k == 1 ? "" : ".\(k)proc")
                             results.add(BenchFigure(name: name, unit: "events/s", ours: r.eventsPerSecond, peer: peer))
                         }
@@ -51,6 +55,6 @@ struct BenchWorkerCommand: AsyncParsableCommand {
         }
         results.print(
             json: options.json,
-            title: "worker drain: \(events) events; probes --max-in-flight \(maxInFlight) --read-count \(readCount); peer: redis-py + hiredis, COUNT 100, one XACK per batch")
+            title: "worker drain: \(events) events; probes --max-in-flight \(maxInFlight) --prefetch \(prefetch) --read-count \(readCount); peer: redis-py + hiredis, COUNT 100, one XACK per batch")
     }
 }

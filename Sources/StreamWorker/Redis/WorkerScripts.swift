@@ -28,11 +28,39 @@ enum WorkerScripts {
         end
         """
 
+    /// Which of `ids` (ascending) this consumer still owns, looked up run by run: `ends` are the
+    /// indexes where runs end, a run being ids with none of this consumer's other entries in
+    /// between (the caller knows what it holds), so that each XPENDING range returns little
+    /// more than the run itself (its reply, converted for Lua entry by entry, was the largest
+    /// part of the settle's cost when one range spanned the entries still in flight).
+    private static let ownedRunsHelper = """
+        local function owned_runs(stream, group, consumer, ids, ends)
+          local set = {}
+          local first = 1
+          for _, last in ipairs(ends) do
+            local limit = last - first + 1 + 64
+            local res = redis.call('XPENDING', stream, group, ids[first], ids[last], limit, consumer)
+            for _, e in ipairs(res) do set[e[1]] = true end
+            if #res >= limit then
+              -- More of ours in that range than asked for: look the rest up one by one.
+              for i = first, last do
+                if not set[ids[i]] and #redis.call('XPENDING', stream, group, ids[i], ids[i], 1, consumer) > 0 then
+                  set[ids[i]] = true
+                end
+              end
+            end
+            first = last + 1
+          end
+          return set
+        end
+        """
+
     /// Idempotent settle of a batch.
     ///
     /// KEYS: stream, the current marker hash, the previous one, the stale one (see
     /// ``IdempotencyMarkers``). ARGV: group, consumer, the current hash's expiry (ms since
-    /// 1970), entry count, then per entry: id, event id, effect count, and per effect: argument
+    /// 1970), entry count n, run count r, r run ends (1-based entry indexes, see
+    /// `owned_runs`), then per entry: id, event id, effect count, and per effect: argument
     /// count, arguments. Ids must be in ascending order. Returns one code per entry:
     /// 1 applied, 2 duplicate (marker existed: acked, effects skipped),
     /// 3 foreign (another consumer owns it now: nothing applied or acked),
@@ -40,20 +68,22 @@ enum WorkerScripts {
     /// The markers of the batch are read with two HMGET and written with one HSET: a call per
     /// entry made this script the largest cost of Redis's single thread.
     static let settle = RedisScript(
-        ownedHelper + """
+        ownedRunsHelper + """
 
             local stream, current, previous, stale = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
             local group, consumer = ARGV[1], ARGV[2]
-            local expire_at, n = ARGV[3], tonumber(ARGV[4])
+            local expire_at, n, r = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+            local ends = {}
+            for k = 1, r do ends[k] = tonumber(ARGV[5 + k]) end
             local ids, events, starts = {}, {}, {}
-            local pos = 5
+            local pos = 6 + r
             for i = 1, n do
               ids[i], events[i], starts[i] = ARGV[pos], ARGV[pos + 1], pos
               local count = tonumber(ARGV[pos + 2])
               pos = pos + 3
               for _ = 1, count do pos = pos + 1 + tonumber(ARGV[pos]) end
             end
-            local owned = owned_set(stream, group, consumer, ids)
+            local owned = owned_runs(stream, group, consumer, ids, ends)
             local in_current = redis.call('HMGET', current, unpack(events))
             local in_previous = redis.call('HMGET', previous, unpack(events))
             local codes, ack, fresh, marks = {}, {}, {}, { 'HSET', current }

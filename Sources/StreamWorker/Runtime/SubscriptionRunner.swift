@@ -625,6 +625,25 @@ final class SubscriptionRunner: Sendable {
         var deliveryCount: Int
     }
 
+    /// Splits ids in ascending order into runs with none of the other ids this consumer holds
+    /// in between, and returns where each run ends (1-based indexes, for the settle script's
+    /// ownership check: one XPENDING range per run returns little besides the run itself).
+    private func runEnds(of sorted: [StreamID]) -> [Int] {
+        let held = state.withLock { $0.held }
+        let mine = Set(sorted)
+        var others = held.compactMap { StreamID($0) }.filter { !mine.contains($0) }
+        others.sort()
+        var ends: [Int] = []
+        var next = 0
+        for i in sorted.indices.dropLast() {
+            while next < others.count && others[next] <= sorted[i] { next += 1 }
+            // Another held id lies between this one and the next: the run ends here.
+            if next < others.count && others[next] < sorted[i + 1] { ends.append(i + 1) }
+        }
+        if !sorted.isEmpty { ends.append(sorted.count) }
+        return ends
+    }
+
     private func settleOnce(_ items: [SettleItem]) async throws {
         var acks: [Ack] = []
         var lost: [String] = []
@@ -650,9 +669,12 @@ final class SubscriptionRunner: Sendable {
                 commands.append(["XACK", RedisArgument(stream), RedisArgument(group)] + acks.map { RedisArgument($0.id) })
             case .idempotent:
                 let buckets = markers.buckets()
+                let ends = runEnds(of: acks.map(\.order))
                 var args: [RedisArgument] = [
                     RedisArgument(group), RedisArgument(consumer), RedisArgument(Int(buckets.expireAtMs)), RedisArgument(acks.count),
+                    RedisArgument(ends.count),
                 ]
+                args.append(contentsOf: ends.map { RedisArgument($0) })
                 args.reserveCapacity(4 + acks.count * 3)
                 for a in acks {
                     args.append(RedisArgument(a.id))

@@ -23,6 +23,7 @@ struct WorkerDrainBench {
         var settle: String
         var handler: String = "each"
         var maxInFlight: Int
+        var prefetch: Int? = nil
         var readCount: Int
         var handlerDelayMs: Int = 0
     }
@@ -55,7 +56,7 @@ struct WorkerDrainBench {
                     arguments: [
                         "--settle", o.settle, "--handler", o.handler, "--max-in-flight", "\(o.maxInFlight)", "--read-count", "\(o.readCount)",
                         "--handler-delay-ms", "\(o.handlerDelayMs)",
-                    ]))
+                    ] + (o.prefetch.map { ["--prefetch", "\($0)"] } ?? [])))
         }
         // Every reader of every probe (the default number of readers per subscription).
         let readers = o.processes * WorkerConfiguration().readers
