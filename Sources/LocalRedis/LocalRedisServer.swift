@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import RedisClient
 
 /// A `redis-server` child process on loopback, for `ordershop up`, tests, chaos runs and
@@ -174,26 +175,57 @@ public final class LocalRedisServer: @unchecked Sendable {
 
     /// A TCP port that was free a moment ago on 127.0.0.1.
     public static func freePort() throws -> Int {
-        let (fd, port) = try bindLoopbackSocket()
-        close(fd)
-        return port
+        // Never the same port twice in a process: several are often taken before any is bound.
+        for _ in 0..<64 {
+            let (fd, port) = try bindLoopbackSocket()
+            close(fd)
+            if handedOut.withLock({ $0.insert(port).inserted }) { return port }
+        }
+        throw LocalRedisError("no free port found")
     }
+
+    private static let handedOut = Mutex<Set<Int>>([])
 
     /// A TCP socket bound (not listening) to a free port of 127.0.0.1, and that port: nothing
     /// else can take the port while the socket is open, and a connect to it is refused.
+    ///
+    /// The port is taken below the kernel's ephemeral range when there is room there: a port
+    /// from that range (what binding port 0 gives) can be handed, between our close and the
+    /// server's bind, to the local end of any outgoing connection of this machine (a worker's
+    /// many Redis connections, say), and the server then fails with "address already in use".
     public static func bindLoopbackSocket() throws -> (fileDescriptor: Int32, port: Int) {
+        let ephemeralLow = ephemeralPortRange().lowerBound
+        if ephemeralLow > 11_000 {
+            for _ in 0..<64 {
+                if let bound = try bindLoopback(port: Int.random(in: 10_000..<ephemeralLow)) { return bound }
+            }
+        }
+        guard let bound = try bindLoopback(port: 0) else { throw LocalRedisError("bind() failed") }
+        return bound
+    }
+
+    /// The kernel's ephemeral port range (`net.ipv4.ip_local_port_range`), else Linux's default.
+    static func ephemeralPortRange() -> ClosedRange<Int> {
+        let text = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8)) ?? ""
+        let bounds = text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).compactMap { Int($0) }
+        guard bounds.count == 2, bounds[0] <= bounds[1] else { return 32768...60999 }
+        return bounds[0]...bounds[1]
+    }
+
+    /// A socket bound to `port` of 127.0.0.1 (0: any free one), or nil when that port is taken.
+    private static func bindLoopback(port: Int) throws -> (fileDescriptor: Int32, port: Int)? {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw LocalRedisError("socket() failed") }
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = 0
+        addr.sin_port = UInt16(port).bigEndian
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
         let bound = withUnsafePointer(to: &addr) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         guard bound == 0 else {
             close(fd)
-            throw LocalRedisError("bind() failed")
+            return nil
         }
         var len = socklen_t(MemoryLayout<sockaddr_in>.size)
         _ = withUnsafeMutablePointer(to: &addr) {

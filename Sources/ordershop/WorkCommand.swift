@@ -25,7 +25,7 @@ struct WorkCommand: AsyncParsableCommand {
     @Option(help: "Handlers in flight at most.")
     var concurrency = 64
 
-    @Option(help: "Entries read ahead of the handlers (default: the larger of --concurrency and 100, one read).")
+    @Option(help: "Entries read ahead of the handlers (default: the larger of --concurrency and 300: a read of 100 for each of the two readers and the reclaimer).")
     var prefetch: Int?
 
     @Option(help: "A stable consumer name (default: <host>-<pid>-<random>).")
