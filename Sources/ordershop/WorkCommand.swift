@@ -25,8 +25,11 @@ struct WorkCommand: AsyncParsableCommand {
     @Option(help: "Handlers in flight at most.")
     var concurrency = 64
 
-    @Option(help: "Entries read ahead of the handlers (default: the larger of --concurrency and 300: a read of 100 for each of the two readers and the reclaimer).")
+    @Option(help: "Entries read ahead of the handlers (default: the larger of --concurrency and 100 × (--readers + 1): a read for each reader and the reclaimer).")
     var prefetch: Int?
+
+    @Option(help: "XREADGROUP readers per subscription, each on its own Redis connection (1 where connections are scarce).")
+    var readers = 2
 
     @Option(help: "A stable consumer name (default: <host>-<pid>-<random>).")
     var consumer: String?
@@ -44,6 +47,7 @@ struct WorkCommand: AsyncParsableCommand {
         guard WorkerName(rawValue: worker) != nil else { throw ValidationError("unknown worker '\(worker)'; one of crm, billing") }
         guard concurrency > 0 else { throw ValidationError("--concurrency must be at least 1") }
         if let prefetch, prefetch < 1 { throw ValidationError("--prefetch must be at least 1") }
+        guard readers >= 1 else { throw ValidationError("--readers must be at least 1") }
         guard leaseSeconds >= 1 else { throw ValidationError("--lease-seconds must be at least 1") }
         if let plantedBug, PlantedBug(rawValue: plantedBug) == nil && plantedBug != "no-idempotency" {
             throw ValidationError("unknown planted bug '\(plantedBug)'")
@@ -59,7 +63,7 @@ struct WorkCommand: AsyncParsableCommand {
         let context = try ShopContext(pool: pool, logger: logger)
         let httpClient = makeHTTPClient()
         var mail = MailClient(baseURL: services.addresses.url(.msg), client: httpClient)
-        var configuration = WorkerConfiguration(consumerName: consumer, maxInFlight: concurrency, prefetch: prefetch)
+        var configuration = WorkerConfiguration(consumerName: consumer, maxInFlight: concurrency, prefetch: prefetch, readers: readers)
         configuration.lease = .milliseconds(Int64(leaseSeconds * 1000))
         // Deliberate defects for the chaos harness to catch (never in production):
         // ack-before-handling, or no-idempotency (plain settle and a random key per mail).

@@ -59,6 +59,7 @@ public final class StreamWorker: Service, Sendable {
             metadata: [
                 "subscriptions": "\(subscriptions.map { "\($0.stream)/\($0.group)" })", "settle": "\(configuration.settleMode.rawValue)",
                 "lease": "\(configuration.lease)", "max_in_flight": "\(configuration.maxInFlight)", "prefetch": "\(configuration.prefetch)",
+                "readers": "\(configuration.readers)",
             ])
 
         await withGracefulShutdownHandler {
