@@ -27,7 +27,7 @@ final class SubscriptionRunner: Sendable {
 
     private let work = BatchQueue<WorkItem>()
     /// Entries read in idempotent mode, waiting for the check of their markers. A stage of its
-    /// own so that the reader's next XREADGROUP overlaps the previous batch's MGET.
+    /// own so that the reader's next XREADGROUP overlaps the previous batch's marker check.
     private let prechecks = BatchQueue<WorkItem>()
     private let settleQueue = BatchQueue<SettleItem>()
 
@@ -252,7 +252,7 @@ final class SubscriptionRunner: Sendable {
         }
     }
 
-    /// Idempotent mode: flags the entries whose marker exists (one MGET for everything read
+    /// Idempotent mode: flags the entries whose marker exists (one round trip for everything read
     /// since the last check), then hands them to the dispatcher.
     private func precheckLoop() async {
         while true {
