@@ -15,21 +15,11 @@ static inline int chiredis_reader_feed(redisReader *reader, const char *buf, siz
     return redisReaderFeed(reader, buf, len);
 }
 
-/// Returns REDIS_OK/REDIS_ERR and stores a reply (or NULL when more bytes are needed).
-static inline int chiredis_reader_get_reply(redisReader *reader, redisReply **reply) {
-    return redisReaderGetReply(reader, (void **)reply);
-}
-
 /// The reader's error text after REDIS_ERR (a protocol error).
 static inline const char *chiredis_reader_error(const redisReader *reader) {
     return reader->errstr;
 }
 
-/// hiredis keeps a 16 KiB buffer by default and frees it when idle. Setting maxbuf to 0
-/// keeps the buffer, which avoids a malloc/free per read on a busy connection.
-static inline void chiredis_reader_keep_buffer(redisReader *reader) {
-    reader->maxbuf = 0;
-}
 
 // MARK: - Flat replies
 
@@ -115,6 +105,7 @@ static inline redisReader *chiredis_flat_reader_create(chiredis_flat *flat) {
     redisReader *reader = redisReaderCreateWithFunctions(&functions);
     if (reader == NULL) return NULL;
     reader->privdata = flat;
+    // hiredis frees its 16 KiB read buffer when idle; 0 keeps it (no malloc/free per read).
     reader->maxbuf = 0;
     return reader;
 }

@@ -7,37 +7,18 @@ import RedisClient
 /// the stream's hash slot (see ``StreamKeys``). Handler effects are the exception: they touch
 /// whatever keys the handler names.
 enum WorkerScripts {
-    /// Shared Lua helpers: which of `ids` (ascending) this consumer still owns.
-    private static let ownedHelper = """
-        local function owned_set(stream, group, consumer, ids)
-          local set = {}
-          local n = #ids
-          if n == 0 then return set end
-          local limit = n * 2 + 64
-          local res = redis.call('XPENDING', stream, group, ids[1], ids[n], limit, consumer)
-          for _, e in ipairs(res) do set[e[1]] = true end
-          if #res >= limit then
-            -- More of ours in that range than asked for: look the rest up one by one.
-            for _, id in ipairs(ids) do
-              if not set[id] and #redis.call('XPENDING', stream, group, id, id, 1, consumer) > 0 then
-                set[id] = true
-              end
-            end
-          end
-          return set
-        end
-        """
-
     /// Which of `ids` (ascending) this consumer still owns, looked up run by run: `ends` are the
     /// indexes where runs end, a run being ids with none of this consumer's other entries in
     /// between (the caller knows what it holds), so that each XPENDING range returns little
     /// more than the run itself (its reply, converted for Lua entry by entry, was the largest
-    /// part of the settle's cost when one range spanned the entries still in flight).
+    /// part of the settle's cost when one range spanned the entries still in flight). The lease
+    /// refresh passes all it holds as one run.
     private static let ownedRunsHelper = """
         local function owned_runs(stream, group, consumer, ids, ends)
           local set = {}
           local first = 1
           for _, last in ipairs(ends) do
+            if last < first then break end
             local limit = last - first + 1 + 64
             local res = redis.call('XPENDING', stream, group, ids[first], ids[last], limit, consumer)
             for _, e in ipairs(res) do set[e[1]] = true end
@@ -164,12 +145,12 @@ enum WorkerScripts {
     ///
     /// KEYS[1] stream. ARGV: group, consumer, ids (ascending). Returns the ids still owned.
     static let refreshLease = RedisScript(
-        ownedHelper + """
+        ownedRunsHelper + """
 
             local stream, group, consumer = KEYS[1], ARGV[1], ARGV[2]
             local ids = {}
             for i = 3, #ARGV do ids[#ids + 1] = ARGV[i] end
-            local owned = owned_set(stream, group, consumer, ids)
+            local owned = owned_runs(stream, group, consumer, ids, { #ids })
             local mine = {}
             for _, id in ipairs(ids) do if owned[id] then mine[#mine + 1] = id end end
             if #mine > 0 then
