@@ -35,11 +35,30 @@ extension Duration {
     var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }
 
-/// A deliberate defect, for the chaos harness to show that its checker catches it. Never set
-/// in production.
+/// A deliberate defect, for the chaos harness to show that its checker catches it. Each breaks
+/// one guarantee of ``StreamWorker``, at the place that keeps it. Never set in production.
 public enum PlantedBug: String, Sendable, CaseIterable {
-    /// Acknowledge entries as soon as they are read, before handling: a crash loses them.
+    /// The intake acknowledges entries as soon as they are read, before handling. Breaks "an
+    /// entry is acknowledged only after its handler succeeded": a crash mid-handler loses them.
     case ackBeforeHandling = "ack-before-handling"
+    /// The settle applies and acks without checking that this consumer still owns the entry.
+    /// Breaks "a stalled consumer that wakes up can neither apply nor ack entries reclaimed by
+    /// another": with the marker written by whichever settles first, a late settle of a paused
+    /// worker acks an entry whose new owner is still handling it (and, without markers,
+    /// applies it twice).
+    case noOwnerCheck = "no-owner-check"
+    /// The pre-check and the settle ignore the idempotency markers. Breaks "effects are committed
+    /// once": an entry redelivered after its effects were applied (its worker died between the
+    /// settle and the reply, or stalled past its lease) is applied again.
+    case noMarkerCheck = "no-marker-check"
+    /// The settle sends XACK in one call and the effects with the marker in a second one.
+    /// Breaks "effects are committed atomically with the XACK": a crash or a lost connection
+    /// between the two calls leaves the entry acked and its effects never applied.
+    case ackBeforeEffects = "ack-before-effects"
+    /// The lease keeper never refreshes. Breaks "a live, slow handler is never stolen": a
+    /// handler that runs longer than the lease has its entry reclaimed by another consumer and
+    /// handled twice (external side effects run twice; Redis effects are still applied once).
+    case noLeaseRefresh = "no-lease-refresh"
 }
 
 /// Settings of a worker process. Every value has a production default.
