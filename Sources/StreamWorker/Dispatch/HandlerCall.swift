@@ -88,16 +88,26 @@ struct HandlerCall: Sendable {
             deliveryCount: item.deliveryCount)
     }
 
-    /// What a handler's result means for its entry.
+    /// What a handler's result means for its entry. Every result but "unavailable" says the
+    /// downstream answered: it closes the circuit breaker.
     private func outcome(of item: WorkItem, _ result: Result<HandlerOutcome, any Error>) -> HandlingOutcome {
         switch result {
         case .success(let outcome):
+            context.breaker.succeeded()
             return .settle(.ack(item, effects: outcome.effects))
-        case .failure(let malformed as MalformedEvent):
-            context.logger.error("malformed entry; moving it to the dead letters", metadata: ["id": "\(item.entry.id)", "reason": "\(malformed.reason)"])
-            return .settle(.deadLetter(item, reason: "malformed: \(malformed.reason)", error: malformed.reason))
         case .failure(let error):
-            return .retry(error)
+            switch HandlerFailure(error) {
+            case .invalid(let reason):
+                context.breaker.succeeded()
+                context.logger.error("invalid entry; moving it to the dead letters", metadata: ["id": "\(item.entry.id)", "reason": "\(reason)"])
+                return .settle(.deadLetter(item, reason: reason, error: "\(error)"))
+            case .unavailable:
+                context.breaker.failed()
+                return .retry(error)
+            case .failed:
+                context.breaker.succeeded()
+                return .retry(error)
+            }
         }
     }
 }

@@ -35,11 +35,16 @@ struct HandlerLanes: Sendable {
     private func lane(_ lanes: LaneQueue<WorkItem>) async {
         await withDiscardingTaskGroup { waiting in
             while let items = await lanes.next() {
+                // While the downstream is unavailable, lanes wait here (holding no handler slot)
+                // and one probe at a time goes through.
+                let probe: Bool
                 do {
+                    probe = try await context.breaker.admit()
                     try await permits.acquire(items.count)
                 } catch {
                     return
                 }
+                defer { if probe { context.breaker.endProbe() } }
                 prefetched.release(items.count)
                 await call.handle(items) { index, outcome in
                     switch outcome {

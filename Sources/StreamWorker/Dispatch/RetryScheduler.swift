@@ -1,8 +1,15 @@
 import RedisClient
 
-/// After a handler failed (its slot released): waits out the backoff, re-delivers the entry to
-/// this consumer (Redis counts the delivery) and handles it again, until it succeeds, is
-/// dead-lettered, or is left pending for another worker (on drain or cancellation).
+/// After a handler failed (its slot released): waits, re-delivers the entry to this consumer
+/// and handles it again, until it succeeds, is dead-lettered, or is left pending for another
+/// worker (on drain or cancellation).
+///
+/// Two policies (``HandlerFailure``): an entry whose downstream is unavailable is retried for
+/// ``WorkerConfiguration/unavailableRetryWindow`` without counting deliveries, each attempt
+/// admitted by the circuit breaker (which spaces the probes); any other failure is retried with
+/// ``WorkerConfiguration/retryBackoff`` until Redis has delivered it
+/// ``WorkerConfiguration/maxDeliveries`` times. Every failed attempt is logged at warning with
+/// its reason, at most once per interval per subscription.
 struct RetryScheduler: Sendable {
     let context: SubscriptionContext
     let call: HandlerCall
@@ -13,33 +20,66 @@ struct RetryScheduler: Sendable {
         var item = first
         var error = firstError
         let configuration = context.configuration
+        /// When this worker first saw the entry's downstream unavailable.
+        var unavailableSince: ContinuousClock.Instant?
         while true {
             context.count(.failed)
-            if item.deliveryCount >= configuration.maxDeliveries {
-                settled.append(
-                    .deadLetter(
-                        item, reason: "failed \(item.deliveryCount) deliveries (maximum \(configuration.maxDeliveries))", error: "\(error)"))
-                return
+            let failure = HandlerFailure(error)
+            context.failureWarnings.log(
+                context.logger, "handler failed; will retry",
+                metadata: ["id": "\(item.entry.id)", "deliveries": "\(item.deliveryCount)", "reason": "\(error)"])
+            let delay: Duration
+            let nextCount: Int
+            switch failure {
+            case .unavailable:
+                let since = unavailableSince ?? .now
+                unavailableSince = since
+                if ContinuousClock.now - since >= configuration.unavailableRetryWindow {
+                    settled.append(
+                        .deadLetter(
+                            item, reason: "downstream unavailable for longer than the retry window (\(configuration.unavailableRetryWindow))",
+                            error: "\(error)"))
+                    return
+                }
+                // The breaker spaces the attempts while the downstream is down; this delay only
+                // keeps a flapping downstream from being retried in a tight loop.
+                delay = configuration.retryBackoff.delay(attempt: 1)
+                nextCount = item.deliveryCount
+            case .failed, .invalid:
+                if item.deliveryCount >= configuration.maxDeliveries {
+                    settled.append(
+                        .deadLetter(
+                            item, reason: "failed \(item.deliveryCount) deliveries (maximum \(configuration.maxDeliveries))", error: "\(error)"))
+                    return
+                }
+                delay = configuration.retryBackoff.delay(attempt: item.deliveryCount)
+                nextCount = item.deliveryCount + 1
             }
-            context.logger.debug(
-                "handler failed; will retry", metadata: ["id": "\(item.entry.id)", "deliveries": "\(item.deliveryCount)", "error": "\(error)"])
+            let probe: Bool
             do {
-                guard try await context.drain.sleep(for: configuration.retryBackoff.delay(attempt: item.deliveryCount)),
-                    let next = try await claim(item)
+                guard try await context.drain.sleep(for: delay),
+                    let next = try await claim(item, deliveryCount: nextCount)
                 else {
                     // Draining, or no longer ours: leave it pending; whoever owns it settles it.
                     context.held.release([item.id])
                     return
                 }
                 context.count(.retried)
-                try await permits.acquire(1)
                 item = next
+                // A drain while the breaker holds it back: leave it pending for later.
+                guard let admitted = try await context.drain.untilFired({ try await context.breaker.admit() }) else {
+                    context.held.release([item.id])
+                    return
+                }
+                probe = admitted
+                try await permits.acquire(1)
             } catch {
                 return
             }
             var outcome: HandlingOutcome?
             await call.handle([item]) { _, result in outcome = result }
             permits.release(1)
+            if probe { context.breaker.endProbe() }
             switch outcome {
             case .settle(let settle):
                 settled.append(settle)
@@ -52,10 +92,9 @@ struct RetryScheduler: Sendable {
         }
     }
 
-    /// Re-delivers the entry to this consumer for a retry (counts a delivery in Redis); nil when
-    /// it is not ours any more or was deleted. Throws only `CancellationError`.
-    private func claim(_ item: WorkItem) async throws -> WorkItem? {
-        let next = item.deliveryCount + 1
+    /// Re-delivers the entry to this consumer for a retry, setting Redis's delivery counter to
+    /// `next`; nil when it is not ours any more or was deleted. Throws only `CancellationError`.
+    private func claim(_ item: WorkItem, deliveryCount next: Int) async throws -> WorkItem? {
         var attempt = 0
         while true {
             do {

@@ -15,7 +15,8 @@ public struct Backoff: Sendable, Equatable {
     public var maximum: Duration
     public var multiplier: Double
 
-    public init(initial: Duration = .milliseconds(100), maximum: Duration = .seconds(30), multiplier: Double = 2) {
+    /// Defaults: 100 ms, doubling, capped at 5 minutes.
+    public init(initial: Duration = .milliseconds(100), maximum: Duration = .seconds(300), multiplier: Double = 2) {
         self.initial = initial
         self.maximum = maximum
         self.multiplier = multiplier
@@ -89,10 +90,19 @@ public struct WorkerConfiguration: Sendable {
     /// The lease: the entries of a worker that stopped refreshing them become claimable by
     /// others this long after its last refresh. At least 1 s.
     public var lease: Duration
-    /// Deliveries (Redis's counter) after which a failing entry goes to the dead letters.
+    /// Deliveries (Redis's counter) after which an entry that keeps failing (with an error other
+    /// than ``DeliveryError``) goes to the dead letters.
     public var maxDeliveries: Int
     /// Delay before a failed entry is retried, growing with its delivery count.
     public var retryBackoff: Backoff
+    /// How long an entry whose handler reports ``DeliveryError/unavailable`` (its downstream is
+    /// down) is retried before it goes to the dead letters, counted from its first such failure
+    /// in this worker. Such retries do not count against ``maxDeliveries``. Default 24 h: a
+    /// downstream restarted, redeployed or down for hours loses nothing.
+    public var unavailableRetryWindow: Duration
+    /// How long the circuit breaker stays open after a downstream was found unavailable, growing
+    /// with each failed probe: 1 s doubling to 5 minutes by default.
+    public var unavailableBackoff: Backoff
     /// How long an idempotency marker is kept.
     public var idempotencyTTL: Duration
     public var settleMode: SettleMode
@@ -116,6 +126,8 @@ public struct WorkerConfiguration: Sendable {
         lease: Duration = .seconds(5),
         maxDeliveries: Int = 5,
         retryBackoff: Backoff = Backoff(),
+        unavailableRetryWindow: Duration = .seconds(24 * 3600),
+        unavailableBackoff: Backoff = Backoff(initial: .seconds(1), maximum: .seconds(300)),
         idempotencyTTL: Duration = .seconds(7 * 24 * 3600),
         settleMode: SettleMode = .idempotent,
         drainDeadline: Duration = .seconds(10),
@@ -135,6 +147,8 @@ public struct WorkerConfiguration: Sendable {
         self.lease = max(lease, .seconds(1))
         self.maxDeliveries = max(1, maxDeliveries)
         self.retryBackoff = retryBackoff
+        self.unavailableRetryWindow = unavailableRetryWindow
+        self.unavailableBackoff = unavailableBackoff
         self.idempotencyTTL = idempotencyTTL
         self.settleMode = settleMode
         self.drainDeadline = drainDeadline

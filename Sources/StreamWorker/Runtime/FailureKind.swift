@@ -51,3 +51,28 @@ enum FailureKind: Sendable, Equatable {
         }
     }
 }
+
+/// What a handler's error means for its entry (the handler's side of the same decision).
+enum HandlerFailure: Sendable {
+    /// The entry can never succeed: dead letters at once.
+    case invalid(reason: String)
+    /// A downstream is unavailable: retried within the retry window, through the breaker.
+    case unavailable(reason: String)
+    /// Anything else: retried with backoff up to the maximum deliveries.
+    case failed
+
+    init(_ error: any Error) {
+        switch error {
+        case let malformed as MalformedEvent: self = .invalid(reason: "malformed: \(malformed.reason)")
+        case DeliveryError.invalid(let reason): self = .invalid(reason: "invalid: \(reason)")
+        case DeliveryError.unavailable(let reason): self = .unavailable(reason: reason)
+        default:
+            // A handler's own Redis calls that lost their connection or met a restarting
+            // server: Redis is the downstream that is unavailable.
+            switch FailureKind(error) {
+            case .connectionLost, .transientServer: self = .unavailable(reason: "\(error)")
+            case .cancelled, .groupMissing, .serverError, .other: self = .failed
+            }
+        }
+    }
+}

@@ -15,6 +15,10 @@ struct SubscriptionContext: Sendable {
     let held: HeldEntries
     /// Fired when the worker starts draining: reading and reclaiming stop, retries give up.
     let drain: ShutdownSignal
+    /// Opens while the handlers' downstream is unavailable (see ``CircuitBreaker``).
+    let breaker: CircuitBreaker
+    /// Failed handler attempts, logged at most once per interval.
+    let failureWarnings: RateLimitedWarning
 
     var stream: String { subscription.stream }
     var group: String { subscription.group }

@@ -36,7 +36,7 @@ final class SubscriptionRunner: Sendable {
         self.context = SubscriptionContext(
             subscription: subscription, consumer: consumer, configuration: configuration, pool: pool, stats: stats,
             metrics: SubscriptionMetrics(stream: subscription.stream, group: subscription.group), logger: logger, held: HeldEntries(),
-            drain: drain)
+            drain: drain, breaker: CircuitBreaker(backoff: configuration.unavailableBackoff), failureWarnings: RateLimitedWarning())
         self.membership = GroupMembership(context: context)
         self.permits = permits
         self.prefetched = prefetched
