@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .library(name: "RedisClient", targets: ["RedisClient"]),
         .library(name: "StreamWorker", targets: ["StreamWorker"]),
+        .library(name: "WorkerMetricsHTTP", targets: ["WorkerMetricsHTTP"]),
         .library(name: "OrderShop", targets: ["OrderShop"]),
         .executable(name: "ordershop", targets: ["ordershop"]),
         .executable(name: "ordershop-chaos", targets: ["ordershop-chaos"]),
@@ -52,6 +53,17 @@ let package = Package(
                 "RedisClient",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // A worker process's `GET /metrics` (Prometheus) and `GET /healthz`, apart from the runtime
+        // so that a user of StreamWorker alone does not link an HTTP server.
+        .target(
+            name: "WorkerMetricsHTTP",
+            dependencies: [
+                "RedisClient",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -63,6 +75,7 @@ let package = Package(
             dependencies: [
                 "RedisClient",
                 "StreamWorker",
+                "WorkerMetricsHTTP",
                 "LocalRedis",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -76,6 +89,7 @@ let package = Package(
                 "RedisClient",
                 "LocalRedis",
                 "StreamWorker",
+                "WorkerMetricsHTTP",
                 "OrderShop",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -114,7 +128,7 @@ let package = Package(
         .testTarget(
             name: "StreamWorkerTests",
             dependencies: [
-                "StreamWorker", "RedisClient", "LocalRedis", "TestSupport",
+                "StreamWorker", "WorkerMetricsHTTP", "RedisClient", "LocalRedis", "TestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]
         ),

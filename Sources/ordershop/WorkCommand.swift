@@ -3,6 +3,7 @@ import OrderShop
 import RedisClient
 import ServiceLifecycle
 import StreamWorker
+import WorkerMetricsHTTP
 
 /// `ordershop work crm|billing`: one worker process, a consumer in its group. Run as many as
 /// you like; they share the work, and a crashed one's entries are reclaimed by the others.

@@ -4,6 +4,7 @@ import HummingbirdTesting
 import LocalRedis
 import RedisClient
 import StreamWorker
+import WorkerMetricsHTTP
 import TestSupport
 import Testing
 

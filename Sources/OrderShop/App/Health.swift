@@ -3,31 +3,20 @@ import RedisClient
 
 /// `GET /healthz`: 200 when Redis answers a PING, 503 when it does not.
 ///
-/// It uses its own connection, which tries to connect once with a short timeout: the pool's
-/// connections keep retrying for their reconnect window, which is right for commands and wrong
-/// for a probe that must answer quickly.
+/// It probes on the pool's probe connection (``RedisConnectionPool/probe()``): one connection
+/// reused from probe to probe, which tries to connect once with a short timeout, where the
+/// pool's connections keep retrying for their reconnect window.
 public struct HealthCheck: Sendable {
-    private let connection: RedisConnection
+    private let pool: RedisConnectionPool
 
-    public init(configuration: RedisConfiguration) throws(RedisError) {
-        var c = configuration
-        c.reconnect.retryWindow = .zero
-        c.timeouts.connect = .seconds(1)
-        c.timeouts.command = .seconds(2)
-        c.clientName = c.clientName ?? "ordershop-health"
-        connection = try RedisConnection(configuration: c)
+    public init(pool: RedisConnectionPool) {
+        self.pool = pool
     }
 
     /// nil when Redis answers, else the reason.
     public func check() async -> String? {
-        do {
-            _ = try await connection.send(PING())
-            return nil
-        } catch let error as RedisError {
-            return error.code.isServerError ? error.message : "\(error.code)"
-        } catch {
-            return "\(error)"
-        }
+        guard let error = await pool.probe() else { return nil }
+        return error.code.isServerError ? error.message : "\(error.code)"
     }
 
     func response(service: String) async -> Response {

@@ -13,7 +13,7 @@ public struct ShopContext: Sendable {
         self.pool = pool
         self.store = EventStore(pool: pool)
         self.readModel = ReadModel(pool: pool)
-        self.health = try HealthCheck(configuration: pool.configuration)
+        self.health = HealthCheck(pool: pool)
         self.logger = logger
     }
 }

@@ -3,6 +3,7 @@ import Logging
 import RedisClient
 import ServiceLifecycle
 import StreamWorker
+import WorkerMetricsHTTP
 
 /// Every OrderShop service and worker in one process: what `ordershop up` runs, and what the
 /// end-to-end tests start. Each service listens on its own port and talks to the others over

@@ -5,6 +5,7 @@ import Logging
 import RedisClient
 import ServiceLifecycle
 import StreamWorker
+import WorkerMetricsHTTP
 import Synchronization
 
 /// `ordershop up`: the whole shop in one process, with a Redis of its own when none is configured.

@@ -4,12 +4,16 @@ import Synchronization
 /// A bounded pool of ``RedisConnection``s for concurrent callers (HTTP handlers, workers).
 ///
 /// At most ``maximumConnections`` connections exist; a caller that finds none free waits
-/// (without blocking a thread) until one is returned. Connections are made lazily and reused.
+/// (without blocking a thread) until one is returned, and leaves the queue at once, with a
+/// `CancellationError`, when its task is cancelled. Connections are made lazily and reused.
+/// Health probes (``probe()``) have a connection of their own besides.
 public final class RedisConnectionPool: Sendable {
     public let configuration: RedisConfiguration
     public let maximumConnections: Int
     private let tlsContext: TLSContext?
     private let logger: Logger
+    /// The connection of ``probe()``: one attempt to connect, short timeouts.
+    private let probeConnection: RedisConnection
 
     private struct State {
         var idle: [RedisConnection] = []
@@ -29,6 +33,29 @@ public final class RedisConnectionPool: Sendable {
             tlsContext = try TLSContext(settings)
         } else {
             tlsContext = nil
+        }
+        var probe = configuration
+        probe.reconnect.retryWindow = .zero
+        probe.timeouts.connect = min(probe.timeouts.connect, .seconds(1))
+        probe.timeouts.command = min(probe.timeouts.command, .seconds(2))
+        probeConnection = try RedisConnection(configuration: probe, tlsContext: tlsContext, logger: self.logger)
+    }
+
+    /// PINGs Redis for a health check, on a connection of the pool's own kept for probes: the
+    /// pooled connections keep retrying for their reconnect window and may all be busy, both
+    /// right for commands and wrong for a probe that must answer quickly; this one tries to
+    /// connect once, with a connect timeout of at most 1 s and a command timeout of at most 2 s,
+    /// and is reused from probe to probe (no new connection or TLS context per probe).
+    ///
+    /// - Returns: nil when Redis answered, else why it did not.
+    public func probe() async -> RedisError? {
+        do {
+            _ = try await probeConnection.send(PING())
+            return nil
+        } catch let error as RedisError {
+            return error
+        } catch {
+            return RedisError(.io, "\(error)")
         }
     }
 
@@ -77,6 +104,7 @@ public final class RedisConnectionPool: Sendable {
         }
         for w in waiters { w.continuation.resume(throwing: RedisError(.poolClosed, "the connection pool is shut down")) }
         for c in idle { await c.close() }
+        await probeConnection.close()
     }
 
     private enum LeaseDecision {
@@ -113,27 +141,28 @@ public final class RedisConnectionPool: Sendable {
             }
             return try await withTaskCancellationHandler {
                 try await withCheckedThrowingContinuation { continuation in
-                    let handed: RedisConnection?? = state.withLock { s in
-                        if s.closed { return .some(nil) }
-                        if let c = s.idle.popLast() { return .some(c) }
+                    let handed: Result<RedisConnection, any Error>? = state.withLock { s in
+                        if s.closed { return .failure(RedisError(.poolClosed, "the connection pool is shut down")) }
+                        if let c = s.idle.popLast() { return .success(c) }
+                        // Checked under the lock: a cancellation after this finds the waiter queued.
+                        if Task.isCancelled { return .failure(CancellationError()) }
                         s.waiters.append((id, continuation))
                         return nil
                     }
-                    switch handed {
-                    case .some(.some(let c)): continuation.resume(returning: c)
-                    case .some(.none): continuation.resume(throwing: RedisError(.poolClosed, "the connection pool is shut down"))
-                    case .none: break
-                    }
+                    if let handed { continuation.resume(with: handed) }
                 }
             } onCancel: {
                 let waiter = state.withLock { s -> CheckedContinuation<RedisConnection, any Error>? in
                     guard let i = s.waiters.firstIndex(where: { $0.id == id }) else { return nil }
                     return s.waiters.remove(at: i).continuation
                 }
-                waiter?.resume(throwing: RedisError(.cancelled, "cancelled while waiting for a connection"))
+                waiter?.resume(throwing: CancellationError())
             }
         }
     }
+
+    /// Callers waiting for a connection now (for tests of the queue).
+    public var waitingCallers: Int { state.withLock { $0.waiters.count } }
 
     private func release(_ connection: RedisConnection) {
         let waiter: CheckedContinuation<RedisConnection, any Error>? = state.withLock { s in

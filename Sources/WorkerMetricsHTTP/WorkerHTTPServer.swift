@@ -70,15 +70,10 @@ public struct WorkerHTTPServer: Service {
 
 /// Health checks shared by workers and services.
 public enum Health {
-    /// PING with a short timeout, on a connection of its own so that a busy pool cannot make a
-    /// healthy process look dead.
+    /// PING on the pool's probe connection (``RedisConnectionPool/probe()``): short timeouts, and
+    /// apart from the pooled connections, so that a busy pool cannot make a healthy process look
+    /// dead; reused from probe to probe.
     public static func redisReachable(_ pool: RedisConnectionPool) async -> Bool {
-        var config = pool.configuration
-        config.timeouts.connect = .seconds(2)
-        config.timeouts.command = .seconds(2)
-        config.reconnect.retryWindow = .zero
-        guard let connection = try? RedisConnection(configuration: config) else { return false }
-        defer { Task { await connection.close() } }
-        return (try? await connection.send(PING())) != nil
+        await pool.probe() == nil
     }
 }
