@@ -15,18 +15,21 @@ struct StatusCommand: AsyncParsableCommand {
     @Flag(help: "Print JSON instead of a table.") var json = false
 
     func run() async throws {
-        let pool = try RedisConnectionPool(configuration: try redis.configuration(), maximumConnections: 2)
-        let inspector = GroupInspector(pool: pool)
         var all: [GroupStatus] = []
         var streamsWithoutGroups: [(String, Int)] = []
-        for stream in try await inspector.streams(matching: match) {
-            let groups = try await inspector.status(stream: stream)
-            if groups.isEmpty {
-                streamsWithoutGroups.append((stream, try await pool.send(XLEN(RedisArgument(stream)))))
+        // Every primary of a Redis Cluster, or the one server.
+        for pool in try await RedisNodePools.primaries(try redis.configuration()) {
+            let inspector = GroupInspector(pool: pool)
+            for stream in try await inspector.streams(matching: match) {
+                let groups = try await inspector.status(stream: stream)
+                if groups.isEmpty {
+                    streamsWithoutGroups.append((stream, try await pool.send(XLEN(RedisArgument(stream)))))
+                }
+                all += groups
             }
-            all += groups
+            await pool.shutdown()
         }
-        await pool.shutdown()
+        all.sort { ($0.stream, $0.group) < ($1.stream, $1.group) }
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]

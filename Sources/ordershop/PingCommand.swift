@@ -6,7 +6,7 @@ import RedisClient
 struct PingCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ping",
-        abstract: "Connect to Redis (TLS, AUTH), PING it, and print the server version, TLS details and round-trip time."
+        abstract: "Connect to Redis (TLS, AUTH), PING it, and print the server version, TLS details and round-trip time (every node of a Redis Cluster)."
     )
 
     @OptionGroup var redis: RedisOptions
@@ -15,6 +15,9 @@ struct PingCommand: AsyncParsableCommand {
         var config = try redis.configuration()
         config.reconnect.retryWindow = .zero  // one attempt: report the failure, do not wait it out
         do {
+            if try await usesRedisCluster(config) {
+                return try await ClusterPing.run(config)
+            }
             let connection = try RedisConnection(configuration: config)
             try await connection.connect()
             let started = ContinuousClock.now
