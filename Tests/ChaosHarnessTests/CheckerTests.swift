@@ -124,6 +124,19 @@ struct CheckerTests {
         #expect(r.violations.contains { $0.hasPrefix("runtime applied an event twice") })
     }
 
+    @Test("a dead letter an operator replayed is the same event again, not a command's second one")
+    func replayedDeadLetter() {
+        var s = ShopHistory()
+        var copy = s.h.entries[s.stream]![0]
+        copy.id = "98-0"
+        copy.fields.append(StreamField(History.replayedField, s.h.entries[s.stream]![0].id))
+        s.h.entries[s.stream]!.append(copy)
+        let r = Checker.check(s.h)
+        #expect(r.replayedEntries == 1)
+        #expect(r.events == 5)
+        #expect(r.violations == [])
+    }
+
     @Test("an event no command asked for, and a mail no event implies, are unexpected")
     func unexpected() {
         var s = ShopHistory()

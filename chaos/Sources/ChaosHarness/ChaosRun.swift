@@ -111,6 +111,7 @@ public enum ChaosRun {
         await load.model.add(products: await preload.model.products)
         let observer = Observer(http: http, pool: pool, clock: clock)
         let archive = HistoryArchive(pool: pool)
+        if options.faults.contains(.trim) { try await archive.start() }
         let injector = FaultInjector(
             topology: topology, observer: observer, pool: pool, clock: clock, options: options, http: http, archive: archive, logger: logger)
 

@@ -13,6 +13,8 @@ public struct CheckResult: Codable, Sendable {
     public var duplicateEvents = 0
     /// Entries the harness appended again, as a publisher's retry (same event id), on purpose.
     public var publisherDuplicates = 0
+    /// Dead letters replayed into their stream (`replayed_from`): the same event again.
+    public var replayedEntries = 0
     /// Commands answered 4xx that took effect anyway.
     public var refusedButApplied = 0
     /// Unknown-outcome commands that took effect (Jepsen's "recovered").
@@ -69,10 +71,13 @@ public enum Checker {
         let entries = h.entries
 
         func isInjected(_ e: StreamEntry) -> Bool { e[History.injectionField] != nil }
-        func isRepeat(_ e: StreamEntry) -> Bool { e[History.duplicateField] != nil }
+        // The same event again: a publisher's retry, or a dead letter an operator replayed (the
+        // runtime keeps its `event_id` and adds `replayed_from`): not a command's second event.
+        func isRepeat(_ e: StreamEntry) -> Bool { e[History.duplicateField] != nil || e[History.replayedField] != nil }
         r.injected = entries.values.reduce(0) { $0 + $1.filter(isInjected).count }
-        r.publisherDuplicates = entries.values.reduce(0) { $0 + $1.filter(isRepeat).count }
-        r.events = entries.values.reduce(0) { $0 + $1.count } - r.injected - r.publisherDuplicates
+        r.publisherDuplicates = entries.values.reduce(0) { $0 + $1.filter { $0[History.duplicateField] != nil }.count }
+        r.replayedEntries = entries.values.reduce(0) { $0 + $1.filter { !isInjected($0) && $0[History.replayedField] != nil }.count }
+        r.events = entries.values.reduce(0) { $0 + $1.filter { !isInjected($0) && !isRepeat($0) }.count }
         r.deliverable = WorkerStreams.subscriptions.reduce(0) { $0 + (entries[$1.stream]?.count ?? 0) }
 
         // 1. Commands against events, by trace id. A publisher's retry is the same event again,

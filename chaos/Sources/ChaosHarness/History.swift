@@ -93,6 +93,8 @@ public struct History: Sendable {
     public static let injectionField = "chaos_injection"
     /// Field of an entry the harness appended as a publisher's retry: the original entry's id.
     public static let duplicateField = "chaos_duplicate_of"
+    /// Field the runtime's `dlq replay` adds to a replayed entry: the original's id.
+    public static let replayedField = "replayed_from"
 }
 
 /// Reads a ``History`` from Redis and the services.
@@ -196,30 +198,43 @@ struct HistoryCollector {
 }
 
 /// Copies of the entity streams, taken before each `ordershop trim`: retention may remove
-/// entries from Redis, never from the history the checker judges. At the end the copies are
-/// merged with what the streams still hold, and the count is compared with each stream's
-/// `entries-added`, so that an entry trimmed before any copy saw it is reported, not missed.
+/// entries from Redis, never from the history the checker judges. The harness reads every entity
+/// stream as a consumer group of its own (`chaos-archive`) and acknowledges an entry only once it
+/// holds a copy, so that a trim, which never drops an entry some group still needs, cannot remove
+/// an entry the harness has not seen (as an archiver in production would). At the end the copies
+/// are merged with what the streams still hold, and the count is compared with each stream's
+/// `entries-added`, so that an entry missing anyway is reported, not overlooked.
 actor HistoryArchive {
+    static let group = "chaos-archive"
     let pool: RedisConnectionPool
     private var entries: [String: [String: StreamEntry]] = [:]
-    private var last: [String: String] = [:]
 
     init(pool: RedisConnectionPool) { self.pool = pool }
 
-    /// Copies what each stream gained since the last copy.
+    private static var streams: [String] { EntityType.allCases.flatMap(\.streams) }
+
+    /// Creates the archive's group on every entity stream (from the beginning).
+    func start() async throws {
+        for stream in Self.streams {
+            do {
+                let reply = try await pool.send(XGROUPCREATE(RedisArgument(stream), group: Self.group, id: "0"))
+                if case .error(let message) = reply { throw ChaosError(message) }
+            } catch where "\(error)".contains("BUSYGROUP") {
+                continue  // already there (a restarted run on kept data)
+            }
+        }
+    }
+
+    /// Copies what each stream gained since the last copy, then acknowledges it.
     func copy() async throws {
-        for type in EntityType.allCases {
-            for action in EventAction.allCases {
-                let stream = type.stream(action)
-                var start = last[stream].map { "(" + $0 } ?? "-"
-                while true {
-                    let page = try await pool.send(XRANGE(RedisArgument(stream), start: start, end: "+", count: 1000))
-                    for e in page { entries[stream, default: [:]][e.id] = e }
-                    guard let lastID = page.last?.id else { break }
-                    last[stream] = lastID
-                    if page.count < 1000 { break }
-                    start = "(" + lastID
-                }
+        for stream in Self.streams {
+            while true {
+                let batches = try await pool.send(
+                    XREADGROUP(group: Self.group, consumer: "harness", streams: [(stream, ">")], count: 1000))
+                let page = batches.flatMap(\.entries)
+                guard !page.isEmpty else { break }
+                for e in page { entries[stream, default: [:]][e.id] = e }
+                _ = try await pool.send(XACK(RedisArgument(stream), group: RedisArgument(Self.group), ids: page.map(\.id)))
             }
         }
     }

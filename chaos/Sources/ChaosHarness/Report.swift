@@ -66,7 +66,7 @@ public struct RunReport: Codable, Sendable {
         rows.append(("kills holding entries", "\(heldKills) of \(byKind[.kill] ?? 0); inside a handler (mailed, not settled): \(handlerKills)"))
         if let c = check {
             rows.append(("commands", "\(c.commands["total"] ?? 0): ok \(c.commands["ok"] ?? 0), failed \(c.commands["failed"] ?? 0), unknown \(c.commands["unknown"] ?? 0) (recovered \(c.recovered), not applied \(c.unknownNotApplied))"))
-            rows.append(("events", "\(c.events) (+ \(c.injected) injected malformed, + \(c.publisherDuplicates) publisher duplicates)"))
+            rows.append(("events", "\(c.events) (+ \(c.injected) injected malformed, + \(c.publisherDuplicates) publisher duplicates, + \(c.replayedEntries) replayed dead letters)"))
             rows.append(("lost events", "\(c.lostEvents)"))
             rows.append(("mails", "expected \(c.expectedMails), sent \(c.mails): " + c.mailsByKind.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")))
             rows.append(("runtime applied", "\(c.runtimeApplied) of \(c.expectedApplications) (event, group) pairs; twice \(c.runtimeAppliedTwice), never \(c.runtimeNeverApplied), unexpected \(c.runtimeAppliedUnexpected)"))
