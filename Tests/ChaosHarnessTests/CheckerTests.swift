@@ -42,6 +42,15 @@ struct ShopHistory {
     }
 
     var stream: String { EntityType.customer.stream(.created) }
+
+    /// Appends the first customer_created entry again under a new id, marked with `field`
+    /// (a publisher's retry, or a replayed dead letter).
+    mutating func repeatFirst(as id: String, marking field: String) {
+        var copy = h.entries[stream]![0]
+        copy.id = id
+        copy.fields.append(StreamField(field, h.entries[stream]![0].id))
+        h.entries[stream]!.append(copy)
+    }
 }
 
 @Suite("Checker on synthetic histories")
@@ -111,10 +120,7 @@ struct CheckerTests {
     @Test("a publisher's retry is the same event: applied once it passes, applied twice it fails")
     func publisherDuplicate() {
         var s = ShopHistory()
-        var copy = s.h.entries[s.stream]![0]
-        copy.id = "99-0"
-        copy.fields.append(StreamField(History.duplicateField, s.h.entries[s.stream]![0].id))
-        s.h.entries[s.stream]!.append(copy)
+        s.repeatFirst(as: "99-0", marking: History.duplicateField)
         var r = Checker.check(s.h)
         #expect(r.publisherDuplicates == 1)
         #expect(r.duplicateEvents == 0)
@@ -127,10 +133,7 @@ struct CheckerTests {
     @Test("a dead letter an operator replayed is the same event again, not a command's second one")
     func replayedDeadLetter() {
         var s = ShopHistory()
-        var copy = s.h.entries[s.stream]![0]
-        copy.id = "98-0"
-        copy.fields.append(StreamField(History.replayedField, s.h.entries[s.stream]![0].id))
-        s.h.entries[s.stream]!.append(copy)
+        s.repeatFirst(as: "98-0", marking: History.replayedField)
         let r = Checker.check(s.h)
         #expect(r.replayedEntries == 1)
         #expect(r.events == 5)
