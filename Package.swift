@@ -132,6 +132,11 @@ let package = Package(
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]
         ),
+        // The chaos checker and verdict on synthetic histories (no processes, no Redis).
+        .testTarget(
+            name: "ChaosHarnessTests",
+            dependencies: ["ChaosHarness", "OrderShop", "RedisClient"]
+        ),
         .testTarget(
             name: "OrderShopTests",
             dependencies: [
