@@ -30,6 +30,11 @@ struct PingCommand: AsyncParsableCommand {
             print("server:   redis \(info["redis_version"] ?? "unknown") (\(info["redis_mode"] ?? "standalone"))")
             if let tls {
                 print("tls:      \(tls.protocolVersion), cipher \(tls.cipher)")
+                if case .enable(let settings) = config.tls, !settings.verifyPeer {
+                    // Encrypted, but to whom: anyone on the path could have answered this PING.
+                    FileHandle.standardError.write(Data(
+                        "warning: the server's certificate was NOT verified (ssl_cert_reqs=none): the connection is encrypted but not authenticated\n".utf8))
+                }
             } else {
                 print("tls:      off")
             }

@@ -239,7 +239,8 @@ enum WorkerScripts {
     /// every group's oldest pending id and the id after its last-delivered id. With a MAXLEN cap
     /// (ARGV[1] > 0) that would cut deeper, the cap is refused and only the safe trim is done.
     ///
-    /// KEYS[1] stream. ARGV: maxlen (0: none). Returns {removed, min id kept, refused flag,
+    /// KEYS[1] stream. ARGV: maxlen (0: none), a floor id ('' for none: entries from it on are
+    /// kept whatever the groups need). Returns {removed, min id kept, refused flag,
     /// group count}. With no groups nothing is trimmed (a group created later from the
     /// beginning would need every entry).
     static let safeTrim = RedisScript(
@@ -268,6 +269,8 @@ enum WorkerScripts {
           if summary[1] > 0 and less(summary[2], candidate) then candidate = summary[2] end
           if keep == nil or less(candidate, keep) then keep = candidate end
         end
+        local floor = ARGV[2]
+        if floor and floor ~= '' and less(floor, keep) then keep = floor end
         local refused = 0
         if maxlen > 0 then
           local newest = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', maxlen)
