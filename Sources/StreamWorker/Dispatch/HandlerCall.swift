@@ -82,10 +82,17 @@ struct HandlerCall: Sendable {
         return nil
     }
 
+    /// What the handler sees: a replayed entry as the original delivery (its stream, id and
+    /// fields), so that its event id and idempotency key are the same.
     private func delivery(for item: WorkItem) -> Delivery {
-        Delivery(
-            stream: context.stream, group: context.group, consumer: context.consumer, id: item.entry.id, fields: item.entry.fields,
-            deliveryCount: item.deliveryCount)
+        guard context.origin != nil else {
+            return Delivery(
+                stream: context.stream, group: context.group, consumer: context.consumer, id: item.entry.id, fields: item.entry.fields,
+                deliveryCount: item.deliveryCount)
+        }
+        return Delivery(
+            stream: context.identityStream, group: context.group, consumer: context.consumer, id: context.identityID(of: item.entry),
+            fields: item.entry.fields.filter { $0.name != "replayed_from" }, deliveryCount: item.deliveryCount)
     }
 
     /// What a handler's result means for its entry. Every result but "unavailable" says the
