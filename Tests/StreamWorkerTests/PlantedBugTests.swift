@@ -62,6 +62,44 @@ struct PlantedBugTests {
         }
     }
 
+    @Test("no-owner-check: a consumer whose entry was claimed by another meanwhile still applies and acks it")
+    func noOwnerCheck() async throws {
+        for bug in [PlantedBug.noOwnerCheck, nil] {
+            try await withRedisServer { server in
+                let pool = try server.makePool()
+                let stream = "s"
+                try await publish(pool, stream: stream, count: 1)
+                let release = Atomic<Bool>(false)
+                let started = Atomic<Bool>(false)
+                let worker = RunningWorker(
+                    pool: pool, configuration: .init(lease: .seconds(60), plantedBug: bug),
+                    subscriptions: [
+                        Subscription(stream: stream, group: "g") { d in
+                            started.store(true, ordering: .releasing)
+                            while !release.load(ordering: .acquiring) { try await Task.sleep(for: .milliseconds(10)) }
+                            return .done(effects: [["HINCRBY", "effects", RedisArgument(d.eventID), "1"]])
+                        }
+                    ])
+                #expect(await eventually { started.load(ordering: .acquiring) })
+                // Another consumer takes the entry over (as a reclaim after a stall would).
+                let pending = try await pool.send(XPENDINGDetail(RedisArgument(stream), group: "g", start: "-", end: "+", count: 10))
+                let id = try #require(pending.first?.id)
+                _ = try await pool.send(["XCLAIM", RedisArgument(stream), "g", "thief", "0", RedisArgument(id), "JUSTID"])
+                release.store(true, ordering: .releasing)
+                try await Task.sleep(for: .milliseconds(500))
+                try await worker.stop()
+                let applied = try await effectCounts(pool, "effects").count
+                let stillPending = try await pendingCount(pool, stream: stream, group: "g")
+                if bug == nil {
+                    #expect(applied == 0 && stillPending == 1, "the settle was not refused")
+                    #expect(worker.worker.stats[.foreignSettlesRefused] == 1)
+                } else {
+                    #expect(applied == 1 && stillPending == 0, "the planted bug did not settle another consumer's entry")
+                }
+            }
+        }
+    }
+
     @Test("ack-before-effects: the XACK is committed apart from, and before, the effects")
     func ackBeforeEffects() async throws {
         try await withRedisServer { server in
