@@ -103,4 +103,23 @@ struct ReplayTests {
             #expect(try await pendingCount(pool, stream: dlq.replayKey, group: "crm") == 0)
         }
     }
+
+    @Test("a worker whose ACL user may not use the replay stream still runs, without replays")
+    func replayStreamWithoutPermission() async throws {
+        try await withRedisServer { server in
+            let pool = try server.makePool()
+            try await pool.send(["ACL", "SETUSER", "worker", "on", ">pw", "resetkeys", "~s", "~idem:*", "~dlq:*", "~effects", "+@all"])
+            var configuration = server.configuration
+            configuration.authentication = .init(username: "worker", password: "pw")
+            let restricted = try RedisConnectionPool(configuration: configuration)
+            let ids = try await publish(pool, stream: "s", count: 3)
+            let worker = RunningWorker(
+                pool: restricted, configuration: .init(lease: .seconds(2)),
+                subscriptions: [Subscription(stream: "s", group: "g", handler: countingHandler(effectsKey: "effects"))])
+            #expect(await eventually { try await effectCounts(pool, "effects").count == ids.count })
+            try await worker.stop()
+            #expect(try await pool.send(["EXISTS", RedisArgument(StreamKeys.replay(stream: "s", group: "g"))]).int == 0)
+            await restricted.shutdown()
+        }
+    }
 }
