@@ -17,6 +17,15 @@ struct HandlerCall: Sendable {
 
     /// Handles `items`, reporting each entry's outcome (by index) to `report`.
     func handle(_ items: [WorkItem], report: (Int, HandlingOutcome) -> Void) async {
+        if items.count == 1 {
+            // The per-entry path (every entry of a per-entry handler, every retry): no index list.
+            if let settle = settleWithoutHandling(items[0]) {
+                report(0, .settle(settle))
+            } else {
+                report(0, await handleOne(items[0]))
+            }
+            return
+        }
         var handled: [Int] = []
         handled.reserveCapacity(items.count)
         for (index, item) in items.enumerated() {
@@ -26,20 +35,9 @@ struct HandlerCall: Sendable {
                 handled.append(index)
             }
         }
-        guard !handled.isEmpty else { return }
+        if handled.count == 1 { report(handled[0], await handleOne(items[handled[0]])) }
+        guard handled.count > 1 else { return }
         let started = ContinuousClock.now
-        if handled.count == 1 {
-            let index = handled[0]
-            let result: Result<HandlerOutcome, any Error>
-            do {
-                result = .success(try await context.subscription.handler(delivery(for: items[index])))
-                context.metrics.handlerDuration.recordNanoseconds(nanoseconds(since: started))
-            } catch {
-                result = .failure(error)
-            }
-            report(index, outcome(of: items[index], result))
-            return
-        }
         guard let batchHandler = context.subscription.batchHandler else {
             preconditionFailure("a chunk of \(handled.count) entries for a per-entry handler")
         }
@@ -55,6 +53,18 @@ struct HandlerCall: Sendable {
         for (k, index) in handled.enumerated() {
             if case .success = results[k] { context.metrics.handlerDuration.recordNanoseconds(each) }
             report(index, outcome(of: items[index], results[k]))
+        }
+    }
+
+    /// One entry, one handler call (a batch handler's is called with a batch of one).
+    private func handleOne(_ item: WorkItem) async -> HandlingOutcome {
+        let started = ContinuousClock.now
+        do {
+            let result = try await context.subscription.handler(delivery(for: item))
+            context.metrics.handlerDuration.recordNanoseconds(nanoseconds(since: started))
+            return outcome(of: item, .success(result))
+        } catch {
+            return outcome(of: item, .failure(error))
         }
     }
 
