@@ -16,7 +16,7 @@ struct Settler: Sendable {
     init(context: SubscriptionContext, queue: BatchQueue<SettleItem>) {
         self.context = context
         self.queue = queue
-        self.markers = IdempotencyMarkers(stream: context.stream, group: context.group, ttl: context.configuration.idempotencyTTL)
+        self.markers = IdempotencyMarkers(stream: context.identityStream, group: context.group, ttl: context.configuration.idempotencyTTL)
     }
 
     /// Settles until the queue is finished and empty, or the task is cancelled.
@@ -125,7 +125,9 @@ struct Settler: Sendable {
         }
         var letterCall: (index: Int, call: DeadLetterCall)?
         if !letters.isEmpty {
-            let call = DeadLetterCall(stream: stream, group: group, consumer: context.consumer, letters: letters)
+            let call = DeadLetterCall(
+                stream: stream, deadLetters: StreamKeys.deadLetter(stream: context.identityStream, group: group), group: group,
+                consumer: context.consumer, letters: letters)
             letterCall = (pipeline.add(call), call)
         }
 
