@@ -100,12 +100,15 @@ struct FaultInjector: Sendable {
             }
         case .stall:
             topology.proxy.stall(for: .milliseconds(Int64(fault.seconds * 1000)))
-            done.note = "no traffic for \(fault.seconds) s"
+            let open = topology.proxy.openConnections
+            // Connections made during the stall are held too, so none open at its start is no skip.
+            done.note = "no traffic for \(fault.seconds) s (\(open) worker connections open at its start)"
             try? await Task.sleep(for: .milliseconds(Int64(fault.seconds * 1000)))
         case .latency:
             let ms = fault.milliseconds ?? 100
             topology.proxy.addLatency(.milliseconds(ms), for: .milliseconds(Int64(fault.seconds * 1000)))
-            done.note = "+\(ms) ms each way for \(fault.seconds) s"
+            let open = topology.proxy.openConnections
+            done.note = "+\(ms) ms each way for \(fault.seconds) s (\(open) worker connections open at its start)"
             try? await Task.sleep(for: .milliseconds(Int64(fault.seconds * 1000)))
         case .malformed:
             done = await injectMalformed(fault, done)
