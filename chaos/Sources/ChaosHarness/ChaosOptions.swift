@@ -64,7 +64,7 @@ public enum PlantedBugOption: String, CaseIterable, Codable, Sendable {
         case .noOwnerCheck: ["owner check", "runtime applied an event twice"]
         case .noMarkerCheck: ["runtime applied an event twice"]
         case .ackBeforeEffects: ["runtime never applied"]
-        case .noLeaseRefresh: ["lease", "runtime applied an event twice"]
+        case .noLeaseRefresh: ["lease not kept", "runtime applied an event twice"]
         }
     }
 }

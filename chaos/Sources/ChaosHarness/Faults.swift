@@ -100,12 +100,15 @@ struct FaultInjector: Sendable {
             }
         case .stall:
             topology.proxy.stall(for: .milliseconds(Int64(fault.seconds * 1000)))
-            done.note = "no traffic for \(fault.seconds) s"
+            let open = topology.proxy.openConnections
+            // Connections made during the stall are held too, so none open at its start is no skip.
+            done.note = "no traffic for \(fault.seconds) s (\(open) worker connections open at its start)"
             try? await Task.sleep(for: .milliseconds(Int64(fault.seconds * 1000)))
         case .latency:
             let ms = fault.milliseconds ?? 100
             topology.proxy.addLatency(.milliseconds(ms), for: .milliseconds(Int64(fault.seconds * 1000)))
-            done.note = "+\(ms) ms each way for \(fault.seconds) s"
+            let open = topology.proxy.openConnections
+            done.note = "+\(ms) ms each way for \(fault.seconds) s (\(open) worker connections open at its start)"
             try? await Task.sleep(for: .milliseconds(Int64(fault.seconds * 1000)))
         case .malformed:
             done = await injectMalformed(fault, done)
@@ -181,7 +184,10 @@ struct FaultInjector: Sendable {
             try? await Task.sleep(for: .milliseconds(Int64(wait * 1000)))
             let next = try? await topology.startWorker(kind: kind, slot: slot)
             done.note = "SIGKILL; \(done.inHandler.map { "\($0) held entries already mailed (killed inside the handler); " } ?? "")restarted as \(next?.consumer ?? "?") after \(fault.seconds) s"
-            if next == nil { done.note += " (restart FAILED)" }
+            if next == nil {
+                done.note += " (restart FAILED)"
+                done.skipped = true
+            }
         case .term:
             await topology.signal(kind: kind, slot: slot, SIGTERM)
             let status = await topology.waitForExit(kind: kind, slot: slot, timeout: .seconds(60))
@@ -189,6 +195,10 @@ struct FaultInjector: Sendable {
             let next = try? await topology.startWorker(kind: kind, slot: slot)
             done.note = "SIGTERM, exit status \(status.map(String.init) ?? "none within 60 s"); restarted as \(next?.consumer ?? "?")"
             if status == nil { done.note += " (did not drain in time)" }
+            if next == nil {
+                done.note += " (restart FAILED)"
+                done.skipped = true
+            }
             await topology.recordTermination(consumer: incarnation.consumer, status: status)
         case .pause:
             let seconds = options.leaseSeconds * 2 + fault.seconds
