@@ -6,6 +6,7 @@ import LocalRedis
 import Logging
 @testable import OrderShop
 import RedisClient
+import ServiceLifecycle
 import Synchronization
 import TestSupport
 import Testing
@@ -201,24 +202,43 @@ extension ShopIntegration {
                 defer { close(fd) }
                 let head = Array("POST /customer HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ".utf8) + Array(repeating: UInt8(ascii: "a"), count: 200)
                 // One byte every 250 ms: 50 s in all, far past any header deadline; the server must close first.
-                var closedByServer = false
-                for byte in head {
-                    var b = byte
-                    if send(fd, &b, 1, Int32(MSG_NOSIGNAL)) != 1 {
-                        closedByServer = true
-                        break
-                    }
-                    var probe: UInt8 = 0
-                    let n = recv(fd, &probe, 1, Int32(MSG_DONTWAIT))
-                    if n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-                        closedByServer = true
-                        break
-                    }
-                    try await Task.sleep(for: .milliseconds(250))
-                }
+                let closedByServer = try await trickle(head, to: fd, every: .milliseconds(250))
                 #expect(closedByServer, "the server kept a connection that trickled its head one byte at a time")
                 // And it still serves everyone else.
                 #expect(try await shop.gateway.get("/healthz").status == 200)
+            }
+        }
+
+        /// The body has its own deadline: a complete head followed by a trickled body is cut off too.
+        @Test func aClientTricklingItsBodyIsCutOff() async throws {
+            try await withRedisServer { server in
+                let pool = try server.makePool()
+                let context = try ShopContext(pool: pool, logger: testLogger)
+                let port = Mutex(0)
+                let app = buildApplication(
+                    for: .customer, host: "127.0.0.1", port: 0, context: context, httpClient: HTTPClient.shared,
+                    limits: HTTPServerLimits(headerTimeout: .seconds(2), bodyTimeout: .seconds(2), idleTimeout: .seconds(10)),
+                    onServerRunning: { p in port.withLock { $0 = p } })
+                let group = ServiceGroup(services: [app], logger: testLogger)
+                let running = Task { try await group.run() }
+                #expect(await eventually(timeout: .seconds(30)) { port.withLock { $0 } != 0 })
+                let listening = port.withLock { $0 }
+
+                let body = Array(#"{"name": "Slow", "email": "slow@shop.test"}"#.utf8)
+                let fd = try connectLoopback(port: listening)
+                let head = Array("POST /customer HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: \(body.count)\r\n\r\n".utf8)
+                #expect(send(fd, head, head.count, Int32(MSG_NOSIGNAL)) == head.count)
+                let closedByServer = try await trickle(body, to: fd, every: .milliseconds(400))
+                close(fd)
+                #expect(closedByServer, "the server kept a connection that trickled its body")
+                #expect(try await ReadModel(pool: pool).count(.customer) == 0)
+
+                // A client within the limits is served.
+                let client = ShopClient(baseURL: "http://127.0.0.1:\(listening)", client: HTTPClient.shared)
+                #expect(try await client.post("/customer", ["name": "Quick", "email": "quick@shop.test"]).status == 200)
+                await group.triggerGracefulShutdown()
+                _ = await running.result
+                await pool.shutdown()
             }
         }
 
@@ -246,6 +266,20 @@ extension ShopIntegration {
             }
         }
     }
+}
+
+/// Sends `bytes` one at a time with a pause between them; true when the server closed the
+/// connection before all were sent.
+func trickle(_ bytes: [UInt8], to fd: Int32, every pause: Duration) async throws -> Bool {
+    for byte in bytes {
+        var b = byte
+        if send(fd, &b, 1, Int32(MSG_NOSIGNAL)) != 1 { return true }
+        var probe: UInt8 = 0
+        let n = recv(fd, &probe, 1, Int32(MSG_DONTWAIT))
+        if n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) { return true }
+        try await Task.sleep(for: pause)
+    }
+    return false
 }
 
 /// A blocking TCP connection to 127.0.0.1 (for clients that misbehave on purpose).
