@@ -40,7 +40,8 @@ final class SlowClientGuard: ChannelDuplexHandler, RemovableChannelHandler {
     private let limits: HTTPServerLimits
     private var timer: Scheduled<Void>?
     private var readingRequest = false
-    private var responding = false
+    /// Requests whose response has not ended yet (more than one when a client pipelines).
+    private var unanswered = 0
 
     init(limits: HTTPServerLimits) { self.limits = limits }
 
@@ -57,22 +58,22 @@ final class SlowClientGuard: ChannelDuplexHandler, RemovableChannelHandler {
         switch unwrapInboundIn(data) {
         case .head:
             readingRequest = true
-            responding = true
+            unanswered += 1
             arm(limits.bodyTimeout, context: context)
         case .body:
             break
         case .end:
             readingRequest = false
-            // The response may be written already (an early refusal); then the next head is due.
-            if responding { disarm() } else { arm(limits.keepAliveTimeout, context: context) }
+            // Answered already (an early refusal): the next head is due; else wait for the response.
+            if unanswered == 0 { arm(limits.keepAliveTimeout, context: context) } else { disarm() }
         }
         context.fireChannelRead(data)
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         if case .end = unwrapOutboundIn(data) {
-            responding = false
-            if !readingRequest { arm(limits.keepAliveTimeout, context: context) }
+            unanswered = max(0, unanswered - 1)
+            if unanswered == 0, !readingRequest { arm(limits.keepAliveTimeout, context: context) }
         }
         context.write(data, promise: promise)
     }
