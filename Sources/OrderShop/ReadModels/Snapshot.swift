@@ -21,14 +21,6 @@ public struct ReadModelSnapshot: Sendable, Hashable {
     public var live: Int { states.values.filter { !$0.deleted }.count }
 }
 
-/// A stream lacks entries a rebuild or snapshot needs: they were trimmed (or deleted) past the
-/// latest snapshot, so the read model cannot be rebuilt from the record. Names the stream.
-public struct StreamGapError: Error, Sendable, CustomStringConvertible {
-    public var stream: String
-    public var detail: String
-    public var description: String { "\(stream): \(detail)" }
-}
-
 extension EventStore {
     /// The latest snapshot of an entity type, nil when none was ever taken.
     public func latestSnapshot(_ type: EntityType) async throws -> ReadModelSnapshot? {
@@ -72,49 +64,9 @@ extension EventStore {
         return snapshot
     }
 
-    /// Takes the read model as a snapshot, for a shop whose streams were trimmed before snapshots
-    /// existed (by the earlier `trim`), where ``takeSnapshot(_:)`` refuses: the read model then
-    /// holds the only record of the trimmed events, and from this snapshot on retention and
-    /// rebuilds work again. Read in one script with the cut (the scripts that append events write
-    /// the read model in the same step, so the two agree). Creation order is kept as the read
-    /// model's (its sequence numbers stand in for the creation entry ids, before any real one).
-    @discardableResult
-    public func adoptReadModelAsSnapshot(_ type: EntityType) async throws -> ReadModelSnapshot {
-        let k = type.keys
-        let keys = ([k.entities, k.versions, k.tombstones, k.ids] + type.streams).map { RedisArgument($0) }
-        let reply = try await pool.evaluate(Self.adoptScript, keys: keys)
-        guard let parts = reply.array, parts.count == 5 else { throw RedisError(.unexpectedReply, "read model adoption answered \(reply)") }
-        let cut = try StreamCut.parse(parts[4], type: type)
-        func hash(_ v: RESPValue) -> [String: [UInt8]] {
-            let a = v.array ?? []
-            var out: [String: [UInt8]] = [:]
-            for i in stride(from: 0, to: a.count - 1, by: 2) { if let key = a[i].string, let value = a[i + 1].bytes { out[key] = value } }
-            return out
-        }
-        let (live, tombstones) = (hash(parts[0]), hash(parts[2]))
-        let versions = hash(parts[1]).compactMapValues { Int(String(decoding: $0, as: UTF8.self)) }
-        let order = hash(parts[3]).compactMapValues { UInt64(Double(String(decoding: $0, as: UTF8.self)) ?? 0) }
-        var states: [String: Projection.State] = [:]
-        for (id, version) in versions {
-            guard let json = live[id] ?? tombstones[id] else { continue }
-            states[id] = Projection.State(
-                json: json, version: version, deleted: live[id] == nil, created: StreamID(milliseconds: 0, sequence: order[id] ?? 0))
-        }
-        let snapshot = ReadModelSnapshot(type: type, cut: cut, takenAt: Self.now(), states: states)
-        try await install(snapshot)
-        return snapshot
-    }
-
-    /// KEYS: entities, versions, tombstones, ids, the 3 streams. Returns the four read-model keys and the cut.
-    static let adoptScript = RedisScript(
-        StreamCut.lua + """
-            return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3]),
-                    redis.call('ZRANGE', KEYS[4], 0, -1, 'WITHSCORES'), stream_cut({KEYS[5], KEYS[6], KEYS[7]})}
-            """)
-
     /// Writes the states beside the installed ones, then swaps them in with the position, in one
     /// script that refuses to move the snapshot backwards.
-    private func install(_ snapshot: ReadModelSnapshot) async throws {
+    func install(_ snapshot: ReadModelSnapshot) async throws {
         let k = snapshot.type.keys
         let staging = k.snapshotStates + ":staging:" + UUID().uuidString.lowercased()
         var commands: [[RedisArgument]] = [["DEL", RedisArgument(staging)]]
@@ -134,42 +86,6 @@ extension EventStore {
                 RedisArgument(positions.map { "\($0.entriesAdded)" }.joined(separator: " ")),
                 RedisArgument(snapshot.takenAt), RedisArgument(snapshot.live),
             ])
-    }
-
-    /// The events of an entity type after one cut up to a later one, checked complete: each
-    /// stream must hold exactly `entries-added(to) - entries-added(from)` entries in that range,
-    /// else it was trimmed past `from` and a ``StreamGapError`` names it.
-    func events(_ type: EntityType, after from: StreamCut, upTo to: StreamCut, pageSize: Int = 1000) async throws -> [RecordedEvent] {
-        var events: [RecordedEvent] = []
-        for (i, action) in EventAction.allCases.enumerated() {
-            let (a, b) = (from.positions[i], to.positions[i])
-            let needed = b.entriesAdded - a.entriesAdded
-            guard needed >= 0, b.lastID >= a.lastID else {
-                throw StreamGapError(
-                    stream: b.stream,
-                    detail: "is behind the snapshot (entries-added \(b.entriesAdded), last id \(b.lastID); the snapshot covers \(a.lastID), entries-added \(a.entriesAdded)): the stream was deleted or replaced")
-            }
-            var read = 0
-            var start = a.lastID == .zero ? "-" : "(\(a.lastID)"
-            while needed > 0 {
-                let page = try await pool.send(XRANGE(RedisArgument(b.stream), start: start, end: "\(b.lastID)", count: pageSize))
-                for entry in page {
-                    if let e = RecordedEvent(entry, action: action) { events.append(e) }
-                    start = "(" + entry.id
-                }
-                read += page.count
-                if page.count < pageSize { break }
-            }
-            if read != needed {
-                let first = b.firstID.map { "\($0)" } ?? "none (empty)"
-                throw StreamGapError(
-                    stream: b.stream,
-                    detail: "holds \(read) of the \(needed) entries after \(a.lastID) that are needed (first entry \(first), entries-added \(b.entriesAdded); "
-                        + (a.entriesAdded == 0 && a.lastID == .zero ? "no snapshot" : "the latest snapshot covers up to \(a.lastID), entries-added \(a.entriesAdded)")
-                        + "): it was trimmed past the latest snapshot, so its read model cannot be rebuilt from the record")
-            }
-        }
-        return events
     }
 
     static func encodeState(_ s: Projection.State) -> [UInt8] {
