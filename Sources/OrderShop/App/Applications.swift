@@ -64,7 +64,9 @@ public func buildApplication(
 /// whose mail failed retries the event with its own backoff.
 public func makeHTTPClient() -> HTTPClient {
     var configuration = HTTPClient.Configuration()
-    configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)
+    // Idle connections are closed after 5 s, before the server's keep-alive timeout (15 s,
+    // HTTPServerLimits) can close one just as it is reused.
+    configuration.connectionPool = .init(idleTimeout: .seconds(5), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)
     configuration.connectionPool.retryConnectionEstablishment = false
     configuration.timeout = .init(connect: .seconds(2), read: .seconds(30))
     return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
