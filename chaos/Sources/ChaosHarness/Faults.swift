@@ -36,7 +36,9 @@ struct FaultInjector: Sendable {
         await withTaskGroup(of: Void.self) { group in
             for fault in schedule {
                 let wait = fault.at - clock.elapsed
-                if wait > 0 { try? await Task.sleep(for: .milliseconds(Int64(wait * 1000))) }
+                if wait > 0 {
+                    do { try await Task.sleep(for: .milliseconds(Int64(wait * 1000))) } catch { break }
+                }
                 group.addTask { await self.execute(fault) }
             }
         }
@@ -62,7 +64,7 @@ struct FaultInjector: Sendable {
                         attempts += 1
                         logger.warning("redis-server restart failed (\(error)); again")
                         if attempts > 20 { return (at, "redis-server did not restart: \(error)") }
-                        try? await Task.sleep(for: .milliseconds(500))
+                        do { try await Task.sleep(for: .milliseconds(500)) } catch { return (at, "cancelled before redis-server restarted") }
                     }
                 }
             }
@@ -107,7 +109,7 @@ struct FaultInjector: Sendable {
             while ContinuousClock.now - started < .seconds(4) {
                 held = await observer.pending(consumer: incarnation.consumer, group: kind) ?? 0
                 if held > 0 { break }
-                try? await Task.sleep(for: .milliseconds(25))
+                do { try await Task.sleep(for: .milliseconds(25)) } catch { break }
             }
         } else {
             held = await observer.pending(consumer: incarnation.consumer, group: kind) ?? 0
@@ -166,7 +168,7 @@ struct FaultInjector: Sendable {
                 return done
             }
             if attempt == 39 { done.note += "; XADD failed" }
-            try? await Task.sleep(for: .milliseconds(500))
+            do { try await Task.sleep(for: .milliseconds(500)) } catch { return done }
         }
         return done
     }
