@@ -57,6 +57,7 @@ struct UpCommand: AsyncParsableCommand {
                 case .service(.gateway): "--gateway-port"
                 case .service: "--service-port-base"
                 case .metrics: "--metrics-port (0: none)"
+                case .redisServer: "--redis-port (or --url for a Redis of your own)"
                 }
             }
         }

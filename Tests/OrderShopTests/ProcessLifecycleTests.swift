@@ -106,11 +106,11 @@ import Testing
 
     // MARK: Ports that are taken
 
-    /// Expects `process` to exit non-zero within ``limit`` with exactly one line naming
+    /// Expects `process` to exit non-zero within `limit` with exactly one line naming
     /// 127.0.0.1:`port`, which gives the system's reason and `flag`; returns its output.
     @discardableResult
-    func expectListenFailure(_ process: ChildProcess, port: Int, flag: String) async -> String {
-        let status = await process.waitForExit(timeout: Self.limit)
+    func expectListenFailure(_ process: ChildProcess, port: Int, flag: String, within limit: Duration = limit) async -> String {
+        let status = await process.waitForExit(timeout: limit)
         await process.stop(signal: SIGKILL)
         let output = process.output
         #expect(status != nil && status != 0, "status \(String(describing: status)): \(output)")
@@ -173,6 +173,16 @@ import Testing
 
     // A second signal during the drain cancels the group; the case [SIGINT, SIGINT] joins the
     // arguments once the worker runtime's loops end on cancellation (issue 12, Build 1).
+    @Test("`up` whose Redis port is held by something else exits non-zero at once, naming the port and --redis-port")
+    func upWithTakenRedisPort() async throws {
+        try await withTakenPort { port in
+            let up = try ordershop(["up", "--gateway-port", "0", "--service-port-base", "0", "--metrics-port", "0", "--redis-port", String(port)])
+            // First a PING to the port (is it a Redis already?) that times out after 2 s.
+            await expectListenFailure(up, port: port, flag: "--redis-port", within: .seconds(20))
+            #expect(!up.output.contains("OrderShop is up"))
+        }
+    }
+
     @Test("`up` stops its redis-server and removes its data directory on SIGINT and SIGTERM", arguments: [[SIGINT], [SIGTERM]])
     func upStopsItsRedis(signals: [Int32]) async throws {
         let up = try ordershop(

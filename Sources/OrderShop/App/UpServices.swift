@@ -40,7 +40,13 @@ final class UpRedis: Service, Sendable {
         o.port = options.redisPort
         o.appendOnly = true
         o.directory = options.dataDirectory
-        let server = try await LocalRedisServer(o)
+        let server: LocalRedisServer
+        do {
+            server = try await LocalRedisServer(o)
+        } catch let error as LocalRedisError where error.description.contains("Address already in use") {
+            // Something that is not Redis (it did not answer PING) holds the port.
+            throw ListenFailure(listener: .redisServer, host: "127.0.0.1", port: options.redisPort, reason: "Address already in use")
+        }
         OrderShopUp.say(
             "started redis-server (pid \(server.pid.map(String.init) ?? "?"), append-only, data in \(server.directory)) on 127.0.0.1:\(server.port)")
         use(local)

@@ -9,12 +9,15 @@ public enum Listener: Sendable, Hashable, CustomStringConvertible {
     case service(ServiceName)
     /// A worker process's `/metrics` and `/healthz`.
     case metrics
+    /// The redis-server child of `ordershop up`.
+    case redisServer
 
     public var description: String {
         switch self {
         case .service(.gateway): "gateway"
         case .service(let name): "\(name) service"
         case .metrics: "metrics endpoint"
+        case .redisServer: "redis-server child"
         }
     }
 }
