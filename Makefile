@@ -9,9 +9,18 @@ CONFIG      ?= debug
 BUILD_FLAGS ?=
 DURATION    ?= 90
 SEED        ?= 20261127
+# Each planted runtime bug gets a short run with the faults that expose it (bug:faults); it must
+# FAIL with the violation that names the bug (ordershop-chaos run --expect-caught).
+PLANTED_DURATION ?= 35
+PLANTED_BUGS ?= ack-before-handling:kill,malformed \
+  no-idempotency:kill,duplicate \
+  no-owner-check:pause,kill \
+  no-marker-check:duplicate,kill \
+  ack-before-effects:kill,term \
+  no-lease-refresh:pause,latency,kill
 APT_PACKAGES := libhiredis-dev libssl-dev redis-server redis-tools openssl pkg-config
 
-.PHONY: deps build release test test-swift test-deploy chaos chaos-run bench run ping clean
+.PHONY: deps build release test test-swift test-deploy chaos chaos-run chaos-planted bench run ping clean
 
 # Installs what is missing. As root it runs apt-get; otherwise it prints the command to run.
 deps:
@@ -30,12 +39,14 @@ release: deps
 	$(SWIFT) build -c release --product ordershop $(BUILD_FLAGS)
 
 # Everything CI checks: unit and integration tests against real redis-server processes, the
-# deployment files, and a 90-second chaos run with a fixed seed and every fault kind on.
+# deployment files, a 90-second chaos run with a fixed seed and every standard fault kind on,
+# and one short run per planted runtime bug, each of which must be caught.
 test: deps
 	$(SWIFT) build --build-tests $(BUILD_FLAGS)
 	$(SWIFT) test --skip-build $(BUILD_FLAGS)
 	ORDERSHOP_BIN="$$($(SWIFT) build --show-bin-path $(BUILD_FLAGS))/ordershop" deploy/check.sh
 	$(MAKE) --no-print-directory chaos-run
+	$(MAKE) --no-print-directory chaos-planted
 
 chaos: deps
 	$(SWIFT) build --product ordershop $(BUILD_FLAGS)
@@ -46,6 +57,18 @@ chaos: deps
 chaos-run:
 	$$($(SWIFT) build --show-bin-path $(BUILD_FLAGS))/ordershop-chaos run --duration $(DURATION) --seed $(SEED) \
 	  --ordershop $$($(SWIFT) build --show-bin-path $(BUILD_FLAGS))/ordershop --report-dir chaos-report
+
+# Every planted bug in a short run; each must FAIL with the violation naming it (a PASS or a VOID
+# fails this target). All run even when one is not caught; the summary names those.
+chaos-planted:
+	@bin="$$($(SWIFT) build --show-bin-path $(BUILD_FLAGS))"; missed=""; \
+	for spec in $(PLANTED_BUGS); do \
+	  bug=$${spec%%:*}; faults=$${spec#*:}; \
+	  echo "== planted bug $$bug (faults $$faults, $(PLANTED_DURATION) s)"; \
+	  $$bin/ordershop-chaos run --duration $(PLANTED_DURATION) --seed $(SEED) --faults $$faults --plant-bug $$bug --expect-caught \
+	    --drain-timeout 120 --ordershop $$bin/ordershop --report-dir chaos-report/planted-$$bug || missed="$$missed $$bug"; \
+	done; \
+	if [ -n "$$missed" ]; then echo "planted bugs NOT caught:$$missed"; exit 1; fi; echo "every planted bug was caught"
 
 bench: release
 	$$($(SWIFT) build -c release --show-bin-path)/ordershop bench all $(BENCH_FLAGS)

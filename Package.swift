@@ -20,6 +20,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
     ],
     targets: [
         // hiredis: the RESP codec only (Debian's 0.14 has no TLS; the transport is ours).
@@ -82,6 +83,7 @@ let package = Package(
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
             ]
         ),
         .executableTarget(
@@ -132,6 +134,11 @@ let package = Package(
                 "StreamWorker", "WorkerMetricsHTTP", "RedisClient", "LocalRedis", "TestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]
+        ),
+        // The chaos checker and verdict on synthetic histories (no processes, no Redis).
+        .testTarget(
+            name: "ChaosHarnessTests",
+            dependencies: ["ChaosHarness", "OrderShop", "RedisClient"]
         ),
         .testTarget(
             name: "OrderShopTests",

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import OrderShop
 
 /// `ordershop demo`: the original client's scenario, then CRM down, the scenario again, CRM back
@@ -19,12 +20,16 @@ struct DemoCommand: AsyncParsableCommand {
     @Flag(help: "Skip the CRM stop/run again/start part (for a shop whose workers run in other processes).")
     var noCrmRestart = false
 
+    @Option(help: "The gateway's admin token, for the CRM stop/start (default: $ORDERSHOP_ADMIN_TOKEN).")
+    var adminToken: String?
+
     @OptionGroup var redis: RedisOptions
 
     func run() async throws {
         let httpClient = makeHTTPClient()
         let demo = Demo(options: Demo.Options(
-                gatewayURL: gateway, redis: try redis.configuration(), mailTimeout: .seconds(mailTimeout), crmRestart: !noCrmRestart))
+                gatewayURL: gateway, redis: try redis.configuration(), mailTimeout: .seconds(mailTimeout), crmRestart: !noCrmRestart,
+                adminToken: adminToken ?? ProcessInfo.processInfo.environment["ORDERSHOP_ADMIN_TOKEN"]))
         let report: Demo.Report
         do {
             report = try await demo.run(httpClient: httpClient)

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import OrderShop
 import RedisClient
 import StreamWorker
 
@@ -15,18 +16,21 @@ struct StatusCommand: AsyncParsableCommand {
     @Flag(help: "Print JSON instead of a table.") var json = false
 
     func run() async throws {
-        let pool = try RedisConnectionPool(configuration: try redis.configuration(), maximumConnections: 2)
-        let inspector = GroupInspector(pool: pool)
         var all: [GroupStatus] = []
         var streamsWithoutGroups: [(String, Int)] = []
-        for stream in try await inspector.streams(matching: match) {
-            let groups = try await inspector.status(stream: stream)
-            if groups.isEmpty {
-                streamsWithoutGroups.append((stream, try await pool.send(XLEN(RedisArgument(stream)))))
+        // Every primary of a Redis Cluster, or the one server.
+        for pool in try await RedisNodePools.primaries(try redis.configuration()) {
+            let inspector = GroupInspector(pool: pool)
+            for stream in try await inspector.streams(matching: match) {
+                let groups = try await inspector.status(stream: stream)
+                if groups.isEmpty {
+                    streamsWithoutGroups.append((stream, try await pool.send(XLEN(RedisArgument(stream)))))
+                }
+                all += groups
             }
-            all += groups
+            await pool.shutdown()
         }
-        await pool.shutdown()
+        all.sort { ($0.stream, $0.group) < ($1.stream, $1.group) }
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -119,33 +123,39 @@ struct DeadLetterCommand: AsyncParsableCommand {
     }
 }
 
-/// `ordershop trim`: retention that never drops an entry some group still needs.
+/// `ordershop trim`: retention that keeps every entry the latest snapshot does not cover or a group still needs.
 struct TrimCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "trim",
-        abstract: "Trim streams to the oldest entry any group still needs (optionally capped by --maxlen when safe)."
+        abstract: "Snapshot each entity type, then trim its event streams to what the snapshot covers and no group still needs.",
+        discussion: """
+            Never removes an entry newer than the latest snapshot of its entity type, nor one a consumer group still needs \
+            (pending, or not yet delivered). An entity type whose snapshot cannot be taken (a stream already lacks entries) is \
+            not trimmed, and the command exits non-zero. Safe while the shop runs.
+            """
     )
 
     @OptionGroup var redis: RedisOptions
-    @Option(help: "Streams to trim (a glob).") var match: String = "events:*"
-    @Option(help: "Keep at most this many entries, unless that would drop entries a group still needs.") var maxlen: Int?
+    @Argument(help: EntitySelection.help) var entity: String = "all"
+    @Option(help: "Keep at most this many entries per stream, unless that would drop entries the snapshot does not cover or a group still needs.")
+    var maxlen: Int?
+
+    func validate() throws { _ = try EntitySelection.types(entity) }
 
     func run() async throws {
-        let pool = try RedisConnectionPool(configuration: try redis.configuration(), maximumConnections: 2)
-        let retention = StreamRetention(pool: pool)
         var rows = [["STREAM", "GROUPS", "REMOVED", "KEPT FROM", "NOTE"]]
-        for stream in try await GroupInspector(pool: pool).streams(matching: match) {
-            let r = try await retention.trim(stream: stream, maxLength: maxlen)
-            var note = ""
-            if r.groups == 0 { note = "no groups: not trimmed" }
-            if r.capRefused {
-                note = "--maxlen \(maxlen ?? 0) refused: it would drop entries a group still needs"
-                FileHandle.standardError.write(Data("warning: \(stream): \(note)\n".utf8))
+        defer { printTable(rows) }
+        try await EntitySelection.run(try EntitySelection.types(entity), redis: redis, verb: "trim") { type, pool in
+            let result = try await EventRetention(pool: pool).trim(type, maxLength: maxlen)
+            for (r, position) in zip(result.streams, result.snapshot.positions) {
+                var note = r.groups == 0 ? "no groups: not trimmed" : "snapshot covers \(position.lastID)"
+                if r.capRefused {
+                    note = "--maxlen \(maxlen ?? 0) refused: it would drop entries the snapshot does not cover or a group still needs"
+                    FileHandle.standardError.write(Data("warning: \(r.stream): \(note)\n".utf8))
+                }
+                rows.append([r.stream, "\(r.groups)", "\(r.removed)", r.keptFrom, note])
             }
-            rows.append([stream, "\(r.groups)", "\(r.removed)", r.keptFrom, note])
         }
-        await pool.shutdown()
-        printTable(rows)
     }
 }
 

@@ -7,7 +7,7 @@ struct OrderShopCommand: AsyncParsableCommand {
         abstract: "OrderShop on Redis Streams: services, workers and operations.",
         subcommands: [
             PingCommand.self,
-            ServeCommand.self, WorkCommand.self, UpCommand.self, DemoCommand.self, RebuildCommand.self,
+            ServeCommand.self, WorkCommand.self, UpCommand.self, DemoCommand.self, RebuildCommand.self, SnapshotCommand.self,
             StatusCommand.self, DeadLetterCommand.self, TrimCommand.self, WorkerProbeCommand.self,
             BenchCommand.self,
         ]

@@ -6,7 +6,7 @@ import RedisClient
 struct PingCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ping",
-        abstract: "Connect to Redis (TLS, AUTH), PING it, and print the server version, TLS details and round-trip time."
+        abstract: "Connect to Redis (TLS, AUTH), PING it, and print the server version, TLS details and round-trip time (every node of a Redis Cluster)."
     )
 
     @OptionGroup var redis: RedisOptions
@@ -15,6 +15,9 @@ struct PingCommand: AsyncParsableCommand {
         var config = try redis.configuration()
         config.reconnect.retryWindow = .zero  // one attempt: report the failure, do not wait it out
         do {
+            if try await usesRedisCluster(config) {
+                return try await ClusterPing.run(config)
+            }
             let connection = try RedisConnection(configuration: config)
             try await connection.connect()
             let started = ContinuousClock.now
@@ -27,6 +30,11 @@ struct PingCommand: AsyncParsableCommand {
             print("server:   redis \(info["redis_version"] ?? "unknown") (\(info["redis_mode"] ?? "standalone"))")
             if let tls {
                 print("tls:      \(tls.protocolVersion), cipher \(tls.cipher)")
+                if case .enable(let settings) = config.tls, !settings.verifyPeer {
+                    // Encrypted, but to whom: anyone on the path could have answered this PING.
+                    FileHandle.standardError.write(Data(
+                        "warning: the server's certificate was NOT verified (ssl_cert_reqs=none): the connection is encrypted but not authenticated\n".utf8))
+                }
             } else {
                 print("tls:      off")
             }

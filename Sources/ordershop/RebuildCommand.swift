@@ -1,36 +1,25 @@
 import ArgumentParser
 import OrderShop
-import RedisClient
 
-/// `ordershop rebuild ENTITY`: rebuilds a read model from its event streams.
+/// `ordershop rebuild ENTITY`: rebuilds a read model from its latest snapshot and the events after it.
 struct RebuildCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rebuild",
-        abstract: "Rebuild the read model of an entity type (or all) from its event streams.",
-        discussion: "Safe while the shop runs: the new read model is swapped in only if no event arrived meanwhile (else it starts over)."
+        abstract: "Rebuild the read model of an entity type (or all) from its latest snapshot and the events after it.",
+        discussion: """
+            Safe while the shop runs: the new read model is swapped in only if no event arrived meanwhile (else it reads them and tries again). \
+            Refuses, naming the stream, when a stream lacks entries after the latest snapshot (trimmed by hand): it never rebuilds from part of the record.
+            """
     )
 
-    @Argument(help: "customer, product, inventory, order, billing, or all.")
-    var entity: String
-
+    @Argument(help: EntitySelection.help) var entity: String
     @OptionGroup var redis: RedisOptions
 
-    func validate() throws {
-        guard entity == "all" || EntityType(rawValue: entity) != nil else {
-            throw ValidationError("unknown entity '\(entity)'; one of \(EntityType.allCases.map(\.rawValue).joined(separator: ", ")), all")
-        }
-    }
+    func validate() throws { _ = try EntitySelection.types(entity) }
 
     func run() async throws {
-        let types = entity == "all" ? EntityType.allCases : [EntityType(rawValue: entity)!]
-        let pool = try RedisConnectionPool(configuration: try redis.configuration(), maximumConnections: 2)
-        let store = EventStore(pool: pool)
-        do {
-            for type in types { print("rebuilt \(try await store.rebuild(type))") }
-        } catch {
-            await pool.shutdown()
-            throw error
+        try await EntitySelection.run(try EntitySelection.types(entity), redis: redis, verb: "rebuild") { type, pool in
+            print("rebuilt \(try await EventStore(pool: pool).rebuild(type))")
         }
-        await pool.shutdown()
     }
 }

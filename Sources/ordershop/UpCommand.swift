@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import OrderShop
 import RedisClient
 
@@ -12,7 +13,8 @@ struct UpCommand: AsyncParsableCommand {
             Redis: --url or $REDIS_URL when given; else 127.0.0.1:6379 when something answers there; else a redis-server \
             child on that port (append-only file on, data in --data-dir or a temporary directory), stopped on exit.
             Ctrl-C (SIGINT) or SIGTERM stops everything: the gateway first, then the workers drain, then the services.
-            The gateway also serves GET /admin/workers and POST /admin/workers/<crm|billing>/<stop|start> (see --no-admin).
+            With an admin token (--admin-token or $ORDERSHOP_ADMIN_TOKEN) the gateway also serves GET /admin/workers and \
+            POST /admin/workers/<crm|billing>/<stop|start> to requests with `Authorization: Bearer <token>`; without one it does not.
             """
     )
 
@@ -37,6 +39,9 @@ struct UpCommand: AsyncParsableCommand {
     @Flag(help: "Do not serve the /admin/workers routes.")
     var noAdmin = false
 
+    @Option(help: "Bearer token of the /admin/workers routes (default: $ORDERSHOP_ADMIN_TOKEN); without one they are not served.")
+    var adminToken: String?
+
     @OptionGroup var redis: RedisOptions
 
     func run() async throws {
@@ -45,7 +50,8 @@ struct UpCommand: AsyncParsableCommand {
             ports[s] = servicePortBase == 0 ? 0 : servicePortBase + i
         }
         let stack = ShopStack.Options(
-            host: host, ports: ports, metricsPort: metricsPort > 0 ? metricsPort : nil, adminRoutes: !noAdmin)
+            host: host, ports: ports, metricsPort: metricsPort > 0 ? metricsPort : nil, adminRoutes: !noAdmin,
+            adminToken: adminToken ?? ProcessInfo.processInfo.environment["ORDERSHOP_ADMIN_TOKEN"])
         let options = OrderShopUp.Options(
             redis: redis.isConfigured ? try redis.configuration() : nil, dataDirectory: dataDir, redisPort: redisPort, stack: stack)
         let logger = makeLogger("ordershop.up")

@@ -41,6 +41,11 @@ struct WorkCommand: AsyncParsableCommand {
     @Option(help: .hidden)
     var plantedBug: String?
 
+    /// The chaos harness's slow-handler mode: after msg took a mail, wait up to this many
+    /// milliseconds before returning, so that kills often land between effect and settle.
+    @Option(help: .hidden)
+    var chaosPauseAfterMailMs = 0
+
     @OptionGroup var services: ServiceURLOptions
     @OptionGroup var redis: RedisOptions
 
@@ -50,8 +55,10 @@ struct WorkCommand: AsyncParsableCommand {
         if let prefetch, prefetch < 1 { throw ValidationError("--prefetch must be at least 1") }
         guard readers >= 1 else { throw ValidationError("--readers must be at least 1") }
         guard leaseSeconds >= 1 else { throw ValidationError("--lease-seconds must be at least 1") }
+        guard chaosPauseAfterMailMs >= 0 else { throw ValidationError("--chaos-pause-after-mail-ms must not be negative") }
         if let plantedBug, PlantedBug(rawValue: plantedBug) == nil && plantedBug != "no-idempotency" {
-            throw ValidationError("unknown planted bug '\(plantedBug)'")
+            let known = PlantedBug.allCases.map(\.rawValue) + ["no-idempotency"]
+            throw ValidationError("unknown planted bug '\(plantedBug)'; this build knows \(known.joined(separator: ", "))")
         }
     }
 
@@ -79,7 +86,9 @@ struct WorkCommand: AsyncParsableCommand {
             break
         }
         let streamWorker = StreamWorker(
-            pool: pool, configuration: configuration, subscriptions: name.subscriptions(readModel: context.readModel, mail: mail), logger: logger)
+            pool: pool, configuration: configuration,
+            subscriptions: name.subscriptions(readModel: context.readModel, mail: mail, pauseAfterMail: .milliseconds(chaosPauseAfterMailMs)),
+            logger: logger)
         // The worker joins its groups once its endpoint listens and Redis answers: a taken port
         // or a refused password ends the process before it holds anything.
         let metricsBound = StartGate(waitingFor: metricsPort > 0 ? 1 : 0)

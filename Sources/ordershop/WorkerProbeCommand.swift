@@ -31,6 +31,9 @@ struct WorkerProbeCommand: AsyncParsableCommand {
     var effectsKey: String = ""
     @Option(help: "Hash that counts handler invocations per event id (written by the handler itself); empty: none.")
     var invocationsKey: String = ""
+    @Option(help: "Cancel the worker's task this many milliseconds after it started (instead of a graceful drain on a signal), print how long it took to return, then stay alive for --linger-ms (tests read the process's CPU time meanwhile).")
+    var cancelAfterMs: Int?
+    @Option(help: "With --cancel-after-ms: milliseconds to stay alive after the worker returned.") var lingerMs: Int = 0
 
     func run() async throws {
         let logger = Logger(label: "worker-probe")
@@ -75,6 +78,19 @@ struct WorkerProbeCommand: AsyncParsableCommand {
                 maxDeliveries: maxDeliveries, settleMode: mode, drainDeadline: .milliseconds(drainDeadlineMs)),
             subscriptions: [subscription], logger: logger)
         printFlushed("consumer=\(worker.consumerName)")
+        if let cancelAfterMs {
+            let running = Task { try await worker.run() }
+            try await Task.sleep(for: .milliseconds(cancelAfterMs))
+            let cancelled = ContinuousClock.now
+            running.cancel()
+            _ = await running.result
+            let took = ContinuousClock.now - cancelled
+            printFlushed("cancelled_returned_ms=\(took.components.seconds * 1000 + took.components.attoseconds / 1_000_000_000_000_000)")
+            try await Task.sleep(for: .milliseconds(lingerMs))
+            printFlushed("lingered")
+            await pool.shutdown()
+            return
+        }
         let group = ServiceGroup(
             configuration: .init(services: [.init(service: worker)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()

@@ -127,7 +127,7 @@ extension ShopIntegration {
                 let app = Application(router: router, logger: testLogger)
                 try await app.test(.router) { client in
                     for (method, path) in [(HTTPRequest.Method.post, "/customers"), (.put, "/product/x"), (.delete, "/order/x"), (.post, "/billing")] {
-                        try await client.execute(uri: path, method: method, body: ByteBuffer(string: #"{"name":"a"}"#)) { response in
+                        try await client.execute(uri: path, method: method, headers: [.contentType: "application/json"], body: ByteBuffer(string: #"{"name":"a"}"#)) { response in
                             #expect(response.status == .serviceUnavailable, "\(method) \(path)")
                             #expect(response.headers[.contentType]?.hasPrefix("application/json") == true)
                             let body = try JSONCoding.decode(JSONValue.self, from: response.body.readableBytesView)

@@ -20,7 +20,7 @@ extension ShopIntegration {
                 #expect(await eventually(timeout: .seconds(60)) { Set(((try? await shop.mailKeys()) ?? [:]).keys).isSuperset(of: expected1.keys) })
 
                 // CRM down (through the gateway's admin route, as the demo does).
-                let stopped = try await shop.gateway.send(.POST, "/admin/workers/crm/stop", body: nil)
+                let stopped = try await shop.admin("/admin/workers/crm/stop")
                 #expect(stopped.status == 200)
                 #expect(stopped.json?["crm"]?.stringValue == "stopped")
                 #expect(!crm.isRunning)
@@ -39,7 +39,7 @@ extension ShopIntegration {
                 #expect(try await shop.mailKeys().keys.filter { crmMissed[$0] != nil }.isEmpty)
 
                 // CRM back: every missed mail arrives.
-                let started = try await shop.gateway.send(.POST, "/admin/workers/crm/start", body: nil)
+                let started = try await shop.admin("/admin/workers/crm/start")
                 #expect(started.json?["crm"]?.stringValue == "running")
                 #expect(await eventually(timeout: .seconds(60)) { Set(((try? await shop.mailKeys()) ?? [:]).keys).isSuperset(of: all.keys) })
 

@@ -8,7 +8,7 @@ extension ShopIntegration {
     @Suite struct DemoTests {
         @Test func demoPassesAgainstTheShop() async throws {
             try await withShop { shop in
-                let demo = Demo(options: Demo.Options(gatewayURL: shop.stack.gatewayURL, redis: shop.redis.configuration), log: { _ in })
+                let demo = Demo(options: Demo.Options(gatewayURL: shop.stack.gatewayURL, redis: shop.redis.configuration, adminToken: TestShop.adminToken), log: { _ in })
                 let report = try await demo.run(httpClient: HTTPClient.shared)
                 #expect(report.passed, "\(report.failures)")
                 #expect(report.runs.count == 2)
@@ -21,7 +21,7 @@ extension ShopIntegration {
         @Test func demoWithoutWorkerControlFailsUnlessToldToSkipTheRestart() async throws {
             try await withShop { shop in
                 // The owner services answer the same queries but have no /admin routes.
-                let options = Demo.Options(gatewayURL: shop.stack.gatewayURL, redis: shop.redis.configuration)
+                let options = Demo.Options(gatewayURL: shop.stack.gatewayURL, redis: shop.redis.configuration, adminToken: TestShop.adminToken)
                 var noAdmin = options
                 noAdmin.gatewayURL = shop.stack.addresses.url(.customer)
                 let failed = try await Demo(options: noAdmin, log: { _ in }).run(httpClient: HTTPClient.shared)

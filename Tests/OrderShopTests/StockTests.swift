@@ -74,9 +74,13 @@ extension ShopIntegration {
                 #expect(batch.status == 409)
                 #expect(try await amount(shop, inventory[1]) == 1)
 
-                // A product without stock record is out of stock.
+                // A product that does not exist is a bad reference (issue 13: it was 409 "out of stock").
                 let unknown = try await shop.gateway.post("/order", ["product_ids": ["no-such-product"], "customer_id": .string(customer)])
-                #expect(unknown.status == 409)
+                #expect(unknown.status == 400 && unknown.errorField == "product_ids", "\(unknown)")
+                // A live product without a stock record is out of stock.
+                let unstocked = try #require(try await shop.gateway.post("/product", ["name": "No stock", "price": 1]).ids.first)
+                let none = try await shop.gateway.post("/order", ["product_ids": [.string(unstocked)], "customer_id": .string(customer)])
+                #expect(none.status == 409, "\(none)")
             }
         }
 

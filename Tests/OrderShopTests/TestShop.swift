@@ -27,6 +27,14 @@ struct TestShop: Sendable {
         ShopClient(baseURL: stack.addresses.url(service), client: HTTPClient.shared)
     }
 
+    /// The gateway's admin token in tests.
+    static let adminToken = "test-admin-token"
+
+    /// A POST to an admin route of the gateway, with the token.
+    func admin(_ path: String) async throws -> ShopClient.Reply {
+        try await gateway.send(.POST, path, body: nil, headers: [("Authorization", "Bearer \(Self.adminToken)")])
+    }
+
     /// Every key of `mail:sent` with how often it was sent.
     func mailKeys() async throws -> [String: Int] {
         var out: [String: Int] = [:]
@@ -81,7 +89,8 @@ func withShop<T: Sendable>(
         let httpClient = makeHTTPClient()
         for attempt in 1...5 {
             let options = ShopStack.Options(
-                ports: anyPorts(), workers: workers, workerConfiguration: workerConfiguration, metricsPort: nil, adminRoutes: true)
+                ports: anyPorts(), workers: workers, workerConfiguration: workerConfiguration, metricsPort: nil, adminRoutes: true,
+                adminToken: TestShop.adminToken)
             let stack = try ShopStack(redis: server.configuration, httpClient: httpClient, options: options, logger: testLogger)
             let group = ServiceGroup(services: stack.services, logger: testLogger)
             let ended = Mutex(false)

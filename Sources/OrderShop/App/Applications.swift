@@ -41,13 +41,18 @@ public func buildOwnerRouter<E: ShopEntity>(_: E.Type, context: ShopContext) -> 
 /// One OrderShop service as a Hummingbird application (a Service for a ServiceGroup).
 public func buildApplication(
     for service: ServiceName, host: String, port: Int, context: ShopContext, httpClient: HTTPClient,
-    gateway: GatewayOptions = .init(), msg: MsgOptions = .init(),
+    gateway: GatewayOptions = .init(), msg: MsgOptions = .init(), limits: HTTPServerLimits = .init(),
     onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
 ) -> some ApplicationProtocol {
     var logger = context.logger
     logger[metadataKey: "service"] = "\(service)"
+    let idle = limits.idleTimeout.components
     return Application(
         router: buildRouter(for: service, context: context, httpClient: httpClient, gateway: gateway, msg: msg),
+        server: .http1(
+            configuration: .init(
+                additionalChannelHandlers: [SlowClientGuard(limits: limits)],
+                idleTimeout: .nanoseconds(idle.seconds * 1_000_000_000 + idle.attoseconds / 1_000_000_000))),
         configuration: .init(address: .hostname(host, port: port), serverName: "ordershop-\(service)"),
         onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? port) },
         logger: logger)

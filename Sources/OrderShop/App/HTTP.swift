@@ -70,10 +70,11 @@ struct JSONErrorMiddleware: RouterMiddleware {
             return JSONResponse.bytes(ShopError(status: status.code, message: message.lowercased() == "not found" ? "no route \(request.method) \(request.uri.path)" : message).body, status: status)
         } catch {
             let shop = ShopError.from(error)
+            let path = LogText.escaped(request.uri.path)
             if shop.status == 503 {
-                context.logger.warning("\(request.method) \(request.uri.path): \(shop.message)")
+                context.logger.warning("\(request.method) \(path): \(LogText.escaped(shop.message, limit: 500))")
             } else if shop.status >= 500 {
-                context.logger.error("\(request.method) \(request.uri.path) failed: \(shop.message)")
+                context.logger.error("\(request.method) \(path) failed: \(LogText.escaped(shop.message, limit: 500))")
             }
             return JSONResponse.bytes(shop.body, status: HTTPResponse.Status(code: shop.status))
         }

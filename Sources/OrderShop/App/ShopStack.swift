@@ -18,15 +18,17 @@ public final class ShopStack: Sendable {
         public var workerConfiguration: WorkerConfiguration
         /// The port of the workers' `/metrics` and `/healthz`; nil for none.
         public var metricsPort: Int?
-        /// Expose `/admin/workers/<name>/stop|start` on the gateway.
+        /// Expose `/admin/workers/<name>/stop|start` on the gateway (only with an ``adminToken``).
         public var adminRoutes: Bool
+        /// The bearer token the admin routes require; nil: they are not served.
+        public var adminToken: String?
         /// Called with each service and its port once it listens.
         public var onServiceRunning: @Sendable (ServiceName, Int) async -> Void
 
         public init(
             host: String = "127.0.0.1", ports: [ServiceName: Int] = Dictionary(uniqueKeysWithValues: ServiceName.allCases.map { ($0, $0.defaultPort) }),
             workers: [WorkerName] = WorkerName.allCases, workerConfiguration: WorkerConfiguration = .init(),
-            metricsPort: Int? = WorkerName.defaultMetricsPort, adminRoutes: Bool = true,
+            metricsPort: Int? = WorkerName.defaultMetricsPort, adminRoutes: Bool = true, adminToken: String? = nil,
             onServiceRunning: @escaping @Sendable (ServiceName, Int) async -> Void = { _, _ in }
         ) {
             self.host = host
@@ -35,6 +37,7 @@ public final class ShopStack: Sendable {
             self.workerConfiguration = workerConfiguration
             self.metricsPort = metricsPort
             self.adminRoutes = adminRoutes
+            self.adminToken = adminToken
             self.onServiceRunning = onServiceRunning
         }
     }
@@ -116,7 +119,7 @@ public final class ShopStack: Sendable {
             services.append(SupervisedService("\(Listener.metrics)", listener))
         }
         control = WorkerControl(switchables)
-        app(.gateway, gateway: GatewayOptions(directory: directory, admin: options.adminRoutes ? control : nil))
+        app(.gateway, gateway: GatewayOptions(directory: directory, admin: options.adminRoutes ? control : nil, adminToken: options.adminToken))
 
         self.services = services
         self.directory = directory

@@ -44,7 +44,7 @@ public enum OrderShopUp {
         if !o.workers.isEmpty {
             s += "\nworkers: \(o.workers.map(\.rawValue).joined(separator: ", "))"
             if let m = o.metricsPort { s += " (metrics :\(m)/metrics)" }
-            if o.adminRoutes { s += "\nadmin: POST /admin/workers/<crm|billing>/<stop|start> on the gateway" }
+            if o.adminRoutes, o.adminToken?.isEmpty == false { s += "\nadmin: POST /admin/workers/<crm|billing>/<stop|start> on the gateway" }
         }
         return s
     }

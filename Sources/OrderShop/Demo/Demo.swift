@@ -19,15 +19,18 @@ public struct Demo: Sendable {
         /// Stop CRM, run again, start CRM (needs the gateway's `/admin/workers`, i.e. `ordershop up`).
         /// Off: one run and its mails only, for a shop whose workers run elsewhere.
         public var crmRestart: Bool
+        /// The gateway's admin token (`Authorization: Bearer`), needed for ``crmRestart``.
+        public var adminToken: String?
 
         public init(
             gatewayURL: String = "http://127.0.0.1:5000", redis: RedisConfiguration = .init(), mailTimeout: Duration = .seconds(90),
-            crmRestart: Bool = true
+            crmRestart: Bool = true, adminToken: String? = nil
         ) {
             self.gatewayURL = gatewayURL
             self.redis = redis
             self.mailTimeout = mailTimeout
             self.crmRestart = crmRestart
+            self.adminToken = adminToken
         }
     }
 
@@ -160,13 +163,15 @@ public struct Demo: Sendable {
         throw Failure(description: "the gateway at \(options.gatewayURL) is not healthy: \(last)")
     }
 
+    private var adminHeaders: [(String, String)] { options.adminToken.map { [("Authorization", "Bearer \($0)")] } ?? [] }
+
     /// The demo needs `ordershop up`'s worker control; CRM must be running at the start.
     private func ensureCRMControl(_ shop: ShopClient) async throws {
-        let reply = try await shop.get("/admin/workers")
+        let reply = try await shop.send(.GET, "/admin/workers", body: nil, headers: adminHeaders)
         guard reply.status == 200, let state = reply.json?["crm"]?.stringValue else {
             throw Failure(
                 description: "the gateway has no worker control (GET /admin/workers answered \(reply.status)); "
-                    + "run the demo against `ordershop up`, which runs CRM in its process")
+                    + "run the demo against `ordershop up`, which runs CRM in its process, with the same admin token (--admin-token, $ORDERSHOP_ADMIN_TOKEN)")
         }
         if state != "running" {
             log("CRM was stopped (an earlier demo was interrupted?); starting it")
@@ -175,7 +180,7 @@ public struct Demo: Sendable {
     }
 
     private func control(_ shop: ShopClient, _ action: String) async throws {
-        let reply = try await shop.send(.POST, "/admin/workers/crm/\(action)", body: nil)
+        let reply = try await shop.send(.POST, "/admin/workers/crm/\(action)", body: nil, headers: adminHeaders)
         guard reply.status == 200 else { throw Failure(description: "POST /admin/workers/crm/\(action) answered \(reply)") }
         log("  workers: \(reply.text)")
     }

@@ -36,11 +36,11 @@ public struct Customer: ShopEntity {
     }
 
     public init(fields f: FieldReader, id: String, current: Customer?) throws(ShopError) {
-        let email = try f.string("email")
+        let email = try f.string("email", maxBytes: FieldLimits.email)
         guard email.contains("@"), !email.contains(where: \.isWhitespace) else {
             throw ShopError.badRequest("field 'email' must be an e-mail address\(f.item.map { " (item \($0))" } ?? "")", field: "email")
         }
-        self.init(id: id, name: try f.string("name"), email: email)
+        self.init(id: id, name: try f.string("name", maxBytes: FieldLimits.name), email: email)
     }
 
     public var jsonFields: [(String, JSONValue)] { [("id", .string(id)), ("name", .string(name)), ("email", .string(email))] }
@@ -60,7 +60,7 @@ public struct Product: ShopEntity {
     }
 
     public init(fields f: FieldReader, id: String, current: Product?) throws(ShopError) {
-        self.init(id: id, name: try f.string("name"), price: try f.number("price", minimum: 0))
+        self.init(id: id, name: try f.string("name", maxBytes: FieldLimits.name), price: try f.number("price", minimum: 0))
     }
 
     public var jsonFields: [(String, JSONValue)] { [("id", .string(id)), ("name", .string(name)), ("price", .number(price.value))] }
@@ -86,7 +86,7 @@ public struct Inventory: ShopEntity {
     }
 
     public init(fields f: FieldReader, id: String, current: Inventory?) throws(ShopError) {
-        self.init(id: id, productID: try f.string("product_id"), amount: try f.integer("amount", in: 0...1_000_000_000))
+        self.init(id: id, productID: try f.string("product_id", maxBytes: FieldLimits.id), amount: try f.integer("amount", in: 0...1_000_000_000))
     }
 
     public var uniqueValue: String? { productID }
@@ -116,7 +116,14 @@ public struct Order: ShopEntity {
     }
 
     public init(fields f: FieldReader, id: String, current: Order?) throws(ShopError) {
-        self.init(id: id, productIDs: try f.strings("product_ids", maxCount: Self.maxProducts), customerID: try f.string("customer_id"))
+        let productIDs = try f.strings("product_ids", maxCount: Self.maxProducts)
+        let units: [String: Int] = productIDs.reduce(into: [:]) { $0[$1, default: 0] += 1 }
+        if let line = units.first(where: { $0.value > FieldLimits.unitsPerLine }) {
+            throw ShopError.badRequest(
+                "field 'product_ids' lists product \(line.key) \(line.value) times; at most \(FieldLimits.unitsPerLine) units of one product per order"
+                    + (f.item.map { " (item \($0))" } ?? ""), field: "product_ids")
+        }
+        self.init(id: id, productIDs: productIDs, customerID: try f.string("customer_id", maxBytes: FieldLimits.id))
     }
 
     public var jsonFields: [(String, JSONValue)] {
@@ -149,7 +156,7 @@ public struct Billing: ShopEntity {
     /// `done` may be given; otherwise it is now (on create) or kept (on update).
     public init(fields f: FieldReader, id: String, current: Billing?) throws(ShopError) {
         let done = f.has("done") ? try f.integer("done", in: 0...253_402_300_799) : (current?.done ?? Int(Date().timeIntervalSince1970))
-        self.init(id: id, orderID: try f.string("order_id"), done: done)
+        self.init(id: id, orderID: try f.string("order_id", maxBytes: FieldLimits.id), done: done)
     }
 
     public var uniqueValue: String? { orderID }

@@ -1,3 +1,21 @@
+/// The largest values a command accepts (stated in the README). They bound what a worker builds
+/// from an event: a thank-you mail lists each unit's product name, so names, units per order and
+/// the mail size cap are chosen together (1,000 units x 200 bytes fits in ``mail``).
+public enum FieldLimits {
+    /// Any string field not listed below, in bytes of UTF-8.
+    public static let text = 200
+    /// Names of customers and products, in bytes of UTF-8.
+    public static let name = 200
+    /// E-mail addresses (RFC 5321's limit), in bytes.
+    public static let email = 254
+    /// Ids, in the path and in references (`product_id`, `product_ids`, ...), in bytes.
+    public static let id = 200
+    /// Units of one product in one order (one order line).
+    public static let unitsPerLine = 100
+    /// A mail's text, in bytes: msg refuses larger ones (413).
+    public static let mail = 256 << 10
+}
+
 /// Reads the fields of one JSON object from a request body, with errors that name the field
 /// (and, in a batch, the position of the object: `item 3`).
 public struct FieldReader: Sendable {
@@ -7,7 +25,7 @@ public struct FieldReader: Sendable {
 
     public init(_ value: JSONValue, item: Int? = nil) throws(ShopError) {
         guard case .object(let o) = value else {
-            throw ShopError.badRequest("expected a JSON object\(Self.suffix(item)), got \(value.kind)")
+            throw ShopError.badRequest("expected a JSON object\(Self.suffix(item)), got \(value.kind)", field: "body")
         }
         self.object = o
         self.item = item
@@ -27,11 +45,14 @@ public struct FieldReader: Sendable {
         ShopError.badRequest("field '\(name)' must be \(expected)\(suffix), got \(got.kind)", field: name)
     }
 
-    /// A non-empty string.
-    public func string(_ name: String) throws(ShopError) -> String {
+    /// A non-empty string of at most `maxBytes` bytes of UTF-8 (see ``FieldLimits``).
+    public func string(_ name: String, maxBytes: Int = FieldLimits.text) throws(ShopError) -> String {
         let v = try value(name)
         guard case .string(let s) = v else { throw wrongKind(name, "a string", v) }
         guard !s.isEmpty else { throw ShopError.badRequest("field '\(name)' must not be empty\(suffix)", field: name) }
+        guard s.utf8.count <= maxBytes else {
+            throw ShopError.badRequest("field '\(name)' is longer than \(maxBytes) bytes\(suffix)", field: name)
+        }
         return s
     }
 
@@ -67,6 +88,9 @@ public struct FieldReader: Sendable {
         out.reserveCapacity(items.count)
         for item in items {
             guard case .string(let s) = item, !s.isEmpty else { throw wrongKind(name, "an array of non-empty strings", item) }
+            guard s.utf8.count <= FieldLimits.id else {
+                throw ShopError.badRequest("field '\(name)' has an element longer than \(FieldLimits.id) bytes\(suffix)", field: name)
+            }
             out.append(s)
         }
         return out

@@ -39,26 +39,11 @@ public enum JSONValue: Sendable, Hashable, Codable {
         }
     }
 
-    /// Parses a request body. Throws a 400 ``ShopError`` that says what is wrong.
+    /// Parses a request body. Throws a 400 ``ShopError`` that says what is wrong and names the
+    /// field (see ``JSONParser``).
     public static func parse(_ bytes: some Collection<UInt8>) throws(ShopError) -> JSONValue {
-        if bytes.isEmpty { throw ShopError.badRequest("the request body is empty; expected JSON") }
-        do {
-            return try JSONDecoder().decode(JSONValue.self, from: Data(bytes))
-        } catch {
-            throw ShopError.badRequest("malformed JSON: \(Self.reason(error))")
-        }
-    }
-
-    private static func reason(_ error: any Error) -> String {
-        if case DecodingError.dataCorrupted(let context) = error {
-            if let underlying = context.underlyingError as NSError?,
-                let detail = underlying.userInfo[NSDebugDescriptionErrorKey] as? String
-            {
-                return detail
-            }
-            return context.debugDescription
-        }
-        return "\(error)"
+        if bytes.isEmpty { throw ShopError.badRequest("the request body is empty; expected JSON", field: "body") }
+        return try JSONParser.parse(Array(bytes))
     }
 
     /// A short name of the kind of value, for error messages.

@@ -49,6 +49,11 @@ public struct ShopError: Error, Sendable, Hashable, CustomStringConvertible {
     public static func from(_ error: any Error) -> ShopError {
         if let e = error as? ShopError { return e }
         if let e = error as? RedisError {
+            // Redis refused our credentials: the service cannot work until an operator fixes its
+            // configuration, which no client request can change; Redis's text stays in our logs.
+            if e.code == .wrongPassword || e.code == .noAuth || e.code == .noPermission {
+                return .unavailable("event store unavailable: Redis refused this service's credentials")
+            }
             if e.code.isServerError {
                 return ShopError(status: 500, message: "event store error: \(e.message)")
             }

@@ -67,6 +67,13 @@ public struct ReadModelKeys: Sendable, Hashable {
     public var sequence: String { "\(type.tag)_seq" }
     public var unique: String { "\(type.tag)_unique" }
 
+    /// The latest snapshot's metadata: hash `position` (last entry id per stream, in
+    /// ``EventAction`` order), `entries_added` (per stream), `taken_at` (epoch ms), `entities`.
+    /// Not a read-model key: a rebuild never replaces it. See ``ReadModelSnapshot``.
+    public var snapshot: String { "\(type.tag)_snapshot" }
+    /// The latest snapshot's states: hash id -> "version deleted created-entry-id\n" + entity JSON.
+    public var snapshotStates: String { "\(type.tag)_snapshot_states" }
+
     /// Every read-model key of the type (for rebuilds).
     public var all: [String] { [entities, versions, tombstones, ids, sequence, unique] }
 

@@ -83,7 +83,7 @@ public struct EventStore: Sendable {
             o.entities, o.versions, o.ids, o.sequence, o.tombstones,
             EntityType.order.stream(.created), EntityType.order.stream(.updated), EntityType.order.stream(.deleted),
             i.entities, i.versions, i.unique, EntityType.inventory.stream(.updated),
-            EntityType.customer.keys.entities,
+            EntityType.customer.keys.entities, EntityType.product.keys.entities,
         ].map { RedisArgument($0) }
     }
 
@@ -141,6 +141,8 @@ public struct EventStore: Sendable {
             throw ShopError.badRequest("no \(ref?.type.rawValue ?? "entity") with id \(at(0))", field: ref?.field)
         case "customer":
             throw ShopError.badRequest("no customer with id \(at(0))", field: "customer_id")
+        case "product":
+            throw ShopError.badRequest("no product with id \(at(0)) (never created, or deleted)", field: "product_ids")
         case "stock":
             throw ShopError.conflict("out of stock: product \(at(0)) has \(at(1)) units, the order needs \(at(2))", field: "product_ids")
         default:

@@ -117,7 +117,7 @@ enum Scripts {
     /// KEYS[1] order entities, [2] order versions, [3] order ids, [4] order seq, [5] order tombstones,
     /// [6] order created, [7] order updated, [8] order deleted, [9] inventory entities,
     /// [10] inventory versions, [11] inventory unique (product id -> inventory id),
-    /// [12] inventory updated stream, [13] customer entities.
+    /// [12] inventory updated stream, [13] customer entities, [14] product entities.
     static let stockPrelude = prelude + """
         local function units(pids)
           local u = {}
@@ -133,6 +133,14 @@ enum Scripts {
               local amount = inv and cjson.decode(inv).amount or 0
               if amount < d then return {'stock', pid, tostring(amount), tostring(d)} end
             end
+          end
+          return nil
+        end
+        -- The first product that is not live (never created, or deleted) among those the delta
+        -- takes units of: an order may keep units of a product deleted since, but not add any.
+        local function check_products(delta)
+          for pid, d in pairs(delta) do
+            if d > 0 and redis.call('HEXISTS', KEYS[14], pid) == 0 then return {'product', pid} end
           end
           return nil
         end
@@ -167,7 +175,8 @@ enum Scripts {
     /// the stock and appends the order_created events, in one step. Not enough stock: nothing changes.
     ///
     /// ARGV: time, trace id, n, then n times: id, event id, json, customer id, k, k product ids.
-    /// Returns `{'ok', entry ids...}`, `{'customer', id}`, `{'stock', product id, available, wanted}` or `{'exists', id}`.
+    /// Returns `{'ok', entry ids...}`, `{'customer', id}`, `{'product', id}` (not live), `{'stock', product id,
+    /// available, wanted}` or `{'exists', id}`.
     static let createOrders = RedisScript(
         stockPrelude + """
             local time, trace, n = ARGV[1], ARGV[2], tonumber(ARGV[3])
@@ -181,7 +190,7 @@ enum Scripts {
               for pid, u in pairs(o.units) do total[pid] = (total[pid] or 0) + u end
               orders[i] = o
             end
-            local short = check_stock(total)
+            local short = check_products(total) or check_stock(total)
             if short then return short end
             local out = {'ok'}
             for _, o in ipairs(orders) do
@@ -198,7 +207,7 @@ enum Scripts {
     /// as one net change checked against the stock. A changed customer must exist.
     ///
     /// ARGV: id, event id, json, time, trace id, customer id, k, k product ids.
-    /// Returns `{'ok', entry id, version}`, `{'notfound'}`, `{'customer', id}` or `{'stock', ...}`.
+    /// Returns `{'ok', entry id, version}`, `{'notfound'}`, `{'customer', id}`, `{'product', id}` or `{'stock', ...}`.
     static let updateOrder = RedisScript(
         stockPrelude + """
             local id, eid, json, time, trace, customer = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
@@ -212,7 +221,7 @@ enum Scripts {
             end
             local delta = units(pids)
             for pid, u in pairs(units(previous.product_ids)) do delta[pid] = (delta[pid] or 0) - u end
-            local short = check_stock(delta)
+            local short = check_products(delta) or check_stock(delta)
             if short then return short end
             apply_stock(delta, eid, time, trace, 'order_updated:' .. id)
             local v = redis.call('HINCRBY', KEYS[2], id, 1)

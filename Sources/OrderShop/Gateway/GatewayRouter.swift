@@ -11,15 +11,18 @@ public struct GatewayOptions: Sendable {
     public var forwardTimeout: Duration
     /// Start/stop control of in-process workers (`ordershop up` only): `/admin/...` routes.
     public var admin: WorkerControl?
+    /// The bearer token the `/admin/...` routes require; without one (nil or empty) they are not served.
+    public var adminToken: String?
 
-    public init(addresses: ServiceAddresses = .init(), forwardTimeout: Duration = .seconds(30), admin: WorkerControl? = nil) {
-        self.init(directory: ServiceDirectory(addresses), forwardTimeout: forwardTimeout, admin: admin)
+    public init(addresses: ServiceAddresses = .init(), forwardTimeout: Duration = .seconds(30), admin: WorkerControl? = nil, adminToken: String? = nil) {
+        self.init(directory: ServiceDirectory(addresses), forwardTimeout: forwardTimeout, admin: admin, adminToken: adminToken)
     }
 
-    public init(directory: ServiceDirectory, forwardTimeout: Duration = .seconds(30), admin: WorkerControl? = nil) {
+    public init(directory: ServiceDirectory, forwardTimeout: Duration = .seconds(30), admin: WorkerControl? = nil, adminToken: String? = nil) {
         self.directory = directory
         self.forwardTimeout = forwardTimeout
         self.admin = admin
+        self.adminToken = adminToken
     }
 }
 
@@ -42,6 +45,6 @@ public func buildGatewayRouter(context: ShopContext, httpClient: HTTPClient, opt
             delete: { request, ctx, _ in try await forwarder.forward(request, context: ctx) })
     }
     router.get("/report") { _, _ in JSONResponse.bytes(try await readModel.report()) }
-    if let admin = options.admin { addAdminRoutes(to: router, control: admin) }
+    if let admin = options.admin, let token = options.adminToken, !token.isEmpty { addAdminRoutes(to: router, control: admin, token: token) }
     return router
 }

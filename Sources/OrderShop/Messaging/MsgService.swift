@@ -40,9 +40,10 @@ public func buildMsgRouter(context: ShopContext, options: MsgOptions = .init()) 
     router.add(middleware: JSONErrorMiddleware())
     router.get("/healthz") { _, _ in await context.health.response(service: "msg") }
     router.post("/email") { request, requestContext in
+        try requireJSONBody(request)
         let fields = try FieldReader(try await request.json())
-        let to = try fields.string("to")
-        let msg = try fields.string("msg")
+        let to = try fields.string("to", maxBytes: FieldLimits.email)
+        let msg = try fields.string("msg", maxBytes: FieldLimits.mail)
         let key: String
         if let given = request.headers[.idempotencyKey] {
             guard !given.isEmpty, given.utf8.count <= 512 else {
@@ -59,7 +60,7 @@ public func buildMsgRouter(context: ShopContext, options: MsgOptions = .init()) 
             throw RedisError(.unexpectedReply, "mail script answered \(reply)")
         }
         if status == "sent" {
-            requestContext.logger.info("mail \(id) to \(to) (\(key)): \(msg.prefix(60).replacingOccurrences(of: "\n", with: " "))")
+            requestContext.logger.info("mail \(id) to \(LogText.escaped(to)) (\(LogText.escaped(key))): \(LogText.escaped(msg, limit: 60))")
         }
         return JSONResponse.encode(MailReceipt(status: status, id: id, key: key))
     }

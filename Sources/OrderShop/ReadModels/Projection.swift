@@ -61,10 +61,20 @@ public struct Projection: Sendable {
 
     public init() {}
 
+    /// Starts from states already folded (a snapshot's), to which later events are applied.
+    public init(base: [String: State]) {
+        states = base
+    }
+
     /// Folds events. They are applied in entry-id order; an event without a version (written by
     /// an older producer) counts as the next version of its entity.
     public init(_ events: [RecordedEvent]) {
-        for e in events.sorted(by: { ($0.entryID, $0.version ?? 0) < ($1.entryID, $1.version ?? 0) }) { apply(e) }
+        for e in Self.ordered(events) { apply(e) }
+    }
+
+    /// Events in the order they are applied: by entry id, then version.
+    public static func ordered(_ events: [RecordedEvent]) -> [RecordedEvent] {
+        events.sorted(by: { ($0.entryID, $0.version ?? 0) < ($1.entryID, $1.version ?? 0) })
     }
 
     /// Applies one event; returns whether it changed the state.

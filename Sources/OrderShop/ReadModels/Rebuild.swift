@@ -2,8 +2,9 @@ import Foundation
 import RedisClient
 
 extension EventStore {
-    /// The events of an entity type from its three streams (after the given entry ids, one per
-    /// stream in ``EventAction`` order; all when nil), with the last entry id read from each.
+    /// The events of an entity type as its three streams hold them now (after the given entry
+    /// ids, one per stream in ``EventAction`` order; all when nil), with the last entry id read
+    /// from each. Entries trimmed away are not here: for the state, use ``replay(_:)``.
     public func events(_ type: EntityType, after: [String]? = nil, pageSize: Int = 1000) async throws -> (events: [RecordedEvent], lastIDs: [String]) {
         var events: [RecordedEvent] = []
         var lastIDs: [String] = []
@@ -25,49 +26,74 @@ extension EventStore {
         return (events, lastIDs)
     }
 
-    /// The state of an entity type replayed from its streams.
+    /// The state of an entity type replayed from its record: the latest snapshot plus every
+    /// event after it. Throws ``StreamGapError`` when a stream lacks entries after the snapshot.
     public func replay(_ type: EntityType) async throws -> Projection {
-        Projection(try await events(type).events)
+        let base = try await latestSnapshot(type)
+        let cut = try await StreamCut.read(type, pool: pool)
+        var projection = Projection(base: base?.states ?? [:])
+        for e in Projection.ordered(try await events(type, after: base?.cut ?? .origin(type), upTo: cut)) { projection.apply(e) }
+        return projection
     }
 
     /// What a rebuild did.
     public struct RebuildReport: Sendable, Hashable, CustomStringConvertible {
         public var type: EntityType
+        /// Events read from the streams (after the snapshot, when there is one).
         public var events: Int
         public var live: Int
         public var deleted: Int
         public var ignored: Int
         /// Swaps refused because a command appended an event meanwhile (the new events were then read and applied).
         public var retries: Int
+        /// The snapshot the rebuild started from, nil when it replayed the streams from their start.
+        public var snapshot: StreamCut? = nil
 
         public var description: String {
-            "\(type): \(events) events -> \(live) live, \(deleted) deleted, \(ignored) ignored (repeated or late)"
+            "\(type): \(snapshot == nil ? "" : "snapshot + ")\(events) events -> \(live) live, \(deleted) deleted, \(ignored) ignored (repeated or late)"
                 + (retries > 0 ? ", \(retries) retries" : "")
         }
     }
 
-    /// Rebuilds an entity type's read model from its streams.
+    /// Rebuilds an entity type's read model from the latest snapshot and the events after it.
     ///
-    /// The new read model is written beside the live one and swapped in by a script that first
-    /// checks that no event was appended meanwhile (else it reads the new events and tries
-    /// again), so commands may keep running during a rebuild and nothing they wrote is lost.
+    /// Refuses with a ``StreamGapError`` naming the stream when a stream lacks entries it needs
+    /// (trimmed past the snapshot): it never builds from part of the record. The new read model
+    /// is written beside the live one and swapped in by a script that first checks that no event
+    /// was appended meanwhile (else it reads the new events and tries again), so commands may
+    /// keep running during a rebuild and nothing they wrote is lost. A snapshot installed while it
+    /// reads (a concurrent `trim`) makes it start over from that snapshot.
     public func rebuild(_ type: EntityType, maxAttempts: Int = 100) async throws -> RebuildReport {
-        var events: [RecordedEvent] = []
-        var lastIDs: [String]? = nil
+        var base = try await latestSnapshot(type)
+        var from = base?.cut ?? .origin(type)
+        var projection = Projection(base: base?.states ?? [:])
+        var read = 0
         for attempt in 0..<maxAttempts {
-            let (new, last) = try await self.events(type, after: lastIDs)
-            events += new
-            lastIDs = last
-            let projection = Projection(events)
+            let cut = try await StreamCut.read(type, pool: pool)
+            let new: [RecordedEvent]
+            do {
+                new = try await events(type, after: from, upTo: cut)
+            } catch let gap as StreamGapError {
+                // Trimmed meanwhile past a newer snapshot: start over from it; otherwise refuse.
+                guard let latest = try await latestSnapshot(type), latest.cut != base?.cut else { throw gap }
+                base = latest
+                from = latest.cut
+                projection = Projection(base: latest.states)
+                read = 0
+                continue
+            }
+            read += new.count
+            for e in Projection.ordered(new) { projection.apply(e) }
+            from = cut
             let staging = type.keys.staging(UUID().uuidString.lowercased())
             try await writeStaging(projection, type: type, keys: staging)
             let keys = (type.streams + type.keys.all + staging).map { RedisArgument($0) }
-            let reply = try await pool.evaluate(Self.swapScript, keys: keys, arguments: last.map { RedisArgument($0) })
+            let reply = try await pool.evaluate(Self.swapScript, keys: keys, arguments: cut.positions.map { RedisArgument($0.entriesAdded) })
             if reply.array?.first?.string == "ok" {
                 let deleted = projection.states.values.filter(\.deleted).count
                 return RebuildReport(
-                    type: type, events: events.count, live: projection.states.count - deleted, deleted: deleted,
-                    ignored: projection.ignored, retries: attempt)
+                    type: type, events: read, live: projection.states.count - deleted, deleted: deleted,
+                    ignored: projection.ignored, retries: attempt, snapshot: base?.cut)
             }
             _ = try await pool.send(DEL(keys: staging.map { RedisArgument($0) }))
         }
@@ -108,13 +134,17 @@ extension EventStore {
         for reply in try await pool.pipeline(commands) { try reply.throwingServerError() }
     }
 
-    /// KEYS: the 3 streams, the 6 live keys, the 6 staging keys. ARGV: the last entry id read from each stream.
+    /// KEYS: the 3 streams, the 6 live keys, the 6 staging keys. ARGV: each stream's entries-added
+    /// when it was read (it grows with every append and trimming does not lower it).
     static let swapScript = RedisScript(
         """
         for i = 1, 3 do
-          local last = redis.call('XREVRANGE', KEYS[i], '+', '-', 'COUNT', 1)
-          local id = last[1] and last[1][1] or '0-0'
-          if id ~= ARGV[i] then return {'moved', KEYS[i]} end
+          local added = 0
+          if redis.call('EXISTS', KEYS[i]) == 1 then
+            local info = redis.call('XINFO', 'STREAM', KEYS[i])
+            for j = 1, #info, 2 do if info[j] == 'entries-added' then added = info[j + 1] end end
+          end
+          if tostring(added) ~= ARGV[i] then return {'moved', KEYS[i]} end
         end
         for i = 1, 6 do
           local live, staged = KEYS[3 + i], KEYS[9 + i]

@@ -15,8 +15,8 @@ struct EntityService<E: ShopEntity>: Sendable {
         let items: [(JSONValue, Int?)]
         switch body {
         case .array(let array):
-            guard !array.isEmpty else { throw ShopError.badRequest("expected an object or a non-empty array of objects") }
-            guard array.count <= Self.maxBatch else { throw ShopError.badRequest("at most \(Self.maxBatch) objects per request") }
+            guard !array.isEmpty else { throw ShopError.badRequest("expected an object or a non-empty array of objects", field: "body") }
+            guard array.count <= Self.maxBatch else { throw ShopError.badRequest("at most \(Self.maxBatch) objects per request", field: "body") }
             items = array.enumerated().map { ($1, $0) }
         default:
             items = [(body, nil)]

@@ -1,3 +1,4 @@
+import Foundation
 import Hummingbird
 
 /// The original's routes for one entity type.
@@ -44,14 +45,33 @@ func addCommandRoutes(
 ) {
     let routes = EntityRoutes(type)
     for path in routes.create {
-        router.post(path) { request, context in try await create(request, context) }
+        router.post(path) { request, context in
+            try requireJSONBody(request)
+            return try await create(request, context)
+        }
     }
-    router.put(routes.item) { request, context in try await update(request, context, try validID(context)) }
+    router.put(routes.item) { request, context in
+        try requireJSONBody(request)
+        return try await update(request, context, try validID(context))
+    }
     router.delete(routes.item) { request, context in try await delete(request, context, try validID(context)) }
+}
+
+/// A command body must say it is JSON: a browser sends a cross-site form (`text/plain`,
+/// `application/x-www-form-urlencoded`, `multipart/form-data`) without asking first, but never
+/// `application/json` (that needs a CORS preflight, which these routes do not grant). 415 otherwise.
+func requireJSONBody(_ request: Request) throws {
+    let value = request.headers[.contentType] ?? ""
+    let mediaType = value.split(separator: ";", maxSplits: 1).first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
+    guard mediaType == "application/json" else {
+        throw ShopError(
+            status: 415, message: value.isEmpty ? "the request has no Content-Type; send application/json" : "Content-Type \(LogText.escaped(value, limit: 100)) is not accepted; send application/json",
+            field: "Content-Type")
+    }
 }
 
 private func validID(_ context: ShopRequestContext) throws -> String {
     let id = try context.parameters.require("id")
-    guard !id.isEmpty, id.utf8.count <= 200 else { throw ShopError.badRequest("invalid id", field: "id") }
+    guard !id.isEmpty, id.utf8.count <= FieldLimits.id else { throw ShopError.badRequest("invalid id", field: "id") }
     return id
 }

@@ -10,8 +10,8 @@ import StreamWorker
 public enum CRMWorker {
     public static let group = WorkerName.crm.group
 
-    public static func subscriptions(readModel: ReadModel, mail: MailClient) -> [Subscription] {
-        let support = MailHandlerSupport(readModel: readModel, mail: mail)
+    public static func subscriptions(readModel: ReadModel, mail: MailClient, pauseAfterMail: Duration = .zero) -> [Subscription] {
+        let support = MailHandlerSupport(readModel: readModel, mail: mail, pauseAfterMail: pauseAfterMail)
         return [
             Subscription(stream: EntityType.customer.stream(.created), group: group) { delivery in
                 let customer = try delivery.decodeJSON(Customer.self)
@@ -40,8 +40,8 @@ public enum CRMWorker {
 public enum BillingWorker {
     public static let group = WorkerName.billing.group
 
-    public static func subscriptions(readModel: ReadModel, mail: MailClient) -> [Subscription] {
-        let support = MailHandlerSupport(readModel: readModel, mail: mail)
+    public static func subscriptions(readModel: ReadModel, mail: MailClient, pauseAfterMail: Duration = .zero) -> [Subscription] {
+        let support = MailHandlerSupport(readModel: readModel, mail: mail, pauseAfterMail: pauseAfterMail)
         return [
             Subscription(stream: EntityType.order.stream(.created), group: group) { delivery in
                 let order = try delivery.decodeJSON(Order.self)
@@ -66,11 +66,12 @@ public enum BillingWorker {
 }
 
 extension WorkerName {
-    /// The subscriptions of this worker.
-    public func subscriptions(readModel: ReadModel, mail: MailClient) -> [Subscription] {
+    /// The subscriptions of this worker. `pauseAfterMail`: the chaos harness's slow-handler
+    /// mode (see ``MailHandlerSupport/pauseAfterMail``); zero in production.
+    public func subscriptions(readModel: ReadModel, mail: MailClient, pauseAfterMail: Duration = .zero) -> [Subscription] {
         switch self {
-        case .crm: CRMWorker.subscriptions(readModel: readModel, mail: mail)
-        case .billing: BillingWorker.subscriptions(readModel: readModel, mail: mail)
+        case .crm: CRMWorker.subscriptions(readModel: readModel, mail: mail, pauseAfterMail: pauseAfterMail)
+        case .billing: BillingWorker.subscriptions(readModel: readModel, mail: mail, pauseAfterMail: pauseAfterMail)
         }
     }
 }

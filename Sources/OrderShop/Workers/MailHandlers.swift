@@ -1,20 +1,31 @@
 import StreamWorker
 
 /// What the mail handlers of CRM and billing share: reading the entities an event refers to from
-/// the read models, and handing the mail to msg under the delivery's idempotency key.
+/// the read models, and handing the mail to msg under the delivery's idempotency key. Every
+/// handled event returns the ``AppliedLedger`` effect, which the runtime commits with its
+/// acknowledgement: the runtime's own count of how often it applied each event.
 struct MailHandlerSupport: Sendable {
     let readModel: ReadModel
     let mail: MailClient
+    /// The chaos harness's slow-handler mode (never in production): after msg took the mail, the
+    /// handler waits a random time up to this before it returns, so that a SIGKILL often finds
+    /// entries whose external effect is done and whose settle is not (zero: off).
+    var pauseAfterMail: Duration = .zero
 
-    /// Sends one mail for a delivery. msg refusing it (4xx) can never succeed, so the event is
-    /// dead-lettered with msg's reason; msg unreachable is an ordinary failure, retried.
+    /// Sends one mail for a delivery and returns the ledger effect for the runtime to commit.
+    /// msg refusing it (4xx) can never succeed, so the event is dead-lettered with msg's reason;
+    /// msg unreachable is an ordinary failure, retried.
     func send(to: String, msg: String, for delivery: Delivery) async throws -> HandlerOutcome {
+        let receipt: MailReceipt
         do {
-            try await mail.send(to: to, msg: msg, idempotencyKey: delivery.idempotencyKey)
+            receipt = try await mail.send(to: to, msg: msg, idempotencyKey: delivery.idempotencyKey)
         } catch MailClient.Failure.rejected(let status, let body) {
             throw MalformedEvent("msg rejected the mail (\(status)): \(body)")
         }
-        return .done
+        if pauseAfterMail > .zero {
+            try await Task.sleep(for: pauseAfterMail * Double.random(in: 0...1))
+        }
+        return .done(effects: AppliedLedger.effects(for: delivery, msgRepeated: receipt.status == "duplicate"))
     }
 
     /// The customer of an order: the live one, or the last state of a deleted one (a customer who

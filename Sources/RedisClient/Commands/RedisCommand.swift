@@ -6,6 +6,14 @@ public protocol RedisCommand: Sendable {
     /// For blocking commands (`BLOCK ms`): how long the server may hold the reply. The client
     /// waits that long plus ``RedisConfiguration/Timeouts/blockingMargin``.
     var blockingTimeout: Duration? { get }
+    /// The keys the command reads or writes, in argument order. A cluster client routes the
+    /// command to the node that owns their slot (and refuses it when they span slots); an empty
+    /// list means a keyless command that any node may answer.
+    var keysAffected: [RedisArgument] { get }
+    /// True when the command never writes (it may then be answered by any node owning the slot).
+    var isReadOnly: Bool { get }
+    /// True when the server may hold the reply (`BLOCK`): the command occupies its connection.
+    var isBlocking: Bool { get }
     /// Turns the reply (never an error reply) into the response.
     func decode(_ reply: RESPValue) throws(RedisError) -> Response
     /// The same, reading the reply in place on the connection's thread (never an error reply).
@@ -16,6 +24,9 @@ public protocol RedisCommand: Sendable {
 
 extension RedisCommand {
     public var blockingTimeout: Duration? { nil }
+    public var keysAffected: [RedisArgument] { [] }
+    public var isReadOnly: Bool { false }
+    public var isBlocking: Bool { blockingTimeout != nil }
 
     public func decode(from reply: inout RESPReplyCursor) throws(RedisError) -> Response {
         try decode(reply.readValue())
@@ -62,8 +73,17 @@ extension RedisCommand where Response == RESPValue {
 }
 
 /// Any command, as raw arguments, answering the raw reply.
+///
+/// Name the keys it touches (`keys:`) when it has any: a cluster client routes by them, and
+/// sends a raw command without keys to any node.
 public struct RawCommand: RedisCommand {
     public typealias Response = RESPValue
     public var arguments: [RedisArgument]
-    public init(_ arguments: [RedisArgument]) { self.arguments = arguments }
+    public var keysAffected: [RedisArgument]
+    public var isReadOnly: Bool
+    public init(_ arguments: [RedisArgument], keys: [RedisArgument] = [], readOnly: Bool = false) {
+        self.arguments = arguments
+        self.keysAffected = keys
+        self.isReadOnly = readOnly
+    }
 }

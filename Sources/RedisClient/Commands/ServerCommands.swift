@@ -1,5 +1,6 @@
 /// `PING`: answers `PONG`.
 public struct PING: RedisCommand {
+    public var isReadOnly: Bool { true }
     public init() {}
     public var arguments: [RedisArgument] { ["PING"] }
     public func decode(_ reply: RESPValue) throws(RedisError) -> String {
@@ -10,6 +11,7 @@ public struct PING: RedisCommand {
 
 /// `INFO [section]`: the server's info text parsed into `key: value` pairs.
 public struct INFO: RedisCommand {
+    public var isReadOnly: Bool { true }
     public var section: String?
     public init(section: String? = nil) { self.section = section }
     public var arguments: [RedisArgument] { section.map { ["INFO", RedisArgument($0)] } ?? ["INFO"] }
@@ -26,6 +28,8 @@ public struct INFO: RedisCommand {
 
 /// `GET key`.
 public struct GET: RedisCommand {
+    public var keysAffected: [RedisArgument] { [key] }
+    public var isReadOnly: Bool { true }
     public var key: RedisArgument
     public init(_ key: RedisArgument) { self.key = key }
     public var arguments: [RedisArgument] { ["GET", key] }
@@ -34,6 +38,7 @@ public struct GET: RedisCommand {
 
 /// `SET key value [PX ms] [NX]`: true when the value was set.
 public struct SET: RedisCommand {
+    public var keysAffected: [RedisArgument] { [key] }
     public var key: RedisArgument
     public var value: RedisArgument
     public var expiry: Duration?
@@ -55,6 +60,7 @@ public struct SET: RedisCommand {
 
 /// `DEL key...`: how many keys were removed.
 public struct DEL: RedisCommand {
+    public var keysAffected: [RedisArgument] { keys }
     public var keys: [RedisArgument]
     public init(_ keys: RedisArgument...) { self.keys = keys }
     public init(keys: [RedisArgument]) { self.keys = keys }
@@ -67,6 +73,8 @@ public struct DEL: RedisCommand {
 
 /// `EXISTS key...`: how many of the keys exist.
 public struct EXISTS: RedisCommand {
+    public var keysAffected: [RedisArgument] { keys }
+    public var isReadOnly: Bool { true }
     public var keys: [RedisArgument]
     public init(_ keys: RedisArgument...) { self.keys = keys }
     public var arguments: [RedisArgument] { ["EXISTS"] + keys }
@@ -78,6 +86,7 @@ public struct EXISTS: RedisCommand {
 
 /// `INCRBY key n`: the new value.
 public struct INCRBY: RedisCommand {
+    public var keysAffected: [RedisArgument] { [key] }
     public var key: RedisArgument
     public var increment: Int
     public init(_ key: RedisArgument, by increment: Int = 1) {

@@ -1,5 +1,6 @@
 /// `XADD key [NOMKSTREAM] [MAXLEN|MINID ...] id field value ...`: the new entry's id.
 public struct XADD: RedisCommand {
+    public var keysAffected: [RedisArgument] { [key] }
     public var key: RedisArgument
     public var fields: [StreamField]
     /// `*` (the default): Redis makes the id. Never a wall-clock id of ours.
@@ -43,6 +44,7 @@ public struct StreamBatch: Sendable, Hashable {
 /// Use id `>` for new entries, or an explicit id (e.g. `0`) to re-read this consumer's own
 /// pending entries. A timeout with nothing to read gives an empty array.
 public struct XREADGROUP: RedisCommand {
+    public var keysAffected: [RedisArgument] { streams.map { RedisArgument($0.key) } }
     public var group: String
     public var consumer: String
     public var streams: [(key: String, id: String)]
@@ -104,6 +106,7 @@ public struct XREADGROUP: RedisCommand {
 
 /// `XACK key group id...`: how many entries were acknowledged.
 public struct XACK: RedisCommand {
+    public var keysAffected: [RedisArgument] { [key] }
     public var key: RedisArgument
     public var group: RedisArgument
     public var ids: [String]
@@ -125,6 +128,7 @@ public struct XACK: RedisCommand {
 /// also reports the ids of pending entries that no longer exist in the stream (trimmed or
 /// deleted); Redis removed them from the pending list.
 public struct XAUTOCLAIM: RedisCommand {
+    public var keysAffected: [RedisArgument] { [key] }
     public struct Response: Sendable, Hashable {
         public var nextCursor: String
         public var entries: [StreamEntry]
@@ -171,6 +175,7 @@ public struct XAUTOCLAIM: RedisCommand {
 /// response lists only the ids that were claimed (entries whose idle time was below `minIdle`,
 /// or that no longer are pending, are left out).
 public struct XCLAIM: RedisCommand {
+    public var keysAffected: [RedisArgument] { [key] }
     public var key: RedisArgument
     public var group: String
     public var consumer: String
@@ -218,6 +223,8 @@ public struct XCLAIM: RedisCommand {
 
 /// `XPENDING key group`: the summary of a group's pending entries.
 public struct XPENDING: RedisCommand {
+    public var keysAffected: [RedisArgument] { [key] }
+    public var isReadOnly: Bool { true }
     public struct Summary: Sendable, Hashable {
         public var count: Int
         public var smallestID: String?
@@ -248,6 +255,8 @@ public struct XPENDING: RedisCommand {
 
 /// `XPENDING key group [IDLE ms] start end count [consumer]`: pending entries in detail.
 public struct XPENDINGDetail: RedisCommand {
+    public var keysAffected: [RedisArgument] { [key] }
+    public var isReadOnly: Bool { true }
     public struct Entry: Sendable, Hashable {
         public var id: String
         public var consumer: String
@@ -298,6 +307,7 @@ public struct XPENDINGDetail: RedisCommand {
 
 /// `XGROUP CREATE key group id [MKSTREAM]`. Throws BUSYGROUP when the group exists.
 public struct XGROUPCREATE: RedisCommand {
+    public var keysAffected: [RedisArgument] { [key] }
     public typealias Response = RESPValue
     public var key: RedisArgument
     public var group: String
@@ -320,6 +330,7 @@ public struct XGROUPCREATE: RedisCommand {
 /// `XGROUP DELCONSUMER key group consumer`: how many pending entries the consumer had.
 /// Those entries are removed from the pending list too, so delete only consumers with none.
 public struct XGROUPDELCONSUMER: RedisCommand {
+    public var keysAffected: [RedisArgument] { [key] }
     public var key: RedisArgument
     public var group: String
     public var consumer: String
@@ -337,6 +348,7 @@ public struct XGROUPDELCONSUMER: RedisCommand {
 
 /// `XGROUP SETID key group id`.
 public struct XGROUPSETID: RedisCommand {
+    public var keysAffected: [RedisArgument] { [key] }
     public typealias Response = RESPValue
     public var key: RedisArgument
     public var group: String
@@ -351,6 +363,7 @@ public struct XGROUPSETID: RedisCommand {
 
 /// `XGROUP DESTROY key group`: true when the group existed.
 public struct XGROUPDESTROY: RedisCommand {
+    public var keysAffected: [RedisArgument] { [key] }
     public var key: RedisArgument
     public var group: String
     public init(_ key: RedisArgument, group: String) {
@@ -363,6 +376,8 @@ public struct XGROUPDESTROY: RedisCommand {
 
 /// `XINFO STREAM key`.
 public struct XINFOSTREAM: RedisCommand {
+    public var keysAffected: [RedisArgument] { [key] }
+    public var isReadOnly: Bool { true }
     public struct Info: Sendable, Hashable {
         public var length: Int
         public var lastGeneratedID: String
@@ -393,6 +408,8 @@ public struct XINFOSTREAM: RedisCommand {
 
 /// `XINFO GROUPS key`.
 public struct XINFOGROUPS: RedisCommand {
+    public var keysAffected: [RedisArgument] { [key] }
+    public var isReadOnly: Bool { true }
     public struct Group: Sendable, Hashable {
         public var name: String
         public var consumers: Int
@@ -427,6 +444,8 @@ public struct XINFOGROUPS: RedisCommand {
 
 /// `XINFO CONSUMERS key group`.
 public struct XINFOCONSUMERS: RedisCommand {
+    public var keysAffected: [RedisArgument] { [key] }
+    public var isReadOnly: Bool { true }
     public struct Consumer: Sendable, Hashable {
         public var name: String
         public var pending: Int
@@ -458,6 +477,8 @@ public struct XINFOCONSUMERS: RedisCommand {
 
 /// `XRANGE key start end [COUNT n]` (or XREVRANGE with ``reverse``).
 public struct XRANGE: RedisCommand {
+    public var keysAffected: [RedisArgument] { [key] }
+    public var isReadOnly: Bool { true }
     public var key: RedisArgument
     public var start: String
     public var end: String
@@ -482,6 +503,7 @@ public struct XRANGE: RedisCommand {
 
 /// `XTRIM key MAXLEN|MINID [=|~] threshold [LIMIT n]`: how many entries were removed.
 public struct XTRIM: RedisCommand {
+    public var keysAffected: [RedisArgument] { [key] }
     public var key: RedisArgument
     public var trim: StreamTrim
     public init(_ key: RedisArgument, _ trim: StreamTrim) {
@@ -497,6 +519,8 @@ public struct XTRIM: RedisCommand {
 
 /// `XLEN key`.
 public struct XLEN: RedisCommand {
+    public var keysAffected: [RedisArgument] { [key] }
+    public var isReadOnly: Bool { true }
     public var key: RedisArgument
     public init(_ key: RedisArgument) { self.key = key }
     public var arguments: [RedisArgument] { ["XLEN", key] }
@@ -508,6 +532,7 @@ public struct XLEN: RedisCommand {
 
 /// `XDEL key id...`: how many entries were deleted.
 public struct XDEL: RedisCommand {
+    public var keysAffected: [RedisArgument] { [key] }
     public var key: RedisArgument
     public var ids: [String]
     public init(_ key: RedisArgument, ids: [String]) {

@@ -156,6 +156,21 @@ public struct RedisConfiguration: Sendable, Equatable {
         self.reconnect = reconnect
     }
 
+    /// Redis Cluster: detect it (`auto`, the default: `INFO cluster` says `cluster_enabled:1`),
+    /// or force it on or off (`?cluster=yes|no`). See ``RedisClusterClient``.
+    public enum ClusterMode: String, Sendable, Equatable {
+        case auto, enabled, disabled
+    }
+
+    /// Whether to use the cluster client (``connectRedis(_:maximumConnections:logger:)`` decides).
+    public var clusterMode: ClusterMode = .auto
+    /// Further seed nodes for cluster discovery (`?addr=host2:port2`, repeatable), asked when
+    /// ``endpoint`` does not answer. They share the endpoint's TLS, credentials and timeouts.
+    public var seeds: [Endpoint] = []
+    /// Redis Cluster: how long a command that did not run keeps being retried while the cluster
+    /// heals (a failover takes the node timeout plus an election; `?cluster_retry_window=s`).
+    public var clusterRetryWindow: Duration = .seconds(15)
+
     /// A description that is safe to log: it never contains the password.
     public var redactedDescription: String {
         var s = tls.isEnabled ? "rediss://" : (endpoint.isUnix ? "unix://" : "redis://")

@@ -8,7 +8,8 @@ extension RedisConfiguration {
     /// User and password are percent-decoded. IPv6 hosts go in brackets. Known query parameters:
     /// `db`, `client_name`, `connect_timeout` and `socket_timeout` (seconds), `ssl_ca_certs`,
     /// `ssl_certfile`, `ssl_keyfile`, `ssl_server_name`, and `ssl_cert_reqs=none` (turns
-    /// verification off; for tests). Any other parameter is an error, so a typo never goes unnoticed.
+    /// verification off; for tests). Redis Cluster: `addr=host:port` (repeatable: further seed
+    /// nodes, the go-redis convention), `cluster=yes|no|auto`, `cluster_retry_window` (seconds). Any other parameter is an error, so a typo never goes unnoticed.
     public init(url: String) throws(RedisError) {
         func invalid(_ why: String) -> RedisError {
             RedisError(.invalidConfiguration, "invalid Redis URL: \(why)")
@@ -102,6 +103,19 @@ extension RedisConfiguration {
                 default: throw invalid("ssl_cert_reqs must be 'none' or 'required', got '\(value)'")
                 }
                 tlsParameterSeen = true
+            case "addr":
+                guard !endpoint.isUnix else { throw invalid("addr= (further cluster seeds) needs a redis:// or rediss:// URL") }
+                let (host, port) = try Self.parseHostPort(Substring(value), invalid: invalid)
+                seeds.append(.tcp(host: host, port: port))
+            case "cluster":
+                switch value.lowercased() {
+                case "yes", "true", "1": clusterMode = .enabled
+                case "no", "false", "0": clusterMode = .disabled
+                case "auto": clusterMode = .auto
+                default: throw invalid("cluster must be 'yes', 'no' or 'auto', got '\(value)'")
+                }
+            case "cluster_retry_window":
+                clusterRetryWindow = try Self.seconds(value, key, invalid: invalid)
             default:
                 throw invalid("unknown query parameter '\(key)'")
             }

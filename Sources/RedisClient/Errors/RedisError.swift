@@ -34,6 +34,15 @@ public struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let moved = Code("MOVED")
         /// Redis Cluster: the key is being migrated; ask another node once.
         public static let ask = Code("ASK")
+        /// Redis Cluster: a multi-key command's keys are in different slots (refused before
+        /// sending by the cluster client, or by the server).
+        public static let crossSlot = Code("CROSSSLOT")
+        /// Redis Cluster: the keys are being migrated and not all are on this node yet.
+        public static let tryAgain = Code("TRYAGAIN")
+        /// Redis Cluster: the cluster is down (a slot has no serving primary).
+        public static let clusterDown = Code("CLUSTERDOWN")
+        /// The primary of this replica is down (replica-serve-stale-data no).
+        public static let masterDown = Code("MASTERDOWN")
         /// The server is loading its data set (after a restart).
         public static let loading = Code("LOADING")
         /// The server is busy running a script.
@@ -58,6 +67,10 @@ public struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
             case "NOAUTH": .noAuth
             case "MOVED": .moved
             case "ASK": .ask
+            case "CROSSSLOT": .crossSlot
+            case "TRYAGAIN": .tryAgain
+            case "CLUSTERDOWN": .clusterDown
+            case "MASTERDOWN": .masterDown
             case "LOADING": .loading
             case "BUSY": .busy
             case "WRONGTYPE": .wrongType
@@ -150,6 +163,15 @@ public struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
             true
         default:
             false
+        }
+    }
+
+    /// True for replies that tell a cluster client to send the command elsewhere or later:
+    /// MOVED, ASK, TRYAGAIN, CLUSTERDOWN, MASTERDOWN. The command did not run.
+    public var isClusterRedirect: Bool {
+        switch code {
+        case .moved, .ask, .tryAgain, .clusterDown, .masterDown: true
+        default: false
         }
     }
 

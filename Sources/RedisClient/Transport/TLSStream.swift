@@ -10,6 +10,11 @@ final class TLSStream: ByteStream {
     private let ssl: OpaquePointer
     private var closed = false
     private(set) var tlsDetails: TLSDetails?
+    /// Whether we offer a client certificate, and whether the server ever sent application data:
+    /// with TLS 1.3 a server that requires a client certificate refuses only after our side of
+    /// the handshake is done, so its refusal surfaces at the first read.
+    private let offersClientCertificate: Bool
+    private var receivedData = false
 
     var fileDescriptor: Int32 { socket.fileDescriptor }
 
@@ -20,6 +25,7 @@ final class TLSStream: ByteStream {
         }
         self.socket = socket
         self.ssl = ssl
+        self.offersClientCertificate = context.settings.certificateFile != nil
         let name = context.settings.serverName ?? host
         let nameIsIP = Self.isIPAddress(name)
         if !nameIsIP { _ = copenssl_set_tlsext_host_name(ssl, name) }
@@ -110,7 +116,10 @@ final class TLSStream: ByteStream {
         while true {
             ERR_clear_error()
             let n = SSL_read(ssl, buffer.baseAddress, Int32(clamping: buffer.count))
-            if n > 0 { return Int(n) }
+            if n > 0 {
+                receivedData = true
+                return Int(n)
+            }
             try waitOrThrow(SSL_get_error(ssl, n), deadline: deadline, call: "read")
         }
     }
@@ -121,6 +130,12 @@ final class TLSStream: ByteStream {
         try socket.wait(for: Int16(POLLIN), deadline: deadline)
     }
 
+    /// For a close before the server's first reply when we offer no client certificate.
+    private var missingCertificateHint: String {
+        receivedData || offersClientCertificate
+            ? "" : " before its first reply; if it requires a client certificate (mutual TLS), configure one (REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE)"
+    }
+
     private func waitOrThrow(_ err: Int32, deadline: Deadline, call: String) throws(RedisError) {
         switch err {
         case SSL_ERROR_WANT_READ:
@@ -128,15 +143,23 @@ final class TLSStream: ByteStream {
         case SSL_ERROR_WANT_WRITE:
             try socket.wait(for: Int16(POLLOUT), deadline: deadline)
         case SSL_ERROR_ZERO_RETURN:
-            throw RedisError(.connectionClosed, "server closed the TLS connection")
+            throw RedisError(.connectionClosed, "server closed the TLS connection" + missingCertificateHint)
         case SSL_ERROR_SYSCALL:
             let e = errno
             if e == 0 || e == ECONNRESET || e == EPIPE {
-                throw RedisError(.connectionClosed, "server closed the connection")
+                throw RedisError(.connectionClosed, "server closed the connection" + missingCertificateHint)
             }
             throw errnoError(.io, "TLS \(call)", e)
         default:
-            throw RedisError(.io, "TLS \(call): \(openSSLErrorString())")
+            let detail = openSSLErrorString()
+            if detail.contains("certificate required") {
+                throw RedisError(
+                    .tlsHandshakeFailed,
+                    "TLS refused: the server requires a client certificate (mutual TLS) and "
+                        + (offersClientCertificate ? "did not accept ours" : "none is configured (REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE, or ssl_certfile and ssl_keyfile)")
+                        + " (OpenSSL: \(detail))")
+            }
+            throw RedisError(.io, "TLS \(call): \(detail)")
         }
     }
 

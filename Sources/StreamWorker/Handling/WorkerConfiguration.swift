@@ -15,7 +15,8 @@ public struct Backoff: Sendable, Equatable {
     public var maximum: Duration
     public var multiplier: Double
 
-    public init(initial: Duration = .milliseconds(100), maximum: Duration = .seconds(30), multiplier: Double = 2) {
+    /// Defaults: 100 ms, doubling, capped at 5 minutes.
+    public init(initial: Duration = .milliseconds(100), maximum: Duration = .seconds(300), multiplier: Double = 2) {
         self.initial = initial
         self.maximum = maximum
         self.multiplier = multiplier
@@ -35,11 +36,30 @@ extension Duration {
     var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }
 
-/// A deliberate defect, for the chaos harness to show that its checker catches it. Never set
-/// in production.
+/// A deliberate defect, for the chaos harness to show that its checker catches it. Each breaks
+/// one guarantee of ``StreamWorker``, at the place that keeps it. Never set in production.
 public enum PlantedBug: String, Sendable, CaseIterable {
-    /// Acknowledge entries as soon as they are read, before handling: a crash loses them.
+    /// The intake acknowledges entries as soon as they are read, before handling. Breaks "an
+    /// entry is acknowledged only after its handler succeeded": a crash mid-handler loses them.
     case ackBeforeHandling = "ack-before-handling"
+    /// The settle applies and acks without checking that this consumer still owns the entry.
+    /// Breaks "a stalled consumer that wakes up can neither apply nor ack entries reclaimed by
+    /// another": with the marker written by whichever settles first, a late settle of a paused
+    /// worker acks an entry whose new owner is still handling it (and, without markers,
+    /// applies it twice).
+    case noOwnerCheck = "no-owner-check"
+    /// The pre-check and the settle ignore the idempotency markers. Breaks "effects are committed
+    /// once": an entry redelivered after its effects were applied (its worker died between the
+    /// settle and the reply, or stalled past its lease) is applied again.
+    case noMarkerCheck = "no-marker-check"
+    /// The settle sends XACK in one call and the effects with the marker in a second one.
+    /// Breaks "effects are committed atomically with the XACK": a crash or a lost connection
+    /// between the two calls leaves the entry acked and its effects never applied.
+    case ackBeforeEffects = "ack-before-effects"
+    /// The lease keeper never refreshes. Breaks "a live, slow handler is never stolen": a
+    /// handler that runs longer than the lease has its entry reclaimed by another consumer and
+    /// handled twice (external side effects run twice; Redis effects are still applied once).
+    case noLeaseRefresh = "no-lease-refresh"
 }
 
 /// Settings of a worker process. Every value has a production default.
@@ -70,10 +90,19 @@ public struct WorkerConfiguration: Sendable {
     /// The lease: the entries of a worker that stopped refreshing them become claimable by
     /// others this long after its last refresh. At least 1 s.
     public var lease: Duration
-    /// Deliveries (Redis's counter) after which a failing entry goes to the dead letters.
+    /// Deliveries (Redis's counter) after which an entry that keeps failing (with an error other
+    /// than ``DeliveryError``) goes to the dead letters.
     public var maxDeliveries: Int
     /// Delay before a failed entry is retried, growing with its delivery count.
     public var retryBackoff: Backoff
+    /// How long an entry whose handler reports ``DeliveryError/unavailable`` (its downstream is
+    /// down) is retried before it goes to the dead letters, counted from its first such failure
+    /// in this worker. Such retries do not count against ``maxDeliveries``. Default 24 h: a
+    /// downstream restarted, redeployed or down for hours loses nothing.
+    public var unavailableRetryWindow: Duration
+    /// How long the circuit breaker stays open after a downstream was found unavailable, growing
+    /// with each failed probe: 1 s doubling to 5 minutes by default.
+    public var unavailableBackoff: Backoff
     /// How long an idempotency marker is kept.
     public var idempotencyTTL: Duration
     public var settleMode: SettleMode
@@ -97,6 +126,8 @@ public struct WorkerConfiguration: Sendable {
         lease: Duration = .seconds(5),
         maxDeliveries: Int = 5,
         retryBackoff: Backoff = Backoff(),
+        unavailableRetryWindow: Duration = .seconds(24 * 3600),
+        unavailableBackoff: Backoff = Backoff(initial: .seconds(1), maximum: .seconds(300)),
         idempotencyTTL: Duration = .seconds(7 * 24 * 3600),
         settleMode: SettleMode = .idempotent,
         drainDeadline: Duration = .seconds(10),
@@ -116,6 +147,8 @@ public struct WorkerConfiguration: Sendable {
         self.lease = max(lease, .seconds(1))
         self.maxDeliveries = max(1, maxDeliveries)
         self.retryBackoff = retryBackoff
+        self.unavailableRetryWindow = unavailableRetryWindow
+        self.unavailableBackoff = unavailableBackoff
         self.idempotencyTTL = idempotencyTTL
         self.settleMode = settleMode
         self.drainDeadline = drainDeadline

@@ -105,9 +105,12 @@ public struct StreamRetention: Sendable {
 
     /// Trims to the smallest id any group still needs (oldest pending, or next undelivered),
     /// and to `maxLength` when that cuts no needed entry. A stream with no groups is not trimmed.
-    public func trim(stream: String, maxLength: Int? = nil) async throws -> Result {
+    /// With `keepingFrom`, entries from that id on are kept too (an application's own floor,
+    /// such as the position its latest snapshot covers).
+    public func trim(stream: String, maxLength: Int? = nil, keepingFrom floor: StreamID? = nil) async throws -> Result {
         let reply = try await pool.evaluate(
-            WorkerScripts.safeTrim, keys: [RedisArgument(stream)], arguments: [RedisArgument(maxLength ?? 0)])
+            WorkerScripts.safeTrim, keys: [RedisArgument(stream)],
+            arguments: [RedisArgument(maxLength ?? 0), RedisArgument(floor.map { "\($0)" } ?? "")])
         let parts = reply.array ?? []
         guard parts.count == 4 else { throw RedisError(.unexpectedReply, "trim script returned \(reply)") }
         return Result(

@@ -48,8 +48,34 @@ enum WorkerScripts {
     /// 4 already settled (not pending any more and its marker exists).
     /// The markers of the batch are read with two HMGET and written with one HSET: a call per
     /// entry made this script the largest cost of Redis's single thread.
-    static let settle = RedisScript(
-        ownedRunsHelper + """
+    static let settle = RedisScript(settleSource(checksOwner: true, checksMarkers: true))
+
+    /// The settle with a check left out, for the planted bugs only (``PlantedBug``): without the
+    /// owner check a stalled consumer's late settle applies and acks entries another consumer
+    /// owns; without the marker check a redelivered, already applied entry is applied again.
+    static func settle(checksOwner: Bool, checksMarkers: Bool) -> RedisScript {
+        switch (checksOwner, checksMarkers) {
+        case (true, true): settle
+        case (false, true): settleWithoutOwnerCheck
+        case (true, false): settleWithoutMarkerCheck
+        case (false, false): settleWithoutChecks
+        }
+    }
+    private static let settleWithoutOwnerCheck = RedisScript(settleSource(checksOwner: false, checksMarkers: true))
+    private static let settleWithoutMarkerCheck = RedisScript(settleSource(checksOwner: true, checksMarkers: false))
+    private static let settleWithoutChecks = RedisScript(settleSource(checksOwner: false, checksMarkers: false))
+
+    private static func settleSource(checksOwner: Bool, checksMarkers: Bool) -> String {
+        let owned =
+            checksOwner
+            ? "local owned = owned_runs(stream, group, consumer, ids, ends)"
+            : "local owned = {}\nfor _, id in ipairs(ids) do owned[id] = true end"
+        let seen =
+            checksMarkers
+            ? "local in_current = redis.call('HMGET', current, unpack(events))\nlocal in_previous = redis.call('HMGET', previous, unpack(events))"
+            : "local in_current, in_previous = {}, {}"
+        let fresh = checksMarkers ? "fresh[event]" : "false"
+        return ownedRunsHelper + """
 
             local stream, current, previous, stale = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
             local group, consumer = ARGV[1], ARGV[2]
@@ -64,13 +90,12 @@ enum WorkerScripts {
               pos = pos + 3
               for _ = 1, count do pos = pos + 1 + tonumber(ARGV[pos]) end
             end
-            local owned = owned_runs(stream, group, consumer, ids, ends)
-            local in_current = redis.call('HMGET', current, unpack(events))
-            local in_previous = redis.call('HMGET', previous, unpack(events))
+            \(owned)
+            \(seen)
             local codes, ack, fresh, marks = {}, {}, {}, { 'HSET', current }
             for i = 1, n do
               local id, event = ids[i], events[i]
-              local seen = in_current[i] or in_previous[i] or fresh[event]
+              local seen = in_current[i] or in_previous[i] or \(fresh)
               if owned[id] then
                 if seen then
                   codes[i] = 2
@@ -102,7 +127,8 @@ enum WorkerScripts {
             end
             if #ack > 0 then redis.call('XACK', stream, group, unpack(ack)) end
             return codes
-            """)
+            """
+    }
 
     /// Moves entries to the dead letters: XADD there and XACK here in one step, only for
     /// entries this consumer still owns.
@@ -163,22 +189,22 @@ enum WorkerScripts {
             return mine
             """)
 
-    /// Re-delivers an entry this consumer owns, to retry it: XCLAIM without JUSTID increments
-    /// Redis's delivery counter, so retries count against the maximum deliveries.
+    /// Re-delivers an entry this consumer owns, to retry it: sets Redis's delivery counter to
+    /// the retry's count (RETRYCOUNT), so retries count against the maximum deliveries. JUSTID:
+    /// the entry's fields are already in hand.
     ///
-    /// KEYS[1] stream. ARGV: group, consumer, id. Returns {entry, delivery count}, or
-    /// 'deleted' when the entry no longer exists, or nil when another consumer owns it.
+    /// KEYS[1] stream. ARGV: group, consumer, id, delivery count. Returns 1 (claimed), 0 (another
+    /// consumer owns it now) or -1 (deleted from the stream: acked here).
     static let retryClaim = RedisScript(
         """
         local stream, group, consumer, id = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
-        if #redis.call('XPENDING', stream, group, id, id, 1, consumer) == 0 then return nil end
-        local claimed = redis.call('XCLAIM', stream, group, consumer, 0, id, 'RETRYCOUNT', ARGV[4])
-        if #claimed == 0 or not claimed[1] then
+        if #redis.call('XPENDING', stream, group, id, id, 1, consumer) == 0 then return 0 end
+        if #redis.call('XRANGE', stream, id, id) == 0 then
           redis.call('XACK', stream, group, id)
-          return 'deleted'
+          return -1
         end
-        local p = redis.call('XPENDING', stream, group, id, id, 1, consumer)
-        return { claimed[1], p[1][4] }
+        redis.call('XCLAIM', stream, group, consumer, 0, id, 'RETRYCOUNT', ARGV[4], 'JUSTID')
+        return 1
         """)
 
     /// Removes this consumer from the group only if it holds no pending entries.
@@ -213,7 +239,8 @@ enum WorkerScripts {
     /// every group's oldest pending id and the id after its last-delivered id. With a MAXLEN cap
     /// (ARGV[1] > 0) that would cut deeper, the cap is refused and only the safe trim is done.
     ///
-    /// KEYS[1] stream. ARGV: maxlen (0: none). Returns {removed, min id kept, refused flag,
+    /// KEYS[1] stream. ARGV: maxlen (0: none), a floor id ('' for none: entries from it on are
+    /// kept whatever the groups need). Returns {removed, min id kept, refused flag,
     /// group count}. With no groups nothing is trimmed (a group created later from the
     /// beginning would need every entry).
     static let safeTrim = RedisScript(
@@ -242,6 +269,8 @@ enum WorkerScripts {
           if summary[1] > 0 and less(summary[2], candidate) then candidate = summary[2] end
           if keep == nil or less(candidate, keep) then keep = candidate end
         end
+        local floor = ARGV[2]
+        if floor and floor ~= '' and less(floor, keep) then keep = floor end
         local refused = 0
         if maxlen > 0 then
           local newest = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', maxlen)

@@ -30,6 +30,8 @@ public final class StreamWorker: Service, Sendable {
     private let permits: AsyncSemaphore
     /// Read-ahead slots (``WorkerConfiguration/prefetch``).
     private let prefetched: AsyncSemaphore
+    /// Fired by ``drain()`` (or the service group's graceful shutdown).
+    private let drainSignal = ShutdownSignal()
 
     public init(
         pool: RedisConnectionPool, configuration: WorkerConfiguration = .init(), subscriptions: [Subscription], logger: Logger
@@ -45,15 +47,36 @@ public final class StreamWorker: Service, Sendable {
         self.prefetched = AsyncSemaphore(configuration.prefetch)
     }
 
-    /// Runs until a graceful shutdown (or cancellation), then drains.
+    /// Runs until a graceful shutdown (or ``drain()``), then drains: returns once everything in
+    /// hand is settled, or at the drain deadline. Returns at once when its task is cancelled,
+    /// leaving what it holds pending for another worker. Throws only when a reader connection
+    /// cannot be made (an invalid configuration).
     public func run() async throws {
         let runners = try subscriptions.map {
             try SubscriptionRunner(
                 subscription: $0, consumer: consumerName, configuration: configuration, pool: pool, permits: permits,
-                prefetched: prefetched, stats: stats, logger: logger)
+                prefetched: prefetched, stats: stats, drain: drainSignal, logger: logger)
         }
         self.runners.withLock { $0 = runners }
-        for runner in runners { try await ensureGroupWithRetry(runner) }
+        await withGracefulShutdownHandler {
+            await self.run(runners)
+        } onGracefulShutdown: {
+            self.drain()
+        }
+    }
+
+    private func run(_ runners: [SubscriptionRunner]) async {
+        do {
+            for runner in runners {
+                guard try await runner.membership.ensureGroupAtStart() else {
+                    logger.info("drained before the consumer groups could be created; stopping")
+                    return
+                }
+            }
+        } catch {
+            logger.info("cancelled before the consumer groups could be created; stopping")
+            return
+        }
         logger.info(
             "worker started",
             metadata: [
@@ -62,78 +85,61 @@ public final class StreamWorker: Service, Sendable {
                 "readers": "\(configuration.readers)",
             ])
 
-        await withGracefulShutdownHandler {
-            await withTaskGroup(of: Void.self) { group in
-                for runner in runners { group.addTask { await runner.run() } }
-                group.addTask { await self.maintenanceLoop(runners) }
-                await group.waitForAll()
+        enum PartEnded: Sendable {
+            case runner
+            case drainDeadline
+            case other
+        }
+        await withTaskGroup(of: PartEnded.self) { group in
+            for runner in runners {
+                group.addTask {
+                    await runner.run()
+                    return .runner
+                }
             }
-        } onGracefulShutdown: {
-            self.drain()
+            group.addTask {
+                await WorkerMaintenance(pool: self.pool, configuration: self.configuration, runners: runners, drain: self.drainSignal).run()
+                return .other
+            }
+            // The graceful-shutdown deadline: a child task that waits for the drain, then for the
+            // deadline, and ends the runners still draining by cancelling them.
+            group.addTask {
+                await self.drainSignal.wait()
+                do {
+                    try await Task.sleep(for: self.configuration.drainDeadline)
+                } catch {
+                    return .other
+                }
+                return .drainDeadline
+            }
+            var running = runners.count
+            while let ended = await group.next() {
+                switch ended {
+                case .runner:
+                    running -= 1
+                    if running == 0 { group.cancelAll() }
+                case .drainDeadline:
+                    let unfinished = runners.reduce(0) { $0 + $1.heldCount }
+                    // Handlers still running, or settles that cannot reach Redis: give up on both.
+                    logger.warning(
+                        "drain deadline passed; abandoning handlers in flight (their entries will be reclaimed)", metadata: ["held": "\(unfinished)"])
+                    group.cancelAll()
+                case .other:
+                    break
+                }
+            }
         }
         logger.info("worker stopped", metadata: ["stats": "\(stats.snapshot)"])
     }
 
     /// Starts draining now (what SIGTERM does through the service group): stop reading, finish
-    /// and settle handlers in flight within the drain deadline, then leave.
+    /// and settle handlers in flight within the drain deadline, then leave. Called before
+    /// ``run()`` reaches its loops, the worker stops without starting them.
     public func drain() {
-        let runners = self.runners.withLock { $0 }
-        guard !runners.isEmpty, !runners[0].isDraining else { return }
+        guard drainSignal.fire() else { return }
         logger.info("draining", metadata: ["deadline": "\(configuration.drainDeadline)"])
-        for runner in runners { runner.drain() }
-        let deadline = configuration.drainDeadline
-        let logger = self.logger
-        Task {
-            try? await Task.sleep(for: deadline)
-            let unfinished = runners.reduce(0) { $0 + $1.heldCount }
-            guard unfinished > 0 else { return }
-            // Handlers still running, or settles that cannot reach Redis: give up on both.
-            logger.warning("drain deadline passed; abandoning handlers in flight (their entries will be reclaimed)", metadata: ["held": "\(unfinished)"])
-            for runner in runners { runner.abandonHandlers() }
-        }
     }
 
     /// Entries this worker holds right now (handling, settling, or waiting to retry).
     public var heldEntries: Int { runners.withLock { $0.reduce(0) { $0 + $1.heldCount } } }
-
-    private func ensureGroupWithRetry(_ runner: SubscriptionRunner) async throws {
-        var attempt = 0
-        while true {
-            do {
-                try await runner.ensureGroup()
-                return
-            } catch {
-                attempt += 1
-                logger.warning("cannot create consumer group yet; retrying", metadata: ["error": "\(error)"])
-                try await Task.sleep(for: pool.configuration.reconnect.backoff(attempt: attempt))
-            }
-        }
-    }
-
-    /// Periodic work that any worker may do: gauges for each group, and removing consumers that
-    /// have been idle for long and hold nothing.
-    private func maintenanceLoop(_ runners: [SubscriptionRunner]) async {
-        let inspector = GroupInspector(pool: pool)
-        var lastCleanup = ContinuousClock.now
-        while !(runners.first?.isDraining ?? true) {
-            for runner in runners {
-                if let status = try? await inspector.groupStatus(stream: runner.stream, group: runner.group) {
-                    runner.metrics.pending.record(status.pending)
-                    runner.metrics.lag.record(status.lag ?? 0)
-                    runner.metrics.oldestPendingAge.record(status.oldestPendingAge ?? 0)
-                    runner.metrics.consumers.record(status.consumers.count)
-                    runner.metrics.deadLetterLength.record(status.deadLetters)
-                }
-            }
-            if ContinuousClock.now - lastCleanup > min(configuration.removeIdleConsumersAfter / 4, .seconds(60)) {
-                lastCleanup = .now
-                for runner in runners { await runner.removeIdleConsumers() }
-            }
-            var waited = Duration.zero
-            while waited < configuration.inspectionInterval && !(runners.first?.isDraining ?? true) {
-                try? await Task.sleep(for: .milliseconds(200))
-                waited += .milliseconds(200)
-            }
-        }
-    }
 }

@@ -1,8 +1,11 @@
 import RedisClient
 
-/// An entry this worker holds and is about to handle.
+/// An entry this worker holds and is about to handle. Its fields travel with it through the
+/// pre-check, the handler, retries and the settle (never fetched again).
 struct WorkItem: Sendable {
     let entry: StreamEntry
+    /// The entry id, parsed once from the reply that delivered it.
+    let id: StreamID
     /// Redis's delivery counter for the entry, as of this delivery.
     let deliveryCount: Int
     /// Its idempotency marker (idempotent settle only): the event id, a field of the group's
@@ -10,25 +13,38 @@ struct WorkItem: Sendable {
     let marker: String?
     /// Its idempotency marker existed when it was read: ack it without handling.
     var knownDuplicate = false
+
+    init(entry: StreamEntry, id: StreamID, deliveryCount: Int, marker: String?) {
+        self.entry = entry
+        self.id = id
+        self.deliveryCount = deliveryCount
+        self.marker = marker
+    }
+
+    /// The same entry delivered once more (a retry), with Redis's new delivery count.
+    func redelivered(deliveryCount: Int) -> WorkItem {
+        WorkItem(entry: entry, id: id, deliveryCount: deliveryCount, marker: marker)
+    }
 }
 
 /// What the settler commits for an entry.
 enum SettleItem: Sendable {
     /// Acknowledge (with the handler's effects and, in idempotent mode, the idempotency marker).
-    case ack(id: String, marker: String?, effects: [[RedisArgument]])
+    case ack(WorkItem, effects: [[RedisArgument]])
     /// Move to the dead letters.
-    case deadLetter(id: String, fields: [StreamField], reason: String, error: String, deliveryCount: Int)
+    case deadLetter(WorkItem, reason: String, error: String)
     /// The entry was deleted from the stream while pending: acknowledge, count as lost.
-    case lost(id: String)
+    case lost(WorkItem)
 
-    var id: String {
+    var item: WorkItem {
         switch self {
-        case .ack(let id, _, _), .deadLetter(let id, _, _, _, _), .lost(let id): id
+        case .ack(let item, _), .deadLetter(let item, _, _), .lost(let item): item
         }
     }
 }
 
-/// Ids in stream order (each parsed once, not once per comparison).
-func sortedIDs(_ ids: some Sequence<String>) -> [String] {
-    ids.map { (StreamID($0) ?? .zero, $0) }.sorted { $0.0 < $1.0 }.map(\.1)
+/// What a handler's call means for one entry.
+enum HandlingOutcome: Sendable {
+    case settle(SettleItem)
+    case retry(any Error)
 }

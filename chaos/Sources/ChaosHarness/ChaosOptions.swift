@@ -18,16 +18,55 @@ public enum FaultKind: String, CaseIterable, Codable, Sendable, Comparable {
     case latency
     /// A malformed event is written straight into a stream the workers read.
     case malformed
+    /// Entries are appended again with the same event id, as a publisher's retry after a lost
+    /// reply: the runtime's idempotency markers must suppress them.
+    case duplicate
+    /// Operations (issue 13): the msg service is stopped for 5-60 s under load, then started again.
+    case msgOutage = "msg-outage"
+    /// Operations: `ordershop trim` runs during the load.
+    case trim
+    /// Operations: `ordershop rebuild all` runs during the load.
+    case rebuild
+    /// Operations: a malformed event is dead-lettered, then `ordershop dlq replay STREAM GROUP`
+    /// replays one group's dead letters during the load (only that group may see them again).
+    case replay
+
+    /// The kinds a run injects unless told otherwise: crashes, network faults and bad input.
+    public static let standard: [FaultKind] = [.kill, .pause, .term, .redis, .reset, .stall, .latency, .malformed, .duplicate]
+    /// Everyday operations under load; on with `--faults all` (or by name).
+    public static let operations: [FaultKind] = [.msgOutage, .trim, .rebuild, .replay]
 
     public static func < (a: FaultKind, b: FaultKind) -> Bool { a.rawValue < b.rawValue }
 }
 
-/// A deliberate defect passed to the workers, to show the checker catching it.
+/// A deliberate defect passed to the workers, to show the checker catching it. Each must make
+/// the run FAIL with the violation that names it (`expectedViolation`); `make test` checks that.
 public enum PlantedBugOption: String, CaseIterable, Codable, Sendable {
     /// Workers acknowledge entries as soon as they read them (a crash loses them).
     case ackBeforeHandling = "ack-before-handling"
     /// Workers settle without idempotency markers and send mails with a random key.
     case noIdempotency = "no-idempotency"
+    /// The settle applies and acks entries another consumer owns now (a zombie's settle).
+    case noOwnerCheck = "no-owner-check"
+    /// The settle ignores the idempotency markers: a redelivered or repeated event is applied again.
+    case noMarkerCheck = "no-marker-check"
+    /// Entries are acked before their effects are committed: a crash in between loses the effects.
+    case ackBeforeEffects = "ack-before-effects"
+    /// Leases are never refreshed: slow entries are reclaimed from a live worker and handled twice.
+    case noLeaseRefresh = "no-lease-refresh"
+
+    /// Phrases of the violations this bug must cause: a planted run passes `make test` only when
+    /// it FAILs with a violation containing one of them.
+    public var expectedViolations: [String] {
+        switch self {
+        case .ackBeforeHandling: ["lost effects", "runtime never applied"]
+        case .noIdempotency: ["unexpected mails", "runtime never applied", "runtime applied an event twice"]
+        case .noOwnerCheck: ["owner check", "runtime applied an event twice"]
+        case .noMarkerCheck: ["runtime applied an event twice"]
+        case .ackBeforeEffects: ["runtime never applied"]
+        case .noLeaseRefresh: ["lease", "runtime applied an event twice"]
+        }
+    }
 }
 
 /// Everything a chaos run is configured with.
@@ -44,7 +83,7 @@ public struct ChaosOptions: Sendable, Codable {
     public var clients: Int = 6
     /// The workers' lease (seconds); a pause lasts at least twice this.
     public var leaseSeconds: Double = 3
-    public var faults: Set<FaultKind> = Set(FaultKind.allCases)
+    public var faults: Set<FaultKind> = Set(FaultKind.standard)
     /// Seconds between faults, on average.
     public var meanFaultInterval: Double = 5
     /// The longest wait for every group to drain after the load.
@@ -52,6 +91,16 @@ public struct ChaosOptions: Sendable, Codable {
     /// HTTP timeout of one command (an answer later than this is an unknown outcome).
     public var requestTimeout: Double = 20
     public var plantedBug: PlantedBugOption?
+    /// A run with fewer commands, or fewer events, per second of load than this proves too
+    /// little: VOID.
+    public var minimumRatePerSecond: Double = 5
+    /// The workers' slow-handler mode: after msg took a mail, a handler waits up to this many
+    /// milliseconds before returning (`--chaos-pause-after-mail-ms`), so that a SIGKILL finds
+    /// entries inside their handler (effect done, settle not) instead of only in read-ahead.
+    public var pauseAfterMailMs: Int = 100
+    /// With a planted bug: succeed (exit 0) only when the run FAILs with a violation the bug must
+    /// cause (``PlantedBugOption/expectedViolations``); a PASS, a VOID or another failure is exit 1.
+    public var expectCaught: Bool = false
     /// Keep the Redis data and logs after a passing run.
     public var keepData: Bool = false
 

@@ -7,8 +7,8 @@ import StreamWorker
 
 /// A whole chaos run: topology up, load with faults, restore, drain, check, report.
 public enum ChaosRun {
-    /// Exit codes: 0 passed, 1 a violation, 2 void (no kill hit a worker holding entries), 3 the
-    /// harness itself failed.
+    /// Exit codes: 0 passed, 1 a violation, 2 void (the run did not exercise what it must: see
+    /// ``Judge``), 3 the harness itself failed.
     public static func run(_ options: ChaosOptions) async -> Int32 {
         var logger = Logger(label: "chaos")
         logger.logLevel = .info
@@ -27,9 +27,7 @@ public enum ChaosRun {
         httpConfig.connectionPool = .init(idleTimeout: .seconds(30), concurrentHTTP1ConnectionsPerHostSoftLimit: 32)
         httpConfig.timeout = .init(connect: .seconds(5), read: .seconds(Int64(options.requestTimeout)))
         let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: httpConfig)
-        var report = RunReport(
-            options: options, schedule: schedule, faults: [], check: nil, counters: [:], reclaims: [], drainSeconds: nil, drained: false,
-            samples: [], incarnations: [], processExits: [], harnessError: nil, void: nil, verdict: "ERROR", violations: [])
+        var report = RunReport(options: options, schedule: schedule)
         var topology: Topology?
         do {
             let topo = try await Topology(options: options, runDirectory: reportDir, logger: logger)
@@ -45,12 +43,11 @@ public enum ChaosRun {
         // The verdict.
         if report.harnessError != nil {
             report.verdict = "ERROR"
-        } else if !report.violations.isEmpty {
-            report.verdict = "FAIL"
-        } else if report.void != nil {
-            report.verdict = "VOID"
         } else {
-            report.verdict = "PASS"
+            let outcome = Judge.judge(report)
+            report.verdict = outcome.verdict
+            report.violations = outcome.violations
+            report.voids = outcome.voids
         }
         print(report.table)
         let encoder = JSONEncoder()
@@ -60,6 +57,14 @@ public enum ChaosRun {
         print("chaos: report in \(reportDir)/report.json and \(reportDir)/run.svg")
         if let topology { await topology.shutdown(removeData: report.verdict == "PASS" && !options.keepData) }
         try? await http.shutdown()
+        if let bug = options.plantedBug, options.expectCaught {
+            let caught = report.verdict == "FAIL" && report.violations.contains { v in bug.expectedViolations.contains { v.contains($0) } }
+            print(
+                caught
+                    ? "chaos: planted bug \(bug.rawValue) CAUGHT: the run failed with the violation that names it"
+                    : "chaos: planted bug \(bug.rawValue) NOT CAUGHT: verdict \(report.verdict), expected FAIL with one of: \(bug.expectedViolations.joined(separator: "; "))")
+            return caught ? 0 : 1
+        }
         switch report.verdict {
         case "PASS": return 0
         case "FAIL": return 1
@@ -78,6 +83,11 @@ public enum ChaosRun {
         case .stall: "proxy: stall \(f.seconds) s"
         case .latency: "proxy: +\(f.milliseconds ?? 0) ms for \(f.seconds) s"
         case .malformed: "malformed event (shape \(f.variant ?? 0)) into \(f.stream ?? "?")"
+        case .msgOutage: "stop the msg service for \(f.seconds) s, then start it again"
+        case .trim: "ordershop trim (retention) under load"
+        case .rebuild: "ordershop rebuild all under load"
+        case .replay: "malformed event (shape \(f.variant ?? 0)) into \(f.stream ?? "?"), then ordershop dlq replay of group \(f.worker ?? "?") only"
+        case .duplicate: "publisher retry: the newest \(f.variant ?? 1) entries of \(f.stream ?? "?") appended again, same event ids"
         }
     }
 
@@ -100,13 +110,17 @@ public enum ChaosRun {
         await load.model.add(customers: await preload.model.customers)
         await load.model.add(products: await preload.model.products)
         let observer = Observer(http: http, pool: pool, clock: clock)
-        let injector = FaultInjector(topology: topology, observer: observer, pool: pool, clock: clock, options: options, logger: logger)
+        let archive = HistoryArchive(pool: pool)
+        if options.faults.contains(.trim) { try await archive.start() }
+        let injector = FaultInjector(
+            topology: topology, observer: observer, pool: pool, clock: clock, options: options, http: http, archive: archive, logger: logger)
 
         // The observer: metrics and backlog every second, reclaim watches four times a second.
         let observing = Task {
             var tick = 0
             while !Task.isCancelled {
                 if tick % 4 == 0 {
+                    await topology.checkExits()
                     for i in await topology.liveIncarnations() { await observer.scrape(i) }
                     await observer.sample()
                 }
@@ -167,21 +181,14 @@ public enum ChaosRun {
         report.counters = await observer.totals
         report.reclaims = await observer.watches.values.sorted { $0.since < $1.since }
         report.samples = await observer.samples
-        report.processExits = await topology.unexpectedExits()
 
         let records = await preload.log.records + load.log.records
-        let check = try await Checker(pool: pool, http: http, gateway: topology.gatewayURL).check(records: records)
-        report.check = check
-        report.violations = check.violations
-        if !drained { report.violations.append("the groups did not drain within \(Int(options.drainTimeout)) s") }
-        for exit in report.processExits { report.violations.append("process crashed: \(exit)") }
-        for w in report.unreclaimed where w.held > 0 {
-            report.violations.append("entries of \(w.consumer) (\(w.held) held at the fault) were never reclaimed")
-        }
-        let kills = report.faults.filter { $0.planned.kind == .kill && !$0.skipped }
-        if !kills.contains(where: { ($0.heldPending ?? 0) > 0 }) {
-            report.void = "no SIGKILL hit a worker holding pending entries (\(kills.count) kills): the run proves nothing about crashes"
-        }
+        let history = try await HistoryCollector(pool: pool, http: http, gateway: topology.gatewayURL).collect(records: records, archive: archive)
+        report.check = Checker.check(history)
+        // Every worker and service must drain and exit 0 on SIGTERM; every exit so far that no
+        // fault asked for is already recorded.
+        await topology.stopProcesses()
+        report.processExits = await topology.unexpectedExits
         let encoder = JSONEncoder()
         if let lines = try? records.map({ String(decoding: try encoder.encode($0), as: UTF8.self) }).joined(separator: "\n") {
             _ = FileManager.default.createFile(atPath: options.reportDirectory + "/commands.jsonl", contents: Data(lines.utf8))

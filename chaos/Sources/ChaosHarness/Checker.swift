@@ -1,9 +1,6 @@
-import AsyncHTTPClient
 import Foundation
-import NIOCore
 import OrderShop
 import RedisClient
-import StreamWorker
 
 /// What the checker found. Every count that must be zero has a violation naming it when it is not.
 public struct CheckResult: Codable, Sendable {
@@ -14,6 +11,10 @@ public struct CheckResult: Codable, Sendable {
     /// Events no command of the run asked for (injections aside), or a command's event twice.
     public var unexpectedEvents = 0
     public var duplicateEvents = 0
+    /// Entries the harness appended again, as a publisher's retry (same event id), on purpose.
+    public var publisherDuplicates = 0
+    /// Dead letters replayed into their stream (`replayed_from`): the same event again.
+    public var replayedEntries = 0
     /// Commands answered 4xx that took effect anyway.
     public var refusedButApplied = 0
     /// Unknown-outcome commands that took effect (Jepsen's "recovered").
@@ -27,13 +28,30 @@ public struct CheckResult: Codable, Sendable {
     /// Mails beyond the number the events imply, whatever their keys: duplicates under any key.
     public var excessMails = 0
     public var mailsByKind: [String: Int] = [:]
+    /// (event, group) pairs the runtime must apply exactly once: the ledger's expectation.
+    public var expectedApplications = 0
+    /// Applications the runtime committed (the ``AppliedLedger``), over every event and group.
+    public var runtimeApplied = 0
+    /// Applications beyond the first of an (event, group): the runtime applied an event twice.
+    public var runtimeAppliedTwice = 0
+    /// (event, group) pairs the runtime never applied.
+    public var runtimeNeverApplied = 0
+    /// Applications of event ids no event of the group's streams carries.
+    public var runtimeAppliedUnexpected = 0
+    /// Applications for which msg answered `duplicate` (the mail had been handed over by an
+    /// earlier handling whose settle never committed): expected under at-least-once, shown.
+    public var msgAskedTwice = 0
     public var injected = 0
     /// Entries × groups reading them: each is delivered at least once.
     public var deliverable = 0
     public var deadLetters = 0
     public var deadLettersMissing = 0
     public var deadLettersUnexpected = 0
-    public var groups: [GroupStatus] = []
+    /// Injected entries dead-lettered more than once by one group (a replay reached it again).
+    public var deadLettersTwice = 0
+    /// Entries removed from the streams before the harness copied them (the history is incomplete).
+    public var historyGaps = 0
+    public var groups: [History.Group] = []
     public var readModelMismatches: [String: Int] = [:]
     public var negativeStock = 0
     public var stockMismatches = 0
@@ -41,45 +59,41 @@ public struct CheckResult: Codable, Sendable {
     public var violations: [String] = []
 }
 
-/// The checker, run after the drain. It trusts nothing the system says about itself: it reads
-/// the streams, `mail:sent`, the groups and the dead letters from Redis, and the read models
-/// through the gateway, and compares them with the commands the clients sent.
-struct Checker {
-    let pool: RedisConnectionPool
-    let http: HTTPClient
-    let gateway: String
-
-    func check(records: [CommandRecord]) async throws -> CheckResult {
+/// The checker, run after the drain on a ``History``. It trusts nothing the system says about
+/// itself: the history is the streams, `mail:sent`, the runtime's ledger, the groups and the dead
+/// letters as read from Redis, and the read models as served, compared with the commands the
+/// clients sent. A pure function, tested on synthetic histories.
+public enum Checker {
+    public static func check(_ h: History) -> CheckResult {
         var r = CheckResult()
-        for rec in records { r.commands[rec.outcome.rawValue, default: 0] += 1 }
-        r.commands["total"] = records.count
+        for rec in h.records { r.commands[rec.outcome.rawValue, default: 0] += 1 }
+        r.commands["total"] = h.records.count
+        let entries = h.entries
 
-        // Every entry of every entity stream.
-        var entries: [String: [StreamEntry]] = [:]
-        for type in EntityType.allCases {
-            for action in EventAction.allCases {
-                let stream = type.stream(action)
-                entries[stream] = try await readAll(stream)
-            }
-        }
-        let injectedIDs: [String: Set<String>] = entries.mapValues { Set($0.filter { $0["chaos_injection"] != nil }.map(\.id)) }
-        r.injected = injectedIDs.values.reduce(0) { $0 + $1.count }
-        r.events = entries.values.reduce(0) { $0 + $1.count } - r.injected
+        func isInjected(_ e: StreamEntry) -> Bool { e[History.injectionField] != nil }
+        // The same event again: a publisher's retry, or a dead letter an operator replayed (the
+        // runtime keeps its `event_id` and adds `replayed_from`): not a command's second event.
+        func isRepeat(_ e: StreamEntry) -> Bool { e[History.duplicateField] != nil || e[History.replayedField] != nil }
+        r.injected = entries.values.reduce(0) { $0 + $1.filter(isInjected).count }
+        r.publisherDuplicates = entries.values.reduce(0) { $0 + $1.filter { $0[History.duplicateField] != nil }.count }
+        r.replayedEntries = entries.values.reduce(0) { $0 + $1.filter { !isInjected($0) && $0[History.replayedField] != nil }.count }
+        r.events = entries.values.reduce(0) { $0 + $1.filter { !isInjected($0) && !isRepeat($0) }.count }
         r.deliverable = WorkerStreams.subscriptions.reduce(0) { $0 + (entries[$1.stream]?.count ?? 0) }
 
-        // 1. Commands against events, by trace id.
+        // 1. Commands against events, by trace id. A publisher's retry is the same event again,
+        // not a command's second event: it is left out here and must be applied once below.
         var byTrace: [String: [(stream: String, entityID: String)]] = [:]
         for (stream, list) in entries {
-            for e in list where e["chaos_injection"] == nil {
+            for e in list where !isInjected(e) && !isRepeat(e) {
                 byTrace[e.string("trace_id") ?? "", default: []].append((stream, e.string("entity_id") ?? ""))
             }
         }
-        let traces = Set(records.map(\.trace))
+        let traces = Set(h.records.map(\.trace))
         for (trace, list) in byTrace where !traces.contains(trace) {
             r.unexpectedEvents += list.count
             note(&r, "event with unknown trace '\(trace)' in \(list[0].stream)")
         }
-        for rec in records {
+        for rec in h.records {
             let stream = "events:{\(rec.type)}_\(rec.action)"
             let own = (byTrace[rec.trace] ?? []).filter { $0.stream == stream }
             let applied = !own.isEmpty
@@ -106,20 +120,45 @@ struct Checker {
             }
         }
 
-        // 2. Mails: exactly one per key the events imply.
+        // 2. The runtime's own effects: every (event, group) applied exactly once by the settle.
         var expected: Set<String> = []
         for sub in WorkerStreams.subscriptions {
-            for e in entries[sub.stream] ?? [] where e["chaos_injection"] == nil {
-                expected.insert("\(sub.group):\(e.string("event_id") ?? e.id)")
+            var events: Set<String> = []
+            for e in entries[sub.stream] ?? [] where !isInjected(e) {
+                let event = e.string("event_id") ?? "\(sub.stream)/\(e.id)"
+                events.insert(event)
+                expected.insert("\(sub.group):\(event)")
             }
+            r.expectedApplications += events.count
+            let key = History.key(sub.stream, sub.group)
+            let applied = h.applied[key] ?? [:]
+            for event in events {
+                let n = applied[event] ?? 0
+                if n == 0 {
+                    r.runtimeNeverApplied += 1
+                    note(&r, "the runtime never applied \(sub.stream) event \(event) for \(sub.group)")
+                } else if n > 1 {
+                    r.runtimeAppliedTwice += n - 1
+                    note(&r, "the runtime applied \(sub.stream) event \(event) \(n) times for \(sub.group)")
+                }
+            }
+            for (event, n) in applied {
+                r.runtimeApplied += n
+                if !events.contains(event) {
+                    r.runtimeAppliedUnexpected += n
+                    note(&r, "the runtime applied \(event) for \(sub.group), which no entry of \(sub.stream) carries")
+                }
+            }
+            r.msgAskedTwice += (h.msgRepeats[key] ?? [:]).values.reduce(0, +)
         }
+
+        // 3. The external effect (msg's second line): one mail per key the events imply.
         r.expectedMails = expected.count
-        let mails = try await MailLog(pool: pool).all()
-        r.mails = mails.count
+        r.mails = h.mails.count
         var perKey: [String: Int] = [:]
-        for m in mails {
+        for m in h.mails {
             perKey[m.key, default: 0] += 1
-            r.mailsByKind[m.kind?.rawValue ?? "other", default: 0] += 1
+            r.mailsByKind[m.kind ?? "other", default: 0] += 1
         }
         for key in expected where perKey[key] == nil {
             r.lostEffects += 1
@@ -134,37 +173,42 @@ struct Checker {
                 note(&r, "duplicate effect: \(n) mails with key \(key)")
             }
         }
+        r.excessMails = max(0, h.mails.count - expected.count)
 
-        r.excessMails = max(0, mails.count - expected.count)
-
-        // 3. Groups drained; dead letters are exactly the injections.
-        let inspector = GroupInspector(pool: pool)
+        // 4. Groups drained; dead letters are exactly the injections, by their marker: each in
+        // the dead letters of every group reading its stream, once (a `dlq replay` for one group
+        // re-adds the entry under a new id with the same marker; no other group may see it again).
+        r.groups = h.groups
+        var injectedMarkers: [String: Set<String>] = [:]
+        for (stream, list) in entries {
+            for e in list { if let m = e.string(History.injectionField) { injectedMarkers[stream, default: []].insert(m) } }
+        }
         for sub in WorkerStreams.subscriptions {
-            let status = try await inspector.groupStatus(stream: sub.stream, group: sub.group)
-            r.groups.append(status)
-            let letters = try await DeadLetters(pool: pool, stream: sub.stream, group: sub.group).list(count: 100_000)
+            let letters = h.deadLetters[History.key(sub.stream, sub.group)] ?? []
             r.deadLetters += letters.count
-            let got = Set(letters.map(\.originalID))
-            let want = injectedIDs[sub.stream] ?? []
-            for id in want.subtracting(got) {
+            var perMarker: [String: Int] = [:]
+            for l in letters { if let m = l.marker { perMarker[m, default: 0] += 1 } }
+            let want = injectedMarkers[sub.stream] ?? []
+            for m in want where perMarker[m] == nil {
                 r.deadLettersMissing += 1
-                note(&r, "injected malformed \(sub.stream) \(id) is not in the dead letters of \(sub.group)")
+                note(&r, "injected malformed \(sub.stream) (\(m)) is not in the dead letters of \(sub.group)")
             }
-            for letter in letters where !want.contains(letter.originalID) {
+            for (m, n) in perMarker where want.contains(m) && n > 1 {
+                r.deadLettersTwice += n - 1
+                note(&r, "injected malformed \(sub.stream) (\(m)) dead-lettered \(n) times by \(sub.group): a replay for another group reached it")
+            }
+            for letter in letters where letter.marker.map({ !want.contains($0) }) ?? true {
                 r.deadLettersUnexpected += 1
                 note(&r, "dead letter \(sub.stream) \(letter.originalID) (\(sub.group)) was not injected: \(letter.reason) \(letter.error.prefix(120))")
             }
         }
+        r.historyGaps = h.incomplete.values.reduce(0, +)
+        for (stream, n) in h.incomplete { note(&r, "\(n) entries of \(stream) were removed before the harness copied them") }
 
-        // 4. Read models equal a fresh replay of the streams.
-        let store = EventStore(pool: pool)
-        var replayed: [EntityType: [String: JSONValue]] = [:]
+        // 5. Read models equal a fresh replay of the streams.
         for type in EntityType.allCases {
-            let projection = try await store.replay(type)
-            var fromStreams: [String: JSONValue] = [:]
-            for e in projection.live { fromStreams[e.id] = try? JSONCoding.decode(JSONValue.self, from: e.state.json) }
-            replayed[type] = fromStreams
-            let served = try await list(type)
+            let fromStreams = h.replayed[type] ?? [:]
+            let served = h.served[type] ?? [:]
             var mismatches = 0
             for id in Set(fromStreams.keys).union(served.keys) where fromStreams[id] != served[id] {
                 mismatches += 1
@@ -173,7 +217,7 @@ struct Checker {
             r.readModelMismatches[type.rawValue] = mismatches
         }
 
-        // 5. Stock: never negative, and equal to the initial stock minus the units of live orders
+        // 6. Stock: never negative, and equal to the initial stock minus the units of live orders
         // (the load never updates or deletes stock records, so nothing else moves it).
         var initial: [String: (inventory: String, amount: Int)] = [:]
         for e in entries[EntityType.inventory.stream(.created)] ?? [] {
@@ -192,24 +236,27 @@ struct Checker {
             }
         }
         var reserved: [String: Int] = [:]
-        for (_, order) in replayed[.order] ?? [:] {
+        for (_, order) in h.replayed[.order] ?? [:] {
             for pid in order["product_ids"]?.arrayValue?.compactMap(\.stringValue) ?? [] { reserved[pid, default: 0] += 1 }
         }
         for (pid, inv) in initial {
             let want = inv.amount - reserved[pid, default: 0]
-            let have = (replayed[.inventory]?[inv.inventory]?["amount"]?.numberValue).map { Int($0) }
+            let have = (h.replayed[.inventory]?[inv.inventory]?["amount"]?.numberValue).map { Int($0) }
             if have != want {
                 r.stockMismatches += 1
                 note(&r, "stock of product \(pid): \(have.map(String.init) ?? "none"), the orders imply \(want)")
             }
         }
 
-        // The verdict.
+        // The violations.
         func must(_ n: Int, _ what: String) { if n > 0 { r.violations.append("\(what) = \(n)") } }
         must(r.lostEvents, "lost events (commands answered 200 without their event)")
         must(r.duplicateEvents, "duplicate events")
         must(r.unexpectedEvents, "unexpected events")
         must(r.refusedButApplied, "refused commands that took effect")
+        must(r.runtimeAppliedTwice, "runtime applied an event twice (settle effects committed more than once per event and group)")
+        must(r.runtimeNeverApplied, "runtime never applied an event (no settle committed its effects)")
+        must(r.runtimeAppliedUnexpected, "runtime applied events no entry carries")
         must(r.lostEffects, "lost effects (mails the events imply but never sent)")
         must(r.duplicateEffects, "duplicate effects (mails sent more than once)")
         must(r.unexpectedMails, "unexpected mails (no event implies them)")
@@ -220,35 +267,14 @@ struct Checker {
         must(lag, "lag after the drain")
         must(r.deadLettersMissing, "injected malformed events not dead-lettered")
         must(r.deadLettersUnexpected, "dead letters that were not injected")
+        must(r.deadLettersTwice, "injected entries dead-lettered twice by one group (a dlq replay for another group reached it)")
         must(r.readModelMismatches.values.reduce(0, +), "read-model entities that differ from a replay of the streams")
         must(r.negativeStock, "negative stock")
         must(r.stockMismatches, "stock that differs from what the orders imply")
         return r
     }
 
-    private func note(_ r: inout CheckResult, _ text: String) {
+    private static func note(_ r: inout CheckResult, _ text: String) {
         if r.examples.count < 40 { r.examples.append(text) }
-    }
-
-    private func readAll(_ stream: String) async throws -> [StreamEntry] {
-        var out: [StreamEntry] = []
-        var start = "-"
-        while true {
-            let page = try await pool.send(XRANGE(RedisArgument(stream), start: start, end: "+", count: 1000))
-            out += page
-            guard page.count == 1000, let last = page.last else { return out }
-            start = "(" + last.id
-        }
-    }
-
-    /// GET /<plural> through the gateway, by id.
-    private func list(_ type: EntityType) async throws -> [String: JSONValue] {
-        let response = try await http.execute(HTTPClientRequest(url: gateway + "/" + type.plural), timeout: .seconds(60))
-        let body = try await response.body.collect(upTo: 256 << 20)
-        guard response.status.code == 200 else { throw ChaosError("GET /\(type.plural) answered \(response.status.code)") }
-        let json = try JSONCoding.decode(JSONValue.self, from: body.readableBytesView)
-        var out: [String: JSONValue] = [:]
-        for item in json.arrayValue ?? [] { if let id = item["id"]?.stringValue { out[id] = item } }
-        return out
     }
 }

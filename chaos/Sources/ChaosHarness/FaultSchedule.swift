@@ -11,7 +11,8 @@ public struct PlannedFault: Codable, Sendable, Hashable {
     public var seconds: Double
     /// Added latency (latency).
     public var milliseconds: Int?
-    /// Which malformed shape (malformed), and into which stream.
+    /// Which malformed shape (malformed) or how many entries to repeat (duplicate), and into
+    /// which stream.
     public var variant: Int?
     public var stream: String?
 }
@@ -79,6 +80,21 @@ public enum FaultSchedule {
                 fault.milliseconds = 50 + rng.below(400)
             case .malformed:
                 fault.variant = rng.below(3)
+                let streams = Array(Set(WorkerStreams.crm + WorkerStreams.billing)).sorted()
+                fault.stream = streams[rng.below(streams.count)]
+            case .msgOutage:
+                // 5-60 s, at most a third of the fault window (a short run cannot hold a minute).
+                fault.seconds = rng.uniform(5, max(5.5, min(60, window / 3)))
+            case .trim, .rebuild:
+                fault.seconds = 0
+            case .replay:
+                let streams = Array(Set(WorkerStreams.crm + WorkerStreams.billing)).sorted()
+                fault.stream = streams[rng.below(streams.count)]
+                let groups = WorkerStreams.groups(of: fault.stream!)
+                fault.worker = groups[rng.below(groups.count)]
+                fault.variant = rng.below(3)
+            case .duplicate:
+                fault.variant = 1 + rng.below(5)  // entries repeated
                 let streams = Array(Set(WorkerStreams.crm + WorkerStreams.billing)).sorted()
                 fault.stream = streams[rng.below(streams.count)]
             }

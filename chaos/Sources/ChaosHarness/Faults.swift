@@ -1,6 +1,9 @@
+import AsyncHTTPClient
 import Foundation
 import Logging
+import OrderShop
 import RedisClient
+import StreamWorker
 
 /// A fault as it happened.
 public struct ExecutedFault: Codable, Sendable {
@@ -11,8 +14,24 @@ public struct ExecutedFault: Codable, Sendable {
     public var target: String?
     /// Entries the worker held (pending) just before the fault.
     public var heldPending: Int?
+    /// SIGKILL: entries the killed worker still held whose mail msg had sent before the kill
+    /// (by Redis's clock): the kill hit them inside the handler, after the external effect and
+    /// before the settle. nil when it could not be measured.
+    public var inHandler: Int?
+    /// The fault could not be carried out (no worker free, Redis would not restart, the write
+    /// failed...): why. A run asked to include this kind is VOID.
     public var skipped: Bool = false
     public var note: String = ""
+
+    public init(planned: PlannedFault, at: Double, target: String? = nil, heldPending: Int? = nil, inHandler: Int? = nil, skipped: Bool = false, note: String = "") {
+        self.planned = planned
+        self.at = at
+        self.target = target
+        self.heldPending = heldPending
+        self.inHandler = inHandler
+        self.skipped = skipped
+        self.note = note
+    }
 }
 
 actor FaultLog {
@@ -27,6 +46,9 @@ struct FaultInjector: Sendable {
     let pool: RedisConnectionPool
     let clock: RunClock
     let options: ChaosOptions
+    let http: HTTPClient
+    /// Copied before each trim (see ``HistoryArchive``).
+    let archive: HistoryArchive
     let log = FaultLog()
     let redisLock = AsyncLock()
     let logger: Logger
@@ -50,7 +72,7 @@ struct FaultInjector: Sendable {
         case .kill, .term, .pause:
             done = await workerFault(fault, done)
         case .redis:
-            let (at, note) = await redisLock.withLock { () async -> (Double, String) in
+            let (at, note, failed) = await redisLock.withLock { () async -> (Double, String, Bool) in
                 let at = clock.elapsed
                 await topology.redis.kill()
                 try? await Task.sleep(for: .milliseconds(Int64(fault.seconds * 1000)))
@@ -59,20 +81,25 @@ struct FaultInjector: Sendable {
                     do {
                         try await topology.redis.start()
                         ChildRegistry.add(topology.redis.pid)
-                        return (at, "down \(String(format: "%.1f", clock.elapsed - at)) s")
+                        return (at, "down \(String(format: "%.1f", clock.elapsed - at)) s", false)
                     } catch {
                         attempts += 1
                         logger.warning("redis-server restart failed (\(error)); again")
-                        if attempts > 20 { return (at, "redis-server did not restart: \(error)") }
-                        do { try await Task.sleep(for: .milliseconds(500)) } catch { return (at, "cancelled before redis-server restarted") }
+                        if attempts > 20 { return (at, "redis-server did not restart: \(error)", true) }
+                        do { try await Task.sleep(for: .milliseconds(500)) } catch { return (at, "cancelled before redis-server restarted", true) }
                     }
                 }
             }
             done.at = at
             done.note = note
+            done.skipped = failed
         case .reset:
-            topology.proxy.resetConnections()
-            done.note = "every worker connection reset"
+            let n = await topology.proxy.resetConnections()
+            done.note = "\(n.map(String.init) ?? "?") worker connections reset"
+            if (n ?? 0) == 0 {
+                done.skipped = true
+                done.note = n == nil ? "the proxy did not reset within 1 s" : "no worker connection to reset"
+            }
         case .stall:
             topology.proxy.stall(for: .milliseconds(Int64(fault.seconds * 1000)))
             done.note = "no traffic for \(fault.seconds) s"
@@ -84,6 +111,32 @@ struct FaultInjector: Sendable {
             try? await Task.sleep(for: .milliseconds(Int64(fault.seconds * 1000)))
         case .malformed:
             done = await injectMalformed(fault, done)
+        case .duplicate:
+            done = await appendDuplicates(fault, done)
+        case .msgOutage:
+            let status = await topology.stopService("msg")
+            done.target = "msg"
+            try? await Task.sleep(for: .milliseconds(Int64(fault.seconds * 1000)))
+            do {
+                try await topology.startService("msg", http: http)
+                done.note = "msg down \(String(format: "%.1f", clock.elapsed - done.at)) s (stopped with status \(status.map(String.init) ?? "none: it was not running"))"
+                if status == nil { done.skipped = true }
+            } catch {
+                done.skipped = true
+                done.note = "msg did not start again: \(error)"
+            }
+        case .trim:
+            do {
+                try await archive.copy()
+                done = await tool(["trim"], done)
+            } catch {
+                done.skipped = true
+                done.note = "could not copy the streams before the trim: \(error)"
+            }
+        case .rebuild:
+            done = await tool(["rebuild", "all"], done)
+        case .replay:
+            done = await replayOneGroup(fault, done)
         }
         logger.info("fault \(fault.kind) at \(String(format: "%.1f", done.at)) s: \(done.target ?? "-") \(done.note)")
         await log.append(done)
@@ -119,11 +172,18 @@ struct FaultInjector: Sendable {
         switch fault.kind {
         case .kill:
             await topology.signal(kind: kind, slot: slot, SIGKILL)
+            let killedAt = try? await redisTimeMs()
             await observer.watch(consumer: incarnation.consumer, group: kind, held: held)
             _ = await topology.waitForExit(kind: kind, slot: slot, timeout: .seconds(30))
-            try? await Task.sleep(for: .milliseconds(Int64(fault.seconds * 1000)))
+            // Settles the dead worker had written before the kill may still be on their way
+            // through the proxy: let them land (far below the lease, so nothing is reclaimed yet).
+            try? await Task.sleep(for: .milliseconds(500))
+            if let killedAt { done.inHandler = try? await mailedButUnsettled(consumer: incarnation.consumer, group: kind, before: killedAt) }
+            let wait = max(0, fault.seconds - 0.5)
+            try? await Task.sleep(for: .milliseconds(Int64(wait * 1000)))
             let next = try? await topology.startWorker(kind: kind, slot: slot)
-            done.note = "SIGKILL; restarted as \(next?.consumer ?? "?") after \(fault.seconds) s"
+            done.note = "SIGKILL; \(done.inHandler.map { "\($0) held entries already mailed (killed inside the handler); " } ?? "")restarted as \(next?.consumer ?? "?") after \(fault.seconds) s"
+            if next == nil { done.note += " (restart FAILED)" }
         case .term:
             await topology.signal(kind: kind, slot: slot, SIGTERM)
             let status = await topology.waitForExit(kind: kind, slot: slot, timeout: .seconds(60))
@@ -131,6 +191,7 @@ struct FaultInjector: Sendable {
             let next = try? await topology.startWorker(kind: kind, slot: slot)
             done.note = "SIGTERM, exit status \(status.map(String.init) ?? "none within 60 s"); restarted as \(next?.consumer ?? "?")"
             if status == nil { done.note += " (did not drain in time)" }
+            await topology.recordTermination(consumer: incarnation.consumer, status: status)
         case .pause:
             let seconds = options.leaseSeconds * 2 + fault.seconds
             await topology.signal(kind: kind, slot: slot, SIGSTOP)
@@ -167,10 +228,126 @@ struct FaultInjector: Sendable {
                 done.target = "\(stream) \(id)"
                 return done
             }
-            if attempt == 39 { done.note += "; XADD failed" }
+            if attempt == 39 {
+                done.note += "; XADD failed"
+                done.skipped = true
+            }
             do { try await Task.sleep(for: .milliseconds(500)) } catch { return done }
         }
         return done
+    }
+
+    /// Appends the newest entries of a stream again, fields and event id unchanged, as a
+    /// publisher does that retries an XADD whose reply it lost. Each copy also carries
+    /// `chaos_duplicate_of` (the original's id), so that the checker counts it as the same event
+    /// again, not as a command's second event; the workers ignore that field.
+    private func appendDuplicates(_ fault: PlannedFault, _ record: ExecutedFault) async -> ExecutedFault {
+        var done = record
+        let stream = fault.stream ?? WorkerStreams.crm[0]
+        let count = max(1, fault.variant ?? 1)
+        for attempt in 0..<40 {
+            do {
+                let newest = try await pool.send(XRANGE(RedisArgument(stream), count: 50, reverse: true))
+                let originals = newest.filter {
+                    $0[History.injectionField] == nil && $0[History.duplicateField] == nil && $0["event_id"] != nil
+                }.prefix(count)
+                guard !originals.isEmpty else {
+                    done.skipped = true
+                    done.note = "no event in \(stream) to repeat"
+                    return done
+                }
+                var ids: [String] = []
+                for original in originals {
+                    let fields = original.fields + [StreamField(History.duplicateField, original.id)]
+                    ids.append(try await pool.send(XADD(RedisArgument(stream), fields: fields)) ?? "?")
+                }
+                done.target = "\(stream) \(originals.map(\.id).joined(separator: ","))"
+                done.note = "\(ids.count) entries appended again (same event ids) as \(ids.joined(separator: ","))"
+                return done
+            } catch {
+                if attempt == 39 {
+                    done.skipped = true
+                    done.note = "XADD failed: \(error)"
+                }
+                do { try await Task.sleep(for: .milliseconds(500)) } catch { return done }
+            }
+        }
+        return done
+    }
+
+    /// Runs an operations command; a non-zero exit is a fault not carried out (with its output).
+    private func tool(_ arguments: [String], _ record: ExecutedFault) async -> ExecutedFault {
+        var done = record
+        done.target = "ordershop " + arguments.joined(separator: " ")
+        // A Redis restart or a stall may overlap the command: try a few times.
+        for attempt in 1...4 {
+            do {
+                let (status, output) = try await topology.runTool(arguments)
+                let last = output.split(separator: "\n").suffix(3).joined(separator: " | ")
+                done.note = "exit \(status)\(attempt > 1 ? " (attempt \(attempt))" : ""): \(last)"
+                done.skipped = status != 0
+            } catch {
+                done.skipped = true
+                done.note = "could not run: \(error)"
+            }
+            if !done.skipped { break }
+            do { try await Task.sleep(for: .seconds(2)) } catch { break }
+        }
+        return done
+    }
+
+    /// Injects a malformed entry, waits until the fault's group has dead-lettered it, then
+    /// replays that group's dead letters with `ordershop dlq replay STREAM GROUP`: the entry
+    /// comes back for that group only, fails again and is dead-lettered again (the checker
+    /// requires it in each reading group's dead letters exactly once).
+    private func replayOneGroup(_ fault: PlannedFault, _ record: ExecutedFault) async -> ExecutedFault {
+        var done = await injectMalformed(fault, record)
+        guard !done.skipped, let stream = fault.stream, let group = fault.worker else { return done }
+        let letters = DeadLetters(pool: pool, stream: stream, group: group)
+        let started = ContinuousClock.now
+        var waiting = true
+        while waiting && ContinuousClock.now - started < .seconds(20) {
+            if let list = try? await letters.list(count: 100_000), !list.isEmpty { waiting = false } else {
+                do { try await Task.sleep(for: .milliseconds(250)) } catch { break }
+            }
+        }
+        if waiting {
+            done.skipped = true
+            done.note += "; not dead-lettered by \(group) within 20 s: nothing to replay"
+            return done
+        }
+        let replayed = await tool(["dlq", "replay", stream, group], done)
+        done.skipped = replayed.skipped
+        done.note += "; dlq replay \(group): \(replayed.note)"
+        return done
+    }
+
+    /// Redis's clock, in milliseconds (the clock of `mail:sent`'s entry ids).
+    private func redisTimeMs() async throws -> Int64 {
+        let reply = try await pool.send(["TIME"]).throwingServerError()
+        guard let parts = reply.array, parts.count == 2, let s = parts[0].int, let us = parts[1].int else { throw ChaosError("TIME answered \(reply)") }
+        return Int64(s) * 1000 + Int64(us) / 1000
+    }
+
+    /// How many entries a dead consumer still holds whose mail msg had recorded by `before`
+    /// (Redis ms): the worker was killed between the external effect and the settle.
+    private func mailedButUnsettled(consumer: String, group: String, before: Int64) async throws -> Int {
+        var n = 0
+        for stream in WorkerStreams.streams(of: group) {
+            let held = try await pool.send(["XPENDING", RedisArgument(stream), RedisArgument(group), "-", "+", 1000, RedisArgument(consumer)])
+                .throwingServerError().array ?? []
+            for item in held {
+                guard let id = item.array?.first?.string,
+                    let entry = try await pool.send(XRANGE(RedisArgument(stream), start: id, end: id, count: 1)).first
+                else { continue }
+                let key = "\(group):\(entry.string("event_id") ?? "\(stream)/\(id)")"
+                guard let mailID = try await pool.send(["GET", RedisArgument(MailKeys.marker(key))]).string,
+                    let ms = mailID.split(separator: "-").first.flatMap({ Int64($0) })
+                else { continue }
+                if ms <= before { n += 1 }
+            }
+        }
+        return n
     }
 }
 

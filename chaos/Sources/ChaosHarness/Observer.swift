@@ -72,7 +72,7 @@ actor Observer {
                 backlog = nil
                 break
             }
-            for g in groups { backlog = backlog.map { $0 + g.pending + (g.lag ?? 0) } }
+            for g in groups where g.name != HistoryArchive.group { backlog = backlog.map { $0 + g.pending + (g.lag ?? 0) } }
         }
         let mails = try? await pool.send(XLEN(RedisArgument("mail:sent")))
         samples.append(Sample(t: clock.elapsed, processed: total("processed"), backlog: backlog, mails: mails))

@@ -14,12 +14,38 @@ public struct RunReport: Codable, Sendable {
     public var incarnations: [WorkerIncarnation]
     public var processExits: [String]
     public var harnessError: String?
-    public var void: String?
+    /// Why the run proves too little (VOID when there is no violation).
+    public var voids: [String]
     public var verdict: String
     public var violations: [String]
 
+    public init(
+        options: ChaosOptions, schedule: [PlannedFault] = [], faults: [ExecutedFault] = [], check: CheckResult? = nil,
+        counters: [String: Int] = [:], reclaims: [ReclaimWatch] = [], drainSeconds: Double? = nil, drained: Bool = false,
+        samples: [Sample] = [], incarnations: [WorkerIncarnation] = [], processExits: [String] = [], harnessError: String? = nil,
+        voids: [String] = [], verdict: String = "ERROR", violations: [String] = []
+    ) {
+        self.options = options
+        self.schedule = schedule
+        self.faults = faults
+        self.check = check
+        self.counters = counters
+        self.reclaims = reclaims
+        self.drainSeconds = drainSeconds
+        self.drained = drained
+        self.samples = samples
+        self.incarnations = incarnations
+        self.processExits = processExits
+        self.harnessError = harnessError
+        self.voids = voids
+        self.verdict = verdict
+        self.violations = violations
+    }
+
     var longestReclaim: Double? { reclaims.compactMap(\.reclaimedAfter).max() }
     var unreclaimed: [ReclaimWatch] { reclaims.filter { $0.held > 0 && $0.reclaimedAfter == nil } }
+    /// Deliveries beyond the first per entry and group (a lower bound: see the metrics scrape).
+    var redeliveries: Int { max(0, (counters["delivered"] ?? 0) - (check?.deliverable ?? 0)) }
 
     /// The summary table.
     public var table: String {
@@ -32,24 +58,26 @@ public struct RunReport: Codable, Sendable {
         var skipped = 0
         for f in faults { if f.skipped { skipped += 1 } else { byKind[f.planned.kind, default: 0] += 1 } }
         let heldKills = faults.filter { $0.planned.kind == .kill && !$0.skipped && ($0.heldPending ?? 0) > 0 }.count
+        let handlerKills = faults.filter { $0.planned.kind == .kill && !$0.skipped && ($0.inHandler ?? 0) > 0 }.count
         var faultText: [String] = []
         for k in FaultKind.allCases { if let n = byKind[k] { faultText.append("\(k.rawValue) \(n)") } }
         if skipped > 0 { faultText.append("skipped \(skipped)") }
         rows.append(("faults", faultText.joined(separator: ", ")))
-        rows.append(("kills holding entries", "\(heldKills) of \(byKind[.kill] ?? 0)"))
+        rows.append(("kills holding entries", "\(heldKills) of \(byKind[.kill] ?? 0); inside a handler (mailed, not settled): \(handlerKills)"))
         if let c = check {
             rows.append(("commands", "\(c.commands["total"] ?? 0): ok \(c.commands["ok"] ?? 0), failed \(c.commands["failed"] ?? 0), unknown \(c.commands["unknown"] ?? 0) (recovered \(c.recovered), not applied \(c.unknownNotApplied))"))
-            rows.append(("events", "\(c.events) (+ \(c.injected) injected malformed)"))
+            rows.append(("events", "\(c.events) (+ \(c.injected) injected malformed, + \(c.publisherDuplicates) publisher duplicates, + \(c.replayedEntries) replayed dead letters)"))
             rows.append(("lost events", "\(c.lostEvents)"))
             rows.append(("mails", "expected \(c.expectedMails), sent \(c.mails): " + c.mailsByKind.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")))
+            rows.append(("runtime applied", "\(c.runtimeApplied) of \(c.expectedApplications) (event, group) pairs; twice \(c.runtimeAppliedTwice), never \(c.runtimeNeverApplied), unexpected \(c.runtimeAppliedUnexpected)"))
+            rows.append(("msg asked twice", "\(c.msgAskedTwice) (same key again after an unsettled handling; msg sent it once)"))
             rows.append(("lost effects", "\(c.lostEffects)"))
             rows.append(("duplicate effects", "\(c.duplicateEffects) by key; \(c.excessMails) mails beyond the events"))
             rows.append(("unexpected", "\(c.unexpectedMails) mails, \(c.unexpectedEvents) events"))
         }
         rows.append(("deliveries", "\(counters["delivered"] ?? 0)"))
         let processed = counters["processed"] ?? 0
-        let firstDeliveries = check?.deliverable ?? 0
-        rows.append(("redeliveries", "\(max(0, (counters["delivered"] ?? 0) - firstDeliveries)) (reclaimed \(counters["reclaimed"] ?? 0), retried \(counters["retried"] ?? 0), failed attempts \(counters["failed"] ?? 0))"))
+        rows.append(("redeliveries", "\(redeliveries) (reclaimed \(counters["reclaimed"] ?? 0), retried \(counters["retried"] ?? 0), failed attempts \(counters["failed"] ?? 0))"))
         rows.append(("processed", "\(processed)"))
         rows.append(("duplicates suppressed", "\(counters["duplicates"] ?? 0)"))
         rows.append(("stale settles refused", "\((counters["foreign_settles_refused"] ?? 0) + (counters["already_settled"] ?? 0)) (foreign owner \(counters["foreign_settles_refused"] ?? 0), already settled \(counters["already_settled"] ?? 0))"))
@@ -64,13 +92,14 @@ public struct RunReport: Codable, Sendable {
         }
         rows.append(("longest death → reclaim", longestReclaim.map { String(format: "%.1f s", $0) } ?? "n/a"))
         rows.append(("drain", drainSeconds.map { String(format: "%.1f s", $0) } ?? "did not drain"))
+        rows.append(("process exits", processExits.isEmpty ? "all asked for" : "\(processExits.count) not asked for"))
         rows.append(("verdict", verdict))
         let width = rows.map(\.0.count).max() ?? 10
         var out = "+" + String(repeating: "-", count: width + 2) + "+" + String(repeating: "-", count: 60) + "\n"
         for (k, v) in rows { out += "| " + k.padding(toLength: width, withPad: " ", startingAt: 0) + " | " + v + "\n" }
         out += "+" + String(repeating: "-", count: width + 2) + "+" + String(repeating: "-", count: 60) + "\n"
         for v in violations { out += "VIOLATION: \(v)\n" }
-        if let void { out += "VOID: \(void)\n" }
+        if violations.isEmpty { for v in voids { out += "VOID: \(v)\n" } }
         if let e = harnessError { out += "HARNESS ERROR: \(e)\n" }
         if !violations.isEmpty, let ex = check?.examples.prefix(12), !ex.isEmpty {
             out += "examples:\n" + ex.map { "  - \($0)" }.joined(separator: "\n") + "\n"
@@ -98,7 +127,8 @@ public struct RunReport: Codable, Sendable {
         }
         let colors: [FaultKind: String] = [
             .kill: "#d62728", .pause: "#9467bd", .term: "#8c564b", .redis: "#000000", .reset: "#ff7f0e", .stall: "#e377c2",
-            .latency: "#bcbd22", .malformed: "#17becf",
+            .latency: "#bcbd22", .malformed: "#17becf", .duplicate: "#7f7f7f",
+            .msgOutage: "#393b79", .trim: "#637939", .rebuild: "#8c6d31", .replay: "#843c39",
         ]
         var s = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(w))\" height=\"\(Int(h))\" font-family=\"sans-serif\" font-size=\"11\">\n"
         s += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
@@ -129,9 +159,9 @@ public struct RunReport: Codable, Sendable {
         s += "<text x=\"\(left)\" y=\"\(ly)\" fill=\"#1f77b4\">— processed entries/s (left)</text>\n"
         s += "<text x=\"\(left + 200)\" y=\"\(ly)\" fill=\"#2ca02c\">— backlog: pending + lag (right)</text>\n"
         var lx = left + 430
-        for k in FaultKind.allCases {
+        for k in FaultKind.allCases where options.faults.contains(k) {
             s += "<text x=\"\(lx)\" y=\"\(ly)\" fill=\"\(colors[k]!)\">| \(k.rawValue)</text>\n"
-            lx += 70
+            lx += 50
         }
         s += "</svg>\n"
         return s

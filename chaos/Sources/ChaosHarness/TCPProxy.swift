@@ -22,6 +22,8 @@ public final class TCPProxy: Sendable {
         var stopped = false
         var accepted = 0
         var resets = 0
+        /// Connections aborted by resets, over all of them.
+        var connectionsReset = 0
     }
 
     private let control = Mutex(Control())
@@ -53,8 +55,20 @@ public final class TCPProxy: Sendable {
         thread.start()
     }
 
-    /// Resets every open connection (the clients see ECONNRESET).
-    public func resetConnections() { control.withLock { $0.resetRequested = true } }
+    /// Resets every open connection (the clients see ECONNRESET). Returns how many connections
+    /// the proxy thread aborted, once it has (nil when it did not act within a second).
+    public func resetConnections() async -> Int? {
+        let before = control.withLock { c -> (Int, Int) in
+            c.resetRequested = true
+            return (c.resets, c.connectionsReset)
+        }
+        for _ in 0..<100 {
+            let now = control.withLock { ($0.resets, $0.connectionsReset) }
+            if now.0 > before.0 { return now.1 - before.1 }
+            do { try await Task.sleep(for: .milliseconds(10)) } catch { return nil }
+        }
+        return nil
+    }
 
     /// Forwards nothing for `duration`; connections stay open, data waits.
     public func stall(for duration: Duration) {
@@ -115,6 +129,7 @@ public final class TCPProxy: Sendable {
                 return (c.stalledUntil != nil, c.latency, r, c.stopped)
             }
             if reset || stopped {
+                if reset { control.withLock { $0.connectionsReset += pipes.count } }
                 for p in pipes { abort(p) }
                 pipes = []
             }

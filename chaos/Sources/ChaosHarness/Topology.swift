@@ -20,7 +20,13 @@ public struct WorkerIncarnation: Sendable, Hashable, Codable {
 /// services (`ordershop serve`), and K crm and K billing workers (`ordershop work`) that reach
 /// Redis only through the proxy.
 public actor Topology {
-    public enum WorkerState: Sendable { case running, paused, stopped }
+    public enum WorkerState: Sendable {
+        case running, paused
+        /// A fault stopped it (SIGKILL, SIGTERM).
+        case stopped
+        /// It exited when nothing asked it to (recorded in ``exits``).
+        case crashed
+    }
 
     struct Worker {
         var incarnation: WorkerIncarnation
@@ -41,6 +47,12 @@ public actor Topology {
     private var reserved: Set<String> = []
     /// Every incarnation ever started, for the metrics and the report.
     public private(set) var incarnations: [WorkerIncarnation] = []
+    /// Every exit no fault asked for, and every non-zero exit after SIGTERM: each a violation.
+    public private(set) var unexpectedExits: [String] = []
+    /// Services already reported as exited, or stopped by a fault.
+    private var exitedServices: Set<String> = []
+    /// Operations tools run so far (for their log file names).
+    private var toolRuns = 0
 
     public nonisolated var gatewayURL: String { "http://127.0.0.1:\(servicePorts["gateway"]!)" }
 
@@ -94,6 +106,42 @@ public actor Topology {
         }
     }
 
+    /// Stops a service with SIGTERM (a fault: its exit is expected, and must be status 0).
+    public func stopService(_ name: String) async -> Int32? {
+        guard let p = services[name], p.isRunning else { return nil }
+        exitedServices.insert(name)
+        let status = await p.stop(signal: SIGTERM, grace: .seconds(20))
+        if status != 0 { unexpectedExits.append("service \(name) exited with status \(status) after SIGTERM (a graceful stop exits 0)") }
+        return status
+    }
+
+    /// Starts a stopped service again on its port and waits until it answers /healthz.
+    public func startService(_ name: String, http: HTTPClient) async throws {
+        let process = try ChildProcess(
+            options.ordershop,
+            ["serve", name, "--host", "127.0.0.1", "--port", String(servicePorts[name]!), "--url", redis.url],
+            environment: serviceEnvironment, outputFile: "\(logDirectory)/\(name).log")
+        ChildRegistry.add(process.pid)
+        services[name] = process
+        exitedServices.remove(name)
+        try await waitHealthy("http://127.0.0.1:\(servicePorts[name]!)/healthz", name: name, http: http, process: process)
+    }
+
+    /// Runs an `ordershop` operations command to its end (straight to Redis, like an operator);
+    /// its exit status and the last of its output.
+    public func runTool(_ arguments: [String], timeout: Duration = .seconds(120)) async throws -> (status: Int32, output: String) {
+        toolRuns += 1
+        let process = try ChildProcess(
+            options.ordershop, arguments + ["--url", redis.url], environment: serviceEnvironment,
+            outputFile: "\(logDirectory)/tool-\(toolRuns)-\(arguments.first ?? "run").log")
+        ChildRegistry.add(process.pid)
+        guard let status = await process.waitForExit(timeout: timeout) else {
+            let status = await process.stop(signal: SIGKILL, grace: .seconds(1))
+            return (status, "did not finish within \(timeout); killed")
+        }
+        return (status, String(process.output.suffix(600)))
+    }
+
     private func waitHealthy(_ url: String, name: String, http: HTTPClient, process: ChildProcess) async throws {
         let started = ContinuousClock.now
         while ContinuousClock.now - started < .seconds(180) {
@@ -123,6 +171,7 @@ public actor Topology {
             "--lease-seconds", String(options.leaseSeconds), "--url", "redis://127.0.0.1:\(proxy.port)",
         ]
         if let bug = options.plantedBug { args += ["--planted-bug", bug.rawValue] }
+        if options.pauseAfterMailMs > 0 { args += ["--chaos-pause-after-mail-ms", String(options.pauseAfterMailMs)] }
         let process = try ChildProcess(options.ordershop, args, environment: serviceEnvironment, outputFile: "\(logDirectory)/\(key).log")
         ChildRegistry.add(process.pid)
         let incarnation = WorkerIncarnation(kind: kind, slot: slot, number: n, consumer: consumer, metricsPort: port, pid: process.pid)
@@ -132,10 +181,31 @@ public actor Topology {
     }
 
     public func worker(kind: String, slot: Int) -> (incarnation: WorkerIncarnation, state: WorkerState)? {
+        checkExits()
         guard let w = workers[Self.key(kind, slot)] else { return nil }
-        // A worker that exited on its own counts as stopped.
-        if w.state != .stopped, w.process?.isRunning != true { return (w.incarnation, .stopped) }
         return (w.incarnation, w.state)
+    }
+
+    /// Records every process that exited although no fault stopped it (called every second by
+    /// the observer, and before anything is restarted, so that no crash is hidden by a restart).
+    public func checkExits() {
+        for (key, w) in workers where (w.state == .running || w.state == .paused) && w.process?.isRunning != true {
+            unexpectedExits.append("worker \(w.incarnation.consumer) exited on its own with status \(w.process?.status ?? -1)")
+            workers[key]?.state = .crashed
+        }
+        for (name, p) in services where !p.isRunning && !exitedServices.contains(name) {
+            exitedServices.insert(name)
+            unexpectedExits.append("service \(name) exited on its own with status \(p.status ?? -1)")
+        }
+    }
+
+    /// A worker told to stop with SIGTERM must drain and exit 0.
+    public func recordTermination(consumer: String, status: Int32?) {
+        if let status, status != 0 {
+            unexpectedExits.append("worker \(consumer) exited with status \(status) after SIGTERM (a graceful drain exits 0)")
+        } else if status == nil {
+            unexpectedExits.append("worker \(consumer) did not exit within 60 s of SIGTERM")
+        }
     }
 
     /// Reserves a running, unreserved slot of a kind, starting at `preferred`; nil when none.
@@ -154,7 +224,7 @@ public actor Topology {
 
     /// Incarnations alive now (running or paused).
     public func liveIncarnations() -> [WorkerIncarnation] {
-        workers.values.filter { $0.state != .stopped && $0.process?.isRunning == true }.map(\.incarnation)
+        workers.values.filter { ($0.state == .running || $0.state == .paused) && $0.process?.isRunning == true }.map(\.incarnation)
     }
 
     /// Sends a signal to a slot's process and records the state it leaves the worker in.
@@ -177,15 +247,17 @@ public actor Topology {
         return await p.waitForExit(timeout: timeout)
     }
 
-    /// After the load: every paused worker continued, every stopped one restarted.
+    /// After the load: every paused worker continued, every stopped (or crashed: recorded
+    /// first) one restarted.
     public func restoreAll() throws -> [String] {
+        checkExits()
         var actions: [String] = []
         for (key, w) in workers.sorted(by: { $0.key < $1.key }) {
             if w.state == .paused {
                 w.process?.signal(SIGCONT)
                 workers[key]?.state = .running
                 actions.append("continued \(w.incarnation.consumer)")
-            } else if w.state == .stopped || w.process?.isRunning != true {
+            } else if w.state == .stopped || w.state == .crashed {
                 let i = try startWorker(kind: w.incarnation.kind, slot: w.incarnation.slot)
                 actions.append("restarted \(i.consumer)")
             }
@@ -193,17 +265,26 @@ public actor Topology {
         return actions
     }
 
-    /// Processes that died without being told to (a crash is a finding).
-    public func unexpectedExits() -> [String] {
-        var out: [String] = []
-        for (name, p) in services where !p.isRunning { out.append("service \(name) exited with status \(p.status ?? -1)") }
-        for w in workers.values where w.state == .running && w.process?.isRunning != true {
-            out.append("worker \(w.incarnation.consumer) exited with status \(w.process?.status ?? -1)")
+    /// Stops every worker and service with SIGTERM (after the check; they must drain and exit 0)
+    /// and records any that crashed before or exited non-zero.
+    public func stopProcesses() async {
+        checkExits()
+        for w in workers.values { w.process?.signal(SIGCONT) }
+        let stopping = workers.values.filter { $0.state == .running || $0.state == .paused }.compactMap { w in w.process.map { (w.incarnation.consumer, $0) } }
+            + services.filter { !exitedServices.contains($0.key) }.map { ("service \($0.key)", $0.value) }
+        let statuses = await withTaskGroup(of: (String, Int32).self) { group in
+            for (name, p) in stopping { group.addTask { (name, await p.stop(signal: SIGTERM, grace: .seconds(20))) } }
+            var out: [(String, Int32)] = []
+            for await s in group { out.append(s) }
+            return out
         }
-        return out
+        for (name, status) in statuses.sorted(by: { $0.0 < $1.0 }) where status != 0 {
+            unexpectedExits.append("\(name.hasPrefix("service") ? name : "worker " + name) exited with status \(status) after SIGTERM at the end of the run")
+        }
+        for key in workers.keys { workers[key]?.state = .stopped }
     }
 
-    /// Stops everything: workers and services with SIGTERM, then Redis and the proxy.
+    /// Stops whatever still runs, then Redis and the proxy.
     public func shutdown(removeData: Bool) async {
         for w in workers.values { w.process?.signal(SIGCONT) }
         await withTaskGroup(of: Void.self) { group in

@@ -19,8 +19,8 @@ struct ScheduleOptions: ParsableArguments {
     @Option(help: "Seed of the fault schedule (printed; the same seed gives the same schedule).")
     var seed: UInt64 = 20_261_127
 
-    @Option(help: "Fault kinds to inject, comma-separated: \(FaultKind.allCases.map(\.rawValue).joined(separator: ",")), or all.")
-    var faults: String = "all"
+    @Option(help: "Fault kinds to inject, comma-separated: \(FaultKind.allCases.map(\.rawValue).joined(separator: ",")); standard (\(FaultKind.standard.map(\.rawValue).joined(separator: ","))), operations (\(FaultKind.operations.map(\.rawValue).joined(separator: ","))), or all.")
+    var faults: String = "standard"
 
     @Option(help: "Fault kinds to leave out, comma-separated.")
     var without: String = ""
@@ -43,6 +43,8 @@ struct ScheduleOptions: ParsableArguments {
         var set = Set<FaultKind>()
         for name in faults.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !name.isEmpty {
             if name == "all" { set.formUnion(FaultKind.allCases); continue }
+            if name == "standard" { set.formUnion(FaultKind.standard); continue }
+            if name == "operations" { set.formUnion(FaultKind.operations); continue }
             guard let k = FaultKind(rawValue: name) else { throw ValidationError("unknown fault kind '\(name)'") }
             set.insert(k)
         }
@@ -78,6 +80,12 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Plant a bug in the workers so the checker must fail the run: \(PlantedBugOption.allCases.map(\.rawValue).joined(separator: ", ")).")
     var plantBug: String?
 
+    @Option(help: "The workers' slow-handler mode: after msg took a mail, a handler waits up to this many ms (0: off).")
+    var pauseAfterMail: Int = 100
+
+    @Flag(help: "With --plant-bug: exit 0 only when the run fails with a violation that names the bug (what make test runs).")
+    var expectCaught = false
+
     @Flag(help: "Keep the Redis data directory after a passing run.")
     var keepData = false
 
@@ -93,6 +101,10 @@ struct RunCommand: AsyncParsableCommand {
             o.plantedBug = bug
         }
         o.keepData = keepData
+        if expectCaught && o.plantedBug == nil { throw ValidationError("--expect-caught needs --plant-bug") }
+        o.expectCaught = expectCaught
+        guard pauseAfterMail >= 0 else { throw ValidationError("--pause-after-mail must not be negative") }
+        o.pauseAfterMailMs = pauseAfterMail
         let code = await ChaosRun.run(o)
         if code != 0 { throw ExitCode(code) }
     }

@@ -1,0 +1,189 @@
+import Foundation
+import RedisClient
+
+/// A Redis Cluster of local `redis-server` processes, for tests, benchmarks and chaos runs:
+/// N primaries with R replicas each, on free loopback ports with explicit cluster bus ports,
+/// joined by `redis-cli --cluster create ... --cluster-replicas R --cluster-yes`, optionally
+/// over TLS (`tls-cluster yes`, `tls-replication yes`) and with ACL users. Stopped by pid.
+public final class LocalRedisCluster: @unchecked Sendable {
+    public struct Options: Sendable {
+        public var primaries: Int = 3
+        public var replicasPerPrimary: Int = 1
+        /// `cluster-node-timeout`: how long a silent primary takes to be failed over. Small in tests.
+        public var nodeTimeout: Duration = .milliseconds(2000)
+        /// TLS on every client port, the cluster bus and replication.
+        public var tls: LocalRedisServer.Options.TLS?
+        /// An ACL file for every node. With it, give ``admin``: the user redis-cli and the
+        /// replicas (`masteruser`/`masterauth`) authenticate as.
+        public var aclFile: String?
+        public var admin: RedisConfiguration.Authentication?
+        /// Append-only file on every node.
+        public var appendOnly: Bool = false
+        /// Further `--name value` arguments for every node.
+        public var extraArguments: [String] = []
+
+        public init() {}
+    }
+
+    public let options: Options
+    /// Every node, primaries first as created (after a failover, roles change: ask the cluster).
+    public let nodes: [LocalRedisServer]
+    /// Each node's cluster bus port, by index in ``nodes``.
+    public let busPorts: [Int]
+
+    /// Starts the nodes, creates the cluster and waits until its state is ok and every replica is attached.
+    public init(_ options: Options = Options()) async throws {
+        precondition(options.primaries >= 3, "redis-cli --cluster create needs at least 3 primaries")
+        self.options = options
+        let count = options.primaries * (1 + options.replicasPerPrimary)
+        var nodes: [LocalRedisServer] = []
+        var busPorts: [Int] = []
+        do {
+            for _ in 0..<count {
+                var node = LocalRedisServer.Options()
+                node.tls = options.tls
+                node.aclFile = options.aclFile
+                node.appendOnly = options.appendOnly
+                node.extraArguments = [
+                    "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                    "--cluster-node-timeout", String(options.nodeTimeout.wholeMilliseconds),
+                ]
+                if options.tls != nil { node.extraArguments += ["--tls-cluster", "yes", "--tls-replication", "yes"] }
+                if let admin = options.admin {
+                    node.extraArguments += ["--masteruser", admin.username ?? "default", "--masterauth", admin.password]
+                }
+                node.extraArguments += options.extraArguments
+                let (server, bus) = try await Self.start(node)
+                nodes.append(server)
+                busPorts.append(bus)
+            }
+        } catch {
+            for node in nodes { await node.shutdown() }
+            throw error
+        }
+        self.nodes = nodes
+        self.busPorts = busPorts
+        do {
+            try await create()
+            try await waitUntilHealthy()
+        } catch {
+            await shutdown()
+            throw error
+        }
+    }
+
+    /// Starts one node; a port taken between our check and the server's bind (the client or
+    /// the bus port) is retried on fresh ports: other processes share this machine.
+    private static func start(_ options: LocalRedisServer.Options) async throws -> (LocalRedisServer, busPort: Int) {
+        var attempt = 1
+        while true {
+            // An explicit bus port: port + 10000 can pass 65535 (Redis 7.0 takes --cluster-port).
+            let bus = try LocalRedisServer.freePort()
+            var withBus = options
+            withBus.extraArguments = ["--cluster-port", String(bus)] + options.extraArguments
+            do {
+                return (try await LocalRedisServer(withBus), bus)
+            } catch let error as LocalRedisError where attempt < 5 && error.description.contains("Address already in use") {
+                attempt += 1
+            }
+        }
+    }
+
+    /// `host:port` of every node, as seeds.
+    public var addresses: [String] { nodes.map { "127.0.0.1:\($0.port)" } }
+
+    /// A URL naming every node as a seed (`?addr=`), with `cluster=yes`; no credentials.
+    public var url: String {
+        let scheme = options.tls == nil ? "redis://" : "rediss://"
+        return scheme + addresses[0] + "?cluster=yes" + addresses.dropFirst().map { "&addr=\($0)" }.joined()
+    }
+
+    /// A client configuration for the cluster: every node a seed, TLS verified against the CA
+    /// with the certificate's name `localhost`, the admin user when there is one.
+    public var configuration: RedisClusterConfiguration {
+        var node = nodes[0].configuration
+        node.authentication = options.admin
+        let seeds = nodes.map { ClusterNodeAddress(host: "127.0.0.1", port: $0.port) }
+        return RedisClusterConfiguration(seeds: seeds, node: node)
+    }
+
+    /// A configuration for one node (for direct commands: CLUSTER, DEBUG, SETSLOT...).
+    public func nodeConfiguration(_ index: Int) -> RedisConfiguration {
+        var c = nodes[index].configuration
+        c.authentication = options.admin
+        c.reconnect.retryWindow = .zero
+        return c
+    }
+
+    /// Arguments redis-cli needs for TLS and authentication.
+    public var redisCLIArguments: [String] {
+        var a: [String] = []
+        if let tls = options.tls { a += ["--tls", "--cacert", tls.caFile, "--cert", tls.certificateFile, "--key", tls.keyFile] }
+        if let admin = options.admin {
+            if let user = admin.username { a += ["--user", user] }
+            a += ["--pass", admin.password, "--no-auth-warning"]
+        }
+        return a
+    }
+
+    private func create() async throws {
+        let cli = try ChildProcess.resolve("redis-cli")
+        let arguments = redisCLIArguments + ["--cluster", "create"] + addresses
+            + ["--cluster-replicas", String(options.replicasPerPrimary), "--cluster-yes"]
+        let process = try ChildProcess(cli, arguments, outputFile: nodes[0].directory + "/cluster-create.log")
+        guard let status = await process.waitForExit(timeout: .seconds(60)) else {
+            await process.stop(signal: SIGKILL)
+            throw LocalRedisError("redis-cli --cluster create did not finish within 60 s")
+        }
+        guard status == 0 else {
+            throw LocalRedisError("redis-cli --cluster create failed (\(status)): \(process.output.suffix(800))")
+        }
+    }
+
+    /// Waits until every node says `cluster_state:ok` and sees every replica attached to a primary.
+    public func waitUntilHealthy(timeout: Duration = .seconds(30)) async throws {
+        let deadline = ContinuousClock.now + timeout
+        let replicas = options.primaries * options.replicasPerPrimary
+        var last = ""
+        while ContinuousClock.now < deadline {
+            var healthy = true
+            for index in nodes.indices where nodes[index].pid != nil {
+                do {
+                    let connection = try RedisConnection(configuration: nodeConfiguration(index))
+                    let info = try await connection.send(CLUSTERINFO())
+                    let shards = try await connection.send(CLUSTERSHARDS())
+                    await connection.close()
+                    let online = shards.flatMap(\.nodes).filter { $0.role == .replica && $0.health == "online" }.count
+                    if info["cluster_state"] != "ok" || online < replicas {
+                        healthy = false
+                        last = "node \(addresses[index]): cluster_state \(info["cluster_state"] ?? "?"), \(online)/\(replicas) replicas online"
+                    }
+                } catch {
+                    healthy = false
+                    last = "node \(addresses[index]): \(error)"
+                }
+                if !healthy { break }
+            }
+            if healthy { return }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw LocalRedisError("the local Redis Cluster did not become healthy within \(timeout): \(last)")
+    }
+
+    /// The index in ``nodes`` of the node listening on `port`.
+    public func index(ofPort port: Int) -> Int? { nodes.firstIndex { $0.port == port } }
+
+    /// Stops every node (SIGTERM by pid) and removes their temporary directories.
+    public func shutdown() async {
+        await withTaskGroup(of: Void.self) { group in
+            for node in nodes { group.addTask { await node.shutdown() } }
+        }
+    }
+}
+
+extension Duration {
+    fileprivate var wholeMilliseconds: Int64 {
+        let c = components
+        return c.seconds * 1000 + c.attoseconds / 1_000_000_000_000_000
+    }
+}

@@ -1,0 +1,22 @@
+/// Text from requests and events made safe for one log line: control characters (NUL, BEL, ESC,
+/// newlines, DEL, C1) are written as `\u{..}` escapes, so a name cannot ring a terminal's bell,
+/// recolour it, or forge a second log line; long text is cut with a marker.
+public enum LogText {
+    public static func escaped(_ text: some StringProtocol, limit: Int = 200) -> String {
+        var out = ""
+        var count = 0
+        for scalar in text.unicodeScalars {
+            if count >= limit {
+                out += "…"
+                break
+            }
+            count += 1
+            switch scalar.value {
+            case 0x00..<0x20, 0x7F..<0xA0, 0x2028, 0x2029: out += "\\u{\(String(scalar.value, radix: 16))}"
+            case 0x5C: out += "\\\\"
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out
+    }
+}

@@ -1,0 +1,40 @@
+import RedisClient
+import StreamWorker
+
+/// Retention for the event streams, which are the system of record: an entry is trimmed only
+/// when the latest snapshot of its entity type covers it and no consumer group still needs it.
+///
+/// A trim takes a snapshot of the type first (so what it removes is folded into the snapshot),
+/// and refuses, trimming nothing of that type, when the snapshot cannot be taken (a stream
+/// already lacks entries after the latest snapshot). A read model can then always be rebuilt
+/// from the latest snapshot plus the entries after it.
+public struct EventRetention: Sendable {
+    public let pool: RedisConnectionPool
+
+    public init(pool: RedisConnectionPool) { self.pool = pool }
+
+    /// What a trim did to one entity type.
+    public struct Result: Sendable {
+        public var type: EntityType
+        /// The snapshot the trim kept everything after.
+        public var snapshot: StreamCut
+        /// One per stream, in ``EventAction`` order.
+        public var streams: [StreamRetention.Result]
+    }
+
+    /// Snapshots an entity type, then trims each of its streams to the oldest entry that the
+    /// snapshot does not cover or some group still needs (and to `maxLength` when that cuts
+    /// neither). Safe while the shop runs.
+    public func trim(_ type: EntityType, maxLength: Int? = nil) async throws -> Result {
+        let store = EventStore(pool: pool)
+        let taken = try await store.takeSnapshot(type)
+        // A concurrent snapshot may be newer than ours; either covers what it says.
+        let cut = try await store.latestSnapshot(type)?.cut ?? taken.cut
+        var results: [StreamRetention.Result] = []
+        for position in cut.positions {
+            let floor = StreamID(milliseconds: position.lastID.milliseconds, sequence: position.lastID.sequence + 1)
+            results.append(try await StreamRetention(pool: pool).trim(stream: position.stream, maxLength: maxLength, keepingFrom: floor))
+        }
+        return Result(type: type, snapshot: cut, streams: results)
+    }
+}

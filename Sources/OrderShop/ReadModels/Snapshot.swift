@@ -1,0 +1,183 @@
+import Foundation
+import RedisClient
+
+/// The folded state of an entity type's events up to a ``StreamCut``, kept in Redis so that the
+/// events it covers may be trimmed from the streams without losing the record.
+///
+/// Built from events only (the previous snapshot plus the stream entries after it, up to a cut
+/// read in one script), never copied from the read model, so a rebuild from it equals a replay
+/// of the full history even when the read model was wrong. Written in one script (its states
+/// renamed into place and its position set together), so a reader sees a whole snapshot or the
+/// previous one, and never moved backwards: a snapshot older than the installed one is dropped.
+public struct ReadModelSnapshot: Sendable, Hashable {
+    public var type: EntityType
+    /// The events covered: every entry up to each stream's position.
+    public var cut: StreamCut
+    /// Epoch milliseconds when it was taken.
+    public var takenAt: Int
+    public var states: [String: Projection.State]
+
+    /// Live entities in the snapshot.
+    public var live: Int { states.values.filter { !$0.deleted }.count }
+}
+
+/// A stream lacks entries a rebuild or snapshot needs: they were trimmed (or deleted) past the
+/// latest snapshot, so the read model cannot be rebuilt from the record. Names the stream.
+public struct StreamGapError: Error, Sendable, CustomStringConvertible {
+    public var stream: String
+    public var detail: String
+    public var description: String { "\(stream): \(detail)" }
+}
+
+extension EventStore {
+    /// The latest snapshot of an entity type, nil when none was ever taken.
+    public func latestSnapshot(_ type: EntityType) async throws -> ReadModelSnapshot? {
+        let k = type.keys
+        let reply = try await pool.evaluate(
+            Self.loadSnapshotScript, keys: [RedisArgument(k.snapshot), RedisArgument(k.snapshotStates)])
+        guard let parts = reply.array, parts.count == 2 else { throw RedisError(.unexpectedReply, "snapshot load answered \(reply)") }
+        let meta = Self.pairs(parts[0])
+        guard let position = meta["position"], let added = meta["entries_added"] else { return nil }
+        let ids = position.split(separator: " ").compactMap { StreamID($0) }
+        let counts = added.split(separator: " ").compactMap { Int($0) }
+        guard ids.count == 3, counts.count == 3 else {
+            throw RedisError(.unexpectedReply, "\(k.snapshot) is malformed: position '\(position)', entries_added '\(added)'")
+        }
+        var states: [String: Projection.State] = [:]
+        let raw = parts[1].array ?? []
+        for i in stride(from: 0, to: raw.count - 1, by: 2) {
+            guard let id = raw[i].string, let value = raw[i + 1].bytes, let state = Self.decodeState(value) else {
+                throw RedisError(.unexpectedReply, "\(k.snapshotStates) holds a malformed state")
+            }
+            states[id] = state
+        }
+        let cut = StreamCut(positions: zip(type.streams, zip(ids, counts)).map {
+            StreamCut.Position(stream: $0.0, lastID: $0.1.0, entriesAdded: $0.1.1, firstID: nil)
+        })
+        return ReadModelSnapshot(type: type, cut: cut, takenAt: meta["taken_at"].flatMap { Int($0) } ?? 0, states: states)
+    }
+
+    /// Takes a snapshot of an entity type now: folds the latest snapshot and the events after it
+    /// up to the current cut, and installs it. Throws ``StreamGapError`` when a stream lacks
+    /// entries after the latest snapshot (then nothing is written). Safe while commands run.
+    @discardableResult
+    public func takeSnapshot(_ type: EntityType) async throws -> ReadModelSnapshot {
+        let base = try await latestSnapshot(type)
+        let cut = try await StreamCut.read(type, pool: pool)
+        let new = try await events(type, after: base?.cut ?? .origin(type), upTo: cut)
+        var projection = Projection(base: base?.states ?? [:])
+        for e in Projection.ordered(new) { projection.apply(e) }
+        let snapshot = ReadModelSnapshot(type: type, cut: cut, takenAt: Self.now(), states: projection.states)
+        try await install(snapshot)
+        return snapshot
+    }
+
+    /// Writes the states beside the installed ones, then swaps them in with the position, in one
+    /// script that refuses to move the snapshot backwards.
+    private func install(_ snapshot: ReadModelSnapshot) async throws {
+        let k = snapshot.type.keys
+        let staging = k.snapshotStates + ":staging:" + UUID().uuidString.lowercased()
+        var commands: [[RedisArgument]] = [["DEL", RedisArgument(staging)]]
+        let states = Array(snapshot.states)
+        for chunk in stride(from: 0, to: states.count, by: 500) {
+            var c: [RedisArgument] = ["HSET", RedisArgument(staging)]
+            for (id, state) in states[chunk..<min(chunk + 500, states.count)] { c += [RedisArgument(id), RedisArgument(bytes: Self.encodeState(state))] }
+            commands.append(c)
+        }
+        for reply in try await pool.pipeline(commands) { try reply.throwingServerError() }
+        let positions = snapshot.cut.positions
+        _ = try await pool.evaluate(
+            Self.installSnapshotScript,
+            keys: [RedisArgument(k.snapshot), RedisArgument(k.snapshotStates), RedisArgument(staging)],
+            arguments: [
+                RedisArgument(positions.map { "\($0.lastID)" }.joined(separator: " ")),
+                RedisArgument(positions.map { "\($0.entriesAdded)" }.joined(separator: " ")),
+                RedisArgument(snapshot.takenAt), RedisArgument(snapshot.live),
+            ])
+    }
+
+    /// The events of an entity type after one cut up to a later one, checked complete: each
+    /// stream must hold exactly `entries-added(to) - entries-added(from)` entries in that range,
+    /// else it was trimmed past `from` and a ``StreamGapError`` names it.
+    func events(_ type: EntityType, after from: StreamCut, upTo to: StreamCut, pageSize: Int = 1000) async throws -> [RecordedEvent] {
+        var events: [RecordedEvent] = []
+        for (i, action) in EventAction.allCases.enumerated() {
+            let (a, b) = (from.positions[i], to.positions[i])
+            let needed = b.entriesAdded - a.entriesAdded
+            guard needed >= 0, b.lastID >= a.lastID else {
+                throw StreamGapError(
+                    stream: b.stream,
+                    detail: "is behind the snapshot (entries-added \(b.entriesAdded), last id \(b.lastID); the snapshot covers \(a.lastID), entries-added \(a.entriesAdded)): the stream was deleted or replaced")
+            }
+            var read = 0
+            var start = a.lastID == .zero ? "-" : "(\(a.lastID)"
+            while needed > 0 {
+                let page = try await pool.send(XRANGE(RedisArgument(b.stream), start: start, end: "\(b.lastID)", count: pageSize))
+                for entry in page {
+                    if let e = RecordedEvent(entry, action: action) { events.append(e) }
+                    start = "(" + entry.id
+                }
+                read += page.count
+                if page.count < pageSize { break }
+            }
+            if read != needed {
+                let first = b.firstID.map { "\($0)" } ?? "none (empty)"
+                throw StreamGapError(
+                    stream: b.stream,
+                    detail: "holds \(read) of the \(needed) entries after \(a.lastID) that are needed (first entry \(first), entries-added \(b.entriesAdded); "
+                        + (a.entriesAdded == 0 && a.lastID == .zero ? "no snapshot" : "the latest snapshot covers up to \(a.lastID), entries-added \(a.entriesAdded)")
+                        + "): it was trimmed past the latest snapshot, so its read model cannot be rebuilt from the record")
+            }
+        }
+        return events
+    }
+
+    static func encodeState(_ s: Projection.State) -> [UInt8] {
+        Array("\(s.version) \(s.deleted ? 1 : 0) \(s.created)\n".utf8) + s.json
+    }
+
+    static func decodeState(_ bytes: [UInt8]) -> Projection.State? {
+        guard let newline = bytes.firstIndex(of: UInt8(ascii: "\n")) else { return nil }
+        let head = String(decoding: bytes[..<newline], as: UTF8.self).split(separator: " ")
+        guard head.count == 3, let version = Int(head[0]), let created = StreamID(head[2]) else { return nil }
+        return Projection.State(json: Array(bytes[(newline + 1)...]), version: version, deleted: head[1] == "1", created: created)
+    }
+
+    static func pairs(_ value: RESPValue) -> [String: String] {
+        let a = value.array ?? []
+        var out: [String: String] = [:]
+        for i in stride(from: 0, to: a.count - 1, by: 2) {
+            if let k = a[i].string, let v = a[i + 1].string { out[k] = v }
+        }
+        return out
+    }
+
+    /// KEYS: snapshot meta, snapshot states. Returns `{meta pairs, state pairs}` read at one instant.
+    static let loadSnapshotScript = RedisScript(
+        """
+        return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2])}
+        """)
+
+    /// KEYS: snapshot meta, snapshot states, staged states. ARGV: positions, entries-added (both
+    /// space-separated, per stream), taken-at, live count. Returns `{'ok'}`, or `{'stale'}` when
+    /// the installed snapshot is newer on some stream (the staged one is dropped).
+    static let installSnapshotScript = RedisScript(
+        """
+        local old = redis.call('HGET', KEYS[1], 'entries_added')
+        if old then
+          local new = {}
+          for n in string.gmatch(ARGV[2], '%d+') do new[#new + 1] = tonumber(n) end
+          local i = 1
+          for n in string.gmatch(old, '%d+') do
+            if tonumber(n) > (new[i] or 0) then
+              redis.call('DEL', KEYS[3])
+              return {'stale'}
+            end
+            i = i + 1
+          end
+        end
+        if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('RENAME', KEYS[3], KEYS[2]) else redis.call('DEL', KEYS[2]) end
+        redis.call('HSET', KEYS[1], 'position', ARGV[1], 'entries_added', ARGV[2], 'taken_at', ARGV[3], 'entities', ARGV[4])
+        return {'ok'}
+        """)
+}

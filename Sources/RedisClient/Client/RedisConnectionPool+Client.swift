@@ -1,0 +1,31 @@
+/// The single-server pool serves the client protocol: keys need no routing on one server.
+extension RedisConnectionPool: RedisClientProtocol {
+    public func execute(_ commands: [any RedisCommand]) async -> [Result<RESPValue, RedisError>] {
+        guard !commands.isEmpty else { return [] }
+        do {
+            let replies = try await pipeline(commands.map(\.arguments))
+            return replies.map { reply in
+                if case .error(let message) = reply { return .failure(RedisError(serverReply: message)) }
+                return .success(reply)
+            }
+        } catch {
+            // One connection carried them all: the failure hit every command of the pipeline.
+            return Array(repeating: .failure(RedisError.wrapping(error)), count: commands.count)
+        }
+    }
+
+    public func transaction(_ commands: [any RedisCommand]) async throws -> [RESPValue] {
+        try await transaction(commands.map(\.arguments))
+    }
+
+    public func withConnection<T: Sendable>(
+        forKeys keys: [RedisArgument], _ body: (RedisConnection) async throws -> T
+    ) async throws -> T {
+        try await withConnection(body)
+    }
+
+    /// Nothing to keep up on one server: waits until the task is cancelled.
+    public func run() async throws {
+        while true { try await Task.sleep(for: .seconds(3600)) }
+    }
+}

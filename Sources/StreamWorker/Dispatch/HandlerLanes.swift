@@ -1,0 +1,62 @@
+/// Runs the handlers: ``WorkerConfiguration/maxInFlight`` long-lived lanes fed by a
+/// ``LaneQueue``, instead of a task per entry. A lane takes a chunk (one entry for a per-entry
+/// handler, up to a read's worth for a batch handler), holds a handler slot per entry while the
+/// handler runs, and hands each outcome on: to the settler, or to a retry that waits in a task
+/// of its own so that the lane goes on with the next entries.
+struct HandlerLanes: Sendable {
+    let context: SubscriptionContext
+    let call: HandlerCall
+    let retries: RetryScheduler
+    /// Handler slots, shared by the process's subscriptions.
+    let permits: AsyncSemaphore
+    /// Read-ahead slots, returned when an entry's handler starts.
+    let prefetched: AsyncSemaphore
+    let work: BatchQueue<WorkItem>
+    let settled: BatchQueue<SettleItem>
+
+    /// Runs until the work queue is finished and every lane and retry is done, or until the
+    /// task is cancelled (the drain deadline): then handlers still running are cancelled and
+    /// their entries stay pending for another worker.
+    func run() async {
+        let lanes = LaneQueue<WorkItem>(chunk: call.chunkSize)
+        await withDiscardingTaskGroup { group in
+            for _ in 0..<context.configuration.maxInFlight {
+                group.addTask { await lane(lanes) }
+            }
+            while true {
+                let items = await work.next()
+                if items.isEmpty { break }
+                lanes.append(contentsOf: items)
+            }
+            lanes.finish()
+        }
+    }
+
+    private func lane(_ lanes: LaneQueue<WorkItem>) async {
+        await withDiscardingTaskGroup { waiting in
+            while let items = await lanes.next() {
+                // While the downstream is unavailable, lanes wait here (holding no handler slot)
+                // and one probe at a time goes through.
+                let probe: Bool
+                do {
+                    probe = try await context.breaker.admit()
+                    try await permits.acquire(items.count)
+                } catch {
+                    return
+                }
+                defer { if probe { context.breaker.endProbe() } }
+                prefetched.release(items.count)
+                await call.handle(items) { index, outcome in
+                    switch outcome {
+                    case .settle(let settle):
+                        settled.append(settle)
+                    case .retry(let error):
+                        let item = items[index]
+                        waiting.addTask { await retries.retry(item, after: error) }
+                    }
+                }
+                permits.release(items.count)
+            }
+        }
+    }
+}

@@ -1,0 +1,108 @@
+import RedisClient
+
+/// The consumer's place in its group: creating the group, recreating it after NOGROUP, leaving
+/// it on shutdown when it holds nothing, and removing consumers that died idle.
+struct GroupMembership: Sendable {
+    let context: SubscriptionContext
+
+    /// Creates the group if it does not exist (BUSYGROUP means it does).
+    func ensureGroup() async throws {
+        do {
+            _ = try await context.pool.send(
+                XGROUPCREATE(context.streamKey, group: context.group, id: context.subscription.start.groupID, makeStream: true))
+            context.logger.info("created consumer group", metadata: ["from": "\(context.subscription.start.groupID)"])
+        } catch let error as RedisError where error.code == .busyGroup {
+            return
+        }
+    }
+
+    /// Creates the group at start, retrying with backoff while Redis cannot be reached (or
+    /// refuses). False when the drain started first; throws `CancellationError` when cancelled.
+    func ensureGroupAtStart() async throws -> Bool {
+        var attempt = 0
+        while true {
+            do {
+                guard try await context.drain.untilFired({ try await ensureGroup() }) != nil else { return false }
+                return true
+            } catch {
+                if FailureKind(error) == .cancelled { throw CancellationError() }
+                attempt += 1
+                context.logger.warning("cannot create consumer group yet; retrying", metadata: ["error": "\(error)", "attempt": "\(attempt)"])
+                guard try await context.drain.sleep(for: context.redisBackoff(attempt: attempt)) else { return false }
+            }
+        }
+    }
+
+    /// NOGROUP at run time: the stream or the group was deleted. Recreate and go on (after a
+    /// pause when that fails). Throws `CancellationError` when cancelled.
+    func recreateGroup(after error: any Error) async throws {
+        context.logger.warning("consumer group missing (NOGROUP); recreating it", metadata: ["error": "\(error)"])
+        do {
+            try await ensureGroup()
+            context.count(.groupsRecreated)
+        } catch {
+            if FailureKind(error) == .cancelled { throw CancellationError() }
+            context.logger.error("cannot recreate consumer group", metadata: ["error": "\(error)"])
+            try await Task.sleep(for: .seconds(1))
+        }
+    }
+
+    /// Leaves the group if this consumer holds no pending entries (checked atomically).
+    func leaveIfEmpty() async {
+        do {
+            if try await context.pool.run(LeaveGroupCall(stream: context.stream, group: context.group, consumer: context.consumer)) {
+                context.logger.info("left the consumer group")
+            } else {
+                context.logger.warning("still holds pending entries; staying in the group so that they are reclaimed")
+            }
+        } catch {
+            context.logger.warning("could not leave the consumer group", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Removes consumers idle for long that hold nothing.
+    func removeIdleConsumers() async {
+        do {
+            let names = try await context.pool.run(
+                RemoveIdleConsumersCall(
+                    stream: context.stream, group: context.group, idle: context.configuration.removeIdleConsumersAfter, except: context.consumer))
+            if !names.isEmpty { context.logger.info("removed idle consumers", metadata: ["consumers": "\(names)"]) }
+        } catch {
+            context.logger.debug("idle consumer clean-up failed", metadata: ["error": "\(error)"])
+        }
+    }
+}
+
+/// ``WorkerScripts/leaveGroup``: true when the consumer was removed.
+struct LeaveGroupCall: ScriptCall {
+    var script: RedisScript { WorkerScripts.leaveGroup }
+    let keys: [RedisArgument]
+    let arguments: [RedisArgument]
+
+    init(stream: String, group: String, consumer: String) {
+        keys = [RedisArgument(stream)]
+        arguments = [RedisArgument(group), RedisArgument(consumer)]
+    }
+
+    func decode(_ reply: RESPValue) throws -> Bool {
+        guard let removed = reply.int else { throw unexpected(reply) }
+        return removed == 1
+    }
+}
+
+/// ``WorkerScripts/removeIdleConsumers``: the names removed.
+struct RemoveIdleConsumersCall: ScriptCall {
+    var script: RedisScript { WorkerScripts.removeIdleConsumers }
+    let keys: [RedisArgument]
+    let arguments: [RedisArgument]
+
+    init(stream: String, group: String, idle: Duration, except consumer: String) {
+        keys = [RedisArgument(stream)]
+        arguments = [RedisArgument(group), RedisArgument(milliseconds: idle), RedisArgument(consumer)]
+    }
+
+    func decode(_ reply: RESPValue) throws -> [String] {
+        guard let names = reply.array else { throw unexpected(reply) }
+        return names.compactMap(\.string)
+    }
+}

@@ -1,0 +1,73 @@
+import RedisClient
+
+/// Takes over entries idle for a lease or more (their consumer died or stalled), following
+/// XAUTOCLAIM's cursor to the end, a pass every lease/5 (between 100 ms and 1 s). Ids Redis
+/// reports deleted are acked and counted as lost. Ends when the drain starts or its task is
+/// cancelled.
+struct Reclaimer: Sendable {
+    let context: SubscriptionContext
+    let intake: WorkIntake
+
+    func run() async {
+        let interval = max(.milliseconds(100), min(context.configuration.lease / 5, .seconds(1)))
+        do {
+            while !context.drain.isFired {
+                try await reclaimOnce()
+                guard try await context.drain.sleep(for: interval) else { return }
+            }
+        } catch {
+            return
+        }
+    }
+
+    /// One pass. Throws only `CancellationError`.
+    func reclaimOnce() async throws(CancellationError) {
+        var cursor = "0-0"
+        repeat {
+            if context.drain.isFired { return }
+            // Room reserved before claiming, as for reads. In the middle of a pass (more idle
+            // entries follow the cursor), wait for room rather than for the next pass, a whole
+            // interval later; at the start of one, claim only if there is room now.
+            var reserved =
+                cursor == "0-0"
+                ? intake.prefetched.tryAcquire(upTo: intake.readChunk)
+                : try await intake.prefetched.acquire(atLeast: intake.readChunk / 2, upTo: intake.readChunk)
+            defer { intake.prefetched.release(reserved) }
+            if reserved == 0 || context.drain.isFired { return }
+            do {
+                let result = try await context.pool.send(
+                    XAUTOCLAIM(
+                        context.streamKey, group: context.group, consumer: context.consumer, minIdle: context.configuration.lease,
+                        start: cursor, count: reserved))
+                cursor = result.nextCursor
+                if !result.deletedIDs.isEmpty { try await countDeleted(result.deletedIDs) }
+                let taken = result.entries.filter { entry in StreamID(entry.id).map { !context.held.contains($0) } ?? true }
+                guard !taken.isEmpty else { continue }
+                context.count(.reclaimed, taken.count)
+                context.logger.info("reclaimed entries from a dead or stalled consumer", metadata: ["count": "\(taken.count)"])
+                let counts = try await intake.deliveryCounts(of: taken)
+                let handed = reserved
+                reserved = 0
+                try await intake.accept(taken, deliveryCounts: counts, reserved: handed)
+            } catch {
+                switch FailureKind(error) {
+                case .cancelled: throw CancellationError()
+                case .groupMissing: return
+                default:
+                    context.logger.warning("reclaim failed", metadata: ["error": "\(error)"])
+                    return
+                }
+            }
+        } while cursor != "0-0"
+    }
+
+    private func countDeleted(_ ids: [String]) async throws {
+        // Redis 7 already dropped them from the pending list; the XACK is for older servers
+        // and is harmless here.
+        try await context.pool.send(XACK(context.streamKey, group: RedisArgument(context.group), ids: ids))
+        context.count(.lostToTrimming, ids.count)
+        context.logger.error(
+            "pending entries were deleted from the stream before they were handled (trimmed?)",
+            metadata: ["count": "\(ids.count)", "ids": "\(ids.prefix(10))"])
+    }
+}

@@ -1,0 +1,32 @@
+import Logging
+import Synchronization
+
+/// A warning logged at most once per interval; the next one says how many were left out. For
+/// failures that repeat once per entry (a downstream that is down fails every handler call).
+final class RateLimitedWarning: Sendable {
+    private struct State {
+        var last: ContinuousClock.Instant?
+        var suppressed = 0
+    }
+    private let state = Mutex(State())
+    let interval: Duration
+
+    init(interval: Duration = .seconds(5)) { self.interval = interval }
+
+    func log(_ logger: Logger, _ message: @autoclosure () -> Logger.Message, metadata: Logger.Metadata) {
+        let suppressed = state.withLock { s -> Int? in
+            let now = ContinuousClock.now
+            if let last = s.last, now - last < interval {
+                s.suppressed += 1
+                return nil
+            }
+            s.last = now
+            defer { s.suppressed = 0 }
+            return s.suppressed
+        }
+        guard let suppressed else { return }
+        var metadata = metadata
+        if suppressed > 0 { metadata["suppressed"] = "\(suppressed)" }
+        logger.warning(message(), metadata: metadata)
+    }
+}

@@ -1,0 +1,35 @@
+import Logging
+import RedisClient
+
+/// What every part of one subscription's runtime shares: who it is, where it runs, what it
+/// holds, and the signal that starts the drain.
+struct SubscriptionContext: Sendable {
+    let subscription: Subscription
+    let consumer: String
+    let configuration: WorkerConfiguration
+    let pool: RedisConnectionPool
+    let stats: WorkerStats
+    let metrics: SubscriptionMetrics
+    let logger: Logger
+    /// The ids this consumer holds (see ``HeldEntries``).
+    let held: HeldEntries
+    /// Fired when the worker starts draining: reading and reclaiming stop, retries give up.
+    let drain: ShutdownSignal
+    /// Opens while the handlers' downstream is unavailable (see ``CircuitBreaker``).
+    let breaker: CircuitBreaker
+    /// Failed handler attempts, logged at most once per interval.
+    let failureWarnings: RateLimitedWarning
+
+    var stream: String { subscription.stream }
+    var group: String { subscription.group }
+    var streamKey: RedisArgument { RedisArgument(subscription.stream) }
+
+    func count(_ counter: WorkerStats.Counter, _ n: Int = 1) {
+        stats.add(counter, n, metrics: metrics)
+    }
+
+    /// The delay before retrying a Redis call after its `attempt`-th failure.
+    func redisBackoff(attempt: Int) -> Duration {
+        pool.configuration.reconnect.backoff(attempt: attempt)
+    }
+}

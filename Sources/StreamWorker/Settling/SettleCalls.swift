@@ -1,0 +1,110 @@
+import RedisClient
+
+/// What the idempotent settle did with one entry.
+enum SettleResult: Int, Sendable {
+    /// Owned, marker new: effects applied, marker written, acked.
+    case applied = 1
+    /// Owned, marker existed: acked, effects skipped.
+    case duplicate = 2
+    /// Another consumer owns it now: nothing applied or acked.
+    case foreign = 3
+    /// Not pending any more and its marker exists: someone settled it already.
+    case alreadySettled = 4
+}
+
+/// The idempotent settle of a batch (``WorkerScripts/settle``): ownership check, markers, the
+/// handlers' effects and XACK in one atomic step.
+struct SettleBatchCall: ScriptCall {
+    struct Ack {
+        var item: WorkItem
+        var effects: [[RedisArgument]]
+    }
+
+    let script: RedisScript
+    let keys: [RedisArgument]
+    let arguments: [RedisArgument]
+    let count: Int
+
+    /// `acks` in ascending id order; `runEnds` from ``HeldEntries/runEnds(of:)``.
+    init(
+        script: RedisScript, stream: String, group: String, consumer: String, buckets: IdempotencyMarkers.Buckets, acks: [Ack],
+        runEnds: [Int]
+    ) {
+        self.script = script
+        self.count = acks.count
+        self.keys = [RedisArgument(stream)] + [buckets.current, buckets.previous, buckets.stale].map { RedisArgument($0) }
+        var args: [RedisArgument] = [
+            RedisArgument(group), RedisArgument(consumer), RedisArgument(Int(buckets.expireAtMs)), RedisArgument(acks.count),
+            RedisArgument(runEnds.count),
+        ]
+        args.reserveCapacity(5 + runEnds.count + acks.count * 3)
+        args.append(contentsOf: runEnds.map { RedisArgument($0) })
+        for ack in acks {
+            args.append(RedisArgument(ack.item.entry.id))
+            guard let marker = ack.item.marker else { preconditionFailure("an idempotent ack without its marker: \(ack.item.entry.id)") }
+            args.append(RedisArgument(marker))
+            args.append(RedisArgument(ack.effects.count))
+            for effect in ack.effects {
+                args.append(RedisArgument(effect.count))
+                args.append(contentsOf: effect)
+            }
+        }
+        self.arguments = args
+    }
+
+    func decode(_ reply: RESPValue) throws -> [SettleResult] {
+        guard let codes = reply.array, codes.count == count else { throw unexpected(reply) }
+        return try codes.map { code in
+            guard let value = code.int, let result = SettleResult(rawValue: value) else { throw unexpected(reply) }
+            return result
+        }
+    }
+}
+
+/// What the dead-letter script did with one entry.
+enum DeadLetterResult: Int, Sendable {
+    /// Not ours any more: left alone.
+    case notOwned = 0
+    /// Added to the dead letters and acked.
+    case moved = 1
+}
+
+/// Moves entries to a group's dead letters (``WorkerScripts/deadLetter``).
+struct DeadLetterCall: ScriptCall {
+    struct Letter {
+        var item: WorkItem
+        var reason: String
+        var error: String
+    }
+
+    var script: RedisScript { WorkerScripts.deadLetter }
+    let keys: [RedisArgument]
+    let arguments: [RedisArgument]
+    let count: Int
+
+    init(stream: String, group: String, consumer: String, letters: [Letter]) {
+        self.count = letters.count
+        self.keys = [RedisArgument(stream), RedisArgument(StreamKeys.deadLetter(stream: stream, group: group))]
+        var args: [RedisArgument] = [RedisArgument(group), RedisArgument(consumer), RedisArgument(letters.count)]
+        for letter in letters {
+            let entry = letter.item.entry
+            args += [
+                RedisArgument(entry.id), RedisArgument(letter.reason), RedisArgument(letter.error), RedisArgument(letter.item.deliveryCount),
+                RedisArgument(entry.fields.count * 2),
+            ]
+            for field in entry.fields {
+                args.append(RedisArgument(field.name))
+                args.append(RedisArgument(bytes: field.value))
+            }
+        }
+        self.arguments = args
+    }
+
+    func decode(_ reply: RESPValue) throws -> [DeadLetterResult] {
+        guard let codes = reply.array, codes.count == count else { throw unexpected(reply) }
+        return try codes.map { code in
+            guard let value = code.int, let result = DeadLetterResult(rawValue: value) else { throw unexpected(reply) }
+            return result
+        }
+    }
+}

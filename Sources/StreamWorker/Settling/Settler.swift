@@ -1,0 +1,165 @@
+import Logging
+import RedisClient
+
+/// Commits what the handlers decided, batch by batch: acks (with effects and markers in
+/// idempotent mode), dead letters, and entries lost to trimming, in one round trip per batch.
+///
+/// Every step is safe to repeat (ownership is checked, markers are checked, XACK is
+/// idempotent), so a settle that failed on the connection is retried until it succeeds or the
+/// task is cancelled (the drain deadline): then the entries stay pending and another worker
+/// reclaims them one lease later.
+struct Settler: Sendable {
+    let context: SubscriptionContext
+    let markers: IdempotencyMarkers
+    let queue: BatchQueue<SettleItem>
+
+    init(context: SubscriptionContext, queue: BatchQueue<SettleItem>) {
+        self.context = context
+        self.queue = queue
+        self.markers = IdempotencyMarkers(stream: context.stream, group: context.group, ttl: context.configuration.idempotencyTTL)
+    }
+
+    /// Settles until the queue is finished and empty, or the task is cancelled.
+    func run() async {
+        while true {
+            let items = await queue.next()
+            if items.isEmpty { return }
+            // Lua's unpack() takes a few thousand values at most: at most 1000 entries per script call.
+            for start in stride(from: 0, to: items.count, by: 1000) {
+                if Task.isCancelled { return }
+                await settle(Array(items[start..<min(start + 1000, items.count)]))
+            }
+        }
+    }
+
+    private var logger: Logger { context.logger }
+
+    private func settle(_ items: [SettleItem]) async {
+        var attempt = 0
+        while true {
+            do {
+                try await settleOnce(items)
+                return
+            } catch {
+                switch FailureKind(error) {
+                case .cancelled:
+                    return
+                case .groupMissing:
+                    logger.warning("consumer group vanished while settling; its pending entries went with it", metadata: ["count": "\(items.count)"])
+                    context.held.release(items.map(\.item.id))
+                    return
+                case .serverError where items.count > 1:
+                    // A script error (for example a handler effect against a key of the wrong
+                    // type): settle one by one to find the culprit.
+                    logger.warning("batch settle failed; settling one by one", metadata: ["error": "\(error)"])
+                    for item in items { await settle([item]) }
+                    return
+                case .serverError:
+                    // One entry whose own effects fail: that never succeeds on retry. Dead-letter it.
+                    guard case .ack(let item, _) = items[0] else {
+                        logger.error("settle failed", metadata: ["error": "\(error)"])
+                        context.held.release(items.map(\.item.id))
+                        return
+                    }
+                    let message = (error as? RedisError)?.message ?? "\(error)"
+                    logger.error("handler effects failed; moving the entry to the dead letters", metadata: ["id": "\(item.entry.id)", "error": "\(message)"])
+                    await settle([.deadLetter(item, reason: "effects failed", error: message)])
+                    return
+                case .connectionLost, .transientServer, .other:
+                    attempt += 1
+                    logger.warning("settle failed; retrying", metadata: ["error": "\(error)", "attempt": "\(attempt)"])
+                    do {
+                        try await Task.sleep(for: context.redisBackoff(attempt: attempt))
+                    } catch {
+                        return
+                    }
+                }
+            }
+        }
+    }
+
+    /// The settle script for this configuration (a planted bug may leave a check out).
+    private var settleScript: RedisScript {
+        switch context.configuration.plantedBug {
+        case .noOwnerCheck, .ackBeforeEffects: WorkerScripts.settle(checksOwner: false, checksMarkers: true)
+        case .noMarkerCheck: WorkerScripts.settle(checksOwner: true, checksMarkers: false)
+        case .ackBeforeHandling, .noLeaseRefresh, nil: WorkerScripts.settle
+        }
+    }
+
+    private func settleOnce(_ items: [SettleItem]) async throws {
+        var acks: [SettleBatchCall.Ack] = []
+        var lost: [WorkItem] = []
+        var letters: [DeadLetterCall.Letter] = []
+        acks.reserveCapacity(items.count)
+        for item in items {
+            switch item {
+            case .ack(let item, let effects): acks.append(SettleBatchCall.Ack(item: item, effects: effects))
+            case .lost(let item): lost.append(item)
+            case .deadLetter(let item, let reason, let error): letters.append(DeadLetterCall.Letter(item: item, reason: reason, error: error))
+            }
+        }
+        // The settle script checks ownership with one XPENDING range per run: ids in order.
+        acks.sort { $0.item.id < $1.item.id }
+        let stream = context.stream, group = context.group
+
+        var pipeline = ScriptPipeline()
+        var settleCall: (index: Int, call: SettleBatchCall)?
+        if !acks.isEmpty {
+            switch context.configuration.settleMode {
+            case .plain:
+                _ = pipeline.add(command: XACK(context.streamKey, group: RedisArgument(group), ids: acks.map(\.item.entry.id)).arguments)
+            case .idempotent:
+                if context.configuration.plantedBug == .ackBeforeEffects {
+                    logger.critical("PLANTED BUG: acknowledging entries before and apart from their effects")
+                    try await context.pool.send(XACK(context.streamKey, group: RedisArgument(group), ids: acks.map(\.item.entry.id)))
+                }
+                let call = SettleBatchCall(
+                    script: settleScript, stream: stream, group: group, consumer: context.consumer, buckets: markers.buckets(), acks: acks,
+                    runEnds: context.held.runEnds(of: acks.map(\.item.id)))
+                settleCall = (pipeline.add(call), call)
+            }
+        }
+        if !lost.isEmpty {
+            _ = pipeline.add(command: XACK(context.streamKey, group: RedisArgument(group), ids: lost.map(\.entry.id)).arguments)
+        }
+        var letterCall: (index: Int, call: DeadLetterCall)?
+        if !letters.isEmpty {
+            let call = DeadLetterCall(stream: stream, group: group, consumer: context.consumer, letters: letters)
+            letterCall = (pipeline.add(call), call)
+        }
+
+        let replies = try await pipeline.send(on: context.pool)
+
+        if !acks.isEmpty {
+            if let (index, call) = settleCall {
+                let results = try call.decode(replies[index])
+                var refused: [String] = []
+                for (ack, result) in zip(acks, results) {
+                    switch result {
+                    case .applied: context.count(.processed)
+                    case .duplicate: context.count(.duplicates)
+                    case .alreadySettled: context.count(.alreadySettled)
+                    case .foreign:
+                        context.count(.foreignSettlesRefused)
+                        refused.append(ack.item.entry.id)
+                    }
+                }
+                if !refused.isEmpty {
+                    logger.warning(
+                        "another consumer owns these entries now; nothing applied or acked here",
+                        metadata: ["ids": "\(refused.prefix(10))", "count": "\(refused.count)"])
+                }
+            } else {
+                context.count(.processed, acks.count)
+            }
+        }
+        if !lost.isEmpty { context.count(.lostToTrimming, lost.count) }
+        if let (index, call) = letterCall {
+            let results = try call.decode(replies[index])
+            context.count(.deadLettered, results.filter { $0 == .moved }.count)
+            context.count(.foreignSettlesRefused, results.filter { $0 == .notOwned }.count)
+        }
+        context.held.release(items.map(\.item.id))
+    }
+}

@@ -1,0 +1,50 @@
+import Foundation
+import RedisClient
+
+/// `ordershop ping` against a Redis Cluster: every node of every shard, with its role, slot
+/// ranges, TLS details and round trip, each reached with the client's own per-node settings.
+enum ClusterPing {
+    static func run(_ config: RedisConfiguration) async throws {
+        var clusterConfig = try RedisClusterConfiguration(config)
+        clusterConfig.retryWindow = .zero
+        let client = try await RedisNodePools.discovered(clusterConfig)
+        let shards = client.shards
+        print("endpoint: \(config.redactedDescription) (Redis Cluster, \(shards.count) shards, seeds: \(clusterConfig.seeds.map(\.description).joined(separator: ", ")))")
+        var failures = 0
+        for shard in shards.sorted(by: { ($0.slots.first?.lowerBound ?? 0) < ($1.slots.first?.lowerBound ?? 0) }) {
+            let slots = shard.slots.map(\.description).joined(separator: ",")
+            let count = shard.slots.reduce(0) { $0 + $1.count }
+            for node in shard.nodes.sorted(by: { $0.role == .primary && $1.role != .primary }) {
+                guard let address = client.address(of: node) else { continue }
+                let role = node.role == .primary ? "primary" : "replica"
+                var line = "  \(address.description.padding(toLength: 22, withPad: " ", startingAt: 0)) \(role.padding(toLength: 8, withPad: " ", startingAt: 0))"
+                line += node.role == .primary ? " slots \(slots) (\(count))" : " of slots \(slots)"
+                if let hostname = node.hostname { line += ", announced as \(hostname)" }
+                if node.health != "online" { line += ", health \(node.health)" }
+                do {
+                    let (rtt, tls, version) = try await probe(clusterConfig.configuration(for: address))
+                    line += ", redis \(version)"
+                    line += tls.map { ", \($0.protocolVersion) \($0.cipher)" } ?? ", tls off"
+                    line += String(format: ", rtt %.3f ms", Double(rtt.components.attoseconds) / 1e15 + Double(rtt.components.seconds) * 1e3)
+                } catch let error as RedisError {
+                    failures += 1
+                    line += ", FAILED: \(PingCommand.reason(error))"
+                }
+                print(line)
+            }
+        }
+        if failures > 0 { throw CleanExit.message("ping failed: \(failures) cluster node(s) did not answer", exitCode: 1) }
+    }
+
+    private static func probe(_ config: RedisConfiguration) async throws -> (Duration, TLSDetails?, String) {
+        let connection = try RedisConnection(configuration: config)
+        try await connection.connect()
+        let started = ContinuousClock.now
+        _ = try await connection.send(PING())
+        let rtt = ContinuousClock.now - started
+        let info = try await connection.send(INFO(section: "server"))
+        let tls = await connection.tlsDetails
+        await connection.close()
+        return (rtt, tls, info["redis_version"] ?? "unknown")
+    }
+}

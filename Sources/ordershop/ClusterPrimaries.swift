@@ -1,0 +1,29 @@
+import RedisClient
+
+/// For commands that inspect every node's own keys (`ordershop status`): one small pool per
+/// primary of a Redis Cluster, or the one server's pool. Streams and their group keys share a
+/// hash tag (StreamKeys), so each primary answers for the streams it holds.
+enum RedisNodePools {
+    static func primaries(_ config: RedisConfiguration) async throws -> [RedisConnectionPool] {
+        guard try await usesRedisCluster(config) else { return [try RedisConnectionPool(configuration: config, maximumConnections: 2)] }
+        let clusterConfig = try RedisClusterConfiguration(config)
+        let client = try await discovered(clusterConfig)
+        return try client.shards.compactMap { $0.primary.flatMap { client.address(of: $0) } }.map {
+            try RedisConnectionPool(configuration: clusterConfig.configuration(for: $0), maximumConnections: 2)
+        }
+    }
+
+    /// A cluster client that has discovered the topology (its shards, where to reach each node)
+    /// and closed its connections again: for commands that then reach the nodes one by one.
+    static func discovered(_ configuration: RedisClusterConfiguration) async throws -> RedisClusterClient {
+        let client = try RedisClusterClient(configuration: configuration)
+        do {
+            try await client.connect()
+        } catch {
+            await client.shutdown()
+            throw error
+        }
+        await client.shutdown()
+        return client
+    }
+}

@@ -1,0 +1,43 @@
+import ArgumentParser
+import Foundation
+import OrderShop
+import RedisClient
+
+/// The `ENTITY|all` argument of `snapshot`, `trim` and `rebuild`.
+enum EntitySelection {
+    static let help: ArgumentHelp = "customer, product, inventory, order, billing, or all."
+
+    static func types(_ entity: String) throws -> [EntityType] {
+        if entity == "all" { return EntityType.allCases }
+        guard let type = EntityType(rawValue: entity) else {
+            throw ValidationError("unknown entity '\(entity)'; one of \(EntityType.allCases.map(\.rawValue).joined(separator: ", ")), all")
+        }
+        return [type]
+    }
+
+    /// Runs `body` for each type on one pool. A type whose stream lacks entries (``StreamGapError``)
+    /// is refused, with the stream named on stderr, and the others go on; the command then exits 1.
+    static func run(
+        _ types: [EntityType], redis: RedisOptions, verb: String, _ body: (EntityType, RedisConnectionPool) async throws -> Void
+    ) async throws {
+        let pool = try RedisConnectionPool(configuration: try redis.configuration(), maximumConnections: 2)
+        var refused: [String] = []
+        do {
+            for type in types {
+                do {
+                    try await body(type, pool)
+                } catch let gap as StreamGapError {
+                    refused.append("\(type)")
+                    FileHandle.standardError.write(Data("\(verb) \(type) refused: \(gap)\n".utf8))
+                }
+            }
+        } catch {
+            await pool.shutdown()
+            throw error
+        }
+        await pool.shutdown()
+        if !refused.isEmpty {
+            throw CleanExit.message("\(verb) refused for \(refused.joined(separator: ", ")); nothing of those was changed", exitCode: 1)
+        }
+    }
+}

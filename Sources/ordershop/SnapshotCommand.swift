@@ -1,0 +1,23 @@
+import ArgumentParser
+import OrderShop
+
+/// `ordershop snapshot ENTITY|all`: folds the latest snapshot and the events after it into a new one.
+struct SnapshotCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "snapshot",
+        abstract: "Take a snapshot of an entity type's read model (or all), folded from its events, with the stream positions it covers.",
+        discussion: "Safe while the shop runs. `trim` takes one first; entries it covers may then be trimmed, and `rebuild` starts from it."
+    )
+
+    @Argument(help: EntitySelection.help) var entity: String
+    @OptionGroup var redis: RedisOptions
+
+    func validate() throws { _ = try EntitySelection.types(entity) }
+
+    func run() async throws {
+        try await EntitySelection.run(try EntitySelection.types(entity), redis: redis, verb: "snapshot") { type, pool in
+            let s = try await EventStore(pool: pool).takeSnapshot(type)
+            print("snapshot \(type): \(s.live) live, \(s.states.count - s.live) deleted, covers \(s.cut)")
+        }
+    }
+}

@@ -1,0 +1,187 @@
+import OrderShop
+import RedisClient
+import Testing
+
+@testable import ChaosHarness
+
+/// A small shop's history after a clean run: two customers created (one also deleted), one order
+/// created and billed. Every command answered 200, every event applied once by the runtime and
+/// mailed once by msg, every group drained, the read models equal to the replay.
+struct ShopHistory {
+    var h = History()
+    private var sequence = 0
+
+    init() {
+        h.groups = WorkerStreams.subscriptions.map { History.Group(stream: $0.stream, group: $0.group, pending: 0, lag: 0) }
+        event(.customer, .created, entity: "c1", trace: "t1")
+        event(.customer, .created, entity: "c2", trace: "t2")
+        event(.customer, .deleted, entity: "c2", trace: "t3")
+        event(.order, .created, entity: "o1", trace: "t4")
+        event(.billing, .created, entity: "b1", trace: "t5")
+        h.served[.customer] = ["c1": .object(["id": .string("c1")])]
+        h.replayed[.customer] = h.served[.customer]
+    }
+
+    /// Appends an event, its command (answered 200), and the runtime's and msg's effects for
+    /// every group reading its stream.
+    mutating func event(_ type: EntityType, _ action: EventAction, entity: String, trace: String) {
+        let stream = type.stream(action)
+        let eventID = "e-\(trace)"
+        sequence += 1
+        h.entries[stream, default: []].append(
+            StreamEntry(id: "\(sequence)-0", fields: [
+                StreamField("event_id", eventID), StreamField("entity_id", entity), StreamField("trace_id", trace),
+                StreamField("entity", "{\"id\":\"\(entity)\"}"),
+            ]))
+        h.records.append(
+            CommandRecord(trace: trace, action: action.rawValue, type: type.rawValue, ids: [entity], status: 200, outcome: .ok, error: nil, started: 0, finished: 0))
+        for group in WorkerStreams.groups(of: stream) {
+            h.applied[History.key(stream, group), default: [:]][eventID, default: 0] += 1
+            h.mails.append(History.Mail(key: "\(group):\(eventID)", kind: "welcome"))
+        }
+    }
+
+    var stream: String { EntityType.customer.stream(.created) }
+
+    /// Appends the first customer_created entry again under a new id, marked with `field`
+    /// (a publisher's retry, or a replayed dead letter).
+    mutating func repeatFirst(as id: String, marking field: String) {
+        var copy = h.entries[stream]![0]
+        copy.id = id
+        copy.fields.append(StreamField(field, h.entries[stream]![0].id))
+        h.entries[stream]!.append(copy)
+    }
+}
+
+@Suite("Checker on synthetic histories")
+struct CheckerTests {
+    @Test("a clean history has no violation")
+    func clean() {
+        let r = Checker.check(ShopHistory().h)
+        #expect(r.violations == [])
+        #expect(r.events == 5)
+        #expect(r.expectedApplications == 6)
+        #expect(r.runtimeApplied == 6)
+        #expect(r.expectedMails == 6)
+    }
+
+    @Test("a command answered 200 without its event is a lost event")
+    func lostEvent() {
+        var s = ShopHistory()
+        s.h.records.append(
+            CommandRecord(trace: "t9", action: "created", type: "customer", ids: ["c9"], status: 200, outcome: .ok, error: nil, started: 0, finished: 0))
+        let r = Checker.check(s.h)
+        #expect(r.lostEvents == 1)
+        #expect(r.violations.contains { $0.hasPrefix("lost events") })
+    }
+
+    @Test("an event the runtime never applied, and its missing mail, are violations")
+    func lostEffect() {
+        var s = ShopHistory()
+        let key = History.key(s.stream, "crm")
+        s.h.applied[key]?["e-t1"] = nil
+        s.h.mails.removeAll { $0.key == "crm:e-t1" }
+        let r = Checker.check(s.h)
+        #expect(r.runtimeNeverApplied == 1)
+        #expect(r.lostEffects == 1)
+        #expect(r.violations.contains { $0.hasPrefix("runtime never applied") })
+        #expect(r.violations.contains { $0.hasPrefix("lost effects") })
+    }
+
+    @Test("an event the runtime applied twice is a violation even when msg sent one mail")
+    func doubledByRuntime() {
+        var s = ShopHistory()
+        s.h.applied[History.key(s.stream, "crm")]?["e-t1"] = 2
+        let r = Checker.check(s.h)
+        #expect(r.runtimeAppliedTwice == 1)
+        #expect(r.duplicateEffects == 0)
+        #expect(r.violations.contains { $0.hasPrefix("runtime applied an event twice") })
+    }
+
+    @Test("msg asked twice under one key is shown, not a violation")
+    func msgAskedTwice() {
+        var s = ShopHistory()
+        s.h.msgRepeats[History.key(s.stream, "crm")] = ["e-t1": 1]
+        let r = Checker.check(s.h)
+        #expect(r.msgAskedTwice == 1)
+        #expect(r.violations == [])
+    }
+
+    @Test("two mails under one key are a duplicate effect")
+    func doubledMail() {
+        var s = ShopHistory()
+        s.h.mails.append(History.Mail(key: "crm:e-t1", kind: "welcome"))
+        let r = Checker.check(s.h)
+        #expect(r.duplicateEffects == 1)
+        #expect(r.excessMails == 1)
+        #expect(r.violations.contains { $0.hasPrefix("duplicate effects") })
+    }
+
+    @Test("a publisher's retry is the same event: applied once it passes, applied twice it fails")
+    func publisherDuplicate() {
+        var s = ShopHistory()
+        s.repeatFirst(as: "99-0", marking: History.duplicateField)
+        var r = Checker.check(s.h)
+        #expect(r.publisherDuplicates == 1)
+        #expect(r.duplicateEvents == 0)
+        #expect(r.violations == [])
+        s.h.applied[History.key(s.stream, "crm")]?["e-t1"] = 2
+        r = Checker.check(s.h)
+        #expect(r.violations.contains { $0.hasPrefix("runtime applied an event twice") })
+    }
+
+    @Test("a dead letter an operator replayed is the same event again, not a command's second one")
+    func replayedDeadLetter() {
+        var s = ShopHistory()
+        s.repeatFirst(as: "98-0", marking: History.replayedField)
+        let r = Checker.check(s.h)
+        #expect(r.replayedEntries == 1)
+        #expect(r.events == 5)
+        #expect(r.violations == [])
+    }
+
+    @Test("an event no command asked for, and a mail no event implies, are unexpected")
+    func unexpected() {
+        var s = ShopHistory()
+        s.h.entries[s.stream]!.append(
+            StreamEntry(id: "50-0", fields: [StreamField("event_id", "e-x"), StreamField("entity_id", "cx"), StreamField("trace_id", "nobody")]))
+        s.h.applied[History.key(s.stream, "crm")]?["e-x"] = 1
+        s.h.mails.append(History.Mail(key: "crm:e-x", kind: "welcome"))
+        s.h.mails.append(History.Mail(key: "crm:made-up", kind: "welcome"))
+        let r = Checker.check(s.h)
+        #expect(r.unexpectedEvents == 1)
+        #expect(r.unexpectedMails == 1)
+        #expect(r.violations.contains { $0.hasPrefix("unexpected events") })
+        #expect(r.violations.contains { $0.hasPrefix("unexpected mails") })
+    }
+
+    @Test("a read model that differs from the replay, and a group not drained, are violations")
+    func readModelAndDrain() {
+        var s = ShopHistory()
+        s.h.served[.customer]?["c1"] = .object(["id": .string("c1"), "name": .string("changed")])
+        s.h.groups[0].pending = 3
+        let r = Checker.check(s.h)
+        #expect(r.violations.contains { $0.hasPrefix("read-model entities") })
+        #expect(r.violations.contains { $0.hasPrefix("pending entries after the drain") })
+    }
+
+    @Test("an injected malformed event must be dead-lettered by every group reading it, and nothing else")
+    func deadLetters() {
+        var s = ShopHistory()
+        s.h.entries[s.stream]!.append(StreamEntry(id: "60-0", fields: [StreamField("event_id", "bad"), StreamField(History.injectionField, "x")]))
+        var r = Checker.check(s.h)
+        #expect(r.deadLettersMissing == 1)
+        s.h.deadLetters[History.key(s.stream, "crm")] = [History.Letter(originalID: "60-0", reason: "malformed", error: "", marker: "x")]
+        r = Checker.check(s.h)
+        #expect(r.violations == [])
+        s.h.deadLetters[History.key(s.stream, "crm")]!.append(History.Letter(originalID: "1-0", reason: "malformed", error: ""))
+        r = Checker.check(s.h)
+        #expect(r.deadLettersUnexpected == 1)
+        // A replay for another group re-added it; this group dead-lettered it a second time.
+        s.h.deadLetters[History.key(s.stream, "crm")]!.removeLast()
+        s.h.deadLetters[History.key(s.stream, "crm")]!.append(History.Letter(originalID: "61-0", reason: "malformed", error: "", marker: "x"))
+        r = Checker.check(s.h)
+        #expect(r.deadLettersTwice == 1)
+        #expect(r.violations.contains { $0.contains("dlq replay") })
+    }
+}

@@ -1,0 +1,126 @@
+import Testing
+
+@testable import ChaosHarness
+
+/// A run's report that passes: enough load, every enabled fault carried out, a kill inside a
+/// handler, redeliveries, duplicates suppressed, stale settles refused, every exit asked for.
+func passingReport() -> RunReport {
+    var o = ChaosOptions()
+    o.duration = 1
+    o.faults = [.kill, .pause, .duplicate]
+    var check = Checker.check(ShopHistory().h)
+    check.commands["total"] = 100
+    check.events = 100
+    let kill = PlannedFault(at: 1, kind: .kill, worker: "crm", slot: 0, seconds: 1)
+    let pause = PlannedFault(at: 2, kind: .pause, worker: "billing", slot: 1, seconds: 1)
+    let dup = PlannedFault(at: 3, kind: .duplicate, seconds: 0, variant: 2, stream: "events:{order}_created")
+    return RunReport(
+        options: o, schedule: [kill, pause, dup],
+        faults: [
+            ExecutedFault(planned: kill, at: 1, target: "crm-0-i1", heldPending: 40, inHandler: 3),
+            ExecutedFault(planned: pause, at: 2, target: "billing-1-i1", heldPending: 12),
+            ExecutedFault(planned: dup, at: 3, target: "events:{order}_created 1-0"),
+        ],
+        check: check,
+        counters: ["delivered": check.deliverable + 50, "duplicates": 4, "foreign_settles_refused": 7],
+        reclaims: [
+            ReclaimWatch(consumer: "crm-0-i1", group: "crm", since: 1, held: 40, reclaimedAfter: 3.1),
+            ReclaimWatch(consumer: "billing-1-i1", group: "billing", since: 2, held: 12, reclaimedAfter: 3.2),
+        ],
+        drained: true)
+}
+
+@Suite("The verdict of a run")
+struct JudgeTests {
+    @Test("a run that exercised everything and broke nothing passes")
+    func pass() {
+        let outcome = Judge.judge(passingReport())
+        #expect(outcome.violations == [])
+        #expect(outcome.voids == [])
+        #expect(outcome.verdict == "PASS")
+    }
+
+    @Test("a worker that exited on its own fails the run, named")
+    func crashed() {
+        var r = passingReport()
+        r.processExits = ["worker crm-1-i2 exited on its own with status 134"]
+        let outcome = Judge.judge(r)
+        #expect(outcome.verdict == "FAIL")
+        #expect(outcome.violations.contains { $0.contains("crm-1-i2") })
+    }
+
+    @Test("a checker violation fails the run even when it is also thin")
+    func failBeatsVoid() {
+        var r = passingReport()
+        r.check?.violations = ["lost events (commands answered 200 without their event) = 1"]
+        r.check?.commands["total"] = 1
+        #expect(Judge.judge(r).verdict == "FAIL")
+    }
+
+    @Test("too few commands or events make the run void")
+    func thin() {
+        var r = passingReport()
+        r.options.duration = 60
+        let outcome = Judge.judge(r)
+        #expect(outcome.verdict == "VOID")
+        #expect(outcome.voids.contains { $0.contains("100 commands") })
+        #expect(outcome.voids.contains { $0.contains("100 events") })
+    }
+
+    @Test("a fault that could not be carried out makes the run void, and so does an enabled kind never run")
+    func skippedFault() {
+        var r = passingReport()
+        r.faults[2].skipped = true
+        r.faults[2].note = "XADD failed"
+        let outcome = Judge.judge(r)
+        #expect(outcome.verdict == "VOID")
+        #expect(outcome.voids.contains { $0.contains("duplicate fault") && $0.contains("XADD failed") })
+        #expect(outcome.voids.contains { $0 == "no duplicate fault was carried out" })
+    }
+
+    @Test("kills that never hit an entry inside its handler make the run void")
+    func noKillInHandler() {
+        var r = passingReport()
+        r.faults[0].inHandler = 0
+        let outcome = Judge.judge(r)
+        #expect(outcome.verdict == "VOID")
+        #expect(outcome.voids.contains { $0.contains("inside its handler") })
+    }
+
+    @Test("no redelivery, or no duplicate suppressed, makes the run void")
+    func unexercisedPaths() {
+        var r = passingReport()
+        r.counters["delivered"] = r.check!.deliverable
+        r.counters["duplicates"] = 0
+        let outcome = Judge.judge(r)
+        #expect(outcome.verdict == "VOID")
+        #expect(outcome.voids.contains { $0.contains("delivered twice") })
+        #expect(outcome.voids.contains { $0.contains("marker path") })
+    }
+
+    @Test("zombies whose reclaimed entries were never refused a settle fail the owner check")
+    func ownerCheck() {
+        var r = passingReport()
+        r.counters["foreign_settles_refused"] = 0
+        let outcome = Judge.judge(r)
+        #expect(outcome.verdict == "FAIL")
+        #expect(outcome.violations.contains { $0.hasPrefix("owner check") })
+    }
+
+    @Test("a run that did not drain fails; entries of a dead worker never reclaimed fail")
+    func drainAndReclaim() {
+        var r = passingReport()
+        r.drained = false
+        r.reclaims[0].reclaimedAfter = nil
+        let outcome = Judge.judge(r)
+        #expect(outcome.verdict == "FAIL")
+        #expect(outcome.violations.contains { $0.contains("did not drain") })
+        #expect(outcome.violations.contains { $0.contains("never reclaimed") })
+    }
+
+    @Test("every planted bug names the violations that must catch it")
+    func plantedBugs() {
+        for bug in PlantedBugOption.allCases { #expect(!bug.expectedViolations.isEmpty) }
+        #expect(PlantedBugOption.noMarkerCheck.expectedViolations.contains("runtime applied an event twice"))
+    }
+}

@@ -1,0 +1,100 @@
+import Foundation
+@testable import OrderShop
+import RedisClient
+import StreamWorker
+import TestSupport
+import Testing
+
+extension ShopIntegration {
+    /// Retention must never leave a read model that cannot be rebuilt: the event streams are the
+    /// system of record, and `trim` and `rebuild` are offered as safe while the shop runs.
+    @Suite struct RetentionTests {
+        /// The environment for `ordershop` children: only the URL, nothing inherited that could point elsewhere.
+        static func environment(_ url: String) -> [String: String] {
+            ["REDIS_URL": url, "REDIS_TLS_CA_FILE": "", "REDIS_TLS_CERT_FILE": "", "REDIS_TLS_KEY_FILE": "", "REDIS_TLS_SERVER_NAME": ""]
+        }
+
+        /// Issue 13, Why 1: with the workers caught up, `trim` removed every event the groups had
+        /// read, and `rebuild all` then rebuilt the read models from what was left (customers 40 -> 1).
+        @Test func trimThenRebuildAllKeepsEveryEntity() async throws {
+            let ordershop = try builtProduct("ordershop")
+            try await withShop { shop in
+                for _ in 0..<2 {
+                    let run = await Scenario(shop: shop.gateway).run()
+                    try #require(run.passed, "\(run.steps.filter { !$0.passed }.map(\.detail))")
+                }
+                // Workers caught up: every mail owed is out, so no group needs any entry any more.
+                let owed = try await expectedMails(shop.pool)
+                try #require(await eventually(timeout: .seconds(60)) { Set(((try? await shop.mailKeys()) ?? [:]).keys).isSuperset(of: owed.keys) })
+                let before = try await shop.readModel.report()
+                let counts = try await EntityType.allCases.asyncMap { try await shop.readModel.count($0) }
+                #expect(counts.allSatisfy { $0 > 0 })
+
+                let env = Self.environment(shop.redis.url)
+                let trim = try await runChild(ordershop, ["trim"], environment: env)
+                #expect(trim.status == 0, "\(trim.output)")
+                let rebuild = try await runChild(ordershop, ["rebuild", "all"], environment: env)
+                #expect(rebuild.status == 0, "\(rebuild.output)")
+
+                #expect(try await EntityType.allCases.asyncMap { try await shop.readModel.count($0) } == counts)
+                #expect(String(decoding: try await shop.readModel.report(), as: UTF8.self) == String(decoding: before, as: UTF8.self))
+            }
+        }
+
+        /// `rebuild` refuses, naming the stream, when a stream lacks entries it would need (here
+        /// trimmed by hand with no snapshot), and leaves the read model as it was.
+        @Test func rebuildRefusesAStreamTrimmedPastItsSnapshot() async throws {
+            let ordershop = try builtProduct("ordershop")
+            try await withShop(workers: []) { shop in
+                for i in 0..<5 {
+                    _ = try await shop.gateway.post("/customer", ["name": .string("C\(i)"), "email": .string("c\(i)@shop.test")])
+                }
+                let stream = EntityType.customer.stream(.created)
+                _ = try await shop.pool.send(XTRIM(RedisArgument(stream), .maxLength(2)))
+                let before = try await shop.readModel.list(.customer)
+
+                let env = Self.environment(shop.redis.url)
+                let rebuild = try await runChild(ordershop, ["rebuild", "customer"], environment: env)
+                #expect(rebuild.status != 0, "\(rebuild.output)")
+                #expect(rebuild.output.contains(stream), "\(rebuild.output)")
+                #expect(try await shop.readModel.list(.customer) == before)
+                // Nor can a snapshot be folded from it, so trim refuses that type too.
+                let trim = try await runChild(ordershop, ["trim", "customer"], environment: env)
+                #expect(trim.status != 0, "\(trim.output)")
+                #expect(trim.output.contains(stream), "\(trim.output)")
+                #expect(try await shop.readModel.list(.customer) == before)
+            }
+        }
+
+        /// A trim keeps what a stopped group has not read yet; CRM sends every mail once it is back.
+        @Test func trimKeepsWhatAGroupStillNeeds() async throws {
+            let ordershop = try builtProduct("ordershop")
+            try await withShop { shop in
+                let first = await Scenario(shop: shop.gateway).run()
+                try #require(first.passed)
+                try #require(await eventually(timeout: .seconds(60)) {
+                    let owed = (try? await expectedMails(shop.pool)) ?? [:]
+                    return Set(((try? await shop.mailKeys()) ?? [:]).keys).isSuperset(of: owed.keys)
+                })
+                #expect(try await shop.gateway.send(.POST, "/admin/workers/crm/stop", body: nil, headers: [("Authorization", "Bearer test-admin-token")]).status == 200)
+                let second = await Scenario(shop: shop.gateway).run()
+                try #require(second.passed)
+                // Owed before the trim: a trim that dropped what CRM has not read would drop it from here too.
+                let owed = try await expectedMails(shop.pool)
+                let trim = try await runChild(ordershop, ["trim"], environment: Self.environment(shop.redis.url))
+                #expect(trim.status == 0, "\(trim.output)")
+                #expect(try await shop.gateway.send(.POST, "/admin/workers/crm/start", body: nil, headers: [("Authorization", "Bearer test-admin-token")]).status == 200)
+                #expect(await eventually(timeout: .seconds(60)) { Set(((try? await shop.mailKeys()) ?? [:]).keys).isSuperset(of: owed.keys) })
+                #expect(try await shop.mailKeys().values.allSatisfy { $0 == 1 })
+            }
+        }
+    }
+}
+
+extension Sequence {
+    func asyncMap<T>(_ transform: (Element) async throws -> T) async rethrows -> [T] {
+        var out: [T] = []
+        for e in self { out.append(try await transform(e)) }
+        return out
+    }
+}

@@ -1,0 +1,67 @@
+import LocalRedis
+import RedisClient
+import Synchronization
+import Testing
+
+/// A primary is SIGKILLed; its replica takes over after the node timeout. The client follows,
+/// a write confirmed with `WAIT 1` survives, and a command in flight on the dead primary
+/// surfaces as outcome unknown instead of being re-sent.
+@Suite(.serialized) struct ClusterFailoverTests {
+    @Test func clientFollowsFailoverAndKeepsConfirmedWrites() async throws {
+        try await withLocalCluster { cluster, client in
+            try await client.connect()
+            let tag = "{failover}"
+            let slot = HashSlot(key: tag)
+            let oldPrimary = try #require(client.primary(for: slot))
+            let victim = cluster.nodes[try #require(cluster.index(ofPort: oldPrimary.port))]
+
+            /// SET and WAIT 1 on one connection: confirmed when a replica has the write.
+            func confirmedWrite(_ i: Int) async throws -> Bool {
+                let key = RedisArgument("\(tag):\(i)")
+                return try await client.withConnection(forKeys: [key]) { connection in
+                    let (set, wait) = try await connection.pipeline(SET(key, RedisArgument(i)), RawCommand(["WAIT", "1", "1000"]))
+                    return try set.get() && (try wait.get().int ?? 0) >= 1
+                }
+            }
+            var confirmed: [Int] = []
+            for i in 0..<50 where try await confirmedWrite(i) { confirmed.append(i) }
+            #expect(confirmed.count == 50)
+
+            // A blocking read in flight on the primary that dies: it may have run; never re-sent.
+            try await client.send(XGROUPCREATE(RedisArgument("\(tag):stream"), group: "g", id: "$", makeStream: true))
+            let blocked = Task {
+                try await client.send(
+                    XREADGROUP(group: "g", consumer: "c", streams: [(key: "\(tag):stream", id: ">")], block: .seconds(20)))
+            }
+            try await Task.sleep(for: .milliseconds(300))
+            await victim.kill()
+            let inFlight = await blocked.result
+            #expect(throws: RedisError.self) { try inFlight.get() }
+            if case .failure(let error as RedisError) = inFlight {
+                #expect(error.code == .outcomeUnknown, "\(error)")
+            }
+
+            // Writes fail (refused: they did not run) until the replica is promoted and the
+            // client's refresh finds it. Confirmation needs a replica, and the promoted one has none left.
+            var i = 50
+            while client.primary(for: slot) == oldPrimary && i < 2_000 {
+                do {
+                    if try await confirmedWrite(i) { confirmed.append(i) }
+                } catch let error as RedisError {
+                    #expect(error.commandDidNotRun || error.isClusterRedirect, "\(error)")
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+                i += 1
+            }
+            let newPrimary = try #require(client.primary(for: slot))
+            #expect(newPrimary != oldPrimary)
+            // send() follows by itself: refused connections to the dead node are retried after a refresh.
+            #expect(try await client.send(SET(RedisArgument("\(tag):after"), "1")))
+            #expect(client.statistics.refreshes > 1)
+            // Every write confirmed by WAIT 1 before the kill survived the failover.
+            let values = await client.pipeline(confirmed.map { GET(RedisArgument("\(tag):\($0)")) })
+            let lost = zip(confirmed, values).filter { (try? $1.get()) != Array(String($0).utf8) }.map(\.0)
+            #expect(lost.isEmpty, "confirmed writes lost: \(lost)")
+        }
+    }
+}

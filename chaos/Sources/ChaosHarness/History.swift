@@ -1,0 +1,252 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import OrderShop
+import RedisClient
+import StreamWorker
+
+/// Everything the checker judges, read after the drain: the commands the clients sent and what
+/// Redis and the services hold. A plain value, so that the checker is a pure function of it and
+/// can be tested on synthetic histories (see `Tests/ChaosHarnessTests`).
+public struct History: Sendable {
+    /// One mail in `mail:sent`.
+    public struct Mail: Sendable, Hashable {
+        public var key: String
+        /// welcome, goodbye, ... or nil when the text matches no kind.
+        public var kind: String?
+        public init(key: String, kind: String?) {
+            self.key = key
+            self.kind = kind
+        }
+    }
+
+    /// A (stream, group) after the drain.
+    public struct Group: Sendable, Codable, Hashable {
+        public var stream: String
+        public var group: String
+        public var pending: Int
+        /// nil: unknown (counts as not drained).
+        public var lag: Int?
+        public init(stream: String, group: String, pending: Int, lag: Int?) {
+            self.stream = stream
+            self.group = group
+            self.pending = pending
+            self.lag = lag
+        }
+    }
+
+    /// One dead letter.
+    public struct Letter: Sendable, Hashable {
+        public var originalID: String
+        public var reason: String
+        public var error: String
+        /// The entry's `chaos_injection` marker, when the harness injected it.
+        public var marker: String?
+        public init(originalID: String, reason: String, error: String, marker: String? = nil) {
+            self.originalID = originalID
+            self.reason = reason
+            self.error = error
+            self.marker = marker
+        }
+    }
+
+    public var records: [CommandRecord]
+    /// Every entry of every entity stream, by stream.
+    public var entries: [String: [StreamEntry]]
+    public var mails: [Mail]
+    /// Per subscription (``History/key(_:_:)``): event id -> applications the runtime committed
+    /// (the ``AppliedLedger``).
+    public var applied: [String: [String: Int]]
+    /// Per subscription: event id -> applications for which msg answered `duplicate`.
+    public var msgRepeats: [String: [String: Int]]
+    public var groups: [Group]
+    /// Per subscription: its dead letters.
+    public var deadLetters: [String: [Letter]]
+    /// Per entity type: what the services serve, by id.
+    public var served: [EntityType: [String: JSONValue]]
+    /// Per entity type: a fresh replay of its streams, by id.
+    public var replayed: [EntityType: [String: JSONValue]]
+    /// Streams whose entries were removed (trimmed) before the harness copied them: the history
+    /// is incomplete there (stream -> entries missing).
+    public var incomplete: [String: Int] = [:]
+
+    public init(
+        records: [CommandRecord] = [], entries: [String: [StreamEntry]] = [:], mails: [Mail] = [], applied: [String: [String: Int]] = [:],
+        msgRepeats: [String: [String: Int]] = [:], groups: [Group] = [], deadLetters: [String: [Letter]] = [:],
+        served: [EntityType: [String: JSONValue]] = [:], replayed: [EntityType: [String: JSONValue]] = [:]
+    ) {
+        self.records = records
+        self.entries = entries
+        self.mails = mails
+        self.applied = applied
+        self.msgRepeats = msgRepeats
+        self.groups = groups
+        self.deadLetters = deadLetters
+        self.served = served
+        self.replayed = replayed
+    }
+
+    /// The key of a subscription in the per-subscription maps.
+    public static func key(_ stream: String, _ group: String) -> String { "\(stream)|\(group)" }
+
+    /// Field of an entry the harness injected as malformed (unique value per injection).
+    public static let injectionField = "chaos_injection"
+    /// Field of an entry the harness appended as a publisher's retry: the original entry's id.
+    public static let duplicateField = "chaos_duplicate_of"
+    /// Field the runtime's `dlq replay` adds to a replayed entry: the original's id.
+    public static let replayedField = "replayed_from"
+}
+
+/// Reads a ``History`` from Redis and the services.
+struct HistoryCollector {
+    let pool: RedisConnectionPool
+    let http: HTTPClient
+    let gateway: String
+
+    func collect(records: [CommandRecord], archive: HistoryArchive) async throws -> History {
+        var h = History(records: records)
+        var current: [String: [StreamEntry]] = [:]
+        for type in EntityType.allCases {
+            for action in EventAction.allCases {
+                let stream = type.stream(action)
+                current[stream] = try await readAll(stream)
+            }
+        }
+        h.entries = await archive.merged(with: current)
+        for (stream, list) in h.entries {
+            // Entries ever added (Redis 7 XINFO STREAM); nothing but trim removes entity events.
+            // (A stream never written to does not exist: nothing to compare.)
+            guard !list.isEmpty, let fields = try? await pool.send(["XINFO", "STREAM", RedisArgument(stream)]).array else { continue }
+            var i = 0
+            while i + 1 < fields.count {
+                if fields[i].string == "entries-added", let added = fields[i + 1].int, added > list.count { h.incomplete[stream] = added - list.count }
+                i += 2
+            }
+        }
+        h.mails = try await MailLog(pool: pool).all().map { History.Mail(key: $0.key, kind: $0.kind?.rawValue) }
+        let inspector = GroupInspector(pool: pool)
+        for sub in WorkerStreams.subscriptions {
+            let key = History.key(sub.stream, sub.group)
+            h.applied[key] = try await sumHashes(matching: AppliedLedger.appliedPattern(stream: sub.stream, group: sub.group))
+            h.msgRepeats[key] = try await sumHashes(matching: AppliedLedger.msgRepeatsPattern(stream: sub.stream, group: sub.group))
+            let status = try await inspector.groupStatus(stream: sub.stream, group: sub.group)
+            h.groups.append(History.Group(stream: sub.stream, group: sub.group, pending: status.pending, lag: status.lag))
+            let letters = try await DeadLetters(pool: pool, stream: sub.stream, group: sub.group).list(count: 100_000)
+            h.deadLetters[key] = letters.map {
+                History.Letter(originalID: $0.originalID, reason: $0.reason, error: $0.error, marker: $0.fields[History.injectionField])
+            }
+        }
+        // The replay is ours, of the whole history (trimmed entries included), not the store's.
+        for type in EntityType.allCases {
+            var events: [RecordedEvent] = []
+            for action in EventAction.allCases {
+                for e in h.entries[type.stream(action)] ?? [] { if let event = RecordedEvent(e, action: action) { events.append(event) } }
+            }
+            let projection = Projection(events)
+            var fromStreams: [String: JSONValue] = [:]
+            for e in projection.live { fromStreams[e.id] = try? JSONCoding.decode(JSONValue.self, from: e.state.json) }
+            h.replayed[type] = fromStreams
+            h.served[type] = try await list(type)
+        }
+        return h
+    }
+
+    private func readAll(_ stream: String) async throws -> [StreamEntry] {
+        var out: [StreamEntry] = []
+        var start = "-"
+        while true {
+            let page = try await pool.send(XRANGE(RedisArgument(stream), start: start, end: "+", count: 1000))
+            out += page
+            guard page.count == 1000, let last = page.last else { return out }
+            start = "(" + last.id
+        }
+    }
+
+    /// Every hash whose name matches a pattern, summed per field.
+    private func sumHashes(matching pattern: String) async throws -> [String: Int] {
+        var out: [String: Int] = [:]
+        var cursor = "0"
+        repeat {
+            let reply = try await pool.send(["SCAN", RedisArgument(cursor), "MATCH", RedisArgument(pattern), "COUNT", 1000]).throwingServerError()
+            guard let parts = reply.array, parts.count == 2, let next = parts[0].string else {
+                throw ChaosError("SCAN answered \(reply)")
+            }
+            cursor = next
+            for key in parts[1].array ?? [] {
+                guard let name = key.string else { continue }
+                let fields = try await pool.send(["HGETALL", RedisArgument(name)]).throwingServerError().array ?? []
+                var i = 0
+                while i + 1 < fields.count {
+                    if let field = fields[i].string { out[field, default: 0] += fields[i + 1].int ?? 0 }
+                    i += 2
+                }
+            }
+        } while cursor != "0"
+        return out
+    }
+
+    /// GET /<plural> through the gateway, by id.
+    private func list(_ type: EntityType) async throws -> [String: JSONValue] {
+        let response = try await http.execute(HTTPClientRequest(url: gateway + "/" + type.plural), timeout: .seconds(60))
+        let body = try await response.body.collect(upTo: 256 << 20)
+        guard response.status.code == 200 else { throw ChaosError("GET /\(type.plural) answered \(response.status.code)") }
+        let json = try JSONCoding.decode(JSONValue.self, from: body.readableBytesView)
+        var out: [String: JSONValue] = [:]
+        for item in json.arrayValue ?? [] { if let id = item["id"]?.stringValue { out[id] = item } }
+        return out
+    }
+}
+
+/// Copies of the entity streams, taken before each `ordershop trim`: retention may remove
+/// entries from Redis, never from the history the checker judges. The harness reads every entity
+/// stream as a consumer group of its own (`chaos-archive`) and acknowledges an entry only once it
+/// holds a copy, so that a trim, which never drops an entry some group still needs, cannot remove
+/// an entry the harness has not seen (as an archiver in production would). At the end the copies
+/// are merged with what the streams still hold, and the count is compared with each stream's
+/// `entries-added`, so that an entry missing anyway is reported, not overlooked.
+actor HistoryArchive {
+    static let group = "chaos-archive"
+    let pool: RedisConnectionPool
+    private var entries: [String: [String: StreamEntry]] = [:]
+
+    init(pool: RedisConnectionPool) { self.pool = pool }
+
+    private static var streams: [String] { EntityType.allCases.flatMap(\.streams) }
+
+    /// Creates the archive's group on every entity stream (from the beginning).
+    func start() async throws {
+        for stream in Self.streams {
+            do {
+                let reply = try await pool.send(XGROUPCREATE(RedisArgument(stream), group: Self.group, id: "0"))
+                if case .error(let message) = reply { throw ChaosError(message) }
+            } catch where "\(error)".contains("BUSYGROUP") {
+                continue  // already there (a restarted run on kept data)
+            }
+        }
+    }
+
+    /// Copies what each stream gained since the last copy, then acknowledges it.
+    func copy() async throws {
+        for stream in Self.streams {
+            while true {
+                let batches = try await pool.send(
+                    XREADGROUP(group: Self.group, consumer: "harness", streams: [(stream, ">")], count: 1000))
+                let page = batches.flatMap(\.entries)
+                guard !page.isEmpty else { break }
+                for e in page { entries[stream, default: [:]][e.id] = e }
+                _ = try await pool.send(XACK(RedisArgument(stream), group: RedisArgument(Self.group), ids: page.map(\.id)))
+            }
+        }
+    }
+
+    /// The copies merged with `current` (what the streams hold now), in entry-id order.
+    func merged(with current: [String: [StreamEntry]]) -> [String: [StreamEntry]] {
+        var out: [String: [StreamEntry]] = [:]
+        for stream in Set(current.keys).union(entries.keys) {
+            var byID = entries[stream] ?? [:]
+            for e in current[stream] ?? [] { byID[e.id] = e }
+            out[stream] = byID.values.sorted { (StreamID($0.id) ?? .zero) < (StreamID($1.id) ?? .zero) }
+        }
+        return out
+    }
+}

@@ -1,0 +1,83 @@
+/// The verdict of a run, from its report: a pure function, tested on synthetic reports.
+///
+/// FAIL when anything that must hold did not (a violation); else VOID when the run did not
+/// exercise what it claims to prove (too little load, a fault that could not be carried out, no
+/// kill inside a handler, no redelivery, no duplicate suppressed, no stale settle refused); else
+/// PASS. A planted bug must end in FAIL.
+public enum Judge {
+    public struct Outcome: Sendable, Equatable {
+        public var verdict: String
+        public var violations: [String]
+        public var voids: [String]
+    }
+
+    public static func judge(_ report: RunReport) -> Outcome {
+        var violations: [String] = []
+        var voids: [String] = []
+        let o = report.options
+        if let check = report.check { violations += check.violations }
+        if !report.drained { violations.append("the groups did not drain within \(Int(o.drainTimeout)) s") }
+        for exit in report.processExits { violations.append("process exit no fault asked for: \(exit)") }
+        for w in report.unreclaimed where w.held > 0 {
+            violations.append("entries of \(w.consumer) (\(w.held) held at the fault) were never reclaimed")
+        }
+
+        let executed = report.faults.filter { !$0.skipped }
+        let enabled = o.faults
+        let counters = report.counters
+        let stale = (counters["foreign_settles_refused"] ?? 0) + (counters["already_settled"] ?? 0)
+
+        // The owner check: a worker paused past its lease whose entries were reclaimed meanwhile
+        // resumes as a zombie; its settles of those entries must be refused.
+        let zombies = executed.filter { f in
+            f.planned.kind == .pause && (f.heldPending ?? 0) > 0
+                && report.reclaims.contains { $0.consumer == f.target && $0.reclaimedAfter != nil }
+        }
+        if !zombies.isEmpty && stale == 0 {
+            violations.append(
+                "owner check: no stale settle was refused although \(zombies.count) paused workers resumed after their entries were reclaimed")
+        }
+
+        // Enough load.
+        if let check = report.check {
+            let minimum = Int(o.minimumRatePerSecond * o.duration)
+            let commands = check.commands["total"] ?? 0
+            if commands < minimum { voids.append("too little load: \(commands) commands, fewer than \(minimum)") }
+            if check.events < minimum { voids.append("too little load: \(check.events) events, fewer than \(minimum)") }
+            if check.historyGaps > 0 {
+                voids.append("\(check.historyGaps) entries were trimmed before the harness copied them: the history is incomplete")
+            }
+        } else {
+            voids.append("nothing was checked")
+        }
+        // Every fault carried out, and every enabled kind at least once.
+        for f in report.faults where f.skipped {
+            voids.append("the \(f.planned.kind.rawValue) fault at \(String(format: "%.1f", f.at)) s could not be carried out: \(f.note)")
+        }
+        for kind in FaultKind.allCases where enabled.contains(kind) && !executed.contains(where: { $0.planned.kind == kind }) {
+            voids.append("no \(kind.rawValue) fault was carried out")
+        }
+        // What the faults must have exercised.
+        if enabled.contains(.kill) {
+            let kills = executed.filter { $0.planned.kind == .kill }
+            if !kills.contains(where: { ($0.heldPending ?? 0) > 0 }) {
+                voids.append("no SIGKILL hit a worker holding pending entries (\(kills.count) kills)")
+            }
+            if !kills.contains(where: { ($0.inHandler ?? 0) > 0 }) {
+                voids.append("no SIGKILL hit an entry inside its handler (mailed, not yet settled) (\(kills.count) kills)")
+            }
+        }
+        if !enabled.isDisjoint(with: [.kill, .pause, .redis, .stall, .reset]) && report.redeliveries == 0 {
+            voids.append("no entry was delivered twice: the run never made the runtime redeliver")
+        }
+        if !enabled.isDisjoint(with: [.duplicate, .kill]) && (counters["duplicates"] ?? 0) == 0 {
+            voids.append("no duplicate was suppressed by the idempotency markers: the marker path never ran")
+        }
+        if enabled.contains(.pause) && stale == 0 && zombies.isEmpty {
+            voids.append("no stale settle was refused, and no paused worker held entries that were reclaimed: the owner check never ran")
+        }
+
+        let verdict = violations.isEmpty ? (voids.isEmpty ? "PASS" : "VOID") : "FAIL"
+        return Outcome(verdict: verdict, violations: violations, voids: voids)
+    }
+}
