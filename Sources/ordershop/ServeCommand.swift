@@ -37,11 +37,21 @@ struct ServeCommand: AsyncParsableCommand {
         let pool = try RedisConnectionPool(configuration: try redis.configuration(), maximumConnections: 32, logger: logger)
         let context = try ShopContext(pool: pool, logger: logger)
         let httpClient = makeHTTPClient()
-        let app = buildApplication(
-            for: name, host: host, port: port ?? name.defaultPort, context: context, httpClient: httpClient,
-            gateway: GatewayOptions(addresses: services.addresses))
-        let group = ServiceGroup(
-            configuration: .init(services: [.init(service: app)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await runServices(group, thenClose: httpClient, pool)
+        let (host, port) = (self.host, self.port ?? name.defaultPort)
+        let gateway = GatewayOptions(addresses: services.addresses)
+        let listener = HTTPListener(.service(name), host: host, port: port) { onRunning in
+            buildApplication(
+                for: name, host: host, port: port, context: context, httpClient: httpClient, gateway: gateway, onServerRunning: onRunning)
+        }
+        // The service answers without Redis (its /healthz says 503), but a Redis that refuses the
+        // password cannot come right by waiting: that ends the process.
+        let redisCheck = StartsWhenReady(WaitsForShutdown()) { try await RedisReadiness.wait(for: pool, logger: logger) }
+        do {
+            try await runServices(
+                [SupervisedService("\(Listener.service(name))", listener), SupervisedService("Redis check", redisCheck)],
+                logger: logger, maximumGracefulShutdown: .seconds(30), thenClose: httpClient, pool)
+        } catch {
+            throw exitFailing(error, logger: logger) { _ in "--port" }
+        }
     }
 }

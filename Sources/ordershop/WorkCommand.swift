@@ -64,8 +64,9 @@ struct WorkCommand: AsyncParsableCommand {
 
     func run() async throws {
         let name = WorkerName(rawValue: worker)!
-        var logger = makeLogger("ordershop.work.\(name)")
-        logger[metadataKey: "worker"] = "\(name)"
+        var named = makeLogger("ordershop.work.\(name)")
+        named[metadataKey: "worker"] = "\(name)"
+        let logger = named
         if metricsPort > 0 { _ = WorkerMetrics.registry }
         let pool = try RedisConnectionPool(configuration: try redis.configuration(), maximumConnections: 16, logger: logger)
         let context = try ShopContext(pool: pool, logger: logger)
@@ -85,13 +86,33 @@ struct WorkCommand: AsyncParsableCommand {
             break
         }
         let streamWorker = StreamWorker(
-            pool: pool, configuration: configuration, subscriptions: name.subscriptions(readModel: context.readModel, mail: mail, pauseAfterMail: .milliseconds(chaosPauseAfterMailMs)), logger: logger)
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: streamWorker)]
+            pool: pool, configuration: configuration,
+            subscriptions: name.subscriptions(readModel: context.readModel, mail: mail, pauseAfterMail: .milliseconds(chaosPauseAfterMailMs)),
+            logger: logger)
+        // The worker joins its groups once its endpoint listens and Redis answers: a taken port
+        // or a refused password ends the process before it holds anything.
+        let metricsBound = StartGate(waitingFor: metricsPort > 0 ? 1 : 0)
+        var services: [any Service] = []
         if metricsPort > 0 {
             // Listed first, so it stops last: /healthz answers while the worker drains.
-            services.insert(.init(service: WorkerHTTPServer(port: metricsPort, host: metricsHost, pool: pool, logger: logger)), at: 0)
+            let (port, host) = (metricsPort, metricsHost)
+            let listener = HTTPListener(.metrics, host: host, port: port, onListening: { _ in metricsBound.arrive() }) {
+                WorkerHTTPServer(port: port, host: host, pool: pool, logger: logger, onListening: $0)
+            }
+            services.append(SupervisedService("\(Listener.metrics)", listener))
         }
-        let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await runServices(group, thenClose: httpClient, pool)
+        services.append(
+            SupervisedService(
+                "\(name) worker",
+                StartsWhenReady(streamWorker) {
+                    try await metricsBound.wait()
+                    try await RedisReadiness.wait(for: pool, logger: logger)
+                }))
+        do {
+            try await runServices(
+                services, logger: logger, maximumGracefulShutdown: configuration.drainDeadline + .seconds(10), thenClose: httpClient, pool)
+        } catch {
+            throw exitFailing(error, logger: logger) { _ in "--metrics-port (0: none)" }
+        }
     }
 }

@@ -72,11 +72,15 @@ public func makeHTTPClient() -> HTTPClient {
     return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
 }
 
-/// Runs a process's services until they end (SIGTERM or SIGINT through the group, or an error),
-/// then shuts the HTTP client and the Redis pool down, in both cases.
-public func runServices(_ group: ServiceGroup, thenClose httpClient: HTTPClient, _ pool: RedisConnectionPool) async throws {
+/// Runs a process's services until they end (see ``runUntilSignalled(_:logger:)``: SIGTERM or
+/// SIGINT, a second one, or a service that failed or ended), then shuts the HTTP client and the
+/// Redis pool down, in every case.
+public func runServices(
+    _ services: [any Service], logger: Logger, maximumGracefulShutdown: Duration? = nil,
+    thenClose httpClient: HTTPClient, _ pool: RedisConnectionPool
+) async throws {
     do {
-        try await group.run()
+        try await runUntilSignalled(processServiceGroup(services, logger: logger, maximumGracefulShutdown: maximumGracefulShutdown), logger: logger)
     } catch {
         try? await httpClient.shutdown()
         await pool.shutdown()

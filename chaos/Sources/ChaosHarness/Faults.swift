@@ -58,7 +58,9 @@ struct FaultInjector: Sendable {
         await withTaskGroup(of: Void.self) { group in
             for fault in schedule {
                 let wait = fault.at - clock.elapsed
-                if wait > 0 { try? await Task.sleep(for: .milliseconds(Int64(wait * 1000))) }
+                if wait > 0 {
+                    do { try await Task.sleep(for: .milliseconds(Int64(wait * 1000))) } catch { break }
+                }
                 group.addTask { await self.execute(fault) }
             }
         }
@@ -84,7 +86,7 @@ struct FaultInjector: Sendable {
                         attempts += 1
                         logger.warning("redis-server restart failed (\(error)); again")
                         if attempts > 20 { return (at, "redis-server did not restart: \(error)", true) }
-                        try? await Task.sleep(for: .milliseconds(500))
+                        do { try await Task.sleep(for: .milliseconds(500)) } catch { return (at, "cancelled before redis-server restarted", true) }
                     }
                 }
             }
@@ -163,7 +165,7 @@ struct FaultInjector: Sendable {
             while ContinuousClock.now - started < .seconds(4) {
                 held = await observer.pending(consumer: incarnation.consumer, group: kind) ?? 0
                 if held > 0 { break }
-                try? await Task.sleep(for: .milliseconds(25))
+                do { try await Task.sleep(for: .milliseconds(25)) } catch { break }
             }
         } else {
             held = await observer.pending(consumer: incarnation.consumer, group: kind) ?? 0
@@ -240,7 +242,7 @@ struct FaultInjector: Sendable {
                 done.note += "; XADD failed"
                 done.skipped = true
             }
-            try? await Task.sleep(for: .milliseconds(500))
+            do { try await Task.sleep(for: .milliseconds(500)) } catch { return done }
         }
         return done
     }
@@ -277,7 +279,7 @@ struct FaultInjector: Sendable {
                     done.skipped = true
                     done.note = "XADD failed: \(error)"
                 }
-                try? await Task.sleep(for: .milliseconds(500))
+                do { try await Task.sleep(for: .milliseconds(500)) } catch { return done }
             }
         }
         return done
@@ -299,7 +301,7 @@ struct FaultInjector: Sendable {
                 done.note = "could not run: \(error)"
             }
             if !done.skipped { break }
-            try? await Task.sleep(for: .seconds(2))
+            do { try await Task.sleep(for: .seconds(2)) } catch { break }
         }
         return done
     }
@@ -316,7 +318,7 @@ struct FaultInjector: Sendable {
         var waiting = true
         while waiting && ContinuousClock.now - started < .seconds(20) {
             if let list = try? await letters.list(count: 100_000), !list.isEmpty { waiting = false } else {
-                try? await Task.sleep(for: .milliseconds(250))
+                do { try await Task.sleep(for: .milliseconds(250)) } catch { break }
             }
         }
         if waiting {

@@ -67,7 +67,7 @@ public final class TCPProxy: Sendable {
         for _ in 0..<100 {
             let now = control.withLock { ($0.resets, $0.connectionsReset) }
             if now.0 > before.0 { return now.1 - before.1 }
-            try? await Task.sleep(for: .milliseconds(10))
+            do { try await Task.sleep(for: .milliseconds(10)) } catch { return nil }
         }
         return nil
     }
