@@ -17,7 +17,7 @@ extension ShopIntegration {
                 let msgPort = try #require(Int(msgURL.split(separator: ":").last ?? ""))
                 // msg "stopped": its address now refuses connections at once.
                 let refusing = try RefusingPorts()
-                shop.stack.addresses.listening(.msg, port: try #require(refusing.ports[.msg]))
+                shop.stack.directory.listening(.msg, port: try #require(refusing.ports[.msg]))
 
                 var ids: [String] = []
                 for n in 0..<5 {
@@ -30,7 +30,7 @@ extension ShopIntegration {
                 #expect(try await letters.list().isEmpty, "mails dead-lettered during a 4 s msg outage")
 
                 // msg "back": every welcome mail is sent, once, and still nothing is dead-lettered.
-                shop.stack.addresses.listening(.msg, port: msgPort)
+                shop.stack.directory.listening(.msg, port: msgPort)
                 let sent = await eventually(timeout: .seconds(60)) {
                     let to = Set(try await shop.mails.all().filter { $0.kind == .welcome }.map(\.to))
                     return (0..<5).allSatisfy { to.contains("outage\($0)@shop.test") }
