@@ -10,16 +10,19 @@ public struct HTTPServerLimits: Sendable {
     /// From the request head to the end of its body.
     public var bodyTimeout: Duration
     /// From the end of a response to the next complete request head on the same connection.
-    /// Longer than the idle timeout of our own HTTP clients (5 s, ``makeHTTPClient()``), so
-    /// that they always close an idle connection first: a server closing it at the moment a
-    /// client reuses it would fail that request.
+    /// Longer than the idle timeout of common HTTP clients (ours: 5 s, ``makeHTTPClient()``;
+    /// AsyncHTTPClient's default and `HTTPClient.shared`: 60 s), so that they close an idle
+    /// connection first: a server closing it at the moment a client reuses it fails that
+    /// request, and a POST is not retried (seen with 15 s: `BadRequestTests` got "connection
+    /// reset by peer" on a loaded machine). 75 s, as nginx's `keepalive_timeout`.
     public var keepAliveTimeout: Duration
-    /// No bytes read for this long closes the connection (Hummingbird's idle timeout).
+    /// No bytes read for this long closes the connection (Hummingbird's idle timeout); past the
+    /// keep-alive timeout, so that it only ends connections stuck inside a request.
     public var idleTimeout: Duration
 
     public init(
-        headerTimeout: Duration = .seconds(10), bodyTimeout: Duration = .seconds(30), keepAliveTimeout: Duration = .seconds(15),
-        idleTimeout: Duration = .seconds(60)
+        headerTimeout: Duration = .seconds(10), bodyTimeout: Duration = .seconds(30), keepAliveTimeout: Duration = .seconds(75),
+        idleTimeout: Duration = .seconds(90)
     ) {
         self.headerTimeout = headerTimeout
         self.bodyTimeout = bodyTimeout
