@@ -327,10 +327,12 @@ else pass "no NOPERM in any process log"; fi
 observe --scan >"$work/keys.txt"
 python3 - "$work/keys.txt" >"$work/families.txt" <<'EOF'
 import fnmatch, sys
-# The key families of deploy/redis/users.acl.in (EVENTS, READ_MODELS, MAIL, markers, dead letters).
+# The key families of deploy/redis/users.acl.in (EVENTS, READ_MODELS, MAIL, markers, dead letters,
+# replay streams, the applied ledger).
 families = {"events:*": "event streams", "{customer}_*": "read models", "{product}_*": "read models",
             "{inventory}_*": "read models", "{order}_*": "read models", "{billing}_*": "read models",
-            "mail:sent": "msg", "{mail:sent}:*": "msg", "idem:*": "worker markers", "dlq:*": "dead letters"}
+            "mail:sent": "msg", "{mail:sent}:*": "msg", "idem:*": "worker markers", "dlq:*": "dead letters",
+            "replay:*": "replay streams", "applied:*": "applied ledger", "msg-repeats:*": "applied ledger"}
 counts = {name: 0 for name in families.values()}
 unknown = []
 for key in open(sys.argv[1]).read().split("\n"):
