@@ -40,7 +40,7 @@ release: deps
 	$(SWIFT) build -c release --product ordershop $(BUILD_FLAGS)
 
 # Everything CI checks: unit and integration tests against real redis-server processes, the
-# deployment files, a 90-second chaos run with a fixed seed and every standard fault kind on,
+# deployment files, a 90-second chaos run with a fixed seed and every fault kind on (operations too),
 # and one short run per planted runtime bug, each of which must be caught.
 test: deps
 	$(SWIFT) build --build-tests $(BUILD_FLAGS)
