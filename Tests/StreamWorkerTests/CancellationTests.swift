@@ -3,6 +3,7 @@ import LocalRedis
 import Logging
 import RedisClient
 import StreamWorker
+import Synchronization
 import TestSupport
 import Testing
 
@@ -138,6 +139,33 @@ struct CancellationTests {
             let took = ContinuousClock.now - stopped
             #expect(status == 0)
             #expect(took < .seconds(6), "the drain took \(took) (deadline 2 s)")
+        }
+    }
+
+    @Test("after a cancellation no new handler call starts, even with entries read ahead and handlers that ignore it")
+    func cancelledLanesCallNoHandler() async throws {
+        try await withRedisServer { server in
+            let pool = try server.makePool()
+            try await publish(pool, stream: "lanes", count: 400)
+            let started = Atomic<Int>(0)
+            // A handler that ignores cancellation: its wait runs in a task the cancellation does
+            // not reach.
+            let subscription = Subscription(stream: "lanes", group: "g") { _ in
+                started.add(1, ordering: .relaxed)
+                await Task.detached { try? await Task.sleep(for: .milliseconds(50)) }.value
+                return .done
+            }
+            let worker = RunningWorker(
+                pool: pool, configuration: WorkerConfiguration(maxInFlight: 2, readCount: 100, prefetch: 200), subscriptions: [subscription])
+            #expect(await eventually(timeout: .seconds(10)) { started.load(ordering: .relaxed) >= 4 })
+            worker.task.cancel()
+            let atCancel = started.load(ordering: .relaxed)
+            _ = await worker.task.result
+            try await Task.sleep(for: .milliseconds(300))
+            let after = started.load(ordering: .relaxed)
+            // At most the lanes that were between taking an entry and calling its handler.
+            #expect(after - atCancel <= 2, "\(after - atCancel) handler calls started after the cancellation")
+            #expect(try await pendingCount(pool, stream: "lanes", group: "g") > 0, "the unhandled entries stay pending")
         }
     }
 }

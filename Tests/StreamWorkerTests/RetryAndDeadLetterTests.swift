@@ -115,4 +115,34 @@ struct RetryAndDeadLetterTests {
             #expect(Set(again.compactMap { $0.string("replayed_from") }) == Set(letters.map(\.originalID)))
         }
     }
+
+    @Test("a settle refused with OOM is retried until memory returns: nothing is dead-lettered, each effect applied once")
+    func settleRetriedThroughOutOfMemory() async throws {
+        try await withRedisServer { server in
+            let pool = try server.makePool()
+            try await publish(pool, stream: "oom", count: 20)
+            // The group exists before memory runs out (creating it is refused with OOM too).
+            _ = try await pool.send(["XGROUP", "CREATE", "oom", "g", "0"])
+            _ = try await pool.send(["CONFIG", "SET", "maxmemory-policy", "noeviction"])
+            _ = try await pool.send(["CONFIG", "SET", "maxmemory", "1"])
+            // One delivery at most: an entry whose settle was given up and that was reclaimed
+            // is dead-lettered as delivered too often.
+            let configuration = WorkerConfiguration(lease: .seconds(1), maxDeliveries: 1)
+            let worker = RunningWorker(
+                pool: pool, configuration: configuration,
+                subscriptions: [Subscription(stream: "oom", group: "g", handler: countingHandler(effectsKey: "effects"))])
+            try await Task.sleep(for: .seconds(3))
+            _ = try await pool.send(["CONFIG", "SET", "maxmemory", "0"])
+            #expect(
+                await eventually(timeout: .seconds(20)) {
+                    guard try await effectCounts(pool, "effects").count == 20 else { return false }
+                    return try await pendingCount(pool, stream: "oom", group: "g") == 0
+                })
+            let counts = try await effectCounts(pool, "effects")
+            #expect(counts.count == 20 && counts.values.allSatisfy { $0 == 1 }, "effects: \(counts)")
+            let letters = try await pool.send(["XLEN", RedisArgument(StreamKeys.deadLetter(stream: "oom", group: "g"))])
+            #expect(letters.int == 0, "dead letters: \(letters)")
+            try await worker.stop()
+        }
+    }
 }

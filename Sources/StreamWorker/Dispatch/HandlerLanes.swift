@@ -35,14 +35,28 @@ struct HandlerLanes: Sendable {
     private func lane(_ lanes: LaneQueue<WorkItem>) async {
         await withDiscardingTaskGroup { waiting in
             while let items = await lanes.next() {
+                // Cancelled (the drain deadline, a hard stop): no new handler call. The queue
+                // still hands out what was read ahead; each chunk is let go (left pending for
+                // another worker) until it is empty.
+                if Task.isCancelled {
+                    abandon(items)
+                    continue
+                }
                 // While the downstream is unavailable, lanes wait here (holding no handler slot)
                 // and one probe at a time goes through.
                 let probe: Bool
                 do {
                     probe = try await context.breaker.admit()
+                } catch {
+                    abandon(items)
+                    continue
+                }
+                do {
                     try await permits.acquire(items.count)
                 } catch {
-                    return
+                    if probe { context.breaker.endProbe() }
+                    abandon(items)
+                    continue
                 }
                 defer { if probe { context.breaker.endProbe() } }
                 prefetched.release(items.count)
@@ -58,5 +72,12 @@ struct HandlerLanes: Sendable {
                 permits.release(items.count)
             }
         }
+    }
+
+    /// Lets go of entries whose handler will not be called: they stay pending in Redis (another
+    /// worker reclaims them one lease later) and give back their read-ahead room.
+    private func abandon(_ items: [WorkItem]) {
+        context.held.release(items.map(\.id))
+        prefetched.release(items.count)
     }
 }

@@ -21,8 +21,13 @@ enum FailureKind: Sendable, Equatable {
     /// Anything else (an unexpected reply shape, a non-Redis error).
     case other
 
-    /// Server errors that pass (a restarting or busy server).
-    private static let transientCodes: Set<String> = ["LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "CLUSTERDOWN", "READONLY"]
+    /// Server errors that pass (a restarting, busy or failing-over server; a server out of
+    /// memory until keys expire or are trimmed; a primary whose replicas are not acknowledging
+    /// `min-replicas-to-write`). None says anything about the entry: a settle failing with one
+    /// is retried, never dead-lettered.
+    private static let transientCodes: Set<String> = [
+        "LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "CLUSTERDOWN", "READONLY", "OOM", "NOREPLICAS",
+    ]
 
     init(_ error: any Error) {
         if error is CancellationError {
