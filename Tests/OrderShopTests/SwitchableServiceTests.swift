@@ -1,6 +1,7 @@
 import Logging
 @testable import OrderShop
 import ServiceLifecycle
+import Synchronization
 import Testing
 
 /// F8: a stop waits for the worker to drain; when the loop is cancelled meanwhile (a second
@@ -20,17 +21,25 @@ import Testing
         }
     }
 
-    /// The first answer of `operation`, or nil when none comes within `seconds`.
+    /// Resumes its continuation once, with the first result offered.
+    final class FirstAnswer: Sendable {
+        let continuation = Mutex<CheckedContinuation<Result<Void, any Error>?, Never>?>(nil)
+        func offer(_ result: Result<Void, any Error>?) { continuation.withLock { $0.take() }?.resume(returning: result) }
+    }
+
+    /// The first answer of `operation`, or nil when none comes within `seconds`. Does not wait
+    /// for an operation that never answers (a task group would: it awaits all its children).
     static func answer(within seconds: Int, _ operation: @escaping @Sendable () async throws -> Void) async -> Result<Void, any Error>? {
-        await withTaskGroup(of: Result<Void, any Error>?.self) { group in
-            group.addTask { do { try await operation(); return .success(()) } catch { return .failure(error) } }
-            group.addTask {
-                do { try await Task.sleep(for: .seconds(seconds)) } catch {}
-                return nil
+        let first = FirstAnswer()
+        return await withCheckedContinuation { continuation in
+            first.continuation.withLock { $0 = continuation }
+            Task {
+                do { try await operation(); first.offer(.success(())) } catch { first.offer(.failure(error)) }
             }
-            let first = await group.next() ?? nil
-            group.cancelAll()
-            return first
+            Task {
+                try? await Task.sleep(for: .seconds(seconds))
+                first.offer(nil)
+            }
         }
     }
 
