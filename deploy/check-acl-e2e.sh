@@ -328,11 +328,12 @@ observe --scan >"$work/keys.txt"
 python3 - "$work/keys.txt" >"$work/families.txt" <<'EOF'
 import fnmatch, sys
 # The key families of deploy/redis/users.acl.in (EVENTS, READ_MODELS, MAIL, markers, dead letters,
-# replay streams, the applied ledger).
+# replay streams, the applied ledger, consumer-name locks).
 families = {"events:*": "event streams", "{customer}_*": "read models", "{product}_*": "read models",
             "{inventory}_*": "read models", "{order}_*": "read models", "{billing}_*": "read models",
             "mail:sent": "msg", "{mail:sent}:*": "msg", "idem:*": "worker markers", "dlq:*": "dead letters",
-            "replay:*": "replay streams", "applied:*": "applied ledger", "msg-repeats:*": "applied ledger"}
+            "replay:*": "replay streams", "applied:*": "applied ledger", "msg-repeats:*": "applied ledger",
+            "consumer-lock:*": "consumer-name locks"}
 counts = {name: 0 for name in families.values()}
 unknown = []
 for key in open(sys.argv[1]).read().split("\n"):
@@ -358,12 +359,12 @@ checked=0
 while read -r key; do
     case "$key" in
         events:*) out=$(as_crm xadd "$key" '*' event_id forged entity '{}') ;;
-        idem:*:billing:*|dlq:*:billing) out=$(as_crm del "$key") ;;
-        idem:*|dlq:*) continue ;;
+        idem:*:billing:*|dlq:*:billing|consumer-lock:*:billing:*) out=$(as_crm del "$key") ;;
+        idem:*|dlq:*|consumer-lock:*) continue ;;
         *) out=$(as_crm del "$key") ;;
     esac
     if denied "$out"; then checked=$((checked + 1)); else fail "ordershop-worker-crm could write $key: $out"; fi
-done < <(grep -vE '^(idem:.*:crm:|dlq:.*:crm$)' "$work/keys.txt" | sort -R 2>/dev/null | head -40)
+done < <(grep -vE '^(idem:.*:crm:|dlq:.*:crm$|consumer-lock:.*:crm:)' "$work/keys.txt" | sort -R 2>/dev/null | head -40)
 [ $checked -gt 0 ] && pass "ordershop-worker-crm is refused writing $checked of the run's keys it does not own"
 
 echo "acl e2e: $passed passed, $failed failed"

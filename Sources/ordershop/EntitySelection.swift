@@ -15,8 +15,8 @@ enum EntitySelection {
         return [type]
     }
 
-    /// Runs `body` for each type on one pool. A type whose stream lacks entries (``StreamGapError``)
-    /// is refused, with the stream named on stderr, and the others go on; the command then exits 1.
+    /// Runs `body` for each type on one pool. A type whose stream lacks entries (``StreamGapError``),
+    /// or whose read model may not be adopted (``SnapshotAdoptionRefused``), is refused, with the stream named on stderr, and the others go on; the command then exits 1.
     static func run(
         _ types: [EntityType], redis: RedisOptions, verb: String, _ body: (EntityType, RedisConnectionPool) async throws -> Void
     ) async throws {
@@ -29,6 +29,9 @@ enum EntitySelection {
                 } catch let gap as StreamGapError {
                     refused.append("\(type)")
                     FileHandle.standardError.write(Data("\(verb) \(type) refused: \(gap)\n".utf8))
+                } catch let refusal as SnapshotAdoptionRefused {
+                    refused.append("\(type)")
+                    FileHandle.standardError.write(Data("\(verb) \(type) refused: \(refusal)\n".utf8))
                 }
             }
         } catch {

@@ -9,12 +9,13 @@ struct SnapshotCommand: AsyncParsableCommand {
         discussion: """
             Safe while the shop runs. `trim` takes one first; entries it covers may then be trimmed, and `rebuild` starts from it. \
             --from-read-model: for a shop whose streams were trimmed before snapshots existed (snapshot refuses, naming the stream): \
-            the read model, the only record left of the trimmed events, becomes the snapshot.
+            the read model, the only record left of the trimmed events, becomes the snapshot. Refused (nothing written, exit 1) \
+            for a type that has a snapshot already or whose streams still hold every event: fold those instead.
             """
     )
 
     @Argument(help: EntitySelection.help) var entity: String
-    @Flag(help: "Take the read model as it is instead of folding events (for streams trimmed before snapshots existed).")
+    @Flag(help: "Take the read model as it is instead of folding events (only for streams trimmed before any snapshot existed).")
     var fromReadModel = false
     @OptionGroup var redis: RedisOptions
 

@@ -32,7 +32,7 @@ struct WorkCommand: AsyncParsableCommand {
     @Option(help: "XREADGROUP readers per subscription, each on its own Redis connection (1 where connections are scarce).")
     var readers = 2
 
-    @Option(help: "A stable consumer name (default: <host>-<pid>-<random>).")
+    @Option(help: "A stable consumer name (default: <host>-<pid>-<random>). One process at a time: a second one with the same name refuses to start.")
     var consumer: String?
 
     @Option(help: "Seconds after which a silent consumer's entries may be reclaimed by another.")
@@ -85,10 +85,8 @@ struct WorkCommand: AsyncParsableCommand {
         case nil:
             break
         }
-        let streamWorker = StreamWorker(
-            pool: pool, configuration: configuration,
-            subscriptions: name.subscriptions(readModel: context.readModel, mail: mail, pauseAfterMail: .milliseconds(chaosPauseAfterMailMs)),
-            logger: logger)
+        let subscriptions = name.subscriptions(readModel: context.readModel, mail: mail, pauseAfterMail: .milliseconds(chaosPauseAfterMailMs))
+        let streamWorker = StreamWorker(pool: pool, configuration: configuration, subscriptions: subscriptions, logger: logger)
         // The worker joins its groups once its endpoint listens and Redis answers: a taken port
         // or a refused password ends the process before it holds anything.
         let metricsBound = StartGate(waitingFor: metricsPort > 0 ? 1 : 0)
@@ -101,12 +99,25 @@ struct WorkCommand: AsyncParsableCommand {
             }
             services.append(SupervisedService("\(Listener.metrics)", listener))
         }
+        let endpointsAndRedisReady: @Sendable () async throws -> Void = {
+            try await metricsBound.wait()
+            try await RedisReadiness.wait(for: pool, logger: logger)
+        }
+        // A stable name is this process's alone: the worker reads once the lock is held, and the
+        // lock (listed before the worker, so it stops after it) is released once it has drained.
+        let nameLocked = StartGate(waitingFor: consumer == nil ? 0 : 1)
+        if let consumer, let first = subscriptions.first {
+            let lock = ConsumerNameLock(
+                stream: first.stream, group: first.group, consumer: consumer, lease: configuration.lease, pool: pool, logger: logger,
+                acquired: { nameLocked.arrive() })
+            services.append(SupervisedService("consumer name lock", StartsWhenReady(lock, when: endpointsAndRedisReady)))
+        }
         services.append(
             SupervisedService(
                 "\(name) worker",
                 StartsWhenReady(streamWorker) {
-                    try await metricsBound.wait()
-                    try await RedisReadiness.wait(for: pool, logger: logger)
+                    try await endpointsAndRedisReady()
+                    try await nameLocked.wait()
                 }))
         do {
             try await runServices(

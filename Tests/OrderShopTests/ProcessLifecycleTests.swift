@@ -218,6 +218,50 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: redis.directory), "\(redis.directory) left behind")
     }
 
+    // MARK: A stable consumer name is one process's
+
+    /// Redis tells consumers apart by name only: a second process with the same `--consumer` would
+    /// pass every owner check of the first and re-read what it is still handling. It refuses to
+    /// start, naming the consumer and the process that has it; the name is free again once that
+    /// one stops (SIGTERM: released) or is killed on this host (SIGKILL: taken over at once).
+    @Test("a second `work` with the same --consumer refuses to start, naming the consumer and the process holding it")
+    func aStableConsumerNameIsExclusive() async throws {
+        try await withRedisServer { server in
+            let key = "consumer-lock:events:{customer}_created:crm:crm-stable"
+            let pool = try server.makePool()
+            func work() throws -> ChildProcess {
+                try ordershop(["work", "crm", "--consumer", "crm-stable", "--url", server.url, "--metrics-port", "0", "--lease-seconds", "2"])
+            }
+            let first = try work()
+            #expect(await printed(first, "worker started"), "\(first.output)")
+            let holder = try #require(try await pool.send(["GET", RedisArgument(key)]).string)
+            #expect(holder.contains("pid=\(first.pid) "), "\(holder)")
+
+            let second = try work()
+            let status = await second.waitForExit(timeout: .seconds(30))
+            await second.stop(signal: SIGKILL)
+            #expect(status != nil && status != 0, "status \(String(describing: status)): \(second.output)")
+            let refusal = lines(second.output, containing: "crm-stable")
+            #expect(refusal.count == 1 && refusal[0].contains("in use by the process") && refusal[0].contains("pid=\(first.pid) "), "\(second.output)")
+            #expect(!second.output.contains("worker started"), "\(second.output)")
+            #expect(first.isRunning, "\(first.output)")
+
+            // SIGTERM: drained, then released.
+            #expect(await first.stop(signal: SIGTERM) == 0, "\(first.output)")
+            #expect(try await pool.send(["GET", RedisArgument(key)]).isNull)
+            let third = try work()
+            #expect(await printed(third, "worker started"), "\(third.output)")
+            // SIGKILL leaves the key; a restart on this host takes it over from the dead pid.
+            await third.stop(signal: SIGKILL)
+            #expect(try await pool.send(["GET", RedisArgument(key)]).string?.contains("pid=\(third.pid) ") == true)
+            let fourth = try work()
+            #expect(await printed(fourth, "worker started"), "\(fourth.output)")
+            #expect(try await pool.send(["GET", RedisArgument(key)]).string?.contains("pid=\(fourth.pid) ") == true)
+            #expect(await fourth.stop(signal: SIGTERM) == 0, "\(fourth.output)")
+            await pool.shutdown()
+        }
+    }
+
     // MARK: A failing part takes its process down
 
     /// An HTTP service that fails once it has run a while (a listener that dies).

@@ -65,8 +65,10 @@ extension EventStore {
     }
 
     /// Writes the states beside the installed ones, then swaps them in with the position, in one
-    /// script that refuses to move the snapshot backwards.
-    func install(_ snapshot: ReadModelSnapshot) async throws {
+    /// script that refuses to move the snapshot backwards (or, with `onlyIfNone`, to replace any
+    /// snapshot). Returns whether it was installed.
+    @discardableResult
+    func install(_ snapshot: ReadModelSnapshot, onlyIfNone: Bool = false) async throws -> Bool {
         let k = snapshot.type.keys
         let staging = k.snapshotStates + ":staging:" + UUID().uuidString.lowercased()
         var commands: [[RedisArgument]] = [["DEL", RedisArgument(staging)]]
@@ -78,14 +80,15 @@ extension EventStore {
         }
         for reply in try await pool.pipeline(commands) { try reply.throwingServerError() }
         let positions = snapshot.cut.positions
-        _ = try await pool.evaluate(
+        let reply = try await pool.evaluate(
             Self.installSnapshotScript,
             keys: [RedisArgument(k.snapshot), RedisArgument(k.snapshotStates), RedisArgument(staging)],
             arguments: [
                 RedisArgument(positions.map { "\($0.lastID)" }.joined(separator: " ")),
                 RedisArgument(positions.map { "\($0.entriesAdded)" }.joined(separator: " ")),
-                RedisArgument(snapshot.takenAt), RedisArgument(snapshot.live),
+                RedisArgument(snapshot.takenAt), RedisArgument(snapshot.live), RedisArgument(onlyIfNone ? "new" : "any"),
             ])
+        return reply.array?.first?.string == "ok"
     }
 
     static func encodeState(_ s: Projection.State) -> [UInt8] {
@@ -115,11 +118,16 @@ extension EventStore {
         """)
 
     /// KEYS: snapshot meta, snapshot states, staged states. ARGV: positions, entries-added (both
-    /// space-separated, per stream), taken-at, live count. Returns `{'ok'}`, or `{'stale'}` when
-    /// the installed snapshot is newer on some stream (the staged one is dropped).
+    /// space-separated, per stream), taken-at, live count, `new` (install only where none exists) or
+    /// `any`. Returns `{'ok'}`, `{'exists'}` for `new` where one exists, or `{'stale'}` when the
+    /// installed snapshot is newer on some stream (the staged one is dropped in both refusals).
     static let installSnapshotScript = RedisScript(
         """
         local old = redis.call('HGET', KEYS[1], 'entries_added')
+        if old and ARGV[5] == 'new' then
+          redis.call('DEL', KEYS[3])
+          return {'exists'}
+        end
         if old then
           local new = {}
           for n in string.gmatch(ARGV[2], '%d+') do new[#new + 1] = tonumber(n) end

@@ -1,5 +1,13 @@
 import RedisClient
 
+/// `snapshot --from-read-model` was refused: the read model is adopted only where it is the sole
+/// record left (a stream trimmed with no snapshot yet), never where events can still be folded,
+/// since a read model may differ from its events (a projection bug) and `trim` would then drop
+/// the events that only that wrong snapshot "covers".
+public struct SnapshotAdoptionRefused: Error, Sendable, CustomStringConvertible {
+    public var description: String
+}
+
 extension EventStore {
     /// Takes the read model as a snapshot, for a shop whose streams were trimmed before snapshots
     /// existed (by the earlier `trim`), where ``takeSnapshot(_:)`` refuses: the read model then
@@ -7,8 +15,23 @@ extension EventStore {
     /// rebuilds work again. Read in one script with the cut (the scripts that append events write
     /// the read model in the same step, so the two agree). Creation order is kept as the read
     /// model's (its sequence numbers stand in for the creation entry ids, before any real one).
+    ///
+    /// Throws ``SnapshotAdoptionRefused`` (and writes nothing) unless folding is impossible: a
+    /// snapshot exists already, or every stream still holds all its events (then
+    /// ``takeSnapshot(_:)`` folds them). The install itself refuses if a snapshot appeared meanwhile.
     @discardableResult
     public func adoptReadModelAsSnapshot(_ type: EntityType) async throws -> ReadModelSnapshot {
+        if let existing = try await latestSnapshot(type) {
+            throw SnapshotAdoptionRefused(
+                description: "a snapshot exists (covers \(existing.cut)); later snapshots are folded from it and the events, never copied from the read model")
+        }
+        do {
+            _ = try await events(type, after: .origin(type), upTo: try await StreamCut.read(type, pool: pool))
+            throw SnapshotAdoptionRefused(
+                description: "its streams hold every event, so `ordershop snapshot \(type)` folds them; the read model may differ from the events and is adopted only for streams trimmed before any snapshot")
+        } catch is StreamGapError {
+            // The record is incomplete and no snapshot holds the rest: the read model is all there is.
+        }
         let k = type.keys
         let keys = ([k.entities, k.versions, k.tombstones, k.ids] + type.streams).map { RedisArgument($0) }
         let reply = try await pool.evaluate(Self.adoptScript, keys: keys)
@@ -30,7 +53,9 @@ extension EventStore {
                 json: json, version: version, deleted: live[id] == nil, created: StreamID(milliseconds: 0, sequence: order[id] ?? 0))
         }
         let snapshot = ReadModelSnapshot(type: type, cut: cut, takenAt: Self.now(), states: states)
-        try await install(snapshot)
+        guard try await install(snapshot, onlyIfNone: true) else {
+            throw SnapshotAdoptionRefused(description: "a snapshot was taken meanwhile; later snapshots are folded from it, never copied from the read model")
+        }
         return snapshot
     }
 

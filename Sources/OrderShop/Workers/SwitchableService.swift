@@ -61,13 +61,41 @@ public final class SwitchableService: Service, Sendable {
         }
     }
 
+    /// Runs the commands until shutdown, failure or cancellation, and on each of those exits
+    /// answers every caller still waiting (see ``answerTheRest(_:)``).
     private func loop() async throws {
+        var waitingForStop: [CheckedContinuation<Void, any Error>] = []
+        do {
+            try await serve(&waitingForStop)
+        } catch {
+            await answerTheRest(waitingForStop)
+            throw error
+        }
+        await answerTheRest(waitingForStop)
+    }
+
+    /// Once the loop has ended (a second Ctrl-C cancels it mid-stop), nobody would answer a stop
+    /// waiting for the drain or a start or stop still queued: an admin request would hang and
+    /// keep the process from exiting. Each gets "shutting down" (503 on the admin routes).
+    private func answerTheRest(_ waitingForStop: [CheckedContinuation<Void, any Error>]) async {
+        running.withLock { $0 = false }
+        continuation.finish()
+        let shuttingDown = ShopError.unavailable("\(name) worker is shutting down")
+        for w in waitingForStop { w.resume(throwing: shuttingDown) }
+        // Finished: the buffered commands come out, then the stream ends (also in a cancelled task).
+        for await command in commands {
+            switch command {
+            case .start(let reply), .stop(let reply): reply.resume(throwing: shuttingDown)
+            case .exited, .shutdown: break
+            }
+        }
+    }
+
+    private func serve(_ waitingForStop: inout [CheckedContinuation<Void, any Error>]) async throws {
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             var current: (generation: Int, group: ServiceGroup)?
             var generation = 0
-            var waitingForStop: [CheckedContinuation<Void, any Error>] = []
             var shuttingDown = false
-
             func launch() throws {
                 generation += 1
                 let g = generation
@@ -90,7 +118,7 @@ public final class SwitchableService: Service, Sendable {
                 switch command {
                 case .start(let reply):
                     if shuttingDown {
-                        reply.resume(throwing: CancellationError())
+                        reply.resume(throwing: ShopError.unavailable("\(name) worker is shutting down"))
                     } else if current == nil {
                         do {
                             try launch()
