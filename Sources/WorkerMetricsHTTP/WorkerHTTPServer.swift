@@ -27,21 +27,21 @@ public enum WorkerMetrics {
 public struct WorkerHTTPServer: Service {
     let port: Int
     let host: String
-    let pool: RedisConnectionPool
+    let client: any RedisClientProtocol
     let logger: Logger
 
     /// Creating the server installs the Prometheus backend, so create it before the workers:
     /// metrics made earlier would go to the default (no-op) backend.
-    public init(port: Int, host: String = "0.0.0.0", pool: RedisConnectionPool, logger: Logger) {
+    public init(port: Int, host: String = "0.0.0.0", client: any RedisClientProtocol, logger: Logger) {
         _ = WorkerMetrics.registry
         self.port = port
         self.host = host
-        self.pool = pool
+        self.client = client
         self.logger = logger
     }
 
     /// The routes, for tests that drive them without a socket.
-    public static func buildRouter(pool: RedisConnectionPool) -> Router<BasicRequestContext> {
+    public static func buildRouter(client: any RedisClientProtocol) -> Router<BasicRequestContext> {
         let registry = WorkerMetrics.registry
         let router = Router()
         router.get("/metrics") { _, _ -> Response in
@@ -52,7 +52,7 @@ public struct WorkerHTTPServer: Service {
                 body: .init(byteBuffer: ByteBuffer(bytes: buffer)))
         }
         router.get("/healthz") { _, _ -> Response in
-            let healthy = await Health.redisReachable(pool)
+            let healthy = await Health.redisReachable(client)
             let body = healthy ? #"{"status":"ok"}"# : #"{"status":"unhealthy","reason":"redis unreachable"}"#
             return Response(
                 status: healthy ? .ok : .serviceUnavailable, headers: [.contentType: "application/json"],
@@ -63,17 +63,17 @@ public struct WorkerHTTPServer: Service {
 
     public func run() async throws {
         let app = Application(
-            router: Self.buildRouter(pool: pool), configuration: .init(address: .hostname(host, port: port)), logger: logger)
+            router: Self.buildRouter(client: client), configuration: .init(address: .hostname(host, port: port)), logger: logger)
         try await app.run()
     }
 }
 
 /// Health checks shared by workers and services.
 public enum Health {
-    /// PING on the pool's probe connection (``RedisConnectionPool/probe()``): short timeouts, and
-    /// apart from the pooled connections, so that a busy pool cannot make a healthy process look
-    /// dead; reused from probe to probe.
-    public static func redisReachable(_ pool: RedisConnectionPool) async -> Bool {
-        await pool.probe() == nil
+    /// The client's probe (``RedisClientProtocol/probe()``): a PING with short timeouts, apart
+    /// from the connections that carry commands, so that a busy pool cannot make a healthy
+    /// process look dead; every primary of a Redis Cluster.
+    public static func redisReachable(_ client: any RedisClientProtocol) async -> Bool {
+        await client.probe() == nil
     }
 }

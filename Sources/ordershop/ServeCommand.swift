@@ -3,6 +3,7 @@ import Hummingbird
 import OrderShop
 import RedisClient
 import ServiceLifecycle
+import StreamWorker
 
 /// `ordershop serve NAME`: one OrderShop HTTP service as its own process.
 struct ServeCommand: AsyncParsableCommand {
@@ -34,14 +35,16 @@ struct ServeCommand: AsyncParsableCommand {
     func run() async throws {
         let name = ServiceName(rawValue: service)!
         let logger = makeLogger("ordershop.\(name)")
-        let pool = try RedisConnectionPool(configuration: try redis.configuration(), maximumConnections: 32, logger: logger)
-        let context = try ShopContext(pool: pool, logger: logger)
+        let client = try await connectRedis(try redis.configuration(), maximumConnections: 32, logger: logger)
+        let context = try ShopContext(pool: client, logger: logger)
         let httpClient = makeHTTPClient()
         let app = buildApplication(
             for: name, host: host, port: port ?? name.defaultPort, context: context, httpClient: httpClient,
             gateway: GatewayOptions(addresses: services.addresses))
         let group = ServiceGroup(
-            configuration: .init(services: [.init(service: app)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await runServices(group, thenClose: httpClient, pool)
+            configuration: .init(
+                services: [.init(service: RedisClientService(client)), .init(service: app)], gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
+        try await runServices(group, thenClose: httpClient, client)
     }
 }

@@ -67,8 +67,8 @@ struct WorkCommand: AsyncParsableCommand {
         var logger = makeLogger("ordershop.work.\(name)")
         logger[metadataKey: "worker"] = "\(name)"
         if metricsPort > 0 { _ = WorkerMetrics.registry }
-        let pool = try RedisConnectionPool(configuration: try redis.configuration(), maximumConnections: 16, logger: logger)
-        let context = try ShopContext(pool: pool, logger: logger)
+        let client = try await connectRedis(try redis.configuration(), maximumConnections: 16, logger: logger)
+        let context = try ShopContext(pool: client, logger: logger)
         let httpClient = makeHTTPClient()
         var mail = MailClient(baseURL: services.addresses.url(.msg), client: httpClient)
         var configuration = WorkerConfiguration(consumerName: consumer, maxInFlight: concurrency, prefetch: prefetch, readers: readers)
@@ -85,13 +85,14 @@ struct WorkCommand: AsyncParsableCommand {
             break
         }
         let streamWorker = StreamWorker(
-            pool: pool, configuration: configuration, subscriptions: name.subscriptions(readModel: context.readModel, mail: mail, pauseAfterMail: .milliseconds(chaosPauseAfterMailMs)), logger: logger)
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: streamWorker)]
+            client: client, configuration: configuration, subscriptions: name.subscriptions(readModel: context.readModel, mail: mail, pauseAfterMail: .milliseconds(chaosPauseAfterMailMs)), logger: logger)
+        // Stopped in reverse order: the worker drains first, then /healthz stops, the Redis client's upkeep last.
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: RedisClientService(client))]
         if metricsPort > 0 {
-            // Listed first, so it stops last: /healthz answers while the worker drains.
-            services.insert(.init(service: WorkerHTTPServer(port: metricsPort, host: metricsHost, pool: pool, logger: logger)), at: 0)
+            services.append(.init(service: WorkerHTTPServer(port: metricsPort, host: metricsHost, client: client, logger: logger)))
         }
+        services.append(.init(service: streamWorker))
         let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await runServices(group, thenClose: httpClient, pool)
+        try await runServices(group, thenClose: httpClient, client)
     }
 }

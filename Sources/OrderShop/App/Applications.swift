@@ -72,7 +72,7 @@ public func makeHTTPClient() -> HTTPClient {
 
 /// Runs a process's services until they end (SIGTERM or SIGINT through the group, or an error),
 /// then shuts the HTTP client and the Redis pool down, in both cases.
-public func runServices(_ group: ServiceGroup, thenClose httpClient: HTTPClient, _ pool: RedisConnectionPool) async throws {
+public func runServices(_ group: ServiceGroup, thenClose httpClient: HTTPClient, _ pool: any RedisClientProtocol) async throws {
     do {
         try await group.run()
     } catch {

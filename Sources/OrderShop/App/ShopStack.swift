@@ -90,13 +90,13 @@ public final class ShopStack: Sendable {
             let configuration = options.workerConfiguration
             let subscriptions = worker.subscriptions(readModel: context.readModel, mail: mail)
             let switchable = SwitchableService(name: worker.rawValue, logger: workerLogger) {
-                StreamWorker(pool: context.pool, configuration: configuration, subscriptions: subscriptions, logger: workerLogger)
+                StreamWorker(client: context.pool, configuration: configuration, subscriptions: subscriptions, logger: workerLogger)
             }
             switchables.append(switchable)
             services.append(switchable)
         }
         if let metricsPort = options.metricsPort, !options.workers.isEmpty {
-            services.append(WorkerHTTPServer(port: metricsPort, host: options.host, pool: http.pool, logger: logger))
+            services.append(WorkerHTTPServer(port: metricsPort, host: options.host, client: http.pool, logger: logger))
         }
         control = WorkerControl(switchables)
         app(.gateway, gateway: GatewayOptions(directory: directory, admin: options.adminRoutes ? control : nil, adminToken: options.adminToken))

@@ -108,11 +108,11 @@ struct Settler: Sendable {
         if !acks.isEmpty {
             switch context.configuration.settleMode {
             case .plain:
-                _ = pipeline.add(command: XACK(context.streamKey, group: RedisArgument(group), ids: acks.map(\.item.entry.id)).arguments)
+                _ = pipeline.add(command: XACK(context.streamKey, group: RedisArgument(group), ids: acks.map(\.item.entry.id)))
             case .idempotent:
                 if context.configuration.plantedBug == .ackBeforeEffects {
                     logger.critical("PLANTED BUG: acknowledging entries before and apart from their effects")
-                    try await context.pool.send(XACK(context.streamKey, group: RedisArgument(group), ids: acks.map(\.item.entry.id)))
+                    try await context.client.send(XACK(context.streamKey, group: RedisArgument(group), ids: acks.map(\.item.entry.id)))
                 }
                 let call = SettleBatchCall(
                     script: settleScript, stream: stream, group: group, consumer: context.consumer, buckets: markers.buckets(), acks: acks,
@@ -121,7 +121,7 @@ struct Settler: Sendable {
             }
         }
         if !lost.isEmpty {
-            _ = pipeline.add(command: XACK(context.streamKey, group: RedisArgument(group), ids: lost.map(\.entry.id)).arguments)
+            _ = pipeline.add(command: XACK(context.streamKey, group: RedisArgument(group), ids: lost.map(\.entry.id)))
         }
         var letterCall: (index: Int, call: DeadLetterCall)?
         if !letters.isEmpty {
@@ -129,7 +129,7 @@ struct Settler: Sendable {
             letterCall = (pipeline.add(call), call)
         }
 
-        let replies = try await pipeline.send(on: context.pool)
+        let replies = try await pipeline.send(on: context.client)
 
         if !acks.isEmpty {
             if let (index, call) = settleCall {
