@@ -6,6 +6,9 @@ set -uo pipefail
 bin="${1:?usage: scripts/run-demo.sh path/to/ordershop}"
 gateway="http://127.0.0.1:${GATEWAY_PORT:-5000}"
 log="$(mktemp /tmp/ordershop-up.XXXXXX.log)"
+# The demo stops and starts CRM through the gateway's admin routes, which need a token: one per run.
+ORDERSHOP_ADMIN_TOKEN="${ORDERSHOP_ADMIN_TOKEN:-$(openssl rand -hex 16)}"
+export ORDERSHOP_ADMIN_TOKEN
 
 "$bin" up --gateway-port "${GATEWAY_PORT:-5000}" >"$log" 2>&1 &
 up=$!

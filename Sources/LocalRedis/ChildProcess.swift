@@ -84,28 +84,54 @@ public final class ChildProcess: @unchecked Sendable {
         if isRunning { kill(pid, signal) }
     }
 
-    /// Waits for the exit (polling without blocking a thread); nil when still running after `timeout`.
+    /// Waits for the exit (polling without blocking a thread); nil when still running after
+    /// `timeout`, or when the waiting task is cancelled first.
     @discardableResult
     public func waitForExit(timeout: Duration = .seconds(30)) async -> Int32? {
         let start = ContinuousClock.now
         while true {
             if let status { return status }
             if ContinuousClock.now - start > timeout { return nil }
-            try? await Task.sleep(for: .milliseconds(10))
+            do {
+                try await Task.sleep(for: .milliseconds(10))
+            } catch {
+                return status
+            }
         }
     }
 
     /// Sends `signal` (after SIGCONT, so a stopped process can act on it), waits up to `grace`,
     /// then SIGKILLs. Returns the exit status.
+    ///
+    /// A stop is clean-up, so it runs to its end in a cancelled task too (a process stopped on
+    /// its second Ctrl-C still stops its children): its waits are bounded by `grace` and by the
+    /// few seconds a SIGKILLed process takes, not by cancellation.
     @discardableResult
     public func stop(signal: Int32 = SIGTERM, grace: Duration = .seconds(15)) async -> Int32 {
         if isRunning {
             kill(pid, SIGCONT)
             kill(pid, signal)
         }
-        if let status = await waitForExit(timeout: grace) { return status }
+        if let status = await waitForExitRegardlessOfCancellation(timeout: grace) { return status }
         kill(pid, SIGKILL)
-        return await waitForExit(timeout: .seconds(3600)) ?? -1
+        return await waitForExitRegardlessOfCancellation(timeout: .seconds(60)) ?? -1
+    }
+
+    private func waitForExitRegardlessOfCancellation(timeout: Duration) async -> Int32? {
+        let start = ContinuousClock.now
+        while true {
+            if let status { return status }
+            if ContinuousClock.now - start > timeout { return nil }
+            await Self.pause(milliseconds: 10)
+        }
+    }
+
+    /// A pause that cancellation does not cut short (`Task.sleep` returns at once in a cancelled
+    /// task, and a poll loop around it would spin).
+    private static func pause(milliseconds: Int) async {
+        await withCheckedContinuation { (resume: CheckedContinuation<Void, Never>) in
+            DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(milliseconds)) { resume.resume() }
+        }
     }
 
     /// Everything the process printed so far.

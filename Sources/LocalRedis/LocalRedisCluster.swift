@@ -13,6 +13,10 @@ public final class LocalRedisCluster: @unchecked Sendable {
         public var nodeTimeout: Duration = .milliseconds(2000)
         /// TLS on every client port, the cluster bus and replication.
         public var tls: LocalRedisServer.Options.TLS?
+        /// The certificate and key nodes present when they connect to each other (cluster bus,
+        /// replication) and redis-cli presents: with `tls-cluster yes` Redis always asks the
+        /// bus peer for one, so it must be valid for client authentication (`clientAuth`).
+        public var tlsClientCertificate: (certificateFile: String, keyFile: String)?
         /// An ACL file for every node. With it, give ``admin``: the user redis-cli and the
         /// replicas (`masteruser`/`masterauth`) authenticate as.
         public var aclFile: String?
@@ -47,8 +51,13 @@ public final class LocalRedisCluster: @unchecked Sendable {
                 node.extraArguments = [
                     "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
                     "--cluster-node-timeout", String(options.nodeTimeout.wholeMilliseconds),
+                    // Replicas sync at once (Redis waits 5 s by default to batch diskless syncs).
+                    "--repl-diskless-sync-delay", "0",
                 ]
                 if options.tls != nil { node.extraArguments += ["--tls-cluster", "yes", "--tls-replication", "yes"] }
+                if let client = options.tlsClientCertificate {
+                    node.extraArguments += ["--tls-client-cert-file", client.certificateFile, "--tls-client-key-file", client.keyFile]
+                }
                 if let admin = options.admin {
                     node.extraArguments += ["--masteruser", admin.username ?? "default", "--masterauth", admin.password]
                 }
@@ -118,7 +127,10 @@ public final class LocalRedisCluster: @unchecked Sendable {
     /// Arguments redis-cli needs for TLS and authentication.
     public var redisCLIArguments: [String] {
         var a: [String] = []
-        if let tls = options.tls { a += ["--tls", "--cacert", tls.caFile, "--cert", tls.certificateFile, "--key", tls.keyFile] }
+        if let tls = options.tls {
+            a += ["--tls", "--cacert", tls.caFile]
+            if let client = options.tlsClientCertificate { a += ["--cert", client.certificateFile, "--key", client.keyFile] }
+        }
         if let admin = options.admin {
             if let user = admin.username { a += ["--user", user] }
             a += ["--pass", admin.password, "--no-auth-warning"]
@@ -140,23 +152,28 @@ public final class LocalRedisCluster: @unchecked Sendable {
         }
     }
 
-    /// Waits until every node says `cluster_state:ok` and sees every replica attached to a primary.
+    /// Waits until every node says `cluster_state:ok` and every replica's link to its primary is up.
+    /// (CLUSTER SHARDS calls a replica `loading` until its offset moves, up to 10 s on an idle
+    /// cluster: INFO replication on the replica itself knows at once.)
     public func waitUntilHealthy(timeout: Duration = .seconds(30)) async throws {
         let deadline = ContinuousClock.now + timeout
-        let replicas = options.primaries * options.replicasPerPrimary
+        let expectedReplicas = options.primaries * options.replicasPerPrimary
         var last = ""
         while ContinuousClock.now < deadline {
             var healthy = true
+            var replicas = 0
             for index in nodes.indices where nodes[index].pid != nil {
                 do {
                     let connection = try RedisConnection(configuration: nodeConfiguration(index))
-                    let info = try await connection.send(CLUSTERINFO())
-                    let shards = try await connection.send(CLUSTERSHARDS())
+                    let state = try await connection.send(CLUSTERINFO())["cluster_state"]
+                    let replication = try await connection.send(INFO(section: "replication"))
+                    // Every node must also know the replicas as replicas (gossip lags replication).
+                    let known = try await connection.send(CLUSTERSHARDS()).flatMap(\.nodes).filter { $0.role == .replica }.count
                     await connection.close()
-                    let online = shards.flatMap(\.nodes).filter { $0.role == .replica && $0.health == "online" }.count
-                    if info["cluster_state"] != "ok" || online < replicas {
+                    if replication["role"] == "slave" { replicas += 1 }
+                    if state != "ok" || known < expectedReplicas || (replication["role"] == "slave" && replication["master_link_status"] != "up") {
                         healthy = false
-                        last = "node \(addresses[index]): cluster_state \(info["cluster_state"] ?? "?"), \(online)/\(replicas) replicas online"
+                        last = "node \(addresses[index]): cluster_state \(state ?? "?"), role \(replication["role"] ?? "?"), link \(replication["master_link_status"] ?? "-"), knows \(known)/\(expectedReplicas) replicas"
                     }
                 } catch {
                     healthy = false
@@ -164,7 +181,8 @@ public final class LocalRedisCluster: @unchecked Sendable {
                 }
                 if !healthy { break }
             }
-            if healthy { return }
+            if healthy && replicas >= expectedReplicas { return }
+            if healthy { last = "\(replicas)/\(expectedReplicas) replicas attached" }
             try await Task.sleep(for: .milliseconds(100))
         }
         throw LocalRedisError("the local Redis Cluster did not become healthy within \(timeout): \(last)")

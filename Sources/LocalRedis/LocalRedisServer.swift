@@ -74,6 +74,7 @@ public final class LocalRedisServer: @unchecked Sendable {
     /// Starts the server and waits until it answers.
     public init(_ options: Options = Options()) async throws {
         self.options = options
+        port = try options.port ?? Self.freePort()
         if var dir = options.directory {
             // redis-server changes into --dir before it opens --logfile: both must be absolute.
             if !dir.hasPrefix("/") { dir = FileManager.default.currentDirectoryPath + "/" + dir }
@@ -84,8 +85,13 @@ public final class LocalRedisServer: @unchecked Sendable {
             directory = try Self.makeTemporaryDirectory()
             ownsDirectory = true
         }
-        port = try options.port ?? Self.freePort()
-        try await start()
+        do {
+            try await start()
+        } catch {
+            // Failed or cancelled while starting: leave no server and no temporary directory.
+            await shutdown()
+            throw error
+        }
     }
 
     /// Path of the `redis-server` binary, or an error saying how to install it.

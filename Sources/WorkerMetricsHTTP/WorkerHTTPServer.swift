@@ -29,15 +29,23 @@ public struct WorkerHTTPServer: Service {
     let host: String
     let client: any RedisClientProtocol
     let logger: Logger
+    let onListening: @Sendable (Int) async -> Void
 
     /// Creating the server installs the Prometheus backend, so create it before the workers:
     /// metrics made earlier would go to the default (no-op) backend.
-    public init(port: Int, host: String = "0.0.0.0", client: any RedisClientProtocol, logger: Logger) {
+    ///
+    /// - Parameter onListening: called with the bound port once the server listens (a failed
+    ///   bind throws from ``run()`` instead).
+    public init(
+        port: Int, host: String = "0.0.0.0", client: any RedisClientProtocol, logger: Logger,
+        onListening: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) {
         _ = WorkerMetrics.registry
         self.port = port
         self.host = host
         self.client = client
         self.logger = logger
+        self.onListening = onListening
     }
 
     /// The routes, for tests that drive them without a socket.
@@ -62,8 +70,11 @@ public struct WorkerHTTPServer: Service {
     }
 
     public func run() async throws {
+        let port = self.port
+        let onListening = self.onListening
         let app = Application(
-            router: Self.buildRouter(client: client), configuration: .init(address: .hostname(host, port: port)), logger: logger)
+            router: Self.buildRouter(client: client), configuration: .init(address: .hostname(host, port: port)),
+            onServerRunning: { await onListening($0.localAddress?.port ?? port) }, logger: logger)
         try await app.run()
     }
 }

@@ -39,6 +39,9 @@ struct BenchClientCommand: AsyncParsableCommand {
     @Option(help: "Pipeline depth of the pipelined figure.")
     var depth = 64
 
+    @Flag(help: "Pipelined XADD over the slots of a local 3-primary Redis Cluster (our cluster client vs redis-benchmark --cluster), instead of one server.")
+    var cluster = false
+
     func validate() throws {
         guard requests > 0, runs > 0, depth > 0, (roundTripRequests ?? 1) > 0 else {
             throw ValidationError("requests, runs, depth and roundtrip-requests must be positive")
@@ -46,6 +49,7 @@ struct BenchClientCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        if cluster { return try await measureCluster() }
         let server: LocalRedisServer? = port == nil ? try await LocalRedisServer() : nil
         do {
             try await measure(port: port ?? server!.port)
@@ -132,9 +136,9 @@ struct BenchClientCommand: AsyncParsableCommand {
         return Double(count) / seconds(ContinuousClock.now - started)
     }
 
-    /// Runs redis-benchmark with one client and returns its requests per second (from `--csv`).
-    private func redisBenchmark(_ executable: String, port: Int, arguments: [String]) async throws -> Double {
-        let process = try ChildProcess(executable, ["-h", "127.0.0.1", "-p", "\(port)", "-c", "1", "--csv"] + arguments)
+    /// Runs redis-benchmark with `clients` clients (one by default) and returns its requests per second (from `--csv`).
+    func redisBenchmark(_ executable: String, port: Int, clients: Int = 1, arguments: [String]) async throws -> Double {
+        let process = try ChildProcess(executable, ["-h", "127.0.0.1", "-p", "\(port)", "-c", "\(clients)", "--csv"] + arguments)
         defer { try? FileManager.default.removeItem(atPath: process.outputFile) }
         guard let status = await process.waitForExit(timeout: .seconds(600)) else {
             await process.stop(signal: SIGKILL)
@@ -149,12 +153,12 @@ struct BenchClientCommand: AsyncParsableCommand {
         throw BenchError("redis-benchmark (exit \(status)) printed no rate: \(output.prefix(500))")
     }
 
-    private func seconds(_ d: Duration) -> Double {
+    func seconds(_ d: Duration) -> Double {
         Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
     }
 }
 
-private struct BenchError: Error, CustomStringConvertible {
+struct BenchError: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
 }

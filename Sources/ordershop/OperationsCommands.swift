@@ -98,7 +98,7 @@ struct DeadLetterCommand: AsyncParsableCommand {
 
     struct Replay: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Re-add dead letters to their stream (new id, original id in `replayed_from`) and remove them, atomically.")
+            abstract: "Re-deliver dead letters to their group only (its replay stream, read by its workers), as the same events, and remove them, atomically.")
         @OptionGroup var target: Target
         @Option(name: .customLong("id"), help: "Dead-letter ids to replay (default: all).") var ids: [String] = []
 
@@ -106,7 +106,7 @@ struct DeadLetterCommand: AsyncParsableCommand {
             let (client, dlq) = try await target.deadLetters()
             let added = try await dlq.replay(ids: ids.isEmpty ? nil : ids)
             await client.shutdown()
-            print("replayed \(added.count) entries to \(target.stream)")
+            print("replayed \(added.count) entries to \(dlq.replayKey) (group \(target.group) only)")
         }
     }
 

@@ -3,7 +3,6 @@ import Hummingbird
 import OrderShop
 import RedisClient
 import ServiceLifecycle
-import StreamWorker
 
 /// `ordershop serve NAME`: one OrderShop HTTP service as its own process.
 struct ServeCommand: AsyncParsableCommand {
@@ -35,16 +34,27 @@ struct ServeCommand: AsyncParsableCommand {
     func run() async throws {
         let name = ServiceName(rawValue: service)!
         let logger = makeLogger("ordershop.\(name)")
-        let client = try await connectRedis(try redis.configuration(), maximumConnections: 32, logger: logger)
-        let context = try ShopContext(pool: client, logger: logger)
+        // OrderShop's services need one Redis server (their scripts span slots, issue 16): a pool,
+        // which lets the service start and answer 503 while Redis is not there yet.
+        let redisConfiguration = try redis.configuration()
+        let pool = try RedisConnectionPool(configuration: redisConfiguration, maximumConnections: 32, logger: logger)
+        let context = try ShopContext(pool: pool, logger: logger)
         let httpClient = makeHTTPClient()
-        let app = buildApplication(
-            for: name, host: host, port: port ?? name.defaultPort, context: context, httpClient: httpClient,
-            gateway: GatewayOptions(addresses: services.addresses))
-        let group = ServiceGroup(
-            configuration: .init(
-                services: [.init(service: RedisClientService(client)), .init(service: app)], gracefulShutdownSignals: [.sigterm, .sigint],
-                logger: logger))
-        try await runServices(group, thenClose: httpClient, client)
+        let (host, port) = (self.host, self.port ?? name.defaultPort)
+        let gateway = GatewayOptions(addresses: services.addresses)
+        let listener = HTTPListener(.service(name), host: host, port: port) { onRunning in
+            buildApplication(
+                for: name, host: host, port: port, context: context, httpClient: httpClient, gateway: gateway, onServerRunning: onRunning)
+        }
+        // The service answers without Redis (its /healthz says 503), but a Redis that refuses the
+        // password cannot come right by waiting: that ends the process.
+        let redisCheck = StartsWhenReady(WaitsForShutdown()) { try await RedisReadiness.wait(for: pool, at: redisConfiguration, logger: logger) }
+        do {
+            try await runServices(
+                [SupervisedService("\(Listener.service(name))", listener), SupervisedService("Redis check", redisCheck)],
+                logger: logger, maximumGracefulShutdown: .seconds(30), thenClose: httpClient, pool)
+        } catch {
+            throw exitFailing(error, logger: logger) { _ in "--port" }
+        }
     }
 }

@@ -6,17 +6,24 @@ struct SnapshotCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "snapshot",
         abstract: "Take a snapshot of an entity type's read model (or all), folded from its events, with the stream positions it covers.",
-        discussion: "Safe while the shop runs. `trim` takes one first; entries it covers may then be trimmed, and `rebuild` starts from it."
+        discussion: """
+            Safe while the shop runs. `trim` takes one first; entries it covers may then be trimmed, and `rebuild` starts from it. \
+            --from-read-model: for a shop whose streams were trimmed before snapshots existed (snapshot refuses, naming the stream): \
+            the read model, the only record left of the trimmed events, becomes the snapshot.
+            """
     )
 
     @Argument(help: EntitySelection.help) var entity: String
+    @Flag(help: "Take the read model as it is instead of folding events (for streams trimmed before snapshots existed).")
+    var fromReadModel = false
     @OptionGroup var redis: RedisOptions
 
     func validate() throws { _ = try EntitySelection.types(entity) }
 
     func run() async throws {
         try await EntitySelection.run(try EntitySelection.types(entity), redis: redis, verb: "snapshot") { type, pool in
-            let s = try await EventStore(pool: pool).takeSnapshot(type)
+            let store = EventStore(pool: pool)
+            let s = fromReadModel ? try await store.adoptReadModelAsSnapshot(type) : try await store.takeSnapshot(type)
             print("snapshot \(type): \(s.live) live, \(s.states.count - s.live) deleted, covers \(s.cut)")
         }
     }

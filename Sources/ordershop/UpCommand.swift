@@ -21,10 +21,10 @@ struct UpCommand: AsyncParsableCommand {
     @Option(help: "Address every service listens on.")
     var host = "127.0.0.1"
 
-    @Option(help: "Gateway port.")
+    @Option(help: "Gateway port (0: any free port; the start-up line names it).")
     var gatewayPort = ServiceName.gateway.defaultPort
 
-    @Option(help: "Port of the customer service; product, inventory, order, billing and msg take the next ones.")
+    @Option(help: "Port of the customer service; product, inventory, order, billing and msg take the next ones (0: any free ports).")
     var servicePortBase = ServiceName.customer.defaultPort
 
     @Option(help: "Port of the workers' /metrics and /healthz (0: none).")
@@ -46,12 +46,26 @@ struct UpCommand: AsyncParsableCommand {
 
     func run() async throws {
         var ports: [ServiceName: Int] = [.gateway: gatewayPort]
-        for (i, s) in [ServiceName.customer, .product, .inventory, .order, .billing, .msg].enumerated() { ports[s] = servicePortBase + i }
+        for (i, s) in [ServiceName.customer, .product, .inventory, .order, .billing, .msg].enumerated() {
+            ports[s] = servicePortBase == 0 ? 0 : servicePortBase + i
+        }
         let stack = ShopStack.Options(
             host: host, ports: ports, metricsPort: metricsPort > 0 ? metricsPort : nil, adminRoutes: !noAdmin,
             adminToken: adminToken ?? ProcessInfo.processInfo.environment["ORDERSHOP_ADMIN_TOKEN"])
         let options = OrderShopUp.Options(
             redis: redis.isConfigured ? try redis.configuration() : nil, dataDirectory: dataDir, redisPort: redisPort, stack: stack)
-        try await OrderShopUp.run(options, logger: makeLogger("ordershop.up"))
+        let logger = makeLogger("ordershop.up")
+        do {
+            try await OrderShopUp.run(options, logger: logger)
+        } catch {
+            throw exitFailing(error, logger: logger) { listener in
+                switch listener {
+                case .service(.gateway): "--gateway-port"
+                case .service: "--service-port-base"
+                case .metrics: "--metrics-port (0: none)"
+                case .redisServer: "--redis-port (or --url for a Redis of your own)"
+                }
+            }
+        }
     }
 }

@@ -64,10 +64,18 @@ struct WorkCommand: AsyncParsableCommand {
 
     func run() async throws {
         let name = WorkerName(rawValue: worker)!
-        var logger = makeLogger("ordershop.work.\(name)")
-        logger[metadataKey: "worker"] = "\(name)"
+        var named = makeLogger("ordershop.work.\(name)")
+        named[metadataKey: "worker"] = "\(name)"
+        let logger = named
         if metricsPort > 0 { _ = WorkerMetrics.registry }
-        let client = try await connectRedis(try redis.configuration(), maximumConnections: 16, logger: logger)
+        let redisConfiguration = try redis.configuration()
+        // A pool for one server, a cluster client for a Redis Cluster (told apart once Redis answers).
+        let client: any RedisClientProtocol
+        do {
+            client = try await RedisReadiness.connect(redisConfiguration, maximumConnections: 16, logger: logger)
+        } catch {
+            throw exitFailing(error, logger: logger) { _ in "--metrics-port (0: none)" }
+        }
         let context = try ShopContext(pool: client, logger: logger)
         let httpClient = makeHTTPClient()
         var mail = MailClient(baseURL: services.addresses.url(.msg), client: httpClient)
@@ -85,14 +93,34 @@ struct WorkCommand: AsyncParsableCommand {
             break
         }
         let streamWorker = StreamWorker(
-            client: client, configuration: configuration, subscriptions: name.subscriptions(readModel: context.readModel, mail: mail, pauseAfterMail: .milliseconds(chaosPauseAfterMailMs)), logger: logger)
-        // Stopped in reverse order: the worker drains first, then /healthz stops, the Redis client's upkeep last.
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: RedisClientService(client))]
+            client: client, configuration: configuration,
+            subscriptions: name.subscriptions(readModel: context.readModel, mail: mail, pauseAfterMail: .milliseconds(chaosPauseAfterMailMs)),
+            logger: logger)
+        // The worker joins its groups once its endpoint listens and Redis answers: a taken port
+        // or a refused password ends the process before it holds anything.
+        let metricsBound = StartGate(waitingFor: metricsPort > 0 ? 1 : 0)
+        // The Redis client's upkeep (a cluster's topology refresh) is listed first, so it stops last.
+        var services: [any Service] = [SupervisedService("Redis client", RedisClientService(client))]
         if metricsPort > 0 {
-            services.append(.init(service: WorkerHTTPServer(port: metricsPort, host: metricsHost, client: client, logger: logger)))
+            // Listed first, so it stops last: /healthz answers while the worker drains.
+            let (port, host) = (metricsPort, metricsHost)
+            let listener = HTTPListener(.metrics, host: host, port: port, onListening: { _ in metricsBound.arrive() }) {
+                WorkerHTTPServer(port: port, host: host, client: client, logger: logger, onListening: $0)
+            }
+            services.append(SupervisedService("\(Listener.metrics)", listener))
         }
-        services.append(.init(service: streamWorker))
-        let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await runServices(group, thenClose: httpClient, client)
+        services.append(
+            SupervisedService(
+                "\(name) worker",
+                StartsWhenReady(streamWorker) {
+                    try await metricsBound.wait()
+                    try await RedisReadiness.wait(for: client, at: redisConfiguration, logger: logger)
+                }))
+        do {
+            try await runServices(
+                services, logger: logger, maximumGracefulShutdown: configuration.drainDeadline + .seconds(10), thenClose: httpClient, client)
+        } catch {
+            throw exitFailing(error, logger: logger) { _ in "--metrics-port (0: none)" }
+        }
     }
 }

@@ -107,6 +107,18 @@ struct JudgeTests {
         #expect(outcome.violations.contains { $0.hasPrefix("owner check") })
     }
 
+    @Test("a stale settle with no worker paused or cut off means a lease was not kept")
+    func leaseNotKept() {
+        var r = passingReport()
+        r.options.faults = [.kill]
+        r.faults = [r.faults[0]]
+        var outcome = Judge.judge(r)
+        #expect(outcome.violations.contains { $0.hasPrefix("lease not kept: 7") })
+        r.counters["foreign_settles_refused"] = 0
+        outcome = Judge.judge(r)
+        #expect(outcome.verdict == "PASS")
+    }
+
     @Test("a run that did not drain fails; entries of a dead worker never reclaimed fail")
     func drainAndReclaim() {
         var r = passingReport()

@@ -66,6 +66,39 @@ extension ShopIntegration {
             }
         }
 
+        /// A shop trimmed by the earlier `trim` (streams cut, no snapshot) can adopt its read model
+        /// as the snapshot, and then rebuild and trim again.
+        @Test func aShopTrimmedBeforeSnapshotsAdoptsItsReadModel() async throws {
+            let ordershop = try builtProduct("ordershop")
+            try await withShop(workers: []) { shop in
+                let run = await Scenario(shop: shop.gateway).run()
+                try #require(run.passed)
+                for type in EntityType.allCases {
+                    for stream in type.streams { _ = try await shop.pool.send(XTRIM(RedisArgument(stream), .maxLength(1))) }
+                }
+                let before = try await shop.readModel.report()
+                let env = Self.environment(shop.redis.url)
+                let refused = try await runChild(ordershop, ["snapshot", "all"], environment: env)
+                #expect(refused.status != 0 && refused.output.contains("events:{customer}_created"), "\(refused.output)")
+
+                let adopted = try await runChild(ordershop, ["snapshot", "all", "--from-read-model"], environment: env)
+                #expect(adopted.status == 0, "\(adopted.output)")
+                let customer = try #require(try await shop.gateway.post("/customer", ["name": "After", "email": "after@shop.test"]).ids.first)
+                for args in [["rebuild", "all"], ["trim"], ["rebuild", "all"]] {
+                    let result = try await runChild(ordershop, args, environment: env)
+                    #expect(result.status == 0, "\(args): \(result.output)")
+                }
+                let after = try await shop.readModel.list(.customer)
+                #expect(String(decoding: after, as: UTF8.self).contains(customer))
+                var expected = try #require(try JSONCoding.decode(JSONValue.self, from: before).arrayValueOf("customers"))
+                expected.append(try #require(try await shop.gateway.get("/customer/\(customer)").json))
+                #expect(try JSONCoding.decode(JSONValue.self, from: after) == .array(expected))
+                for type in [EntityType.product, .inventory, .order, .billing] {
+                    #expect(try await shop.readModel.count(type) == (try JSONCoding.decode(JSONValue.self, from: before).arrayValueOf(type.plural)?.count ?? -1))
+                }
+            }
+        }
+
         /// A trim keeps what a stopped group has not read yet; CRM sends every mail once it is back.
         @Test func trimKeepsWhatAGroupStillNeeds() async throws {
             let ordershop = try builtProduct("ordershop")
@@ -89,6 +122,10 @@ extension ShopIntegration {
             }
         }
     }
+}
+
+extension JSONValue {
+    func arrayValueOf(_ key: String) -> [JSONValue]? { self[key]?.arrayValue }
 }
 
 extension Sequence {

@@ -144,6 +144,13 @@ struct TestFailure: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
+/// Expects a JSON error answer with this status that names this field.
+func expectError(_ reply: ShopClient.Reply, _ status: Int, field: String, _ what: String) {
+    #expect(reply.status == status, "\(what): \(reply)")
+    #expect(reply.isJSON, "\(what): not a JSON body: \(reply)")
+    #expect(reply.errorField == field, "\(what): \(reply)")
+}
+
 extension ShopClient.Reply {
     /// The `field` of a JSON error body.
     var errorField: String? { json?["field"]?.stringValue }

@@ -58,8 +58,8 @@ extension ShopIntegration {
                 .reduce(0) { $0 + Int($1) }
         }
 
-        /// Clients blocked in XREADGROUP: each worker process blocks its readers (two by default)
-        /// per subscription (three for CRM) once it reads. (Redis 7.0 lists a consumer only after its first delivery.)
+        /// Clients blocked in XREADGROUP: each worker process blocks its readers (two by default,
+        /// and one on the group's replay stream) per subscription (three for CRM) once it reads. (Redis 7.0 lists a consumer only after its first delivery.)
         func blockedReaders(_ shop: TestShop) async throws -> Int {
             let info = try await shop.pool.send(INFO(section: "clients"))
             return Int(info["blocked_clients"] ?? "") ?? 0
@@ -90,7 +90,8 @@ extension ShopIntegration {
                     return first != nil && second != nil
                 }
                 #expect(metricsUp, "metrics endpoints up: \(a.process.output) \(b.process.output)")
-                let expectedReaders = 2 * 3 * WorkerConfiguration().readers
+                // Per subscription: its readers, and one on the group's replay stream.
+                let expectedReaders = 2 * 3 * (WorkerConfiguration().readers + 1)
                 let bothReading = await eventually { (try? await blockedReaders(shop)) == expectedReaders }
                 let readers = (try? await blockedReaders(shop)) ?? -1
                 #expect(bothReading, "blocked readers: \(readers)")

@@ -14,13 +14,13 @@ import Testing
         return try #require(Int(stats["total_connections_received"] ?? ""))
     }
 
-    @Test("a task cancelled while waiting for a connection leaves the queue at once with CancellationError")
-    func cancelledWaiterLeavesTheQueue() async throws {
+    /// Runs `body` with a pool of one connection that another task holds until `body` returns,
+    /// then checks that the connection went back to the pool (not to a cancelled waiter).
+    func withOnlyConnectionHeld(_ body: (RedisConnectionPool) async throws -> Void) async throws {
         try await withRedisServer { server in
             let pool = try server.makePool(maximumConnections: 1)
             let holding = Latch()
             let release = Latch()
-            // Holds the only connection until released.
             let holder = Task {
                 try await pool.withConnection { connection in
                     _ = try await connection.send(PING())
@@ -29,6 +29,17 @@ import Testing
                 }
             }
             await holding.wait()
+            try await body(pool)
+            release.open()
+            try await holder.value
+            #expect(try await pool.send(PING()) == "PONG")
+            await pool.shutdown()
+        }
+    }
+
+    @Test("a task cancelled while waiting for a connection leaves the queue at once with CancellationError")
+    func cancelledWaiterLeavesTheQueue() async throws {
+        try await withOnlyConnectionHeld { pool in
             let waiter = Task { try await pool.send(PING()) }
             #expect(await eventually { pool.waitingCallers == 1 })
             waiter.cancel()
@@ -36,36 +47,18 @@ import Testing
             // returned connection, ended the wait.
             await #expect(throws: CancellationError.self) { try await waiter.value }
             #expect(pool.waitingCallers == 0)
-            release.open()
-            try await holder.value
-            // The connection went back to the pool, not to the cancelled waiter.
-            #expect(try await pool.send(PING()) == "PONG")
-            await pool.shutdown()
         }
     }
 
     @Test("a task cancelled before it queues never waits")
     func alreadyCancelledWaiterDoesNotQueue() async throws {
-        try await withRedisServer { server in
-            let pool = try server.makePool(maximumConnections: 1)
-            let holding = Latch()
-            let release = Latch()
-            let holder = Task {
-                try await pool.withConnection { _ in
-                    holding.open()
-                    await release.wait()
-                }
-            }
-            await holding.wait()
+        try await withOnlyConnectionHeld { pool in
             let waiter = Task {
                 withUnsafeCurrentTask { $0?.cancel() }
                 return try await pool.send(PING())
             }
             await #expect(throws: CancellationError.self) { try await waiter.value }
             #expect(pool.waitingCallers == 0)
-            release.open()
-            try await holder.value
-            await pool.shutdown()
         }
     }
 

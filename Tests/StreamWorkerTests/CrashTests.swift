@@ -13,7 +13,9 @@ struct CrashTests {
         try await withRedisServer { server in
             let pool = try server.makePool()
             let stream = "events:{customer}_created"
-            let ids = try await publish(pool, stream: stream, count: 300)
+            // Enough work (about 3 s for the victim) that it still holds entries when the kill
+            // comes on a loaded machine (with 300 a full parallel test run saw it finish first).
+            let ids = try await publish(pool, stream: stream, count: 1000)
             let victim = try startProbe(
                 server, stream: stream, group: "crm",
                 extra: ["--lease-ms", "1000", "--handler-delay-ms", "50", "--max-in-flight", "16", "--effects-key", "effects"])

@@ -36,7 +36,7 @@ func partContext(
     return SubscriptionContext(
         subscription: Subscription(stream: stream, group: "g", handler: handler), consumer: "c", configuration: configuration, client: pool,
         stats: WorkerStats(), metrics: SubscriptionMetrics(stream: stream, group: "g"), logger: logger, held: HeldEntries(),
-        drain: ShutdownSignal(), breaker: CircuitBreaker(backoff: configuration.unavailableBackoff), failureWarnings: RateLimitedWarning())
+        drain: ShutdownSignal(), origin: nil, breaker: CircuitBreaker(backoff: configuration.unavailableBackoff), failureWarnings: RateLimitedWarning())
 }
 
 @Suite("Each part of the runtime ends when its task is cancelled")

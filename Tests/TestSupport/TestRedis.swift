@@ -61,7 +61,8 @@ public func eventually(
     let start = ContinuousClock.now
     while ContinuousClock.now - start < timeout {
         if (try? await condition()) == true { return true }
-        try? await Task.sleep(for: interval)
+        // A cancelled test stops polling (and fails its expectation) instead of spinning.
+        do { try await Task.sleep(for: interval) } catch { return false }
     }
     return (try? await condition()) == true
 }

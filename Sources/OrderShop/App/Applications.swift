@@ -64,17 +64,23 @@ public func buildApplication(
 /// whose mail failed retries the event with its own backoff.
 public func makeHTTPClient() -> HTTPClient {
     var configuration = HTTPClient.Configuration()
-    configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)
+    // Idle connections are closed after 5 s, before the server's keep-alive timeout (15 s,
+    // HTTPServerLimits) can close one just as it is reused.
+    configuration.connectionPool = .init(idleTimeout: .seconds(5), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)
     configuration.connectionPool.retryConnectionEstablishment = false
     configuration.timeout = .init(connect: .seconds(2), read: .seconds(30))
     return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
 }
 
-/// Runs a process's services until they end (SIGTERM or SIGINT through the group, or an error),
-/// then shuts the HTTP client and the Redis pool down, in both cases.
-public func runServices(_ group: ServiceGroup, thenClose httpClient: HTTPClient, _ pool: any RedisClientProtocol) async throws {
+/// Runs a process's services until they end (see ``runUntilSignalled(_:logger:)``: SIGTERM or
+/// SIGINT, a second one, or a service that failed or ended), then shuts the HTTP client and the
+/// Redis pool down, in every case.
+public func runServices(
+    _ services: [any Service], logger: Logger, maximumGracefulShutdown: Duration? = nil,
+    thenClose httpClient: HTTPClient, _ pool: any RedisClientProtocol
+) async throws {
     do {
-        try await group.run()
+        try await runUntilSignalled(processServiceGroup(services, logger: logger, maximumGracefulShutdown: maximumGracefulShutdown), logger: logger)
     } catch {
         try? await httpClient.shutdown()
         await pool.shutdown()

@@ -67,15 +67,25 @@ public final class ShopStack: Sendable {
 
         var services: [any Service] = []
         let running = options.onServiceRunning
+        let runsMetrics = options.metricsPort != nil && !options.workers.isEmpty
+        // The workers start once every listener is bound (a taken port stops the process before
+        // any consumer joins a group) and Redis answers.
+        let listenersBound = StartGate(waitingFor: ServiceName.allCases.count + (runsMetrics ? 1 : 0))
         func app(_ name: ServiceName, gateway: GatewayOptions = .init()) {
-            services.append(
+            let port = options.ports[name] ?? name.defaultPort
+            let listener = HTTPListener(
+                .service(name), host: options.host, port: port,
+                onListening: { bound in
+                    directory.listening(name, port: bound)
+                    await running(name, bound)
+                    listenersBound.arrive()
+                }
+            ) { onRunning in
                 buildApplication(
-                    for: name, host: options.host, port: options.ports[name] ?? name.defaultPort, context: http, httpClient: httpClient,
-                    gateway: gateway,
-                    onServerRunning: { port in
-                        directory.listening(name, port: port)
-                        await running(name, port)
-                    }))
+                    for: name, host: options.host, port: port, context: http, httpClient: httpClient, gateway: gateway,
+                    onServerRunning: onRunning)
+            }
+            services.append(SupervisedService("\(Listener.service(name))", listener))
         }
         for name in [ServiceName.msg, .customer, .product, .inventory, .order, .billing] { app(name) }
 
@@ -93,10 +103,20 @@ public final class ShopStack: Sendable {
                 StreamWorker(client: context.pool, configuration: configuration, subscriptions: subscriptions, logger: workerLogger)
             }
             switchables.append(switchable)
-            services.append(switchable)
+            services.append(
+                SupervisedService(
+                    "\(worker) worker",
+                    StartsWhenReady(switchable) {
+                        try await listenersBound.wait()
+                        try await RedisReadiness.wait(for: context.pool, at: redis, logger: workerLogger)
+                    }))
         }
-        if let metricsPort = options.metricsPort, !options.workers.isEmpty {
-            services.append(WorkerHTTPServer(port: metricsPort, host: options.host, client: http.pool, logger: logger))
+        if let metricsPort = options.metricsPort, runsMetrics {
+            let pool = http.pool
+            let listener = HTTPListener(.metrics, host: options.host, port: metricsPort, onListening: { _ in listenersBound.arrive() }) {
+                WorkerHTTPServer(port: metricsPort, host: options.host, client: pool, logger: logger, onListening: $0)
+            }
+            services.append(SupervisedService("\(Listener.metrics)", listener))
         }
         control = WorkerControl(switchables)
         app(.gateway, gateway: GatewayOptions(directory: directory, admin: options.adminRoutes ? control : nil, adminToken: options.adminToken))

@@ -5,16 +5,28 @@ import NIOHTTPTypes
 /// without end: a client that trickles a byte at a time never trips an idle timeout, so the
 /// head and the body each get a deadline of their own.
 public struct HTTPServerLimits: Sendable {
-    /// From the connection's start (or the end of the previous response) to a complete request head.
+    /// From the connection's start to its first complete request head.
     public var headerTimeout: Duration
     /// From the request head to the end of its body.
     public var bodyTimeout: Duration
-    /// No bytes at all in either direction.
+    /// From the end of a response to the next complete request head on the same connection.
+    /// Longer than the idle timeout of common HTTP clients (ours: 5 s, ``makeHTTPClient()``;
+    /// AsyncHTTPClient's default and `HTTPClient.shared`: 60 s), so that they close an idle
+    /// connection first: a server closing it at the moment a client reuses it fails that
+    /// request, and a POST is not retried (seen with 15 s: `BadRequestTests` got "connection
+    /// reset by peer" on a loaded machine). 75 s, as nginx's `keepalive_timeout`.
+    public var keepAliveTimeout: Duration
+    /// No bytes read for this long closes the connection (Hummingbird's idle timeout); past the
+    /// keep-alive timeout, so that it only ends connections stuck inside a request.
     public var idleTimeout: Duration
 
-    public init(headerTimeout: Duration = .seconds(10), bodyTimeout: Duration = .seconds(30), idleTimeout: Duration = .seconds(60)) {
+    public init(
+        headerTimeout: Duration = .seconds(10), bodyTimeout: Duration = .seconds(30), keepAliveTimeout: Duration = .seconds(75),
+        idleTimeout: Duration = .seconds(90)
+    ) {
         self.headerTimeout = headerTimeout
         self.bodyTimeout = bodyTimeout
+        self.keepAliveTimeout = keepAliveTimeout
         self.idleTimeout = idleTimeout
     }
 }
@@ -31,7 +43,8 @@ final class SlowClientGuard: ChannelDuplexHandler, RemovableChannelHandler {
     private let limits: HTTPServerLimits
     private var timer: Scheduled<Void>?
     private var readingRequest = false
-    private var responding = false
+    /// Requests whose response has not ended yet (more than one when a client pipelines).
+    private var unanswered = 0
 
     init(limits: HTTPServerLimits) { self.limits = limits }
 
@@ -48,22 +61,22 @@ final class SlowClientGuard: ChannelDuplexHandler, RemovableChannelHandler {
         switch unwrapInboundIn(data) {
         case .head:
             readingRequest = true
-            responding = true
+            unanswered += 1
             arm(limits.bodyTimeout, context: context)
         case .body:
             break
         case .end:
             readingRequest = false
-            // The response may be written already (an early refusal); then the next head is due.
-            if responding { disarm() } else { arm(limits.headerTimeout, context: context) }
+            // Answered already (an early refusal): the next head is due; else wait for the response.
+            if unanswered == 0 { arm(limits.keepAliveTimeout, context: context) } else { disarm() }
         }
         context.fireChannelRead(data)
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         if case .end = unwrapOutboundIn(data) {
-            responding = false
-            if !readingRequest { arm(limits.headerTimeout, context: context) }
+            unanswered = max(0, unanswered - 1)
+            if unanswered == 0, !readingRequest { arm(limits.keepAliveTimeout, context: context) }
         }
         context.write(data, promise: promise)
     }

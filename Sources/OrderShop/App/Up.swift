@@ -1,12 +1,6 @@
-import AsyncHTTPClient
 import Foundation
-import LocalRedis
 import Logging
 import RedisClient
-import ServiceLifecycle
-import StreamWorker
-import WorkerMetricsHTTP
-import Synchronization
 
 /// `ordershop up`: the whole shop in one process, with a Redis of its own when none is configured.
 public enum OrderShopUp {
@@ -29,69 +23,18 @@ public enum OrderShopUp {
     }
 
     /// Runs until SIGINT or SIGTERM, then stops everything in order and the redis child last.
+    ///
+    /// Every part runs in one service group that traps the signals from the start: the Redis
+    /// (found or started) first, so that it stops last, then the shop. Whatever ends the group (a
+    /// signal, a second signal, a port that is taken, a Redis that refuses the password, a
+    /// failure while starting) stops the redis-server child and removes its temporary directory.
     public static func run(_ options: Options, logger: Logger) async throws {
-        var redis = options.redis
-        var child: LocalRedisServer?
-        if redis == nil {
-            let local = RedisConfiguration(endpoint: .tcp(host: "127.0.0.1", port: options.redisPort))
-            if await answers(local) {
-                say("using the Redis already listening on 127.0.0.1:\(options.redisPort)")
-            } else {
-                var o = LocalRedisServer.Options()
-                o.port = options.redisPort
-                o.appendOnly = true
-                o.directory = options.dataDirectory
-                let server = try await LocalRedisServer(o)
-                child = server
-                say("started redis-server (pid \(server.pid.map(String.init) ?? "?"), append-only, data in \(server.directory)) on 127.0.0.1:\(server.port)")
-            }
-            redis = local
-        }
-        guard let redis else { return }
-
-        let httpClient = makeHTTPClient()
-        var stackOptions = options.stack
-        let announce = stackOptions.onServiceRunning
-        let host = stackOptions.host == "0.0.0.0" ? "127.0.0.1" : stackOptions.host
-        let shown = stackOptions
-        let listening = Mutex<[ServiceName: Int]>([:])
-        stackOptions.onServiceRunning = { service, port in
-            await announce(service, port)
-            // Announce once every service listens, so that whoever waits for the line can use them all.
-            let all = listening.withLock { ports -> [ServiceName: Int]? in
-                ports[service] = port
-                return ports.count == ServiceName.allCases.count ? ports : nil
-            }
-            guard let all else { return }
-            say("OrderShop is up: gateway http://\(host):\(all[.gateway] ?? port)")
-            say(Self.summary(shown, ports: all))
-            say("Ctrl-C stops everything.")
-        }
-        if stackOptions.metricsPort != nil { _ = WorkerMetrics.registry }
-        do {
-            let stack = try ShopStack(redis: redis, httpClient: httpClient, options: stackOptions, logger: logger)
-            let group = ServiceGroup(
-                configuration: .init(
-                    services: stack.services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint],
-                    logger: logger))
-            do {
-                try await group.run()
-            } catch {
-                await stack.shutdown()
-                throw error
-            }
-            await stack.shutdown()
-            say("services and workers stopped")
-        } catch {
-            try? await httpClient.shutdown()
-            await child?.shutdown()
-            throw error
-        }
-        try? await httpClient.shutdown()
-        if let child {
-            await child.shutdown()
-            say("redis-server stopped")
-        }
+        let redis = UpRedis(options: options, logger: logger)
+        let shop = UpShop(redis: redis, options: options.stack, logger: logger)
+        let group = processServiceGroup(
+            [SupervisedService("redis-server", redis), SupervisedService("shop", StartsWhenReady(shop) { try await redis.ready.wait() })],
+            logger: logger, maximumGracefulShutdown: options.stack.workerConfiguration.drainDeadline + .seconds(10))
+        try await runUntilSignalled(group, logger: logger)
         say("stopped")
     }
 

@@ -38,23 +38,37 @@ public enum MailKind: String, Sendable, CaseIterable, Codable, CustomStringConve
     public static func of(_ text: String) -> MailKind? { allCases.first { text.contains($0.marker) } }
 
     static func welcome(name: String) -> String {
-        "Dear \(name)!\n\nWelcome to Ordershop.\n\nCheers"
+        "Dear \(clip(name))!\n\nWelcome to Ordershop.\n\nCheers"
     }
 
     static func goodbye(name: String) -> String {
-        "Dear \(name)!\n\nGood bye, hope to see you soon again at Ordershop.\n\nCheers"
+        "Dear \(clip(name))!\n\nGood bye, hope to see you soon again at Ordershop.\n\nCheers"
     }
 
     static func thankYou(name: String, products: [String]) -> String {
-        "Dear \(name)!\n\nThank you for buying following \(products.count) products from Ordershop:\n\(products.joined(separator: ", "))\n\nCheers"
+        "Dear \(clip(name))!\n\nThank you for buying following \(products.count) products from Ordershop:\n\(products.map(clip).joined(separator: ", "))\n\nCheers"
     }
 
     static func pleasePay(name: String, sum: String) -> String {
-        "Dear \(name)!\n\nPlease transfer EUR \(sum) with your favourite payment method.\n\nCheers"
+        "Dear \(clip(name))!\n\nPlease transfer EUR \(sum) with your favourite payment method.\n\nCheers"
     }
 
     static func paymentReceived(name: String, sum: String, orderID: String) -> String {
-        "Dear \(name)!\n\nWe have received your payment of EUR \(sum) for order \(orderID). Thank you!\n\nCheers"
+        "Dear \(clip(name))!\n\nWe have received your payment of EUR \(sum) for order \(orderID). Thank you!\n\nCheers"
+    }
+
+    /// A name as a mail writes it: at most ``FieldLimits/name`` bytes, cut on a character. Names
+    /// are refused longer at input; this keeps entities written before that limit (or straight
+    /// into a stream) from making a mail larger than msg accepts (a thank-you mail lists a name
+    /// per unit: 1,000 units x 200 bytes is within ``FieldLimits/mail``).
+    static func clip(_ name: String) -> String {
+        guard name.utf8.count > FieldLimits.name else { return name }
+        var out = ""
+        for c in name {
+            if out.utf8.count + c.utf8.count > FieldLimits.name - 3 { break }
+            out.append(c)
+        }
+        return out + "…"
     }
 }
 

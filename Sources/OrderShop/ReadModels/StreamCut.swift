@@ -31,7 +31,11 @@ public struct StreamCut: Sendable, Hashable, CustomStringConvertible {
 
     /// Reads the current cut of an entity type's streams (one script: one instant).
     public static func read(_ type: EntityType, pool: any RedisClientProtocol) async throws -> StreamCut {
-        let reply = try await pool.evaluate(script, keys: type.streams.map { RedisArgument($0) })
+        try parse(try await pool.evaluate(script, keys: type.streams.map { RedisArgument($0) }), type: type)
+    }
+
+    /// A cut from the reply of ``lua``'s `stream_cut`.
+    static func parse(_ reply: RESPValue, type: EntityType) throws -> StreamCut {
         let rows = reply.array ?? []
         guard rows.count == 3 else { throw RedisError(.unexpectedReply, "stream cut script answered \(reply)") }
         var positions: [Position] = []
@@ -48,21 +52,26 @@ public struct StreamCut: Sendable, Hashable, CustomStringConvertible {
         return StreamCut(positions: positions)
     }
 
-    /// KEYS: the streams. Returns per stream `{last-generated-id, entries-added (-1 if unknown), first id or ''}`.
-    static let script = RedisScript(
-        """
-        local out = {}
-        for i = 1, #KEYS do
-          if redis.call('EXISTS', KEYS[i]) == 0 then
-            out[i] = {'0-0', 0, ''}
-          else
-            local info = redis.call('XINFO', 'STREAM', KEYS[i])
-            local f = {}
-            for j = 1, #info, 2 do f[info[j]] = info[j + 1] end
-            local first = f['first-entry']
-            out[i] = {f['last-generated-id'], f['entries-added'] or -1, (first and first[1]) or ''}
+    /// `stream_cut(keys)`: per stream `{last-generated-id, entries-added (-1 if unknown), first id or ''}`.
+    static let lua = """
+        local function stream_cut(keys)
+          local out = {}
+          for i = 1, #keys do
+            if redis.call('EXISTS', keys[i]) == 0 then
+              out[i] = {'0-0', 0, ''}
+            else
+              local info = redis.call('XINFO', 'STREAM', keys[i])
+              local f = {}
+              for j = 1, #info, 2 do f[info[j]] = info[j + 1] end
+              local first = f['first-entry']
+              out[i] = {f['last-generated-id'], f['entries-added'] or -1, (first and first[1]) or ''}
+            end
           end
+          return out
         end
-        return out
-        """)
+
+        """
+
+    /// KEYS: the streams.
+    static let script = RedisScript(lua + "return stream_cut(KEYS)")
 }

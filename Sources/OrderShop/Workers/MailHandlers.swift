@@ -13,14 +13,20 @@ struct MailHandlerSupport: Sendable {
     var pauseAfterMail: Duration = .zero
 
     /// Sends one mail for a delivery and returns the ledger effect for the runtime to commit.
-    /// msg refusing it (4xx) can never succeed, so the event is dead-lettered with msg's reason;
-    /// msg unreachable is an ordinary failure, retried.
+    /// msg refusing it (4xx) can never succeed, so the event is dead-lettered at once with msg's
+    /// reason (`DeliveryError.invalid`); msg unreachable (refused, timeout, 5xx) is not the
+    /// event's fault (`DeliveryError.unavailable`): the runtime's circuit breaker holds the
+    /// subscription back and probes msg, and the event is retried for the outage window
+    /// (24 h by default) instead of being dead-lettered after a few quick tries, so a rolling
+    /// restart of msg loses no mail to the dead letters.
     func send(to: String, msg: String, for delivery: Delivery) async throws -> HandlerOutcome {
         let receipt: MailReceipt
         do {
             receipt = try await mail.send(to: to, msg: msg, idempotencyKey: delivery.idempotencyKey)
         } catch MailClient.Failure.rejected(let status, let body) {
-            throw MalformedEvent("msg rejected the mail (\(status)): \(body)")
+            throw DeliveryError.invalid("msg rejected the mail (\(status)): \(body)")
+        } catch MailClient.Failure.unavailable(let reason) {
+            throw DeliveryError.unavailable("msg unavailable: \(reason)")
         }
         if pauseAfterMail > .zero {
             try await Task.sleep(for: pauseAfterMail * Double.random(in: 0...1))

@@ -112,12 +112,13 @@ public final class SwitchableService: Service, Sendable {
                     guard g == current?.generation else { continue }
                     current = nil
                     running.withLock { $0 = false }
+                    let asked = shuttingDown || !waitingForStop.isEmpty
                     for w in waitingForStop { w.resume() }
                     waitingForStop = []
-                    if let error {
-                        logger.error("\(name) failed: \(error)")
-                        throw error
-                    }
+                    // Failed, or ended while nobody asked it to: the process ends with it (the
+                    // error says which and why, once, where the process reports its failure).
+                    if let error { throw ServiceFailure(service: "\(name) worker", reason: error) }
+                    guard asked else { throw ServiceFailure(service: "\(name) worker", reason: nil) }
                     logger.info("\(name) stopped")
                     if shuttingDown { return }
                 case .shutdown:

@@ -138,7 +138,10 @@ struct SlotMap: Sendable, Equatable {
 
     /// A map from discovered shards; `address` turns a node description into where to connect.
     init(shards: [ClusterShardDescription], address: (ClusterNodeDescription) -> ClusterNodeAddress?) {
-        self.shards = shards
+        // Redis 7.0 may also list a node on its own, without slots, while it is described in its
+        // primary's shard: keep each node once, in the shard that has slots.
+        let inShardsWithSlots = Set(shards.filter { !$0.slots.isEmpty }.flatMap { $0.nodes.map(\.id) })
+        self.shards = shards.filter { !$0.slots.isEmpty || $0.nodes.contains { !inShardsWithSlots.contains($0.id) } }
         for shard in shards {
             guard let primary = shard.primary, let a = address(primary) else { continue }
             let index = indexOf(a)

@@ -63,12 +63,16 @@ public final class RedisClusterClient: Sendable {
     /// redirect or a failing node asks for it, until the task is cancelled. Errors are logged:
     /// a failed refresh keeps the last map.
     public func run() async throws {
-        while !Task.isCancelled {
-            await waitForRefreshRequest(upTo: configuration.refreshInterval)
-            if Task.isCancelled { break }
-            try? await refreshTopology(ifOlderThan: configuration.refreshCooldown)
+        while true {
+            // Throws CancellationError when the task is cancelled: that ends the loop.
+            try await waitForRefreshRequest(upTo: configuration.refreshInterval)
+            do {
+                try await refreshTopology(ifOlderThan: configuration.refreshCooldown)
+            } catch {
+                // Logged by refreshTopology; the last map stays in use and the next turn tries again.
+                try Task.checkCancellation()
+            }
         }
-        throw CancellationError()
     }
 
     // MARK: - Commands
@@ -408,13 +412,15 @@ public final class RedisClusterClient: Sendable {
         waiter?.resume()
     }
 
-    private func waitForRefreshRequest(upTo interval: Duration) async {
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { try? await Task.sleep(for: interval) }
+    /// Returns after `interval` or at a refresh request, whichever comes first; throws when cancelled.
+    private func waitForRefreshRequest(upTo interval: Duration) async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await Task.sleep(for: interval) }
             group.addTask { await self.nextRefreshRequest() }
-            await group.next()
+            _ = try await group.next()
             group.cancelAll()
         }
+        try Task.checkCancellation()
     }
 
     private func nextRefreshRequest() async {

@@ -17,6 +17,15 @@ struct HandlerCall: Sendable {
 
     /// Handles `items`, reporting each entry's outcome (by index) to `report`.
     func handle(_ items: [WorkItem], report: (Int, HandlingOutcome) -> Void) async {
+        if items.count == 1 {
+            // The per-entry path (every entry of a per-entry handler, every retry): no index list.
+            if let settle = settleWithoutHandling(items[0]) {
+                report(0, .settle(settle))
+            } else {
+                report(0, await handleOne(items[0]))
+            }
+            return
+        }
         var handled: [Int] = []
         handled.reserveCapacity(items.count)
         for (index, item) in items.enumerated() {
@@ -26,20 +35,9 @@ struct HandlerCall: Sendable {
                 handled.append(index)
             }
         }
-        guard !handled.isEmpty else { return }
+        if handled.count == 1 { report(handled[0], await handleOne(items[handled[0]])) }
+        guard handled.count > 1 else { return }
         let started = ContinuousClock.now
-        if handled.count == 1 {
-            let index = handled[0]
-            let result: Result<HandlerOutcome, any Error>
-            do {
-                result = .success(try await context.subscription.handler(delivery(for: items[index])))
-                context.metrics.handlerDuration.recordNanoseconds(nanoseconds(since: started))
-            } catch {
-                result = .failure(error)
-            }
-            report(index, outcome(of: items[index], result))
-            return
-        }
         guard let batchHandler = context.subscription.batchHandler else {
             preconditionFailure("a chunk of \(handled.count) entries for a per-entry handler")
         }
@@ -55,6 +53,18 @@ struct HandlerCall: Sendable {
         for (k, index) in handled.enumerated() {
             if case .success = results[k] { context.metrics.handlerDuration.recordNanoseconds(each) }
             report(index, outcome(of: items[index], results[k]))
+        }
+    }
+
+    /// One entry, one handler call (a batch handler's is called with a batch of one).
+    private func handleOne(_ item: WorkItem) async -> HandlingOutcome {
+        let started = ContinuousClock.now
+        do {
+            let result = try await context.subscription.handler(delivery(for: item))
+            context.metrics.handlerDuration.recordNanoseconds(nanoseconds(since: started))
+            return outcome(of: item, .success(result))
+        } catch {
+            return outcome(of: item, .failure(error))
         }
     }
 
@@ -82,10 +92,17 @@ struct HandlerCall: Sendable {
         return nil
     }
 
+    /// What the handler sees: a replayed entry as the original delivery (its stream, id and
+    /// fields), so that its event id and idempotency key are the same.
     private func delivery(for item: WorkItem) -> Delivery {
-        Delivery(
-            stream: context.stream, group: context.group, consumer: context.consumer, id: item.entry.id, fields: item.entry.fields,
-            deliveryCount: item.deliveryCount)
+        guard context.origin != nil else {
+            return Delivery(
+                stream: context.stream, group: context.group, consumer: context.consumer, id: item.entry.id, fields: item.entry.fields,
+                deliveryCount: item.deliveryCount)
+        }
+        return Delivery(
+            stream: context.identityStream, group: context.group, consumer: context.consumer, id: context.identityID(of: item.entry),
+            fields: item.entry.fields.filter { $0.name != "replayed_from" }, deliveryCount: item.deliveryCount)
     }
 
     /// What a handler's result means for its entry. Every result but "unavailable" says the

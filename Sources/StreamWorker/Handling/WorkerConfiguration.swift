@@ -109,7 +109,13 @@ public struct WorkerConfiguration: Sendable {
     /// On shutdown: how long handlers in flight may run before they are abandoned (left pending
     /// for another worker).
     public var drainDeadline: Duration
-    /// Consumers idle this long that hold no pending entries are removed from the group.
+    /// Consumers idle this long that hold no pending entries are removed from the group, by any
+    /// running worker of the group (one script: checked and removed atomically). A live worker's
+    /// readers touch their consumer every `block` (1 s), so only the names of processes that are
+    /// gone reach this; a worker that could not leave the group on exit (Redis was down, or it
+    /// was killed) is removed this long after its last read. 10 minutes: long enough for any
+    /// pause of a live worker (a stalled network, a breaker holding its readers back), short
+    /// enough that `ordershop status` and XINFO do not list dead consumers for an hour.
     public var removeIdleConsumersAfter: Duration
     /// How often per-group gauges (pending, lag, oldest pending age) are refreshed.
     public var inspectionInterval: Duration
@@ -131,7 +137,7 @@ public struct WorkerConfiguration: Sendable {
         idempotencyTTL: Duration = .seconds(7 * 24 * 3600),
         settleMode: SettleMode = .idempotent,
         drainDeadline: Duration = .seconds(10),
-        removeIdleConsumersAfter: Duration = .seconds(3600),
+        removeIdleConsumersAfter: Duration = .seconds(600),
         inspectionInterval: Duration = .seconds(5),
         plantedBug: PlantedBug? = nil
     ) {

@@ -17,7 +17,9 @@ struct GroupMembership: Sendable {
     }
 
     /// Creates the group at start, retrying with backoff while Redis cannot be reached (or
-    /// refuses). False when the drain started first; throws `CancellationError` when cancelled.
+    /// refuses). False when the drain started first, or for a replay stream the ACL user may not
+    /// touch (the worker runs without replays; logged once); throws `CancellationError` when
+    /// cancelled.
     func ensureGroupAtStart() async throws -> Bool {
         var attempt = 0
         while true {
@@ -26,6 +28,12 @@ struct GroupMembership: Sendable {
                 return true
             } catch {
                 if FailureKind(error) == .cancelled { throw CancellationError() }
+                if context.origin != nil, let redisError = error as? RedisError, redisError.code == .noPermission {
+                    context.logger.error(
+                        "no permission on this group's replay stream; dlq replay will not reach this worker until its ACL user may use the key",
+                        metadata: ["error": "\(error)"])
+                    return false
+                }
                 attempt += 1
                 context.logger.warning("cannot create consumer group yet; retrying", metadata: ["error": "\(error)", "attempt": "\(attempt)"])
                 guard try await context.drain.sleep(for: context.redisBackoff(attempt: attempt)) else { return false }

@@ -35,18 +35,26 @@ public struct DeadLetters: Sendable {
         }
     }
 
-    /// Re-adds dead letters to the source stream with new ids (the original id kept in the
-    /// field `replayed_from`) and removes them from the dead letters, atomically per call.
-    /// `ids` nil: all of them. Returns the new ids.
+    /// Re-delivers dead letters to this group only: each is added to the group's replay stream
+    /// (``StreamKeys/replay(stream:group:)``), which the group's workers read besides the stream,
+    /// and removed from the dead letters, atomically per call. A replayed entry keeps its
+    /// identity: its handler sees the original stream, id and fields, so its event id and
+    /// idempotency key are those of the original delivery, and an entry already applied is
+    /// acked as a duplicate, not applied again. No other group sees it. `ids` nil: all of them.
+    /// Returns the ids in the replay stream.
     @discardableResult
     public func replay(ids: [String]? = nil) async throws -> [String] {
         var targets = ids ?? []
         if ids == nil { targets = try await client.send(XRANGE(RedisArgument(key))).map(\.id) }
         guard !targets.isEmpty else { return [] }
         let reply = try await client.evaluate(
-            Self.replayScript, keys: [RedisArgument(key), RedisArgument(stream)], arguments: targets.map { RedisArgument($0) })
+            Self.replayScript, keys: [RedisArgument(key), RedisArgument(replayKey)],
+            arguments: [RedisArgument(group)] + targets.map { RedisArgument($0) })
         return reply.array?.compactMap(\.string) ?? []
     }
+
+    /// The group's replay stream.
+    public var replayKey: String { StreamKeys.replay(stream: stream, group: group) }
 
     /// Deletes dead letters (`ids` nil: all). Returns how many were removed.
     @discardableResult
@@ -59,26 +67,33 @@ public struct DeadLetters: Sendable {
         return n
     }
 
-    /// KEYS[1] dead letters, KEYS[2] source stream; ARGV ids. Same hash slot by construction.
+    /// KEYS[1] dead letters, KEYS[2] the group's replay stream; ARGV group, then ids. Same hash
+    /// slot by construction. The original id is kept in `replayed_from` (a letter replayed
+    /// before and dead-lettered again keeps the first one). Creates the replay stream's group
+    /// (from the beginning) if the workers have not yet.
     static let replayScript = RedisScript(
         """
+        local group = ARGV[1]
+        redis.pcall('XGROUP', 'CREATE', KEYS[2], group, '0', 'MKSTREAM')
         local out = {}
-        for _, id in ipairs(ARGV) do
+        for k = 2, #ARGV do
+          local id = ARGV[k]
           local found = redis.call('XRANGE', KEYS[1], id, id)
           if #found == 1 then
             local fields = found[1][2]
             local args = { 'XADD', KEYS[2], '*' }
-            local original = id
+            local original, first = id, nil
             for i = 1, #fields, 2 do
               local name = fields[i]
               if name == 'dlq.original_id' then original = fields[i + 1] end
+              if name == 'replayed_from' then first = fields[i + 1] end
               if string.sub(name, 1, 4) ~= 'dlq.' and name ~= 'replayed_from' then
                 args[#args + 1] = name
                 args[#args + 1] = fields[i + 1]
               end
             end
             args[#args + 1] = 'replayed_from'
-            args[#args + 1] = original
+            args[#args + 1] = first or original
             out[#out + 1] = redis.call(unpack(args))
             redis.call('XDEL', KEYS[1], id)
           end

@@ -14,7 +14,7 @@ struct MarkerPrecheck: Sendable {
         self.context = context
         self.input = input
         self.output = output
-        self.markers = IdempotencyMarkers(stream: context.stream, group: context.group, ttl: context.configuration.idempotencyTTL)
+        self.markers = IdempotencyMarkers(stream: context.identityStream, group: context.group, ttl: context.configuration.idempotencyTTL)
     }
 
     /// Checks until the input is finished and empty, or the task is cancelled.

@@ -51,7 +51,7 @@ struct WorkIntake: Sendable {
         let items = fresh.map { entry, id in
             WorkItem(
                 entry: entry, id: id, deliveryCount: deliveryCounts[entry.id] ?? 1,
-                marker: idempotent ? (entry.string("event_id") ?? "\(context.stream)/\(entry.id)") : nil)
+                marker: idempotent ? (entry.string("event_id") ?? "\(context.identityStream)/\(context.identityID(of: entry))") : nil)
         }
         if idempotent {
             prechecks.append(contentsOf: items)

@@ -18,6 +18,13 @@ public enum StreamKeys {
         "dlq:\(slotTagged(stream)):\(group)"
     }
 
+    /// The replay stream of a group: `replay:<stream>:<group>`. `dlq replay` re-adds a group's
+    /// dead letters here, and only that group's workers read it, so no other group sees them
+    /// again. Same slot as the stream.
+    public static func replay(stream: String, group: String) -> String {
+        "replay:\(slotTagged(stream)):\(group)"
+    }
+
     /// A bucket of a group's idempotency markers: `idem:<stream>:<group>:<bucket>`, a hash whose
     /// fields are the event ids settled during one bucket period (see ``IdempotencyMarkers``).
     public static func markerBucket(stream: String, group: String, bucket: Int64) -> String {

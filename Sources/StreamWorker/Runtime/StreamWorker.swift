@@ -57,22 +57,38 @@ public final class StreamWorker: Service, Sendable {
     /// leaving what it holds pending for another worker. Throws only when a subscription's keys
     /// cannot share one Redis Cluster slot (a stream name whose braces defeat the hash tags).
     public func run() async throws {
-        let runners = try subscriptions.map {
+        let primaries = try subscriptions.map {
             try SubscriptionRunner(
                 subscription: $0, consumer: consumerName, configuration: configuration, client: client, permits: permits,
                 prefetched: prefetched, stats: stats, drain: drainSignal, logger: logger)
         }
+        // Each group's replay stream (`dlq replay` re-delivers there, to this group only), read
+        // by a runner of its own with one reader; its entries keep the identity of the stream's.
+        var replayConfiguration = configuration
+        replayConfiguration.readers = 1
+        let replays = try subscriptions.map { subscription in
+            var replay = subscription
+            replay.stream = StreamKeys.replay(stream: subscription.stream, group: subscription.group)
+            replay.start = .beginning
+            return try SubscriptionRunner(
+                subscription: replay, consumer: consumerName, configuration: replayConfiguration, client: client, permits: permits,
+                prefetched: prefetched, stats: stats, drain: drainSignal, logger: logger, origin: subscription.stream)
+        }
+        let runners = primaries + replays
         self.runners.withLock { $0 = runners }
         await withGracefulShutdownHandler {
-            await self.run(runners)
+            await self.run(primaries: primaries, replays: replays)
         } onGracefulShutdown: {
             self.drain()
         }
     }
 
-    private func run(_ runners: [SubscriptionRunner]) async {
+    private func run(primaries: [SubscriptionRunner], replays: [SubscriptionRunner]) async {
+        let runners = primaries + replays
         do {
-            for runner in runners {
+            // The worker starts once its subscriptions' groups exist; a replay stream's group is
+            // created by its runner (a missing permission on it must not stop the worker).
+            for runner in primaries {
                 guard try await runner.membership.ensureGroupAtStart() else {
                     logger.info("drained before the consumer groups could be created; stopping")
                     return
@@ -96,14 +112,20 @@ public final class StreamWorker: Service, Sendable {
             case other
         }
         await withTaskGroup(of: PartEnded.self) { group in
-            for runner in runners {
+            for runner in primaries {
                 group.addTask {
                     await runner.run()
                     return .runner
                 }
             }
+            for runner in replays {
+                group.addTask {
+                    await runner.run(createsGroup: true)
+                    return .runner
+                }
+            }
             group.addTask {
-                await WorkerMaintenance(client: self.client, configuration: self.configuration, runners: runners, drain: self.drainSignal).run()
+                await WorkerMaintenance(client: self.client, configuration: self.configuration, runners: primaries, drain: self.drainSignal).run()
                 return .other
             }
             // The graceful-shutdown deadline: a child task that waits for the drain, then for the

@@ -15,14 +15,26 @@ struct SubscriptionContext: Sendable {
     let held: HeldEntries
     /// Fired when the worker starts draining: reading and reclaiming stop, retries give up.
     let drain: ShutdownSignal
+    /// For the runner of a group's replay stream: the stream its entries come from. The
+    /// entries keep that identity (markers, dead letters, what the handler sees).
+    let origin: String?
     /// Opens while the handlers' downstream is unavailable (see ``CircuitBreaker``).
     let breaker: CircuitBreaker
     /// Failed handler attempts, logged at most once per interval.
     let failureWarnings: RateLimitedWarning
 
+    /// The stream read (the subscription's, or its replay stream).
     var stream: String { subscription.stream }
+    /// The stream the entries belong to: markers and dead letters are this stream's.
+    var identityStream: String { origin ?? subscription.stream }
     var group: String { subscription.group }
     var streamKey: RedisArgument { RedisArgument(subscription.stream) }
+
+    /// The id an entry had in ``identityStream``.
+    func identityID(of entry: StreamEntry) -> String {
+        guard origin != nil else { return entry.id }
+        return entry.string("replayed_from") ?? entry.id
+    }
 
     func count(_ counter: WorkerStats.Counter, _ n: Int = 1) {
         stats.add(counter, n, metrics: metrics)

@@ -27,7 +27,8 @@ final class SubscriptionRunner: Sendable {
 
     init(
         subscription: Subscription, consumer: String, configuration: WorkerConfiguration, client: any RedisClientProtocol,
-        permits: AsyncSemaphore, prefetched: AsyncSemaphore, stats: WorkerStats, drain: ShutdownSignal, logger: Logger
+        permits: AsyncSemaphore, prefetched: AsyncSemaphore, stats: WorkerStats, drain: ShutdownSignal, logger: Logger,
+        origin: String? = nil
     ) throws {
         var logger = logger
         logger[metadataKey: "stream"] = "\(subscription.stream)"
@@ -35,7 +36,7 @@ final class SubscriptionRunner: Sendable {
         self.context = SubscriptionContext(
             subscription: subscription, consumer: consumer, configuration: configuration, client: client, stats: stats,
             metrics: SubscriptionMetrics(stream: subscription.stream, group: subscription.group), logger: logger, held: HeldEntries(),
-            drain: drain, breaker: CircuitBreaker(backoff: configuration.unavailableBackoff), failureWarnings: RateLimitedWarning())
+            drain: drain, origin: origin, breaker: CircuitBreaker(backoff: configuration.unavailableBackoff), failureWarnings: RateLimitedWarning())
         self.membership = GroupMembership(context: context)
         self.permits = permits
         self.prefetched = prefetched
@@ -49,8 +50,17 @@ final class SubscriptionRunner: Sendable {
             command: "subscription \(subscription.stream)/\(subscription.group)")
     }
 
-    /// Runs until the drain has settled everything in hand, or until cancelled.
-    func run() async {
+    /// Runs until the drain has settled everything in hand, or until cancelled. `createsGroup`:
+    /// create the group first (retrying while Redis refuses), for a runner whose group is not
+    /// needed for the worker to start (a replay stream).
+    func run(createsGroup: Bool = false) async {
+        if createsGroup {
+            do {
+                guard try await membership.ensureGroupAtStart() else { return }
+            } catch {
+                return
+            }
+        }
         let prechecks = BatchQueue<WorkItem>()
         let work = BatchQueue<WorkItem>()
         let settled = BatchQueue<SettleItem>()

@@ -82,9 +82,9 @@ struct DeadLetterCall: ScriptCall {
     let arguments: [RedisArgument]
     let count: Int
 
-    init(stream: String, group: String, consumer: String, letters: [Letter]) {
+    init(stream: String, deadLetters: String, group: String, consumer: String, letters: [Letter]) {
         self.count = letters.count
-        self.keys = [RedisArgument(stream), RedisArgument(StreamKeys.deadLetter(stream: stream, group: group))]
+        self.keys = [RedisArgument(stream), RedisArgument(deadLetters)]
         var args: [RedisArgument] = [RedisArgument(group), RedisArgument(consumer), RedisArgument(letters.count)]
         for letter in letters {
             let entry = letter.item.entry

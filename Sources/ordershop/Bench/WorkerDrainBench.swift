@@ -58,8 +58,9 @@ struct WorkerDrainBench {
                         "--handler-delay-ms", "\(o.handlerDelayMs)",
                     ] + (o.prefetch.map { ["--prefetch", "\($0)"] } ?? [])))
         }
-        // Every reader of every probe (the default number of readers per subscription).
-        let readers = o.processes * WorkerConfiguration().readers
+        // Every reader of every probe (the default number of readers per subscription, and one
+        // on the group's replay stream).
+        let readers = o.processes * (WorkerConfiguration().readers + 1)
         try await env.waitUntil("\(readers) readers of \(o.processes) probes blocked in XREADGROUP", timeout: .seconds(60)) {
             if let dead = probes.first(where: { !$0.isRunning }) {
                 throw BenchRunError("worker-probe exited at start: \(dead.output.suffix(800))")

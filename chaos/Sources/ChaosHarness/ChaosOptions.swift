@@ -31,9 +31,9 @@ public enum FaultKind: String, CaseIterable, Codable, Sendable, Comparable {
     /// replays one group's dead letters during the load (only that group may see them again).
     case replay
 
-    /// The kinds a run injects unless told otherwise: crashes, network faults and bad input.
+    /// Crashes, network faults and bad input (`--faults standard`: all but the operations).
     public static let standard: [FaultKind] = [.kill, .pause, .term, .redis, .reset, .stall, .latency, .malformed, .duplicate]
-    /// Everyday operations under load; on with `--faults all` (or by name).
+    /// Everyday operations under load; on by default (`--faults all`), or by name.
     public static let operations: [FaultKind] = [.msgOutage, .trim, .rebuild, .replay]
 
     public static func < (a: FaultKind, b: FaultKind) -> Bool { a.rawValue < b.rawValue }
@@ -64,7 +64,7 @@ public enum PlantedBugOption: String, CaseIterable, Codable, Sendable {
         case .noOwnerCheck: ["owner check", "runtime applied an event twice"]
         case .noMarkerCheck: ["runtime applied an event twice"]
         case .ackBeforeEffects: ["runtime never applied"]
-        case .noLeaseRefresh: ["lease", "runtime applied an event twice"]
+        case .noLeaseRefresh: ["lease not kept", "runtime applied an event twice"]
         }
     }
 }
@@ -83,7 +83,7 @@ public struct ChaosOptions: Sendable, Codable {
     public var clients: Int = 6
     /// The workers' lease (seconds); a pause lasts at least twice this.
     public var leaseSeconds: Double = 3
-    public var faults: Set<FaultKind> = Set(FaultKind.standard)
+    public var faults: Set<FaultKind> = Set(FaultKind.allCases)
     /// Seconds between faults, on average.
     public var meanFaultInterval: Double = 5
     /// The longest wait for every group to drain after the load.

@@ -137,7 +137,7 @@ public enum ChaosRun {
                 }
                 await observer.checkWatches()
                 tick += 1
-                try? await Task.sleep(for: .milliseconds(250))
+                do { try await Task.sleep(for: .milliseconds(250)) } catch { break }
             }
         }
 
@@ -174,7 +174,7 @@ public enum ChaosRun {
                 drained = true
                 break
             }
-            try? await Task.sleep(for: .milliseconds(500))
+            try await Task.sleep(for: .milliseconds(500))
         }
         report.drained = drained
         // Drain time counts from the end of the load (the last faults' restarts included).

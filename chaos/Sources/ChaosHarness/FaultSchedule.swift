@@ -94,7 +94,7 @@ public enum FaultSchedule {
                 fault.worker = groups[rng.below(groups.count)]
                 fault.variant = rng.below(3)
             case .duplicate:
-                fault.variant = 1 + rng.below(5)  // entries repeated
+                fault.variant = 5 + rng.below(16)  // entries repeated
                 let streams = Array(Set(WorkerStreams.crm + WorkerStreams.billing)).sorted()
                 fault.stream = streams[rng.below(streams.count)]
             }

@@ -58,7 +58,9 @@ struct FaultInjector: Sendable {
         await withTaskGroup(of: Void.self) { group in
             for fault in schedule {
                 let wait = fault.at - clock.elapsed
-                if wait > 0 { try? await Task.sleep(for: .milliseconds(Int64(wait * 1000))) }
+                if wait > 0 {
+                    do { try await Task.sleep(for: .milliseconds(Int64(wait * 1000))) } catch { break }
+                }
                 group.addTask { await self.execute(fault) }
             }
         }
@@ -84,7 +86,7 @@ struct FaultInjector: Sendable {
                         attempts += 1
                         logger.warning("redis-server restart failed (\(error)); again")
                         if attempts > 20 { return (at, "redis-server did not restart: \(error)", true) }
-                        try? await Task.sleep(for: .milliseconds(500))
+                        do { try await Task.sleep(for: .milliseconds(500)) } catch { return (at, "cancelled before redis-server restarted", true) }
                     }
                 }
             }
@@ -100,12 +102,15 @@ struct FaultInjector: Sendable {
             }
         case .stall:
             topology.proxy.stall(for: .milliseconds(Int64(fault.seconds * 1000)))
-            done.note = "no traffic for \(fault.seconds) s"
+            let open = topology.proxy.openConnections
+            // Connections made during the stall are held too, so none open at its start is no skip.
+            done.note = "no traffic for \(fault.seconds) s (\(open) worker connections open at its start)"
             try? await Task.sleep(for: .milliseconds(Int64(fault.seconds * 1000)))
         case .latency:
             let ms = fault.milliseconds ?? 100
             topology.proxy.addLatency(.milliseconds(ms), for: .milliseconds(Int64(fault.seconds * 1000)))
-            done.note = "+\(ms) ms each way for \(fault.seconds) s"
+            let open = topology.proxy.openConnections
+            done.note = "+\(ms) ms each way for \(fault.seconds) s (\(open) worker connections open at its start)"
             try? await Task.sleep(for: .milliseconds(Int64(fault.seconds * 1000)))
         case .malformed:
             done = await injectMalformed(fault, done)
@@ -160,7 +165,7 @@ struct FaultInjector: Sendable {
             while ContinuousClock.now - started < .seconds(4) {
                 held = await observer.pending(consumer: incarnation.consumer, group: kind) ?? 0
                 if held > 0 { break }
-                try? await Task.sleep(for: .milliseconds(25))
+                do { try await Task.sleep(for: .milliseconds(25)) } catch { break }
             }
         } else {
             held = await observer.pending(consumer: incarnation.consumer, group: kind) ?? 0
@@ -181,7 +186,10 @@ struct FaultInjector: Sendable {
             try? await Task.sleep(for: .milliseconds(Int64(wait * 1000)))
             let next = try? await topology.startWorker(kind: kind, slot: slot)
             done.note = "SIGKILL; \(done.inHandler.map { "\($0) held entries already mailed (killed inside the handler); " } ?? "")restarted as \(next?.consumer ?? "?") after \(fault.seconds) s"
-            if next == nil { done.note += " (restart FAILED)" }
+            if next == nil {
+                done.note += " (restart FAILED)"
+                done.skipped = true
+            }
         case .term:
             await topology.signal(kind: kind, slot: slot, SIGTERM)
             let status = await topology.waitForExit(kind: kind, slot: slot, timeout: .seconds(60))
@@ -189,6 +197,10 @@ struct FaultInjector: Sendable {
             let next = try? await topology.startWorker(kind: kind, slot: slot)
             done.note = "SIGTERM, exit status \(status.map(String.init) ?? "none within 60 s"); restarted as \(next?.consumer ?? "?")"
             if status == nil { done.note += " (did not drain in time)" }
+            if next == nil {
+                done.note += " (restart FAILED)"
+                done.skipped = true
+            }
             await topology.recordTermination(consumer: incarnation.consumer, status: status)
         case .pause:
             let seconds = options.leaseSeconds * 2 + fault.seconds
@@ -230,7 +242,7 @@ struct FaultInjector: Sendable {
                 done.note += "; XADD failed"
                 done.skipped = true
             }
-            try? await Task.sleep(for: .milliseconds(500))
+            do { try await Task.sleep(for: .milliseconds(500)) } catch { return done }
         }
         return done
     }
@@ -267,7 +279,7 @@ struct FaultInjector: Sendable {
                     done.skipped = true
                     done.note = "XADD failed: \(error)"
                 }
-                try? await Task.sleep(for: .milliseconds(500))
+                do { try await Task.sleep(for: .milliseconds(500)) } catch { return done }
             }
         }
         return done
@@ -289,7 +301,7 @@ struct FaultInjector: Sendable {
                 done.note = "could not run: \(error)"
             }
             if !done.skipped { break }
-            try? await Task.sleep(for: .seconds(2))
+            do { try await Task.sleep(for: .seconds(2)) } catch { break }
         }
         return done
     }
@@ -306,7 +318,7 @@ struct FaultInjector: Sendable {
         var waiting = true
         while waiting && ContinuousClock.now - started < .seconds(20) {
             if let list = try? await letters.list(count: 100_000), !list.isEmpty { waiting = false } else {
-                try? await Task.sleep(for: .milliseconds(250))
+                do { try await Task.sleep(for: .milliseconds(250)) } catch { break }
             }
         }
         if waiting {

@@ -38,6 +38,16 @@ public enum Judge {
                 "owner check: no stale settle was refused although \(zombies.count) paused workers resumed after their entries were reclaimed")
         }
 
+        // Leases: with no worker paused and nothing cutting workers off from Redis, no settle can
+        // be stale (a killed worker settles nothing): one refused means entries were taken from a
+        // live worker whose lease was not kept (the handlers may outlast the lease: the
+        // slow-handler mode makes them, and the runtime must refresh their leases).
+        let cutOff: Set<FaultKind> = [.pause, .stall, .latency, .redis, .reset]
+        if enabled.isDisjoint(with: cutOff) && stale > 0 {
+            violations.append(
+                "lease not kept: \(stale) stale settles refused although no worker was paused or cut off from Redis (entries were taken from live workers)")
+        }
+
         // Enough load.
         if let check = report.check {
             let minimum = Int(o.minimumRatePerSecond * o.duration)

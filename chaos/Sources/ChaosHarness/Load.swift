@@ -100,7 +100,7 @@ public final class LoadGenerator: Sendable {
                     var rng = SplitMix64(seed: seed &+ 0x1000 &+ UInt64(c))
                     while ContinuousClock.now < deadline {
                         await self.step(rng: &rng)
-                        try? await Task.sleep(for: .milliseconds(20 + rng.below(60)))
+                        do { try await Task.sleep(for: .milliseconds(20 + rng.below(60))) } catch { return }
                     }
                 }
             }

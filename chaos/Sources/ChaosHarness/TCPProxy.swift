@@ -24,6 +24,8 @@ public final class TCPProxy: Sendable {
         var resets = 0
         /// Connections aborted by resets, over all of them.
         var connectionsReset = 0
+        /// Connections open at the proxy thread's last round.
+        var open = 0
     }
 
     private let control = Mutex(Control())
@@ -65,7 +67,7 @@ public final class TCPProxy: Sendable {
         for _ in 0..<100 {
             let now = control.withLock { ($0.resets, $0.connectionsReset) }
             if now.0 > before.0 { return now.1 - before.1 }
-            try? await Task.sleep(for: .milliseconds(10))
+            do { try await Task.sleep(for: .milliseconds(10)) } catch { return nil }
         }
         return nil
     }
@@ -94,6 +96,10 @@ public final class TCPProxy: Sendable {
 
     public func stop() { control.withLock { $0.stopped = true } }
 
+    /// Connections open now (as of the proxy thread's last round): a stall or latency with none
+    /// would affect nothing.
+    public var openConnections: Int { control.withLock { $0.open } }
+
     /// Connections accepted and resets done so far.
     public var counts: (accepted: Int, resets: Int) { control.withLock { ($0.accepted, $0.resets) } }
 
@@ -117,7 +123,9 @@ public final class TCPProxy: Sendable {
         var buffer = [UInt8](repeating: 0, count: 64 * 1024)
         while true {
             let now = ContinuousClock.now
+            let open = pipes.count
             let (stalled, latency, reset, stopped) = control.withLock { c -> (Bool, Duration, Bool, Bool) in
+                c.open = open
                 if let until = c.stalledUntil, until <= now { c.stalledUntil = nil }
                 if let until = c.latencyUntil, until <= now {
                     c.latencyUntil = nil

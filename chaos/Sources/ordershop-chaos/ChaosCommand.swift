@@ -20,7 +20,7 @@ struct ScheduleOptions: ParsableArguments {
     var seed: UInt64 = 20_261_127
 
     @Option(help: "Fault kinds to inject, comma-separated: \(FaultKind.allCases.map(\.rawValue).joined(separator: ",")); standard (\(FaultKind.standard.map(\.rawValue).joined(separator: ","))), operations (\(FaultKind.operations.map(\.rawValue).joined(separator: ","))), or all.")
-    var faults: String = "standard"
+    var faults: String = "all"
 
     @Option(help: "Fault kinds to leave out, comma-separated.")
     var without: String = ""

@@ -1,0 +1,53 @@
+import Logging
+import ServiceLifecycle
+import UnixSignals
+
+/// The service group of a process: any service that ends or fails shuts the others down
+/// gracefully (in reverse order), and `run()` then throws (wrap each service in
+/// ``SupervisedService`` so that an unexpected return is an error too).
+///
+/// - Parameter maximumGracefulShutdown: after this long in a graceful shutdown the group is
+///   cancelled: a drain that cannot finish (Redis gone) must not keep the process forever.
+public func processServiceGroup(_ services: [any Service], logger: Logger, maximumGracefulShutdown: Duration? = nil) -> ServiceGroup {
+    var configuration = ServiceGroupConfiguration(
+        services: services.map {
+            .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup)
+        },
+        logger: logger)
+    configuration.maximumGracefulShutdownDuration = maximumGracefulShutdown
+    return ServiceGroup(configuration: configuration)
+}
+
+/// Runs a process's group until it ends: the first SIGTERM or SIGINT shuts it down gracefully,
+/// a second one cancels it (Ctrl-C twice when a drain takes too long). Throws what the group
+/// threw, or ``StoppedBySecondSignal``.
+///
+/// The signals are trapped here rather than by the group, which accepts a signal either as a
+/// graceful shutdown or as a cancellation, never the second of the same kind as cancellation.
+public func runUntilSignalled(_ group: ServiceGroup, logger: Logger) async throws {
+    let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
+    try await withThrowingTaskGroup(of: Void.self) { tasks in
+        tasks.addTask { try await group.run() }
+        tasks.addTask {
+            var caught = 0
+            for await signal in signals {
+                caught += 1
+                if caught == 1 {
+                    logger.info("\(signal): stopping gracefully (send it again to stop at once)")
+                    await group.triggerGracefulShutdown()
+                } else {
+                    throw StoppedBySecondSignal(signal: "\(signal)")
+                }
+            }
+        }
+        // The group ends (the signal loop never does by itself), or a second signal came.
+        defer { tasks.cancelAll() }
+        try await tasks.next()
+    }
+}
+
+/// A second SIGTERM or SIGINT cut a graceful shutdown short.
+public struct StoppedBySecondSignal: Error, CustomStringConvertible {
+    public let signal: String
+    public var description: String { "a second \(signal) cut the graceful shutdown short" }
+}

@@ -1,0 +1,79 @@
+import Logging
+import RedisClient
+
+/// Redis at start-up, before a process takes on work: a worker joins its groups only once Redis
+/// answers with its credentials.
+public enum RedisReadiness {
+    /// Returns once Redis answers a PING (the client's probe: every primary of a cluster). While
+    /// it cannot be reached it logs once and keeps trying with the reconnect backoff (Redis may
+    /// start after us); what waiting cannot fix (a refused password, a certificate that fails
+    /// verification, any other error reply) throws ``RedisUnusable`` at once. Cancellation ends
+    /// the wait.
+    public static func wait(for client: any RedisClientProtocol, at configuration: RedisConfiguration, logger: Logger) async throws {
+        try await retrying(configuration, logger: logger) {
+            guard let error = await client.probe() else { return .success(()) }
+            // NOPERM: the ACL user may not PING, but it is authenticated, which is what counts here.
+            return error.code == .noPermission ? .success(()) : .failure(error)
+        }
+    }
+
+    /// ``connectRedis(_:maximumConnections:logger:)`` (a pool for one server, a cluster client
+    /// for a Redis Cluster), waiting as ``wait(for:at:logger:)`` does while the endpoint cannot be
+    /// reached to tell which it is.
+    public static func connect(
+        _ configuration: RedisConfiguration, maximumConnections: Int, logger: Logger
+    ) async throws -> any RedisClientProtocol {
+        try await retrying(configuration, logger: logger) {
+            do {
+                return .success(try await connectRedis(configuration, maximumConnections: maximumConnections, logger: logger))
+            } catch let error as RedisError {
+                return .failure(error)
+            } catch {
+                return .failure(RedisError(.io, "\(error)"))
+            }
+        }
+    }
+
+    /// Runs `attempt` until it succeeds, waiting with the reconnect backoff while its error is
+    /// worth waiting for (logged once), throwing ``RedisUnusable`` for any other.
+    private static func retrying<T>(
+        _ configuration: RedisConfiguration, logger: Logger, _ attempt: () async -> Result<T, RedisError>
+    ) async throws -> T {
+        var attempts = 0
+        while true {
+            let error: RedisError
+            switch await attempt() {
+            case .success(let value):
+                if attempts > 0 { logger.info("Redis answers", metadata: ["redis": "\(configuration.redactedDescription)"]) }
+                return value
+            case .failure(let failure):
+                error = failure
+            }
+            guard isWorthWaiting(error) else { throw RedisUnusable(redis: configuration.redactedDescription, error: error) }
+            if attempts == 0 {
+                logger.warning("waiting for Redis", metadata: ["redis": "\(configuration.redactedDescription)", "error": "\(error)"])
+            }
+            attempts += 1
+            try await Task.sleep(for: configuration.reconnect.backoff(attempt: attempts))
+        }
+    }
+
+    /// Errors of a Redis that is not there yet, or is loading its data.
+    static func isWorthWaiting(_ error: RedisError) -> Bool {
+        switch error.code {
+        case .loading, .connectionRefused, .hostNotFound, .connectTimeout, .timeout, .connectionClosed, .outcomeUnknown, .io, .busy:
+            true
+        default:
+            false
+        }
+    }
+}
+
+/// Redis answered, but not in a way this process can work with (wrong password, TLS refused).
+public struct RedisUnusable: Error, CustomStringConvertible {
+    /// The server, without credentials.
+    public let redis: String
+    public let error: RedisError
+
+    public var description: String { "cannot use Redis at \(redis): \(error)" }
+}

@@ -1,0 +1,116 @@
+import AsyncHTTPClient
+import LocalRedis
+import Logging
+import RedisClient
+import ServiceLifecycle
+import StreamWorker
+import Synchronization
+import WorkerMetricsHTTP
+
+/// The Redis of `ordershop up`: the configured one; else the one answering on 127.0.0.1 at the
+/// Redis port; else a redis-server child on that port, stopped (and its temporary directory
+/// removed) when the group shuts down, gracefully or not.
+final class UpRedis: Service, Sendable {
+    private let options: OrderShopUp.Options
+    private let logger: Logger
+    private let chosen = Mutex<RedisConfiguration?>(nil)
+    /// Opens once ``configuration`` is known.
+    let ready = StartGate(waitingFor: 1)
+
+    init(options: OrderShopUp.Options, logger: Logger) {
+        self.options = options
+        self.logger = logger
+    }
+
+    /// The Redis to use (once ``ready`` is open).
+    var configuration: RedisConfiguration? { chosen.withLock { $0 } }
+
+    func run() async throws {
+        if let configured = options.redis {
+            use(configured)
+            return try await gracefulShutdown()
+        }
+        let local = RedisConfiguration(endpoint: .tcp(host: "127.0.0.1", port: options.redisPort))
+        if await OrderShopUp.answers(local) {
+            OrderShopUp.say("using the Redis already listening on 127.0.0.1:\(options.redisPort)")
+            use(local)
+            return try await gracefulShutdown()
+        }
+        var o = LocalRedisServer.Options()
+        o.port = options.redisPort
+        o.appendOnly = true
+        o.directory = options.dataDirectory
+        let server: LocalRedisServer
+        do {
+            server = try await LocalRedisServer(o)
+        } catch let error as LocalRedisError where error.description.contains("Address already in use") {
+            // Something that is not Redis (it did not answer PING) holds the port.
+            throw ListenFailure(listener: .redisServer, host: "127.0.0.1", port: options.redisPort, reason: "Address already in use")
+        }
+        OrderShopUp.say(
+            "started redis-server (pid \(server.pid.map(String.init) ?? "?"), append-only, data in \(server.directory)) on 127.0.0.1:\(server.port)")
+        use(local)
+        do {
+            try await gracefulShutdown()
+        } catch {
+            await server.shutdown()
+            OrderShopUp.say("redis-server stopped")
+            throw error
+        }
+        await server.shutdown()
+        OrderShopUp.say("redis-server stopped")
+    }
+
+    private func use(_ configuration: RedisConfiguration) {
+        chosen.withLock { $0 = configuration }
+        ready.arrive()
+    }
+}
+
+/// The shop of `ordershop up`: every service and worker (``ShopStack``) in a group of its own
+/// inside the process's group, which passes its graceful shutdown and cancellation on.
+struct UpShop: Service {
+    let redis: UpRedis
+    let options: ShopStack.Options
+    let logger: Logger
+
+    func run() async throws {
+        guard let configuration = redis.configuration else { return }
+        var stackOptions = options
+        let announce = stackOptions.onServiceRunning
+        let host = stackOptions.host == "0.0.0.0" ? "127.0.0.1" : stackOptions.host
+        let shown = stackOptions
+        let listening = Mutex<[ServiceName: Int]>([:])
+        stackOptions.onServiceRunning = { service, port in
+            await announce(service, port)
+            // Announce once every service listens, so that whoever waits for the line can use them all.
+            let all = listening.withLock { ports -> [ServiceName: Int]? in
+                ports[service] = port
+                return ports.count == ServiceName.allCases.count ? ports : nil
+            }
+            guard let all else { return }
+            OrderShopUp.say("OrderShop is up: gateway http://\(host):\(all[.gateway] ?? port)")
+            OrderShopUp.say(OrderShopUp.summary(shown, ports: all))
+            OrderShopUp.say("Ctrl-C stops everything.")
+        }
+        if stackOptions.metricsPort != nil { _ = WorkerMetrics.registry }
+        let httpClient = makeHTTPClient()
+        let stack: ShopStack
+        do {
+            stack = try ShopStack(redis: configuration, httpClient: httpClient, options: stackOptions, logger: logger)
+        } catch {
+            try? await httpClient.shutdown()
+            throw error
+        }
+        do {
+            try await processServiceGroup(stack.services, logger: logger).run()
+        } catch {
+            await stack.shutdown()
+            try? await httpClient.shutdown()
+            throw error
+        }
+        await stack.shutdown()
+        try? await httpClient.shutdown()
+        OrderShopUp.say("services and workers stopped")
+    }
+}

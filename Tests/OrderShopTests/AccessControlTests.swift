@@ -1,0 +1,87 @@
+import AsyncHTTPClient
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+@testable import OrderShop
+import RedisClient
+import TestSupport
+import Testing
+
+extension ShopIntegration {
+    /// Issue 13, Why 4: who may call the admin and write routes.
+    @Suite struct AccessControlTests {
+        /// Why 4: `POST /admin/workers/crm/stop` answered 200 with no credentials, also from a foreign origin.
+        @Test func adminRoutesNeedTheTokenAndRefuseForeignOrigins() async throws {
+            try await withShop { shop in
+                let g = shop.gateway
+                let path = "/admin/workers/crm/stop"
+                expectError(try await g.send(.POST, path, body: nil), 401, field: "Authorization", "no token")
+                expectError(try await g.send(.POST, path, body: nil, headers: [("Authorization", "Bearer wrong")]), 401, field: "Authorization", "wrong token")
+                let good = ("Authorization", "Bearer test-admin-token")
+                expectError(
+                    try await g.send(.POST, path, body: nil, headers: [good, ("Origin", "http://evil.example")]), 403, field: "Origin", "foreign origin")
+                expectError(
+                    try await g.send(.POST, path, body: nil, headers: [good, ("Sec-Fetch-Site", "cross-site")]), 403, field: "Origin", "cross-site fetch")
+                expectError(
+                    try await g.send(.POST, path, body: nil, headers: [good, ("Content-Type", "text/plain"), ("Origin", "http://evil.example")]),
+                    403, field: "Origin", "cross-site form")
+                #expect(try await g.get("/admin/workers").status == 401)
+                // CRM kept running through all of that.
+                #expect(shop.stack.control.services["crm"]?.isRunning == true)
+                let stopped = try await g.send(.POST, path, body: nil, headers: [good])
+                #expect(stopped.status == 200, "\(stopped)")
+                #expect(try await g.send(.POST, "/admin/workers/crm/start", body: nil, headers: [good]).status == 200)
+            }
+        }
+
+        /// Why 4: without a token configured, the admin routes are not served at all.
+        @Test func adminRoutesAreOffWithoutAToken() async throws {
+            try await withRedisServer { server in
+                let pool = try server.makePool()
+                let context = try ShopContext(pool: pool, logger: testLogger)
+                let control = WorkerControl([])
+                let router = buildGatewayRouter(context: context, httpClient: HTTPClient.shared, options: GatewayOptions(admin: control))
+                try await Application(router: router, logger: testLogger).test(.router) { client in
+                    for (method, path) in [(HTTPRequest.Method.get, "/admin/workers"), (.post, "/admin/workers/crm/stop")] {
+                        try await client.execute(uri: path, method: method, headers: [.authorization: "Bearer anything"]) { response in
+                            #expect([403, 404].contains(response.status.code), "\(method) \(path): \(response.status)")
+                        }
+                    }
+                }
+                await pool.shutdown()
+            }
+        }
+
+        /// Why 4: command routes accepted `text/plain` bodies as JSON (a cross-site form can send those).
+        @Test func writeRoutesAcceptOnlyJSON() async throws {
+            try await withShop(workers: []) { shop in
+                let body = Array(#"{"name": "Form", "email": "form@shop.test"}"#.utf8)
+                for client in [shop.gateway, shop.client(.customer)] {
+                    for type in ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"] {
+                        var request = HTTPClientRequest(url: client.baseURL + "/customer")
+                        request.method = .POST
+                        request.headers.add(name: "Content-Type", value: type)
+                        request.body = .bytes(ByteBuffer(bytes: body))
+                        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+                        let bytes = try await response.body.collect(upTo: 1 << 20)
+                        let reply = ShopClient.Reply(status: Int(response.status.code), body: Array(bytes.readableBytesView), contentType: response.headers.first(name: "Content-Type"))
+                        expectError(reply, 415, field: "Content-Type", "\(client.baseURL) \(type)")
+                    }
+                    var none = HTTPClientRequest(url: client.baseURL + "/customer")
+                    none.method = .POST
+                    none.body = .bytes(ByteBuffer(bytes: body))
+                    #expect(try await HTTPClient.shared.execute(none, timeout: .seconds(30)).status.code == 415)
+                }
+                #expect(try await shop.gateway.count("/customers") == 0)
+                // msg's /email too.
+                var mail = HTTPClientRequest(url: shop.client(.msg).baseURL + "/email")
+                mail.method = .POST
+                mail.headers.add(name: "Content-Type", value: "text/plain")
+                mail.body = .bytes(ByteBuffer(string: #"{"to": "a@b.c", "msg": "hi"}"#))
+                #expect(try await HTTPClient.shared.execute(mail, timeout: .seconds(30)).status.code == 415)
+                // JSON with a charset is fine.
+                #expect(try await shop.gateway.post("/customer", ["name": "Ok", "email": "ok@shop.test"]).status == 200)
+            }
+        }
+    }
+}

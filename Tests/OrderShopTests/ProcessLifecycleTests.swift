@@ -1,0 +1,276 @@
+import Foundation
+import LocalRedis
+import Logging
+@testable import OrderShop
+import RedisClient
+import ServiceLifecycle
+import StreamWorker
+import TestSupport
+import Testing
+
+/// How `ordershop work`, `serve` and `up` end, as real child processes of the built binary: a
+/// signal during start-up, a port that is taken, a Redis that refuses the password, a second
+/// signal; and that `up` leaves no redis-server (by pid) and no data directory behind.
+///
+/// The issue asks for "within 2 s"; the tests allow ``limit`` (a loaded machine runs several
+/// test processes at once), which the behaviour they guard against (27 s, or never) still fails.
+@Suite struct ProcessLifecycleTests {
+    static let limit: Duration = .seconds(5)
+
+    /// Starts `ordershop` with `arguments` (log level info, so the start-up lines show).
+    func ordershop(_ arguments: [String]) throws -> ChildProcess {
+        try ChildProcess(try builtProduct("ordershop"), arguments, environment: ["LOG_LEVEL": "info"])
+    }
+
+    /// Waits until the process printed `text` (or ended); whether it did.
+    func printed(_ process: ChildProcess, _ text: String, timeout: Duration = .seconds(60)) async -> Bool {
+        _ = await eventually(timeout: timeout) { process.output.contains(text) || !process.isRunning }
+        return process.output.contains(text)
+    }
+
+    /// A loopback port where something listens (a socket of this test, open until `body` returns).
+    func withTakenPort<T>(_ body: (Int) async throws -> T) async throws -> T {
+        let (fd, port) = try LocalRedisServer.bindLoopbackSocket()
+        defer { close(fd) }
+        try #require(listen(fd, 1) == 0)
+        return try await body(port)
+    }
+
+    /// The lines of `output` that contain `text`.
+    func lines(_ output: String, containing text: String) -> [Substring] {
+        output.split(separator: "\n").filter { $0.contains(text) }
+    }
+
+    /// A free loopback port with nothing listening (a Redis URL that refuses connections).
+    func refusingRedisURL() throws -> String {
+        "redis://127.0.0.1:\(try LocalRedisServer.freePort())"
+    }
+
+    // MARK: Start-up: Redis unreachable or refusing
+
+    @Test("SIGINT or SIGTERM while a worker waits for an unreachable Redis ends it at once", arguments: [SIGINT, SIGTERM])
+    func workerWaitingForRedisStops(signal: Int32) async throws {
+        let worker = try ordershop(["work", "crm", "--url", try refusingRedisURL(), "--metrics-port", "0"])
+        #expect(await printed(worker, "waiting for Redis"), "\(worker.output)")
+        worker.signal(signal)
+        let status = await worker.waitForExit(timeout: Self.limit)
+        #expect(status != nil, "still running \(Self.limit) after signal \(signal): \(worker.output)")
+        await worker.stop(signal: SIGKILL)
+        #expect(!worker.output.contains("worker started"))
+    }
+
+    @Test("a worker whose Redis refuses the password exits non-zero, says why, and never logs the password")
+    func workerWithWrongPasswordExits() async throws {
+        var options = LocalRedisServer.Options()
+        options.password = "the-right-one"
+        try await withRedisServer(options) { server in
+            let worker = try ordershop(["work", "billing", "--url", "redis://:guessed-secret@127.0.0.1:\(server.port)", "--metrics-port", "0"])
+            let status = await worker.waitForExit(timeout: Self.limit)
+            await worker.stop(signal: SIGKILL)
+            #expect(status != nil && status != 0, "status \(String(describing: status)): \(worker.output)")
+            #expect(lines(worker.output, containing: "WRONGPASS").count == 1, "\(worker.output)")
+            #expect(!worker.output.contains("guessed-secret"))
+            #expect(!worker.output.contains("worker started"))
+        }
+    }
+
+    @Test("SIGTERM while `up` waits for an unreachable Redis ends it at once", arguments: [SIGINT, SIGTERM])
+    func upWaitingForRedisStops(signal: Int32) async throws {
+        let up = try ordershop(
+            ["up", "--url", try refusingRedisURL(), "--gateway-port", "0", "--service-port-base", "0", "--metrics-port", "0"])
+        #expect(await printed(up, "waiting for Redis"), "\(up.output)")
+        up.signal(signal)
+        let status = await up.waitForExit(timeout: Self.limit)
+        #expect(status != nil, "still running \(Self.limit) after signal \(signal): \(up.output)")
+        await up.stop(signal: SIGKILL)
+        #expect(!up.output.contains("Fatal error"), "\(up.output)")
+    }
+
+    @Test("`up` with a Redis that refuses the password exits non-zero and says why")
+    func upWithWrongPasswordExits() async throws {
+        var options = LocalRedisServer.Options()
+        options.password = "the-right-one"
+        try await withRedisServer(options) { server in
+            let up = try ordershop(
+                [
+                    "up", "--url", "redis://:guessed-secret@127.0.0.1:\(server.port)", "--gateway-port", "0", "--service-port-base", "0",
+                    "--metrics-port", "0",
+                ])
+            let status = await up.waitForExit(timeout: Self.limit)
+            await up.stop(signal: SIGKILL)
+            #expect(status != nil && status != 0, "status \(String(describing: status)): \(up.output)")
+            #expect(up.output.contains("WRONGPASS"), "\(up.output)")
+            #expect(!up.output.contains("guessed-secret"))
+        }
+    }
+
+    // MARK: Ports that are taken
+
+    /// Expects `process` to exit non-zero within `limit` with exactly one line naming
+    /// 127.0.0.1:`port`, which gives the system's reason and `flag`; returns its output.
+    @discardableResult
+    func expectListenFailure(_ process: ChildProcess, port: Int, flag: String, within limit: Duration = limit) async -> String {
+        let status = await process.waitForExit(timeout: limit)
+        await process.stop(signal: SIGKILL)
+        let output = process.output
+        #expect(status != nil && status != 0, "status \(String(describing: status)): \(output)")
+        let failure = lines(output, containing: "127.0.0.1:\(port)")
+        #expect(failure.count == 1, "\(output)")
+        #expect(failure.first?.contains("Address already in use") == true, "\(output)")
+        #expect(failure.first?.contains(flag) == true, "\(output)")
+        return output
+    }
+
+    @Test("a worker whose metrics port is taken exits non-zero at once, in one line naming address, port, reason and flag")
+    func workerWithTakenMetricsPort() async throws {
+        try await withRedisServer { server in
+            try await withTakenPort { port in
+                let worker = try ordershop(["work", "crm", "--url", server.url, "--metrics-port", String(port), "--metrics-host", "127.0.0.1"])
+                let output = await expectListenFailure(worker, port: port, flag: "--metrics-port")
+                // It never joined its groups: nothing to drain, no consumer left behind.
+                #expect(!output.contains("worker started"), "\(output)")
+            }
+        }
+    }
+
+    @Test("`serve` on a taken port exits non-zero at once, naming address, port, reason and --port")
+    func serveWithTakenPort() async throws {
+        try await withRedisServer { server in
+            try await withTakenPort { port in
+                let service = try ordershop(["serve", "customer", "--url", server.url, "--host", "127.0.0.1", "--port", String(port)])
+                await expectListenFailure(service, port: port, flag: "--port")
+            }
+        }
+    }
+
+    /// The pid of the redis-server `up` started, and its data directory, from its start-up line.
+    func startedRedis(_ output: String) -> (pid: pid_t, directory: String)? {
+        guard let line = lines(output, containing: "started redis-server (pid ").first,
+            let pidPart = line.split(separator: "(pid ").last?.split(separator: ",").first, let pid = pid_t(pidPart),
+            let dirPart = line.split(separator: "data in ").last?.split(separator: ")").first
+        else { return nil }
+        return (pid, String(dirPart))
+    }
+
+    /// Whether a process with this pid exists (a zombie child of `up` would still count).
+    func exists(_ pid: pid_t) -> Bool { kill(pid, 0) == 0 || errno != ESRCH }
+
+    @Test("`up` with its gateway port taken exits non-zero at once, names the port and --gateway-port, and stops its redis-server")
+    func upWithTakenGatewayPort() async throws {
+        try await withTakenPort { port in
+            let up = try ordershop(
+                [
+                    "up", "--gateway-port", String(port), "--service-port-base", "0", "--metrics-port", "0", "--redis-port",
+                    String(try LocalRedisServer.freePort()),
+                ])
+            #expect(await printed(up, "started redis-server"), "\(up.output)")
+            await expectListenFailure(up, port: port, flag: "--gateway-port")
+            let redis = try #require(startedRedis(up.output), "\(up.output)")
+            #expect(!exists(redis.pid), "redis-server \(redis.pid) still runs")
+            #expect(!FileManager.default.fileExists(atPath: redis.directory), "\(redis.directory) left behind")
+        }
+    }
+
+    @Test("`up` whose Redis port is held by something else exits non-zero at once, naming the port and --redis-port")
+    func upWithTakenRedisPort() async throws {
+        try await withTakenPort { port in
+            let up = try ordershop(["up", "--gateway-port", "0", "--service-port-base", "0", "--metrics-port", "0", "--redis-port", String(port)])
+            // First a PING to the port (is it a Redis already?) that times out after 2 s.
+            await expectListenFailure(up, port: port, flag: "--redis-port", within: .seconds(20))
+            #expect(!up.output.contains("OrderShop is up"))
+        }
+    }
+
+    /// `ordershop up` on free ports with a redis-server child, once it is up. A port that was
+    /// free when picked may be taken before the child binds it (other tests run at once): then
+    /// `up` says so and exits, and it is started again on another port.
+    func startUpWithItsOwnRedis() async throws -> ChildProcess {
+        for attempt in 1...5 {
+            let up = try ordershop(
+                ["up", "--gateway-port", "0", "--service-port-base", "0", "--metrics-port", "0", "--redis-port", String(try LocalRedisServer.freePort())])
+            if await printed(up, "OrderShop is up") { return up }
+            await up.stop(signal: SIGKILL)
+            guard attempt < 5, up.output.contains("for the redis-server child: Address already in use") else {
+                throw TestFailure("ordershop up did not come up: \(up.output)")
+            }
+        }
+        throw TestFailure("unreachable")
+    }
+
+    // A second signal during the drain cancels the group (every part must end on cancellation).
+    @Test("`up` stops its redis-server and removes its data directory on SIGINT, SIGTERM and a second signal", arguments: [[SIGINT], [SIGTERM], [SIGINT, SIGINT]])
+    func upStopsItsRedis(signals: [Int32]) async throws {
+        let up = try await startUpWithItsOwnRedis()
+        let redis = try #require(startedRedis(up.output), "\(up.output)")
+        #expect(exists(redis.pid))
+        up.signal(signals[0])
+        if signals.count > 1 {
+            // The second one once the first is being handled (two at once may arrive as one).
+            #expect(await printed(up, "stopping gracefully"), "\(up.output)")
+            up.signal(signals[1])
+        }
+        let status = await up.waitForExit(timeout: .seconds(30))
+        await up.stop(signal: SIGKILL)
+        #expect(status != nil, "still running 30 s after \(signals): \(up.output)")
+        if signals.count == 1 { #expect(status == 0, "\(up.output)") }
+        #expect(!exists(redis.pid), "redis-server \(redis.pid) still runs: \(up.output)")
+        #expect(!up.output.contains("Fatal error"), "\(up.output)")
+        #expect(!FileManager.default.fileExists(atPath: redis.directory), "\(redis.directory) left behind")
+    }
+
+    // MARK: A failing part takes its process down
+
+    /// An HTTP service that fails once it has run a while (a listener that dies).
+    struct FailingService: Service {
+        struct Died: Error, CustomStringConvertible {
+            var description: String { "the listener died" }
+        }
+        func run() async throws {
+            try await Task.sleep(for: .milliseconds(300))
+            throw Died()
+        }
+    }
+
+    /// A service that returns on its own, as if its loop had ended.
+    struct EndingService: Service {
+        func run() async throws {
+            try await Task.sleep(for: .milliseconds(300))
+        }
+    }
+
+    @Test("a group whose HTTP service fails, or ends, takes the running worker down with it and says which one and why")
+    func failingServiceTakesTheWorkerDown() async throws {
+        try await withRedisServer { server in
+            for (culprit, expected) in [(FailingService() as any Service, "the listener died"), (EndingService(), "stopped although nothing asked it to")] {
+                let pool = try server.makePool()
+                let stream = "events:{lifecycle}_created"
+                let worker = StreamWorker(
+                    client: pool, configuration: WorkerConfiguration(block: .milliseconds(200)),
+                    subscriptions: [Subscription(stream: stream, group: "g") { _ in .done }], logger: testLogger)
+                let group = processServiceGroup(
+                    [SupervisedService("metrics endpoint", culprit), SupervisedService("crm worker", worker)], logger: testLogger,
+                    maximumGracefulShutdown: .seconds(20))
+                let thrown = await #expect(throws: ServiceFailure.self) { try await group.run() }
+                #expect(thrown?.service == "metrics endpoint")
+                #expect(thrown.map { "\($0)" }?.contains(expected) == true, "\(String(describing: thrown))")
+                await pool.shutdown()
+            }
+        }
+    }
+
+    @Test("a start gate opens after its last arrival, and a cancelled waiter leaves at once")
+    func startGate() async throws {
+        let gate = StartGate(waitingFor: 2)
+        let waiter = Task { try await gate.wait() }
+        gate.arrive()
+        #expect(!gate.isOpen)
+        gate.arrive()
+        try await waiter.value
+        #expect(gate.isOpen)
+
+        let closed = StartGate(waitingFor: 1)
+        let cancelled = Task { try await closed.wait() }
+        cancelled.cancel()
+        await #expect(throws: CancellationError.self) { try await cancelled.value }
+    }
+}
