@@ -133,13 +133,58 @@ struct ClusterWorkerTests {
             #expect(worker.worker.stats.snapshot["processed"] == first.count + second.count)
         }
     }
+
+    @Test("the primary of a stream's slot is SIGKILLed: its replica takes over, the worker follows, every effect applied once")
+    func workerFollowsFailover() async throws {
+        try await withWorkerCluster(replicas: 1) { cluster, client in
+            let stream = try await streamsOnEveryPrimary(client)[0]
+            let slot = HashSlot(key: stream)
+            let oldPrimary = try #require(client.primary(for: slot))
+            let shard = try #require(client.shards.first { $0.primary.flatMap { client.address(of: $0) } == oldPrimary })
+            let replicaPort = try #require(shard.nodes.first { $0.role == .replica }.flatMap { client.address(of: $0) }?.port)
+            let replica = try RedisConnection(configuration: cluster.nodeConfiguration(try #require(cluster.index(ofPort: replicaPort))))
+            try await replica.send(["READONLY"])
+
+            let first = try await publish(client, stream: stream, count: 200)
+            let worker = RunningWorker(
+                pool: client, configuration: WorkerConfiguration(block: .milliseconds(300), lease: .seconds(2)),
+                subscriptions: [Subscription(stream: stream, group: "g", handler: countingHandler(effectsKey: effectsKey(stream)))])
+            // Settled, and the settles replicated (markers, effects and acks are one script, replicated whole).
+            let replicated = await eventually {
+                try await replica.send(["HLEN", RedisArgument(effectsKey(stream))]).int == first.count
+            }
+            #expect(replicated)
+
+            // The readers are parked in XREADGROUP BLOCK on the primary that dies.
+            await cluster.nodes[try #require(cluster.index(ofPort: oldPrimary.port))].kill()
+            let failedOver = await eventually(timeout: .seconds(60), every: .milliseconds(200)) {
+                _ = try? await client.send(XLEN(RedisArgument(stream)))
+                return client.primary(for: slot).map { $0 != oldPrimary } ?? false
+            }
+            #expect(failedOver, "the slot's primary is still \(String(describing: client.primary(for: slot)))")
+
+            let second = try await publish(client, stream: stream, count: 200)
+            let settled = await eventually(timeout: .seconds(60)) {
+                guard try await effectCounts(client, effectsKey(stream)).count == first.count + second.count else { return false }
+                return try await pendingCount(client, stream: stream, group: "g") == 0
+            }
+            if !settled { Issue.record("not settled after the failover: \(try await summary(client, [stream]))") }
+            try await worker.stop()
+            await replica.close()
+            let counts = try await effectCounts(client, effectsKey(stream))
+            #expect(Set(counts.keys) == Set(first + second))
+            #expect(counts.values.allSatisfy { $0 == 1 }, "applied twice: \(counts.filter { $0.value != 1 })")
+        }
+    }
 }
 
-/// A 3-primary cluster without replicas and a cluster client whose topology refresh runs as a
-/// child task; both stopped afterwards (the nodes by pid).
-private func withWorkerCluster(_ body: (LocalRedisCluster, RedisClusterClient) async throws -> Void) async throws {
+/// A 3-primary cluster (without replicas unless asked) and a cluster client whose topology
+/// refresh runs as a child task; both stopped afterwards (the nodes by pid).
+private func withWorkerCluster(
+    replicas: Int = 0, _ body: (LocalRedisCluster, RedisClusterClient) async throws -> Void
+) async throws {
     var options = LocalRedisCluster.Options()
-    options.replicasPerPrimary = 0
+    options.replicasPerPrimary = replicas
     let cluster = try await LocalRedisCluster(options)
     do {
         let client = try RedisClusterClient(configuration: cluster.configuration)
