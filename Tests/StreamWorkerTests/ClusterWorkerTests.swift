@@ -1,6 +1,6 @@
 import LocalRedis
 import RedisClient
-import StreamWorker
+@testable import StreamWorker
 import Synchronization
 import TestSupport
 import Testing
@@ -132,6 +132,14 @@ struct ClusterWorkerTests {
             #expect(counts.values.allSatisfy { $0 == 1 }, "applied twice: \(counts.filter { $0.value != 1 })")
             #expect(worker.worker.stats.snapshot["processed"] == first.count + second.count)
         }
+    }
+
+    @Test("a redirect that reaches the runtime is retried, never blamed on an entry; a cross-slot refusal is not retried")
+    func redirectsAreTransient() {
+        #expect(FailureKind(RedisError(serverReply: "MOVED 3999 127.0.0.1:6381")) == .transientServer)
+        #expect(FailureKind(RedisError(serverReply: "ASK 3999 127.0.0.1:6381")) == .transientServer)
+        #expect(FailureKind(RedisError(serverReply: "TRYAGAIN Multiple keys request during rehashing of slot")) == .transientServer)
+        #expect(FailureKind(RedisError(serverReply: "CROSSSLOT Keys in request don't hash to the same slot")) == .serverError)
     }
 
     @Test("the primary of a stream's slot is SIGKILLed: its replica takes over, the worker follows, every effect applied once")

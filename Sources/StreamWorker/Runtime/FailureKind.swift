@@ -21,8 +21,11 @@ enum FailureKind: Sendable, Equatable {
     /// Anything else (an unexpected reply shape, a non-Redis error).
     case other
 
-    /// Server errors that pass (a restarting or busy server).
-    private static let transientCodes: Set<String> = ["LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "CLUSTERDOWN", "READONLY"]
+    /// Server errors that pass (a restarting or busy server, a Redis Cluster moving a slot or
+    /// failing over). MOVED and ASK reach the runtime when a redirect was not followed (a
+    /// reader's own connection, or a client that gave up after too many redirects): the command
+    /// did not run, and must never count against an entry (a settle would dead-letter it).
+    private static let transientCodes: Set<String> = ["LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "CLUSTERDOWN", "READONLY", "MOVED", "ASK"]
 
     init(_ error: any Error) {
         if error is CancellationError {
