@@ -27,7 +27,7 @@ public enum WorkerMetrics {
 public struct WorkerHTTPServer: Service {
     let port: Int
     let host: String
-    let pool: RedisConnectionPool
+    let client: any RedisClientProtocol
     let logger: Logger
     let onListening: @Sendable (Int) async -> Void
 
@@ -37,19 +37,19 @@ public struct WorkerHTTPServer: Service {
     /// - Parameter onListening: called with the bound port once the server listens (a failed
     ///   bind throws from ``run()`` instead).
     public init(
-        port: Int, host: String = "0.0.0.0", pool: RedisConnectionPool, logger: Logger,
+        port: Int, host: String = "0.0.0.0", client: any RedisClientProtocol, logger: Logger,
         onListening: @escaping @Sendable (Int) async -> Void = { _ in }
     ) {
         _ = WorkerMetrics.registry
         self.port = port
         self.host = host
-        self.pool = pool
+        self.client = client
         self.logger = logger
         self.onListening = onListening
     }
 
     /// The routes, for tests that drive them without a socket.
-    public static func buildRouter(pool: RedisConnectionPool) -> Router<BasicRequestContext> {
+    public static func buildRouter(client: any RedisClientProtocol) -> Router<BasicRequestContext> {
         let registry = WorkerMetrics.registry
         let router = Router()
         router.get("/metrics") { _, _ -> Response in
@@ -60,7 +60,7 @@ public struct WorkerHTTPServer: Service {
                 body: .init(byteBuffer: ByteBuffer(bytes: buffer)))
         }
         router.get("/healthz") { _, _ -> Response in
-            let healthy = await Health.redisReachable(pool)
+            let healthy = await Health.redisReachable(client)
             let body = healthy ? #"{"status":"ok"}"# : #"{"status":"unhealthy","reason":"redis unreachable"}"#
             return Response(
                 status: healthy ? .ok : .serviceUnavailable, headers: [.contentType: "application/json"],
@@ -73,7 +73,7 @@ public struct WorkerHTTPServer: Service {
         let port = self.port
         let onListening = self.onListening
         let app = Application(
-            router: Self.buildRouter(pool: pool), configuration: .init(address: .hostname(host, port: port)),
+            router: Self.buildRouter(client: client), configuration: .init(address: .hostname(host, port: port)),
             onServerRunning: { await onListening($0.localAddress?.port ?? port) }, logger: logger)
         try await app.run()
     }
@@ -81,10 +81,10 @@ public struct WorkerHTTPServer: Service {
 
 /// Health checks shared by workers and services.
 public enum Health {
-    /// PING on the pool's probe connection (``RedisConnectionPool/probe()``): short timeouts, and
-    /// apart from the pooled connections, so that a busy pool cannot make a healthy process look
-    /// dead; reused from probe to probe.
-    public static func redisReachable(_ pool: RedisConnectionPool) async -> Bool {
-        await pool.probe() == nil
+    /// The client's probe (``RedisClientProtocol/probe()``): a PING with short timeouts, apart
+    /// from the connections that carry commands, so that a busy pool cannot make a healthy
+    /// process look dead; every primary of a Redis Cluster.
+    public static func redisReachable(_ client: any RedisClientProtocol) async -> Bool {
+        await client.probe() == nil
     }
 }

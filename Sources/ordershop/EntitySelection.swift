@@ -15,12 +15,12 @@ enum EntitySelection {
         return [type]
     }
 
-    /// Runs `body` for each type on one pool. A type whose stream lacks entries (``StreamGapError``),
+    /// Runs `body` for each type on one client (a Redis Cluster's when the URL names one). A type whose stream lacks entries (``StreamGapError``),
     /// or whose read model may not be adopted (``SnapshotAdoptionRefused``), is refused, with the stream named on stderr, and the others go on; the command then exits 1.
     static func run(
-        _ types: [EntityType], redis: RedisOptions, verb: String, _ body: (EntityType, RedisConnectionPool) async throws -> Void
+        _ types: [EntityType], redis: RedisOptions, verb: String, _ body: (EntityType, any RedisClientProtocol) async throws -> Void
     ) async throws {
-        let pool = try RedisConnectionPool(configuration: try redis.configuration(), maximumConnections: 2)
+        let pool = try await connectRedis(try redis.configuration(), maximumConnections: 2)
         var refused: [String] = []
         do {
             for type in types {

@@ -20,7 +20,7 @@ struct StatusCommand: AsyncParsableCommand {
         var streamsWithoutGroups: [(String, Int)] = []
         // Every primary of a Redis Cluster, or the one server.
         for pool in try await RedisNodePools.primaries(try redis.configuration()) {
-            let inspector = GroupInspector(pool: pool)
+            let inspector = GroupInspector(client: pool)
             for stream in try await inspector.streams(matching: match) {
                 let groups = try await inspector.status(stream: stream)
                 if groups.isEmpty {
@@ -67,9 +67,10 @@ struct DeadLetterCommand: AsyncParsableCommand {
         @Argument(help: "Source stream.") var stream: String
         @Argument(help: "Consumer group.") var group: String
 
-        func deadLetters() throws -> (RedisConnectionPool, DeadLetters) {
-            let pool = try RedisConnectionPool(configuration: try redis.configuration(), maximumConnections: 2)
-            return (pool, DeadLetters(pool: pool, stream: stream, group: group))
+        /// The dead letters, on the one server or the primary of the stream's slot in a Redis Cluster.
+        func deadLetters() async throws -> (any RedisClientProtocol, DeadLetters) {
+            let client = try await connectRedis(try redis.configuration(), maximumConnections: 2)
+            return (client, DeadLetters(client: client, stream: stream, group: group))
         }
     }
 
@@ -80,9 +81,9 @@ struct DeadLetterCommand: AsyncParsableCommand {
         @Flag(help: "Print JSON.") var json = false
 
         func run() async throws {
-            let (pool, dlq) = try target.deadLetters()
+            let (client, dlq) = try await target.deadLetters()
             let letters = try await dlq.list(count: count)
-            await pool.shutdown()
+            await client.shutdown()
             if json {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -102,9 +103,9 @@ struct DeadLetterCommand: AsyncParsableCommand {
         @Option(name: .customLong("id"), help: "Dead-letter ids to replay (default: all).") var ids: [String] = []
 
         func run() async throws {
-            let (pool, dlq) = try target.deadLetters()
+            let (client, dlq) = try await target.deadLetters()
             let added = try await dlq.replay(ids: ids.isEmpty ? nil : ids)
-            await pool.shutdown()
+            await client.shutdown()
             print("replayed \(added.count) entries to \(dlq.replayKey) (group \(target.group) only)")
         }
     }
@@ -115,9 +116,9 @@ struct DeadLetterCommand: AsyncParsableCommand {
         @Option(name: .customLong("id"), help: "Dead-letter ids to delete (default: all).") var ids: [String] = []
 
         func run() async throws {
-            let (pool, dlq) = try target.deadLetters()
+            let (client, dlq) = try await target.deadLetters()
             let removed = try await dlq.purge(ids: ids.isEmpty ? nil : ids)
-            await pool.shutdown()
+            await client.shutdown()
             print("purged \(removed) dead letters")
         }
     }

@@ -34,7 +34,10 @@ struct ServeCommand: AsyncParsableCommand {
     func run() async throws {
         let name = ServiceName(rawValue: service)!
         let logger = makeLogger("ordershop.\(name)")
-        let pool = try RedisConnectionPool(configuration: try redis.configuration(), maximumConnections: 32, logger: logger)
+        // OrderShop's services need one Redis server (their scripts span slots, issue 16): a pool,
+        // which lets the service start and answer 503 while Redis is not there yet.
+        let redisConfiguration = try redis.configuration()
+        let pool = try RedisConnectionPool(configuration: redisConfiguration, maximumConnections: 32, logger: logger)
         let context = try ShopContext(pool: pool, logger: logger)
         let httpClient = makeHTTPClient()
         let (host, port) = (self.host, self.port ?? name.defaultPort)
@@ -45,7 +48,7 @@ struct ServeCommand: AsyncParsableCommand {
         }
         // The service answers without Redis (its /healthz says 503), but a Redis that refuses the
         // password cannot come right by waiting: that ends the process.
-        let redisCheck = StartsWhenReady(WaitsForShutdown()) { try await RedisReadiness.wait(for: pool, logger: logger) }
+        let redisCheck = StartsWhenReady(WaitsForShutdown()) { try await RedisReadiness.wait(for: pool, at: redisConfiguration, logger: logger) }
         do {
             try await runServices(
                 [SupervisedService("\(Listener.service(name))", listener), SupervisedService("Redis check", redisCheck)],

@@ -68,8 +68,15 @@ struct WorkCommand: AsyncParsableCommand {
         named[metadataKey: "worker"] = "\(name)"
         let logger = named
         if metricsPort > 0 { _ = WorkerMetrics.registry }
-        let pool = try RedisConnectionPool(configuration: try redis.configuration(), maximumConnections: 16, logger: logger)
-        let context = try ShopContext(pool: pool, logger: logger)
+        let redisConfiguration = try redis.configuration()
+        // A pool for one server, a cluster client for a Redis Cluster (told apart once Redis answers).
+        let client: any RedisClientProtocol
+        do {
+            client = try await RedisReadiness.connect(redisConfiguration, maximumConnections: 16, logger: logger)
+        } catch {
+            throw exitFailing(error, logger: logger) { _ in "--metrics-port (0: none)" }
+        }
+        let context = try ShopContext(pool: client, logger: logger)
         let httpClient = makeHTTPClient()
         var mail = MailClient(baseURL: services.addresses.url(.msg), client: httpClient)
         var configuration = WorkerConfiguration(consumerName: consumer, maxInFlight: concurrency, prefetch: prefetch, readers: readers)
@@ -86,29 +93,30 @@ struct WorkCommand: AsyncParsableCommand {
             break
         }
         let subscriptions = name.subscriptions(readModel: context.readModel, mail: mail, pauseAfterMail: .milliseconds(chaosPauseAfterMailMs))
-        let streamWorker = StreamWorker(pool: pool, configuration: configuration, subscriptions: subscriptions, logger: logger)
+        let streamWorker = StreamWorker(client: client, configuration: configuration, subscriptions: subscriptions, logger: logger)
         // The worker joins its groups once its endpoint listens and Redis answers: a taken port
         // or a refused password ends the process before it holds anything.
         let metricsBound = StartGate(waitingFor: metricsPort > 0 ? 1 : 0)
-        var services: [any Service] = []
+        // The Redis client's upkeep (a cluster's topology refresh) is listed first, so it stops last.
+        var services: [any Service] = [SupervisedService("Redis client", RedisClientService(client))]
         if metricsPort > 0 {
             // Listed first, so it stops last: /healthz answers while the worker drains.
             let (port, host) = (metricsPort, metricsHost)
             let listener = HTTPListener(.metrics, host: host, port: port, onListening: { _ in metricsBound.arrive() }) {
-                WorkerHTTPServer(port: port, host: host, pool: pool, logger: logger, onListening: $0)
+                WorkerHTTPServer(port: port, host: host, client: client, logger: logger, onListening: $0)
             }
             services.append(SupervisedService("\(Listener.metrics)", listener))
         }
         let endpointsAndRedisReady: @Sendable () async throws -> Void = {
             try await metricsBound.wait()
-            try await RedisReadiness.wait(for: pool, logger: logger)
+            try await RedisReadiness.wait(for: client, at: redisConfiguration, logger: logger)
         }
         // A stable name is this process's alone: the worker reads once the lock is held, and the
         // lock (listed before the worker, so it stops after it) is released once it has drained.
         let nameLocked = StartGate(waitingFor: consumer == nil ? 0 : 1)
         if let consumer, let first = subscriptions.first {
             let lock = ConsumerNameLock(
-                stream: first.stream, group: first.group, consumer: consumer, lease: configuration.lease, pool: pool, logger: logger,
+                stream: first.stream, group: first.group, consumer: consumer, lease: configuration.lease, pool: client, logger: logger,
                 acquired: { nameLocked.arrive() })
             services.append(SupervisedService("consumer name lock", StartsWhenReady(lock, when: endpointsAndRedisReady)))
         }
@@ -121,7 +129,7 @@ struct WorkCommand: AsyncParsableCommand {
                 }))
         do {
             try await runServices(
-                services, logger: logger, maximumGracefulShutdown: configuration.drainDeadline + .seconds(10), thenClose: httpClient, pool)
+                services, logger: logger, maximumGracefulShutdown: configuration.drainDeadline + .seconds(10), thenClose: httpClient, client)
         } catch {
             throw exitFailing(error, logger: logger) { _ in "--metrics-port (0: none)" }
         }

@@ -39,7 +39,7 @@ struct WorkerProbeCommand: AsyncParsableCommand {
         let logger = Logger(label: "worker-probe")
         var config = try redis.configuration()
         config.clientName = "worker-probe"
-        let pool = try RedisConnectionPool(configuration: config, maximumConnections: 8, logger: logger)
+        let client = try await connectRedis(config, maximumConnections: 8, logger: logger)
         guard let mode = SettleMode(rawValue: settle) else { throw ValidationError("--settle must be idempotent or plain") }
         let delay = Duration.milliseconds(handlerDelayMs)
         let effectsKey = self.effectsKey
@@ -49,7 +49,8 @@ struct WorkerProbeCommand: AsyncParsableCommand {
             struct Entity: Decodable {}
             _ = try delivery.decodeJSON(Entity.self)
             if !invocationsKey.isEmpty {
-                try await pool.send(["HINCRBY", RedisArgument(invocationsKey), RedisArgument(delivery.eventID), "1"])
+                let key = RedisArgument(invocationsKey)
+                try await client.send(RawCommand(["HINCRBY", key, RedisArgument(delivery.eventID), "1"], keys: [key]))
             }
             if delay > .zero { try await Task.sleep(for: delay) }
             guard !effectsKey.isEmpty else { return .done }
@@ -72,7 +73,7 @@ struct WorkerProbeCommand: AsyncParsableCommand {
             throw ValidationError("--handler must be each or batch")
         }
         let worker = StreamWorker(
-            pool: pool,
+            client: client,
             configuration: WorkerConfiguration(
                 consumerName: consumer, maxInFlight: maxInFlight, readCount: readCount, prefetch: prefetch, lease: .milliseconds(leaseMs),
                 maxDeliveries: maxDeliveries, settleMode: mode, drainDeadline: .milliseconds(drainDeadlineMs)),
@@ -88,15 +89,17 @@ struct WorkerProbeCommand: AsyncParsableCommand {
             printFlushed("cancelled_returned_ms=\(took.components.seconds * 1000 + took.components.attoseconds / 1_000_000_000_000_000)")
             try await Task.sleep(for: .milliseconds(lingerMs))
             printFlushed("lingered")
-            await pool.shutdown()
+            await client.shutdown()
             return
         }
         let group = ServiceGroup(
-            configuration: .init(services: [.init(service: worker)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            configuration: .init(
+                services: [.init(service: RedisClientService(client)), .init(service: worker)], gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
         try await group.run()
         let stats = try JSONSerialization.data(withJSONObject: worker.stats.snapshot, options: [.sortedKeys])
         printFlushed("stats=\(String(decoding: stats, as: UTF8.self))")
-        await pool.shutdown()
+        await client.shutdown()
     }
 }
 

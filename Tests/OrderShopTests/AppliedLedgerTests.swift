@@ -22,7 +22,7 @@ extension ShopIntegration {
 
                 // A publisher's retry: the same fields, the same event id, a new entry.
                 _ = try await shop.pool.send(XADD(RedisArgument(stream), fields: original.fields))
-                let groups = GroupInspector(pool: shop.pool)
+                let groups = GroupInspector(client: shop.pool)
                 #expect(await eventually(timeout: .seconds(30)) {
                     let s = try await groups.groupStatus(stream: stream, group: "crm")
                     return s.pending == 0 && s.lag == 0

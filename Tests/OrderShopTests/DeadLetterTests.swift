@@ -26,9 +26,9 @@ extension ShopIntegration {
                 let id = try #require(try await shop.gateway.post("/customer", ["name": "Good", "email": "good@shop.test"]).ids.first)
                 _ = id
 
-                let crmOrders = DeadLetters(pool: shop.pool, stream: orders, group: "crm")
-                let billingOrders = DeadLetters(pool: shop.pool, stream: orders, group: "billing")
-                let crmCustomers = DeadLetters(pool: shop.pool, stream: EntityType.customer.stream(.created), group: "crm")
+                let crmOrders = DeadLetters(client: shop.pool, stream: orders, group: "crm")
+                let billingOrders = DeadLetters(client: shop.pool, stream: orders, group: "billing")
+                let crmCustomers = DeadLetters(client: shop.pool, stream: EntityType.customer.stream(.created), group: "crm")
                 #expect(await eventually { (try? await crmOrders.list().count) == 1 })
                 #expect(await eventually { (try? await billingOrders.list().count) == 1 })
                 #expect(await eventually { (try? await crmCustomers.list().count) == 1 })

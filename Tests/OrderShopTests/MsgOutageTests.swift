@@ -26,7 +26,7 @@ extension ShopIntegration {
                 #expect(ids.count == 5)
                 // Longer than the old retry budget (~1.5 s) by far, and several breaker probes.
                 try await Task.sleep(for: .seconds(4))
-                let letters = DeadLetters(pool: shop.pool, stream: EntityType.customer.stream(.created), group: "crm")
+                let letters = DeadLetters(client: shop.pool, stream: EntityType.customer.stream(.created), group: "crm")
                 #expect(try await letters.list().isEmpty, "mails dead-lettered during a 4 s msg outage")
 
                 // msg "back": every welcome mail is sent, once, and still nothing is dead-lettered.

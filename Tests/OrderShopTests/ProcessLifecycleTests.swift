@@ -289,7 +289,7 @@ import Testing
                 let pool = try server.makePool()
                 let stream = "events:{lifecycle}_created"
                 let worker = StreamWorker(
-                    pool: pool, configuration: WorkerConfiguration(block: .milliseconds(200)),
+                    client: pool, configuration: WorkerConfiguration(block: .milliseconds(200)),
                     subscriptions: [Subscription(stream: stream, group: "g") { _ in .done }], logger: testLogger)
                 let group = processServiceGroup(
                     [SupervisedService("metrics endpoint", culprit), SupervisedService("crm worker", worker)], logger: testLogger,

@@ -32,7 +32,7 @@ struct BatchHandlerTests {
                         }
                     }
                 ])
-            let dlq = DeadLetters(pool: pool, stream: stream, group: "g")
+            let dlq = DeadLetters(client: pool, stream: stream, group: "g")
             #expect(
                 await eventually {
                     let applied = try await effectCounts(pool, "effects").count

@@ -37,7 +37,7 @@ func outputValue(_ child: ChildProcess, _ name: String) -> String? {
 func startUpEnds(_ pool: RedisConnectionPool, drains: Bool) async throws -> Duration {
     var logger = Logger(label: "test-worker")
     logger.logLevel = .critical
-    let worker = StreamWorker(pool: pool, subscriptions: [Subscription(stream: "s", group: "g") { _ in .done }], logger: logger)
+    let worker = StreamWorker(client: pool, subscriptions: [Subscription(stream: "s", group: "g") { _ in .done }], logger: logger)
     let task = Task { try await worker.run() }
     try await Task.sleep(for: .milliseconds(500))
     let stopped = ContinuousClock.now

@@ -14,7 +14,7 @@ struct ObservabilityTests {
     func metricsAndHealth() async throws {
         let server = try await LocalRedisServer()
         let pool = try server.makePool()
-        let router = WorkerHTTPServer.buildRouter(pool: pool)  // installs the Prometheus backend first
+        let router = WorkerHTTPServer.buildRouter(client: pool)  // installs the Prometheus backend first
         let stream = "events:{metrics}_created"
         try await publish(pool, stream: stream, count: 25)
         let worker = RunningWorker(
@@ -53,7 +53,7 @@ struct ObservabilityTests {
             let read = try await pool.send(XREADGROUP(group: "g", consumer: "c1", streams: [(stream, ">")], count: 4))[0].entries
             // Deleting an entry makes Redis's own lag unknown (nil).
             try await pool.send(XDEL(RedisArgument(stream), ids: [read[3].id]))
-            let status = try await GroupInspector(pool: pool).groupStatus(stream: stream, group: "g")
+            let status = try await GroupInspector(client: pool).groupStatus(stream: stream, group: "g")
             #expect(status.length == 9)
             #expect(status.pending == 4)
             #expect(status.lag == 6)
@@ -79,7 +79,7 @@ struct ObservabilityTests {
             try await pool.send(["XGROUP", "SETID", RedisArgument(stream), "g", RedisArgument(all[9].id), "ENTRIESREAD", "3"])
             let redisLag = try await pool.send(XINFOGROUPS(RedisArgument(stream)))[0].lag
             #expect(redisLag == 7)
-            let inspector = GroupInspector(pool: pool)
+            let inspector = GroupInspector(client: pool)
             #expect(try await inspector.groupStatus(stream: stream, group: "g").lag == 0)
             // Seven entries read, the counter says none: Redis reports 10, the truth is 3.
             try await pool.send(["XGROUP", "SETID", RedisArgument(stream), "g", RedisArgument(all[6].id), "ENTRIESREAD", "0"])

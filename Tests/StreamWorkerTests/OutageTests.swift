@@ -129,7 +129,7 @@ struct OutageTests {
                         throw DeliveryError.invalid("msg refused the mail (422): no recipient")
                     }
                 ])
-            let letters = DeadLetters(pool: pool, stream: stream, group: "g")
+            let letters = DeadLetters(client: pool, stream: stream, group: "g")
             #expect(await eventually { try await letters.list().count == 1 })
             try await worker.stop()
             #expect(calls.load(ordering: .relaxed) == 1)
@@ -149,7 +149,7 @@ struct OutageTests {
             try await publish(pool, stream: stream, count: 20)
             let log = CapturedLog()
             let worker = StreamWorker(
-                pool: pool,
+                client: pool,
                 configuration: .init(
                     maxInFlight: 8, lease: .seconds(2), retryBackoff: Backoff(initial: .milliseconds(20), maximum: .milliseconds(50)),
                     unavailableBackoff: Backoff(initial: .milliseconds(100), maximum: .milliseconds(100))),

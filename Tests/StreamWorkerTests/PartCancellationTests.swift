@@ -28,13 +28,13 @@ func timeToReturn(afterCancellingAt after: Duration = .milliseconds(300), _ body
 
 /// A context for running one part of the runtime alone.
 func partContext(
-    _ pool: RedisConnectionPool, stream: String = "parts", configuration: WorkerConfiguration = .init(lease: .seconds(60)),
+    _ pool: any RedisClientProtocol, stream: String = "parts", configuration: WorkerConfiguration = .init(lease: .seconds(60)),
     handler: @escaping StreamHandler = { _ in .done }
 ) -> SubscriptionContext {
     var logger = Logger(label: "test-part")
     logger.logLevel = .critical
     return SubscriptionContext(
-        subscription: Subscription(stream: stream, group: "g", handler: handler), consumer: "c", configuration: configuration, pool: pool,
+        subscription: Subscription(stream: stream, group: "g", handler: handler), consumer: "c", configuration: configuration, client: pool,
         stats: WorkerStats(), metrics: SubscriptionMetrics(stream: stream, group: "g"), logger: logger, held: HeldEntries(),
         drain: ShutdownSignal(), origin: nil, breaker: CircuitBreaker(backoff: configuration.unavailableBackoff), failureWarnings: RateLimitedWarning())
 }
@@ -52,9 +52,8 @@ struct PartCancellationTests {
             var parts: [(String, @Sendable () async -> Void)] = []
 
             // A reader blocked in XREADGROUP BLOCK 30 s on an empty stream.
-            let connection = try server.makeConnection()
             let reader = EntryReader(
-                context: context, intake: intake, connection: connection, membership: GroupMembership(context: context), rereadsPending: false,
+                context: context, intake: intake, membership: GroupMembership(context: context), rereadsPending: false,
                 pendingReread: AsyncSemaphore(1))
             parts.append(("reader", { await reader.run() }))
             parts.append(("reclaimer", { await Reclaimer(context: context, intake: intake).run() }))
@@ -106,7 +105,6 @@ struct PartCancellationTests {
                 #expect(took != nil, "\(name) did not return within 5 s of its cancellation")
                 if let took { #expect(took < .seconds(1), "\(name) took \(took) to return after its cancellation") }
             }
-            await connection.close()
             await nowhere.shutdown()
         }
     }

@@ -115,7 +115,7 @@ struct PlantedBugTests {
             #expect(await eventually { try await pendingCount(pool, stream: stream, group: "g") == 0 })
             try await Task.sleep(for: .milliseconds(300))
             try await worker.stop()
-            let letters = try await DeadLetters(pool: pool, stream: stream, group: "g").list()
+            let letters = try await DeadLetters(client: pool, stream: stream, group: "g").list()
             #expect(letters.isEmpty, "dead-lettered: its XACK was not committed before the effects")
         }
     }

@@ -50,7 +50,7 @@ struct RecoveryTests {
             let all = try await pool.send(XREADGROUP(group: "fast", consumer: "c", streams: [(stream, ">")], count: 1000))[0].entries
             try await pool.send(XACK(RedisArgument(stream), group: "fast", ids: all.map(\.id)))
 
-            let retention = StreamRetention(pool: pool)
+            let retention = StreamRetention(client: pool)
             let result = try await retention.trim(stream: stream, maxLength: 5)
             #expect(result.capRefused)
             #expect(result.removed == 0)

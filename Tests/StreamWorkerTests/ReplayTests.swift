@@ -45,7 +45,7 @@ struct ReplayTests {
                     Subscription(stream: stream, group: "crm", handler: crm.handler),
                     Subscription(stream: stream, group: "billing", handler: billing.handler),
                 ])
-            let dlq = DeadLetters(pool: pool, stream: stream, group: "crm")
+            let dlq = DeadLetters(client: pool, stream: stream, group: "crm")
             #expect(await eventually {
                 let letters = try await dlq.list().count
                 let applied = try await effectCounts(pool, "billing-effects").count
@@ -90,7 +90,7 @@ struct ReplayTests {
             #expect(await eventually { try await effectCounts(pool, "effects").count == 1 })
             // A dead letter of the same entry (an operator's mistake, or a letter written by a
             // worker whose settle raced another's): replaying it must not apply it again.
-            let dlq = DeadLetters(pool: pool, stream: stream, group: "crm")
+            let dlq = DeadLetters(client: pool, stream: stream, group: "crm")
             try await pool.send(
                 XADD(
                     RedisArgument(dlq.key),

@@ -53,7 +53,7 @@ struct RetryAndDeadLetterTests {
                 pool: pool,
                 configuration: .init(lease: .seconds(2), maxDeliveries: 4, retryBackoff: Backoff(initial: .milliseconds(20), maximum: .milliseconds(50))),
                 subscriptions: [Subscription(stream: stream, group: "billing") { d in calls.append(d.deliveryCount); throw Broken() }])
-            let dlq = DeadLetters(pool: pool, stream: stream, group: "billing")
+            let dlq = DeadLetters(client: pool, stream: stream, group: "billing")
             #expect(await eventually { try await dlq.list().count == 1 })
             try await worker.stop()
             #expect(calls.all == [1, 2, 3, 4])
@@ -90,7 +90,7 @@ struct RetryAndDeadLetterTests {
                         return .done(effects: [["HINCRBY", "effects", RedisArgument(d.eventID), "1"]])
                     }
                 ])
-            let dlq = DeadLetters(pool: pool, stream: stream, group: "crm")
+            let dlq = DeadLetters(client: pool, stream: stream, group: "crm")
             #expect(await eventually {
                 let letters = try await dlq.list().count
                 let applied = try await effectCounts(pool, "effects").count

@@ -8,19 +8,22 @@ import Testing
 
 /// Appends `count` events (`event_id` = UUID, `entity` = small JSON) and returns their event ids.
 @discardableResult
-func publish(_ pool: RedisConnectionPool, stream: String, count: Int, entity: (Int) -> String = { #"{"n":\#($0)}"# }) async throws -> [String] {
+func publish(
+    _ pool: any RedisClientProtocol, stream: String, count: Int, entity: (Int) -> String = { #"{"n":\#($0)}"# }
+) async throws -> [String] {
     var ids: [String] = []
-    var commands: [[RedisArgument]] = []
+    var commands: [XADD] = []
+    func flush() async throws {
+        for result in await pool.pipeline(commands) { _ = try result.get() }
+        commands.removeAll()
+    }
     for i in 0..<count {
         let eventID = UUID().uuidString
         ids.append(eventID)
-        commands.append(XADD(RedisArgument(stream), fields: [StreamField("event_id", eventID), StreamField("entity", entity(i))]).arguments)
-        if commands.count == 500 {
-            _ = try await pool.pipeline(commands)
-            commands.removeAll()
-        }
+        commands.append(XADD(RedisArgument(stream), fields: [StreamField("event_id", eventID), StreamField("entity", entity(i))]))
+        if commands.count == 500 { try await flush() }
     }
-    if !commands.isEmpty { _ = try await pool.pipeline(commands) }
+    if !commands.isEmpty { try await flush() }
     return ids
 }
 
@@ -29,10 +32,10 @@ final class RunningWorker: Sendable {
     let worker: StreamWorker
     let task: Task<Void, any Error>
 
-    init(pool: RedisConnectionPool, configuration: WorkerConfiguration, subscriptions: [Subscription]) {
+    init(pool: any RedisClientProtocol, configuration: WorkerConfiguration, subscriptions: [Subscription]) {
         var logger = Logger(label: "test-worker")
         logger.logLevel = .warning
-        let worker = StreamWorker(pool: pool, configuration: configuration, subscriptions: subscriptions, logger: logger)
+        let worker = StreamWorker(client: pool, configuration: configuration, subscriptions: subscriptions, logger: logger)
         self.worker = worker
         self.task = Task { try await worker.run() }
     }
@@ -51,8 +54,8 @@ func countingHandler(effectsKey: String) -> StreamHandler {
 }
 
 /// The applied-effect count per event id.
-func effectCounts(_ pool: RedisConnectionPool, _ key: String) async throws -> [String: Int] {
-    let reply = try await pool.send(["HGETALL", RedisArgument(key)])
+func effectCounts(_ pool: any RedisClientProtocol, _ key: String) async throws -> [String: Int] {
+    let reply = try await pool.send(RawCommand(["HGETALL", RedisArgument(key)], keys: [RedisArgument(key)], readOnly: true))
     var counts: [String: Int] = [:]
     let flat = reply.array ?? []
     var i = 0
@@ -63,7 +66,7 @@ func effectCounts(_ pool: RedisConnectionPool, _ key: String) async throws -> [S
     return counts
 }
 
-func pendingCount(_ pool: RedisConnectionPool, stream: String, group: String) async throws -> Int {
+func pendingCount(_ pool: any RedisClientProtocol, stream: String, group: String) async throws -> Int {
     try await pool.send(XPENDING(RedisArgument(stream), group: group)).count
 }
 

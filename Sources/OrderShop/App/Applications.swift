@@ -77,7 +77,7 @@ public func makeHTTPClient() -> HTTPClient {
 /// Redis pool down, in every case.
 public func runServices(
     _ services: [any Service], logger: Logger, maximumGracefulShutdown: Duration? = nil,
-    thenClose httpClient: HTTPClient, _ pool: RedisConnectionPool
+    thenClose httpClient: HTTPClient, _ pool: any RedisClientProtocol
 ) async throws {
     do {
         try await runUntilSignalled(processServiceGroup(services, logger: logger, maximumGracefulShutdown: maximumGracefulShutdown), logger: logger)

@@ -3,13 +3,13 @@ import RedisClient
 
 /// `GET /healthz`: 200 when Redis answers a PING, 503 when it does not.
 ///
-/// It probes on the pool's probe connection (``RedisConnectionPool/probe()``): one connection
+/// It probes with the client's probe (``RedisClientProtocol/probe()``): on a pool, one connection
 /// reused from probe to probe, which tries to connect once with a short timeout, where the
-/// pool's connections keep retrying for their reconnect window.
+/// pool's connections keep retrying for their reconnect window; on a cluster, every primary.
 public struct HealthCheck: Sendable {
-    private let pool: RedisConnectionPool
+    private let pool: any RedisClientProtocol
 
-    public init(pool: RedisConnectionPool) {
+    public init(pool: any RedisClientProtocol) {
         self.pool = pool
     }
 

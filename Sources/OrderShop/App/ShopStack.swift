@@ -100,7 +100,7 @@ public final class ShopStack: Sendable {
             let configuration = options.workerConfiguration
             let subscriptions = worker.subscriptions(readModel: context.readModel, mail: mail)
             let switchable = SwitchableService(name: worker.rawValue, logger: workerLogger) {
-                StreamWorker(pool: context.pool, configuration: configuration, subscriptions: subscriptions, logger: workerLogger)
+                StreamWorker(client: context.pool, configuration: configuration, subscriptions: subscriptions, logger: workerLogger)
             }
             switchables.append(switchable)
             services.append(
@@ -108,13 +108,13 @@ public final class ShopStack: Sendable {
                     "\(worker) worker",
                     StartsWhenReady(switchable) {
                         try await listenersBound.wait()
-                        try await RedisReadiness.wait(for: context.pool, logger: workerLogger)
+                        try await RedisReadiness.wait(for: context.pool, at: redis, logger: workerLogger)
                     }))
         }
         if let metricsPort = options.metricsPort, runsMetrics {
             let pool = http.pool
             let listener = HTTPListener(.metrics, host: options.host, port: metricsPort, onListening: { _ in listenersBound.arrive() }) {
-                WorkerHTTPServer(port: metricsPort, host: options.host, pool: pool, logger: logger, onListening: $0)
+                WorkerHTTPServer(port: metricsPort, host: options.host, client: pool, logger: logger, onListening: $0)
             }
             services.append(SupervisedService("\(Listener.metrics)", listener))
         }

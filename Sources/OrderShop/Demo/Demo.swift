@@ -216,7 +216,7 @@ struct ExpectedMail: Sendable, Hashable {
 
 /// Reads the events a run added, to know which mails it must cause.
 struct EventKeys: Sendable {
-    let pool: RedisConnectionPool
+    let pool: any RedisClientProtocol
 
     /// The streams that cause mails, with the worker group and mail kind of each.
     static let sources: [(stream: String, mails: [MailKind])] = [

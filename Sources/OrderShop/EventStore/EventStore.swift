@@ -9,9 +9,9 @@ import RedisClient
 /// JSON; for a deletion its last state), and `entity_id`, `version` (1 on creation, +1 per
 /// change), `time` (epoch milliseconds), `trace_id`, and for stock moved by an order, `cause`.
 public struct EventStore: Sendable {
-    public let pool: RedisConnectionPool
+    public let pool: any RedisClientProtocol
 
-    public init(pool: RedisConnectionPool) {
+    public init(pool: any RedisClientProtocol) {
         self.pool = pool
     }
 

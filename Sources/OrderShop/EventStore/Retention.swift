@@ -9,9 +9,9 @@ import StreamWorker
 /// already lacks entries after the latest snapshot). A read model can then always be rebuilt
 /// from the latest snapshot plus the entries after it.
 public struct EventRetention: Sendable {
-    public let pool: RedisConnectionPool
+    public let pool: any RedisClientProtocol
 
-    public init(pool: RedisConnectionPool) { self.pool = pool }
+    public init(pool: any RedisClientProtocol) { self.pool = pool }
 
     /// What a trim did to one entity type.
     public struct Result: Sendable {
@@ -33,7 +33,7 @@ public struct EventRetention: Sendable {
         var results: [StreamRetention.Result] = []
         for position in cut.positions {
             let floor = StreamID(milliseconds: position.lastID.milliseconds, sequence: position.lastID.sequence + 1)
-            results.append(try await StreamRetention(pool: pool).trim(stream: position.stream, maxLength: maxLength, keepingFrom: floor))
+            results.append(try await StreamRetention(client: pool).trim(stream: position.stream, maxLength: maxLength, keepingFrom: floor))
         }
         return Result(type: type, snapshot: cut, streams: results)
     }

@@ -83,8 +83,8 @@ public struct SentMail: Sendable, Hashable {
 
 /// Reads `mail:sent`, for the demo, tests and anyone who wants to count mails.
 public struct MailLog: Sendable {
-    public let pool: RedisConnectionPool
-    public init(pool: RedisConnectionPool) { self.pool = pool }
+    public let pool: any RedisClientProtocol
+    public init(pool: any RedisClientProtocol) { self.pool = pool }
 
     /// Every mail sent, oldest first.
     public func all() async throws -> [SentMail] {

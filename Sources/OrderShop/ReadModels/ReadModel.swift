@@ -5,9 +5,9 @@ import RedisClient
 /// The read models are written by the same scripts that append the events, so a query always
 /// sees every command that has answered, whichever process asks.
 public struct ReadModel: Sendable {
-    public let pool: RedisConnectionPool
+    public let pool: any RedisClientProtocol
 
-    public init(pool: RedisConnectionPool) {
+    public init(pool: any RedisClientProtocol) {
         self.pool = pool
     }
 
@@ -20,7 +20,8 @@ public struct ReadModel: Sendable {
 
     /// One live entity's JSON, or nil when there is none (never created, or deleted).
     public func one(_ type: EntityType, id: String) async throws -> [UInt8]? {
-        try await pool.send(["HGET", RedisArgument(type.keys.entities), RedisArgument(id)]).bytes
+        let key = RedisArgument(type.keys.entities)
+        return try await pool.send(RawCommand(["HGET", key, RedisArgument(id)], keys: [key], readOnly: true)).bytes
     }
 
     /// Live orders that have no billing, as a JSON array.
@@ -45,7 +46,8 @@ public struct ReadModel: Sendable {
 
     /// How many live entities a type has.
     public func count(_ type: EntityType) async throws -> Int {
-        try await pool.send(["ZCARD", RedisArgument(type.keys.ids)]).int ?? 0
+        let key = RedisArgument(type.keys.ids)
+        return try await pool.send(RawCommand(["ZCARD", key], keys: [key], readOnly: true)).int ?? 0
     }
 
     /// An entity whether live or deleted (its last state), for mails about things that are gone
@@ -60,7 +62,8 @@ public struct ReadModel: Sendable {
 
     /// The version of an entity's latest change, live or deleted.
     public func version(_ type: EntityType, id: String) async throws -> Int? {
-        try await pool.send(["HGET", RedisArgument(type.keys.versions), RedisArgument(id)]).int
+        let key = RedisArgument(type.keys.versions)
+        return try await pool.send(RawCommand(["HGET", key, RedisArgument(id)], keys: [key], readOnly: true)).int
     }
 
     /// Joins JSON documents (bulk strings) into a JSON array without decoding them.

@@ -103,12 +103,13 @@ extension EventStore {
     private func writeStaging(_ projection: Projection, type: EntityType, keys staging: [String]) async throws {
         // Same order as ReadModelKeys.all: entities, versions, tombstones, ids, seq, unique.
         let (entities, versions, tombstones, ids, sequence, unique) = (staging[0], staging[1], staging[2], staging[3], staging[4], staging[5])
-        var commands: [[RedisArgument]] = [["DEL"] + staging.map { RedisArgument($0) }]
+        let stagingKeys = staging.map { RedisArgument($0) }
+        var commands: [RawCommand] = [RawCommand(["DEL"] + stagingKeys, keys: stagingKeys)]
         func hset(_ key: String, _ pairs: [(String, RedisArgument)]) {
             for chunk in stride(from: 0, to: pairs.count, by: 500) {
                 var c: [RedisArgument] = ["HSET", RedisArgument(key)]
                 for (f, v) in pairs[chunk..<min(chunk + 500, pairs.count)] { c += [RedisArgument(f), v] }
-                commands.append(c)
+                commands.append(RawCommand(c, keys: [RedisArgument(key)]))
             }
         }
         let live = projection.live
@@ -121,17 +122,17 @@ extension EventStore {
                 let score: Int = chunk + i + 1
                 c += [RedisArgument(score), RedisArgument(e.id)]
             }
-            commands.append(c)
+            commands.append(RawCommand(c, keys: [RedisArgument(ids)]))
         }
         let created = projection.states.count
-        commands.append(["SET", RedisArgument(sequence), RedisArgument(created)])
+        commands.append(RawCommand(["SET", RedisArgument(sequence), RedisArgument(created)], keys: [RedisArgument(sequence)]))
         if let field = type.uniqueField {
             hset(unique, live.compactMap { e in
                 guard case .object(let o)? = try? JSONCoding.decode(JSONValue.self, from: e.state.json), case .string(let v)? = o[field] else { return nil }
                 return (v, RedisArgument(e.id))
             })
         }
-        for reply in try await pool.pipeline(commands) { try reply.throwingServerError() }
+        for result in await pool.pipeline(commands) { _ = try result.get() }
     }
 
     /// KEYS: the 3 streams, the 6 live keys, the 6 staging keys. ARGV: each stream's entries-added

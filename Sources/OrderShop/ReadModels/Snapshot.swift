@@ -71,14 +71,15 @@ extension EventStore {
     func install(_ snapshot: ReadModelSnapshot, onlyIfNone: Bool = false) async throws -> Bool {
         let k = snapshot.type.keys
         let staging = k.snapshotStates + ":staging:" + UUID().uuidString.lowercased()
-        var commands: [[RedisArgument]] = [["DEL", RedisArgument(staging)]]
+        let stagingKey = RedisArgument(staging)
+        var commands: [RawCommand] = [RawCommand(["DEL", stagingKey], keys: [stagingKey])]
         let states = Array(snapshot.states)
         for chunk in stride(from: 0, to: states.count, by: 500) {
-            var c: [RedisArgument] = ["HSET", RedisArgument(staging)]
+            var c: [RedisArgument] = ["HSET", stagingKey]
             for (id, state) in states[chunk..<min(chunk + 500, states.count)] { c += [RedisArgument(id), RedisArgument(bytes: Self.encodeState(state))] }
-            commands.append(c)
+            commands.append(RawCommand(c, keys: [stagingKey]))
         }
-        for reply in try await pool.pipeline(commands) { try reply.throwingServerError() }
+        for result in await pool.pipeline(commands) { _ = try result.get() }
         let positions = snapshot.cut.positions
         let reply = try await pool.evaluate(
             Self.installSnapshotScript,

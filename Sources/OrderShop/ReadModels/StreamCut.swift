@@ -30,7 +30,7 @@ public struct StreamCut: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// Reads the current cut of an entity type's streams (one script: one instant).
-    public static func read(_ type: EntityType, pool: RedisConnectionPool) async throws -> StreamCut {
+    public static func read(_ type: EntityType, pool: any RedisClientProtocol) async throws -> StreamCut {
         try parse(try await pool.evaluate(script, keys: type.streams.map { RedisArgument($0) }), type: type)
     }
 

@@ -32,6 +32,21 @@ public protocol RedisClientProtocol: Sendable {
     /// not re-routed: a ``RedisError/isClusterRedirect`` error from one means "call again".
     func withConnection<T: Sendable>(forKeys keys: [RedisArgument], _ body: (RedisConnection) async throws -> T) async throws -> T
 
+    /// Runs `body` with a new connection of its own (not a pooled one) to the server that owns
+    /// `keys` now, and closes it afterwards: for a long loop of blocking reads (a worker's
+    /// XREADGROUP BLOCK), which would otherwise hold a pooled connection for every block.
+    /// The connection tries once per command to connect (no reconnect window) and is never
+    /// re-routed: when a command on it fails with a lost connection or a
+    /// ``RedisError/isClusterRedirect`` error, leave `body` with that error (a cluster client
+    /// learns from it: MOVED updates the slot map, a dead node triggers a refresh) and call
+    /// again to reach the slot's current owner.
+    func withDedicatedConnection<T: Sendable>(forKeys keys: [RedisArgument], _ body: (RedisConnection) async throws -> T) async throws -> T
+
+    /// A health check: nil when Redis answers a PING (every primary of a cluster), else why not.
+    /// Quick and apart from the connections that carry commands: one connect attempt, short
+    /// timeouts, so that a busy client cannot make a healthy process look dead.
+    func probe() async -> RedisError?
+
     /// Background upkeep, as a child task for as long as the client is used: the cluster client
     /// refreshes its topology here; the single-server pool has nothing to do and waits. Returns
     /// (throwing `CancellationError`) when the task is cancelled.

@@ -24,8 +24,30 @@ extension RedisConnectionPool: RedisClientProtocol {
         try await withConnection(body)
     }
 
+    public func withDedicatedConnection<T: Sendable>(
+        forKeys keys: [RedisArgument], _ body: (RedisConnection) async throws -> T
+    ) async throws -> T {
+        var single = configuration
+        single.reconnect.retryWindow = .zero
+        return try await makeConnection(single).closing(after: body)
+    }
+
     /// Nothing to keep up on one server: waits until the task is cancelled.
     public func run() async throws {
         while true { try await Task.sleep(for: .seconds(3600)) }
+    }
+}
+
+extension RedisConnection {
+    /// Runs `body` with this connection, then closes it, whether `body` returned or threw.
+    func closing<T: Sendable>(after body: (RedisConnection) async throws -> T) async throws -> T {
+        do {
+            let result = try await body(self)
+            await close()
+            return result
+        } catch {
+            await close()
+            throw error
+        }
     }
 }

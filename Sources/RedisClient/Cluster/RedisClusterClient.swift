@@ -191,15 +191,64 @@ public final class RedisClusterClient: Sendable {
         do {
             return try await pool(for: address).withConnection(body)
         } catch let error as RedisError {
-            switch ClusterErrorAction(error, from: address) {
-            case .moved(let slot, let target):
-                counters.moved.add(1, ordering: .relaxed)
-                state.withLock { $0.map.assign(slot, to: target) }
-                requestRefresh()
-            case .nodeUnreachable, .fail(refresh: true), .waitAndRetry(refresh: true): requestRefresh()
-            default: break
-            }
+            learn(from: error, sentTo: address)
             throw error
+        }
+    }
+
+    /// A new connection of the caller's own to the primary of `keys`' slot (the node's settings,
+    /// one connect attempt per command), closed when `body` returns. A MOVED, or a lost node,
+    /// from a command on it updates the slot map or asks for a refresh before it reaches the
+    /// caller, who calls again to reach the slot's current owner.
+    public func withDedicatedConnection<T: Sendable>(
+        forKeys keys: [RedisArgument], _ body: (RedisConnection) async throws -> T
+    ) async throws -> T {
+        let slot = try HashSlot.common(keys)
+        let address = try await address(for: slot)
+        let connection = try RedisConnection(configuration: configuration.configuration(for: address), logger: logger)
+        do {
+            return try await connection.closing(after: body)
+        } catch let error as RedisError {
+            learn(from: error, sentTo: address)
+            throw error
+        }
+    }
+
+    /// What an error from a connection lent to a caller says about the topology: MOVED
+    /// updates the map (and asks for a refresh), a node that failed asks for a refresh.
+    private func learn(from error: RedisError, sentTo address: ClusterNodeAddress) {
+        switch ClusterErrorAction(error, from: address) {
+        case .moved(let slot, let target):
+            counters.moved.add(1, ordering: .relaxed)
+            state.withLock { $0.map.assign(slot, to: target) }
+            requestRefresh()
+        case .nodeUnreachable, .fail(refresh: true), .waitAndRetry(refresh: true): requestRefresh()
+        default: break
+        }
+    }
+
+    /// PINGs every primary of the last topology (discovering it first when there is none) on
+    /// each node pool's probe connection; nil when all answered, else the first failure, naming
+    /// the node.
+    public func probe() async -> RedisError? {
+        if state.withLock({ $0.map.isEmpty }) {
+            do { try await connect() } catch { return RedisError.wrapping(error) }
+        }
+        let primaries = state.withLock { $0.map.primaries }
+        return await withTaskGroup(of: RedisError?.self) { group in
+            for address in primaries {
+                group.addTask {
+                    do {
+                        let pool = try self.pool(for: address)
+                        guard let error = await pool.probe() else { return nil }
+                        return RedisError(error.code, "\(address): \(error.message)", underlying: error)
+                    } catch {
+                        return RedisError.wrapping(error)
+                    }
+                }
+            }
+            for await failure in group { if let failure { return failure } }
+            return nil
         }
     }
 

@@ -59,6 +59,12 @@ public final class RedisConnectionPool: Sendable {
         }
     }
 
+    /// A new connection outside the pool (for ``withDedicatedConnection(forKeys:_:)``), sharing
+    /// the pool's TLS context.
+    func makeConnection(_ configuration: RedisConfiguration) throws(RedisError) -> RedisConnection {
+        try RedisConnection(configuration: configuration, tlsContext: tlsContext, logger: logger)
+    }
+
     /// Lends a connection to `body` and takes it back afterwards. Use it for a sequence of
     /// commands that must share one connection (WATCH/MULTI, or a blocking read).
     public func withConnection<T: Sendable>(_ body: (RedisConnection) async throws -> T) async throws -> T {

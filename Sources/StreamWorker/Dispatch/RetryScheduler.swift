@@ -99,7 +99,7 @@ struct RetryScheduler: Sendable {
         while true {
             do {
                 let call = RetryClaimCall(stream: context.stream, group: context.group, consumer: context.consumer, id: item.entry.id, deliveryCount: next)
-                switch try await context.pool.run(call) {
+                switch try await context.client.run(call) {
                 case .claimed:
                     return item.redelivered(deliveryCount: next)
                 case .deleted:

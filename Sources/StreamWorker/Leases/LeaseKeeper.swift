@@ -25,7 +25,7 @@ struct LeaseKeeper: Sendable {
             if Task.isCancelled { return }
             let chunk = Array(ids[start..<min(start + 1000, ids.count)])
             do {
-                let owned = try await context.pool.run(
+                let owned = try await context.client.run(
                     RefreshLeaseCall(stream: context.stream, group: context.group, consumer: context.consumer, ids: chunk))
                 // Either settled meanwhile (fine) or claimed by another consumer after this
                 // process stalled past its lease: then the settle will be refused.

@@ -53,7 +53,7 @@ public struct ConsumerNameLock: Service, Sendable {
     public let consumer: String
     public let group: String
     private let lease: Duration
-    private let pool: RedisConnectionPool
+    private let pool: any RedisClientProtocol
     private let logger: Logger
     private let acquired: @Sendable () -> Void
 
@@ -61,7 +61,7 @@ public struct ConsumerNameLock: Service, Sendable {
     ///   - stream, group: the first subscription's (the key lives in that stream's slot).
     ///   - acquired: called once the lock is held (open the worker's start gate there).
     public init(
-        stream: String, group: String, consumer: String, lease: Duration, pool: RedisConnectionPool, logger: Logger,
+        stream: String, group: String, consumer: String, lease: Duration, pool: any RedisClientProtocol, logger: Logger,
         acquired: @escaping @Sendable () -> Void = {}
     ) {
         self.key = "consumer-lock:\(stream):\(group):\(consumer)"
@@ -89,17 +89,17 @@ public struct ConsumerNameLock: Service, Sendable {
     /// Takes the lock, or throws ``Held`` naming the process that has it.
     public func acquire() async throws {
         for _ in 0..<3 {
-            let set = try await pool.send(["SET", RedisArgument(key), RedisArgument(token), "NX", "PX", RedisArgument(Self.milliseconds(lease))])
+            let set = try await pool.send(RawCommand(["SET", RedisArgument(key), RedisArgument(token), "NX", "PX", RedisArgument(Self.milliseconds(lease))], keys: [RedisArgument(key)]))
             if set.string == "OK" { return }
-            guard let holder = try await pool.send(["GET", RedisArgument(key)]).string else { continue }  // lapsed just now
+            guard let holder = try await pool.send(RawCommand(["GET", RedisArgument(key)], keys: [RedisArgument(key)], readOnly: true)).string else { continue }  // lapsed just now
             guard isPreviousIncarnation(holder) else { throw Held(consumer: consumer, group: group, key: key, holder: holder) }
             logger.info("taking over consumer name '\(consumer)' from \(holder), an earlier process on this host that is gone")
             _ = try await pool.evaluate(
                 Self.takeOverScript, keys: [RedisArgument(key)],
                 arguments: [RedisArgument(holder), RedisArgument(token), RedisArgument(Self.milliseconds(lease))])
-            if try await pool.send(["GET", RedisArgument(key)]).string == token { return }
+            if try await pool.send(RawCommand(["GET", RedisArgument(key)], keys: [RedisArgument(key)], readOnly: true)).string == token { return }
         }
-        throw Held(consumer: consumer, group: group, key: key, holder: (try? await pool.send(["GET", RedisArgument(key)]).string) ?? "unknown")
+        throw Held(consumer: consumer, group: group, key: key, holder: (try? await pool.send(RawCommand(["GET", RedisArgument(key)], keys: [RedisArgument(key)], readOnly: true)).string) ?? "unknown")
     }
 
     /// Refreshes the lease every third of it until cancelled; throws ``Lost`` when another process

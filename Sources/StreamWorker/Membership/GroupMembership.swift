@@ -8,7 +8,7 @@ struct GroupMembership: Sendable {
     /// Creates the group if it does not exist (BUSYGROUP means it does).
     func ensureGroup() async throws {
         do {
-            _ = try await context.pool.send(
+            _ = try await context.client.send(
                 XGROUPCREATE(context.streamKey, group: context.group, id: context.subscription.start.groupID, makeStream: true))
             context.logger.info("created consumer group", metadata: ["from": "\(context.subscription.start.groupID)"])
         } catch let error as RedisError where error.code == .busyGroup {
@@ -58,7 +58,7 @@ struct GroupMembership: Sendable {
     /// Leaves the group if this consumer holds no pending entries (checked atomically).
     func leaveIfEmpty() async {
         do {
-            if try await context.pool.run(LeaveGroupCall(stream: context.stream, group: context.group, consumer: context.consumer)) {
+            if try await context.client.run(LeaveGroupCall(stream: context.stream, group: context.group, consumer: context.consumer)) {
                 context.logger.info("left the consumer group")
             } else {
                 context.logger.warning("still holds pending entries; staying in the group so that they are reclaimed")
@@ -71,7 +71,7 @@ struct GroupMembership: Sendable {
     /// Removes consumers idle for long that hold nothing.
     func removeIdleConsumers() async {
         do {
-            let names = try await context.pool.run(
+            let names = try await context.client.run(
                 RemoveIdleConsumersCall(
                     stream: context.stream, group: context.group, idle: context.configuration.removeIdleConsumersAfter, except: context.consumer))
             if !names.isEmpty { context.logger.info("removed idle consumers", metadata: ["consumers": "\(names)"]) }

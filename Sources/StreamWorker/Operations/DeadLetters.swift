@@ -13,19 +13,19 @@ public struct DeadLetters: Sendable {
         public var fields: [String: String]
     }
 
-    let pool: RedisConnectionPool
+    let client: any RedisClientProtocol
     public let stream: String
     public let group: String
     public var key: String { StreamKeys.deadLetter(stream: stream, group: group) }
 
-    public init(pool: RedisConnectionPool, stream: String, group: String) {
-        self.pool = pool
+    public init(client: any RedisClientProtocol, stream: String, group: String) {
+        self.client = client
         self.stream = stream
         self.group = group
     }
 
     public func list(count: Int = 100) async throws -> [Letter] {
-        try await pool.send(XRANGE(RedisArgument(key), count: count)).map { entry in
+        try await client.send(XRANGE(RedisArgument(key), count: count)).map { entry in
             var fields: [String: String] = [:]
             for f in entry.fields where !f.name.hasPrefix("dlq.") { fields[f.name] = String(decoding: f.value, as: UTF8.self) }
             return Letter(
@@ -45,9 +45,9 @@ public struct DeadLetters: Sendable {
     @discardableResult
     public func replay(ids: [String]? = nil) async throws -> [String] {
         var targets = ids ?? []
-        if ids == nil { targets = try await pool.send(XRANGE(RedisArgument(key))).map(\.id) }
+        if ids == nil { targets = try await client.send(XRANGE(RedisArgument(key))).map(\.id) }
         guard !targets.isEmpty else { return [] }
-        let reply = try await pool.evaluate(
+        let reply = try await client.evaluate(
             Self.replayScript, keys: [RedisArgument(key), RedisArgument(replayKey)],
             arguments: [RedisArgument(group)] + targets.map { RedisArgument($0) })
         return reply.array?.compactMap(\.string) ?? []
@@ -60,10 +60,10 @@ public struct DeadLetters: Sendable {
     @discardableResult
     public func purge(ids: [String]? = nil) async throws -> Int {
         if let ids {
-            return try await pool.send(XDEL(RedisArgument(key), ids: ids))
+            return try await client.send(XDEL(RedisArgument(key), ids: ids))
         }
-        let n = try await pool.send(XLEN(RedisArgument(key)))
-        _ = try await pool.send(DEL(RedisArgument(key)))
+        let n = try await client.send(XLEN(RedisArgument(key)))
+        _ = try await client.send(DEL(RedisArgument(key)))
         return n
     }
 
@@ -115,15 +115,15 @@ public struct StreamRetention: Sendable {
         public var groups: Int
     }
 
-    let pool: RedisConnectionPool
-    public init(pool: RedisConnectionPool) { self.pool = pool }
+    let client: any RedisClientProtocol
+    public init(client: any RedisClientProtocol) { self.client = client }
 
     /// Trims to the smallest id any group still needs (oldest pending, or next undelivered),
     /// and to `maxLength` when that cuts no needed entry. A stream with no groups is not trimmed.
     /// With `keepingFrom`, entries from that id on are kept too (an application's own floor,
     /// such as the position its latest snapshot covers).
     public func trim(stream: String, maxLength: Int? = nil, keepingFrom floor: StreamID? = nil) async throws -> Result {
-        let reply = try await pool.evaluate(
+        let reply = try await client.evaluate(
             WorkerScripts.safeTrim, keys: [RedisArgument(stream)],
             arguments: [RedisArgument(maxLength ?? 0), RedisArgument(floor.map { "\($0)" } ?? "")])
         let parts = reply.array ?? []

@@ -30,16 +30,19 @@ public struct GroupStatus: Sendable, Codable, Equatable {
 /// Reads stream and group state: for `ordershop status`, the workers' gauges, and the checks
 /// of the chaos harness.
 public struct GroupInspector: Sendable {
-    let pool: RedisConnectionPool
+    let client: any RedisClientProtocol
 
-    public init(pool: RedisConnectionPool) { self.pool = pool }
+    public init(client: any RedisClientProtocol) { self.client = client }
 
-    /// Streams whose names match a glob (SCAN ... TYPE stream).
+    /// Streams whose names match a glob (SCAN ... TYPE stream), on one server. A Redis Cluster
+    /// client sends the keyless SCAN to one primary, which lists only its own keys: inspect a
+    /// cluster with an inspector per primary (as `ordershop status` does).
     public func streams(matching pattern: String = "*") async throws -> [String] {
         var cursor = "0"
         var names: Set<String> = []
         repeat {
-            let reply = try await pool.send(["SCAN", RedisArgument(cursor), "MATCH", RedisArgument(pattern), "COUNT", "1000", "TYPE", "stream"])
+            let reply = try await client.send(
+                RawCommand(["SCAN", RedisArgument(cursor), "MATCH", RedisArgument(pattern), "COUNT", "1000", "TYPE", "stream"], readOnly: true))
             guard let parts = reply.array, parts.count == 2, let next = parts[0].string else { break }
             cursor = next
             for name in parts[1].array ?? [] { if let n = name.string { names.insert(n) } }
@@ -49,7 +52,7 @@ public struct GroupInspector: Sendable {
 
     /// Every group of a stream.
     public func status(stream: String) async throws -> [GroupStatus] {
-        let groups = try await pool.send(XINFOGROUPS(RedisArgument(stream)))
+        let groups = try await client.send(XINFOGROUPS(RedisArgument(stream)))
         var out: [GroupStatus] = []
         for g in groups { out.append(try await groupStatus(stream: stream, group: g.name)) }
         return out
@@ -58,23 +61,24 @@ public struct GroupInspector: Sendable {
     /// One group of a stream.
     public func groupStatus(stream: String, group: String) async throws -> GroupStatus {
         let key = RedisArgument(stream)
-        let info = try await pool.send(XINFOSTREAM(key))
-        guard let g = try await pool.send(XINFOGROUPS(key)).first(where: { $0.name == group }) else {
+        let info = try await client.send(XINFOSTREAM(key))
+        guard let g = try await client.send(XINFOGROUPS(key)).first(where: { $0.name == group }) else {
             throw RedisError(.noGroup, "NOGROUP no group \(group) on \(stream)")
         }
         let (lag, counted) = try await lag(key: key, group: g, streamLastID: info.lastGeneratedID)
-        let oldest = try await pool.send(XPENDINGDetail(key, group: group, count: 1)).first
+        let oldest = try await client.send(XPENDINGDetail(key, group: group, count: 1)).first
         var age: Double?
         if let oldest, let id = StreamID(oldest.id) {
-            let time = try await pool.send(["TIME"]).array ?? []
+            // The clock of the node that holds the stream (routed by its key on a cluster).
+            let time = try await client.send(RawCommand(["TIME"], keys: [key], readOnly: true)).array ?? []
             if time.count == 2, let s = time[0].int, let us = time[1].int {
                 age = max(0, Double(s) + Double(us) / 1e6 - Double(id.milliseconds) / 1000)
             }
         }
-        let consumers = try await pool.send(XINFOCONSUMERS(key, group: group)).map {
+        let consumers = try await client.send(XINFOCONSUMERS(key, group: group)).map {
             GroupStatus.Consumer(name: $0.name, pending: $0.pending, idleMilliseconds: $0.idleMilliseconds)
         }
-        let dlq = try await pool.send(XLEN(RedisArgument(StreamKeys.deadLetter(stream: stream, group: group))))
+        let dlq = try await client.send(XLEN(RedisArgument(StreamKeys.deadLetter(stream: stream, group: group))))
         return GroupStatus(
             stream: stream, group: group, length: info.length, lastID: info.lastGeneratedID, lag: lag, lagCounted: counted,
             pending: g.pending, oldestPendingID: oldest?.id, oldestPendingAge: age, consumers: consumers, deadLetters: dlq)
@@ -94,10 +98,10 @@ public struct GroupInspector: Sendable {
         let delivered = StreamID(g.lastDeliveredID) ?? .zero
         if let last = StreamID(streamLastID), delivered >= last { return (0, true) }
         let exactLimit = 1_000
-        let next = try await pool.send(XRANGE(key, start: "(" + g.lastDeliveredID, end: "+", count: exactLimit + 1))
+        let next = try await client.send(XRANGE(key, start: "(" + g.lastDeliveredID, end: "+", count: exactLimit + 1))
         guard next.count > exactLimit, let counted = next.last?.id else { return (next.count, true) }
         if let lag = g.lag { return (max(lag, next.count), false) }
-        let rest = try await pool.send(XRANGE(key, start: "(" + counted, end: "+", count: 100_000 - next.count))
+        let rest = try await client.send(XRANGE(key, start: "(" + counted, end: "+", count: 100_000 - next.count))
         return (next.count + rest.count, true)
     }
 }

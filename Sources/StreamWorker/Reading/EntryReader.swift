@@ -1,15 +1,19 @@
 import RedisClient
 
 /// One reader: XREADGROUP on a connection of its own (so that a blocked read never holds a pool
-/// connection). Several run side by side: Redis hands each XREADGROUP `>` different entries, and
-/// one reply is parsed while the next is on its way.
+/// connection), to the server that owns the stream (its slot's primary on a Redis Cluster).
+/// Several run side by side: Redis hands each XREADGROUP `>` different entries, and one reply
+/// is parsed while the next is on its way.
+///
+/// A read that fails on the connection (lost, MOVED after a resharding or a failover, a
+/// cluster that is healing) closes it; after a backoff the reader asks the client for a new
+/// one, which reaches the slot's owner of the moment.
 ///
 /// Ends when the drain starts (after the read in progress) or when its task is cancelled
 /// (a blocked read is interrupted).
 struct EntryReader: Sendable {
     let context: SubscriptionContext
     let intake: WorkIntake
-    let connection: RedisConnection
     let membership: GroupMembership
     /// The first reader of a stable consumer re-reads its pending entries (id 0) first.
     let rereadsPending: Bool
@@ -17,12 +21,21 @@ struct EntryReader: Sendable {
     /// for new entries before.
     let pendingReread: AsyncSemaphore
 
+    /// Where the reader is, kept across its connections.
+    private struct Position {
+        /// The id after which this consumer's own pending entries are re-read; nil once done.
+        var pendingCursor: String?
+        /// The last read of new entries came back empty: the stream is idle for this group.
+        var idle = true
+        /// Reads failed in a row.
+        var failures = 0
+    }
+
     func run() async {
-        let configuration = context.configuration
         // A stable consumer name may have pending entries from its previous life: the first
         // reader re-reads them (id 0) before any reader asks for new ones (>).
-        var pendingCursor: String? = configuration.consumerName != nil && rereadsPending ? "0" : nil
-        if pendingCursor == nil {
+        var position = Position(pendingCursor: context.configuration.consumerName != nil && rereadsPending ? "0" : nil)
+        if position.pendingCursor == nil {
             do {
                 try await pendingReread.acquire(1)
             } catch {
@@ -30,56 +43,13 @@ struct EntryReader: Sendable {
             }
             pendingReread.release(1)
         }
-        defer { if pendingCursor != nil { pendingReread.release(1) } }
-        var failures = 0
-        // The last read of new entries came back empty: the stream is idle for this group.
-        var idle = true
+        defer { if position.pendingCursor != nil { pendingReread.release(1) } }
         while !context.drain.isFired {
-            // Room is reserved before reading (readers run side by side, and the room is shared
-            // by the process's subscriptions). While entries flow: a non-blocking read, for
-            // half a read at least (reading as soon as one slot frees would make many small
-            // reads whenever handlers are fast). While idle: a blocking read of one entry, so
-            // that a reader parked in XREADGROUP BLOCK holds one slot, not a read's worth that
-            // other subscriptions and the reclaimer would wait for.
-            let blocking = idle && pendingCursor == nil
-            var reserved: Int
             do {
-                reserved =
-                    blocking
-                    ? try await intake.prefetched.acquire(atLeast: 1, upTo: 1)
-                    : try await intake.prefetched.acquire(atLeast: intake.readChunk / 2, upTo: intake.readChunk)
-            } catch {
-                return
-            }
-            // What the intake did not take is given back at the end of the iteration.
-            defer { intake.prefetched.release(reserved) }
-            if context.drain.isFired { return }
-            do {
-                let batches = try await connection.send(
-                    XREADGROUP(
-                        group: context.group, consumer: context.consumer, streams: [(context.stream, pendingCursor ?? ">")], count: reserved,
-                        block: blocking ? configuration.block : nil))
-                failures = 0
-                let entries = batches.first?.entries ?? []
-                if let cursor = pendingCursor {
-                    if entries.isEmpty {
-                        pendingCursor = nil
-                        pendingReread.release(1)
-                        continue
-                    }
-                    pendingCursor = entries.last?.id ?? cursor
-                    let counts = try await intake.deliveryCounts(of: entries)
-                    let taken = reserved
-                    reserved = 0
-                    try await intake.accept(entries, deliveryCounts: counts, reserved: taken)
-                } else {
-                    idle = entries.isEmpty
-                    if !entries.isEmpty {
-                        let taken = reserved
-                        reserved = 0
-                        try await intake.accept(entries, deliveryCounts: [:], reserved: taken)
-                    }
+                try await context.client.withDedicatedConnection(forKeys: [context.streamKey]) { connection in
+                    try await read(on: connection, from: &position)
                 }
+                return
             } catch {
                 switch FailureKind(error) {
                 case .cancelled:
@@ -91,13 +61,60 @@ struct EntryReader: Sendable {
                         return
                     }
                 case .connectionLost, .transientServer, .serverError, .other:
-                    failures += 1
-                    context.logger.warning("read failed; retrying", metadata: ["error": "\(error)", "attempt": "\(failures)"])
+                    position.failures += 1
+                    context.logger.warning("read failed; retrying", metadata: ["error": "\(error)", "attempt": "\(position.failures)"])
                     do {
-                        guard try await context.drain.sleep(for: context.redisBackoff(attempt: failures)) else { return }
+                        guard try await context.drain.sleep(for: context.redisBackoff(attempt: position.failures)) else { return }
                     } catch {
                         return
                     }
+                }
+            }
+        }
+    }
+
+    /// Reads on one connection until the drain starts (returns) or a call fails (throws: the
+    /// caller decides, and reads on a new connection).
+    private func read(on connection: RedisConnection, from position: inout Position) async throws {
+        let configuration = context.configuration
+        while !context.drain.isFired {
+            // Room is reserved before reading (readers run side by side, and the room is shared
+            // by the process's subscriptions). While entries flow: a non-blocking read, for
+            // half a read at least (reading as soon as one slot frees would make many small
+            // reads whenever handlers are fast). While idle: a blocking read of one entry, so
+            // that a reader parked in XREADGROUP BLOCK holds one slot, not a read's worth that
+            // other subscriptions and the reclaimer would wait for.
+            let blocking = position.idle && position.pendingCursor == nil
+            var reserved =
+                blocking
+                ? try await intake.prefetched.acquire(atLeast: 1, upTo: 1)
+                : try await intake.prefetched.acquire(atLeast: intake.readChunk / 2, upTo: intake.readChunk)
+            // What the intake did not take is given back at the end of the iteration.
+            defer { intake.prefetched.release(reserved) }
+            if context.drain.isFired { return }
+            let batches = try await connection.send(
+                XREADGROUP(
+                    group: context.group, consumer: context.consumer, streams: [(context.stream, position.pendingCursor ?? ">")],
+                    count: reserved, block: blocking ? configuration.block : nil))
+            position.failures = 0
+            let entries = batches.first?.entries ?? []
+            if let cursor = position.pendingCursor {
+                if entries.isEmpty {
+                    position.pendingCursor = nil
+                    pendingReread.release(1)
+                    continue
+                }
+                position.pendingCursor = entries.last?.id ?? cursor
+                let counts = try await intake.deliveryCounts(of: entries)
+                let taken = reserved
+                reserved = 0
+                try await intake.accept(entries, deliveryCounts: counts, reserved: taken)
+            } else {
+                position.idle = entries.isEmpty
+                if !entries.isEmpty {
+                    let taken = reserved
+                    reserved = 0
+                    try await intake.accept(entries, deliveryCounts: [:], reserved: taken)
                 }
             }
         }

@@ -34,20 +34,22 @@ struct MarkerPrecheck: Sendable {
         let fields = items.compactMap { item in item.marker.map { RedisArgument($0) } }
         guard fields.count == items.count, !fields.isEmpty else { return items }
         let buckets = markers.buckets()
-        let replies: [RESPValue]
+        let current = RedisArgument(buckets.current), previous = RedisArgument(buckets.previous)
+        // Both hashes are in the stream's slot (StreamKeys): one node, one round trip.
+        let (inCurrent, inPrevious) = await context.client.pipeline(
+            RawCommand(["HMGET", current] + fields, keys: [current], readOnly: true),
+            RawCommand(["HMGET", previous] + fields, keys: [previous], readOnly: true))
+        let currentFound: [RESPValue], previousFound: [RESPValue]
         do {
-            replies = try await context.pool.pipeline([
-                ["HMGET", RedisArgument(buckets.current)] + fields, ["HMGET", RedisArgument(buckets.previous)] + fields,
-            ])
+            currentFound = try inCurrent.get().array ?? []
+            previousFound = try inPrevious.get().array ?? []
         } catch {
             context.logger.debug("marker pre-check failed; the settle checks them", metadata: ["error": "\(error)"])
             return items
         }
-        guard replies.count == 2, let current = replies[0].array, let previous = replies[1].array,
-            current.count == items.count, previous.count == items.count
-        else { return items }
+        guard currentFound.count == items.count, previousFound.count == items.count else { return items }
         var flagged = items
-        for i in flagged.indices where !current[i].isNull || !previous[i].isNull { flagged[i].knownDuplicate = true }
+        for i in flagged.indices where !currentFound[i].isNull || !previousFound[i].isNull { flagged[i].knownDuplicate = true }
         return flagged
     }
 }

@@ -35,7 +35,7 @@ struct Reclaimer: Sendable {
             defer { intake.prefetched.release(reserved) }
             if reserved == 0 || context.drain.isFired { return }
             do {
-                let result = try await context.pool.send(
+                let result = try await context.client.send(
                     XAUTOCLAIM(
                         context.streamKey, group: context.group, consumer: context.consumer, minIdle: context.configuration.lease,
                         start: cursor, count: reserved))
@@ -64,7 +64,7 @@ struct Reclaimer: Sendable {
     private func countDeleted(_ ids: [String]) async throws {
         // Redis 7 already dropped them from the pending list; the XACK is for older servers
         // and is harmless here.
-        try await context.pool.send(XACK(context.streamKey, group: RedisArgument(context.group), ids: ids))
+        try await context.client.send(XACK(context.streamKey, group: RedisArgument(context.group), ids: ids))
         context.count(.lostToTrimming, ids.count)
         context.logger.error(
             "pending entries were deleted from the stream before they were handled (trimmed?)",

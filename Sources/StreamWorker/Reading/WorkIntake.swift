@@ -33,7 +33,7 @@ struct WorkIntake: Sendable {
         if context.configuration.plantedBug == .ackBeforeHandling {
             context.logger.critical("PLANTED BUG: acknowledging entries before handling them")
             do {
-                try await context.pool.send(XACK(context.streamKey, group: RedisArgument(context.group), ids: fresh.map(\.0.id)))
+                try await context.client.send(XACK(context.streamKey, group: RedisArgument(context.group), ids: fresh.map(\.0.id)))
             } catch {
                 context.logger.warning("planted early ack failed", metadata: ["error": "\(error)"])
             }
@@ -64,7 +64,7 @@ struct WorkIntake: Sendable {
     func deliveryCounts(of entries: [StreamEntry]) async throws -> [String: Int] {
         let sorted = entries.map { (StreamID($0.id) ?? .zero, $0.id) }.sorted { $0.0 < $1.0 }
         guard let first = sorted.first?.1, let last = sorted.last?.1 else { return [:] }
-        let pending = try await context.pool.send(
+        let pending = try await context.client.send(
             XPENDINGDetail(
                 context.streamKey, group: context.group, start: first, end: last, count: entries.count * 2 + 64, consumer: context.consumer))
         return Dictionary(pending.map { ($0.id, $0.deliveryCount) }, uniquingKeysWith: max)

@@ -11,7 +11,8 @@ protocol ScriptCall: Sendable {
 }
 
 extension ScriptCall {
-    var evalSHA: [RedisArgument] { script.evalSHAArguments(keys: keys, arguments: arguments) }
+    /// The typed EVALSHA: a cluster client routes it by the call's keys.
+    var evalSHA: EVALSHA { EVALSHA(script, keys: keys, arguments: arguments) }
 
     /// An error for a reply of the wrong shape.
     func unexpected(_ reply: RESPValue) -> RedisError {
@@ -19,51 +20,56 @@ extension ScriptCall {
     }
 }
 
-extension RedisConnectionPool {
+extension RedisClientProtocol {
     /// Runs one script call (loading the script first if the server answers NOSCRIPT).
     func run<Call: ScriptCall>(_ call: Call) async throws -> Call.Reply {
         try call.decode(try await evaluate(call.script, keys: call.keys, arguments: call.arguments))
     }
 }
 
-/// Script calls and plain commands sent in one round trip.
+/// Script calls and plain commands sent in one round trip. On a Redis Cluster every command of
+/// one pipeline must touch one slot (a subscription's keys share its stream's slot, see
+/// ``StreamKeys``): the pipeline then goes to one node in one round trip.
 ///
 /// A restarted server lost its script cache: a NOSCRIPT reply means that call did not run. The
-/// pipeline loads the scripts and sends those calls again, only those: the others ran, and their
-/// replies say what they did (re-sending them would count their stats twice).
+/// pipeline sends those calls again, one by one with the script loaded where they go, and only
+/// those: the others ran, and their replies say what they did (re-sending them would count
+/// their stats twice).
 struct ScriptPipeline {
-    private(set) var commands: [[RedisArgument]] = []
-    private var scripts: [RedisScript] = []
+    private(set) var commands: [any RedisCommand] = []
 
     var isEmpty: Bool { commands.isEmpty }
 
     /// Adds a script call; returns the index of its reply.
     mutating func add(_ call: some ScriptCall) -> Int {
-        if !scripts.contains(call.script) { scripts.append(call.script) }
         commands.append(call.evalSHA)
         return commands.count - 1
     }
 
     /// Adds a plain command; returns the index of its reply.
-    mutating func add(command: [RedisArgument]) -> Int {
+    mutating func add(command: some RedisCommand) -> Int {
         commands.append(command)
         return commands.count - 1
     }
 
-    /// Sends everything; throws the first error reply (after the NOSCRIPT retry).
-    func send(on pool: RedisConnectionPool) async throws -> [RESPValue] {
+    /// Sends everything; throws the first error (after the NOSCRIPT retry).
+    func send(on client: any RedisClientProtocol) async throws -> [RESPValue] {
         guard !commands.isEmpty else { return [] }
-        var replies = try await pool.pipeline(commands)
-        let notRun = replies.indices.filter { index in
-            if case .error(let message) = replies[index] { return message.hasPrefix("NOSCRIPT") }
-            return false
+        let results = await client.execute(commands)
+        var replies: [RESPValue] = []
+        replies.reserveCapacity(results.count)
+        for (index, result) in results.enumerated() {
+            switch result {
+            case .success(let reply):
+                replies.append(reply)
+            case .failure(let error) where error.code == .noScript:
+                guard let call = commands[index] as? EVALSHA else { throw error }
+                // evaluate loads the script on the node the call goes to, then calls it again.
+                replies.append(try await client.evaluate(call.script, keys: call.keys, arguments: call.scriptArguments))
+            case .failure(let error):
+                throw error
+            }
         }
-        if !notRun.isEmpty {
-            for script in scripts { try await pool.send(["SCRIPT", "LOAD", RedisArgument(script.source)]) }
-            let again = try await pool.pipeline(notRun.map { commands[$0] })
-            for (k, index) in notRun.enumerated() { replies[index] = again[k] }
-        }
-        for reply in replies { try reply.throwingServerError() }
         return replies
     }
 }

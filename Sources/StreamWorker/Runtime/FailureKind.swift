@@ -21,12 +21,14 @@ enum FailureKind: Sendable, Equatable {
     /// Anything else (an unexpected reply shape, a non-Redis error).
     case other
 
-    /// Server errors that pass (a restarting, busy or failing-over server; a server out of
-    /// memory until keys expire or are trimmed; a primary whose replicas are not acknowledging
-    /// `min-replicas-to-write`). None says anything about the entry: a settle failing with one
-    /// is retried, never dead-lettered.
+    /// Server errors that pass (a restarting, busy or failing-over server; a Redis Cluster moving
+    /// a slot; a server out of memory until keys expire or are trimmed; a primary whose replicas
+    /// are not acknowledging `min-replicas-to-write`). None says anything about the entry: a
+    /// settle failing with one is retried, never dead-lettered. MOVED and ASK reach the runtime
+    /// when a redirect was not followed (a reader's own connection, or a client that gave up after
+    /// too many redirects): the command did not run.
     private static let transientCodes: Set<String> = [
-        "LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "CLUSTERDOWN", "READONLY", "OOM", "NOREPLICAS",
+        "LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "CLUSTERDOWN", "READONLY", "OOM", "NOREPLICAS", "MOVED", "ASK",
     ]
 
     init(_ error: any Error) {

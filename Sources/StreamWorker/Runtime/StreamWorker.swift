@@ -17,12 +17,17 @@ import Synchronization
 /// - on graceful shutdown nothing new is read, handlers in flight finish and are settled within
 ///   the drain deadline, and the consumer leaves its group only when it holds nothing.
 ///
+/// It takes any ``RedisClientProtocol``: a ``RedisConnectionPool`` for one server, a
+/// ``RedisClusterClient`` for a Redis Cluster (run the client's `run()` beside it). On a
+/// cluster each subscription works on its stream's slot: its group, markers and dead letters
+/// share the stream's hash tag (``StreamKeys``), its readers read from the slot's primary.
+///
 /// Run it in a `ServiceGroup`, which turns SIGTERM and SIGINT into a graceful shutdown.
 public final class StreamWorker: Service, Sendable {
     public let configuration: WorkerConfiguration
     public let consumerName: String
     public let stats = WorkerStats()
-    private let pool: RedisConnectionPool
+    private let client: any RedisClientProtocol
     private let subscriptions: [Subscription]
     private let logger: Logger
     private let runners: Mutex<[SubscriptionRunner]> = Mutex([])
@@ -34,9 +39,9 @@ public final class StreamWorker: Service, Sendable {
     private let drainSignal = ShutdownSignal()
 
     public init(
-        pool: RedisConnectionPool, configuration: WorkerConfiguration = .init(), subscriptions: [Subscription], logger: Logger
+        client: any RedisClientProtocol, configuration: WorkerConfiguration = .init(), subscriptions: [Subscription], logger: Logger
     ) {
-        self.pool = pool
+        self.client = client
         self.configuration = configuration
         self.subscriptions = subscriptions
         self.consumerName = configuration.consumerName ?? WorkerConfiguration.generatedConsumerName()
@@ -49,12 +54,12 @@ public final class StreamWorker: Service, Sendable {
 
     /// Runs until a graceful shutdown (or ``drain()``), then drains: returns once everything in
     /// hand is settled, or at the drain deadline. Returns at once when its task is cancelled,
-    /// leaving what it holds pending for another worker. Throws only when a reader connection
-    /// cannot be made (an invalid configuration).
+    /// leaving what it holds pending for another worker. Throws only when a subscription's keys
+    /// cannot share one Redis Cluster slot (a stream name whose braces defeat the hash tags).
     public func run() async throws {
         let primaries = try subscriptions.map {
             try SubscriptionRunner(
-                subscription: $0, consumer: consumerName, configuration: configuration, pool: pool, permits: permits,
+                subscription: $0, consumer: consumerName, configuration: configuration, client: client, permits: permits,
                 prefetched: prefetched, stats: stats, drain: drainSignal, logger: logger)
         }
         // Each group's replay stream (`dlq replay` re-delivers there, to this group only), read
@@ -66,7 +71,7 @@ public final class StreamWorker: Service, Sendable {
             replay.stream = StreamKeys.replay(stream: subscription.stream, group: subscription.group)
             replay.start = .beginning
             return try SubscriptionRunner(
-                subscription: replay, consumer: consumerName, configuration: replayConfiguration, pool: pool, permits: permits,
+                subscription: replay, consumer: consumerName, configuration: replayConfiguration, client: client, permits: permits,
                 prefetched: prefetched, stats: stats, drain: drainSignal, logger: logger, origin: subscription.stream)
         }
         let runners = primaries + replays
@@ -120,7 +125,7 @@ public final class StreamWorker: Service, Sendable {
                 }
             }
             group.addTask {
-                await WorkerMaintenance(pool: self.pool, configuration: self.configuration, runners: primaries, drain: self.drainSignal).run()
+                await WorkerMaintenance(client: self.client, configuration: self.configuration, runners: primaries, drain: self.drainSignal).run()
                 return .other
             }
             // The graceful-shutdown deadline: a child task that waits for the drain, then for the

@@ -7,7 +7,7 @@ struct SubscriptionContext: Sendable {
     let subscription: Subscription
     let consumer: String
     let configuration: WorkerConfiguration
-    let pool: RedisConnectionPool
+    let client: any RedisClientProtocol
     let stats: WorkerStats
     let metrics: SubscriptionMetrics
     let logger: Logger
@@ -40,8 +40,12 @@ struct SubscriptionContext: Sendable {
         stats.add(counter, n, metrics: metrics)
     }
 
-    /// The delay before retrying a Redis call after its `attempt`-th failure.
+    /// The delay before retrying a Redis call after its `attempt`-th failure (1-based).
     func redisBackoff(attempt: Int) -> Duration {
-        pool.configuration.reconnect.backoff(attempt: attempt)
+        Self.redisRetry.delay(attempt: attempt)
     }
+
+    /// 100 ms doubling to 2 s, with jitter: a restarted server or a failed-over cluster primary is
+    /// found again within about 2 s of coming back, and many workers do not retry in lockstep.
+    private static let redisRetry = Backoff(initial: .milliseconds(100), maximum: .seconds(2))
 }

@@ -17,7 +17,6 @@ import RedisClient
 final class SubscriptionRunner: Sendable {
     let context: SubscriptionContext
     let membership: GroupMembership
-    private let readers: [RedisConnection]
     private let permits: AsyncSemaphore
     private let prefetched: AsyncSemaphore
 
@@ -27,7 +26,7 @@ final class SubscriptionRunner: Sendable {
     var heldCount: Int { context.held.count }
 
     init(
-        subscription: Subscription, consumer: String, configuration: WorkerConfiguration, pool: RedisConnectionPool,
+        subscription: Subscription, consumer: String, configuration: WorkerConfiguration, client: any RedisClientProtocol,
         permits: AsyncSemaphore, prefetched: AsyncSemaphore, stats: WorkerStats, drain: ShutdownSignal, logger: Logger,
         origin: String? = nil
     ) throws {
@@ -35,16 +34,20 @@ final class SubscriptionRunner: Sendable {
         logger[metadataKey: "stream"] = "\(subscription.stream)"
         logger[metadataKey: "group"] = "\(subscription.group)"
         self.context = SubscriptionContext(
-            subscription: subscription, consumer: consumer, configuration: configuration, pool: pool, stats: stats,
+            subscription: subscription, consumer: consumer, configuration: configuration, client: client, stats: stats,
             metrics: SubscriptionMetrics(stream: subscription.stream, group: subscription.group), logger: logger, held: HeldEntries(),
             drain: drain, origin: origin, breaker: CircuitBreaker(backoff: configuration.unavailableBackoff), failureWarnings: RateLimitedWarning())
         self.membership = GroupMembership(context: context)
         self.permits = permits
         self.prefetched = prefetched
-        var readerConfiguration = pool.configuration
-        // The reader retries on its own loop; a short connect window keeps shutdown prompt.
-        readerConfiguration.reconnect.retryWindow = .zero
-        self.readers = try (0..<configuration.readers).map { _ in try RedisConnection(configuration: readerConfiguration, logger: logger) }
+        // Everything one subscription's scripts and pipelines touch must live in its stream's
+        // slot on a Redis Cluster (StreamKeys tags them so); a stream name that defeats the tags
+        // is refused here rather than by every settle.
+        let streamKey = RedisArgument(subscription.stream)
+        _ = try HashSlot.common(
+            [streamKey, RedisArgument(StreamKeys.deadLetter(stream: subscription.stream, group: subscription.group)),
+             RedisArgument(StreamKeys.markerBucket(stream: subscription.stream, group: subscription.group, bucket: 0))],
+            command: "subscription \(subscription.stream)/\(subscription.group)")
     }
 
     /// Runs until the drain has settled everything in hand, or until cancelled. `createsGroup`:
@@ -77,9 +80,9 @@ final class SubscriptionRunner: Sendable {
                     await withTaskGroup(of: Void.self) { sources in
                         // Open once the first reader has re-read this consumer's pending entries.
                         let pendingReread = AsyncSemaphore(self.context.configuration.consumerName == nil ? 1 : 0)
-                        for (index, connection) in self.readers.enumerated() {
+                        for index in 0..<self.context.configuration.readers {
                             let reader = EntryReader(
-                                context: self.context, intake: intake, connection: connection, membership: self.membership,
+                                context: self.context, intake: intake, membership: self.membership,
                                 rereadsPending: index == 0, pendingReread: pendingReread)
                             sources.addTask { await reader.run() }
                         }
@@ -101,7 +104,6 @@ final class SubscriptionRunner: Sendable {
             }
             keeper.cancelAll()
         }
-        for reader in readers { await reader.close() }
         if !Task.isCancelled { await membership.leaveIfEmpty() }
     }
 }

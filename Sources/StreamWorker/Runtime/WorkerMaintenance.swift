@@ -4,13 +4,13 @@ import RedisClient
 /// have been idle for long and hold nothing. Ends when the drain starts or its task is
 /// cancelled.
 struct WorkerMaintenance: Sendable {
-    let pool: RedisConnectionPool
+    let client: any RedisClientProtocol
     let configuration: WorkerConfiguration
     let runners: [SubscriptionRunner]
     let drain: ShutdownSignal
 
     func run() async {
-        let inspector = GroupInspector(pool: pool)
+        let inspector = GroupInspector(client: client)
         var lastCleanup = ContinuousClock.now
         do {
             while !drain.isFired {

@@ -108,11 +108,11 @@ struct Settler: Sendable {
         if !acks.isEmpty {
             switch context.configuration.settleMode {
             case .plain:
-                _ = pipeline.add(command: XACK(context.streamKey, group: RedisArgument(group), ids: acks.map(\.item.entry.id)).arguments)
+                _ = pipeline.add(command: XACK(context.streamKey, group: RedisArgument(group), ids: acks.map(\.item.entry.id)))
             case .idempotent:
                 if context.configuration.plantedBug == .ackBeforeEffects {
                     logger.critical("PLANTED BUG: acknowledging entries before and apart from their effects")
-                    try await context.pool.send(XACK(context.streamKey, group: RedisArgument(group), ids: acks.map(\.item.entry.id)))
+                    try await context.client.send(XACK(context.streamKey, group: RedisArgument(group), ids: acks.map(\.item.entry.id)))
                     // The effects follow as a step of their own, as a slow second call would: a
                     // window of a round trip (0.2 ms) was never hit by a chaos run's SIGKILLs
                     // (35 s, 3 kills: every effect applied, verdict VOID); 300 ms is.
@@ -125,7 +125,7 @@ struct Settler: Sendable {
             }
         }
         if !lost.isEmpty {
-            _ = pipeline.add(command: XACK(context.streamKey, group: RedisArgument(group), ids: lost.map(\.entry.id)).arguments)
+            _ = pipeline.add(command: XACK(context.streamKey, group: RedisArgument(group), ids: lost.map(\.entry.id)))
         }
         var letterCall: (index: Int, call: DeadLetterCall)?
         if !letters.isEmpty {
@@ -135,7 +135,7 @@ struct Settler: Sendable {
             letterCall = (pipeline.add(call), call)
         }
 
-        let replies = try await pipeline.send(on: context.pool)
+        let replies = try await pipeline.send(on: context.client)
 
         if !acks.isEmpty {
             if let (index, call) = settleCall {

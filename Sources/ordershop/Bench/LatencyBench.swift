@@ -46,7 +46,7 @@ struct LatencyBench {
             return .done
         }
         let worker = StreamWorker(
-            pool: pool, configuration: WorkerConfiguration(consumerName: "latency", settleMode: o.settle),
+            client: pool, configuration: WorkerConfiguration(consumerName: "latency", settleMode: o.settle),
             subscriptions: [subscription], logger: logger)
         let running = Task { try await worker.run() }
         defer { running.cancel() }

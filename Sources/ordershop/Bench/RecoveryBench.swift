@@ -65,7 +65,7 @@ struct RecoveryBench {
             return .done
         }
         let rescuer = StreamWorker(
-            pool: pool,
+            client: pool,
             configuration: WorkerConfiguration(
                 consumerName: "rescuer", maxInFlight: 256, readCount: 100, lease: .milliseconds(o.leaseMs), settleMode: o.settle),
             subscriptions: [subscription], logger: logger)

@@ -35,7 +35,22 @@ public enum ChaosRun {
             print("chaos: redis-server :\(topo.redis.port) (AOF, appendfsync always), proxy :\(topo.proxy.port), gateway \(topo.gatewayURL)")
             try await topo.start(http: http)
             print("chaos: \(Topology.serviceNames.count) services and \(2 * options.workersPerKind) workers are up; logs in \(topo.logDirectory)")
-            try await body(options: options, schedule: schedule, topology: topo, http: http, logger: logger, report: &report)
+            // The harness's own connection goes straight to Redis, never through the proxy.
+            var redisConfig = topo.redis.configuration
+            redisConfig.reconnect.retryWindow = .seconds(10)
+            let client = try await connectRedis(redisConfig, maximumConnections: 4, logger: logger)
+            // The client's upkeep (a cluster's topology refresh) as a child task for as long as the body uses it.
+            do {
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask { try await client.run() }
+                    defer { group.cancelAll() }
+                    try await body(options: options, schedule: schedule, topology: topo, http: http, pool: client, logger: logger, report: &report)
+                }
+            } catch {
+                await client.shutdown()
+                throw error
+            }
+            await client.shutdown()
         } catch {
             report.harnessError = "\(error)"
         }
@@ -92,13 +107,9 @@ public enum ChaosRun {
     }
 
     private static func body(
-        options: ChaosOptions, schedule: [PlannedFault], topology: Topology, http: HTTPClient, logger: Logger, report: inout RunReport
+        options: ChaosOptions, schedule: [PlannedFault], topology: Topology, http: HTTPClient, pool: any RedisClientProtocol, logger: Logger,
+        report: inout RunReport
     ) async throws {
-        // The harness's own connection goes straight to Redis, never through the proxy.
-        var redisConfig = topology.redis.configuration
-        redisConfig.reconnect.retryWindow = .seconds(10)
-        let pool = try RedisConnectionPool(configuration: redisConfig, maximumConnections: 4, logger: logger)
-        defer { Task { await pool.shutdown() } }
 
         var seedRNG = SplitMix64(seed: options.seed ^ 0x5EED)
         let clock0 = RunClock()
@@ -147,7 +158,7 @@ public enum ChaosRun {
 
         // Drain: every group has nothing pending and nothing unread.
         let drainStart = clock.elapsed
-        let inspector = GroupInspector(pool: pool)
+        let inspector = GroupInspector(client: pool)
         var drained = false
         while clock.elapsed - drainStart < options.drainTimeout {
             var busy = 0

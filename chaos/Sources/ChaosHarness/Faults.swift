@@ -43,7 +43,7 @@ actor FaultLog {
 struct FaultInjector: Sendable {
     let topology: Topology
     let observer: Observer
-    let pool: RedisConnectionPool
+    let pool: any RedisClientProtocol
     let clock: RunClock
     let options: ChaosOptions
     let http: HTTPClient
@@ -313,7 +313,7 @@ struct FaultInjector: Sendable {
     private func replayOneGroup(_ fault: PlannedFault, _ record: ExecutedFault) async -> ExecutedFault {
         var done = await injectMalformed(fault, record)
         guard !done.skipped, let stream = fault.stream, let group = fault.worker else { return done }
-        let letters = DeadLetters(pool: pool, stream: stream, group: group)
+        let letters = DeadLetters(client: pool, stream: stream, group: group)
         let started = ContinuousClock.now
         var waiting = true
         while waiting && ContinuousClock.now - started < .seconds(20) {
@@ -334,7 +334,7 @@ struct FaultInjector: Sendable {
 
     /// Redis's clock, in milliseconds (the clock of `mail:sent`'s entry ids).
     private func redisTimeMs() async throws -> Int64 {
-        let reply = try await pool.send(["TIME"]).throwingServerError()
+        let reply = try await pool.send(RawCommand(["TIME"], keys: [RedisArgument(MailKeys.sent)], readOnly: true)).throwingServerError()
         guard let parts = reply.array, parts.count == 2, let s = parts[0].int, let us = parts[1].int else { throw ChaosError("TIME answered \(reply)") }
         return Int64(s) * 1000 + Int64(us) / 1000
     }
@@ -344,14 +344,15 @@ struct FaultInjector: Sendable {
     private func mailedButUnsettled(consumer: String, group: String, before: Int64) async throws -> Int {
         var n = 0
         for stream in WorkerStreams.streams(of: group) {
-            let held = try await pool.send(["XPENDING", RedisArgument(stream), RedisArgument(group), "-", "+", 1000, RedisArgument(consumer)])
+            let held = try await pool.send(
+                RawCommand(["XPENDING", RedisArgument(stream), RedisArgument(group), "-", "+", 1000, RedisArgument(consumer)], keys: [RedisArgument(stream)], readOnly: true))
                 .throwingServerError().array ?? []
             for item in held {
                 guard let id = item.array?.first?.string,
                     let entry = try await pool.send(XRANGE(RedisArgument(stream), start: id, end: id, count: 1)).first
                 else { continue }
                 let key = "\(group):\(entry.string("event_id") ?? "\(stream)/\(id)")"
-                guard let mailID = try await pool.send(["GET", RedisArgument(MailKeys.marker(key))]).string,
+                guard let mailID = try await pool.send(GET(RedisArgument(MailKeys.marker(key)))).map({ String(decoding: $0, as: UTF8.self) }),
                     let ms = mailID.split(separator: "-").first.flatMap({ Int64($0) })
                 else { continue }
                 if ms <= before { n += 1 }

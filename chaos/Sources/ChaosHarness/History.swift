@@ -99,7 +99,7 @@ public struct History: Sendable {
 
 /// Reads a ``History`` from Redis and the services.
 struct HistoryCollector {
-    let pool: RedisConnectionPool
+    let pool: any RedisClientProtocol
     let http: HTTPClient
     let gateway: String
 
@@ -116,7 +116,7 @@ struct HistoryCollector {
         for (stream, list) in h.entries {
             // Entries ever added (Redis 7 XINFO STREAM); nothing but trim removes entity events.
             // (A stream never written to does not exist: nothing to compare.)
-            guard !list.isEmpty, let fields = try? await pool.send(["XINFO", "STREAM", RedisArgument(stream)]).array else { continue }
+            guard !list.isEmpty, let fields = try? await pool.send(RawCommand(["XINFO", "STREAM", RedisArgument(stream)], keys: [RedisArgument(stream)], readOnly: true)).array else { continue }
             var i = 0
             while i + 1 < fields.count {
                 if fields[i].string == "entries-added", let added = fields[i + 1].int, added > list.count { h.incomplete[stream] = added - list.count }
@@ -124,14 +124,14 @@ struct HistoryCollector {
             }
         }
         h.mails = try await MailLog(pool: pool).all().map { History.Mail(key: $0.key, kind: $0.kind?.rawValue) }
-        let inspector = GroupInspector(pool: pool)
+        let inspector = GroupInspector(client: pool)
         for sub in WorkerStreams.subscriptions {
             let key = History.key(sub.stream, sub.group)
             h.applied[key] = try await sumHashes(matching: AppliedLedger.appliedPattern(stream: sub.stream, group: sub.group))
             h.msgRepeats[key] = try await sumHashes(matching: AppliedLedger.msgRepeatsPattern(stream: sub.stream, group: sub.group))
             let status = try await inspector.groupStatus(stream: sub.stream, group: sub.group)
             h.groups.append(History.Group(stream: sub.stream, group: sub.group, pending: status.pending, lag: status.lag))
-            let letters = try await DeadLetters(pool: pool, stream: sub.stream, group: sub.group).list(count: 100_000)
+            let letters = try await DeadLetters(client: pool, stream: sub.stream, group: sub.group).list(count: 100_000)
             h.deadLetters[key] = letters.map {
                 History.Letter(originalID: $0.originalID, reason: $0.reason, error: $0.error, marker: $0.fields[History.injectionField])
             }
@@ -167,14 +167,16 @@ struct HistoryCollector {
         var out: [String: Int] = [:]
         var cursor = "0"
         repeat {
-            let reply = try await pool.send(["SCAN", RedisArgument(cursor), "MATCH", RedisArgument(pattern), "COUNT", 1000]).throwingServerError()
+            // Keyless: one server (the harness runs a single Redis).
+            let reply = try await pool.send(RawCommand(["SCAN", RedisArgument(cursor), "MATCH", RedisArgument(pattern), "COUNT", 1000], readOnly: true))
+                .throwingServerError()
             guard let parts = reply.array, parts.count == 2, let next = parts[0].string else {
                 throw ChaosError("SCAN answered \(reply)")
             }
             cursor = next
             for key in parts[1].array ?? [] {
                 guard let name = key.string else { continue }
-                let fields = try await pool.send(["HGETALL", RedisArgument(name)]).throwingServerError().array ?? []
+                let fields = try await pool.send(RawCommand(["HGETALL", RedisArgument(name)], keys: [RedisArgument(name)], readOnly: true)).throwingServerError().array ?? []
                 var i = 0
                 while i + 1 < fields.count {
                     if let field = fields[i].string { out[field, default: 0] += fields[i + 1].int ?? 0 }
@@ -206,10 +208,10 @@ struct HistoryCollector {
 /// `entries-added`, so that an entry missing anyway is reported, not overlooked.
 actor HistoryArchive {
     static let group = "chaos-archive"
-    let pool: RedisConnectionPool
+    let pool: any RedisClientProtocol
     private var entries: [String: [String: StreamEntry]] = [:]
 
-    init(pool: RedisConnectionPool) { self.pool = pool }
+    init(pool: any RedisClientProtocol) { self.pool = pool }
 
     private static var streams: [String] { EntityType.allCases.flatMap(\.streams) }
 

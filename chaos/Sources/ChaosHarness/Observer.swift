@@ -18,14 +18,14 @@ public struct Sample: Codable, Sendable {
 /// measures how long the entries of a dead (or paused) worker take to be reclaimed.
 actor Observer {
     let http: HTTPClient
-    let pool: RedisConnectionPool
+    let pool: any RedisClientProtocol
     let clock: RunClock
     /// The last counters scraped from each incarnation (by consumer name): counter -> value.
     private(set) var counters: [String: [String: Int]] = [:]
     private(set) var samples: [Sample] = []
     private(set) var watches: [String: ReclaimWatch] = [:]
 
-    init(http: HTTPClient, pool: RedisConnectionPool, clock: RunClock) {
+    init(http: HTTPClient, pool: any RedisClientProtocol, clock: RunClock) {
         self.http = http
         self.pool = pool
         self.clock = clock

@@ -4,25 +4,57 @@ import RedisClient
 /// Redis at start-up, before a process takes on work: a worker joins its groups only once Redis
 /// answers with its credentials.
 public enum RedisReadiness {
-    /// Returns once Redis answers a PING (on the pool's probe connection). While it cannot be
-    /// reached it logs once and keeps trying with the reconnect backoff (Redis may start after
-    /// us); what waiting cannot fix (a refused password, a certificate that fails verification,
-    /// any other error reply) throws ``RedisUnusable`` at once. Cancellation ends the wait.
-    public static func wait(for pool: RedisConnectionPool, logger: Logger) async throws {
-        var attempt = 0
-        while true {
-            guard let error = await pool.probe() else {
-                if attempt > 0 { logger.info("Redis answers", metadata: ["redis": "\(pool.configuration.redactedDescription)"]) }
-                return
-            }
+    /// Returns once Redis answers a PING (the client's probe: every primary of a cluster). While
+    /// it cannot be reached it logs once and keeps trying with the reconnect backoff (Redis may
+    /// start after us); what waiting cannot fix (a refused password, a certificate that fails
+    /// verification, any other error reply) throws ``RedisUnusable`` at once. Cancellation ends
+    /// the wait.
+    public static func wait(for client: any RedisClientProtocol, at configuration: RedisConfiguration, logger: Logger) async throws {
+        try await retrying(configuration, logger: logger) {
+            guard let error = await client.probe() else { return .success(()) }
             // NOPERM: the ACL user may not PING, but it is authenticated, which is what counts here.
-            if error.code == .noPermission { return }
-            guard isWorthWaiting(error) else { throw RedisUnusable(redis: pool.configuration.redactedDescription, error: error) }
-            if attempt == 0 {
-                logger.warning("waiting for Redis", metadata: ["redis": "\(pool.configuration.redactedDescription)", "error": "\(error)"])
+            return error.code == .noPermission ? .success(()) : .failure(error)
+        }
+    }
+
+    /// ``connectRedis(_:maximumConnections:logger:)`` (a pool for one server, a cluster client
+    /// for a Redis Cluster), waiting as ``wait(for:at:logger:)`` does while the endpoint cannot be
+    /// reached to tell which it is.
+    public static func connect(
+        _ configuration: RedisConfiguration, maximumConnections: Int, logger: Logger
+    ) async throws -> any RedisClientProtocol {
+        try await retrying(configuration, logger: logger) {
+            do {
+                return .success(try await connectRedis(configuration, maximumConnections: maximumConnections, logger: logger))
+            } catch let error as RedisError {
+                return .failure(error)
+            } catch {
+                return .failure(RedisError(.io, "\(error)"))
             }
-            attempt += 1
-            try await Task.sleep(for: pool.configuration.reconnect.backoff(attempt: attempt))
+        }
+    }
+
+    /// Runs `attempt` until it succeeds, waiting with the reconnect backoff while its error is
+    /// worth waiting for (logged once), throwing ``RedisUnusable`` for any other.
+    private static func retrying<T>(
+        _ configuration: RedisConfiguration, logger: Logger, _ attempt: () async -> Result<T, RedisError>
+    ) async throws -> T {
+        var attempts = 0
+        while true {
+            let error: RedisError
+            switch await attempt() {
+            case .success(let value):
+                if attempts > 0 { logger.info("Redis answers", metadata: ["redis": "\(configuration.redactedDescription)"]) }
+                return value
+            case .failure(let failure):
+                error = failure
+            }
+            guard isWorthWaiting(error) else { throw RedisUnusable(redis: configuration.redactedDescription, error: error) }
+            if attempts == 0 {
+                logger.warning("waiting for Redis", metadata: ["redis": "\(configuration.redactedDescription)", "error": "\(error)"])
+            }
+            attempts += 1
+            try await Task.sleep(for: configuration.reconnect.backoff(attempt: attempts))
         }
     }
 
