@@ -7,36 +7,6 @@ import Testing
 
 @Suite("Redis restarts, trims, deleted groups, membership")
 struct RecoveryTests {
-    @Test("Redis killed and restarted (AOF on) mid-stream: the worker reconnects and every entry is processed once")
-    func redisRestart() async throws {
-        var options = LocalRedisServer.Options()
-        options.appendOnly = true
-        options.appendFsync = "always"
-        try await withRedisServer(options) { server in
-            let pool = try server.makePool()
-            let stream = "events:{billing}_created"
-            let ids = try await publish(pool, stream: stream, count: 3000)
-            let worker = RunningWorker(
-                pool: pool, configuration: .init(lease: .seconds(1)),
-                subscriptions: [
-                    Subscription(stream: stream, group: "g") { d in
-                        try await Task.sleep(for: .milliseconds(1))
-                        return .done(effects: [["HINCRBY", "effects", RedisArgument(d.eventID), "1"]])
-                    }
-                ])
-            #expect(await eventually { ((try? await effectCounts(pool, "effects").count) ?? 0) > 300 })
-            await server.kill()
-            try await Task.sleep(for: .milliseconds(300))
-            try await server.start()
-            #expect(await eventually(timeout: .seconds(90)) { (try? await effectCounts(pool, "effects").count) == ids.count })
-            #expect(await eventually { (try? await pendingCount(pool, stream: stream, group: "g")) == 0 })
-            try await worker.stop()
-            let counts = try await effectCounts(pool, "effects")
-            #expect(Set(counts.keys) == Set(ids))
-            #expect(counts.values.allSatisfy { $0 == 1 })
-        }
-    }
-
     @Test("a trim while entries are pending keeps them; a cap that would cut them is refused")
     func safeTrimKeepsPending() async throws {
         try await withRedisServer { server in

@@ -5,7 +5,8 @@ import StreamWorker
 import TestSupport
 import Testing
 
-/// `RecoveryTests.redisRestart` with the precondition checked: Redis is killed while the worker
+/// Redis SIGKILLed and restarted (AOF on), with the precondition checked (it replaces the former
+/// `RecoveryTests.redisRestart`, which never checked it): Redis is killed while the worker
 /// holds entries inside their handlers (pending, effects not committed), so the restart meets
 /// work in flight, and every entry is still applied exactly once.
 @Suite struct RedisRestartInFlightTests {
