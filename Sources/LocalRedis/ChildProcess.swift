@@ -38,6 +38,7 @@ public final class ChildProcess: @unchecked Sendable {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, self.outputFile, O_WRONLY | O_CREAT | O_APPEND, 0o644)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        Self.closeInheritedDescriptors(&actions)
 
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
@@ -142,6 +143,28 @@ public final class ChildProcess: @unchecked Sendable {
             kill(pid, SIGKILL)
             var raw: Int32 = 0
             waitpid(pid, &raw, 0)  // reap: it was just SIGKILLed, so this returns at once
+        }
+    }
+
+    /// The child gets stdin, stdout and stderr and nothing else. Any other descriptor without
+    /// FD_CLOEXEC would stay open in it for as long as it lives: a redis-server spawned while
+    /// Foundation's `Process` started openssl inherited the socket whose closing tells `Process`
+    /// that openssl exited, so `waitUntilExit()` waited for that redis-server, blocking a
+    /// cooperative thread; two such waits deadlocked a whole test run on 2 cores (CI timed out
+    /// after 90 min with no test finished).
+    private static func closeInheritedDescriptors(_ actions: inout posix_spawn_file_actions_t) {
+        // glibc ≥ 2.34 has posix_spawn_file_actions_addclosefrom_np; Swift's Glibc module does
+        // not export it, so it is looked up by name.
+        typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>?, Int32) -> Int32
+        if let symbol = dlsym(nil, "posix_spawn_file_actions_addclosefrom_np") {
+            let addCloseFrom = unsafeBitCast(symbol, to: AddCloseFrom.self)
+            if addCloseFrom(&actions, 3) == 0 { return }
+        }
+        // Older C libraries: close each descriptor open now (one opened after this listing and
+        // before the spawn can still leak; glibc ignores closing one that is no longer open).
+        let open = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+        for fd in open.compactMap({ Int32($0) }) where fd > 2 {
+            posix_spawn_file_actions_addclose(&actions, fd)
         }
     }
 

@@ -27,4 +27,17 @@ import Testing
         #expect(!child.isRunning)
         #expect(kill(child.pid, 0) != 0)
     }
+
+    @Test("a child inherits stdin, stdout and stderr only, not the parent's other descriptors")
+    func childInheritsNoOtherDescriptors() async throws {
+        // A pipe without FD_CLOEXEC, as Foundation's Process makes for the child it monitors.
+        var fds: [Int32] = [0, 0]
+        #expect(pipe(&fds) == 0)
+        defer { close(fds[0]); close(fds[1]) }
+        let child = try ChildProcess("sleep", ["30"])
+        defer { child.signal(SIGKILL) }
+        let inherited = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(child.pid)/fd").compactMap { Int32($0) }.sorted()
+        #expect(inherited == [0, 1, 2], "the child holds descriptors \(inherited)")
+        #expect(await child.stop(signal: SIGKILL) == 128 + SIGKILL)
+    }
 }

@@ -11,7 +11,7 @@ import Testing
     @Test func tlsClusterWithACLUsers() async throws {
         // The certificate names `localhost` only: a node announced as 127.0.0.1 verifies only
         // against the seed's host name.
-        let certs = try TestCertificates.make(serverNames: ["DNS:localhost"])
+        let certs = try await TestCertificates.make(serverNames: ["DNS:localhost"])
         defer { certs.remove() }
         let aclFile = certs.directory + "/users.acl"
         try """

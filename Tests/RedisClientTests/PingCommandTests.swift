@@ -19,7 +19,7 @@ import Testing
 
     @Test func pingOverTLS() async throws {
         let ordershop = try builtProduct("ordershop")
-        let certs = try TestCertificates.shared()
+        let certs = try await TestCertificates.shared()
         try await withRedisServer(.with { $0.tls = certs.serverTLS() }) { server in
             // What the server and the TLS session look like to our own client.
             let connection = try server.makeConnection()
@@ -39,7 +39,7 @@ import Testing
 
     @Test func pingWithTheWrongCA() async throws {
         let ordershop = try builtProduct("ordershop")
-        let certs = try TestCertificates.shared()
+        let certs = try await TestCertificates.shared()
         try await withRedisServer(.with { $0.tls = certs.serverTLS() }) { server in
             let result = try await runChild(
                 ordershop, ["ping", "--url", "rediss://127.0.0.1:\(server.port)"],

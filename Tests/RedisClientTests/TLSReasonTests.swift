@@ -8,7 +8,7 @@ import Testing
 @Suite struct TLSReasonTests {
     /// Mutual TLS without a client certificate reported "connectionClosed".
     @Test func mutualTLSWithoutAClientCertificateSaysSo() async throws {
-        let certs = try TestCertificates.shared()
+        let certs = try await TestCertificates.shared()
         try await withRedisServer(.with { $0.tls = certs.serverTLS(requireClientCertificates: true) }) { server in
             var config = RedisConfiguration(endpoint: .tcp(host: "127.0.0.1", port: server.port))
             config.tls = .enable(.init(caFile: certs.caFile, serverName: "localhost"))
@@ -24,7 +24,7 @@ import Testing
     /// `ssl_cert_reqs=none` printed the same `ping` as a verified connection.
     @Test func pingWithoutVerificationWarns() async throws {
         let ordershop = try builtProduct("ordershop")
-        let certs = try TestCertificates.shared()
+        let certs = try await TestCertificates.shared()
         try await withRedisServer(.with { $0.tls = certs.serverTLS() }) { server in
             let env = ["REDIS_URL": "", "REDIS_TLS_CA_FILE": "", "REDIS_TLS_CERT_FILE": "", "REDIS_TLS_KEY_FILE": "", "REDIS_TLS_SERVER_NAME": ""]
             let unverified = try await runChild(

@@ -18,7 +18,7 @@ import Testing
     }
 
     @Test func verifiedTLS() async throws {
-        let certs = try TestCertificates.shared()
+        let certs = try await TestCertificates.shared()
         try await withRedisServer(.with { $0.tls = certs.serverTLS() }) { server in
             let connection = try RedisConnection(configuration: tlsConfiguration(server, caFile: certs.caFile))
             #expect(try await connection.send(PING()) == "PONG")
@@ -40,7 +40,7 @@ import Testing
     }
 
     @Test func mutualTLS() async throws {
-        let certs = try TestCertificates.shared()
+        let certs = try await TestCertificates.shared()
         try await withRedisServer(.with { $0.tls = certs.serverTLS(requireClientCertificates: true) }) { server in
             let withCertificate = try RedisConnection(
                 configuration: tlsConfiguration(
@@ -60,8 +60,8 @@ import Testing
         }
     }
 
-    @Test func clientCertificateWithoutKeyIsAConfigurationError() throws {
-        let certs = try TestCertificates.shared()
+    @Test func clientCertificateWithoutKeyIsAConfigurationError() async throws {
+        let certs = try await TestCertificates.shared()
         let error = #expect(throws: RedisError.self) {
             try TLSContext(.init(caFile: certs.caFile, certificateFile: certs.clientCertificateFile))
         }
@@ -69,7 +69,7 @@ import Testing
     }
 
     @Test func wrongCertificateAuthority() async throws {
-        let certs = try TestCertificates.shared()
+        let certs = try await TestCertificates.shared()
         try await withRedisServer(.with { $0.tls = certs.serverTLS() }) { server in
             let connection = try RedisConnection(configuration: tlsConfiguration(server, caFile: certs.otherCAFile))
             let error = await #expect(throws: RedisError.self) { try await connection.send(PING()) }
@@ -87,7 +87,7 @@ import Testing
     }
 
     @Test func wrongHostName() async throws {
-        let certs = try TestCertificates.shared()
+        let certs = try await TestCertificates.shared()
         try await withRedisServer(.with { $0.tls = certs.serverTLS() }) { server in
             let connection = try RedisConnection(
                 configuration: tlsConfiguration(server, caFile: certs.caFile, serverName: "wrong.example"))
@@ -99,7 +99,7 @@ import Testing
 
     /// A plain-text client on a TLS port fails; nothing is ever exchanged in plain text.
     @Test func plainClientOnTLSPort() async throws {
-        let certs = try TestCertificates.shared()
+        let certs = try await TestCertificates.shared()
         try await withRedisServer(.with { $0.tls = certs.serverTLS() }) { server in
             var config = RedisConfiguration(endpoint: .tcp(host: "127.0.0.1", port: server.port))
             config.reconnect.retryWindow = .zero
@@ -117,7 +117,7 @@ import Testing
 
     /// A TLS client on a plain port fails the handshake, and never falls back to plain text.
     @Test func tlsClientOnPlainPort() async throws {
-        let certs = try TestCertificates.shared()
+        let certs = try await TestCertificates.shared()
         try await withRedisServer { server in
             var config = tlsConfiguration(server, caFile: certs.caFile)
             // redis-server waits for the end of a line that the ClientHello may never contain;

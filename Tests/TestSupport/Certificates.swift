@@ -1,4 +1,5 @@
 import Foundation
+import LocalRedis
 
 /// A CA, a server certificate for `localhost`/127.0.0.1 and a client certificate, made at test
 /// time with the openssl CLI in a temporary directory.
@@ -14,48 +15,41 @@ public struct TestCertificates: Sendable {
     public var otherCAFile: String { directory + "/other-ca.crt" }
 
     /// Makes all files. `serverNames` go into the server certificate's subjectAltName.
-    public static func make(serverNames: [String] = ["DNS:localhost", "IP:127.0.0.1"]) throws -> TestCertificates {
+    public static func make(serverNames: [String] = ["DNS:localhost", "IP:127.0.0.1"]) async throws -> TestCertificates {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ordershop-certs-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let certs = TestCertificates(directory: dir)
         let san = serverNames.joined(separator: ",")
-        try openssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=OrderShop Test CA",
+        try await openssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=OrderShop Test CA",
                      "-keyout", certs.caKeyFile, "-out", certs.caFile], in: dir)
-        try openssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=Unrelated CA",
+        try await openssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=Unrelated CA",
                      "-keyout", dir + "/other-ca.key", "-out", certs.otherCAFile], in: dir)
-        try issue(name: "server", subject: "/CN=localhost", extensions: "subjectAltName=\(san)\nextendedKeyUsage=serverAuth", certs: certs)
-        try issue(name: "client", subject: "/CN=ordershop-client", extensions: "extendedKeyUsage=clientAuth", certs: certs)
+        try await issue(name: "server", subject: "/CN=localhost", extensions: "subjectAltName=\(san)\nextendedKeyUsage=serverAuth", certs: certs)
+        try await issue(name: "client", subject: "/CN=ordershop-client", extensions: "extendedKeyUsage=clientAuth", certs: certs)
         return certs
     }
 
-    private static func issue(name: String, subject: String, extensions: String, certs: TestCertificates) throws {
+    private static func issue(name: String, subject: String, extensions: String, certs: TestCertificates) async throws {
         let dir = certs.directory
         try extensions.write(toFile: "\(dir)/\(name).ext", atomically: true, encoding: .utf8)
-        try openssl(["req", "-newkey", "rsa:2048", "-nodes", "-subj", subject, "-keyout", "\(dir)/\(name).key", "-out", "\(dir)/\(name).csr"], in: dir)
-        try openssl(["x509", "-req", "-in", "\(dir)/\(name).csr", "-CA", certs.caFile, "-CAkey", certs.caKeyFile, "-CAcreateserial",
+        try await openssl(["req", "-newkey", "rsa:2048", "-nodes", "-subj", subject, "-keyout", "\(dir)/\(name).key", "-out", "\(dir)/\(name).csr"], in: dir)
+        try await openssl(["x509", "-req", "-in", "\(dir)/\(name).csr", "-CA", certs.caFile, "-CAkey", certs.caKeyFile, "-CAcreateserial",
                      "-days", "2", "-extfile", "\(dir)/\(name).ext", "-out", "\(dir)/\(name).crt"], in: dir)
     }
 
-    private static func openssl(_ arguments: [String], in directory: String) throws {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
-        p.arguments = arguments
-        p.currentDirectoryURL = URL(fileURLWithPath: directory)
-        p.standardOutput = FileHandle.nullDevice
-        // stderr goes to a file, not a pipe: a redis-server that another test spawns meanwhile
-        // inherits the pipe's write end, and reading the pipe to its end would then wait until
-        // that server exits (a hang seen with tests running in parallel).
+    /// Runs the openssl CLI as a ``ChildProcess``, waiting without blocking a thread: a blocking
+    /// `Process.waitUntilExit()` here once held both cooperative threads of a 2-core machine
+    /// (see ``ChildProcess``) and hung the whole test run.
+    private static func openssl(_ arguments: [String], in directory: String) async throws {
         let log = directory + "/openssl-\(UUID().uuidString).log"
-        guard FileManager.default.createFile(atPath: log, contents: nil) else { throw TestSupportError("cannot create \(log)") }
         defer { try? FileManager.default.removeItem(atPath: log) }
-        let errors = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
-        p.standardError = errors
-        try p.run()
-        p.waitUntilExit()
-        try? errors.close()
-        guard p.terminationStatus == 0 else {
-            let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-            throw TestSupportError("openssl \(arguments.joined(separator: " ")) failed: \(output)")
+        let process = try ChildProcess("openssl", arguments, outputFile: log)
+        guard let status = await process.waitForExit(timeout: .seconds(120)) else {
+            await process.stop(signal: SIGKILL)
+            throw TestSupportError("openssl \(arguments.joined(separator: " ")) did not finish within 120 s")
+        }
+        guard status == 0 else {
+            throw TestSupportError("openssl \(arguments.joined(separator: " ")) failed (\(status)): \(process.output)")
         }
     }
 

@@ -3,12 +3,23 @@ import LocalRedis
 import RedisClient
 
 /// Certificates shared by every test of one test process: making RSA keys with the openssl
-/// CLI takes seconds on a two-core machine, and no test changes them.
-private let sharedCertificates = Result<TestCertificates, any Error> { try TestCertificates.make() }
+/// CLI takes seconds on a two-core machine, and no test changes them. Made once, awaited by
+/// every caller (a lazy global would block callers' threads in its one-time initialiser).
+private actor SharedCertificates {
+    static let instance = SharedCertificates()
+    private var making: Task<TestCertificates, any Error>?
+
+    func get() async throws -> TestCertificates {
+        if let making { return try await making.value }
+        let task = Task { try await TestCertificates.make() }
+        making = task
+        return try await task.value
+    }
+}
 
 extension TestCertificates {
     /// One set of certificates for the whole test run (see ``make(serverNames:)``).
-    public static func shared() throws -> TestCertificates { try sharedCertificates.get() }
+    public static func shared() async throws -> TestCertificates { try await SharedCertificates.instance.get() }
 
     /// Server options serving TLS with this CA's server certificate.
     public func serverTLS(requireClientCertificates: Bool = false) -> LocalRedisServer.Options.TLS {
