@@ -182,7 +182,7 @@ public enum ChaosRun {
         print("chaos: " + (drained ? "drained \(String(format: "%.1f", clock.elapsed - loadEnd)) s after the load ended" : "NOT drained within \(options.drainTimeout) s"))
         // Handlers that acked early (a planted bug) may still be sending: let them finish, then
         // take the last metrics.
-        try? await Task.sleep(for: .seconds(3))
+        await pause(seconds: 3)
         for i in await topology.liveIncarnations() { await observer.scrape(i) }
         await observer.sample()
         await observer.checkWatches()

@@ -51,6 +51,11 @@ struct FaultInjector: Sendable {
     let archive: HistoryArchive
     let log = FaultLog()
     let redisLock = AsyncLock()
+    /// One msg outage at a time: a second one planned inside the first waits for its end (it
+    /// would otherwise find msg already stopped, and be no fault at all).
+    let msgLock = AsyncLock()
+    /// When msg was last down, for faults that must wait out an outage (see ``replayOneGroup``).
+    let msgState = MsgState()
     let logger: Logger
 
     /// Runs every fault at its time; returns when the last one has finished (restarts included).
@@ -75,7 +80,7 @@ struct FaultInjector: Sendable {
             let (at, note, failed) = await redisLock.withLock { () async -> (Double, String, Bool) in
                 let at = clock.elapsed
                 await topology.redis.kill()
-                try? await Task.sleep(for: .milliseconds(Int64(fault.seconds * 1000)))
+                await pause(seconds: fault.seconds)
                 var attempts = 0
                 while true {
                     do {
@@ -94,40 +99,61 @@ struct FaultInjector: Sendable {
             done.note = note
             done.skipped = failed
         case .reset:
-            let n = await topology.proxy.resetConnections()
-            done.note = "\(n.map(String.init) ?? "?") worker connections reset"
+            // The workers may hold no connection at this instant (all reconnecting after a Redis
+            // restart, or paused between commands): try again for up to 10 s before calling the
+            // fault not carried out.
+            var n: Int?
+            for attempt in 1...10 {
+                n = await topology.proxy.resetConnections()
+                if (n ?? 0) > 0 {
+                    done.note = "\(n!) worker connections reset\(attempt > 1 ? " (attempt \(attempt))" : "")"
+                    break
+                }
+                do { try await Task.sleep(for: .seconds(1)) } catch { break }
+            }
             if (n ?? 0) == 0 {
                 done.skipped = true
-                done.note = n == nil ? "the proxy did not reset within 1 s" : "no worker connection to reset"
+                done.note = n == nil ? "the proxy did not reset within 1 s" : "no worker connection to reset in 10 s"
             }
         case .stall:
             topology.proxy.stall(for: .milliseconds(Int64(fault.seconds * 1000)))
             let open = topology.proxy.openConnections
             // Connections made during the stall are held too, so none open at its start is no skip.
             done.note = "no traffic for \(fault.seconds) s (\(open) worker connections open at its start)"
-            try? await Task.sleep(for: .milliseconds(Int64(fault.seconds * 1000)))
+            await pause(seconds: fault.seconds)
         case .latency:
             let ms = fault.milliseconds ?? 100
             topology.proxy.addLatency(.milliseconds(ms), for: .milliseconds(Int64(fault.seconds * 1000)))
             let open = topology.proxy.openConnections
             done.note = "+\(ms) ms each way for \(fault.seconds) s (\(open) worker connections open at its start)"
-            try? await Task.sleep(for: .milliseconds(Int64(fault.seconds * 1000)))
+            await pause(seconds: fault.seconds)
         case .malformed:
             done = await injectMalformed(fault, done)
         case .duplicate:
             done = await appendDuplicates(fault, done)
         case .msgOutage:
-            let status = await topology.stopService("msg")
             done.target = "msg"
-            try? await Task.sleep(for: .milliseconds(Int64(fault.seconds * 1000)))
-            do {
-                try await topology.startService("msg", http: http)
-                done.note = "msg down \(String(format: "%.1f", clock.elapsed - done.at)) s (stopped with status \(status.map(String.init) ?? "none: it was not running"))"
-                if status == nil { done.skipped = true }
-            } catch {
-                done.skipped = true
-                done.note = "msg did not start again: \(error)"
+            let (at, note, failed) = await msgLock.withLock { () async -> (Double, String, Bool) in
+                let at = clock.elapsed
+                await msgState.wentDown()
+                let status = await topology.stopService("msg")
+                // The outage lasts its planned time even when the run is being cancelled: msg
+                // must come back for the drain to finish its mails.
+                await pause(seconds: fault.seconds)
+                let result: (Double, String, Bool)
+                do {
+                    try await topology.startService("msg", http: http)
+                    let note = "msg down \(String(format: "%.1f", clock.elapsed - at)) s (stopped with status \(status.map(String.init) ?? "none: it was not running"))"
+                    result = (at, note, status == nil)
+                } catch {
+                    result = (at, "msg did not start again: \(error)", true)
+                }
+                await msgState.cameBack()
+                return result
             }
+            done.at = at
+            done.note = note
+            done.skipped = failed
         case .trim:
             do {
                 try await archive.copy()
@@ -180,10 +206,9 @@ struct FaultInjector: Sendable {
             _ = await topology.waitForExit(kind: kind, slot: slot, timeout: .seconds(30))
             // Settles the dead worker had written before the kill may still be on their way
             // through the proxy: let them land (far below the lease, so nothing is reclaimed yet).
-            try? await Task.sleep(for: .milliseconds(500))
+            await pause(seconds: 0.5)
             if let killedAt { done.inHandler = try? await mailedButUnsettled(consumer: incarnation.consumer, group: kind, before: killedAt) }
-            let wait = max(0, fault.seconds - 0.5)
-            try? await Task.sleep(for: .milliseconds(Int64(wait * 1000)))
+            await pause(seconds: max(0, fault.seconds - 0.5))
             let next = try? await topology.startWorker(kind: kind, slot: slot)
             done.note = "SIGKILL; \(done.inHandler.map { "\($0) held entries already mailed (killed inside the handler); " } ?? "")restarted as \(next?.consumer ?? "?") after \(fault.seconds) s"
             if next == nil {
@@ -193,7 +218,7 @@ struct FaultInjector: Sendable {
         case .term:
             await topology.signal(kind: kind, slot: slot, SIGTERM)
             let status = await topology.waitForExit(kind: kind, slot: slot, timeout: .seconds(60))
-            try? await Task.sleep(for: .milliseconds(Int64(fault.seconds * 1000)))
+            await pause(seconds: fault.seconds)
             let next = try? await topology.startWorker(kind: kind, slot: slot)
             done.note = "SIGTERM, exit status \(status.map(String.init) ?? "none within 60 s"); restarted as \(next?.consumer ?? "?")"
             if status == nil { done.note += " (did not drain in time)" }
@@ -206,7 +231,7 @@ struct FaultInjector: Sendable {
             let seconds = options.leaseSeconds * 2 + fault.seconds
             await topology.signal(kind: kind, slot: slot, SIGSTOP)
             await observer.watch(consumer: incarnation.consumer, group: kind, held: held)
-            try? await Task.sleep(for: .milliseconds(Int64(seconds * 1000)))
+            await pause(seconds: seconds)
             await topology.signal(kind: kind, slot: slot, SIGCONT)
             await observer.unwatchIfOpen(incarnation.consumer)
             done.note = "SIGSTOP for \(String(format: "%.1f", seconds)) s (lease \(options.leaseSeconds) s), then SIGCONT"
@@ -314,16 +339,23 @@ struct FaultInjector: Sendable {
         var done = await injectMalformed(fault, record)
         guard !done.skipped, let stream = fault.stream, let group = fault.worker else { return done }
         let letters = DeadLetters(client: pool, stream: stream, group: group)
+        // While msg is down the group's circuit breaker holds its entries, the malformed one
+        // too: wait until 30 s after msg is back (at least 20 s in all, at most 3 min).
         let started = ContinuousClock.now
         var waiting = true
-        while waiting && ContinuousClock.now - started < .seconds(20) {
-            if let list = try? await letters.list(count: 100_000), !list.isEmpty { waiting = false } else {
-                do { try await Task.sleep(for: .milliseconds(250)) } catch { break }
+        while waiting {
+            if let list = try? await letters.list(count: 100_000), !list.isEmpty {
+                waiting = false
+                break
             }
+            let now = ContinuousClock.now
+            let sinceMsgUp = await msgState.sinceUp(now: now)
+            if now - started >= .seconds(180) || (now - started >= .seconds(20) && sinceMsgUp >= .seconds(30)) { break }
+            do { try await Task.sleep(for: .milliseconds(250)) } catch { break }
         }
         if waiting {
             done.skipped = true
-            done.note += "; not dead-lettered by \(group) within 20 s: nothing to replay"
+            done.note += "; not dead-lettered by \(group) in \(ContinuousClock.now - started): nothing to replay"
             return done
         }
         let replayed = await tool(["dlq", "replay", stream, group], done)
@@ -359,6 +391,31 @@ struct FaultInjector: Sendable {
             }
         }
         return n
+    }
+}
+
+/// Whether msg is down (a msg outage fault), and since when it is up.
+actor MsgState {
+    private var down = 0
+    private var upSince = ContinuousClock.now
+
+    func wentDown() { down += 1 }
+
+    func cameBack() {
+        down -= 1
+        if down == 0 { upSince = .now }
+    }
+
+    /// How long msg has been up; zero while it is down.
+    func sinceUp(now: ContinuousClock.Instant) -> Duration { down > 0 ? .zero : now - upSince }
+}
+
+/// A pause that a cancelled task still waits out (`Task.sleep` would return at once): for a
+/// fault's planned length, whose end (a restart) must happen in every case.
+func pause(seconds: Double) async {
+    guard seconds > 0 else { return }
+    await withCheckedContinuation { (resume: CheckedContinuation<Void, Never>) in
+        DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(Int(seconds * 1000))) { resume.resume() }
     }
 }
 
