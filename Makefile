@@ -13,6 +13,10 @@ SEED        ?= 20261127
 # flags]); it must FAIL with the violation that names the bug (ordershop-chaos run --expect-caught).
 # no-lease-refresh: handlers that outlast the 3 s lease, and no fault that may make a settle stale.
 PLANTED_DURATION ?= 35
+# No chaos run may hold CI longer than its duration plus this many seconds (a run takes its
+# duration plus at most its drain timeout, 300 s; SIGTERM makes the harness SIGKILL every process
+# it started).
+CHAOS_MARGIN ?= 600
 PLANTED_BUGS ?= ack-before-handling:kill,malformed \
   no-idempotency:kill,duplicate \
   no-owner-check:pause,kill \
@@ -50,7 +54,7 @@ test: deps
 	$(SWIFT) build --build-tests $(BUILD_FLAGS)
 	SWIFT=$(SWIFT) scripts/swift-test.sh $(BUILD_FLAGS) --skip '$(TIME_BOUND_SUITES)'
 	SWIFT=$(SWIFT) scripts/swift-test.sh $(BUILD_FLAGS) --filter '$(TIME_BOUND_SUITES)'
-	ORDERSHOP_BIN="$$($(SWIFT) build --show-bin-path $(BUILD_FLAGS))/ordershop" deploy/check.sh
+	ORDERSHOP_BIN="$$($(SWIFT) build --show-bin-path $(BUILD_FLAGS))/ordershop" timeout --kill-after=60 900 deploy/check.sh
 	$(MAKE) --no-print-directory chaos-run
 	$(MAKE) --no-print-directory chaos-planted
 
@@ -61,7 +65,7 @@ chaos: deps
 
 # The chaos run itself, with binaries already built.
 chaos-run:
-	$$($(SWIFT) build --show-bin-path $(BUILD_FLAGS))/ordershop-chaos run --duration $(DURATION) --seed $(SEED) \
+	timeout --kill-after=60 $$(( $(DURATION) + $(CHAOS_MARGIN) )) $$($(SWIFT) build --show-bin-path $(BUILD_FLAGS))/ordershop-chaos run --duration $(DURATION) --seed $(SEED) \
 	  --ordershop $$($(SWIFT) build --show-bin-path $(BUILD_FLAGS))/ordershop --report-dir chaos-report
 
 # Every planted bug in a short run; each must FAIL with the violation naming it (a PASS or a VOID
@@ -72,7 +76,7 @@ chaos-planted:
 	  bug=$${spec%%:*}; rest=$${spec#*:}; faults=$${rest%%:*}; extra=""; \
 	  if [ "$$rest" != "$$faults" ]; then extra=$${rest#*:}; fi; \
 	  echo "== planted bug $$bug (faults $$faults, $(PLANTED_DURATION) s) $$extra"; \
-	  $$bin/ordershop-chaos run --duration $(PLANTED_DURATION) --seed $(SEED) --faults $$faults --plant-bug $$bug --expect-caught $$extra \
+	  timeout --kill-after=60 $$(( $(PLANTED_DURATION) + $(CHAOS_MARGIN) )) $$bin/ordershop-chaos run --duration $(PLANTED_DURATION) --seed $(SEED) --faults $$faults --plant-bug $$bug --expect-caught $$extra \
 	    --drain-timeout 120 --ordershop $$bin/ordershop --report-dir chaos-report/planted-$$bug || missed="$$missed $$bug"; \
 	done; \
 	if [ -n "$$missed" ]; then echo "planted bugs NOT caught:$$missed"; exit 1; fi; echo "every planted bug was caught"
