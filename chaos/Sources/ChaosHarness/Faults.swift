@@ -155,12 +155,24 @@ struct FaultInjector: Sendable {
             done.note = note
             done.skipped = failed
         case .trim:
-            do {
-                try await archive.copy()
-                done = await tool(["trim"], done)
-            } catch {
+            // A Redis restart or a stall may cut the copy short: try a few times (it resumes).
+            var copyError: (any Error)?
+            for attempt in 1...4 {
+                do {
+                    try await archive.copy()
+                    copyError = nil
+                    break
+                } catch {
+                    copyError = error
+                    logger.warning("copying the streams before the trim failed (attempt \(attempt)): \(error)")
+                    do { try await Task.sleep(for: .seconds(2)) } catch { break }
+                }
+            }
+            if let copyError {
                 done.skipped = true
-                done.note = "could not copy the streams before the trim: \(error)"
+                done.note = "could not copy the streams before the trim: \(copyError)"
+            } else {
+                done = await tool(["trim"], done)
             }
         case .rebuild:
             done = await tool(["rebuild", "all"], done)

@@ -227,9 +227,21 @@ actor HistoryArchive {
         }
     }
 
-    /// Copies what each stream gained since the last copy, then acknowledges it.
+    /// Copies what each stream gained since the last copy, then acknowledges it. Safe to call
+    /// again after it failed: it first re-reads what the archive was delivered and did not
+    /// acknowledge (an XREADGROUP whose reply was lost in a Redis restart), then the new entries.
     func copy() async throws {
         for stream in Self.streams {
+            var after = "0"
+            while true {
+                let batches = try await pool.send(
+                    XREADGROUP(group: Self.group, consumer: "harness", streams: [(stream, after)], count: 1000))
+                let page = batches.flatMap(\.entries)
+                guard let last = page.last else { break }
+                for e in page { entries[stream, default: [:]][e.id] = e }
+                _ = try await pool.send(XACK(RedisArgument(stream), group: RedisArgument(Self.group), ids: page.map(\.id)))
+                after = last.id
+            }
             while true {
                 let batches = try await pool.send(
                     XREADGROUP(group: Self.group, consumer: "harness", streams: [(stream, ">")], count: 1000))
