@@ -60,10 +60,22 @@ extension EventStore {
     /// Refuses with a ``StreamGapError`` naming the stream when a stream lacks entries it needs
     /// (trimmed past the snapshot): it never builds from part of the record. The new read model
     /// is written beside the live one and swapped in by a script that first checks that no event
-    /// was appended meanwhile (else it reads the new events and tries again), so commands may
-    /// keep running during a rebuild and nothing they wrote is lost. A snapshot installed while it
-    /// reads (a concurrent `trim`) makes it start over from that snapshot.
+    /// was appended meanwhile (else it reads the new events, writes what they changed, and tries
+    /// again: see ``RebuildStaging``), so commands may keep running during a rebuild and nothing
+    /// they wrote is lost. A snapshot installed while it reads (a concurrent `trim`) makes it
+    /// start over from that snapshot.
     public func rebuild(_ type: EntityType, maxAttempts: Int = 100) async throws -> RebuildReport {
+        var staging = RebuildStaging(type: type, suffix: UUID().uuidString.lowercased())
+        do {
+            return try await rebuild(type, into: &staging, maxAttempts: maxAttempts)
+        } catch {
+            // The staging keys of a rebuild that failed are of no use; a swap renamed them away.
+            _ = try? await pool.send(DEL(keys: staging.keys.map { RedisArgument($0) }))
+            throw error
+        }
+    }
+
+    private func rebuild(_ type: EntityType, into staging: inout RebuildStaging, maxAttempts: Int) async throws -> RebuildReport {
         var base = try await latestSnapshot(type)
         var from = base?.cut ?? .origin(type)
         var projection = Projection(base: base?.states ?? [:])
@@ -79,15 +91,16 @@ extension EventStore {
                 base = latest
                 from = latest.cut
                 projection = Projection(base: latest.states)
+                staging.reset()
                 read = 0
                 continue
             }
             read += new.count
-            for e in Projection.ordered(new) { projection.apply(e) }
+            var changed: Set<String> = []
+            for e in Projection.ordered(new) where projection.apply(e) { changed.insert(e.entityID) }
             from = cut
-            let staging = type.keys.staging(UUID().uuidString.lowercased())
-            try await writeStaging(projection, type: type, keys: staging)
-            let keys = (type.streams + type.keys.all + staging).map { RedisArgument($0) }
+            try await staging.write(projection, changed: changed, pool: pool)
+            let keys = (type.streams + type.keys.all + staging.keys).map { RedisArgument($0) }
             let reply = try await pool.evaluate(Self.swapScript, keys: keys, arguments: cut.positions.map { RedisArgument($0.entriesAdded) })
             if reply.array?.first?.string == "ok" {
                 let deleted = projection.states.values.filter(\.deleted).count
@@ -95,44 +108,8 @@ extension EventStore {
                     type: type, events: read, live: projection.states.count - deleted, deleted: deleted,
                     ignored: projection.ignored, retries: attempt, snapshot: base?.cut)
             }
-            _ = try await pool.send(DEL(keys: staging.map { RedisArgument($0) }))
         }
         throw RedisError(.transactionAborted, "\(type) events kept arriving; rebuild gave up after \(maxAttempts) attempts")
-    }
-
-    private func writeStaging(_ projection: Projection, type: EntityType, keys staging: [String]) async throws {
-        // Same order as ReadModelKeys.all: entities, versions, tombstones, ids, seq, unique.
-        let (entities, versions, tombstones, ids, sequence, unique) = (staging[0], staging[1], staging[2], staging[3], staging[4], staging[5])
-        let stagingKeys = staging.map { RedisArgument($0) }
-        var commands: [RawCommand] = [RawCommand(["DEL"] + stagingKeys, keys: stagingKeys)]
-        func hset(_ key: String, _ pairs: [(String, RedisArgument)]) {
-            for chunk in stride(from: 0, to: pairs.count, by: 500) {
-                var c: [RedisArgument] = ["HSET", RedisArgument(key)]
-                for (f, v) in pairs[chunk..<min(chunk + 500, pairs.count)] { c += [RedisArgument(f), v] }
-                commands.append(RawCommand(c, keys: [RedisArgument(key)]))
-            }
-        }
-        let live = projection.live
-        hset(entities, live.map { ($0.id, RedisArgument(bytes: $0.state.json)) })
-        hset(versions, projection.states.map { ($0.key, RedisArgument($0.value.version)) })
-        hset(tombstones, projection.states.filter(\.value.deleted).map { ($0.key, RedisArgument(bytes: $0.value.json)) })
-        for chunk in stride(from: 0, to: live.count, by: 500) {
-            var c: [RedisArgument] = ["ZADD", RedisArgument(ids)]
-            for (i, e) in live[chunk..<min(chunk + 500, live.count)].enumerated() {
-                let score: Int = chunk + i + 1
-                c += [RedisArgument(score), RedisArgument(e.id)]
-            }
-            commands.append(RawCommand(c, keys: [RedisArgument(ids)]))
-        }
-        let created = projection.states.count
-        commands.append(RawCommand(["SET", RedisArgument(sequence), RedisArgument(created)], keys: [RedisArgument(sequence)]))
-        if let field = type.uniqueField {
-            hset(unique, live.compactMap { e in
-                guard case .object(let o)? = try? JSONCoding.decode(JSONValue.self, from: e.state.json), case .string(let v)? = o[field] else { return nil }
-                return (v, RedisArgument(e.id))
-            })
-        }
-        for result in await pool.pipeline(commands) { _ = try result.get() }
     }
 
     /// KEYS: the 3 streams, the 6 live keys, the 6 staging keys. ARGV: each stream's entries-added
