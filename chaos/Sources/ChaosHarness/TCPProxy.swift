@@ -7,8 +7,9 @@ import Glibc
 
 /// A TCP proxy between the workers and Redis, run by the harness on its own thread (plain POSIX
 /// sockets and poll(2), so nothing blocks the Swift concurrency pool). It injects network faults:
-/// connection resets (RST on both sides), stalls (nothing forwarded, connections held open) and
-/// added latency (every chunk held back before it is forwarded).
+/// connection resets (RST on both sides), stalls (nothing forwarded, connections held open),
+/// added latency (every chunk held back before it is forwarded) and a request whose reply is
+/// held back (``holdReply(afterSending:)``).
 public final class TCPProxy: Sendable {
     public let port: Int
     private let targetPort: Int
@@ -19,6 +20,9 @@ public final class TCPProxy: Sendable {
         var latency: Duration = .zero
         var latencyUntil: ContinuousClock.Instant?
         var resetRequested = false
+        /// The bytes that make the next connection sending them be held (``holdReply(afterSending:)``).
+        var holdPattern: [UInt8]?
+        var repliesWithheld = 0
         var stopped = false
         var accepted = 0
         var resets = 0
@@ -85,6 +89,22 @@ public final class TCPProxy: Sendable {
         }
     }
 
+    /// One shot: the first connection that sends `pattern` upstream (from then on) is held. The
+    /// data it sent up to and including the chunk that carries the pattern is forwarded, so Redis
+    /// runs that request; then nothing more is relayed on that connection, either way: the reply
+    /// waits unread in the proxy until ``resetConnections()`` aborts the connection, and the
+    /// client never sees it. That is a reply lost after the server acted: a test waits for
+    /// ``repliesWithheld``, then resets the connection or kills the client. Other connections,
+    /// and those opened later, are forwarded as usual. A pattern split across two reads is found.
+    public func holdReply(afterSending pattern: [UInt8]) {
+        precondition(!pattern.isEmpty)
+        control.withLock { $0.holdPattern = pattern }
+    }
+
+    /// Held connections whose server has answered since (so it ran the request, for a client
+    /// that waits for each reply before it sends the next request, as a pooled connection does).
+    public var repliesWithheld: Int { control.withLock { $0.repliesWithheld } }
+
     /// Ends every fault at once.
     public func heal() {
         control.withLock {
@@ -112,6 +132,12 @@ public final class TCPProxy: Sendable {
         var toServer: [(due: ContinuousClock.Instant, bytes: [UInt8])] = []
         var toClient: [(due: ContinuousClock.Instant, bytes: [UInt8])] = []
         var closed = false
+        /// Caught by the hold pattern: its request was forwarded, nothing more is relayed.
+        var held = false
+        /// Held, and the server has answered (left unread).
+        var answered = false
+        /// The last bytes read from the client, for a pattern split across reads.
+        var recent: [UInt8] = []
         init(client: Int32, server: Int32) {
             self.client = client
             self.server = server
@@ -124,7 +150,7 @@ public final class TCPProxy: Sendable {
         while true {
             let now = ContinuousClock.now
             let open = pipes.count
-            let (stalled, latency, reset, stopped) = control.withLock { c -> (Bool, Duration, Bool, Bool) in
+            let (stalled, latency, reset, stopped, holdPattern) = control.withLock { c -> (Bool, Duration, Bool, Bool, [UInt8]?) in
                 c.open = open
                 if let until = c.stalledUntil, until <= now { c.stalledUntil = nil }
                 if let until = c.latencyUntil, until <= now {
@@ -134,7 +160,7 @@ public final class TCPProxy: Sendable {
                 let r = c.resetRequested
                 c.resetRequested = false
                 if r { c.resets += 1 }
-                return (c.stalledUntil != nil, c.latency, r, c.stopped)
+                return (c.stalledUntil != nil, c.latency, r, c.stopped, c.holdPattern)
             }
             if reset || stopped {
                 if reset { control.withLock { $0.connectionsReset += pipes.count } }
@@ -153,7 +179,11 @@ public final class TCPProxy: Sendable {
             for p in polled {
                 var ce: Int16 = 0
                 var se: Int16 = 0
-                if !stalled {
+                if p.held {
+                    // Only what it sent before it was caught goes on; a hung-up client (below) ends it.
+                    if let first = p.toServer.first, first.due <= now { se |= Int16(POLLOUT) }
+                    if !p.answered { se |= Int16(POLLIN) }
+                } else if !stalled {
                     if p.toServer.count < 64 { ce |= Int16(POLLIN) }
                     if p.toClient.count < 64 { se |= Int16(POLLIN) }
                     if let first = p.toClient.first, first.due <= now { ce |= Int16(POLLOUT) }
@@ -169,9 +199,18 @@ public final class TCPProxy: Sendable {
                 let c = fds[1 + 2 * i]
                 let s = fds[2 + 2 * i]
                 let bad = Int16(POLLERR | POLLHUP | POLLNVAL)
-                if !stalled {
+                if p.held {
+                    if (c.revents | s.revents) & bad != 0 { p.closed = true }
+                    if !p.closed, !p.answered, s.revents & Int16(POLLIN) != 0 {
+                        p.answered = true
+                        control.withLock { $0.repliesWithheld += 1 }
+                    }
+                    if !p.closed, s.revents & Int16(POLLOUT) != 0, !write(p.server, from: &p.toServer, now: at) { p.closed = true }
+                } else if !stalled {
                     if c.revents & Int16(POLLIN) != 0 || (c.revents & bad != 0) {
+                        let queued = p.toServer.count
                         if !read(p.client, into: &p.toServer, buffer: &buffer, due: at + latency) { p.closed = true }
+                        if let pattern = holdPattern, p.toServer.count > queued { holdIfSent(pattern, by: p) }
                     }
                     if s.revents & Int16(POLLIN) != 0 || (s.revents & bad != 0) {
                         if !read(p.server, into: &p.toClient, buffer: &buffer, due: at + latency) { p.closed = true }
@@ -187,6 +226,22 @@ public final class TCPProxy: Sendable {
                 }
                 return p.closed
             }
+        }
+    }
+
+    /// Holds `p` when the chunk just read from its client, with the tail of the one before,
+    /// contains `pattern` (and no other connection was caught by it first).
+    private func holdIfSent(_ pattern: [UInt8], by p: Pipe) {
+        guard let last = p.toServer.last?.bytes else { return }
+        let window = p.recent + last
+        p.recent = Array(window.suffix(pattern.count - 1))
+        guard window.count >= pattern.count,
+            (0...(window.count - pattern.count)).contains(where: { window[$0..<$0 + pattern.count].elementsEqual(pattern) })
+        else { return }
+        p.held = control.withLock { c in
+            guard c.holdPattern == pattern else { return false }
+            c.holdPattern = nil
+            return true
         }
     }
 
