@@ -56,4 +56,51 @@ struct SettleEffectFailureTests {
             #expect(worker.worker.stats[.processed] == ids.count - 1)
         }
     }
+
+    @Test("an effect refused for OOM fails the whole settle transiently: retried until memory returns, nothing dead-lettered, each effect applied once")
+    func effectRefusedForOutOfMemory() async throws {
+        try await withRedisServer { server in
+            let pool = try server.makePool()
+            try await publish(pool, stream: "oom", count: 20)
+            // Handlers hold their entries until memory has run out: the settles meet the OOM
+            // (a worker started out of memory would not get as far as reading).
+            let open = LockedValue(false)
+            let counting = countingHandler(effectsKey: "effects")
+            let worker = RunningWorker(
+                pool: pool, configuration: .init(),
+                subscriptions: [
+                    Subscription(stream: "oom", group: "g") { delivery in
+                        while !open.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(10)) }
+                        return try await counting(delivery)
+                    }
+                ])
+            #expect(await eventually { worker.worker.stats[.delivered] == 20 })
+            let failedBefore = try await failedScriptCalls(pool)
+            _ = try await pool.send(["CONFIG", "SET", "maxmemory-policy", "noeviction"])
+            _ = try await pool.send(["CONFIG", "SET", "maxmemory", "1"])
+            open.withLock { $0 = true }
+            #expect(await eventually { try await failedScriptCalls(pool) > failedBefore })
+            _ = try await pool.send(["CONFIG", "SET", "maxmemory", "0"])
+            #expect(
+                await eventually {
+                    guard try await effectCounts(pool, "effects").count == 20 else { return false }
+                    return try await pendingCount(pool, stream: "oom", group: "g") == 0
+                })
+            try await worker.stop()
+            let counts = try await effectCounts(pool, "effects")
+            #expect(counts.count == 20 && counts.values.allSatisfy { $0 == 1 }, "effects: \(counts)")
+            let letters = try await DeadLetters(client: pool, stream: "oom", group: "g").list()
+            #expect(letters.isEmpty, "dead letters: \(letters)")
+        }
+    }
+
+    /// Script calls Redis answered with an error (INFO commandstats, failed_calls).
+    private func failedScriptCalls(_ pool: any RedisClientProtocol) async throws -> Int {
+        let info = try await pool.send(RawCommand(["INFO", "commandstats"], keys: [], readOnly: true)).string ?? ""
+        return info.split(whereSeparator: \.isNewline).reduce(0) { total, line in
+            guard line.hasPrefix("cmdstat_eval"), let field = line.split(separator: ",").first(where: { $0.hasPrefix("failed_calls=") })
+            else { return total }
+            return total + (Int(field.dropFirst("failed_calls=".count)) ?? 0)
+        }
+    }
 }
