@@ -62,8 +62,11 @@ private let sharedJSONDecoder = JSONDecoder()
 
 /// What a handler asks to commit atomically with the acknowledgement.
 public struct HandlerOutcome: Sendable {
-    /// The handler's own Redis writes, applied in the same atomic step as the idempotency marker
-    /// and the XACK (in idempotent settle mode), so that a redelivery never applies them twice.
+    /// The handler's own Redis writes, applied in the same atomic step as the XACK and, in
+    /// idempotent settle mode, the idempotency marker, so that a redelivery never applies them
+    /// twice. If one gets an error reply, the entry is dead-lettered ("effects failed", with
+    /// the error and how many of its effects were applied before it); the others of its batch
+    /// are settled as usual.
     public var effects: [[RedisArgument]]
 
     /// Handled; nothing else to write.

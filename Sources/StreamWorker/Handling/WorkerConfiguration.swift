@@ -2,7 +2,9 @@ import Foundation
 
 /// How acknowledgements are committed.
 public enum SettleMode: String, Sendable, CaseIterable {
-    /// Batched XACK only. At-least-once: a redelivered entry is handled again.
+    /// Batched XACK; a handler's effects, if any, are applied with the XACK of an entry this
+    /// consumer still owns, in one script. No markers. At-least-once: a redelivered entry is
+    /// handled again and its effects applied again.
     case plain
     /// One atomic step per batch: ownership check, idempotency marker, the handler's own Redis
     /// effects, and XACK. A redelivered event is acked as a duplicate and not applied again.

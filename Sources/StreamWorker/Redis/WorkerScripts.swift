@@ -42,13 +42,32 @@ enum WorkerScripts {
     /// ``IdempotencyMarkers``). ARGV: group, consumer, the current hash's expiry (ms since
     /// 1970), entry count n, run count r, r run ends (1-based entry indexes, see
     /// `owned_runs`), then per entry: id, event id, effect count, and per effect: argument
-    /// count, arguments. Ids must be in ascending order. Returns one code per entry:
+    /// count, arguments. Ids must be in ascending order. Returns one result per entry:
     /// 1 applied, 2 duplicate (marker existed: acked, effects skipped),
     /// 3 foreign (another consumer owns it now: nothing applied or acked),
-    /// 4 already settled (not pending any more and its marker exists).
+    /// 4 already settled (not pending any more and its marker exists),
+    /// {5, effects run, error} effects failed: one of its effects got an error reply; the
+    /// effects before it were applied, the rest were not; neither marked nor acked (the caller
+    /// dead-letters it).
     /// The markers of the batch are read with two HMGET and written with one HSET: a call per
     /// entry made this script the largest cost of Redis's single thread.
-    static let settle = RedisScript(settleSource(checksOwner: true, checksMarkers: true))
+    ///
+    /// Effects run with redis.pcall: Redis does not roll a script back, so an error raised by
+    /// entry k's effect used to abort the script after entries 1..k-1 had applied theirs
+    /// without their markers or XACK, and the retry applied them again. Now nothing after the
+    /// first effect can raise (markers and stream were already read, so they have the right
+    /// type). The one error still raised is a transient refusal (``FailureKind``'s: OOM,
+    /// READONLY, ...) met before anything was written: the whole settle fails, is retried after
+    /// a backoff, and has nothing to apply twice; dead-lettering would blame the entry for a
+    /// server that is full or failing over. Redis refuses OOM writes only until a script's first
+    /// write, and the others follow server state that does not change during a script, so after
+    /// a write they do not occur (were one to, it counts as the entry's effects failing).
+    static let settle = RedisScript(settleSource(checksOwner: true, markers: .checkedAndWritten))
+
+    /// The settle of plain mode (``SettleMode/plain``) for entries whose handler returned
+    /// effects: the same script without markers (at-least-once). Same KEYS (the stream only
+    /// is read) and ARGV (the event ids are ignored); returns 1, 3 or {5, ...} per entry.
+    static let settlePlain = RedisScript(settleSource(checksOwner: true, markers: .none))
 
     /// The settle with a check left out, for the planted bugs only (``PlantedBug``): without the
     /// owner check a stalled consumer's late settle applies and acks entries another consumer
@@ -61,22 +80,49 @@ enum WorkerScripts {
         case (false, false): settleWithoutChecks
         }
     }
-    private static let settleWithoutOwnerCheck = RedisScript(settleSource(checksOwner: false, checksMarkers: true))
-    private static let settleWithoutMarkerCheck = RedisScript(settleSource(checksOwner: true, checksMarkers: false))
-    private static let settleWithoutChecks = RedisScript(settleSource(checksOwner: false, checksMarkers: false))
+    private static let settleWithoutOwnerCheck = RedisScript(settleSource(checksOwner: false, markers: .checkedAndWritten))
+    private static let settleWithoutMarkerCheck = RedisScript(settleSource(checksOwner: true, markers: .writtenOnly))
+    private static let settleWithoutChecks = RedisScript(settleSource(checksOwner: false, markers: .writtenOnly))
 
-    private static func settleSource(checksOwner: Bool, checksMarkers: Bool) -> String {
+    /// What a settle script does with idempotency markers.
+    private enum MarkerUse {
+        /// Reads them to skip duplicates, writes those it applies (idempotent mode).
+        case checkedAndWritten
+        /// Writes them without reading (the planted marker bug).
+        case writtenOnly
+        /// Neither (plain mode).
+        case none
+    }
+
+    private static func settleSource(checksOwner: Bool, markers: MarkerUse) -> String {
         let owned =
             checksOwner
             ? "local owned = owned_runs(stream, group, consumer, ids, ends)"
             : "local owned = {}\nfor _, id in ipairs(ids) do owned[id] = true end"
         let seen =
-            checksMarkers
+            markers == .checkedAndWritten
             ? "local in_current = redis.call('HMGET', current, unpack(events))\nlocal in_previous = redis.call('HMGET', previous, unpack(events))"
             : "local in_current, in_previous = {}, {}"
-        let fresh = checksMarkers ? "fresh[event]" : "false"
+        let fresh = markers == .checkedAndWritten ? "fresh[event]" : "false"
+        let writesMarkers = markers == .none ? "false" : "true"
         return ownedRunsHelper + """
 
+            -- Transient error codes (FailureKind's): re-raised when met before anything was written.
+            local refused = { \(FailureKind.transientCodes.sorted().map { "\($0) = true" }.joined(separator: ", ")) }
+            local wrote = false
+            -- Runs an entry's effects until one fails: returns how many ran, and the error reply.
+            local function apply(start)
+              local count = tonumber(ARGV[start + 2])
+              local p = start + 3
+              for k = 1, count do
+                local argc = tonumber(ARGV[p])
+                local res = redis.pcall(unpack(ARGV, p + 1, p + argc))
+                if type(res) == 'table' and res.err then return k - 1, res end
+                wrote = true
+                p = p + 1 + argc
+              end
+              return count, nil
+            end
             local stream, current, previous, stale = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
             local group, consumer = ARGV[1], ARGV[2]
             local expire_at, n, r = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -99,21 +145,23 @@ enum WorkerScripts {
               if owned[id] then
                 if seen then
                   codes[i] = 2
+                  ack[#ack + 1] = id
                 else
-                  fresh[event] = true
-                  marks[#marks + 1] = event
-                  marks[#marks + 1] = '1'
-                  local start = starts[i]
-                  local count = tonumber(ARGV[start + 2])
-                  local p = start + 3
-                  for _ = 1, count do
-                    local argc = tonumber(ARGV[p])
-                    redis.call(unpack(ARGV, p + 1, p + argc))
-                    p = p + 1 + argc
+                  local ran, failure = apply(starts[i])
+                  if failure == nil then
+                    fresh[event] = true
+                    if \(writesMarkers) then
+                      marks[#marks + 1] = event
+                      marks[#marks + 1] = '1'
+                    end
+                    codes[i] = 1
+                    ack[#ack + 1] = id
+                  elseif not wrote and refused[string.match(failure.err, '^%-?(%u+)')] then
+                    return failure
+                  else
+                    codes[i] = { 5, ran, failure.err }
                   end
-                  codes[i] = 1
                 end
-                ack[#ack + 1] = id
               elseif seen then
                 codes[i] = 4
               else

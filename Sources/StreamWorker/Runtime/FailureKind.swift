@@ -27,7 +27,8 @@ enum FailureKind: Sendable, Equatable {
     /// settle failing with one is retried, never dead-lettered. MOVED and ASK reach the runtime
     /// when a redirect was not followed (a reader's own connection, or a client that gave up after
     /// too many redirects): the command did not run.
-    private static let transientCodes: Set<String> = [
+    /// The settle script re-raises these when an effect meets one (``WorkerScripts/settle``).
+    static let transientCodes: Set<String> = [
         "LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "CLUSTERDOWN", "READONLY", "OOM", "NOREPLICAS", "MOVED", "ASK",
     ]
 

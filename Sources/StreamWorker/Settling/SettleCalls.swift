@@ -1,19 +1,22 @@
 import RedisClient
 
-/// What the idempotent settle did with one entry.
-enum SettleResult: Int, Sendable {
+/// What the settle did with one entry.
+enum SettleResult: Sendable, Equatable {
     /// Owned, marker new: effects applied, marker written, acked.
-    case applied = 1
+    case applied
     /// Owned, marker existed: acked, effects skipped.
-    case duplicate = 2
+    case duplicate
     /// Another consumer owns it now: nothing applied or acked.
-    case foreign = 3
+    case foreign
     /// Not pending any more and its marker exists: someone settled it already.
-    case alreadySettled = 4
+    case alreadySettled
+    /// One of its effects got an error reply from Redis (`error`): the `effectsRun` effects
+    /// before it were applied, the rest not; neither marked nor acked.
+    case effectsFailed(error: String, effectsRun: Int)
 }
 
-/// The idempotent settle of a batch (``WorkerScripts/settle``): ownership check, markers, the
-/// handlers' effects and XACK in one atomic step.
+/// The settle of a batch (``WorkerScripts/settle``, or ``WorkerScripts/settlePlain`` without
+/// markers): ownership check, markers, the handlers' effects and XACK in one atomic step.
 struct SettleBatchCall: ScriptCall {
     struct Ack {
         var item: WorkItem
@@ -25,24 +28,29 @@ struct SettleBatchCall: ScriptCall {
     let arguments: [RedisArgument]
     let count: Int
 
-    /// `acks` in ascending id order; `runEnds` from ``HeldEntries/runEnds(of:)``.
+    /// `acks` in ascending id order; `runEnds` from ``HeldEntries/runEnds(of:)``; `buckets`
+    /// nil for the plain settle (no markers).
     init(
-        script: RedisScript, stream: String, group: String, consumer: String, buckets: IdempotencyMarkers.Buckets, acks: [Ack],
+        script: RedisScript, stream: String, group: String, consumer: String, buckets: IdempotencyMarkers.Buckets?, acks: [Ack],
         runEnds: [Int]
     ) {
         self.script = script
         self.count = acks.count
-        self.keys = [RedisArgument(stream)] + [buckets.current, buckets.previous, buckets.stale].map { RedisArgument($0) }
+        self.keys = [RedisArgument(stream)] + (buckets.map { [$0.current, $0.previous, $0.stale] } ?? []).map { RedisArgument($0) }
         var args: [RedisArgument] = [
-            RedisArgument(group), RedisArgument(consumer), RedisArgument(Int(buckets.expireAtMs)), RedisArgument(acks.count),
+            RedisArgument(group), RedisArgument(consumer), RedisArgument(Int(buckets?.expireAtMs ?? 0)), RedisArgument(acks.count),
             RedisArgument(runEnds.count),
         ]
         args.reserveCapacity(5 + runEnds.count + acks.count * 3)
         args.append(contentsOf: runEnds.map { RedisArgument($0) })
         for ack in acks {
             args.append(RedisArgument(ack.item.entry.id))
-            guard let marker = ack.item.marker else { preconditionFailure("an idempotent ack without its marker: \(ack.item.entry.id)") }
-            args.append(RedisArgument(marker))
+            if buckets == nil {
+                args.append("")
+            } else {
+                guard let marker = ack.item.marker else { preconditionFailure("an idempotent ack without its marker: \(ack.item.entry.id)") }
+                args.append(RedisArgument(marker))
+            }
             args.append(RedisArgument(ack.effects.count))
             for effect in ack.effects {
                 args.append(RedisArgument(effect.count))
@@ -55,8 +63,17 @@ struct SettleBatchCall: ScriptCall {
     func decode(_ reply: RESPValue) throws -> [SettleResult] {
         guard let codes = reply.array, codes.count == count else { throw unexpected(reply) }
         return try codes.map { code in
-            guard let value = code.int, let result = SettleResult(rawValue: value) else { throw unexpected(reply) }
-            return result
+            switch code.int {
+            case 1: return .applied
+            case 2: return .duplicate
+            case 3: return .foreign
+            case 4: return .alreadySettled
+            default:
+                guard let failure = code.array, failure.count == 3, failure[0].int == 5, let run = failure[1].int,
+                    let error = failure[2].string
+                else { throw unexpected(reply) }
+                return .effectsFailed(error: error, effectsRun: run)
+            }
         }
     }
 }

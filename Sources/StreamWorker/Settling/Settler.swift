@@ -38,7 +38,10 @@ struct Settler: Sendable {
         var attempt = 0
         while true {
             do {
-                try await settleOnce(items)
+                let failed = try await settleOnce(items)
+                // Entries whose effects failed were neither marked nor acked (the others were):
+                // their effects would fail the same way again.
+                if !failed.isEmpty { await settle(failed) }
                 return
             } catch {
                 switch FailureKind(error) {
@@ -49,21 +52,22 @@ struct Settler: Sendable {
                     context.held.release(items.map(\.item.id))
                     return
                 case .serverError where items.count > 1:
-                    // A script error (for example a handler effect against a key of the wrong
-                    // type): settle one by one to find the culprit.
+                    // A script error that is no handler effect's (those come back as
+                    // .effectsFailed): the settle script raises none after its first write, so
+                    // nothing was applied and settling one by one applies nothing twice.
                     logger.warning("batch settle failed; settling one by one", metadata: ["error": "\(error)"])
                     for item in items { await settle([item]) }
                     return
                 case .serverError:
-                    // One entry whose own effects fail: that never succeeds on retry. Dead-letter it.
+                    // The same call fails the same way again: dead-letter the entry.
                     guard case .ack(let item, _) = items[0] else {
                         logger.error("settle failed", metadata: ["error": "\(error)"])
                         context.held.release(items.map(\.item.id))
                         return
                     }
                     let message = (error as? RedisError)?.message ?? "\(error)"
-                    logger.error("handler effects failed; moving the entry to the dead letters", metadata: ["id": "\(item.entry.id)", "error": "\(message)"])
-                    await settle([.deadLetter(item, reason: "effects failed", error: message)])
+                    logger.error("settle failed; moving the entry to the dead letters", metadata: ["id": "\(item.entry.id)", "error": "\(message)"])
+                    await settle([.deadLetter(item, reason: "settle failed", error: message)])
                     return
                 case .connectionLost, .transientServer, .other:
                     attempt += 1
@@ -87,7 +91,9 @@ struct Settler: Sendable {
         }
     }
 
-    private func settleOnce(_ items: [SettleItem]) async throws {
+    /// Settles `items` in one round trip. Returns the dead letters still to settle: acks whose
+    /// effects failed (still held).
+    private func settleOnce(_ items: [SettleItem]) async throws -> [SettleItem] {
         var acks: [SettleBatchCall.Ack] = []
         var lost: [WorkItem] = []
         var letters: [DeadLetterCall.Letter] = []
@@ -102,13 +108,32 @@ struct Settler: Sendable {
         // The settle script checks ownership with one XPENDING range per run: ids in order.
         acks.sort { $0.item.id < $1.item.id }
         let stream = context.stream, group = context.group
+        var plainAcked = 0
 
         var pipeline = ScriptPipeline()
-        var settleCall: (index: Int, call: SettleBatchCall)?
+        // The acks the settle script commits (all in idempotent mode; in plain mode those with
+        // effects), and where its reply is.
+        var settleCall: (index: Int, call: SettleBatchCall, acks: [SettleBatchCall.Ack])?
         if !acks.isEmpty {
             switch context.configuration.settleMode {
             case .plain:
-                _ = pipeline.add(command: XACK(context.streamKey, group: RedisArgument(group), ids: acks.map(\.item.entry.id)))
+                // Effects returned by a handler are applied here too, atomically with the XACK of
+                // an entry this consumer still owns: a handler that returns .done(effects:)
+                // expects them committed whatever the mode, and dropping them loses writes
+                // silently. Plain mode only skips the markers (at-least-once: an entry
+                // redelivered after a crash applies its effects again). Entries without effects
+                // keep the bare XACK, the plain mode's cost.
+                let (effectful, bare) = (acks.filter { !$0.effects.isEmpty }, acks.filter { $0.effects.isEmpty })
+                if !bare.isEmpty {
+                    _ = pipeline.add(command: XACK(context.streamKey, group: RedisArgument(group), ids: bare.map(\.item.entry.id)))
+                    plainAcked = bare.count
+                }
+                if !effectful.isEmpty {
+                    let call = SettleBatchCall(
+                        script: WorkerScripts.settlePlain, stream: stream, group: group, consumer: context.consumer, buckets: nil,
+                        acks: effectful, runEnds: context.held.runEnds(of: effectful.map(\.item.id)))
+                    settleCall = (pipeline.add(call), call, effectful)
+                }
             case .idempotent:
                 if context.configuration.plantedBug == .ackBeforeEffects {
                     logger.critical("PLANTED BUG: acknowledging entries before and apart from their effects")
@@ -121,7 +146,7 @@ struct Settler: Sendable {
                 let call = SettleBatchCall(
                     script: settleScript, stream: stream, group: group, consumer: context.consumer, buckets: markers.buckets(), acks: acks,
                     runEnds: context.held.runEnds(of: acks.map(\.item.id)))
-                settleCall = (pipeline.add(call), call)
+                settleCall = (pipeline.add(call), call, acks)
             }
         }
         if !lost.isEmpty {
@@ -137,27 +162,31 @@ struct Settler: Sendable {
 
         let replies = try await pipeline.send(on: context.client)
 
-        if !acks.isEmpty {
-            if let (index, call) = settleCall {
-                let results = try call.decode(replies[index])
-                var refused: [String] = []
-                for (ack, result) in zip(acks, results) {
-                    switch result {
-                    case .applied: context.count(.processed)
-                    case .duplicate: context.count(.duplicates)
-                    case .alreadySettled: context.count(.alreadySettled)
-                    case .foreign:
-                        context.count(.foreignSettlesRefused)
-                        refused.append(ack.item.entry.id)
-                    }
+        context.count(.processed, plainAcked)
+        var failed: [SettleItem] = []
+        if let (index, call, acks) = settleCall {
+            let results = try call.decode(replies[index])
+            var refused: [String] = []
+            for (ack, result) in zip(acks, results) {
+                switch result {
+                case .applied: context.count(.processed)
+                case .duplicate: context.count(.duplicates)
+                case .alreadySettled: context.count(.alreadySettled)
+                case .foreign:
+                    context.count(.foreignSettlesRefused)
+                    refused.append(ack.item.entry.id)
+                case .effectsFailed(let error, let run):
+                    // Its remaining effects would fail the same way on every retry. The error
+                    // says how many were applied before the failure, for whoever replays it.
+                    let message = "\(error) (effect \(run + 1) of \(ack.effects.count) failed; \(run) applied before it)"
+                    logger.error("handler effects failed; moving the entry to the dead letters", metadata: ["id": "\(ack.item.entry.id)", "error": "\(message)"])
+                    failed.append(.deadLetter(ack.item, reason: "effects failed", error: message))
                 }
-                if !refused.isEmpty {
-                    logger.warning(
-                        "another consumer owns these entries now; nothing applied or acked here",
-                        metadata: ["ids": "\(refused.prefix(10))", "count": "\(refused.count)"])
-                }
-            } else {
-                context.count(.processed, acks.count)
+            }
+            if !refused.isEmpty {
+                logger.warning(
+                    "another consumer owns these entries now; nothing applied or acked here",
+                    metadata: ["ids": "\(refused.prefix(10))", "count": "\(refused.count)"])
             }
         }
         if !lost.isEmpty { context.count(.lostToTrimming, lost.count) }
@@ -166,6 +195,9 @@ struct Settler: Sendable {
             context.count(.deadLettered, results.filter { $0 == .moved }.count)
             context.count(.foreignSettlesRefused, results.filter { $0 == .notOwned }.count)
         }
-        context.held.release(items.map(\.item.id))
+        // The failed ones stay held (their lease refreshed) until they are dead-lettered.
+        let stillHeld = Set(failed.map(\.item.id))
+        context.held.release(items.lazy.map(\.item.id).filter { !stillHeld.contains($0) })
+        return failed
     }
 }
