@@ -98,10 +98,17 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // The network faults of the chaos harness (resets, stalls, latency, a withheld reply),
+        // also used by runtime tests; plain sockets, no other dependency.
+        .target(
+            name: "FaultProxy",
+            path: "chaos/Sources/FaultProxy"
+        ),
         // The chaos harness (see chaos/README.md).
         .target(
             name: "ChaosHarness",
             dependencies: [
+                "FaultProxy",
                 "RedisClient",
                 "LocalRedis",
                 "OrderShop",
@@ -132,8 +139,8 @@ let package = Package(
             name: "StreamWorkerTests",
             dependencies: [
                 "StreamWorker", "WorkerMetricsHTTP", "RedisClient", "LocalRedis", "TestSupport",
-                // For its TCPProxy: a reply lost after Redis ran the request (LostSettleReplyTests).
-                "ChaosHarness",
+                // Its TCPProxy: a reply lost after Redis ran the request (LostSettleReplyTests).
+                "FaultProxy",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]
         ),

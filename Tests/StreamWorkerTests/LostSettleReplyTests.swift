@@ -1,4 +1,4 @@
-import ChaosHarness
+import FaultProxy
 import Foundation
 import LocalRedis
 import RedisClient

@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import FaultProxy
 import Foundation
 import LocalRedis
 import Logging

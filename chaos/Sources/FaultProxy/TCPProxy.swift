@@ -5,7 +5,7 @@ import Synchronization
 import Glibc
 #endif
 
-/// A TCP proxy between the workers and Redis, run by the harness on its own thread (plain POSIX
+/// A TCP proxy between the workers and Redis, run on its own thread (plain POSIX
 /// sockets and poll(2), so nothing blocks the Swift concurrency pool). It injects network faults:
 /// connection resets (RST on both sides), stalls (nothing forwarded, connections held open),
 /// added latency (every chunk held back before it is forwarded) and a request whose reply is
@@ -38,7 +38,7 @@ public final class TCPProxy: Sendable {
     public init(targetPort: Int) throws {
         self.targetPort = targetPort
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw ChaosError("proxy: socket() failed") }
+        guard fd >= 0 else { throw TCPProxyError("proxy: socket() failed") }
         var one: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
         var addr = Self.loopback(port: 0)
@@ -47,7 +47,7 @@ public final class TCPProxy: Sendable {
         }
         guard bound == 0, listen(fd, 128) == 0 else {
             close(fd)
-            throw ChaosError("proxy: bind/listen failed")
+            throw TCPProxyError("proxy: bind/listen failed")
         }
         var len = socklen_t(MemoryLayout<sockaddr_in>.size)
         _ = withUnsafeMutablePointer(to: &addr) {
@@ -313,8 +313,8 @@ public final class TCPProxy: Sendable {
     }
 }
 
-/// A failure of the harness itself (not a finding about the system under test).
-public struct ChaosError: Error, CustomStringConvertible {
+/// The proxy could not listen.
+public struct TCPProxyError: Error, CustomStringConvertible {
     public let description: String
-    public init(_ description: String) { self.description = description }
+    init(_ description: String) { self.description = description }
 }
