@@ -68,9 +68,40 @@ struct DeadLetterCommand: AsyncParsableCommand {
         @Argument(help: "Consumer group.") var group: String
 
         /// The dead letters, on the one server or the primary of the stream's slot in a Redis Cluster.
-        func deadLetters() async throws -> (any RedisClientProtocol, DeadLetters) {
+        /// Refuses a stream or group that does not exist: a typo would list nothing, or replay into
+        /// a replay stream no worker reads, and say it succeeded. `orDeadLetters`: dead letters kept
+        /// for a group since removed may still be listed and purged.
+        func deadLetters(orDeadLetters: Bool) async throws -> (any RedisClientProtocol, DeadLetters) {
             let client = try await connectRedis(try redis.configuration(), maximumConnections: 2)
-            return (client, DeadLetters(client: client, stream: stream, group: group))
+            let dlq = DeadLetters(client: client, stream: stream, group: group)
+            do {
+                try await requireGroup(client, dlq: dlq, orDeadLetters: orDeadLetters)
+            } catch {
+                await client.shutdown()
+                throw error
+            }
+            return (client, dlq)
+        }
+
+        private func requireGroup(_ client: any RedisClientProtocol, dlq: DeadLetters, orDeadLetters: Bool) async throws {
+            let groups: [String]
+            do {
+                groups = try await client.send(XINFOGROUPS(RedisArgument(stream))).map(\.name)
+            } catch let error as RedisError where error.message.lowercased().contains("no such key") {
+                groups = []
+            }
+            if groups.contains(group) { return }
+            if orDeadLetters, try await client.send(XLEN(RedisArgument(dlq.key))) > 0 { return }
+            throw NoSuchGroup(stream: stream, group: group, groups: groups)
+        }
+    }
+
+    struct NoSuchGroup: Error, CustomStringConvertible {
+        let stream: String, group: String, groups: [String]
+        var description: String {
+            groups.isEmpty
+                ? "stream \(stream) has no consumer groups (or does not exist); nothing done"
+                : "stream \(stream) has no consumer group \(group) (its groups: \(groups.joined(separator: ", "))); nothing done"
         }
     }
 
@@ -81,7 +112,7 @@ struct DeadLetterCommand: AsyncParsableCommand {
         @Flag(help: "Print JSON.") var json = false
 
         func run() async throws {
-            let (client, dlq) = try await target.deadLetters()
+            let (client, dlq) = try await target.deadLetters(orDeadLetters: true)
             let letters = try await dlq.list(count: count)
             await client.shutdown()
             if json {
@@ -103,7 +134,7 @@ struct DeadLetterCommand: AsyncParsableCommand {
         @Option(name: .customLong("id"), help: "Dead-letter ids to replay (default: all).") var ids: [String] = []
 
         func run() async throws {
-            let (client, dlq) = try await target.deadLetters()
+            let (client, dlq) = try await target.deadLetters(orDeadLetters: false)
             let added = try await dlq.replay(ids: ids.isEmpty ? nil : ids)
             await client.shutdown()
             print("replayed \(added.count) entries to \(dlq.replayKey) (group \(target.group) only)")
@@ -116,7 +147,7 @@ struct DeadLetterCommand: AsyncParsableCommand {
         @Option(name: .customLong("id"), help: "Dead-letter ids to delete (default: all).") var ids: [String] = []
 
         func run() async throws {
-            let (client, dlq) = try await target.deadLetters()
+            let (client, dlq) = try await target.deadLetters(orDeadLetters: true)
             let removed = try await dlq.purge(ids: ids.isEmpty ? nil : ids)
             await client.shutdown()
             print("purged \(removed) dead letters")

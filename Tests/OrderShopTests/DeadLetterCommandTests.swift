@@ -1,0 +1,37 @@
+import Foundation
+import LocalRedis
+import RedisClient
+import TestSupport
+import Testing
+
+/// `ordershop dlq` as a user types it: a stream or group that does not exist is refused, naming
+/// it and the groups there are, instead of "replayed 0 entries" into a replay stream no worker
+/// reads (what a typo in the group gave before).
+@Suite struct DeadLetterCommandTests {
+    @Test func aStreamOrGroupThatDoesNotExistIsRefused() async throws {
+        let ordershop = try builtProduct("ordershop")
+        try await withRedisServer { server in
+            let pool = try server.makePool()
+            _ = try await pool.send(XGROUPCREATE(RedisArgument("events:{order}_created"), group: "billing", id: "0", makeStream: true))
+            let url = "redis://127.0.0.1:\(server.port)"
+
+            let typo = try await runChild(ordershop, ["dlq", "replay", "events:{order}_created", "biling", "--url", url])
+            #expect(typo.status != 0, "\(typo.output)")
+            #expect(typo.output.contains("no consumer group biling"), "\(typo.output)")
+            #expect(typo.output.contains("its groups: billing"), "\(typo.output)")
+
+            let missing = try await runChild(ordershop, ["dlq", "list", "events:{order}_crated", "billing", "--url", url])
+            #expect(missing.status != 0, "\(missing.output)")
+            #expect(missing.output.contains("events:{order}_crated has no consumer groups"), "\(missing.output)")
+
+            // Neither created anything.
+            let replays = try await pool.send(RawCommand(["KEYS", "replay:*"], keys: [])).array ?? []
+            #expect(replays.isEmpty, "created \(replays)")
+
+            let right = try await runChild(ordershop, ["dlq", "replay", "events:{order}_created", "billing", "--url", url])
+            #expect(right.status == 0, "\(right.output)")
+            #expect(right.output.contains("replayed 0 entries"), "\(right.output)")
+            await pool.shutdown()
+        }
+    }
+}
