@@ -129,10 +129,16 @@ final class CircuitBreaker: Sendable {
     }
 
     /// The probe is done without having reported (its entry needed no handler call, or it was
-    /// cancelled): the next caller probes instead.
+    /// cancelled): the next caller probes instead. Callers queued behind it are woken to take
+    /// its place: left queued, they would wait for a report that never comes, and with every
+    /// lane queued no new caller arrives to probe (the subscription stopped for good).
     func endProbe() {
-        state.withLock { s in
-            if s.phase == .probing { s.phase = .open(until: .now) }
+        let waiters = state.withLock { s -> [Waiter] in
+            guard s.phase == .probing else { return [] }
+            s.phase = .open(until: .now)
+            defer { s.waiters = [] }
+            return s.waiters
         }
+        for waiter in waiters { waiter.continuation.resume(returning: true) }
     }
 }
