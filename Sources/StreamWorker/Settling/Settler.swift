@@ -195,9 +195,13 @@ struct Settler: Sendable {
             context.count(.deadLettered, results.filter { $0 == .moved }.count)
             context.count(.foreignSettlesRefused, results.filter { $0 == .notOwned }.count)
         }
-        // The failed ones stay held (their lease refreshed) until they are dead-lettered.
-        let stillHeld = Set(failed.map(\.item.id))
-        context.held.release(items.lazy.map(\.item.id).filter { !stillHeld.contains($0) })
+        if failed.isEmpty {
+            context.held.release(items.map(\.item.id))
+        } else {
+            // The failed ones stay held (their lease refreshed) until they are dead-lettered.
+            let stillHeld = Set(failed.map(\.item.id))
+            context.held.release(items.map(\.item.id).filter { !stillHeld.contains($0) })
+        }
         return failed
     }
 }

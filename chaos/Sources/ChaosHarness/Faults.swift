@@ -155,19 +155,16 @@ struct FaultInjector: Sendable {
             done.note = note
             done.skipped = failed
         case .trim:
-            // A Redis restart or a stall may cut the copy short: try a few times (it resumes).
-            var copyError: (any Error)?
-            for attempt in 1...4 {
+            // The copy resumes where a failed one stopped.
+            let copyError = await retried { attempt -> (any Error)? in
                 do {
                     try await archive.copy()
-                    copyError = nil
-                    break
+                    return nil
                 } catch {
-                    copyError = error
                     logger.warning("copying the streams before the trim failed (attempt \(attempt)): \(error)")
-                    do { try await Task.sleep(for: .seconds(2)) } catch { break }
+                    return error
                 }
-            }
+            } until: { $0 == nil }
             if let copyError {
                 done.skipped = true
                 done.note = "could not copy the streams before the trim: \(copyError)"
@@ -324,10 +321,9 @@ struct FaultInjector: Sendable {
 
     /// Runs an operations command; a non-zero exit is a fault not carried out (with its output).
     private func tool(_ arguments: [String], _ record: ExecutedFault) async -> ExecutedFault {
-        var done = record
-        done.target = "ordershop " + arguments.joined(separator: " ")
-        // A Redis restart or a stall may overlap the command: try a few times.
-        for attempt in 1...4 {
+        return await retried { attempt in
+            var done = record
+            done.target = "ordershop " + arguments.joined(separator: " ")
             do {
                 let (status, output) = try await topology.runTool(arguments)
                 let last = output.split(separator: "\n").suffix(3).joined(separator: " | ")
@@ -337,10 +333,21 @@ struct FaultInjector: Sendable {
                 done.skipped = true
                 done.note = "could not run: \(error)"
             }
-            if !done.skipped { break }
-            do { try await Task.sleep(for: .seconds(2)) } catch { break }
+            return done
+        } until: { !$0.skipped }
+    }
+
+    /// Runs `body` (given the attempt, from 1) up to 4 times, 2 s apart, until `done` holds for
+    /// what it returned; returns the last result. A Redis restart or a stall may overlap an
+    /// operation of the harness.
+    private func retried<T>(_ body: (Int) async -> T, until done: (T) -> Bool) async -> T {
+        var attempt = 1
+        while true {
+            let result = await body(attempt)
+            if done(result) || attempt == 4 { return result }
+            attempt += 1
+            do { try await Task.sleep(for: .seconds(2)) } catch { return result }
         }
-        return done
     }
 
     /// Injects a malformed entry, waits until the fault's group has dead-lettered it, then
