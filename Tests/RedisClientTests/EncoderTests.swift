@@ -32,3 +32,21 @@ import Testing
         #expect(encoder.buffer.isEmpty)
     }
 }
+
+/// Commands that write themselves (``RedisCommand/encode(into:)``) write what their arguments say.
+@Suite struct SelfEncodingTests {
+    static let xadds: [XADD] = [
+        XADD("s", fields: [StreamField("f", "v")]),
+        XADD("{order:1}:events", fields: [StreamField("type", "created"), StreamField(name: "data", value: [0, 13, 10, 255, 36, 42])]),
+        XADD("s", id: "1-1", fields: [], noMakeStream: true),
+        XADD("s", fields: [StreamField(name: "é", value: [UInt8](repeating: 9, count: 70_000))]),
+        XADD("s", fields: [StreamField("f", "v")], trim: .maxLength(10, approximate: true, limit: 5)),
+    ]
+
+    @Test(arguments: xadds)
+    func xaddWritesItsArguments(_ command: XADD) {
+        var written = RESPEncoder()
+        command.encode(into: &written)
+        #expect(written.buffer == RESPEncoder.formatWithHiredis(command.arguments))
+    }
+}

@@ -18,6 +18,11 @@ public protocol RedisClientProtocol: Sendable {
     /// share at once and puts the replies back in order.
     func execute(_ commands: [any RedisCommand]) async -> [Result<RESPValue, RedisError>]
 
+    /// Pipelines commands of one type and returns each one's decoded result, in order, with the
+    /// same failure rules as ``execute(_:)``. Each command writes itself and each reply is
+    /// decoded in place, on the connection's thread: the way to send many of one command.
+    func pipeline<Command: RedisCommand>(_ commands: [Command]) async -> [Result<Command.Response, RedisError>]
+
     /// Runs the commands in MULTI/EXEC on one connection and returns EXEC's replies (an error
     /// reply of one command is an `.error` value in place). All keys must share one slot in a
     /// cluster. A command rejected while queueing aborts the transaction and is thrown.
@@ -74,12 +79,6 @@ extension RedisClientProtocol {
             return replies[index].flatMap { reply in command.decodeResult(reply) }
         }
         return (repeat decodeNext(each commands))
-    }
-
-    /// Pipelines commands of one type (a batch of XADDs, say) and returns their decoded results in order.
-    public func pipeline<Command: RedisCommand>(_ commands: [Command]) async -> [Result<Command.Response, RedisError>] {
-        let replies = await execute(commands)
-        return zip(commands, replies).map { command, reply in reply.flatMap { command.decodeResult($0) } }
     }
 
     /// Runs typed commands in MULTI/EXEC and returns each one's decoded result.

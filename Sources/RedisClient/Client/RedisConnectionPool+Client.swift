@@ -1,13 +1,14 @@
 /// The single-server pool serves the client protocol: keys need no routing on one server.
 extension RedisConnectionPool: RedisClientProtocol {
     public func execute(_ commands: [any RedisCommand]) async -> [Result<RESPValue, RedisError>] {
+        await pipeline(commands.map(ErasedCommand.init))
+    }
+
+    @_specialize(where Command == XADD)
+    public func pipeline<Command: RedisCommand>(_ commands: [Command]) async -> [Result<Command.Response, RedisError>] {
         guard !commands.isEmpty else { return [] }
         do {
-            let replies = try await pipeline(commands.map(\.arguments))
-            return replies.map { reply in
-                if case .error(let message) = reply { return .failure(RedisError(serverReply: message)) }
-                return .success(reply)
-            }
+            return try await withConnection { try await $0.decodedPipeline(commands) }.map(\.result)
         } catch {
             // One connection carried them all: the failure hit every command of the pipeline.
             return Array(repeating: .failure(RedisError.wrapping(error)), count: commands.count)

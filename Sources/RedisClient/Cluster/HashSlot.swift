@@ -47,13 +47,13 @@ public struct HashSlot: Sendable, Hashable, Comparable, CustomStringConvertible 
     }
 
     /// The one slot all `keys` hash to; nil for no keys. Throws ``RedisError/Code/crossSlot``,
-    /// naming the keys and their slots, when they span several.
-    public static func common(_ keys: [RedisArgument], command: String? = nil) throws(RedisError) -> HashSlot? {
+    /// naming the keys and their slots (and the command, evaluated only then), when they span several.
+    public static func common(_ keys: [RedisArgument], command: @autoclosure () -> String? = nil) throws(RedisError) -> HashSlot? {
         guard let first = keys.first else { return nil }
         let slot = HashSlot(key: first)
         for key in keys.dropFirst() where HashSlot(key: key) != slot {
             let listed = keys.map { "'\(String(decoding: $0.bytes, as: UTF8.self))' (slot \(HashSlot(key: $0)))" }
-            let what = command.map { "\($0)'s keys" } ?? "the keys"
+            let what = command().map { "\($0)'s keys" } ?? "the keys"
             throw RedisError(
                 .crossSlot,
                 "CROSSSLOT \(what) hash to different slots, so no one cluster node holds them all: "

@@ -3,6 +3,9 @@ public protocol RedisCommand: Sendable {
     associatedtype Response: Sendable
     /// The command name and arguments, binary safe.
     var arguments: [RedisArgument] { get }
+    /// Writes the command (its ``arguments``) in RESP. The default encodes ``arguments``;
+    /// commands sent in volume write themselves, without an array and an allocation per argument.
+    func encode(into encoder: inout RESPEncoder)
     /// For blocking commands (`BLOCK ms`): how long the server may hold the reply. The client
     /// waits that long plus ``RedisConfiguration/Timeouts/blockingMargin``.
     var blockingTimeout: Duration? { get }
@@ -28,6 +31,8 @@ extension RedisCommand {
     public var isReadOnly: Bool { false }
     public var isBlocking: Bool { blockingTimeout != nil }
 
+    public func encode(into encoder: inout RESPEncoder) { encoder.encode(arguments) }
+
     public func decode(from reply: inout RESPReplyCursor) throws(RedisError) -> Response {
         try decode(reply.readValue())
     }
@@ -39,6 +44,16 @@ enum DecodedReply<Response: Sendable>: Sendable {
     case decoded(Response)
     case serverError(String)
     case undecodable(RedisError)
+
+    /// Reads one reply for `command`: an error reply is kept as the server's message (a cluster
+    /// client follows MOVED and ASK from it), a reply the command cannot decode as its error.
+    static func read<Command: RedisCommand>(_ command: Command, from cursor: inout RESPReplyCursor) -> DecodedReply<Command.Response>
+    where Command.Response == Response {
+        if cursor.kind == .error { return .serverError((try? cursor.readString()) ?? "") }
+        do throws(RedisError) { return .decoded(try command.decode(from: &cursor)) } catch { return .undecodable(error) }
+    }
+
+    var result: Result<Response, RedisError> { Result { () throws(RedisError) in try get() } }
 
     func get() throws(RedisError) -> Response {
         switch self {
@@ -70,6 +85,20 @@ extension DecodedReply: ServerErrorReply {
 
 extension RedisCommand where Response == RESPValue {
     public func decode(_ reply: RESPValue) throws(RedisError) -> RESPValue { reply }
+}
+
+/// Any command, answering the raw reply: how an untyped pipeline (``RedisClientProtocol/execute(_:)``)
+/// goes through the typed one. The command writes itself as it would alone.
+struct ErasedCommand: RedisCommand {
+    typealias Response = RESPValue
+    let base: any RedisCommand
+    init(_ base: any RedisCommand) { self.base = base }
+    var arguments: [RedisArgument] { base.arguments }
+    var keysAffected: [RedisArgument] { base.keysAffected }
+    var isReadOnly: Bool { base.isReadOnly }
+    var blockingTimeout: Duration? { base.blockingTimeout }
+    func encode(into encoder: inout RESPEncoder) { base.encode(into: &encoder) }
+    func decode(from reply: inout RESPReplyCursor) throws(RedisError) -> RESPValue { reply.readValue() }
 }
 
 /// Any command, as raw arguments, answering the raw reply.

@@ -29,8 +29,30 @@ public struct XADD: RedisCommand {
         return a
     }
 
+    /// Written in place: XADD is what publishers send in volume.
+    public func encode(into encoder: inout RESPEncoder) {
+        guard trim == nil else { return encoder.encode(arguments) }
+        encoder.beginCommand(argumentCount: 3 + (noMakeStream ? 1 : 0) + 2 * fields.count)
+        encoder.append("XADD")
+        encoder.append(key.bytes)
+        if noMakeStream { encoder.append("NOMKSTREAM") }
+        encoder.append(id)
+        for f in fields {
+            encoder.append(f.name)
+            encoder.append(f.value)
+        }
+    }
+
     /// The id, or nil when NOMKSTREAM found no stream.
     public func decode(_ reply: RESPValue) throws(RedisError) -> String? { reply.string }
+
+    public func decode(from reply: inout RESPReplyCursor) throws(RedisError) -> String? {
+        if reply.kind == .null {
+            reply.skip()
+            return nil
+        }
+        return try reply.readString()
+    }
 }
 
 /// The entries XREADGROUP returned for one stream.

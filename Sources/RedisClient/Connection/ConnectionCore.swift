@@ -94,9 +94,20 @@ final class ConnectionCore {
         _ commands: [[RedisArgument]], deadline: Deadline, phase: Phase = .command,
         read: (inout RESPReplyCursor) throws(RedisError) -> Reply
     ) throws(RedisError) -> [Reply] {
+        try roundTrip(count: commands.count, deadline: deadline, phase: phase, encode: { encoder in
+            for command in commands { encoder.encode(command) }
+        }, read: read)
+    }
+
+    /// The same for `count` commands that `encode` writes into the connection's buffer.
+    func roundTrip<Reply>(
+        count: Int, deadline: Deadline, phase: Phase = .command,
+        encode: (inout RESPEncoder) -> Void,
+        read: (inout RESPReplyCursor) throws(RedisError) -> Reply
+    ) throws(RedisError) -> [Reply] {
         guard let stream else { throw RedisError(.connectionClosed, "not connected") }
         encoder.removeAll()
-        for command in commands { encoder.encode(command) }
+        encode(&encoder)
         var written = 0
         do throws(RedisError) {
             // withUnsafeBytes rethrows untyped errors; carry ours out by hand.
@@ -106,9 +117,9 @@ final class ConnectionCore {
             }
             if let writeError { throw writeError }
             var replies: [Reply] = []
-            replies.reserveCapacity(commands.count)
+            replies.reserveCapacity(count)
             var waited = false
-            while replies.count < commands.count {
+            while replies.count < count {
                 if let reply = try decoder.next(read) {
                     replies.append(reply)
                     continue

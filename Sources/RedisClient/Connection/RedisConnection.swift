@@ -56,6 +56,9 @@ public final class RedisConnection: Sendable {
         try await withTaskExecutorPreference(connectionExecutor, operation: body)
     }
 
+    /// True when the current task runs on this connection's own thread (``withPinnedExecution(_:)``).
+    var isPinnedHere: Bool { connectionExecutor.isCurrent }
+
     /// TLS protocol and cipher of the current connection, if it uses TLS.
     public var tlsDetails: TLSDetails? {
         get async { try? await run(cancellable: false) { core in core.tlsDetails } }
@@ -65,14 +68,30 @@ public final class RedisConnection: Sendable {
     @discardableResult
     public func send<Command: RedisCommand>(_ command: Command) async throws -> Command.Response {
         let timeout = self.timeout(blocking: command.blockingTimeout)
-        let arguments = command.arguments
         let reply = try await perform(cancellable: command.blockingTimeout != nil, retryLoading: true) { core in
-            try core.roundTrip([arguments], deadline: Deadline(after: timeout)) { cursor in
-                if cursor.kind == .error { return DecodedReply<Command.Response>.serverError((try? cursor.readString()) ?? "") }
-                do throws(RedisError) { return .decoded(try command.decode(from: &cursor)) } catch { return .undecodable(error) }
+            try core.roundTrip(count: 1, deadline: Deadline(after: timeout), encode: { command.encode(into: &$0) }) { cursor in
+                DecodedReply.read(command, from: &cursor)
             }[0]
         }
         return try reply.get()
+    }
+
+    /// Pipelines commands of one type: each writes itself into the connection's buffer and
+    /// each reply is decoded in place on the connection's thread (no ``RESPValue`` first).
+    /// Error replies come back as `.serverError` in place.
+    func decodedPipeline<Command: RedisCommand>(_ commands: [Command]) async throws -> [DecodedReply<Command.Response>] {
+        guard !commands.isEmpty else { return [] }
+        let timeout = configuration.timeouts.command
+        return try await perform(cancellable: false) { core in
+            var next = 0
+            return try core.roundTrip(
+                count: commands.count, deadline: Deadline(after: timeout),
+                encode: { encoder in for command in commands { command.encode(into: &encoder) } }
+            ) { cursor in
+                defer { next += 1 }
+                return DecodedReply.read(commands[next], from: &cursor)
+            }
+        }
     }
 
     /// Sends a command given as raw arguments, e.g. `["SET", "k", "v"]`.

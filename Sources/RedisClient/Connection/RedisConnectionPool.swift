@@ -123,6 +123,9 @@ public final class RedisConnectionPool: Sendable {
     private func lease() async throws -> RedisConnection {
         let decision: LeaseDecision = state.withLock { s in
             if s.closed { return .closed }
+            // A task pinned to one of the pool's connections (withPinnedExecution) gets that one
+            // when it is free: its commands then run on the thread it is on, without a switch.
+            if let i = s.idle.firstIndex(where: \.isPinnedHere) { return .use(s.idle.remove(at: i)) }
             if let c = s.idle.popLast() { return .use(c) }
             if s.total < maximumConnections {
                 s.total += 1
@@ -165,6 +168,16 @@ public final class RedisConnectionPool: Sendable {
                 waiter?.resume(throwing: CancellationError())
             }
         }
+    }
+
+    /// Runs `body` on the thread of one of the pool's connections, which the pool then lends
+    /// to the commands `body` sends whenever it is free: a tight loop of pipelines (a publisher)
+    /// runs without a thread switch per command. See ``RedisConnection/withPinnedExecution(_:)``
+    /// for what else runs on that thread meanwhile.
+    public func withPinnedExecution<T>(_ body: () async throws -> T) async throws -> T {
+        let connection = try await lease()
+        release(connection)
+        return try await connection.withPinnedExecution(body)
     }
 
     /// Callers waiting for a connection now (for tests of the queue).

@@ -7,25 +7,47 @@ import CHiredis
 /// vfprintf as the client's largest cost when pipelining. The bytes are the same
 /// (``formatWithHiredis(_:)`` is the reference the tests compare against); hiredis still decodes
 /// every reply.
-struct RESPEncoder {
+public struct RESPEncoder {
     private(set) var buffer: [UInt8] = []
 
-    init(reservingCapacity capacity: Int = 0) {
+    public init(reservingCapacity capacity: Int = 0) {
         buffer.reserveCapacity(capacity)
     }
 
     mutating func removeAll() { buffer.removeAll(keepingCapacity: true) }
 
     /// Appends one command: `*<count>\r\n` then `$<length>\r\n<bytes>\r\n` per argument.
-    mutating func encode(_ arguments: [RedisArgument]) {
+    public mutating func encode(_ arguments: [RedisArgument]) {
+        beginCommand(argumentCount: arguments.count)
+        for argument in arguments { append(argument.bytes) }
+    }
+
+    /// Starts a command of `argumentCount` arguments, each to be appended with `append`: for
+    /// commands that write themselves (``RedisCommand/encode(into:)``) without building a
+    /// `[RedisArgument]`, an allocation per argument.
+    public mutating func beginCommand(argumentCount: Int) {
         buffer.append(UInt8(ascii: "*"))
-        appendDecimal(arguments.count)
+        appendDecimal(argumentCount)
         appendCRLF()
-        for argument in arguments {
+    }
+
+    /// Appends one argument (a bulk string).
+    public mutating func append(_ bytes: [UInt8]) {
+        buffer.append(UInt8(ascii: "$"))
+        appendDecimal(bytes.count)
+        appendCRLF()
+        buffer.append(contentsOf: bytes)
+        appendCRLF()
+    }
+
+    /// Appends one argument, the string's UTF-8 bytes.
+    public mutating func append(_ string: String) {
+        var string = string
+        string.withUTF8 { utf8 in
             buffer.append(UInt8(ascii: "$"))
-            appendDecimal(argument.bytes.count)
+            appendDecimal(utf8.count)
             appendCRLF()
-            buffer.append(contentsOf: argument.bytes)
+            buffer.append(contentsOf: utf8)
             appendCRLF()
         }
     }
