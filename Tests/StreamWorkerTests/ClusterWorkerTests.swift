@@ -191,7 +191,7 @@ struct ClusterWorkerTests {
 
 /// A 3-primary cluster (without replicas unless asked) and a cluster client whose topology
 /// refresh runs as a child task; both stopped afterwards (the nodes by pid).
-private func withWorkerCluster(
+func withWorkerCluster(
     replicas: Int = 0, _ body: (LocalRedisCluster, RedisClusterClient) async throws -> Void
 ) async throws {
     var options = LocalRedisCluster.Options()
@@ -227,7 +227,7 @@ private func streamsOnEveryPrimary(_ client: RedisClusterClient) async throws ->
 }
 
 /// The handlers' effects hash of a stream: in the stream's slot, as the settle script requires.
-private func effectsKey(_ stream: String) -> String {
+func effectsKey(_ stream: String) -> String {
     "\(StreamKeys.slotTagged(stream)):effects"
 }
 

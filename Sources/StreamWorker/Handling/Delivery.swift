@@ -115,6 +115,11 @@ public struct Subscription: Sendable {
     public var stream: String
     public var group: String
     public var start: Start
+    /// How many partitions the stream has (``PartitionedStream``): the worker consumes each
+    /// partition stream as a subscription of its own (a group, two readers, a reclaimer, a
+    /// settler and a replay reader per partition, so three blocking connections and the pool's
+    /// share per partition), with handler slots and read-ahead shared by all. 1: a plain stream.
+    public var partitions: Int = 1
     /// Handles one entry (a retry, or every entry of a per-entry subscription).
     public var handler: StreamHandler
     /// Handles a batch of entries in one call, when set (see ``StreamBatchHandler``).
@@ -122,25 +127,40 @@ public struct Subscription: Sendable {
 
     /// A subscription whose handler sees one entry per call; up to
     /// ``WorkerConfiguration/maxInFlight`` calls run at once.
-    public init(stream: String, group: String, start: Start = .beginning, handler: @escaping StreamHandler) {
+    public init(stream: String, group: String, start: Start = .beginning, partitions: Int = 1, handler: @escaping StreamHandler) {
         self.stream = stream
         self.group = group
         self.start = start
+        self.partitions = partitions
         self.handler = handler
         self.batchHandler = nil
     }
 
     /// A subscription whose handler sees the entries of a read in one call (see
     /// ``StreamBatchHandler``). A retried entry comes back alone, in a batch of one.
-    public init(stream: String, group: String, start: Start = .beginning, batchHandler: @escaping StreamBatchHandler) {
+    public init(stream: String, group: String, start: Start = .beginning, partitions: Int = 1, batchHandler: @escaping StreamBatchHandler) {
         self.stream = stream
         self.group = group
         self.start = start
+        self.partitions = partitions
         self.batchHandler = batchHandler
         self.handler = { delivery in
             let results = await batchHandler([delivery])
             guard results.count == 1 else { throw BatchResultMismatch(deliveries: 1, results: results.count) }
             return try results[0].get()
+        }
+    }
+}
+
+extension Subscription {
+    /// One subscription per partition stream, each with the same group, start and handlers.
+    var perPartition: [Subscription] {
+        guard partitions > 1 else { return [self] }
+        return PartitionedStream(stream, partitions: partitions).streams.map { partitionStream in
+            var one = self
+            one.stream = partitionStream
+            one.partitions = 1
+            return one
         }
     }
 }

@@ -21,6 +21,8 @@ import Synchronization
 /// ``RedisClusterClient`` for a Redis Cluster (run the client's `run()` beside it). On a
 /// cluster each subscription works on its stream's slot: its group, markers and dead letters
 /// share the stream's hash tag (``StreamKeys``), its readers read from the slot's primary.
+/// A partitioned stream (``Subscription/partitions``, ``PartitionedStream``) is consumed as one
+/// subscription per partition, so its partitions' nodes share the work.
 ///
 /// Run it in a `ServiceGroup`, which turns SIGTERM and SIGINT into a graceful shutdown.
 public final class StreamWorker: Service, Sendable {
@@ -43,7 +45,8 @@ public final class StreamWorker: Service, Sendable {
     ) {
         self.client = client
         self.configuration = configuration
-        self.subscriptions = subscriptions
+        // A partitioned stream is consumed as one subscription per partition.
+        self.subscriptions = subscriptions.flatMap(\.perPartition)
         self.consumerName = configuration.consumerName ?? WorkerConfiguration.generatedConsumerName()
         var logger = logger
         logger[metadataKey: "consumer"] = "\(consumerName)"

@@ -1,0 +1,75 @@
+import RedisClient
+
+/// One logical stream spread over `partitions` Redis streams, so that a Redis Cluster spreads
+/// it over its shards: a stream lives in one hash slot, so one node's single thread caps it.
+///
+/// The layout, stable and computable in any language:
+/// - **Partition of an event**: the Redis Cluster hash slot of its key (the entity id; what
+///   `CLUSTER KEYSLOT <key>` answers: CRC16-XMODEM of the key's hash tag or of the whole key,
+///   mod 16384) mod `partitions`. All events of one entity go to one partition, in the order
+///   they were published.
+/// - **Partition streams**: with one partition, the stream keeps its name (today's layout, so
+///   an existing deployment keeps working). With P > 1, partition p of `name` is
+///   `<base>:<p>{<P>.<p>.<n>}`, where `<base>` is `name` without braces and `n` the smallest
+///   non-negative integer whose tag `<P>.<p>.<n>` hashes into the p-th of P equal ranges of
+///   the 16384 slots. The partitions thus lie evenly over the slot space: on a cluster whose
+///   primaries own equal contiguous ranges (what `redis-cli --cluster create` makes) and P a
+///   multiple of the primary count, each primary holds P / primaries partitions.
+/// - Everything that must be atomic with a partition (its group, idempotency markers, dead
+///   letters, replay stream: ``StreamKeys``) carries the partition's tag, so each settle stays
+///   one script in one slot.
+public struct PartitionedStream: Sendable, Hashable, CustomStringConvertible {
+    /// The logical stream's name.
+    public let name: String
+    /// How many partitions (1 = a plain stream).
+    public let partitions: Int
+    /// The partition streams, by partition.
+    public let streams: [String]
+
+    /// At most 1024 partitions: finding each partition's tag takes about P hashes, and a worker
+    /// holds connections per partition (``Subscription/partitions``).
+    public static let maximumPartitions = 1024
+
+    public init(_ name: String, partitions: Int = 1) {
+        precondition((1...Self.maximumPartitions).contains(partitions), "a stream has 1 to \(Self.maximumPartitions) partitions")
+        self.name = name
+        self.partitions = partitions
+        self.streams = (0..<partitions).map { Self.stream(name, partition: $0, of: partitions) }
+    }
+
+    public var description: String { partitions == 1 ? name : "\(name) (\(partitions) partitions)" }
+
+    /// The partition of events with this key (an entity id).
+    public func partition(forKey key: String) -> Int {
+        Int(HashSlot(key: key).rawValue) % partitions
+    }
+
+    /// The partition stream of events with this key.
+    public func stream(forKey key: String) -> String { streams[partition(forKey: key)] }
+
+    /// An XADD of an event with this key to its partition.
+    public func add(key: String, fields: [StreamField], trim: StreamTrim? = nil) -> XADD {
+        XADD(RedisArgument(stream(forKey: key)), fields: fields, trim: trim)
+    }
+
+    /// Partition `partition` of `name` when it has `count` partitions (see the type's layout).
+    public static func stream(_ name: String, partition: Int, of count: Int) -> String {
+        guard count > 1 else { return name }
+        let base = name.filter { $0 != "{" && $0 != "}" }
+        return "\(base):\(partition){\(tag(partition: partition, of: count))}"
+    }
+
+    /// The hash tag of partition `partition` of `count`: the first `<count>.<partition>.<n>`
+    /// whose slot lies in the partition's share of the slots.
+    static func tag(partition: Int, of count: Int) -> String {
+        let low = partition * HashSlot.count / count
+        let high = (partition + 1) * HashSlot.count / count
+        var n = 0
+        while true {
+            let tag = "\(count).\(partition).\(n)"
+            let slot = Int(HashSlot(key: tag).rawValue)
+            if slot >= low && slot < high { return tag }
+            n += 1
+        }
+    }
+}
