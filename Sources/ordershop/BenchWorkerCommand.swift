@@ -21,8 +21,12 @@ struct BenchWorkerCommand: AsyncParsableCommand {
     @Option(help: "Entries read ahead per probe process (the runtime's default: the larger of --max-in-flight and 300).")
     var prefetch = 1000
     @Option(help: "Entries per XREADGROUP (the peer reads COUNT 100).") var readCount = 100
+    @Flag(help: "Also drain a partitioned stream on a local 3-primary Redis Cluster (idempotent, each handler), beside the same workers on one node and the peer on one node, with each run's Redis CPU per event.")
+    var cluster = false
+    @Option(help: "With --cluster: partitions of the stream.") var partitions = 6
 
     func run() async throws {
+        if cluster { return try await runCluster() }
         let peers = try await options.peerRunner()
         var results = BenchResults()
         for run in 1...options.runs {
@@ -30,15 +34,7 @@ struct BenchWorkerCommand: AsyncParsableCommand {
                 let bench = WorkerDrainBench(env: env)
                 for k in processes {
                     // The peer has one mode (batched XACK): measured once per process count.
-                    var peer: Double?
-                    if let peers = env.peers {
-                        try await env.flush()
-                        benchLog("run \(run): peer redispy_group_worker --consumers \(k)")
-                        let r = try await peers.run(
-                            "redispy_group_worker.py", port: env.port,
-                            ["--events", "\(events)", "--consumers", "\(k)", "--ack", "batch", "--stream", "peer:drain"])
-                        peer = try PeerRunner.number(r, "events_per_s")
-                    }
+                    let peer = try await peerDrain(env, run: run, consumers: k)
                     for mode in settle {
                         for form in handler {
                             benchLog("run \(run): ours \(mode), \(form) handler, \(k) process(es)")
@@ -56,5 +52,19 @@ struct BenchWorkerCommand: AsyncParsableCommand {
         results.print(
             json: options.json,
             title: "worker drain: \(events) events; probes --max-in-flight \(maxInFlight) --prefetch \(prefetch) --read-count \(readCount); peer: redis-py + hiredis, COUNT 100, one XACK per batch")
+    }
+}
+
+extension BenchWorkerCommand {
+    /// The redis-py peer draining `events` with `consumers` consumers on the environment's
+    /// server (nil without peers); its events/s.
+    func peerDrain(_ env: BenchEnvironment, run: Int, consumers: Int) async throws -> Double? {
+        guard let peers = env.peers else { return nil }
+        try await env.flush()
+        benchLog("run \(run): peer redispy_group_worker --consumers \(consumers)")
+        let r = try await peers.run(
+            "redispy_group_worker.py", port: env.port,
+            ["--events", "\(events)", "--consumers", "\(consumers)", "--ack", "batch", "--stream", "peer:drain"])
+        return try PeerRunner.number(r, "events_per_s")
     }
 }

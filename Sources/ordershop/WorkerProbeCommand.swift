@@ -16,6 +16,7 @@ struct WorkerProbeCommand: AsyncParsableCommand {
 
     @OptionGroup var redis: RedisOptions
     @Option(help: "Stream to consume.") var stream: String
+    @Option(help: "Partitions of the stream (a partitioned stream's name; 1: a plain stream).") var partitions: Int = 1
     @Option(help: "Consumer group.") var group: String = "probe"
     @Option(help: "Stable consumer name (default: host-pid-random).") var consumer: String?
     @Option(help: "Settle mode: idempotent or plain.") var settle: String = "idempotent"
@@ -41,9 +42,13 @@ struct WorkerProbeCommand: AsyncParsableCommand {
         config.clientName = "worker-probe"
         let client = try await connectRedis(config, maximumConnections: 8, logger: logger)
         guard let mode = SettleMode(rawValue: settle) else { throw ValidationError("--settle must be idempotent or plain") }
+        guard (1...PartitionedStream.maximumPartitions).contains(partitions) else {
+            throw ValidationError("--partitions must be 1 to \(PartitionedStream.maximumPartitions)")
+        }
         let delay = Duration.milliseconds(handlerDelayMs)
         let effectsKey = self.effectsKey
         let invocationsKey = self.invocationsKey
+        let partitioned = partitions > 1
         // Decodes the entity and commits the counted effect; the same work in both handler forms.
         @Sendable func handle(_ delivery: Delivery) async throws -> HandlerOutcome {
             struct Entity: Decodable {}
@@ -54,14 +59,17 @@ struct WorkerProbeCommand: AsyncParsableCommand {
             }
             if delay > .zero { try await Task.sleep(for: delay) }
             guard !effectsKey.isEmpty else { return .done }
-            return .done(effects: [["HINCRBY", RedisArgument(effectsKey), RedisArgument(delivery.eventID), "1"]])
+            // In the entry's slot, as the settle script needs on a cluster: the key itself on one
+            // stream (tests read it by name), a key per partition stream otherwise.
+            let key = partitioned ? "\(delivery.stream):\(effectsKey)" : effectsKey
+            return .done(effects: [["HINCRBY", RedisArgument(key), RedisArgument(delivery.eventID), "1"]])
         }
         let subscription: Subscription
         switch handler {
         case "each":
-            subscription = Subscription(stream: stream, group: group, handler: handle)
+            subscription = Subscription(stream: stream, group: group, partitions: partitions, handler: handle)
         case "batch":
-            subscription = Subscription(stream: stream, group: group) { deliveries in
+            subscription = Subscription(stream: stream, group: group, partitions: partitions) { deliveries in
                 var results: [Result<HandlerOutcome, any Error>] = []
                 results.reserveCapacity(deliveries.count)
                 for delivery in deliveries {

@@ -21,9 +21,13 @@ enum CPUAccounting {
     static func serverSeconds(_ client: RedisClusterClient) async throws -> [ClusterNodeAddress: Double] {
         var out: [ClusterNodeAddress: Double] = [:]
         for (address, result) in try await client.sendToAllPrimaries(INFO(section: "cpu")) {
-            let info = try result.get()
-            out[address] = (Double(info["used_cpu_user"] ?? "") ?? 0) + (Double(info["used_cpu_sys"] ?? "") ?? 0)
+            out[address] = usedCPU(try result.get())
         }
         return out
+    }
+
+    /// `used_cpu_user + used_cpu_sys` of an `INFO cpu` reply, in seconds.
+    static func usedCPU(_ info: [String: String]) -> Double {
+        (Double(info["used_cpu_user"] ?? "") ?? 0) + (Double(info["used_cpu_sys"] ?? "") ?? 0)
     }
 }

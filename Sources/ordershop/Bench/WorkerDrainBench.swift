@@ -31,7 +31,10 @@ struct WorkerDrainBench {
     struct Result {
         var events: Int
         var seconds: Double
+        /// The server's CPU seconds (`INFO cpu`, user + system) from the release to the end.
+        var redisCPUSeconds: Double
         var eventsPerSecond: Double { Double(events) / seconds }
+        var redisMicrosPerEvent: Double { redisCPUSeconds / Double(events) * 1e6 }
     }
 
     let env: BenchEnvironment
@@ -45,10 +48,7 @@ struct WorkerDrainBench {
         _ = try await control.send(XGROUPCREATE(RedisArgument(stream), group: group, id: "$", makeStream: true))
 
         var probes: [ChildProcess] = []
-        defer {
-            for p in probes where p.isRunning { p.signal(SIGKILL) }
-            for p in probes { try? FileManager.default.removeItem(atPath: p.outputFile) }
-        }
+        defer { WorkerDrainBench.discard(probes) }
         for _ in 0..<o.processes {
             probes.append(
                 try env.startProbe(
@@ -72,6 +72,7 @@ struct WorkerDrainBench {
         try await Task.sleep(for: .milliseconds(100))
 
         let total = o.events + 1
+        let cpuBefore = try await redisCPUSeconds()
         let started = ContinuousClock.now
         _ = try await control.send(XGROUPSETID(RedisArgument(stream), group: group, id: "0"))
         let lastID = try await control.send(BenchEvents.xadd(stream, o.events)).string ?? ""
@@ -89,6 +90,7 @@ struct WorkerDrainBench {
             try await Task.sleep(for: .milliseconds(1))
         }
         let seconds = (finished - started).benchSeconds
+        let redisCPU = try await redisCPUSeconds() - cpuBefore
 
         // Every event handled once: the probes' own counters must add up.
         var handled = 0
@@ -102,7 +104,17 @@ struct WorkerDrainBench {
         guard handled == total else {
             throw BenchRunError("the probes processed \(handled) events, expected \(total)")
         }
-        return Result(events: total, seconds: seconds)
+        return Result(events: total, seconds: seconds, redisCPUSeconds: redisCPU)
+    }
+
+    private func redisCPUSeconds() async throws -> Double {
+        CPUAccounting.usedCPU(try await env.control.send(INFO(section: "cpu")))
+    }
+
+    /// Kills the probes still running and removes their output files.
+    static func discard(_ probes: [ChildProcess]) {
+        for p in probes where p.isRunning { p.signal(SIGKILL) }
+        for p in probes { try? FileManager.default.removeItem(atPath: p.outputFile) }
     }
 
     /// The `stats=<json>` line a probe prints at exit.

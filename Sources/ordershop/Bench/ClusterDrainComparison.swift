@@ -1,0 +1,54 @@
+import Foundation
+
+/// `bench worker --cluster`: the idempotent drain of a stream of `--partitions` partitions on a
+/// local 3-primary cluster, beside the same workers on one node and the redis-py peer on one
+/// node, in each run; and what bounds each: Redis CPU per event (all nodes together) and the
+/// busiest node's share of the events.
+extension BenchWorkerCommand {
+    func runCluster() async throws {
+        let peers = try await options.peerRunner()
+        let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        var results = BenchResults()
+        var projections: [String] = []
+        for run in 1...options.runs {
+            for k in processes {
+                benchLog("run \(run): ours on a 3-primary cluster, \(partitions) partitions, \(k) process(es)")
+                let onCluster = try await ClusterDrainBench(executable: executable).run(
+                    .init(
+                        events: events, processes: k, partitions: partitions, settle: "idempotent", maxInFlight: maxInFlight, prefetch: prefetch,
+                        readCount: readCount))
+                let (onOneNode, peer) = try await BenchEnvironment.with(peers: peers) { env in
+                    benchLog("run \(run): ours on one node, \(k) process(es)")
+                    let ours = try await WorkerDrainBench(env: env).run(
+                        .init(events: events, processes: k, settle: "idempotent", maxInFlight: maxInFlight, prefetch: prefetch, readCount: readCount))
+                    return (ours, try await peerDrain(env, run: run, consumers: k))
+                }
+                let suffix = k == 1 ? "" : ".\(k)proc"
+                results.add(BenchFigure(name: "worker.drain.idempotent.cluster\(suffix)", unit: "events/s", ours: onCluster.eventsPerSecond, peer: peer))
+                results.add(BenchFigure(name: "worker.drain.idempotent\(suffix)", unit: "events/s", ours: onOneNode.eventsPerSecond, peer: peer))
+                // Cluster against one node (in the peer column): the cost of spreading the stream.
+                results.add(
+                    BenchFigure(
+                        name: "redis_cpu.cluster_vs_one_node\(suffix)", unit: "µs/op", ours: onCluster.redisMicrosPerEvent,
+                        peer: onOneNode.redisMicrosPerEvent))
+                results.add(BenchFigure(name: "busiest_node_share.cluster\(suffix)", unit: "%", ours: onCluster.busiestShare, peer: nil))
+                let shares = onCluster.nodes.map { node in
+                    "\(node.address) \(String(format: "%.1f", 100 * Double(node.events) / Double(onCluster.events)))% of events, "
+                        + "\(String(format: "%.2f", node.cpuSeconds)) s CPU"
+                }
+                // One node's thread caps the drain at 1 / (its Redis CPU per event); spread over the
+                // shards, the busiest one caps it (a projection, not a measurement).
+                let cap = 1e6 / onOneNode.redisMicrosPerEvent
+                let projected = 1e6 / (onCluster.redisMicrosPerEvent * onCluster.busiestShare / 100)
+                projections.append(
+                    "run \(run), \(k) process(es): nodes: \(shares.joined(separator: "; ")); projection: one node's Redis thread caps the drain at "
+                        + "\(Int(cap)) events/s, three shards at these shares at \(Int(projected)) events/s (\(String(format: "%.2f", projected / cap))x)")
+            }
+        }
+        for line in projections { results.note(line) }
+        results.print(
+            json: options.json,
+            title: "worker drain on a cluster: \(events) events over \(partitions) partitions on 3 primaries (no replicas), idempotent settle, "
+                + "beside one node; probes --max-in-flight \(maxInFlight) --prefetch \(prefetch) --read-count \(readCount); peer: redis-py + hiredis on one node")
+    }
+}
