@@ -46,6 +46,7 @@ public enum OrderShopUp {
             if let m = o.metricsPort { s += " (metrics :\(m)/metrics)" }
             if o.adminRoutes, o.adminToken?.isEmpty == false { s += "\nadmin: POST /admin/workers/<crm|billing>/<stop|start> on the gateway" }
         }
+        if o.dashboard { s += "\ndashboard: /dashboard on the gateway" + (o.adminToken?.isEmpty == false ? "" : " (replay and purge off: no admin token)") }
         return s
     }
 
