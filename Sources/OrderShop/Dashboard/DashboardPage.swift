@@ -40,17 +40,20 @@ enum DashboardPage {
           th, td { text-align: left; padding: .3em .6em; border-bottom: 1px solid #e3e6eb; vertical-align: middle; }
           th { background: #eceff3; font-weight: 600; white-space: nowrap; }
           td.num { text-align: right; font-variant-numeric: tabular-nums; }
-          td.mono, td.id { font-family: ui-monospace, monospace; font-size: .92em; }
+          td.mono, td.id { font-family: ui-monospace, monospace; font-size: .92em; white-space: nowrap; }
+          td.actions { white-space: nowrap; }
           .warn { color: #a34b00; font-weight: 600; }
           .bad { color: #b00020; font-weight: 600; }
           .muted { color: #7a8291; }
           .consumer { display: inline-block; margin-right: .8em; white-space: nowrap; }
           svg.chart { display: block; background: #fafbfc; border: 1px solid #e3e6eb; }
+          td.rate { width: 190px; }
           .legend { font-size: .8em; color: #7a8291; white-space: nowrap; }
           .legend .added { color: #2f6fdb; } .legend .acked { color: #1e9e5a; }
           button { font: inherit; padding: .15em .7em; cursor: pointer; }
           button:disabled { cursor: not-allowed; }
-          #message { min-height: 1.4em; padding: .3em 1.2em; }
+          #message { padding: .3em 1.2em; }
+          #message:empty { display: none; }
           #message.ok { background: #e3f5ea; } #message.error { background: #fde7ea; color: #b00020; }
           td.error { max-width: 28em; overflow-wrap: anywhere; }
         </style>
@@ -69,6 +72,7 @@ enum DashboardPage {
             <th>Dead letters</th><th>Consumers (pending, idle)</th><th>Rate, last minutes</th></tr></thead>
             <tbody></tbody>
           </table>
+          <p id="hidden-replays" class="muted" hidden></p>
           <h2>Dead letters</h2>
           <table id="dlq">
             <thead><tr><th>Stream</th><th>Group</th><th>Dead-letter id</th><th>Original id</th><th>Deliveries</th>
@@ -125,32 +129,47 @@ enum DashboardPage {
           }
           const t0 = points[0][0], t1 = points[points.length - 1][0];
           const top = Math.max(1, ...points.map(p => Math.max(p[1], p[2])));
-          for (const [i, color] of [[1, "#2f6fdb"], [2, "#1e9e5a"]]) {
-            const line = document.createElementNS(svgNS, "polyline");
-            line.setAttribute("fill", "none");
-            line.setAttribute("stroke", color);
-            line.setAttribute("stroke-width", "1.5");
-            line.setAttribute("points", points.map(p =>
-              ((p[0] - t0) / Math.max(1, t1 - t0) * (w - 4) + 2).toFixed(1) + "," + (h - 3 - p[i] / top * (h - 8)).toFixed(1)).join(" "));
-            svg.append(line);
-          }
+          const x = p => ((p[0] - t0) / Math.max(1, t1 - t0) * (w - 4) + 2).toFixed(1);
+          const y = v => (h - 3 - v / top * (h - 12)).toFixed(1);
+          // Added: a light area; acknowledged: a line over it (where they match, the line tops the area).
+          const area = document.createElementNS(svgNS, "polygon");
+          area.setAttribute("fill", "#c9dbf7");
+          area.setAttribute("points", x(points[0]) + "," + (h - 3) + " " + points.map(p => x(p) + "," + y(p[1])).join(" ")
+            + " " + x(points[points.length - 1]) + "," + (h - 3));
+          const line = document.createElementNS(svgNS, "polyline");
+          line.setAttribute("fill", "none");
+          line.setAttribute("stroke", "#1e9e5a");
+          line.setAttribute("stroke-width", "1.5");
+          line.setAttribute("points", points.map(p => x(p) + "," + y(p[2])).join(" "));
+          const scale = document.createElementNS(svgNS, "text");
+          scale.setAttribute("x", 3); scale.setAttribute("y", 9); scale.setAttribute("fill", "#7a8291"); scale.setAttribute("font-size", "9");
+          scale.textContent = top.toFixed(top < 10 ? 1 : 0) + "/s";
+          svg.append(area, line, scale);
           return svg;
         }
         function rateCell(series) {
-          const last = series && series.points.length ? series.points[series.points.length - 1] : null;
+          const points = series ? series.points : [];
+          const last = points.length ? points[points.length - 1] : null;
           const legend = last
             ? el("div", { class: "legend" },
-                el("span", { class: "added" }, "added " + last[1].toFixed(1) + "/s"), " · ",
+                el("span", { class: "added" }, "added " + last[1].toFixed(1)), " · ",
                 el("span", { class: "acked" }, "acked " + last[2].toFixed(1) + "/s"), " · backlog " + last[3])
             : null;
-          return el("td", {}, chart(series), legend);
+          return el("td", { class: "rate" }, chart(series), legend);
         }
 
         function render(state) {
           const rates = new Map(state.rates.map(r => [r.stream + "\u0000" + r.group, r]));
           const body = document.querySelector("#streams tbody");
           const rows = [];
+          let hiddenReplays = 0;
           for (const stream of state.streams) {
+            // A group's replay stream matters only while it holds work: idle ones are counted, not listed.
+            if (stream.name.startsWith("replay:") && stream.groups.length > 0
+                && stream.groups.every(g => !g.status.pending && !g.status.lag && !g.status.deadLetters)) {
+              hiddenReplays += 1;
+              continue;
+            }
             if (stream.groups.length === 0) {
               rows.push(el("tr", { "data-stream": stream.name }, el("td", { class: "mono" }, stream.name),
                 el("td", { class: "num" }, stream.length), el("td", { class: "muted", colspan: 7 }, "no consumer groups")));
@@ -174,6 +193,10 @@ enum DashboardPage {
             }
           }
           body.replaceChildren(...rows);
+          const note = document.getElementById("hidden-replays");
+          note.hidden = hiddenReplays === 0;
+          note.textContent = hiddenReplays + " replay stream" + (hiddenReplays === 1 ? "" : "s")
+            + " with nothing pending not shown (a group's replay stream carries the dead letters replayed to it).";
 
           const letters = [];
           for (const stream of state.streams) {
@@ -191,7 +214,7 @@ enum DashboardPage {
                   el("td", { class: "mono" }, stream.name), el("td", { class: "mono" }, g.status.group),
                   el("td", { class: "id" }, l.id), el("td", { class: "id" }, l.originalID),
                   el("td", { class: "num" }, l.deliveryCount), el("td", {}, l.reason),
-                  el("td", { class: "error" }, l.error), el("td", {}, replay, " ", purge)));
+                  el("td", { class: "error" }, l.error), el("td", { class: "actions" }, replay, " ", purge)));
               }
             }
           }

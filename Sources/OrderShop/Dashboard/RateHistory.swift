@@ -104,18 +104,23 @@ public struct RateSampler: Service {
     }
 
     public func run() async throws {
-        // Ends on cancellation (the sleep throws) or on the group's graceful shutdown.
-        try await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
-                do {
-                    history.record(try await reader.read())
-                } catch is CancellationError {
-                    return
-                } catch {
-                    logger.warning("dashboard sample failed: \(error)")
+        // Ends on cancellation (the sleep throws) or on the group's graceful shutdown (which
+        // cancels it): either is a normal end, not a failure of the service.
+        do {
+            try await cancelWhenGracefulShutdown {
+                while !Task.isCancelled {
+                    do {
+                        history.record(try await reader.read())
+                    } catch is CancellationError {
+                        return
+                    } catch {
+                        logger.warning("dashboard sample failed: \(error)")
+                    }
+                    try await Task.sleep(for: history.interval)
                 }
-                try await Task.sleep(for: history.interval)
             }
+        } catch is CancellationError {
+            return
         }
     }
 }
