@@ -43,9 +43,7 @@ public struct Dashboard: Sendable {
         reads.get("/state") { _, _ in
             let snapshot = try await reader.read()
             return JSONResponse.encode(
-                DashboardState(
-                    time: snapshot.time, streams: snapshot.streams, rates: history.series(),
-                    sampleSeconds: Double(history.interval.components.seconds), actions: actions))
+                DashboardState(time: snapshot.time, streams: snapshot.streams, rates: history.series(), actions: actions))
         }
         guarded.post("/replay") { request, _ in
             let (dlq, ids) = try await target(of: request, orDeadLetters: false)
@@ -61,6 +59,7 @@ public struct Dashboard: Sendable {
 
     /// The dead letters a request names: `{"stream": ..., "group": ..., "ids": [...]}` (no ids: all).
     private func target(of request: Request, orDeadLetters: Bool) async throws -> (DeadLetters, [String]?) {
+        try requireJSONBody(request)
         let body = try await request.bodyBytes()
         let action: ActionRequest
         do {
@@ -90,7 +89,6 @@ struct DashboardState: Encodable {
     var time: Double
     var streams: [OperationsSnapshot.Stream]
     var rates: [RateHistory.Series]
-    var sampleSeconds: Double
     /// Whether an admin token is configured (the page greys the buttons out otherwise).
     var actions: Bool
 }
