@@ -129,6 +129,23 @@ import Testing
         }
     }
 
+    /// On loopback, a request that names another host (a page that pointed its own name at
+    /// 127.0.0.1) reads nothing without the token.
+    @Test func aForeignHostNameReadsNothingWithoutTheToken() async throws {
+        try await withDashboard { fixture in
+            try await Application(router: buildDashboardRouter(fixture.dashboard)).test(.router) { client in
+                try await client.execute(uri: "/api/state", method: .get, headers: [HTTPField.Name("Host")!: "rebound.example:5080"]) { response in
+                    #expect(response.status == .unauthorized)
+                }
+                var withToken = Self.bearer(DashboardFixture.token)
+                withToken[HTTPField.Name("Host")!] = "rebound.example:5080"
+                try await client.execute(uri: "/api/state", method: .get, headers: withToken) { response in
+                    #expect(response.status == .ok)
+                }
+            }
+        }
+    }
+
     /// A replay names a group that exists: a typo is a 404 naming the groups there are.
     @Test func replayToAGroupThatDoesNotExistIsRefused() async throws {
         try await withDashboard { fixture in

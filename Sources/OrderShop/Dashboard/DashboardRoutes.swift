@@ -11,8 +11,8 @@ import StreamWorker
 ///
 /// Access: the actions always need `Authorization: Bearer <admin token>` (the gateway's
 /// ``AdminGuard``, which also refuses cross-origin requests) and are refused (401) when no token
-/// is configured. The data is open only when the server listens on loopback; bound to another
-/// address it needs the token too. The page itself carries no data.
+/// is configured. The data is open only when the server listens on loopback and the request
+/// names a loopback host; else it needs the token too. The page itself carries no data.
 public struct Dashboard: Sendable {
     public let reader: OperationsReader
     public let history: RateHistory
@@ -38,7 +38,7 @@ public struct Dashboard: Sendable {
         let routes = RouteCollection(context: ShopRequestContext.self)
         routes.get("/") { _, _ in DashboardPage.response }
         let guarded = routes.group("/api").add(middleware: DashboardGuard(token: adminToken))
-        let reads = openReads ? routes.group("/api") : guarded
+        let reads = openReads ? routes.group("/api").add(middleware: LoopbackReadGuard(token: adminToken)) : guarded
         let (reader, history, actions) = (reader, history, adminToken != nil)
         reads.get("/state") { _, _ in
             let snapshot = try await reader.read()
@@ -121,6 +121,29 @@ struct DashboardGuard: RouterMiddleware {
             status: .unauthorized)
         response.headers[.wwwAuthenticate] = "Bearer realm=\"ordershop-admin\""
         return response
+    }
+}
+
+/// Lets a read through without the token when the request names a loopback host (`Host`, or the
+/// authority of the request line); any other goes to ``DashboardGuard``. Why: a web page can
+/// point a name of its own at 127.0.0.1 (DNS rebinding) and then read the dashboard as if it were
+/// the same origin; its requests still carry its own name as Host.
+struct LoopbackReadGuard: RouterMiddleware {
+    typealias Context = ShopRequestContext
+    let guarded: DashboardGuard
+
+    init(token: String?) { guarded = DashboardGuard(token: token) }
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let named = [request.head.authority, request.headers[HTTPField.Name("Host")!]].compactMap { $0 }
+        if !named.isEmpty, named.allSatisfy({ Dashboard.isLoopback(Self.hostName($0)) }) { return try await next(request, context) }
+        return try await guarded.handle(request, context: context, next: next)
+    }
+
+    /// `host[:port]` or `[v6]:port` without the port.
+    static func hostName(_ authority: String) -> String {
+        if authority.hasPrefix("["), let close = authority.firstIndex(of: "]") { return String(authority[...close]) }
+        return authority.split(separator: ":", maxSplits: 1).first.map(String.init) ?? authority
     }
 }
 
