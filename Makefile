@@ -27,7 +27,7 @@ PLANTED_BUGS ?= ack-before-handling:kill,malformed \
 # 2 s) run in a second pass of their own: in the first, ~200 tests with their redis-servers and
 # child processes share 2 cores, and a drain that ends in 0.5 s alone took 4 s there.
 TIME_BOUND_SUITES := StreamWorkerTests\.(Part)?CancellationTests/
-APT_PACKAGES := libhiredis-dev libssl-dev redis-server redis-tools openssl pkg-config
+APT_PACKAGES := libhiredis-dev libssl-dev redis-server redis-tools openssl pkg-config chromium
 
 .PHONY: deps build release test test-swift test-deploy chaos chaos-run chaos-planted bench run ping clean
 

@@ -21,6 +21,9 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
+        // Tests only: the dashboard's browser test talks to headless Chromium over the DevTools
+        // protocol, a WebSocket (WSClient builds on the NIO the project already has).
+        .package(url: "https://github.com/hummingbird-project/swift-websocket.git", from: "1.6.2"),
     ],
     targets: [
         // hiredis: the RESP codec only (Debian's 0.14 has no TLS; the transport is ours).
@@ -154,6 +157,7 @@ let package = Package(
             dependencies: [
                 "OrderShop", "StreamWorker", "RedisClient", "LocalRedis", "TestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "WSClient", package: "swift-websocket"),
             ]
         ),
     ],

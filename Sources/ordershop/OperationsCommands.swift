@@ -4,7 +4,8 @@ import OrderShop
 import RedisClient
 import StreamWorker
 
-/// `ordershop status`: per stream and group, the state a person on call needs.
+/// `ordershop status`: per stream and group, the state a person on call needs; with `--watch`,
+/// refreshed in place until Ctrl-C.
 struct StatusCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "status",
@@ -14,28 +15,50 @@ struct StatusCommand: AsyncParsableCommand {
     @OptionGroup var redis: RedisOptions
     @Option(help: "Streams to show (a glob).") var match: String = "*"
     @Flag(help: "Print JSON instead of a table.") var json = false
+    @Flag(help: "Clear the screen and print the figures again every --interval seconds, until Ctrl-C.") var watch = false
+    @Option(help: "Seconds between two refreshes with --watch.") var interval: Double = 2
+
+    func validate() throws {
+        guard interval > 0 else { throw ValidationError("--interval must be above 0") }
+    }
 
     func run() async throws {
-        var all: [GroupStatus] = []
-        var streamsWithoutGroups: [(String, Int)] = []
         // Every primary of a Redis Cluster, or the one server.
-        for pool in try await RedisNodePools.primaries(try redis.configuration()) {
-            let inspector = GroupInspector(client: pool)
-            for stream in try await inspector.streams(matching: match) {
-                let groups = try await inspector.status(stream: stream)
-                if groups.isEmpty {
-                    streamsWithoutGroups.append((stream, try await pool.send(XLEN(RedisArgument(stream)))))
-                }
-                all += groups
-            }
-            await pool.shutdown()
+        let pools = try await RedisNodePools.primaries(try redis.configuration())
+        let reader = OperationsReader(nodes: pools, match: match, listsDeadLetters: false)
+        do {
+            if watch { try await refresh(reader) } else { print(try await render(reader.read()), terminator: "") }
+        } catch {
+            for pool in pools { await pool.shutdown() }
+            throw error
         }
-        all.sort { ($0.stream, $0.group) < ($1.stream, $1.group) }
+        for pool in pools { await pool.shutdown() }
+    }
+
+    /// Prints the figures again and again; ends with the process (Ctrl-C) or when the task is
+    /// cancelled (the sleep throws then). A failed reading (Redis away) is shown, not fatal.
+    private func refresh(_ reader: OperationsReader) async throws {
+        while true {
+            let text: String
+            do {
+                text = try await render(reader.read())
+            } catch is CancellationError {
+                throw CancellationError()
+            } catch {
+                text = "cannot read the streams: \(error)\n"
+            }
+            // Home, clear the screen, then the whole frame in one write (no flicker of half a table).
+            FileHandle.standardOutput.write(Data(("\u{1B}[H\u{1B}[2J" + "ordershop status, every \(interval) s (Ctrl-C stops)\n\n" + text).utf8))
+            try await Task.sleep(for: .milliseconds(Int(interval * 1000)))
+        }
+    }
+
+    private func render(_ snapshot: OperationsSnapshot) throws -> String {
+        let all = snapshot.groups
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try encoder.encode(all), as: UTF8.self))
-            return
+            return String(decoding: try encoder.encode(all), as: UTF8.self) + "\n"
         }
         let header = ["STREAM", "GROUP", "LENGTH", "LAST ID", "LAG", "PENDING", "OLDEST", "DLQ", "CONSUMERS (pending/idle)"]
         var rows: [[String]] = [header]
@@ -46,11 +69,12 @@ struct StatusCommand: AsyncParsableCommand {
                 .joined(separator: ", ")
             rows.append([s.stream, s.group, "\(s.length)", s.lastID, lag, "\(s.pending)", age, "\(s.deadLetters)", consumers.isEmpty ? "-" : consumers])
         }
-        for (stream, length) in streamsWithoutGroups {
-            rows.append([stream, "-", "\(length)", "", "", "", "", "", "(no groups)"])
+        for stream in snapshot.streams where stream.groups.isEmpty {
+            rows.append([stream.name, "-", "\(stream.length)", "", "", "", "", "", "(no groups)"])
         }
-        printTable(rows)
-        if all.contains(where: \.lagCounted) { print("* lag counted by ordershop (Redis reported none after deletions)") }
+        var text = formatTable(rows)
+        if all.contains(where: \.lagCounted) { text += "* lag counted by ordershop (Redis reported none after deletions)\n" }
+        return text
     }
 }
 
@@ -67,41 +91,18 @@ struct DeadLetterCommand: AsyncParsableCommand {
         @Argument(help: "Source stream.") var stream: String
         @Argument(help: "Consumer group.") var group: String
 
-        /// The dead letters, on the one server or the primary of the stream's slot in a Redis Cluster.
-        /// Refuses a stream or group that does not exist: a typo would list nothing, or replay into
-        /// a replay stream no worker reads, and say it succeeded. `orDeadLetters`: dead letters kept
-        /// for a group since removed may still be listed and purged.
+        /// The dead letters, on the one server or the primary of the stream's slot in a Redis Cluster;
+        /// a stream or group that does not exist is refused (``DeadLetters/requireGroup(orDeadLetters:)``).
         func deadLetters(orDeadLetters: Bool) async throws -> (any RedisClientProtocol, DeadLetters) {
             let client = try await connectRedis(try redis.configuration(), maximumConnections: 2)
             let dlq = DeadLetters(client: client, stream: stream, group: group)
             do {
-                try await requireGroup(client, dlq: dlq, orDeadLetters: orDeadLetters)
+                try await dlq.requireGroup(orDeadLetters: orDeadLetters)
             } catch {
                 await client.shutdown()
                 throw error
             }
             return (client, dlq)
-        }
-
-        private func requireGroup(_ client: any RedisClientProtocol, dlq: DeadLetters, orDeadLetters: Bool) async throws {
-            let groups: [String]
-            do {
-                groups = try await client.send(XINFOGROUPS(RedisArgument(stream))).map(\.name)
-            } catch let error as RedisError where error.message.lowercased().contains("no such key") {
-                groups = []
-            }
-            if groups.contains(group) { return }
-            if orDeadLetters, try await client.send(XLEN(RedisArgument(dlq.key))) > 0 { return }
-            throw NoSuchGroup(stream: stream, group: group, groups: groups)
-        }
-    }
-
-    struct NoSuchGroup: Error, CustomStringConvertible {
-        let stream: String, group: String, groups: [String]
-        var description: String {
-            groups.isEmpty
-                ? "stream \(stream) has no consumer groups (or does not exist); nothing done"
-                : "stream \(stream) has no consumer group \(group) (its groups: \(groups.joined(separator: ", "))); nothing done"
         }
     }
 
@@ -193,10 +194,15 @@ struct TrimCommand: AsyncParsableCommand {
 
 /// Prints rows as an aligned table.
 func printTable(_ rows: [[String]]) {
-    guard let width = rows.map(\.count).max() else { return }
+    print(formatTable(rows), terminator: "")
+}
+
+/// Rows as an aligned table, a line each.
+func formatTable(_ rows: [[String]]) -> String {
+    guard let width = rows.map(\.count).max() else { return "" }
     var widths = [Int](repeating: 0, count: width)
     for row in rows { for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) } }
-    for row in rows {
-        print(row.enumerated().map { $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }.joined(separator: "  "))
-    }
+    return rows.map { row in
+        row.enumerated().map { $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }.joined(separator: "  ") + "\n"
+    }.joined()
 }

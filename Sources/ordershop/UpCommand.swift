@@ -15,6 +15,7 @@ struct UpCommand: AsyncParsableCommand {
             Ctrl-C (SIGINT) or SIGTERM stops everything: the gateway first, then the workers drain, then the services.
             With an admin token (--admin-token or $ORDERSHOP_ADMIN_TOKEN) the gateway also serves GET /admin/workers and \
             POST /admin/workers/<crm|billing>/<stop|start> to requests with `Authorization: Bearer <token>`; without one it does not.
+            The gateway serves the operations dashboard at /dashboard (see `ordershop dashboard`); its replay and purge need the token.
             """
     )
 
@@ -39,8 +40,11 @@ struct UpCommand: AsyncParsableCommand {
     @Flag(help: "Do not serve the /admin/workers routes.")
     var noAdmin = false
 
-    @Option(help: "Bearer token of the /admin/workers routes (default: $ORDERSHOP_ADMIN_TOKEN); without one they are not served.")
+    @Option(help: "Bearer token of the /admin/workers routes and the dashboard's actions (default: $ORDERSHOP_ADMIN_TOKEN); without one they are not served.")
     var adminToken: String?
+
+    @Flag(help: "Do not serve the operations dashboard at /dashboard on the gateway.")
+    var noDashboard = false
 
     @OptionGroup var redis: RedisOptions
 
@@ -51,7 +55,7 @@ struct UpCommand: AsyncParsableCommand {
         }
         let stack = ShopStack.Options(
             host: host, ports: ports, metricsPort: metricsPort > 0 ? metricsPort : nil, adminRoutes: !noAdmin,
-            adminToken: adminToken ?? ProcessInfo.processInfo.environment["ORDERSHOP_ADMIN_TOKEN"])
+            adminToken: adminToken ?? ProcessInfo.processInfo.environment["ORDERSHOP_ADMIN_TOKEN"], dashboard: !noDashboard)
         let options = OrderShopUp.Options(
             redis: redis.isConfigured ? try redis.configuration() : nil, dataDirectory: dataDir, redisPort: redisPort, stack: stack)
         let logger = makeLogger("ordershop.up")
@@ -64,6 +68,7 @@ struct UpCommand: AsyncParsableCommand {
                 case .service: "--service-port-base"
                 case .metrics: "--metrics-port (0: none)"
                 case .redisServer: "--redis-port (or --url for a Redis of your own)"
+                case .dashboard: "--gateway-port"
                 }
             }
         }

@@ -22,13 +22,15 @@ public final class ShopStack: Sendable {
         public var adminRoutes: Bool
         /// The bearer token the admin routes require; nil: they are not served.
         public var adminToken: String?
+        /// Serve the operations dashboard on the gateway at `/dashboard` (its actions need ``adminToken``).
+        public var dashboard: Bool
         /// Called with each service and its port once it listens.
         public var onServiceRunning: @Sendable (ServiceName, Int) async -> Void
 
         public init(
             host: String = "127.0.0.1", ports: [ServiceName: Int] = Dictionary(uniqueKeysWithValues: ServiceName.allCases.map { ($0, $0.defaultPort) }),
             workers: [WorkerName] = WorkerName.allCases, workerConfiguration: WorkerConfiguration = .init(),
-            metricsPort: Int? = WorkerName.defaultMetricsPort, adminRoutes: Bool = true, adminToken: String? = nil,
+            metricsPort: Int? = WorkerName.defaultMetricsPort, adminRoutes: Bool = true, adminToken: String? = nil, dashboard: Bool = false,
             onServiceRunning: @escaping @Sendable (ServiceName, Int) async -> Void = { _, _ in }
         ) {
             self.host = host
@@ -38,6 +40,7 @@ public final class ShopStack: Sendable {
             self.metricsPort = metricsPort
             self.adminRoutes = adminRoutes
             self.adminToken = adminToken
+            self.dashboard = dashboard
             self.onServiceRunning = onServiceRunning
         }
     }
@@ -119,7 +122,15 @@ public final class ShopStack: Sendable {
             services.append(SupervisedService("\(Listener.metrics)", listener))
         }
         control = WorkerControl(switchables)
-        app(.gateway, gateway: GatewayOptions(directory: directory, admin: options.adminRoutes ? control : nil, adminToken: options.adminToken))
+        var dashboard: Dashboard?
+        if options.dashboard {
+            let board = Dashboard(reader: OperationsReader(nodes: [http.pool]), adminToken: options.adminToken, host: options.host)
+            services.append(SupervisedService("dashboard sampler", board.sampler(logger: logger)))
+            dashboard = board
+        }
+        app(
+            .gateway,
+            gateway: GatewayOptions(directory: directory, admin: options.adminRoutes ? control : nil, adminToken: options.adminToken, dashboard: dashboard))
 
         self.services = services
         self.directory = directory

@@ -46,6 +46,11 @@ public enum OrderShopUp {
             if let m = o.metricsPort { s += " (metrics :\(m)/metrics)" }
             if o.adminRoutes, o.adminToken?.isEmpty == false { s += "\nadmin: POST /admin/workers/<crm|billing>/<stop|start> on the gateway" }
         }
+        if o.dashboard {
+            let token = o.adminToken?.isEmpty == false
+            s += "\ndashboard: /dashboard on the gateway"
+            if !token { s += Dashboard.isLoopback(o.host) ? " (replay and purge off: no admin token)" : " (off: not on loopback and no admin token)" }
+        }
         return s
     }
 

@@ -13,16 +13,25 @@ public struct GatewayOptions: Sendable {
     public var admin: WorkerControl?
     /// The bearer token the `/admin/...` routes require; without one (nil or empty) they are not served.
     public var adminToken: String?
+    /// The operations dashboard at `/dashboard` (`ordershop up`); nil: not served.
+    public var dashboard: Dashboard?
 
-    public init(addresses: ServiceAddresses = .init(), forwardTimeout: Duration = .seconds(30), admin: WorkerControl? = nil, adminToken: String? = nil) {
-        self.init(directory: ServiceDirectory(addresses), forwardTimeout: forwardTimeout, admin: admin, adminToken: adminToken)
+    public init(
+        addresses: ServiceAddresses = .init(), forwardTimeout: Duration = .seconds(30), admin: WorkerControl? = nil, adminToken: String? = nil,
+        dashboard: Dashboard? = nil
+    ) {
+        self.init(directory: ServiceDirectory(addresses), forwardTimeout: forwardTimeout, admin: admin, adminToken: adminToken, dashboard: dashboard)
     }
 
-    public init(directory: ServiceDirectory, forwardTimeout: Duration = .seconds(30), admin: WorkerControl? = nil, adminToken: String? = nil) {
+    public init(
+        directory: ServiceDirectory, forwardTimeout: Duration = .seconds(30), admin: WorkerControl? = nil, adminToken: String? = nil,
+        dashboard: Dashboard? = nil
+    ) {
         self.directory = directory
         self.forwardTimeout = forwardTimeout
         self.admin = admin
         self.adminToken = adminToken
+        self.dashboard = dashboard
     }
 }
 
@@ -46,5 +55,6 @@ public func buildGatewayRouter(context: ShopContext, httpClient: HTTPClient, opt
     }
     router.get("/report") { _, _ in JSONResponse.bytes(try await readModel.report()) }
     if let admin = options.admin, let token = options.adminToken, !token.isEmpty { addAdminRoutes(to: router, control: admin, token: token) }
+    if let dashboard = options.dashboard { router.addRoutes(dashboard.routes(), atPath: "/dashboard") }
     return router
 }

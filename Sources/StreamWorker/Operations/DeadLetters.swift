@@ -24,6 +24,31 @@ public struct DeadLetters: Sendable {
         self.group = group
     }
 
+    /// A stream or group that does not exist (see ``requireGroup(orDeadLetters:)``).
+    public struct NoSuchGroup: Error, CustomStringConvertible {
+        public let stream: String, group: String, groups: [String]
+        public var description: String {
+            groups.isEmpty
+                ? "stream \(stream) has no consumer groups (or does not exist); nothing done"
+                : "stream \(stream) has no consumer group \(group) (its groups: \(groups.joined(separator: ", "))); nothing done"
+        }
+    }
+
+    /// Refuses a stream or group that does not exist (``NoSuchGroup``): a typo would list
+    /// nothing, or replay into a replay stream no worker reads, and say it succeeded.
+    /// `orDeadLetters`: dead letters kept for a group since removed may still be listed and purged.
+    public func requireGroup(orDeadLetters: Bool) async throws {
+        let groups: [String]
+        do {
+            groups = try await client.send(XINFOGROUPS(RedisArgument(stream))).map(\.name)
+        } catch let error as RedisError where error.message.lowercased().contains("no such key") {
+            groups = []
+        }
+        if groups.contains(group) { return }
+        if orDeadLetters, try await client.send(XLEN(RedisArgument(key))) > 0 { return }
+        throw NoSuchGroup(stream: stream, group: group, groups: groups)
+    }
+
     public func list(count: Int = 100) async throws -> [Letter] {
         try await client.send(XRANGE(RedisArgument(key), count: count)).map { entry in
             var fields: [String: String] = [:]

@@ -11,6 +11,8 @@ public enum Listener: Sendable, Hashable, CustomStringConvertible {
     case metrics
     /// The redis-server child of `ordershop up`.
     case redisServer
+    /// `ordershop dashboard`.
+    case dashboard
 
     public var description: String {
         switch self {
@@ -18,6 +20,7 @@ public enum Listener: Sendable, Hashable, CustomStringConvertible {
         case .service(let name): "\(name) service"
         case .metrics: "metrics endpoint"
         case .redisServer: "redis-server child"
+        case .dashboard: "dashboard"
         }
     }
 }

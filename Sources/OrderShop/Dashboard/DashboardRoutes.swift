@@ -1,0 +1,168 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import RedisClient
+import StreamWorker
+
+/// The operations dashboard: a page (`GET /`), its data (`GET /api/state`), and the actions on
+/// dead letters (`POST /api/replay`, `POST /api/purge`). `ordershop dashboard` serves it at `/`,
+/// `ordershop up` on the gateway at `/dashboard`.
+///
+/// Access: the actions always need `Authorization: Bearer <admin token>` (the gateway's
+/// ``AdminGuard``, which also refuses cross-origin requests) and are refused (401) when no token
+/// is configured. The data is open only when the server listens on loopback and the request
+/// names a loopback host; else it needs the token too. The page itself carries no data.
+public struct Dashboard: Sendable {
+    public let reader: OperationsReader
+    public let history: RateHistory
+    public let adminToken: String?
+    /// Whether `GET /api/state` is served without the token.
+    public let openReads: Bool
+
+    /// `host`: the address the server listens on (reads are open when it is a loopback address).
+    public init(reader: OperationsReader, history: RateHistory = RateHistory(), adminToken: String?, host: String) {
+        self.reader = reader
+        self.history = history
+        self.adminToken = adminToken.flatMap { $0.isEmpty ? nil : $0 }
+        self.openReads = Self.isLoopback(host)
+    }
+
+    /// Samples the charts' counters (run it beside the server).
+    public func sampler(logger: Logger) -> RateSampler {
+        RateSampler(reader: reader.countsOnly, history: history, logger: logger)
+    }
+
+    /// The routes, for a router of their own or under a path of the gateway's.
+    public func routes() -> RouteCollection<ShopRequestContext> {
+        let routes = RouteCollection(context: ShopRequestContext.self)
+        routes.get("/") { _, _ in DashboardPage.response }
+        let guarded = routes.group("/api").add(middleware: DashboardGuard(token: adminToken))
+        let reads = openReads ? routes.group("/api").add(middleware: LoopbackReadGuard(token: adminToken)) : guarded
+        let (reader, history, actions) = (reader, history, adminToken != nil)
+        reads.get("/state") { _, _ in
+            let snapshot = try await reader.read()
+            return JSONResponse.encode(
+                DashboardState(time: snapshot.time, streams: snapshot.streams, rates: history.series(), actions: actions))
+        }
+        guarded.post("/replay") { request, _ in
+            let (dlq, ids) = try await target(of: request, orDeadLetters: false)
+            let replayed = try await dlq.replay(ids: ids)
+            return JSONResponse.encode(ActionResult(replayed: replayed.count, to: dlq.replayKey))
+        }
+        guarded.post("/purge") { request, _ in
+            let (dlq, ids) = try await target(of: request, orDeadLetters: true)
+            return JSONResponse.encode(ActionResult(purged: try await dlq.purge(ids: ids)))
+        }
+        return routes
+    }
+
+    /// The dead letters a request names: `{"stream": ..., "group": ..., "ids": [...]}` (no ids: all).
+    private func target(of request: Request, orDeadLetters: Bool) async throws -> (DeadLetters, [String]?) {
+        try requireJSONBody(request)
+        let body = try await request.bodyBytes()
+        let action: ActionRequest
+        do {
+            action = try JSONCoding.decode(ActionRequest.self, from: body)
+        } catch {
+            throw ShopError.badRequest("expected {\"stream\": ..., \"group\": ..., \"ids\": [...]}")
+        }
+        let node = await reader.node(holding: action.stream, group: action.group)
+        let dlq = DeadLetters(client: node, stream: action.stream, group: action.group)
+        do {
+            try await dlq.requireGroup(orDeadLetters: orDeadLetters)
+        } catch let missing as DeadLetters.NoSuchGroup {
+            throw ShopError(status: 404, message: missing.description)
+        }
+        return (dlq, action.ids)
+    }
+
+    /// Whether `host` is a loopback address (reads are open there).
+    public static func isLoopback(_ host: String) -> Bool {
+        let h = host.lowercased()
+        return h == "localhost" || h == "::1" || h == "[::1]" || h.hasPrefix("127.")
+    }
+}
+
+/// What `GET /api/state` answers.
+struct DashboardState: Encodable {
+    var time: Double
+    var streams: [OperationsSnapshot.Stream]
+    var rates: [RateHistory.Series]
+    /// Whether an admin token is configured (the page greys the buttons out otherwise).
+    var actions: Bool
+}
+
+struct ActionRequest: Decodable {
+    var stream: String
+    var group: String
+    var ids: [String]?
+}
+
+struct ActionResult: Encodable {
+    var replayed: Int?
+    var to: String?
+    var purged: Int?
+}
+
+/// The gateway's ``AdminGuard`` when a token is configured; without one every request is
+/// refused (401), so that a dashboard started without `--admin-token` cannot act at all.
+struct DashboardGuard: RouterMiddleware {
+    typealias Context = ShopRequestContext
+    let admin: AdminGuard?
+
+    init(token: String?) { admin = token.map(AdminGuard.init(token:)) }
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        if let admin { return try await admin.handle(request, context: context, next: next) }
+        var response = JSONResponse.bytes(
+            ShopError(status: 401, message: "no admin token is configured: start with --admin-token or ORDERSHOP_ADMIN_TOKEN", field: "Authorization")
+                .body,
+            status: .unauthorized)
+        response.headers[.wwwAuthenticate] = "Bearer realm=\"ordershop-admin\""
+        return response
+    }
+}
+
+/// Lets a read through without the token when the request names a loopback host (`Host`, or the
+/// authority of the request line); any other goes to ``DashboardGuard``. Why: a web page can
+/// point a name of its own at 127.0.0.1 (DNS rebinding) and then read the dashboard as if it were
+/// the same origin; its requests still carry its own name as Host.
+struct LoopbackReadGuard: RouterMiddleware {
+    typealias Context = ShopRequestContext
+    let guarded: DashboardGuard
+
+    init(token: String?) { guarded = DashboardGuard(token: token) }
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let named = [request.head.authority, request.headers[HTTPField.Name("Host")!]].compactMap { $0 }
+        if !named.isEmpty, named.allSatisfy({ Dashboard.isLoopback(Self.hostName($0)) }) { return try await next(request, context) }
+        return try await guarded.handle(request, context: context, next: next)
+    }
+
+    /// `host[:port]` or `[v6]:port` without the port.
+    static func hostName(_ authority: String) -> String {
+        if authority.hasPrefix("["), let close = authority.firstIndex(of: "]") { return String(authority[...close]) }
+        return authority.split(separator: ":", maxSplits: 1).first.map(String.init) ?? authority
+    }
+}
+
+/// `ordershop dashboard`'s router: the dashboard at `/`, and `/healthz`.
+public func buildDashboardRouter(_ dashboard: Dashboard) -> Router<ShopRequestContext> {
+    let router = Router(context: ShopRequestContext.self)
+    router.add(middleware: JSONErrorMiddleware())
+    router.get("/healthz") { _, _ in JSONResponse.encode(["status": "ok", "service": "dashboard"]) }
+    router.addRoutes(dashboard.routes())
+    return router
+}
+
+/// `ordershop dashboard` as a Hummingbird application (a Service for a ServiceGroup).
+public func buildDashboardApplication(
+    _ dashboard: Dashboard, host: String, port: Int, logger: Logger, onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+) -> some ApplicationProtocol {
+    Application(
+        router: buildDashboardRouter(dashboard),
+        configuration: .init(address: .hostname(host, port: port), serverName: "ordershop-dashboard"),
+        onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? port) },
+        logger: logger)
+}

@@ -1,0 +1,39 @@
+import AsyncHTTPClient
+import Foundation
+import LocalRedis
+import NIOCore
+import RedisClient
+import TestSupport
+import Testing
+
+/// `ordershop dashboard` as an operator starts it: on loopback it serves the page and the data,
+/// and it stops on Ctrl-C; off loopback it refuses to start without an admin token.
+@Suite struct DashboardCommandTests {
+    @Test func servesOnLoopbackAndRefusesToStartElsewhereWithoutAToken() async throws {
+        let ordershop = try builtProduct("ordershop")
+        try await withRedisServer { server in
+            let pool = try server.makePool()
+            _ = try await pool.send(XGROUPCREATE(RedisArgument("orders:{cmd}"), group: "mailer", id: "0", makeStream: true))
+            let url = "redis://127.0.0.1:\(server.port)"
+
+            let refused = try await runChild(ordershop, ["dashboard", "--host", "0.0.0.0", "--port", "0", "--url", url], environment: ["ORDERSHOP_ADMIN_TOKEN": ""])
+            #expect(refused.status != 0)
+            #expect(refused.output.contains("needs an admin token"), "\(refused.output)")
+
+            let child = try ChildProcess(ordershop, ["dashboard", "--port", "0", "--url", url, "--admin-token", "t"])
+            var address: String?
+            _ = await eventually {
+                address = child.output.split(separator: "\n").first { $0.hasPrefix("dashboard: http://127.0.0.1:") }
+                    .flatMap { $0.split(separator: " ").dropFirst().first.map(String.init) }
+                return address != nil || !child.isRunning
+            }
+            let base = try #require(address, "\(child.output)")
+            let page = try await HTTPClient.shared.get(url: base).get()
+            #expect(page.status == .ok && String(buffer: page.body ?? ByteBuffer()).contains("OrderShop operations"))
+            let state = try await HTTPClient.shared.get(url: base + "api/state").get()
+            #expect(state.status == .ok && String(buffer: state.body ?? ByteBuffer()).contains("orders:{cmd}"))
+            #expect(await child.stop(signal: SIGINT) == 0, "\(child.output)")
+            await pool.shutdown()
+        }
+    }
+}

@@ -1,0 +1,196 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+@testable import OrderShop
+import RedisClient
+@testable import StreamWorker
+import TestSupport
+import Testing
+
+/// The dashboard's routes, driven without a socket (issue 17): its data shows streams, groups,
+/// consumers and dead letters; replay and purge need the admin token and change nothing without it.
+@Suite struct DashboardTests {
+    static let json: HTTPFields = [.contentType: "application/json"]
+    static func bearer(_ token: String) -> HTTPFields { [.contentType: "application/json", .authorization: "Bearer \(token)"] }
+    static var target: ByteBuffer { ByteBuffer(string: #"{"stream":"\#(DashboardFixture.stream)","group":"\#(DashboardFixture.group)"}"#) }
+
+    static func state(_ client: some TestClientProtocol, headers: HTTPFields = [:]) async throws -> DashboardStateReply {
+        try await client.execute(uri: "/api/state", method: .get, headers: headers) { response in
+            #expect(response.status == .ok, "\(String(buffer: response.body))")
+            return try JSONDecoder().decode(DashboardStateReply.self, from: Data(buffer: response.body))
+        }
+    }
+
+    @Test func theStateShowsTheStreamItsGroupConsumersAndDeadLetters() async throws {
+        try await withDashboard { fixture in
+            try await Application(router: buildDashboardRouter(fixture.dashboard)).test(.router) { client in
+                let state = try await Self.state(client)
+                let stream = try #require(state.streams.first { $0.name == DashboardFixture.stream }, "\(state.streams.map(\.name))")
+                #expect(stream.length == 3)
+                let group = try #require(stream.groups.first { $0.status.group == DashboardFixture.group })
+                #expect(group.status.consumers.map(\.name).contains("mailer-1"), "\(group.status.consumers)")
+                #expect(group.status.deadLetters == 1)
+                let letter = try #require(group.deadLetters.first)
+                #expect(letter.error.contains("customer ghost does not exist"), "\(letter)")
+                #expect(!letter.reason.isEmpty && !letter.originalID.isEmpty && letter.deliveryCount == 1, "\(letter)")
+                #expect(letter.fields["event_id"] == fixture.poisonEventID)
+                #expect(state.actions)
+
+                // The page: plain HTML with its script inline, nothing loaded from elsewhere.
+                try await client.execute(uri: "/", method: .get) { response in
+                    #expect(response.status == .ok)
+                    #expect(response.headers[.contentType]?.hasPrefix("text/html") == true)
+                    let page = String(buffer: response.body)
+                    #expect(page.contains("api/state"))
+                    for external in ["src=", "<link", "@import", "https://", "url("] { #expect(!page.contains(external), "\(external)") }
+                }
+            }
+        }
+    }
+
+    @Test func replayNeedsTheTokenThenTheWorkerHandlesTheEntry() async throws {
+        try await withDashboard { fixture in
+            fixture.fix()
+            try await Application(router: buildDashboardRouter(fixture.dashboard)).test(.router) { client in
+                for headers in [Self.json, Self.bearer("wrong")] {
+                    try await client.execute(uri: "/api/replay", method: .post, headers: headers, body: Self.target) { response in
+                        #expect(response.status == .unauthorized, "\(String(buffer: response.body))")
+                        #expect(String(buffer: response.body).contains("\"error\""))
+                    }
+                }
+                // Nothing moved.
+                #expect(try await fixture.deadLetters.list().count == 1)
+                #expect(try await !fixture.processed().contains(fixture.poisonEventID))
+
+                try await client.execute(uri: "/api/replay", method: .post, headers: Self.bearer(DashboardFixture.token), body: Self.target) { response in
+                    #expect(response.status == .ok, "\(String(buffer: response.body))")
+                    #expect(String(buffer: response.body).contains(#""replayed":1"#))
+                }
+                #expect(try await fixture.deadLetters.list().isEmpty)
+                #expect(await eventually { try await fixture.processed().contains(fixture.poisonEventID) })
+                #expect(try await Self.state(client).streams.first { $0.name == DashboardFixture.stream }?.groups.first?.status.deadLetters == 0)
+            }
+        }
+    }
+
+    @Test func purgeNeedsTheToken() async throws {
+        try await withDashboard { fixture in
+            try await Application(router: buildDashboardRouter(fixture.dashboard)).test(.router) { client in
+                for headers in [Self.json, Self.bearer("wrong")] {
+                    try await client.execute(uri: "/api/purge", method: .post, headers: headers, body: Self.target) { response in
+                        #expect(response.status == .unauthorized, "\(String(buffer: response.body))")
+                    }
+                }
+                #expect(try await fixture.deadLetters.list().count == 1)
+                // A page of another site cannot use the token either.
+                var foreign = Self.bearer(DashboardFixture.token)
+                foreign[.origin] = "http://evil.example"
+                try await client.execute(uri: "/api/purge", method: .post, headers: foreign, body: Self.target) { response in
+                    #expect(response.status == .forbidden)
+                }
+                #expect(try await fixture.deadLetters.list().count == 1)
+
+                try await client.execute(uri: "/api/purge", method: .post, headers: Self.bearer(DashboardFixture.token), body: Self.target) { response in
+                    #expect(response.status == .ok, "\(String(buffer: response.body))")
+                    #expect(String(buffer: response.body).contains(#""purged":1"#))
+                }
+                #expect(try await fixture.deadLetters.list().isEmpty)
+                #expect(try await !fixture.processed().contains(fixture.poisonEventID))
+            }
+        }
+    }
+
+    /// Started without a token, the actions are refused whatever the request carries.
+    @Test func withoutAConfiguredTokenActionsAreRefused() async throws {
+        try await withDashboard(token: nil) { fixture in
+            try await Application(router: buildDashboardRouter(fixture.dashboard)).test(.router) { client in
+                #expect(try await !Self.state(client).actions)
+                for path in ["/api/replay", "/api/purge"] {
+                    try await client.execute(uri: path, method: .post, headers: Self.bearer(""), body: Self.target) { response in
+                        #expect(response.status == .unauthorized)
+                    }
+                }
+                #expect(try await fixture.deadLetters.list().count == 1)
+            }
+        }
+    }
+
+    /// Bound to an address other than loopback, the data needs the token too.
+    @Test func offLoopbackReadsNeedTheToken() async throws {
+        try await withDashboard(host: "0.0.0.0") { fixture in
+            try await Application(router: buildDashboardRouter(fixture.dashboard)).test(.router) { client in
+                try await client.execute(uri: "/api/state", method: .get) { response in
+                    #expect(response.status == .unauthorized)
+                }
+                let state = try await Self.state(client, headers: Self.bearer(DashboardFixture.token))
+                #expect(state.streams.map(\.name).contains(DashboardFixture.stream))
+            }
+        }
+    }
+
+    /// On loopback, a request that names another host (a page that pointed its own name at
+    /// 127.0.0.1) reads nothing without the token.
+    @Test func aForeignHostNameReadsNothingWithoutTheToken() async throws {
+        try await withDashboard { fixture in
+            try await Application(router: buildDashboardRouter(fixture.dashboard)).test(.router) { client in
+                try await client.execute(uri: "/api/state", method: .get, headers: [HTTPField.Name("Host")!: "rebound.example:5080"]) { response in
+                    #expect(response.status == .unauthorized)
+                }
+                var withToken = Self.bearer(DashboardFixture.token)
+                withToken[HTTPField.Name("Host")!] = "rebound.example:5080"
+                try await client.execute(uri: "/api/state", method: .get, headers: withToken) { response in
+                    #expect(response.status == .ok)
+                }
+            }
+        }
+    }
+
+    /// A replay names a group that exists: a typo is a 404 naming the groups there are.
+    @Test func replayToAGroupThatDoesNotExistIsRefused() async throws {
+        try await withDashboard { fixture in
+            try await Application(router: buildDashboardRouter(fixture.dashboard)).test(.router) { client in
+                let typo = ByteBuffer(string: #"{"stream":"\#(DashboardFixture.stream)","group":"maler"}"#)
+                try await client.execute(uri: "/api/replay", method: .post, headers: Self.bearer(DashboardFixture.token), body: typo) { response in
+                    #expect(response.status == .notFound)
+                    #expect(String(buffer: response.body).contains("its groups: mailer"))
+                }
+                #expect(try await fixture.deadLetters.list().count == 1)
+            }
+        }
+    }
+
+    /// `ordershop up` serves the same page and data on the gateway at /dashboard, with its admin token.
+    @Test func theShopServesTheDashboardOnTheGateway() async throws {
+        try await withShop(workers: [], dashboard: true) { shop in
+            let page = try await shop.gateway.get("/dashboard")
+            #expect(page.status == 200 && page.text.contains("OrderShop operations"), "\(page)")
+            _ = try await shop.gateway.post("/customer", ["name": "Ann", "email": "ann@shop.test"])
+            let state = try await shop.gateway.get("/dashboard/api/state")
+            #expect(state.status == 200 && state.text.contains(EntityType.customer.stream(.created)), "\(state)")
+            let refused = try await shop.gateway.send(.POST, "/dashboard/api/purge", body: Array(#"{"stream":"s","group":"g"}"#.utf8))
+            #expect(refused.status == 401, "\(refused)")
+        }
+    }
+
+    /// The charts' rates come from the difference of two samples.
+    @Test func ratesAreComputedFromSamples() {
+        func snapshot(time: Double, added: Int, read: Int, pending: Int) -> OperationsSnapshot {
+            let status = GroupStatus(
+                stream: "s", group: "g", length: added, lastID: "0-0", lag: added - read, lagCounted: true, pending: pending, oldestPendingID: nil,
+                oldestPendingAge: nil, consumers: [], deadLetters: 0)
+            return OperationsSnapshot(
+                time: time, streams: [.init(name: "s", length: added, entriesAdded: added, groups: [.init(status: status, entriesRead: read, deadLetters: [])])])
+        }
+        let history = RateHistory(interval: .seconds(5), window: .seconds(10))
+        history.record(snapshot(time: 100, added: 10, read: 10, pending: 0))
+        #expect(history.series().first?.points.isEmpty == true)
+        history.record(snapshot(time: 105, added: 60, read: 40, pending: 5))
+        // 50 added in 5 s; 30 read of which 5 still pending: 25 acked in 5 s; backlog 20 + 5.
+        #expect(history.series() == [RateHistory.Series(stream: "s", group: "g", points: [[105, 10, 5, 25]])])
+        history.record(snapshot(time: 110, added: 60, read: 60, pending: 0))
+        history.record(snapshot(time: 115, added: 60, read: 60, pending: 0))
+        // Two samples are kept: one rate.
+        #expect(history.series().first?.points == [[115, 0, 0, 0]])
+    }
+}
