@@ -1,3 +1,4 @@
+import Foundation
 import LocalRedis
 import RedisClient
 @testable import StreamWorker
@@ -93,6 +94,109 @@ struct PartitionedStreamTests {
                 let status = try await GroupInspector(client: client).groupStatus(stream: stream, group: "g")
                 #expect(status.pending == 0 && status.lag == 0, "\(stream): \(status)")
             }
+        }
+    }
+}
+
+extension PartitionedStreamTests {
+    @Test("the partition count changed from 4 to 8 while events are published and consumed: every event applied once, both layouts drained")
+    func partitionCountChangedUnderLoad() async throws {
+        try await withWorkerCluster { cluster, client in
+            try await client.connect()
+            let before = PartitionedStream("payments", partitions: 4)
+            let after = PartitionedStream("payments", partitions: 8)
+            let handler: StreamHandler = { delivery in
+                .done(effects: [["HINCRBY", RedisArgument(effectsKey(delivery.stream)), RedisArgument(delivery.eventID), "1"]])
+            }
+            // Step 1: the workers consume both layouts.
+            var subscription = Subscription(stream: "payments", group: "g", partitions: 8, handler: handler)
+            subscription.formerPartitions = [4]
+            let configuration = WorkerConfiguration(lease: .seconds(2))
+            let workers = (0..<2).map { _ in RunningWorker(pool: client, configuration: configuration, subscriptions: [subscription]) }
+
+            // Step 2 under load: 3,000 events to the old layout, then the publisher switches.
+            let perLayout = 3000
+            for (layout, offset) in [(before, 0), (after, perLayout)] {
+                for first in stride(from: offset, to: offset + perLayout, by: 100) {
+                    let batch = (first..<(first + 100)).map { i in
+                        layout.add(key: "payment-\(i % 97)", fields: [StreamField("event_id", "payment-event-\(i)")])
+                    }
+                    for result in await client.pipeline(batch) { _ = try result.get() }
+                }
+            }
+            let streams = Array(Set(before.streams + after.streams))
+            #expect(streams.count == 12)
+            func applied() async throws -> [String: Int] {
+                var all: [String: Int] = [:]
+                for stream in streams { all.merge(try await effectCounts(client, effectsKey(stream))) { a, b in a + b } }
+                return all
+            }
+            // Step 3: both layouts drained.
+            let drained = await eventually {
+                guard try await applied().count == 2 * perLayout else { return false }
+                for stream in streams where try await pendingCount(client, stream: stream, group: "g") > 0 { return false }
+                return true
+            }
+            if !drained { Issue.record("applied \(try await applied().count) of \(2 * perLayout)") }
+            for worker in workers { try await worker.stop() }
+            let counts = try await applied()
+            #expect(counts.count == 2 * perLayout && counts.values.allSatisfy { $0 == 1 }, "\(counts.filter { $0.value != 1 }.prefix(5))")
+            // The old layout's partitions hold only the first 3,000, the new one's only the rest.
+            var oldLength = 0
+            for stream in before.streams { oldLength += try await client.send(XLEN(RedisArgument(stream))) }
+            #expect(oldLength == perLayout)
+        }
+    }
+}
+
+extension PartitionedStreamTests {
+    @Test("20,000 events over 8 partitions on 3 primaries, 3 worker processes: one SIGKILLed, one SIGSTOPped past its lease and woken; every effect applied once, nothing pending")
+    func processesKilledAndPausedWhileConsumingPartitions() async throws {
+        try await withWorkerCluster { cluster, client in
+            try await client.connect()
+            let events = PartitionedStream("ledger", partitions: 8)
+            let total = 20_000
+            for first in stride(from: 0, to: total, by: 1000) {
+                let batch = (first..<(first + 1000)).map { i in
+                    events.add(key: "account-\(i % 500)", fields: [StreamField("event_id", "ledger-\(i)"), StreamField("entity", #"{"n":\#(i)}"#)])
+                }
+                for result in await client.pipeline(batch) { _ = try result.get() }
+            }
+            // The probes count applied effects in `<partition stream>:effects` (the partition's slot).
+            func applied() async throws -> [String: Int] {
+                var all: [String: Int] = [:]
+                for stream in events.streams { all.merge(try await effectCounts(client, "\(stream):effects")) { a, b in a + b } }
+                return all
+            }
+            let probes = try (0..<3).map { _ in
+                try ChildProcess(
+                    try ordershopExecutable(),
+                    [
+                        "worker-probe", "--url", cluster.url, "--stream", events.name, "--partitions", "8", "--group", "ledger",
+                        "--effects-key", "effects", "--lease-ms", "1000", "--max-in-flight", "32", "--handler-delay-ms", "2",
+                    ])
+            }
+            defer { for probe in probes where probe.isRunning { probe.signal(SIGKILL) } }
+            // Mid-drain: one probe dies, one stalls past its lease.
+            #expect(await eventually(timeout: .seconds(120)) { try await applied().count >= total / 10 })
+            probes[0].signal(SIGKILL)
+            probes[1].signal(SIGSTOP)
+            try await Task.sleep(for: .milliseconds(2500))
+            probes[1].signal(SIGCONT)
+
+            let settled = await eventually(timeout: .seconds(180)) {
+                guard try await applied().count == total else { return false }
+                for stream in events.streams where try await pendingCount(client, stream: stream, group: "ledger") > 0 { return false }
+                return true
+            }
+            if !settled { Issue.record("applied \(try await applied().count) of \(total)") }
+            for probe in probes[1...] { #expect(await probe.stop(signal: SIGTERM, grace: .seconds(30)) == 0, "\(probe.output.suffix(600))") }
+            let counts = try await applied()
+            #expect(counts.count == total)
+            #expect(counts.values.allSatisfy { $0 == 1 }, "applied more than once: \(counts.filter { $0.value != 1 }.prefix(5))")
+            // The survivors reclaimed what the dead and the stalled one held.
+            let reclaimed = probes[1...].map { probeStats($0)["reclaimed"] ?? 0 }.reduce(0, +)
+            #expect(reclaimed > 0, "stats: \(probes[1...].map { probeStats($0) })")
         }
     }
 }

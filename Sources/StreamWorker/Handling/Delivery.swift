@@ -120,6 +120,9 @@ public struct Subscription: Sendable {
     /// settler and a replay reader per partition, so three blocking connections and the pool's
     /// share per partition), with handler slots and read-ahead shared by all. 1: a plain stream.
     public var partitions: Int = 1
+    /// Earlier partition counts of the stream whose partition streams are still consumed, while
+    /// a change of layout is under way (see ``PartitionedStream``: changing the partition count).
+    public var formerPartitions: [Int] = []
     /// Handles one entry (a retry, or every entry of a per-entry subscription).
     public var handler: StreamHandler
     /// Handles a batch of entries in one call, when set (see ``StreamBatchHandler``).
@@ -153,13 +156,18 @@ public struct Subscription: Sendable {
 }
 
 extension Subscription {
-    /// One subscription per partition stream, each with the same group, start and handlers.
+    /// One subscription per partition stream (of the current layout, then of each former one
+    /// still being drained), each with the same group, start and handlers.
     var perPartition: [Subscription] {
-        guard partitions > 1 else { return [self] }
-        return PartitionedStream(stream, partitions: partitions).streams.map { partitionStream in
+        var streams: [String] = []
+        for count in [partitions] + formerPartitions {
+            for stream in PartitionedStream(stream, partitions: count).streams where !streams.contains(stream) { streams.append(stream) }
+        }
+        return streams.map { partitionStream in
             var one = self
             one.stream = partitionStream
             one.partitions = 1
+            one.formerPartitions = []
             return one
         }
     }

@@ -18,6 +18,23 @@ import RedisClient
 /// - Everything that must be atomic with a partition (its group, idempotency markers, dead
 ///   letters, replay stream: ``StreamKeys``) carries the partition's tag, so each settle stays
 ///   one script in one slot.
+///
+/// Changing the partition count from P to P' (1 to P' included: an existing plain stream),
+/// without losing or doubling an event:
+/// 1. deploy the workers with `partitions: P'` and `formerPartitions: [P]`: they consume the
+///    partition streams of both layouts;
+/// 2. switch the publishers to P': new events go to the new layout, the old partition streams
+///    get no more;
+/// 3. wait until `ordershop status` shows the old layout's partitions with no lag and nothing
+///    pending (replay or purge their dead letters first);
+/// 4. deploy the workers with `partitions: P'` alone; delete the old streams (or let retention
+///    trim them).
+/// Every event lives in exactly one stream and is consumed there, so none is lost or applied
+/// twice. Two things do not hold across the switch: an entity's events published before it
+/// (old partition) and after it (new partition) may be handled out of order while both layouts
+/// drain; and a publisher that re-sends an event first published before the switch puts it in
+/// the new layout, whose idempotency markers do not know it (markers live in each partition's
+/// slot): let publishers finish their retries before they switch.
 public struct PartitionedStream: Sendable, Hashable, CustomStringConvertible {
     /// The logical stream's name.
     public let name: String
