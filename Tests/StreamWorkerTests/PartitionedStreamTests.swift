@@ -74,11 +74,7 @@ struct PartitionedStreamTests {
                 RunningWorker(pool: client, configuration: configuration, subscriptions: subscriptions),
                 RunningWorker(pool: client, configuration: configuration, subscriptions: subscriptions),
             ]
-            func applied() async throws -> [String: Int] {
-                var all: [String: Int] = [:]
-                for stream in events.streams { all.merge(try await effectCounts(client, effectsKey(stream))) { a, b in a + b } }
-                return all
-            }
+            func applied() async throws -> [String: Int] { try await appliedEffects(client, streams: events.streams, key: effectsKey) }
             let settled = await eventually {
                 guard try await applied().count == entities * perEntity else { return false }
                 for stream in events.streams where try await pendingCount(client, stream: stream, group: "g") > 0 { return false }
@@ -126,11 +122,7 @@ extension PartitionedStreamTests {
             }
             let streams = Array(Set(before.streams + after.streams))
             #expect(streams.count == 12)
-            func applied() async throws -> [String: Int] {
-                var all: [String: Int] = [:]
-                for stream in streams { all.merge(try await effectCounts(client, effectsKey(stream))) { a, b in a + b } }
-                return all
-            }
+            func applied() async throws -> [String: Int] { try await appliedEffects(client, streams: streams, key: effectsKey) }
             // Step 3: both layouts drained.
             let drained = await eventually {
                 guard try await applied().count == 2 * perLayout else { return false }
@@ -163,11 +155,7 @@ extension PartitionedStreamTests {
                 for result in await client.pipeline(batch) { _ = try result.get() }
             }
             // The probes count applied effects in `<partition stream>:effects` (the partition's slot).
-            func applied() async throws -> [String: Int] {
-                var all: [String: Int] = [:]
-                for stream in events.streams { all.merge(try await effectCounts(client, "\(stream):effects")) { a, b in a + b } }
-                return all
-            }
+            func applied() async throws -> [String: Int] { try await appliedEffects(client, streams: events.streams, key: { "\($0):effects" }) }
             let probes = try (0..<3).map { _ in
                 try ChildProcess(
                     try ordershopExecutable(),
@@ -199,4 +187,11 @@ extension PartitionedStreamTests {
             #expect(reclaimed > 0, "stats: \(probes[1...].map { probeStats($0) })")
         }
     }
+}
+
+/// The applied-effect count per event id over the partitions' effect hashes.
+private func appliedEffects(_ client: any RedisClientProtocol, streams: [String], key: (String) -> String) async throws -> [String: Int] {
+    var all: [String: Int] = [:]
+    for stream in streams { all.merge(try await effectCounts(client, key(stream))) { a, b in a + b } }
+    return all
 }
