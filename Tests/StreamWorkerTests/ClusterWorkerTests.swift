@@ -244,7 +244,7 @@ private func summary(_ client: any RedisClientProtocol, _ streams: [String]) asy
 
 /// Moves a slot with every key in it from one primary to another (SETSLOT IMPORTING/MIGRATING,
 /// MIGRATE, SETSLOT NODE on every node), as `redis-cli --cluster reshard` does.
-private func moveSlot(_ slot: HashSlot, in cluster: LocalRedisCluster, from sourceIndex: Int, to targetIndex: Int) async throws {
+func moveSlot(_ slot: HashSlot, in cluster: LocalRedisCluster, from sourceIndex: Int, to targetIndex: Int) async throws {
     func connection(_ index: Int) throws -> RedisConnection { try RedisConnection(configuration: cluster.nodeConfiguration(index)) }
     let onSource = try connection(sourceIndex)
     let onTarget = try connection(targetIndex)

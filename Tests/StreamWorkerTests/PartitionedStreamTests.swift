@@ -2,6 +2,7 @@ import Foundation
 import LocalRedis
 import RedisClient
 @testable import StreamWorker
+import Synchronization
 import TestSupport
 import Testing
 
@@ -194,4 +195,77 @@ private func appliedEffects(_ client: any RedisClientProtocol, streams: [String]
     var all: [String: Int] = [:]
     for stream in streams { all.merge(try await effectCounts(client, key(stream))) { a, b in a + b } }
     return all
+}
+
+extension PartitionedStreamTests {
+    @Test("a partition's slot migrates to another primary while events are published and two workers consume: nothing lost, nothing applied twice")
+    func partitionMigratesWhileConsumed() async throws {
+        try await withWorkerCluster { cluster, client in
+            try await client.connect()
+            let events = PartitionedStream("transfers", partitions: 6)
+            let moving = HashSlot(key: events.streams[0])
+            let source = try #require(client.primary(for: moving))
+            let sourceIndex = try #require(cluster.index(ofPort: source.port))
+            let targetIndex = cluster.nodes.indices.first { $0 != sourceIndex }!
+
+            let handler: StreamHandler = { delivery in
+                .done(effects: [["HINCRBY", RedisArgument(effectsKey(delivery.stream)), RedisArgument(delivery.eventID), "1"]])
+            }
+            let subscription = Subscription(stream: "transfers", group: "g", partitions: 6, handler: handler)
+            let configuration = WorkerConfiguration(block: .milliseconds(300), lease: .seconds(2))
+            let workers = (0..<2).map { _ in RunningWorker(pool: client, configuration: configuration, subscriptions: [subscription]) }
+
+            // The publisher runs in batches while the slot moves; batches refused for a moment
+            // (the slot in flux) are sent again: a refused XADD did not run.
+            let total = 6000
+            let published = Atomic<Int>(0)
+            let publisher = Task {
+                for first in stride(from: 0, to: total, by: 50) {
+                    var batch = (first..<(first + 50)).map { i in
+                        events.add(key: "transfer-\(i % 101)", fields: [StreamField("event_id", "transfer-\(i)")])
+                    }
+                    while !batch.isEmpty {
+                        let results = await client.pipeline(batch)
+                        batch = zip(batch, results).compactMap { command, result in
+                            guard case .failure(let error) = result else { return nil }
+                            return error.commandDidNotRun ? command : nil
+                        }
+                        try await Task.sleep(for: .milliseconds(5))
+                    }
+                    published.add(50, ordering: .relaxed)
+                }
+            }
+            func applied() async throws -> [String: Int] { try await appliedEffects(client, streams: events.streams, key: effectsKey) }
+            // A third published and being consumed: the slot moves under both.
+            let underWay = await eventually {
+                guard published.load(ordering: .relaxed) >= total / 3 else { return false }
+                return try await applied().count > 0
+            }
+            #expect(underWay)
+            let redirectsBefore = client.statistics.moved + client.statistics.ask
+            try await moveSlot(moving, in: cluster, from: sourceIndex, to: targetIndex)
+            #expect(published.load(ordering: .relaxed) < total, "the publisher finished before the slot moved")
+            try await publisher.value
+            let followed = await eventually {
+                _ = try? await client.send(XLEN(RedisArgument(events.streams[0])))
+                return client.primary(for: moving)?.port == cluster.nodes[targetIndex].port
+            }
+            #expect(followed, "the client still sends slot \(moving) to \(String(describing: client.primary(for: moving)))")
+            #expect(client.statistics.moved + client.statistics.ask > redirectsBefore, "no redirect was followed: \(client.statistics)")
+
+            let settled = await eventually(timeout: .seconds(60)) {
+                guard try await applied().count == total else { return false }
+                for stream in events.streams where try await pendingCount(client, stream: stream, group: "g") > 0 { return false }
+                return true
+            }
+            if !settled { Issue.record("applied \(try await applied().count) of \(total)") }
+            for worker in workers { try await worker.stop() }
+            let counts = try await applied()
+            #expect(counts.count == total)
+            #expect(counts.values.allSatisfy { $0 == 1 }, "applied more than once: \(counts.filter { $0.value != 1 }.prefix(5))")
+            for stream in events.streams {
+                #expect(try await DeadLetters(client: client, stream: stream, group: "g").list().isEmpty, "\(stream) has dead letters")
+            }
+        }
+    }
 }
