@@ -66,9 +66,7 @@ struct PartitionedStreamTests {
                 }
             }
 
-            let handler: StreamHandler = { delivery in
-                .done(effects: [["HINCRBY", RedisArgument(effectsKey(delivery.stream)), RedisArgument(delivery.eventID), "1"]])
-            }
+            let handler = countingInItsPartition
             let subscriptions = [Subscription(stream: "orders", group: "g", partitions: 6, handler: handler)]
             let configuration = WorkerConfiguration(lease: .seconds(2))
             let workers = [
@@ -102,9 +100,7 @@ extension PartitionedStreamTests {
             try await client.connect()
             let before = PartitionedStream("payments", partitions: 4)
             let after = PartitionedStream("payments", partitions: 8)
-            let handler: StreamHandler = { delivery in
-                .done(effects: [["HINCRBY", RedisArgument(effectsKey(delivery.stream)), RedisArgument(delivery.eventID), "1"]])
-            }
+            let handler = countingInItsPartition
             // Step 1: the workers consume both layouts.
             var subscription = Subscription(stream: "payments", group: "g", partitions: 8, handler: handler)
             subscription.formerPartitions = [4]
@@ -208,9 +204,7 @@ extension PartitionedStreamTests {
             let sourceIndex = try #require(cluster.index(ofPort: source.port))
             let targetIndex = cluster.nodes.indices.first { $0 != sourceIndex }!
 
-            let handler: StreamHandler = { delivery in
-                .done(effects: [["HINCRBY", RedisArgument(effectsKey(delivery.stream)), RedisArgument(delivery.eventID), "1"]])
-            }
+            let handler = countingInItsPartition
             let subscription = Subscription(stream: "transfers", group: "g", partitions: 6, handler: handler)
             let configuration = WorkerConfiguration(block: .milliseconds(300), lease: .seconds(2))
             let workers = (0..<2).map { _ in RunningWorker(pool: client, configuration: configuration, subscriptions: [subscription]) }
@@ -268,4 +262,9 @@ extension PartitionedStreamTests {
             }
         }
     }
+}
+
+/// A handler that commits `HINCRBY <its partition's effects hash> event_id 1` with the ack.
+private let countingInItsPartition: StreamHandler = { delivery in
+    .done(effects: [["HINCRBY", RedisArgument(effectsKey(delivery.stream)), RedisArgument(delivery.eventID), "1"]])
 }
