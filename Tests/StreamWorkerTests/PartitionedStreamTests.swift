@@ -186,6 +186,49 @@ extension PartitionedStreamTests {
     }
 }
 
+extension PartitionedStreamTests {
+    @Test("one worker with one reader and one handler lane per partition: each entity's events handled in the order they were published")
+    func oneWorkerHandlesEachEntityInOrder() async throws {
+        try await withWorkerCluster { cluster, client in
+            try await client.connect()
+            let events = PartitionedStream("shipments", partitions: 4)
+            let entities = 50
+            let perEntity = 40
+            var commands: [XADD] = []
+            for seq in 0..<perEntity {
+                for entity in 0..<entities {
+                    commands.append(events.add(key: "shipment-\(entity)", fields: [StreamField("key", "shipment-\(entity)"), StreamField("seq", "\(seq)")]))
+                }
+            }
+            for result in await client.pipeline(commands) { _ = try result.get() }
+            // The handler appends each event's sequence number to its entity's list, in the
+            // partition's slot, with the ack.
+            let handler: StreamHandler = { delivery in
+                let key = "\(delivery.stream):order:\(delivery.string("key") ?? "")"
+                return .done(effects: [["RPUSH", RedisArgument(key), RedisArgument(delivery.string("seq") ?? "")]])
+            }
+            let worker = RunningWorker(
+                pool: client, configuration: WorkerConfiguration(maxInFlight: 1, readers: 1),
+                subscriptions: [Subscription(stream: "shipments", group: "g", partitions: 4, handler: handler)])
+            let drained = await eventually {
+                for stream in events.streams {
+                    let status = try await GroupInspector(client: client).groupStatus(stream: stream, group: "g")
+                    guard status.lag == 0, status.pending == 0 else { return false }
+                }
+                return true
+            }
+            #expect(drained)
+            try await worker.stop()
+            for entity in 0..<entities {
+                let key = "shipment-\(entity)"
+                let list = "\(events.stream(forKey: key)):order:\(key)"
+                let seen = try await client.send(RawCommand(["LRANGE", RedisArgument(list), "0", "-1"], keys: [RedisArgument(list)], readOnly: true))
+                #expect((seen.array ?? []).compactMap { $0.string.flatMap { Int($0) } } == Array(0..<perEntity), "\(key)")
+            }
+        }
+    }
+}
+
 /// The applied-effect count per event id over the partitions' effect hashes.
 private func appliedEffects(_ client: any RedisClientProtocol, streams: [String], key: (String) -> String) async throws -> [String: Int] {
     var all: [String: Int] = [:]

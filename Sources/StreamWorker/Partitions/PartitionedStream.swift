@@ -7,7 +7,10 @@ import RedisClient
 /// - **Partition of an event**: the Redis Cluster hash slot of its key (the entity id; what
 ///   `CLUSTER KEYSLOT <key>` answers: CRC16-XMODEM of the key's hash tag or of the whole key,
 ///   mod 16384) mod `partitions`. All events of one entity go to one partition, in the order
-///   they were published.
+///   they were published. They are handled in that order only where one consumer reads the
+///   partition with one reader and one handler at a time (`readers: 1`, `maxInFlight: 1`) and
+///   no handler fails (a retried entry waits while the next ones go on); with more consumers,
+///   readers or handlers, entries of one entity may overlap.
 /// - **Partition streams**: with one partition, the stream keeps its name (today's layout, so
 ///   an existing deployment keeps working). With P > 1, partition p of `name` is
 ///   `<base>:<p>{<P>.<p>.<n>}`, where `<base>` is `name` without braces and `n` the smallest
