@@ -9,7 +9,12 @@ import Tracing
 struct HandlerCall: Sendable {
     let context: SubscriptionContext
     /// Starts a span per handling (resolved where the subscription runs).
-    let tracer = EventTracer()
+    let tracer: EventTracer
+
+    init(context: SubscriptionContext) {
+        self.context = context
+        self.tracer = EventTracer(stream: context.identityStream)
+    }
 
     /// Entries per call: 1 for a per-entry handler; for a batch handler a read's worth, at most
     /// ``WorkerConfiguration/maxInFlight`` (a chunk holds a handler slot per entry).

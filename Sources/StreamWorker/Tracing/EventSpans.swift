@@ -62,9 +62,12 @@ final class EventSpan: Sendable {
 struct EventTracer: Sendable {
     /// Resolved once per subscription run (a task-local tracer of `withTracer` included).
     let tracer: any Tracer
+    /// `process <stream>`, made once rather than per entry.
+    let operationName: String
 
-    init(tracer: any Tracer = InstrumentationSystem.tracer) {
+    init(stream: String, tracer: any Tracer = InstrumentationSystem.tracer) {
         self.tracer = tracer
+        self.operationName = "process \(stream)"
     }
 
     /// The span of handling `item` now. A span that does not record (export off: the shop's
@@ -77,7 +80,7 @@ struct EventTracer: Sendable {
             // A malformed traceparent leaves `parent` without a span context: a new trace.
             tracer.extract(carrier, into: &parent, using: TraceCarrierExtractor())
         }
-        let span = tracer.startSpan("process \(context.identityStream)", context: parent, ofKind: .consumer)
+        let span = tracer.startSpan(operationName, context: parent, ofKind: .consumer)
         guard span.isRecording else { return (span, nil) }
         span.updateAttributes { attributes in
             attributes["messaging.system"] = "redis"
