@@ -102,6 +102,8 @@ let package = Package(
                 "OrderShop",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                // bench latency: its in-process worker traced with `withTracer`.
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
             ]
         ),
         // The network faults of the chaos harness (resets, stalls, latency, a withheld reply),

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import OTel
 import ServiceLifecycle
+import Tracing
 
 /// Tracing of an OrderShop process (`ordershop up`, `serve`, `work`), with swift-otel.
 ///
@@ -32,6 +33,18 @@ public enum ShopTracing {
     public static func bootstrap(
         serviceName: String, environment: [String: String] = ProcessInfo.processInfo.environment, logger: Logger
     ) throws -> any Service {
+        try OTel.bootstrap(configuration: configuration(serviceName: serviceName, environment: environment, logger: logger), environment: environment)
+    }
+
+    /// The same tracer without bootstrapping it, for a part of a process (`withTracer`): a
+    /// benchmark that runs a worker beside other work. Run `service` while it is used.
+    public static func makeTracer(serviceName: String, logger: Logger) throws -> (tracer: any Tracer, service: any Service) {
+        let environment = ProcessInfo.processInfo.environment
+        let backend = try OTel.makeTracingBackend(configuration: configuration(serviceName: serviceName, environment: environment, logger: logger))
+        return (backend.factory, backend.service)
+    }
+
+    private static func configuration(serviceName: String, environment: [String: String], logger: Logger) -> OTel.Configuration {
         var configuration = OTel.Configuration.default
         configuration.serviceName = serviceName
         // Logs and metrics stay with swift-log and Prometheus; only traces go through OTel.
@@ -47,7 +60,7 @@ public enum ShopTracing {
             // Follows a caller's sampled flag; drops the spans this process starts itself.
             configuration.traces.sampler = .parentBasedAlwaysOff
         }
-        return try OTel.bootstrap(configuration: configuration, environment: environment)
+        return configuration
     }
 
     /// Puts the current span's `trace_id` and `span_id` in every log line's metadata.
