@@ -108,6 +108,8 @@ struct EventTracingTests {
             let own = cases.map(\.name).filter { $0 != "valid" }.compactMap { traces[$0]?.first ?? nil }
             #expect(Set(own).count == 3, "\(traces)")
             #expect(!own.contains(upstream))
+            // An all-zero trace id is invalid (W3C): not continued either.
+            #expect(!own.contains(String(repeating: "0", count: 32)), "\(traces)")
         }
     }
 }
