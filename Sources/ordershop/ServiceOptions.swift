@@ -40,7 +40,7 @@ func makeLogger(_ label: String) -> Logger {
     return logger
 }
 
-private let loggingBootstrapped: Void = LoggingSystem.bootstrap(StreamLogHandler.standardError, metadataProvider: ShopTracing.loggingMetadata)
+private let loggingBootstrapped: Void = LoggingSystem.bootstrap(StreamLogHandler.standardError, metadataProvider: ShopTracing.loggingMetadata())
 
 extension RedisOptions {
     /// True when Redis was configured by flag or environment (not the built-in default).

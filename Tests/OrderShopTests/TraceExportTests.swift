@@ -36,7 +36,12 @@ import Testing
         let marker = "OrderShop is up: gateway "
         _ = await eventually(timeout: .seconds(60)) { up.output.contains(marker) || !up.isRunning }
         let line = try #require(up.output.split(separator: "\n").first { $0.contains(marker) }, "\(up.output)")
-        let gateway = ShopClient(baseURL: String(line[line.range(of: marker)!.upperBound...]), client: .shared)
+        try await withUntracedClient { client in
+            try await order(through: ShopClient(baseURL: String(line[line.range(of: marker)!.upperBound...]), client: client), up, receiver)
+        }
+    }
+
+    private func order(through gateway: ShopClient, _ up: ChildProcess, _ receiver: OTLPReceiver) async throws {
 
         let customer = try #require(try await gateway.post("/customer", ["name": "Ada", "email": "ada@shop.test"]).ids.first)
         let product = try #require(try await gateway.post("/product", ["name": "Pen", "price": 3]).ids.first)
@@ -90,5 +95,21 @@ import Testing
             }
         }
         return nil
+    }
+}
+
+/// Runs `body` with an HTTP client that adds no `traceparent` of its own (the shop's, see
+/// ``makeHTTPClient()``). HTTPClient.shared traces with whichever tracer was bound when it was
+/// first used, another test's `withTracer` maybe: its unsampled root would have the shop drop
+/// the trace, and its header would come beside the one a test sets.
+func withUntracedClient<T>(_ body: (HTTPClient) async throws -> T) async throws -> T {
+    let client = makeHTTPClient()
+    do {
+        let result = try await body(client)
+        try? await client.shutdown()
+        return result
+    } catch {
+        try? await client.shutdown()
+        throw error
     }
 }
