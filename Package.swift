@@ -1,4 +1,4 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.1
 import PackageDescription
 
 let package = Package(
@@ -24,6 +24,9 @@ let package = Package(
         // Tests only: the dashboard's browser test talks to headless Chromium over the DevTools
         // protocol, a WebSocket (WSClient builds on the NIO the project already has).
         .package(url: "https://github.com/hummingbird-project/swift-websocket.git", from: "1.6.2"),
+        .package(url: "https://github.com/apple/swift-distributed-tracing.git", from: "1.7.3"),
+        // OTLP export over HTTP only: the default traits add OTLP/gRPC, which drags grpc-swift in.
+        .package(url: "https://github.com/swift-otel/swift-otel.git", from: "1.6.0", traits: ["OTLPHTTP"]),
     ],
     targets: [
         // hiredis: the RESP codec only (Debian's 0.14 has no TLS; the transport is ours).
@@ -58,6 +61,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
             ]
         ),
         // A worker process's `GET /metrics` (Prometheus) and `GET /healthz`, apart from the runtime
@@ -87,6 +91,8 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "OTel", package: "swift-otel"),
             ]
         ),
         .executableTarget(
@@ -99,6 +105,8 @@ let package = Package(
                 "OrderShop",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                // bench latency: its in-process worker traced with `withTracer`.
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
             ]
         ),
         // The network faults of the chaos harness (resets, stalls, latency, a withheld reply),
@@ -145,6 +153,10 @@ let package = Package(
                 // Its TCPProxy: a reply lost after Redis ran the request (LostSettleReplyTests).
                 "FaultProxy",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                // EventTracingTests: spans recorded in memory, and OTel's own W3C propagation.
+                .product(name: "InMemoryTracing", package: "swift-distributed-tracing"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "OTel", package: "swift-otel"),
             ]
         ),
         // The chaos checker and verdict on synthetic histories (no processes, no Redis).

@@ -8,7 +8,7 @@ struct OrderShopCommand: AsyncParsableCommand {
         subcommands: [
             PingCommand.self,
             ServeCommand.self, WorkCommand.self, UpCommand.self, DemoCommand.self, RebuildCommand.self, SnapshotCommand.self,
-            StatusCommand.self, DashboardCommand.self, DeadLetterCommand.self, TrimCommand.self, WorkerProbeCommand.self,
+            StatusCommand.self, DashboardCommand.self, DeadLetterCommand.self, TrimCommand.self, WorkerProbeCommand.self, OTLPSinkCommand.self,
             BenchCommand.self,
         ]
     )

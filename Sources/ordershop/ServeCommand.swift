@@ -50,8 +50,9 @@ struct ServeCommand: AsyncParsableCommand {
         // password cannot come right by waiting: that ends the process.
         let redisCheck = StartsWhenReady(WaitsForShutdown()) { try await RedisReadiness.wait(for: pool, at: redisConfiguration, logger: logger) }
         do {
+            let tracing = try ShopTracing.bootstrap(serviceName: "ordershop-\(name)", logger: logger)
             try await runServices(
-                [SupervisedService("\(Listener.service(name))", listener), SupervisedService("Redis check", redisCheck)],
+                [SupervisedService("tracing", tracing), SupervisedService("\(Listener.service(name))", listener), SupervisedService("Redis check", redisCheck)],
                 logger: logger, maximumGracefulShutdown: .seconds(30), thenClose: httpClient, pool)
         } catch {
             throw exitFailing(error, logger: logger) { _ in "--port" }

@@ -31,12 +31,16 @@ struct ServiceURLOptions: ParsableArguments {
     }
 }
 
-/// A logger for a command: level from `LOG_LEVEL` (default info), to stderr.
+/// A logger for a command: level from `LOG_LEVEL` (default info), to stderr, each line with the
+/// trace and span id of the span it was logged in.
 func makeLogger(_ label: String) -> Logger {
+    _ = loggingBootstrapped
     var logger = Logger(label: label)
     logger.logLevel = ProcessInfo.processInfo.environment["LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
     return logger
 }
+
+private let loggingBootstrapped: Void = LoggingSystem.bootstrap(StreamLogHandler.standardError, metadataProvider: ShopTracing.loggingMetadata())
 
 extension RedisOptions {
     /// True when Redis was configured by flag or environment (not the built-in default).

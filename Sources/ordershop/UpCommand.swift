@@ -60,7 +60,7 @@ struct UpCommand: AsyncParsableCommand {
             redis: redis.isConfigured ? try redis.configuration() : nil, dataDirectory: dataDir, redisPort: redisPort, stack: stack)
         let logger = makeLogger("ordershop.up")
         do {
-            try await OrderShopUp.run(options, logger: logger)
+            try await OrderShopUp.run(options, tracing: try ShopTracing.bootstrap(serviceName: "ordershop", logger: logger), logger: logger)
         } catch {
             throw exitFailing(error, logger: logger) { listener in
                 switch listener {

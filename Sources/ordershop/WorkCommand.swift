@@ -98,7 +98,11 @@ struct WorkCommand: AsyncParsableCommand {
         // or a refused password ends the process before it holds anything.
         let metricsBound = StartGate(waitingFor: metricsPort > 0 ? 1 : 0)
         // The Redis client's upkeep (a cluster's topology refresh) is listed first, so it stops last.
-        var services: [any Service] = [SupervisedService("Redis client", RedisClientService(client))]
+        // Tracing first of all, so that it stops last, after the drain's last spans.
+        var services: [any Service] = [
+            SupervisedService("tracing", try ShopTracing.bootstrap(serviceName: "ordershop-\(name)-worker", logger: logger)),
+            SupervisedService("Redis client", RedisClientService(client)),
+        ]
         if metricsPort > 0 {
             // Listed first, so it stops last: /healthz answers while the worker drains.
             let (port, host) = (metricsPort, metricsHost)

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import OrderShop
 import RedisClient
 import ServiceLifecycle
 import StreamWorker
@@ -100,10 +101,13 @@ struct WorkerProbeCommand: AsyncParsableCommand {
             await client.shutdown()
             return
         }
+        // Traced as `ordershop work` is (export only when OTEL_EXPORTER_OTLP_ENDPOINT is set):
+        // `bench worker` measures the drain with tracing on and off.
+        let tracing = try ShopTracing.bootstrap(serviceName: "ordershop-worker-probe", logger: logger)
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: RedisClientService(client)), .init(service: worker)], gracefulShutdownSignals: [.sigterm, .sigint],
-                logger: logger))
+                services: [.init(service: tracing), .init(service: RedisClientService(client)), .init(service: worker)],
+                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
         let stats = try JSONSerialization.data(withJSONObject: worker.stats.snapshot, options: [.sortedKeys])
         printFlushed("stats=\(String(decoding: stats, as: UTF8.self))")

@@ -29,9 +29,9 @@ public func buildRouter(
 
 /// The router of the service that owns `E`: its commands, its queries, and `/healthz`.
 public func buildOwnerRouter<E: ShopEntity>(_: E.Type, context: ShopContext) -> Router<ShopRequestContext> {
-    let router = Router(context: ShopRequestContext.self)
-    router.add(middleware: JSONErrorMiddleware())
-    let name = ServiceName.owner(of: E.type).rawValue
+    let owner = ServiceName.owner(of: E.type)
+    let router = makeServiceRouter(owner)
+    let name = owner.rawValue
     router.get("/healthz") { _, _ in await context.health.response(service: name) }
     addQueryRoutes(to: router, type: E.type, readModel: context.readModel)
     EntityService<E>(context: context).register(on: router)
@@ -69,6 +69,10 @@ public func makeHTTPClient() -> HTTPClient {
     configuration.connectionPool = .init(idleTimeout: .seconds(5), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)
     configuration.connectionPool.retryConnectionEstablishment = false
     configuration.timeout = .init(connect: .seconds(2), read: .seconds(30))
+    // No tracing of its own: it would take the tracer bootstrapped when the client is made (none
+    // in a process that makes it first) and add a second `traceparent` to the one the shop sets
+    // (OutgoingTrace), which the receiver then cannot parse. The shop injects the context itself.
+    configuration.tracing.tracer = nil
     return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
 }
 

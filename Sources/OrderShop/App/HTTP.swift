@@ -56,6 +56,15 @@ extension Request {
     }
 }
 
+/// A service's router before its routes: every request in a span of its own (the child of the
+/// caller's `traceparent`, if any; its logs carry the trace id), and every error as JSON.
+func makeServiceRouter(_ service: ServiceName) -> Router<ShopRequestContext> {
+    let router = Router(context: ShopRequestContext.self)
+    router.add(middleware: TracingMiddleware(attributes: ["ordershop.service": .string(service.rawValue)]))
+    router.add(middleware: JSONErrorMiddleware())
+    return router
+}
+
 /// Turns every error a route throws into a JSON answer (`{"error": ..., "field": ...}`), never an
 /// HTML page and never a dropped connection, and logs the unexpected ones.
 struct JSONErrorMiddleware: RouterMiddleware {

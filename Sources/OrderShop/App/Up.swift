@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import RedisClient
+import ServiceLifecycle
 
 /// `ordershop up`: the whole shop in one process, with a Redis of its own when none is configured.
 public enum OrderShopUp {
@@ -28,11 +29,15 @@ public enum OrderShopUp {
     /// (found or started) first, so that it stops last, then the shop. Whatever ends the group (a
     /// signal, a second signal, a port that is taken, a Redis that refuses the password, a
     /// failure while starting) stops the redis-server child and removes its temporary directory.
-    public static func run(_ options: Options, logger: Logger) async throws {
+    ///
+    /// `tracing` (``ShopTracing/bootstrap(serviceName:environment:logger:)``) runs first in the
+    /// group, so that it stops last, after the shop's last spans.
+    public static func run(_ options: Options, tracing: (any Service)? = nil, logger: Logger) async throws {
         let redis = UpRedis(options: options, logger: logger)
         let shop = UpShop(redis: redis, options: options.stack, logger: logger)
         let group = processServiceGroup(
-            [SupervisedService("redis-server", redis), SupervisedService("shop", StartsWhenReady(shop) { try await redis.ready.wait() })],
+            (tracing.map { [SupervisedService("tracing", $0)] } ?? [])
+                + [SupervisedService("redis-server", redis), SupervisedService("shop", StartsWhenReady(shop) { try await redis.ready.wait() })],
             logger: logger, maximumGracefulShutdown: options.stack.workerConfiguration.drainDeadline + .seconds(10))
         try await runUntilSignalled(group, logger: logger)
         say("stopped")

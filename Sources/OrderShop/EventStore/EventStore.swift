@@ -1,5 +1,6 @@
 import Foundation
 import RedisClient
+import Tracing
 
 /// The event store: appends an entity's event to `events:{<type>}_<action>` and updates the read
 /// model in the same Lua script, so that both happen or neither does, and a command's effect is
@@ -39,7 +40,7 @@ public struct EventStore: Sendable {
             ]
         }
         let keys: [RedisArgument] = [k.entities, k.versions, k.ids, k.sequence, type.stream(.created), k.unique, referenced].map { RedisArgument($0) }
-        let reply = try await pool.evaluate(Scripts.create, keys: keys, arguments: argv)
+        let reply = try await run("create", Scripts.create, keys: keys, arguments: argv)
         return try Self.appended(reply, type: type)
     }
 
@@ -56,7 +57,7 @@ public struct EventStore: Sendable {
             RedisArgument(Self.now()), RedisArgument(trace), RedisArgument(type.uniqueField ?? ""),
             RedisArgument(entity.uniqueValue ?? ""), RedisArgument(entity.referenceValue ?? ""),
         ]
-        let reply = try await pool.evaluate(Scripts.update, keys: keys, arguments: argv)
+        let reply = try await run("update", Scripts.update, keys: keys, arguments: argv)
         return try Self.appended(reply, type: type, id: entity.id)
     }
 
@@ -70,7 +71,7 @@ public struct EventStore: Sendable {
             RedisArgument(id), RedisArgument(UUID().uuidString.lowercased()), RedisArgument(Self.now()), RedisArgument(trace),
             RedisArgument(type.uniqueField ?? ""),
         ]
-        let reply = try await pool.evaluate(Scripts.delete, keys: keys, arguments: argv)
+        let reply = try await run("delete", Scripts.delete, keys: keys, arguments: argv)
         return try Self.appended(reply, type: type, id: id)
     }
 
@@ -96,7 +97,7 @@ public struct EventStore: Sendable {
             ]
             argv += o.productIDs.map { RedisArgument($0) }
         }
-        let reply = try await pool.evaluate(Scripts.createOrders, keys: Self.orderKeys, arguments: argv)
+        let reply = try await run("create orders", Scripts.createOrders, keys: Self.orderKeys, arguments: argv)
         return try Self.appended(reply, type: .order)
     }
 
@@ -106,14 +107,33 @@ public struct EventStore: Sendable {
             RedisArgument(Self.now()), RedisArgument(trace), RedisArgument(order.customerID), RedisArgument(order.productIDs.count),
         ]
         argv += order.productIDs.map { RedisArgument($0) }
-        let reply = try await pool.evaluate(Scripts.updateOrder, keys: Self.orderKeys, arguments: argv)
+        let reply = try await run("update order", Scripts.updateOrder, keys: Self.orderKeys, arguments: argv)
         return try Self.appended(reply, type: .order, id: order.id)
     }
 
     private func deleteOrder(id: String, trace: String) async throws -> Appended {
         let argv: [RedisArgument] = [RedisArgument(id), RedisArgument(UUID().uuidString.lowercased()), RedisArgument(Self.now()), RedisArgument(trace)]
-        let reply = try await pool.evaluate(Scripts.deleteOrder, keys: Self.orderKeys, arguments: argv)
+        let reply = try await run("delete order", Scripts.deleteOrder, keys: Self.orderKeys, arguments: argv)
         return try Self.appended(reply, type: .order, id: id)
+    }
+
+    /// Runs one command script in a span of its own, with the span's trace context as the
+    /// script's last two arguments (see ``Scripts``): the events it appends carry it.
+    private func run(_ name: String, _ script: RedisScript, keys: [RedisArgument], arguments: [RedisArgument]) async throws -> RESPValue {
+        try await withSpan("script \(name)", ofKind: .client) { span in
+            if span.isRecording {
+                span.updateAttributes { attributes in
+                    attributes["db.system.name"] = "redis"
+                    attributes["db.operation.name"] = "EVALSHA"
+                    attributes["db.stored_procedure.name"] = name
+                }
+            }
+            let trace = OutgoingTrace.fields()
+            var argv = arguments
+            argv.append(RedisArgument(trace.traceparent))
+            argv.append(RedisArgument(trace.tracestate))
+            return try await pool.evaluate(script, keys: keys, arguments: argv)
+        }
     }
 
     // MARK: Replies

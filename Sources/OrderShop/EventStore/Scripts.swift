@@ -9,15 +9,28 @@ import RedisClient
 ///
 /// Every script checks everything first and writes only when all checks pass: a failed command
 /// changes nothing. Event ids are made by Redis (`XADD ... *`).
+///
+/// The last two ARGV of every writing script are the W3C `traceparent` and `tracestate` of the
+/// command (each may be ""), written into every event it appends: a worker's span continues the
+/// request's trace. Last, so that no script's own argument positions move.
 enum Scripts {
     /// Shared helpers, prepended to every writing script.
     static let prelude = """
+        local traceparent, tracestate = ARGV[#ARGV - 1], ARGV[#ARGV]
         local function emit(stream, entity_id, event_id, json, version, time, trace, cause)
           local args = {'XADD', stream, '*', 'event_id', event_id, 'entity', json, 'entity_id', entity_id,
                         'version', tostring(version), 'time', time, 'trace_id', trace}
           if cause ~= '' then
             args[#args + 1] = 'cause'
             args[#args + 1] = cause
+          end
+          if traceparent ~= '' then
+            args[#args + 1] = 'traceparent'
+            args[#args + 1] = traceparent
+            if tracestate ~= '' then
+              args[#args + 1] = 'tracestate'
+              args[#args + 1] = tracestate
+            end
           end
           return redis.call(unpack(args))
         end

@@ -19,6 +19,8 @@ struct Forwarder: Sendable {
         outgoing.method = HTTPMethod(rawValue: request.method.rawValue)
         outgoing.headers.add(name: "Content-Type", value: request.headers[.contentType] ?? "application/json")
         outgoing.headers.add(name: "X-Trace-ID", value: request.traceID)
+        // The owner's span continues the gateway's.
+        OutgoingTrace.inject(into: &outgoing.headers)
         outgoing.body = .bytes(ByteBuffer(bytes: body))
 
         let answer: HTTPClientResponse

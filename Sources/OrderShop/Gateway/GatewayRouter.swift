@@ -37,8 +37,7 @@ public struct GatewayOptions: Sendable {
 
 /// The gateway's router (tests drive it without a socket).
 public func buildGatewayRouter(context: ShopContext, httpClient: HTTPClient, options: GatewayOptions = .init()) -> Router<ShopRequestContext> {
-    let router = Router(context: ShopRequestContext.self)
-    router.add(middleware: JSONErrorMiddleware())
+    let router = makeServiceRouter(.gateway)
     router.get("/healthz") { _, _ in await context.health.response(service: "gateway") }
     let readModel = context.readModel
     for type in EntityType.allCases {

@@ -1,6 +1,7 @@
 import Foundation
 import AsyncHTTPClient
 import NIOCore
+import Tracing
 
 /// Sends mails through the msg service (`POST /email`) with an idempotency key, so that a mail
 /// handed over twice (an event redelivered after a crash) is sent once.
@@ -49,12 +50,30 @@ public struct MailClient: Sendable {
     }
 
     /// Sends a mail; answers msg's receipt (`sent`, or `duplicate` when the key was sent before).
+    ///
+    /// In a span of its own ("send mail"), whose context travels as the request's `traceparent`:
+    /// msg's span continues it.
     @discardableResult
     public func send(to: String, msg: String, idempotencyKey: String) async throws -> MailReceipt {
+        try await withSpan("send mail", ofKind: .client) { span in
+            let receipt = try await post(to: to, msg: msg, idempotencyKey: idempotencyKey)
+            if span.isRecording {
+                span.updateAttributes { attributes in
+                    attributes["mail.idempotency_key"] = idempotencyKey
+                    attributes["mail.status"] = receipt.status
+                    attributes["mail.id"] = receipt.id
+                }
+            }
+            return receipt
+        }
+    }
+
+    private func post(to: String, msg: String, idempotencyKey: String) async throws -> MailReceipt {
         var request = HTTPClientRequest(url: baseURL + "/email")
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
         request.headers.add(name: "Idempotency-Key", value: plantedRandomKeys ? UUID().uuidString : idempotencyKey)
+        OutgoingTrace.inject(into: &request.headers)
         request.body = .bytes(ByteBuffer(bytes: JSONCoding.encode(["to": to, "msg": msg])))
         let response: HTTPClientResponse
         let body: ByteBuffer

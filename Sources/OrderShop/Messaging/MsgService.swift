@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import RedisClient
+import Tracing
 
 /// The msg service: `POST /email {to, msg}` sends one mail (like the original, by logging it) and
 /// records it as an entry of the stream `mail:sent` with the fields `key`, `to` and `msg`.
@@ -36,8 +37,7 @@ public struct MailReceipt: Codable, Sendable, Hashable {
 
 /// The msg service's router.
 public func buildMsgRouter(context: ShopContext, options: MsgOptions = .init()) -> Router<ShopRequestContext> {
-    let router = Router(context: ShopRequestContext.self)
-    router.add(middleware: JSONErrorMiddleware())
+    let router = makeServiceRouter(.msg)
     router.get("/healthz") { _, _ in await context.health.response(service: "msg") }
     router.post("/email") { request, requestContext in
         try requireJSONBody(request)
@@ -53,9 +53,18 @@ public func buildMsgRouter(context: ShopContext, options: MsgOptions = .init()) 
         } else {
             key = "anonymous:" + UUID().uuidString.lowercased()
         }
-        let reply = try await context.pool.evaluate(
-            sendScript, keys: [RedisArgument(MailKeys.marker(key)), RedisArgument(MailKeys.sent)],
-            arguments: [RedisArgument(key), RedisArgument(to), RedisArgument(msg), RedisArgument(options.keyTTL.components.seconds * 1000)])
+        let reply = try await withSpan("script send mail", ofKind: .client) { span in
+            if span.isRecording {
+                span.updateAttributes { attributes in
+                    attributes["db.system.name"] = "redis"
+                    attributes["db.operation.name"] = "EVALSHA"
+                    attributes["mail.idempotency_key"] = key
+                }
+            }
+            return try await context.pool.evaluate(
+                sendScript, keys: [RedisArgument(MailKeys.marker(key)), RedisArgument(MailKeys.sent)],
+                arguments: [RedisArgument(key), RedisArgument(to), RedisArgument(msg), RedisArgument(options.keyTTL.components.seconds * 1000)])
+        }
         guard let parts = reply.array, parts.count == 2, let status = parts[0].string, let id = parts[1].string else {
             throw RedisError(.unexpectedReply, "mail script answered \(reply)")
         }

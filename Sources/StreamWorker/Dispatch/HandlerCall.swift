@@ -1,5 +1,6 @@
 import Logging
 import RedisClient
+import Tracing
 
 /// Calls the subscription's handler for a chunk of entries and says what each result means:
 /// settle it (acked with its effects, or dead-lettered), or retry it. One path for both handler
@@ -7,6 +8,13 @@ import RedisClient
 /// ``chunkSize``; a retried entry always comes alone.
 struct HandlerCall: Sendable {
     let context: SubscriptionContext
+    /// Starts a span per handling (resolved where the subscription runs).
+    let tracer: EventTracer
+
+    init(context: SubscriptionContext) {
+        self.context = context
+        self.tracer = EventTracer(stream: context.identityStream)
+    }
 
     /// Entries per call: 1 for a per-entry handler; for a batch handler a read's worth, at most
     /// ``WorkerConfiguration/maxInFlight`` (a chunk holds a handler slot per entry).
@@ -19,33 +27,44 @@ struct HandlerCall: Sendable {
     func handle(_ items: [WorkItem], report: (Int, HandlingOutcome) -> Void) async {
         if items.count == 1 {
             // The per-entry path (every entry of a per-entry handler, every retry): no index list.
-            if let settle = settleWithoutHandling(items[0]) {
+            var item = items[0]
+            let span: any Span
+            (span, item.span) = tracer.start(item, context: context)
+            if let settle = settleWithoutHandling(item) {
                 report(0, .settle(settle))
             } else {
-                report(0, await handleOne(items[0]))
+                report(0, await handleOne(item, in: span.context))
             }
             return
         }
+        var items = items
+        var spans: [any Span] = []
+        spans.reserveCapacity(items.count)
         var handled: [Int] = []
         handled.reserveCapacity(items.count)
-        for (index, item) in items.enumerated() {
-            if let settle = settleWithoutHandling(item) {
+        for index in items.indices {
+            let span: any Span
+            (span, items[index].span) = tracer.start(items[index], context: context)
+            spans.append(span)
+            if let settle = settleWithoutHandling(items[index]) {
                 report(index, .settle(settle))
             } else {
                 handled.append(index)
             }
         }
-        if handled.count == 1 { report(handled[0], await handleOne(items[handled[0]])) }
+        if handled.count == 1 { report(handled[0], await handleOne(items[handled[0]], in: spans[handled[0]].context)) }
         guard handled.count > 1 else { return }
         let started = ContinuousClock.now
         guard let batchHandler = context.subscription.batchHandler else {
             preconditionFailure("a chunk of \(handled.count) entries for a per-entry handler")
         }
+        // One call for many entries, each of its own trace: the call runs in none of them (each
+        // entry's span still records its outcome).
         let results = await batchHandler(handled.map { delivery(for: items[$0]) })
         guard results.count == handled.count else {
             let error = BatchResultMismatch(deliveries: handled.count, results: results.count)
             context.logger.error("batch handler result count mismatch; retrying the batch's entries", metadata: ["error": "\(error)"])
-            for index in handled { report(index, .retry(error)) }
+            for index in handled { report(index, .retry(items[index], error)) }
             return
         }
         // The histogram is per entry: each gets the batch's duration divided by its size.
@@ -56,11 +75,15 @@ struct HandlerCall: Sendable {
         }
     }
 
-    /// One entry, one handler call (a batch handler's is called with a batch of one).
-    private func handleOne(_ item: WorkItem) async -> HandlingOutcome {
+    /// One entry, one handler call (a batch handler's is called with a batch of one), in the
+    /// context of its span: what the handler logs carries the trace id, and what it calls (a
+    /// mail) continues the trace.
+    private func handleOne(_ item: WorkItem, in trace: ServiceContext) async -> HandlingOutcome {
         let started = ContinuousClock.now
         do {
-            let result = try await context.subscription.handler(delivery(for: item))
+            let handler = context.subscription.handler
+            let delivery = delivery(for: item)
+            let result = try await ServiceContext.withValue(trace) { try await handler(delivery) }
             context.metrics.handlerDuration.recordNanoseconds(nanoseconds(since: started))
             return outcome(of: item, .success(result))
         } catch {
@@ -120,10 +143,10 @@ struct HandlerCall: Sendable {
                 return .settle(.deadLetter(item, reason: reason, error: "\(error)"))
             case .unavailable:
                 context.breaker.failed()
-                return .retry(error)
+                return .retry(item, error)
             case .failed:
                 context.breaker.succeeded()
-                return .retry(error)
+                return .retry(item, error)
             }
         }
     }

@@ -60,12 +60,11 @@ struct HandlerLanes: Sendable {
                 }
                 defer { if probe { context.breaker.endProbe() } }
                 prefetched.release(items.count)
-                await call.handle(items) { index, outcome in
+                await call.handle(items) { _, outcome in
                     switch outcome {
                     case .settle(let settle):
                         settled.append(settle)
-                    case .retry(let error):
-                        let item = items[index]
+                    case .retry(let item, let error):
                         waiting.addTask { await retries.retry(item, after: error) }
                     }
                 }

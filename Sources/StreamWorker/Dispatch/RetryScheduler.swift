@@ -55,6 +55,8 @@ struct RetryScheduler: Sendable {
                 delay = configuration.retryBackoff.delay(attempt: item.deliveryCount)
                 nextCount = item.deliveryCount + 1
             }
+            // Not dead-lettered: this handling ends here; the next one has a span of its own.
+            item.span?.end(.retried, error: "\(error)")
             let probe: Bool
             do {
                 guard try await context.drain.sleep(for: delay),
@@ -84,7 +86,8 @@ struct RetryScheduler: Sendable {
             case .settle(let settle):
                 settled.append(settle)
                 return
-            case .retry(let failure):
+            case .retry(let failed, let failure):
+                item = failed
                 error = failure
             case nil:
                 preconditionFailure("a handled entry without an outcome")

@@ -13,6 +13,9 @@ struct WorkItem: Sendable {
     let marker: String?
     /// Its idempotency marker existed when it was read: ack it without handling.
     var knownDuplicate = false
+    /// The span of its current handling, ended with the outcome (nil until handled, and when
+    /// the span does not record).
+    var span: EventSpan?
 
     init(entry: StreamEntry, id: StreamID, deliveryCount: Int, marker: String?) {
         self.entry = entry
@@ -46,5 +49,6 @@ enum SettleItem: Sendable {
 /// What a handler's call means for one entry.
 enum HandlingOutcome: Sendable {
     case settle(SettleItem)
-    case retry(any Error)
+    /// Retry it: the item with the span of the failed handling, which the retry ends.
+    case retry(WorkItem, any Error)
 }

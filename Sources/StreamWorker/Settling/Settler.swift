@@ -163,17 +163,27 @@ struct Settler: Sendable {
         let replies = try await pipeline.send(on: context.client)
 
         context.count(.processed, plainAcked)
+        if plainAcked > 0 {
+            for ack in acks where ack.effects.isEmpty { ack.item.span?.end(.applied) }
+        }
         var failed: [SettleItem] = []
         if let (index, call, acks) = settleCall {
             let results = try call.decode(replies[index])
             var refused: [String] = []
             for (ack, result) in zip(acks, results) {
                 switch result {
-                case .applied: context.count(.processed)
-                case .duplicate: context.count(.duplicates)
-                case .alreadySettled: context.count(.alreadySettled)
+                case .applied:
+                    context.count(.processed)
+                    ack.item.span?.end(.applied)
+                case .duplicate:
+                    context.count(.duplicates)
+                    ack.item.span?.end(.duplicate)
+                case .alreadySettled:
+                    context.count(.alreadySettled)
+                    ack.item.span?.end(.duplicate)
                 case .foreign:
                     context.count(.foreignSettlesRefused)
+                    ack.item.span?.end(.foreign)
                     refused.append(ack.item.entry.id)
                 case .effectsFailed(let error, let run):
                     // Its remaining effects would fail the same way on every retry. The error
@@ -190,10 +200,14 @@ struct Settler: Sendable {
             }
         }
         if !lost.isEmpty { context.count(.lostToTrimming, lost.count) }
+        for item in lost { item.span?.end(.lost) }
         if let (index, call) = letterCall {
             let results = try call.decode(replies[index])
             context.count(.deadLettered, results.filter { $0 == .moved }.count)
             context.count(.foreignSettlesRefused, results.filter { $0 == .notOwned }.count)
+            for (letter, result) in zip(letters, results) {
+                letter.item.span?.end(result == .moved ? .deadLettered : .foreign, error: result == .moved ? letter.reason : nil)
+            }
         }
         if failed.isEmpty {
             context.held.release(items.map(\.item.id))

@@ -1,8 +1,11 @@
 import Foundation
 import Logging
+import OrderShop
 import RedisClient
+import ServiceLifecycle
 import StreamWorker
 import Synchronization
+import Tracing
 
 /// End-to-end latency: publish at a fixed rate, measure publish to handler start.
 ///
@@ -48,7 +51,13 @@ struct LatencyBench {
         let worker = StreamWorker(
             client: pool, configuration: WorkerConfiguration(consumerName: "latency", settleMode: o.settle),
             subscriptions: [subscription], logger: logger)
-        let running = Task { try await worker.run() }
+        // The worker traced as `ordershop work` is: spans exported when OTEL_EXPORTER_OTLP_ENDPOINT
+        // is set (tracing on), else dropped at the start (off).
+        let (tracer, tracing) = try ShopTracing.makeTracer(serviceName: "ordershop-bench-latency", logger: logger)
+        let tracingGroup = ServiceGroup(services: [tracing], logger: logger)
+        let exporting = Task { try await tracingGroup.run() }
+        defer { exporting.cancel() }
+        let running = withTracer(tracer) { Task { try await worker.run() } }
         defer { running.cancel() }
 
         try await env.waitUntil("the worker to join its group") {
@@ -83,6 +92,8 @@ struct LatencyBench {
         }
         worker.drain()
         _ = try? await running.value
+        await tracingGroup.triggerGracefulShutdown()
+        _ = await exporting.result
         await pool.shutdown()
         let ms = samples.values.withLock { $0 }.map { Double($0) / 1e6 }.sorted()
         return Result(sortedMilliseconds: ms, maxBehindScheduleMs: behind.benchMilliseconds)
