@@ -39,11 +39,12 @@ struct DeadLetterTargets {
             if let partition {
                 found = found.filter { $0.partition?.partition == partition }
                 guard !found.isEmpty else { throw ValidationError("\(stream) has no partition \(partition)") }
-            } else {
+            } else if let node = await OperationsReader(nodes: pools).holder(of: stream, group: group) {
                 // The plain stream of that name: alone, or beside its partitions.
-                let plain = DeadLetters(
-                    client: await OperationsReader(nodes: pools).node(holding: stream, group: group), stream: stream, group: group)
+                let plain = DeadLetters(client: node, stream: stream, group: group)
                 found.insert(Target(partition: PartitionedStream.parse(stream), deadLetters: plain), at: 0)
+            } else if found.isEmpty {
+                throw DeadLetters.NoSuchGroup(stream: stream, group: group, groups: [])
             }
             var kept: [Target] = []
             var refusal: (any Error)?

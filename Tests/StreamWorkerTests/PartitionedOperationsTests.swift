@@ -62,7 +62,8 @@ struct PartitionedOperationsTests {
             let lines = table.output.split(separator: "\n")
             let columns = try #require(lines.first { $0.hasPrefix("ledger ") }).split(separator: " ")
             // STREAM GROUP LENGTH LAST-ID LAG PENDING OLDEST DLQ PARTITIONS CONSUMERS
-            #expect(columns.count > 8 && Array(columns[..<6]) == ["ledger", "g", "12", "200000000-3", "9", "3"], "\(table.output)")
+            // The lag was counted (an asterisk): Redis's own is unknown after the explicit ids.
+            #expect(columns.count > 8 && Array(columns[..<6]) == ["ledger", "g", "12", "200000000-3", "9*", "3"], "\(table.output)")
             #expect(columns.count > 8 && columns[7] == "3" && columns[8] == "3", "\(table.output)")
             // Each partition's row names its number and the primary that holds it.
             for (p, stream) in events.streams.enumerated() {

@@ -134,12 +134,18 @@ public struct OperationsReader: Sendable {
     /// The node that holds a stream (or, for a group since removed, its dead letters); the first
     /// node when none does, so that the caller's own check names what is missing.
     public func node(holding stream: String, group: String) async -> any RedisClientProtocol {
+        await holder(of: stream, group: group) ?? nodes[0]
+    }
+
+    /// The node that holds a stream or its group's dead letters; nil when none of several does
+    /// (the one server when there is one).
+    public func holder(of stream: String, group: String) async -> (any RedisClientProtocol)? {
         guard nodes.count > 1 else { return nodes[0] }
         let keys = [RedisArgument(stream), RedisArgument(StreamKeys.deadLetter(stream: stream, group: group))]
         for node in nodes {
             // A primary that does not own the slot answers MOVED: not this one.
             if let n = try? await node.send(RawCommand(["EXISTS"] + keys, keys: keys, readOnly: true)).int, n > 0 { return node }
         }
-        return nodes[0]
+        return nil
     }
 }
