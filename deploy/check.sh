@@ -185,6 +185,11 @@ if [ $have_kubectl = 1 ] && [ $have_venv = 1 ]; then
     printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - %s/base\ncomponents:\n  - %s/hpa\n  - %s/components/tls\n' \
         "$rel" "$rel" "$rel" >"$work/hpa-variant/kustomization.yaml"
     render base+hpa "$work/hpa-variant"
+    # The KEDA prometheus-trigger alternative (partitioned streams): the base with ../keda-prometheus.
+    mkdir -p "$work/keda-prometheus-variant"
+    printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - %s/base\ncomponents:\n  - %s/keda-prometheus\n' \
+        "$rel" "$rel" >"$work/keda-prometheus-variant/kustomization.yaml"
+    render base+keda-prometheus "$work/keda-prometheus-variant"
     # Plain manifests that are applied on their own, validated with what they refer to.
     for i in "${!inputs[@]}"; do
         case "${inputs[$i]}" in local=*) inputs[$i]="${inputs[$i]},k8s/overlays/local/demo-job.yaml" ;; esac

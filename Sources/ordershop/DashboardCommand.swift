@@ -37,7 +37,7 @@ struct DashboardCommand: AsyncParsableCommand {
         let logger = makeLogger("ordershop.dashboard")
         let pools = try await RedisNodePools.primaries(try redis.configuration())
         let dashboard = Dashboard(
-            reader: OperationsReader(nodes: pools, match: match), history: RateHistory(interval: .seconds(sampleInterval)),
+            reader: OperationsReader(nodes: pools, nodeNames: pools.map { $0.configuration.endpoint.description }, match: match), history: RateHistory(interval: .seconds(sampleInterval)),
             adminToken: token, host: host)
         let (host, port) = (self.host, self.port)
         let shown = host == "0.0.0.0" ? "127.0.0.1" : host

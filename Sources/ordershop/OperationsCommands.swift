@@ -9,12 +9,18 @@ import StreamWorker
 struct StatusCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "status",
-        abstract: "Show every stream's groups: length, last id, lag, pending, oldest pending age, consumers, dead letters."
+        abstract: "Show every stream's groups: length, last id, lag, pending, oldest pending age, consumers, dead letters.",
+        discussion: """
+            A stream spread over partitions is shown as one logical stream under its base name (without braces), with its \
+            number of partitions: length, lag, pending and dead letters summed over them, the oldest pending age and last \
+            id the worst of any. --partitions adds a row per partition (with its node on a Redis Cluster).
+            """
     )
 
     @OptionGroup var redis: RedisOptions
     @Option(help: "Streams to show (a glob).") var match: String = "*"
     @Flag(help: "Print JSON instead of a table.") var json = false
+    @Flag(help: "Also show each partition of a partitioned stream.") var partitions = false
     @Flag(help: "Clear the screen and print the figures again every --interval seconds, until Ctrl-C.") var watch = false
     @Option(help: "Seconds between two refreshes with --watch.") var interval: Double = 2
 
@@ -25,7 +31,8 @@ struct StatusCommand: AsyncParsableCommand {
     func run() async throws {
         // Every primary of a Redis Cluster, or the one server.
         let pools = try await RedisNodePools.primaries(try redis.configuration())
-        let reader = OperationsReader(nodes: pools, match: match, listsDeadLetters: false)
+        let reader = OperationsReader(
+            nodes: pools, nodeNames: pools.map { $0.configuration.endpoint.description }, match: match, listsDeadLetters: false)
         do {
             if watch { try await refresh(reader) } else { print(try await render(reader.read()), terminator: "") }
         } catch {
@@ -54,76 +61,121 @@ struct StatusCommand: AsyncParsableCommand {
     }
 
     private func render(_ snapshot: OperationsSnapshot) throws -> String {
-        let all = snapshot.groups
+        // Each logical stream's groups, then (with --partitions) each partition's.
+        var all: [(status: GroupStatus, partition: OperationsSnapshot.Stream?)] = []
+        var streamsWithoutGroups: [OperationsSnapshot.Stream] = []
+        for stream in snapshot.streams {
+            for group in stream.groups {
+                all.append((group.status, nil))
+                guard partitions else { continue }
+                for p in stream.partitions ?? [] {
+                    if let g = p.groups.first(where: { $0.status.group == group.status.group }) { all.append((g.status, p)) }
+                }
+            }
+            if stream.groups.isEmpty { streamsWithoutGroups.append(stream) }
+        }
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            return String(decoding: try encoder.encode(all), as: UTF8.self) + "\n"
+            return String(decoding: try encoder.encode(all.map(\.status)), as: UTF8.self) + "\n"
         }
-        let header = ["STREAM", "GROUP", "LENGTH", "LAST ID", "LAG", "PENDING", "OLDEST", "DLQ", "CONSUMERS (pending/idle)"]
+        let header = ["STREAM", "GROUP", "LENGTH", "LAST ID", "LAG", "PENDING", "OLDEST", "DLQ", "PARTITIONS", "CONSUMERS (pending/idle)"]
         var rows: [[String]] = [header]
-        for s in all {
+        for (s, partition) in all {
             let lag = s.lag.map { "\($0)\(s.lagCounted ? "*" : "")" } ?? "?"
             let age = s.oldestPendingAge.map { String(format: "%.1fs", $0) } ?? "-"
             let consumers = s.consumers.map { "\($0.name) (\($0.pending)/\(String(format: "%.1fs", Double($0.idleMilliseconds) / 1000)))" }
                 .joined(separator: ", ")
-            rows.append([s.stream, s.group, "\(s.length)", s.lastID, lag, "\(s.pending)", age, "\(s.deadLetters)", consumers.isEmpty ? "-" : consumers])
+            // A logical stream: how many partitions; a partition: its number, and its node.
+            let parts =
+                partition.map { p in
+                    let number = PartitionedStream.parse(p.name).map { "#\($0.partition)/\($0.partitions)" } ?? "#-"
+                    return number + (p.node.map { "@\($0)" } ?? "")
+                } ?? s.partitions.map { "\($0)" } ?? "-"
+            rows.append([
+                partition == nil ? s.stream : "  " + s.stream, s.group, "\(s.length)", s.lastID, lag, "\(s.pending)", age, "\(s.deadLetters)", parts,
+                consumers.isEmpty ? "-" : consumers,
+            ])
         }
-        for stream in snapshot.streams where stream.groups.isEmpty {
-            rows.append([stream.name, "-", "\(stream.length)", "", "", "", "", "", "(no groups)"])
+        for stream in streamsWithoutGroups {
+            rows.append([stream.name, "-", "\(stream.length)", "", "", "", "", "", stream.partitions.map { "\($0.count)" } ?? "-", "(no groups)"])
         }
         var text = formatTable(rows)
-        if all.contains(where: \.lagCounted) { text += "* lag counted by ordershop (Redis reported none after deletions)\n" }
+        if all.contains(where: \.status.lagCounted) { text += "* lag counted by ordershop (Redis reported none after deletions)\n" }
         return text
     }
 }
 
-/// `ordershop dlq list|replay|purge STREAM GROUP`.
+/// `ordershop dlq list|replay|purge STREAM GROUP`: a plain stream's dead letters, or those of
+/// every partition of a logical stream (``DeadLetterTargets``; `--partition N` for one).
 struct DeadLetterCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dlq",
         abstract: "Inspect, replay or purge a group's dead letters.",
+        discussion: """
+            STREAM may be a logical stream spread over partitions (its name, braces or not): the command then works on \
+            every partition's dead letters, each replayed to its own partition's replay stream (--partition N: that \
+            partition only). --id applies to each partition's dead letters.
+            """,
         subcommands: [List.self, Replay.self, Purge.self]
     )
 
     struct Target: ParsableArguments {
         @OptionGroup var redis: RedisOptions
-        @Argument(help: "Source stream.") var stream: String
+        @Argument(help: "Source stream (a plain stream, a logical stream spread over partitions, or one partition stream).")
+        var stream: String
         @Argument(help: "Consumer group.") var group: String
+        @Option(help: "Only this partition of a partitioned stream.") var partition: Int?
 
-        /// The dead letters, on the one server or the primary of the stream's slot in a Redis Cluster;
-        /// a stream or group that does not exist is refused (``DeadLetters/requireGroup(orDeadLetters:)``).
-        func deadLetters(orDeadLetters: Bool) async throws -> (any RedisClientProtocol, DeadLetters) {
-            let client = try await connectRedis(try redis.configuration(), maximumConnections: 2)
-            let dlq = DeadLetters(client: client, stream: stream, group: group)
-            do {
-                try await dlq.requireGroup(orDeadLetters: orDeadLetters)
-            } catch {
-                await client.shutdown()
-                throw error
-            }
-            return (client, dlq)
+        /// The dead letters, on the one server or the primaries of a Redis Cluster; a stream or
+        /// group that does not exist is refused (``DeadLetters/requireGroup(orDeadLetters:)``).
+        func deadLetters(orDeadLetters: Bool) async throws -> DeadLetterTargets {
+            try await DeadLetterTargets.resolve(redis, stream: stream, group: group, partition: partition, orDeadLetters: orDeadLetters)
         }
+    }
+
+    /// One partition's dead letters, for `dlq list --json` on a partitioned stream.
+    struct PartitionLetters: Encodable {
+        var stream: String
+        var partition: Int?
+        var letters: [DeadLetters.Letter]
     }
 
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List dead letters with their reasons.")
         @OptionGroup var target: Target
-        @Option(help: "At most this many.") var count: Int = 100
+        @Option(help: "At most this many (over all partitions).") var count: Int = 100
         @Flag(help: "Print JSON.") var json = false
 
         func run() async throws {
-            let (client, dlq) = try await target.deadLetters(orDeadLetters: true)
-            let letters = try await dlq.list(count: count)
-            await client.shutdown()
+            let targets = try await target.deadLetters(orDeadLetters: true)
+            var listed: [PartitionLetters] = []
+            var left = count
+            do {
+                for t in targets.targets where left > 0 {
+                    let letters = try await t.deadLetters.list(count: left)
+                    left -= letters.count
+                    listed.append(PartitionLetters(stream: t.deadLetters.stream, partition: t.partition?.partition, letters: letters))
+                }
+            } catch {
+                await targets.shutdown()
+                throw error
+            }
+            await targets.shutdown()
             if json {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-                print(String(decoding: try encoder.encode(letters), as: UTF8.self))
+                let data = targets.partitioned ? try encoder.encode(listed) : try encoder.encode(listed.flatMap(\.letters))
+                print(String(decoding: data, as: UTF8.self))
                 return
             }
-            var rows = [["DLQ ID", "ORIGINAL ID", "DELIVERIES", "REASON", "EVENT ID"]]
-            for l in letters { rows.append([l.id, l.originalID, "\(l.deliveryCount)", l.reason, l.fields["event_id"] ?? "-"]) }
+            var rows = [(targets.partitioned ? ["PARTITION", "STREAM"] : []) + ["DLQ ID", "ORIGINAL ID", "DELIVERIES", "REASON", "EVENT ID"]]
+            for p in listed {
+                for l in p.letters {
+                    let named = targets.partitioned ? [p.partition.map { "\($0)" } ?? "-", p.stream] : []
+                    rows.append(named + [l.id, l.originalID, "\(l.deliveryCount)", l.reason, l.fields["event_id"] ?? "-"])
+                }
+            }
             printTable(rows)
         }
     }
@@ -135,10 +187,22 @@ struct DeadLetterCommand: AsyncParsableCommand {
         @Option(name: .customLong("id"), help: "Dead-letter ids to replay (default: all).") var ids: [String] = []
 
         func run() async throws {
-            let (client, dlq) = try await target.deadLetters(orDeadLetters: false)
-            let added = try await dlq.replay(ids: ids.isEmpty ? nil : ids)
-            await client.shutdown()
-            print("replayed \(added.count) entries to \(dlq.replayKey) (group \(target.group) only)")
+            let targets = try await target.deadLetters(orDeadLetters: false)
+            var total = 0
+            var lines: [String] = []
+            do {
+                for t in targets.targets {
+                    let added = try await t.deadLetters.replay(ids: ids.isEmpty ? nil : ids)
+                    total += added.count
+                    lines.append("replayed \(added.count) entries to \(t.deadLetters.replayKey) (group \(target.group) only)")
+                }
+            } catch {
+                await targets.shutdown()
+                throw error
+            }
+            await targets.shutdown()
+            if targets.targets.count > 1 { lines.append("replayed \(total) entries over \(targets.targets.count) partitions") }
+            print(lines.joined(separator: "\n"))
         }
     }
 
@@ -148,10 +212,16 @@ struct DeadLetterCommand: AsyncParsableCommand {
         @Option(name: .customLong("id"), help: "Dead-letter ids to delete (default: all).") var ids: [String] = []
 
         func run() async throws {
-            let (client, dlq) = try await target.deadLetters(orDeadLetters: true)
-            let removed = try await dlq.purge(ids: ids.isEmpty ? nil : ids)
-            await client.shutdown()
-            print("purged \(removed) dead letters")
+            let targets = try await target.deadLetters(orDeadLetters: true)
+            var removed = 0
+            do {
+                for t in targets.targets { removed += try await t.deadLetters.purge(ids: ids.isEmpty ? nil : ids) }
+            } catch {
+                await targets.shutdown()
+                throw error
+            }
+            await targets.shutdown()
+            print("purged \(removed) dead letters" + (targets.targets.count > 1 ? " over \(targets.targets.count) partitions" : ""))
         }
     }
 }

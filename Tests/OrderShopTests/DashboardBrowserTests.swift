@@ -1,6 +1,9 @@
 import Foundation
 import Hummingbird
+import LocalRedis
 @testable import OrderShop
+import RedisClient
+import StreamWorker
 import ServiceLifecycle
 import Synchronization
 import TestSupport
@@ -27,18 +30,70 @@ import Testing
         }
     }
 
-    static func drive(_ page: DevToolsSession, port: Int, fixture: DashboardFixture) async throws {
-        func check(_ what: String, _ expression: String) async throws {
-            var last: Any?
-            let seen = await eventually {
-                last = try await page.evaluate(expression)
-                return last as? Bool == true
+    /// A partitioned stream is one row per group, its figures over its partitions; its button
+    /// shows a row per partition; its dead letters are listed under the partition stream.
+    @Test(.timeLimit(.minutes(3))) func aPartitionedStreamShowsItsPartitionsOnDemand() async throws {
+        try await withRedisServer { server in
+            let pool = try server.makePool()
+            let events = PartitionedStream("parts:dash", partitions: 3)
+            for (p, stream) in events.streams.enumerated() {
+                for i in 0...p { _ = try await pool.send(XADD(RedisArgument(stream), fields: [StreamField("event_id", "\(p)-\(i)")])) }
+                _ = try await pool.send(XGROUPCREATE(RedisArgument(stream), group: "g", id: "0"))
             }
-            if !seen {
-                let text = try? await page.evaluate("document.body.innerText")
-                throw TestFailure("the page never showed \(what) (\(expression) was \(String(describing: last))); it shows:\n\(text ?? "?")")
+            let letter = [StreamField("event_id", "lost"), StreamField("dlq.original_id", "1-1"), StreamField("dlq.reason", "invalid")]
+            _ = try await pool.send(XADD(RedisArgument(StreamKeys.deadLetter(stream: events.streams[1], group: "g")), fields: letter))
+            let dashboard = Dashboard(reader: OperationsReader(nodes: [pool]), adminToken: nil, host: "127.0.0.1")
+            try await withServedDashboard(dashboard) { port in
+                let chromium = try await HeadlessChromium.start()
+                do {
+                    let url = try await chromium.pageWebSocketURL()
+                    try await DevToolsSession.with(url) { page in
+                        try await page.call("Page.enable")
+                        try await page.call("Page.navigate", ["url": "http://127.0.0.1:\(port)/"])
+                        try await Self.check(page, "one row for the logical stream, its length over the partitions", """
+                            (() => { const rows = document.querySelectorAll('#streams tbody tr[data-stream="parts:dash"]');
+                              return rows.length === 1 && rows[0].innerText.includes("3 partitions")
+                                && rows[0].children[1].innerText === "6" && rows[0].querySelector(".dlq-count").innerText === "1"
+                                && document.querySelectorAll("#streams tr.partition").length === 0; })()
+                            """)
+                        try await Self.check(page, "the dead letter under its partition stream", """
+                            (() => { const rows = document.querySelectorAll("#dlq tbody tr");
+                              return rows.length === 1 && rows[0].dataset.stream === "\(events.streams[1])"; })()
+                            """)
+                        _ = try await page.evaluate(##"document.querySelector("#streams button.expand").click(); true"##)
+                        let names = events.streams.map { "\"\($0)\"" }.joined(separator: ",")
+                        try await Self.check(page, "a row per partition", """
+                            (() => { const rows = [...document.querySelectorAll("#streams tr.partition")];
+                              return JSON.stringify(rows.map(r => r.dataset.stream)) === JSON.stringify([\(names)])
+                                && rows.map(r => r.children[1].innerText).join() === "1,2,3"; })()
+                            """)
+                        try await Self.screenshot(page, "dashboard-partitions.png")
+                    }
+                    await chromium.stop()
+                } catch {
+                    await chromium.stop()
+                    throw error
+                }
             }
+            await pool.shutdown()
         }
+    }
+
+    /// Waits until `expression` is true on the page; fails naming `what`, with the page's text.
+    static func check(_ page: DevToolsSession, _ what: String, _ expression: String) async throws {
+        var last: Any?
+        let seen = await eventually {
+            last = try await page.evaluate(expression)
+            return last as? Bool == true
+        }
+        if !seen {
+            let text = try? await page.evaluate("document.body.innerText")
+            throw TestFailure("the page never showed \(what) (\(expression) was \(String(describing: last))); it shows:\n\(text ?? "?")")
+        }
+    }
+
+    static func drive(_ page: DevToolsSession, port: Int, fixture: DashboardFixture) async throws {
+        func check(_ what: String, _ expression: String) async throws { try await Self.check(page, what, expression) }
         try await page.call("Page.enable")
         try await page.call("Page.navigate", ["url": "http://127.0.0.1:\(port)/"])
         // The stream, its group and consumer, and the dead letter with its error and original id.

@@ -1,10 +1,13 @@
 import Foundation
+import Hummingbird
+import HummingbirdTesting
 import LocalRedis
 import RedisClient
 @testable import StreamWorker
 import Synchronization
 import TestSupport
 import Testing
+import WorkerMetricsHTTP
 
 /// A logical stream spread over partitions (``PartitionedStream``), consumed by the same
 /// workers on a real Redis Cluster.
@@ -34,6 +37,77 @@ struct PartitionedStreamTests {
         #expect(events.partition(forKey: "{tagged}x") == events.partition(forKey: "{tagged}y"))
         // The same names every time (another process, another language).
         #expect(PartitionedStream("events:{order}_created", partitions: 8).streams == events.streams)
+    }
+
+    @Test("parse recognises exactly the layout's partition names, and nothing that only looks like one")
+    func parseRecognisesExactlyTheLayout() {
+        for (name, count) in [("events:{order}_created", 8), ("orders", 2), ("orders", 6), ("a:b", 1024), ("", 3)] {
+            let stream = PartitionedStream(name, partitions: count)
+            // The logical name recovered is the base, whose partitions are the same streams.
+            #expect(PartitionedStream(stream.base, partitions: count).streams == stream.streams)
+            for (p, partitionStream) in stream.streams.enumerated() where count < 1024 || p % 100 == 0 || p == count - 1 {
+                let parsed = PartitionedStream.parse(partitionStream)
+                #expect(parsed == .init(name: stream.base, partitions: count, partition: p, stream: partitionStream), "\(partitionStream)")
+            }
+        }
+        #expect(PartitionedStream("events:{order}_created").base == "events:order_created")
+
+        let real = PartitionedStream("orders", partitions: 6).streams[2]  // orders:2{6.2.<n>}
+        let n = Int(real.split(separator: ".").last!.dropLast())!
+        let lookAlikes = [
+            "orders", "events:{order}_created", "orders:2", "orders:2{}", "{6.2.\(n)}", ":2{6.2.\(n)}x",
+            "orders:2{6.2.\(n + 1)}",  // another n: the layout picks the first that fits
+            "orders:2{6.2.0\(n)}", "orders:2{06.2.\(n)}", "orders:02{6.02.\(n)}", "orders:2{+6.2.\(n)}",  // not the layout's spelling
+            "orders:3{6.2.\(n)}", "orders:2{6.3.\(n)}",  // the partition named twice, differently
+            "orders:2{6.2.\(n)}x", "orders:2{6.2.\(n)}}", "orders:2{6.2.\(n).0}", "orders:2{6.2}",
+            "{orders}:2{6.2.\(n)}", "ord{ers:2{6.2.\(n)}",  // braces in the base: the layout removes them
+            "orders:0{1.0.0}", "orders:6{6.6.0}", "orders:2{1025.2.0}",  // one partition, p >= P, P too large
+            "dlq:" + real + ":g", "replay:" + real + ":g",
+        ]
+        for name in lookAlikes { #expect(PartitionedStream.parse(name) == nil, "\(name) taken for a partition") }
+        #expect(PartitionedStream.parse(real)?.name == "orders")
+    }
+
+    @Test("/metrics labels a partition's series with its logical stream and partition; a plain stream's keep their two labels")
+    func metricsCarryThePartition() async throws {
+        try await withRedisServer { server in
+            let pool = try server.makePool()
+            let router = WorkerHTTPServer.buildRouter(client: pool)  // installs the Prometheus backend first
+            let events = PartitionedStream("metered", partitions: 3)
+            var commands: [XADD] = []
+            for i in 0..<60 { commands.append(events.add(key: "entity-\(i)", fields: [StreamField("event_id", "metered-\(i)")])) }
+            for result in await pool.pipeline(commands) { _ = try result.get() }
+            var perPartition: [Int] = []
+            for stream in events.streams { perPartition.append(try await pool.send(XLEN(RedisArgument(stream)))) }
+            let published = perPartition
+            #expect(published.allSatisfy { $0 > 0 } && published.reduce(0, +) == 60, "\(published)")
+            try await publish(pool, stream: "metered-plain", count: 5)
+            let worker = RunningWorker(
+                pool: pool, configuration: .init(inspectionInterval: .milliseconds(100)),
+                subscriptions: [
+                    Subscription(stream: "metered", group: "obs", partitions: 3) { _ in .done },
+                    Subscription(stream: "metered-plain", group: "obs") { _ in .done },
+                ])
+            #expect(await eventually { worker.worker.stats[.processed] == 65 })
+            try await Application(router: router).test(.router) { client in
+                var metrics = ""
+                let reported = await eventually {
+                    metrics = try await client.execute(uri: "/metrics", method: .get) { String(buffer: $0.body) }
+                    return (0..<3).allSatisfy { metrics.contains(#"stream_worker_group_lag{stream="metered",group="obs",partition="\#($0)"}"#) }
+                }
+                #expect(reported, "\(metrics)")
+                for (p, count) in published.enumerated() {
+                    #expect(metrics.contains(#"stream_worker_processed_total{stream="metered",group="obs",partition="\#(p)"} \#(count)"#), "\(metrics)")
+                    #expect(metrics.contains(#"stream_worker_group_pending{stream="metered",group="obs",partition="\#(p)"}"#))
+                }
+                // A group's replay stream of a partition: under the logical stream too.
+                #expect(metrics.contains(#"stream_worker_processed_total{stream="replay:metered:obs",group="obs",partition="2"} 0"#), "\(metrics)")
+                #expect(!metrics.contains("{3."), "a partition stream's own name in a label: \(metrics)")
+                #expect(metrics.contains(#"stream_worker_processed_total{stream="metered-plain",group="obs"} 5"#), "\(metrics)")
+            }
+            try await worker.stop()
+            await pool.shutdown()
+        }
     }
 
     @Test("3,000 events of 300 entities over 6 partitions on 3 primaries, two workers: each entity in one partition in publish order, every effect once, nothing pending")

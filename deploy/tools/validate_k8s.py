@@ -38,6 +38,11 @@ REDIS_STREAMS_METADATA = {
     "stream", "consumerGroup", "pendingEntriesCount", "streamLength", "lagCount",
     "activationLagCount", "enableTLS", "unsafeSsl",
 }
+# KEDA 2.16's prometheus trigger (keda.sh/docs/2.16/scalers/prometheus), without authentication.
+PROMETHEUS_METADATA = {
+    "serverAddress", "query", "queryParameters", "threshold", "activationThreshold", "namespace",
+    "customHeaders", "ignoreNullValues", "unsafeSsl", "timeout",
+}
 REDIS_AUTH_PARAMETERS = {
     "address", "host", "port", "username", "password", "tls", "ca", "cert", "key", "keyPassword",
 }
@@ -267,6 +272,20 @@ def semantic_errors(docs: list[dict], acl_users: set[str] | None) -> list[str]:
                 for key in ("lagCount", "activationLagCount", "pendingEntriesCount", "streamLength", "databaseIndex"):
                     if key in metadata and not str(metadata[key]).isdigit():
                         errors.append(f"{label}: {key} must be a whole number, got {metadata[key]!r}")
+            if trigger["type"] == "prometheus":
+                metadata = trigger.get("metadata", {})
+                unknown = set(metadata) - PROMETHEUS_METADATA
+                if unknown:
+                    errors.append(f"{label}: unknown prometheus metadata {sorted(unknown)}")
+                for key in ("serverAddress", "query", "threshold"):
+                    if not metadata.get(key):
+                        errors.append(f"{label}: no {key}")
+                for key in ("threshold", "activationThreshold"):
+                    if key in metadata:
+                        try:
+                            float(metadata[key])
+                        except ValueError:
+                            errors.append(f"{label}: {key} must be a number, got {metadata[key]!r}")
             ref = (trigger.get("authenticationRef") or {}).get("name")
             if ref and ref not in by_kind.get("TriggerAuthentication", {}):
                 errors.append(f"{label}: TriggerAuthentication {ref} does not exist")

@@ -4,7 +4,9 @@ import NIOCore
 
 /// The dashboard's one page: plain HTML, CSS and a little JavaScript in the binary (no build
 /// step, nothing fetched from elsewhere: it works offline). The script polls `api/state`
-/// every 2 s and draws the rate charts as inline SVG.
+/// every 2 s and draws the rate charts as inline SVG. A partitioned stream is one row per group
+/// (its figures over all partitions) whose button shows a row per partition; dead letters are
+/// listed per partition stream, which the actions name.
 enum DashboardPage {
     static var response: Response {
         Response(
@@ -56,6 +58,9 @@ enum DashboardPage {
           #message:empty { display: none; }
           #message.ok { background: #e3f5ea; } #message.error { background: #fde7ea; color: #b00020; }
           td.error { max-width: 28em; overflow-wrap: anywhere; }
+          tr.partition td { background: #fafbfc; font-size: .92em; }
+          tr.partition td:first-child { padding-left: 1.8em; }
+          button.expand { font-size: .8em; padding: 0 .4em; margin-left: .5em; }
         </style>
         </head>
         <body>
@@ -158,6 +163,23 @@ enum DashboardPage {
           return el("td", { class: "rate" }, chart(series), legend);
         }
 
+        // Logical streams whose partitions are shown (kept across refreshes).
+        const expanded = new Set();
+        function groupCells(name, length, s, series) {
+          const lag = s.lag == null ? "?" : s.lag;
+          const consumers = s.consumers.length === 0 ? el("span", { class: "muted" }, "none")
+            : el("span", {}, ...s.consumers.map(c => el("span", { class: "consumer" },
+                c.name + " (" + c.pending + ", " + duration(c.idleMilliseconds / 1000) + ")")));
+          return [name, el("td", { class: "num" }, length),
+            el("td", { class: "mono" }, s.group),
+            el("td", { class: "num" + (s.lag > 0 ? " warn" : "") }, lag),
+            el("td", { class: "num" + (s.pending > 0 ? " warn" : "") }, s.pending),
+            el("td", { class: "num" }, duration(s.oldestPendingAge)),
+            el("td", { class: "num dlq-count" + (s.deadLetters > 0 ? " bad" : "") }, s.deadLetters),
+            el("td", {}, consumers),
+            series === undefined ? el("td", {}) : rateCell(series)];
+        }
+
         function render(state) {
           const rates = new Map(state.rates.map(r => [r.stream + "\u0000" + r.group, r]));
           const body = document.querySelector("#streams tbody");
@@ -174,22 +196,31 @@ enum DashboardPage {
               rows.push(el("tr", { "data-stream": stream.name }, el("td", { class: "mono" }, stream.name),
                 el("td", { class: "num" }, stream.length), el("td", { class: "muted", colspan: 7 }, "no consumer groups")));
             }
+            const parts = stream.partitions || [];
             for (const g of stream.groups) {
               const s = g.status;
-              const lag = s.lag == null ? "?" : s.lag;
-              const consumers = s.consumers.length === 0 ? el("span", { class: "muted" }, "none")
-                : el("span", {}, ...s.consumers.map(c => el("span", { class: "consumer" },
-                    c.name + " (" + c.pending + ", " + duration(c.idleMilliseconds / 1000) + ")")));
+              const name = el("td", { class: "mono" }, stream.name);
+              if (parts.length > 0) {
+                // A logical stream: its figures over all partitions; the button shows each.
+                const open = expanded.has(stream.name);
+                const toggle = el("button", { class: "expand", "aria-expanded": String(open), title: "show or hide each partition" },
+                  (open ? "▾ " : "▸ ") + parts.length + " partitions");
+                toggle.onclick = () => {
+                  if (expanded.has(stream.name)) expanded.delete(stream.name); else expanded.add(stream.name);
+                  render(state);
+                };
+                name.append(toggle);
+              }
               rows.push(el("tr", { "data-stream": stream.name, "data-group": s.group },
-                el("td", { class: "mono" }, stream.name),
-                el("td", { class: "num" }, stream.length),
-                el("td", { class: "mono" }, s.group),
-                el("td", { class: "num" + (s.lag > 0 ? " warn" : "") }, lag),
-                el("td", { class: "num" + (s.pending > 0 ? " warn" : "") }, s.pending),
-                el("td", { class: "num" }, duration(s.oldestPendingAge)),
-                el("td", { class: "num dlq-count" + (s.deadLetters > 0 ? " bad" : "") }, s.deadLetters),
-                el("td", {}, consumers),
-                rateCell(rates.get(stream.name + "\u0000" + s.group))));
+                ...groupCells(name, stream.length, s, rates.get(stream.name + "\u0000" + s.group))));
+              if (!expanded.has(stream.name)) continue;
+              for (const p of parts) {
+                const pg = p.groups.find(x => x.status.group === s.group);
+                if (!pg) continue;
+                const pname = el("td", { class: "mono" }, p.name, p.node ? el("span", { class: "muted" }, " @ " + p.node) : null);
+                rows.push(el("tr", { class: "partition", "data-stream": p.name, "data-group": s.group, "data-partition-of": stream.name },
+                  ...groupCells(pname, p.length, pg.status)));
+              }
             }
           }
           body.replaceChildren(...rows);
@@ -199,7 +230,8 @@ enum DashboardPage {
             + " with nothing pending not shown (a group's replay stream carries the dead letters replayed to it).";
 
           const letters = [];
-          for (const stream of state.streams) {
+          // A partitioned stream's dead letters are its partitions': the actions name the partition stream.
+          for (const stream of state.streams.flatMap(s => s.partitions || [s])) {
             for (const g of stream.groups) {
               for (const l of g.deadLetters) {
                 const replay = el("button", { class: "replay", title: "re-deliver to group " + g.status.group + " only" }, "Replay");

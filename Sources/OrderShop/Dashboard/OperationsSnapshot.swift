@@ -2,8 +2,12 @@ import Foundation
 import RedisClient
 import StreamWorker
 
-/// Every stream with its groups, consumers and dead letters, at one moment: what the dashboard
-/// shows and `ordershop status` prints (one reader, so both show the same figures).
+/// Every logical stream with its groups, consumers and dead letters, at one moment: what the
+/// dashboard shows and `ordershop status` prints (one reader, so both show the same figures).
+///
+/// A stream spread over partitions (``PartitionedStream``) is one logical stream, named by its
+/// base (``PartitionedStream/Partition/name``), with its figures over all partitions
+/// (``GroupStatus/merging(_:stream:)``) and each partition in ``Stream/partitions``.
 public struct OperationsSnapshot: Sendable, Codable, Equatable {
     public struct Stream: Sendable, Codable, Equatable {
         public var name: String
@@ -11,6 +15,13 @@ public struct OperationsSnapshot: Sendable, Codable, Equatable {
         /// Entries ever added (Redis 7's `entries-added`): the rate charts' "added" counter.
         public var entriesAdded: Int?
         public var groups: [Group]
+        /// A logical stream's partition streams, each with its own groups and dead letters, by
+        /// partition (a plain stream of the same name, the layout before partitioning, first);
+        /// nil for a plain stream. Its own groups' dead-letter lists are then empty: each
+        /// partition lists its own, which names the partition stream to replay or purge.
+        public var partitions: [Stream]? = nil
+        /// The node that holds the stream, when there are several (a Redis Cluster's primaries).
+        public var node: String? = nil
     }
 
     public struct Group: Sendable, Codable, Equatable {
@@ -25,8 +36,45 @@ public struct OperationsSnapshot: Sendable, Codable, Equatable {
     public var time: Double
     public var streams: [Stream]
 
-    /// Every group, in stream and group order (`ordershop status --json`).
+    /// Every group, in stream and group order (`ordershop status --json`); a partitioned
+    /// stream's groups over all its partitions.
     public var groups: [GroupStatus] { streams.flatMap { $0.groups.map(\.status) } }
+}
+
+extension OperationsSnapshot.Stream {
+    /// Streams as read from Redis gathered into logical streams: the partitions of one logical
+    /// stream (and a plain stream of its name) into one, the others as they are.
+    static func logical(_ read: [Self]) -> [Self] {
+        var byName: [String: [(order: (Int, Int), stream: Self)]] = [:]
+        for stream in read {
+            if let p = PartitionedStream.parse(stream.name) {
+                byName[p.name, default: []].append(((p.partitions, p.partition), stream))
+            } else {
+                byName[stream.name, default: []].append(((1, 0), stream))
+            }
+        }
+        return byName.map { name, members in
+            let partitions = members.sorted { $0.order < $1.order }.map(\.stream)
+            guard partitions.count > 1 || partitions[0].name != name else { return partitions[0] }
+            return merging(partitions, name: name)
+        }.sorted { $0.name < $1.name }
+    }
+
+    /// One logical stream over its partitions.
+    private static func merging(_ partitions: [Self], name: String) -> Self {
+        let added = partitions.map(\.entriesAdded)
+        let groupNames = Set(partitions.flatMap { $0.groups.map(\.status.group) }).sorted()
+        let groups = groupNames.map { group in
+            let members = partitions.compactMap { $0.groups.first { $0.status.group == group } }
+            let read = members.map(\.entriesRead)
+            return OperationsSnapshot.Group(
+                status: GroupStatus.merging(members.map(\.status), stream: name)!,
+                entriesRead: read.contains(nil) ? nil : read.reduce(0) { $0 + ($1 ?? 0) }, deadLetters: [])
+        }
+        return .init(
+            name: name, length: partitions.reduce(0) { $0 + $1.length },
+            entriesAdded: added.contains(nil) ? nil : added.reduce(0) { $0 + ($1 ?? 0) }, groups: groups, partitions: partitions)
+    }
 }
 
 /// Reads an ``OperationsSnapshot`` from every node that holds streams: the one server, or each
@@ -35,13 +83,19 @@ public struct OperationsSnapshot: Sendable, Codable, Equatable {
 /// all three).
 public struct OperationsReader: Sendable {
     public let nodes: [any RedisClientProtocol]
+    /// How each node is shown (``OperationsSnapshot/Stream/node``), when there are several.
+    public let nodeNames: [String]?
     public let match: String
     public let deadLetterLimit: Int
     /// Whether to list dead letters (`status` only counts them).
     public let listsDeadLetters: Bool
 
-    public init(nodes: [any RedisClientProtocol], match: String = "*", deadLetterLimit: Int = 50, listsDeadLetters: Bool = true) {
+    public init(
+        nodes: [any RedisClientProtocol], nodeNames: [String]? = nil, match: String = "*", deadLetterLimit: Int = 50,
+        listsDeadLetters: Bool = true
+    ) {
         self.nodes = nodes
+        self.nodeNames = nodeNames
         self.match = match
         self.deadLetterLimit = deadLetterLimit
         self.listsDeadLetters = listsDeadLetters
@@ -49,12 +103,13 @@ public struct OperationsReader: Sendable {
 
     /// The same reader without the dead-letter lists (counts only): for sampling.
     public var countsOnly: OperationsReader {
-        OperationsReader(nodes: nodes, match: match, deadLetterLimit: deadLetterLimit, listsDeadLetters: false)
+        OperationsReader(nodes: nodes, nodeNames: nodeNames, match: match, deadLetterLimit: deadLetterLimit, listsDeadLetters: false)
     }
 
     public func read() async throws -> OperationsSnapshot {
         var streams: [OperationsSnapshot.Stream] = []
-        for node in nodes {
+        for (index, node) in nodes.enumerated() {
+            let nodeName = nodes.count > 1 ? nodeNames?[index] : nil
             let inspector = GroupInspector(client: node)
             for name in try await inspector.streams(matching: match) {
                 let key = RedisArgument(name)
@@ -67,21 +122,30 @@ public struct OperationsReader: Sendable {
                         ? try await DeadLetters(client: node, stream: name, group: status.group).list(count: deadLetterLimit) : []
                     groups.append(.init(status: status, entriesRead: read[status.group] ?? nil, deadLetters: letters))
                 }
-                streams.append(.init(name: name, length: info.length, entriesAdded: info.entriesAdded, groups: groups.sorted { $0.status.group < $1.status.group }))
+                streams.append(
+                    .init(
+                        name: name, length: info.length, entriesAdded: info.entriesAdded,
+                        groups: groups.sorted { $0.status.group < $1.status.group }, node: nodeName))
             }
         }
-        return OperationsSnapshot(time: Date().timeIntervalSince1970, streams: streams.sorted { $0.name < $1.name })
+        return OperationsSnapshot(time: Date().timeIntervalSince1970, streams: OperationsSnapshot.Stream.logical(streams))
     }
 
     /// The node that holds a stream (or, for a group since removed, its dead letters); the first
     /// node when none does, so that the caller's own check names what is missing.
     public func node(holding stream: String, group: String) async -> any RedisClientProtocol {
+        await holder(of: stream, group: group) ?? nodes[0]
+    }
+
+    /// The node that holds a stream or its group's dead letters; nil when none of several does
+    /// (the one server when there is one).
+    public func holder(of stream: String, group: String) async -> (any RedisClientProtocol)? {
         guard nodes.count > 1 else { return nodes[0] }
         let keys = [RedisArgument(stream), RedisArgument(StreamKeys.deadLetter(stream: stream, group: group))]
         for node in nodes {
             // A primary that does not own the slot answers MOVED: not this one.
             if let n = try? await node.send(RawCommand(["EXISTS"] + keys, keys: keys, readOnly: true)).int, n > 0 { return node }
         }
-        return nodes[0]
+        return nil
     }
 }

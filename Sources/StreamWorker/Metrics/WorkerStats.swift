@@ -56,6 +56,13 @@ extension WorkerStats.Counter {
 }
 
 /// The swift-metrics handles of one (stream, group), made once so that counting costs no lookup.
+///
+/// Dimensions: `stream` and `group`; a partition stream (``PartitionedStream/parse(_:)``) is
+/// labelled with its logical stream (the base name) and `partition` (its index), so that
+/// `sum by (stream, group)` (over pods: `max by (stream, partition, group)` first, since every
+/// worker reports the group-wide gauges) adds a logical stream's partitions up. A plain stream
+/// keeps its two labels, no `partition`: existing series and queries stay as they are. A group's
+/// replay stream of a partition is labelled `replay:<logical stream>:<group>` and its partition.
 struct SubscriptionMetrics: Sendable {
     let counters: [Metrics.Counter]
     let handlerDuration: Metrics.Timer
@@ -65,8 +72,9 @@ struct SubscriptionMetrics: Sendable {
     let consumers: Gauge
     let deadLetterLength: Gauge
 
-    init(stream: String, group: String) {
-        let dimensions = [("stream", stream), ("group", group)]
+    /// `origin`: for a replay stream's runner, the stream it replays into.
+    init(stream: String, group: String, origin: String? = nil) {
+        let dimensions = Self.dimensions(stream: stream, group: group, origin: origin)
         counters = WorkerStats.Counter.allCases.map {
             Metrics.Counter(label: "stream_worker_\($0.rawValue)_total", dimensions: dimensions)
         }
@@ -76,5 +84,13 @@ struct SubscriptionMetrics: Sendable {
         oldestPendingAge = Gauge(label: "stream_worker_group_oldest_pending_age_seconds", dimensions: dimensions)
         consumers = Gauge(label: "stream_worker_group_consumers", dimensions: dimensions)
         deadLetterLength = Gauge(label: "stream_worker_dead_letter_length", dimensions: dimensions)
+    }
+
+    static func dimensions(stream: String, group: String, origin: String? = nil) -> [(String, String)] {
+        if let origin, let partition = PartitionedStream.parse(origin) {
+            return [("stream", "replay:\(partition.name):\(group)"), ("group", group), ("partition", "\(partition.partition)")]
+        }
+        guard origin == nil, let partition = PartitionedStream.parse(stream) else { return [("stream", stream), ("group", group)] }
+        return [("stream", partition.name), ("group", group), ("partition", "\(partition.partition)")]
     }
 }

@@ -27,6 +27,11 @@ public struct DeadLetters: Sendable {
     /// A stream or group that does not exist (see ``requireGroup(orDeadLetters:)``).
     public struct NoSuchGroup: Error, CustomStringConvertible {
         public let stream: String, group: String, groups: [String]
+        public init(stream: String, group: String, groups: [String]) {
+            self.stream = stream
+            self.group = group
+            self.groups = groups
+        }
         public var description: String {
             groups.isEmpty
                 ? "stream \(stream) has no consumer groups (or does not exist); nothing done"

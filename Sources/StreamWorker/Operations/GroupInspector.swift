@@ -25,6 +25,10 @@ public struct GroupStatus: Sendable, Codable, Equatable {
     public var consumers: [Consumer]
     /// Length of the group's dead-letter stream.
     public var deadLetters: Int
+    /// For a logical stream spread over partitions (``PartitionedStream``), how many of its
+    /// partition streams have the group: the figures above are then over all of them
+    /// (``merging(_:stream:)``). Nil for a plain stream.
+    public var partitions: Int? = nil
 }
 
 /// Reads stream and group state: for `ordershop status`, the workers' gauges, and the checks
@@ -48,6 +52,17 @@ public struct GroupInspector: Sendable {
             for name in parts[1].array ?? [] { if let n = name.string { names.insert(n) } }
         } while cursor != "0"
         return names.filter { !$0.hasPrefix("dlq:") }.sorted()
+    }
+
+    /// The partition streams of the logical stream `name` (its base: braces do not matter) on
+    /// this server, by partition: every stream that ``PartitionedStream/parse(_:)`` takes for a
+    /// partition of it, of any partition count (two while a stream moves from P to P'
+    /// partitions). One node's keys only, as ``streams(matching:)``.
+    public func partitions(of name: String) async throws -> [PartitionedStream.Partition] {
+        let base = PartitionedStream(name).base
+        let glob = base.map { "*?[]\\".contains($0) ? "\\\($0)" : "\($0)" }.joined() + ":*"
+        return try await streams(matching: glob).compactMap { PartitionedStream.parse($0) }.filter { $0.name == base }
+            .sorted { ($0.partitions, $0.partition) < ($1.partitions, $1.partition) }
     }
 
     /// Every group of a stream.

@@ -21,6 +21,11 @@ import RedisClient
 /// - Everything that must be atomic with a partition (its group, idempotency markers, dead
 ///   letters, replay stream: ``StreamKeys``) carries the partition's tag, so each settle stays
 ///   one script in one slot.
+/// - **Recognising a partition** from its name alone (``parse(_:)``): what `ordershop status`,
+///   `ordershop dlq` and the workers' metrics do. A partition name carries the base, not the
+///   name as configured, so a partitioned stream is shown under its ``base`` (the name without
+///   braces: `events:{order}_created` with 8 partitions is shown as `events:order_created`, whose
+///   8 partitions are the same streams).
 ///
 /// Changing the partition count from P to P' (1 to P' included: an existing plain stream),
 /// without losing or doubling an event:
@@ -59,6 +64,47 @@ public struct PartitionedStream: Sendable, Hashable, CustomStringConvertible {
 
     public var description: String { partitions == 1 ? name : "\(name) (\(partitions) partitions)" }
 
+    /// The name without braces: what partition names carry, and the name a partitioned stream is
+    /// shown under (``parse(_:)``).
+    public var base: String { Self.base(name) }
+
+    static func base(_ name: String) -> String { name.filter { $0 != "{" && $0 != "}" } }
+
+    /// Partition `partition` of the logical stream `name` (its ``PartitionedStream/base``) of `partitions`.
+    public struct Partition: Sendable, Hashable, CustomStringConvertible {
+        /// The logical stream's name: the ``PartitionedStream/base`` it was made from.
+        public let name: String
+        public let partitions: Int
+        public let partition: Int
+        /// The partition stream's name.
+        public let stream: String
+
+        public var description: String { "\(name) partition \(partition) of \(partitions)" }
+    }
+
+    /// The partition a stream name is, when it is exactly what `PartitionedStream(base,
+    /// partitions: P).streams[p]` makes for some base, P > 1 and p: `<base>:<p>{<P>.<p>.<n>}`
+    /// with `n` the tag the layout picks, recomputed to check. Anything else is nil, a stream
+    /// of one partition included (it keeps its own name), so that no other stream is taken for
+    /// a partition: a look-alike with another `n`, leading zeros, braces in the base, or a `p`
+    /// that is not below P.
+    public static func parse(_ stream: String) -> Partition? {
+        guard stream.last == "}", let open = stream.lastIndex(of: "{") else { return nil }
+        let tag = stream[stream.index(after: open)..<stream.index(before: stream.endIndex)]
+        let numbers = tag.split(separator: ".", omittingEmptySubsequences: false).map { Int($0) }
+        guard numbers.count == 3, let count = numbers[0], let partition = numbers[1], numbers[2] != nil,
+            (2...maximumPartitions).contains(count), (0..<count).contains(partition)
+        else { return nil }
+        let prefix = stream[..<open]
+        let suffix = ":\(partition)"
+        guard prefix.hasSuffix(suffix) else { return nil }
+        let base = String(prefix.dropLast(suffix.count))
+        // The recomputed name rejects every look-alike: braces in the base (they are removed),
+        // another tag (`n` not the layout's, leading zeros, signs).
+        guard Self.stream(base, partition: partition, of: count) == stream else { return nil }
+        return Partition(name: base, partitions: count, partition: partition, stream: stream)
+    }
+
     /// The partition of events with this key (an entity id).
     public func partition(forKey key: String) -> Int {
         Int(HashSlot(key: key).rawValue) % partitions
@@ -75,8 +121,7 @@ public struct PartitionedStream: Sendable, Hashable, CustomStringConvertible {
     /// Partition `partition` of `name` when it has `count` partitions (see the type's layout).
     public static func stream(_ name: String, partition: Int, of count: Int) -> String {
         guard count > 1 else { return name }
-        let base = name.filter { $0 != "{" && $0 != "}" }
-        return "\(base):\(partition){\(tag(partition: partition, of: count))}"
+        return "\(base(name)):\(partition){\(tag(partition: partition, of: count))}"
     }
 
     /// The hash tag of partition `partition` of `count`: the first `<count>.<partition>.<n>`

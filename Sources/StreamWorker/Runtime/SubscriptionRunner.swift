@@ -35,7 +35,7 @@ final class SubscriptionRunner: Sendable {
         logger[metadataKey: "group"] = "\(subscription.group)"
         self.context = SubscriptionContext(
             subscription: subscription, consumer: consumer, configuration: configuration, client: client, stats: stats,
-            metrics: SubscriptionMetrics(stream: subscription.stream, group: subscription.group), logger: logger, held: HeldEntries(),
+            metrics: SubscriptionMetrics(stream: subscription.stream, group: subscription.group, origin: origin), logger: logger, held: HeldEntries(),
             drain: drain, origin: origin, breaker: CircuitBreaker(backoff: configuration.unavailableBackoff), failureWarnings: RateLimitedWarning())
         self.membership = GroupMembership(context: context)
         self.permits = permits
