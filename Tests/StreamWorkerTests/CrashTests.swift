@@ -13,9 +13,11 @@ struct CrashTests {
         try await withRedisServer { server in
             let pool = try server.makePool()
             let stream = "events:{customer}_created"
-            // Enough work (about 3 s for the victim) that it still holds entries when the kill
-            // comes on a loaded machine (with 300 a full parallel test run saw it finish first).
-            let ids = try await publish(pool, stream: stream, count: 1000)
+            // Enough work (about 9 s for the victim) that it still holds entries when the kill
+            // comes on a loaded machine: with 300, and then with 1,000 (3 s) beside the cluster
+            // suites of a fresh-clone CI run, the test's poll came late and the victim had
+            // finished before the kill.
+            let ids = try await publish(pool, stream: stream, count: 3000)
             let victim = try startProbe(
                 server, stream: stream, group: "crm",
                 extra: ["--lease-ms", "1000", "--handler-delay-ms", "50", "--max-in-flight", "16", "--effects-key", "effects"])
