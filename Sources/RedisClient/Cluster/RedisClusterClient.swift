@@ -380,36 +380,37 @@ public final class RedisClusterClient: Sendable {
     /// The primary for `slot` (any primary for a keyless command), discovering the topology
     /// first when there is none. No owner: CLUSTERDOWN (retried by the caller).
     private func address(for slot: HashSlot?) async throws -> ClusterNodeAddress {
-        if state.withLock({ $0.map.isEmpty }) {
-            try await refreshTopology(ifOlderThan: nil)
-            if let error = state.withLock({ $0.map.isEmpty ? $0.lastRefreshError : nil }) { throw error }
-        }
-        let found: ClusterNodeAddress? = state.withLock { s in
-            if let slot { return s.map.primary(for: slot) }
-            return s.map.primaries.randomElement()
-        }
-        guard let found else {
-            throw RedisError(.clusterDown, "CLUSTERDOWN no primary serves slot \(slot.map(String.init(describing:)) ?? "-") in the last topology")
-        }
-        return found
+        try await ensureTopology()
+        return try state.withLock { s in try Self.owner(of: slot, in: s.map) }
     }
 
     /// The indices of the commands (those without a result yet) grouped by the primary of
     /// their slot, looked up under one lock; discovers the topology first when there is none.
     private func addresses(for slots: [HashSlot?], skipping settled: [Bool]) async throws -> [ClusterNodeAddress: [Int]] {
-        if state.withLock({ $0.map.isEmpty }) { _ = try await address(for: nil) }
-        let found: Result<[ClusterNodeAddress: [Int]], RedisError> = state.withLock { s in
+        try await ensureTopology()
+        return try state.withLock { s in
             var byNode: [ClusterNodeAddress: [Int]] = [:]
             for index in slots.indices where !settled[index] {
-                let owner = slots[index].map { s.map.primary(for: $0) } ?? s.map.primaries.randomElement()
-                guard let owner else {
-                    return .failure(RedisError(.clusterDown, "CLUSTERDOWN no primary serves slot \(slots[index].map(String.init(describing:)) ?? "-") in the last topology"))
-                }
-                byNode[owner, default: []].append(index)
+                byNode[try Self.owner(of: slots[index], in: s.map), default: []].append(index)
             }
-            return .success(byNode)
+            return byNode
         }
-        return try found.get()
+    }
+
+    /// Discovers the topology when there is none yet; throws why when it cannot.
+    private func ensureTopology() async throws {
+        guard state.withLock({ $0.map.isEmpty }) else { return }
+        try await refreshTopology(ifOlderThan: nil)
+        if let error = state.withLock({ $0.map.isEmpty ? $0.lastRefreshError : nil }) { throw error }
+    }
+
+    /// The primary that owns `slot` in `map`, or any primary for a keyless command.
+    private static func owner(of slot: HashSlot?, in map: SlotMap) throws(RedisError) -> ClusterNodeAddress {
+        let found = if let slot { map.primary(for: slot) } else { map.primaries.randomElement() }
+        guard let found else {
+            throw RedisError(.clusterDown, "CLUSTERDOWN no primary serves slot \(slot.map(String.init(describing:)) ?? "-") in the last topology")
+        }
+        return found
     }
 
     private func pool(for address: ClusterNodeAddress) throws(RedisError) -> RedisConnectionPool {

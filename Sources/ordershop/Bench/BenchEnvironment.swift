@@ -68,8 +68,12 @@ final class BenchEnvironment: @unchecked Sendable {
     /// Clients parked in a blocking XREADGROUP right now (Redis 7.0 creates a consumer only
     /// once it reads something, so XINFO CONSUMERS cannot tell that a reader is waiting).
     func blockedReaders() async throws -> Int {
-        let list = try await control.send(["CLIENT", "LIST", "TYPE", "normal"]).string ?? ""
-        return list.split(whereSeparator: \.isNewline).filter { $0.contains("cmd=xreadgroup") && $0.contains(" flags=b") }.count
+        Self.blockedReaders(inClientList: try await control.send(["CLIENT", "LIST", "TYPE", "normal"]).string ?? "")
+    }
+
+    /// The clients of a `CLIENT LIST` reply parked in a blocking XREADGROUP.
+    static func blockedReaders(inClientList list: String) -> Int {
+        list.split(whereSeparator: \.isNewline).filter { $0.contains("cmd=xreadgroup") && $0.contains(" flags=b") }.count
     }
 
     /// Polls `condition` every `interval` until it holds; fails after `timeout`.
@@ -91,6 +95,11 @@ enum BenchEvents {
     static func entity(_ i: Int) -> String {
         let customer = String(format: "cust-%05d", i % 9973)
         return "{\"id\":\(i),\"kind\":\"order.updated\",\"customer\":\"\(customer)\",\"amount_cents\":\((i * 37) % 100000),\"currency\":\"EUR\",\"tags\":[\"a\",\"b\"],\"updated_at\":\"2024-11-27T00:00:00Z\"}"
+    }
+
+    /// Event `i`'s fields (a new event id each time).
+    static func fields(_ i: Int) -> [StreamField] {
+        [StreamField("event_id", UUID().uuidString.lowercased()), StreamField("entity", entity(i))]
     }
 
     static func xadd(_ stream: String, _ i: Int, extra: [(String, String)] = []) -> [RedisArgument] {

@@ -60,9 +60,7 @@ struct ClusterDrainBench {
         while i < o.events {
             let n = min(1000, o.events - i)
             let batch = (i..<(i + n)).map { k in
-                events.add(key: String(format: "cust-%05d", k % 9973), fields: [
-                    StreamField("event_id", UUID().uuidString.lowercased()), StreamField("entity", BenchEvents.entity(k)),
-                ])
+                events.add(key: String(format: "cust-%05d", k % 9973), fields: BenchEvents.fields(k))
             }
             for result in await client.pipeline(batch) { _ = try result.get() }
             i += n
@@ -98,9 +96,7 @@ struct ClusterDrainBench {
         for (p, stream) in events.streams.enumerated() {
             _ = try await client.send(XGROUPSETID(RedisArgument(stream), group: group, id: "0"))
             // One more event per partition wakes its blocked readers at once.
-            let id = try await client.send(XADD(RedisArgument(stream), fields: [
-                StreamField("event_id", UUID().uuidString.lowercased()), StreamField("entity", BenchEvents.entity(o.events + p)),
-            ]))
+            let id = try await client.send(XADD(RedisArgument(stream), fields: BenchEvents.fields(o.events + p)))
             lastIDs.append(id ?? "")
         }
         var finished = started
@@ -146,8 +142,7 @@ struct ClusterDrainBench {
     private func blockedReaders(_ client: RedisClusterClient) async throws -> Int {
         var count = 0
         for (_, result) in try await client.sendToAllPrimaries(RawCommand(["CLIENT", "LIST", "TYPE", "normal"])) {
-            let list = try result.get().string ?? ""
-            count += list.split(whereSeparator: \.isNewline).filter { $0.contains("cmd=xreadgroup") && $0.contains(" flags=b") }.count
+            count += BenchEnvironment.blockedReaders(inClientList: try result.get().string ?? "")
         }
         return count
     }
