@@ -144,7 +144,8 @@ let package = Package(
         ),
         .testTarget(
             name: "RedisClientTests",
-            dependencies: ["RedisClient", "LocalRedis", "TestSupport"]
+            // FaultProxy: the endpoint that moves to a promoted replica (ReplicaFailoverTests).
+            dependencies: ["RedisClient", "LocalRedis", "TestSupport", "FaultProxy"]
         ),
         .testTarget(
             name: "StreamWorkerTests",

@@ -24,6 +24,7 @@ struct ServeCommand: AsyncParsableCommand {
 
     @OptionGroup var services: ServiceURLOptions
     @OptionGroup var redis: RedisOptions
+    @OptionGroup var confirm: ConfirmationOptions
 
     func validate() throws {
         guard ServiceName(rawValue: service) != nil else {
@@ -38,7 +39,7 @@ struct ServeCommand: AsyncParsableCommand {
         // which lets the service start and answer 503 while Redis is not there yet.
         let redisConfiguration = try redis.configuration()
         let pool = try RedisConnectionPool(configuration: redisConfiguration, maximumConnections: 32, logger: logger)
-        let context = try ShopContext(pool: pool, logger: logger)
+        let context = try ShopContext(pool: pool, logger: logger, confirmation: try confirm.confirmation())
         let httpClient = makeHTTPClient()
         let (host, port) = (self.host, self.port ?? name.defaultPort)
         let gateway = GatewayOptions(addresses: services.addresses)

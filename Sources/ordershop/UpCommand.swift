@@ -47,6 +47,7 @@ struct UpCommand: AsyncParsableCommand {
     var noDashboard = false
 
     @OptionGroup var redis: RedisOptions
+    @OptionGroup var confirm: ConfirmationOptions
 
     func run() async throws {
         var ports: [ServiceName: Int] = [.gateway: gatewayPort]
@@ -55,7 +56,8 @@ struct UpCommand: AsyncParsableCommand {
         }
         let stack = ShopStack.Options(
             host: host, ports: ports, metricsPort: metricsPort > 0 ? metricsPort : nil, adminRoutes: !noAdmin,
-            adminToken: adminToken ?? ProcessInfo.processInfo.environment["ORDERSHOP_ADMIN_TOKEN"], dashboard: !noDashboard)
+            adminToken: adminToken ?? ProcessInfo.processInfo.environment["ORDERSHOP_ADMIN_TOKEN"], dashboard: !noDashboard,
+            confirmation: try confirm.confirmation())
         let options = OrderShopUp.Options(
             redis: redis.isConfigured ? try redis.configuration() : nil, dataDirectory: dataDir, redisPort: redisPort, stack: stack)
         let logger = makeLogger("ordershop.up")

@@ -66,3 +66,19 @@ public func eventually(
     }
     return (try? await condition()) == true
 }
+
+/// Starts a primary with `replicas` replicas (real redis-server processes, no cluster) for one
+/// test and stops them afterwards.
+public func withReplication<T>(
+    replicas: Int = 1, _ body: (LocalRedisReplication) async throws -> T
+) async throws -> T {
+    let replication = try await LocalRedisReplication(replicas: replicas)
+    do {
+        let result = try await body(replication)
+        await replication.shutdown()
+        return result
+    } catch {
+        await replication.shutdown()
+        throw error
+    }
+}

@@ -8,10 +8,13 @@ public struct ShopContext: Sendable {
     public let readModel: ReadModel
     public let health: HealthCheck
     public let logger: Logger
+    /// `--confirm-replicas`: commands (and mails) answer 2xx only once replicas have them.
+    public let confirmation: ReplicaConfirmation?
 
-    public init(pool: any RedisClientProtocol, logger: Logger) throws(RedisError) {
+    public init(pool: any RedisClientProtocol, logger: Logger, confirmation: ReplicaConfirmation? = nil) throws(RedisError) {
         self.pool = pool
-        self.store = EventStore(pool: pool)
+        self.confirmation = confirmation
+        self.store = EventStore(pool: pool, confirmation: confirmation)
         self.readModel = ReadModel(pool: pool)
         self.health = HealthCheck(pool: pool)
         self.logger = logger

@@ -24,6 +24,8 @@ public final class ShopStack: Sendable {
         public var adminToken: String?
         /// Serve the operations dashboard on the gateway at `/dashboard` (its actions need ``adminToken``).
         public var dashboard: Bool
+        /// `--confirm-replicas`: commands and mails answer 2xx only once replicas have them.
+        public var confirmation: ReplicaConfirmation?
         /// Called with each service and its port once it listens.
         public var onServiceRunning: @Sendable (ServiceName, Int) async -> Void
 
@@ -31,7 +33,7 @@ public final class ShopStack: Sendable {
             host: String = "127.0.0.1", ports: [ServiceName: Int] = Dictionary(uniqueKeysWithValues: ServiceName.allCases.map { ($0, $0.defaultPort) }),
             workers: [WorkerName] = WorkerName.allCases, workerConfiguration: WorkerConfiguration = .init(),
             metricsPort: Int? = WorkerName.defaultMetricsPort, adminRoutes: Bool = true, adminToken: String? = nil, dashboard: Bool = false,
-            onServiceRunning: @escaping @Sendable (ServiceName, Int) async -> Void = { _, _ in }
+            confirmation: ReplicaConfirmation? = nil, onServiceRunning: @escaping @Sendable (ServiceName, Int) async -> Void = { _, _ in }
         ) {
             self.host = host
             self.ports = ports
@@ -41,6 +43,7 @@ public final class ShopStack: Sendable {
             self.adminRoutes = adminRoutes
             self.adminToken = adminToken
             self.dashboard = dashboard
+            self.confirmation = confirmation
             self.onServiceRunning = onServiceRunning
         }
     }
@@ -66,7 +69,7 @@ public final class ShopStack: Sendable {
             pools.append(p)
             return p
         }
-        let http = try ShopContext(pool: try pool(32), logger: logger)
+        let http = try ShopContext(pool: try pool(32), logger: logger, confirmation: options.confirmation)
 
         var services: [any Service] = []
         let running = options.onServiceRunning

@@ -6,11 +6,15 @@ public struct ShopError: Error, Sendable, Hashable, CustomStringConvertible {
     public var status: Int
     public var message: String
     public var field: String?
+    /// For a command whose fate the client must know: `"may have been applied"` when it ran but
+    /// could not be confirmed (a retry with the same id then finds it, or the client reads it).
+    public var outcome: String?
 
-    public init(status: Int, message: String, field: String? = nil) {
+    public init(status: Int, message: String, field: String? = nil, outcome: String? = nil) {
         self.status = status
         self.message = message
         self.field = field
+        self.outcome = outcome
     }
 
     /// 400: malformed JSON, a missing field or a field of the wrong kind.
@@ -33,6 +37,15 @@ public struct ShopError: Error, Sendable, Hashable, CustomStringConvertible {
         ShopError(status: 503, message: message)
     }
 
+    /// 503: the command ran on the primary, but fewer replicas than asked (`--confirm-replicas`)
+    /// acknowledged it in time: a failover now could lose it, or it may survive.
+    public static func unconfirmed(acknowledged: Int, wanted: Int) -> ShopError {
+        ShopError(
+            status: 503,
+            message: "the command may have been applied: Redis took it, but \(acknowledged) of the \(wanted) replicas asked for confirmed it in time; read the entity to learn whether it holds before you retry",
+            outcome: "may have been applied")
+    }
+
     public var description: String {
         "\(status): \(message)" + (field.map { " (field \($0))" } ?? "")
     }
@@ -41,6 +54,7 @@ public struct ShopError: Error, Sendable, Hashable, CustomStringConvertible {
     public var body: [UInt8] {
         var fields: [(String, JSONValue)] = [("error", .string(message))]
         if let field { fields.append(("field", .string(field))) }
+        if let outcome { fields.append(("outcome", .string(outcome))) }
         return JSONWriter.object(fields)
     }
 

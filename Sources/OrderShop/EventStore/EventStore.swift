@@ -11,9 +11,13 @@ import Tracing
 /// change), `time` (epoch milliseconds), `trace_id`, and for stock moved by an order, `cause`.
 public struct EventStore: Sendable {
     public let pool: any RedisClientProtocol
+    /// When set, a command that wrote answers only after this many replicas have its writes
+    /// (`WAIT` on the script's connection); else ``ShopError/unconfirmed(acknowledged:wanted:)``.
+    public let confirmation: ReplicaConfirmation?
 
-    public init(pool: any RedisClientProtocol) {
+    public init(pool: any RedisClientProtocol, confirmation: ReplicaConfirmation? = nil) {
         self.pool = pool
+        self.confirmation = confirmation
     }
 
     /// What a successful command appended.
@@ -132,7 +136,9 @@ public struct EventStore: Sendable {
             var argv = arguments
             argv.append(RedisArgument(trace.traceparent))
             argv.append(RedisArgument(trace.tracestate))
-            return try await pool.evaluate(script, keys: keys, arguments: argv)
+            // Every command script answers {'ok', ...} when it wrote, and a refusal otherwise.
+            return try await pool.runCommandScript(
+                script, keys: keys, arguments: argv, confirmation: confirmation, wrote: { $0.array?.first?.string == "ok" })
         }
     }
 

@@ -61,9 +61,13 @@ public func buildMsgRouter(context: ShopContext, options: MsgOptions = .init()) 
                     attributes["mail.idempotency_key"] = key
                 }
             }
-            return try await context.pool.evaluate(
-                sendScript, keys: [RedisArgument(MailKeys.marker(key)), RedisArgument(MailKeys.sent)],
-                arguments: [RedisArgument(key), RedisArgument(to), RedisArgument(msg), RedisArgument(options.keyTTL.components.seconds * 1000)])
+            let keys = [RedisArgument(MailKeys.marker(key)), RedisArgument(MailKeys.sent)]
+            let arguments = [RedisArgument(key), RedisArgument(to), RedisArgument(msg), RedisArgument(options.keyTTL.components.seconds * 1000)]
+            // A mail that Redis took but replicas did not confirm answers 503: the worker retries
+            // with the same Idempotency-Key and learns "duplicate" if the record survived.
+            return try await context.pool.runCommandScript(
+                sendScript, keys: keys, arguments: arguments, confirmation: context.confirmation,
+                wrote: { $0.array?.first?.string == "sent" })
         }
         guard let parts = reply.array, parts.count == 2, let status = parts[0].string, let id = parts[1].string else {
             throw RedisError(.unexpectedReply, "mail script answered \(reply)")

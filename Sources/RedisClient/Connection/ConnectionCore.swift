@@ -116,11 +116,22 @@ final class ConnectionCore {
                 do throws(RedisError) { try stream.writeAll(bytes, deadline: deadline, written: &written) } catch { writeError = error }
             }
             if let writeError { throw writeError }
+            var metReadOnly = false
+            // A READONLY reply: the server we reach is a replica now (its primary was demoted
+            // by a failover, and the endpoint's name, or the proxy before it, may already lead
+            // to the new primary). The command did not run; the socket is dropped once the
+            // replies are read, so that the next command connects anew, resolving the host name
+            // again, as redis-py and go-redis do. Without it a pooled connection would keep
+            // talking to the demoted node for as long as it lives.
+            defer { if metReadOnly { disconnect() } }
             var replies: [Reply] = []
             replies.reserveCapacity(count)
             var waited = false
             while replies.count < count {
-                if let reply = try decoder.next(read) {
+                if let reply = try decoder.next({ (cursor) throws(RedisError) -> Reply in
+                    if cursor.isError(startingWith: "READONLY") { metReadOnly = true }
+                    return try read(&cursor)
+                }) {
                     replies.append(reply)
                     continue
                 }

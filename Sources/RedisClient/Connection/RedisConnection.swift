@@ -172,8 +172,13 @@ public final class RedisConnection: Sendable {
                 return try await run(cancellable: cancellable) { core in
                     do throws(RedisError) { try core.ensureConnected() } catch { throw ConnectFailure(error: error) }
                     let result = try body(core)
-                    if retryLoading, let message = (result as? any ServerErrorReply)?.serverErrorMessage, message.hasPrefix("LOADING") {
-                        // The server is loading its data set after a restart; the command did not run.
+                    if retryLoading, let message = (result as? any ServerErrorReply)?.serverErrorMessage,
+                        message.hasPrefix("LOADING") || message.hasPrefix("READONLY")
+                    {
+                        // The server is loading its data set after a restart, or is a replica
+                        // now (a failover demoted it; the round trip dropped the socket so the
+                        // next attempt connects anew): either way the command did not run, and
+                        // is tried again inside the reconnect window.
                         throw ConnectFailure(error: RedisError(serverReply: message))
                     }
                     return result
@@ -206,7 +211,7 @@ public final class RedisConnection: Sendable {
     /// authentication failures are not: retrying cannot fix them.
     private static func isTransient(_ error: RedisError) -> Bool {
         switch error.code {
-        case .connectionRefused, .connectTimeout, .connectionClosed, .hostNotFound, .io, .loading, .timeout: true
+        case .connectionRefused, .connectTimeout, .connectionClosed, .hostNotFound, .io, .loading, .readOnly, .timeout: true
         default: false
         }
     }

@@ -1,4 +1,7 @@
 import CHiredis
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A reply as hiredis parsed it (flat nodes in pre-order: an array, then its elements), read in
 /// place. Commands with large replies (XREADGROUP, XRANGE) decode from it straight into their
@@ -68,6 +71,16 @@ public struct RESPReplyCursor {
         default:
             throw RedisError(.unexpectedReply, "expected a string, got \(kind)")
         }
+    }
+
+    /// True when the value at the cursor is an error reply that starts with `prefix` (its
+    /// code, e.g. `READONLY`); reads nothing.
+    func isError(startingWith prefix: StaticString) -> Bool {
+        guard position < count, nodes[position].type == REDIS_REPLY_ERROR, let bytes else { return false }
+        let node = nodes[position]
+        let length = prefix.utf8CodeUnitCount
+        guard node.length >= length else { return false }
+        return memcmp(bytes + node.offset, prefix.utf8Start, length) == 0
     }
 
     /// Skips the value at the cursor (with its elements).

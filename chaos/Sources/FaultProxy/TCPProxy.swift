@@ -12,10 +12,11 @@ import Glibc
 /// held back (``holdReply(afterSending:)``).
 public final class TCPProxy: Sendable {
     public let port: Int
-    private let targetPort: Int
     private let listener: Int32
 
     private struct Control {
+        /// Where new connections go (``retarget(toPort:)``).
+        var targetPort: Int
         var stalledUntil: ContinuousClock.Instant?
         var latency: Duration = .zero
         var latencyUntil: ContinuousClock.Instant?
@@ -32,11 +33,11 @@ public final class TCPProxy: Sendable {
         var open = 0
     }
 
-    private let control = Mutex(Control())
+    private let control: Mutex<Control>
 
     /// Listens on a free loopback port and forwards to `127.0.0.1:targetPort`.
     public init(targetPort: Int) throws {
-        self.targetPort = targetPort
+        control = Mutex(Control(targetPort: targetPort))
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw TCPProxyError("proxy: socket() failed") }
         var one: Int32 = 1
@@ -59,6 +60,13 @@ public final class TCPProxy: Sendable {
         let thread = Thread { [self] in self.loop() }
         thread.name = "chaos-proxy"
         thread.start()
+    }
+
+    /// Sends new connections to `127.0.0.1:port` from now on; open ones stay where they are.
+    /// This is a managed service's failover as its clients see it: the endpoint's DNS name
+    /// moves to the promoted replica, while connections made before keep talking to the old node.
+    public func retarget(toPort port: Int) {
+        control.withLock { $0.targetPort = port }
     }
 
     /// Resets every open connection (the clients see ECONNRESET). Returns how many connections
@@ -249,7 +257,7 @@ public final class TCPProxy: Sendable {
         let client = accept(listener, nil, nil)
         guard client >= 0 else { return }
         let server = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var addr = Self.loopback(port: targetPort)
+        var addr = Self.loopback(port: control.withLock { $0.targetPort })
         let connected = withUnsafePointer(to: &addr) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(server, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }

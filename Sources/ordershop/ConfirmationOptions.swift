@@ -1,0 +1,33 @@
+import ArgumentParser
+import Foundation
+import RedisClient
+
+/// `--confirm-replicas N` and `--confirm-timeout MS` (or `ORDERSHOP_CONFIRM_REPLICAS`,
+/// `ORDERSHOP_CONFIRM_TIMEOUT_MS`): commands and mails answer 2xx only once N replicas have
+/// their writes (`WAIT`), else 503 with `"outcome": "may have been applied"`.
+struct ConfirmationOptions: ParsableArguments {
+    @Option(
+        name: .customLong("confirm-replicas"),
+        help: "Replicas that must hold a command's writes before it answers 2xx (WAIT); 503 'may have been applied' when they do not in time (default: $ORDERSHOP_CONFIRM_REPLICAS, else 0: no wait)")
+    var replicas: Int?
+
+    @Option(
+        name: .customLong("confirm-timeout"),
+        help: "Milliseconds to wait for --confirm-replicas (default: $ORDERSHOP_CONFIRM_TIMEOUT_MS, else 1000)")
+    var timeoutMilliseconds: Int?
+
+    /// The confirmation asked for, or nil for none.
+    func confirmation(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> ReplicaConfirmation? {
+        let replicas = try self.replicas ?? Self.integer(environment, "ORDERSHOP_CONFIRM_REPLICAS") ?? 0
+        let timeout = try timeoutMilliseconds ?? Self.integer(environment, "ORDERSHOP_CONFIRM_TIMEOUT_MS") ?? 1000
+        guard replicas >= 0 else { throw ValidationError("--confirm-replicas must be 0 or more, not \(replicas)") }
+        guard timeout > 0 else { throw ValidationError("--confirm-timeout must be more than 0 ms (WAIT 0 would wait forever), not \(timeout)") }
+        return replicas == 0 ? nil : ReplicaConfirmation(replicas: replicas, timeout: .milliseconds(timeout))
+    }
+
+    private static func integer(_ environment: [String: String], _ name: String) throws -> Int? {
+        guard let text = environment[name], !text.isEmpty else { return nil }
+        guard let value = Int(text) else { throw ValidationError("\(name) must be a whole number, not '\(text)'") }
+        return value
+    }
+}

@@ -1,0 +1,77 @@
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import LocalRedis
+@testable import OrderShop
+import RedisClient
+import TestSupport
+import Testing
+
+/// `--confirm-replicas N`: a command answers 2xx only once N replicas hold its writes; when they
+/// do not in time the answer is 503 and says the command may have been applied.
+@Suite(.timeLimit(.minutes(2))) struct ConfirmedCommandTests {
+    @Test("with --confirm-replicas 1 a command answers 200 while the replica keeps up, and 503 'may have been applied' when it does not")
+    func confirmedAndUnconfirmedCommands() async throws {
+        try await withReplication { replication in
+            let pool = try RedisConnectionPool(configuration: replication.configuration(0), maximumConnections: 4)
+            // Generous: on a loaded machine a running replica once took longer than 500 ms to confirm.
+            let confirmation = ReplicaConfirmation(replicas: 1, timeout: .seconds(3))
+            let context = try ShopContext(pool: pool, logger: testLogger, confirmation: confirmation)
+            try await Application(router: buildOwnerRouter(Customer.self, context: context)).test(.router) { client in
+                func create(_ email: String) async throws -> (HTTPResponse.Status, JSONValue) {
+                    let body = #"{"name": "N", "email": "\#(email)"}"#
+                    return try await client.execute(
+                        uri: "/customer", method: .post, headers: [.contentType: "application/json"], body: ByteBuffer(string: body)) { response in
+                        (response.status, try JSONParser.parse(Array(response.body.readableBytesView)))
+                    }
+                }
+                let (confirmed, ids) = try await create("a@shop.test")
+                #expect(confirmed == .ok, "\(ids)")
+                let id = try #require(ids.arrayValue?.first?.stringValue)
+                #expect(try await replication.send(RawCommand(["HEXISTS", "{customer}_entities", RedisArgument(id)]), to: 1).int == 1)
+
+                // A refused command wrote nothing, so it does not wait: 404 at once, replica or not.
+                replication.servers[1].signal(SIGSTOP)
+                defer { replication.servers[1].signal(SIGCONT) }
+                let refused = try await client.execute(uri: "/customer/no-such-id", method: .delete) { $0.status }
+                #expect(refused == .notFound)
+
+                let (unconfirmed, body) = try await create("b@shop.test")
+                #expect(unconfirmed == .serviceUnavailable, "\(body)")
+                #expect(body["outcome"]?.stringValue == "may have been applied", "\(body)")
+                #expect(body["error"]?.stringValue?.contains("0 of the 1 replicas") == true, "\(body)")
+                // It was applied on the primary: a read finds it (the client is told to look).
+                let customers = String(decoding: try await ReadModel(pool: pool).list(.customer), as: UTF8.self)
+                #expect(customers.contains("b@shop.test"), "\(customers)")
+            }
+            await pool.shutdown()
+        }
+    }
+
+    @Test("msg with --confirm-replicas 1: a mail the replica did not confirm answers 503; the retry with its key finds it sent, once")
+    func unconfirmedMailIsFoundByItsRetry() async throws {
+        try await withReplication { replication in
+            let pool = try RedisConnectionPool(configuration: replication.configuration(0), maximumConnections: 4)
+            let context = try ShopContext(pool: pool, logger: testLogger, confirmation: ReplicaConfirmation(replicas: 1, timeout: .seconds(2)))
+            try await Application(router: buildMsgRouter(context: context)).test(.router) { client in
+                func send() async throws -> (HTTPResponse.Status, JSONValue) {
+                    try await client.execute(
+                        uri: "/email", method: .post,
+                        headers: [.contentType: "application/json", .idempotencyKey: "crm:event-1"],
+                        body: ByteBuffer(string: #"{"to": "a@shop.test", "msg": "hello"}"#)
+                    ) { response in (response.status, try JSONParser.parse(Array(response.body.readableBytesView))) }
+                }
+                replication.servers[1].signal(SIGSTOP)
+                let (first, body) = try await send()
+                replication.servers[1].signal(SIGCONT)
+                #expect(first == .serviceUnavailable, "\(body)")
+                #expect(body["outcome"]?.stringValue == "may have been applied", "\(body)")
+                let (retry, receipt) = try await send()
+                #expect(retry == .ok, "\(receipt)")
+                #expect(receipt["status"]?.stringValue == "duplicate", "\(receipt)")
+                #expect(try await pool.send(XLEN(RedisArgument(MailKeys.sent))) == 1)
+            }
+            await pool.shutdown()
+        }
+    }
+}
