@@ -19,12 +19,17 @@ public final class LocalRedisReplication: Sendable {
     public init(replicas: Int = 1, options: LocalRedisServer.Options = LocalRedisServer.Options()) async throws {
         precondition(replicas >= 1)
         var servers: [LocalRedisServer] = []
+        // Each server keeps its data in a directory of its own (under the given one, if any).
+        func serverOptions(_ index: Int) -> LocalRedisServer.Options {
+            var o = options
+            o.extraArguments += Self.replicationArguments
+            if let directory = options.directory { o.directory = directory + "/server-\(index)" }
+            return o
+        }
         do {
-            var primaryOptions = options
-            primaryOptions.extraArguments += Self.replicationArguments
-            servers.append(try await LocalRedisServer(primaryOptions))
-            for _ in 0..<replicas {
-                var replicaOptions = primaryOptions
+            servers.append(try await LocalRedisServer(serverOptions(0)))
+            for index in 1...replicas {
+                var replicaOptions = serverOptions(index)
                 replicaOptions.extraArguments += ["--replicaof", "127.0.0.1", String(servers[0].port)]
                 servers.append(try await LocalRedisServer(replicaOptions))
             }
@@ -71,12 +76,28 @@ public final class LocalRedisReplication: Sendable {
     /// Makes server `index` the primary (`REPLICAOF NO ONE`), then every other live server its
     /// replica (`REPLICAOF 127.0.0.1 port`): a failover. What the old primary had and the
     /// promoted one had not yet received is lost, as in any asynchronous failover.
-    public func promote(_ index: Int) async throws {
+    ///
+    /// - Parameter link: the port the others replicate through (a proxy in front of the new
+    ///   primary, to cut the replication link on purpose); nil: straight to it.
+    public func promote(_ index: Int, replicatingThrough link: Int? = nil) async throws {
         try await replicaOf(nil, on: index)
         primary.withLock { $0 = index }
         for other in servers.indices where other != index && servers[other].pid != nil {
-            try await replicaOf(servers[index].port, on: other)
+            try await replicaOf(link ?? servers[index].port, on: other)
         }
+    }
+
+    /// Makes server `index` replicate from `port` (the primary's, or a link in front of it).
+    public func follow(_ port: Int, on index: Int) async throws {
+        try await replicaOf(port, on: index)
+    }
+
+    /// Starts server `index` again after it was killed, as a replica of the current primary,
+    /// and waits until it is in sync (its own data, older than the primary's, is replaced).
+    public func restart(_ index: Int, replicatingThrough link: Int? = nil) async throws {
+        try await servers[index].start()
+        try await replicaOf(link ?? servers[primaryIndex].port, on: index)
+        try await waitUntilReplicasAttached()
     }
 
     private func replicaOf(_ port: Int?, on index: Int) async throws {

@@ -48,6 +48,7 @@ struct WorkCommand: AsyncParsableCommand {
 
     @OptionGroup var services: ServiceURLOptions
     @OptionGroup var redis: RedisOptions
+    @OptionGroup var confirm: ConfirmationOptions
 
     func validate() throws {
         guard WorkerName(rawValue: worker) != nil else { throw ValidationError("unknown worker '\(worker)'; one of crm, billing") }
@@ -80,6 +81,7 @@ struct WorkCommand: AsyncParsableCommand {
         let httpClient = makeHTTPClient()
         var mail = MailClient(baseURL: services.addresses.url(.msg), client: httpClient)
         var configuration = WorkerConfiguration(consumerName: consumer, maxInFlight: concurrency, prefetch: prefetch, readers: readers)
+        configuration.replicaConfirmation = try confirm.confirmation()
         configuration.lease = .milliseconds(Int64(leaseSeconds * 1000))
         // Deliberate defects for the chaos harness to catch (never in production):
         // ack-before-handling, or no-idempotency (plain settle and a random key per mail).

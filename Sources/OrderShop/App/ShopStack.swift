@@ -103,7 +103,9 @@ public final class ShopStack: Sendable {
             var named = logger
             named[metadataKey: "worker"] = "\(worker)"
             let workerLogger = named
-            let configuration = options.workerConfiguration
+            var confirmed = options.workerConfiguration
+            if confirmed.replicaConfirmation == nil { confirmed.replicaConfirmation = options.confirmation }
+            let configuration = confirmed
             let subscriptions = worker.subscriptions(readModel: context.readModel, mail: mail)
             let switchable = SwitchableService(name: worker.rawValue, logger: workerLogger) {
                 StreamWorker(client: context.pool, configuration: configuration, subscriptions: subscriptions, logger: workerLogger)

@@ -1,4 +1,5 @@
 import Foundation
+import RedisClient
 
 /// How acknowledgements are committed.
 public enum SettleMode: String, Sendable, CaseIterable {
@@ -123,6 +124,12 @@ public struct WorkerConfiguration: Sendable {
     public var inspectionInterval: Duration
     /// A deliberate defect for chaos runs (nil: none).
     public var plantedBug: PlantedBug?
+    /// On replicated Redis: entries go to handlers only once this many replicas have them
+    /// (`WAIT` on the reading connection after each XREADGROUP and XAUTOCLAIM, which are writes
+    /// replicated after the entries they return). Without it a worker may act on an entry that
+    /// a failover then loses (seen in chaos: 29 mails for events the promoted replica never
+    /// had). While the replicas do not confirm, the entries wait, pending to this consumer.
+    public var replicaConfirmation: ReplicaConfirmation?
 
     public init(
         consumerName: String? = nil,

@@ -98,6 +98,9 @@ struct EntryReader: Sendable {
                     count: reserved, block: blocking ? configuration.block : nil))
             position.failures = 0
             let entries = batches.first?.entries ?? []
+            if !entries.isEmpty, !(try await context.entriesReplicated(on: connection, blockingReadOf: blocking ? entries.last?.id : nil)) {
+                return
+            }
             if let cursor = position.pendingCursor {
                 if entries.isEmpty {
                     position.pendingCursor = nil

@@ -35,10 +35,10 @@ struct Reclaimer: Sendable {
             defer { intake.prefetched.release(reserved) }
             if reserved == 0 || context.drain.isFired { return }
             do {
-                let result = try await context.client.send(
-                    XAUTOCLAIM(
-                        context.streamKey, group: context.group, consumer: context.consumer, minIdle: context.configuration.lease,
-                        start: cursor, count: reserved))
+                let claim = XAUTOCLAIM(
+                    context.streamKey, group: context.group, consumer: context.consumer, minIdle: context.configuration.lease,
+                    start: cursor, count: reserved)
+                guard let result = try await claimReplicated(claim) else { return }
                 cursor = result.nextCursor
                 if !result.deletedIDs.isEmpty { try await countDeleted(result.deletedIDs) }
                 let taken = result.entries.filter { entry in StreamID(entry.id).map { !context.held.contains($0) } ?? true }
@@ -59,6 +59,17 @@ struct Reclaimer: Sendable {
                 }
             }
         } while cursor != "0-0"
+    }
+
+    /// Claims; with a replica confirmation, on one connection that then waits for the replicas
+    /// (nil: the drain started meanwhile, the claimed entries stay pending to this consumer).
+    private func claimReplicated(_ claim: XAUTOCLAIM) async throws -> XAUTOCLAIM.Response? {
+        guard context.configuration.replicaConfirmation != nil else { return try await context.client.send(claim) }
+        return try await context.client.withConnection(forKeys: [context.streamKey]) { connection in
+            let result = try await connection.send(claim)
+            if result.entries.isEmpty { return result }
+            return try await context.entriesReplicated(on: connection) ? result : nil
+        }
     }
 
     private func countDeleted(_ ids: [String]) async throws {

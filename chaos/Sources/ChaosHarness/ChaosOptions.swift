@@ -30,13 +30,44 @@ public enum FaultKind: String, CaseIterable, Codable, Sendable, Comparable {
     /// Operations: a malformed event is dead-lettered, then `ordershop dlq replay STREAM GROUP`
     /// replays one group's dead letters during the load (only that group may see them again).
     case replay
+    /// Replicated topology: SIGKILL the primary; after a delay its replica is promoted and the
+    /// endpoint moves to it; the dead one comes back as the new primary's replica.
+    case failover
+    /// Replicated topology: the replica is promoted while the primary lives, and the old primary
+    /// is demoted to its replica (writes it took in between are discarded by the resync).
+    case promotion
+    /// Replicated topology: the replication link is cut (a network partition of the replica)
+    /// while the load runs, then the primary is SIGKILLed and the replica promoted without what
+    /// it missed: every write in that window is lost, and only unconfirmed ones may be.
+    case partition
 
     /// Crashes, network faults and bad input (`--faults standard`: all but the operations).
     public static let standard: [FaultKind] = [.kill, .pause, .term, .redis, .reset, .stall, .latency, .malformed, .duplicate]
     /// Everyday operations under load; on by default (`--faults all`), or by name.
     public static let operations: [FaultKind] = [.msgOutage, .trim, .rebuild, .replay]
 
+    /// Failovers of a primary/replica pair (`--topology replicated`).
+    public static let replication: [FaultKind] = [.failover, .promotion, .partition]
+
+    /// Whether the kind can be injected in a topology: a single server has no replica to
+    /// promote; a replicated pair's primary dies by ``failover``, not by a restart from its AOF.
+    public func applies(to topology: RedisTopology) -> Bool {
+        switch topology {
+        case .single: !Self.replication.contains(self)
+        case .replicated: self != .redis
+        }
+    }
+
     public static func < (a: FaultKind, b: FaultKind) -> Bool { a.rawValue < b.rawValue }
+}
+
+/// What Redis is in a run.
+public enum RedisTopology: String, CaseIterable, Codable, Sendable {
+    /// One redis-server with its append-only file (`appendfsync always`), killed and restarted.
+    case single
+    /// A primary and a replica (no cluster) behind one endpoint that moves on a failover, as
+    /// managed services present it; every service confirms its writes with `--confirm-replicas 1`.
+    case replicated
 }
 
 /// A deliberate defect passed to the workers, to show the checker catching it. Each must make
@@ -54,6 +85,13 @@ public enum PlantedBugOption: String, CaseIterable, Codable, Sendable {
     case ackBeforeEffects = "ack-before-effects"
     /// Leases are never refreshed: slow entries are reclaimed from a live worker and handled twice.
     case noLeaseRefresh = "no-lease-refresh"
+    /// Replicated topology: the services answer 2xx without waiting for the replica
+    /// (no `--confirm-replicas`): a failover after a partition loses commands answered 200.
+    case unconfirmedWrites = "unconfirmed-writes"
+
+    /// True for the bugs planted in the workers (`ordershop work --planted-bug`); the others are
+    /// planted in how the harness runs the services.
+    public var isWorkerBug: Bool { self != .unconfirmedWrites }
 
     /// Phrases of the violations this bug must cause: a planted run passes `make test` only when
     /// it FAILs with a violation containing one of them.
@@ -65,6 +103,7 @@ public enum PlantedBugOption: String, CaseIterable, Codable, Sendable {
         case .noMarkerCheck: ["runtime applied an event twice"]
         case .ackBeforeEffects: ["runtime never applied"]
         case .noLeaseRefresh: ["lease not kept", "runtime applied an event twice"]
+        case .unconfirmedWrites: ["lost events"]
         }
     }
 }
@@ -83,7 +122,8 @@ public struct ChaosOptions: Sendable, Codable {
     public var clients: Int = 6
     /// The workers' lease (seconds); a pause lasts at least twice this.
     public var leaseSeconds: Double = 3
-    public var faults: Set<FaultKind> = Set(FaultKind.allCases)
+    public var faults: Set<FaultKind> = Set(FaultKind.allCases.filter { $0.applies(to: .single) })
+    public var topology: RedisTopology = .single
     /// Seconds between faults, on average.
     public var meanFaultInterval: Double = 5
     /// The longest wait for every group to drain after the load.

@@ -32,13 +32,16 @@ public enum ChaosRun {
         do {
             let topo = try await Topology(options: options, runDirectory: reportDir, logger: logger)
             topology = topo
-            print("chaos: redis-server :\(topo.redis.port) (AOF, appendfsync always), proxy :\(topo.proxy.port), gateway \(topo.gatewayURL)")
+            if let replication = topo.replication, let endpoint = topo.endpoint {
+                print("chaos: redis-server primary :\(replication.servers[0].port) and replica :\(replication.servers[1].port) (AOF, appendfsync always), endpoint :\(endpoint.port), proxy :\(topo.proxy.port), gateway \(topo.gatewayURL); services confirm writes with --confirm-replicas 1")
+            } else {
+                print("chaos: redis-server :\(topo.redis.port) (AOF, appendfsync always), proxy :\(topo.proxy.port), gateway \(topo.gatewayURL)")
+            }
             try await topo.start(http: http)
             print("chaos: \(Topology.serviceNames.count) services and \(2 * options.workersPerKind) workers are up; logs in \(topo.logDirectory)")
-            // The harness's own connection goes straight to Redis, never through the proxy.
-            var redisConfig = topo.redis.configuration
-            redisConfig.reconnect.retryWindow = .seconds(10)
-            let client = try await connectRedis(redisConfig, maximumConnections: 4, logger: logger)
+            // The harness's own connection goes straight to Redis (replicated: to the endpoint),
+            // never through the workers' proxy.
+            let client = try await connectRedis(topo.harnessConfiguration, maximumConnections: 4, logger: logger)
             // The client's upkeep (a cluster's topology refresh) as a child task for as long as the body uses it.
             do {
                 try await withThrowingTaskGroup(of: Void.self) { group in
@@ -103,6 +106,9 @@ public enum ChaosRun {
         case .rebuild: "ordershop rebuild all under load"
         case .replay: "malformed event (shape \(f.variant ?? 0)) into \(f.stream ?? "?"), then ordershop dlq replay of group \(f.worker ?? "?") only"
         case .duplicate: "publisher retry: the newest \(f.variant ?? 1) entries of \(f.stream ?? "?") appended again, same event ids"
+        case .failover: "kill -9 the primary, promote its replica after \(f.seconds) s, move the endpoint"
+        case .promotion: "promote the replica, demote the primary, move the endpoint"
+        case .partition: "cut the replica off for \(f.seconds) s, kill -9 the primary, promote the replica without what it missed"
         }
     }
 
@@ -151,8 +157,7 @@ public enum ChaosRun {
 
         // Restore: heal the network, Redis up, every worker running.
         topology.proxy.heal()
-        try await topology.redis.start()
-        ChildRegistry.add(topology.redis.pid)
+        try await topology.restoreRedis()
         let restored = try await topology.restoreAll()
         if !restored.isEmpty { print("chaos: restored \(restored.joined(separator: ", "))") }
 

@@ -20,6 +20,12 @@ public struct CheckResult: Codable, Sendable {
     /// Unknown-outcome commands that took effect (Jepsen's "recovered").
     public var recovered = 0
     public var unknownNotApplied = 0
+    /// Replicated topology: commands answered 503 "may have been applied" (Redis took them, the
+    /// replica did not confirm in time), and those of them whose event is not in the history:
+    /// lost to a failover, which only unconfirmed writes may be. Counted and listed, never hidden.
+    public var unconfirmed = 0
+    public var unconfirmedLost = 0
+    public var unconfirmedLostTraces: [String] = []
     public var expectedMails = 0
     public var mails = 0
     public var lostEffects = 0
@@ -117,6 +123,13 @@ public enum Checker {
                 }
             case .unknown:
                 if applied { r.recovered += 1 } else { r.unknownNotApplied += 1 }
+                if rec.error?.contains(History.unconfirmedOutcome) == true {
+                    r.unconfirmed += 1
+                    if !applied {
+                        r.unconfirmedLost += 1
+                        if r.unconfirmedLostTraces.count < 50 { r.unconfirmedLostTraces.append("\(rec.action) \(rec.type) (trace \(rec.trace))") }
+                    }
+                }
             }
         }
 

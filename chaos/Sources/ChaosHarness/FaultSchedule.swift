@@ -71,6 +71,12 @@ public enum FaultSchedule {
                 fault.seconds = kind == .pause ? rng.uniform(1, 4) : rng.uniform(0.5, 5)
             case .redis:
                 fault.seconds = rng.uniform(0.2, 3)
+            case .failover:
+                fault.seconds = rng.uniform(0.5, 3)  // detection and election, as a managed service takes
+            case .promotion:
+                fault.seconds = 0
+            case .partition:
+                fault.seconds = rng.uniform(2, 5)  // commands wait up to 2 s each for the replica meanwhile
             case .reset:
                 fault.seconds = 0
             case .stall:

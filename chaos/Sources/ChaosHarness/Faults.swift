@@ -98,6 +98,24 @@ struct FaultInjector: Sendable {
             done.at = at
             done.note = note
             done.skipped = failed
+        case .failover, .promotion, .partition:
+            let (at, note, failed) = await redisLock.withLock { () async -> (Double, String, Bool) in
+                let at = clock.elapsed
+                do {
+                    let note: String
+                    switch fault.kind {
+                    case .failover: note = try await topology.failover(after: fault.seconds)
+                    case .partition: note = try await topology.partition(for: fault.seconds)
+                    default: note = try await topology.promotion()
+                    }
+                    return (at, note, false)
+                } catch {
+                    return (at, "\(fault.kind.rawValue) failed: \(error)", true)
+                }
+            }
+            done.at = at
+            done.note = note
+            done.skipped = failed
         case .reset:
             // The workers may hold no connection at this instant (all reconnecting after a Redis
             // restart, or paused between commands): try again for up to 10 s before calling the

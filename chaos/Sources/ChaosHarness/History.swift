@@ -89,6 +89,9 @@ public struct History: Sendable {
     /// The key of a subscription in the per-subscription maps.
     public static func key(_ stream: String, _ group: String) -> String { "\(stream)|\(group)" }
 
+    /// What a service's 503 says of a command Redis took but replicas did not confirm
+    /// (`--confirm-replicas`): its `"outcome"`.
+    public static let unconfirmedOutcome = "may have been applied"
     /// Field of an entry the harness injected as malformed (unique value per injection).
     public static let injectionField = "chaos_injection"
     /// Field of an entry the harness appended as a publisher's retry: the original entry's id.

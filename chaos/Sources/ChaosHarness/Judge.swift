@@ -42,7 +42,7 @@ public enum Judge {
         // be stale (a killed worker settles nothing): one refused means entries were taken from a
         // live worker whose lease was not kept (the handlers may outlast the lease: the
         // slow-handler mode makes them, and the runtime must refresh their leases).
-        let cutOff: Set<FaultKind> = [.pause, .stall, .latency, .redis, .reset]
+        let cutOff: Set<FaultKind> = [.pause, .stall, .latency, .redis, .reset, .failover, .promotion, .partition]
         if enabled.isDisjoint(with: cutOff) && stale > 0 {
             violations.append(
                 "lease not kept: \(stale) stale settles refused although no worker was paused or cut off from Redis (entries were taken from live workers)")
@@ -77,7 +77,7 @@ public enum Judge {
                 voids.append("no SIGKILL hit an entry inside its handler (mailed, not yet settled) (\(kills.count) kills)")
             }
         }
-        if !enabled.isDisjoint(with: [.kill, .pause, .redis, .stall, .reset]) && report.redeliveries == 0 {
+        if !enabled.isDisjoint(with: [.kill, .pause, .redis, .stall, .reset, .failover, .partition]) && report.redeliveries == 0 {
             voids.append("no entry was delivered twice: the run never made the runtime redeliver")
         }
         if !enabled.isDisjoint(with: [.duplicate, .kill]) && (counters["duplicates"] ?? 0) == 0 {

@@ -53,6 +53,7 @@ public struct RunReport: Codable, Sendable {
         let o = options
         rows.append(("seed", "\(o.seed)"))
         rows.append(("duration", "\(Int(o.duration)) s of load, \(o.clients) clients, \(o.workersPerKind) crm + \(o.workersPerKind) billing workers, lease \(o.leaseSeconds) s"))
+        rows.append(("redis", o.topology == .replicated ? "a primary and a replica behind a moving endpoint; services confirm with --confirm-replicas 1" : "one server, AOF (appendfsync always)"))
         rows.append(("planted bug", o.plantedBug?.rawValue ?? "none"))
         var byKind: [FaultKind: Int] = [:]
         var skipped = 0
@@ -67,7 +68,10 @@ public struct RunReport: Codable, Sendable {
         if let c = check {
             rows.append(("commands", "\(c.commands["total"] ?? 0): ok \(c.commands["ok"] ?? 0), failed \(c.commands["failed"] ?? 0), unknown \(c.commands["unknown"] ?? 0) (recovered \(c.recovered), not applied \(c.unknownNotApplied))"))
             rows.append(("events", "\(c.events) (+ \(c.injected) injected malformed, + \(c.publisherDuplicates) publisher duplicates, + \(c.replayedEntries) replayed dead letters)"))
-            rows.append(("lost events", "\(c.lostEvents)"))
+            rows.append(("lost events", "\(c.lostEvents)" + (o.topology != .replicated ? "" : o.plantedBug == .unconfirmedWrites ? " (answered 2xx without waiting for the replica: the planted bug)" : " (answered 2xx, so confirmed by the replica)")))
+            if o.topology == .replicated {
+                rows.append(("unconfirmed (503)", "\(c.unconfirmed): lost to a failover \(c.unconfirmedLost), kept \(c.unconfirmed - c.unconfirmedLost)"))
+            }
             rows.append(("mails", "expected \(c.expectedMails), sent \(c.mails): " + c.mailsByKind.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")))
             rows.append(("runtime applied", "\(c.runtimeApplied) of \(c.expectedApplications) (event, group) pairs; twice \(c.runtimeAppliedTwice), never \(c.runtimeNeverApplied), unexpected \(c.runtimeAppliedUnexpected)"))
             rows.append(("msg asked twice", "\(c.msgAskedTwice) (same key again after an unsettled handling; msg sent it once)"))
@@ -129,6 +133,7 @@ public struct RunReport: Codable, Sendable {
             .kill: "#d62728", .pause: "#9467bd", .term: "#8c564b", .redis: "#000000", .reset: "#ff7f0e", .stall: "#e377c2",
             .latency: "#bcbd22", .malformed: "#17becf", .duplicate: "#7f7f7f",
             .msgOutage: "#393b79", .trim: "#637939", .rebuild: "#8c6d31", .replay: "#843c39",
+            .failover: "#000000", .promotion: "#525252", .partition: "#a50f15",
         ]
         var s = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(w))\" height=\"\(Int(h))\" font-family=\"sans-serif\" font-size=\"11\">\n"
         s += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"

@@ -4,6 +4,7 @@ import Foundation
 import LocalRedis
 import Logging
 import NIOCore
+import RedisClient
 
 /// One worker process slot (`crm` 0..K-1, `billing` 0..K-1). Each start is a new incarnation with
 /// its own consumer name (`<kind>-<slot>-i<n>`) and metrics port, so that its counters and its
@@ -37,7 +38,16 @@ public actor Topology {
 
     let options: ChaosOptions
     let logger: Logger
+    /// The Redis server (single), or the first primary of ``replication``.
     public nonisolated let redis: LocalRedisServer
+    /// Replicated topology: the primary and its replica.
+    public nonisolated let replication: LocalRedisReplication?
+    /// Replicated topology: the endpoint the services, the tools and the harness use, moved to
+    /// the promoted replica on a failover (a managed service's DNS name).
+    public nonisolated let endpoint: TCPProxy?
+    /// Replicated topology: the replica's link to the primary (a proxy, cut by the partition fault).
+    public nonisolated let replicationLink: TCPProxy?
+    /// The workers' way to Redis, with network faults; on a failover it moves too.
     public nonisolated let proxy: TCPProxy
     public nonisolated let servicePorts: [String: Int]
     public nonisolated let logDirectory: String
@@ -57,6 +67,24 @@ public actor Topology {
 
     public nonisolated var gatewayURL: String { "http://127.0.0.1:\(servicePorts["gateway"]!)" }
 
+    /// Where the services, the tools and the harness reach Redis: the server, or the endpoint.
+    public nonisolated var redisURL: String { endpoint.map { "redis://127.0.0.1:\($0.port)" } ?? redis.url }
+
+    /// The harness's own client configuration (straight to Redis, or through the endpoint).
+    public nonisolated var harnessConfiguration: RedisConfiguration {
+        var c = endpoint.map { RedisConfiguration(endpoint: .tcp(host: "127.0.0.1", port: $0.port)) } ?? redis.configuration
+        c.reconnect.retryWindow = .seconds(10)
+        return c
+    }
+
+    /// `serve` arguments for a service: where Redis is, and in the replicated topology the
+    /// confirmation every command must get (2xx only once the replica has its writes).
+    private nonisolated func serveArguments(_ name: String) -> [String] {
+        var a = ["serve", name, "--host", "127.0.0.1", "--port", String(servicePorts[name]!), "--url", redisURL]
+        if replication != nil && options.plantedBug != .unconfirmedWrites { a += ["--confirm-replicas", "1", "--confirm-timeout", "2000"] }
+        return a
+    }
+
     public static let serviceNames = ["msg", "customer", "product", "inventory", "order", "billing", "gateway"]
 
     public init(options: ChaosOptions, runDirectory: String, logger: Logger) async throws {
@@ -69,8 +97,23 @@ public actor Topology {
         redisOptions.appendFsync = "always"
         redisOptions.directory = runDirectory + "/redis"
         try? FileManager.default.removeItem(atPath: runDirectory + "/redis")
-        redis = try await LocalRedisServer(redisOptions)
-        ChildRegistry.add(redis.pid)
+        switch options.topology {
+        case .single:
+            redis = try await LocalRedisServer(redisOptions)
+            replication = nil
+            endpoint = nil
+            replicationLink = nil
+        case .replicated:
+            let pair = try await LocalRedisReplication(replicas: 1, options: redisOptions)
+            replication = pair
+            redis = pair.servers[0]
+            endpoint = try TCPProxy(targetPort: redis.port)
+            let link = try TCPProxy(targetPort: redis.port)
+            replicationLink = link
+            try await pair.follow(link.port, on: 1)
+            try await pair.waitUntilReplicasAttached()
+        }
+        for server in replication?.servers ?? [redis] { ChildRegistry.add(server.pid) }
         proxy = try TCPProxy(targetPort: redis.port)
         var ports: [String: Int] = [:]
         for name in Self.serviceNames { ports[name] = try LocalRedisServer.freePort() }
@@ -91,9 +134,7 @@ public actor Topology {
     public func start(http: HTTPClient) async throws {
         for name in Self.serviceNames {
             services[name] = try ChildProcess(
-                options.ordershop,
-                ["serve", name, "--host", "127.0.0.1", "--port", String(servicePorts[name]!), "--url", redis.url],
-                environment: serviceEnvironment, outputFile: "\(logDirectory)/\(name).log")
+                options.ordershop, serveArguments(name), environment: serviceEnvironment, outputFile: "\(logDirectory)/\(name).log")
             ChildRegistry.add(services[name]?.pid)
         }
         for name in Self.serviceNames {
@@ -119,9 +160,7 @@ public actor Topology {
     /// Starts a stopped service again on its port and waits until it answers /healthz.
     public func startService(_ name: String, http: HTTPClient) async throws {
         let process = try ChildProcess(
-            options.ordershop,
-            ["serve", name, "--host", "127.0.0.1", "--port", String(servicePorts[name]!), "--url", redis.url],
-            environment: serviceEnvironment, outputFile: "\(logDirectory)/\(name).log")
+            options.ordershop, serveArguments(name), environment: serviceEnvironment, outputFile: "\(logDirectory)/\(name).log")
         ChildRegistry.add(process.pid)
         services[name] = process
         exitedServices.remove(name)
@@ -133,7 +172,7 @@ public actor Topology {
     public func runTool(_ arguments: [String], timeout: Duration = .seconds(120)) async throws -> (status: Int32, output: String) {
         toolRuns += 1
         let process = try ChildProcess(
-            options.ordershop, arguments + ["--url", redis.url], environment: serviceEnvironment,
+            options.ordershop, arguments + ["--url", redisURL], environment: serviceEnvironment,
             outputFile: "\(logDirectory)/tool-\(toolRuns)-\(arguments.first ?? "run").log")
         ChildRegistry.add(process.pid)
         guard let status = await process.waitForExit(timeout: timeout) else {
@@ -171,7 +210,8 @@ public actor Topology {
             "work", kind, "--metrics-port", String(port), "--metrics-host", "127.0.0.1", "--consumer", consumer,
             "--lease-seconds", String(options.leaseSeconds), "--url", "redis://127.0.0.1:\(proxy.port)",
         ]
-        if let bug = options.plantedBug { args += ["--planted-bug", bug.rawValue] }
+        if let bug = options.plantedBug, bug.isWorkerBug { args += ["--planted-bug", bug.rawValue] }
+        if replication != nil { args += ["--confirm-replicas", "1", "--confirm-timeout", "2000"] }
         if options.pauseAfterMailMs > 0 { args += ["--chaos-pause-after-mail-ms", String(options.pauseAfterMailMs)] }
         let process = try ChildProcess(options.ordershop, args, environment: serviceEnvironment, outputFile: "\(logDirectory)/\(key).log")
         ChildRegistry.add(process.pid)
@@ -293,7 +333,14 @@ public actor Topology {
             for p in services.values { group.addTask { await p.stop(signal: SIGTERM, grace: .seconds(20)) } }
         }
         proxy.stop()
-        await redis.stop()
-        if removeData { try? FileManager.default.removeItem(atPath: redis.directory) }
+        endpoint?.stop()
+        replicationLink?.stop()
+        if let replication {
+            for server in replication.servers { await server.stop() }
+            if removeData { try? FileManager.default.removeItem(atPath: options.reportDirectory + "/redis") }
+        } else {
+            await redis.stop()
+            if removeData { try? FileManager.default.removeItem(atPath: redis.directory) }
+        }
     }
 }

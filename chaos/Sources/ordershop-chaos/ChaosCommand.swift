@@ -25,6 +25,9 @@ struct ScheduleOptions: ParsableArguments {
     @Option(help: "Fault kinds to leave out, comma-separated.")
     var without: String = ""
 
+    @Option(help: "Redis: single (one server, AOF, killed and restarted) or replicated (a primary and a replica behind a moving endpoint; failover and promotion faults; services confirm writes with --confirm-replicas 1).")
+    var topology: String = "single"
+
     @Option(help: "Worker processes of each kind (crm, billing).")
     var workers: Int = 3
 
@@ -40,12 +43,17 @@ struct ScheduleOptions: ParsableArguments {
         o.workersPerKind = workers
         o.meanFaultInterval = faultInterval
         o.leaseSeconds = lease
+        guard let topology = RedisTopology(rawValue: topology) else {
+            throw ValidationError("unknown --topology '\(topology)'; one of \(RedisTopology.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        o.topology = topology
         var set = Set<FaultKind>()
         for name in faults.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !name.isEmpty {
-            if name == "all" { set.formUnion(FaultKind.allCases); continue }
-            if name == "standard" { set.formUnion(FaultKind.standard); continue }
+            if name == "all" { set.formUnion(FaultKind.allCases.filter { $0.applies(to: topology) }); continue }
+            if name == "standard" { set.formUnion((FaultKind.standard + FaultKind.replication).filter { $0.applies(to: topology) }); continue }
             if name == "operations" { set.formUnion(FaultKind.operations); continue }
             guard let k = FaultKind(rawValue: name) else { throw ValidationError("unknown fault kind '\(name)'") }
+            guard k.applies(to: topology) else { throw ValidationError("the \(name) fault does not apply to --topology \(topology.rawValue)") }
             set.insert(k)
         }
         for name in without.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !name.isEmpty {
