@@ -53,16 +53,21 @@ public final class LocalRedisReplication: Sendable {
         try await send(INFO(section: "replication"), to: index)
     }
 
-    /// Waits until the current primary sees every other live server as a replica in sync
-    /// (`state=online` and the primary's replication offset reached).
+    /// Waits until the current primary sees every other live server as a replica online that
+    /// has acknowledged the primary's replication offset as it was when the wait began (under
+    /// load the offset moves on: waiting for equality never ends).
     public func waitUntilReplicasAttached(timeout: Duration = .seconds(20)) async throws {
         let deadline = ContinuousClock.now + timeout
         let expected = servers.indices.filter { $0 != primaryIndex && servers[$0].pid != nil }.count
+        var target: Int?
         while true {
             if let info = try? await replicationInfo(primaryIndex), let offset = info["master_repl_offset"].flatMap(Int.init) {
-                let online = info.filter { $0.key.hasPrefix("slave") && $0.value.contains("state=online") }
-                let caughtUp = online.values.filter { value in
-                    value.split(separator: ",").contains { $0 == "offset=\(offset)" }
+                let goal = target ?? offset
+                target = goal
+                let caughtUp = info.filter { $0.key.hasPrefix("slave") && $0.value.contains("state=online") }.values.filter { value in
+                    value.split(separator: ",").contains { field in
+                        field.hasPrefix("offset=") && (Int(field.dropFirst("offset=".count)) ?? -1) >= goal
+                    }
                 }
                 if caughtUp.count >= expected { return }
             }

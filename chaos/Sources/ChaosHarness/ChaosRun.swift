@@ -127,7 +127,7 @@ public enum ChaosRun {
         await load.model.add(customers: await preload.model.customers)
         await load.model.add(products: await preload.model.products)
         let observer = Observer(http: http, pool: pool, clock: clock)
-        let archive = HistoryArchive(pool: pool)
+        let archive = HistoryArchive(pool: pool, confirmingReplicas: options.topology == .replicated ? 1 : 0)
         if options.faults.contains(.trim) { try await archive.start() }
         let injector = FaultInjector(
             topology: topology, observer: observer, pool: pool, clock: clock, options: options, http: http, archive: archive, logger: logger)
