@@ -261,6 +261,49 @@ extension PartitionedStreamTests {
 }
 
 extension PartitionedStreamTests {
+    @Test("6 partitions share one worker's read-ahead: while entries flow, each XREADGROUP carries a whole read count, as on one stream")
+    func partitionsReadWholeReadCounts() async throws {
+        try await withRedisServer { server in
+            let pool = try server.makePool(maximumConnections: 8)
+            let events = PartitionedStream("readahead", partitions: 6)
+            let total = 24_000
+            var commands: [XADD] = []
+            for i in 0..<total {
+                commands.append(events.add(key: "order-\(i % 997)", fields: [StreamField("event_id", "e-\(i)"), StreamField("n", "\(i)")]))
+                if commands.count == 1000 {
+                    for result in await pool.pipeline(commands) { _ = try result.get() }
+                    commands = []
+                }
+            }
+            let before = try await pool.send(INFO(section: "commandstats"))
+            // 12 readers (2 per partition) share 300 slots of read-ahead, each reading at most
+            // 100 (prefetch / (readers + 1)). A reader that took whatever room was free read 50
+            // or so at a time (about 47 entries per XREADGROUP here); one that waits for a whole
+            // read's worth reads 100, its first (blocking, one entry) and last (empty) reads aside.
+            let worker = RunningWorker(
+                pool: pool, configuration: WorkerConfiguration(maxInFlight: 64, readCount: 100, prefetch: 300, readers: 2, block: .seconds(5)),
+                subscriptions: [Subscription(stream: "readahead", group: "g", partitions: 6, handler: { _ in .done })])
+            let drained = await eventually(timeout: .seconds(120)) {
+                for stream in events.streams {
+                    let status = try await GroupInspector(client: pool).groupStatus(stream: stream, group: "g")
+                    guard status.lag == 0, status.pending == 0 else { return false }
+                }
+                return true
+            }
+            #expect(drained)
+            let after = try await pool.send(INFO(section: "commandstats"))
+            try await worker.stop()
+            await pool.shutdown()
+            func calls(_ info: [String: String]) -> Int {
+                let field = (info["cmdstat_xreadgroup"] ?? "").split(separator: ",").first { $0.hasPrefix("calls=") }
+                return field.flatMap { Int($0.dropFirst("calls=".count)) } ?? 0
+            }
+            let reads = calls(after) - calls(before)
+            #expect(reads > 0)
+            #expect(Double(total) / Double(max(reads, 1)) >= 75, "\(reads) reads for \(total) entries")
+        }
+    }
+
     @Test("one worker with one reader and one handler lane per partition: each entity's events handled in the order they were published")
     func oneWorkerHandlesEachEntityInOrder() async throws {
         try await withWorkerCluster { cluster, client in

@@ -24,6 +24,8 @@ struct ClusterDrainBench {
         var seconds: Double
         /// Redis CPU seconds of each primary during the drain, and the events its partitions held.
         var nodes: [(address: String, cpuSeconds: Double, events: Int)]
+        /// What the primaries spent on each command during the drain, summed.
+        var commands: CommandStats
         var eventsPerSecond: Double { Double(events) / seconds }
         var redisMicrosPerEvent: Double { nodes.map(\.cpuSeconds).reduce(0, +) / Double(events) * 1e6 }
         /// The largest share of the events one primary's partitions held, in percent.
@@ -90,6 +92,7 @@ struct ClusterDrainBench {
         }
         try await Task.sleep(for: .milliseconds(100))
 
+        let commandsBefore = try await CommandStats.snapshot(client)
         let cpuBefore = try await CPUAccounting.serverSeconds(client)
         let started = ContinuousClock.now
         var lastIDs: [String] = []
@@ -118,6 +121,8 @@ struct ClusterDrainBench {
         }
         let seconds = (finished - started).benchSeconds
         let cpuAfter = try await CPUAccounting.serverSeconds(client)
+        let commandsAfter = try await CommandStats.snapshot(client)
+        let commands = CommandStats.sum(commandsAfter.map { address, after in after.since(commandsBefore[address] ?? CommandStats()) })
 
         let total = o.events + o.partitions
         var perNode: [ClusterNodeAddress: Int] = [:]
@@ -135,7 +140,7 @@ struct ClusterDrainBench {
         let nodes = cpuAfter.keys.sorted { "\($0)" < "\($1)" }.map { address in
             ("\(address)", cpuAfter[address]! - (cpuBefore[address] ?? 0), perNode[address] ?? 0)
         }
-        return Result(events: total, seconds: seconds, nodes: nodes)
+        return Result(events: total, seconds: seconds, nodes: nodes, commands: commands)
     }
 
     /// Clients parked in a blocking XREADGROUP on every primary.

@@ -32,6 +32,10 @@ extension BenchWorkerCommand {
                         name: "redis_cpu.cluster_vs_one_node\(suffix)", unit: "µs/op", ours: onCluster.redisMicrosPerEvent,
                         peer: onOneNode.redisMicrosPerEvent))
                 results.add(BenchFigure(name: "busiest_node_share.cluster\(suffix)", unit: "%", ours: onCluster.busiestShare, peer: nil))
+                // Where the difference comes from: each command's calls per event and cost per call, cluster against one node.
+                results.add(
+                    CommandBreakdown(cluster: onCluster.commands, clusterEvents: onCluster.events, oneNode: onOneNode.commands, oneNodeEvents: onOneNode.events)
+                        .figures(suffix: suffix))
                 let shares = onCluster.nodes.map { node in
                     "\(node.address) \(String(format: "%.1f", 100 * Double(node.events) / Double(onCluster.events)))% of events, "
                         + "\(String(format: "%.2f", node.cpuSeconds)) s CPU"
@@ -46,6 +50,7 @@ extension BenchWorkerCommand {
             }
         }
         for line in projections { results.note(line) }
+        results.note(CommandBreakdown.explanation)
         results.print(
             json: options.json,
             title: "worker drain on a cluster: \(events) events over \(partitions) partitions on 3 primaries (no replicas), idempotent settle, "

@@ -33,6 +33,8 @@ struct WorkerDrainBench {
         var seconds: Double
         /// The server's CPU seconds (`INFO cpu`, user + system) from the release to the end.
         var redisCPUSeconds: Double
+        /// What the server spent on each command during the drain.
+        var commands: CommandStats
         var eventsPerSecond: Double { Double(events) / seconds }
         var redisMicrosPerEvent: Double { redisCPUSeconds / Double(events) * 1e6 }
     }
@@ -72,6 +74,7 @@ struct WorkerDrainBench {
         try await Task.sleep(for: .milliseconds(100))
 
         let total = o.events + 1
+        let commandsBefore = try await CommandStats.snapshot(control)
         let cpuBefore = try await redisCPUSeconds()
         let started = ContinuousClock.now
         _ = try await control.send(XGROUPSETID(RedisArgument(stream), group: group, id: "0"))
@@ -91,6 +94,7 @@ struct WorkerDrainBench {
         }
         let seconds = (finished - started).benchSeconds
         let redisCPU = try await redisCPUSeconds() - cpuBefore
+        let commands = try await CommandStats.snapshot(control).since(commandsBefore)
 
         // Every event handled once: the probes' own counters must add up.
         var handled = 0
@@ -104,7 +108,7 @@ struct WorkerDrainBench {
         guard handled == total else {
             throw BenchRunError("the probes processed \(handled) events, expected \(total)")
         }
-        return Result(events: total, seconds: seconds, redisCPUSeconds: redisCPU)
+        return Result(events: total, seconds: seconds, redisCPUSeconds: redisCPU, commands: commands)
     }
 
     private func redisCPUSeconds() async throws -> Double {
