@@ -394,7 +394,9 @@ struct FaultInjector: Sendable {
         guard !done.skipped, let stream = fault.stream, let group = fault.worker else { return done }
         let letters = DeadLetters(client: pool, stream: stream, group: group)
         // While msg is down the group's circuit breaker holds its entries, the malformed one
-        // too: wait until 30 s after msg is back (at least 20 s in all, at most 3 min).
+        // too, and after a long outage its probes are 16-32 s apart: wait until 60 s after msg
+        // is back (at least 20 s in all, at most 3 min). 30 s was too short once (a 27.5 s
+        // outage, then two proxy stalls: a replicated 5-minute run, seed 1301, VOID).
         let started = ContinuousClock.now
         var waiting = true
         while waiting {
@@ -404,7 +406,7 @@ struct FaultInjector: Sendable {
             }
             let now = ContinuousClock.now
             let sinceMsgUp = await msgState.sinceUp(now: now)
-            if now - started >= .seconds(180) || (now - started >= .seconds(20) && sinceMsgUp >= .seconds(30)) { break }
+            if now - started >= .seconds(180) || (now - started >= .seconds(20) && sinceMsgUp >= .seconds(60)) { break }
             do { try await Task.sleep(for: .milliseconds(250)) } catch { break }
         }
         if waiting {
