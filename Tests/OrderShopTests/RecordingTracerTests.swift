@@ -93,7 +93,7 @@ import Tracing
         #expect(set.exporter.header.resource.first! == ("service.name", "named"))
         #expect(set.exporter.maxQueueSize == 100 && set.exporter.maxExportBatchSize == 100 && set.exporter.scheduleDelay == .milliseconds(100))
         for other in [
-            ["OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"], ["OTEL_EXPORTER_OTLP_COMPRESSION": "gzip"], ["OTEL_EXPORTER_OTLP_CERTIFICATE": "/ca.pem"],
+            ["OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"], ["OTEL_EXPORTER_OTLP_CERTIFICATE": "/ca.pem"],
             ["OTEL_TRACES_SAMPLER": "xray"], ["OTEL_PROPAGATORS": "b3"],
         ] {
             #expect(try OTLPSettings.resolve(serviceName: "svc", environment: other) == nil, "\(other)")

@@ -2,9 +2,10 @@ import Foundation
 
 /// The exporter settings the OpenTelemetry environment variables give, for ``RecordingTracer``:
 /// OTLP over HTTP (protobuf or JSON) with the usual endpoint, header, timeout, sampler, batch
-/// and resource variables. nil for a setting it does not have (gRPC, compression, TLS
+/// and resource variables. nil for a setting it does not have (gRPC, TLS
 /// certificate files, another propagator or sampler): ``ShopTracing`` then uses swift-otel,
-/// which reads them.
+/// which reads them. `OTEL_EXPORTER_OTLP_COMPRESSION` is not applied, as swift-otel 1.6 does
+/// not apply it over HTTP either.
 enum OTLPSettings {
     struct Resolved {
         var exporter: OTLPSpanExporter.Settings
@@ -23,7 +24,6 @@ enum OTLPSettings {
         if let exporter = value("OTEL_TRACES_EXPORTER")?.lowercased(), exporter != "otlp" { return nil }
         if let propagators = value("OTEL_PROPAGATORS")?.lowercased(), propagators != "tracecontext" { return nil }
         for unsupported in ["CERTIFICATE", "CLIENT_CERTIFICATE", "CLIENT_KEY"] where otlp(unsupported) != nil { return nil }
-        if let compression = otlp("COMPRESSION")?.lowercased(), compression != "none" { return nil }
         let json: Bool
         switch otlp("PROTOCOL")?.lowercased() ?? "http/protobuf" {
         case "http/protobuf": json = false

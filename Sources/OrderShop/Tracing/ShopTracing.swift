@@ -13,7 +13,7 @@ import Tracing
 /// record nothing. With `OTEL_EXPORTER_OTLP_ENDPOINT` set they are ``RecordingTracer``'s,
 /// recorded and exported over OTLP/HTTP (`OTEL_EXPORTER_OTLP_PROTOCOL` `http/protobuf`, the
 /// default, or `http/json`), with the usual `OTEL_*` variables (``OTLPSettings``); a setting
-/// only swift-otel has (gRPC, gzip, certificate files) has swift-otel trace instead.
+/// only swift-otel has (certificate files, other propagators or samplers) has swift-otel trace instead.
 public enum ShopTracing {
     /// Whether `environment` asks for spans to be exported: an OTLP endpoint, or a traces
     /// exporter other than `none`.
@@ -58,7 +58,7 @@ public enum ShopTracing {
     }
 
     /// The shop's own recording tracer for OTLP/HTTP, unless the environment asks for what only
-    /// swift-otel has (gRPC, compression, certificate files, other propagators or samplers).
+    /// swift-otel has (certificate files, other propagators or samplers).
     private static func recordingTracer(serviceName: String, environment: [String: String], logger: Logger) throws -> RecordingTracer? {
         guard let settings = try OTLPSettings.resolve(serviceName: serviceName, environment: environment) else {
             logger.info("tracing: exporting with swift-otel (the OTEL_* settings ask for more than OTLP/HTTP with the usual options)")
