@@ -24,26 +24,42 @@ struct BenchWorkerCommand: AsyncParsableCommand {
     @Flag(help: "Also drain a partitioned stream on a local 3-primary Redis Cluster (idempotent, each handler), beside the same workers on one node and the peer on one node, with each run's Redis CPU per event.")
     var cluster = false
     @Option(help: "With --cluster: partitions of the stream.") var partitions = 6
+    @Option(help: "How the probes trace: env (as OTEL_* in this environment say), off, on (every span exported to a receiver the bench runs) or compare (off and on alternately, side by side).")
+    var tracing: BenchTracing = .env
 
     func run() async throws {
         if cluster { return try await runCluster() }
         let peers = try await options.peerRunner()
         var results = BenchResults()
-        for run in 1...options.runs {
-            try await BenchEnvironment.with(peers: peers) { env in
-                let bench = WorkerDrainBench(env: env)
-                for k in processes {
-                    // The peer has one mode (batched XACK): measured once per process count.
-                    let peer = try await peerDrain(env, run: run, consumers: k)
-                    for mode in settle {
-                        for form in handler {
-                            benchLog("run \(run): ours \(mode), \(form) handler, \(k) process(es)")
-                            let r = try await bench.run(
-                                .init(
-                                    events: events, processes: k, settle: mode, handler: form, maxInFlight: maxInFlight, prefetch: prefetch,
-                                    readCount: readCount))
-                            let name = "worker.drain.\(mode)" + (form == "batch" ? ".batch" : "") + (k == 1 ? "" : ".\(k)proc")
-                            results.add(BenchFigure(name: name, unit: "events/s", ours: r.eventsPerSecond, peer: peer))
+        try await tracing.withReceiver { sink, endpoint in
+            for run in 1...options.runs {
+                try await BenchEnvironment.with(peers: peers) { env in
+                    let bench = WorkerDrainBench(env: env)
+                    for k in processes {
+                        // The peer has one mode (batched XACK): measured once per process count.
+                        let peer = try await peerDrain(env, run: run, consumers: k)
+                        for mode in settle {
+                            for form in handler {
+                                let name = "worker.drain.\(mode)" + (form == "batch" ? ".batch" : "") + (k == 1 ? "" : ".\(k)proc")
+                                var off: Double?
+                                for exporting in tracing.settings {
+                                    benchLog("run \(run): ours \(mode), \(form) handler, \(k) process(es)\(BenchTracing.label(exporting))")
+                                    let spansBefore = sink?.spans ?? 0
+                                    let r = try await bench.run(
+                                        .init(
+                                            events: events, processes: k, settle: mode, handler: form, maxInFlight: maxInFlight, prefetch: prefetch,
+                                            readCount: readCount, environment: BenchTracing.environment(exporting: exporting, to: endpoint)))
+                                    if exporting == true, let sink {
+                                        // Every handled event's span reached the receiver (the probes flush as they stop).
+                                        let exported = 100 * Double(sink.spans - spansBefore) / Double(r.events)
+                                        benchLog("run \(run): \(String(format: "%.0f", r.eventsPerSecond)) events/s, the receiver got \(sink.spans - spansBefore) spans for \(r.events) events")
+                                        results.add(BenchFigure(name: "\(name).spans_exported", unit: "%", ours: exported, peer: nil))
+                                    } else {
+                                        benchLog("run \(run): \(String(format: "%.0f", r.eventsPerSecond)) events/s")
+                                    }
+                                    results.add(BenchTracing.figure(name, unit: "events/s", value: r.eventsPerSecond, peer: peer, exporting: exporting, off: &off))
+                                }
+                            }
                         }
                     }
                 }
@@ -51,7 +67,8 @@ struct BenchWorkerCommand: AsyncParsableCommand {
         }
         results.print(
             json: options.json,
-            title: "worker drain: \(events) events; probes --max-in-flight \(maxInFlight) --prefetch \(prefetch) --read-count \(readCount); peer: redis-py + hiredis, COUNT 100, one XACK per batch")
+            title: "worker drain: \(events) events; probes --max-in-flight \(maxInFlight) --prefetch \(prefetch) --read-count \(readCount); peer: redis-py + hiredis, COUNT 100, one XACK per batch"
+                + (tracing == .compare ? "; *.tracing_on_vs_off: tracing on (every span exported to a local receiver) in the ours column, off in the peer column" : ""))
     }
 }
 

@@ -10,10 +10,10 @@ import Tracing
 /// with a trace id, which reaches the events' `traceparent` field, the requests the process
 /// makes and the log lines (``loggingMetadata``). Export is off unless the environment asks for
 /// it (``exports(_:)``): then the spans are ``PropagatingTracer``'s, which carry the context and
-/// record nothing. With `OTEL_EXPORTER_OTLP_ENDPOINT` set they are swift-otel's, recorded and
-/// exported over OTLP/HTTP (`OTEL_EXPORTER_OTLP_PROTOCOL` `http/protobuf`, the default, or
-/// `http/json`); the other `OTEL_*` variables (`OTEL_SERVICE_NAME`, `OTEL_TRACES_SAMPLER`,
-/// `OTEL_BSP_SCHEDULE_DELAY`, ...) apply as swift-otel reads them.
+/// record nothing. With `OTEL_EXPORTER_OTLP_ENDPOINT` set they are ``RecordingTracer``'s,
+/// recorded and exported over OTLP/HTTP (`OTEL_EXPORTER_OTLP_PROTOCOL` `http/protobuf`, the
+/// default, or `http/json`), with the usual `OTEL_*` variables (``OTLPSettings``); a setting
+/// only swift-otel has (certificate files, other propagators or samplers) has swift-otel trace instead.
 public enum ShopTracing {
     /// Whether `environment` asks for spans to be exported: an OTLP endpoint, or a traces
     /// exporter other than `none`.
@@ -36,21 +36,44 @@ public enum ShopTracing {
             InstrumentationSystem.bootstrap(PropagatingTracer())
             return UntilShutdown()
         }
+        if let recording = try recordingTracer(serviceName: serviceName, environment: environment, logger: logger) {
+            InstrumentationSystem.bootstrap(recording)
+            return recording.exporter
+        }
         return try OTel.bootstrap(configuration: configuration(serviceName: serviceName, logger: logger), environment: environment)
     }
 
     /// The same tracer without bootstrapping it, for a part of a process (`withTracer`): a
     /// benchmark that runs a worker beside other work. Run `service` while it is used.
-    public static func makeTracer(serviceName: String, logger: Logger) throws -> (tracer: any Tracer, service: any Service) {
-        guard exports() else { return (PropagatingTracer(), UntilShutdown()) }
+    public static func makeTracer(
+        serviceName: String, environment: [String: String] = ProcessInfo.processInfo.environment, logger: Logger
+    ) throws -> (tracer: any Tracer, service: any Service) {
+        guard exports(environment) else { return (PropagatingTracer(), UntilShutdown()) }
+        if let recording = try recordingTracer(serviceName: serviceName, environment: environment, logger: logger) {
+            return (recording, recording.exporter)
+        }
+        // swift-otel reads this process's environment, whatever `environment` says.
         let backend = try OTel.makeTracingBackend(configuration: configuration(serviceName: serviceName, logger: logger))
         return (backend.factory, backend.service)
+    }
+
+    /// The shop's own recording tracer for OTLP/HTTP, unless the environment asks for what only
+    /// swift-otel has (certificate files, other propagators or samplers).
+    private static func recordingTracer(serviceName: String, environment: [String: String], logger: Logger) throws -> RecordingTracer? {
+        guard let settings = try OTLPSettings.resolve(serviceName: serviceName, environment: environment) else {
+            logger.info("tracing: exporting with swift-otel (the OTEL_* settings ask for more than OTLP/HTTP with the usual options)")
+            return nil
+        }
+        return RecordingTracer(sampler: settings.sampler, exporter: OTLPSpanExporter(settings: settings.exporter, logger: logger))
     }
 
     /// Puts the current span's `trace_id` and `span_id` in every log line's metadata (of the
     /// tracer ``bootstrap(serviceName:environment:logger:)`` chooses for the same environment).
     public static func loggingMetadata(_ environment: [String: String] = ProcessInfo.processInfo.environment) -> Logger.MetadataProvider {
-        exports(environment) ? OTel.makeLoggingMetadataProvider() : PropagatingTracer.loggingMetadata
+        guard exports(environment), (try? OTLPSettings.resolve(serviceName: "", environment: environment)) == nil else {
+            return PropagatingTracer.loggingMetadata
+        }
+        return OTel.makeLoggingMetadataProvider()
     }
 
     private static func configuration(serviceName: String, logger: Logger) -> OTel.Configuration {

@@ -32,21 +32,27 @@ enum EventOutcome: String, Sendable {
 /// another batch; a span that no path ended (the entry was let go) ends as abandoned when the
 /// last reference goes, so the tracer never keeps it for ever.
 final class EventSpan: Sendable {
-    private let span: Mutex<(any Span)?>
+    /// The span, with the attributes known at its start: they are given to it with the outcome
+    /// at the end, so that the span's attributes are set once (each `span.attributes[...] = `
+    /// copies them all).
+    private let held: Mutex<(span: any Span, attributes: SpanAttributes)?>
 
-    init(_ span: any Span) {
-        self.span = Mutex(span)
+    init(_ span: any Span, attributes: SpanAttributes) {
+        self.held = Mutex((span, attributes))
     }
 
     func end(_ outcome: EventOutcome, error: String? = nil) {
-        guard let span = span.withLock({ held -> (any Span)? in
+        guard case (let span, var attributes)? = held.withLock({ held in
             defer { held = nil }
             return held
         }) else { return }
-        span.attributes["worker.outcome"] = outcome.rawValue
+        attributes.set("worker.outcome", value: .string(outcome.rawValue))
         if let error {
-            span.attributes["worker.error"] = error
+            attributes.set("worker.error", value: .string(error))
             if outcome != .retried { span.setStatus(SpanStatus(code: .error)) }
+        }
+        span.updateAttributes { current in
+            if current.isEmpty { current = attributes } else { current.merge(attributes) }
         }
         span.end()
     }
@@ -82,15 +88,18 @@ struct EventTracer: Sendable {
         }
         let span = tracer.startSpan(operationName, context: parent, ofKind: .consumer)
         guard span.isRecording else { return (span, nil) }
-        span.updateAttributes { attributes in
-            attributes["messaging.system"] = "redis"
-            attributes["messaging.destination.name"] = context.identityStream
-            attributes["messaging.consumer.group.name"] = context.group
-            attributes["messaging.message.id"] = context.identityID(of: item.entry)
-            attributes["worker.consumer"] = context.consumer
-            attributes["worker.delivery_count"] = item.deliveryCount
-        }
-        return (span, EventSpan(span))
+        var attributes = SpanAttributes()
+        // These six, the outcome and maybe an error.
+        attributes.reserveCapacity(8)
+        // `set` with the attribute itself: the subscript boxes each value in an existential
+        // (`SpanAttributeConvertible`) first.
+        attributes.set("messaging.system", value: .string("redis"))
+        attributes.set("messaging.destination.name", value: .string(context.identityStream))
+        attributes.set("messaging.consumer.group.name", value: .string(context.group))
+        attributes.set("messaging.message.id", value: .string(context.identityID(of: item.entry)))
+        attributes.set("worker.consumer", value: .string(context.consumer))
+        attributes.set("worker.delivery_count", value: .int64(Int64(item.deliveryCount)))
+        return (span, EventSpan(span, attributes: attributes))
     }
 }
 

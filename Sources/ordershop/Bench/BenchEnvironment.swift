@@ -60,9 +60,10 @@ final class BenchEnvironment: @unchecked Sendable {
         _ = try await control.send(FLUSHALL())
     }
 
-    /// Starts a `worker-probe` child of this binary against the bench server.
-    func startProbe(stream: String, group: String, arguments: [String]) throws -> ChildProcess {
-        try ChildProcess(executable, ["worker-probe", "--url", url, "--stream", stream, "--group", group] + arguments)
+    /// Starts a `worker-probe` child of this binary against the bench server, with `environment`
+    /// added to this process's (how it traces: ``BenchTracing``).
+    func startProbe(stream: String, group: String, arguments: [String], environment: [String: String] = [:]) throws -> ChildProcess {
+        try ChildProcess(executable, ["worker-probe", "--url", url, "--stream", stream, "--group", group] + arguments, environment: environment)
     }
 
     /// Clients parked in a blocking XREADGROUP right now (Redis 7.0 creates a consumer only

@@ -19,6 +19,8 @@ struct LatencyBench {
         var events: Int
         var rate: Double
         var settle: SettleMode
+        /// Added to this process's environment for the worker's tracer (``BenchTracing``).
+        var tracing: [String: String] = [:]
     }
 
     struct Result {
@@ -52,8 +54,9 @@ struct LatencyBench {
             client: pool, configuration: WorkerConfiguration(consumerName: "latency", settleMode: o.settle),
             subscriptions: [subscription], logger: logger)
         // The worker traced as `ordershop work` is: spans exported when OTEL_EXPORTER_OTLP_ENDPOINT
-        // is set (tracing on), else dropped at the start (off).
-        let (tracer, tracing) = try ShopTracing.makeTracer(serviceName: "ordershop-bench-latency", logger: logger)
+        // is set (tracing on), else only propagated (off).
+        let (tracer, tracing) = try ShopTracing.makeTracer(
+            serviceName: "ordershop-bench-latency", environment: ProcessInfo.processInfo.environment.merging(o.tracing) { $1 }, logger: logger)
         let tracingGroup = ServiceGroup(services: [tracing], logger: logger)
         let exporting = Task { try await tracingGroup.run() }
         defer { exporting.cancel() }

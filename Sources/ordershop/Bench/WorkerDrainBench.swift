@@ -26,6 +26,8 @@ struct WorkerDrainBench {
         var prefetch: Int? = nil
         var readCount: Int
         var handlerDelayMs: Int = 0
+        /// Added to each probe's environment (its tracing: ``BenchTracing``).
+        var environment: [String: String] = [:]
     }
 
     struct Result {
@@ -58,7 +60,7 @@ struct WorkerDrainBench {
                     arguments: [
                         "--settle", o.settle, "--handler", o.handler, "--max-in-flight", "\(o.maxInFlight)", "--read-count", "\(o.readCount)",
                         "--handler-delay-ms", "\(o.handlerDelayMs)",
-                    ] + (o.prefetch.map { ["--prefetch", "\($0)"] } ?? [])))
+                    ] + (o.prefetch.map { ["--prefetch", "\($0)"] } ?? []), environment: o.environment))
         }
         // Every reader of every probe (the default number of readers per subscription, and one
         // on the group's replay stream).

@@ -1,0 +1,141 @@
+import AsyncHTTPClient
+import Logging
+import NIOCore
+import ServiceLifecycle
+import Synchronization
+
+/// Queues ended spans and sends them in batches over OTLP/HTTP (protobuf or JSON): a batch
+/// when `maxExportBatchSize` spans are queued, else what is queued every `scheduleDelay`, and
+/// the rest at shutdown. A full queue (`maxQueueSize`) drops new spans, counted and logged.
+///
+/// Adding a span is one append under an uncontended lock (a wake-up of the exporting task per
+/// batch, not per span); encoding and sending happen on the exporting task, one request at a
+/// time.
+final class OTLPSpanExporter: Service, Sendable {
+    struct Settings: Sendable {
+        /// The traces URL (`.../v1/traces`).
+        var endpoint: String
+        var json = false
+        var headers: [(String, String)] = []
+        var timeout: Duration = .seconds(10)
+        var scheduleDelay: Duration = .seconds(5)
+        /// Not the specification's 2,048: a worker ends up to 100,000 spans a second, and on a
+        /// loaded 2-core machine its exporting task waited long enough for 2,048 to fill (2.2 %
+        /// of a drain's spans dropped). 32,768 spans are at most ~25 MB while export lags.
+        var maxQueueSize = 32768
+        var maxExportBatchSize = 512
+        var header: OTLPEncoding.Header
+    }
+
+    private struct Queue {
+        var spans: [FinishedSpan] = []
+        var dropped = 0
+        /// A wake-up is on its way for the batch queued.
+        var signalled = false
+    }
+
+    let settings: Settings
+    private let logger: Logger
+    private let queue = Mutex(Queue())
+    private let wakeups: AsyncStream<Void>
+    private let wake: AsyncStream<Void>.Continuation
+
+    init(settings: Settings, logger: Logger) {
+        self.settings = settings
+        self.logger = logger
+        (wakeups, wake) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
+    }
+
+    func add(_ span: FinishedSpan) {
+        let full = queue.withLock { queue -> Bool in
+            guard queue.spans.count < settings.maxQueueSize else {
+                queue.dropped += 1
+                return false
+            }
+            queue.spans.append(span)
+            guard queue.spans.count >= settings.maxExportBatchSize, !queue.signalled else { return false }
+            queue.signalled = true
+            return true
+        }
+        if full { wake.yield() }
+    }
+
+    /// Spans queued, not yet taken for export.
+    var queued: Int { queue.withLock { $0.spans.count } }
+
+    /// Sends what is queued without waiting for the schedule.
+    func flushSoon() {
+        wake.yield()
+    }
+
+    func run() async throws {
+        var configuration = HTTPClient.Configuration()
+        configuration.timeout = .init(connect: .seconds(2), read: .init(settings.timeout))
+        // Its requests must not be traced: each export would start spans to export.
+        configuration.tracing.tracer = nil
+        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+        let delay = settings.scheduleDelay
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { [wake] in
+                while true {
+                    do { try await Task.sleep(for: delay) } catch { return }
+                    wake.yield()
+                }
+            }
+            await withGracefulShutdownHandler {
+                for await _ in wakeups {
+                    await exportQueued(client)
+                }
+            } onGracefulShutdown: { [wake] in
+                wake.finish()
+            }
+            group.cancelAll()
+        }
+        // The spans of the last moments (the process is stopping: its service group ends this
+        // service last).
+        await exportQueued(client)
+        try? await client.shutdown()
+    }
+
+    private func exportQueued(_ client: HTTPClient) async {
+        let batchSize = settings.maxExportBatchSize
+        let (spans, dropped) = queue.withLock { queue in
+            defer {
+                queue.spans = []
+                queue.spans.reserveCapacity(batchSize)
+                queue.dropped = 0
+                queue.signalled = false
+            }
+            return (queue.spans, queue.dropped)
+        }
+        if dropped > 0 {
+            logger.warning(
+                "spans dropped: the export queue was full", metadata: ["dropped": "\(dropped)", "max_queue_size": "\(settings.maxQueueSize)"])
+        }
+        var start = 0
+        while start < spans.count {
+            let end = min(start + batchSize, spans.count)
+            await send(spans[start..<end], with: client)
+            start = end
+        }
+    }
+
+    private func send(_ spans: ArraySlice<FinishedSpan>, with client: HTTPClient) async {
+        var request = HTTPClientRequest(url: settings.endpoint)
+        request.method = .POST
+        let body = settings.json ? OTLPEncoding.json(spans, header: settings.header) : OTLPEncoding.protobuf(spans, header: settings.header)
+        request.body = .bytes(ByteBuffer(bytes: body))
+        request.headers.add(name: "Content-Type", value: settings.json ? "application/json" : "application/x-protobuf")
+        request.headers.add(name: "User-Agent", value: "ordershop-otlp-http")
+        for (name, value) in settings.headers { request.headers.add(name: name, value: value) }
+        do {
+            let response = try await client.execute(request, timeout: .init(settings.timeout))
+            _ = try await response.body.collect(upTo: 2 << 20)
+            if !(200..<300).contains(response.status.code) {
+                logger.warning("span export refused", metadata: ["status": "\(response.status.code)", "spans": "\(spans.count)"])
+            }
+        } catch {
+            logger.warning("span export failed", metadata: ["error": "\(error)", "spans": "\(spans.count)"])
+        }
+    }
+}

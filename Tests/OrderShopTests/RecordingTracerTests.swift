@@ -1,0 +1,209 @@
+import Logging
+@testable import OrderShop
+import ServiceLifecycle
+import TestSupport
+import Testing
+import Tracing
+
+/// The tracer of a process that exports: sampled spans recorded and sent over OTLP/HTTP, the
+/// others only carrying their context on.
+@Suite struct RecordingTracerTests {
+    struct Headers: Extractor, Injector {
+        func extract(key: String, from carrier: [String: String]) -> String? { carrier[key] }
+        func inject(_ value: String, forKey key: String, into carrier: inout [String: String]) { carrier[key] = value }
+    }
+
+    private func makeTracer(_ sampler: TraceSampler, endpoint: String = "http://127.0.0.1:9/v1/traces", json: Bool = false) -> RecordingTracer {
+        var logger = Logger(label: "recording-tracer-tests")
+        logger.logLevel = .warning
+        let settings = OTLPSpanExporter.Settings(
+            endpoint: endpoint, json: json, scheduleDelay: .milliseconds(50), header: .init(resource: [("service.name", "tests")], scope: "tests"))
+        return RecordingTracer(sampler: sampler, exporter: OTLPSpanExporter(settings: settings, logger: logger))
+    }
+
+    @Test("a span the sampler drops records nothing, and still carries the caller's trace id, with a span id of its own, to what it injects")
+    func unsampledSpanPropagates() throws {
+        let tracer = makeTracer(.default)
+        var context = ServiceContext.topLevel
+        // Not sampled upstream: parent-based sampling drops the child.
+        tracer.extract(["traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"], into: &context, using: Headers())
+        let span = tracer.startSpan("op", context: context)
+        #expect(!span.isRecording)
+        span.attributes["a"] = "b"
+        span.end()
+        #expect(tracer.exporter.queued == 0)
+        var out: [String: String] = [:]
+        tracer.inject(span.context, into: &out, using: Headers())
+        let parts = (out["traceparent"] ?? "").split(separator: "-").map(String.init)
+        #expect(parts.count == 4 && parts[1] == "0af7651916cd43dd8448eb211c80319c" && parts[3] == "00", "\(out)")
+        #expect(parts.count == 4 && parts[2].count == 16 && parts[2] != "b7ad6b7169203331", "\(out)")
+
+        // A root span the ratio drops: a new trace all the same.
+        let ratio = makeTracer(try #require(TraceSampler(name: "traceidratio", argument: "0")))
+        let root = ratio.startSpan("root", context: .topLevel)
+        #expect(!root.isRecording && root.context.w3cTrace != nil)
+        root.end()
+        #expect(ratio.exporter.queued == 0)
+    }
+
+    @Test("a sampled span is recorded once, with its parent, and its children are sampled with it")
+    func sampledSpanIsQueued() throws {
+        let tracer = makeTracer(try #require(TraceSampler(name: "parentbased_always_off", argument: nil)))
+        var context = ServiceContext.topLevel
+        tracer.extract(["traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"], into: &context, using: Headers())
+        let span = tracer.startSpan("op", context: context, ofKind: .consumer)
+        #expect(span.isRecording)
+        let child = tracer.startSpan("child", context: span.context)
+        #expect(child.isRecording && child.context.w3cTrace?.flags == 1)
+        span.end()
+        span.end()
+        #expect(!span.isRecording)
+        #expect(tracer.exporter.queued == 1)
+        // Without a parent, parentbased_always_off drops.
+        #expect(!tracer.startSpan("root", context: .topLevel).isRecording)
+    }
+
+    @Test("sampler names and ratios", arguments: [
+        ("always_on", nil, TraceSampler(root: .always, parentBased: false)),
+        ("parentbased_always_on", nil, TraceSampler.default),
+        ("parentbased_traceidratio", "0.5", TraceSampler(root: .below(1 << 63), parentBased: true)),
+        ("traceidratio", "1", TraceSampler(root: .always, parentBased: false)),
+        ("always_off", nil, TraceSampler(root: .never, parentBased: false)),
+        ("jaeger_remote", nil, nil),
+    ] as [(String, String?, TraceSampler?)])
+    func samplerNames(name: String, argument: String?, expected: TraceSampler?) {
+        #expect(TraceSampler(name: name, argument: argument) == expected)
+    }
+
+    @Test("the environment: the endpoint, protocol and batch variables; settings only swift-otel has leave it to swift-otel")
+    func settingsFromEnvironment() throws {
+        let base = try #require(try OTLPSettings.resolve(serviceName: "svc", environment: ["OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318/"]))
+        #expect(base.exporter.endpoint == "http://collector:4318/v1/traces" && !base.exporter.json && base.sampler == .default)
+        #expect(base.exporter.header.resource.first! == ("service.name", "svc"))
+        let set = try #require(
+            try OTLPSettings.resolve(
+                serviceName: "svc",
+                environment: [
+                    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "https://c/traces", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json",
+                    "OTEL_EXPORTER_OTLP_HEADERS": "api-key=a%20b,x=y", "OTEL_SERVICE_NAME": "named", "OTEL_BSP_MAX_QUEUE_SIZE": "100",
+                    "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "512", "OTEL_BSP_SCHEDULE_DELAY": "100",
+                ]))
+        #expect(set.exporter.endpoint == "https://c/traces" && set.exporter.json)
+        #expect(set.exporter.headers.map { "\($0)=\($1)" } == ["api-key=a b", "x=y"])
+        #expect(set.exporter.header.resource.first! == ("service.name", "named"))
+        #expect(set.exporter.maxQueueSize == 100 && set.exporter.maxExportBatchSize == 100 && set.exporter.scheduleDelay == .milliseconds(100))
+        for other in [
+            ["OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"], ["OTEL_EXPORTER_OTLP_CERTIFICATE": "/ca.pem"],
+            ["OTEL_TRACES_SAMPLER": "xray"], ["OTEL_PROPAGATORS": "b3"],
+        ] {
+            #expect(try OTLPSettings.resolve(serviceName: "svc", environment: other) == nil, "\(other)")
+        }
+        #expect(throws: OTLPSettings.Invalid.self) { try OTLPSettings.resolve(serviceName: "svc", environment: ["OTEL_EXPORTER_OTLP_ENDPOINT": "collector"]) }
+    }
+
+    @Test("spans reach a receiver over OTLP/HTTP JSON: ids, parent, kind, attributes of each type, status and events")
+    func exportsJSON() async throws {
+        try await OTLPReceiver.run { receiver, port in
+            let tracer = makeTracer(.default, endpoint: "http://127.0.0.1:\(port)/v1/traces", json: true)
+            var logger = Logger(label: "recording-tracer-tests")
+            logger.logLevel = .warning
+            let group = ServiceGroup(services: [tracer.exporter], logger: logger)
+            let running = Task { try await group.run() }
+            let parent = tracer.startSpan("parent", context: .topLevel, ofKind: .server)
+            let child = tracer.startSpan("child \"quoted\"", context: parent.context, ofKind: .consumer)
+            child.updateAttributes { a in
+                a["s"] = "text"
+                a["i"] = 42
+                a["b"] = true
+                a["d"] = 1.5
+                a["list"] = ["x", "y"]
+            }
+            child.recordError(TestFailure("boom"))
+            child.setStatus(SpanStatus(code: .error, message: "failed"))
+            child.end()
+            parent.end()
+            let received = await eventually(timeout: .seconds(20)) { receiver.spans.count >= 2 }
+            await group.triggerGracefulShutdown()
+            _ = await running.result
+            #expect(received, "\(receiver.spans) \(receiver.refusals)")
+            let spans = receiver.spans
+            let p = try #require(spans.first { $0.name == "parent" })
+            let c = try #require(spans.first { $0.name == "child \"quoted\"" })
+            #expect(p.traceID == parent.context.w3cTrace?.traceIDHex && c.traceID == p.traceID)
+            #expect(c.parentSpanID == p.spanID && p.parentSpanID.isEmpty && p.service == "tests")
+            #expect(c.attributes["s"] == "text" && c.attributes["i"] == "42" && c.attributes["b"] == "true", "\(c)")
+        }
+    }
+
+    @Test("the protobuf encoding: a request of one resource, one scope and the spans, with their ids, parent, name, kind and attributes")
+    func protobufLayout() throws {
+        let trace = W3CTrace(traceHigh: 0x0af7_6519_16cd_43dd, traceLow: 0x8448_eb21_1c80_319c, spanID: 0x1122_3344_5566_7788, flags: 1, state: nil)
+        let span = FinishedSpan(
+            trace: trace, parentSpanID: 0xb7ad_6b71_6920_3331, name: "process s", kind: .consumer, startNanoseconds: 1, endNanoseconds: 2,
+            attributes: ["k": "v", "n": 7], status: nil, events: [], links: [])
+        let bytes = OTLPEncoding.protobuf([span, span], header: .init(resource: [("service.name", "svc")], scope: "scope"))
+        let request = try ProtoFields(bytes)
+        let resourceSpans = try ProtoFields(try #require(request.all(1).first))
+        let resource = try ProtoFields(try #require(resourceSpans.all(1).first))
+        let serviceName = try ProtoFields(try #require(resource.all(1).first))
+        #expect(serviceName.string(1) == "service.name")
+        let scopeSpans = try ProtoFields(try #require(resourceSpans.all(2).first))
+        #expect(try ProtoFields(try #require(scopeSpans.all(1).first)).string(1) == "scope")
+        let encoded = scopeSpans.all(2)
+        #expect(encoded.count == 2)
+        let s = try ProtoFields(try #require(encoded.first))
+        #expect(s.all(1).first == [0x0a, 0xf7, 0x65, 0x19, 0x16, 0xcd, 0x43, 0xdd, 0x84, 0x48, 0xeb, 0x21, 0x1c, 0x80, 0x31, 0x9c])
+        #expect(s.all(2).first == [0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88])
+        #expect(s.all(4).first == [0xb7, 0xad, 0x6b, 0x71, 0x69, 0x20, 0x33, 0x31])
+        #expect(s.string(5) == "process s" && s.varints[6] == 5)
+        var attributes: [String: [UInt8]] = [:]
+        for kv in s.all(9) {
+            let pair = try ProtoFields(kv)
+            attributes[pair.string(1) ?? ""] = pair.all(2).first
+        }
+        // AnyValue: string_value (field 1) "v"; int_value (field 3) 7.
+        #expect(attributes == ["k": [0x0a, 0x01, UInt8(ascii: "v")], "n": [0x18, 0x07]])
+    }
+}
+
+/// The fields of one protobuf message: length-delimited ones by number, varints by number.
+private struct ProtoFields {
+    var delimited: [(UInt64, [UInt8])] = []
+    var varints: [UInt64: UInt64] = [:]
+
+    struct Malformed: Error {}
+
+    init(_ bytes: [UInt8]) throws {
+        var i = 0
+        func varint() throws -> UInt64 {
+            var value: UInt64 = 0
+            var shift: UInt64 = 0
+            while i < bytes.count {
+                let b = bytes[i]
+                i += 1
+                value |= UInt64(b & 0x7F) << shift
+                if b & 0x80 == 0 { return value }
+                shift += 7
+            }
+            throw Malformed()
+        }
+        while i < bytes.count {
+            let key = try varint()
+            switch key & 7 {
+            case 0: varints[key >> 3] = try varint()
+            case 1: i += 8
+            case 5: i += 4
+            case 2:
+                let n = Int(try varint())
+                guard i + n <= bytes.count else { throw Malformed() }
+                delimited.append((key >> 3, Array(bytes[i..<(i + n)])))
+                i += n
+            default: throw Malformed()
+            }
+        }
+        guard i == bytes.count else { throw Malformed() }
+    }
+
+    func all(_ field: UInt64) -> [[UInt8]] { delimited.filter { $0.0 == field }.map(\.1) }
+    func string(_ field: UInt64) -> String? { all(field).first.map { String(decoding: $0, as: UTF8.self) } }
+}
