@@ -33,15 +33,36 @@ struct BenchGatewayCommand: AsyncParsableCommand {
                     let bench = GatewayBench(baseURL: baseURL)
                     let o = GatewayBench.Options(connections: concurrency, seconds: seconds, seedCustomers: seed)
                     if run == 1 || started != nil { try await bench.seed(seed) }
+                    // What bounds each figure: the CPU per request of `ordershop up` (gateway,
+                    // services and workers), redis-server and wrk, and the machine's busy cores.
+                    // Only for a gateway of ours: another one's processes and Redis are not known.
+                    let meter = started.map { gateway in
+                        CPUBoundMeter(
+                            processes: [("ordershop up", gateway.process.pid)] + (env.server.pid.map { [("redis-server", $0)] } ?? []),
+                            exitedChildren: "wrk")
+                    }
+                    func measured(_ body: () async throws -> GatewayBench.Figures) async throws -> (GatewayBench.Figures, CPUBound?) {
+                        guard let meter else { return (try await body(), nil) }
+                        let (figures, bound) = try await meter.measure(body)
+                        return (figures, bound)
+                    }
                     benchLog("run \(run): GET /customers")
-                    let get = try await bench.get(o)
+                    let get = try await measured { try await bench.get(o) }
                     benchLog("run \(run): POST /customers")
-                    let post = try await bench.post(o)
-                    for (name, f) in [("get", get), ("post", post)] {
+                    let post = try await measured { try await bench.post(o) }
+                    for (name, (f, bound)) in [("get", get), ("post", post)] {
                         if f.errors > 0 { results.note("\(name): \(f.errors) failed requests in run \(run)") }
                         results.add(BenchFigure(name: "gateway.\(name)_customers.rps", unit: "req/s", ours: f.requestsPerSecond, peer: nil))
                         results.add(BenchFigure(name: "gateway.\(name)_customers.p50", unit: "ms", ours: f.p50Ms, peer: nil))
                         results.add(BenchFigure(name: "gateway.\(name)_customers.p99", unit: "ms", ours: f.p99Ms, peer: nil))
+                        guard let bound else { continue }
+                        for share in bound.shares {
+                            let process = ["ordershop up": "up", "redis-server": "redis"][share.name] ?? share.name
+                            results.add(
+                                BenchFigure(name: "gateway.\(name)_customers.cpu_\(process)", unit: "µs/req", ours: bound.microsecondsPerRequest(share), peer: nil))
+                        }
+                        results.add(BenchFigure(name: "gateway.\(name)_customers.busy_cores", unit: "cores", ours: bound.machineCores, peer: nil))
+                        results.note("\(name) run \(run): \(Int(f.requestsPerSecond.rounded())) req/s; \(bound.summary)")
                     }
                 } catch {
                     await started?.stop()

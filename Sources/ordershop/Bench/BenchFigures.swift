@@ -11,7 +11,7 @@ struct BenchFigure: Sendable {
     var peer: Double?
 
     var ratio: Double? { peer.flatMap { $0 == 0 ? nil : ours / $0 } }
-    var lowerIsBetter: Bool { unit == "ms" || unit == "µs/op" }
+    var lowerIsBetter: Bool { unit == "ms" || unit == "µs/op" || unit == "µs/req" }
 }
 
 /// The figures of several runs of the same benchmark, reported as medians (with min and max

@@ -19,6 +19,8 @@ struct GatewayBench {
         var p50Ms: Double
         var p99Ms: Double
         var errors: Int
+        /// Requests completed (wrk's `N requests in ...`).
+        var requests: Int
     }
 
     /// The gateway's base URL (`http://host:port`).
@@ -84,10 +86,12 @@ struct GatewayBench {
         var p50: Double?
         var p99: Double?
         var errors = 0
+        var requests = 0
         for raw in output.split(whereSeparator: \.isNewline) {
             let parts = raw.split(separator: " ", omittingEmptySubsequences: true)
             guard let head = parts.first else { continue }
             if head == "Requests/sec:", parts.count > 1 { rps = Double(parts[1]) }
+            if raw.contains(" requests in "), let n = Int(head) { requests = n }
             if head == "50%", parts.count > 1 { p50 = milliseconds(parts[1]) }
             if head == "99%", parts.count > 1 { p99 = milliseconds(parts[1]) }
             if raw.contains("Non-2xx or 3xx responses:"), let n = parts.last.flatMap({ Int($0) }) { errors += n }
@@ -97,7 +101,7 @@ struct GatewayBench {
             }
         }
         guard status == 0, let rps, let p50, let p99 else { throw BenchRunError("wrk (exit \(status)) output not understood: \(output.prefix(800))") }
-        return Figures(requestsPerSecond: rps, p50Ms: p50, p99Ms: p99, errors: errors)
+        return Figures(requestsPerSecond: rps, p50Ms: p50, p99Ms: p99, errors: errors, requests: requests)
     }
 
     /// `812.00us`, `1.23ms`, `1.02s` in milliseconds.
