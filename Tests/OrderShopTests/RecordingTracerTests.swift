@@ -1,6 +1,7 @@
 import Logging
 @testable import OrderShop
 import ServiceLifecycle
+import StreamWorker
 import TestSupport
 import Testing
 import Tracing
@@ -163,6 +164,75 @@ import Tracing
         }
         // AnyValue: string_value (field 1) "v"; int_value (field 3) 7.
         #expect(attributes == ["k": [0x0a, 0x01, UInt8(ascii: "v")], "n": [0x18, 0x07]])
+    }
+}
+
+extension RecordingTracerTests {
+    @Test("a worker's handling spans: recorded when sampled, ended once, an abandoned one ended by its last reference")
+    func handlingSpans() throws {
+        let tracer = makeTracer(.default)
+        let record = EventHandlingRecord(stream: "s", group: "g", consumer: "c", messageID: "1-0", deliveryCount: 1, outcome: "abandoned")
+        var parent = ServiceContext.topLevel
+        tracer.extract(["traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"], into: &parent, using: Headers())
+        let (context, span) = tracer.startHandlingSpan("process s", context: parent, record: record)
+        #expect(context.w3cTrace?.traceIDHex == "0af7651916cd43dd8448eb211c80319c" && context.w3cTrace?.spanID != 0xb7ad_6b71_6920_3331)
+        let ended = try #require(span)
+        ended.end(outcome: "applied", error: nil, failed: false)
+        ended.end(outcome: "duplicate", error: nil, failed: false)
+        #expect(tracer.exporter.queued == 1)
+        // Let go without an end: its deinit ends it (as abandoned).
+        do { _ = tracer.startHandlingSpan("process s", context: .topLevel, record: record) }
+        #expect(tracer.exporter.queued == 2)
+        // Not sampled upstream: no span, the context still carried on.
+        var unsampled = ServiceContext.topLevel
+        tracer.extract(["traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"], into: &unsampled, using: Headers())
+        let dropped = tracer.startHandlingSpan("process s", context: unsampled, record: record)
+        #expect(dropped.span == nil && dropped.context.w3cTrace?.traceIDHex == "0af7651916cd43dd8448eb211c80319c")
+        #expect(tracer.exporter.queued == 2)
+    }
+
+    @Test("handling spans in protobuf: each span has its own record's attributes, the shared ones written again when the consumer changes")
+    func handlingSpansProtobuf() throws {
+        let trace = W3CTrace(traceHigh: 1, traceLow: 2, spanID: 3, flags: 1, state: nil)
+        let records = [
+            EventHandlingRecord(stream: "orders", group: "crm", consumer: "c1", messageID: "1-0", deliveryCount: 1, outcome: "applied"),
+            EventHandlingRecord(stream: "orders", group: "crm", consumer: "c1", messageID: "2-0", deliveryCount: 3, outcome: "retried", error: "boom"),
+            EventHandlingRecord(stream: "orders", group: "crm", consumer: "c2", messageID: "3-0", deliveryCount: 1, outcome: "duplicate"),
+            EventHandlingRecord(stream: "orders", group: "billing", consumer: "c2", messageID: "4-0", deliveryCount: 1, outcome: "applied"),
+        ]
+        let spans = records.map {
+            FinishedSpan(
+                trace: trace, parentSpanID: 0, name: "process orders", kind: .consumer, startNanoseconds: 1, endNanoseconds: 2, attributes: ["extra": "x"],
+                handling: $0, status: nil, events: [], links: [])
+        }
+        let bytes = OTLPEncoding.protobuf(spans, header: .init(resource: [("service.name", "svc")], scope: "scope"))
+        let request = try ProtoFields(bytes)
+        let resourceSpans = try ProtoFields(try #require(request.all(1).first))
+        let scopeSpans = try ProtoFields(try #require(resourceSpans.all(2).first))
+        let encoded = scopeSpans.all(2)
+        try #require(encoded.count == records.count)
+        for (span, record) in zip(encoded, records) {
+            var attributes: [String: [UInt8]] = [:]
+            var names: [String] = []
+            for kv in try ProtoFields(span).all(9) {
+                let pair = try ProtoFields(kv)
+                names.append(pair.string(1) ?? "")
+                attributes[pair.string(1) ?? ""] = pair.all(2).first
+            }
+            var expected: [String: [UInt8]] = ["extra": [0x0a, 0x01, UInt8(ascii: "x")]]
+            var expectedNames = ["extra"]
+            record.forEachAttribute { name, value in
+                expectedNames.append(name)
+                // AnyValue: string_value (field 1) or int_value (field 3).
+                switch value {
+                case .string(let text): expected[name] = [0x0a, UInt8(text.utf8.count)] + Array(text.utf8)
+                case .int64(let n): expected[name] = [0x18, UInt8(n)]
+                default: Issue.record("unexpected attribute \(name)")
+                }
+            }
+            #expect(names == expectedNames, "\(record)")
+            #expect(attributes == expected, "\(record)")
+        }
     }
 }
 

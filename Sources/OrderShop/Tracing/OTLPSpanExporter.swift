@@ -10,7 +10,9 @@ import Synchronization
 ///
 /// Adding a span is one append under an uncontended lock (a wake-up of the exporting task per
 /// batch, not per span); encoding and sending happen on the exporting task, one request at a
-/// time.
+/// time. Not encoding where a span ends matters: a worker's settler ends a batch's spans
+/// between two settle round trips, so whatever an end costs lengthens every settle cycle
+/// (encoding there made the traced drain slower, though it saved CPU).
 final class OTLPSpanExporter: Service, Sendable {
     struct Settings: Sendable {
         /// The traces URL (`.../v1/traces`).
@@ -27,8 +29,15 @@ final class OTLPSpanExporter: Service, Sendable {
         var header: OTLPEncoding.Header
     }
 
+    /// A span waiting for export.
+    enum Queued: Sendable {
+        case finished(FinishedSpan)
+        /// A worker's handling, ended: the span itself (its fields no longer change).
+        case handling(RecordedHandlingSpan)
+    }
+
     private struct Queue {
-        var spans: [FinishedSpan] = []
+        var spans: [Queued] = []
         var dropped = 0
         /// A wake-up is on its way for the batch queued.
         var signalled = false
@@ -36,17 +45,18 @@ final class OTLPSpanExporter: Service, Sendable {
 
     let settings: Settings
     private let logger: Logger
-    private let queue = Mutex(Queue())
+    private let queue: Mutex<Queue>
     private let wakeups: AsyncStream<Void>
     private let wake: AsyncStream<Void>.Continuation
 
     init(settings: Settings, logger: Logger) {
         self.settings = settings
         self.logger = logger
+        queue = Mutex(Queue())
         (wakeups, wake) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
     }
 
-    func add(_ span: FinishedSpan) {
+    func add(_ span: Queued) {
         let full = queue.withLock { queue -> Bool in
             guard queue.spans.count < settings.maxQueueSize else {
                 queue.dropped += 1
@@ -58,6 +68,10 @@ final class OTLPSpanExporter: Service, Sendable {
             return true
         }
         if full { wake.yield() }
+    }
+
+    func add(_ span: FinishedSpan) {
+        add(.finished(span))
     }
 
     /// Spans queued, not yet taken for export.
@@ -112,18 +126,24 @@ final class OTLPSpanExporter: Service, Sendable {
             logger.warning(
                 "spans dropped: the export queue was full", metadata: ["dropped": "\(dropped)", "max_queue_size": "\(settings.maxQueueSize)"])
         }
-        var start = 0
-        while start < spans.count {
-            let end = min(start + batchSize, spans.count)
-            await send(spans[start..<end], with: client)
-            start = end
+        var batch = EncodedSpans(json: settings.json, capacity: min(batchSize, spans.count))
+        for (i, span) in spans.enumerated() {
+            switch span {
+            case .finished(let finished): batch.append(finished)
+            case .handling(let handling): batch.append(handling.finished)
+            }
+            if batch.count == batchSize || i == spans.count - 1 {
+                let count = batch.count
+                await send(batch.take(), count: count, with: client)
+            }
         }
     }
 
-    private func send(_ spans: ArraySlice<FinishedSpan>, with client: HTTPClient) async {
+    /// Sends `count` spans encoded by ``EncodedSpans``.
+    private func send(_ spans: [UInt8], count: Int, with client: HTTPClient) async {
         var request = HTTPClientRequest(url: settings.endpoint)
         request.method = .POST
-        let body = settings.json ? OTLPEncoding.json(spans, header: settings.header) : OTLPEncoding.protobuf(spans, header: settings.header)
+        let body = OTLPEncoding.request(spans, header: settings.header, json: settings.json)
         request.body = .bytes(ByteBuffer(bytes: body))
         request.headers.add(name: "Content-Type", value: settings.json ? "application/json" : "application/x-protobuf")
         request.headers.add(name: "User-Agent", value: "ordershop-otlp-http")
@@ -132,10 +152,10 @@ final class OTLPSpanExporter: Service, Sendable {
             let response = try await client.execute(request, timeout: .init(settings.timeout))
             _ = try await response.body.collect(upTo: 2 << 20)
             if !(200..<300).contains(response.status.code) {
-                logger.warning("span export refused", metadata: ["status": "\(response.status.code)", "spans": "\(spans.count)"])
+                logger.warning("span export refused", metadata: ["status": "\(response.status.code)", "spans": "\(count)"])
             }
         } catch {
-            logger.warning("span export failed", metadata: ["error": "\(error)", "spans": "\(spans.count)"])
+            logger.warning("span export failed", metadata: ["error": "\(error)", "spans": "\(count)"])
         }
     }
 }

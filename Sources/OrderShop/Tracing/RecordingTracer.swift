@@ -1,3 +1,4 @@
+import StreamWorker
 import Synchronization
 import Tracing
 
@@ -14,7 +15,7 @@ import Tracing
 /// `getrandom`. This one: ids from ``TraceIDs``, the span's state behind one uncontended lock,
 /// and at the end one append to the exporter's queue; the exporter writes the wire bytes
 /// directly (``OTLPEncoding``) once per batch.
-public struct RecordingTracer: Tracer {
+public struct RecordingTracer: EventHandlingTracer {
     public typealias Span = RecordedSpan
 
     let sampler: TraceSampler
@@ -32,6 +33,32 @@ public struct RecordingTracer: Tracer {
         function: String, file fileID: String, line: UInt
     ) -> RecordedSpan {
         var context = context()
+        let (trace, parentSpanID) = child(in: &context)
+        // An unsampled span still carries its context (to the events, requests and log lines);
+        // it records nothing and never reaches the exporter.
+        guard trace.flags & 1 == 1 else { return RecordedSpan(context: context) }
+        return RecordedSpan(
+            context: context, trace: trace, parentSpanID: parentSpanID, name: operationName, kind: kind, start: instant().nanosecondsSinceEpoch,
+            exporter: exporter)
+    }
+
+    /// A worker's handling: a span of its own kind (``RecordedHandlingSpan``), lighter than a
+    /// ``RecordedSpan`` (no attribute dictionary, events or links; no context kept).
+    public func startHandlingSpan(
+        _ operationName: String, context: ServiceContext, record: @autoclosure () -> EventHandlingRecord
+    ) -> (context: ServiceContext, span: (any EventHandlingSpan)?) {
+        var context = context
+        let (trace, parentSpanID) = child(in: &context)
+        guard trace.flags & 1 == 1 else { return (context, nil) }
+        let span = RecordedHandlingSpan(
+            trace: trace, parentSpanID: parentSpanID, name: operationName, start: DefaultTracerClock.now.nanosecondsSinceEpoch, record: record(),
+            exporter: exporter)
+        return (context, span)
+    }
+
+    /// The trace context of a new span in `context`'s trace (a new trace without one), put in
+    /// `context`, with the parent's span id (0: a root); its sampled flag says whether it records.
+    private func child(in context: inout ServiceContext) -> (trace: W3CTrace, parentSpanID: UInt64) {
         let parent = context.w3cTrace
         let traceHigh = parent?.traceHigh ?? TraceIDs.next()
         let traceLow = parent?.traceLow ?? TraceIDs.next()
@@ -39,12 +66,7 @@ public struct RecordingTracer: Tracer {
         let flags = sampled ? (parent?.flags ?? 0) | 1 : (parent?.flags ?? 0) & ~1
         let trace = W3CTrace(traceHigh: traceHigh, traceLow: traceLow, spanID: TraceIDs.next(), flags: flags, state: parent?.state)
         context.w3cTrace = trace
-        // An unsampled span still carries its context (to the events, requests and log lines);
-        // it records nothing and never reaches the exporter.
-        guard sampled else { return RecordedSpan(context: context) }
-        return RecordedSpan(
-            context: context, trace: trace, parentSpanID: parent?.spanID ?? 0, name: operationName, kind: kind,
-            start: instant().nanosecondsSinceEpoch, exporter: exporter)
+        return (trace, parent?.spanID ?? 0)
     }
 
     public func forceFlush() {

@@ -28,31 +28,31 @@ struct HandlerCall: Sendable {
         if items.count == 1 {
             // The per-entry path (every entry of a per-entry handler, every retry): no index list.
             var item = items[0]
-            let span: any Span
-            (span, item.span) = tracer.start(item, context: context)
+            let trace: ServiceContext
+            (trace, item.span) = tracer.start(item, context: context)
             if let settle = settleWithoutHandling(item) {
                 report(0, .settle(settle))
             } else {
-                report(0, await handleOne(item, in: span.context))
+                report(0, await handleOne(item, in: trace))
             }
             return
         }
         var items = items
-        var spans: [any Span] = []
-        spans.reserveCapacity(items.count)
+        var traces: [ServiceContext] = []
+        traces.reserveCapacity(items.count)
         var handled: [Int] = []
         handled.reserveCapacity(items.count)
         for index in items.indices {
-            let span: any Span
-            (span, items[index].span) = tracer.start(items[index], context: context)
-            spans.append(span)
+            let trace: ServiceContext
+            (trace, items[index].span) = tracer.start(items[index], context: context)
+            traces.append(trace)
             if let settle = settleWithoutHandling(items[index]) {
                 report(index, .settle(settle))
             } else {
                 handled.append(index)
             }
         }
-        if handled.count == 1 { report(handled[0], await handleOne(items[handled[0]], in: spans[handled[0]].context)) }
+        if handled.count == 1 { report(handled[0], await handleOne(items[handled[0]], in: traces[handled[0]])) }
         guard handled.count > 1 else { return }
         let started = ContinuousClock.now
         guard let batchHandler = context.subscription.batchHandler else {

@@ -15,7 +15,7 @@ struct WorkItem: Sendable {
     var knownDuplicate = false
     /// The span of its current handling, ended with the outcome (nil until handled, and when
     /// the span does not record).
-    var span: EventSpan?
+    var span: (any EventHandlingSpan)?
 
     init(entry: StreamEntry, id: StreamID, deliveryCount: Int, marker: String?) {
         self.entry = entry

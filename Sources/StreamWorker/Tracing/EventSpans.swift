@@ -27,38 +27,35 @@ enum EventOutcome: String, Sendable {
     case abandoned
 }
 
-/// The span of one handling of an entry, ended once with its outcome. Held by the
-/// ``WorkItem`` from the handler call to the settle, which may happen in another task and
-/// another batch; a span that no path ended (the entry was let go) ends as abandoned when the
-/// last reference goes, so the tracer never keeps it for ever.
-final class EventSpan: Sendable {
-    /// The span, with the attributes known at its start: they are given to it with the outcome
-    /// at the end, so that the span's attributes are set once (each `span.attributes[...] = `
-    /// copies them all).
-    private let held: Mutex<(span: any Span, attributes: SpanAttributes)?>
+/// The handling span of a tracer that does not adopt ``EventHandlingTracer``: its `Span`, ended
+/// once, with the record given as `SpanAttributes` at the end (set once: each
+/// `span.attributes[...] = ` copies them all).
+final class GenericEventSpan: EventHandlingSpan {
+    private let held: Mutex<(span: any Span, record: EventHandlingRecord)?>
 
-    init(_ span: any Span, attributes: SpanAttributes) {
-        self.held = Mutex((span, attributes))
+    init(_ span: any Span, record: EventHandlingRecord) {
+        self.held = Mutex((span, record))
     }
 
-    func end(_ outcome: EventOutcome, error: String? = nil) {
-        guard case (let span, var attributes)? = held.withLock({ held in
+    func end(outcome: String, error: String?, failed: Bool) {
+        guard case (let span, var record)? = held.withLock({ held in
             defer { held = nil }
             return held
         }) else { return }
-        attributes.set("worker.outcome", value: .string(outcome.rawValue))
-        if let error {
-            attributes.set("worker.error", value: .string(error))
-            if outcome != .retried { span.setStatus(SpanStatus(code: .error)) }
-        }
+        record.outcome = outcome
+        record.error = error
+        if failed { span.setStatus(SpanStatus(code: .error)) }
         span.updateAttributes { current in
-            if current.isEmpty { current = attributes } else { current.merge(attributes) }
+            current.reserveCapacity(current.count + 8)
+            // `set` with the attribute itself: the subscript boxes each value in an
+            // existential (`SpanAttributeConvertible`) first.
+            record.forEachAttribute { name, value in current.set(name, value: value) }
         }
         span.end()
     }
 
     deinit {
-        end(.abandoned)
+        end(outcome: EventHandlingRecord.abandoned, error: nil, failed: false)
     }
 }
 
@@ -68,38 +65,40 @@ final class EventSpan: Sendable {
 struct EventTracer: Sendable {
     /// Resolved once per subscription run (a task-local tracer of `withTracer` included).
     let tracer: any Tracer
+    /// The same tracer when it records handlings itself (looked up once, not per entry).
+    let handlingTracer: (any EventHandlingTracer)?
     /// `process <stream>`, made once rather than per entry.
     let operationName: String
 
     init(stream: String, tracer: any Tracer = InstrumentationSystem.tracer) {
         self.tracer = tracer
+        self.handlingTracer = tracer as? any EventHandlingTracer
         self.operationName = "process \(stream)"
     }
 
-    /// The span of handling `item` now. A span that does not record (export off: the shop's
-    /// sampler drops root spans) is not wrapped: the handler still gets its context (the trace
-    /// id for logs and for what it calls), and nothing is allocated to end it later.
-    func start(_ item: WorkItem, context: SubscriptionContext) -> (span: any Span, ending: EventSpan?) {
+    /// The context to handle `item` in, and its span when it records. A span that does not
+    /// record (export off: the shop's sampler drops root spans) is not kept: the handler still
+    /// gets its context (the trace id for logs and for what it calls), and nothing is allocated
+    /// to end it later.
+    func start(_ item: WorkItem, context: SubscriptionContext) -> (context: ServiceContext, span: (any EventHandlingSpan)?) {
         var parent = ServiceContext.topLevel
         let carrier = TraceCarrier(item.entry.fields)
         if !carrier.isEmpty {
             // A malformed traceparent leaves `parent` without a span context: a new trace.
             tracer.extract(carrier, into: &parent, using: TraceCarrierExtractor())
         }
+        if let handlingTracer {
+            return handlingTracer.startHandlingSpan(operationName, context: parent, record: Self.record(item, context: context))
+        }
         let span = tracer.startSpan(operationName, context: parent, ofKind: .consumer)
-        guard span.isRecording else { return (span, nil) }
-        var attributes = SpanAttributes()
-        // These six, the outcome and maybe an error.
-        attributes.reserveCapacity(8)
-        // `set` with the attribute itself: the subscript boxes each value in an existential
-        // (`SpanAttributeConvertible`) first.
-        attributes.set("messaging.system", value: .string("redis"))
-        attributes.set("messaging.destination.name", value: .string(context.identityStream))
-        attributes.set("messaging.consumer.group.name", value: .string(context.group))
-        attributes.set("messaging.message.id", value: .string(context.identityID(of: item.entry)))
-        attributes.set("worker.consumer", value: .string(context.consumer))
-        attributes.set("worker.delivery_count", value: .int64(Int64(item.deliveryCount)))
-        return (span, EventSpan(span, attributes: attributes))
+        guard span.isRecording else { return (span.context, nil) }
+        return (span.context, GenericEventSpan(span, record: Self.record(item, context: context)))
+    }
+
+    private static func record(_ item: WorkItem, context: SubscriptionContext) -> EventHandlingRecord {
+        EventHandlingRecord(
+            stream: context.identityStream, group: context.group, consumer: context.consumer, messageID: context.identityID(of: item.entry),
+            deliveryCount: item.deliveryCount, outcome: EventHandlingRecord.abandoned)
     }
 }
 
