@@ -49,7 +49,11 @@ struct ServeCommand: AsyncParsableCommand {
         }
         // The service answers without Redis (its /healthz says 503), but a Redis that refuses the
         // password cannot come right by waiting: that ends the process.
-        let redisCheck = StartsWhenReady(WaitsForShutdown()) { try await RedisReadiness.wait(for: pool, at: redisConfiguration, logger: logger) }
+        let confirmation = context.confirmation
+        let redisCheck = StartsWhenReady(WaitsForShutdown()) {
+            try await RedisReadiness.wait(for: pool, at: redisConfiguration, logger: logger)
+            if let confirmation { try await ReplicaReadiness.wait(for: confirmation, client: pool, at: redisConfiguration, logger: logger) }
+        }
         do {
             let tracing = try ShopTracing.bootstrap(serviceName: "ordershop-\(name)", logger: logger)
             try await runServices(

@@ -113,9 +113,11 @@ struct WorkCommand: AsyncParsableCommand {
             }
             services.append(SupervisedService("\(Listener.metrics)", listener))
         }
+        let confirmation = configuration.replicaConfirmation
         let endpointsAndRedisReady: @Sendable () async throws -> Void = {
             try await metricsBound.wait()
             try await RedisReadiness.wait(for: client, at: redisConfiguration, logger: logger)
+            if let confirmation { try await ReplicaReadiness.wait(for: confirmation, client: client, at: redisConfiguration, logger: logger) }
         }
         // A stable name is this process's alone: the worker reads once the lock is held, and the
         // lock (listed before the worker, so it stops after it) is released once it has drained.

@@ -1,0 +1,78 @@
+import Logging
+import RedisClient
+
+/// Replicas at start-up, for a process asked to confirm its writes (`--confirm-replicas N`):
+/// with fewer than N replicas connected to the primary every command would answer 503 "may
+/// have been applied" and every worker would hold its entries, so the process says so before
+/// it takes on work.
+///
+/// It waits while the primary has too few (a replica restarting, a failover whose old primary
+/// has not come back as a replica yet), logging once, and gives up after `patience` with an
+/// error that names what it asked for and what the primary has: more replicas asked for than
+/// the deployment has cannot come right by waiting.
+public enum ReplicaReadiness {
+    /// What the primary reports in `INFO replication`.
+    struct Replication: Equatable {
+        var role: String
+        var connectedReplicas: Int
+
+        init(_ info: [String: String]) {
+            role = info["role"] ?? "unknown"
+            connectedReplicas = Int(info["connected_slaves"] ?? "") ?? 0
+        }
+    }
+
+    /// Returns once the server `client` writes to is a primary with at least
+    /// `confirmation.replicas` replicas connected. A Redis Cluster client is not checked here
+    /// (each shard has its own replicas). A server that refuses `INFO` (an ACL without it) is
+    /// not checked: logged once, and the confirmations say the rest. Cancellation ends the wait.
+    public static func wait(
+        for confirmation: ReplicaConfirmation, client: any RedisClientProtocol, at configuration: RedisConfiguration,
+        patience: Duration = .seconds(60), poll: Duration = .seconds(1), logger: Logger
+    ) async throws {
+        guard !(client is RedisClusterClient) else { return }
+        let clock = ContinuousClock()
+        let deadline = clock.now + patience
+        var waiting = false
+        while true {
+            let seen: Replication
+            do {
+                seen = Replication(try await client.send(INFO(section: "replication")))
+            } catch let error as RedisError where error.code == .noPermission {
+                logger.info("cannot check the replicas before confirming writes (INFO refused)", metadata: ["error": "\(error)"])
+                return
+            } catch let error as RedisError where RedisReadiness.isWorthWaiting(error) {
+                // Redis went away after it answered: the next round asks again.
+                seen = Replication([:])
+            }
+            if seen.role == "master", seen.connectedReplicas >= confirmation.replicas {
+                if waiting { logger.info("replicas connected", metadata: ["replicas": "\(seen.connectedReplicas)"]) }
+                return
+            }
+            guard clock.now < deadline else {
+                throw ReplicasMissing(redis: configuration.redactedDescription, asked: confirmation.replicas, seen: seen, waited: patience)
+            }
+            if !waiting {
+                waiting = true
+                logger.warning(
+                    "waiting for replicas: writes are confirmed by --confirm-replicas \(confirmation.replicas)",
+                    metadata: ["role": "\(seen.role)", "connected_replicas": "\(seen.connectedReplicas)"])
+            }
+            try await Task.sleep(for: poll)
+        }
+    }
+}
+
+/// The primary has fewer replicas than writes are to be confirmed by, and did not get them.
+public struct ReplicasMissing: Error, CustomStringConvertible {
+    public let redis: String
+    public let asked: Int
+    let seen: ReplicaReadiness.Replication
+    public let waited: Duration
+
+    public var description: String {
+        let has = seen.role == "master" ? "has \(seen.connectedReplicas) connected" : "is not a primary (role \(seen.role))"
+        return "cannot confirm writes on \(asked) replica(s) (--confirm-replicas): Redis at \(redis) \(has) after \(waited); "
+            + "every command would answer 503 'may have been applied'. Lower --confirm-replicas or add replicas"
+    }
+}

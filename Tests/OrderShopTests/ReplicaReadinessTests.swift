@@ -1,0 +1,63 @@
+import LocalRedis
+@testable import OrderShop
+import RedisClient
+import Synchronization
+import TestSupport
+import Testing
+
+/// `--confirm-replicas N` at start-up: a process waits for N replicas, and says why it gives up
+/// when the primary does not get them.
+@Suite(.timeLimit(.minutes(2))) struct ReplicaReadinessTests {
+    @Test("a primary with the replicas asked for passes; one with fewer makes the wait give up with what it has")
+    func tooFewReplicas() async throws {
+        try await withReplication { replication in
+            try await replication.waitUntilReplicasAttached()
+            let configuration = replication.configuration(0)
+            let pool = try RedisConnectionPool(configuration: configuration, maximumConnections: 2)
+            try await ReplicaReadiness.wait(
+                for: ReplicaConfirmation(replicas: 1, timeout: .seconds(1)), client: pool, at: configuration, patience: .seconds(5), logger: testLogger)
+            let error = await #expect(throws: ReplicasMissing.self) {
+                try await ReplicaReadiness.wait(
+                    for: ReplicaConfirmation(replicas: 2, timeout: .seconds(1)), client: pool, at: configuration, patience: .milliseconds(300),
+                    poll: .milliseconds(50), logger: testLogger)
+            }
+            #expect(error?.description.contains("has 1 connected") == true, "\(String(describing: error))")
+            // The replica's own endpoint is not a primary.
+            let replicaPool = try RedisConnectionPool(configuration: replication.configuration(1), maximumConnections: 2)
+            let notPrimary = await #expect(throws: ReplicasMissing.self) {
+                try await ReplicaReadiness.wait(
+                    for: ReplicaConfirmation(replicas: 1, timeout: .seconds(1)), client: replicaPool, at: replication.configuration(1),
+                    patience: .milliseconds(300), poll: .milliseconds(50), logger: testLogger)
+            }
+            #expect(notPrimary?.description.contains("is not a primary (role slave)") == true, "\(String(describing: notPrimary))")
+            await replicaPool.shutdown()
+            await pool.shutdown()
+        }
+    }
+
+    @Test("the wait lasts while the replica is detached and ends when it follows the primary again")
+    func waitsForTheReplica() async throws {
+        try await withReplication { replication in
+            try await replication.waitUntilReplicasAttached()
+            let configuration = replication.configuration(0)
+            let pool = try RedisConnectionPool(configuration: configuration, maximumConnections: 2)
+            _ = try await replication.send(RawCommand(["REPLICAOF", "NO", "ONE"]), to: 1)
+            #expect(await eventually(timeout: .seconds(10)) { (try? await replication.replicationInfo(0))?["connected_slaves"] == "0" })
+            let returned = Mutex(false)
+            let waiting = Task {
+                try await ReplicaReadiness.wait(
+                    for: ReplicaConfirmation(replicas: 1, timeout: .seconds(1)), client: pool, at: configuration, patience: .seconds(60),
+                    poll: .milliseconds(50), logger: testLogger)
+                returned.withLock { $0 = true }
+            }
+            // Still waiting while no replica is connected (ten polls later).
+            try await Task.sleep(for: .milliseconds(500))
+            #expect(!returned.withLock { $0 })
+            try await replication.follow(replication.servers[0].port, on: 1)
+            try await waiting.value
+            #expect(returned.withLock { $0 })
+            #expect((try await replication.replicationInfo(0))["connected_slaves"] == "1")
+            await pool.shutdown()
+        }
+    }
+}
