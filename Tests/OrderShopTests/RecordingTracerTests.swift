@@ -176,10 +176,18 @@ extension RecordingTracerTests {
         tracer.extract(["traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"], into: &parent, using: Headers())
         let (context, span) = tracer.startHandlingSpan("process s", context: parent, record: record)
         #expect(context.w3cTrace?.traceIDHex == "0af7651916cd43dd8448eb211c80319c" && context.w3cTrace?.spanID != 0xb7ad_6b71_6920_3331)
-        let ended = try #require(span)
-        ended.end(outcome: "applied", error: nil, failed: false)
+        let ended = try #require(span as? RecordedHandlingSpan)
+        ended.end(outcome: "dead-lettered", error: "malformed", failed: true)
         ended.end(outcome: "duplicate", error: nil, failed: false)
         #expect(tracer.exporter.queued == 1)
+        // Encoded from its fields, it has the bytes of the span it ends as.
+        let finished = ended.finished
+        #expect(finished.handling?.outcome == "dead-lettered" && finished.handling?.error == "malformed" && finished.status?.code == .error)
+        let direct = OTLPProtoWriter()
+        ended.encode(into: direct)
+        let made = OTLPProtoWriter()
+        made.span(finished)
+        #expect(Array(direct.written) == Array(made.written))
         // Let go without an end: its deinit ends it (as abandoned).
         do { _ = tracer.startHandlingSpan("process s", context: .topLevel, record: record) }
         #expect(tracer.exporter.queued == 2)

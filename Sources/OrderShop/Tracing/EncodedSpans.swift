@@ -2,7 +2,7 @@ import StreamWorker
 import Tracing
 
 /// The spans of one export request, encoded one by one into the list the request wraps
-/// (``OTLPEncoding/request(_:header:json:)``): the spans' bytes are copied once more, into the
+/// (``OTLPEncoding/wrapping(listLength:header:json:)``): the spans' bytes are copied once more, into the
 /// request, and no per-span message is kept.
 struct EncodedSpans {
     let json: Bool
@@ -32,13 +32,21 @@ struct EncodedSpans {
         }
     }
 
-    /// The spans encoded so far; empties the list.
-    mutating func take() -> [UInt8] {
+    mutating func append(_ span: RecordedHandlingSpan) {
+        guard !json else { return append(span.finished) }
+        count += 1
+        scratch.removeAll()
+        span.encode(into: scratch)
+        list.embed(2, scratch.written)
+    }
+
+    /// Calls `body` with the spans encoded so far, then empties the list (keeping its storage).
+    mutating func withList<T>(_ body: (UnsafeRawBufferPointer) throws -> T) rethrows -> T {
         defer {
             count = 0
             list.removeAll()
             jsonList.bytes.removeAll(keepingCapacity: true)
         }
-        return json ? jsonList.bytes : list.bytes
+        return json ? try jsonList.bytes.withUnsafeBytes(body) : try body(list.written)
     }
 }

@@ -30,23 +30,30 @@ enum OTLPEncoding {
     }
 
     static func protobuf(_ spans: some Collection<FinishedSpan>, header: Header) -> [UInt8] {
-        var batch = EncodedSpans(json: false)
-        for span in spans { batch.append(span) }
-        return request(batch.take(), header: header, json: false)
+        encode(spans, header: header, json: false)
     }
 
     static func json(_ spans: some Collection<FinishedSpan>, header: Header) -> [UInt8] {
-        var batch = EncodedSpans(json: true)
-        for span in spans { batch.append(span) }
-        return request(batch.take(), header: header, json: true)
+        encode(spans, header: header, json: true)
     }
 
-    /// An `ExportTraceServiceRequest` of one resource and scope with `spans`, encoded by
-    /// ``EncodedSpans``.
-    static func request(_ spans: [UInt8], header: Header, json: Bool) -> [UInt8] {
+    private static func encode(_ spans: some Collection<FinishedSpan>, header: Header, json: Bool) -> [UInt8] {
+        var batch = EncodedSpans(json: json)
+        for span in spans { batch.append(span) }
+        var request: [UInt8] = []
+        batch.withList { list in
+            let (head, tail) = wrapping(listLength: list.count, header: header, json: json)
+            request = head + Array(list) + tail
+        }
+        return request
+    }
+
+    /// The bytes before and after a list of spans encoded by ``EncodedSpans`` that make it an
+    /// `ExportTraceServiceRequest` of one resource and scope: the list itself is copied once,
+    /// straight into the request's buffer.
+    static func wrapping(listLength: Int, header: Header, json: Bool) -> (head: [UInt8], tail: [UInt8]) {
         guard !json else {
             var j = OTLPJSONWriter()
-            j.bytes.reserveCapacity(spans.count + 256)
             j.raw("{\"resourceSpans\":[{\"resource\":{\"attributes\":[")
             for (i, (key, value)) in header.resource.enumerated() {
                 if i > 0 { j.raw(",") }
@@ -55,20 +62,18 @@ enum OTLPEncoding {
             j.raw("]},\"scopeSpans\":[{\"scope\":{\"name\":")
             j.string(header.scope)
             j.raw("},\"spans\":[")
-            j.bytes.append(contentsOf: spans)
-            j.raw("]}]}]}")
-            return j.bytes
+            return (j.bytes, Array("]}]}]}".utf8))
         }
-        // Nested lengths computed, so that the spans are copied once: ExportTraceServiceRequest
-        // { resource_spans 1: ResourceSpans { resource 1, scope_spans 2: ScopeSpans { scope 1,
-        // spans 2 (already framed as fields) } } }.
+        // Nested lengths computed: ExportTraceServiceRequest { resource_spans 1: ResourceSpans
+        // { resource 1, scope_spans 2: ScopeSpans { scope 1, spans 2 (the list: already framed
+        // as fields) } } }.
         let resource = OTLPProtoWriter()
         resource.message(1) { r in
             for (key, value) in header.resource { r.keyValue(1, key, .string(value)) }
         }
         let scope = OTLPProtoWriter()
         scope.message(1) { $0.string(1, header.scope) }
-        let scopeSpans = scope.count + spans.count
+        let scopeSpans = scope.count + listLength
         let resourceSpans = resource.count + OTLPProtoWriter.lengthDelimitedSize(scopeSpans)
         let head = OTLPProtoWriter(capacity: resource.count + scope.count + 32)
         head.tag(1, 2)
@@ -77,11 +82,7 @@ enum OTLPEncoding {
         head.tag(2, 2)
         head.varint(UInt64(scopeSpans))
         head.raw(scope.written)
-        var request: [UInt8] = []
-        request.reserveCapacity(head.count + spans.count)
-        request.append(contentsOf: head.written)
-        request.append(contentsOf: spans)
-        return request
+        return (head.bytes, [])
     }
 
     /// OTLP's SpanKind numbers.

@@ -189,14 +189,7 @@ final class OTLPProtoWriter {
     /// start_time_unix_nano 7, end_time_unix_nano 8, attributes 9, events 11, links 13,
     /// status 15, flags 16.
     func span(_ s: FinishedSpan) {
-        id(1, s.trace.traceHigh, s.trace.traceLow)
-        id(2, nil, s.trace.spanID)
-        if let state = s.trace.state { string(3, state) }
-        if s.parentSpanID != 0 { id(4, nil, s.parentSpanID) }
-        string(5, s.name)
-        uint(6, OTLPEncoding.kind(s.kind))
-        fixed64(7, s.startNanoseconds)
-        fixed64(8, s.endNanoseconds)
+        spanHead(trace: s.trace, parentSpanID: s.parentSpanID, name: s.name, kind: s.kind, start: s.startNanoseconds, end: s.endNanoseconds)
         attributes(9, s.attributes)
         if let handling = s.handling { self.handling(9, handling) }
         for event in s.events {
@@ -217,7 +210,24 @@ final class OTLPProtoWriter {
                 l.attributes(4, link.attributes)
             }
         }
-        if let status = s.status {
+        spanTail(status: s.status, flags: s.trace.flags)
+    }
+
+    /// A span's fields before its attributes.
+    func spanHead(trace: W3CTrace, parentSpanID: UInt64, name: String, kind: SpanKind, start: UInt64, end: UInt64) {
+        id(1, trace.traceHigh, trace.traceLow)
+        id(2, nil, trace.spanID)
+        if let state = trace.state { string(3, state) }
+        if parentSpanID != 0 { id(4, nil, parentSpanID) }
+        string(5, name)
+        uint(6, OTLPEncoding.kind(kind))
+        fixed64(7, start)
+        fixed64(8, end)
+    }
+
+    /// A span's fields after its events and links.
+    func spanTail(status: SpanStatus?, flags: UInt8) {
+        if let status {
             // Status: message 2, code 3.
             message(15) { st in
                 if let text = status.message { st.string(2, text) }
@@ -225,6 +235,6 @@ final class OTLPProtoWriter {
             }
         }
         // The W3C flags, and bit 8: whether the parent's is known to be remote (not said here).
-        fixed32(16, UInt32(s.trace.flags))
+        fixed32(16, UInt32(flags))
     }
 }

@@ -89,6 +89,8 @@ final class OTLPSpanExporter: Service, Sendable {
         configuration.tracing.tracer = nil
         let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
         let delay = settings.scheduleDelay
+        var exporting = Exporting(taken: [], batch: EncodedSpans(json: settings.json, capacity: settings.maxExportBatchSize))
+        exporting.taken.reserveCapacity(settings.maxExportBatchSize)
         await withTaskGroup(of: Void.self) { group in
             group.addTask { [wake] in
                 while true {
@@ -98,7 +100,7 @@ final class OTLPSpanExporter: Service, Sendable {
             }
             await withGracefulShutdownHandler {
                 for await _ in wakeups {
-                    await exportQueued(client)
+                    await exportQueued(client, exporting: &exporting)
                 }
             } onGracefulShutdown: { [wake] in
                 wake.finish()
@@ -107,44 +109,63 @@ final class OTLPSpanExporter: Service, Sendable {
         }
         // The spans of the last moments (the process is stopping: its service group ends this
         // service last).
-        await exportQueued(client)
+        await exportQueued(client, exporting: &exporting)
         try? await client.shutdown()
     }
 
-    private func exportQueued(_ client: HTTPClient) async {
+    /// What the exporting task keeps from one export to the next: the spans taken from the
+    /// queue (the queue gets this array's storage back, emptied) and the encoder's buffers.
+    /// Fresh ones per export (~160 KB each for 512 spans) were page faults on every batch:
+    /// 2.6 % of a traced worker's CPU (perf, 2026-12-02).
+    private struct Exporting {
+        var taken: [Queued]
+        var batch: EncodedSpans
+    }
+
+    private func exportQueued(_ client: HTTPClient, exporting: inout Exporting) async {
         let batchSize = settings.maxExportBatchSize
-        let (spans, dropped) = queue.withLock { queue in
+        var taken = exporting.taken
+        exporting.taken = []
+        let dropped = queue.withLock { queue in
+            swap(&queue.spans, &taken)
             defer {
-                queue.spans = []
-                queue.spans.reserveCapacity(batchSize)
                 queue.dropped = 0
                 queue.signalled = false
             }
-            return (queue.spans, queue.dropped)
+            return queue.dropped
         }
         if dropped > 0 {
             logger.warning(
                 "spans dropped: the export queue was full", metadata: ["dropped": "\(dropped)", "max_queue_size": "\(settings.maxQueueSize)"])
         }
-        var batch = EncodedSpans(json: settings.json, capacity: min(batchSize, spans.count))
-        for (i, span) in spans.enumerated() {
+        for (i, span) in taken.enumerated() {
             switch span {
-            case .finished(let finished): batch.append(finished)
-            case .handling(let handling): batch.append(handling.finished)
+            case .finished(let finished): exporting.batch.append(finished)
+            case .handling(let handling): exporting.batch.append(handling)
             }
-            if batch.count == batchSize || i == spans.count - 1 {
-                let count = batch.count
-                await send(batch.take(), count: count, with: client)
+            if exporting.batch.count == batchSize || i == taken.count - 1 {
+                let count = exporting.batch.count
+                let body = exporting.batch.withList { list in
+                    let (head, tail) = OTLPEncoding.wrapping(listLength: list.count, header: settings.header, json: settings.json)
+                    var body = ByteBuffer()
+                    body.reserveCapacity(head.count + list.count + tail.count)
+                    body.writeBytes(head)
+                    body.writeBytes(list)
+                    body.writeBytes(tail)
+                    return body
+                }
+                await send(body, count: count, with: client)
             }
         }
+        taken.removeAll(keepingCapacity: true)
+        exporting.taken = taken
     }
 
-    /// Sends `count` spans encoded by ``EncodedSpans``.
-    private func send(_ spans: [UInt8], count: Int, with client: HTTPClient) async {
+    /// Sends a request of `count` spans.
+    private func send(_ body: ByteBuffer, count: Int, with client: HTTPClient) async {
         var request = HTTPClientRequest(url: settings.endpoint)
         request.method = .POST
-        let body = OTLPEncoding.request(spans, header: settings.header, json: settings.json)
-        request.body = .bytes(ByteBuffer(bytes: body))
+        request.body = .bytes(body)
         request.headers.add(name: "Content-Type", value: settings.json ? "application/json" : "application/x-protobuf")
         request.headers.add(name: "User-Agent", value: "ordershop-otlp-http")
         for (name, value) in settings.headers { request.headers.add(name: name, value: value) }

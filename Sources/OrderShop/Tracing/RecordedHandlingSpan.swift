@@ -55,6 +55,16 @@ final class RecordedHandlingSpan: EventHandlingSpan {
         }
     }
 
+    /// Its protobuf `Span` message (once ended), written from its fields: the same bytes as
+    /// ``finished``'s, without making it.
+    func encode(into writer: OTLPProtoWriter) {
+        state.withLock { state in
+            writer.spanHead(trace: trace, parentSpanID: parentSpanID, name: name, kind: .consumer, start: start, end: state.end ?? start)
+            writer.handling(9, state.record)
+            writer.spanTail(status: state.failed ? SpanStatus(code: .error) : nil, flags: trace.flags)
+        }
+    }
+
     deinit {
         // A handling no path ended (its entry was let go), as ``EventHandlingSpan`` asks.
         // Never queued (the queue would hold it), so it is encoded here.
