@@ -35,6 +35,16 @@ final class CircuitBreaker: Sendable {
 
     var phase: Phase { state.withLock { $0.phase } }
 
+    /// Open, its period still running: no handler is admitted until it ends (probing is not
+    /// counted: a probe may be on its way, and a caller after the period becomes one).
+    var isHoldingBack: Bool {
+        guard tripped.load(ordering: .relaxed) else { return false }
+        return state.withLock { s in
+            if case .open(let until) = s.phase { return until > ContinuousClock.now }
+            return false
+        }
+    }
+
     /// Admission to call the handler: at once while closed; while open, waits for the open
     /// period to pass and then lets one probe through at a time. True when this caller is the
     /// probe (it must report ``succeeded()`` or ``failed()``). Throws `CancellationError`.
