@@ -63,10 +63,11 @@ import Testing
             try await publish(pool, stream: stream, count: 1)
             let calls = Recorder<String>()
             // The downstream is down: the first call opens the breaker for 30-60 s.
+            let lease = Duration.seconds(3)
             let worker = RunningWorker(
                 pool: pool,
                 configuration: .init(
-                    lease: .seconds(1), unavailableBackoff: Backoff(initial: .seconds(60), maximum: .seconds(60)), settleMode: .plain,
+                    lease: lease, unavailableBackoff: Backoff(initial: .seconds(60), maximum: .seconds(60)), settleMode: .plain,
                     drainDeadline: .milliseconds(500)),
                 subscriptions: [
                     Subscription(stream: stream, group: "g") { delivery in
@@ -74,10 +75,19 @@ import Testing
                         throw DeliveryError.unavailable("downstream down")
                     }
                 ])
-            #expect(await eventually { calls.all.count == 1 })
-            // The dead consumer's entries are idle past the lease after 1 s; the reclaimer looks
-            // every 200 ms and has room (one entry held). Three seconds: a dozen passes.
-            try await Task.sleep(for: .seconds(3))
+            // Until the breaker is open the dead consumer's entries are kept fresh (XCLAIM to
+            // itself, IDLE 0, JUSTID: its delivery count unchanged), so that taking them over
+            // before then (legitimate: a slow start on a loaded machine) cannot happen.
+            let touch = XCLAIM(RedisArgument(stream), group: "g", consumer: "dead", ids: dead, idle: .zero, justID: true)
+            #expect(
+                await eventually {
+                    _ = try await pool.send(touch)
+                    return calls.all.count == 1
+                })
+            _ = try await pool.send(touch)
+            // Idle past the lease after 3 s; the reclaimer looks every 600 ms and has room (one
+            // entry held). Six seconds: about five passes after that.
+            try await Task.sleep(for: lease * 2)
             let pending = try await pool.send(XPENDINGDetail(RedisArgument(stream), group: "g", count: 10))
             let owners = Dictionary(uniqueKeysWithValues: pending.map { ($0.id, ($0.consumer, $0.deliveryCount)) })
             for id in dead {
