@@ -65,10 +65,8 @@ public func buildMsgRouter(context: ShopContext, options: MsgOptions = .init()) 
             let arguments = [RedisArgument(key), RedisArgument(to), RedisArgument(msg), RedisArgument(options.keyTTL.components.seconds * 1000)]
             // A mail that Redis took but replicas did not confirm answers 503: the worker retries
             // with the same Idempotency-Key and learns "duplicate" if the record survived.
-            // "duplicate" is confirmed too: the record it found may be that unconfirmed write, and
-            // a worker that settles on it loses the mail when a failover drops the record (a CI
-            // replicated chaos run saw exactly one such lost mail). The script's PEXPIRE moves this
-            // connection's replication offset past the record, so the WAIT covers it.
+            // "duplicate" is confirmed too (see `sendScript`): the record it found may be that
+            // unconfirmed write, and a worker settling on it lost the mail in a failover (CI).
             return try await context.pool.runCommandScript(
                 sendScript, keys: keys, arguments: arguments, confirmation: context.confirmation,
                 wrote: { _ in true })

@@ -64,7 +64,7 @@ struct Reclaimer: Sendable {
                 guard let result = try await claimReplicated(claim) else { return }
                 cursor = result.nextCursor
                 if !result.deletedIDs.isEmpty { try await countDeleted(result.deletedIDs) }
-                let taken = result.entries.filter { entry in StreamID(entry.id).map { !context.held.contains($0) } ?? true }
+                let taken = result.entries.filter { notHeld($0.id) }
                 guard !taken.isEmpty else { continue }
                 context.count(.reclaimed, taken.count)
                 context.logger.info("reclaimed entries from a dead or stalled consumer", metadata: ["count": "\(taken.count)"])
@@ -90,10 +90,16 @@ struct Reclaimer: Sendable {
         do {
             let idle = try await context.client.send(
                 XPENDINGDetail(context.streamKey, group: context.group, minIdle: context.configuration.lease, count: 16))
-            return idle.contains { entry in StreamID(entry.id).map { !context.held.contains($0) } ?? true }
+            return idle.contains { notHeld($0.id) }
         } catch {
             return false
         }
+    }
+
+    /// Not one of this process's entries in flight (an id Redis sent that does not parse counts
+    /// as not held).
+    private func notHeld(_ id: String) -> Bool {
+        StreamID(id).map { !context.held.contains($0) } ?? true
     }
 
     /// Claims; with a replica confirmation, on one connection that then waits for the replicas
