@@ -297,6 +297,7 @@ if [ $have_redis = 1 ]; then
         out=$(printf 'MULTI\nXACK %s crm %s\nHSET idem:%s:crm:2969 %s 1\nEXEC\n' "$CC" "$CC2" "$CC" "$(uuid)" | pipeline $W)
         if grep -qE "$denied_re|^ERR" <<<"$out"; then fail "$W can MULTI/EXEC XACK + HSET marker: $out"; else pass "$W can MULTI/EXEC XACK + HSET marker"; fi
         allow $W "XGROUP DELCONSUMER" -- xgroup delconsumer "$CC" crm crm-2
+        allow $W "WAIT (--confirm-replicas: a read confirmed by the replicas)" -- wait 0 1
         deny $W "XADD to an event stream" -- xadd "$CC" '*' event_id forged entity '{}'
         deny $W "XADD to an event stream from Lua" -- eval 'return redis.call("XADD", KEYS[1], "*", "a", "1")' 1 "$CC"
         deny $W "XDEL from an event stream" -- xdel "$CC" "$CC1"
@@ -353,6 +354,9 @@ if [ $have_redis = 1 ]; then
         sendonce='if redis.call("GET", KEYS[1]) then return 0 end local id = redis.call("XADD", KEYS[2], "*", "key", ARGV[1], "to", ARGV[2], "msg", ARGV[3]) redis.call("SET", KEYS[1], id, "PX", 60000) return 1'
         allow $S "EVAL msg's send-once (marker + XADD mail:sent)" -- eval "$sendonce" 2 "{mail:sent}:key:crm:$E1" mail:sent "crm:$E1" a@example.com welcome
         allow $S "XLEN mail:sent" -- xlen mail:sent
+        allow $S "WAIT (--confirm-replicas)" -- wait 0 1
+        allow $S "SET a refusal's replica barrier (--confirm-replicas)" -- set '{inventory}_replica_barrier' 1 px 60000
+        allow $S "SET msg's replica barrier (--confirm-replicas)" -- set '{mail:sent}:replica-barrier' 1 px 60000
         deny $S "FLUSHALL" -- flushall
         deny $S "FLUSHDB" -- flushdb
         deny $S "CONFIG GET" -- config get '*'

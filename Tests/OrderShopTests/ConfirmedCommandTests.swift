@@ -7,8 +7,9 @@ import RedisClient
 import TestSupport
 import Testing
 
-/// `--confirm-replicas N`: a command answers 2xx only once N replicas hold its writes; when they
-/// do not in time the answer is 503 and says the command may have been applied.
+/// `--confirm-replicas N`: a command answers 2xx only once N replicas hold its writes, and a
+/// refusal only once they hold what it refused on; when they do not in time the answer is 503
+/// and says whether the command may have been applied.
 @Suite(.timeLimit(.minutes(2))) struct ConfirmedCommandTests {
     @Test("with --confirm-replicas 1 a command answers 200 while the replica keeps up, and 503 'may have been applied' when it does not")
     func confirmedAndUnconfirmedCommands() async throws {
@@ -30,11 +31,16 @@ import Testing
                 let id = try #require(ids.arrayValue?.first?.stringValue)
                 #expect(try await replication.send(RawCommand(["HEXISTS", "{customer}_entities", RedisArgument(id)]), to: 1).int == 1)
 
-                // A refused command wrote nothing, so it does not wait: 404 at once, replica or not.
+                // A refusal is confirmed too: 404 while the replica keeps up, 503 "not applied"
+                // while it does not (what it refused on may not be on the replica).
+                #expect(try await client.execute(uri: "/customer/no-such-id", method: .delete) { $0.status } == .notFound)
                 replication.servers[1].signal(SIGSTOP)
                 defer { replication.servers[1].signal(SIGCONT) }
-                let refused = try await client.execute(uri: "/customer/no-such-id", method: .delete) { $0.status }
-                #expect(refused == .notFound)
+                let (refused, refusal) = try await client.execute(uri: "/customer/no-such-id", method: .delete) { response in
+                    (response.status, try JSONParser.parse(Array(response.body.readableBytesView)))
+                }
+                #expect(refused == .serviceUnavailable, "\(refusal)")
+                #expect(refusal["outcome"]?.stringValue == "not applied", "\(refusal)")
 
                 let (unconfirmed, body) = try await create("b@shop.test")
                 #expect(unconfirmed == .serviceUnavailable, "\(body)")
@@ -43,6 +49,37 @@ import Testing
                 // It was applied on the primary: a read finds it (the client is told to look).
                 let customers = String(decoding: try await ReadModel(pool: pool).list(.customer), as: UTF8.self)
                 #expect(customers.contains("b@shop.test"), "\(customers)")
+            }
+            await pool.shutdown()
+        }
+    }
+
+    @Test("with --confirm-replicas 1 the retry of an unconfirmed create answers 503 'not applied' instead of a 409 resting on the unconfirmed first attempt; 409 once the replica has it")
+    func refusalOfARetryWaitsForTheReplica() async throws {
+        try await withReplication { replication in
+            let pool = try RedisConnectionPool(configuration: replication.configuration(0), maximumConnections: 4)
+            let context = try ShopContext(pool: pool, logger: testLogger, confirmation: ReplicaConfirmation(replicas: 1, timeout: .seconds(2)))
+            try await context.store.create([Product(id: "p1", name: "P", price: 1)], trace: "")
+            try await Application(router: buildOwnerRouter(Inventory.self, context: context)).test(.router) { client in
+                func create() async throws -> (HTTPResponse.Status, JSONValue) {
+                    try await client.execute(
+                        uri: "/inventory", method: .post, headers: [.contentType: "application/json"],
+                        body: ByteBuffer(string: #"{"product_id": "p1", "amount": 5}"#)
+                    ) { response in (response.status, try JSONParser.parse(Array(response.body.readableBytesView))) }
+                }
+                replication.servers[1].signal(SIGSTOP)
+                let (first, firstBody) = try await create()
+                #expect(first == .serviceUnavailable, "\(firstBody)")
+                #expect(firstBody["outcome"]?.stringValue == "may have been applied", "\(firstBody)")
+                // The retry finds the first attempt's stock record: "p1 already has one" would be
+                // an answer a failover can take back (the record is on the primary only).
+                let (retry, retryBody) = try await create()
+                replication.servers[1].signal(SIGCONT)
+                #expect(retry == .serviceUnavailable, "\(retryBody)")
+                #expect(retryBody["outcome"]?.stringValue == "not applied", "\(retryBody)")
+                let (settled, settledBody) = try await create()
+                #expect(settled == .conflict, "\(settledBody)")
+                #expect(settledBody["field"]?.stringValue == "product_id", "\(settledBody)")
             }
             await pool.shutdown()
         }

@@ -54,7 +54,7 @@ import Testing
             let patient = ReplicaConfirmation(replicas: 1, timeout: .seconds(5))
             let brief = ReplicaConfirmation(replicas: 1, timeout: .milliseconds(300))
             func write(_ n: Int, _ confirmation: ReplicaConfirmation = patient) async throws -> ConfirmedReply {
-                try await pool.evaluate(append, keys: ["s"], arguments: [RedisArgument(n)], confirming: confirmation, wrote: { _ in true })
+                try await pool.evaluate(append, keys: ["s"], arguments: [RedisArgument(n)], confirming: confirmation, barrier: "s-barrier", wrote: { _ in true })
             }
 
             var confirmed: Set<String> = []
@@ -88,6 +88,36 @@ import Testing
             // (seen: all five survived). Unconfirmed means "may be lost", not "lost".
             #expect(unconfirmed.count == 5)
             #expect(present.contains("55"))
+            await pool.shutdown()
+        }
+    }
+
+    @Test("a refusal is confirmed too: it writes its barrier, so WAIT covers the state it read, which another connection wrote")
+    func refusalWaitsForTheStateItReadOn() async throws {
+        try await withReplication { replication in
+            let pool = try RedisConnectionPool(configuration: replication.configuration(0), maximumConnections: 2)
+            // Reads the key and writes nothing: the shape of a refusal ("exists", "notfound").
+            let refuse = RedisScript("return redis.call('GET', KEYS[1])")
+            func check(_ confirmation: ReplicaConfirmation) async throws -> ConfirmedReply {
+                try await pool.evaluate(refuse, keys: ["{k}"], arguments: [], confirming: confirmation, barrier: "{k}-barrier", wrote: { _ in false })
+            }
+            let calm = try await check(ReplicaConfirmation(replicas: 1, timeout: .seconds(5)))
+            #expect(calm.isConfirmed && calm.acknowledgedBy == 1 && !calm.wrote, "\(calm)")
+
+            replication.servers[1].signal(SIGSTOP)
+            defer { replication.servers[1].signal(SIGCONT) }
+            // Another connection writes what the refusal will rest on; the replica does not have it.
+            #expect(try await replication.send(SET("{k}", "written"), to: 0))
+            let stale = try await check(ReplicaConfirmation(replicas: 1, timeout: .milliseconds(300)))
+            #expect(stale.reply.string == "written")
+            // Without the barrier the WAIT would speak of this connection's own (older) writes:
+            // "confirmed" while the replica lacks the key.
+            #expect(!stale.isConfirmed && stale.acknowledgedBy == 0, "\(stale)")
+
+            replication.servers[1].signal(SIGCONT)
+            let caughtUp = try await check(ReplicaConfirmation(replicas: 1, timeout: .seconds(5)))
+            #expect(caughtUp.isConfirmed && caughtUp.acknowledgedBy == 1, "\(caughtUp)")
+            #expect(try await replication.send(GET("{k}"), to: 1) == Array("written".utf8))
             await pool.shutdown()
         }
     }

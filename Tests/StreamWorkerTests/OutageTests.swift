@@ -172,4 +172,37 @@ struct OutageTests {
             #expect(warnings.allSatisfy { "\($0.metadata["reason"] ?? "")".contains("connection refused") })
         }
     }
+
+    @Test("a drain while the breaker holds entries back lets them go at once (pending, for another worker), not at the drain deadline")
+    func drainLetsGoOfEntriesBehindAnOpenBreaker() async throws {
+        try await withRedisServer { server in
+            let pool = try server.makePool()
+            let stream = "held-back"
+            let downstream = Downstream()
+            downstream.down.store(true, ordering: .releasing)
+            try await publish(pool, stream: stream, count: 40)
+            let log = CapturedLog()
+            // The breaker stays open for two minutes after a failure; the drain deadline is 20 s.
+            let worker = StreamWorker(
+                client: pool,
+                configuration: .init(
+                    maxInFlight: 8, lease: .seconds(2), unavailableBackoff: Backoff(initial: .seconds(120), maximum: .seconds(120)),
+                    drainDeadline: .seconds(20)),
+                subscriptions: [Subscription(stream: stream, group: "mail", handler: downstream.handler(effectsKey: "sent"))],
+                logger: log.logger())
+            let task = Task { try await worker.run() }
+            // A call failed (the breaker is open) and more entries than handler slots wait behind it.
+            #expect(await eventually(timeout: .seconds(60)) { downstream.callsWhileDown.load(ordering: .relaxed) >= 1 && worker.heldEntries > 8 })
+            worker.drain()
+            try await task.value
+            let deadlines = log.lines.withLock { $0 }.filter { $0.message.contains("drain deadline passed") }
+            #expect(deadlines.isEmpty, "the drain waited for its deadline behind the open breaker: \(deadlines.map(\.message))")
+            #expect(worker.heldEntries == 0)
+            // Nothing applied and nothing dead-lettered: what was read is pending for another worker.
+            let pending = try await pool.send(XPENDING(RedisArgument(stream), group: "mail"))
+            #expect(pending.count > 8, "\(pending)")
+            #expect(try await DeadLetters(client: pool, stream: stream, group: "mail").list().isEmpty)
+            #expect(try await pool.send(RawCommand(["EXISTS", "sent"])).int == 0)
+        }
+    }
 }

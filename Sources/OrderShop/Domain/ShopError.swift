@@ -46,6 +46,16 @@ public struct ShopError: Error, Sendable, Hashable, CustomStringConvertible {
             outcome: "may have been applied")
     }
 
+    /// 503: Redis refused the command (it changed nothing), but fewer replicas than asked
+    /// acknowledged the state it was refused on: the refusal may rest on a write a failover
+    /// can still lose (the retry of a create whose first answer was 503 finds "exists").
+    public static func unconfirmedRefusal(acknowledged: Int, wanted: Int) -> ShopError {
+        ShopError(
+            status: 503,
+            message: "the command was not applied: Redis refused it, but \(acknowledged) of the \(wanted) replicas asked for confirmed the state it was refused on in time, so a failover could change the answer; retry it",
+            outcome: "not applied")
+    }
+
     public var description: String {
         "\(status): \(message)" + (field.map { " (field \($0))" } ?? "")
     }

@@ -1,18 +1,23 @@
 import RedisClient
 
 extension RedisClientProtocol {
-    /// Runs a command script; with a `confirmation` (`--confirm-replicas`), a script whose reply
-    /// says it wrote (`wrote`) answers only once the replicas have its writes, and throws
-    /// ``ShopError/unconfirmed(acknowledged:wanted:)`` (503, "may have been applied") when they
-    /// did not in time. A refusal wrote nothing and does not wait.
+    /// Runs a command script; with a `confirmation` (`--confirm-replicas`), it answers only
+    /// once the replicas hold what it answered on, and throws ``ShopError/unconfirmed(acknowledged:wanted:)``
+    /// (503, "may have been applied") when they did not in time for a script that wrote
+    /// (`wrote`), ``ShopError/unconfirmedRefusal(acknowledged:wanted:)`` (503, "not applied") for
+    /// one that refused: its 404 or 409 may rest on a write a failover can still lose (a
+    /// retried create finds the unconfirmed first attempt: "exists"). `barrier`: a key of the
+    /// script's slot that a refusal writes so that `WAIT` covers that state (see
+    /// ``RedisClientProtocol/evaluate(_:keys:arguments:confirming:barrier:wrote:)``).
     func runCommandScript(
         _ script: RedisScript, keys: [RedisArgument], arguments: [RedisArgument],
-        confirmation: ReplicaConfirmation?, wrote: @escaping @Sendable (RESPValue) -> Bool
+        confirmation: ReplicaConfirmation?, barrier: RedisArgument, wrote: @escaping @Sendable (RESPValue) -> Bool
     ) async throws -> RESPValue {
         guard let confirmation else { return try await evaluate(script, keys: keys, arguments: arguments) }
-        let confirmed = try await evaluate(script, keys: keys, arguments: arguments, confirming: confirmation, wrote: wrote)
+        let confirmed = try await evaluate(script, keys: keys, arguments: arguments, confirming: confirmation, barrier: barrier, wrote: wrote)
         guard confirmed.isConfirmed else {
-            throw ShopError.unconfirmed(acknowledged: confirmed.acknowledgedBy ?? 0, wanted: confirmation.replicas)
+            if confirmed.wrote { throw ShopError.unconfirmed(acknowledged: confirmed.acknowledgedBy, wanted: confirmation.replicas) }
+            throw ShopError.unconfirmedRefusal(acknowledged: confirmed.acknowledgedBy, wanted: confirmation.replicas)
         }
         return confirmed.reply
     }

@@ -74,6 +74,10 @@ public struct ReadModelKeys: Sendable, Hashable {
     /// The latest snapshot's states: hash id -> "version deleted created-entry-id\n" + entity JSON.
     public var snapshotStates: String { "\(type.tag)_snapshot_states" }
 
+    /// Written by a refused command with `--confirm-replicas` (and expiring a minute later), so
+    /// that `WAIT` covers the state the refusal rests on. Not a read-model key.
+    public var replicaBarrier: String { "\(type.tag)_replica_barrier" }
+
     /// Every read-model key of the type (for rebuilds).
     public var all: [String] { [entities, versions, tombstones, ids, sequence, unique] }
 

@@ -44,7 +44,7 @@ public struct EventStore: Sendable {
             ]
         }
         let keys: [RedisArgument] = [k.entities, k.versions, k.ids, k.sequence, type.stream(.created), k.unique, referenced].map { RedisArgument($0) }
-        let reply = try await run("create", Scripts.create, keys: keys, arguments: argv)
+        let reply = try await run("create", Scripts.create, type: type, keys: keys, arguments: argv)
         return try Self.appended(reply, type: type)
     }
 
@@ -61,7 +61,7 @@ public struct EventStore: Sendable {
             RedisArgument(Self.now()), RedisArgument(trace), RedisArgument(type.uniqueField ?? ""),
             RedisArgument(entity.uniqueValue ?? ""), RedisArgument(entity.referenceValue ?? ""),
         ]
-        let reply = try await run("update", Scripts.update, keys: keys, arguments: argv)
+        let reply = try await run("update", Scripts.update, type: type, keys: keys, arguments: argv)
         return try Self.appended(reply, type: type, id: entity.id)
     }
 
@@ -75,7 +75,7 @@ public struct EventStore: Sendable {
             RedisArgument(id), RedisArgument(UUID().uuidString.lowercased()), RedisArgument(Self.now()), RedisArgument(trace),
             RedisArgument(type.uniqueField ?? ""),
         ]
-        let reply = try await run("delete", Scripts.delete, keys: keys, arguments: argv)
+        let reply = try await run("delete", Scripts.delete, type: type, keys: keys, arguments: argv)
         return try Self.appended(reply, type: type, id: id)
     }
 
@@ -101,7 +101,7 @@ public struct EventStore: Sendable {
             ]
             argv += o.productIDs.map { RedisArgument($0) }
         }
-        let reply = try await run("create orders", Scripts.createOrders, keys: Self.orderKeys, arguments: argv)
+        let reply = try await run("create orders", Scripts.createOrders, type: .order, keys: Self.orderKeys, arguments: argv)
         return try Self.appended(reply, type: .order)
     }
 
@@ -111,19 +111,20 @@ public struct EventStore: Sendable {
             RedisArgument(Self.now()), RedisArgument(trace), RedisArgument(order.customerID), RedisArgument(order.productIDs.count),
         ]
         argv += order.productIDs.map { RedisArgument($0) }
-        let reply = try await run("update order", Scripts.updateOrder, keys: Self.orderKeys, arguments: argv)
+        let reply = try await run("update order", Scripts.updateOrder, type: .order, keys: Self.orderKeys, arguments: argv)
         return try Self.appended(reply, type: .order, id: order.id)
     }
 
     private func deleteOrder(id: String, trace: String) async throws -> Appended {
         let argv: [RedisArgument] = [RedisArgument(id), RedisArgument(UUID().uuidString.lowercased()), RedisArgument(Self.now()), RedisArgument(trace)]
-        let reply = try await run("delete order", Scripts.deleteOrder, keys: Self.orderKeys, arguments: argv)
+        let reply = try await run("delete order", Scripts.deleteOrder, type: .order, keys: Self.orderKeys, arguments: argv)
         return try Self.appended(reply, type: .order, id: id)
     }
 
     /// Runs one command script in a span of its own, with the span's trace context as the
-    /// script's last two arguments (see ``Scripts``): the events it appends carry it.
-    private func run(_ name: String, _ script: RedisScript, keys: [RedisArgument], arguments: [RedisArgument]) async throws -> RESPValue {
+    /// script's last two arguments (see ``Scripts``): the events it appends carry it. `type`:
+    /// whose slot the keys are in (its replica barrier confirms a refusal).
+    private func run(_ name: String, _ script: RedisScript, type: EntityType, keys: [RedisArgument], arguments: [RedisArgument]) async throws -> RESPValue {
         try await withSpan("script \(name)", ofKind: .client) { span in
             if span.isRecording {
                 span.updateAttributes { attributes in
@@ -138,7 +139,8 @@ public struct EventStore: Sendable {
             argv.append(RedisArgument(trace.tracestate))
             // Every command script answers {'ok', ...} when it wrote, and a refusal otherwise.
             return try await pool.runCommandScript(
-                script, keys: keys, arguments: argv, confirmation: confirmation, wrote: { $0.array?.first?.string == "ok" })
+                script, keys: keys, arguments: argv, confirmation: confirmation, barrier: RedisArgument(type.keys.replicaBarrier),
+                wrote: { $0.array?.first?.string == "ok" })
         }
     }
 

@@ -24,6 +24,9 @@ public enum MailKeys {
     /// The marker of a sent key. Its hash tag is the stream's name, so that marker and stream
     /// share a Redis Cluster slot.
     public static func marker(_ key: String) -> String { "{\(sent)}:key:\(key)" }
+    /// What a refusal writes so that `WAIT` covers the state it rests on (with
+    /// `--confirm-replicas`; msg's script never refuses, so it is never written today).
+    public static let replicaBarrier = "{\(sent)}:replica-barrier"
 }
 
 /// The answer of `POST /email`.
@@ -68,7 +71,7 @@ public func buildMsgRouter(context: ShopContext, options: MsgOptions = .init()) 
             // "duplicate" is confirmed too (see `sendScript`): the record it found may be that
             // unconfirmed write, and a worker settling on it lost the mail in a failover (CI).
             return try await context.pool.runCommandScript(
-                sendScript, keys: keys, arguments: arguments, confirmation: context.confirmation,
+                sendScript, keys: keys, arguments: arguments, confirmation: context.confirmation, barrier: RedisArgument(MailKeys.replicaBarrier),
                 wrote: { _ in true })
         }
         guard let parts = reply.array, parts.count == 2, let status = parts[0].string, let id = parts[1].string else {
@@ -84,8 +87,9 @@ public func buildMsgRouter(context: ShopContext, options: MsgOptions = .init()) 
 
 /// KEYS: marker, stream. ARGV: key, to, msg, ttl ms. Answers `{'sent'|'duplicate', entry id}`.
 /// Both answers write (a duplicate renews its marker's TTL), so that a `WAIT` after either
-/// confirms the record the answer speaks of: Redis advances a connection's replication offset
-/// only for commands that propagate, and the record may have been written by another one.
+/// confirms the record the answer speaks of, which another connection may have written: from
+/// Redis 7.2 a connection's replication offset moves only for commands that propagate (see
+/// ``RedisClientProtocol/evaluate(_:keys:arguments:confirming:barrier:wrote:)``).
 private let sendScript = RedisScript(
     """
     local prev = redis.call('GET', KEYS[1])

@@ -16,26 +16,39 @@ public struct ReplicaConfirmation: Sendable, Hashable {
     }
 }
 
-/// A script's reply with what replication said of its writes.
+/// A script's reply with what replication said of the state it answered on.
 public struct ConfirmedReply: Sendable {
     public var reply: RESPValue
-    /// Replicas that acknowledged the writes; nil when the script wrote nothing (not asked).
-    public var acknowledgedBy: Int?
-    /// False only when the script wrote and fewer replicas than asked acknowledged in time:
-    /// the write is on the primary and may be lost to a failover.
+    /// The reply says the script wrote (the caller's `wrote`); false: it refused.
+    public var wrote: Bool
+    /// Replicas that acknowledged everything the primary had when the script ran.
+    public var acknowledgedBy: Int
+    /// False when fewer replicas than asked acknowledged in time. A write is then on the
+    /// primary and may be lost to a failover; a refusal may rest on such a write (the retry of
+    /// a create whose first answer was unconfirmed: "exists"), so a failover may change it.
     public var isConfirmed: Bool
 }
 
 extension RedisClientProtocol {
-    /// Runs a script (EVALSHA, loading it on NOSCRIPT) and, when `wrote` says its reply means
-    /// it wrote, `WAIT`s on the same connection for `confirmation.replicas` replicas.
+    /// Runs a script (EVALSHA, loading it on NOSCRIPT), then `WAIT`s on the same connection
+    /// for `confirmation.replicas` replicas.
+    ///
+    /// A refusal (`wrote` false) is confirmed too: its 404 or 409 may rest on a write another
+    /// connection made a moment before (the unconfirmed first attempt of a retried create).
+    /// `WAIT` waits for the connection's replication offset, and which commands move it
+    /// depends on the server: Redis 7.0 (7.0.15 tested) sets it after every command, but 7.2's
+    /// `call()` only after a command that propagated, so there a `WAIT` after a refusal would
+    /// speak of the connection's earlier writes. So a refusal first writes `barrier` (a `SET`
+    /// with a one-minute expiry), whose offset covers everything the primary had when the
+    /// script ran, on any version. `barrier` must be in the slot of `keys` (in a cluster) and
+    /// writable by the caller's ACL user.
     ///
     /// A script refused by a redirect (MOVED, ASK, TRYAGAIN, ...: it did not run) is sent again
     /// to the slot's owner, at most three times. An error while waiting for the confirmation
     /// is thrown as ``RedisError/Code/outcomeUnknown``: the script ran, its replication is unknown.
     public func evaluate(
         _ script: RedisScript, keys: [RedisArgument], arguments: [RedisArgument],
-        confirming confirmation: ReplicaConfirmation, wrote: @escaping @Sendable (RESPValue) -> Bool
+        confirming confirmation: ReplicaConfirmation, barrier: RedisArgument, wrote: @escaping @Sendable (RESPValue) -> Bool
     ) async throws -> ConfirmedReply {
         var attempt = 0
         while true {
@@ -43,16 +56,18 @@ extension RedisClientProtocol {
             do {
                 return try await withConnection(forKeys: keys) { connection in
                     let reply = try await connection.evaluate(script, keys: keys, arguments: arguments)
-                    guard wrote(reply) else { return ConfirmedReply(reply: reply, acknowledgedBy: nil, isConfirmed: true) }
+                    let wroteSomething = wrote(reply)
                     let acknowledged: Int
                     do {
+                        if !wroteSomething { _ = try await connection.send(SET(barrier, "1", expiry: .seconds(60))) }
                         acknowledged = try await connection.send(WAIT(replicas: confirmation.replicas, timeout: confirmation.timeout))
                     } catch {
                         throw RedisError(
                             .outcomeUnknown, "the command ran; waiting for its replication failed: \(RedisError.wrapping(error).message)",
                             underlying: RedisError.wrapping(error))
                     }
-                    return ConfirmedReply(reply: reply, acknowledgedBy: acknowledged, isConfirmed: acknowledged >= confirmation.replicas)
+                    return ConfirmedReply(
+                        reply: reply, wrote: wroteSomething, acknowledgedBy: acknowledged, isConfirmed: acknowledged >= confirmation.replicas)
                 }
             } catch let error as RedisError where error.isClusterRedirect && attempt < 3 {
                 continue

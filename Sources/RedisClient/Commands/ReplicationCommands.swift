@@ -2,7 +2,7 @@
 /// acknowledged by `replicas` replicas, or `timeout` passes; answers how many acknowledged.
 ///
 /// It speaks of the connection it is sent on: send it on the connection that made the writes
-/// (``RedisClientProtocol/evaluate(_:keys:arguments:confirming:)`` does). A timeout of zero
+/// (``RedisClientProtocol/evaluate(_:keys:arguments:confirming:barrier:wrote:)`` does). A timeout of zero
 /// would make the server wait forever, so it is refused.
 public struct WAIT: RedisCommand {
     public var replicas: Int

@@ -35,6 +35,9 @@ final class CircuitBreaker: Sendable {
 
     var phase: Phase { state.withLock { $0.phase } }
 
+    /// Open or probing: ``admit()`` may wait. One atomic load, no lock.
+    var isTripped: Bool { tripped.load(ordering: .relaxed) }
+
     /// Open, its period still running: no handler is admitted until it ends (probing is not
     /// counted: a probe may be on its way, and a caller after the period becomes one).
     var isHoldingBack: Bool {

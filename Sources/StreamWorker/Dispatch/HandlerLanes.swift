@@ -43,10 +43,22 @@ struct HandlerLanes: Sendable {
                     continue
                 }
                 // While the downstream is unavailable, lanes wait here (holding no handler slot)
-                // and one probe at a time goes through.
+                // and one probe at a time goes through. Not through a drain: what waits behind an
+                // open breaker is let go when the drain starts (left pending for another worker),
+                // instead of holding the drain until its deadline for a downstream that is down.
+                // (Only a tripped breaker is waited on this way: a task group per call would
+                // cost the common, closed case.)
                 let probe: Bool
                 do {
-                    probe = try await context.breaker.admit()
+                    if context.breaker.isTripped {
+                        guard let admitted = try await context.drain.untilFired({ try await context.breaker.admit() }) else {
+                            abandon(items)
+                            continue
+                        }
+                        probe = admitted
+                    } else {
+                        probe = try await context.breaker.admit()
+                    }
                 } catch {
                     abandon(items)
                     continue
