@@ -85,6 +85,39 @@ import Testing
         }
     }
 
+    @Test("with --confirm-replicas 1 a create retried with its Idempotency-Key after a 503 answers 503 until the replica has the first attempt, then that attempt's id: one entity")
+    func idempotentCreateAfterAnUnconfirmedAnswer() async throws {
+        try await withReplication { replication in
+            let pool = try RedisConnectionPool(configuration: replication.configuration(0), maximumConnections: 4)
+            let context = try ShopContext(pool: pool, logger: testLogger, confirmation: ReplicaConfirmation(replicas: 1, timeout: .seconds(2)))
+            try await Application(router: buildOwnerRouter(Customer.self, context: context)).test(.router) { client in
+                func create() async throws -> (HTTPResponse.Status, JSONValue, replayed: Bool) {
+                    try await client.execute(
+                        uri: "/customer", method: .post, headers: [.contentType: "application/json", .idempotencyKey: "signup-c"],
+                        body: ByteBuffer(string: #"{"name": "C", "email": "c@shop.test"}"#)
+                    ) { response in
+                        (response.status, try JSONParser.parse(Array(response.body.readableBytesView)), response.headers[.idempotentReplayed] == "true")
+                    }
+                }
+                replication.servers[1].signal(SIGSTOP)
+                let (first, firstBody, _) = try await create()
+                #expect(first == .serviceUnavailable, "\(firstBody)")
+                #expect(firstBody["outcome"]?.stringValue == "may have been applied", "\(firstBody)")
+                // The retry finds the first attempt, which the replica lacks: not an answer yet.
+                let (early, earlyBody, _) = try await create()
+                replication.servers[1].signal(SIGCONT)
+                #expect(early == .serviceUnavailable, "\(earlyBody)")
+                #expect(earlyBody["outcome"]?.stringValue == "not applied", "\(earlyBody)")
+                let (retry, ids, replayed) = try await create()
+                #expect(retry == .ok && replayed, "\(ids)")
+                let customers = try JSONParser.parse(try await ReadModel(pool: pool).list(.customer)).arrayValue ?? []
+                #expect(customers.count == 1, "\(customers)")
+                #expect(ids.arrayValue?.first?.stringValue == customers.first?["id"]?.stringValue, "\(ids) vs \(customers)")
+            }
+            await pool.shutdown()
+        }
+    }
+
     @Test("msg with --confirm-replicas 1: a mail the replica did not confirm answers 503, and so does its retry until the replica has it; then 'duplicate', sent once")
     func unconfirmedMailIsFoundByItsRetry() async throws {
         try await withReplication { replication in

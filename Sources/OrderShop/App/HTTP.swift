@@ -12,8 +12,11 @@ let maxBodySize = 4 << 20
 extension HTTPField.Name {
     /// Carries one trace id from the gateway through the owning service into the event's `trace_id`.
     public static let traceID = Self("X-Trace-ID")!
-    /// The key under which msg sends a mail at most once.
+    /// The key under which msg sends a mail at most once, and a create makes its entities once.
     public static let idempotencyKey = Self("Idempotency-Key")!
+    /// On a create's answer: `true` when the ids are those of an earlier request with the same
+    /// `Idempotency-Key` (nothing was created now).
+    public static let idempotentReplayed = Self("Idempotent-Replayed")!
 }
 
 /// JSON responses built from bytes we already have (read-model JSON is never decoded and re-encoded).

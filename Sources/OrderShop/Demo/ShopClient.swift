@@ -20,6 +20,8 @@ public struct ShopClient: Sendable {
         public var status: Int
         public var body: [UInt8]
         public var contentType: String?
+        /// `Idempotent-Replayed: true`: a create's ids made by an earlier request with its key.
+        public var replayed = false
         public var json: JSONValue? { try? JSONCoding.decode(JSONValue.self, from: body) }
         public var text: String { String(decoding: body, as: UTF8.self) }
         public var description: String { "\(status) \(text.prefix(300))" }
@@ -29,6 +31,10 @@ public struct ShopClient: Sendable {
 
     public func get(_ path: String) async throws -> Reply { try await send(.GET, path, body: nil) }
     public func post(_ path: String, _ body: JSONValue) async throws -> Reply { try await send(.POST, path, body: JSONCoding.encode(body)) }
+    /// A create that may be retried: with the same `key` and body it creates once.
+    public func post(_ path: String, _ body: JSONValue, idempotencyKey key: String) async throws -> Reply {
+        try await send(.POST, path, body: JSONCoding.encode(body), headers: [("Idempotency-Key", key)])
+    }
     public func put(_ path: String, _ body: JSONValue) async throws -> Reply { try await send(.PUT, path, body: JSONCoding.encode(body)) }
     public func delete(_ path: String) async throws -> Reply { try await send(.DELETE, path, body: nil) }
 
@@ -43,7 +49,9 @@ public struct ShopClient: Sendable {
         for (name, value) in headers { request.headers.add(name: name, value: value) }
         let response = try await client.execute(request, timeout: .seconds(60))
         let bytes = try await response.body.collect(upTo: 256 << 20)
-        return Reply(status: Int(response.status.code), body: Array(bytes.readableBytesView), contentType: response.headers.first(name: "Content-Type"))
+        return Reply(
+            status: Int(response.status.code), body: Array(bytes.readableBytesView), contentType: response.headers.first(name: "Content-Type"),
+            replayed: response.headers.first(name: "Idempotent-Replayed") == "true")
     }
 
     /// GET a list and answer its length (nil when the answer is not a JSON array).

@@ -7,7 +7,8 @@ public struct ShopError: Error, Sendable, Hashable, CustomStringConvertible {
     public var message: String
     public var field: String?
     /// For a command whose fate the client must know: `"may have been applied"` when it ran but
-    /// could not be confirmed (a retry with the same id then finds it, or the client reads it).
+    /// could not be confirmed (a create's retry with the same `Idempotency-Key` answers its ids
+    /// once confirmed; else the client reads it), `"not applied"` for a refusal not yet confirmed.
     public var outcome: String?
 
     public init(status: Int, message: String, field: String? = nil, outcome: String? = nil) {
@@ -42,7 +43,7 @@ public struct ShopError: Error, Sendable, Hashable, CustomStringConvertible {
     public static func unconfirmed(acknowledged: Int, wanted: Int) -> ShopError {
         ShopError(
             status: 503,
-            message: "the command may have been applied: Redis took it, but \(acknowledged) of the \(wanted) replicas asked for confirmed it in time; read the entity to learn whether it holds before you retry",
+            message: "the command may have been applied: Redis took it, but \(acknowledged) of the \(wanted) replicas asked for confirmed it in time; retry a create with the same Idempotency-Key (it answers the ids it made, once confirmed), or read the entity to learn whether the command holds before you retry it",
             outcome: "may have been applied")
     }
 

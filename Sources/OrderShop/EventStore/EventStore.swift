@@ -24,15 +24,61 @@ public struct EventStore: Sendable {
     public struct Appended: Sendable, Hashable {
         /// The stream entry ids of the entities' own events, in the order of the input.
         public var entryIDs: [String]
+        /// A create retried with its `Idempotency-Key`: the ids the first request made (it
+        /// appended nothing now); nil when this command made them.
+        public var replayedIDs: [String]? = nil
+    }
+
+    /// A create's `Idempotency-Key`: a retry with the same key and body within ``ttl`` answers
+    /// the ids the first request made, and creates nothing (the same key with another body: 422).
+    ///
+    /// Why: a create whose answer was lost (a timeout, a dropped connection, a 503 "may have
+    /// been applied" with `--confirm-replicas`) cannot be retried blindly, as its ids are made
+    /// by the server: the retry would create the entities (and for orders, take the stock)
+    /// twice. With the key, retrying is always safe.
+    public struct CreateKey: Sendable, Hashable {
+        /// How long a key is remembered.
+        public static let ttl: Duration = .seconds(24 * 3600)
+        /// The longest key accepted.
+        public static let maxBytes = 255
+
+        public var key: String
+        /// Identifies the request's body, so that a key reused for another body is refused.
+        public var digest: String
+
+        /// The key of a request with this body; nil for a key that is empty or too long.
+        public init?(key: String, body: [UInt8]) {
+            guard !key.isEmpty, key.utf8.count <= Self.maxBytes else { return nil }
+            self.key = key
+            // FNV-1a, 64 bits: stable across processes (Swift's Hasher is seeded per process).
+            // It tells a reused key from a retry, not an attacker's forgery from a body: the
+            // client that reuses its own key is the only one it could mislead.
+            var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+            for byte in body {
+                hash ^= UInt64(byte)
+                hash &*= 0x100_0000_01b3
+            }
+            digest = String(hash, radix: 16) + ":" + String(body.count)
+        }
+
+        /// Where the key's record lives: in the type's slot, beside its read model.
+        func record(_ type: EntityType) -> String { "\(type.tag)_idempotency:\(key)" }
+
+        /// The scripts' two arguments (``Scripts/idempotencyPrelude``).
+        static func arguments(_ key: CreateKey?) -> [RedisArgument] {
+            [RedisArgument(key?.digest ?? ""), RedisArgument(ttl.components.seconds * 1000)]
+        }
     }
 
     // MARK: Commands
 
-    /// Creates entities, all or none. Orders take their stock in the same step.
+    /// Creates entities, all or none. Orders take their stock in the same step. With a `key`
+    /// seen before (and the same body), creates nothing and answers the first request's ids
+    /// (``Appended/replayedIDs``).
     @discardableResult
-    public func create<E: ShopEntity>(_ entities: [E], trace: String) async throws -> Appended {
+    public func create<E: ShopEntity>(_ entities: [E], trace: String, key: CreateKey? = nil) async throws -> Appended {
         precondition(!entities.isEmpty)
-        if let orders = entities as? [Order] { return try await createOrders(orders, trace: trace) }
+        if let orders = entities as? [Order] { return try await createOrders(orders, trace: trace, key: key) }
         let type = E.type
         let k = type.keys
         let referenced = type.reference?.type.keys.entities ?? k.entities
@@ -43,7 +89,9 @@ public struct EventStore: Sendable {
                 RedisArgument(e.uniqueValue ?? ""), RedisArgument(e.referenceValue ?? ""),
             ]
         }
-        let keys: [RedisArgument] = [k.entities, k.versions, k.ids, k.sequence, type.stream(.created), k.unique, referenced].map { RedisArgument($0) }
+        argv += CreateKey.arguments(key)
+        let keys: [RedisArgument] = [k.entities, k.versions, k.ids, k.sequence, type.stream(.created), k.unique, referenced, idempotencyRecord(type, key)]
+            .map { RedisArgument($0) }
         let reply = try await run("create", Scripts.create, type: type, keys: keys, arguments: argv)
         return try Self.appended(reply, type: type)
     }
@@ -92,7 +140,13 @@ public struct EventStore: Sendable {
         ].map { RedisArgument($0) }
     }
 
-    private func createOrders(_ orders: [Order], trace: String) async throws -> Appended {
+    /// The create's idempotency record; without a key, a name of the type's slot that the
+    /// script never touches (a script's keys are fixed in number).
+    private func idempotencyRecord(_ type: EntityType, _ key: CreateKey?) -> String {
+        key?.record(type) ?? "\(type.tag)_idempotency"
+    }
+
+    private func createOrders(_ orders: [Order], trace: String, key: CreateKey?) async throws -> Appended {
         var argv: [RedisArgument] = [RedisArgument(Self.now()), RedisArgument(trace), RedisArgument(orders.count)]
         for o in orders {
             argv += [
@@ -101,7 +155,9 @@ public struct EventStore: Sendable {
             ]
             argv += o.productIDs.map { RedisArgument($0) }
         }
-        let reply = try await run("create orders", Scripts.createOrders, type: .order, keys: Self.orderKeys, arguments: argv)
+        argv += CreateKey.arguments(key)
+        let reply = try await run(
+            "create orders", Scripts.createOrders, type: .order, keys: Self.orderKeys + [RedisArgument(idempotencyRecord(.order, key))], arguments: argv)
         return try Self.appended(reply, type: .order)
     }
 
@@ -157,6 +213,12 @@ public struct EventStore: Sendable {
         case "ok":
             // update/delete answer {ok, entry id, version}; create answers {ok, entry ids...}
             return Appended(entryIDs: id == nil ? s : [at(0)])
+        case "replayed":
+            return Appended(entryIDs: [], replayedIDs: Array(s))
+        case "keyreused":
+            throw ShopError(
+                status: 422, message: "this Idempotency-Key was used in the last 24 hours for a request with another body; use a new key for a new request",
+                field: "Idempotency-Key")
         case "notfound":
             throw ShopError.notFound(type, id ?? "")
         case "exists":

@@ -13,6 +13,9 @@ import RedisClient
 /// The last two ARGV of every writing script are the W3C `traceparent` and `tracestate` of the
 /// command (each may be ""), written into every event it appends: a worker's span continues the
 /// request's trace. Last, so that no script's own argument positions move.
+///
+/// The creating scripts take an idempotency record too (``idempotencyPrelude``): its key is their
+/// last KEY, and its two ARGV come just before the trace context.
 enum Scripts {
     /// Shared helpers, prepended to every writing script.
     static let prelude = """
@@ -44,13 +47,43 @@ enum Scripts {
 
         """
 
+    /// A create's `Idempotency-Key` (``EventStore/CreateKey``): KEYS[#KEYS] is its record
+    /// (`{T}_idempotency:<key>`, a string "<digest> <id>,<id>..." kept for the key's TTL);
+    /// ARGV[#ARGV - 3] the request's digest ("" when the request has no key), ARGV[#ARGV - 2]
+    /// the TTL in ms. `replay()` answers, before any check, what the first request with the key
+    /// made: `{'replayed', ids...}`, or `{'keyreused', digest}` when that request's body differed
+    /// (nil: no record, go on). `remember(ids)` writes the record with the command's writes.
+    static let idempotencyPrelude = """
+        local idem_digest, idem_ttl = ARGV[#ARGV - 3], ARGV[#ARGV - 2]
+        local function replay()
+          if idem_digest == '' then return nil end
+          local prev = redis.call('GET', KEYS[#KEYS])
+          if not prev then return nil end
+          local digest, ids = string.match(prev, '^(%S+) (.*)$')
+          if digest ~= idem_digest then return {'keyreused', digest} end
+          local out = {'replayed'}
+          for id in string.gmatch(ids, '[^,]+') do out[#out + 1] = id end
+          return out
+        end
+        local function remember(ids)
+          if idem_digest ~= '' then
+            redis.call('SET', KEYS[#KEYS], idem_digest .. ' ' .. table.concat(ids, ','), 'PX', idem_ttl)
+          end
+        end
+
+        """
+
     /// Creates a batch of entities, all or none.
     ///
-    /// KEYS: entities, versions, ids, seq, created stream, unique index, referenced entities.
-    /// ARGV: time, trace id, n, then n times: id, event id, json, unique value or "", referenced id or "".
-    /// Returns `{'ok', entry ids...}`, or `{'exists', id}`, `{'unique', value, holder}`, `{'reference', id, item}`.
+    /// KEYS: entities, versions, ids, seq, created stream, unique index, referenced entities,
+    /// idempotency record. ARGV: time, trace id, n, then n times: id, event id, json, unique
+    /// value or "", referenced id or ""; then the idempotency digest and TTL (``idempotencyPrelude``).
+    /// Returns `{'ok', entry ids...}`, or `{'exists', id}`, `{'unique', value, holder}`,
+    /// `{'reference', id, item}`, `{'replayed', ids...}`, `{'keyreused', digest}`.
     static let create = RedisScript(
-        prelude + """
+        prelude + idempotencyPrelude + """
+            local replayed = replay()
+            if replayed then return replayed end
             local time, trace, n = ARGV[1], ARGV[2], tonumber(ARGV[3])
             local seen = {}
             for i = 0, n - 1 do
@@ -64,7 +97,7 @@ enum Scripts {
               end
               if rv ~= '' and redis.call('HEXISTS', KEYS[7], rv) == 0 then return {'reference', rv, tostring(i)} end
             end
-            local out = {'ok'}
+            local out, ids = {'ok'}, {}
             for i = 0, n - 1 do
               local b = 4 + i * 5
               local id, eid, json, uv = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
@@ -73,7 +106,9 @@ enum Scripts {
               redis.call('ZADD', KEYS[3], redis.call('INCR', KEYS[4]), id)
               if uv ~= '' then redis.call('HSET', KEYS[6], uv, id) end
               out[#out + 1] = emit(KEYS[5], id, eid, json, 1, time, trace, '')
+              ids[#ids + 1] = id
             end
+            remember(ids)
             return out
             """)
 
@@ -187,11 +222,15 @@ enum Scripts {
     /// Creates a batch of orders: checks every customer and the stock for all of them, then takes
     /// the stock and appends the order_created events, in one step. Not enough stock: nothing changes.
     ///
-    /// ARGV: time, trace id, n, then n times: id, event id, json, customer id, k, k product ids.
+    /// KEYS: the order keys (``stockPrelude``), then the idempotency record (KEYS[15]).
+    /// ARGV: time, trace id, n, then n times: id, event id, json, customer id, k, k product ids;
+    /// then the idempotency digest and TTL (``idempotencyPrelude``).
     /// Returns `{'ok', entry ids...}`, `{'customer', id}`, `{'product', id}` (not live), `{'stock', product id,
-    /// available, wanted}` or `{'exists', id}`.
+    /// available, wanted}`, `{'exists', id}`, `{'replayed', ids...}` or `{'keyreused', digest}`.
     static let createOrders = RedisScript(
-        stockPrelude + """
+        stockPrelude + idempotencyPrelude + """
+            local replayed = replay()
+            if replayed then return replayed end
             local time, trace, n = ARGV[1], ARGV[2], tonumber(ARGV[3])
             local orders, total, b = {}, {}, 4
             for i = 1, n do
@@ -205,14 +244,16 @@ enum Scripts {
             end
             local short = check_products(total) or check_stock(total)
             if short then return short end
-            local out = {'ok'}
+            local out, ids = {'ok'}, {}
             for _, o in ipairs(orders) do
               apply_stock(o.units, o.eid, time, trace, 'order_created:' .. o.id)
               redis.call('HSET', KEYS[1], o.id, o.json)
               redis.call('HSET', KEYS[2], o.id, 1)
               redis.call('ZADD', KEYS[3], redis.call('INCR', KEYS[4]), o.id)
               out[#out + 1] = emit(KEYS[6], o.id, o.eid, o.json, 1, time, trace, '')
+              ids[#ids + 1] = o.id
             end
+            remember(ids)
             return out
             """)
 

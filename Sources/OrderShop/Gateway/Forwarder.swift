@@ -19,6 +19,7 @@ struct Forwarder: Sendable {
         outgoing.method = HTTPMethod(rawValue: request.method.rawValue)
         outgoing.headers.add(name: "Content-Type", value: request.headers[.contentType] ?? "application/json")
         outgoing.headers.add(name: "X-Trace-ID", value: request.traceID)
+        if let key = request.headers[.idempotencyKey] { outgoing.headers.add(name: "Idempotency-Key", value: key) }
         // The owner's span continues the gateway's.
         OutgoingTrace.inject(into: &outgoing.headers)
         outgoing.body = .bytes(ByteBuffer(bytes: body))
@@ -34,6 +35,7 @@ struct Forwarder: Sendable {
         }
         var headers = HTTPFields()
         headers[.contentType] = answer.headers.first(name: "Content-Type") ?? "application/json; charset=utf-8"
+        if let replayed = answer.headers.first(name: "Idempotent-Replayed") { headers[.idempotentReplayed] = replayed }
         return Response(status: HTTPResponse.Status(code: Int(answer.status.code)), headers: headers, body: ResponseBody(byteBuffer: bytes))
     }
 }

@@ -9,9 +9,20 @@ struct EntityService<E: ShopEntity>: Sendable {
 
     let context: ShopContext
 
-    /// `POST /customer(s)` with one object or an array: a JSON array of the new ids.
+    /// `POST /customer(s)` with one object or an array: a JSON array of the new ids. With an
+    /// `Idempotency-Key` seen in the last 24 hours (``EventStore/CreateKey``), the ids its first
+    /// request made, with `Idempotent-Replayed: true`.
     func create(_ request: Request, _: ShopRequestContext) async throws -> Response {
-        let body = try await request.json()
+        let bytes = try await request.bodyBytes()
+        var key: EventStore.CreateKey?
+        if let given = request.headers[.idempotencyKey] {
+            guard let valid = EventStore.CreateKey(key: given, body: bytes) else {
+                throw ShopError.badRequest(
+                    "the Idempotency-Key header must have 1 to \(EventStore.CreateKey.maxBytes) bytes", field: "Idempotency-Key")
+            }
+            key = valid
+        }
+        let body = try JSONValue.parse(bytes)
         let items: [(JSONValue, Int?)]
         switch body {
         case .array(let array):
@@ -26,8 +37,11 @@ struct EntityService<E: ShopEntity>: Sendable {
         for (value, index) in items {
             entities.append(try E(fields: try FieldReader(value, item: index), id: UUID().uuidString.lowercased(), current: nil))
         }
-        try await context.store.create(entities, trace: request.traceID)
-        return JSONResponse.encode(entities.map(\.id))
+        let appended = try await context.store.create(entities, trace: request.traceID, key: key)
+        guard let replayed = appended.replayedIDs else { return JSONResponse.encode(entities.map(\.id)) }
+        var response = JSONResponse.encode(replayed)
+        response.headers[.idempotentReplayed] = "true"
+        return response
     }
 
     /// `PUT /customer/<id>` with the full object: `true`.
