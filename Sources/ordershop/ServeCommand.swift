@@ -22,6 +22,10 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Port to listen on (default: the service's own).")
     var port: Int?
 
+    /// A deliberate defect for chaos runs: `gateway-drops-idempotency-key` (gateway only).
+    @Option(help: .hidden)
+    var plantedBug: String?
+
     @OptionGroup var services: ServiceURLOptions
     @OptionGroup var redis: RedisOptions
     @OptionGroup var confirm: ConfirmationOptions
@@ -29,6 +33,9 @@ struct ServeCommand: AsyncParsableCommand {
     func validate() throws {
         guard ServiceName(rawValue: service) != nil else {
             throw ValidationError("unknown service '\(service)'; one of \(ServiceName.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        if let plantedBug, plantedBug != "gateway-drops-idempotency-key" || service != "gateway" {
+            throw ValidationError("unknown planted bug '\(plantedBug)' for \(service); this build knows gateway-drops-idempotency-key (gateway only)")
         }
     }
 
@@ -42,7 +49,8 @@ struct ServeCommand: AsyncParsableCommand {
         let context = try ShopContext(pool: pool, logger: logger, confirmation: try confirm.confirmation())
         let httpClient = makeHTTPClient()
         let (host, port) = (self.host, self.port ?? name.defaultPort)
-        let gateway = GatewayOptions(addresses: services.addresses)
+        var gateway = GatewayOptions(addresses: services.addresses)
+        gateway.plantedDropsIdempotencyKeys = plantedBug != nil
         let listener = HTTPListener(.service(name), host: host, port: port) { onRunning in
             buildApplication(
                 for: name, host: host, port: port, context: context, httpClient: httpClient, gateway: gateway, onServerRunning: onRunning)

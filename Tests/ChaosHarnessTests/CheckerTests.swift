@@ -75,6 +75,27 @@ struct CheckerTests {
         #expect(r.violations.contains { $0.hasPrefix("lost events") })
     }
 
+    @Test("a keyed create retried after a dropped answer: one entity is fine, a second one under its trace is 'made twice'")
+    func keyedCreateRetried() {
+        func retried(makingAgain: Bool) -> CheckResult {
+            var s = ShopHistory()
+            // The create of c1 (trace t1) was keyed: its first answer dropped, its retry replayed.
+            s.h.records[0].keyedItems = 1
+            var dropped = s.h.records[0]
+            dropped.outcome = .unknown
+            dropped.error = History.droppedAnswer
+            s.h.records.insert(dropped, at: 0)
+            if makingAgain { s.event(.customer, .created, entity: "c1-again", trace: "t1") }
+            return Checker.check(s.h)
+        }
+        let replayed = retried(makingAgain: false)
+        #expect(replayed.violations == [])
+        #expect(replayed.keyedCreates == 1 && replayed.keyedRetries == 1 && replayed.droppedAnswers == 1)
+        let madeTwice = retried(makingAgain: true)
+        #expect(madeTwice.keyedCreatesMadeTwice == 1)
+        #expect(madeTwice.violations.contains { $0.hasPrefix("keyed create made twice") }, "\(madeTwice.violations)")
+    }
+
     @Test("an event the runtime never applied, and its missing mail, are violations")
     func lostEffect() {
         var s = ShopHistory()

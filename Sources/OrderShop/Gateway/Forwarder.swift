@@ -11,6 +11,8 @@ struct Forwarder: Sendable {
     let directory: ServiceDirectory
     let client: HTTPClient
     let timeout: TimeAmount
+    /// The planted defect of ``GatewayOptions/plantedDropsIdempotencyKeys``.
+    var dropsIdempotencyKey = false
 
     func forward(_ request: Request, context: ShopRequestContext) async throws -> Response {
         let body = try await request.bodyBytes()
@@ -19,7 +21,7 @@ struct Forwarder: Sendable {
         outgoing.method = HTTPMethod(rawValue: request.method.rawValue)
         outgoing.headers.add(name: "Content-Type", value: request.headers[.contentType] ?? "application/json")
         outgoing.headers.add(name: "X-Trace-ID", value: request.traceID)
-        if let key = request.headers[.idempotencyKey] { outgoing.headers.add(name: "Idempotency-Key", value: key) }
+        if let key = request.headers[.idempotencyKey], !dropsIdempotencyKey { outgoing.headers.add(name: "Idempotency-Key", value: key) }
         // The owner's span continues the gateway's.
         OutgoingTrace.inject(into: &outgoing.headers)
         outgoing.body = .bytes(ByteBuffer(bytes: body))

@@ -15,6 +15,9 @@ public struct GatewayOptions: Sendable {
     public var adminToken: String?
     /// The operations dashboard at `/dashboard` (`ordershop up`); nil: not served.
     public var dashboard: Dashboard?
+    /// A deliberate defect for chaos runs (`serve gateway --planted-bug
+    /// gateway-drops-idempotency-key`): creates are forwarded without their `Idempotency-Key`.
+    public var plantedDropsIdempotencyKeys = false
 
     public init(
         addresses: ServiceAddresses = .init(), forwardTimeout: Duration = .seconds(30), admin: WorkerControl? = nil, adminToken: String? = nil,
@@ -45,7 +48,8 @@ public func buildGatewayRouter(context: ShopContext, httpClient: HTTPClient, opt
         let owner = ServiceName.owner(of: type)
         let forwarder = Forwarder(
             service: owner, directory: options.directory, client: httpClient,
-            timeout: .nanoseconds(Int64(options.forwardTimeout.components.seconds) * 1_000_000_000 + options.forwardTimeout.components.attoseconds / 1_000_000_000))
+            timeout: .nanoseconds(Int64(options.forwardTimeout.components.seconds) * 1_000_000_000 + options.forwardTimeout.components.attoseconds / 1_000_000_000),
+            dropsIdempotencyKey: options.plantedDropsIdempotencyKeys)
         addCommandRoutes(
             to: router, type: type,
             create: { try await forwarder.forward($0, context: $1) },

@@ -88,10 +88,12 @@ public enum PlantedBugOption: String, CaseIterable, Codable, Sendable {
     /// Replicated topology: the services answer 2xx without waiting for the replica
     /// (no `--confirm-replicas`): a failover after a partition loses commands answered 200.
     case unconfirmedWrites = "unconfirmed-writes"
+    /// The gateway forwards creates without their `Idempotency-Key` (`ordershop serve gateway
+    /// --planted-bug`): a create retried after a lost answer is made again.
+    case gatewayDropsIdempotencyKey = "gateway-drops-idempotency-key"
 
-    /// True for the bugs planted in the workers (`ordershop work --planted-bug`); the others are
-    /// planted in how the harness runs the services.
-    public var isWorkerBug: Bool { self != .unconfirmedWrites }
+    /// True for the bugs planted in the workers (`ordershop work --planted-bug`).
+    public var isWorkerBug: Bool { self != .unconfirmedWrites && self != .gatewayDropsIdempotencyKey }
 
     /// Phrases of the violations this bug must cause: a planted run passes `make test` only when
     /// it FAILs with a violation containing one of them.
@@ -104,6 +106,7 @@ public enum PlantedBugOption: String, CaseIterable, Codable, Sendable {
         case .ackBeforeEffects: ["runtime never applied"]
         case .noLeaseRefresh: ["lease not kept", "runtime applied an event twice"]
         case .unconfirmedWrites: ["lost events"]
+        case .gatewayDropsIdempotencyKey: ["keyed create made twice"]
         }
     }
 }

@@ -17,6 +17,13 @@ public struct CheckResult: Codable, Sendable {
     public var replayedEntries = 0
     /// Commands answered 4xx that took effect anyway.
     public var refusedButApplied = 0
+    /// Creates sent with an `Idempotency-Key` (each counted once, however often retried), their
+    /// attempts after the first, the answers the load dropped on purpose, and the entities
+    /// made beyond what their bodies make: a retry with the key created them again.
+    public var keyedCreates = 0
+    public var keyedRetries = 0
+    public var droppedAnswers = 0
+    public var keyedCreatesMadeTwice = 0
     /// Unknown-outcome commands that took effect (Jepsen's "recovered").
     public var recovered = 0
     public var unknownNotApplied = 0
@@ -99,9 +106,23 @@ public enum Checker {
             r.unexpectedEvents += list.count
             note(&r, "event with unknown trace '\(trace)' in \(list[0].stream)")
         }
+        var keyedSeen: Set<String> = []
         for rec in h.records {
             let stream = "events:{\(rec.type)}_\(rec.action)"
             let own = (byTrace[rec.trace] ?? []).filter { $0.stream == stream }
+            if rec.error == History.droppedAnswer { r.droppedAnswers += 1 }
+            if let items = rec.keyedItems {
+                if keyedSeen.insert(rec.trace).inserted {
+                    r.keyedCreates += 1
+                    let made = Set(own.map(\.entityID)).count
+                    if made > items {
+                        r.keyedCreatesMadeTwice += made - items
+                        note(&r, "create of \(items) \(rec.type)(s) made \(made) despite its Idempotency-Key (trace \(rec.trace))")
+                    }
+                } else {
+                    r.keyedRetries += 1
+                }
+            }
             let applied = !own.isEmpty
             var perID: [String: Int] = [:]
             for e in own { perID[e.entityID, default: 0] += 1 }
@@ -267,6 +288,7 @@ public enum Checker {
         must(r.duplicateEvents, "duplicate events")
         must(r.unexpectedEvents, "unexpected events")
         must(r.refusedButApplied, "refused commands that took effect")
+        must(r.keyedCreatesMadeTwice, "keyed create made twice (entities beyond their bodies', retried with the same Idempotency-Key)")
         must(r.runtimeAppliedTwice, "runtime applied an event twice (settle effects committed more than once per event and group)")
         must(r.runtimeNeverApplied, "runtime never applied an event (no settle committed its effects)")
         must(r.runtimeAppliedUnexpected, "runtime applied events no entry carries")

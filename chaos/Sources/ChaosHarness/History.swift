@@ -92,6 +92,9 @@ public struct History: Sendable {
     /// What a service's 503 says of a command Redis took but replicas did not confirm
     /// (`--confirm-replicas`): its `"outcome"`.
     public static let unconfirmedOutcome = "may have been applied"
+    /// The error of a command record whose 2xx answer the load dropped on purpose, to retry the
+    /// create with its `Idempotency-Key` (``LoadGenerator/keyedCreate(_:body:type:items:rng:)``).
+    public static let droppedAnswer = "answer dropped by the harness (a client that lost it retries with its Idempotency-Key)"
     /// Field of an entry the harness injected as malformed (unique value per injection).
     public static let injectionField = "chaos_injection"
     /// Field of an entry the harness appended as a publisher's retry: the original entry's id.

@@ -28,6 +28,10 @@ public struct CommandRecord: Codable, Sendable {
     public var error: String?
     public var started: Double
     public var finished: Double
+    /// A create sent with an `Idempotency-Key` (its trace, the same for every attempt): the
+    /// number of entities its body makes. However often it is retried, the trace's events may
+    /// make no more entities than this. nil: no key.
+    public var keyedItems: Int? = nil
 }
 
 /// What the load knows to exist (from commands answered 200), to pick sensible targets.
@@ -132,7 +136,7 @@ public final class LoadGenerator: Sendable {
             let tag = String(rng.next() % 1_000_000_000, radix: 36)
             return ["name": .string("Customer \(tag)"), "email": .string("c\(tag)@example.org")]
         })
-        let r = await send(.POST, "/customers", body: body, action: "created", type: "customer", ids: [])
+        let r = await keyedCreate("/customers", body: body, type: "customer", items: n, rng: &rng)
         if r.outcome == .ok { await model.add(customers: r.ids) }
     }
 
@@ -142,13 +146,12 @@ public final class LoadGenerator: Sendable {
             let tag = String(rng.next() % 1_000_000, radix: 36)
             return ["name": .string("Product \(tag)"), "price": .number(Double(1 + rng.below(9999)) / 100)]
         })
-        let r = await send(.POST, "/products", body: body, action: "created", type: "product", ids: [])
+        let r = await keyedCreate("/products", body: body, type: "product", items: n, rng: &rng)
         guard r.outcome == .ok else { return }
         var stocked: [String] = []
         for id in r.ids {
-            let inv = await send(
-                .POST, "/inventory", body: ["product_id": .string(id), "amount": .number(Double(30 + rng.below(120)))],
-                action: "created", type: "inventory", ids: [])
+            let inv = await keyedCreate(
+                "/inventory", body: ["product_id": .string(id), "amount": .number(Double(30 + rng.below(120)))], type: "inventory", items: 1, rng: &rng)
             if inv.outcome == .ok { stocked.append(id) }
         }
         await model.add(products: stocked)
@@ -158,15 +161,14 @@ public final class LoadGenerator: Sendable {
         guard let customer = await model.pickCustomer(rng.next()) else { return }
         let products = await model.pickProducts(rng.next(), count: 1 + rng.below(3))
         guard !products.isEmpty else { return }
-        let r = await send(
-            .POST, "/order", body: ["customer_id": .string(customer), "product_ids": .array(products.map { .string($0) })],
-            action: "created", type: "order", ids: [])
+        let r = await keyedCreate(
+            "/order", body: ["customer_id": .string(customer), "product_ids": .array(products.map { .string($0) })], type: "order", items: 1, rng: &rng)
         if r.outcome == .ok, let id = r.ids.first { await model.addOrder(id, customer: customer, products: products) }
     }
 
     private func createBilling(rng: inout SplitMix64) async {
         guard let order = await model.pickOrder(rng.next(), unbilled: true) else { return }
-        let r = await send(.POST, "/billing", body: ["order_id": .string(order.id)], action: "created", type: "billing", ids: [])
+        let r = await keyedCreate("/billing", body: ["order_id": .string(order.id)], type: "billing", items: 1, rng: &rng)
         if r.outcome == .ok || r.status == 409 { await model.markBilled(order.id) }
     }
 
@@ -215,18 +217,26 @@ public final class LoadGenerator: Sendable {
         if r.outcome == .ok || r.status == 404 { await model.removeProduct(id) }
     }
 
-    /// Sends one command with a fresh trace id and records it.
-    private func send(_ method: HTTPMethod, _ path: String, body: JSONValue?, action: String, type: String, ids: [String]) async -> CommandRecord {
-        let trace = "chaos-" + UUID().uuidString.lowercased()
+    /// Sends one command with a fresh trace id (or `trace`) and records it. With an
+    /// `idempotencyKey`, the record says how many entities the body makes (`keyedItems`); with
+    /// `dropAnswer`, a 2xx answer is recorded as a lost one (``LoadGenerator/droppedAnswer``).
+    func send(
+        _ method: HTTPMethod, _ path: String, body: JSONValue?, action: String, type: String, ids: [String], trace given: String? = nil,
+        idempotencyKey: String? = nil, keyedItems: Int? = nil, dropAnswer: Bool = false
+    ) async -> CommandRecord {
+        let trace = given ?? Self.newTrace()
         var request = HTTPClientRequest(url: gateway + path)
         request.method = method
         request.headers.add(name: "X-Trace-ID", value: trace)
+        if let idempotencyKey { request.headers.add(name: "Idempotency-Key", value: idempotencyKey) }
         if let body {
             request.headers.add(name: "Content-Type", value: "application/json")
             request.body = .bytes(ByteBuffer(bytes: JSONCoding.encode(body)))
         }
         let started = clock.elapsed
-        var record = CommandRecord(trace: trace, action: action, type: type, ids: ids, status: nil, outcome: .unknown, error: nil, started: started, finished: started)
+        var record = CommandRecord(
+            trace: trace, action: action, type: type, ids: ids, status: nil, outcome: .unknown, error: nil, started: started, finished: started,
+            keyedItems: keyedItems)
         do {
             let response = try await http.execute(request, timeout: timeout)
             let bytes = try await response.body.collect(upTo: 16 << 20)
@@ -234,7 +244,8 @@ public final class LoadGenerator: Sendable {
             record.status = code
             switch code {
             case 200..<300:
-                record.outcome = .ok
+                record.outcome = dropAnswer ? .unknown : .ok
+                if dropAnswer { record.error = Self.droppedAnswer }
                 if ids.isEmpty, let json = try? JSONCoding.decode(JSONValue.self, from: bytes.readableBytesView) {
                     record.ids = json.arrayValue?.compactMap(\.stringValue) ?? []
                 }

@@ -71,6 +71,7 @@ public struct RunReport: Codable, Sendable {
         rows.append(("kills holding entries", "\(heldKills) of \(byKind[.kill] ?? 0); inside a handler (mailed, not settled): \(handlerKills)"))
         if let c = check {
             rows.append(("commands", "\(c.commands["total"] ?? 0): ok \(c.commands["ok"] ?? 0), failed \(c.commands["failed"] ?? 0), unknown \(c.commands["unknown"] ?? 0) (recovered \(c.recovered), not applied \(c.unknownNotApplied))"))
+            rows.append(("keyed creates", "\(c.keyedCreates) with an Idempotency-Key; retried \(c.keyedRetries) times (\(c.droppedAnswers) answers dropped by the harness); made twice \(c.keyedCreatesMadeTwice)"))
             rows.append(("events", "\(c.events) (+ \(c.injected) injected malformed, + \(c.publisherDuplicates) publisher duplicates, + \(c.replayedEntries) replayed dead letters)"))
             rows.append(("lost events", "\(c.lostEvents)" + (o.topology != .replicated ? "" : o.plantedBug == .unconfirmedWrites ? " (answered 2xx without waiting for the replica: the planted bug)" : " (answered 2xx, so confirmed by the replica)")))
             if o.topology == .replicated {

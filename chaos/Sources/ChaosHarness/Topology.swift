@@ -82,6 +82,7 @@ public actor Topology {
     private nonisolated func serveArguments(_ name: String) -> [String] {
         var a = ["serve", name, "--host", "127.0.0.1", "--port", String(servicePorts[name]!), "--url", redisURL]
         if replication != nil && options.plantedBug != .unconfirmedWrites { a += ["--confirm-replicas", "1", "--confirm-timeout", "2000"] }
+        if name == "gateway", options.plantedBug == .gatewayDropsIdempotencyKey { a += ["--planted-bug", PlantedBugOption.gatewayDropsIdempotencyKey.rawValue] }
         return a
     }
 
