@@ -11,7 +11,7 @@ import Testing
 /// refusal only once they hold what it refused on; when they do not in time the answer is 503
 /// and says whether the command may have been applied.
 @Suite(.timeLimit(.minutes(2))) struct ConfirmedCommandTests {
-    @Test("with --confirm-replicas 1 a command answers 200 while the replica keeps up, and 503 'may have been applied' when it does not")
+    @Test("with --confirm-replicas 1 a command answers 200 while the replica keeps up, and 503 'may have been applied' when it does not; queries answer only what the replica holds")
     func confirmedAndUnconfirmedCommands() async throws {
         try await withReplication { replication in
             let pool = try RedisConnectionPool(configuration: replication.configuration(0), maximumConnections: 4)
@@ -46,9 +46,23 @@ import Testing
                 #expect(unconfirmed == .serviceUnavailable, "\(body)")
                 #expect(body["outcome"]?.stringValue == "may have been applied", "\(body)")
                 #expect(body["error"]?.stringValue?.contains("0 of the 1 replicas") == true, "\(body)")
-                // It was applied on the primary: a read finds it (the client is told to look).
+                // It was applied on the primary, where an unconfirmed read finds it...
                 let customers = String(decoding: try await ReadModel(pool: pool).list(.customer), as: UTF8.self)
                 #expect(customers.contains("b@shop.test"), "\(customers)")
+                // ...but the service's queries answer only what the replica holds: 503 until it does.
+                func get(_ uri: String) async throws -> (HTTPResponse.Status, String) {
+                    try await client.execute(uri: uri, method: .get) { response in (response.status, String(buffer: response.body)) }
+                }
+                for uri in ["/customers", "/customer/\(id)"] {
+                    let (status, answer) = try await get(uri)
+                    #expect(status == .serviceUnavailable, "\(uri): \(answer)")
+                    #expect(answer.contains("not confirmed"), "\(uri): \(answer)")
+                }
+                replication.servers[1].signal(SIGCONT)
+                let (listed, list) = try await get("/customers")
+                #expect(listed == .ok && list.contains("b@shop.test"), "\(list)")
+                let (got, one) = try await get("/customer/\(id)")
+                #expect(got == .ok && one.contains("a@shop.test"), "\(one)")
             }
             await pool.shutdown()
         }

@@ -8,14 +8,15 @@ public struct ShopContext: Sendable {
     public let readModel: ReadModel
     public let health: HealthCheck
     public let logger: Logger
-    /// `--confirm-replicas`: commands (and mails) answer 2xx only once replicas have them.
+    /// `--confirm-replicas`: commands (and mails) answer 2xx, and queries answer, only once
+    /// replicas have what they answer on.
     public let confirmation: ReplicaConfirmation?
 
     public init(pool: any RedisClientProtocol, logger: Logger, confirmation: ReplicaConfirmation? = nil) throws(RedisError) {
         self.pool = pool
         self.confirmation = confirmation
         self.store = EventStore(pool: pool, confirmation: confirmation)
-        self.readModel = ReadModel(pool: pool)
+        self.readModel = ReadModel(pool: pool, confirmation: confirmation)
         self.health = HealthCheck(pool: pool)
         self.logger = logger
     }

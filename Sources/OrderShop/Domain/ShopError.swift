@@ -57,6 +57,15 @@ public struct ShopError: Error, Sendable, Hashable, CustomStringConvertible {
             outcome: "not applied")
     }
 
+    /// 503: a query with `--confirm-replicas` whose replicas have not confirmed, in time, the
+    /// state it read: it may show a write a failover can still lose.
+    public static func unconfirmedRead(acknowledged: Int, wanted: Int) -> ShopError {
+        ShopError(
+            status: 503,
+            message: "not answered: \(acknowledged) of the \(wanted) replicas asked for confirmed in time the state this read would show, which a failover could still lose; retry",
+            outcome: "not confirmed")
+    }
+
     public var description: String {
         "\(status): \(message)" + (field.map { " (field \($0))" } ?? "")
     }

@@ -333,6 +333,10 @@ enum Scripts {
         return out
         """)
 
+    /// One live entity's JSON, or nil. KEYS: entities. ARGV: id. (A plain HGET, as a script for
+    /// the confirmed read of ``ReadModel``.)
+    static let one = RedisScript("return redis.call('HGET', KEYS[1], ARGV[1])")
+
     /// An entity, live or deleted: `{json, 'live'|'deleted'}` or nil. KEYS: entities, tombstones. ARGV: id.
     static let lookup = RedisScript(
         """

@@ -4,31 +4,51 @@ import RedisClient
 ///
 /// The read models are written by the same scripts that append the events, so a query always
 /// sees every command that has answered, whichever process asks.
+///
+/// With a `confirmation` (`--confirm-replicas`), the queries the HTTP routes answer (``list(_:)``,
+/// ``one(_:id:)``, ``unbilledOrders()``, ``report()``) answer only once the replicas hold what
+/// they read, as a command's refusal does (a barrier write, then `WAIT`); else
+/// ``ShopError/unconfirmedRead(acknowledged:wanted:)``. Why: right after a 503 "may have been
+/// applied" the client is told to read the entity, and a read of the primary alone shows a
+/// write a failover can still lose.
 public struct ReadModel: Sendable {
     public let pool: any RedisClientProtocol
+    public let confirmation: ReplicaConfirmation?
 
-    public init(pool: any RedisClientProtocol) {
+    public init(pool: any RedisClientProtocol, confirmation: ReplicaConfirmation? = nil) {
         self.pool = pool
+        self.confirmation = confirmation
     }
 
     /// All live entities of a type as a JSON array, in creation order.
     public func list(_ type: EntityType) async throws -> [UInt8] {
         let k = type.keys
-        let reply = try await pool.evaluate(Scripts.all, keys: [RedisArgument(k.ids), RedisArgument(k.entities)])
+        let reply = try await query(Scripts.all, of: type, keys: [RedisArgument(k.ids), RedisArgument(k.entities)])
         return Self.jsonArray(reply.array ?? [])
     }
 
     /// One live entity's JSON, or nil when there is none (never created, or deleted).
     public func one(_ type: EntityType, id: String) async throws -> [UInt8]? {
         let key = RedisArgument(type.keys.entities)
-        return try await pool.send(RawCommand(["HGET", key, RedisArgument(id)], keys: [key], readOnly: true)).bytes
+        guard confirmation != nil else { return try await pool.send(RawCommand(["HGET", key, RedisArgument(id)], keys: [key], readOnly: true)).bytes }
+        return try await query(Scripts.one, of: type, keys: [key], arguments: [RedisArgument(id)]).bytes
     }
 
     /// Live orders that have no billing, as a JSON array.
     public func unbilledOrders() async throws -> [UInt8] {
         let o = EntityType.order.keys
         let keys = [o.ids, o.entities, EntityType.billing.keys.unique].map { RedisArgument($0) }
-        return Self.jsonArray(try await pool.evaluate(Scripts.unbilled, keys: keys).array ?? [])
+        return Self.jsonArray(try await query(Scripts.unbilled, of: .order, keys: keys).array ?? [])
+    }
+
+    /// Runs a query script; with ``confirmation``, answers only once the replicas hold what it
+    /// read (`type`'s replica barrier, then `WAIT`).
+    private func query(_ script: RedisScript, of type: EntityType, keys: [RedisArgument], arguments: [RedisArgument] = []) async throws -> RESPValue {
+        guard let confirmation else { return try await pool.evaluate(script, keys: keys, arguments: arguments) }
+        let confirmed = try await pool.evaluate(
+            script, keys: keys, arguments: arguments, confirming: confirmation, barrier: RedisArgument(type.keys.replicaBarrier), wrote: { _ in false })
+        guard confirmed.isConfirmed else { throw ShopError.unconfirmedRead(acknowledged: confirmed.acknowledgedBy, wanted: confirmation.replicas) }
+        return confirmed.reply
     }
 
     /// `{"products": [...], "inventory": [...], "customers": [...], "orders": [...], "billings": [...]}`.

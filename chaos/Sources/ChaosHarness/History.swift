@@ -193,11 +193,20 @@ struct HistoryCollector {
         return out
     }
 
-    /// GET /<plural> through the gateway, by id.
+    /// GET /<plural> through the gateway, by id. A 503 is asked again for up to a minute: with
+    /// `--confirm-replicas` a query answers only once the replica holds what it shows, and after
+    /// a failover the new replica may still be resyncing.
     private func list(_ type: EntityType) async throws -> [String: JSONValue] {
-        let response = try await http.execute(HTTPClientRequest(url: gateway + "/" + type.plural), timeout: .seconds(60))
-        let body = try await response.body.collect(upTo: 256 << 20)
-        guard response.status.code == 200 else { throw ChaosError("GET /\(type.plural) answered \(response.status.code)") }
+        var attempt = 0
+        var response = try await http.execute(HTTPClientRequest(url: gateway + "/" + type.plural), timeout: .seconds(60))
+        var body = try await response.body.collect(upTo: 256 << 20)
+        while response.status.code == 503 && attempt < 60 {
+            attempt += 1
+            try await Task.sleep(for: .seconds(1))
+            response = try await http.execute(HTTPClientRequest(url: gateway + "/" + type.plural), timeout: .seconds(60))
+            body = try await response.body.collect(upTo: 256 << 20)
+        }
+        guard response.status.code == 200 else { throw ChaosError("GET /\(type.plural) answered \(response.status.code): \(String(buffer: body).prefix(200))") }
         let json = try JSONCoding.decode(JSONValue.self, from: body.readableBytesView)
         var out: [String: JSONValue] = [:]
         for item in json.arrayValue ?? [] { if let id = item["id"]?.stringValue { out[id] = item } }
