@@ -121,4 +121,35 @@ import Testing
             await pool.shutdown()
         }
     }
+
+    @Test("a confirmation never crosses sessions: a refusal read on a demoted primary is outcomeUnknown, not confirmed on the new primary")
+    func confirmationStaysOnItsSession() async throws {
+        try await withReplication { replication in
+            let proxy = try TCPProxy(targetPort: replication.servers[0].port)
+            defer { proxy.stop() }
+            var configuration = RedisConfiguration(endpoint: .tcp(host: "127.0.0.1", port: proxy.port))
+            configuration.reconnect.retryWindow = .seconds(10)
+            let pool = try RedisConnectionPool(configuration: configuration, maximumConnections: 1)
+            #expect(try await pool.send(SET("{k}", "old")))
+            try await replication.waitUntilReplicasAttached()
+            // The failover: server 1 promoted, server 0 (alive, holding its data until it
+            // resyncs) demoted to its replica, the endpoint moved. The pool's one connection
+            // still leads to server 0, which answers reads.
+            try await replication.promote(1)
+            proxy.retarget(toPort: replication.servers[1].port)
+            try await replication.waitUntilReplicasAttached()
+            let refuse = RedisScript("return redis.call('GET', KEYS[1])")
+            do {
+                let reply = try await pool.evaluate(
+                    refuse, keys: ["{k}"], arguments: [], confirming: ReplicaConfirmation(replicas: 1, timeout: .seconds(3)), barrier: "{k}-barrier",
+                    wrote: { _ in false })
+                // The barrier met READONLY; re-sent on a new session (server 1), it and the WAIT
+                // confirmed server 1's state for a read server 0 answered.
+                Issue.record("confirmed across sessions: \(reply)")
+            } catch let error as RedisError {
+                #expect(error.code == .outcomeUnknown, "\(error)")
+            }
+            await pool.shutdown()
+        }
+    }
 }

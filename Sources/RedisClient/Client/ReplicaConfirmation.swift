@@ -41,7 +41,11 @@ extension RedisClientProtocol {
     /// speak of the connection's earlier writes. So a refusal first writes `barrier` (a `SET`
     /// with a one-minute expiry), whose offset covers everything the primary had when the
     /// script ran, on any version. `barrier` must be in the slot of `keys` (in a cluster) and
-    /// writable by the caller's ACL user.
+    /// writable by the caller's ACL user. The barrier and the `WAIT` go on the script's own
+    /// session: when it ended meanwhile (a dropped socket; a `READONLY` on the barrier, the
+    /// server demoted since), the answer is ``RedisError/Code/outcomeUnknown``, never a
+    /// confirmation by another server (a chaos run once got one: a create replayed from a
+    /// demoted primary's last moments, confirmed on the new primary, then lost).
     ///
     /// A script refused by a redirect (MOVED, ASK, TRYAGAIN, ...: it did not run) is sent again
     /// to the slot's owner, at most three times. An error while waiting for the confirmation
@@ -59,8 +63,10 @@ extension RedisClientProtocol {
                     let wroteSomething = wrote(reply)
                     let acknowledged: Int
                     do {
-                        if !wroteSomething { _ = try await connection.send(SET(barrier, "1", expiry: .seconds(60))) }
-                        acknowledged = try await connection.send(WAIT(replicas: confirmation.replicas, timeout: confirmation.timeout))
+                        // On the script's own session, or not at all (``RedisConnection/sendInSession(_:)``):
+                        // a reconnect between them would confirm another session's writes.
+                        if !wroteSomething { _ = try await connection.sendInSession(SET(barrier, "1", expiry: .seconds(60))) }
+                        acknowledged = try await connection.sendInSession(WAIT(replicas: confirmation.replicas, timeout: confirmation.timeout))
                     } catch {
                         throw RedisError(
                             .outcomeUnknown, "the command ran; waiting for its replication failed: \(RedisError.wrapping(error).message)",

@@ -76,6 +76,24 @@ public final class RedisConnection: Sendable {
         return try reply.get()
     }
 
+    /// Sends one typed command on the session the previous command used: it never reconnects
+    /// and never retries, and a `READONLY` reply is thrown. For commands whose meaning depends
+    /// on the connection's earlier ones: `WAIT` counts the replicas that have *this session's*
+    /// writes, and on a session opened meanwhile (the socket dropped, or a `READONLY` made
+    /// ``send(_:)`` reconnect, perhaps to another server behind the same name) it would confirm
+    /// writes that are not the ones made (a chaos run lost a create confirmed so). Throws
+    /// ``RedisError/Code/connectionClosed`` when there is no open session.
+    @discardableResult
+    public func sendInSession<Command: RedisCommand>(_ command: Command) async throws -> Command.Response {
+        let timeout = self.timeout(blocking: command.blockingTimeout)
+        let reply = try await perform(cancellable: command.blockingTimeout != nil, reconnects: false) { core in
+            try core.roundTrip(count: 1, deadline: Deadline(after: timeout), encode: { command.encode(into: &$0) }) { cursor in
+                DecodedReply.read(command, from: &cursor)
+            }[0]
+        }
+        return try reply.get()
+    }
+
     /// Pipelines commands of one type: each writes itself into the connection's buffer and
     /// each reply is decoded in place on the connection's thread (no ``RESPValue`` first).
     /// Error replies come back as `.serverError` in place.
@@ -161,8 +179,9 @@ public final class RedisConnection: Sendable {
     }
 
     /// Connects if needed (retrying inside the reconnect window), then runs `body`.
+    /// `reconnects` false: runs `body` only on the session open now (``sendInSession(_:)``).
     private func perform<T: Sendable>(
-        cancellable: Bool, retryLoading: Bool = false,
+        cancellable: Bool, retryLoading: Bool = false, reconnects: Bool = true,
         _ body: @escaping @Sendable (ConnectionCore) throws -> T
     ) async throws -> T {
         let window = Deadline(after: configuration.reconnect.retryWindow)
@@ -170,7 +189,11 @@ public final class RedisConnection: Sendable {
         while true {
             do {
                 return try await run(cancellable: cancellable) { core in
-                    do throws(RedisError) { try core.ensureConnected() } catch { throw ConnectFailure(error: error) }
+                    if reconnects {
+                        do throws(RedisError) { try core.ensureConnected() } catch { throw ConnectFailure(error: error) }
+                    } else if !core.isConnected {
+                        throw RedisError(.connectionClosed, "the connection's session ended before this command, which speaks of it; not sent")
+                    }
                     let result = try body(core)
                     if retryLoading, let message = (result as? any ServerErrorReply)?.serverErrorMessage,
                         message.hasPrefix("LOADING") || message.hasPrefix("READONLY")

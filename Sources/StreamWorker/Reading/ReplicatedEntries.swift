@@ -15,11 +15,13 @@ extension SubscriptionContext {
     func entriesReplicated(on connection: RedisConnection, blockingReadOf lastID: String? = nil) async throws -> Bool {
         guard let confirmation = configuration.replicaConfirmation else { return true }
         if let lastID {
-            _ = try await connection.send(XCLAIM(streamKey, group: group, consumer: consumer, ids: [lastID], justID: true))
+            _ = try await connection.sendInSession(XCLAIM(streamKey, group: group, consumer: consumer, ids: [lastID], justID: true))
         }
         var warned = false
         while true {
-            let acknowledged = try await connection.send(WAIT(replicas: confirmation.replicas, timeout: confirmation.timeout))
+            // On the read's own session, or not at all: after a reconnect, WAIT would speak of
+            // another session (perhaps on the new primary, which lacks these entries).
+            let acknowledged = try await connection.sendInSession(WAIT(replicas: confirmation.replicas, timeout: confirmation.timeout))
             if acknowledged >= confirmation.replicas { return true }
             if drain.isFired { return false }
             if !warned {
