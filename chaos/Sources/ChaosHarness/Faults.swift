@@ -211,14 +211,22 @@ struct FaultInjector: Sendable {
         let slot = chosen.slot
         let incarnation = chosen.incarnation
         done.target = incarnation.consumer
-        // A crash is most telling when the worker holds entries: wait (briefly) for such a moment.
+        // A crash is most telling when the worker holds entries: wait (briefly) for such a moment,
+        // and for a SIGKILL, for one when an entry it holds is inside its handler (mailed, not
+        // settled): a kill that only ever finds read-ahead entries proves less, and a run
+        // without one is VOID (a CI run's two kills both missed that window, 0-100 ms per
+        // handler, when they waited only for held entries).
         var held = 0
         if fault.kind != .term {
             let started = ContinuousClock.now
             while ContinuousClock.now - started < .seconds(4) {
                 held = await observer.pending(consumer: incarnation.consumer, group: kind) ?? 0
-                if held > 0 { break }
-                do { try await Task.sleep(for: .milliseconds(25)) } catch { break }
+                if held > 0 {
+                    guard fault.kind == .kill else { break }
+                    let inHandler = (try? await mailedButUnsettled(consumer: incarnation.consumer, group: kind, before: .max, oldest: 10)) ?? 0
+                    if inHandler > 0 { break }
+                }
+                do { try await Task.sleep(for: .milliseconds(10)) } catch { break }
             }
         } else {
             held = await observer.pending(consumer: incarnation.consumer, group: kind) ?? 0
@@ -428,12 +436,15 @@ struct FaultInjector: Sendable {
     }
 
     /// How many entries a dead consumer still holds whose mail msg had recorded by `before`
-    /// (Redis ms): the worker was killed between the external effect and the settle.
-    private func mailedButUnsettled(consumer: String, group: String, before: Int64) async throws -> Int {
+    /// (Redis ms): the worker was killed between the external effect and the settle. Of a live
+    /// one (`before` `.max`, the `oldest` few it holds): entries inside their handler now.
+    private func mailedButUnsettled(consumer: String, group: String, before: Int64, oldest: Int = 1000) async throws -> Int {
         var n = 0
         for stream in WorkerStreams.streams(of: group) {
             let held = try await pool.send(
-                RawCommand(["XPENDING", RedisArgument(stream), RedisArgument(group), "-", "+", 1000, RedisArgument(consumer)], keys: [RedisArgument(stream)], readOnly: true))
+                RawCommand(
+                    ["XPENDING", RedisArgument(stream), RedisArgument(group), "-", "+", RedisArgument(oldest), RedisArgument(consumer)],
+                    keys: [RedisArgument(stream)], readOnly: true))
                 .throwingServerError().array ?? []
             for item in held {
                 guard let id = item.array?.first?.string,
