@@ -53,16 +53,19 @@ struct CrashTests {
             let pool = try server.makePool()
             let stream = "events:{order}_created"
             let ids = try await publish(pool, stream: stream, count: 8)
-            // The zombie reads everything, then sits in 3 s handlers.
+            // The zombie reads everything, then sits in 8 s handlers: long enough that it is
+            // stopped before any settles, even on a loaded machine (with 3 s, a CI run saw all 8
+            // handlers start only after they had finished and settled, and nothing to reclaim).
             let zombie = try startProbe(
                 server, stream: stream, group: "billing",
-                extra: ["--lease-ms", "1000", "--handler-delay-ms", "3000", "--effects-key", "effects", "--invocations-key", "invocations"])
+                extra: ["--lease-ms", "1000", "--handler-delay-ms", "8000", "--effects-key", "effects", "--invocations-key", "invocations"])
             let zombieName = try #require(await probeConsumer(zombie))
             #expect(await eventually {
                 try await pool.send(XPENDING(RedisArgument(stream), group: "billing")).consumers[zombieName] == ids.count
             })
             #expect(await eventually { try await effectCounts(pool, "invocations").count == ids.count })
             zombie.signal(SIGSTOP)
+            try #require(try await effectCounts(pool, "effects").isEmpty, "the zombie settled before it was stopped: the test's premise did not hold")
 
             let other = RunningWorker(
                 pool: pool, configuration: .init(lease: .seconds(1)),
