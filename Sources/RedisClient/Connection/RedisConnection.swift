@@ -67,13 +67,7 @@ public final class RedisConnection: Sendable {
     /// Sends one typed command and decodes its reply. An error reply is thrown as ``RedisError``.
     @discardableResult
     public func send<Command: RedisCommand>(_ command: Command) async throws -> Command.Response {
-        let timeout = self.timeout(blocking: command.blockingTimeout)
-        let reply = try await perform(cancellable: command.blockingTimeout != nil, retryLoading: true) { core in
-            try core.roundTrip(count: 1, deadline: Deadline(after: timeout), encode: { command.encode(into: &$0) }) { cursor in
-                DecodedReply.read(command, from: &cursor)
-            }[0]
-        }
-        return try reply.get()
+        try await sendOne(command, inSession: false)
     }
 
     /// Sends one typed command on the session the previous command used: it never reconnects
@@ -85,8 +79,14 @@ public final class RedisConnection: Sendable {
     /// ``RedisError/Code/connectionClosed`` when there is no open session.
     @discardableResult
     public func sendInSession<Command: RedisCommand>(_ command: Command) async throws -> Command.Response {
+        try await sendOne(command, inSession: true)
+    }
+
+    /// One typed command: with ``send(_:)``'s reconnects and `LOADING`/`READONLY` retries, or
+    /// on the open session only (``sendInSession(_:)``).
+    private func sendOne<Command: RedisCommand>(_ command: Command, inSession: Bool) async throws -> Command.Response {
         let timeout = self.timeout(blocking: command.blockingTimeout)
-        let reply = try await perform(cancellable: command.blockingTimeout != nil, reconnects: false) { core in
+        let reply = try await perform(cancellable: command.blockingTimeout != nil, retryLoading: !inSession, reconnects: !inSession) { core in
             try core.roundTrip(count: 1, deadline: Deadline(after: timeout), encode: { command.encode(into: &$0) }) { cursor in
                 DecodedReply.read(command, from: &cursor)
             }[0]
