@@ -29,7 +29,9 @@ PLANTED_BUGS ?= ack-before-handling:kill,malformed \
   ack-before-effects:kill,term,reset \
   no-lease-refresh:kill,term:--pause-after-mail=4500 \
   unconfirmed-writes:partition,kill:--topology=replicated \
-  gateway-drops-idempotency-key:reset,kill
+  gateway-drops-idempotency-key:reset,kill \
+  reaper-commits-all:order-crash:--fault-interval=2 \
+  reaper-forgets-aborts:order-pause:--fault-interval=10
 # Suites that assert how soon something ends (a cancelled worker within 1 s, a start-up within
 # 2 s) run in a second pass of their own: in the first, ~200 tests with their redis-servers and
 # child processes share 2 cores, and a drain that ends in 0.5 s alone took 4 s there.

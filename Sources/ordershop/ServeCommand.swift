@@ -22,9 +22,20 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Port to listen on (default: the service's own).")
     var port: Int?
 
-    /// A deliberate defect for chaos runs: `gateway-drops-idempotency-key` (gateway only).
+    /// A deliberate defect for chaos runs: `gateway-drops-idempotency-key` (gateway only),
+    /// `reaper-commits-all`, `reaper-forgets-aborts` (order only).
     @Option(help: .hidden)
     var plantedBug: String?
+
+    /// The chaos harness's mode (order only): each order change waits this many milliseconds
+    /// between reserving its stock and making the change, so that a SIGKILL finds changes
+    /// between their steps.
+    @Option(help: .hidden)
+    var chaosStepPauseMs = 0
+
+    static let plantedBugs: [String: ServiceName] = ReservationReaper.PlantedBug.allCases.reduce(into: ["gateway-drops-idempotency-key": .gateway]) {
+        $0[$1.rawValue] = .order
+    }
 
     @OptionGroup var services: ServiceURLOptions
     @OptionGroup var redis: RedisOptions
@@ -34,23 +45,27 @@ struct ServeCommand: AsyncParsableCommand {
         guard ServiceName(rawValue: service) != nil else {
             throw ValidationError("unknown service '\(service)'; one of \(ServiceName.allCases.map(\.rawValue).joined(separator: ", "))")
         }
-        if let plantedBug, plantedBug != "gateway-drops-idempotency-key" || service != "gateway" {
-            throw ValidationError("unknown planted bug '\(plantedBug)' for \(service); this build knows gateway-drops-idempotency-key (gateway only)")
+        if let plantedBug, Self.plantedBugs[plantedBug]?.rawValue != service {
+            throw ValidationError(
+                "unknown planted bug '\(plantedBug)' for \(service); this build knows "
+                    + Self.plantedBugs.sorted { $0.key < $1.key }.map { "\($0.key) (\($0.value) only)" }.joined(separator: ", "))
         }
+        guard chaosStepPauseMs >= 0 else { throw ValidationError("--chaos-step-pause-ms must not be negative") }
     }
 
     func run() async throws {
         let name = ServiceName(rawValue: service)!
         let logger = makeLogger("ordershop.\(name)")
-        // OrderShop's services need one Redis server (their scripts span slots, issue 16): a pool,
-        // which lets the service start and answer 503 while Redis is not there yet.
+        // OrderShop's services need one Redis server (their queries and reference checks still span
+        // slots, issue 16): a pool, which lets the service start and answer 503 while Redis is not there yet.
         let redisConfiguration = try redis.configuration()
         let pool = try RedisConnectionPool(configuration: redisConfiguration, maximumConnections: 32, logger: logger)
-        let context = try ShopContext(pool: pool, logger: logger, confirmation: try confirm.confirmation())
+        let context = try ShopContext(
+            pool: pool, logger: logger, confirmation: try confirm.confirmation(), orderStepPause: .milliseconds(chaosStepPauseMs))
         let httpClient = makeHTTPClient()
         let (host, port) = (self.host, self.port ?? name.defaultPort)
         var gateway = GatewayOptions(addresses: services.addresses)
-        gateway.plantedDropsIdempotencyKeys = plantedBug != nil
+        gateway.plantedDropsIdempotencyKeys = plantedBug == "gateway-drops-idempotency-key"
         let listener = HTTPListener(.service(name), host: host, port: port) { onRunning in
             buildApplication(
                 for: name, host: host, port: port, context: context, httpClient: httpClient, gateway: gateway, onServerRunning: onRunning)
@@ -64,8 +79,16 @@ struct ServeCommand: AsyncParsableCommand {
         }
         do {
             let tracing = try ShopTracing.bootstrap(serviceName: "ordershop-\(name)", logger: logger)
+            var services: [any Service] = [
+                SupervisedService("tracing", tracing), SupervisedService("\(Listener.service(name))", listener), SupervisedService("Redis check", redisCheck),
+            ]
+            // The order service ends the stock reservations its order changes left open.
+            if name == .order {
+                let reaper = ReservationReaper(store: context.store, logger: logger, plantedBug: plantedBug.flatMap(ReservationReaper.PlantedBug.init(rawValue:)))
+                services.append(SupervisedService("stock reservation reaper", reaper))
+            }
             try await runServices(
-                [SupervisedService("tracing", tracing), SupervisedService("\(Listener.service(name))", listener), SupervisedService("Redis check", redisCheck)],
+                services,
                 logger: logger, maximumGracefulShutdown: .seconds(30), thenClose: httpClient, pool)
         } catch {
             throw exitFailing(error, logger: logger) { _ in "--port" }

@@ -205,4 +205,24 @@ struct CheckerTests {
         #expect(r.deadLettersTwice == 1)
         #expect(r.violations.contains { $0.contains("dlq replay") })
     }
+
+    @Test("a stock reservation left open after the drain is a violation")
+    func openReservation() {
+        var s = ShopHistory()
+        s.h.openReservations = 2
+        let r = Checker.check(s.h)
+        #expect(r.openReservations == 2)
+        #expect(r.violations.contains { $0.hasPrefix("stock reservations left open after the drain") && $0.hasSuffix("= 2") })
+    }
+
+    @Test("an update answered 503 'not applied' whose event is there is a refused command that took effect")
+    func notAppliedButApplied() {
+        var s = ShopHistory()
+        s.event(.order, .updated, entity: "o1", trace: "t6")
+        s.h.records[s.h.records.count - 1].status = 503
+        s.h.records[s.h.records.count - 1].outcome = .failed
+        let r = Checker.check(s.h)
+        #expect(r.refusedButApplied == 1)
+        #expect(r.violations.contains { $0.hasPrefix("refused commands that took effect") })
+    }
 }

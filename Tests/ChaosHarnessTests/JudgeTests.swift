@@ -147,4 +147,23 @@ struct JudgeTests {
         for bug in PlantedBugOption.allCases { #expect(!bug.expectedViolations.isEmpty) }
         #expect(PlantedBugOption.noMarkerCheck.expectedViolations.contains("runtime applied an event twice"))
     }
+
+    @Test("order faults that found no change between its steps, or after which no reaper aborted one, make the run void")
+    func orderFaultsUnexercised() {
+        var r = passingReport()
+        r.options.faults.insert(.orderCrash)
+        let crash = PlannedFault(at: 4, kind: .orderCrash, seconds: 1)
+        r.faults.append(ExecutedFault(planned: crash, at: 4, target: "order", heldPending: 0))
+        r.check?.abortedOrderChanges = 0
+        var outcome = Judge.judge(r)
+        #expect(outcome.verdict == "VOID")
+        #expect(outcome.voids.contains { $0.contains("no order-crash found an order change between its steps") })
+        #expect(outcome.voids.contains { $0.contains("no order change was aborted by a reaper") })
+
+        r.faults[r.faults.count - 1].heldPending = 2
+        r.check?.abortedOrderChanges = 1
+        outcome = Judge.judge(r)
+        #expect(outcome.verdict == "PASS", "\(outcome.voids)")
+    }
 }
+

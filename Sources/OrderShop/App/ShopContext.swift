@@ -12,10 +12,12 @@ public struct ShopContext: Sendable {
     /// replicas have what they answer on.
     public let confirmation: ReplicaConfirmation?
 
-    public init(pool: any RedisClientProtocol, logger: Logger, confirmation: ReplicaConfirmation? = nil) throws(RedisError) {
+    public init(
+        pool: any RedisClientProtocol, logger: Logger, confirmation: ReplicaConfirmation? = nil, orderStepPause: Duration = .zero
+    ) throws(RedisError) {
         self.pool = pool
         self.confirmation = confirmation
-        self.store = EventStore(pool: pool, confirmation: confirmation)
+        self.store = EventStore(pool: pool, confirmation: confirmation, orderStepPause: orderStepPause)
         self.readModel = ReadModel(pool: pool, confirmation: confirmation)
         self.health = HealthCheck(pool: pool)
         self.logger = logger

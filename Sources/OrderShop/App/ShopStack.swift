@@ -94,6 +94,8 @@ public final class ShopStack: Sendable {
             services.append(SupervisedService("\(Listener.service(name))", listener))
         }
         for name in [ServiceName.msg, .customer, .product, .inventory, .order, .billing] { app(name) }
+        // The order service's reaper of stock reservations left open (see OrderSteps).
+        services.append(SupervisedService("stock reservation reaper", ReservationReaper(store: http.store, logger: logger)))
 
         var switchables: [SwitchableService] = []
         let mail = MailClient(directory: directory, client: httpClient)

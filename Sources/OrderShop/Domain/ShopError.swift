@@ -66,6 +66,15 @@ public struct ShopError: Error, Sendable, Hashable, CustomStringConvertible {
             outcome: "not confirmed")
     }
 
+    /// 503: an order change whose process took so long between its steps that the reservation
+    /// reaper aborted it (``OrderSteps``): nothing of it holds; send it again.
+    public static var stepAborted: ShopError {
+        ShopError(
+            status: 503,
+            message: "the command was not applied: it took longer than the stock reservation's grace time, so its reservation was released; send it again",
+            outcome: "not applied")
+    }
+
     public var description: String {
         "\(status): \(message)" + (field.map { " (field \($0))" } ?? "")
     }

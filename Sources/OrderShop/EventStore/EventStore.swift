@@ -15,9 +15,15 @@ public struct EventStore: Sendable {
     /// (`WAIT` on the script's connection); else ``ShopError/unconfirmed(acknowledged:wanted:)``.
     public let confirmation: ReplicaConfirmation?
 
-    public init(pool: any RedisClientProtocol, confirmation: ReplicaConfirmation? = nil) {
+    /// The chaos harness's mode: an order change waits this long between reserving its stock
+    /// and making the change (``OrderSteps``), so that a SIGKILL of the order service finds
+    /// changes between their steps. Zero otherwise.
+    public let orderStepPause: Duration
+
+    public init(pool: any RedisClientProtocol, confirmation: ReplicaConfirmation? = nil, orderStepPause: Duration = .zero) {
         self.pool = pool
         self.confirmation = confirmation
+        self.orderStepPause = orderStepPause
     }
 
     /// What a successful command appended.
@@ -27,6 +33,9 @@ public struct EventStore: Sendable {
         /// A create retried with its `Idempotency-Key`: the ids the first request made (it
         /// appended nothing now); nil when this command made them.
         public var replayedIDs: [String]? = nil
+        /// The ids this command made, when not those of the entities it was given: a keyed
+        /// create of orders whose first attempt fixed them (``OrderScripts/claim``).
+        public var madeIDs: [String]? = nil
     }
 
     /// A create's `Idempotency-Key`: a retry with the same key and body within ``ttl`` answers
@@ -78,19 +87,22 @@ public struct EventStore: Sendable {
     @discardableResult
     public func create<E: ShopEntity>(_ entities: [E], trace: String, key: CreateKey? = nil) async throws -> Appended {
         precondition(!entities.isEmpty)
-        if let orders = entities as? [Order] { return try await createOrders(orders, trace: trace, key: key) }
+        if let orders = entities as? [Order] { return try await OrderSteps(store: self).create(orders, trace: trace, key: key) }
         let type = E.type
         let k = type.keys
-        let referenced = type.reference?.type.keys.entities ?? k.entities
+        // A retry with its key answers what the first request made, even if what it references
+        // is gone since: the check is for creates the key has not seen.
+        var replaying = false
+        if let key { replaying = try await pool.send(EXISTS(RedisArgument(key.record(type)))) > 0 }
+        if !replaying { try await requireReferences(entities) }
         var argv: [RedisArgument] = [RedisArgument(Self.now()), RedisArgument(trace), RedisArgument(entities.count)]
         for e in entities {
             argv += [
-                RedisArgument(e.id), RedisArgument(UUID().uuidString.lowercased()), RedisArgument(bytes: e.json),
-                RedisArgument(e.uniqueValue ?? ""), RedisArgument(e.referenceValue ?? ""),
+                RedisArgument(e.id), RedisArgument(UUID().uuidString.lowercased()), RedisArgument(bytes: e.json), RedisArgument(e.uniqueValue ?? ""),
             ]
         }
         argv += CreateKey.arguments(key)
-        let keys: [RedisArgument] = [k.entities, k.versions, k.ids, k.sequence, type.stream(.created), k.unique, referenced, idempotencyRecord(type, key)]
+        let keys: [RedisArgument] = [k.entities, k.versions, k.ids, k.sequence, type.stream(.created), k.unique, idempotencyRecord(type, key)]
             .map { RedisArgument($0) }
         let reply = try await run("create", Scripts.create, type: type, keys: keys, arguments: argv)
         return try Self.appended(reply, type: type)
@@ -99,15 +111,14 @@ public struct EventStore: Sendable {
     /// Replaces a live entity (404 when there is none).
     @discardableResult
     public func update<E: ShopEntity>(_ entity: E, trace: String) async throws -> Appended {
-        if let order = entity as? Order { return try await updateOrder(order, trace: trace) }
+        if let order = entity as? Order { return try await OrderSteps(store: self).update(order, trace: trace) }
         let type = E.type
         let k = type.keys
-        let referenced = type.reference?.type.keys.entities ?? k.entities
-        let keys: [RedisArgument] = [k.entities, k.versions, type.stream(.updated), k.unique, referenced].map { RedisArgument($0) }
+        try await requireReferences([entity])
+        let keys: [RedisArgument] = [k.entities, k.versions, type.stream(.updated), k.unique].map { RedisArgument($0) }
         let argv: [RedisArgument] = [
             RedisArgument(entity.id), RedisArgument(UUID().uuidString.lowercased()), RedisArgument(bytes: entity.json),
-            RedisArgument(Self.now()), RedisArgument(trace), RedisArgument(type.uniqueField ?? ""),
-            RedisArgument(entity.uniqueValue ?? ""), RedisArgument(entity.referenceValue ?? ""),
+            RedisArgument(Self.now()), RedisArgument(trace), RedisArgument(type.uniqueField ?? ""), RedisArgument(entity.uniqueValue ?? ""),
         ]
         let reply = try await run("update", Scripts.update, type: type, keys: keys, arguments: argv)
         return try Self.appended(reply, type: type, id: entity.id)
@@ -116,7 +127,7 @@ public struct EventStore: Sendable {
     /// Deletes a live entity (404 when there is none). Deleting an order returns its stock.
     @discardableResult
     public func delete(_ type: EntityType, id: String, trace: String) async throws -> Appended {
-        if type == .order { return try await deleteOrder(id: id, trace: trace) }
+        if type == .order { return try await OrderSteps(store: self).delete(id: id, trace: trace) }
         let k = type.keys
         let keys: [RedisArgument] = [k.entities, k.versions, k.ids, k.tombstones, type.stream(.deleted), k.unique].map { RedisArgument($0) }
         let argv: [RedisArgument] = [
@@ -127,60 +138,52 @@ public struct EventStore: Sendable {
         return try Self.appended(reply, type: type, id: id)
     }
 
-    // MARK: Orders (with stock)
+    // MARK: Checks before a command
 
-    private static var orderKeys: [RedisArgument] {
-        let o = EntityType.order.keys
-        let i = EntityType.inventory.keys
-        return [
-            o.entities, o.versions, o.ids, o.sequence, o.tombstones,
-            EntityType.order.stream(.created), EntityType.order.stream(.updated), EntityType.order.stream(.deleted),
-            i.entities, i.versions, i.unique, EntityType.inventory.stream(.updated),
-            EntityType.customer.keys.entities, EntityType.product.keys.entities,
-        ].map { RedisArgument($0) }
+    /// Throws 400 for the first entity whose reference (a stock record's product, a billing's
+    /// order) is not a live entity. A read before the command's own script, which may then run
+    /// on another node: what it references can go in between, which leaves a stock record of a
+    /// deleted product or a billing of a deleted order, as a deletion after the create would.
+    func requireReferences<E: ShopEntity>(_ entities: [E]) async throws {
+        guard let reference = E.type.reference else { return }
+        try await requireLive(reference.type, Set(entities.compactMap(\.referenceValue)), refusal: "reference", of: E.type)
     }
+
+    /// Throws the refusal `{refusal, id}` of a command of `owner` (as the scripts answer it, see
+    /// ``appended(_:type:id:)``) for the first of `ids` that is not a live entity of `type`.
+    func requireLive(_ type: EntityType, _ ids: Set<String>, refusal: String, of owner: EntityType) async throws {
+        guard !ids.isEmpty else { return }
+        let reply = try await pool.evaluate(
+            Scripts.firstMissing, keys: [RedisArgument(type.keys.entities)], arguments: ids.sorted().map { RedisArgument($0) })
+        if let missing = reply.string {
+            _ = try Self.appended(.array([.bulkString(Array(refusal.utf8)), .bulkString(Array(missing.utf8))]), type: owner)
+        }
+    }
+
+    // MARK: Running scripts
 
     /// The create's idempotency record; without a key, a name of the type's slot that the
     /// script never touches (a script's keys are fixed in number).
-    private func idempotencyRecord(_ type: EntityType, _ key: CreateKey?) -> String {
+    func idempotencyRecord(_ type: EntityType, _ key: CreateKey?) -> String {
         key?.record(type) ?? "\(type.tag)_idempotency"
     }
 
-    private func createOrders(_ orders: [Order], trace: String, key: CreateKey?) async throws -> Appended {
-        var argv: [RedisArgument] = [RedisArgument(Self.now()), RedisArgument(trace), RedisArgument(orders.count)]
-        for o in orders {
-            argv += [
-                RedisArgument(o.id), RedisArgument(UUID().uuidString.lowercased()), RedisArgument(bytes: o.json),
-                RedisArgument(o.customerID), RedisArgument(o.productIDs.count),
-            ]
-            argv += o.productIDs.map { RedisArgument($0) }
-        }
-        argv += CreateKey.arguments(key)
-        let reply = try await run(
-            "create orders", Scripts.createOrders, type: .order, keys: Self.orderKeys + [RedisArgument(idempotencyRecord(.order, key))], arguments: argv)
-        return try Self.appended(reply, type: .order)
+    /// A script that is not a command of its own (a step's read or bookkeeping), in no span.
+    func evaluate(_ script: RedisScript, keys: [RedisArgument], arguments: [RedisArgument]) async throws -> RESPValue {
+        try await pool.evaluate(script, keys: keys, arguments: arguments)
     }
 
-    private func updateOrder(_ order: Order, trace: String) async throws -> Appended {
-        var argv: [RedisArgument] = [
-            RedisArgument(order.id), RedisArgument(UUID().uuidString.lowercased()), RedisArgument(bytes: order.json),
-            RedisArgument(Self.now()), RedisArgument(trace), RedisArgument(order.customerID), RedisArgument(order.productIDs.count),
-        ]
-        argv += order.productIDs.map { RedisArgument($0) }
-        let reply = try await run("update order", Scripts.updateOrder, type: .order, keys: Self.orderKeys, arguments: argv)
-        return try Self.appended(reply, type: .order, id: order.id)
-    }
-
-    private func deleteOrder(id: String, trace: String) async throws -> Appended {
-        let argv: [RedisArgument] = [RedisArgument(id), RedisArgument(UUID().uuidString.lowercased()), RedisArgument(Self.now()), RedisArgument(trace)]
-        let reply = try await run("delete order", Scripts.deleteOrder, type: .order, keys: Self.orderKeys, arguments: argv)
-        return try Self.appended(reply, type: .order, id: id)
+    /// A script whose writes must be on the replicas (with `--confirm-replicas`) before what
+    /// follows relies on them: a reservation's abort, before its units are returned.
+    func runConfirmed(_ script: RedisScript, type: EntityType, keys: [RedisArgument], arguments: [RedisArgument]) async throws -> RESPValue {
+        try await pool.runCommandScript(
+            script, keys: keys, arguments: arguments, confirmation: confirmation, barrier: RedisArgument(type.keys.replicaBarrier), wrote: { _ in true })
     }
 
     /// Runs one command script in a span of its own, with the span's trace context as the
     /// script's last two arguments (see ``Scripts``): the events it appends carry it. `type`:
     /// whose slot the keys are in (its replica barrier confirms a refusal).
-    private func run(_ name: String, _ script: RedisScript, type: EntityType, keys: [RedisArgument], arguments: [RedisArgument]) async throws -> RESPValue {
+    func run(_ name: String, _ script: RedisScript, type: EntityType, keys: [RedisArgument], arguments: [RedisArgument]) async throws -> RESPValue {
         try await withSpan("script \(name)", ofKind: .client) { span in
             if span.isRecording {
                 span.updateAttributes { attributes in
@@ -193,7 +196,7 @@ public struct EventStore: Sendable {
             var argv = arguments
             argv.append(RedisArgument(trace.traceparent))
             argv.append(RedisArgument(trace.tracestate))
-            // Every command script answers {'ok', ...} when it wrote, and a refusal otherwise.
+            // Every command script (and step) answers {'ok', ...} when it wrote, and a refusal otherwise.
             return try await pool.runCommandScript(
                 script, keys: keys, arguments: argv, confirmation: confirmation, barrier: RedisArgument(type.keys.replicaBarrier),
                 wrote: { $0.array?.first?.string == "ok" })

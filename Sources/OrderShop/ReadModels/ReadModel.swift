@@ -35,10 +35,16 @@ public struct ReadModel: Sendable {
     }
 
     /// Live orders that have no billing, as a JSON array.
+    ///
+    /// Two reads, each in its type's slot (they may be on two nodes): the billed order ids, then
+    /// the orders without them. A billing made between the two shows its order as unbilled still,
+    /// as if the query had come just before it.
     public func unbilledOrders() async throws -> [UInt8] {
+        let billed = try await query(Scripts.fields, of: .billing, keys: [RedisArgument(EntityType.billing.keys.unique)]).array ?? []
         let o = EntityType.order.keys
-        let keys = [o.ids, o.entities, EntityType.billing.keys.unique].map { RedisArgument($0) }
-        return Self.jsonArray(try await query(Scripts.unbilled, of: .order, keys: keys).array ?? [])
+        return Self.jsonArray(try await query(Scripts.unbilled, of: .order, keys: [RedisArgument(o.ids), RedisArgument(o.entities)], arguments: billed.map {
+            RedisArgument(bytes: $0.bytes ?? [])
+        }).array ?? [])
     }
 
     /// Runs a query script; with ``confirmation``, answers only once the replicas hold what it

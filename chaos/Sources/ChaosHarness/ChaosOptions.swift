@@ -21,6 +21,14 @@ public enum FaultKind: String, CaseIterable, Codable, Sendable, Comparable {
     /// Entries are appended again with the same event id, as a publisher's retry after a lost
     /// reply: the runtime's idempotency markers must suppress them.
     case duplicate
+    /// SIGKILL the order service while order changes are between their steps (stock reserved,
+    /// order not yet made: its `--chaos-step-pause-ms` holds them there), restart it after a
+    /// random delay: the reservations it left must end, none half-made (``OrderSteps``).
+    case orderCrash = "order-crash"
+    /// SIGSTOP the order service while order changes are between their steps, for longer than
+    /// the reservation reaper's grace time (the standby order service's reaper aborts them),
+    /// then SIGCONT: their late step 2 must be refused, or made anew (a keyed create).
+    case orderPause = "order-pause"
     /// Operations (issue 13): the msg service is stopped for 5-60 s under load, then started again.
     case msgOutage = "msg-outage"
     /// Operations: `ordershop trim` runs during the load.
@@ -42,7 +50,9 @@ public enum FaultKind: String, CaseIterable, Codable, Sendable, Comparable {
     case partition
 
     /// Crashes, network faults and bad input (`--faults standard`: all but the operations).
-    public static let standard: [FaultKind] = [.kill, .pause, .term, .redis, .reset, .stall, .latency, .malformed, .duplicate]
+    public static let standard: [FaultKind] = [
+        .kill, .pause, .term, .redis, .reset, .stall, .latency, .malformed, .duplicate, .orderCrash, .orderPause,
+    ]
     /// Everyday operations under load; on by default (`--faults all`), or by name.
     public static let operations: [FaultKind] = [.msgOutage, .trim, .rebuild, .replay]
 
@@ -91,9 +101,18 @@ public enum PlantedBugOption: String, CaseIterable, Codable, Sendable {
     /// The gateway forwards creates without their `Idempotency-Key` (`ordershop serve gateway
     /// --planted-bug`): a create retried after a lost answer is made again.
     case gatewayDropsIdempotencyKey = "gateway-drops-idempotency-key"
+    /// The order service's reservation reaper finishes every reservation it finds as committed
+    /// (`ordershop serve order --planted-bug`): stock reserved by a change whose process died
+    /// before the order was made stays taken.
+    case reaperCommitsAll = "reaper-commits-all"
+    /// The reaper deletes the aborted decisions with the reservations (`ordershop serve order
+    /// --planted-bug`): a paused order service's late step 2 makes its change without its stock.
+    case reaperForgetsAborts = "reaper-forgets-aborts"
 
     /// True for the bugs planted in the workers (`ordershop work --planted-bug`).
-    public var isWorkerBug: Bool { self != .unconfirmedWrites && self != .gatewayDropsIdempotencyKey }
+    public var isWorkerBug: Bool { self != .unconfirmedWrites && self != .gatewayDropsIdempotencyKey && !isReaperBug }
+    /// True for the bugs planted in the order services' reservation reaper.
+    public var isReaperBug: Bool { self == .reaperCommitsAll || self == .reaperForgetsAborts }
 
     /// Phrases of the violations this bug must cause: a planted run passes `make test` only when
     /// it FAILs with a violation containing one of them.
@@ -107,6 +126,7 @@ public enum PlantedBugOption: String, CaseIterable, Codable, Sendable {
         case .noLeaseRefresh: ["lease not kept", "runtime applied an event twice"]
         case .unconfirmedWrites: ["lost events"]
         case .gatewayDropsIdempotencyKey: ["keyed create made twice"]
+        case .reaperCommitsAll, .reaperForgetsAborts: ["stock that differs from what the orders imply", "negative stock"]
         }
     }
 }

@@ -101,6 +101,8 @@ public enum ChaosRun {
         case .stall: "proxy: stall \(f.seconds) s"
         case .latency: "proxy: +\(f.milliseconds ?? 0) ms for \(f.seconds) s"
         case .malformed: "malformed event (shape \(f.variant ?? 0)) into \(f.stream ?? "?")"
+        case .orderCrash: "SIGKILL the order service amid order changes, restart after \(f.seconds) s"
+        case .orderPause: "SIGSTOP the order service amid order changes for the reaper's grace + \(f.seconds) s, then SIGCONT"
         case .msgOutage: "stop the msg service for \(f.seconds) s, then start it again"
         case .trim: "ordershop trim (retention) under load"
         case .rebuild: "ordershop rebuild all under load"
@@ -161,7 +163,8 @@ public enum ChaosRun {
         let restored = try await topology.restoreAll()
         if !restored.isEmpty { print("chaos: restored \(restored.joined(separator: ", "))") }
 
-        // Drain: every group has nothing pending and nothing unread.
+        // Drain: every group has nothing pending and nothing unread, and no order change has
+        // its stock reservation open (the order service's reaper ends those a crash left).
         let drainStart = clock.elapsed
         let inspector = GroupInspector(client: pool)
         var drained = false
@@ -175,7 +178,7 @@ public enum ChaosRun {
                 }
                 busy += s.pending + (s.lag ?? 1)
             }
-            if ok && busy == 0 {
+            if ok, busy == 0, let open = try? await pool.send(ZCARD(RedisArgument(History.openReservationsKey))), open == 0 {
                 drained = true
                 break
             }

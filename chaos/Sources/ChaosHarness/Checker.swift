@@ -67,6 +67,10 @@ public struct CheckResult: Codable, Sendable {
     public var groups: [History.Group] = []
     public var readModelMismatches: [String: Int] = [:]
     public var negativeStock = 0
+    /// Stock reservations of order changes still open after the drain.
+    public var openReservations = 0
+    /// Order changes a reaper aborted (their process died or stalled between the steps).
+    public var abortedOrderChanges = 0
     public var stockMismatches = 0
     public var examples: [String] = []
     public var violations: [String] = []
@@ -304,6 +308,9 @@ public enum Checker {
         must(r.deadLettersUnexpected, "dead letters that were not injected")
         must(r.deadLettersTwice, "injected entries dead-lettered twice by one group (a dlq replay for another group reached it)")
         must(r.readModelMismatches.values.reduce(0, +), "read-model entities that differ from a replay of the streams")
+        r.openReservations = h.openReservations
+        r.abortedOrderChanges = h.abortedOrderChanges
+        must(r.openReservations, "stock reservations left open after the drain (order changes never decided)")
         must(r.negativeStock, "negative stock")
         must(r.stockMismatches, "stock that differs from what the orders imply")
         return r

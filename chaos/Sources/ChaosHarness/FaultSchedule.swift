@@ -71,6 +71,10 @@ public enum FaultSchedule {
                 fault.seconds = kind == .pause ? rng.uniform(1, 4) : rng.uniform(0.5, 5)
             case .redis:
                 fault.seconds = rng.uniform(0.2, 3)
+            case .orderCrash:
+                fault.seconds = rng.uniform(0.5, 3)
+            case .orderPause:
+                fault.seconds = rng.uniform(2, 4)  // beyond the reaper's 10 s grace and 1 s interval
             case .failover:
                 fault.seconds = rng.uniform(0.5, 3)  // detection and election, as a managed service takes
             case .promotion:

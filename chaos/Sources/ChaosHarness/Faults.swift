@@ -54,6 +54,8 @@ struct FaultInjector: Sendable {
     /// One msg outage at a time: a second one planned inside the first waits for its end (it
     /// would otherwise find msg already stopped, and be no fault at all).
     let msgLock = AsyncLock()
+    /// One order-service crash at a time (a second would find it down, and start it twice).
+    let orderLock = AsyncLock()
     /// When msg was last down, for faults that must wait out an outage (see ``replayOneGroup``).
     let msgState = MsgState()
     let logger: Logger
@@ -149,6 +151,8 @@ struct FaultInjector: Sendable {
             done = await injectMalformed(fault, done)
         case .duplicate:
             done = await appendDuplicates(fault, done)
+        case .orderCrash, .orderPause:
+            done = await orderServiceFault(fault, done)
         case .msgOutage:
             done.target = "msg"
             let (at, note, failed) = await msgLock.withLock { () async -> (Double, String, Bool) in
@@ -196,6 +200,55 @@ struct FaultInjector: Sendable {
         }
         logger.info("fault \(fault.kind) at \(String(format: "%.1f", done.at)) s: \(done.target ?? "-") \(done.note)")
         await log.append(done)
+    }
+
+    /// SIGKILLs (order-crash) or SIGSTOPs (order-pause) the order service at a moment when order
+    /// changes hold open stock reservations (waiting up to 5 s for them); starts it again, or
+    /// continues it, after the planned time. `heldPending`: the changes in flight just before.
+    private func orderServiceFault(_ fault: PlannedFault, _ record: ExecutedFault) async -> ExecutedFault {
+        await orderLock.withLock { await orderServiceFaultNow(fault, record) }
+    }
+
+    private func orderServiceFaultNow(_ fault: PlannedFault, _ record: ExecutedFault) async -> ExecutedFault {
+        var done = record
+        done.target = "order"
+        let key = RedisArgument(History.openReservationsKey)
+        // Two changes in flight for 3 s, then one will do: a single change may end in a way that
+        // needs no reaper (its order changed meanwhile), two rarely both do. In flight: opened in
+        // the last second (a change holds its reservation 25 ms); older ones are left from an
+        // earlier fault, waiting out the reaper's grace time.
+        var open = 0
+        let started = ContinuousClock.now
+        while ContinuousClock.now - started < .seconds(5) {
+            if let now = try? await redisTimeMs(),
+                let n = try? await pool.send(RawCommand(["ZCOUNT", key, RedisArgument("(\(now - 1000)"), "+inf"], keys: [key], readOnly: true)).int
+            {
+                open = n
+            }
+            if open >= (ContinuousClock.now - started < .seconds(3) ? 2 : 1) { break }
+            do { try await Task.sleep(for: .milliseconds(2)) } catch { break }
+        }
+        done.heldPending = open
+        done.at = clock.elapsed
+        if fault.kind == .orderPause {
+            // Past the grace time, so that the standby's reaper aborts what the paused one holds.
+            let stopped = ReservationReaper.defaultGrace + .seconds(fault.seconds)
+            await topology.pauseService("order", true)
+            do { try await Task.sleep(for: stopped) } catch {}
+            await topology.pauseService("order", false)
+            done.note = "SIGSTOP with \(open) order changes in flight; SIGCONT after \(stopped)"
+            return done
+        }
+        await topology.killService("order")
+        await pause(seconds: fault.seconds)
+        do {
+            try await topology.startService("order", http: http)
+            done.note = "SIGKILL with \(open) order changes in flight; restarted after \(fault.seconds) s"
+        } catch {
+            done.skipped = true
+            done.note = "the order service did not start again: \(error)"
+        }
+        return done
     }
 
     private func workerFault(_ fault: PlannedFault, _ record: ExecutedFault) async -> ExecutedFault {

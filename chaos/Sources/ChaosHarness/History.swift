@@ -69,6 +69,12 @@ public struct History: Sendable {
     /// Streams whose entries were removed (trimmed) before the harness copied them: the history
     /// is incomplete there (stream -> entries missing).
     public var incomplete: [String: Int] = [:]
+    /// Order changes whose stock reservation is still open after the drain (``OrderSteps``):
+    /// stock taken (or owed back) for a change that was never decided.
+    public var openReservations = 0
+    /// Order changes aborted (`{order}_decision:<rid>` = `aborted`, kept a day): by a reaper,
+    /// after their process died or stalled between the steps.
+    public var abortedOrderChanges = 0
 
     public init(
         records: [CommandRecord] = [], entries: [String: [StreamEntry]] = [:], mails: [Mail] = [], applied: [String: [String: Int]] = [:],
@@ -92,6 +98,8 @@ public struct History: Sendable {
     /// What a service's 503 says of a command Redis took but replicas did not confirm
     /// (`--confirm-replicas`): its `"outcome"`.
     public static let unconfirmedOutcome = "may have been applied"
+    /// The order changes' open stock reservations (``OrderSteps``): empty once the shop is idle.
+    public static let openReservationsKey = "{inventory}_reservations_open"
     /// The error of a command record whose 2xx answer the load dropped on purpose, to retry the
     /// create with its `Idempotency-Key` (``LoadGenerator/keyedCreate(_:body:type:items:rng:)``).
     public static let droppedAnswer = "answer dropped by the harness (a client that lost it retries with its Idempotency-Key)"
@@ -129,6 +137,8 @@ struct HistoryCollector {
                 i += 2
             }
         }
+        h.openReservations = try await pool.send(ZCARD(RedisArgument(History.openReservationsKey)))
+        h.abortedOrderChanges = try await countKeys(matching: "{order}_decision:*", withValue: "aborted")
         h.mails = try await MailLog(pool: pool).all().map { History.Mail(key: $0.key, kind: $0.kind?.rawValue) }
         let inspector = GroupInspector(client: pool)
         for sub in WorkerStreams.subscriptions {
@@ -169,6 +179,23 @@ struct HistoryCollector {
     }
 
     /// Every hash whose name matches a pattern, summed per field.
+    /// How many string keys matching a pattern hold `value`.
+    private func countKeys(matching pattern: String, withValue value: String) async throws -> Int {
+        var n = 0
+        var cursor = "0"
+        repeat {
+            let reply = try await pool.send(RawCommand(["SCAN", RedisArgument(cursor), "MATCH", RedisArgument(pattern), "COUNT", 1000], readOnly: true))
+                .throwingServerError()
+            guard let parts = reply.array, parts.count == 2, let next = parts[0].string else { throw ChaosError("SCAN answered \(reply)") }
+            cursor = next
+            for key in parts[1].array ?? [] {
+                guard let name = key.string else { continue }
+                if try await pool.send(RawCommand(["GET", RedisArgument(name)], keys: [RedisArgument(name)], readOnly: true)).string == value { n += 1 }
+            }
+        } while cursor != "0"
+        return n
+    }
+
     private func sumHashes(matching pattern: String) async throws -> [String: Int] {
         var out: [String: Int] = [:]
         var cursor = "0"

@@ -77,6 +77,15 @@ public enum Judge {
                 voids.append("no SIGKILL hit an entry inside its handler (mailed, not yet settled) (\(kills.count) kills)")
             }
         }
+        for kind in [FaultKind.orderCrash, .orderPause] where enabled.contains(kind) {
+            let hits = executed.filter { $0.planned.kind == kind }
+            if !hits.contains(where: { ($0.heldPending ?? 0) > 0 }) {
+                voids.append("no \(kind.rawValue) found an order change between its steps (\(hits.count) faults)")
+            }
+        }
+        if !enabled.isDisjoint(with: [.orderCrash, .orderPause]), let check = report.check, check.abortedOrderChanges == 0 {
+            voids.append("no order change was aborted by a reaper: the order faults never left one between its steps")
+        }
         if !enabled.isDisjoint(with: [.kill, .pause, .redis, .stall, .reset, .failover, .partition]) && report.redeliveries == 0 {
             voids.append("no entry was delivered twice: the run never made the runtime redeliver")
         }

@@ -252,6 +252,13 @@ public final class LoadGenerator: Sendable {
             case 400..<500 where code != 408 && code != 429:
                 record.outcome = .failed
                 record.error = String(buffer: bytes).prefix(200).description
+            case 503 where keyedItems == nil && String(buffer: bytes).contains(#""outcome":"not applied""#):
+                // The service says the command changed nothing (a refusal its replicas did not
+                // confirm in time, an order change the reaper aborted): held to it like a 4xx,
+                // so that one that took effect is a violation. (Not for a keyed create: its
+                // retries share the trace, and an earlier attempt may have made it.)
+                record.outcome = .failed
+                record.error = String(buffer: bytes).prefix(200).description
             default:
                 record.outcome = .unknown
                 record.error = String(buffer: bytes).prefix(200).description

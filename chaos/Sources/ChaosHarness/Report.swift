@@ -69,6 +69,10 @@ public struct RunReport: Codable, Sendable {
         if skipped > 0 { faultText.append("skipped \(skipped)") }
         rows.append(("faults", faultText.joined(separator: ", ")))
         rows.append(("kills holding entries", "\(heldKills) of \(byKind[.kill] ?? 0); inside a handler (mailed, not settled): \(handlerKills)"))
+        for (kind, label) in [(FaultKind.orderCrash, "order crashes amid changes"), (.orderPause, "order pauses amid changes")] where o.faults.contains(kind) {
+            let hits = faults.filter { $0.planned.kind == kind && !$0.skipped }
+            rows.append((label, "\(hits.filter { ($0.heldPending ?? 0) > 0 }.count) of \(hits.count); changes in flight then: \(hits.map { String($0.heldPending ?? 0) }.joined(separator: ", "))"))
+        }
         if let c = check {
             rows.append(("commands", "\(c.commands["total"] ?? 0): ok \(c.commands["ok"] ?? 0), failed \(c.commands["failed"] ?? 0), unknown \(c.commands["unknown"] ?? 0) (recovered \(c.recovered), not applied \(c.unknownNotApplied))"))
             rows.append(("keyed creates", "\(c.keyedCreates) with an Idempotency-Key; retried \(c.keyedRetries) times (\(c.droppedAnswers) answers dropped by the harness); made twice \(c.keyedCreatesMadeTwice)"))
@@ -97,7 +101,7 @@ public struct RunReport: Codable, Sendable {
             rows.append(("pending / lag", "\(pending) / \(lag)"))
             let mism = c.readModelMismatches.values.reduce(0, +)
             rows.append(("read models = replay", mism == 0 ? "yes" : "no, \(mism) entities differ"))
-            rows.append(("stock", "negative \(c.negativeStock), differs from orders \(c.stockMismatches)"))
+            rows.append(("stock", "negative \(c.negativeStock), differs from orders \(c.stockMismatches), reservations left open \(c.openReservations); order changes aborted by a reaper \(c.abortedOrderChanges)"))
         }
         rows.append(("longest death → reclaim", longestReclaim.map { String(format: "%.1f s", $0) } ?? "n/a"))
         rows.append(("drain", drainSeconds.map { String(format: "%.1f s", $0) } ?? "did not drain"))
@@ -137,7 +141,7 @@ public struct RunReport: Codable, Sendable {
         let colors: [FaultKind: String] = [
             .kill: "#d62728", .pause: "#9467bd", .term: "#8c564b", .redis: "#000000", .reset: "#ff7f0e", .stall: "#e377c2",
             .latency: "#bcbd22", .malformed: "#17becf", .duplicate: "#7f7f7f",
-            .msgOutage: "#393b79", .trim: "#637939", .rebuild: "#8c6d31", .replay: "#843c39",
+            .orderCrash: "#e6550d", .orderPause: "#fdae6b", .msgOutage: "#393b79", .trim: "#637939", .rebuild: "#8c6d31", .replay: "#843c39",
             .failover: "#000000", .promotion: "#525252", .partition: "#a50f15",
         ]
         var s = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(w))\" height=\"\(Int(h))\" font-family=\"sans-serif\" font-size=\"11\">\n"

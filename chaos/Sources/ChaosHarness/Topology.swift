@@ -80,13 +80,24 @@ public actor Topology {
     /// `serve` arguments for a service: where Redis is, and in the replicated topology the
     /// confirmation every command must get (2xx only once the replica has its writes).
     private nonisolated func serveArguments(_ name: String) -> [String] {
-        var a = ["serve", name, "--host", "127.0.0.1", "--port", String(servicePorts[name]!), "--url", redisURL]
+        let service = name == Self.standbyOrderService ? "order" : name
+        var a = ["serve", service, "--host", "127.0.0.1", "--port", String(servicePorts[name]!), "--url", redisURL]
         if replication != nil && options.plantedBug != .unconfirmedWrites { a += ["--confirm-replicas", "1", "--confirm-timeout", "2000"] }
         if name == "gateway", options.plantedBug == .gatewayDropsIdempotencyKey { a += ["--planted-bug", PlantedBugOption.gatewayDropsIdempotencyKey.rawValue] }
+        if service == "order" {
+            // 25 ms between reserving the stock and making the order: an order-crash SIGKILL
+            // finds changes there (a change takes about 1 ms without it).
+            a += ["--chaos-step-pause-ms", "25"]
+            if let bug = options.plantedBug, bug.isReaperBug { a += ["--planted-bug", bug.rawValue] }
+        }
         return a
     }
 
-    public static let serviceNames = ["msg", "customer", "product", "inventory", "order", "billing", "gateway"]
+    /// A second order service, as a deployment runs two of each: the gateway sends it nothing,
+    /// but its reservation reaper works, so that reservations left by a paused `order` are
+    /// ended meanwhile (``FaultKind/orderPause``).
+    public static let standbyOrderService = "order-standby"
+    public static let serviceNames = ["msg", "customer", "product", "inventory", "order", standbyOrderService, "billing", "gateway"]
 
     public init(options: ChaosOptions, runDirectory: String, logger: Logger) async throws {
         self.options = options
@@ -124,7 +135,7 @@ public actor Topology {
     /// The environment every ordershop process gets: where the services are.
     private nonisolated var serviceEnvironment: [String: String] {
         var env: [String: String] = ["LOG_LEVEL": "info"]
-        for name in Self.serviceNames where name != "gateway" {
+        for name in Self.serviceNames where name != "gateway" && name != Self.standbyOrderService {
             env["\(name.uppercased())_SERVICE_URL"] = "http://127.0.0.1:\(servicePorts[name]!)"
         }
         return env
@@ -156,6 +167,18 @@ public actor Topology {
         let status = await p.stop(signal: SIGTERM, grace: .seconds(20))
         if status != 0 { unexpectedExits.append("service \(name) exited with status \(status) after SIGTERM (a graceful stop exits 0)") }
         return status
+    }
+
+    /// SIGSTOPs (or SIGCONTs) a service: a fault, it is still running.
+    public func pauseService(_ name: String, _ pause: Bool) {
+        services[name]?.signal(pause ? SIGSTOP : SIGCONT)
+    }
+
+    /// SIGKILLs a service (a fault: its exit is expected).
+    public func killService(_ name: String) async {
+        guard let p = services[name], p.isRunning else { return }
+        exitedServices.insert(name)
+        _ = await p.stop(signal: SIGKILL, grace: .seconds(5))
     }
 
     /// Starts a stopped service again on its port and waits until it answers /healthz.
