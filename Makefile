@@ -11,6 +11,8 @@ DURATION    ?= 90
 SEED        ?= 20261127
 # Redis in `make chaos`: single (one server, AOF) or replicated (a primary, a replica, failovers).
 TOPOLOGY    ?= single
+# `make run CLUSTER=1`: the shop on an embedded Redis Cluster (`ordershop up --cluster`).
+CLUSTER     ?= 0
 # The seed of the replicated run in `make test` (20261127 gave a VOID there: no SIGKILL met an
 # entry inside its handler).
 SEED_REPLICATED ?= 20261128
@@ -99,7 +101,7 @@ bench: release
 # runs the article's scenario plus the CRM catch-up check against it, then stops everything.
 run: deps
 	$(SWIFT) build --product ordershop $(BUILD_FLAGS)
-	scripts/run-demo.sh "$$($(SWIFT) build --show-bin-path $(BUILD_FLAGS))/ordershop"
+	CLUSTER=$(CLUSTER) scripts/run-demo.sh "$$($(SWIFT) build --show-bin-path $(BUILD_FLAGS))/ordershop"
 
 ping: build
 	$(SWIFT) run ordershop ping

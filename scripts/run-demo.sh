@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # make run: start the whole shop with `ordershop up` (a local redis-server when none is
 # configured), run the article's scenario and the CRM catch-up check against it, stop it all.
+# CLUSTER=1: `ordershop up --cluster` (an embedded 3-primary, 3-replica Redis Cluster).
 # Exits with the demo's status.
 set -uo pipefail
 bin="${1:?usage: scripts/run-demo.sh path/to/ordershop}"
@@ -10,7 +11,9 @@ log="$(mktemp /tmp/ordershop-up.XXXXXX.log)"
 ORDERSHOP_ADMIN_TOKEN="${ORDERSHOP_ADMIN_TOKEN:-$(openssl rand -hex 16)}"
 export ORDERSHOP_ADMIN_TOKEN
 
-"$bin" up --gateway-port "${GATEWAY_PORT:-5000}" >"$log" 2>&1 &
+cluster=()
+[ "${CLUSTER:-0}" = 1 ] && cluster=(--cluster)
+"$bin" up --gateway-port "${GATEWAY_PORT:-5000}" "${cluster[@]}" >"$log" 2>&1 &
 up=$!
 stop() {
     if kill -0 "$up" 2>/dev/null; then
@@ -28,7 +31,14 @@ for _ in $(seq 600); do
     sleep 0.1
 done
 echo "ordershop up is serving $gateway (log: $log)"
-"$bin" demo --gateway "$gateway"
+redis=()
+if [ "${CLUSTER:-0}" = 1 ]; then
+    # The demo counts mails in the shop's Redis: the cluster's URL, from up's first line.
+    url="$(grep -o 'redis://[^ ]*cluster=yes[^ ]*' "$log" | head -1)"
+    [ -n "$url" ] || { echo "no cluster URL in the log of ordershop up:"; cat "$log"; exit 1; }
+    redis=(--url "$url")
+fi
+"$bin" demo --gateway "$gateway" "${redis[@]}"
 status=$?
 stop
 trap - EXIT

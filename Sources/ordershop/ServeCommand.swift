@@ -3,6 +3,7 @@ import Hummingbird
 import OrderShop
 import RedisClient
 import ServiceLifecycle
+import StreamWorker
 
 /// `ordershop serve NAME`: one OrderShop HTTP service as its own process.
 struct ServeCommand: AsyncParsableCommand {
@@ -56,10 +57,10 @@ struct ServeCommand: AsyncParsableCommand {
     func run() async throws {
         let name = ServiceName(rawValue: service)!
         let logger = makeLogger("ordershop.\(name)")
-        // OrderShop's services need one Redis server (their queries and reference checks still span
-        // slots, issue 16): a pool, which lets the service start and answer 503 while Redis is not there yet.
+        // A pool for one server, a cluster client for a Redis Cluster (`?cluster=yes`): made without
+        // Redis, so that the service starts and answers 503 while Redis is not there yet.
         let redisConfiguration = try redis.configuration()
-        let pool = try RedisConnectionPool(configuration: redisConfiguration, maximumConnections: 32, logger: logger)
+        let pool = try makeRedisClient(redisConfiguration, maximumConnections: 32, logger: logger)
         let context = try ShopContext(
             pool: pool, logger: logger, confirmation: try confirm.confirmation(), orderStepPause: .milliseconds(chaosStepPauseMs))
         let httpClient = makeHTTPClient()
@@ -79,9 +80,10 @@ struct ServeCommand: AsyncParsableCommand {
         }
         do {
             let tracing = try ShopTracing.bootstrap(serviceName: "ordershop-\(name)", logger: logger)
-            var services: [any Service] = [
-                SupervisedService("tracing", tracing), SupervisedService("\(Listener.service(name))", listener), SupervisedService("Redis check", redisCheck),
-            ]
+            var services: [any Service] = [SupervisedService("tracing", tracing)]
+            // The cluster client's topology upkeep, listed before its users so that it stops after them.
+            if pool is RedisClusterClient { services.append(SupervisedService("Redis cluster client", RedisClientService(pool))) }
+            services += [SupervisedService("\(Listener.service(name))", listener), SupervisedService("Redis check", redisCheck)]
             // The order service ends the stock reservations its order changes left open.
             if name == .order {
                 let reaper = ReservationReaper(store: context.store, logger: logger, plantedBug: plantedBug.flatMap(ReservationReaper.PlantedBug.init(rawValue:)))

@@ -37,6 +37,8 @@ struct UpCommand: AsyncParsableCommand {
     @Option(help: "Port of the redis-server child, and where to look for a running Redis.")
     var redisPort = 6379
 
+    @Flag(help: "Start an embedded Redis Cluster (3 primaries, 3 replicas, free ports, removed on exit) instead of one redis-server.")
+    var cluster = false
     @Flag(help: "Do not serve the /admin/workers routes.")
     var noAdmin = false
 
@@ -49,6 +51,11 @@ struct UpCommand: AsyncParsableCommand {
     @OptionGroup var redis: RedisOptions
     @OptionGroup var confirm: ConfirmationOptions
 
+    func validate() throws {
+        if cluster && redis.isConfigured { throw ValidationError("--cluster starts a cluster of its own; for yours, give --url with ?cluster=yes instead") }
+        if cluster && dataDir != nil { throw ValidationError("--cluster keeps its nodes' data in temporary directories; --data-dir is for one redis-server") }
+    }
+
     func run() async throws {
         var ports: [ServiceName: Int] = [.gateway: gatewayPort]
         for (i, s) in [ServiceName.customer, .product, .inventory, .order, .billing, .msg].enumerated() {
@@ -59,7 +66,7 @@ struct UpCommand: AsyncParsableCommand {
             adminToken: adminToken ?? ProcessInfo.processInfo.environment["ORDERSHOP_ADMIN_TOKEN"], dashboard: !noDashboard,
             confirmation: try confirm.confirmation())
         let options = OrderShopUp.Options(
-            redis: redis.isConfigured ? try redis.configuration() : nil, dataDirectory: dataDir, redisPort: redisPort, stack: stack)
+            redis: redis.isConfigured ? try redis.configuration() : nil, dataDirectory: dataDir, redisPort: redisPort, cluster: cluster, stack: stack)
         let logger = makeLogger("ordershop.up")
         do {
             try await OrderShopUp.run(options, tracing: try ShopTracing.bootstrap(serviceName: "ordershop", logger: logger), logger: logger)

@@ -82,8 +82,10 @@ import Testing
             let admin = try server.makeConnection()
             _ = try await reader.send(XGROUPCREATE("s", group: "g", id: "$"))
 
+            // Blocked far longer than it takes to see it blocked: with 5 s, a loaded full run once
+            // saw the read end empty before the kill.
             let read = Task {
-                try await reader.send(XREADGROUP(group: "g", consumer: "c", streams: [("s", ">")], count: 1, block: .milliseconds(5000)))
+                try await reader.send(XREADGROUP(group: "g", consumer: "c", streams: [("s", ">")], count: 1, block: .milliseconds(60000)))
             }
             #expect(await eventually { try await admin.blockedClients() == 1 })
             await server.kill()

@@ -23,3 +23,16 @@ public struct ShopContext: Sendable {
         self.logger = logger
     }
 }
+
+/// The Redis client of a service: a ``RedisClusterClient`` when the configuration says it is a
+/// Redis Cluster (`?cluster=yes`), else a pool for one server. Made without Redis answering (the
+/// service starts and answers 503 until it does), so `auto` is not probed here: it is one server.
+/// A cluster client's ``RedisClientProtocol/run()`` must run while it is used.
+public func makeRedisClient(_ configuration: RedisConfiguration, maximumConnections: Int, logger: Logger) throws -> any RedisClientProtocol {
+    guard configuration.clusterMode == .enabled else {
+        return try RedisConnectionPool(configuration: configuration, maximumConnections: maximumConnections, logger: logger)
+    }
+    var cluster = try RedisClusterConfiguration(configuration)
+    cluster.connectionsPerNode = maximumConnections
+    return try RedisClusterClient(configuration: cluster, logger: logger)
+}

@@ -55,7 +55,7 @@ public final class ShopStack: Sendable {
     public let control: WorkerControl
     /// Where each service listens (updated as they start).
     public let directory: ServiceDirectory
-    private let pools: [RedisConnectionPool]
+    private let clients: [any RedisClientProtocol]
 
     public var addresses: ServiceAddresses { directory.snapshot }
     public var gatewayURL: String { directory.url(.gateway) }
@@ -63,15 +63,18 @@ public final class ShopStack: Sendable {
     public init(redis: RedisConfiguration, httpClient: HTTPClient, options: Options, logger: Logger) throws {
         let callHost = options.host == "0.0.0.0" ? "127.0.0.1" : options.host
         let directory = ServiceDirectory(ServiceAddresses.loopback(ports: options.ports, host: callHost), host: callHost)
-        var pools: [RedisConnectionPool] = []
-        func pool(_ size: Int) throws -> RedisConnectionPool {
-            let p = try RedisConnectionPool(configuration: redis, maximumConnections: size, logger: logger)
-            pools.append(p)
-            return p
+        var clients: [any RedisClientProtocol] = []
+        var services: [any Service] = []
+        // A pool for one server; a cluster client (with its topology upkeep, listed before the
+        // services that use it so that it stops after them) for a Redis Cluster (`?cluster=yes`).
+        func pool(_ size: Int) throws -> any RedisClientProtocol {
+            let client = try makeRedisClient(redis, maximumConnections: size, logger: logger)
+            if client is RedisClusterClient { services.append(SupervisedService("Redis cluster client", RedisClientService(client))) }
+            clients.append(client)
+            return client
         }
         let http = try ShopContext(pool: try pool(32), logger: logger, confirmation: options.confirmation)
 
-        var services: [any Service] = []
         let running = options.onServiceRunning
         let runsMetrics = options.metricsPort != nil && !options.workers.isEmpty
         // The workers start once every listener is bound (a taken port stops the process before
@@ -133,7 +136,9 @@ public final class ShopStack: Sendable {
         }
         control = WorkerControl(switchables)
         var dashboard: Dashboard?
-        if options.dashboard {
+        // The dashboard reads each node's own keys: one server only (`ordershop dashboard`
+        // reaches every primary of a cluster).
+        if options.dashboard, !(http.pool is RedisClusterClient) {
             let board = Dashboard(reader: OperationsReader(nodes: [http.pool]), adminToken: options.adminToken, host: options.host)
             services.append(SupervisedService("dashboard sampler", board.sampler(logger: logger)))
             dashboard = board
@@ -144,11 +149,11 @@ public final class ShopStack: Sendable {
 
         self.services = services
         self.directory = directory
-        self.pools = pools
+        self.clients = clients
     }
 
-    /// Closes the Redis pools (after the services have stopped).
+    /// Closes the Redis clients (after the services have stopped).
     public func shutdown() async {
-        for p in pools { await p.shutdown() }
+        for c in clients { await c.shutdown() }
     }
 }

@@ -13,12 +13,18 @@ public enum OrderShopUp {
         public var dataDirectory: String?
         /// The port of the child redis-server (and of the probe).
         public var redisPort: Int
+        /// Start an embedded Redis Cluster (3 primaries, 3 replicas, append-only, on free ports,
+        /// data removed on exit) instead of one redis-server.
+        public var cluster: Bool
         public var stack: ShopStack.Options
 
-        public init(redis: RedisConfiguration? = nil, dataDirectory: String? = nil, redisPort: Int = 6379, stack: ShopStack.Options = .init()) {
+        public init(
+            redis: RedisConfiguration? = nil, dataDirectory: String? = nil, redisPort: Int = 6379, cluster: Bool = false, stack: ShopStack.Options = .init()
+        ) {
             self.redis = redis
             self.dataDirectory = dataDirectory
             self.redisPort = redisPort
+            self.cluster = cluster
             self.stack = stack
         }
     }

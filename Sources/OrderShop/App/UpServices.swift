@@ -30,6 +30,7 @@ final class UpRedis: Service, Sendable {
             use(configured)
             return try await gracefulShutdown()
         }
+        if options.cluster { return try await runCluster() }
         let local = RedisConfiguration(endpoint: .tcp(host: "127.0.0.1", port: options.redisPort))
         if await OrderShopUp.answers(local) {
             OrderShopUp.say("using the Redis already listening on 127.0.0.1:\(options.redisPort)")
@@ -61,6 +62,24 @@ final class UpRedis: Service, Sendable {
         OrderShopUp.say("redis-server stopped")
     }
 
+    /// `--cluster`: a Redis Cluster of 3 primaries and 3 replicas, stopped with the group.
+    private func runCluster() async throws {
+        var o = LocalRedisCluster.Options()
+        o.appendOnly = true
+        let cluster = try await LocalRedisCluster(o)
+        OrderShopUp.say("started a Redis Cluster: 3 primaries, 3 replicas (append-only) on \(cluster.addresses.joined(separator: ", ")); \(cluster.url)")
+        use(try RedisConfiguration(url: cluster.url))
+        do {
+            try await gracefulShutdown()
+        } catch {
+            await cluster.shutdown()
+            OrderShopUp.say("Redis Cluster stopped")
+            throw error
+        }
+        await cluster.shutdown()
+        OrderShopUp.say("Redis Cluster stopped")
+    }
+
     private func use(_ configuration: RedisConfiguration) {
         chosen.withLock { $0 = configuration }
         ready.arrive()
@@ -77,6 +96,8 @@ struct UpShop: Service {
     func run() async throws {
         guard let configuration = redis.configuration else { return }
         var stackOptions = options
+        // The dashboard reads one server's keys (see ShopStack): `ordershop dashboard` reads a cluster's.
+        if configuration.clusterMode == .enabled { stackOptions.dashboard = false }
         let announce = stackOptions.onServiceRunning
         let host = stackOptions.host == "0.0.0.0" ? "127.0.0.1" : stackOptions.host
         let shown = stackOptions
