@@ -109,9 +109,7 @@ import Testing
                     try await client.execute(
                         uri: "/customer", method: .post, headers: [.contentType: "application/json", .idempotencyKey: "signup-c"],
                         body: ByteBuffer(string: #"{"name": "C", "email": "c@shop.test"}"#)
-                    ) { response in
-                        (response.status, try JSONParser.parse(Array(response.body.readableBytesView)), response.headers[.idempotentReplayed] == "true")
-                    }
+                    ) { try keyedAnswer($0) }
                 }
                 replication.servers[1].signal(SIGSTOP)
                 let (first, firstBody, _) = try await create()
@@ -127,6 +125,57 @@ import Testing
                 let customers = try JSONParser.parse(try await ReadModel(pool: pool).list(.customer)).arrayValue ?? []
                 #expect(customers.count == 1, "\(customers)")
                 #expect(ids.arrayValue?.first?.stringValue == customers.first?["id"]?.stringValue, "\(ids) vs \(customers)")
+            }
+            await pool.shutdown()
+        }
+    }
+
+    @Test("with --confirm-replicas 1 an order made while the replica stalled answers 503, and so does its keyed retry until the replica has it; then its id, replayed: one order, its stock taken once")
+    func idempotentOrderAfterAnUnconfirmedAnswer() async throws {
+        try await withReplication { replication in
+            let pool = try RedisConnectionPool(configuration: replication.configuration(0), maximumConnections: 4)
+            // A second between reserving the stock and making the order, to stop the replica there.
+            let context = try ShopContext(
+                pool: pool, logger: testLogger, confirmation: ReplicaConfirmation(replicas: 1, timeout: .seconds(2)), orderStepPause: .seconds(1))
+            try await context.store.create([Customer(id: "c1", name: "C", email: "c@shop.test")], trace: "seed")
+            try await context.store.create([Product(id: "p1", name: "P", price: 1)], trace: "seed")
+            try await context.store.create([Inventory(id: "i1", productID: "p1", amount: 3)], trace: "seed")
+            try await Application(router: buildOwnerRouter(Order.self, context: context)).test(.router) { client in
+                @Sendable func create() async throws -> (HTTPResponse.Status, JSONValue, replayed: Bool) {
+                    try await client.execute(
+                        uri: "/order", method: .post, headers: [.contentType: "application/json", .idempotencyKey: "cart-o"],
+                        body: ByteBuffer(string: #"{"product_ids": ["p1"], "customer_id": "c1"}"#)
+                    ) { try keyedAnswer($0) }
+                }
+                let firstAttempt = Task { try await create() }
+                // Its stock is reserved (and confirmed): the replica stalls before the order is made.
+                #expect(await eventually { try await pool.send(ZCARD(RedisArgument(OrderSteps.Keys.open))) == 1 })
+                replication.servers[1].signal(SIGSTOP)
+                let (first, firstBody, _) = try await firstAttempt.value
+                #expect(first == .serviceUnavailable, "\(firstBody)")
+                #expect(firstBody["outcome"]?.stringValue == "may have been applied", "\(firstBody)")
+                // The retry finds the order made, which the replica lacks: not an answer yet (it
+                // was a 200 "replayed" resting on it, and a chaos run's failover lost the order).
+                let (early, earlyBody, _) = try await create()
+                replication.servers[1].signal(SIGCONT)
+                #expect(early == .serviceUnavailable, "\(earlyBody)")
+                #expect(earlyBody["outcome"]?.stringValue == "not applied", "\(earlyBody)")
+                let (retry, ids, replayed) = try await create()
+                #expect(retry == .ok && replayed, "\(ids)")
+                let orders = try JSONParser.parse(try await ReadModel(pool: pool).list(.order)).arrayValue ?? []
+                #expect(orders.count == 1 && ids.arrayValue?.first?.stringValue == orders.first?["id"]?.stringValue, "\(ids) vs \(orders)")
+                #expect(try await ReadModel(pool: pool).lookup(Inventory.self, id: "i1")?.entity.amount == 2)
+
+                // Refusals that rest on a read before the steps wait for the replica too.
+                replication.servers[1].signal(SIGSTOP)
+                let unknown = try await client.execute(uri: "/order/no-such-order", method: .delete) { $0.status }
+                let stranger = try await client.execute(
+                    uri: "/order", method: .post, headers: [.contentType: "application/json"],
+                    body: ByteBuffer(string: #"{"product_ids": ["p1"], "customer_id": "nobody"}"#)
+                ) { $0.status }
+                replication.servers[1].signal(SIGCONT)
+                #expect(unknown == .serviceUnavailable && stranger == .serviceUnavailable, "\(unknown) \(stranger)")
+                #expect(try await client.execute(uri: "/order/no-such-order", method: .delete) { $0.status } == .notFound)
             }
             await pool.shutdown()
         }
@@ -163,4 +212,9 @@ import Testing
             await pool.shutdown()
         }
     }
+}
+
+/// A keyed create's answer: its status, its JSON body, and whether it says `Idempotent-Replayed`.
+func keyedAnswer(_ response: TestResponse) throws -> (HTTPResponse.Status, JSONValue, replayed: Bool) {
+    (response.status, try JSONParser.parse(Array(response.body.readableBytesView)), response.headers[.idempotentReplayed] == "true")
 }

@@ -129,7 +129,7 @@ extension ShopIntegration {
                 let key = try #require(EventStore.CreateKey(key: "k-1", body: body))
                 // The first attempt fixes its ids and reserves, then its process dies.
                 let first = Order(id: "o-first", productIDs: [product], customerID: customer)
-                let claimed = try await store.evaluate(
+                let claimed = try await store.pool.evaluate(
                     OrderScripts.claim, keys: [RedisArgument(key.record(.order))],
                     arguments: [RedisArgument(key.digest), "60000", "", "o-first"])
                 #expect(claimed.array?.first?.string == "claimed")
@@ -161,7 +161,7 @@ extension ShopIntegration {
                 let key = try #require(EventStore.CreateKey(key: "k-2", body: Array("cart-2".utf8)))
                 let order = Order(id: "o-a", productIDs: [product, product], customerID: customer)
                 // The first attempt: its ids fixed, reserved, made and finished.
-                let claimed = try await store.evaluate(
+                let claimed = try await store.pool.evaluate(
                     OrderScripts.claim, keys: [RedisArgument(key.record(.order))], arguments: [RedisArgument(key.digest), "60000", "", "o-a"])
                 #expect(claimed.array?.first?.string == "claimed")
                 try await steps.prepare([creation(order, keep: true)])

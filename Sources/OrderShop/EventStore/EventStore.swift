@@ -153,8 +153,14 @@ public struct EventStore: Sendable {
     /// ``appended(_:type:id:)``) for the first of `ids` that is not a live entity of `type`.
     func requireLive(_ type: EntityType, _ ids: Set<String>, refusal: String, of owner: EntityType) async throws {
         guard !ids.isEmpty else { return }
-        let reply = try await pool.evaluate(
-            Scripts.firstMissing, keys: [RedisArgument(type.keys.entities)], arguments: ids.sorted().map { RedisArgument($0) })
+        let keys = [RedisArgument(type.keys.entities)]
+        let arguments = ids.sorted().map { RedisArgument($0) }
+        var reply = try await pool.evaluate(Scripts.firstMissing, keys: keys, arguments: arguments)
+        // A refusal rests on what it read: with `--confirm-replicas`, only once the replicas
+        // have it (the entity's unconfirmed deletion may yet be lost), as the scripts' refusals.
+        if reply.string != nil, confirmation != nil {
+            reply = try await runConfirmed(Scripts.firstMissing, type: type, keys: keys, arguments: arguments, wrote: { _ in false })
+        }
         if let missing = reply.string {
             _ = try Self.appended(.array([.bulkString(Array(refusal.utf8)), .bulkString(Array(missing.utf8))]), type: owner)
         }
@@ -168,16 +174,17 @@ public struct EventStore: Sendable {
         key?.record(type) ?? "\(type.tag)_idempotency"
     }
 
-    /// A script that is not a command of its own (a step's read or bookkeeping), in no span.
-    func evaluate(_ script: RedisScript, keys: [RedisArgument], arguments: [RedisArgument]) async throws -> RESPValue {
-        try await pool.evaluate(script, keys: keys, arguments: arguments)
-    }
-
-    /// A script whose writes must be on the replicas (with `--confirm-replicas`) before what
-    /// follows relies on them: a reservation's abort, before its units are returned.
-    func runConfirmed(_ script: RedisScript, type: EntityType, keys: [RedisArgument], arguments: [RedisArgument]) async throws -> RESPValue {
+    /// A script whose writes (or, when it wrote nothing, the state it read) must be on the
+    /// replicas (with `--confirm-replicas`) before what follows relies on them: a keyed create's
+    /// claim of its ids (a replayed answer is a 200), a reservation's abort before its units
+    /// are returned. `wrote`: whether a reply wrote (a 503 then says "may have been applied",
+    /// else "not applied").
+    func runConfirmed(
+        _ script: RedisScript, type: EntityType, keys: [RedisArgument], arguments: [RedisArgument],
+        wrote: @escaping @Sendable (RESPValue) -> Bool = { _ in true }
+    ) async throws -> RESPValue {
         try await pool.runCommandScript(
-            script, keys: keys, arguments: arguments, confirmation: confirmation, barrier: RedisArgument(type.keys.replicaBarrier), wrote: { _ in true })
+            script, keys: keys, arguments: arguments, confirmation: confirmation, barrier: RedisArgument(type.keys.replicaBarrier), wrote: wrote)
     }
 
     /// Runs one command script in a span of its own, with the span's trace context as the

@@ -160,7 +160,9 @@ public struct ChaosOptions: Sendable, Codable {
     /// The workers' slow-handler mode: after msg took a mail, a handler waits up to this many
     /// milliseconds before returning (`--chaos-pause-after-mail-ms`), so that a SIGKILL finds
     /// entries inside their handler (effect done, settle not) instead of only in read-ahead.
-    public var pauseAfterMailMs: Int = 100
+    /// 250 ms: with 100 ms a kill's check often saw an entry inside its handler that was settled
+    /// before the signal landed (two 90-second runs VOID, 0 of 2 kills inside a handler).
+    public var pauseAfterMailMs: Int = 250
     /// With a planted bug: succeed (exit 0) only when the run FAILs with a violation the bug must
     /// cause (``PlantedBugOption/expectedViolations``); a PASS, a VOID or another failure is exit 1.
     public var expectCaught: Bool = false

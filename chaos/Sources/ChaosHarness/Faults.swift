@@ -252,6 +252,17 @@ struct FaultInjector: Sendable {
     }
 
     private func workerFault(_ fault: PlannedFault, _ record: ExecutedFault) async -> ExecutedFault {
+        // An order fault in progress is waited out first: while the order service is paused the
+        // load stalls (every client ends up waiting on an order), and a kill then finds nothing
+        // inside a handler (a replicated run VOIDed so, its kill 0.3 s into an order pause).
+        await orderLock.withLock {}
+        // So is a msg outage, for a kill: no handler gets as far as a mail then (at most 70 s).
+        if fault.kind == .kill {
+            let started = ContinuousClock.now
+            while await msgState.sinceUp(now: .now) < .seconds(1), ContinuousClock.now - started < .seconds(70) {
+                do { try await Task.sleep(for: .milliseconds(200)) } catch { break }
+            }
+        }
         var done = record
         guard let kind = fault.worker, let wanted = fault.slot else { return done }
         // The planned slot, or the next one of that kind that runs and no other fault holds.
@@ -272,7 +283,9 @@ struct FaultInjector: Sendable {
         var held = 0
         if fault.kind != .term {
             let started = ContinuousClock.now
-            while ContinuousClock.now - started < .seconds(4) {
+            // 8 s for a kill (4 s missed the window in both kills of a replicated run), 4 s for a pause.
+            let patience: Duration = fault.kind == .kill ? .seconds(8) : .seconds(4)
+            while ContinuousClock.now - started < patience {
                 held = await observer.pending(consumer: incarnation.consumer, group: kind) ?? 0
                 if held > 0 {
                     guard fault.kind == .kill else { break }

@@ -89,7 +89,7 @@ struct RunCommand: AsyncParsableCommand {
     var plantBug: String?
 
     @Option(help: "The workers' slow-handler mode: after msg took a mail, a handler waits up to this many ms (0: off).")
-    var pauseAfterMail: Int = 100
+    var pauseAfterMail: Int = 250
 
     @Flag(help: "With --plant-bug: exit 0 only when the run fails with a violation that names the bug (what make test runs).")
     var expectCaught = false

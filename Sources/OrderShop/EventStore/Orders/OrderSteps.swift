@@ -71,12 +71,16 @@ struct OrderSteps: Sendable {
         // stalled past the reaper's grace) starts again with new ids, once.
         for _ in 0..<2 {
             if let key {
-                let reply = try await store.evaluate(
-                    OrderScripts.claim, keys: [RedisArgument(key.record(.order))],
+                // Confirmed: a replayed answer is a 200 resting on the first attempt, and the ids
+                // fixed here are what a retry reserves for (a chaos run answered 200 for an order
+                // a failover then lost, when this read went unconfirmed).
+                let reply = try await store.runConfirmed(
+                    OrderScripts.claim, type: .order, keys: [RedisArgument(key.record(.order))],
                     arguments: [
                         RedisArgument(key.digest), RedisArgument(EventStore.CreateKey.ttl.components.seconds * 1000), RedisArgument(replacing),
                         RedisArgument(orders.map(\.id).joined(separator: ",")),
-                    ])
+                    ],
+                    wrote: { $0.array?.first?.string == "claimed" })
                 let parts = reply.array?.map { $0.string ?? "" } ?? []
                 switch parts.first {
                 case "claimed": break
@@ -268,11 +272,14 @@ struct OrderSteps: Sendable {
             + [store.idempotencyRecord(.order, key)]).map { RedisArgument($0) }
     }
 
-    /// A live order and its version.
+    /// A live order and its version. None (a 404): with `--confirm-replicas`, only once the
+    /// replicas have that state, as the scripts' refusals.
     private func state(_ id: String) async throws -> (Order, String)? {
-        let reply = try await store.pool.evaluate(
-            OrderScripts.state, keys: [RedisArgument(EntityType.order.keys.entities), RedisArgument(EntityType.order.keys.versions)],
-            arguments: [RedisArgument(id)])
+        let keys = [RedisArgument(EntityType.order.keys.entities), RedisArgument(EntityType.order.keys.versions)]
+        var reply = try await store.pool.evaluate(OrderScripts.state, keys: keys, arguments: [RedisArgument(id)])
+        if reply.array == nil, store.confirmation != nil {
+            reply = try await store.runConfirmed(OrderScripts.state, type: .order, keys: keys, arguments: [RedisArgument(id)], wrote: { _ in false })
+        }
         guard let parts = reply.array, parts.count == 2, let json = parts[0].string, let version = parts[1].string else { return nil }
         let value = try JSONValue.parse(Array(json.utf8))
         guard let order = try? Order(fields: FieldReader(value), id: id, current: nil) else {

@@ -1,0 +1,52 @@
+import Foundation
+import LocalRedis
+import RedisClient
+import TestSupport
+import Testing
+
+/// `ordershop up --cluster` and `ordershop demo` as a user runs them (`make run CLUSTER=1`):
+/// the built binary starts its own 3-primary, 3-replica Redis Cluster, the demo passes against
+/// it, and SIGINT stops the cluster with the shop.
+@Suite struct UpClusterTests {
+    @Test("`ordershop up --cluster` serves the shop on its own Redis Cluster, `ordershop demo` passes against it, SIGINT stops it all")
+    func upClusterAndDemo() async throws {
+        let token = "up-cluster-test-token"
+        let environment = ["LOG_LEVEL": "info", "ORDERSHOP_ADMIN_TOKEN": token]
+        let up = try ChildProcess(
+            try builtProduct("ordershop"), ["up", "--cluster", "--gateway-port", "0", "--service-port-base", "0", "--metrics-port", "0"],
+            environment: environment)
+        defer { up.signal(SIGKILL) }
+        _ = await eventually(timeout: .seconds(120)) { up.output.contains("OrderShop is up") || !up.isRunning }
+        let output = up.output
+        let gateway = try #require(Self.match(#"OrderShop is up: gateway (http://\S+)"#, in: output), "\(output)")
+        let url = try #require(Self.match(#"(redis://\S+cluster=yes\S*)"#, in: output), "\(output)")
+
+        let demo = try ChildProcess(try builtProduct("ordershop"), ["demo", "--gateway", gateway, "--url", url], environment: environment)
+        let demoStatus = await demo.waitForExit(timeout: .seconds(180))
+        #expect(demoStatus == 0, "\(demo.output)")
+        #expect(demo.output.contains("every expected mail sent exactly once"), "\(demo.output)")
+
+        up.signal(SIGINT)
+        let status = await up.waitForExit(timeout: .seconds(60))
+        #expect(status == 0, "\(up.output)")
+        #expect(up.output.contains("Redis Cluster stopped"), "\(up.output)")
+        // Its nodes are gone: the first one no longer answers.
+        let first = try RedisConfiguration(url: url)
+        var probe = first
+        probe.clusterMode = .disabled
+        probe.seeds = []
+        probe.reconnect.retryWindow = .zero
+        let connection = try RedisConnection(configuration: probe)
+        await #expect(throws: RedisError.self) { try await connection.send(PING()) }
+        await connection.close()
+    }
+
+    /// The first capture group of `pattern` in `text`.
+    static func match(_ pattern: String, in text: String) -> String? {
+        guard let regex = try? NSRegularExpression(pattern: pattern),
+            let m = regex.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)), m.numberOfRanges > 1,
+            let range = Range(m.range(at: 1), in: text)
+        else { return nil }
+        return String(text[range])
+    }
+}
