@@ -65,3 +65,22 @@ extension ShopIntegration {
         }
     }
 }
+
+extension ShopIntegration.IdempotentCreateTests {
+    @Test("a keyed create retried after what it references was deleted answers what the first request made; a new key is refused")
+    func keyedRetryAfterItsReferenceWentAway() async throws {
+        try await withRedisServer { server in
+            let store = EventStore(pool: try server.makePool())
+            try await store.create([Product(id: "p1", name: "P", price: 1)], trace: "t")
+            let key = try #require(EventStore.CreateKey(key: "stock-1", body: Array("stock-1".utf8)))
+            try await store.create([Inventory(id: "i1", productID: "p1", amount: 5)], trace: "t", key: key)
+            try await store.delete(.product, id: "p1", trace: "t")
+            let retry = try await store.create([Inventory(id: "i2", productID: "p1", amount: 5)], trace: "t", key: key)
+            #expect(retry.replayedIDs == ["i1"])
+            let other = try #require(EventStore.CreateKey(key: "stock-2", body: Array("stock-1".utf8)))
+            await #expect(throws: ShopError.self) {
+                try await store.create([Inventory(id: "i3", productID: "p1", amount: 5)], trace: "t", key: other)
+            }
+        }
+    }
+}

@@ -90,11 +90,14 @@ public struct EventStore: Sendable {
         if let orders = entities as? [Order] { return try await OrderSteps(store: self).create(orders, trace: trace, key: key) }
         let type = E.type
         let k = type.keys
-        // A retry with its key answers what the first request made, even if what it references
-        // is gone since: the check is for creates the key has not seen.
-        var replaying = false
-        if let key { replaying = try await pool.send(EXISTS(RedisArgument(key.record(type)))) > 0 }
-        if !replaying { try await requireReferences(entities) }
+        do {
+            try await requireReferences(entities)
+        } catch {
+            // A retry with its key answers what the first request made, even if what it
+            // references is gone since: the key's record is looked up only then, not on every
+            // keyed create (one round trip fewer on the common path).
+            guard let key, try await pool.send(EXISTS(RedisArgument(key.record(type)))) > 0 else { throw error }
+        }
         var argv: [RedisArgument] = [RedisArgument(Self.now()), RedisArgument(trace), RedisArgument(entities.count)]
         for e in entities {
             argv += [
