@@ -9,13 +9,16 @@ CONFIG      ?= debug
 BUILD_FLAGS ?=
 DURATION    ?= 90
 SEED        ?= 20261127
-# Redis in `make chaos`: single (one server, AOF) or replicated (a primary, a replica, failovers).
+# Redis in `make chaos`: single (one server, AOF), replicated (a primary, a replica, failovers) or
+# cluster (3 primaries with a replica each: primary kills, failovers, slot migrations).
 TOPOLOGY    ?= single
 # `make run CLUSTER=1`: the shop on an embedded Redis Cluster (`ordershop up --cluster`).
 CLUSTER     ?= 0
 # The seed of the replicated run in `make test` (20261127 gave a VOID there: no SIGKILL met an
 # entry inside its handler).
 SEED_REPLICATED ?= 20261128
+# The seed of the cluster run in `make test`.
+SEED_CLUSTER ?= 20261129
 # Each planted runtime bug gets a short run with the faults that expose it (bug:faults[:extra
 # flags]); it must FAIL with the violation that names the bug (ordershop-chaos run --expect-caught).
 # no-lease-refresh: handlers that outlast the 3 s lease, and no fault that may make a settle stale.
@@ -31,6 +34,7 @@ PLANTED_BUGS ?= ack-before-handling:kill,malformed \
   ack-before-effects:kill,term,reset \
   no-lease-refresh:kill,term:--pause-after-mail=4500 \
   unconfirmed-writes:partition,kill:--topology=replicated \
+  unconfirmed-writes:forced-failover,kill:--topology=cluster \
   gateway-drops-idempotency-key:reset,kill \
   reaper-commits-all:order-crash:--fault-interval=2 \
   reaper-forgets-aborts:order-pause:--fault-interval=10
@@ -60,8 +64,8 @@ release: deps
 
 # Everything CI checks: unit and integration tests against real redis-server processes, the
 # deployment files, a 90-second chaos run with a fixed seed and every fault kind on (operations too),
-# the same on a replicated Redis with failovers, and one short run per planted bug, each of
-# which must be caught.
+# the same on a replicated Redis with failovers and on a Redis Cluster with failovers and slot
+# migrations, and one short run per planted bug, each of which must be caught.
 test: deps
 	$(SWIFT) build --build-tests $(BUILD_FLAGS)
 	SWIFT=$(SWIFT) scripts/swift-test.sh $(BUILD_FLAGS) --skip '$(TIME_BOUND_SUITES)'
@@ -69,6 +73,7 @@ test: deps
 	ORDERSHOP_BIN="$$($(SWIFT) build --show-bin-path $(BUILD_FLAGS))/ordershop" timeout --kill-after=60 900 deploy/check.sh
 	$(MAKE) --no-print-directory chaos-run
 	$(MAKE) --no-print-directory chaos-run TOPOLOGY=replicated SEED=$(SEED_REPLICATED)
+	$(MAKE) --no-print-directory chaos-run TOPOLOGY=cluster SEED=$(SEED_CLUSTER)
 	$(MAKE) --no-print-directory chaos-planted
 
 chaos: deps
@@ -84,13 +89,13 @@ chaos-run:
 # Every planted bug in a short run; each must FAIL with the violation naming it (a PASS or a VOID
 # fails this target). All run even when one is not caught; the summary names those.
 chaos-planted:
-	@bin="$$($(SWIFT) build --show-bin-path $(BUILD_FLAGS))"; missed=""; \
+	@bin="$$($(SWIFT) build --show-bin-path $(BUILD_FLAGS))"; missed=""; n=0; \
 	for spec in $(PLANTED_BUGS); do \
-	  bug=$${spec%%:*}; rest=$${spec#*:}; faults=$${rest%%:*}; extra=""; \
+	  bug=$${spec%%:*}; rest=$${spec#*:}; faults=$${rest%%:*}; extra=""; n=$$((n + 1)); \
 	  if [ "$$rest" != "$$faults" ]; then extra=$${rest#*:}; fi; \
 	  echo "== planted bug $$bug (faults $$faults, $(PLANTED_DURATION) s) $$extra"; \
 	  timeout --kill-after=60 $$(( $(PLANTED_DURATION) + $(CHAOS_MARGIN) )) $$bin/ordershop-chaos run --duration $(PLANTED_DURATION) --seed $(SEED) --faults $$faults --plant-bug $$bug --expect-caught $$extra \
-	    --drain-timeout 120 --ordershop $$bin/ordershop --report-dir chaos-report/planted-$$bug || missed="$$missed $$bug"; \
+	    --drain-timeout 120 --ordershop $$bin/ordershop --report-dir chaos-report/planted-$$n-$$bug || missed="$$missed $$bug($$faults)"; \
 	done; \
 	if [ -n "$$missed" ]; then echo "planted bugs NOT caught:$$missed"; exit 1; fi; echo "every planted bug was caught"
 

@@ -21,8 +21,12 @@ public final class LocalRedisCluster: @unchecked Sendable {
         /// replicas (`masteruser`/`masterauth`) authenticate as.
         public var aclFile: String?
         public var admin: RedisConfiguration.Authentication?
-        /// Append-only file on every node.
+        /// Append-only file on every node, and its fsync policy.
         public var appendOnly: Bool = false
+        public var appendFsync: String = "everysec"
+        /// Where the nodes keep their data: `<directory>/node-<i>`, kept after ``shutdown()``
+        /// (for a chaos run's report). Without it, each node has a temporary directory.
+        public var directory: String?
         /// Further `--name value` arguments for every node.
         public var extraArguments: [String] = []
 
@@ -48,6 +52,11 @@ public final class LocalRedisCluster: @unchecked Sendable {
                 node.tls = options.tls
                 node.aclFile = options.aclFile
                 node.appendOnly = options.appendOnly
+                node.appendFsync = options.appendFsync
+                if let root = options.directory {
+                    node.directory = root + "/node-\(nodes.count)"
+                    try FileManager.default.createDirectory(atPath: node.directory!, withIntermediateDirectories: true)
+                }
                 node.extraArguments = [
                     "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
                     "--cluster-node-timeout", String(options.nodeTimeout.wholeMilliseconds),

@@ -97,7 +97,7 @@ private func separateOrdersFromStock(in cluster: LocalRedisCluster) async throws
     }
     let inventory = try await owner("{inventory}")
     if try await owner("{order}") == inventory {
-        try await moveSlot(HashSlot(key: "{order}"), in: cluster, from: inventory, to: (inventory + 1) % 3)
+        try await cluster.moveSlot(HashSlot(key: "{order}"), from: inventory, to: (inventory + 1) % 3)
     }
     try #require(try await owner("{order}") != owner("{inventory}"), "the test needs {order} and {inventory} on two primaries")
 }

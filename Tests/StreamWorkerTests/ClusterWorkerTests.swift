@@ -119,7 +119,7 @@ struct ClusterWorkerTests {
             #expect(await eventually { try await effectCounts(client, effectsKey(stream)).count == first.count })
 
             // The readers are parked in XREADGROUP BLOCK on the source; the slot moves away.
-            try await moveSlot(slot, in: cluster, from: sourceIndex, to: targetIndex)
+            try await cluster.moveSlot(slot, from: sourceIndex, to: targetIndex)
             #expect(await eventually { try await client.send(XLEN(RedisArgument(stream))) == first.count })
             #expect(client.primary(for: slot)?.port == cluster.nodes[targetIndex].port)
 

@@ -397,7 +397,7 @@ extension PartitionedStreamTests {
             }
             #expect(underWay)
             let redirectsBefore = client.statistics.moved + client.statistics.ask
-            try await moveSlot(moving, in: cluster, from: sourceIndex, to: targetIndex)
+            try await cluster.moveSlot(moving, from: sourceIndex, to: targetIndex)
             #expect(published.load(ordering: .relaxed) < total, "the publisher finished before the slot moved")
             try await publisher.value
             let followed = await eventually {

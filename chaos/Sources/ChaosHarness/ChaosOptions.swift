@@ -48,6 +48,21 @@ public enum FaultKind: String, CaseIterable, Codable, Sendable, Comparable {
     /// while the load runs, then the primary is SIGKILLed and the replica promoted without what
     /// it missed: every write in that window is lost, and only unconfirmed ones may be.
     case partition
+    /// Cluster topology: SIGKILL the primary of a slot the shop uses; the cluster promotes its
+    /// replica (after `cluster-node-timeout`); the dead node is started again and rejoins as the
+    /// new primary's replica.
+    case primaryKill = "primary-kill"
+    /// Cluster topology: `CLUSTER FAILOVER` on a replica (a coordinated switch: the primary
+    /// stops taking writes until the replica has caught up, then the roles swap).
+    case clusterFailover = "cluster-failover"
+    /// Cluster topology: a slot the shop uses (streams, orders, stock) moves to another primary
+    /// under load (`SETSLOT MIGRATING/IMPORTING`, `MIGRATE`, `SETSLOT NODE`), as a reshard does.
+    case slotMigration = "slot-migration"
+    /// Cluster topology: the replica of a slot's primary is cut off (its link dropped, its
+    /// resync refused) for a few seconds under load, then `CLUSTER FAILOVER FORCE` promotes it
+    /// without what it missed: every write in that window is lost, and only unconfirmed ones may
+    /// be (the cluster's `partition`).
+    case forcedFailover = "forced-failover"
 
     /// Crashes, network faults and bad input (`--faults standard`: all but the operations).
     public static let standard: [FaultKind] = [
@@ -58,13 +73,19 @@ public enum FaultKind: String, CaseIterable, Codable, Sendable, Comparable {
 
     /// Failovers of a primary/replica pair (`--topology replicated`).
     public static let replication: [FaultKind] = [.failover, .promotion, .partition]
+    /// Failovers and resharding of a Redis Cluster (`--topology cluster`).
+    public static let cluster: [FaultKind] = [.primaryKill, .clusterFailover, .slotMigration, .forcedFailover]
+    /// The harness's proxy faults: in a cluster the workers reach each node at the address the
+    /// cluster announces, not through the proxy, so these do not apply there.
+    public static let proxy: [FaultKind] = [.reset, .stall, .latency]
 
     /// Whether the kind can be injected in a topology: a single server has no replica to
     /// promote; a replicated pair's primary dies by ``failover``, not by a restart from its AOF.
     public func applies(to topology: RedisTopology) -> Bool {
         switch topology {
-        case .single: !Self.replication.contains(self)
-        case .replicated: self != .redis
+        case .single: !Self.replication.contains(self) && !Self.cluster.contains(self)
+        case .replicated: self != .redis && !Self.cluster.contains(self)
+        case .cluster: self != .redis && !Self.replication.contains(self) && !Self.proxy.contains(self)
         }
     }
 
@@ -78,6 +99,13 @@ public enum RedisTopology: String, CaseIterable, Codable, Sendable {
     /// A primary and a replica (no cluster) behind one endpoint that moves on a failover, as
     /// managed services present it; every service confirms its writes with `--confirm-replicas 1`.
     case replicated
+    /// A Redis Cluster of 3 primaries with a replica each (AOF, `appendfsync always`): the
+    /// services and the workers use the cluster client (`?cluster=yes`) and confirm with
+    /// `--confirm-replicas 1`; primaries are killed, failed over and their slots migrated.
+    case cluster
+
+    /// Whether commands are confirmed by a replica (and a failover can lose only unconfirmed ones).
+    public var hasReplicas: Bool { self != .single }
 }
 
 /// A deliberate defect passed to the workers, to show the checker catching it. Each must make
@@ -95,8 +123,9 @@ public enum PlantedBugOption: String, CaseIterable, Codable, Sendable {
     case ackBeforeEffects = "ack-before-effects"
     /// Leases are never refreshed: slow entries are reclaimed from a live worker and handled twice.
     case noLeaseRefresh = "no-lease-refresh"
-    /// Replicated topology: the services answer 2xx without waiting for the replica
-    /// (no `--confirm-replicas`): a failover after a partition loses commands answered 200.
+    /// Replicated and cluster topologies: the services answer 2xx without waiting for the
+    /// replica (no `--confirm-replicas`): a failover after a partition (replicated) or a forced
+    /// failover of a lagging replica (cluster) loses commands answered 200.
     case unconfirmedWrites = "unconfirmed-writes"
     /// The gateway forwards creates without their `Idempotency-Key` (`ordershop serve gateway
     /// --planted-bug`): a create retried after a lost answer is made again.

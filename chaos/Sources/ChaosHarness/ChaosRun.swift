@@ -32,7 +32,9 @@ public enum ChaosRun {
         do {
             let topo = try await Topology(options: options, runDirectory: reportDir, logger: logger)
             topology = topo
-            if let replication = topo.replication, let endpoint = topo.endpoint {
+            if let cluster = topo.cluster {
+                print("chaos: a Redis Cluster of 3 primaries with a replica each (AOF, appendfsync always) on :\(cluster.nodes.map { String($0.port) }.joined(separator: ", :")), gateway \(topo.gatewayURL); services and workers confirm with --confirm-replicas 1")
+            } else if let replication = topo.replication, let endpoint = topo.endpoint {
                 print("chaos: redis-server primary :\(replication.servers[0].port) and replica :\(replication.servers[1].port) (AOF, appendfsync always), endpoint :\(endpoint.port), proxy :\(topo.proxy.port), gateway \(topo.gatewayURL); services confirm writes with --confirm-replicas 1")
             } else {
                 print("chaos: redis-server :\(topo.redis.port) (AOF, appendfsync always), proxy :\(topo.proxy.port), gateway \(topo.gatewayURL)")
@@ -111,6 +113,10 @@ public enum ChaosRun {
         case .failover: "kill -9 the primary, promote its replica after \(f.seconds) s, move the endpoint"
         case .promotion: "promote the replica, demote the primary, move the endpoint"
         case .partition: "cut the replica off for \(f.seconds) s, kill -9 the primary, promote the replica without what it missed"
+        case .primaryKill: "kill -9 the cluster primary of \(f.stream ?? "?"), its replica takes over; the dead one back \(f.seconds) s after that"
+        case .clusterFailover: "CLUSTER FAILOVER on a replica of \(f.stream ?? "?")'s primary"
+        case .slotMigration: "move \(f.stream ?? "?")'s slot to another primary under load"
+        case .forcedFailover: "the replica of \(f.stream ?? "?")'s primary is cut off for \(f.seconds) s, then CLUSTER FAILOVER FORCE promotes it without what it missed"
         }
     }
 
@@ -129,7 +135,7 @@ public enum ChaosRun {
         await load.model.add(customers: await preload.model.customers)
         await load.model.add(products: await preload.model.products)
         let observer = Observer(http: http, pool: pool, clock: clock)
-        let archive = HistoryArchive(pool: pool, confirmingReplicas: options.topology == .replicated ? 1 : 0)
+        let archive = HistoryArchive(pool: pool, confirmingReplicas: options.topology.hasReplicas ? 1 : 0)
         if options.faults.contains(.trim) { try await archive.start() }
         let injector = FaultInjector(
             topology: topology, observer: observer, pool: pool, clock: clock, options: options, http: http, archive: archive, logger: logger)

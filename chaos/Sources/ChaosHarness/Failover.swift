@@ -65,8 +65,10 @@ extension Topology {
     }
 
     /// After the load: Redis running (single: restarted if a fault left it down; replicated:
-    /// every server running and the replica in sync).
+    /// every server running and the replica in sync; cluster: every node running, the cluster
+    /// ok and every replica attached).
     public func restoreRedis() async throws {
+        if let cluster { return try await restoreCluster(cluster) }
         guard let replication else {
             try await redis.start()
             ChildRegistry.add(redis.pid)

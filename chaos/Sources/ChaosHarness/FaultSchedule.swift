@@ -81,6 +81,14 @@ public enum FaultSchedule {
                 fault.seconds = 0
             case .partition:
                 fault.seconds = rng.uniform(2, 5)  // commands wait up to 2 s each for the replica meanwhile
+            case .primaryKill:
+                fault.seconds = rng.uniform(0.5, 3)  // the dead node stays down this long after its replica took over
+                fault.stream = Topology.clusterTargets[rng.below(Topology.clusterTargets.count)]
+            case .forcedFailover:
+                fault.seconds = rng.uniform(2, 5)  // commands wait up to 2 s each for the replica meanwhile
+                fault.stream = Topology.clusterTargets[rng.below(Topology.clusterTargets.count)]
+            case .clusterFailover, .slotMigration:
+                fault.stream = Topology.clusterTargets[rng.below(Topology.clusterTargets.count)]
             case .reset:
                 fault.seconds = 0
             case .stall:

@@ -100,21 +100,18 @@ struct FaultInjector: Sendable {
             done.at = at
             done.note = note
             done.skipped = failed
-        case .failover, .promotion, .partition:
+        case .failover, .promotion, .partition, .primaryKill, .clusterFailover, .slotMigration, .forcedFailover:
+            // One Redis fault at a time: each waits until the topology has a replica again.
+            let target = fault.stream
             let (at, note, failed) = await redisLock.withLock { () async -> (Double, String, Bool) in
                 let at = clock.elapsed
                 do {
-                    let note: String
-                    switch fault.kind {
-                    case .failover: note = try await topology.failover(after: fault.seconds)
-                    case .partition: note = try await topology.partition(for: fault.seconds)
-                    default: note = try await topology.promotion()
-                    }
-                    return (at, note, false)
+                    return (at, try await replicaFault(fault, target: target ?? Topology.clusterTargets[0]), false)
                 } catch {
-                    return (at, "\(fault.kind.rawValue) failed: \(error)", true)
+                    return (at, "\(fault.kind.rawValue)\(target.map { " of " + $0 } ?? "") failed: \(error)", true)
                 }
             }
+            done.target = target
             done.at = at
             done.note = note
             done.skipped = failed
@@ -200,6 +197,20 @@ struct FaultInjector: Sendable {
         }
         logger.info("fault \(fault.kind) at \(String(format: "%.1f", done.at)) s: \(done.target ?? "-") \(done.note)")
         await log.append(done)
+    }
+
+    /// A failover or a reshard of a topology with replicas; what happened.
+    private func replicaFault(_ fault: PlannedFault, target: String) async throws -> String {
+        switch fault.kind {
+        case .failover: try await topology.failover(after: fault.seconds)
+        case .partition: try await topology.partition(for: fault.seconds)
+        case .promotion: try await topology.promotion()
+        case .primaryKill: try await topology.killPrimary(of: target, restartAfter: fault.seconds)
+        case .clusterFailover: try await topology.failOverReplica(of: target)
+        case .forcedFailover: try await topology.forceFailover(of: target, lagging: fault.seconds)
+        case .slotMigration: try await topology.migrateSlot(of: target)
+        default: throw ChaosError("\(fault.kind.rawValue) is not a failover")
+        }
     }
 
     /// SIGKILLs (order-crash) or SIGSTOPs (order-pause) the order service at a moment when order
@@ -375,12 +386,12 @@ struct FaultInjector: Sendable {
         return done
     }
 
-    /// An entry the harness appends; in the replicated topology it counts only once the replica
+    /// An entry the harness appends; in a topology with replicas it counts only once the replica
     /// has it: a failover loses an unconfirmed one, and the fault that needed it is then not
     /// carried out (seen: a replay VOID in a 5-minute run, its malformed entry lost).
     private func append(_ stream: String, _ fields: [StreamField]) async throws -> String? {
         let add = XADD(RedisArgument(stream), fields: fields)
-        guard options.topology == .replicated else { return try await pool.send(add) }
+        guard options.topology.hasReplicas else { return try await pool.send(add) }
         return try await pool.withConnection(forKeys: [RedisArgument(stream)]) { connection in
             let id = try await connection.send(add)
             guard try await connection.send(WAIT(replicas: 1, timeout: .seconds(2))) >= 1 else {

@@ -178,45 +178,57 @@ struct HistoryCollector {
         }
     }
 
-    /// Every hash whose name matches a pattern, summed per field.
     /// How many string keys matching a pattern hold `value`.
     private func countKeys(matching pattern: String, withValue value: String) async throws -> Int {
         var n = 0
-        var cursor = "0"
-        repeat {
-            let reply = try await pool.send(RawCommand(["SCAN", RedisArgument(cursor), "MATCH", RedisArgument(pattern), "COUNT", 1000], readOnly: true))
-                .throwingServerError()
-            guard let parts = reply.array, parts.count == 2, let next = parts[0].string else { throw ChaosError("SCAN answered \(reply)") }
-            cursor = next
-            for key in parts[1].array ?? [] {
-                guard let name = key.string else { continue }
-                if try await pool.send(RawCommand(["GET", RedisArgument(name)], keys: [RedisArgument(name)], readOnly: true)).string == value { n += 1 }
-            }
-        } while cursor != "0"
+        for name in try await keys(matching: pattern) {
+            if try await pool.send(RawCommand(["GET", RedisArgument(name)], keys: [RedisArgument(name)], readOnly: true)).string == value { n += 1 }
+        }
         return n
     }
 
+    /// Every hash whose name matches a pattern, summed per field.
     private func sumHashes(matching pattern: String) async throws -> [String: Int] {
         var out: [String: Int] = [:]
-        var cursor = "0"
-        repeat {
-            // Keyless: one server (the harness runs a single Redis).
-            let reply = try await pool.send(RawCommand(["SCAN", RedisArgument(cursor), "MATCH", RedisArgument(pattern), "COUNT", 1000], readOnly: true))
-                .throwingServerError()
-            guard let parts = reply.array, parts.count == 2, let next = parts[0].string else {
-                throw ChaosError("SCAN answered \(reply)")
+        for name in try await keys(matching: pattern) {
+            let fields = try await pool.send(RawCommand(["HGETALL", RedisArgument(name)], keys: [RedisArgument(name)], readOnly: true)).throwingServerError().array ?? []
+            var i = 0
+            while i + 1 < fields.count {
+                if let field = fields[i].string { out[field, default: 0] += fields[i + 1].int ?? 0 }
+                i += 2
             }
-            cursor = next
-            for key in parts[1].array ?? [] {
-                guard let name = key.string else { continue }
-                let fields = try await pool.send(RawCommand(["HGETALL", RedisArgument(name)], keys: [RedisArgument(name)], readOnly: true)).throwingServerError().array ?? []
-                var i = 0
-                while i + 1 < fields.count {
-                    if let field = fields[i].string { out[field, default: 0] += fields[i + 1].int ?? 0 }
-                    i += 2
-                }
+        }
+        return out
+    }
+
+    /// Every key matching a pattern: SCAN on the one server, or on every primary of a cluster
+    /// (each holds only its own slots' keys; the map is refreshed first, after the failovers).
+    private func keys(matching pattern: String) async throws -> [String] {
+        func scan(_ send: (RawCommand) async throws -> RESPValue) async throws -> [String] {
+            var out: [String] = []
+            var cursor = "0"
+            repeat {
+                let reply = try await send(RawCommand(["SCAN", RedisArgument(cursor), "MATCH", RedisArgument(pattern), "COUNT", 1000], readOnly: true))
+                    .throwingServerError()
+                guard let parts = reply.array, parts.count == 2, let next = parts[0].string else { throw ChaosError("SCAN answered \(reply)") }
+                cursor = next
+                out += (parts[1].array ?? []).compactMap(\.string)
+            } while cursor != "0"
+            return out
+        }
+        guard let cluster = pool as? RedisClusterClient else { return try await scan { try await pool.send($0) } }
+        try await cluster.connect()
+        var out: [String] = []
+        for address in cluster.shards.filter({ !$0.slots.isEmpty }).compactMap({ $0.primary.flatMap { cluster.address(of: $0) } }) {
+            let connection = try RedisConnection(configuration: cluster.configuration.configuration(for: address))
+            do {
+                out += try await scan { try await connection.send($0) }
+            } catch {
+                await connection.close()
+                throw error
             }
-        } while cursor != "0"
+            await connection.close()
+        }
         return out
     }
 
@@ -251,7 +263,7 @@ struct HistoryCollector {
 actor HistoryArchive {
     static let group = "chaos-archive"
     let pool: any RedisClientProtocol
-    /// Replicated topology: replicas that must hold what the archive copies before it keeps it.
+    /// Replicated and cluster topologies: replicas that must hold what the archive copies before it keeps it.
     let confirmingReplicas: Int
     private var entries: [String: [String: StreamEntry]] = [:]
 
@@ -273,7 +285,8 @@ actor HistoryArchive {
                 XREADGROUP(group: Self.group, consumer: "harness", streams: [(stream, after)], count: 1000))
             let page = batches.flatMap(\.entries)
             guard confirmingReplicas > 0, let last = page.last else { return page }
-            _ = try await connection.send(SET("chaos-archive-fence", RedisArgument(last.id)))
+            // In the stream's slot (its hash tag), so that a cluster node takes it on this connection.
+            _ = try await connection.send(SET(RedisArgument(stream + ":chaos-archive-fence"), RedisArgument(last.id)))
             let acknowledged = try await connection.send(WAIT(replicas: confirmingReplicas, timeout: .seconds(2)))
             guard acknowledged >= confirmingReplicas else {
                 throw ChaosError("the replica has not confirmed the entries copied from \(stream) (cut off?); the copy is retried")

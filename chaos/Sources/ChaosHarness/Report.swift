@@ -51,13 +51,47 @@ public struct RunReport: Codable, Sendable {
     /// run with 71 entries reclaimed showed 0 (VOID, "never made the runtime redeliver").
     var redeliveries: Int { max(0, (counters["delivered"] ?? 0) - (check?.deliverable ?? 0), counters["reclaimed"] ?? 0) }
 
+    /// A fault kind's colour in the chart (a switch, so that a new kind cannot be left without one).
+    static func color(_ kind: FaultKind) -> String {
+        switch kind {
+        case .kill: "#d62728"
+        case .pause: "#9467bd"
+        case .term: "#8c564b"
+        case .redis: "#000000"
+        case .reset: "#ff7f0e"
+        case .stall: "#e377c2"
+        case .latency: "#bcbd22"
+        case .malformed: "#17becf"
+        case .duplicate: "#7f7f7f"
+        case .orderCrash: "#e6550d"
+        case .orderPause: "#fdae6b"
+        case .msgOutage: "#393b79"
+        case .trim: "#637939"
+        case .rebuild: "#8c6d31"
+        case .replay: "#843c39"
+        case .failover, .primaryKill: "#000000"
+        case .promotion, .clusterFailover: "#525252"
+        case .partition, .forcedFailover: "#a50f15"
+        case .slotMigration: "#3182bd"
+        }
+    }
+
+    /// The "redis" row of the table.
+    static func describe(_ topology: RedisTopology) -> String {
+        switch topology {
+        case .single: "one server, AOF (appendfsync always)"
+        case .replicated: "a primary and a replica behind a moving endpoint; services confirm with --confirm-replicas 1"
+        case .cluster: "a cluster of 3 primaries with a replica each, AOF (appendfsync always); services and workers confirm with --confirm-replicas 1"
+        }
+    }
+
     /// The summary table.
     public var table: String {
         var rows: [(String, String)] = []
         let o = options
         rows.append(("seed", "\(o.seed)"))
         rows.append(("duration", "\(Int(o.duration)) s of load, \(o.clients) clients, \(o.workersPerKind) crm + \(o.workersPerKind) billing workers, lease \(o.leaseSeconds) s"))
-        rows.append(("redis", o.topology == .replicated ? "a primary and a replica behind a moving endpoint; services confirm with --confirm-replicas 1" : "one server, AOF (appendfsync always)"))
+        rows.append(("redis", Self.describe(o.topology)))
         rows.append(("planted bug", o.plantedBug?.rawValue ?? "none"))
         var byKind: [FaultKind: Int] = [:]
         var skipped = 0
@@ -77,8 +111,8 @@ public struct RunReport: Codable, Sendable {
             rows.append(("commands", "\(c.commands["total"] ?? 0): ok \(c.commands["ok"] ?? 0), failed \(c.commands["failed"] ?? 0), unknown \(c.commands["unknown"] ?? 0) (recovered \(c.recovered), not applied \(c.unknownNotApplied))"))
             rows.append(("keyed creates", "\(c.keyedCreates) with an Idempotency-Key; retried \(c.keyedRetries) times (\(c.droppedAnswers) answers dropped by the harness); made twice \(c.keyedCreatesMadeTwice)"))
             rows.append(("events", "\(c.events) (+ \(c.injected) injected malformed, + \(c.publisherDuplicates) publisher duplicates, + \(c.replayedEntries) replayed dead letters)"))
-            rows.append(("lost events", "\(c.lostEvents)" + (o.topology != .replicated ? "" : o.plantedBug == .unconfirmedWrites ? " (answered 2xx without waiting for the replica: the planted bug)" : " (answered 2xx, so confirmed by the replica)")))
-            if o.topology == .replicated {
+            rows.append(("lost events", "\(c.lostEvents)" + (!o.topology.hasReplicas ? "" : o.plantedBug == .unconfirmedWrites ? " (answered 2xx without waiting for the replica: the planted bug)" : " (answered 2xx, so confirmed by the replica)")))
+            if o.topology.hasReplicas {
                 rows.append(("unconfirmed (503)", "\(c.unconfirmed): lost to a failover \(c.unconfirmedLost), kept \(c.unconfirmed - c.unconfirmedLost)"))
             }
             rows.append(("mails", "expected \(c.expectedMails), sent \(c.mails): " + c.mailsByKind.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")))
@@ -138,12 +172,6 @@ public struct RunReport: Codable, Sendable {
             let p = pts.map { String(format: "%.1f,%.1f", x($0.0), top + ph - ph * $0.1 / maxV) }.joined(separator: " ")
             return "<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"1.5\" points=\"\(p)\"/>\n"
         }
-        let colors: [FaultKind: String] = [
-            .kill: "#d62728", .pause: "#9467bd", .term: "#8c564b", .redis: "#000000", .reset: "#ff7f0e", .stall: "#e377c2",
-            .latency: "#bcbd22", .malformed: "#17becf", .duplicate: "#7f7f7f",
-            .orderCrash: "#e6550d", .orderPause: "#fdae6b", .msgOutage: "#393b79", .trim: "#637939", .rebuild: "#8c6d31", .replay: "#843c39",
-            .failover: "#000000", .promotion: "#525252", .partition: "#a50f15",
-        ]
         var s = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(w))\" height=\"\(Int(h))\" font-family=\"sans-serif\" font-size=\"11\">\n"
         s += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
         s += "<text x=\"\(left)\" y=\"18\" font-size=\"14\">ordershop chaos run, seed \(options.seed): \(verdict)</text>\n"
@@ -151,7 +179,7 @@ public struct RunReport: Codable, Sendable {
         s += "<line x1=\"\(x(options.duration))\" y1=\"\(top)\" x2=\"\(x(options.duration))\" y2=\"\(top + ph)\" stroke=\"#999\" stroke-dasharray=\"2,2\"/>\n"
         s += "<text x=\"\(x(options.duration) + 3)\" y=\"\(top + 12)\" fill=\"#666\">load ends, drain</text>\n"
         for f in faults where !f.skipped {
-            let c = colors[f.planned.kind] ?? "#333"
+            let c = Self.color(f.planned.kind)
             let fx = x(f.at)
             s += "<line x1=\"\(fx)\" y1=\"\(top)\" x2=\"\(fx)\" y2=\"\(top + ph)\" stroke=\"\(c)\" stroke-opacity=\"0.6\"/>\n"
             s += "<text transform=\"translate(\(fx + 2),\(top + ph - 4)) rotate(-90)\" fill=\"\(c)\">\(f.planned.kind.rawValue) \(f.target.map { $0.split(separator: " ").first.map(String.init) ?? "" } ?? "")</text>\n"
@@ -174,7 +202,7 @@ public struct RunReport: Codable, Sendable {
         s += "<text x=\"\(left + 200)\" y=\"\(ly)\" fill=\"#2ca02c\">— backlog: pending + lag (right)</text>\n"
         var lx = left + 430
         for k in FaultKind.allCases where options.faults.contains(k) {
-            s += "<text x=\"\(lx)\" y=\"\(ly)\" fill=\"\(colors[k]!)\">| \(k.rawValue)</text>\n"
+            s += "<text x=\"\(lx)\" y=\"\(ly)\" fill=\"\(Self.color(k))\">| \(k.rawValue)</text>\n"
             lx += 50
         }
         s += "</svg>\n"

@@ -38,8 +38,10 @@ public actor Topology {
 
     let options: ChaosOptions
     let logger: Logger
-    /// The Redis server (single), or the first primary of ``replication``.
+    /// The Redis server (single), the first primary of ``replication``, or the cluster's first node.
     public nonisolated let redis: LocalRedisServer
+    /// Cluster topology: 3 primaries with a replica each.
+    public nonisolated let cluster: LocalRedisCluster?
     /// Replicated topology: the primary and its replica.
     public nonisolated let replication: LocalRedisReplication?
     /// Replicated topology: the endpoint the services, the tools and the harness use, moved to
@@ -47,7 +49,9 @@ public actor Topology {
     public nonisolated let endpoint: TCPProxy?
     /// Replicated topology: the replica's link to the primary (a proxy, cut by the partition fault).
     public nonisolated let replicationLink: TCPProxy?
-    /// The workers' way to Redis, with network faults; on a failover it moves too.
+    /// The workers' way to Redis, with network faults; on a failover it moves too. Not used in
+    /// the cluster topology: there the workers reach each node at the address the cluster
+    /// announces (the proxy faults do not apply to it).
     public nonisolated let proxy: TCPProxy
     public nonisolated let servicePorts: [String: Int]
     public nonisolated let logDirectory: String
@@ -67,22 +71,22 @@ public actor Topology {
 
     public nonisolated var gatewayURL: String { "http://127.0.0.1:\(servicePorts["gateway"]!)" }
 
-    /// Where the services, the tools and the harness reach Redis: the server, or the endpoint.
-    public nonisolated var redisURL: String { endpoint.map { "redis://127.0.0.1:\($0.port)" } ?? redis.url }
+    /// Where the services, the tools and the harness reach Redis: the server, the endpoint, or
+    /// the cluster (every node a seed, `?cluster=yes`).
+    public nonisolated var redisURL: String { cluster?.url ?? endpoint.map { "redis://127.0.0.1:\($0.port)" } ?? redis.url }
 
-    /// The harness's own client configuration (straight to Redis, or through the endpoint).
-    public nonisolated var harnessConfiguration: RedisConfiguration {
-        var c = endpoint.map { RedisConfiguration(endpoint: .tcp(host: "127.0.0.1", port: $0.port)) } ?? redis.configuration
-        c.reconnect.retryWindow = .seconds(10)
-        return c
-    }
+    /// Where the workers reach Redis: through the proxy, or (cluster) the cluster itself.
+    public nonisolated var workerRedisURL: String { cluster?.url ?? "redis://127.0.0.1:\(proxy.port)" }
+
+    /// The harness's own client configuration (straight to Redis, through the endpoint, or the cluster).
+    public nonisolated let harnessConfiguration: RedisConfiguration
 
     /// `serve` arguments for a service: where Redis is, and in the replicated topology the
     /// confirmation every command must get (2xx only once the replica has its writes).
     private nonisolated func serveArguments(_ name: String) -> [String] {
         let service = name == Self.standbyOrderService ? "order" : name
         var a = ["serve", service, "--host", "127.0.0.1", "--port", String(servicePorts[name]!), "--url", redisURL]
-        if replication != nil && options.plantedBug != .unconfirmedWrites { a += ["--confirm-replicas", "1", "--confirm-timeout", "2000"] }
+        if options.topology.hasReplicas && options.plantedBug != .unconfirmedWrites { a += ["--confirm-replicas", "1", "--confirm-timeout", "2000"] }
         if name == "gateway", options.plantedBug == .gatewayDropsIdempotencyKey { a += ["--planted-bug", PlantedBugOption.gatewayDropsIdempotencyKey.rawValue] }
         if service == "order" {
             // 25 ms between reserving the stock and making the order: an order-crash SIGKILL
@@ -113,11 +117,28 @@ public actor Topology {
         case .single:
             redis = try await LocalRedisServer(redisOptions)
             replication = nil
+            cluster = nil
+            endpoint = nil
+            replicationLink = nil
+        case .cluster:
+            var clusterOptions = LocalRedisCluster.Options()
+            clusterOptions.appendOnly = true
+            clusterOptions.appendFsync = "always"
+            clusterOptions.directory = runDirectory + "/redis"
+            // A replica always stands for election, however long its link was down: a node
+            // restarted after a kill may otherwise be refused as too stale, leaving its shard
+            // without a primary when the next fault kills that one.
+            clusterOptions.extraArguments = ["--cluster-replica-validity-factor", "0"]
+            let c = try await LocalRedisCluster(clusterOptions)
+            cluster = c
+            redis = c.nodes[0]
+            replication = nil
             endpoint = nil
             replicationLink = nil
         case .replicated:
             let pair = try await LocalRedisReplication(replicas: 1, options: redisOptions)
             replication = pair
+            cluster = nil
             redis = pair.servers[0]
             endpoint = try TCPProxy(targetPort: redis.port)
             let link = try TCPProxy(targetPort: redis.port)
@@ -125,8 +146,16 @@ public actor Topology {
             try await pair.follow(link.port, on: 1)
             try await pair.waitUntilReplicasAttached()
         }
-        for server in replication?.servers ?? [redis] { ChildRegistry.add(server.pid) }
+        for server in cluster?.nodes ?? replication?.servers ?? [redis] { ChildRegistry.add(server.pid) }
         proxy = try TCPProxy(targetPort: redis.port)
+        var harness: RedisConfiguration
+        if let cluster {
+            harness = try RedisConfiguration(url: cluster.url)
+        } else {
+            harness = endpoint.map { RedisConfiguration(endpoint: .tcp(host: "127.0.0.1", port: $0.port)) } ?? redis.configuration
+        }
+        harness.reconnect.retryWindow = .seconds(10)
+        harnessConfiguration = harness
         var ports: [String: Int] = [:]
         for name in Self.serviceNames { ports[name] = try LocalRedisServer.freePort() }
         servicePorts = ports
@@ -232,10 +261,10 @@ public actor Topology {
         let port = try LocalRedisServer.freePort()
         var args = [
             "work", kind, "--metrics-port", String(port), "--metrics-host", "127.0.0.1", "--consumer", consumer,
-            "--lease-seconds", String(options.leaseSeconds), "--url", "redis://127.0.0.1:\(proxy.port)",
+            "--lease-seconds", String(options.leaseSeconds), "--url", workerRedisURL,
         ]
         if let bug = options.plantedBug, bug.isWorkerBug { args += ["--planted-bug", bug.rawValue] }
-        if replication != nil { args += ["--confirm-replicas", "1", "--confirm-timeout", "2000"] }
+        if options.topology.hasReplicas { args += ["--confirm-replicas", "1", "--confirm-timeout", "2000"] }
         if options.pauseAfterMailMs > 0 { args += ["--chaos-pause-after-mail-ms", String(options.pauseAfterMailMs)] }
         let process = try ChildProcess(options.ordershop, args, environment: serviceEnvironment, outputFile: "\(logDirectory)/\(key).log")
         ChildRegistry.add(process.pid)
@@ -359,7 +388,10 @@ public actor Topology {
         proxy.stop()
         endpoint?.stop()
         replicationLink?.stop()
-        if let replication {
+        if let cluster {
+            await cluster.shutdown()
+            if removeData { try? FileManager.default.removeItem(atPath: options.reportDirectory + "/redis") }
+        } else if let replication {
             for server in replication.servers { await server.stop() }
             if removeData { try? FileManager.default.removeItem(atPath: options.reportDirectory + "/redis") }
         } else {

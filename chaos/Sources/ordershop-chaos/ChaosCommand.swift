@@ -25,7 +25,7 @@ struct ScheduleOptions: ParsableArguments {
     @Option(help: "Fault kinds to leave out, comma-separated.")
     var without: String = ""
 
-    @Option(help: "Redis: single (one server, AOF, killed and restarted) or replicated (a primary and a replica behind a moving endpoint; failover and promotion faults; services confirm writes with --confirm-replicas 1).")
+    @Option(help: "Redis: single (one server, AOF, killed and restarted), replicated (a primary and a replica behind a moving endpoint; failover, promotion and partition faults) or cluster (3 primaries with a replica each; primary-kill, cluster-failover and slot-migration faults). With replicas, services and workers confirm with --confirm-replicas 1.")
     var topology: String = "single"
 
     @Option(help: "Worker processes of each kind (crm, billing).")
@@ -50,7 +50,7 @@ struct ScheduleOptions: ParsableArguments {
         var set = Set<FaultKind>()
         for name in faults.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !name.isEmpty {
             if name == "all" { set.formUnion(FaultKind.allCases.filter { $0.applies(to: topology) }); continue }
-            if name == "standard" { set.formUnion((FaultKind.standard + FaultKind.replication).filter { $0.applies(to: topology) }); continue }
+            if name == "standard" { set.formUnion((FaultKind.standard + FaultKind.replication + FaultKind.cluster).filter { $0.applies(to: topology) }); continue }
             if name == "operations" { set.formUnion(FaultKind.operations); continue }
             guard let k = FaultKind(rawValue: name) else { throw ValidationError("unknown fault kind '\(name)'") }
             guard k.applies(to: topology) else { throw ValidationError("the \(name) fault does not apply to --topology \(topology.rawValue)") }

@@ -1,0 +1,44 @@
+import Testing
+
+@testable import ChaosHarness
+
+@Suite("Which faults a topology gets, and the schedule a seed draws")
+struct FaultScheduleTests {
+    @Test("a cluster gets its own failovers and resharding, never a proxy fault, a lone server's restart or a pair's failover")
+    func clusterKinds() {
+        let kinds = Set(FaultKind.allCases.filter { $0.applies(to: .cluster) })
+        #expect(kinds.isSuperset(of: FaultKind.cluster))
+        #expect(kinds.isDisjoint(with: FaultKind.proxy + FaultKind.replication + [.redis]))
+        #expect(kinds.isSuperset(of: [.kill, .pause, .term, .orderCrash, .orderPause, .malformed, .duplicate] + FaultKind.operations))
+        // The other topologies never get a cluster fault.
+        for topology in [RedisTopology.single, .replicated] {
+            #expect(FaultKind.cluster.allSatisfy { !$0.applies(to: topology) }, "\(topology)")
+        }
+    }
+
+    @Test("a cluster schedule has every enabled kind, targets a slot the shop writes, and is the seed's alone")
+    func clusterSchedule() {
+        var options = ChaosOptions()
+        options.topology = .cluster
+        options.faults = Set(FaultKind.allCases.filter { $0.applies(to: .cluster) })
+        options.duration = 90
+        options.seed = 20_261_129
+        let schedule = FaultSchedule.make(options: options)
+        #expect(Set(schedule.map(\.kind)) == options.faults)
+        for fault in schedule where FaultKind.cluster.contains(fault.kind) {
+            #expect(fault.stream.map { Topology.clusterTargets.contains($0) } == true, "\(fault)")
+        }
+        // A primary stays down long enough to be failed over, and comes back.
+        for fault in schedule where fault.kind == .primaryKill { #expect(fault.seconds >= 0.5 && fault.seconds <= 3) }
+        #expect(FaultSchedule.make(options: options) == schedule)
+        options.seed += 1
+        #expect(FaultSchedule.make(options: options) != schedule)
+    }
+
+    @Test("in a cluster the services and the workers confirm with a replica")
+    func clusterConfirms() {
+        #expect(RedisTopology.cluster.hasReplicas)
+        #expect(RedisTopology.replicated.hasReplicas)
+        #expect(!RedisTopology.single.hasReplicas)
+    }
+}

@@ -1,0 +1,116 @@
+import Foundation
+import LocalRedis
+import RedisClient
+
+/// The cluster topology's faults: a primary dies and the cluster promotes its replica, a replica
+/// takes over by `CLUSTER FAILOVER`, a slot moves to another primary under load. Each picks its
+/// node by a key the shop uses (``targets``), so that the fault hits a slot the load writes.
+extension Topology {
+    /// Keys whose slots the shop's load writes: entity streams and records (`{customer}`...),
+    /// orders and their decisions, stock and reservations, billing, and msg's mail stream with
+    /// its idempotency markers (`mail:sent`, `{mail:sent}:key:...`).
+    public static let clusterTargets = ["{order}", "{inventory}", "{customer}", "{product}", "{billing}", "{mail:sent}"]
+
+    private func requireCluster(_ fault: String) throws -> LocalRedisCluster {
+        guard let cluster else { throw ChaosError("\(fault) needs --topology cluster") }
+        return cluster
+    }
+
+    /// SIGKILLs the primary that serves `key`'s slot; waits until the cluster has promoted its
+    /// replica (`cluster-node-timeout` 2 s, then the election); after `restartAfter` seconds
+    /// starts the dead node again, which rejoins as the new primary's replica, and waits until
+    /// every replica is attached (so that the next fault finds a replica to promote). What the
+    /// dead primary had not yet replicated is lost: only unconfirmed writes may be among it.
+    public func killPrimary(of key: String, restartAfter: Double) async throws -> String {
+        let cluster = try requireCluster("primary-kill")
+        let slot = HashSlot(key: key)
+        guard let victim = try await cluster.primaryIndex(for: slot) else { throw ChaosError("no primary serves \(key)'s slot \(slot.rawValue)") }
+        let killedAt = ContinuousClock.now
+        await cluster.nodes[victim].kill()
+        var promoted: Int?
+        while ContinuousClock.now - killedAt < .seconds(60) {
+            if let now = try? await cluster.primaryIndex(for: slot), now != victim {
+                promoted = now
+                break
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        guard let promoted else { throw ChaosError("no replica took over slot \(slot.rawValue) within 60 s of killing :\(cluster.nodes[victim].port)") }
+        let tookOver = ContinuousClock.now - killedAt
+        await pause(seconds: restartAfter)
+        try await cluster.restart(victim)
+        ChildRegistry.add(cluster.nodes[victim].pid)
+        try await cluster.waitUntilHealthy(timeout: .seconds(60))
+        return "killed primary :\(cluster.nodes[victim].port) of \(key) (slot \(slot.rawValue)); :\(cluster.nodes[promoted].port) took over after \(Self.seconds(tookOver)); the dead one back as a replica"
+    }
+
+    /// `CLUSTER FAILOVER` on a replica of the primary that serves `key`'s slot.
+    public func failOverReplica(of key: String) async throws -> String {
+        let cluster = try requireCluster("cluster-failover")
+        let slot = HashSlot(key: key)
+        let roles = try await cluster.roles()
+        guard let primary = try await cluster.primaryIndex(for: slot), let replica = roles.replicasOf[primary]?.first(where: { cluster.nodes[$0].pid != nil }) else {
+            throw ChaosError("the primary of \(key)'s slot has no running replica")
+        }
+        let started = ContinuousClock.now
+        try await cluster.failOver(to: replica)
+        try await cluster.waitUntilHealthy(timeout: .seconds(60))
+        return "CLUSTER FAILOVER: :\(cluster.nodes[replica].port) took \(key) (slot \(slot.rawValue)) over from :\(cluster.nodes[primary].port) in \(Self.seconds(ContinuousClock.now - started))"
+    }
+
+    /// Moves `key`'s slot, with every key in it, to the next primary (by port order) under load.
+    public func migrateSlot(of key: String) async throws -> String {
+        let cluster = try requireCluster("slot-migration")
+        let slot = HashSlot(key: key)
+        let primaries = try await cluster.roles().primaries.sorted { cluster.nodes[$0].port < cluster.nodes[$1].port }
+        guard let source = try await cluster.primaryIndex(for: slot), let at = primaries.firstIndex(of: source) else {
+            throw ChaosError("no primary serves \(key)'s slot \(slot.rawValue)")
+        }
+        let target = primaries[(at + 1) % primaries.count]
+        let started = ContinuousClock.now
+        let keys = try await cluster.moveSlot(slot, from: source, to: target)
+        return "slot \(slot.rawValue) (\(key)) moved with its \(keys) keys from :\(cluster.nodes[source].port) to :\(cluster.nodes[target].port) in \(Self.seconds(ContinuousClock.now - started))"
+    }
+
+    /// The replica of `key`'s primary is cut off for `seconds` under load (its credentials for
+    /// the primary are made wrong, so that it cannot resync, and the primary drops its link:
+    /// `CLIENT KILL TYPE replica`), then `CLUSTER FAILOVER FORCE` promotes it without what it
+    /// missed; the old primary turns into its replica and resyncs, discarding what it alone had.
+    /// With `--confirm-replicas` the commands of the window answer 503 "may have been applied".
+    /// (A one-byte output-buffer limit for replicas lost only 1 write in 3.8 s: each reconnect
+    /// delivered part of the backlog.)
+    public func forceFailover(of key: String, lagging seconds: Double) async throws -> String {
+        let cluster = try requireCluster("forced-failover")
+        let slot = HashSlot(key: key)
+        let roles = try await cluster.roles()
+        guard let primary = try await cluster.primaryIndex(for: slot), let replica = roles.replicasOf[primary]?.first(where: { cluster.nodes[$0].pid != nil }) else {
+            throw ChaosError("the primary of \(key)'s slot has no running replica")
+        }
+        // The primary has no password: an AUTH from the replica is refused, and Redis then abandons the sync.
+        try await cluster.configSet("masterauth", "chaos-cut-off", on: replica)
+        do {
+            try await cluster.killReplicaLinks(on: primary)
+            await pause(seconds: seconds)
+            try await cluster.failOver(to: replica, force: true)
+        } catch {
+            try? await cluster.configSet("masterauth", "", on: replica)
+            throw error
+        }
+        try await cluster.configSet("masterauth", "", on: replica)
+        try await cluster.waitUntilHealthy(timeout: .seconds(60))
+        return ":\(cluster.nodes[replica].port) cut off from \(key)'s primary :\(cluster.nodes[primary].port) for \(String(format: "%.1f", seconds)) s, then forced over; the old primary resynced as its replica"
+    }
+
+    /// After the load: every node running, the cluster ok and every replica attached.
+    func restoreCluster(_ cluster: LocalRedisCluster) async throws {
+        for index in cluster.nodes.indices where cluster.nodes[index].pid == nil {
+            try await cluster.restart(index)
+            ChildRegistry.add(cluster.nodes[index].pid)
+        }
+        try await cluster.waitUntilHealthy(timeout: .seconds(60))
+    }
+
+    private static func seconds(_ d: Duration) -> String {
+        String(format: "%.1f s", Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18)
+    }
+}
