@@ -29,7 +29,7 @@ struct FaultScheduleTests {
             #expect(fault.stream.map { Topology.clusterTargets.contains($0) } == true, "\(fault)")
         }
         // A primary stays down long enough to be failed over, and comes back.
-        for fault in schedule where fault.kind == .primaryKill { #expect(fault.seconds >= 0.5 && fault.seconds <= 3) }
+        for fault in schedule where fault.kind == .primaryKill || fault.kind == .primaryPause { #expect(fault.seconds >= 0.5 && fault.seconds <= 3) }
         #expect(FaultSchedule.make(options: options) == schedule)
         options.seed += 1
         #expect(FaultSchedule.make(options: options) != schedule)

@@ -63,6 +63,11 @@ public enum FaultKind: String, CaseIterable, Codable, Sendable, Comparable {
     /// without what it missed: every write in that window is lost, and only unconfirmed ones may
     /// be (the cluster's `partition`).
     case forcedFailover = "forced-failover"
+    /// Cluster topology: SIGSTOP the primary of a slot (a process, VM or network that freezes)
+    /// until the cluster has promoted its replica, and a little longer, then SIGCONT: the old
+    /// primary first runs what clients had sent it meanwhile, then learns it was replaced and
+    /// resyncs as a replica, discarding those writes; only unconfirmed ones may be among them.
+    case primaryPause = "primary-pause"
 
     /// Crashes, network faults and bad input (`--faults standard`: all but the operations).
     public static let standard: [FaultKind] = [
@@ -74,7 +79,7 @@ public enum FaultKind: String, CaseIterable, Codable, Sendable, Comparable {
     /// Failovers of a primary/replica pair (`--topology replicated`).
     public static let replication: [FaultKind] = [.failover, .promotion, .partition]
     /// Failovers and resharding of a Redis Cluster (`--topology cluster`).
-    public static let cluster: [FaultKind] = [.primaryKill, .clusterFailover, .slotMigration, .forcedFailover]
+    public static let cluster: [FaultKind] = [.primaryKill, .primaryPause, .clusterFailover, .slotMigration, .forcedFailover]
     /// The harness's proxy faults: in a cluster the workers reach each node at the address the
     /// cluster announces, not through the proxy, so these do not apply there.
     public static let proxy: [FaultKind] = [.reset, .stall, .latency]

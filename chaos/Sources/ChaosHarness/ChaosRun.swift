@@ -114,6 +114,7 @@ public enum ChaosRun {
         case .promotion: "promote the replica, demote the primary, move the endpoint"
         case .partition: "cut the replica off for \(f.seconds) s, kill -9 the primary, promote the replica without what it missed"
         case .primaryKill: "kill -9 the cluster primary of \(f.stream ?? "?"), its replica takes over; the dead one back \(f.seconds) s after that"
+        case .primaryPause: "SIGSTOP the cluster primary of \(f.stream ?? "?") until its replica takes over, SIGCONT \(f.seconds) s after that"
         case .clusterFailover: "CLUSTER FAILOVER on a replica of \(f.stream ?? "?")'s primary"
         case .slotMigration: "move \(f.stream ?? "?")'s slot to another primary under load"
         case .forcedFailover: "the replica of \(f.stream ?? "?")'s primary is cut off for \(f.seconds) s, then CLUSTER FAILOVER FORCE promotes it without what it missed"

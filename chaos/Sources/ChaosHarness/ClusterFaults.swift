@@ -44,6 +44,32 @@ extension Topology {
         return "killed primary :\(cluster.nodes[victim].port) of \(key) (slot \(slot.rawValue)); :\(cluster.nodes[promoted].port) took over after \(Self.seconds(tookOver)); the dead one back as a replica"
     }
 
+    /// SIGSTOPs the primary that serves `key`'s slot until the cluster has promoted its replica,
+    /// then `seconds` more, then SIGCONT: the old primary wakes up still believing it is one,
+    /// runs what clients had sent it meanwhile, then takes the cluster's word and resyncs as
+    /// the new primary's replica (discarding those writes).
+    public func pausePrimary(of key: String, beyondFailover seconds: Double) async throws -> String {
+        let cluster = try requireCluster("primary-pause")
+        let slot = HashSlot(key: key)
+        guard let victim = try await cluster.primaryIndex(for: slot) else { throw ChaosError("no primary serves \(key)'s slot \(slot.rawValue)") }
+        let pausedAt = ContinuousClock.now
+        cluster.nodes[victim].signal(SIGSTOP)
+        var promoted: Int?
+        while ContinuousClock.now - pausedAt < .seconds(60) {
+            if let now = try? await cluster.primaryIndex(for: slot), now != victim {
+                promoted = now
+                break
+            }
+            do { try await Task.sleep(for: .milliseconds(100)) } catch { break }  // cancelled: SIGCONT below, then throw
+        }
+        let tookOver = ContinuousClock.now - pausedAt
+        if promoted != nil { await pause(seconds: seconds) }
+        cluster.nodes[victim].signal(SIGCONT)
+        guard let promoted else { throw ChaosError("no replica took over slot \(slot.rawValue) within 60 s of stopping :\(cluster.nodes[victim].port)") }
+        try await cluster.waitUntilHealthy(timeout: .seconds(60))
+        return "SIGSTOP primary :\(cluster.nodes[victim].port) of \(key) (slot \(slot.rawValue)); :\(cluster.nodes[promoted].port) took over after \(Self.seconds(tookOver)); SIGCONT \(String(format: "%.1f", seconds)) s later, back as a replica"
+    }
+
     /// `CLUSTER FAILOVER` on a replica of the primary that serves `key`'s slot.
     public func failOverReplica(of key: String) async throws -> String {
         let cluster = try requireCluster("cluster-failover")

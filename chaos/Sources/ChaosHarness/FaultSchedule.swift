@@ -84,6 +84,9 @@ public enum FaultSchedule {
             case .primaryKill:
                 fault.seconds = rng.uniform(0.5, 3)  // the dead node stays down this long after its replica took over
                 fault.stream = Topology.clusterTargets[rng.below(Topology.clusterTargets.count)]
+            case .primaryPause:
+                fault.seconds = rng.uniform(0.5, 3)  // frozen this long after its replica took over
+                fault.stream = Topology.clusterTargets[rng.below(Topology.clusterTargets.count)]
             case .forcedFailover:
                 fault.seconds = rng.uniform(2, 5)  // commands wait up to 2 s each for the replica meanwhile
                 fault.stream = Topology.clusterTargets[rng.below(Topology.clusterTargets.count)]

@@ -100,7 +100,7 @@ struct FaultInjector: Sendable {
             done.at = at
             done.note = note
             done.skipped = failed
-        case .failover, .promotion, .partition, .primaryKill, .clusterFailover, .slotMigration, .forcedFailover:
+        case .failover, .promotion, .partition, .primaryKill, .primaryPause, .clusterFailover, .slotMigration, .forcedFailover:
             // One Redis fault at a time: each waits until the topology has a replica again.
             let target = fault.stream
             let (at, note, failed) = await redisLock.withLock { () async -> (Double, String, Bool) in
@@ -206,6 +206,7 @@ struct FaultInjector: Sendable {
         case .partition: try await topology.partition(for: fault.seconds)
         case .promotion: try await topology.promotion()
         case .primaryKill: try await topology.killPrimary(of: target, restartAfter: fault.seconds)
+        case .primaryPause: try await topology.pausePrimary(of: target, beyondFailover: fault.seconds)
         case .clusterFailover: try await topology.failOverReplica(of: target)
         case .forcedFailover: try await topology.forceFailover(of: target, lagging: fault.seconds)
         case .slotMigration: try await topology.migrateSlot(of: target)

@@ -69,7 +69,7 @@ public struct RunReport: Codable, Sendable {
         case .trim: "#637939"
         case .rebuild: "#8c6d31"
         case .replay: "#843c39"
-        case .failover, .primaryKill: "#000000"
+        case .failover, .primaryKill, .primaryPause: "#000000"
         case .promotion, .clusterFailover: "#525252"
         case .partition, .forcedFailover: "#a50f15"
         case .slotMigration: "#3182bd"
