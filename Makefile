@@ -19,8 +19,8 @@ CLUSTER     ?= 0
 SEED_REPLICATED ?= 20261128
 # The seed of the cluster run in `make test`.
 SEED_CLUSTER ?= 20261129
-# Each planted runtime bug gets a short run with the faults that expose it (bug:faults[:extra
-# flags]); it must FAIL with the violation that names the bug (ordershop-chaos run --expect-caught).
+# Each planted runtime bug gets a short run with the faults that expose it (bug:faults[:flag...],
+# flags separated by colons); it must FAIL with the violation that names the bug (ordershop-chaos run --expect-caught).
 # no-lease-refresh: handlers that outlast the 3 s lease, and no fault that may make a settle stale.
 PLANTED_DURATION ?= 35
 # No chaos run may hold CI longer than its duration plus this many seconds (a run takes its
@@ -34,7 +34,7 @@ PLANTED_BUGS ?= ack-before-handling:kill,malformed \
   ack-before-effects:kill,term,reset \
   no-lease-refresh:kill,term:--pause-after-mail=4500 \
   unconfirmed-writes:partition,kill:--topology=replicated \
-  unconfirmed-writes:forced-failover,kill:--topology=cluster \
+  unconfirmed-writes:forced-failover,kill:--topology=cluster:--fault-interval=3 \
   gateway-drops-idempotency-key:reset,kill \
   reaper-commits-all:order-crash:--fault-interval=2 \
   reaper-forgets-aborts:order-pause:--fault-interval=10
@@ -92,7 +92,7 @@ chaos-planted:
 	@bin="$$($(SWIFT) build --show-bin-path $(BUILD_FLAGS))"; missed=""; n=0; \
 	for spec in $(PLANTED_BUGS); do \
 	  bug=$${spec%%:*}; rest=$${spec#*:}; faults=$${rest%%:*}; extra=""; n=$$((n + 1)); \
-	  if [ "$$rest" != "$$faults" ]; then extra=$${rest#*:}; fi; \
+	  if [ "$$rest" != "$$faults" ]; then extra=$$(echo "$${rest#*:}" | tr ':' ' '); fi; \
 	  echo "== planted bug $$bug (faults $$faults, $(PLANTED_DURATION) s) $$extra"; \
 	  timeout --kill-after=60 $$(( $(PLANTED_DURATION) + $(CHAOS_MARGIN) )) $$bin/ordershop-chaos run --duration $(PLANTED_DURATION) --seed $(SEED) --faults $$faults --plant-bug $$bug --expect-caught $$extra \
 	    --drain-timeout 120 --ordershop $$bin/ordershop --report-dir chaos-report/planted-$$n-$$bug || missed="$$missed $$bug($$faults)"; \

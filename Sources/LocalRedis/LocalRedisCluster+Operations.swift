@@ -4,10 +4,12 @@ import RedisClient
 /// What tests and chaos runs do to a running local cluster: ask who holds a slot, move a slot,
 /// fail a replica over, start a killed node again.
 extension LocalRedisCluster {
-    /// The cluster's shards as the first live node that answers sees them.
-    public func shards() async throws -> [ClusterShardDescription] {
+    /// The cluster's shards as the first live node that answers sees them; `avoiding`: nodes not
+    /// to ask (a SIGSTOPped one still accepts connections, and each question would wait out the
+    /// command timeout).
+    public func shards(avoiding: Set<Int> = []) async throws -> [ClusterShardDescription] {
         var lastError: (any Error)?
-        for index in nodes.indices where nodes[index].pid != nil {
+        for index in nodes.indices where nodes[index].pid != nil && !avoiding.contains(index) {
             do {
                 let connection = try RedisConnection(configuration: nodeConfiguration(index))
                 defer { Task { await connection.close() } }
@@ -21,9 +23,9 @@ extension LocalRedisCluster {
 
     /// The index in ``nodes`` of the primary that serves `slot` now (nil while none does: its
     /// primary died and no replica has been promoted yet).
-    public func primaryIndex(for slot: HashSlot) async throws -> Int? {
+    public func primaryIndex(for slot: HashSlot, avoiding: Set<Int> = []) async throws -> Int? {
         let number = Int(slot.rawValue)
-        let shard = try await shards().first { $0.slots.contains { $0.lowerBound <= number && number <= $0.upperBound } }
+        let shard = try await shards(avoiding: avoiding).first { $0.slots.contains { $0.lowerBound <= number && number <= $0.upperBound } }
         guard let primary = shard?.primary, primary.health == "online", let port = primary.port ?? primary.tlsPort else { return nil }
         return index(ofPort: port)
     }
@@ -59,7 +61,13 @@ extension LocalRedisCluster {
         let targetID = try await onTarget.send(["CLUSTER", "MYID"]).string ?? ""
         let number = RedisArgument(Int(slot.rawValue))
         try await onTarget.send(["CLUSTER", "SETSLOT", number, "IMPORTING", RedisArgument(sourceID)]).throwingServerError()
-        try await onSource.send(["CLUSTER", "SETSLOT", number, "MIGRATING", RedisArgument(targetID)]).throwingServerError()
+        do {
+            try await onSource.send(["CLUSTER", "SETSLOT", number, "MIGRATING", RedisArgument(targetID)]).throwingServerError()
+        } catch {
+            // Nothing moved yet: the slot stays where it is, as it was.
+            _ = try? await onTarget.send(["CLUSTER", "SETSLOT", number, "STABLE"])
+            throw error
+        }
         var auth: [RedisArgument] = []
         if let admin = options.admin {
             auth = admin.username.map { ["AUTH2", RedisArgument($0), RedisArgument(admin.password)] } ?? ["AUTH", RedisArgument(admin.password)]
@@ -68,11 +76,21 @@ extension LocalRedisCluster {
         while true {
             let keys = try await onSource.send(["CLUSTER", "GETKEYSINSLOT", number, "100"]).array ?? []
             if keys.isEmpty { break }
-            let reply = try await onSource.send(
-                ["MIGRATE", "127.0.0.1", RedisArgument(nodes[targetIndex].port), "", "0", "5000"] + auth + ["KEYS"]
-                    + keys.compactMap { $0.bytes.map { RedisArgument(bytes: $0) } })
-            // NOKEY: every key of the batch was deleted (or expired) meanwhile: nothing to move.
-            guard reply.string == "OK" || reply.string == "NOKEY" else { throw LocalRedisError("MIGRATE answered \(reply)") }
+            // Once keys have moved there is no going back (they are the target's now): a failed
+            // batch is tried again, and only a slot that will not move at all is an error.
+            var attempt = 1
+            while true {
+                let reply = try await onSource.send(
+                    ["MIGRATE", "127.0.0.1", RedisArgument(nodes[targetIndex].port), "", "0", "5000"] + auth + ["KEYS"]
+                        + keys.compactMap { $0.bytes.map { RedisArgument(bytes: $0) } })
+                // NOKEY: every key of the batch was deleted (or expired) meanwhile: nothing to move.
+                if reply.string == "OK" || reply.string == "NOKEY" { break }
+                guard attempt < 10 else {
+                    throw LocalRedisError("MIGRATE answered \(reply) \(attempt) times; slot \(slot.rawValue) is left migrating (\(moved) keys moved)")
+                }
+                attempt += 1
+                try await Task.sleep(for: .milliseconds(200))
+            }
             moved += keys.count
         }
         // The target first (it owns the slot from then on), then the source, then the other
@@ -102,6 +120,22 @@ extension LocalRedisCluster {
             try await Task.sleep(for: .milliseconds(50))
         }
         throw LocalRedisError("node \(addresses[replicaIndex]) was not a primary \(timeout) after CLUSTER FAILOVER\(force ? " FORCE" : "")")
+    }
+
+    /// `CONFIG GET name` on one node: its value.
+    public func configGet(_ name: String, on index: Int) async throws -> String {
+        let connection = try RedisConnection(configuration: nodeConfiguration(index))
+        defer { Task { await connection.close() } }
+        let reply = try await connection.send(["CONFIG", "GET", RedisArgument(name)]).throwingServerError()
+        guard let pair = reply.array, pair.count == 2, let value = pair[1].string else { throw LocalRedisError("CONFIG GET \(name) answered \(reply)") }
+        return value
+    }
+
+    /// `INFO replication` of one node, as fields.
+    public func replicationInfo(of index: Int) async throws -> [String: String] {
+        let connection = try RedisConnection(configuration: nodeConfiguration(index))
+        defer { Task { await connection.close() } }
+        return try await connection.send(INFO(section: "replication"))
     }
 
     /// `CONFIG SET name value` on one node.

@@ -1,3 +1,5 @@
+import OrderShop
+import RedisClient
 import Testing
 
 @testable import ChaosHarness
@@ -16,7 +18,7 @@ struct FaultScheduleTests {
         }
     }
 
-    @Test("a cluster schedule has every enabled kind, targets a slot the shop writes, and is the seed's alone")
+    @Test("a cluster schedule has every enabled kind, each cluster fault with a target, and is the seed's alone")
     func clusterSchedule() {
         var options = ChaosOptions()
         options.topology = .cluster
@@ -35,10 +37,26 @@ struct FaultScheduleTests {
         #expect(FaultSchedule.make(options: options) != schedule)
     }
 
-    @Test("in a cluster the services and the workers confirm with a replica")
+    @Test("in a cluster the services and the workers confirm with a replica; the planted unconfirmed-writes takes it from the services only")
     func clusterConfirms() {
-        #expect(RedisTopology.cluster.hasReplicas)
-        #expect(RedisTopology.replicated.hasReplicas)
-        #expect(!RedisTopology.single.hasReplicas)
+        var options = ChaosOptions()
+        options.topology = .cluster
+        let confirm = ["--confirm-replicas", "1", "--confirm-timeout", "2000"]
+        #expect(Topology.confirmationArguments(options, service: true) == confirm)
+        #expect(Topology.confirmationArguments(options, service: false) == confirm)
+        options.plantedBug = .unconfirmedWrites
+        #expect(Topology.confirmationArguments(options, service: true).isEmpty)
+        #expect(Topology.confirmationArguments(options, service: false) == confirm)
+        options.topology = .single
+        options.plantedBug = nil
+        #expect(Topology.confirmationArguments(options, service: true).isEmpty)
+    }
+
+    @Test("the cluster faults target every entity type's slot and msg's")
+    func clusterTargets() {
+        #expect(Set(Topology.clusterTargets) == Set(EntityType.allCases.map(\.tag) + ["{mail:sent}"]))
+        // Keys of msg's slot: its stream and its markers share one.
+        #expect(HashSlot(key: "{mail:sent}") == HashSlot(key: MailKeys.sent))
+        #expect(HashSlot(key: "{mail:sent}") == HashSlot(key: MailKeys.marker("crm:e1")))
     }
 }

@@ -131,6 +131,20 @@ struct JudgeTests {
         #expect(outcome.verdict == "PASS")
     }
 
+    @Test("a cluster fault cuts workers off a shard: stale settles refused then are no lease broken")
+    func clusterFaultsCutWorkersOff() {
+        for kind in FaultKind.cluster {
+            var r = passingReport()
+            r.options.topology = .cluster
+            r.options.faults = [.kill, kind]
+            let fault = PlannedFault(at: 4, kind: kind, seconds: 1, stream: "{order}")
+            r.schedule = [r.schedule[0], fault]
+            r.faults = [r.faults[0], ExecutedFault(planned: fault, at: 4, target: "{order}")]
+            let outcome = Judge.judge(r)
+            #expect(outcome.verdict == "PASS", "\(kind): \(outcome.violations) \(outcome.voids)")
+        }
+    }
+
     @Test("a run that did not drain fails; entries of a dead worker never reclaimed fail")
     func drainAndReclaim() {
         var r = passingReport()

@@ -158,7 +158,8 @@ public enum PlantedBugOption: String, CaseIterable, Codable, Sendable {
         case .noMarkerCheck: ["runtime applied an event twice"]
         case .ackBeforeEffects: ["runtime never applied"]
         case .noLeaseRefresh: ["lease not kept", "runtime applied an event twice"]
-        case .unconfirmedWrites: ["lost events"]
+        // Lost effects: mails msg answered 200 for and a failover lost (msg is a service too).
+        case .unconfirmedWrites: ["lost events", "lost effects"]
         case .gatewayDropsIdempotencyKey: ["keyed create made twice"]
         case .reaperCommitsAll, .reaperForgetsAborts: ["stock that differs from what the orders imply", "negative stock"]
         }

@@ -1,5 +1,6 @@
 import Foundation
 import LocalRedis
+import OrderShop
 import RedisClient
 
 /// The cluster topology's faults: a primary dies and the cluster promotes its replica, a replica
@@ -9,7 +10,7 @@ extension Topology {
     /// Keys whose slots the shop's load writes: entity streams and records (`{customer}`...),
     /// orders and their decisions, stock and reservations, billing, and msg's mail stream with
     /// its idempotency markers (`mail:sent`, `{mail:sent}:key:...`).
-    public static let clusterTargets = ["{order}", "{inventory}", "{customer}", "{product}", "{billing}", "{mail:sent}"]
+    public static let clusterTargets = EntityType.allCases.map(\.tag) + ["{\(MailKeys.sent)}"]
 
     private func requireCluster(_ fault: String) throws -> LocalRedisCluster {
         guard let cluster else { throw ChaosError("\(fault) needs --topology cluster") }
@@ -27,19 +28,14 @@ extension Topology {
         guard let victim = try await cluster.primaryIndex(for: slot) else { throw ChaosError("no primary serves \(key)'s slot \(slot.rawValue)") }
         let killedAt = ContinuousClock.now
         await cluster.nodes[victim].kill()
-        var promoted: Int?
-        while ContinuousClock.now - killedAt < .seconds(60) {
-            if let now = try? await cluster.primaryIndex(for: slot), now != victim {
-                promoted = now
-                break
-            }
-            try await Task.sleep(for: .milliseconds(100))
-        }
-        guard let promoted else { throw ChaosError("no replica took over slot \(slot.rawValue) within 60 s of killing :\(cluster.nodes[victim].port)") }
+        let promoted = await takeOver(of: slot, from: victim, in: cluster, since: killedAt)
         let tookOver = ContinuousClock.now - killedAt
-        await pause(seconds: restartAfter)
+        // The dead node comes back on every path (a shard left without it has no replica, and
+        // without a takeover the cluster answers CLUSTERDOWN until it is back).
+        if promoted != nil { await pause(seconds: restartAfter) }
         try await cluster.restart(victim)
         ChildRegistry.add(cluster.nodes[victim].pid)
+        guard let promoted else { throw ChaosError("no replica took over slot \(slot.rawValue) within 60 s of killing :\(cluster.nodes[victim].port)") }
         try await cluster.waitUntilHealthy(timeout: .seconds(60))
         return "killed primary :\(cluster.nodes[victim].port) of \(key) (slot \(slot.rawValue)); :\(cluster.nodes[promoted].port) took over after \(Self.seconds(tookOver)); the dead one back as a replica"
     }
@@ -54,20 +50,24 @@ extension Topology {
         guard let victim = try await cluster.primaryIndex(for: slot) else { throw ChaosError("no primary serves \(key)'s slot \(slot.rawValue)") }
         let pausedAt = ContinuousClock.now
         cluster.nodes[victim].signal(SIGSTOP)
-        var promoted: Int?
-        while ContinuousClock.now - pausedAt < .seconds(60) {
-            if let now = try? await cluster.primaryIndex(for: slot), now != victim {
-                promoted = now
-                break
-            }
-            do { try await Task.sleep(for: .milliseconds(100)) } catch { break }  // cancelled: SIGCONT below, then throw
-        }
+        let promoted = await takeOver(of: slot, from: victim, in: cluster, since: pausedAt)
         let tookOver = ContinuousClock.now - pausedAt
         if promoted != nil { await pause(seconds: seconds) }
         cluster.nodes[victim].signal(SIGCONT)
         guard let promoted else { throw ChaosError("no replica took over slot \(slot.rawValue) within 60 s of stopping :\(cluster.nodes[victim].port)") }
         try await cluster.waitUntilHealthy(timeout: .seconds(60))
         return "SIGSTOP primary :\(cluster.nodes[victim].port) of \(key) (slot \(slot.rawValue)); :\(cluster.nodes[promoted].port) took over after \(Self.seconds(tookOver)); SIGCONT \(String(format: "%.1f", seconds)) s later, back as a replica"
+    }
+
+    /// Waits (up to 60 s from `since`) until another node than `victim` serves `slot`, asking
+    /// the others (a frozen victim would hold each question for the command timeout); that
+    /// node, or nil when none took over in time or the wait was cancelled.
+    private func takeOver(of slot: HashSlot, from victim: Int, in cluster: LocalRedisCluster, since: ContinuousClock.Instant) async -> Int? {
+        while ContinuousClock.now - since < .seconds(60) {
+            if let now = try? await cluster.primaryIndex(for: slot, avoiding: [victim]), now != victim { return now }
+            do { try await Task.sleep(for: .milliseconds(100)) } catch { return nil }
+        }
+        return nil
     }
 
     /// `CLUSTER FAILOVER` on a replica of the primary that serves `key`'s slot.
@@ -112,19 +112,44 @@ extension Topology {
         guard let primary = try await cluster.primaryIndex(for: slot), let replica = roles.replicasOf[primary]?.first(where: { cluster.nodes[$0].pid != nil }) else {
             throw ChaosError("the primary of \(key)'s slot has no running replica")
         }
-        // The primary has no password: an AUTH from the replica is refused, and Redis then abandons the sync.
-        try await cluster.configSet("masterauth", "chaos-cut-off", on: replica)
+        // An AUTH the primary refuses (it has no password; a wrong one where it has) makes
+        // Redis abandon each resync attempt; the old value is put back on every path.
+        let masterauth = try await cluster.configGet("masterauth", on: replica)
+        var missed = 0
+        try await cluster.configSet("masterauth", "chaos-cut-off-\(UInt32.random(in: 0...UInt32.max))", on: replica)
         do {
             try await cluster.killReplicaLinks(on: primary)
             await pause(seconds: seconds)
+            // The cut must have held, or the fault proved nothing: the link still down, and the
+            // replica behind the primary by what the primary took meanwhile.
+            let onReplica = try await cluster.replicationInfo(of: replica)
+            let onPrimary = try await cluster.replicationInfo(of: primary)
+            guard onReplica["master_link_status"] == "down" else {
+                throw ChaosError("the replica :\(cluster.nodes[replica].port) was not cut off (master_link_status \(onReplica["master_link_status"] ?? "?"))")
+            }
+            missed = (Int(onPrimary["master_repl_offset"] ?? "") ?? 0) - (Int(onReplica["master_repl_offset"] ?? "") ?? 0)
             try await cluster.failOver(to: replica, force: true)
         } catch {
-            try? await cluster.configSet("masterauth", "", on: replica)
+            await restore(masterauth, on: replica, in: cluster)
             throw error
         }
-        try await cluster.configSet("masterauth", "", on: replica)
+        await restore(masterauth, on: replica, in: cluster)
         try await cluster.waitUntilHealthy(timeout: .seconds(60))
-        return ":\(cluster.nodes[replica].port) cut off from \(key)'s primary :\(cluster.nodes[primary].port) for \(String(format: "%.1f", seconds)) s, then forced over; the old primary resynced as its replica"
+        return ":\(cluster.nodes[replica].port) cut off from \(key)'s primary :\(cluster.nodes[primary].port) for \(String(format: "%.1f", seconds)) s (\(missed) bytes of replication missed), then forced over; the old primary resynced as its replica"
+    }
+
+    /// Puts a node's `masterauth` back, trying for up to 10 s: a node left with the wrong one
+    /// could never resync as a replica again.
+    private func restore(_ masterauth: String, on index: Int, in cluster: LocalRedisCluster) async {
+        for attempt in 1...50 {
+            do {
+                try await cluster.configSet("masterauth", masterauth, on: index)
+                return
+            } catch {
+                if attempt == 50 { logger.error("could not restore masterauth on :\(cluster.nodes[index].port): \(error)") }
+            }
+            await pause(seconds: 0.2)
+        }
     }
 
     /// After the load: every node running, the cluster ok and every replica attached.

@@ -42,7 +42,10 @@ public enum Judge {
         // be stale (a killed worker settles nothing): one refused means entries were taken from a
         // live worker whose lease was not kept (the handlers may outlast the lease: the
         // slow-handler mode makes them, and the runtime must refresh their leases).
-        let cutOff: Set<FaultKind> = [.pause, .stall, .latency, .redis, .reset, .failover, .promotion, .partition]
+        // (Every cluster fault cuts workers off a shard for a while: a primary dead or frozen
+        // until its replica takes over, writes held during a failover or a cut-off replica's
+        // confirmation, TRYAGAIN during a migration.)
+        let cutOff: Set<FaultKind> = Set([.pause, .stall, .latency, .redis, .reset, .failover, .promotion, .partition] + FaultKind.cluster)
         if enabled.isDisjoint(with: cutOff) && stale > 0 {
             violations.append(
                 "lease not kept: \(stale) stale settles refused although no worker was paused or cut off from Redis (entries were taken from live workers)")

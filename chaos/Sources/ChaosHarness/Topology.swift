@@ -86,7 +86,7 @@ public actor Topology {
     private nonisolated func serveArguments(_ name: String) -> [String] {
         let service = name == Self.standbyOrderService ? "order" : name
         var a = ["serve", service, "--host", "127.0.0.1", "--port", String(servicePorts[name]!), "--url", redisURL]
-        if options.topology.hasReplicas && options.plantedBug != .unconfirmedWrites { a += ["--confirm-replicas", "1", "--confirm-timeout", "2000"] }
+        a += Self.confirmationArguments(options, service: true)
         if name == "gateway", options.plantedBug == .gatewayDropsIdempotencyKey { a += ["--planted-bug", PlantedBugOption.gatewayDropsIdempotencyKey.rawValue] }
         if service == "order" {
             // 25 ms between reserving the stock and making the order: an order-crash SIGKILL
@@ -95,6 +95,13 @@ public actor Topology {
             if let bug = options.plantedBug, bug.isReaperBug { a += ["--planted-bug", bug.rawValue] }
         }
         return a
+    }
+
+    /// With replicas (replicated, cluster): every service and worker confirms with one replica,
+    /// waiting up to 2 s; the planted `unconfirmed-writes` leaves the services without it.
+    static func confirmationArguments(_ options: ChaosOptions, service: Bool) -> [String] {
+        guard options.topology.hasReplicas, !(service && options.plantedBug == .unconfirmedWrites) else { return [] }
+        return ["--confirm-replicas", "1", "--confirm-timeout", "2000"]
     }
 
     /// A second order service, as a deployment runs two of each: the gateway sends it nothing,
@@ -264,7 +271,7 @@ public actor Topology {
             "--lease-seconds", String(options.leaseSeconds), "--url", workerRedisURL,
         ]
         if let bug = options.plantedBug, bug.isWorkerBug { args += ["--planted-bug", bug.rawValue] }
-        if options.topology.hasReplicas { args += ["--confirm-replicas", "1", "--confirm-timeout", "2000"] }
+        args += Self.confirmationArguments(options, service: false)
         if options.pauseAfterMailMs > 0 { args += ["--chaos-pause-after-mail-ms", String(options.pauseAfterMailMs)] }
         let process = try ChildProcess(options.ordershop, args, environment: serviceEnvironment, outputFile: "\(logDirectory)/\(key).log")
         ChildRegistry.add(process.pid)
