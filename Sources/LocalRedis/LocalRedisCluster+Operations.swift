@@ -2,7 +2,7 @@ import Foundation
 import RedisClient
 
 /// What tests and chaos runs do to a running local cluster: ask who holds a slot, move a slot,
-/// fail a replica over, start a killed node again.
+/// fail a replica over, cut a replica off, start a killed node again.
 extension LocalRedisCluster {
     /// The cluster's shards as the first live node that answers sees them; `avoiding`: nodes not
     /// to ask (a SIGSTOPped one still accepts connections, and each question would wait out the
@@ -42,66 +42,13 @@ extension LocalRedisCluster {
         return (primaries.sorted(), replicasOf)
     }
 
-    /// Moves a slot with every key in it from one primary to another (SETSLOT IMPORTING/MIGRATING,
-    /// MIGRATE, SETSLOT NODE on every running node), as `redis-cli --cluster reshard` does. Clients
-    /// meanwhile get ASK (a key already moved) and TRYAGAIN (a multi-key command whose keys are on
-    /// both sides) and MOVED once it is done. Returns how many keys it moved.
+    /// Moves a slot with every key in it from one primary to another, as `redis-cli --cluster
+    /// reshard` does (``SlotMigration``). Returns how many keys it moved.
     @discardableResult
     public func moveSlot(_ slot: HashSlot, from sourceIndex: Int, to targetIndex: Int) async throws -> Int {
-        func connection(_ index: Int) throws -> RedisConnection { try RedisConnection(configuration: nodeConfiguration(index)) }
-        let onSource = try connection(sourceIndex)
-        let onTarget = try connection(targetIndex)
-        defer {
-            Task {
-                await onSource.close()
-                await onTarget.close()
-            }
-        }
-        let sourceID = try await onSource.send(["CLUSTER", "MYID"]).string ?? ""
-        let targetID = try await onTarget.send(["CLUSTER", "MYID"]).string ?? ""
-        let number = RedisArgument(Int(slot.rawValue))
-        try await onTarget.send(["CLUSTER", "SETSLOT", number, "IMPORTING", RedisArgument(sourceID)]).throwingServerError()
-        do {
-            try await onSource.send(["CLUSTER", "SETSLOT", number, "MIGRATING", RedisArgument(targetID)]).throwingServerError()
-        } catch {
-            // Nothing moved yet: the slot stays where it is, as it was.
-            _ = try? await onTarget.send(["CLUSTER", "SETSLOT", number, "STABLE"])
-            throw error
-        }
-        var auth: [RedisArgument] = []
-        if let admin = options.admin {
-            auth = admin.username.map { ["AUTH2", RedisArgument($0), RedisArgument(admin.password)] } ?? ["AUTH", RedisArgument(admin.password)]
-        }
-        var moved = 0
-        while true {
-            let keys = try await onSource.send(["CLUSTER", "GETKEYSINSLOT", number, "100"]).array ?? []
-            if keys.isEmpty { break }
-            // Once keys have moved there is no going back (they are the target's now): a failed
-            // batch is tried again, and only a slot that will not move at all is an error.
-            var attempt = 1
-            while true {
-                let reply = try await onSource.send(
-                    ["MIGRATE", "127.0.0.1", RedisArgument(nodes[targetIndex].port), "", "0", "5000"] + auth + ["KEYS"]
-                        + keys.compactMap { $0.bytes.map { RedisArgument(bytes: $0) } })
-                // NOKEY: every key of the batch was deleted (or expired) meanwhile: nothing to move.
-                if reply.string == "OK" || reply.string == "NOKEY" { break }
-                guard attempt < 10 else {
-                    throw LocalRedisError("MIGRATE answered \(reply) \(attempt) times; slot \(slot.rawValue) is left migrating (\(moved) keys moved)")
-                }
-                attempt += 1
-                try await Task.sleep(for: .milliseconds(200))
-            }
-            moved += keys.count
-        }
-        // The target first (it owns the slot from then on), then the source, then the other
-        // primaries (replicas refuse SETSLOT and learn it by gossip): the order redis-cli uses,
-        // so that no node points clients at a node that refuses them.
-        let others = try await roles().primaries.filter { $0 != sourceIndex && $0 != targetIndex && nodes[$0].pid != nil }
-        for index in [targetIndex, sourceIndex] + others {
-            let c = try connection(index)
-            defer { Task { await c.close() } }
-            try await c.send(["CLUSTER", "SETSLOT", number, "NODE", RedisArgument(targetID)]).throwingServerError()
-        }
+        let migration = try await SlotMigration.begin(slot, in: self, from: sourceIndex, to: targetIndex)
+        let moved = try await migration.migrateAll()
+        try await migration.finish()
         return moved
     }
 
@@ -124,9 +71,7 @@ extension LocalRedisCluster {
 
     /// `CONFIG GET name` on one node: its value.
     public func configGet(_ name: String, on index: Int) async throws -> String {
-        let connection = try RedisConnection(configuration: nodeConfiguration(index))
-        defer { Task { await connection.close() } }
-        let reply = try await connection.send(["CONFIG", "GET", RedisArgument(name)]).throwingServerError()
+        let reply = try await send(["CONFIG", "GET", RedisArgument(name)], to: index)
         guard let pair = reply.array, pair.count == 2, let value = pair[1].string else { throw LocalRedisError("CONFIG GET \(name) answered \(reply)") }
         return value
     }
@@ -140,17 +85,13 @@ extension LocalRedisCluster {
 
     /// `CONFIG SET name value` on one node.
     public func configSet(_ name: String, _ value: String, on index: Int) async throws {
-        let connection = try RedisConnection(configuration: nodeConfiguration(index))
-        defer { Task { await connection.close() } }
-        try await connection.send(["CONFIG", "SET", RedisArgument(name), RedisArgument(value)]).throwingServerError()
+        try await send(["CONFIG", "SET", RedisArgument(name), RedisArgument(value)], to: index)
     }
 
     /// `CLIENT KILL TYPE replica` on a primary: its replicas' links drop (they reconnect and
     /// resync by themselves, unless something stops them).
     public func killReplicaLinks(on index: Int) async throws {
-        let connection = try RedisConnection(configuration: nodeConfiguration(index))
-        defer { Task { await connection.close() } }
-        try await connection.send(["CLIENT", "KILL", "TYPE", "replica"]).throwingServerError()
+        try await send(["CLIENT", "KILL", "TYPE", "replica"], to: index)
     }
 
     /// Starts a node again after ``LocalRedisServer/kill()`` (same port, directory and

@@ -48,7 +48,10 @@ extension RedisClientProtocol {
     /// demoted primary's last moments, confirmed on the new primary, then lost).
     ///
     /// A script refused by a redirect (MOVED, ASK, TRYAGAIN, ...: it did not run) is sent again
-    /// to the slot's owner, at most three times. An error while waiting for the confirmation
+    /// to the slot's owner, up to 12 times, 25 ms longer apart each time (1.95 s in all): a slot
+    /// being migrated answers TRYAGAIN until its keys are on one side, and an ASK is followed
+    /// once the migration ends (three attempts at once gave up within a millisecond, and every
+    /// command of a busy slot being resharded answered 503). An error while waiting for the confirmation
     /// is thrown as ``RedisError/Code/outcomeUnknown``: the script ran, its replication is unknown.
     public func evaluate(
         _ script: RedisScript, keys: [RedisArgument], arguments: [RedisArgument],
@@ -75,8 +78,8 @@ extension RedisClientProtocol {
                     return ConfirmedReply(
                         reply: reply, wrote: wroteSomething, acknowledgedBy: acknowledged, isConfirmed: acknowledged >= confirmation.replicas)
                 }
-            } catch let error as RedisError where error.isClusterRedirect && attempt < 3 {
-                continue
+            } catch let error as RedisError where error.isClusterRedirect && attempt < 12 {
+                try await Task.sleep(for: .milliseconds(25 * attempt))
             }
         }
     }
