@@ -30,6 +30,9 @@ struct FaultScheduleTests {
         for fault in schedule where FaultKind.cluster.contains(fault.kind) {
             #expect(fault.stream.map { Topology.clusterTargets.contains($0) } == true, "\(fault)")
         }
+        // Each shard is a target (the shards in turn: a uniform draw over the six keys never hit the first shard here).
+        let targets = Set(schedule.compactMap { FaultKind.cluster.contains($0.kind) ? $0.stream : nil })
+        for shard in Topology.clusterTargetsByShard { #expect(!targets.isDisjoint(with: shard), "\(shard) never a target: \(targets)") }
         // A primary stays down long enough to be failed over, and comes back.
         for fault in schedule where fault.kind == .primaryKill || fault.kind == .primaryPause { #expect(fault.seconds >= 0.5 && fault.seconds <= 3) }
         #expect(FaultSchedule.make(options: options) == schedule)
@@ -55,6 +58,9 @@ struct FaultScheduleTests {
     @Test("the cluster faults target every entity type's slot and msg's")
     func clusterTargets() {
         #expect(Set(Topology.clusterTargets) == Set(EntityType.allCases.map(\.tag) + ["{mail:sent}"]))
+        // Grouped by the shard of a new 3-primary cluster: every shard has one.
+        let shards = Topology.clusterTargetsByShard
+        #expect(shards.count == 3 && Set(shards.flatMap { $0 }) == Set(Topology.clusterTargets), "\(shards)")
         // Keys of msg's slot: its stream and its markers share one.
         #expect(HashSlot(key: "{mail:sent}") == HashSlot(key: MailKeys.sent))
         #expect(HashSlot(key: "{mail:sent}") == HashSlot(key: MailKeys.marker("crm:e1")))

@@ -12,6 +12,15 @@ extension Topology {
     /// its idempotency markers (`mail:sent`, `{mail:sent}:key:...`).
     public static let clusterTargets = EntityType.allCases.map(\.tag) + ["{\(MailKeys.sent)}"]
 
+    /// ``clusterTargets`` by the shard of a new 3-primary cluster that serves them (redis-cli
+    /// gives each a third of the slots, in order): four of the six hash into the last third, so
+    /// the schedule takes the shards in turn, then a target in it (a uniform draw over the
+    /// targets never hit the first shard in the CI run's schedule).
+    public static var clusterTargetsByShard: [[String]] {
+        let groups = Dictionary(grouping: clusterTargets) { min(2, Int(HashSlot(key: $0).rawValue) / 5461) }
+        return groups.keys.sorted().map { groups[$0]! }
+    }
+
     private func requireCluster(_ fault: String) throws -> LocalRedisCluster {
         guard let cluster else { throw ChaosError("\(fault) needs --topology cluster") }
         return cluster

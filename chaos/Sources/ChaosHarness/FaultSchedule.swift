@@ -36,6 +36,16 @@ public enum WorkerStreams {
 }
 
 public enum FaultSchedule {
+    /// A cluster fault's target: the shards in turn (from a random one, so that three cluster
+    /// faults hit all three), then a key the shop writes in it (``Topology/clusterTargetsByShard``).
+    private static func clusterTarget(_ rng: inout SplitMix64, turn: inout Int?) -> String {
+        let shards = Topology.clusterTargetsByShard
+        let next = turn ?? rng.below(shards.count)
+        turn = next + 1
+        let shard = shards[next % shards.count]
+        return shard[rng.below(shard.count)]
+    }
+
     /// The schedule for a run. Faults fall between a warm-up and a quiet tail, so that every
     /// process is back before the load ends. Every enabled kind appears at least once, and
     /// SIGKILL at least once per worker kind.
@@ -54,6 +64,7 @@ public enum FaultSchedule {
         for i in stride(from: kinds.count - 1, to: 0, by: -1) { kinds.swapAt(i, rng.below(i + 1)) }
         let slotWidth = window / Double(kinds.count)
         var kills = 0
+        var shardTurn: Int?
         var out: [PlannedFault] = []
         for (i, kind) in kinds.enumerated() {
             let at = warmup + slotWidth * (Double(i) + rng.uniform(0.1, 0.9))
@@ -83,15 +94,15 @@ public enum FaultSchedule {
                 fault.seconds = rng.uniform(2, 5)  // commands wait up to 2 s each for the replica meanwhile
             case .primaryKill:
                 fault.seconds = rng.uniform(0.5, 3)  // the dead node stays down this long after its replica took over
-                fault.stream = Topology.clusterTargets[rng.below(Topology.clusterTargets.count)]
+                fault.stream = clusterTarget(&rng, turn: &shardTurn)
             case .primaryPause:
                 fault.seconds = rng.uniform(0.5, 3)  // frozen this long after its replica took over
-                fault.stream = Topology.clusterTargets[rng.below(Topology.clusterTargets.count)]
+                fault.stream = clusterTarget(&rng, turn: &shardTurn)
             case .forcedFailover:
                 fault.seconds = rng.uniform(2, 5)  // commands wait up to 2 s each for the replica meanwhile
-                fault.stream = Topology.clusterTargets[rng.below(Topology.clusterTargets.count)]
+                fault.stream = clusterTarget(&rng, turn: &shardTurn)
             case .clusterFailover, .slotMigration:
-                fault.stream = Topology.clusterTargets[rng.below(Topology.clusterTargets.count)]
+                fault.stream = clusterTarget(&rng, turn: &shardTurn)
             case .reset:
                 fault.seconds = 0
             case .stall:
