@@ -8,18 +8,21 @@ struct RebuildCommand: AsyncParsableCommand {
         abstract: "Rebuild the read model of an entity type (or all) from its latest snapshot and the events after it.",
         discussion: """
             Safe while the shop runs: the new read model is swapped in only if no event arrived meanwhile (else it reads them and tries again). \
-            Refuses, naming the stream, when a stream lacks entries after the latest snapshot (trimmed by hand): it never rebuilds from part of the record.
+            Refuses, naming the stream, when a stream lacks entries after the latest snapshot (trimmed by hand): it never rebuilds from part of the record. \
+            With --confirm-replicas (or $ORDERSHOP_CONFIRM_REPLICAS) the swap must reach the replicas in time, else it fails saying the rebuild may have been applied: run it again.
             """
     )
 
     @Argument(help: EntitySelection.help) var entity: String
     @OptionGroup var redis: RedisOptions
+    @OptionGroup var confirm: ConfirmationOptions
 
     func validate() throws { _ = try EntitySelection.types(entity) }
 
     func run() async throws {
+        let confirmation = try confirm.confirmation()
         try await EntitySelection.run(try EntitySelection.types(entity), redis: redis, verb: "rebuild") { type, pool in
-            print("rebuilt \(try await EventStore(pool: pool).rebuild(type))")
+            print("rebuilt \(try await EventStore(pool: pool, confirmation: confirmation).rebuild(type))")
         }
     }
 }

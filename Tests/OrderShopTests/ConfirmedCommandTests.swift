@@ -181,6 +181,26 @@ import Testing
         }
     }
 
+    @Test("with --confirm-replicas 1 a rebuild whose swap the replica does not confirm in time fails as 'may have been applied'; run again once the replica is back, it is done")
+    func rebuildConfirmsItsSwap() async throws {
+        try await withReplication { replication in
+            let pool = try RedisConnectionPool(configuration: replication.configuration(0), maximumConnections: 4)
+            let store = EventStore(pool: pool, confirmation: ReplicaConfirmation(replicas: 1, timeout: .seconds(1)))
+            try await store.create([Customer(id: "c1", name: "C", email: "c@shop.test")], trace: "seed")
+            replication.servers[1].signal(SIGSTOP)
+            defer { replication.servers[1].signal(SIGCONT) }
+            await #expect {
+                try await store.rebuild(.customer)
+            } throws: { error in
+                (error as? ShopError)?.outcome == "may have been applied"
+            }
+            replication.servers[1].signal(SIGCONT)
+            let report = try await store.rebuild(.customer)
+            #expect(report.live == 1 && report.events == 1, "\(report)")
+            await pool.shutdown()
+        }
+    }
+
     @Test("msg with --confirm-replicas 1: a mail the replica did not confirm answers 503, and so does its retry until the replica has it; then 'duplicate', sent once")
     func unconfirmedMailIsFoundByItsRetry() async throws {
         try await withReplication { replication in

@@ -101,7 +101,12 @@ extension EventStore {
             from = cut
             try await staging.write(projection, changed: changed, pool: pool)
             let keys = (type.streams + type.keys.all + staging.keys).map { RedisArgument($0) }
-            let reply = try await pool.evaluate(Self.swapScript, keys: keys, arguments: cut.positions.map { RedisArgument($0.entriesAdded) })
+            // With --confirm-replicas the swap counts only once the replicas have it: a failover
+            // could otherwise undo a rebuild reported done (the live read model, as commands
+            // kept it, would stay), and an operator who rebuilt to repair it would not know.
+            let reply = try await runConfirmed(
+                Self.swapScript, type: type, keys: keys, arguments: cut.positions.map { RedisArgument($0.entriesAdded) },
+                wrote: { $0.array?.first?.string == "ok" })
             if reply.array?.first?.string == "ok" {
                 let deleted = projection.states.values.filter(\.deleted).count
                 return RebuildReport(

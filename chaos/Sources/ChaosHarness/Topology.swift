@@ -231,8 +231,15 @@ public actor Topology {
     /// its exit status and the last of its output.
     public func runTool(_ arguments: [String], timeout: Duration = .seconds(120)) async throws -> (status: Int32, output: String) {
         toolRuns += 1
+        // With replicas, as a deployment's pods have it (the cluster overlays set it): `rebuild`
+        // confirms its swap; the other tools ignore it.
+        var environment = serviceEnvironment
+        if options.topology.hasReplicas {
+            environment["ORDERSHOP_CONFIRM_REPLICAS"] = "1"
+            environment["ORDERSHOP_CONFIRM_TIMEOUT_MS"] = "2000"
+        }
         let process = try ChildProcess(
-            options.ordershop, arguments + ["--url", redisURL], environment: serviceEnvironment,
+            options.ordershop, arguments + ["--url", redisURL], environment: environment,
             outputFile: "\(logDirectory)/tool-\(toolRuns)-\(arguments.first ?? "run").log")
         ChildRegistry.add(process.pid)
         guard let status = await process.waitForExit(timeout: timeout) else {
