@@ -13,20 +13,7 @@ import Testing
 @Suite(.timeLimit(.minutes(3))) struct ClusterConfirmationTests {
     @Test("on a cluster, an order made while the replica of {order}'s shard stalls answers 503 'may have been applied' while a customer on another shard answers 200; once the replica resumes, the keyed retry replays the one order")
     func confirmationPerShard() async throws {
-        let cluster = try await LocalRedisCluster()
-        do {
-            let client = try RedisClusterClient(configuration: cluster.configuration)
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { try await client.run() }
-                defer { group.cancelAll() }
-                try await check(cluster, client)
-            }
-            await client.shutdown()
-        } catch {
-            await cluster.shutdown()
-            throw error
-        }
-        await cluster.shutdown()
+        try await withLocalCluster { cluster, client in try await check(cluster, client) }
     }
 
     private func check(_ cluster: LocalRedisCluster, _ client: RedisClusterClient) async throws {

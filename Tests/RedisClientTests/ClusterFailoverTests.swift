@@ -1,6 +1,7 @@
 import LocalRedis
 import RedisClient
 import Synchronization
+import TestSupport
 import Testing
 
 /// A primary is SIGKILLed; its replica takes over after the node timeout. The client follows,

@@ -1,6 +1,7 @@
 import LocalRedis
 import RedisClient
 import Synchronization
+import TestSupport
 import Testing
 
 /// A slot moves from one primary to another (CLUSTER SETSLOT MIGRATING/IMPORTING + MIGRATE)

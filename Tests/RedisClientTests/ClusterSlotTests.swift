@@ -1,5 +1,6 @@
 import LocalRedis
 import RedisClient
+import TestSupport
 import Testing
 
 /// Hash slots and routing on a real 3-primary cluster (no replicas: routing needs none).

@@ -1,5 +1,6 @@
 import LocalRedis
 import RedisClient
+import TestSupport
 import Testing
 
 /// A confirmed script (`evaluate(_:keys:arguments:confirming:...)`, what every OrderShop command

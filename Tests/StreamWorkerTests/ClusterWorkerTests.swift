@@ -189,27 +189,13 @@ struct ClusterWorkerTests {
     }
 }
 
-/// A 3-primary cluster (without replicas unless asked) and a cluster client whose topology
-/// refresh runs as a child task; both stopped afterwards (the nodes by pid).
+/// A 3-primary cluster (without replicas unless asked) and its client, as ``withLocalCluster``.
 func withWorkerCluster(
     replicas: Int = 0, _ body: (LocalRedisCluster, RedisClusterClient) async throws -> Void
 ) async throws {
     var options = LocalRedisCluster.Options()
     options.replicasPerPrimary = replicas
-    let cluster = try await LocalRedisCluster(options)
-    do {
-        let client = try RedisClusterClient(configuration: cluster.configuration)
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await client.run() }
-            defer { group.cancelAll() }
-            try await body(cluster, client)
-        }
-        await client.shutdown()
-        await cluster.shutdown()
-    } catch {
-        await cluster.shutdown()
-        throw error
-    }
+    try await withLocalCluster(options, body)
 }
 
 /// One stream name per primary (`orders-<n>` whose slot that primary owns).
