@@ -34,7 +34,7 @@ PLANTED_BUGS ?= ack-before-handling:kill,malformed \
   ack-before-effects:kill,term,reset \
   no-lease-refresh:kill,term:--pause-after-mail=4500 \
   unconfirmed-writes:partition,kill:--topology=replicated \
-  unconfirmed-writes:forced-failover,kill:--topology=cluster:--fault-interval=3 \
+  unconfirmed-writes:forced-failover,node-partition,kill:--topology=cluster:--fault-interval=3 \
   gateway-drops-idempotency-key:reset,kill \
   reaper-commits-all:order-crash:--fault-interval=2 \
   reaper-forgets-aborts:order-pause:--fault-interval=10

@@ -160,10 +160,11 @@ let package = Package(
                 .product(name: "OTel", package: "swift-otel"),
             ]
         ),
-        // The chaos checker and verdict on synthetic histories (no processes, no Redis).
+        // The chaos checker and verdict on synthetic histories (no processes, no Redis), and the
+        // cluster network's partition on a real local cluster.
         .testTarget(
             name: "ChaosHarnessTests",
-            dependencies: ["ChaosHarness", "OrderShop", "RedisClient"]
+            dependencies: ["ChaosHarness", "OrderShop", "RedisClient", "LocalRedis", "TestSupport"]
         ),
         .testTarget(
             name: "OrderShopTests",

@@ -29,8 +29,30 @@ public final class LocalRedisCluster: @unchecked Sendable {
         public var directory: String?
         /// Further `--name value` arguments for every node.
         public var extraArguments: [String] = []
+        /// How clients and the other nodes reach each node (by index), when not at its own ports:
+        /// a chaos run puts a proxy in front of every port, so that it can cut a node off.
+        /// Without it, nodes announce the ports they listen on.
+        public var routes: [NodeRoute]?
+        /// Called once each node listens (with its index, port and bus port), before the cluster
+        /// is created: where the ``routes`` must start forwarding.
+        public var nodeStarted: (@Sendable (_ index: Int, _ port: Int, _ busPort: Int) -> Void)?
 
         public init() {}
+    }
+
+    /// A node's announced ports (`cluster-announce-port`, `cluster-announce-bus-port`, on
+    /// 127.0.0.1) and the loopback address its own connections come from (`bind-source-addr`:
+    /// cluster bus, replication), so that a proxy can tell the nodes apart.
+    public struct NodeRoute: Sendable {
+        public var port: Int
+        public var busPort: Int
+        public var sourceAddress: String
+
+        public init(port: Int, busPort: Int, sourceAddress: String) {
+            self.port = port
+            self.busPort = busPort
+            self.sourceAddress = sourceAddress
+        }
     }
 
     public let options: Options
@@ -42,6 +64,7 @@ public final class LocalRedisCluster: @unchecked Sendable {
     /// Starts the nodes, creates the cluster and waits until its state is ok and every replica is attached.
     public init(_ options: Options = Options()) async throws {
         precondition(options.primaries >= 3, "redis-cli --cluster create needs at least 3 primaries")
+        precondition(options.routes.map { $0.count == options.primaries * (1 + options.replicasPerPrimary) } ?? true, "one route per node")
         self.options = options
         let count = options.primaries * (1 + options.replicasPerPrimary)
         var nodes: [LocalRedisServer] = []
@@ -70,8 +93,15 @@ public final class LocalRedisCluster: @unchecked Sendable {
                 if let admin = options.admin {
                     node.extraArguments += ["--masteruser", admin.username ?? "default", "--masterauth", admin.password]
                 }
+                if let route = options.routes?[nodes.count] {
+                    node.extraArguments += [
+                        "--cluster-announce-ip", "127.0.0.1", "--cluster-announce-port", String(route.port),
+                        "--cluster-announce-bus-port", String(route.busPort), "--bind-source-addr", route.sourceAddress,
+                    ]
+                }
                 node.extraArguments += options.extraArguments
                 let (server, bus) = try await Self.start(node)
+                options.nodeStarted?(nodes.count, server.port, bus)
                 nodes.append(server)
                 busPorts.append(bus)
             }
@@ -107,8 +137,11 @@ public final class LocalRedisCluster: @unchecked Sendable {
         }
     }
 
-    /// `host:port` of every node, as seeds.
-    public var addresses: [String] { nodes.map { "127.0.0.1:\($0.port)" } }
+    /// `host:port` of every node, as seeds: the port it announces (its route's, when it has one).
+    public var addresses: [String] { nodes.indices.map { "127.0.0.1:\(announcedPort(of: $0))" } }
+
+    /// The port clients reach node `index` at: its route's, or its own.
+    public func announcedPort(of index: Int) -> Int { options.routes?[index].port ?? nodes[index].port }
 
     /// A URL naming every node as a seed (`?addr=`), with `cluster=yes`; no credentials.
     public var url: String {
@@ -121,7 +154,7 @@ public final class LocalRedisCluster: @unchecked Sendable {
     public var configuration: RedisClusterConfiguration {
         var node = nodes[0].configuration
         node.authentication = options.admin
-        let seeds = nodes.map { ClusterNodeAddress(host: "127.0.0.1", port: $0.port) }
+        let seeds = nodes.indices.map { ClusterNodeAddress(host: "127.0.0.1", port: announcedPort(of: $0)) }
         return RedisClusterConfiguration(seeds: seeds, node: node)
     }
 
@@ -197,8 +230,10 @@ public final class LocalRedisCluster: @unchecked Sendable {
         throw LocalRedisError("the local Redis Cluster did not become healthy within \(timeout): \(last)")
     }
 
-    /// The index in ``nodes`` of the node listening on `port`.
-    public func index(ofPort port: Int) -> Int? { nodes.firstIndex { $0.port == port } }
+    /// The index in ``nodes`` of the node listening on `port`, or announcing it.
+    public func index(ofPort port: Int) -> Int? {
+        nodes.firstIndex { $0.port == port } ?? options.routes?.firstIndex { $0.port == port }
+    }
 
     /// Stops every node (SIGTERM by pid) and removes their temporary directories.
     public func shutdown() async {

@@ -68,6 +68,13 @@ public enum FaultKind: String, CaseIterable, Codable, Sendable, Comparable {
     /// primary first runs what clients had sent it meanwhile, then learns it was replaced and
     /// resyncs as a replica, discarding those writes; only unconfirmed ones may be among them.
     case primaryPause = "primary-pause"
+    /// Cluster topology: a network partition between the primary of a slot and every other
+    /// node (cluster bus and replication, through the proxies in front of each node), while the
+    /// clients still reach it: the split brain. The majority promotes its replica; the old
+    /// primary takes writes until it sees it is in the minority (the node timeout), then answers
+    /// CLUSTERDOWN; once the partition heals it learns it was replaced and resyncs as a replica,
+    /// discarding those writes. Their `WAIT` found no replica: only unconfirmed ones may be lost.
+    case nodePartition = "node-partition"
 
     /// Crashes, network faults and bad input (`--faults standard`: all but the operations).
     public static let standard: [FaultKind] = [
@@ -79,7 +86,7 @@ public enum FaultKind: String, CaseIterable, Codable, Sendable, Comparable {
     /// Failovers of a primary/replica pair (`--topology replicated`).
     public static let replication: [FaultKind] = [.failover, .promotion, .partition]
     /// Failovers and resharding of a Redis Cluster (`--topology cluster`).
-    public static let cluster: [FaultKind] = [.primaryKill, .primaryPause, .clusterFailover, .slotMigration, .forcedFailover]
+    public static let cluster: [FaultKind] = [.primaryKill, .primaryPause, .clusterFailover, .slotMigration, .forcedFailover, .nodePartition]
     /// The harness's proxy faults: in a cluster the workers reach each node at the address the
     /// cluster announces, not through the proxy, so these do not apply there.
     public static let proxy: [FaultKind] = [.reset, .stall, .latency]

@@ -117,6 +117,7 @@ public enum ChaosRun {
         case .primaryPause: "SIGSTOP the cluster primary of \(f.stream ?? "?") until its replica takes over, SIGCONT \(f.seconds) s after that"
         case .clusterFailover: "CLUSTER FAILOVER on a replica of \(f.stream ?? "?")'s primary"
         case .slotMigration: "move \(f.stream ?? "?")'s slot to another primary under load"
+        case .nodePartition: "partition the cluster primary of \(f.stream ?? "?") from the other nodes (clients still reach it) until its replica takes over, heal \(f.seconds) s after that"
         case .forcedFailover: "the replica of \(f.stream ?? "?")'s primary is cut off for \(f.seconds) s, then CLUSTER FAILOVER FORCE promotes it without what it missed"
         }
     }

@@ -68,6 +68,34 @@ extension Topology {
         return "SIGSTOP primary :\(cluster.nodes[victim].port) of \(key) (slot \(slot.rawValue)); :\(cluster.nodes[promoted].port) took over after \(Self.seconds(tookOver)); SIGCONT \(String(format: "%.1f", seconds)) s later, back as a replica"
     }
 
+    /// Cuts the primary that serves `key`'s slot off from every other node (``ClusterNetwork/isolate(_:)``)
+    /// while the clients still reach it, until the majority has promoted its replica, then
+    /// `seconds` more, then heals the network. Meanwhile the old primary took writes until it saw
+    /// itself in the minority (the node timeout) and answered CLUSTERDOWN after; healed, it
+    /// learns it was replaced and resyncs as the new primary's replica, discarding those writes.
+    public func partitionPrimary(of key: String, beyondFailover seconds: Double) async throws -> String {
+        let cluster = try requireCluster("node-partition")
+        guard let network = clusterNetwork else { throw ChaosError("node-partition needs the cluster's proxies") }
+        let slot = HashSlot(key: key)
+        guard let victim = try await cluster.primaryIndex(for: slot) else { throw ChaosError("no primary serves \(key)'s slot \(slot.rawValue)") }
+        let offsetBefore = Int(try await cluster.replicationInfo(of: victim)["master_repl_offset"] ?? "") ?? 0
+        let cutAt = ContinuousClock.now
+        network.isolate(victim)
+        let promoted = await takeOver(of: slot, from: victim, in: cluster, since: cutAt)
+        let tookOver = ContinuousClock.now - cutAt
+        if promoted != nil { await pause(seconds: seconds) }
+        // The cut must have held something (the bus links at least), or it proved nothing; and
+        // what the old primary took in the minority, lost once it resyncs.
+        let held = network.connectionsCutOff
+        let offsetAfter = (try? await cluster.replicationInfo(of: victim)["master_repl_offset"]).flatMap { Int($0) }
+        network.heal()
+        guard let promoted else { throw ChaosError("no replica took over slot \(slot.rawValue) within 60 s of cutting :\(cluster.nodes[victim].port) off") }
+        guard held > 0 else { throw ChaosError("the partition of :\(cluster.nodes[victim].port) held no connection") }
+        try await cluster.waitUntilHealthy(timeout: .seconds(60))
+        let minority = offsetAfter.map { "\($0 - offsetBefore) bytes written in the minority" } ?? "its offset unknown"
+        return "cut primary :\(cluster.nodes[victim].port) of \(key) (slot \(slot.rawValue)) off from the other nodes (\(held) links held; \(minority)); :\(cluster.nodes[promoted].port) took over after \(Self.seconds(tookOver)); healed \(String(format: "%.1f", seconds)) s later, back as a replica"
+    }
+
     /// Waits (up to 60 s from `since`) until another node than `victim` serves `slot`, asking
     /// the others (a frozen victim would hold each question for the command timeout); that
     /// node, or nil when none took over in time or the wait was cancelled.

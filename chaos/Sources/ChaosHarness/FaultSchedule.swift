@@ -98,6 +98,9 @@ public enum FaultSchedule {
             case .primaryPause:
                 fault.seconds = rng.uniform(0.5, 3)  // frozen this long after its replica took over
                 fault.stream = clusterTarget(&rng, turn: &shardTurn)
+            case .nodePartition:
+                fault.seconds = rng.uniform(0.5, 3)  // the partition holds this long after the majority promoted the replica
+                fault.stream = clusterTarget(&rng, turn: &shardTurn)
             case .forcedFailover:
                 fault.seconds = rng.uniform(2, 5)  // commands wait up to 2 s each for the replica meanwhile
                 fault.stream = clusterTarget(&rng, turn: &shardTurn)

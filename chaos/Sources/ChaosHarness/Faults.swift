@@ -100,7 +100,7 @@ struct FaultInjector: Sendable {
             done.at = at
             done.note = note
             done.skipped = failed
-        case .failover, .promotion, .partition, .primaryKill, .primaryPause, .clusterFailover, .slotMigration, .forcedFailover:
+        case .failover, .promotion, .partition, .primaryKill, .primaryPause, .clusterFailover, .slotMigration, .forcedFailover, .nodePartition:
             // One Redis fault at a time: each waits until the topology has a replica again.
             let target = fault.stream
             let (at, note, failed) = await redisLock.withLock { () async -> (Double, String, Bool) in
@@ -210,6 +210,7 @@ struct FaultInjector: Sendable {
         case .clusterFailover: try await topology.failOverReplica(of: target)
         case .forcedFailover: try await topology.forceFailover(of: target, lagging: fault.seconds)
         case .slotMigration: try await topology.migrateSlot(of: target)
+        case .nodePartition: try await topology.partitionPrimary(of: target, beyondFailover: fault.seconds)
         default: throw ChaosError("\(fault.kind.rawValue) is not a failover")
         }
     }

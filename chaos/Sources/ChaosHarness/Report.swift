@@ -71,7 +71,7 @@ public struct RunReport: Codable, Sendable {
         case .replay: "#843c39"
         case .failover, .primaryKill, .primaryPause: "#000000"
         case .promotion, .clusterFailover: "#525252"
-        case .partition, .forcedFailover: "#a50f15"
+        case .partition, .forcedFailover, .nodePartition: "#a50f15"
         case .slotMigration: "#3182bd"
         }
     }

@@ -42,6 +42,8 @@ public actor Topology {
     public nonisolated let redis: LocalRedisServer
     /// Cluster topology: 3 primaries with a replica each.
     public nonisolated let cluster: LocalRedisCluster?
+    /// Cluster topology: the proxies in front of every node (``ClusterNetwork``).
+    public nonisolated let clusterNetwork: ClusterNetwork?
     /// Replicated topology: the primary and its replica.
     public nonisolated let replication: LocalRedisReplication?
     /// Replicated topology: the endpoint the services, the tools and the harness use, moved to
@@ -125,6 +127,7 @@ public actor Topology {
             redis = try await LocalRedisServer(redisOptions)
             replication = nil
             cluster = nil
+            clusterNetwork = nil
             endpoint = nil
             replicationLink = nil
         case .cluster:
@@ -136,8 +139,16 @@ public actor Topology {
             // restarted after a kill may otherwise be refused as too stale, leaving its shard
             // without a primary when the next fault kills that one.
             clusterOptions.extraArguments = ["--cluster-replica-validity-factor", "0"]
-            let c = try await LocalRedisCluster(clusterOptions)
+            let network = try ClusterNetwork(count: clusterOptions.primaries * (1 + clusterOptions.replicasPerPrimary))
+            clusterOptions.routes = network.routes
+            clusterOptions.nodeStarted = { network.forward($0, port: $1, busPort: $2) }
+            let c: LocalRedisCluster
+            do { c = try await LocalRedisCluster(clusterOptions) } catch {
+                network.stop()
+                throw error
+            }
             cluster = c
+            clusterNetwork = network
             redis = c.nodes[0]
             replication = nil
             endpoint = nil
@@ -146,6 +157,7 @@ public actor Topology {
             let pair = try await LocalRedisReplication(replicas: 1, options: redisOptions)
             replication = pair
             cluster = nil
+            clusterNetwork = nil
             redis = pair.servers[0]
             endpoint = try TCPProxy(targetPort: redis.port)
             let link = try TCPProxy(targetPort: redis.port)
@@ -402,6 +414,7 @@ public actor Topology {
         proxy.stop()
         endpoint?.stop()
         replicationLink?.stop()
+        clusterNetwork?.stop()
         if let cluster {
             await cluster.shutdown()
             if removeData { try? FileManager.default.removeItem(atPath: options.reportDirectory + "/redis") }

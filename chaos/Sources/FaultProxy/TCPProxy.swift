@@ -9,7 +9,8 @@ import Glibc
 /// sockets and poll(2), so nothing blocks the Swift concurrency pool). It injects network faults:
 /// connection resets (RST on both sides), stalls (nothing forwarded, connections held open),
 /// added latency (every chunk held back before it is forwarded) and a request whose reply is
-/// held back (``holdReply(afterSending:)``).
+/// held back (``holdReply(afterSending:)``), and a network partition between chosen clients and
+/// the server (``partition(from:)``), told apart by their source address.
 public final class TCPProxy: Sendable {
     public let port: Int
     private let listener: Int32
@@ -23,6 +24,8 @@ public final class TCPProxy: Sendable {
         var resetRequested = false
         /// The bytes that make the next connection sending them be held (``holdReply(afterSending:)``).
         var holdPattern: [UInt8]?
+        /// Clients on the other side of a partition (``partition(from:)``).
+        var partitioned: PartitionedSources?
         var repliesWithheld = 0
         var stopped = false
         var accepted = 0
@@ -31,6 +34,8 @@ public final class TCPProxy: Sendable {
         var connectionsReset = 0
         /// Connections open at the proxy thread's last round.
         var open = 0
+        /// Of those, connections cut off by the partition.
+        var cutOff = 0
     }
 
     private let control: Mutex<Control>
@@ -113,6 +118,37 @@ public final class TCPProxy: Sendable {
     /// that waits for each reply before it sends the next request, as a pooled connection does).
     public var repliesWithheld: Int { control.withLock { $0.repliesWithheld } }
 
+    /// Which clients a partition cuts off, by the address their connections come from.
+    public enum PartitionedSources: Sendable, Equatable {
+        /// Every client.
+        case all
+        /// Clients at these IPv4 addresses (a Redis node's `bind-source-addr`, say).
+        case addresses(Set<String>)
+
+        func contains(_ source: in_addr_t) -> Bool {
+            switch self {
+            case .all: true
+            case .addresses(let set): set.contains { inet_addr($0) == source }
+            }
+        }
+    }
+
+    /// A network partition between `sources` and the server, until ``endPartition()``: their
+    /// connections, open or opened meanwhile, relay nothing either way, and they stay open
+    /// (nothing is reset or lost: what was sent waits, as TCP retransmits it once a partition
+    /// heals). Other clients are relayed as usual: the partition is between these peers only.
+    public func partition(from sources: PartitionedSources) {
+        control.withLock { $0.partitioned = sources }
+    }
+
+    /// Ends ``partition(from:)``: what waited goes through.
+    public func endPartition() {
+        control.withLock { $0.partitioned = nil }
+    }
+
+    /// Connections cut off by the partition now (as of the proxy thread's last round).
+    public var partitionedConnections: Int { control.withLock { $0.cutOff } }
+
     /// Ends every fault at once.
     public func heal() {
         control.withLock {
@@ -136,6 +172,8 @@ public final class TCPProxy: Sendable {
     private final class Pipe {
         let client: Int32
         let server: Int32
+        /// The client's IPv4 address (network order), for ``partition(from:)``.
+        let source: in_addr_t
         /// Chunks waiting to be written, with the moment each may go.
         var toServer: [(due: ContinuousClock.Instant, bytes: [UInt8])] = []
         var toClient: [(due: ContinuousClock.Instant, bytes: [UInt8])] = []
@@ -146,9 +184,10 @@ public final class TCPProxy: Sendable {
         var answered = false
         /// The last bytes read from the client, for a pattern split across reads.
         var recent: [UInt8] = []
-        init(client: Int32, server: Int32) {
+        init(client: Int32, server: Int32, source: in_addr_t) {
             self.client = client
             self.server = server
+            self.source = source
         }
     }
 
@@ -158,8 +197,11 @@ public final class TCPProxy: Sendable {
         while true {
             let now = ContinuousClock.now
             let open = pipes.count
+            let partitioned = control.withLock { $0.partitioned }
+            let cutOff = partitioned.map { sources in pipes.filter { sources.contains($0.source) }.count } ?? 0
             let (stalled, latency, reset, stopped, holdPattern) = control.withLock { c -> (Bool, Duration, Bool, Bool, [UInt8]?) in
                 c.open = open
+                c.cutOff = cutOff
                 if let until = c.stalledUntil, until <= now { c.stalledUntil = nil }
                 if let until = c.latencyUntil, until <= now {
                     c.latencyUntil = nil
@@ -180,7 +222,8 @@ public final class TCPProxy: Sendable {
                 return
             }
             // The pipes polled this round (a connection accepted below waits for the next one).
-            let polled = stalled ? [] : pipes
+            // Those cut off by a partition are not polled either: their data waits, as a stall's.
+            let polled = stalled ? [] : partitioned.map { sources in pipes.filter { !sources.contains($0.source) } } ?? pipes
             var fds: [pollfd] = [pollfd(fd: listener, events: Int16(POLLIN), revents: 0)]
             // While stalled, the connections are not polled at all (a hung-up peer would make
             // poll return at once, over and over); the data waits in the kernel's buffers.
@@ -254,7 +297,11 @@ public final class TCPProxy: Sendable {
     }
 
     private func acceptOne(into pipes: inout [Pipe]) {
-        let client = accept(listener, nil, nil)
+        var peer = sockaddr_in()
+        var peerLength = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let client = withUnsafeMutablePointer(to: &peer) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { accept(listener, $0, &peerLength) }
+        }
         guard client >= 0 else { return }
         let server = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var addr = Self.loopback(port: control.withLock { $0.targetPort })
@@ -273,7 +320,7 @@ public final class TCPProxy: Sendable {
             setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
         }
         control.withLock { $0.accepted += 1 }
-        pipes.append(Pipe(client: client, server: server))
+        pipes.append(Pipe(client: client, server: server, source: peer.sin_addr.s_addr))
     }
 
     /// Reads what is there; false when the peer closed or failed.
