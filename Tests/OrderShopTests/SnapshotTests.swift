@@ -52,6 +52,45 @@ extension ShopIntegration {
             }
         }
 
+        /// A failover between a trim's snapshot and its trim: the promoted replica lacks the new
+        /// snapshot (replication is asynchronous) and has the older one. The trim, run there with
+        /// the new snapshot's cut, must keep what only the older snapshot plus the streams can
+        /// rebuild. Staged on one node: the older snapshot is put back in place of the newer one,
+        /// as the promoted replica has it. With the trim's floor taken from the caller's cut
+        /// alone, 10 entries go and the rebuild finds 5 customers.
+        @Test func aTrimAfterItsSnapshotWasLostKeepsWhatTheSurvivingSnapshotDoesNotCover() async throws {
+            try await withShop(workers: []) { shop in
+                let keys = EntityType.customer.keys
+                for i in 0..<5 { _ = try await shop.gateway.post("/customer", ["name": .string("Old\(i)"), "email": .string("old\(i)@shop.test")]) }
+                _ = try await shop.store.takeSnapshot(.customer)
+                var older: [String: [RedisArgument]] = [:]
+                for key in [keys.snapshot, keys.snapshotStates] {
+                    let fields = try await shop.pool.send(RawCommand(["HGETALL", RedisArgument(key)], keys: [RedisArgument(key)], readOnly: true)).array ?? []
+                    older[key] = fields.compactMap { $0.bytes.map { RedisArgument(bytes: $0) } }
+                }
+                for i in 0..<5 { _ = try await shop.gateway.post("/customer", ["name": .string("New\(i)"), "email": .string("new\(i)@shop.test")]) }
+                let newer = try await shop.store.takeSnapshot(.customer)
+                #expect(newer.live == 10)
+                // The failover: the node that trims has the older snapshot only.
+                for (key, fields) in older {
+                    _ = try await shop.pool.send(RawCommand(["DEL", RedisArgument(key)], keys: [RedisArgument(key)]))
+                    _ = try await shop.pool.send(RawCommand(["HSET", RedisArgument(key)] + fields, keys: [RedisArgument(key)]))
+                }
+                #expect(try await shop.store.latestSnapshot(.customer)?.live == 5)
+                // A group that needs nothing more, so that only the snapshot holds the trim back.
+                for stream in EntityType.customer.streams {
+                    _ = try await shop.pool.send(RawCommand(["XGROUP", "CREATE", RedisArgument(stream), "reader", "$", "MKSTREAM"], keys: [RedisArgument(stream)]))
+                }
+
+                let result = try await EventRetention(pool: shop.pool).trim(.customer, after: newer.cut)
+                let created = try #require(result.streams.first { $0.stream == EntityType.customer.stream(.created) })
+                #expect(created.removed == 5, "only what the surviving snapshot covers")
+                let rebuilt = try await shop.store.rebuild(.customer)
+                #expect(rebuilt.live == 10)
+                #expect(try await shop.readModel.count(.customer) == 10)
+            }
+        }
+
         @Test func aSnapshotNeverMovesBackwards() async throws {
             try await withShop(workers: []) { shop in
                 _ = try await shop.gateway.post("/customer", ["name": "A", "email": "a@shop.test"])

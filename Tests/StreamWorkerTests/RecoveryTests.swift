@@ -40,6 +40,27 @@ struct RecoveryTests {
         }
     }
 
+    @Test("a trim keeps what its coverage record does not cover, read at trim time; no record keeps everything")
+    func coverageRecordHoldsTheTrimBack() async throws {
+        try await withRedisServer { server in
+            let pool = try server.makePool()
+            let stream = "{t}events"
+            try await publish(pool, stream: stream, count: 20)
+            try await pool.send(XGROUPCREATE(RedisArgument(stream), group: "done", id: "$"))
+            let entries = try await pool.send(XRANGE(RedisArgument(stream)))
+            let retention = StreamRetention(client: pool)
+            let record = StreamRetention.CoverageRecord(key: "{t}snapshot", field: "position", index: 2)
+            // No record yet: nothing goes, whatever the caller's floor says.
+            let none = try await retention.trim(stream: stream, keepingFrom: StreamID(entries[15].id), coveredBy: record)
+            #expect(none.removed == 0)
+            // The record covers the first 8 entries (its second word): the caller's floor of 15 is held back to 8.
+            _ = try await pool.send(RawCommand(["HSET", "{t}snapshot", "position", RedisArgument("0-1 \(entries[7].id) 0-1")], keys: ["{t}snapshot"]))
+            let held = try await retention.trim(stream: stream, keepingFrom: StreamID(entries[15].id), coveredBy: record)
+            #expect(held.removed == 8)
+            #expect(try await pool.send(XRANGE(RedisArgument(stream))).first?.id == entries[8].id)
+        }
+    }
+
     @Test("deleted ids reported by XAUTOCLAIM are acked and counted as lost")
     func trimmedPendingEntriesAreCounted() async throws {
         try await withRedisServer { server in

@@ -24,16 +24,28 @@ public struct EventRetention: Sendable {
 
     /// Snapshots an entity type, then trims each of its streams to the oldest entry that the
     /// snapshot does not cover or some group still needs (and to `maxLength` when that cuts
-    /// neither). Safe while the shop runs.
+    /// neither). Safe while the shop runs, and across a failover (``trim(_:after:maxLength:)``).
     public func trim(_ type: EntityType, maxLength: Int? = nil) async throws -> Result {
         let store = EventStore(pool: pool)
         let taken = try await store.takeSnapshot(type)
         // A concurrent snapshot may be newer than ours; either covers what it says.
         let cut = try await store.latestSnapshot(type)?.cut ?? taken.cut
+        return try await trim(type, after: cut, maxLength: maxLength)
+    }
+
+    /// Trims `type`'s streams to what `cut` covers, and never past what the snapshot on the
+    /// node that trims covers: each stream's trim reads the snapshot's position itself
+    /// (``StreamRetention/CoverageRecord``, the snapshot in the stream's slot). Why: a failover
+    /// between the snapshot and the trim can lose the snapshot (replication is asynchronous);
+    /// trimming to the lost snapshot's cut on the promoted replica would remove entries that only
+    /// an older snapshot plus those entries can rebuild.
+    func trim(_ type: EntityType, after cut: StreamCut, maxLength: Int? = nil) async throws -> Result {
         var results: [StreamRetention.Result] = []
-        for position in cut.positions {
+        for (index, position) in cut.positions.enumerated() {
             let floor = StreamID(milliseconds: position.lastID.milliseconds, sequence: position.lastID.sequence + 1)
-            results.append(try await StreamRetention(client: pool).trim(stream: position.stream, maxLength: maxLength, keepingFrom: floor))
+            let record = StreamRetention.CoverageRecord(key: type.keys.snapshot, field: "position", index: index + 1)
+            results.append(
+                try await StreamRetention(client: pool).trim(stream: position.stream, maxLength: maxLength, keepingFrom: floor, coveredBy: record))
         }
         return Result(type: type, snapshot: cut, streams: results)
     }

@@ -148,14 +148,38 @@ public struct StreamRetention: Sendable {
     let client: any RedisClientProtocol
     public init(client: any RedisClientProtocol) { self.client = client }
 
+    /// Where an application records how far its own state covers a stream (a snapshot's
+    /// position): a hash field in the stream's hash slot whose value is stream ids separated by
+    /// spaces, `index` (from 1) naming this stream's: the last entry the state covers.
+    public struct CoverageRecord: Sendable, Equatable {
+        public var key: String
+        public var field: String
+        public var index: Int
+
+        public init(key: String, field: String, index: Int) {
+            self.key = key
+            self.field = field
+            self.index = index
+        }
+    }
+
     /// Trims to the smallest id any group still needs (oldest pending, or next undelivered),
     /// and to `maxLength` when that cuts no needed entry. A stream with no groups is not trimmed.
     /// With `keepingFrom`, entries from that id on are kept too (an application's own floor,
     /// such as the position its latest snapshot covers).
-    public func trim(stream: String, maxLength: Int? = nil, keepingFrom floor: StreamID? = nil) async throws -> Result {
-        let reply = try await client.evaluate(
-            WorkerScripts.safeTrim, keys: [RedisArgument(stream)],
-            arguments: [RedisArgument(maxLength ?? 0), RedisArgument(floor.map { "\($0)" } ?? "")])
+    ///
+    /// With `coveredBy`, entries after the id that record holds are kept too, the record read by
+    /// the trim itself: a floor the caller computed from a write that a failover then lost (a
+    /// snapshot taken on the old primary, not yet on the replica that took over) cannot cut
+    /// entries that no surviving state covers. A missing record keeps every entry.
+    public func trim(stream: String, maxLength: Int? = nil, keepingFrom floor: StreamID? = nil, coveredBy record: CoverageRecord? = nil) async throws -> Result {
+        var keys = [RedisArgument(stream)]
+        var arguments = [RedisArgument(maxLength ?? 0), RedisArgument(floor.map { "\($0)" } ?? "")]
+        if let record {
+            keys.append(RedisArgument(record.key))
+            arguments += [RedisArgument(record.field), RedisArgument(record.index)]
+        }
+        let reply = try await client.evaluate(WorkerScripts.safeTrim, keys: keys, arguments: arguments)
         let parts = reply.array ?? []
         guard parts.count == 4 else { throw RedisError(.unexpectedReply, "trim script returned \(reply)") }
         return Result(

@@ -291,6 +291,11 @@ enum WorkerScripts {
     /// kept whatever the groups need). Returns {removed, min id kept, refused flag,
     /// group count}. With no groups nothing is trimmed (a group created later from the
     /// beginning would need every entry).
+    ///
+    /// With a coverage record (KEYS[2], a hash in the stream's slot; ARGV[3] its field, ARGV[4]
+    /// which space-separated word of it is this stream's last covered id): entries after that
+    /// id are kept too, read here, at the moment of trimming, on the node that trims. A record
+    /// or field that is missing keeps every entry.
     static let safeTrim = RedisScript(
         """
         local stream, maxlen = KEYS[1], tonumber(ARGV[1])
@@ -319,6 +324,23 @@ enum WorkerScripts {
         end
         local floor = ARGV[2]
         if floor and floor ~= '' and less(floor, keep) then keep = floor end
+        if KEYS[2] then
+          local covered = nil
+          local record = redis.call('HGET', KEYS[2], ARGV[3])
+          if record then
+            local n = 0
+            for word in string.gmatch(record, '%S+') do
+              n = n + 1
+              if n == tonumber(ARGV[4]) then covered = word end
+            end
+          end
+          local after = '0-0'
+          if covered then
+            local ms, seq = parse(covered)
+            if ms then after = ms .. '-' .. (seq + 1) end
+          end
+          if less(after, keep) then keep = after end
+        end
         local refused = 0
         if maxlen > 0 then
           local newest = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', maxlen)
