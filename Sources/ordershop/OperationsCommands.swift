@@ -185,13 +185,16 @@ struct DeadLetterCommand: AsyncParsableCommand {
             abstract: "Re-deliver dead letters to their group only (its replay stream, read by its workers), as the same events, and remove them, atomically.")
         @OptionGroup var target: Target
         @Option(name: .customLong("id"), help: "Dead-letter ids to replay (default: all).") var ids: [String] = []
+        @OptionGroup var confirm: ConfirmationOptions
 
         func run() async throws {
+            let confirmation = try confirm.confirmation()
             let targets = try await target.deadLetters(orDeadLetters: false)
             var total = 0
             var lines: [String] = []
             do {
-                for t in targets.targets {
+                for var t in targets.targets {
+                    t.deadLetters.confirmation = confirmation
                     let added = try await t.deadLetters.replay(ids: ids.isEmpty ? nil : ids)
                     total += added.count
                     lines.append("replayed \(added.count) entries to \(t.deadLetters.replayKey) (group \(target.group) only)")
@@ -210,12 +213,17 @@ struct DeadLetterCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Delete dead letters.")
         @OptionGroup var target: Target
         @Option(name: .customLong("id"), help: "Dead-letter ids to delete (default: all).") var ids: [String] = []
+        @OptionGroup var confirm: ConfirmationOptions
 
         func run() async throws {
+            let confirmation = try confirm.confirmation()
             let targets = try await target.deadLetters(orDeadLetters: true)
             var removed = 0
             do {
-                for t in targets.targets { removed += try await t.deadLetters.purge(ids: ids.isEmpty ? nil : ids) }
+                for var t in targets.targets {
+                    t.deadLetters.confirmation = confirmation
+                    removed += try await t.deadLetters.purge(ids: ids.isEmpty ? nil : ids)
+                }
             } catch {
                 await targets.shutdown()
                 throw error

@@ -17,6 +17,11 @@ public struct DeadLetters: Sendable {
     public let stream: String
     public let group: String
     public var key: String { StreamKeys.deadLetter(stream: stream, group: group) }
+    /// With it, a replay or purge counts as done only once that many replicas have it (`WAIT`),
+    /// else it throws ``RedisError/Code/outcomeUnknown``: on a replicated Redis a failover could
+    /// undo a replay reported done (the letters back in the dead letters, not in the replay
+    /// stream), and the operator would not know to look again.
+    public var confirmation: ReplicaConfirmation?
 
     public init(client: any RedisClientProtocol, stream: String, group: String) {
         self.client = client
@@ -77,25 +82,50 @@ public struct DeadLetters: Sendable {
         var targets = ids ?? []
         if ids == nil { targets = try await client.send(XRANGE(RedisArgument(key))).map(\.id) }
         guard !targets.isEmpty else { return [] }
-        let reply = try await client.evaluate(
+        let reply = try await run(
             Self.replayScript, keys: [RedisArgument(key), RedisArgument(replayKey)],
-            arguments: [RedisArgument(group)] + targets.map { RedisArgument($0) })
+            arguments: [RedisArgument(group)] + targets.map { RedisArgument($0) }, what: "replayed") { ($0.array?.count ?? 0) > 0 }
         return reply.array?.compactMap(\.string) ?? []
+    }
+
+    /// Runs an operation's script, confirmed by the replicas when ``confirmation`` asks for it.
+    private func run(
+        _ script: RedisScript, keys: [RedisArgument], arguments: [RedisArgument], what: String, wrote: @escaping @Sendable (RESPValue) -> Bool
+    ) async throws -> RESPValue {
+        guard let confirmation else { return try await client.evaluate(script, keys: keys, arguments: arguments) }
+        let confirmed = try await client.evaluate(
+            script, keys: keys, arguments: arguments, confirming: confirmation, barrier: RedisArgument(key + ":replica-barrier"), wrote: wrote)
+        guard confirmed.isConfirmed else {
+            throw RedisError(
+                .outcomeUnknown,
+                "\(what) on the primary, but \(confirmed.acknowledgedBy) of \(confirmation.replicas) replicas confirmed it within \(confirmation.timeout): a failover may undo it; see `dlq list` before running it again")
+        }
+        return confirmed.reply
     }
 
     /// The group's replay stream.
     public var replayKey: String { StreamKeys.replay(stream: stream, group: group) }
 
     /// Deletes dead letters (`ids` nil: all). Returns how many were removed.
+    /// One script, so that the count is of what was deleted (a letter added between a count
+    /// and a `DEL` would have gone uncounted).
     @discardableResult
     public func purge(ids: [String]? = nil) async throws -> Int {
-        if let ids {
-            return try await client.send(XDEL(RedisArgument(key), ids: ids))
-        }
-        let n = try await client.send(XLEN(RedisArgument(key)))
-        _ = try await client.send(DEL(RedisArgument(key)))
-        return n
+        let reply = try await run(
+            Self.purgeScript, keys: [RedisArgument(key)], arguments: (ids ?? []).map { RedisArgument($0) }, what: "purged") { ($0.int ?? 0) > 0 }
+        return reply.int ?? 0
     }
+
+    /// KEYS[1] dead letters; ARGV the ids to delete, none: all. Returns how many went.
+    static let purgeScript = RedisScript(
+        """
+        if #ARGV == 0 then
+          local n = redis.call('XLEN', KEYS[1])
+          redis.call('DEL', KEYS[1])
+          return n
+        end
+        return redis.call('XDEL', KEYS[1], unpack(ARGV))
+        """)
 
     /// KEYS[1] dead letters, KEYS[2] the group's replay stream; ARGV group, then ids. Same hash
     /// slot by construction. The original id is kept in `replayed_from` (a letter replayed
