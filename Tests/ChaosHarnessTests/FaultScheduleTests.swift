@@ -6,11 +6,11 @@ import Testing
 
 @Suite("Which faults a topology gets, and the schedule a seed draws")
 struct FaultScheduleTests {
-    @Test("a cluster gets its own failovers and resharding, never a proxy fault, a lone server's restart or a pair's failover")
+    @Test("a cluster gets its own failovers and resharding and the proxy faults (on every node's proxy), never a lone server's restart or a pair's failover")
     func clusterKinds() {
         let kinds = Set(FaultKind.allCases.filter { $0.applies(to: .cluster) })
-        #expect(kinds.isSuperset(of: FaultKind.cluster))
-        #expect(kinds.isDisjoint(with: FaultKind.proxy + FaultKind.replication + [.redis]))
+        #expect(kinds.isSuperset(of: FaultKind.cluster + FaultKind.proxy))
+        #expect(kinds.isDisjoint(with: FaultKind.replication + [.redis]))
         #expect(kinds.isSuperset(of: [.kill, .pause, .term, .orderCrash, .orderPause, .malformed, .duplicate] + FaultKind.operations))
         // The other topologies never get a cluster fault.
         for topology in [RedisTopology.single, .replicated] {

@@ -87,8 +87,7 @@ public enum FaultKind: String, CaseIterable, Codable, Sendable, Comparable {
     public static let replication: [FaultKind] = [.failover, .promotion, .partition]
     /// Failovers and resharding of a Redis Cluster (`--topology cluster`).
     public static let cluster: [FaultKind] = [.primaryKill, .primaryPause, .clusterFailover, .slotMigration, .forcedFailover, .nodePartition]
-    /// The harness's proxy faults: in a cluster the workers reach each node at the address the
-    /// cluster announces, not through the proxy, so these do not apply there.
+    /// The harness's proxy faults: the workers' proxy, or in a cluster every node's client proxy.
     public static let proxy: [FaultKind] = [.reset, .stall, .latency]
 
     /// Whether the kind can be injected in a topology: a single server has no replica to
@@ -97,7 +96,7 @@ public enum FaultKind: String, CaseIterable, Codable, Sendable, Comparable {
         switch topology {
         case .single: !Self.replication.contains(self) && !Self.cluster.contains(self)
         case .replicated: self != .redis && !Self.cluster.contains(self)
-        case .cluster: self != .redis && !Self.replication.contains(self) && !Self.proxy.contains(self)
+        case .cluster: self != .redis && !Self.replication.contains(self)
         }
     }
 

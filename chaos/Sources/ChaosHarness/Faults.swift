@@ -121,28 +121,35 @@ struct FaultInjector: Sendable {
             // fault not carried out.
             var n: Int?
             for attempt in 1...10 {
-                n = await topology.proxy.resetConnections()
+                n = 0
+                for proxy in topology.faultProxies {
+                    guard let reset = await proxy.resetConnections() else {
+                        n = nil
+                        break
+                    }
+                    n! += reset
+                }
                 if (n ?? 0) > 0 {
-                    done.note = "\(n!) worker connections reset\(attempt > 1 ? " (attempt \(attempt))" : "")"
+                    done.note = "\(n!) \(topology.faultProxyClients) connections reset\(attempt > 1 ? " (attempt \(attempt))" : "")"
                     break
                 }
                 do { try await Task.sleep(for: .seconds(1)) } catch { break }
             }
             if (n ?? 0) == 0 {
                 done.skipped = true
-                done.note = n == nil ? "the proxy did not reset within 1 s" : "no worker connection to reset in 10 s"
+                done.note = n == nil ? "the proxy did not reset within 1 s" : "no \(topology.faultProxyClients) connection to reset in 10 s"
             }
         case .stall:
-            topology.proxy.stall(for: .milliseconds(Int64(fault.seconds * 1000)))
-            let open = topology.proxy.openConnections
+            for proxy in topology.faultProxies { proxy.stall(for: .milliseconds(Int64(fault.seconds * 1000))) }
+            let open = topology.faultProxies.reduce(0) { $0 + $1.openConnections }
             // Connections made during the stall are held too, so none open at its start is no skip.
-            done.note = "no traffic for \(fault.seconds) s (\(open) worker connections open at its start)"
+            done.note = "no traffic for \(fault.seconds) s (\(open) \(topology.faultProxyClients) connections open at its start)"
             await pause(seconds: fault.seconds)
         case .latency:
             let ms = fault.milliseconds ?? 100
-            topology.proxy.addLatency(.milliseconds(ms), for: .milliseconds(Int64(fault.seconds * 1000)))
-            let open = topology.proxy.openConnections
-            done.note = "+\(ms) ms each way for \(fault.seconds) s (\(open) worker connections open at its start)"
+            for proxy in topology.faultProxies { proxy.addLatency(.milliseconds(ms), for: .milliseconds(Int64(fault.seconds * 1000))) }
+            let open = topology.faultProxies.reduce(0) { $0 + $1.openConnections }
+            done.note = "+\(ms) ms each way for \(fault.seconds) s (\(open) \(topology.faultProxyClients) connections open at its start)"
             await pause(seconds: fault.seconds)
         case .malformed:
             done = await injectMalformed(fault, done)

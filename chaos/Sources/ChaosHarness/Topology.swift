@@ -53,8 +53,16 @@ public actor Topology {
     public nonisolated let replicationLink: TCPProxy?
     /// The workers' way to Redis, with network faults; on a failover it moves too. Not used in
     /// the cluster topology: there the workers reach each node at the address the cluster
-    /// announces (the proxy faults do not apply to it).
+    /// announces (``clusterNetwork``).
     public nonisolated let proxy: TCPProxy
+
+    /// The proxies the network faults (`reset`, `stall`, `latency`) act on: the workers' way to
+    /// Redis, or in the cluster every node's client proxy, which every client passes (services,
+    /// workers and tools alike) and the replicas' links too.
+    public nonisolated var faultProxies: [TCPProxy] { clusterNetwork?.nodes.map(\.client) ?? [proxy] }
+
+    /// Whose connections ``faultProxies`` carry, for the faults' notes.
+    nonisolated var faultProxyClients: String { cluster == nil ? "worker" : "client" }
     public nonisolated let servicePorts: [String: Int]
     public nonisolated let logDirectory: String
     private var services: [String: ChildProcess] = [:]
