@@ -65,6 +65,8 @@ public final class LocalRedisCluster: @unchecked Sendable {
     public init(_ options: Options = Options()) async throws {
         precondition(options.primaries >= 3, "redis-cli --cluster create needs at least 3 primaries")
         precondition(options.routes.map { $0.count == options.primaries * (1 + options.replicasPerPrimary) } ?? true, "one route per node")
+        // With TLS a node announces its TLS port (`cluster-announce-tls-port`), not routed here.
+        precondition(options.routes == nil || options.tls == nil, "routes are for plain TCP clusters")
         self.options = options
         let count = options.primaries * (1 + options.replicasPerPrimary)
         var nodes: [LocalRedisServer] = []

@@ -200,6 +200,8 @@ struct DeadLetterCommand: AsyncParsableCommand {
                     lines.append("replayed \(added.count) entries to \(t.deadLetters.replayKey) (group \(target.group) only)")
                 }
             } catch {
+                // What the partitions before the failed one did is done: say so before the error.
+                if !lines.isEmpty { print(lines.joined(separator: "\n")) }
                 await targets.shutdown()
                 throw error
             }
@@ -225,6 +227,7 @@ struct DeadLetterCommand: AsyncParsableCommand {
                     removed += try await t.deadLetters.purge(ids: ids.isEmpty ? nil : ids)
                 }
             } catch {
+                if removed > 0 { print("purged \(removed) dead letters before the error") }
                 await targets.shutdown()
                 throw error
             }

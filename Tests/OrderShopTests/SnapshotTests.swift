@@ -57,7 +57,7 @@ extension ShopIntegration {
         /// the new snapshot's cut, must keep what only the older snapshot plus the streams can
         /// rebuild. Staged on one node: the older snapshot is put back in place of the newer one,
         /// as the promoted replica has it. With the trim's floor taken from the caller's cut
-        /// alone, 10 entries go and the rebuild finds 5 customers.
+        /// alone, 10 entries go and the rebuild refuses: the stream lacks 5 entries it needs.
         @Test func aTrimAfterItsSnapshotWasLostKeepsWhatTheSurvivingSnapshotDoesNotCover() async throws {
             try await withShop(workers: []) { shop in
                 let keys = EntityType.customer.keys

@@ -124,7 +124,12 @@ public struct DeadLetters: Sendable {
           redis.call('DEL', KEYS[1])
           return n
         end
-        return redis.call('XDEL', KEYS[1], unpack(ARGV))
+        -- In chunks: unpack() of thousands of ids would pass Lua's C stack limit.
+        local n = 0
+        for i = 1, #ARGV, 1000 do
+          n = n + redis.call('XDEL', KEYS[1], unpack(ARGV, i, math.min(i + 999, #ARGV)))
+        end
+        return n
         """)
 
     /// KEYS[1] dead letters, KEYS[2] the group's replay stream; ARGV group, then ids. Same hash

@@ -309,6 +309,13 @@ enum WorkerScripts {
           if am ~= bm then return am < bm end
           return as < bs
         end
+        -- The id after `id`; `id` itself (one entry more kept) where Lua's numbers, printed
+        -- with 14 digits, could not spell the next one exactly.
+        local function after(id)
+          local ms, seq = parse(id)
+          if ms == nil or ms >= 1e14 or seq >= 1e14 then return id end
+          return ms .. '-' .. (seq + 1)
+        end
         if redis.call('EXISTS', stream) == 0 then return { 0, '0-0', 0, 0 } end
         local groups = redis.call('XINFO', 'GROUPS', stream)
         if #groups == 0 then return { 0, '0-0', 0, 0 } end
@@ -316,8 +323,7 @@ enum WorkerScripts {
         for _, g in ipairs(groups) do
           local info = {}
           for i = 1, #g, 2 do info[g[i]] = g[i + 1] end
-          local ms, seq = parse(info['last-delivered-id'])
-          local candidate = ms .. '-' .. (seq + 1)
+          local candidate = after(info['last-delivered-id'])
           local summary = redis.call('XPENDING', stream, info['name'])
           if summary[1] > 0 and less(summary[2], candidate) then candidate = summary[2] end
           if keep == nil or less(candidate, keep) then keep = candidate end
@@ -334,12 +340,9 @@ enum WorkerScripts {
               if n == tonumber(ARGV[4]) then covered = word end
             end
           end
-          local after = '0-0'
-          if covered then
-            local ms, seq = parse(covered)
-            if ms then after = ms .. '-' .. (seq + 1) end
-          end
-          if less(after, keep) then keep = after end
+          local floor_covered = '0-0'
+          if covered and parse(covered) then floor_covered = after(covered) end
+          if less(floor_covered, keep) then keep = floor_covered end
         end
         local refused = 0
         if maxlen > 0 then

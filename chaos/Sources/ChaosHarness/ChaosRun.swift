@@ -166,7 +166,8 @@ public enum ChaosRun {
         await faultsDone
 
         // Restore: heal the network, Redis up, every worker running.
-        topology.proxy.heal()
+        for proxy in topology.faultProxies { proxy.heal() }
+        topology.clusterNetwork?.heal()
         try await topology.restoreRedis()
         let restored = try await topology.restoreAll()
         if !restored.isEmpty { print("chaos: restored \(restored.joined(separator: ", "))") }

@@ -81,16 +81,19 @@ extension Topology {
         let offsetBefore = Int(try await cluster.replicationInfo(of: victim)["master_repl_offset"] ?? "") ?? 0
         let cutAt = ContinuousClock.now
         network.isolate(victim)
+        defer { network.heal() }
         let promoted = await takeOver(of: slot, from: victim, in: cluster, since: cutAt)
         let tookOver = ContinuousClock.now - cutAt
         if promoted != nil { await pause(seconds: seconds) }
-        // The cut must have held something (the bus links at least), or it proved nothing; and
-        // what the old primary took in the minority, lost once it resyncs.
+        // The cut must have held the replica's link (else the replica kept replicating and the
+        // fault could lose nothing), and what the old primary took in the minority is lost once
+        // it resyncs.
         let held = network.connectionsCutOff
+        let replicaLinks = network.replicaLinksCutOff(at: victim)
         let offsetAfter = (try? await cluster.replicationInfo(of: victim)["master_repl_offset"]).flatMap { Int($0) }
         network.heal()
         guard let promoted else { throw ChaosError("no replica took over slot \(slot.rawValue) within 60 s of cutting :\(cluster.nodes[victim].port) off") }
-        guard held > 0 else { throw ChaosError("the partition of :\(cluster.nodes[victim].port) held no connection") }
+        guard replicaLinks > 0 else { throw ChaosError("the partition of :\(cluster.nodes[victim].port) held no replica link (\(held) connections held)") }
         try await cluster.waitUntilHealthy(timeout: .seconds(60))
         let minority = offsetAfter.map { "\($0 - offsetBefore) bytes written in the minority" } ?? "its offset unknown"
         return "cut primary :\(cluster.nodes[victim].port) of \(key) (slot \(slot.rawValue)) off from the other nodes (\(held) links held; \(minority)); :\(cluster.nodes[promoted].port) took over after \(Self.seconds(tookOver)); healed \(String(format: "%.1f", seconds)) s later, back as a replica"

@@ -21,7 +21,13 @@ public final class ClusterNetwork: Sendable {
         nodes = try (0..<count).map { i in
             Node(client: try TCPProxy(targetPort: 0), bus: try TCPProxy(targetPort: 0), sourceAddress: "127.0.0.\(20 + i)")
         }
+        // The network faults (`reset`, `stall`, `latency`) act on the clients' connections only,
+        // not on a replica's link to its primary (which also passes the primary's client proxy).
+        for node in nodes { node.client.limitFaults(to: .addresses([Self.clientAddress])) }
     }
+
+    /// Where the services, workers, tools and the harness connect from.
+    public static let clientAddress = "127.0.0.1"
 
     /// The routes the cluster's nodes announce, by index.
     public var routes: [LocalRedisCluster.NodeRoute] {
@@ -48,6 +54,10 @@ public final class ClusterNetwork: Sendable {
             nodes[i].client.partition(from: .addresses([nodes[index].sourceAddress]))
         }
     }
+
+    /// The other nodes' connections to node `index`'s client port that a partition holds now:
+    /// its replica's replication link, when it is a primary.
+    public func replicaLinksCutOff(at index: Int) -> Int { nodes[index].client.partitionedConnections }
 
     /// The node-to-node connections a partition holds now (a partition with none cut nothing).
     public var connectionsCutOff: Int {

@@ -26,6 +26,8 @@ public final class TCPProxy: Sendable {
         var holdPattern: [UInt8]?
         /// Clients on the other side of a partition (``partition(from:)``).
         var partitioned: PartitionedSources?
+        /// The clients resets, stalls and latency act on (``limitFaults(to:)``); nil: all.
+        var faultSources: PartitionedSources?
         var repliesWithheld = 0
         var stopped = false
         var accepted = 0
@@ -149,6 +151,15 @@ public final class TCPProxy: Sendable {
     /// Connections cut off by the partition now (as of the proxy thread's last round).
     public var partitionedConnections: Int { control.withLock { $0.cutOff } }
 
+    /// From now on, resets, stalls and latency act only on connections from `sources`
+    /// (connections accepted before keep what they had); partitions are unaffected. A cluster
+    /// node's client proxy limits them to the clients, so that a replica's link (from its node's
+    /// own address) is left alone: a reset would abort a link a partition is holding, and a
+    /// stall would make a coordinated failover overlapping it time out.
+    public func limitFaults(to sources: PartitionedSources) {
+        control.withLock { $0.faultSources = sources }
+    }
+
     /// Ends every fault at once.
     public func heal() {
         control.withLock {
@@ -160,7 +171,7 @@ public final class TCPProxy: Sendable {
 
     public func stop() { control.withLock { $0.stopped = true } }
 
-    /// Connections open now (as of the proxy thread's last round): a stall or latency with none
+    /// Connections open now that the faults act on (as of the proxy thread's last round): a stall or latency with none
     /// would affect nothing.
     public var openConnections: Int { control.withLock { $0.open } }
 
@@ -174,6 +185,8 @@ public final class TCPProxy: Sendable {
         let server: Int32
         /// The client's IPv4 address (network order), for ``partition(from:)``.
         let source: in_addr_t
+        /// Resets, stalls and latency act on it (``limitFaults(to:)``).
+        let faulted: Bool
         /// Chunks waiting to be written, with the moment each may go.
         var toServer: [(due: ContinuousClock.Instant, bytes: [UInt8])] = []
         var toClient: [(due: ContinuousClock.Instant, bytes: [UInt8])] = []
@@ -184,10 +197,11 @@ public final class TCPProxy: Sendable {
         var answered = false
         /// The last bytes read from the client, for a pattern split across reads.
         var recent: [UInt8] = []
-        init(client: Int32, server: Int32, source: in_addr_t) {
+        init(client: Int32, server: Int32, source: in_addr_t, faulted: Bool) {
             self.client = client
             self.server = server
             self.source = source
+            self.faulted = faulted
         }
     }
 
@@ -196,7 +210,7 @@ public final class TCPProxy: Sendable {
         var buffer = [UInt8](repeating: 0, count: 64 * 1024)
         while true {
             let now = ContinuousClock.now
-            let open = pipes.count
+            let open = pipes.filter(\.faulted).count
             let partitioned = control.withLock { $0.partitioned }
             let cutOff = partitioned.map { sources in pipes.filter { sources.contains($0.source) }.count } ?? 0
             let (stalled, latency, reset, stopped, holdPattern) = control.withLock { c -> (Bool, Duration, Bool, Bool, [UInt8]?) in
@@ -212,10 +226,15 @@ public final class TCPProxy: Sendable {
                 if r { c.resets += 1 }
                 return (c.stalledUntil != nil, c.latency, r, c.stopped, c.holdPattern)
             }
-            if reset || stopped {
-                if reset { control.withLock { $0.connectionsReset += pipes.count } }
+            if stopped {
                 for p in pipes { abort(p) }
                 pipes = []
+            } else if reset {
+                // Those a partition holds stay held: a real partition resets nothing.
+                let hit = pipes.filter { $0.faulted && partitioned?.contains($0.source) != true }
+                control.withLock { $0.connectionsReset += hit.count }
+                for p in hit { abort(p) }
+                pipes.removeAll { p in hit.contains { $0 === p } }
             }
             if stopped {
                 close(listener)
@@ -223,7 +242,8 @@ public final class TCPProxy: Sendable {
             }
             // The pipes polled this round (a connection accepted below waits for the next one).
             // Those cut off by a partition are not polled either: their data waits, as a stall's.
-            let polled = stalled ? [] : partitioned.map { sources in pipes.filter { !sources.contains($0.source) } } ?? pipes
+            // A stall holds the connections its faults act on (all, unless limited).
+            let polled = pipes.filter { !(stalled && $0.faulted) && partitioned?.contains($0.source) != true }
             var fds: [pollfd] = [pollfd(fd: listener, events: Int16(POLLIN), revents: 0)]
             // While stalled, the connections are not polled at all (a hung-up peer would make
             // poll return at once, over and over); the data waits in the kernel's buffers.
@@ -234,7 +254,7 @@ public final class TCPProxy: Sendable {
                     // Only what it sent before it was caught goes on; a hung-up client (below) ends it.
                     if let first = p.toServer.first, first.due <= now { se |= Int16(POLLOUT) }
                     if !p.answered { se |= Int16(POLLIN) }
-                } else if !stalled {
+                } else {
                     if p.toServer.count < 64 { ce |= Int16(POLLIN) }
                     if p.toClient.count < 64 { se |= Int16(POLLIN) }
                     if let first = p.toClient.first, first.due <= now { ce |= Int16(POLLOUT) }
@@ -257,14 +277,14 @@ public final class TCPProxy: Sendable {
                         control.withLock { $0.repliesWithheld += 1 }
                     }
                     if !p.closed, s.revents & Int16(POLLOUT) != 0, !write(p.server, from: &p.toServer, now: at) { p.closed = true }
-                } else if !stalled {
+                } else {
                     if c.revents & Int16(POLLIN) != 0 || (c.revents & bad != 0) {
                         let queued = p.toServer.count
-                        if !read(p.client, into: &p.toServer, buffer: &buffer, due: at + latency) { p.closed = true }
+                        if !read(p.client, into: &p.toServer, buffer: &buffer, due: at + (p.faulted ? latency : .zero)) { p.closed = true }
                         if let pattern = holdPattern, p.toServer.count > queued { holdIfSent(pattern, by: p) }
                     }
                     if s.revents & Int16(POLLIN) != 0 || (s.revents & bad != 0) {
-                        if !read(p.server, into: &p.toClient, buffer: &buffer, due: at + latency) { p.closed = true }
+                        if !read(p.server, into: &p.toClient, buffer: &buffer, due: at + (p.faulted ? latency : .zero)) { p.closed = true }
                     }
                     if !p.closed, c.revents & Int16(POLLOUT) != 0, !write(p.client, from: &p.toClient, now: at) { p.closed = true }
                     if !p.closed, s.revents & Int16(POLLOUT) != 0, !write(p.server, from: &p.toServer, now: at) { p.closed = true }
@@ -320,7 +340,8 @@ public final class TCPProxy: Sendable {
             setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
         }
         control.withLock { $0.accepted += 1 }
-        pipes.append(Pipe(client: client, server: server, source: peer.sin_addr.s_addr))
+        let faulted = control.withLock { $0.faultSources?.contains(peer.sin_addr.s_addr) ?? true }
+        pipes.append(Pipe(client: client, server: server, source: peer.sin_addr.s_addr, faulted: faulted))
     }
 
     /// Reads what is there; false when the peer closed or failed.

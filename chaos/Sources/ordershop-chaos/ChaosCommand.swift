@@ -25,7 +25,7 @@ struct ScheduleOptions: ParsableArguments {
     @Option(help: "Fault kinds to leave out, comma-separated.")
     var without: String = ""
 
-    @Option(help: "Redis: single (one server, AOF, killed and restarted), replicated (a primary and a replica behind a moving endpoint; failover, promotion and partition faults) or cluster (3 primaries with a replica each; primary-kill, cluster-failover and slot-migration faults). With replicas, services and workers confirm with --confirm-replicas 1.")
+    @Option(help: "Redis: single (one server, AOF, killed and restarted), replicated (a primary and a replica behind a moving endpoint; failover, promotion and partition faults) or cluster (3 primaries with a replica each, each node behind proxies of its own; primary-kill, primary-pause, cluster-failover, slot-migration, forced-failover and node-partition faults, and reset, stall and latency on every node's client connections). With replicas, services and workers confirm with --confirm-replicas 1.")
     var topology: String = "single"
 
     @Option(help: "Worker processes of each kind (crm, billing).")
