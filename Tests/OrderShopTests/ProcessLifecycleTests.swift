@@ -229,8 +229,11 @@ import Testing
         try await withRedisServer { server in
             let key = "consumer-lock:events:{customer}_created:crm:crm-stable"
             let pool = try server.makePool()
+            // A lease far longer than the test: the lock of a SIGKILLed holder must be taken over
+            // because its pid is dead, not because it expired (with a 2-s lease a loaded CI
+            // machine once read the killed holder's key after it had expired: null).
             func work() throws -> ChildProcess {
-                try ordershop(["work", "crm", "--consumer", "crm-stable", "--url", server.url, "--metrics-port", "0", "--lease-seconds", "2"])
+                try ordershop(["work", "crm", "--consumer", "crm-stable", "--url", server.url, "--metrics-port", "0", "--lease-seconds", "60"])
             }
             let first = try work()
             #expect(await printed(first, "worker started"), "\(first.output)")
