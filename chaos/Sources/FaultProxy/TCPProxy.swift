@@ -25,9 +25,9 @@ public final class TCPProxy: Sendable {
         /// The bytes that make the next connection sending them be held (``holdReply(afterSending:)``).
         var holdPattern: [UInt8]?
         /// Clients on the other side of a partition (``partition(from:)``).
-        var partitioned: PartitionedSources?
+        var partitioned: ClientSources?
         /// The clients resets, stalls and latency act on (``limitFaults(to:)``); nil: all.
-        var faultSources: PartitionedSources?
+        var faultSources: ClientSources?
         var repliesWithheld = 0
         var stopped = false
         var accepted = 0
@@ -120,11 +120,12 @@ public final class TCPProxy: Sendable {
     /// that waits for each reply before it sends the next request, as a pooled connection does).
     public var repliesWithheld: Int { control.withLock { $0.repliesWithheld } }
 
-    /// Which clients a partition cuts off, by the address their connections come from.
-    public enum PartitionedSources: Sendable, Equatable {
+    /// Some clients, by the address their connections come from: those a partition cuts off
+    /// (``partition(from:)``), or those the other faults act on (``limitFaults(to:)``).
+    public enum ClientSources: Sendable, Equatable {
         /// Every client.
         case all
-        /// Clients at these IPv4 addresses (a Redis node's `bind-source-addr`, say).
+        /// Clients at these IPv4 addresses (a Redis node's `bind-source-addr`, or 127.0.0.1).
         case addresses(Set<String>)
 
         func contains(_ source: in_addr_t) -> Bool {
@@ -139,7 +140,7 @@ public final class TCPProxy: Sendable {
     /// connections, open or opened meanwhile, relay nothing either way, and they stay open
     /// (nothing is reset or lost: what was sent waits, as TCP retransmits it once a partition
     /// heals). Other clients are relayed as usual: the partition is between these peers only.
-    public func partition(from sources: PartitionedSources) {
+    public func partition(from sources: ClientSources) {
         control.withLock { $0.partitioned = sources }
     }
 
@@ -156,7 +157,7 @@ public final class TCPProxy: Sendable {
     /// node's client proxy limits them to the clients, so that a replica's link (from its node's
     /// own address) is left alone: a reset would abort a link a partition is holding, and a
     /// stall would make a coordinated failover overlapping it time out.
-    public func limitFaults(to sources: PartitionedSources) {
+    public func limitFaults(to sources: ClientSources) {
         control.withLock { $0.faultSources = sources }
     }
 
