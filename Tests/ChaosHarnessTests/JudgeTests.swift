@@ -18,7 +18,7 @@ func passingReport() -> RunReport {
         options: o, schedule: [kill, pause, dup],
         faults: [
             ExecutedFault(planned: kill, at: 1, target: "crm-0-i1", heldPending: 40, inHandler: 3),
-            ExecutedFault(planned: pause, at: 2, target: "billing-1-i1", heldPending: 12),
+            ExecutedFault(planned: pause, at: 2, target: "billing-1-i1", heldPending: 12, takenAtResume: 12),
             ExecutedFault(planned: dup, at: 3, target: "events:{order}_created 1-0"),
         ],
         check: check,
@@ -117,6 +117,19 @@ struct JudgeTests {
         let outcome = Judge.judge(r)
         #expect(outcome.verdict == "FAIL")
         #expect(outcome.violations.contains { $0.hasPrefix("owner check") })
+    }
+
+    @Test("a zombie whose reclaim a failover undid owes no refused settle: the run is void, not failed")
+    func reclaimUndoneByFailover() {
+        // CI, replicated: the XAUTOCLAIM of a frozen worker's entries was lost when the primary
+        // failed over without it; the worker resumed owning them, and its settles were accepted.
+        var r = passingReport()
+        r.counters["foreign_settles_refused"] = 0
+        r.faults[1].takenAtResume = 0
+        let outcome = Judge.judge(r)
+        #expect(!outcome.violations.contains { $0.hasPrefix("owner check") }, "\(outcome.violations)")
+        #expect(outcome.voids.contains { $0.contains("the owner check never ran") })
+        #expect(outcome.verdict == "VOID")
     }
 
     @Test("a stale settle with no worker paused or cut off means a lease was not kept")

@@ -18,17 +18,29 @@ public struct ExecutedFault: Codable, Sendable {
     /// (by Redis's clock): the kill hit them inside the handler, after the external effect and
     /// before the settle. nil when it could not be measured.
     public var inHandler: Int?
+    /// SIGSTOP: of the entries it held at the pause, how many another consumer had taken (or
+    /// settled) when it was resumed, as read on the primary and confirmed by its replica: the
+    /// settles the zombie still owes for them must be refused. nil when not measured. (A
+    /// reclaim the primary had not replicated is no such entry: a CI run failed over without
+    /// it, and the zombie resumed owning its entries again, its settles rightly accepted.)
+    public var takenAtResume: Int?
+    /// SIGSTOP: stale settles (foreign owner or already settled) the zombie reported within 15 s
+    /// of its SIGCONT; nil when not measured.
+    public var refusedAfterResume: Int?
     /// The fault could not be carried out (no worker free, Redis would not restart, the write
     /// failed...): why. A run asked to include this kind is VOID.
     public var skipped: Bool = false
     public var note: String = ""
 
-    public init(planned: PlannedFault, at: Double, target: String? = nil, heldPending: Int? = nil, inHandler: Int? = nil, skipped: Bool = false, note: String = "") {
+    public init(planned: PlannedFault, at: Double, target: String? = nil, heldPending: Int? = nil, inHandler: Int? = nil, takenAtResume: Int? = nil, skipped: Bool = false,
+        note: String = ""
+    ) {
         self.planned = planned
         self.at = at
         self.target = target
         self.heldPending = heldPending
         self.inHandler = inHandler
+        self.takenAtResume = takenAtResume
         self.skipped = skipped
         self.note = note
     }
@@ -350,12 +362,32 @@ struct FaultInjector: Sendable {
             await topology.recordTermination(consumer: incarnation.consumer, status: status)
         case .pause:
             let seconds = options.leaseSeconds * 2 + fault.seconds
-            await topology.signal(kind: kind, slot: slot, SIGSTOP)
-            await observer.watch(consumer: incarnation.consumer, group: kind, held: held)
-            await pause(seconds: seconds)
-            await topology.signal(kind: kind, slot: slot, SIGCONT)
+            let refusedBefore = await observer.staleSettles(of: incarnation.consumer)
+            let held = held
+            // No Redis fault while the worker is frozen: a failover that loses the unreplicated
+            // reclaim of its entries hands them back to it, and the pause then proves nothing
+            // about the owner check (see ``ExecutedFault/takenAtResume``). Those faults wait.
+            let (frozen, taken) = await redisLock.withLock { () async -> (Double, Int?) in
+                let start = ContinuousClock.now
+                await topology.signal(kind: kind, slot: slot, SIGSTOP)
+                await observer.watch(consumer: incarnation.consumer, group: kind, held: held)
+                await pause(seconds: seconds)
+                let taken = await takenWhileFrozen(consumer: incarnation.consumer, group: kind, held: held)
+                await topology.signal(kind: kind, slot: slot, SIGCONT)
+                let frozen = (ContinuousClock.now - start).components
+                return (Double(frozen.seconds) + Double(frozen.attoseconds) / 1e18, taken)
+            }
             await observer.unwatchIfOpen(incarnation.consumer)
-            done.note = "SIGSTOP for \(String(format: "%.1f", seconds)) s (lease \(options.leaseSeconds) s), then SIGCONT"
+            done.takenAtResume = taken
+            // Its refused settles, counted before anything else can hit this worker (it stays
+            // reserved): a SIGKILL soon after the SIGCONT took the only count of them with it.
+            if let taken, taken > 0 {
+                done.refusedAfterResume = await refusedSettles(of: chosen.incarnation, before: refusedBefore)
+            }
+            done.note =
+                "SIGSTOP for \(String(format: "%.1f", frozen)) s (lease \(options.leaseSeconds) s), then SIGCONT; "
+                + "\(taken.map { "\($0) of \(held) held entries taken by others (confirmed)" } ?? "taken entries not measured")"
+                + "\(done.refusedAfterResume.map { "; \($0) stale settles refused after the SIGCONT" } ?? "")"
         default:
             break
         }
@@ -527,6 +559,36 @@ struct FaultInjector: Sendable {
     /// How many entries a dead consumer still holds whose mail msg had recorded by `before`
     /// (Redis ms): the worker was killed between the external effect and the settle. Of a live
     /// one (`before` `.max`, the `oldest` few it holds): entries inside their handler now.
+    /// Of the `held` entries a frozen consumer had, how many are not pending to it any more, as
+    /// confirmed by the replica (see ``Observer/confirmedPending(consumer:group:replicas:)``).
+    /// Tries for up to 10 s (the worker stays frozen meanwhile); nil when it could not be read.
+    private func takenWhileFrozen(consumer: String, group: String, held: Int) async -> Int? {
+        guard held > 0 else { return 0 }
+        let replicas = options.topology.hasReplicas ? 1 : 0
+        let started = ContinuousClock.now
+        while ContinuousClock.now - started < .seconds(10) {
+            if let pending = await observer.confirmedPending(consumer: consumer, group: group, replicas: replicas) {
+                return max(0, held - pending)
+            }
+            await pause(seconds: 0.25)
+        }
+        return nil
+    }
+
+    /// The stale settles a resumed zombie reports: scrapes it until the count rises above what
+    /// it was before the pause, for up to 15 s (its settles wait for a Redis that restarts).
+    private func refusedSettles(of incarnation: WorkerIncarnation, before: Int) async -> Int {
+        let started = ContinuousClock.now
+        var now = before
+        while ContinuousClock.now - started < .seconds(15) {
+            await observer.scrape(incarnation)
+            now = await observer.staleSettles(of: incarnation.consumer)
+            if now > before { break }
+            await pause(seconds: 0.25)
+        }
+        return now - before
+    }
+
     private func mailedButUnsettled(consumer: String, group: String, before: Int64, oldest: Int = 1000) async throws -> Int {
         var n = 0
         for stream in WorkerStreams.streams(of: group) {

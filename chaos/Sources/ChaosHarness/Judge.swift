@@ -27,15 +27,13 @@ public enum Judge {
         let counters = report.counters
         let stale = (counters["foreign_settles_refused"] ?? 0) + (counters["already_settled"] ?? 0)
 
-        // The owner check: a worker paused past its lease whose entries were reclaimed meanwhile
-        // resumes as a zombie; its settles of those entries must be refused.
-        let zombies = executed.filter { f in
-            f.planned.kind == .pause && (f.heldPending ?? 0) > 0
-                && report.reclaims.contains { $0.consumer == f.target && $0.reclaimedAfter != nil }
-        }
+        // The owner check: a worker paused past its lease whose entries others had taken when it
+        // resumed (confirmed by the replica, so no failover gave them back) is a zombie; its
+        // settles of those entries must be refused.
+        let zombies = executed.filter { f in f.planned.kind == .pause && (f.takenAtResume ?? 0) > 0 }
         if !zombies.isEmpty && stale == 0 {
             violations.append(
-                "owner check: no stale settle was refused although \(zombies.count) paused workers resumed after their entries were reclaimed")
+                "owner check: no stale settle was refused although \(zombies.count) paused workers resumed with entries others had taken")
         }
 
         // Leases: with no worker paused and nothing cutting workers off from Redis, no settle can
@@ -96,7 +94,7 @@ public enum Judge {
             voids.append("no duplicate was suppressed by the idempotency markers: the marker path never ran")
         }
         if enabled.contains(.pause) && stale == 0 && zombies.isEmpty {
-            voids.append("no stale settle was refused, and no paused worker held entries that were reclaimed: the owner check never ran")
+            voids.append("no stale settle was refused, and no paused worker resumed with entries others had taken: the owner check never ran")
         }
 
         let verdict = violations.isEmpty ? (voids.isEmpty ? "PASS" : "VOID") : "FAIL"

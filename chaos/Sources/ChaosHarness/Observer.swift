@@ -88,6 +88,37 @@ actor Observer {
         return n
     }
 
+    /// The entries `consumer` holds, counted only once `replicas` replicas hold that state too:
+    /// per stream, XPENDING, then a write of the harness's own (a fence, in the stream's slot) and
+    /// WAIT on the same connection. Replication is ordered, so the fence confirmed means the
+    /// claims read before it survive a failover. nil when Redis could not be asked or the replica
+    /// did not confirm (cut off, or its primary down).
+    func confirmedPending(consumer: String, group: String, replicas: Int) async -> Int? {
+        var n = 0
+        for stream in WorkerStreams.streams(of: group) {
+            do {
+                n += try await pool.withConnection(forKeys: [RedisArgument(stream)]) { connection in
+                    let summary = try await connection.send(XPENDING(RedisArgument(stream), group: group))
+                    if replicas > 0 {
+                        _ = try await connection.send(SET(RedisArgument(stream + ":chaos-pending-fence"), RedisArgument(consumer)))
+                        guard try await connection.send(WAIT(replicas: replicas, timeout: .seconds(2))) >= replicas else {
+                            throw ChaosError("the replica did not confirm the pending entries of \(stream)")
+                        }
+                    }
+                    return summary.consumers[consumer] ?? 0
+                }
+            } catch {
+                return nil
+            }
+        }
+        return n
+    }
+
+    /// Stale settles (foreign owner or already settled) one incarnation reported at its last scrape.
+    func staleSettles(of consumer: String) -> Int {
+        (counters[consumer]?["foreign_settles_refused"] ?? 0) + (counters[consumer]?["already_settled"] ?? 0)
+    }
+
     /// Starts measuring the reclaim of a consumer that just died or froze.
     func watch(consumer: String, group: String, held: Int) {
         watches[consumer] = ReclaimWatch(consumer: consumer, group: group, since: clock.elapsed, held: held)
