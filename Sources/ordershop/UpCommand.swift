@@ -48,6 +48,10 @@ struct UpCommand: AsyncParsableCommand {
     @Flag(help: "Do not serve the operations dashboard at /dashboard on the gateway.")
     var noDashboard = false
 
+    @Flag(
+        help: "Forward commands from the gateway and hand mails to msg over loopback HTTP, as separate processes do (default: their routers are called in this process).")
+    var httpBetweenServices = false
+
     @OptionGroup var redis: RedisOptions
     @OptionGroup var confirm: ConfirmationOptions
 
@@ -64,7 +68,7 @@ struct UpCommand: AsyncParsableCommand {
         let stack = ShopStack.Options(
             host: host, ports: ports, metricsPort: metricsPort > 0 ? metricsPort : nil, adminRoutes: !noAdmin,
             adminToken: adminToken ?? ProcessInfo.processInfo.environment["ORDERSHOP_ADMIN_TOKEN"], dashboard: !noDashboard,
-            confirmation: try confirm.confirmation())
+            confirmation: try confirm.confirmation(), callsInProcess: !httpBetweenServices)
         let options = OrderShopUp.Options(
             redis: redis.isConfigured ? try redis.configuration() : nil, dataDirectory: dataDir, redisPort: redisPort, cluster: cluster, stack: stack)
         let logger = makeLogger("ordershop.up")

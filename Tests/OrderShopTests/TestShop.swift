@@ -83,6 +83,7 @@ func withShop<T: Sendable>(
     workers: [WorkerName] = WorkerName.allCases,
     workerConfiguration: WorkerConfiguration = WorkerConfiguration(block: .milliseconds(500), lease: .seconds(2)),
     dashboard: Bool = false,
+    callsInProcess: Bool = false,
     _ body: (TestShop) async throws -> T
 ) async throws -> T {
     try await withRedisServer { server in
@@ -91,7 +92,7 @@ func withShop<T: Sendable>(
         for attempt in 1...5 {
             let options = ShopStack.Options(
                 ports: anyPorts(), workers: workers, workerConfiguration: workerConfiguration, metricsPort: nil, adminRoutes: true,
-                adminToken: TestShop.adminToken, dashboard: dashboard)
+                adminToken: TestShop.adminToken, dashboard: dashboard, callsInProcess: callsInProcess)
             let stack = try ShopStack(redis: server.configuration, httpClient: httpClient, options: options, logger: testLogger)
             let group = ServiceGroup(services: stack.services, logger: testLogger)
             let ended = Mutex(false)

@@ -8,13 +8,17 @@ import Testing
 /// Traces exported for real: `ordershop up` as a child process, exporting over OTLP/HTTP (JSON)
 /// to a receiver this test runs.
 @Suite struct TraceExportTests {
-    @Test("a trace from POST /orders reaches the CRM and billing workers' spans and msg's, with one trace id, exported over OTLP")
-    func orderTraceReachesTheMails() async throws {
+    /// Both ways `ordershop up` calls its own services: their routers in-process (the default)
+    /// and over loopback HTTP as separate processes do.
+    @Test(
+        "a trace from POST /orders reaches the CRM and billing workers' spans and msg's, with one trace id, exported over OTLP",
+        arguments: [[], ["--http-between-services"]])
+    func orderTraceReachesTheMails(calls: [String]) async throws {
         try await OTLPReceiver.run { receiver, port in
             try await withRedisServer { server in
                 let up = try ChildProcess(
                     try builtProduct("ordershop"),
-                    ["up", "--url", server.url, "--gateway-port", "0", "--service-port-base", "0", "--metrics-port", "0", "--no-admin"],
+                    ["up", "--url", server.url, "--gateway-port", "0", "--service-port-base", "0", "--metrics-port", "0", "--no-admin"] + calls,
                     environment: [
                         "LOG_LEVEL": "info",
                         "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:\(port)",

@@ -44,11 +44,26 @@ public func buildApplication(
     gateway: GatewayOptions = .init(), msg: MsgOptions = .init(), limits: HTTPServerLimits = .init(),
     onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
 ) -> some ApplicationProtocol {
+    buildApplication(
+        for: service, responder: buildRouter(for: service, context: context, httpClient: httpClient, gateway: gateway, msg: msg).buildResponder(),
+        host: host, port: port, logger: serviceLogger(service, context), limits: limits, onServerRunning: onServerRunning)
+}
+
+/// The logger of one service's requests: the shop's, with the service's name.
+func serviceLogger(_ service: ServiceName, _ context: ShopContext) -> Logger {
     var logger = context.logger
     logger[metadataKey: "service"] = "\(service)"
+    return logger
+}
+
+/// One OrderShop service serving a router built already (which ``InProcessServices`` may call too).
+func buildApplication(
+    for service: ServiceName, responder: RouterResponder<ShopRequestContext>, host: String, port: Int, logger: Logger,
+    limits: HTTPServerLimits = .init(), onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+) -> some ApplicationProtocol {
     let idle = limits.idleTimeout.components
     return Application(
-        router: buildRouter(for: service, context: context, httpClient: httpClient, gateway: gateway, msg: msg),
+        responder: responder,
         server: .http1(
             configuration: .init(
                 additionalChannelHandlers: [SlowClientGuard(limits: limits)],

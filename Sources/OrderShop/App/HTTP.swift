@@ -3,8 +3,23 @@ import HTTPTypes
 import Hummingbird
 import Logging
 
-/// The request context every OrderShop router uses.
-public typealias ShopRequestContext = BasicRequestContext
+/// The request context every OrderShop router uses: Hummingbird's basic one, which can also be
+/// made without a connection, for a call in the same process (``InProcessServices``).
+public struct ShopRequestContext: RequestContext {
+    public var coreContext: CoreRequestContextStorage
+
+    public init(source: ApplicationRequestContextSource) {
+        coreContext = CoreRequestContextStorage(source: source)
+    }
+
+    init(inProcess logger: Logger) {
+        coreContext = CoreRequestContextStorage(source: InProcessSource(logger: logger))
+    }
+
+    private struct InProcessSource: RequestContextSource {
+        let logger: Logger
+    }
+}
 
 /// The largest request body a command accepts.
 let maxBodySize = 4 << 20
@@ -17,6 +32,9 @@ extension HTTPField.Name {
     /// On a create's answer: `true` when the ids are those of an earlier request with the same
     /// `Idempotency-Key` (nothing was created now).
     public static let idempotentReplayed = Self("Idempotent-Replayed")!
+    /// The W3C trace context (``OutgoingTrace``), for a call made without HTTP headers of NIO's.
+    static let traceparent = Self("traceparent")!
+    static let tracestate = Self("tracestate")!
 }
 
 /// JSON responses built from bytes we already have (read-model JSON is never decoded and re-encoded).

@@ -96,10 +96,13 @@ public struct ServiceAddresses: Sendable, Hashable {
 public final class ServiceDirectory: Sendable {
     private let addresses: Mutex<ServiceAddresses>
     private let host: String
+    /// The services its callers reach without HTTP (``InProcessServices``); nil: all over HTTP.
+    public let inProcess: InProcessServices?
 
-    public init(_ addresses: ServiceAddresses, host: String = "127.0.0.1") {
+    public init(_ addresses: ServiceAddresses, host: String = "127.0.0.1", inProcess: InProcessServices? = nil) {
         self.addresses = Mutex(addresses)
         self.host = host
+        self.inProcess = inProcess
     }
 
     /// The base URL of a service now.

@@ -7,7 +7,8 @@ import WorkerMetricsHTTP
 
 /// Every OrderShop service and worker in one process: what `ordershop up` runs, and what the
 /// end-to-end tests start. Each service listens on its own port and talks to the others over
-/// HTTP exactly as separate processes would.
+/// HTTP exactly as separate processes would, or with ``Options/callsInProcess`` calls their
+/// routers directly.
 public final class ShopStack: Sendable {
     public struct Options: Sendable {
         public var host: String
@@ -26,6 +27,11 @@ public final class ShopStack: Sendable {
         public var dashboard: Bool
         /// `--confirm-replicas`: commands and mails answer 2xx only once replicas have them.
         public var confirmation: ReplicaConfirmation?
+        /// The gateway forwards commands, and the workers hand mails to msg, by calling their
+        /// routers in this process instead of over loopback HTTP (``InProcessServices``). The
+        /// services still listen on their ports. Off: every call goes over HTTP, exactly as
+        /// between separate processes.
+        public var callsInProcess: Bool
         /// Called with each service and its port once it listens.
         public var onServiceRunning: @Sendable (ServiceName, Int) async -> Void
 
@@ -33,7 +39,8 @@ public final class ShopStack: Sendable {
             host: String = "127.0.0.1", ports: [ServiceName: Int] = Dictionary(uniqueKeysWithValues: ServiceName.allCases.map { ($0, $0.defaultPort) }),
             workers: [WorkerName] = WorkerName.allCases, workerConfiguration: WorkerConfiguration = .init(),
             metricsPort: Int? = WorkerName.defaultMetricsPort, adminRoutes: Bool = true, adminToken: String? = nil, dashboard: Bool = false,
-            confirmation: ReplicaConfirmation? = nil, onServiceRunning: @escaping @Sendable (ServiceName, Int) async -> Void = { _, _ in }
+            confirmation: ReplicaConfirmation? = nil, callsInProcess: Bool = false,
+            onServiceRunning: @escaping @Sendable (ServiceName, Int) async -> Void = { _, _ in }
         ) {
             self.host = host
             self.ports = ports
@@ -44,6 +51,7 @@ public final class ShopStack: Sendable {
             self.adminToken = adminToken
             self.dashboard = dashboard
             self.confirmation = confirmation
+            self.callsInProcess = callsInProcess
             self.onServiceRunning = onServiceRunning
         }
     }
@@ -62,7 +70,8 @@ public final class ShopStack: Sendable {
 
     public init(redis: RedisConfiguration, httpClient: HTTPClient, options: Options, logger: Logger) throws {
         let callHost = options.host == "0.0.0.0" ? "127.0.0.1" : options.host
-        let directory = ServiceDirectory(ServiceAddresses.loopback(ports: options.ports, host: callHost), host: callHost)
+        let inProcess = options.callsInProcess ? InProcessServices() : nil
+        let directory = ServiceDirectory(ServiceAddresses.loopback(ports: options.ports, host: callHost), host: callHost, inProcess: inProcess)
         var clients: [any RedisClientProtocol] = []
         var services: [any Service] = []
         // A pool for one server; a cluster client (with its topology upkeep, listed before the
@@ -82,6 +91,9 @@ public final class ShopStack: Sendable {
         let listenersBound = StartGate(waitingFor: ServiceName.allCases.count + (runsMetrics ? 1 : 0))
         func app(_ name: ServiceName, gateway: GatewayOptions = .init()) {
             let port = options.ports[name] ?? name.defaultPort
+            let responder = buildRouter(for: name, context: http, httpClient: httpClient, gateway: gateway).buildResponder()
+            let logger = serviceLogger(name, http)
+            inProcess?.register(name, responder, logger: logger)
             let listener = HTTPListener(
                 .service(name), host: options.host, port: port,
                 onListening: { bound in
@@ -90,9 +102,7 @@ public final class ShopStack: Sendable {
                     listenersBound.arrive()
                 }
             ) { onRunning in
-                buildApplication(
-                    for: name, host: options.host, port: port, context: http, httpClient: httpClient, gateway: gateway,
-                    onServerRunning: onRunning)
+                buildApplication(for: name, responder: responder, host: options.host, port: port, logger: logger, onServerRunning: onRunning)
             }
             services.append(SupervisedService("\(Listener.service(name))", listener))
         }

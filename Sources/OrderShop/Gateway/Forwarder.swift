@@ -16,6 +16,7 @@ struct Forwarder: Sendable {
 
     func forward(_ request: Request, context: ShopRequestContext) async throws -> Response {
         let body = try await request.bodyBytes()
+        if let answer = try await forwardInProcess(request, body: body, context: context) { return answer }
         let baseURL = directory.url(service)
         var outgoing = HTTPClientRequest(url: baseURL + request.uri.path + (request.uri.query.map { "?" + $0 } ?? ""))
         outgoing.method = HTTPMethod(rawValue: request.method.rawValue)
@@ -39,5 +40,24 @@ struct Forwarder: Sendable {
         headers[.contentType] = answer.headers.first(name: "Content-Type") ?? "application/json; charset=utf-8"
         if let replayed = answer.headers.first(name: "Idempotent-Replayed") { headers[.idempotentReplayed] = replayed }
         return Response(status: HTTPResponse.Status(code: Int(answer.status.code)), headers: headers, body: ResponseBody(byteBuffer: bytes))
+    }
+
+    /// The owner's router called in this process (``InProcessServices``), with the request the
+    /// HTTP forward would send; nil when the owner runs elsewhere.
+    private func forwardInProcess(_ request: Request, body: [UInt8], context: ShopRequestContext) async throws -> Response? {
+        guard let services = directory.inProcess, services.runs(service) else { return nil }
+        var headers = HTTPFields()
+        headers[.contentType] = request.headers[.contentType] ?? "application/json"
+        headers[.traceID] = request.traceID
+        if let key = request.headers[.idempotencyKey], !dropsIdempotencyKey { headers[.idempotencyKey] = key }
+        OutgoingTrace.inject(into: &headers)
+        let path = request.uri.path + (request.uri.query.map { "?" + $0 } ?? "")
+        guard let answer = try await services.call(service, method: request.method, path: path, headers: headers, body: ByteBuffer(bytes: body))
+        else { return nil }
+        // What the HTTP forward passes on: the status, the body, its type and the replay flag.
+        var passed = HTTPFields()
+        passed[.contentType] = answer.headers[.contentType] ?? "application/json; charset=utf-8"
+        if let replayed = answer.headers[.idempotentReplayed] { passed[.idempotentReplayed] = replayed }
+        return Response(status: answer.status, headers: passed, body: answer.body)
     }
 }

@@ -7,7 +7,8 @@ import NIOCore
 public struct GatewayOptions: Sendable {
     /// Where the owning services are.
     public var directory: ServiceDirectory
-    /// How long a forwarded command may take before the gateway answers 503.
+    /// How long a command forwarded over HTTP may take before the gateway answers 503 (an owner
+    /// called in this process has none: see ``InProcessServices``).
     public var forwardTimeout: Duration
     /// Start/stop control of in-process workers (`ordershop up` only): `/admin/...` routes.
     public var admin: WorkerControl?

@@ -1,5 +1,6 @@
-import Foundation
 import AsyncHTTPClient
+import Foundation
+import HTTPTypes
 import NIOCore
 import Tracing
 
@@ -23,16 +24,20 @@ public struct MailClient: Sendable {
         self.init(client: client, timeout: timeout) { fixed }
     }
 
-    /// msg wherever the directory says it is at the time of each mail.
+    /// msg wherever the directory says it is at the time of each mail (in this process when
+    /// the directory has it there: ``InProcessServices``).
     public init(directory: ServiceDirectory, client: HTTPClient, timeout: TimeAmount = .seconds(10)) {
-        self.init(client: client, timeout: timeout) { directory.url(.msg) }
+        self.init(client: client, timeout: timeout, inProcess: directory.inProcess) { directory.url(.msg) }
     }
 
-    private init(client: HTTPClient, timeout: TimeAmount, base: @escaping @Sendable () -> String) {
+    private init(client: HTTPClient, timeout: TimeAmount, inProcess: InProcessServices? = nil, base: @escaping @Sendable () -> String) {
         self.base = base
         self.client = client
         self.timeout = timeout
+        self.inProcess = inProcess
     }
+
+    private let inProcess: InProcessServices?
 
     /// Why a mail could not be sent.
     public enum Failure: Error, CustomStringConvertible {
@@ -69,12 +74,15 @@ public struct MailClient: Sendable {
     }
 
     private func post(to: String, msg: String, idempotencyKey: String) async throws -> MailReceipt {
+        let key = plantedRandomKeys ? UUID().uuidString : idempotencyKey
+        let mail = ByteBuffer(bytes: JSONCoding.encode(["to": to, "msg": msg]))
+        if let inProcess, inProcess.runs(.msg) { return try await postInProcess(inProcess, mail: mail, idempotencyKey: key) }
         var request = HTTPClientRequest(url: baseURL + "/email")
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
-        request.headers.add(name: "Idempotency-Key", value: plantedRandomKeys ? UUID().uuidString : idempotencyKey)
+        request.headers.add(name: "Idempotency-Key", value: key)
         OutgoingTrace.inject(into: &request.headers)
-        request.body = .bytes(ByteBuffer(bytes: JSONCoding.encode(["to": to, "msg": msg])))
+        request.body = .bytes(mail)
         let response: HTTPClientResponse
         let body: ByteBuffer
         do {
@@ -83,16 +91,44 @@ public struct MailClient: Sendable {
         } catch {
             throw Failure.unavailable("\(error)")
         }
-        let text = String(buffer: body)
-        switch response.status.code {
+        return try Self.receipt(status: Int(response.status.code), body: body)
+    }
+
+    /// msg's router called in this process, with the request the HTTP post would send.
+    private func postInProcess(_ services: InProcessServices, mail: ByteBuffer, idempotencyKey: String) async throws -> MailReceipt {
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json"
+        headers[.idempotencyKey] = idempotencyKey
+        OutgoingTrace.inject(into: &headers)
+        let body: ByteBuffer
+        let status: Int
+        do {
+            guard
+                let answer = try await services.call(
+                    .msg, method: .post, path: "/email", headers: headers, body: mail)
+            else { throw Failure.unavailable("msg does not run in this process") }
+            status = answer.status.code
+            body = try await InProcessServices.collect(answer.body, upTo: 1 << 20)
+        } catch let failure as Failure {
+            throw failure
+        } catch {
+            throw Failure.unavailable("\(error)")
+        }
+        return try Self.receipt(status: status, body: body)
+    }
+
+    /// msg's answer as a receipt, or the failure it says.
+    private static func receipt(status: Int, body: ByteBuffer) throws -> MailReceipt {
+        let text = { String(buffer: body) }
+        switch status {
         case 200..<300:
             do { return try JSONCoding.decode(MailReceipt.self, from: body.readableBytesView) } catch {
-                throw Failure.unavailable("unexpected answer: \(text.prefix(200))")
+                throw Failure.unavailable("unexpected answer: \(text().prefix(200))")
             }
-        case 400..<500 where response.status.code != 408 && response.status.code != 429:
-            throw Failure.rejected(status: Int(response.status.code), body: String(text.prefix(500)))
+        case 400..<500 where status != 408 && status != 429:
+            throw Failure.rejected(status: status, body: String(text().prefix(500)))
         default:
-            throw Failure.unavailable("status \(response.status.code): \(text.prefix(200))")
+            throw Failure.unavailable("status \(status): \(text().prefix(200))")
         }
     }
 }

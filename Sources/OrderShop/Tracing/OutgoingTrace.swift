@@ -1,3 +1,4 @@
+import HTTPTypes
 import NIOHTTP1
 import Tracing
 
@@ -17,6 +18,14 @@ enum OutgoingTrace {
     static func inject(into headers: inout HTTPHeaders) {
         guard let context = ServiceContext.current else { return }
         InstrumentationSystem.instrument.inject(context, into: &headers, using: HeadersInjector())
+    }
+
+    /// Adds `traceparent` (and `tracestate`) of the current span to an in-process call's
+    /// header fields (``InProcessServices``).
+    static func inject(into fields: inout HTTPFields) {
+        let trace = Self.fields()
+        if !trace.traceparent.isEmpty { fields[.traceparent] = trace.traceparent }
+        if !trace.tracestate.isEmpty { fields[.tracestate] = trace.tracestate }
     }
 
     struct FieldsCarrier {

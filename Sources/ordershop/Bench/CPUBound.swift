@@ -47,19 +47,20 @@ struct CPUBound {
 /// Samples the CPU of running processes, of this process's children that exit meanwhile (wrk)
 /// and of the machine around a run.
 struct CPUBoundMeter {
-    /// Running processes to account (name, pid): the server under test, redis-server.
-    var processes: [(name: String, pid: pid_t)]
+    /// Running processes to account (name, pids summed under it): the server under test, redis-server(s).
+    var processes: [(name: String, pids: [pid_t])]
     /// The name under which the CPU of the children that exit during the run is counted.
     var exitedChildren: String
 
     func measure(_ run: () async throws -> GatewayBench.Figures) async throws -> (GatewayBench.Figures, CPUBound) {
-        let before = processes.map { ProcessCPU.seconds(pid: $0.pid) ?? 0 }
+        func seconds(_ pids: [pid_t]) -> Double { pids.reduce(0) { $0 + (ProcessCPU.seconds(pid: $1) ?? 0) } }
+        let before = processes.map { seconds($0.pids) }
         let childrenBefore = CPUAccounting.exitedChildrenSeconds
         let machineBefore = ProcessCPU.machineBusySeconds() ?? 0
         let start = ContinuousClock.now
         let figures = try await run()
         let elapsed = ContinuousClock.now - start
-        let after = processes.map { ProcessCPU.seconds(pid: $0.pid) ?? 0 }
+        let after = processes.map { seconds($0.pids) }
         var shares = zip(processes, zip(before, after)).map { CPUBound.Share(name: $0.0.name, seconds: max(0, $0.1.1 - $0.1.0)) }
         shares.append(CPUBound.Share(name: exitedChildren, seconds: max(0, CPUAccounting.exitedChildrenSeconds - childrenBefore)))
         let bound = CPUBound(

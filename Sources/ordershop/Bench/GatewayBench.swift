@@ -125,13 +125,30 @@ struct GatewayUnderTest {
     let process: ChildProcess
     let baseURL: String
 
-    static func start(executable: String, redisURL: String) async throws -> GatewayUnderTest {
+    /// The redis-server processes `ordershop up --cluster` started (its children).
+    var redisChildren: [pid_t] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap { entry -> pid_t? in
+            guard let pid = pid_t(entry), let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+                let close = stat.lastIndex(of: ")"), stat[..<close].hasSuffix("(redis-server")
+            else { return nil }
+            // Fields after the command: state, ppid, ...
+            let rest = stat[stat.index(after: close)...].split(separator: " ")
+            return rest.count > 1 && pid_t(rest[1]) == process.pid ? pid : nil
+        }
+    }
+
+    /// `ordershop up` with `arguments` added (`--http-between-services`, `--cluster`); on the
+    /// Redis at `redisURL`, or (nil) on the one `arguments` make it start.
+    static func start(executable: String, redisURL: String?, arguments: [String] = []) async throws -> GatewayUnderTest {
         let gatewayPort = try LocalRedisServer.freePort()
         let base = try consecutiveFreePorts(6)
         let process = try ChildProcess(
             executable,
-            ["up", "--url", redisURL, "--gateway-port", "\(gatewayPort)", "--service-port-base", "\(base)", "--metrics-port", "0"],
-            environment: ["LOG_LEVEL": "warning"])
+            ["up"] + (redisURL.map { ["--url", $0] } ?? []) + ["--gateway-port", "\(gatewayPort)", "--service-port-base", "\(base)", "--metrics-port", "0"]
+                + arguments,
+            // Without a URL, `up` starts its own Redis: a REDIS_URL in the bench's environment must not reach it.
+            environment: ["LOG_LEVEL": "warning"].merging(redisURL == nil ? ["REDIS_URL": ""] : [:]) { $1 })
         let url = "http://127.0.0.1:\(gatewayPort)"
         let deadline = ContinuousClock.now + .seconds(60)
         while ContinuousClock.now < deadline {
