@@ -13,9 +13,8 @@ enum RedisNodePools {
         }
     }
 
-    /// A cluster client that has discovered the topology (its shards, where to reach each node)
-    /// and closed its connections again: for commands that then reach the nodes one by one.
-    static func discovered(_ configuration: RedisClusterConfiguration) async throws -> RedisClusterClient {
+    /// A cluster client that has discovered the topology and stays connected (its ``RedisClusterClient/run()`` must run while it is used).
+    static func connected(_ configuration: RedisClusterConfiguration) async throws -> RedisClusterClient {
         let client = try RedisClusterClient(configuration: configuration)
         do {
             try await client.connect()
@@ -23,6 +22,13 @@ enum RedisNodePools {
             await client.shutdown()
             throw error
         }
+        return client
+    }
+
+    /// A cluster client that has discovered the topology (its shards, where to reach each node)
+    /// and closed its connections again: for commands that then reach the nodes one by one.
+    static func discovered(_ configuration: RedisClusterConfiguration) async throws -> RedisClusterClient {
+        let client = try await connected(configuration)
         await client.shutdown()
         return client
     }

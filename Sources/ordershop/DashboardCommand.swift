@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import OrderShop
 import RedisClient
+import StreamWorker
 
 /// `ordershop dashboard`: the operations page on its own (the same page `ordershop up` serves at
 /// /dashboard on the gateway).
@@ -35,10 +36,24 @@ struct DashboardCommand: AsyncParsableCommand {
 
     func run() async throws {
         let logger = makeLogger("ordershop.dashboard")
-        let pools = try await RedisNodePools.primaries(try redis.configuration())
-        let dashboard = Dashboard(
-            reader: OperationsReader(nodes: pools, nodeNames: pools.map { $0.configuration.endpoint.description }, match: match), history: RateHistory(interval: .seconds(sampleInterval)),
-            adminToken: token, host: host)
+        let configuration = try redis.configuration()
+        // One server: its pool. A cluster: its primaries of the moment (a failover moves the page
+        // to the promoted node), asked through a cluster client.
+        let pools: [RedisConnectionPool]
+        let cluster: (client: RedisClusterClient, primaries: ClusterPrimaryPools)?
+        if try await usesRedisCluster(configuration) {
+            let client = try await RedisNodePools.connected(try RedisClusterConfiguration(configuration))
+            (pools, cluster) = ([], (client, ClusterPrimaryPools(client: client)))
+        } else {
+            (pools, cluster) = ([try RedisConnectionPool(configuration: configuration, maximumConnections: 2)], nil)
+        }
+        func close() async {
+            for pool in pools { await pool.shutdown() }
+            await cluster?.primaries.shutdown()
+            await cluster?.client.shutdown()
+        }
+        let reader = cluster.map { OperationsReader(clusterPrimaries: $0.primaries, match: match) } ?? OperationsReader(nodes: pools, match: match)
+        let dashboard = Dashboard(reader: reader, history: RateHistory(interval: .seconds(sampleInterval)), adminToken: token, host: host)
         let (host, port) = (self.host, self.port)
         let shown = host == "0.0.0.0" ? "127.0.0.1" : host
         let actions = token == nil ? " (replay and purge off: no admin token)" : ""
@@ -53,13 +68,14 @@ struct DashboardCommand: AsyncParsableCommand {
         do {
             try await runUntilSignalled(
                 processServiceGroup(
-                    [SupervisedService("dashboard sampler", dashboard.sampler(logger: logger)), SupervisedService("\(Listener.dashboard)", listener)],
+                    (cluster.map { [SupervisedService("Redis cluster client", RedisClientService($0.client))] } ?? [])
+                        + [SupervisedService("dashboard sampler", dashboard.sampler(logger: logger)), SupervisedService("\(Listener.dashboard)", listener)],
                     logger: logger),
                 logger: logger)
         } catch {
-            for pool in pools { await pool.shutdown() }
+            await close()
             throw exitFailing(error, logger: logger) { _ in "--port" }
         }
-        for pool in pools { await pool.shutdown() }
+        await close()
     }
 }

@@ -39,7 +39,7 @@ struct DeadLetterTargets {
             if let partition {
                 found = found.filter { $0.partition?.partition == partition }
                 guard !found.isEmpty else { throw ValidationError("\(stream) has no partition \(partition)") }
-            } else if let node = await OperationsReader(nodes: pools).holder(of: stream, group: group) {
+            } else if let node = try await OperationsReader(nodes: pools).holder(of: stream, group: group) {
                 // The plain stream of that name: alone, or beside its partitions.
                 let plain = DeadLetters(client: node, stream: stream, group: group)
                 found.insert(Target(partition: PartitionedStream.parse(stream), deadLetters: plain), at: 0)

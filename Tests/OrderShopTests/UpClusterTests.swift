@@ -1,5 +1,7 @@
+import AsyncHTTPClient
 import Foundation
 import LocalRedis
+@testable import OrderShop
 import RedisClient
 import TestSupport
 import Testing
@@ -25,6 +27,16 @@ import Testing
         let demoStatus = await demo.waitForExit(timeout: .seconds(180))
         #expect(demoStatus == 0, "\(demo.output)")
         #expect(demo.output.contains("every expected mail sent exactly once"), "\(demo.output)")
+
+        // The dashboard reads every primary: the demo's streams, from more than one node.
+        let reply = try await ShopClient(baseURL: gateway, client: HTTPClient.shared).get("/dashboard/api/state")
+        let body = reply.text
+        #expect(reply.status == 200, "\(body)")
+        let state = try JSONSerialization.jsonObject(with: Data(reply.body)) as? [String: Any]
+        let streams = state?["streams"] as? [[String: Any]] ?? []
+        let names = Set(streams.compactMap { $0["name"] as? String })
+        #expect(names.isSuperset(of: ["events:{customer}_created", "events:{order}_created", "events:{billing}_created"]), "\(body)")
+        #expect(Set(streams.compactMap { $0["node"] as? String }).count >= 2, "\(body)")
 
         up.signal(SIGINT)
         let status = await up.waitForExit(timeout: .seconds(60))

@@ -146,10 +146,18 @@ public final class ShopStack: Sendable {
         }
         control = WorkerControl(switchables)
         var dashboard: Dashboard?
-        // The dashboard reads each node's own keys: one server only (`ordershop dashboard`
-        // reaches every primary of a cluster).
-        if options.dashboard, !(http.pool is RedisClusterClient) {
-            let board = Dashboard(reader: OperationsReader(nodes: [http.pool]), adminToken: options.adminToken, host: options.host)
+        var primaryPools: ClusterPrimaryPools?
+        if options.dashboard {
+            // The dashboard reads each node's own keys: on a cluster, every primary of the moment.
+            let reader: OperationsReader
+            if let cluster = http.pool as? RedisClusterClient {
+                let pools = ClusterPrimaryPools(client: cluster)
+                primaryPools = pools
+                reader = OperationsReader(clusterPrimaries: pools)
+            } else {
+                reader = OperationsReader(nodes: [http.pool])
+            }
+            let board = Dashboard(reader: reader, adminToken: options.adminToken, host: options.host)
             services.append(SupervisedService("dashboard sampler", board.sampler(logger: logger)))
             dashboard = board
         }
@@ -160,10 +168,15 @@ public final class ShopStack: Sendable {
         self.services = services
         self.directory = directory
         self.clients = clients
+        self.primaryPools = primaryPools
     }
+
+    /// The dashboard's pools of a cluster's primaries, if it has them.
+    private let primaryPools: ClusterPrimaryPools?
 
     /// Closes the Redis clients (after the services have stopped).
     public func shutdown() async {
         for c in clients { await c.shutdown() }
+        await primaryPools?.shutdown()
     }
 }

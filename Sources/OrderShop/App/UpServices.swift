@@ -96,8 +96,6 @@ struct UpShop: Service {
     func run() async throws {
         guard let configuration = redis.configuration else { return }
         var stackOptions = options
-        // The dashboard reads one server's keys (see ShopStack): `ordershop dashboard` reads a cluster's.
-        if configuration.clusterMode == .enabled { stackOptions.dashboard = false }
         let announce = stackOptions.onServiceRunning
         let host = stackOptions.host == "0.0.0.0" ? "127.0.0.1" : stackOptions.host
         let shown = stackOptions

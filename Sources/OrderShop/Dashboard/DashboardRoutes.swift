@@ -67,7 +67,7 @@ public struct Dashboard: Sendable {
         } catch {
             throw ShopError.badRequest("expected {\"stream\": ..., \"group\": ..., \"ids\": [...]}")
         }
-        let node = await reader.node(holding: action.stream, group: action.group)
+        let node = try await reader.node(holding: action.stream, group: action.group)
         let dlq = DeadLetters(client: node, stream: action.stream, group: action.group)
         do {
             try await dlq.requireGroup(orDeadLetters: orDeadLetters)

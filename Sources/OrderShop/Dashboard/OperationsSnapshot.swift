@@ -82,20 +82,35 @@ extension OperationsSnapshot.Stream {
 /// letters and its replay stream share a hash tag, so the node that holds a stream answers for
 /// all three).
 public struct OperationsReader: Sendable {
-    public let nodes: [any RedisClientProtocol]
-    /// How each node is shown (``OperationsSnapshot/Stream/node``), when there are several.
-    public let nodeNames: [String]?
+    /// The nodes it reads: fixed, or a cluster's primaries as they are at each read.
+    private enum Nodes: Sendable {
+        case fixed([any RedisClientProtocol], names: [String]?)
+        case clusterPrimaries(ClusterPrimaryPools)
+    }
+
+    private let source: Nodes
     public let match: String
     public let deadLetterLimit: Int
     /// Whether to list dead letters (`status` only counts them).
     public let listsDeadLetters: Bool
 
+    /// Reads `nodes`, each shown (``OperationsSnapshot/Stream/node``) by its name in
+    /// `nodeNames` when there are several.
     public init(
         nodes: [any RedisClientProtocol], nodeNames: [String]? = nil, match: String = "*", deadLetterLimit: Int = 50,
         listsDeadLetters: Bool = true
     ) {
-        self.nodes = nodes
-        self.nodeNames = nodeNames
+        self.init(source: .fixed(nodes, names: nodeNames), match: match, deadLetterLimit: deadLetterLimit, listsDeadLetters: listsDeadLetters)
+    }
+
+    /// Reads every primary of a Redis Cluster, those of the moment (a failover moves it to the
+    /// promoted node).
+    public init(clusterPrimaries: ClusterPrimaryPools, match: String = "*", deadLetterLimit: Int = 50, listsDeadLetters: Bool = true) {
+        self.init(source: .clusterPrimaries(clusterPrimaries), match: match, deadLetterLimit: deadLetterLimit, listsDeadLetters: listsDeadLetters)
+    }
+
+    private init(source: Nodes, match: String, deadLetterLimit: Int, listsDeadLetters: Bool) {
+        self.source = source
         self.match = match
         self.deadLetterLimit = deadLetterLimit
         self.listsDeadLetters = listsDeadLetters
@@ -103,11 +118,22 @@ public struct OperationsReader: Sendable {
 
     /// The same reader without the dead-letter lists (counts only): for sampling.
     public var countsOnly: OperationsReader {
-        OperationsReader(nodes: nodes, nodeNames: nodeNames, match: match, deadLetterLimit: deadLetterLimit, listsDeadLetters: false)
+        OperationsReader(source: source, match: match, deadLetterLimit: deadLetterLimit, listsDeadLetters: false)
+    }
+
+    /// The nodes to read now, and how each is shown (nil: one node, not named).
+    private func nodes() async throws -> (nodes: [any RedisClientProtocol], names: [String]?) {
+        switch source {
+        case .fixed(let nodes, let names): return (nodes, names)
+        case .clusterPrimaries(let pools):
+            let primaries = try await pools.current()
+            return (primaries.map(\.pool), primaries.map(\.name))
+        }
     }
 
     public func read() async throws -> OperationsSnapshot {
         var streams: [OperationsSnapshot.Stream] = []
+        let (nodes, nodeNames) = try await nodes()
         for (index, node) in nodes.enumerated() {
             let nodeName = nodes.count > 1 ? nodeNames?[index] : nil
             let inspector = GroupInspector(client: node)
@@ -133,14 +159,20 @@ public struct OperationsReader: Sendable {
 
     /// The node that holds a stream (or, for a group since removed, its dead letters); the first
     /// node when none does, so that the caller's own check names what is missing.
-    public func node(holding stream: String, group: String) async -> any RedisClientProtocol {
-        await holder(of: stream, group: group) ?? nodes[0]
+    public func node(holding stream: String, group: String) async throws -> any RedisClientProtocol {
+        let nodes = try await nodes().nodes
+        guard !nodes.isEmpty else { throw RedisError(.clusterDown, "no primary is known") }
+        return await holder(of: stream, group: group, among: nodes) ?? nodes[0]
     }
 
     /// The node that holds a stream or its group's dead letters; nil when none of several does
     /// (the one server when there is one).
-    public func holder(of stream: String, group: String) async -> (any RedisClientProtocol)? {
-        guard nodes.count > 1 else { return nodes[0] }
+    public func holder(of stream: String, group: String) async throws -> (any RedisClientProtocol)? {
+        await holder(of: stream, group: group, among: try await nodes().nodes)
+    }
+
+    private func holder(of stream: String, group: String, among nodes: [any RedisClientProtocol]) async -> (any RedisClientProtocol)? {
+        guard nodes.count > 1 else { return nodes.first }
         let keys = [RedisArgument(stream), RedisArgument(StreamKeys.deadLetter(stream: stream, group: group))]
         for node in nodes {
             // A primary that does not own the slot answers MOVED: not this one.

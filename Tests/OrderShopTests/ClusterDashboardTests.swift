@@ -1,0 +1,50 @@
+import Foundation
+import LocalRedis
+@testable import OrderShop
+import RedisClient
+import StreamWorker
+import TestSupport
+import Testing
+
+/// The operations view on a Redis Cluster (`ordershop up --cluster`'s dashboard): it reads
+/// every primary of the moment, and after a failover the promoted one.
+@Suite struct ClusterDashboardTests {
+    @Test("the dashboard's reader follows a failover to the promoted primary")
+    func readerFollowsFailover() async throws {
+        try await withLocalCluster { cluster, client in
+            let stream = EntityType.customer.stream(.created)
+            _ = try await client.send(XADD(RedisArgument(stream), fields: [StreamField("entity", "{}")]))
+            _ = try await client.send(XGROUPCREATE(RedisArgument(stream), group: "crm", id: "0"))
+            let pools = ClusterPrimaryPools(client: client)
+            let reader = OperationsReader(clusterPrimaries: pools)
+            let (primaries, replicasOf) = try await cluster.roles()
+            #expect(try await pools.current().map(\.name).sorted() == primaries.map { cluster.addresses[$0] }.sorted())
+
+            let before = try await reader.read()
+            let holder = try #require(before.streams.first { $0.name == stream })
+            #expect(holder.length == 1)
+            #expect(holder.groups.map(\.status.group) == ["crm"])
+
+            // Promote the replica of the node that holds the stream.
+            let holderAddress = try #require(client.primary(for: HashSlot(key: stream)))
+            let old = try #require(cluster.index(ofPort: holderAddress.port))
+            let promoted = try #require(replicasOf[old]?.first)
+            try await cluster.failOver(to: promoted)
+            // The nodes learn the new roles by gossip within a moment; the cluster client's own
+            // map is not asked (its full refresh may come 30 s later).
+            let followed = await eventually(timeout: .seconds(10)) {
+                let names = (try? await pools.current().map(\.name)) ?? []
+                return names.contains(cluster.addresses[promoted]) && !names.contains(cluster.addresses[old])
+            }
+            let seen = (try? await pools.current().map(\.name)) ?? []
+            #expect(followed, "primaries seen: \(seen)")
+            let after = try await reader.read()
+            let moved = try #require(after.streams.first { $0.name == stream })
+            #expect(moved.node == cluster.addresses[promoted])
+            #expect(moved.length == 1)
+            // The dead-letter actions find the stream there too.
+            #expect(try await reader.holder(of: stream, group: "crm") != nil)
+            await pools.shutdown()
+        }
+    }
+}
