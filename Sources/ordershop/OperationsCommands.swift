@@ -29,8 +29,10 @@ struct StatusCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        let configuration = try redis.configuration()
+        if watch, try await usesRedisCluster(configuration) { return try await watchCluster(try RedisClusterConfiguration(configuration)) }
         // Every primary of a Redis Cluster, or the one server.
-        let pools = try await RedisNodePools.primaries(try redis.configuration())
+        let pools = try await RedisNodePools.primaries(configuration)
         let reader = OperationsReader(
             nodes: pools, nodeNames: pools.map { $0.configuration.endpoint.description }, match: match, listsDeadLetters: false)
         do {
@@ -40,6 +42,29 @@ struct StatusCommand: AsyncParsableCommand {
             throw error
         }
         for pool in pools { await pool.shutdown() }
+    }
+
+    /// `--watch` on a Redis Cluster: the primaries of the moment at every refresh (a failover
+    /// moves the figures to the promoted node), through a cluster client whose topology upkeep
+    /// runs beside it.
+    private func watchCluster(_ configuration: RedisClusterConfiguration) async throws {
+        let client = try await RedisNodePools.connected(configuration)
+        let primaries = ClusterPrimaryPools(client: client)
+        let reader = OperationsReader(clusterPrimaries: primaries, match: match, listsDeadLetters: false)
+        let outcome: Result<Void, any Error>
+        do {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await client.run() }
+                defer { group.cancelAll() }
+                try await refresh(reader)
+            }
+            outcome = .success(())
+        } catch {
+            outcome = .failure(error)
+        }
+        await primaries.shutdown()
+        await client.shutdown()
+        try outcome.get()
     }
 
     /// Prints the figures again and again; ends with the process (Ctrl-C) or when the task is
