@@ -3,11 +3,13 @@ import Synchronization
 
 /// A small pool per primary of a Redis Cluster, as the cluster says they are now: for the
 /// operations view, which reads each node's own keys (SCAN, then XINFO per stream) and so must
-/// ask every primary. The primaries are asked for anew on every read (`CLUSTER SHARDS`, one
-/// round trip), so a failover moves the view to the promoted node at its next read: the
-/// cluster client's own map was no help, as a MOVED corrects it one slot at a time and its
-/// full refresh may come 30 s later (a test saw the promoted node only after 30 s). A pool
-/// is made the first time a node is a primary and kept until ``shutdown()``.
+/// ask every primary. The primaries are asked for anew on every read (`CLUSTER SHARDS`, or
+/// `CLUSTER SLOTS` before Redis 7.0: one round trip to some node), so a failover moves the view
+/// to the promoted node at its next read: the cluster client's own map was no help, as a MOVED
+/// corrects it one slot at a time and its full refresh may come 30 s later (a test saw the
+/// promoted node only after 30 s). The node asked may lag behind the cluster for a moment
+/// after a failover; ``OperationsReader`` then finds the old primary answering MOVED and asks
+/// once more. A pool is made when a node becomes a primary and closed when it no longer is.
 public final class ClusterPrimaryPools: Sendable {
     private let client: RedisClusterClient
     private let pools = Mutex<[ClusterNodeAddress: RedisConnectionPool]>([:])
@@ -18,21 +20,39 @@ public final class ClusterPrimaryPools: Sendable {
 
     /// The primaries now, each with its pool and its address (how the view names it).
     func current() async throws -> [(name: String, pool: RedisConnectionPool)] {
-        let shards = try await client.send(CLUSTERSHARDS())
-        let primaries = Set(shards.filter { !$0.slots.isEmpty }.compactMap { $0.primary.flatMap { client.address(of: $0) } })
-        return try primaries.sorted { $0.description < $1.description }.map { address in
-            let pool = try pools.withLock { pools in
-                if let pool = pools[address] { return pool }
-                let pool = try RedisConnectionPool(configuration: client.configuration.configuration(for: address), maximumConnections: 2)
-                pools[address] = pool
-                return pool
-            }
-            return (address.description, pool)
+        let shards: [ClusterShardDescription]
+        do {
+            shards = try await client.send(CLUSTERSHARDS())
+        } catch let error as RedisError where error.code == .err && error.message.lowercased().contains("unknown subcommand") {
+            shards = try await client.send(CLUSTERSLOTS())
         }
+        let primaries = Set(shards.filter { !$0.slots.isEmpty }.compactMap { $0.primary.flatMap { client.address(of: $0) } })
+        // New primaries' pools are made outside the lock (a TLS context reads its files).
+        let known = pools.withLock { Set($0.keys) }
+        var made: [ClusterNodeAddress: RedisConnectionPool] = [:]
+        do {
+            for address in primaries.subtracting(known) {
+                made[address] = try RedisConnectionPool(configuration: client.configuration.configuration(for: address), maximumConnections: 2)
+            }
+        } catch {
+            for pool in made.values { await pool.shutdown() }
+            throw error
+        }
+        let (chosen, unused) = pools.withLock { pools -> ([(String, RedisConnectionPool)], [RedisConnectionPool]) in
+            var unused: [RedisConnectionPool] = []
+            for (address, pool) in made {
+                if pools[address] == nil { pools[address] = pool } else { unused.append(pool) }
+            }
+            // A node that is no longer a primary: its pool goes (its reads would answer MOVED).
+            for address in Set(pools.keys).subtracting(primaries) { unused.append(pools.removeValue(forKey: address)!) }
+            return (primaries.sorted { $0.description < $1.description }.compactMap { a in pools[a].map { (a.description, $0) } }, unused)
+        }
+        for pool in unused { await pool.shutdown() }
+        return chosen
     }
 
     /// Closes every pool made.
     public func shutdown() async {
-        for pool in pools.withLock({ Array($0.values) }) { await pool.shutdown() }
+        for pool in pools.withLock({ pools in defer { pools = [:] }; return Array(pools.values) }) { await pool.shutdown() }
     }
 }

@@ -132,8 +132,19 @@ public struct OperationsReader: Sendable {
     }
 
     public func read() async throws -> OperationsSnapshot {
+        guard case .clusterPrimaries = source else { return try await read(try await nodes()) }
+        do {
+            return try await read(try await nodes())
+        } catch let error as RedisError where error.code == .moved {
+            // The node asked for the primaries had not yet heard of a failover, and a demoted
+            // one answered MOVED: ask again (another node, or the same one caught up).
+            return try await read(try await nodes())
+        }
+    }
+
+    private func read(_ view: (nodes: [any RedisClientProtocol], names: [String]?)) async throws -> OperationsSnapshot {
         var streams: [OperationsSnapshot.Stream] = []
-        let (nodes, nodeNames) = try await nodes()
+        let (nodes, nodeNames) = view
         for (index, node) in nodes.enumerated() {
             let nodeName = nodes.count > 1 ? nodeNames?[index] : nil
             let inspector = GroupInspector(client: node)
