@@ -238,7 +238,12 @@ struct FaultInjector: Sendable {
     /// changes hold open stock reservations (waiting up to 5 s for them); starts it again, or
     /// continues it, after the planned time. `heldPending`: the changes in flight just before.
     private func orderServiceFault(_ fault: PlannedFault, _ record: ExecutedFault) async -> ExecutedFault {
-        await orderLock.withLock { await orderServiceFaultNow(fault, record) }
+        // A Redis fault in progress (or a frozen worker, which holds Redis faults back) is waited
+        // out first: while the primary is down or its replica cut off, no order change gets
+        // between its steps (confirmed writes wait), and the fault finds none (a replicated CI
+        // run: "order crashes amid changes 0 of 1", its crash 1 s into a replica cut-off).
+        await redisLock.withLock {}
+        return await orderLock.withLock { await orderServiceFaultNow(fault, record) }
     }
 
     private func orderServiceFaultNow(_ fault: PlannedFault, _ record: ExecutedFault) async -> ExecutedFault {
