@@ -23,7 +23,7 @@ public final class ClusterPrimaryPools: Sendable {
         let shards: [ClusterShardDescription]
         do {
             shards = try await client.send(CLUSTERSHARDS())
-        } catch let error as RedisError where error.code == .err && error.message.lowercased().contains("unknown subcommand") {
+        } catch let error as RedisError where CLUSTERSHARDS.isUnsupported(error) {
             shards = try await client.send(CLUSTERSLOTS())
         }
         let primaries = Set(shards.filter { !$0.slots.isEmpty }.compactMap { $0.primary.flatMap { client.address(of: $0) } })

@@ -6,6 +6,12 @@ public struct CLUSTERSHARDS: RedisCommand {
     public func decode(_ reply: RESPValue) throws(RedisError) -> [ClusterShardDescription] {
         try ClusterShardDescription.decodeShards(reply)
     }
+
+    /// Whether `error` is a server saying it has no `CLUSTER SHARDS` (before Redis 7.0): ask
+    /// ``CLUSTERSLOTS`` then.
+    public static func isUnsupported(_ error: RedisError) -> Bool {
+        error.code == .err && error.message.lowercased().contains("unknown subcommand")
+    }
 }
 
 /// `CLUSTER SLOTS` (deprecated in 7.0, the fall-back for older servers): slot ranges with their primary and replicas.

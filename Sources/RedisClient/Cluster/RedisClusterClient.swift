@@ -606,7 +606,7 @@ public final class RedisClusterClient: Sendable {
             let shards: [ClusterShardDescription]
             do {
                 shards = try await connection.send(CLUSTERSHARDS())
-            } catch let error as RedisError where error.code == .err && error.message.lowercased().contains("unknown subcommand") {
+            } catch let error as RedisError where CLUSTERSHARDS.isUnsupported(error) {
                 shards = try await connection.send(CLUSTERSLOTS())  // before Redis 7.0
             }
             await connection.close()
