@@ -134,9 +134,9 @@ import Testing
     func idempotentOrderAfterAnUnconfirmedAnswer() async throws {
         try await withReplication { replication in
             let pool = try RedisConnectionPool(configuration: replication.configuration(0), maximumConnections: 4)
-            // A second between reserving the stock and making the order, to stop the replica there.
+            // Two seconds between reserving the stock and making the order, to stop the replica there.
             let context = try ShopContext(
-                pool: pool, logger: testLogger, confirmation: ReplicaConfirmation(replicas: 1, timeout: .seconds(2)), orderStepPause: .seconds(1))
+                pool: pool, logger: testLogger, confirmation: ReplicaConfirmation(replicas: 1, timeout: .seconds(2)), orderStepPause: .seconds(2))
             try await context.store.create([Customer(id: "c1", name: "C", email: "c@shop.test")], trace: "seed")
             try await context.store.create([Product(id: "p1", name: "P", price: 1)], trace: "seed")
             try await context.store.create([Inventory(id: "i1", productID: "p1", amount: 3)], trace: "seed")
@@ -148,8 +148,13 @@ import Testing
                     ) { try keyedAnswer($0) }
                 }
                 let firstAttempt = Task { try await create() }
-                // Its stock is reserved (and confirmed): the replica stalls before the order is made.
+                // Its stock is reserved and confirmed: the replica stalls before the order is made.
+                // Seeing the reservation on the primary is not enough: CI stopped the replica
+                // before it had acknowledged it, so the reservation's WAIT failed, no order was
+                // made, and the retry made it (200, not replayed). Once the replica has
+                // acknowledged the primary's offset, that WAIT has its answer.
                 #expect(await eventually { try await pool.send(ZCARD(RedisArgument(OrderSteps.Keys.open))) == 1 })
+                try await replication.waitUntilReplicasAttached()
                 replication.servers[1].signal(SIGSTOP)
                 let (first, firstBody, _) = try await firstAttempt.value
                 #expect(first == .serviceUnavailable, "\(firstBody)")
