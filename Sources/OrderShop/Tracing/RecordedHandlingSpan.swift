@@ -43,7 +43,7 @@ final class RecordedHandlingSpan: EventHandlingSpan {
             state.failed = failed
             return true
         }
-        if ended { exporter.add(.handling(self)) }
+        if ended { exporter.add(self) }
     }
 
     /// The span as exported (once ended).
