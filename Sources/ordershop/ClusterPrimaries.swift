@@ -8,7 +8,9 @@ enum RedisNodePools {
         guard try await usesRedisCluster(config) else { return [try RedisConnectionPool(configuration: config, maximumConnections: 2)] }
         let clusterConfig = try RedisClusterConfiguration(config)
         let client = try await discovered(clusterConfig)
-        return try client.shards.compactMap { $0.primary.flatMap { client.address(of: $0) } }.map {
+        // Only shards with slots: a primary that died and was replaced stays listed in a shard of
+        // its own, without slots, until the cluster forgets it (`status` named it "not read").
+        return try client.shards.filter { !$0.slots.isEmpty }.compactMap { $0.primary.flatMap { client.address(of: $0) } }.map {
             try RedisConnectionPool(configuration: clusterConfig.configuration(for: $0), maximumConnections: 2)
         }
     }

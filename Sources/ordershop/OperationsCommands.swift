@@ -36,12 +36,27 @@ struct StatusCommand: AsyncParsableCommand {
         let reader = OperationsReader(
             nodes: pools, nodeNames: pools.map { $0.configuration.endpoint.description }, match: match, listsDeadLetters: false)
         do {
-            if watch { try await refresh(reader) } else { print(try await render(reader.read()), terminator: "") }
+            if watch {
+                try await refresh(reader)
+            } else {
+                let snapshot = try await reader.read()
+                print(try render(snapshot), terminator: "")
+                if snapshot.unread != nil {
+                    // What was read is printed; the exit status says it is not everything.
+                    FileHandle.standardError.write(Data(Self.unreadLines(snapshot).utf8))
+                    throw ExitCode(1)
+                }
+            }
         } catch {
             for pool in pools { await pool.shutdown() }
             throw error
         }
         for pool in pools { await pool.shutdown() }
+    }
+
+    /// A line per node not read (a primary down, its replica not yet promoted).
+    static func unreadLines(_ snapshot: OperationsSnapshot) -> String {
+        (snapshot.unread ?? []).map { "not read: \($0.node): \($0.error); its streams are missing above\n" }.joined()
     }
 
     /// `--watch` on a Redis Cluster: the primaries of the moment at every refresh (a failover
@@ -73,7 +88,8 @@ struct StatusCommand: AsyncParsableCommand {
         while true {
             let text: String
             do {
-                text = try await render(reader.read())
+                let snapshot = try await reader.read()
+                text = try render(snapshot) + Self.unreadLines(snapshot)
             } catch is CancellationError {
                 throw CancellationError()
             } catch {

@@ -52,4 +52,40 @@ import Testing
             await pools.shutdown()
         }
     }
+
+    @Test("a primary killed: until its replica is promoted the view shows the other primaries' streams and names it as not read; then all again")
+    func aDeadPrimaryIsNamedNotRead() async throws {
+        // A node timeout of 6 s: the read while the primary is dead (about a second: its pool
+        // gives up reconnecting after one) comes before any promotion, even on a loaded CI machine.
+        var options = LocalRedisCluster.Options()
+        options.nodeTimeout = .seconds(6)
+        try await withLocalCluster(options) { cluster, client in
+            let stream = EntityType.customer.stream(.created)
+            _ = try await client.send(XADD(RedisArgument(stream), fields: [StreamField("entity", "{}")]))
+            let holderAddress = try #require(client.primary(for: HashSlot(key: stream)))
+            // A second stream on another primary.
+            let other = try #require(
+                (0..<200).map { "ops:{\($0)}" }.first { client.primary(for: HashSlot(key: $0)).map { $0 != holderAddress } ?? false })
+            _ = try await client.send(XADD(RedisArgument(other), fields: [StreamField("entity", "{}")]))
+            for key in [stream, other] { _ = try await client.send(XGROUPCREATE(RedisArgument(key), group: "crm", id: "0")) }
+            let pools = ClusterPrimaryPools(client: client)
+            let reader = OperationsReader(clusterPrimaries: pools)
+            #expect(try await reader.read().unread == nil)
+
+            let old = try #require(cluster.index(ofPort: holderAddress.port))
+            await cluster.nodes[old].kill()
+            // Before the node timeout no replica is promoted: the dead node is still a primary.
+            let during = try await reader.read()
+            #expect(during.unread?.map(\.node) == [cluster.addresses[old]], "\(String(describing: during.unread))")
+            #expect(during.streams.contains { $0.name == other } && !during.streams.contains { $0.name == stream }, "\(during.streams.map(\.name))")
+
+            var after: OperationsSnapshot?
+            let healed = await eventually(timeout: .seconds(60)) {
+                after = try? await reader.read()
+                return after?.unread == nil && after?.streams.contains { $0.name == stream } == true
+            }
+            #expect(healed, "\(String(describing: after?.unread)) \(String(describing: after?.streams.map(\.name)))")
+            await pools.shutdown()
+        }
+    }
 }

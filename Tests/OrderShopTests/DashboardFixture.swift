@@ -95,6 +95,7 @@ func withDashboard<T: Sendable>(
 /// What `GET /api/state` answers, as the page reads it.
 struct DashboardStateReply: Decodable {
     var streams: [OperationsSnapshot.Stream]
+    var unread: [OperationsSnapshot.UnreadNode]?
     var rates: [RateHistory.Series]
     var actions: Bool
 }

@@ -57,6 +57,7 @@ enum DashboardPage {
           #message { padding: .3em 1.2em; }
           #message:empty { display: none; }
           #message.ok { background: #e3f5ea; } #message.error { background: #fde7ea; color: #b00020; }
+          #unread { padding: .3em 1.2em; background: #fff4e5; color: #8a4b00; }
           td.error { max-width: 28em; overflow-wrap: anywhere; }
           tr.partition td { background: #fafbfc; font-size: .92em; }
           tr.partition td:first-child { padding-left: 1.8em; }
@@ -70,6 +71,7 @@ enum DashboardPage {
           <label>Admin token <input id="token" type="password" autocomplete="off" placeholder="needed to replay or purge"></label>
         </header>
         <div id="message" role="status"></div>
+        <div id="unread" role="alert" hidden></div>
         <main>
           <h2>Streams and consumer groups</h2>
           <table id="streams">
@@ -181,6 +183,11 @@ enum DashboardPage {
         }
 
         function render(state) {
+          // Nodes not read (a primary down, its replica not yet promoted): their streams are missing.
+          const unread = document.getElementById("unread");
+          unread.hidden = !state.unread;
+          unread.textContent = state.unread ? "Not read: " + state.unread.map(u => u.node + " (" + u.error + ")").join("; ")
+            + ". Its streams are missing below, and a stream with partitions there is counted without them." : "";
           const rates = new Map(state.rates.map(r => [r.stream + "\u0000" + r.group, r]));
           const body = document.querySelector("#streams tbody");
           const rows = [];

@@ -43,7 +43,7 @@ public struct Dashboard: Sendable {
         reads.get("/state") { _, _ in
             let snapshot = try await reader.read()
             return JSONResponse.encode(
-                DashboardState(time: snapshot.time, streams: snapshot.streams, rates: history.series(), actions: actions))
+                DashboardState(time: snapshot.time, streams: snapshot.streams, unread: snapshot.unread, rates: history.series(), actions: actions))
         }
         guarded.post("/replay") { request, _ in
             let (dlq, ids) = try await target(of: request, orDeadLetters: false)
@@ -88,6 +88,8 @@ public struct Dashboard: Sendable {
 struct DashboardState: Encodable {
     var time: Double
     var streams: [OperationsSnapshot.Stream]
+    /// Nodes not read (the page says so above the streams); absent when every node was read.
+    var unread: [OperationsSnapshot.UnreadNode]?
     var rates: [RateHistory.Series]
     /// Whether an admin token is configured (the page greys the buttons out otherwise).
     var actions: Bool

@@ -32,9 +32,18 @@ public struct OperationsSnapshot: Sendable, Codable, Equatable {
         public var deadLetters: [DeadLetters.Letter]
     }
 
+    /// A node of several that could not be read: its streams are missing from ``streams``, and a
+    /// logical stream with partitions there is summed over the others only.
+    public struct UnreadNode: Sendable, Codable, Equatable {
+        public var node: String
+        public var error: String
+    }
+
     /// Unix time of the reading, in seconds.
     public var time: Double
     public var streams: [Stream]
+    /// The nodes not read (a primary down and not yet replaced); nil when every node was read.
+    public var unread: [UnreadNode]? = nil
 
     /// Every group, in stream and group order (`ordershop status --json`); a partitioned
     /// stream's groups over all its partitions.
@@ -142,30 +151,64 @@ public struct OperationsReader: Sendable {
         }
     }
 
+    /// Reads every node, all at once (a node slow to refuse does not hold the others up). When
+    /// one of several fails, the others are still shown, with that node in
+    /// ``OperationsSnapshot/unread``: while a primary is down and its replica not yet promoted
+    /// (seconds, the cluster's node timeout), the view is what an operator looks at. It throws
+    /// when no node could be read, and on a cluster when a node answers MOVED (a failover the
+    /// primaries' list had not caught up with: ``read()`` asks again).
     private func read(_ view: (nodes: [any RedisClientProtocol], names: [String]?)) async throws -> OperationsSnapshot {
-        var streams: [OperationsSnapshot.Stream] = []
         let (nodes, nodeNames) = view
-        for (index, node) in nodes.enumerated() {
-            let nodeName = nodes.count > 1 ? nodeNames?[index] : nil
-            let inspector = GroupInspector(client: node)
-            for name in try await inspector.streams(matching: match) {
-                let key = RedisArgument(name)
-                let info = try await node.send(XINFOSTREAM(key))
-                let read = Dictionary(try await node.send(XINFOGROUPS(key)).map { ($0.name, $0.entriesRead) }) { a, _ in a }
-                var groups: [OperationsSnapshot.Group] = []
-                for status in try await inspector.status(stream: name) {
-                    let letters =
-                        listsDeadLetters && status.deadLetters > 0
-                        ? try await DeadLetters(client: node, stream: name, group: status.group).list(count: deadLetterLimit) : []
-                    groups.append(.init(status: status, entriesRead: read[status.group] ?? nil, deadLetters: letters))
+        let results = await withTaskGroup(of: (Int, Result<[OperationsSnapshot.Stream], any Error>).self) { group in
+            for (index, node) in nodes.enumerated() {
+                let nodeName = nodes.count > 1 ? nodeNames?[index] : nil
+                group.addTask {
+                    do { return (index, .success(try await read(node, named: nodeName))) } catch { return (index, .failure(error)) }
                 }
-                streams.append(
-                    .init(
-                        name: name, length: info.length, entriesAdded: info.entriesAdded,
-                        groups: groups.sorted { $0.status.group < $1.status.group }, node: nodeName))
+            }
+            var results = [Result<[OperationsSnapshot.Stream], any Error>?](repeating: nil, count: nodes.count)
+            for await (index, result) in group { results[index] = result }
+            return results.compactMap { $0 }
+        }
+        var streams: [OperationsSnapshot.Stream] = []
+        var unread: [OperationsSnapshot.UnreadNode] = []
+        var firstError: (any Error)?
+        for (index, result) in results.enumerated() {
+            switch result {
+            case .success(let read): streams += read
+            case .failure(let error):
+                guard nodes.count > 1, !(error is CancellationError) else { throw error }
+                if case .clusterPrimaries = source, let redis = error as? RedisError, redis.code == .moved { throw error }
+                firstError = firstError ?? error
+                unread.append(.init(node: nodeNames?[index] ?? "node \(index + 1)", error: "\(error)"))
             }
         }
-        return OperationsSnapshot(time: Date().timeIntervalSince1970, streams: OperationsSnapshot.Stream.logical(streams))
+        if let firstError, unread.count == nodes.count { throw firstError }
+        return OperationsSnapshot(
+            time: Date().timeIntervalSince1970, streams: OperationsSnapshot.Stream.logical(streams), unread: unread.isEmpty ? nil : unread)
+    }
+
+    /// The streams of one node, as read from it.
+    private func read(_ node: any RedisClientProtocol, named nodeName: String?) async throws -> [OperationsSnapshot.Stream] {
+        var streams: [OperationsSnapshot.Stream] = []
+        let inspector = GroupInspector(client: node)
+        for name in try await inspector.streams(matching: match) {
+            let key = RedisArgument(name)
+            let info = try await node.send(XINFOSTREAM(key))
+            let read = Dictionary(try await node.send(XINFOGROUPS(key)).map { ($0.name, $0.entriesRead) }) { a, _ in a }
+            var groups: [OperationsSnapshot.Group] = []
+            for status in try await inspector.status(stream: name) {
+                let letters =
+                    listsDeadLetters && status.deadLetters > 0
+                    ? try await DeadLetters(client: node, stream: name, group: status.group).list(count: deadLetterLimit) : []
+                groups.append(.init(status: status, entriesRead: read[status.group] ?? nil, deadLetters: letters))
+            }
+            streams.append(
+                .init(
+                    name: name, length: info.length, entriesAdded: info.entriesAdded,
+                    groups: groups.sorted { $0.status.group < $1.status.group }, node: nodeName))
+        }
+        return streams
     }
 
     /// The node that holds a stream (or, for a group since removed, its dead letters); the first

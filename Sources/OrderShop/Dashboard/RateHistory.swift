@@ -41,8 +41,12 @@ public final class RateHistory: Sendable {
         self.capacity = max(2, Int(window / interval))
     }
 
-    /// Adds a snapshot's counters (the oldest sample goes once there are ``capacity``).
+    /// Adds a snapshot's counters (the oldest sample goes once there are ``capacity``). A
+    /// snapshot that could not read every node is left out: a logical stream summed over the
+    /// partitions it did read would fall, then jump back at the next full one, a rate spike that
+    /// never happened. The rate across the gap is taken over the time between its two samples.
     public func record(_ snapshot: OperationsSnapshot) {
+        guard snapshot.unread == nil else { return }
         var groups: [String: Counters] = [:]
         for stream in snapshot.streams {
             for g in stream.groups {
