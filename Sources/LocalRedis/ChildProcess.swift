@@ -18,9 +18,12 @@ public final class ChildProcess: @unchecked Sendable {
     /// - Parameters:
     ///   - environment: variables added to (or replacing those of) this process's environment.
     ///   - outputFile: log file (appended to); a temporary file when nil.
+    ///   - ownProcessGroup: start it in a process group of its own, so that a signal to this
+    ///     process's group (Ctrl-C in a terminal, `timeout`) does not reach it: for a child this
+    ///     process stops itself, after what depends on it.
     public init(
         _ executable: String, _ arguments: [String], environment: [String: String] = [:],
-        outputFile: String? = nil
+        outputFile: String? = nil, ownProcessGroup: Bool = false
     ) throws {
         let path = try Self.resolve(executable)
         self.executable = path
@@ -50,7 +53,12 @@ public final class ChildProcess: @unchecked Sendable {
         var empty = sigset_t()
         sigemptyset(&empty)
         posix_spawnattr_setsigmask(&attributes, &empty)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+        var flags = POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK
+        if ownProcessGroup {
+            posix_spawnattr_setpgroup(&attributes, 0)
+            flags |= POSIX_SPAWN_SETPGROUP
+        }
+        posix_spawnattr_setflags(&attributes, Int16(flags))
 
         var pid: pid_t = 0
         let rc = Self.withCStrings(argv) { cArgv in

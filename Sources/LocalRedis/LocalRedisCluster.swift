@@ -29,6 +29,8 @@ public final class LocalRedisCluster: @unchecked Sendable {
         public var directory: String?
         /// Further `--name value` arguments for every node.
         public var extraArguments: [String] = []
+        /// Every node in a process group of its own (``LocalRedisServer/Options/ownProcessGroup``).
+        public var ownProcessGroup = false
         /// How clients and the other nodes reach each node (by index), when not at its own ports:
         /// a chaos run puts a proxy in front of every port, so that it can cut a node off.
         /// Without it, nodes announce the ports they listen on.
@@ -78,6 +80,7 @@ public final class LocalRedisCluster: @unchecked Sendable {
                 node.aclFile = options.aclFile
                 node.appendOnly = options.appendOnly
                 node.appendFsync = options.appendFsync
+                node.ownProcessGroup = options.ownProcessGroup
                 if let root = options.directory {
                     node.directory = root + "/node-\(nodes.count)"
                     try FileManager.default.createDirectory(atPath: node.directory!, withIntermediateDirectories: true)

@@ -28,6 +28,9 @@ public final class LocalRedisServer: @unchecked Sendable {
         public var bind: String = "127.0.0.1"
         /// Further `--name value` arguments.
         public var extraArguments: [String] = []
+        /// In a process group of its own (``ChildProcess``): Ctrl-C on the process that started
+        /// it does not stop it; that process does, when what uses it has stopped (`ordershop up`).
+        public var ownProcessGroup = false
 
         public struct TLS: Sendable {
             public var certificateFile: String
@@ -107,7 +110,7 @@ public final class LocalRedisServer: @unchecked Sendable {
         if pid != nil { return }
         let logOffset = (try? FileManager.default.attributesOfItem(atPath: logFile)[.size] as? Int) ?? 0
         process = try ChildProcess(
-            try Self.executable(), arguments(), outputFile: directory + "/redis-server.out")
+            try Self.executable(), arguments(), outputFile: directory + "/redis-server.out", ownProcessGroup: options.ownProcessGroup)
         try await waitUntilReady(logOffset: logOffset)
     }
 

@@ -13,7 +13,9 @@ struct StatusCommand: AsyncParsableCommand {
         discussion: """
             A stream spread over partitions is shown as one logical stream under its base name (without braces), with its \
             number of partitions: length, lag, pending and dead letters summed over them, the oldest pending age and last \
-            id the worst of any. --partitions adds a row per partition (with its node on a Redis Cluster).
+            id the worst of any. --partitions adds a row per partition (with its node on a Redis Cluster). \
+            On a Redis Cluster with a primary down (not yet replaced), it prints what the other primaries hold, names the \
+            node on stderr and exits 1.
             """
     )
 
@@ -86,10 +88,16 @@ struct StatusCommand: AsyncParsableCommand {
     /// cancelled (the sleep throws then). A failed reading (Redis away) is shown, not fatal.
     private func refresh(_ reader: OperationsReader) async throws {
         while true {
-            let text: String
+            var text: String
             do {
                 let snapshot = try await reader.read()
-                text = try render(snapshot) + Self.unreadLines(snapshot)
+                text = try render(snapshot)
+                // Not in the JSON (an array of groups): on stderr, as without --watch.
+                if json {
+                    FileHandle.standardError.write(Data(Self.unreadLines(snapshot).utf8))
+                } else {
+                    text += Self.unreadLines(snapshot)
+                }
             } catch is CancellationError {
                 throw CancellationError()
             } catch {

@@ -12,7 +12,9 @@ struct UpCommand: AsyncParsableCommand {
         discussion: """
             Redis: --url or $REDIS_URL when given; else 127.0.0.1:6379 when something answers there; else a redis-server \
             child on that port (append-only file on, data in --data-dir or a temporary directory), stopped on exit.
-            Ctrl-C (SIGINT) or SIGTERM stops everything: the gateway first, then the workers drain, then the services.
+            Ctrl-C (SIGINT), SIGTERM or SIGHUP stops everything: the gateway first, then the workers drain, then the services, \
+            then the redis-server (or cluster) it started, which runs in a process group of its own so that Ctrl-C does not \
+            stop it under the draining workers.
             With an admin token (--admin-token or $ORDERSHOP_ADMIN_TOKEN) the gateway also serves GET /admin/workers and \
             POST /admin/workers/<crm|billing>/<stop|start> to requests with `Authorization: Bearer <token>`; without one it does not.
             The gateway serves the operations dashboard at /dashboard (see `ordershop dashboard`); its replay and purge need the token.

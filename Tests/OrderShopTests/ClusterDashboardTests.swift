@@ -55,8 +55,8 @@ import Testing
 
     @Test("a primary killed: until its replica is promoted the view shows the other primaries' streams and names it as not read; then all again")
     func aDeadPrimaryIsNamedNotRead() async throws {
-        // A node timeout of 6 s: the read while the primary is dead (about a second: its pool
-        // gives up reconnecting after one) comes before any promotion, even on a loaded CI machine.
+        // A node timeout of 6 s: the read while the primary is dead (its pool tries one connect,
+        // refused at once) comes before any promotion, even on a loaded CI machine.
         var options = LocalRedisCluster.Options()
         options.nodeTimeout = .seconds(6)
         try await withLocalCluster(options) { cluster, client in

@@ -151,10 +151,17 @@ import Testing
                 // Its stock is reserved and confirmed: the replica stalls before the order is made.
                 // Seeing the reservation on the primary is not enough: CI stopped the replica
                 // before it had acknowledged it, so the reservation's WAIT failed, no order was
-                // made, and the retry made it (200, not replayed). Once the replica has
-                // acknowledged the primary's offset, that WAIT has its answer.
+                // made, and the retry made it (200, not replayed). A write of the test's own
+                // after the reservation, confirmed by WAIT on the same connection (which asks the
+                // replica for its ack at once), means the replica has acknowledged the
+                // reservation too, so its WAIT has its answer.
                 #expect(await eventually { try await pool.send(ZCARD(RedisArgument(OrderSteps.Keys.open))) == 1 })
-                try await replication.waitUntilReplicasAttached()
+                let fence = try RedisConnection(configuration: replication.configuration(0))
+                _ = try await fence.send(RawCommand(["SET", "test:fence", "1"], keys: ["test:fence"]))
+                #expect(try await fence.send(WAIT(replicas: 1, timeout: .seconds(5))) == 1)
+                await fence.close()
+                let ordersBefore = try JSONParser.parse(try await ReadModel(pool: pool).list(.order)).arrayValue ?? []
+                #expect(ordersBefore.isEmpty, "the order was made before the replica stopped: \(ordersBefore)")
                 replication.servers[1].signal(SIGSTOP)
                 let (first, firstBody, _) = try await firstAttempt.value
                 #expect(first == .serviceUnavailable, "\(firstBody)")

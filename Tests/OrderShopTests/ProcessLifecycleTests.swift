@@ -198,7 +198,9 @@ import Testing
     }
 
     // A second signal during the drain cancels the group (every part must end on cancellation).
-    @Test("`up` stops its redis-server and removes its data directory on SIGINT, SIGTERM and a second signal", arguments: [[SIGINT], [SIGTERM], [SIGINT, SIGINT]])
+    // SIGHUP (the terminal closed) too: its redis-server, in a process group of its own,
+    // ignores it, so only `up` can stop it.
+    @Test("`up` stops its redis-server and removes its data directory on SIGINT, SIGTERM, SIGHUP and a second signal", arguments: [[SIGINT], [SIGTERM], [SIGHUP], [SIGINT, SIGINT]])
     func upStopsItsRedis(signals: [Int32]) async throws {
         let up = try await startUpWithItsOwnRedis()
         let redis = try #require(startedRedis(up.output), "\(up.output)")

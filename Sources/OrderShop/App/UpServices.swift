@@ -41,6 +41,10 @@ final class UpRedis: Service, Sendable {
         o.port = options.redisPort
         o.appendOnly = true
         o.directory = options.dataDirectory
+        // Ctrl-C reaches the whole foreground process group: redis-server would stop at once,
+        // while the workers still drain against it (they retried for 20 s, then gave up). Here
+        // it stops after them (SIGHUP, which it ignores anyway, stops `up` gracefully too).
+        o.ownProcessGroup = true
         let server: LocalRedisServer
         do {
             server = try await LocalRedisServer(o)
@@ -66,6 +70,7 @@ final class UpRedis: Service, Sendable {
     private func runCluster() async throws {
         var o = LocalRedisCluster.Options()
         o.appendOnly = true
+        o.ownProcessGroup = true  // as the single server's, above
         let cluster = try await LocalRedisCluster(o)
         OrderShopUp.say("started a Redis Cluster: 3 primaries, 3 replicas (append-only) on \(cluster.addresses.joined(separator: ", ")); \(cluster.url)")
         use(try RedisConfiguration(url: cluster.url))

@@ -32,11 +32,9 @@ public final class ClusterPrimaryPools: Sendable {
         var made: [ClusterNodeAddress: RedisConnectionPool] = [:]
         do {
             for address in primaries.subtracting(known) {
-                var configuration = client.configuration.configuration(for: address)
-                // A primary that is down is shown as not read after a second, not after the
-                // client's 5 s of reconnecting: the view refreshes every few seconds anyway.
-                configuration.reconnect.retryWindow = .seconds(1)
-                made[address] = try RedisConnectionPool(configuration: configuration, maximumConnections: 2)
+                // One connect attempt per command (the cluster's node configuration): a primary
+                // that is down is shown as not read at once.
+                made[address] = try RedisConnectionPool(configuration: client.configuration.configuration(for: address), maximumConnections: 2)
             }
         } catch {
             for pool in made.values { await pool.shutdown() }

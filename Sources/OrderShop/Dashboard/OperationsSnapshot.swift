@@ -170,6 +170,9 @@ public struct OperationsReader: Sendable {
             for await (index, result) in group { results[index] = result }
             return results.compactMap { $0 }
         }
+        // A cancelled read ends as cancelled: the client reports it as a RedisError per node,
+        // which would otherwise read as nodes not read.
+        try Task.checkCancellation()
         var streams: [OperationsSnapshot.Stream] = []
         var unread: [OperationsSnapshot.UnreadNode] = []
         var firstError: (any Error)?

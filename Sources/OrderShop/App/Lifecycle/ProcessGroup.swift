@@ -18,14 +18,16 @@ public func processServiceGroup(_ services: [any Service], logger: Logger, maxim
     return ServiceGroup(configuration: configuration)
 }
 
-/// Runs a process's group until it ends: the first SIGTERM or SIGINT shuts it down gracefully,
-/// a second one cancels it (Ctrl-C twice when a drain takes too long). Throws what the group
-/// threw, or ``StoppedBySecondSignal``.
+/// Runs a process's group until it ends: the first SIGTERM, SIGINT or SIGHUP shuts it down
+/// gracefully, a second one cancels it (Ctrl-C twice when a drain takes too long). Throws what
+/// the group threw, or ``StoppedBySecondSignal``. SIGHUP (the terminal closed) is a graceful
+/// stop too: `ordershop up`'s redis-servers, in process groups of their own, ignore it, and
+/// `up` stops them only when it stops itself.
 ///
 /// The signals are trapped here rather than by the group, which accepts a signal either as a
 /// graceful shutdown or as a cancellation, never the second of the same kind as cancellation.
 public func runUntilSignalled(_ group: ServiceGroup, logger: Logger) async throws {
-    let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
+    let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint, .sighup)
     try await withThrowingTaskGroup(of: Void.self) { tasks in
         tasks.addTask { try await group.run() }
         tasks.addTask {
