@@ -1,0 +1,79 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import OrderShop
+import RedisClient
+import StreamWorker
+
+/// Operations commands run while the shop runs (trim, rebuild, a replay of one group's dead
+/// letters), as an operator would: each must lose and double nothing.
+extension FaultInjector {
+    /// Runs an operations command; a non-zero exit is a fault not carried out (with its output).
+    func tool(_ arguments: [String], _ record: ExecutedFault) async -> ExecutedFault {
+        return await retried { attempt in
+            var done = record
+            done.target = "ordershop " + arguments.joined(separator: " ")
+            do {
+                let (status, output) = try await topology.runTool(arguments)
+                let last = output.split(separator: "\n").suffix(3).joined(separator: " | ")
+                done.note = "exit \(status)\(attempt > 1 ? " (attempt \(attempt))" : ""): \(last)"
+                done.skipped = status != 0
+            } catch {
+                done.skipped = true
+                done.note = "could not run: \(error)"
+            }
+            return done
+        } until: { !$0.skipped }
+    }
+
+    /// Runs `body` (given the attempt, from 1) 2 s apart until `done` holds for what it
+    /// returned, at least 4 times and for at least 60 s; returns the last result. A Redis
+    /// restart, a stall or a cluster's failovers may overlap an operation of the harness: four
+    /// attempts within 14 s all met a shard mid-failover once (a cluster 5-minute run, seed
+    /// 1404, VOID: a primary killed, another replica forced over, a third primary killed).
+    func retried<T>(_ body: (Int) async -> T, until done: (T) -> Bool) async -> T {
+        let started = ContinuousClock.now
+        var attempt = 1
+        while true {
+            let result = await body(attempt)
+            if done(result) || (attempt >= 4 && ContinuousClock.now - started >= .seconds(60)) { return result }
+            attempt += 1
+            do { try await Task.sleep(for: .seconds(2)) } catch { return result }
+        }
+    }
+
+    /// Injects a malformed entry, waits until the fault's group has dead-lettered it, then
+    /// replays that group's dead letters with `ordershop dlq replay STREAM GROUP`: the entry
+    /// comes back for that group only, fails again and is dead-lettered again (the checker
+    /// requires it in each reading group's dead letters exactly once).
+    func replayOneGroup(_ fault: PlannedFault, _ record: ExecutedFault) async -> ExecutedFault {
+        var done = await injectMalformed(fault, record)
+        guard !done.skipped, let stream = fault.stream, let group = fault.worker else { return done }
+        let letters = DeadLetters(client: pool, stream: stream, group: group)
+        // While msg is down the group's circuit breaker holds its entries, the malformed one
+        // too, and after a long outage its probes are 16-32 s apart: wait until 60 s after msg
+        // is back (at least 20 s in all, at most 3 min). 30 s was too short once (a 27.5 s
+        // outage, then two proxy stalls: a replicated 5-minute run, seed 1301, VOID).
+        let started = ContinuousClock.now
+        var waiting = true
+        while waiting {
+            if let list = try? await letters.list(count: 100_000), !list.isEmpty {
+                waiting = false
+                break
+            }
+            let now = ContinuousClock.now
+            let sinceMsgUp = await msgState.sinceUp(now: now)
+            if now - started >= .seconds(180) || (now - started >= .seconds(20) && sinceMsgUp >= .seconds(60)) { break }
+            do { try await Task.sleep(for: .milliseconds(250)) } catch { break }
+        }
+        if waiting {
+            done.skipped = true
+            done.note += "; not dead-lettered by \(group) in \(ContinuousClock.now - started): nothing to replay"
+            return done
+        }
+        let replayed = await tool(["dlq", "replay", stream, group], done)
+        done.skipped = replayed.skipped
+        done.note += "; dlq replay \(group): \(replayed.note)"
+        return done
+    }
+}
