@@ -1,0 +1,182 @@
+import Logging
+import Synchronization
+
+/// Topology: discovering the slot map from several nodes, collapsed refreshes, and the
+/// requests for one that ``RedisClusterClient/run()`` waits for.
+extension RedisClusterClient {
+    /// Asks for a refresh by ``run()`` (MOVED, a node that stopped answering). Never waits.
+    func requestRefresh() {
+        let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            if let w = s.runWaiter {
+                s.runWaiter = nil
+                return w
+            }
+            s.refreshRequested = true
+            return nil
+        }
+        waiter?.resume()
+    }
+
+    /// Returns after `interval` or at a refresh request, whichever comes first; throws when cancelled.
+    func waitForRefreshRequest(upTo interval: Duration) async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await Task.sleep(for: interval) }
+            group.addTask { await self.nextRefreshRequest() }
+            _ = try await group.next()
+            group.cancelAll()
+        }
+        try Task.checkCancellation()
+    }
+
+    func nextRefreshRequest() async {
+        state.withLock { $0.runWaiterCancelled = false }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let resumeNow = state.withLock { s in
+                    if s.refreshRequested || s.runWaiterCancelled {
+                        s.refreshRequested = false
+                        return true
+                    }
+                    s.runWaiter = continuation
+                    return false
+                }
+                if resumeNow { continuation.resume() }
+            }
+        } onCancel: {
+            let waiter = state.withLock { s in
+                s.runWaiterCancelled = true
+                defer { s.runWaiter = nil }
+                return s.runWaiter
+            }
+            waiter?.resume()
+        }
+    }
+
+    /// Discovers the topology, unless one discovery completed less than `age` ago. Callers that
+    /// come while a discovery runs wait for it instead of starting another.
+    func refreshTopology(ifOlderThan age: Duration?) async throws {
+        enum Role { case discover, wait, skip }
+        let role: Role = state.withLock { s in
+            if s.refreshing { return .wait }
+            if let age, let last = s.lastRefresh, ContinuousClock.now - last < age { return .skip }
+            s.refreshing = true
+            return .discover
+        }
+        switch role {
+        case .skip: return
+        case .wait:
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let done = state.withLock { s in
+                    if !s.refreshing { return true }
+                    s.refreshWaiters.append(continuation)
+                    return false
+                }
+                if done { continuation.resume() }
+            }
+            return
+        case .discover:
+            break
+        }
+        let outcome: Result<SlotMap, RedisError>
+        do { outcome = .success(try await discover()) } catch { outcome = .failure(RedisError.wrapping(error)) }
+        var retired: [RedisConnectionPool] = []
+        let waiters = state.withLock { s in
+            s.refreshing = false
+            s.lastRefresh = .now
+            switch outcome {
+            case .success(let map):
+                s.map = map
+                s.lastRefreshError = nil
+                for (address, pool) in s.pools where !map.primaries.contains(address) {
+                    retired.append(pool)
+                    s.pools[address] = nil
+                }
+            case .failure(let error):
+                s.lastRefreshError = error
+            }
+            defer { s.refreshWaiters = [] }
+            return s.refreshWaiters
+        }
+        for waiter in waiters { waiter.resume() }
+        // A retired pool's leased connections close when their command returns.
+        for pool in retired { await pool.shutdown() }
+        switch outcome {
+        case .success: counters.refreshes.add(1, ordering: .relaxed)
+        case .failure(let error):
+            logger.warning("redis cluster topology refresh failed; keeping the last one", metadata: ["error": "\(error)"])
+            throw error
+        }
+    }
+
+    /// Asks up to ``RedisClusterConfiguration/discoveryNodes`` nodes at a time (known primaries,
+    /// then replicas, then the seeds) for their view; the view most of them share wins.
+    func discover() async throws -> SlotMap {
+        let (known, replicas) = state.withLock { s in
+            (s.map.primaries, s.map.shards.flatMap { $0.nodes.filter { $0.role == .replica } }.compactMap { self.address(of: $0) })
+        }
+        var candidates: [ClusterNodeAddress] = []
+        for address in known.shuffled() + replicas.shuffled() + configuration.seeds where !candidates.contains(address) {
+            candidates.append(address)
+        }
+        var failures: [String] = []
+        var firstError: RedisError?
+        var start = 0
+        while start < candidates.count {
+            let batch = Array(candidates[start..<min(start + max(configuration.discoveryNodes, 1), candidates.count)])
+            start += batch.count
+            let answers = await withTaskGroup(of: (ClusterNodeAddress, Result<SlotMap, RedisError>).self) { group in
+                for address in batch {
+                    group.addTask { (address, await self.askTopology(of: address)) }
+                }
+                var all: [(ClusterNodeAddress, Result<SlotMap, RedisError>)] = []
+                for await answer in group { all.append(answer) }
+                return all
+            }
+            var views: [(map: SlotMap, votes: Int)] = []
+            for (address, answer) in answers {
+                switch answer {
+                case .success(let map) where !map.isEmpty:
+                    if let i = views.firstIndex(where: { $0.map == map }) { views[i].votes += 1 } else { views.append((map, 1)) }
+                case .success:
+                    failures.append("\(address): it serves no slots")
+                case .failure(let error):
+                    firstError = firstError ?? error
+                    failures.append("\(address): \(error)")
+                }
+            }
+            if let best = views.max(by: { $0.votes < $1.votes }) { return best.map }
+        }
+        // The first node's error code (a wrong CA fails every node alike), every node's reason.
+        throw RedisError(
+            firstError?.code ?? .clusterDown,
+            "no Redis Cluster node answered CLUSTER SHARDS/SLOTS: " + failures.joined(separator: "; "), underlying: firstError)
+    }
+
+    func askTopology(of address: ClusterNodeAddress) async -> Result<SlotMap, RedisError> {
+        do {
+            var config = configuration.configuration(for: address)
+            config.timeouts.connect = min(config.timeouts.connect, .seconds(2))
+            let connection = try RedisConnection(configuration: config, logger: logger)
+            let shards: [ClusterShardDescription]
+            do {
+                shards = try await connection.send(CLUSTERSHARDS())
+            } catch let error as RedisError where CLUSTERSHARDS.isUnsupported(error) {
+                shards = try await connection.send(CLUSTERSLOTS())  // before Redis 7.0
+            }
+            await connection.close()
+            return .success(SlotMap(shards: shards) { node in self.address(of: node, answeredBy: address) })
+        } catch {
+            return .failure(RedisError.wrapping(error))
+        }
+    }
+
+    /// Where to connect to a node: its announced host name when there is one, else its IP
+    /// (empty: the host of the node that described it); the TLS port over TLS.
+    public func address(of node: ClusterNodeDescription, answeredBy: ClusterNodeAddress? = nil) -> ClusterNodeAddress? {
+        let port = configuration.node.tls.isEnabled ? (node.tlsPort ?? node.port) : (node.port ?? node.tlsPort)
+        guard let port else { return nil }
+        let host = node.hostname ?? (node.ip.isEmpty ? answeredBy?.host : node.ip)
+        guard let host, !host.isEmpty else { return nil }
+        return ClusterNodeAddress(host: host, port: port)
+    }
+}
