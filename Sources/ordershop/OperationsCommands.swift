@@ -150,7 +150,7 @@ struct StatusCommand: AsyncParsableCommand {
             rows.append([stream.name, "-", "\(stream.length)", "", "", "", "", "", stream.partitions.map { "\($0.count)" } ?? "-", "(no groups)"])
         }
         var text = formatTable(rows)
-        if all.contains(where: \.status.lagCounted) { text += "* lag counted by ordershop (Redis reported none after deletions)\n" }
+        if all.contains(where: \.status.lagCounted) { text += "* lag counted by ordershop from the entries, not taken from Redis (whose figure is missing after deletions and can be wrong after an AOF restart)\n" }
         return text
     }
 }

@@ -54,5 +54,10 @@ import Testing
         #expect(MailHandlerSupport.format(12) == "12")
         #expect(MailHandlerSupport.format(12.5) == "12.50")
         #expect(MailHandlerSupport.format(0.05) == "0.05")
+        // Amounts whose cents do not fit an Int (a price of 1e17 trapped the billing worker).
+        #expect(MailHandlerSupport.format(1e16) == "10000000000000000.00")
+        #expect(MailHandlerSupport.format(1e17) == "100000000000000000.00")
+        let huge = MailHandlerSupport.format(1e300)
+        #expect(huge.count == 304 && huge.hasPrefix("1") && huge.hasSuffix(".00"), "\(huge)")
     }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import StreamWorker
 
 /// What the mail handlers of CRM and billing share: reading the entities an event refers to from
@@ -62,12 +63,18 @@ struct MailHandlerSupport: Sendable {
             guard let product = p.product else { throw MalformedEvent("\(what) refers to product \(p.id), which does not exist") }
             total += product.price.value
         }
+        // Prices as large as JSON allows add up past what a Double holds: the event cannot be
+        // mailed, so it is dead-lettered with this reason rather than written as "inf".
+        guard total.isFinite else { throw MalformedEvent("the prices of \(what) add up to more than a number can hold") }
         return Self.format(total)
     }
 
     static func format(_ amount: Double) -> String {
         if let whole = JSONNumber(amount).integer { return String(whole) }
-        let cents = Int((amount * 100).rounded())
+        // Above about 9.2e16 the cents do not fit an Int, and converting them traps: a price of
+        // 1e17 crashed every billing worker that took the order (found by a user-style test,
+        // 2026-12-04). Such amounts are written from the Double's own digits.
+        guard let cents = Int(exactly: (amount * 100).rounded()) else { return String(format: "%.2f", amount) }
         let fraction = String(abs(cents) % 100)
         return "\(cents / 100).\(fraction.count == 1 ? "0" + fraction : fraction)"
     }
