@@ -1,9 +1,4 @@
-import AsyncHTTPClient
 import Foundation
-import Logging
-import OrderShop
-import RedisClient
-import StreamWorker
 
 /// A fault as it happened.
 public struct ExecutedFault: Codable, Sendable {

@@ -1,9 +1,4 @@
-import AsyncHTTPClient
 import Foundation
-import Logging
-import OrderShop
-import RedisClient
-import StreamWorker
 
 /// Whether msg is down (a msg outage fault), and since when it is up.
 actor MsgState {
