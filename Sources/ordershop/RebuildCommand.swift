@@ -16,13 +16,22 @@ struct RebuildCommand: AsyncParsableCommand {
     @Argument(help: EntitySelection.help) var entity: String
     @OptionGroup var redis: RedisOptions
     @OptionGroup var confirm: ConfirmationOptions
+    /// A deliberate defect for the chaos harness (``EventStore/PlantedBug``).
+    @Option(name: .customLong("planted-bug"), help: .hidden) var plantedBug: String?
 
-    func validate() throws { _ = try EntitySelection.types(entity) }
+    func validate() throws {
+        _ = try EntitySelection.types(entity)
+        if let plantedBug, EventStore.PlantedBug(rawValue: plantedBug) == nil {
+            throw ValidationError("unknown planted bug '\(plantedBug)'; this build knows " + EventStore.PlantedBug.allCases.map(\.rawValue).joined(separator: ", "))
+        }
+    }
 
     func run() async throws {
         let confirmation = try confirm.confirmation()
         try await EntitySelection.run(try EntitySelection.types(entity), redis: redis, verb: "rebuild") { type, pool in
-            print("rebuilt \(try await EventStore(pool: pool, confirmation: confirmation).rebuild(type))")
+            var store = EventStore(pool: pool, confirmation: confirmation)
+            store.plantedBug = plantedBug.flatMap(EventStore.PlantedBug.init(rawValue:))
+            print("rebuilt \(try await store.rebuild(type))")
         }
     }
 }

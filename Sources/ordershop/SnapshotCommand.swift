@@ -25,7 +25,8 @@ struct SnapshotCommand: AsyncParsableCommand {
         try await EntitySelection.run(try EntitySelection.types(entity), redis: redis, verb: "snapshot") { type, pool in
             let store = EventStore(pool: pool)
             let s = fromReadModel ? try await store.adoptReadModelAsSnapshot(type) : try await store.takeSnapshot(type)
-            print("snapshot \(type): \(s.live) live, \(s.states.count - s.live) deleted, covers \(s.cut)")
+            print("snapshot \(type): \(s.live) live, \(s.states.count - s.live) deleted, covers \(s.cut)"
+                + (s.malformed.isEmpty ? "" : "; \(s.malformed.count) malformed entries left out: " + s.malformed.prefix(5).map(\.description).joined(separator: "; ")))
         }
     }
 }

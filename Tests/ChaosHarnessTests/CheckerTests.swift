@@ -186,6 +186,18 @@ struct CheckerTests {
         #expect(r.violations.contains { $0.hasPrefix("pending entries after the drain") })
     }
 
+    @Test("a read-model value that is not its id's JSON (a malformed entry folded in by a rebuild) is a violation")
+    func unreadableEntity() {
+        var s = ShopHistory()
+        #expect(Checker.check(s.h).unreadableEntities == 0)
+        s.h.unreadableEntities[.customer] = ["intruder": "{\"id\": \"broken"]
+        let r = Checker.check(s.h)
+        #expect(r.unreadableEntities == 1)
+        #expect(r.violations.contains { $0.hasPrefix("read-model entities that are not their id's JSON") })
+        #expect(PlantedBugOption.rebuildFoldsMalformed.expectedViolations.contains { phrase in r.violations.contains { $0.contains(phrase) } })
+        #expect(r.examples.contains { $0.contains("intruder") })
+    }
+
     @Test("an injected malformed event must be dead-lettered by every group reading it, and nothing else")
     func deadLetters() {
         var s = ShopHistory()

@@ -20,6 +20,17 @@ public struct EventStore: Sendable {
     /// changes between their steps. Zero otherwise.
     public let orderStepPause: Duration
 
+    /// Deliberate defects for chaos runs (`ordershop rebuild --planted-bug ...`).
+    public enum PlantedBug: String, Sendable, CaseIterable {
+        /// Rebuilds and snapshots take an entry with an `entity_id` as that entity's state
+        /// whatever its `entity` holds (what they did before ``RecordedEvent/decode(_:action:)``
+        /// checked it): a malformed entry is then served by every query of its type.
+        case rebuildFoldsMalformed = "rebuild-folds-malformed"
+    }
+
+    /// A planted defect, for the chaos harness only; nil otherwise.
+    public var plantedBug: PlantedBug? = nil
+
     public init(pool: any RedisClientProtocol, confirmation: ReplicaConfirmation? = nil, orderStepPause: Duration = .zero) {
         self.pool = pool
         self.confirmation = confirmation

@@ -11,9 +11,12 @@ public struct StreamGapError: Error, Sendable, CustomStringConvertible {
 extension EventStore {
     /// The events of an entity type after one cut up to a later one, checked complete: each
     /// stream must hold exactly `entries-added(to) - entries-added(from)` entries in that range,
-    /// else it was trimmed past `from` and a ``StreamGapError`` names it.
-    func events(_ type: EntityType, after from: StreamCut, upTo to: StreamCut, pageSize: Int = 1000) async throws -> [RecordedEvent] {
+    /// else it was trimmed past `from` and a ``StreamGapError`` names it. Entries that are not
+    /// well-formed events (``RecordedEvent/decode(_:action:)``) are counted as read but left out
+    /// of `events`, and listed in `malformed`: a read model is never built from them.
+    func events(_ type: EntityType, after from: StreamCut, upTo to: StreamCut, pageSize: Int = 1000) async throws -> (events: [RecordedEvent], malformed: [MalformedEntry]) {
         var events: [RecordedEvent] = []
+        var malformed: [MalformedEntry] = []
         for (i, action) in EventAction.allCases.enumerated() {
             let (a, b) = (from.positions[i], to.positions[i])
             let needed = b.entriesAdded - a.entriesAdded
@@ -27,7 +30,12 @@ extension EventStore {
             while needed > 0 {
                 let page = try await pool.send(XRANGE(RedisArgument(b.stream), start: start, end: "\(b.lastID)", count: pageSize))
                 for entry in page {
-                    if let e = RecordedEvent(entry, action: action) { events.append(e) }
+                    switch plantedBug == .rebuildFoldsMalformed ? Self.plantedLenientDecode(entry, action: action) : RecordedEvent.decode(entry, action: action) {
+                    case .success(let e): events.append(e)
+                    case .failure(var m):
+                        m.stream = b.stream
+                        malformed.append(m)
+                    }
                     start = "(" + entry.id
                 }
                 read += page.count
@@ -42,6 +50,17 @@ extension EventStore {
                         + "): it was trimmed past the latest snapshot, so its read model cannot be rebuilt from the record")
             }
         }
-        return events
+        return (events, malformed)
+    }
+
+    /// ``PlantedBug/rebuildFoldsMalformed``: an entry with an `entity_id` is that entity's state,
+    /// whatever its `entity` field holds.
+    private static func plantedLenientDecode(_ entry: StreamEntry, action: EventAction) -> Result<RecordedEvent, MalformedEntry> {
+        guard let id = entry.streamID, let json = entry["entity"], let entityID = entry.string("entity_id") else {
+            return RecordedEvent.decode(entry, action: action)
+        }
+        return .success(RecordedEvent(
+            entryID: id, action: action, eventID: entry.string("event_id") ?? entry.id, entityID: entityID, json: json,
+            version: entry.string("version").flatMap { Int($0) }))
     }
 }

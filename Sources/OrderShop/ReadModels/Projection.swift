@@ -1,5 +1,14 @@
 import RedisClient
 
+/// An entry of an entity stream that is not an event a read model may hold, and why.
+public struct MalformedEntry: Error, Sendable, Hashable, CustomStringConvertible {
+    /// The stream, when the reader knows it.
+    public var stream: String?
+    public var entryID: String
+    public var reason: String
+    public var description: String { "\(stream.map { $0 + " " } ?? "")\(entryID): \(reason)" }
+}
+
 /// One event as read back from an entity stream.
 public struct RecordedEvent: Sendable, Hashable {
     public var entryID: StreamID
@@ -11,23 +20,36 @@ public struct RecordedEvent: Sendable, Hashable {
     /// The entity's version after this change; nil for events written without one.
     public var version: Int?
 
-    /// Decodes an entry; nil when it is not an OrderShop event (no `entity`, no id).
+    /// Decodes an entry; nil when it is not a well-formed OrderShop event (see ``decode(_:action:)``).
     public init?(_ entry: StreamEntry, action: EventAction) {
-        guard let id = entry.streamID, let json = entry["entity"] else { return nil }
-        let entityID: String
-        if let given = entry.string("entity_id") {
-            entityID = given
-        } else if case .object(let o)? = try? JSONCoding.decode(JSONValue.self, from: json), case .string(let s)? = o["id"] {
-            entityID = s
-        } else {
-            return nil
+        guard case .success(let event) = Self.decode(entry, action: action) else { return nil }
+        self = event
+    }
+
+    /// Decodes an entry, or says why it is not an event a read model may hold: the `entity`
+    /// field must be a JSON object whose `id` is a string (equal to `entity_id` when the entry
+    /// has one), and `version`, when present, a positive integer. Anyone with write access can
+    /// XADD to a stream, and a rebuild or snapshot that folded such an entry in would serve it
+    /// to every query (before this check, `entity_id` plus a broken `entity` did exactly that).
+    public static func decode(_ entry: StreamEntry, action: EventAction) -> Result<RecordedEvent, MalformedEntry> {
+        func malformed(_ reason: String) -> Result<RecordedEvent, MalformedEntry> {
+            .failure(MalformedEntry(stream: nil, entryID: entry.id, reason: reason))
         }
-        self.entryID = id
-        self.action = action
-        self.eventID = entry.string("event_id") ?? entry.id
-        self.entityID = entityID
-        self.json = json
-        self.version = entry.string("version").flatMap { Int($0) }
+        guard let id = entry.streamID else { return malformed("its entry id '\(entry.id)' is not a stream id") }
+        guard let json = entry["entity"] else { return malformed("no entity field") }
+        guard case .object(let object)? = try? JSONCoding.decode(JSONValue.self, from: json) else {
+            return malformed("entity is not a JSON object")
+        }
+        guard case .string(let objectID)? = object["id"] else { return malformed("entity has no string id") }
+        let given = entry.string("entity_id")
+        if let given, given != objectID { return malformed("entity_id '\(given)' differs from the entity's id '\(objectID)'") }
+        var version: Int? = nil
+        if let text = entry.string("version") {
+            guard let v = Int(text), v > 0 else { return malformed("version '\(text)' is not a positive integer") }
+            version = v
+        }
+        return .success(RecordedEvent(
+            entryID: id, action: action, eventID: entry.string("event_id") ?? entry.id, entityID: objectID, json: json, version: version))
     }
 
     public init(entryID: StreamID, action: EventAction, eventID: String, entityID: String, json: [UInt8], version: Int?) {

@@ -32,7 +32,7 @@ extension EventStore {
         let base = try await latestSnapshot(type)
         let cut = try await StreamCut.read(type, pool: pool)
         var projection = Projection(base: base?.states ?? [:])
-        for e in Projection.ordered(try await events(type, after: base?.cut ?? .origin(type), upTo: cut)) { projection.apply(e) }
+        for e in Projection.ordered(try await events(type, after: base?.cut ?? .origin(type), upTo: cut).events) { projection.apply(e) }
         return projection
     }
 
@@ -48,10 +48,15 @@ extension EventStore {
         public var retries: Int
         /// The snapshot the rebuild started from, nil when it replayed the streams from their start.
         public var snapshot: StreamCut? = nil
+        /// Entries read that were not well-formed events (``RecordedEvent/decode(_:action:)``):
+        /// left out of the read model, and named here so that an operator can find them.
+        public var malformed: [MalformedEntry] = []
 
         public var description: String {
             "\(type): \(snapshot == nil ? "" : "snapshot + ")\(events) events -> \(live) live, \(deleted) deleted, \(ignored) ignored (repeated or late)"
                 + (retries > 0 ? ", \(retries) retries" : "")
+                + (malformed.isEmpty ? "" : ", \(malformed.count) malformed entries left out: " + malformed.prefix(5).map(\.description).joined(separator: "; ")
+                    + (malformed.count > 5 ? "; ..." : ""))
         }
     }
 
@@ -80,9 +85,10 @@ extension EventStore {
         var from = base?.cut ?? .origin(type)
         var projection = Projection(base: base?.states ?? [:])
         var read = 0
+        var malformed: [MalformedEntry] = []
         for attempt in 0..<maxAttempts {
             let cut = try await StreamCut.read(type, pool: pool)
-            let new: [RecordedEvent]
+            let new: (events: [RecordedEvent], malformed: [MalformedEntry])
             do {
                 new = try await events(type, after: from, upTo: cut)
             } catch let gap as StreamGapError {
@@ -93,11 +99,13 @@ extension EventStore {
                 projection = Projection(base: latest.states)
                 staging.reset()
                 read = 0
+                malformed = []
                 continue
             }
-            read += new.count
+            read += new.events.count + new.malformed.count
+            malformed += new.malformed
             var changed: Set<String> = []
-            for e in Projection.ordered(new) where projection.apply(e) { changed.insert(e.entityID) }
+            for e in Projection.ordered(new.events) where projection.apply(e) { changed.insert(e.entityID) }
             from = cut
             try await staging.write(projection, changed: changed, pool: pool)
             let keys = (type.streams + type.keys.all + staging.keys).map { RedisArgument($0) }
@@ -111,7 +119,7 @@ extension EventStore {
                 let deleted = projection.states.values.filter(\.deleted).count
                 return RebuildReport(
                     type: type, events: read, live: projection.states.count - deleted, deleted: deleted,
-                    ignored: projection.ignored, retries: attempt, snapshot: base?.cut)
+                    ignored: projection.ignored, retries: attempt, snapshot: base?.cut, malformed: malformed)
             }
         }
         throw RedisError(.transactionAborted, "\(type) events kept arriving; rebuild gave up after \(maxAttempts) attempts")

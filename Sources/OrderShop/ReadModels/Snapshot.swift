@@ -16,6 +16,9 @@ public struct ReadModelSnapshot: Sendable, Hashable {
     /// Epoch milliseconds when it was taken.
     public var takenAt: Int
     public var states: [String: Projection.State]
+    /// Set by ``EventStore/takeSnapshot(_:)`` only (not stored): the entries it read that were not
+    /// well-formed events, and so were left out of the states.
+    public var malformed: [MalformedEntry] = []
 
     /// Live entities in the snapshot.
     public var live: Int { states.values.filter { !$0.deleted }.count }
@@ -58,8 +61,9 @@ extension EventStore {
         let cut = try await StreamCut.read(type, pool: pool)
         let new = try await events(type, after: base?.cut ?? .origin(type), upTo: cut)
         var projection = Projection(base: base?.states ?? [:])
-        for e in Projection.ordered(new) { projection.apply(e) }
-        let snapshot = ReadModelSnapshot(type: type, cut: cut, takenAt: Self.now(), states: projection.states)
+        for e in Projection.ordered(new.events) { projection.apply(e) }
+        var snapshot = ReadModelSnapshot(type: type, cut: cut, takenAt: Self.now(), states: projection.states)
+        snapshot.malformed = new.malformed
         try await install(snapshot)
         return snapshot
     }

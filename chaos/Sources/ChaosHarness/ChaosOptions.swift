@@ -148,9 +148,12 @@ public enum PlantedBugOption: String, CaseIterable, Codable, Sendable {
     /// The reaper deletes the aborted decisions with the reservations (`ordershop serve order
     /// --planted-bug`): a paused order service's late step 2 makes its change without its stock.
     case reaperForgetsAborts = "reaper-forgets-aborts"
+    /// `ordershop rebuild` (`--planted-bug`) takes an entry with an `entity_id` as that entity's
+    /// state whatever its `entity` holds: a malformed entry is served by every query of its type.
+    case rebuildFoldsMalformed = "rebuild-folds-malformed"
 
     /// True for the bugs planted in the workers (`ordershop work --planted-bug`).
-    public var isWorkerBug: Bool { self != .unconfirmedWrites && self != .gatewayDropsIdempotencyKey && !isReaperBug }
+    public var isWorkerBug: Bool { self != .unconfirmedWrites && self != .gatewayDropsIdempotencyKey && self != .rebuildFoldsMalformed && !isReaperBug }
     /// True for the bugs planted in the order services' reservation reaper.
     public var isReaperBug: Bool { self == .reaperCommitsAll || self == .reaperForgetsAborts }
 
@@ -168,6 +171,7 @@ public enum PlantedBugOption: String, CaseIterable, Codable, Sendable {
         case .unconfirmedWrites: ["lost events", "lost effects"]
         case .gatewayDropsIdempotencyKey: ["keyed create made twice"]
         case .reaperCommitsAll, .reaperForgetsAborts: ["stock that differs from what the orders imply", "negative stock"]
+        case .rebuildFoldsMalformed: ["read-model entities that are not their id's JSON", "read-model entities that differ"]
         }
     }
 }

@@ -66,6 +66,8 @@ public struct CheckResult: Codable, Sendable {
     public var historyGaps = 0
     public var groups: [History.Group] = []
     public var readModelMismatches: [String: Int] = [:]
+    /// Read-model entities whose stored value is not a JSON object with their id.
+    public var unreadableEntities = 0
     public var negativeStock = 0
     /// Stock reservations of order changes still open after the drain.
     public var openReservations = 0
@@ -253,6 +255,10 @@ public enum Checker {
                 note(&r, "read model \(type) \(id): served \(served[id].map { "\($0)" } ?? "nothing"), replay says \(fromStreams[id].map { "\($0)" } ?? "nothing")")
             }
             r.readModelMismatches[type.rawValue] = mismatches
+            for (id, value) in (h.unreadableEntities[type] ?? [:]).sorted(by: { $0.key < $1.key }) {
+                r.unreadableEntities += 1
+                note(&r, "read model \(type) \(id) holds what is not its JSON: \(value)")
+            }
         }
 
         // 6. Stock: never negative, and equal to the initial stock minus the units of live orders
@@ -308,6 +314,7 @@ public enum Checker {
         must(r.deadLettersUnexpected, "dead letters that were not injected")
         must(r.deadLettersTwice, "injected entries dead-lettered twice by one group (a dlq replay for another group reached it)")
         must(r.readModelMismatches.values.reduce(0, +), "read-model entities that differ from a replay of the streams")
+        must(r.unreadableEntities, "read-model entities that are not their id's JSON (a malformed entry folded in)")
         r.openReservations = h.openReservations
         r.abortedOrderChanges = h.abortedOrderChanges
         must(r.openReservations, "stock reservations left open after the drain (order changes never decided)")

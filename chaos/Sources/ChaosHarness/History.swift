@@ -66,6 +66,9 @@ public struct History: Sendable {
     public var served: [EntityType: [String: JSONValue]]
     /// Per entity type: a fresh replay of its streams, by id.
     public var replayed: [EntityType: [String: JSONValue]]
+    /// Per entity type: ids whose value in the read model (`{T}_entities`, read from Redis, not
+    /// through the services) is not a JSON object with that id, and what it holds.
+    public var unreadableEntities: [EntityType: [String: String]] = [:]
     /// Streams whose entries were removed (trimmed) before the harness copied them: the history
     /// is incomplete there (stream -> entries missing).
     public var incomplete: [String: Int] = [:]
@@ -162,7 +165,9 @@ struct HistoryCollector {
             var fromStreams: [String: JSONValue] = [:]
             for e in projection.live { fromStreams[e.id] = try? JSONCoding.decode(JSONValue.self, from: e.state.json) }
             h.replayed[type] = fromStreams
-            h.served[type] = try await list(type)
+            let stored = try await storedEntities(type)
+            h.unreadableEntities[type] = stored.unreadable
+            h.served[type] = try await list(type, stored: stored.readable)
         }
         return h
     }
@@ -235,7 +240,30 @@ struct HistoryCollector {
     /// GET /<plural> through the gateway, by id. A 503 is asked again for up to a minute: with
     /// `--confirm-replicas` a query answers only once the replica holds what it shows, and after
     /// a failover the new replica may still be resyncing.
-    private func list(_ type: EntityType) async throws -> [String: JSONValue] {
+    /// The read model's stored entities, read from Redis: those that are a JSON object with
+    /// their id, and the others (id -> the start of what is stored).
+    private func storedEntities(_ type: EntityType) async throws -> (readable: [String: JSONValue], unreadable: [String: String]) {
+        let key = RedisArgument(type.keys.entities)
+        let fields = try await pool.send(RawCommand(["HGETALL", key], keys: [key], readOnly: true)).throwingServerError().array ?? []
+        var readable: [String: JSONValue] = [:]
+        var unreadable: [String: String] = [:]
+        var i = 0
+        while i + 1 < fields.count {
+            defer { i += 2 }
+            guard let id = fields[i].string, let value = fields[i + 1].bytes else { continue }
+            if let json = try? JSONCoding.decode(JSONValue.self, from: value), json["id"]?.stringValue == id {
+                readable[id] = json
+            } else {
+                unreadable[id] = String(decoding: value.prefix(80), as: UTF8.self)
+            }
+        }
+        return (readable, unreadable)
+    }
+
+    /// What the gateway serves for a type. A body that is not JSON (a read model holding an
+    /// unreadable entity makes one) stands for the stored entities that are readable: the
+    /// unreadable ones are the checker's violation then, not an error of the run.
+    private func list(_ type: EntityType, stored: [String: JSONValue]) async throws -> [String: JSONValue] {
         var attempt = 0
         var response = try await http.execute(HTTPClientRequest(url: gateway + "/" + type.plural), timeout: .seconds(60))
         var body = try await response.body.collect(upTo: 256 << 20)
@@ -246,7 +274,7 @@ struct HistoryCollector {
             body = try await response.body.collect(upTo: 256 << 20)
         }
         guard response.status.code == 200 else { throw ChaosError("GET /\(type.plural) answered \(response.status.code): \(String(buffer: body).prefix(200))") }
-        let json = try JSONCoding.decode(JSONValue.self, from: body.readableBytesView)
+        guard let json = try? JSONCoding.decode(JSONValue.self, from: body.readableBytesView) else { return stored }
         var out: [String: JSONValue] = [:]
         for item in json.arrayValue ?? [] { if let id = item["id"]?.stringValue { out[id] = item } }
         return out

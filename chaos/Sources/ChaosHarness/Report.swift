@@ -135,6 +135,7 @@ public struct RunReport: Codable, Sendable {
             rows.append(("pending / lag", "\(pending) / \(lag)"))
             let mism = c.readModelMismatches.values.reduce(0, +)
             rows.append(("read models = replay", mism == 0 ? "yes" : "no, \(mism) entities differ"))
+            rows.append(("read-model values that are not their id's JSON", "\(c.unreadableEntities)"))
             rows.append(("stock", "negative \(c.negativeStock), differs from orders \(c.stockMismatches), reservations left open \(c.openReservations); order changes aborted by a reaper \(c.abortedOrderChanges)"))
         }
         rows.append(("longest death → reclaim", longestReclaim.map { String(format: "%.1f s", $0) } ?? "n/a"))

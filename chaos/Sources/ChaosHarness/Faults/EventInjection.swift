@@ -18,8 +18,12 @@ extension FaultInjector {
         switch fault.variant ?? 0 {
         case 0: done.note = "no entity field"
         case 1:
+            // With an `entity_id` naming nobody, as the scripts' events carry one: a rebuild or
+            // snapshot that took it as that entity's state would serve it (the checker reads
+            // the read models' stored values: `unreadableEntities`).
+            shape.append(StreamField("entity_id", UUID().uuidString.lowercased()))
             shape.append(StreamField("entity", "{\"id\": \"broken"))
-            done.note = "entity is not JSON"
+            done.note = "entity is not JSON (with an entity_id)"
         default:
             shape.append(StreamField("entity", "{\"id\": 42, \"name\": null}"))
             done.note = "entity of the wrong shape"

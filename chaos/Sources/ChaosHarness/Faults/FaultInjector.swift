@@ -163,7 +163,8 @@ struct FaultInjector: Sendable {
                 done = await tool(["trim"], done)
             }
         case .rebuild:
-            done = await tool(["rebuild", "all"], done)
+            let planted = options.plantedBug == .rebuildFoldsMalformed ? ["--planted-bug", PlantedBugOption.rebuildFoldsMalformed.rawValue] : []
+            done = await tool(["rebuild", "all"] + planted, done)
         case .replay:
             done = await replayOneGroup(fault, done)
         }
