@@ -42,7 +42,8 @@ import Testing
                 #expect(error.code == .outcomeUnknown, "\(error)")
             }
 
-            // Writes fail (refused: they did not run) until the replica is promoted and the
+            // Writes fail (they did not run: an idle connection to the dead node is lent once)
+            // or wait (a refused connect is retried) until the replica is promoted and the
             // client's refresh finds it. Confirmation needs a replica, and the promoted one has none left.
             var i = 50
             while client.primary(for: slot) == oldPrimary && i < 2_000 {
@@ -63,6 +64,29 @@ import Testing
             let values = await client.pipeline(confirmed.map { GET(RedisArgument("\(tag):\($0)")) })
             let lost = zip(confirmed, values).filter { (try? $1.get()) != Array(String($0).utf8) }.map(\.0)
             #expect(lost.isEmpty, "confirmed writes lost: \(lost)")
+        }
+    }
+
+    /// A primary dies before any connection of the caller's was made to it: `withConnection`
+    /// and `withDedicatedConnection` wait for its replica's promotion (their connect is
+    /// refused: nothing ran) instead of failing at once, as `send` does. Before, both threw
+    /// `connectionRefused` within milliseconds of the kill.
+    @Test func connectionsToADeadPrimaryWaitForItsReplica() async throws {
+        try await withLocalCluster { cluster, client in
+            try await client.connect()
+            let tag = "{dead-primary}"
+            let oldPrimary = try #require(client.primary(for: HashSlot(key: tag)))
+            await cluster.nodes[try #require(cluster.index(ofPort: oldPrimary.port))].kill()
+            let lent = try await client.withConnection(forKeys: [RedisArgument("\(tag):a")]) { connection in
+                try await connection.send(SET(RedisArgument("\(tag):a"), "1"))
+            }
+            #expect(lent)
+            let dedicated = try await client.withDedicatedConnection(forKeys: [RedisArgument("\(tag):b")]) { connection in
+                try await connection.send(SET(RedisArgument("\(tag):b"), "1"))
+            }
+            #expect(dedicated)
+            #expect(client.primary(for: HashSlot(key: tag)) != oldPrimary)
+            #expect(client.statistics.nodeRetries > 0)
         }
     }
 }

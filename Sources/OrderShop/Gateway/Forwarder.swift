@@ -34,12 +34,26 @@ struct Forwarder: Sendable {
             bytes = try await answer.body.collect(upTo: 64 << 20)
         } catch {
             context.logger.warning("\(service) service unreachable at \(baseURL): \(error)")
+            if request.method != .get && request.method != .head && Self.mayHaveBeenDelivered(error) {
+                // The owner may have run the command and its answer was lost or late.
+                throw ShopError(
+                    status: 503,
+                    message: "\(service) service unreachable (\(error)): the command may have been applied, its answer was lost or late; retry a create with the same Idempotency-Key (it answers the ids it made), or read the entity to learn whether the command holds before you retry it",
+                    outcome: "may have been applied")
+            }
             throw ShopError.unavailable("\(service) service unreachable")
         }
         var headers = HTTPFields()
         headers[.contentType] = answer.headers.first(name: "Content-Type") ?? "application/json; charset=utf-8"
         if let replayed = answer.headers.first(name: "Idempotent-Replayed") { headers[.idempotentReplayed] = replayed }
         return Response(status: HTTPResponse.Status(code: Int(answer.status.code)), headers: headers, body: ResponseBody(byteBuffer: bytes))
+    }
+
+    /// Whether a failed forward may have reached the owner: a timeout, or a connection closed
+    /// after the request went out. A connect that failed (nothing listens) never delivered it.
+    static func mayHaveBeenDelivered(_ error: any Error) -> Bool {
+        guard let e = error as? HTTPClientError else { return false }
+        return e == .deadlineExceeded || e == .readTimeout || e == .remoteConnectionClosed || e == .writeTimeout
     }
 
     /// The owner's router called in this process (``InProcessServices``), with the request the

@@ -205,17 +205,23 @@ public final class RedisClusterClient: Sendable {
     }
 
     /// A connection to the primary of `keys`' slot, for a blocking read loop or WATCH/MULTI.
-    /// A MOVED from a command on it updates the slot map before it reaches the caller.
+    /// A MOVED from a command on it updates the slot map before it reaches the caller. Until
+    /// `body` starts, a primary that cannot be reached (refused: it died and its replica is not
+    /// promoted yet) or a cluster that is healing is waited out within
+    /// ``RedisClusterConfiguration/retryWindow``, as ``send(_:)`` does; once `body` started,
+    /// its errors reach the caller and it is never run again.
     public func withConnection<T: Sendable>(
         forKeys keys: [RedisArgument], _ body: (RedisConnection) async throws -> T
     ) async throws -> T {
-        let slot = try HashSlot.common(keys)
-        let address = try await address(for: slot)
-        do {
-            return try await pool(for: address).withConnection(body)
-        } catch let error as RedisError {
-            learn(from: error, sentTo: address)
-            throw error
+        try await beforeEntering(slot: try HashSlot.common(keys)) { address, enter in
+            try await pool(for: address).withConnection { connection in
+                // Connected (or found alive: an idle connection to a node that died is
+                // noticed here) before `body` starts, so that a refused connect is retried. One
+                // hop to the connection's thread; no hot path lends a cluster connection per command.
+                try await connection.connect()
+                enter()
+                return try await body(connection)
+            }
         }
     }
 
@@ -235,14 +241,53 @@ public final class RedisClusterClient: Sendable {
     public func withDedicatedConnection<T: Sendable>(
         forKeys keys: [RedisArgument], _ body: (RedisConnection) async throws -> T
     ) async throws -> T {
-        let slot = try HashSlot.common(keys)
-        let address = try await address(for: slot)
-        let connection = try RedisConnection(configuration: configuration.configuration(for: address), logger: logger)
-        do {
+        try await beforeEntering(slot: try HashSlot.common(keys)) { address, enter in
+            let connection = try RedisConnection(configuration: configuration.configuration(for: address), logger: logger)
+            do {
+                try await connection.connect()
+            } catch {
+                await connection.close()
+                throw error
+            }
+            enter()
             return try await connection.closing(after: body)
-        } catch let error as RedisError {
-            learn(from: error, sentTo: address)
-            throw error
+        }
+    }
+
+    /// Runs `operation` against the primary of `slot`; an error before it calls `enter` (no
+    /// connection to be had, no owner of the slot) is retried like a command that did not run,
+    /// within ``RedisClusterConfiguration/retryWindow``. Every error also teaches the slot map
+    /// (``learn(from:sentTo:)``). Before this, a confirmed order on a cluster whose primary had
+    /// just died answered 503 within milliseconds (the lease's refused connect), while the
+    /// same command unconfirmed (``send(_:)``) waited for the replica's promotion.
+    private func beforeEntering<T: Sendable>(
+        slot: HashSlot?, _ operation: (ClusterNodeAddress, _ enter: () -> Void) async throws -> T
+    ) async throws -> T {
+        let giveUp = ContinuousClock.now + configuration.retryWindow
+        var attempt = 0
+        while true {
+            var entered = false
+            var address: ClusterNodeAddress?
+            do {
+                let target = try await self.address(for: slot)
+                address = target
+                return try await operation(target) { entered = true }
+            } catch let error as RedisError {
+                if let address { learn(from: error, sentTo: address) }
+                guard !entered, ContinuousClock.now < giveUp else { throw error }
+                switch ClusterErrorAction(error, from: address ?? ClusterNodeAddress(host: "", port: 0)) {
+                case .nodeUnreachable:
+                    counters.nodeRetries.add(1, ordering: .relaxed)
+                    try? await refreshTopology(ifOlderThan: configuration.refreshCooldown)
+                    try await backOff(attempt: &attempt)
+                case .waitAndRetry(let refresh):
+                    counters.busyRetries.add(1, ordering: .relaxed)
+                    try await backOff(attempt: &attempt)
+                    if refresh { try? await refreshTopology(ifOlderThan: configuration.refreshCooldown) }
+                default:
+                    throw error
+                }
+            }
         }
     }
 
