@@ -23,7 +23,14 @@ import Testing
             let key: RedisArgument = "{partition-test}k"
             let slot = HashSlot(key: "{partition-test}k")
             // The client's way in, through the proxy the cluster announces for the node.
-            #expect(try await client.send(SET(key, "before")))
+            // Confirmed on the connection that wrote it: a WAIT on another connection (which
+            // has written nothing) answers at once and confirms nothing. With the WAIT on the
+            // proxy connection only, 1 run in 3 lost "before": the cut came before it replicated.
+            let confirmed = try await client.withConnection(forKeys: [key]) { connection in
+                let (set, wait) = try await connection.pipeline(SET(key, "before"), WAIT(replicas: 1, timeout: .seconds(5)))
+                return try set.get() && (try wait.get()) == 1
+            }
+            #expect(confirmed)
             let victim = try #require(try await cluster.primaryIndex(for: slot))
             let replica = try #require(try await cluster.roles().replicasOf[victim]?.first)
             let throughProxy = try RedisConnection(configuration: RedisConfiguration(endpoint: .tcp(host: "127.0.0.1", port: cluster.announcedPort(of: victim))))
