@@ -28,6 +28,7 @@ struct DashboardCommand: AsyncParsableCommand {
     var token: String? { (adminToken ?? ProcessInfo.processInfo.environment["ORDERSHOP_ADMIN_TOKEN"]).flatMap { $0.isEmpty ? nil : $0 } }
 
     func validate() throws {
+        try PortValidation.check(port, "--port")
         guard sampleInterval > 0 else { throw ValidationError("--sample-interval must be above 0") }
         if !Dashboard.isLoopback(host), token == nil {
             throw ValidationError("listening on \(host) (not loopback) needs an admin token: --admin-token or $ORDERSHOP_ADMIN_TOKEN")

@@ -14,6 +14,8 @@ struct OTLPSinkCommand: AsyncParsableCommand {
     @Option(help: "Address to listen on.") var host = "127.0.0.1"
     @Option(help: "Port to listen on (OTLP/HTTP's usual one by default).") var port = 4318
 
+    func validate() throws { try PortValidation.check(port, "--port") }
+
     func run() async throws {
         let sink = OTLPSink()
         let host = self.host

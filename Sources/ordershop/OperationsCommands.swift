@@ -236,6 +236,10 @@ struct DeadLetterCommand: AsyncParsableCommand {
         @Option(name: .customLong("id"), help: "Dead-letter ids to replay (default: all).") var ids: [String] = []
         @OptionGroup var confirm: ConfirmationOptions
 
+        func validate() throws {
+            do { try DeadLetters.requireValid(ids) } catch { throw ValidationError("--id: \(error)") }
+        }
+
         func run() async throws {
             let confirmation = try confirm.confirmation()
             let targets = try await target.deadLetters(orDeadLetters: false)
@@ -265,6 +269,10 @@ struct DeadLetterCommand: AsyncParsableCommand {
         @OptionGroup var target: Target
         @Option(name: .customLong("id"), help: "Dead-letter ids to delete (default: all).") var ids: [String] = []
         @OptionGroup var confirm: ConfirmationOptions
+
+        func validate() throws {
+            do { try DeadLetters.requireValid(ids) } catch { throw ValidationError("--id: \(error)") }
+        }
 
         func run() async throws {
             let confirmation = try confirm.confirmation()
@@ -303,7 +311,10 @@ struct TrimCommand: AsyncParsableCommand {
     @Option(help: "Keep at most this many entries per stream, unless that would drop entries the snapshot does not cover or a group still needs.")
     var maxlen: Int?
 
-    func validate() throws { _ = try EntitySelection.types(entity) }
+    func validate() throws {
+        _ = try EntitySelection.types(entity)
+        if let maxlen, maxlen < 0 { throw ValidationError("--maxlen must not be negative") }
+    }
 
     func run() async throws {
         var rows = [["STREAM", "GROUPS", "REMOVED", "KEPT FROM", "NOTE"]]

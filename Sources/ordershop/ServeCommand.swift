@@ -51,6 +51,7 @@ struct ServeCommand: AsyncParsableCommand {
                 "unknown planted bug '\(plantedBug)' for \(service); this build knows "
                     + Self.plantedBugs.sorted { $0.key < $1.key }.map { "\($0.key) (\($0.value) only)" }.joined(separator: ", "))
         }
+        try PortValidation.check(port, "--port")
         guard chaosStepPauseMs >= 0 else { throw ValidationError("--chaos-step-pause-ms must not be negative") }
     }
 

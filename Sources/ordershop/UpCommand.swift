@@ -58,6 +58,11 @@ struct UpCommand: AsyncParsableCommand {
     @OptionGroup var confirm: ConfirmationOptions
 
     func validate() throws {
+        try PortValidation.check(gatewayPort, "--gateway-port")
+        try PortValidation.check(servicePortBase, "--service-port-base")
+        if servicePortBase > 65535 - 5 { throw ValidationError("--service-port-base \(servicePortBase): the msg service would take \(servicePortBase + 5), past 65535") }
+        try PortValidation.check(metricsPort, "--metrics-port")
+        try PortValidation.check(redisPort, "--redis-port", allowsZero: false)
         if cluster && redis.isConfigured { throw ValidationError("--cluster starts a cluster of its own; for yours, give --url with ?cluster=yes instead") }
         if cluster && dataDir != nil { throw ValidationError("--cluster keeps its nodes' data in temporary directories; --data-dir is for one redis-server") }
     }

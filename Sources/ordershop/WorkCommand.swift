@@ -52,9 +52,13 @@ struct WorkCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard WorkerName(rawValue: worker) != nil else { throw ValidationError("unknown worker '\(worker)'; one of crm, billing") }
-        guard concurrency > 0 else { throw ValidationError("--concurrency must be at least 1") }
-        if let prefetch, prefetch < 1 { throw ValidationError("--prefetch must be at least 1") }
-        guard readers >= 1 else { throw ValidationError("--readers must be at least 1") }
+        // Upper bounds: each handler slot and read-ahead entry is held in memory, and a typo of
+        // a few zeros reserved them all at start (`--concurrency 1000000000` was killed for
+        // lack of memory before it logged anything).
+        guard (1...10_000).contains(concurrency) else { throw ValidationError("--concurrency must be 1-10000") }
+        if let prefetch, !(1...1_000_000).contains(prefetch) { throw ValidationError("--prefetch must be 1-1000000") }
+        guard (1...64).contains(readers) else { throw ValidationError("--readers must be 1-64") }
+        try PortValidation.check(metricsPort, "--metrics-port")
         guard leaseSeconds >= 1 else { throw ValidationError("--lease-seconds must be at least 1") }
         guard chaosPauseAfterMailMs >= 0 else { throw ValidationError("--chaos-pause-after-mail-ms must not be negative") }
         if let plantedBug, PlantedBug(rawValue: plantedBug) == nil && plantedBug != "no-idempotency" {

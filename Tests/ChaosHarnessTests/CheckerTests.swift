@@ -237,4 +237,19 @@ struct CheckerTests {
         #expect(r.refusedButApplied == 1)
         #expect(r.violations.contains { $0.hasPrefix("refused commands that took effect") })
     }
+
+    @Test("a 503 the replicas did not confirm counts as unconfirmed (lost when no event); one whose answer was lost is an unknown outcome only")
+    func unconfirmedIsTheReplicasRefusal() {
+        var s = ShopHistory()
+        func unanswered(_ trace: String, _ error: String) -> CommandRecord {
+            CommandRecord(trace: trace, action: "created", type: "customer", ids: [], status: 503, outcome: .unknown, error: error, started: 0, finished: 0)
+        }
+        s.h.records.append(unanswered("u1", #"{"error":"the command may have been applied: Redis took it, but 0 of the 1 replicas asked for confirmed it in time; retry"#))
+        s.h.records.append(unanswered("u2", #"{"error":"event store unavailable (timeout): the command may have been applied, Redis's answer was lost or late"#))
+        let r = Checker.check(s.h)
+        #expect(r.unconfirmed == 1)
+        #expect(r.unconfirmedLost == 1)
+        #expect(r.unknownNotApplied == 2)
+        #expect(r.violations.isEmpty, "\(r.violations)")
+    }
 }

@@ -91,6 +91,17 @@ import Testing
                 }
                 #expect(try await fixture.deadLetters.list().count == 1)
 
+                // Ids that are not stream ids: 400 naming the field, nothing deleted (before: 500
+                // with Redis's "Invalid stream ID").
+                let garbage = ByteBuffer(string: #"{"stream": "\#(DashboardFixture.stream)", "group": "\#(DashboardFixture.group)", "ids": ["x"]}"#)
+                for path in ["/api/purge", "/api/replay"] {
+                    try await client.execute(uri: path, method: .post, headers: Self.bearer(DashboardFixture.token), body: garbage) { response in
+                        #expect(response.status == .badRequest, "\(String(buffer: response.body))")
+                        #expect(String(buffer: response.body).contains(#""field":"ids""#), "\(String(buffer: response.body))")
+                    }
+                }
+                #expect(try await fixture.deadLetters.list().count == 1)
+
                 try await client.execute(uri: "/api/purge", method: .post, headers: Self.bearer(DashboardFixture.token), body: Self.target) { response in
                     #expect(response.status == .ok, "\(String(buffer: response.body))")
                     #expect(String(buffer: response.body).contains(#""purged":1"#))

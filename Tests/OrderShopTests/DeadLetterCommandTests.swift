@@ -28,6 +28,14 @@ import Testing
             let replays = try await pool.send(RawCommand(["KEYS", "replay:*"], keys: [])).array ?? []
             #expect(replays.isEmpty, "created \(replays)")
 
+            // An id that is not a stream id: refused before anything runs, saying what an id looks like.
+            for verb in ["replay", "purge"] {
+                let garbage = try await runChild(ordershop, ["dlq", verb, "events:{order}_created", "billing", "--id", "1-0", "--id", "nonsense", "--url", url])
+                #expect(garbage.status != 0, "\(garbage.output)")
+                #expect(garbage.output.contains("--id: not dead-letter ids") && garbage.output.contains("'nonsense'"), "\(garbage.output)")
+                #expect(!garbage.output.contains("'1-0'"), "\(garbage.output)")
+            }
+
             let right = try await runChild(ordershop, ["dlq", "replay", "events:{order}_created", "billing", "--url", url])
             #expect(right.status == 0, "\(right.output)")
             #expect(right.output.contains("replayed 0 entries"), "\(right.output)")

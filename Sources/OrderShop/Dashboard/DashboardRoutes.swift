@@ -67,6 +67,11 @@ public struct Dashboard: Sendable {
         } catch {
             throw ShopError.badRequest("expected {\"stream\": ..., \"group\": ..., \"ids\": [...]}")
         }
+        do {
+            try DeadLetters.requireValid(action.ids)
+        } catch {
+            throw ShopError.badRequest("\(error)", field: "ids")
+        }
         let node = try await reader.node(holding: action.stream, group: action.group)
         let dlq = DeadLetters(client: node, stream: action.stream, group: action.group)
         do {

@@ -59,6 +59,22 @@ public struct DeadLetters: Sendable {
         throw NoSuchGroup(stream: stream, group: group, groups: groups)
     }
 
+    /// Ids given to ``replay(ids:)`` or ``purge(ids:)`` that are not stream ids (`<ms>-<seq>`
+    /// or `<ms>`), which Redis would refuse with a bare "Invalid stream ID".
+    public struct InvalidIDs: Error, Sendable, CustomStringConvertible {
+        public var ids: [String]
+        public var description: String {
+            "not dead-letter ids (stream ids such as 1700000000000-0, as `dlq list` shows them): "
+                + ids.prefix(5).map { "'\($0.prefix(60))'" }.joined(separator: ", ") + (ids.count > 5 ? ", ..." : "")
+        }
+    }
+
+    /// Throws ``InvalidIDs`` naming the ids that are not stream ids.
+    public static func requireValid(_ ids: [String]?) throws(InvalidIDs) {
+        let bad = (ids ?? []).filter { StreamID($0) == nil }
+        if !bad.isEmpty { throw InvalidIDs(ids: bad) }
+    }
+
     public func list(count: Int = 100) async throws -> [Letter] {
         try await client.send(XRANGE(RedisArgument(key), count: count)).map { entry in
             var fields: [String: String] = [:]
@@ -79,6 +95,7 @@ public struct DeadLetters: Sendable {
     /// Returns the ids in the replay stream.
     @discardableResult
     public func replay(ids: [String]? = nil) async throws -> [String] {
+        try Self.requireValid(ids)
         var targets = ids ?? []
         if ids == nil { targets = try await client.send(XRANGE(RedisArgument(key))).map(\.id) }
         guard !targets.isEmpty else { return [] }
@@ -111,6 +128,7 @@ public struct DeadLetters: Sendable {
     /// and a `DEL` would have gone uncounted).
     @discardableResult
     public func purge(ids: [String]? = nil) async throws -> Int {
+        try Self.requireValid(ids)
         let reply = try await run(
             Self.purgeScript, keys: [RedisArgument(key)], arguments: (ids ?? []).map { RedisArgument($0) }, what: "purged") { ($0.int ?? 0) > 0 }
         return reply.int ?? 0

@@ -150,7 +150,9 @@ public enum Checker {
                 }
             case .unknown:
                 if applied { r.recovered += 1 } else { r.unknownNotApplied += 1 }
-                if rec.error?.contains(History.unconfirmedOutcome) == true {
+                // Only the replicas' refusal to confirm: a 503 whose answer was lost or late
+                // ("may have been applied" too) is an unknown outcome like any other.
+                if let error = rec.error, error.contains(History.unconfirmedOutcome), error.contains(History.unconfirmedByReplicas) {
                     r.unconfirmed += 1
                     if !applied {
                         r.unconfirmedLost += 1

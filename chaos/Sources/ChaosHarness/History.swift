@@ -101,6 +101,10 @@ public struct History: Sendable {
     /// What a service's 503 says of a command Redis took but replicas did not confirm
     /// (`--confirm-replicas`): its `"outcome"`.
     public static let unconfirmedOutcome = "may have been applied"
+    /// What the message of that 503 says when the replicas did not confirm (``ShopError/unconfirmed(acknowledged:wanted:)``),
+    /// as opposed to an answer lost or late (a timeout, a dropped connection), which says
+    /// "may have been applied" too but tells nothing of replication.
+    public static let unconfirmedByReplicas = "replicas asked for confirmed it"
     /// The order changes' open stock reservations (``OrderSteps``): empty once the shop is idle.
     public static let openReservationsKey = "{inventory}_reservations_open"
     /// The error of a command record whose 2xx answer the load dropped on purpose, to retry the

@@ -1,0 +1,32 @@
+import Foundation
+import TestSupport
+import Testing
+
+/// Options that cannot work are refused before anything starts, naming the option: a port past
+/// 65535 (the socket layer truncated it to 16 bits: `--port 70000` listened on 4464), a
+/// concurrency whose slots do not fit in memory, a negative `--maxlen`, a dead-letter id that is
+/// not a stream id. Each case ran (and misbehaved) before these checks.
+@Suite struct OptionValidationTests {
+    @Test(arguments: [
+        (["serve", "customer", "--port", "70000"], "--port 70000 is not a port"),
+        (["serve", "customer", "--port=-1"], "--port -1 is not a port"),
+        (["up", "--gateway-port", "65536"], "--gateway-port 65536 is not a port"),
+        (["up", "--service-port-base", "65533"], "past 65535"),
+        (["up", "--redis-port", "0"], "--redis-port 0 is not a port"),
+        (["work", "crm", "--metrics-port", "100000"], "--metrics-port 100000 is not a port"),
+        (["work", "crm", "--concurrency", "1000000000"], "--concurrency must be 1-10000"),
+        (["work", "crm", "--prefetch", "0"], "--prefetch must be 1-1000000"),
+        (["dashboard", "--port", "99999"], "--port 99999 is not a port"),
+        (["otlp-sink", "--port", "70000"], "--port 70000 is not a port"),
+        (["trim", "--maxlen=-1"], "--maxlen must not be negative"),
+        (["dlq", "purge", "s", "g", "--id", "x"], "--id: not dead-letter ids"),
+    ])
+    func refusedBeforeStarting(arguments: [String], message: String) async throws {
+        let ordershop = try builtProduct("ordershop")
+        // An address nothing answers on: a command that got past its checks would fail on it
+        // (or, for a server, start), not print the refusal.
+        let result = try await runChild(ordershop, arguments, environment: ["REDIS_URL": "redis://127.0.0.1:1"], timeout: .seconds(30))
+        #expect(result.status == 64, "\(arguments): \(result.output)")
+        #expect(result.output.contains(message), "\(arguments): \(result.output)")
+    }
+}
