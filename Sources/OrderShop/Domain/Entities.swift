@@ -60,7 +60,7 @@ public struct Product: ShopEntity {
     }
 
     public init(fields f: FieldReader, id: String, current: Product?) throws(ShopError) {
-        self.init(id: id, name: try f.string("name", maxBytes: FieldLimits.name), price: try f.number("price", minimum: 0))
+        self.init(id: id, name: try f.string("name", maxBytes: FieldLimits.name), price: try f.number("price", minimum: 0, maximum: FieldLimits.price))
     }
 
     public var jsonFields: [(String, JSONValue)] { [("id", .string(id)), ("name", .string(name)), ("price", .number(price.value))] }

@@ -12,6 +12,11 @@ public enum FieldLimits {
     public static let id = 200
     /// Units of one product in one order (one order line).
     public static let unitsPerLine = 100
+    /// A product's price, in euros: 10^12. An order of ``Order/maxProducts`` units at that price
+    /// sums to 10^17 cents, within an Int (9.2 × 10^18), so every bill is exact to the cent.
+    /// Before this bound a price of 10^300 was accepted, and every bill naming it was
+    /// dead-lettered ("the prices add up to more than a number can hold").
+    public static let price: Double = 1e12
     /// A mail's text, in bytes: msg refuses larger ones (413).
     public static let mail = 256 << 10
 }
@@ -57,11 +62,14 @@ public struct FieldReader: Sendable {
     }
 
     /// A finite number, at least `minimum`.
-    public func number(_ name: String, minimum: Double = -.infinity) throws(ShopError) -> Double {
+    public func number(_ name: String, minimum: Double = -.infinity, maximum: Double = .infinity) throws(ShopError) -> Double {
         let v = try value(name)
         guard case .number(let n) = v, n.isFinite else { throw wrongKind(name, "a number", v) }
         guard n >= minimum else {
             throw ShopError.badRequest("field '\(name)' must be at least \(JSONNumber(minimum))\(suffix)", field: name)
+        }
+        guard n <= maximum else {
+            throw ShopError.badRequest("field '\(name)' must be at most \(JSONNumber(maximum))\(suffix)", field: name)
         }
         return n
     }
