@@ -62,6 +62,13 @@ struct ServeCommand: AsyncParsableCommand {
         // Redis, so that the service starts and answers 503 while Redis is not there yet.
         let redisConfiguration = try redis.configuration()
         let pool = try makeRedisClient(redisConfiguration, maximumConnections: 32, logger: logger)
+        // A Redis that refuses this service (its password) is said in one line before anything
+        // listens: before, "listening" came first and the refusal a moment later.
+        do {
+            try await RedisReadiness.refuseIfUnusable(pool, at: redisConfiguration)
+        } catch {
+            throw exitFailing(error, logger: logger) { _ in "--port" }
+        }
         let context = try ShopContext(
             pool: pool, logger: logger, confirmation: try confirm.confirmation(), orderStepPause: .milliseconds(chaosStepPauseMs))
         let httpClient = makeHTTPClient()

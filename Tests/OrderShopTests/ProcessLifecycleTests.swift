@@ -74,6 +74,22 @@ import Testing
         }
     }
 
+    @Test("a service whose Redis refuses the password says so in one line and exits, before it listens")
+    func serviceWithWrongPasswordExitsBeforeListening() async throws {
+        var options = LocalRedisServer.Options()
+        options.password = "the-right-one"
+        try await withRedisServer(options) { server in
+            let service = try ordershop(["serve", "customer", "--port", "0", "--url", "redis://:guessed-secret@127.0.0.1:\(server.port)"])
+            let status = await service.waitForExit(timeout: Self.limit)
+            await service.stop(signal: SIGKILL)
+            #expect(status != nil && status != 0, "status \(String(describing: status)): \(service.output)")
+            #expect(lines(service.output, containing: "WRONGPASS").count == 1, "\(service.output)")
+            #expect(!service.output.contains("guessed-secret"))
+            // Before, "Server started and listening" came first: a probe saw it up for a moment.
+            #expect(!service.output.contains("listening"), "\(service.output)")
+        }
+    }
+
     @Test("SIGTERM while `up` waits for an unreachable Redis ends it at once", arguments: [SIGINT, SIGTERM])
     func upWaitingForRedisStops(signal: Int32) async throws {
         let up = try ordershop(

@@ -17,6 +17,28 @@ public enum RedisReadiness {
         }
     }
 
+    /// One look at Redis before a server starts listening, for at most `patience`: throws
+    /// ``RedisUnusable`` when Redis answers but refuses this process (a wrong password, a
+    /// certificate that fails verification), so that the process says so in one line and exits
+    /// without first logging that it listens; returns when Redis answers, or cannot be reached
+    /// (yet) within `patience`: then the server starts and answers 503 until it can.
+    public static func refuseIfUnusable(
+        _ client: any RedisClientProtocol, at configuration: RedisConfiguration, patience: Duration = .seconds(2)
+    ) async throws {
+        let failure: RedisError? = await withTaskGroup(of: RedisError?.self) { group in
+            group.addTask { await client.probe() }
+            group.addTask {
+                try? await Task.sleep(for: patience)
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first
+        }
+        guard let failure, failure.code != .noPermission, failure.code != .cancelled, !isWorthWaiting(failure) else { return }
+        throw RedisUnusable(redis: configuration.redactedDescription, error: failure)
+    }
+
     /// ``connectRedis(_:maximumConnections:logger:)`` (a pool for one server, a cluster client
     /// for a Redis Cluster), waiting as ``wait(for:at:logger:)`` does while the endpoint cannot be
     /// reached to tell which it is.
