@@ -81,15 +81,12 @@ struct RetryAndDeadLetterTests {
             good += try await publish(pool, stream: stream, count: 5)
             struct Entity: Decodable { let n: Int }
             let calls = Recorder<String>()
-            let worker = RunningWorker(
-                pool: pool, configuration: .init(maxDeliveries: 5),
-                subscriptions: [
-                    Subscription(stream: stream, group: "crm") { d in
-                        calls.append(d.eventID)
-                        _ = try d.decodeJSON(Entity.self)
-                        return .done(effects: [["HINCRBY", "effects", RedisArgument(d.eventID), "1"]])
-                    }
-                ])
+            let subscription = Subscription(stream: stream, group: "crm") { d in
+                calls.append(d.eventID)
+                _ = try d.decodeJSON(Entity.self)
+                return .done(effects: [["HINCRBY", "effects", RedisArgument(d.eventID), "1"]])
+            }
+            let worker = RunningWorker(pool: pool, configuration: .init(maxDeliveries: 5), subscriptions: [subscription])
             let dlq = DeadLetters(client: pool, stream: stream, group: "crm")
             #expect(await eventually {
                 let letters = try await dlq.list().count
@@ -113,6 +110,14 @@ struct RetryAndDeadLetterTests {
             #expect(try await dlq.list().isEmpty)
             let again = try await pool.send(XRANGE(RedisArgument(dlq.replayKey)))
             #expect(Set(again.compactMap { $0.string("replayed_from") }) == Set(letters.map(\.originalID)))
+
+            // Still malformed, they are dead-lettered again, under their ids in the stream (not
+            // their ids in the replay stream, which `dlq list` showed before): an operator
+            // matches them with the first letters and with the stream.
+            let rerun = RunningWorker(pool: pool, configuration: .init(maxDeliveries: 5), subscriptions: [subscription])
+            #expect(await eventually { try await dlq.list().count == 2 })
+            try await rerun.stop()
+            #expect(Set(try await dlq.list().map(\.originalID)) == Set(letters.map(\.originalID)))
         }
     }
 

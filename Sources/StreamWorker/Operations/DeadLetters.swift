@@ -5,6 +5,8 @@ public struct DeadLetters: Sendable {
     /// One dead-lettered entry with why it is there.
     public struct Letter: Sendable, Codable, Equatable {
         public var id: String
+        /// The entry's id in the stream the group reads (for a replayed entry dead-lettered
+        /// again, the id it had there before its replay, not its id in the replay stream).
         public var originalID: String
         public var reason: String
         public var error: String
@@ -80,7 +82,8 @@ public struct DeadLetters: Sendable {
             var fields: [String: String] = [:]
             for f in entry.fields where !f.name.hasPrefix("dlq.") { fields[f.name] = String(decoding: f.value, as: UTF8.self) }
             return Letter(
-                id: entry.id, originalID: entry.string("dlq.original_id") ?? "", reason: entry.string("dlq.reason") ?? "",
+                // A replayed entry dead-lettered again: its id in the stream, not in the replay stream.
+                id: entry.id, originalID: entry.string("replayed_from") ?? entry.string("dlq.original_id") ?? "", reason: entry.string("dlq.reason") ?? "",
                 error: entry.string("dlq.error") ?? "", deliveryCount: Int(entry.string("dlq.delivery_count") ?? "") ?? 0,
                 fields: fields)
         }
