@@ -112,9 +112,17 @@ extension EventStore {
             // With --confirm-replicas the swap counts only once the replicas have it: a failover
             // could otherwise undo a rebuild reported done (the live read model, as commands
             // kept it, would stay), and an operator who rebuilt to repair it would not know.
-            let reply = try await runConfirmed(
-                Self.swapScript, type: type, keys: keys, arguments: cut.positions.map { RedisArgument($0.entriesAdded) },
-                wrote: { $0.array?.first?.string == "ok" })
+            let reply: RESPValue
+            do {
+                reply = try await runConfirmed(
+                    Self.swapScript, type: type, keys: keys, arguments: cut.positions.map { RedisArgument($0.entriesAdded) },
+                    wrote: { $0.array?.first?.string == "ok" })
+            } catch var unconfirmed as ShopError where unconfirmed.outcome == "may have been applied" {
+                // The command's advice (an Idempotency-Key, reading the entity) is a client's;
+                // an operator's is to run the rebuild again, which is safe at any time.
+                unconfirmed.message = "the rebuild of \(type) may have been applied: its swap ran on the primary, but the replicas did not confirm it in time, so a failover could undo it; run the rebuild again once they are back"
+                throw unconfirmed
+            }
             if reply.array?.first?.string == "ok" {
                 let deleted = projection.states.values.filter(\.deleted).count
                 return RebuildReport(
