@@ -120,6 +120,21 @@ import Testing
         }
     }
 
+    @Test("`up` says at once when its redis-server child dies, and exits non-zero")
+    func upSaysWhenItsRedisDies() async throws {
+        let up = try ordershop(
+            ["up", "--redis-port", String(try LocalRedisServer.freePort()), "--gateway-port", "0", "--service-port-base", "0", "--metrics-port", "0"])
+        defer { Task { await up.stop(signal: SIGKILL) } }
+        #expect(await printed(up, "OrderShop is up"), "\(up.output)")
+        let line = try #require(lines(up.output, containing: "started redis-server (pid ").first, "\(up.output)")
+        let pid = try #require(line.split(separator: "(pid ").last?.split(separator: ",").first.flatMap { Int32($0) }, "\(line)")
+        kill(pid, SIGKILL)
+        // Before, nothing was said: the shop answered 503 and `up` ran on.
+        #expect(await printed(up, "cannot work without it", timeout: .seconds(30)), "\(up.output)")
+        let status = await up.waitForExit(timeout: .seconds(60))
+        #expect(status != nil && status != 0, "status \(String(describing: status)): \(up.output)")
+    }
+
     // MARK: Ports that are taken
 
     /// Expects `process` to exit non-zero within `limit` with exactly one line naming

@@ -56,7 +56,7 @@ final class UpRedis: Service, Sendable {
             "started redis-server (pid \(server.pid.map(String.init) ?? "?"), append-only, data in \(server.directory)) on 127.0.0.1:\(server.port)")
         use(local)
         do {
-            try await gracefulShutdown()
+            try await untilShutdown(watching: [server], cluster: false)
         } catch {
             await server.shutdown()
             OrderShopUp.say("redis-server stopped")
@@ -75,7 +75,7 @@ final class UpRedis: Service, Sendable {
         OrderShopUp.say("started a Redis Cluster: 3 primaries, 3 replicas (append-only) on \(cluster.addresses.joined(separator: ", ")); \(cluster.url)")
         use(try RedisConfiguration(url: cluster.url))
         do {
-            try await gracefulShutdown()
+            try await untilShutdown(watching: cluster.nodes, cluster: true)
         } catch {
             await cluster.shutdown()
             OrderShopUp.say("Redis Cluster stopped")
@@ -83,6 +83,39 @@ final class UpRedis: Service, Sendable {
         }
         await cluster.shutdown()
         OrderShopUp.say("Redis Cluster stopped")
+    }
+
+    /// Waits for the graceful shutdown, watching the Redis children meanwhile (every second):
+    /// before, one that died (OOM-killed, `kill -9` by hand) went unsaid, and the shop answered
+    /// 503 with nothing in `up`'s output to tell why. The single redis-server's death ends `up`
+    /// (non-zero, one line naming it and the end of its log): nothing works without it. A
+    /// cluster node's is a warning: its replica takes over, and `up` goes on; `up` ends once
+    /// every node is gone.
+    private func untilShutdown(watching nodes: [LocalRedisServer], cluster: Bool) async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await gracefulShutdown() }
+            group.addTask { [logger] in
+                var gone: Set<Int> = []
+                while true {
+                    try await Task.sleep(for: .seconds(1))
+                    for (i, node) in nodes.enumerated() where !gone.contains(i) && node.pid == nil {
+                        gone.insert(i)
+                        let log = node.logTail(lines: 2).split(separator: "\n").joined(separator: " | ")
+                        guard cluster, gone.count < nodes.count else {
+                            let death = RedisChildExited(description: "redis-server on 127.0.0.1:\(node.port) exited (its log ends: \(log)); the shop cannot work without it")
+                            // Said now: the shop's drain against a dead Redis takes its deadline
+                            // before the group's last line repeats it as the exit's reason.
+                            logger.error("\(death.description); stopping")
+                            throw death
+                        }
+                        logger.warning("Redis Cluster node 127.0.0.1:\(node.port) exited; its replica takes over if it was a primary (\(nodes.count - gone.count) of \(nodes.count) nodes left; its log ends: \(log))")
+                    }
+                }
+            }
+            // The first to end: the shutdown (the watcher is then cancelled) or a death.
+            try await group.next()
+            group.cancelAll()
+        }
     }
 
     private func use(_ configuration: RedisConfiguration) {
@@ -137,4 +170,9 @@ struct UpShop: Service {
         try? await httpClient.shutdown()
         OrderShopUp.say("services and workers stopped")
     }
+}
+
+/// The redis-server child of `ordershop up` died while the shop ran.
+struct RedisChildExited: Error, CustomStringConvertible {
+    let description: String
 }
