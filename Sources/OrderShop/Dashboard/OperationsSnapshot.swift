@@ -159,15 +159,17 @@ public struct OperationsReader: Sendable {
     /// primaries' list had not caught up with: ``read()`` asks again).
     private func read(_ view: (nodes: [any RedisClientProtocol], names: [String]?)) async throws -> OperationsSnapshot {
         let (nodes, nodeNames) = view
-        let results = await withTaskGroup(of: (Int, Result<[OperationsSnapshot.Stream], any Error>).self) { group in
+        let results = await withTaskGroup(of: NodeRead.self) { group in
             for (index, node) in nodes.enumerated() {
                 let nodeName = nodes.count > 1 ? nodeNames?[index] : nil
                 group.addTask {
-                    do { return (index, .success(try await read(node, named: nodeName))) } catch { return (index, .failure(error)) }
+                    let result: Result<[OperationsSnapshot.Stream], any Error>
+                    do { result = .success(try await read(node, named: nodeName)) } catch { result = .failure(error) }
+                    return NodeRead(index: index, result: result)
                 }
             }
             var results = [Result<[OperationsSnapshot.Stream], any Error>?](repeating: nil, count: nodes.count)
-            for await (index, result) in group { results[index] = result }
+            for await read in group { results[read.index] = read.result }
             return results.compactMap { $0 }
         }
         // A cancelled read ends as cancelled: the client reports it as a RedisError per node,
@@ -189,6 +191,19 @@ public struct OperationsReader: Sendable {
         if let firstError, unread.count == nodes.count { throw firstError }
         return OperationsSnapshot(
             time: Date().timeIntervalSince1970, streams: OperationsSnapshot.Stream.logical(streams), unread: unread.isEmpty ? nil : unread)
+    }
+
+    /// One node's read, as a child task of ``read(_:)`` returns it. A struct, and the result
+    /// made before the `return`: with the tuple `(Int, Result<[Stream], any Error>)` returned
+    /// from inside `do { return (index, .success(try await ...)) } catch { ... }`, the release
+    /// build (Swift 6.3.1, -O) handed the loop a garbage index (140543884916368) for the second
+    /// node's read, and `ordershop up --cluster` trapped at its first dashboard sample; the
+    /// debug build, which the tests run, read it right. (A 25-line program with that shape
+    /// crashes the same way at -O, 3 runs of 3; returning a value made before the `return`
+    /// does not: `scripts/taskgroup-tuple-repro.swift`.)
+    private struct NodeRead: Sendable {
+        var index: Int
+        var result: Result<[OperationsSnapshot.Stream], any Error>
     }
 
     /// The streams of one node, as read from it.

@@ -337,9 +337,12 @@ public final class RedisClusterClient: Sendable {
         return await withTaskGroup(of: (ClusterNodeAddress, Result<Command.Response, RedisError>).self) { group in
             for address in primaries {
                 group.addTask {
-                    do { return (address, .success(try await self.pool(for: address).send(command))) } catch {
-                        return (address, .failure(RedisError.wrapping(error)))
-                    }
+                    // The result is made before the `return`: a tuple returned from inside
+                    // `do { return (address, .success(try await ...)) } catch { ... }` reaches
+                    // the group corrupted at -O with Swift 6.3.1 (see `OperationsReader`'s NodeRead).
+                    let result: Result<Command.Response, RedisError>
+                    do { result = .success(try await self.pool(for: address).send(command)) } catch { result = .failure(RedisError.wrapping(error)) }
+                    return (address, result)
                 }
             }
             var out: [ClusterNodeAddress: Result<Command.Response, RedisError>] = [:]
