@@ -41,6 +41,20 @@ extension ShopIntegration {
                         let outcome = try body(response)["outcome"]
                         #expect(outcome?.stringValue == "may have been applied", "\(String(buffer: response.body))")
                     }
+                    // A billing's create reads first (does its order exist?): that read timing out
+                    // means the write never went out, a plain 503 (the outcome is decided where
+                    // the write is sent, not by the request's method).
+                    let billing = Application(router: buildRouter(for: .billing, context: context, httpClient: HTTPClient.shared), logger: testLogger)
+                    try await billing.test(.router) { billingClient in
+                        try await billingClient.execute(
+                            uri: "/billings", method: .post, headers: [.contentType: "application/json"],
+                            body: ByteBuffer(string: #"{"order_id": "o1"}"#)
+                        ) { response in
+                            #expect(response.status == .serviceUnavailable)
+                            let outcome = try body(response)["outcome"]
+                            #expect(outcome == nil, "\(String(buffer: response.body))")
+                        }
+                    }
                     // A query changes nothing: no outcome to speak of.
                     try await client.execute(uri: "/customers", method: .get) { response in
                         #expect(response.status == .serviceUnavailable)

@@ -99,7 +99,7 @@ struct JSONErrorMiddleware: RouterMiddleware {
             let status = error.status
             return JSONResponse.bytes(ShopError(status: status.code, message: message.lowercased() == "not found" ? "no route \(request.method) \(request.uri.path)" : message).body, status: status)
         } catch {
-            let shop = ShopError.from(error, command: request.method != .get && request.method != .head)
+            let shop = ShopError.from(error)
             let path = LogText.escaped(request.uri.path)
             if shop.status == 503 {
                 context.logger.warning("\(request.method) \(path): \(LogText.escaped(shop.message, limit: 500))")

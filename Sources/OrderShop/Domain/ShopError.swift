@@ -87,12 +87,21 @@ public struct ShopError: Error, Sendable, Hashable, CustomStringConvertible {
         return JSONWriter.object(fields)
     }
 
+    /// 503: a command's write was sent to Redis and its answer was lost or late
+    /// (``RedisError/Code/outcomeUnknown``, ``RedisError/Code/timeout``): it may have run, and
+    /// the answer says so, as an unconfirmed command's does (a blind retry could apply it
+    /// twice). Made where the write is sent (``RedisClientProtocol/runCommandScript(_:keys:arguments:confirmation:barrier:wrote:)``),
+    /// not for a read before it: a timeout there is a plain 503, the command never went out.
+    public static func mayHaveBeenApplied(_ error: RedisError) -> ShopError {
+        ShopError(
+            status: 503,
+            message: "event store unavailable (\(error.code)): the command may have been applied, Redis's answer was lost or late; retry a create with the same Idempotency-Key (it answers the ids it made), or read the entity to learn whether the command holds before you retry it",
+            outcome: "may have been applied")
+    }
+
     /// Maps any error to the status a client should see: Redis being unreachable is a 503 (the
-    /// request may be retried), anything unexpected a 500 with a JSON body. For a `command`
-    /// (not a query), a Redis error after which the command may have run (its answer lost or
-    /// late: ``RedisError/Code/outcomeUnknown``, ``RedisError/Code/timeout``) says so in
-    /// `outcome`, as an unconfirmed command does: retrying blindly could apply it twice.
-    public static func from(_ error: any Error, command: Bool = false) -> ShopError {
+    /// request may be retried), anything unexpected a 500 with a JSON body.
+    public static func from(_ error: any Error) -> ShopError {
         if let e = error as? ShopError { return e }
         if let e = error as? RedisError {
             // Redis refused our credentials: the service cannot work until an operator fixes its
@@ -102,12 +111,6 @@ public struct ShopError: Error, Sendable, Hashable, CustomStringConvertible {
             }
             if e.code.isServerError {
                 return ShopError(status: 500, message: "event store error: \(e.message)")
-            }
-            if command && (e.code == .outcomeUnknown || e.code == .timeout) {
-                return ShopError(
-                    status: 503,
-                    message: "event store unavailable (\(e.code)): the command may have been applied, Redis's answer was lost or late; retry a create with the same Idempotency-Key (it answers the ids it made), or read the entity to learn whether the command holds before you retry it",
-                    outcome: "may have been applied")
             }
             return .unavailable("event store unavailable: \(e.code)")
         }

@@ -13,6 +13,18 @@ extension RedisClientProtocol {
         _ script: RedisScript, keys: [RedisArgument], arguments: [RedisArgument],
         confirmation: ReplicaConfirmation?, barrier: RedisArgument, wrote: @escaping @Sendable (RESPValue) -> Bool
     ) async throws -> RESPValue {
+        do {
+            return try await runScript(script, keys: keys, arguments: arguments, confirmation: confirmation, barrier: barrier, wrote: wrote)
+        } catch let error as RedisError where error.code == .outcomeUnknown || error.code == .timeout {
+            // Sent, and its answer lost or late: it may have run (``ShopError/mayHaveBeenApplied(_:)``).
+            throw ShopError.mayHaveBeenApplied(error)
+        }
+    }
+
+    private func runScript(
+        _ script: RedisScript, keys: [RedisArgument], arguments: [RedisArgument],
+        confirmation: ReplicaConfirmation?, barrier: RedisArgument, wrote: @escaping @Sendable (RESPValue) -> Bool
+    ) async throws -> RESPValue {
         guard let confirmation else { return try await evaluate(script, keys: keys, arguments: arguments) }
         let confirmed = try await evaluate(script, keys: keys, arguments: arguments, confirming: confirmation, barrier: barrier, wrote: wrote)
         guard confirmed.isConfirmed else {

@@ -152,7 +152,18 @@ final class ConnectionCore {
 
     /// After a failure mid-command, says whether the command may have run.
     private func classify(_ error: RedisError, written: Int, phase: Phase) -> RedisError {
-        if phase == .handshake { return error }
+        if phase == .handshake {
+            // AUTH, HELLO or SETNAME of a new connection: no command of the caller's went out,
+            // whatever the failure (a timeout here said "outcome unknown" to callers that
+            // then told their clients a command may have been applied).
+            if error.code == .timeout || error.code == .outcomeUnknown {
+                return RedisError(.connectTimeout, "the connection's handshake got no answer in time (\(error.message)); no command was sent", underlying: error)
+            }
+            if error.code == .io {
+                return RedisError(.connectionClosed, "the connection's handshake failed (\(error.message)); no command was sent", underlying: error)
+            }
+            return error
+        }
         if interrupter.consumeInterrupted() {
             return RedisError(.cancelled, "cancelled while waiting for the reply; the command's outcome is unknown", underlying: error)
         }
