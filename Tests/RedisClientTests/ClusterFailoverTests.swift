@@ -68,9 +68,10 @@ import Testing
     }
 
     /// A primary dies before any connection of the caller's was made to it: `withConnection`
-    /// and `withDedicatedConnection` wait for its replica's promotion (their connect is
-    /// refused: nothing ran) instead of failing at once, as `send` does. Before, both threw
-    /// `connectionRefused` within milliseconds of the kill.
+    /// waits for its replica's promotion (its connect is refused: nothing ran) instead of
+    /// failing at once, as `send` does. Before, it threw `connectionRefused` within
+    /// milliseconds of the kill. (`withDedicatedConnection` fails at once, as before: its
+    /// callers retry on their own; here it runs after the promotion.)
     @Test func connectionsToADeadPrimaryWaitForItsReplica() async throws {
         try await withLocalCluster { cluster, client in
             try await client.connect()

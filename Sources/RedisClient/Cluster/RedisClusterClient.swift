@@ -241,16 +241,17 @@ public final class RedisClusterClient: Sendable {
     public func withDedicatedConnection<T: Sendable>(
         forKeys keys: [RedisArgument], _ body: (RedisConnection) async throws -> T
     ) async throws -> T {
-        try await beforeEntering(slot: try HashSlot.common(keys)) { address, enter in
-            let connection = try RedisConnection(configuration: configuration.configuration(for: address), logger: logger)
-            do {
-                try await connection.connect()
-            } catch {
-                await connection.close()
-                throw error
-            }
-            enter()
+        // Not waited out like ``withConnection(forKeys:_:)``: its callers (a worker's readers)
+        // hold it for a long loop and retry on their own, watching their drain; waiting here
+        // (up to the retry window) held a SIGTERM's drain on a dead primary until its deadline.
+        let slot = try HashSlot.common(keys)
+        let address = try await address(for: slot)
+        let connection = try RedisConnection(configuration: configuration.configuration(for: address), logger: logger)
+        do {
             return try await connection.closing(after: body)
+        } catch let error as RedisError {
+            learn(from: error, sentTo: address)
+            throw error
         }
     }
 
