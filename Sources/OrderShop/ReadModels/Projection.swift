@@ -52,6 +52,14 @@ public struct RecordedEvent: Sendable, Hashable {
             entryID: id, action: action, eventID: entry.string("event_id") ?? entry.id, entityID: objectID, json: json, version: version))
     }
 
+    /// Why `json` is not the state of entity `id` (nil when it is): it must be a JSON object
+    /// whose `id` is `id`.
+    public static func problem(ofEntity json: [UInt8], id: String) -> String? {
+        guard case .object(let object)? = try? JSONCoding.decode(JSONValue.self, from: json) else { return "not a JSON object" }
+        guard case .string(let objectID)? = object["id"] else { return "has no string id" }
+        return objectID == id ? nil : "its id '\(objectID)' is not '\(id)'"
+    }
+
     public init(entryID: StreamID, action: EventAction, eventID: String, entityID: String, json: [UInt8], version: Int?) {
         self.entryID = entryID
         self.action = action

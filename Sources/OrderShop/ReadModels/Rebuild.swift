@@ -85,7 +85,7 @@ extension EventStore {
         var from = base?.cut ?? .origin(type)
         var projection = Projection(base: base?.states ?? [:])
         var read = 0
-        var malformed: [MalformedEntry] = []
+        var malformed: [MalformedEntry] = base?.malformed ?? []
         for attempt in 0..<maxAttempts {
             let cut = try await StreamCut.read(type, pool: pool)
             let new: (events: [RecordedEvent], malformed: [MalformedEntry])
@@ -99,7 +99,7 @@ extension EventStore {
                 projection = Projection(base: latest.states)
                 staging.reset()
                 read = 0
-                malformed = []
+                malformed = latest.malformed
                 continue
             }
             read += new.events.count + new.malformed.count

@@ -16,8 +16,10 @@ public struct ReadModelSnapshot: Sendable, Hashable {
     /// Epoch milliseconds when it was taken.
     public var takenAt: Int
     public var states: [String: Projection.State]
-    /// Set by ``EventStore/takeSnapshot(_:)`` only (not stored): the entries it read that were not
-    /// well-formed events, and so were left out of the states.
+    /// Not stored: the states of the stored snapshot that are not their entity's JSON (one
+    /// taken before rebuilds checked their events could hold one), left out when it was read;
+    /// and for ``EventStore/takeSnapshot(_:)``, the entries it read that were not well-formed
+    /// events, left out of the states too.
     public var malformed: [MalformedEntry] = []
 
     /// Live entities in the snapshot.
@@ -39,17 +41,24 @@ extension EventStore {
             throw RedisError(.unexpectedReply, "\(k.snapshot) is malformed: position '\(position)', entries_added '\(added)'")
         }
         var states: [String: Projection.State] = [:]
+        var malformed: [MalformedEntry] = []
         let raw = parts[1].array ?? []
         for i in stride(from: 0, to: raw.count - 1, by: 2) {
             guard let id = raw[i].string, let value = raw[i + 1].bytes, let state = Self.decodeState(value) else {
                 throw RedisError(.unexpectedReply, "\(k.snapshotStates) holds a malformed state")
+            }
+            if let reason = RecordedEvent.problem(ofEntity: state.json, id: id) {
+                malformed.append(MalformedEntry(stream: k.snapshotStates, entryID: id, reason: reason))
+                continue
             }
             states[id] = state
         }
         let cut = StreamCut(positions: zip(type.streams, zip(ids, counts)).map {
             StreamCut.Position(stream: $0.0, lastID: $0.1.0, entriesAdded: $0.1.1, firstID: nil)
         })
-        return ReadModelSnapshot(type: type, cut: cut, takenAt: meta["taken_at"].flatMap { Int($0) } ?? 0, states: states)
+        var snapshot = ReadModelSnapshot(type: type, cut: cut, takenAt: meta["taken_at"].flatMap { Int($0) } ?? 0, states: states)
+        snapshot.malformed = malformed
+        return snapshot
     }
 
     /// Takes a snapshot of an entity type now: folds the latest snapshot and the events after it
@@ -63,7 +72,7 @@ extension EventStore {
         var projection = Projection(base: base?.states ?? [:])
         for e in Projection.ordered(new.events) { projection.apply(e) }
         var snapshot = ReadModelSnapshot(type: type, cut: cut, takenAt: Self.now(), states: projection.states)
-        snapshot.malformed = new.malformed
+        snapshot.malformed = (base?.malformed ?? []) + new.malformed
         try await install(snapshot)
         return snapshot
     }
