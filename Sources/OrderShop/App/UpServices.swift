@@ -56,7 +56,7 @@ final class UpRedis: Service, Sendable {
             "started redis-server (pid \(server.pid.map(String.init) ?? "?"), append-only, data in \(server.directory)) on 127.0.0.1:\(server.port)")
         use(local)
         do {
-            try await untilShutdown(watching: [server], cluster: false)
+            try await untilShutdown(watching: [server], cluster: nil)
         } catch {
             await server.shutdown()
             OrderShopUp.say("redis-server stopped")
@@ -75,7 +75,7 @@ final class UpRedis: Service, Sendable {
         OrderShopUp.say("started a Redis Cluster: 3 primaries, 3 replicas (append-only) on \(cluster.addresses.joined(separator: ", ")); \(cluster.url)")
         use(try RedisConfiguration(url: cluster.url))
         do {
-            try await untilShutdown(watching: cluster.nodes, cluster: true)
+            try await untilShutdown(watching: cluster.nodes, cluster: cluster)
         } catch {
             await cluster.shutdown()
             OrderShopUp.say("Redis Cluster stopped")
@@ -89,9 +89,10 @@ final class UpRedis: Service, Sendable {
     /// before, one that died (OOM-killed, `kill -9` by hand) went unsaid, and the shop answered
     /// 503 with nothing in `up`'s output to tell why. The single redis-server's death ends `up`
     /// (non-zero, one line naming it and the end of its log): nothing works without it. A
-    /// cluster node's is a warning: its replica takes over, and `up` goes on; `up` ends once
-    /// every node is gone.
-    private func untilShutdown(watching nodes: [LocalRedisServer], cluster: Bool) async throws {
+    /// cluster node's is a warning, and `up` goes on while every shard still has a primary
+    /// (its replica promoted): it ends once a shard has none some seconds after a death (a
+    /// primary and its replica both gone: a third of the slots lost), or every node is gone.
+    private func untilShutdown(watching nodes: [LocalRedisServer], cluster: LocalRedisCluster?) async throws {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await gracefulShutdown() }
             group.addTask { [logger] in
@@ -101,14 +102,21 @@ final class UpRedis: Service, Sendable {
                     for (i, node) in nodes.enumerated() where !gone.contains(i) && node.pid == nil {
                         gone.insert(i)
                         let log = node.logTail(lines: 2).split(separator: "\n").joined(separator: " | ")
-                        guard cluster, gone.count < nodes.count else {
+                        guard let cluster, gone.count < nodes.count else {
                             let death = RedisChildExited(description: "redis-server on 127.0.0.1:\(node.port) exited (its log ends: \(log)); the shop cannot work without it")
                             // Said now: the shop's drain against a dead Redis takes its deadline
                             // before the group's last line repeats it as the exit's reason.
                             logger.error("\(death.description); stopping")
                             throw death
                         }
-                        logger.warning("Redis Cluster node 127.0.0.1:\(node.port) exited; its replica takes over if it was a primary (\(nodes.count - gone.count) of \(nodes.count) nodes left; its log ends: \(log))")
+                        logger.warning("Redis Cluster node 127.0.0.1:\(node.port) exited; if it was a primary, its replica takes over (\(nodes.count - gone.count) of \(nodes.count) nodes left; its log ends: \(log))")
+                        // Twice the node timeout and a margin: the election is over by then.
+                        try await Task.sleep(for: cluster.options.nodeTimeout * 2 + .seconds(2))
+                        if let lost = await Self.shardWithoutPrimary(cluster, dead: gone) {
+                            let death = RedisChildExited(description: "the embedded Redis Cluster lost a shard: \(lost); the shop cannot work without it")
+                            logger.error("\(death.description); stopping")
+                            throw death
+                        }
                     }
                 }
             }
@@ -116,6 +124,20 @@ final class UpRedis: Service, Sendable {
             try await group.next()
             group.cancelAll()
         }
+    }
+
+    /// A shard (with slots) whose primary is dead or not online, as a live node sees it; nil
+    /// when every shard has one, or no live node answers.
+    private static func shardWithoutPrimary(_ cluster: LocalRedisCluster, dead: Set<Int>) async -> String? {
+        guard let shards = try? await cluster.shards(avoiding: dead) else { return nil }
+        for shard in shards where !shard.slots.isEmpty {
+            let slots = shard.slots.map { "\($0.lowerBound)-\($0.upperBound)" }.joined(separator: ",")
+            guard let primary = shard.primary, primary.health == "online" else { return "no primary serves slots \(slots)" }
+            if let port = primary.port ?? primary.tlsPort, let index = cluster.index(ofPort: port), dead.contains(index) {
+                return "slots \(slots) are on 127.0.0.1:\(port), which exited, and no replica was promoted"
+            }
+        }
+        return nil
     }
 
     private func use(_ configuration: RedisConfiguration) {

@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import Foundation
 import Hummingbird
 import Logging
 import NIOCore
@@ -50,8 +51,11 @@ struct Forwarder: Sendable {
     }
 
     /// Whether a failed forward may have reached the owner: a timeout, or a connection closed
-    /// after the request went out. A connect that failed (nothing listens) never delivered it.
+    /// or reset after the request went out. A connect that failed (nothing listens) never
+    /// delivered it. When in doubt it says "may": a false "not applied" could make a client's
+    /// retry apply a command twice, a false "may" only makes it look before it retries.
     static func mayHaveBeenDelivered(_ error: any Error) -> Bool {
+        if let io = error as? IOError { return io.errnoCode == ECONNRESET || io.errnoCode == EPIPE }
         guard let e = error as? HTTPClientError else { return false }
         return e == .deadlineExceeded || e == .readTimeout || e == .remoteConnectionClosed || e == .writeTimeout
     }
