@@ -3,6 +3,15 @@ import Testing
 
 /// JSON in and out: the original's shapes, and strings that survive any content.
 @Suite struct DomainTests {
+    @Test func jsonMediaTypeIsRecognisedByteByByte() {
+        for accepted in ["application/json", "Application/JSON", " application/json ", "application/json; charset=utf-8", "\tapplication/json;x"] {
+            #expect(isJSONMediaType(accepted), "\(accepted)")
+        }
+        for refused in ["", "text/plain", "application/jsonx", "application/json5", "application\u{0F}json", "application/ json", "application/x-www-form-urlencoded", "application/jsön"] {
+            #expect(!isJSONMediaType(refused), "\(refused)")
+        }
+    }
+
     @Test func entitiesHaveTheOriginalsShape() {
         #expect(String(decoding: Customer(id: "c", name: "Ann", email: "a@b.c").json, as: UTF8.self) == #"{"id":"c","name":"Ann","email":"a@b.c"}"#)
         #expect(String(decoding: Product(id: "p", name: "Pen", price: 12).json, as: UTF8.self) == #"{"id":"p","name":"Pen","price":12}"#)

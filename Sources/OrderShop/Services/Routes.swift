@@ -62,12 +62,27 @@ func addCommandRoutes(
 /// `application/json` (that needs a CORS preflight, which these routes do not grant). 415 otherwise.
 func requireJSONBody(_ request: Request) throws {
     let value = request.headers[.contentType] ?? ""
-    let mediaType = value.split(separator: ";", maxSplits: 1).first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
-    guard mediaType == "application/json" else {
+    guard isJSONMediaType(value) else {
         throw ShopError(
             status: 415, message: value.isEmpty ? "the request has no Content-Type; send application/json" : "Content-Type \(LogText.escaped(value, limit: 100)) is not accepted; send application/json",
             field: "Content-Type")
     }
+}
+
+/// Whether a Content-Type is `application/json` (any case, spaces around it, parameters such as
+/// `charset` after a `;`), compared byte by byte: the split, Foundation's `trimmingCharacters`
+/// and `lowercased()` it replaces took 1.6 % of `ordershop up`'s samples under POST load
+/// (perf, cluster, 8 s), for a check every command makes.
+func isJSONMediaType(_ value: String) -> Bool {
+    let expected = Array("application/json".utf8)
+    var bytes = value.utf8[...]
+    if let semicolon = bytes.firstIndex(of: UInt8(ascii: ";")) { bytes = bytes[..<semicolon] }
+    let isSpace: (UInt8) -> Bool = { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") }
+    while let first = bytes.first, isSpace(first) { bytes = bytes.dropFirst() }
+    while let last = bytes.last, isSpace(last) { bytes = bytes.dropLast() }
+    guard bytes.count == expected.count else { return false }
+    // ASCII case-insensitive: only A-Z are lowered.
+    return zip(bytes, expected).allSatisfy { ($0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") ? $0 | 0x20 : $0) == $1 }
 }
 
 private func validID(_ context: ShopRequestContext) throws -> String {
