@@ -88,4 +88,42 @@ import Testing
             await pools.shutdown()
         }
     }
+
+    @Test("a primary frozen (SIGSTOP): every read names it as not read and shows the others; none fails")
+    func aFrozenPrimaryIsNamedNotRead() async throws {
+        // Short command timeouts: each read waits for the frozen node's own streams that long.
+        // A long node timeout: the frozen primary is not failed over (nor the cluster marked
+        // down, which fails every node's reads) while the test reads.
+        var options = LocalRedisCluster.Options()
+        options.nodeTimeout = .seconds(60)
+        try await withLocalCluster(options, client: { $0.node.timeouts.command = .seconds(1) }) { cluster, client in
+            try await client.connect()
+            var streams: [String: ClusterNodeAddress] = [:]
+            for i in 0..<300 where streams.count < 3 {
+                let name = "ops:{\(i)}"
+                if let p = client.primary(for: HashSlot(key: name)), !streams.values.contains(p) { streams[name] = p }
+            }
+            #expect(streams.count == 3)
+            for name in streams.keys {
+                _ = try await client.send(XADD(RedisArgument(name), fields: [StreamField("entity", "{}")]))
+                _ = try await client.send(XGROUPCREATE(RedisArgument(name), group: "crm", id: "0"))
+            }
+            let pools = ClusterPrimaryPools(client: client)
+            let reader = OperationsReader(clusterPrimaries: pools)
+            #expect(try await reader.read().unread == nil)
+            let (frozenStream, frozenAddress) = try #require(streams.first)
+            let frozen = cluster.nodes[try #require(cluster.index(ofPort: frozenAddress.port))]
+            frozen.signal(SIGSTOP)
+            defer { frozen.signal(SIGCONT) }
+            // Before, CLUSTER SHARDS went to one primary at random: a read that asked the frozen
+            // one failed (the dashboard's 503), about one in three.
+            for _ in 0..<6 {
+                let read = try await reader.read()
+                #expect(read.unread?.map(\.node) == [frozenAddress.description], "\(String(describing: read.unread))")
+                #expect(Set(read.streams.map(\.name)) == Set(streams.keys).subtracting([frozenStream]), "\(read.streams.map(\.name))")
+            }
+            frozen.signal(SIGCONT)
+            await pools.shutdown()
+        }
+    }
 }

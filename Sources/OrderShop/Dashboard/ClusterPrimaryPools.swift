@@ -21,10 +21,13 @@ public final class ClusterPrimaryPools: Sendable {
     /// The primaries now, each with its pool and its address (how the view names it).
     func current() async throws -> [(name: String, pool: RedisConnectionPool)] {
         let shards: [ClusterShardDescription]
+        // Asked of every primary at once, the first answer taken: one frozen primary (asked
+        // alone, a third of the reads) failed the whole view after the command timeout (503
+        // on the dashboard), while `status` named that node and showed the others.
         do {
-            shards = try await client.send(CLUSTERSHARDS())
+            shards = try await client.sendToFirstAnswering(CLUSTERSHARDS())
         } catch let error as RedisError where CLUSTERSHARDS.isUnsupported(error) {
-            shards = try await client.send(CLUSTERSLOTS())
+            shards = try await client.sendToFirstAnswering(CLUSTERSLOTS())
         }
         let primaries = Set(shards.filter { !$0.slots.isEmpty }.compactMap { $0.primary.flatMap { client.address(of: $0) } })
         // New primaries' pools are made outside the lock (a TLS context reads its files).

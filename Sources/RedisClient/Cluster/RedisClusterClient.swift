@@ -352,6 +352,47 @@ public final class RedisClusterClient: Sendable {
         }
     }
 
+    /// Sends a keyless read-only command (CLUSTER SHARDS, INFO) to every primary of the last
+    /// topology at once and returns the first answer; throws the first error only when none
+    /// answers. For questions any node can answer: ``send(_:)`` asks one primary at random, and
+    /// a frozen one (SIGSTOP, a stalled host) fails the question after the command timeout,
+    /// never retried (it may have run); here the others answer meanwhile. Must not be used for
+    /// a command that writes: it runs on several nodes.
+    public func sendToFirstAnswering<Command: RedisCommand>(_ command: Command) async throws -> Command.Response {
+        if state.withLock({ $0.map.isEmpty }) { try await connect() }
+        let primaries = state.withLock { $0.map.primaries }
+        guard !primaries.isEmpty else { return try await send(command) }
+        let outcome = await withTaskGroup(of: NodeAnswer<Command.Response>.self) { group -> Result<Command.Response, RedisError> in
+            for address in primaries {
+                group.addTask {
+                    // Made before the `return` (see sendToAllPrimaries).
+                    let result: Result<Command.Response, RedisError>
+                    do { result = .success(try await self.pool(for: address).send(command)) } catch { result = .failure(RedisError.wrapping(error)) }
+                    return NodeAnswer(address: address, result: result)
+                }
+            }
+            var firstError: RedisError?
+            for await answer in group {
+                switch answer.result {
+                case .success(let response):
+                    group.cancelAll()
+                    return .success(response)
+                case .failure(let error):
+                    learn(from: error, sentTo: answer.address)
+                    firstError = firstError ?? error
+                }
+            }
+            return .failure(firstError ?? RedisError(.clusterDown, "no primary answered"))
+        }
+        return try outcome.get()
+    }
+
+    /// One node's answer, as a child task returns it (a struct: see sendToAllPrimaries).
+    private struct NodeAnswer<Response: Sendable>: Sendable {
+        var address: ClusterNodeAddress
+        var result: Result<Response, RedisError>
+    }
+
     public func shutdown() async {
         let pools = state.withLock { s in
             s.closed = true
