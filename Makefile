@@ -100,6 +100,8 @@ chaos-planted:
 	done; \
 	if [ -n "$$missed" ]; then echo "planted bugs NOT caught:$$missed"; exit 1; fi; echo "every planted bug was caught"
 
+# The gateway bench drives the shop with wrk: `make bench` installs it with the rest.
+bench: APT_PACKAGES += wrk
 bench: release
 	$$($(SWIFT) build -c release --show-bin-path)/ordershop bench all $(BENCH_FLAGS)
 

@@ -141,8 +141,13 @@ struct GatewayUnderTest {
     /// `ordershop up` with `arguments` added (`--http-between-services`, `--cluster`); on the
     /// Redis at `redisURL`, or (nil) on the one `arguments` make it start.
     static func start(executable: String, redisURL: String?, arguments: [String] = []) async throws -> GatewayUnderTest {
-        let gatewayPort = try LocalRedisServer.freePort()
-        let base = try consecutiveFreePorts(6)
+        // Both below 10,000: `up --cluster` takes its nodes' ports from 10,000 up
+        // (``LocalRedisServer/bindLoopbackSocket()``) after the bench has chosen these, and once
+        // took one of the services' (20,000-60,000 then): "cannot listen on 127.0.0.1:21771 for
+        // the customer service".
+        let gatewayPort = try consecutiveFreePorts(1)
+        var base = try consecutiveFreePorts(6)
+        while (base..<(base + 6)).contains(gatewayPort) { base = try consecutiveFreePorts(6) }
         let process = try ChildProcess(
             executable,
             ["up"] + (redisURL.map { ["--url", $0] } ?? []) + ["--gateway-port", "\(gatewayPort)", "--service-port-base", "\(base)", "--metrics-port", "0"]
@@ -165,10 +170,10 @@ struct GatewayUnderTest {
         try? FileManager.default.removeItem(atPath: process.outputFile)
     }
 
-    /// A base port with `count` free ports from it.
+    /// A base port with `count` free ports from it, below the ports LocalRedis hands out.
     private static func consecutiveFreePorts(_ count: Int) throws -> Int {
         for _ in 0..<200 {
-            let base = Int.random(in: 20_000...60_000)
+            let base = Int.random(in: 6_000...(10_000 - count))
             if (base..<(base + count)).allSatisfy(isFree) { return base }
         }
         throw BenchRunError("no \(count) consecutive free ports found")
