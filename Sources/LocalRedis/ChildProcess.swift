@@ -21,9 +21,15 @@ public final class ChildProcess: @unchecked Sendable {
     ///   - ownProcessGroup: start it in a process group of its own, so that a signal to this
     ///     process's group (Ctrl-C in a terminal, `timeout`) does not reach it: for a child this
     ///     process stops itself, after what depends on it.
+    ///   - diesWithParent: the child is SIGKILLed when this process ends, however it ends
+    ///     (``parentDeathLauncher``). Without it, `ordershop up` killed with SIGKILL (or by the
+    ///     OOM killer, or a crash) left its redis-servers running, holding their ports and data
+    ///     directories, and so did a test process that crashed. SIGKILL rather than SIGTERM: a
+    ///     child stopped by a chaos pause acts on no other signal. A Redis killed so loses no
+    ///     answered write: it writes its append-only file before it answers.
     public init(
         _ executable: String, _ arguments: [String], environment: [String: String] = [:],
-        outputFile: String? = nil, ownProcessGroup: Bool = false
+        outputFile: String? = nil, ownProcessGroup: Bool = false, diesWithParent: Bool = true
     ) throws {
         let path = try Self.resolve(executable)
         self.executable = path
@@ -32,7 +38,10 @@ public final class ChildProcess: @unchecked Sendable {
 
         var env = ProcessInfo.processInfo.environment
         for (k, v) in environment { env[k] = v }
-        let argv = [path] + arguments
+        // setpriv sets the signal and execs the program: the child keeps its pid.
+        let launcher = diesWithParent ? Self.parentDeathLauncher : nil
+        let spawned = launcher ?? path
+        let argv = (launcher.map { [$0, "--pdeathsig", "KILL", "--"] } ?? []) + [path] + arguments
         let envp = env.map { "\($0.key)=\($0.value)" }
 
         var actions = posix_spawn_file_actions_t()
@@ -60,15 +69,25 @@ public final class ChildProcess: @unchecked Sendable {
         }
         posix_spawnattr_setflags(&attributes, Int16(flags))
 
-        var pid: pid_t = 0
-        let rc = Self.withCStrings(argv) { cArgv in
-            Self.withCStrings(envp) { cEnv in
-                posix_spawn(&pid, path, &actions, &attributes, cArgv, cEnv)
+        // From the one thread that lives as long as this process (``SpawnThread``): the death
+        // signal follows the spawning thread, not the process.
+        let (rc, pid) = SpawnThread.shared.run { () -> (Int32, pid_t) in
+            var pid: pid_t = 0
+            let rc = Self.withCStrings(argv) { cArgv in
+                Self.withCStrings(envp) { cEnv in
+                    posix_spawn(&pid, spawned, &actions, &attributes, cArgv, cEnv)
+                }
             }
+            return (rc, pid)
         }
         guard rc == 0 else { throw LocalRedisError("cannot start \(path): \(String(cString: strerror(rc)))") }
         self.pid = pid
     }
+
+    /// util-linux's `setpriv`, which sets a parent-death signal (`--pdeathsig`) and execs the
+    /// program: a posix_spawn cannot set one itself. Nil where it is missing (then children
+    /// outlive a killed parent, as before).
+    static let parentDeathLauncher: String? = ["/usr/bin/setpriv", "/bin/setpriv"].first { FileManager.default.isExecutableFile(atPath: $0) }
 
     /// The exit status (or 128 + signal), or nil while it runs. Reaps the child once it exited.
     public var status: Int32? {

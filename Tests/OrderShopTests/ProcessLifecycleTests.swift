@@ -251,6 +251,30 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: redis.directory), "\(redis.directory) left behind")
     }
 
+    /// Whether a process runs: exists and is not a zombie (a child of `up` that died after `up`
+    /// did is reparented, and stays a zombie until its new parent reaps it).
+    func runs(_ pid: pid_t) -> Bool {
+        guard exists(pid) else { return false }
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")") else { return false }
+        return stat[stat.index(after: close)...].split(separator: " ").first != "Z"
+    }
+
+    // Before, its redis-server ran on, holding its port and data directory, until killed by hand.
+    @Test("`up` killed with SIGKILL takes its redis-server with it")
+    func upKilledTakesItsRedis() async throws {
+        let up = try await startUpWithItsOwnRedis()
+        let redis = try #require(startedRedis(up.output), "\(up.output)")
+        #expect(runs(redis.pid))
+        up.signal(SIGKILL)
+        #expect(await up.waitForExit(timeout: .seconds(30)) != nil, "\(up.output)")
+        let deadline = ContinuousClock.now + .seconds(20)
+        while runs(redis.pid), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
+        let survived = runs(redis.pid)
+        #expect(!survived, "redis-server \(redis.pid) still runs 20 s after its `up` was SIGKILLed")
+        if survived { kill(redis.pid, SIGKILL) }
+        try? FileManager.default.removeItem(atPath: redis.directory)
+    }
+
     // MARK: A stable consumer name is one process's
 
     /// Redis tells consumers apart by name only: a second process with the same `--consumer` would

@@ -1,5 +1,6 @@
 import Foundation
 import LocalRedis
+import Synchronization
 import Testing
 
 /// Child processes under cancellation: waiting ends with the task, stopping (clean-up) does not.
@@ -26,6 +27,40 @@ import Testing
         #expect(await stopped.value == 128 + SIGTERM)
         #expect(!child.isRunning)
         #expect(kill(child.pid, 0) != 0)
+    }
+
+    // A child gets its parent-death signal when the *thread* that spawned it ends: started from
+    // a pool thread that later idles out, it would be killed with its parent alive. So every
+    // child is spawned from one thread that lives as long as the process (SpawnThread).
+    @Test("a child outlives the thread that started it (its parent-death signal follows the process, not the thread)")
+    func childOutlivesItsStartingThread() async throws {
+        let started = Mutex<Result<ChildProcess, any Error>?>(nil)
+        let finished = DispatchSemaphore(value: 0)
+        let thread = Thread {
+            let child = Result { try ChildProcess("sleep", ["30"]) }
+            started.withLock { $0 = child }
+            // The thread ends only once the child runs `sleep`: setpriv has set the signal by
+            // then (ended before, the thread would leave the child nothing to send).
+            if case .success(let child) = child {
+                for _ in 0..<500 where (try? String(contentsOfFile: "/proc/\(child.pid)/comm", encoding: .utf8)) != "sleep\n" {
+                    usleep(10_000)
+                }
+            }
+            finished.signal()
+        }
+        thread.start()
+        await withCheckedContinuation { continuation in
+            DispatchQueue.global().async {
+                finished.wait()
+                continuation.resume()
+            }
+        }
+        let child = try #require(try started.withLock { $0 }?.get())
+        defer { child.signal(SIGKILL) }
+        // The thread has ended (it signalled as its last act); give a death signal time to land.
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(child.isRunning, "the child died with the thread that started it")
+        #expect(await child.stop(signal: SIGKILL) == 128 + SIGKILL)
     }
 
     @Test("a child inherits stdin, stdout and stderr only, not the parent's other descriptors")
