@@ -60,6 +60,27 @@ import Testing
         }
     }
 
+    // TLS 1.3 checks the client's certificate after the client's side of the handshake is done:
+    // the refusal ("tlsv1 alert unknown ca") came as an I/O error on the first exchange, or as
+    // "server closed the connection" when the write met the closed socket first, and `serve`
+    // and `work` waited for Redis for ever (a user-style pass). Now it is a TLS refusal with
+    // OpenSSL's reason, whichever comes first (several connections: both paths occur).
+    @Test func clientCertificateFromAnUntrustedCA() async throws {
+        let certs = try await TestCertificates.shared()
+        try await withRedisServer(.with { $0.tls = certs.serverTLS(requireClientCertificates: true) }) { server in
+            for _ in 0..<5 {
+                let refused = try RedisConnection(
+                    configuration: tlsConfiguration(
+                        server, caFile: certs.caFile, certificateFile: certs.otherClientCertificateFile, keyFile: certs.otherClientKeyFile))
+                let error = await #expect(throws: RedisError.self) { try await refused.send(PING()) }
+                #expect(error?.code == .tlsHandshakeFailed, "\(String(describing: error))")
+                #expect(error?.message.contains("unknown ca") == true, "\(String(describing: error))")
+                #expect(error?.message.contains("client certificate") == true, "\(String(describing: error))")
+                #expect(error?.commandDidNotRun == true)
+            }
+        }
+    }
+
     @Test func clientCertificateWithoutKeyIsAConfigurationError() async throws {
         let certs = try await TestCertificates.shared()
         let error = #expect(throws: RedisError.self) {

@@ -97,6 +97,24 @@ import Testing
         #expect(error?.message.contains(bad.reason) == true, "\(error?.message ?? "no error")")
     }
 
+    // Base64 secrets and Azure access keys hold '/' (and '?', '#' can occur): unencoded, they
+    // ended the host part, and the error quoted a piece of the password as a port, a database
+    // or a parameter (found by a user-style pass: "port must be 1-65535, got '<password>'").
+    @Test(
+        "a password holding an unencoded '/', '?' or '#' is refused without quoting any of the URL",
+        arguments: [
+            "rediss://app:Kq7rT2xY9pLmN3vW8/zz@localhost:6380", "rediss://app:Kq7rT2xY/9pLmN3vW8@localhost",
+            "redis://app:Kq7rT2xY?9pLmN3vW8@localhost", "redis://app:Kq7rT2xY#9pLmN3vW8@localhost", "redis://:1234/9pLmN3vW8@localhost",
+            "redis://app:6379?db=9pLmN3vW8@localhost",
+        ])
+    func unencodedPasswordIsNotQuoted(_ url: String) {
+        let error = #expect(throws: RedisError.self) { try RedisConfiguration(url: url) }
+        #expect(error?.code == .invalidConfiguration)
+        let message = error?.message ?? ""
+        #expect(message.contains("percent-encode"), "\(message)")
+        for secret in ["Kq7rT2xY", "9pLmN3vW8", "localhost"] { #expect(!message.contains(secret), "\(message)") }
+    }
+
     @Test func environment() throws {
         let plain = try RedisConfiguration.fromEnvironment(["REDIS_URL": "redis://cache:6390/1"])
         #expect(plain.endpoint == .tcp(host: "cache", port: 6390))

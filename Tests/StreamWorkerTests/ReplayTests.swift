@@ -104,6 +104,46 @@ struct ReplayTests {
         }
     }
 
+    // Before, it retried for ever ("cannot create consumer group yet; retrying", a warning a
+    // second) while its /healthz answered ok: a user-style pass gave billing the CRM's user.
+    @Test("a worker whose ACL user may not use its stream ends at once with NOPERM, naming the group and stream")
+    func streamWithoutPermission() async throws {
+        try await withRedisServer { server in
+            let pool = try server.makePool()
+            try await pool.send(["ACL", "SETUSER", "other", "on", ">pw", "resetkeys", "~elsewhere:*", "+@all"])
+            var configuration = server.configuration
+            configuration.authentication = .init(username: "other", password: "pw")
+            let restricted = try RedisConnectionPool(configuration: configuration)
+            let worker = RunningWorker(
+                pool: restricted, configuration: .init(lease: .seconds(2)),
+                subscriptions: [Subscription(stream: "s", group: "g", handler: countingHandler(effectsKey: "effects"))])
+            let outcome = LockedValue<Result<Void, any Error>?>(nil)
+            Task {
+                do {
+                    try await worker.task.value
+                    outcome.withLock { $0 = .success(()) }
+                } catch {
+                    outcome.withLock { $0 = .failure(error) }
+                }
+            }
+            // Within seconds, by itself: a worker that retries for ever is still running 20 s on.
+            let deadline = ContinuousClock.now + .seconds(20)
+            while outcome.withLock({ $0 }) == nil, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
+            let ended = outcome.withLock { $0 }
+            if ended == nil { worker.task.cancel() }
+            #expect(ended != nil, "the worker still retries 20 s later")
+            guard case .failure(let failure) = ended else {
+                Issue.record("the worker did not fail: \(String(describing: ended))")
+                await restricted.shutdown()
+                return
+            }
+            let error = failure as? RedisError
+            #expect(error?.code == .noPermission, "\(failure)")
+            #expect(error?.message.contains("consumer group g of stream s") == true, "\(failure)")
+            await restricted.shutdown()
+        }
+    }
+
     @Test("a worker whose ACL user may not use the replay stream still runs, without replays")
     func replayStreamWithoutPermission() async throws {
         try await withRedisServer { server in

@@ -13,6 +13,9 @@ public struct TestCertificates: Sendable {
     public var clientKeyFile: String { directory + "/client.key" }
     /// A second, unrelated CA (for "wrong CA" tests).
     public var otherCAFile: String { directory + "/other-ca.crt" }
+    /// A client certificate of the unrelated CA (one a server that trusts ``caFile`` refuses).
+    public var otherClientCertificateFile: String { directory + "/other-client.crt" }
+    public var otherClientKeyFile: String { directory + "/other-client.key" }
 
     /// Makes all files. `serverNames` go into the server certificate's subjectAltName.
     public static func make(serverNames: [String] = ["DNS:localhost", "IP:127.0.0.1"]) async throws -> TestCertificates {
@@ -26,14 +29,20 @@ public struct TestCertificates: Sendable {
                      "-keyout", dir + "/other-ca.key", "-out", certs.otherCAFile], in: dir)
         try await issue(name: "server", subject: "/CN=localhost", extensions: "subjectAltName=\(san)\nextendedKeyUsage=serverAuth", certs: certs)
         try await issue(name: "client", subject: "/CN=ordershop-client", extensions: "extendedKeyUsage=clientAuth", certs: certs)
+        try await issue(
+            name: "other-client", subject: "/CN=ordershop-client", extensions: "extendedKeyUsage=clientAuth", certs: certs,
+            ca: (dir + "/other-ca.crt", dir + "/other-ca.key"))
         return certs
     }
 
-    private static func issue(name: String, subject: String, extensions: String, certs: TestCertificates) async throws {
+    private static func issue(
+        name: String, subject: String, extensions: String, certs: TestCertificates, ca: (certificate: String, key: String)? = nil
+    ) async throws {
         let dir = certs.directory
+        let (caFile, caKeyFile) = ca ?? (certs.caFile, certs.caKeyFile)
         try extensions.write(toFile: "\(dir)/\(name).ext", atomically: true, encoding: .utf8)
         try await openssl(["req", "-newkey", "rsa:2048", "-nodes", "-subj", subject, "-keyout", "\(dir)/\(name).key", "-out", "\(dir)/\(name).csr"], in: dir)
-        try await openssl(["x509", "-req", "-in", "\(dir)/\(name).csr", "-CA", certs.caFile, "-CAkey", certs.caKeyFile, "-CAcreateserial",
+        try await openssl(["x509", "-req", "-in", "\(dir)/\(name).csr", "-CA", caFile, "-CAkey", caKeyFile, "-CAcreateserial",
                      "-days", "2", "-extfile", "\(dir)/\(name).ext", "-out", "\(dir)/\(name).crt"], in: dir)
     }
 

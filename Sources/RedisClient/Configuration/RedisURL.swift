@@ -12,7 +12,15 @@ extension RedisConfiguration {
     /// nodes, the go-redis convention), `cluster=yes|no|auto`, `cluster_retry_window` (seconds). Any other parameter is an error, so a typo never goes unnoticed.
     public init(url: String) throws(RedisError) {
         func invalid(_ why: String) -> RedisError {
-            RedisError(.invalidConfiguration, "invalid Redis URL: \(why)")
+            // A password holding '/', '?' or '#' (base64 secrets, Azure access keys) ends the host
+            // part early, and its pieces were then quoted as a port, a database or a parameter:
+            // "port must be 1-65535, got '<the password>'". Such a URL is never quoted.
+            if Self.mayHoldUnencodedUserinfo(url) {
+                return RedisError(
+                    .invalidConfiguration,
+                    "invalid Redis URL (not repeated: it may hold a password): an '@' comes after a '/', '?' or '#'; if the user name or password holds one of these, percent-encode it (%2F, %3F, %23)")
+            }
+            return RedisError(.invalidConfiguration, "invalid Redis URL: \(why)")
         }
         guard let schemeEnd = Self.find("://", in: url) else { throw invalid("missing scheme (redis://, rediss:// or unix://)") }
         let scheme = url[..<schemeEnd].lowercased()
@@ -174,6 +182,15 @@ extension RedisConfiguration {
             port = p
         }
         return (String(host), port)
+    }
+
+    /// Whether an '@' follows the first '/', '?' or '#' after the scheme: the user name or
+    /// password may hold one of them unencoded (or a parameter holds an '@').
+    static func mayHoldUnencodedUserinfo(_ url: String) -> Bool {
+        guard let schemeEnd = find("://", in: url) else { return false }
+        let rest = url[url.index(schemeEnd, offsetBy: 3)...]
+        guard let delimiter = rest.firstIndex(where: { $0 == "/" || $0 == "?" || $0 == "#" }) else { return false }
+        return rest[delimiter...].contains("@")
     }
 
     /// The index where `needle` first starts in `text` (no Foundation needed).

@@ -164,6 +164,9 @@ final class ConnectionCore {
             }
             return error
         }
+        // The server refused the TLS session before its first reply (``TLSStream``): it read
+        // none of our commands.
+        if error.code == .tlsHandshakeFailed { return error }
         if interrupter.consumeInterrupted() {
             return RedisError(.cancelled, "cancelled while waiting for the reply; the command's outcome is unknown", underlying: error)
         }

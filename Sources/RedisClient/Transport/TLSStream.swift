@@ -147,6 +147,9 @@ final class TLSStream: ByteStream {
         case SSL_ERROR_SYSCALL:
             let e = errno
             if e == 0 || e == ECONNRESET || e == EPIPE {
+                // A server that refused the session sent an alert and closed: a write then fails
+                // with EPIPE while the alert waits unread. Its reason is worth more than "closed".
+                if !receivedData, let alert = unreadAlert() { throw refusal(alert) }
                 throw RedisError(.connectionClosed, "server closed the connection" + missingCertificateHint)
             }
             throw errnoError(.io, "TLS \(call)", e)
@@ -159,8 +162,33 @@ final class TLSStream: ByteStream {
                         + (offersClientCertificate ? "did not accept ours" : "none is configured (REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE, or ssl_certfile and ssl_keyfile)")
                         + " (OpenSSL: \(detail))")
             }
+            // An alert from the server before its first reply: it refused this TLS session after
+            // the handshake (TLS 1.3 checks a client certificate then: "tlsv1 alert unknown ca"
+            // for one from a CA it does not trust). Not worth waiting for; as an I/O error it
+            // was retried for ever by `serve` and `work` ("waiting for Redis").
+            if !receivedData, detail.contains(" alert ") { throw refusal(detail) }
             throw RedisError(.io, "TLS \(call): \(detail)")
         }
+    }
+
+    /// The server's refusal of the session, from the alert OpenSSL reported.
+    private func refusal(_ detail: String) -> RedisError {
+        RedisError(
+            .tlsHandshakeFailed,
+            "TLS refused by the server: \(detail)"
+                + (offersClientCertificate && (detail.contains("cert") || detail.contains(" ca"))
+                    ? " (it did not accept our client certificate: REDIS_TLS_CERT_FILE or ssl_certfile)" : ""))
+    }
+
+    /// An alert the server sent that is still unread (the socket is non-blocking: nothing else
+    /// is waited for), as OpenSSL reports it; nil when there is none.
+    private func unreadAlert() -> String? {
+        var byte: UInt8 = 0
+        ERR_clear_error()
+        let n = SSL_read(ssl, &byte, 1)
+        guard n <= 0, SSL_get_error(ssl, n) == SSL_ERROR_SSL else { return nil }
+        let detail = openSSLErrorString()
+        return detail.contains(" alert ") ? detail : nil
     }
 
     func isReusable() -> Bool {

@@ -28,11 +28,20 @@ struct GroupMembership: Sendable {
                 return true
             } catch {
                 if FailureKind(error) == .cancelled { throw CancellationError() }
-                if context.origin != nil, let redisError = error as? RedisError, redisError.code == .noPermission {
-                    context.logger.error(
-                        "no permission on this group's replay stream; dlq replay will not reach this worker until its ACL user may use the key",
-                        metadata: ["error": "\(error)"])
-                    return false
+                if let redisError = error as? RedisError, redisError.code == .noPermission {
+                    if context.origin != nil {
+                        context.logger.error(
+                            "no permission on this group's replay stream; dlq replay will not reach this worker until its ACL user may use the key",
+                            metadata: ["error": "\(error)"])
+                        return false
+                    }
+                    // The stream itself: this worker can never do its job with this user. Retried,
+                    // it logged a warning a second for ever while its /healthz said ok (found by
+                    // a user-style pass with the CRM worker's user given to billing).
+                    throw RedisError(
+                        .noPermission,
+                        "the Redis user may not create or use consumer group \(context.group) of stream \(context.stream) (\(redisError.message)); give this worker a user whose ACL allows it (deploy/redis/users.acl)",
+                        underlying: redisError)
                 }
                 attempt += 1
                 context.logger.warning("cannot create consumer group yet; retrying", metadata: ["error": "\(error)", "attempt": "\(attempt)"])

@@ -58,7 +58,8 @@ public final class StreamWorker: Service, Sendable {
     /// Runs until a graceful shutdown (or ``drain()``), then drains: returns once everything in
     /// hand is settled, or at the drain deadline. Returns at once when its task is cancelled,
     /// leaving what it holds pending for another worker. Throws only when a subscription's keys
-    /// cannot share one Redis Cluster slot (a stream name whose braces defeat the hash tags).
+    /// cannot share one Redis Cluster slot (a stream name whose braces defeat the hash tags), or
+    /// when its ACL user may not use a subscription's stream (NOPERM while creating its group).
     public func run() async throws {
         let primaries = try subscriptions.map {
             try SubscriptionRunner(
@@ -79,14 +80,14 @@ public final class StreamWorker: Service, Sendable {
         }
         let runners = primaries + replays
         self.runners.withLock { $0 = runners }
-        await withGracefulShutdownHandler {
-            await self.run(primaries: primaries, replays: replays)
+        try await withGracefulShutdownHandler {
+            try await self.run(primaries: primaries, replays: replays)
         } onGracefulShutdown: {
             self.drain()
         }
     }
 
-    private func run(primaries: [SubscriptionRunner], replays: [SubscriptionRunner]) async {
+    private func run(primaries: [SubscriptionRunner], replays: [SubscriptionRunner]) async throws {
         let runners = primaries + replays
         do {
             // The worker starts once its subscriptions' groups exist; a replay stream's group is
@@ -97,6 +98,9 @@ public final class StreamWorker: Service, Sendable {
                     return
                 }
             }
+        } catch let error as RedisError where error.code == .noPermission {
+            // Its ACL user may not use a subscription's stream: it never could (``GroupMembership``).
+            throw error
         } catch {
             logger.info("cancelled before the consumer groups could be created; stopping")
             return
