@@ -102,7 +102,7 @@ import Testing
         #expect(!up.output.contains("Fatal error"), "\(up.output)")
     }
 
-    @Test("`up` with a Redis that refuses the password exits non-zero and says why")
+    @Test("`up` with a Redis that refuses the password exits non-zero and says why in one line, before it listens")
     func upWithWrongPasswordExits() async throws {
         var options = LocalRedisServer.Options()
         options.password = "the-right-one"
@@ -117,6 +117,11 @@ import Testing
             #expect(status != nil && status != 0, "status \(String(describing: status)): \(up.output)")
             #expect(up.output.contains("WRONGPASS"), "\(up.output)")
             #expect(!up.output.contains("guessed-secret"))
+            // Said before anything listens, in one line (before: seven "listening" lines and
+            // "OrderShop is up" came first, then the refusal among 16 lines).
+            #expect(!up.output.contains("listening"), "\(up.output)")
+            #expect(!up.output.contains("OrderShop is up"), "\(up.output)")
+            #expect(lines(up.output, containing: "error").count == 1, "\(up.output)")
         }
     }
 

@@ -172,6 +172,17 @@ struct UpShop: Service {
             OrderShopUp.say(OrderShopUp.summary(shown, ports: all))
             OrderShopUp.say("Ctrl-C stops everything.")
         }
+        // A Redis that refuses this process (a password, a certificate, a CA; a Redis of one's
+        // own given with --url) is said in one line before anything listens, as `serve` does:
+        // before, seven "listening" lines and "OrderShop is up" came first (a user-style pass).
+        let probe = try makeRedisClient(configuration, maximumConnections: 1, logger: logger)
+        do {
+            try await RedisReadiness.refuseIfUnusable(probe, at: configuration)
+        } catch {
+            await probe.shutdown()
+            throw error
+        }
+        await probe.shutdown()
         if stackOptions.metricsPort != nil { _ = WorkerMetrics.registry }
         let httpClient = makeHTTPClient()
         let stack: ShopStack
