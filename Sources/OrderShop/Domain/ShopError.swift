@@ -106,8 +106,17 @@ public struct ShopError: Error, Sendable, Hashable, CustomStringConvertible {
         if let e = error as? RedisError {
             // Redis refused our credentials: the service cannot work until an operator fixes its
             // configuration, which no client request can change; Redis's text stays in our logs.
-            if e.code == .wrongPassword || e.code == .noAuth || e.code == .noPermission {
+            if e.code == .wrongPassword || e.code == .noAuth {
                 return .unavailable("event store unavailable: Redis refused this service's credentials")
+            }
+            // Its ACL user may not use a key or command (NOPERM), or a script's command on a key
+            // it may not touch (Redis answers that one with ERR: it was a 500 carrying the
+            // script's sha and line; a user-style pass gave the customer service the CRM
+            // worker's user). No request can fix it, as above.
+            if e.code == .noPermission
+                || e.code.isServerError && (e.message.contains("can't access at least one of the keys") || e.message.contains("no permissions"))
+            {
+                return .unavailable("event store unavailable: this service's Redis user may not use the keys it needs (its ACL; see deploy/redis/users.acl)")
             }
             if e.code.isServerError {
                 return ShopError(status: 500, message: "event store error: \(e.message)")
