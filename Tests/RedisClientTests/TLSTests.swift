@@ -127,12 +127,16 @@ import Testing
             let plain = try RedisConnection(configuration: config)
             let error = await #expect(throws: RedisError.self) { try await plain.send(PING()) }
             #expect(error?.closesConnection == true)
+            // The reset comes before any reply: the error says what to try (it was a bare
+            // "Connection reset by peer").
+            #expect(error?.message.contains("if it is a TLS port, use rediss://") == true, "\(String(describing: error))")
 
             // With a password the handshake's AUTH is what fails: it is never answered in plain text.
             config.authentication = .init(password: "secret")
             let withAuth = try RedisConnection(configuration: config)
             let authError = await #expect(throws: RedisError.self) { try await withAuth.send(PING()) }
             #expect(authError?.closesConnection == true)
+            #expect(authError?.message.contains("if it is a TLS port, use rediss://") == true, "\(String(describing: authError))")
         }
     }
 

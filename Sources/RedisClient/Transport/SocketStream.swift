@@ -6,6 +6,8 @@ import Glibc
 final class SocketStream: ByteStream {
     let fileDescriptor: Int32
     private var closed = false
+    /// Whether any byte came from the server yet (see ``plainOnTLSHint``).
+    private var receivedData = false
     var tlsDetails: TLSDetails? { nil }
 
     private init(fileDescriptor: Int32) {
@@ -131,13 +133,19 @@ final class SocketStream: ByteStream {
     func read(into buffer: UnsafeMutableRawBufferPointer, deadline: Deadline) throws(RedisError) -> Int {
         while true {
             let n = recv(fileDescriptor, buffer.baseAddress, buffer.count, 0)
-            if n > 0 { return n }
-            if n == 0 { throw RedisError(.connectionClosed, "server closed the connection") }
+            if n > 0 {
+                receivedData = true
+                return n
+            }
+            if n == 0 { throw RedisError(.connectionClosed, "server closed the connection" + plainOnTLSHint) }
             let err = errno
             if err == EINTR { continue }
             if err == EAGAIN || err == EWOULDBLOCK {
                 try wait(for: Int16(POLLIN), deadline: deadline)
                 continue
+            }
+            if err == ECONNRESET, !receivedData {
+                throw RedisError(.connectionClosed, "server reset the connection" + plainOnTLSHint)
             }
             throw errnoError(.io, "read", err)
         }
@@ -145,6 +153,13 @@ final class SocketStream: ByteStream {
 
     func waitUntilReadable(deadline: Deadline) throws(RedisError) {
         try wait(for: Int16(POLLIN), deadline: deadline)
+    }
+
+    /// A plain-text client on a TLS port: the server takes our command for a broken ClientHello
+    /// and drops the connection before any reply. Said only then (a user-style pass saw a bare
+    /// "Connection reset by peer"; the reverse mistake already had its hint).
+    private var plainOnTLSHint: String {
+        receivedData ? "" : " before its first reply (if it is a TLS port, use rediss://)"
     }
 
     /// Waits until the socket is ready for `events`, or throws `.timeout` at the deadline.
