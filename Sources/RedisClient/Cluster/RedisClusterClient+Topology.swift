@@ -103,7 +103,11 @@ extension RedisClusterClient {
         switch outcome {
         case .success: counters.refreshes.add(1, ordering: .relaxed)
         case .failure(let error):
-            logger.warning("redis cluster topology refresh failed; keeping the last one", metadata: ["error": "\(error)"])
+            // Without a map yet (the first discovery) there is nothing to keep: the caller (a
+            // command, or a process at start) reports the failure itself, once.
+            if state.withLock({ !$0.map.isEmpty }) {
+                logger.warning("redis cluster topology refresh failed; keeping the last one", metadata: ["error": "\(error)"])
+            }
             throw error
         }
     }
