@@ -85,9 +85,25 @@ public final class ChildProcess: @unchecked Sendable {
     }
 
     /// util-linux's `setpriv`, which sets a parent-death signal (`--pdeathsig`) and execs the
-    /// program: a posix_spawn cannot set one itself. Nil where it is missing (then children
-    /// outlive a killed parent, as before).
-    static let parentDeathLauncher: String? = ["/usr/bin/setpriv", "/bin/setpriv"].first { FileManager.default.isExecutableFile(atPath: $0) }
+    /// program: a posix_spawn cannot set one itself. Nil where it is missing, or cannot set one
+    /// (util-linux before 2.33, busybox: it would refuse the option and every child would die at
+    /// once): then children outlive a killed parent, as before. Asked once, with /bin/true.
+    ///
+    /// A parent that dies between the spawn and setpriv's prctl (a millisecond) leaves the child
+    /// without the signal: setpriv does not check its parent again.
+    static let parentDeathLauncher: String? = {
+        guard let setpriv = ["/usr/bin/setpriv", "/bin/setpriv"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }),
+            let truePath = ["/bin/true", "/usr/bin/true"].first(where: { FileManager.default.isExecutableFile(atPath: $0) })
+        else { return nil }
+        var pid: pid_t = 0
+        let argv = [setpriv, "--pdeathsig", "KILL", "--", truePath]
+        let rc = withCStrings(argv) { cArgv in withCStrings([]) { cEnv in posix_spawn(&pid, setpriv, nil, nil, cArgv, cEnv) } }
+        guard rc == 0 else { return nil }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        // Exited with 0: `status` is 0.
+        return status == 0 ? setpriv : nil
+    }()
 
     /// The exit status (or 128 + signal), or nil while it runs. Reaps the child once it exited.
     public var status: Int32? {

@@ -1,8 +1,23 @@
 @testable import OrderShop
 import Testing
+import RedisClient
 
 /// JSON in and out: the original's shapes, and strings that survive any content.
 @Suite struct DomainTests {
+    // Redis 7.0's wording (seen here), Redis 7.2+ and Valkey's: both are 503 "its ACL", not a
+    // 500 carrying the script's sha and line.
+    @Test(arguments: [
+        "ERR The user executing the script can't access at least one of the keys mentioned in the command script: 3b4d, on @user_script:61.",
+        "ERR ACL failure in script: No permissions to access a key script: 3b4d, on @user_script:61.",
+        "NOPERM this user has no permissions to access one of the keys used as arguments",
+    ])
+    func aclRefusalsOfScriptsAreUnavailableNotInternal(_ reply: String) {
+        let shown = ShopError.from(RedisError(serverReply: reply))
+        #expect(shown.status == 503)
+        #expect(shown.message.contains("ACL"), "\(shown)")
+        #expect(!shown.message.contains("user_script"), "\(shown)")
+    }
+
     @Test func jsonMediaTypeIsRecognisedByteByByte() {
         for accepted in ["application/json", "Application/JSON", " application/json ", "application/json; charset=utf-8", "\tapplication/json;x"] {
             #expect(isJSONMediaType(accepted), "\(accepted)")

@@ -9,33 +9,33 @@ extension ShopIntegration {
     /// versions, read models changed in the same step, replay and rebuild.
     @Suite struct EventStoreTests {
         // Redis answers a script's command on a key its ACL user may not touch with ERR, not NOPERM:
-    // it was a 500 carrying the script's sha and line (a user-style pass gave the customer
-    // service the CRM worker's user).
-    // Keys elsewhere: NOPERM for the script's declared keys; keys readable only: ERR from the
-    // script's first write.
-    @Test(
-        "a command whose Redis user may not use its keys answers 503 naming the ACL, not 500 with the script's text",
-        arguments: ["~elsewhere:*", "%R~*"])
-    func commandWithoutKeyPermission(keys: String) async throws {
-        try await withRedisServer { server in
-            let admin = try server.makePool()
-            try await admin.send(["ACL", "SETUSER", "narrow", "on", ">pw", "resetkeys", RedisArgument(keys), "+@all"])
-            var configuration = server.configuration
-            configuration.authentication = .init(username: "narrow", password: "pw")
-            let narrow = try RedisConnectionPool(configuration: configuration)
-            let store = EventStore(pool: narrow)
-            let error = await #expect(throws: (any Error).self) {
-                try await store.create([Customer(id: "c1", name: "Alice", email: "alice@shop.test")], trace: "t")
+        // it was a 500 carrying the script's sha and line (a user-style pass gave the customer
+        // service the CRM worker's user).
+        // Keys elsewhere: NOPERM for the script's declared keys; keys readable only: ERR from the
+        // script's first write.
+        @Test(
+            "a command whose Redis user may not use its keys answers 503 naming the ACL, not 500 with the script's text",
+            arguments: ["~elsewhere:*", "%R~*"])
+        func commandWithoutKeyPermission(keys: String) async throws {
+            try await withRedisServer { server in
+                let admin = try server.makePool()
+                try await admin.send(["ACL", "SETUSER", "narrow", "on", ">pw", "resetkeys", RedisArgument(keys), "+@all"])
+                var configuration = server.configuration
+                configuration.authentication = .init(username: "narrow", password: "pw")
+                let narrow = try RedisConnectionPool(configuration: configuration)
+                let store = EventStore(pool: narrow)
+                let error = await #expect(throws: (any Error).self) {
+                    try await store.create([Customer(id: "c1", name: "Alice", email: "alice@shop.test")], trace: "t")
+                }
+                let shown = ShopError.from(try #require(error))
+                #expect(shown.status == 503, "\(shown)")
+                #expect(shown.message.contains("ACL"), "\(shown)")
+                #expect(!shown.message.contains("user_script"), "\(shown)")
+                await narrow.shutdown()
             }
-            let shown = ShopError.from(try #require(error))
-            #expect(shown.status == 503, "\(shown)")
-            #expect(shown.message.contains("ACL"), "\(shown)")
-            #expect(!shown.message.contains("user_script"), "\(shown)")
-            await narrow.shutdown()
         }
-    }
 
-    @Test func eventsHaveTheOriginalsShapeAndAVersion() async throws {
+        @Test func eventsHaveTheOriginalsShapeAndAVersion() async throws {
             try await withRedisServer { server in
                 let pool = try server.makePool()
                 let store = EventStore(pool: pool)

@@ -105,7 +105,7 @@ import Testing
         arguments: [
             "rediss://app:Kq7rT2xY9pLmN3vW8/zz@localhost:6380", "rediss://app:Kq7rT2xY/9pLmN3vW8@localhost",
             "redis://app:Kq7rT2xY?9pLmN3vW8@localhost", "redis://app:Kq7rT2xY#9pLmN3vW8@localhost", "redis://:1234/9pLmN3vW8@localhost",
-            "redis://app:6379?db=9pLmN3vW8@localhost",
+            "redis://app:6379?db=9pLmN3vW8@localhost", "redis://app:6380#9pLmN3vW8@localhost",
         ])
     func unencodedPasswordIsNotQuoted(_ url: String) {
         let error = #expect(throws: RedisError.self) { try RedisConfiguration(url: url) }

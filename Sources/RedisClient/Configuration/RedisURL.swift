@@ -30,7 +30,12 @@ extension RedisConfiguration {
             query = rest[rest.index(after: q)...]
             rest = rest[..<q]
         }
-        if let fragment = rest.firstIndex(of: "#") { rest = rest[..<fragment] }
+        if let fragment = rest.firstIndex(of: "#") {
+            // `redis://user:6380#x@host` would otherwise connect to host `user`: a password
+            // holding '#' (``mayHoldUnencodedUserinfo(_:)`` words the error).
+            if rest[fragment...].contains("@") { throw invalid("a '#' before an '@'") }
+            rest = rest[..<fragment]
+        }
 
         self.init()
         var userinfo: Substring?

@@ -1,14 +1,25 @@
 import COpenSSL
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// An OpenSSL client context built once from a ``RedisConfiguration/TLSConfiguration`` and
 /// shared by every connection of a pool (`SSL_CTX` is reference counted and safe to share
 /// for `SSL_new`).
 public final class TLSContext: @unchecked Sendable {
+    /// OpenSSL writes to its socket with write(2), which raises SIGPIPE on a connection the
+    /// server has closed (one that refused our client certificate, say), and SIGPIPE's default
+    /// ends the process without a word, before the refusal can be reported. Plain connections
+    /// send with MSG_NOSIGNAL; for TLS the process ignores SIGPIPE from its first TLS context on,
+    /// as SwiftNIO does for its sockets.
+    private static let ignoresBrokenPipes: Void = { _ = signal(SIGPIPE, SIG_IGN) }()
+
     let context: OpaquePointer
     let settings: RedisConfiguration.TLSConfiguration
 
     /// Loads the CA file (or the system trust store), the client certificate and key.
     public init(_ settings: RedisConfiguration.TLSConfiguration) throws(RedisError) {
+        _ = Self.ignoresBrokenPipes
         guard let ctx = SSL_CTX_new(TLS_client_method()) else {
             throw RedisError(.tlsConfiguration, "SSL_CTX_new: \(openSSLErrorString())")
         }

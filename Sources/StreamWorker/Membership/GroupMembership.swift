@@ -22,6 +22,7 @@ struct GroupMembership: Sendable {
     /// cancelled.
     func ensureGroupAtStart() async throws -> Bool {
         var attempt = 0
+        var refusals = 0
         while true {
             do {
                 guard try await context.drain.untilFired({ try await ensureGroup() }) != nil else { return false }
@@ -35,9 +36,18 @@ struct GroupMembership: Sendable {
                             metadata: ["error": "\(error)"])
                         return false
                     }
-                    // The stream itself: this worker can never do its job with this user. Retried,
-                    // it logged a warning a second for ever while its /healthz said ok (found by
-                    // a user-style pass with the CRM worker's user given to billing).
+                    // The stream itself: this worker cannot do its job with this user. Retried
+                    // for ever, it logged a warning a second while its /healthz said ok (found by
+                    // a user-style pass with the CRM worker's user given to billing). A few tries
+                    // first: an ACL being rolled out node by node (a cluster's ACLs are not
+                    // replicated) may not have reached this node yet.
+                    refusals += 1
+                    if refusals < Self.permissionRefusalsBeforeGivingUp {
+                        attempt += 1
+                        context.logger.warning("no permission on the stream yet; retrying", metadata: ["error": "\(error)", "attempt": "\(attempt)"])
+                        guard try await context.drain.sleep(for: context.redisBackoff(attempt: attempt) + .seconds(2)) else { return false }
+                        continue
+                    }
                     throw RedisError(
                         .noPermission,
                         "the Redis user may not create or use consumer group \(context.group) of stream \(context.stream) (\(redisError.message)); give this worker a user whose ACL allows it (deploy/redis/users.acl)",
@@ -49,6 +59,9 @@ struct GroupMembership: Sendable {
             }
         }
     }
+
+    /// NOPERMs on the stream at start before the worker gives up (about 2 s apart).
+    static let permissionRefusalsBeforeGivingUp = 3
 
     /// NOGROUP at run time: the stream or the group was deleted. Recreate and go on (after a
     /// pause when that fails). Throws `CancellationError` when cancelled.
