@@ -1,6 +1,5 @@
 import ArgumentParser
 import Foundation
-import LocalRedis
 
 /// `ordershop bench gateway`: `GET /customers` and `POST /customers` through the gateway, 8
 /// connections for 10 s each, with wrk: requests/s, p50, p99. The gateway is `ordershop up`
@@ -50,9 +49,7 @@ struct BenchGatewayCommand: AsyncParsableCommand {
 
     func run() async throws {
         // Before any Redis or `up` is started: the tools each run needs.
-        for tool in ["wrk", "curl"] {
-            do { _ = try ChildProcess.resolve(tool) } catch { throw BenchRunError("\(tool) not found; install it with: apt-get install -y \(tool)") }
-        }
+        for tool in ["wrk", "curl"] { _ = try GatewayBench.tool(tool) }
         var results = BenchResults()
         let modes = gateway == nil ? calls.modes.map { ($0.prefix + (cluster ? ".cluster" : ""), $0.arguments + (cluster ? ["--cluster"] : [])) } : [("gateway", [])]
         for run in 1...options.runs {

@@ -98,13 +98,11 @@ public final class StreamWorker: Service, Sendable {
                     return
                 }
             }
-        } catch let error as RedisError where error.code == .noPermission {
-            // Its ACL user may not use a subscription's stream: it never could (``GroupMembership``).
-            throw error
-        } catch {
+        } catch is CancellationError {
             logger.info("cancelled before the consumer groups could be created; stopping")
             return
         }
+        // Any other error (NOPERM on a subscription's stream, ``GroupMembership``) ends the worker.
         logger.info(
             "worker started",
             metadata: [

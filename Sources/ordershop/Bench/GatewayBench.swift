@@ -67,11 +67,7 @@ struct GatewayBench {
             arguments += ["-s", file]
         }
         defer { if let scriptFile { try? FileManager.default.removeItem(atPath: scriptFile) } }
-        let executable: String
-        do { executable = try ChildProcess.resolve("wrk") } catch {
-            throw BenchRunError("wrk not found; install it with: apt-get install -y wrk")
-        }
-        let p = try ChildProcess(executable, arguments + [baseURL + path])
+        let p = try ChildProcess(try Self.tool("wrk"), arguments + [baseURL + path])
         defer { try? FileManager.default.removeItem(atPath: p.outputFile) }
         guard let status = await p.waitForExit(timeout: .seconds(o.seconds + 60)) else {
             await p.stop(signal: SIGKILL)
@@ -112,8 +108,13 @@ struct GatewayBench {
         return nil
     }
 
+    /// The path of a tool a run needs (`wrk`, `curl`), or an error saying how to install it.
+    static func tool(_ name: String) throws -> String {
+        do { return try ChildProcess.resolve(name) } catch { throw BenchRunError("\(name) not found; install it with: apt-get install -y \(name)") }
+    }
+
     static func curl(_ arguments: [String]) async throws -> (status: Int32, output: String) {
-        let p = try ChildProcess("curl", ["--max-time", "10"] + arguments)
+        let p = try ChildProcess(try tool("curl"), ["--max-time", "10"] + arguments)
         defer { try? FileManager.default.removeItem(atPath: p.outputFile) }
         let status = await p.waitForExit(timeout: .seconds(20)) ?? -1
         return (status, p.output)
