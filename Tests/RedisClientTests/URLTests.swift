@@ -88,6 +88,11 @@ import Testing
         Bad(url: "redis://:p%4@h", reason: "percent-encoding"),
         Bad(url: "redis://:p%ZZ@h", reason: "percent-encoding"),
         Bad(url: "unix://relative.sock", reason: "absolute"),
+        // A parameter given twice would silently take one of them.
+        Bad(url: "redis://h?db=1&db=2", reason: "query parameter 'db' given twice"),
+        Bad(url: "redis://h/1?db=2", reason: "database given twice"),
+        Bad(url: "unix:///tmp/x.sock?db=1&db=1", reason: "query parameter 'db' given twice"),
+        Bad(url: "rediss://h?ssl_ca_certs=/a.pem&ssl_ca_certs=/b.pem", reason: "query parameter 'ssl_ca_certs' given twice"),
     ]
 
     @Test(arguments: bad)

@@ -39,6 +39,7 @@ extension RedisConfiguration {
 
         self.init()
         var userinfo: Substring?
+        var databaseInPath = false
         switch scheme {
         case "redis", "rediss":
             let authorityEnd = rest.firstIndex(of: "/") ?? rest.endIndex
@@ -51,6 +52,7 @@ extension RedisConfiguration {
             let (host, port) = try Self.parseHostPort(authority, invalid: invalid)
             endpoint = .tcp(host: host, port: port)
             let dbText = path.drop { $0 == "/" }
+            databaseInPath = !dbText.isEmpty
             if !dbText.isEmpty {
                 guard let db = Int(dbText), db >= 0 else { throw invalid("database must be a number, got '\(dbText)'") }
                 database = db
@@ -87,10 +89,16 @@ extension RedisConfiguration {
 
         var tlsSettings = TLSConfiguration()
         var tlsParameterSeen = false
+        // A parameter given twice is refused rather than the last one taken: `?db=1&db=2` (or a
+        // path database and a db=) would silently pick one. Only addr= repeats (one per seed).
+        var seen: Set<String> = databaseInPath ? ["db"] : []
         for pair in query.split(separator: "&", omittingEmptySubsequences: true) {
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             let key = String(parts[0])
             let value = try Self.percentDecode(parts.count > 1 ? parts[1] : "", invalid: invalid)
+            if key != "addr", !seen.insert(key).inserted {
+                throw invalid(key == "db" && databaseInPath ? "database given twice: in the path and as db=" : "query parameter '\(key)' given twice")
+            }
             switch key {
             case "db":
                 guard let db = Int(value), db >= 0 else { throw invalid("db must be a number, got '\(value)'") }

@@ -19,6 +19,9 @@ struct BenchFigure: Sendable {
 struct BenchResults: Sendable {
     private(set) var order: [String] = []
     private(set) var samples: [String: (unit: String, ours: [Double], peer: [Double])] = [:]
+    /// Each run's ours/peer, for the figures whose every run had a peer figure measured in the
+    /// same run (side by side): see ``pairedRatio(_:)``.
+    private var runRatios: [String: [Double]] = [:]
     private(set) var notes: [String] = []
 
     mutating func add(_ figure: BenchFigure) {
@@ -28,6 +31,23 @@ struct BenchResults: Sendable {
         }
         samples[figure.name]!.ours.append(figure.ours)
         if let peer = figure.peer { samples[figure.name]!.peer.append(peer) }
+        if let ratio = figure.ratio, ratio > 0 { runRatios[figure.name, default: []].append(ratio) }
+    }
+
+    /// The geometric mean of the runs' own ratios (each run's ours over the peer measured just
+    /// before or after it), with the smallest and largest of them; nil unless every run of the
+    /// figure had one and there were at least two.
+    ///
+    /// Why beside the ratio of the medians: this VM's speed drifts by 10-25 % within minutes
+    /// (the same tracing-off drain ran at 84k-131k events/s within one command, 2026-12-04),
+    /// and a ratio of two medians taken from different runs carries that drift; a run's own
+    /// ratio compares two measurements seconds apart. Six `bench worker --tracing compare
+    /// --runs 11` commands in a row gave ratios of medians 0.882-0.990 and paired ratios
+    /// 0.900-0.980.
+    func pairedRatio(_ name: String) -> (mean: Double, min: Double, max: Double)? {
+        guard let ratios = runRatios[name], let s = samples[name], ratios.count == s.ours.count, ratios.count > 1 else { return nil }
+        let mean = exp(ratios.map { log($0) }.reduce(0, +) / Double(ratios.count))
+        return (mean, ratios.min()!, ratios.max()!)
     }
 
     mutating func add(_ figures: [BenchFigure]) { figures.forEach { add($0) } }
@@ -54,19 +74,29 @@ struct BenchResults: Sendable {
                     if !s.peer.isEmpty {
                         line += ", \"peer_min\": \(number(s.peer.min()!)), \"peer_max\": \(number(s.peer.max()!))"
                     }
+                    if let paired = pairedRatio(name) {
+                        line += String(
+                            format: ", \"paired_ratio\": %.3f, \"paired_ratio_min\": %.3f, \"paired_ratio_max\": %.3f", paired.mean, paired.min, paired.max)
+                    }
                 }
                 Swift.print(line + "}")
             }
             return
         }
         Swift.print(title + (runs > 1 ? " (median of \(runs) runs; [min..max])" : ""))
-        Swift.print(pad("figure", 34) + pad("unit", 10) + pad("ours", 26, right: true) + pad("peer", 26, right: true) + pad("ratio", 9, right: true))
+        Swift.print(
+            pad("figure", 34) + pad("unit", 10) + pad("ours", 26, right: true) + pad("peer", 26, right: true) + pad("ratio", 9, right: true)
+                + pad("paired", 9, right: true))
         for name in order {
             let s = samples[name]!
             let f = BenchFigure(name: name, unit: s.unit, ours: median(s.ours), peer: s.peer.isEmpty ? nil : median(s.peer))
             Swift.print(
                 pad(name, 34) + pad(s.unit, 10) + pad(cell(s.ours), 26, right: true) + pad(s.peer.isEmpty ? "-" : cell(s.peer), 26, right: true)
-                    + pad(f.ratio.map { String(format: "%.2f", $0) } ?? "-", 9, right: true))
+                    + pad(f.ratio.map { String(format: "%.2f", $0) } ?? "-", 9, right: true)
+                    + pad(pairedRatio(name).map { String(format: "%.2f", $0.mean) } ?? "-", 9, right: true))
+        }
+        if order.contains(where: { pairedRatio($0) != nil }) {
+            Swift.print("  paired: the geometric mean of each run's own ratio (ours and peer measured in the same run)")
         }
         for note in notes { Swift.print("  note: " + note) }
     }
