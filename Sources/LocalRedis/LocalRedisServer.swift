@@ -109,8 +109,10 @@ public final class LocalRedisServer: @unchecked Sendable {
     public func start() async throws {
         if pid != nil { return }
         let logOffset = (try? FileManager.default.attributesOfItem(atPath: logFile)[.size] as? Int) ?? 0
-        process = try ChildProcess(
+        let process = try ChildProcess(
             try Self.executable(), arguments(), outputFile: directory + "/redis-server.out", ownProcessGroup: options.ownProcessGroup)
+        self.process = process
+        if ownsDirectory { OwnedTemporaryDirectory.recordServer(process.pid, in: directory) }
         try await waitUntilReady(logOffset: logOffset)
     }
 
@@ -244,10 +246,7 @@ public final class LocalRedisServer: @unchecked Sendable {
     }
 
     static func makeTemporaryDirectory() throws -> String {
-        let base = ProcessInfo.processInfo.environment["TMPDIR"] ?? "/tmp"
-        var template = Array("\(base)/ordershop-redis-XXXXXX".utf8CString)
-        guard let result = mkdtemp(&template) else { throw LocalRedisError("mkdtemp failed") }
-        return String(cString: result)
+        try OwnedTemporaryDirectory.make(in: ProcessInfo.processInfo.environment["TMPDIR"] ?? "/tmp")
     }
 }
 

@@ -270,6 +270,7 @@ import Testing
         let up = try await startUpWithItsOwnRedis()
         let redis = try #require(startedRedis(up.output), "\(up.output)")
         #expect(runs(redis.pid))
+        #expect(FileManager.default.fileExists(atPath: redis.directory + "/" + OwnedTemporaryDirectory.ownerFile))
         up.signal(SIGKILL)
         #expect(await up.waitForExit(timeout: .seconds(30)) != nil, "\(up.output)")
         let deadline = ContinuousClock.now + .seconds(20)
@@ -277,6 +278,11 @@ import Testing
         let survived = runs(redis.pid)
         #expect(!survived, "redis-server \(redis.pid) still runs 20 s after its `up` was SIGKILLed")
         if survived { kill(redis.pid, SIGKILL) }
+        // Nothing removed its data; the next local redis-server made in the same place does
+        // (another test's, running beside this one, may have done it already).
+        let base = (redis.directory as NSString).deletingLastPathComponent
+        _ = OwnedTemporaryDirectory.removeStale(in: base)
+        #expect(!FileManager.default.fileExists(atPath: redis.directory), "the data directory of the SIGKILLed `up` was not removed")
         try? FileManager.default.removeItem(atPath: redis.directory)
     }
 
