@@ -82,6 +82,9 @@ public final class LocalRedisServer: @unchecked Sendable {
             // redis-server changes into --dir before it opens --logfile: both must be absolute.
             if !dir.hasPrefix("/") { dir = FileManager.default.currentDirectoryPath + "/" + dir }
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            // Perhaps a temporary directory once (its data taken back after a crash): no
+            // longer one the next process may remove as stale.
+            OwnedTemporaryDirectory.disown(dir)
             directory = dir
             ownsDirectory = false
         } else {

@@ -203,6 +203,7 @@ def redis_url_problems(url: str) -> tuple[list[str], bool]:
     rest, _, query = rest.partition("?")
     rest = rest.partition("#")[0]
     database = 0
+    database_in_path = False
     if scheme.lower() in ("redis", "rediss"):
         authority, _, path = rest.partition("/")
         host_port = authority.rpartition("@")[2]
@@ -210,16 +211,23 @@ def redis_url_problems(url: str) -> tuple[list[str], bool]:
         if not host:
             problems.append(f"has no host: {url!r}")
         db_text = path.lstrip("/")
+        database_in_path = bool(db_text)
         if db_text:
             if db_text.isdigit():
                 database = int(db_text)
             else:
                 problems.append(f"database must be a number, got {db_text!r}")
     cluster = False
+    # A parameter given twice is refused (only addr repeats); so is a db= beside a path database.
+    seen: set[str] = {"db"} if database_in_path else set()
     for pair in query.split("&"):
         if not pair:
             continue
         key, _, value = pair.partition("=")
+        if key != "addr" and key in seen:
+            problems.append("gives the database twice: in the path and as db=" if key == "db" and database_in_path
+                            else f"gives the query parameter {key!r} twice")
+        seen.add(key)
         if key not in REDIS_URL_PARAMETERS:
             problems.append(f"has the query parameter {key!r}, which the application refuses "
                             f"(it knows {', '.join(sorted(REDIS_URL_PARAMETERS))})")
@@ -557,6 +565,11 @@ def self_test(label: str, docs: list[dict], versions: list[str], acl_users: set[
         query = config().get("REDIS_QUERY", "")
         config()["REDIS_QUERY"] = query + ("&" if query else "?") + "clsuter_retry_window=30"
 
+    def database_twice() -> None:
+        # The URL's path carries $(REDIS_DB) already: a db= in the query gives it twice.
+        query = config().get("REDIS_QUERY", "")
+        config()["REDIS_QUERY"] = query + ("&" if query else "?") + "db=0"
+
     def database_on_cluster() -> bool:
         if "cluster=yes" not in config().get("REDIS_QUERY", ""):
             return False  # database 1 is fine on one server
@@ -580,6 +593,7 @@ def self_test(label: str, docs: list[dict], versions: list[str], acl_users: set[
         "$(VAR) that is not defined": lambda: env("REDIS_URL").__setitem__("value", "redis://$(REDIS_HOSTNAME)"),
         "formula naming no trigger": lambda: first("ScaledObject")["spec"]["advanced"]["scalingModifiers"].__setitem__("formula", "nothing + 1"),
         "REDIS_QUERY with a parameter the application refuses": misspell_query,
+        "REDIS_QUERY giving the database a second time": database_twice,
         "database 1 on a Redis Cluster": database_on_cluster,
         "cluster mode the KEDA triggers do not match": flip_cluster_mode,
         "misspelt redis-cluster-streams metadata": misspell_cluster_metadata,
