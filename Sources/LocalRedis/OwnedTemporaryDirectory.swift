@@ -48,7 +48,10 @@ public enum OwnedTemporaryDirectory {
 
     /// Makes `directory` one that is never removed: a `--data-dir` that was once a temporary
     /// directory (its data taken back after a crash) must not be removed under its new server.
+    /// Only a directory named as ours is changed: any other `--data-dir` may hold files of its
+    /// own called `owner` or `server.pid`.
     public static func disown(_ directory: String) {
+        guard directory.split(separator: "/").last?.hasPrefix(prefix) == true else { return }
         unlink(directory + "/" + ownerFile)
         unlink(directory + "/" + serverPIDFile)
     }

@@ -19,6 +19,12 @@ import Testing
             let garbled = try directory(in: base, "garbled", owner: "not a pid")
             let disowned = try directory(in: base, "datadir", owner: "\(dead) \(this)", server: deadServer)
             OwnedTemporaryDirectory.disown(disowned)
+            // Any other --data-dir keeps its files, whatever their names.
+            let someDataDir = base + "/mine"
+            try FileManager.default.createDirectory(atPath: someDataDir, withIntermediateDirectories: false)
+            try "the owner's name".write(toFile: someDataDir + "/" + OwnedTemporaryDirectory.ownerFile, atomically: true, encoding: .utf8)
+            OwnedTemporaryDirectory.disown(someDataDir)
+            #expect(FileManager.default.fileExists(atPath: someDataDir + "/" + OwnedTemporaryDirectory.ownerFile))
 
             let removed = OwnedTemporaryDirectory.removeStale(in: base)
             #expect(Set(removed) == [stale, staleWithoutServer])

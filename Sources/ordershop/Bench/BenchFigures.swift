@@ -19,9 +19,6 @@ struct BenchFigure: Sendable {
 struct BenchResults: Sendable {
     private(set) var order: [String] = []
     private(set) var samples: [String: (unit: String, ours: [Double], peer: [Double])] = [:]
-    /// Each run's ours/peer, for the figures whose every run had a peer figure measured in the
-    /// same run (side by side): see ``pairedRatio(_:)``.
-    private var runRatios: [String: [Double]] = [:]
     private(set) var notes: [String] = []
 
     mutating func add(_ figure: BenchFigure) {
@@ -31,12 +28,12 @@ struct BenchResults: Sendable {
         }
         samples[figure.name]!.ours.append(figure.ours)
         if let peer = figure.peer { samples[figure.name]!.peer.append(peer) }
-        if let ratio = figure.ratio, ratio > 0 { runRatios[figure.name, default: []].append(ratio) }
     }
 
     /// The geometric mean of the runs' own ratios (each run's ours over the peer measured just
     /// before or after it), with the smallest and largest of them; nil unless every run of the
-    /// figure had one and there were at least two.
+    /// figure had a peer figure (then `ours` and `peer` pair up by index: ``add(_:)`` appends
+    /// both) and there were at least two.
     ///
     /// Why beside the ratio of the medians: this VM's speed drifts by 10-25 % within minutes
     /// (the same tracing-off drain ran at 84k-131k events/s within one command, 2026-12-04),
@@ -45,7 +42,9 @@ struct BenchResults: Sendable {
     /// --runs 11` commands in a row gave ratios of medians 0.882-0.990 and paired ratios
     /// 0.900-0.980.
     func pairedRatio(_ name: String) -> (mean: Double, min: Double, max: Double)? {
-        guard let ratios = runRatios[name], let s = samples[name], ratios.count == s.ours.count, ratios.count > 1 else { return nil }
+        guard let s = samples[name], s.ours.count == s.peer.count, s.ours.count > 1, !s.peer.contains(0) else { return nil }
+        let ratios = zip(s.ours, s.peer).map { $0 / $1 }
+        guard !ratios.contains(where: { $0 <= 0 }) else { return nil }
         let mean = exp(ratios.map { log($0) }.reduce(0, +) / Double(ratios.count))
         return (mean, ratios.min()!, ratios.max()!)
     }
