@@ -36,12 +36,16 @@ struct PlantedBugTests {
                 let stream = "slow"
                 try await publish(pool, stream: stream, count: 1)
                 let calls = Atomic<Int>(0)
-                // Long enough that the rival, started after the first call, has several of its
-                // sweeps inside the handling even on a loaded machine (with 3 s and a 2.5 s look,
-                // a fresh-clone run under 20-37 % CPU steal saw the bug's rival not steal in time).
+                // The handling lasts until the test has looked (or 60 s), not a fixed time: with a
+                // 6-s handler and 5 s for the bug's rival to steal, a fresh-clone run whose
+                // parallel suite loaded the machine saw the rival claim the entry only after that
+                // look (its steal was logged; the second call came too late). Before that, 3 s and
+                // one look at 2.5 s failed under 20-37 % CPU steal.
+                let looked = Atomic<Bool>(false)
                 let handler: StreamHandler = { _ in
                     calls.add(1, ordering: .relaxed)
-                    try await Task.sleep(for: .seconds(6))
+                    let end = ContinuousClock.now + .seconds(60)
+                    while !looked.load(ordering: .relaxed), ContinuousClock.now < end { try await Task.sleep(for: .milliseconds(50)) }
                     return .done
                 }
                 // The holder's own reclaimer claims entries idle for its lease (2 s), its rival's
@@ -58,8 +62,9 @@ struct PlantedBugTests {
                     #expect(calls.load(ordering: .relaxed) == 1, "stolen although its lease was kept")
                 } else {
                     #expect(
-                        await eventually(timeout: .seconds(5)) { calls.load(ordering: .relaxed) >= 2 }, "the planted bug did not let the entry be stolen")
+                        await eventually(timeout: .seconds(30)) { calls.load(ordering: .relaxed) >= 2 }, "the planted bug did not let the entry be stolen")
                 }
+                looked.store(true, ordering: .relaxed)
                 try await a.stop()
                 try await b.stop()
             }
