@@ -42,6 +42,8 @@ struct BenchWorkerCommand: AsyncParsableCommand {
                             for form in handler {
                                 let name = "worker.drain.\(mode)" + (form == "batch" ? ".batch" : "") + (k == 1 ? "" : ".\(k)proc")
                                 var off: Double?
+                                var offCPU: Double?
+                                var offBenchCPU: Double?
                                 for exporting in tracing.settings {
                                     benchLog("run \(run): ours \(mode), \(form) handler, \(k) process(es)\(BenchTracing.label(exporting))")
                                     let spansBefore = sink?.spans ?? 0
@@ -58,6 +60,14 @@ struct BenchWorkerCommand: AsyncParsableCommand {
                                         benchLog("run \(run): \(String(format: "%.0f", r.eventsPerSecond)) events/s")
                                     }
                                     results.add(BenchTracing.figure(name, unit: "events/s", value: r.eventsPerSecond, peer: peer, exporting: exporting, off: &off))
+                                    // The probes' CPU per event: what tracing costs the worker itself, apart from the drain's waits.
+                                    results.add(
+                                        BenchTracing.figure(
+                                            "\(name).worker_cpu", unit: "µs/event", value: r.workerMicrosPerEvent, peer: nil, exporting: exporting, off: &offCPU))
+                                    // This process's (its polling; with tracing on, the receiver's too).
+                                    results.add(
+                                        BenchTracing.figure(
+                                            "\(name).bench_cpu", unit: "µs/event", value: r.benchMicrosPerEvent, peer: nil, exporting: exporting, off: &offBenchCPU))
                                 }
                             }
                         }

@@ -37,8 +37,17 @@ struct WorkerDrainBench {
         var redisCPUSeconds: Double
         /// What the server spent on each command during the drain.
         var commands: CommandStats
+        /// The probes' CPU seconds (`/proc/<pid>/stat`, user + system, all threads) over the
+        /// same span: the worker's own cost per event, which the drain's rate mixes with waits
+        /// and with what else the machine ran.
+        var workerCPUSeconds: Double
+        /// This process's CPU seconds over the same span: its polling, and with tracing on the
+        /// OTLP receiver it runs (which shares the machine's cores with the worker and Redis).
+        var benchCPUSeconds: Double
         var eventsPerSecond: Double { Double(events) / seconds }
         var redisMicrosPerEvent: Double { redisCPUSeconds / Double(events) * 1e6 }
+        var workerMicrosPerEvent: Double { workerCPUSeconds / Double(events) * 1e6 }
+        var benchMicrosPerEvent: Double { benchCPUSeconds / Double(events) * 1e6 }
     }
 
     let env: BenchEnvironment
@@ -78,6 +87,8 @@ struct WorkerDrainBench {
         let total = o.events + 1
         let commandsBefore = try await CommandStats.snapshot(control)
         let cpuBefore = try await redisCPUSeconds()
+        let workerCPUBefore = probes.map { ProcessCPU.seconds(pid: $0.pid) ?? 0 }
+        let benchCPUBefore = CPUAccounting.ownSeconds
         let started = ContinuousClock.now
         _ = try await control.send(XGROUPSETID(RedisArgument(stream), group: group, id: "0"))
         let lastID = try await control.send(BenchEvents.xadd(stream, o.events)).string ?? ""
@@ -95,6 +106,8 @@ struct WorkerDrainBench {
             try await Task.sleep(for: .milliseconds(1))
         }
         let seconds = (finished - started).benchSeconds
+        let workerCPU = zip(probes, workerCPUBefore).map { (ProcessCPU.seconds(pid: $0.pid) ?? $1) - $1 }.reduce(0, +)
+        let benchCPU = CPUAccounting.ownSeconds - benchCPUBefore
         let redisCPU = try await redisCPUSeconds() - cpuBefore
         let commands = try await CommandStats.snapshot(control).since(commandsBefore)
 
@@ -110,7 +123,7 @@ struct WorkerDrainBench {
         guard handled == total else {
             throw BenchRunError("the probes processed \(handled) events, expected \(total)")
         }
-        return Result(events: total, seconds: seconds, redisCPUSeconds: redisCPU, commands: commands)
+        return Result(events: total, seconds: seconds, redisCPUSeconds: redisCPU, commands: commands, workerCPUSeconds: workerCPU, benchCPUSeconds: benchCPU)
     }
 
     private func redisCPUSeconds() async throws -> Double {
