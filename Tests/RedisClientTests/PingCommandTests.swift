@@ -53,6 +53,22 @@ import Testing
         }
     }
 
+    @Test("a TLS flag with a plain-text URL, or a bad --url, is refused naming the flag with the subcommand's usage; a TLS variable, naming the variable")
+    func tlsOptionWithPlainURL() async throws {
+        let ordershop = try builtProduct("ordershop")
+        let flag = try await runChild(ordershop, ["ping", "--url", "redis://127.0.0.1:1", "--tls-ca-file", "/ca.pem", "--tls-server-name", "h"], environment: environment())
+        #expect(flag.status != 0)
+        #expect(flag.output.contains("--tls-ca-file, --tls-server-name given but the Redis URL is not rediss://"), "\(flag.output)")
+        #expect(!flag.output.contains("REDIS_TLS_CA_FILE"), "\(flag.output)")
+        // A usage error of `ping`: its own usage, exit 64 (it came from `run` with the top-level usage).
+        #expect(flag.status == 64 && flag.output.contains("Usage: ordershop ping"), "\(flag.output)")
+        let badURL = try await runChild(ordershop, ["ping", "--url", "foo://x"], environment: environment())
+        #expect(badURL.status == 64 && badURL.output.contains("unknown scheme 'foo'") && badURL.output.contains("Usage: ordershop ping"), "\(badURL.output)")
+        let variable = try await runChild(ordershop, ["ping", "--url", "redis://127.0.0.1:1"], environment: environment(caFile: "/ca.pem"))
+        #expect(variable.status != 0)
+        #expect(variable.output.contains("REDIS_TLS_CA_FILE set but the Redis URL is not rediss://"), "\(variable.output)")
+    }
+
     @Test func pingNeverPrintsThePassword() async throws {
         let ordershop = try builtProduct("ordershop")
         let password = "Tr0ub4dor&3-s3cret"

@@ -155,13 +155,7 @@ final class TLSStream: ByteStream {
             throw errnoError(.io, "TLS \(call)", e)
         default:
             let detail = openSSLErrorString()
-            if detail.contains("certificate required") {
-                throw RedisError(
-                    .tlsHandshakeFailed,
-                    "TLS refused: the server requires a client certificate (mutual TLS) and "
-                        + (offersClientCertificate ? "did not accept ours" : "none is configured (REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE, or ssl_certfile and ssl_keyfile)")
-                        + " (OpenSSL: \(detail))")
-            }
+            if detail.contains("certificate required") { throw certificateRequired(detail) }
             // An alert from the server before its first reply: it refused this TLS session after
             // the handshake (TLS 1.3 checks a client certificate then: "tlsv1 alert unknown ca"
             // for one from a CA it does not trust). Not worth waiting for; as an I/O error it
@@ -171,9 +165,22 @@ final class TLSStream: ByteStream {
         }
     }
 
-    /// The server's refusal of the session, from the alert OpenSSL reported.
-    private func refusal(_ detail: String) -> RedisError {
+    /// The server requires a client certificate (its alert, as OpenSSL reported it).
+    private func certificateRequired(_ detail: String) -> RedisError {
         RedisError(
+            .tlsHandshakeFailed,
+            "TLS refused: the server requires a client certificate (mutual TLS) and "
+                + (offersClientCertificate ? "did not accept ours" : "none is configured (REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE, or ssl_certfile and ssl_keyfile)")
+                + " (OpenSSL: \(detail))")
+    }
+
+    /// The server's refusal of the session, from the alert OpenSSL reported. The alert that a
+    /// client certificate is required reaches here too when our write met the closed socket
+    /// before the alert was read (EPIPE: a test run on a loaded machine took this path and said
+    /// only "TLS refused by the server: ... certificate required").
+    private func refusal(_ detail: String) -> RedisError {
+        if detail.contains("certificate required") { return certificateRequired(detail) }
+        return RedisError(
             .tlsHandshakeFailed,
             "TLS refused by the server: \(detail)"
                 + (offersClientCertificate && (detail.contains("cert") || detail.contains(" ca"))
