@@ -14,7 +14,9 @@ struct DemoCommand: AsyncParsableCommand {
     @Option(help: "The gateway's base URL.")
     var gateway = "http://127.0.0.1:5000"
 
-    @Option(help: "Seconds to wait for mails before failing.")
+    // `parsing: .unconditional` on numeric options: `-1` reaches the check that says what is
+    // allowed, instead of the parser's "Missing value" (it took `-1` for an option).
+    @Option(parsing: .unconditional, help: "Seconds to wait for mails before failing.")
     var mailTimeout = 90
 
     @Flag(help: "Skip the CRM stop/run again/start part (for a shop whose workers run in other processes).")
@@ -24,6 +26,10 @@ struct DemoCommand: AsyncParsableCommand {
     var adminToken: String?
 
     @OptionGroup var redis: RedisOptions
+
+    func validate() throws {
+        guard mailTimeout >= 1 else { throw ValidationError("--mail-timeout must be at least 1") }
+    }
 
     func run() async throws {
         let httpClient = makeHTTPClient()

@@ -24,7 +24,9 @@ struct StatusCommand: AsyncParsableCommand {
     @Flag(help: "Print JSON instead of a table.") var json = false
     @Flag(help: "Also show each partition of a partitioned stream.") var partitions = false
     @Flag(help: "Clear the screen and print the figures again every --interval seconds, until Ctrl-C.") var watch = false
-    @Option(help: "Seconds between two refreshes with --watch.") var interval: Double = 2
+    // `parsing: .unconditional` on numeric options: `-1` reaches the check that says what is
+    // allowed, instead of the parser's "Missing value" (it took `-1` for an option).
+    @Option(parsing: .unconditional, help: "Seconds between two refreshes with --watch.") var interval: Double = 2
 
     func validate() throws {
         guard interval > 0 else { throw ValidationError("--interval must be above 0") }
@@ -174,7 +176,11 @@ struct DeadLetterCommand: AsyncParsableCommand {
         @Argument(help: "Source stream (a plain stream, a logical stream spread over partitions, or one partition stream).")
         var stream: String
         @Argument(help: "Consumer group.") var group: String
-        @Option(help: "Only this partition of a partitioned stream.") var partition: Int?
+        @Option(parsing: .unconditional, help: "Only this partition of a partitioned stream.") var partition: Int?
+
+        func validate() throws {
+            if let partition, partition < 0 { throw ValidationError("--partition must not be negative") }
+        }
 
         /// The dead letters, on the one server or the primaries of a Redis Cluster; a stream or
         /// group that does not exist is refused (``DeadLetters/requireGroup(orDeadLetters:)``).
@@ -193,8 +199,12 @@ struct DeadLetterCommand: AsyncParsableCommand {
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List dead letters with their reasons.")
         @OptionGroup var target: Target
-        @Option(help: "At most this many (over all partitions).") var count: Int = 100
+        @Option(parsing: .unconditional, help: "At most this many (over all partitions).") var count: Int = 100
         @Flag(help: "Print JSON.") var json = false
+
+        func validate() throws {
+            guard count >= 1 else { throw ValidationError("--count must be at least 1") }
+        }
 
         func run() async throws {
             let targets = try await target.deadLetters(orDeadLetters: true)
@@ -308,7 +318,7 @@ struct TrimCommand: AsyncParsableCommand {
 
     @OptionGroup var redis: RedisOptions
     @Argument(help: EntitySelection.help) var entity: String = "all"
-    @Option(help: "Keep at most this many entries per stream, unless that would drop entries the snapshot does not cover or a group still needs.")
+    @Option(parsing: .unconditional, help: "Keep at most this many entries per stream, unless that would drop entries the snapshot does not cover or a group still needs.")
     var maxlen: Int?
 
     func validate() throws {

@@ -20,6 +20,19 @@ import Testing
         (["otlp-sink", "--port", "70000"], "--port 70000 is not a port"),
         (["trim", "--maxlen=-1"], "--maxlen must not be negative"),
         (["dlq", "purge", "s", "g", "--id", "x"], "--id: not dead-letter ids"),
+        // A negative number written as its own argument reaches the check (the parser took it
+        // for an option: "Missing value for '--interval <interval>'").
+        (["status", "--interval", "-1"], "--interval must be above 0"),
+        (["work", "crm", "--lease-seconds", "-1"], "--lease-seconds must be at least 1"),
+        (["work", "crm", "--readers", "-1"], "--readers must be 1-64"),
+        (["serve", "customer", "--port", "-1"], "--port -1 is not a port"),
+        (["up", "--redis-port", "-1"], "--redis-port -1 is not a port"),
+        (["dashboard", "--sample-interval", "-1"], "--sample-interval must be above 0"),
+        (["trim", "--maxlen", "-1"], "--maxlen must not be negative"),
+        (["demo", "--mail-timeout", "-1"], "--mail-timeout must be at least 1"),
+        // These had no check: written `--count=-1`, -1 was accepted.
+        (["dlq", "list", "s", "g", "--count", "-1"], "--count must be at least 1"),
+        (["dlq", "list", "s", "g", "--partition", "-1"], "--partition must not be negative"),
     ])
     func refusedBeforeStarting(arguments: [String], message: String) async throws {
         let ordershop = try builtProduct("ordershop")
