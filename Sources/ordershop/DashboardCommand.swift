@@ -19,12 +19,10 @@ struct DashboardCommand: AsyncParsableCommand {
     )
 
     @Option(help: "Address to listen on.") var host = "127.0.0.1"
-    // `parsing: .unconditional` on numeric options: `-1` reaches the check that says what is
-    // allowed, instead of the parser's "Missing value" (it took `-1` for an option).
-    @Option(parsing: .unconditional, help: "Port to listen on (0: any free port; the start-up line names it).") var port = 5080
+    @Option(parsing: .number, help: "Port to listen on (0: any free port; the start-up line names it).") var port = 5080
     @Option(help: "Bearer token of replay and purge (default: $ORDERSHOP_ADMIN_TOKEN).") var adminToken: String?
     @Option(help: "Streams to show (a glob).") var match: String = "*"
-    @Option(parsing: .unconditional, help: "Seconds between two samples of the rate charts (10 minutes are kept).") var sampleInterval = 5
+    @Option(parsing: .number, help: "Seconds between two samples of the rate charts (10 minutes are kept).") var sampleInterval = 5
     @OptionGroup var redis: RedisOptions
 
     var token: String? { (adminToken ?? ProcessInfo.processInfo.environment["ORDERSHOP_ADMIN_TOKEN"]).flatMap { $0.isEmpty ? nil : $0 } }

@@ -14,9 +14,7 @@ struct DemoCommand: AsyncParsableCommand {
     @Option(help: "The gateway's base URL.")
     var gateway = "http://127.0.0.1:5000"
 
-    // `parsing: .unconditional` on numeric options: `-1` reaches the check that says what is
-    // allowed, instead of the parser's "Missing value" (it took `-1` for an option).
-    @Option(parsing: .unconditional, help: "Seconds to wait for mails before failing.")
+    @Option(parsing: .number, help: "Seconds to wait for mails before failing.")
     var mailTimeout = 90
 
     @Flag(help: "Skip the CRM stop/run again/start part (for a shop whose workers run in other processes).")

@@ -24,9 +24,7 @@ struct StatusCommand: AsyncParsableCommand {
     @Flag(help: "Print JSON instead of a table.") var json = false
     @Flag(help: "Also show each partition of a partitioned stream.") var partitions = false
     @Flag(help: "Clear the screen and print the figures again every --interval seconds, until Ctrl-C.") var watch = false
-    // `parsing: .unconditional` on numeric options: `-1` reaches the check that says what is
-    // allowed, instead of the parser's "Missing value" (it took `-1` for an option).
-    @Option(parsing: .unconditional, help: "Seconds between two refreshes with --watch.") var interval: Double = 2
+    @Option(parsing: .number, help: "Seconds between two refreshes with --watch.") var interval: Double = 2
 
     func validate() throws {
         guard interval > 0 else { throw ValidationError("--interval must be above 0") }
@@ -176,7 +174,7 @@ struct DeadLetterCommand: AsyncParsableCommand {
         @Argument(help: "Source stream (a plain stream, a logical stream spread over partitions, or one partition stream).")
         var stream: String
         @Argument(help: "Consumer group.") var group: String
-        @Option(parsing: .unconditional, help: "Only this partition of a partitioned stream.") var partition: Int?
+        @Option(parsing: .number, help: "Only this partition of a partitioned stream.") var partition: Int?
 
         func validate() throws {
             if let partition, partition < 0 { throw ValidationError("--partition must not be negative") }
@@ -199,7 +197,7 @@ struct DeadLetterCommand: AsyncParsableCommand {
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List dead letters with their reasons.")
         @OptionGroup var target: Target
-        @Option(parsing: .unconditional, help: "At most this many (over all partitions).") var count: Int = 100
+        @Option(parsing: .number, help: "At most this many (over all partitions).") var count: Int = 100
         @Flag(help: "Print JSON.") var json = false
 
         func validate() throws {
@@ -318,7 +316,7 @@ struct TrimCommand: AsyncParsableCommand {
 
     @OptionGroup var redis: RedisOptions
     @Argument(help: EntitySelection.help) var entity: String = "all"
-    @Option(parsing: .unconditional, help: "Keep at most this many entries per stream, unless that would drop entries the snapshot does not cover or a group still needs.")
+    @Option(parsing: .number, help: "Keep at most this many entries per stream, unless that would drop entries the snapshot does not cover or a group still needs.")
     var maxlen: Int?
 
     func validate() throws {

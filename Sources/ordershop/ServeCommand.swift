@@ -20,9 +20,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Address to listen on.")
     var host = "0.0.0.0"
 
-    // `parsing: .unconditional` on numeric options: `-1` reaches the check that says what is
-    // allowed, instead of the parser's "Missing value" (it took `-1` for an option).
-    @Option(parsing: .unconditional, help: "Port to listen on (default: the service's own).")
+    @Option(parsing: .number, help: "Port to listen on (default: the service's own).")
     var port: Int?
 
     /// A deliberate defect for chaos runs: `gateway-drops-idempotency-key` (gateway only),

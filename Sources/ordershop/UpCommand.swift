@@ -36,9 +36,7 @@ struct UpCommand: AsyncParsableCommand {
     @Option(help: "Data directory of the redis-server child (default: a temporary directory, removed on exit).")
     var dataDir: String?
 
-    // `parsing: .unconditional` on numeric options: `-1` reaches the check that says what is
-    // allowed, instead of the parser's "Missing value" (it took `-1` for an option).
-    @Option(parsing: .unconditional, help: "Port of the redis-server child, and where to look for a running Redis.")
+    @Option(parsing: .number, help: "Port of the redis-server child, and where to look for a running Redis.")
     var redisPort = 6379
 
     @Flag(help: "Start an embedded Redis Cluster (3 primaries, 3 replicas, free ports, removed on exit) instead of one redis-server.")

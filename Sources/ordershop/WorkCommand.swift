@@ -23,21 +23,19 @@ struct WorkCommand: AsyncParsableCommand {
     @Option(help: "Address of the metrics endpoint.")
     var metricsHost = "0.0.0.0"
 
-    // `parsing: .unconditional` on numeric options: `-1` reaches the check that says what is
-    // allowed, instead of the parser's "Missing value" (it took `-1` for an option).
-    @Option(parsing: .unconditional, help: "Handlers in flight at most.")
+    @Option(parsing: .number, help: "Handlers in flight at most.")
     var concurrency = 64
 
-    @Option(parsing: .unconditional, help: "Entries read ahead of the handlers (default: the larger of --concurrency and 100 × (--readers + 1): a read for each reader and the reclaimer).")
+    @Option(parsing: .number, help: "Entries read ahead of the handlers (default: the larger of --concurrency and 100 × (--readers + 1): a read for each reader and the reclaimer).")
     var prefetch: Int?
 
-    @Option(parsing: .unconditional, help: "XREADGROUP readers per subscription, each on its own Redis connection (1 where connections are scarce).")
+    @Option(parsing: .number, help: "XREADGROUP readers per subscription, each on its own Redis connection (1 where connections are scarce).")
     var readers = 2
 
     @Option(help: "A stable consumer name (default: <host>-<pid>-<random>). One process at a time: a second one with the same name refuses to start.")
     var consumer: String?
 
-    @Option(parsing: .unconditional, help: "Seconds after which a silent consumer's entries may be reclaimed by another.")
+    @Option(parsing: .number, help: "Seconds after which a silent consumer's entries may be reclaimed by another.")
     var leaseSeconds = 5.0
 
     @Option(help: .hidden)

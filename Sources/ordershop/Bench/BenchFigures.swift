@@ -42,9 +42,9 @@ struct BenchResults: Sendable {
     /// --runs 11` commands in a row gave ratios of medians 0.882-0.990 and paired ratios
     /// 0.900-0.980.
     func pairedRatio(_ name: String) -> (mean: Double, min: Double, max: Double)? {
-        guard let s = samples[name], s.ours.count == s.peer.count, s.ours.count > 1, !s.peer.contains(0) else { return nil }
+        guard let s = samples[name], s.ours.count == s.peer.count, s.ours.count > 1 else { return nil }
         let ratios = zip(s.ours, s.peer).map { $0 / $1 }
-        guard !ratios.contains(where: { $0 <= 0 }) else { return nil }
+        guard ratios.allSatisfy({ $0 > 0 && $0.isFinite }) else { return nil }
         let mean = exp(ratios.map { log($0) }.reduce(0, +) / Double(ratios.count))
         return (mean, ratios.min()!, ratios.max()!)
     }
