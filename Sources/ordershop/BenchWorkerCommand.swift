@@ -21,6 +21,8 @@ struct BenchWorkerCommand: AsyncParsableCommand {
     @Option(help: "Entries read ahead per probe process (the runtime's default: the larger of --max-in-flight and 300).")
     var prefetch = 1000
     @Option(help: "Entries per XREADGROUP (the peer reads COUNT 100).") var readCount = 100
+    @Option(help: "The probes' --settle-linger-ms: the longest a settle waits for more entries under sustained load (0: never; default: the runtime's, 5 ms).")
+    var settleLingerMs: Int?
     @Flag(help: "Also drain a partitioned stream on a local 3-primary Redis Cluster (idempotent, each handler), beside the same workers on one node and the peer on one node, with each run's Redis CPU per event.")
     var cluster = false
     @Option(help: "With --cluster: partitions of the stream.") var partitions = 6
@@ -50,7 +52,7 @@ struct BenchWorkerCommand: AsyncParsableCommand {
                                     let r = try await bench.run(
                                         .init(
                                             events: events, processes: k, settle: mode, handler: form, maxInFlight: maxInFlight, prefetch: prefetch,
-                                            readCount: readCount, environment: BenchTracing.environment(exporting: exporting, to: endpoint)))
+                                            readCount: readCount, settleLingerMs: settleLingerMs, environment: BenchTracing.environment(exporting: exporting, to: endpoint)))
                                     if exporting == true, let sink {
                                         // Every handled event's span reached the receiver (the probes flush as they stop).
                                         let exported = 100 * Double(sink.spans - spansBefore) / Double(r.events)
@@ -77,7 +79,7 @@ struct BenchWorkerCommand: AsyncParsableCommand {
         }
         results.print(
             json: options.json,
-            title: "worker drain: \(events) events; probes --max-in-flight \(maxInFlight) --prefetch \(prefetch) --read-count \(readCount); peer: redis-py + hiredis, COUNT 100, one XACK per batch"
+            title: "worker drain: \(events) events; probes --max-in-flight \(maxInFlight) --prefetch \(prefetch) --read-count \(readCount)\(lingerLabel); peer: redis-py + hiredis, COUNT 100, one XACK per batch"
                 + (tracing == .compare ? "; *.tracing_on_vs_off: tracing on (every span exported to a local receiver) in the ours column, off in the peer column" : ""))
     }
 }
@@ -93,5 +95,12 @@ extension BenchWorkerCommand {
             "redispy_group_worker.py", port: env.port,
             ["--events", "\(events)", "--consumers", "\(consumers)", "--ack", "batch", "--stream", "peer:drain"])
         return try PeerRunner.number(r, "events_per_s")
+    }
+
+    /// The probes' settle linger, for the title (empty with the runtime's default).
+    var lingerLabel: String { settleLingerMs.map { " --settle-linger-ms \($0)" } ?? "" }
+
+    func validate() throws {
+        if let settleLingerMs, settleLingerMs < 0 { throw ValidationError("--settle-linger-ms must be 0 or more") }
     }
 }

@@ -28,6 +28,8 @@ struct WorkerProbeCommand: AsyncParsableCommand {
     @Option(help: "Entries read ahead of the handlers (default: the larger of --max-in-flight and --read-count × 3).") var prefetch: Int?
     @Option(help: "Milliseconds each handler waits (an I/O-bound handler).") var handlerDelayMs: Int = 0
     @Option(help: "Drain deadline in milliseconds.") var drainDeadlineMs: Int = 10_000
+    @Option(help: "Longest a settle waits for more handled entries under sustained load, in milliseconds (0: never waits; default: the runtime's, 5).")
+    var settleLingerMs: Int?
     @Option(help: "Maximum deliveries before dead-lettering.") var maxDeliveries: Int = 5
     @Option(help: "Hash that counts applied effects per event id (HINCRBY, committed with the ack); empty: none.")
     var effectsKey: String = ""
@@ -81,12 +83,14 @@ struct WorkerProbeCommand: AsyncParsableCommand {
         default:
             throw ValidationError("--handler must be each or batch")
         }
-        let worker = StreamWorker(
-            client: client,
-            configuration: WorkerConfiguration(
-                consumerName: consumer, maxInFlight: maxInFlight, readCount: readCount, prefetch: prefetch, lease: .milliseconds(leaseMs),
-                maxDeliveries: maxDeliveries, settleMode: mode, drainDeadline: .milliseconds(drainDeadlineMs)),
-            subscriptions: [subscription], logger: logger)
+        var configuration = WorkerConfiguration(
+            consumerName: consumer, maxInFlight: maxInFlight, readCount: readCount, prefetch: prefetch, lease: .milliseconds(leaseMs),
+            maxDeliveries: maxDeliveries, settleMode: mode, drainDeadline: .milliseconds(drainDeadlineMs))
+        if let settleLingerMs {
+            guard settleLingerMs >= 0 else { throw ValidationError("--settle-linger-ms must be 0 or more") }
+            configuration.settleBatching.linger = .milliseconds(settleLingerMs)
+        }
+        let worker = StreamWorker(client: client, configuration: configuration, subscriptions: [subscription], logger: logger)
         printFlushed("consumer=\(worker.consumerName)")
         if let cancelAfterMs {
             let running = Task { try await worker.run() }

@@ -251,6 +251,9 @@ import Testing
             _ = try await c.send(XGROUPSETID("s", group: "g", id: "0"))
             let again = try await c.send(XREADGROUP(group: "g", consumer: "stayer", streams: [("s", ">")]))
             #expect(again.first?.entries.map(\.id) == ids)
+            // With ENTRIESREAD the group's lag is known again after the jump (all three to read).
+            _ = try await c.send(XGROUPSETID("s", group: "g", id: "0", entriesRead: 0))
+            #expect(try await c.send(XINFOGROUPS("s")).first?.lag == 3)
 
             #expect(try await c.send(XGROUPDESTROY("s", group: "g")) == true)
             #expect(try await c.send(XGROUPDESTROY("s", group: "g")) == false)

@@ -375,12 +375,18 @@ public struct XGROUPSETID: RedisCommand {
     public var key: RedisArgument
     public var group: String
     public var id: String
-    public init(_ key: RedisArgument, group: String, id: String) {
+    /// `ENTRIESREAD n` (Redis 7.0+): the entries the group has read up to `id`, so that XINFO
+    /// GROUPS can report its lag exactly; nil leaves it unknown after a jump.
+    public var entriesRead: Int?
+    public init(_ key: RedisArgument, group: String, id: String, entriesRead: Int? = nil) {
         self.key = key
         self.group = group
         self.id = id
+        self.entriesRead = entriesRead
     }
-    public var arguments: [RedisArgument] { ["XGROUP", "SETID", key, RedisArgument(group), RedisArgument(id)] }
+    public var arguments: [RedisArgument] {
+        ["XGROUP", "SETID", key, RedisArgument(group), RedisArgument(id)] + (entriesRead.map { ["ENTRIESREAD", RedisArgument($0)] } ?? [])
+    }
 }
 
 /// `XGROUP DESTROY key group`: true when the group existed.

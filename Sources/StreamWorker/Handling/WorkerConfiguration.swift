@@ -113,6 +113,9 @@ public struct WorkerConfiguration: Sendable {
     /// How long an idempotency marker is kept.
     public var idempotencyTTL: Duration
     public var settleMode: SettleMode
+    /// How many handled entries a settle gathers under sustained load, and how long it waits
+    /// for them: see ``SettleBatching``. Default: up to 400 entries for up to 5 ms.
+    public var settleBatching: SettleBatching
     /// On shutdown: how long handlers in flight may run before they are abandoned (left pending
     /// for another worker).
     public var drainDeadline: Duration
@@ -149,6 +152,7 @@ public struct WorkerConfiguration: Sendable {
         unavailableBackoff: Backoff = Backoff(initial: .seconds(1), maximum: .seconds(30)),
         idempotencyTTL: Duration = .seconds(7 * 24 * 3600),
         settleMode: SettleMode = .idempotent,
+        settleBatching: SettleBatching = SettleBatching(),
         drainDeadline: Duration = .seconds(10),
         removeIdleConsumersAfter: Duration = .seconds(600),
         inspectionInterval: Duration = .seconds(5),
@@ -170,6 +174,7 @@ public struct WorkerConfiguration: Sendable {
         self.unavailableBackoff = unavailableBackoff
         self.idempotencyTTL = idempotencyTTL
         self.settleMode = settleMode
+        self.settleBatching = settleBatching
         self.drainDeadline = drainDeadline
         self.removeIdleConsumersAfter = removeIdleConsumersAfter
         self.inspectionInterval = inspectionInterval

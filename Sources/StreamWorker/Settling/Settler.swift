@@ -22,7 +22,8 @@ struct Settler: Sendable {
     /// Settles until the queue is finished and empty, or the task is cancelled.
     func run() async {
         while true {
-            let items = await queue.next()
+            let batching = context.configuration.settleBatching
+            let items = await queue.next(filling: batching.target, within: batching.linger)
             if items.isEmpty { return }
             // Lua's unpack() takes a few thousand values at most: at most 1000 entries per script call.
             for start in stride(from: 0, to: items.count, by: 1000) {

@@ -17,6 +17,8 @@ struct ClusterDrainBench {
         var maxInFlight: Int
         var prefetch: Int
         var readCount: Int
+        /// The probes' `--settle-linger-ms` (nil: the runtime's default).
+        var settleLingerMs: Int?
     }
 
     struct Result {
@@ -80,7 +82,7 @@ struct ClusterDrainBench {
                     [
                         "worker-probe", "--url", cluster.url, "--stream", events.name, "--partitions", "\(o.partitions)", "--group", group,
                         "--settle", o.settle, "--max-in-flight", "\(o.maxInFlight)", "--prefetch", "\(o.prefetch)", "--read-count", "\(o.readCount)",
-                    ]))
+                    ] + (o.settleLingerMs.map { ["--settle-linger-ms", "\($0)"] } ?? [])))
         }
         // Every reader of every probe: per partition the subscription's readers and one on its replay stream.
         let readers = o.processes * o.partitions * (WorkerConfiguration().readers + 1)
@@ -97,34 +99,36 @@ struct ClusterDrainBench {
         let started = ContinuousClock.now
         var lastIDs: [String] = []
         for (p, stream) in events.streams.enumerated() {
-            _ = try await client.send(XGROUPSETID(RedisArgument(stream), group: group, id: "0"))
+            _ = try await client.send(XGROUPSETID(RedisArgument(stream), group: group, id: "0", entriesRead: 0))
             // One more event per partition wakes its blocked readers at once.
             let id = try await client.send(XADD(RedisArgument(stream), fields: BenchEvents.fields(o.events + p)))
             lastIDs.append(id ?? "")
         }
+        let total = o.events + o.partitions
         var finished = started
         while true {
             var done = true
+            // Entries not yet read or not yet acked, over every partition (nil: a lag unknown).
+            var remaining: Int? = 0
             for (p, info) in await client.pipeline(events.streams.map { XINFOGROUPS(RedisArgument($0)) }).enumerated() {
-                guard let g = try info.get().first(where: { $0.name == group }), g.pending == 0, g.lastDeliveredID == lastIDs[p] else {
-                    done = false
-                    break
-                }
+                let g = try info.get().first(where: { $0.name == group })
+                if let g, let lag = g.lag { remaining? += lag + g.pending } else { remaining = nil }
+                if g == nil || g?.pending != 0 || g?.lastDeliveredID != lastIDs[p] { done = false }
             }
             if done {
                 finished = .now
                 break
             }
             if let dead = probes.first(where: { !$0.isRunning }) { throw BenchRunError("worker-probe died while draining: \(dead.output.suffix(800))") }
-            if ContinuousClock.now - started > .seconds(900) { throw BenchRunError("drain did not finish within 15 minutes") }
-            try await Task.sleep(for: .milliseconds(1))
+            let elapsed = ContinuousClock.now - started
+            if elapsed > .seconds(900) { throw BenchRunError("drain did not finish within 15 minutes") }
+            try await Task.sleep(for: remaining.map { DrainPolling.pause(remaining: $0, done: total - $0, elapsed: elapsed) } ?? DrainPolling.shortest)
         }
         let seconds = (finished - started).benchSeconds
         let cpuAfter = try await CPUAccounting.serverSeconds(client)
         let commandsAfter = try await CommandStats.snapshot(client)
         let commands = CommandStats.sum(commandsAfter.map { address, after in after.since(commandsBefore[address] ?? CommandStats()) })
 
-        let total = o.events + o.partitions
         var perNode: [ClusterNodeAddress: Int] = [:]
         for stream in events.streams {
             let owner = client.primary(for: HashSlot(key: stream))!

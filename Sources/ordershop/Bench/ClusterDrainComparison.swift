@@ -16,11 +16,13 @@ extension BenchWorkerCommand {
                 let onCluster = try await ClusterDrainBench(executable: executable).run(
                     .init(
                         events: events, processes: k, partitions: partitions, settle: "idempotent", maxInFlight: maxInFlight, prefetch: prefetch,
-                        readCount: readCount))
+                        readCount: readCount, settleLingerMs: settleLingerMs))
                 let (onOneNode, peer) = try await BenchEnvironment.with(peers: peers) { env in
                     benchLog("run \(run): ours on one node, \(k) process(es)")
                     let ours = try await WorkerDrainBench(env: env).run(
-                        .init(events: events, processes: k, settle: "idempotent", maxInFlight: maxInFlight, prefetch: prefetch, readCount: readCount))
+                        .init(
+                            events: events, processes: k, settle: "idempotent", maxInFlight: maxInFlight, prefetch: prefetch, readCount: readCount,
+                            settleLingerMs: settleLingerMs))
                     return (ours, try await peerDrain(env, run: run, consumers: k))
                 }
                 let suffix = k == 1 ? "" : ".\(k)proc"
@@ -54,6 +56,6 @@ extension BenchWorkerCommand {
         results.print(
             json: options.json,
             title: "worker drain on a cluster: \(events) events over \(partitions) partitions on 3 primaries (no replicas), idempotent settle, "
-                + "beside one node; probes --max-in-flight \(maxInFlight) --prefetch \(prefetch) --read-count \(readCount); peer: redis-py + hiredis on one node")
+                + "beside one node; probes --max-in-flight \(maxInFlight) --prefetch \(prefetch) --read-count \(readCount)\(lingerLabel); peer: redis-py + hiredis on one node")
     }
 }

@@ -26,6 +26,8 @@ struct WorkerDrainBench {
         var prefetch: Int? = nil
         var readCount: Int
         var handlerDelayMs: Int = 0
+        /// The probes' `--settle-linger-ms` (nil: the runtime's default).
+        var settleLingerMs: Int? = nil
         /// Added to each probe's environment (its tracing: ``BenchTracing``).
         var environment: [String: String] = [:]
     }
@@ -69,7 +71,8 @@ struct WorkerDrainBench {
                     arguments: [
                         "--settle", o.settle, "--handler", o.handler, "--max-in-flight", "\(o.maxInFlight)", "--read-count", "\(o.readCount)",
                         "--handler-delay-ms", "\(o.handlerDelayMs)",
-                    ] + (o.prefetch.map { ["--prefetch", "\($0)"] } ?? []), environment: o.environment))
+                    ] + (o.prefetch.map { ["--prefetch", "\($0)"] } ?? []) + (o.settleLingerMs.map { ["--settle-linger-ms", "\($0)"] } ?? []),
+                    environment: o.environment))
         }
         // Every reader of every probe (the default number of readers per subscription, and one
         // on the group's replay stream).
@@ -90,7 +93,7 @@ struct WorkerDrainBench {
         let workerCPUBefore = probes.map { ProcessCPU.seconds(pid: $0.pid) ?? 0 }
         let benchCPUBefore = CPUAccounting.ownSeconds
         let started = ContinuousClock.now
-        _ = try await control.send(XGROUPSETID(RedisArgument(stream), group: group, id: "0"))
+        _ = try await control.send(XGROUPSETID(RedisArgument(stream), group: group, id: "0", entriesRead: 0))
         let lastID = try await control.send(BenchEvents.xadd(stream, o.events)).string ?? ""
         var finished = started
         while true {
@@ -102,8 +105,11 @@ struct WorkerDrainBench {
             if let dead = probes.first(where: { !$0.isRunning }) {
                 throw BenchRunError("worker-probe died while draining: \(dead.output.suffix(800))")
             }
-            if ContinuousClock.now - started > .seconds(900) { throw BenchRunError("drain did not finish within 15 minutes") }
-            try await Task.sleep(for: .milliseconds(1))
+            let elapsed = ContinuousClock.now - started
+            if elapsed > .seconds(900) { throw BenchRunError("drain did not finish within 15 minutes") }
+            // Lag unknown (a server before 7.0): look every millisecond.
+            let remaining = info.flatMap { g in g.lag.map { $0 + g.pending } }
+            try await Task.sleep(for: remaining.map { DrainPolling.pause(remaining: $0, done: total - $0, elapsed: elapsed) } ?? DrainPolling.shortest)
         }
         let seconds = (finished - started).benchSeconds
         let workerCPU = zip(probes, workerCPUBefore).map { (ProcessCPU.seconds(pid: $0.pid) ?? $1) - $1 }.reduce(0, +)
