@@ -49,6 +49,12 @@ enum JSONResponse {
         bytes(JSONCoding.encode(value), status: status)
     }
 
+    /// An array of strings (a create's ids), written without Foundation's encoder: every create
+    /// answers one, and the encoder was ~1 % of `ordershop up`'s CPU under `POST /customers` load.
+    static func strings(_ items: [String]) -> Response {
+        bytes(JSONWriter.value(.array(items.map { .string($0) })))
+    }
+
     static let null = bytes(Array("null".utf8))
     static let `true` = bytes(Array("true".utf8))
 }
@@ -81,7 +87,7 @@ extension Request {
 /// caller's `traceparent`, if any; its logs carry the trace id), and every error as JSON.
 func makeServiceRouter(_ service: ServiceName) -> Router<ShopRequestContext> {
     let router = Router(context: ShopRequestContext.self)
-    router.add(middleware: TracingMiddleware(attributes: ["ordershop.service": .string(service.rawValue)]))
+    router.add(middleware: RequestTracingMiddleware(service: service.rawValue))
     router.add(middleware: JSONErrorMiddleware())
     return router
 }

@@ -10,6 +10,13 @@ public enum JSONWriter {
         return out
     }
 
+    /// Any value, its objects' keys sorted (as `JSONCoding.encode` sorts them).
+    public static func value(_ value: JSONValue) -> [UInt8] {
+        var out: [UInt8] = []
+        write(value, into: &out)
+        return out
+    }
+
     /// Any value; the keys of nested objects sorted.
     public static func write(_ value: JSONValue, into out: inout [UInt8]) {
         switch value {

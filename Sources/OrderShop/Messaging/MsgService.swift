@@ -36,6 +36,23 @@ public struct MailReceipt: Codable, Sendable, Hashable {
     /// The `mail:sent` entry of the mail.
     public var id: String
     public var key: String
+
+    public init(status: String, id: String, key: String) {
+        self.status = status
+        self.id = id
+        self.key = key
+    }
+
+    /// Written and read with JSONWriter and JSONParser, not Foundation's coders: every mail a
+    /// worker sends makes one and reads one, and Foundation's encoder and decoder took 2.4 % of
+    /// `ordershop up`'s CPU under `POST /customers` load (perf, 8 s; the welcome mail's request
+    /// and receipt).
+    var json: [UInt8] { JSONWriter.object([("id", .string(id)), ("key", .string(key)), ("status", .string(status))]) }
+
+    init(json bytes: [UInt8]) throws(ShopError) {
+        let fields = try FieldReader(try JSONValue.parse(bytes))
+        self.init(status: try fields.string("status"), id: try fields.string("id"), key: try fields.string("key", maxBytes: 512))
+    }
 }
 
 /// The msg service's router.
@@ -80,7 +97,7 @@ public func buildMsgRouter(context: ShopContext, options: MsgOptions = .init()) 
         if status == "sent" {
             requestContext.logger.info("mail \(id) to \(LogText.escaped(to)) (\(LogText.escaped(key))): \(LogText.escaped(msg, limit: 60))")
         }
-        return JSONResponse.encode(MailReceipt(status: status, id: id, key: key))
+        return JSONResponse.bytes(MailReceipt(status: status, id: id, key: key).json)
     }
     return router
 }

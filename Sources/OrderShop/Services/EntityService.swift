@@ -38,8 +38,8 @@ struct EntityService<E: ShopEntity>: Sendable {
             entities.append(try E(fields: try FieldReader(value, item: index), id: UUID().uuidString.lowercased(), current: nil))
         }
         let appended = try await context.store.create(entities, trace: request.traceID, key: key)
-        guard let replayed = appended.replayedIDs else { return JSONResponse.encode(appended.madeIDs ?? entities.map(\.id)) }
-        var response = JSONResponse.encode(replayed)
+        guard let replayed = appended.replayedIDs else { return JSONResponse.strings(appended.madeIDs ?? entities.map(\.id)) }
+        var response = JSONResponse.strings(replayed)
         response.headers[.idempotentReplayed] = "true"
         return response
     }
