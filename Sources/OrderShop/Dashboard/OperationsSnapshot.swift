@@ -102,6 +102,8 @@ public struct OperationsReader: Sendable {
     public let deadLetterLimit: Int
     /// Whether to list dead letters (`status` only counts them).
     public let listsDeadLetters: Bool
+    /// Where the sampler keeps the streams it found (``countsOnly``); nil: SCAN at every read.
+    private let discovery: StreamDiscovery?
 
     /// Reads `nodes`, each shown (``OperationsSnapshot/Stream/node``) by its name in
     /// `nodeNames` when there are several.
@@ -118,16 +120,22 @@ public struct OperationsReader: Sendable {
         self.init(source: .clusterPrimaries(clusterPrimaries), match: match, deadLetterLimit: deadLetterLimit, listsDeadLetters: listsDeadLetters)
     }
 
-    private init(source: Nodes, match: String, deadLetterLimit: Int, listsDeadLetters: Bool) {
+    private init(source: Nodes, match: String, deadLetterLimit: Int, listsDeadLetters: Bool, discovery: StreamDiscovery? = nil) {
         self.source = source
         self.match = match
         self.deadLetterLimit = deadLetterLimit
         self.listsDeadLetters = listsDeadLetters
+        self.discovery = discovery
     }
 
-    /// The same reader without the dead-letter lists (counts only): for sampling.
-    public var countsOnly: OperationsReader {
-        OperationsReader(source: source, match: match, deadLetterLimit: deadLetterLimit, listsDeadLetters: false)
+    /// The same reader for sampling: without the dead-letter lists (counts only), and finding
+    /// each node's streams at most once a minute (``StreamDiscovery``).
+    public var countsOnly: OperationsReader { countsOnly(rediscoveringAfter: .seconds(60)) }
+
+    /// ``countsOnly``, finding each node's streams again after `maxAge`.
+    func countsOnly(rediscoveringAfter maxAge: Duration) -> OperationsReader {
+        OperationsReader(
+            source: source, match: match, deadLetterLimit: deadLetterLimit, listsDeadLetters: false, discovery: StreamDiscovery(maxAge: maxAge))
     }
 
     /// The nodes to read now, and how each is shown (nil: one node, not named).
@@ -210,23 +218,40 @@ public struct OperationsReader: Sendable {
     private func read(_ node: any RedisClientProtocol, named nodeName: String?) async throws -> [OperationsSnapshot.Stream] {
         var streams: [OperationsSnapshot.Stream] = []
         let inspector = GroupInspector(client: node)
-        for name in try await inspector.streams(matching: match) {
-            let key = RedisArgument(name)
-            let info = try await node.send(XINFOSTREAM(key))
-            let read = Dictionary(try await node.send(XINFOGROUPS(key)).map { ($0.name, $0.entriesRead) }) { a, _ in a }
-            var groups: [OperationsSnapshot.Group] = []
-            for status in try await inspector.status(stream: name) {
-                let letters =
-                    listsDeadLetters && status.deadLetters > 0
-                    ? try await DeadLetters(client: node, stream: name, group: status.group).list(count: deadLetterLimit) : []
-                groups.append(.init(status: status, entriesRead: read[status.group] ?? nil, deadLetters: letters))
+        let names =
+            if let discovery {
+                try await discovery.names(on: nodeName ?? "") { try await inspector.streams(matching: match) }
+            } else {
+                try await inspector.streams(matching: match)
             }
-            streams.append(
-                .init(
-                    name: name, length: info.length, entriesAdded: info.entriesAdded,
-                    groups: groups.sorted { $0.status.group < $1.status.group }, node: nodeName))
+        for name in names {
+            do {
+                streams.append(try await read(stream: name, on: node, inspector: inspector, named: nodeName))
+            } catch let error as RedisError where error.message.lowercased().contains("no such key") {
+                // Deleted since it was found (kept by the sampler, or between SCAN and XINFO).
+                discovery?.forget(nodeName ?? "")
+            }
         }
         return streams
+    }
+
+    /// One stream of a node: its length and groups.
+    private func read(
+        stream name: String, on node: any RedisClientProtocol, inspector: GroupInspector, named nodeName: String?
+    ) async throws -> OperationsSnapshot.Stream {
+        let key = RedisArgument(name)
+        let info = try await node.send(XINFOSTREAM(key))
+        let read = Dictionary(try await node.send(XINFOGROUPS(key)).map { ($0.name, $0.entriesRead) }) { a, _ in a }
+        var groups: [OperationsSnapshot.Group] = []
+        for status in try await inspector.status(stream: name) {
+            let letters =
+                listsDeadLetters && status.deadLetters > 0
+                ? try await DeadLetters(client: node, stream: name, group: status.group).list(count: deadLetterLimit) : []
+            groups.append(.init(status: status, entriesRead: read[status.group] ?? nil, deadLetters: letters))
+        }
+        return .init(
+            name: name, length: info.length, entriesAdded: info.entriesAdded,
+            groups: groups.sorted { $0.status.group < $1.status.group }, node: nodeName)
     }
 
     /// The node that holds a stream (or, for a group since removed, its dead letters); the first
