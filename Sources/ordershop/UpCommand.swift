@@ -36,8 +36,8 @@ struct UpCommand: AsyncParsableCommand {
     @Option(help: "Data directory of the redis-server child (default: a temporary directory, removed on exit).")
     var dataDir: String?
 
-    @Option(parsing: .number, help: "Port of the redis-server child, and where to look for a running Redis.")
-    var redisPort = 6379
+    @Option(parsing: .number, help: "Port of the redis-server child, and where to look for a running Redis (default: 6379).")
+    var redisPort: Int?
 
     @Flag(help: "Start an embedded Redis Cluster (3 primaries, 3 replicas, free ports, removed on exit) instead of one redis-server.")
     var cluster = false
@@ -62,7 +62,8 @@ struct UpCommand: AsyncParsableCommand {
         try PortValidation.check(servicePortBase, "--service-port-base")
         if servicePortBase > 65535 - 5 { throw ValidationError("--service-port-base \(servicePortBase): the msg service would take \(servicePortBase + 5), past 65535") }
         try PortValidation.check(metricsPort, "--metrics-port")
-        try PortValidation.check(redisPort, "--redis-port", allowsZero: false)
+        if let redisPort { try PortValidation.check(redisPort, "--redis-port", allowsZero: false) }
+        if cluster && redisPort != nil { throw ValidationError("--cluster starts its nodes on free ports; --redis-port is for one redis-server") }
         if cluster && redis.isConfigured { throw ValidationError("--cluster starts a cluster of its own; for yours, give --url with ?cluster=yes instead") }
         if cluster && dataDir != nil { throw ValidationError("--cluster keeps its nodes' data in temporary directories; --data-dir is for one redis-server") }
     }
@@ -77,7 +78,7 @@ struct UpCommand: AsyncParsableCommand {
             adminToken: adminToken ?? ProcessInfo.processInfo.environment["ORDERSHOP_ADMIN_TOKEN"], dashboard: !noDashboard,
             confirmation: try confirm.confirmation(), callsInProcess: !httpBetweenServices)
         let options = OrderShopUp.Options(
-            redis: redis.isConfigured ? try redis.configuration() : nil, dataDirectory: dataDir, redisPort: redisPort, cluster: cluster, stack: stack)
+            redis: redis.isConfigured ? try redis.configuration() : nil, dataDirectory: dataDir, redisPort: redisPort ?? 6379, cluster: cluster, stack: stack)
         let logger = makeLogger("ordershop.up")
         do {
             try await OrderShopUp.run(options, tracing: try ShopTracing.bootstrap(serviceName: "ordershop", logger: logger), logger: logger)

@@ -13,6 +13,8 @@ import Testing
         (["up", "--gateway-port", "65536"], "--gateway-port 65536 is not a port"),
         (["up", "--service-port-base", "65533"], "past 65535"),
         (["up", "--redis-port", "0"], "--redis-port 0 is not a port"),
+        // Ignored before: the cluster's nodes take free ports.
+        (["up", "--cluster", "--redis-port", "47000"], "--redis-port is for one redis-server"),
         (["work", "crm", "--metrics-port", "100000"], "--metrics-port 100000 is not a port"),
         (["work", "crm", "--concurrency", "1000000000"], "--concurrency must be 1-10000"),
         (["work", "crm", "--prefetch", "0"], "--prefetch must be 1-1000000"),
