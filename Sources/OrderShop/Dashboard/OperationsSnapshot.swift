@@ -227,7 +227,7 @@ public struct OperationsReader: Sendable {
         for name in names {
             do {
                 streams.append(try await read(stream: name, on: node, inspector: inspector, named: nodeName))
-            } catch let error as RedisError where error.message.lowercased().contains("no such key") {
+            } catch let error as RedisError where error.isNoSuchKey {
                 // Deleted since it was found (kept by the sampler, or between SCAN and XINFO).
                 discovery?.forget(nodeName ?? "")
             }

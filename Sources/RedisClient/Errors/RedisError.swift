@@ -175,6 +175,9 @@ public struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// True for "ERR no such key": the command's key (a stream for XINFO) does not exist.
+    public var isNoSuchKey: Bool { message.lowercased().contains("no such key") }
+
     public var description: String {
         if code.isServerError { return message }
         return "\(code.name): \(message)"

@@ -73,7 +73,8 @@ final class BatchQueue<Element: Sendable>: Sendable {
                 if let ready { continuation.resume(returning: ready) }
             }
         } onCancel: {
-            releaseWaiter()
+            // A plain waiter exists only while nothing is queued: it returns empty.
+            wakeWaiter { _ in }
         }
         return (items, false)
     }
@@ -122,15 +123,6 @@ final class BatchQueue<Element: Sendable>: Sendable {
             return (w, s.items)
         }
         if let (waiter, items) = wake { waiter.resume(returning: items) }
-    }
-
-    /// Resumes a waiting ``next()`` with nothing (its task was cancelled).
-    private func releaseWaiter() {
-        let waiter = state.withLock { s -> CheckedContinuation<[Element], Never>? in
-            defer { s.waiter = nil }
-            return s.waiter
-        }
-        waiter?.resume(returning: [])
     }
 
     /// Everything queued, or nil when nothing is.

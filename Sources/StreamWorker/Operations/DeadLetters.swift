@@ -53,7 +53,7 @@ public struct DeadLetters: Sendable {
         let groups: [String]
         do {
             groups = try await client.send(XINFOGROUPS(RedisArgument(stream))).map(\.name)
-        } catch let error as RedisError where error.message.lowercased().contains("no such key") {
+        } catch let error as RedisError where error.isNoSuchKey {
             groups = []
         }
         if groups.contains(group) { return }
