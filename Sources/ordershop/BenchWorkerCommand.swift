@@ -18,8 +18,8 @@ struct BenchWorkerCommand: AsyncParsableCommand {
     @Option(help: "Handler forms to measure: each (one call per entry) and batch (one call per read batch).")
     var handler: [String] = ["each", "batch"]
     @Option(help: "Handlers in flight per probe process.") var maxInFlight = 256
-    @Option(help: "Entries read ahead per probe process (the runtime's default: the larger of --max-in-flight and 300).")
-    var prefetch = 1000
+    @Option(help: "Entries read ahead per probe process (default: 1000; with --cluster, 1000 per partition on both sides).")
+    var prefetch: Int?
     @Option(help: "Entries per XREADGROUP (the peer reads COUNT 100).") var readCount = 100
     @Option(help: "The probes' --settle-linger-ms: the longest a settle waits for more entries under sustained load (0: never; default: the runtime's, 5 ms).")
     var settleLingerMs: Int?
@@ -51,7 +51,7 @@ struct BenchWorkerCommand: AsyncParsableCommand {
                                     let spansBefore = sink?.spans ?? 0
                                     let r = try await bench.run(
                                         .init(
-                                            events: events, processes: k, settle: mode, handler: form, maxInFlight: maxInFlight, prefetch: prefetch,
+                                            events: events, processes: k, settle: mode, handler: form, maxInFlight: maxInFlight, prefetch: prefetch ?? 1000,
                                             readCount: readCount, settleLingerMs: settleLingerMs, environment: BenchTracing.environment(exporting: exporting, to: endpoint)))
                                     if exporting == true, let sink {
                                         // Every handled event's span reached the receiver (the probes flush as they stop).
@@ -79,7 +79,7 @@ struct BenchWorkerCommand: AsyncParsableCommand {
         }
         results.print(
             json: options.json,
-            title: "worker drain: \(events) events; probes --max-in-flight \(maxInFlight) --prefetch \(prefetch) --read-count \(readCount)\(lingerLabel); peer: redis-py + hiredis, COUNT 100, one XACK per batch"
+            title: "worker drain: \(events) events; probes --max-in-flight \(maxInFlight) --prefetch \(prefetch ?? 1000) --read-count \(readCount)\(lingerLabel); peer: redis-py + hiredis, COUNT 100, one XACK per batch"
                 + (tracing == .compare ? "; *.tracing_on_vs_off: tracing on (every span exported to a local receiver) in the ours column, off in the peer column" : ""))
     }
 }

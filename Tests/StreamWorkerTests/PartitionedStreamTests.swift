@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import HummingbirdTesting
 import LocalRedis
+import Logging
 import RedisClient
 @testable import StreamWorker
 import Synchronization
@@ -302,6 +303,29 @@ extension PartitionedStreamTests {
             #expect(reads > 0)
             #expect(Double(total) / Double(max(reads, 1)) >= 75, "\(reads) reads for \(total) entries")
         }
+    }
+
+    @Test("the default read-ahead is a read per reader and reclaimer of every stream read, each partition counted; one given is kept")
+    func defaultReadAheadCountsPartitions() async throws {
+        // No connection is made before run(): an unused port is enough.
+        let pool = try RedisConnectionPool(configuration: RedisConfiguration(endpoint: .tcp(host: "127.0.0.1", port: try LocalRedisServer.freePort())))
+        defer { Task { await pool.shutdown() } }
+        func readAhead(_ configuration: WorkerConfiguration, _ subscriptions: [Subscription]) -> Int {
+            StreamWorker(client: pool, configuration: configuration, subscriptions: subscriptions, logger: Logger(label: "test")).configuration.prefetch
+        }
+        let plain = Subscription(stream: "plain", group: "g") { _ in .done }
+        let partitioned = Subscription(stream: "orders", group: "g", partitions: 6) { _ in .done }
+        // 100 per read, 2 readers and the reclaimer: 300 per stream.
+        #expect(readAhead(WorkerConfiguration(), [plain]) == 300)
+        #expect(readAhead(WorkerConfiguration(), [partitioned]) == 6 * 300)
+        #expect(readAhead(WorkerConfiguration(readCount: 50, readers: 1), [plain, partitioned]) == 7 * 100)
+        // A full set of handlers when that is more.
+        #expect(readAhead(WorkerConfiguration(maxInFlight: 5000), [partitioned]) == 5000)
+        // Given (at init or later): kept as it is.
+        #expect(readAhead(WorkerConfiguration(prefetch: 500), [partitioned]) == 500)
+        var set = WorkerConfiguration()
+        set.prefetch = 400
+        #expect(readAhead(set, [partitioned]) == 400)
     }
 
     @Test("one worker with one reader and one handler lane per partition: each entity's events handled in the order they were published")

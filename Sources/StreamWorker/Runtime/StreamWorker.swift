@@ -44,9 +44,11 @@ public final class StreamWorker: Service, Sendable {
         client: any RedisClientProtocol, configuration: WorkerConfiguration = .init(), subscriptions: [Subscription], logger: Logger
     ) {
         self.client = client
-        self.configuration = configuration
         // A partitioned stream is consumed as one subscription per partition.
         self.subscriptions = subscriptions.flatMap(\.perPartition)
+        var configuration = configuration
+        configuration.prefetch = configuration.prefetch(forStreams: self.subscriptions.count)
+        self.configuration = configuration
         self.consumerName = configuration.consumerName ?? WorkerConfiguration.generatedConsumerName()
         var logger = logger
         logger[metadataKey: "consumer"] = "\(consumerName)"
