@@ -104,7 +104,7 @@ extension ShopIntegration {
                 expectError(try await g.send(.POST, "/customers", body: Array(repeating: UInt8(ascii: " "), count: 5 << 20)), 413, "huge body")
                 expectError(try await g.get("/no/such/route"), 404, "unknown route")
                 let patch = try await g.send(.PATCH, "/customer/x", body: nil)
-                #expect([404, 405].contains(patch.status) && patch.isJSON, "PATCH: \(patch)")
+                #expect(patch.status == 405 && patch.isJSON, "PATCH: \(patch)")
 
                 // Every service still serves.
                 for service in ServiceName.allCases {
@@ -162,6 +162,56 @@ extension ShopIntegration {
                         try await client.execute(uri: "/\(type.plural)", method: .get) { response in
                             #expect(response.status == .serviceUnavailable, "\(service)")
                             #expect(response.headers[.contentType]?.hasPrefix("application/json") == true)
+                        }
+                    }
+                }
+            }
+            await pool.shutdown()
+        }
+
+        /// A method a path does not serve: 405 with `Allow` and a JSON body, at the gateway and
+        /// at each owner (a path that does not exist stays 404); the methods it serves still
+        /// reach their routes (503 here: no Redis).
+        @Test func wrongMethodIs405() async throws {
+            var configuration = RedisConfiguration(endpoint: .tcp(host: "127.0.0.1", port: try LocalRedisServer.freePort()))
+            configuration.reconnect.retryWindow = .zero
+            let pool = try RedisConnectionPool(configuration: configuration)
+            let context = try ShopContext(pool: pool, logger: testLogger)
+            for service in ServiceName.allCases where service != .msg {
+                let app = Application(router: buildRouter(for: service, context: context, httpClient: HTTPClient.shared), logger: testLogger)
+                let types = service == .gateway ? EntityType.allCases : [service.entityType].compactMap { $0 }
+                var refused: [(HTTPRequest.Method, String, String)] = [(.post, "/healthz", "GET")]
+                for type in types {
+                    refused += [
+                        (.patch, "/\(type)/x", "GET, PUT, DELETE"), (.post, "/\(type)/x", "GET, PUT, DELETE"),
+                        (.delete, "/\(type.plural)", "GET, POST"), (.patch, "/\(type.plural)", "GET, POST"),
+                    ]
+                    if type != .inventory { refused.append((.get, "/\(type)", "POST")) }
+                    if type == .order { refused.append((.post, "/orders/unbilled", "GET")) }
+                }
+                if service == .gateway { refused.append((.put, "/report", "GET")) }
+                let cases = refused
+                try await app.test(.router) { client in
+                    for (method, path, allow) in cases {
+                        try await client.execute(uri: path, method: method) { response in
+                            #expect(response.status == .methodNotAllowed, "\(service): \(method) \(path)")
+                            #expect(response.headers[.allow] == allow, "\(service): \(method) \(path)")
+                            let body = try? JSONCoding.decode(JSONValue.self, from: response.body.readableBytesView)
+                            #expect(body?["error"]?.stringValue?.hasPrefix("\(method) is not allowed on \(path)") == true, "\(service): \(method) \(path)")
+                        }
+                    }
+                    try await client.execute(uri: "/no/such/route", method: .patch) { response in
+                        #expect(response.status == .notFound, "\(service)")
+                    }
+                    for type in types {
+                        try await client.execute(uri: "/\(type.plural)", method: .get) { response in
+                            #expect(response.status == .serviceUnavailable, "\(service): GET /\(type.plural)")
+                        }
+                        // At an owner (the gateway would forward it, to nothing here).
+                        if service != .gateway {
+                            try await client.execute(uri: "/\(type)/x", method: .delete) { response in
+                                #expect(response.status == .serviceUnavailable, "\(service): DELETE /\(type)/x")
+                            }
                         }
                     }
                 }

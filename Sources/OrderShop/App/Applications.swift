@@ -35,6 +35,8 @@ public func buildOwnerRouter<E: ShopEntity>(_: E.Type, context: ShopContext) -> 
     router.get("/healthz") { _, _ in await context.health.response(service: name) }
     addQueryRoutes(to: router, type: E.type, readModel: context.readModel)
     EntityService<E>(context: context).register(on: router)
+    addMethodNotAllowed(to: router, type: E.type)
+    addMethodNotAllowed(to: router, path: "/healthz", allowed: [.get])
     return router
 }
 

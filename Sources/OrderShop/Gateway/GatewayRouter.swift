@@ -56,8 +56,11 @@ public func buildGatewayRouter(context: ShopContext, httpClient: HTTPClient, opt
             create: { try await forwarder.forward($0, context: $1) },
             update: { request, ctx, _ in try await forwarder.forward(request, context: ctx) },
             delete: { request, ctx, _ in try await forwarder.forward(request, context: ctx) })
+        addMethodNotAllowed(to: router, type: type)
     }
     router.get("/report") { _, _ in JSONResponse.bytes(try await readModel.report()) }
+    addMethodNotAllowed(to: router, path: "/report", allowed: [.get])
+    addMethodNotAllowed(to: router, path: "/healthz", allowed: [.get])
     if let admin = options.admin, let token = options.adminToken, !token.isEmpty { addAdminRoutes(to: router, control: admin, token: token) }
     if let dashboard = options.dashboard { router.addRoutes(dashboard.routes(), atPath: "/dashboard") }
     return router

@@ -1,0 +1,34 @@
+import Hummingbird
+
+/// The methods a guarded path may be asked for that it does not serve: answered 405.
+private let guardedMethods: [HTTPRequest.Method] = [.get, .post, .put, .delete, .patch]
+
+/// Answers 405 with an `Allow` header for the methods among GET, POST, PUT, DELETE and PATCH
+/// that `path` does not serve. Hummingbird answers a path served for other methods as one that
+/// does not exist (404 "no route"), so `PATCH /customer/<id>` read as "no such customer route"
+/// rather than "use PUT". HEAD and OPTIONS are left to the router.
+func addMethodNotAllowed(to router: Router<ShopRequestContext>, path: RouterPath, allowed: [HTTPRequest.Method]) {
+    let allow = allowed.map(\.rawValue).joined(separator: ", ")
+    for method in guardedMethods where !allowed.contains(method) {
+        router.on(path, method: method) { request, _ in
+            var response = JSONResponse.bytes(
+                ShopError(status: 405, message: "\(method) is not allowed on \(LogText.escaped(request.uri.path, limit: 200)); allowed: \(allow)").body,
+                status: .methodNotAllowed)
+            response.headers[.allow] = allow
+            return response
+        }
+    }
+}
+
+/// The 405 answers of one entity type's paths (``EntityRoutes``): the list and create paths,
+/// the item path and, for orders, the unbilled orders.
+func addMethodNotAllowed(to router: Router<ShopRequestContext>, type: EntityType) {
+    let routes = EntityRoutes(type)
+    let creates = routes.create.map(\.description)
+    addMethodNotAllowed(to: router, path: routes.list, allowed: creates.contains(routes.list.description) ? [.get, .post] : [.get])
+    for path in routes.create where path.description != routes.list.description {
+        addMethodNotAllowed(to: router, path: path, allowed: [.post])
+    }
+    addMethodNotAllowed(to: router, path: routes.item, allowed: [.get, .put, .delete])
+    if type == .order { addMethodNotAllowed(to: router, path: "/orders/unbilled", allowed: [.get]) }
+}
