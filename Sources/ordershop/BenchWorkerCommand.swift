@@ -18,7 +18,7 @@ struct BenchWorkerCommand: AsyncParsableCommand {
     @Option(help: "Handler forms to measure: each (one call per entry) and batch (one call per read batch).")
     var handler: [String] = ["each", "batch"]
     @Option(help: "Handlers in flight per probe process.") var maxInFlight = 256
-    @Option(help: "Entries read ahead per probe process (default: 1000; with --cluster, 1000 per partition on both sides).")
+    @Option(help: "Entries read ahead per probe process (default: 1000; with --cluster, 1000 × --partitions on both sides).")
     var prefetch: Int?
     @Option(help: "Entries per XREADGROUP (the peer reads COUNT 100).") var readCount = 100
     @Option(help: "The probes' --settle-linger-ms: the longest a settle waits for more entries under sustained load (0: never; default: the runtime's, 5 ms).")

@@ -26,7 +26,7 @@ struct WorkCommand: AsyncParsableCommand {
     @Option(parsing: .number, help: "Handlers in flight at most.")
     var concurrency = 64
 
-    @Option(parsing: .number, help: "Entries read ahead of the handlers (default: the larger of --concurrency and 100 × (--readers + 1) per stream read: a read for each reader and the reclaimer of each).")
+    @Option(parsing: .number, help: "Entries read ahead of the handlers (default: a read for each reader and the reclaimer of each stream read, 100 × (--readers + 1) per stream, at most 10000 in all; at least --concurrency).")
     var prefetch: Int?
 
     @Option(parsing: .number, help: "XREADGROUP readers per subscription, each on its own Redis connection (1 where connections are scarce).")

@@ -25,7 +25,7 @@ struct WorkerProbeCommand: AsyncParsableCommand {
     @Option(help: "Lease in milliseconds.") var leaseMs: Int = 5000
     @Option(help: "Handlers in flight at most.") var maxInFlight: Int = 64
     @Option(help: "Entries per read.") var readCount: Int = 100
-    @Option(help: "Entries read ahead of the handlers (default: the larger of --max-in-flight and --read-count × 3 per stream read, each partition counted).") var prefetch: Int?
+    @Option(help: "Entries read ahead of the handlers (default: --read-count × 3 per stream read, each partition counted, at most 10000 in all; at least --max-in-flight).") var prefetch: Int?
     @Option(help: "Milliseconds each handler waits (an I/O-bound handler).") var handlerDelayMs: Int = 0
     @Option(help: "Drain deadline in milliseconds.") var drainDeadlineMs: Int = 10_000
     @Option(help: "Longest a settle waits for more handled entries under sustained load, in milliseconds (0: never waits; default: the runtime's, 5).")

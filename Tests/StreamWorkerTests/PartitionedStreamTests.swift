@@ -305,7 +305,7 @@ extension PartitionedStreamTests {
         }
     }
 
-    @Test("the default read-ahead is a read per reader and reclaimer of every stream read, each partition counted; one given is kept")
+    @Test("the default read-ahead is a read per reader and reclaimer of every stream read, each partition counted, capped; one given is kept")
     func defaultReadAheadCountsPartitions() async throws {
         // No connection is made before run(): an unused port is enough.
         let pool = try RedisConnectionPool(configuration: RedisConfiguration(endpoint: .tcp(host: "127.0.0.1", port: try LocalRedisServer.freePort())))
@@ -321,6 +321,11 @@ extension PartitionedStreamTests {
         #expect(readAhead(WorkerConfiguration(readCount: 50, readers: 1), [plain, partitioned]) == 7 * 100)
         // A full set of handlers when that is more.
         #expect(readAhead(WorkerConfiguration(maxInFlight: 5000), [partitioned]) == 5000)
+        // At most 10,000 in all, unless one stream's reads or the handlers need more.
+        let wide = Subscription(stream: "wide", group: "g", partitions: 64) { _ in .done }
+        #expect(readAhead(WorkerConfiguration(), [wide]) == WorkerConfiguration.defaultPrefetchLimit)
+        #expect(readAhead(WorkerConfiguration(readCount: 5000), [plain]) == 15_000)
+        #expect(readAhead(WorkerConfiguration(maxInFlight: 20_000), [wide]) == 20_000)
         // Given (at init or later): kept as it is.
         #expect(readAhead(WorkerConfiguration(prefetch: 500), [partitioned]) == 500)
         var set = WorkerConfiguration()

@@ -82,9 +82,11 @@ public struct WorkerConfiguration: Sendable {
     /// lease later like its running ones. Each reader, and the reclaimer, reserves room for what
     /// it reads before reading, at most `prefetch / (readers + 1)`. Default: the larger of
     /// `maxInFlight` and `readCount × (readers + 1)` for each stream the process reads, each
-    /// partition of a partitioned stream counting as one (``StreamWorker`` works it out; its
-    /// ``StreamWorker/configuration`` shows the figure used). So a worker holds up to
-    /// `readCount × (readers + 1)` entries read ahead per partition, 300 by default.
+    /// partition of a partitioned stream counting as one, at most ``defaultPrefetchLimit``
+    /// entries unless one stream needs more (``StreamWorker`` works it out; its
+    /// ``StreamWorker/configuration`` shows the figure used). So a worker reading P partitions
+    /// holds up to 300 × P entries read ahead by default, shared by all of them (a busy
+    /// partition may use the room idle ones leave).
     public var prefetch: Int { didSet { prefetchIsDefault = false } }
     /// Whether ``prefetch`` is the default (not given, not set since).
     private var prefetchIsDefault: Bool
@@ -193,11 +195,20 @@ public struct WorkerConfiguration: Sendable {
     /// of 6 partitions has 18 readers and reclaimers, each reserving a read's worth before
     /// reading, and its handled entries reached the settlers in smaller batches (`bench worker
     /// --cluster`, 6 partitions on 3 primaries: ~215 entries per settle with 1,000 entries of
-    /// read-ahead, ~375 with 3,000, and Redis CPU per event 5-20 % lower).
+    /// read-ahead for the six, ~460 with 6,000, and Redis CPU per event 5-10 % lower: BENCHMARKS.md,
+    /// 2026-12-05). Capped at ``defaultPrefetchLimit`` so that a stream of hundreds of
+    /// partitions does not hold hundreds of thousands of entries by default.
     func prefetch(forStreams streams: Int) -> Int {
         guard prefetchIsDefault else { return prefetch }
-        return max(1, maxInFlight, readCount * (readers + 1) * max(1, streams))
+        let perStream = readCount * (readers + 1)
+        let reads = max(perStream, min(Self.defaultPrefetchLimit, perStream * min(max(1, streams), Self.defaultPrefetchLimit)))
+        return max(1, maxInFlight, reads)
     }
+
+    /// The most entries the default ``prefetch`` reads ahead, whatever the number of streams
+    /// (33 partitions' worth at the default read count and readers; one stream's worth when
+    /// that is more); a `prefetch` given is not capped.
+    public static let defaultPrefetchLimit = 10_000
 
     /// `<host>-<pid>-<random>`: unique per process, readable in XINFO CONSUMERS.
     public static func generatedConsumerName() -> String {

@@ -15,8 +15,7 @@ struct ClusterDrainBench {
         var partitions: Int
         var settle: String
         var maxInFlight: Int
-        /// nil: the runtime's default.
-        var prefetch: Int?
+        var prefetch: Int
         var readCount: Int
         /// The probes' `--settle-linger-ms` (nil: the runtime's default).
         var settleLingerMs: Int?
@@ -82,8 +81,8 @@ struct ClusterDrainBench {
                     executable,
                     [
                         "worker-probe", "--url", cluster.url, "--stream", events.name, "--partitions", "\(o.partitions)", "--group", group,
-                        "--settle", o.settle, "--max-in-flight", "\(o.maxInFlight)", "--read-count", "\(o.readCount)",
-                    ] + (o.prefetch.map { ["--prefetch", "\($0)"] } ?? []) + (o.settleLingerMs.map { ["--settle-linger-ms", "\($0)"] } ?? [])))
+                        "--settle", o.settle, "--max-in-flight", "\(o.maxInFlight)", "--prefetch", "\(o.prefetch)", "--read-count", "\(o.readCount)",
+                    ] + (o.settleLingerMs.map { ["--settle-linger-ms", "\($0)"] } ?? [])))
         }
         // Every reader of every probe: per partition the subscription's readers and one on its replay stream.
         let readers = o.processes * o.partitions * (WorkerConfiguration().readers + 1)
