@@ -169,15 +169,15 @@ extension ShopIntegration {
             await pool.shutdown()
         }
 
-        /// A method a path does not serve: 405 with `Allow` and a JSON body, at the gateway and
-        /// at each owner (a path that does not exist stays 404); the methods it serves still
-        /// reach their routes (503 here: no Redis).
+        /// A method a path does not serve: 405 with `Allow` and a JSON body, at the gateway, at
+        /// each owner and at msg (a path that does not exist stays 404); the methods it serves
+        /// still reach their routes (503 here: no Redis).
         @Test func wrongMethodIs405() async throws {
             var configuration = RedisConfiguration(endpoint: .tcp(host: "127.0.0.1", port: try LocalRedisServer.freePort()))
             configuration.reconnect.retryWindow = .zero
             let pool = try RedisConnectionPool(configuration: configuration)
             let context = try ShopContext(pool: pool, logger: testLogger)
-            for service in ServiceName.allCases where service != .msg {
+            for service in ServiceName.allCases {
                 let app = Application(router: buildRouter(for: service, context: context, httpClient: HTTPClient.shared), logger: testLogger)
                 let types = service == .gateway ? EntityType.allCases : [service.entityType].compactMap { $0 }
                 var refused: [(HTTPRequest.Method, String, String)] = [(.post, "/healthz", "GET")]
@@ -190,6 +190,7 @@ extension ShopIntegration {
                     if type == .order { refused.append((.post, "/orders/unbilled", "GET")) }
                 }
                 if service == .gateway { refused.append((.put, "/report", "GET")) }
+                if service == .msg { refused += [(.get, "/email", "POST"), (.put, "/email", "POST")] }
                 let cases = refused
                 try await app.test(.router) { client in
                     for (method, path, allow) in cases {

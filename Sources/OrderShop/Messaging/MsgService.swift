@@ -99,6 +99,8 @@ public func buildMsgRouter(context: ShopContext, options: MsgOptions = .init()) 
         }
         return JSONResponse.bytes(MailReceipt(status: status, id: id, key: key).json)
     }
+    addMethodNotAllowed(to: router, path: "/healthz", allowed: [.get])
+    addMethodNotAllowed(to: router, path: "/email", allowed: [.post])
     return router
 }
 
