@@ -171,8 +171,8 @@ extension ShopIntegration {
 
         /// A method a path does not serve: 405 with `Allow` and a JSON body, at the gateway, at
         /// each owner and at msg (a path that does not exist stays 404); the methods it serves
-        /// still reach their routes (503 here: no Redis).
-        @Test func wrongMethodIs405() async throws {
+        /// still reach their routes (503 here: no Redis), HEAD where GET is, without a body.
+        @Test func wrongMethodIs405AndHeadLikeGet() async throws {
             var configuration = RedisConfiguration(endpoint: .tcp(host: "127.0.0.1", port: try LocalRedisServer.freePort()))
             configuration.reconnect.retryWindow = .zero
             let pool = try RedisConnectionPool(configuration: configuration)
@@ -180,16 +180,16 @@ extension ShopIntegration {
             for service in ServiceName.allCases {
                 let app = Application(router: buildRouter(for: service, context: context, httpClient: HTTPClient.shared), logger: testLogger)
                 let types = service == .gateway ? EntityType.allCases : [service.entityType].compactMap { $0 }
-                var refused: [(HTTPRequest.Method, String, String)] = [(.post, "/healthz", "GET")]
+                var refused: [(HTTPRequest.Method, String, String)] = [(.post, "/healthz", "GET, HEAD")]
                 for type in types {
                     refused += [
-                        (.patch, "/\(type)/x", "GET, PUT, DELETE"), (.post, "/\(type)/x", "GET, PUT, DELETE"),
-                        (.delete, "/\(type.plural)", "GET, POST"), (.patch, "/\(type.plural)", "GET, POST"),
+                        (.patch, "/\(type)/x", "GET, HEAD, PUT, DELETE"), (.post, "/\(type)/x", "GET, HEAD, PUT, DELETE"),
+                        (.delete, "/\(type.plural)", "GET, HEAD, POST"), (.patch, "/\(type.plural)", "GET, HEAD, POST"),
                     ]
                     if type != .inventory { refused.append((.get, "/\(type)", "POST")) }
-                    if type == .order { refused.append((.post, "/orders/unbilled", "GET")) }
+                    if type == .order { refused.append((.post, "/orders/unbilled", "GET, HEAD")) }
                 }
-                if service == .gateway { refused.append((.put, "/report", "GET")) }
+                if service == .gateway { refused.append((.put, "/report", "GET, HEAD")) }
                 if service == .msg { refused += [(.get, "/email", "POST"), (.put, "/email", "POST")] }
                 let cases = refused
                 try await app.test(.router) { client in
@@ -204,9 +204,20 @@ extension ShopIntegration {
                     try await client.execute(uri: "/no/such/route", method: .patch) { response in
                         #expect(response.status == .notFound, "\(service)")
                     }
+                    // HEAD where GET is: its status and headers, no body (an error's JSON included).
+                    try await client.execute(uri: "/healthz", method: .head) { response in
+                        #expect(response.status == .serviceUnavailable, "\(service): HEAD /healthz")
+                        #expect(response.body.readableBytes == 0, "\(service): HEAD /healthz")
+                    }
+                    try await client.execute(uri: "/no/such/route", method: .head) { response in
+                        #expect(response.status == .notFound && response.body.readableBytes == 0, "\(service): HEAD /no/such/route")
+                    }
                     for type in types {
                         try await client.execute(uri: "/\(type.plural)", method: .get) { response in
                             #expect(response.status == .serviceUnavailable, "\(service): GET /\(type.plural)")
+                        }
+                        try await client.execute(uri: "/\(type)/x", method: .head) { response in
+                            #expect(response.status == .serviceUnavailable && response.body.readableBytes == 0, "\(service): HEAD /\(type)/x")
                         }
                         // At an owner (the gateway would forward it, to nothing here).
                         if service != .gateway {

@@ -84,12 +84,27 @@ extension Request {
 }
 
 /// A service's router before its routes: every request in a span of its own (the child of the
-/// caller's `traceparent`, if any; its logs carry the trace id), and every error as JSON.
+/// caller's `traceparent`, if any; its logs carry the trace id), every error as JSON, and HEAD
+/// answered wherever GET is (HTTP requires it of every server; `curl -I .../healthz` was 404).
 func makeServiceRouter(_ service: ServiceName) -> Router<ShopRequestContext> {
-    let router = Router(context: ShopRequestContext.self)
+    let router = Router(context: ShopRequestContext.self, options: .autoGenerateHeadEndpoints)
     router.add(middleware: RequestTracingMiddleware(service: service.rawValue))
+    router.add(middleware: HeadResponseMiddleware())
     router.add(middleware: JSONErrorMiddleware())
     return router
+}
+
+/// A HEAD request's answer without its body, errors included: the router's generated HEAD
+/// routes drop the body of what GET answers, but an error becomes a JSON answer outside them
+/// (``JSONErrorMiddleware``), and a body after a HEAD answer would be read by the client as the
+/// start of the next response. Inside the tracing middleware, whose span ends with the body.
+struct HeadResponseMiddleware: RouterMiddleware {
+    typealias Context = ShopRequestContext
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let response = try await next(request, context)
+        return request.method == .head ? response.createHeadResponse() : response
+    }
 }
 
 /// Turns every error a route throws into a JSON answer (`{"error": ..., "field": ...}`), never an

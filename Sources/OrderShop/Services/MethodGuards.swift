@@ -6,9 +6,10 @@ private let guardedMethods: [HTTPRequest.Method] = [.get, .post, .put, .delete, 
 /// Answers 405 with an `Allow` header for the methods among GET, POST, PUT, DELETE and PATCH
 /// that `path` does not serve. Hummingbird answers a path served for other methods as one that
 /// does not exist (404 "no route"), so `PATCH /customer/<id>` read as "no such customer route"
-/// rather than "use PUT". HEAD and OPTIONS are left to the router.
+/// rather than "use PUT". HEAD goes where GET goes (``makeServiceRouter(_:)``), so `Allow`
+/// names it beside GET; OPTIONS is left to the router.
 func addMethodNotAllowed(to router: Router<ShopRequestContext>, path: RouterPath, allowed: [HTTPRequest.Method]) {
-    let allow = allowed.map(\.rawValue).joined(separator: ", ")
+    let allow = allowed.flatMap { $0 == .get ? [$0, .head] : [$0] }.map(\.rawValue).joined(separator: ", ")
     for method in guardedMethods where !allowed.contains(method) {
         router.on(path, method: method) { request, _ in
             var response = JSONResponse.bytes(
