@@ -86,7 +86,14 @@ struct GroupMembership: Sendable {
                 context.logger.warning("still holds pending entries; staying in the group so that they are reclaimed")
             }
         } catch {
-            context.logger.warning("could not leave the consumer group", metadata: ["error": "\(error)"])
+            // NOGROUP: the group (or its stream) does not exist, so there is nothing to leave: a
+            // worker stopped before it created its groups (`ordershop up` stopping at once when a
+            // port was taken warned once per stream), or the stream was deleted.
+            if case .groupMissing = FailureKind(error) {
+                context.logger.debug("no consumer group to leave", metadata: ["error": "\(error)"])
+            } else {
+                context.logger.warning("could not leave the consumer group", metadata: ["error": "\(error)"])
+            }
         }
     }
 
