@@ -31,6 +31,7 @@ struct BenchWorkerCommand: AsyncParsableCommand {
 
     func run() async throws {
         if cluster { return try await runCluster() }
+        let prefetch = self.prefetch ?? 1000
         let peers = try await options.peerRunner()
         var results = BenchResults()
         try await tracing.withReceiver { sink, endpoint in
@@ -51,7 +52,7 @@ struct BenchWorkerCommand: AsyncParsableCommand {
                                     let spansBefore = sink?.spans ?? 0
                                     let r = try await bench.run(
                                         .init(
-                                            events: events, processes: k, settle: mode, handler: form, maxInFlight: maxInFlight, prefetch: prefetch ?? 1000,
+                                            events: events, processes: k, settle: mode, handler: form, maxInFlight: maxInFlight, prefetch: prefetch,
                                             readCount: readCount, settleLingerMs: settleLingerMs, environment: BenchTracing.environment(exporting: exporting, to: endpoint)))
                                     if exporting == true, let sink {
                                         // Every handled event's span reached the receiver (the probes flush as they stop).
@@ -79,7 +80,7 @@ struct BenchWorkerCommand: AsyncParsableCommand {
         }
         results.print(
             json: options.json,
-            title: "worker drain: \(events) events; probes --max-in-flight \(maxInFlight) --prefetch \(prefetch ?? 1000) --read-count \(readCount)\(lingerLabel); peer: redis-py + hiredis, COUNT 100, one XACK per batch"
+            title: "worker drain: \(events) events; probes --max-in-flight \(maxInFlight) --prefetch \(prefetch) --read-count \(readCount)\(lingerLabel); peer: redis-py + hiredis, COUNT 100, one XACK per batch"
                 + (tracing == .compare ? "; *.tracing_on_vs_off: tracing on (every span exported to a local receiver) in the ours column, off in the peer column" : ""))
     }
 }

@@ -172,7 +172,7 @@ public struct WorkerConfiguration: Sendable {
         // Default: the larger of a full set of handlers and a full read for every reader and
         // the reclaimer (each reserves its share of this room before it reads). Smaller, reads
         // shrink as handlers get faster (measured: a fifth less drain throughput at min(256, 100)).
-        self.prefetch = max(1, prefetch ?? max(self.maxInFlight, self.readCount * (self.readers + 1)))
+        self.prefetch = max(1, prefetch ?? Self.defaultPrefetch(maxInFlight: self.maxInFlight, readCount: self.readCount, readers: self.readers, streams: 1))
         self.prefetchIsDefault = prefetch == nil
         self.block = block
         self.lease = max(lease, .seconds(1))
@@ -199,10 +199,17 @@ public struct WorkerConfiguration: Sendable {
     /// 2026-12-05). Capped at ``defaultPrefetchLimit`` so that a stream of hundreds of
     /// partitions does not hold hundreds of thousands of entries by default.
     func prefetch(forStreams streams: Int) -> Int {
-        guard prefetchIsDefault else { return prefetch }
+        prefetchIsDefault ? Self.defaultPrefetch(maxInFlight: maxInFlight, readCount: readCount, readers: readers, streams: streams) : prefetch
+    }
+
+    /// The default read-ahead: a read for every reader and the reclaimer of each of `streams`,
+    /// at most ``defaultPrefetchLimit`` in all but never less than one stream's reads, and at
+    /// least a full set of handlers.
+    private static func defaultPrefetch(maxInFlight: Int, readCount: Int, readers: Int, streams: Int) -> Int {
         let perStream = readCount * (readers + 1)
-        let reads = max(perStream, min(Self.defaultPrefetchLimit, perStream * min(max(1, streams), Self.defaultPrefetchLimit)))
-        return max(1, maxInFlight, reads)
+        // (The stream count is bounded first only so that the product cannot overflow.)
+        let allStreams = perStream * min(max(1, streams), defaultPrefetchLimit)
+        return max(1, maxInFlight, perStream, min(defaultPrefetchLimit, allStreams))
     }
 
     /// The most entries the default ``prefetch`` reads ahead, whatever the number of streams
