@@ -41,6 +41,12 @@ struct UpCommand: AsyncParsableCommand {
 
     @Flag(help: "Start an embedded Redis Cluster (3 primaries, 3 replicas, free ports, removed on exit) instead of one redis-server.")
     var cluster = false
+
+    @Option(
+        parsing: .number,
+        help: "Replicas per primary of the --cluster (default 1): 0 starts three redis-servers instead of six where cores are few (a primary's death then stops up); at most 2.")
+    var clusterReplicas: Int?
+
     @Flag(help: "Do not serve the /admin/workers routes.")
     var noAdmin = false
 
@@ -64,6 +70,10 @@ struct UpCommand: AsyncParsableCommand {
         try PortValidation.check(metricsPort, "--metrics-port")
         if let redisPort { try PortValidation.check(redisPort, "--redis-port", allowsZero: false) }
         if cluster && redisPort != nil { throw ValidationError("--cluster starts its nodes on free ports; --redis-port is for one redis-server") }
+        if let clusterReplicas {
+            guard cluster else { throw ValidationError("--cluster-replicas is for the cluster --cluster starts") }
+            guard (0...2).contains(clusterReplicas) else { throw ValidationError("--cluster-replicas \(clusterReplicas): 0, 1 or 2") }
+        }
         if cluster && redis.isConfigured { throw ValidationError("--cluster starts a cluster of its own; for yours, give --url with ?cluster=yes instead") }
         if cluster && dataDir != nil { throw ValidationError("--cluster keeps its nodes' data in temporary directories; --data-dir is for one redis-server") }
     }
@@ -78,7 +88,8 @@ struct UpCommand: AsyncParsableCommand {
             adminToken: adminToken ?? ProcessInfo.processInfo.environment["ORDERSHOP_ADMIN_TOKEN"], dashboard: !noDashboard,
             confirmation: try confirm.confirmation(), callsInProcess: !httpBetweenServices)
         let options = OrderShopUp.Options(
-            redis: redis.isConfigured ? try redis.configuration() : nil, dataDirectory: dataDir, redisPort: redisPort ?? 6379, cluster: cluster, stack: stack)
+            redis: redis.isConfigured ? try redis.configuration() : nil, dataDirectory: dataDir, redisPort: redisPort ?? 6379, cluster: cluster,
+            clusterReplicas: clusterReplicas ?? 1, stack: stack)
         let logger = makeLogger("ordershop.up")
         do {
             try await OrderShopUp.run(options, tracing: try ShopTracing.bootstrap(serviceName: "ordershop", logger: logger), logger: logger)

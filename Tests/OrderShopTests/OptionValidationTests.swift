@@ -15,6 +15,9 @@ import Testing
         (["up", "--redis-port", "0"], "--redis-port 0 is not a port"),
         // Ignored before: the cluster's nodes take free ports.
         (["up", "--cluster", "--redis-port", "47000"], "--redis-port is for one redis-server"),
+        (["up", "--cluster-replicas", "0"], "--cluster-replicas is for the cluster --cluster starts"),
+        (["up", "--cluster", "--cluster-replicas", "3"], "--cluster-replicas 3: 0, 1 or 2"),
+        (["bench", "gateway", "--cluster-replicas", "0"], "--cluster-replicas is for --cluster"),
         (["work", "crm", "--metrics-port", "100000"], "--metrics-port 100000 is not a port"),
         (["work", "crm", "--concurrency", "1000000000"], "--concurrency must be 1-10000"),
         (["work", "crm", "--prefetch", "0"], "--prefetch must be 1-1000000"),

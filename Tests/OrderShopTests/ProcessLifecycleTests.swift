@@ -140,6 +140,45 @@ import Testing
         #expect(status != nil && status != 0, "status \(String(describing: status)): \(up.output)")
     }
 
+    @Test("`up --cluster --cluster-replicas 0` stops non-zero when one of its three primaries dies, naming it: no replica will take over")
+    func upClusterWithoutReplicasSaysWhenAPrimaryDies() async throws {
+        let up = try ordershop(["up", "--cluster", "--cluster-replicas", "0", "--gateway-port", "0", "--service-port-base", "0", "--metrics-port", "0"])
+        // Its redis-servers run in process groups of their own: stopped here too when `up` does not.
+        var nodes: [pid_t] = []
+        defer {
+            for node in nodes { kill(node, SIGKILL) }
+            Task { await up.stop(signal: SIGKILL) }
+        }
+        #expect(await printed(up, "OrderShop is up"), "\(up.output)")
+        #expect(up.output.contains("3 primaries, 0 replicas"), "\(up.output)")
+        nodes = redisServers(childrenOf: up.pid)
+        try #require(nodes.count == 3, "\(nodes) \(up.output)")
+        kill(nodes[0], SIGKILL)
+        // Said of the node at once; with a replica's wait (meant for a failover that cannot come)
+        // it was said seconds later as a lost shard, after a warning that its replica takes over.
+        #expect(await printed(up, "exited (its log ends", timeout: .seconds(30)), "\(up.output)")
+        #expect(lines(up.output, containing: "cannot work without it").first?.contains("redis-server on 127.0.0.1:") == true, "\(up.output)")
+        #expect(!up.output.contains("its replica takes over"), "\(up.output)")
+        let status = await up.waitForExit(timeout: .seconds(60))
+        #expect(status != nil && status != 0, "status \(String(describing: status)): \(up.output)")
+        #expect(up.output.contains("Redis Cluster stopped"), "\(up.output)")
+        // `up` stopped the other two.
+        #expect(await eventually(timeout: .seconds(10)) { nodes.allSatisfy { !exists($0) } }, "\(nodes)")
+    }
+
+    /// The redis-server processes whose parent is `pid` (from /proc).
+    func redisServers(childrenOf pid: pid_t) -> [pid_t] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap { entry -> pid_t? in
+            guard let child = pid_t(entry), let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+                let close = stat.lastIndex(of: ")"), stat[..<close].hasSuffix("(redis-server")
+            else { return nil }
+            // After the command: state, then the parent's pid.
+            let rest = stat[stat.index(after: close)...].split(separator: " ")
+            return rest.count > 1 && pid_t(rest[1]) == pid ? child : nil
+        }
+    }
+
     // MARK: Ports that are taken
 
     /// Expects `process` to exit non-zero within `limit` with exactly one line naming

@@ -13,18 +13,24 @@ public enum OrderShopUp {
         public var dataDirectory: String?
         /// The port of the child redis-server (and of the probe).
         public var redisPort: Int
-        /// Start an embedded Redis Cluster (3 primaries, 3 replicas, append-only, on free ports,
-        /// data removed on exit) instead of one redis-server.
+        /// Start an embedded Redis Cluster (3 primaries, ``clusterReplicas`` replicas each,
+        /// append-only, on free ports, data removed on exit) instead of one redis-server.
         public var cluster: Bool
+        /// Replicas per primary of the embedded cluster: 1 (a primary's death is survived: its
+        /// replica is promoted), or 0 (three redis-servers instead of six, where cores are few;
+        /// a primary's death then ends `up`, as the one server's does).
+        public var clusterReplicas: Int
         public var stack: ShopStack.Options
 
         public init(
-            redis: RedisConfiguration? = nil, dataDirectory: String? = nil, redisPort: Int = 6379, cluster: Bool = false, stack: ShopStack.Options = .init()
+            redis: RedisConfiguration? = nil, dataDirectory: String? = nil, redisPort: Int = 6379, cluster: Bool = false, clusterReplicas: Int = 1,
+            stack: ShopStack.Options = .init()
         ) {
             self.redis = redis
             self.dataDirectory = dataDirectory
             self.redisPort = redisPort
             self.cluster = cluster
+            self.clusterReplicas = clusterReplicas
             self.stack = stack
         }
     }

@@ -66,13 +66,15 @@ final class UpRedis: Service, Sendable {
         OrderShopUp.say("redis-server stopped")
     }
 
-    /// `--cluster`: a Redis Cluster of 3 primaries and 3 replicas, stopped with the group.
+    /// `--cluster`: a Redis Cluster of 3 primaries with their replicas, stopped with the group.
     private func runCluster() async throws {
         var o = LocalRedisCluster.Options()
+        o.replicasPerPrimary = options.clusterReplicas
         o.appendOnly = true
         o.ownProcessGroup = true  // as the single server's, above
         let cluster = try await LocalRedisCluster(o)
-        OrderShopUp.say("started a Redis Cluster: 3 primaries, 3 replicas (append-only) on \(cluster.addresses.joined(separator: ", ")); \(cluster.url)")
+        let replicas = o.primaries * o.replicasPerPrimary
+        OrderShopUp.say("started a Redis Cluster: \(o.primaries) primaries, \(replicas) replica\(replicas == 1 ? "" : "s") (append-only) on \(cluster.addresses.joined(separator: ", ")); \(cluster.url)")
         use(try RedisConfiguration(url: cluster.url))
         do {
             try await untilShutdown(watching: cluster.nodes, cluster: cluster)
@@ -102,7 +104,8 @@ final class UpRedis: Service, Sendable {
                     for (i, node) in nodes.enumerated() where !gone.contains(i) && node.pid == nil {
                         gone.insert(i)
                         let log = node.logTail(lines: 2).split(separator: "\n").joined(separator: " | ")
-                        guard let cluster, gone.count < nodes.count else {
+                        // Without replicas every node is a primary that nothing replaces.
+                        guard let cluster, gone.count < nodes.count, cluster.options.replicasPerPrimary > 0 else {
                             let death = RedisChildExited(description: "redis-server on 127.0.0.1:\(node.port) exited (its log ends: \(log)); the shop cannot work without it")
                             // Said now: the shop's drain against a dead Redis takes its deadline
                             // before the group's last line repeats it as the exit's reason.

@@ -126,35 +126,19 @@ struct GatewayUnderTest {
     let process: ChildProcess
     let baseURL: String
 
-    /// The redis-server processes `ordershop up --cluster` started (its children).
-    var redisChildren: [pid_t] {
-        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-        return entries.compactMap { entry -> pid_t? in
-            guard let pid = pid_t(entry), let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
-                let close = stat.lastIndex(of: ")"), stat[..<close].hasSuffix("(redis-server")
-            else { return nil }
-            // Fields after the command: state, ppid, ...
-            let rest = stat[stat.index(after: close)...].split(separator: " ")
-            return rest.count > 1 && pid_t(rest[1]) == process.pid ? pid : nil
-        }
-    }
-
-    /// `ordershop up` with `arguments` added (`--http-between-services`, `--cluster`); on the
-    /// Redis at `redisURL`, or (nil) on the one `arguments` make it start.
-    static func start(executable: String, redisURL: String?, arguments: [String] = []) async throws -> GatewayUnderTest {
-        // Both below 10,000: `up --cluster` takes its nodes' ports from 10,000 up
-        // (``LocalRedisServer/bindLoopbackSocket()``) after the bench has chosen these, and once
-        // took one of the services' (20,000-60,000 then): "cannot listen on 127.0.0.1:21771 for
-        // the customer service".
+    /// `ordershop up` on the Redis at `redisURL`, with `arguments` added (`--http-between-services`).
+    static func start(executable: String, redisURL: String, arguments: [String] = []) async throws -> GatewayUnderTest {
+        // Both below 10,000, where LocalRedis hands out none (``LocalRedisServer/bindLoopbackSocket()``
+        // from 10,000 up): a cluster started after these were chosen once took one of the
+        // services' (20,000-60,000 then): "cannot listen on 127.0.0.1:21771 for the customer service".
         let gatewayPort = try consecutiveFreePorts(1)
         var base = try consecutiveFreePorts(6)
         while (base..<(base + 6)).contains(gatewayPort) { base = try consecutiveFreePorts(6) }
         let process = try ChildProcess(
             executable,
-            ["up"] + (redisURL.map { ["--url", $0] } ?? []) + ["--gateway-port", "\(gatewayPort)", "--service-port-base", "\(base)", "--metrics-port", "0"]
+            ["up", "--url", redisURL, "--gateway-port", "\(gatewayPort)", "--service-port-base", "\(base)", "--metrics-port", "0"]
                 + arguments,
-            // Without a URL, `up` starts its own Redis: a REDIS_URL in the bench's environment must not reach it.
-            environment: ["LOG_LEVEL": "warning"].merging(redisURL == nil ? ["REDIS_URL": ""] : [:]) { $1 })
+            environment: ["LOG_LEVEL": "warning"])
         let url = "http://127.0.0.1:\(gatewayPort)"
         let deadline = ContinuousClock.now + .seconds(60)
         while ContinuousClock.now < deadline {
