@@ -269,6 +269,7 @@ struct DeadLetterCommand: AsyncParsableCommand {
             await targets.shutdown()
             if targets.targets.count > 1 { lines.append("replayed \(total) entries over \(targets.targets.count) partitions") }
             print(lines.joined(separator: "\n"))
+            try DeadLetterIDs.requireAllFound(ids, found: total, verb: "replayed", target: target)
         }
     }
 
@@ -298,7 +299,22 @@ struct DeadLetterCommand: AsyncParsableCommand {
             }
             await targets.shutdown()
             print("purged \(removed) dead letters" + (targets.targets.count > 1 ? " over \(targets.targets.count) partitions" : ""))
+            try DeadLetterIDs.requireAllFound(ids, found: removed, verb: "purged", target: target)
         }
+    }
+}
+
+/// The `--id` of `dlq replay` and `dlq purge`.
+enum DeadLetterIDs {
+    /// Fails (exit 1) when fewer letters were found than distinct `ids` were given: a replay of an
+    /// id that is not (or no longer) a dead letter said "replayed 0 entries" and exited 0, as if
+    /// done (an operator who mistyped the id, or whom a colleague beat to it, must learn it).
+    static func requireAllFound(_ ids: [String], found: Int, verb: String, target: DeadLetterCommand.Target) throws {
+        let given = Set(ids).count
+        guard given > 0, found < given else { return }
+        throw CleanExit.message(
+            "\(given - found) of the \(given) --id given are not dead letters of \(target.stream) \(target.group) (see `ordershop dlq list`); "
+                + "\(found) \(verb)", exitCode: 1)
     }
 }
 

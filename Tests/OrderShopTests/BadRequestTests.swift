@@ -180,17 +180,18 @@ extension ShopIntegration {
             for service in ServiceName.allCases {
                 let app = Application(router: buildRouter(for: service, context: context, httpClient: HTTPClient.shared), logger: testLogger)
                 let types = service == .gateway ? EntityType.allCases : [service.entityType].compactMap { $0 }
-                var refused: [(HTTPRequest.Method, String, String)] = [(.post, "/healthz", "GET, HEAD")]
+                var refused: [(HTTPRequest.Method, String, String)] = [(.post, "/healthz", "GET, HEAD, OPTIONS")]
                 for type in types {
                     refused += [
-                        (.patch, "/\(type)/x", "GET, HEAD, PUT, DELETE"), (.post, "/\(type)/x", "GET, HEAD, PUT, DELETE"),
-                        (.delete, "/\(type.plural)", "GET, HEAD, POST"), (.patch, "/\(type.plural)", "GET, HEAD, POST"),
+                        (.patch, "/\(type)/x", "GET, HEAD, PUT, DELETE, OPTIONS"), (.post, "/\(type)/x", "GET, HEAD, PUT, DELETE, OPTIONS"),
+                        (.delete, "/\(type.plural)", "GET, HEAD, POST, OPTIONS"), (.patch, "/\(type.plural)", "GET, HEAD, POST, OPTIONS"),
                     ]
-                    if type != .inventory { refused.append((.get, "/\(type)", "POST")) }
-                    if type == .order { refused.append((.post, "/orders/unbilled", "GET, HEAD")) }
+                    if type != .inventory { refused.append((.get, "/\(type)", "POST, OPTIONS")) }
+                    if type == .order { refused.append((.post, "/orders/unbilled", "GET, HEAD, OPTIONS")) }
                 }
-                if service == .gateway { refused.append((.put, "/report", "GET, HEAD")) }
-                if service == .msg { refused += [(.get, "/email", "POST"), (.put, "/email", "POST")] }
+                if service == .gateway { refused.append((.put, "/report", "GET, HEAD, OPTIONS")) }
+                refused.append((.trace, "/healthz", "GET, HEAD, OPTIONS"))
+                if service == .msg { refused += [(.get, "/email", "POST, OPTIONS"), (.put, "/email", "POST, OPTIONS")] }
                 let cases = refused
                 try await app.test(.router) { client in
                     for (method, path, allow) in cases {
@@ -203,6 +204,12 @@ extension ShopIntegration {
                     }
                     try await client.execute(uri: "/no/such/route", method: .patch) { response in
                         #expect(response.status == .notFound, "\(service)")
+                    }
+                    // OPTIONS: 204 with what the path allows (it was 404 "no route").
+                    for (_, path, allow) in cases {
+                        try await client.execute(uri: path, method: .options) { response in
+                            #expect(response.status == .noContent && response.headers[.allow] == allow, "\(service): OPTIONS \(path)")
+                        }
                     }
                     // HEAD where GET is: its status and headers, no body (an error's JSON included).
                     try await client.execute(uri: "/healthz", method: .head) { response in

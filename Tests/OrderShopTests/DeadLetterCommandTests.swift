@@ -1,6 +1,7 @@
 import Foundation
 import LocalRedis
 import RedisClient
+import StreamWorker
 import TestSupport
 import Testing
 
@@ -39,6 +40,18 @@ import Testing
             let right = try await runChild(ordershop, ["dlq", "replay", "events:{order}_created", "billing", "--url", url])
             #expect(right.status == 0, "\(right.output)")
             #expect(right.output.contains("replayed 0 entries"), "\(right.output)")
+
+            // An id that is not a dead letter (mistyped, or replayed by someone else): said, and
+            // exit 1 (before: "replayed 0 entries", exit 0). One letter there, found and replayed.
+            let letters = DeadLetters(client: pool, stream: "events:{order}_created", group: "billing")
+            let letter = try #require(try await pool.send(XADD(RedisArgument(letters.key), fields: [StreamField("original_id", "1-1"), StreamField("reason", "test")])))
+            for verb in ["replay", "purge"] {
+                let absent = try await runChild(ordershop, ["dlq", verb, "events:{order}_created", "billing", "--id", "1-1", "--url", url])
+                #expect(absent.status == 1, "\(absent.output)")
+                #expect(absent.output.contains("1 of the 1 --id given are not dead letters of events:{order}_created billing"), "\(absent.output)")
+            }
+            let found = try await runChild(ordershop, ["dlq", "replay", "events:{order}_created", "billing", "--id", "\(letter)", "--url", url])
+            #expect(found.status == 0 && found.output.contains("replayed 1 entries"), "\(found.output)")
             await pool.shutdown()
         }
     }

@@ -38,5 +38,53 @@ extension ShopIntegration {
                 #expect(await eventually { (try? await shop.mails.all().contains { $0.to == "good@shop.test" && $0.kind == .welcome }) == true })
             }
         }
+
+        /// The workers hold an event to what a rebuild folds in and a command could make
+        /// (``Delivery/shopEntity(_:)``), and the runtime refuses an `event_id` that cannot
+        /// identify it: each of these got its mail before (or, for the blank ids, all but the
+        /// first were acked as its duplicates with no mail and no dead letter).
+        @Test func eventsNoCommandCouldMakeAreDeadLetteredNotMailed() async throws {
+            try await withShop { shop in
+                let customers = EntityType.customer.stream(.created)
+                let orders = EntityType.order.stream(.created)
+                func add(_ stream: String, _ fields: [(String, String)]) async throws {
+                    _ = try await shop.pool.send(XADD(RedisArgument(stream), fields: fields.map { StreamField($0.0, $0.1) }))
+                }
+                func customer(_ id: String) -> String { #"{"id":"\#(id)","name":"N","email":"\#(id)@bad.test"}"# }
+                try await add(customers, [("event_id", ""), ("entity", customer("c10")), ("entity_id", "c10"), ("version", "1")])
+                try await add(customers, [("event_id", ""), ("entity", customer("c20")), ("entity_id", "c20"), ("version", "1")])
+                try await add(customers, [("event_id", "  "), ("entity", customer("c21")), ("entity_id", "c21"), ("version", "1")])
+                try await add(customers, [("event_id", UUID().uuidString), ("entity", customer("c6")), ("entity_id", "OTHER"), ("version", "1")])
+                try await add(customers, [("event_id", UUID().uuidString), ("entity", customer("c7")), ("entity_id", "c7"), ("version", "abc")])
+                try await add(customers, [("event_id", UUID().uuidString), ("entity", #"{"id":"c8","name":"N","name":"M","email":"c8@bad.test"}"#)])
+                try await add(customers, [("event_id", UUID().uuidString), ("entity", #"{"id":"c9","name":"N","email":"no-at-sign"}"#)])
+
+                let buyer = try #require(try await shop.gateway.post("/customer", ["name": "Buyer", "email": "buyer@shop.test"]).ids.first)
+                let product = try #require(try await shop.gateway.post("/product", ["name": "P", "price": 3]).ids.first)
+                try await add(orders, [("event_id", UUID().uuidString), ("entity", #"{"id":"o1","product_ids":[],"customer_id":"\#(buyer)"}"#)])
+                try await add(orders, [("event_id", UUID().uuidString), ("entity", #"{"id":"o2","product_ids":["\#(product)","nope"],"customer_id":"\#(buyer)"}"#)])
+
+                let crmCustomers = DeadLetters(client: shop.pool, stream: customers, group: "crm")
+                let crmOrders = DeadLetters(client: shop.pool, stream: orders, group: "crm")
+                let billingOrders = DeadLetters(client: shop.pool, stream: orders, group: "billing")
+                #expect(await eventually { (try? await crmCustomers.list().count) == 7 })
+                #expect(await eventually { (try? await crmOrders.list().count) == 2 })
+                #expect(await eventually { (try? await billingOrders.list().count) == 2 })
+                let reasons = try await crmCustomers.list().map { "\($0.reason) \($0.error)" }
+                for expected in ["event_id is empty", "event_id is blank", "entity_id 'OTHER' differs", "version 'abc'", "duplicate", "e-mail address"] {
+                    #expect(reasons.contains { $0.contains(expected) }, "\(expected): \(reasons)")
+                }
+                let orderReasons = try await crmOrders.list().map { "\($0.reason) \($0.error)" }
+                #expect(orderReasons.contains { $0.contains("product_ids") && $0.contains("empty") }, "\(orderReasons)")
+                #expect(orderReasons.contains { $0.contains("product nope, which does not exist") }, "\(orderReasons)")
+
+                // A good customer after them is mailed; none of them, nor the buyer's two orders.
+                _ = try await shop.gateway.post("/customer", ["name": "Good", "email": "good@shop.test"])
+                #expect(await eventually { (try? await shop.mails.all().contains { $0.to == "good@shop.test" }) == true })
+                let mails = try await shop.mails.all()
+                #expect(!mails.contains { $0.to.hasSuffix("@bad.test") || $0.to == "no-at-sign" }, "\(mails)")
+                #expect(mails.filter { $0.to == "buyer@shop.test" }.map(\.kind) == [.welcome], "\(mails)")
+            }
+        }
     }
 }

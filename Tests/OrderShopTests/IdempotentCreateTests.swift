@@ -47,6 +47,47 @@ extension ShopIntegration {
             }
         }
 
+        @Test("a key whose bytes are not UTF-8, or two keys, answer 400 at the gateway and at the owner, and create nothing")
+        func keyThatIsNotUTF8() async throws {
+            try await withShop(workers: []) { shop in
+                let body = Array(#"{"name":"Raw","email":"raw@shop.test"}"#.utf8)
+                /// One request over a raw socket (clients send only UTF-8 keys), its status and body.
+                func post(_ service: ServiceName, keys: [[UInt8]]) async throws -> (status: Int, text: String) {
+                    let url = shop.stack.addresses.url(service)
+                    let port = try #require(url.split(separator: ":").last.flatMap { Int($0.prefix { $0.isNumber }) }, "\(url)")
+                    var request = Array("POST /customers HTTP/1.1\r\nHost: shop\r\nContent-Type: application/json\r\nConnection: close\r\n".utf8)
+                    for key in keys { request += Array("Idempotency-Key: ".utf8) + key + Array("\r\n".utf8) }
+                    request += Array("Content-Length: \(body.count)\r\n\r\n".utf8) + body
+                    let fd = try connectLoopback(port: port)
+                    defer { close(fd) }
+                    #expect(send(fd, request, request.count, Int32(MSG_NOSIGNAL)) == request.count)
+                    var answer: [UInt8] = []
+                    var chunk = [UInt8](repeating: 0, count: 4096)
+                    while true {
+                        let n = recv(fd, &chunk, chunk.count, 0)
+                        if n <= 0 { break }
+                        answer += chunk[0..<n]
+                    }
+                    let text = String(decoding: answer, as: UTF8.self)
+                    return (Int(text.dropFirst("HTTP/1.1 ".count).prefix(3)) ?? 0, text)
+                }
+                for service in [ServiceName.gateway, .customer] {
+                    // Both read as "\u{FFFD}\u{FFFD}": the second was answered the first's ids, its
+                    // own customer never made.
+                    for key: [UInt8] in [[0xff, 0xfe], [0xfe, 0xff]] {
+                        let answer = try await post(service, keys: [key])
+                        #expect(answer.status == 400 && answer.text.contains(#""field":"Idempotency-Key""#) && answer.text.contains("not UTF-8"), "\(service): \(answer.text)")
+                    }
+                    let two = try await post(service, keys: [Array("a".utf8), Array("b".utf8)])
+                    #expect(two.status == 400 && two.text.contains("given 2 times"), "\(service): \(two.text)")
+                    // A key in UTF-8 beyond ASCII is a key like any other.
+                    let accepted = try await post(service, keys: [Array("clé-\(service)".utf8)])
+                    #expect(accepted.status == 200, "\(service): \(accepted.text)")
+                }
+                #expect(try await shop.gateway.count("/customers") == 2)
+            }
+        }
+
         @Test("the key with another body answers 422 and creates nothing; a key that is empty or too long answers 400")
         func reusedOrInvalidKey() async throws {
             try await withShop(workers: []) { shop in

@@ -67,6 +67,26 @@ extension ShopIntegration {
             }
         }
 
+        /// A batch in which two share a unique value (two stock records of one product, two
+        /// billings of one order) is a 400 naming the field; one already held is a 409 naming its
+        /// holder. Before, the batch's case answered 409 naming as the holder the batch's own
+        /// first new id, which never came to exist.
+        @Test func uniqueValueTwiceInABatch() async throws {
+            try await withShop(workers: []) { shop in
+                let g = shop.gateway
+                let product = try #require(try await g.post("/product", ["name": "P", "price": 1]).ids.first)
+                let twice: JSONValue = [["product_id": .string(product), "amount": 1], ["product_id": .string(product), "amount": 2]]
+                let reply = try await g.post("/inventory", twice)
+                expectError(reply, 400, field: "product_id", "twice in a batch")
+                #expect(reply.errorMessage?.contains("appears more than once in this request") == true, "\(reply)")
+                #expect(try await g.count("/inventory") == 0)
+                let stock = try #require(try await g.post("/inventory", ["product_id": .string(product), "amount": 1]).ids.first)
+                let held = try await g.post("/inventory", ["product_id": .string(product), "amount": 1])
+                expectError(held, 409, field: "product_id", "held")
+                #expect(held.errorMessage?.contains(stock) == true, "\(held)")
+            }
+        }
+
         /// Why 6: an order for an unknown product answered 409 "out of stock"; one for a deleted product was accepted.
         @Test func ordersOfUnknownOrDeletedProductsAreRefused() async throws {
             try await withShop(workers: []) { shop in

@@ -40,6 +40,21 @@ struct RecoveryTests {
         }
     }
 
+    @Test("a cap removes no less than a trim without it: where every group is done, both remove everything")
+    func capNeverKeepsWhatTheTrimRemoves() async throws {
+        try await withRedisServer { server in
+            let pool = try server.makePool()
+            for (stream, count) in [("long", 30), ("short", 5)] {
+                try await publish(pool, stream: stream, count: count)
+                try await pool.send(XGROUPCREATE(RedisArgument(stream), group: "done", id: "$"))
+                // Before: 20 removed from the long stream (its newest 10 kept), 5 from the short one.
+                let result = try await StreamRetention(client: pool).trim(stream: stream, maxLength: 10)
+                #expect(result.removed == count && !result.capRefused, "\(stream): \(result)")
+                #expect(try await pool.send(XLEN(RedisArgument(stream))) == 0, "\(stream)")
+            }
+        }
+    }
+
     @Test("a trim keeps what its coverage record does not cover, read at trim time; no record keeps everything")
     func coverageRecordHoldsTheTrimBack() async throws {
         try await withRedisServer { server in

@@ -121,6 +121,44 @@ struct RetryAndDeadLetterTests {
         }
     }
 
+    @Test("entries whose event_id is empty or blank are dead-lettered, not taken for duplicates of each other", arguments: [SettleMode.idempotent, .plain])
+    func blankEventIDsAreDeadLettered(mode: SettleMode) async throws {
+        try await withRedisServer { server in
+            let pool = try server.makePool()
+            let stream = "events:{blank}_created"
+            var good = try await publish(pool, stream: stream, count: 2)
+            for id in ["", "", "   ", "\t"] {
+                try await pool.send(XADD(RedisArgument(stream), fields: [StreamField("event_id", id), StreamField("entity", #"{"n":1}"#)]))
+            }
+            good += try await publish(pool, stream: stream, count: 2)
+            let calls = Recorder<String>()
+            let worker = RunningWorker(
+                pool: pool, configuration: .init(settleMode: mode),
+                subscriptions: [
+                    Subscription(stream: stream, group: "crm") { d in
+                        calls.append(d.eventID)
+                        return .done(effects: [["HINCRBY", "effects", RedisArgument(d.idempotencyKey), "1"]])
+                    }
+                ])
+            let dlq = DeadLetters(client: pool, stream: stream, group: "crm")
+            #expect(await eventually {
+                let letters = try await dlq.list().count
+                let applied = try await effectCounts(pool, "effects").count
+                return letters == 4 && applied == 4
+            })
+            try await worker.stop()
+            let letters = try await dlq.list()
+            #expect(letters.filter { $0.reason.contains("event_id is empty") }.count == 2, "\(letters)")
+            #expect(letters.filter { $0.reason.contains("event_id is blank") }.count == 2, "\(letters)")
+            #expect(letters.allSatisfy { $0.deliveryCount == 1 })
+            // Before: the first was handled under the key `crm:`, and the other three acked as
+            // its duplicates without a call, a dead letter or a log line.
+            #expect(calls.all.sorted() == good.sorted(), "\(calls.all)")
+            #expect(Set(try await effectCounts(pool, "effects").keys) == Set(good.map { "crm:\($0)" }))
+            #expect(try await pendingCount(pool, stream: stream, group: "crm") == 0)
+        }
+    }
+
     @Test("a settle refused with OOM is retried until memory returns: nothing is dead-lettered, each effect applied once")
     func settleRetriedThroughOutOfMemory() async throws {
         try await withRedisServer { server in

@@ -250,6 +250,10 @@ public struct EventStore: Sendable {
         case "unique":
             let field = type.uniqueField ?? "id"
             throw ShopError.conflict("\(field) \(at(0)) already has \(type == .inventory ? "a stock record" : "a \(type)") (\(at(1)))", field: field)
+        case "uniqueinbatch":
+            // Named the batch's own new id as the holder before: an id that never came to exist.
+            let field = type.uniqueField ?? "id"
+            throw ShopError.badRequest("\(field) \(at(0)) appears more than once in this request; each \(type) needs its own", field: field)
         case "reference":
             let ref = type.reference
             throw ShopError.badRequest("no \(ref?.type.rawValue ?? "entity") with id \(at(0))", field: ref?.field)

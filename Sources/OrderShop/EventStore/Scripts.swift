@@ -82,7 +82,8 @@ enum Scripts {
     /// ARGV: time, trace id, n, then n times: id, event id, json, unique value or ""; then the
     /// idempotency digest and TTL (``idempotencyPrelude``).
     /// Returns `{'ok', entry ids...}`, or `{'exists', id}`, `{'unique', value, holder}`,
-    /// `{'replayed', ids...}`, `{'keyreused', digest}`.
+    /// `{'uniqueinbatch', value}` (two of the batch share it), `{'replayed', ids...}`,
+    /// `{'keyreused', digest}`.
     static let create = RedisScript(
         prelude + idempotencyPrelude + """
             local replayed = replay()
@@ -94,8 +95,9 @@ enum Scripts {
               local id, uv = ARGV[b], ARGV[b + 3]
               if redis.call('HEXISTS', KEYS[2], id) == 1 then return {'exists', id} end
               if uv ~= '' then
-                local holder = redis.call('HGET', KEYS[6], uv) or seen[uv]
+                local holder = redis.call('HGET', KEYS[6], uv)
                 if holder then return {'unique', uv, holder} end
+                if seen[uv] then return {'uniqueinbatch', uv} end
                 seen[uv] = id
               end
             end

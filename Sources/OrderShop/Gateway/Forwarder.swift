@@ -16,14 +16,17 @@ struct Forwarder: Sendable {
     var dropsIdempotencyKey = false
 
     func forward(_ request: Request, context: ShopRequestContext) async throws -> Response {
+        // Refused here too: what is forwarded is the key's text, where bytes that are not UTF-8
+        // are already U+FFFD, and the owner could no longer tell two such keys apart.
+        let key = dropsIdempotencyKey ? nil : try IdempotencyKeyHeader.value(in: request.headers)
         let body = try await request.bodyBytes()
-        if let answer = try await forwardInProcess(request, body: body, context: context) { return answer }
+        if let answer = try await forwardInProcess(request, key: key, body: body, context: context) { return answer }
         let baseURL = directory.url(service)
         var outgoing = HTTPClientRequest(url: baseURL + request.uri.path + (request.uri.query.map { "?" + $0 } ?? ""))
         outgoing.method = HTTPMethod(rawValue: request.method.rawValue)
         outgoing.headers.add(name: "Content-Type", value: request.headers[.contentType] ?? "application/json")
         outgoing.headers.add(name: "X-Trace-ID", value: request.traceID)
-        if let key = request.headers[.idempotencyKey], !dropsIdempotencyKey { outgoing.headers.add(name: "Idempotency-Key", value: key) }
+        if let key { outgoing.headers.add(name: "Idempotency-Key", value: key) }
         // The owner's span continues the gateway's.
         OutgoingTrace.inject(into: &outgoing.headers)
         outgoing.body = .bytes(ByteBuffer(bytes: body))
@@ -62,12 +65,12 @@ struct Forwarder: Sendable {
 
     /// The owner's router called in this process (``InProcessServices``), with the request the
     /// HTTP forward would send; nil when the owner runs elsewhere.
-    private func forwardInProcess(_ request: Request, body: [UInt8], context: ShopRequestContext) async throws -> Response? {
+    private func forwardInProcess(_ request: Request, key: String?, body: [UInt8], context: ShopRequestContext) async throws -> Response? {
         guard let services = directory.inProcess, services.runs(service) else { return nil }
         var headers = HTTPFields()
         headers[.contentType] = request.headers[.contentType] ?? "application/json"
         headers[.traceID] = request.traceID
-        if let key = request.headers[.idempotencyKey], !dropsIdempotencyKey { headers[.idempotencyKey] = key }
+        if let key { headers[.idempotencyKey] = key }
         OutgoingTrace.inject(into: &headers)
         let path = request.uri.path + (request.uri.query.map { "?" + $0 } ?? "")
         guard let answer = try await services.call(service, method: request.method, path: path, headers: headers, body: ByteBuffer(bytes: body))

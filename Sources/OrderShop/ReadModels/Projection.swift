@@ -41,15 +41,25 @@ public struct RecordedEvent: Sendable, Hashable {
             return malformed("entity is not a JSON object")
         }
         guard case .string(let objectID)? = object["id"] else { return malformed("entity has no string id") }
-        let given = entry.string("entity_id")
-        if let given, given != objectID { return malformed("entity_id '\(given)' differs from the entity's id '\(objectID)'") }
-        var version: Int? = nil
-        if let text = entry.string("version") {
-            guard let v = Int(text), v > 0 else { return malformed("version '\(text)' is not a positive integer") }
-            version = v
+        let version: Int?
+        switch envelope(of: objectID, field: entry.string) {
+        case .success(let v): version = v
+        case .failure(let m): return malformed(m.reason)
         }
         return .success(RecordedEvent(
             entryID: id, action: action, eventID: entry.string("event_id") ?? entry.id, entityID: objectID, json: json, version: version))
+    }
+
+    /// The version of an event of entity `entityID`, whose fields `field` reads, or why its
+    /// `entity_id` or `version` do not fit: `entity_id`, when present, must be `entityID`, and
+    /// `version`, when present, a positive integer (nil when absent). The rebuild and the workers
+    /// (``Delivery/shopEntity(_:)``) hold events to the same rule.
+    static func envelope(of entityID: String, field: (String) -> String?) -> Result<Int?, MalformedEntry> {
+        func malformed(_ reason: String) -> Result<Int?, MalformedEntry> { .failure(MalformedEntry(stream: nil, entryID: "", reason: reason)) }
+        if let given = field("entity_id"), given != entityID { return malformed("entity_id '\(given)' differs from the entity's id '\(entityID)'") }
+        guard let text = field("version") else { return .success(nil) }
+        guard let v = Int(text), v > 0 else { return malformed("version '\(text)' is not a positive integer") }
+        return .success(v)
     }
 
     /// Why `json` is not the state of entity `id` (nil when it is): it must be a JSON object

@@ -15,7 +15,7 @@ struct EntityService<E: ShopEntity>: Sendable {
     func create(_ request: Request, _: ShopRequestContext) async throws -> Response {
         let bytes = try await request.bodyBytes()
         var key: EventStore.CreateKey?
-        if let given = request.headers[.idempotencyKey] {
+        if let given = try IdempotencyKeyHeader.value(in: request.headers) {
             guard let valid = EventStore.CreateKey(key: given, body: bytes) else {
                 throw ShopError.badRequest(
                     "the Idempotency-Key header must have 1 to \(EventStore.CreateKey.maxBytes) bytes", field: "Idempotency-Key")

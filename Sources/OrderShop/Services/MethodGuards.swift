@@ -1,15 +1,21 @@
 import Hummingbird
 
 /// The methods a guarded path may be asked for that it does not serve: answered 405.
-private let guardedMethods: [HTTPRequest.Method] = [.get, .post, .put, .delete, .patch]
+private let guardedMethods: [HTTPRequest.Method] = [.get, .post, .put, .delete, .patch, .trace]
 
-/// Answers 405 with an `Allow` header for the methods among GET, POST, PUT, DELETE and PATCH
-/// that `path` does not serve. Hummingbird answers a path served for other methods as one that
-/// does not exist (404 "no route"), so `PATCH /customer/<id>` read as "no such customer route"
-/// rather than "use PUT". HEAD goes where GET goes (``makeServiceRouter(_:)``), so `Allow`
-/// names it beside GET; OPTIONS is left to the router.
+/// Answers 405 with an `Allow` header for the methods among GET, POST, PUT, DELETE, PATCH and
+/// TRACE that `path` does not serve, and OPTIONS with 204 and the same `Allow`. Hummingbird
+/// answers a path served for other methods as one that does not exist (404 "no route"), so
+/// `PATCH /customer/<id>` read as "no such customer route" rather than "use PUT", and `OPTIONS
+/// /customers` as if there were no such path. HEAD goes where GET goes
+/// (``makeServiceRouter(_:)``), so `Allow` names it beside GET.
 func addMethodNotAllowed(to router: Router<ShopRequestContext>, path: RouterPath, allowed: [HTTPRequest.Method]) {
-    let allow = allowed.flatMap { $0 == .get ? [$0, .head] : [$0] }.map(\.rawValue).joined(separator: ", ")
+    let allow = (allowed.flatMap { $0 == .get ? [$0, .head] : [$0] } + [.options]).map(\.rawValue).joined(separator: ", ")
+    router.on(path, method: .options) { _, _ in
+        var response = Response(status: .noContent)
+        response.headers[.allow] = allow
+        return response
+    }
     for method in guardedMethods where !allowed.contains(method) {
         router.on(path, method: method) { request, _ in
             var response = JSONResponse.bytes(

@@ -14,18 +14,20 @@ public enum CRMWorker {
         let support = MailHandlerSupport(readModel: readModel, mail: mail, pauseAfterMail: pauseAfterMail)
         return [
             Subscription(stream: EntityType.customer.stream(.created), group: group) { delivery in
-                let customer = try delivery.decodeJSON(Customer.self)
+                let customer = try delivery.shopEntity(Customer.self)
                 return try await support.send(to: customer.email, msg: MailKind.welcome(name: customer.name), for: delivery)
             },
             Subscription(stream: EntityType.customer.stream(.deleted), group: group) { delivery in
-                let customer = try delivery.decodeJSON(Customer.self)
+                let customer = try delivery.shopEntity(Customer.self)
                 return try await support.send(to: customer.email, msg: MailKind.goodbye(name: customer.name), for: delivery)
             },
             Subscription(stream: EntityType.order.stream(.created), group: group) { delivery in
-                let order = try delivery.decodeJSON(Order.self)
-                let customer = try await support.customer(order.customerID, of: "order \(order.id)")
-                // A product deleted meanwhile keeps its last name; one never seen is named by its id.
-                let names = try await support.products(order.productIDs).map { $0.product?.name ?? "product \($0.id)" }
+                let order = try delivery.shopEntity(Order.self)
+                let what = "order \(order.id)"
+                let customer = try await support.customer(order.customerID, of: what)
+                // A product deleted meanwhile keeps its last name; one never seen makes the order
+                // malformed, as billing finds it (it was thanked for "product <id>" before).
+                let names = try support.known(try await support.products(order.productIDs), of: what).map(\.name)
                 return try await support.send(
                     to: customer.email, msg: MailKind.thankYou(name: customer.name, products: names), for: delivery)
             },
@@ -44,14 +46,14 @@ public enum BillingWorker {
         let support = MailHandlerSupport(readModel: readModel, mail: mail, pauseAfterMail: pauseAfterMail)
         return [
             Subscription(stream: EntityType.order.stream(.created), group: group) { delivery in
-                let order = try delivery.decodeJSON(Order.self)
+                let order = try delivery.shopEntity(Order.self)
                 let what = "order \(order.id)"
                 let customer = try await support.customer(order.customerID, of: what)
                 let sum = try support.sum(try await support.products(order.productIDs), of: what)
                 return try await support.send(to: customer.email, msg: MailKind.pleasePay(name: customer.name, sum: sum), for: delivery)
             },
             Subscription(stream: EntityType.billing.stream(.created), group: group) { delivery in
-                let billing = try delivery.decodeJSON(Billing.self)
+                let billing = try delivery.shopEntity(Billing.self)
                 let what = "billing \(billing.id)"
                 guard let order = try await support.readModel.lookup(Order.self, id: billing.orderID)?.entity else {
                     throw MalformedEvent("\(what) refers to order \(billing.orderID), which does not exist")

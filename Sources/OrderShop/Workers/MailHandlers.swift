@@ -56,13 +56,18 @@ struct MailHandlerSupport: Sendable {
         return out
     }
 
+    /// The products, each known; else the first id never seen makes `what` malformed (the order
+    /// service never makes such an order).
+    func known(_ products: [(id: String, product: Product?)], of what: String) throws -> [Product] {
+        try products.map { p in
+            guard let product = p.product else { throw MalformedEvent("\(what) refers to product \(p.id), which does not exist") }
+            return product
+        }
+    }
+
     /// The sum of the prices, as the mails write it (`1234` or `12.50`).
     func sum(_ products: [(id: String, product: Product?)], of what: String) throws -> String {
-        var total = 0.0
-        for p in products {
-            guard let product = p.product else { throw MalformedEvent("\(what) refers to product \(p.id), which does not exist") }
-            total += product.price.value
-        }
+        let total = try known(products, of: what).reduce(0.0) { $0 + $1.price.value }
         // Prices as large as JSON allows add up past what a Double holds: the event cannot be
         // mailed, so it is dead-lettered with this reason rather than written as "inf".
         guard total.isFinite else { throw MalformedEvent("the prices of \(what) add up to more than a number can hold") }

@@ -96,12 +96,19 @@ struct HandlerCall: Sendable {
         return elapsed.seconds * 1_000_000_000 + elapsed.attoseconds / 1_000_000_000
     }
 
-    /// Entries settled without calling the handler: deleted from the stream while pending, a
-    /// known duplicate, or delivered more often than the maximum (consumers kept dying on it).
+    /// Entries settled without calling the handler: deleted from the stream while pending, an
+    /// `event_id` that cannot identify it (``Delivery/eventIDProblem(in:)``), a known
+    /// duplicate, or delivered more often than the maximum (consumers kept dying on it).
     private func settleWithoutHandling(_ item: WorkItem) -> SettleItem? {
         if item.entry.isDeleted {
             context.logger.error("pending entry no longer exists in the stream (trimmed or deleted)", metadata: ["id": "\(item.entry.id)"])
             return .lost(item)
+        }
+        // Before the duplicate check: such entries share one marker, so all but the first would
+        // look like duplicates of it.
+        if let problem = Delivery.eventIDProblem(in: item.entry.fields) {
+            context.logger.error("invalid entry; moving it to the dead letters", metadata: ["id": "\(item.entry.id)", "reason": "\(problem)"])
+            return .deadLetter(item, reason: problem, error: "")
         }
         if item.knownDuplicate {
             return .ack(item, effects: [])

@@ -347,14 +347,11 @@ enum WorkerScripts {
         local refused = 0
         if maxlen > 0 then
           local newest = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', maxlen)
-          if #newest == maxlen then
-            local oldest_kept = newest[#newest][1]
-            if less(keep, oldest_kept) then
-              refused = 1
-            else
-              keep = oldest_kept
-            end
-          end
+          -- The cap removes what is older than the newest maxlen entries: refused where some of
+          -- that is needed; otherwise the needed point already removes at least as much (before,
+          -- the trim point moved back to the cap's, and a trim with --maxlen 10 kept 10 entries a
+          -- plain trim removed).
+          if #newest == maxlen and less(keep, newest[#newest][1]) then refused = 1 end
         end
         local removed = redis.call('XTRIM', stream, 'MINID', keep)
         return { removed, keep, refused, #groups }
