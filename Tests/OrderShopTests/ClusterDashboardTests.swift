@@ -1,4 +1,7 @@
 import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
 import LocalRedis
 @testable import OrderShop
 import RedisClient
@@ -49,6 +52,36 @@ import Testing
             #expect(after?.streams.first { $0.name == stream }?.length == 1)
             // The dead-letter actions find the stream there too.
             #expect(try await reader.holder(of: stream, group: "crm") != nil)
+            await pools.shutdown()
+        }
+    }
+
+    @Test("a replay or purge of a stream no primary holds is a 404 saying so, whatever its slot (it was a 500 with MOVED off the first primary)")
+    func actionOnAStreamNoPrimaryHolds() async throws {
+        try await withLocalCluster { cluster, client in
+            let stream = EntityType.customer.stream(.created)
+            _ = try await client.send(XGROUPCREATE(RedisArgument(stream), group: "crm", id: "0", makeStream: true))
+            let pools = ClusterPrimaryPools(client: client)
+            let dashboard = Dashboard(reader: OperationsReader(clusterPrimaries: pools), adminToken: "t", host: "127.0.0.1")
+            let headers: HTTPFields = [.contentType: "application/json", .authorization: "Bearer t"]
+            // Names whose slots fall on each of the three primaries.
+            let names = ["nostream", "foo", "a", "c", "b", "events:{nope}_created"]
+            #expect(Set(names.compactMap { client.primary(for: HashSlot(key: $0)) }).count == 3)
+            try await Application(router: buildDashboardRouter(dashboard)).test(.router) { http in
+                for name in names {
+                    for path in ["/api/replay", "/api/purge"] {
+                        let body = ByteBuffer(string: #"{"stream":"\#(name)","group":"crm"}"#)
+                        try await http.execute(uri: path, method: .post, headers: headers, body: body) { response in
+                            let text = String(buffer: response.body)
+                            #expect(response.status == .notFound && text.contains("\(name) has no consumer groups"), "\(path) \(name): \(response.status) \(text)")
+                        }
+                    }
+                }
+                // A stream that exists: found on its primary.
+                try await http.execute(uri: "/api/replay", method: .post, headers: headers, body: ByteBuffer(string: #"{"stream":"\#(stream)","group":"crm"}"#)) { response in
+                    #expect(response.status == .ok, "\(String(buffer: response.body))")
+                }
+            }
             await pools.shutdown()
         }
     }

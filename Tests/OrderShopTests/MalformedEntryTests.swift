@@ -56,23 +56,28 @@ extension ShopIntegration {
                     [("entity_id", ids[0]), ("entity", #"{"id":"someone-else","name":"X","email":"x@shop.test"}"#), ("version", "9")],
                     [("entity_id", ids[1]), ("entity", #"{"id":"\#(ids[1])","name":"Y","email":"y@shop.test"}"#), ("version", "abc")],
                     [("entity_id", "list"), ("entity", "[1, 2]")],
+                    // No customer (no name, no e-mail): served by GET /customer/z after a rebuild before.
+                    [("entity_id", "z"), ("entity", #"{"id":"z"}"#), ("version", "1")],
+                    [("entity_id", "n"), ("entity", #"{"id":"n","name":7,"email":"n@shop.test"}"#), ("version", "1")],
                 ]
                 for shape in shapes {
                     _ = try await shop.pool.send(XADD(stream, fields: [StreamField("event_id", UUID().uuidString)] + shape.map { StreamField($0.0, $0.1) }))
                 }
 
                 let report = try await shop.store.rebuild(.customer)
-                #expect(report.malformed.count == 4, "\(report)")
+                #expect(report.malformed.count == 6, "\(report)")
+                #expect(report.malformed.contains { $0.reason.contains("it has no field 'name'") }, "\(report)")
+                #expect(report.malformed.contains { $0.reason.contains("its field 'name' is not of its kind") }, "\(report)")
                 #expect(report.malformed.allSatisfy { $0.stream == EntityType.customer.stream(.created) })
                 #expect(report.live == 3)
-                #expect(report.description.contains("4 malformed entries left out"))
+                #expect(report.description.contains("6 malformed entries left out"))
                 let served = try await shop.readModel.list(.customer)
                 #expect(served == before)
                 let listed = try #require(try await shop.gateway.get("/customers").json?.arrayValue)
                 #expect(listed.compactMap { $0["id"]?.stringValue } == ids)
 
                 let snapshot = try await shop.store.takeSnapshot(.customer)
-                #expect(snapshot.malformed.count == 4)
+                #expect(snapshot.malformed.count == 6)
                 #expect(Set(snapshot.states.keys) == Set(ids))
                 // Rebuilt from that snapshot (the malformed entries now behind it): still the same.
                 _ = try await EventRetention(pool: shop.pool).trim(.customer)

@@ -72,7 +72,11 @@ public struct Dashboard: Sendable {
         } catch {
             throw ShopError.badRequest("\(error)", field: "ids")
         }
-        let node = try await reader.node(holding: action.stream, group: action.group)
+        // On a cluster, a stream no primary holds (a typo) was asked of the first primary, whose
+        // MOVED came back as a 500 (found by a user-style test, 2026-12-05).
+        guard let node = try await reader.holder(of: action.stream, group: action.group) else {
+            throw ShopError(status: 404, message: "\(action.stream) has no consumer groups: no primary holds it or its dead letters; nothing done")
+        }
         let dlq = DeadLetters(client: node, stream: action.stream, group: action.group)
         do {
             try await dlq.requireGroup(orDeadLetters: orDeadLetters)

@@ -254,14 +254,6 @@ public struct OperationsReader: Sendable {
             groups: groups.sorted { $0.status.group < $1.status.group }, node: nodeName)
     }
 
-    /// The node that holds a stream (or, for a group since removed, its dead letters); the first
-    /// node when none does, so that the caller's own check names what is missing.
-    public func node(holding stream: String, group: String) async throws -> any RedisClientProtocol {
-        let nodes = try await nodes().nodes
-        guard !nodes.isEmpty else { throw RedisError(.clusterDown, "no primary is known") }
-        return await holder(of: stream, group: group, among: nodes) ?? nodes[0]
-    }
-
     /// The node that holds a stream or its group's dead letters; nil when none of several does
     /// (the one server when there is one).
     public func holder(of stream: String, group: String) async throws -> (any RedisClientProtocol)? {
