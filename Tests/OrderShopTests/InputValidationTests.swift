@@ -67,6 +67,39 @@ extension ShopIntegration {
             }
         }
 
+        /// An id in the path is percent-decoded (`%2D` is `-`), at the gateway and at the owner
+        /// (a PUT is forwarded with the path as sent); a `%` that is no escape is a 400 naming
+        /// `id`. Before, the escaped id of a customer that exists answered `null`, PUT 404, and
+        /// `/customer/%ZZ` `null` 200.
+        @Test func percentEncodedIDsInThePath() async throws {
+            try await withShop(workers: []) { shop in
+                let id = try #require(try await shop.gateway.post("/customer", ["name": "P", "email": "p@shop.test"]).ids.first)
+                let escaped = id.replacingOccurrences(of: "-", with: "%2D")
+                for client in [shop.gateway, shop.client(.customer)] {
+                    #expect(try await client.get("/customer/\(escaped)").json?["id"]?.stringValue == id)
+                    let put = try await client.put("/customer/\(escaped)", ["name": "Q", "email": "q@shop.test"])
+                    #expect(put.status == 200, "\(put)")
+                }
+                // Over a raw socket: the HTTP client escapes a stray '%' itself.
+                for service in [ServiceName.gateway, .customer] {
+                    let url = shop.stack.addresses.url(service)
+                    let port = try #require(url.split(separator: ":").last.flatMap { Int($0.prefix { $0.isNumber }) }, "\(url)")
+                    for request in ["GET /customer/%ZZ", "DELETE /customer/a%2", "GET /customer/%C3%28"] {
+                        let fd = try connectLoopback(port: port)
+                        defer { close(fd) }
+                        let bytes = Array("\(request) HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n".utf8)
+                        #expect(send(fd, bytes, bytes.count, Int32(MSG_NOSIGNAL)) == bytes.count)
+                        var answer: [UInt8] = []
+                        var chunk = [UInt8](repeating: 0, count: 4096)
+                        while case let n = recv(fd, &chunk, chunk.count, 0), n > 0 { answer += chunk[0..<n] }
+                        let text = String(decoding: answer, as: UTF8.self)
+                        #expect(text.hasPrefix("HTTP/1.1 400") && text.contains(#""field":"id""#), "\(service) \(request): \(text)")
+                    }
+                }
+                #expect(try await shop.gateway.get("/customer/\(id)").json?["name"]?.stringValue == "Q")
+            }
+        }
+
         /// A batch in which two share a unique value (two stock records of one product, two
         /// billings of one order) is a 400 naming the field; one already held is a 409 naming its
         /// holder. Before, the batch's case answered 409 naming as the holder the batch's own

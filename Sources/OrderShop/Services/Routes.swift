@@ -25,7 +25,7 @@ func addQueryRoutes(to router: Router<ShopRequestContext>, type: EntityType, rea
         JSONResponse.bytes(try await readModel.list(type))
     }
     router.get(routes.item) { _, context in
-        let id = try context.parameters.require("id")
+        let id = try pathID(context)
         // The original answers `null` with 200 for an entity that does not exist (or no longer does).
         guard let json = try await readModel.one(type, id: id) else { return JSONResponse.null }
         return JSONResponse.bytes(json)
@@ -86,7 +86,43 @@ func isJSONMediaType(_ value: String) -> Bool {
 }
 
 private func validID(_ context: ShopRequestContext) throws -> String {
-    let id = try context.parameters.require("id")
+    let id = try pathID(context)
     guard !id.isEmpty, id.utf8.count <= FieldLimits.id else { throw ShopError.badRequest("invalid id", field: "id") }
     return id
+}
+
+/// The `id` of the path, percent-decoded as a path segment is (`%2D` is `-`); a 400 naming
+/// `id` for an escape that is not one. The router hands the segment over as sent: `GET
+/// /customer/<id with %2D for ->` answered `null` for a customer that exists, and PUT 404.
+func pathID(_ context: ShopRequestContext) throws -> String {
+    let raw = try context.parameters.require("id")
+    guard raw.contains("%") else { return raw }
+    // By hand: Foundation's `removingPercentEncoding` here keeps "%ZZ" and a cut "%2" as they are.
+    func hex(_ c: UInt8) -> UInt8? {
+        switch c {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): c - UInt8(ascii: "A") + 10
+        default: nil
+        }
+    }
+    let bytes = Array(raw.utf8)
+    var out: [UInt8] = []
+    var i = 0
+    while i < bytes.count {
+        guard bytes[i] == UInt8(ascii: "%") else {
+            out.append(bytes[i])
+            i += 1
+            continue
+        }
+        guard i + 2 < bytes.count, let high = hex(bytes[i + 1]), let low = hex(bytes[i + 2]) else {
+            throw ShopError.badRequest("the id in the path has a '%' that is not a percent escape (%XX)", field: "id")
+        }
+        out.append(high << 4 | low)
+        i += 3
+    }
+    guard let decoded = String(validating: out, as: UTF8.self) else {
+        throw ShopError.badRequest("the id in the path is not UTF-8 once its percent escapes are decoded", field: "id")
+    }
+    return decoded
 }
