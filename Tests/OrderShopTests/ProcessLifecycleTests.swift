@@ -249,6 +249,16 @@ import Testing
         }
     }
 
+    @Test("`up` with its metrics port taken exits non-zero naming the port and --metrics-port, without saying first that it is up")
+    func upWithTakenMetricsPort() async throws {
+        try await withTakenPort { port in
+            let up = try ordershop(["up", "--gateway-port", "0", "--service-port-base", "0", "--metrics-port", String(port), "--redis-port", String(try LocalRedisServer.freePort())])
+            let output = await expectListenFailure(up, port: port, flag: "--metrics-port", within: .seconds(30))
+            // Before: "OrderShop is up" (every service listened), then the line saying why it stops.
+            #expect(!output.contains("OrderShop is up"), "\(output)")
+        }
+    }
+
     func startUp(gatewayPort: Int) throws -> ChildProcess {
         try ordershop(
             [

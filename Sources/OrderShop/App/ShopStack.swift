@@ -34,6 +34,8 @@ public final class ShopStack: Sendable {
         public var callsInProcess: Bool
         /// Called with each service and its port once it listens.
         public var onServiceRunning: @Sendable (ServiceName, Int) async -> Void
+        /// Called once every listener (each service's, and the workers' metrics when served) is bound.
+        public var onAllListening: @Sendable () async -> Void = {}
 
         public init(
             host: String = "127.0.0.1", ports: [ServiceName: Int] = Dictionary(uniqueKeysWithValues: ServiceName.allCases.map { ($0, $0.defaultPort) }),
@@ -89,6 +91,10 @@ public final class ShopStack: Sendable {
         // The workers start once every listener is bound (a taken port stops the process before
         // any consumer joins a group) and Redis answers.
         let listenersBound = StartGate(waitingFor: ServiceName.allCases.count + (runsMetrics ? 1 : 0))
+        let allListening = options.onAllListening
+        @Sendable func arrived() async {
+            if listenersBound.arrive() { await allListening() }
+        }
         func app(_ name: ServiceName, gateway: GatewayOptions = .init()) {
             let port = options.ports[name] ?? name.defaultPort
             let responder = buildRouter(for: name, context: http, httpClient: httpClient, gateway: gateway).buildResponder()
@@ -99,7 +105,7 @@ public final class ShopStack: Sendable {
                 onListening: { bound in
                     directory.listening(name, port: bound)
                     await running(name, bound)
-                    listenersBound.arrive()
+                    await arrived()
                 }
             ) { onRunning in
                 buildApplication(for: name, responder: responder, host: options.host, port: port, logger: logger, onServerRunning: onRunning)
@@ -139,7 +145,7 @@ public final class ShopStack: Sendable {
         }
         if let metricsPort = options.metricsPort, runsMetrics {
             let pool = http.pool
-            let listener = HTTPListener(.metrics, host: options.host, port: metricsPort, onListening: { _ in listenersBound.arrive() }) {
+            let listener = HTTPListener(.metrics, host: options.host, port: metricsPort, onListening: { _ in await arrived() }) {
                 WorkerHTTPServer(port: metricsPort, host: options.host, client: pool, logger: logger, onListening: $0)
             }
             services.append(SupervisedService("\(Listener.metrics)", listener))

@@ -165,13 +165,14 @@ struct UpShop: Service {
         let listening = Mutex<[ServiceName: Int]>([:])
         stackOptions.onServiceRunning = { service, port in
             await announce(service, port)
-            // Announce once every service listens, so that whoever waits for the line can use them all.
-            let all = listening.withLock { ports -> [ServiceName: Int]? in
-                ports[service] = port
-                return ports.count == ServiceName.allCases.count ? ports : nil
-            }
-            guard let all else { return }
-            OrderShopUp.say("OrderShop is up: gateway http://\(host):\(all[.gateway] ?? port)")
+            listening.withLock { $0[service] = port }
+        }
+        // Announced once every listener is bound, the metrics' included, so that whoever waits
+        // for the line can use them all (with a taken --metrics-port, "OrderShop is up" came
+        // before the line saying why `up` stops: a user-style test).
+        stackOptions.onAllListening = {
+            let all = listening.withLock { $0 }
+            OrderShopUp.say("OrderShop is up: gateway http://\(host):\(all[.gateway] ?? 0)")
             OrderShopUp.say(OrderShopUp.summary(shown, ports: all))
             OrderShopUp.say("Ctrl-C stops everything.")
         }

@@ -18,16 +18,19 @@ public final class StartGate: Sendable {
 
     public var isOpen: Bool { state.withLock { $0.remaining == 0 } }
 
-    /// One of the awaited things happened; the last one opens the gate.
-    public func arrive() {
-        let released = state.withLock { s -> [CheckedContinuation<Void, any Error>] in
-            guard s.remaining > 0 else { return [] }
+    /// One of the awaited things happened; the last one opens the gate. Returns whether this
+    /// call opened it (true for exactly one call).
+    @discardableResult
+    public func arrive() -> Bool {
+        let released = state.withLock { s -> [CheckedContinuation<Void, any Error>]? in
+            guard s.remaining > 0 else { return nil }
             s.remaining -= 1
-            guard s.remaining == 0 else { return [] }
+            guard s.remaining == 0 else { return nil }
             defer { s.waiters = [:] }
             return Array(s.waiters.values)
         }
-        for waiter in released { waiter.resume() }
+        for waiter in released ?? [] { waiter.resume() }
+        return released != nil
     }
 
     /// Returns once the gate is open; throws `CancellationError` when the task is cancelled first.
