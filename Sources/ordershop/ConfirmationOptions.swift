@@ -16,18 +16,29 @@ struct ConfirmationOptions: ParsableArguments {
         help: "Milliseconds to wait for --confirm-replicas (default: $ORDERSHOP_CONFIRM_TIMEOUT_MS, else 1000)")
     var timeoutMilliseconds: Int?
 
-    /// The confirmation asked for, or nil for none.
+    /// The options given are checked before the command runs, so that a bad one is refused with
+    /// its command's usage (thrown from `run`, it came with the top-level usage instead).
+    func validate() throws {
+        if let replicas, replicas < 0 { throw ValidationError(Self.negativeReplicas(replicas)) }
+        if let timeoutMilliseconds, timeoutMilliseconds <= 0 { throw ValidationError(Self.nonPositiveTimeout(timeoutMilliseconds)) }
+    }
+
+    private static func negativeReplicas(_ n: Int) -> String { "--confirm-replicas must be 0 or more, not \(n)" }
+    private static func nonPositiveTimeout(_ ms: Int) -> String { "--confirm-timeout must be more than 0 ms (WAIT 0 would wait forever), not \(ms)" }
+
+    /// The confirmation asked for, or nil for none. A bad value from the environment fails in
+    /// one line naming the variable.
     func confirmation(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> ReplicaConfirmation? {
         let replicas = try self.replicas ?? Self.integer(environment, "ORDERSHOP_CONFIRM_REPLICAS") ?? 0
         let timeout = try timeoutMilliseconds ?? Self.integer(environment, "ORDERSHOP_CONFIRM_TIMEOUT_MS") ?? 1000
-        guard replicas >= 0 else { throw ValidationError("--confirm-replicas must be 0 or more, not \(replicas)") }
-        guard timeout > 0 else { throw ValidationError("--confirm-timeout must be more than 0 ms (WAIT 0 would wait forever), not \(timeout)") }
+        guard replicas >= 0 else { throw CleanExit.message("ORDERSHOP_CONFIRM_REPLICAS: " + Self.negativeReplicas(replicas), exitCode: 1) }
+        guard timeout > 0 else { throw CleanExit.message("ORDERSHOP_CONFIRM_TIMEOUT_MS: " + Self.nonPositiveTimeout(timeout), exitCode: 1) }
         return replicas == 0 ? nil : ReplicaConfirmation(replicas: replicas, timeout: .milliseconds(timeout))
     }
 
     private static func integer(_ environment: [String: String], _ name: String) throws -> Int? {
         guard let text = environment[name], !text.isEmpty else { return nil }
-        guard let value = Int(text) else { throw ValidationError("\(name) must be a whole number, not '\(text)'") }
+        guard let value = Int(text) else { throw CleanExit.message("\(name) must be a whole number, not '\(text)'", exitCode: 1) }
         return value
     }
 }

@@ -16,6 +16,9 @@ import Testing
         // Ignored before: the cluster's nodes take free ports.
         (["up", "--cluster", "--redis-port", "47000"], "--redis-port is for one redis-server"),
         (["up", "--cluster-replicas", "0"], "--cluster-replicas is for the cluster --cluster starts"),
+        // Checked in run before, with the top-level usage ("ordershop <subcommand>") after it.
+        (["work", "crm", "--confirm-timeout", "0"], "--confirm-timeout must be more than 0 ms"),
+        (["serve", "customer", "--confirm-replicas=-1"], "--confirm-replicas must be 0 or more"),
         (["up", "--cluster", "--cluster-replicas", "3"], "--cluster-replicas 3: 0, 1 or 2"),
         (["bench", "gateway", "--cluster-replicas", "0"], "--cluster-replicas is for --cluster"),
         (["work", "crm", "--metrics-port", "100000"], "--metrics-port 100000 is not a port"),
@@ -46,5 +49,7 @@ import Testing
         let result = try await runChild(ordershop, arguments, environment: ["REDIS_URL": "redis://127.0.0.1:1"], timeout: .seconds(30))
         #expect(result.status == 64, "\(arguments): \(result.output)")
         #expect(result.output.contains(message), "\(arguments): \(result.output)")
+        // With its own command's usage, not the top level's.
+        #expect(!result.output.contains("ordershop <subcommand>"), "\(arguments): \(result.output)")
     }
 }
