@@ -17,15 +17,32 @@ enum EntitySelection {
 
     /// Runs `body` for each type on one client (a Redis Cluster's when the URL names one). A type whose stream lacks entries (``StreamGapError``),
     /// or whose read model may not be adopted (``SnapshotAdoptionRefused``), is refused, with the stream named on stderr, and the others go on; the command then exits 1.
+    ///
+    /// With `confirmation` (`--confirm-replicas N`) the primary must have N replicas connected
+    /// (it may take 5 s to get them back) before anything is done: a rebuild asked to confirm on
+    /// a primary without replicas ran its swap, then failed saying it may have been applied.
+    /// A write whose confirmation does not come in time fails saying so, without the HTTP
+    /// status ("503: ...") a service would answer.
     static func run(
-        _ types: [EntityType], redis: RedisOptions, verb: String, _ body: (EntityType, any RedisClientProtocol) async throws -> Void
+        _ types: [EntityType], redis: RedisOptions, verb: String, confirmation: ReplicaConfirmation? = nil,
+        _ body: (EntityType, any RedisClientProtocol) async throws -> Void
     ) async throws {
-        let pool = try await connectRedis(try redis.configuration(), maximumConnections: 2)
+        let configuration = try redis.configuration()
+        let pool = try await connectRedis(configuration, maximumConnections: 2)
         var refused: [String] = []
         do {
+            if let confirmation {
+                do {
+                    try await ReplicaReadiness.wait(for: confirmation, client: pool, at: configuration, patience: .seconds(5), logger: makeLogger("ordershop.\(verb)"))
+                } catch let missing as ReplicasMissing {
+                    throw CleanExit.message("\(verb) refused, nothing changed: \(missing.shortage)", exitCode: 1)
+                }
+            }
             for type in types {
                 do {
                     try await body(type, pool)
+                } catch let unconfirmed as ShopError where unconfirmed.outcome == "may have been applied" {
+                    throw CleanExit.message("\(verb) \(type): \(unconfirmed.message)", exitCode: 1)
                 } catch let gap as StreamGapError {
                     refused.append("\(type)")
                     FileHandle.standardError.write(Data("\(verb) \(type) refused: \(gap)\n".utf8))

@@ -28,7 +28,7 @@ struct RebuildCommand: AsyncParsableCommand {
 
     func run() async throws {
         let confirmation = try confirm.confirmation()
-        try await EntitySelection.run(try EntitySelection.types(entity), redis: redis, verb: "rebuild") { type, pool in
+        try await EntitySelection.run(try EntitySelection.types(entity), redis: redis, verb: "rebuild", confirmation: confirmation) { type, pool in
             var store = EventStore(pool: pool, confirmation: confirmation)
             store.plantedBug = plantedBug.flatMap(EventStore.PlantedBug.init(rawValue:))
             print("rebuilt \(try await store.rebuild(type))")

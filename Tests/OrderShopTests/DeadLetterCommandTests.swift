@@ -55,4 +55,22 @@ import Testing
             await pool.shutdown()
         }
     }
+
+    /// `rebuild --confirm-replicas 1` on a primary without replicas is refused before it writes
+    /// anything (before: it swapped the read model in, then failed with "503: ... may have been
+    /// applied", an HTTP status in a command's message).
+    @Test func rebuildAskedToConfirmWithoutReplicasIsRefusedFirst() async throws {
+        let ordershop = try builtProduct("ordershop")
+        try await withRedisServer { server in
+            let pool = try server.makePool()
+            let url = "redis://127.0.0.1:\(server.port)"
+            let rebuild = try await runChild(ordershop, ["rebuild", "customer", "--confirm-replicas", "1", "--url", url], timeout: .seconds(60))
+            #expect(rebuild.status == 1, "\(rebuild.output)")
+            #expect(rebuild.output.contains("rebuild refused, nothing changed") && rebuild.output.contains("has 0 connected"), "\(rebuild.output)")
+            #expect(!rebuild.output.contains("503"), "\(rebuild.output)")
+            let keys = try await pool.send(RawCommand(["KEYS", "*"], keys: [])).array ?? []
+            #expect(keys.isEmpty, "written: \(keys)")
+            await pool.shutdown()
+        }
+    }
 }

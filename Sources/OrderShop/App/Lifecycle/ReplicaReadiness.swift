@@ -71,8 +71,12 @@ public struct ReplicasMissing: Error, CustomStringConvertible {
     public let waited: Duration
 
     public var description: String {
+        shortage + "; every command would answer 503 'may have been applied'. Lower --confirm-replicas or add replicas"
+    }
+
+    /// What is missing, without what a service would then answer.
+    public var shortage: String {
         let has = seen.role == "master" ? "has \(seen.connectedReplicas) connected" : "is not a primary (role \(seen.role))"
-        return "cannot confirm writes on \(asked) replica(s) (--confirm-replicas): Redis at \(redis) \(has) after \(waited); "
-            + "every command would answer 503 'may have been applied'. Lower --confirm-replicas or add replicas"
+        return "cannot confirm writes on \(asked) replica(s) (--confirm-replicas): Redis at \(redis) \(has) after \(waited)"
     }
 }
