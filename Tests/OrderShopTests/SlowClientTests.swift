@@ -27,6 +27,33 @@ extension ShopIntegration {
             }
         }
 
+        /// A body declared past the limit is refused at once (it waited for the body until the
+        /// body deadline closed the connection without an answer), and a chunk that is not one
+        /// is a 400, not 413 "exceeds".
+        @Test func aDeclaredHugeBodyIsRefusedAtOnceAndABadChunkIs400() async throws {
+            try await withShop(workers: []) { shop in
+                let port = try #require(Int(shop.gateway.baseURL.split(separator: ":").last ?? ""))
+                let requests = [
+                    ("413", "Content-Length: 99999999\r\n\r\n{}"),
+                    ("400", "Transfer-Encoding: chunked\r\n\r\nZZ\r\n{}\r\n0\r\n\r\n"),
+                ]
+                for (status, rest) in requests {
+                    let fd = try connectLoopback(port: port)
+                    defer { close(fd) }
+                    // Within 5 s, or recv gives up (the body deadline is 30 s).
+                    var timeout = timeval(tv_sec: 5, tv_usec: 0)
+                    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+                    let bytes = Array("POST /customers HTTP/1.1\r\nHost: shop\r\nContent-Type: application/json\r\n\(rest)".utf8)
+                    #expect(send(fd, bytes, bytes.count, Int32(MSG_NOSIGNAL)) == bytes.count)
+                    var chunk = [UInt8](repeating: 0, count: 4096)
+                    let n = recv(fd, &chunk, chunk.count, 0)
+                    let text = n > 0 ? String(decoding: chunk[0..<n], as: UTF8.self) : "nothing (\(n), errno \(errno))"
+                    #expect(text.hasPrefix("HTTP/1.1 \(status)") && text.contains(#""error""#), "\(status): \(text)")
+                }
+                #expect(try await shop.gateway.count("/customers") == 0)
+            }
+        }
+
         /// The body has its own deadline: a complete head followed by a trickled body is cut off too.
         @Test func aClientTricklingItsBodyIsCutOff() async throws {
             try await withRedisServer { server in
