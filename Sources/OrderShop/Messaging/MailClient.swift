@@ -89,9 +89,16 @@ public struct MailClient: Sendable {
             response = try await client.execute(request, timeout: timeout)
             body = try await response.body.collect(upTo: 1 << 20)
         } catch {
-            throw Failure.unavailable("\(error)")
+            throw Failure.unavailable(Self.describe(error))
         }
         return try Self.receipt(status: Int(response.status.code), body: body)
+    }
+
+    /// What went wrong reaching msg, in words: NIO's own text for a refused connect reads
+    /// "connection reset (error set): Connection refused) (errno: 111)" (a user-style test).
+    static func describe(_ error: any Error) -> String {
+        guard let io = error as? IOError else { return "\(error)" }
+        return "\(String(cString: strerror(io.errnoCode))) (errno \(io.errnoCode))"
     }
 
     /// msg's router called in this process, with the request the HTTP post would send.
