@@ -101,6 +101,13 @@ import Testing
                     }
                 }
                 #expect(try await fixture.deadLetters.list().count == 1)
+                // A body that is not the action's: 400 naming the field (before: no field at all).
+                for (body, field) in [("{", "body"), ("[]", "body"), (#"{"stream": 5, "group": "g"}"#, "stream"), (#"{"stream": "s"}"#, "group")] {
+                    try await client.execute(uri: "/api/purge", method: .post, headers: Self.bearer(DashboardFixture.token), body: ByteBuffer(string: body)) { response in
+                        #expect(response.status == .badRequest && String(buffer: response.body).contains(#""field":"\#(field)""#), "\(body): \(String(buffer: response.body))")
+                    }
+                }
+                #expect(try await fixture.deadLetters.list().count == 1)
 
                 try await client.execute(uri: "/api/purge", method: .post, headers: Self.bearer(DashboardFixture.token), body: Self.target) { response in
                     #expect(response.status == .ok, "\(String(buffer: response.body))")

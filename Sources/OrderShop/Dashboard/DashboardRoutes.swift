@@ -62,10 +62,16 @@ public struct Dashboard: Sendable {
         try requireJSONBody(request)
         let body = try await request.bodyBytes()
         let action: ActionRequest
+        let expected = "expected {\"stream\": ..., \"group\": ..., \"ids\": [...]}"
         do {
             action = try JSONCoding.decode(ActionRequest.self, from: body)
+        } catch let DecodingError.keyNotFound(key, _) {
+            throw ShopError.badRequest("no field '\(key.stringValue)'; \(expected)", field: key.stringValue)
+        } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context) {
+            let field = context.codingPath.first?.stringValue ?? "body"
+            throw ShopError.badRequest("field '\(field)' is not of its kind; \(expected)", field: field)
         } catch {
-            throw ShopError.badRequest("expected {\"stream\": ..., \"group\": ..., \"ids\": [...]}")
+            throw ShopError.badRequest(expected, field: "body")
         }
         do {
             try DeadLetters.requireValid(action.ids)
