@@ -62,6 +62,10 @@ extension ShopIntegration {
                 expectError(reply, 400, field: "amount", "duplicate key")
                 #expect(reply.errorMessage?.contains("amount") == true, "\(reply)")
                 #expect(try await g.count("/inventory") == 0)
+                // Whole, only too large: out of range, not "must be a whole number".
+                let huge = try await g.send(.POST, "/inventory", body: Array(#"{"product_id": "\#(product)", "amount": 1e20}"#.utf8))
+                expectError(huge, 400, field: "amount", "1e20")
+                #expect(huge.errorMessage?.contains("must be between 0 and 1000000000") == true, "\(huge)")
                 expectError(try await g.send(.POST, "/customer", body: Array("{".utf8)), 400, field: "body", "truncated")
                 expectError(try await g.send(.POST, "/customers", body: Array(#"[{"name": "A", "email": "a@b.c", "name": "B"}]"#.utf8)), 400, field: "name", "duplicate in batch")
             }

@@ -208,6 +208,17 @@ import Testing
         }
     }
 
+    @Test("`serve` on an address that is not one exits non-zero saying so, without telling to choose another port")
+    func serveOnAnAddressThatIsNotOne() async throws {
+        let service = try ordershop(["serve", "customer", "--url", try refusingRedisURL(), "--host", "999.1.1.1", "--port", "0"])
+        let status = await service.waitForExit(timeout: .seconds(30))
+        await service.stop(signal: SIGKILL)
+        #expect(status != nil && status != 0, "\(service.output)")
+        let failure = lines(service.output, containing: "cannot listen on 999.1.1.1")
+        #expect(failure.count == 1 && failure.first?.contains("check the address (--host)") == true, "\(service.output)")
+        #expect(!service.output.contains("choose another port"), "\(service.output)")
+    }
+
     @Test("`serve` on a taken port exits non-zero at once, naming address, port, reason and --port")
     func serveWithTakenPort() async throws {
         try await withRedisServer { server in

@@ -78,7 +78,13 @@ public struct FieldReader: Sendable {
     /// A whole number in `range`.
     public func integer(_ name: String, in range: ClosedRange<Int> = Int.min...Int.max) throws(ShopError) -> Int {
         let v = try value(name)
-        guard case .number(let n) = v, let i = JSONNumber(n).integer else { throw wrongKind(name, "a whole number", v) }
+        guard case .number(let n) = v, let i = JSONNumber(n).integer else {
+            // 1e20 is whole, only too large to be one exactly: said as out of range, not "not a whole number".
+            if case .number(let n) = v, n.rounded() == n, range != Int.min...Int.max {
+                throw ShopError.badRequest("field '\(name)' must be between \(range.lowerBound) and \(range.upperBound)\(suffix)", field: name)
+            }
+            throw wrongKind(name, "a whole number", v)
+        }
         guard range.contains(i) else {
             throw ShopError.badRequest("field '\(name)' must be between \(range.lowerBound) and \(range.upperBound)\(suffix)", field: name)
         }

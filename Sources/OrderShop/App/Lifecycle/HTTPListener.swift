@@ -48,8 +48,11 @@ public struct ListenFailure: Error, CustomStringConvertible {
 
     public var description: String { "cannot listen on \(host):\(port) for the \(listener): \(reason)" }
 
-    /// The one line a command prints: the failure and the flag that changes the port.
-    public func line(flag: String) -> String { "\(self); choose another port with \(flag)" }
+    /// The one line a command prints: the failure and the flag that changes the port (for a
+    /// port that is taken; `--host 999.1.1.1` was told to choose another port too).
+    public func line(flag: String) -> String {
+        reason.contains("in use") ? "\(self); choose another port with \(flag)" : "\(self); check the address (--host) and the port (\(flag))"
+    }
 }
 
 /// Runs an HTTP server and tells apart its two ways of failing: before it listens (a taken port,
