@@ -21,7 +21,8 @@ extension ShopIntegration {
                 let context = try ShopContext(pool: pool, logger: logger)
                 let app = Application(router: buildMsgRouter(context: context), logger: logger)
                 try await app.test(.router) { client in
-                    let body = JSONCoding.encode(["to": "a\u{0}@b.c", "msg": "Dear \u{7}\u{1b}[31mEvil\u{1b}[0m\nFORGED LINE"] as JSONValue)
+                    // And a right-to-left override (U+202E), which makes the rest of a line read backwards.
+                    let body = JSONCoding.encode(["to": "a\u{0}@b.c", "msg": "Dear \u{7}\u{1b}[31mEvil\u{1b}[0m\nFORGED LINE \u{202E}desrever"] as JSONValue)
                     try await client.execute(uri: "/email", method: .post, headers: [.contentType: "application/json"], body: ByteBuffer(bytes: body)) {
                         #expect($0.status == .ok)
                     }
@@ -29,7 +30,7 @@ extension ShopIntegration {
                 let logged = lines.messages
                 #expect(logged.contains { $0.contains("Evil") }, "\(logged)")
                 for line in logged {
-                    #expect(!line.unicodeScalars.contains { $0.value < 0x20 || $0.value == 0x7F }, "raw control character in \(line.debugDescription)")
+                    #expect(!line.unicodeScalars.contains { $0.value < 0x20 || $0.value == 0x7F || $0.value == 0x202E }, "raw control character in \(line.debugDescription)")
                 }
                 await pool.shutdown()
             }
