@@ -58,17 +58,7 @@ extension ShopIntegration {
                     var request = Array("POST /customers HTTP/1.1\r\nHost: shop\r\nContent-Type: application/json\r\nConnection: close\r\n".utf8)
                     for key in keys { request += Array("Idempotency-Key: ".utf8) + key + Array("\r\n".utf8) }
                     request += Array("Content-Length: \(body.count)\r\n\r\n".utf8) + body
-                    let fd = try connectLoopback(port: port)
-                    defer { close(fd) }
-                    #expect(send(fd, request, request.count, Int32(MSG_NOSIGNAL)) == request.count)
-                    var answer: [UInt8] = []
-                    var chunk = [UInt8](repeating: 0, count: 4096)
-                    while true {
-                        let n = recv(fd, &chunk, chunk.count, 0)
-                        if n <= 0 { break }
-                        answer += chunk[0..<n]
-                    }
-                    let text = String(decoding: answer, as: UTF8.self)
+                    let text = try await rawExchange(port: port, request)
                     return (Int(text.dropFirst("HTTP/1.1 ".count).prefix(3)) ?? 0, text)
                 }
                 for service in [ServiceName.gateway, .customer] {

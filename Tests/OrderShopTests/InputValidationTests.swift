@@ -89,14 +89,7 @@ extension ShopIntegration {
                     let url = shop.stack.addresses.url(service)
                     let port = try #require(url.split(separator: ":").last.flatMap { Int($0.prefix { $0.isNumber }) }, "\(url)")
                     for request in ["GET /customer/%ZZ", "DELETE /customer/a%2", "GET /customer/%C3%28"] {
-                        let fd = try connectLoopback(port: port)
-                        defer { close(fd) }
-                        let bytes = Array("\(request) HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n".utf8)
-                        #expect(send(fd, bytes, bytes.count, Int32(MSG_NOSIGNAL)) == bytes.count)
-                        var answer: [UInt8] = []
-                        var chunk = [UInt8](repeating: 0, count: 4096)
-                        while case let n = recv(fd, &chunk, chunk.count, 0), n > 0 { answer += chunk[0..<n] }
-                        let text = String(decoding: answer, as: UTF8.self)
+                        let text = try await rawExchange(port: port, Array("\(request) HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n".utf8))
                         #expect(text.hasPrefix("HTTP/1.1 400") && text.contains(#""field":"id""#), "\(service) \(request): \(text)")
                     }
                 }

@@ -38,16 +38,8 @@ extension ShopIntegration {
                     ("400", "Transfer-Encoding: chunked\r\n\r\nZZ\r\n{}\r\n0\r\n\r\n"),
                 ]
                 for (status, rest) in requests {
-                    let fd = try connectLoopback(port: port)
-                    defer { close(fd) }
-                    // Within 5 s, or recv gives up (the body deadline is 30 s).
-                    var timeout = timeval(tv_sec: 5, tv_usec: 0)
-                    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-                    let bytes = Array("POST /customers HTTP/1.1\r\nHost: shop\r\nContent-Type: application/json\r\n\(rest)".utf8)
-                    #expect(send(fd, bytes, bytes.count, Int32(MSG_NOSIGNAL)) == bytes.count)
-                    var chunk = [UInt8](repeating: 0, count: 4096)
-                    let n = recv(fd, &chunk, chunk.count, 0)
-                    let text = n > 0 ? String(decoding: chunk[0..<n], as: UTF8.self) : "nothing (\(n), errno \(errno))"
+                    // Answered before the body deadline (30 s) would close it unanswered.
+                    let text = try await rawExchange(port: port, Array("POST /customers HTTP/1.1\r\nHost: shop\r\nContent-Type: application/json\r\n\(rest)".utf8))
                     #expect(text.hasPrefix("HTTP/1.1 \(status)") && text.contains(#""error""#), "\(status): \(text)")
                 }
                 #expect(try await shop.gateway.count("/customers") == 0)
@@ -101,6 +93,27 @@ func trickle(_ bytes: [UInt8], to fd: Int32, every pause: Duration) async throws
         try await Task.sleep(for: pause)
     }
     return false
+}
+
+/// Sends `request` to 127.0.0.1:`port` over a raw socket and reads until the server closes (or
+/// `timeout` passes without a byte): what the server answered, as text. On a thread of its own:
+/// a blocking `recv` on the cooperative pool held one of its two threads (2 cores) while the
+/// in-process server needed it to answer, and the whole suite's servers timed out.
+func rawExchange(port: Int, _ request: [UInt8], timeout seconds: Int = 20) async throws -> String {
+    let fd = try connectLoopback(port: port)
+    return await withCheckedContinuation { (done: CheckedContinuation<String, Never>) in
+        let thread = Thread {
+            defer { close(fd) }
+            var timeout = timeval(tv_sec: seconds, tv_usec: 0)
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            guard send(fd, request, request.count, Int32(MSG_NOSIGNAL)) == request.count else { return done.resume(returning: "send failed: errno \(errno)") }
+            var answer: [UInt8] = []
+            var chunk = [UInt8](repeating: 0, count: 4096)
+            while case let n = recv(fd, &chunk, chunk.count, 0), n > 0 { answer += chunk[0..<n] }
+            done.resume(returning: answer.isEmpty ? "nothing (errno \(errno))" : String(decoding: answer, as: UTF8.self))
+        }
+        thread.start()
+    }
 }
 
 /// A blocking TCP connection to 127.0.0.1 (for clients that misbehave on purpose).
