@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import OrderShop
 import RedisClient
 
 /// `--confirm-replicas N` and `--confirm-timeout MS` (or `ORDERSHOP_CONFIRM_REPLICAS`,
@@ -42,3 +43,24 @@ struct ConfirmationOptions: ParsableArguments {
         return value
     }
 }
+
+/// The replicas an operations command's writes are to be confirmed by, checked before it writes.
+enum ConfirmationPrecheck {
+    /// Each of `clients` (the primaries a command writes to) must have the replicas
+    /// `confirmation` asks for (5 s to get them back), else the command is refused before it
+    /// writes, saying what is missing: a rebuild asked to confirm on a primary without replicas
+    /// ran its swap, then failed saying it may have been applied.
+    static func require(
+        _ confirmation: ReplicaConfirmation?, on clients: [any RedisClientProtocol], at configuration: RedisConfiguration, verb: String
+    ) async throws {
+        guard let confirmation else { return }
+        for client in clients {
+            do {
+                try await ReplicaReadiness.wait(for: confirmation, client: client, at: configuration, patience: .seconds(5), logger: makeLogger("ordershop.\(verb)"))
+            } catch let missing as ReplicasMissing {
+                throw CleanExit.message("\(verb) refused, nothing changed: \(missing.shortage)", exitCode: 1)
+            }
+        }
+    }
+}
+

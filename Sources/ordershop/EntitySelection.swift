@@ -31,13 +31,7 @@ enum EntitySelection {
         let pool = try await connectRedis(configuration, maximumConnections: 2)
         var refused: [String] = []
         do {
-            if let confirmation {
-                do {
-                    try await ReplicaReadiness.wait(for: confirmation, client: pool, at: configuration, patience: .seconds(5), logger: makeLogger("ordershop.\(verb)"))
-                } catch let missing as ReplicasMissing {
-                    throw CleanExit.message("\(verb) refused, nothing changed: \(missing.shortage)", exitCode: 1)
-                }
-            }
+            try await ConfirmationPrecheck.require(confirmation, on: [pool], at: configuration, verb: verb)
             for type in types {
                 do {
                     try await body(type, pool)

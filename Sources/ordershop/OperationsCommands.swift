@@ -254,6 +254,8 @@ struct DeadLetterCommand: AsyncParsableCommand {
             var total = 0
             var lines: [String] = []
             do {
+                try await ConfirmationPrecheck.require(
+                    confirmation, on: targets.targets.map(\.deadLetters.client), at: try target.redis.configuration(), verb: "dlq replay")
                 for var t in targets.targets {
                     t.deadLetters.confirmation = confirmation
                     let added = try await t.deadLetters.replay(ids: ids.isEmpty ? nil : ids)
@@ -288,6 +290,8 @@ struct DeadLetterCommand: AsyncParsableCommand {
             let targets = try await target.deadLetters(orDeadLetters: true)
             var removed = 0
             do {
+                try await ConfirmationPrecheck.require(
+                    confirmation, on: targets.targets.map(\.deadLetters.client), at: try target.redis.configuration(), verb: "dlq purge")
                 for var t in targets.targets {
                     t.deadLetters.confirmation = confirmation
                     removed += try await t.deadLetters.purge(ids: ids.isEmpty ? nil : ids)

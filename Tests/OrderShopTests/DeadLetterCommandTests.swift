@@ -70,6 +70,16 @@ import Testing
             #expect(!rebuild.output.contains("503"), "\(rebuild.output)")
             let keys = try await pool.send(RawCommand(["KEYS", "*"], keys: [])).array ?? []
             #expect(keys.isEmpty, "written: \(keys)")
+
+            // dlq replay and purge the same: refused, the letter left where it was.
+            _ = try await pool.send(XGROUPCREATE(RedisArgument("events:{order}_created"), group: "billing", id: "0", makeStream: true))
+            let letters = DeadLetters(client: pool, stream: "events:{order}_created", group: "billing")
+            _ = try await pool.send(XADD(RedisArgument(letters.key), fields: [StreamField("original_id", "1-1"), StreamField("reason", "test")]))
+            for verb in ["replay", "purge"] {
+                let refused = try await runChild(ordershop, ["dlq", verb, "events:{order}_created", "billing", "--confirm-replicas", "1", "--url", url], timeout: .seconds(60))
+                #expect(refused.status == 1 && refused.output.contains("dlq \(verb) refused, nothing changed"), "\(refused.output)")
+            }
+            #expect(try await letters.list().count == 1)
             await pool.shutdown()
         }
     }

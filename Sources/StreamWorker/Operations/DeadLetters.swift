@@ -15,7 +15,8 @@ public struct DeadLetters: Sendable {
         public var fields: [String: String]
     }
 
-    let client: any RedisClientProtocol
+    /// The Redis the dead letters are on (the primary of their slot).
+    public let client: any RedisClientProtocol
     public let stream: String
     public let group: String
     public var key: String { StreamKeys.deadLetter(stream: stream, group: group) }
