@@ -46,7 +46,8 @@ struct ConfirmationOptions: ParsableArguments {
 
 /// The replicas an operations command's writes are to be confirmed by, checked before it writes.
 enum ConfirmationPrecheck {
-    /// Each of `clients` (the primaries a command writes to) must have the replicas
+    /// Each of `clients` (the primaries a command writes to; for a cluster client, every primary
+    /// of the cluster) must have the replicas
     /// `confirmation` asks for (5 s to get them back), else the command is refused before it
     /// writes, saying what is missing: a rebuild asked to confirm on a primary without replicas
     /// ran its swap, then failed saying it may have been applied.
@@ -54,9 +55,24 @@ enum ConfirmationPrecheck {
         _ confirmation: ReplicaConfirmation?, on clients: [any RedisClientProtocol], at configuration: RedisConfiguration, verb: String
     ) async throws {
         guard let confirmation else { return }
-        for client in clients {
+        // A cluster client is not checked by ReplicaReadiness (each shard has its own replicas):
+        // every primary is, each on a connection of its own.
+        if clients.contains(where: { $0 is RedisClusterClient }) {
+            let primaries = try await RedisNodePools.primaries(configuration)
             do {
-                try await ReplicaReadiness.wait(for: confirmation, client: client, at: configuration, patience: .seconds(5), logger: makeLogger("ordershop.\(verb)"))
+                try await require(confirmation, on: primaries, at: configuration, verb: verb)
+            } catch {
+                for pool in primaries { await pool.shutdown() }
+                throw error
+            }
+            for pool in primaries { await pool.shutdown() }
+            return
+        }
+        for client in clients {
+            // The node's own address in the refusal, not the seed's.
+            let node = (client as? RedisConnectionPool)?.configuration ?? configuration
+            do {
+                try await ReplicaReadiness.wait(for: confirmation, client: client, at: node, patience: .seconds(5), logger: makeLogger("ordershop.\(verb)"))
             } catch let missing as ReplicasMissing {
                 throw CleanExit.message("\(verb) refused, nothing changed: \(missing.shortage)", exitCode: 1)
             }

@@ -83,4 +83,20 @@ import Testing
             await pool.shutdown()
         }
     }
+
+    /// The same on a Redis Cluster whose primaries have no replicas: every primary is checked
+    /// (a cluster client was not checked at all, and the rebuild swapped first).
+    @Test func rebuildAskedToConfirmOnAClusterWithoutReplicasIsRefusedFirst() async throws {
+        let ordershop = try builtProduct("ordershop")
+        var options = LocalRedisCluster.Options()
+        options.replicasPerPrimary = 0
+        try await withLocalCluster(options) { cluster, client in
+            let rebuild = try await runChild(ordershop, ["rebuild", "customer", "--confirm-replicas", "1", "--url", cluster.url], timeout: .seconds(60))
+            #expect(rebuild.status == 1, "\(rebuild.output)")
+            #expect(rebuild.output.contains("rebuild refused, nothing changed") && rebuild.output.contains("has 0 connected"), "\(rebuild.output)")
+            // Nothing of the customer's read model was written on its primary.
+            let written = try await client.send(RawCommand(["EXISTS", "{customer}_ids", "{customer}_entities"], keys: ["{customer}_ids", "{customer}_entities"])).int
+            #expect(written == 0)
+        }
+    }
 }

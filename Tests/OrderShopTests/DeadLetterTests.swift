@@ -57,7 +57,7 @@ extension ShopIntegration {
                 try await add(customers, [("event_id", UUID().uuidString), ("entity", customer("c6")), ("entity_id", "OTHER"), ("version", "1")])
                 try await add(customers, [("event_id", UUID().uuidString), ("entity", customer("c7")), ("entity_id", "c7"), ("version", "abc")])
                 try await add(customers, [("event_id", UUID().uuidString), ("entity", #"{"id":"c8","name":"N","name":"M","email":"c8@bad.test"}"#)])
-                try await add(customers, [("event_id", UUID().uuidString), ("entity", #"{"id":"c9","name":"N","email":"no-at-sign"}"#)])
+                try await add(customers, [("event_id", UUID().uuidString), ("entity", #"{"id":"c9","name":"N"}"#), ("entity_id", "c9"), ("version", "1")])
 
                 let buyer = try #require(try await shop.gateway.post("/customer", ["name": "Buyer", "email": "buyer@shop.test"]).ids.first)
                 let product = try #require(try await shop.gateway.post("/product", ["name": "P", "price": 3]).ids.first)
@@ -71,7 +71,7 @@ extension ShopIntegration {
                 #expect(await eventually { (try? await crmOrders.list().count) == 2 })
                 #expect(await eventually { (try? await billingOrders.list().count) == 2 })
                 let reasons = try await crmCustomers.list().map { "\($0.reason) \($0.error)" }
-                for expected in ["event_id is empty", "event_id is blank", "entity_id 'OTHER' differs", "version 'abc'", "duplicate", "e-mail address"] {
+                for expected in ["event_id is empty", "event_id is blank", "entity_id 'OTHER' differs", "version 'abc'", "duplicate", "it has no field 'email'"] {
                     #expect(reasons.contains { $0.contains(expected) }, "\(expected): \(reasons)")
                 }
                 let orderReasons = try await crmOrders.list().map { "\($0.reason) \($0.error)" }
@@ -82,7 +82,7 @@ extension ShopIntegration {
                 _ = try await shop.gateway.post("/customer", ["name": "Good", "email": "good@shop.test"])
                 #expect(await eventually { (try? await shop.mails.all().contains { $0.to == "good@shop.test" }) == true })
                 let mails = try await shop.mails.all()
-                #expect(!mails.contains { $0.to.hasSuffix("@bad.test") || $0.to == "no-at-sign" }, "\(mails)")
+                #expect(!mails.contains { $0.to.hasSuffix("@bad.test") }, "\(mails)")
                 #expect(mails.filter { $0.to == "buyer@shop.test" }.map(\.kind) == [.welcome], "\(mails)")
             }
         }

@@ -121,7 +121,7 @@ struct RetryAndDeadLetterTests {
         }
     }
 
-    @Test("entries whose event_id is empty or blank are dead-lettered, not taken for duplicates of each other", arguments: [SettleMode.idempotent, .plain])
+    @Test("entries whose event_id is empty, blank or not UTF-8 are dead-lettered, not taken for duplicates of each other", arguments: [SettleMode.idempotent, .plain])
     func blankEventIDsAreDeadLettered(mode: SettleMode) async throws {
         try await withRedisServer { server in
             let pool = try server.makePool()
@@ -129,6 +129,10 @@ struct RetryAndDeadLetterTests {
             var good = try await publish(pool, stream: stream, count: 2)
             for id in ["", "", "   ", "\t"] {
                 try await pool.send(XADD(RedisArgument(stream), fields: [StreamField("event_id", id), StreamField("entity", #"{"n":1}"#)]))
+            }
+            // Bytes that are not UTF-8: both read as U+FFFD, one event to the marker.
+            for id: [UInt8] in [[0xff], [0xfe]] {
+                try await pool.send(XADD(RedisArgument(stream), fields: [StreamField(name: "event_id", value: id), StreamField("entity", #"{"n":1}"#)]))
             }
             good += try await publish(pool, stream: stream, count: 2)
             let calls = Recorder<String>()
@@ -144,12 +148,13 @@ struct RetryAndDeadLetterTests {
             #expect(await eventually {
                 let letters = try await dlq.list().count
                 let applied = try await effectCounts(pool, "effects").count
-                return letters == 4 && applied == 4
+                return letters == 6 && applied == 4
             })
             try await worker.stop()
             let letters = try await dlq.list()
             #expect(letters.filter { $0.reason.contains("event_id is empty") }.count == 2, "\(letters)")
             #expect(letters.filter { $0.reason.contains("event_id is blank") }.count == 2, "\(letters)")
+            #expect(letters.filter { $0.reason.contains("event_id is not UTF-8") }.count == 2, "\(letters)")
             #expect(letters.allSatisfy { $0.deliveryCount == 1 })
             // Before: the first was handled under the key `crm:`, and the other three acked as
             // its duplicates without a call, a dead letter or a log line.

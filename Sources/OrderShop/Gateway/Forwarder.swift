@@ -16,9 +16,11 @@ struct Forwarder: Sendable {
     var dropsIdempotencyKey = false
 
     func forward(_ request: Request, context: ShopRequestContext) async throws -> Response {
-        // Refused here too: what is forwarded is the key's text, where bytes that are not UTF-8
-        // are already U+FFFD, and the owner could no longer tell two such keys apart.
-        let key = dropsIdempotencyKey ? nil : try IdempotencyKeyHeader.value(in: request.headers)
+        // A create's key is refused here too: what is forwarded is the key's text, where bytes
+        // that are not UTF-8 are already U+FFFD, and the owner could no longer tell two such keys
+        // apart. Other commands do not use it: passed on as it is.
+        let key =
+            dropsIdempotencyKey ? nil : request.method == .post ? try IdempotencyKeyHeader.value(in: request.headers) : request.headers[.idempotencyKey]
         let body = try await request.bodyBytes()
         if let answer = try await forwardInProcess(request, key: key, body: body, context: context) { return answer }
         let baseURL = directory.url(service)

@@ -1,15 +1,17 @@
 import StreamWorker
 
 extension Delivery {
-    /// The entity of one of the shop's events, held to the rules its writers follow: the workers
-    /// apply only what a rebuild folds into the read models and what a command could have made.
+    /// The entity of one of the shop's events, held to what a rebuild folds into the read models,
+    /// so that the workers apply only what the read models can hold:
     ///
     /// - `entity` is one JSON object, read as a request body is (strictly: a duplicate key, a lone
     ///   surrogate or trailing data is an error), with a string `id`;
-    /// - `entity_id` and `version` fit it as ``RecordedEvent/envelope(of:field:)`` says (the
-    ///   rebuild's rule);
-    /// - its fields pass the checks a command's body passes (``ShopEntity/init(fields:id:current:)``):
-    ///   an order lists at least one product, an e-mail address has an `@`, no text is past its limit.
+    /// - `entity_id` and `version` fit it as ``RecordedEvent/envelope(of:field:)`` says;
+    /// - it has every field of its type, each of its kind (``EntityType/shapeProblem(_:)``);
+    /// - an order lists at least one product (no command makes one that lists none).
+    ///
+    /// Not the commands' limits on lengths and counts (``FieldLimits``): an event written before
+    /// a limit came in is still the shop's, and its mail is owed.
     ///
     /// Anything else throws ``MalformedEvent`` with the reason, so the entry is dead-lettered and
     /// never applied. Before, a worker decoded `entity` alone, leniently: an entry a rebuild
@@ -26,10 +28,11 @@ extension Delivery {
         }
         guard case .string(let id)? = value["id"] else { throw MalformedEvent("field 'entity' has no string id") }
         if case .failure(let problem) = RecordedEvent.envelope(of: id, field: string) { throw MalformedEvent(problem.reason) }
-        do {
-            return try E(fields: try FieldReader(value), id: id, current: nil)
-        } catch {
-            throw MalformedEvent("field 'entity' is not a valid \(E.type.rawValue): \(error.message)")
+        if let problem = E.type.shapeProblem(json) { throw MalformedEvent(problem) }
+        let entity = try JSONCoding.decode(E.self, from: json)
+        if let order = entity as? Order, order.productIDs.isEmpty {
+            throw MalformedEvent("entity is an order of no products: field 'product_ids' is empty")
         }
+        return entity
     }
 }

@@ -34,10 +34,17 @@ public struct Delivery: Sendable {
     /// entry would share one idempotency marker and one downstream key (`crm:`), so all but the
     /// first would be taken for duplicates and acked without being handled; the runtime
     /// dead-letters them instead (found by feeding a worker `event_id ''`: three mails of four lost).
+    ///
+    /// An `event_id` that is not UTF-8 is refused too: its text (the marker, the key) reads each
+    /// bad byte as U+FFFD, so `\xff` and `\xfe` would be one event.
     public static func eventIDProblem(in fields: [StreamField]) -> String? {
         guard let field = fields.first(where: { $0.name == "event_id" }) else { return nil }
         let blank = field.value.allSatisfy { $0 == UInt8(ascii: " ") || (0x09...0x0d).contains($0) }
-        return blank ? "event_id is \(field.value.isEmpty ? "empty" : "blank"): it cannot tell this event from others for deduplication" : nil
+        if blank { return "event_id is \(field.value.isEmpty ? "empty" : "blank"): it cannot tell this event from others for deduplication" }
+        if String(validating: field.value, as: UTF8.self) == nil {
+            return "event_id is not UTF-8: its bytes read as U+FFFD, and it cannot tell this event from others for deduplication"
+        }
+        return nil
     }
 
     /// `<group>:<eventID>`: pass it to any external side effect (a mail, a payment) so that the
