@@ -54,7 +54,7 @@ extension ShopIntegration {
                 /// One request over a raw socket (clients send only UTF-8 keys), its status and body.
                 func post(_ service: ServiceName, keys: [[UInt8]]) async throws -> (status: Int, text: String) {
                     let url = shop.stack.addresses.url(service)
-                    let port = try #require(url.split(separator: ":").last.flatMap { Int($0.prefix { $0.isNumber }) }, "\(url)")
+                    let port = try loopbackPort(url)
                     var request = Array("POST /customers HTTP/1.1\r\nHost: shop\r\nContent-Type: application/json\r\nConnection: close\r\n".utf8)
                     for key in keys { request += Array("Idempotency-Key: ".utf8) + key + Array("\r\n".utf8) }
                     request += Array("Content-Length: \(body.count)\r\n\r\n".utf8) + body

@@ -87,7 +87,7 @@ extension ShopIntegration {
                 // Over a raw socket: the HTTP client escapes a stray '%' itself.
                 for service in [ServiceName.gateway, .customer] {
                     let url = shop.stack.addresses.url(service)
-                    let port = try #require(url.split(separator: ":").last.flatMap { Int($0.prefix { $0.isNumber }) }, "\(url)")
+                    let port = try loopbackPort(url)
                     for request in ["GET /customer/%ZZ", "DELETE /customer/a%2", "GET /customer/%C3%28"] {
                         let text = try await rawExchange(port: port, Array("\(request) HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n".utf8))
                         #expect(text.hasPrefix("HTTP/1.1 400") && text.contains(#""field":"id""#), "\(service) \(request): \(text)")

@@ -116,6 +116,11 @@ func rawExchange(port: Int, _ request: [UInt8], timeout seconds: Int = 20) async
     }
 }
 
+/// The port of a service's loopback URL (`http://127.0.0.1:PORT`).
+func loopbackPort(_ url: String) throws -> Int {
+    try #require(url.split(separator: ":").last.flatMap { Int($0.prefix { $0.isNumber }) }, "\(url)")
+}
+
 /// A blocking TCP connection to 127.0.0.1 (for clients that misbehave on purpose).
 func connectLoopback(port: Int) throws -> Int32 {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)

@@ -65,11 +65,9 @@ public struct Dashboard: Sendable {
         let expected = "expected {\"stream\": ..., \"group\": ..., \"ids\": [...]}"
         do {
             action = try JSONCoding.decode(ActionRequest.self, from: body)
-        } catch let DecodingError.keyNotFound(key, _) {
-            throw ShopError.badRequest("no field '\(key.stringValue)'; \(expected)", field: key.stringValue)
-        } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context) {
-            let field = context.codingPath.first?.stringValue ?? "body"
-            throw ShopError.badRequest("field '\(field)' is not of its kind; \(expected)", field: field)
+        } catch let error as DecodingError {
+            let problem = DecodingProblem(error)
+            throw ShopError.badRequest(problem.field == nil ? expected : "\(problem.text); \(expected)", field: problem.field ?? "body")
         } catch {
             throw ShopError.badRequest(expected, field: "body")
         }

@@ -1,4 +1,5 @@
 import RedisClient
+import StreamWorker
 
 /// A stream lacks entries a rebuild or snapshot needs: they were trimmed (or deleted) past the
 /// latest snapshot, so the read model cannot be rebuilt from the record. Names the stream.
@@ -81,16 +82,8 @@ extension EntityType {
     /// an event older than the limit) must rebuild as it stands.
     func shapeProblem(_ json: [UInt8]) -> String? {
         func problem<E: ShopEntity>(_ type: E.Type) -> String? {
-            do {
-                _ = try JSONCoding.decode(E.self, from: json)
-                return nil
-            } catch let DecodingError.keyNotFound(key, _) {
-                return "entity is not a \(self): it has no field '\(key.stringValue)'"
-            } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context) {
-                return "entity is not a \(self): its field '\(context.codingPath.map(\.stringValue).joined(separator: "."))' is not of its kind"
-            } catch {
-                return "entity is not a \(self): \(error)"
-            }
+            if case .failure(let problem) = E.shaped(json) { return problem.reason }
+            return nil
         }
         switch self {
         case .customer: return problem(Customer.self)
@@ -101,3 +94,37 @@ extension EntityType {
         }
     }
 }
+
+extension ShopEntity {
+    /// `json` decoded as this type, or why it does not have its shape (``EntityType/shapeProblem(_:)``):
+    /// one decode for the check and the value (a worker needs both).
+    static func shaped(_ json: [UInt8]) -> Result<Self, MalformedEvent> {
+        do {
+            return .success(try JSONCoding.decode(Self.self, from: json))
+        } catch {
+            return .failure(MalformedEvent("entity is not a \(type): \(DecodingProblem(error).text)"))
+        }
+    }
+}
+
+/// A `DecodingError` in words, with the field it is about (nil: the whole value).
+struct DecodingProblem {
+    var field: String?
+    var text: String
+
+    init(_ error: any Error) {
+        switch error {
+        case DecodingError.keyNotFound(let key, _):
+            field = key.stringValue
+            text = "it has no field '\(key.stringValue)'"
+        case DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context):
+            let path = context.codingPath.map(\.stringValue).joined(separator: ".")
+            field = path.isEmpty ? nil : path
+            text = path.isEmpty ? "it is not of its kind" : "its field '\(path)' is not of its kind"
+        default:
+            field = nil
+            text = "\(error)"
+        }
+    }
+}
+

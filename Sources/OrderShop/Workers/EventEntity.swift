@@ -28,8 +28,7 @@ extension Delivery {
         }
         guard case .string(let id)? = value["id"] else { throw MalformedEvent("field 'entity' has no string id") }
         if case .failure(let problem) = RecordedEvent.envelope(of: id, field: string) { throw MalformedEvent(problem.reason) }
-        if let problem = E.type.shapeProblem(json) { throw MalformedEvent(problem) }
-        let entity = try JSONCoding.decode(E.self, from: json)
+        let entity = try E.shaped(json).get()
         if let order = entity as? Order, order.productIDs.isEmpty {
             throw MalformedEvent("entity is an order of no products: field 'product_ids' is empty")
         }
