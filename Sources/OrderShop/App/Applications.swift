@@ -66,7 +66,7 @@ func buildApplication(
     let idle = limits.idleTimeout.components
     return Application(
         responder: responder,
-        server: .http1(
+        server: .shopHTTP1(
             configuration: .init(
                 additionalChannelHandlers: [SlowClientGuard(limits: limits)],
                 idleTimeout: .nanoseconds(idle.seconds * 1_000_000_000 + idle.attoseconds / 1_000_000_000))),

@@ -54,6 +54,11 @@ public struct Dashboard: Sendable {
             let (dlq, ids) = try await target(of: request, orDeadLetters: true)
             return JSONResponse.encode(ActionResult(purged: try await dlq.purge(ids: ids)))
         }
+        // Outside the guards: which methods a path takes is no secret.
+        addMethodNotAllowed(to: routes, path: "/", allowed: [.get])
+        addMethodNotAllowed(to: routes, path: "/api/state", allowed: [.get])
+        addMethodNotAllowed(to: routes, path: "/api/replay", allowed: [.post])
+        addMethodNotAllowed(to: routes, path: "/api/purge", allowed: [.post])
         return routes
     }
 
@@ -167,6 +172,7 @@ public func buildDashboardRouter(_ dashboard: Dashboard) -> Router<ShopRequestCo
     let router = Router(context: ShopRequestContext.self)
     router.add(middleware: JSONErrorMiddleware())
     router.get("/healthz") { _, _ in JSONResponse.encode(["status": "ok", "service": "dashboard"]) }
+    addMethodNotAllowed(to: router, path: "/healthz", allowed: [.get])
     router.addRoutes(dashboard.routes())
     return router
 }
@@ -176,7 +182,7 @@ public func buildDashboardApplication(
     _ dashboard: Dashboard, host: String, port: Int, logger: Logger, onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
 ) -> some ApplicationProtocol {
     Application(
-        router: buildDashboardRouter(dashboard),
+        router: buildDashboardRouter(dashboard), server: .shopHTTP1(),
         configuration: .init(address: .hostname(host, port: port), serverName: "ordershop-dashboard"),
         onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? port) },
         logger: logger)

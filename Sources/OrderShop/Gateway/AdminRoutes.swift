@@ -19,6 +19,8 @@ func addAdminRoutes(to router: Router<ShopRequestContext>, control: WorkerContro
         }
         return JSONResponse.encode(control.status)
     }
+    addMethodNotAllowed(to: router, path: "/admin/workers", allowed: [.get])
+    addMethodNotAllowed(to: router, path: "/admin/workers/:name/:action", allowed: [.post])
 }
 
 /// Admits a request to the admin routes when it carries `Authorization: Bearer <token>` and

@@ -8,8 +8,9 @@ private let guardedMethods: [HTTPRequest.Method] = [.get, .post, .put, .delete, 
 /// answers a path served for other methods as one that does not exist (404 "no route"), so
 /// `PATCH /customer/<id>` read as "no such customer route" rather than "use PUT", and `OPTIONS
 /// /customers` as if there were no such path. HEAD goes where GET goes
-/// (``makeServiceRouter(_:)``), so `Allow` names it beside GET.
-func addMethodNotAllowed(to router: Router<ShopRequestContext>, path: RouterPath, allowed: [HTTPRequest.Method]) {
+/// (``makeServiceRouter(_:)``), so `Allow` names it beside GET. On a router, a group or a route
+/// collection (the dashboard's).
+func addMethodNotAllowed(to router: some RouterMethods<ShopRequestContext>, path: RouterPath, allowed: [HTTPRequest.Method]) {
     let allow = (allowed.flatMap { $0 == .get ? [$0, .head] : [$0] } + [.options]).map(\.rawValue).joined(separator: ", ")
     router.on(path, method: .options) { _, _ in
         var response = Response(status: .noContent)
