@@ -73,7 +73,7 @@ public struct WorkerHTTPServer: Service {
         let port = self.port
         let onListening = self.onListening
         let app = Application(
-            router: Self.buildRouter(client: client), configuration: .init(address: .hostname(host, port: port)),
+            router: Self.buildRouter(client: client), server: .http1KeepingConnectionRules(), configuration: .init(address: .hostname(host, port: port)),
             onServerRunning: { await onListening($0.localAddress?.port ?? port) }, logger: logger)
         try await app.run()
     }

@@ -1,5 +1,6 @@
 import Foundation
 @testable import OrderShop
+import TestSupport
 import Testing
 
 extension ShopIntegration {

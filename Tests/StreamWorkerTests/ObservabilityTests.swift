@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import HummingbirdTesting
 import LocalRedis
+import Logging
 import RedisClient
 import StreamWorker
 import WorkerMetricsHTTP
@@ -40,6 +41,26 @@ struct ObservabilityTests {
                 #expect(response.status == .serviceUnavailable)
                 #expect(String(buffer: response.body).contains("redis unreachable"))
             }
+        }
+    }
+
+    @Test("the metrics server keeps HTTP/1.x's connection rules: an HTTP/1.0 probe's connection ends after its answer")
+    func metricsServerEndsHTTP10Connections() async throws {
+        try await withRedisServer { server in
+            let pool = try server.makePool()
+            let (ports, listening) = AsyncStream.makeStream(of: Int.self)
+            let http = WorkerHTTPServer(port: 0, host: "127.0.0.1", client: pool, logger: Logger(label: "test.metrics")) { listening.yield($0) }
+            let running = Task { try await http.run() }
+            defer { running.cancel() }
+            var iterator = ports.makeAsyncIterator()
+            let port = try #require(await iterator.next())
+            let plain = try await rawExchangeSeeingClose(port: port, Array("GET /healthz HTTP/1.0\r\n\r\n".utf8), timeout: 10)
+            #expect(plain.closedByServer && plain.answer.hasPrefix("HTTP/1.0 200") && plain.answer.contains(#""status":"ok""#), "\(plain)")
+            let kept = try await rawExchangeSeeingClose(port: port, Array("GET /healthz HTTP/1.1\r\nHost: w\r\n\r\n".utf8), timeout: 2)
+            #expect(!kept.closedByServer && kept.answer.hasPrefix("HTTP/1.1 200"), "\(kept)")
+            running.cancel()
+            _ = await running.result
+            await pool.shutdown()
         }
     }
 

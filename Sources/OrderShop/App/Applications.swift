@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import RedisClient
 import ServiceLifecycle
+import WorkerMetricsHTTP
 
 /// The router of one OrderShop service (tests drive it without a socket).
 ///
@@ -66,7 +67,7 @@ func buildApplication(
     let idle = limits.idleTimeout.components
     return Application(
         responder: responder,
-        server: .shopHTTP1(
+        server: .http1KeepingConnectionRules(
             configuration: .init(
                 additionalChannelHandlers: [SlowClientGuard(limits: limits)],
                 idleTimeout: .nanoseconds(idle.seconds * 1_000_000_000 + idle.attoseconds / 1_000_000_000))),

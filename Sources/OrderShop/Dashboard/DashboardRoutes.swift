@@ -4,6 +4,7 @@ import Hummingbird
 import Logging
 import RedisClient
 import StreamWorker
+import WorkerMetricsHTTP
 
 /// The operations dashboard: a page (`GET /`), its data (`GET /api/state`), and the actions on
 /// dead letters (`POST /api/replay`, `POST /api/purge`). `ordershop dashboard` serves it at `/`,
@@ -182,7 +183,7 @@ public func buildDashboardApplication(
     _ dashboard: Dashboard, host: String, port: Int, logger: Logger, onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
 ) -> some ApplicationProtocol {
     Application(
-        router: buildDashboardRouter(dashboard), server: .shopHTTP1(),
+        router: buildDashboardRouter(dashboard), server: .http1KeepingConnectionRules(),
         configuration: .init(address: .hostname(host, port: port), serverName: "ordershop-dashboard"),
         onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? port) },
         logger: logger)

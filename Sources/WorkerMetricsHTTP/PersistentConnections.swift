@@ -12,7 +12,7 @@ import NIOHTTPTypesHTTP1
 /// connection ends after the response unless it asks for `keep-alive`) was answered as HTTP/1.1
 /// and its connection kept: ApacheBench (`ab`, HTTP/1.0) waited for the end of each response
 /// until its own timeout, and `Connection: Close` in another case kept an HTTP/1.1 connection
-/// too (found by a user-style trial, 2026-12-05).
+/// too (found by a user-style trial of the shop, 2026-12-05).
 ///
 /// Sits between NIO's HTTP/1 handlers, which still see the version, and the conversion to the
 /// HTTP types:
@@ -98,8 +98,9 @@ struct ShopHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
 
 extension HTTPServerBuilder {
     /// HTTP/1.1 as Hummingbird's `.http1(configuration:)`, keeping HTTP/1.x's connection rules
-    /// (``PersistentConnectionRules``).
-    static func shopHTTP1(configuration: HTTP1Channel.Configuration = .init()) -> HTTPServerBuilder {
+    /// (``PersistentConnectionRules``): every server of the `ordershop` binary (the shop's
+    /// services and gateway, the dashboard, a worker's metrics).
+    public static func http1KeepingConnectionRules(configuration: HTTP1Channel.Configuration = .init()) -> HTTPServerBuilder {
         HTTPServerBuilder { responder in ShopHTTP1Channel(http1: HTTP1Channel(responder: responder, configuration: configuration)) }
     }
 }
