@@ -75,9 +75,9 @@ final class PersistentConnectionRules: ChannelDuplexHandler, RemovableChannelHan
     }
 }
 
-/// Hummingbird's HTTP/1.1 channel with ``PersistentConnectionRules`` before its conversion to
-/// the HTTP types.
-struct ShopHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
+/// Hummingbird's HTTP/1.1 channel with ``MalformedRequestAnswer`` and ``PersistentConnectionRules``
+/// before its conversion to the HTTP types.
+struct HTTP1ChannelKeepingRules: ServerChildChannel, HTTPChannelHandler {
     typealias Value = HTTP1Channel.Value
     let http1: HTTP1Channel
 
@@ -86,7 +86,9 @@ struct ShopHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         http1.setup(channel: channel, logger: logger).flatMapThrowing { value in
             let pipeline = channel.pipeline.syncOperations
-            try pipeline.addHandler(PersistentConnectionRules(), position: .before(try pipeline.handler(type: HTTP1ToHTTPServerCodec.self)))
+            let conversion = try pipeline.handler(type: HTTP1ToHTTPServerCodec.self)
+            try pipeline.addHandler(MalformedRequestAnswer(), position: .before(conversion))
+            try pipeline.addHandler(PersistentConnectionRules(), position: .before(conversion))
             return value
         }
     }
@@ -98,9 +100,10 @@ struct ShopHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
 
 extension HTTPServerBuilder {
     /// HTTP/1.1 as Hummingbird's `.http1(configuration:)`, keeping HTTP/1.x's connection rules
-    /// (``PersistentConnectionRules``): every server of the `ordershop` binary (the shop's
+    /// (``PersistentConnectionRules``) and answering what its parser refuses in JSON
+    /// (``MalformedRequestAnswer``): every server of the `ordershop` binary (the shop's
     /// services and gateway, the dashboard, a worker's metrics).
     public static func http1KeepingConnectionRules(configuration: HTTP1Channel.Configuration = .init()) -> HTTPServerBuilder {
-        HTTPServerBuilder { responder in ShopHTTP1Channel(http1: HTTP1Channel(responder: responder, configuration: configuration)) }
+        HTTPServerBuilder { responder in HTTP1ChannelKeepingRules(http1: HTTP1Channel(responder: responder, configuration: configuration)) }
     }
 }

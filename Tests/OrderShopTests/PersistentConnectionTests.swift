@@ -4,43 +4,71 @@ import TestSupport
 import Testing
 
 extension ShopIntegration {
-    /// HTTP/1.x's rules for keeping a connection (``PersistentConnectionRules``): ApacheBench
+    /// HTTP/1.x's rules for keeping a connection (``PersistentConnectionRules``) and the answer to
+    /// what is not HTTP/1.x at all (``MalformedRequestAnswer``). ApacheBench
     /// (HTTP/1.0) waited for each response's end until its timeout, as the gateway answered
     /// HTTP/1.0 requests as HTTP/1.1 and kept their connections.
     @Suite struct PersistentConnectionTests {
+        /// One shop for the three checks below (a shop per check made the whole suite's load peak higher).
+        @Test func connectionRulesAndMalformedRequests() async throws {
+            try await withShop(workers: []) { shop in
+                try await http10ConnectionsEndUnlessKeptAlive(shop)
+                try await http11ConnectionCloseInAnyCase(shop)
+                try await whatTheParserRefusesIsAnsweredInJSON(shop)
+            }
+        }
+
         /// An HTTP/1.0 request ends its connection after the response unless it asks for
         /// `keep-alive`; one that asks keeps it (a second request on it is answered) and is told
         /// so. On the gateway and on an owner service (each server of the shop has the rules).
-        @Test func http10ConnectionsEndUnlessKeptAlive() async throws {
-            try await withShop(workers: []) { shop in
-                for service in [ServiceName.gateway, .customer] {
-                    let port = try loopbackPort(shop.stack.addresses.url(service))
-                    let plain = try await rawExchangeSeeingClose(port: port, Array("GET /customers HTTP/1.0\r\n\r\n".utf8), timeout: 10)
-                    #expect(plain.closedByServer, "\(service) kept an HTTP/1.0 connection: \(plain.answer)")
-                    #expect(plain.answer.hasPrefix("HTTP/1.0 200"), "\(service): \(plain.answer)")
-                    #expect(plain.answer.lowercased().contains("connection: close"), "\(service): \(plain.answer)")
+        func http10ConnectionsEndUnlessKeptAlive(_ shop: TestShop) async throws {
+            for service in [ServiceName.gateway, .customer] {
+                let port = try loopbackPort(shop.stack.addresses.url(service))
+                let plain = try await rawExchangeSeeingClose(port: port, Array("GET /customers HTTP/1.0\r\n\r\n".utf8), timeout: 10)
+                #expect(plain.closedByServer, "\(service) kept an HTTP/1.0 connection: \(plain.answer)")
+                #expect(plain.answer.hasPrefix("HTTP/1.0 200"), "\(service): \(plain.answer)")
+                #expect(plain.answer.lowercased().contains("connection: close"), "\(service): \(plain.answer)")
 
-                    let kept = try await rawExchangeSeeingClose(
-                        port: port, Array("GET /customers HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /healthz HTTP/1.0\r\n\r\n".utf8), timeout: 10)
-                    let answers = kept.answer.components(separatedBy: "HTTP/1.0 200")
-                    #expect(answers.count == 3, "\(service): two answers expected: \(kept.answer)")
-                    #expect(answers.dropFirst().first?.lowercased().contains("connection: keep-alive") == true, "\(service): \(kept.answer)")
-                    #expect(kept.answer.contains(#""status":"ok""#), "\(service): the second request was not answered: \(kept.answer)")
-                    #expect(kept.closedByServer, "\(service) kept the connection after the request that did not ask to keep it")
-                }
+                let kept = try await rawExchangeSeeingClose(
+                    port: port, Array("GET /customers HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /healthz HTTP/1.0\r\n\r\n".utf8), timeout: 10)
+                let answers = kept.answer.components(separatedBy: "HTTP/1.0 200")
+                #expect(answers.count == 3, "\(service): two answers expected: \(kept.answer)")
+                #expect(answers.dropFirst().first?.lowercased().contains("connection: keep-alive") == true, "\(service): \(kept.answer)")
+                #expect(kept.answer.contains(#""status":"ok""#), "\(service): the second request was not answered: \(kept.answer)")
+                #expect(kept.closedByServer, "\(service) kept the connection after the request that did not ask to keep it")
             }
+        }
+
+        /// A request the HTTP parser refuses is answered in JSON naming the part at fault, and its
+        /// connection closed (``MalformedRequestAnswer``; it was an empty 400); headers past the
+        /// limit are 431. The shop goes on serving.
+        func whatTheParserRefusesIsAnsweredInJSON(_ shop: TestShop) async throws {
+            let port = try loopbackPort(shop.gateway.baseURL)
+            let asked: [(String, String, String)] = [
+                ("400", "GET /customers HTTP/1.1\r\nHost: shop\r\nBad Header: y\r\n\r\n", "headers"),
+                ("400", "POST /customers HTTP/1.1\r\nHost: shop\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab", "headers"),
+                ("400", "BREW /customers HTTP/1.1\r\nHost: shop\r\n\r\n", "method"),
+                ("431", "GET /customers HTTP/1.1\r\nHost: shop\r\nX-Big: \(String(repeating: "a", count: 90_000))\r\n\r\n", "headers"),
+            ]
+            for (status, request, field) in asked {
+                let answer = try await rawExchangeSeeingClose(port: port, Array(request.utf8), timeout: 10)
+                let text = answer.answer
+                #expect(text.hasPrefix("HTTP/1.1 \(status)") && text.contains("application/json"), "\(request.prefix(60)): \(text)")
+                #expect(text.contains(#""field":"\#(field)""#) && text.contains("nothing done"), "\(request.prefix(60)): \(text)")
+                #expect(answer.closedByServer, "\(request.prefix(60)): the connection was kept")
+            }
+            #expect(try await shop.gateway.get("/healthz").status == 200)
+            #expect(try await shop.gateway.count("/customers") == 0)
         }
 
         /// `Connection: Close` (any case) ends an HTTP/1.1 connection too; without it the
         /// connection stays open.
-        @Test func http11ConnectionCloseInAnyCase() async throws {
-            try await withShop(workers: []) { shop in
-                let port = try loopbackPort(shop.gateway.baseURL)
-                let closing = try await rawExchangeSeeingClose(port: port, Array("GET /customers HTTP/1.1\r\nHost: shop\r\nConnection: Close\r\n\r\n".utf8), timeout: 10)
-                #expect(closing.closedByServer && closing.answer.hasPrefix("HTTP/1.1 200"), "\(closing.answer)")
-                let kept = try await rawExchangeSeeingClose(port: port, Array("GET /customers HTTP/1.1\r\nHost: shop\r\n\r\n".utf8), timeout: 2)
-                #expect(!kept.closedByServer && kept.answer.hasPrefix("HTTP/1.1 200"), "\(kept.answer)")
-            }
+        func http11ConnectionCloseInAnyCase(_ shop: TestShop) async throws {
+            let port = try loopbackPort(shop.gateway.baseURL)
+            let closing = try await rawExchangeSeeingClose(port: port, Array("GET /customers HTTP/1.1\r\nHost: shop\r\nConnection: Close\r\n\r\n".utf8), timeout: 10)
+            #expect(closing.closedByServer && closing.answer.hasPrefix("HTTP/1.1 200"), "\(closing.answer)")
+            let kept = try await rawExchangeSeeingClose(port: port, Array("GET /customers HTTP/1.1\r\nHost: shop\r\n\r\n".utf8), timeout: 2)
+            #expect(!kept.closedByServer && kept.answer.hasPrefix("HTTP/1.1 200"), "\(kept.answer)")
         }
     }
 }
