@@ -122,9 +122,10 @@ struct CrashTests {
             let ids = try await publish(pool, stream: stream, count: 10)
             let worker = try startProbe(
                 server, stream: stream, group: "g",
-                // 6 s handlers: with 1.5 s, a CI run under full parallel load once saw some finish between the
-                // last invocation and the pending check, so the premise below did not hold.
-                extra: ["--handler-delay-ms", "6000", "--drain-deadline-ms", "20000", "--effects-key", "effects", "--invocations-key", "invocations"])
+                // 12 s handlers: with 1.5 s, a CI run under full parallel load once saw some finish between the
+                // last invocation and the pending check, so the premise below did not hold; with 6 s, a
+                // whole-suite run on 2026-12-05 did too.
+                extra: ["--handler-delay-ms", "12000", "--drain-deadline-ms", "30000", "--effects-key", "effects", "--invocations-key", "invocations"])
             let name = try #require(await probeConsumer(worker))
             #expect(await eventually { try await effectCounts(pool, "invocations").count == ids.count })
             try #require(try await pendingCount(pool, stream: stream, group: "g") == ids.count, "all in flight when the signal comes")
