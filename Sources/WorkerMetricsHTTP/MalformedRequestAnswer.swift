@@ -1,45 +1,59 @@
+import Foundation
 import NIOCore
 import NIOHTTP1
 
 /// Answers a request that NIO's HTTP parser refuses (a space in a header name, two
-/// Content-Lengths, an unknown method...) with a JSON error that says what was wrong, and closes
+/// Content-Lengths, an unknown method...) with a JSON error that says what was wrong, and ends
 /// the connection; Hummingbird answered an empty 400. Headers past the server's limits are 431.
 ///
-/// Only between requests: a request whose head was read and whose body turns out malformed (a
-/// bad chunk) is already being answered by its route, which sees its body fail and answers 400
-/// itself, so the error goes on as before.
+/// Only between requests: when every request read has been answered and no request body is
+/// still coming. Otherwise the error goes on as before: a request whose body turns out
+/// malformed (a bad chunk) is answered by its route, which sees its body fail; one whose
+/// response went out before its body was read, or one pipelined behind a request still being
+/// answered, gets Hummingbird's own 400 after the responses before it (an answer written here
+/// would cut into them: Hummingbird has no pipelining handler before this one).
 final class MalformedRequestAnswer: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias InboundOut = HTTPServerRequestPart
     typealias OutboundIn = HTTPServerResponsePart
     typealias OutboundOut = HTTPServerResponsePart
 
-    /// A request head was read and its response has not ended.
-    private var inRequest = false
+    /// Requests read whose response has not ended.
+    private var unanswered = 0
+    /// A request's head was read and its end has not been.
+    private var readingRequest = false
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if case .head = unwrapInboundIn(data) { inRequest = true }
+        switch unwrapInboundIn(data) {
+        case .head:
+            unanswered += 1
+            readingRequest = true
+        case .end: readingRequest = false
+        case .body: break
+        }
         context.fireChannelRead(data)
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        if case .end = unwrapOutboundIn(data) { inRequest = false }
+        if case .end = unwrapOutboundIn(data) { unanswered = max(0, unanswered - 1) }
         context.write(data, promise: promise)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        guard let parse = error as? HTTPParserError, !inRequest, context.channel.isActive else { return context.fireErrorCaught(error) }
+        guard let parse = error as? HTTPParserError, unanswered == 0, !readingRequest, context.channel.isActive else {
+            return context.fireErrorCaught(error)
+        }
         let (status, field) = Self.answer(parse)
-        let body = #"{"error":"the request is not valid HTTP/1.1 (\#(parse)): nothing done","field":"\#(field)"}"#
+        let body = Self.body(error: "the request is not valid HTTP/1.1 (\(parse)): nothing done", field: field)
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: "application/json; charset=utf-8")
-        headers.add(name: "Content-Length", value: "\(body.utf8.count)")
+        headers.add(name: "Content-Length", value: "\(body.count)")
         headers.add(name: "Connection", value: "close")
-        inRequest = true
+        unanswered += 1
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
-        context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: body)))), promise: nil)
         let channel = context.channel
-        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in ConnectionEnding.closeGracefully(channel) }
     }
 
     /// The status and the part of the request a parser error is about.
@@ -53,5 +67,28 @@ final class MalformedRequestAnswer: ChannelDuplexHandler, RemovableChannelHandle
         case .invalidChunkSize: (.badRequest, "body")
         default: (.badRequest, "request")
         }
+    }
+
+    /// `{"error": ..., "field": ...}`, as the shop's errors.
+    static func body(error: String, field: String) -> [UInt8] {
+        struct Answer: Encodable {
+            var error: String
+            var field: String
+        }
+        return (try? Array(JSONEncoder().encode(Answer(error: error, field: field)))) ?? Array(#"{"error":"the request is not valid HTTP/1.1"}"#.utf8)
+    }
+}
+
+/// Ends a connection after its last response without losing that response: closing both ways
+/// while the client is still sending (a body nobody read) makes the kernel answer with a reset,
+/// and the client may drop the response it had not read yet. So the output is closed first (the
+/// client reads the response, then end of stream) and the connection only after a grace period
+/// in which the client closes its side.
+enum ConnectionEnding {
+    static let grace: TimeAmount = .seconds(2)
+
+    static func closeGracefully(_ channel: any Channel) {
+        channel.close(mode: .output, promise: nil)
+        channel.eventLoop.scheduleTask(in: grace) { channel.close(promise: nil) }
     }
 }

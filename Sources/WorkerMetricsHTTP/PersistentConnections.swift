@@ -20,8 +20,8 @@ import NIOHTTPTypesHTTP1
 ///   reaches the router with `Connection: close`, so Hummingbird ends the connection after it;
 /// - a response to HTTP/1.0 says HTTP/1.0 (NIO then frames a body without a length by closing
 ///   the connection, never by chunks, which HTTP/1.0 has not got), with `Connection: keep-alive`
-///   when the client asked for it and the body has a length, else `Connection: close`, and the
-///   connection is closed once such a response is written.
+///   when the client asked for it and the body has a length, else `Connection: close`; a body
+///   without a length ends with the connection's output (``ConnectionEnding``).
 final class PersistentConnectionRules: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias InboundOut = HTTPServerRequestPart
@@ -33,8 +33,9 @@ final class PersistentConnectionRules: ChannelDuplexHandler, RemovableChannelHan
         var keepAlive: Bool
     }
 
-    /// Requests whose final response head is not written yet, oldest first (NIO's pipelining
-    /// handler lets one through at a time; a queue costs nothing more).
+    /// Requests whose final response head is not written yet, oldest first: Hummingbird has no
+    /// pipelining handler, so every request a client pipelines is read before the first is
+    /// answered.
     private var unanswered = CircularBuffer<Asked>(initialCapacity: 2)
     /// The response being written ends the connection.
     private var closeAfterResponse = false
@@ -54,19 +55,22 @@ final class PersistentConnectionRules: ChannelDuplexHandler, RemovableChannelHan
             let legacy = asked.version.major == 1 && asked.version.minor == 0
             if legacy { head.version = .http1_0 }
             let framed = head.headers.contains(name: "content-length") || !head.status.mayHaveResponseBody
-            let close = !asked.keepAlive || (legacy && !framed)
-            if close {
+            let closeDelimited = legacy && !framed
+            if !asked.keepAlive || closeDelimited {
                 head.headers.replaceOrAdd(name: "Connection", value: "close")
             } else if legacy {
                 head.headers.replaceOrAdd(name: "Connection", value: "keep-alive")
             }
-            closeAfterResponse = close
+            closeAfterResponse = closeDelimited && asked.keepAlive
             context.write(wrapOutboundOut(.head(head)), promise: promise)
         case .end where closeAfterResponse:
+            // Only for a body framed by the end of the connection: a request that does not keep
+            // its connection reached Hummingbird with `Connection: close`, and Hummingbird ends
+            // that connection itself, output first.
             closeAfterResponse = false
             let channel = context.channel
             let written = context.eventLoop.makePromise(of: Void.self)
-            written.futureResult.whenComplete { _ in channel.close(promise: nil) }
+            written.futureResult.whenComplete { _ in ConnectionEnding.closeGracefully(channel) }
             if let promise { written.futureResult.cascade(to: promise) }
             context.writeAndFlush(data, promise: written)
         default:

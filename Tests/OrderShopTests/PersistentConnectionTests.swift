@@ -9,12 +9,14 @@ extension ShopIntegration {
     /// (HTTP/1.0) waited for each response's end until its timeout, as the gateway answered
     /// HTTP/1.0 requests as HTTP/1.1 and kept their connections.
     @Suite struct PersistentConnectionTests {
-        /// One shop for the three checks below (a shop per check made the whole suite's load peak higher).
+        /// One shop for the checks below (a shop per check made the whole suite's load peak higher).
         @Test func connectionRulesAndMalformedRequests() async throws {
             try await withShop(workers: []) { shop in
                 try await http10ConnectionsEndUnlessKeptAlive(shop)
                 try await http11ConnectionCloseInAnyCase(shop)
                 try await whatTheParserRefusesIsAnsweredInJSON(shop)
+                try await anAnswerBeforeTheBodyIsNotLostToAReset(shop)
+                try await garbageBehindAPipelinedRequestWaitsForItsAnswer(shop)
             }
         }
 
@@ -59,6 +61,32 @@ extension ShopIntegration {
             }
             #expect(try await shop.gateway.get("/healthz").status == 200)
             #expect(try await shop.gateway.count("/customers") == 0)
+        }
+
+        /// A request answered before its body was read (413 for a declared 10 MB) that does not
+        /// keep its connection: the client gets the answer and then the end of the stream, not a
+        /// reset (a full close with the body unread in the socket makes the kernel send one, and
+        /// the client may lose the answer).
+        func anAnswerBeforeTheBodyIsNotLostToAReset(_ shop: TestShop) async throws {
+            let port = try loopbackPort(shop.gateway.baseURL)
+            for version in ["1.0", "1.1"] {
+                let head = "POST /customers HTTP/\(version)\r\nHost: shop\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: 10000000\r\n\r\n"
+                let answer = try await rawExchangeSeeingClose(port: port, Array(head.utf8) + Array(repeating: UInt8(ascii: "a"), count: 256 << 10), timeout: 10)
+                #expect(answer.answer.hasPrefix("HTTP/\(version) 413") && answer.answer.contains(#""error""#), "HTTP/\(version): \(answer.answer.prefix(300))")
+                #expect(answer.closedByServer && !answer.answer.contains("[connection reset"), "HTTP/\(version): \(answer.answer.suffix(120))")
+            }
+        }
+
+        /// Garbage pipelined behind a valid request is answered after that request's answer,
+        /// which it does not cut into.
+        func garbageBehindAPipelinedRequestWaitsForItsAnswer(_ shop: TestShop) async throws {
+            let port = try loopbackPort(shop.gateway.baseURL)
+            let answer = try await rawExchangeSeeingClose(port: port, Array("GET /healthz HTTP/1.1\r\nHost: shop\r\n\r\nGET /x y z\r\n\r\n".utf8), timeout: 10)
+            let text = answer.answer
+            let ok = try #require(text.range(of: #"{"redis":"ok","service":"gateway","status":"ok"}"#), "the first answer is not whole: \(text)")
+            #expect(text.hasPrefix("HTTP/1.1 200"), "\(text)")
+            #expect(text[ok.upperBound...].hasPrefix("HTTP/1.1 400"), "\(text)")
+            #expect(answer.closedByServer, "\(text)")
         }
 
         /// `Connection: Close` (any case) ends an HTTP/1.1 connection too; without it the

@@ -9,8 +9,8 @@ public func rawExchange(port: Int, _ request: [UInt8], timeout seconds: Int = 20
     try await rawExchangeSeeingClose(port: port, request, timeout: seconds).answer
 }
 
-/// ``rawExchange(port:_:timeout:)``, and whether the server closed the connection (false: the
-/// reading stopped at the timeout). On a thread of its own: a blocking `recv` on the cooperative
+/// ``rawExchange(port:_:timeout:)``, and whether the server closed the connection in order
+/// (false: the reading stopped at the timeout, or at a reset, which the text then says). On a thread of its own: a blocking `recv` on the cooperative
 /// pool held one of its two threads (2 cores) while the in-process server needed it to answer,
 /// and the whole suite's servers timed out.
 public func rawExchangeSeeingClose(port: Int, _ request: [UInt8], timeout seconds: Int = 20) async throws -> (answer: String, closedByServer: Bool) {
@@ -30,7 +30,9 @@ public func rawExchangeSeeingClose(port: Int, _ request: [UInt8], timeout second
                 n = recv(fd, &chunk, chunk.count, 0)
                 if n > 0 { answer += chunk[0..<n] }
             } while n > 0
-            done.resume(returning: (answer.isEmpty ? "nothing (errno \(errno))" : String(decoding: answer, as: UTF8.self), n == 0))
+            // n < 0: the timeout (EAGAIN), or a reset, which is no orderly close: said in the text.
+            let failure = n < 0 && errno != EAGAIN && errno != EWOULDBLOCK ? " [connection reset or failed: errno \(errno)]" : ""
+            done.resume(returning: ((answer.isEmpty ? "nothing (errno \(errno))" : String(decoding: answer, as: UTF8.self)) + failure, n == 0))
         }
         thread.start()
     }
