@@ -26,8 +26,12 @@ import Testing
 
         var result: [Int]? { taken.items.withLock { $0 } }
 
-        /// What it returned, waiting at most `timeout` (nil: still waiting then).
-        func returned(within timeout: Duration = .seconds(10)) async -> [Int]? {
+        /// What it returned, waiting at most `timeout` (nil: still waiting then). 30 s: below the
+        /// 60-s lingers the tests tell apart, and above the stalls a whole-suite run's start gives
+        /// this process (a 50-ms linger not ended within 10 s, twice on 2026-12-05: every test
+        /// that started with it, trivial ones too, ended some 14 s later, while the suite started
+        /// its hundreds of connection threads and redis-servers).
+        func returned(within timeout: Duration = .seconds(30)) async -> [Int]? {
             _ = await eventually(timeout: timeout, every: .milliseconds(5)) { result != nil }
             return result
         }
@@ -66,7 +70,7 @@ import Testing
         let queue = BatchQueue<Int>()
         queue.append(contentsOf: [1, 2])
         let taker = Taker(queue, target: 100, linger: .milliseconds(50))
-        #expect(await taker.returned() == [1, 2], "a 50-ms linger did not end within 10 s")
+        #expect(await taker.returned() == [1, 2], "a 50-ms linger did not end within 30 s")
         // The next take is not cut short by the last linger's timer.
         queue.append(contentsOf: [3])
         let next = Taker(queue, target: 3, linger: .seconds(60))
