@@ -1,9 +1,5 @@
-import Hummingbird
-import HummingbirdCore
-import Logging
 import NIOCore
 import NIOHTTP1
-import NIOHTTPTypesHTTP1
 
 /// HTTP/1.x's rules for keeping a connection open, which the version-free HTTP types lose.
 ///
@@ -76,38 +72,5 @@ final class PersistentConnectionRules: ChannelDuplexHandler, RemovableChannelHan
         default:
             context.write(data, promise: promise)
         }
-    }
-}
-
-/// Hummingbird's HTTP/1.1 channel with ``MalformedRequestAnswer`` and ``PersistentConnectionRules``
-/// before its conversion to the HTTP types.
-struct HTTP1ChannelKeepingRules: ServerChildChannel, HTTPChannelHandler {
-    typealias Value = HTTP1Channel.Value
-    let http1: HTTP1Channel
-
-    var responder: HTTPChannelHandler.Responder { http1.responder }
-
-    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
-        http1.setup(channel: channel, logger: logger).flatMapThrowing { value in
-            let pipeline = channel.pipeline.syncOperations
-            let conversion = try pipeline.handler(type: HTTP1ToHTTPServerCodec.self)
-            try pipeline.addHandler(MalformedRequestAnswer(), position: .before(conversion))
-            try pipeline.addHandler(PersistentConnectionRules(), position: .before(conversion))
-            return value
-        }
-    }
-
-    func handle(value: Value, logger: Logger) async {
-        await http1.handle(value: value, logger: logger)
-    }
-}
-
-extension HTTPServerBuilder {
-    /// HTTP/1.1 as Hummingbird's `.http1(configuration:)`, keeping HTTP/1.x's connection rules
-    /// (``PersistentConnectionRules``) and answering what its parser refuses in JSON
-    /// (``MalformedRequestAnswer``): every server of the `ordershop` binary (the shop's
-    /// services and gateway, the dashboard, a worker's metrics).
-    public static func http1KeepingConnectionRules(configuration: HTTP1Channel.Configuration = .init()) -> HTTPServerBuilder {
-        HTTPServerBuilder { responder in HTTP1ChannelKeepingRules(http1: HTTP1Channel(responder: responder, configuration: configuration)) }
     }
 }
