@@ -1,5 +1,6 @@
+import Foundation
 import LocalRedis
-import RedisClient
+@testable import RedisClient
 import Synchronization
 import TestSupport
 import Testing
@@ -64,6 +65,56 @@ import Testing
             let values = await client.pipeline(confirmed.map { GET(RedisArgument("\(tag):\($0)")) })
             let lost = zip(confirmed, values).filter { (try? $1.get()) != Array(String($0).utf8) }.map(\.0)
             #expect(lost.isEmpty, "confirmed writes lost: \(lost)")
+        }
+    }
+
+    /// A primary frozen (SIGSTOP: it still accepts connections and answers nothing), as a
+    /// network partition or a hung VM leaves it. One command to it times out before its replica
+    /// is promoted; no other command fails, and yet the client finds the promoted replica
+    /// (refreshing every second after the timeout, ``RedisClusterConfiguration/suspectWindow``),
+    /// long before its periodic refresh (2 minutes here). Before, it refreshed once at the
+    /// timeout (too early: the old map) and kept the frozen primary until the next timeout or
+    /// the periodic refresh: a user-style trial's shop got 503s for ~15 s after the election.
+    @Test func aFrozenPrimaryIsLeftForItsPromotedReplica() async throws {
+        try await withLocalCluster(client: { configuration in
+            configuration.node.timeouts.command = .milliseconds(500)
+            configuration.refreshInterval = .seconds(120)
+        }) { cluster, client in
+            try await client.connect()
+            let tag = "{frozen-primary}"
+            let slot = HashSlot(key: tag)
+            let oldPrimary = try #require(client.primary(for: slot))
+            let frozen = cluster.nodes[try #require(cluster.index(ofPort: oldPrimary.port))]
+            frozen.signal(SIGSTOP)
+            defer { frozen.signal(SIGCONT) }
+            await #expect(throws: RedisError.self) { try await client.send(SET(RedisArgument("\(tag):a"), "1")) }
+            // The cluster's node timeout is 2 s; 20 s is far below the periodic refresh.
+            var polls = 0
+            while client.primary(for: slot) == oldPrimary && polls < 200 {
+                try await Task.sleep(for: .milliseconds(100))
+                polls += 1
+            }
+            #expect(client.primary(for: slot) != oldPrimary, "still routed to the frozen primary after \(polls) polls")
+            #expect(try await client.send(SET(RedisArgument("\(tag):b"), "1")))
+        }
+    }
+
+    /// A refresh asks a frozen node for its view too, and waits at most
+    /// ``RedisClusterConfiguration/discoveryTimeout`` (1 s) for it, not the command timeout
+    /// (60 s here: the suite's time limit would end a refresh that waited it out).
+    @Test(.timeLimit(.minutes(1))) func aRefreshDoesNotWaitOutAFrozenNode() async throws {
+        try await withLocalCluster(client: { configuration in
+            configuration.node.timeouts.command = .seconds(60)
+            // Every node in one batch, so that the frozen one is always asked.
+            configuration.discoveryNodes = 6
+        }) { cluster, client in
+            try await client.connect()
+            let frozen = cluster.nodes[0]
+            frozen.signal(SIGSTOP)
+            defer { frozen.signal(SIGCONT) }
+            let before = client.statistics.refreshes
+            try await client.refreshTopology(ifOlderThan: nil)
+            #expect(client.statistics.refreshes == before + 1)
         }
     }
 

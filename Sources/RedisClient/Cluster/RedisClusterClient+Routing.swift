@@ -45,7 +45,9 @@ extension RedisClusterClient {
                     try? await refreshTopology(ifOlderThan: configuration.refreshCooldown)
                     try await backOff(attempt: &attempt)
                 case .fail(let refresh):
-                    if refresh { requestRefresh() }
+                    // A timeout or a cut connection: the node may be frozen, its replica promoted
+                    // a node timeout later; keep looking until then.
+                    if refresh { requestRefresh(suspect: [.timeout, .outcomeUnknown, .io].contains(error.code)) }
                     throw error
                 }
             }

@@ -5,8 +5,11 @@ import Synchronization
 /// requests for one that ``RedisClusterClient/run()`` waits for.
 extension RedisClusterClient {
     /// Asks for a refresh by ``run()`` (MOVED, a node that stopped answering). Never waits.
-    func requestRefresh() {
+    /// `suspect`: a command to a node timed out or was cut off, so ``run()`` keeps refreshing
+    /// often for a while (``RedisClusterConfiguration/suspectWindow``).
+    func requestRefresh(suspect: Bool = false) {
         let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            if suspect { s.suspectUntil = .now + configuration.suspectWindow }
             if let w = s.runWaiter {
                 s.runWaiter = nil
                 return w
@@ -15,6 +18,18 @@ extension RedisClusterClient {
             return nil
         }
         waiter?.resume()
+    }
+
+    /// How long ``run()`` waits for a request before it refreshes anyway.
+    func nextRefreshInterval() -> Duration {
+        state.withLock { s in
+            guard let until = s.suspectUntil else { return configuration.refreshInterval }
+            guard ContinuousClock.now < until else {
+                s.suspectUntil = nil
+                return configuration.refreshInterval
+            }
+            return min(configuration.suspectRefreshInterval, configuration.refreshInterval)
+        }
     }
 
     /// Returns after `interval` or at a refresh request, whichever comes first; throws when cancelled.
@@ -160,15 +175,27 @@ extension RedisClusterClient {
         do {
             var config = configuration.configuration(for: address)
             config.timeouts.connect = min(config.timeouts.connect, .seconds(2))
+            config.timeouts.command = min(config.timeouts.command, configuration.discoveryTimeout)
+            // With a map to keep, one connect attempt: a node that does not answer now (dead,
+            // refusing) is left out of this refresh's vote instead of holding it for the
+            // reconnect window. The first discovery still waits for a cluster that is starting.
+            if state.withLock({ !$0.map.isEmpty }) { config.reconnect.retryWindow = .zero }
             let connection = try RedisConnection(configuration: config, logger: logger)
-            let shards: [ClusterShardDescription]
+            let shards: Result<[ClusterShardDescription], any Error>
             do {
-                shards = try await connection.send(CLUSTERSHARDS())
+                shards = .success(try await connection.send(CLUSTERSHARDS()))
             } catch let error as RedisError where CLUSTERSHARDS.isUnsupported(error) {
-                shards = try await connection.send(CLUSTERSLOTS())  // before Redis 7.0
+                do {
+                    shards = .success(try await connection.send(CLUSTERSLOTS()))  // before Redis 7.0
+                } catch {
+                    shards = .failure(error)
+                }
+            } catch {
+                shards = .failure(error)
             }
+            // Closed whatever the answer (a failed one left it to deinit before).
             await connection.close()
-            return .success(SlotMap(shards: shards) { node in self.address(of: node, answeredBy: address) })
+            return .success(SlotMap(shards: try shards.get()) { node in self.address(of: node, answeredBy: address) })
         } catch {
             return .failure(RedisError.wrapping(error))
         }

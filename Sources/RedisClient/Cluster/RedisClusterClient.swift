@@ -34,6 +34,9 @@ public final class RedisClusterClient: Sendable {
         var refreshRequested = false
         var runWaiter: CheckedContinuation<Void, Never>?
         var runWaiterCancelled = false
+        /// Until when ``run()`` refreshes every ``RedisClusterConfiguration/suspectRefreshInterval``
+        /// (a command to a node timed out or was cut off).
+        var suspectUntil: ContinuousClock.Instant?
         var closed = false
     }
     let state = Mutex(State())
@@ -65,7 +68,7 @@ public final class RedisClusterClient: Sendable {
     public func run() async throws {
         while true {
             // Throws CancellationError when the task is cancelled: that ends the loop.
-            try await waitForRefreshRequest(upTo: configuration.refreshInterval)
+            try await waitForRefreshRequest(upTo: nextRefreshInterval())
             do {
                 try await refreshTopology(ifOlderThan: configuration.refreshCooldown)
             } catch {

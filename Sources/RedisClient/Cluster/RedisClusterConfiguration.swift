@@ -20,6 +20,19 @@ public struct RedisClusterConfiguration: Sendable {
     public var retryWindow: Duration = .seconds(15)
     /// How many nodes one refresh asks at once for their view (their majority wins).
     public var discoveryNodes: Int = 3
+    /// How long a refresh waits for one node's view (`CLUSTER SHARDS`, answered in
+    /// microseconds by a node that works), at most: a frozen node (SIGSTOP, a hung VM) still
+    /// accepts connections, and with the command timeout (5 s) every refresh that asked it
+    /// waited that long, so a user-style trial's shop reached the promoted replica only ~15 s
+    /// after the election.
+    public var discoveryTimeout: Duration = .seconds(1)
+    /// After a command to a node timed out or was cut off (the node may be frozen or gone),
+    /// ``RedisClusterClient/run()`` refreshes every ``suspectRefreshInterval`` for this long,
+    /// not only every ``refreshInterval``: the replica's promotion comes a node timeout later,
+    /// and no further command may fail to ask for it. Keep it above the cluster's node timeout
+    /// plus an election.
+    public var suspectWindow: Duration = .seconds(30)
+    public var suspectRefreshInterval: Duration = .seconds(1)
 
     public init(seeds: [ClusterNodeAddress], node: RedisConfiguration) {
         self.seeds = seeds
