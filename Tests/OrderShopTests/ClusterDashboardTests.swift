@@ -122,6 +122,50 @@ import Testing
         }
     }
 
+    @Test("a primary dead and not replaced (the cluster down): the read fails naming that primary and its slots, not only CLUSTERDOWN")
+    func aClusterDownNamesTheShardThatIsDown() async throws {
+        try await withLocalCluster { cluster, client in
+            let stream = EntityType.customer.stream(.created)
+            try await client.connect()
+            // A stream on every primary: each node then reads a key, which a cluster that is
+            // down refuses (a node without one answers its SCAN, and the view is not refused).
+            var streams = [stream]
+            for n in 0..<300 where Set(streams.compactMap { client.primary(for: HashSlot(key: $0)) }).count < 3 {
+                let name = "ops:{\(n)}"
+                if let primary = client.primary(for: HashSlot(key: name)), !streams.contains(where: { client.primary(for: HashSlot(key: $0)) == primary }) {
+                    streams.append(name)
+                }
+            }
+            #expect(Set(streams.compactMap { client.primary(for: HashSlot(key: $0)) }).count == 3)
+            for name in streams { _ = try await client.send(XGROUPCREATE(RedisArgument(name), group: "crm", id: "0", makeStream: true)) }
+            let pools = ClusterPrimaryPools(client: client)
+            let reader = OperationsReader(clusterPrimaries: pools)
+            #expect(try await reader.read().unread == nil)
+            let (_, replicasOf) = try await cluster.roles()
+            let holder = try #require(client.primary(for: HashSlot(key: stream)))
+            let old = try #require(cluster.index(ofPort: holder.port))
+            // Its replica may not take over: the shard stays without a primary.
+            for replica in replicasOf[old] ?? [] {
+                let connection = try RedisConnection(configuration: cluster.nodeConfiguration(replica))
+                _ = try await connection.send(["CONFIG", "SET", "cluster-replica-no-failover", "yes"])
+                await connection.close()
+            }
+            await cluster.nodes[old].kill()
+            var failure = ""
+            let named = await eventually(timeout: .seconds(30)) {
+                do {
+                    _ = try await reader.read()
+                    return false
+                } catch {
+                    failure = "\(error)"
+                    return failure.contains("CLUSTERDOWN") && failure.contains(cluster.addresses[old]) && failure.contains("slots")
+                }
+            }
+            #expect(named, "last read: \(failure)")
+            await pools.shutdown()
+        }
+    }
+
     @Test("a primary frozen (SIGSTOP): every read names it as not read and shows the others; none fails")
     func aFrozenPrimaryIsNamedNotRead() async throws {
         // Short command timeouts: each read waits for the frozen node's own streams that long.

@@ -18,6 +18,26 @@ import RedisClient
         #expect(!shown.message.contains("user_script"), "\(shown)")
     }
 
+    // Replies that say the command did not run and may run later: 503 without an outcome, not
+    // a 500 (a trial's stopped shard answered "CLUSTERDOWN The cluster is down" with 500).
+    @Test(arguments: [
+        "CLUSTERDOWN The cluster is down", "CLUSTERDOWN Hash slot not served", "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.",
+        "TRYAGAIN Multiple keys request during rehashing of slot", "MOVED 13865 127.0.0.1:40103", "ASK 3999 127.0.0.1:6381",
+        "LOADING Redis is loading the dataset in memory", "READONLY You can't write against a read only replica.",
+        "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.",
+    ])
+    func repliesOfAServerThatServesNobodyNowAreUnavailable(_ reply: String) throws {
+        let shown = ShopError.from(RedisError(serverReply: reply))
+        #expect(shown.status == 503, "\(shown)")
+        #expect(shown.outcome == nil, "\(shown)")
+        #expect(shown.message.contains(String(reply.prefix { $0 != " " })), "\(shown)")
+    }
+
+    @Test func otherServerErrorsStayInternal() {
+        let shown = ShopError.from(RedisError(serverReply: "ERR Error running script (call to f_3b4d): @user_script:12: bad argument"))
+        #expect(shown.status == 500, "\(shown)")
+    }
+
     @Test func jsonMediaTypeIsRecognisedByteByByte() {
         for accepted in ["application/json", "Application/JSON", " application/json ", "application/json; charset=utf-8", "\tapplication/json;x"] {
             #expect(isJSONMediaType(accepted), "\(accepted)")

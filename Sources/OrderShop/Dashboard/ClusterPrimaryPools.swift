@@ -13,6 +13,13 @@ import Synchronization
 public final class ClusterPrimaryPools: Sendable {
     private let client: RedisClusterClient
     private let pools = Mutex<[ClusterNodeAddress: RedisConnectionPool]>([:])
+    private let failed = Mutex<[String]>([])
+
+    /// The shards of the last ``current()`` whose primary the cluster marks failed (or
+    /// loading) and no replica has replaced: each as its address, slots and health. While
+    /// one is, a cluster that requires full coverage (Redis's default) refuses every command
+    /// with CLUSTERDOWN, and this is what an operator needs to be told.
+    var failedPrimaries: [String] { failed.withLock { $0 } }
 
     public init(client: RedisClusterClient) {
         self.client = client
@@ -30,6 +37,13 @@ public final class ClusterPrimaryPools: Sendable {
             shards = try await client.sendToFirstAnswering(CLUSTERSLOTS())
         }
         let primaries = Set(shards.filter { !$0.slots.isEmpty }.compactMap { $0.primary.flatMap { client.address(of: $0) } })
+        failed.withLock { failed in
+            failed = shards.compactMap { shard in
+                guard !shard.slots.isEmpty, let primary = shard.primary, primary.health != "online" else { return nil }
+                let address = client.address(of: primary)?.description ?? primary.id
+                return "\(address) (slots \(shard.slots.map(\.description).joined(separator: ",")), \(primary.health))"
+            }
+        }
         // New primaries' pools are made outside the lock (a TLS context reads its files).
         let known = pools.withLock { Set($0.keys) }
         var made: [ClusterNodeAddress: RedisConnectionPool] = [:]

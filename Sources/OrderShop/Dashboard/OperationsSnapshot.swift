@@ -149,13 +149,23 @@ public struct OperationsReader: Sendable {
     }
 
     public func read() async throws -> OperationsSnapshot {
-        guard case .clusterPrimaries = source else { return try await read(try await nodes()) }
+        guard case .clusterPrimaries(let pools) = source else { return try await read(try await nodes()) }
         do {
-            return try await read(try await nodes())
-        } catch let error as RedisError where error.code == .moved {
-            // The node asked for the primaries had not yet heard of a failover, and a demoted
-            // one answered MOVED: ask again (another node, or the same one caught up).
-            return try await read(try await nodes())
+            do {
+                return try await read(try await nodes())
+            } catch let error as RedisError where error.code == .moved {
+                // The node asked for the primaries had not yet heard of a failover, and a demoted
+                // one answered MOVED: ask again (another node, or the same one caught up).
+                return try await read(try await nodes())
+            }
+        } catch let error as RedisError where error.code == .clusterDown && !pools.failedPrimaries.isEmpty {
+            // Every node refused: name the shard that is down (a user-style trial's `status`
+            // said only "CLUSTERDOWN The cluster is down", and never which node).
+            throw RedisError(
+                .clusterDown,
+                "\(error.message): no primary serves \(pools.failedPrimaries.joined(separator: "; ")) and no replica has taken over; "
+                    + "until one does, every node refuses commands (the nodes' cluster-require-full-coverage)",
+                underlying: error)
         }
     }
 
@@ -196,7 +206,15 @@ public struct OperationsReader: Sendable {
                 unread.append(.init(node: nodeNames?[index] ?? "node \(index + 1)", error: "\(error)"))
             }
         }
-        if let firstError, unread.count == nodes.count { throw firstError }
+        if let firstError, unread.count == nodes.count {
+            // A cluster that lost a shard: the others' CLUSTERDOWN says more than the lost
+            // node's refused connection.
+            let clusterDown = results.lazy.compactMap { result -> RedisError? in
+                if case .failure(let error as RedisError) = result, error.code == .clusterDown { return error }
+                return nil
+            }.first
+            throw clusterDown ?? firstError
+        }
         return OperationsSnapshot(
             time: Date().timeIntervalSince1970, streams: OperationsSnapshot.Stream.logical(streams), unread: unread.isEmpty ? nil : unread)
     }

@@ -125,6 +125,14 @@ public struct ShopError: Error, Sendable, Hashable, CustomStringConvertible {
             if e.code == .noPermission || e.code.isServerError && Self.isACLRefusal(e.message) {
                 return .unavailable("event store unavailable: this service's Redis user may not use the keys it needs (its ACL; see deploy/redis/users.acl)")
             }
+            // Redis answered that it serves nobody now (a cluster that lost a shard, a primary
+            // being replaced, a server loading its data or busy with a script): the command did
+            // not run, and the same request may succeed later. The cluster client retries these
+            // within its window first; what is left was a 500 "CLUSTERDOWN The cluster is down"
+            // after 15 s (a user-style trial stopped a primary whose replica could not take over).
+            if e.isClusterRedirect || [.loading, .readOnly, .busy].contains(e.code) {
+                return .unavailable("event store unavailable: \(LogText.escaped(e.message, limit: 200))")
+            }
             if e.code.isServerError {
                 return ShopError(status: 500, message: "event store error: \(e.message)")
             }
