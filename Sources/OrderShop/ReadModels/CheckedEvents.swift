@@ -89,10 +89,21 @@ extension EntityType {
         case .customer: return problem(Customer.self)
         case .product: return problem(Product.self)
         case .inventory: return problem(Inventory.self)
-        case .order: return problem(Order.self)
+        case .order:
+            switch Order.shaped(json) {
+            case .failure(let problem): return problem.reason
+            // The workers' rule too: the commands never make one.
+            case .success(let order): return order.productIDs.isEmpty ? Order.noProducts : nil
+            }
         case .billing: return problem(Billing.self)
         }
     }
+}
+
+extension Order {
+    /// Why an order event is malformed when its order has no products (the rebuild and the
+    /// workers, ``Delivery/shopEntity(_:)``, say it alike).
+    static let noProducts = "entity is an order of no products: field 'product_ids' is empty"
 }
 
 extension ShopEntity {

@@ -1,4 +1,5 @@
 import RedisClient
+import StreamWorker
 
 /// An entry of an entity stream that is not an event a read model may hold, and why.
 public struct MalformedEntry: Error, Sendable, Hashable, CustomStringConvertible {
@@ -37,10 +38,19 @@ public struct RecordedEvent: Sendable, Hashable {
         }
         guard let id = entry.streamID else { return malformed("its entry id '\(entry.id)' is not a stream id") }
         guard let json = entry["entity"] else { return malformed("no entity field") }
-        guard case .object(let object)? = try? JSONCoding.decode(JSONValue.self, from: json) else {
-            return malformed("entity is not a JSON object")
+        // The workers' parser and rules (``Delivery/shopEntity(_:)``): Foundation's decoder took
+        // `{"id":"m3",...,"id":"m4"}`, and a rebuild then served that entity with two ids (a
+        // user-style trial's XADD; the workers dead-lettered it for the duplicate key).
+        let value: JSONValue
+        do {
+            value = try JSONValue.parse(json)
+        } catch {
+            return malformed("entity is not valid JSON: \(error.message)")
         }
+        guard case .object(let object) = value else { return malformed("entity is not a JSON object") }
         guard case .string(let objectID)? = object["id"] else { return malformed("entity has no string id") }
+        // An empty or blank event_id, which the workers dead-letter, was folded in as well.
+        if let problem = Delivery.eventIDProblem(in: entry.fields) { return malformed(problem) }
         let version: Int?
         switch envelope(of: objectID, field: entry.string) {
         case .success(let v): version = v
@@ -65,7 +75,7 @@ public struct RecordedEvent: Sendable, Hashable {
     /// Why `json` is not the state of entity `id` (nil when it is): it must be a JSON object
     /// whose `id` is `id`.
     public static func problem(ofEntity json: [UInt8], id: String) -> String? {
-        guard case .object(let object)? = try? JSONCoding.decode(JSONValue.self, from: json) else { return "not a JSON object" }
+        guard case .object(let object)? = try? JSONValue.parse(json) else { return "not a JSON object" }
         guard case .string(let objectID)? = object["id"] else { return "has no string id" }
         return objectID == id ? nil : "its id '\(objectID)' is not '\(id)'"
     }

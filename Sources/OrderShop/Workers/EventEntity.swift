@@ -30,7 +30,7 @@ extension Delivery {
         if case .failure(let problem) = RecordedEvent.envelope(of: id, field: string) { throw MalformedEvent(problem.reason) }
         let entity = try E.shaped(json).get()
         if let order = entity as? Order, order.productIDs.isEmpty {
-            throw MalformedEvent("entity is an order of no products: field 'product_ids' is empty")
+            throw MalformedEvent(Order.noProducts)
         }
         return entity
     }
