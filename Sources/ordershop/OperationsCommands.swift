@@ -31,10 +31,19 @@ struct StatusCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let configuration = try redis.configuration()
-        if watch, try await usesRedisCluster(configuration) { return try await watchCluster(try RedisClusterConfiguration(configuration)) }
+        var configuration = try redis.configuration()
+        if watch {
+            // A watch outlives outages: each reading tries to connect once, so a Redis that is
+            // away is shown at the next refresh (it kept the last table for the 5-s reconnect
+            // window, and redrew every ~7 s), and one that is not there yet is shown and waited
+            // for (it exited 1). Both found by a user-style trial.
+            configuration.reconnect.retryWindow = .zero
+            if try await waitingForRedis({ try await usesRedisCluster(configuration) }) {
+                return try await watchCluster(try RedisClusterConfiguration(configuration))
+            }
+        }
         // Every primary of a Redis Cluster, or the one server.
-        let pools = try await RedisNodePools.primaries(configuration)
+        let pools = try await watch ? waitingForRedis { try await RedisNodePools.primaries(configuration) } : RedisNodePools.primaries(configuration)
         let reader = OperationsReader(
             nodes: pools, nodeNames: pools.map { $0.configuration.endpoint.description }, match: match, listsDeadLetters: false)
         do {
@@ -65,7 +74,7 @@ struct StatusCommand: AsyncParsableCommand {
     /// moves the figures to the promoted node), through a cluster client whose topology upkeep
     /// runs beside it.
     private func watchCluster(_ configuration: RedisClusterConfiguration) async throws {
-        let client = try await RedisNodePools.connected(configuration)
+        let client = try await waitingForRedis { try await RedisNodePools.connected(configuration) }
         let primaries = ClusterPrimaryPools(client: client)
         let reader = OperationsReader(clusterPrimaries: primaries, match: match, listsDeadLetters: false)
         let outcome: Result<Void, any Error>
@@ -103,9 +112,37 @@ struct StatusCommand: AsyncParsableCommand {
             } catch {
                 text = "cannot read the streams: \(error)\n"
             }
-            // Home, clear the screen, then the whole frame in one write (no flicker of half a table).
-            FileHandle.standardOutput.write(Data(("\u{1B}[H\u{1B}[2J" + "ordershop status, every \(interval) s (Ctrl-C stops)\n\n" + text).utf8))
+            draw(text)
             try await Task.sleep(for: .milliseconds(Int(interval * 1000)))
+        }
+    }
+
+    /// One frame of `--watch`: home, clear the screen, then the whole frame in one write (no
+    /// flicker of half a table).
+    private func draw(_ text: String) {
+        FileHandle.standardOutput.write(Data(("\u{1B}[H\u{1B}[2J" + "ordershop status, every \(interval) s (Ctrl-C stops)\n\n" + text).utf8))
+    }
+
+    /// `attempt` again every `--interval` while Redis cannot be reached, each failure drawn as a
+    /// frame; any other error (a refused password, a wrong CA) ends the command.
+    private func waitingForRedis<T>(_ attempt: () async throws -> T) async throws -> T {
+        while true {
+            do {
+                return try await attempt()
+            } catch let error as RedisError where Self.isOutage(error) {
+                draw("cannot reach Redis: \(error)\n(trying again every \(interval) s)\n")
+                try await Task.sleep(for: .milliseconds(Int(interval * 1000)))
+            }
+        }
+    }
+
+    /// Errors of a Redis that is away, restarting or failing over, not of a wrong setting.
+    static func isOutage(_ error: RedisError) -> Bool {
+        switch error.code {
+        case .connectionRefused, .connectTimeout, .hostNotFound, .connectionClosed, .io, .timeout, .outcomeUnknown, .loading, .clusterDown, .masterDown,
+            .tryAgain:
+            true
+        default: false
         }
     }
 
@@ -346,7 +383,8 @@ struct TrimCommand: AsyncParsableCommand {
 
     func run() async throws {
         var rows = [["STREAM", "GROUPS", "REMOVED", "KEPT FROM", "NOTE"]]
-        defer { printTable(rows) }
+        // What was trimmed before a failure is printed; nothing at all, not a bare header.
+        defer { if rows.count > 1 { printTable(rows) } }
         try await EntitySelection.run(try EntitySelection.types(entity), redis: redis, verb: "trim") { type, pool in
             let result = try await EventRetention(pool: pool).trim(type, maxLength: maxlen)
             for (r, position) in zip(result.streams, result.snapshot.positions) {

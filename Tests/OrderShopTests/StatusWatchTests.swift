@@ -32,4 +32,28 @@ import Testing
             await pool.shutdown()
         }
     }
+
+    /// A watch started while Redis is away shows why in its frames and keeps going (it exited 1
+    /// at once); the server's start shows its figures; the server's stop shows its absence
+    /// again, and the watch keeps going.
+    @Test func watchWaitsOutARedisThatIsAway() async throws {
+        let ordershop = try builtProduct("ordershop")
+        let port = try LocalRedisServer.freePort()
+        let child = try ChildProcess(ordershop, ["status", "--watch", "--interval", "0.2", "--url", "redis://127.0.0.1:\(port)"])
+        func lastFrame() -> String { child.output.components(separatedBy: "\u{1B}[2J").last ?? "" }
+        #expect(await eventually { lastFrame().contains("cannot reach Redis") && lastFrame().contains("connection refused") }, "\(child.output.suffix(1000))")
+        #expect(child.isRunning)
+        var options = LocalRedisServer.Options()
+        options.port = port
+        try await withRedisServer(options) { server in
+            let pool = try server.makePool()
+            _ = try await pool.send(XGROUPCREATE(RedisArgument("orders:{away}"), group: "mailer", id: "0", makeStream: true))
+            #expect(await eventually { lastFrame().contains("orders:{away}") }, "\(child.output.suffix(1000))")
+            await pool.shutdown()
+        }
+        #expect(await eventually { lastFrame().contains("cannot read the streams") || lastFrame().contains("cannot reach Redis") }, "\(child.output.suffix(1000))")
+        #expect(child.isRunning)
+        await child.stop(signal: SIGINT)
+        #expect(!child.isRunning)
+    }
 }
