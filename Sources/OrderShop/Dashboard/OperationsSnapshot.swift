@@ -207,13 +207,17 @@ public struct OperationsReader: Sendable {
             }
         }
         if let firstError, unread.count == nodes.count {
-            // A cluster that lost a shard: the others' CLUSTERDOWN says more than the lost
-            // node's refused connection.
-            let clusterDown = results.lazy.compactMap { result -> RedisError? in
-                if case .failure(let error as RedisError) = result, error.code == .clusterDown { return error }
+            // Every node, each with its error: a cluster that lost a shard has the lost node's
+            // refused connection (which names it) beside the others' CLUSTERDOWN, and either
+            // alone says too little. The code: CLUSTERDOWN when a node said so (``read()`` then
+            // adds the shards without a primary), else the first node's.
+            let errors = results.compactMap { result -> (any Error)? in
+                if case .failure(let error) = result { return error }
                 return nil
-            }.first
-            throw clusterDown ?? firstError
+            }
+            let clusterDown = errors.contains { ($0 as? RedisError)?.code == .clusterDown }
+            let code = clusterDown ? .clusterDown : (firstError as? RedisError)?.code ?? .io
+            throw RedisError(code, "no node could be read: " + unread.map { "\($0.node): \($0.error)" }.joined(separator: "; "), underlying: firstError)
         }
         return OperationsSnapshot(
             time: Date().timeIntervalSince1970, streams: OperationsSnapshot.Stream.logical(streams), unread: unread.isEmpty ? nil : unread)

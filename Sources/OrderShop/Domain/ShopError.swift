@@ -131,7 +131,8 @@ public struct ShopError: Error, Sendable, Hashable, CustomStringConvertible {
             // within its window first; what is left was a 500 "CLUSTERDOWN The cluster is down"
             // after 15 s (a user-style trial stopped a primary whose replica could not take over).
             if e.isClusterRedirect || [.loading, .readOnly, .busy].contains(e.code) {
-                return .unavailable("event store unavailable: \(LogText.escaped(e.message, limit: 200))")
+                // The limit leaves room for every shard a cluster lost (the operations view names each).
+                return .unavailable("event store unavailable: \(LogText.escaped(e.message, limit: 2000))")
             }
             if e.code.isServerError {
                 return ShopError(status: 500, message: "event store error: \(e.message)")

@@ -47,7 +47,7 @@ extension RedisClusterClient {
                 case .fail(let refresh):
                     // A timeout or a cut connection: the node may be frozen, its replica promoted
                     // a node timeout later; keep looking until then.
-                    if refresh { requestRefresh(suspect: [.timeout, .outcomeUnknown, .io].contains(error.code)) }
+                    if refresh { requestRefresh(after: error) }
                     throw error
                 }
             }

@@ -4,9 +4,21 @@ import Synchronization
 /// Topology: discovering the slot map from several nodes, collapsed refreshes, and the
 /// requests for one that ``RedisClusterClient/run()`` waits for.
 extension RedisClusterClient {
+    /// Asks for a refresh by ``run()`` after `error` from a node: one that says the node may be
+    /// frozen or gone (a command that timed out or was cut off) also makes ``run()`` refresh
+    /// often for a while (``RedisClusterConfiguration/suspectWindow``). Never waits.
+    func requestRefresh(after error: RedisError) {
+        requestRefresh(suspect: Self.suspectsNode(error))
+    }
+
+    /// A command to the node timed out or its connection was cut: the node may be frozen (a
+    /// SIGSTOP, a hung VM, a partition), and its replica promoted a node timeout later.
+    static func suspectsNode(_ error: RedisError) -> Bool {
+        [.timeout, .outcomeUnknown, .io].contains(error.code)
+    }
+
     /// Asks for a refresh by ``run()`` (MOVED, a node that stopped answering). Never waits.
-    /// `suspect`: a command to a node timed out or was cut off, so ``run()`` keeps refreshing
-    /// often for a while (``RedisClusterConfiguration/suspectWindow``).
+    /// `suspect`: see ``requestRefresh(after:)``.
     func requestRefresh(suspect: Bool = false) {
         let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
             if suspect { s.suspectUntil = .now + configuration.suspectWindow }
@@ -28,7 +40,8 @@ extension RedisClusterClient {
                 s.suspectUntil = nil
                 return configuration.refreshInterval
             }
-            return min(configuration.suspectRefreshInterval, configuration.refreshInterval)
+            // Not below the cooldown: a refresh asked sooner is skipped, and the loop would spin.
+            return min(max(configuration.suspectRefreshInterval, configuration.refreshCooldown), configuration.refreshInterval)
         }
     }
 
@@ -166,8 +179,13 @@ extension RedisClusterClient {
             if let best = views.max(by: { $0.votes < $1.votes }) { return best.map }
         }
         // The first node's error code (a wrong CA fails every node alike), every node's reason.
+        // A view asked for and not given in time is no command of the caller's that may have
+        // run: a connect timeout (it did not run), not `timeout` (outcome unknown, a 503 "may
+        // have been applied" from the shop).
+        var code = firstError?.code ?? .clusterDown
+        if code == .timeout || code == .outcomeUnknown { code = .connectTimeout }
         throw RedisError(
-            firstError?.code ?? .clusterDown,
+            code,
             "no Redis Cluster node answered CLUSTER SHARDS/SLOTS: " + failures.joined(separator: "; "), underlying: firstError)
     }
 
@@ -176,10 +194,6 @@ extension RedisClusterClient {
             var config = configuration.configuration(for: address)
             config.timeouts.connect = min(config.timeouts.connect, .seconds(2))
             config.timeouts.command = min(config.timeouts.command, configuration.discoveryTimeout)
-            // With a map to keep, one connect attempt: a node that does not answer now (dead,
-            // refusing) is left out of this refresh's vote instead of holding it for the
-            // reconnect window. The first discovery still waits for a cluster that is starting.
-            if state.withLock({ !$0.map.isEmpty }) { config.reconnect.retryWindow = .zero }
             let connection = try RedisConnection(configuration: config, logger: logger)
             let shards: Result<[ClusterShardDescription], any Error>
             do {

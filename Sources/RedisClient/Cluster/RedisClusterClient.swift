@@ -167,7 +167,7 @@ public final class RedisClusterClient: Sendable {
                 switch ClusterErrorAction(error, from: answer.address) {
                 case .nodeUnreachable: again += answer.indices  // nothing was written
                 default:
-                    requestRefresh()
+                    requestRefresh(after: error)
                     for index in answer.indices { results[index] = .failure(error) }
                 }
             }
@@ -303,7 +303,7 @@ public final class RedisClusterClient: Sendable {
             counters.moved.add(1, ordering: .relaxed)
             state.withLock { $0.map.assign(slot, to: target) }
             requestRefresh()
-        case .nodeUnreachable, .fail(refresh: true), .waitAndRetry(refresh: true): requestRefresh()
+        case .nodeUnreachable, .fail(refresh: true), .waitAndRetry(refresh: true): requestRefresh(after: error)
         default: break
         }
     }
