@@ -136,14 +136,10 @@ struct StatusCommand: AsyncParsableCommand {
         }
     }
 
-    /// Errors of a Redis that is away, restarting or failing over, not of a wrong setting.
+    /// Errors of a Redis that is away, restarting or failing over (a connection cut mid-read, a
+    /// cluster healing), not of a wrong setting.
     static func isOutage(_ error: RedisError) -> Bool {
-        switch error.code {
-        case .connectionRefused, .connectTimeout, .hostNotFound, .connectionClosed, .io, .timeout, .outcomeUnknown, .loading, .clusterDown, .masterDown,
-            .tryAgain:
-            true
-        default: false
-        }
+        error.isTransient || error.code == .outcomeUnknown || [.clusterDown, .masterDown, .tryAgain].contains(error.code)
     }
 
     private func render(_ snapshot: OperationsSnapshot) throws -> String {

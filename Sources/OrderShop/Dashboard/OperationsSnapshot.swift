@@ -211,11 +211,10 @@ public struct OperationsReader: Sendable {
             // refused connection (which names it) beside the others' CLUSTERDOWN, and either
             // alone says too little. The code: CLUSTERDOWN when a node said so (``read()`` then
             // adds the shards without a primary), else the first node's.
-            let errors = results.compactMap { result -> (any Error)? in
-                if case .failure(let error) = result { return error }
-                return nil
+            let clusterDown = results.contains { result in
+                if case .failure(let error as RedisError) = result { return error.code == .clusterDown }
+                return false
             }
-            let clusterDown = errors.contains { ($0 as? RedisError)?.code == .clusterDown }
             let code = clusterDown ? .clusterDown : (firstError as? RedisError)?.code ?? .io
             throw RedisError(code, "no node could be read: " + unread.map { "\($0.node): \($0.error)" }.joined(separator: "; "), underlying: firstError)
         }

@@ -195,23 +195,27 @@ extension RedisClusterClient {
             config.timeouts.connect = min(config.timeouts.connect, .seconds(2))
             config.timeouts.command = min(config.timeouts.command, configuration.discoveryTimeout)
             let connection = try RedisConnection(configuration: config, logger: logger)
-            let shards: Result<[ClusterShardDescription], any Error>
+            let shards: [ClusterShardDescription]
             do {
-                shards = .success(try await connection.send(CLUSTERSHARDS()))
-            } catch let error as RedisError where CLUSTERSHARDS.isUnsupported(error) {
-                do {
-                    shards = .success(try await connection.send(CLUSTERSLOTS()))  // before Redis 7.0
-                } catch {
-                    shards = .failure(error)
-                }
+                shards = try await Self.shards(on: connection)
             } catch {
-                shards = .failure(error)
+                // Closed whatever the answer (a failed one was left to deinit before).
+                await connection.close()
+                throw error
             }
-            // Closed whatever the answer (a failed one left it to deinit before).
             await connection.close()
-            return .success(SlotMap(shards: try shards.get()) { node in self.address(of: node, answeredBy: address) })
+            return .success(SlotMap(shards: shards) { node in self.address(of: node, answeredBy: address) })
         } catch {
             return .failure(RedisError.wrapping(error))
+        }
+    }
+
+    /// `CLUSTER SHARDS`, or `CLUSTER SLOTS` before Redis 7.0.
+    private static func shards(on connection: RedisConnection) async throws -> [ClusterShardDescription] {
+        do {
+            return try await connection.send(CLUSTERSHARDS())
+        } catch let error as RedisError where CLUSTERSHARDS.isUnsupported(error) {
+            return try await connection.send(CLUSTERSLOTS())
         }
     }
 

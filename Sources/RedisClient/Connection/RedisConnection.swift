@@ -208,7 +208,7 @@ public final class RedisConnection: Sendable {
                 }
             } catch let failure as ConnectFailure {
                 let error = failure.error
-                guard Self.isTransient(error), !window.hasPassed else { throw error }
+                guard error.isTransient, !window.hasPassed else { throw error }
                 // Cancelled while the server is unreachable: report it as a cancellation (callers
                 // match on RedisError codes), not as the connect error or Task.sleep's CancellationError.
                 guard !Task.isCancelled else { throw Self.cancelledWhileConnecting(error) }
@@ -228,15 +228,6 @@ public final class RedisConnection: Sendable {
 
     private static func cancelledWhileConnecting(_ error: RedisError) -> RedisError {
         RedisError(.cancelled, "cancelled while waiting to reconnect; the command was not sent (\(error.message))", underlying: error)
-    }
-
-    /// Connect errors worth another attempt: the server may be restarting. Verification and
-    /// authentication failures are not: retrying cannot fix them.
-    private static func isTransient(_ error: RedisError) -> Bool {
-        switch error.code {
-        case .connectionRefused, .connectTimeout, .connectionClosed, .hostNotFound, .io, .loading, .readOnly, .timeout: true
-        default: false
-        }
     }
 
     /// Runs `body` on the connection's queue and resumes the caller with its result.

@@ -154,6 +154,16 @@ public struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// An error of a server that is away, restarting or being replaced, worth another attempt
+    /// later (a connection's reconnect window, a `status --watch`); not one of a wrong setting
+    /// (certificate, password, ACL), which no retry fixes.
+    public var isTransient: Bool {
+        switch code {
+        case .connectionRefused, .connectTimeout, .connectionClosed, .hostNotFound, .io, .loading, .readOnly, .timeout: true
+        default: false
+        }
+    }
+
     /// True when the command certainly did not run, so that a caller may retry it.
     public var commandDidNotRun: Bool {
         switch code {
