@@ -19,6 +19,23 @@ struct ServiceURLOptions: ParsableArguments {
     @Option(name: .customLong("msg-url"), help: "Msg service base URL (default: $MSG_SERVICE_URL, else http://127.0.0.1:5006)")
     var msg: String?
 
+    /// A URL that can never be called (no scheme, no host: `notaurl`, `127.0.0.1:5006`) is
+    /// refused at start. It was taken, and every call failed as "unavailable": a CRM worker
+    /// with `--msg-url notaurl` held its share of the entries, retrying for the 24-h window,
+    /// while reporting healthy (a trial).
+    func validate() throws {
+        let flags: [(ServiceName, String?)] = [(.customer, customer), (.product, product), (.inventory, inventory), (.order, order), (.billing, billing), (.msg, msg)]
+        let environment = ProcessInfo.processInfo.environment
+        for (service, flag) in flags {
+            let given = flag.map { ("--\(service.rawValue)-url", $0) }
+                ?? service.environmentVariable.flatMap { name in environment[name].flatMap { $0.isEmpty ? nil : (name, $0) } }
+            guard let (source, text) = given else { continue }
+            if let problem = ServiceAddresses.problem(with: text) {
+                throw ValidationError("\(source) \(text.debugDescription) \(problem); give a base URL such as http://127.0.0.1:\(service.defaultPort)")
+            }
+        }
+    }
+
     var addresses: ServiceAddresses {
         var overrides: [ServiceName: String] = [:]
         overrides[.customer] = customer
@@ -40,7 +57,7 @@ func makeLogger(_ label: String) -> Logger {
     return logger
 }
 
-private let loggingBootstrapped: Void = LoggingSystem.bootstrap(StreamLogHandler.standardError, metadataProvider: ShopTracing.loggingMetadata())
+private let loggingBootstrapped: Void = LoggingSystem.bootstrap(ShopLogHandler.init(label:metadataProvider:), metadataProvider: ShopTracing.loggingMetadata())
 
 extension RedisOptions {
     /// True when Redis was configured by flag or environment (not the built-in default).

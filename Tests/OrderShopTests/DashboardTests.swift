@@ -23,6 +23,18 @@ import Testing
         }
     }
 
+    /// The state's dead letters carry their fields cut short: whole, a trial's 60 letters of
+    /// 200-KB entities made every poll 10 MB.
+    @Test func aDeadLettersLongFieldsAreClippedInTheState() {
+        let letter = DeadLetters.Letter(
+            id: "2-0", originalID: "1-0", reason: "malformed", error: "e", deliveryCount: 1,
+            fields: ["entity": String(repeating: "x", count: 200_000), "event_id": "e1"])
+        let clipped = OperationsReader.clipped(letter)
+        #expect(clipped.fields["event_id"] == "e1")
+        #expect(clipped.fields["entity"] == String(repeating: "x", count: 512) + "… (200000 bytes)")
+        #expect(clipped.id == "2-0" && clipped.reason == "malformed")
+    }
+
     @Test func theStateShowsTheStreamItsGroupConsumersAndDeadLetters() async throws {
         try await withDashboard { fixture in
             try await Application(router: buildDashboardRouter(fixture.dashboard)).test(.router) { client in

@@ -104,4 +104,20 @@ import RedisClient
         let huge = MailHandlerSupport.format(1e300)
         #expect(huge.count == 304 && huge.hasPrefix("1") && huge.hasSuffix(".00"), "\(huge)")
     }
+
+    /// A bill is exact to the cent up to the largest order at the highest price (the Double sum
+    /// of this order was one cent short).
+    @Test func sumsAreExactToTheCent() {
+        #expect(MailHandlerSupport.exactSum(Array(repeating: 999_999_999.99, count: 999) + [0.01]) == "998999999990.02")
+        #expect(MailHandlerSupport.exactSum(Array(repeating: 999_999_999.99, count: 1_000)) == "999999999990")
+        #expect(MailHandlerSupport.exactSum(Array(repeating: 0.1, count: 3)) == "0.30")
+        #expect(MailHandlerSupport.exactSum([12, 0.5]) == "12.50")
+        #expect(MailHandlerSupport.exactSum([19.99, 0.01]) == "20")
+        #expect(MailHandlerSupport.exactSum([]) == "0")
+        // Fractions of a cent round half up, once, on the total.
+        #expect(MailHandlerSupport.exactSum([0.005, 0.005, 0.005]) == "0.02")
+        // Beyond 18 digits of cents the Double path writes it (MailHandlerSupport.format).
+        #expect(MailHandlerSupport.exactSum([1e17]) == nil)
+        #expect(MailHandlerSupport.exactSum([.infinity]) == nil)
+    }
 }

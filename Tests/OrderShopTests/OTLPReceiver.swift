@@ -25,15 +25,22 @@ final class OTLPReceiver: Sendable {
     /// Requests it could not decode (an exporter sending protobuf, say).
     private let refused = Mutex<[String]>([])
 
+    private let requestCount = Atomic<Int>(0)
+
     var spans: [Span] { received.withLock { $0 } }
     var refusals: [String] { refused.withLock { $0 } }
+    /// Export requests received.
+    var requests: Int { requestCount.load(ordering: .relaxed) }
 
-    /// Runs a receiver while `body` runs, with the port it listens on.
-    static func run<T: Sendable>(_ body: (OTLPReceiver, Int) async throws -> T) async throws -> T {
+    /// Runs a receiver while `body` runs, with the port it listens on. `failing`: every request
+    /// is answered 500 (a collector in trouble), its spans not kept.
+    static func run<T: Sendable>(failing: Bool = false, _ body: (OTLPReceiver, Int) async throws -> T) async throws -> T {
         let receiver = OTLPReceiver()
         let router = Router()
         router.post("/v1/traces") { request, _ -> Response in
+            receiver.requestCount.add(1, ordering: .relaxed)
             let bytes = try await request.body.collect(upTo: 64 << 20)
+            if failing { return Response(status: .internalServerError, body: ResponseBody(byteBuffer: ByteBuffer(string: "collector trouble"))) }
             do {
                 try receiver.add(try JSONDecoder().decode(ExportRequest.self, from: Data(buffer: bytes)))
             } catch {

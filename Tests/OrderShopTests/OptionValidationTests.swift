@@ -41,6 +41,11 @@ import Testing
         // These had no check: written `--count=-1`, -1 was accepted.
         (["dlq", "list", "s", "g", "--count", "-1"], "--count must be at least 1"),
         (["dlq", "list", "s", "g", "--partition", "-1"], "--partition must not be negative"),
+        // Taken before, and every call failed as "unavailable": the worker held its entries.
+        (["work", "crm", "--msg-url", "notaurl"], "--msg-url \"notaurl\" is not"),
+        (["work", "billing", "--msg-url", "127.0.0.1:5006"], "--msg-url \"127.0.0.1:5006\" is not"),
+        (["serve", "gateway", "--customer-url", "ftp://x"], "--customer-url \"ftp://x\" is not an http(s) URL"),
+        (["serve", "gateway", "--order-url", "http://"], "--order-url \"http://\" has no host"),
     ])
     func refusedBeforeStarting(arguments: [String], message: String) async throws {
         let ordershop = try builtProduct("ordershop")

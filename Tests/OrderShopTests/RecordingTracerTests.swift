@@ -93,13 +93,94 @@ import Tracing
         #expect(set.exporter.headers.map { "\($0)=\($1)" } == ["api-key=a b", "x=y"])
         #expect(set.exporter.header.resource.first! == ("service.name", "named"))
         #expect(set.exporter.maxQueueSize == 100 && set.exporter.maxExportBatchSize == 100 && set.exporter.scheduleDelay == .milliseconds(100))
-        for other in [
-            ["OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"], ["OTEL_EXPORTER_OTLP_CERTIFICATE": "/ca.pem"],
-            ["OTEL_TRACES_SAMPLER": "xray"], ["OTEL_PROPAGATORS": "b3"],
-        ] {
+        for other in [["OTEL_EXPORTER_OTLP_CERTIFICATE": "/ca.pem"], ["OTEL_TRACES_SAMPLER": "xray"]] {
             #expect(try OTLPSettings.resolve(serviceName: "svc", environment: other) == nil, "\(other)")
         }
         #expect(throws: OTLPSettings.Invalid.self) { try OTLPSettings.resolve(serviceName: "svc", environment: ["OTEL_EXPORTER_OTLP_ENDPOINT": "collector"]) }
+    }
+
+    @Test("settings swift-otel would stop the process for, and headers that cannot be sent, are refused with one line; baggage is accepted")
+    func settingsThatCannotWork() throws {
+        func refusal(_ environment: [String: String]) -> String? {
+            do {
+                _ = try OTLPSettings.resolve(serviceName: "svc", environment: environment)
+                return nil
+            } catch {
+                return "\(error)"
+            }
+        }
+        // swift-otel ended these with a fatal error (SIGILL at start).
+        #expect(refusal(["OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"])?.contains("OTLP/gRPC is not built in") == true)
+        #expect(refusal(["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "grpc"]) != nil)
+        #expect(refusal(["OTEL_PROPAGATORS": "b3"])?.contains("b3 is not supported") == true)
+        #expect(refusal(["OTEL_EXPORTER_OTLP_PROTOCOL": "foo"])?.contains("http/protobuf or http/json") == true)
+        // The specification's default and the operator's: trace context, and baggage not carried.
+        #expect(try OTLPSettings.resolve(serviceName: "svc", environment: ["OTEL_PROPAGATORS": "tracecontext,baggage"]) != nil)
+        #expect(try OTLPSettings.resolve(serviceName: "svc", environment: ["OTEL_PROPAGATORS": "tracecontext"]) != nil)
+
+        let token = "Bearer SEKRIT-TOKEN-123"
+        let carriageReturn = refusal(["OTEL_EXPORTER_OTLP_HEADERS": "authorization=\(token.replacingOccurrences(of: " ", with: "%20"))\r"])
+        #expect(carriageReturn?.contains("the value of authorization holds a control character") == true, "\(String(describing: carriageReturn))")
+        #expect(carriageReturn?.contains("SEKRIT") == false)
+        #expect(refusal(["OTEL_EXPORTER_OTLP_HEADERS": "garbage"])?.contains("not key=value") == true)
+        #expect(refusal(["OTEL_EXPORTER_OTLP_HEADERS": "bad name=1"])?.contains("is not an HTTP header name") == true)
+        #expect(refusal(["OTEL_EXPORTER_OTLP_HEADERS": "api-key=a%20b,x=y"]) == nil)
+    }
+
+    @Test("OTEL_SDK_DISABLED=true turns export off, whatever the endpoint")
+    func sdkDisabled() {
+        let endpoint = ["OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"]
+        #expect(ShopTracing.exports(endpoint))
+        #expect(!ShopTracing.exports(endpoint.merging(["OTEL_SDK_DISABLED": "true"]) { $1 }))
+        #expect(!ShopTracing.exports(endpoint.merging(["OTEL_SDK_DISABLED": "TRUE"]) { $1 }))
+        #expect(ShopTracing.exports(endpoint.merging(["OTEL_SDK_DISABLED": "false"]) { $1 }))
+    }
+
+    @Test("a collector in trouble: the spans of a round after a failed request are not sent, and said once, with the endpoint and the answer")
+    func aFailingCollectorGetsOneRequestPerRound() async throws {
+        try await OTLPReceiver.run(failing: true) { receiver, port in
+            let lines = LogCapture()
+            var logger = Logger(label: "capture") { _ in lines }
+            logger.logLevel = .warning
+            // Batches of 10 and no scheduled export: the 100 spans queued before the exporter
+            // runs go in one round, woken by the first full batch.
+            let settings = OTLPSpanExporter.Settings(
+                endpoint: "http://127.0.0.1:\(port)/v1/traces", json: true, scheduleDelay: .seconds(600), maxExportBatchSize: 10,
+                header: .init(resource: [("service.name", "tests")], scope: "tests"))
+            let tracer = RecordingTracer(sampler: .default, exporter: OTLPSpanExporter(settings: settings, logger: logger))
+            for i in 0..<100 { tracer.startSpan("span \(i)", context: .topLevel).end() }
+            let group = ServiceGroup(services: [tracer.exporter], logger: logger)
+            let running = Task { try await group.run() }
+            let reported = await eventually(timeout: .seconds(20)) { lines.messages.contains { $0.contains("span export failing") } }
+            await group.triggerGracefulShutdown()
+            _ = await running.result
+            #expect(reported, "\(lines.messages)")
+            // One request of ten spans, not ten (each waited for its answer, or its timeout).
+            #expect(receiver.requests == 1)
+            #expect(lines.messages.filter { $0.contains("span export") }.count == 1, "\(lines.messages)")
+        }
+    }
+
+    @Test("export trouble is reported at once, then at most once a minute, and at shutdown")
+    func troubleIsReportedOnceAMinute() {
+        let lines = LogCapture()
+        let logger = Logger(label: "capture") { _ in lines }
+        var trouble = ExportTrouble()
+        let start = ContinuousClock.now
+        trouble.failed(2048, "the collector answered 500")
+        trouble.report(logger, endpoint: "http://c/v1/traces", final: false, now: start)
+        trouble.failed(2048, "the collector answered 500")
+        trouble.dropped += 7
+        trouble.report(logger, endpoint: "http://c/v1/traces", final: false, now: start + .seconds(30))
+        #expect(lines.messages == ["span export failing; reported again in a minute at most"])
+        trouble.report(logger, endpoint: "http://c/v1/traces", final: false, now: start + .seconds(61))
+        #expect(lines.messages.count == 2)
+        trouble.succeeded()
+        trouble.failed(10, "connection refused")
+        trouble.report(logger, endpoint: "http://c/v1/traces", final: true, now: start + .seconds(62))
+        #expect(lines.messages.last == "spans not exported at shutdown: the collector did not take them")
+        trouble.report(logger, endpoint: "http://c/v1/traces", final: true, now: start + .seconds(63))
+        #expect(lines.messages.count == 3)
     }
 
     @Test("spans reach a receiver over OTLP/HTTP JSON: ids, parent, kind, attributes of each type, status and events")

@@ -1,3 +1,4 @@
+import Logging
 import LocalRedis
 @testable import OrderShop
 import RedisClient
@@ -22,6 +23,7 @@ import Testing
                     poll: .milliseconds(50), logger: testLogger)
             }
             #expect(error?.description.contains("has 1 connected") == true, "\(String(describing: error))")
+            #expect(error?.description.contains("Lower --confirm-replicas or add replicas") == true, "\(String(describing: error))")
             // The replica's own endpoint is not a primary.
             let replicaPool = try RedisConnectionPool(configuration: replication.configuration(1), maximumConnections: 2)
             let notPrimary = await #expect(throws: ReplicasMissing.self) {
@@ -30,7 +32,29 @@ import Testing
                     patience: .milliseconds(300), poll: .milliseconds(50), logger: testLogger)
             }
             #expect(notPrimary?.description.contains("is not a primary (role slave)") == true, "\(String(describing: notPrimary))")
+            // Not "add replicas": the URL is wrong (a trial was told to lower --confirm-replicas).
+            #expect(notPrimary?.description.contains("Point --url at the primary") == true, "\(String(describing: notPrimary))")
             await replicaPool.shutdown()
+            await pool.shutdown()
+        }
+    }
+
+    @Test("more replicas than confirm each write: a warning that a failover to one of the others loses 2xx writes")
+    func moreReplicasThanConfirmations() async throws {
+        try await withReplication(replicas: 2) { replication in
+            try await replication.waitUntilReplicasAttached()
+            let configuration = replication.configuration(0)
+            let pool = try RedisConnectionPool(configuration: configuration, maximumConnections: 2)
+            func warnings(confirming replicas: Int) async throws -> [String] {
+                let lines = LogCapture()
+                try await ReplicaReadiness.wait(
+                    for: ReplicaConfirmation(replicas: replicas, timeout: .seconds(1)), client: pool, at: configuration, patience: .seconds(5),
+                    logger: Logger(label: "capture") { _ in lines })
+                return lines.messages.filter { $0.contains("loses it") }
+            }
+            let one = try await warnings(confirming: 1)
+            #expect(one.count == 1 && one[0].contains("has 2 replicas") && one[0].contains("Set --confirm-replicas 2"), "\(one)")
+            #expect(try await warnings(confirming: 2).isEmpty)
             await pool.shutdown()
         }
     }

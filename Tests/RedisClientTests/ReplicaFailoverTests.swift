@@ -129,6 +129,8 @@ import Testing
             defer { proxy.stop() }
             var configuration = RedisConfiguration(endpoint: .tcp(host: "127.0.0.1", port: proxy.port))
             configuration.reconnect.retryWindow = .seconds(10)
+            // What is tested is a read on the demoted node: no role check moves the connection first.
+            configuration.roleCheckInterval = nil
             let pool = try RedisConnectionPool(configuration: configuration, maximumConnections: 1)
             #expect(try await pool.send(SET("{k}", "old")))
             try await replication.waitUntilReplicasAttached()
@@ -148,6 +150,76 @@ import Testing
                 Issue.record("confirmed across sessions: \(reply)")
             } catch let error as RedisError {
                 #expect(error.code == .outcomeUnknown, "\(error)")
+            }
+            await pool.shutdown()
+        }
+    }
+
+    /// The failover of the tests below: server 1 promoted, server 0 demoted but cut off from it
+    /// (it keeps serving its old data, as a demoted node does until its resync), the endpoint
+    /// moved to server 1, and a write there that server 0 never gets.
+    func failOverLeavingAStaleNode(_ replication: LocalRedisReplication, _ proxy: TCPProxy) async throws {
+        try await replication.promote(1)
+        try await replication.follow(try LocalRedisServer.freePort(), on: 0)
+        proxy.retarget(toPort: replication.servers[1].port)
+        #expect(try await replication.send(SET("k", "new"), to: 1))
+    }
+
+    func configuration(through proxy: TCPProxy, roleCheck: Duration?) -> RedisConfiguration {
+        var configuration = RedisConfiguration(endpoint: .tcp(host: "127.0.0.1", port: proxy.port))
+        configuration.reconnect.retryWindow = .seconds(10)
+        configuration.roleCheckInterval = roleCheck
+        return configuration
+    }
+
+    @Test("a pooled connection that only reads leaves the demoted primary at the next role check; without the check it reads the stale node on")
+    func readsFollowADemotion() async throws {
+        try await withReplication { replication in
+            let proxy = try TCPProxy(targetPort: replication.servers[0].port)
+            defer { proxy.stop() }
+            let checked = try RedisConnectionPool(configuration: configuration(through: proxy, roleCheck: .milliseconds(200)), maximumConnections: 1)
+            let unchecked = try RedisConnectionPool(configuration: configuration(through: proxy, roleCheck: nil), maximumConnections: 1)
+            #expect(try await replication.send(SET("k", "old"), to: 0))
+            // Both connect now; the checked pool's first command also found the primary.
+            #expect(try await checked.send(GET("k")) == Array("old".utf8))
+            #expect(try await unchecked.send(GET("k")) == Array("old".utf8))
+
+            try await failOverLeavingAStaleNode(replication, proxy)
+
+            // A GET never meets READONLY: only the role check tells the connection to move.
+            var seen: [UInt8]?
+            for _ in 0..<50 {
+                seen = try await checked.send(GET("k"))
+                if seen == Array("new".utf8) { break }
+                try await Task.sleep(for: .milliseconds(200))
+            }
+            #expect(seen == Array("new".utf8), "still reading the demoted node after 10 s")
+            // What every pool did before: its connection stays on the demoted node.
+            #expect(try await unchecked.send(GET("k")) == Array("old".utf8))
+            await checked.shutdown()
+            await unchecked.shutdown()
+        }
+    }
+
+    @Test("a READONLY on one connection moves the pool's other connections before their next command")
+    func aReadOnlyReplyMovesEveryConnection() async throws {
+        try await withReplication { replication in
+            let proxy = try TCPProxy(targetPort: replication.servers[0].port)
+            defer { proxy.stop() }
+            // No role check: the READONLY alone moves them.
+            let pool = try RedisConnectionPool(configuration: configuration(through: proxy, roleCheck: nil), maximumConnections: 2)
+            #expect(try await replication.send(SET("k", "old"), to: 0))
+            try await pool.withConnection { reader in
+                #expect(try await reader.send(GET("k")) == Array("old".utf8))
+                try await pool.withConnection { writer in
+                    _ = try await writer.send(PING())
+                    try await failOverLeavingAStaleNode(replication, proxy)
+                    // READONLY from the demoted node; sent again on a new connection, to server 1.
+                    #expect(try await writer.send(SET("w", "1")))
+                }
+                #expect(try await replication.send(GET("w"), to: 1) == Array("1".utf8))
+                // The reader connected before the READONLY: it reconnects, and reads server 1.
+                #expect(try await reader.send(GET("k")) == Array("new".utf8))
             }
             await pool.shutdown()
         }

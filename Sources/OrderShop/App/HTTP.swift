@@ -90,7 +90,7 @@ extension Request {
 
     /// The caller's trace id, or a new one.
     var traceID: String {
-        headers[.traceID].flatMap { $0.isEmpty || $0.count > 128 ? nil : $0 } ?? UUID().uuidString.lowercased()
+        headers[.traceID].flatMap { $0.isEmpty || $0.count > 128 ? nil : $0 } ?? RandomUUID.string()
     }
 }
 

@@ -1,3 +1,4 @@
+import Foundation
 import Synchronization
 
 /// The HTTP services of OrderShop, each runnable as its own process (`ordershop serve NAME`).
@@ -83,6 +84,14 @@ public struct ServiceAddresses: Sendable, Hashable {
         }
         for (s, v) in overrides { urls[s] = v }
         return ServiceAddresses(urls: urls)
+    }
+
+    /// Why `url` cannot be a service's base URL (nil: it can): an http(s) URL with a host.
+    public static func problem(with url: String) -> String? {
+        guard let parsed = URL(string: url), let scheme = parsed.scheme?.lowercased() else { return "is not a URL" }
+        guard scheme == "http" || scheme == "https" else { return "is not an http(s) URL" }
+        guard let host = parsed.host, !host.isEmpty else { return "has no host" }
+        return nil
     }
 
     /// Every service on one host with the given ports (`ordershop up`, tests).

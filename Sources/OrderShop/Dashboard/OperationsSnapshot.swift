@@ -267,12 +267,28 @@ public struct OperationsReader: Sendable {
         for status in try await inspector.status(stream: name) {
             let letters =
                 listsDeadLetters && status.deadLetters > 0
-                ? try await DeadLetters(client: node, stream: name, group: status.group).list(count: deadLetterLimit) : []
+                ? try await DeadLetters(client: node, stream: name, group: status.group).list(count: deadLetterLimit).map(Self.clipped) : []
             groups.append(.init(status: status, entriesRead: read[status.group] ?? nil, deadLetters: letters))
         }
         return .init(
             name: name, length: info.length, entriesAdded: info.entriesAdded,
             groups: groups.sorted { $0.status.group < $1.status.group }, node: nodeName)
+    }
+
+    /// The longest field value a snapshot keeps of a dead letter; `ordershop dlq list` shows
+    /// whole entries.
+    static let deadLetterFieldLimit = 512
+
+    /// A letter with each field value cut to ``deadLetterFieldLimit`` bytes (and its length
+    /// said). Whole, 60 letters of 200-KB entities made each `/api/state` 10 MB, fetched by every
+    /// open dashboard every 2 s (a trial), though the page shows none of the fields.
+    static func clipped(_ letter: DeadLetters.Letter) -> DeadLetters.Letter {
+        var letter = letter
+        for (name, value) in letter.fields where value.utf8.count > deadLetterFieldLimit {
+            let prefix = String(decoding: value.utf8.prefix(deadLetterFieldLimit), as: UTF8.self)
+            letter.fields[name] = prefix + "… (\(value.utf8.count) bytes)"
+        }
+        return letter
     }
 
     /// The node that holds a stream or its group's dead letters; nil when none of several does

@@ -112,7 +112,7 @@ public struct EventStore: Sendable {
         var argv: [RedisArgument] = [RedisArgument(Self.now()), RedisArgument(trace), RedisArgument(entities.count)]
         for e in entities {
             argv += [
-                RedisArgument(e.id), RedisArgument(UUID().uuidString.lowercased()), RedisArgument(bytes: e.json), RedisArgument(e.uniqueValue ?? ""),
+                RedisArgument(e.id), RedisArgument(RandomUUID.string()), RedisArgument(bytes: e.json), RedisArgument(e.uniqueValue ?? ""),
             ]
         }
         argv += CreateKey.arguments(key)
@@ -131,7 +131,7 @@ public struct EventStore: Sendable {
         try await requireReferences([entity])
         let keys: [RedisArgument] = [k.entities, k.versions, type.stream(.updated), k.unique].map { RedisArgument($0) }
         let argv: [RedisArgument] = [
-            RedisArgument(entity.id), RedisArgument(UUID().uuidString.lowercased()), RedisArgument(bytes: entity.json),
+            RedisArgument(entity.id), RedisArgument(RandomUUID.string()), RedisArgument(bytes: entity.json),
             RedisArgument(Self.now()), RedisArgument(trace), RedisArgument(type.uniqueField ?? ""), RedisArgument(entity.uniqueValue ?? ""),
         ]
         let reply = try await run("update", Scripts.update, type: type, keys: keys, arguments: argv)
@@ -145,7 +145,7 @@ public struct EventStore: Sendable {
         let k = type.keys
         let keys: [RedisArgument] = [k.entities, k.versions, k.ids, k.tombstones, type.stream(.deleted), k.unique].map { RedisArgument($0) }
         let argv: [RedisArgument] = [
-            RedisArgument(id), RedisArgument(UUID().uuidString.lowercased()), RedisArgument(Self.now()), RedisArgument(trace),
+            RedisArgument(id), RedisArgument(RandomUUID.string()), RedisArgument(Self.now()), RedisArgument(trace),
             RedisArgument(type.uniqueField ?? ""),
         ]
         let reply = try await run("delete", Scripts.delete, type: type, keys: keys, arguments: argv)

@@ -71,7 +71,7 @@ public func buildMsgRouter(context: ShopContext, options: MsgOptions = .init()) 
             }
             key = given
         } else {
-            key = "anonymous:" + UUID().uuidString.lowercased()
+            key = "anonymous:" + RandomUUID.string()
         }
         let reply = try await withSpan("script send mail", ofKind: .client) { span in
             if span.isRecording {

@@ -70,7 +70,7 @@ extension EventStore {
     /// they wrote is lost. A snapshot installed while it reads (a concurrent `trim`) makes it
     /// start over from that snapshot.
     public func rebuild(_ type: EntityType, maxAttempts: Int = 100) async throws -> RebuildReport {
-        var staging = RebuildStaging(type: type, suffix: UUID().uuidString.lowercased())
+        var staging = RebuildStaging(type: type, suffix: RandomUUID.string())
         do {
             return try await rebuild(type, into: &staging, maxAttempts: maxAttempts)
         } catch {

@@ -111,7 +111,7 @@ extension EventStore {
     @discardableResult
     func install(_ snapshot: ReadModelSnapshot, onlyIfNone: Bool = false) async throws -> Bool {
         let k = snapshot.type.keys
-        let staging = k.snapshotStates + ":staging:" + UUID().uuidString.lowercased()
+        let staging = k.snapshotStates + ":staging:" + RandomUUID.string()
         let stagingKey = RedisArgument(staging)
         var commands: [RawCommand] = [RawCommand(["DEL", stagingKey], keys: [stagingKey])]
         let states = Array(snapshot.states)

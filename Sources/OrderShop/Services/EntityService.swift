@@ -35,7 +35,7 @@ struct EntityService<E: ShopEntity>: Sendable {
         var entities: [E] = []
         entities.reserveCapacity(items.count)
         for (value, index) in items {
-            entities.append(try E(fields: try FieldReader(value, item: index), id: UUID().uuidString.lowercased(), current: nil))
+            entities.append(try E(fields: try FieldReader(value, item: index), id: RandomUUID.string(), current: nil))
         }
         let appended = try await context.store.create(entities, trace: request.traceID, key: key)
         guard let replayed = appended.replayedIDs else { return JSONResponse.strings(appended.madeIDs ?? entities.map(\.id)) }

@@ -40,6 +40,11 @@ struct EncodedSpans {
         list.embed(2, scratch.written)
     }
 
+    /// Empties the list (keeping its storage) without sending it.
+    mutating func discard() {
+        withList { _ in }
+    }
+
     /// Calls `body` with the spans encoded so far, then empties the list (keeping its storage).
     mutating func withList<T>(_ body: (UnsafeRawBufferPointer) throws -> T) rethrows -> T {
         defer {

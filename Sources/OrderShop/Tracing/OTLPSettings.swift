@@ -21,15 +21,23 @@ enum OTLPSettings {
         /// The traces-specific variable, else the general one.
         func otlp(_ suffix: String) -> String? { value("OTEL_EXPORTER_OTLP_TRACES_\(suffix)") ?? value("OTEL_EXPORTER_OTLP_\(suffix)") }
 
-        if let exporter = value("OTEL_TRACES_EXPORTER")?.lowercased(), exporter != "otlp" { return nil }
-        if let propagators = value("OTEL_PROPAGATORS")?.lowercased(), propagators != "tracecontext" { return nil }
-        for unsupported in ["CERTIFICATE", "CLIENT_CERTIFICATE", "CLIENT_KEY"] where otlp(unsupported) != nil { return nil }
+        // Refused here, with what to do, rather than handed to swift-otel, which stops the
+        // process (a fatal error, SIGILL) for gRPC without its trait and for propagators it
+        // does not have: a trial's `OTEL_PROPAGATORS=tracecontext,baggage`, the specification's
+        // default and what the OpenTelemetry operator injects, never started.
+        try checkPropagators(value("OTEL_PROPAGATORS"))
+        let protocolName = otlp("PROTOCOL")?.lowercased() ?? "http/protobuf"
         let json: Bool
-        switch otlp("PROTOCOL")?.lowercased() ?? "http/protobuf" {
+        switch protocolName {
         case "http/protobuf": json = false
         case "http/json": json = true
-        default: return nil
+        case "grpc":
+            throw Invalid(description: "OTEL_EXPORTER_OTLP_PROTOCOL=grpc: OTLP/gRPC is not built in; use http/protobuf (the collector's port 4318) or http/json")
+        default:
+            throw Invalid(description: "OTEL_EXPORTER_OTLP_PROTOCOL=\(protocolName) is not a protocol this process exports with; use http/protobuf or http/json")
         }
+        if let exporter = value("OTEL_TRACES_EXPORTER")?.lowercased(), exporter != "otlp" { return nil }
+        for unsupported in ["CERTIFICATE", "CLIENT_CERTIFICATE", "CLIENT_KEY"] where otlp(unsupported) != nil { return nil }
         guard let sampler = TraceSampler(name: value("OTEL_TRACES_SAMPLER") ?? "parentbased_always_on", argument: value("OTEL_TRACES_SAMPLER_ARG"))
         else { return nil }
 
@@ -51,7 +59,7 @@ enum OTLPSettings {
         resource += [("telemetry.sdk.name", "ordershop"), ("telemetry.sdk.language", "swift")]
 
         var settings = OTLPSpanExporter.Settings(
-            endpoint: endpoint, json: json, headers: pairs(otlp("HEADERS") ?? ""), header: .init(resource: resource, scope: "ordershop"))
+            endpoint: endpoint, json: json, headers: try headers(otlp("HEADERS") ?? ""), header: .init(resource: resource, scope: "ordershop"))
         if let ms = otlp("TIMEOUT").flatMap(Int.init), ms > 0 { settings.timeout = .milliseconds(ms) }
         if let ms = value("OTEL_BSP_SCHEDULE_DELAY").flatMap(Int.init), ms > 0 { settings.scheduleDelay = .milliseconds(ms) }
         if let ms = value("OTEL_BSP_EXPORT_TIMEOUT").flatMap(Int.init), ms > 0 { settings.timeout = min(settings.timeout, .milliseconds(ms)) }
@@ -60,6 +68,43 @@ enum OTLPSettings {
         // The specification: a batch is never larger than the queue.
         settings.maxExportBatchSize = min(settings.maxExportBatchSize, settings.maxQueueSize)
         return Resolved(exporter: settings, sampler: sampler)
+    }
+
+    /// Propagators the process can honour: W3C trace context, which it always uses. `baggage`
+    /// (in the specification's default `tracecontext,baggage`) and `none` are accepted and
+    /// change nothing: no baggage is carried. Anything else (b3, jaeger, xray, ...) is refused.
+    static func checkPropagators(_ list: String?) throws {
+        guard let list else { return }
+        let names = list.lowercased().split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        let unsupported = names.filter { !["tracecontext", "baggage", "none"].contains($0) }
+        guard unsupported.isEmpty else {
+            throw Invalid(
+                description: "OTEL_PROPAGATORS=\(list): \(unsupported.joined(separator: ", ")) is not supported; this process propagates W3C trace context "
+                    + "(tracecontext; baggage is accepted and not carried)")
+        }
+    }
+
+    /// `OTEL_EXPORTER_OTLP_HEADERS`: refused when an item is not `key=value` or a name or value
+    /// could not be sent as an HTTP header (a value with a stray CR from a token file made every
+    /// export fail, and each failure logged the token). The message names the header, never
+    /// its value.
+    static func headers(_ text: String) throws -> [(String, String)] {
+        let items = text.split(separator: ",", omittingEmptySubsequences: true)
+        let parsed = pairs(text)
+        guard parsed.count == items.count else {
+            throw Invalid(description: "OTEL_EXPORTER_OTLP_HEADERS: an item is not key=value (\(items.count) items, \(parsed.count) of them key=value)")
+        }
+        let tokenCharacters = Set("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+        for (name, value) in parsed {
+            guard name.allSatisfy(tokenCharacters.contains) else {
+                throw Invalid(description: "OTEL_EXPORTER_OTLP_HEADERS: \(name.debugDescription) is not an HTTP header name")
+            }
+            // RFC 9110 field values: visible ASCII, space and tab, and bytes from 0x80 up.
+            guard value.utf8.allSatisfy({ $0 == 0x09 || (0x20..<0x7F).contains($0) || $0 >= 0x80 }) else {
+                throw Invalid(description: "OTEL_EXPORTER_OTLP_HEADERS: the value of \(name) holds a control character (a line break?); its value is not shown")
+            }
+        }
+        return parsed
     }
 
     /// `key=value,key=value` with percent-encoded values (W3C Baggage's form, which

@@ -129,10 +129,16 @@ final class OTLPSpanExporter: Service, Sendable {
             group.cancelAll()
         }
         // The spans of the last moments (the process is stopping: its service group ends this
-        // service last).
+        // service last), each request waiting at most `finalTimeout`: with the collector gone
+        // each of up to 16 batches waited out its connect timeout, and a stop took ~20 s.
+        exporting.final = true
         await exportQueued(client, exporting: &exporting)
+        exporting.trouble.report(logger, endpoint: settings.endpoint, final: true)
         try? await client.shutdown()
     }
+
+    /// How long each request of the export at shutdown may take.
+    static let finalTimeout: Duration = .seconds(3)
 
     /// What the exporting task keeps from one export to the next: the spans taken from the
     /// queue (the queue gets this array's storage back, emptied) and the encoder's buffers.
@@ -141,6 +147,9 @@ final class OTLPSpanExporter: Service, Sendable {
     private struct Exporting {
         var taken: Spans
         var batch: EncodedSpans
+        var trouble = ExportTrouble()
+        /// The export at shutdown.
+        var final = false
     }
 
     private func exportQueued(_ client: HTTPClient, exporting: inout Exporting) async {
@@ -155,27 +164,45 @@ final class OTLPSpanExporter: Service, Sendable {
             }
             return queue.dropped
         }
-        if dropped > 0 {
-            logger.warning(
-                "spans dropped: the export queue was full", metadata: ["dropped": "\(dropped)", "max_queue_size": "\(settings.maxQueueSize)"])
-        }
+        exporting.trouble.dropped += dropped
+        // After a request failed, the rest of what was taken is not sent (counted as not
+        // exported): trying each batch against a collector that is away made every round, and
+        // the stop, wait out one timeout per batch.
+        var failed = false
+        // Spans of `taken` in requests so far (sent, or in the one that failed).
+        var requested = 0
         for handling in taken.handlings {
+            guard !failed else { break }
             exporting.batch.append(handling)
-            if exporting.batch.count == batchSize { await send(&exporting.batch, with: client) }
+            if exporting.batch.count == batchSize {
+                requested += batchSize
+                failed = !(await sendBatch(with: client, exporting: &exporting))
+            }
         }
         for finished in taken.finished {
+            guard !failed else { break }
             exporting.batch.append(finished)
-            if exporting.batch.count == batchSize { await send(&exporting.batch, with: client) }
+            if exporting.batch.count == batchSize {
+                requested += batchSize
+                failed = !(await sendBatch(with: client, exporting: &exporting))
+            }
         }
-        if exporting.batch.count > 0 { await send(&exporting.batch, with: client) }
+        if failed {
+            exporting.trouble.notExported += taken.count - requested
+            exporting.batch.discard()
+        } else if exporting.batch.count > 0 {
+            _ = await sendBatch(with: client, exporting: &exporting)
+        }
         taken.removeAll()
         exporting.taken = taken
+        exporting.trouble.report(logger, endpoint: settings.endpoint, final: false)
     }
 
-    /// Sends the spans encoded in `batch` as one request, and empties it.
-    private func send(_ batch: inout EncodedSpans, with client: HTTPClient) async {
-        let count = batch.count
-        let body = batch.withList { list in
+    /// Sends the spans encoded in `exporting.batch` as one request, and empties it; false when the
+    /// collector did not take them (counted in `exporting.trouble`).
+    private func sendBatch(with client: HTTPClient, exporting: inout Exporting) async -> Bool {
+        let count = exporting.batch.count
+        let body = exporting.batch.withList { list in
             let (head, tail) = OTLPEncoding.wrapping(listLength: list.count, header: settings.header, json: settings.json)
             var body = ByteBuffer()
             body.reserveCapacity(head.count + list.count + tail.count)
@@ -184,11 +211,17 @@ final class OTLPSpanExporter: Service, Sendable {
             body.writeBytes(tail)
             return body
         }
-        await send(body, count: count, with: client)
+        let problem = await send(body, with: client, timeout: exporting.final ? min(settings.timeout, Self.finalTimeout) : settings.timeout)
+        if let problem {
+            exporting.trouble.failed(count, problem)
+            return false
+        }
+        exporting.trouble.succeeded()
+        return true
     }
 
-    /// Sends a request of `count` spans.
-    private func send(_ body: ByteBuffer, count: Int, with client: HTTPClient) async {
+    /// Sends one request; what went wrong, or nil.
+    private func send(_ body: ByteBuffer, with client: HTTPClient, timeout: Duration) async -> String? {
         var request = HTTPClientRequest(url: settings.endpoint)
         request.method = .POST
         request.body = .bytes(body)
@@ -196,13 +229,66 @@ final class OTLPSpanExporter: Service, Sendable {
         request.headers.add(name: "User-Agent", value: "ordershop-otlp-http")
         for (name, value) in settings.headers { request.headers.add(name: name, value: value) }
         do {
-            let response = try await client.execute(request, timeout: .init(settings.timeout))
-            _ = try await response.body.collect(upTo: 2 << 20)
+            let response = try await client.execute(request, timeout: .init(timeout))
+            let answer = try await response.body.collect(upTo: 2 << 20)
             if !(200..<300).contains(response.status.code) {
-                logger.warning("span export refused", metadata: ["status": "\(response.status.code)", "spans": "\(count)"])
+                let text = String(decoding: answer.readableBytesView.prefix(200), as: UTF8.self)
+                return "the collector answered \(response.status.code)\(text.isEmpty ? "" : ": " + LogText.escaped(text, limit: 200))"
             }
+            return nil
         } catch {
-            logger.warning("span export failed", metadata: ["error": "\(error)", "spans": "\(count)"])
+            return "\(error)"
         }
+    }
+}
+
+/// Spans that did not reach the collector, reported at most once a minute (the first trouble
+/// at once): a line per failed request was 15 lines in 30 s with a collector away, 40 in 15 s
+/// with one answering 500, and a full queue was said only when the overload ended.
+struct ExportTrouble {
+    /// Spans a full queue refused since the last report.
+    var dropped = 0
+    /// Spans taken for export that the collector did not get since the last report.
+    var notExported = 0
+    var lastProblem: String?
+    var lastReport: ContinuousClock.Instant?
+    /// A report said export was failing, and no request has worked since.
+    var failing = false
+    var recovered = false
+
+    static let interval: Duration = .seconds(60)
+
+    mutating func failed(_ spans: Int, _ problem: String) {
+        notExported += spans
+        lastProblem = problem
+    }
+
+    mutating func succeeded() {
+        if failing {
+            failing = false
+            recovered = true
+        }
+    }
+
+    /// Logs what happened since the last report, if anything did and a report is due (or
+    /// `final`: the process is stopping).
+    mutating func report(_ logger: Logger, endpoint: String, final: Bool, now: ContinuousClock.Instant = .now) {
+        guard dropped > 0 || notExported > 0 || recovered else { return }
+        if !final, let last = lastReport, last.duration(to: now) < Self.interval { return }
+        var metadata: Logger.Metadata = ["endpoint": "\(endpoint)"]
+        if notExported > 0 { metadata["not_exported"] = "\(notExported)" }
+        if dropped > 0 { metadata["dropped_queue_full"] = "\(dropped)" }
+        if let lastProblem { metadata["error"] = "\(lastProblem)" }
+        let message: Logger.Message
+        if notExported > 0 {
+            message = final ? "spans not exported at shutdown: the collector did not take them" : "span export failing; reported again in a minute at most"
+            failing = true
+        } else if dropped > 0 {
+            message = "spans dropped: the export queue was full"
+        } else {
+            message = "span export works again"
+        }
+        logger.warning(message, metadata: metadata)
+        (dropped, notExported, lastProblem, recovered, lastReport) = (0, 0, nil, false, now)
     }
 }

@@ -18,6 +18,8 @@ public enum ShopTracing {
     /// Whether `environment` asks for spans to be exported: an OTLP endpoint, or a traces
     /// exporter other than `none`.
     public static func exports(_ environment: [String: String] = ProcessInfo.processInfo.environment) -> Bool {
+        // The specification: `true` (any case) disables the SDK; trace context still propagates.
+        if environment["OTEL_SDK_DISABLED"]?.trimmingCharacters(in: .whitespaces).lowercased() == "true" { return false }
         let endpoint = ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"].contains { !(environment[$0] ?? "").isEmpty }
         let exporter = environment["OTEL_TRACES_EXPORTER"].map { $0.isEmpty ? nil : $0.lowercased() } ?? nil
         return exporter.map { $0 != "none" } ?? endpoint
@@ -40,7 +42,7 @@ public enum ShopTracing {
             InstrumentationSystem.bootstrap(recording)
             return recording.exporter
         }
-        return try OTel.bootstrap(configuration: configuration(serviceName: serviceName, logger: logger), environment: environment)
+        return try OTel.bootstrap(configuration: configuration(serviceName: serviceName, logger: logger), environment: forSwiftOTel(environment))
     }
 
     /// The same tracer without bootstrapping it, for a part of a process (`withTracer`): a
@@ -74,6 +76,12 @@ public enum ShopTracing {
             return PropagatingTracer.loggingMetadata
         }
         return OTel.makeLoggingMetadataProvider()
+    }
+
+    /// The environment swift-otel reads, without what the configuration already says and
+    /// swift-otel would stop the process for (a propagator it does not have: `baggage`).
+    private static func forSwiftOTel(_ environment: [String: String]) -> [String: String] {
+        environment.filter { $0.key != "OTEL_PROPAGATORS" }
     }
 
     private static func configuration(serviceName: String, logger: Logger) -> OTel.Configuration {

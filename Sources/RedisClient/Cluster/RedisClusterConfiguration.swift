@@ -65,6 +65,8 @@ public struct RedisClusterConfiguration: Sendable {
         c.seeds = []
         // One attempt per connect: the cluster client decides where to retry (another node, after a refresh).
         c.reconnect.retryWindow = .zero
+        // A node's address is fixed; a demoted node's slots are followed through the map.
+        c.roleCheckInterval = nil
         if case .enable(var tls) = c.tls, tls.serverName == nil, Self.isIPAddress(address.host),
             let seedName = seeds.first(where: { !Self.isIPAddress($0.host) })?.host
         {

@@ -8,6 +8,10 @@ final class ConnectionCore {
     let configuration: RedisConfiguration
     let tlsContext: TLSContext?
     private let interrupter: Interrupter
+    /// Shared by the connections of one pool: see ``ServerRoleWatch``.
+    private let roleWatch: ServerRoleWatch?
+    /// The watch's generation when this connection connected.
+    private var connectedGeneration: UInt64 = 0
     private var stream: ByteStream?
     private var decoder = RESPDecoder()
     private var encoder = RESPEncoder(reservingCapacity: 4096)
@@ -17,10 +21,11 @@ final class ConnectionCore {
     /// Server facts learned at connect time.
     private(set) var tlsDetails: TLSDetails?
 
-    init(configuration: RedisConfiguration, tlsContext: TLSContext?, interrupter: Interrupter) {
+    init(configuration: RedisConfiguration, tlsContext: TLSContext?, interrupter: Interrupter, roleWatch: ServerRoleWatch? = nil) {
         self.configuration = configuration
         self.tlsContext = tlsContext
         self.interrupter = interrupter
+        self.roleWatch = roleWatch
         self.readBuffer = .allocate(byteCount: Self.readBufferSize, alignment: 16)
     }
 
@@ -36,7 +41,7 @@ final class ConnectionCore {
     /// the next command is not written into a dead socket.
     func ensureConnected() throws(RedisError) {
         if let stream {
-            if stream.isReusable() { return }
+            if stream.isReusable(), isOnCurrentServer() { return }
             disconnect()
         }
         let deadline = Deadline(after: configuration.timeouts.connect)
@@ -60,6 +65,24 @@ final class ConnectionCore {
             disconnect()
             throw error
         }
+        connectedGeneration = roleWatch?.generation ?? 0
+    }
+
+    /// False when this connection should reconnect through the endpoint's name: another one
+    /// met a demoted server since it connected, or the role check that is due now finds that
+    /// its server is a replica where a primary was (``ServerRoleWatch``).
+    private func isOnCurrentServer() -> Bool {
+        guard let roleWatch else { return true }
+        if roleWatch.generation != connectedGeneration { return false }
+        guard roleWatch.claimCheck() else { return true }
+        let reply: RESPValue
+        do throws(RedisError) {
+            reply = try roundTrip([Self.roleQuery], deadline: Deadline(after: configuration.timeouts.connect)).first ?? .null
+        } catch {
+            return false
+        }
+        guard let role = roleOrDisable(reply) else { return true }
+        return !roleWatch.observed(role: role)
     }
 
     private func handshake(deadline: Deadline) throws(RedisError) {
@@ -73,11 +96,35 @@ final class ConnectionCore {
         }
         if configuration.database != 0 { commands.append(["SELECT", RedisArgument(configuration.database)]) }
         if let name = configuration.clientName { commands.append(["CLIENT", "SETNAME", RedisArgument(name)]) }
+        // Last, after AUTH: what the server is, for the role watch (no round trip of its own
+        // where there is a handshake anyway).
+        let asksRole = roleWatch.map { $0.interval != nil && $0.isEnabled } ?? false
+        if asksRole { commands.append(Self.roleQuery) }
         guard !commands.isEmpty else { return }
-        let replies = try roundTrip(commands, deadline: deadline, phase: .handshake)
+        var replies = try roundTrip(commands, deadline: deadline, phase: .handshake)
+        let roleReply = asksRole ? replies.popLast() : nil
         for reply in replies {
             if case .error(let message) = reply { throw RedisError(serverReply: message) }
         }
+        if let roleReply, let role = roleOrDisable(roleReply) { roleWatch?.connected(role: role) }
+    }
+
+    /// HELLO without a protocol version answers the connection's properties and changes nothing;
+    /// least-privilege ACL users have it (ROLE needs @admin).
+    private static let roleQuery: [RedisArgument] = ["HELLO"]
+
+    /// The `role` of a HELLO reply ("master" or "replica"); nil, and the watch off, when the
+    /// server refused it (before Redis 6.0, or an ACL without HELLO) or did not say.
+    private func roleOrDisable(_ reply: RESPValue) -> String? {
+        if let fields = reply.array {
+            var i = 0
+            while i + 1 < fields.count {
+                if fields[i].string == "role", let role = fields[i + 1].string { return role }
+                i += 2
+            }
+        }
+        roleWatch?.disable()
+        return nil
     }
 
     enum Phase { case handshake, command }
@@ -123,7 +170,12 @@ final class ConnectionCore {
             // replies are read, so that the next command connects anew, resolving the host name
             // again, as redis-py and go-redis do. Without it a pooled connection would keep
             // talking to the demoted node for as long as it lives.
-            defer { if metReadOnly { disconnect() } }
+            defer {
+                if metReadOnly {
+                    disconnect()
+                    roleWatch?.demoted()
+                }
+            }
             var replies: [Reply] = []
             replies.reserveCapacity(count)
             var waited = false

@@ -23,7 +23,12 @@ public final class RedisConnection: Sendable {
     /// Creates a connection; it connects on first use (or call ``connect()``).
     /// - Parameter tlsContext: a context to share between connections; made from the
     ///   configuration when `nil` and TLS is on.
-    public init(configuration: RedisConfiguration, tlsContext: TLSContext? = nil, logger: Logger? = nil) throws(RedisError) {
+    public convenience init(configuration: RedisConfiguration, tlsContext: TLSContext? = nil, logger: Logger? = nil) throws(RedisError) {
+        try self.init(configuration: configuration, tlsContext: tlsContext, logger: logger, roleWatch: nil)
+    }
+
+    /// `roleWatch`: shared by a pool's connections (``ServerRoleWatch``).
+    init(configuration: RedisConfiguration, tlsContext: TLSContext?, logger: Logger?, roleWatch: ServerRoleWatch?) throws(RedisError) {
         self.configuration = configuration
         self.logger = logger ?? Logger(label: "redis.connection")
         var context = tlsContext
@@ -32,7 +37,7 @@ public final class RedisConnection: Sendable {
         }
         self.queue = DispatchQueue(label: "redis.connection \(configuration.endpoint)")
         self.connectionExecutor = ConnectionExecutor(queue: queue)
-        self.core = UncheckedBox(ConnectionCore(configuration: configuration, tlsContext: context, interrupter: interrupter))
+        self.core = UncheckedBox(ConnectionCore(configuration: configuration, tlsContext: context, interrupter: interrupter, roleWatch: roleWatch))
     }
 
     /// Connects now (with retries inside the reconnect window) instead of on first use.

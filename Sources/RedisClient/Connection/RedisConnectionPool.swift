@@ -14,6 +14,8 @@ public final class RedisConnectionPool: Sendable {
     private let logger: Logger
     /// The connection of ``probe()``: one attempt to connect, short timeouts.
     private let probeConnection: RedisConnection
+    /// Shared by the pooled and dedicated connections (``RedisConfiguration/roleCheckInterval``).
+    private let roleWatch: ServerRoleWatch
 
     private struct State {
         var idle: [RedisConnection] = []
@@ -34,6 +36,7 @@ public final class RedisConnectionPool: Sendable {
         } else {
             tlsContext = nil
         }
+        roleWatch = ServerRoleWatch(interval: configuration.roleCheckInterval)
         var probe = configuration
         probe.reconnect.retryWindow = .zero
         probe.timeouts.connect = min(probe.timeouts.connect, .seconds(1))
@@ -62,7 +65,7 @@ public final class RedisConnectionPool: Sendable {
     /// A new connection outside the pool (for ``withDedicatedConnection(forKeys:_:)``), sharing
     /// the pool's TLS context.
     func makeConnection(_ configuration: RedisConfiguration) throws(RedisError) -> RedisConnection {
-        try RedisConnection(configuration: configuration, tlsContext: tlsContext, logger: logger)
+        try RedisConnection(configuration: configuration, tlsContext: tlsContext, logger: logger, roleWatch: configuration.endpoint == self.configuration.endpoint ? roleWatch : nil)
     }
 
     /// Lends a connection to `body` and takes it back afterwards. Use it for a sequence of
@@ -138,7 +141,7 @@ public final class RedisConnectionPool: Sendable {
         case .closed: throw RedisError(.poolClosed, "the connection pool is shut down")
         case .create:
             do {
-                return try RedisConnection(configuration: configuration, tlsContext: tlsContext, logger: logger)
+                return try RedisConnection(configuration: configuration, tlsContext: tlsContext, logger: logger, roleWatch: roleWatch)
             } catch {
                 state.withLock { $0.total -= 1 }
                 throw error

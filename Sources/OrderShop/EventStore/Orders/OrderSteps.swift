@@ -95,7 +95,7 @@ struct OrderSteps: Sendable {
             try await store.requireLive(.customer, Set(orders.map(\.customerID)), refusal: "customer", of: .order)
             let reservations = orders.map {
                 Reservation(
-                    rid: $0.id, order: $0.id, action: .created, eventID: UUID().uuidString.lowercased(), trace: trace, take: $0.units, give: [:],
+                    rid: $0.id, order: $0.id, action: .created, eventID: RandomUUID.string(), trace: trace, take: $0.units, give: [:],
                     keep: key != nil)
             }
             try await store.requireLive(.product, Set(reservations.flatMap { $0.take.keys }), refusal: "product", of: .order)
@@ -109,7 +109,7 @@ struct OrderSteps: Sendable {
             if tag == "aborted" && key != nil {
                 await end(reservations.map(\.rid), .aborted)
                 replacing = orders.map(\.id).joined(separator: ",")
-                orders = orders.map { Order(id: UUID().uuidString.lowercased(), productIDs: $0.productIDs, customerID: $0.customerID) }
+                orders = orders.map { Order(id: RandomUUID.string(), productIDs: $0.productIDs, customerID: $0.customerID) }
                 continue
             }
             // Made now: committed. Refused, or made by another request with the key (replayed):
@@ -135,7 +135,7 @@ struct OrderSteps: Sendable {
             let take = delta.filter { $0.value > 0 }
             try await store.requireLive(.product, Set(take.keys), refusal: "product", of: .order)
             let reservation = Reservation(
-                rid: UUID().uuidString.lowercased(), order: order.id, action: .updated, eventID: UUID().uuidString.lowercased(), trace: trace,
+                rid: RandomUUID.string(), order: order.id, action: .updated, eventID: RandomUUID.string(), trace: trace,
                 take: take, give: delta.filter { $0.value < 0 }.mapValues { -$0 })
             try await prepare([reservation])
             let keys = [
@@ -155,7 +155,7 @@ struct OrderSteps: Sendable {
         for _ in 0..<5 {
             guard let (current, version) = try await state(id) else { throw ShopError.notFound(.order, id) }
             let reservation = Reservation(
-                rid: UUID().uuidString.lowercased(), order: id, action: .deleted, eventID: UUID().uuidString.lowercased(), trace: trace,
+                rid: RandomUUID.string(), order: id, action: .deleted, eventID: RandomUUID.string(), trace: trace,
                 take: [:], give: current.units)
             try await prepare([reservation])
             let o = EntityType.order.keys
