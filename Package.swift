@@ -170,7 +170,7 @@ let package = Package(
         .testTarget(
             name: "OrderShopTests",
             dependencies: [
-                "OrderShop", "StreamWorker", "RedisClient", "LocalRedis", "TestSupport",
+                "OrderShop", "StreamWorker", "RedisClient", "LocalRedis", "TestSupport", "FaultProxy",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "WSClient", package: "swift-websocket"),
             ]

@@ -43,6 +43,15 @@ enum EntitySelection {
                 } catch let refusal as SnapshotAdoptionRefused {
                     refused.append("\(type)")
                     FileHandle.standardError.write(Data("\(verb) \(type) refused: \(refusal)\n".utf8))
+                } catch let error as RedisError {
+                    // Which type, what is known of it, and what to do: a failover's READONLY
+                    // ended a `rebuild all` with Redis's words alone, after three types were done.
+                    let done = types.prefix { $0 != type }.map(\.rawValue)
+                    let before = done.isEmpty ? "" : " (\(done.joined(separator: ", ")) done before it)"
+                    let outcome =
+                        error.code == .outcomeUnknown || error.code == .timeout
+                        ? "its last write may or may not have been applied" : "what it had not written is not applied"
+                    throw CleanExit.message("\(verb) \(type) failed\(before): \(error); \(outcome); run it again", exitCode: 1)
                 }
             }
         } catch {

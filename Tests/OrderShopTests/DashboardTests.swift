@@ -115,7 +115,14 @@ import Testing
                 }
                 #expect(try await fixture.deadLetters.list().count == 1)
                 // A body that is not the action's: 400 naming the field (before: no field at all).
-                for (body, field) in [("{", "body"), ("[]", "body"), (#"{"stream": 5, "group": "g"}"#, "stream"), (#"{"stream": "s"}"#, "group")] {
+                // `"ids": null` purged every letter (a client's "none selected"); a duplicate key
+                // was read as its first value.
+                let named = #""stream": "\#(DashboardFixture.stream)", "group": "\#(DashboardFixture.group)""#
+                for (body, field) in [
+                    ("{", "body"), ("[]", "body"), (#"{"stream": 5, "group": "g"}"#, "stream"), (#"{"stream": "s"}"#, "group"),
+                    ("{\(named), \"ids\": null}", "ids"), ("{\(named), \"ids\": \"1-1\"}", "ids"), ("{\(named), \"ids\": [1]}", "ids"),
+                    ("{\"stream\": \"nope\", \(named)}", "body"),
+                ] {
                     try await client.execute(uri: "/api/purge", method: .post, headers: Self.bearer(DashboardFixture.token), body: ByteBuffer(string: body)) { response in
                         #expect(response.status == .badRequest && String(buffer: response.body).contains(#""field":"\#(field)""#), "\(body): \(String(buffer: response.body))")
                     }
@@ -143,6 +150,12 @@ import Testing
                     }
                 }
                 #expect(try await fixture.deadLetters.list().count == 1)
+                // A read through another name says why (it said "no admin token is configured").
+                try await client.execute(uri: "/api/state", method: .get, headers: [HTTPField.Name("Host")!: "shop-host:5080"]) { response in
+                    #expect(response.status == .unauthorized)
+                    let body = String(buffer: response.body)
+                    #expect(body.contains("read only through a loopback name") && body.contains("this request names shop-host"), "\(body)")
+                }
             }
         }
     }

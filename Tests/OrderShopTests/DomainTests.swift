@@ -105,6 +105,20 @@ import RedisClient
         #expect(huge.count == 304 && huge.hasPrefix("1") && huge.hasSuffix(".00"), "\(huge)")
     }
 
+    /// The reason a malformed order is dead-lettered with reads "an order" (it said "a order").
+    @Test func malformedReasonsUseTheRightArticle() {
+        guard case .failure(let order) = Order.shaped(Array(#"{"id": "o", "product_ids": "x", "customer_id": "c"}"#.utf8)) else {
+            Issue.record("an order with a string for product_ids was taken")
+            return
+        }
+        #expect(order.reason.hasPrefix("entity is not an order: "), "\(order.reason)")
+        guard case .failure(let customer) = Customer.shaped(Array(#"{"id": "c", "name": 1, "email": "a@b"}"#.utf8)) else {
+            Issue.record("a customer with a number for a name was taken")
+            return
+        }
+        #expect(customer.reason.hasPrefix("entity is not a customer: "), "\(customer.reason)")
+    }
+
     /// A bill is exact to the cent up to the largest order at the highest price (the Double sum
     /// of this order was one cent short).
     @Test func sumsAreExactToTheCent() {

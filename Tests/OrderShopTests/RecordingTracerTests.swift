@@ -1,3 +1,4 @@
+import FaultProxy
 import Logging
 @testable import OrderShop
 import ServiceLifecycle
@@ -125,6 +126,16 @@ import Tracing
         #expect(refusal(["OTEL_EXPORTER_OTLP_HEADERS": "garbage"])?.contains("not key=value") == true)
         #expect(refusal(["OTEL_EXPORTER_OTLP_HEADERS": "bad name=1"])?.contains("is not an HTTP header name") == true)
         #expect(refusal(["OTEL_EXPORTER_OTLP_HEADERS": "api-key=a%20b,x=y"]) == nil)
+        #expect(refusal(["OTEL_EXPORTER_OTLP_HEADERS": "k=v, "]) == nil)
+
+        // Numbers that cannot be taken: said, and the defaults used.
+        let odd = try #require(
+            try OTLPSettings.resolve(
+                serviceName: "svc", environment: ["OTEL_BSP_MAX_QUEUE_SIZE": "0", "OTEL_EXPORTER_OTLP_TIMEOUT": "abc", "OTEL_BSP_SCHEDULE_DELAY": "-1"]))
+        #expect(odd.ignored.count == 3, "\(odd.ignored)")
+        #expect(odd.ignored.contains("OTEL_BSP_MAX_QUEUE_SIZE=0 is not a whole number above 0; the default is used"), "\(odd.ignored)")
+        #expect(odd.exporter.maxQueueSize == 32768 && odd.exporter.timeout == .seconds(10) && odd.exporter.scheduleDelay == .seconds(5))
+        #expect(try OTLPSettings.resolve(serviceName: "svc", environment: ["OTEL_BSP_MAX_QUEUE_SIZE": "100"])?.ignored.isEmpty == true)
     }
 
     @Test("OTEL_SDK_DISABLED=true turns export off, whatever the endpoint")
@@ -136,28 +147,52 @@ import Tracing
         #expect(ShopTracing.exports(endpoint.merging(["OTEL_SDK_DISABLED": "false"]) { $1 }))
     }
 
-    @Test("a collector in trouble: the spans of a round after a failed request are not sent, and said once, with the endpoint and the answer")
-    func aFailingCollectorGetsOneRequestPerRound() async throws {
+    /// Runs an exporter of 100 spans in batches of 10 (one round, woken by the first full batch)
+    /// against `endpoint` until `done` says so, and returns its log lines.
+    func exportOneRound(to endpoint: String, timeout: Duration = .seconds(10), until done: @escaping @Sendable ([String]) -> Bool) async throws -> [String] {
+        let lines = LogCapture()
+        var logger = Logger(label: "capture") { _ in lines }
+        logger.logLevel = .warning
+        let settings = OTLPSpanExporter.Settings(
+            endpoint: endpoint, json: true, timeout: timeout, scheduleDelay: .seconds(600), maxExportBatchSize: 10,
+            header: .init(resource: [("service.name", "tests")], scope: "tests"))
+        let tracer = RecordingTracer(sampler: .default, exporter: OTLPSpanExporter(settings: settings, logger: logger))
+        for i in 0..<100 { tracer.startSpan("span \(i)", context: .topLevel).end() }
+        let group = ServiceGroup(services: [tracer.exporter], logger: logger)
+        let running = Task { try await group.run() }
+        let finished = await eventually(timeout: .seconds(20)) { done(lines.messages) }
+        await group.triggerGracefulShutdown()
+        _ = await running.result
+        #expect(finished, "\(lines.messages)")
+        return lines.messages
+    }
+
+    @Test("a collector that answers 500 gets every batch, and the trouble is said once, with its answer")
+    func aRefusingCollectorIsSaidOnce() async throws {
         try await OTLPReceiver.run(failing: true) { receiver, port in
-            let lines = LogCapture()
-            var logger = Logger(label: "capture") { _ in lines }
-            logger.logLevel = .warning
-            // Batches of 10 and no scheduled export: the 100 spans queued before the exporter
-            // runs go in one round, woken by the first full batch.
-            let settings = OTLPSpanExporter.Settings(
-                endpoint: "http://127.0.0.1:\(port)/v1/traces", json: true, scheduleDelay: .seconds(600), maxExportBatchSize: 10,
-                header: .init(resource: [("service.name", "tests")], scope: "tests"))
-            let tracer = RecordingTracer(sampler: .default, exporter: OTLPSpanExporter(settings: settings, logger: logger))
-            for i in 0..<100 { tracer.startSpan("span \(i)", context: .topLevel).end() }
-            let group = ServiceGroup(services: [tracer.exporter], logger: logger)
-            let running = Task { try await group.run() }
-            let reported = await eventually(timeout: .seconds(20)) { lines.messages.contains { $0.contains("span export failing") } }
-            await group.triggerGracefulShutdown()
-            _ = await running.result
-            #expect(reported, "\(lines.messages)")
-            // One request of ten spans, not ten (each waited for its answer, or its timeout).
-            #expect(receiver.requests == 1)
-            #expect(lines.messages.filter { $0.contains("span export") }.count == 1, "\(lines.messages)")
+            let lines = try await exportOneRound(to: "http://127.0.0.1:\(port)/v1/traces") { _ in receiver.requests == 10 }
+            // Ten requests, one line (there was one per request).
+            #expect(receiver.requests == 10)
+            let said = lines.filter { $0.contains("span export") }
+            #expect(said == ["span export failing; reported again in a minute at most"], "\(lines)")
+        }
+    }
+
+    @Test("a collector that does not answer: after the first request of a round times out, the round's other batches are not sent")
+    func anUnansweringCollectorGetsOneRequestPerRound() async throws {
+        try await OTLPReceiver.run { receiver, port in
+            // A collector that takes the connection and never answers (the proxy holds what it gets).
+            let proxy = try TCPProxy(targetPort: port)
+            defer { proxy.stop() }
+            proxy.stall(for: .seconds(120))
+            let lines = try await exportOneRound(to: "http://127.0.0.1:\(proxy.port)/v1/traces", timeout: .milliseconds(500)) { lines in
+                lines.contains { $0.contains("span export failing") }
+            }
+            // One connection, one request, not ten (each waited out its timeout: a stop with
+            // the collector away took ~20 s).
+            #expect(proxy.counts.accepted == 1, "\(proxy.counts)")
+            #expect(lines.filter { $0.contains("span export") }.count == 1, "\(lines)")
+            _ = receiver
         }
     }
 

@@ -66,17 +66,7 @@ public struct Dashboard: Sendable {
     /// The dead letters a request names: `{"stream": ..., "group": ..., "ids": [...]}` (no ids: all).
     private func target(of request: Request, orDeadLetters: Bool) async throws -> (DeadLetters, [String]?) {
         try requireJSONBody(request)
-        let body = try await request.bodyBytes()
-        let action: ActionRequest
-        let expected = "expected {\"stream\": ..., \"group\": ..., \"ids\": [...]}"
-        do {
-            action = try JSONCoding.decode(ActionRequest.self, from: body)
-        } catch let error as DecodingError {
-            let problem = DecodingProblem(error)
-            throw ShopError.badRequest(problem.field == nil ? expected : "\(problem.text); \(expected)", field: problem.field ?? "body")
-        } catch {
-            throw ShopError.badRequest(expected, field: "body")
-        }
+        let action = try ActionRequest(parsing: try await request.bodyBytes())
         do {
             try DeadLetters.requireValid(action.ids)
         } catch {
@@ -114,10 +104,47 @@ struct DashboardState: Encodable {
     var actions: Bool
 }
 
-struct ActionRequest: Decodable {
+struct ActionRequest {
     var stream: String
     var group: String
+    /// nil: every dead letter of the group.
     var ids: [String]?
+
+    static let expected = "expected {\"stream\": ..., \"group\": ..., \"ids\": [...]} (ids left out: every dead letter of the group)"
+
+    /// Read as a command body is (strictly: a duplicate key is refused, not the first one
+    /// taken). `ids` must be left out to act on all: `"ids": null` was taken for "all", so a
+    /// client that sent null for "none selected" purged the whole group (a trial).
+    init(parsing body: [UInt8]) throws {
+        let value: JSONValue
+        do {
+            value = try JSONValue.parse(body)
+        } catch {
+            throw ShopError.badRequest("\(error.message); \(Self.expected)", field: "body")
+        }
+        guard case .object(let fields) = value else { throw ShopError.badRequest(Self.expected, field: "body") }
+        func text(_ name: String) throws -> String {
+            guard case .string(let s)? = fields[name] else {
+                let problem = fields[name] == nil ? "it has no field '\(name)'" : "its field '\(name)' is not a string"
+                throw ShopError.badRequest("\(problem); \(Self.expected)", field: name)
+            }
+            return s
+        }
+        stream = try text("stream")
+        group = try text("group")
+        switch fields["ids"] {
+        case nil:
+            ids = nil
+        case .array(let items)?:
+            ids = try items.map { item in
+                guard case .string(let id) = item else { throw ShopError.badRequest("field 'ids' must list ids as strings; \(Self.expected)", field: "ids") }
+                return id
+            }
+        case let other?:
+            throw ShopError.badRequest(
+                "field 'ids' must be a list of dead-letter ids, not \(other.kind) (leave it out to act on every dead letter of the group)", field: "ids")
+        }
+    }
 }
 
 struct ActionResult: Encodable {
@@ -158,6 +185,22 @@ struct LoopbackReadGuard: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let named = [request.head.authority, request.headers[HTTPField.Name("Host")!]].compactMap { $0 }
         if !named.isEmpty, named.allSatisfy({ Dashboard.isLoopback(Self.hostName($0)) }) { return try await next(request, context) }
+        if guarded.admin == nil {
+            // Why this request and not one to 127.0.0.1: "no admin token is configured" sent an
+            // operator who opened http://<hostname>:5080/ looking for a token (a trial).
+            let foreign = named.map(Self.hostName).first { !Dashboard.isLoopback($0) }
+            let host = LogText.escaped(foreign ?? "no host", limit: 100)
+            var response = JSONResponse.bytes(
+                ShopError(
+                    status: 401,
+                    message: "without an admin token the dashboard is read only through a loopback name (127.0.0.1, localhost, [::1]); "
+                        + "this request names \(host): open it as http://127.0.0.1:<port>/, or start with --admin-token",
+                    field: "Host"
+                ).body,
+                status: .unauthorized)
+            response.headers[.wwwAuthenticate] = "Bearer realm=\"ordershop-admin\""
+            return response
+        }
         return try await guarded.handle(request, context: context, next: next)
     }
 

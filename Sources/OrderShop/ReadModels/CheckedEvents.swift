@@ -113,7 +113,9 @@ extension ShopEntity {
         do {
             return .success(try JSONCoding.decode(Self.self, from: json))
         } catch {
-            return .failure(MalformedEvent("entity is not a \(type): \(DecodingProblem(error).text)"))
+            // "an order", "an inventory": the reason is read by operators (it said "a order").
+            let article = "aeiou".contains(type.rawValue.first ?? "x") ? "an" : "a"
+            return .failure(MalformedEvent("entity is not \(article) \(type): \(DecodingProblem(error).text)"))
         }
     }
 }

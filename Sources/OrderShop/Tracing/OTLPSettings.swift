@@ -10,6 +10,8 @@ enum OTLPSettings {
     struct Resolved {
         var exporter: OTLPSpanExporter.Settings
         var sampler: TraceSampler
+        /// Variables whose value was not taken (the default is used), one line each, to log.
+        var ignored: [String] = []
     }
 
     struct Invalid: Error, CustomStringConvertible {
@@ -26,6 +28,7 @@ enum OTLPSettings {
         // does not have: a trial's `OTEL_PROPAGATORS=tracecontext,baggage`, the specification's
         // default and what the OpenTelemetry operator injects, never started.
         try checkPropagators(value("OTEL_PROPAGATORS"))
+        if let exporter = value("OTEL_TRACES_EXPORTER")?.lowercased(), exporter != "otlp" { return nil }
         let protocolName = otlp("PROTOCOL")?.lowercased() ?? "http/protobuf"
         let json: Bool
         switch protocolName {
@@ -36,7 +39,6 @@ enum OTLPSettings {
         default:
             throw Invalid(description: "OTEL_EXPORTER_OTLP_PROTOCOL=\(protocolName) is not a protocol this process exports with; use http/protobuf or http/json")
         }
-        if let exporter = value("OTEL_TRACES_EXPORTER")?.lowercased(), exporter != "otlp" { return nil }
         for unsupported in ["CERTIFICATE", "CLIENT_CERTIFICATE", "CLIENT_KEY"] where otlp(unsupported) != nil { return nil }
         guard let sampler = TraceSampler(name: value("OTEL_TRACES_SAMPLER") ?? "parentbased_always_on", argument: value("OTEL_TRACES_SAMPLER_ARG"))
         else { return nil }
@@ -60,14 +62,24 @@ enum OTLPSettings {
 
         var settings = OTLPSpanExporter.Settings(
             endpoint: endpoint, json: json, headers: try headers(otlp("HEADERS") ?? ""), header: .init(resource: resource, scope: "ordershop"))
-        if let ms = otlp("TIMEOUT").flatMap(Int.init), ms > 0 { settings.timeout = .milliseconds(ms) }
-        if let ms = value("OTEL_BSP_SCHEDULE_DELAY").flatMap(Int.init), ms > 0 { settings.scheduleDelay = .milliseconds(ms) }
-        if let ms = value("OTEL_BSP_EXPORT_TIMEOUT").flatMap(Int.init), ms > 0 { settings.timeout = min(settings.timeout, .milliseconds(ms)) }
-        if let n = value("OTEL_BSP_MAX_QUEUE_SIZE").flatMap(Int.init), n > 0 { settings.maxQueueSize = n }
-        if let n = value("OTEL_BSP_MAX_EXPORT_BATCH_SIZE").flatMap(Int.init), n > 0 { settings.maxExportBatchSize = n }
+        // The specification: an invalid value is reported and the default used. They were
+        // ignored without a word (`OTEL_BSP_MAX_QUEUE_SIZE=0`, `OTEL_EXPORTER_OTLP_TIMEOUT=abc`).
+        var ignored: [String] = []
+        func positive(_ name: String, _ text: String?) -> Int? {
+            guard let text else { return nil }
+            if let n = Int(text.trimmingCharacters(in: .whitespaces)), n > 0 { return n }
+            ignored.append("\(name)=\(text) is not a whole number above 0; the default is used")
+            return nil
+        }
+        let timeoutName = value("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT") != nil ? "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT" : "OTEL_EXPORTER_OTLP_TIMEOUT"
+        if let ms = positive(timeoutName, otlp("TIMEOUT")) { settings.timeout = .milliseconds(ms) }
+        if let ms = positive("OTEL_BSP_SCHEDULE_DELAY", value("OTEL_BSP_SCHEDULE_DELAY")) { settings.scheduleDelay = .milliseconds(ms) }
+        if let ms = positive("OTEL_BSP_EXPORT_TIMEOUT", value("OTEL_BSP_EXPORT_TIMEOUT")) { settings.timeout = min(settings.timeout, .milliseconds(ms)) }
+        if let n = positive("OTEL_BSP_MAX_QUEUE_SIZE", value("OTEL_BSP_MAX_QUEUE_SIZE")) { settings.maxQueueSize = n }
+        if let n = positive("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", value("OTEL_BSP_MAX_EXPORT_BATCH_SIZE")) { settings.maxExportBatchSize = n }
         // The specification: a batch is never larger than the queue.
         settings.maxExportBatchSize = min(settings.maxExportBatchSize, settings.maxQueueSize)
-        return Resolved(exporter: settings, sampler: sampler)
+        return Resolved(exporter: settings, sampler: sampler, ignored: ignored)
     }
 
     /// Propagators the process can honour: W3C trace context, which it always uses. `baggage`
@@ -89,7 +101,7 @@ enum OTLPSettings {
     /// export fail, and each failure logged the token). The message names the header, never
     /// its value.
     static func headers(_ text: String) throws -> [(String, String)] {
-        let items = text.split(separator: ",", omittingEmptySubsequences: true)
+        let items = text.split(separator: ",").filter { !$0.allSatisfy(\.isWhitespace) }
         let parsed = pairs(text)
         guard parsed.count == items.count else {
             throw Invalid(description: "OTEL_EXPORTER_OTLP_HEADERS: an item is not key=value (\(items.count) items, \(parsed.count) of them key=value)")

@@ -165,9 +165,10 @@ final class OTLPSpanExporter: Service, Sendable {
             return queue.dropped
         }
         exporting.trouble.dropped += dropped
-        // After a request failed, the rest of what was taken is not sent (counted as not
-        // exported): trying each batch against a collector that is away made every round, and
-        // the stop, wait out one timeout per batch.
+        // After a request found no collector (refused, cut off, timed out), the rest of what
+        // was taken is not sent (counted as not exported): trying each batch against a
+        // collector that is away made every round, and the stop, wait out one timeout per
+        // batch. A collector that answers (500, 429, 413) gets the other batches.
         var failed = false
         // Spans of `taken` in requests so far (sent, or in the one that failed).
         var requested = 0
@@ -198,8 +199,8 @@ final class OTLPSpanExporter: Service, Sendable {
         exporting.trouble.report(logger, endpoint: settings.endpoint, final: false)
     }
 
-    /// Sends the spans encoded in `exporting.batch` as one request, and empties it; false when the
-    /// collector did not take them (counted in `exporting.trouble`).
+    /// Sends the spans encoded in `exporting.batch` as one request, and empties it; false when no
+    /// collector answered (what it did not take is counted in `exporting.trouble`).
     private func sendBatch(with client: HTTPClient, exporting: inout Exporting) async -> Bool {
         let count = exporting.batch.count
         let body = exporting.batch.withList { list in
@@ -211,17 +212,29 @@ final class OTLPSpanExporter: Service, Sendable {
             body.writeBytes(tail)
             return body
         }
-        let problem = await send(body, with: client, timeout: exporting.final ? min(settings.timeout, Self.finalTimeout) : settings.timeout)
-        if let problem {
+        switch await send(body, with: client, timeout: exporting.final ? min(settings.timeout, Self.finalTimeout) : settings.timeout) {
+        case .taken:
+            exporting.trouble.succeeded()
+            return true
+        case .refused(let problem):
+            exporting.trouble.failed(count, problem)
+            return true
+        case .unreachable(let problem):
             exporting.trouble.failed(count, problem)
             return false
         }
-        exporting.trouble.succeeded()
-        return true
     }
 
-    /// Sends one request; what went wrong, or nil.
-    private func send(_ body: ByteBuffer, with client: HTTPClient, timeout: Duration) async -> String? {
+    private enum Answer {
+        case taken
+        /// The collector answered, not 2xx.
+        case refused(String)
+        /// No answer: refused connection, cut off, timed out.
+        case unreachable(String)
+    }
+
+    /// Sends one request.
+    private func send(_ body: ByteBuffer, with client: HTTPClient, timeout: Duration) async -> Answer {
         var request = HTTPClientRequest(url: settings.endpoint)
         request.method = .POST
         request.body = .bytes(body)
@@ -233,11 +246,11 @@ final class OTLPSpanExporter: Service, Sendable {
             let answer = try await response.body.collect(upTo: 2 << 20)
             if !(200..<300).contains(response.status.code) {
                 let text = String(decoding: answer.readableBytesView.prefix(200), as: UTF8.self)
-                return "the collector answered \(response.status.code)\(text.isEmpty ? "" : ": " + LogText.escaped(text, limit: 200))"
+                return .refused("the collector answered \(response.status.code)\(text.isEmpty ? "" : ": " + LogText.escaped(text, limit: 200))")
             }
-            return nil
+            return .taken
         } catch {
-            return "\(error)"
+            return .unreachable("\(error)")
         }
     }
 }

@@ -66,6 +66,7 @@ public enum ShopTracing {
             logger.info("tracing: exporting with swift-otel (the OTEL_* settings ask for more than OTLP/HTTP with the usual options)")
             return nil
         }
+        for line in settings.ignored { logger.warning("tracing: \(line)") }
         return RecordingTracer(sampler: settings.sampler, exporter: OTLPSpanExporter(settings: settings.exporter, logger: logger))
     }
 

@@ -12,6 +12,9 @@ final class ConnectionCore {
     private let roleWatch: ServerRoleWatch?
     /// The watch's generation when this connection connected.
     private var connectedGeneration: UInt64 = 0
+    /// The role the handshake found, and when it connected.
+    private var connectedRole: String?
+    private var connectedAt: ContinuousClock.Instant = .now
     private var stream: ByteStream?
     private var decoder = RESPDecoder()
     private var encoder = RESPEncoder(reservingCapacity: 4096)
@@ -39,9 +42,14 @@ final class ConnectionCore {
     /// Connects and runs the handshake (AUTH, SELECT, CLIENT SETNAME) unless a live connection
     /// exists. A connection the server closed while idle is detected here and replaced, so that
     /// the next command is not written into a dead socket.
-    func ensureConnected() throws(RedisError) {
+    ///
+    /// `checkServer`: the first command of a pool's lease; a connection made before a failover
+    /// was seen reconnects (``isOnCurrentServer()``). Only then, never between the commands of
+    /// one lease: a caller's WATCH ... EXEC on a lent connection must not move to another
+    /// session halfway (the WATCH would be gone and EXEC run anyway).
+    func ensureConnected(checkServer: Bool = false) throws(RedisError) {
         if let stream {
-            if stream.isReusable(), isOnCurrentServer() { return }
+            if stream.isReusable(), !checkServer || isOnCurrentServer() { return }
             disconnect()
         }
         let deadline = Deadline(after: configuration.timeouts.connect)
@@ -66,6 +74,7 @@ final class ConnectionCore {
             throw error
         }
         connectedGeneration = roleWatch?.generation ?? 0
+        connectedAt = .now
     }
 
     /// False when this connection should reconnect through the endpoint's name: another one
@@ -74,6 +83,10 @@ final class ConnectionCore {
     private func isOnCurrentServer() -> Bool {
         guard let roleWatch else { return true }
         if roleWatch.generation != connectedGeneration { return false }
+        // Connected to a replica while the name still led to the demoted node: tried again (not
+        // moving the others) once it is older than the check interval, so that it does not wait
+        // until it is the one connection that wins a check.
+        if let role = connectedRole, role != "master", roleWatch.leavesReplica(connectedAt: connectedAt) { return false }
         guard roleWatch.claimCheck() else { return true }
         let reply: RESPValue
         do throws(RedisError) {
@@ -106,7 +119,10 @@ final class ConnectionCore {
         for reply in replies {
             if case .error(let message) = reply { throw RedisError(serverReply: message) }
         }
-        if let roleReply, let role = roleOrDisable(roleReply) { roleWatch?.connected(role: role) }
+        if let roleReply, let role = roleOrDisable(roleReply) {
+            roleWatch?.connected(role: role)
+            connectedRole = role
+        }
     }
 
     /// HELLO without a protocol version answers the connection's properties and changes nothing;
@@ -114,7 +130,7 @@ final class ConnectionCore {
     private static let roleQuery: [RedisArgument] = ["HELLO"]
 
     /// The `role` of a HELLO reply ("master" or "replica"); nil, and the watch off, when the
-    /// server refused it (before Redis 6.0, or an ACL without HELLO) or did not say.
+    /// server refused it (HELLO without arguments came with Redis 6.2) or did not say.
     private func roleOrDisable(_ reply: RESPValue) -> String? {
         if let fields = reply.array {
             var i = 0
@@ -174,6 +190,7 @@ final class ConnectionCore {
                 if metReadOnly {
                     disconnect()
                     roleWatch?.demoted()
+                    connectedRole = nil
                 }
             }
             var replies: [Reply] = []

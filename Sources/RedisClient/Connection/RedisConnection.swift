@@ -18,6 +18,9 @@ public final class RedisConnection: Sendable {
     private let core: UncheckedBox<ConnectionCore>
     private let interrupter = Interrupter()
     private let operationCounter = Atomic<UInt64>(0)
+    /// Set by a pool when it lends the connection: its next command first makes sure it is on
+    /// the server the endpoint leads to now (``ServerRoleWatch``).
+    private let checksServer = Atomic<Bool>(false)
     private let logger: Logger
 
     /// Creates a connection; it connects on first use (or call ``connect()``).
@@ -59,6 +62,12 @@ public final class RedisConnection: Sendable {
     /// CPU-heavy work out of it. Commands on other connections work as usual.
     public func withPinnedExecution<T>(_ body: () async throws -> T) async rethrows -> T {
         try await withTaskExecutorPreference(connectionExecutor, operation: body)
+    }
+
+    /// A pool lends this connection: check its server at the next command (not between the
+    /// commands of the lease).
+    func checkServerAtNextCommand() {
+        checksServer.store(true, ordering: .releasing)
     }
 
     /// True when the current task runs on this connection's own thread (``withPinnedExecution(_:)``).
@@ -195,7 +204,8 @@ public final class RedisConnection: Sendable {
             do {
                 return try await run(cancellable: cancellable) { core in
                     if reconnects {
-                        do throws(RedisError) { try core.ensureConnected() } catch { throw ConnectFailure(error: error) }
+                        let check = self.checksServer.exchange(false, ordering: .acquiringAndReleasing)
+                        do throws(RedisError) { try core.ensureConnected(checkServer: check) } catch { throw ConnectFailure(error: error) }
                     } else if !core.isConnected {
                         throw RedisError(.connectionClosed, "the connection's session ended before this command, which speaks of it; not sent")
                     }

@@ -124,6 +124,12 @@ public final class RedisConnectionPool: Sendable {
     }
 
     private func lease() async throws -> RedisConnection {
+        let connection = try await take()
+        connection.checkServerAtNextCommand()
+        return connection
+    }
+
+    private func take() async throws -> RedisConnection {
         let decision: LeaseDecision = state.withLock { s in
             if s.closed { return .closed }
             // A task pinned to one of the pool's connections (withPinnedExecution) gets that one

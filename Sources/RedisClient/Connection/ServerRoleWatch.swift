@@ -9,16 +9,23 @@ import Synchronization
 /// (``RedisConfiguration/roleCheckInterval``) that finds a replica behind an endpoint that has
 /// led to a primary before: at each check until the name leads to a primary again (connections
 /// made while it still led to the demoted node are moved on at the next check). A server that
-/// was a replica from the start (a URL naming one) does not move it: its connections would only
-/// reconnect to it again.
+/// was a replica from the start (a URL naming one) is not checked into moving it: its
+/// connections would only reconnect to it again (a write's READONLY there still moves it, at
+/// most once per interval).
+///
+/// Checked at the first command of each lease of a pooled connection, never between the
+/// commands of one lease; a dedicated connection (a worker's blocking reader) is not checked:
+/// its reads are writes, and meet READONLY themselves.
 final class ServerRoleWatch: Sendable {
     private struct State {
         var generation: UInt64 = 0
         var lastCheck: ContinuousClock.Instant?
         /// A check or a command found the primary behind the endpoint at some time.
         var primarySeen = false
-        /// The server refused `HELLO` (before Redis 6, or an ACL without it): not asked again.
+        /// The server refused `HELLO` (without arguments: before Redis 6.2): not asked again.
         var disabled = false
+        /// The last move of the generation.
+        var lastMove: ContinuousClock.Instant?
     }
     private let state = Mutex(State())
 
@@ -41,9 +48,25 @@ final class ServerRoleWatch: Sendable {
 
     var generation: UInt64 { state.withLock { $0.generation } }
 
-    /// The server of a connection refused a write as a replica (READONLY).
-    func demoted() {
-        state.withLock { $0.generation &+= 1 }
+    /// The server of a connection refused a write as a replica (READONLY). At most once per
+    /// interval (1 s without one): while the name still leads to the demoted node every
+    /// reconnect meets READONLY again, and a move per READONLY would reconnect the whole pool
+    /// at the rate of its writes.
+    func demoted(now: ContinuousClock.Instant = .now) {
+        state.withLock { s in
+            if let last = s.lastMove, last.duration(to: now) < (interval ?? .seconds(1)) { return }
+            s.generation &+= 1
+            s.lastMove = now
+        }
+    }
+
+    /// Whether a connection made to a replica at `connectedAt` should try the name again: a
+    /// primary was seen behind it, and the connection is older than the interval.
+    func leavesReplica(connectedAt: ContinuousClock.Instant, now: ContinuousClock.Instant = .now) -> Bool {
+        state.withLock { s in
+            guard s.primarySeen, let interval else { return false }
+            return connectedAt.duration(to: now) >= interval
+        }
     }
 
     /// True for the one caller that should ask the server's role now (the others go on).
@@ -66,6 +89,7 @@ final class ServerRoleWatch: Sendable {
             }
             guard s.primarySeen else { return false }
             s.generation &+= 1
+            s.lastMove = .now
             return true
         }
     }
