@@ -9,11 +9,17 @@ import Testing
 /// promoted replica (a managed service's DNS name; here a proxy retargeted): the client follows
 /// the failover, and writes confirmed by `WAIT` survive it.
 @Suite(.timeLimit(.minutes(2))) struct ReplicaFailoverTests {
-    /// A client of the endpoint (the proxy) that retries for up to 10 s while it reconnects.
-    func pool(through proxy: TCPProxy) throws -> RedisConnectionPool {
+    /// The endpoint (the proxy), retried for up to 10 s while a connection reconnects.
+    func configuration(through proxy: TCPProxy, roleCheck: Duration? = RedisConfiguration().roleCheckInterval) -> RedisConfiguration {
         var configuration = RedisConfiguration(endpoint: .tcp(host: "127.0.0.1", port: proxy.port))
         configuration.reconnect.retryWindow = .seconds(10)
-        return try RedisConnectionPool(configuration: configuration, maximumConnections: 2)
+        configuration.roleCheckInterval = roleCheck
+        return configuration
+    }
+
+    /// A client of the endpoint.
+    func pool(through proxy: TCPProxy) throws -> RedisConnectionPool {
+        try RedisConnectionPool(configuration: configuration(through: proxy), maximumConnections: 2)
     }
 
     @Test("a pooled connection to a demoted primary drops on READONLY and the next attempt reaches the promoted replica")
@@ -127,11 +133,8 @@ import Testing
         try await withReplication { replication in
             let proxy = try TCPProxy(targetPort: replication.servers[0].port)
             defer { proxy.stop() }
-            var configuration = RedisConfiguration(endpoint: .tcp(host: "127.0.0.1", port: proxy.port))
-            configuration.reconnect.retryWindow = .seconds(10)
             // What is tested is a read on the demoted node: no role check moves the connection first.
-            configuration.roleCheckInterval = nil
-            let pool = try RedisConnectionPool(configuration: configuration, maximumConnections: 1)
+            let pool = try RedisConnectionPool(configuration: configuration(through: proxy, roleCheck: nil), maximumConnections: 1)
             #expect(try await pool.send(SET("{k}", "old")))
             try await replication.waitUntilReplicasAttached()
             // The failover: server 1 promoted, server 0 (alive, holding its data until it
@@ -165,13 +168,6 @@ import Testing
         try await replication.follow(1, on: 0)
         proxy.retarget(toPort: replication.servers[1].port)
         #expect(try await replication.send(SET("k", "new"), to: 1))
-    }
-
-    func configuration(through proxy: TCPProxy, roleCheck: Duration?) -> RedisConfiguration {
-        var configuration = RedisConfiguration(endpoint: .tcp(host: "127.0.0.1", port: proxy.port))
-        configuration.reconnect.retryWindow = .seconds(10)
-        configuration.roleCheckInterval = roleCheck
-        return configuration
     }
 
     @Test("a pooled connection that only reads leaves the demoted primary at the next role check")

@@ -163,12 +163,7 @@ struct DashboardGuard: RouterMiddleware {
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         if let admin { return try await admin.handle(request, context: context, next: next) }
-        var response = JSONResponse.bytes(
-            ShopError(status: 401, message: "no admin token is configured: start with --admin-token or ORDERSHOP_ADMIN_TOKEN", field: "Authorization")
-                .body,
-            status: .unauthorized)
-        response.headers[.wwwAuthenticate] = "Bearer realm=\"ordershop-admin\""
-        return response
+        return AdminGuard.unauthorized("no admin token is configured: start with --admin-token or ORDERSHOP_ADMIN_TOKEN", field: "Authorization")
     }
 }
 
@@ -190,16 +185,10 @@ struct LoopbackReadGuard: RouterMiddleware {
             // operator who opened http://<hostname>:5080/ looking for a token (a trial).
             let foreign = named.map(Self.hostName).first { !Dashboard.isLoopback($0) }
             let host = LogText.escaped(foreign ?? "no host", limit: 100)
-            var response = JSONResponse.bytes(
-                ShopError(
-                    status: 401,
-                    message: "without an admin token the dashboard is read only through a loopback name (127.0.0.1, localhost, [::1]); "
-                        + "this request names \(host): open it as http://127.0.0.1:<port>/, or start with --admin-token",
-                    field: "Host"
-                ).body,
-                status: .unauthorized)
-            response.headers[.wwwAuthenticate] = "Bearer realm=\"ordershop-admin\""
-            return response
+            return AdminGuard.unauthorized(
+                "without an admin token the dashboard is read only through a loopback name (127.0.0.1, localhost, [::1]); "
+                    + "this request names \(host): open it as http://127.0.0.1:<port>/, or start with --admin-token",
+                field: "Host")
         }
         return try await guarded.handle(request, context: context, next: next)
     }

@@ -12,10 +12,9 @@ public enum FieldLimits {
     public static let id = 200
     /// Units of one product in one order (one order line).
     public static let unitsPerLine = 100
-    /// A product's price, in euros: 10^9. Billing adds an order's prices as Doubles: an order of
-    /// ``Order/maxProducts`` (1,000) units at that price sums to 10^12 euros, where a Double
-    /// still resolves 0.0001 euro, so the bill rounds to the right cent (at 10^12 per price
-    /// the sum, 10^15, resolves only 0.125). Before this bound a price of 10^300 was accepted,
+    /// A product's price, in euros: 10^9. An order of ``Order/maxProducts`` (1,000) units at that
+    /// price sums to 10^12 euros, which the mails add in decimal to the cent
+    /// (``MailHandlerSupport/exactSum(_:)``). Before this bound a price of 10^300 was accepted,
     /// and every bill naming it was dead-lettered ("the prices add up to more than a number can hold").
     public static let price: Double = 1e9
     /// A mail's text, in bytes: msg refuses larger ones (413).

@@ -45,13 +45,16 @@ struct AdminGuard: RouterMiddleware {
         guard given.count > prefix.count, given.lowercased().hasPrefix(prefix.lowercased()),
             Self.constantTimeEqual(Array(given.utf8.dropFirst(prefix.utf8.count)), token)
         else {
-            var response = JSONResponse.bytes(
-                ShopError(status: 401, message: "admin routes need Authorization: Bearer <admin token>", field: "Authorization").body,
-                status: .unauthorized)
-            response.headers[.wwwAuthenticate] = "Bearer realm=\"ordershop-admin\""
-            return response
+            return Self.unauthorized("admin routes need Authorization: Bearer <admin token>", field: "Authorization")
         }
         return try await next(request, context)
+    }
+
+    /// A 401 in JSON, with the Bearer challenge (the admin routes' and the dashboard's).
+    static func unauthorized(_ message: String, field: String) -> Response {
+        var response = JSONResponse.bytes(ShopError(status: 401, message: message, field: field).body, status: .unauthorized)
+        response.headers[.wwwAuthenticate] = "Bearer realm=\"ordershop-admin\""
+        return response
     }
 
     /// Why a request comes from another origin, nil when it does not.

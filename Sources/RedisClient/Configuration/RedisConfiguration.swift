@@ -170,12 +170,11 @@ public struct RedisConfiguration: Sendable, Equatable {
     /// Redis Cluster: how long a command that did not run keeps being retried while the cluster
     /// heals (a failover takes the node timeout plus an election; `?cluster_retry_window=s`).
     public var clusterRetryWindow: Duration = .seconds(15)
-    /// One server behind the endpoint (not a cluster): at most this often, a connection of a
-    /// pool about to be used asks the server its role (`HELLO`, which least-privilege ACL
-    /// users have, without arguments: it changes nothing). When a server seen as the primary
-    /// answers that it is a replica now (a failover demoted it), every connection of the pool
-    /// and its dedicated connections reconnect before their next command, through the host
-    /// name, as after a `READONLY` reply. Without it a connection that only reads never meets
+    /// One server behind the endpoint (not a cluster): at most this often, a connection a pool
+    /// lends asks the server its role (`HELLO`, which least-privilege ACL users have, without
+    /// arguments: it changes nothing). When a server seen as the primary answers that it is a
+    /// replica now (a failover demoted it), every pooled connection reconnects when it is next
+    /// lent, through the host name, as after a `READONLY` reply (``ServerRoleWatch``). Without it a connection that only reads never meets
     /// a `READONLY` and kept reading the demoted node, stale, for as long as it lived (a trial
     /// saw 100 % of a service's reads miss the entity it had just created). nil: never asked.
     /// The cluster client's nodes follow the cluster's map instead.

@@ -111,7 +111,7 @@ final class ConnectionCore {
         if let name = configuration.clientName { commands.append(["CLIENT", "SETNAME", RedisArgument(name)]) }
         // Last, after AUTH: what the server is, for the role watch (no round trip of its own
         // where there is a handshake anyway).
-        let asksRole = roleWatch.map { $0.interval != nil && $0.isEnabled } ?? false
+        let asksRole = roleWatch?.asksRole ?? false
         if asksRole { commands.append(Self.roleQuery) }
         guard !commands.isEmpty else { return }
         var replies = try roundTrip(commands, deadline: deadline, phase: .handshake)
@@ -190,7 +190,6 @@ final class ConnectionCore {
                 if metReadOnly {
                     disconnect()
                     roleWatch?.demoted()
-                    connectedRole = nil
                 }
             }
             var replies: [Reply] = []
@@ -256,5 +255,6 @@ final class ConnectionCore {
         stream.close()
         self.stream = nil
         tlsDetails = nil
+        connectedRole = nil
     }
 }

@@ -2,8 +2,8 @@ import Synchronization
 
 /// Follows a failover behind one endpoint for every connection made from one pool (its pooled
 /// and dedicated connections): a generation that moves on when the server turned out to be a
-/// replica, after which each connection made before reconnects before its next command (through
-/// the host name, which a managed service moves to the new primary).
+/// replica, after which each pooled connection made before reconnects when it is next lent
+/// (through the host name, which a managed service moves to the new primary).
 ///
 /// Two things move it: a `READONLY` reply on any of the connections, and a role check
 /// (``RedisConfiguration/roleCheckInterval``) that finds a replica behind an endpoint that has
@@ -36,8 +36,9 @@ final class ServerRoleWatch: Sendable {
         self.interval = interval
     }
 
-    /// False once the server refused `HELLO`.
-    var isEnabled: Bool { state.withLock { !$0.disabled } }
+    /// Whether connections ask their server's role: a check interval is set, and the server
+    /// has not refused `HELLO`.
+    var asksRole: Bool { interval != nil && state.withLock { !$0.disabled } }
 
     /// A connection was made to a server of this role: a primary there is what a later check
     /// compares with. It moves nothing itself: while the name still leads to a demoted node,
