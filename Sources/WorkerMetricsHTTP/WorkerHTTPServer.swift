@@ -60,10 +60,10 @@ public struct WorkerHTTPServer: Service {
                 body: .init(byteBuffer: ByteBuffer(bytes: buffer)))
         }
         router.get("/healthz") { _, _ -> Response in
-            let healthy = await Health.redisReachable(client)
-            let body = healthy ? #"{"status":"ok"}"# : #"{"status":"unhealthy","reason":"redis unreachable"}"#
+            let problem = await Health.redisProblem(client)
+            let body = problem.map { #"{"status":"unhealthy","reason":"\#(Health.jsonEscaped($0))"}"# } ?? #"{"status":"ok"}"#
             return Response(
-                status: healthy ? .ok : .serviceUnavailable, headers: [.contentType: "application/json"],
+                status: problem == nil ? .ok : .serviceUnavailable, headers: [.contentType: "application/json"],
                 body: .init(byteBuffer: ByteBuffer(string: body)))
         }
         return router
@@ -81,10 +81,28 @@ public struct WorkerHTTPServer: Service {
 
 /// Health checks shared by workers and services.
 public enum Health {
-    /// The client's probe (``RedisClientProtocol/probe()``): a PING with short timeouts, apart
-    /// from the connections that carry commands, so that a busy pool cannot make a healthy
-    /// process look dead; every primary of a Redis Cluster.
-    public static func redisReachable(_ client: any RedisClientProtocol) async -> Bool {
-        await client.probe() == nil
+    /// Why Redis cannot serve the process, nil when it can, from the client's probe
+    /// (``RedisClientProtocol/probe()``: a `HELLO` or `PING` with short timeouts, apart from the
+    /// connections that carry commands, so that a busy pool cannot make a healthy process look
+    /// dead; every primary of a Redis Cluster): "redis unreachable (…)" for a server that did not
+    /// answer, "redis: <reply>" for one that answered and cannot serve (a replica, where every
+    /// write would meet READONLY; a server loading its data).
+    public static func redisProblem(_ client: any RedisClientProtocol) async -> String? {
+        guard let error = await client.probe() else { return nil }
+        return error.code.isServerError ? "redis: \(error.message)" : "redis unreachable (\(error))"
+    }
+
+    /// `text` as the inside of a JSON string.
+    static func jsonEscaped(_ text: String) -> String {
+        var out = ""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case _ where scalar.value < 0x20: out += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count) + String(scalar.value, radix: 16)
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out
     }
 }

@@ -84,7 +84,8 @@ struct WorkCommand: AsyncParsableCommand {
         let context = try ShopContext(pool: client, logger: logger)
         let httpClient = makeHTTPClient()
         var mail = MailClient(baseURL: services.addresses.url(.msg), client: httpClient)
-        var configuration = WorkerConfiguration(consumerName: consumer, maxInFlight: concurrency, prefetch: prefetch, readers: readers)
+        var configuration = WorkerConfiguration(
+            consumerName: consumer, maxInFlight: concurrency, prefetch: prefetch, readers: readers, retryBackoff: .shopWorkers)
         configuration.replicaConfirmation = try confirm.confirmation()
         configuration.lease = .milliseconds(Int64(leaseSeconds * 1000))
         // Deliberate defects for the chaos harness to catch (never in production):

@@ -6,8 +6,9 @@ import TestSupport
 import Testing
 
 extension ShopIntegration {
-    /// Events the workers can never handle go to the dead letters with their reason, at once, and the
-    /// workers go on with the rest (no crash loop, no retry storm).
+    /// Events the workers can never handle go to the dead letters with their reason (malformed
+    /// ones at once, a missing reference after its retries), and the workers go on with the rest
+    /// (no crash loop, no retry storm).
     @Suite struct DeadLetterTests {
         @Test func unhandleableEventsAreDeadLetteredWithTheirReason() async throws {
             try await withShop { shop in
@@ -33,9 +34,50 @@ extension ShopIntegration {
                 #expect(await eventually { (try? await billingOrders.list().count) == 1 })
                 #expect(await eventually { (try? await crmCustomers.list().count) == 1 })
                 let letter = try #require(try await crmOrders.list().first)
-                #expect((letter.reason + " " + letter.error).contains("customer ghost"), "\(letter)")
+                #expect((letter.reason + " " + letter.error).contains("customer ghost, which does not exist"), "\(letter)")
+                // A missing reference: after every delivery (the customer may only not be visible yet).
+                #expect(letter.deliveryCount == WorkerConfiguration().maxDeliveries, "\(letter)")
                 #expect(try await crmCustomers.list().first?.deliveryCount == 1)  // malformed: at once, not after retries
                 #expect(await eventually { (try? await shop.mails.all().contains { $0.to == "good@shop.test" && $0.kind == .welcome }) == true })
+            }
+        }
+
+        /// An order whose customer the read model does not have yet (a worker's pool still on a
+        /// demoted primary after a failover) is retried, not dead-lettered at once: once the
+        /// customer is there, both of its mails go out and nothing is dead-lettered.
+        @Test func aReferenceThatAppearsDuringTheRetriesIsMailed() async throws {
+            try await withShop { shop in
+                let orders = EntityType.order.stream(.created)
+                let product = try #require(try await shop.gateway.post("/product", ["name": "Late bloomer", "price": 7]).ids.first)
+                _ = try await shop.pool.send(
+                    XADD(
+                        RedisArgument(orders),
+                        fields: [
+                            StreamField("event_id", UUID().uuidString),
+                            StreamField("entity", #"{"id":"o-late","product_ids":["\#(product)"],"customer_id":"c-late"}"#),
+                        ]))
+                // Both groups found no customer and are retrying it (dead-lettered at once, it
+                // would never be delivered a second time).
+                let groups = ["crm", "billing"]
+                for group in groups {
+                    #expect(
+                        await eventually {
+                            let pending = try? await shop.pool.send(XPENDINGDetail(RedisArgument(orders), group: group, count: 10))
+                            return pending?.first.map { $0.deliveryCount >= 2 } ?? false
+                        }, "\(group)")
+                }
+                let customers = RedisArgument(EntityType.customer.keys.entities)
+                _ = try await shop.pool.send(
+                    RawCommand(["HSET", customers, "c-late", #"{"id":"c-late","name":"Late","email":"late@shop.test"}"#], keys: [customers]))
+
+                #expect(
+                    await eventually {
+                        let kinds = (try? await shop.mails.all().filter { $0.to == "late@shop.test" }.map(\.kind)) ?? []
+                        return Set(kinds) == [.thankYou, .pleasePay]
+                    })
+                for group in groups {
+                    #expect(try await DeadLetters(client: shop.pool, stream: orders, group: group).list().isEmpty, "\(group)")
+                }
             }
         }
 

@@ -232,4 +232,33 @@ import Testing
             await pool.shutdown()
         }
     }
+
+    @Test("the probe calls a replica unfit for a pool that writes, until the endpoint leads to the primary; a pool without a role check only PINGs")
+    func probeTellsAReplicaFromThePrimary() async throws {
+        try await withReplication { replication in
+            let proxy = try TCPProxy(targetPort: replication.servers[0].port)
+            defer { proxy.stop() }
+            let pool = try pool(through: proxy)
+            #expect(await pool.probe() == nil)
+
+            // The probe's connection still leads to server 0, demoted: a worker that asked only
+            // PING here said ok while its writes met READONLY.
+            try await failOverLeavingAStaleNode(replication, proxy)
+            let error = try #require(await pool.probe())
+            #expect(error.code == .readOnly, "\(error)")
+            #expect(error.message.contains("answers as a replica"), "\(error)")
+            // It closed its connection: the next probe resolves the endpoint again, and finds
+            // the promoted node.
+            #expect(await pool.probe() == nil)
+
+            // Straight at a replica: unfit with a role check, fine without one.
+            var direct = RedisConfiguration(endpoint: .tcp(host: "127.0.0.1", port: replication.servers[0].port))
+            let atReplica = try RedisConnectionPool(configuration: direct, maximumConnections: 1)
+            #expect(await atReplica.probe()?.code == .readOnly)
+            direct.roleCheckInterval = nil
+            let readingReplica = try RedisConnectionPool(configuration: direct, maximumConnections: 1)
+            #expect(await readingReplica.probe() == nil)
+            for closing in [pool, atReplica, readingReplica] { await closing.shutdown() }
+        }
+    }
 }

@@ -1,3 +1,4 @@
+import Logging
 import InMemoryTracing
 import OTel
 import RedisClient
@@ -59,6 +60,55 @@ struct EventTracingTests {
             }
             let flaky = spans.filter { text($0.attributes.get("messaging.message.id")) == entries[1] }
             #expect(flaky.map { text($0.attributes.get("worker.delivery_count")) } == ["1", "2"])
+        }
+    }
+
+    @Test("what the runtime logs of a handling (a failure it retries, a dead letter) is logged in that handling's trace")
+    func runtimeLogLinesCarryTheHandlingsTrace() async throws {
+        try await withRedisServer { server in
+            let pool = try server.makePool()
+            let stream = "events:{logged}_created"
+            // Entry 0 fails once, then applies; entry 1 is malformed.
+            _ = try await publish(pool, stream: stream, count: 2) { #"{"n":\#($0)}"# }
+            struct Flaky: Error {}
+            let tracer = InMemoryTracer()
+            let log = CapturedLog()
+            // As a process's logging bootstrap adds it (the shop's `trace_id`).
+            let traceIDs = Logger.MetadataProvider { ServiceContext.current?.inMemorySpanContext.map { ["trace_id": "\($0.traceID)"] } ?? [:] }
+            try await withTracer(tracer) {
+                let worker = RunningWorker(
+                    pool: pool,
+                    configuration: .init(lease: .seconds(2), retryBackoff: Backoff(initial: .milliseconds(20), maximum: .milliseconds(50))),
+                    subscriptions: [
+                        Subscription(stream: stream, group: "g") { delivery in
+                            let entity = delivery.string("entity") ?? ""
+                            if entity.contains("1") { throw MalformedEvent("entity 1 is malformed") }
+                            if delivery.deliveryCount == 1 { throw Flaky() }
+                            return .done(effects: [["HINCRBY", "effects", RedisArgument(delivery.eventID), "1"]])
+                        }
+                    ],
+                    logger: log.logger(metadataProvider: traceIDs))
+                #expect(
+                    await eventually {
+                        let pending = try await pendingCount(pool, stream: stream, group: "g")
+                        let applied = try await effectCounts(pool, "effects").count
+                        return pending == 0 && applied == 1
+                    })
+                try await worker.stop()
+            }
+            let entries = try await pool.send(XRANGE(RedisArgument(stream))).map(\.id)
+            let spans = tracer.finishedSpans.filter { $0.operationName == "process \(stream)" }
+            func traces(of entry: String, outcome: String) -> Set<String> {
+                Set(spans.filter { text($0.attributes.get("messaging.message.id")) == entry && text($0.attributes.get("worker.outcome")) == outcome }.map(\.spanContext.traceID))
+            }
+            let lines = log.lines.withLock { $0 }
+            func traceID(of message: String) -> String? {
+                lines.first { $0.message == message }?.metadata["trace_id"].map { "\($0)" }
+            }
+            let retried = try #require(traceID(of: "handler failed; will retry"), "\(lines)")
+            #expect(traces(of: entries[0], outcome: "retried") == [retried], "\(lines)")
+            let dead = try #require(traceID(of: "invalid entry; moving it to the dead letters"), "\(lines)")
+            #expect(traces(of: entries[1], outcome: "dead-lettered") == [dead], "\(lines)")
         }
     }
 

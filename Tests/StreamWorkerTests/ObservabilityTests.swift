@@ -64,6 +64,29 @@ struct ObservabilityTests {
         }
     }
 
+    @Test("/healthz is 503 and says why when the worker's Redis is a replica: every settle there would meet READONLY")
+    func healthOfAWorkerOnAReplica() async throws {
+        try await withReplication { replication in
+            let replica = try RedisConnectionPool(
+                configuration: RedisConfiguration(endpoint: .tcp(host: "127.0.0.1", port: replication.servers[1].port)), maximumConnections: 1)
+            let primary = try RedisConnectionPool(
+                configuration: RedisConfiguration(endpoint: .tcp(host: "127.0.0.1", port: replication.servers[0].port)), maximumConnections: 1)
+            try await Application(router: WorkerHTTPServer.buildRouter(client: replica)).test(.router) { client in
+                try await client.execute(uri: "/healthz", method: .get) { response in
+                    #expect(response.status == .serviceUnavailable)
+                    let body = String(buffer: response.body)
+                    #expect(body.contains(#""reason":"redis: "#) && body.contains("answers as a replica"), "\(body)")
+                    #expect((try? JSONSerialization.jsonObject(with: Data(body.utf8))) != nil, "\(body)")
+                }
+            }
+            try await Application(router: WorkerHTTPServer.buildRouter(client: primary)).test(.router) { client in
+                try await client.execute(uri: "/healthz", method: .get) { #expect($0.status == .ok) }
+            }
+            await replica.shutdown()
+            await primary.shutdown()
+        }
+    }
+
     @Test("status reports lag that Redis cannot (after deletions), pending with its age, consumers, dead letters")
     func groupStatus() async throws {
         try await withRedisServer { server in

@@ -41,12 +41,15 @@ final class Downstream: Sendable {
 final class CapturedLog: Sendable {
     let lines = Mutex<[(level: Logger.Level, message: String, metadata: Logger.Metadata)]>([])
 
-    func logger() -> Logger {
-        Logger(label: "captured") { _ in CapturingHandler(log: self) }
+    /// `metadataProvider`: what each line gets from where it was logged (a trace id), as a
+    /// process's logging bootstrap adds it.
+    func logger(metadataProvider: Logger.MetadataProvider? = nil) -> Logger {
+        Logger(label: "captured") { _ in CapturingHandler(log: self, metadataProvider: metadataProvider) }
     }
 
     struct CapturingHandler: LogHandler {
         let log: CapturedLog
+        var metadataProvider: Logger.MetadataProvider?
         var metadata: Logger.Metadata = [:]
         var logLevel: Logger.Level = .info
         subscript(metadataKey key: String) -> Logger.Metadata.Value? {
@@ -54,7 +57,7 @@ final class CapturedLog: Sendable {
             set { metadata[key] = newValue }
         }
         func log(event: LogEvent) {
-            let merged = metadata.merging(event.metadata ?? [:]) { $1 }
+            let merged = metadata.merging(metadataProvider?.get() ?? [:]) { $1 }.merging(event.metadata ?? [:]) { $1 }
             log.lines.withLock { $0.append((event.level, "\(event.message)", merged)) }
         }
     }

@@ -32,9 +32,10 @@ final class RunningWorker: Sendable {
     let worker: StreamWorker
     let task: Task<Void, any Error>
 
-    init(pool: any RedisClientProtocol, configuration: WorkerConfiguration, subscriptions: [Subscription]) {
-        var logger = Logger(label: "test-worker")
-        logger.logLevel = .warning
+    /// `logger`: the worker's (default: warnings and above to standard error).
+    init(pool: any RedisClientProtocol, configuration: WorkerConfiguration, subscriptions: [Subscription], logger: Logger? = nil) {
+        var logger = logger ?? Logger(label: "test-worker")
+        if logger.label == "test-worker" { logger.logLevel = .warning }
         let worker = StreamWorker(client: pool, configuration: configuration, subscriptions: subscriptions, logger: logger)
         self.worker = worker
         self.task = Task { try await worker.run() }

@@ -39,7 +39,7 @@ public final class ShopStack: Sendable {
 
         public init(
             host: String = "127.0.0.1", ports: [ServiceName: Int] = Dictionary(uniqueKeysWithValues: ServiceName.allCases.map { ($0, $0.defaultPort) }),
-            workers: [WorkerName] = WorkerName.allCases, workerConfiguration: WorkerConfiguration = .init(),
+            workers: [WorkerName] = WorkerName.allCases, workerConfiguration: WorkerConfiguration = .init(retryBackoff: .shopWorkers),
             metricsPort: Int? = WorkerName.defaultMetricsPort, adminRoutes: Bool = true, adminToken: String? = nil, dashboard: Bool = false,
             confirmation: ReplicaConfirmation? = nil, callsInProcess: Bool = false,
             onServiceRunning: @escaping @Sendable (ServiceName, Int) async -> Void = { _, _ in }

@@ -25,8 +25,8 @@ public enum CRMWorker {
                 let order = try delivery.shopEntity(Order.self)
                 let what = "order \(order.id)"
                 let customer = try await support.customer(order.customerID, of: what)
-                // A product deleted meanwhile keeps its last name; one never seen makes the order
-                // malformed, as billing finds it (it was thanked for "product <id>" before).
+                // A product deleted meanwhile keeps its last name; one never seen is a missing
+                // reference, as billing finds it (it was thanked for "product <id>" before).
                 let names = try support.known(try await support.products(order.productIDs), of: what).map(\.name)
                 return try await support.send(
                     to: customer.email, msg: MailKind.thankYou(name: customer.name, products: names), for: delivery)
@@ -56,7 +56,7 @@ public enum BillingWorker {
                 let billing = try delivery.shopEntity(Billing.self)
                 let what = "billing \(billing.id)"
                 guard let order = try await support.readModel.lookup(Order.self, id: billing.orderID)?.entity else {
-                    throw MalformedEvent("\(what) refers to order \(billing.orderID), which does not exist")
+                    throw MissingReference(what: what, type: .order, id: billing.orderID)
                 }
                 let customer = try await support.customer(order.customerID, of: what)
                 let sum = try support.sum(try await support.products(order.productIDs), of: what)

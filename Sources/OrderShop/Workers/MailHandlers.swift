@@ -37,10 +37,11 @@ struct MailHandlerSupport: Sendable {
 
     /// The customer of an order: the live one, or the last state of a deleted one (a customer who
     /// ordered and then left still gets the mails about that order, at the last known address).
-    /// A customer Redis has never seen cannot be mailed: the event is dead-lettered with the reason.
+    /// A customer the read model does not have is a ``MissingReference``: retried, then
+    /// dead-lettered with the reason.
     func customer(_ id: String, of what: String) async throws -> Customer {
         guard let found = try await readModel.lookup(Customer.self, id: id) else {
-            throw MalformedEvent("\(what) refers to customer \(id), which does not exist")
+            throw MissingReference(what: what, type: .customer, id: id)
         }
         return found.entity
     }
@@ -56,11 +57,11 @@ struct MailHandlerSupport: Sendable {
         return out
     }
 
-    /// The products, each known; else the first id never seen makes `what` malformed (the order
-    /// service never makes such an order).
+    /// The products, each known; else the first id the read model does not have is a
+    /// ``MissingReference`` (the order service never makes such an order).
     func known(_ products: [(id: String, product: Product?)], of what: String) throws -> [Product] {
         try products.map { p in
-            guard let product = p.product else { throw MalformedEvent("\(what) refers to product \(p.id), which does not exist") }
+            guard let product = p.product else { throw MissingReference(what: what, type: .product, id: p.id) }
             return product
         }
     }

@@ -132,13 +132,7 @@ final class ConnectionCore {
     /// The `role` of a HELLO reply ("master" or "replica"); nil, and the watch off, when the
     /// server refused it (HELLO without arguments came with Redis 6.2) or did not say.
     private func roleOrDisable(_ reply: RESPValue) -> String? {
-        if let fields = reply.array {
-            var i = 0
-            while i + 1 < fields.count {
-                if fields[i].string == "role", let role = fields[i + 1].string { return role }
-                i += 2
-            }
-        }
+        if let role = ServerRoleWatch.role(inHELLOReply: reply) { return role }
         roleWatch?.disable()
         return nil
     }

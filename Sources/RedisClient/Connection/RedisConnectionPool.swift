@@ -44,15 +44,33 @@ public final class RedisConnectionPool: Sendable {
         probeConnection = try RedisConnection(configuration: probe, tlsContext: tlsContext, logger: self.logger)
     }
 
-    /// PINGs Redis for a health check, on a connection of the pool's own kept for probes: the
+    /// Asks Redis for a health check, on a connection of the pool's own kept for probes: the
     /// pooled connections keep retrying for their reconnect window and may all be busy, both
     /// right for commands and wrong for a probe that must answer quickly; this one tries to
     /// connect once, with a connect timeout of at most 1 s and a command timeout of at most 2 s,
     /// and is reused from probe to probe (no new connection or TLS context per probe).
     ///
-    /// - Returns: nil when Redis answered, else why it did not.
+    /// With a role check (``RedisConfiguration/roleCheckInterval``, on by default: the pool
+    /// expects the primary behind its endpoint) the probe asks `HELLO` instead of `PING`, and a
+    /// replica is an answer the pool cannot work with: ``RedisError/Code/readOnly``, saying so.
+    /// Its connection is then closed, so that the next probe resolves the name again (a managed
+    /// service moves it to the promoted node), and a replica found where a primary was moves the
+    /// pool's connections (``ServerRoleWatch``). Why: a worker's `/healthz` said ok for minutes
+    /// while every write it made met READONLY (a user-style failover trial). A server that
+    /// refuses `HELLO` (before Redis 6.2) is asked `PING`. Set the interval to nil for a pool
+    /// meant to read from a replica.
+    ///
+    /// - Returns: nil when Redis answered (as a primary, with a role check), else why not.
     public func probe() async -> RedisError? {
         do {
+            if roleWatch.asksRole, let role = try await probeRole() {
+                roleWatch.observed(role: role)
+                guard role != "master" else { return nil }
+                await probeConnection.close()
+                return RedisError(
+                    .readOnly,
+                    "\(configuration.endpoint) answers as a \(role): it refuses writes (READONLY); point the URL at the primary, or at a name that follows a failover")
+            }
             _ = try await probeConnection.send(PING())
             return nil
         } catch let error as RedisError {
@@ -60,6 +78,17 @@ public final class RedisConnectionPool: Sendable {
         } catch {
             return RedisError(.io, "\(error)")
         }
+    }
+
+    /// The role `HELLO` reports; nil when the server refuses `HELLO` or does not say.
+    private func probeRole() async throws -> String? {
+        let reply: RESPValue
+        do {
+            reply = try await probeConnection.send(["HELLO"])
+        } catch let error as RedisError where error.code.isServerError && !error.isTransient {
+            return nil
+        }
+        return ServerRoleWatch.role(inHELLOReply: reply)
     }
 
     /// A new connection outside the pool (for ``withDedicatedConnection(forKeys:_:)``), sharing

@@ -98,4 +98,16 @@ final class ServerRoleWatch: Sendable {
     func disable() {
         state.withLock { $0.disabled = true }
     }
+
+    /// The `role` of a `HELLO` reply ("master" or "replica"), nil when it has none (an error
+    /// reply, a server that does not say).
+    static func role(inHELLOReply reply: RESPValue) -> String? {
+        guard let fields = reply.array else { return nil }
+        var i = 0
+        while i + 1 < fields.count {
+            if fields[i].string == "role", let role = fields[i + 1].string { return role }
+            i += 2
+        }
+        return nil
+    }
 }

@@ -30,7 +30,7 @@ struct HandlerCall: Sendable {
             var item = items[0]
             let trace: ServiceContext
             (trace, item.span) = tracer.start(item, context: context)
-            if let settle = settleWithoutHandling(item) {
+            if let settle = settleWithoutHandling(item, in: trace) {
                 report(0, .settle(settle))
             } else {
                 report(0, await handleOne(item, in: trace))
@@ -46,7 +46,7 @@ struct HandlerCall: Sendable {
             let trace: ServiceContext
             (trace, items[index].span) = tracer.start(items[index], context: context)
             traces.append(trace)
-            if let settle = settleWithoutHandling(items[index]) {
+            if let settle = settleWithoutHandling(items[index], in: trace) {
                 report(index, .settle(settle))
             } else {
                 handled.append(index)
@@ -76,18 +76,21 @@ struct HandlerCall: Sendable {
     }
 
     /// One entry, one handler call (a batch handler's is called with a batch of one), in the
-    /// context of its span: what the handler logs carries the trace id, and what it calls (a
-    /// mail) continues the trace.
+    /// context of its span: what the handler logs, and what the runtime logs of its outcome (a
+    /// failure, a dead letter), carries the trace id, and what it calls (a mail) continues the
+    /// trace.
     private func handleOne(_ item: WorkItem, in trace: ServiceContext) async -> HandlingOutcome {
         let started = ContinuousClock.now
-        do {
-            let handler = context.subscription.handler
-            let delivery = delivery(for: item)
-            let result = try await ServiceContext.withValue(trace) { try await handler(delivery) }
-            context.metrics.handlerDuration.recordNanoseconds(nanoseconds(since: started))
-            return outcome(of: item, .success(result))
-        } catch {
-            return outcome(of: item, .failure(error))
+        let handler = context.subscription.handler
+        let delivery = delivery(for: item)
+        return await ServiceContext.withValue(trace) {
+            do {
+                let result = try await handler(delivery)
+                context.metrics.handlerDuration.recordNanoseconds(nanoseconds(since: started))
+                return outcome(of: item, .success(result))
+            } catch {
+                return outcome(of: item, .failure(error))
+            }
         }
     }
 
@@ -99,15 +102,20 @@ struct HandlerCall: Sendable {
     /// Entries settled without calling the handler: deleted from the stream while pending, an
     /// `event_id` that cannot identify it (``Delivery/eventIDProblem(in:)``), a known
     /// duplicate, or delivered more often than the maximum (consumers kept dying on it).
-    private func settleWithoutHandling(_ item: WorkItem) -> SettleItem? {
+    /// Its log lines are written in the handling's trace, `trace`.
+    private func settleWithoutHandling(_ item: WorkItem, in trace: ServiceContext) -> SettleItem? {
         if item.entry.isDeleted {
-            context.logger.error("pending entry no longer exists in the stream (trimmed or deleted)", metadata: ["id": "\(item.entry.id)"])
+            ServiceContext.withValue(trace) {
+                context.logger.error("pending entry no longer exists in the stream (trimmed or deleted)", metadata: ["id": "\(item.entry.id)"])
+            }
             return .lost(item)
         }
         // Before the duplicate check: such entries share one marker, so all but the first would
         // look like duplicates of it.
         if let problem = Delivery.eventIDProblem(in: item.entry.fields) {
-            context.logger.error("invalid entry; moving it to the dead letters", metadata: ["id": "\(item.entry.id)", "reason": "\(problem)"])
+            ServiceContext.withValue(trace) {
+                context.logger.error("invalid entry; moving it to the dead letters", metadata: ["id": "\(item.entry.id)", "reason": "\(problem)"])
+            }
             return .deadLetter(item, reason: problem, error: "")
         }
         if item.knownDuplicate {
@@ -135,6 +143,14 @@ struct HandlerCall: Sendable {
             fields: item.entry.fields.filter { $0.name != "replayed_from" }, deliveryCount: item.deliveryCount)
     }
 
+    /// A failed handling, at warning, at most once per interval per subscription
+    /// (``RetryScheduler`` retries it).
+    private func logRetry(_ item: WorkItem, _ error: any Error) {
+        context.failureWarnings.log(
+            context.logger, "handler failed; will retry",
+            metadata: ["id": "\(item.entry.id)", "deliveries": "\(item.deliveryCount)", "reason": "\(error)"])
+    }
+
     /// What a handler's result means for its entry. Every result but "unavailable" says the
     /// downstream answered: it closes the circuit breaker.
     private func outcome(of item: WorkItem, _ result: Result<HandlerOutcome, any Error>) -> HandlingOutcome {
@@ -150,9 +166,11 @@ struct HandlerCall: Sendable {
                 return .settle(.deadLetter(item, reason: reason, error: "\(error)"))
             case .unavailable:
                 context.breaker.failed()
+                logRetry(item, error)
                 return .retry(item, error)
             case .failed:
                 context.breaker.succeeded()
+                logRetry(item, error)
                 return .retry(item, error)
             }
         }

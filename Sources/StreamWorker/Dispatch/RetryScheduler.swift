@@ -9,7 +9,8 @@ import RedisClient
 /// admitted by the circuit breaker (which spaces the probes); any other failure is retried with
 /// ``WorkerConfiguration/retryBackoff`` until Redis has delivered it
 /// ``WorkerConfiguration/maxDeliveries`` times. Every failed attempt is logged at warning with
-/// its reason, at most once per interval per subscription.
+/// its reason, at most once per interval per subscription (by ``HandlerCall``, in the trace of
+/// the handling that failed).
 struct RetryScheduler: Sendable {
     let context: SubscriptionContext
     let call: HandlerCall
@@ -23,11 +24,9 @@ struct RetryScheduler: Sendable {
         /// When this worker first saw the entry's downstream unavailable.
         var unavailableSince: ContinuousClock.Instant?
         while true {
+            // Logged where the handling ended, in its trace (``HandlerCall``).
             context.count(.failed)
             let failure = HandlerFailure(error)
-            context.failureWarnings.log(
-                context.logger, "handler failed; will retry",
-                metadata: ["id": "\(item.entry.id)", "deliveries": "\(item.deliveryCount)", "reason": "\(error)"])
             let delay: Duration
             let nextCount: Int
             switch failure {

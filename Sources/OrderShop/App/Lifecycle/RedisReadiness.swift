@@ -4,7 +4,7 @@ import RedisClient
 /// Redis at start-up, before a process takes on work: a worker joins its groups only once Redis
 /// answers with its credentials.
 public enum RedisReadiness {
-    /// Returns once Redis answers a PING (the client's probe: every primary of a cluster). While
+    /// Returns once Redis answers (the client's probe: as a primary; every primary of a cluster). While
     /// it cannot be reached it logs once and keeps trying with the reconnect backoff (Redis may
     /// start after us); what waiting cannot fix (a refused password, a certificate that fails
     /// verification, any other error reply) throws ``RedisUnusable`` at once. Cancellation ends
@@ -80,10 +80,12 @@ public enum RedisReadiness {
         }
     }
 
-    /// Errors of a Redis that is not there yet, or is loading its data.
+    /// Errors of a Redis that is not there yet, is loading its data, or is a replica (the probe's
+    /// answer while a failover moves the name to the promoted node; a URL that names a replica
+    /// for good waits too, with the warning saying why).
     static func isWorthWaiting(_ error: RedisError) -> Bool {
         switch error.code {
-        case .loading, .connectionRefused, .hostNotFound, .connectTimeout, .timeout, .connectionClosed, .outcomeUnknown, .io, .busy:
+        case .loading, .connectionRefused, .hostNotFound, .connectTimeout, .timeout, .connectionClosed, .outcomeUnknown, .io, .busy, .readOnly:
             true
         default:
             false
