@@ -22,8 +22,8 @@ public enum WorkerMetrics {
     }
 }
 
-/// Serves `GET /metrics` (Prometheus text) and `GET /healthz` (503 when Redis cannot be reached)
-/// for a worker process.
+/// Serves `GET /metrics` (Prometheus text) and `GET /healthz` (503 when Redis cannot be reached,
+/// or answers as a replica) for a worker process.
 public struct WorkerHTTPServer: Service {
     let port: Int
     let host: String
@@ -89,7 +89,9 @@ public enum Health {
     /// write would meet READONLY; a server loading its data).
     public static func redisProblem(_ client: any RedisClientProtocol) async -> String? {
         guard let error = await client.probe() else { return nil }
-        return error.code.isServerError ? "redis: \(error.message)" : "redis unreachable (\(error))"
+        // The code only for a server that did not answer: the body is served unauthenticated,
+        // and the error would name the Redis host.
+        return error.code.isServerError ? "redis: \(error.message)" : "redis unreachable (\(error.code))"
     }
 
     /// `text` as the inside of a JSON string.

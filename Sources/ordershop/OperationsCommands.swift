@@ -52,6 +52,12 @@ struct StatusCommand: AsyncParsableCommand {
             } else {
                 let snapshot = try await reader.read()
                 print(try render(snapshot), terminator: "")
+                // A server that is a replica (the URL still names a demoted primary) is read like
+                // any other, and said so: its figures can lag the primary's (a trial found the
+                // whole table printed without a word).
+                if pools.count == 1, let error = await pools[0].probe(), error.code == .readOnly {
+                    FileHandle.standardError.write(Data("note: \(pools[0].configuration.endpoint): \(error.message); these figures are its own and may lag the primary's\n".utf8))
+                }
                 if snapshot.unread != nil {
                     // What was read is printed; the exit status says it is not everything.
                     FileHandle.standardError.write(Data(Self.unreadLines(snapshot).utf8))
@@ -259,11 +265,15 @@ struct DeadLetterCommand: AsyncParsableCommand {
                 print(String(decoding: data, as: UTF8.self))
                 return
             }
-            var rows = [(targets.partitioned ? ["PARTITION", "STREAM"] : []) + ["DLQ ID", "ORIGINAL ID", "DELIVERIES", "REASON", "EVENT ID"]]
+            // LAST ERROR: what the handler said, where the reason does not (a letter that used up
+            // its deliveries reads "failed 5 deliveries"; why was only in --json).
+            var rows = [(targets.partitioned ? ["PARTITION", "STREAM"] : []) + ["DLQ ID", "ORIGINAL ID", "DELIVERIES", "REASON", "EVENT ID", "LAST ERROR"]]
             for p in listed {
                 for l in p.letters {
                     let named = targets.partitioned ? [p.partition.map { "\($0)" } ?? "-", p.stream] : []
-                    rows.append(named + [l.id, l.originalID, "\(l.deliveryCount)", l.reason, l.fields["event_id"] ?? "-"])
+                    // One terminal-safe line each (an event's text may be in either).
+                    let error = l.error.isEmpty || l.error == l.reason ? "-" : LogText.escaped(l.error, limit: 160)
+                    rows.append(named + [l.id, l.originalID, "\(l.deliveryCount)", LogText.escaped(l.reason, limit: 300), l.fields["event_id"] ?? "-", error])
                 }
             }
             printTable(rows)

@@ -38,6 +38,10 @@ extension ShopIntegration {
                 // A missing reference: after every delivery (the customer may only not be visible yet).
                 #expect(letter.deliveryCount == WorkerConfiguration().maxDeliveries, "\(letter)")
                 #expect(try await crmCustomers.list().first?.deliveryCount == 1)  // malformed: at once, not after retries
+                // `dlq list` shows why beside the reason ("failed 5 deliveries").
+                let listed = try await runChild(try builtProduct("ordershop"), ["dlq", "list", orders, "crm", "--url", shop.redis.url])
+                let row = listed.output.split(separator: "\n").first { $0.contains(letter.id) }
+                #expect(row?.contains("customer ghost, which does not exist") == true, "\(listed.output)")
                 #expect(await eventually { (try? await shop.mails.all().contains { $0.to == "good@shop.test" && $0.kind == .welcome }) == true })
             }
         }

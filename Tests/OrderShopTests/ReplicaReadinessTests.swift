@@ -84,4 +84,17 @@ import Testing
             await pool.shutdown()
         }
     }
+
+    @Test("`status` at a replica prints its figures and says on stderr that they are a replica's; at the primary it says nothing")
+    func statusNamesAReplica() async throws {
+        try await withReplication { replication in
+            try await replication.waitUntilReplicasAttached()
+            let ordershop = try builtProduct("ordershop")
+            let atReplica = try await runChild(ordershop, ["status", "--url", replication.servers[1].url])
+            #expect(atReplica.status == 0, "\(atReplica.output)")
+            #expect(atReplica.output.contains("answers as a replica") && atReplica.output.contains("may lag the primary"), "\(atReplica.output)")
+            let atPrimary = try await runChild(ordershop, ["status", "--url", replication.servers[0].url])
+            #expect(atPrimary.status == 0 && !atPrimary.output.contains("replica"), "\(atPrimary.output)")
+        }
+    }
 }

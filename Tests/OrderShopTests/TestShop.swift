@@ -81,7 +81,7 @@ final class RefusingPorts: @unchecked Sendable {
 /// service fails to bind, the group ends, and the shop is started again on other ports.
 func withShop<T: Sendable>(
     workers: [WorkerName] = WorkerName.allCases,
-    workerConfiguration: WorkerConfiguration = WorkerConfiguration(block: .milliseconds(500), lease: .seconds(2)),
+    workerConfiguration: WorkerConfiguration = WorkerConfiguration(block: .milliseconds(500), lease: .seconds(2), retryBackoff: .shopWorkers),
     dashboard: Bool = false,
     callsInProcess: Bool = false,
     _ body: (TestShop) async throws -> T

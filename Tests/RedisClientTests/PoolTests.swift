@@ -75,6 +75,47 @@ import Testing
         }
     }
 
+    @Test("a probe of a Redis loading its data says LOADING, though HELLO answers while it loads (the role check must not hide it)")
+    func probeOfALoadingRedis() async throws {
+        var options = LocalRedisServer.Options()
+        options.extraArguments = ["--enable-debug-command", "yes"]
+        try await withRedisServer(options) { server in
+            let pool = try server.makePool()
+            #expect(await pool.probe() == nil)
+            let connection = try server.makeConnection()
+            _ = try await connection.send(["DEBUG", "POPULATE", "20000"])
+            _ = try await connection.send(["SAVE"])
+            await connection.close()
+            await server.stop()
+            // The same port and data, loaded slowly (200 µs a key: about 4 s), answering between keys.
+            let loading = try ChildProcess(
+                try LocalRedisServer.executable(),
+                ["--port", "\(server.port)", "--bind", "127.0.0.1", "--dir", server.directory, "--save", "", "--key-load-delay", "200",
+                 "--loading-process-events-interval-bytes", "1024"],
+                outputFile: server.directory + "/loading.out")
+            let checker = try server.makeConnection { $0.reconnect.retryWindow = .zero }
+            var sawLoading = false
+            for _ in 0..<200 where !sawLoading {
+                do {
+                    _ = try await checker.send(PING())
+                    break  // loaded already: the machine was faster than the delay allows
+                } catch let error as RedisError where error.code == .loading {
+                    sawLoading = true
+                } catch {
+                    try await Task.sleep(for: .milliseconds(10))  // not listening yet
+                }
+            }
+            #expect(sawLoading, "never saw the server loading")
+            if sawLoading {
+                let error = await pool.probe()
+                #expect(error?.code == .loading, "\(String(describing: error))")
+            }
+            await checker.close()
+            await pool.shutdown()
+            _ = await loading.stop(signal: SIGKILL)
+        }
+    }
+
     @Test("a probe of a Redis that is gone answers at once with the reason, and recovers with it")
     func probeOfAGoneRedis() async throws {
         try await withRedisServer { server in

@@ -68,8 +68,8 @@ struct EventTracingTests {
         try await withRedisServer { server in
             let pool = try server.makePool()
             let stream = "events:{logged}_created"
-            // Entry 0 fails once, then applies; entry 1 is malformed.
-            _ = try await publish(pool, stream: stream, count: 2) { #"{"n":\#($0)}"# }
+            // Entry 0 fails once, then applies; entry 1 is malformed; entry 2 fails every time.
+            _ = try await publish(pool, stream: stream, count: 3) { #"{"n":\#($0)}"# }
             struct Flaky: Error {}
             let tracer = InMemoryTracer()
             let log = CapturedLog()
@@ -78,12 +78,12 @@ struct EventTracingTests {
             try await withTracer(tracer) {
                 let worker = RunningWorker(
                     pool: pool,
-                    configuration: .init(lease: .seconds(2), retryBackoff: Backoff(initial: .milliseconds(20), maximum: .milliseconds(50))),
+                    configuration: .init(lease: .seconds(2), maxDeliveries: 3, retryBackoff: Backoff(initial: .milliseconds(20), maximum: .milliseconds(50))),
                     subscriptions: [
                         Subscription(stream: stream, group: "g") { delivery in
                             let entity = delivery.string("entity") ?? ""
                             if entity.contains("1") { throw MalformedEvent("entity 1 is malformed") }
-                            if delivery.deliveryCount == 1 { throw Flaky() }
+                            if delivery.deliveryCount == 1 || entity.contains("2") { throw Flaky() }
                             return .done(effects: [["HINCRBY", "effects", RedisArgument(delivery.eventID), "1"]])
                         }
                     ],
@@ -109,6 +109,9 @@ struct EventTracingTests {
             #expect(traces(of: entries[0], outcome: "retried") == [retried], "\(lines)")
             let dead = try #require(traceID(of: "invalid entry; moving it to the dead letters"), "\(lines)")
             #expect(traces(of: entries[1], outcome: "dead-lettered") == [dead], "\(lines)")
+            // The last failure is an error line, in the last handling's trace.
+            let last = try #require(traceID(of: "handler failed its last delivery; moving the entry to the dead letters"), "\(lines)")
+            #expect(traces(of: entries[2], outcome: "dead-lettered") == [last], "\(lines)")
         }
     }
 

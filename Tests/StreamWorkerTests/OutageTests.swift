@@ -176,6 +176,31 @@ struct OutageTests {
         }
     }
 
+    @Test("Redis away: the worker's failed reads are logged at most once per interval, with how many were left out")
+    func readFailuresLoggedRateLimited() async throws {
+        try await withRedisServer { server in
+            // Reads fail at once instead of waiting out a reconnect window.
+            let pool = try server.makePool { $0.reconnect.retryWindow = .zero }
+            let stream = "away"
+            try await publish(pool, stream: stream, count: 5)
+            let log = CapturedLog()
+            let worker = StreamWorker(
+                client: pool, configuration: .init(readers: 2, lease: .seconds(2)),
+                subscriptions: [Subscription(stream: stream, group: "g", handler: countingHandler(effectsKey: "done"))], logger: log.logger())
+            let task = Task { try await worker.run() }
+            #expect(await eventually { (try? await effectCounts(pool, "done").count) == 5 })
+            await server.kill()
+            // Two readers retrying with 100 ms doubling: about five attempts each in 3 s.
+            try await Task.sleep(for: .seconds(3))
+            // One line for the worker: its subscription's readers and its replay stream's reader.
+            let reads = log.lines.withLock { $0 }.filter { $0.message == "read failed; retrying" }
+            try await server.start()
+            worker.drain()
+            try await task.value
+            #expect(reads.count == 1, "\(reads.count) lines in 3 s: \(reads.map { "\($0.metadata)" })")
+        }
+    }
+
     @Test("a drain while the breaker holds entries back lets them go at once (pending, for another worker), not at the drain deadline")
     func drainLetsGoOfEntriesBehindAnOpenBreaker() async throws {
         try await withRedisServer { server in

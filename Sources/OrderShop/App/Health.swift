@@ -1,7 +1,8 @@
 import Hummingbird
 import RedisClient
 
-/// `GET /healthz`: 200 when Redis answers a PING, 503 when it does not.
+/// `GET /healthz`: 200 when Redis answers a PING as a primary, 503 when it does not (or answers
+/// as a replica, where every write would meet READONLY).
 ///
 /// It probes with the client's probe (``RedisClientProtocol/probe()``): on a pool, one connection
 /// reused from probe to probe, which tries to connect once with a short timeout, where the

@@ -10,7 +10,9 @@ import StreamWorker
 /// made through the promoted one is not there yet. Dead-lettered at once, such orders needed a
 /// replay by hand (a user-style failover trial, 2026-12-05). An entity that never comes (lost
 /// to the failover with an unconfirmed write, or an event from another publisher) still ends in
-/// the dead letters, about two seconds later.
+/// the dead letters, 1.9-3.75 s after its first delivery. A name that a managed service moves
+/// more slowly than that (DNS time to live) can still dead-letter such an event: replay it with
+/// `ordershop dlq replay` once the failover is over.
 struct MissingReference: Error, Sendable, CustomStringConvertible {
     /// What the event is about (`order <id>`).
     let what: String

@@ -47,7 +47,9 @@ public protocol RedisClientProtocol: Sendable {
     /// again to reach the slot's current owner.
     func withDedicatedConnection<T: Sendable>(forKeys keys: [RedisArgument], _ body: (RedisConnection) async throws -> T) async throws -> T
 
-    /// A health check: nil when Redis answers a PING (every primary of a cluster), else why not.
+    /// A health check: nil when Redis answers a PING (every primary of a cluster; a pool with a
+    /// role check also asks `HELLO` and calls a replica unfit: ``RedisConnectionPool/probe()``),
+    /// else why not.
     /// Quick and apart from the connections that carry commands: one connect attempt, short
     /// timeouts, so that a busy client cannot make a healthy process look dead.
     func probe() async -> RedisError?

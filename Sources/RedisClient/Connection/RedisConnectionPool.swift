@@ -51,44 +51,43 @@ public final class RedisConnectionPool: Sendable {
     /// and is reused from probe to probe (no new connection or TLS context per probe).
     ///
     /// With a role check (``RedisConfiguration/roleCheckInterval``, on by default: the pool
-    /// expects the primary behind its endpoint) the probe asks `HELLO` instead of `PING`, and a
-    /// replica is an answer the pool cannot work with: ``RedisError/Code/readOnly``, saying so.
-    /// Its connection is then closed, so that the next probe resolves the name again (a managed
-    /// service moves it to the promoted node), and a replica found where a primary was moves the
-    /// pool's connections (``ServerRoleWatch``). Why: a worker's `/healthz` said ok for minutes
-    /// while every write it made met READONLY (a user-style failover trial). A server that
-    /// refuses `HELLO` (before Redis 6.2) is asked `PING`. Set the interval to nil for a pool
-    /// meant to read from a replica.
+    /// expects the primary behind its endpoint) the probe sends `HELLO` with its `PING`, in one
+    /// round trip, and a replica is an answer the pool cannot work with:
+    /// ``RedisError/Code/readOnly``, saying so. Its connection is then closed, so that the next
+    /// probe resolves the name again (a managed service moves it to the promoted node), and a
+    /// replica found where a primary was moves the pool's connections (``ServerRoleWatch``, at
+    /// most once per interval). Why: a worker's `/healthz` said ok while every write it made met
+    /// READONLY (a user-style failover trial). `PING` still decides the rest: a server loading
+    /// its data answers `HELLO` but not `PING`; one that refuses `HELLO` (before Redis 6.2) is
+    /// judged by `PING` alone. Set the interval to nil for a pool meant to read from a replica.
     ///
     /// - Returns: nil when Redis answered (as a primary, with a role check), else why not.
     public func probe() async -> RedisError? {
         do {
-            if roleWatch.asksRole, let role = try await probeRole() {
-                roleWatch.observed(role: role)
-                guard role != "master" else { return nil }
+            guard roleWatch.asksRole else {
+                _ = try await probeConnection.send(PING())
+                return nil
+            }
+            let replies = try await probeConnection.pipeline([["HELLO"], ["PING"]])
+            if case .error(let message) = replies[1] { return RedisError(serverReply: message) }
+            switch ServerRoleWatch.role(inHELLOReply: replies[0]) {
+            case nil:
+                // HELLO refused (or silent): the PING's answer is the probe's.
+                return nil
+            case "master":
+                roleWatch.observed(role: "master")
+                return nil
+            case let role?:
+                roleWatch.probeFoundReplica()
                 await probeConnection.close()
                 return RedisError(
-                    .readOnly,
-                    "\(configuration.endpoint) answers as a \(role): it refuses writes (READONLY); point the URL at the primary, or at a name that follows a failover")
+                    .readOnly, "the server answers as a \(role): it refuses writes (READONLY); point the URL at the primary, or at a name that follows a failover")
             }
-            _ = try await probeConnection.send(PING())
-            return nil
         } catch let error as RedisError {
             return error
         } catch {
             return RedisError(.io, "\(error)")
         }
-    }
-
-    /// The role `HELLO` reports; nil when the server refuses `HELLO` or does not say.
-    private func probeRole() async throws -> String? {
-        let reply: RESPValue
-        do {
-            reply = try await probeConnection.send(["HELLO"])
-        } catch let error as RedisError where error.code.isServerError && !error.isTransient {
-            return nil
-        }
-        return ServerRoleWatch.role(inHELLOReply: reply)
     }
 
     /// A new connection outside the pool (for ``withDedicatedConnection(forKeys:_:)``), sharing

@@ -95,6 +95,19 @@ final class ServerRoleWatch: Sendable {
         }
     }
 
+    /// A health probe (``RedisConnectionPool/probe()``) found a replica behind the endpoint:
+    /// after a primary was seen there, the generation moves on, at most once per interval (a
+    /// probe every second while the name still leads to the demoted node would otherwise
+    /// reconnect the whole pool each time).
+    func probeFoundReplica(now: ContinuousClock.Instant = .now) {
+        state.withLock { s in
+            guard s.primarySeen else { return }
+            if let last = s.lastMove, last.duration(to: now) < (interval ?? .seconds(1)) { return }
+            s.generation &+= 1
+            s.lastMove = now
+        }
+    }
+
     func disable() {
         state.withLock { $0.disabled = true }
     }

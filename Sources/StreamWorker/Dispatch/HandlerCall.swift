@@ -78,7 +78,7 @@ struct HandlerCall: Sendable {
     /// One entry, one handler call (a batch handler's is called with a batch of one), in the
     /// context of its span: what the handler logs, and what the runtime logs of its outcome (a
     /// failure, a dead letter), carries the trace id, and what it calls (a mail) continues the
-    /// trace.
+    /// trace. (A batch of many runs in no entry's trace, and neither do its outcomes' lines.)
     private func handleOne(_ item: WorkItem, in trace: ServiceContext) async -> HandlingOutcome {
         let started = ContinuousClock.now
         let handler = context.subscription.handler
@@ -123,6 +123,11 @@ struct HandlerCall: Sendable {
         }
         let maximum = context.configuration.maxDeliveries
         if item.deliveryCount > maximum {
+            ServiceContext.withValue(trace) {
+                context.logger.error(
+                    "entry delivered more often than the maximum; moving it to the dead letters",
+                    metadata: ["id": "\(item.entry.id)", "deliveries": "\(item.deliveryCount)"])
+            }
             return .deadLetter(
                 item, reason: "delivered \(item.deliveryCount) times, more than the maximum \(maximum) (consumers died or stalled while handling it)",
                 error: "")
@@ -170,7 +175,14 @@ struct HandlerCall: Sendable {
                 return .retry(item, error)
             case .failed:
                 context.breaker.succeeded()
-                logRetry(item, error)
+                if item.deliveryCount >= context.configuration.maxDeliveries {
+                    // ``RetryScheduler`` dead-letters it (it decides on the same count).
+                    context.logger.error(
+                        "handler failed its last delivery; moving the entry to the dead letters",
+                        metadata: ["id": "\(item.entry.id)", "deliveries": "\(item.deliveryCount)", "reason": "\(error)"])
+                } else {
+                    logRetry(item, error)
+                }
                 return .retry(item, error)
             }
         }

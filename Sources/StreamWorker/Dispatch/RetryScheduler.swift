@@ -9,8 +9,8 @@ import RedisClient
 /// admitted by the circuit breaker (which spaces the probes); any other failure is retried with
 /// ``WorkerConfiguration/retryBackoff`` until Redis has delivered it
 /// ``WorkerConfiguration/maxDeliveries`` times. Every failed attempt is logged at warning with
-/// its reason, at most once per interval per subscription (by ``HandlerCall``, in the trace of
-/// the handling that failed).
+/// its reason, at most once per interval per subscription, and the last one at error (by
+/// ``HandlerCall``: a per-entry handling's lines in its trace).
 struct RetryScheduler: Sendable {
     let context: SubscriptionContext
     let call: HandlerCall
@@ -24,7 +24,7 @@ struct RetryScheduler: Sendable {
         /// When this worker first saw the entry's downstream unavailable.
         var unavailableSince: ContinuousClock.Instant?
         while true {
-            // Logged where the handling ended, in its trace (``HandlerCall``).
+            // The failure was logged where the handling ended (``HandlerCall``).
             context.count(.failed)
             let failure = HandlerFailure(error)
             let delay: Duration

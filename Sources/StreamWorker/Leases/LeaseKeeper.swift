@@ -35,7 +35,7 @@ struct LeaseKeeper: Sendable {
                 }
             } catch {
                 if FailureKind(error) == .cancelled { return }
-                context.logger.warning("lease refresh failed", metadata: ["error": "\(error)"])
+                context.redisWarnings.leases.log(context.logger, "lease refresh failed", metadata: ["error": "\(error)"])
             }
         }
     }

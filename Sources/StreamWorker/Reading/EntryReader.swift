@@ -62,7 +62,7 @@ struct EntryReader: Sendable {
                     }
                 case .connectionLost, .transientServer, .serverError, .other:
                     position.failures += 1
-                    context.logger.warning("read failed; retrying", metadata: ["error": "\(error)", "attempt": "\(position.failures)"])
+                    context.redisWarnings.reads.log(context.logger, "read failed; retrying", metadata: ["error": "\(error)", "attempt": "\(position.failures)"])
                     do {
                         guard try await context.drain.sleep(for: context.redisBackoff(attempt: position.failures)) else { return }
                     } catch {

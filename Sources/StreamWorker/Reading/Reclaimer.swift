@@ -77,7 +77,7 @@ struct Reclaimer: Sendable {
                 case .cancelled: throw CancellationError()
                 case .groupMissing: return
                 default:
-                    context.logger.warning("reclaim failed", metadata: ["error": "\(error)"])
+                    context.redisWarnings.reclaims.log(context.logger, "reclaim failed", metadata: ["error": "\(error)"])
                     return
                 }
             }

@@ -63,10 +63,11 @@ public final class StreamWorker: Service, Sendable {
     /// cannot share one Redis Cluster slot (a stream name whose braces defeat the hash tags), or
     /// when its ACL user may not use a subscription's stream (NOPERM while creating its group).
     public func run() async throws {
+        let redisWarnings = RedisFailureWarnings()
         let primaries = try subscriptions.map {
             try SubscriptionRunner(
                 subscription: $0, consumer: consumerName, configuration: configuration, client: client, permits: permits,
-                prefetched: prefetched, stats: stats, drain: drainSignal, logger: logger)
+                prefetched: prefetched, stats: stats, drain: drainSignal, logger: logger, redisWarnings: redisWarnings)
         }
         // Each group's replay stream (`dlq replay` re-delivers there, to this group only), read
         // by a runner of its own with one reader; its entries keep the identity of the stream's.
@@ -78,7 +79,7 @@ public final class StreamWorker: Service, Sendable {
             replay.start = .beginning
             return try SubscriptionRunner(
                 subscription: replay, consumer: consumerName, configuration: replayConfiguration, client: client, permits: permits,
-                prefetched: prefetched, stats: stats, drain: drainSignal, logger: logger, origin: subscription.stream)
+                prefetched: prefetched, stats: stats, drain: drainSignal, logger: logger, redisWarnings: redisWarnings, origin: subscription.stream)
         }
         let runners = primaries + replays
         self.runners.withLock { $0 = runners }

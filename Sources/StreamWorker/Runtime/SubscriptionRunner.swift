@@ -28,7 +28,7 @@ final class SubscriptionRunner: Sendable {
     init(
         subscription: Subscription, consumer: String, configuration: WorkerConfiguration, client: any RedisClientProtocol,
         permits: AsyncSemaphore, prefetched: AsyncSemaphore, stats: WorkerStats, drain: ShutdownSignal, logger: Logger,
-        origin: String? = nil
+        redisWarnings: RedisFailureWarnings = RedisFailureWarnings(), origin: String? = nil
     ) throws {
         var logger = logger
         logger[metadataKey: "stream"] = "\(subscription.stream)"
@@ -36,7 +36,8 @@ final class SubscriptionRunner: Sendable {
         self.context = SubscriptionContext(
             subscription: subscription, consumer: consumer, configuration: configuration, client: client, stats: stats,
             metrics: SubscriptionMetrics(stream: subscription.stream, group: subscription.group, origin: origin), logger: logger, held: HeldEntries(),
-            drain: drain, origin: origin, breaker: CircuitBreaker(backoff: configuration.unavailableBackoff), failureWarnings: RateLimitedWarning())
+            drain: drain, origin: origin, breaker: CircuitBreaker(backoff: configuration.unavailableBackoff), failureWarnings: RateLimitedWarning(),
+            redisWarnings: redisWarnings)
         self.membership = GroupMembership(context: context)
         self.permits = permits
         self.prefetched = prefetched
