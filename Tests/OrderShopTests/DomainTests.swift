@@ -36,6 +36,17 @@ import RedisClient
     @Test func otherServerErrorsStayInternal() {
         let shown = ShopError.from(RedisError(serverReply: "ERR Error running script (call to f_3b4d): @user_script:12: bad argument"))
         #expect(shown.status == 500, "\(shown)")
+        #expect(shown.message == "event store error: ERR bad argument", "\(shown)")
+    }
+
+    // What a demoted primary answers a command's script: the reply without the script's sha and
+    // line, and what it means.
+    @Test func aReplicasRefusalSaysWhatItMeans() {
+        let shown = ShopError.from(
+            RedisError(serverReply: "READONLY You can't write against a read only replica. script: fee9c5e27d3e4ab3b8e2b5a0c1d9f3e7a6b4c2d1, on @user_script:62."))
+        #expect(shown.status == 503)
+        #expect(!shown.message.contains("user_script") && !shown.message.contains("fee9c5"), "\(shown)")
+        #expect(shown.message.contains("READONLY You can't write against a read only replica.") && shown.message.contains("did not run, retry"), "\(shown)")
     }
 
     @Test func jsonMediaTypeIsRecognisedByteByByte() {

@@ -176,7 +176,7 @@ struct OutageTests {
         }
     }
 
-    @Test("Redis away: the worker's failed reads are logged at most once per interval, with how many were left out")
+    @Test("Redis away: the worker's failed reads are logged at most once per interval, and once when reads work again")
     func readFailuresLoggedRateLimited() async throws {
         try await withRedisServer { server in
             // Reads fail at once instead of waiting out a reconnect window.
@@ -195,9 +195,13 @@ struct OutageTests {
             // One line for the worker: its subscription's readers and its replay stream's reader.
             let reads = log.lines.withLock { $0 }.filter { $0.message == "read failed; retrying" }
             try await server.start()
+            // Once Redis answers again the log says so, once for the worker.
+            #expect(await eventually { log.lines.withLock { $0 }.contains { $0.message == "reads work again" } })
             worker.drain()
             try await task.value
             #expect(reads.count == 1, "\(reads.count) lines in 3 s: \(reads.map { "\($0.metadata)" })")
+            let again = log.lines.withLock { $0 }.filter { $0.message == "reads work again" }
+            #expect(again.count == 1 && again[0].level == .info && Int("\(again[0].metadata["failures"] ?? "")") ?? 0 >= 2, "\(again.map { "\($0.metadata)" })")
         }
     }
 

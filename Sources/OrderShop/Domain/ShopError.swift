@@ -99,6 +99,23 @@ public struct ShopError: Error, Sendable, Hashable, CustomStringConvertible {
             outcome: "may have been applied")
     }
 
+    /// A Redis error reply without where in a script it arose, which tells a client nothing
+    /// (the logs keep the whole reply): Redis 7's " script: <sha>, on @user_script:62." after
+    /// a command's error, and "Error running script (call to f_<sha>): @user_script:12: "
+    /// before a script's own.
+    static func withoutScriptLocation(_ message: String) -> String {
+        var text = Substring(message)
+        if let at = text.range(of: " script: "), text[at.upperBound...].contains(", on @user_script:") {
+            text = text[..<at.lowerBound]
+        }
+        if let call = text.range(of: "Error running script (call to "), let line = text[call.upperBound...].range(of: "@user_script:"),
+            let colon = text[line.upperBound...].firstIndex(of: ":")
+        {
+            text = text[..<call.lowerBound] + text[text.index(after: colon)...].drop { $0 == " " }
+        }
+        return String(text)
+    }
+
     /// A script's command refused by the ACL, as Redis 7.0 words it ("The user executing the
     /// script can't access at least one of the keys ...") and Redis 7.2+ and Valkey ("ACL
     /// failure in script: No permissions to access a key").
@@ -132,10 +149,14 @@ public struct ShopError: Error, Sendable, Hashable, CustomStringConvertible {
             // after 15 s (a user-style trial stopped a primary whose replica could not take over).
             if e.isClusterRedirect || [.loading, .readOnly, .busy].contains(e.code) {
                 // The limit leaves room for every shard a cluster lost (the operations view names each).
-                return .unavailable("event store unavailable: \(LogText.escaped(e.message, limit: 2000))")
+                let reply = LogText.escaped(withoutScriptLocation(e.message), limit: 2000)
+                // A trial's demoted primary answered every POST with Redis's READONLY and the
+                // script's sha and line, and nothing a client or operator could act on.
+                let hint = e.code == .readOnly ? " (the shop's Redis answers as a replica: a failover is under way, or the URL names a replica; the command did not run, retry it)" : ""
+                return .unavailable("event store unavailable: \(reply)\(hint)")
             }
             if e.code.isServerError {
-                return ShopError(status: 500, message: "event store error: \(e.message)")
+                return ShopError(status: 500, message: "event store error: \(withoutScriptLocation(e.message))")
             }
             return .unavailable("event store unavailable: \(e.code)")
         }

@@ -99,7 +99,10 @@ struct EntryReader: Sendable {
                 XREADGROUP(
                     group: context.group, consumer: context.consumer, streams: [(context.stream, position.pendingCursor ?? ">")],
                     count: reserved, block: blocking ? configuration.block : nil))
-            position.failures = 0
+            if position.failures > 0 {
+                position.failures = 0
+                context.redisWarnings.reads.passed(context.logger, "reads work again")
+            }
             let entries = batches.first?.entries ?? []
             if !entries.isEmpty, !(try await context.entriesReplicated(on: connection, blockingReadOf: blocking ? entries.last?.id : nil)) {
                 return
