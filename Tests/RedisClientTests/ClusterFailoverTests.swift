@@ -145,6 +145,21 @@ import Testing
             #expect(dedicated)
             #expect(client.primary(for: HashSlot(key: tag)) != oldPrimary)
             #expect(client.statistics.nodeRetries > 0)
+
+            // The cluster still lists the dead node, failed, as a primary of no slots until it
+            // is forgotten: it is none of the client's primaries. Before, the health probe
+            // pinged it (every worker's /healthz 503 and new workers waiting to start, until a
+            // CLUSTER FORGET: a user-style trial) and keyless commands went to it at random.
+            try await client.refreshTopology(ifOlderThan: nil)
+            let shards = try await client.send(RawCommand(["CLUSTER", "SHARDS"])).array ?? []
+            #expect(shards.count == 4, "the dead node is still listed on its own: \(shards.count) shards")
+            #expect(await client.probe() == nil)
+            let pinged = try await client.sendToAllPrimaries(PING())
+            #expect(Set(pinged.keys).count == 3 && !pinged.keys.contains(oldPrimary), "\(pinged.keys)")
+            for _ in 0..<20 { #expect(try await client.send(PING()) == "PONG") }
+            // `ordershop ping` shows it down and still passes: every slot is served.
+            let ping = try await runChild(try builtProduct("ordershop"), ["ping", "--url", cluster.url], environment: ["REDIS_URL": "redis://127.0.0.1:1"])
+            #expect(ping.status == 0 && ping.output.contains("\(oldPrimary.description)") && ping.output.contains("CLUSTER FORGET removes it"), "\(ping.output)")
         }
     }
 }

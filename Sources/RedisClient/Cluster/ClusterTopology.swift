@@ -142,7 +142,11 @@ struct SlotMap: Sendable, Equatable {
         // primary's shard: keep each node once, in the shard that has slots.
         let inShardsWithSlots = Set(shards.filter { !$0.slots.isEmpty }.flatMap { $0.nodes.map(\.id) })
         self.shards = shards.filter { !$0.slots.isEmpty || $0.nodes.contains { !inShardsWithSlots.contains($0.id) } }
-        for shard in shards {
+        // Only shards with slots give primaries: a primary that died and was replaced stays
+        // listed, failed, in a shard of its own without slots until the cluster forgets it (a
+        // node added and not yet given slots looks the same). Counted as a primary, it failed
+        // every health probe and got keyless commands at random (a user-style trial).
+        for shard in shards where !shard.slots.isEmpty {
             guard let primary = shard.primary, let a = address(primary) else { continue }
             let index = indexOf(a)
             for range in shard.slots where range.lowerBound >= 0 && range.upperBound < HashSlot.count {

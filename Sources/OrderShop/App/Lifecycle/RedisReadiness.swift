@@ -45,9 +45,15 @@ public enum RedisReadiness {
     public static func connect(
         _ configuration: RedisConfiguration, maximumConnections: Int, logger: Logger
     ) async throws -> any RedisClientProtocol {
-        try await retrying(configuration, logger: logger) {
+        // Which it is, asked with one connect attempt: with the reconnect window a Redis that is
+        // not there yet was said to be awaited only after that window (~6 s; a trial).
+        var asking = configuration
+        asking.reconnect.retryWindow = .zero
+        return try await retrying(configuration, logger: logger) {
             do {
-                return .success(try await connectRedis(configuration, maximumConnections: maximumConnections, logger: logger))
+                var decided = configuration
+                decided.clusterMode = try await usesRedisCluster(asking) ? .enabled : .disabled
+                return .success(try await connectRedis(decided, maximumConnections: maximumConnections, logger: logger))
             } catch let error as RedisError {
                 return .failure(error)
             } catch {
