@@ -33,9 +33,11 @@ enum ClusterPing {
                     // fails nothing: after any failover ping exited 1 until someone forgot the
                     // dead node (a user-style trial). A node that serves slots, or one the
                     // cluster thinks online, not answering here is a failure.
-                    if node.health == "fail" && (node.role == .replica || shard.slots.isEmpty) {
+                    // (Redis 7.2 and Valkey list a replaced primary in its successor's shard:
+                    // not the shard's primary there.)
+                    if node.health == "fail" && (node.role == .replica || shard.slots.isEmpty || node.id != shard.primary?.id) {
                         knownDown += 1
-                        line += ", down (the cluster marks it failed too\(node.role == .primary ? "; it serves no slots: CLUSTER FORGET removes it" : "")): \(PingCommand.reason(error))"
+                        line += ", down (the cluster marks it failed too\(node.role == .primary ? "; it serves no slots now: CLUSTER FORGET removes it" : "")): \(PingCommand.reason(error))"
                     } else {
                         failures += 1
                         line += ", FAILED: \(PingCommand.reason(error))"

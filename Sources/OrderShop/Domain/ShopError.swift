@@ -105,7 +105,7 @@ public struct ShopError: Error, Sendable, Hashable, CustomStringConvertible {
     /// before a script's own.
     static func withoutScriptLocation(_ message: String) -> String {
         var text = Substring(message)
-        if let at = text.range(of: " script: "), text[at.upperBound...].contains(", on @user_script:") {
+        if let at = text.range(of: " script: ", options: .backwards), text[at.upperBound...].contains(", on @user_script:") {
             text = text[..<at.lowerBound]
         }
         if let call = text.range(of: "Error running script (call to "), let line = text[call.upperBound...].range(of: "@user_script:"),

@@ -133,6 +133,9 @@ struct SlotMap: Sendable, Equatable {
     private var owner = [Int16](repeating: -1, count: HashSlot.count)
     /// The shards as last discovered (for status output); MOVED updates only the slot table.
     private(set) var shards: [ClusterShardDescription] = []
+    /// Every listed node the cluster does not mark failed, with slots or without: a refresh keeps
+    /// their pools (a node being given its first slots is reached through ASK before it serves any).
+    private(set) var liveNodes: Set<ClusterNodeAddress> = []
 
     init() {}
 
@@ -146,6 +149,7 @@ struct SlotMap: Sendable, Equatable {
         // listed, failed, in a shard of its own without slots until the cluster forgets it (a
         // node added and not yet given slots looks the same). Counted as a primary, it failed
         // every health probe and got keyless commands at random (a user-style trial).
+        liveNodes = Set(shards.flatMap(\.nodes).filter { $0.health != "fail" }.compactMap(address))
         for shard in shards where !shard.slots.isEmpty {
             guard let primary = shard.primary, let a = address(primary) else { continue }
             let index = indexOf(a)

@@ -115,7 +115,7 @@ extension RedisClusterClient {
             case .success(let map):
                 s.map = map
                 s.lastRefreshError = nil
-                for (address, pool) in s.pools where !map.primaries.contains(address) {
+                for (address, pool) in s.pools where !map.primaries.contains(address) && !map.liveNodes.contains(address) {
                     retired.append(pool)
                     s.pools[address] = nil
                 }

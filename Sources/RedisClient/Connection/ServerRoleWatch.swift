@@ -5,7 +5,8 @@ import Synchronization
 /// replica, after which each pooled connection made before reconnects when it is next lent
 /// (through the host name, which a managed service moves to the new primary).
 ///
-/// Two things move it: a `READONLY` reply on any of the connections, and a role check
+/// Three things move it: a `READONLY` reply on any of the connections, a health probe that
+/// finds a replica (``RedisConnectionPool/probe()``, at most once per interval), and a role check
 /// (``RedisConfiguration/roleCheckInterval``) that finds a replica behind an endpoint that has
 /// led to a primary before: at each check until the name leads to a primary again (connections
 /// made while it still led to the demoted node are moved on at the next check). A server that

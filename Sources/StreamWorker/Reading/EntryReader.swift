@@ -43,7 +43,11 @@ struct EntryReader: Sendable {
             }
             pendingReread.release(1)
         }
-        defer { if position.pendingCursor != nil { pendingReread.release(1) } }
+        defer {
+            if position.pendingCursor != nil { pendingReread.release(1) }
+            // Ending while failing: the others' recovery must not wait for this one.
+            if position.failures > 0 { _ = context.redisWarnings.readerRecovered() }
+        }
         while !context.drain.isFired {
             do {
                 try await context.client.withDedicatedConnection(forKeys: [context.streamKey]) { connection in
@@ -61,6 +65,7 @@ struct EntryReader: Sendable {
                         return
                     }
                 case .connectionLost, .transientServer, .serverError, .other:
+                    if position.failures == 0 { context.redisWarnings.readerFailing() }
                     position.failures += 1
                     context.redisWarnings.reads.log(context.logger, "read failed; retrying", metadata: ["error": "\(error)", "attempt": "\(position.failures)"])
                     do {
@@ -101,7 +106,8 @@ struct EntryReader: Sendable {
                     count: reserved, block: blocking ? configuration.block : nil))
             if position.failures > 0 {
                 position.failures = 0
-                context.redisWarnings.reads.passed(context.logger, "reads work again")
+                // Said once every reader of the worker reads again, not when one of several does.
+                if context.redisWarnings.readerRecovered() { context.redisWarnings.reads.passed(context.logger, "reads work again") }
             }
             let entries = batches.first?.entries ?? []
             if !entries.isEmpty, !(try await context.entriesReplicated(on: connection, blockingReadOf: blocking ? entries.last?.id : nil)) {
