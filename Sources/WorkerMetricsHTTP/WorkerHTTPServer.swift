@@ -1,3 +1,4 @@
+import Foundation
 import Hummingbird
 import Logging
 import Metrics
@@ -61,7 +62,7 @@ public struct WorkerHTTPServer: Service {
         }
         router.get("/healthz") { _, _ -> Response in
             let problem = await Health.redisProblem(client)
-            let body = problem.map { #"{"status":"unhealthy","reason":"\#(Health.jsonEscaped($0))"}"# } ?? #"{"status":"ok"}"#
+            let body = problem.map { Health.unhealthyBody(reason: $0) } ?? #"{"status":"ok"}"#
             return Response(
                 status: problem == nil ? .ok : .serviceUnavailable, headers: [.contentType: "application/json"],
                 body: .init(byteBuffer: ByteBuffer(string: body)))
@@ -94,17 +95,9 @@ public enum Health {
         return error.code.isServerError ? "redis: \(error.message)" : "redis unreachable (\(error.code))"
     }
 
-    /// `text` as the inside of a JSON string.
-    static func jsonEscaped(_ text: String) -> String {
-        var out = ""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case _ where scalar.value < 0x20: out += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count) + String(scalar.value, radix: 16)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out
+    /// `{"reason": ..., "status": "unhealthy"}`.
+    static func unhealthyBody(reason: String) -> String {
+        let data = try? JSONSerialization.data(withJSONObject: ["status": "unhealthy", "reason": reason], options: [.sortedKeys, .withoutEscapingSlashes])
+        return data.map { String(decoding: $0, as: UTF8.self) } ?? #"{"status":"unhealthy"}"#
     }
 }

@@ -153,7 +153,6 @@ final class OTLPSpanExporter: Service, Sendable {
     }
 
     private func exportQueued(_ client: HTTPClient, exporting: inout Exporting) async {
-        let batchSize = settings.maxExportBatchSize
         var taken = exporting.taken
         exporting.taken = Spans()
         let dropped = queue.withLock { queue in
@@ -175,18 +174,12 @@ final class OTLPSpanExporter: Service, Sendable {
         for handling in taken.handlings {
             guard !failed else { break }
             exporting.batch.append(handling)
-            if exporting.batch.count == batchSize {
-                requested += batchSize
-                failed = !(await sendBatch(with: client, exporting: &exporting))
-            }
+            failed = !(await sendIfFull(with: client, exporting: &exporting, requested: &requested))
         }
         for finished in taken.finished {
             guard !failed else { break }
             exporting.batch.append(finished)
-            if exporting.batch.count == batchSize {
-                requested += batchSize
-                failed = !(await sendBatch(with: client, exporting: &exporting))
-            }
+            failed = !(await sendIfFull(with: client, exporting: &exporting, requested: &requested))
         }
         if failed {
             exporting.trouble.notExported += taken.count - requested
@@ -197,6 +190,14 @@ final class OTLPSpanExporter: Service, Sendable {
         taken.removeAll()
         exporting.taken = taken
         exporting.trouble.report(logger, endpoint: settings.endpoint, final: false)
+    }
+
+    /// ``sendBatch(with:exporting:)`` once the batch holds `maxExportBatchSize` spans (counted in
+    /// `requested`); true while it is not full.
+    private func sendIfFull(with client: HTTPClient, exporting: inout Exporting, requested: inout Int) async -> Bool {
+        guard exporting.batch.count == settings.maxExportBatchSize else { return true }
+        requested += settings.maxExportBatchSize
+        return await sendBatch(with: client, exporting: &exporting)
     }
 
     /// Sends the spans encoded in `exporting.batch` as one request, and empties it; false when no

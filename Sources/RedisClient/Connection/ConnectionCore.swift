@@ -90,7 +90,7 @@ final class ConnectionCore {
         guard roleWatch.claimCheck() else { return true }
         let reply: RESPValue
         do throws(RedisError) {
-            reply = try roundTrip([Self.roleQuery], deadline: Deadline(after: configuration.timeouts.connect)).first ?? .null
+            reply = try roundTrip([ServerRoleWatch.query], deadline: Deadline(after: configuration.timeouts.connect)).first ?? .null
         } catch {
             return false
         }
@@ -112,7 +112,7 @@ final class ConnectionCore {
         // Last, after AUTH: what the server is, for the role watch (no round trip of its own
         // where there is a handshake anyway).
         let asksRole = roleWatch?.asksRole ?? false
-        if asksRole { commands.append(Self.roleQuery) }
+        if asksRole { commands.append(ServerRoleWatch.query) }
         guard !commands.isEmpty else { return }
         var replies = try roundTrip(commands, deadline: deadline, phase: .handshake)
         let roleReply = asksRole ? replies.popLast() : nil
@@ -124,10 +124,6 @@ final class ConnectionCore {
             connectedRole = role
         }
     }
-
-    /// HELLO without a protocol version answers the connection's properties and changes nothing;
-    /// least-privilege ACL users have it (ROLE needs @admin).
-    private static let roleQuery: [RedisArgument] = ["HELLO"]
 
     /// The `role` of a HELLO reply ("master" or "replica"); nil, and the watch off, when the
     /// server refused it (HELLO without arguments came with Redis 6.2) or did not say.

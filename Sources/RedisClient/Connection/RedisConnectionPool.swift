@@ -68,7 +68,7 @@ public final class RedisConnectionPool: Sendable {
                 _ = try await probeConnection.send(PING())
                 return nil
             }
-            let replies = try await probeConnection.pipeline([["HELLO"], ["PING"]])
+            let replies = try await probeConnection.pipeline([ServerRoleWatch.query, ["PING"]])
             if case .error(let message) = replies[1] { return RedisError(serverReply: message) }
             switch ServerRoleWatch.role(inHELLOReply: replies[0]) {
             case nil:

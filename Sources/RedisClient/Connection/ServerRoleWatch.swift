@@ -55,11 +55,7 @@ final class ServerRoleWatch: Sendable {
     /// reconnect meets READONLY again, and a move per READONLY would reconnect the whole pool
     /// at the rate of its writes.
     func demoted(now: ContinuousClock.Instant = .now) {
-        state.withLock { s in
-            if let last = s.lastMove, last.duration(to: now) < (interval ?? .seconds(1)) { return }
-            s.generation &+= 1
-            s.lastMove = now
-        }
+        state.withLock { s in moveOn(&s, now: now) }
     }
 
     /// Whether a connection made to a replica at `connectedAt` should try the name again: a
@@ -90,8 +86,7 @@ final class ServerRoleWatch: Sendable {
                 return false
             }
             guard s.primarySeen else { return false }
-            s.generation &+= 1
-            s.lastMove = .now
+            moveOn(&s, now: .now, atMostOncePerInterval: false)
             return true
         }
     }
@@ -102,16 +97,26 @@ final class ServerRoleWatch: Sendable {
     /// reconnect the whole pool each time).
     func probeFoundReplica(now: ContinuousClock.Instant = .now) {
         state.withLock { s in
-            guard s.primarySeen else { return }
-            if let last = s.lastMove, last.duration(to: now) < (interval ?? .seconds(1)) { return }
-            s.generation &+= 1
-            s.lastMove = now
+            if s.primarySeen { moveOn(&s, now: now) }
         }
+    }
+
+    /// Moves the generation on (every connection made before reconnects when next lent); with
+    /// `atMostOncePerInterval`, not within the interval (1 s without one) of the last move.
+    private func moveOn(_ s: inout State, now: ContinuousClock.Instant, atMostOncePerInterval: Bool = true) {
+        if atMostOncePerInterval, let last = s.lastMove, last.duration(to: now) < (interval ?? .seconds(1)) { return }
+        s.generation &+= 1
+        s.lastMove = now
     }
 
     func disable() {
         state.withLock { $0.disabled = true }
     }
+
+    /// How a connection asks its server's role: `HELLO` without a protocol version answers the
+    /// connection's properties and changes nothing; least-privilege ACL users have it (ROLE
+    /// needs @admin).
+    static let query: [RedisArgument] = ["HELLO"]
 
     /// The `role` of a `HELLO` reply ("master" or "replica"), nil when it has none (an error
     /// reply, a server that does not say).
