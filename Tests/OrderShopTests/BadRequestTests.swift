@@ -129,6 +129,7 @@ extension ShopIntegration {
                     for (method, path) in [(HTTPRequest.Method.post, "/customers"), (.put, "/product/x"), (.delete, "/order/x"), (.post, "/billing")] {
                         try await client.execute(uri: path, method: method, headers: [.contentType: "application/json"], body: ByteBuffer(string: #"{"name":"a"}"#)) { response in
                             #expect(response.status == .serviceUnavailable, "\(method) \(path)")
+                            #expect(response.headers[.retryAfter] == "1", "\(method) \(path)")
                             #expect(response.headers[.contentType]?.hasPrefix("application/json") == true)
                             let body = try JSONCoding.decode(JSONValue.self, from: response.body.readableBytesView)
                             #expect(body["error"]?.stringValue?.contains("unreachable") == true)
@@ -161,6 +162,7 @@ extension ShopIntegration {
                     if let type = service.entityType {
                         try await client.execute(uri: "/\(type.plural)", method: .get) { response in
                             #expect(response.status == .serviceUnavailable, "\(service)")
+                            #expect(response.headers[.retryAfter] == "1", "\(service)")
                             #expect(response.headers[.contentType]?.hasPrefix("application/json") == true)
                         }
                     }

@@ -3,6 +3,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
+import LocalRedis
 @testable import OrderShop
 import RedisClient
 import TestSupport
@@ -88,6 +89,42 @@ extension ShopIntegration {
         }
 
         /// A worker's mail reaches msg in this process: sent once per key, rejected as over HTTP.
+        /// An owner's 503 (its Redis away) reaches the client with its `Retry-After`, whether
+        /// the gateway called the owner in this process or over HTTP.
+        @Test func anOwnersRetryAfterIsPassedOn() async throws {
+            var configuration = RedisConfiguration(endpoint: .tcp(host: "127.0.0.1", port: try LocalRedisServer.freePort()))
+            configuration.reconnect.retryWindow = .zero
+            let pool = try RedisConnectionPool(configuration: configuration)
+            let context = try ShopContext(pool: pool, logger: testLogger)
+            let httpClient = makeHTTPClient()
+            let refusing = try RefusingPorts()
+            let services = InProcessServices()
+            services.register(.customer, buildRouter(for: .customer, context: context, httpClient: HTTPClient.shared).buildResponder(), logger: testLogger)
+            let owner = buildRouter(for: .customer, context: context, httpClient: HTTPClient.shared)
+            try await Application(router: owner, logger: testLogger).test(.live) { ownerClient in
+                let port = try #require(ownerClient.port)
+                let directories = [
+                    "in-process": ServiceDirectory(ServiceAddresses.loopback(ports: refusing.ports), inProcess: services),
+                    "http": ServiceDirectory(ServiceAddresses.loopback(ports: refusing.ports.merging([.customer: port]) { $1 })),
+                ]
+                for (way, directory) in directories {
+                    let gateway = buildGatewayRouter(context: context, httpClient: httpClient, options: GatewayOptions(directory: directory))
+                    try await Application(router: gateway, logger: testLogger).test(.router) { client in
+                        let body = ByteBuffer(string: #"{"name":"Ada","email":"ada@shop.test"}"#)
+                        try await client.execute(uri: "/customers", method: .post, headers: [.contentType: "application/json"], body: body) { response in
+                            #expect(response.status == .serviceUnavailable, "\(way)")
+                            #expect(response.headers[.retryAfter] == "1", "\(way)")
+                            let error = try JSONCoding.decode(JSONValue.self, from: response.body.readableBytesView)
+                            #expect(error["error"]?.stringValue?.contains("unreachable") == false, "\(way): \(error)")
+                        }
+                    }
+                }
+            }
+            try await httpClient.shutdown()
+            await pool.shutdown()
+            withExtendedLifetime(refusing) {}
+        }
+
         @Test func mailsReachMsgInThisProcess() async throws {
             try await withRedisServer { server in
                 let pool = try server.makePool()

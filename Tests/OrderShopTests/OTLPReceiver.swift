@@ -32,15 +32,31 @@ final class OTLPReceiver: Sendable {
     /// Export requests received.
     var requests: Int { requestCount.load(ordering: .relaxed) }
 
+    /// An answer in place of taking the spans: a collector in trouble.
+    struct Refusal: Sendable {
+        var status: HTTPResponse.Status
+        var retryAfter: String? = nil
+    }
+
     /// Runs a receiver while `body` runs, with the port it listens on. `failing`: every request
     /// is answered 500 (a collector in trouble), its spans not kept.
     static func run<T: Sendable>(failing: Bool = false, _ body: (OTLPReceiver, Int) async throws -> T) async throws -> T {
+        try await run(refusing: { _ in failing ? Refusal(status: .internalServerError) : nil }, body)
+    }
+
+    /// Runs a receiver whose answer to its n-th request (from 1) is `refusing(n)`'s refusal,
+    /// its spans not kept, when it gives one.
+    static func run<T: Sendable>(refusing: @escaping @Sendable (Int) -> Refusal?, _ body: (OTLPReceiver, Int) async throws -> T) async throws -> T {
         let receiver = OTLPReceiver()
         let router = Router()
         router.post("/v1/traces") { request, _ -> Response in
-            receiver.requestCount.add(1, ordering: .relaxed)
+            let number = receiver.requestCount.add(1, ordering: .relaxed).newValue
             let bytes = try await request.body.collect(upTo: 64 << 20)
-            if failing { return Response(status: .internalServerError, body: ResponseBody(byteBuffer: ByteBuffer(string: "collector trouble"))) }
+            if let refusal = refusing(number) {
+                var headers = HTTPFields()
+                if let retryAfter = refusal.retryAfter { headers[.retryAfter] = retryAfter }
+                return Response(status: refusal.status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: "collector trouble")))
+            }
             do {
                 try receiver.add(try JSONDecoder().decode(ExportRequest.self, from: Data(buffer: bytes)))
             } catch {

@@ -1,8 +1,10 @@
 import FaultProxy
+import Foundation
 import Logging
 @testable import OrderShop
 import ServiceLifecycle
 import StreamWorker
+import Synchronization
 import TestSupport
 import Testing
 import Tracing
@@ -149,13 +151,15 @@ import Tracing
 
     /// Runs an exporter of 100 spans in batches of 10 (one round, woken by the first full batch)
     /// against `endpoint` until `done` says so, and returns its log lines.
-    func exportOneRound(to endpoint: String, timeout: Duration = .seconds(10), until done: @escaping @Sendable ([String]) -> Bool) async throws -> [String] {
+    func exportOneRound(
+        to endpoint: String, timeout: Duration = .seconds(10), retry: OTLPExportRetry = .init(), until done: @escaping @Sendable ([String]) -> Bool
+    ) async throws -> [String] {
         let lines = LogCapture()
         var logger = Logger(label: "capture") { _ in lines }
         logger.logLevel = .warning
         let settings = OTLPSpanExporter.Settings(
             endpoint: endpoint, json: true, timeout: timeout, scheduleDelay: .seconds(600), maxExportBatchSize: 10,
-            header: .init(resource: [("service.name", "tests")], scope: "tests"))
+            header: .init(resource: [("service.name", "tests")], scope: "tests"), retry: retry)
         let tracer = RecordingTracer(sampler: .default, exporter: OTLPSpanExporter(settings: settings, logger: logger))
         for i in 0..<100 { tracer.startSpan("span \(i)", context: .topLevel).end() }
         let group = ServiceGroup(services: [tracer.exporter], logger: logger)
@@ -176,6 +180,67 @@ import Tracing
             let said = lines.filter { $0.contains("span export") }
             #expect(said == ["span export failing; reported again in a minute at most"], "\(lines)")
         }
+    }
+
+    @Test("a collector that answers 429 with Retry-After gets the same batch again once that time has passed, and no span is lost")
+    func aThrottlingCollectorGetsTheBatchAgain() async throws {
+        let arrivals = Mutex<[ContinuousClock.Instant]>([])
+        try await OTLPReceiver.run(refusing: { n in
+            arrivals.withLock { $0.append(.now) }
+            return n == 1 ? .init(status: .tooManyRequests, retryAfter: "1") : nil
+        }) { receiver, port in
+            let lines = try await exportOneRound(to: "http://127.0.0.1:\(port)/v1/traces") { _ in receiver.spans.count == 100 }
+            // Eleven requests: the first batch twice. Before, ten, and the first batch's spans lost.
+            #expect(receiver.requests == 11)
+            #expect(Set(receiver.spans.map(\.name)) == Set((0..<100).map { "span \($0)" }))
+            let times = arrivals.withLock { $0 }
+            #expect(times.count == 11 && times[0].duration(to: times[1]) >= .milliseconds(950), "the retry came before the Retry-After")
+            #expect(!lines.contains { $0.contains("span export failing") }, "\(lines)")
+            #expect(lines.contains("the collector asked to send spans later; they were sent again"), "\(lines)")
+        }
+    }
+
+    @Test("a collector that keeps answering 503 gets each batch its attempts, then the spans are said lost, with its answer")
+    func anOverloadedCollectorGetsEachBatchItsAttempts() async throws {
+        try await OTLPReceiver.run(refusing: { _ in .init(status: .serviceUnavailable) }) { receiver, port in
+            let retry = OTLPExportRetry(maxAttempts: 3, baseDelay: .milliseconds(10), maxDelay: .milliseconds(50))
+            let lines = try await exportOneRound(to: "http://127.0.0.1:\(port)/v1/traces", retry: retry) { lines in
+                lines.contains { $0.contains("span export failing") }
+            }
+            #expect(receiver.requests == 30)
+            #expect(receiver.spans.isEmpty)
+            #expect(lines.filter { $0.contains("span export failing") }.count == 1, "\(lines)")
+        }
+    }
+
+    @Test("a stop while the collector asks for a long wait does not wait for it: each batch has one more try")
+    func aStopEndsTheWaitForACollector() async throws {
+        try await OTLPReceiver.run(refusing: { _ in .init(status: .tooManyRequests, retryAfter: "600") }) { receiver, port in
+            let started = ContinuousClock.now
+            // Shut down as soon as the first request was refused: the exporter is then waiting
+            // (600 s asked, 30 s at most), and each of the round's ten batches would wait too.
+            _ = try await exportOneRound(to: "http://127.0.0.1:\(port)/v1/traces") { _ in receiver.requests >= 1 }
+            #expect(started.duration(to: .now) < .seconds(25), "the stop waited for the collector")
+            // The first batch twice (before and after the wait the stop ended), the other nine once.
+            #expect(receiver.requests == 11)
+        }
+    }
+
+    @Test("Retry-After: seconds or an HTTP date; the wait is capped, and without one it doubles from the base")
+    func retryAfterValues() throws {
+        let now = try #require(ISO8601DateFormatter().date(from: "2026-12-05T12:00:00Z"))
+        #expect(OTLPExportRetry.retryAfter("7") == .seconds(7))
+        #expect(OTLPExportRetry.retryAfter(" 0 ") == .zero)
+        #expect(OTLPExportRetry.retryAfter("Sat, 05 Dec 2026 12:00:20 GMT", now: now) == .seconds(20))
+        #expect(OTLPExportRetry.retryAfter("Sat, 05 Dec 2026 11:00:00 GMT", now: now) == .zero)
+        #expect(OTLPExportRetry.retryAfter("-3") == nil && OTLPExportRetry.retryAfter("soon") == nil && OTLPExportRetry.retryAfter(nil) == nil)
+        let retry = OTLPExportRetry(maxAttempts: 5, baseDelay: .seconds(1), maxDelay: .seconds(30))
+        #expect(retry.delay(afterAttempt: 1, retryAfter: .seconds(600)) == .seconds(30))
+        #expect(retry.delay(afterAttempt: 2, retryAfter: .seconds(3)) == .seconds(3))
+        let third = try #require(retry.delay(afterAttempt: 3, retryAfter: nil))
+        #expect(third >= .milliseconds(3600) && third <= .milliseconds(4400))
+        #expect(retry.delay(afterAttempt: 5, retryAfter: nil) == nil)
+        #expect(OTLPExportRetry.isRetryable(429) && OTLPExportRetry.isRetryable(504) && !OTLPExportRetry.isRetryable(500) && !OTLPExportRetry.isRetryable(413))
     }
 
     @Test("a collector that does not answer: after the first request of a round times out, the round's other batches are not sent")

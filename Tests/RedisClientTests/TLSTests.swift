@@ -140,6 +140,25 @@ import Testing
         }
     }
 
+    /// A URL naming a port where something else than Redis listens (an HTTP server): the error
+    /// says so, and that no command ran (it was "outcomeUnknown ... it may or may not have run
+    /// (Protocol error, got "H" as reply type byte)"), with a password (the handshake fails) or
+    /// without.
+    @Test func aServerThatIsNoRedisIsNamed() async throws {
+        let http = try NotRedisServer(answer: "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+        defer { http.stop() }
+        for password in [nil, "secret"] as [String?] {
+            var config = RedisConfiguration(endpoint: .tcp(host: "127.0.0.1", port: http.port))
+            config.reconnect.retryWindow = .zero
+            if let password { config.authentication = .init(password: password) }
+            let connection = try RedisConnection(configuration: config)
+            let error = await #expect(throws: RedisError.self) { try await connection.send(PING()) }
+            #expect(error?.code == .protocolError, "\(String(describing: error))")
+            #expect(error?.message.contains("the server at 127.0.0.1:\(http.port) does not answer in RESP") == true, "\(String(describing: error))")
+            #expect(error?.message.contains("no command ran") == true, "\(String(describing: error))")
+        }
+    }
+
     /// A TLS client on a plain port fails the handshake, and never falls back to plain text.
     @Test func tlsClientOnPlainPort() async throws {
         let certs = try await TestCertificates.shared()

@@ -138,7 +138,15 @@ struct JSONErrorMiddleware: RouterMiddleware {
             } else if shop.status >= 500 {
                 context.logger.error("\(request.method) \(path) failed: \(LogText.escaped(shop.message, limit: 500))")
             }
-            return JSONResponse.bytes(shop.body, status: HTTPResponse.Status(code: shop.status))
+            var response = JSONResponse.bytes(shop.body, status: HTTPResponse.Status(code: shop.status))
+            if shop.status == 503 { response.headers[.retryAfter] = Self.retryAfter }
+            return response
         }
     }
+
+    /// The `Retry-After` of every 503 (seconds): each says something is away for a moment (Redis
+    /// restarting or failing over, an owner restarting, replicas late), and HTTP clients that
+    /// retry (urllib3's `Retry`, OkHttp, Polly) wait what it says instead of their own
+    /// guess or none. One second: a failover here was followed within 1-6 s.
+    static let retryAfter = "1"
 }

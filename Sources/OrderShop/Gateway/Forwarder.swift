@@ -52,6 +52,7 @@ struct Forwarder: Sendable {
         var headers = HTTPFields()
         headers[.contentType] = answer.headers.first(name: "Content-Type") ?? "application/json; charset=utf-8"
         if let replayed = answer.headers.first(name: "Idempotent-Replayed") { headers[.idempotentReplayed] = replayed }
+        if let retryAfter = answer.headers.first(name: "Retry-After") { headers[.retryAfter] = retryAfter }
         return Response(status: HTTPResponse.Status(code: Int(answer.status.code)), headers: headers, body: ResponseBody(byteBuffer: bytes))
     }
 
@@ -77,10 +78,12 @@ struct Forwarder: Sendable {
         let path = request.uri.path + (request.uri.query.map { "?" + $0 } ?? "")
         guard let answer = try await services.call(service, method: request.method, path: path, headers: headers, body: ByteBuffer(bytes: body))
         else { return nil }
-        // What the HTTP forward passes on: the status, the body, its type and the replay flag.
+        // What the HTTP forward passes on: the status, the body, its type, the replay flag and
+        // a 503's Retry-After.
         var passed = HTTPFields()
         passed[.contentType] = answer.headers[.contentType] ?? "application/json; charset=utf-8"
         if let replayed = answer.headers[.idempotentReplayed] { passed[.idempotentReplayed] = replayed }
+        if let retryAfter = answer.headers[.retryAfter] { passed[.retryAfter] = retryAfter }
         return Response(status: answer.status, headers: passed, body: answer.body)
     }
 }

@@ -32,6 +32,8 @@ final class OTLPSpanExporter: Service, Sendable {
         /// to 8.2-11.7 (single runs of the same receiver in `bench worker --tracing on`, 2026-12-03).
         var maxExportBatchSize = 2048
         var header: OTLPEncoding.Header
+        /// A collector's 429, 502, 503 and 504 are retried with the same batch.
+        var retry = OTLPExportRetry()
     }
 
     /// The spans waiting for export, in two arrays: a worker's handlings (references: an array
@@ -167,7 +169,8 @@ final class OTLPSpanExporter: Service, Sendable {
         // After a request found no collector (refused, cut off, timed out), the rest of what
         // was taken is not sent (counted as not exported): trying each batch against a
         // collector that is away made every round, and the stop, wait out one timeout per
-        // batch. A collector that answers (500, 429, 413) gets the other batches.
+        // batch. A collector that answers (500, 413; a 429 or 503 once its retries are spent)
+        // gets the other batches.
         var failed = false
         // Spans of `taken` in requests so far (sent, or in the one that failed).
         var requested = 0
@@ -200,8 +203,9 @@ final class OTLPSpanExporter: Service, Sendable {
         return await sendBatch(with: client, exporting: &exporting)
     }
 
-    /// Sends the spans encoded in `exporting.batch` as one request, and empties it; false when no
-    /// collector answered (what it did not take is counted in `exporting.trouble`).
+    /// Sends the spans encoded in `exporting.batch` as one request (again, while the collector
+    /// asks to come back later: ``OTLPExportRetry``), and empties it; false when no collector
+    /// answered (what it did not take is counted in `exporting.trouble`).
     private func sendBatch(with client: HTTPClient, exporting: inout Exporting) async -> Bool {
         let count = exporting.batch.count
         let body = exporting.batch.withList { list in
@@ -213,21 +217,51 @@ final class OTLPSpanExporter: Service, Sendable {
             body.writeBytes(tail)
             return body
         }
-        switch await send(body, with: client, timeout: exporting.final ? min(settings.timeout, Self.finalTimeout) : settings.timeout) {
-        case .taken:
-            exporting.trouble.succeeded()
+        let timeout = exporting.final ? min(settings.timeout, Self.finalTimeout) : settings.timeout
+        // Once the process stops nothing waits for a collector: the stop would wait with it.
+        var mayWait = !exporting.final && !Task.isShuttingDownGracefully
+        var attempt = 0
+        while true {
+            attempt += 1
+            switch await send(body, with: client, timeout: timeout) {
+            case .taken:
+                exporting.trouble.succeeded()
+                return true
+            case .throttled(let problem, let retryAfter):
+                if mayWait, let delay = settings.retry.delay(afterAttempt: attempt, retryAfter: retryAfter) {
+                    exporting.trouble.throttled += 1
+                    exporting.trouble.lastProblem = problem
+                    // A stop during the wait ends it; the batch then has one more try.
+                    mayWait = await Self.wait(delay)
+                    continue
+                }
+                exporting.trouble.failed(count, attempt > 1 ? "\(problem) (\(attempt) requests)" : problem)
+                return true
+            case .refused(let problem):
+                exporting.trouble.failed(count, problem)
+                return true
+            case .unreachable(let problem):
+                exporting.trouble.failed(count, problem)
+                return false
+            }
+        }
+    }
+
+    /// Waits `delay`; false when the process began to stop (or the task was cancelled) first.
+    private static func wait(_ delay: Duration) async -> Bool {
+        do {
+            try await cancelWhenGracefulShutdown { try await Task.sleep(for: delay) }
             return true
-        case .refused(let problem):
-            exporting.trouble.failed(count, problem)
-            return true
-        case .unreachable(let problem):
-            exporting.trouble.failed(count, problem)
+        } catch {
             return false
         }
     }
 
     private enum Answer {
         case taken
+        /// The collector answered 429, 502, 503 or 504: the batch may be sent again, after
+        /// `retryAfter` when the collector said (``OTLPExportRetry``).
+        case throttled(String, retryAfter: Duration?)
         /// The collector answered, not 2xx.
         case refused(String)
         /// No answer: refused connection, cut off, timed out.
@@ -245,9 +279,12 @@ final class OTLPSpanExporter: Service, Sendable {
         do {
             let response = try await client.execute(request, timeout: .init(timeout))
             let answer = try await response.body.collect(upTo: 2 << 20)
-            if !(200..<300).contains(response.status.code) {
+            let status = response.status.code
+            if !(200..<300).contains(status) {
                 let text = String(decoding: answer.readableBytesView.prefix(200), as: UTF8.self)
-                return .refused("the collector answered \(response.status.code)\(text.isEmpty ? "" : ": " + LogText.escaped(text, limit: 200))")
+                let problem = "the collector answered \(status)\(text.isEmpty ? "" : ": " + LogText.escaped(text, limit: 200))"
+                guard OTLPExportRetry.isRetryable(status) else { return .refused(problem) }
+                return .throttled(problem, retryAfter: OTLPExportRetry.retryAfter(response.headers.first(name: "Retry-After")))
             }
             return .taken
         } catch {
@@ -264,6 +301,9 @@ struct ExportTrouble {
     var dropped = 0
     /// Spans taken for export that the collector did not get since the last report.
     var notExported = 0
+    /// Requests the collector asked to send again later (429, 502, 503, 504) since the last
+    /// report, each waited for and retried.
+    var throttled = 0
     var lastProblem: String?
     var lastReport: ContinuousClock.Instant?
     /// A report said export was failing, and no request has worked since.
@@ -287,11 +327,12 @@ struct ExportTrouble {
     /// Logs what happened since the last report, if anything did and a report is due (or
     /// `final`: the process is stopping).
     mutating func report(_ logger: Logger, endpoint: String, final: Bool, now: ContinuousClock.Instant = .now) {
-        guard dropped > 0 || notExported > 0 || recovered else { return }
+        guard dropped > 0 || notExported > 0 || throttled > 0 || recovered else { return }
         if !final, let last = lastReport, last.duration(to: now) < Self.interval { return }
         var metadata: Logger.Metadata = ["endpoint": "\(endpoint)"]
         if notExported > 0 { metadata["not_exported"] = "\(notExported)" }
         if dropped > 0 { metadata["dropped_queue_full"] = "\(dropped)" }
+        if throttled > 0 { metadata["retried_requests"] = "\(throttled)" }
         if let lastProblem { metadata["error"] = "\(lastProblem)" }
         let message: Logger.Message
         if notExported > 0 {
@@ -299,10 +340,12 @@ struct ExportTrouble {
             failing = true
         } else if dropped > 0 {
             message = "spans dropped: the export queue was full"
+        } else if throttled > 0 {
+            message = "the collector asked to send spans later; they were sent again"
         } else {
             message = "span export works again"
         }
         logger.warning(message, metadata: metadata)
-        (dropped, notExported, lastProblem, recovered, lastReport) = (0, 0, nil, false, now)
+        (dropped, notExported, throttled, lastProblem, recovered, lastReport) = (0, 0, 0, nil, false, now)
     }
 }

@@ -15,6 +15,8 @@ final class ConnectionCore {
     /// The role the handshake found, and when it connected.
     private var connectedRole: String?
     private var connectedAt: ContinuousClock.Instant = .now
+    /// The server has sent a whole reply on this connection (so it speaks RESP).
+    private var answered = false
     private var stream: ByteStream?
     private var decoder = RESPDecoder()
     private var encoder = RESPEncoder(reservingCapacity: 4096)
@@ -66,6 +68,7 @@ final class ConnectionCore {
         stream = newStream
         interrupter.attach(newStream.fileDescriptor)
         decoder = RESPDecoder()
+        answered = false
         tlsDetails = newStream.tlsDetails
         do {
             try handshake(deadline: deadline)
@@ -201,6 +204,7 @@ final class ConnectionCore {
                 let n = try stream.read(into: readBuffer, deadline: deadline)
                 try decoder.feed(UnsafeRawBufferPointer(rebasing: readBuffer[0..<n]))
             }
+            answered = true
             return replies
         } catch {
             disconnect()
@@ -210,6 +214,15 @@ final class ConnectionCore {
 
     /// After a failure mid-command, says whether the command may have run.
     private func classify(_ error: RedisError, written: Int, phase: Phase) -> RedisError {
+        if error.code == .protocolError, !answered {
+            // Its first answer is not RESP: no Redis listens there (`status` at an HTTP port
+            // said "outcomeUnknown ... it may or may not have run (Protocol error, got "<" as
+            // reply type byte)"), so no command of ours ran.
+            return RedisError(
+                .protocolError,
+                "the server at \(configuration.endpoint) does not answer in RESP: it is no Redis server (check the URL's port); no command ran (\(error.message))",
+                underlying: error)
+        }
         if phase == .handshake {
             // AUTH, HELLO or SETNAME of a new connection: no command of the caller's went out,
             // whatever the failure (a timeout here said "outcome unknown" to callers that
