@@ -28,6 +28,8 @@ public enum WorkerMetrics {
 public struct WorkerHTTPServer: Service {
     let port: Int
     let host: String
+    /// The process's name in its `/healthz` body (``Health``): the worker's, say `crm`.
+    let service: String
     let client: any RedisClientProtocol
     let logger: Logger
     let onListening: @Sendable (Int) async -> Void
@@ -38,19 +40,20 @@ public struct WorkerHTTPServer: Service {
     /// - Parameter onListening: called with the bound port once the server listens (a failed
     ///   bind throws from ``run()`` instead).
     public init(
-        port: Int, host: String = "0.0.0.0", client: any RedisClientProtocol, logger: Logger,
+        port: Int, host: String = "0.0.0.0", service: String = "worker", client: any RedisClientProtocol, logger: Logger,
         onListening: @escaping @Sendable (Int) async -> Void = { _ in }
     ) {
         _ = WorkerMetrics.registry
         self.port = port
         self.host = host
+        self.service = service
         self.client = client
         self.logger = logger
         self.onListening = onListening
     }
 
     /// The routes, for tests that drive them without a socket.
-    public static func buildRouter(client: any RedisClientProtocol) -> Router<BasicRequestContext> {
+    public static func buildRouter(client: any RedisClientProtocol, service: String = "worker") -> Router<BasicRequestContext> {
         let registry = WorkerMetrics.registry
         let router = Router()
         router.get("/metrics") { _, _ -> Response in
@@ -61,11 +64,7 @@ public struct WorkerHTTPServer: Service {
                 body: .init(byteBuffer: ByteBuffer(bytes: buffer)))
         }
         router.get("/healthz") { _, _ -> Response in
-            let problem = await Health.redisProblem(client)
-            let body = problem.map { Health.unhealthyBody(reason: $0) } ?? #"{"status":"ok"}"#
-            return Response(
-                status: problem == nil ? .ok : .serviceUnavailable, headers: [.contentType: "application/json"],
-                body: .init(byteBuffer: ByteBuffer(string: body)))
+            Health.response(service: service, problem: await Health.redisProblem(client))
         }
         return router
     }
@@ -74,30 +73,37 @@ public struct WorkerHTTPServer: Service {
         let port = self.port
         let onListening = self.onListening
         let app = Application(
-            router: Self.buildRouter(client: client), server: .http1KeepingConnectionRules(), configuration: .init(address: .hostname(host, port: port)),
+            router: Self.buildRouter(client: client, service: service), server: .http1KeepingConnectionRules(), configuration: .init(address: .hostname(host, port: port)),
             onServerRunning: { await onListening($0.localAddress?.port ?? port) }, logger: logger)
         try await app.run()
     }
 }
 
-/// Health checks shared by workers and services.
+/// Health checks shared by workers and services: one `/healthz` body for every process,
+/// `{"redis":"ok","service":"<name>","status":"ok"}` (200) or
+/// `{"redis":"<why not>","service":"<name>","status":"unavailable"}` (503). Workers answered
+/// `{"status":"unhealthy","reason":...}` and services the form above, so a probe or dashboard
+/// reading the body had to know which kind of process it asked.
 public enum Health {
     /// Why Redis cannot serve the process, nil when it can, from the client's probe
     /// (``RedisClientProtocol/probe()``: a `HELLO` or `PING` with short timeouts, apart from the
     /// connections that carry commands, so that a busy pool cannot make a healthy process look
-    /// dead; every primary of a Redis Cluster): "redis unreachable (…)" for a server that did not
-    /// answer, "redis: <reply>" for one that answered and cannot serve (a replica, where every
+    /// dead; every primary of a Redis Cluster): "unreachable (<error code>)" for a server that
+    /// did not answer, its reply for one that answered and cannot serve (a replica, where every
     /// write would meet READONLY; a server loading its data).
     public static func redisProblem(_ client: any RedisClientProtocol) async -> String? {
         guard let error = await client.probe() else { return nil }
         // The code only for a server that did not answer: the body is served unauthenticated,
         // and the error would name the Redis host.
-        return error.code.isServerError ? "redis: \(error.message)" : "redis unreachable (\(error.code))"
+        return error.code.isServerError ? error.message : "unreachable (\(error.code))"
     }
 
-    /// `{"reason": ..., "status": "unhealthy"}`.
-    static func unhealthyBody(reason: String) -> String {
-        let data = try? JSONSerialization.data(withJSONObject: ["status": "unhealthy", "reason": reason], options: [.sortedKeys, .withoutEscapingSlashes])
-        return data.map { String(decoding: $0, as: UTF8.self) } ?? #"{"status":"unhealthy"}"#
+    /// The `/healthz` answer of the process `service` with that problem (nil: none).
+    public static func response(service: String, problem: String?) -> Response {
+        let object = ["status": problem == nil ? "ok" : "unavailable", "service": service, "redis": problem ?? "ok"]
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
+        return Response(
+            status: problem == nil ? .ok : .serviceUnavailable, headers: [.contentType: "application/json; charset=utf-8"],
+            body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }
 }

@@ -114,7 +114,7 @@ struct WorkCommand: AsyncParsableCommand {
             // Listed first, so it stops last: /healthz answers while the worker drains.
             let (port, host) = (metricsPort, metricsHost)
             let listener = HTTPListener(.metrics, host: host, port: port, onListening: { _ in metricsBound.arrive() }) {
-                WorkerHTTPServer(port: port, host: host, client: client, logger: logger, onListening: $0)
+                WorkerHTTPServer(port: port, host: host, service: "\(name)-worker", client: client, logger: logger, onListening: $0)
             }
             services.append(SupervisedService("\(Listener.metrics)", listener))
         }

@@ -158,6 +158,10 @@ extension ShopIntegration {
                 try await app.test(.router) { client in
                     try await client.execute(uri: "/healthz", method: .get) { response in
                         #expect(response.status == .serviceUnavailable, "\(service)")
+                        // The body every process answers, workers included (``Health``).
+                        #expect(
+                            String(buffer: response.body) == #"{"redis":"unreachable (connectionRefused)","service":"\#(service.rawValue)","status":"unavailable"}"#,
+                            "\(service)")
                     }
                     if let type = service.entityType {
                         try await client.execute(uri: "/\(type.plural)", method: .get) { response in

@@ -39,7 +39,8 @@ struct ObservabilityTests {
             await server.shutdown()
             try await client.execute(uri: "/healthz", method: .get) { response in
                 #expect(response.status == .serviceUnavailable)
-                #expect(String(buffer: response.body).contains("redis unreachable"))
+                let body = String(buffer: response.body)
+                #expect(body.contains(#""redis":"unreachable ("#) && body.contains(#""service":"worker","status":"unavailable""#), "\(body)")
             }
         }
     }
@@ -75,7 +76,7 @@ struct ObservabilityTests {
                 try await client.execute(uri: "/healthz", method: .get) { response in
                     #expect(response.status == .serviceUnavailable)
                     let body = String(buffer: response.body)
-                    #expect(body.contains(#""reason":"redis: "#) && body.contains("answers as a replica"), "\(body)")
+                    #expect(body.contains(#""redis":"the server answers as a replica"#) && body.contains(#""status":"unavailable""#), "\(body)")
                     #expect((try? JSONSerialization.jsonObject(with: Data(body.utf8))) != nil, "\(body)")
                 }
             }

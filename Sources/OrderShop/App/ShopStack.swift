@@ -146,7 +146,7 @@ public final class ShopStack: Sendable {
         if let metricsPort = options.metricsPort, runsMetrics {
             let pool = http.pool
             let listener = HTTPListener(.metrics, host: options.host, port: metricsPort, onListening: { _ in await arrived() }) {
-                WorkerHTTPServer(port: metricsPort, host: options.host, client: pool, logger: logger, onListening: $0)
+                WorkerHTTPServer(port: metricsPort, host: options.host, service: "workers", client: pool, logger: logger, onListening: $0)
             }
             services.append(SupervisedService("\(Listener.metrics)", listener))
         }
