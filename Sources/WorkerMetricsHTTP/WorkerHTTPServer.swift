@@ -28,7 +28,7 @@ public enum WorkerMetrics {
 public struct WorkerHTTPServer: Service {
     let port: Int
     let host: String
-    /// The process's name in its `/healthz` body (``Health``): the worker's, say `crm`.
+    /// The process's name in its `/healthz` body (``Health``): `crm-worker`, say.
     let service: String
     let client: any RedisClientProtocol
     let logger: Logger
@@ -56,16 +56,20 @@ public struct WorkerHTTPServer: Service {
     public static func buildRouter(client: any RedisClientProtocol, service: String = "worker") -> Router<BasicRequestContext> {
         let registry = WorkerMetrics.registry
         let router = Router()
-        router.get("/metrics") { _, _ -> Response in
+        router.add(middleware: ReadOnlyRoutes(paths: ["/metrics", "/healthz"]))
+        let metrics: @Sendable () -> Response = {
             var buffer: [UInt8] = []
             registry.emit(into: &buffer)
             return Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                 body: .init(byteBuffer: ByteBuffer(bytes: buffer)))
         }
-        router.get("/healthz") { _, _ -> Response in
-            Health.response(service: service, problem: await Health.redisProblem(client))
-        }
+        let health: @Sendable () async -> Response = { Health.response(service: service, problem: await Health.redisProblem(client)) }
+        router.get("/metrics") { _, _ in metrics() }
+        router.get("/healthz") { _, _ in await health() }
+        // HEAD: GET's status and headers without the body (some uptime checkers send it; it was 404).
+        router.head("/metrics") { _, _ in metrics().createHeadResponse() }
+        router.head("/healthz") { _, _ in await health().createHeadResponse() }
         return router
     }
 

@@ -19,7 +19,9 @@ enum ClusterPing {
                 guard let address = client.address(of: node) else { continue }
                 let role = node.role == .primary ? "primary" : "replica"
                 var line = "  \(address.description.padding(toLength: 22, withPad: " ", startingAt: 0)) \(role.padding(toLength: 8, withPad: " ", startingAt: 0))"
-                line += node.role == .primary ? " slots \(slots) (\(count))" : " of slots \(slots)"
+                // A node without slots (a dead primary replaced, still listed) printed "slots  (0)".
+                let served = slots.isEmpty ? "no slots" : "slots \(slots)"
+                line += node.role == .primary ? " \(served) (\(count))" : " of \(served)"
                 if let hostname = node.hostname { line += ", announced as \(hostname)" }
                 if node.health != "online" { line += ", health \(node.health)" }
                 do {

@@ -35,6 +35,18 @@ struct ObservabilityTests {
             #expect(metrics.contains("stream_worker_group_pending"))
             #expect(metrics.contains("stream_worker_group_lag"))
             try await client.execute(uri: "/healthz", method: .get) { #expect($0.status == .ok) }
+            // HEAD as GET without the body; other methods 405 with what is allowed (both were 404).
+            for path in ["/healthz", "/metrics"] {
+                try await client.execute(uri: path, method: .head) { response in
+                    #expect(response.status == .ok && response.body.readableBytes == 0, "HEAD \(path)")
+                }
+                for method in [HTTPRequest.Method.post, .put, .delete] {
+                    try await client.execute(uri: path, method: method) { response in
+                        #expect(response.status == .methodNotAllowed && response.headers[.allow] == "GET, HEAD", "\(method) \(path)")
+                    }
+                }
+            }
+            try await client.execute(uri: "/nothing", method: .post) { #expect($0.status == .notFound) }
             try await worker.stop()
             await server.shutdown()
             try await client.execute(uri: "/healthz", method: .get) { response in
