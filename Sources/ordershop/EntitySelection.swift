@@ -37,6 +37,10 @@ enum EntitySelection {
                     try await body(type, pool)
                 } catch let unconfirmed as ShopError where unconfirmed.outcome == "may have been applied" {
                     throw CleanExit.message("\(verb) \(type): \(unconfirmed.message)", exitCode: 1)
+                } catch let refused as ShopError {
+                    // A service's words ("503: the command was not applied ...") named neither
+                    // the command nor the type (a trial's rebuild with --confirm-replicas).
+                    throw CleanExit.message("\(verb) \(type) failed: \(refused.message)", exitCode: 1)
                 } catch let gap as StreamGapError {
                     refused.append("\(type)")
                     FileHandle.standardError.write(Data("\(verb) \(type) refused: \(gap)\n".utf8))
@@ -50,8 +54,8 @@ enum EntitySelection {
                     let before = done.isEmpty ? "" : " (\(done.joined(separator: ", ")) done before it)"
                     let outcome =
                         error.code == .outcomeUnknown || error.code == .timeout
-                        ? "its last write may or may not have been applied" : "what it had not written is not applied"
-                    throw CleanExit.message("\(verb) \(type) failed\(before): \(error); \(outcome); run it again", exitCode: 1)
+                        ? "its last write may or may not have been applied; run it again" : error.code == .readOnly ? "" : "what it had not written is not applied; run it again"
+                    throw CleanExit.message("\(verb) \(type) failed\(before): \(OperatorText.describe(error))\(outcome.isEmpty ? "" : "; " + outcome)", exitCode: 1)
                 }
             }
         } catch {

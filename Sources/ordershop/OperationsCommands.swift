@@ -309,7 +309,7 @@ struct DeadLetterCommand: AsyncParsableCommand {
                 // What the partitions before the failed one did is done: say so before the error.
                 if !lines.isEmpty { print(lines.joined(separator: "\n")) }
                 await targets.shutdown()
-                throw error
+                throw OperatorText.readable(error)
             }
             await targets.shutdown()
             if targets.targets.count > 1 { lines.append("replayed \(total) entries over \(targets.targets.count) partitions") }
@@ -342,7 +342,7 @@ struct DeadLetterCommand: AsyncParsableCommand {
             } catch {
                 if removed > 0 { print("purged \(removed) dead letters before the error") }
                 await targets.shutdown()
-                throw error
+                throw OperatorText.readable(error)
             }
             await targets.shutdown()
             print("purged \(removed) dead letters" + (targets.targets.count > 1 ? " over \(targets.targets.count) partitions" : ""))

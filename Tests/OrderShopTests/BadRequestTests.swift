@@ -101,7 +101,10 @@ extension ShopIntegration {
                 }
 
                 // Too large, unknown routes, wrong methods: JSON too.
-                expectError(try await g.send(.POST, "/customers", body: Array(repeating: UInt8(ascii: " "), count: 5 << 20)), 413, "huge body")
+                expectError(try await g.send(.POST, "/customers", body: Array(repeating: UInt8(ascii: " "), count: 5 << 20)), 413, field: "body", "huge body")
+                let longID = try await g.delete("/customer/" + String(repeating: "x", count: FieldLimits.id + 1))
+                expectError(longID, 400, field: "id", "long id")
+                #expect(longID.errorMessage?.contains("\(FieldLimits.id + 1) bytes, at most \(FieldLimits.id)") == true, "\(longID)")
                 expectError(try await g.get("/no/such/route"), 404, "unknown route")
                 let patch = try await g.send(.PATCH, "/customer/x", body: nil)
                 #expect(patch.status == 405 && patch.isJSON, "PATCH: \(patch)")

@@ -38,12 +38,20 @@ extension ShopIntegration {
     }
 }
 
-/// A log handler that keeps every message (for tests of what is logged).
+/// A log handler that keeps every line (for tests of what is logged).
 final class LogCapture: LogHandler, @unchecked Sendable {
-    private let lock = Mutex<[String]>([])
+    struct Entry: Sendable {
+        var level: Logger.Level
+        var message: String
+        /// The line's own metadata, each value as text.
+        var metadata: [String: String]
+    }
+
+    private let lock = Mutex<[Entry]>([])
     var metadata: Logger.Metadata = [:]
     var logLevel: Logger.Level = .trace
-    var messages: [String] { lock.withLock { $0 } }
+    var messages: [String] { lock.withLock { $0.map(\.message) } }
+    var entries: [Entry] { lock.withLock { $0 } }
 
     subscript(metadataKey key: String) -> Logger.Metadata.Value? {
         get { metadata[key] }
@@ -51,6 +59,7 @@ final class LogCapture: LogHandler, @unchecked Sendable {
     }
 
     func log(event: LogEvent) {
-        lock.withLock { $0.append(event.message.description) }
+        let entry = Entry(level: event.level, message: event.message.description, metadata: (event.metadata ?? [:]).mapValues { "\($0)" })
+        lock.withLock { $0.append(entry) }
     }
 }

@@ -48,6 +48,33 @@ import Tracing
         #expect(traceID.count == 32 && traceID != "0af7651916cd43dd8448eb211c80319c", "\(out)")
     }
 
+    @Test(
+        "a tracestate kept: the list trimmed, empty members left out",
+        arguments: [
+            ("shop=1", "shop=1"), (" a=1 ,\tb=x y ", "a=1,b=x y"), ("a=1,,b=2, ,", "a=1,b=2"), ("t0@sys=v", "t0@sys=v"),
+            ("k*/_-9=!~", "k*/_-9=!~"), ((0..<32).map { "k\($0)=v" }.joined(separator: ","), (0..<32).map { "k\($0)=v" }.joined(separator: ",")),
+        ])
+    func keepsAValidTracestate(header: String, kept: String) {
+        var context = ServiceContext.topLevel
+        PropagatingTracer().extract(
+            ["traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "tracestate": header], into: &context, using: Headers())
+        #expect(context.w3cTrace?.state == kept)
+    }
+
+    @Test(
+        "a tracestate that is not W3C's grammar is dropped whole; the trace goes on",
+        arguments: [
+            "", " , ", "UPPER=1", "a b=1", "=x", "k", "k=", "k=v=v", "k=v\u{7}bell", "k=v\tz", "k=vé", "a=1,a=2", "9a=1", "t@Sys=1",
+            "t@systemnamelongerthan14=1", (0..<33).map { "k\($0)=v" }.joined(separator: ","), "k=" + String(repeating: "x", count: 600),
+        ])
+    func dropsAnInvalidTracestate(header: String) {
+        var context = ServiceContext.topLevel
+        PropagatingTracer().extract(
+            ["traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "tracestate": header], into: &context, using: Headers())
+        #expect(context.w3cTrace?.traceIDHex == "0af7651916cd43dd8448eb211c80319c")
+        #expect(context.w3cTrace?.state == nil, "\(header)")
+    }
+
     @Test("a later version's traceparent is read by its first four parts")
     func laterVersion() {
         var context = ServiceContext.topLevel

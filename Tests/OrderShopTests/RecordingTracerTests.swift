@@ -261,10 +261,11 @@ import Tracing
         }
     }
 
-    @Test("export trouble is reported at once, then at most once a minute, and at shutdown")
+    @Test("export trouble is reported at once, then at most once a minute, and at shutdown; a new outage after a recovery at once; every problem named with its spans")
     func troubleIsReportedOnceAMinute() {
         let lines = LogCapture()
-        let logger = Logger(label: "capture") { _ in lines }
+        var logger = Logger(label: "capture") { _ in lines }
+        logger.logLevel = .info
         var trouble = ExportTrouble()
         let start = ContinuousClock.now
         trouble.failed(2048, "the collector answered 500")
@@ -273,14 +274,43 @@ import Tracing
         trouble.dropped += 7
         trouble.report(logger, endpoint: "http://c/v1/traces", final: false, now: start + .seconds(30))
         #expect(lines.messages == ["span export failing; reported again in a minute at most"])
+        // A 502 retried with success, after the 500s: both named, each with what it lost.
+        trouble.retried("the collector answered 502")
         trouble.report(logger, endpoint: "http://c/v1/traces", final: false, now: start + .seconds(61))
         #expect(lines.messages.count == 2)
+        #expect(lines.entries.last?.metadata["error"] == "the collector answered 500 (2048 spans not exported); the collector answered 502 (0 spans not exported)")
         trouble.succeeded()
+        trouble.report(logger, endpoint: "http://c/v1/traces", final: false, now: start + .seconds(125))
+        #expect(lines.messages.last == "span export works again" && lines.entries.last?.level == .info)
+        // A new outage a second after the recovery's line: said at once (it waited the minute).
         trouble.failed(10, "connection refused")
-        trouble.report(logger, endpoint: "http://c/v1/traces", final: true, now: start + .seconds(62))
+        trouble.report(logger, endpoint: "http://c/v1/traces", final: false, now: start + .seconds(126))
+        #expect(lines.messages.count == 4 && lines.messages.last == "span export failing; reported again in a minute at most")
+        trouble.failed(10, "connection refused")
+        trouble.report(logger, endpoint: "http://c/v1/traces", final: true, now: start + .seconds(127))
         #expect(lines.messages.last == "spans not exported at shutdown: the collector did not take them")
-        trouble.report(logger, endpoint: "http://c/v1/traces", final: true, now: start + .seconds(63))
-        #expect(lines.messages.count == 3)
+        trouble.report(logger, endpoint: "http://c/v1/traces", final: true, now: start + .seconds(128))
+        #expect(lines.messages.count == 5)
+        // At most four problems named; the rest counted together.
+        for i in 0..<6 { trouble.failed(1, "problem \(i)") }
+        #expect(trouble.problems.map(\.problem) == ["problem 0", "problem 1", "problem 2", "other"] && trouble.problems.last?.spans == 3)
+    }
+
+    @Test("a stop while a request waits for a collector that does not answer cuts it after 3 s, and sends nothing more")
+    func aStopCutsARequestToAHangingCollector() async throws {
+        try await OTLPReceiver.run { receiver, port in
+            let proxy = try TCPProxy(targetPort: port)
+            defer { proxy.stop() }
+            proxy.stall(for: .seconds(120))
+            let started = ContinuousClock.now
+            // The request's own timeout is 60 s: before, the stop waited it out, then the
+            // export at shutdown tried again.
+            let lines = try await exportOneRound(to: "http://127.0.0.1:\(proxy.port)/v1/traces", timeout: .seconds(60)) { _ in proxy.counts.accepted >= 1 }
+            #expect(started.duration(to: .now) < .seconds(20), "the stop waited for the collector")
+            #expect(proxy.counts.accepted == 1, "\(proxy.counts)")
+            #expect(lines == ["span export failing; reported again in a minute at most"], "\(lines)")
+            _ = receiver
+        }
     }
 
     @Test("spans reach a receiver over OTLP/HTTP JSON: ids, parent, kind, attributes of each type, status and events")

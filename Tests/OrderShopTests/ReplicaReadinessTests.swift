@@ -2,6 +2,7 @@ import Logging
 import LocalRedis
 @testable import OrderShop
 import RedisClient
+import StreamWorker
 import Synchronization
 import TestSupport
 import Testing
@@ -95,6 +96,29 @@ import Testing
             #expect(atReplica.output.contains("answers as a replica") && atReplica.output.contains("may lag the primary"), "\(atReplica.output)")
             let atPrimary = try await runChild(ordershop, ["status", "--url", replication.servers[0].url])
             #expect(atPrimary.status == 0 && !atPrimary.output.contains("replica"), "\(atPrimary.output)")
+        }
+    }
+
+    @Test("operations commands that write, aimed at a replica, say so and where to point them; not Redis's bare READONLY with the script's sha, nor 'run it again'")
+    func writingOperationsAtAReplicaSayWhatToDo() async throws {
+        try await withReplication { replication in
+            let primary = try RedisConnectionPool(configuration: replication.configuration(0), maximumConnections: 1)
+            // A group with a dead letter, on the replica too.
+            let stream = RedisArgument(EntityType.customer.stream(.created))
+            _ = try await primary.send(XGROUPCREATE(stream, group: "crm", id: "$", makeStream: true))
+            let letter = [StreamField("event_id", "e-1"), StreamField("dlq.original_id", "1-1"), StreamField("dlq.reason", "test")]
+            _ = try await primary.send(XADD(RedisArgument(StreamKeys.deadLetter(stream: EntityType.customer.stream(.created), group: "crm")), fields: letter))
+            try await replication.waitUntilReplicasAttached()
+            _ = try await primary.send(WAIT(replicas: 1, timeout: .seconds(5)))
+            let ordershop = try builtProduct("ordershop")
+            let url = replication.servers[1].url
+            for arguments in [["rebuild", "customer"], ["snapshot", "customer"], ["dlq", "replay", EntityType.customer.stream(.created), "crm"], ["dlq", "purge", EntityType.customer.stream(.created), "crm"]] {
+                let run = try await runChild(ordershop, arguments + ["--url", url])
+                #expect(run.status != 0, "\(arguments): \(run.output)")
+                #expect(run.output.contains("answers as a replica: it wrote nothing; point --url or REDIS_URL at the primary"), "\(arguments): \(run.output)")
+                #expect(!run.output.contains("@user_script") && !run.output.contains("run it again"), "\(arguments): \(run.output)")
+            }
+            await primary.shutdown()
         }
     }
 }

@@ -69,7 +69,7 @@ extension Request {
     /// chunk size was answered 413 "exceeds" (both found by a user-style test).
     func bodyBytes() async throws -> [UInt8] {
         if let declared = headers[.contentLength].flatMap({ Int($0) }), declared > maxBodySize {
-            throw ShopError(status: 413, message: "the request body exceeds \(maxBodySize) bytes (Content-Length \(declared))")
+            throw ShopError(status: 413, message: "the request body exceeds \(maxBodySize) bytes (Content-Length \(declared))", field: "body")
         }
         do {
             let buffer = try await body.collect(upTo: maxBodySize)
@@ -77,7 +77,7 @@ extension Request {
         } catch let error as HTTPError {
             throw error
         } catch is NIOTooManyBytesError {
-            throw ShopError(status: 413, message: "the request body exceeds \(maxBodySize) bytes")
+            throw ShopError(status: 413, message: "the request body exceeds \(maxBodySize) bytes", field: "body")
         } catch {
             throw ShopError.badRequest("the request body could not be read: \(error)", field: "body")
         }

@@ -103,7 +103,7 @@ public struct ShopError: Error, Sendable, Hashable, CustomStringConvertible {
     /// (the logs keep the whole reply): Redis 7's " script: <sha>, on @user_script:62." after
     /// a command's error, and "Error running script (call to f_<sha>): @user_script:12: "
     /// before a script's own.
-    static func withoutScriptLocation(_ message: String) -> String {
+    public static func withoutScriptLocation(_ message: String) -> String {
         var text = Substring(message)
         if let at = text.range(of: " script: ", options: .backwards), text[at.upperBound...].contains(", on @user_script:") {
             text = text[..<at.lowerBound]

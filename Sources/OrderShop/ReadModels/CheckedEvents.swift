@@ -50,11 +50,21 @@ extension EventStore {
             }
             if read != needed {
                 let first = b.firstID.map { "\($0)" } ?? "none (empty)"
+                let counts =
+                    "(first entry \(first), entries-added \(b.entriesAdded); "
+                    + (a.entriesAdded == 0 && a.lastID == .zero ? "no snapshot" : "the latest snapshot covers up to \(a.lastID), entries-added \(a.entriesAdded)")
+                    + ")"
+                // More entries than the counters say were added: the stream changed between
+                // the reads (a trial's rebuild across a failover read the cut on one server and
+                // the range on the other, and was told the stream "was trimmed").
+                guard read < needed else {
+                    throw StreamGapError(
+                        stream: b.stream,
+                        detail: "holds \(read) entries after \(a.lastID) where its counters say \(needed) were added \(counts): the stream changed while it was read (a failover between the reads, or the stream was replaced); nothing was changed, run it again")
+                }
                 throw StreamGapError(
                     stream: b.stream,
-                    detail: "holds \(read) of the \(needed) entries after \(a.lastID) that are needed (first entry \(first), entries-added \(b.entriesAdded); "
-                        + (a.entriesAdded == 0 && a.lastID == .zero ? "no snapshot" : "the latest snapshot covers up to \(a.lastID), entries-added \(a.entriesAdded)")
-                        + "): it was trimmed past the latest snapshot, so its read model cannot be rebuilt from the record")
+                    detail: "holds \(read) of the \(needed) entries after \(a.lastID) that are needed \(counts): it was trimmed past the latest snapshot, so its read model cannot be rebuilt from the record (unless a failover came between the reads: then run it again once it is over)")
             }
         }
         return (events, malformed)

@@ -87,7 +87,8 @@ func isJSONMediaType(_ value: String) -> Bool {
 
 private func validID(_ context: ShopRequestContext) throws -> String {
     let id = try pathID(context)
-    guard !id.isEmpty, id.utf8.count <= FieldLimits.id else { throw ShopError.badRequest("invalid id", field: "id") }
+    guard !id.isEmpty else { throw ShopError.badRequest("invalid id: empty", field: "id") }
+    guard id.utf8.count <= FieldLimits.id else { throw ShopError.badRequest("invalid id: \(id.utf8.count) bytes, at most \(FieldLimits.id)", field: "id") }
     return id
 }
 

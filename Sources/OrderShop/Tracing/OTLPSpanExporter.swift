@@ -132,7 +132,8 @@ final class OTLPSpanExporter: Service, Sendable {
         }
         // The spans of the last moments (the process is stopping: its service group ends this
         // service last), each request waiting at most `finalTimeout`: with the collector gone
-        // each of up to 16 batches waited out its connect timeout, and a stop took ~20 s.
+        // each of up to 16 batches waited out its connect timeout, and a stop took ~20 s. None
+        // when the stop already cut a request short: the collector does not answer.
         exporting.final = true
         await exportQueued(client, exporting: &exporting)
         exporting.trouble.report(logger, endpoint: settings.endpoint, final: true)
@@ -152,6 +153,9 @@ final class OTLPSpanExporter: Service, Sendable {
         var trouble = ExportTrouble()
         /// The export at shutdown.
         var final = false
+        /// A request was still unanswered `finalTimeout` after the stop began, and was cut:
+        /// the export at shutdown sends nothing more.
+        var cutByStop = false
     }
 
     private func exportQueued(_ client: HTTPClient, exporting: inout Exporting) async {
@@ -171,7 +175,7 @@ final class OTLPSpanExporter: Service, Sendable {
         // collector that is away made every round, and the stop, wait out one timeout per
         // batch. A collector that answers (500, 413; a 429 or 503 once its retries are spent)
         // gets the other batches.
-        var failed = false
+        var failed = exporting.final && exporting.cutByStop
         // Spans of `taken` in requests so far (sent, or in the one that failed).
         var requested = 0
         for handling in taken.handlings {
@@ -229,8 +233,7 @@ final class OTLPSpanExporter: Service, Sendable {
                 return true
             case .throttled(let problem, let retryAfter):
                 if mayWait, let delay = settings.retry.delay(afterAttempt: attempt, retryAfter: retryAfter) {
-                    exporting.trouble.throttled += 1
-                    exporting.trouble.lastProblem = problem
+                    exporting.trouble.retried(problem)
                     // A stop during the wait ends it; the batch then has one more try.
                     mayWait = await Self.wait(delay)
                     continue
@@ -242,6 +245,10 @@ final class OTLPSpanExporter: Service, Sendable {
                 return true
             case .unreachable(let problem):
                 exporting.trouble.failed(count, problem)
+                return false
+            case .cutByStop:
+                exporting.cutByStop = true
+                exporting.trouble.failed(count, "no answer from the collector within \(Self.finalTimeout) of the stop; the request was cut")
                 return false
             }
         }
@@ -266,6 +273,28 @@ final class OTLPSpanExporter: Service, Sendable {
         case refused(String)
         /// No answer: refused connection, cut off, timed out.
         case unreachable(String)
+        /// No answer within ``finalTimeout`` of the stop's beginning.
+        case cutByStop
+    }
+
+    /// The request and its answer's body, unless the process began to stop and `finalTimeout`
+    /// passed since: then nil (the request is cancelled). A request under way when a stop
+    /// began waited out its whole timeout (10 s by default, the time a collector may take):
+    /// a trial's stop took 14 s with a collector that hung, 22 s with a 30-s timeout.
+    private static func execute(_ request: HTTPClientRequest, with client: HTTPClient, timeout: Duration) async throws -> (HTTPClientResponse, ByteBuffer)? {
+        try await withThrowingTaskGroup(of: (HTTPClientResponse, ByteBuffer)?.self) { group in
+            group.addTask {
+                let response = try await client.execute(request, timeout: .init(timeout))
+                return (response, try await response.body.collect(upTo: 2 << 20))
+            }
+            group.addTask {
+                try await gracefulShutdown()
+                try await Task.sleep(for: finalTimeout)
+                return nil
+            }
+            defer { group.cancelAll() }
+            return try await group.next() ?? nil
+        }
     }
 
     /// Sends one request.
@@ -277,8 +306,7 @@ final class OTLPSpanExporter: Service, Sendable {
         request.headers.add(name: "User-Agent", value: "ordershop-otlp-http")
         for (name, value) in settings.headers { request.headers.add(name: name, value: value) }
         do {
-            let response = try await client.execute(request, timeout: .init(timeout))
-            let answer = try await response.body.collect(upTo: 2 << 20)
+            guard let (response, answer) = try await Self.execute(request, with: client, timeout: timeout) else { return .cutByStop }
             let status = response.status.code
             if !(200..<300).contains(status) {
                 let text = String(decoding: answer.readableBytesView.prefix(200), as: UTF8.self)
@@ -293,9 +321,13 @@ final class OTLPSpanExporter: Service, Sendable {
     }
 }
 
-/// Spans that did not reach the collector, reported at most once a minute (the first trouble
-/// at once): a line per failed request was 15 lines in 30 s with a collector away, 40 in 15 s
-/// with one answering 500, and a full queue was said only when the overload ended.
+/// Spans that did not reach the collector: a new trouble is said at once (the first, or the
+/// first after export worked again), then at most once a minute while it lasts: a line per
+/// failed request was 15 lines in 30 s with a collector away, 40 in 15 s with one answering 500,
+/// and a full queue was said only when the overload ended. Each line names every problem met
+/// since the last one, with the spans each lost: a trial's line named only the last (a 502 that
+/// lost nothing, retried) beside 1,965 spans lost to earlier 500s, and an outage that began
+/// just after a "works again" line was said only a minute later, once it was over.
 struct ExportTrouble {
     /// Spans a full queue refused since the last report.
     var dropped = 0
@@ -304,17 +336,38 @@ struct ExportTrouble {
     /// Requests the collector asked to send again later (429, 502, 503, 504) since the last
     /// report, each waited for and retried.
     var throttled = 0
-    var lastProblem: String?
+    /// What went wrong since the last report, in the order met, with the spans each lost.
+    var problems: [(problem: String, spans: Int)] = []
     var lastReport: ContinuousClock.Instant?
     /// A report said export was failing, and no request has worked since.
     var failing = false
     var recovered = false
 
     static let interval: Duration = .seconds(60)
+    /// Problems named per line; the rest are counted as "other".
+    static let namedProblems = 4
 
     mutating func failed(_ spans: Int, _ problem: String) {
         notExported += spans
-        lastProblem = problem
+        note(problem, spans: spans)
+    }
+
+    /// A request the collector asked to send again later (it was).
+    mutating func retried(_ problem: String) {
+        throttled += 1
+        note(problem, spans: 0)
+    }
+
+    private mutating func note(_ problem: String, spans: Int) {
+        if let i = problems.firstIndex(where: { $0.problem == problem }) {
+            problems[i].spans += spans
+        } else if problems.count < Self.namedProblems {
+            problems.append((problem, spans))
+        } else if let i = problems.firstIndex(where: { $0.problem == "other" }) {
+            problems[i].spans += spans
+        } else {
+            problems[Self.namedProblems - 1] = ("other", problems[Self.namedProblems - 1].spans + spans)
+        }
     }
 
     mutating func succeeded() {
@@ -325,27 +378,30 @@ struct ExportTrouble {
     }
 
     /// Logs what happened since the last report, if anything did and a report is due (or
-    /// `final`: the process is stopping).
+    /// `final`: the process is stopping; or a loss while no report says export is failing).
     mutating func report(_ logger: Logger, endpoint: String, final: Bool, now: ContinuousClock.Instant = .now) {
         guard dropped > 0 || notExported > 0 || throttled > 0 || recovered else { return }
-        if !final, let last = lastReport, last.duration(to: now) < Self.interval { return }
+        let newTrouble = notExported > 0 && !failing
+        if !final, !newTrouble, let last = lastReport, last.duration(to: now) < Self.interval { return }
         var metadata: Logger.Metadata = ["endpoint": "\(endpoint)"]
         if notExported > 0 { metadata["not_exported"] = "\(notExported)" }
         if dropped > 0 { metadata["dropped_queue_full"] = "\(dropped)" }
         if throttled > 0 { metadata["retried_requests"] = "\(throttled)" }
-        if let lastProblem { metadata["error"] = "\(lastProblem)" }
-        let message: Logger.Message
+        if !problems.isEmpty {
+            metadata["error"] = "\(problems.map { "\($0.problem) (\($0.spans) spans not exported)" }.joined(separator: "; "))"
+        }
         if notExported > 0 {
-            message = final ? "spans not exported at shutdown: the collector did not take them" : "span export failing; reported again in a minute at most"
+            let message: Logger.Message =
+                final ? "spans not exported at shutdown: the collector did not take them" : "span export failing; reported again in a minute at most"
+            logger.warning(message, metadata: metadata)
             failing = true
         } else if dropped > 0 {
-            message = "spans dropped: the export queue was full"
+            logger.warning("spans dropped: the export queue was full", metadata: metadata)
         } else if throttled > 0 {
-            message = "the collector asked to send spans later; they were sent again"
+            logger.warning("the collector asked to send spans later; they were sent again", metadata: metadata)
         } else {
-            message = "span export works again"
+            logger.info("span export works again", metadata: metadata)
         }
-        logger.warning(message, metadata: metadata)
-        (dropped, notExported, throttled, lastProblem, recovered, lastReport) = (0, 0, 0, nil, false, now)
+        (dropped, notExported, throttled, problems, recovered, lastReport) = (0, 0, 0, [], false, now)
     }
 }

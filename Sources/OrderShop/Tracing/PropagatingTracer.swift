@@ -35,7 +35,7 @@ public struct PropagatingTracer: Tracer {
     where Extract.Carrier == Carrier {
         // A traceparent that is not valid W3C is ignored: the next span starts a new trace.
         guard let value = extractor.extract(key: "traceparent", from: carrier), var trace = W3CTrace(traceparent: value) else { return }
-        trace.state = extractor.extract(key: "tracestate", from: carrier).flatMap { $0.isEmpty || $0.utf8.count > 512 ? nil : $0 }
+        trace.state = extractor.extract(key: "tracestate", from: carrier).flatMap(TraceState.valid)
         context.w3cTrace = trace
     }
 

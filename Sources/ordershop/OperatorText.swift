@@ -1,0 +1,25 @@
+import OrderShop
+import RedisClient
+
+/// What an operations command says of a Redis error: Redis's reply without the script's sha
+/// and line, and, for a server that answers as a replica, what to do. A trial ran `dlq replay`
+/// and `rebuild` against a primary demoted by a failover: they printed "READONLY You can't write
+/// against a read only replica. script: d759ce07..., on @user_script:22." or "...; run it again",
+/// and running it again failed the same way.
+enum OperatorText {
+    static func describe(_ error: RedisError) -> String {
+        let text = "\(error.code): " + ShopError.withoutScriptLocation(error.message)
+        guard error.code == .readOnly else { return text }
+        return text + " (the server at the URL answers as a replica: it wrote nothing; point --url or REDIS_URL at the primary, or at a name that follows a failover)"
+    }
+
+    /// `error`, a Redis error as ``describe(_:)`` words it (ArgumentParser prints it as "Error: ...").
+    static func readable(_ error: any Error) -> any Error {
+        guard let redis = error as? RedisError else { return error }
+        return Described(description: describe(redis))
+    }
+
+    struct Described: Error, CustomStringConvertible {
+        let description: String
+    }
+}
