@@ -37,10 +37,10 @@ enum EntitySelection {
                     try await body(type, pool)
                 } catch let unconfirmed as ShopError where unconfirmed.outcome == "may have been applied" {
                     throw CleanExit.message("\(verb) \(type): \(unconfirmed.message)", exitCode: 1)
-                } catch let refused as ShopError {
+                } catch let shopError as ShopError {
                     // A service's words ("503: the command was not applied ...") named neither
                     // the command nor the type (a trial's rebuild with --confirm-replicas).
-                    throw CleanExit.message("\(verb) \(type) failed: \(refused.message)", exitCode: 1)
+                    throw CleanExit.message("\(verb) \(type) failed\(Self.doneBefore(type, in: types)): \(shopError.message)", exitCode: 1)
                 } catch let gap as StreamGapError {
                     refused.append("\(type)")
                     FileHandle.standardError.write(Data("\(verb) \(type) refused: \(gap)\n".utf8))
@@ -50,8 +50,7 @@ enum EntitySelection {
                 } catch let error as RedisError {
                     // Which type, what is known of it, and what to do: a failover's READONLY
                     // ended a `rebuild all` with Redis's words alone, after three types were done.
-                    let done = types.prefix { $0 != type }.map(\.rawValue)
-                    let before = done.isEmpty ? "" : " (\(done.joined(separator: ", ")) done before it)"
+                    let before = Self.doneBefore(type, in: types)
                     let outcome =
                         error.code == .outcomeUnknown || error.code == .timeout
                         ? "its last write may or may not have been applied; run it again" : error.code == .readOnly ? "" : "what it had not written is not applied; run it again"
@@ -66,5 +65,12 @@ enum EntitySelection {
         if !refused.isEmpty {
             throw CleanExit.message("\(verb) refused for \(refused.joined(separator: ", ")); nothing of those was changed", exitCode: 1)
         }
+    }
+
+    /// " (customer, product done before it)": what a command over several types finished
+    /// before `type` failed; "" for the first.
+    private static func doneBefore(_ type: EntityType, in types: [EntityType]) -> String {
+        let done = types.prefix { $0 != type }.map(\.rawValue)
+        return done.isEmpty ? "" : " (\(done.joined(separator: ", ")) done before it)"
     }
 }

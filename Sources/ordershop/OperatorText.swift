@@ -8,9 +8,11 @@ import RedisClient
 /// and running it again failed the same way.
 enum OperatorText {
     static func describe(_ error: RedisError) -> String {
-        let text = "\(error.code): " + ShopError.withoutScriptLocation(error.message)
+        // A server error's message starts with its code already ("READONLY You can't ...").
+        let text = error.code.isServerError ? ShopError.withoutScriptLocation(error.message) : "\(error.code): \(error.message)"
         guard error.code == .readOnly else { return text }
-        return text + " (the server at the URL answers as a replica: it wrote nothing; point --url or REDIS_URL at the primary, or at a name that follows a failover)"
+        return text
+            + " (the server answers as a replica: it wrote nothing; point --url or REDIS_URL at the primary, or at a name that follows a failover; on a Redis Cluster, run it again once the failover is over)"
     }
 
     /// `error`, a Redis error as ``describe(_:)`` words it (ArgumentParser prints it as "Error: ...").

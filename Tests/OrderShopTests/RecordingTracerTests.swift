@@ -226,6 +226,31 @@ import Tracing
         }
     }
 
+    @Test("after a stop cut a request, no other is sent, though spans ended meanwhile and a wake-up waits")
+    func nothingIsSentAfterTheCut() async throws {
+        try await OTLPReceiver.run { receiver, port in
+            let proxy = try TCPProxy(targetPort: port)
+            defer { proxy.stop() }
+            proxy.stall(for: .seconds(120))
+            let lines = LogCapture()
+            let settings = OTLPSpanExporter.Settings(
+                endpoint: "http://127.0.0.1:\(proxy.port)/v1/traces", json: true, timeout: .seconds(60), scheduleDelay: .milliseconds(200),
+                maxExportBatchSize: 10, header: .init(resource: [("service.name", "tests")], scope: "tests"))
+            let tracer = RecordingTracer(sampler: .default, exporter: OTLPSpanExporter(settings: settings, logger: Logger(label: "capture") { _ in lines }))
+            for i in 0..<10 { tracer.startSpan("span \(i)", context: .topLevel).end() }
+            let group = ServiceGroup(services: [tracer.exporter], logger: Logger(label: "capture") { _ in lines })
+            let running = Task { try await group.run() }
+            #expect(await eventually(timeout: .seconds(20)) { proxy.counts.accepted >= 1 })
+            // Spans end while the request hangs, and the schedule's wake-up is queued.
+            for i in 10..<30 { tracer.startSpan("span \(i)", context: .topLevel).end() }
+            try await Task.sleep(for: .milliseconds(500))
+            await group.triggerGracefulShutdown()
+            _ = await running.result
+            #expect(proxy.counts.accepted == 1, "\(proxy.counts)")
+            _ = receiver
+        }
+    }
+
     @Test("Retry-After: seconds or an HTTP date; the wait is capped, and without one it doubles from the base")
     func retryAfterValues() throws {
         let now = try #require(ISO8601DateFormatter().date(from: "2026-12-05T12:00:00Z"))
@@ -292,8 +317,27 @@ import Tracing
         trouble.report(logger, endpoint: "http://c/v1/traces", final: true, now: start + .seconds(128))
         #expect(lines.messages.count == 5)
         // At most four problems named; the rest counted together.
-        for i in 0..<6 { trouble.failed(1, "problem \(i)") }
-        #expect(trouble.problems.map(\.problem) == ["problem 0", "problem 1", "problem 2", "other"] && trouble.problems.last?.spans == 3)
+        for i in 0..<7 { trouble.failed(1, "problem \(i)") }
+        #expect(trouble.problems.map(\.problem) == ["problem 0", "problem 1", "problem 2", "problem 3", "other"] && trouble.problems.last?.spans == 3)
+    }
+
+    @Test("a collector that fails one request of each round and takes the others is said once a minute, not once a round")
+    func mixedFailuresAreSaidOnceAMinute() {
+        let lines = LogCapture()
+        var logger = Logger(label: "capture") { _ in lines }
+        logger.logLevel = .info
+        var trouble = ExportTrouble()
+        let start = ContinuousClock.now
+        for round in 0..<12 {
+            trouble.failed(2048, "the collector answered 413")
+            trouble.succeeded()
+            trouble.report(logger, endpoint: "http://c/v1/traces", final: false, now: start + .seconds(5 * round))
+        }
+        #expect(lines.messages == ["span export failing; reported again in a minute at most"], "\(lines.messages)")
+        trouble.failed(2048, "the collector answered 413")
+        trouble.succeeded()
+        trouble.report(logger, endpoint: "http://c/v1/traces", final: false, now: start + .seconds(61))
+        #expect(lines.messages.count == 2 && lines.entries.last?.metadata["not_exported"] == "\(2048 * 12)", "\(lines.entries.map(\.metadata))")
     }
 
     @Test("a stop while a request waits for a collector that does not answer cuts it after 3 s, and sends nothing more")

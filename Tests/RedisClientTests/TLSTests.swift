@@ -157,6 +157,13 @@ import Testing
             #expect(error?.message.contains("the server at 127.0.0.1:\(http.port) does not answer in RESP") == true, "\(String(describing: error))")
             #expect(error?.message.contains("no command ran") == true, "\(String(describing: error))")
         }
+        // A TLS server that answers a plain client with an alert record (0x15): a TLS port.
+        let tls = try NotRedisServer(answer: "\u{15}\u{03}\u{03}\u{00}\u{02}\u{02}\u{46}")
+        defer { tls.stop() }
+        var config = RedisConfiguration(endpoint: .tcp(host: "127.0.0.1", port: tls.port))
+        config.reconnect.retryWindow = .zero
+        let error = await #expect(throws: RedisError.self) { try await RedisConnection(configuration: config).send(PING()) }
+        #expect(error?.message.contains("it answers in TLS: use rediss://") == true, "\(String(describing: error))")
     }
 
     /// A TLS client on a plain port fails the handshake, and never falls back to plain text.

@@ -60,7 +60,7 @@ extension EventStore {
                 guard read < needed else {
                     throw StreamGapError(
                         stream: b.stream,
-                        detail: "holds \(read) entries after \(a.lastID) where its counters say \(needed) were added \(counts): the stream changed while it was read (a failover between the reads, or the stream was replaced); nothing was changed, run it again")
+                        detail: "holds \(read) entries after \(a.lastID) where its counters say \(needed) were added \(counts): the stream changed while it was read (a failover between the reads; run it again), or it was replaced (then this comes again); nothing was changed")
                 }
                 throw StreamGapError(
                     stream: b.stream,

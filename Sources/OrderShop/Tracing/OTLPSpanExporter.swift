@@ -175,7 +175,9 @@ final class OTLPSpanExporter: Service, Sendable {
         // collector that is away made every round, and the stop, wait out one timeout per
         // batch. A collector that answers (500, 413; a 429 or 503 once its retries are spent)
         // gets the other batches.
-        var failed = exporting.final && exporting.cutByStop
+        // Not even a round before the export at shutdown: a wake-up left in the stream while
+        // the cut request hung would send one more batch to the same collector.
+        var failed = exporting.cutByStop
         // Spans of `taken` in requests so far (sent, or in the one that failed).
         var requested = 0
         for handling in taken.handlings {
@@ -339,8 +341,9 @@ struct ExportTrouble {
     /// What went wrong since the last report, in the order met, with the spans each lost.
     var problems: [(problem: String, spans: Int)] = []
     var lastReport: ContinuousClock.Instant?
-    /// A report said export was failing, and no request has worked since.
+    /// A report said export was failing, and no report has said it works again since.
     var failing = false
+    /// A request worked since a report said export was failing.
     var recovered = false
 
     static let interval: Duration = .seconds(60)
@@ -363,18 +366,18 @@ struct ExportTrouble {
             problems[i].spans += spans
         } else if problems.count < Self.namedProblems {
             problems.append((problem, spans))
-        } else if let i = problems.firstIndex(where: { $0.problem == "other" }) {
-            problems[i].spans += spans
+        } else if problems.count == Self.namedProblems {
+            problems.append(("other", spans))
         } else {
-            problems[Self.namedProblems - 1] = ("other", problems[Self.namedProblems - 1].spans + spans)
+            problems[Self.namedProblems].spans += spans
         }
     }
 
+    /// A request worked. Export counts as failing until a report says it works again: a
+    /// collector that failed one request of each round (or refused only full batches) would
+    /// otherwise have its every loss said at once, a line per round.
     mutating func succeeded() {
-        if failing {
-            failing = false
-            recovered = true
-        }
+        if failing { recovered = true }
     }
 
     /// Logs what happened since the last report, if anything did and a report is due (or
@@ -399,8 +402,10 @@ struct ExportTrouble {
             logger.warning("spans dropped: the export queue was full", metadata: metadata)
         } else if throttled > 0 {
             logger.warning("the collector asked to send spans later; they were sent again", metadata: metadata)
+            failing = false
         } else {
             logger.info("span export works again", metadata: metadata)
+            failing = false
         }
         (dropped, notExported, throttled, problems, recovered, lastReport) = (0, 0, 0, [], false, now)
     }

@@ -194,6 +194,7 @@ final class ConnectionCore {
                     return try read(&cursor)
                 }) {
                     replies.append(reply)
+                    answered = true
                     continue
                 }
                 if !waited {
@@ -204,7 +205,6 @@ final class ConnectionCore {
                 let n = try stream.read(into: readBuffer, deadline: deadline)
                 try decoder.feed(UnsafeRawBufferPointer(rebasing: readBuffer[0..<n]))
             }
-            answered = true
             return replies
         } catch {
             disconnect()
@@ -217,11 +217,12 @@ final class ConnectionCore {
         if error.code == .protocolError, !answered {
             // Its first answer is not RESP: no Redis listens there (`status` at an HTTP port
             // said "outcomeUnknown ... it may or may not have run (Protocol error, got "<" as
-            // reply type byte)"), so no command of ours ran.
+            // reply type byte)"), so no command of ours ran. A TLS record (an alert, 0x15, or
+            // a handshake, 0x16) is a TLS port.
+            let tls = error.message.contains(#""\x15""#) || error.message.contains(#""\x16""#)
+            let hint = tls ? "it answers in TLS: use rediss://" : "it is no Redis server (check the URL's port)"
             return RedisError(
-                .protocolError,
-                "the server at \(configuration.endpoint) does not answer in RESP: it is no Redis server (check the URL's port); no command ran (\(error.message))",
-                underlying: error)
+                .protocolError, "the server at \(configuration.endpoint) does not answer in RESP: \(hint); no command ran (\(error.message))", underlying: error)
         }
         if phase == .handshake {
             // AUTH, HELLO or SETNAME of a new connection: no command of the caller's went out,
