@@ -93,6 +93,10 @@ import RedisClient
         #expect(error("{")?.status == 400)
         #expect(error("[]")?.status == 400)
         #expect(error(#"{"name": true, "email": "a@b.c"}"#)?.message.contains("must be a string") == true)
+        // Null is said as null, not as missing; a number of the wrong kind by its value.
+        #expect(error(#"{"email": null, "name": "A"}"#)?.message == "field 'email' is null; it needs a value")
+        #expect(error(#"{"name": "A"}"#)?.message == "missing field 'email'")
+        #expect(error(#"{"email": "a@b.c", "name": 1.5}"#)?.message == "field 'name' must be a string, got 1.5")
     }
 
     @Test func orderCountsUnits() {

@@ -107,6 +107,7 @@ import Testing
             let error = await #expect(throws: RedisError.self) { try await impatient.send(["DEBUG", "SLEEP", "2"]) }
             #expect(error?.code == .timeout)
             #expect(error?.commandDidNotRun == false)
+            #expect(error?.message.contains("no reply from 127.0.0.1:\(server.port) within the timeout") == true, "\(String(describing: error))")
             // Once the server is awake the same connection works again (on a new socket).
             #expect(await eventually { (try? await impatient.send(PING())) == "PONG" })
         }

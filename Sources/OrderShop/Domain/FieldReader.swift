@@ -40,14 +40,18 @@ public struct FieldReader: Sendable {
     private var suffix: String { Self.suffix(item) }
 
     private func value(_ name: String) throws(ShopError) -> JSONValue {
-        guard let v = object[name], v != .null else {
+        guard let v = object[name] else {
             throw ShopError.badRequest("missing field '\(name)'\(suffix)", field: name)
         }
+        // Present, but null: said so (a trial's `"email": null` was told the field was missing).
+        guard v != .null else { throw ShopError.badRequest("field '\(name)' is null\(suffix); it needs a value", field: name) }
         return v
     }
 
     private func wrongKind(_ name: String, _ expected: String, _ got: JSONValue) -> ShopError {
-        ShopError.badRequest("field '\(name)' must be \(expected)\(suffix), got \(got.kind)", field: name)
+        // A number that is not the kind asked for is named ("got 1.5", not "got a number").
+        let what = if case .number(let n) = got { "\(JSONNumber(n))" } else { got.kind }
+        return ShopError.badRequest("field '\(name)' must be \(expected)\(suffix), got \(what)", field: name)
     }
 
     /// A non-empty string of at most `maxBytes` bytes of UTF-8 (see ``FieldLimits``).

@@ -246,7 +246,8 @@ final class ConnectionCore {
             return RedisError(.connectionClosed, "connection lost before the command was sent: \(error.message)", underlying: error)
         }
         if error.code == .timeout {
-            return RedisError(.timeout, "no reply within the timeout; the command's outcome is unknown", underlying: error)
+            // The server named: a frozen primary left `status` saying only "no reply within the timeout".
+            return RedisError(.timeout, "no reply from \(configuration.endpoint) within the timeout; the command's outcome is unknown", underlying: error)
         }
         return RedisError(
             .outcomeUnknown, "connection lost after the command was sent; it may or may not have run (\(error.message))",

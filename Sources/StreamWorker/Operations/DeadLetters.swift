@@ -105,13 +105,14 @@ public struct DeadLetters: Sendable {
         guard !targets.isEmpty else { return [] }
         let reply = try await run(
             Self.replayScript, keys: [RedisArgument(key), RedisArgument(replayKey)],
-            arguments: [RedisArgument(group)] + targets.map { RedisArgument($0) }, what: "replayed") { ($0.array?.count ?? 0) > 0 }
+            arguments: [RedisArgument(group)] + targets.map { RedisArgument($0) }, what: { "replayed \($0.array?.count ?? 0) entries" }) { ($0.array?.count ?? 0) > 0 }
         return reply.array?.compactMap(\.string) ?? []
     }
 
     /// Runs an operation's script, confirmed by the replicas when ``confirmation`` asks for it.
     private func run(
-        _ script: RedisScript, keys: [RedisArgument], arguments: [RedisArgument], what: String, wrote: @escaping @Sendable (RESPValue) -> Bool
+        _ script: RedisScript, keys: [RedisArgument], arguments: [RedisArgument], what: (RESPValue) -> String,
+        wrote: @escaping @Sendable (RESPValue) -> Bool
     ) async throws -> RESPValue {
         guard let confirmation else { return try await client.evaluate(script, keys: keys, arguments: arguments) }
         let confirmed = try await client.evaluate(
@@ -119,7 +120,7 @@ public struct DeadLetters: Sendable {
         guard confirmed.isConfirmed else {
             throw RedisError(
                 .outcomeUnknown,
-                "\(what) on the primary, but \(confirmed.acknowledgedBy) of \(confirmation.replicas) replicas confirmed it within \(confirmation.timeout): a failover may undo it; see `dlq list` before running it again")
+                "\(what(confirmed.reply)) on the primary, but \(confirmed.acknowledgedBy) of \(confirmation.replicas) replicas confirmed it within \(confirmation.timeout): a failover may undo it; see `dlq list` before running it again")
         }
         return confirmed.reply
     }
@@ -134,7 +135,9 @@ public struct DeadLetters: Sendable {
     public func purge(ids: [String]? = nil) async throws -> Int {
         try Self.requireValid(ids)
         let reply = try await run(
-            Self.purgeScript, keys: [RedisArgument(key)], arguments: (ids ?? []).map { RedisArgument($0) }, what: "purged") { ($0.int ?? 0) > 0 }
+            Self.purgeScript, keys: [RedisArgument(key)], arguments: (ids ?? []).map { RedisArgument($0) }, what: { "purged \($0.int ?? 0) dead letters" }) {
+                ($0.int ?? 0) > 0
+            }
         return reply.int ?? 0
     }
 
