@@ -4,13 +4,18 @@ import RedisClient
 /// primary of a Redis Cluster, or the one server's pool. Streams and their group keys share a
 /// hash tag (StreamKeys), so each primary answers for the streams it holds.
 enum RedisNodePools {
-    static func primaries(_ config: RedisConfiguration) async throws -> [RedisConnectionPool] {
+    /// `serving`: only the primaries of the shards that serve one of these slots (nil: all).
+    static func primaries(_ config: RedisConfiguration, serving slots: Set<HashSlot>? = nil) async throws -> [RedisConnectionPool] {
         guard try await usesRedisCluster(config) else { return [try RedisConnectionPool(configuration: config, maximumConnections: 2)] }
         let clusterConfig = try RedisClusterConfiguration(config)
         let client = try await discovered(clusterConfig)
         // Only shards with slots: a primary that died and was replaced stays listed in a shard of
         // its own, without slots, until the cluster forgets it (`status` named it "not read").
-        return try client.shards.filter { !$0.slots.isEmpty }.compactMap { $0.primary.flatMap { client.address(of: $0) } }.map {
+        let shards = client.shards.filter { shard in
+            !shard.slots.isEmpty
+                && (slots.map { wanted in shard.slots.contains { range in wanted.contains { (range.lowerBound...range.upperBound).contains(Int($0.rawValue)) } } } ?? true)
+        }
+        return try shards.compactMap { $0.primary.flatMap { client.address(of: $0) } }.map {
             try RedisConnectionPool(configuration: clusterConfig.configuration(for: $0), maximumConnections: 2)
         }
     }

@@ -46,26 +46,19 @@ struct ConfirmationOptions: ParsableArguments {
 
 /// The replicas an operations command's writes are to be confirmed by, checked before it writes.
 enum ConfirmationPrecheck {
-    /// Each of `clients` (the primaries a command writes to; for a cluster client, every primary
-    /// of the cluster) must have the replicas
-    /// `confirmation` asks for (5 s to get them back), else the command is refused before it
-    /// writes, saying what is missing: a rebuild asked to confirm on a primary without replicas
-    /// ran its swap, then failed saying it may have been applied.
+    /// Each of `clients` (the primaries a command writes to; for a cluster client, the primaries
+    /// serving `keys`' slots, all of them without keys) must have the replicas `confirmation`
+    /// asks for (5 s to get them back), else the command is refused before it writes, saying
+    /// what is missing: a rebuild asked to confirm on a primary without replicas ran its swap,
+    /// then failed saying it may have been applied.
     static func require(
-        _ confirmation: ReplicaConfirmation?, on clients: [any RedisClientProtocol], at configuration: RedisConfiguration, verb: String
+        _ confirmation: ReplicaConfirmation?, on clients: [any RedisClientProtocol], at configuration: RedisConfiguration, verb: String,
+        keys: [String]? = nil
     ) async throws {
         guard let confirmation else { return }
-        // A cluster client is not checked by ReplicaReadiness (each shard has its own replicas):
-        // every primary is, each on a connection of its own.
+        // A cluster client is not checked by ReplicaReadiness (each shard has its own replicas).
         if clients.contains(where: { $0 is RedisClusterClient }) {
-            let primaries = try await RedisNodePools.primaries(configuration)
-            do {
-                try await require(confirmation, on: primaries, at: configuration, verb: verb)
-            } catch {
-                for pool in primaries { await pool.shutdown() }
-                throw error
-            }
-            for pool in primaries { await pool.shutdown() }
+            try await requireOnCluster(confirmation, at: configuration, verb: verb, slots: keys.map { Set($0.map { HashSlot(key: $0) }) })
             return
         }
         for client in clients {
@@ -78,5 +71,31 @@ enum ConfirmationPrecheck {
             }
         }
     }
-}
 
+    /// The primaries that serve `slots` (nil: every primary), each on a connection of its own,
+    /// asked for their replicas; found anew when one turned out to be a replica. A trial's
+    /// `rebuild customer` was refused for a shard that holds no customer key and had lost its
+    /// replica, and a `dlq purge` started during a `CLUSTER FAILOVER` asked the demoted node for
+    /// 5 s and gave up ("is not a primary (role slave)").
+    private static func requireOnCluster(_ confirmation: ReplicaConfirmation, at configuration: RedisConfiguration, verb: String, slots: Set<HashSlot>?) async throws {
+        let attempts = 3
+        for attempt in 1...attempts {
+            let primaries = try await RedisNodePools.primaries(configuration, serving: slots)
+            do {
+                for pool in primaries {
+                    try await ReplicaReadiness.wait(
+                        for: confirmation, client: pool, at: pool.configuration, patience: .seconds(5), logger: makeLogger("ordershop.\(verb)"))
+                }
+            } catch let missing as ReplicasMissing {
+                for pool in primaries { await pool.shutdown() }
+                if missing.foundNoPrimary, attempt < attempts { continue }
+                throw CleanExit.message("\(verb) refused, nothing changed: \(missing.shortage)", exitCode: 1)
+            } catch {
+                for pool in primaries { await pool.shutdown() }
+                throw error
+            }
+            for pool in primaries { await pool.shutdown() }
+            return
+        }
+    }
+}

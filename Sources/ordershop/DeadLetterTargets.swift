@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import OrderShop
 import RedisClient
 import StreamWorker
@@ -30,7 +31,18 @@ struct DeadLetterTargets {
             var found: [Target] = []
             if PartitionedStream.parse(stream) == nil {
                 for node in pools {
-                    for p in try await GroupInspector(client: node).partitions(of: stream) {
+                    // A node that cannot be read (a dead primary not yet replaced, a frozen one)
+                    // is named and left out: it failed the command even for a plain stream held
+                    // by another node (a trial's `dlq list` while an unrelated primary was dead).
+                    let partitions: [PartitionedStream.Partition]
+                    do {
+                        partitions = try await GroupInspector(client: node).partitions(of: stream)
+                    } catch let error as RedisError where pools.count > 1 && !error.code.isServerError {
+                        FileHandle.standardError.write(
+                            Data("note: \(node.configuration.endpoint) not read (\(error.code)): partitions of \(stream) it holds, if any, are left out\n".utf8))
+                        continue
+                    }
+                    for p in partitions {
                         found.append(Target(partition: p, deadLetters: DeadLetters(client: node, stream: p.stream, group: group)))
                     }
                 }

@@ -31,7 +31,7 @@ enum EntitySelection {
         let pool = try await connectRedis(configuration, maximumConnections: 2)
         var refused: [String] = []
         do {
-            try await ConfirmationPrecheck.require(confirmation, on: [pool], at: configuration, verb: verb)
+            try await ConfirmationPrecheck.require(confirmation, on: [pool], at: configuration, verb: verb, keys: types.map(\.keys.entities))
             for type in types {
                 do {
                     try await body(type, pool)

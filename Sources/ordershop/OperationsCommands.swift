@@ -298,7 +298,8 @@ struct DeadLetterCommand: AsyncParsableCommand {
             var lines: [String] = []
             do {
                 try await ConfirmationPrecheck.require(
-                    confirmation, on: targets.targets.map(\.deadLetters.client), at: try target.redis.configuration(), verb: "dlq replay")
+                    confirmation, on: targets.targets.map(\.deadLetters.client), at: try target.redis.configuration(), verb: "dlq replay",
+                    keys: targets.targets.map(\.deadLetters.key))
                 for var t in targets.targets {
                     t.deadLetters.confirmation = confirmation
                     let added = try await t.deadLetters.replay(ids: ids.isEmpty ? nil : ids)
@@ -334,7 +335,8 @@ struct DeadLetterCommand: AsyncParsableCommand {
             var removed = 0
             do {
                 try await ConfirmationPrecheck.require(
-                    confirmation, on: targets.targets.map(\.deadLetters.client), at: try target.redis.configuration(), verb: "dlq purge")
+                    confirmation, on: targets.targets.map(\.deadLetters.client), at: try target.redis.configuration(), verb: "dlq purge",
+                    keys: targets.targets.map(\.deadLetters.key))
                 for var t in targets.targets {
                     t.deadLetters.confirmation = confirmation
                     removed += try await t.deadLetters.purge(ids: ids.isEmpty ? nil : ids)

@@ -16,6 +16,26 @@ import Testing
         try await withLocalCluster { cluster, client in try await check(cluster, client) }
     }
 
+    @Test("rebuild --confirm-replicas 1 on a cluster checks the replicas of its own type's shard only: another shard that lost its replica does not refuse it, its own does")
+    func rebuildChecksItsOwnShard() async throws {
+        try await withLocalCluster { cluster, client in
+            let customer = try #require(try await cluster.primaryIndex(for: HashSlot(key: "{customer}")))
+            let roles = try await cluster.roles()
+            let other = try #require(roles.primaries.first { $0 != customer })
+            let otherReplica = try #require(roles.replicasOf[other]?.first)
+            let ownReplica = try #require(roles.replicasOf[customer]?.first)
+            try await EventStore(pool: client).create([Customer(id: "c1", name: "C", email: "c@shop.test")], trace: "seed")
+            let ordershop = try builtProduct("ordershop")
+            await cluster.nodes[otherReplica].kill()
+            // Refused before ("Redis at <other> has 0 connected"), though nothing of it is there.
+            let done = try await runChild(ordershop, ["rebuild", "customer", "--url", cluster.url, "--confirm-replicas", "1"])
+            #expect(done.status == 0, "\(done.output)")
+            await cluster.nodes[ownReplica].kill()
+            let refused = try await runChild(ordershop, ["rebuild", "customer", "--url", cluster.url, "--confirm-replicas", "1"])
+            #expect(refused.status != 0 && refused.output.contains("refused, nothing changed") && refused.output.contains(":\(cluster.announcedPort(of: customer))"), "\(refused.output)")
+        }
+    }
+
     private func check(_ cluster: LocalRedisCluster, _ client: RedisClusterClient) async throws {
         // Customers, products and stock on other shards than orders, so that stalling the
         // replica of {order}'s shard holds up only the order's own step.

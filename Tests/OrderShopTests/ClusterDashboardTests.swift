@@ -12,6 +12,28 @@ import Testing
 /// The operations view on a Redis Cluster (`ordershop up --cluster`'s dashboard): it reads
 /// every primary of the moment, and after a failover the promoted one.
 @Suite struct ClusterDashboardTests {
+    @Test("dlq list and purge of a stream work while another primary is dead and not yet replaced, naming it on stderr")
+    func deadLettersWhileAnotherPrimaryIsDead() async throws {
+        var options = LocalRedisCluster.Options()
+        options.nodeTimeout = .seconds(30)
+        try await withLocalCluster(options) { cluster, client in
+            let stream = EntityType.customer.stream(.created)
+            _ = try await client.send(XGROUPCREATE(RedisArgument(stream), group: "crm", id: "$", makeStream: true))
+            let letter = [StreamField("event_id", "e-1"), StreamField("dlq.original_id", "1-1"), StreamField("dlq.reason", "test")]
+            _ = try await client.send(XADD(RedisArgument(StreamKeys.deadLetter(stream: stream, group: "crm")), fields: letter))
+            let holder = try #require(try await cluster.primaryIndex(for: HashSlot(key: stream)))
+            let other = try #require(try await cluster.roles().primaries.first { $0 != holder })
+            // Dead, and not replaced for the node timeout (30 s): the commands run meanwhile.
+            await cluster.nodes[other].kill()
+            let ordershop = try builtProduct("ordershop")
+            let list = try await runChild(ordershop, ["dlq", "list", stream, "crm", "--url", cluster.url])
+            #expect(list.status == 0 && list.output.contains("test"), "\(list.output)")
+            #expect(list.output.contains("note: 127.0.0.1:\(cluster.announcedPort(of: other)) not read (connectionRefused)"), "\(list.output)")
+            let purge = try await runChild(ordershop, ["dlq", "purge", stream, "crm", "--url", cluster.url])
+            #expect(purge.status == 0 && purge.output.contains("purged 1 dead letters"), "\(purge.output)")
+        }
+    }
+
     @Test("the dashboard's reader follows a failover to the promoted primary")
     func readerFollowsFailover() async throws {
         try await withLocalCluster { cluster, client in

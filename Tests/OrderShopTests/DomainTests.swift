@@ -47,6 +47,8 @@ import RedisClient
         #expect(shown.status == 503)
         #expect(!shown.message.contains("user_script") && !shown.message.contains("fee9c5"), "\(shown)")
         #expect(shown.message.contains("READONLY You can't write against a read only replica.") && shown.message.contains("did not run, retry"), "\(shown)")
+        let moving = ShopError.from(RedisError(serverReply: "TRYAGAIN Multiple keys request during rehashing of slot"))
+        #expect(moving.status == 503 && moving.message.contains("being moved between cluster nodes"), "\(moving)")
     }
 
     @Test func jsonMediaTypeIsRecognisedByteByByte() {

@@ -84,6 +84,53 @@ import Testing
     }
 }
 
+extension ClusterReshardTests {
+    /// A command on several keys of a slot being migrated, all of them gone from the source and
+    /// one not yet on the target (a key it would create): the source answers ASK, the target
+    /// TRYAGAIN, until the migration ends. The client waits that out within its retry window;
+    /// it counted each ASK as a redirect and gave up after five (~0.8 s): a trial's 35-s
+    /// migration turned every create of the migrating type into 503 "ASK ... gave up after too
+    /// many redirects".
+    @Test func aMultiKeyScriptWaitsForASlowMigration() async throws {
+        try await withLocalCluster(ClusterSlotTests.noReplicas) { cluster, client in
+            try await client.connect()
+            let tag = "{slowmove}"
+            let slot = HashSlot(key: tag)
+            let source = try #require(client.primary(for: slot))
+            let sourceIndex = try #require(cluster.index(ofPort: source.port))
+            let targetIndex = cluster.nodes.indices.first { $0 != sourceIndex }!
+            let sourceID = try await cluster.nodeID(sourceIndex)
+            let targetID = try await cluster.nodeID(targetIndex)
+            for name in ["a", "b"] { try await client.send(SET(RedisArgument("\(tag):\(name)"), "1")) }
+            let onSource = try cluster.connection(sourceIndex)
+            let onTarget = try cluster.connection(targetIndex)
+            try await onTarget.send(["CLUSTER", "SETSLOT", RedisArgument(Int(slot.rawValue)), "IMPORTING", RedisArgument(sourceID)])
+            try await onSource.send(["CLUSTER", "SETSLOT", RedisArgument(Int(slot.rawValue)), "MIGRATING", RedisArgument(targetID)])
+            _ = try await onSource.send(
+                ["MIGRATE", "127.0.0.1", RedisArgument(cluster.nodes[targetIndex].port), "", "0", "5000", "KEYS", RedisArgument("\(tag):a"), RedisArgument("\(tag):b")])
+            let keys = ["a", "b", "c"].map { RedisArgument("\(tag):\($0)") }
+            let script = RedisScript("redis.call('SET', KEYS[3], redis.call('GET', KEYS[1]) + redis.call('GET', KEYS[2])); return redis.call('GET', KEYS[3])")
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    // The migration ends two seconds later.
+                    try await Task.sleep(for: .seconds(2))
+                    for index in cluster.nodes.indices {
+                        let c = try cluster.connection(index)
+                        try await c.send(["CLUSTER", "SETSLOT", RedisArgument(Int(slot.rawValue)), "NODE", RedisArgument(targetID)])
+                        await c.close()
+                    }
+                }
+                let reply = try await client.evaluate(script, keys: keys, arguments: [])
+                #expect(reply.string == "2", "\(reply)")
+                try await group.waitForAll()
+            }
+            #expect(client.statistics.ask > 5, "\(client.statistics)")
+            await onSource.close()
+            await onTarget.close()
+        }
+    }
+}
+
 /// What the writer and the migrator share.
 private final class WriterProgress: Sendable {
     let acknowledged = Mutex<[Int]>([])

@@ -152,7 +152,14 @@ public struct ShopError: Error, Sendable, Hashable, CustomStringConvertible {
                 let reply = LogText.escaped(withoutScriptLocation(e.message), limit: 2000)
                 // A trial's demoted primary answered every POST with Redis's READONLY and the
                 // script's sha and line, and nothing a client or operator could act on.
-                let hint = e.code == .readOnly ? " (the shop's Redis answers as a replica: a failover is under way, or the URL names a replica; the command did not run, retry it)" : ""
+                let hint =
+                    switch e.code {
+                    case .readOnly: " (the shop's Redis answers as a replica: a failover is under way, or the URL names a replica; the command did not run, retry it)"
+                    // A trial's slow slot migration answered every create of the type "ASK 6651 ...".
+                    case .ask, .tryAgain:
+                        " (a slot of the shop is being moved between cluster nodes: a command on several of its keys waits for the move to end; the command did not run, retry it)"
+                    default: ""
+                    }
                 return .unavailable("event store unavailable: \(reply)\(hint)")
             }
             if e.code.isServerError {

@@ -36,6 +36,11 @@ extension RedisClusterClient {
                 case .waitAndRetry(let refresh):
                     guard ContinuousClock.now < giveUp else { throw error }
                     counters.busyRetries.add(1, ordering: .relaxed)
+                    // The window bounds these waits, not the redirect budget: during a slot's
+                    // migration a command on several keys meets ASK at the source and TRYAGAIN
+                    // at the target until it ends, and counting each ASK gave up after five
+                    // (~0.8 s) on a migration of seconds.
+                    redirects = 0
                     try await backOff(attempt: &attempt)
                     if refresh { try? await refreshTopology(ifOlderThan: configuration.refreshCooldown) }
                 case .nodeUnreachable:

@@ -93,6 +93,10 @@ public struct ReplicasMissing: Error, CustomStringConvertible {
         return shortage + "; every command would answer 503 'may have been applied'. " + advice
     }
 
+    /// The server asked answered as a replica (or did not say its role): a failover may have
+    /// moved the primary elsewhere.
+    public var foundNoPrimary: Bool { seen.role != "master" }
+
     /// What is missing, without what a service would then answer.
     public var shortage: String {
         let has = seen.role == "master" ? "has \(seen.connectedReplicas) connected" : "is not a primary (role \(seen.role))"
