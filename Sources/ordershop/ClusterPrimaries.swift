@@ -12,8 +12,8 @@ enum RedisNodePools {
         // Only shards with slots: a primary that died and was replaced stays listed in a shard of
         // its own, without slots, until the cluster forgets it (`status` named it "not read").
         let shards = client.shards.filter { shard in
-            !shard.slots.isEmpty
-                && (slots.map { wanted in shard.slots.contains { range in wanted.contains { (range.lowerBound...range.upperBound).contains(Int($0.rawValue)) } } } ?? true)
+            guard let slots else { return !shard.slots.isEmpty }
+            return slots.contains { slot in shard.slots.contains { $0.contains(slot) } }
         }
         return try shards.compactMap { $0.primary.flatMap { client.address(of: $0) } }.map {
             try RedisConnectionPool(configuration: clusterConfig.configuration(for: $0), maximumConnections: 2)

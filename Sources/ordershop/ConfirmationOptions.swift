@@ -61,14 +61,10 @@ enum ConfirmationPrecheck {
             try await requireOnCluster(confirmation, at: configuration, verb: verb, slots: keys.map { Set($0.map { HashSlot(key: $0) }) })
             return
         }
-        for client in clients {
-            // The node's own address in the refusal, not the seed's.
-            let node = (client as? RedisConnectionPool)?.configuration ?? configuration
-            do {
-                try await ReplicaReadiness.wait(for: confirmation, client: client, at: node, patience: .seconds(5), logger: makeLogger("ordershop.\(verb)"))
-            } catch let missing as ReplicasMissing {
-                throw CleanExit.message("\(verb) refused, nothing changed: \(missing.shortage)", exitCode: 1)
-            }
+        do {
+            try await wait(for: confirmation, on: clients, at: configuration, verb: verb)
+        } catch let missing as ReplicasMissing {
+            throw refusal(missing, verb: verb)
         }
     }
 
@@ -81,21 +77,31 @@ enum ConfirmationPrecheck {
         let attempts = 3
         for attempt in 1...attempts {
             let primaries = try await RedisNodePools.primaries(configuration, serving: slots)
+            var failure: (any Error)?
             do {
-                for pool in primaries {
-                    try await ReplicaReadiness.wait(
-                        for: confirmation, client: pool, at: pool.configuration, patience: .seconds(5), logger: makeLogger("ordershop.\(verb)"))
-                }
-            } catch let missing as ReplicasMissing {
-                for pool in primaries { await pool.shutdown() }
-                if missing.foundNoPrimary, attempt < attempts { continue }
-                throw CleanExit.message("\(verb) refused, nothing changed: \(missing.shortage)", exitCode: 1)
+                try await wait(for: confirmation, on: primaries, at: configuration, verb: verb)
             } catch {
-                for pool in primaries { await pool.shutdown() }
-                throw error
+                failure = error
             }
             for pool in primaries { await pool.shutdown() }
-            return
+            guard let failure else { return }
+            guard let missing = failure as? ReplicasMissing else { throw failure }
+            if missing.foundNoPrimary, attempt < attempts { continue }
+            throw refusal(missing, verb: verb)
         }
+    }
+
+    /// Each client's replicas, 5 s to get them back; throws ``ReplicasMissing`` for the first
+    /// that lacks them.
+    private static func wait(for confirmation: ReplicaConfirmation, on clients: [any RedisClientProtocol], at configuration: RedisConfiguration, verb: String) async throws {
+        for client in clients {
+            // The node's own address in the refusal, not the seed's.
+            let node = (client as? RedisConnectionPool)?.configuration ?? configuration
+            try await ReplicaReadiness.wait(for: confirmation, client: client, at: node, patience: .seconds(5), logger: makeLogger("ordershop.\(verb)"))
+        }
+    }
+
+    private static func refusal(_ missing: ReplicasMissing, verb: String) -> CleanExit {
+        CleanExit.message("\(verb) refused, nothing changed: \(missing.shortage)", exitCode: 1)
     }
 }

@@ -52,9 +52,13 @@ enum EntitySelection {
                     // ended a `rebuild all` with Redis's words alone, after three types were done.
                     let before = Self.doneBefore(type, in: types)
                     let outcome =
-                        error.code == .outcomeUnknown || error.code == .timeout
-                        ? "its last write may or may not have been applied; run it again" : error.code == .readOnly ? "" : "what it had not written is not applied; run it again"
-                    throw CleanExit.message("\(verb) \(type) failed\(before): \(OperatorText.describe(error))\(outcome.isEmpty ? "" : "; " + outcome)", exitCode: 1)
+                        switch error.code {
+                        case .outcomeUnknown, .timeout: "; its last write may or may not have been applied; run it again"
+                        // Said by OperatorText: it wrote nothing, and where to point the command.
+                        case .readOnly: ""
+                        default: "; what it had not written is not applied; run it again"
+                        }
+                    throw CleanExit.message("\(verb) \(type) failed\(before): \(OperatorText.describe(error))\(outcome)", exitCode: 1)
                 }
             }
         } catch {

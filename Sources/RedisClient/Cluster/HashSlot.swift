@@ -73,4 +73,5 @@ public struct HashSlotRange: Sendable, Hashable, CustomStringConvertible {
     }
     public var count: Int { upperBound - lowerBound + 1 }
     public var description: String { lowerBound == upperBound ? "\(lowerBound)" : "\(lowerBound)-\(upperBound)" }
+    public func contains(_ slot: HashSlot) -> Bool { (lowerBound...upperBound).contains(Int(slot.rawValue)) }
 }
