@@ -16,6 +16,8 @@ struct DeadLetterTargets {
 
     let targets: [Target]
     private let pools: [RedisConnectionPool]
+    /// On a Redis Cluster, what the targets' commands go through.
+    private let cluster: RedisClusterClient?
 
     /// The partitions of `stream` found on every node (restricted to `partition` when given);
     /// with none, `stream` as a plain stream, as before partitions. A partition stream's own
@@ -26,7 +28,18 @@ struct DeadLetterTargets {
     static func resolve(
         _ redis: RedisOptions, stream: String, group: String, partition: Int?, orDeadLetters: Bool
     ) async throws -> DeadLetterTargets {
-        let pools = try await RedisNodePools.primaries(try redis.configuration())
+        let configuration = try redis.configuration()
+        // On a cluster, each target's commands go through a cluster client, routed by the slot
+        // its keys share: a node's own pool answered ASK or MOVED while that slot was being
+        // moved, and a trial's `dlq list` then said the stream had no consumer groups.
+        let cluster = try await usesRedisCluster(configuration) ? try await RedisNodePools.connected(try RedisClusterConfiguration(configuration)) : nil
+        let pools: [RedisConnectionPool]
+        do {
+            pools = try await RedisNodePools.primaries(configuration)
+        } catch {
+            await cluster?.shutdown()
+            throw error
+        }
         do {
             var found: [Target] = []
             if PartitionedStream.parse(stream) == nil {
@@ -42,8 +55,9 @@ struct DeadLetterTargets {
                             Data("note: \(node.configuration.endpoint) not read (\(error.code)): partitions of \(stream) it holds, if any, are left out\n".utf8))
                         continue
                     }
-                    for p in partitions {
-                        found.append(Target(partition: p, deadLetters: DeadLetters(client: node, stream: p.stream, group: group)))
+                    // A partition whose slot is being moved may be listed by two nodes: once.
+                    for p in partitions where !found.contains(where: { $0.partition == p }) {
+                        found.append(Target(partition: p, deadLetters: DeadLetters(client: cluster ?? node, stream: p.stream, group: group)))
                     }
                 }
                 found.sort { ($0.partition!.partitions, $0.partition!.partition) < ($1.partition!.partitions, $1.partition!.partition) }
@@ -51,7 +65,7 @@ struct DeadLetterTargets {
             if let partition {
                 found = found.filter { $0.partition?.partition == partition }
                 guard !found.isEmpty else { throw ValidationError("\(stream) has no partition \(partition)") }
-            } else if let node = try await OperationsReader(nodes: pools).holder(of: stream, group: group) {
+            } else if let node = try await holder(of: stream, group: group, pools: pools, cluster: cluster) {
                 // The plain stream of that name: alone, or beside its partitions.
                 let plain = DeadLetters(client: node, stream: stream, group: group)
                 found.insert(Target(partition: PartitionedStream.parse(stream), deadLetters: plain), at: 0)
@@ -69,17 +83,34 @@ struct DeadLetterTargets {
                 }
             }
             if kept.isEmpty, let refusal { throw refusal }
-            return DeadLetterTargets(targets: kept, pools: pools)
+            return DeadLetterTargets(targets: kept, pools: pools, cluster: cluster)
         } catch {
             for pool in pools { await pool.shutdown() }
+            await cluster?.shutdown()
             throw error
         }
+    }
+
+    /// What holds the plain stream `stream` or its group's dead letters: the cluster client when
+    /// they exist on a cluster, else the one server; nil when none does.
+    private static func holder(
+        of stream: String, group: String, pools: [RedisConnectionPool], cluster: RedisClusterClient?
+    ) async throws -> (any RedisClientProtocol)? {
+        guard let cluster else { return try await OperationsReader(nodes: pools).holder(of: stream, group: group) }
+        return try await OperationsReader.holder(of: stream, group: group, routedBy: cluster)
     }
 
     /// Whether any target is a partition (the output then names them).
     var partitioned: Bool { targets.contains { $0.partition != nil } }
 
+    /// ``OperatorText/replicaNote(_:read:)`` for the one server (not a cluster's primaries).
+    func replicaNote() async -> String? {
+        guard cluster == nil, pools.count == 1 else { return nil }
+        return await OperatorText.replicaNote(pools[0], read: "these dead letters are")
+    }
+
     func shutdown() async {
         for pool in pools { await pool.shutdown() }
+        await cluster?.shutdown()
     }
 }

@@ -38,37 +38,36 @@ struct StatusCommand: AsyncParsableCommand {
             // window, and redrew every ~7 s), and one that is not there yet is shown and waited
             // for (it exited 1). Both found by a user-style trial.
             configuration.reconnect.retryWindow = .zero
-            if try await waitingForRedis({ try await usesRedisCluster(configuration) }) {
-                return try await watchCluster(try RedisClusterConfiguration(configuration))
-            }
         }
-        // Every primary of a Redis Cluster, or the one server.
-        let pools = try await watch ? waitingForRedis { try await RedisNodePools.primaries(configuration) } : RedisNodePools.primaries(configuration)
-        let reader = OperationsReader(
-            nodes: pools, nodeNames: pools.map { $0.configuration.endpoint.description }, match: match, listsDeadLetters: false)
+        let cluster = try await watch ? waitingForRedis { try await usesRedisCluster(configuration) } : usesRedisCluster(configuration)
+        if cluster { return try await onCluster(try RedisClusterConfiguration(configuration)) }
+        let pool = try RedisConnectionPool(configuration: configuration, maximumConnections: 2)
+        let reader = OperationsReader(nodes: [pool], match: match, listsDeadLetters: false)
         do {
             if watch {
                 try await refresh(reader)
             } else {
-                let snapshot = try await reader.read()
-                print(try render(snapshot), terminator: "")
+                try await printOnce(reader)
                 // A server that is a replica (the URL still names a demoted primary) is read like
                 // any other, and said so: its figures can lag the primary's (a trial found the
                 // whole table printed without a word).
-                if pools.count == 1, let error = await pools[0].probe(), error.code == .readOnly {
-                    FileHandle.standardError.write(Data("note: \(pools[0].configuration.endpoint): \(error.message); these figures are its own and may lag the primary's\n".utf8))
-                }
-                if snapshot.unread != nil {
-                    // What was read is printed; the exit status says it is not everything.
-                    FileHandle.standardError.write(Data(Self.unreadLines(snapshot).utf8))
-                    throw ExitCode(1)
-                }
+                if let note = await OperatorText.replicaNote(pool, read: "these figures are") { FileHandle.standardError.write(Data(note.utf8)) }
             }
         } catch {
-            for pool in pools { await pool.shutdown() }
+            await pool.shutdown()
             throw error
         }
-        for pool in pools { await pool.shutdown() }
+        await pool.shutdown()
+    }
+
+    /// One reading, printed; exits 1 when a node could not be read (what was read is printed).
+    private func printOnce(_ reader: OperationsReader) async throws {
+        let snapshot = try await reader.read()
+        print(try render(snapshot), terminator: "")
+        if snapshot.unread != nil {
+            FileHandle.standardError.write(Data(Self.unreadLines(snapshot).utf8))
+            throw ExitCode(1)
+        }
     }
 
     /// A line per node not read (a primary down, its replica not yet promoted).
@@ -76,11 +75,11 @@ struct StatusCommand: AsyncParsableCommand {
         (snapshot.unread ?? []).map { "not read: \($0.node): \($0.error); its streams are missing above\n" }.joined()
     }
 
-    /// `--watch` on a Redis Cluster: the primaries of the moment at every refresh (a failover
-    /// moves the figures to the promoted node), through a cluster client whose topology upkeep
-    /// runs beside it.
-    private func watchCluster(_ configuration: RedisClusterConfiguration) async throws {
-        let client = try await waitingForRedis { try await RedisNodePools.connected(configuration) }
+    /// On a Redis Cluster: the primaries of the moment at every reading (a failover moves the
+    /// figures to the promoted node), through a cluster client whose topology upkeep runs beside
+    /// it, which also reads a stream whose slot is being moved (``OperationsReader``).
+    private func onCluster(_ configuration: RedisClusterConfiguration) async throws {
+        let client = try await watch ? waitingForRedis { try await RedisNodePools.connected(configuration) } : RedisNodePools.connected(configuration)
         let primaries = ClusterPrimaryPools(client: client)
         let reader = OperationsReader(clusterPrimaries: primaries, match: match, listsDeadLetters: false)
         let outcome: Result<Void, any Error>
@@ -88,7 +87,7 @@ struct StatusCommand: AsyncParsableCommand {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await client.run() }
                 defer { group.cancelAll() }
-                try await refresh(reader)
+                if watch { try await refresh(reader) } else { try await printOnce(reader) }
             }
             outcome = .success(())
         } catch {
@@ -257,6 +256,7 @@ struct DeadLetterCommand: AsyncParsableCommand {
                 await targets.shutdown()
                 throw error
             }
+            if let note = await targets.replicaNote() { FileHandle.standardError.write(Data(note.utf8)) }
             await targets.shutdown()
             if json {
                 let encoder = JSONEncoder()
@@ -347,8 +347,10 @@ struct DeadLetterCommand: AsyncParsableCommand {
                 throw OperatorText.readable(error)
             }
             await targets.shutdown()
-            print("purged \(removed) dead letters" + (targets.targets.count > 1 ? " over \(targets.targets.count) partitions" : ""))
+            // An --id not found: the error alone, which says how many were purged (a trial got
+            // "purged 0 dead letters" and then the error).
             try DeadLetterIDs.requireAllFound(ids, found: removed, verb: "purged", target: target)
+            print("purged \(removed) dead letters" + (targets.targets.count > 1 ? " over \(targets.targets.count) partitions" : ""))
         }
     }
 }

@@ -15,6 +15,14 @@ enum OperatorText {
             + " (the server answers as a replica: it wrote nothing; point --url or REDIS_URL at the primary, or at a name that follows a failover; on a Redis Cluster, run it again once the failover is over)"
     }
 
+    /// A note for stderr when `pool`'s server answers as a replica (the URL names a demoted
+    /// primary): what was read there is the replica's and may lag the primary's. Trials found
+    /// `status` and then `dlq list` printing a replica's figures without a word.
+    static func replicaNote(_ pool: RedisConnectionPool, read what: String) async -> String? {
+        guard let error = await pool.probe(), error.code == .readOnly else { return nil }
+        return "note: \(pool.configuration.endpoint): \(error.message); \(what) its own and may lag the primary's\n"
+    }
+
     /// `error`, a Redis error as ``describe(_:)`` words it (ArgumentParser prints it as "Error: ...").
     static func readable(_ error: any Error) -> any Error {
         guard let redis = error as? RedisError else { return error }

@@ -34,6 +34,47 @@ import Testing
         }
     }
 
+    @Test("status, dlq list and the dashboard's reader read a stream whose slot is being moved, its keys on both sides")
+    func readsAStreamWhoseSlotIsBeingMoved() async throws {
+        try await withLocalCluster { cluster, client in
+            let stream = EntityType.customer.stream(.created)
+            let deadLetters = StreamKeys.deadLetter(stream: stream, group: "crm")
+            _ = try await client.send(XADD(RedisArgument(stream), fields: [StreamField("entity", "{}")]))
+            _ = try await client.send(XGROUPCREATE(RedisArgument(stream), group: "crm", id: "0"))
+            let letter = [StreamField("event_id", "e-1"), StreamField("dlq.original_id", "1-1"), StreamField("dlq.reason", "moved-slot-letter")]
+            _ = try await client.send(XADD(RedisArgument(deadLetters), fields: letter))
+            let slot = HashSlot(key: stream)
+            let source = try #require(try await cluster.primaryIndex(for: slot))
+            let target = try #require(try await cluster.roles().primaries.first { $0 != source })
+            let migration = try await SlotMigration.begin(slot, in: cluster, from: source, to: target)
+            let ordershop = try builtProduct("ordershop")
+            let pools = ClusterPrimaryPools(client: client)
+            let reader = OperationsReader(clusterPrimaries: pools)
+
+            // First the dead letters move, the stream stays: the source answers ASK for them.
+            // Then the stream too: the importing node lists it and answers MOVED for it.
+            for (phase, keys) in [("dead letters moved", [deadLetters]), ("stream moved too", [stream])] {
+                try await migration.migrate(keys.map { RedisArgument($0) })
+                let status = try await runChild(ordershop, ["status", "--json", "--url", cluster.url])
+                #expect(status.status == 0, "\(phase): \(status.output)")
+                let json = status.output.firstIndex(of: "[").map { status.output[$0...] } ?? ""
+                let groups = (try? JSONDecoder().decode([GroupStatus].self, from: Data(json.utf8))) ?? []
+                let crm = groups.filter { $0.stream == stream && $0.group == "crm" }
+                #expect(crm.count == 1 && crm.first?.length == 1 && crm.first?.deadLetters == 1, "\(phase): \(status.output)")
+
+                let list = try await runChild(ordershop, ["dlq", "list", stream, "crm", "--url", cluster.url])
+                #expect(list.status == 0 && list.output.contains("moved-slot-letter"), "\(phase): \(list.output)")
+
+                let snapshot = try await reader.read()
+                let shown = snapshot.streams.filter { $0.name == stream }
+                #expect(shown.count == 1 && shown.first?.length == 1 && snapshot.unread == nil, "\(phase): \(snapshot)")
+                #expect(try await reader.holder(of: stream, group: "crm") != nil, "\(phase)")
+            }
+            try await migration.finish()
+            await pools.shutdown()
+        }
+    }
+
     @Test("the dashboard's reader follows a failover to the promoted primary")
     func readerFollowsFailover() async throws {
         try await withLocalCluster { cluster, client in

@@ -49,6 +49,7 @@ import Testing
                 let absent = try await runChild(ordershop, ["dlq", verb, "events:{order}_created", "billing", "--id", "1-1", "--url", url])
                 #expect(absent.status == 1, "\(absent.output)")
                 #expect(absent.output.contains("1 of the 1 --id given are not dead letters of events:{order}_created billing"), "\(absent.output)")
+                #expect(!absent.output.contains("purged 0 dead letters"), "\(absent.output)")
             }
             let found = try await runChild(ordershop, ["dlq", "replay", "events:{order}_created", "billing", "--id", "\(letter)", "--url", url])
             #expect(found.status == 0 && found.output.contains("replayed 1 entries"), "\(found.output)")

@@ -86,7 +86,7 @@ import Testing
         }
     }
 
-    @Test("`status` at a replica prints its figures and says on stderr that they are a replica's; at the primary it says nothing")
+    @Test("`status` and `dlq list` at a replica print what they read and say on stderr that it is a replica's; at the primary they say nothing")
     func statusNamesAReplica() async throws {
         try await withReplication { replication in
             try await replication.waitUntilReplicasAttached()
@@ -96,6 +96,17 @@ import Testing
             #expect(atReplica.output.contains("answers as a replica") && atReplica.output.contains("may lag the primary"), "\(atReplica.output)")
             let atPrimary = try await runChild(ordershop, ["status", "--url", replication.servers[0].url])
             #expect(atPrimary.status == 0 && !atPrimary.output.contains("replica"), "\(atPrimary.output)")
+
+            // `dlq list` too: a replica's dead letters, said to be (a trial found them listed without a word).
+            let primary = try RedisConnectionPool(configuration: replication.configuration(0), maximumConnections: 1)
+            let stream = EntityType.customer.stream(.created)
+            _ = try await primary.send(XGROUPCREATE(RedisArgument(stream), group: "crm", id: "$", makeStream: true))
+            _ = try await primary.send(WAIT(replicas: 1, timeout: .seconds(5)))
+            await primary.shutdown()
+            let listAtReplica = try await runChild(ordershop, ["dlq", "list", stream, "crm", "--url", replication.servers[1].url])
+            #expect(listAtReplica.status == 0 && listAtReplica.output.contains("answers as a replica") && listAtReplica.output.contains("these dead letters are its own"), "\(listAtReplica.output)")
+            let listAtPrimary = try await runChild(ordershop, ["dlq", "list", stream, "crm", "--url", replication.servers[0].url])
+            #expect(listAtPrimary.status == 0 && !listAtPrimary.output.contains("replica"), "\(listAtPrimary.output)")
         }
     }
 
@@ -104,8 +115,8 @@ import Testing
         try await withReplication { replication in
             let primary = try RedisConnectionPool(configuration: replication.configuration(0), maximumConnections: 1)
             // A group with a dead letter, on the replica too.
-            let stream = RedisArgument(EntityType.customer.stream(.created))
-            _ = try await primary.send(XGROUPCREATE(stream, group: "crm", id: "$", makeStream: true))
+            let stream = EntityType.customer.stream(.created)
+            _ = try await primary.send(XGROUPCREATE(RedisArgument(stream), group: "crm", id: "$", makeStream: true))
             let letter = [StreamField("event_id", "e-1"), StreamField("dlq.original_id", "1-1"), StreamField("dlq.reason", "test")]
             _ = try await primary.send(XADD(RedisArgument(StreamKeys.deadLetter(stream: EntityType.customer.stream(.created), group: "crm")), fields: letter))
             try await replication.waitUntilReplicasAttached()

@@ -11,7 +11,8 @@ import Synchronization
 /// after a failover; ``OperationsReader`` then finds the old primary answering MOVED and asks
 /// once more. A pool is made when a node becomes a primary and closed when it no longer is.
 public final class ClusterPrimaryPools: Sendable {
-    private let client: RedisClusterClient
+    /// The cluster client the primaries are found through; it also reads a stream whose slot is being moved.
+    let client: RedisClusterClient
     private let pools = Mutex<[ClusterNodeAddress: RedisConnectionPool]>([:])
     private let failed = Mutex<[String]>([])
 

@@ -149,14 +149,17 @@ public struct OperationsReader: Sendable {
     }
 
     public func read() async throws -> OperationsSnapshot {
-        guard case .clusterPrimaries(let pools) = source else { return try await read(try await nodes()) }
+        guard case .clusterPrimaries(let pools) = source else { return try await read(try await nodes(), routing: nil) }
         do {
             do {
-                return try await read(try await nodes())
+                return try await read(try await nodes(), routing: (pools.client, followingMoved: false))
             } catch let error as RedisError where error.code == .moved {
                 // The node asked for the primaries had not yet heard of a failover, and a demoted
-                // one answered MOVED: ask again (another node, or the same one caught up).
-                return try await read(try await nodes())
+                // one answered MOVED: ask again (another node, or the same one caught up). A
+                // stream whose slot is being moved to another primary is listed by the importing
+                // node (SCAN), which answers MOVED for it until the move ends: read again, such a
+                // stream through the cluster client (routed by its slot, ASK followed).
+                return try await read(try await nodes(), routing: (pools.client, followingMoved: true))
             }
         } catch let error as RedisError where error.code == .clusterDown && !pools.failedPrimaries.isEmpty {
             // Every node refused: name the shard that is down (a user-style trial's `status`
@@ -175,14 +178,20 @@ public struct OperationsReader: Sendable {
     /// (seconds, the cluster's node timeout), the view is what an operator looks at. It throws
     /// when no node could be read, and on a cluster when a node answers MOVED (a failover the
     /// primaries' list had not caught up with: ``read()`` asks again).
-    private func read(_ view: (nodes: [any RedisClientProtocol], names: [String]?)) async throws -> OperationsSnapshot {
+    ///
+    /// `routing`: a cluster's client, through which a stream is read when its node answers ASK
+    /// for it (its slot is being moved and the stream is gone to the importing node), and, when
+    /// `followingMoved`, MOVED (the importing node listed it).
+    private func read(
+        _ view: (nodes: [any RedisClientProtocol], names: [String]?), routing: (client: RedisClusterClient, followingMoved: Bool)?
+    ) async throws -> OperationsSnapshot {
         let (nodes, nodeNames) = view
         let results = await withTaskGroup(of: NodeRead.self) { group in
             for (index, node) in nodes.enumerated() {
                 let nodeName = nodes.count > 1 ? nodeNames?[index] : nil
                 group.addTask {
                     let result: Result<[OperationsSnapshot.Stream], any Error>
-                    do { result = .success(try await read(node, named: nodeName)) } catch { result = .failure(error) }
+                    do { result = .success(try await read(node, named: nodeName, routing: routing)) } catch { result = .failure(error) }
                     return NodeRead(index: index, result: result)
                 }
             }
@@ -194,11 +203,15 @@ public struct OperationsReader: Sendable {
         // which would otherwise read as nodes not read.
         try Task.checkCancellation()
         var streams: [OperationsSnapshot.Stream] = []
+        var seen = Set<String>()
         var unread: [OperationsSnapshot.UnreadNode] = []
         var firstError: (any Error)?
         for (index, result) in results.enumerated() {
             switch result {
-            case .success(let read): streams += read
+            case .success(let read):
+                // During a slot's move, the source's SCAN and the target's can both list a
+                // stream (each read at its own moment): it is shown once.
+                for stream in read where seen.insert(stream.name).inserted { streams.append(stream) }
             case .failure(let error):
                 guard nodes.count > 1, !(error is CancellationError) else { throw error }
                 if case .clusterPrimaries = source, let redis = error as? RedisError, redis.code == .moved { throw error }
@@ -236,7 +249,9 @@ public struct OperationsReader: Sendable {
     }
 
     /// The streams of one node, as read from it.
-    private func read(_ node: any RedisClientProtocol, named nodeName: String?) async throws -> [OperationsSnapshot.Stream] {
+    private func read(
+        _ node: any RedisClientProtocol, named nodeName: String?, routing: (client: RedisClusterClient, followingMoved: Bool)?
+    ) async throws -> [OperationsSnapshot.Stream] {
         var streams: [OperationsSnapshot.Stream] = []
         let inspector = GroupInspector(client: node)
         let names =
@@ -247,7 +262,14 @@ public struct OperationsReader: Sendable {
             }
         for name in names {
             do {
-                streams.append(try await read(stream: name, on: node, inspector: inspector, named: nodeName))
+                do {
+                    streams.append(try await read(stream: name, on: node, inspector: inspector, named: nodeName))
+                } catch let error as RedisError where routing.map({ error.code == .ask || (error.code == .moved && $0.followingMoved) }) == true {
+                    // Its slot is being moved (a user-style trial's `status` exited 1 with "not
+                    // read: ... ASK 6651" for the whole node): through the cluster client.
+                    let client = routing!.client
+                    streams.append(try await read(stream: name, on: client, inspector: GroupInspector(client: client), named: nodeName))
+                }
             } catch let error as RedisError where error.isNoSuchKey {
                 // Deleted since it was found (kept by the sampler, or between SCAN and XINFO).
                 discovery?.forget(nodeName ?? "")
@@ -293,8 +315,21 @@ public struct OperationsReader: Sendable {
 
     /// The node that holds a stream or its group's dead letters; nil when none of several does
     /// (the one server when there is one).
+    /// On a cluster, the cluster client when the stream or its dead letters exist: routed by
+    /// the slot they share, it follows a move of that slot (a node's own pool answered ASK or
+    /// MOVED during one, and the stream was "not found").
+    public static func holder(of stream: String, group: String, routedBy client: RedisClusterClient) async throws -> (any RedisClientProtocol)? {
+        // One key per EXISTS: while the slot is being moved the two can be on different nodes,
+        // and a command on both is refused (TRYAGAIN) until the move ends.
+        for key in [stream, StreamKeys.deadLetter(stream: stream, group: group)] {
+            if try await client.send(RawCommand(["EXISTS", RedisArgument(key)], keys: [RedisArgument(key)], readOnly: true)).int ?? 0 > 0 { return client }
+        }
+        return nil
+    }
+
     public func holder(of stream: String, group: String) async throws -> (any RedisClientProtocol)? {
-        await holder(of: stream, group: group, among: try await nodes().nodes)
+        if case .clusterPrimaries(let pools) = source { return try await Self.holder(of: stream, group: group, routedBy: pools.client) }
+        return await holder(of: stream, group: group, among: try await nodes().nodes)
     }
 
     private func holder(of stream: String, group: String, among nodes: [any RedisClientProtocol]) async -> (any RedisClientProtocol)? {
