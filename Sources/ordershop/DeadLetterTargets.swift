@@ -65,7 +65,7 @@ struct DeadLetterTargets {
             if let partition {
                 found = found.filter { $0.partition?.partition == partition }
                 guard !found.isEmpty else { throw ValidationError("\(stream) has no partition \(partition)") }
-            } else if let node = try await holder(of: stream, group: group, pools: pools, cluster: cluster) {
+            } else if let node = try await holder(of: stream, group: group, pools: pools, cluster: cluster, partitionsFound: !found.isEmpty) {
                 // The plain stream of that name: alone, or beside its partitions.
                 let plain = DeadLetters(client: node, stream: stream, group: group)
                 found.insert(Target(partition: PartitionedStream.parse(stream), deadLetters: plain), at: 0)
@@ -93,11 +93,19 @@ struct DeadLetterTargets {
 
     /// What holds the plain stream `stream` or its group's dead letters: the cluster client when
     /// they exist on a cluster, else the one server; nil when none does.
+    /// With partitions found, a plain stream's node that cannot be read (dead, frozen) is named
+    /// on stderr and the partitions are worked on: its name's slot is unrelated to theirs.
     private static func holder(
-        of stream: String, group: String, pools: [RedisConnectionPool], cluster: RedisClusterClient?
+        of stream: String, group: String, pools: [RedisConnectionPool], cluster: RedisClusterClient?, partitionsFound: Bool
     ) async throws -> (any RedisClientProtocol)? {
         guard let cluster else { return try await OperationsReader(nodes: pools).holder(of: stream, group: group) }
-        return try await OperationsReader.holder(of: stream, group: group, routedBy: cluster)
+        do {
+            return try await OperationsReader.holder(of: stream, group: group, routedBy: cluster)
+        } catch let error as RedisError where partitionsFound && !error.code.isServerError {
+            let node = cluster.primary(for: HashSlot(key: stream)).map { "\($0)" } ?? "its node"
+            FileHandle.standardError.write(Data("note: \(node) not read (\(error.code)): a plain stream \(stream) beside the partitions, if any, is left out\n".utf8))
+            return nil
+        }
     }
 
     /// Whether any target is a partition (the output then names them).

@@ -34,6 +34,30 @@ import Testing
         }
     }
 
+    @Test("dlq list of a partitioned stream works while the primary of its plain name's slot is dead, naming it on stderr")
+    func partitionedDeadLettersWhileThePlainNamesPrimaryIsDead() async throws {
+        var options = LocalRedisCluster.Options()
+        options.nodeTimeout = .seconds(30)
+        try await withLocalCluster(options) { cluster, client in
+            let ledger = PartitionedStream("ledger", partitions: 6)
+            for stream in ledger.streams {
+                _ = try await client.send(XGROUPCREATE(RedisArgument(stream), group: "g", id: "$", makeStream: true))
+                let letter = [StreamField("event_id", "e-1"), StreamField("dlq.original_id", "1-1"), StreamField("dlq.reason", "letter-of-\(stream)")]
+                _ = try await client.send(XADD(RedisArgument(StreamKeys.deadLetter(stream: stream, group: "g")), fields: letter))
+            }
+            // Dead, and not replaced for the node timeout (30 s): the command runs meanwhile.
+            let plainHolder = try #require(try await cluster.primaryIndex(for: HashSlot(key: "ledger")))
+            var live: [String] = []
+            for stream in ledger.streams where try await cluster.primaryIndex(for: HashSlot(key: stream)) != plainHolder { live.append(stream) }
+            #expect(!live.isEmpty && live.count < ledger.streams.count)
+            await cluster.nodes[plainHolder].kill()
+            let list = try await runChild(try builtProduct("ordershop"), ["dlq", "list", "ledger", "g", "--url", cluster.url])
+            #expect(list.status == 0, "\(list.output)")
+            for stream in live { #expect(list.output.contains("letter-of-\(stream)"), "\(list.output)") }
+            #expect(list.output.contains("note: 127.0.0.1:\(cluster.announcedPort(of: plainHolder)) not read"), "\(list.output)")
+        }
+    }
+
     @Test("status, dlq list and the dashboard's reader read a stream whose slot is being moved, its keys on both sides")
     func readsAStreamWhoseSlotIsBeingMoved() async throws {
         try await withLocalCluster { cluster, client in

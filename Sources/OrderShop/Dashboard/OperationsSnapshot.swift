@@ -151,16 +151,7 @@ public struct OperationsReader: Sendable {
     public func read() async throws -> OperationsSnapshot {
         guard case .clusterPrimaries(let pools) = source else { return try await read(try await nodes(), routing: nil) }
         do {
-            do {
-                return try await read(try await nodes(), routing: (pools.client, followingMoved: false))
-            } catch let error as RedisError where error.code == .moved {
-                // The node asked for the primaries had not yet heard of a failover, and a demoted
-                // one answered MOVED: ask again (another node, or the same one caught up). A
-                // stream whose slot is being moved to another primary is listed by the importing
-                // node (SCAN), which answers MOVED for it until the move ends: read again, such a
-                // stream through the cluster client (routed by its slot, ASK followed).
-                return try await read(try await nodes(), routing: (pools.client, followingMoved: true))
-            }
+            return try await read(try await nodes(), routing: pools.client)
         } catch let error as RedisError where error.code == .clusterDown && !pools.failedPrimaries.isEmpty {
             // Every node refused: name the shard that is down (a user-style trial's `status`
             // said only "CLUSTERDOWN The cluster is down", and never which node).
@@ -179,11 +170,12 @@ public struct OperationsReader: Sendable {
     /// when no node could be read, and on a cluster when a node answers MOVED (a failover the
     /// primaries' list had not caught up with: ``read()`` asks again).
     ///
-    /// `routing`: a cluster's client, through which a stream is read when its node answers ASK
-    /// for it (its slot is being moved and the stream is gone to the importing node), and, when
-    /// `followingMoved`, MOVED (the importing node listed it).
+    /// `routing`: a cluster's client, through which a stream is read when the node that listed it
+    /// answers ASK (its slot is being moved and the stream has gone to the importing node) or
+    /// MOVED (the importing node listed it; or the node was demoted by a failover the primaries'
+    /// list had not caught up with).
     private func read(
-        _ view: (nodes: [any RedisClientProtocol], names: [String]?), routing: (client: RedisClusterClient, followingMoved: Bool)?
+        _ view: (nodes: [any RedisClientProtocol], names: [String]?), routing: RedisClusterClient?
     ) async throws -> OperationsSnapshot {
         let (nodes, nodeNames) = view
         let results = await withTaskGroup(of: NodeRead.self) { group in
@@ -249,9 +241,7 @@ public struct OperationsReader: Sendable {
     }
 
     /// The streams of one node, as read from it.
-    private func read(
-        _ node: any RedisClientProtocol, named nodeName: String?, routing: (client: RedisClusterClient, followingMoved: Bool)?
-    ) async throws -> [OperationsSnapshot.Stream] {
+    private func read(_ node: any RedisClientProtocol, named nodeName: String?, routing: RedisClusterClient?) async throws -> [OperationsSnapshot.Stream] {
         var streams: [OperationsSnapshot.Stream] = []
         let inspector = GroupInspector(client: node)
         let names =
@@ -264,11 +254,13 @@ public struct OperationsReader: Sendable {
             do {
                 do {
                     streams.append(try await read(stream: name, on: node, inspector: inspector, named: nodeName))
-                } catch let error as RedisError where routing.map({ error.code == .ask || (error.code == .moved && $0.followingMoved) }) == true {
+                } catch let error as RedisError where routing != nil && (error.code == .ask || error.code == .moved) {
                     // Its slot is being moved (a user-style trial's `status` exited 1 with "not
-                    // read: ... ASK 6651" for the whole node): through the cluster client.
-                    let client = routing!.client
-                    streams.append(try await read(stream: name, on: client, inspector: GroupInspector(client: client), named: nodeName))
+                    // read: ... ASK 6651" for the whole node): through the cluster client, and
+                    // named by the node that serves its slot now.
+                    let client = routing!
+                    let holder = client.primary(for: HashSlot(key: name))?.description ?? nodeName
+                    streams.append(try await read(stream: name, on: client, inspector: GroupInspector(client: client), named: nodeName == nil ? nil : holder))
                 }
             } catch let error as RedisError where error.isNoSuchKey {
                 // Deleted since it was found (kept by the sampler, or between SCAN and XINFO).
