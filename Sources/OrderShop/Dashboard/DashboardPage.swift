@@ -277,7 +277,10 @@ enum DashboardPage {
           try {
             const response = await fetch(base + "/api/" + kind, { method: "POST", headers: headers(), body: JSON.stringify({ stream, group, ids }) });
             const body = await response.json().catch(() => ({}));
-            if (response.ok) {
+            if (response.ok && body.notFound) {
+              const done = kind === "replay" ? "replayed " + body.replayed : "purged " + body.purged;
+              message(done + "; " + body.notFound + " of the selected are no longer dead letters (handled by someone else?)", "error");
+            } else if (response.ok) {
               message(kind === "replay" ? "replayed " + body.replayed + " to " + body.to : "purged " + body.purged, "ok");
             } else {
               message(kind + " refused (" + response.status + "): " + (body.error || response.statusText), "error");

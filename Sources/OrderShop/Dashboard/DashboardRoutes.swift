@@ -49,11 +49,12 @@ public struct Dashboard: Sendable {
         guarded.post("/replay") { request, _ in
             let (dlq, ids) = try await target(of: request, orDeadLetters: false)
             let replayed = try await dlq.replay(ids: ids)
-            return JSONResponse.encode(ActionResult(replayed: replayed.count, to: dlq.replayKey))
+            return JSONResponse.encode(ActionResult(replayed: replayed.count, to: dlq.replayKey, notFound: ActionResult.notFound(ids, done: replayed.count)))
         }
         guarded.post("/purge") { request, _ in
             let (dlq, ids) = try await target(of: request, orDeadLetters: true)
-            return JSONResponse.encode(ActionResult(purged: try await dlq.purge(ids: ids)))
+            let purged = try await dlq.purge(ids: ids)
+            return JSONResponse.encode(ActionResult(purged: purged, notFound: ActionResult.notFound(ids, done: purged)))
         }
         // Outside the guards: which methods a path takes is no secret.
         addMethodNotAllowed(to: routes, path: "/", allowed: [.get])
@@ -151,6 +152,17 @@ struct ActionResult: Encodable {
     var replayed: Int?
     var to: String?
     var purged: Int?
+    /// How many of the ids given are not (or no longer) dead letters of the group: another
+    /// operator handled them, or they were mistyped. Absent when every one was found. A purge of
+    /// ids that were gone answered `{"purged":0}` and the page said "purged 0", as if done (a
+    /// trial); `ordershop dlq` exits 1 then.
+    var notFound: Int?
+
+    static func notFound(_ ids: [String]?, done: Int) -> Int? {
+        guard let ids else { return nil }
+        let missing = Set(ids).count - done
+        return missing > 0 ? missing : nil
+    }
 }
 
 /// The gateway's ``AdminGuard`` when a token is configured; without one every request is
