@@ -23,6 +23,17 @@ public enum WorkerMetrics {
     }
 }
 
+extension WorkerMetrics {
+    /// `stream_worker_redis_up`: 1 when the worker's Redis answers the probe `/healthz` uses
+    /// (``Health/redisProblem(_:)``), 0 when it does not, measured at each scrape. Without it a
+    /// worker waiting for Redis at start served an empty `/metrics` (its series are made once
+    /// its subscriptions run), and one whose Redis went away served its last figures as if all
+    /// were well (a trial).
+    static func redisUp(_ up: Bool) -> [UInt8] {
+        Array("# HELP stream_worker_redis_up Whether the worker's Redis answers (1) or not (0), at this scrape.\n# TYPE stream_worker_redis_up gauge\nstream_worker_redis_up \(up ? 1 : 0)\n".utf8)
+    }
+}
+
 /// Serves `GET /metrics` (Prometheus text) and `GET /healthz` (503 when Redis cannot be reached,
 /// or answers as a replica) for a worker process.
 public struct WorkerHTTPServer: Service {
@@ -57,18 +68,19 @@ public struct WorkerHTTPServer: Service {
         let registry = WorkerMetrics.registry
         let router = Router()
         router.add(middleware: ReadOnlyRoutes(paths: ["/metrics", "/healthz"]))
-        let metrics: @Sendable () -> Response = {
+        let metrics: @Sendable () async -> Response = {
             var buffer: [UInt8] = []
             registry.emit(into: &buffer)
+            buffer += WorkerMetrics.redisUp(await client.probe() == nil)
             return Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                 body: .init(byteBuffer: ByteBuffer(bytes: buffer)))
         }
         let health: @Sendable () async -> Response = { Health.response(service: service, problem: await Health.redisProblem(client)) }
-        router.get("/metrics") { _, _ in metrics() }
+        router.get("/metrics") { _, _ in await metrics() }
         router.get("/healthz") { _, _ in await health() }
         // HEAD: GET's status and headers without the body (some uptime checkers send it; it was 404).
-        router.head("/metrics") { _, _ in metrics().createHeadResponse() }
+        router.head("/metrics") { _, _ in await metrics().createHeadResponse() }
         router.head("/healthz") { _, _ in await health().createHeadResponse() }
         return router
     }

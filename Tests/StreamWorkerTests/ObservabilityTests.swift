@@ -34,6 +34,7 @@ struct ObservabilityTests {
             #expect(metrics.contains("stream_worker_handler_duration"))
             #expect(metrics.contains("stream_worker_group_pending"))
             #expect(metrics.contains("stream_worker_group_lag"))
+            #expect(metrics.contains("\nstream_worker_redis_up 1\n"), "\(metrics)")
             try await client.execute(uri: "/healthz", method: .get) { #expect($0.status == .ok) }
             // HEAD as GET without the body; other methods 405 with what is allowed (both were 404).
             for path in ["/healthz", "/metrics"] {
@@ -53,6 +54,11 @@ struct ObservabilityTests {
                 #expect(response.status == .serviceUnavailable)
                 let body = String(buffer: response.body)
                 #expect(body.contains(#""redis":"unreachable ("#) && body.contains(#""service":"worker","status":"unavailable""#), "\(body)")
+            }
+            // Redis gone: the figures are still served, and say it is down.
+            try await client.execute(uri: "/metrics", method: .get) { response in
+                let body = String(buffer: response.body)
+                #expect(response.status == .ok && body.contains("\nstream_worker_redis_up 0\n") && body.contains("stream_worker_processed_total"), "\(body)")
             }
         }
     }
