@@ -93,6 +93,7 @@ struct DeadLetterTargets {
 
     /// What holds the plain stream `stream` or its group's dead letters: the cluster client when
     /// they exist on a cluster, else the one server; nil when none does.
+    ///
     /// With partitions found, a plain stream's node that cannot be read (dead, frozen) is named
     /// on stderr and the partitions are worked on: its name's slot is unrelated to theirs.
     private static func holder(

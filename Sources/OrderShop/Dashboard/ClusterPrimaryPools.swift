@@ -8,8 +8,8 @@ import Synchronization
 /// to the promoted node at its next read: the cluster client's own map was no help, as a MOVED
 /// corrects it one slot at a time and its full refresh may come 30 s later (a test saw the
 /// promoted node only after 30 s). The node asked may lag behind the cluster for a moment
-/// after a failover; ``OperationsReader`` then finds the old primary answering MOVED and asks
-/// once more. A pool is made when a node becomes a primary and closed when it no longer is.
+/// after a failover; ``OperationsReader`` then finds the old primary answering MOVED for its
+/// streams and reads them through the cluster client, which follows MOVED. A pool is made when a node becomes a primary and closed when it no longer is.
 public final class ClusterPrimaryPools: Sendable {
     /// The cluster client the primaries are found through; it also reads a stream whose slot is being moved.
     let client: RedisClusterClient

@@ -167,8 +167,7 @@ public struct OperationsReader: Sendable {
     /// one of several fails, the others are still shown, with that node in
     /// ``OperationsSnapshot/unread``: while a primary is down and its replica not yet promoted
     /// (seconds, the cluster's node timeout), the view is what an operator looks at. It throws
-    /// when no node could be read, and on a cluster when a node answers MOVED (a failover the
-    /// primaries' list had not caught up with: ``read()`` asks again).
+    /// when no node could be read.
     ///
     /// `routing`: a cluster's client, through which a stream is read when the node that listed it
     /// answers ASK (its slot is being moved and the stream has gone to the importing node) or
@@ -206,7 +205,6 @@ public struct OperationsReader: Sendable {
                 for stream in read where seen.insert(stream.name).inserted { streams.append(stream) }
             case .failure(let error):
                 guard nodes.count > 1, !(error is CancellationError) else { throw error }
-                if case .clusterPrimaries = source, let redis = error as? RedisError, redis.code == .moved { throw error }
                 firstError = firstError ?? error
                 unread.append(.init(node: nodeNames?[index] ?? "node \(index + 1)", error: "\(error)"))
             }
@@ -305,8 +303,6 @@ public struct OperationsReader: Sendable {
         return letter
     }
 
-    /// The node that holds a stream or its group's dead letters; nil when none of several does
-    /// (the one server when there is one).
     /// On a cluster, the cluster client when the stream or its dead letters exist: routed by
     /// the slot they share, it follows a move of that slot (a node's own pool answered ASK or
     /// MOVED during one, and the stream was "not found").
@@ -319,6 +315,9 @@ public struct OperationsReader: Sendable {
         return nil
     }
 
+    /// The node that holds a stream or its group's dead letters (on a cluster, the cluster
+    /// client, see ``holder(of:group:routedBy:)``); nil when none of several does (the one server
+    /// when there is one).
     public func holder(of stream: String, group: String) async throws -> (any RedisClientProtocol)? {
         if case .clusterPrimaries(let pools) = source { return try await Self.holder(of: stream, group: group, routedBy: pools.client) }
         return await holder(of: stream, group: group, among: try await nodes().nodes)
