@@ -35,7 +35,9 @@ import Testing
         config.reconnect.retryWindow = .zero
         let connection = try RedisConnection(configuration: config)
         let error = await #expect(throws: RedisError.self) { try await connection.send(PING()) }
+        // Retried as a refusal, but said as it is (it read "connection refused").
         #expect(error?.code == .connectionRefused)
+        #expect(error?.message.contains("no socket file at /tmp/ordershop-no-such-") == true, "\(String(describing: error))")
     }
 
     @Test func password() async throws {

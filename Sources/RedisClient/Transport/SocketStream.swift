@@ -101,8 +101,12 @@ final class SocketStream: ByteStream {
 
     private static func connectError(_ err: Int32, _ description: String) -> RedisError {
         switch err {
-        case ECONNREFUSED, ENOENT:
+        case ECONNREFUSED:
             RedisError(.connectionRefused, "connection refused by \(description)")
+        case ENOENT:
+            // Refused as far as retrying goes (a server may yet create it), but said as it is:
+            // a trial's `--url unix:///nonexist.sock` read "connection refused".
+            RedisError(.connectionRefused, "no socket file at \(description): nothing listens there")
         case ETIMEDOUT:
             RedisError(.connectTimeout, "connecting to \(description) timed out")
         default:
