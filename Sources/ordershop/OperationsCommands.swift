@@ -215,6 +215,9 @@ struct DeadLetterCommand: AsyncParsableCommand {
         @Option(parsing: .number, help: "Only this partition of a partitioned stream.") var partition: Int?
 
         func validate() throws {
+            // An empty name was looked for (a trial's `dlq list '' crm`: "stream  has no consumer groups").
+            if stream.isEmpty { throw ValidationError("STREAM must not be empty") }
+            if group.isEmpty { throw ValidationError("GROUP must not be empty") }
             if let partition, partition < 0 { throw ValidationError("--partition must not be negative") }
         }
 

@@ -41,6 +41,8 @@ import Testing
         // These had no check: written `--count=-1`, -1 was accepted.
         (["dlq", "list", "s", "g", "--count", "-1"], "--count must be at least 1"),
         (["dlq", "list", "s", "g", "--partition", "-1"], "--partition must not be negative"),
+        (["dlq", "list", "", "crm"], "STREAM must not be empty"),
+        (["dlq", "purge", "s", ""], "GROUP must not be empty"),
         // Taken before, and every call failed as "unavailable": the worker held its entries.
         (["work", "crm", "--msg-url", "notaurl"], "--msg-url \"notaurl\" is not"),
         (["work", "billing", "--msg-url", "127.0.0.1:5006"], "--msg-url \"127.0.0.1:5006\" is not"),
