@@ -23,14 +23,41 @@ public enum WorkerMetrics {
     }
 }
 
-extension WorkerMetrics {
-    /// `stream_worker_redis_up`: 1 when the worker's Redis answers the probe `/healthz` uses
-    /// (``Health/redisProblem(_:)``), 0 when it does not, measured at each scrape. Without it a
-    /// worker waiting for Redis at start served an empty `/metrics` (its series are made once
-    /// its subscriptions run), and one whose Redis went away served its last figures as if all
-    /// were well (a trial).
-    static func redisUp(_ up: Bool) -> [UInt8] {
-        Array("# HELP stream_worker_redis_up Whether the worker's Redis answers (1) or not (0), at this scrape.\n# TYPE stream_worker_redis_up gauge\nstream_worker_redis_up \(up ? 1 : 0)\n".utf8)
+/// `stream_worker_redis_up`: 1 when the worker's Redis is usable by the probe `/healthz` uses
+/// (``Health/redisProblem(_:)``: it answers, and as a primary), 0 when not; kept by a probe in
+/// the background (``WorkerHTTPServer/run()``), so that a scrape never waits on Redis.
+///
+/// Why: a worker waiting for Redis at start served an empty `/metrics` (its series are made once
+/// its subscriptions run), and one whose Redis went away served its last figures as if all were
+/// well (a trial). Why in the background: probed at each scrape, a frozen Redis held every scrape
+/// for the probe's 2-s timeout, one after another on the probe's connection, past Prometheus's
+/// 10-s scrape timeout with a few scrapers and health checks (a review).
+public final class RedisUpGauge: Sendable {
+    /// -1 until the first probe has ended.
+    private let value = Atomic<Int>(-1)
+
+    public init() {}
+
+    /// Probes once and keeps the result.
+    public func probe(_ client: any RedisClientProtocol) async {
+        value.store(await client.probe() == nil ? 1 : 0, ordering: .relaxed)
+    }
+
+    /// Probes every `interval` until the task is cancelled (a probe under way ends first: at
+    /// most its 2-s timeout).
+    func keepProbing(_ client: any RedisClientProtocol, every interval: Duration) async {
+        while !Task.isCancelled {
+            await probe(client)
+            do { try await Task.sleep(for: interval) } catch { return }
+        }
+    }
+
+    /// Its exposition lines; none before the first probe has ended.
+    var exposition: [UInt8] {
+        let up = value.load(ordering: .relaxed)
+        guard up >= 0 else { return [] }
+        return Array(
+            "# HELP stream_worker_redis_up Whether the worker's Redis is usable (1) or not (0), as its /healthz probe, every few seconds, finds it.\n# TYPE stream_worker_redis_up gauge\nstream_worker_redis_up \(up)\n".utf8)
     }
 }
 
@@ -44,6 +71,9 @@ public struct WorkerHTTPServer: Service {
     let client: any RedisClientProtocol
     let logger: Logger
     let onListening: @Sendable (Int) async -> Void
+    let redisUp = RedisUpGauge()
+    /// How often ``redisUp`` probes Redis.
+    let redisProbeInterval: Duration
 
     /// Creating the server installs the Prometheus backend, so create it before the workers:
     /// metrics made earlier would go to the default (no-op) backend.
@@ -52,9 +82,10 @@ public struct WorkerHTTPServer: Service {
     ///   bind throws from ``run()`` instead).
     public init(
         port: Int, host: String = "0.0.0.0", service: String = "worker", client: any RedisClientProtocol, logger: Logger,
-        onListening: @escaping @Sendable (Int) async -> Void = { _ in }
+        redisProbeInterval: Duration = .seconds(5), onListening: @escaping @Sendable (Int) async -> Void = { _ in }
     ) {
         _ = WorkerMetrics.registry
+        self.redisProbeInterval = redisProbeInterval
         self.port = port
         self.host = host
         self.service = service
@@ -64,23 +95,27 @@ public struct WorkerHTTPServer: Service {
     }
 
     /// The routes, for tests that drive them without a socket.
-    public static func buildRouter(client: any RedisClientProtocol, service: String = "worker") -> Router<BasicRequestContext> {
+    ///
+    /// - Parameter redisUp: what `/metrics` says of Redis (nothing until it has probed).
+    public static func buildRouter(
+        client: any RedisClientProtocol, service: String = "worker", redisUp: RedisUpGauge = RedisUpGauge()
+    ) -> Router<BasicRequestContext> {
         let registry = WorkerMetrics.registry
         let router = Router()
         router.add(middleware: ReadOnlyRoutes(paths: ["/metrics", "/healthz"]))
-        let metrics: @Sendable () async -> Response = {
+        let metrics: @Sendable () -> Response = {
             var buffer: [UInt8] = []
             registry.emit(into: &buffer)
-            buffer += WorkerMetrics.redisUp(await client.probe() == nil)
+            buffer += redisUp.exposition
             return Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                 body: .init(byteBuffer: ByteBuffer(bytes: buffer)))
         }
         let health: @Sendable () async -> Response = { Health.response(service: service, problem: await Health.redisProblem(client)) }
-        router.get("/metrics") { _, _ in await metrics() }
+        router.get("/metrics") { _, _ in metrics() }
         router.get("/healthz") { _, _ in await health() }
         // HEAD: GET's status and headers without the body (some uptime checkers send it; it was 404).
-        router.head("/metrics") { _, _ in await metrics().createHeadResponse() }
+        router.head("/metrics") { _, _ in metrics().createHeadResponse() }
         router.head("/healthz") { _, _ in await health().createHeadResponse() }
         return router
     }
@@ -89,9 +124,16 @@ public struct WorkerHTTPServer: Service {
         let port = self.port
         let onListening = self.onListening
         let app = Application(
-            router: Self.buildRouter(client: client, service: service), server: .http1KeepingConnectionRules(), configuration: .init(address: .hostname(host, port: port)),
-            onServerRunning: { await onListening($0.localAddress?.port ?? port) }, logger: logger)
-        try await app.run()
+            router: Self.buildRouter(client: client, service: service, redisUp: redisUp), server: .http1KeepingConnectionRules(),
+            configuration: .init(address: .hostname(host, port: port)), onServerRunning: { await onListening($0.localAddress?.port ?? port) },
+            logger: logger)
+        let (redisUp, client, interval) = (self.redisUp, self.client, redisProbeInterval)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await redisUp.keepProbing(client, every: interval) }
+            // The server ends (a graceful shutdown, or a failed bind): the probing with it.
+            defer { group.cancelAll() }
+            try await app.run()
+        }
     }
 }
 

@@ -364,7 +364,7 @@ enum DeadLetterIDs {
     /// id that is not (or no longer) a dead letter said "replayed 0 entries" and exited 0, as if
     /// done (an operator who mistyped the id, or whom a colleague beat to it, must learn it).
     static func requireAllFound(_ ids: [String], found: Int, verb: String, target: DeadLetterCommand.Target) throws {
-        let given = Set(ids).count
+        let given = DeadLetters.normalized(ids).count
         guard given > 0, found < given else { return }
         throw CleanExit.message(
             "\(given - found) of the \(given) --id given are not dead letters of \(target.stream) \(target.group) (see `ordershop dlq list`); "

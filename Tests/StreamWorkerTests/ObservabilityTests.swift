@@ -15,7 +15,8 @@ struct ObservabilityTests {
     func metricsAndHealth() async throws {
         let server = try await LocalRedisServer()
         let pool = try server.makePool()
-        let router = WorkerHTTPServer.buildRouter(client: pool)  // installs the Prometheus backend first
+        let redisUp = RedisUpGauge()
+        let router = WorkerHTTPServer.buildRouter(client: pool, redisUp: redisUp)  // installs the Prometheus backend first
         let stream = "events:{metrics}_created"
         try await publish(pool, stream: stream, count: 25)
         let worker = RunningWorker(
@@ -29,6 +30,10 @@ struct ObservabilityTests {
                 metrics = try await client.execute(uri: "/metrics", method: .get) { String(buffer: $0.body) }
                 return metrics.contains("stream_worker_group_consumers")
             })
+            // Nothing said of Redis before it was probed; then what the probe found.
+            #expect(!metrics.contains("stream_worker_redis_up"), "\(metrics)")
+            await redisUp.probe(pool)
+            metrics = try await client.execute(uri: "/metrics", method: .get) { String(buffer: $0.body) }
             #expect(metrics.contains(#"stream_worker_processed_total{stream="events:{metrics}_created",group="obs"} 25"#), "\(metrics)")
             #expect(metrics.contains("stream_worker_delivered_total"))
             #expect(metrics.contains("stream_worker_handler_duration"))
@@ -56,11 +61,34 @@ struct ObservabilityTests {
                 #expect(body.contains(#""redis":"unreachable ("#) && body.contains(#""service":"worker","status":"unavailable""#), "\(body)")
             }
             // Redis gone: the figures are still served, and say it is down.
+            await redisUp.probe(pool)
             try await client.execute(uri: "/metrics", method: .get) { response in
                 let body = String(buffer: response.body)
                 #expect(response.status == .ok && body.contains("\nstream_worker_redis_up 0\n") && body.contains("stream_worker_processed_total"), "\(body)")
             }
         }
+    }
+
+    @Test("the running metrics server probes Redis in the background: stream_worker_redis_up is 1, then 0 once Redis is gone")
+    func redisUpIsProbedInTheBackground() async throws {
+        let server = try await LocalRedisServer()
+        let pool = try server.makePool()
+        let (ports, listening) = AsyncStream.makeStream(of: Int.self)
+        let http = WorkerHTTPServer(port: 0, host: "127.0.0.1", client: pool, logger: Logger(label: "test.metrics"), redisProbeInterval: .milliseconds(100)) {
+            listening.yield($0)
+        }
+        let running = Task { try await http.run() }
+        var iterator = ports.makeAsyncIterator()
+        let port = try #require(await iterator.next())
+        func scrape() async throws -> String {
+            try await rawExchangeSeeingClose(port: port, Array("GET /metrics HTTP/1.0\r\n\r\n".utf8), timeout: 10).answer
+        }
+        #expect(await eventually { try await scrape().contains("\nstream_worker_redis_up 1\n") })
+        await server.shutdown()
+        #expect(await eventually { try await scrape().contains("\nstream_worker_redis_up 0\n") })
+        running.cancel()
+        _ = await running.result
+        await pool.shutdown()
     }
 
     @Test("the metrics server keeps HTTP/1.x's connection rules: an HTTP/1.0 probe's connection ends after its answer")
@@ -77,6 +105,7 @@ struct ObservabilityTests {
             #expect(plain.closedByServer && plain.answer.hasPrefix("HTTP/1.0 200") && plain.answer.contains(#""status":"ok""#), "\(plain)")
             let kept = try await rawExchangeSeeingClose(port: port, Array("GET /healthz HTTP/1.1\r\nHost: w\r\n\r\n".utf8), timeout: 2)
             #expect(!kept.closedByServer && kept.answer.hasPrefix("HTTP/1.1 200"), "\(kept)")
+
             running.cancel()
             _ = await running.result
             await pool.shutdown()

@@ -41,6 +41,27 @@ struct RetryAndDeadLetterTests {
         }
     }
 
+    @Test("a dead-letter id given as its milliseconds alone is ms-0 for replay and purge alike: letter ms-3 is neither replayed nor kept half-done")
+    func deadLetterIDsWithoutTheirSequence() async throws {
+        try await withRedisServer { server in
+            let pool = try server.makePool()
+            let letters = DeadLetters(client: pool, stream: "events:{ids}_created", group: "g")
+            _ = try await pool.send(RawCommand(["XADD", RedisArgument(letters.key), "1700-3", "event_id", "e-3", "dlq.reason", "test"]))
+            // Before: the replay found 1700-3 (XRANGE 1700 1700), added it to the replay stream and
+            // deleted 1700-0: the letter was replayed and kept, and a second replay sent it again.
+            #expect(try await letters.replay(ids: ["1700"]).isEmpty)
+            #expect(try await letters.list().map(\.id) == ["1700-3"])
+            #expect(try await pool.send(XLEN(RedisArgument(letters.replayKey))) == 0)
+            #expect(try await letters.purge(ids: ["1700"]) == 0)
+            // Its full id, given twice (and once as itself): replayed once, and gone.
+            #expect(try await letters.replay(ids: ["1700-3", "1700-3"]).count == 1)
+            #expect(try await letters.list().isEmpty)
+            #expect(try await pool.send(XLEN(RedisArgument(letters.replayKey))) == 1)
+            #expect(DeadLetters.normalized(["1700", "1700-0", "5-1", "5-1"]) == ["1700-0", "5-1"])
+            await pool.shutdown()
+        }
+    }
+
     @Test("a handler that always throws lands in the dead letters after exactly the maximum deliveries")
     func alwaysFailingIsDeadLettered() async throws {
         try await withRedisServer { server in

@@ -160,7 +160,7 @@ struct ActionResult: Encodable {
 
     static func notFound(_ ids: [String]?, done: Int) -> Int? {
         guard let ids else { return nil }
-        let missing = Set(ids).count - done
+        let missing = DeadLetters.normalized(ids).count - done
         return missing > 0 ? missing : nil
     }
 }

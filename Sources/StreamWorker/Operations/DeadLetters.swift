@@ -78,6 +78,14 @@ public struct DeadLetters: Sendable {
         if !bad.isEmpty { throw InvalidIDs(ids: bad) }
     }
 
+    /// Valid ids written as `ms-seq`, each once, in their order: an id given as `ms` is
+    /// `ms-0`, as XDEL takes it. A replay looked a letter up with `XRANGE ms ms` (any sequence)
+    /// and deleted `ms-0`: letter `ms-3` was replayed and kept (a review).
+    public static func normalized(_ ids: [String]) -> [String] {
+        var seen = Set<String>()
+        return ids.map { StreamID($0)?.description ?? $0 }.filter { seen.insert($0).inserted }
+    }
+
     public func list(count: Int = 100) async throws -> [Letter] {
         try await client.send(XRANGE(RedisArgument(key), count: count)).map { entry in
             var fields: [String: String] = [:]
@@ -100,7 +108,7 @@ public struct DeadLetters: Sendable {
     @discardableResult
     public func replay(ids: [String]? = nil) async throws -> [String] {
         try Self.requireValid(ids)
-        var targets = ids ?? []
+        var targets = ids.map(Self.normalized) ?? []
         if ids == nil { targets = try await client.send(XRANGE(RedisArgument(key))).map(\.id) }
         guard !targets.isEmpty else { return [] }
         let reply = try await run(
@@ -135,7 +143,7 @@ public struct DeadLetters: Sendable {
     public func purge(ids: [String]? = nil) async throws -> Int {
         try Self.requireValid(ids)
         let reply = try await run(
-            Self.purgeScript, keys: [RedisArgument(key)], arguments: (ids ?? []).map { RedisArgument($0) }, what: { "purged \($0.int ?? 0) dead letters" }) {
+            Self.purgeScript, keys: [RedisArgument(key)], arguments: Self.normalized(ids ?? []).map { RedisArgument($0) }, what: { "purged \($0.int ?? 0) dead letters" }) {
                 ($0.int ?? 0) > 0
             }
         return reply.int ?? 0
