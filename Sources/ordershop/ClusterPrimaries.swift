@@ -7,8 +7,11 @@ enum RedisNodePools {
     /// `serving`: only the primaries of the shards that serve one of these slots (nil: all).
     static func primaries(_ config: RedisConfiguration, serving slots: Set<HashSlot>? = nil) async throws -> [RedisConnectionPool] {
         guard try await usesRedisCluster(config) else { return [try RedisConnectionPool(configuration: config, maximumConnections: 2)] }
-        let clusterConfig = try RedisClusterConfiguration(config)
-        let client = try await discovered(clusterConfig)
+        return try primaries(of: try await discovered(try RedisClusterConfiguration(config)), serving: slots)
+    }
+
+    /// A pool per primary of the topology `client` has discovered (`serving` as above).
+    static func primaries(of client: RedisClusterClient, serving slots: Set<HashSlot>? = nil) throws -> [RedisConnectionPool] {
         // Only shards with slots: a primary that died and was replaced stays listed in a shard of
         // its own, without slots, until the cluster forgets it (`status` named it "not read").
         let shards = client.shards.filter { shard in
@@ -16,7 +19,7 @@ enum RedisNodePools {
             return slots.contains { slot in shard.slots.contains { $0.contains(slot) } }
         }
         return try shards.compactMap { $0.primary.flatMap { client.address(of: $0) } }.map {
-            try RedisConnectionPool(configuration: clusterConfig.configuration(for: $0), maximumConnections: 2)
+            try RedisConnectionPool(configuration: client.configuration.configuration(for: $0), maximumConnections: 2)
         }
     }
 

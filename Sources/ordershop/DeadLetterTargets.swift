@@ -33,9 +33,10 @@ struct DeadLetterTargets {
         // its keys share: a node's own pool answered ASK or MOVED while that slot was being
         // moved, and a trial's `dlq list` then said the stream had no consumer groups.
         let cluster = try await usesRedisCluster(configuration) ? try await RedisNodePools.connected(try RedisClusterConfiguration(configuration)) : nil
+        // The nodes to list partitions on: the primaries that client found (discovered once).
         let pools: [RedisConnectionPool]
         do {
-            pools = try await RedisNodePools.primaries(configuration)
+            pools = try cluster.map { try RedisNodePools.primaries(of: $0) } ?? [RedisConnectionPool(configuration: configuration, maximumConnections: 2)]
         } catch {
             await cluster?.shutdown()
             throw error
