@@ -42,7 +42,9 @@ struct DashboardCommand: AsyncParsableCommand {
         // to the promoted node), asked through a cluster client.
         let pools: [RedisConnectionPool]
         let cluster: (client: RedisClusterClient, primaries: ClusterPrimaryPools)?
-        if try await usesRedisCluster(configuration) {
+        // A Redis that is not there yet is waited for, said once, as `serve` and `work` do (it
+        // exited 1 at once: trial H).
+        if try await RedisReadiness.isCluster(configuration, logger: logger) {
             let client = try await RedisNodePools.connected(try RedisClusterConfiguration(configuration))
             (pools, cluster) = ([], (client, ClusterPrimaryPools(client: client)))
         } else {

@@ -28,7 +28,7 @@ enum EntitySelection {
         _ body: (EntityType, any RedisClientProtocol) async throws -> Void
     ) async throws {
         let configuration = try redis.configuration()
-        let pool = try await connectRedis(configuration, maximumConnections: 2)
+        let pool = try await OperatorText.namingRedis(redis) { try await connectRedis(configuration, maximumConnections: 2) }
         var refused: [String] = []
         do {
             try await ConfirmationPrecheck.require(confirmation, on: [pool], at: configuration, verb: verb, keys: types.map(\.keys.entities))

@@ -31,6 +31,10 @@ struct StatusCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        try await OperatorText.namingRedis(redis) { try await show() }
+    }
+
+    private func show() async throws {
         var configuration = try redis.configuration()
         if watch {
             // A watch outlives outages: each reading tries to connect once, so a Redis that is
@@ -224,7 +228,9 @@ struct DeadLetterCommand: AsyncParsableCommand {
         /// The dead letters, on the one server or the primaries of a Redis Cluster; a stream or
         /// group that does not exist is refused (``DeadLetters/requireGroup(orDeadLetters:)``).
         func deadLetters(orDeadLetters: Bool) async throws -> DeadLetterTargets {
-            try await DeadLetterTargets.resolve(redis, stream: stream, group: group, partition: partition, orDeadLetters: orDeadLetters)
+            try await OperatorText.namingRedis(redis) {
+                try await DeadLetterTargets.resolve(redis, stream: stream, group: group, partition: partition, orDeadLetters: orDeadLetters)
+            }
         }
     }
 
@@ -316,9 +322,11 @@ struct DeadLetterCommand: AsyncParsableCommand {
                 throw OperatorText.readable(error)
             }
             await targets.shutdown()
+            // An --id not found: the error alone, which says how many were replayed, as purge
+            // does (a trial got the error and then "replayed 0 entries to ...").
+            try DeadLetterIDs.requireAllFound(ids, found: total, verb: "replayed", target: target)
             if targets.targets.count > 1 { lines.append("replayed \(total) entries over \(targets.targets.count) partitions") }
             print(lines.joined(separator: "\n"))
-            try DeadLetterIDs.requireAllFound(ids, found: total, verb: "replayed", target: target)
         }
     }
 

@@ -29,6 +29,24 @@ enum OperatorText {
         return Described(description: describe(redis))
     }
 
+    /// Runs an operations command's work; when Redis cannot be reached or refuses this process
+    /// (its password, its certificate), the error names the server, without the password, as
+    /// `serve` says it (``RedisUnusable``): `status`, `trim` and `dlq` printed "connectionRefused:
+    /// connection refused by H:P" or Redis's bare "WRONGPASS ..." (trial H).
+    static func namingRedis<T>(_ redis: RedisOptions, _ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as RedisError where reaching.contains(error.code) {
+            throw RedisUnusable(redis: (try? redis.configuration().redactedDescription) ?? "the configured Redis", error: error)
+        }
+    }
+
+    /// Errors of reaching Redis or being let in, not of what a command asked.
+    static let reaching: Set<RedisError.Code> = [
+        .connectionRefused, .hostNotFound, .connectTimeout, .wrongPassword, .noAuth, .tlsVerifyFailed, .tlsHostnameMismatch, .tlsHandshakeFailed,
+        .tlsConfiguration,
+    ]
+
     struct Described: Error, CustomStringConvertible {
         let description: String
     }

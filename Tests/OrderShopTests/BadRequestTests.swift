@@ -105,6 +105,8 @@ extension ShopIntegration {
                 let longID = try await g.delete("/customer/" + String(repeating: "x", count: FieldLimits.id + 1))
                 expectError(longID, 400, field: "id", "long id")
                 #expect(longID.errorMessage?.contains("\(FieldLimits.id + 1) bytes, at most \(FieldLimits.id)") == true, "\(longID)")
+                // A GET of one the same (it answered `null` with 200: trial H).
+                expectError(try await g.get("/customer/" + String(repeating: "x", count: FieldLimits.id + 1)), 400, field: "id", "GET long id")
                 expectError(try await g.get("/no/such/route"), 404, "unknown route")
                 let patch = try await g.send(.PATCH, "/customer/x", body: nil)
                 #expect(patch.status == 405 && patch.isJSON, "PATCH: \(patch)")

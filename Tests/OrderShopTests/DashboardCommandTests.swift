@@ -36,4 +36,30 @@ import Testing
             await pool.shutdown()
         }
     }
+
+    /// A Redis that is not there yet is waited for, as `serve` and `work` wait (the dashboard
+    /// exited 1 at once: trial H); once it answers, the page is served.
+    @Test func waitsForARedisThatIsNotThereYet() async throws {
+        let ordershop = try builtProduct("ordershop")
+        var options = LocalRedisServer.Options()
+        options.port = try LocalRedisServer.freePort()
+        let url = "redis://127.0.0.1:\(options.port!)"
+        let child = try ChildProcess(ordershop, ["dashboard", "--port", "0", "--url", url], environment: ["LOG_LEVEL": "info"])
+        _ = await eventually { child.output.contains("waiting for Redis") || !child.isRunning }
+        #expect(child.isRunning && child.output.contains("waiting for Redis"), "\(child.output)")
+        try await withRedisServer(options) { server in
+            var address: String?
+            _ = await eventually(timeout: .seconds(30)) {
+                address = child.output.split(separator: "\n").first { $0.hasPrefix("dashboard: http://127.0.0.1:") }
+                    .flatMap { $0.split(separator: " ").dropFirst().first.map(String.init) }
+                return address != nil || !child.isRunning
+            }
+            if let address {
+                let state = try await HTTPClient.shared.get(url: address + "api/state").get()
+                #expect(state.status == .ok, "\(child.output)")
+            }
+            #expect(await child.stop(signal: SIGINT) == 0, "\(child.output)")
+            #expect(address != nil, "\(child.output)")
+        }
+    }
 }

@@ -49,11 +49,38 @@ import Testing
                 let absent = try await runChild(ordershop, ["dlq", verb, "events:{order}_created", "billing", "--id", "1-1", "--url", url])
                 #expect(absent.status == 1, "\(absent.output)")
                 #expect(absent.output.contains("1 of the 1 --id given are not dead letters of events:{order}_created billing"), "\(absent.output)")
-                #expect(!absent.output.contains("purged 0 dead letters"), "\(absent.output)")
+                // The error alone (a replay printed it and then "replayed 0 entries to ...").
+                #expect(!absent.output.contains("purged 0 dead letters") && !absent.output.contains("replayed 0 entries"), "\(absent.output)")
             }
             let found = try await runChild(ordershop, ["dlq", "replay", "events:{order}_created", "billing", "--id", "\(letter)", "--url", url])
             #expect(found.status == 0 && found.output.contains("replayed 1 entries"), "\(found.output)")
             await pool.shutdown()
+        }
+    }
+
+    /// The operations commands say which Redis they could not use, without its password and
+    /// without the client's code names (they printed "connectionRefused: connection refused by
+    /// H:P", or Redis's bare "WRONGPASS ...": trial H).
+    @Test func operationsNameTheRedisTheyCannotUse() async throws {
+        let ordershop = try builtProduct("ordershop")
+        let refusing = "redis://127.0.0.1:\(try LocalRedisServer.freePort())"
+        var options = LocalRedisServer.Options()
+        options.password = "the-right-one"
+        try await withRedisServer(options) { server in
+            let wrongPassword = "redis://:guessed-secret@127.0.0.1:\(server.port)"
+            // trim stands for snapshot and rebuild too (one path: EntitySelection).
+            let commands: [[String]] = [["status"], ["trim", "customer"], ["dlq", "list", "s", "g"]]
+            for command in commands {
+                let refused = try await runChild(ordershop, command + ["--url", refusing], timeout: .seconds(60))
+                #expect(refused.status == 1, "\(command): \(refused.output)")
+                #expect(refused.output.contains("cannot use Redis at \(refusing): connection refused by 127.0.0.1:"), "\(command): \(refused.output)")
+                #expect(!refused.output.contains("connectionRefused"), "\(command): \(refused.output)")
+
+                let locked = try await runChild(ordershop, command + ["--url", wrongPassword], timeout: .seconds(60))
+                #expect(locked.status == 1, "\(command): \(locked.output)")
+                #expect(locked.output.contains("cannot use Redis at redis://:***@127.0.0.1:\(server.port)") && locked.output.contains("WRONGPASS"), "\(command): \(locked.output)")
+                #expect(!locked.output.contains("guessed-secret"), "\(command): \(locked.output)")
+            }
         }
     }
 

@@ -25,7 +25,8 @@ func addQueryRoutes(to router: Router<ShopRequestContext>, type: EntityType, rea
         JSONResponse.bytes(try await readModel.list(type))
     }
     router.get(routes.item) { _, context in
-        let id = try pathID(context)
+        // An id no entity can have is refused as PUT and DELETE refuse it (it answered `null`).
+        let id = try validID(context)
         // The original answers `null` with 200 for an entity that does not exist (or no longer does).
         guard let json = try await readModel.one(type, id: id) else { return JSONResponse.null }
         return JSONResponse.bytes(json)

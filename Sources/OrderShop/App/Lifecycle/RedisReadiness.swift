@@ -45,15 +45,29 @@ public enum RedisReadiness {
     public static func connect(
         _ configuration: RedisConfiguration, maximumConnections: Int, logger: Logger
     ) async throws -> any RedisClientProtocol {
-        // Which it is, asked with one connect attempt: with the reconnect window a Redis that is
-        // not there yet was said to be awaited only after that window (~6 s; a trial).
+        var decided = configuration
+        decided.clusterMode = try await isCluster(configuration, logger: logger) ? .enabled : .disabled
+        return try await retrying(configuration, logger: logger) {
+            do {
+                return .success(try await connectRedis(decided, maximumConnections: maximumConnections, logger: logger))
+            } catch let error as RedisError {
+                return .failure(error)
+            } catch {
+                return .failure(RedisError(.io, "\(error)"))
+            }
+        }
+    }
+
+    /// Whether `configuration` names a Redis Cluster (``usesRedisCluster(_:)``), waiting as
+    /// ``wait(for:at:logger:)`` does while the endpoint cannot be reached to tell.
+    public static func isCluster(_ configuration: RedisConfiguration, logger: Logger) async throws -> Bool {
+        // Asked with one connect attempt: with the reconnect window a Redis that is not there
+        // yet was said to be awaited only after that window (~6 s; a trial).
         var asking = configuration
         asking.reconnect.retryWindow = .zero
         return try await retrying(configuration, logger: logger) {
             do {
-                var decided = configuration
-                decided.clusterMode = try await usesRedisCluster(asking) ? .enabled : .disabled
-                return .success(try await connectRedis(decided, maximumConnections: maximumConnections, logger: logger))
+                return .success(try await usesRedisCluster(asking))
             } catch let error as RedisError {
                 return .failure(error)
             } catch {
@@ -105,5 +119,12 @@ public struct RedisUnusable: Error, CustomStringConvertible {
     public let redis: String
     public let error: RedisError
 
-    public var description: String { "cannot use Redis at \(redis): \(error)" }
+    public init(redis: String, error: RedisError) {
+        self.redis = redis
+        self.error = error
+    }
+
+    /// The error's own words (a server's reply, or what the client met: "connection refused by
+    /// 127.0.0.1:6390"), without the client's code name.
+    public var description: String { "cannot use Redis at \(redis): \(error.message)" }
 }
