@@ -409,7 +409,12 @@ struct TrimCommand: AsyncParsableCommand {
         try await EntitySelection.run(try EntitySelection.types(entity), redis: redis, verb: "trim") { type, pool in
             let result = try await EventRetention(pool: pool).trim(type, maxLength: maxlen)
             for (r, position) in zip(result.streams, result.snapshot.positions) {
-                var note = r.groups == 0 ? "no groups: not trimmed" : "snapshot covers \(position.lastID)"
+                var note = "snapshot covers \(position.lastID)"
+                if let missing = r.missingGroup {
+                    note = "group \(missing) does not exist yet: not trimmed until its worker has started once"
+                } else if r.groups == 0 {
+                    note += "; no group reads it"
+                }
                 if r.capRefused {
                     note = "--maxlen \(maxlen ?? 0) refused: it would drop entries the snapshot does not cover or a group still needs"
                     FileHandle.standardError.write(Data("warning: \(r.stream): \(note)\n".utf8))

@@ -1,5 +1,6 @@
 @testable import OrderShop
 import Testing
+import AsyncHTTPClient
 import RedisClient
 
 /// JSON in and out: the original's shapes, and strings that survive any content.
@@ -31,6 +32,19 @@ import RedisClient
         #expect(shown.status == 503, "\(shown)")
         #expect(shown.outcome == nil, "\(shown)")
         #expect(shown.message.contains(String(reply.prefix { $0 != " " })), "\(shown)")
+    }
+
+    /// What retention waits for (``WorkerName/streams``) is what the workers subscribe to: a
+    /// stream read by a worker but missing there would be trimmed before its group exists.
+    @Test func retentionKnowsWhatEachWorkerReads() throws {
+        let pool = try RedisConnectionPool(configuration: try RedisConfiguration(url: "redis://127.0.0.1:1"))
+        for worker in WorkerName.allCases {
+            let subscriptions = worker.subscriptions(readModel: ReadModel(pool: pool), mail: MailClient(baseURL: "http://127.0.0.1:1", client: .shared))
+            #expect(Set(subscriptions.map(\.stream)) == Set(worker.streams), "\(worker)")
+            #expect(subscriptions.allSatisfy { $0.group == worker.group }, "\(worker)")
+        }
+        #expect(WorkerName.groups(reading: EntityType.order.stream(.created)) == ["crm", "billing"])
+        #expect(WorkerName.groups(reading: EntityType.inventory.stream(.updated)).isEmpty)
     }
 
     @Test func otherServerErrorsStayInternal() {

@@ -77,9 +77,11 @@ extension ShopIntegration {
                     _ = try await shop.pool.send(RawCommand(["HSET", RedisArgument(key)] + fields, keys: [RedisArgument(key)]))
                 }
                 #expect(try await shop.store.latestSnapshot(.customer)?.live == 5)
-                // A group that needs nothing more, so that only the snapshot holds the trim back.
+                // CRM's group (the one trim waits for), needing nothing more, so that only the
+                // snapshot holds the trim back.
                 for stream in EntityType.customer.streams {
-                    _ = try await shop.pool.send(RawCommand(["XGROUP", "CREATE", RedisArgument(stream), "reader", "$", "MKSTREAM"], keys: [RedisArgument(stream)]))
+                    _ = try await shop.pool.send(
+                        RawCommand(["XGROUP", "CREATE", RedisArgument(stream), RedisArgument(CRMWorker.group), "$", "MKSTREAM"], keys: [RedisArgument(stream)]))
                 }
 
                 let result = try await EventRetention(pool: shop.pool).trim(.customer, after: newer.cut)

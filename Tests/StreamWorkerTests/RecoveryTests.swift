@@ -76,6 +76,32 @@ struct RecoveryTests {
         }
     }
 
+    @Test("with required groups: a stream waits for each of them; one no group reads goes to the floor")
+    func requiredGroupsHoldTheTrimBack() async throws {
+        try await withRedisServer { server in
+            let pool = try server.makePool()
+            let retention = StreamRetention(client: pool)
+            let stream = "{r}events"
+            try await publish(pool, stream: stream, count: 20)
+            let entries = try await pool.send(XRANGE(RedisArgument(stream)))
+            let floor = StreamID(entries[12].id)
+            // Without a list, as before: no groups, nothing goes.
+            #expect(try await retention.trim(stream: stream, keepingFrom: floor).removed == 0)
+            // No group reads it and none is required: trimmed to the floor alone.
+            let unread = try await retention.trim(stream: stream, keepingFrom: floor, requiredGroups: [])
+            #expect(unread.removed == 12 && unread.missingGroup == nil, "\(unread)")
+            // A group that does not exist yet holds everything back, named.
+            let waiting = try await retention.trim(stream: stream, requiredGroups: ["mailer", "billing"])
+            #expect(waiting.removed == 0 && waiting.missingGroup == "mailer", "\(waiting)")
+            // Once it exists (from the beginning, nothing read), it is the one that decides.
+            try await pool.send(XGROUPCREATE(RedisArgument(stream), group: "mailer", id: "0"))
+            try await pool.send(XGROUPCREATE(RedisArgument(stream), group: "billing", id: "$"))
+            let held = try await retention.trim(stream: stream, requiredGroups: ["mailer", "billing"])
+            #expect(held.removed == 0 && held.missingGroup == nil && held.groups == 2, "\(held)")
+            #expect(try await pool.send(XLEN(RedisArgument(stream))) == 8)
+        }
+    }
+
     @Test("deleted ids reported by XAUTOCLAIM are acked and counted as lost")
     func trimmedPendingEntriesAreCounted() async throws {
         try await withRedisServer { server in

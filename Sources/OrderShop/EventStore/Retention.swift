@@ -39,13 +39,21 @@ public struct EventRetention: Sendable {
     /// between the snapshot and the trim can lose the snapshot (replication is asynchronous);
     /// trimming to the lost snapshot's cut on the promoted replica would remove entries that only
     /// an older snapshot plus those entries can rebuild.
+    ///
+    /// A stream one of the shop's workers reads is not trimmed until that worker's group exists
+    /// (``WorkerName/streams``): a worker started for the first time after a trim makes its group
+    /// from the first entry left, and the mails of what was trimmed would never go. A stream
+    /// none of them reads (`events:{inventory}_updated`, the largest: one entry per order) is
+    /// trimmed to what the snapshot covers; it was never trimmed before (trial H: 7,060 entries).
     func trim(_ type: EntityType, after cut: StreamCut, maxLength: Int? = nil) async throws -> Result {
         var results: [StreamRetention.Result] = []
         for (index, position) in cut.positions.enumerated() {
             let floor = StreamID(milliseconds: position.lastID.milliseconds, sequence: position.lastID.sequence + 1)
             let record = StreamRetention.CoverageRecord(key: type.keys.snapshot, field: "position", index: index + 1)
             results.append(
-                try await StreamRetention(client: pool).trim(stream: position.stream, maxLength: maxLength, keepingFrom: floor, coveredBy: record))
+                try await StreamRetention(client: pool).trim(
+                    stream: position.stream, maxLength: maxLength, keepingFrom: floor, coveredBy: record,
+                    requiredGroups: WorkerName.groups(reading: position.stream)))
         }
         return Result(type: type, snapshot: cut, streams: results)
     }

@@ -68,6 +68,20 @@ public enum BillingWorker {
 }
 
 extension WorkerName {
+    /// The event streams this worker reads (its subscriptions'), for retention: a stream is not
+    /// trimmed while one of its readers' groups does not exist yet (``EventRetention``).
+    public var streams: [String] {
+        switch self {
+        case .crm: [EntityType.customer.stream(.created), EntityType.customer.stream(.deleted), EntityType.order.stream(.created)]
+        case .billing: [EntityType.order.stream(.created), EntityType.billing.stream(.created)]
+        }
+    }
+
+    /// The groups of the shop's workers that read `stream`.
+    public static func groups(reading stream: String) -> [String] {
+        allCases.filter { $0.streams.contains(stream) }.map(\.group)
+    }
+
     /// The subscriptions of this worker. `pauseAfterMail`: the chaos harness's slow-handler
     /// mode (see ``MailHandlerSupport/pauseAfterMail``); zero in production.
     public func subscriptions(readModel: ReadModel, mail: MailClient, pauseAfterMail: Duration = .zero) -> [Subscription] {

@@ -211,6 +211,8 @@ public struct StreamRetention: Sendable {
         /// A MAXLEN cap was asked for that would have removed needed entries; it was not applied.
         public var capRefused: Bool
         public var groups: Int
+        /// A group the trim required (`requiredGroups`) that does not exist: nothing was trimmed.
+        public var missingGroup: String?
     }
 
     let client: any RedisClientProtocol
@@ -236,22 +238,32 @@ public struct StreamRetention: Sendable {
     /// With `keepingFrom`, entries from that id on are kept too (an application's own floor,
     /// such as the position its latest snapshot covers).
     ///
+    /// With `requiredGroups` (an application that knows who reads the stream), the stream is not
+    /// trimmed while one of those groups does not exist (its reader has not started yet, and its
+    /// group will be made from the first entry: ``Result/missingGroup`` names it); a stream that
+    /// no group reads and none is required for is trimmed to `keepingFrom` and `coveredBy`
+    /// alone (nothing without `keepingFrom`): it grew without bound before.
+    ///
     /// With `coveredBy`, entries after the id that record holds are kept too, the record read by
     /// the trim itself: a floor the caller computed from a write that a failover then lost (a
     /// snapshot taken on the old primary, not yet on the replica that took over) cannot cut
     /// entries that no surviving state covers. A missing record keeps every entry.
-    public func trim(stream: String, maxLength: Int? = nil, keepingFrom floor: StreamID? = nil, coveredBy record: CoverageRecord? = nil) async throws -> Result {
+    public func trim(
+        stream: String, maxLength: Int? = nil, keepingFrom floor: StreamID? = nil, coveredBy record: CoverageRecord? = nil, requiredGroups: [String]? = nil
+    ) async throws -> Result {
         var keys = [RedisArgument(stream)]
-        var arguments = [RedisArgument(maxLength ?? 0), RedisArgument(floor.map { "\($0)" } ?? "")]
+        var arguments = [RedisArgument(maxLength ?? 0), RedisArgument(floor.map { "\($0)" } ?? ""), RedisArgument(requiredGroups?.count ?? -1)]
+        arguments += (requiredGroups ?? []).map { RedisArgument($0) }
         if let record {
             keys.append(RedisArgument(record.key))
             arguments += [RedisArgument(record.field), RedisArgument(record.index)]
         }
         let reply = try await client.evaluate(WorkerScripts.safeTrim, keys: keys, arguments: arguments)
         let parts = reply.array ?? []
-        guard parts.count == 4 else { throw RedisError(.unexpectedReply, "trim script returned \(reply)") }
+        guard parts.count == 5 else { throw RedisError(.unexpectedReply, "trim script returned \(reply)") }
+        let missing = parts[4].string ?? ""
         return Result(
             stream: stream, removed: parts[0].int ?? 0, keptFrom: parts[1].string ?? "0-0", capRefused: parts[2].int == 1,
-            groups: parts[3].int ?? 0)
+            groups: parts[3].int ?? 0, missingGroup: missing.isEmpty ? nil : missing)
     }
 }

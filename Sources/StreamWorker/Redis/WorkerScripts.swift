@@ -288,17 +288,24 @@ enum WorkerScripts {
     /// (ARGV[1] > 0) that would cut deeper, the cap is refused and only the safe trim is done.
     ///
     /// KEYS[1] stream. ARGV: maxlen (0: none), a floor id ('' for none: entries from it on are
-    /// kept whatever the groups need). Returns {removed, min id kept, refused flag,
-    /// group count}. With no groups nothing is trimmed (a group created later from the
-    /// beginning would need every entry).
+    /// kept whatever the groups need), then the number of groups required (-1: no list), then
+    /// their names. Returns {removed, min id kept, refused flag, group count, the first required
+    /// group that does not exist or ''}.
     ///
-    /// With a coverage record (KEYS[2], a hash in the stream's slot; ARGV[3] its field, ARGV[4]
-    /// which space-separated word of it is this stream's last covered id): entries after that
-    /// id are kept too, read here, at the moment of trimming, on the node that trims. A record
-    /// or field that is missing keeps every entry.
+    /// Without a list, a stream with no groups is not trimmed (a group created later from the
+    /// beginning would need every entry). With one, a stream is not trimmed while a group of it
+    /// does not exist (its reader has not started yet and will want every entry), and a stream
+    /// with no groups (and none required) is trimmed to the floor and the record alone.
+    ///
+    /// With a coverage record (KEYS[2], a hash in the stream's slot; the two ARGV after the
+    /// group names: its field, and which space-separated word of it is this stream's last
+    /// covered id): entries after that id are kept too, read here, at the moment of trimming, on
+    /// the node that trims. A record or field that is missing keeps every entry.
     static let safeTrim = RedisScript(
         """
-        local stream, maxlen = KEYS[1], tonumber(ARGV[1])
+        local stream, maxlen, floor = KEYS[1], tonumber(ARGV[1]), ARGV[2]
+        local required = tonumber(ARGV[3])
+        local rec = 4 + math.max(required, 0)
         local function parse(id)
           local ms, seq = string.match(id, '^(%d+)-(%d+)$')
           return tonumber(ms), tonumber(seq)
@@ -316,28 +323,41 @@ enum WorkerScripts {
           if ms == nil or ms >= 1e14 or seq >= 1e14 then return id end
           return ms .. '-' .. (seq + 1)
         end
-        if redis.call('EXISTS', stream) == 0 then return { 0, '0-0', 0, 0 } end
+        if redis.call('EXISTS', stream) == 0 then return { 0, '0-0', 0, 0, '' } end
         local groups = redis.call('XINFO', 'GROUPS', stream)
-        if #groups == 0 then return { 0, '0-0', 0, 0 } end
-        local keep = nil
+        local infos = {}
         for _, g in ipairs(groups) do
           local info = {}
           for i = 1, #g, 2 do info[g[i]] = g[i + 1] end
+          infos[#infos + 1] = info
+        end
+        if required > 0 then
+          local present = {}
+          for _, info in ipairs(infos) do present[info['name']] = true end
+          for i = 1, required do
+            if not present[ARGV[3 + i]] then return { 0, '0-0', 0, #groups, ARGV[3 + i] } end
+          end
+        end
+        local keep = nil
+        if #groups == 0 then
+          if required < 0 or floor == '' then return { 0, '0-0', 0, 0, '' } end
+          keep = floor
+        end
+        for _, info in ipairs(infos) do
           local candidate = after(info['last-delivered-id'])
           local summary = redis.call('XPENDING', stream, info['name'])
           if summary[1] > 0 and less(summary[2], candidate) then candidate = summary[2] end
           if keep == nil or less(candidate, keep) then keep = candidate end
         end
-        local floor = ARGV[2]
-        if floor and floor ~= '' and less(floor, keep) then keep = floor end
+        if floor ~= '' and less(floor, keep) then keep = floor end
         if KEYS[2] then
           local covered = nil
-          local record = redis.call('HGET', KEYS[2], ARGV[3])
+          local record = redis.call('HGET', KEYS[2], ARGV[rec])
           if record then
             local n = 0
             for word in string.gmatch(record, '%S+') do
               n = n + 1
-              if n == tonumber(ARGV[4]) then covered = word end
+              if n == tonumber(ARGV[rec + 1]) then covered = word end
             end
           end
           local floor_covered = '0-0'
@@ -354,6 +374,6 @@ enum WorkerScripts {
           if #newest == maxlen and less(keep, newest[#newest][1]) then refused = 1 end
         end
         local removed = redis.call('XTRIM', stream, 'MINID', keep)
-        return { removed, keep, refused, #groups }
+        return { removed, keep, refused, #groups, '' }
         """)
 }
