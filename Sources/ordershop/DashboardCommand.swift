@@ -43,12 +43,22 @@ struct DashboardCommand: AsyncParsableCommand {
         let pools: [RedisConnectionPool]
         let cluster: (client: RedisClusterClient, primaries: ClusterPrimaryPools)?
         // A Redis that is not there yet is waited for, said once, as `serve` and `work` do (it
-        // exited 1 at once: trial H).
+        // exited 1 at once: trial H), whether the URL says `?cluster=yes|no` or it is asked; one
+        // that refuses the password or the certificate ends the command in one line (with
+        // `?cluster=no` it was served, every sample failing with WRONGPASS: a review).
+        let client: any RedisClientProtocol
         if try await RedisReadiness.isCluster(configuration, logger: logger) {
-            let client = try await RedisNodePools.connected(try RedisClusterConfiguration(configuration))
-            (pools, cluster) = ([], (client, ClusterPrimaryPools(client: client)))
+            let clusterClient = try RedisClusterClient(configuration: try RedisClusterConfiguration(configuration))
+            (client, pools, cluster) = (clusterClient, [], (clusterClient, ClusterPrimaryPools(client: clusterClient)))
         } else {
-            (pools, cluster) = ([try RedisConnectionPool(configuration: configuration, maximumConnections: 2)], nil)
+            let pool = try RedisConnectionPool(configuration: configuration, maximumConnections: 2)
+            (client, pools, cluster) = (pool, [pool], nil)
+        }
+        do {
+            try await RedisReadiness.waitUntilAnswering(client, at: configuration, logger: logger)
+        } catch {
+            await client.shutdown()
+            throw error
         }
         func close() async {
             for pool in pools { await pool.shutdown() }

@@ -28,7 +28,21 @@ enum EntitySelection {
         _ body: (EntityType, any RedisClientProtocol) async throws -> Void
     ) async throws {
         let configuration = try redis.configuration()
-        let pool = try await OperatorText.namingRedis(redis) { try await connectRedis(configuration, maximumConnections: 2) }
+        let pool = try await OperatorText.namingRedis(redis) {
+            let client = try await connectRedis(configuration, maximumConnections: 2)
+            // A URL that says `?cluster=yes|no` is asked nothing above: an unreachable or
+            // refusing Redis was met by the first type's command, and said as that type's failure
+            // ("trim customer failed: WRONGPASS ...; run it again": a review).
+            do {
+                _ = try await client.send(PING())
+            } catch let error as RedisError where error.code == .noPermission {
+                // An ACL user without PING: it got in, which is what this asks.
+            } catch {
+                await client.shutdown()
+                throw error
+            }
+            return client
+        }
         var refused: [String] = []
         do {
             try await ConfirmationPrecheck.require(confirmation, on: [pool], at: configuration, verb: verb, keys: types.map(\.keys.entities))

@@ -305,6 +305,7 @@ struct DeadLetterCommand: AsyncParsableCommand {
             let targets = try await target.deadLetters(orDeadLetters: false)
             var total = 0
             var lines: [String] = []
+            var replayedLines: [String] = []
             do {
                 try await ConfirmationPrecheck.require(
                     confirmation, on: targets.targets.map(\.deadLetters.client), at: try target.redis.configuration(), verb: "dlq replay",
@@ -313,7 +314,9 @@ struct DeadLetterCommand: AsyncParsableCommand {
                     t.deadLetters.confirmation = confirmation
                     let added = try await t.deadLetters.replay(ids: ids.isEmpty ? nil : ids)
                     total += added.count
-                    lines.append("replayed \(added.count) entries to \(t.deadLetters.replayKey) (group \(target.group) only)")
+                    let line = "replayed \(added.count) entries to \(t.deadLetters.replayKey) (group \(target.group) only)"
+                    lines.append(line)
+                    if !added.isEmpty { replayedLines.append(line) }
                 }
             } catch {
                 // What the partitions before the failed one did is done: say so before the error.
@@ -322,9 +325,14 @@ struct DeadLetterCommand: AsyncParsableCommand {
                 throw OperatorText.readable(error)
             }
             await targets.shutdown()
-            // An --id not found: the error alone, which says how many were replayed, as purge
-            // does (a trial got the error and then "replayed 0 entries to ...").
-            try DeadLetterIDs.requireAllFound(ids, found: total, verb: "replayed", target: target)
+            // An --id not found: where those found went, if any, then the error, which says how
+            // many were replayed (a trial got the error and then "replayed 0 entries to ...").
+            do {
+                try DeadLetterIDs.requireAllFound(ids, found: total, verb: "replayed", target: target)
+            } catch {
+                if !replayedLines.isEmpty { print(replayedLines.joined(separator: "\n")) }
+                throw error
+            }
             if targets.targets.count > 1 { lines.append("replayed \(total) entries over \(targets.targets.count) partitions") }
             print(lines.joined(separator: "\n"))
         }
@@ -387,8 +395,11 @@ struct TrimCommand: AsyncParsableCommand {
         abstract: "Snapshot each entity type, then trim its event streams to what the snapshot covers and no group still needs.",
         discussion: """
             Never removes an entry newer than the latest snapshot of its entity type, nor one a consumer group still needs \
-            (pending, or not yet delivered). An entity type whose snapshot cannot be taken (a stream already lacks entries) is \
-            not trimmed, and the command exits non-zero. Safe while the shop runs.
+            (pending, or not yet delivered). A stream the CRM or billing worker reads is not trimmed until that worker's \
+            group exists (a worker started for the first time makes it from the first entry left); --without-worker NAME \
+            for a worker this shop does not run. A stream no worker reads is trimmed to what the snapshot covers. An entity \
+            type whose snapshot cannot be taken (a stream already lacks entries) is not trimmed, and the command exits \
+            non-zero. Safe while the shop runs.
             """
     )
 
@@ -396,22 +407,42 @@ struct TrimCommand: AsyncParsableCommand {
     @Argument(help: EntitySelection.help) var entity: String = "all"
     @Option(parsing: .number, help: "Keep at most this many entries per stream, unless that would drop entries the snapshot does not cover or a group still needs.")
     var maxlen: Int?
+    @Option(name: .customLong("without-worker"), help: "A worker this shop does not run (crm or billing; repeatable): its group is not waited for.")
+    var withoutWorkers: [String] = []
 
     func validate() throws {
         _ = try EntitySelection.types(entity)
         if let maxlen, maxlen < 0 { throw ValidationError("--maxlen must not be negative") }
+        _ = try absentWorkers()
+    }
+
+    private func absentWorkers() throws -> Set<WorkerName> {
+        Set(try withoutWorkers.map { name in
+            guard let worker = WorkerName(rawValue: name) else {
+                throw ValidationError("--without-worker: unknown worker '\(name)'; one of \(WorkerName.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            return worker
+        })
     }
 
     func run() async throws {
         var rows = [["STREAM", "GROUPS", "REMOVED", "KEPT FROM", "NOTE"]]
         // What was trimmed before a failure is printed; nothing at all, not a bare header.
         defer { if rows.count > 1 { printTable(rows) } }
+        let absent = try absentWorkers()
         try await EntitySelection.run(try EntitySelection.types(entity), redis: redis, verb: "trim") { type, pool in
-            let result = try await EventRetention(pool: pool).trim(type, maxLength: maxlen)
+            let result = try await EventRetention(pool: pool).trim(type, maxLength: maxlen, without: absent)
+            if !result.malformed.isEmpty {
+                // Left out of the snapshot; a stream no worker reads has no dead letters, so this
+                // line is their last trace once they are trimmed.
+                FileHandle.standardError.write(Data(
+                    ("warning: \(type): \(result.malformed.count) malformed entries left out of the snapshot, trimmed with what it covers: "
+                        + result.malformed.prefix(5).map { LogText.escaped($0.description, limit: 300) }.joined(separator: "; ") + "\n").utf8))
+            }
             for (r, position) in zip(result.streams, result.snapshot.positions) {
                 var note = "snapshot covers \(position.lastID)"
                 if let missing = r.missingGroup {
-                    note = "group \(missing) does not exist yet: not trimmed until its worker has started once"
+                    note = "group \(missing) does not exist yet: not trimmed until its worker has started once (--without-worker if it never runs)"
                 } else if r.groups == 0 {
                     note += "; no group reads it"
                 }

@@ -38,12 +38,14 @@ import Testing
     }
 
     /// A Redis that is not there yet is waited for, as `serve` and `work` wait (the dashboard
-    /// exited 1 at once: trial H); once it answers, the page is served.
-    @Test func waitsForARedisThatIsNotThereYet() async throws {
+    /// exited 1 at once: trial H); once it answers, the page is served. Also when the URL says
+    /// what it is (`?cluster=no`: nothing asks it first).
+    @Test(arguments: ["", "?cluster=no"])
+    func waitsForARedisThatIsNotThereYet(suffix: String) async throws {
         let ordershop = try builtProduct("ordershop")
         var options = LocalRedisServer.Options()
         options.port = try LocalRedisServer.freePort()
-        let url = "redis://127.0.0.1:\(options.port!)"
+        let url = "redis://127.0.0.1:\(options.port!)" + suffix
         let child = try ChildProcess(ordershop, ["dashboard", "--port", "0", "--url", url], environment: ["LOG_LEVEL": "info"])
         _ = await eventually { child.output.contains("waiting for Redis") || !child.isRunning }
         #expect(child.isRunning && child.output.contains("waiting for Redis"), "\(child.output)")
@@ -60,6 +62,22 @@ import Testing
             }
             #expect(await child.stop(signal: SIGINT) == 0, "\(child.output)")
             #expect(address != nil, "\(child.output)")
+        }
+    }
+
+    /// A Redis that refuses the password ends the dashboard in one line, before it serves, also
+    /// with `?cluster=no` (it served, every sample failing with WRONGPASS: a review).
+    @Test(arguments: ["", "?cluster=no"])
+    func aRefusedPasswordEndsItInOneLine(suffix: String) async throws {
+        let ordershop = try builtProduct("ordershop")
+        var options = LocalRedisServer.Options()
+        options.password = "the-right-one"
+        try await withRedisServer(options) { server in
+            let url = "redis://:guessed-secret@127.0.0.1:\(server.port)" + suffix
+            let run = try await runChild(ordershop, ["dashboard", "--port", "0", "--url", url], timeout: .seconds(30))
+            #expect(run.status == 1, "\(run.output)")
+            #expect(run.output.contains("cannot use Redis at redis://:***@127.0.0.1:\(server.port)") && run.output.contains("WRONGPASS"), "\(run.output)")
+            #expect(!run.output.contains("dashboard: http://") && !run.output.contains("guessed-secret"), "\(run.output)")
         }
     }
 }

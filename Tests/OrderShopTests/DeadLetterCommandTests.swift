@@ -68,18 +68,22 @@ import Testing
         options.password = "the-right-one"
         try await withRedisServer(options) { server in
             let wrongPassword = "redis://:guessed-secret@127.0.0.1:\(server.port)"
-            // trim stands for snapshot and rebuild too (one path: EntitySelection).
-            let commands: [[String]] = [["status"], ["trim", "customer"], ["dlq", "list", "s", "g"]]
-            for command in commands {
-                let refused = try await runChild(ordershop, command + ["--url", refusing], timeout: .seconds(60))
+            // trim stands for snapshot and rebuild too (one path: EntitySelection). With
+            // `?cluster=no` nothing asks Redis what it is first (a review: trim then said
+            // "trim customer failed: WRONGPASS ...; run it again").
+            let commands: [(command: [String], suffix: String)] = [
+                (["status"], ""), (["trim", "customer"], ""), (["dlq", "list", "s", "g"], ""), (["trim", "customer"], "?cluster=no"),
+            ]
+            for (command, suffix) in commands {
+                let refused = try await runChild(ordershop, command + ["--url", refusing + suffix], timeout: .seconds(60))
                 #expect(refused.status == 1, "\(command): \(refused.output)")
                 #expect(refused.output.contains("cannot use Redis at \(refusing): connection refused by 127.0.0.1:"), "\(command): \(refused.output)")
                 #expect(!refused.output.contains("connectionRefused"), "\(command): \(refused.output)")
 
-                let locked = try await runChild(ordershop, command + ["--url", wrongPassword], timeout: .seconds(60))
+                let locked = try await runChild(ordershop, command + ["--url", wrongPassword + suffix], timeout: .seconds(60))
                 #expect(locked.status == 1, "\(command): \(locked.output)")
                 #expect(locked.output.contains("cannot use Redis at redis://:***@127.0.0.1:\(server.port)") && locked.output.contains("WRONGPASS"), "\(command): \(locked.output)")
-                #expect(!locked.output.contains("guessed-secret"), "\(command): \(locked.output)")
+                #expect(!locked.output.contains("guessed-secret") && !locked.output.contains("run it again"), "\(command): \(locked.output)")
             }
         }
     }

@@ -27,6 +27,7 @@ import Testing
         (["dashboard", "--port", "99999"], "--port 99999 is not a port"),
         (["otlp-sink", "--port", "70000"], "--port 70000 is not a port"),
         (["trim", "--maxlen=-1"], "--maxlen must not be negative"),
+        (["trim", "--without-worker", "mailer"], "--without-worker: unknown worker 'mailer'; one of crm, billing"),
         (["dlq", "purge", "s", "g", "--id", "x"], "--id: not dead-letter ids"),
         // A negative number written as its own argument reaches the check (the parser took it
         // for an option: "Missing value for '--interval <interval>'").

@@ -99,6 +99,27 @@ struct RecoveryTests {
             let held = try await retention.trim(stream: stream, requiredGroups: ["mailer", "billing"])
             #expect(held.removed == 0 && held.missingGroup == nil && held.groups == 2, "\(held)")
             #expect(try await pool.send(XLEN(RedisArgument(stream))) == 8)
+
+            // A stream that does not exist has none of its required groups.
+            let absent = try await retention.trim(stream: "{r}none", requiredGroups: ["mailer"])
+            #expect(absent.removed == 0 && absent.missingGroup == "mailer", "\(absent)")
+        }
+    }
+
+    @Test("a stream no group reads is held back by its coverage record, not only by the caller's floor")
+    func aStreamNoGroupReadsKeepsWhatItsRecordDoesNotCover() async throws {
+        try await withRedisServer { server in
+            let pool = try server.makePool()
+            let stream = "{u}events"
+            try await publish(pool, stream: stream, count: 20)
+            let entries = try await pool.send(XRANGE(RedisArgument(stream)))
+            let retention = StreamRetention(client: pool)
+            let record = StreamRetention.CoverageRecord(key: "{u}snapshot", field: "position", index: 1)
+            // The record (what survived a failover) covers 8 entries; the caller's floor says 15.
+            _ = try await pool.send(RawCommand(["HSET", "{u}snapshot", "position", RedisArgument(entries[7].id)], keys: ["{u}snapshot"]))
+            let held = try await retention.trim(stream: stream, keepingFrom: StreamID(entries[15].id), coveredBy: record, requiredGroups: [])
+            #expect(held.removed == 8 && held.groups == 0, "\(held)")
+            #expect(try await pool.send(XRANGE(RedisArgument(stream))).first?.id == entries[8].id)
         }
     }
 

@@ -20,17 +20,25 @@ public struct EventRetention: Sendable {
         public var snapshot: StreamCut
         /// One per stream, in ``EventAction`` order.
         public var streams: [StreamRetention.Result]
+        /// Entries the trim's snapshot left out as malformed: a stream no worker reads has no
+        /// dead letters, so once trimmed they are nowhere else (empty for ``trim(_:after:maxLength:without:)``).
+        public var malformed: [MalformedEntry] = []
     }
 
     /// Snapshots an entity type, then trims each of its streams to the oldest entry that the
     /// snapshot does not cover or some group still needs (and to `maxLength` when that cuts
     /// neither). Safe while the shop runs, and across a failover (``trim(_:after:maxLength:)``).
-    public func trim(_ type: EntityType, maxLength: Int? = nil) async throws -> Result {
+    ///
+    /// `without`: workers this shop does not run (or no longer runs): their groups are not
+    /// waited for (``trim(_:after:maxLength:without:)``).
+    public func trim(_ type: EntityType, maxLength: Int? = nil, without absent: Set<WorkerName> = []) async throws -> Result {
         let store = EventStore(pool: pool)
         let taken = try await store.takeSnapshot(type)
         // A concurrent snapshot may be newer than ours; either covers what it says.
         let cut = try await store.latestSnapshot(type)?.cut ?? taken.cut
-        return try await trim(type, after: cut, maxLength: maxLength)
+        var result = try await trim(type, after: cut, maxLength: maxLength, without: absent)
+        result.malformed = taken.malformed
+        return result
     }
 
     /// Trims `type`'s streams to what `cut` covers, and never past what the snapshot on the
@@ -45,7 +53,7 @@ public struct EventRetention: Sendable {
     /// from the first entry left, and the mails of what was trimmed would never go. A stream
     /// none of them reads (`events:{inventory}_updated`, the largest: one entry per order) is
     /// trimmed to what the snapshot covers; it was never trimmed before (trial H: 7,060 entries).
-    func trim(_ type: EntityType, after cut: StreamCut, maxLength: Int? = nil) async throws -> Result {
+    func trim(_ type: EntityType, after cut: StreamCut, maxLength: Int? = nil, without absent: Set<WorkerName> = []) async throws -> Result {
         var results: [StreamRetention.Result] = []
         for (index, position) in cut.positions.enumerated() {
             let floor = StreamID(milliseconds: position.lastID.milliseconds, sequence: position.lastID.sequence + 1)
@@ -53,7 +61,7 @@ public struct EventRetention: Sendable {
             results.append(
                 try await StreamRetention(client: pool).trim(
                     stream: position.stream, maxLength: maxLength, keepingFrom: floor, coveredBy: record,
-                    requiredGroups: WorkerName.groups(reading: position.stream)))
+                    requiredGroups: WorkerName.groups(reading: position.stream, except: absent)))
         }
         return Result(type: type, snapshot: cut, streams: results)
     }

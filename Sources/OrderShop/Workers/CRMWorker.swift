@@ -77,9 +77,9 @@ extension WorkerName {
         }
     }
 
-    /// The groups of the shop's workers that read `stream`.
-    public static func groups(reading stream: String) -> [String] {
-        allCases.filter { $0.streams.contains(stream) }.map(\.group)
+    /// The groups of the shop's workers that read `stream`, but those of `absent`.
+    public static func groups(reading stream: String, except absent: Set<WorkerName> = []) -> [String] {
+        allCases.filter { !absent.contains($0) && $0.streams.contains(stream) }.map(\.group)
     }
 
     /// The subscriptions of this worker. `pauseAfterMail`: the chaos harness's slow-handler

@@ -173,7 +173,8 @@ extension RedisClusterClient {
                     failures.append("\(address): it serves no slots")
                 case .failure(let error):
                     firstError = firstError ?? error
-                    failures.append("\(address): \(error)")
+                    // Its words, without the client's code name (an operator reads this line).
+                    failures.append("\(address): \(error.message)")
                 }
             }
             if let best = views.max(by: { $0.votes < $1.votes }) { return best.map }

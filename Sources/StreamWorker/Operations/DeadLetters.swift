@@ -234,9 +234,9 @@ public struct StreamRetention: Sendable {
     }
 
     /// Trims to the smallest id any group still needs (oldest pending, or next undelivered),
-    /// and to `maxLength` when that cuts no needed entry. A stream with no groups is not trimmed.
-    /// With `keepingFrom`, entries from that id on are kept too (an application's own floor,
-    /// such as the position its latest snapshot covers).
+    /// and to `maxLength` when that cuts no needed entry. Without `requiredGroups` a stream with
+    /// no groups is not trimmed. With `keepingFrom`, entries from that id on are kept too (an
+    /// application's own floor, such as the position its latest snapshot covers).
     ///
     /// With `requiredGroups` (an application that knows who reads the stream), the stream is not
     /// trimmed while one of those groups does not exist (its reader has not started yet, and its

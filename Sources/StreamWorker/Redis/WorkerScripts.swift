@@ -323,7 +323,12 @@ enum WorkerScripts {
           if ms == nil or ms >= 1e14 or seq >= 1e14 then return id end
           return ms .. '-' .. (seq + 1)
         end
-        if redis.call('EXISTS', stream) == 0 then return { 0, '0-0', 0, 0, '' } end
+        if redis.call('EXISTS', stream) == 0 then
+          -- No stream, so no group: the first required one is missing (a trim said a stream its
+          -- worker will read had no reader).
+          if required > 0 then return { 0, '0-0', 0, 0, ARGV[4] } end
+          return { 0, '0-0', 0, 0, '' }
+        end
         local groups = redis.call('XINFO', 'GROUPS', stream)
         local infos = {}
         for _, g in ipairs(groups) do

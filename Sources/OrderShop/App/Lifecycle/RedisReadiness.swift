@@ -17,6 +17,16 @@ public enum RedisReadiness {
         }
     }
 
+    /// Returns once `client` answers, a replica included (a reader such as the dashboard may
+    /// read one; ``wait(for:at:logger:)`` waits for a primary), waiting the same way while it
+    /// cannot be reached; a refused password or certificate throws ``RedisUnusable`` at once.
+    public static func waitUntilAnswering(_ client: any RedisClientProtocol, at configuration: RedisConfiguration, logger: Logger) async throws {
+        try await retrying(configuration, logger: logger) {
+            guard let error = await client.probe() else { return .success(()) }
+            return error.code == .noPermission || error.code == .readOnly ? .success(()) : .failure(error)
+        }
+    }
+
     /// One look at Redis before a server starts listening, for at most `patience`: throws
     /// ``RedisUnusable`` when Redis answers but refuses this process (a wrong password, a
     /// certificate that fails verification), so that the process says so in one line and exits
