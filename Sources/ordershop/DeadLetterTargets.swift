@@ -41,32 +41,56 @@ struct DeadLetterTargets {
             await cluster?.shutdown()
             throw error
         }
+        let started = ContinuousClock.now
         do {
             var found: [Target] = []
+            // Nodes whose partitions could not be listed (a dead primary not yet replaced, a
+            // frozen one): read again through the node that serves their slots once the holder
+            // of the plain name is known (below), else named and left out.
+            var unread: [(node: RedisConnectionPool, error: RedisError)] = []
+            func add(_ partitions: [PartitionedStream.Partition], from node: RedisConnectionPool) {
+                // A partition whose slot is being moved may be listed by two nodes: once.
+                for p in partitions where !found.contains(where: { $0.partition == p }) {
+                    found.append(Target(partition: p, deadLetters: DeadLetters(client: cluster ?? node, stream: p.stream, group: group)))
+                }
+            }
             if PartitionedStream.parse(stream) == nil {
                 for node in pools {
-                    // A node that cannot be read (a dead primary not yet replaced, a frozen one)
-                    // is named and left out: it failed the command even for a plain stream held
-                    // by another node (a trial's `dlq list` while an unrelated primary was dead).
-                    let partitions: [PartitionedStream.Partition]
+                    // A node that cannot be read is not the end of the command: it failed even
+                    // for a plain stream held by another node (a trial's `dlq list` while an
+                    // unrelated primary was dead).
                     do {
-                        partitions = try await GroupInspector(client: node).partitions(of: stream)
+                        add(try await GroupInspector(client: node).partitions(of: stream), from: node)
                     } catch let error as RedisError where pools.count > 1 && !error.code.isServerError {
-                        FileHandle.standardError.write(
-                            Data("note: \(node.configuration.endpoint) not read (\(error.code)): partitions of \(stream) it holds, if any, are left out\n".utf8))
-                        continue
+                        unread.append((node, error))
                     }
-                    // A partition whose slot is being moved may be listed by two nodes: once.
-                    for p in partitions where !found.contains(where: { $0.partition == p }) {
-                        found.append(Target(partition: p, deadLetters: DeadLetters(client: cluster ?? node, stream: p.stream, group: group)))
+                }
+            }
+            let holder: (any RedisClientProtocol)? = partition != nil ? nil : try await holder(of: stream, group: group, pools: pools, cluster: cluster, partitionsFound: !found.isEmpty)
+            if PartitionedStream.parse(stream) == nil {
+                for (node, error) in unread {
+                    // After a failover the promoted replica serves the dead node's slots: read
+                    // there (trials H and I: a complete list came with a note that partitions
+                    // had been left out). Waits for the promotion within the cluster's retry
+                    // window, counted from the start (the holder's read may have waited already).
+                    if let cluster, let promoted = await Self.servingNow(node, cluster: cluster, until: started + cluster.configuration.retryWindow) {
+                        // Its targets go through the cluster client: the pool only lists.
+                        let partitions = try? await GroupInspector(client: promoted).partitions(of: stream)
+                        await promoted.shutdown()
+                        if let partitions {
+                            add(partitions, from: promoted)
+                            continue
+                        }
                     }
+                    FileHandle.standardError.write(
+                        Data("note: \(node.configuration.endpoint) not read (\(error.code)): partitions of \(stream) it holds, if any, are left out\n".utf8))
                 }
                 found.sort { ($0.partition!.partitions, $0.partition!.partition) < ($1.partition!.partitions, $1.partition!.partition) }
             }
             if let partition {
                 found = found.filter { $0.partition?.partition == partition }
                 guard !found.isEmpty else { throw ValidationError("\(stream) has no partition \(partition)") }
-            } else if let node = try await holder(of: stream, group: group, pools: pools, cluster: cluster, partitionsFound: !found.isEmpty) {
+            } else if let node = holder {
                 // The plain stream of that name: alone, or beside its partitions.
                 let plain = DeadLetters(client: node, stream: stream, group: group)
                 found.insert(Target(partition: PartitionedStream.parse(stream), deadLetters: plain), at: 0)
@@ -107,6 +131,42 @@ struct DeadLetterTargets {
             let node = cluster.primary(for: HashSlot(key: stream)).map { "\($0)" } ?? "its node"
             FileHandle.standardError.write(Data("note: \(node) not read (\(error.code)): a plain stream \(stream) beside the partitions, if any, is left out\n".utf8))
             return nil
+        }
+    }
+
+    /// A pool for the node that serves `node`'s first slot now, when another node does (its
+    /// replica was promoted), found by a routed read of a key in that slot, which waits for the
+    /// promotion until `deadline`; nil when none took over by then.
+    private static func servingNow(_ node: RedisConnectionPool, cluster: RedisClusterClient, until deadline: ContinuousClock.Instant) async -> RedisConnectionPool? {
+        guard case .tcp(let host, let port) = node.configuration.endpoint,
+            let shard = cluster.shards.first(where: { shard in shard.primary.flatMap { cluster.address(of: $0) } == ClusterNodeAddress(host: host, port: port) }),
+            let first = shard.slots.first, let slot = HashSlot(rawValue: first.lowerBound),
+            // No replica: nothing will take over; not waited for.
+            shard.nodes.count > 1
+        else { return nil }
+        let key = keyHashing(to: slot)
+        let answered = await withTaskGroup(of: Bool.self) { group in
+            group.addTask { (try? await cluster.send(EXISTS(RedisArgument(key)))) != nil }
+            group.addTask {
+                try? await Task.sleep(until: deadline)
+                return false
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first
+        }
+        guard answered, let now = cluster.primary(for: slot), now != ClusterNodeAddress(host: host, port: port) else { return nil }
+        return try? RedisConnectionPool(configuration: cluster.configuration.configuration(for: now), maximumConnections: 2)
+    }
+
+    /// A key in `slot`: the first of `dlq-probe-0`, `dlq-probe-1`, ... that hashes to it (about
+    /// 16,000 CRC16s of a short name on average).
+    private static func keyHashing(to slot: HashSlot) -> String {
+        var n = 0
+        while true {
+            let key = "dlq-probe-\(n)"
+            if HashSlot(key: key) == slot { return key }
+            n += 1
         }
     }
 

@@ -7,8 +7,13 @@ import Testing
 /// runs with `--confirm-replicas`) whose slot is being migrated: its keys on both sides answer
 /// TRYAGAIN (it did not run) until the migration ends; it must wait that out, not give up.
 @Suite(.timeLimit(.minutes(2))) struct ConfirmedScriptMigrationTests {
-    @Test("a confirmed two-key script meets TRYAGAIN while its slot is half migrated, waits, then runs once on the new owner and is confirmed")
-    func waitsOutAMigration() async throws {
+    /// 600 ms: about one MIGRATE batch of a busy slot. 4 s: a migration of seconds (trial I held
+    /// one for 6 s; the confirmed path gave up after 12 attempts, 1.66 s, where an unconfirmed
+    /// command waits the cluster's retry window).
+    @Test(
+        "a confirmed two-key script meets TRYAGAIN while its slot is half migrated, waits, then runs once on the new owner and is confirmed",
+        arguments: [600, 4000])
+    func waitsOutAMigration(milliseconds: Int) async throws {
         try await withLocalCluster { cluster, client in
             try await client.connect()
             let tag = "{migrating}"
@@ -22,9 +27,8 @@ import Testing
             let migration = try await SlotMigration.begin(slot, in: cluster, from: source, to: target)
             try await migration.migrate([a])
             let script = RedisScript("return redis.call('INCR', KEYS[1]) + redis.call('INCR', KEYS[2])")
-            // The migration ends 600 ms from now (about what one MIGRATE batch of a busy slot takes).
             let finishing = Task {
-                try await Task.sleep(for: .milliseconds(600))
+                try await Task.sleep(for: .milliseconds(milliseconds))
                 try await migration.migrate([b])
                 try await migration.finish()
             }

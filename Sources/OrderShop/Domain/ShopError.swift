@@ -165,7 +165,16 @@ public struct ShopError: Error, Sendable, Hashable, CustomStringConvertible {
             if e.code.isServerError {
                 return ShopError(status: 500, message: "event store error: \(withoutScriptLocation(e.message))")
             }
-            return .unavailable("event store unavailable: \(e.code)")
+            // In words, without the client's code name (a trial's GET read "event store
+            // unavailable: outcomeUnknown") and without Redis's address (clients need neither).
+            let words =
+                switch e.code {
+                case .connectionRefused, .hostNotFound: "Redis cannot be reached"
+                case .connectTimeout, .timeout: "Redis did not answer in time"
+                case .connectionClosed, .outcomeUnknown, .io: "the connection to Redis was lost"
+                default: "\(e.code)"
+                }
+            return .unavailable("event store unavailable: \(words)")
         }
         return ShopError(status: 500, message: "internal error: \(error)")
     }

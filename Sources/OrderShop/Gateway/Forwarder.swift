@@ -42,9 +42,15 @@ struct Forwarder: Sendable {
             context.logger.warning("\(service) service unreachable at \(baseURL): \(error)")
             if request.method != .get && request.method != .head && Self.mayHaveBeenDelivered(error) {
                 // The owner may have run the command and its answer was lost or late.
+                // What to do depends on the command: a create has its key; a change or deletion
+                // is looked up (a trial's DELETE was told to "retry a create").
+                let next =
+                    request.method == .post
+                    ? "retry the create with the same Idempotency-Key (it answers the ids it made)"
+                    : "read the entity to learn whether the command holds before you retry it"
                 throw ShopError(
                     status: 503,
-                    message: "\(service) service unreachable (\(error)): the command may have been applied, its answer was lost or late; retry a create with the same Idempotency-Key (it answers the ids it made), or read the entity to learn whether the command holds before you retry it",
+                    message: "\(service) service unreachable (\(error)): the command may have been applied, its answer was lost or late; \(next)",
                     outcome: "may have been applied")
             }
             throw ShopError.unavailable("\(service) service unreachable")

@@ -48,15 +48,22 @@ extension RedisClientProtocol {
     /// demoted primary's last moments, confirmed on the new primary, then lost).
     ///
     /// A script refused by a redirect (MOVED, ASK, TRYAGAIN, ...: it did not run) is sent again
-    /// to the slot's owner, up to 12 times, 25 ms longer apart each time (1.95 s in all): a slot
-    /// being migrated answers TRYAGAIN until its keys are on one side, and an ASK is followed
-    /// once the migration ends (three attempts at once gave up within a millisecond, and every
-    /// command of a busy slot being resharded answered 503). An error while waiting for the confirmation
+    /// to the slot's owner within the cluster client's retry window (15 s by default, as for an
+    /// unconfirmed command), 25 ms longer apart each time up to 400 ms: a slot being migrated
+    /// answers TRYAGAIN until its keys are on one side, and an ASK is followed once the
+    /// migration ends (three attempts at once gave up within a millisecond, and every command
+    /// of a busy slot being resharded answered 503; twelve gave up after 1.65 s). An error while waiting for the confirmation
     /// is thrown as ``RedisError/Code/outcomeUnknown``: the script ran, its replication is unknown.
     public func evaluate(
         _ script: RedisScript, keys: [RedisArgument], arguments: [RedisArgument],
         confirming confirmation: ReplicaConfirmation, barrier: RedisArgument, wrote: @escaping @Sendable (RESPValue) -> Bool
     ) async throws -> ConfirmedReply {
+        // A redirect (the slot is being moved: ASK, TRYAGAIN; a failover: CLUSTERDOWN) means the
+        // script did not run: tried again for as long as the cluster client waits out a healing
+        // cluster for an unconfirmed command. Twelve attempts (1.65 s) answered 503 during a
+        // migration held for 6 s, where the unconfirmed command waited (trial I).
+        let window = (self as? RedisClusterClient)?.configuration.retryWindow ?? .seconds(15)
+        let giveUp = ContinuousClock.now + window
         var attempt = 0
         while true {
             attempt += 1
@@ -78,8 +85,9 @@ extension RedisClientProtocol {
                     return ConfirmedReply(
                         reply: reply, wrote: wroteSomething, acknowledgedBy: acknowledged, isConfirmed: acknowledged >= confirmation.replicas)
                 }
-            } catch let error as RedisError where error.isClusterRedirect && attempt < 12 {
-                try await Task.sleep(for: .milliseconds(25 * attempt))
+            } catch let error as RedisError where error.isClusterRedirect && ContinuousClock.now < giveUp {
+                // 25 ms more each time, at most 400 ms: the end of a move is seen within 0.4 s.
+                try await Task.sleep(for: .milliseconds(min(25 * attempt, 400)))
             }
         }
     }
