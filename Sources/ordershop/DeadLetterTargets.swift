@@ -140,21 +140,12 @@ struct DeadLetterTargets {
     private static func servingNow(_ node: RedisConnectionPool, cluster: RedisClusterClient, until deadline: ContinuousClock.Instant) async -> RedisConnectionPool? {
         guard case .tcp(let host, let port) = node.configuration.endpoint,
             let shard = cluster.shards.first(where: { shard in shard.primary.flatMap { cluster.address(of: $0) } == ClusterNodeAddress(host: host, port: port) }),
-            let first = shard.slots.first, let slot = HashSlot(rawValue: first.lowerBound),
+            let range = shard.slots.first, let slot = HashSlot(rawValue: range.lowerBound),
             // No replica: nothing will take over; not waited for.
             shard.nodes.count > 1
         else { return nil }
         let key = keyHashing(to: slot)
-        let answered = await withTaskGroup(of: Bool.self) { group in
-            group.addTask { (try? await cluster.send(EXISTS(RedisArgument(key)))) != nil }
-            group.addTask {
-                try? await Task.sleep(until: deadline)
-                return false
-            }
-            let first = await group.next() ?? false
-            group.cancelAll()
-            return first
-        }
+        let answered = await first(of: { (try? await cluster.send(EXISTS(RedisArgument(key)))) != nil }, orAt: deadline, else: false)
         guard answered, let now = cluster.primary(for: slot), now != ClusterNodeAddress(host: host, port: port) else { return nil }
         return try? RedisConnectionPool(configuration: cluster.configuration.configuration(for: now), maximumConnections: 2)
     }

@@ -34,17 +34,23 @@ import Testing
         }
     }
 
+    /// `ledger` in 6 partitions, each with group `g` and one dead letter whose reason names its partition.
+    func ledgerWithALetterPerPartition(_ client: RedisClusterClient) async throws -> PartitionedStream {
+        let ledger = PartitionedStream("ledger", partitions: 6)
+        for stream in ledger.streams {
+            _ = try await client.send(XGROUPCREATE(RedisArgument(stream), group: "g", id: "$", makeStream: true))
+            let letter = [StreamField("event_id", "e-1"), StreamField("dlq.original_id", "1-1"), StreamField("dlq.reason", "letter-of-\(stream)")]
+            _ = try await client.send(XADD(RedisArgument(StreamKeys.deadLetter(stream: stream, group: "g")), fields: letter))
+        }
+        return ledger
+    }
+
     @Test("dlq list of a partitioned stream works while the primary of its plain name's slot is dead, naming it on stderr")
     func partitionedDeadLettersWhileThePlainNamesPrimaryIsDead() async throws {
         var options = LocalRedisCluster.Options()
         options.nodeTimeout = .seconds(30)
         try await withLocalCluster(options) { cluster, client in
-            let ledger = PartitionedStream("ledger", partitions: 6)
-            for stream in ledger.streams {
-                _ = try await client.send(XGROUPCREATE(RedisArgument(stream), group: "g", id: "$", makeStream: true))
-                let letter = [StreamField("event_id", "e-1"), StreamField("dlq.original_id", "1-1"), StreamField("dlq.reason", "letter-of-\(stream)")]
-                _ = try await client.send(XADD(RedisArgument(StreamKeys.deadLetter(stream: stream, group: "g")), fields: letter))
-            }
+            let ledger = try await ledgerWithALetterPerPartition(client)
             // Dead, and not replaced for the node timeout (30 s): the command runs meanwhile.
             let plainHolder = try #require(try await cluster.primaryIndex(for: HashSlot(key: "ledger")))
             var live: [String] = []
@@ -64,12 +70,7 @@ import Testing
     @Test("dlq list of a partitioned stream right after a primary died lists its partitions from the promoted replica, without a note")
     func partitionedDeadLettersRightAfterAFailover() async throws {
         try await withLocalCluster { cluster, client in
-            let ledger = PartitionedStream("ledger", partitions: 6)
-            for stream in ledger.streams {
-                _ = try await client.send(XGROUPCREATE(RedisArgument(stream), group: "g", id: "$", makeStream: true))
-                let letter = [StreamField("event_id", "e-1"), StreamField("dlq.original_id", "1-1"), StreamField("dlq.reason", "letter-of-\(stream)")]
-                _ = try await client.send(XADD(RedisArgument(StreamKeys.deadLetter(stream: stream, group: "g")), fields: letter))
-            }
+            let ledger = try await ledgerWithALetterPerPartition(client)
             // The dead primary holds some partitions, not the plain name's slot (whose routed
             // read would wait for the promotion on its own).
             let plainHolder = try #require(try await cluster.primaryIndex(for: HashSlot(key: "ledger")))

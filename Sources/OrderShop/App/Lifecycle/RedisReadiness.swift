@@ -1,5 +1,6 @@
 import Logging
 import RedisClient
+import StreamWorker
 
 /// Redis at start-up, before a process takes on work: a worker joins its groups only once Redis
 /// answers with its credentials.
@@ -35,16 +36,7 @@ public enum RedisReadiness {
     public static func refuseIfUnusable(
         _ client: any RedisClientProtocol, at configuration: RedisConfiguration, patience: Duration = .seconds(2)
     ) async throws {
-        let failure: RedisError? = await withTaskGroup(of: RedisError?.self) { group in
-            group.addTask { await client.probe() }
-            group.addTask {
-                try? await Task.sleep(for: patience)
-                return nil
-            }
-            let first = await group.next() ?? nil
-            group.cancelAll()
-            return first
-        }
+        let failure: RedisError? = await first(of: { await client.probe() }, orAt: .now + patience, else: nil)
         guard let failure, failure.code != .noPermission, failure.code != .cancelled, !isWorthWaiting(failure) else { return }
         throw RedisUnusable(redis: configuration.redactedDescription, error: failure)
     }
