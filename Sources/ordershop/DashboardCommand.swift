@@ -57,6 +57,7 @@ struct DashboardCommand: AsyncParsableCommand {
         do {
             try await RedisReadiness.waitUntilAnswering(client, at: configuration, logger: logger)
         } catch {
+            await cluster?.primaries.shutdown()
             await client.shutdown()
             throw error
         }

@@ -42,6 +42,8 @@ struct DeadLetterTargets {
             throw error
         }
         let started = ContinuousClock.now
+        // Taken before any routed read refreshes the map (the dead node then serves no slots).
+        let takeovers = cluster.map(Self.takeoverSlots) ?? [:]
         do {
             var found: [Target] = []
             // Nodes whose partitions could not be listed (a dead primary not yet replaced, a
@@ -73,7 +75,10 @@ struct DeadLetterTargets {
                     // there (trials H and I: a complete list came with a note that partitions
                     // had been left out). Waits for the promotion within the cluster's retry
                     // window, counted from the start (the holder's read may have waited already).
-                    if let cluster, let promoted = await Self.servingNow(node, cluster: cluster, until: started + cluster.configuration.retryWindow) {
+                    if let cluster, case .tcp(let host, let port) = node.configuration.endpoint,
+                        let slot = takeovers[ClusterNodeAddress(host: host, port: port)],
+                        let promoted = await Self.serving(slot, insteadOf: ClusterNodeAddress(host: host, port: port), cluster: cluster, until: started + cluster.configuration.retryWindow)
+                    {
                         // Its targets go through the cluster client: the pool only lists.
                         let partitions = try? await GroupInspector(client: promoted).partitions(of: stream)
                         await promoted.shutdown()
@@ -134,19 +139,30 @@ struct DeadLetterTargets {
         }
     }
 
-    /// A pool for the node that serves `node`'s first slot now, when another node does (its
-    /// replica was promoted), found by a routed read of a key in that slot, which waits for the
-    /// promotion until `deadline`; nil when none took over by then.
-    private static func servingNow(_ node: RedisConnectionPool, cluster: RedisClusterClient, until deadline: ContinuousClock.Instant) async -> RedisConnectionPool? {
-        guard case .tcp(let host, let port) = node.configuration.endpoint,
-            let shard = cluster.shards.first(where: { shard in shard.primary.flatMap { cluster.address(of: $0) } == ClusterNodeAddress(host: host, port: port) }),
-            let range = shard.slots.first, let slot = HashSlot(rawValue: range.lowerBound),
-            // No replica: nothing will take over; not waited for.
-            shard.nodes.count > 1
-        else { return nil }
+    /// Per primary of the map as first discovered, the first slot it serves, for the shards
+    /// whose replica could take over (one that is not failed); a shard without one is not
+    /// waited for.
+    private static func takeoverSlots(_ cluster: RedisClusterClient) -> [ClusterNodeAddress: HashSlot] {
+        var slots: [ClusterNodeAddress: HashSlot] = [:]
+        for shard in cluster.shards {
+            guard let primary = shard.primary, let address = cluster.address(of: primary),
+                let range = shard.slots.first, let slot = HashSlot(rawValue: range.lowerBound),
+                shard.nodes.contains(where: { $0.role == .replica && $0.health != "fail" })
+            else { continue }
+            slots[address] = slot
+        }
+        return slots
+    }
+
+    /// A pool for the node that serves `slot` now, when it is no longer `dead` (its replica was
+    /// promoted), found by a routed read of a key in that slot, which waits for the promotion
+    /// until `deadline`; nil when none took over by then.
+    private static func serving(
+        _ slot: HashSlot, insteadOf dead: ClusterNodeAddress, cluster: RedisClusterClient, until deadline: ContinuousClock.Instant
+    ) async -> RedisConnectionPool? {
         let key = keyHashing(to: slot)
         let answered = await first(of: { (try? await cluster.send(EXISTS(RedisArgument(key)))) != nil }, orAt: deadline, else: false)
-        guard answered, let now = cluster.primary(for: slot), now != ClusterNodeAddress(host: host, port: port) else { return nil }
+        guard answered, let now = cluster.primary(for: slot), now != dead else { return nil }
         return try? RedisConnectionPool(configuration: cluster.configuration.configuration(for: now), maximumConnections: 2)
     }
 

@@ -34,7 +34,9 @@ enum EntitySelection {
             // refusing Redis was met by the first type's command, and said as that type's failure
             // ("trim customer failed: WRONGPASS ...; run it again": a review).
             do {
-                _ = try await client.send(PING())
+                // A cluster: its topology, discovered with the credentials (a keyless PING
+                // goes to a random primary, which may be the one that is down: a review).
+                if let cluster = client as? RedisClusterClient { try await cluster.connect() } else { _ = try await client.send(PING()) }
             } catch let error as RedisError where error.code == .noPermission {
                 // An ACL user without PING: it got in, which is what this asks.
             } catch {

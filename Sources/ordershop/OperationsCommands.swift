@@ -436,7 +436,8 @@ struct TrimCommand: AsyncParsableCommand {
                 // Left out of the snapshot; a stream no worker reads has no dead letters, so this
                 // line is their last trace once they are trimmed.
                 FileHandle.standardError.write(Data(
-                    ("warning: \(type): \(result.malformed.count) malformed entries left out of the snapshot, trimmed with what it covers: "
+                    ("warning: \(type): \(result.malformed.count) malformed entries left out of the snapshot (gone once their stream is trimmed)"
+                        + (result.malformed.count > 5 ? "; the first 5: " : ": ")
                         + result.malformed.prefix(5).map { LogText.escaped($0.description, limit: 300) }.joined(separator: "; ") + "\n").utf8))
             }
             for (r, position) in zip(result.streams, result.snapshot.positions) {

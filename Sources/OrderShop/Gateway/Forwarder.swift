@@ -45,7 +45,7 @@ struct Forwarder: Sendable {
                 // What to do depends on the command: a create has its key; a change or deletion
                 // is looked up (a trial's DELETE was told to "retry a create").
                 let next =
-                    request.method == .post
+                    request.method == .post && key != nil
                     ? "retry the create with the same Idempotency-Key (it answers the ids it made)"
                     : "read the entity to learn whether the command holds before you retry it"
                 throw ShopError(

@@ -21,8 +21,22 @@ public enum RedisReadiness {
     /// Returns once `client` answers, a replica included (a reader such as the dashboard may
     /// read one; ``wait(for:at:logger:)`` waits for a primary), waiting the same way while it
     /// cannot be reached; a refused password or certificate throws ``RedisUnusable`` at once.
+    ///
+    /// A Redis Cluster answers once its topology is discovered (with the credentials), not once
+    /// every primary answers: a reader shows a dead primary as not read, and the probe of a
+    /// stale map would have PINGed a primary that a failover replaced for ever (a review).
     public static func waitUntilAnswering(_ client: any RedisClientProtocol, at configuration: RedisConfiguration, logger: Logger) async throws {
         try await retrying(configuration, logger: logger) {
+            if let cluster = client as? RedisClusterClient {
+                do {
+                    try await cluster.connect()
+                    return .success(())
+                } catch let error as RedisError {
+                    return .failure(error)
+                } catch {
+                    return .failure(RedisError(.io, "\(error)"))
+                }
+            }
             guard let error = await client.probe() else { return .success(()) }
             return error.code == .noPermission || error.code == .readOnly ? .success(()) : .failure(error)
         }
