@@ -160,21 +160,10 @@ struct DeadLetterTargets {
     private static func serving(
         _ slot: HashSlot, insteadOf dead: ClusterNodeAddress, cluster: RedisClusterClient, until deadline: ContinuousClock.Instant
     ) async -> RedisConnectionPool? {
-        let key = keyHashing(to: slot)
+        let key = HashSlot.firstName("dlq-probe-", slottedIn: Int(slot.rawValue)..<Int(slot.rawValue) + 1)
         let answered = await first(of: { (try? await cluster.send(EXISTS(RedisArgument(key)))) != nil }, orAt: deadline, else: false)
         guard answered, let now = cluster.primary(for: slot), now != dead else { return nil }
         return try? RedisConnectionPool(configuration: cluster.configuration.configuration(for: now), maximumConnections: 2)
-    }
-
-    /// A key in `slot`: the first of `dlq-probe-0`, `dlq-probe-1`, ... that hashes to it (about
-    /// 16,000 CRC16s of a short name on average).
-    private static func keyHashing(to slot: HashSlot) -> String {
-        var n = 0
-        while true {
-            let key = "dlq-probe-\(n)"
-            if HashSlot(key: key) == slot { return key }
-            n += 1
-        }
     }
 
     /// Whether any target is a partition (the output then names them).

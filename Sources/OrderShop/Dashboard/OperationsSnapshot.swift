@@ -252,11 +252,11 @@ public struct OperationsReader: Sendable {
             do {
                 do {
                     streams.append(try await read(stream: name, on: node, inspector: inspector, named: nodeName))
-                } catch let error as RedisError where routing != nil && (error.code == .ask || error.code == .moved) {
+                } catch let error as RedisError where error.code == .ask || error.code == .moved {
                     // Its slot is being moved (a user-style trial's `status` exited 1 with "not
                     // read: ... ASK 6651" for the whole node): through the cluster client, and
                     // named by the node that serves its slot now.
-                    let client = routing!
+                    guard let client = routing else { throw error }
                     let holder = client.primary(for: HashSlot(key: name))?.description ?? nodeName
                     streams.append(try await read(stream: name, on: client, inspector: GroupInspector(client: client), named: nodeName == nil ? nil : holder))
                 }
@@ -310,7 +310,7 @@ public struct OperationsReader: Sendable {
         // One key per EXISTS: while the slot is being moved the two can be on different nodes,
         // and a command on both is refused (TRYAGAIN) until the move ends.
         for key in [stream, StreamKeys.deadLetter(stream: stream, group: group)] {
-            if try await client.send(RawCommand(["EXISTS", RedisArgument(key)], keys: [RedisArgument(key)], readOnly: true)).int ?? 0 > 0 { return client }
+            if try await client.send(EXISTS(RedisArgument(key))) > 0 { return client }
         }
         return nil
     }
@@ -328,7 +328,7 @@ public struct OperationsReader: Sendable {
         let keys = [RedisArgument(stream), RedisArgument(StreamKeys.deadLetter(stream: stream, group: group))]
         for node in nodes {
             // A primary that does not own the slot answers MOVED: not this one.
-            if let n = try? await node.send(RawCommand(["EXISTS"] + keys, keys: keys, readOnly: true)).int, n > 0 { return node }
+            if let n = try? await node.send(EXISTS(keys)), n > 0 { return node }
         }
         return nil
     }

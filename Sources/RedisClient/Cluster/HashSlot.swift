@@ -46,6 +46,18 @@ public struct HashSlot: Sendable, Hashable, Comparable, CustomStringConvertible 
         return crc
     }
 
+    /// The first name `<prefix><n>` (n = 0, 1, ...) whose slot is in `slots`: a key or hash tag
+    /// placed in a chosen part of the slots (a partition's share, one node's slot). A range of
+    /// one slot takes about 16,000 tries on average.
+    public static func firstName(_ prefix: String, slottedIn slots: Range<Int>) -> String {
+        var n = 0
+        while true {
+            let name = "\(prefix)\(n)"
+            if slots.contains(Int(HashSlot(key: name).rawValue)) { return name }
+            n += 1
+        }
+    }
+
     /// The one slot all `keys` hash to; nil for no keys. Throws ``RedisError/Code/crossSlot``,
     /// naming the keys and their slots (and the command, evaluated only then), when they span several.
     public static func common(_ keys: [RedisArgument], command: @autoclosure () -> String? = nil) throws(RedisError) -> HashSlot? {

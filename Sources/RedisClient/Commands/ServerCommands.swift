@@ -77,6 +77,7 @@ public struct EXISTS: RedisCommand {
     public var isReadOnly: Bool { true }
     public var keys: [RedisArgument]
     public init(_ keys: RedisArgument...) { self.keys = keys }
+    public init(_ keys: [RedisArgument]) { self.keys = keys }
     public var arguments: [RedisArgument] { ["EXISTS"] + keys }
     public func decode(_ reply: RESPValue) throws(RedisError) -> Int {
         guard let n = reply.int else { throw unexpected(reply, "integer") }

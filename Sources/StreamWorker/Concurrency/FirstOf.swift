@@ -9,6 +9,7 @@ public func first<T: Sendable>(
     await withTaskGroup(of: T.self) { group in
         group.addTask { await operation() }
         group.addTask {
+            // One timer, no loop: cancelled (the operation came first), it ends at once.
             try? await Task.sleep(until: deadline)
             return fallback
         }

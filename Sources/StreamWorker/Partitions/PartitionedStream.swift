@@ -127,14 +127,6 @@ public struct PartitionedStream: Sendable, Hashable, CustomStringConvertible {
     /// The hash tag of partition `partition` of `count`: the first `<count>.<partition>.<n>`
     /// whose slot lies in the partition's share of the slots.
     static func tag(partition: Int, of count: Int) -> String {
-        let low = partition * HashSlot.count / count
-        let high = (partition + 1) * HashSlot.count / count
-        var n = 0
-        while true {
-            let tag = "\(count).\(partition).\(n)"
-            let slot = Int(HashSlot(key: tag).rawValue)
-            if slot >= low && slot < high { return tag }
-            n += 1
-        }
+        HashSlot.firstName("\(count).\(partition).", slottedIn: partition * HashSlot.count / count..<(partition + 1) * HashSlot.count / count)
     }
 }
