@@ -72,9 +72,12 @@ enum EntitySelection {
                         case .outcomeUnknown, .timeout: "; its last write may or may not have been applied; run it again"
                         // Said by OperatorText: it wrote nothing, and where to point the command.
                         case .readOnly: ""
+                        // Run again as the same user it fails the same way (trial J: a CRM
+                        // worker's user running `trim` was told to run it again).
+                        case .noPermission: ""
                         default: "; what it had not written is not applied; run it again"
                         }
-                    throw CleanExit.message("\(verb) \(type) failed\(before): \(OperatorText.describe(error))\(outcome)", exitCode: 1)
+                    throw CleanExit.message("\(verb) \(type) failed\(before): \(OperatorText.describe(error, redis: redis))\(outcome)", exitCode: 1)
                 }
             }
         } catch {

@@ -322,7 +322,7 @@ struct DeadLetterCommand: AsyncParsableCommand {
                 // What the partitions before the failed one did is done: say so before the error.
                 if !lines.isEmpty { print(lines.joined(separator: "\n")) }
                 await targets.shutdown()
-                throw OperatorText.readable(error)
+                throw OperatorText.readable(error, redis: target.redis)
             }
             await targets.shutdown()
             // An --id not found: where those found went, if any, then the error, which says how
@@ -363,7 +363,7 @@ struct DeadLetterCommand: AsyncParsableCommand {
             } catch {
                 if removed > 0 { print("purged \(removed) dead letters before the error") }
                 await targets.shutdown()
-                throw OperatorText.readable(error)
+                throw OperatorText.readable(error, redis: target.redis)
             }
             await targets.shutdown()
             // An --id not found: the error alone, which says how many were purged (a trial got

@@ -7,12 +7,27 @@ import RedisClient
 /// against a read only replica. script: d759ce07..., on @user_script:22." or "...; run it again",
 /// and running it again failed the same way.
 enum OperatorText {
-    static func describe(_ error: RedisError) -> String {
+    /// `redis`: the options the command connected with, to name the user a NOPERM refused.
+    static func describe(_ error: RedisError, redis: RedisOptions? = nil) -> String {
         // A server error's message starts with its code already ("READONLY You can't ...").
         let text = error.code.isServerError ? ShopError.withoutScriptLocation(error.message) : "\(error.code): \(error.message)"
-        guard error.code == .readOnly else { return text }
-        return text
-            + " (the server answers as a replica: it wrote nothing; point --url or REDIS_URL at the primary, or at a name that follows a failover; on a Redis Cluster, run it again once the failover is over)"
+        switch error.code {
+        case .readOnly:
+            return text
+                + " (the server answers as a replica: it wrote nothing; point --url or REDIS_URL at the primary, or at a name that follows a failover; on a Redis Cluster, run it again once the failover is over)"
+        case .noPermission:
+            return text + permissionAdvice(redis.flatMap { try? $0.configuration() })
+        default:
+            return text
+        }
+    }
+
+    /// What a NOPERM means to an operator: which user Redis refused, and which user the
+    /// shipped ACL file gives the operations commands. Trial J: a CRM worker's user running
+    /// `trim` was told "run it again", and `status` printed Redis's NOPERM alone.
+    static func permissionAdvice(_ configuration: RedisConfiguration?) -> String {
+        let user = configuration.map { "user '\($0.authentication?.username ?? "default")'" } ?? "this user"
+        return "; Redis's ACL does not let \(user) do that, so run again as that user it fails the same way: run the operations commands as a user with the operations role (ordershop-admin in deploy/redis/users.acl)"
     }
 
     /// A note for stderr when `pool`'s server answers as a replica (the URL names a demoted
@@ -24,9 +39,9 @@ enum OperatorText {
     }
 
     /// `error`, a Redis error as ``describe(_:)`` words it (ArgumentParser prints it as "Error: ...").
-    static func readable(_ error: any Error) -> any Error {
+    static func readable(_ error: any Error, redis options: RedisOptions? = nil) -> any Error {
         guard let redis = error as? RedisError else { return error }
-        return Described(description: describe(redis))
+        return Described(description: describe(redis, redis: options))
     }
 
     /// Runs an operations command's work; when Redis cannot be reached or refuses this process
@@ -38,6 +53,8 @@ enum OperatorText {
             return try await body()
         } catch let error as RedisError where reaching.contains(error.code) {
             throw RedisUnusable(redis: (try? redis.configuration().redactedDescription) ?? "the configured Redis", error: error)
+        } catch let error as RedisError where error.code == .noPermission {
+            throw Described(description: describe(error, redis: redis))
         }
     }
 

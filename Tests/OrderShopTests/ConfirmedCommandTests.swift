@@ -193,6 +193,35 @@ import Testing
         }
     }
 
+    @Test("with --confirm-replicas 1 an order whose stock reservation the replica does not confirm answers 503 'not applied': the order was never made")
+    func unconfirmedReservationIsNotAnOrder() async throws {
+        try await withReplication { replication in
+            let pool = try RedisConnectionPool(configuration: replication.configuration(0), maximumConnections: 4)
+            let context = try ShopContext(pool: pool, logger: testLogger, confirmation: ReplicaConfirmation(replicas: 1, timeout: .seconds(1)))
+            try await context.store.create([Customer(id: "c1", name: "C", email: "c@shop.test")], trace: "seed")
+            try await context.store.create([Product(id: "p1", name: "P", price: 1)], trace: "seed")
+            try await context.store.create([Inventory(id: "i1", productID: "p1", amount: 3)], trace: "seed")
+            try await Application(router: buildOwnerRouter(Order.self, context: context)).test(.router) { client in
+                // The customer and product checks read the primary; the reservation is the
+                // first write, and its WAIT fails.
+                replication.servers[1].signal(SIGSTOP)
+                let (status, body) = try await client.execute(
+                    uri: "/order", method: .post, headers: [.contentType: "application/json"],
+                    body: ByteBuffer(string: #"{"product_ids": ["p1"], "customer_id": "c1"}"#)
+                ) { ($0.status, try JSONParser.parse(Array($0.body.readableBytesView))) }
+                replication.servers[1].signal(SIGCONT)
+                #expect(status == .serviceUnavailable, "\(body)")
+                #expect(body["outcome"]?.stringValue == "not applied", "\(body)")
+                #expect(body["error"]?.stringValue?.contains("stock reservation may hold") == true, "\(body)")
+                let orders = try JSONParser.parse(try await ReadModel(pool: pool).list(.order)).arrayValue ?? []
+                #expect(orders.isEmpty, "\(orders)")
+                // What it may hold is a reservation, open until the reaper ends it.
+                #expect(try await pool.send(ZCARD(RedisArgument(OrderSteps.Keys.open))) == 1)
+            }
+            await pool.shutdown()
+        }
+    }
+
     @Test("with --confirm-replicas 1 a rebuild whose swap the replica does not confirm in time fails as 'may have been applied'; run again once the replica is back, it is done")
     func rebuildConfirmsItsSwap() async throws {
         try await withReplication { replication in

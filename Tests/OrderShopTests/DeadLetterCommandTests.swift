@@ -88,6 +88,26 @@ import Testing
         }
     }
 
+    /// A user Redis lets in but not do the command: the operations commands name the user and
+    /// the role that may (trial J: `trim` as a CRM worker's user said "run it again", `status`
+    /// printed Redis's NOPERM alone).
+    @Test func operationsNameTheUserRedisDoesNotAllow() async throws {
+        let ordershop = try builtProduct("ordershop")
+        try await withRedisServer { server in
+            let pool = try server.makePool()
+            _ = try await pool.send(RawCommand(["ACL", "SETUSER", "limited", "on", ">limited-pw", "~*", "+ping", "+hello", "+info", "+client|setname"], keys: []))
+            let url = "redis://limited:limited-pw@127.0.0.1:\(server.port)"
+            for command in [["status"], ["trim", "customer"], ["snapshot", "customer"], ["dlq", "list", "s", "g"]] {
+                let refused = try await runChild(ordershop, command + ["--url", url], timeout: .seconds(60))
+                #expect(refused.status == 1, "\(command): \(refused.output)")
+                #expect(refused.output.contains("NOPERM") && refused.output.contains("Redis's ACL does not let user 'limited' do that"), "\(command): \(refused.output)")
+                #expect(refused.output.contains("ordershop-admin") && !refused.output.contains("run it again"), "\(command): \(refused.output)")
+                #expect(!refused.output.contains("limited-pw"), "\(command): \(refused.output)")
+            }
+            await pool.shutdown()
+        }
+    }
+
     /// `rebuild --confirm-replicas 1` on a primary without replicas is refused before it writes
     /// anything (before: it swapped the read model in, then failed with "503: ... may have been
     /// applied", an HTTP status in a command's message).

@@ -1,5 +1,7 @@
 import AsyncHTTPClient
 import Foundation
+import Hummingbird
+import HummingbirdTesting
 @testable import OrderShop
 import RedisClient
 import TestSupport
@@ -36,6 +38,40 @@ extension ShopIntegration {
                 let missing = try await plain.post("/email", ["to": "b@shop.test"])
                 #expect(missing.status == 400)
                 #expect(missing.errorField == "msg")
+                // The address follows a customer's rule for its e-mail.
+                let notAnAddress = try await plain.post("/email", ["to": "bad", "msg": "hi"])
+                #expect(notAnAddress.status == 400)
+                #expect(notAnAddress.errorField == "to")
+            }
+        }
+
+        /// `mail:sent` keeps the mails of the key TTL: a send trims the entries older than that
+        /// (whole stream nodes), none younger. It grew by one entry per mail for ever.
+        @Test func theRecordKeepsTheMailsOfTheKeyTTL() async throws {
+            try await withRedisServer { server in
+                let pool = try server.makePool()
+                let context = try ShopContext(pool: pool, logger: testLogger)
+                func send(_ router: Router<ShopRequestContext>, keys: Range<Int>) async throws {
+                    try await Application(router: router).test(.router) { client in
+                        for index in keys {
+                            try await client.execute(
+                                uri: "/email", method: .post, headers: [.contentType: "application/json", .idempotencyKey: "k\(index)"],
+                                body: ByteBuffer(string: #"{"to": "a@shop.test", "msg": "hello"}"#)
+                            ) { #expect($0.status == .ok) }
+                        }
+                    }
+                }
+                // Within a day's TTL nothing is trimmed.
+                try await send(buildMsgRouter(context: context, options: MsgOptions(keyTTL: .seconds(86_400))), keys: 0..<300)
+                try await send(buildMsgRouter(context: context, options: MsgOptions(keyTTL: .seconds(86_400))), keys: 300..<301)
+                #expect(try await pool.send(XLEN(RedisArgument(MailKeys.sent))) == 301)
+                // With a TTL of 1 ms, the next send finds every earlier entry older than it.
+                try await Task.sleep(for: .milliseconds(5))
+                try await send(buildMsgRouter(context: context, options: MsgOptions(keyTTL: .milliseconds(1))), keys: 301..<302)
+                let left = try await pool.send(XRANGE(RedisArgument(MailKeys.sent)))
+                #expect(left.count < 200, "\(left.count) entries left")
+                #expect(left.last?.string("key") == "k301")
+                await pool.shutdown()
             }
         }
     }

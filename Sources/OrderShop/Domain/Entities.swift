@@ -36,10 +36,7 @@ public struct Customer: ShopEntity {
     }
 
     public init(fields f: FieldReader, id: String, current: Customer?) throws(ShopError) {
-        let email = try f.string("email", maxBytes: FieldLimits.email)
-        guard email.contains("@"), !email.contains(where: \.isWhitespace) else {
-            throw ShopError.badRequest("field 'email' must be an e-mail address\(f.item.map { " (item \($0))" } ?? "")", field: "email")
-        }
+        let email = try f.email("email")
         self.init(id: id, name: try f.string("name", maxBytes: FieldLimits.name), email: email)
     }
 

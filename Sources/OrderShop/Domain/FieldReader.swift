@@ -65,6 +65,17 @@ public struct FieldReader: Sendable {
         return s
     }
 
+    /// An e-mail address: a string of at most ``FieldLimits/email`` bytes with an `@` and no
+    /// white space (a customer's `email`, msg's `to`: the same rule, so that a customer's
+    /// welcome mail is never refused by msg).
+    public func email(_ name: String) throws(ShopError) -> String {
+        let email = try string(name, maxBytes: FieldLimits.email)
+        guard email.contains("@"), !email.contains(where: \.isWhitespace) else {
+            throw ShopError.badRequest("field '\(name)' must be an e-mail address\(suffix)", field: name)
+        }
+        return email
+    }
+
     /// A finite number, at least `minimum`.
     public func number(_ name: String, minimum: Double = -.infinity, maximum: Double = .infinity) throws(ShopError) -> Double {
         let v = try value(name)

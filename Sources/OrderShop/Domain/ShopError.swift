@@ -10,6 +10,9 @@ public struct ShopError: Error, Sendable, Hashable, CustomStringConvertible {
     /// could not be confirmed (a create's retry with the same `Idempotency-Key` answers its ids
     /// once confirmed; else the client reads it), `"not applied"` for a refusal not yet confirmed.
     public var outcome: String?
+    /// Why the outcome is not known, for a "may have been applied" (not in the body: the
+    /// message says it): what an order change says of its stock reservation.
+    var uncertainty: String?
 
     public init(status: Int, message: String, field: String? = nil, outcome: String? = nil) {
         self.status = status
@@ -41,10 +44,13 @@ public struct ShopError: Error, Sendable, Hashable, CustomStringConvertible {
     /// 503: the command ran on the primary, but fewer replicas than asked (`--confirm-replicas`)
     /// acknowledged it in time: a failover now could lose it, or it may survive.
     public static func unconfirmed(acknowledged: Int, wanted: Int) -> ShopError {
-        ShopError(
+        let why = "Redis took it, but \(acknowledged) of the \(wanted) replicas asked for confirmed it in time"
+        var error = ShopError(
             status: 503,
-            message: "the command may have been applied: Redis took it, but \(acknowledged) of the \(wanted) replicas asked for confirmed it in time; retry a create with the same Idempotency-Key (it answers the ids it made, once confirmed), or read the entity to learn whether the command holds before you retry it",
+            message: "the command may have been applied: \(why); retry a create with the same Idempotency-Key (it answers the ids it made, once confirmed), or read the entity to learn whether the command holds before you retry it",
             outcome: "may have been applied")
+        error.uncertainty = why
+        return error
     }
 
     /// 503: Redis refused the command (it changed nothing), but fewer replicas than asked
@@ -75,6 +81,16 @@ public struct ShopError: Error, Sendable, Hashable, CustomStringConvertible {
             outcome: "not applied")
     }
 
+    /// 503: an order change whose stock reservation (step 1 of ``OrderSteps``) may hold but is
+    /// not known to (unconfirmed by the replicas, or its answer lost): the change itself (step 2)
+    /// was not made, and units the reservation took go back when the reaper ends it.
+    static func reservationUncertain(_ cause: ShopError) -> ShopError {
+        ShopError(
+            status: 503,
+            message: "the order change was not applied: its stock reservation may hold (\(cause.uncertainty ?? cause.message)); units it holds go back when the reservation reaper ends it; send the change again (a create with the same Idempotency-Key reserves for the same orders)",
+            outcome: "not applied")
+    }
+
     public var description: String {
         "\(status): \(message)" + (field.map { " (field \($0))" } ?? "")
     }
@@ -93,10 +109,12 @@ public struct ShopError: Error, Sendable, Hashable, CustomStringConvertible {
     /// twice). Made where the write is sent (``RedisClientProtocol/runCommandScript(_:keys:arguments:confirmation:barrier:wrote:)``),
     /// not for a read before it: a timeout there is a plain 503, the command never went out.
     public static func mayHaveBeenApplied(_ error: RedisError) -> ShopError {
-        ShopError(
+        var shopError = ShopError(
             status: 503,
             message: "event store unavailable (\(error.code)): the command may have been applied, Redis's answer was lost or late; retry a create with the same Idempotency-Key (it answers the ids it made), or read the entity to learn whether the command holds before you retry it",
             outcome: "may have been applied")
+        shopError.uncertainty = "Redis's answer was lost or late (\(error.code))"
+        return shopError
     }
 
     /// A Redis error reply without where in a script it arose, which tells a client nothing

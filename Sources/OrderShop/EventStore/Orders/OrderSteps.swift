@@ -185,9 +185,17 @@ struct OrderSteps: Sendable {
                 for (pid, u) in units.sorted(by: { $0.key < $1.key }) { argv += [RedisArgument(pid), RedisArgument(u)] }
             }
         }
-        let reply = try await store.run(
-            "reserve stock", OrderScripts.prepare, type: .inventory, keys: Keys.inventory + reservations.map { RedisArgument(Keys.ended($0.rid)) },
-            arguments: argv)
+        let reply: RESPValue
+        do {
+            reply = try await store.run(
+                "reserve stock", OrderScripts.prepare, type: .inventory, keys: Keys.inventory + reservations.map { RedisArgument(Keys.ended($0.rid)) },
+                arguments: argv)
+        } catch let uncertain as ShopError where uncertain.outcome == "may have been applied" {
+            // Only the reservation may hold (unconfirmed, or its answer lost): the order change
+            // is step 2, which this request never runs. Trial I: 503 "may have been applied" for
+            // orders that were never written, whose units the reaper returned 10 s later.
+            throw ShopError.reservationUncertain(uncertain)
+        }
         _ = try EventStore.appended(reply, type: .order)
         if store.orderStepPause > .zero { try await Task.sleep(for: store.orderStepPause) }
     }
