@@ -447,6 +447,28 @@ if [ $have_redis = 1 ]; then
         if grep -qE "WRONGPASS|NOAUTH" <<<"$out"; then pass "a wrong password is refused"
         else fail "wrong password: $out"; fi
 
+        echo "  -- a restart replays the append-only file under these users"
+        # Redis 7.0 replays the AOF as the default user and checks each MULTI/EXEC against its
+        # rules (redis/redis#14541): with the default user at -@all every script with two writes
+        # (every OrderShop command) was refused at start, and a restart kept none (trial J).
+        aof_port=$(free_port); mkdir -p "$work/aof"
+        start_aof() {
+            redis-server --bind 127.0.0.1 --port "$aof_port" --dir "$work/aof" --save "" --appendonly yes \
+                --aclfile "$here/redis/users.acl" --daemonize no --logfile "$work/aof/redis.log" &
+            aof_pid=$!; pids+=($aof_pid)
+            for _ in $(seq 100); do [ "$(REDISCLI_AUTH=local-dev-admin redis-cli -p "$aof_port" --user ordershop-admin ping 2>&1)" = PONG ] && break; sleep 0.1; done
+        }
+        start_aof
+        REDISCLI_AUTH=local-dev-service redis-cli -p "$aof_port" --user ordershop-service eval \
+            "redis.call('HSET', KEYS[1], 'c1', '{}'); redis.call('XADD', KEYS[2], '*', 'entity_id', 'c1')" 2 \
+            '{customer}_entities' 'events:{customer}_created' >/dev/null 2>&1
+        kill "$aof_pid"; for _ in $(seq 100); do kill -0 "$aof_pid" 2>/dev/null || break; sleep 0.1; done
+        start_aof
+        out=$(REDISCLI_AUTH=local-dev-admin redis-cli -p "$aof_port" --user ordershop-admin exists '{customer}_entities' 'events:{customer}_created' 2>&1)
+        if [ "$out" = 2 ]; then pass "a script's two writes are back after a restart with appendonly and users.acl"
+        else fail "a restart with appendonly and users.acl lost a script's writes (EXISTS: $out; $(grep -m1 CRITICAL "$work/aof/redis.log" | cut -c1-200))"; fi
+        kill "$aof_pid" 2>/dev/null
+
         # Last: were any of the denials above by mistake the end of the server?
         deny ordershop-service "SHUTDOWN" -- shutdown nosave
         deny ordershop-admin "SHUTDOWN" -- shutdown nosave
@@ -478,6 +500,25 @@ if [ $have_redis = 1 ]; then
         else fail "wrong CA: $out"; fi
         out=$(tls_as ordershop-service -h localhost --cacert "$certs/ca.crt" --cert "$other/client.crt" --key "$other/client.key")
         if [ "$out" != PONG ]; then pass "a client certificate from another CA is refused"; else fail "a foreign client certificate got in"; fi
+        # A replica over TLS with the same certificate, as a cluster's nodes and replicas use
+        # it (the server certificate is their client certificate too: trial J's TLS cluster never
+        # joined with a serverAuth-only one), logging in as the replication user.
+        replica_port=$(free_port); mkdir -p "$work/tls-replica"
+        redis-server --bind 127.0.0.1 --port 0 --tls-port "$replica_port" --dir "$work/tls-replica" --save "" --appendonly no \
+            --tls-cert-file "$certs/redis.crt" --tls-key-file "$certs/redis.key" --tls-ca-cert-file "$certs/ca.crt" \
+            --tls-auth-clients yes --tls-replication yes --replicaof 127.0.0.1 "$tls_port" \
+            --masteruser ordershop-replication --masterauth local-dev-replication \
+            --aclfile "$here/redis/users.acl" --daemonize no --logfile "$work/tls-replica/redis.log" &
+        pids+=($!)
+        link=""
+        for _ in $(seq 100); do
+            link=$(REDISCLI_AUTH=local-dev-admin redis-cli -p "$replica_port" --tls -h localhost --cacert "$certs/ca.crt" --cert "$certs/client.crt" \
+                --key "$certs/client.key" --user ordershop-admin info replication 2>&1 | tr -d '\r' | grep '^master_link_status:')
+            [ "$link" = "master_link_status:up" ] && break; sleep 0.1
+        done
+        if [ "$link" = "master_link_status:up" ]; then pass "a TLS replica presenting the server certificate syncs as ordershop-replication"
+        else fail "a TLS replica did not sync (${link:-no status}; $(grep -m1 -iE 'error|refus|unable' "$work/tls-replica/redis.log" | cut -c1-200))"; fi
+
         # docker-compose.tls.yml's Redis health check, with this run's paths.
         out=$(cd "$certs" && REDISCLI_AUTH=local-dev-admin redis-cli -p "$tls_port" --tls --cacert ca.crt --cert client.crt --key client.key --user ordershop-admin ping | grep -q PONG && echo ok)
         if [ "$out" = ok ]; then pass "the TLS compose file's Redis health check command works"; else fail "TLS compose health check command"; fi
@@ -492,7 +533,7 @@ fi
 section "(c) a Redis Cluster with the ACL users"
 # Six nodes (3 primaries, 3 replicas) on free loopback ports, each loading users.acl, plus an
 # operator user that only this check has (forming a cluster takes CLUSTER MEET/ADDSLOTS, which no
-# OrderShop user may run; the replicas replicate as it, since the default user is off).
+# OrderShop user may run); the replicas replicate as ordershop-replication (the default user is off).
 # What the cluster overlays and docker-compose.cluster.yml rely on.
 if [ $have_redis = 1 ]; then
     denied_re="${denied_re:-NOPERM|no permissions|can't access|can't run|NOAUTH|WRONGPASS|EXECABORT}"
@@ -509,7 +550,7 @@ if [ $have_redis = 1 ]; then
         redis-server --bind 127.0.0.1 --port "$port" --cluster-enabled yes --cluster-port "$bus" \
             --cluster-config-file "$work/cluster/$port/nodes.conf" --cluster-node-timeout 2000 \
             --dir "$work/cluster/$port" --save "" --appendonly no --aclfile "$work/cluster-users.acl" \
-            --masteruser check-operator --masterauth "$operator_pw" --daemonize no --logfile "$work/cluster/$port/redis.log" &
+            --masteruser ordershop-replication --masterauth local-dev-replication --daemonize no --logfile "$work/cluster/$port/redis.log" &
         pids+=($!); cluster_pids+=($!); cluster_ports+=("$port")
     done
     for port in "${cluster_ports[@]}"; do

@@ -65,6 +65,15 @@ import RedisClient
         #expect(moving.status == 503 && moving.message.contains("being moved between cluster nodes"), "\(moving)")
     }
 
+    // Trial J: "event store unavailable: tlsHandshakeFailed" (the client's code name) when a
+    // primary died mid-handshake.
+    @Test func aTLSFailureIsSaidInWords() {
+        for code in [RedisError.Code.tlsHandshakeFailed, .tlsVerifyFailed, .tlsHostnameMismatch] {
+            let shown = ShopError.from(RedisError(code, "TLS handshake failed: error:0A000126:SSL routines::unexpected eof while reading"))
+            #expect(shown.status == 503 && shown.message == "event store unavailable: a TLS connection to Redis failed", "\(shown)")
+        }
+    }
+
     @Test func jsonMediaTypeIsRecognisedByteByByte() {
         for accepted in ["application/json", "Application/JSON", " application/json ", "application/json; charset=utf-8", "\tapplication/json;x"] {
             #expect(isJSONMediaType(accepted), "\(accepted)")

@@ -11,7 +11,8 @@ Usage:
   render-acl.py --stdout            print the rendered file
   render-acl.py --access-strings    print "<user> <rules>" without the password, for services that
                                     take an access string and a password separately (ElastiCache
-                                    RBAC users, Redis Cloud roles, ACL SETUSER scripts)
+                                    RBAC users, Redis Cloud roles, ACL SETUSER scripts); the
+                                    OrderShop roles only, not the default or replication user
   render-acl.py --users             print the user names, one per line
 
 Only the Python standard library is used.
@@ -92,9 +93,16 @@ def render(users: list[list[str]]) -> str:
     return "".join(" ".join(u) + "\n" for u in users)
 
 
+# Users a managed Redis does not take from us: its default user is its own (the rules here are
+# for a self-managed server's AOF replay), and it replicates on its own.
+_SELF_MANAGED_ONLY = ("default", "ordershop-replication")
+
+
 def access_strings(users: list[list[str]]) -> str:
     lines = []
     for tokens in users:
+        if tokens[1] in _SELF_MANAGED_ONLY:
+            continue
         rules = [t for t in tokens[2:] if not _PASSWORD.match(t) and t not in ("nopass", "resetpass")]
         lines.append(f"{tokens[1]} {' '.join(rules)}")
     return "\n".join(lines) + "\n"

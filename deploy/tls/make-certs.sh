@@ -59,10 +59,14 @@ sign() { # sign NAME SUBJECT EXTENSIONS
         -sha256 -days "$days" -extfile "$tmp/$name.ext" -out "$name.crt" 2>/dev/null
 }
 
-# 2. The server (redis) certificate.
+# 2. The server (redis) certificate. Client use too: a Redis node presents it as its client
+#    certificate to the nodes it connects to (the cluster bus with `tls-cluster yes`, a replica's
+#    link with `tls-replication yes`), which with `tls-auth-clients yes` refuse a certificate not
+#    meant for clients. With serverAuth alone `redis-cli --cluster create` waited for ever at
+#    "Waiting for the cluster to join" (trial J; the nodes logged "unexpected eof").
 sign redis "/O=OrderShop/CN=redis" "basicConstraints=critical,CA:FALSE
 keyUsage=critical,digitalSignature
-extendedKeyUsage=serverAuth
+extendedKeyUsage=serverAuth,clientAuth
 subjectAltName=$san
 authorityKeyIdentifier=keyid"
 
@@ -76,4 +80,5 @@ authorityKeyIdentifier=keyid"
 chmod 0644 ./*.crt redis.key client.key
 chmod 0600 ca.key
 openssl verify -CAfile ca.crt redis.crt client.crt >/dev/null
+openssl verify -CAfile ca.crt -purpose sslclient redis.crt >/dev/null
 echo "make-certs: wrote CA, server ($san) and client certificates to $out"

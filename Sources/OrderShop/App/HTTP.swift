@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
+import RedisClient
 
 /// The request context every OrderShop router uses: Hummingbird's basic one, which can also be
 /// made without a connection, for a call in the same process (``InProcessServices``).
@@ -133,10 +134,13 @@ struct JSONErrorMiddleware: RouterMiddleware {
         } catch {
             let shop = ShopError.from(error)
             let path = LogText.escaped(request.uri.path)
+            // The client's words leave out what only an operator needs (which node, OpenSSL's
+            // reason); the log line has them.
+            let cause = (error as? RedisError).map { " (\(LogText.escaped($0.message, limit: 500)))" } ?? ""
             if shop.status == 503 {
-                context.logger.warning("\(request.method) \(path): \(LogText.escaped(shop.message, limit: 500))")
+                context.logger.warning("\(request.method) \(path): \(LogText.escaped(shop.message, limit: 500))\(cause)")
             } else if shop.status >= 500 {
-                context.logger.error("\(request.method) \(path) failed: \(LogText.escaped(shop.message, limit: 500))")
+                context.logger.error("\(request.method) \(path) failed: \(LogText.escaped(shop.message, limit: 500))\(cause)")
             }
             var response = JSONResponse.bytes(shop.body, status: HTTPResponse.Status(code: shop.status))
             if shop.status == 503 { response.headers[.retryAfter] = Self.retryAfter }

@@ -190,6 +190,9 @@ public struct ShopError: Error, Sendable, Hashable, CustomStringConvertible {
                 case .connectionRefused, .hostNotFound: "Redis cannot be reached"
                 case .connectTimeout, .timeout: "Redis did not answer in time"
                 case .connectionClosed, .outcomeUnknown, .io: "the connection to Redis was lost"
+                // Trial J: "event store unavailable: tlsHandshakeFailed" while a primary died (its
+                // reason, OpenSSL's, is in the service's log line of the request).
+                case .tlsHandshakeFailed, .tlsVerifyFailed, .tlsHostnameMismatch, .tlsConfiguration: "a TLS connection to Redis failed"
                 default: "\(e.code)"
                 }
             return .unavailable("event store unavailable: \(words)")
