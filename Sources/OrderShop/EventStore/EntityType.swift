@@ -78,6 +78,11 @@ public struct ReadModelKeys: Sendable, Hashable {
     /// that `WAIT` covers the state the refusal rests on. Not a read-model key.
     public var replicaBarrier: String { "\(type.tag)_replica_barrier" }
 
+    /// A counter each rebuild's swap raises: a list read in pages (``ReadModel/list(_:)``)
+    /// starts again when it changes between two pages, since the swap may renumber the
+    /// creation order the pages follow. Not a read-model key: a rebuild never stages it.
+    public var generation: String { "\(type.tag)_generation" }
+
     /// Every read-model key of the type (for rebuilds).
     public var all: [String] { [entities, versions, tombstones, ids, sequence, unique] }
 

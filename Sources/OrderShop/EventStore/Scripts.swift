@@ -164,41 +164,36 @@ enum Scripts {
 
     // MARK: Queries
 
-    /// Every live entity's JSON, in creation order. KEYS: ids, entities.
-    static let all = RedisScript(
+    /// One page of live entities in creation order: those whose score in the ids set is above
+    /// ARGV[1] (a `ZRANGE BYSCORE` bound: `-inf`, or `(<score>` for after that score), at most
+    /// ARGV[2] of them. KEYS: ids, entities, generation (``ReadModelKeys/generation``).
+    /// Returns `{generation, last score or false, ids read, id, json, id, json, ...}`: fewer ids
+    /// read than asked means the last page.
+    static let page = RedisScript(
         """
-        local ids = redis.call('ZRANGE', KEYS[1], 0, -1)
-        local out = {}
-        for i = 1, #ids, 500 do
-          local chunk = {}
-          for j = i, math.min(i + 499, #ids) do chunk[#chunk + 1] = ids[j] end
-          for _, v in ipairs(redis.call('HMGET', KEYS[2], unpack(chunk))) do
-            if v then out[#out + 1] = v end
+        local generation = redis.call('GET', KEYS[3]) or '0'
+        local read = redis.call('ZRANGE', KEYS[1], ARGV[1], '+inf', 'BYSCORE', 'LIMIT', 0, tonumber(ARGV[2]), 'WITHSCORES')
+        local n = #read / 2
+        if n == 0 then return {generation, false, 0} end
+        local ids = {}
+        for i = 1, #read, 2 do ids[#ids + 1] = read[i] end
+        local out = {generation, read[#read], n}
+        for i, v in ipairs(redis.call('HMGET', KEYS[2], unpack(ids))) do
+          if v then
+            out[#out + 1] = ids[i]
+            out[#out + 1] = v
           end
         end
         return out
         """)
 
-    /// Live orders but those in ARGV (the billed ones), in creation order.
-    /// KEYS: order ids, order entities. ARGV: the ids to leave out.
-    static let unbilled = RedisScript(
+    /// For each id of ARGV, 1 when it is a field of the hash KEYS[1], else 0.
+    static let present = RedisScript(
         """
-        local billed = {}
-        for _, id in ipairs(ARGV) do billed[id] = true end
-        local ids = redis.call('ZRANGE', KEYS[1], 0, -1)
         local out = {}
-        for _, id in ipairs(ids) do
-          if not billed[id] then
-            local v = redis.call('HGET', KEYS[2], id)
-            if v then out[#out + 1] = v end
-          end
-        end
+        for i, id in ipairs(ARGV) do out[i] = redis.call('HEXISTS', KEYS[1], id) end
         return out
         """)
-
-    /// The fields of a hash. KEYS: the hash. (A plain HKEYS, as a script for the confirmed read
-    /// of ``ReadModel``.)
-    static let fields = RedisScript("return redis.call('HKEYS', KEYS[1])")
 
     /// One live entity's JSON, or nil. KEYS: entities. ARGV: id. (A plain HGET, as a script for
     /// the confirmed read of ``ReadModel``.)

@@ -21,11 +21,62 @@ public struct ReadModel: Sendable {
     }
 
     /// All live entities of a type as a JSON array, in creation order.
+    ///
+    /// Read in pages of ``pageSize`` (``pages(of:_:)``), so that Redis serves other commands
+    /// between them: as one script, a list held Redis's thread for all of it (trial K:
+    /// `GET /orders` 150-162 ms at 60,000 orders, `/orders/unbilled` 667 ms at 28,000, every
+    /// service stalled meanwhile). An entity created or deleted while the list is read may be in
+    /// it or not; one that lives throughout is in it once, also across a rebuild.
     public func list(_ type: EntityType) async throws -> [UInt8] {
-        let k = type.keys
-        let reply = try await query(Scripts.all, of: type, keys: [RedisArgument(k.ids), RedisArgument(k.entities)])
-        return Self.jsonArray(reply.array ?? [])
+        var items: [RESPValue] = []
+        try await pages(of: type, start: { items = [] }) { page in items += page.map(\.json) }
+        return Self.jsonArray(items)
     }
+
+    /// Entities per page of a list: a page's script reads this many (about 1 ms of Redis's time
+    /// for orders of a few products).
+    static let pageSize = 500
+
+    /// Reads `type`'s live entities page by page, in creation order (their score in the ids set,
+    /// which no command changes), each page one short script, and hands each page to `body`,
+    /// which collects into what the list started (`start` is called before the first page).
+    /// A rebuild's swap may renumber the scores: when the read model's generation changes
+    /// between two pages, the list starts again (`start` once more), at most
+    /// ``maximumRestarts`` times.
+    func pages(
+        of type: EntityType, start: () -> Void, _ body: ([(id: String, json: RESPValue)]) async throws -> Void
+    ) async throws {
+        let k = type.keys
+        let keys = [RedisArgument(k.ids), RedisArgument(k.entities), RedisArgument(k.generation)]
+        for _ in 0...Self.maximumRestarts {
+            start()
+            var after = "-inf"
+            var generation: String?
+            var seen = Set<String>()
+            while true {
+                let reply = try await query(Scripts.page, of: type, keys: keys, arguments: [RedisArgument(after), RedisArgument(Self.pageSize)])
+                guard let parts = reply.array, parts.count >= 3, let now = parts[0].string, let read = parts[2].int else {
+                    throw RedisError(.unexpectedReply, "list page answered \(reply)")
+                }
+                if let generation, generation != now { break }
+                generation = now
+                var page: [(id: String, json: RESPValue)] = []
+                page.reserveCapacity(read)
+                var index = 3
+                while index + 1 < parts.count {
+                    if let id = parts[index].string, seen.insert(id).inserted { page.append((id, parts[index + 1])) }
+                    index += 2
+                }
+                if !page.isEmpty { try await body(page) }
+                guard read == Self.pageSize, let last = parts[1].string else { return }
+                after = "(" + last
+            }
+        }
+        throw ShopError.unavailable("the \(type) read model was rebuilt \(Self.maximumRestarts + 1) times while it was listed; retry")
+    }
+
+    /// How often a list starts again after a rebuild's swap before it answers 503.
+    static let maximumRestarts = 3
 
     /// One live entity's JSON, or nil when there is none (never created, or deleted).
     public func one(_ type: EntityType, id: String) async throws -> [UInt8]? {
@@ -34,17 +85,22 @@ public struct ReadModel: Sendable {
         return try await query(Scripts.one, of: type, keys: [key], arguments: [RedisArgument(id)]).bytes
     }
 
-    /// Live orders that have no billing, as a JSON array.
+    /// Live orders that have no billing, as a JSON array, in creation order.
     ///
-    /// Two reads, each in its type's slot (they may be on two nodes): the billed order ids, then
-    /// the orders without them. A billing made between the two shows its order as unbilled still,
-    /// as if the query had come just before it.
+    /// Page by page (``pages(of:_:)``): each page of orders, then which of them have a billing
+    /// (the billings' unique index, in its own slot: it may be on another node). A billing made
+    /// while the list is read leaves its order in it or not. Before, the billed ids were all
+    /// read at once and passed to one script over every order (trial K: 667 ms of Redis's time at
+    /// 28,000 orders, 132 ms more for the ids).
     public func unbilledOrders() async throws -> [UInt8] {
-        let billed = try await query(Scripts.fields, of: .billing, keys: [RedisArgument(EntityType.billing.keys.unique)]).array ?? []
-        let o = EntityType.order.keys
-        return Self.jsonArray(try await query(Scripts.unbilled, of: .order, keys: [RedisArgument(o.ids), RedisArgument(o.entities)], arguments: billed.map {
-            RedisArgument(bytes: $0.bytes ?? [])
-        }).array ?? [])
+        var items: [RESPValue] = []
+        let billings = RedisArgument(EntityType.billing.keys.unique)
+        try await pages(of: .order, start: { items = [] }) { page in
+            let billed = try await query(Scripts.present, of: .billing, keys: [billings], arguments: page.map { RedisArgument($0.id) }).array ?? []
+            guard billed.count == page.count else { throw RedisError(.unexpectedReply, "billed check answered \(billed.count) of \(page.count)") }
+            for (order, isBilled) in zip(page, billed) where isBilled.int == 0 { items.append(order.json) }
+        }
+        return Self.jsonArray(items)
     }
 
     /// Runs a query script; with ``confirmation``, answers only once the replicas hold what it

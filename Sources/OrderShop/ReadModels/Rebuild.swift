@@ -108,7 +108,7 @@ extension EventStore {
             for e in Projection.ordered(new.events) where projection.apply(e) { changed.insert(e.entityID) }
             from = cut
             try await staging.write(projection, changed: changed, pool: pool)
-            let keys = (type.streams + type.keys.all + staging.keys).map { RedisArgument($0) }
+            let keys = (type.streams + type.keys.all + staging.keys + [type.keys.generation]).map { RedisArgument($0) }
             // With --confirm-replicas the swap counts only once the replicas have it: a failover
             // could otherwise undo a rebuild reported done (the live read model, as commands
             // kept it, would stay), and an operator who rebuilt to repair it would not know.
@@ -133,7 +133,8 @@ extension EventStore {
         throw RedisError(.transactionAborted, "\(type) events kept arriving; rebuild gave up after \(maxAttempts) attempts")
     }
 
-    /// KEYS: the 3 streams, the 6 live keys, the 6 staging keys. ARGV: each stream's entries-added
+    /// KEYS: the 3 streams, the 6 live keys, the 6 staging keys, the generation
+    /// (``ReadModelKeys/generation``, raised by the swap). ARGV: each stream's entries-added
     /// when it was read (it grows with every append and trimming does not lower it).
     static let swapScript = RedisScript(
         """
@@ -149,6 +150,7 @@ extension EventStore {
           local live, staged = KEYS[3 + i], KEYS[9 + i]
           if redis.call('EXISTS', staged) == 1 then redis.call('RENAME', staged, live) else redis.call('DEL', live) end
         end
+        redis.call('INCR', KEYS[16])
         return {'ok'}
         """)
 }
