@@ -71,6 +71,17 @@ extension ShopIntegration {
                 let left = try await pool.send(XRANGE(RedisArgument(MailKeys.sent)))
                 #expect(left.count < 200, "\(left.count) entries left")
                 #expect(left.last?.string("key") == "k301")
+
+                // A duplicate sets its marker to expire the TTL after the mail's entry, never
+                // later (renewed by each duplicate, a marker outlived its trimmed entry).
+                let ttl = 3_000
+                let router = buildMsgRouter(context: context, options: MsgOptions(keyTTL: .milliseconds(ttl)))
+                try await send(router, keys: 400..<401)
+                try await Task.sleep(for: .milliseconds(1_000))
+                try await send(router, keys: 400..<401)
+                let marker = RedisArgument(MailKeys.marker("k400"))
+                let remaining = try await pool.send(RawCommand(["PTTL", marker], keys: [marker])).int ?? -1
+                #expect(remaining > 0 && remaining <= ttl - 1_000, "\(remaining) ms left")
                 await pool.shutdown()
             }
         }

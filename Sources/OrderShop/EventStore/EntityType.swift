@@ -78,7 +78,7 @@ public struct ReadModelKeys: Sendable, Hashable {
     /// that `WAIT` covers the state the refusal rests on. Not a read-model key.
     public var replicaBarrier: String { "\(type.tag)_replica_barrier" }
 
-    /// A counter each rebuild's swap raises: a list read in pages (``ReadModel/list(_:)``)
+    /// A value each rebuild's swap sets anew (a UUID): a list read in pages (``ReadModel/list(_:)``)
     /// starts again when it changes between two pages, since the swap may renumber the
     /// creation order the pages follow. Not a read-model key: a rebuild never stages it.
     public var generation: String { "\(type.tag)_generation" }

@@ -111,7 +111,8 @@ public func buildMsgRouter(context: ShopContext, options: MsgOptions = .init()) 
 }
 
 /// KEYS: marker, stream. ARGV: key, to, msg, ttl ms. Answers `{'sent'|'duplicate', entry id}`.
-/// Both answers write (a duplicate renews its marker's TTL), so that a `WAIT` after either
+/// Both answers write (a duplicate sets its marker's expiry again, to the TTL from the mail's
+/// entry, never later: the entry is trimmed then), so that a `WAIT` after either
 /// confirms the record the answer speaks of, which another connection may have written: from
 /// Redis 7.2 a connection's replication offset moves only for commands that propagate (see
 /// ``RedisClientProtocol/evaluate(_:keys:arguments:confirming:barrier:wrote:)``).
@@ -119,13 +120,17 @@ public func buildMsgRouter(context: ShopContext, options: MsgOptions = .init()) 
 /// whose markers are gone.
 private let sendScript = RedisScript(
     """
+    local now = redis.call('TIME')
+    local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
     local prev = redis.call('GET', KEYS[1])
     if prev then
-      redis.call('PEXPIRE', KEYS[1], ARGV[4])
+      -- A write, but no longer than the mail's own TTL from its entry's time: renewed by each
+      -- duplicate, a marker outlived its entry in mail:sent (a review).
+      local sent_ms = tonumber(string.match(prev, '^(%d+)')) or now_ms
+      redis.call('PEXPIREAT', KEYS[1], string.format('%.0f', math.max(sent_ms + tonumber(ARGV[4]), now_ms + 1)))
       return {'duplicate', prev}
     end
-    local now = redis.call('TIME')
-    local floor = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[4])
+    local floor = now_ms - tonumber(ARGV[4])
     local id = redis.call('XADD', KEYS[2], 'MINID', '~', string.format('%.0f', math.max(floor, 0)), '*',
                           'key', ARGV[1], 'to', ARGV[2], 'msg', ARGV[3])
     redis.call('SET', KEYS[1], id, 'PX', ARGV[4])

@@ -115,7 +115,8 @@ extension EventStore {
             let reply: RESPValue
             do {
                 reply = try await runConfirmed(
-                    Self.swapScript, type: type, keys: keys, arguments: cut.positions.map { RedisArgument($0.entriesAdded) },
+                    Self.swapScript, type: type, keys: keys,
+                    arguments: cut.positions.map { RedisArgument($0.entriesAdded) } + [RedisArgument(RandomUUID.string())],
                     wrote: { $0.array?.first?.string == "ok" })
             } catch var unconfirmed as ShopError where unconfirmed.outcome == "may have been applied" {
                 // The command's advice (an Idempotency-Key, reading the entity) is a client's;
@@ -134,7 +135,8 @@ extension EventStore {
     }
 
     /// KEYS: the 3 streams, the 6 live keys, the 6 staging keys, the generation
-    /// (``ReadModelKeys/generation``, raised by the swap). ARGV: each stream's entries-added
+    /// (``ReadModelKeys/generation``, set by the swap to ARGV[4], a new UUID: a counter's value
+    /// could come again after a failover lost a swap, a review). ARGV: each stream's entries-added
     /// when it was read (it grows with every append and trimming does not lower it).
     static let swapScript = RedisScript(
         """
@@ -150,7 +152,7 @@ extension EventStore {
           local live, staged = KEYS[3 + i], KEYS[9 + i]
           if redis.call('EXISTS', staged) == 1 then redis.call('RENAME', staged, live) else redis.call('DEL', live) end
         end
-        redis.call('INCR', KEYS[16])
+        redis.call('SET', KEYS[16], ARGV[4])
         return {'ok'}
         """)
 }

@@ -190,10 +190,13 @@ struct OrderSteps: Sendable {
             reply = try await store.run(
                 "reserve stock", OrderScripts.prepare, type: .inventory, keys: Keys.inventory + reservations.map { RedisArgument(Keys.ended($0.rid)) },
                 arguments: argv)
-        } catch let uncertain as ShopError where uncertain.outcome == "may have been applied" {
+        } catch let uncertain as ShopError where uncertain.outcome == "may have been applied" && !reservations.contains(where: \.keep) {
             // Only the reservation may hold (unconfirmed, or its answer lost): the order change
             // is step 2, which this request never runs. Trial I: 503 "may have been applied" for
             // orders that were never written, whose units the reaper returned 10 s later.
+            // Not for a keyed create: another request with its key reserves for the same orders
+            // and may make them (a review), so "may have been applied" holds, and a retry with
+            // the key answers which.
             throw ShopError.reservationUncertain(uncertain)
         }
         _ = try EventStore.appended(reply, type: .order)
