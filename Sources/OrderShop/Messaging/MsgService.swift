@@ -125,9 +125,10 @@ private let sendScript = RedisScript(
     local prev = redis.call('GET', KEYS[1])
     if prev then
       -- A write, but no longer than the mail's own TTL from its entry's time: renewed by each
-      -- duplicate, a marker outlived its entry in mail:sent (a review).
+      -- duplicate, a marker outlived its entry in mail:sent (a review). PEXPIRE, relative: the
+      -- ACL users (deploy/redis/users.acl, and access strings made from it) grant no PEXPIREAT.
       local sent_ms = tonumber(string.match(prev, '^(%d+)')) or now_ms
-      redis.call('PEXPIREAT', KEYS[1], string.format('%.0f', math.max(sent_ms + tonumber(ARGV[4]), now_ms + 1)))
+      redis.call('PEXPIRE', KEYS[1], string.format('%.0f', math.max(sent_ms + tonumber(ARGV[4]) - now_ms, 1)))
       return {'duplicate', prev}
     end
     local floor = now_ms - tonumber(ARGV[4])
