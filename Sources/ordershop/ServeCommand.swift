@@ -84,6 +84,8 @@ struct ServeCommand: AsyncParsableCommand {
         let confirmation = context.confirmation
         let redisCheck = StartsWhenReady(WaitsForShutdown()) {
             try await RedisReadiness.wait(for: pool, at: redisConfiguration, logger: logger)
+            // A user Redis lets in but not write what the service writes: it cannot do its job.
+            try await KeyAccessProbe.check(name, client: pool, at: redisConfiguration)
             if let confirmation { try await ReplicaReadiness.wait(for: confirmation, client: pool, at: redisConfiguration, logger: logger) }
         }
         do {

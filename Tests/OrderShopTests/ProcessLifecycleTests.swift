@@ -90,6 +90,28 @@ import Testing
         }
     }
 
+    /// Trial J: `serve customer` as the CRM worker's user answered every create 503 naming the
+    /// ACL while its /healthz said ok. Two users: one that may not name the keys in a script at
+    /// all, one that may run scripts over them but only read them (the CRM worker's shape).
+    @Test(
+        "a service whose Redis user may not write its keys says so in one line and exits",
+        arguments: [["resetkeys", "%R~*", "+@all"], ["resetkeys", "~*", "-@all", "+@read", "+eval", "+evalsha", "+ping", "+hello", "+info", "+client|setname"]])
+    func serviceWhoseUserMayNotWriteExits(rules: [String]) async throws {
+        try await withRedisServer { server in
+            let pool = try server.makePool()
+            _ = try await pool.send(RawCommand(["ACL", "SETUSER", "reader", "on", ">reader-pw"] + rules.map { RedisArgument($0) }, keys: []))
+            let service = try ordershop(["serve", "order", "--port", "0", "--url", "redis://reader:reader-pw@127.0.0.1:\(server.port)"])
+            let status = await service.waitForExit(timeout: Self.limit)
+            await service.stop(signal: SIGKILL)
+            #expect(status != nil && status != 0, "status \(String(describing: status)): \(service.output)")
+            #expect(lines(service.output, containing: "does not let user 'reader' write").count == 1, "\(service.output)")
+            #expect(service.output.contains("ordershop-service in deploy/redis/users.acl") && !service.output.contains("reader-pw"), "\(service.output)")
+            // It changed nothing.
+            #expect(try await pool.send(RawCommand(["DBSIZE"], keys: [])).int == 0)
+            await pool.shutdown()
+        }
+    }
+
     @Test("SIGTERM while `up` waits for an unreachable Redis ends it at once", arguments: [SIGINT, SIGTERM])
     func upWaitingForRedisStops(signal: Int32) async throws {
         let up = try ordershop(

@@ -1,0 +1,87 @@
+import RedisClient
+
+/// What a service writes, tried once at start with its Redis user, changing nothing: a service
+/// whose ACL user may not write its keys cannot do its job, and says so in one line and exits.
+///
+/// Why: trial J ran `serve customer` as the CRM worker's user (allowed to read read models and
+/// to run scripts over them, not to write them): it answered every create 503 naming the ACL
+/// while its `/healthz` said ok, so a readiness probe kept it serving.
+///
+/// Per slot the service writes, one script tries a write command on a read-model key (`HDEL` of
+/// a field no entity has; msg: `PEXPIRE` of a marker that does not exist) and on the stream it
+/// appends to (`XADD` with id 0-0, which Redis refuses after its ACL check). Neither changes
+/// anything, so nothing reaches the replicas or the append-only file. Only an ACL refusal counts:
+/// any other error (a replica, a lost connection) is left to the service's own handling.
+public enum KeyAccessProbe {
+    /// One slot's keys: a key and the write command tried on it, and a stream.
+    struct Target: Sendable {
+        var key: String
+        var command: [String]
+        var stream: String
+    }
+
+    static func targets(of service: ServiceName) -> [Target] {
+        func entity(_ type: EntityType) -> Target {
+            Target(key: type.keys.entities, command: ["HDEL", "\u{0}ordershop-access-probe"], stream: type.stream(.created))
+        }
+        switch service {
+        case .gateway: return []
+        case .customer: return [entity(.customer)]
+        case .product: return [entity(.product)]
+        case .inventory: return [entity(.inventory)]
+        // An order change writes the stock's slot too (its reservation, ``OrderSteps``).
+        case .order: return [entity(.order), entity(.inventory)]
+        case .billing: return [entity(.billing)]
+        case .msg: return [Target(key: MailKeys.marker("ordershop-access-probe"), command: ["PEXPIRE", "1"], stream: MailKeys.sent)]
+        }
+    }
+
+    /// KEYS: a key, a stream. ARGV: the command to try on the key, then its arguments after the
+    /// key. Answers false, or `{key, Redis's refusal}`.
+    static let script = RedisScript(
+        """
+        local function refused(reply)
+          if type(reply) ~= 'table' or not reply.err then return nil end
+          local text = string.lower(reply.err)
+          for _, words in ipairs({'noperm', 'no permissions to', "can't access at least one of the keys", 'the user executing the script', 'acl failure'}) do
+            if string.find(text, words, 1, true) then return reply.err end
+          end
+          return nil
+        end
+        local e = refused(redis.pcall(ARGV[1], KEYS[1], unpack(ARGV, 2)))
+        if e then return {KEYS[1], e} end
+        e = refused(redis.pcall('XADD', KEYS[2], '0-0', 'probe', '1'))
+        if e then return {KEYS[2], e} end
+        return false
+        """)
+
+    /// Throws ``RedisUnusable`` naming the user, the key and the role that may write it when
+    /// Redis's ACL refuses `service` a write it needs.
+    public static func check(_ service: ServiceName, client: any RedisClientProtocol, at configuration: RedisConfiguration) async throws {
+        for target in targets(of: service) {
+            let refusal: (key: String, reason: String)?
+            do {
+                let reply = try await client.evaluate(
+                    script, keys: [RedisArgument(target.key), RedisArgument(target.stream)], arguments: target.command.map { RedisArgument($0) })
+                if let parts = reply.array, parts.count == 2, let key = parts[0].string, let reason = parts[1].string {
+                    refusal = (key, reason)
+                } else {
+                    refusal = nil
+                }
+            } catch let error as RedisError where error.code == .noPermission {
+                // The script itself: its keys are not the user's to name in EVAL.
+                refusal = ("\(target.key) and \(target.stream)", error.message)
+            } catch {
+                continue
+            }
+            guard let refusal else { continue }
+            let user = configuration.authentication?.username ?? "default"
+            throw RedisUnusable(
+                redis: configuration.redactedDescription,
+                error: RedisError(
+                    .noPermission,
+                    "Redis's ACL does not let user '\(user)' write \(refusal.key), which the \(service) service writes (\(ShopError.withoutScriptLocation(refusal.reason))); run it as a user with the service role (ordershop-service in deploy/redis/users.acl)"
+                ))
+        }
+    }
+}
