@@ -112,6 +112,23 @@ import Testing
         }
     }
 
+    @Test("the start-up write probe passes a user that may write, and changes nothing: not even a client's marker named like it")
+    func theWriteProbeChangesNothing() async throws {
+        try await withRedisServer { server in
+            let pool = try server.makePool()
+            // A mail a client sent with the Idempotency-Key "ordershop-access-probe" (a review: the
+            // probe's PEXPIRE ended that marker, and the same key was mailed again).
+            let marker = RedisArgument(MailKeys.marker("ordershop-access-probe"))
+            _ = try await pool.send(RawCommand(["SET", marker, "1-0"], keys: [marker]))
+            for service in ServiceName.allCases { try await KeyAccessProbe.check(service, client: pool, at: server.configuration) }
+            #expect(try await pool.send(RawCommand(["DBSIZE"], keys: [])).int == 1)
+            // No expiry, as it was set: a PEXPIRE of the probe would have given it one.
+            #expect(try await pool.send(RawCommand(["PTTL", marker], keys: [marker])).int == -1)
+            #expect(KeyAccessProbe.targets(of: .order).map(\.stream) == ["events:{order}_created", "events:{inventory}_updated"])
+            await pool.shutdown()
+        }
+    }
+
     @Test("SIGTERM while `up` waits for an unreachable Redis ends it at once", arguments: [SIGINT, SIGTERM])
     func upWaitingForRedisStops(signal: Int32) async throws {
         let up = try ordershop(

@@ -99,7 +99,9 @@ struct CrashTests {
                 server, stream: stream, group: "g",
                 extra: ["--lease-ms", "2000", "--handler-delay-ms", "6500", "--effects-key", "effects", "--invocations-key", "invocations"])
             let slowName = try #require(await probeConsumer(slow))
-            #expect(await eventually { try await pool.send(XPENDING(RedisArgument(stream), group: "g")).consumers[slowName] == ids.count })
+            // 60 s: in one full-suite run the probe had not read its four entries within the
+            // default wait (they stay pending for 6.5 s once read, so a longer wait misses nothing).
+            #expect(await eventually(timeout: .seconds(60)) { try await pool.send(XPENDING(RedisArgument(stream), group: "g")).consumers[slowName] == ids.count })
             // A second worker with the same lease, reclaiming all the while.
             let thief = RunningWorker(
                 pool: pool, configuration: .init(lease: .seconds(2)),

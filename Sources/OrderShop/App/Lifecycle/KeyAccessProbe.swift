@@ -21,18 +21,21 @@ public enum KeyAccessProbe {
     }
 
     static func targets(of service: ServiceName) -> [Target] {
-        func entity(_ type: EntityType) -> Target {
-            Target(key: type.keys.entities, command: ["HDEL", "\u{0}ordershop-access-probe"], stream: type.stream(.created))
+        func entity(_ type: EntityType, appending action: EventAction = .created) -> Target {
+            Target(key: type.keys.entities, command: ["HDEL", "\u{0}ordershop-access-probe"], stream: type.stream(action))
         }
         switch service {
         case .gateway: return []
         case .customer: return [entity(.customer)]
         case .product: return [entity(.product)]
         case .inventory: return [entity(.inventory)]
-        // An order change writes the stock's slot too (its reservation, ``OrderSteps``).
-        case .order: return [entity(.order), entity(.inventory)]
+        // An order change writes the stock's slot too (its reservation, ``OrderSteps``), and
+        // appends there to `events:{inventory}_updated` only.
+        case .order: return [entity(.order), entity(.inventory, appending: .updated)]
         case .billing: return [entity(.billing)]
-        case .msg: return [Target(key: MailKeys.marker("ordershop-access-probe"), command: ["PEXPIRE", "1"], stream: MailKeys.sent)]
+        // Not a marker's name (`{mail:sent}:key:<key>`): a client's Idempotency-Key
+        // "ordershop-access-probe" made that one a real marker, which the probe's PEXPIRE ended (a review).
+        case .msg: return [Target(key: "{\(MailKeys.sent)}:access-probe", command: ["PEXPIRE", "1"], stream: MailKeys.sent)]
         }
     }
 
