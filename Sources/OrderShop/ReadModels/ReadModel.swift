@@ -38,7 +38,8 @@ public struct ReadModel: Sendable {
     static let pageSize = 500
 
     /// Reads `type`'s live entities page by page, in creation order (their score in the ids set,
-    /// which no command changes), each page one short script, and hands each page to `body`,
+    /// which no command changes, and no id gets twice: a create refuses an id that ever
+    /// existed), each page one short script, and hands each page to `body`,
     /// which collects into what the list started (`start` is called before the first page).
     /// A rebuild's swap may renumber the scores: when the read model's generation changes
     /// between two pages, the list starts again (`start` once more), at most
@@ -52,7 +53,6 @@ public struct ReadModel: Sendable {
             start()
             var after = "-inf"
             var generation: String?
-            var seen = Set<String>()
             while true {
                 let reply = try await query(Scripts.page, of: type, keys: keys, arguments: [RedisArgument(after), RedisArgument(Self.pageSize)])
                 guard let parts = reply.array, parts.count >= 3, let now = parts[0].string, let read = parts[2].int else {
@@ -64,7 +64,7 @@ public struct ReadModel: Sendable {
                 page.reserveCapacity(read)
                 var index = 3
                 while index + 1 < parts.count {
-                    if let id = parts[index].string, seen.insert(id).inserted { page.append((id, parts[index + 1])) }
+                    if let id = parts[index].string { page.append((id, parts[index + 1])) }
                     index += 2
                 }
                 if !page.isEmpty { try await body(page) }

@@ -40,22 +40,14 @@ public enum KeyAccessProbe {
     }
 
     /// KEYS: a key, a stream. ARGV: the command to try on the key, then its arguments after the
-    /// key. Answers false, or `{key, Redis's refusal}`.
+    /// key. Answers each try's error reply, or "" (the XADD's is always an error: id 0-0).
     static let script = RedisScript(
         """
-        local function refused(reply)
-          if type(reply) ~= 'table' or not reply.err then return nil end
-          local text = string.lower(reply.err)
-          for _, words in ipairs({'noperm', 'no permissions to', "can't access at least one of the keys", 'the user executing the script', 'acl failure'}) do
-            if string.find(text, words, 1, true) then return reply.err end
-          end
-          return nil
+        local function failure(reply)
+          if type(reply) == 'table' and reply.err then return reply.err end
+          return ''
         end
-        local e = refused(redis.pcall(ARGV[1], KEYS[1], unpack(ARGV, 2)))
-        if e then return {KEYS[1], e} end
-        e = refused(redis.pcall('XADD', KEYS[2], '0-0', 'probe', '1'))
-        if e then return {KEYS[2], e} end
-        return false
+        return {failure(redis.pcall(ARGV[1], KEYS[1], unpack(ARGV, 2))), failure(redis.pcall('XADD', KEYS[2], '0-0', 'probe', '1'))}
         """)
 
     /// Throws ``RedisUnusable`` naming the user, the key and the role that may write it when
@@ -66,11 +58,9 @@ public enum KeyAccessProbe {
             do {
                 let reply = try await client.evaluate(
                     script, keys: [RedisArgument(target.key), RedisArgument(target.stream)], arguments: target.command.map { RedisArgument($0) })
-                if let parts = reply.array, parts.count == 2, let key = parts[0].string, let reason = parts[1].string {
-                    refusal = (key, reason)
-                } else {
-                    refusal = nil
-                }
+                // Redis's words for an ACL refusal, as the services tell them from other errors.
+                let failures = zip([target.key, target.stream], (reply.array ?? []).map { $0.string ?? "" })
+                refusal = failures.first { ShopError.isACLRefusal($0.1) }.map { (key: $0.0, reason: $0.1) }
             } catch let error as RedisError where error.code == .noPermission {
                 // The script itself: its keys are not the user's to name in EVAL.
                 refusal = ("\(target.key) and \(target.stream)", error.message)
