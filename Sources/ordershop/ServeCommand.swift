@@ -86,6 +86,8 @@ struct ServeCommand: AsyncParsableCommand {
             try await RedisReadiness.wait(for: pool, at: redisConfiguration, logger: logger)
             // A user Redis lets in but not write what the service writes: it cannot do its job.
             try await KeyAccessProbe.check(name, client: pool, at: redisConfiguration)
+            // A Redis that may evict keys would drop what makes a retry harmless.
+            try await EvictionPolicyCheck.check(pool, at: redisConfiguration, logger: logger)
             if let confirmation { try await ReplicaReadiness.wait(for: confirmation, client: pool, at: redisConfiguration, logger: logger) }
         }
         do {

@@ -122,6 +122,8 @@ struct WorkCommand: AsyncParsableCommand {
         let endpointsAndRedisReady: @Sendable () async throws -> Void = {
             try await metricsBound.wait()
             try await RedisReadiness.wait(for: client, at: redisConfiguration, logger: logger)
+            // A Redis that may evict keys would drop the idempotency markers.
+            try await EvictionPolicyCheck.check(client, at: redisConfiguration, logger: logger)
             if let confirmation { try await ReplicaReadiness.wait(for: confirmation, client: client, at: redisConfiguration, logger: logger) }
         }
         // A stable name is this process's alone: the worker reads once the lock is held, and the

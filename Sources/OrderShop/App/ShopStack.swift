@@ -138,6 +138,7 @@ public final class ShopStack: Sendable {
                     StartsWhenReady(switchable) {
                         try await listenersBound.wait()
                         try await RedisReadiness.wait(for: context.pool, at: redis, logger: workerLogger)
+                        try await EvictionPolicyCheck.check(context.pool, at: redis, logger: workerLogger)
                         if let confirmation = configuration.replicaConfirmation {
                             try await ReplicaReadiness.wait(for: confirmation, client: context.pool, at: redis, logger: workerLogger)
                         }

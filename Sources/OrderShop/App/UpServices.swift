@@ -182,6 +182,9 @@ struct UpShop: Service {
         let probe = try makeRedisClient(configuration, maximumConnections: 1, logger: logger)
         do {
             try await RedisReadiness.refuseIfUnusable(probe, at: configuration)
+            // A Redis of one's own that may evict keys, said before anything listens; a Redis
+            // that does not answer yet is asked again by each worker once it does.
+            try await EvictionPolicyCheck.check(probe, at: configuration, logger: logger)
         } catch {
             await probe.shutdown()
             throw error

@@ -165,6 +165,14 @@ public struct ShopError: Error, Sendable, Hashable, CustomStringConvertible {
             // not run, and the same request may succeed later. The cluster client retries these
             // within its window first; what is left was a 500 "CLUSTERDOWN The cluster is down"
             // after 15 s (a user-style trial stopped a primary whose replica could not take over).
+            // Redis is full and refuses writes (maxmemory with noeviction, which the services
+            // require: EvictionPolicyCheck). It refuses a script at its first write that may
+            // grow memory, before any other write, and a command before it runs, so nothing was
+            // written. It was a 500 carrying the script's sha and line.
+            if e.code == .outOfMemory {
+                return .unavailable(
+                    "event store unavailable: Redis is out of memory (its maxmemory is reached); the command did not run, retry it once memory is freed (ordershop trim) or maxmemory raised")
+            }
             if e.isClusterRedirect || [.loading, .readOnly, .busy].contains(e.code) {
                 // The limit leaves room for every shard a cluster lost (the operations view names each).
                 let reply = LogText.escaped(withoutScriptLocation(e.message), limit: 2000)

@@ -1,0 +1,159 @@
+import Foundation
+import LocalRedis
+import Logging
+@testable import OrderShop
+import RedisClient
+import TestSupport
+import Testing
+
+/// A Redis whose `maxmemory-policy` may evict keys (``EvictionPolicyCheck``): what it breaks,
+/// shown on a real server, and every process that would use one refusing it in one line; a full
+/// Redis that evicts nothing (noeviction) answered 503 "did not run", and nothing lost or doubled.
+@Suite struct EvictionPolicyTests {
+    static let limit: Duration = .seconds(30)
+
+    /// A server with `maxmemory` and `policy`.
+    func options(maxmemory: String = "4mb", policy: String) -> LocalRedisServer.Options {
+        var options = LocalRedisServer.Options()
+        options.extraArguments = ["--maxmemory", maxmemory, "--maxmemory-policy", policy]
+        return options
+    }
+
+    /// Writes keys without an expiry (10 kB each) until Redis refuses one (noeviction, or an
+    /// evicting policy with nothing left it may evict) or `limit` keys; the refusal, if any.
+    func fill(_ pool: any RedisClientProtocol, limit: Int = 3000) async -> RedisError? {
+        let value = RedisArgument(bytes: [UInt8](repeating: 0x78, count: 10_000))
+        for i in 0..<limit {
+            let key = RedisArgument("fill:\(i)")
+            do {
+                _ = try await pool.send(RawCommand(["SET", key, value], keys: [key]))
+            } catch let error as RedisError {
+                return error
+            } catch {
+                return RedisError(.io, "\(error)")
+            }
+        }
+        return nil
+    }
+
+    func customers(_ pool: any RedisClientProtocol) async throws -> Int {
+        try await pool.send(XLEN(RedisArgument(EntityType.customer.stream(.created))))
+    }
+
+    @Test("under volatile-lru a full Redis deletes a keyed create's record and its retry makes the customer twice; under noeviction it refuses the fill and the retry makes nothing")
+    func whatEvictionBreaks() async throws {
+        let key = try #require(EventStore.CreateKey(key: "signup-1", body: Array("ada".utf8)))
+        for policy in ["volatile-lru", "noeviction"] {
+            try await withRedisServer(options(policy: policy)) { server in
+                let pool = try server.makePool()
+                let store = EventStore(pool: pool)
+                try await store.create([Customer(id: "c1", name: "Ada", email: "ada@shop.test")], trace: "t", key: key)
+                let refusal = await fill(pool)
+                // The retry of a create whose answer was lost: the service makes a new id for it.
+                let retry = try await store.create([Customer(id: "c2", name: "Ada", email: "ada@shop.test")], trace: "t", key: key)
+                if policy == "noeviction" {
+                    #expect(refusal?.code == .outOfMemory, "\(String(describing: refusal))")
+                    #expect(retry.replayedIDs == ["c1"])
+                    #expect(try await customers(pool) == 1)
+                } else {
+                    // The record expired by design a day later; the full server deleted it now.
+                    #expect(retry.replayedIDs == nil)
+                    #expect(try await customers(pool) == 2, "the eviction did not make a second customer")
+                }
+                await pool.shutdown()
+            }
+        }
+    }
+
+    @Test("a create on a Redis that is full answers 503 'did not run' and writes nothing; once memory is freed the same create is made once")
+    func fullRedisRefusesCreatesWholly() async throws {
+        try await withRedisServer(options(policy: "noeviction")) { server in
+            let pool = try server.makePool()
+            let store = EventStore(pool: pool)
+            try #require(await fill(pool)?.code == .outOfMemory)
+            let before = try await pool.send(RawCommand(["DBSIZE"], keys: [])).int
+            do {
+                try await store.create([Customer(id: "c1", name: "Ada", email: "ada@shop.test")], trace: "t")
+                Issue.record("a create on a full Redis succeeded")
+            } catch {
+                let answer = ShopError.from(error)
+                #expect(answer.status == 503, "\(answer)")
+                #expect(answer.message.contains("out of memory") && answer.message.contains("did not run"), "\(answer.message)")
+                #expect(!answer.message.contains("script:"), "\(answer.message)")
+            }
+            #expect(try await pool.send(RawCommand(["DBSIZE"], keys: [])).int == before)
+            _ = try await pool.send(RawCommand(["CONFIG", "SET", "maxmemory", "0"], keys: []))
+            try await store.create([Customer(id: "c1", name: "Ada", email: "ada@shop.test")], trace: "t")
+            #expect(try await customers(pool) == 1)
+            await pool.shutdown()
+        }
+    }
+
+    @Test("the check passes noeviction and refuses every other policy, naming the node, the policy and what it would break")
+    func checkReadsThePolicy() async throws {
+        try await withRedisServer(options(policy: "noeviction")) { server in
+            let pool = try server.makePool()
+            let logger = Logger(label: "test")
+            try await EvictionPolicyCheck.check(pool, at: server.configuration, logger: logger)
+            for policy in ["volatile-lru", "volatile-ttl", "allkeys-lru", "allkeys-random"] {
+                _ = try await pool.send(RawCommand(["CONFIG", "SET", "maxmemory-policy", RedisArgument(policy)], keys: []))
+                do {
+                    try await EvictionPolicyCheck.check(pool, at: server.configuration, logger: logger)
+                    Issue.record("\(policy) was let through")
+                } catch let error as RedisUnusable {
+                    #expect(error.description.contains("has maxmemory-policy \(policy)"), "\(error)")
+                    #expect(error.description.contains("127.0.0.1:\(server.port)"), "\(error)")
+                    let what = policy.hasPrefix("volatile") ? "applied twice" : "would be lost"
+                    #expect(error.description.contains(what), "\(error)")
+                }
+            }
+            await pool.shutdown()
+        }
+    }
+
+    @Test("on a cluster the check reads every primary and names the one that may evict")
+    func checkReadsEveryPrimary() async throws {
+        var options = LocalRedisCluster.Options()
+        options.replicasPerPrimary = 0
+        try await withLocalCluster(options) { cluster, client in
+            let logger = Logger(label: "test")
+            let configuration = try RedisConfiguration(url: cluster.url)
+            try await EvictionPolicyCheck.check(client, at: configuration, logger: logger)
+            let readings = await EvictionPolicyCheck.readings(client, at: configuration)
+            #expect(readings.count == 3 && readings.allSatisfy { (try? $0.policy.get()) == "noeviction" }, "\(readings)")
+            let last = try #require(cluster.nodes.last)
+            let pool = try last.makePool()
+            _ = try await pool.send(RawCommand(["CONFIG", "SET", "maxmemory-policy", "volatile-lfu"], keys: []))
+            await pool.shutdown()
+            do {
+                try await EvictionPolicyCheck.check(client, at: configuration, logger: logger)
+                Issue.record("a primary with volatile-lfu was let through")
+            } catch let error as RedisUnusable {
+                #expect(error.description.contains("its node 127.0.0.1:\(last.port) has maxmemory-policy volatile-lfu"), "\(error)")
+            }
+        }
+    }
+
+    @Test("serve, work and up refuse a Redis that may evict keys: one line, exit non-zero, nothing written", arguments: ["serve", "work", "up"])
+    func processesRefuseAnEvictingRedis(command: String) async throws {
+        try await withRedisServer(options(policy: "allkeys-lru")) { server in
+            let url = "redis://127.0.0.1:\(server.port)"
+            let arguments: [String] =
+                switch command {
+                case "serve": ["serve", "customer", "--port", "0", "--url", url]
+                case "work": ["work", "crm", "--metrics-port", "0", "--url", url]
+                default: ["up", "--url", url, "--gateway-port", "0", "--service-port-base", "0", "--metrics-port", "0"]
+                }
+            let process = try ChildProcess(try builtProduct("ordershop"), arguments, environment: ["LOG_LEVEL": "info"])
+            let status = await process.waitForExit(timeout: Self.limit)
+            await process.stop(signal: SIGKILL)
+            #expect(status != nil && status != 0, "status \(String(describing: status)): \(process.output)")
+            let said = process.output.split(separator: "\n").filter { $0.contains("has maxmemory-policy allkeys-lru") }
+            #expect(said.count == 1, "\(process.output)")
+            #expect(said.first?.contains("noeviction") == true)
+            let pool = try server.makePool()
+            #expect(try await pool.send(RawCommand(["DBSIZE"], keys: [])).int == 0)
+            await pool.shutdown()
+        }
+    }
+}
