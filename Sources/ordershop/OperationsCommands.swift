@@ -193,6 +193,7 @@ struct StatusCommand: AsyncParsableCommand {
         }
         var text = formatTable(rows)
         if all.contains(where: \.status.lagCounted) { text += "* lag counted by ordershop from the entries, not taken from Redis (whose figure is missing after deletions and can be wrong after an AOF restart)\n" }
+        for memory in snapshot.memory ?? [] { text += "Redis memory: \(memory.summary)\n" }
         return text
     }
 }

@@ -107,6 +107,8 @@ import Testing
               return rows.length === 1 && rows[0].innerText.includes("customer ghost does not exist")
                 && rows[0].innerText.includes("\(letter.originalID)"); })()
             """)
+        // The server's memory and policy (a full Redis refuses every write; an evicting one loses or doubles events).
+        try await check("Redis's memory", ##"(document.getElementById("memory")?.innerText || "").includes("maxmemory-policy noeviction")"##)
         // A sample or two for the charts before the picture.
         try await check("a rate chart", ##"document.querySelectorAll("#streams svg polyline").length > 0"##)
         try await screenshot(page, "dashboard.png")

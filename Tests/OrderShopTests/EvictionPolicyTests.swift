@@ -121,6 +121,9 @@ import Testing
             try await EvictionPolicyCheck.check(client, at: configuration, logger: logger)
             let readings = await EvictionPolicyCheck.readings(client, at: configuration)
             #expect(readings.count == 3 && readings.allSatisfy { (try? $0.policy.get()) == "noeviction" }, "\(readings)")
+            // `status` and the dashboard show each primary's memory, named.
+            let memory = try await OperationsReader(clusterPrimaries: ClusterPrimaryPools(client: client)).read().memory ?? []
+            #expect(memory.count == 3 && memory.allSatisfy { $0.node != nil && $0.policy == "noeviction" }, "\(memory)")
             let last = try #require(cluster.nodes.last)
             let pool = try last.makePool()
             _ = try await pool.send(RawCommand(["CONFIG", "SET", "maxmemory-policy", "volatile-lfu"], keys: []))
@@ -131,6 +134,29 @@ import Testing
             } catch let error as RedisUnusable {
                 #expect(error.description.contains("its node 127.0.0.1:\(last.port) has maxmemory-policy volatile-lfu"), "\(error)")
             }
+        }
+    }
+
+    @Test("status shows each node's memory, and says when it is nearly full or evicts keys")
+    func statusShowsMemory() async throws {
+        try await withRedisServer(options(policy: "noeviction")) { server in
+            let pool = try server.makePool()
+            func status() async throws -> String {
+                let process = try ChildProcess(try builtProduct("ordershop"), ["status", "--url", "redis://127.0.0.1:\(server.port)"])
+                _ = await process.waitForExit(timeout: Self.limit)
+                await process.stop(signal: SIGKILL)
+                return process.output
+            }
+            var said = try await status()
+            #expect(said.contains("Redis memory: ") && said.contains("used of 4.0 MB") && said.contains("maxmemory-policy noeviction"), "\(said)")
+            #expect(!said.contains("NEARLY FULL") && !said.contains("EVICTS"), "\(said)")
+            try #require(await fill(pool)?.code == .outOfMemory)
+            said = try await status()
+            #expect(said.contains("NEARLY FULL, at the limit every write is refused"), "\(said)")
+            _ = try await pool.send(RawCommand(["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"], keys: []))
+            let memory = try #require(try await OperationsReader(nodes: [pool]).read().memory?.first)
+            #expect(memory.summary.contains("EVICTS KEYS") && memory.node == nil, "\(memory)")
+            await pool.shutdown()
         }
     }
 

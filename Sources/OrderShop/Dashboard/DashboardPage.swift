@@ -58,6 +58,8 @@ enum DashboardPage {
           #message:empty { display: none; }
           #message.ok { background: #e3f5ea; } #message.error { background: #fde7ea; color: #b00020; }
           #unread { padding: .3em 1.2em; background: #fff4e5; color: #8a4b00; }
+          #memory { padding: .3em 1.2em; color: #5a6270; font-size: .9em; }
+          #memory .alarm { color: #b00020; font-weight: 600; }
           td.error { max-width: 28em; overflow-wrap: anywhere; }
           tr.partition td { background: #fafbfc; font-size: .92em; }
           tr.partition td:first-child { padding-left: 1.8em; }
@@ -72,6 +74,7 @@ enum DashboardPage {
         </header>
         <div id="message" role="status"></div>
         <div id="unread" role="alert" hidden></div>
+        <div id="memory"></div>
         <main>
           <h2>Streams and consumer groups</h2>
           <table id="streams">
@@ -188,6 +191,12 @@ enum DashboardPage {
           unread.hidden = !state.unread;
           unread.textContent = state.unread ? "Not read: " + state.unread.map(u => u.node + " (" + u.error + ")").join("; ")
             + ". Its streams are missing below, and a stream with partitions there is counted without them." : "";
+          // Each node's memory: a full Redis refuses every write, an evicting one loses or doubles events.
+          const memory = document.getElementById("memory");
+          memory.replaceChildren(...(state.memory || []).map(m => {
+            const alarm = m.policy !== "noeviction" || (m.maximum > 0 && m.used >= Math.floor(m.maximum / 10) * 9);
+            return el("div", alarm ? { class: "alarm" } : {}, "Redis memory: " + m.summary);
+          }));
           const rates = new Map(state.rates.map(r => [r.stream + "\u0000" + r.group, r]));
           const body = document.querySelector("#streams tbody");
           const rows = [];

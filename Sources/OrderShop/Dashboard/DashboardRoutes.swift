@@ -44,7 +44,9 @@ public struct Dashboard: Sendable {
         reads.get("/state") { _, _ in
             let snapshot = try await reader.read()
             return JSONResponse.encode(
-                DashboardState(time: snapshot.time, streams: snapshot.streams, unread: snapshot.unread, rates: history.series(), actions: actions))
+                DashboardState(
+                    time: snapshot.time, streams: snapshot.streams, unread: snapshot.unread, memory: snapshot.memory, rates: history.series(),
+                    actions: actions))
         }
         guarded.post("/replay") { request, _ in
             let (dlq, ids) = try await target(of: request, orDeadLetters: false)
@@ -100,6 +102,7 @@ struct DashboardState: Encodable {
     var streams: [OperationsSnapshot.Stream]
     /// Nodes not read (the page says so above the streams); absent when every node was read.
     var unread: [OperationsSnapshot.UnreadNode]?
+    var memory: [OperationsSnapshot.NodeMemory]?
     var rates: [RateHistory.Series]
     /// Whether an admin token is configured (the page greys the buttons out otherwise).
     var actions: Bool

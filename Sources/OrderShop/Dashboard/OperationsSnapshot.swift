@@ -32,6 +32,49 @@ public struct OperationsSnapshot: Sendable, Codable, Equatable {
         public var deadLetters: [DeadLetters.Letter]
     }
 
+    /// A node's memory and what it does when full (`INFO memory`).
+    ///
+    /// Why shown: a full Redis refuses every write (noeviction, which the shop requires,
+    /// ``EvictionPolicyCheck``): every command answers 503 and the workers stop settling. The
+    /// operator sees it coming here, before the shop stops.
+    public struct NodeMemory: Sendable, Codable, Equatable {
+        /// The node, when there are several.
+        public var node: String?
+        /// `used_memory`, bytes.
+        public var used: Int
+        /// `maxmemory`, bytes; 0: no limit.
+        public var maximum: Int
+        /// `maxmemory_policy`.
+        public var policy: String
+
+        /// From `INFO memory`'s fields; nil when it lacks them.
+        init?(node: String?, info: [String: String]) {
+            guard let used = info["used_memory"].flatMap(Int.init), let maximum = info["maxmemory"].flatMap(Int.init),
+                let policy = info["maxmemory_policy"]
+            else { return nil }
+            (self.node, self.used, self.maximum, self.policy) = (node, used, maximum, policy)
+            summary = ""
+            summary = said
+        }
+
+        /// ``said`` as it was at the reading (kept, so that the dashboard's page shows the same words).
+        public var summary: String
+
+        /// At or above 90 % of its limit: writes will soon be refused.
+        public var isNearlyFull: Bool { maximum > 0 && used >= maximum / 10 * 9 }
+
+        /// One line for `status` and the dashboard, with what needs doing when something does.
+        var said: String {
+            func mb(_ bytes: Int) -> String { String(format: "%.1f MB", Double(bytes) / 1_048_576) }
+            var text = (node.map { "\($0): " } ?? "") + mb(used) + " used"
+            text += maximum > 0 ? " of \(mb(maximum)) (\(used * 100 / maximum) %)" : ", no maxmemory"
+            text += ", maxmemory-policy \(policy)"
+            if EvictionPolicyCheck.evicts(policy) { text += ": EVICTS KEYS, set noeviction (events lost or applied twice otherwise)" }
+            if isNearlyFull { text += ": NEARLY FULL, at the limit every write is refused (503): raise maxmemory, or trim the streams" }
+            return text
+        }
+    }
+
     /// A node of several that could not be read: its streams are missing from ``streams``, and a
     /// logical stream with partitions there is summed over the others only.
     public struct UnreadNode: Sendable, Codable, Equatable {
@@ -44,6 +87,8 @@ public struct OperationsSnapshot: Sendable, Codable, Equatable {
     public var streams: [Stream]
     /// The nodes not read (a primary down and not yet replaced); nil when every node was read.
     public var unread: [UnreadNode]? = nil
+    /// Each node's memory, in node order, of the nodes that said it (INFO may be refused).
+    public var memory: [NodeMemory]? = nil
 
     /// Every group, in stream and group order (`ordershop status --json`); a partitioned
     /// stream's groups over all its partitions.
@@ -183,13 +228,17 @@ public struct OperationsReader: Sendable {
                 group.addTask {
                     let result: Result<[OperationsSnapshot.Stream], any Error>
                     do { result = .success(try await read(node, named: nodeName, routing: routing)) } catch { result = .failure(error) }
-                    return NodeRead(index: index, result: result)
+                    // Not read when a stream could not be: the node is then listed as not read.
+                    var memory: OperationsSnapshot.NodeMemory?
+                    if case .success = result { memory = await Self.memory(of: node, named: nodeName) }
+                    return NodeRead(index: index, result: result, memory: memory)
                 }
             }
-            var results = [Result<[OperationsSnapshot.Stream], any Error>?](repeating: nil, count: nodes.count)
-            for await read in group { results[read.index] = read.result }
+            var results = [NodeRead?](repeating: nil, count: nodes.count)
+            for await read in group { results[read.index] = read }
             return results.compactMap { $0 }
         }
+        let memory = results.compactMap(\.memory)
         // A cancelled read ends as cancelled: the client reports it as a RedisError per node,
         // which would otherwise read as nodes not read.
         try Task.checkCancellation()
@@ -197,7 +246,7 @@ public struct OperationsReader: Sendable {
         var seen = Set<String>()
         var unread: [OperationsSnapshot.UnreadNode] = []
         var firstError: (any Error)?
-        for (index, result) in results.enumerated() {
+        for (index, result) in results.map(\.result).enumerated() {
             switch result {
             case .success(let read):
                 // During a slot's move, the source's SCAN and the target's can both list a
@@ -214,15 +263,22 @@ public struct OperationsReader: Sendable {
             // refused connection (which names it) beside the others' CLUSTERDOWN, and either
             // alone says too little. The code: CLUSTERDOWN when a node said so (``read()`` then
             // adds the shards without a primary), else the first node's.
-            let clusterDown = results.contains { result in
-                if case .failure(let error as RedisError) = result { return error.code == .clusterDown }
+            let clusterDown = results.contains { read in
+                if case .failure(let error as RedisError) = read.result { return error.code == .clusterDown }
                 return false
             }
             let code = clusterDown ? .clusterDown : (firstError as? RedisError)?.code ?? .io
             throw RedisError(code, "no node could be read: " + unread.map { "\($0.node): \($0.error)" }.joined(separator: "; "), underlying: firstError)
         }
         return OperationsSnapshot(
-            time: Date().timeIntervalSince1970, streams: OperationsSnapshot.Stream.logical(streams), unread: unread.isEmpty ? nil : unread)
+            time: Date().timeIntervalSince1970, streams: OperationsSnapshot.Stream.logical(streams), unread: unread.isEmpty ? nil : unread,
+            memory: memory.isEmpty ? nil : memory)
+    }
+
+    /// A node's `INFO memory`; nil when it refuses INFO (an ACL without it) or cannot say.
+    private static func memory(of node: any RedisClientProtocol, named nodeName: String?) async -> OperationsSnapshot.NodeMemory? {
+        guard let info = try? await node.send(INFO(section: "memory")) else { return nil }
+        return OperationsSnapshot.NodeMemory(node: nodeName, info: info)
     }
 
     /// One node's read, as a child task of ``read(_:)`` returns it. A struct, and the result
@@ -236,6 +292,7 @@ public struct OperationsReader: Sendable {
     private struct NodeRead: Sendable {
         var index: Int
         var result: Result<[OperationsSnapshot.Stream], any Error>
+        var memory: OperationsSnapshot.NodeMemory?
     }
 
     /// The streams of one node, as read from it.
