@@ -75,6 +75,8 @@ enum EntitySelection {
                         // Run again as the same user it fails the same way (trial J: a CRM
                         // worker's user running `trim` was told to run it again).
                         case .noPermission: ""
+                        // Said by OperatorText: raise maxmemory first.
+                        case .outOfMemory: ""
                         default: "; what it had not written is not applied; run it again"
                         }
                     throw CleanExit.message("\(verb) \(type) failed\(before): \(OperatorText.describe(error, redis: redis))\(outcome)", exitCode: 1)

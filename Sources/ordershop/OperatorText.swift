@@ -17,6 +17,11 @@ enum OperatorText {
                 + " (the server answers as a replica: it wrote nothing; point --url or REDIS_URL at the primary, or at a name that follows a failover; on a Redis Cluster, run it again once the failover is over)"
         case .noPermission:
             return text + permissionAdvice(redis.flatMap { try? $0.configuration() })
+        // Trial N: at the limit `trim`, `snapshot` and `rebuild` said "run it again", which
+        // failed the same way, while the services' 503s named `trim` as the way out.
+        case .outOfMemory:
+            return text
+                + " (Redis is full: its maxmemory is reached and it refuses every write that may grow memory, which a snapshot, a trim's snapshot and a rebuild start with, so none can free memory now; raise maxmemory (CONFIG SET maxmemory, or the managed service's setting), then run it again: what it had not written is not applied)"
         default:
             return text
         }

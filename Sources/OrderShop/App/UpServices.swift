@@ -184,7 +184,7 @@ struct UpShop: Service {
             try await RedisReadiness.refuseIfUnusable(probe, at: configuration)
             // A Redis of one's own that may evict keys, said before anything listens; a Redis
             // that does not answer yet is asked again by each worker once it does.
-            try await EvictionPolicyCheck.check(probe, at: configuration, logger: logger)
+            try await EvictionPolicyCheck.check(probe, at: configuration, within: .seconds(2), logger: logger)
         } catch {
             await probe.shutdown()
             throw error

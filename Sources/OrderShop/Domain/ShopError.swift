@@ -91,6 +91,17 @@ public struct ShopError: Error, Sendable, Hashable, CustomStringConvertible {
             outcome: "not applied")
     }
 
+    /// 503: Redis, full (maxmemory), refused an order change's second step after its stock
+    /// reservation (step 1) was made: the change was not made, but "did not run" (the OOM answer
+    /// of other commands) would be untrue: the reservation took units and appended its stock
+    /// event (a review). The reaper returns the units once Redis has room to end it.
+    static var orderChangeRefusedFull: ShopError {
+        ShopError(
+            status: 503,
+            message: "event store unavailable: Redis is out of memory (its maxmemory is reached); the order change was not made, and the stock its reservation took goes back once Redis has room again; send it again once an operator has raised maxmemory (a create with the same Idempotency-Key reserves for the same orders)",
+            outcome: "not applied")
+    }
+
     public var description: String {
         "\(status): \(message)" + (field.map { " (field \($0))" } ?? "")
     }
@@ -171,7 +182,7 @@ public struct ShopError: Error, Sendable, Hashable, CustomStringConvertible {
             // written. It was a 500 carrying the script's sha and line.
             if e.code == .outOfMemory {
                 return .unavailable(
-                    "event store unavailable: Redis is out of memory (its maxmemory is reached); the command did not run, retry it once memory is freed (ordershop trim) or maxmemory raised")
+                    "event store unavailable: Redis is out of memory (its maxmemory is reached); the command did not run, retry it once an operator has raised maxmemory")
             }
             if e.isClusterRedirect || [.loading, .readOnly, .busy].contains(e.code) {
                 // The limit leaves room for every shard a cluster lost (the operations view names each).

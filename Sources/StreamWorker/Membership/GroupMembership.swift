@@ -13,6 +13,13 @@ struct GroupMembership: Sendable {
             context.logger.info("created consumer group", metadata: ["from": "\(context.subscription.start.groupID)"])
         } catch let error as RedisError where error.code == .busyGroup {
             return
+        } catch let error as RedisError where error.code == .outOfMemory {
+            // A full Redis (maxmemory, noeviction) refuses XGROUP CREATE before it looks for the
+            // group: a worker started while Redis was full waited for memory to join a group
+            // that existed, doing nothing while its /healthz said ok (trial N), though reading
+            // and acknowledging need no memory. A group that exists is joined.
+            let groups = (try? await context.client.send(XINFOGROUPS(context.streamKey))) ?? []
+            guard groups.contains(where: { $0.name == context.group }) else { throw error }
         }
     }
 

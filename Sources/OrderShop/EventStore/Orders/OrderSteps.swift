@@ -104,7 +104,7 @@ struct OrderSteps: Sendable {
             for (o, r) in zip(orders, reservations) { argv += [RedisArgument(o.id), RedisArgument(r.eventID), RedisArgument(bytes: o.json)] }
             argv += EventStore.CreateKey.arguments(key)
             let keys = createKeys(orders, key: key)
-            let reply = try await store.run("create orders", OrderScripts.createOrders, type: .order, keys: keys, arguments: argv)
+            let reply = try await secondStep { try await store.run("create orders", OrderScripts.createOrders, type: .order, keys: keys, arguments: argv) }
             let tag = reply.array?.first?.string
             if tag == "aborted" && key != nil {
                 await end(reservations.map(\.rid), .aborted)
@@ -145,7 +145,7 @@ struct OrderSteps: Sendable {
                 RedisArgument(order.id), RedisArgument(reservation.eventID), RedisArgument(bytes: order.json), RedisArgument(EventStore.now()),
                 RedisArgument(trace), RedisArgument(version),
             ]
-            let reply = try await store.run("update order", OrderScripts.updateOrder, type: .order, keys: keys, arguments: argv)
+            let reply = try await secondStep { try await store.run("update order", OrderScripts.updateOrder, type: .order, keys: keys, arguments: argv) }
             if let result = try await decided(reply, reservation, id: order.id) { return result }
         }
         throw ShopError.conflict("order \(order.id) changed concurrently while this change was made; send it again", field: "id")
@@ -164,13 +164,23 @@ struct OrderSteps: Sendable {
             let argv: [RedisArgument] = [
                 RedisArgument(id), RedisArgument(reservation.eventID), RedisArgument(EventStore.now()), RedisArgument(trace), RedisArgument(version),
             ]
-            let reply = try await store.run("delete order", OrderScripts.deleteOrder, type: .order, keys: keys, arguments: argv)
+            let reply = try await secondStep { try await store.run("delete order", OrderScripts.deleteOrder, type: .order, keys: keys, arguments: argv) }
             if let result = try await decided(reply, reservation, id: id) { return result }
         }
         throw ShopError.conflict("order \(id) changed concurrently while it was deleted; send it again", field: "id")
     }
 
     // MARK: The steps
+
+    /// Step 2, whose refusal by a full Redis (OOM: it wrote nothing) comes after step 1 made a
+    /// reservation: ``ShopError/orderChangeRefusedFull``, not the "did not run" of other commands.
+    private func secondStep(_ body: () async throws -> RESPValue) async throws -> RESPValue {
+        do {
+            return try await body()
+        } catch let error as RedisError where error.code == .outOfMemory {
+            throw ShopError.orderChangeRefusedFull
+        }
+    }
 
     /// Step 1. Throws the stock's refusal (409) when the units are not there.
     func prepare(_ reservations: [Reservation]) async throws {
