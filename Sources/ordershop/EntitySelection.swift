@@ -94,8 +94,13 @@ enum EntitySelection {
 
     /// " (customer, product done before it)": what a command over several types finished
     /// before `type` failed; "" for the first.
+    /// The types done before `type` failed, and those not tried after it (trial M: `trim all`
+    /// failing at order named the types done and left billing's unsaid).
     private static func doneBefore(_ type: EntityType, in types: [EntityType]) -> String {
         let done = types.prefix { $0 != type }.map(\.rawValue)
-        return done.isEmpty ? "" : " (\(done.joined(separator: ", ")) done before it)"
+        let left = types.drop { $0 != type }.dropFirst().map(\.rawValue)
+        let said = (done.isEmpty ? [] : ["\(done.joined(separator: ", ")) done before it"])
+            + (left.isEmpty ? [] : ["\(left.joined(separator: ", ")) not tried"])
+        return said.isEmpty ? "" : " (\(said.joined(separator: "; ")))"
     }
 }

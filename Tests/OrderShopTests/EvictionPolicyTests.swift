@@ -187,6 +187,8 @@ import Testing
                 #expect(output.contains("Redis is full") && output.contains("raise maxmemory"), "\(command): \(output)")
                 #expect(!output.contains("script:"), "\(command): \(output)")
             }
+            // What `all` did not reach is said (trial M: it named only the types done before).
+            #expect(try await run(["rebuild", "all"]).output.contains("(product, inventory, order, billing not tried)"))
             _ = try await pool.send(RawCommand(["CONFIG", "SET", "maxmemory", "0"], keys: []))
             let (status, output) = try await run(["trim", "all"])
             #expect(status == 0, "\(output)")

@@ -50,7 +50,10 @@ public struct ReservationReaper: Service {
                     } catch is CancellationError {
                         return
                     } catch {
-                        logger.warning("stock reservation reaper: \(error); trying again in \(interval)")
+                        // Why, not a client's advice (trial M logged "503: the command may have
+                        // been applied ... retry a create with the same Idempotency-Key").
+                        let why = (error as? ShopError).map { $0.uncertainty ?? $0.message } ?? "\(error)"
+                        logger.warning("stock reservation reaper: \(why); trying again in \(interval)")
                     }
                     try await Task.sleep(for: interval)
                 }
