@@ -75,10 +75,13 @@ public enum FaultKind: String, CaseIterable, Codable, Sendable, Comparable {
     /// CLUSTERDOWN; once the partition heals it learns it was replaced and resyncs as a replica,
     /// discarding those writes. Their `WAIT` found no replica: only unconfirmed ones may be lost.
     case nodePartition = "node-partition"
+    /// Every primary's `maxmemory` set below what it holds for a few seconds (`noeviction`):
+    /// every write that may grow memory is refused (OOM), as on a managed Redis at its limit.
+    case redisFull = "redis-full"
 
     /// Crashes, network faults and bad input (`--faults standard`: all but the operations).
     public static let standard: [FaultKind] = [
-        .kill, .pause, .term, .redis, .reset, .stall, .latency, .malformed, .duplicate, .orderCrash, .orderPause,
+        .kill, .pause, .term, .redis, .reset, .stall, .latency, .malformed, .duplicate, .orderCrash, .orderPause, .redisFull,
     ]
     /// Everyday operations under load; on by default (`--faults all`), or by name.
     public static let operations: [FaultKind] = [.msgOutage, .trim, .rebuild, .replay]

@@ -99,6 +99,7 @@ public enum ChaosRun {
         case .term: "SIGTERM \(f.worker!)[\(f.slot!)], restart after \(f.seconds) s"
         case .pause: "SIGSTOP \(f.worker!)[\(f.slot!)] for 2 leases + \(f.seconds) s, then SIGCONT"
         case .redis: "kill -9 redis-server, restart after \(f.seconds) s"
+        case .redisFull: "every primary's maxmemory below what it holds for \(f.seconds) s (noeviction: writes refused), then lifted"
         case .reset: "proxy: reset every connection"
         case .stall: "proxy: stall \(f.seconds) s"
         case .latency: "proxy: +\(f.milliseconds ?? 0) ms for \(f.seconds) s"

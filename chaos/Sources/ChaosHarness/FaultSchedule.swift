@@ -82,6 +82,8 @@ public enum FaultSchedule {
                 fault.seconds = kind == .pause ? rng.uniform(1, 4) : rng.uniform(0.5, 5)
             case .redis:
                 fault.seconds = rng.uniform(0.2, 3)
+            case .redisFull:
+                fault.seconds = rng.uniform(2, 6)
             case .orderCrash:
                 fault.seconds = rng.uniform(0.5, 3)
             case .orderPause:

@@ -58,6 +58,7 @@ public struct RunReport: Codable, Sendable {
         case .pause: "#9467bd"
         case .term: "#8c564b"
         case .redis: "#000000"
+        case .redisFull: "#6a51a3"
         case .reset: "#ff7f0e"
         case .stall: "#e377c2"
         case .latency: "#bcbd22"

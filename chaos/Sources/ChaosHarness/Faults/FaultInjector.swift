@@ -80,6 +80,24 @@ struct FaultInjector: Sendable {
             done.at = at
             done.note = note
             done.skipped = failed
+        case .redisFull:
+            // An order-service fault in progress is waited out first: the load's clients wait on
+            // the frozen service meanwhile, and a full Redis then met no command (a first run: 0
+            // commands in its 2.4 s, all six clients held by an order-pause).
+            await orderLock.withLock {}
+            // One Redis fault at a time: a failover meanwhile would lift the limit on a node
+            // that is no longer the primary, and leave the new one unlimited.
+            let (at, note, failed) = await redisLock.withLock { () async -> (Double, String, Bool) in
+                let at = clock.elapsed
+                do {
+                    return (at, try await topology.fillRedis(for: fault.seconds), false)
+                } catch {
+                    return (at, "redis-full failed: \(error)", true)
+                }
+            }
+            done.at = at
+            done.note = note
+            done.skipped = failed
         case .reset:
             // The workers may hold no connection at this instant (all reconnecting after a Redis
             // restart, or paused between commands): try again for up to 10 s before calling the
