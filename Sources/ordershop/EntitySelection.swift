@@ -56,7 +56,7 @@ enum EntitySelection {
                 } catch let shopError as ShopError {
                     // A service's words ("503: the command was not applied ...") named neither
                     // the command nor the type (a trial's rebuild with --confirm-replicas).
-                    throw CleanExit.message("\(verb) \(type) failed\(Self.doneBefore(type, in: types)): \(shopError.message)", exitCode: 1)
+                    throw CleanExit.message("\(verb) \(type) failed\(Self.doneBefore(type, in: types, refused: refused)): \(shopError.message)", exitCode: 1)
                 } catch let gap as StreamGapError {
                     refused.append("\(type)")
                     FileHandle.standardError.write(Data("\(verb) \(type) refused: \(gap)\n".utf8))
@@ -66,7 +66,7 @@ enum EntitySelection {
                 } catch let error as RedisError {
                     // Which type, what is known of it, and what to do: a failover's READONLY
                     // ended a `rebuild all` with Redis's words alone, after three types were done.
-                    let before = Self.doneBefore(type, in: types)
+                    let before = Self.doneBefore(type, in: types, refused: refused)
                     let outcome =
                         switch error.code {
                         case .outcomeUnknown, .timeout: "; its last write may or may not have been applied; run it again"
@@ -96,10 +96,11 @@ enum EntitySelection {
     /// before `type` failed; "" for the first.
     /// The types done before `type` failed, and those not tried after it (trial M: `trim all`
     /// failing at order named the types done and left billing's unsaid).
-    private static func doneBefore(_ type: EntityType, in types: [EntityType]) -> String {
-        let done = types.prefix { $0 != type }.map(\.rawValue)
+    private static func doneBefore(_ type: EntityType, in types: [EntityType], refused: [String]) -> String {
+        let done = types.prefix { $0 != type }.map(\.rawValue).filter { !refused.contains($0) }
         let left = types.drop { $0 != type }.dropFirst().map(\.rawValue)
         let said = (done.isEmpty ? [] : ["\(done.joined(separator: ", ")) done before it"])
+            + (refused.isEmpty ? [] : ["\(refused.joined(separator: ", ")) refused before it"])
             + (left.isEmpty ? [] : ["\(left.joined(separator: ", ")) not tried"])
         return said.isEmpty ? "" : " (\(said.joined(separator: "; ")))"
     }

@@ -236,7 +236,8 @@ import Testing
             // Step 1 (the reservation) with room, step 2 without: the limit lowered between them
             // through the chaos harness's pause between the steps.
             _ = try await pool.send(RawCommand(["CONFIG", "SET", "maxmemory", "0"], keys: []))
-            let paused = EventStore(pool: pool, orderStepPause: .seconds(1))
+            // Long enough for a loaded machine to see step 1 and lower the limit before step 2.
+            let paused = EventStore(pool: pool, orderStepPause: .seconds(5))
             let change = Task { _ = try await paused.create([Order(id: "o1", productIDs: ["p1"], customerID: "c1")], trace: "t") }
             #expect(await eventually { try await pool.send(XLEN(RedisArgument(EntityType.inventory.stream(.updated)))) == 2 }, "step 1 did not run")
             _ = try await pool.send(RawCommand(["CONFIG", "SET", "maxmemory", "1mb"], keys: []))

@@ -41,9 +41,13 @@ import Testing
         output.split(separator: "\n").filter { $0.contains(text) }
     }
 
-    /// A free loopback port with nothing listening (a Redis URL that refuses connections).
+    /// A Redis URL that refuses connections: a loopback port this test process binds and never
+    /// listens on, kept bound until the process ends (a few descriptors), so that no other
+    /// test's redis-server can be given it meanwhile. A free port closed again was: a CI run's
+    /// worker "waiting for Redis" there connected to another test's server and started.
     func refusingRedisURL() throws -> String {
-        "redis://127.0.0.1:\(try LocalRedisServer.freePort())"
+        let (_, port) = try LocalRedisServer.bindLoopbackSocket()
+        return "redis://127.0.0.1:\(port)"
     }
 
     // MARK: Start-up: Redis unreachable or refusing

@@ -74,6 +74,19 @@ extension ShopIntegration {
                 _ = try await pool.send(RawCommand(["SET", RedisArgument(keys.snapshot), "not a hash"], keys: [RedisArgument(keys.snapshot)]))
                 await #expect(throws: RedisError.self) { try await store.install(snapshot) }
                 #expect(try await staged().isEmpty, "a failed install left its staged states")
+                _ = try await pool.send(RawCommand(["DEL", RedisArgument(keys.snapshot)], keys: [RedisArgument(keys.snapshot)]))
+                try #require(try await store.install(snapshot))
+
+                // Staged states expire (a process killed before its install leaves nothing for ever)...
+                let stagedName = try await store.stage(snapshot)
+                let stagedKey = RedisArgument(stagedName)
+                let ttl = try await pool.send(RawCommand(["PTTL", stagedKey], keys: [stagedKey])).int ?? -1
+                #expect(ttl > 0 && ttl <= 3_600_000, "PTTL \(ttl)")
+                // ...and an install whose staged states are gone (expired, or deleted after a lost
+                // answer) changes nothing: it put an empty snapshot in place (a review).
+                _ = try await pool.send(RawCommand(["DEL", stagedKey], keys: [stagedKey]))
+                await #expect(throws: StagedSnapshotMissing.self) { try await store.swapIn(snapshot, staging: stagedName, onlyIfNone: false) }
+                #expect(try await pool.send(RawCommand(["HLEN", RedisArgument(keys.snapshotStates)], keys: [RedisArgument(keys.snapshotStates)])).int == 3)
                 await pool.shutdown()
             }
         }

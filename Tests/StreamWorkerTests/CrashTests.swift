@@ -53,12 +53,16 @@ struct CrashTests {
             let pool = try server.makePool()
             let stream = "events:{order}_created"
             let ids = try await publish(pool, stream: stream, count: 8)
-            // The zombie reads everything, then sits in 8 s handlers: long enough that it is
+            // The zombie reads everything, then sits in 20 s handlers: long enough that it is
             // stopped before any settles, even on a loaded machine (with 3 s, a CI run saw all 8
-            // handlers start only after they had finished and settled, and nothing to reclaim).
+            // handlers start only after they had finished and settled, and nothing to reclaim;
+            // with 8 s, loaded full-suite runs still found the zombie settled, 4 times in 13).
             let zombie = try startProbe(
                 server, stream: stream, group: "billing",
-                extra: ["--lease-ms", "1000", "--handler-delay-ms", "8000", "--effects-key", "effects", "--invocations-key", "invocations"])
+                extra: [
+                    "--lease-ms", "1000", "--handler-delay-ms", "20000", "--drain-deadline-ms", "40000", "--effects-key", "effects", "--invocations-key",
+                    "invocations",
+                ])
             let zombieName = try #require(await probeConsumer(zombie))
             #expect(await eventually {
                 try await pool.send(XPENDING(RedisArgument(stream), group: "billing")).consumers[zombieName] == ids.count
@@ -77,7 +81,8 @@ struct CrashTests {
             // Wake the zombie and ask it to drain: its handlers finish, and every settle is refused.
             zombie.signal(SIGCONT)
             zombie.signal(SIGTERM)
-            #expect(await zombie.waitForExit() == 0)
+            // Its handlers end 20 s after they started (within its 40 s drain); then it exits.
+            #expect(await zombie.waitForExit(timeout: .seconds(60)) == 0)
             try await other.stop()
             let stats = probeStats(zombie)
             // Refused either as foreign-owned or as settled by another consumer already: never applied, never acked.

@@ -40,7 +40,7 @@ public struct OperationsSnapshot: Sendable, Codable, Equatable {
     public struct NodeMemory: Sendable, Codable, Equatable {
         /// The node, when there are several.
         public var node: String?
-        /// `used_memory`, bytes.
+        /// `used_memory` less `mem_not_counted_for_evict` (what Redis compares with maxmemory), bytes.
         public var used: Int
         /// `maxmemory`, bytes; 0: no limit.
         public var maximum: Int
@@ -49,9 +49,11 @@ public struct OperationsSnapshot: Sendable, Codable, Equatable {
 
         /// From `INFO memory`'s fields; nil when it lacks them.
         init?(node: String?, info: [String: String]) {
-            guard let used = info["used_memory"].flatMap(Int.init), let maximum = info["maxmemory"].flatMap(Int.init),
+            guard let total = info["used_memory"].flatMap(Int.init), let maximum = info["maxmemory"].flatMap(Int.init),
                 let policy = info["maxmemory_policy"]
             else { return nil }
+            // As Redis counts it against maxmemory: without replication and AOF buffers (a review).
+            let used = total - (info["mem_not_counted_for_evict"].flatMap(Int.init) ?? 0)
             (self.node, self.used, self.maximum, self.policy) = (node, used, maximum, policy)
             summary = ""
             summary = said

@@ -181,8 +181,11 @@ public struct ShopError: Error, Sendable, Hashable, CustomStringConvertible {
             // grow memory, before any other write, and a command before it runs, so nothing was
             // written. It was a 500 carrying the script's sha and line.
             if e.code == .outOfMemory {
-                return .unavailable(
-                    "event store unavailable: Redis is out of memory (its maxmemory is reached); the command did not run, retry it once an operator has raised maxmemory")
+                // Said as "not applied", so that a client (and the chaos checker) may rely on it.
+                return ShopError(
+                    status: 503,
+                    message: "event store unavailable: Redis is out of memory (its maxmemory is reached); the command did not run, retry it once an operator has raised maxmemory",
+                    outcome: "not applied")
             }
             if e.isClusterRedirect || [.loading, .readOnly, .busy].contains(e.code) {
                 // The limit leaves room for every shard a cluster lost (the operations view names each).

@@ -115,8 +115,23 @@ extension EventStore {
     /// made persistent again (RENAME keeps the expiry).
     @discardableResult
     func install(_ snapshot: ReadModelSnapshot, onlyIfNone: Bool = false) async throws -> Bool {
-        let k = snapshot.type.keys
-        let staging = k.snapshotStates + ":staging:" + RandomUUID.string()
+        let staging = try await stage(snapshot)
+        do {
+            return try await swapIn(snapshot, staging: staging, onlyIfNone: onlyIfNone)
+        } catch {
+            // Also after a lost answer: a late install finds no staged states and changes
+            // nothing (``StagedSnapshotMissing``), where it would otherwise have put an empty
+            // snapshot in place (a review).
+            let key = RedisArgument(staging)
+            _ = try? await pool.send(RawCommand(["DEL", key], keys: [key]))
+            throw error
+        }
+    }
+
+    /// Writes a snapshot's states beside the installed ones, expiring after
+    /// ``stagingLifetime``; returns the staged key.
+    func stage(_ snapshot: ReadModelSnapshot) async throws -> String {
+        let staging = snapshot.type.keys.snapshotStates + ":staging:" + RandomUUID.string()
         let stagingKey = RedisArgument(staging)
         var commands: [RawCommand] = [RawCommand(["DEL", stagingKey], keys: [stagingKey])]
         let states = Array(snapshot.states)
@@ -126,19 +141,14 @@ extension EventStore {
             commands.append(RawCommand(c, keys: [stagingKey]))
         }
         if !states.isEmpty { commands.append(RawCommand(["PEXPIRE", stagingKey, RedisArgument(milliseconds: Self.stagingLifetime)], keys: [stagingKey])) }
-        do {
-            for result in await pool.pipeline(commands) { _ = try result.get() }
-            return try await swapIn(snapshot, staging: staging, onlyIfNone: onlyIfNone)
-        } catch {
-            _ = try? await pool.send(RawCommand(["DEL", stagingKey], keys: [stagingKey]))
-            throw error
-        }
+        for result in await pool.pipeline(commands) { _ = try result.get() }
+        return staging
     }
 
     /// How long staged states live if their install never runs (a process killed between the two).
     static let stagingLifetime: Duration = .seconds(3600)
 
-    private func swapIn(_ snapshot: ReadModelSnapshot, staging: String, onlyIfNone: Bool) async throws -> Bool {
+    func swapIn(_ snapshot: ReadModelSnapshot, staging: String, onlyIfNone: Bool) async throws -> Bool {
         let k = snapshot.type.keys
         let positions = snapshot.cut.positions
         let reply = try await pool.evaluate(
@@ -148,8 +158,11 @@ extension EventStore {
                 RedisArgument(positions.map { "\($0.lastID)" }.joined(separator: " ")),
                 RedisArgument(positions.map { "\($0.entriesAdded)" }.joined(separator: " ")),
                 RedisArgument(snapshot.takenAt), RedisArgument(snapshot.live), RedisArgument(onlyIfNone ? "new" : "any"),
+                RedisArgument(snapshot.states.count),
             ])
-        return reply.array?.first?.string == "ok"
+        let tag = reply.array?.first?.string
+        if tag == "missing" { throw StagedSnapshotMissing(type: snapshot.type) }
+        return tag == "ok"
     }
 
     static func encodeState(_ s: Projection.State) -> [UInt8] {
@@ -180,10 +193,13 @@ extension EventStore {
 
     /// KEYS: snapshot meta, snapshot states, staged states. ARGV: positions, entries-added (both
     /// space-separated, per stream), taken-at, live count, `new` (install only where none exists) or
-    /// `any`. Returns `{'ok'}`, `{'exists'}` for `new` where one exists, or `{'stale'}` when the
+    /// `any`, the number of staged states. Returns `{'missing'}` (nothing changed) when states
+    /// were staged but are gone (expired, or deleted after a lost answer), `{'ok'}`, `{'exists'}`
+    /// for `new` where one exists, or `{'stale'}` when the
     /// installed snapshot is newer on some stream (the staged one is dropped in both refusals).
     static let installSnapshotScript = RedisScript(
         """
+        if (tonumber(ARGV[6]) or 0) > 0 and redis.call('EXISTS', KEYS[3]) == 0 then return {'missing'} end
         local old = redis.call('HGET', KEYS[1], 'entries_added')
         if old and ARGV[5] == 'new' then
           redis.call('DEL', KEYS[3])
@@ -210,4 +226,12 @@ extension EventStore {
         redis.call('HSET', KEYS[1], 'position', ARGV[1], 'entries_added', ARGV[2], 'taken_at', ARGV[3], 'entities', ARGV[4])
         return {'ok'}
         """)
+}
+
+/// A snapshot's staged states were gone when its install ran: nothing was installed.
+public struct StagedSnapshotMissing: Error, CustomStringConvertible {
+    public let type: EntityType
+    public var description: String {
+        "the \(type) snapshot's staged states were gone when it was to be installed (they expire after an hour, and are deleted when an install's answer is lost): nothing was installed; run it again"
+    }
 }

@@ -17,28 +17,40 @@ extension Topology {
         } else {
             servers = [redis]
         }
-        func setMaxmemory(_ value: String) async throws {
+        /// Sets `value` on each server; the servers it could not set.
+        func setMaxmemory(_ value: String, on servers: [LocalRedisServer]) async -> [LocalRedisServer] {
+            var failed: [LocalRedisServer] = []
             for server in servers {
-                let pool = try RedisConnectionPool(configuration: server.configuration, maximumConnections: 1)
-                defer { Task { await pool.shutdown() } }
-                _ = try await pool.send(RawCommand(["CONFIG", "SET", "maxmemory", RedisArgument(value)], keys: []))
+                do {
+                    let pool = try RedisConnectionPool(configuration: server.configuration, maximumConnections: 1)
+                    do {
+                        _ = try await pool.send(RawCommand(["CONFIG", "SET", "maxmemory", RedisArgument(value)], keys: []))
+                    } catch {
+                        failed.append(server)
+                    }
+                    await pool.shutdown()
+                } catch {
+                    failed.append(server)
+                }
             }
+            return failed
         }
-        try await setMaxmemory("1")
-        // Lifted whatever happens meanwhile: a run left with a full Redis would fail its drain.
+        let unset = await setMaxmemory("1", on: servers)
+        // Lifted on every server whatever happens meanwhile (a server not limited, a cancelled
+        // run: the lift runs in a task of its own), as a run left with a full Redis would fail
+        // its drain for no fault of the shop's.
         await pause(seconds: seconds)
-        var lifted = false
-        for attempt in 1...20 {
-            do {
-                try await setMaxmemory("0")
-                lifted = true
-                break
-            } catch {
-                logger.warning("lifting maxmemory failed (attempt \(attempt)): \(error)")
-                await pause(seconds: 0.5)
+        let lift = Task {
+            var left = servers
+            for _ in 1...20 where !left.isEmpty {
+                left = await setMaxmemory("0", on: left)
+                if !left.isEmpty { await pause(seconds: 0.5) }
             }
+            return left
         }
-        guard lifted else { throw ChaosError("maxmemory could not be lifted again") }
+        let stuck = await lift.value
+        guard stuck.isEmpty else { throw ChaosError("maxmemory could not be lifted again on :\(stuck.map { "\($0.port)" }.joined(separator: ", :"))") }
+        guard unset.count < servers.count else { throw ChaosError("maxmemory could not be set on any primary") }
         return "maxmemory below use on :\(servers.map { "\($0.port)" }.joined(separator: ", :")) for \(String(format: "%.1f", seconds)) s (noeviction: writes refused)"
     }
 }

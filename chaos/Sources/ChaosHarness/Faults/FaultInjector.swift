@@ -83,7 +83,8 @@ struct FaultInjector: Sendable {
         case .redisFull:
             // An order-service fault in progress is waited out first: the load's clients wait on
             // the frozen service meanwhile, and a full Redis then met no command (a first run: 0
-            // commands in its 2.4 s, all six clients held by an order-pause).
+            // commands in its 2.4 s, all six clients held by an order-pause). One that starts
+            // after this look may still overlap; then the fault meets fewer commands, no more.
             await orderLock.withLock {}
             // One Redis fault at a time: a failover meanwhile would lift the limit on a node
             // that is no longer the primary, and leave the new one unlimited.
