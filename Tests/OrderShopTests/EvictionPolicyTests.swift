@@ -14,28 +14,20 @@ import Testing
 @Suite struct EvictionPolicyTests {
     static let limit: Duration = .seconds(30)
 
+    /// Runs `ordershop` with `arguments` to its end (killed after ``limit``): its exit status
+    /// (nil: it was still running) and output.
+    func ordershop(_ arguments: [String]) async throws -> (status: Int32?, output: String) {
+        let process = try ChildProcess(try builtProduct("ordershop"), arguments, environment: ["LOG_LEVEL": "info"])
+        let status = await process.waitForExit(timeout: Self.limit)
+        await process.stop(signal: SIGKILL)
+        return (status, process.output)
+    }
+
     /// A server with `maxmemory` and `policy`.
     func options(maxmemory: String = "4mb", policy: String) -> LocalRedisServer.Options {
         var options = LocalRedisServer.Options()
         options.extraArguments = ["--maxmemory", maxmemory, "--maxmemory-policy", policy]
         return options
-    }
-
-    /// Writes keys without an expiry (10 kB each) until Redis refuses one (noeviction, or an
-    /// evicting policy with nothing left it may evict) or `limit` keys; the refusal, if any.
-    func fill(_ pool: any RedisClientProtocol, limit: Int = 3000) async -> RedisError? {
-        let value = RedisArgument(bytes: [UInt8](repeating: 0x78, count: 10_000))
-        for i in 0..<limit {
-            let key = RedisArgument("fill:\(i)")
-            do {
-                _ = try await pool.send(RawCommand(["SET", key, value], keys: [key]))
-            } catch let error as RedisError {
-                return error
-            } catch {
-                return RedisError(.io, "\(error)")
-            }
-        }
-        return nil
     }
 
     func customers(_ pool: any RedisClientProtocol) async throws -> Int {
@@ -50,10 +42,10 @@ import Testing
                 let pool = try server.makePool()
                 let store = EventStore(pool: pool)
                 try await store.create([Customer(id: "c1", name: "Ada", email: "ada@shop.test")], trace: "t", key: key)
-                let refusal = await fill(pool)
+                let refusal = await fillRedis(pool)
                 // Room for the retry (a review: it ran only because Redis had dropped back under
                 // its limit after the refused SET); what the full server deleted stays deleted.
-                _ = try await pool.send(RawCommand(["CONFIG", "SET", "maxmemory", "0"], keys: []))
+                try await setMaxmemory(pool, "0")
                 // The retry of a create whose answer was lost: the service makes a new id for it.
                 let retry = try await store.create([Customer(id: "c2", name: "Ada", email: "ada@shop.test")], trace: "t", key: key)
                 if policy == "noeviction" {
@@ -78,8 +70,7 @@ import Testing
             // The create script loaded before (a review: loading it after the fill is what had
             // pushed Redis over), then Redis well over its limit, not at its edge.
             try await store.create([Customer(id: "c0", name: "Bo", email: "bo@shop.test")], trace: "t")
-            try #require(await fill(pool)?.code == .outOfMemory)
-            _ = try await pool.send(RawCommand(["CONFIG", "SET", "maxmemory", "1mb"], keys: []))
+            try await overfillRedis(pool)
             let before = try await pool.send(RawCommand(["DBSIZE"], keys: [])).int
             do {
                 try await store.create([Customer(id: "c1", name: "Ada", email: "ada@shop.test")], trace: "t")
@@ -91,7 +82,7 @@ import Testing
                 #expect(!answer.message.contains("script:"), "\(answer.message)")
             }
             #expect(try await pool.send(RawCommand(["DBSIZE"], keys: [])).int == before)
-            _ = try await pool.send(RawCommand(["CONFIG", "SET", "maxmemory", "0"], keys: []))
+            try await setMaxmemory(pool, "0")
             try await store.create([Customer(id: "c1", name: "Ada", email: "ada@shop.test")], trace: "t")
             #expect(try await customers(pool) == 2)
             await pool.shutdown()
@@ -150,16 +141,11 @@ import Testing
     func statusShowsMemory() async throws {
         try await withRedisServer(options(policy: "noeviction")) { server in
             let pool = try server.makePool()
-            func status() async throws -> String {
-                let process = try ChildProcess(try builtProduct("ordershop"), ["status", "--url", "redis://127.0.0.1:\(server.port)"])
-                _ = await process.waitForExit(timeout: Self.limit)
-                await process.stop(signal: SIGKILL)
-                return process.output
-            }
+            func status() async throws -> String { try await ordershop(["status", "--url", "redis://127.0.0.1:\(server.port)"]).output }
             var said = try await status()
             #expect(said.contains("Redis memory: ") && said.contains("used of 4.0 MB") && said.contains("maxmemory-policy noeviction"), "\(said)")
             #expect(!said.contains("NEARLY FULL") && !said.contains("EVICTS"), "\(said)")
-            try #require(await fill(pool)?.code == .outOfMemory)
+            try #require(await fillRedis(pool)?.code == .outOfMemory)
             said = try await status()
             #expect(said.contains("NEARLY FULL, at the limit every write is refused"), "\(said)")
             _ = try await pool.send(RawCommand(["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"], keys: []))
@@ -174,12 +160,9 @@ import Testing
         try await withRedisServer(options(policy: "noeviction")) { server in
             let pool = try server.makePool()
             try await EventStore(pool: pool).create([Customer(id: "c1", name: "Ada", email: "ada@shop.test")], trace: "t")
-            try #require(await fill(pool)?.code == .outOfMemory)
+            try #require(await fillRedis(pool)?.code == .outOfMemory)
             func run(_ arguments: [String]) async throws -> (status: Int32?, output: String) {
-                let process = try ChildProcess(try builtProduct("ordershop"), arguments + ["--url", "redis://127.0.0.1:\(server.port)"])
-                let status = await process.waitForExit(timeout: Self.limit)
-                await process.stop(signal: SIGKILL)
-                return (status, process.output)
+                try await ordershop(arguments + ["--url", "redis://127.0.0.1:\(server.port)"])
             }
             for command in [["snapshot", "customer"], ["trim", "all"]] {
                 let (status, output) = try await run(command)
@@ -189,7 +172,7 @@ import Testing
             }
             // What `all` did not reach is said (trial M: it named only the types done before).
             #expect(try await run(["rebuild", "all"]).output.contains("(product, inventory, order, billing not tried)"))
-            _ = try await pool.send(RawCommand(["CONFIG", "SET", "maxmemory", "0"], keys: []))
+            try await setMaxmemory(pool, "0")
             let (status, output) = try await run(["trim", "all"])
             #expect(status == 0, "\(output)")
             await pool.shutdown()
@@ -210,9 +193,8 @@ import Testing
                 }
                 let (made, first) = try await call("/customer", .post, key: "signup-n")
                 #expect(made == .ok, "\(first)")
-                _ = try await pool.send(RawCommand(["CONFIG", "SET", "maxmemory", "4mb"], keys: []))
-                try #require(await fill(pool)?.code == .outOfMemory)
-                _ = try await pool.send(RawCommand(["CONFIG", "SET", "maxmemory", "1mb"], keys: []))
+                try await setMaxmemory(pool, "4mb")
+                try await overfillRedis(pool)
                 for (uri, method, key) in [("/customers", HTTPRequest.Method.get, nil), ("/customer/no-such-id", .delete, nil), ("/customer", .post, "signup-n")] {
                     let (status, answer) = try await call(uri, method, key: key)
                     #expect(status == .serviceUnavailable, "\(method) \(uri): \(answer)")
@@ -232,15 +214,15 @@ import Testing
             try await store.create([Product(id: "p1", name: "P", price: 3)], trace: "t")
             try await store.create([Inventory(id: "s1", productID: "p1", amount: 5)], trace: "t")
             try await store.create([Order(id: "o0", productIDs: ["p1"], customerID: "c1")], trace: "t")
-            try #require(await fill(pool)?.code == .outOfMemory)
+            try #require(await fillRedis(pool)?.code == .outOfMemory)
             // Step 1 (the reservation) with room, step 2 without: the limit lowered between them
             // through the chaos harness's pause between the steps.
-            _ = try await pool.send(RawCommand(["CONFIG", "SET", "maxmemory", "0"], keys: []))
+            try await setMaxmemory(pool, "0")
             // Long enough for a loaded machine to see step 1 and lower the limit before step 2.
             let paused = EventStore(pool: pool, orderStepPause: .seconds(5))
             let change = Task { _ = try await paused.create([Order(id: "o1", productIDs: ["p1"], customerID: "c1")], trace: "t") }
             #expect(await eventually { try await pool.send(XLEN(RedisArgument(EntityType.inventory.stream(.updated)))) == 2 }, "step 1 did not run")
-            _ = try await pool.send(RawCommand(["CONFIG", "SET", "maxmemory", "1mb"], keys: []))
+            try await setMaxmemory(pool, "1mb")
             do {
                 try await change.value
                 Issue.record("the order change was made on a full Redis")
@@ -250,7 +232,7 @@ import Testing
                 #expect(answer.message.contains("out of memory") && answer.message.contains("was not made") && !answer.message.contains("did not run"), "\(answer.message)")
             }
             #expect(try await ReadModel(pool: pool).one(.order, id: "o1") == nil)
-            _ = try await pool.send(RawCommand(["CONFIG", "SET", "maxmemory", "0"], keys: []))
+            try await setMaxmemory(pool, "0")
             await pool.shutdown()
         }
     }
@@ -265,12 +247,10 @@ import Testing
                 case "work": ["work", "crm", "--metrics-port", "0", "--url", url]
                 default: ["up", "--url", url, "--gateway-port", "0", "--service-port-base", "0", "--metrics-port", "0"]
                 }
-            let process = try ChildProcess(try builtProduct("ordershop"), arguments, environment: ["LOG_LEVEL": "info"])
-            let status = await process.waitForExit(timeout: Self.limit)
-            await process.stop(signal: SIGKILL)
-            #expect(status != nil && status != 0, "status \(String(describing: status)): \(process.output)")
-            let said = process.output.split(separator: "\n").filter { $0.contains("has maxmemory-policy allkeys-lru") }
-            #expect(said.count == 1, "\(process.output)")
+            let (status, output) = try await ordershop(arguments)
+            #expect(status != nil && status != 0, "status \(String(describing: status)): \(output)")
+            let said = output.split(separator: "\n").filter { $0.contains("has maxmemory-policy allkeys-lru") }
+            #expect(said.count == 1, "\(output)")
             #expect(said.first?.contains("noeviction") == true)
             let pool = try server.makePool()
             #expect(try await pool.send(RawCommand(["DBSIZE"], keys: [])).int == 0)

@@ -21,22 +21,6 @@ struct FullRedisTests {
         }
     }
 
-    /// Fills `pool`'s server until it refuses a write, then lowers its limit well below what it holds.
-    func fill(_ pool: RedisConnectionPool) async throws {
-        let value = RedisArgument(bytes: [UInt8](repeating: 0x78, count: 10_000))
-        for i in 0..<3000 {
-            let key = RedisArgument("fill:\(i)")
-            do {
-                _ = try await pool.send(RawCommand(["SET", key, value], keys: [key]))
-            } catch let error as RedisError where error.code == .outOfMemory {
-                // Well over the limit, not at its edge (where a freed buffer lets a small write through).
-                _ = try await pool.send(RawCommand(["CONFIG", "SET", "maxmemory", "1mb"], keys: []))
-                return
-            }
-        }
-        Issue.record("Redis never refused a write")
-    }
-
     func isFull(_ pool: RedisConnectionPool) async -> Bool {
         do {
             _ = try await pool.send(RawCommand(["SET", "probe", "1"], keys: ["probe"]))
@@ -52,7 +36,7 @@ struct FullRedisTests {
             let stream = "orders"
             _ = try await pool.send(XGROUPCREATE(RedisArgument(stream), group: "g", id: "0", makeStream: true))
             try await publish(pool, stream: stream, count: 20)
-            try await fill(pool)
+            try await overfillRedis(pool)
             let handled = Atomic<Int>(0)
             var configuration = WorkerConfiguration(lease: .seconds(5), settleMode: .plain)
             configuration.retryBackoff = Backoff(initial: .milliseconds(50), maximum: .milliseconds(200))
@@ -78,7 +62,7 @@ struct FullRedisTests {
             let stream = "orders"
             _ = try await pool.send(XGROUPCREATE(RedisArgument(stream), group: "g", id: "0", makeStream: true))
             let ids = try await publish(pool, stream: stream, count: 20)
-            try await fill(pool)
+            try await overfillRedis(pool)
             var configuration = WorkerConfiguration(lease: .seconds(5), maxDeliveries: 3)
             configuration.retryBackoff = Backoff(initial: .milliseconds(50), maximum: .milliseconds(200))
             let worker = RunningWorker(
@@ -87,7 +71,7 @@ struct FullRedisTests {
             #expect(await eventually(timeout: .seconds(30)) { try await pendingCount(pool, stream: stream, group: "g") > 0 })
             try await Task.sleep(for: .seconds(1))
             #expect(try await effectCounts(pool, "effects").isEmpty)
-            _ = try await pool.send(RawCommand(["CONFIG", "SET", "maxmemory", "0"], keys: []))
+            try await setMaxmemory(pool, "0")
             #expect(await eventually(timeout: .seconds(30)) { try await effectCounts(pool, "effects").count == ids.count })
             #expect(await eventually { try await pendingCount(pool, stream: stream, group: "g") == 0 })
             try await worker.stop()

@@ -9,12 +9,6 @@ public struct ReplicaConfirmation: Sendable, Hashable {
     public var replicas: Int
     public var timeout: Duration
 
-    /// The barrier of a command that wrote nothing, refused (OOM): passed out of the wait's
-    /// error handling as the server's own error.
-    struct BarrierRefused: Error {
-        let error: RedisError
-    }
-
     public init(replicas: Int, timeout: Duration) {
         precondition(replicas > 0 && timeout > .zero)
         self.replicas = replicas
@@ -81,20 +75,14 @@ extension RedisClientProtocol {
                     do {
                         // On the script's own session, or not at all (``RedisConnection/sendInSession(_:)``):
                         // a reconnect between them would confirm another session's writes.
-                        if !wroteSomething {
-                            do {
-                                _ = try await connection.sendInSession(SET(barrier, "1", expiry: .seconds(60)))
-                            } catch let error as RedisError where error.code == .outOfMemory {
-                                // A full Redis refuses the barrier: the script wrote nothing and
-                                // its answer cannot be confirmed. Said as what it is (a review: a
-                                // keyed replay answered "may have been applied", a read "the
-                                // connection to Redis was lost").
-                                throw ReplicaConfirmation.BarrierRefused(error: error)
-                            }
-                        }
+                        if !wroteSomething { _ = try await connection.sendInSession(SET(barrier, "1", expiry: .seconds(60))) }
                         acknowledged = try await connection.sendInSession(WAIT(replicas: confirmation.replicas, timeout: confirmation.timeout))
-                    } catch let refused as ReplicaConfirmation.BarrierRefused {
-                        throw refused.error
+                    } catch let error as RedisError where error.code == .outOfMemory {
+                        // A full Redis refused the barrier (WAIT is never refused so): the script
+                        // wrote nothing and its answer cannot be confirmed. Said as what it is (a
+                        // review: a keyed replay answered "may have been applied", a read "the
+                        // connection to Redis was lost").
+                        throw error
                     } catch {
                         throw RedisError(
                             .outcomeUnknown, "the command ran; waiting for its replication failed: \(RedisError.wrapping(error).message)",

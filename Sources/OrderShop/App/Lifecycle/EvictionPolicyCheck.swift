@@ -27,8 +27,8 @@ public enum EvictionPolicyCheck {
     public struct Reading: Sendable {
         /// Where, as the operator named it or as the cluster announces it.
         public var node: String
-        /// `maxmemory_policy` and `maxmemory`, or why they could not be read.
-        public var answer: Result<(policy: String, maxmemory: Int)?, RedisError>
+        /// Its memory, policy and limit (nil when INFO lacks them), or why they could not be read.
+        public var answer: Result<OperationsSnapshot.NodeMemory?, RedisError>
     }
 
     /// Whether a server with this policy may delete keys on its own.
@@ -45,10 +45,8 @@ public enum EvictionPolicyCheck {
     /// Each primary's policy (one server: the one).
     public static func readings(_ client: any RedisClientProtocol, at configuration: RedisConfiguration) async -> [Reading] {
         let command = INFO(section: "memory")
-        func answer(_ info: [String: String]) -> (policy: String, maxmemory: Int)? {
-            guard let policy = info["maxmemory_policy"] else { return nil }
-            return (policy, info["maxmemory"].flatMap(Int.init) ?? 0)
-        }
+        // Read as `status` and the dashboard read it.
+        func answer(_ info: [String: String]) -> OperationsSnapshot.NodeMemory? { OperationsSnapshot.NodeMemory(node: nil, info: info) }
         func failure(_ error: any Error) -> RedisError { (error as? RedisError) ?? RedisError(.io, "\(error)") }
         if let cluster = client as? RedisClusterClient {
             do {
@@ -85,11 +83,10 @@ public enum EvictionPolicyCheck {
     static func check(_ readings: [Reading], cluster: Bool, at configuration: RedisConfiguration, logger: Logger) throws {
         let unknown = "make sure it is noeviction, or events may be lost or applied twice under memory pressure"
         for reading in readings {
-            let policy: String
-            let maxmemory: Int
+            let memory: OperationsSnapshot.NodeMemory
             switch reading.answer {
             case .success(let said?):
-                (policy, maxmemory) = said
+                memory = said
             case .success(nil):
                 logger.warning("Redis does not say its maxmemory-policy: \(unknown)", metadata: ["redis": "\(reading.node)"])
                 continue
@@ -100,8 +97,9 @@ public enum EvictionPolicyCheck {
                     "cannot read Redis's maxmemory-policy: \(unknown)", metadata: ["redis": "\(reading.node)", "error": "\(error.message)"])
                 continue
             }
+            let policy = memory.policy
             guard evicts(policy) else { continue }
-            let limit = maxmemory == 0 ? " (its maxmemory is 0 now: the policy acts as soon as one is set)" : ""
+            let limit = memory.maximum == 0 ? " (its maxmemory is 0 now: the policy acts as soon as one is set)" : ""
             throw RedisUnusable(
                 redis: configuration.redactedDescription,
                 error: RedisError(
