@@ -29,10 +29,25 @@ struct HTTP1ChannelKeepingRules: ServerChildChannel, HTTPChannelHandler {
 
 extension HTTPServerBuilder {
     /// HTTP/1.1 as Hummingbird's `.http1(configuration:)`, keeping HTTP/1.x's connection rules
-    /// (``PersistentConnectionRules``) and answering what its parser refuses in JSON
-    /// (``MalformedRequestAnswer``): every server of the `ordershop` binary (the shop's
-    /// services and gateway, the dashboard, a worker's metrics).
-    public static func http1KeepingConnectionRules(configuration: HTTP1Channel.Configuration = .init()) -> HTTPServerBuilder {
-        HTTPServerBuilder { responder in HTTP1ChannelKeepingRules(http1: HTTP1Channel(responder: responder, configuration: configuration)) }
+    /// (``PersistentConnectionRules``), answering what its parser refuses in JSON
+    /// (``MalformedRequestAnswer``) and cutting slow and idle clients off (``SlowClientGuard``,
+    /// `limits`' deadlines): every server of the `ordershop` binary (the shop's services and
+    /// gateway, the dashboard, a worker's metrics). The connection ceiling is the application
+    /// configuration's (``HTTPServerLimits/applicationConfiguration(address:serverName:)``).
+    public static func http1KeepingConnectionRules(limits: HTTPServerLimits) -> HTTPServerBuilder {
+        let idle = limits.idleTimeout.components
+        let configuration = HTTP1Channel.Configuration(
+            additionalChannelHandlers: [SlowClientGuard(limits: limits)],
+            idleTimeout: .nanoseconds(idle.seconds * 1_000_000_000 + idle.attoseconds / 1_000_000_000))
+        return HTTPServerBuilder { responder in HTTP1ChannelKeepingRules(http1: HTTP1Channel(responder: responder, configuration: configuration)) }
+    }
+}
+
+extension HTTPServerLimits {
+    /// An application's configuration at `address` that accepts at most ``maximumConnections``
+    /// open connections (Hummingbird stops accepting at the ceiling and goes on when one closes).
+    public func applicationConfiguration(address: BindAddress, serverName: String? = nil) -> ApplicationConfiguration {
+        ApplicationConfiguration(
+            address: address, serverName: serverName, availableConnectionsDelegate: MaximumAvailableConnections(maximumConnections))
     }
 }

@@ -74,6 +74,8 @@ public struct WorkerHTTPServer: Service {
     let redisUp = RedisUpGauge()
     /// How often ``redisUp`` probes Redis.
     let redisProbeInterval: Duration
+    /// Its deadlines and connection ceiling (``HTTPServerLimits/monitoring``).
+    let limits: HTTPServerLimits
 
     /// Creating the server installs the Prometheus backend, so create it before the workers:
     /// metrics made earlier would go to the default (no-op) backend.
@@ -82,9 +84,11 @@ public struct WorkerHTTPServer: Service {
     ///   bind throws from ``run()`` instead).
     public init(
         port: Int, host: String = "0.0.0.0", service: String = "worker", client: any RedisClientProtocol, logger: Logger,
-        redisProbeInterval: Duration = .seconds(5), onListening: @escaping @Sendable (Int) async -> Void = { _ in }
+        redisProbeInterval: Duration = .seconds(5), limits: HTTPServerLimits = .monitoring,
+        onListening: @escaping @Sendable (Int) async -> Void = { _ in }
     ) {
         _ = WorkerMetrics.registry
+        self.limits = limits
         self.redisProbeInterval = redisProbeInterval
         self.port = port
         self.host = host
@@ -124,8 +128,8 @@ public struct WorkerHTTPServer: Service {
         let port = self.port
         let onListening = self.onListening
         let app = Application(
-            router: Self.buildRouter(client: client, service: service, redisUp: redisUp), server: .http1KeepingConnectionRules(),
-            configuration: .init(address: .hostname(host, port: port)), onServerRunning: { await onListening($0.localAddress?.port ?? port) },
+            router: Self.buildRouter(client: client, service: service, redisUp: redisUp), server: .http1KeepingConnectionRules(limits: limits),
+            configuration: limits.applicationConfiguration(address: .hostname(host, port: port)), onServerRunning: { await onListening($0.localAddress?.port ?? port) },
             logger: logger)
         let (redisUp, client, interval) = (self.redisUp, self.client, redisProbeInterval)
         try await withThrowingTaskGroup(of: Void.self) { group in

@@ -200,6 +200,101 @@ import Testing
         }
     }
 
+    /// A name that only begins like a loopback address (`127.0.0.1.attacker.example`, which a
+    /// rebinding page points at 127.0.0.1) is a foreign name: it read the whole state without the
+    /// token (a review), as did a page of another origin that had the browser fetch it.
+    @Test func namesLikeLoopbackAndOtherSitesReadNothingWithoutTheToken() async throws {
+        for name in ["127.0.0.1.attacker.example", "127.evil.example", "127.0.0.1.nip.io", "127.0.0.256", "127.0.0", "localhost.evil.example"] {
+            #expect(!Dashboard.isLoopback(name), "\(name)")
+        }
+        for name in ["127.0.0.1", "127.1.2.3", "localhost", "LOCALHOST", "::1", "[::1]"] {
+            #expect(Dashboard.isLoopback(name), "\(name)")
+        }
+        try await withDashboard { fixture in
+            try await Application(router: buildDashboardRouter(fixture.dashboard)).test(.router) { client in
+                for host in ["127.0.0.1.attacker.example:5080", "127.evil.example:5080"] {
+                    try await client.execute(uri: "/api/state", method: .get, headers: [HTTPField.Name("Host")!: host]) { response in
+                        #expect(response.status == .unauthorized, "\(host)")
+                    }
+                }
+                let crossSite: [[HTTPField.Name: String]] = [
+                    [HTTPField.Name("Host")!: "127.0.0.1:5080", HTTPField.Name("Sec-Fetch-Site")!: "cross-site"],
+                    [HTTPField.Name("Host")!: "127.0.0.1:5080", .origin: "http://localhost.evil.example:8000"],
+                    [HTTPField.Name("Host")!: "127.0.0.1:5080", .origin: "null"],
+                ]
+                // With a token configured, the admin guard refuses them as it refuses cross-origin actions.
+                for headers in crossSite {
+                    try await client.execute(uri: "/api/state", method: .get, headers: HTTPFields(headers.map { HTTPField(name: $0.key, value: $0.value) })) {
+                        response in
+                        #expect(response.status == .forbidden, "\(headers)")
+                        #expect(String(buffer: response.body).contains("cross-origin"), "\(String(buffer: response.body))")
+                    }
+                }
+                // The page's own reads (same origin, or typed in) still need nothing.
+                for site in ["same-origin", "none"] {
+                    let headers: HTTPFields = [HTTPField.Name("Host")!: "127.0.0.1:5080", HTTPField.Name("Sec-Fetch-Site")!: site]
+                    try await client.execute(uri: "/api/state", method: .get, headers: headers) { response in
+                        #expect(response.status == .ok, "\(site)")
+                    }
+                }
+            }
+        }
+        // Without a token: refused, saying why.
+        try await withDashboard(token: nil) { fixture in
+            try await Application(router: buildDashboardRouter(fixture.dashboard)).test(.router) { client in
+                let headers: HTTPFields = [HTTPField.Name("Host")!: "127.0.0.1:5080", HTTPField.Name("Sec-Fetch-Site")!: "cross-site"]
+                try await client.execute(uri: "/api/state", method: .get, headers: headers) { response in
+                    #expect(response.status == .unauthorized)
+                    #expect(String(buffer: response.body).contains("another origin"), "\(String(buffer: response.body))")
+                }
+            }
+        }
+    }
+
+    /// Reads of the state within a second share one read of Redis; a dead letter of thousands
+    /// of fields is shown with a few dozen (one of 3,500 made each read 1.8 MB, a review).
+    @Test func stateReadsAreSharedAndLettersClipped() async throws {
+        try await withDashboard { fixture in
+            let node = fixture.deadLetters.client
+            var wide: [RedisArgument] = ["XADD", RedisArgument(fixture.deadLetters.key), "*"]
+            for i in 0..<3_500 { wide += [RedisArgument("f\(i)"), RedisArgument(String(repeating: "x", count: 600))] }
+            wide += ["dlq.reason", "wide", "dlq.original_id", "1-1"]
+            _ = try await node.send(RawCommand(wide, keys: [RedisArgument(fixture.deadLetters.key)]))
+            @Sendable func scans() async throws -> Int {
+                let line = try await node.send(INFO(section: "commandstats"))["cmdstat_scan"] ?? ""
+                return line.split(separator: ",").first { $0.hasPrefix("calls=") }.flatMap { Int($0.dropFirst("calls=".count)) } ?? 0
+            }
+            // What one read of Redis costs in SCAN calls (the reader itself, not through the page's cache).
+            let start = try await scans()
+            _ = try await fixture.dashboard.reader.read()
+            let perRead = try await scans() - start
+            #expect(perRead >= 1)
+            let before = try await scans()
+            try await Application(router: buildDashboardRouter(fixture.dashboard)).test(.router) { client in
+                var sizes: [Int] = []
+                try await withThrowingTaskGroup(of: Int.self) { group in
+                    for _ in 0..<8 {
+                        group.addTask {
+                            try await client.execute(uri: "/api/state", method: .get) { response in
+                                #expect(response.status == .ok)
+                                return response.body.readableBytes
+                            }
+                        }
+                    }
+                    for try await size in group { sizes.append(size) }
+                }
+                let state = try await Self.state(client)
+                let after = try await scans()
+                // Nine reads (eight at once, one just after): one or two reads of Redis, not nine.
+                #expect(after - before <= 2 * perRead, "\(after - before) SCAN calls, \(perRead) per read")
+                #expect(sizes.allSatisfy { $0 < 200_000 }, "\(sizes)")
+                let letters = state.streams.flatMap { $0.groups.flatMap(\.deadLetters) }
+                let clipped = try #require(letters.first { $0.omittedFields != nil }, "\(letters.map(\.fields.count))")
+                #expect(clipped.fields.count == OperationsReader.deadLetterFieldCount && clipped.omittedFields == 3_500 - clipped.fields.count)
+            }
+        }
+    }
+
     /// A replay names a group that exists: a typo is a 404 naming the groups there are.
     @Test func replayToAGroupThatDoesNotExistIsRefused() async throws {
         try await withDashboard { fixture in

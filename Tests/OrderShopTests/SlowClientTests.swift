@@ -6,6 +6,7 @@ import RedisClient
 import ServiceLifecycle
 import Synchronization
 import TestSupport
+import WorkerMetricsHTTP
 import Testing
 
 extension ShopIntegration {

@@ -114,6 +114,45 @@ struct ObservabilityTests {
         }
     }
 
+    /// A review held 20,000 idle connections on `ordershop up`'s metrics port: nothing cut them,
+    /// the process ran out of descriptors and libdispatch stopped it (signal 4). The server now
+    /// holds at most its ceiling (4 here) and cuts a connection that sends no request head
+    /// within its deadline (3 s here), so a probe gets in once an idle one is cut.
+    @Test("the metrics server holds at most its ceiling of connections and cuts idle ones: a probe behind four idle clients is answered once one is cut")
+    func metricsServerCutsIdleConnectionsBeyondItsCeiling() async throws {
+        try await withRedisServer { server in
+            let pool = try server.makePool()
+            let (ports, listening) = AsyncStream.makeStream(of: Int.self)
+            let limits = HTTPServerLimits(headerTimeout: .seconds(3), maximumConnections: 4)
+            let http = WorkerHTTPServer(port: 0, host: "127.0.0.1", client: pool, logger: Logger(label: "test.metrics"), limits: limits) {
+                listening.yield($0)
+            }
+            let running = Task { try await http.run() }
+            defer { running.cancel() }
+            var iterator = ports.makeAsyncIterator()
+            let port = try #require(await iterator.next())
+            // Four clients that connect and say nothing.
+            let idle = try (0..<4).map { _ in try connectLoopback(port: port) }
+            defer { for fd in idle { close(fd) } }
+            // Let the server accept them first: it accepts a few at a time and checks its ceiling
+            // between batches, so a probe that arrived with the fourth could get in beside it.
+            try await Task.sleep(for: .milliseconds(500))
+            let probe = try await rawExchangeSeeingClose(port: port, Array("GET /healthz HTTP/1.0\r\n\r\n".utf8), timeout: 20)
+            #expect(probe.answer.hasPrefix("HTTP/1.0 200"), "\(probe)")
+            // Served only after the server had cut an idle client: without the ceiling it answered
+            // at once with all four still open; without the deadline it never answered.
+            let cut = idle.filter { fd in
+                var byte: UInt8 = 0
+                return recv(fd, &byte, 1, Int32(MSG_DONTWAIT)) == 0
+            }
+            #expect(!cut.isEmpty, "the probe was answered while all four idle connections were still open")
+
+            running.cancel()
+            _ = await running.result
+            await pool.shutdown()
+        }
+    }
+
     @Test("/healthz is 503 and says why when the worker's Redis is a replica: every settle there would meet READONLY")
     func healthOfAWorkerOnAReplica() async throws {
         try await withReplication { replication in

@@ -6,6 +6,28 @@ import Testing
 
 @Suite("Failures: retries with backoff, dead letters")
 struct RetryAndDeadLetterTests {
+    /// A worker of group crm on `stream` whose handler decodes each entry's `entity` as
+    /// `{"n": Int}` (a malformed event otherwise) and counts it in the hash `effects`, once
+    /// `letters` entries are dead-lettered and `applied` counted (expected within the wait).
+    private func decodingWorker(
+        _ pool: RedisConnectionPool, stream: String, calls: Recorder<String>? = nil, until letters: Int, applied: Int
+    ) async -> (worker: RunningWorker, dlq: DeadLetters, subscription: Subscription) {
+        struct Entity: Decodable { let n: Int }
+        let subscription = Subscription(stream: stream, group: "crm") { d in
+            calls?.append(d.eventID)
+            _ = try d.decodeJSON(Entity.self)
+            return .done(effects: [["HINCRBY", "effects", RedisArgument(d.eventID), "1"]])
+        }
+        let worker = RunningWorker(pool: pool, configuration: .init(maxDeliveries: 5), subscriptions: [subscription])
+        let dlq = DeadLetters(client: pool, stream: stream, group: "crm")
+        #expect(await eventually {
+            let listed = try await dlq.list().count
+            let counted = try await effectCounts(pool, "effects").count
+            return listed == letters && counted == applied
+        })
+        return (worker, dlq, subscription)
+    }
+
     @Test("a handler that throws twice then succeeds is retried with growing delays and applied once")
     func retriedThenApplied() async throws {
         try await withRedisServer { server in
@@ -102,20 +124,8 @@ struct RetryAndDeadLetterTests {
             try await pool.send(XADD(RedisArgument(stream), fields: [StreamField("event_id", "bad-json"), StreamField("entity", "{not json")]))
             try await pool.send(XADD(RedisArgument(stream), fields: [StreamField("event_id", "no-entity")]))
             good += try await publish(pool, stream: stream, count: 5)
-            struct Entity: Decodable { let n: Int }
             let calls = Recorder<String>()
-            let subscription = Subscription(stream: stream, group: "crm") { d in
-                calls.append(d.eventID)
-                _ = try d.decodeJSON(Entity.self)
-                return .done(effects: [["HINCRBY", "effects", RedisArgument(d.eventID), "1"]])
-            }
-            let worker = RunningWorker(pool: pool, configuration: .init(maxDeliveries: 5), subscriptions: [subscription])
-            let dlq = DeadLetters(client: pool, stream: stream, group: "crm")
-            #expect(await eventually {
-                let letters = try await dlq.list().count
-                let applied = try await effectCounts(pool, "effects").count
-                return letters == 2 && applied == 10
-            })
+            let (worker, dlq, subscription) = await decodingWorker(pool, stream: stream, calls: calls, until: 2, applied: 10)
             try await worker.stop()
             let letters = try await dlq.list()
             #expect(Set(letters.compactMap { $0.fields["event_id"] }) == ["bad-json", "no-entity"])
@@ -141,6 +151,31 @@ struct RetryAndDeadLetterTests {
             #expect(await eventually { try await dlq.list().count == 2 })
             try await rerun.stop()
             #expect(Set(try await dlq.list().map(\.originalID)) == Set(letters.map(\.originalID)))
+        }
+    }
+
+    /// A review's entry of 20,000 fields failed its dead-letter script ("too many results to
+    /// unpack": Lua passes about 8,000 values to a call), so it was never dead-lettered: reclaimed
+    /// every few seconds, its delivery count rising, pending for ever.
+    @Test("an entry of 20,000 fields is dead-lettered with its first fields and the reason says so; nothing stays pending")
+    func aVeryWideEntryIsDeadLettered() async throws {
+        try await withRedisServer { server in
+            let pool = try server.makePool()
+            let stream = "events:{customer}_created"
+            var fields = [StreamField("event_id", "wide")]
+            for i in 0..<19_999 { fields.append(StreamField("f\(i)", "v")) }
+            let wideID = try await pool.send(XADD(RedisArgument(stream), fields: fields)) ?? ""
+            let good = try await publish(pool, stream: stream, count: 3)
+            let (worker, dlq, _) = await decodingWorker(pool, stream: stream, until: 1, applied: 3)
+            try await worker.stop()
+            let letter = try #require(try await dlq.list().first)
+            #expect(letter.originalID == wideID && letter.deliveryCount == 1, "\(letter.originalID) \(letter.deliveryCount)")
+            #expect(letter.fields.count == 3_000 && letter.fields["event_id"] == "wide", "\(letter.fields.count)")
+            #expect(letter.reason.contains("the entry has 20000 fields") && letter.reason.contains(wideID), "\(letter.reason)")
+            #expect(Set(try await effectCounts(pool, "effects").keys) == Set(good))
+            #expect(try await pendingCount(pool, stream: stream, group: "crm") == 0)
+            // Its replay carries the kept fields.
+            #expect(try await dlq.replay().count == 1)
         }
     }
 

@@ -64,14 +64,9 @@ func buildApplication(
     for service: ServiceName, responder: RouterResponder<ShopRequestContext>, host: String, port: Int, logger: Logger,
     limits: HTTPServerLimits = .init(), onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
 ) -> some ApplicationProtocol {
-    let idle = limits.idleTimeout.components
-    return Application(
-        responder: responder,
-        server: .http1KeepingConnectionRules(
-            configuration: .init(
-                additionalChannelHandlers: [SlowClientGuard(limits: limits)],
-                idleTimeout: .nanoseconds(idle.seconds * 1_000_000_000 + idle.attoseconds / 1_000_000_000))),
-        configuration: .init(address: .hostname(host, port: port), serverName: "ordershop-\(service)"),
+    Application(
+        responder: responder, server: .http1KeepingConnectionRules(limits: limits),
+        configuration: limits.applicationConfiguration(address: .hostname(host, port: port), serverName: "ordershop-\(service)"),
         onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? port) },
         logger: logger)
 }

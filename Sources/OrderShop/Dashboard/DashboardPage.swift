@@ -93,7 +93,8 @@ enum DashboardPage {
         </main>
         <script>
         "use strict";
-        const base = location.pathname.replace(/\/+$/, "");
+        // One leading slash: opened as //dashboard, "//dashboard/api/state" named another host (a review).
+        const base = location.pathname.replace(/^\/+/, "/").replace(/\/+$/, "");
         const tokenInput = document.getElementById("token");
         tokenInput.value = sessionStorage.getItem("ordershop-admin-token") || "";
         tokenInput.addEventListener("input", () => sessionStorage.setItem("ordershop-admin-token", tokenInput.value));

@@ -20,6 +20,8 @@ public struct Dashboard: Sendable {
     public let adminToken: String?
     /// Whether `GET /api/state` is served without the token.
     public let openReads: Bool
+    /// What `GET /api/state` reads, shared by the requests of a second.
+    let states: SnapshotCache
 
     /// `host`: the address the server listens on (reads are open when it is a loopback address).
     public init(reader: OperationsReader, history: RateHistory = RateHistory(), adminToken: String?, host: String) {
@@ -27,6 +29,7 @@ public struct Dashboard: Sendable {
         self.history = history
         self.adminToken = adminToken.flatMap { $0.isEmpty ? nil : $0 }
         self.openReads = Self.isLoopback(host)
+        self.states = SnapshotCache { try await reader.read() }
     }
 
     /// Samples the charts' counters (run it beside the server).
@@ -40,9 +43,9 @@ public struct Dashboard: Sendable {
         routes.get("/") { _, _ in DashboardPage.response }
         let guarded = routes.group("/api").add(middleware: DashboardGuard(token: adminToken))
         let reads = openReads ? routes.group("/api").add(middleware: LoopbackReadGuard(token: adminToken)) : guarded
-        let (reader, history, actions) = (reader, history, adminToken != nil)
+        let (states, history, actions) = (states, history, adminToken != nil)
         reads.get("/state") { _, _ in
-            let snapshot = try await reader.read()
+            let snapshot = try await states.snapshot()
             return JSONResponse.encode(
                 DashboardState(
                     time: snapshot.time, streams: snapshot.streams, unread: snapshot.unread, memory: snapshot.memory, rates: history.series(),
@@ -89,10 +92,18 @@ public struct Dashboard: Sendable {
         return (dlq, action.ids)
     }
 
-    /// Whether `host` is a loopback address (reads are open there).
+    /// Whether `host` is a loopback address (reads are open there): `localhost`, `::1` or an
+    /// IPv4 address in 127.0.0.0/8 written as one (four decimal parts). A name that only begins
+    /// with "127." (`127.0.0.1.attacker.example`, which a rebinding page can point at
+    /// 127.0.0.1) is not: it read the whole state without the token (a review).
     public static func isLoopback(_ host: String) -> Bool {
         let h = host.lowercased()
-        return h == "localhost" || h == "::1" || h == "[::1]" || h.hasPrefix("127.")
+        if h == "localhost" || h == "::1" || h == "[::1]" { return true }
+        let parts = h.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 4, parts[0] == "127" else { return false }
+        return parts.allSatisfy { part in
+            (1...3).contains(part.count) && part.allSatisfy { $0.isASCII && $0.isNumber } && Int(part).map { $0 <= 255 } == true
+        }
     }
 }
 
@@ -194,11 +205,18 @@ struct LoopbackReadGuard: RouterMiddleware {
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let named = [request.head.authority, request.headers[HTTPField.Name("Host")!]].compactMap { $0 }
-        if !named.isEmpty, named.allSatisfy({ Dashboard.isLoopback(Self.hostName($0)) }) { return try await next(request, context) }
+        if !named.isEmpty, named.allSatisfy({ Dashboard.isLoopback(Self.hostName($0)) }), !Self.fromAnotherSite(request) {
+            return try await next(request, context)
+        }
         if guarded.admin == nil {
             // Why this request and not one to 127.0.0.1: "no admin token is configured" sent an
             // operator who opened http://<hostname>:5080/ looking for a token (a trial).
             let foreign = named.map(Self.hostName).first { !Dashboard.isLoopback($0) }
+            if foreign == nil, !named.isEmpty {
+                return AdminGuard.unauthorized(
+                    "the browser says this read comes from a page of another origin (Sec-Fetch-Site or Origin): without an admin token only the dashboard's own page reads it",
+                    field: "Origin")
+            }
             let host = LogText.escaped(foreign ?? "no host", limit: 100)
             return AdminGuard.unauthorized(
                 "without an admin token the dashboard is read only through a loopback name (127.0.0.1, localhost, [::1]); "
@@ -206,6 +224,19 @@ struct LoopbackReadGuard: RouterMiddleware {
                 field: "Host")
         }
         return try await guarded.handle(request, context: context, next: next)
+    }
+
+    /// Whether a browser says the request comes from a page of another origin: `Sec-Fetch-Site`
+    /// other than same-origin or none (typed in, a bookmark), or an `Origin` that is not a
+    /// loopback name. Such a read needs the token: a page elsewhere could otherwise make every
+    /// visitor's browser read the state over and over (`fetch(..., {mode: "no-cors"})`; five
+    /// such reads cost Redis 4.6 s of SCAN with a million keys, a review), though it cannot see
+    /// the answer.
+    static func fromAnotherSite(_ request: Request) -> Bool {
+        if let site = request.headers[HTTPField.Name("Sec-Fetch-Site")!]?.lowercased(), site != "same-origin", site != "none" { return true }
+        guard let origin = request.headers[.origin] else { return false }
+        guard let authority = origin.split(separator: "/", omittingEmptySubsequences: true).dropFirst().first else { return true }
+        return !Dashboard.isLoopback(hostName(String(authority)))
     }
 
     /// `host[:port]` or `[v6]:port` without the port.
@@ -227,11 +258,12 @@ public func buildDashboardRouter(_ dashboard: Dashboard) -> Router<ShopRequestCo
 
 /// `ordershop dashboard` as a Hummingbird application (a Service for a ServiceGroup).
 public func buildDashboardApplication(
-    _ dashboard: Dashboard, host: String, port: Int, logger: Logger, onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+    _ dashboard: Dashboard, host: String, port: Int, logger: Logger, limits: HTTPServerLimits = .monitoring,
+    onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
 ) -> some ApplicationProtocol {
     Application(
-        router: buildDashboardRouter(dashboard), server: .http1KeepingConnectionRules(),
-        configuration: .init(address: .hostname(host, port: port), serverName: "ordershop-dashboard"),
+        router: buildDashboardRouter(dashboard), server: .http1KeepingConnectionRules(limits: limits),
+        configuration: limits.applicationConfiguration(address: .hostname(host, port: port), serverName: "ordershop-dashboard"),
         onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? port) },
         logger: logger)
 }

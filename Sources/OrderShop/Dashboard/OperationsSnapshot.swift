@@ -350,11 +350,21 @@ public struct OperationsReader: Sendable {
     /// whole entries.
     static let deadLetterFieldLimit = 512
 
-    /// A letter with each field value cut to ``deadLetterFieldLimit`` bytes (and its length
-    /// said). Whole, 60 letters of 200-KB entities made each `/api/state` 10 MB, fetched by every
-    /// open dashboard every 2 s (a trial), though the page shows none of the fields.
+    /// Fields of a dead letter kept in the dashboard's state: the first by name.
+    static let deadLetterFieldCount = 64
+
+    /// A letter with at most ``deadLetterFieldCount`` fields (the number left out said), each
+    /// value cut to ``deadLetterFieldLimit`` bytes (and its length said). Whole, 60 letters of
+    /// 200-KB entities made each `/api/state` 10 MB, fetched by every open dashboard every 2 s
+    /// (a trial), though the page shows none of the fields; cut per field only, one entry of
+    /// 3,500 fields made it 1.8 MB (a review).
     static func clipped(_ letter: DeadLetters.Letter) -> DeadLetters.Letter {
         var letter = letter
+        if letter.fields.count > deadLetterFieldCount {
+            let kept = letter.fields.keys.sorted().prefix(deadLetterFieldCount)
+            letter.omittedFields = letter.fields.count - kept.count
+            letter.fields = Dictionary(uniqueKeysWithValues: kept.map { ($0, letter.fields[$0]!) })
+        }
         for (name, value) in letter.fields where value.utf8.count > deadLetterFieldLimit {
             let prefix = String(decoding: value.utf8.prefix(deadLetterFieldLimit), as: UTF8.self)
             letter.fields[name] = prefix + "… (\(value.utf8.count) bytes)"

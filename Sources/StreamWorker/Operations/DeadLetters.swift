@@ -13,6 +13,9 @@ public struct DeadLetters: Sendable {
         public var deliveryCount: Int
         /// The original fields (without the `dlq.` metadata).
         public var fields: [String: String]
+        /// How many fields a view of the letter left out of ``fields`` (the dashboard shows at
+        /// most a few dozen); nil when none.
+        public var omittedFields: Int? = nil
     }
 
     /// The Redis the dead letters are on (the primary of their slot).

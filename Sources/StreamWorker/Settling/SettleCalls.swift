@@ -95,6 +95,14 @@ struct DeadLetterCall: ScriptCall {
     }
 
     var script: RedisScript { WorkerScripts.deadLetter }
+
+    /// Fields of an entry its dead letter keeps. The script adds the letter with one `XADD` of
+    /// the fields and seven metadata pairs through Lua's `unpack`, which fails past about 8,000
+    /// values ("too many results to unpack"): an entry of 20,000 fields failed every settle, was
+    /// reclaimed every few seconds and never left the group's pending entries (a review). A
+    /// replay copies the kept fields (``DeadLetters/replay(ids:)``: well under the same limit).
+    static let maximumFields = 3_000
+
     let keys: [RedisArgument]
     let arguments: [RedisArgument]
     let count: Int
@@ -105,11 +113,17 @@ struct DeadLetterCall: ScriptCall {
         var args: [RedisArgument] = [RedisArgument(group), RedisArgument(consumer), RedisArgument(letters.count)]
         for letter in letters {
             let entry = letter.item.entry
+            let kept = entry.fields.prefix(Self.maximumFields)
+            var reason = letter.reason
+            if kept.count < entry.fields.count {
+                reason +=
+                    " (the entry has \(entry.fields.count) fields: its dead letter keeps the first \(Self.maximumFields), as Lua passes at most 8,000 arguments to a call; the whole entry is \(entry.id) in the stream until trimmed)"
+            }
             args += [
-                RedisArgument(entry.id), RedisArgument(letter.reason), RedisArgument(letter.error), RedisArgument(letter.item.deliveryCount),
-                RedisArgument(entry.fields.count * 2),
+                RedisArgument(entry.id), RedisArgument(reason), RedisArgument(letter.error), RedisArgument(letter.item.deliveryCount),
+                RedisArgument(kept.count * 2),
             ]
-            for field in entry.fields {
+            for field in kept {
                 args.append(RedisArgument(field.name))
                 args.append(RedisArgument(bytes: field.value))
             }

@@ -1,0 +1,68 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// How long an HTTP client may take and how many connections a server holds, so that clients
+/// cannot hold connections (and memory, and file descriptors) without end: a client that
+/// trickles a byte at a time never trips an idle timeout, so the head and the body each get a
+/// deadline of their own; and every server of the binary (a service, the gateway, the
+/// dashboard, a worker's metrics) has a ceiling on open connections.
+///
+/// Why the ceiling: a review held 20,000 idle connections open on `ordershop up`'s metrics port
+/// (no request sent): the process reached its descriptor limit (20,000), its gateway stopped
+/// answering and libdispatch, unable to open a descriptor, stopped the process (signal 4). At
+/// the ceiling a server stops accepting (new connections wait in the kernel's backlog) until one
+/// of its own closes, which the deadlines below make happen within seconds for idle ones.
+public struct HTTPServerLimits: Sendable {
+    /// From the connection's start to its first complete request head.
+    public var headerTimeout: Duration
+    /// From the request head to the end of its body.
+    public var bodyTimeout: Duration
+    /// From the end of a response to the next complete request head on the same connection.
+    /// Longer than the idle timeout of common HTTP clients (ours: 5 s, `makeHTTPClient()`;
+    /// AsyncHTTPClient's default and `HTTPClient.shared`: 60 s), so that they close an idle
+    /// connection first: a server closing it at the moment a client reuses it fails that
+    /// request, and a POST is not retried (seen with 15 s: `BadRequestTests` got "connection
+    /// reset by peer" on a loaded machine). 75 s, as nginx's `keepalive_timeout`.
+    public var keepAliveTimeout: Duration
+    /// No bytes read for this long closes the connection (Hummingbird's idle timeout); past the
+    /// keep-alive timeout, so that it only ends connections stuck inside a request.
+    public var idleTimeout: Duration
+    /// Open connections the server holds at most (``defaultMaximumConnections`` for the shop's
+    /// services, ``monitoring`` for the dashboard and metrics).
+    public var maximumConnections: Int
+
+    public init(
+        headerTimeout: Duration = .seconds(10), bodyTimeout: Duration = .seconds(30), keepAliveTimeout: Duration = .seconds(75),
+        idleTimeout: Duration = .seconds(90), maximumConnections: Int = HTTPServerLimits.defaultMaximumConnections
+    ) {
+        self.headerTimeout = headerTimeout
+        self.bodyTimeout = bodyTimeout
+        self.keepAliveTimeout = keepAliveTimeout
+        self.idleTimeout = idleTimeout
+        self.maximumConnections = max(1, maximumConnections)
+    }
+
+    /// The dashboard's and a worker's metrics server: a scraper, the probes and a few browsers.
+    /// Small, so that a flood there cannot take the descriptors the shop's own servers need.
+    public static let monitoring = HTTPServerLimits(maximumConnections: 128)
+
+    /// A sixteenth of the descriptors the process may open beyond 1,024 kept for Redis, the HTTP
+    /// clients and files (`ordershop up` runs eleven servers in one process), at least 256 and
+    /// at most 16,384: 1,185 with this machine's limit of 20,000.
+    public static var defaultMaximumConnections: Int {
+        var limit = rlimit()
+        #if canImport(Glibc)
+        let resource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+        #else
+        let resource = RLIMIT_NOFILE
+        #endif
+        guard getrlimit(resource, &limit) == 0 else { return 256 }
+        let soft = Int(clamping: min(limit.rlim_cur, 1 << 20))  // RLIM_INFINITY is the largest value
+        return min(16_384, max(256, (soft - 1_024) / 16))
+    }
+}
