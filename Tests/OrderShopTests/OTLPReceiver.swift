@@ -46,12 +46,18 @@ final class OTLPReceiver: Sendable {
 
     /// Runs a receiver whose answer to its n-th request (from 1) is `refusing(n)`'s refusal,
     /// its spans not kept, when it gives one.
-    static func run<T: Sendable>(refusing: @escaping @Sendable (Int) -> Refusal?, _ body: (OTLPReceiver, Int) async throws -> T) async throws -> T {
+    /// `answerDelay`: each answer comes that long after its request (a slow collector);
+    /// `answerBytes`: a 200 carries that many bytes of body (a collector that says much).
+    static func run<T: Sendable>(
+        refusing: @escaping @Sendable (Int) -> Refusal?, answerDelay: Duration = .zero, answerBytes: Int = 2,
+        _ body: (OTLPReceiver, Int) async throws -> T
+    ) async throws -> T {
         let receiver = OTLPReceiver()
         let router = Router()
         router.post("/v1/traces") { request, _ -> Response in
             let number = receiver.requestCount.add(1, ordering: .relaxed).newValue
             let bytes = try await request.body.collect(upTo: 64 << 20)
+            if answerDelay > .zero { try await Task.sleep(for: answerDelay) }
             if let refusal = refusing(number) {
                 var headers = HTTPFields()
                 if let retryAfter = refusal.retryAfter { headers[.retryAfter] = retryAfter }
@@ -63,7 +69,8 @@ final class OTLPReceiver: Sendable {
                 receiver.refused.withLock { $0.append("\(request.headers[.contentType] ?? "?"): \(error)") }
                 return Response(status: .badRequest)
             }
-            return Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(string: "{}")))
+            let answer = answerBytes <= 2 ? "{}" : "{\"x\":\"" + String(repeating: "x", count: answerBytes - 8) + "\"}"
+            return Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(string: answer)))
         }
         var logger = Logger(label: "otlp-receiver")
         logger.logLevel = .warning

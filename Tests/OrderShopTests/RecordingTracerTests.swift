@@ -67,6 +67,16 @@ import Tracing
         #expect(!tracer.startSpan("root", context: .topLevel).isRecording)
     }
 
+    /// Why `environment`'s settings were refused; nil when they were taken.
+    private func refusal(_ environment: [String: String]) -> String? {
+        do {
+            _ = try OTLPSettings.resolve(serviceName: "svc", environment: environment)
+            return nil
+        } catch {
+            return "\(error)"
+        }
+    }
+
     @Test("sampler names and ratios", arguments: [
         ("always_on", nil, TraceSampler(root: .always, parentBased: false)),
         ("parentbased_always_on", nil, TraceSampler.default),
@@ -77,6 +87,37 @@ import Tracing
     ] as [(String, String?, TraceSampler?)])
     func samplerNames(name: String, argument: String?, expected: TraceSampler?) {
         #expect(TraceSampler(name: name, argument: argument) == expected)
+    }
+
+    /// From a trial of bad OTEL_* values: each is refused at start or said and replaced, never
+    /// taken as it is, and a secret in them is not shown.
+    @Test("bad tracing settings: a port past 65535 and a header name holding a token are refused without showing secrets; a huge queue, a ratio that is not one and an unknown sampler are said and replaced")
+    func badSettingsAreRefusedOrReplaced() throws {
+        let port = refusal(["OTEL_EXPORTER_OTLP_ENDPOINT": "http://user:PASSWORD99@127.0.0.1:99999"])
+        #expect(port?.contains("port 99999") == true && port?.contains("PASSWORD99") == false, "\(port ?? "accepted")")
+        let url = refusal(["OTEL_EXPORTER_OTLP_ENDPOINT": "http://user:PASSWORD99@[::1"])
+        #expect(url != nil && url?.contains("PASSWORD99") == false, "\(url ?? "accepted")")
+        let header = refusal(["OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_EXPORTER_OTLP_HEADERS": "Authorization: Bearer SECRET123=="])
+        #expect(header != nil && header?.contains("SECRET123") == false, "\(header ?? "accepted")")
+        #expect(OTLPSettings.redacted("http://user:pw@host:1/p?q=a@b") == "http://***@host:1/p?q=a@b")
+
+        for (ratio, expected) in [("-1", TraceSampler.Root.always), ("nan", .always), ("abc", .always), ("2", .always), ("0", .never)] {
+            let resolved = try #require(
+                try OTLPSettings.resolve(
+                    serviceName: "svc",
+                    environment: ["OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": ratio]))
+            #expect(resolved.sampler.root == expected, "\(ratio)")
+            #expect(resolved.ignored.contains { $0.contains("OTEL_TRACES_SAMPLER_ARG=\(ratio)") } == (ratio != "0"), "\(ratio): \(resolved.ignored)")
+        }
+        let unknown = try #require(
+            try OTLPSettings.resolve(serviceName: "svc", environment: ["OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_TRACES_SAMPLER": "foo"]))
+        #expect(unknown.sampler == .default && unknown.ignored.contains { $0.contains("OTEL_TRACES_SAMPLER=foo") }, "\(unknown.ignored)")
+        let huge = try #require(
+            try OTLPSettings.resolve(
+                serviceName: "svc", environment: ["OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_BSP_MAX_QUEUE_SIZE": "1000000000000"]))
+        #expect(huge.exporter.maxQueueSize == OTLPSpanExporter.Settings.largestQueue && huge.ignored.count == 1, "\(huge.ignored)")
+        let query = try #require(try OTLPSettings.resolve(serviceName: "svc", environment: ["OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318/base/?x=1"]))
+        #expect(query.exporter.endpoint == "http://c:4318/base/v1/traces?x=1", "\(query.exporter.endpoint)")
     }
 
     @Test("the environment: the endpoint, protocol and batch variables; settings only swift-otel has leave it to swift-otel")
@@ -104,14 +145,6 @@ import Tracing
 
     @Test("settings swift-otel would stop the process for, and headers that cannot be sent, are refused with one line; baggage is accepted")
     func settingsThatCannotWork() throws {
-        func refusal(_ environment: [String: String]) -> String? {
-            do {
-                _ = try OTLPSettings.resolve(serviceName: "svc", environment: environment)
-                return nil
-            } catch {
-                return "\(error)"
-            }
-        }
         // swift-otel ended these with a fatal error (SIGILL at start).
         #expect(refusal(["OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"])?.contains("OTLP/gRPC is not built in") == true)
         #expect(refusal(["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "grpc"]) != nil)
@@ -224,7 +257,7 @@ import Tracing
         }
     }
 
-    @Test("a stop while the collector asks for a long wait does not wait for it: each batch has one more try")
+    @Test("a stop while the collector asks for a long wait does not wait for it: the batches have one more try within the stop's 3 s")
     func aStopEndsTheWaitForACollector() async throws {
         try await OTLPReceiver.run(refusing: { _ in .init(status: .tooManyRequests, retryAfter: "600") }) { receiver, port in
             // Shut down as soon as the first request was refused: the exporter is then waiting
@@ -232,34 +265,87 @@ import Tracing
             // The stop alone is timed: from the start, one run took 25.05 s at a load average of 19.
             let (_, stop) = try await exportOneRoundAndStop(to: "http://127.0.0.1:\(port)/v1/traces") { _ in receiver.requests >= 1 }
             #expect(stop < .seconds(20), "the stop waited for the collector: \(stop)")
-            // The first batch twice (before and after the wait the stop ended), the other nine once.
-            #expect(receiver.requests == 11)
+            // The first batch twice (before and after the wait the stop ended), the other nine
+            // once, as far as the stop's 3 s go (alone: all eleven; in a loaded full suite one
+            // run sent only the first, its retry coming more than 3 s after the stop).
+            #expect(receiver.requests >= 1 && receiver.requests <= 11, "\(receiver.requests) requests")
         }
     }
 
-    @Test("after a stop cut a request, no other is sent, though spans ended meanwhile and a wake-up waits")
-    func nothingIsSentAfterTheCut() async throws {
+    /// Runs an exporter of batches of 10 with `spans` spans ended, to a collector that takes the
+    /// connection and never answers (a proxy that holds what it gets), until the first request
+    /// hangs; then `whileHanging`, a stop, and `afterStop` with the proxy.
+    private func withAHangingRequest(
+        scheduleDelay: Duration, maxQueueSize: Int = 32768, spans: Int, whileHanging: (RecordingTracer) async throws -> Void,
+        afterStop: (TCPProxy) -> Void
+    ) async throws {
         try await OTLPReceiver.run { receiver, port in
             let proxy = try TCPProxy(targetPort: port)
             defer { proxy.stop() }
             proxy.stall(for: .seconds(120))
             let lines = LogCapture()
             let settings = OTLPSpanExporter.Settings(
-                endpoint: "http://127.0.0.1:\(proxy.port)/v1/traces", json: true, timeout: .seconds(60), scheduleDelay: .milliseconds(200),
-                maxExportBatchSize: 10, header: .init(resource: [("service.name", "tests")], scope: "tests"))
+                endpoint: "http://127.0.0.1:\(proxy.port)/v1/traces", json: true, timeout: .seconds(60), scheduleDelay: scheduleDelay,
+                maxQueueSize: maxQueueSize, maxExportBatchSize: 10, header: .init(resource: [("service.name", "tests")], scope: "tests"))
             let tracer = RecordingTracer(sampler: .default, exporter: OTLPSpanExporter(settings: settings, logger: Logger(label: "capture") { _ in lines }))
-            for i in 0..<10 { tracer.startSpan("span \(i)", context: .topLevel).end() }
+            for i in 0..<spans { tracer.startSpan("span \(i)", context: .topLevel).end() }
             let group = ServiceGroup(services: [tracer.exporter], logger: Logger(label: "capture") { _ in lines })
             let running = Task { try await group.run() }
-            #expect(await eventually(timeout: .seconds(20)) { proxy.counts.accepted >= 1 })
+            #expect(await eventually(timeout: .seconds(20)) { proxy.counts.accepted >= 1 && tracer.exporter.queued == 0 })
+            try await whileHanging(tracer)
+            await group.triggerGracefulShutdown()
+            _ = await running.result
+            afterStop(proxy)
+            _ = receiver
+        }
+    }
+
+    @Test("after a stop cut a request, no other is sent, though spans ended meanwhile and a wake-up waits")
+    func nothingIsSentAfterTheCut() async throws {
+        try await withAHangingRequest(scheduleDelay: .milliseconds(200), spans: 10) { tracer in
             // Spans end while the request hangs, and the schedule's wake-up is queued.
             for i in 10..<30 { tracer.startSpan("span \(i)", context: .topLevel).end() }
             try await Task.sleep(for: .milliseconds(500))
-            await group.triggerGracefulShutdown()
-            _ = await running.result
+        } afterStop: { proxy in
             #expect(proxy.counts.accepted == 1, "\(proxy.counts)")
-            _ = receiver
         }
+    }
+
+    /// A trial's collector answered each request within 3 s (2.5 s): every batch got 3 s of its
+    /// own after the stop, and a stop took 20-30 s. The stop now gives export 3 s in all.
+    @Test("a stop gives export 3 s in all, not 3 s per request: a slow collector gets a few of the round's batches, not all")
+    func aStopGivesExportThreeSecondsInAll() async throws {
+        try await OTLPReceiver.run(refusing: { _ in nil }, answerDelay: .milliseconds(1500)) { receiver, port in
+            let (lines, _) = try await exportOneRoundAndStop(to: "http://127.0.0.1:\(port)/v1/traces") { _ in receiver.requests >= 1 }
+            // Ten batches of 1.5 s each: sent one after another, the stop waited for all ten.
+            #expect(receiver.requests <= 5, "\(receiver.requests) requests")
+            #expect(lines.contains { $0.contains("not exported") || $0.contains("span export failing") }, "\(lines)")
+        }
+    }
+
+    /// A 200 whose body was more than the 2 MB collected was taken for no collector at all: its
+    /// spans said lost and the round's other batches dropped (a trial's collector said 50 MB).
+    @Test("a collector's 200 with a large body is a success: every batch is sent and nothing is said lost")
+    func aLongAnswerIsStillASuccess() async throws {
+        try await OTLPReceiver.run(refusing: { _ in nil }, answerBytes: 3 << 20) { receiver, port in
+            let lines = try await exportOneRound(to: "http://127.0.0.1:\(port)/v1/traces") { _ in receiver.spans.count == 100 }
+            #expect(receiver.requests == 10)
+            #expect(!lines.contains { $0.contains("span export failing") || $0.contains("not exported") }, "\(lines)")
+        }
+    }
+
+    /// Spans taken for a round count against the queue's size until sent: a round of a full
+    /// queue retried against a collector answering 503 held twice the queue (59,392 spans of
+    /// 32,768, a trial).
+    @Test("spans taken for export count against the queue until sent: while a round hangs, new spans beyond the queue's size are dropped")
+    func takenSpansCountAgainstTheQueue() async throws {
+        // The round takes all twenty and hangs on its first request.
+        try await withAHangingRequest(scheduleDelay: .milliseconds(100), maxQueueSize: 20, spans: 20) { tracer in
+            for i in 20..<40 { tracer.startSpan("span \(i)", context: .topLevel).end() }
+            // The round still holds its twenty (the first batch in its request, the second not
+            // sent): no room. Before, twenty more were queued beside them.
+            #expect(tracer.exporter.queued == 0, "\(tracer.exporter.queued) queued")
+        } afterStop: { _ in }
     }
 
     @Test("Retry-After: seconds or an HTTP date; the wait is capped, and without one it doubles from the base")

@@ -40,18 +40,46 @@ enum OTLPSettings {
             throw Invalid(description: "OTEL_EXPORTER_OTLP_PROTOCOL=\(protocolName) is not a protocol this process exports with; use http/protobuf or http/json")
         }
         for unsupported in ["CERTIFICATE", "CLIENT_CERTIFICATE", "CLIENT_KEY"] where otlp(unsupported) != nil { return nil }
-        guard let sampler = TraceSampler(name: value("OTEL_TRACES_SAMPLER") ?? "parentbased_always_on", argument: value("OTEL_TRACES_SAMPLER_ARG"))
-        else { return nil }
+        // The specification: an invalid value is reported and the default used. They were
+        // ignored without a word (`OTEL_BSP_MAX_QUEUE_SIZE=0`, `OTEL_EXPORTER_OTLP_TIMEOUT=abc`).
+        var ignored: [String] = []
+        let samplerName = value("OTEL_TRACES_SAMPLER")?.lowercased() ?? "parentbased_always_on"
+        var samplerArgument = value("OTEL_TRACES_SAMPLER_ARG")
+        // A ratio that is not one (abc, -1, nan, 2) was taken as 1 or as 0 without a word: -1 and
+        // nan exported nothing at all (a trial). The specification: reported, and 1 used.
+        if samplerName.hasSuffix("traceidratio"), let text = samplerArgument {
+            if let ratio = Double(text.trimmingCharacters(in: .whitespaces)), ratio.isFinite, (0...1).contains(ratio) {
+                samplerArgument = String(ratio)
+            } else {
+                ignored.append("OTEL_TRACES_SAMPLER_ARG=\(text) is not a ratio from 0 to 1; 1 is used (every trace)")
+                samplerArgument = "1"
+            }
+        }
+        let sampler: TraceSampler
+        if let known = TraceSampler(name: samplerName, argument: samplerArgument) {
+            sampler = known
+        } else if TraceSampler.otherImplementations.contains(samplerName) {
+            return nil
+        } else {
+            // Not a sampler at all (`foo`): handed to swift-otel, which said only that it failed
+            // to read its configuration (a trial).
+            ignored.append("OTEL_TRACES_SAMPLER=\(samplerName) is not a sampler; parentbased_always_on is used")
+            sampler = .default
+        }
 
         let endpoint: String
         if let traces = value("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
             endpoint = traces
         } else {
-            let base = value("OTEL_EXPORTER_OTLP_ENDPOINT") ?? "http://localhost:4318"
-            endpoint = (base.hasSuffix("/") ? String(base.dropLast()) : base) + "/v1/traces"
+            endpoint = tracesURL(base: value("OTEL_EXPORTER_OTLP_ENDPOINT") ?? "http://localhost:4318")
         }
         guard let url = URL(string: endpoint), ["http", "https"].contains(url.scheme?.lowercased() ?? ""), url.host != nil else {
-            throw Invalid(description: "OTLP traces endpoint is not an http(s) URL: \(endpoint)")
+            throw Invalid(description: "OTLP traces endpoint is not an http(s) URL: \(redacted(endpoint))")
+        }
+        // A port past 65,535 was accepted here and stopped the process at its first export
+        // (AsyncHTTPClient traps on it: "Not enough bits to represent the passed value", a trial).
+        if let port = url.port, !(1...65_535).contains(port) {
+            throw Invalid(description: "OTLP traces endpoint \(redacted(endpoint)): port \(port) is not a TCP port (1-65535)")
         }
 
         var resource = pairs(value("OTEL_RESOURCE_ATTRIBUTES") ?? "")
@@ -62,9 +90,6 @@ enum OTLPSettings {
 
         var settings = OTLPSpanExporter.Settings(
             endpoint: endpoint, json: json, headers: try headers(otlp("HEADERS") ?? ""), header: .init(resource: resource, scope: "ordershop"))
-        // The specification: an invalid value is reported and the default used. They were
-        // ignored without a word (`OTEL_BSP_MAX_QUEUE_SIZE=0`, `OTEL_EXPORTER_OTLP_TIMEOUT=abc`).
-        var ignored: [String] = []
         func positive(_ name: String, _ text: String?) -> Int? {
             guard let text else { return nil }
             if let n = Int(text.trimmingCharacters(in: .whitespaces)), n > 0 { return n }
@@ -75,11 +100,41 @@ enum OTLPSettings {
         if let ms = positive(timeoutName, otlp("TIMEOUT")) { settings.timeout = .milliseconds(ms) }
         if let ms = positive("OTEL_BSP_SCHEDULE_DELAY", value("OTEL_BSP_SCHEDULE_DELAY")) { settings.scheduleDelay = .milliseconds(ms) }
         if let ms = positive("OTEL_BSP_EXPORT_TIMEOUT", value("OTEL_BSP_EXPORT_TIMEOUT")) { settings.timeout = min(settings.timeout, .milliseconds(ms)) }
-        if let n = positive("OTEL_BSP_MAX_QUEUE_SIZE", value("OTEL_BSP_MAX_QUEUE_SIZE")) { settings.maxQueueSize = n }
+        if let n = positive("OTEL_BSP_MAX_QUEUE_SIZE", value("OTEL_BSP_MAX_QUEUE_SIZE")) {
+            // 10^12 was taken as it was, and with the collector away memory grew ~5 MB/s until
+            // the process was stopped (a trial).
+            if n > OTLPSpanExporter.Settings.largestQueue {
+                ignored.append(
+                    "OTEL_BSP_MAX_QUEUE_SIZE=\(n) is more than \(OTLPSpanExporter.Settings.largestQueue) spans (~200 MB while export lags); \(OTLPSpanExporter.Settings.largestQueue) is used")
+            }
+            settings.maxQueueSize = min(n, OTLPSpanExporter.Settings.largestQueue)
+        }
         if let n = positive("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", value("OTEL_BSP_MAX_EXPORT_BATCH_SIZE")) { settings.maxExportBatchSize = n }
         // The specification: a batch is never larger than the queue.
         settings.maxExportBatchSize = min(settings.maxExportBatchSize, settings.maxQueueSize)
         return Resolved(exporter: settings, sampler: sampler, ignored: ignored)
+    }
+
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` with the traces path added to its path: a query there
+    /// stays a query (`http://c:4318?x=1` was sent to `/?x=1/v1/traces`, a trial).
+    static func tracesURL(base: String) -> String {
+        guard var components = URLComponents(string: base), components.host != nil else {
+            return (base.hasSuffix("/") ? String(base.dropLast()) : base) + "/v1/traces"
+        }
+        var path = components.percentEncodedPath
+        while path.hasSuffix("/") { path.removeLast() }
+        components.percentEncodedPath = path + "/v1/traces"
+        return components.string ?? base + "/v1/traces"
+    }
+
+    /// `endpoint` as logged: a user name and password in it replaced by `***` (a trial found
+    /// them in every export warning), whether or not the rest parses.
+    static func redacted(_ endpoint: String) -> String {
+        guard let scheme = endpoint.range(of: "://") else { return endpoint }
+        let rest = endpoint[scheme.upperBound...]
+        let authorityEnd = rest.firstIndex { $0 == "/" || $0 == "?" || $0 == "#" } ?? rest.endIndex
+        guard let at = rest[..<authorityEnd].lastIndex(of: "@") else { return endpoint }
+        return String(endpoint[..<scheme.upperBound]) + "***" + String(rest[at...])
     }
 
     /// Propagators the process can honour: W3C trace context, which it always uses. `baggage`
@@ -109,7 +164,11 @@ enum OTLPSettings {
         let tokenCharacters = Set("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
         for (name, value) in parsed {
             guard name.allSatisfy(tokenCharacters.contains) else {
-                throw Invalid(description: "OTEL_EXPORTER_OTLP_HEADERS: \(name.debugDescription) is not an HTTP header name")
+                // Not shown: `Authorization: Bearer abc==` splits at the token's own '=', and
+                // the "name" printed was the token (a trial).
+                throw Invalid(
+                    description:
+                        "OTEL_EXPORTER_OTLP_HEADERS: an item's name is not an HTTP header name (not shown: it may hold a secret); write name=value items, e.g. Authorization=Bearer%20<token>, with '=' in a value written %3D")
             }
             // RFC 9110 field values: visible ASCII, space and tab, and bytes from 0x80 up.
             guard value.utf8.allSatisfy({ $0 == 0x09 || (0x20..<0x7F).contains($0) || $0 >= 0x80 }) else {
