@@ -53,7 +53,7 @@ public struct HTTPServerLimits: Sendable {
 
     /// A sixteenth of the descriptors the process may open beyond 1,024 kept for Redis, the HTTP
     /// clients and files (`ordershop up` runs eleven servers in one process), at least 256 and
-    /// at most 16,384: 1,185 with this machine's limit of 20,000.
+    /// at most 16,384: 1,186 with this machine's limit of 20,000.
     public static var defaultMaximumConnections: Int {
         var limit = rlimit()
         #if canImport(Glibc)

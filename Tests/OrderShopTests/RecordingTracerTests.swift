@@ -1,6 +1,8 @@
+import AsyncHTTPClient
 import FaultProxy
 import Foundation
 import Logging
+import NIOCore
 @testable import OrderShop
 import ServiceLifecycle
 import StreamWorker
@@ -100,6 +102,7 @@ import Tracing
         let header = refusal(["OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_EXPORTER_OTLP_HEADERS": "Authorization: Bearer SECRET123=="])
         #expect(header != nil && header?.contains("SECRET123") == false, "\(header ?? "accepted")")
         #expect(OTLPSettings.redacted("http://user:pw@host:1/p?q=a@b") == "http://***@host:1/p?q=a@b")
+        #expect(OTLPSettings.redacted("user:pw@host:4318/v1/traces") == "***@host:4318/v1/traces")
 
         for (ratio, expected) in [("-1", TraceSampler.Root.always), ("nan", .always), ("abc", .always), ("2", .always), ("0", .never)] {
             let resolved = try #require(
@@ -137,8 +140,10 @@ import Tracing
         #expect(set.exporter.headers.map { "\($0)=\($1)" } == ["api-key=a b", "x=y"])
         #expect(set.exporter.header.resource.first! == ("service.name", "named"))
         #expect(set.exporter.maxQueueSize == 100 && set.exporter.maxExportBatchSize == 100 && set.exporter.scheduleDelay == .milliseconds(100))
-        for other in [["OTEL_EXPORTER_OTLP_CERTIFICATE": "/ca.pem"], ["OTEL_TRACES_SAMPLER": "xray"]] {
-            #expect(try OTLPSettings.resolve(serviceName: "svc", environment: other) == nil, "\(other)")
+        #expect(try OTLPSettings.resolve(serviceName: "svc", environment: ["OTEL_EXPORTER_OTLP_CERTIFICATE": "/ca.pem"]) == nil)
+        // swift-otel stops the process for these (a review): refused at start instead.
+        for remote in ["xray", "jaeger_remote"] {
+            #expect(refusal(["OTEL_TRACES_SAMPLER": remote])?.contains("not available here") == true, "\(remote)")
         }
         #expect(throws: OTLPSettings.Invalid.self) { try OTLPSettings.resolve(serviceName: "svc", environment: ["OTEL_EXPORTER_OTLP_ENDPOINT": "collector"]) }
     }
@@ -264,11 +269,10 @@ import Tracing
             // (600 s asked, 30 s at most), and each of the round's ten batches would wait too.
             // The stop alone is timed: from the start, one run took 25.05 s at a load average of 19.
             let (_, stop) = try await exportOneRoundAndStop(to: "http://127.0.0.1:\(port)/v1/traces") { _ in receiver.requests >= 1 }
+            // Waiting for the collector, the stop would take 30 s (the longest wait taken). The
+            // batches then get one more try each as far as the stop's 3 s go (alone: all ten;
+            // in a loaded full suite one run's retry came more than 3 s after the stop).
             #expect(stop < .seconds(20), "the stop waited for the collector: \(stop)")
-            // The first batch twice (before and after the wait the stop ended), the other nine
-            // once, as far as the stop's 3 s go (alone: all eleven; in a loaded full suite one
-            // run sent only the first, its retry coming more than 3 s after the stop).
-            #expect(receiver.requests >= 1 && receiver.requests <= 11, "\(receiver.requests) requests")
         }
     }
 
@@ -334,6 +338,33 @@ import Tracing
         }
     }
 
+    /// The answer's body is read for at most the request's timeout and 4 MB: read to its end, a
+    /// collector that kept sending (or stalled after its head) would hold the export for ever,
+    /// AsyncHTTPClient's deadline ending at the head (a review).
+    @Test("an answer's body is read within bounds: an endless body and a stalled one both end the read")
+    func answerBodiesAreReadWithinBounds() async throws {
+        let endless = AsyncStream<ByteBuffer>(unfolding: { ByteBuffer(repeating: UInt8(ascii: "x"), count: 1 << 20) })
+        let stalled = AsyncStream<ByteBuffer>(unfolding: {
+            do { try await Task.sleep(for: .seconds(3600)) } catch {}
+            return nil
+        })
+        for (name, body) in [("endless", HTTPClientResponse.Body.stream(endless)), ("stalled", .stream(stalled))] {
+            let response = HTTPClientResponse(status: .ok, body: body)
+            let read: ByteBuffer? = await withTaskGroup(of: ByteBuffer?.self) { group in
+                group.addTask { await OTLPSpanExporter.answerStart(of: response, within: .milliseconds(500)) }
+                group.addTask {
+                    do { try await Task.sleep(for: .seconds(60)) } catch {}
+                    return nil
+                }
+                let first = await group.next() ?? nil
+                group.cancelAll()
+                return first
+            }
+            let start = try #require(read, "\(name): the read did not end")
+            #expect(start.readableBytes <= OTLPSpanExporter.answerKept, "\(name)")
+        }
+    }
+
     /// Spans taken for a round count against the queue's size until sent: a round of a full
     /// queue retried against a collector answering 503 held twice the queue (59,392 spans of
     /// 32,768, a trial).
@@ -342,9 +373,9 @@ import Tracing
         // The round takes all twenty and hangs on its first request.
         try await withAHangingRequest(scheduleDelay: .milliseconds(100), maxQueueSize: 20, spans: 20) { tracer in
             for i in 20..<40 { tracer.startSpan("span \(i)", context: .topLevel).end() }
-            // The round still holds its twenty (the first batch in its request, the second not
-            // sent): no room. Before, twenty more were queued beside them.
-            #expect(tracer.exporter.queued == 0, "\(tracer.exporter.queued) queued")
+            // The round still holds its twenty: the batch in its request aside, ten count, so ten
+            // more are queued, not twenty (before, the queue took twenty beside them).
+            #expect(tracer.exporter.queued == 10, "\(tracer.exporter.queued) queued")
         } afterStop: { _ in }
     }
 

@@ -54,11 +54,13 @@ public struct Dashboard: Sendable {
         guarded.post("/replay") { request, _ in
             let (dlq, ids) = try await target(of: request, orDeadLetters: false)
             let replayed = try await dlq.replay(ids: ids)
+            await states.invalidate()
             return JSONResponse.encode(ActionResult(replayed: replayed.count, to: dlq.replayKey, notFound: ActionResult.notFound(ids, done: replayed.count)))
         }
         guarded.post("/purge") { request, _ in
             let (dlq, ids) = try await target(of: request, orDeadLetters: true)
             let purged = try await dlq.purge(ids: ids)
+            await states.invalidate()
             return JSONResponse.encode(ActionResult(purged: purged, notFound: ActionResult.notFound(ids, done: purged)))
         }
         // Outside the guards: which methods a path takes is no secret.

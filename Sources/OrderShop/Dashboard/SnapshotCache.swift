@@ -17,6 +17,14 @@ actor SnapshotCache {
         self.read = read
     }
 
+    /// Forgets the state read (and a read under way): after a replay or purge the page reads
+    /// again at once, and a state from before it showed the letters as still there for up to a
+    /// second, a second click then saying they were "no longer dead letters" (a review).
+    func invalidate() {
+        last = nil
+        inFlight = nil
+    }
+
     /// A state read at most ``maxAge`` ago, or the one being read now. A failed read is not kept:
     /// the next request reads again.
     func snapshot() async throws -> OperationsSnapshot {

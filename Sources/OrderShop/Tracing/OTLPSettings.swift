@@ -58,8 +58,12 @@ enum OTLPSettings {
         let sampler: TraceSampler
         if let known = TraceSampler(name: samplerName, argument: samplerArgument) {
             sampler = known
-        } else if TraceSampler.otherImplementations.contains(samplerName) {
-            return nil
+        } else if TraceSampler.remote.contains(samplerName) {
+            // swift-otel, handed them, stops the process (fatalError: "does not support the
+            // Jaeger sampler", "... X-Ray sampler"; a review).
+            throw Invalid(
+                description:
+                    "OTEL_TRACES_SAMPLER=\(samplerName) is not available here (a remote sampler); use parentbased_traceidratio with OTEL_TRACES_SAMPLER_ARG, or sample in the collector")
         } else {
             // Not a sampler at all (`foo`): handed to swift-otel, which said only that it failed
             // to read its configuration (a trial).
@@ -130,11 +134,12 @@ enum OTLPSettings {
     /// `endpoint` as logged: a user name and password in it replaced by `***` (a trial found
     /// them in every export warning), whether or not the rest parses.
     static func redacted(_ endpoint: String) -> String {
-        guard let scheme = endpoint.range(of: "://") else { return endpoint }
-        let rest = endpoint[scheme.upperBound...]
+        // The authority starts after "://", or at the start when there is no scheme (`user:pw@host:4318`).
+        let start = endpoint.range(of: "://")?.upperBound ?? endpoint.startIndex
+        let rest = endpoint[start...]
         let authorityEnd = rest.firstIndex { $0 == "/" || $0 == "?" || $0 == "#" } ?? rest.endIndex
         guard let at = rest[..<authorityEnd].lastIndex(of: "@") else { return endpoint }
-        return String(endpoint[..<scheme.upperBound]) + "***" + String(rest[at...])
+        return String(endpoint[..<start]) + "***" + String(rest[at...])
     }
 
     /// Propagators the process can honour: W3C trace context, which it always uses. `baggage`

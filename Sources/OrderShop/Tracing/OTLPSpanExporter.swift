@@ -61,9 +61,11 @@ final class OTLPSpanExporter: Service, Sendable {
 
     private struct Queue {
         var spans = Spans()
-        /// Spans taken for the round under way and not yet sent (or given up): they count
-        /// against `maxQueueSize` too. Not counted, a round of a full queue retried against a
-        /// collector answering 503 held 59,392 spans beside a full queue (a trial).
+        /// Spans taken for the round under way and not yet sent (or given up): all but one
+        /// batch of them (the one a request may be carrying) count against `maxQueueSize`. Not
+        /// counted, a round of a full queue retried against a collector answering 503 held
+        /// 59,392 spans beside a full queue (a trial); all counted, a queue of one batch
+        /// (`OTEL_BSP_MAX_QUEUE_SIZE=2048`) dropped every span ended during each request (a review).
         var taken = 0
         var dropped = 0
         /// A wake-up is on its way for the batch queued.
@@ -98,7 +100,7 @@ final class OTLPSpanExporter: Service, Sendable {
 
     private func add(_ append: (inout Spans) -> Void) {
         let full = queue.withLock { queue -> Bool in
-            guard queue.spans.count + queue.taken < settings.maxQueueSize else {
+            guard queue.spans.count + max(0, queue.taken - settings.maxExportBatchSize) < settings.maxQueueSize else {
                 queue.dropped += 1
                 return false
             }
@@ -316,15 +318,7 @@ final class OTLPSpanExporter: Service, Sendable {
         try await withThrowingTaskGroup(of: (HTTPClientResponse, ByteBuffer)?.self) { group in
             group.addTask {
                 let response = try await client.execute(request, timeout: .init(timeout))
-                // Read to its end (the connection goes back to the pool), keeping what an error
-                // message shows: a 200 with a 50-MB body was taken for a failure (more than the
-                // 2 MB collected), and the round's other batches were dropped (a trial).
-                var start = ByteBuffer()
-                for try await chunk in response.body where start.readableBytes < Self.answerKept {
-                    var chunk = chunk
-                    start.writeBuffer(&chunk)
-                }
-                return (response, start)
+                return (response, await Self.answerStart(of: response, within: timeout))
             }
             group.addTask { [self] in
                 try await gracefulShutdown()
@@ -339,6 +333,40 @@ final class OTLPSpanExporter: Service, Sendable {
 
     /// Bytes of an answer kept to show in a message.
     static let answerKept = 512
+    /// Bytes of an answer read at most; the rest is not waited for.
+    static let answerRead = 4 << 20
+
+    /// The first ``answerKept`` bytes of `response`'s body, reading at most ``answerRead`` bytes
+    /// for at most `patience` (the status is what counts; the body only shows in a message). A
+    /// 200 with a 50-MB body was taken for a failure when more than the 2 MB collected, and the
+    /// round's other batches were dropped (a trial); read to its end without bounds, a collector
+    /// that kept sending would hold the export for ever, AsyncHTTPClient's deadline ending at
+    /// the answer's head (a review). A body left unread closes its connection.
+    static func answerStart(of response: HTTPClientResponse, within patience: Duration) async -> ByteBuffer {
+        await withTaskGroup(of: ByteBuffer?.self) { group in
+            group.addTask {
+                var start = ByteBuffer()
+                var read = 0
+                do {
+                    for try await chunk in response.body {
+                        read += chunk.readableBytes
+                        if start.readableBytes < answerKept { start.writeImmutableBuffer(chunk.getSlice(at: chunk.readerIndex, length: min(chunk.readableBytes, answerKept - start.readableBytes))!) }
+                        if read > answerRead { break }
+                    }
+                } catch {
+                    // Cut off or cancelled: what was read is what there is.
+                }
+                return start
+            }
+            group.addTask {
+                do { try await Task.sleep(for: patience) } catch {}
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first ?? ByteBuffer()
+        }
+    }
 
     /// Sends one request.
     private func send(_ body: ByteBuffer, with client: HTTPClient, timeout: Duration) async -> Answer {

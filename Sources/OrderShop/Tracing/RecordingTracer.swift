@@ -192,8 +192,8 @@ struct TraceSampler: Sendable, Equatable {
     /// `parentbased_always_on`: OpenTelemetry's default.
     static let `default` = TraceSampler(root: .always, parentBased: true)
 
-    /// Samplers of the specification that need something outside the process: swift-otel's.
-    static let otherImplementations: Set<String> = ["jaeger_remote", "parentbased_jaeger_remote", "xray"]
+    /// Samplers of the specification that need something outside the process: not available.
+    static let remote: Set<String> = ["jaeger_remote", "parentbased_jaeger_remote", "xray"]
 
     /// The sampler `name` (`always_on`, `traceidratio`, `parentbased_always_off`...) with
     /// `argument` (a ratio); nil for one this tracer does not have (`jaeger_remote`, `xray`).
