@@ -221,6 +221,9 @@ import Testing
                     [HTTPField.Name("Host")!: "127.0.0.1:5080", HTTPField.Name("Sec-Fetch-Site")!: "cross-site"],
                     [HTTPField.Name("Host")!: "127.0.0.1:5080", .origin: "http://localhost.evil.example:8000"],
                     [HTTPField.Name("Host")!: "127.0.0.1:5080", .origin: "null"],
+                    // Another loopback port or scheme is another origin (a trial read the state so).
+                    [HTTPField.Name("Host")!: "127.0.0.1:5080", .origin: "http://127.0.0.1:8080"],
+                    [HTTPField.Name("Host")!: "127.0.0.1:5080", .origin: "https://127.0.0.1:5080"],
                 ]
                 // With a token configured, the admin guard refuses them as it refuses cross-origin actions.
                 for headers in crossSite {
@@ -232,7 +235,9 @@ import Testing
                 }
                 // The page's own reads (same origin, or typed in) still need nothing.
                 for site in ["same-origin", "none"] {
-                    let headers: HTTPFields = [HTTPField.Name("Host")!: "127.0.0.1:5080", HTTPField.Name("Sec-Fetch-Site")!: site]
+                    let headers: HTTPFields = [
+                        HTTPField.Name("Host")!: "127.0.0.1:5080", HTTPField.Name("Sec-Fetch-Site")!: site, .origin: "http://127.0.0.1:5080",
+                    ]
                     try await client.execute(uri: "/api/state", method: .get, headers: headers) { response in
                         #expect(response.status == .ok, "\(site)")
                     }

@@ -236,9 +236,11 @@ struct LoopbackReadGuard: RouterMiddleware {
     /// the answer.
     static func fromAnotherSite(_ request: Request) -> Bool {
         if let site = request.headers[HTTPField.Name("Sec-Fetch-Site")!]?.lowercased(), site != "same-origin", site != "none" { return true }
-        guard let origin = request.headers[.origin] else { return false }
-        guard let authority = origin.split(separator: "/", omittingEmptySubsequences: true).dropFirst().first else { return true }
-        return !Dashboard.isLoopback(hostName(String(authority)))
+        guard let origin = request.headers[.origin]?.lowercased() else { return false }
+        // The page's own origin: this server, over plain HTTP, as the request names it. Another
+        // loopback port or scheme is another origin (`http://127.0.0.1:8080` read the state, a trial).
+        guard let host = (request.headers[HTTPField.Name("Host")!] ?? request.head.authority)?.lowercased() else { return true }
+        return origin != "http://\(host)"
     }
 
     /// `host[:port]` or `[v6]:port` without the port.

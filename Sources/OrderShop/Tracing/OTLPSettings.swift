@@ -82,8 +82,12 @@ enum OTLPSettings {
         }
         // A port past 65,535 was accepted here and stopped the process at its first export
         // (AsyncHTTPClient traps on it: "Not enough bits to represent the passed value", a trial).
-        if let port = url.port, !(1...65_535).contains(port) {
-            throw Invalid(description: "OTLP traces endpoint \(redacted(endpoint)): port \(port) is not a TCP port (1-65535)")
+        // Read from the text: a port too large for a number (or empty, `host:`) was no port
+        // to Foundation and went to port 80 without a word (a trial).
+        // The variable as written too: URLComponents drops such a port when it adds the path.
+        let written = value("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") ?? value("OTEL_EXPORTER_OTLP_ENDPOINT") ?? endpoint
+        if let port = portText(written) ?? portText(endpoint), !(UInt16(port).map { $0 >= 1 } ?? false) {
+            throw Invalid(description: "OTLP traces endpoint \(redacted(endpoint)): port '\(port)' is not a TCP port (1-65535)")
         }
 
         var resource = pairs(value("OTEL_RESOURCE_ATTRIBUTES") ?? "")
@@ -129,6 +133,17 @@ enum OTLPSettings {
         while path.hasSuffix("/") { path.removeLast() }
         components.percentEncodedPath = path + "/v1/traces"
         return components.string ?? base + "/v1/traces"
+    }
+
+    /// The port of an http(s) URL as written ("" for `host:`), nil when it names none.
+    static func portText(_ url: String) -> String? {
+        guard let scheme = url.range(of: "://") else { return nil }
+        let rest = url[scheme.upperBound...]
+        var authority = rest[..<(rest.firstIndex { $0 == "/" || $0 == "?" || $0 == "#" } ?? rest.endIndex)]
+        if let at = authority.lastIndex(of: "@") { authority = authority[authority.index(after: at)...] }
+        if authority.hasPrefix("["), let close = authority.firstIndex(of: "]") { authority = authority[authority.index(after: close)...] }
+        guard let colon = authority.lastIndex(of: ":") else { return nil }
+        return String(authority[authority.index(after: colon)...])
     }
 
     /// `endpoint` as logged: a user name and password in it replaced by `***` (a trial found
