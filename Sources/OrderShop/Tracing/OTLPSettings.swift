@@ -86,7 +86,7 @@ enum OTLPSettings {
         // to Foundation and went to port 80 without a word (a trial).
         // The variable as written too: URLComponents drops such a port when it adds the path.
         let written = value("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") ?? value("OTEL_EXPORTER_OTLP_ENDPOINT") ?? endpoint
-        if let port = portText(written) ?? portText(endpoint), !(UInt16(port).map { $0 >= 1 } ?? false) {
+        if let port = portText(written), !(UInt16(port).map { $0 >= 1 } ?? false) {
             throw Invalid(description: "OTLP traces endpoint \(redacted(endpoint)): port '\(port)' is not a TCP port (1-65535)")
         }
 
@@ -137,9 +137,8 @@ enum OTLPSettings {
 
     /// The port of an http(s) URL as written ("" for `host:`), nil when it names none.
     static func portText(_ url: String) -> String? {
-        guard let scheme = url.range(of: "://") else { return nil }
-        let rest = url[scheme.upperBound...]
-        var authority = rest[..<(rest.firstIndex { $0 == "/" || $0 == "?" || $0 == "#" } ?? rest.endIndex)]
+        guard url.contains("://") else { return nil }
+        var authority = url[authorityRange(url)]
         if let at = authority.lastIndex(of: "@") { authority = authority[authority.index(after: at)...] }
         if authority.hasPrefix("["), let close = authority.firstIndex(of: "]") { authority = authority[authority.index(after: close)...] }
         guard let colon = authority.lastIndex(of: ":") else { return nil }
@@ -149,12 +148,16 @@ enum OTLPSettings {
     /// `endpoint` as logged: a user name and password in it replaced by `***` (a trial found
     /// them in every export warning), whether or not the rest parses.
     static func redacted(_ endpoint: String) -> String {
-        // The authority starts after "://", or at the start when there is no scheme (`user:pw@host:4318`).
-        let start = endpoint.range(of: "://")?.upperBound ?? endpoint.startIndex
-        let rest = endpoint[start...]
-        let authorityEnd = rest.firstIndex { $0 == "/" || $0 == "?" || $0 == "#" } ?? rest.endIndex
-        guard let at = rest[..<authorityEnd].lastIndex(of: "@") else { return endpoint }
-        return String(endpoint[..<start]) + "***" + String(rest[at...])
+        let authority = authorityRange(endpoint)
+        guard let at = endpoint[authority].lastIndex(of: "@") else { return endpoint }
+        return String(endpoint[..<authority.lowerBound]) + "***" + String(endpoint[at...])
+    }
+
+    /// Where `url`'s authority (`user:password@host:port`) lies: after "://", or from the start
+    /// when there is no scheme (`user:pw@host:4318`), up to the first '/', '?' or '#'.
+    private static func authorityRange(_ url: String) -> Range<String.Index> {
+        let start = url.range(of: "://")?.upperBound ?? url.startIndex
+        return start..<(url[start...].firstIndex { $0 == "/" || $0 == "?" || $0 == "#" } ?? url.endIndex)
     }
 
     /// Propagators the process can honour: W3C trace context, which it always uses. `baggage`

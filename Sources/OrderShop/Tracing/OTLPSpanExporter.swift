@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Logging
 import NIOCore
 import ServiceLifecycle
+import StreamWorker
 import Synchronization
 
 /// Queues ended spans and sends them in batches over OTLP/HTTP (protobuf or JSON): a batch
@@ -141,7 +142,7 @@ final class OTLPSpanExporter: Service, Sendable {
                     await exportQueued(client, exporting: &exporting)
                 }
             } onGracefulShutdown: { [wake, self] in
-                self.stopBegan.withLock { $0 = $0 ?? .now }
+                self.noteStop()
                 wake.finish()
             }
             group.cancelAll()
@@ -151,7 +152,7 @@ final class OTLPSpanExporter: Service, Sendable {
         // each of up to 16 batches waited out its connect timeout, and a stop took ~20 s. None
         // when the stop already cut a request short: the collector does not answer.
         exporting.final = true
-        stopBegan.withLock { $0 = $0 ?? .now }
+        noteStop()
         await exportQueued(client, exporting: &exporting)
         exporting.trouble.report(logger, endpoint: settings.loggedEndpoint, final: true)
         try? await client.shutdown()
@@ -159,6 +160,9 @@ final class OTLPSpanExporter: Service, Sendable {
 
     /// How long export may go on once the process began to stop, in all.
     static let finalTimeout: Duration = .seconds(3)
+
+    /// The process began to stop now, unless it did before.
+    private func noteStop() { stopBegan.withLock { $0 = $0 ?? .now } }
 
     /// The moment export gives up once the process began to stop; nil while it has not.
     private var stopDeadline: ContinuousClock.Instant? { stopBegan.withLock { $0 }.map { $0 + Self.finalTimeout } }
@@ -343,8 +347,8 @@ final class OTLPSpanExporter: Service, Sendable {
     /// that kept sending would hold the export for ever, AsyncHTTPClient's deadline ending at
     /// the answer's head (a review). A body left unread closes its connection.
     static func answerStart(of response: HTTPClientResponse, within patience: Duration) async -> ByteBuffer {
-        await withTaskGroup(of: ByteBuffer?.self) { group in
-            group.addTask {
+        await first(
+            of: {
                 var start = ByteBuffer()
                 var read = 0
                 do {
@@ -357,15 +361,7 @@ final class OTLPSpanExporter: Service, Sendable {
                     // Cut off or cancelled: what was read is what there is.
                 }
                 return start
-            }
-            group.addTask {
-                do { try await Task.sleep(for: patience) } catch {}
-                return nil
-            }
-            let first = await group.next() ?? nil
-            group.cancelAll()
-            return first ?? ByteBuffer()
-        }
+            }, orAt: .now + patience, else: ByteBuffer())
     }
 
     /// Sends one request.
