@@ -307,17 +307,19 @@ struct DeadLetterCommand: AsyncParsableCommand {
             var total = 0
             var lines: [String] = []
             var replayedLines: [String] = []
+            var cut: [String] = []
             do {
                 try await ConfirmationPrecheck.require(
                     confirmation, on: targets.targets.map(\.deadLetters.client), at: try target.redis.configuration(), verb: "dlq replay",
                     keys: targets.targets.map(\.deadLetters.key))
                 for var t in targets.targets {
                     t.deadLetters.confirmation = confirmation
-                    let added = try await t.deadLetters.replay(ids: ids.isEmpty ? nil : ids)
-                    total += added.count
-                    let line = "replayed \(added.count) entries to \(t.deadLetters.replayKey) (group \(target.group) only)"
+                    let replayed = try await t.deadLetters.replay(ids: ids.isEmpty ? nil : ids)
+                    total += replayed.found
+                    cut += replayed.cut
+                    let line = "replayed \(replayed.ids.count) entries to \(t.deadLetters.replayKey) (group \(target.group) only)"
                     lines.append(line)
-                    if !added.isEmpty { replayedLines.append(line) }
+                    if !replayed.ids.isEmpty { replayedLines.append(line) }
                 }
             } catch {
                 // What the partitions before the failed one did is done: say so before the error.
@@ -334,8 +336,10 @@ struct DeadLetterCommand: AsyncParsableCommand {
                 if !replayedLines.isEmpty { print(replayedLines.joined(separator: "\n")) }
                 throw error
             }
-            if targets.targets.count > 1 { lines.append("replayed \(total) entries over \(targets.targets.count) partitions") }
+            if targets.targets.count > 1 { lines.append("replayed \(total - cut.count) entries over \(targets.targets.count) partitions") }
             print(lines.joined(separator: "\n"))
+            // Left where they are, and said: the command did not do all it was asked.
+            if let refusal = DeadLetters.Replayed.explanation(cut: cut) { throw CleanExit.message(refusal, exitCode: 1) }
         }
     }
 

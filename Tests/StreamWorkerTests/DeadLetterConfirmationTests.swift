@@ -26,7 +26,7 @@ import Testing
 
             // Confirmed: done, and said so.
             let first = try #require(try await letters.list(count: 1).first)
-            #expect(try await letters.replay(ids: [first.id]).count == 1)
+            #expect(try await letters.replay(ids: [first.id]).ids.count == 1)
 
             replication.servers[1].signal(SIGSTOP)
             defer { replication.servers[1].signal(SIGCONT) }

@@ -54,7 +54,7 @@ struct ReplayTests {
             let original = crm.seen.withLock { $0 }
             // CRM is fixed; its dead letters are replayed.
             crm.rejecting.withLock { $0 = [] }
-            #expect(try await dlq.replay().count == 2)
+            #expect(try await dlq.replay().ids.count == 2)
             #expect(await eventually { try await effectCounts(pool, "crm-effects").count == 2 })
             try await Task.sleep(for: .milliseconds(500))
             try await worker.stop()
@@ -95,7 +95,7 @@ struct ReplayTests {
                 XADD(
                     RedisArgument(dlq.key),
                     fields: [StreamField("entity", "c"), StreamField("dlq.original_id", id), StreamField("dlq.reason", "test")]))
-            #expect(try await dlq.replay().count == 1)
+            #expect(try await dlq.replay().ids.count == 1)
             #expect(await eventually { worker.worker.stats[.duplicates] == 1 })
             try await worker.stop()
             #expect(handler.seen.withLock { $0.count } == 1)

@@ -287,7 +287,9 @@ enum DashboardPage {
           try {
             const response = await fetch(base + "/api/" + kind, { method: "POST", headers: headers(), body: JSON.stringify({ stream, group, ids }) });
             const body = await response.json().catch(() => ({}));
-            if (response.ok && body.notFound) {
+            if (response.ok && body.notReplayed) {
+              message("replayed " + body.replayed + "; " + body.why, "error");
+            } else if (response.ok && body.notFound) {
               const done = kind === "replay" ? "replayed " + body.replayed : "purged " + body.purged;
               message(done + "; " + body.notFound + " of the selected are no longer dead letters (handled by someone else?)", "error");
             } else if (response.ok) {

@@ -55,7 +55,10 @@ public struct Dashboard: Sendable {
             let (dlq, ids) = try await target(of: request, orDeadLetters: false)
             let replayed = try await dlq.replay(ids: ids)
             await states.invalidate()
-            return JSONResponse.encode(ActionResult(replayed: replayed.count, to: dlq.replayKey, notFound: ActionResult.notFound(ids, done: replayed.count)))
+            return JSONResponse.encode(
+                ActionResult(
+                    replayed: replayed.ids.count, to: dlq.replayKey, notFound: ActionResult.notFound(ids, done: replayed.found),
+                    notReplayed: replayed.cut.isEmpty ? nil : replayed.cut, why: replayed.cutExplanation))
         }
         guarded.post("/purge") { request, _ in
             let (dlq, ids) = try await target(of: request, orDeadLetters: true)
@@ -173,6 +176,10 @@ struct ActionResult: Encodable {
     /// ids that were gone answered `{"purged":0}` and the page said "purged 0", as if done (a
     /// trial); `ordershop dlq` exits 1 then.
     var notFound: Int?
+    /// Letters a replay left because they lack fields of their entry (``DeadLetters/Replayed/cut``).
+    var notReplayed: [String]?
+    /// Why, when something was left.
+    var why: String?
 
     static func notFound(_ ids: [String]?, done: Int) -> Int? {
         guard let ids else { return nil }

@@ -16,6 +16,34 @@ public struct DeadLetters: Sendable {
         /// How many fields a view of the letter left out of ``fields`` (the dashboard shows at
         /// most a few dozen); nil when none.
         public var omittedFields: Int? = nil
+        /// How many fields of its entry the letter itself lacks (an entry wider than a dead
+        /// letter keeps); nil when it has them all. Such a letter is not replayed
+        /// (``replay(ids:)``).
+        public var cutFields: Int? = nil
+    }
+
+    /// What ``replay(ids:)`` did.
+    public struct Replayed: Sendable, Equatable {
+        /// The replayed entries' ids in the replay stream.
+        public var ids: [String]
+        /// Letters left in the dead letters because they lack fields of their entry
+        /// (``Letter/cutFields``): a replay would deliver another event than the entry, under
+        /// the entry's id. Handle the entry (its id is in the letter) by hand, then purge them.
+        public var cut: [String]
+
+        /// The letters found (replayed or left as cut).
+        public var found: Int { ids.count + cut.count }
+
+        /// Why ``cut`` were not replayed, for an operator.
+        public var cutExplanation: String? { Self.explanation(cut: cut) }
+
+        /// Why letters `cut` (of one replay or several) were not replayed; nil when none.
+        public static func explanation(cut: [String]) -> String? {
+            guard !cut.isEmpty else { return nil }
+            let named = cut.prefix(5).joined(separator: ", ") + (cut.count > 5 ? ", ..." : "")
+            return "\(cut.count) dead letters not replayed (\(named)): each keeps only part of its entry's fields,"
+                + " so a replay would deliver another event under the entry's id; handle the entry named in its reason by hand, then purge the letter"
+        }
     }
 
     /// The Redis the dead letters are on (the primary of their slot).
@@ -97,7 +125,7 @@ public struct DeadLetters: Sendable {
                 // A replayed entry dead-lettered again: its id in the stream, not in the replay stream.
                 id: entry.id, originalID: entry.string("replayed_from") ?? entry.string("dlq.original_id") ?? "", reason: entry.string("dlq.reason") ?? "",
                 error: entry.string("dlq.error") ?? "", deliveryCount: Int(entry.string("dlq.delivery_count") ?? "") ?? 0,
-                fields: fields)
+                fields: fields, cutFields: entry.string(DeadLetterCall.cutMarker).flatMap { Int($0) })
         }
     }
 
@@ -107,17 +135,23 @@ public struct DeadLetters: Sendable {
     /// identity: its handler sees the original stream, id and fields, so its event id and
     /// idempotency key are those of the original delivery, and an entry already applied is
     /// acked as a duplicate, not applied again. No other group sees it. `ids` nil: all of them.
-    /// Returns the ids in the replay stream.
+    /// A letter that lacks fields of its entry (``Letter/cutFields``) stays: it is not the
+    /// event, and its handler would take it for the event (``Replayed/cut``).
     @discardableResult
-    public func replay(ids: [String]? = nil) async throws -> [String] {
+    public func replay(ids: [String]? = nil) async throws -> Replayed {
         try Self.requireValid(ids)
         var targets = ids.map(Self.normalized) ?? []
         if ids == nil { targets = try await client.send(XRANGE(RedisArgument(key))).map(\.id) }
-        guard !targets.isEmpty else { return [] }
+        guard !targets.isEmpty else { return Replayed(ids: [], cut: []) }
         let reply = try await run(
             Self.replayScript, keys: [RedisArgument(key), RedisArgument(replayKey)],
-            arguments: [RedisArgument(group)] + targets.map { RedisArgument($0) }, what: { "replayed \($0.array?.count ?? 0) entries" }) { ($0.array?.count ?? 0) > 0 }
-        return reply.array?.compactMap(\.string) ?? []
+            arguments: [RedisArgument(group), RedisArgument(DeadLetterCall.cutMarker)] + targets.map { RedisArgument($0) },
+            what: { "replayed \($0.array?.first?.array?.count ?? 0) entries" }
+        ) { ($0.array?.first?.array?.count ?? 0) > 0 }
+        guard let parts = reply.array, parts.count == 2, let added = parts[0].array, let cut = parts[1].array else {
+            throw RedisError(.unexpectedReply, "the replay script answered \(reply)")
+        }
+        return Replayed(ids: added.compactMap(\.string), cut: cut.compactMap(\.string))
     }
 
     /// Runs an operation's script, confirmed by the replicas when ``confirmation`` asks for it.
@@ -168,38 +202,46 @@ public struct DeadLetters: Sendable {
         return n
         """)
 
-    /// KEYS[1] dead letters, KEYS[2] the group's replay stream; ARGV group, then ids. Same hash
-    /// slot by construction. The original id is kept in `replayed_from` (a letter replayed
-    /// before and dead-lettered again keeps the first one). Creates the replay stream's group
-    /// (from the beginning) if the workers have not yet.
+    /// KEYS[1] dead letters, KEYS[2] the group's replay stream; ARGV group, the cut letters'
+    /// marker field (``DeadLetterCall/cutMarker``), then ids. Same hash slot by construction.
+    /// The original id is kept in `replayed_from` (a letter replayed before and dead-lettered
+    /// again keeps the first one). Creates the replay stream's group (from the beginning) if the
+    /// workers have not yet. A letter with the marker, or cut before the marker existed (its
+    /// reason says so), stays. Returns `{replayed ids in the replay stream, cut letters' ids}`.
     static let replayScript = RedisScript(
         """
-        local group = ARGV[1]
+        local group, marker = ARGV[1], ARGV[2]
         redis.pcall('XGROUP', 'CREATE', KEYS[2], group, '0', 'MKSTREAM')
-        local out = {}
-        for k = 2, #ARGV do
+        local out, cut = {}, {}
+        for k = 3, #ARGV do
           local id = ARGV[k]
           local found = redis.call('XRANGE', KEYS[1], id, id)
           if #found == 1 then
             local fields = found[1][2]
             local args = { 'XADD', KEYS[2], '*' }
-            local original, first = id, nil
+            local original, first, partial = id, nil, false
             for i = 1, #fields, 2 do
               local name = fields[i]
               if name == 'dlq.original_id' then original = fields[i + 1] end
               if name == 'replayed_from' then first = fields[i + 1] end
+              if name == marker then partial = true end
+              if name == 'dlq.reason' and string.find(fields[i + 1], 'its dead letter keeps the first', 1, true) then partial = true end
               if string.sub(name, 1, 4) ~= 'dlq.' and name ~= 'replayed_from' then
                 args[#args + 1] = name
                 args[#args + 1] = fields[i + 1]
               end
             end
-            args[#args + 1] = 'replayed_from'
-            args[#args + 1] = first or original
-            out[#out + 1] = redis.call(unpack(args))
-            redis.call('XDEL', KEYS[1], id)
+            if partial then
+              cut[#cut + 1] = id
+            else
+              args[#args + 1] = 'replayed_from'
+              args[#args + 1] = first or original
+              out[#out + 1] = redis.call(unpack(args))
+              redis.call('XDEL', KEYS[1], id)
+            end
           end
         end
-        return out
+        return {out, cut}
         """)
 }
 

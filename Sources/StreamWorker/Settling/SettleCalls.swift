@@ -99,9 +99,13 @@ struct DeadLetterCall: ScriptCall {
     /// Fields of an entry its dead letter keeps. The script adds the letter with one `XADD` of
     /// the fields and seven metadata pairs through Lua's `unpack`, which fails past about 8,000
     /// values ("too many results to unpack"): an entry of 20,000 fields failed every settle, was
-    /// reclaimed every few seconds and never left the group's pending entries (a review). A
-    /// replay copies the kept fields (``DeadLetters/replay(ids:)``: well under the same limit).
+    /// reclaimed every few seconds and never left the group's pending entries (a review). Such
+    /// a letter is marked (``cutMarker``: how many fields it lacks) and a replay leaves it where
+    /// it is: it would deliver another event than the entry under the entry's id.
     static let maximumFields = 3_000
+
+    /// The field of a dead letter that lacks fields of its entry: how many it lacks.
+    static let cutMarker = "dlq.omitted_fields"
 
     let keys: [RedisArgument]
     let arguments: [RedisArgument]
@@ -114,18 +118,23 @@ struct DeadLetterCall: ScriptCall {
         for letter in letters {
             let entry = letter.item.entry
             let kept = entry.fields.prefix(Self.maximumFields)
+            let cut = entry.fields.count - kept.count
             var reason = letter.reason
-            if kept.count < entry.fields.count {
+            if cut > 0 {
                 reason +=
-                    " (the entry has \(entry.fields.count) fields: its dead letter keeps the first \(Self.maximumFields), as Lua passes at most 8,000 arguments to a call; the whole entry is \(entry.id) in the stream until trimmed)"
+                    " (the entry has \(entry.fields.count) fields: its dead letter keeps the first \(Self.maximumFields), as Lua passes at most 8,000 arguments to a call, and cannot be replayed; the whole entry is \(entry.id) in the stream until trimmed)"
             }
             args += [
                 RedisArgument(entry.id), RedisArgument(reason), RedisArgument(letter.error), RedisArgument(letter.item.deliveryCount),
-                RedisArgument(kept.count * 2),
+                RedisArgument(kept.count * 2 + (cut > 0 ? 2 : 0)),
             ]
             for field in kept {
                 args.append(RedisArgument(field.name))
                 args.append(RedisArgument(bytes: field.value))
+            }
+            if cut > 0 {
+                args.append(RedisArgument(Self.cutMarker))
+                args.append(RedisArgument(cut))
             }
         }
         self.arguments = args
