@@ -106,7 +106,7 @@ public struct WorkerHTTPServer: Service {
     ) -> Router<BasicRequestContext> {
         let registry = WorkerMetrics.registry
         let router = Router()
-        router.add(middleware: ReadOnlyRoutes(paths: ["/metrics", "/healthz"]))
+        router.add(middleware: ReadOnlyRoutes(paths: ["/metrics", "/healthz", "/livez"]))
         let metrics: @Sendable () -> Response = {
             var buffer: [UInt8] = []
             registry.emit(into: &buffer)
@@ -121,6 +121,8 @@ public struct WorkerHTTPServer: Service {
         // HEAD: GET's status and headers without the body (some uptime checkers send it; it was 404).
         router.head("/metrics") { _, _ in metrics().createHeadResponse() }
         router.head("/healthz") { _, _ in await health().createHeadResponse() }
+        router.get("/livez") { _, _ in Health.liveResponse(service: service) }
+        router.head("/livez") { _, _ in Health.liveResponse(service: service).createHeadResponse() }
         return router
     }
 
@@ -158,6 +160,17 @@ public enum Health {
         // The code only for a server that did not answer: the body is served unauthenticated,
         // and the error would name the Redis host.
         return error.code.isServerError ? error.message : "unreachable (\(error.code))"
+    }
+
+    /// The `/livez` answer: 200 `{"service":"<name>","status":"ok"}` whenever the process can
+    /// answer, whatever Redis does. Why: a liveness probe on `/healthz` restarted every pod of
+    /// every role at once when Redis was away for a minute (maintenance, a stuck failover), and
+    /// their restart backoff (up to 5 minutes) then delayed recovery after Redis came back (a
+    /// review of deploy/). Readiness keeps `/healthz`.
+    public static func liveResponse(service: String) -> Response {
+        let object = ["status": "ok", "service": service]
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
+        return Response(status: .ok, headers: [.contentType: "application/json; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }
 
     /// The `/healthz` answer of the process `service` with that problem (nil: none).

@@ -151,7 +151,8 @@ extension ShopIntegration {
             }
         }
 
-        /// Redis unreachable: 503 on /healthz and on queries, JSON, no crash.
+        /// Redis unreachable: 503 on /healthz and on queries, JSON, no crash; /livez (the liveness
+        /// probe's, which must not restart a process for Redis's absence) 200.
         @Test func redisUnreachableIs503() async throws {
             let port = try LocalRedisServer.freePort()
             var configuration = RedisConfiguration(endpoint: .tcp(host: "127.0.0.1", port: port))
@@ -168,6 +169,11 @@ extension ShopIntegration {
                             String(buffer: response.body) == #"{"redis":"unreachable (connectionRefused)","service":"\#(service.rawValue)","status":"unavailable"}"#,
                             "\(service)")
                     }
+                    try await client.execute(uri: "/livez", method: .get) { response in
+                        #expect(response.status == .ok, "\(service)")
+                        #expect(String(buffer: response.body) == #"{"service":"\#(service.rawValue)","status":"ok"}"#, "\(service)")
+                    }
+                    try await client.execute(uri: "/livez", method: .post) { #expect($0.status == .methodNotAllowed, "\(service)") }
                     if let type = service.entityType {
                         try await client.execute(uri: "/\(type.plural)", method: .get) { response in
                             #expect(response.status == .serviceUnavailable, "\(service)")

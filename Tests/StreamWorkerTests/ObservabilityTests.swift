@@ -42,7 +42,7 @@ struct ObservabilityTests {
             #expect(metrics.contains("\nstream_worker_redis_up 1\n"), "\(metrics)")
             try await client.execute(uri: "/healthz", method: .get) { #expect($0.status == .ok) }
             // HEAD as GET without the body; other methods 405 with what is allowed (both were 404).
-            for path in ["/healthz", "/metrics"] {
+            for path in ["/healthz", "/metrics", "/livez"] {
                 try await client.execute(uri: path, method: .head) { response in
                     #expect(response.status == .ok && response.body.readableBytes == 0, "HEAD \(path)")
                 }
@@ -59,6 +59,10 @@ struct ObservabilityTests {
                 #expect(response.status == .serviceUnavailable)
                 let body = String(buffer: response.body)
                 #expect(body.contains(#""redis":"unreachable ("#) && body.contains(#""service":"worker","status":"unavailable""#), "\(body)")
+            }
+            // The liveness probe's path: the process answers, whatever Redis does.
+            try await client.execute(uri: "/livez", method: .get) { response in
+                #expect(response.status == .ok && String(buffer: response.body) == #"{"service":"worker","status":"ok"}"#, "\(String(buffer: response.body))")
             }
             // Redis gone: the figures are still served, and say it is down.
             await redisUp.probe(pool)

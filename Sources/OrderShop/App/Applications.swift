@@ -12,7 +12,7 @@ import WorkerMetricsHTTP
 /// - customer, product, inventory, order, billing: the owner's commands and its queries;
 /// - msg: `POST /email` (``buildMsgRouter(context:options:)``).
 ///
-/// Every service answers `GET /healthz`.
+/// Every service answers `GET /healthz` and `GET /livez` (``addHealthRoutes(to:service:health:)``).
 public func buildRouter(
     for service: ServiceName, context: ShopContext, httpClient: HTTPClient,
     gateway: GatewayOptions = .init(), msg: MsgOptions = .init()
@@ -28,16 +28,15 @@ public func buildRouter(
     }
 }
 
-/// The router of the service that owns `E`: its commands, its queries, and `/healthz`.
+/// The router of the service that owns `E`: its commands, its queries, `/healthz` and `/livez`.
 public func buildOwnerRouter<E: ShopEntity>(_: E.Type, context: ShopContext) -> Router<ShopRequestContext> {
     let owner = ServiceName.owner(of: E.type)
     let router = makeServiceRouter(owner)
     let name = owner.rawValue
-    router.get("/healthz") { _, _ in await context.health.response(service: name) }
+    addHealthRoutes(to: router, service: name, health: context.health)
     addQueryRoutes(to: router, type: E.type, readModel: context.readModel)
     EntityService<E>(context: context).register(on: router)
     addMethodNotAllowed(to: router, type: E.type)
-    addMethodNotAllowed(to: router, path: "/healthz", allowed: [.get])
     return router
 }
 

@@ -20,3 +20,13 @@ public struct HealthCheck: Sendable {
         Health.response(service: service, problem: await Health.redisProblem(pool))
     }
 }
+
+/// `GET /healthz` (``HealthCheck``: Redis usable) and `GET /livez` (the process answers:
+/// ``Health/liveResponse(service:)``, for a liveness probe that must not restart a process for
+/// Redis's absence), with 405 for other methods, on a service's router.
+func addHealthRoutes(to router: Router<ShopRequestContext>, service: String, health: HealthCheck) {
+    router.get("/healthz") { _, _ in await health.response(service: service) }
+    router.get("/livez") { _, _ in Health.liveResponse(service: service) }
+    addMethodNotAllowed(to: router, path: "/healthz", allowed: [.get])
+    addMethodNotAllowed(to: router, path: "/livez", allowed: [.get])
+}

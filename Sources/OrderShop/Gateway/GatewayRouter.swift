@@ -42,7 +42,7 @@ public struct GatewayOptions: Sendable {
 /// The gateway's router (tests drive it without a socket).
 public func buildGatewayRouter(context: ShopContext, httpClient: HTTPClient, options: GatewayOptions = .init()) -> Router<ShopRequestContext> {
     let router = makeServiceRouter(.gateway)
-    router.get("/healthz") { _, _ in await context.health.response(service: "gateway") }
+    addHealthRoutes(to: router, service: "gateway", health: context.health)
     let readModel = context.readModel
     for type in EntityType.allCases {
         addQueryRoutes(to: router, type: type, readModel: readModel)
@@ -60,7 +60,6 @@ public func buildGatewayRouter(context: ShopContext, httpClient: HTTPClient, opt
     }
     router.get("/report") { _, _ in JSONResponse.bytes(try await readModel.report()) }
     addMethodNotAllowed(to: router, path: "/report", allowed: [.get])
-    addMethodNotAllowed(to: router, path: "/healthz", allowed: [.get])
     if let admin = options.admin, let token = options.adminToken, !token.isEmpty { addAdminRoutes(to: router, control: admin, token: token) }
     if let dashboard = options.dashboard { router.addRoutes(dashboard.routes(), atPath: "/dashboard") }
     return router

@@ -64,7 +64,7 @@ public struct MailReceipt: Codable, Sendable, Hashable {
 /// The msg service's router.
 public func buildMsgRouter(context: ShopContext, options: MsgOptions = .init()) -> Router<ShopRequestContext> {
     let router = makeServiceRouter(.msg)
-    router.get("/healthz") { _, _ in await context.health.response(service: "msg") }
+    addHealthRoutes(to: router, service: "msg", health: context.health)
     router.post("/email") { request, requestContext in
         try requireJSONBody(request)
         let fields = try FieldReader(try await request.json())
@@ -105,7 +105,6 @@ public func buildMsgRouter(context: ShopContext, options: MsgOptions = .init()) 
         }
         return JSONResponse.bytes(MailReceipt(status: status, id: id, key: key).json)
     }
-    addMethodNotAllowed(to: router, path: "/healthz", allowed: [.get])
     addMethodNotAllowed(to: router, path: "/email", allowed: [.post])
     return router
 }
