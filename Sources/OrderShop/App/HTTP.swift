@@ -9,13 +9,18 @@ import RedisClient
 /// made without a connection, for a call in the same process (``InProcessServices``).
 public struct ShopRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
+    /// A call from another service of this process (``InProcessServices``), whose body the
+    /// caller already holds (and counted: ``RequestBodyBudget``).
+    let isInProcess: Bool
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = CoreRequestContextStorage(source: source)
+        isInProcess = false
     }
 
     init(inProcess logger: Logger) {
         coreContext = CoreRequestContextStorage(source: InProcessSource(logger: logger))
+        isInProcess = true
     }
 
     private struct InProcessSource: RequestContextSource {
@@ -103,6 +108,7 @@ func makeServiceRouter(_ service: ServiceName) -> Router<ShopRequestContext> {
     router.add(middleware: RequestTracingMiddleware(service: service.rawValue))
     router.add(middleware: HeadResponseMiddleware())
     router.add(middleware: JSONErrorMiddleware())
+    router.add(middleware: RequestBodyBudget.Middleware(budget: .process))
     return router
 }
 
