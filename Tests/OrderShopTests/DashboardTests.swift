@@ -33,6 +33,14 @@ import Testing
         #expect(clipped.fields["event_id"] == "e1")
         #expect(clipped.fields["entity"] == String(repeating: "x", count: 512) + "… (200000 bytes)")
         #expect(clipped.id == "2-0" && clipped.reason == "malformed")
+        // The reason and error too (quoting a 200-KB id they made each poll 20 MB with 60
+        // letters), and text-reordering characters written out (U+202E turned a reason around).
+        var long = letter
+        long.reason = "no customer " + String(repeating: "y", count: 200_000)
+        long.error = "invalid: a\u{202E}cba"
+        let shown = OperationsReader.clipped(long)
+        #expect(shown.reason == "no customer " + String(repeating: "y", count: 2_048 - 12) + "… (200012 bytes)")
+        #expect(shown.error == "invalid: a\\u{202e}cba", "\(shown.error)")
     }
 
     @Test func theStateShowsTheStreamItsGroupConsumersAndDeadLetters() async throws {
@@ -142,6 +150,16 @@ import Testing
                 for path in ["/api/purge", "/api/replay"] {
                     try await client.execute(uri: path, method: .post, headers: Self.bearer(DashboardFixture.token), body: gone) { response in
                         #expect(response.status == .ok && String(buffer: response.body).contains(#""notFound":2"#), "\(path): \(String(buffer: response.body))")
+                    }
+                }
+                #expect(try await fixture.deadLetters.list().count == 1)
+                // No ids (a filter that matched nothing): nothing done. A purge of `"ids": []`
+                // deleted every letter of the group (a trial).
+                let none = ByteBuffer(string: #"{"stream": "\#(DashboardFixture.stream)", "group": "\#(DashboardFixture.group)", "ids": []}"#)
+                for path in ["/api/purge", "/api/replay"] {
+                    try await client.execute(uri: path, method: .post, headers: Self.bearer(DashboardFixture.token), body: none) { response in
+                        let body = String(buffer: response.body)
+                        #expect(response.status == .ok && (body.contains(#""purged":0"#) || body.contains(#""replayed":0"#)), "\(path): \(body)")
                     }
                 }
                 #expect(try await fixture.deadLetters.list().count == 1)

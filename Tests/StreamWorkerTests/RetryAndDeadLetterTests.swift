@@ -1,6 +1,6 @@
 import Foundation
 import RedisClient
-import StreamWorker
+@testable import StreamWorker
 import TestSupport
 import Testing
 
@@ -77,6 +77,10 @@ struct RetryAndDeadLetterTests {
             #expect(try await letters.list().map(\.id) == ["1700-3"])
             #expect(try await pool.send(XLEN(RedisArgument(letters.replayKey))) == 0)
             #expect(try await letters.purge(ids: ["1700"]) == 0)
+            // No ids: none (they reached the script as "all": a trial's `"ids": []` purged every letter).
+            #expect(try await letters.purge(ids: []) == 0)
+            #expect(try await letters.replay(ids: []).ids.isEmpty)
+            #expect(try await letters.list().map(\.id) == ["1700-3"])
             // Its full id, given twice (and once as itself): replayed once, and gone.
             #expect(try await letters.replay(ids: ["1700-3", "1700-3"]).ids.count == 1)
             #expect(try await letters.list().isEmpty)
@@ -193,6 +197,31 @@ struct RetryAndDeadLetterTests {
                     ]))
             let old = try await dlq.replay()
             #expect(old.ids.isEmpty && old.cut.count == 1, "\(old)")
+        }
+    }
+
+    /// A handler's reason quoting an entity id of 1 MB made a reason and an error of 1 MB each
+    /// in the letter (three times the entry) and a log line of 1 MB (a trial).
+    @Test("a dead letter keeps at most 4 KiB of its reason and its error, cut at a character, saying how long they were")
+    func longReasonsAreClipped() async throws {
+        try await withRedisServer { server in
+            let pool = try server.makePool()
+            let stream = "events:{clip}_created"
+            let huge = String(repeating: "é", count: 150_000)
+            _ = try await publish(pool, stream: stream, count: 1)
+            let worker = RunningWorker(
+                pool: pool, configuration: .init(maxDeliveries: 5),
+                subscriptions: [Subscription(stream: stream, group: "g") { _ in throw DeliveryError.invalid("no customer \(huge)") }])
+            let dlq = DeadLetters(client: pool, stream: stream, group: "g")
+            #expect(await eventually { try await dlq.list().count == 1 })
+            try await worker.stop()
+            let letter = try #require(try await dlq.list().first)
+            for text in [letter.reason, letter.error] {
+                #expect(text.utf8.count <= 4_096 + 30 && text.hasSuffix(" bytes)") && text.contains("no customer éé"), "\(text.utf8.count)")
+                #expect(!text.contains("\u{FFFD}"))
+            }
+            #expect(letter.reason.hasSuffix("… (300021 bytes)"), "\(letter.reason.suffix(40))")
+            #expect("abc".clipped(toBytes: 3) == "abc" && "abcd".clipped(toBytes: 3) == "abc… (4 bytes)" && "aé".clipped(toBytes: 2) == "a… (3 bytes)")
         }
     }
 

@@ -353,6 +353,11 @@ public struct OperationsReader: Sendable {
     /// Fields of a dead letter kept in the dashboard's state: the first by name.
     static let deadLetterFieldCount = 64
 
+    /// The longest reason and error a snapshot keeps of a dead letter: the page shows them.
+    /// Uncut, a reason and an error quoting an entity id of 200 KB made each poll 20 MB with 60
+    /// such letters, and froze the page 15-19 s at each refresh (a trial).
+    static let deadLetterTextLimit = 2_048
+
     /// A letter with at most ``deadLetterFieldCount`` fields (the number left out said), each
     /// value cut to ``deadLetterFieldLimit`` bytes (and its length said). Whole, 60 letters of
     /// 200-KB entities made each `/api/state` 10 MB, fetched by every open dashboard every 2 s
@@ -369,7 +374,33 @@ public struct OperationsReader: Sendable {
             let prefix = String(decoding: value.utf8.prefix(deadLetterFieldLimit), as: UTF8.self)
             letter.fields[name] = prefix + "… (\(value.utf8.count) bytes)"
         }
+        letter.reason = shown(letter.reason)
+        letter.error = shown(letter.error)
+        letter.originalID = shown(letter.originalID)
         return letter
+    }
+
+    /// Text of a letter as the page shows it: at most ``deadLetterTextLimit`` bytes, and the
+    /// characters that reorder text (bidirectional overrides and isolates) written as
+    /// `\u{202e}`: an id with U+202E turned the rest of a reason around on the page (a trial).
+    static func shown(_ text: String) -> String {
+        var text = text
+        if text.utf8.count > deadLetterTextLimit {
+            text = String(decoding: text.utf8.prefix(deadLetterTextLimit), as: UTF8.self) + "… (\(text.utf8.count) bytes)"
+        }
+        guard text.unicodeScalars.contains(where: isReordering) else { return text }
+        var out = String.UnicodeScalarView()
+        for scalar in text.unicodeScalars {
+            if isReordering(scalar) { out.append(contentsOf: "\\u{\(String(scalar.value, radix: 16))}".unicodeScalars) } else { out.append(scalar) }
+        }
+        return String(out)
+    }
+
+    private static func isReordering(_ scalar: Unicode.Scalar) -> Bool {
+        switch scalar.value {
+        case 0x202A...0x202E, 0x2066...0x2069, 0x200E, 0x200F, 0x061C: true
+        default: false
+        }
     }
 
     /// On a cluster, the cluster client when the stream or its dead letters exist: routed by

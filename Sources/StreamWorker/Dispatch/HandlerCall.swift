@@ -114,7 +114,7 @@ struct HandlerCall: Sendable {
         // look like duplicates of it.
         if let problem = Delivery.eventIDProblem(in: item.entry.fields) {
             ServiceContext.withValue(trace) {
-                context.logger.error("invalid entry; moving it to the dead letters", metadata: ["id": "\(item.entry.id)", "reason": "\(problem)"])
+                context.logger.error("invalid entry; moving it to the dead letters", metadata: ["id": "\(item.entry.id)", "reason": "\(problem.clipped(toBytes: ClippedText.log))"])
             }
             return .deadLetter(item, reason: problem, error: "")
         }
@@ -153,7 +153,7 @@ struct HandlerCall: Sendable {
     private func logRetry(_ item: WorkItem, _ error: any Error) {
         context.failureWarnings.log(
             context.logger, "handler failed; will retry",
-            metadata: ["id": "\(item.entry.id)", "deliveries": "\(item.deliveryCount)", "reason": "\(error)"])
+            metadata: ["id": "\(item.entry.id)", "deliveries": "\(item.deliveryCount)", "reason": "\("\(error)".clipped(toBytes: ClippedText.log))"])
     }
 
     /// What a handler's result means for its entry. Every result but "unavailable" says the
@@ -167,7 +167,7 @@ struct HandlerCall: Sendable {
             switch HandlerFailure(error) {
             case .invalid(let reason):
                 context.breaker.succeeded()
-                context.logger.error("invalid entry; moving it to the dead letters", metadata: ["id": "\(item.entry.id)", "reason": "\(reason)"])
+                context.logger.error("invalid entry; moving it to the dead letters", metadata: ["id": "\(item.entry.id)", "reason": "\(reason.clipped(toBytes: ClippedText.log))"])
                 return .settle(.deadLetter(item, reason: reason, error: "\(error)"))
             case .unavailable:
                 context.breaker.failed()
@@ -179,7 +179,7 @@ struct HandlerCall: Sendable {
                     // ``RetryScheduler`` dead-letters it (it decides on the same count).
                     context.logger.error(
                         "handler failed its last delivery; moving the entry to the dead letters",
-                        metadata: ["id": "\(item.entry.id)", "deliveries": "\(item.deliveryCount)", "reason": "\(error)"])
+                        metadata: ["id": "\(item.entry.id)", "deliveries": "\(item.deliveryCount)", "reason": "\("\(error)".clipped(toBytes: ClippedText.log))"])
                 } else {
                     logRetry(item, error)
                 }

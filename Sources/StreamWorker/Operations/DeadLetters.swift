@@ -173,12 +173,17 @@ public struct DeadLetters: Sendable {
     /// The group's replay stream.
     public var replayKey: String { StreamKeys.replay(stream: stream, group: group) }
 
-    /// Deletes dead letters (`ids` nil: all). Returns how many were removed.
+    /// Deletes dead letters (`ids` nil: all; empty: none). Returns how many were removed.
     /// One script, so that the count is of what was deleted (a letter added between a count
     /// and a `DEL` would have gone uncounted).
+    ///
+    /// Empty ids delete nothing: they reached the script as no ids, which it takes for "all",
+    /// and a dashboard purge of `"ids": []` (a filter that matched nothing) deleted 3,942
+    /// letters (a trial).
     @discardableResult
     public func purge(ids: [String]? = nil) async throws -> Int {
         try Self.requireValid(ids)
+        if let ids, ids.isEmpty { return 0 }
         let reply = try await run(
             Self.purgeScript, keys: [RedisArgument(key)], arguments: Self.normalized(ids ?? []).map { RedisArgument($0) }, what: { "purged \($0.int ?? 0) dead letters" }) {
                 ($0.int ?? 0) > 0

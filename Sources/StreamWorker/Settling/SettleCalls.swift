@@ -119,13 +119,14 @@ struct DeadLetterCall: ScriptCall {
             let entry = letter.item.entry
             let kept = entry.fields.prefix(Self.maximumFields)
             let cut = entry.fields.count - kept.count
-            var reason = letter.reason
+            var reason = letter.reason.clipped(toBytes: ClippedText.deadLetter)
             if cut > 0 {
                 reason +=
                     " (the entry has \(entry.fields.count) fields: its dead letter keeps the first \(Self.maximumFields), as Lua passes at most 8,000 arguments to a call, and cannot be replayed; the whole entry is \(entry.id) in the stream until trimmed)"
             }
             args += [
-                RedisArgument(entry.id), RedisArgument(reason), RedisArgument(letter.error), RedisArgument(letter.item.deliveryCount),
+                RedisArgument(entry.id), RedisArgument(reason), RedisArgument(letter.error.clipped(toBytes: ClippedText.deadLetter)),
+                RedisArgument(letter.item.deliveryCount),
                 RedisArgument(kept.count * 2 + (cut > 0 ? 2 : 0)),
             ]
             for field in kept {

@@ -67,7 +67,7 @@ struct Settler: Sendable {
                         return
                     }
                     let message = (error as? RedisError)?.message ?? "\(error)"
-                    logger.error("settle failed; moving the entry to the dead letters", metadata: ["id": "\(item.entry.id)", "error": "\(message)"])
+                    logger.error("settle failed; moving the entry to the dead letters", metadata: ["id": "\(item.entry.id)", "error": "\(message.clipped(toBytes: ClippedText.log))"])
                     await settle([.deadLetter(item, reason: "settle failed", error: message)])
                     return
                 case .connectionLost, .transientServer, .other:
@@ -190,7 +190,7 @@ struct Settler: Sendable {
                     // Its remaining effects would fail the same way on every retry. The error
                     // says how many were applied before the failure, for whoever replays it.
                     let message = "\(error) (effect \(run + 1) of \(ack.effects.count) failed; \(run) applied before it)"
-                    logger.error("handler effects failed; moving the entry to the dead letters", metadata: ["id": "\(ack.item.entry.id)", "error": "\(message)"])
+                    logger.error("handler effects failed; moving the entry to the dead letters", metadata: ["id": "\(ack.item.entry.id)", "error": "\(message.clipped(toBytes: ClippedText.log))"])
                     failed.append(.deadLetter(ack.item, reason: "effects failed", error: message))
                 }
             }
