@@ -205,17 +205,25 @@ if [ $have_kubectl = 1 ] && [ $have_venv = 1 ]; then
     printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - %s/base\ncomponents:\n  - %s/keda-prometheus\n' \
         "$rel" "$rel" >"$work/keda-prometheus-variant/kustomization.yaml"
     render base+keda-prometheus "$work/keda-prometheus-variant"
+    # The same on a Redis Cluster (what azure-cache-cluster recommends when nodes are announced by IP):
+    # components/redis-cluster must leave keda-prometheus' ScaledObjects alone.
+    mkdir -p "$work/keda-prometheus-cluster-variant"
+    printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - %s/base\ncomponents:\n  - %s/keda-prometheus\n  - %s/components/tls\n  - %s/components/password-only\n  - %s/components/redis-cluster\n' \
+        "$rel" "$rel" "$rel" "$rel" "$rel" >"$work/keda-prometheus-cluster-variant/kustomization.yaml"
+    render base+keda-prometheus+redis-cluster "$work/keda-prometheus-cluster-variant"
     # Plain manifests that are applied on their own, validated with what they refer to.
     for i in "${!inputs[@]}"; do
         case "${inputs[$i]}" in local=*) inputs[$i]="${inputs[$i]},k8s/overlays/local/demo-job.yaml" ;; esac
     done
     echo "  rendered with kubectl kustomize: ${#inputs[@]} variants"
-    "$py" tools/validate_k8s.py --k8s-versions 1.29.0,1.37.0 --acl redis/users.acl "${inputs[@]}" >"$work/k8s.log" 2>&1
+    "$py" tools/validate_k8s.py --k8s-versions 1.29.0,1.37.0 --acl redis/users.acl \
+        --external-secrets README.md --bundled-secrets local "${inputs[@]}" >"$work/k8s.log" 2>&1
     tally "$work/k8s.log" $? "manifest validation"
     # The validator must catch planted faults (on overlays with KEDA, TLS and mutual TLS: one Redis
     # and a Redis Cluster).
     for overlay in redis-cloud redis-cloud-cluster; do
-        "$py" tools/validate_k8s.py --self-test --acl redis/users.acl "$overlay=$work/render-$overlay.yaml" >"$work/k8s-self.log" 2>&1
+        "$py" tools/validate_k8s.py --self-test --acl redis/users.acl --external-secrets README.md \
+            "$overlay=$work/render-$overlay.yaml" >"$work/k8s-self.log" 2>&1
         tally "$work/k8s-self.log" $? "validator self-test ($overlay)"
     done
 
@@ -431,6 +439,11 @@ if [ $have_redis = 1 ]; then
         deny $K "XACK" -- xack "$OC" billing "$OC1"
         deny $K "XADD" -- xadd "$OC" '*' a 1
         deny $K "read a read model" -- hgetall '{customer}_entities'
+        # A group's replay stream (created by its workers, as the admin does here): its lag for KEDA.
+        as ordershop-admin xgroup create "replay:$OC:billing" billing 0 MKSTREAM >/dev/null
+        allow $K "XINFO GROUPS on a replay stream (its lagCount)" -- xinfo groups "replay:$OC:billing"
+        deny $K "XRANGE on a replay stream (payloads)" -- xrange "replay:$OC:billing" - +
+        deny $K "XINFO GROUPS on a dead-letter stream" -- xinfo groups "dlq:$OC:billing"
 
         echo "  -- every user: a Redis Cluster client's discovery (refused by this plain server, not by the ACL)"
         for U in ordershop-service ordershop-worker-crm ordershop-worker-billing ordershop-admin ordershop-scaler; do

@@ -8,7 +8,10 @@
 #                        connect, authenticate and PING.
 #
 # Uses bash's /dev/tcp and coreutils' timeout only (both in debian:bookworm-slim).
-# Kubernetes ignores Docker HEALTHCHECKs; the manifests probe /healthz themselves.
+# Kubernetes ignores Docker HEALTHCHECKs; the manifests probe for themselves (readiness /healthz,
+# liveness /livez). This script is a liveness check nowhere: Docker restarts no container for being
+# unhealthy, its status gates compose's depends_on and shows in `ps`, so /healthz (Redis usable) is
+# the right question here; /livez (the process answers) would hide a Redis outage.
 set -u
 
 deadline="${HEALTH_TIMEOUT:-4}"

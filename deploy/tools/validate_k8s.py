@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Validates rendered Kubernetes manifests for deploy/check.sh.
 
-  validate_k8s.py [--k8s-versions 1.29.0,1.37.0] [--acl users.acl] LABEL=FILE[,FILE...]...
+  validate_k8s.py [--k8s-versions 1.29.0,1.37.0] [--acl users.acl] [--external-secrets README.md]
+                  [--bundled-secrets local] LABEL=FILE[,FILE...]...
   validate_k8s.py --self-test LABEL=FILE      (mutates FILE's documents and expects each fault caught)
 
 For every document of every FILE (a `kubectl kustomize` rendering, or a plain manifest):
@@ -18,7 +19,15 @@ For every document of every FILE (a `kubectl kustomize` rendering, or a plain ma
      see it (ConfigMap values substituted): only the query parameters the application knows,
      database 0 on a cluster; cluster mode the same in every workload and matched by the KEDA
      scaler (redis-cluster-streams on a cluster, redis-streams on one server);
-     ORDERSHOP_CONFIRM_REPLICAS and ORDERSHOP_CONFIRM_TIMEOUT_MS whole numbers.
+     ORDERSHOP_CONFIRM_REPLICAS and ORDERSHOP_CONFIRM_TIMEOUT_MS whole numbers; OrderShop's
+     probes (liveness on /livez, readiness on /healthz), the HTTP services' preStop sleep and a
+     grace period that covers it and the 30 s graceful shutdown; no `replicas` on a Deployment
+     that a ScaledObject or HPA scales.
+  4. Secrets: no rendered Secret may hold a REPLACE-ME placeholder, and only the renderings named
+     by --bundled-secrets (the local overlay) may render the Secrets the operator creates (a
+     rendered one would overwrite the real one on every `kubectl apply`). Those Secrets, by name
+     and key, come from the table in deploy/README.md (--external-secrets): a reference to one
+     that the rendering does not contain is checked against that list instead of failing.
 Prints one PASS/FAIL/SKIP line per check and exits 1 on any failure.
 """
 
@@ -89,6 +98,41 @@ REDIS_URL_PARAMETERS = {
     "db", "client_name", "connect_timeout", "socket_timeout", "ssl_ca_certs", "ssl_certfile",
     "ssl_keyfile", "ssl_server_name", "ssl_cert_reqs", "addr", "cluster", "cluster_retry_window",
 }
+
+# The HTTP servers' graceful shutdown (stop accepting, finish what is in flight): a pod's grace
+# period must cover it after the preStop hook.
+APP_SHUTDOWN_SECONDS = 30
+PLACEHOLDER = "REPLACE-ME"
+
+
+class SecretPolicy:
+    """The Secrets the operator creates (name -> keys, from deploy/README.md's table) and the
+    renderings that may render them (the local overlay, with its local-only values)."""
+
+    def __init__(self, external: dict[str, set[str]] | None = None, bundled: set[str] | None = None) -> None:
+        self.external = external or {}
+        self.bundled = bundled if bundled is not None else {"local"}
+
+
+_SECRETS_BEGIN = "<!-- external-secrets -->"
+_SECRETS_END = "<!-- /external-secrets -->"
+
+
+def external_secrets_from(path: str) -> dict[str, set[str]]:
+    """The table between the external-secrets markers of `path`: rows `| `secret` | `key` | ...`."""
+    text = Path(path).read_text()
+    if _SECRETS_BEGIN not in text or _SECRETS_END not in text:
+        raise SystemExit(f"{path}: no {_SECRETS_BEGIN} ... {_SECRETS_END} table")
+    table = text.split(_SECRETS_BEGIN, 1)[1].split(_SECRETS_END, 1)[0]
+    secrets: dict[str, set[str]] = {}
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 2 and cells[0].startswith("`") and cells[1].startswith("`"):
+            secrets.setdefault(cells[0].strip("`"), set()).add(cells[1].strip("`"))
+    if not secrets:
+        raise SystemExit(f"{path}: the external-secrets table lists no Secret")
+    return secrets
+
 
 _VAR_REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -255,15 +299,34 @@ def redis_url_problems(url: str) -> tuple[list[str], bool]:
     return problems, cluster
 
 
-def semantic_errors(docs: list[dict], acl_users: set[str] | None) -> list[str]:
+def semantic_errors(docs: list[dict], acl_users: set[str] | None, label: str = "",
+                    secrets: SecretPolicy | None = None) -> list[str]:
     errors: list[str] = []
+    secrets = secrets or SecretPolicy()
     by_kind: dict[str, dict[str, dict]] = {}
     for doc in docs:
         by_kind.setdefault(doc["kind"], {})[doc["metadata"]["name"]] = doc
 
+    # Secrets: no placeholder anywhere; the operator's Secrets rendered only where allowed.
+    for name, doc in by_kind.get("Secret", {}).items():
+        values = [str(v) for v in (doc.get("stringData") or {}).values()]
+        for v in (doc.get("data") or {}).values():
+            try:
+                values.append(base64.b64decode(str(v)).decode())
+            except (binascii.Error, UnicodeDecodeError):
+                pass
+        if any(PLACEHOLDER in v for v in values):
+            errors.append(f"Secret/{name}: holds a {PLACEHOLDER} placeholder; `kubectl apply -k` would put it in "
+                          f"place of the real Secret (pods then fail to authenticate)")
+        if name in secrets.external and label not in secrets.bundled:
+            errors.append(f"Secret/{name}: rendered by {label or 'this rendering'}, but it is one the operator "
+                          f"creates (deploy/README.md, Secrets): every apply would overwrite it")
+
     def keys_of(kind: str, name: str) -> set[str] | None:
         doc = by_kind.get(kind, {}).get(name)
         if doc is None:
+            if kind == "Secret" and name in secrets.external:
+                return set(secrets.external[name])  # created by the operator, with these keys
             return None
         return set((doc.get("data") or {}).keys()) | set((doc.get("stringData") or {}).keys()) | set(
             (doc.get("binaryData") or {}).keys())
@@ -373,6 +436,16 @@ def semantic_errors(docs: list[dict], acl_users: set[str] | None) -> list[str]:
             errors.append(f"{where}: pod securityContext.runAsNonRoot is not true")
         if doc["kind"] == "Deployment" and pod.get("terminationGracePeriodSeconds", 30) <= 10:
             errors.append(f"{where}: terminationGracePeriodSeconds must exceed the 10 s drain deadline")
+        labels = doc["spec"]["template"]["metadata"].get("labels", {})
+        if doc["kind"] == "Deployment" and labels.get("app.kubernetes.io/name") == "ordershop":
+            for container in pod.get("containers", []):
+                cwhere = f"{where} container {container['name']}"
+                for probe_name, path in (("livenessProbe", "/livez"), ("readinessProbe", "/healthz")):
+                    got = ((container.get(probe_name) or {}).get("httpGet") or {}).get("path")
+                    if got != path:
+                        errors.append(f"{cwhere}: {probe_name} must GET {path}, got {got!r}"
+                                      + (" (/healthz fails while Redis is unreachable: liveness on it restarts every pod "
+                                         "in a Redis outage)" if probe_name == "livenessProbe" else ""))
 
     def pods_matching(selector: dict) -> list[dict]:
         return [w for w in workloads.values()
@@ -393,6 +466,35 @@ def semantic_errors(docs: list[dict], acl_users: set[str] | None) -> list[str]:
     for name, doc in by_kind.get("PodDisruptionBudget", {}).items():
         if not pods_matching(doc["spec"]["selector"].get("matchLabels", {})):
             errors.append(f"PodDisruptionBudget/{name}: selector matches no pod template")
+
+    # OrderShop's HTTP services (Deployments behind a Service): a preStop sleep, so that the pod
+    # leaves every node's endpoints before SIGTERM, and a grace period covering it and the shutdown.
+    served = {id(w) for d in by_kind.get("Service", {}).values() for w in pods_matching(d["spec"].get("selector", {}))}
+    for name, doc in by_kind.get("Deployment", {}).items():
+        if id(doc) not in served or doc["spec"]["template"]["metadata"].get("labels", {}).get("app.kubernetes.io/name") != "ordershop":
+            continue
+        pod = doc["spec"]["template"]["spec"]
+        for container in pod.get("containers", []):
+            command = (((container.get("lifecycle") or {}).get("preStop") or {}).get("exec") or {}).get("command") or []
+            if len(command) != 2 or command[0] != "sleep" or not str(command[1]).isdigit():
+                errors.append(f"Deployment/{name} container {container['name']}: an HTTP service needs "
+                              f"lifecycle.preStop.exec.command [\"sleep\", \"<seconds>\"], got {command!r}")
+                continue
+            grace = pod.get("terminationGracePeriodSeconds", 30)
+            if grace <= APP_SHUTDOWN_SECONDS + int(command[1]):
+                errors.append(f"Deployment/{name}: terminationGracePeriodSeconds {grace} must exceed the preStop "
+                              f"sleep ({command[1]} s) plus the {APP_SHUTDOWN_SECONDS} s graceful shutdown")
+
+    # An autoscaled Deployment sets no replicas: every apply would reset the autoscaler's count.
+    scalers_of: dict[str, str] = {}
+    for kind in ("ScaledObject", "HorizontalPodAutoscaler"):
+        for name, doc in by_kind.get(kind, {}).items():
+            scalers_of[doc["spec"]["scaleTargetRef"]["name"]] = f"{kind}/{name}"
+    for target, scaler in sorted(scalers_of.items()):
+        deployment = by_kind.get("Deployment", {}).get(target)
+        if deployment is not None and "replicas" in deployment["spec"]:
+            errors.append(f"Deployment/{target}: sets replicas ({deployment['spec']['replicas']}) but {scaler} scales it: "
+                          f"every `kubectl apply` would reset the autoscaled count")
 
     modes = {mode: sorted(n for n, c in cluster_by_workload.items() if c == mode) for mode in (True, False)}
     if modes[True] and modes[False]:
@@ -492,7 +594,7 @@ def semantic_errors(docs: list[dict], acl_users: set[str] | None) -> list[str]:
 # --- driver ---------------------------------------------------------------------------------------
 
 def validate(label: str, docs: list[dict], versions: list[str], acl_users: set[str] | None, report: Report,
-             quiet: bool = False) -> int:
+             quiet: bool = False, secrets: SecretPolicy | None = None) -> int:
     before = report.failed
     builtin_count = 0
     keda_count = 0
@@ -515,7 +617,7 @@ def validate(label: str, docs: list[dict], versions: list[str], acl_users: set[s
             for error in errors:
                 report.fail(where, f"Kubernetes {version} schema: {error}")
         builtin_count += 1
-    for error in semantic_errors(docs, acl_users):
+    for error in semantic_errors(docs, acl_users, label, secrets):
         report.fail(label, error)
     if report.failed == before and not quiet:
         keda = f", {keda_count} KEDA resources against the KEDA CRD schema" if keda_count else ""
@@ -530,7 +632,8 @@ def acl_user_names(path: str | None) -> set[str] | None:
     return {line.split()[1] for line in Path(path).read_text().splitlines() if line.startswith("user ")}
 
 
-def self_test(label: str, docs: list[dict], versions: list[str], acl_users: set[str] | None) -> int:
+def self_test(label: str, docs: list[dict], versions: list[str], acl_users: set[str] | None,
+              secrets: SecretPolicy | None = None) -> int:
     """Each mutation must make validation fail: the checks above can fail for real."""
 
     def first(kind: str, predicate=lambda d: True):
@@ -582,6 +685,17 @@ def self_test(label: str, docs: list[dict], versions: list[str], acl_users: set[
         first("TriggerAuthentication")["spec"]["secretTargetRef"].append(
             {"parameter": parameter, "name": "ordershop-redis", "key": "scaler-username"})
 
+    def deployment(name: str) -> dict:
+        return first("Deployment", lambda d: d["metadata"]["name"] == name)
+
+    def placeholder_secret() -> None:
+        # What the base used to render: the operator's Secret with placeholders, in a managed overlay.
+        docs_copy.append({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "ordershop-redis", "namespace": "ordershop"},
+                          "type": "Opaque", "stringData": {"service-password": PLACEHOLDER}})
+
+    def grace_too_short() -> None:
+        deployment("gateway")["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = 30
+
     mutations = {
         "unknown field in a Deployment": lambda: first("Deployment")["spec"].__setitem__("replica", 2),
         "wrong type in a Service port": lambda: first("Service")["spec"]["ports"][0].__setitem__("port", "http"),
@@ -599,6 +713,12 @@ def self_test(label: str, docs: list[dict], versions: list[str], acl_users: set[
         "misspelt redis-cluster-streams metadata": misspell_cluster_metadata,
         "TriggerAuthentication parameter its scaler does not read": auth_parameter_not_read,
         "ORDERSHOP_CONFIRM_REPLICAS not a number": lambda: config().__setitem__("ORDERSHOP_CONFIRM_REPLICAS", "one"),
+        "a Secret with REPLACE-ME rendered by a managed overlay": placeholder_secret,
+        "liveness probe on /healthz": lambda: deployment("crm")["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["httpGet"].__setitem__("path", "/healthz"),
+        "an HTTP service without its preStop sleep": lambda: deployment("msg")["spec"]["template"]["spec"]["containers"][0].pop("lifecycle"),
+        "grace period shorter than preStop + graceful shutdown": grace_too_short,
+        "replicas on an autoscaled Deployment": lambda: deployment("billing-worker")["spec"].__setitem__("replicas", 2),
+        "a key missing from the operator's Secret": lambda: env("REDIS_PASSWORD")["valueFrom"]["secretKeyRef"].__setitem__("key", "service_password"),
     }
     failures = 0
     for what, mutate in mutations.items():
@@ -609,7 +729,7 @@ def self_test(label: str, docs: list[dict], versions: list[str], acl_users: set[
         import contextlib
         import io
         with contextlib.redirect_stdout(io.StringIO()):
-            caught = validate(label, docs_copy, versions, acl_users, quiet, quiet=True)
+            caught = validate(label, docs_copy, versions, acl_users, quiet, quiet=True, secrets=secrets)
         if caught:
             print(f"  PASS self-test ({label}): {what} is caught")
         else:
@@ -623,17 +743,26 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--k8s-versions", default="1.29.0,1.37.0")
     parser.add_argument("--acl", help="users.acl, to check REDIS_USERNAME values")
     parser.add_argument("--self-test", action="store_true")
+    parser.add_argument("--external-secrets", metavar="README.md",
+                        help="the file whose external-secrets table lists the Secrets the operator creates")
+    parser.add_argument("--bundled-secrets", default="local", metavar="LABELS",
+                        help="comma-separated labels of the renderings that may render those Secrets (default: local)")
     parser.add_argument("inputs", nargs="+", metavar="LABEL=FILE")
     args = parser.parse_args(argv)
     versions = [v for v in args.k8s_versions.split(",") if v]
     acl_users = acl_user_names(args.acl)
+    secrets = SecretPolicy(external_secrets_from(args.external_secrets) if args.external_secrets else None,
+                           {b for b in args.bundled_secrets.split(",") if b})
     report = Report()
     if args.self_test:
         label, path = args.inputs[0].split("=", 1)
-        return 1 if self_test(label, load_documents(path), versions, acl_users) else 0
+        return 1 if self_test(label, load_documents(path), versions, acl_users, secrets) else 0
+    if secrets.external:
+        listed = ", ".join(f"{n} ({', '.join(sorted(k))})" for n, k in sorted(secrets.external.items()))
+        report.ok("external Secrets", f"created by the operator, from {args.external_secrets}: {listed}")
     for item in args.inputs:
         label, path = item.split("=", 1)
-        validate(label, load_documents(path), versions, acl_users, report)
+        validate(label, load_documents(path), versions, acl_users, report, secrets=secrets)
     print(f"  manifests: {report.passed} passed, {report.failed} failed, {report.skipped} skipped")
     return 1 if report.failed else 0
 
