@@ -170,6 +170,11 @@ struct RecoveryTests {
             _ = try await pool.send(XREADGROUP(group: "g", consumer: "stable", streams: [(stream, ">")], count: 3))
             _ = try await pool.send(XREADGROUP(group: "g", consumer: "holder", streams: [(stream, ">")], count: 1))
             try await pool.send(["XGROUP", "CREATECONSUMER", RedisArgument(stream), "g", "idle"])
+            // The group's replay stream too: a worker killed after a replay stayed listed there
+            // for ever (a soak: 29 min, shown by `ordershop status`), its gauges never set.
+            let replay = RedisArgument(StreamKeys.replay(stream: stream, group: "g"))
+            try await pool.send(XGROUPCREATE(replay, group: "g", id: "0", makeStream: true))
+            try await pool.send(["XGROUP", "CREATECONSUMER", replay, "g", "killed-after-a-replay"])
             try await Task.sleep(for: .milliseconds(300))
             let seen = Recorder<(String, Int)>()
             let worker = RunningWorker(
@@ -181,6 +186,7 @@ struct RecoveryTests {
                 subscriptions: [Subscription(stream: stream, group: "g") { d in seen.append((d.eventID, d.deliveryCount)); return .done }])
             #expect(await eventually { seen.all.count == 5 })
             #expect(await eventually { try await !pool.send(XINFOCONSUMERS(RedisArgument(stream), group: "g")).map(\.name).contains("idle") })
+            #expect(await eventually { try await !pool.send(XINFOCONSUMERS(replay, group: "g")).map(\.name).contains("killed-after-a-replay") })
             try await worker.stop()
             // Its own three came first, as redeliveries.
             #expect(seen.all.prefix(3).map(\.0) == Array(ids.prefix(3)))

@@ -133,7 +133,7 @@ public final class StreamWorker: Service, Sendable {
                 }
             }
             group.addTask {
-                await WorkerMaintenance(client: self.client, configuration: self.configuration, runners: primaries, drain: self.drainSignal).run()
+                await WorkerMaintenance(client: self.client, configuration: self.configuration, runners: runners, drain: self.drainSignal).run()
                 return .other
             }
             // The graceful-shutdown deadline: a child task that waits for the drain, then for the
