@@ -32,7 +32,7 @@ enum OperatorText {
     /// `trim` was told "run it again", and `status` printed Redis's NOPERM alone.
     static func permissionAdvice(_ configuration: RedisConfiguration?) -> String {
         let user = configuration.map { "user '\($0.authentication?.username ?? "default")'" } ?? "this user"
-        return "; Redis's ACL does not let \(user) do that, so run again as that user it fails the same way: run the operations commands as a user with the operations role (ordershop-admin in deploy/redis/users.acl)"
+        return "; Redis's ACL does not let \(user) do that, and run again as that user it fails the same way: run the operations commands as a user with the operations role (ordershop-admin in deploy/redis/users.acl)"
     }
 
     /// A note for stderr when `pool`'s server answers as a replica (the URL names a demoted

@@ -116,6 +116,31 @@ import Testing
         }
     }
 
+    /// A trial (T1) gave each process a user without one command it needs: the gateway a user
+    /// that may not read the read models (every query 503), a service with --confirm-replicas a
+    /// user without WAIT (every create applied and answered 503), a worker a user without
+    /// XAUTOCLAIM (a dead consumer's entries never taken over), each with /healthz ok.
+    @Test(
+        "a process whose Redis user lacks a command or key it needs says so in one line and exits",
+        arguments: [
+            (["serve", "gateway"], ["resetkeys", "~{mail:sent}*", "+@all"], "read {customer}_entities"),
+            (["serve", "customer", "--confirm-replicas", "1"], ["resetkeys", "~*", "+@all", "-wait"], "run WAIT"),
+            (["work", "crm", "--metrics-port", "0"], ["resetkeys", "~*", "+@all", "-xautoclaim"], "as a worker does (NOPERM this user has no permissions to run the 'xautoclaim'"),
+        ])
+    func processWhoseUserLacksACommandExits(command: [String], rules: [String], said: String) async throws {
+        try await withRedisServer { server in
+            let pool = try server.makePool()
+            _ = try await pool.send(RawCommand(["ACL", "SETUSER", "lacking", "on", ">lacking-pw"] + rules.map { RedisArgument($0) }, keys: []))
+            let child = try ordershop(command + (command[0] == "serve" ? ["--port", "0"] : []) + ["--url", "redis://lacking:lacking-pw@127.0.0.1:\(server.port)"])
+            let status = await child.waitForExit(timeout: .seconds(60))
+            await child.stop(signal: SIGKILL)
+            #expect(status != nil && status != 0, "status \(String(describing: status)): \(child.output)")
+            #expect(lines(child.output, containing: said).count == 1, "\(child.output)")
+            #expect(!child.output.contains("lacking-pw"), "\(child.output)")
+            await pool.shutdown()
+        }
+    }
+
     @Test("the start-up write probe passes a user that may write, and changes nothing: not even a client's marker named like it")
     func theWriteProbeChangesNothing() async throws {
         try await withRedisServer { server in

@@ -195,10 +195,11 @@ public struct EventStore: Sendable {
     /// else "not applied").
     func runConfirmed(
         _ script: RedisScript, type: EntityType, keys: [RedisArgument], arguments: [RedisArgument],
-        wrote: @escaping @Sendable (RESPValue) -> Bool = { _ in true }
+        wrote: @escaping @Sendable (RESPValue) -> Bool = { _ in true }, answersEarlierWrite: @escaping @Sendable (RESPValue) -> Bool = { _ in false }
     ) async throws -> RESPValue {
         try await pool.runCommandScript(
-            script, keys: keys, arguments: arguments, confirmation: confirmation, barrier: RedisArgument(type.keys.replicaBarrier), wrote: wrote)
+            script, keys: keys, arguments: arguments, confirmation: confirmation, barrier: RedisArgument(type.keys.replicaBarrier), wrote: wrote,
+            answersEarlierWrite: answersEarlierWrite)
     }
 
     /// Runs one command script in a span of its own, with the span's trace context as the
@@ -217,10 +218,15 @@ public struct EventStore: Sendable {
             var argv = arguments
             argv.append(RedisArgument(trace.traceparent))
             argv.append(RedisArgument(trace.tracestate))
-            // Every command script (and step) answers {'ok', ...} when it wrote, and a refusal otherwise.
+            // Every command script (and step) answers {'ok', ...} when it wrote, and a refusal
+            // otherwise. A keyed create's {'replayed', ...} wrote nothing (its barrier makes WAIT
+            // cover the first attempt) but answers what that attempt wrote: unconfirmed, it "may
+            // have been applied". As a refusal ("not applied") a client could take it for a
+            // create that never happened and make it again under a new key, while it was on the
+            // primary all along (a trial: 18-31 such answers per failover).
             return try await pool.runCommandScript(
                 script, keys: keys, arguments: argv, confirmation: confirmation, barrier: RedisArgument(type.keys.replicaBarrier),
-                wrote: { $0.array?.first?.string == "ok" })
+                wrote: { $0.array?.first?.string == "ok" }, answersEarlierWrite: { $0.array?.first?.string == "replayed" })
         }
     }
 

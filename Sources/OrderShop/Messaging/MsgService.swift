@@ -93,9 +93,16 @@ public func buildMsgRouter(context: ShopContext, options: MsgOptions = .init()) 
             // with the same Idempotency-Key and learns "duplicate" if the record survived.
             // "duplicate" is confirmed too (see `sendScript`): the record it found may be that
             // unconfirmed write, and a worker settling on it lost the mail in a failover (CI).
-            return try await context.pool.runCommandScript(
-                sendScript, keys: keys, arguments: arguments, confirmation: context.confirmation, barrier: RedisArgument(MailKeys.replicaBarrier),
-                wrote: { _ in true })
+            do {
+                return try await context.pool.runCommandScript(
+                    sendScript, keys: keys, arguments: arguments, confirmation: context.confirmation, barrier: RedisArgument(MailKeys.replicaBarrier),
+                    wrote: { _ in true })
+            } catch var error as ShopError where error.outcome == "may have been applied" {
+                // In a mail's words: the event store's spoke of creates and entities (a trial).
+                error.message =
+                    "the mail may have been sent: \(error.uncertainty ?? "its outcome is not known"); send it again with the same Idempotency-Key (it answers \"duplicate\" once the mail is confirmed sent)"
+                throw error
+            }
         }
         guard let parts = reply.array, parts.count == 2, let status = parts[0].string, let id = parts[1].string else {
             throw RedisError(.unexpectedReply, "mail script answered \(reply)")

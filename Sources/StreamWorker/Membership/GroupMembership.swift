@@ -32,7 +32,13 @@ struct GroupMembership: Sendable {
         var refusals = 0
         while true {
             do {
-                guard try await context.drain.untilFired({ try await ensureGroup() }) != nil else { return false }
+                guard
+                    try await context.drain.untilFired({ () async throws -> Bool in
+                        try await ensureGroup()
+                        try await requireReclaiming()
+                        return true
+                    }) != nil
+                else { return false }
                 return true
             } catch {
                 if FailureKind(error) == .cancelled { throw CancellationError() }
@@ -57,7 +63,7 @@ struct GroupMembership: Sendable {
                     }
                     throw RedisError(
                         .noPermission,
-                        "the Redis user may not create or use consumer group \(context.group) of stream \(context.stream) (\(redisError.message)); give this worker a user whose ACL allows it (deploy/redis/users.acl)",
+                        "the Redis user may not use consumer group \(context.group) of stream \(context.stream) as a worker does (\(redisError.message)); give this worker a user whose ACL allows it (deploy/redis/users.acl)",
                         underlying: redisError)
                 }
                 attempt += 1
@@ -65,6 +71,19 @@ struct GroupMembership: Sendable {
                 guard try await context.drain.sleep(for: context.redisBackoff(attempt: attempt)) else { return false }
             }
         }
+    }
+
+    /// Tries XAUTOCLAIM once, the reclaimer's command, as the group's reads do not: a worker
+    /// whose user lacked it started, said ok on `/healthz`, and never took over a dead
+    /// consumer's entries, logging "reclaim failed" (a trial). A NOPERM here ends the worker at
+    /// start, as one on the stream does. From the largest id there is, so that it scans no
+    /// pending entry: XAUTOCLAIM drops a pending entry the stream no longer has whatever its
+    /// idle time, and from the start it took those the reclaimer counts as lost to trimming.
+    func requireReclaiming() async throws {
+        _ = try await context.client.send(
+            XAUTOCLAIM(
+                context.streamKey, group: context.group, consumer: context.consumer, minIdle: .seconds(100 * 365 * 24 * 3600),
+                start: "18446744073709551615-18446744073709551615", count: 1))
     }
 
     /// NOPERMs on the stream at start before the worker gives up (about 2 s apart).

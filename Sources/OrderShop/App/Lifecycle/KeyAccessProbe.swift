@@ -51,8 +51,10 @@ public enum KeyAccessProbe {
         """)
 
     /// Throws ``RedisUnusable`` naming the user, the key and the role that may write it when
-    /// Redis's ACL refuses `service` a write it needs.
+    /// Redis's ACL refuses `service` a write it needs; for the gateway, which writes nothing,
+    /// when it refuses a read of a type's read model (``checkReads(client:at:)``).
     public static func check(_ service: ServiceName, client: any RedisClientProtocol, at configuration: RedisConfiguration) async throws {
+        if service == .gateway { try await checkReads(client: client, at: configuration) }
         for target in targets(of: service) {
             let refusal: (key: String, reason: String)?
             do {
@@ -68,13 +70,33 @@ public enum KeyAccessProbe {
                 continue
             }
             guard let refusal else { continue }
-            let user = configuration.authentication?.username ?? "default"
-            throw RedisUnusable(
-                redis: configuration.redactedDescription,
-                error: RedisError(
-                    .noPermission,
-                    "Redis's ACL does not let user '\(user)' write \(refusal.key), which the \(service) service writes (\(ShopError.withoutScriptLocation(refusal.reason))); run it as a user with the service role (ordershop-service in deploy/redis/users.acl)"
-                ))
+            throw RedisUnusable.aclRefusal(
+                at: configuration,
+                "write \(refusal.key), which the \(service) service writes (\(ShopError.withoutScriptLocation(refusal.reason))); run it as a user with the service role (ordershop-service in deploy/redis/users.acl)"
+            )
+        }
+    }
+
+    /// The gateway's queries, tried once per entity type (the script a query of one entity
+    /// runs, for an id no entity has). Why: a gateway run as the scaler's user started, said ok
+    /// on `/healthz`, and answered every query 503 naming the ACL (a trial), where the owning
+    /// services refuse to start with a user that cannot do their job.
+    static func checkReads(client: any RedisClientProtocol, at configuration: RedisConfiguration) async throws {
+        for type in EntityType.allCases {
+            let key = type.keys.entities
+            let reason: String
+            do {
+                _ = try await client.evaluate(Scripts.one, keys: [RedisArgument(key)], arguments: [RedisArgument("\u{0}ordershop-access-probe")])
+                continue
+            } catch let error as RedisError where error.code == .noPermission || ShopError.isACLRefusal(error.message) {
+                reason = error.message
+            } catch {
+                continue
+            }
+            throw RedisUnusable.aclRefusal(
+                at: configuration,
+                "read \(key), which the gateway's queries read (\(ShopError.withoutScriptLocation(reason))); run it as a user with the service role (ordershop-service in deploy/redis/users.acl)"
+            )
         }
     }
 }

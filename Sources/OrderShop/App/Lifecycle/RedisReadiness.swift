@@ -144,3 +144,12 @@ public struct RedisUnusable: Error, CustomStringConvertible {
     /// 127.0.0.1:6390"), without the client's code name.
     public var description: String { "cannot use Redis at \(redis): \(error.message)" }
 }
+
+extension RedisUnusable {
+    /// Redis's ACL refuses the process's user what `refused` says ("write ... (reason); run
+    /// it as ..."), in the words every start-up probe uses: "Redis's ACL does not let user 'u' ...".
+    static func aclRefusal(at configuration: RedisConfiguration, _ refused: String) -> RedisUnusable {
+        let user = configuration.authentication?.username ?? "default"
+        return RedisUnusable(redis: configuration.redactedDescription, error: RedisError(.noPermission, "Redis's ACL does not let user '\(user)' \(refused)"))
+    }
+}

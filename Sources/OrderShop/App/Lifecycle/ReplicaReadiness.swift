@@ -30,6 +30,7 @@ public enum ReplicaReadiness {
         for confirmation: ReplicaConfirmation, client: any RedisClientProtocol, at configuration: RedisConfiguration,
         patience: Duration = .seconds(60), poll: Duration = .seconds(1), logger: Logger
     ) async throws {
+        try await requireWait(client: client, at: configuration)
         guard !(client is RedisClusterClient) else { return }
         let clock = ContinuousClock()
         let deadline = clock.now + patience
@@ -65,6 +66,24 @@ public enum ReplicaReadiness {
 }
 
 extension ReplicaReadiness {
+    /// Throws ``RedisUnusable`` when the ACL user may not run `WAIT`, which every confirmed
+    /// write needs (tried for one replica and 1 ms: it changes nothing). Why: a service whose
+    /// user lacked it applied every create and answered each 503 "may have been applied", and a
+    /// worker held its entries, their leases renewed, until it stopped and they were
+    /// dead-lettered unhandled (38 mails not sent), both with `/healthz` ok (a trial).
+    static func requireWait(client: any RedisClientProtocol, at configuration: RedisConfiguration) async throws {
+        do {
+            _ = try await client.send(WAIT(replicas: 1, timeout: .milliseconds(1)))
+        } catch let error as RedisError where error.code == .noPermission {
+            throw RedisUnusable.aclRefusal(
+                at: configuration,
+                "run WAIT, which --confirm-replicas needs for every write (\(error.message)); give the user +wait (deploy/redis/users.acl) or run without --confirm-replicas"
+            )
+        } catch {
+            // Anything else (a lost connection, a replica): the wait below and the commands say it.
+        }
+    }
+
     /// A warning when the primary has more replicas than confirm each write: `WAIT N` returns
     /// once any N of them have it, so a failover that promotes one of the others loses writes
     /// answered 2xx (a trial: two replicas, `--confirm-replicas 1`, the replica that had not

@@ -80,7 +80,9 @@ struct OrderSteps: Sendable {
                         RedisArgument(key.digest), RedisArgument(EventStore.CreateKey.ttl.components.seconds * 1000), RedisArgument(replacing),
                         RedisArgument(orders.map(\.id).joined(separator: ",")),
                     ],
-                    wrote: { $0.array?.first?.string == "claimed" })
+                    // A record of an earlier attempt (its orders made, or their ids fixed and some
+                    // made): unconfirmed, that attempt may have been applied (``EventStore/run``).
+                    wrote: { $0.array?.first?.string == "claimed" }, answersEarlierWrite: { ["replayed", "pending"].contains($0.array?.first?.string) })
                 let parts = reply.array?.map { $0.string ?? "" } ?? []
                 switch parts.first {
                 case "claimed": break
