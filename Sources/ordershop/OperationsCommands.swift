@@ -151,6 +151,11 @@ struct StatusCommand: AsyncParsableCommand {
         error.isTransient || error.code == .outcomeUnknown || [.clusterDown, .masterDown, .tryAgain].contains(error.code)
     }
 
+    /// A name from Redis (a stream, a group, a consumer) as the table prints it: control and
+    /// text-reordering characters escaped, as `dlq list` does. A stream named with ESC [2J
+    /// cleared the operator's terminal, and CR LF forged a line of the table (a trial).
+    private func shown(_ name: String) -> String { LogText.escaped(name, limit: 200) }
+
     private func render(_ snapshot: OperationsSnapshot) throws -> String {
         // Each logical stream's groups, then (with --partitions) each partition's.
         var all: [(status: GroupStatus, partition: OperationsSnapshot.Stream?)] = []
@@ -175,7 +180,7 @@ struct StatusCommand: AsyncParsableCommand {
         for (s, partition) in all {
             let lag = s.lag.map { "\($0)\(s.lagCounted ? "*" : "")" } ?? "?"
             let age = s.oldestPendingAge.map { String(format: "%.1fs", $0) } ?? "-"
-            let consumers = s.consumers.map { "\($0.name) (\($0.pending)/\(String(format: "%.1fs", Double($0.idleMilliseconds) / 1000)))" }
+            let consumers = s.consumers.map { "\(shown($0.name)) (\($0.pending)/\(String(format: "%.1fs", Double($0.idleMilliseconds) / 1000)))" }
                 .joined(separator: ", ")
             // A logical stream: how many partitions; a partition: its number, and its node.
             let parts =
@@ -184,12 +189,12 @@ struct StatusCommand: AsyncParsableCommand {
                     return number + (p.node.map { "@\($0)" } ?? "")
                 } ?? s.partitions.map { "\($0)" } ?? "-"
             rows.append([
-                partition == nil ? s.stream : "  " + s.stream, s.group, "\(s.length)", s.lastID, lag, "\(s.pending)", age, "\(s.deadLetters)", parts,
+                (partition == nil ? "" : "  ") + shown(s.stream), shown(s.group), "\(s.length)", s.lastID, lag, "\(s.pending)", age, "\(s.deadLetters)", parts,
                 consumers.isEmpty ? "-" : consumers,
             ])
         }
         for stream in streamsWithoutGroups {
-            rows.append([stream.name, "-", "\(stream.length)", "", "", "", "", "", stream.partitions.map { "\($0.count)" } ?? "-", "(no groups)"])
+            rows.append([shown(stream.name), "-", "\(stream.length)", "", "", "", "", "", stream.partitions.map { "\($0.count)" } ?? "-", "(no groups)"])
         }
         var text = formatTable(rows)
         if all.contains(where: \.status.lagCounted) { text += "* lag counted by ordershop from the entries, not taken from Redis (whose figure is missing after deletions and can be wrong after an AOF restart)\n" }
@@ -256,8 +261,11 @@ struct DeadLetterCommand: AsyncParsableCommand {
             let targets = try await target.deadLetters(orDeadLetters: true)
             var listed: [PartitionLetters] = []
             var left = count
+            var total = 0
             do {
-                for t in targets.targets where left > 0 {
+                for t in targets.targets {
+                    total += try await t.deadLetters.client.send(XLEN(RedisArgument(t.deadLetters.key)))
+                    guard left > 0 else { continue }
                     let letters = try await t.deadLetters.list(count: left)
                     left -= letters.count
                     listed.append(PartitionLetters(stream: t.deadLetters.stream, partition: t.partition?.partition, letters: letters))
@@ -267,6 +275,10 @@ struct DeadLetterCommand: AsyncParsableCommand {
                 throw error
             }
             if let note = await targets.replicaNote() { FileHandle.standardError.write(Data(note.utf8)) }
+            // The list stopped at --count: said, with how many there are (a trial's group held
+            // 17,802 and the command printed its 100 without a word).
+            let shown = listed.reduce(0) { $0 + $1.letters.count }
+            if shown < total { FileHandle.standardError.write(Data("note: \(shown) of \(total) dead letters listed (--count for more)\n".utf8)) }
             await targets.shutdown()
             if json {
                 let encoder = JSONEncoder()
@@ -456,6 +468,10 @@ struct TrimCommand: AsyncParsableCommand {
                     note = "--maxlen \(maxlen ?? 0) refused: it would drop entries the snapshot does not cover or a group still needs"
                     FileHandle.standardError.write(Data("warning: \(r.stream): \(note)\n".utf8))
                 }
+                rows.append([r.stream, "\(r.groups)", "\(r.removed)", r.keptFrom, note])
+            }
+            for r in result.replays {
+                let note = r.missingGroup.map { "group \($0) does not exist: kept" } ?? "a group's replay stream: what it has acknowledged"
                 rows.append([r.stream, "\(r.groups)", "\(r.removed)", r.keptFrom, note])
             }
         }

@@ -58,6 +58,23 @@ import Testing
         }
     }
 
+    /// A trial named a stream and a group with terminal escapes and CR LF: `status` printed them
+    /// raw, so the operator's terminal was cleared and recoloured and a table line forged.
+    @Test func statusEscapesNamesFromRedis() async throws {
+        let ordershop = try builtProduct("ordershop")
+        try await withRedisServer { server in
+            let pool = try server.makePool()
+            let stream = RedisArgument("evil\u{1b}[2J\u{1b}[31mstream\r\nX")
+            try await pool.send(XADD(stream, fields: [StreamField("a", "b")]))
+            _ = try await pool.send(XGROUPCREATE(stream, group: "g\u{1b}[5m", id: "0"))
+            let status = try await runChild(ordershop, ["status", "--url", "redis://127.0.0.1:\(server.port)"])
+            #expect(status.status == 0, "\(status.output)")
+            #expect(!status.output.contains("\u{1b}") && !status.output.contains("\r"), "\(status.output.debugDescription)")
+            #expect(status.output.contains("evil\\u{1b}[2J\\u{1b}[31mstream\\u{d}\\u{a}X") && status.output.contains("g\\u{1b}[5m"), "\(status.output)")
+            await pool.shutdown()
+        }
+    }
+
     /// A dead letter that keeps 3,000 of its entry's fields was replayed as it was (3,000 fields
     /// under the entry's id, taken by the handler for the event): README only warned. Now the
     /// replay leaves it, says why and exits 1; the other letters are replayed.
@@ -84,6 +101,13 @@ import Testing
             #expect(replayed.map { $0.string("event_id") } == ["e1"] && replayed.first?.string("replayed_from") == whole, "\(replayed)")
             // Listed with what it lacks; purged as any other.
             #expect(try await letters.list().first?.cutFields == 17_000)
+            // A list cut short by --count says how many there are.
+            _ = try await pool.send(XADD(RedisArgument(letters.key), fields: [StreamField("event_id", "e2"), StreamField("dlq.reason", "bug")]))
+            let some = try await runChild(ordershop, ["dlq", "list", stream, "billing", "--count", "1", "--url", url])
+            #expect(some.status == 0 && some.output.contains("note: 1 of 2 dead letters listed (--count for more)"), "\(some.output)")
+            let all = try await runChild(ordershop, ["dlq", "list", stream, "billing", "--url", url])
+            #expect(all.status == 0 && !all.output.contains("note:"), "\(all.output)")
+            _ = try await letters.purge(ids: [try #require(try await letters.list().last?.id)])
             let purge = try await runChild(ordershop, ["dlq", "purge", stream, "billing", "--id", cut, "--url", url])
             #expect(purge.status == 0, "\(purge.output)")
             #expect(try await letters.list().isEmpty)

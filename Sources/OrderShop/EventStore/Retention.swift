@@ -23,6 +23,9 @@ public struct EventRetention: Sendable {
         /// Entries the trim's snapshot left out as malformed: a stream no worker reads has no
         /// dead letters, so once trimmed they are nowhere else (empty for ``trim(_:after:maxLength:without:)``).
         public var malformed: [MalformedEntry] = []
+        /// The groups' replay streams that exist (`dlq replay` copies letters there), each
+        /// trimmed to what its group has not yet acknowledged.
+        public var replays: [StreamRetention.Result] = []
     }
 
     /// Snapshots an entity type, then trims each of its streams to the oldest entry that the
@@ -63,6 +66,24 @@ public struct EventRetention: Sendable {
                     stream: position.stream, maxLength: maxLength, keepingFrom: floor, coveredBy: record,
                     requiredGroups: WorkerName.groups(reading: position.stream, except: absent)))
         }
-        return Result(type: type, snapshot: cut, streams: results)
+        return Result(type: type, snapshot: cut, streams: results, replays: try await trimReplays(cut.positions.map(\.stream)))
+    }
+
+    /// Trims each group's replay stream of `streams` to the oldest entry its group still needs
+    /// (pending, or not yet delivered); a replay stream whose group does not exist is kept.
+    /// Why: a replayed letter stayed there once acknowledged, dead-lettered again or purged, and
+    /// nothing removed it (a trial: 50,412 entries, 217 MB, after every dead letter was purged
+    /// and every stream trimmed). The snapshot has nothing to do with them: they are copies of
+    /// entries of the event streams, or of entries no snapshot takes.
+    func trimReplays(_ streams: [String]) async throws -> [StreamRetention.Result] {
+        var results: [StreamRetention.Result] = []
+        for stream in streams {
+            for group in WorkerName.groups(reading: stream) {
+                let replay = StreamKeys.replay(stream: stream, group: group)
+                guard try await pool.send(EXISTS(RedisArgument(replay))) > 0 else { continue }
+                results.append(try await StreamRetention(client: pool).trim(stream: replay, requiredGroups: [group]))
+            }
+        }
+        return results
     }
 }

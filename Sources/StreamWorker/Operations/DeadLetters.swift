@@ -137,11 +137,43 @@ public struct DeadLetters: Sendable {
     /// acked as a duplicate, not applied again. No other group sees it. `ids` nil: all of them.
     /// A letter that lacks fields of its entry (``Letter/cutFields``) stays: it is not the
     /// event, and its handler would take it for the event (``Replayed/cut``).
+    ///
+    /// In calls of at most ``replayBatch`` letters, each atomic, all of them read a page at a
+    /// time: one script over 17,802 letters held Redis's thread 1.16 s, after a read of the
+    /// whole dead-letter stream (110 MB) for their ids, and a PING beside it waited 1.7 s (a
+    /// trial).
     @discardableResult
     public func replay(ids: [String]? = nil) async throws -> Replayed {
         try Self.requireValid(ids)
-        var targets = ids.map(Self.normalized) ?? []
-        if ids == nil { targets = try await client.send(XRANGE(RedisArgument(key))).map(\.id) }
+        var done = Replayed(ids: [], cut: [])
+        func add(_ batch: [String]) async throws {
+            let replayed = try await replayOnce(batch)
+            done.ids += replayed.ids
+            done.cut += replayed.cut
+        }
+        if let ids {
+            let targets = Self.normalized(ids)
+            for start in stride(from: 0, to: targets.count, by: Self.replayBatch) {
+                try await add(Array(targets[start..<min(start + Self.replayBatch, targets.count)]))
+            }
+            return done
+        }
+        var after = "-"
+        while true {
+            let page = try await client.send(XRANGE(RedisArgument(key), start: after, count: Self.replayBatch)).map(\.id)
+            guard let last = page.last else { return done }
+            try await add(page)
+            // Cut letters stay: the next page starts after this one, not at the first letter left.
+            after = "(" + last
+            if page.count < Self.replayBatch { return done }
+        }
+    }
+
+    /// Letters per replay call (and per page read for a replay of all).
+    static let replayBatch = 500
+
+    /// One atomic replay of `targets` (at most ``replayBatch``).
+    private func replayOnce(_ targets: [String]) async throws -> Replayed {
         guard !targets.isEmpty else { return Replayed(ids: [], cut: []) }
         let reply = try await run(
             Self.replayScript, keys: [RedisArgument(key), RedisArgument(replayKey)],
