@@ -304,7 +304,7 @@ struct DeadLetterCommand: AsyncParsableCommand {
 
     struct Replay: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Re-deliver dead letters to their group only (its replay stream, read by its workers), as the same events, and remove them, atomically.")
+            abstract: "Re-deliver dead letters to their group only (its replay stream, read by its workers), as the same events, and remove them (in calls of 500, each atomic).")
         @OptionGroup var target: Target
         @Option(name: .customLong("id"), help: "Dead-letter ids to replay (default: all).") var ids: [String] = []
         @OptionGroup var confirm: ConfirmationOptions

@@ -216,8 +216,22 @@ struct RetryAndDeadLetterTests {
                 let id = try #require(try await pool.send(XADD(key, fields: fields)))
                 if i == 499 { cut = id }
             }
+            _ = try await pool.send(RawCommand(["CONFIG", "RESETSTAT"], keys: []))
             let replayed = try await letters.replay()
             #expect(replayed.ids.count == 1_202 && replayed.cut == [cut], "\(replayed.ids.count) \(replayed.cut)")
+            // Three calls of the script (500, 500, 203), not one over all.
+            let stats = try await pool.send(INFO(section: "commandstats"))
+            // Calls that ran: `calls` less `failed_calls` (the first EVALSHA meets NOSCRIPT).
+            func ran(_ line: String) -> Int {
+                var fields: [String: Int] = [:]
+                for pair in line.split(separator: ",") {
+                    let parts = pair.split(separator: "=")
+                    if parts.count == 2 { fields[String(parts[0])] = Int(parts[1]) ?? 0 }
+                }
+                return (fields["calls"] ?? 0) - (fields["failed_calls"] ?? 0)
+            }
+            let scripts = ["cmdstat_evalsha", "cmdstat_eval"].compactMap { stats[$0] }.map(ran).reduce(0, +)
+            #expect(scripts == 3, "\(stats.filter { $0.key.hasPrefix("cmdstat_eval") })")
             #expect(try await pool.send(XLEN(RedisArgument(letters.replayKey))) == 1_202)
             #expect(Set(try await pool.send(XRANGE(RedisArgument(letters.replayKey))).compactMap { $0.string("event_id") }).count == 1_202)
             #expect(try await letters.list().map(\.id) == [cut])
@@ -226,6 +240,30 @@ struct RetryAndDeadLetterTests {
             let named = (0..<1_099).map { "1-\($0)" } + [again]
             #expect(try await letters.replay(ids: named).ids.count == 1)
             #expect(try await pool.send(XLEN(RedisArgument(letters.replayKey))) == 1_203)
+        }
+    }
+
+    /// A review: a replay of all letters paged on to the end of the dead letters, so a letter
+    /// dead-lettered again while it ran (its handler refused the replayed entry) was replayed
+    /// again, page after page (5,000 letters gave 11,400 replays). It replays what was there
+    /// when it began.
+    @Test("a replay of all letters replays those there when it began, not those dead-lettered again meanwhile")
+    func aReplayOfAllEndsAtTheLettersItFound() async throws {
+        try await withRedisServer { server in
+            let pool = try server.makePool()
+            let stream = "events:{again}_created"
+            for _ in 0..<1_200 { try await pool.send(XADD(RedisArgument(stream), fields: [StreamField("event_id", UUID().uuidString), StreamField("bad", "1")])) }
+            // A worker that refuses every entry: each replayed one is dead-lettered again.
+            let worker = RunningWorker(
+                pool: pool, configuration: .init(maxDeliveries: 5),
+                subscriptions: [Subscription(stream: stream, group: "g") { _ in throw DeliveryError.invalid("still bad") }])
+            let letters = DeadLetters(client: pool, stream: stream, group: "g")
+            #expect(await eventually(timeout: .seconds(60)) { try await letters.list(count: 2_000).count == 1_200 })
+            let replayed = try await letters.replay()
+            #expect(replayed.ids.count == 1_200, "\(replayed.ids.count)")
+            #expect(await eventually(timeout: .seconds(60)) { try await letters.list(count: 2_000).count == 1_200 })
+            try await worker.stop()
+            #expect(try await pool.send(XLEN(RedisArgument(letters.replayKey))) == 1_200)
         }
     }
 

@@ -77,13 +77,22 @@ extension Request {
         if let declared = headers[.contentLength].flatMap({ Int($0) }), declared > maxBodySize {
             throw ShopError(status: 413, message: "the request body exceeds \(maxBodySize) bytes (Content-Length \(declared))", field: "body")
         }
+        // Each part counted as it arrives against the process's budget (``RequestBodyBudget``).
+        let account = RequestBodyBudget.account
         do {
-            let buffer = try await body.collect(upTo: maxBodySize)
+            var buffer = ByteBuffer()
+            for try await part in body {
+                guard buffer.readableBytes + part.readableBytes <= maxBodySize else {
+                    throw ShopError(status: 413, message: "the request body exceeds \(maxBodySize) bytes", field: "body")
+                }
+                if let account, !account.take(part.readableBytes) { throw account.refusal() }
+                buffer.writeImmutableBuffer(part)
+            }
             return Array(buffer.readableBytesView)
         } catch let error as HTTPError {
             throw error
-        } catch is NIOTooManyBytesError {
-            throw ShopError(status: 413, message: "the request body exceeds \(maxBodySize) bytes", field: "body")
+        } catch let error as ShopError {
+            throw error
         } catch {
             throw ShopError.badRequest("the request body could not be read: \(error)", field: "body")
         }

@@ -1,20 +1,27 @@
 import Hummingbird
 import Synchronization
 
-/// How many bytes of request bodies one process holds at once: a request with a body reserves
-/// its `Content-Length` (a chunked one: the largest body, ``maxBodySize``) for its whole
-/// handling, and one that would pass the limit is answered 503 (`Retry-After: 1`) before its
-/// body is read.
+/// How many bytes of request bodies one process holds at once: each request takes the bytes of
+/// its body as they arrive (``Request/bodyBytes()``) and gives them back when it is answered; a
+/// request whose body would pass the limit is answered 503 (`Retry-After: 1`) without reading
+/// the rest.
 ///
 /// Why: every server accepts bodies of up to 4 MiB and holds about a thousand connections, and
 /// a body is held two or three times over while it is read, copied and parsed. 64 concurrent
-/// `POST /customers` of 4 MiB took a gateway from 41 to 358 MB of RSS (258 MB after), past the
-/// 256 MiB limit of deploy/k8s, so a few dozen requests could have OOM-killed every gateway pod
-/// (a review of deploy/). Requests of ordinary size (hundreds of bytes) never meet the limit.
+/// `POST /customers` of 4 MiB took a gateway from 41 to 344 MB of RSS (253 MB kept after), past
+/// the 256 MiB limit of deploy/k8s, so a few dozen requests could have OOM-killed every gateway
+/// pod (a review of deploy/). Bytes are counted as they arrive, not as declared: reserving the
+/// declared `Content-Length` let eight connections that sent a head and no body hold the whole
+/// budget for the 30 s of the body deadline, and every POST of the process was refused (a
+/// review).
 final class RequestBodyBudget: Sendable {
     /// Bytes of request bodies held at once by this process's servers: eight of the largest
     /// bodies, any number of ordinary ones.
     static let process = RequestBodyBudget(limit: 8 * maxBodySize)
+
+    /// The bytes the request being handled has taken; nil outside a counted request (a call
+    /// from another service of the process, whose caller counted the body).
+    @TaskLocal static var account: Account?
 
     let limit: Int
     private let held = Atomic<Int>(0)
@@ -37,31 +44,43 @@ final class RequestBodyBudget: Sendable {
 
     func release(_ bytes: Int) { held.subtract(bytes, ordering: .releasing) }
 
-    /// What a request reserves: its declared length (at most ``maxBodySize``: a longer one is
-    /// refused 413 as soon as its body is asked for), ``maxBodySize`` for a chunked body, 0
-    /// without a body.
-    static func claim(of request: Request) -> Int {
-        if let declared = request.headers[.contentLength].flatMap({ Int($0) }) { return min(max(declared, 0), maxBodySize) }
-        return request.headers[.transferEncoding] == nil ? 0 : maxBodySize
+    /// One request's share of a budget.
+    final class Account: Sendable {
+        let budget: RequestBodyBudget
+        private let taken = Atomic<Int>(0)
+
+        init(budget: RequestBodyBudget) { self.budget = budget }
+
+        /// Takes `bytes` more of the budget; false when they do not fit.
+        func take(_ bytes: Int) -> Bool {
+            guard budget.reserve(bytes) else { return false }
+            taken.add(bytes, ordering: .relaxed)
+            return true
+        }
+
+        /// Gives back everything taken.
+        func releaseAll() { budget.release(taken.exchange(0, ordering: .acquiringAndReleasing)) }
+
+        /// The 503 of a body that does not fit.
+        func refusal() -> ShopError {
+            ShopError(
+                status: 503,
+                message: "the server holds \(budget.inUse >> 20) MiB of request bodies, its limit (\(budget.limit >> 20) MiB); this request's body was not read in full: nothing done, retry",
+                field: "body", outcome: "not applied")
+        }
     }
 
-    /// Reserves each request's body for its handling (``RequestBodyBudget``); calls from
-    /// another service of the process are not counted again.
+    /// Gives each request an ``Account`` of `budget` for its handling and releases it after;
+    /// calls from another service of the process are not counted again.
     struct Middleware: RouterMiddleware {
         typealias Context = ShopRequestContext
         let budget: RequestBodyBudget
 
         func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-            let bytes = context.isInProcess ? 0 : RequestBodyBudget.claim(of: request)
-            guard bytes > 0 else { return try await next(request, context) }
-            guard budget.reserve(bytes) else {
-                throw ShopError(
-                    status: 503,
-                    message: "the server holds \(budget.inUse >> 20) MiB of request bodies, its limit (\(budget.limit >> 20) MiB); this request's \(bytes) bytes were not read: nothing done, retry",
-                    field: "body", outcome: "not applied")
-            }
-            defer { budget.release(bytes) }
-            return try await next(request, context)
+            guard !context.isInProcess else { return try await RequestBodyBudget.$account.withValue(nil) { try await next(request, context) } }
+            let account = Account(budget: budget)
+            defer { account.releaseAll() }
+            return try await RequestBodyBudget.$account.withValue(account) { try await next(request, context) }
         }
     }
 }

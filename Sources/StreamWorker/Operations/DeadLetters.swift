@@ -158,14 +158,19 @@ public struct DeadLetters: Sendable {
             }
             return done
         }
+        // The letters there now, up to the last one: a letter dead-lettered again while this
+        // runs (a replayed entry its handler refuses) lands after it, and paging on to the end
+        // replayed it again, page after page, for as long as the worker kept up (a review:
+        // 5,000 letters, 11,400 replays).
+        guard let end = try await client.send(XRANGE(RedisArgument(key), count: 1, reverse: true)).first?.id else { return done }
         var after = "-"
         while true {
-            let page = try await client.send(XRANGE(RedisArgument(key), start: after, count: Self.replayBatch)).map(\.id)
+            let page = try await client.send(XRANGE(RedisArgument(key), start: after, end: end, count: Self.replayBatch)).map(\.id)
             guard let last = page.last else { return done }
             try await add(page)
             // Cut letters stay: the next page starts after this one, not at the first letter left.
             after = "(" + last
-            if page.count < Self.replayBatch { return done }
+            if last == end || page.count < Self.replayBatch { return done }
         }
     }
 

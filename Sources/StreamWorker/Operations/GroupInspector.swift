@@ -73,8 +73,10 @@ public struct GroupInspector: Sendable {
         return out
     }
 
-    /// One group of a stream.
-    public func groupStatus(stream: String, group: String) async throws -> GroupStatus {
+    /// One group of a stream. `countingDeadLetters` false: its dead letters are not counted (0),
+    /// for a group's replay stream, whose letters go to the stream's own dead letters (and whose
+    /// workers' users may not name `dlq:replay:...`, a key no one writes).
+    public func groupStatus(stream: String, group: String, countingDeadLetters: Bool = true) async throws -> GroupStatus {
         let key = RedisArgument(stream)
         let info = try await client.send(XINFOSTREAM(key))
         guard let g = try await client.send(XINFOGROUPS(key)).first(where: { $0.name == group }) else {
@@ -93,7 +95,7 @@ public struct GroupInspector: Sendable {
         let consumers = try await client.send(XINFOCONSUMERS(key, group: group)).map {
             GroupStatus.Consumer(name: $0.name, pending: $0.pending, idleMilliseconds: $0.idleMilliseconds)
         }
-        let dlq = try await client.send(XLEN(RedisArgument(StreamKeys.deadLetter(stream: stream, group: group))))
+        let dlq = countingDeadLetters ? try await client.send(XLEN(RedisArgument(StreamKeys.deadLetter(stream: stream, group: group)))) : 0
         return GroupStatus(
             stream: stream, group: group, length: info.length, lastID: info.lastGeneratedID, lag: lag, lagCounted: counted,
             pending: g.pending, oldestPendingID: oldest?.id, oldestPendingAge: age, consumers: consumers, deadLetters: dlq)

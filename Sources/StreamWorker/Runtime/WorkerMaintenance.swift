@@ -16,12 +16,14 @@ struct WorkerMaintenance: Sendable {
             while !drain.isFired {
                 for runner in runners {
                     do {
-                        let status = try await inspector.groupStatus(stream: runner.stream, group: runner.group)
+                        // A replay stream's letters are the stream's own (its runner has an origin).
+                        let isReplay = runner.context.origin != nil
+                        let status = try await inspector.groupStatus(stream: runner.stream, group: runner.group, countingDeadLetters: !isReplay)
                         runner.metrics.pending.record(status.pending)
                         runner.metrics.lag.record(status.lag ?? 0)
                         runner.metrics.oldestPendingAge.record(status.oldestPendingAge ?? 0)
                         runner.metrics.consumers.record(status.consumers.count)
-                        runner.metrics.deadLetterLength.record(status.deadLetters)
+                        if !isReplay { runner.metrics.deadLetterLength.record(status.deadLetters) }
                     } catch {
                         if FailureKind(error) == .cancelled { return }
                     }

@@ -1,6 +1,7 @@
 extension String {
-    /// The text cut to at most `limit` bytes of UTF-8 (at a character's start), with "… (N
-    /// bytes)" saying how long it was; itself when it fits.
+    /// The text cut to at most `limit` bytes of UTF-8 (at a Unicode scalar's start, so always
+    /// valid UTF-8; a character of several scalars, such as a flag, may lose its last ones),
+    /// with "… (N bytes)" saying how long it was; itself when it fits.
     ///
     /// Why: a dead letter's reason and error, and the worker's log lines, quote what a handler
     /// said, which can quote the entry: an entity id of 1 MB made a reason and an error of 1 MB

@@ -189,7 +189,10 @@ struct Settler: Sendable {
                 case .effectsFailed(let error, let run):
                     // Its remaining effects would fail the same way on every retry. The error
                     // says how many were applied before the failure, for whoever replays it.
-                    let message = "\(error) (effect \(run + 1) of \(ack.effects.count) failed; \(run) applied before it)"
+                    // The handler's words clipped first, so that the note (for whoever replays it)
+                    // survives the letter's clipping (``ClippedText/deadLetter``) (a review).
+                    let said = "\(error)".clipped(toBytes: ClippedText.deadLetter - 256)
+                    let message = "\(said) (effect \(run + 1) of \(ack.effects.count) failed; \(run) applied before it)"
                     logger.error("handler effects failed; moving the entry to the dead letters", metadata: ["id": "\(ack.item.entry.id)", "error": "\(message.clipped(toBytes: ClippedText.log))"])
                     failed.append(.deadLetter(ack.item, reason: "effects failed", error: message))
                 }
