@@ -83,17 +83,7 @@ import Testing
     /// and every POST of the process was refused. Bytes count as they arrive now: a service
     /// with nine such heads open still creates.
     @Test func headsWithoutTheirBodiesHoldNothing() async throws {
-        try await withRedisServer { server in
-            let pool = try server.makePool()
-            let context = try ShopContext(pool: pool, logger: testLogger)
-            let port = Mutex(0)
-            let app = buildApplication(
-                for: .customer, host: "127.0.0.1", port: 0, context: context, httpClient: HTTPClient.shared,
-                onServerRunning: { p in port.withLock { $0 = p } })
-            let group = ServiceGroup(services: [app], logger: testLogger)
-            let running = Task { try await group.run() }
-            #expect(await eventually(timeout: .seconds(30)) { port.withLock { $0 } != 0 })
-            let listening = port.withLock { $0 }
+        try await withServedCustomer { listening, _ in
             var idle: [Int32] = []
             for _ in 0..<9 {
                 let fd = try connectLoopback(port: listening)
@@ -105,9 +95,6 @@ import Testing
             let client = ShopClient(baseURL: "http://127.0.0.1:\(listening)", client: HTTPClient.shared)
             #expect(try await client.post("/customer", ["name": "Ada", "email": "ada@shop.test"]).status == 200)
             for fd in idle { close(fd) }
-            await group.triggerGracefulShutdown()
-            _ = await running.result
-            await pool.shutdown()
         }
     }
 }

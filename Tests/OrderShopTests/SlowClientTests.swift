@@ -49,19 +49,8 @@ extension ShopIntegration {
 
         /// The body has its own deadline: a complete head followed by a trickled body is cut off too.
         @Test func aClientTricklingItsBodyIsCutOff() async throws {
-            try await withRedisServer { server in
-                let pool = try server.makePool()
-                let context = try ShopContext(pool: pool, logger: testLogger)
-                let port = Mutex(0)
-                let app = buildApplication(
-                    for: .customer, host: "127.0.0.1", port: 0, context: context, httpClient: HTTPClient.shared,
-                    limits: HTTPServerLimits(headerTimeout: .seconds(2), bodyTimeout: .seconds(2), idleTimeout: .seconds(10)),
-                    onServerRunning: { p in port.withLock { $0 = p } })
-                let group = ServiceGroup(services: [app], logger: testLogger)
-                let running = Task { try await group.run() }
-                #expect(await eventually(timeout: .seconds(30)) { port.withLock { $0 } != 0 })
-                let listening = port.withLock { $0 }
-
+            try await withServedCustomer(limits: HTTPServerLimits(headerTimeout: .seconds(2), bodyTimeout: .seconds(2), idleTimeout: .seconds(10))) {
+                listening, pool in
                 let body = Array(#"{"name": "Slow", "email": "slow@shop.test"}"#.utf8)
                 let fd = try connectLoopback(port: listening)
                 let head = Array("POST /customer HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: \(body.count)\r\n\r\n".utf8)
@@ -74,11 +63,28 @@ extension ShopIntegration {
                 // A client within the limits is served.
                 let client = ShopClient(baseURL: "http://127.0.0.1:\(listening)", client: HTTPClient.shared)
                 #expect(try await client.post("/customer", ["name": "Quick", "email": "quick@shop.test"]).status == 200)
-                await group.triggerGracefulShutdown()
-                _ = await running.result
-                await pool.shutdown()
             }
         }
+    }
+}
+
+/// The customer service on a free loopback port over a fresh redis-server, with `limits`:
+/// `body` gets the port and the pool; the service stops gracefully after it.
+func withServedCustomer(limits: HTTPServerLimits = .init(), _ body: (Int, RedisConnectionPool) async throws -> Void) async throws {
+    try await withRedisServer { server in
+        let pool = try server.makePool()
+        let context = try ShopContext(pool: pool, logger: testLogger)
+        let port = Mutex(0)
+        let app = buildApplication(
+            for: .customer, host: "127.0.0.1", port: 0, context: context, httpClient: HTTPClient.shared, limits: limits,
+            onServerRunning: { p in port.withLock { $0 = p } })
+        let group = ServiceGroup(services: [app], logger: testLogger)
+        let running = Task { try await group.run() }
+        #expect(await eventually(timeout: .seconds(30)) { port.withLock { $0 } != 0 })
+        try await body(port.withLock { $0 }, pool)
+        await group.triggerGracefulShutdown()
+        _ = await running.result
+        await pool.shutdown()
     }
 }
 
