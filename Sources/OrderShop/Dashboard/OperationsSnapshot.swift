@@ -371,8 +371,7 @@ public struct OperationsReader: Sendable {
             letter.fields = Dictionary(uniqueKeysWithValues: kept.map { ($0, letter.fields[$0]!) })
         }
         for (name, value) in letter.fields where value.utf8.count > deadLetterFieldLimit {
-            let prefix = String(decoding: value.utf8.prefix(deadLetterFieldLimit), as: UTF8.self)
-            letter.fields[name] = prefix + "… (\(value.utf8.count) bytes)"
+            letter.fields[name] = value.clipped(toBytes: deadLetterFieldLimit)
         }
         letter.reason = shown(letter.reason)
         letter.error = shown(letter.error)
@@ -384,23 +383,13 @@ public struct OperationsReader: Sendable {
     /// characters that reorder text (bidirectional overrides and isolates) written as
     /// `\u{202e}`: an id with U+202E turned the rest of a reason around on the page (a trial).
     static func shown(_ text: String) -> String {
-        var text = text
-        if text.utf8.count > deadLetterTextLimit {
-            text = String(decoding: text.utf8.prefix(deadLetterTextLimit), as: UTF8.self) + "… (\(text.utf8.count) bytes)"
-        }
-        guard text.unicodeScalars.contains(where: isReordering) else { return text }
-        var out = String.UnicodeScalarView()
+        let text = text.clipped(toBytes: deadLetterTextLimit)
+        guard text.unicodeScalars.contains(where: LogText.reordersText) else { return text }
+        var out = ""
         for scalar in text.unicodeScalars {
-            if isReordering(scalar) { out.append(contentsOf: "\\u{\(String(scalar.value, radix: 16))}".unicodeScalars) } else { out.append(scalar) }
+            if LogText.reordersText(scalar) { out += LogText.written(scalar) } else { out.unicodeScalars.append(scalar) }
         }
-        return String(out)
-    }
-
-    private static func isReordering(_ scalar: Unicode.Scalar) -> Bool {
-        switch scalar.value {
-        case 0x202A...0x202E, 0x2066...0x2069, 0x200E, 0x200F, 0x061C: true
-        default: false
-        }
+        return out
     }
 
     /// On a cluster, the cluster client when the stream or its dead letters exist: routed by

@@ -14,12 +14,24 @@ public enum LogText {
             }
             count += 1
             switch scalar.value {
-            case 0x00..<0x20, 0x7F..<0xA0, 0x2028, 0x2029, 0x202A...0x202E, 0x2066...0x2069, 0x200E, 0x200F, 0x061C:
-                out += "\\u{\(String(scalar.value, radix: 16))}"
+            case 0x00..<0x20, 0x7F..<0xA0, 0x2028, 0x2029: out += written(scalar)
             case 0x5C: out += "\\\\"
-            default: out.unicodeScalars.append(scalar)
+            default:
+                if reordersText(scalar) { out += written(scalar) } else { out.unicodeScalars.append(scalar) }
             }
         }
         return out
     }
+
+    /// Whether `scalar` reorders the text around it (a bidirectional override, isolate or
+    /// mark): shown as is, U+202E turns the rest of a line around.
+    public static func reordersText(_ scalar: Unicode.Scalar) -> Bool {
+        switch scalar.value {
+        case 0x202A...0x202E, 0x2066...0x2069, 0x200E, 0x200F, 0x061C: true
+        default: false
+        }
+    }
+
+    /// `scalar` written as `\u{202e}`.
+    public static func written(_ scalar: Unicode.Scalar) -> String { "\\u{\(String(scalar.value, radix: 16))}" }
 }

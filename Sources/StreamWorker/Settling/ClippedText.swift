@@ -6,8 +6,8 @@ extension String {
     /// Why: a dead letter's reason and error, and the worker's log lines, quote what a handler
     /// said, which can quote the entry: an entity id of 1 MB made a reason and an error of 1 MB
     /// each (the letter three times the entry), a log line of 1 MB per letter, and every
-    /// dashboard poll 2 MB per letter (a trial).
-    func clipped(toBytes limit: Int) -> String {
+    /// dashboard poll 2 MB per letter (a trial). Public: the dashboard cuts what it shows so.
+    public func clipped(toBytes limit: Int) -> String {
         guard utf8.count > limit else { return self }
         var end = utf8.index(utf8.startIndex, offsetBy: limit)
         // Back to the start of a scalar: a continuation byte is 0b10xxxxxx.
