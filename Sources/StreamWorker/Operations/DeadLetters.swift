@@ -144,17 +144,22 @@ public struct DeadLetters: Sendable {
     /// trial).
     @discardableResult
     public func replay(ids: [String]? = nil) async throws -> Replayed {
+        try await replay(ids: ids, batch: Self.replayBatch)
+    }
+
+    /// ``replay(ids:)`` in calls of `batch` letters (tests use small ones).
+    func replay(ids: [String]?, batch: Int) async throws -> Replayed {
         try Self.requireValid(ids)
         var done = Replayed(ids: [], cut: [])
-        func add(_ batch: [String]) async throws {
-            let replayed = try await replayOnce(batch)
+        func add(_ letters: [String]) async throws {
+            let replayed = try await replayOnce(letters)
             done.ids += replayed.ids
             done.cut += replayed.cut
         }
         if let ids {
             let targets = Self.normalized(ids)
-            for start in stride(from: 0, to: targets.count, by: Self.replayBatch) {
-                try await add(Array(targets[start..<min(start + Self.replayBatch, targets.count)]))
+            for start in stride(from: 0, to: targets.count, by: batch) {
+                try await add(Array(targets[start..<min(start + batch, targets.count)]))
             }
             return done
         }
@@ -165,12 +170,12 @@ public struct DeadLetters: Sendable {
         guard let end = try await client.send(XRANGE(RedisArgument(key), count: 1, reverse: true)).first?.id else { return done }
         var after = "-"
         while true {
-            let page = try await client.send(XRANGE(RedisArgument(key), start: after, end: end, count: Self.replayBatch)).map(\.id)
+            let page = try await client.send(XRANGE(RedisArgument(key), start: after, end: end, count: batch)).map(\.id)
             guard let last = page.last else { return done }
             try await add(page)
             // Cut letters stay: the next page starts after this one, not at the first letter left.
             after = "(" + last
-            if last == end || page.count < Self.replayBatch { return done }
+            if last == end || page.count < batch { return done }
         }
     }
 
