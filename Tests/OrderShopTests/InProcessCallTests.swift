@@ -174,7 +174,7 @@ extension ShopIntegration {
                 let reply = try await shop.gateway.post("/customers", ["name": "Grace", "email": "grace@shop.test"])
                 #expect(reply.status == 200)
                 let id = try #require(reply.ids.first)
-                let mailed = await eventually(timeout: .seconds(20)) {
+                let mailed = await eventually(timeout: .seconds(60)) {
                     (try? await shop.mails.all().contains { $0.to == "grace@shop.test" }) == true
                 }
                 #expect(mailed)

@@ -231,7 +231,7 @@ import Testing
         #expect(status != nil && status != 0, "status \(String(describing: status)): \(up.output)")
         #expect(up.output.contains("Redis Cluster stopped"), "\(up.output)")
         // `up` stopped the other two.
-        #expect(await eventually(timeout: .seconds(10)) { nodes.allSatisfy { !exists($0) } }, "\(nodes)")
+        #expect(await eventually(timeout: .seconds(60)) { nodes.allSatisfy { !exists($0) } }, "\(nodes)")
     }
 
     /// The redis-server processes whose parent is `pid` (from /proc).

@@ -302,7 +302,7 @@ import Tracing
             for i in 0..<spans { tracer.startSpan("span \(i)", context: .topLevel).end() }
             let group = ServiceGroup(services: [tracer.exporter], logger: Logger(label: "capture") { _ in lines })
             let running = Task { try await group.run() }
-            #expect(await eventually(timeout: .seconds(20)) { proxy.counts.accepted >= 1 && tracer.exporter.queued == 0 })
+            #expect(await eventually(timeout: .seconds(60)) { proxy.counts.accepted >= 1 && tracer.exporter.queued == 0 })
             try await whileHanging(tracer)
             await group.triggerGracefulShutdown()
             _ = await running.result
@@ -515,7 +515,7 @@ import Tracing
             child.setStatus(SpanStatus(code: .error, message: "failed"))
             child.end()
             parent.end()
-            let received = await eventually(timeout: .seconds(20)) { receiver.spans.count >= 2 }
+            let received = await eventually(timeout: .seconds(60)) { receiver.spans.count >= 2 }
             await group.triggerGracefulShutdown()
             _ = await running.result
             #expect(received, "\(receiver.spans) \(receiver.refusals)")

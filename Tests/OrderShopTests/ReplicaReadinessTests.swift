@@ -67,7 +67,7 @@ import Testing
             let configuration = replication.configuration(0)
             let pool = try RedisConnectionPool(configuration: configuration, maximumConnections: 2)
             _ = try await replication.send(RawCommand(["REPLICAOF", "NO", "ONE"]), to: 1)
-            #expect(await eventually(timeout: .seconds(10)) { (try? await replication.replicationInfo(0))?["connected_slaves"] == "0" })
+            #expect(await eventually(timeout: .seconds(60)) { (try? await replication.replicationInfo(0))?["connected_slaves"] == "0" })
             let returned = Mutex(false)
             let waiting = Task {
                 try await ReplicaReadiness.wait(

@@ -24,7 +24,7 @@ import Testing
         #expect(admitted.load(ordering: .relaxed) == 0, "admitted while a probe was out")
         // The probe's entry needed no handler call: no report.
         breaker.endProbe()
-        #expect(await eventually(timeout: .seconds(10)) { admitted.load(ordering: .relaxed) == 1 }, "the queued caller was never woken")
+        #expect(await eventually(timeout: .seconds(60)) { admitted.load(ordering: .relaxed) == 1 }, "the queued caller was never woken")
         queued.cancel()
         #expect(try await queued.value == true, "the woken caller is the next probe")
         #expect(breaker.phase == .probing)

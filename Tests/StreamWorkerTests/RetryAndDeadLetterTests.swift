@@ -355,7 +355,7 @@ struct RetryAndDeadLetterTests {
             try await Task.sleep(for: .seconds(3))
             _ = try await pool.send(["CONFIG", "SET", "maxmemory", "0"])
             #expect(
-                await eventually(timeout: .seconds(20)) {
+                await eventually(timeout: .seconds(60)) {
                     guard try await effectCounts(pool, "effects").count == 20 else { return false }
                     return try await pendingCount(pool, stream: "oom", group: "g") == 0
                 })

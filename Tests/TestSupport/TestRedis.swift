@@ -54,8 +54,10 @@ extension LocalRedisServer {
 /// Polls `condition` until it holds or `timeout` passes; returns whether it held. An error
 /// thrown by the condition counts as "not yet" (the server may be restarting).
 /// For waiting on other processes; tests assert on the outcome, never on the time it took.
+/// 60 s by default: a wait of 30 s, met in about 1 s alone, ran out in loaded CI runs (a handler
+/// failing 4 deliveries, 2026-12-06). A longer wait slows only a test that fails.
 public func eventually(
-    timeout: Duration = .seconds(30), every interval: Duration = .milliseconds(50),
+    timeout: Duration = .seconds(60), every interval: Duration = .milliseconds(50),
     _ condition: () async throws -> Bool
 ) async -> Bool {
     let start = ContinuousClock.now

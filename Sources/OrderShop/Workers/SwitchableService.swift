@@ -115,6 +115,11 @@ public final class SwitchableService: Service, Sendable {
 
             if startRunning { try launch() }
             for await command in commands {
+                // Cancelled (a second Ctrl-C): the loop ends here and the callers waiting are told
+                // "shutting down". A buffered `.exited` of the inner service, which the
+                // cancellation itself ended, would else answer a waiting stop "drained" though
+                // nothing drained (a loaded test run saw it).
+                if Task.isCancelled { return }
                 switch command {
                 case .start(let reply):
                     if shuttingDown {
