@@ -207,6 +207,15 @@ struct CheckerTests {
         s.h.deadLetters[History.key(s.stream, "crm")] = [History.Letter(originalID: "60-0", reason: "malformed", error: "", marker: "x")]
         r = Checker.check(s.h)
         #expect(r.violations == [])
+        #expect(r.replayedLetters.isEmpty)
+        // Replayed and dead-lettered again: its letter carries `replayed_from` (the judge wants it).
+        s.h.deadLetters[History.key(s.stream, "crm")] = [
+            History.Letter(originalID: "62-0", reason: "malformed", error: "", marker: "x", replayedFrom: "60-0")
+        ]
+        r = Checker.check(s.h)
+        #expect(r.violations == [])
+        #expect(r.replayedLetters == ["\(s.stream) crm x"])
+        s.h.deadLetters[History.key(s.stream, "crm")] = [History.Letter(originalID: "60-0", reason: "malformed", error: "", marker: "x")]
         s.h.deadLetters[History.key(s.stream, "crm")]!.append(History.Letter(originalID: "1-0", reason: "malformed", error: ""))
         r = Checker.check(s.h)
         #expect(r.deadLettersUnexpected == 1)

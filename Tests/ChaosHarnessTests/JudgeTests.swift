@@ -119,6 +119,50 @@ struct JudgeTests {
         #expect(outcome.violations.contains { $0.hasPrefix("owner check") })
     }
 
+    @Test("a zombie none of whose own settles was refused fails the owner check, though other workers' settles were refused")
+    func ownerCheckPerZombie() {
+        var r = passingReport()
+        r.faults[1].refusedAfterResume = 3
+        #expect(Judge.judge(r).verdict == "PASS")
+        // The counters still say 7 refused (a retried settle after a reset, elsewhere).
+        r.faults[1].refusedAfterResume = 0
+        let outcome = Judge.judge(r)
+        #expect(outcome.verdict == "FAIL")
+        #expect(outcome.violations.contains { $0.hasPrefix("owner check: billing-1-i1 resumed with 12 entries") }, "\(outcome.violations)")
+    }
+
+    @Test("a kind of command almost never answered 200 makes the run void: nothing of it was there to lose")
+    func commandsRarelyAnswered() {
+        var h = ShopHistory()
+        for i in 0..<40 {
+            h.h.records.append(CommandRecord(
+                trace: "p\(i)", action: "deleted", type: "product", ids: ["p\(i)"], status: i == 0 ? 200 : 503, outcome: i == 0 ? .ok : .unknown,
+                error: nil, started: 0, finished: 0))
+        }
+        var r = passingReport()
+        r.check = Checker.check(h.h)
+        r.check?.commands["total"] = 100
+        r.check?.events = 100
+        #expect(r.check?.rarelyAnswered == ["product deleted: 1 of 40"])
+        let outcome = Judge.judge(r)
+        #expect(outcome.voids.contains("too few commands answered 200: product deleted: 1 of 40"), "\(outcome.voids)")
+        #expect(outcome.verdict != "PASS")
+    }
+
+    @Test("a replay fault whose injected entry is not in its group's dead letters as replayed fails the run: the replay moved nothing")
+    func replayThatMovedNothing() {
+        var r = passingReport()
+        let replay = PlannedFault(at: 4, kind: .replay, worker: "billing", seconds: 0, stream: "events:{order}_created")
+        var done = ExecutedFault(planned: replay, at: 4, target: "events:{order}_created 9-0")
+        done.marker = "m1"
+        r.faults.append(done)
+        var outcome = Judge.judge(r)
+        #expect(outcome.violations.contains { $0.hasPrefix("replay: the entry injected into events:{order}_created (m1) is not in billing's") }, "\(outcome.violations)")
+        r.check?.replayedLetters = ["events:{order}_created billing m1"]
+        outcome = Judge.judge(r)
+        #expect(outcome.verdict == "PASS", "\(outcome.violations)")
+    }
+
     @Test("a zombie whose reclaim a failover undid owes no refused settle: the run is void, not failed")
     func reclaimUndoneByFailover() {
         // CI, replicated: the XAUTOCLAIM of a frozen worker's entries was lost when the primary

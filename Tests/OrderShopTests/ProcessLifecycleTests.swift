@@ -141,6 +141,30 @@ import Testing
         }
     }
 
+    /// ACL users are per node in a Redis Cluster: the start-up WAIT probe, sent keyless, went to
+    /// one primary at random, and a node whose user lacked WAIT was found only by its first write.
+    @Test("on a cluster, a service with --confirm-replicas whose user may not run WAIT on one primary names that node and exits")
+    func clusterNodeWithoutWaitExits() async throws {
+        var options = LocalRedisCluster.Options()
+        options.replicasPerPrimary = 0
+        try await withLocalCluster(options) { cluster, _ in
+            let lacking = try #require(cluster.nodes.last)
+            for node in cluster.nodes {
+                let pool = try node.makePool()
+                let rules: [RedisArgument] = node === lacking ? ["~*", "+@all", "-wait"] : ["~*", "+@all"]
+                _ = try await pool.send(RawCommand(["ACL", "SETUSER", "lacking", "on", ">lacking-pw"] + rules, keys: []))
+                await pool.shutdown()
+            }
+            let url = "redis://lacking:lacking-pw@127.0.0.1:\(cluster.nodes[0].port)?cluster=yes"
+            let child = try ordershop(["serve", "customer", "--confirm-replicas", "1", "--port", "0", "--url", url])
+            let status = await child.waitForExit(timeout: .seconds(60))
+            await child.stop(signal: SIGKILL)
+            #expect(status != nil && status != 0, "status \(String(describing: status)): \(child.output)")
+            #expect(lines(child.output, containing: "run WAIT at node 127.0.0.1:\(lacking.port)").count == 1, "\(child.output)")
+            #expect(!child.output.contains("lacking-pw"), "\(child.output)")
+        }
+    }
+
     @Test("the start-up write probe passes a user that may write, and changes nothing: not even a client's marker named like it")
     func theWriteProbeChangesNothing() async throws {
         try await withRedisServer { server in

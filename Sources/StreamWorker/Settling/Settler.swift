@@ -86,9 +86,12 @@ struct Settler: Sendable {
     /// The settle script for this configuration (a planted bug may leave a check out).
     private var settleScript: RedisScript {
         switch context.configuration.plantedBug {
-        case .noOwnerCheck, .ackBeforeEffects: WorkerScripts.settle(checksOwner: false, checksMarkers: true)
+        // Acked before handling, the entries are no longer pending: a worker with that bug applies
+        // its effects without asking (with the owner check every settle was refused as foreign,
+        // and nothing was applied even with no fault: the bug showed without a crash).
+        case .noOwnerCheck, .ackBeforeEffects, .ackBeforeHandling: WorkerScripts.settle(checksOwner: false, checksMarkers: true)
         case .noMarkerCheck: WorkerScripts.settle(checksOwner: true, checksMarkers: false)
-        case .ackBeforeHandling, .noLeaseRefresh, nil: WorkerScripts.settle
+        case .noLeaseRefresh, nil: WorkerScripts.settle
         }
     }
 

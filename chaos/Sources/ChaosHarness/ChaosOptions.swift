@@ -164,8 +164,11 @@ public enum PlantedBugOption: String, CaseIterable, Codable, Sendable {
     /// it FAILs with a violation containing one of them.
     public var expectedViolations: [String] {
         switch self {
+        // Each needs a fault to show (a review: "runtime never applied" came from every entry
+        // when the early ack made each settle foreign, and "unexpected mails" from every mail's
+        // random key, with no fault at all).
         case .ackBeforeHandling: ["lost effects", "runtime never applied"]
-        case .noIdempotency: ["unexpected mails", "runtime never applied", "runtime applied an event twice"]
+        case .noIdempotency: ["runtime applied an event twice", "mails beyond what the events imply"]
         case .noOwnerCheck: ["owner check", "runtime applied an event twice"]
         case .noMarkerCheck: ["runtime applied an event twice"]
         case .ackBeforeEffects: ["runtime never applied"]

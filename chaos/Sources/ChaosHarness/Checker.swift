@@ -5,6 +5,9 @@ import RedisClient
 /// What the checker found. Every count that must be zero has a violation naming it when it is not.
 public struct CheckResult: Codable, Sendable {
     public var commands: [String: Int] = [:]
+    /// Kinds of command (type and action) sent at least 20 times of which fewer than 5 % were
+    /// answered 200, as "order created: 3 of 950": the run did not exercise them.
+    public var rarelyAnswered: [String] = []
     public var events = 0
     /// Commands answered 200 whose event is missing.
     public var lostEvents = 0
@@ -62,6 +65,9 @@ public struct CheckResult: Codable, Sendable {
     public var deadLettersUnexpected = 0
     /// Injected entries dead-lettered more than once by one group (a replay reached it again).
     public var deadLettersTwice = 0
+    /// Injected entries dead-lettered again after a replay (their letter carries
+    /// `replayed_from`), as "STREAM GROUP MARKER": the judge requires one per replay fault.
+    public var replayedLetters: Set<String> = []
     /// Entries removed from the streams before the harness copied them (the history is incomplete).
     public var historyGaps = 0
     public var groups: [History.Group] = []
@@ -87,6 +93,12 @@ public enum Checker {
         var r = CheckResult()
         for rec in h.records { r.commands[rec.outcome.rawValue, default: 0] += 1 }
         r.commands["total"] = h.records.count
+        r.rarelyAnswered = Dictionary(grouping: h.records) { "\($0.type) \($0.action)" }
+            .compactMap { kind, records -> String? in
+                let ok = records.count { $0.outcome == .ok }
+                return records.count >= 20 && ok * 20 < records.count ? "\(kind): \(ok) of \(records.count)" : nil
+            }
+            .sorted()
         let entries = h.entries
 
         func isInjected(_ e: StreamEntry) -> Bool { e[History.injectionField] != nil }
@@ -229,7 +241,11 @@ public enum Checker {
             let letters = h.deadLetters[History.key(sub.stream, sub.group)] ?? []
             r.deadLetters += letters.count
             var perMarker: [String: Int] = [:]
-            for l in letters { if let m = l.marker { perMarker[m, default: 0] += 1 } }
+            for l in letters {
+                guard let m = l.marker else { continue }
+                perMarker[m, default: 0] += 1
+                if l.replayedFrom != nil { r.replayedLetters.insert("\(sub.stream) \(sub.group) \(m)") }
+            }
             let want = injectedMarkers[sub.stream] ?? []
             for m in want where perMarker[m] == nil {
                 r.deadLettersMissing += 1

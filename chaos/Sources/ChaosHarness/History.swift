@@ -42,11 +42,14 @@ public struct History: Sendable {
         public var error: String
         /// The entry's `chaos_injection` marker, when the harness injected it.
         public var marker: String?
-        public init(originalID: String, reason: String, error: String, marker: String? = nil) {
+        /// The entry's `replayed_from`: it was dead-lettered again after a `dlq replay`.
+        public var replayedFrom: String?
+        public init(originalID: String, reason: String, error: String, marker: String? = nil, replayedFrom: String? = nil) {
             self.originalID = originalID
             self.reason = reason
             self.error = error
             self.marker = marker
+            self.replayedFrom = replayedFrom
         }
     }
 
@@ -156,7 +159,9 @@ struct HistoryCollector {
             h.groups.append(History.Group(stream: sub.stream, group: sub.group, pending: status.pending, lag: status.lag))
             let letters = try await DeadLetters(client: pool, stream: sub.stream, group: sub.group).list(count: 100_000)
             h.deadLetters[key] = letters.map {
-                History.Letter(originalID: $0.originalID, reason: $0.reason, error: $0.error, marker: $0.fields[History.injectionField])
+                History.Letter(
+                    originalID: $0.originalID, reason: $0.reason, error: $0.error, marker: $0.fields[History.injectionField],
+                    replayedFrom: $0.fields[History.replayedField])
             }
         }
         // The replay is ours, of the whole history (trimmed entries included), not the store's.
@@ -171,7 +176,7 @@ struct HistoryCollector {
             h.replayed[type] = fromStreams
             let stored = try await storedEntities(type)
             h.unreadableEntities[type] = stored.unreadable
-            h.served[type] = try await list(type, stored: stored.readable)
+            h.served[type] = try await list(type, stored: stored.readable, storedUnreadable: !stored.unreadable.isEmpty)
         }
         return h
     }
@@ -266,8 +271,11 @@ struct HistoryCollector {
 
     /// What the gateway serves for a type. A body that is not JSON (a read model holding an
     /// unreadable entity makes one) stands for the stored entities that are readable: the
-    /// unreadable ones are the checker's violation then, not an error of the run.
-    private func list(_ type: EntityType, stored: [String: JSONValue]) async throws -> [String: JSONValue] {
+    /// unreadable ones are the checker's violation then, not an error of the run. With every
+    /// stored entity readable, a body that is not JSON is the gateway's fault and an error of
+    /// the run: standing for what Redis holds, it let a gateway that cut or garbled its lists
+    /// pass "read models = replay" (a review).
+    private func list(_ type: EntityType, stored: [String: JSONValue], storedUnreadable: Bool) async throws -> [String: JSONValue] {
         var attempt = 0
         var response = try await http.execute(HTTPClientRequest(url: gateway + "/" + type.plural), timeout: .seconds(60))
         var body = try await response.body.collect(upTo: 256 << 20)
@@ -278,9 +286,14 @@ struct HistoryCollector {
             body = try await response.body.collect(upTo: 256 << 20)
         }
         guard response.status.code == 200 else { throw ChaosError("GET /\(type.plural) answered \(response.status.code): \(String(buffer: body).prefix(200))") }
-        guard let json = try? JSONCoding.decode(JSONValue.self, from: body.readableBytesView) else { return stored }
+        guard let json = try? JSONCoding.decode(JSONValue.self, from: body.readableBytesView), let items = json.arrayValue else {
+            guard storedUnreadable else {
+                throw ChaosError("GET /\(type.plural) answered 200 with a body that is not a JSON list, though every stored \(type.rawValue) is readable: \(String(buffer: body).prefix(200))")
+            }
+            return stored
+        }
         var out: [String: JSONValue] = [:]
-        for item in json.arrayValue ?? [] { if let id = item["id"]?.stringValue { out[id] = item } }
+        for item in items { if let id = item["id"]?.stringValue { out[id] = item } }
         return out
     }
 }

@@ -35,6 +35,26 @@ public enum Judge {
             violations.append(
                 "owner check: no stale settle was refused although \(zombies.count) paused workers resumed with entries others had taken")
         }
+        // Each zombie itself: the counts above are every worker's, and one settle refused
+        // anywhere (a retried settle after a reset is "already settled") hid a zombie whose
+        // settles were accepted (a review). Its own refusals are counted after its SIGCONT.
+        for z in zombies {
+            guard let refused = z.refusedAfterResume, refused == 0 else { continue }
+            violations.append(
+                "owner check: \(z.target ?? "a paused worker") resumed with \(z.takenAtResume ?? 0) entries others had taken, and none of its settles was refused")
+        }
+
+        // Replays: the entry a replay fault injected and replayed must be in its group's dead
+        // letters as replayed (`replayed_from`): a `dlq replay` that exited 0 and moved nothing
+        // left the first letter, which the dead-letter check alone accepts (a review).
+        if let check = report.check {
+            for f in executed where f.planned.kind == .replay {
+                guard let marker = f.marker, let stream = f.planned.stream, let group = f.planned.worker else { continue }
+                if !check.replayedLetters.contains("\(stream) \(group) \(marker)") {
+                    violations.append("replay: the entry injected into \(stream) (\(marker)) is not in \(group)'s dead letters as replayed: the dlq replay moved nothing")
+                }
+            }
+        }
 
         // Leases: with no worker paused and nothing cutting workers off from Redis, no settle can
         // be stale (a killed worker settles nothing): one refused means entries were taken from a
@@ -55,6 +75,13 @@ public enum Judge {
             let commands = check.commands["total"] ?? 0
             if commands < minimum { voids.append("too little load: \(commands) commands, fewer than \(minimum)") }
             if check.events < minimum { voids.append("too little load: \(check.events) events, fewer than \(minimum)") }
+            // Every kind of command the load sent must mostly have been answered: a bug that
+            // answers every order 503 "may have been applied" left no 200 order to lose, and
+            // the run passed on the rest (a review). 5 %: the order-crash faults of a planted
+            // run leave 19 % of creates answered 200, every other run more than half.
+            for kind in check.rarelyAnswered {
+                voids.append("too few commands answered 200: \(kind)")
+            }
             if check.historyGaps > 0 {
                 voids.append("\(check.historyGaps) entries were trimmed before the harness copied them: the history is incomplete")
             }

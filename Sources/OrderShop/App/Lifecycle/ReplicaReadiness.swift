@@ -71,17 +71,34 @@ extension ReplicaReadiness {
     /// user lacked it applied every create and answered each 503 "may have been applied", and a
     /// worker held its entries, their leases renewed, until it stopped and they were
     /// dead-lettered unhandled (38 mails not sent), both with `/healthz` ok (a trial).
+    ///
+    /// On a Redis Cluster every primary is asked: ACL users are per node, and a keyless WAIT goes
+    /// to one primary at random, so a node missing `+wait` was found only by its first write.
     static func requireWait(client: any RedisClientProtocol, at configuration: RedisConfiguration) async throws {
-        do {
-            _ = try await client.send(WAIT(replicas: 1, timeout: .milliseconds(1)))
-        } catch let error as RedisError where error.code == .noPermission {
-            throw RedisUnusable.aclRefusal(
-                at: configuration,
-                "run WAIT, which --confirm-replicas needs for every write (\(error.message)); give the user +wait (deploy/redis/users.acl) or run without --confirm-replicas"
-            )
-        } catch {
-            // Anything else (a lost connection, a replica): the wait below and the commands say it.
+        let probe = WAIT(replicas: 1, timeout: .milliseconds(1))
+        var refusal: (node: String?, error: RedisError)?
+        if let cluster = client as? RedisClusterClient {
+            // A node that does not answer (down, failing over) is left to the commands, as below.
+            let answers = (try? await cluster.sendToAllPrimaries(probe)) ?? [:]
+            refusal = answers.sorted { "\($0.key)" < "\($1.key)" }.lazy.compactMap { address, answer -> (String?, RedisError)? in
+                guard case .failure(let error) = answer, error.code == .noPermission else { return nil }
+                return ("\(address)", error)
+            }.first
+        } else {
+            do {
+                _ = try await client.send(probe)
+            } catch let error as RedisError where error.code == .noPermission {
+                refusal = (nil, error)
+            } catch {
+                // Anything else (a lost connection, a replica): the wait below and the commands say it.
+            }
         }
+        guard let refusal else { return }
+        throw RedisUnusable.aclRefusal(
+            at: configuration,
+            "run WAIT" + (refusal.node.map { " at node \($0)" } ?? "")
+                + ", which --confirm-replicas needs for every write (\(refusal.error.message)); give the user +wait (deploy/redis/users.acl) or run without --confirm-replicas"
+        )
     }
 
     /// A warning when the primary has more replicas than confirm each write: `WAIT N` returns

@@ -31,9 +31,11 @@ extension FaultInjector {
         for attempt in 0..<40 {
             // A marker per attempt: an attempt whose answer was lost, or not confirmed, may
             // still be there, and is then an injection of its own that must be dead-lettered.
-            let fields = [StreamField("event_id", UUID().uuidString.lowercased()), StreamField("chaos_injection", UUID().uuidString.lowercased())] + shape
+            let marker = UUID().uuidString.lowercased()
+            let fields = [StreamField("event_id", UUID().uuidString.lowercased()), StreamField("chaos_injection", marker)] + shape
             if let id = try? await append(stream, fields) {
                 done.target = "\(stream) \(id)"
+                done.marker = marker
                 return done
             }
             if attempt == 39 {

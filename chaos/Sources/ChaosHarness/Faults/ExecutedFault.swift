@@ -22,6 +22,9 @@ public struct ExecutedFault: Codable, Sendable {
     /// SIGSTOP: stale settles (foreign owner or already settled) the zombie reported within 15 s
     /// of its SIGCONT; nil when not measured.
     public var refusedAfterResume: Int?
+    /// Malformed and replay: the `chaos_injection` marker of the entry written (a replay must
+    /// bring back exactly that entry: see ``CheckResult/replayedLetters``).
+    public var marker: String?
     /// The fault could not be carried out (no worker free, Redis would not restart, the write
     /// failed...): why. A run asked to include this kind is VOID.
     public var skipped: Bool = false

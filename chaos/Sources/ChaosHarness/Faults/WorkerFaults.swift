@@ -159,6 +159,13 @@ extension FaultInjector {
     /// How many entries a dead consumer still holds whose mail msg had recorded by `before`
     /// (Redis ms): the worker was killed between the external effect and the settle. Of a live
     /// one (`before` `.max`, the `oldest` few it holds): entries inside their handler now.
+    ///
+    /// Only entries delivered once (to this consumer: a reclaim counts a delivery, a lease
+    /// refresh's XCLAIM JUSTID does not) and never a publisher's duplicate: a review found an
+    /// entry reclaimed from an earlier worker that had mailed it, or a duplicate of an event
+    /// already mailed, sitting unstarted in read-ahead, counted "inside the handler", so a run
+    /// whose kills never landed between a mail and its settle was not VOID. (XPENDING's idle
+    /// time cannot date the delivery: the lease refresh resets it every lease/4.)
     private func mailedButUnsettled(consumer: String, group: String, before: Int64, oldest: Int = 1000) async throws -> Int {
         var n = 0
         for stream in WorkerStreams.streams(of: group) {
@@ -168,8 +175,9 @@ extension FaultInjector {
                     keys: [RedisArgument(stream)], readOnly: true))
                 .throwingServerError().array ?? []
             for item in held {
-                guard let id = item.array?.first?.string,
-                    let entry = try await pool.send(XRANGE(RedisArgument(stream), start: id, end: id, count: 1)).first
+                guard let fields = item.array, let id = fields.first?.string, fields.count >= 4, fields[3].int == 1,
+                    let entry = try await pool.send(XRANGE(RedisArgument(stream), start: id, end: id, count: 1)).first,
+                    entry[History.duplicateField] == nil
                 else { continue }
                 let key = "\(group):\(entry.string("event_id") ?? "\(stream)/\(id)")"
                 guard let mailID = try await pool.send(GET(RedisArgument(MailKeys.marker(key)))).map({ String(decoding: $0, as: UTF8.self) }),
