@@ -11,8 +11,17 @@ set -uo pipefail
 # CI runs in a row had a different test's 30-s wait run out (each passed alone). Measured on this
 # 2-core VM, 2026-12-06, the suite without the cancellation suites: unbounded 95 s (peak 386
 # servers), 12 at once 116 s, 8 at once 152 s (peak 47), 4 at once 255 s.
+# Swift Testing takes any value that is not a positive number as no limit: refuse those.
 width="${TEST_WIDTH:-12}"
-if [ "$width" != "0" ]; then export SWT_EXPERIMENTAL_MAXIMUM_PARALLELIZATION_WIDTH="$width"; fi
+if ! [[ "$width" =~ ^[0-9]+$ ]]; then
+  echo "TEST_WIDTH must be a whole number of tests at once (0 for no limit), not '$width'" >&2
+  exit 2
+fi
+if [ "$width" = "0" ]; then
+  unset SWT_EXPERIMENTAL_MAXIMUM_PARALLELIZATION_WIDTH
+else
+  export SWT_EXPERIMENTAL_MAXIMUM_PARALLELIZATION_WIDTH="$width"
+fi
 limit="${SWIFT_TEST_LIMIT:-900}"
 swift="${SWIFT:-swift}"
 log="$(mktemp "${TMPDIR:-/tmp}/swift-test.XXXXXX.log")"

@@ -116,10 +116,17 @@ public final class SwitchableService: Service, Sendable {
             if startRunning { try launch() }
             for await command in commands {
                 // Cancelled (a second Ctrl-C): the loop ends here and the callers waiting are told
-                // "shutting down". A buffered `.exited` of the inner service, which the
+                // "shutting down", this command's too (taken from the stream, answerTheRest would
+                // not see it: a review). A buffered `.exited` of the inner service, which the
                 // cancellation itself ended, would else answer a waiting stop "drained" though
                 // nothing drained (a loaded test run saw it).
-                if Task.isCancelled { return }
+                if Task.isCancelled {
+                    switch command {
+                    case .start(let reply), .stop(let reply): waitingForStop.append(reply)
+                    case .exited, .shutdown: break
+                    }
+                    return
+                }
                 switch command {
                 case .start(let reply):
                     if shuttingDown {

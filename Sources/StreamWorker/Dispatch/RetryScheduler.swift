@@ -109,6 +109,7 @@ struct RetryScheduler: Sendable {
                     context.logger.error("entry was deleted from the stream before its retry", metadata: ["id": "\(item.entry.id)"])
                     return nil
                 case .foreign:
+                    context.count(.foreignSettlesRefused)
                     context.logger.warning("entry was claimed by another consumer before its retry", metadata: ["id": "\(item.entry.id)"])
                     return nil
                 }

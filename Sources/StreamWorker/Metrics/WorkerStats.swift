@@ -18,7 +18,9 @@ public final class WorkerStats: Sendable {
         case duplicates
         /// Entries taken over from other consumers by XAUTOCLAIM.
         case reclaimed
-        /// Settles refused because another consumer owned the entry by then.
+        /// Settles refused because another consumer owned the entry by then (and retries of a
+        /// failed entry whose claim was refused for that reason: a zombie's entry waiting for its
+        /// retry is refused there, not at a settle).
         case foreignSettlesRefused = "foreign_settles_refused"
         /// Entries another consumer had already settled when this one tried.
         case alreadySettled = "already_settled"

@@ -19,8 +19,8 @@ public struct ExecutedFault: Codable, Sendable {
     /// reclaim the primary had not replicated is no such entry: a CI run failed over without
     /// it, and the zombie resumed owning its entries again, its settles rightly accepted.)
     public var takenAtResume: Int?
-    /// SIGSTOP: stale settles (foreign owner or already settled) the zombie reported within 15 s
-    /// of its SIGCONT; nil when not measured.
+    /// SIGSTOP: stale settles (foreign owner or already settled, and retries whose claim was
+    /// refused) the zombie reported within 45 s of its SIGCONT; nil when not measured.
     public var refusedAfterResume: Int?
     /// Malformed and replay: the `chaos_injection` marker of the entry written (a replay must
     /// bring back exactly that entry: see ``CheckResult/replayedLetters``).
