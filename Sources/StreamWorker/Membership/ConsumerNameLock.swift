@@ -75,7 +75,7 @@ public struct ConsumerNameLock: Service, Sendable {
     }
 
     public func run() async throws {
-        try await acquire()
+        try await acquireWaitingOutPassingErrors()
         acquired()
         do {
             try await cancelWhenGracefulShutdown { try await keepRefreshed() }
@@ -84,6 +84,26 @@ public struct ConsumerNameLock: Service, Sendable {
         // On graceful shutdown: the services after this one have drained. On cancellation (a
         // second signal) the delete may not get through; the lease then lapses.
         try? await release()
+    }
+
+    /// ``acquire()``, again after a backoff (100 ms doubling to 2 s) while Redis fails for a reason
+    /// that passes (out of memory, loading, failing over, a lost connection), logged once; ``Held``
+    /// and any other error end it. Why: a worker restarted into a 4.7-s `redis-full` fault exited 1
+    /// at the lock's SET (OOM), which nothing but the lock would have waited out (a CI chaos run,
+    /// replicated, seed 20261128). Cancellation ends the wait.
+    func acquireWaitingOutPassingErrors() async throws {
+        var attempt = 0
+        while true {
+            do {
+                try await acquire()
+                if attempt > 0 { logger.info("consumer name lock \(key) taken after \(attempt) retries") }
+                return
+            } catch let error where FailureKind(error).isRetryable {
+                attempt += 1
+                if attempt == 1 { logger.warning("consumer name lock \(key) not taken yet, retrying: \(error)") }
+                try await Task.sleep(for: .milliseconds(min(2000, 100 << min(attempt - 1, 5))))
+            }
+        }
     }
 
     /// Takes the lock, or throws ``Held`` naming the process that has it.

@@ -35,14 +35,12 @@ public enum Judge {
             violations.append(
                 "owner check: no stale settle was refused although \(zombies.count) paused workers resumed with entries others had taken")
         }
-        // Each zombie itself: the counts above are every worker's, and one settle refused
-        // anywhere (a retried settle after a reset is "already settled") hid a zombie whose
-        // settles were accepted (a review). Its own refusals are counted after its SIGCONT.
-        for z in zombies {
-            guard let refused = z.refusedAfterResume, refused == 0 else { continue }
-            violations.append(
-                "owner check: \(z.target ?? "a paused worker") resumed with \(z.takenAtResume ?? 0) entries others had taken, and none of its settles was refused")
-        }
+        // Not judged per zombie: the counts above are every worker's, so one settle refused
+        // anywhere hides a zombie whose settles were accepted (a review). A check of each
+        // zombie's own refusals (each pause's `refusedAfterResume`, shown in its note) failed a
+        // correct CI run (replicated, seed 20261128): the zombie's entries were waiting at the
+        // read fence, whose owner-checked claim drops entries taken by others without counting
+        // a refusal, as the lease refresh does. Judging it per zombie needs those counted first.
 
         // Replays: the entry a replay fault injected and replayed must be in its group's dead
         // letters as replayed (`replayed_from`): a `dlq replay` that exited 0 and moved nothing

@@ -92,7 +92,7 @@ extension FaultInjector {
             // No Redis fault while the worker is frozen: a failover that loses the unreplicated
             // reclaim of its entries hands them back to it, and the pause then proves nothing
             // about the owner check (see ``ExecutedFault/takenAtResume``). Those faults wait.
-            let (frozen, taken) = await redisLock.withLock { () async -> (Double, Int?) in
+            let (frozen, heldAtStop, taken) = await redisLock.withLock { () async -> (Double, Int, Int?) in
                 let start = ContinuousClock.now
                 await topology.signal(kind: kind, slot: slot, SIGSTOP)
                 // What it holds now, frozen, once the settles it had sent have landed: `held` was
@@ -106,7 +106,7 @@ extension FaultInjector {
                 let taken = await takenWhileFrozen(consumer: incarnation.consumer, group: kind, held: held)
                 await topology.signal(kind: kind, slot: slot, SIGCONT)
                 let frozen = (ContinuousClock.now - start).components
-                return (Double(frozen.seconds) + Double(frozen.attoseconds) / 1e18, taken)
+                return (Double(frozen.seconds) + Double(frozen.attoseconds) / 1e18, held, taken)
             }
             await observer.unwatchIfOpen(incarnation.consumer)
             done.takenAtResume = taken
@@ -117,7 +117,7 @@ extension FaultInjector {
             }
             done.note =
                 "SIGSTOP for \(String(format: "%.1f", frozen)) s (lease \(options.leaseSeconds) s), then SIGCONT; "
-                + "\(taken.map { "\($0) of \(held) held entries taken by others (confirmed)" } ?? "taken entries not measured")"
+                + "\(taken.map { "\($0) of \(heldAtStop) held entries taken by others (confirmed)" } ?? "taken entries not measured")"
                 + "\(done.refusedAfterResume.map { "; \($0) stale settles refused after the SIGCONT" } ?? "")"
         default:
             break
