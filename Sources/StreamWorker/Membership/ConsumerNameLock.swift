@@ -86,11 +86,13 @@ public struct ConsumerNameLock: Service, Sendable {
         try? await release()
     }
 
-    /// ``acquire()``, again after a backoff (100 ms doubling to 2 s) while Redis fails for a reason
+    /// ``acquire()``, again after the runtime's ``Backoff`` (100 ms doubling to 2 s, jittered) while Redis fails for a reason
     /// that passes (out of memory, loading, failing over, a lost connection), logged once; ``Held``
     /// and any other error end it. Why: a worker restarted into a 4.7-s `redis-full` fault exited 1
     /// at the lock's SET (OOM), which nothing but the lock would have waited out (a CI chaos run,
     /// replicated, seed 20261128). Cancellation ends the wait.
+    private static let retryBackoff = Backoff(initial: .milliseconds(100), maximum: .seconds(2))
+
     func acquireWaitingOutPassingErrors() async throws {
         var attempt = 0
         while true {
@@ -101,7 +103,7 @@ public struct ConsumerNameLock: Service, Sendable {
             } catch let error where FailureKind(error).isRetryable {
                 attempt += 1
                 if attempt == 1 { logger.warning("consumer name lock \(key) not taken yet, retrying: \(error)") }
-                try await Task.sleep(for: .milliseconds(min(2000, 100 << min(attempt - 1, 5))))
+                try await Task.sleep(for: Self.retryBackoff.delay(attempt: attempt))
             }
         }
     }
