@@ -118,26 +118,53 @@ import Testing
         }
     }
 
-    /// A plain-text client on a TLS port fails; nothing is ever exchanged in plain text.
-    @Test func plainClientOnTLSPort() async throws {
+    /// A plain-text client on a TLS port fails; nothing is ever exchanged in plain text. The
+    /// reset before any reply is told from a restarting server by a TLS handshake at the port:
+    /// the error is then no transient one (a process starting with `redis://` at a TLS port
+    /// waited for ever, saying only "if it is a TLS port, use rediss://"), with or without a
+    /// password, and with a server that wants a client certificate we do not have.
+    @Test(arguments: [false, true])
+    func plainClientOnTLSPort(serverWantsClientCertificate: Bool) async throws {
         let certs = try await TestCertificates.shared()
-        try await withRedisServer(.with { $0.tls = certs.serverTLS() }) { server in
+        var tls = certs.serverTLS()
+        tls.requireClientCertificates = serverWantsClientCertificate
+        try await withRedisServer(.with { $0.tls = tls }) { server in
             var config = RedisConfiguration(endpoint: .tcp(host: "127.0.0.1", port: server.port))
             config.reconnect.retryWindow = .zero
             let plain = try RedisConnection(configuration: config)
             let error = await #expect(throws: RedisError.self) { try await plain.send(PING()) }
             #expect(error?.closesConnection == true)
-            // The reset comes before any reply: the error says what to try (it was a bare
-            // "Connection reset by peer").
-            #expect(error?.message.contains("if it is a TLS port, use rediss://") == true, "\(String(describing: error))")
+            #expect(error?.code == .protocolError, "\(String(describing: error))")
+            #expect(error?.isTransient == false, "\(String(describing: error))")
+            #expect(error?.message.contains("answers in TLS: use rediss://") == true, "\(String(describing: error))")
+            #expect(error?.message.contains("no command ran") == true, "\(String(describing: error))")
 
             // With a password the handshake's AUTH is what fails: it is never answered in plain text.
             config.authentication = .init(password: "secret")
             let withAuth = try RedisConnection(configuration: config)
             let authError = await #expect(throws: RedisError.self) { try await withAuth.send(PING()) }
-            #expect(authError?.closesConnection == true)
-            #expect(authError?.message.contains("if it is a TLS port, use rediss://") == true, "\(String(describing: authError))")
+            #expect(authError?.code == .protocolError, "\(String(describing: authError))")
+            #expect(authError?.message.contains("answers in TLS: use rediss://") == true, "\(String(describing: authError))")
         }
+    }
+
+    /// A server that drops the connection before any reply and speaks no TLS either (one going
+    /// away, say) is not called a TLS port: in the handshake (with a password) the failure stays
+    /// transient, retried as before; a command's stays "outcome unknown". Both keep the hint.
+    @Test func aDropBeforeAnyReplyFromAPlainServerIsNoTLSPort() async throws {
+        let dropping = try NotRedisServer(answer: "")
+        defer { dropping.stop() }
+        var config = RedisConfiguration(endpoint: .tcp(host: "127.0.0.1", port: dropping.port))
+        config.reconnect.retryWindow = .zero
+        let error = await #expect(throws: RedisError.self) { try await RedisConnection(configuration: config).send(PING()) }
+        #expect(error?.code == .outcomeUnknown, "\(String(describing: error))")
+        #expect(error?.message.contains("if it is a TLS port, use rediss://") == true, "\(String(describing: error))")
+
+        config.authentication = .init(password: "secret")
+        let handshakeError = await #expect(throws: RedisError.self) { try await RedisConnection(configuration: config).send(PING()) }
+        #expect(handshakeError?.code == .connectionClosed, "\(String(describing: handshakeError))")
+        #expect(handshakeError?.isTransient == true, "\(String(describing: handshakeError))")
+        #expect(handshakeError?.message.contains("if it is a TLS port, use rediss://") == true, "\(String(describing: handshakeError))")
     }
 
     /// A URL naming a port where something else than Redis listens (an HTTP server): the error

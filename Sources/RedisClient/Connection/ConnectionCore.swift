@@ -224,6 +224,16 @@ final class ConnectionCore {
             return RedisError(
                 .protocolError, "the server at \(configuration.endpoint) does not answer in RESP: \(hint); no command ran (\(error.message))", underlying: error)
         }
+        if error.code == .connectionClosed, !answered, written > 0, tlsContext == nil, case .tcp(let host, let port) = configuration.endpoint,
+            TLSPortProbe.speaksTLS(host: host, port: port)
+        {
+            // Dropped before any reply, and a TLS handshake there succeeds: a TLS port, which
+            // read our command as a broken ClientHello. Not transient: retrying waited for ever.
+            return RedisError(
+                .protocolError,
+                "the server at \(configuration.endpoint) answers in TLS: use rediss://; it dropped the plain-text connection before any reply, so no command ran",
+                underlying: error)
+        }
         if phase == .handshake {
             // AUTH, HELLO or SETNAME of a new connection: no command of the caller's went out,
             // whatever the failure (a timeout here said "outcome unknown" to callers that
