@@ -42,6 +42,10 @@ extension ShopIntegration {
                 let notAnAddress = try await plain.post("/email", ["to": "bad", "msg": "hi"])
                 #expect(notAnAddress.status == 400)
                 #expect(notAnAddress.errorField == "to")
+                // A field a mail does not have (a `cc` would not be sent) is refused, not dropped.
+                let withCC = try await plain.post("/email", ["to": "b@shop.test", "msg": "hi", "cc": "c@shop.test"])
+                #expect(withCC.status == 400)
+                #expect(withCC.errorField == "cc")
             }
         }
 

@@ -13,6 +13,8 @@ public protocol ShopEntity: Codable, Sendable, Hashable {
     var referenceValue: String? { get }
     /// The fields in the order the original writes them.
     var jsonFields: [(String, JSONValue)] { get }
+    /// The names of those fields: a command body may hold these and no others.
+    static var fieldNames: [String] { get }
 }
 
 extension ShopEntity {
@@ -25,6 +27,7 @@ extension ShopEntity {
 /// `{id, name, email}`.
 public struct Customer: ShopEntity {
     public static let type = EntityType.customer
+    public static let fieldNames = ["id", "name", "email"]
     public var id: String
     public var name: String
     public var email: String
@@ -46,6 +49,7 @@ public struct Customer: ShopEntity {
 /// `{id, name, price}`; the price in euros.
 public struct Product: ShopEntity {
     public static let type = EntityType.product
+    public static let fieldNames = ["id", "name", "price"]
     public var id: String
     public var name: String
     public var price: JSONNumber
@@ -66,6 +70,7 @@ public struct Product: ShopEntity {
 /// `{id, product_id, amount}`: the stock of one product.
 public struct Inventory: ShopEntity {
     public static let type = EntityType.inventory
+    public static let fieldNames = ["id", "product_id", "amount"]
     public var id: String
     public var productID: String
     public var amount: Int
@@ -94,6 +99,7 @@ public struct Inventory: ShopEntity {
 /// `{id, product_ids, customer_id}`: one unit of each listed product (a product listed twice is two units).
 public struct Order: ShopEntity {
     public static let type = EntityType.order
+    public static let fieldNames = ["id", "product_ids", "customer_id"]
     /// The most units one order may list.
     public static let maxProducts = 1000
     public var id: String
@@ -134,6 +140,7 @@ public struct Order: ShopEntity {
 /// `{id, order_id, done}`: a payment of an order; `done` in epoch seconds.
 public struct Billing: ShopEntity {
     public static let type = EntityType.billing
+    public static let fieldNames = ["id", "order_id", "done"]
     public var id: String
     public var orderID: String
     public var done: Int

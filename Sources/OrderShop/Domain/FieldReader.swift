@@ -131,6 +131,16 @@ public struct FieldReader: Sendable {
         return false
     }
 
+    /// Throws 400 naming the first field (in sorted order) that is not one of `known`: a field
+    /// the entity does not have would be dropped without a word (a client's `phone` was
+    /// answered 200 and never stored), so it is refused instead, naming what the object may hold.
+    public func refuseUnknown(_ known: [String], in what: String) throws(ShopError) {
+        guard let unknown = object.keys.filter({ !known.contains($0) }).min() else { return }
+        // Named as sent, cut to 64 characters and escaped (it is the client's text).
+        let name = LogText.escaped(unknown, limit: 64)
+        throw ShopError.badRequest("unknown field '\(name)'\(suffix); \(what) has the fields \(known.joined(separator: ", "))", field: name)
+    }
+
     /// On PUT, an `id` in the body (the original client sends the whole entity back) must be the
     /// id of the path.
     public func checkID(matches id: String) throws(ShopError) {

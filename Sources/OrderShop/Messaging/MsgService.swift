@@ -68,6 +68,7 @@ public func buildMsgRouter(context: ShopContext, options: MsgOptions = .init()) 
     router.post("/email") { request, requestContext in
         try requireJSONBody(request)
         let fields = try FieldReader(try await request.json())
+        try fields.refuseUnknown(["to", "msg"], in: "a mail")
         let to = try fields.email("to")
         let msg = try fields.string("msg", maxBytes: FieldLimits.mail)
         let key: String

@@ -35,7 +35,9 @@ struct EntityService<E: ShopEntity>: Sendable {
         var entities: [E] = []
         entities.reserveCapacity(items.count)
         for (value, index) in items {
-            entities.append(try E(fields: try FieldReader(value, item: index), id: RandomUUID.string(), current: nil))
+            let fields = try FieldReader(value, item: index)
+            try fields.refuseUnknown(E.fieldNames, in: Self.oneEntity)
+            entities.append(try E(fields: fields, id: RandomUUID.string(), current: nil))
         }
         let appended = try await context.store.create(entities, trace: request.traceID, key: key)
         guard let replayed = appended.replayedIDs else { return JSONResponse.strings(appended.madeIDs ?? entities.map(\.id)) }
@@ -44,9 +46,13 @@ struct EntityService<E: ShopEntity>: Sendable {
         return response
     }
 
+    /// "a customer", "an inventory": for messages.
+    private static var oneEntity: String { E.type == .inventory ? "an inventory" : "a \(E.type)" }
+
     /// `PUT /customer/<id>` with the full object: `true`.
     func update(_ request: Request, _: ShopRequestContext, id: String) async throws -> Response {
         let fields = try FieldReader(try await request.json())
+        try fields.refuseUnknown(E.fieldNames, in: Self.oneEntity)
         try fields.checkID(matches: id)
         // Only a billing keeps a value the body may leave out (`done`); the others are replaced whole.
         let current = E.self == Billing.self ? try await context.readModel.lookup(E.self, id: id).flatMap { $0.deleted ? nil : $0.entity } : nil
