@@ -1,11 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
 /// How long an HTTP client may take and how many connections a server holds, so that clients
 /// cannot hold connections (and memory, and file descriptors) without end: a client that
 /// trickles a byte at a time never trips an idle timeout, so the head and the body each get a
@@ -54,15 +46,9 @@ public struct HTTPServerLimits: Sendable {
     /// A sixteenth of the descriptors the process may open beyond 1,024 kept for Redis, the HTTP
     /// clients and files (`ordershop up` runs eleven servers in one process), at least 256 and
     /// at most 16,384: 1,186 with this machine's limit of 20,000.
+    /// The `ordershop` executable raises its soft limit to the hard one first (``DescriptorLimit``).
     public static var defaultMaximumConnections: Int {
-        var limit = rlimit()
-        #if canImport(Glibc)
-        let resource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
-        #else
-        let resource = RLIMIT_NOFILE
-        #endif
-        guard getrlimit(resource, &limit) == 0 else { return 256 }
-        let soft = Int(clamping: min(limit.rlim_cur, 1 << 20))  // RLIM_INFINITY is the largest value
+        guard let soft = DescriptorLimit.current?.soft else { return 256 }
         return min(16_384, max(256, (soft - 1_024) / 16))
     }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import WorkerMetricsHTTP
 
 @main
 struct OrderShopCommand: AsyncParsableCommand {
@@ -12,4 +13,20 @@ struct OrderShopCommand: AsyncParsableCommand {
             BenchCommand.self,
         ]
     )
+
+    /// ArgumentParser's own `main`, after the descriptor limit is raised (``DescriptorLimit``):
+    /// before any server sizes its connection ceiling from it or opens a descriptor.
+    static func main() async {
+        DescriptorLimit.raiseSoftLimitToHard()
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
+    }
 }

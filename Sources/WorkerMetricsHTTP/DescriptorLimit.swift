@@ -1,0 +1,45 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The process's limit on open file descriptors (`RLIMIT_NOFILE`).
+///
+/// Why raise it: most shells start programs with a soft limit of 1,024 and a much larger hard
+/// limit (systemd's default hard limit is 524,288). At 1,024, `ordershop up`'s eleven servers
+/// with their floor of 256 connections each (``HTTPServerLimits/defaultMaximumConnections``)
+/// could take more descriptors than the process may open, and a process that runs out of them
+/// stops (libdispatch, unable to open one, ends it with signal 4). Servers raise the soft limit
+/// to the hard one at start, as Go's runtime and nginx's `worker_rlimit_nofile` do; only a
+/// privileged process could go past the hard limit, and none is asked to.
+public enum DescriptorLimit {
+    #if canImport(Glibc)
+    private static let resource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+    #else
+    private static let resource = RLIMIT_NOFILE
+    #endif
+
+    /// The soft and hard limits now; nil when they cannot be read.
+    public static var current: (soft: Int, hard: Int)? {
+        var limit = rlimit()
+        guard getrlimit(resource, &limit) == 0 else { return nil }
+        // RLIM_INFINITY is the largest value: clamped.
+        return (Int(clamping: min(limit.rlim_cur, 1 << 30)), Int(clamping: min(limit.rlim_max, 1 << 30)))
+    }
+
+    /// Sets the soft limit to the hard limit. Returns the soft limit before and after (equal when
+    /// it was there already or the system refused: the process then goes on with what it has).
+    @discardableResult
+    public static func raiseSoftLimitToHard() -> (before: Int, after: Int)? {
+        var limit = rlimit()
+        guard getrlimit(resource, &limit) == 0 else { return nil }
+        let before = Int(clamping: min(limit.rlim_cur, 1 << 30))
+        guard limit.rlim_cur < limit.rlim_max else { return (before, before) }
+        limit.rlim_cur = limit.rlim_max
+        guard setrlimit(resource, &limit) == 0 else { return (before, before) }
+        return (before, current?.soft ?? before)
+    }
+}
