@@ -18,15 +18,6 @@ struct OrderShopCommand: AsyncParsableCommand {
     /// before any server sizes its connection ceiling from it or opens a descriptor.
     static func main() async {
         DescriptorLimit.raiseSoftLimitToHard()
-        do {
-            var command = try parseAsRoot()
-            if var asyncCommand = command as? AsyncParsableCommand {
-                try await asyncCommand.run()
-            } else {
-                try command.run()
-            }
-        } catch {
-            exit(withError: error)
-        }
+        await main(nil)
     }
 }

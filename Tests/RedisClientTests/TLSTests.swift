@@ -1,6 +1,6 @@
 import Foundation
 import LocalRedis
-import RedisClient
+@testable import RedisClient
 import TestSupport
 import Testing
 
@@ -122,13 +122,14 @@ import Testing
     /// reset before any reply is told from a restarting server by a TLS handshake at the port:
     /// the error is then no transient one (a process starting with `redis://` at a TLS port
     /// waited for ever, saying only "if it is a TLS port, use rediss://"), with or without a
-    /// password, and with a server that wants a client certificate we do not have.
-    @Test(arguments: [false, true])
-    func plainClientOnTLSPort(serverWantsClientCertificate: Bool) async throws {
+    /// password, and with a server that wants a client certificate we do not have, over TLS 1.3
+    /// (it refuses after the handshake) or only TLS 1.2 (it refuses in it, after its certificate).
+    @Test(arguments: [(false, false), (true, false), (true, true)])
+    func plainClientOnTLSPort(serverWantsClientCertificate: Bool, onlyTLS12: Bool) async throws {
         let certs = try await TestCertificates.shared()
         var tls = certs.serverTLS()
         tls.requireClientCertificates = serverWantsClientCertificate
-        try await withRedisServer(.with { $0.tls = tls }) { server in
+        try await withRedisServer(.with { $0.tls = tls; $0.extraArguments = onlyTLS12 ? ["--tls-protocols", "TLSv1.2"] : [] }) { server in
             var config = RedisConfiguration(endpoint: .tcp(host: "127.0.0.1", port: server.port))
             config.reconnect.retryWindow = .zero
             let plain = try RedisConnection(configuration: config)
@@ -145,6 +146,24 @@ import Testing
             let authError = await #expect(throws: RedisError.self) { try await withAuth.send(PING()) }
             #expect(authError?.code == .protocolError, "\(String(describing: authError))")
             #expect(authError?.message.contains("answers in TLS: use rediss://") == true, "\(String(describing: authError))")
+        }
+    }
+
+    /// A port that has answered in RESP is never called a TLS port afterwards: some take both
+    /// (ElastiCache's "preferred" in-transit encryption, a proxy routing on the ClientHello), and a
+    /// drop there during a failover is the transient failure it seems. Here the TLS port is taken
+    /// for one that answered in RESP before: the drop stays what it was without the probe.
+    @Test func aPortThatAnsweredInRESPIsNeverCalledATLSPort() async throws {
+        let certs = try await TestCertificates.shared()
+        try await withRedisServer(.with { $0.tls = certs.serverTLS() }) { server in
+            let endpoint = RedisConfiguration.Endpoint.tcp(host: "127.0.0.1", port: server.port)
+            TLSPortProbe.noteRESPAnswer(from: endpoint)
+            var config = RedisConfiguration(endpoint: endpoint)
+            config.reconnect.retryWindow = .zero
+            config.authentication = .init(password: "secret")
+            let error = await #expect(throws: RedisError.self) { try await RedisConnection(configuration: config).send(PING()) }
+            #expect(error?.code == .connectionClosed, "\(String(describing: error))")
+            #expect(error?.isTransient == true, "\(String(describing: error))")
         }
     }
 

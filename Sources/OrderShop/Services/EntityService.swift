@@ -46,8 +46,8 @@ struct EntityService<E: ShopEntity>: Sendable {
         return response
     }
 
-    /// "a customer", "an inventory": for messages.
-    private static var oneEntity: String { E.type == .inventory ? "an inventory" : "a \(E.type)" }
+    /// "a customer", "an order": for messages.
+    private static var oneEntity: String { ("aeiou".contains(E.type.rawValue.first!) ? "an " : "a ") + E.type.rawValue }
 
     /// `PUT /customer/<id>` with the full object: `true`.
     func update(_ request: Request, _: ShopRequestContext, id: String) async throws -> Response {

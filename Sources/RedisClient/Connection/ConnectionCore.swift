@@ -194,7 +194,10 @@ final class ConnectionCore {
                     return try read(&cursor)
                 }) {
                     replies.append(reply)
-                    answered = true
+                    if !answered {
+                        answered = true
+                        TLSPortProbe.noteRESPAnswer(from: configuration.endpoint)
+                    }
                     continue
                 }
                 if !waited {
@@ -224,11 +227,13 @@ final class ConnectionCore {
             return RedisError(
                 .protocolError, "the server at \(configuration.endpoint) does not answer in RESP: \(hint); no command ran (\(error.message))", underlying: error)
         }
-        if error.code == .connectionClosed, !answered, written > 0, tlsContext == nil, case .tcp(let host, let port) = configuration.endpoint,
+        if error.code == .connectionClosed, !answered, written > 0, tlsContext == nil, !interrupter.isInterrupted,
+            case .tcp(let host, let port) = configuration.endpoint, !TLSPortProbe.answeredInRESP(configuration.endpoint),
             TLSPortProbe.speaksTLS(host: host, port: port)
         {
-            // Dropped before any reply, and a TLS handshake there succeeds: a TLS port, which
-            // read our command as a broken ClientHello. Not transient: retrying waited for ever.
+            // Dropped before any reply by an endpoint that never answered in RESP, and a TLS
+            // handshake there succeeds: a TLS port, which read our command as a broken
+            // ClientHello. Not transient: retrying waited for ever.
             return RedisError(
                 .protocolError,
                 "the server at \(configuration.endpoint) answers in TLS: use rediss://; it dropped the plain-text connection before any reply, so no command ran",

@@ -57,6 +57,9 @@ final class Interrupter: Sendable {
         }
     }
 
+    /// Whether the running operation was interrupted, without forgetting it.
+    var isInterrupted: Bool { state.withLock { $0.interrupted } }
+
     func consumeInterrupted() -> Bool {
         state.withLock { s in
             defer { s.interrupted = false }
