@@ -6,38 +6,62 @@ import Testing
 
 /// A small shop's history after a clean run: two customers created (one also deleted), one order
 /// created and billed. Every command answered 200, every event applied once by the runtime and
-/// mailed once by msg, every group drained, the read models equal to the replay.
+/// mailed once by msg (the mail its event implies, to its customer), every group drained, the
+/// read models equal to the replay.
 struct ShopHistory {
     var h = History()
     private var sequence = 0
+    /// Addresses of customers and customers of orders, for the mails' recipients.
+    private var emails: [String: String] = [:]
+    private var customers: [String: String] = [:]
 
     init() {
         h.groups = WorkerStreams.subscriptions.map { History.Group(stream: $0.stream, group: $0.group, pending: 0, lag: 0) }
-        event(.customer, .created, entity: "c1", trace: "t1")
-        event(.customer, .created, entity: "c2", trace: "t2")
-        event(.customer, .deleted, entity: "c2", trace: "t3")
-        event(.order, .created, entity: "o1", trace: "t4")
-        event(.billing, .created, entity: "b1", trace: "t5")
+        event(.customer, .created, entity: "c1", trace: "t1", fields: ["email": "c1@shop.test"])
+        event(.customer, .created, entity: "c2", trace: "t2", fields: ["email": "c2@shop.test"])
+        event(.customer, .deleted, entity: "c2", trace: "t3", fields: ["email": "c2@shop.test"])
+        event(.order, .created, entity: "o1", trace: "t4", fields: ["customer_id": "c1"])
+        event(.billing, .created, entity: "b1", trace: "t5", fields: ["order_id": "o1"])
         h.served[.customer] = ["c1": .object(["id": .string("c1")])]
         h.replayed[.customer] = h.served[.customer]
     }
 
+    /// The kind of mail a group sends for an event of a stream.
+    static func kind(_ stream: String, _ group: String) -> MailKind {
+        switch (stream, group) {
+        case (EntityType.customer.stream(.created), _): .welcome
+        case (EntityType.customer.stream(.deleted), _): .goodbye
+        case (EntityType.order.stream(.created), "crm"): .thankYou
+        case (EntityType.order.stream(.created), _): .pleasePay
+        default: .paymentReceived
+        }
+    }
+
     /// Appends an event, its command (answered 200), and the runtime's and msg's effects for
-    /// every group reading its stream.
-    mutating func event(_ type: EntityType, _ action: EventAction, entity: String, trace: String) {
+    /// every group reading its stream: the mail of the kind the event implies, to its customer.
+    mutating func event(_ type: EntityType, _ action: EventAction, entity: String, trace: String, fields: [String: String] = [:]) {
         let stream = type.stream(action)
         let eventID = "e-\(trace)"
         sequence += 1
+        let json = (["\"id\":\"\(entity)\""] + fields.sorted { $0.key < $1.key }.map { "\"\($0.key)\":\"\($0.value)\"" }).joined(separator: ",")
         h.entries[stream, default: []].append(
             StreamEntry(id: "\(sequence)-0", fields: [
                 StreamField("event_id", eventID), StreamField("entity_id", entity), StreamField("trace_id", trace),
-                StreamField("entity", "{\"id\":\"\(entity)\"}"),
+                StreamField("entity", "{\(json)}"),
             ]))
         h.records.append(
             CommandRecord(trace: trace, action: action.rawValue, type: type.rawValue, ids: [entity], status: 200, outcome: .ok, error: nil, started: 0, finished: 0))
+        if let email = fields["email"] { emails[entity] = email }
+        if let customer = fields["customer_id"] { customers[entity] = customer }
+        let to: String? =
+            switch type {
+            case .customer: fields["email"]
+            case .order: fields["customer_id"].flatMap { emails[$0] }
+            default: fields["order_id"].flatMap { customers[$0] }.flatMap { emails[$0] }
+            }
         for group in WorkerStreams.groups(of: stream) {
             h.applied[History.key(stream, group), default: [:]][eventID, default: 0] += 1
-            h.mails.append(History.Mail(key: "\(group):\(eventID)", kind: "welcome"))
+            h.mails.append(History.Mail(key: "\(group):\(eventID)", kind: Self.kind(stream, group).rawValue, to: to))
         }
     }
 
@@ -136,6 +160,39 @@ struct CheckerTests {
         #expect(r.duplicateEffects == 1)
         #expect(r.excessMails == 1)
         #expect(r.violations.contains { $0.hasPrefix("duplicate effects") })
+    }
+
+    @Test("a mail of another kind than its event implies, or to an address its customer never had, is a violation")
+    func wrongMail() {
+        func check(_ change: (inout History.Mail) -> Void, key: String) -> CheckResult {
+            var s = ShopHistory()
+            let i = s.h.mails.firstIndex { $0.key == key }!
+            change(&s.h.mails[i])
+            return Checker.check(s.h)
+        }
+        // A good-bye for a new customer.
+        let kind = check({ $0.kind = MailKind.goodbye.rawValue }, key: "crm:e-t1")
+        #expect(kind.wrongMails == 1)
+        #expect(kind.violations.contains { $0.hasPrefix("mails not the ones their events imply") }, "\(kind.violations)")
+        // The order's thank-you to the other customer.
+        let order = check({ $0.to = "c2@shop.test" }, key: "crm:e-t4")
+        #expect(order.wrongMails == 1)
+        #expect(order.examples.contains { $0.contains("went to c2@shop.test") }, "\(order.examples)")
+        // The payment's mail to someone else.
+        #expect(check({ $0.to = "x@shop.test" }, key: "billing:e-t5").wrongMails == 1)
+        // A welcome to an address other than the event's.
+        #expect(check({ $0.to = "c1@shop.test" }, key: "crm:e-t2").wrongMails == 1)
+    }
+
+    @Test("an order's mail may go to an address its customer had before or after the order: the worker reads it when it handles the event")
+    func customersOtherAddress() {
+        var s = ShopHistory()
+        s.event(.customer, .updated, entity: "c1", trace: "t6", fields: ["email": "c1-new@shop.test"])
+        let i = s.h.mails.firstIndex { $0.key == "billing:e-t4" }!
+        s.h.mails[i].to = "c1-new@shop.test"
+        let r = Checker.check(s.h)
+        #expect(r.wrongMails == 0)
+        #expect(r.violations == [], "\(r.violations)")
     }
 
     @Test("a publisher's retry is the same event: applied once it passes, applied twice it fails")

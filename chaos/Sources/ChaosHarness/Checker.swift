@@ -43,6 +43,9 @@ public struct CheckResult: Codable, Sendable {
     public var unexpectedMails = 0
     /// Mails beyond the number the events imply, whatever their keys: duplicates under any key.
     public var excessMails = 0
+    /// Mails of another kind than their event implies, or to an address its customer never had
+    /// (``ImpliedMails``).
+    public var wrongMails = 0
     public var mailsByKind: [String: Int] = [:]
     /// (event, group) pairs the runtime must apply exactly once: the ledger's expectation.
     public var expectedApplications = 0
@@ -176,12 +179,16 @@ public enum Checker {
 
         // 2. The runtime's own effects: every (event, group) applied exactly once by the settle.
         var expected: Set<String> = []
+        let mailContent = ImpliedMails(entries)
+        var implied: [String: ImpliedMails.Implied] = [:]
         for sub in WorkerStreams.subscriptions {
             var events: Set<String> = []
             for e in entries[sub.stream] ?? [] where !isInjected(e) {
                 let event = e.string("event_id") ?? "\(sub.stream)/\(e.id)"
                 events.insert(event)
-                expected.insert("\(sub.group):\(event)")
+                let key = "\(sub.group):\(event)"
+                expected.insert(key)
+                if implied[key] == nil { implied[key] = mailContent.implied(by: e, in: sub.stream, for: sub.group) }
             }
             r.expectedApplications += events.count
             let key = History.key(sub.stream, sub.group)
@@ -228,6 +235,11 @@ public enum Checker {
             }
         }
         r.excessMails = max(0, h.mails.count - expected.count)
+        for m in h.mails {
+            guard let want = implied[m.key], let why = ImpliedMails.mismatch(m, want) else { continue }
+            r.wrongMails += 1
+            note(&r, why)
+        }
 
         // 4. Groups drained; dead letters are exactly the injections, by their marker: each in
         // the dead letters of every group reading its stream, once (a `dlq replay` for one group
@@ -324,6 +336,7 @@ public enum Checker {
         must(r.duplicateEffects, "duplicate effects (mails sent more than once)")
         must(r.unexpectedMails, "unexpected mails (no event implies them)")
         must(r.excessMails, "mails beyond what the events imply (duplicate effects under any key)")
+        must(r.wrongMails, "mails not the ones their events imply (another kind, or an address the customer never had)")
         let pending = r.groups.reduce(0) { $0 + $1.pending }
         let lag = r.groups.reduce(0) { $0 + ($1.lag ?? 1) }
         must(pending, "pending entries after the drain")

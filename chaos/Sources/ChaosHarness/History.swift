@@ -14,9 +14,12 @@ public struct History: Sendable {
         public var key: String
         /// welcome, goodbye, ... or nil when the text matches no kind.
         public var kind: String?
-        public init(key: String, kind: String?) {
+        /// The address it went to (nil: not known, not checked).
+        public var to: String?
+        public init(key: String, kind: String?, to: String? = nil) {
             self.key = key
             self.kind = kind
+            self.to = to
         }
     }
 
@@ -149,7 +152,7 @@ struct HistoryCollector {
         }
         h.openReservations = try await pool.send(ZCARD(RedisArgument(History.openReservationsKey)))
         h.abortedOrderChanges = try await countKeys(matching: "{order}_decision:*", withValue: "aborted")
-        h.mails = try await MailLog(pool: pool).all().map { History.Mail(key: $0.key, kind: $0.kind?.rawValue) }
+        h.mails = try await MailLog(pool: pool).all().map { History.Mail(key: $0.key, kind: $0.kind?.rawValue, to: $0.to) }
         let inspector = GroupInspector(client: pool)
         for sub in WorkerStreams.subscriptions {
             let key = History.key(sub.stream, sub.group)

@@ -122,6 +122,7 @@ public struct RunReport: Codable, Sendable {
             rows.append(("lost effects", "\(c.lostEffects)"))
             rows.append(("duplicate effects", "\(c.duplicateEffects) by key; \(c.excessMails) mails beyond the events"))
             rows.append(("unexpected", "\(c.unexpectedMails) mails, \(c.unexpectedEvents) events"))
+            rows.append(("mails not as implied", "\(c.wrongMails) (another kind, or an address the customer never had)"))
         }
         rows.append(("deliveries", "\(counters["delivered"] ?? 0)"))
         let processed = counters["processed"] ?? 0
