@@ -38,6 +38,11 @@ public final class RedisUpGauge: Sendable {
 
     public init() {}
 
+    /// Says Redis is not usable, without probing (a process still waiting for it).
+    public func markDown() {
+        value.store(0, ordering: .relaxed)
+    }
+
     /// Probes once and keeps the result.
     public func probe(_ client: any RedisClientProtocol) async {
         value.store(await client.probe() == nil ? 1 : 0, ordering: .relaxed)
@@ -104,6 +109,13 @@ public struct WorkerHTTPServer: Service {
     public static func buildRouter(
         client: any RedisClientProtocol, service: String = "worker", redisUp: RedisUpGauge = RedisUpGauge()
     ) -> Router<BasicRequestContext> {
+        buildRouter(redisProblem: { await Health.redisProblem(client) }, service: service, redisUp: redisUp)
+    }
+
+    /// The same routes, `/healthz` answering what `redisProblem` says (nil: ok).
+    public static func buildRouter(
+        redisProblem: @escaping @Sendable () async -> String?, service: String, redisUp: RedisUpGauge
+    ) -> Router<BasicRequestContext> {
         let registry = WorkerMetrics.registry
         let router = Router()
         router.add(middleware: ReadOnlyRoutes(paths: ["/metrics", "/healthz", "/livez"]))
@@ -115,7 +127,7 @@ public struct WorkerHTTPServer: Service {
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                 body: .init(byteBuffer: ByteBuffer(bytes: buffer)))
         }
-        let health: @Sendable () async -> Response = { Health.response(service: service, problem: await Health.redisProblem(client)) }
+        let health: @Sendable () async -> Response = { Health.response(service: service, problem: await redisProblem()) }
         router.get("/metrics") { _, _ in metrics() }
         router.get("/healthz") { _, _ in await health() }
         // HEAD: GET's status and headers without the body (some uptime checkers send it; it was 404).

@@ -77,7 +77,15 @@ struct WorkCommand: AsyncParsableCommand {
         // A pool for one server, a cluster client for a Redis Cluster (told apart once Redis answers).
         let client: any RedisClientProtocol
         do {
-            client = try await RedisReadiness.connect(redisConfiguration, maximumConnections: 16, logger: logger)
+            let connect: @Sendable () async throws -> any RedisClientProtocol = {
+                try await RedisReadiness.connect(redisConfiguration, maximumConnections: 16, logger: logger)
+            }
+            // Meanwhile the metrics port answers: /livez 200, /healthz 503 (a closed port failed
+            // a Kubernetes liveness probe, which restarted the worker while Redis was away).
+            client =
+                metricsPort > 0
+                ? try await WaitingEndpoint.serving(port: metricsPort, host: metricsHost, service: "\(name)-worker", logger: logger, while: connect)
+                : try await connect()
         } catch {
             throw exitFailing(error, logger: logger) { _ in "--metrics-port (0: none)" }
         }

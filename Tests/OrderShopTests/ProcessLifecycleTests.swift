@@ -63,6 +63,42 @@ import Testing
         #expect(!worker.output.contains("worker started"))
     }
 
+    @Test("a worker waiting for Redis answers on its metrics port (/livez 200, /healthz 503, /metrics with redis_up 0), then works once Redis comes")
+    func workerWaitingForRedisAnswersItsProbes() async throws {
+        // The Redis port is held (bound, not listening: refused) until the server starts on it.
+        let (held, redisPort) = try LocalRedisServer.bindLoopbackSocket()
+        let metricsPort = try LocalRedisServer.freePort()
+        let worker = try ordershop([
+            "work", "crm", "--url", "redis://127.0.0.1:\(redisPort)", "--metrics-port", String(metricsPort), "--metrics-host", "127.0.0.1",
+        ])
+        defer { Task { await worker.stop(signal: SIGKILL) } }
+        func get(_ path: String) async -> String {
+            (try? await rawExchange(port: metricsPort, Array("GET \(path) HTTP/1.0\r\n\r\n".utf8), timeout: 10)) ?? "refused"
+        }
+        #expect(await printed(worker, "waiting for Redis"), "\(worker.output)")
+        // Before, the port listened only once Redis answered: a liveness probe found it closed.
+        let live = await eventually { await get("/livez").hasPrefix("HTTP/1.0 200") }
+        let liveAnswer = await get("/livez")
+        #expect(live, "\(liveAnswer) \(worker.output)")
+        let health = await get("/healthz")
+        #expect(health.hasPrefix("HTTP/1.0 503") && health.contains("waiting for Redis"), "\(health)")
+        let metrics = await get("/metrics")
+        #expect(metrics.contains("stream_worker_redis_up 0"), "\(metrics)")
+        var options = LocalRedisServer.Options()
+        options.port = redisPort
+        close(held)
+        try await withRedisServer(options) { _ in
+            #expect(await printed(worker, "worker started"), "\(worker.output)")
+            let healthy = await eventually { await get("/healthz").hasPrefix("HTTP/1.0 200") }
+            let healthAnswer = await get("/healthz")
+            #expect(healthy, "\(healthAnswer)")
+            worker.signal(SIGTERM)
+            #expect(await worker.waitForExit(timeout: .seconds(60)) == 0, "\(worker.output)")
+        }
+        // The waiting endpoint was stopped gracefully, not cancelled (Hummingbird logs that as an error).
+        #expect(!worker.output.contains("CancellationError"), "\(worker.output)")
+    }
+
     @Test("a worker whose Redis refuses the password exits non-zero, says why, and never logs the password")
     func workerWithWrongPasswordExits() async throws {
         var options = LocalRedisServer.Options()

@@ -1,0 +1,75 @@
+import Hummingbird
+import Logging
+import ServiceLifecycle
+import Synchronization
+import WorkerMetricsHTTP
+
+/// A worker's metrics endpoint while the process waits for Redis, before it has a client to
+/// build its worker and its real endpoint (``WorkerHTTPServer``) with: `/livez` answers 200,
+/// `/healthz` 503 ("waiting for Redis"), `/metrics` what there is, with `stream_worker_redis_up 0`.
+///
+/// Why: the port listened only once Redis answered, so a worker started while Redis was away
+/// (a Kubernetes rollout beside a Redis loading its data, a managed Redis in maintenance) failed
+/// its liveness probe on a closed port and was restarted every ~70 s (`deploy/k8s`: 10 s delay,
+/// 6 failures 10 s apart), then held in CrashLoopBackOff for up to 5 minutes after Redis came
+/// back; the manifests' comment said a Redis outage never restarts workers.
+public enum WaitingEndpoint {
+    private enum Phase { case grace, serving, ended }
+    private final class PhaseBox: Sendable {
+        let state = Mutex(Phase.grace)
+    }
+
+    /// How long the wait may take before the endpoint listens: a Redis that answers at once
+    /// starts no second server on the port (and logs no second "listening").
+    public static let grace: Duration = .seconds(1)
+
+    /// Runs `body` (the wait for Redis); if it takes longer than ``grace``, serves the waiting
+    /// endpoint at `host:port` until it ends, and returns once the port is closed again (the
+    /// real endpoint binds it next). A port that cannot be bound ends the wait with that error.
+    public static func serving<T: Sendable>(
+        port: Int, host: String, service: String, logger: Logger, limits: HTTPServerLimits = .monitoring,
+        while body: @escaping @Sendable () async throws -> T
+    ) async throws -> T {
+        let redisUp = RedisUpGauge()
+        redisUp.markDown()
+        let router = WorkerHTTPServer.buildRouter(
+            redisProblem: { "waiting for Redis: the worker starts once it answers" }, service: service, redisUp: redisUp)
+        // A port it cannot bind ends the wait as the real endpoint's would (``ListenFailure``).
+        let listener = HTTPListener(.metrics, host: host, port: port) { onRunning in
+            Application(
+                router: router, server: .http1KeepingConnectionRules(limits: limits),
+                configuration: limits.applicationConfiguration(address: .hostname(host, port: port)),
+                onServerRunning: { await onRunning($0.localAddress?.port ?? port) }, logger: logger)
+        }
+        // Stopped by a graceful shutdown, not by cancellation (which Hummingbird logs as an
+        // error); only its grace period is cancelled.
+        let server = ServiceGroup(services: [listener], gracefulShutdownSignals: [], cancellationSignals: [], logger: logger)
+        let phase = PhaseBox()
+        return try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask { try await body() }
+            group.addTask {
+                do { try await Task.sleep(for: grace) } catch { return nil }
+                let serves = phase.state.withLock { current in
+                    guard current == .grace else { return false }
+                    current = .serving
+                    return true
+                }
+                if serves { try await server.run() }
+                return nil
+            }
+            // The wait's result ends the endpoint, and this returns once its port is closed
+            // (the real endpoint binds it next); a failure of either ends the group with it.
+            while let result = try await group.next() {
+                guard let value = result else { continue }
+                let serving = phase.state.withLock { current in
+                    defer { current = .ended }
+                    return current == .serving
+                }
+                if serving { await server.triggerGracefulShutdown() } else { group.cancelAll() }
+                try await group.waitForAll()
+                return value
+            }
+            throw CancellationError()
+        }
+    }
+}
