@@ -69,6 +69,10 @@ extension ShopIntegration {
                     expectError(extraInBatch, 400, field: "phone", "POST \(route) batch with an unknown field")
                     #expect(extraInBatch.errorMessage?.contains("item 1") == true, "\(extraInBatch)")
                     #expect(try await g.count("/\(route.type.plural)") == countBefore)
+                    // `field` is the key as sent (JSON escapes it), so a client can match it.
+                    var odd = valid
+                    odd["a\\b\n"] = 1
+                    expectError(try await g.post(route.path, .object(odd)), 400, field: "a\\b\n", "POST \(route) with an odd unknown field")
                     for field in route.required {
                         var missing = valid
                         missing[field] = nil
@@ -108,6 +112,7 @@ extension ShopIntegration {
                     expectError(try await g.put("/\(type)/no-such-id", valid), 404, "PUT unknown \(type)")
                     expectError(try await g.delete("/\(type)/no-such-id"), 404, "DELETE unknown \(type)")
                     expectError(try await g.put("/\(type)/\(live)", valid.merging(["id": "another-id"])), 400, field: "id", "PUT \(type) other id")
+                    expectError(try await g.put("/\(type)/\(live)", valid.merging(["id": .null])), 400, field: "id", "PUT \(type) null id")
                     let before = try await g.get("/\(type)/\(live)").json
                     let unknown = try await g.put("/\(type)/\(live)", valid.merging(["id": .string(live), "Email": "x@y.z"]))
                     expectError(unknown, 400, field: "Email", "PUT \(type) with an unknown field")

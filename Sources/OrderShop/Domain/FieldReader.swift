@@ -136,15 +136,19 @@ public struct FieldReader: Sendable {
     /// answered 200 and never stored), so it is refused instead, naming what the object may hold.
     public func refuseUnknown(_ known: [String], in what: String) throws(ShopError) {
         guard let unknown = object.keys.filter({ !known.contains($0) }).min() else { return }
-        // Named as sent, cut to 64 characters and escaped (it is the client's text).
+        // The message shows it escaped, cut to 64 characters; `field` holds it as sent (the
+        // JSON answer escapes it), cut the same, so that a client can match it to its key.
         let name = LogText.escaped(unknown, limit: 64)
-        throw ShopError.badRequest("unknown field '\(name)'\(suffix); \(what) has the fields \(known.joined(separator: ", "))", field: name)
+        let field = unknown.count > 64 ? String(unknown.prefix(64)) + "…" : unknown
+        throw ShopError.badRequest("unknown field '\(name)'\(suffix); \(what) has the fields \(known.joined(separator: ", "))", field: field)
     }
 
     /// On PUT, an `id` in the body (the original client sends the whole entity back) must be the
     /// id of the path.
     public func checkID(matches id: String) throws(ShopError) {
-        guard let v = object["id"], v != .null else { return }
+        guard let v = object["id"] else { return }
+        // Null is refused as for any field (a trial: `"id": null` was answered 200).
+        guard v != .null else { throw ShopError.badRequest("field 'id' is null; leave it out, or give the id of the path", field: "id") }
         guard case .string(let s) = v, s == id else {
             throw ShopError.badRequest("field 'id' in the body does not match the id in the path", field: "id")
         }
