@@ -118,52 +118,61 @@ import Testing
         }
     }
 
-    /// A plain-text client on a TLS port fails; nothing is ever exchanged in plain text. The
-    /// reset before any reply is told from a restarting server by a TLS handshake at the port:
-    /// the error is then no transient one (a process starting with `redis://` at a TLS port
-    /// waited for ever, saying only "if it is a TLS port, use rediss://"), with or without a
-    /// password, and with a server that wants a client certificate we do not have, over TLS 1.3
-    /// (it refuses after the handshake) or only TLS 1.2 (it refuses in it, after its certificate).
+    /// A plain-text client on a TLS port fails; nothing is ever exchanged in plain text, and the
+    /// error says to use rediss:// (as the TLS port's verdict, or, in a process that has had a
+    /// plain-text answer already, as the hint of a drop before any reply), with or without a
+    /// password (then the handshake's AUTH is what fails).
+    @Test func plainClientOnTLSPort() async throws {
+        let certs = try await TestCertificates.shared()
+        try await withRedisServer(.with { $0.tls = certs.serverTLS() }) { server in
+            var config = RedisConfiguration(endpoint: .tcp(host: "127.0.0.1", port: server.port))
+            config.reconnect.retryWindow = .zero
+            for password in [nil, "secret"] as [String?] {
+                config.authentication = password.map { .init(password: $0) }
+                let error = await #expect(throws: RedisError.self) { try await RedisConnection(configuration: config).send(PING()) }
+                #expect(error?.closesConnection == true)
+                #expect(error?.message.contains("use rediss://") == true, "\(String(describing: error))")
+            }
+        }
+    }
+
+    /// The probe behind the verdict: a TLS handshake completes, or ends in a TLS refusal, at a TLS
+    /// port, also one that wants a client certificate we do not have, over TLS 1.3 (it refuses
+    /// after the handshake) or only TLS 1.2 (it refuses in it, after its own certificate, which
+    /// fails verification: the probe said "not TLS" there before a review); it fails at a plain
+    /// redis-server and at a server that drops the connection.
     @Test(arguments: [(false, false), (true, false), (true, true)])
-    func plainClientOnTLSPort(serverWantsClientCertificate: Bool, onlyTLS12: Bool) async throws {
+    func theProbeTellsATLSPort(serverWantsClientCertificate: Bool, onlyTLS12: Bool) async throws {
         let certs = try await TestCertificates.shared()
         var tls = certs.serverTLS()
         tls.requireClientCertificates = serverWantsClientCertificate
         try await withRedisServer(.with { $0.tls = tls; $0.extraArguments = onlyTLS12 ? ["--tls-protocols", "TLSv1.2"] : [] }) { server in
-            var config = RedisConfiguration(endpoint: .tcp(host: "127.0.0.1", port: server.port))
-            config.reconnect.retryWindow = .zero
-            let plain = try RedisConnection(configuration: config)
-            let error = await #expect(throws: RedisError.self) { try await plain.send(PING()) }
-            #expect(error?.closesConnection == true)
-            #expect(error?.code == .protocolError, "\(String(describing: error))")
-            #expect(error?.isTransient == false, "\(String(describing: error))")
-            #expect(error?.message.contains("answers in TLS: use rediss://") == true, "\(String(describing: error))")
-            #expect(error?.message.contains("no command ran") == true, "\(String(describing: error))")
-
-            // With a password the handshake's AUTH is what fails: it is never answered in plain text.
-            config.authentication = .init(password: "secret")
-            let withAuth = try RedisConnection(configuration: config)
-            let authError = await #expect(throws: RedisError.self) { try await withAuth.send(PING()) }
-            #expect(authError?.code == .protocolError, "\(String(describing: authError))")
-            #expect(authError?.message.contains("answers in TLS: use rediss://") == true, "\(String(describing: authError))")
+            #expect(TLSPortProbe.speaksTLS(host: "127.0.0.1", port: server.port))
         }
+        try await withRedisServer { server in #expect(!TLSPortProbe.speaksTLS(host: "127.0.0.1", port: server.port)) }
+        let dropping = try NotRedisServer(answer: "")
+        defer { dropping.stop() }
+        #expect(!TLSPortProbe.speaksTLS(host: "127.0.0.1", port: dropping.port))
     }
 
-    /// A port that has answered in RESP is never called a TLS port afterwards: some take both
-    /// (ElastiCache's "preferred" in-transit encryption, a proxy routing on the ClientHello), and a
-    /// drop there during a failover is the transient failure it seems. Here the TLS port is taken
-    /// for one that answered in RESP before: the drop stays what it was without the probe.
-    @Test func aPortThatAnsweredInRESPIsNeverCalledATLSPort() async throws {
+    /// A process given `redis://` for a TLS port ends at once, saying to use rediss://, with or
+    /// without a password: a worker waited for ever (its start-up wait retries what is
+    /// transient), saying only "if it is a TLS port, use rediss://". Child processes: the verdict
+    /// is given only in a process that no server has answered in plain text yet.
+    @Test func aProcessStartedWithRedisURLAtATLSPortExitsSayingSo() async throws {
         let certs = try await TestCertificates.shared()
-        try await withRedisServer(.with { $0.tls = certs.serverTLS() }) { server in
-            let endpoint = RedisConfiguration.Endpoint.tcp(host: "127.0.0.1", port: server.port)
-            TLSPortProbe.noteRESPAnswer(from: endpoint)
-            var config = RedisConfiguration(endpoint: endpoint)
-            config.reconnect.retryWindow = .zero
-            config.authentication = .init(password: "secret")
-            let error = await #expect(throws: RedisError.self) { try await RedisConnection(configuration: config).send(PING()) }
-            #expect(error?.code == .connectionClosed, "\(String(describing: error))")
-            #expect(error?.isTransient == true, "\(String(describing: error))")
+        try await withRedisServer(.with { $0.tls = certs.serverTLS(requireClientCertificates: true) }) { server in
+            for (arguments, url) in [
+                (["ping"], "redis://127.0.0.1:\(server.port)"),
+                (["work", "crm", "--metrics-port", "0"], "redis://:secret@127.0.0.1:\(server.port)"),
+            ] {
+                let child = try ChildProcess(try builtProduct("ordershop"), arguments + ["--url", url])
+                let status = await child.waitForExit(timeout: .seconds(60))
+                await child.stop(signal: SIGKILL)
+                #expect(status != nil && status != 0, "\(arguments): status \(String(describing: status)): \(child.output)")
+                #expect(child.output.contains("answers in TLS: use rediss://"), "\(arguments): \(child.output)")
+                #expect(!child.output.contains("secret"), "\(child.output)")
+            }
         }
     }
 

@@ -196,7 +196,7 @@ final class ConnectionCore {
                     replies.append(reply)
                     if !answered {
                         answered = true
-                        TLSPortProbe.noteRESPAnswer(from: configuration.endpoint)
+                        if tlsContext == nil { TLSPortProbe.notePlainTextAnswer() }
                     }
                     continue
                 }
@@ -227,13 +227,14 @@ final class ConnectionCore {
             return RedisError(
                 .protocolError, "the server at \(configuration.endpoint) does not answer in RESP: \(hint); no command ran (\(error.message))", underlying: error)
         }
-        if error.code == .connectionClosed, !answered, written > 0, tlsContext == nil, !interrupter.isInterrupted,
-            case .tcp(let host, let port) = configuration.endpoint, !TLSPortProbe.answeredInRESP(configuration.endpoint),
-            TLSPortProbe.speaksTLS(host: host, port: port)
+        if error.code == .connectionClosed, !answered, written > 0, tlsContext == nil, !interrupter.isInterrupted, TLSPortProbe.mayJudge,
+            case .tcp(let host, let port) = configuration.endpoint, TLSPortProbe.speaksTLS(host: host, port: port),
+            !interrupter.isInterrupted
         {
-            // Dropped before any reply by an endpoint that never answered in RESP, and a TLS
-            // handshake there succeeds: a TLS port, which read our command as a broken
-            // ClientHello. Not transient: retrying waited for ever.
+            // Dropped before any reply, no server has answered this process in plain text yet,
+            // and a TLS handshake there succeeds: a TLS port, which read our command as a broken
+            // ClientHello. Not transient: retrying waited for ever. (Cancelled meanwhile: the
+            // cancellation is what the caller learns.)
             return RedisError(
                 .protocolError,
                 "the server at \(configuration.endpoint) answers in TLS: use rediss://; it dropped the plain-text connection before any reply, so no command ran",

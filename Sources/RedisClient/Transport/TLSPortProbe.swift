@@ -7,23 +7,22 @@ import Synchronization
 /// process waited for ever with a hint ("if it is a TLS port, use rediss://") where it should
 /// stop: no retry fixes a wrong scheme. One TLS handshake on a fresh connection settles it.
 ///
-/// Only for an endpoint that never answered this process in RESP: some ports take both (ElastiCache
-/// in-transit encryption "preferred", a proxy that routes on the ClientHello), and a failover's
-/// drop there must stay the transient failure it is.
+/// Only while no server has answered this process in RESP over plain text: some ports take both
+/// (ElastiCache in-transit encryption "preferred", a proxy that routes on the ClientHello), and
+/// a failover's drop there must stay the transient failure it is. Per process, not per endpoint:
+/// a cluster's promoted replica, or a node first reached after a slot moved, is a new endpoint
+/// of the same deployment (a review).
 enum TLSPortProbe {
-    /// Endpoints (`host:port`) that have answered a plain-text connection in RESP.
-    private static let answeredRESP = Mutex<Set<String>>([])
+    /// Whether a server has answered a plain-text connection of this process in RESP.
+    private static let answeredInPlainText = Atomic<Bool>(false)
 
-    /// Called once per connection, at its first reply.
-    static func noteRESPAnswer(from endpoint: RedisConfiguration.Endpoint) {
-        let name = "\(endpoint)"
-        answeredRESP.withLock { _ = $0.insert(name) }
+    /// Called at a plain-text connection's first reply.
+    static func notePlainTextAnswer() {
+        answeredInPlainText.store(true, ordering: .relaxed)
     }
 
-    static func answeredInRESP(_ endpoint: RedisConfiguration.Endpoint) -> Bool {
-        let name = "\(endpoint)"
-        return answeredRESP.withLock { $0.contains(name) }
-    }
+    /// Whether the verdict may still be given.
+    static var mayJudge: Bool { !answeredInPlainText.load(ordering: .relaxed) }
 
     /// How long the probe may take (connect and handshake): a local TLS handshake takes a few
     /// milliseconds; a server that is not TLS answers garbage or nothing, and then it is not.
