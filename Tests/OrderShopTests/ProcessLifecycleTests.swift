@@ -63,18 +63,27 @@ import Testing
         #expect(!worker.output.contains("worker started"))
     }
 
-    @Test("a worker waiting for Redis answers on its metrics port (/livez 200, /healthz 503, /metrics with redis_up 0), then works once Redis comes")
-    func workerWaitingForRedisAnswersItsProbes() async throws {
-        // The Redis port is held (bound, not listening: refused) until the server starts on it.
+    /// A crm worker started for a Redis port that is held (bound, not listening: refused) until
+    /// the test closes `held` and starts a server there, with its metrics port on loopback.
+    func workerWaitingForRedis(credentials: String) throws -> (worker: ChildProcess, held: Int32, redisPort: Int, metricsPort: Int) {
         let (held, redisPort) = try LocalRedisServer.bindLoopbackSocket()
         let metricsPort = try LocalRedisServer.freePort()
         let worker = try ordershop([
-            "work", "crm", "--url", "redis://127.0.0.1:\(redisPort)", "--metrics-port", String(metricsPort), "--metrics-host", "127.0.0.1",
+            "work", "crm", "--url", "redis://\(credentials)127.0.0.1:\(redisPort)", "--metrics-port", String(metricsPort), "--metrics-host", "127.0.0.1",
         ])
+        return (worker, held, redisPort, metricsPort)
+    }
+
+    /// An HTTP/1.0 GET of a metrics port's path: the whole answer, or "refused".
+    func metricsGET(_ port: Int, _ path: String) async -> String {
+        (try? await rawExchange(port: port, Array("GET \(path) HTTP/1.0\r\n\r\n".utf8), timeout: 10)) ?? "refused"
+    }
+
+    @Test("a worker waiting for Redis answers on its metrics port (/livez 200, /healthz 503, /metrics with redis_up 0), then works once Redis comes")
+    func workerWaitingForRedisAnswersItsProbes() async throws {
+        let (worker, held, redisPort, metricsPort) = try workerWaitingForRedis(credentials: "")
         defer { Task { await worker.stop(signal: SIGKILL) } }
-        func get(_ path: String) async -> String {
-            (try? await rawExchange(port: metricsPort, Array("GET \(path) HTTP/1.0\r\n\r\n".utf8), timeout: 10)) ?? "refused"
-        }
+        func get(_ path: String) async -> String { await metricsGET(metricsPort, path) }
         #expect(await printed(worker, "waiting for Redis"), "\(worker.output)")
         // Before, the port listened only once Redis answered: a liveness probe found it closed.
         let live = await eventually { await get("/livez").hasPrefix("HTTP/1.0 200") }
@@ -97,6 +106,26 @@ import Testing
         }
         // The waiting endpoint was stopped gracefully, not cancelled (Hummingbird logs that as an error).
         #expect(!worker.output.contains("CancellationError"), "\(worker.output)")
+    }
+
+    @Test("a worker waiting for Redis with its metrics port open exits in one line when Redis comes and refuses its password")
+    func workerWaitingForRedisThenRefusedExits() async throws {
+        let (worker, held, redisPort, metricsPort) = try workerWaitingForRedis(credentials: ":guessed-secret@")
+        defer { Task { await worker.stop(signal: SIGKILL) } }
+        let listening = await eventually { await metricsGET(metricsPort, "/livez").hasPrefix("HTTP/1.0 200") }
+        #expect(listening, "\(worker.output)")
+        var options = LocalRedisServer.Options()
+        options.port = redisPort
+        options.password = "the-right-one"
+        close(held)
+        try await withRedisServer(options) { _ in
+            let status = await worker.waitForExit(timeout: .seconds(60))
+            #expect(status != nil && status != 0, "status \(String(describing: status)): \(worker.output)")
+        }
+        #expect(lines(worker.output, containing: "WRONGPASS").count == 1, "\(worker.output)")
+        // The waiting endpoint was shut down gracefully on the way out, not cancelled.
+        #expect(!worker.output.contains("CancellationError"), "\(worker.output)")
+        #expect(!worker.output.contains("guessed-secret"), "\(worker.output)")
     }
 
     @Test("a worker whose Redis refuses the password exits non-zero, says why, and never logs the password")

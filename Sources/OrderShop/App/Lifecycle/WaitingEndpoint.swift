@@ -45,8 +45,12 @@ public enum WaitingEndpoint {
         // error); only its grace period is cancelled.
         let server = ServiceGroup(services: [listener], gracefulShutdownSignals: [], cancellationSignals: [], logger: logger)
         let phase = PhaseBox()
-        return try await withThrowingTaskGroup(of: T?.self) { group in
-            group.addTask { try await body() }
+        // The wait's outcome comes as a value, so that only the endpoint's own failure (a port it
+        // cannot bind) throws from the group.
+        return try await withThrowingTaskGroup(of: Result<T, any Error>?.self) { group in
+            group.addTask {
+                do { return .success(try await body()) } catch { return .failure(error) }
+            }
             group.addTask {
                 do { try await Task.sleep(for: grace) } catch { return nil }
                 let serves = phase.state.withLock { current in
@@ -57,17 +61,17 @@ public enum WaitingEndpoint {
                 if serves { try await server.run() }
                 return nil
             }
-            // The wait's result ends the endpoint, and this returns once its port is closed
-            // (the real endpoint binds it next); a failure of either ends the group with it.
-            while let result = try await group.next() {
-                guard let value = result else { continue }
+            // The wait's end (a client, or a failure such as a refused password) ends the
+            // endpoint, and this returns once its port is closed (the real endpoint binds it next).
+            while let outcome = try await group.next() {
+                guard let outcome else { continue }
                 let serving = phase.state.withLock { current in
                     defer { current = .ended }
                     return current == .serving
                 }
                 if serving { await server.triggerGracefulShutdown() } else { group.cancelAll() }
-                try await group.waitForAll()
-                return value
+                try? await group.waitForAll()
+                return try outcome.get()
             }
             throw CancellationError()
         }
