@@ -195,6 +195,22 @@ struct CheckerTests {
         #expect(r.violations == [], "\(r.violations)")
     }
 
+    @Test("an order's mail may go to the address of a customer update a failover lost after a worker read it (answered 503, no event)")
+    func addressOfALostUpdate() {
+        var s = ShopHistory()
+        var update = CommandRecord(
+            trace: "t7", action: "updated", type: "customer", ids: ["c1"], status: 503, outcome: .unknown,
+            error: "may have been applied", started: 0, finished: 0)
+        update.email = "c1-lost@shop.test"
+        s.h.records.append(update)
+        let i = s.h.mails.firstIndex { $0.key == "crm:e-t4" }!
+        s.h.mails[i].to = "c1-lost@shop.test"
+        #expect(Checker.check(s.h).wrongMails == 0)
+        // Not an address another customer's update asked for.
+        s.h.records[s.h.records.count - 1].ids = ["c2"]
+        #expect(Checker.check(s.h).wrongMails == 1)
+    }
+
     @Test("a publisher's retry is the same event: applied once it passes, applied twice it fails")
     func publisherDuplicate() {
         var s = ShopHistory()

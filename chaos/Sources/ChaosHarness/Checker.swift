@@ -179,7 +179,7 @@ public enum Checker {
 
         // 2. The runtime's own effects: every (event, group) applied exactly once by the settle.
         var expected: Set<String> = []
-        let mailContent = ImpliedMails(entries)
+        let mailContent = ImpliedMails(entries, records: h.records)
         var implied: [String: ImpliedMails.Implied] = [:]
         for sub in WorkerStreams.subscriptions {
             var events: Set<String> = []

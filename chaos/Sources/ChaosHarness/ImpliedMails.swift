@@ -20,8 +20,15 @@ struct ImpliedMails {
     private var orderCustomers: [String: Set<String>] = [:]
 
     /// Learns the addresses and the orders' customers from every entity event of the history
-    /// (injected entries included: what a read model may have folded in, a reader may have read).
-    init(_ entries: [String: [StreamEntry]]) {
+    /// (injected entries included: what a read model may have folded in, a reader may have read),
+    /// and the addresses of every customer update sent, whatever its outcome: on a cluster a
+    /// worker reads the customer without waiting for replicas, so it may mail an address whose
+    /// update a failover lost after the worker read it (a review).
+    init(_ entries: [String: [StreamEntry]], records: [CommandRecord] = []) {
+        for record in records where record.type == EntityType.customer.rawValue {
+            guard let email = record.email, let id = record.ids.first else { continue }
+            customerEmails[id, default: []].insert(email)
+        }
         for action in EventAction.allCases {
             for e in entries[EntityType.customer.stream(action)] ?? [] {
                 guard let id = e.string("entity_id"), let email = Self.entity(e)?["email"]?.stringValue else { continue }

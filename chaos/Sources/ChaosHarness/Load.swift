@@ -32,6 +32,10 @@ public struct CommandRecord: Codable, Sendable {
     /// number of entities its body makes. However often it is retried, the trace's events may
     /// make no more entities than this. nil: no key.
     public var keyedItems: Int? = nil
+    /// A customer update's new address, whatever its outcome: a worker may read it from the
+    /// read model before a failover loses the update (answered 503 "may have been applied"), and
+    /// mail to it (``ImpliedMails``).
+    public var email: String? = nil
 }
 
 /// What the load knows to exist (from commands answered 200), to pick sensible targets.
@@ -175,9 +179,10 @@ public final class LoadGenerator: Sendable {
     private func updateCustomer(rng: inout SplitMix64) async {
         guard let id = await model.pickCustomer(rng.next()) else { return }
         let tag = String(rng.next() % 1_000_000_000, radix: 36)
+        let email = "r\(tag)@example.org"
         _ = await send(
-            .PUT, "/customer/\(id)", body: ["id": .string(id), "name": .string("Renamed \(tag)"), "email": .string("r\(tag)@example.org")],
-            action: "updated", type: "customer", ids: [id])
+            .PUT, "/customer/\(id)", body: ["id": .string(id), "name": .string("Renamed \(tag)"), "email": .string(email)],
+            action: "updated", type: "customer", ids: [id], email: email)
     }
 
     private func updateProduct(rng: inout SplitMix64) async {
@@ -222,7 +227,7 @@ public final class LoadGenerator: Sendable {
     /// `dropAnswer`, a 2xx answer is recorded as a lost one (``LoadGenerator/droppedAnswer``).
     func send(
         _ method: HTTPMethod, _ path: String, body: JSONValue?, action: String, type: String, ids: [String], trace given: String? = nil,
-        idempotencyKey: String? = nil, keyedItems: Int? = nil, dropAnswer: Bool = false
+        idempotencyKey: String? = nil, keyedItems: Int? = nil, dropAnswer: Bool = false, email: String? = nil
     ) async -> CommandRecord {
         let trace = given ?? Self.newTrace()
         var request = HTTPClientRequest(url: gateway + path)
@@ -236,7 +241,7 @@ public final class LoadGenerator: Sendable {
         let started = clock.elapsed
         var record = CommandRecord(
             trace: trace, action: action, type: type, ids: ids, status: nil, outcome: .unknown, error: nil, started: started, finished: started,
-            keyedItems: keyedItems)
+            keyedItems: keyedItems, email: email)
         do {
             let response = try await http.execute(request, timeout: timeout)
             let bytes = try await response.body.collect(upTo: 16 << 20)
