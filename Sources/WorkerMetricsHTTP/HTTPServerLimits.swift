@@ -43,12 +43,23 @@ public struct HTTPServerLimits: Sendable {
     /// Small, so that a flood there cannot take the descriptors the shop's own servers need.
     public static let monitoring = HTTPServerLimits(maximumConnections: 128)
 
-    /// A sixteenth of the descriptors the process may open beyond 1,024 kept for Redis, the HTTP
-    /// clients and files (`ordershop up` runs eleven servers in one process), at least 256 and
-    /// at most 16,384: 1,186 with this machine's limit of 20,000.
-    /// The `ordershop` executable raises its soft limit to the hard one first (``DescriptorLimit``).
+    /// ``maximumConnections(forDescriptorLimit:)`` of the process's soft limit (256 when it
+    /// cannot be read). The `ordershop` executable raises its soft limit to the hard one first
+    /// (``DescriptorLimit``).
     public static var defaultMaximumConnections: Int {
         guard let soft = DescriptorLimit.current?.soft else { return 256 }
-        return min(16_384, max(256, (soft - 1_024) / 16))
+        return maximumConnections(forDescriptorLimit: soft)
+    }
+
+    /// A sixteenth of the descriptors the process may open beyond those kept for Redis, the HTTP
+    /// clients and files (a quarter of the limit, at most 1,024), at least 16 and at most 16,384:
+    /// 1,186 with a limit of 20,000, 48 with 1,024. `ordershop up` runs eleven servers in one
+    /// process, so together they stay under the limit down to about 400 descriptors. Before, the
+    /// floor was 256: at a limit of 1,024 the servers could accept 2,816 connections, and a
+    /// flood of idle ones ran the process out of descriptors (100 % CPU in a failing accept
+    /// loop, `/livez` unanswered; a user-style trial at 100).
+    public static func maximumConnections(forDescriptorLimit soft: Int) -> Int {
+        let kept = min(1_024, soft / 4)
+        return min(16_384, max(16, (soft - kept) / 16))
     }
 }

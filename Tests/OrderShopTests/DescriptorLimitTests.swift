@@ -31,6 +31,20 @@ import WorkerMetricsHTTP
         (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
+    /// `ordershop up`'s eleven servers together accept fewer connections than the process may
+    /// open, beside what is kept for Redis and the clients, from about 400 descriptors up: with
+    /// the old floor of 256 per server, 2,816 at a limit of 1,024.
+    @Test(arguments: [400, 1_024, 4_096, 20_000, 65_536, 1_048_576])
+    func theServersTogetherStayUnderTheLimit(limit: Int) {
+        let each = HTTPServerLimits.maximumConnections(forDescriptorLimit: limit)
+        #expect(each * 11 + min(1_024, limit / 4) <= limit, "\(each) per server at a limit of \(limit)")
+        #expect(each >= 16 && each <= 16_384)
+    }
+
+    @Test func aLargeLimitKeepsItsCeiling() {
+        #expect(HTTPServerLimits.maximumConnections(forDescriptorLimit: 20_000) == 1_186)
+    }
+
     /// The soft "Max open files" of a process, from `/proc/<pid>/limits`.
     static func softLimit(of pid: Int32) -> Int? {
         guard let text = try? String(contentsOfFile: "/proc/\(pid)/limits", encoding: .utf8) else { return nil }
