@@ -10,11 +10,12 @@ import Darwin
 ///
 /// Why raise it: most shells start programs with a soft limit of 1,024 and a much larger hard
 /// limit (systemd's default hard limit is 524,288). At 1,024, `ordershop up`'s eleven servers
-/// with their floor of 256 connections each (``HTTPServerLimits/defaultMaximumConnections``)
-/// could take more descriptors than the process may open, and a process that runs out of them
-/// stops (libdispatch, unable to open one, ends it with signal 4). Servers raise the soft limit
-/// to the hard one at start, as Go's runtime and nginx's `worker_rlimit_nofile` do; only a
-/// privileged process could go past the hard limit, and none is asked to.
+/// accept 48 connections each (``HTTPServerLimits/maximumConnections(forDescriptorLimit:)``,
+/// which keeps them under the limit; with the floor of 256 they had, they could take more
+/// descriptors than the process may open, and a process that runs out of them stops or spins):
+/// the machine allows far more. The `ordershop` executable raises the soft limit to the hard one
+/// at start, as Go's runtime and nginx's `worker_rlimit_nofile` do; only a privileged process
+/// could go past the hard limit, and none is asked to.
 public enum DescriptorLimit {
     #if canImport(Glibc)
     private static let resource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
