@@ -176,6 +176,27 @@ import Testing
         }
     }
 
+    /// Once a server has answered this process in plain text, no port is called a TLS port: some
+    /// take both (ElastiCache's "preferred" in-transit encryption, a proxy routing on the
+    /// ClientHello), and a drop there during a failover is the transient failure it seems. (The
+    /// flag only ever goes from false to true: the order of tests cannot matter.)
+    @Test func noPortIsCalledATLSPortOnceAServerAnsweredInPlainText() async throws {
+        try await withRedisServer { plain in
+            let connection = try RedisConnection(configuration: RedisConfiguration(endpoint: .tcp(host: "127.0.0.1", port: plain.port)))
+            _ = try await connection.send(PING())
+        }
+        #expect(!TLSPortProbe.mayJudge)
+        let certs = try await TestCertificates.shared()
+        try await withRedisServer(.with { $0.tls = certs.serverTLS() }) { server in
+            var config = RedisConfiguration(endpoint: .tcp(host: "127.0.0.1", port: server.port))
+            config.reconnect.retryWindow = .zero
+            config.authentication = .init(password: "secret")
+            let error = await #expect(throws: RedisError.self) { try await RedisConnection(configuration: config).send(PING()) }
+            #expect(error?.code == .connectionClosed, "\(String(describing: error))")
+            #expect(error?.isTransient == true, "\(String(describing: error))")
+        }
+    }
+
     /// A server that drops the connection before any reply and speaks no TLS either (one going
     /// away, say) is not called a TLS port: in the handshake (with a password) the failure stays
     /// transient, retried as before; a command's stays "outcome unknown". Both keep the hint.
