@@ -10,7 +10,7 @@ import Darwin
 ///
 /// Why raise it: most shells start programs with a soft limit of 1,024 and a much larger hard
 /// limit (systemd's default hard limit is 524,288). At 1,024, `ordershop up`'s eleven servers
-/// accept 48 connections each (``HTTPServerLimits/maximumConnections(forDescriptorLimit:)``,
+/// accept 64 connections each (``HTTPServerLimits/maximumConnections(forDescriptorLimit:)``,
 /// which keeps them under the limit; with the floor of 256 they had, they could take more
 /// descriptors than the process may open, and a process that runs out of them stops or spins):
 /// the machine allows far more. The `ordershop` executable raises the soft limit to the hard one
@@ -40,7 +40,12 @@ public enum DescriptorLimit {
         let before = Int(clamping: min(limit.rlim_cur, 1 << 30))
         guard limit.rlim_cur < limit.rlim_max else { return (before, before) }
         limit.rlim_cur = limit.rlim_max
-        guard setrlimit(resource, &limit) == 0 else { return (before, before) }
+        if setrlimit(resource, &limit) != 0 {
+            // macOS refuses a soft limit above OPEN_MAX (10,240) when the hard one is unlimited,
+            // as launchd's is (Go's runtime caps it the same way).
+            limit.rlim_cur = min(limit.rlim_max, 10_240)
+            guard limit.rlim_cur > rlim_t(before), setrlimit(resource, &limit) == 0 else { return (before, before) }
+        }
         return (before, current?.soft ?? before)
     }
 }

@@ -52,14 +52,16 @@ public struct HTTPServerLimits: Sendable {
     }
 
     /// A sixteenth of the descriptors the process may open beyond those kept for Redis, the HTTP
-    /// clients and files (a quarter of the limit, at most 1,024), at least 16 and at most 16,384:
-    /// 1,186 with a limit of 20,000, 48 with 1,024. `ordershop up` runs eleven servers in one
-    /// process, so together they stay under the limit down to about 400 descriptors. Before, the
-    /// floor was 256: at a limit of 1,024 the servers could accept 2,816 connections, and a
-    /// flood of idle ones ran the process out of descriptors (100 % CPU in a failing accept
-    /// loop, `/livez` unanswered; a user-style trial at 100).
+    /// clients and files (a quarter of the limit, at most 1,024), at most 16,384, and at least 64
+    /// (the shop's HTTP clients keep up to 64 connections to each service: a ceiling below it
+    /// would leave theirs waiting unaccepted) from a limit of 1,024 up, 16 below: 1,186 with a
+    /// limit of 20,000, 64 with 1,024. `ordershop up`'s servers (eight listeners; counted as
+    /// eleven here) stay under the limit together down to about 400 descriptors. Before, the
+    /// floor was 256: at a limit of 1,024 they could accept 2,816 connections, and a flood of idle
+    /// ones ran the process out of descriptors (100 % CPU in a failing accept loop, `/livez`
+    /// unanswered; a user-style trial at 100).
     public static func maximumConnections(forDescriptorLimit soft: Int) -> Int {
         let kept = min(1_024, soft / 4)
-        return min(16_384, max(16, (soft - kept) / 16))
+        return min(16_384, max(soft >= 1_024 ? 64 : 16, (soft - kept) / 16))
     }
 }
