@@ -206,7 +206,11 @@ struct CheckerTests {
         let i = s.h.mails.firstIndex { $0.key == "crm:e-t4" }!
         s.h.mails[i].to = "c1-lost@shop.test"
         #expect(Checker.check(s.h).wrongMails == 0)
+        // Not one a refused update asked for (it changed nothing).
+        s.h.records[s.h.records.count - 1].outcome = .failed
+        #expect(Checker.check(s.h).wrongMails == 1)
         // Not an address another customer's update asked for.
+        s.h.records[s.h.records.count - 1].outcome = .unknown
         s.h.records[s.h.records.count - 1].ids = ["c2"]
         #expect(Checker.check(s.h).wrongMails == 1)
     }

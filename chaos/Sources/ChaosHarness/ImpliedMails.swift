@@ -25,7 +25,8 @@ struct ImpliedMails {
     /// worker reads the customer without waiting for replicas, so it may mail an address whose
     /// update a failover lost after the worker read it (a review).
     init(_ entries: [String: [StreamEntry]], records: [CommandRecord] = []) {
-        for record in records where record.type == EntityType.customer.rawValue {
+        // Not one refused (4xx, or 503 "not applied"): it changed nothing.
+        for record in records where record.type == EntityType.customer.rawValue && record.outcome != .failed {
             guard let email = record.email, let id = record.ids.first else { continue }
             customerEmails[id, default: []].insert(email)
         }
