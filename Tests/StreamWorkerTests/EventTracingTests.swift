@@ -48,10 +48,11 @@ struct EventTracingTests {
             func outcomes(of entry: String) -> [String] {
                 spans.filter { text($0.attributes.get("messaging.message.id")) == entry }.map { text($0.attributes.get("worker.outcome")) ?? "none" }
             }
-            #expect(outcomes(of: entries[0]) == ["applied"])
+            // Entries 0 and 3 carry one event: whichever a lane settles first is applied, the other
+            // a duplicate (a loaded CI run handled 3 first; both orders are right).
+            #expect((outcomes(of: entries[0]) + outcomes(of: entries[3])).sorted() == ["applied", "duplicate"])
             #expect(outcomes(of: entries[1]) == ["retried", "applied"])
             #expect(outcomes(of: entries[2]) == ["dead-lettered"])
-            #expect(outcomes(of: entries[3]) == ["duplicate"])
             #expect(spans.count == 5)
             for span in spans {
                 #expect(span.kind == .consumer)
