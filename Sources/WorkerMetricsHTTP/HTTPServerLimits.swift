@@ -55,11 +55,11 @@ public struct HTTPServerLimits: Sendable {
     /// clients and files (a quarter of the limit, at most 1,024), at most 16,384, and at least 64
     /// (the shop's HTTP clients keep up to 64 connections to each service: a ceiling below it
     /// would leave theirs waiting unaccepted) from a limit of 1,024 up, 16 below: 1,186 with a
-    /// limit of 20,000, 64 with 1,024. `ordershop up`'s servers (eight listeners; counted as
-    /// eleven here) stay under the limit together down to about 400 descriptors. Before, the
-    /// floor was 256: at a limit of 1,024 they could accept 2,816 connections, and a flood of idle
-    /// ones ran the process out of descriptors (100 % CPU in a failing accept loop, `/livez`
-    /// unanswered; a user-style trial at 100).
+    /// limit of 20,000, 64 with 1,024. Eleven such servers (`ordershop up` opens eight) stay under
+    /// the limit together down to about 400 descriptors. Before, the floor was 256: at a limit of
+    /// 1,024 they could accept 2,816 connections, and a flood of idle ones ran the process out of
+    /// descriptors (100 % CPU in a failing accept loop, `/livez` unanswered; a user-style trial
+    /// at 100).
     public static func maximumConnections(forDescriptorLimit soft: Int) -> Int {
         let kept = min(1_024, soft / 4)
         return min(16_384, max(soft >= 1_024 ? 64 : 16, (soft - kept) / 16))

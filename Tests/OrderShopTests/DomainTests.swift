@@ -124,6 +124,16 @@ import RedisClient
         #expect(error(#"{"email": "a@b.c", "name": 1.5}"#)?.message == "field 'name' must be a string, got 1.5")
     }
 
+    /// The names a body may hold are the names an entity is written with (`fieldNames` is
+    /// stated beside `jsonFields`, so a field added to one and not the other fails here).
+    @Test func fieldNamesAreTheWrittenOnes() {
+        #expect(Customer(id: "c", name: "n", email: "e@x").jsonFields.map(\.0) == Customer.fieldNames)
+        #expect(Product(id: "p", name: "n", price: 1).jsonFields.map(\.0) == Product.fieldNames)
+        #expect(Inventory(id: "i", productID: "p", amount: 1).jsonFields.map(\.0) == Inventory.fieldNames)
+        #expect(Order(id: "o", productIDs: ["p"], customerID: "c").jsonFields.map(\.0) == Order.fieldNames)
+        #expect(Billing(id: "b", orderID: "o", done: 1).jsonFields.map(\.0) == Billing.fieldNames)
+    }
+
     @Test func orderCountsUnits() {
         #expect(Order(id: "o", productIDs: ["a", "b", "a"], customerID: "c").units == ["a": 2, "b": 1])
     }

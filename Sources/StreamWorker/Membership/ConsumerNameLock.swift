@@ -86,13 +86,14 @@ public struct ConsumerNameLock: Service, Sendable {
         try? await release()
     }
 
-    /// ``acquire()``, again after the runtime's ``Backoff`` (100 ms doubling to 2 s, jittered) while Redis fails for a reason
-    /// that passes (out of memory, loading, failing over, a lost connection), logged once; ``Held``
-    /// and any other error end it. Why: a worker restarted into a 4.7-s `redis-full` fault exited 1
-    /// at the lock's SET (OOM), which nothing but the lock would have waited out (a CI chaos run,
-    /// replicated, seed 20261128). Cancellation ends the wait.
+    /// 100 ms doubling to 2 s, jittered.
     private static let retryBackoff = Backoff(initial: .milliseconds(100), maximum: .seconds(2))
 
+    /// ``acquire()``, again after ``retryBackoff`` while Redis fails for a reason that passes (out
+    /// of memory, loading, failing over, a lost connection), logged once; ``Held`` and any other
+    /// error end it. Why: a worker restarted into a 4.7-s `redis-full` fault exited 1 at the
+    /// lock's SET (OOM), which nothing but the lock would have waited out (a CI chaos run,
+    /// replicated, seed 20261128). Cancellation ends the wait.
     func acquireWaitingOutPassingErrors() async throws {
         var attempt = 0
         while true {
