@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Logging
 import OrderShop
 import RedisClient
 import StreamWorker
@@ -38,29 +39,9 @@ struct DashboardCommand: AsyncParsableCommand {
     func run() async throws {
         let logger = makeLogger("ordershop.dashboard")
         let configuration = try redis.configuration()
-        // One server: its pool. A cluster: its primaries of the moment (a failover moves the page
-        // to the promoted node), asked through a cluster client.
-        let pools: [RedisConnectionPool]
-        let cluster: (client: RedisClusterClient, primaries: ClusterPrimaryPools)?
-        // A Redis that is not there yet is waited for, said once, as `serve` and `work` do (it
-        // exited 1 at once: trial H), whether the URL says `?cluster=yes|no` or it is asked; one
-        // that refuses the password or the certificate ends the command in one line (with
-        // `?cluster=no` it was served, every sample failing with WRONGPASS: a review).
-        let client: any RedisClientProtocol
-        if try await RedisReadiness.isCluster(configuration, logger: logger) {
-            let clusterClient = try RedisClusterClient(configuration: try RedisClusterConfiguration(configuration))
-            (client, pools, cluster) = (clusterClient, [], (clusterClient, ClusterPrimaryPools(client: clusterClient)))
-        } else {
-            let pool = try RedisConnectionPool(configuration: configuration, maximumConnections: 2)
-            (client, pools, cluster) = (pool, [pool], nil)
-        }
-        do {
-            try await RedisReadiness.waitUntilAnswering(client, at: configuration, logger: logger)
-        } catch {
-            await cluster?.primaries.shutdown()
-            await client.shutdown()
-            throw error
-        }
+        // SIGTERM or SIGINT meanwhile ends the wait (exit 0).
+        guard let (pools, cluster) = try await stoppingOnSignal(logger: logger, while: { try await Self.connect(configuration, logger: logger) })
+        else { return }
         func close() async {
             for pool in pools { await pool.shutdown() }
             await cluster?.primaries.shutdown()
@@ -91,5 +72,34 @@ struct DashboardCommand: AsyncParsableCommand {
             throw exitFailing(error, logger: logger) { _ in "--port" }
         }
         await close()
+    }
+
+    /// One server: its pool. A cluster: its primaries of the moment (a failover moves the page
+    /// to the promoted node), asked through a cluster client.
+    ///
+    /// A Redis that is not there yet is waited for, said once, as `serve` and `work` do (it
+    /// exited 1 at once: trial H), whether the URL says `?cluster=yes|no` or it is asked; one
+    /// that refuses the password or the certificate ends the command in one line (with
+    /// `?cluster=no` it was served, every sample failing with WRONGPASS: a review).
+    private static func connect(
+        _ configuration: RedisConfiguration, logger: Logger
+    ) async throws -> (pools: [RedisConnectionPool], cluster: (client: RedisClusterClient, primaries: ClusterPrimaryPools)?) {
+        let client: any RedisClientProtocol
+        let made: (pools: [RedisConnectionPool], cluster: (client: RedisClusterClient, primaries: ClusterPrimaryPools)?)
+        if try await RedisReadiness.isCluster(configuration, logger: logger) {
+            let clusterClient = try RedisClusterClient(configuration: try RedisClusterConfiguration(configuration))
+            (client, made) = (clusterClient, ([], (clusterClient, ClusterPrimaryPools(client: clusterClient))))
+        } else {
+            let pool = try RedisConnectionPool(configuration: configuration, maximumConnections: 2)
+            (client, made) = (pool, ([pool], nil))
+        }
+        do {
+            try await RedisReadiness.waitUntilAnswering(client, at: configuration, logger: logger)
+        } catch {
+            await made.cluster?.primaries.shutdown()
+            await client.shutdown()
+            throw error
+        }
+        return made
     }
 }

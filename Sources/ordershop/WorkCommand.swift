@@ -81,11 +81,19 @@ struct WorkCommand: AsyncParsableCommand {
                 try await RedisReadiness.connect(redisConfiguration, maximumConnections: 16, logger: logger)
             }
             // Meanwhile the metrics port answers: /livez 200, /healthz 503 (a closed port failed
-            // a Kubernetes liveness probe, which restarted the worker while Redis was away).
-            client =
-                metricsPort > 0
-                ? try await WaitingEndpoint.serving(port: metricsPort, host: metricsHost, service: "\(name)-worker", logger: logger, while: connect)
-                : try await connect()
+            // a Kubernetes liveness probe, which restarted the worker while Redis was away); and
+            // SIGTERM or SIGINT ends the wait (exit 0).
+            let (port, host) = (metricsPort, metricsHost)
+            guard
+                let connected = try await stoppingOnSignal(
+                    logger: logger,
+                    while: {
+                        port > 0
+                            ? try await WaitingEndpoint.serving(port: port, host: host, service: "\(name)-worker", logger: logger, while: connect)
+                            : try await connect()
+                    })
+            else { return }
+            client = connected
         } catch {
             throw exitFailing(error, logger: logger) { _ in "--metrics-port (0: none)" }
         }

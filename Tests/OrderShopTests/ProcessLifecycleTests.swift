@@ -52,15 +52,33 @@ import Testing
 
     // MARK: Start-up: Redis unreachable or refusing
 
-    @Test("SIGINT or SIGTERM while a worker waits for an unreachable Redis ends it at once", arguments: [SIGINT, SIGTERM])
-    func workerWaitingForRedisStops(signal: Int32) async throws {
-        let worker = try ordershop(["work", "crm", "--url", try refusingRedisURL(), "--metrics-port", "0"])
-        #expect(await printed(worker, "waiting for Redis"), "\(worker.output)")
-        worker.signal(signal)
-        let status = await worker.waitForExit(timeout: Self.limit)
-        #expect(status != nil, "still running \(Self.limit) after signal \(signal): \(worker.output)")
-        await worker.stop(signal: SIGKILL)
-        #expect(!worker.output.contains("worker started"))
+    /// What waits for Redis before it starts: a worker without and with its metrics port (which
+    /// then listens: ``WaitingEndpoint``), and the dashboard.
+    enum Waiter: String, CaseIterable, Sendable { case worker, workerWithMetricsPort, dashboard }
+
+    @Test(
+        "SIGINT or SIGTERM while a worker or the dashboard waits for an unreachable Redis ends it at once, with a line and status 0",
+        arguments: Waiter.allCases, [SIGINT, SIGTERM])
+    func waitingForRedisStops(_ waiter: Waiter, signal: Int32) async throws {
+        let url = try refusingRedisURL()
+        let process: ChildProcess
+        switch waiter {
+        case .worker: process = try ordershop(["work", "crm", "--url", url, "--metrics-port", "0"])
+        case .workerWithMetricsPort:
+            process = try ordershop(["work", "crm", "--url", url, "--metrics-port", String(try LocalRedisServer.freePort()), "--metrics-host", "127.0.0.1"])
+        case .dashboard: process = try ordershop(["dashboard", "--url", url, "--port", "0"])
+        }
+        #expect(await printed(process, "waiting for Redis"), "\(process.output)")
+        if waiter == .workerWithMetricsPort { #expect(await printed(process, "listening"), "\(process.output)") }
+        process.signal(signal)
+        let status = await process.waitForExit(timeout: Self.limit)
+        await process.stop(signal: SIGKILL)
+        // Before, the wait trapped no signal: SIGTERM ended it with 143 and no line.
+        #expect(status == 0, "status \(String(describing: status)) after signal \(signal): \(process.output)")
+        #expect(lines(process.output, containing: "stopping before the start").count == 1, "\(process.output)")
+        #expect(!process.output.contains("worker started"))
+        // The waiting endpoint was stopped gracefully, not cancelled (Hummingbird logs that as an error).
+        #expect(!process.output.contains("CancellationError"), "\(process.output)")
     }
 
     /// A crm worker started for a Redis port that is held (bound, not listening: refused) until

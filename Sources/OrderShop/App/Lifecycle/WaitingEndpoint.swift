@@ -58,7 +58,10 @@ public enum WaitingEndpoint {
                     current = .serving
                     return true
                 }
-                if serves { try await server.run() }
+                // Out of the wait's cancellation (a signal before the start ends the wait so):
+                // the wait's end stops it gracefully below; cancelled, Hummingbird logged two
+                // errors ("Waiting on child channel: CancellationError()", "Already closed").
+                if serves { try await Task { try await server.run() }.value }
                 return nil
             }
             // The wait's end (a client, or a failure such as a refused password) ends the
