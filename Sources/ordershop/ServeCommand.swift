@@ -24,7 +24,7 @@ struct ServeCommand: AsyncParsableCommand {
     var port: Int?
 
     /// A deliberate defect for chaos runs: `gateway-drops-idempotency-key` (gateway only),
-    /// `reaper-commits-all`, `reaper-forgets-aborts` (order only).
+    /// `reaper-commits-all`, `reaper-forgets-aborts`, `order-oversells` (order only).
     @Option(help: .hidden)
     var plantedBug: String?
 
@@ -34,9 +34,8 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: .hidden)
     var chaosStepPauseMs = 0
 
-    static let plantedBugs: [String: ServiceName] = ReservationReaper.PlantedBug.allCases.reduce(into: ["gateway-drops-idempotency-key": .gateway]) {
-        $0[$1.rawValue] = .order
-    }
+    static let plantedBugs: [String: ServiceName] = (ReservationReaper.PlantedBug.allCases.map(\.rawValue) + OrderChangePlantedBug.allCases.map(\.rawValue))
+        .reduce(into: ["gateway-drops-idempotency-key": .gateway]) { $0[$1] = .order }
 
     @OptionGroup var services: ServiceURLOptions
     @OptionGroup var redis: RedisOptions
@@ -70,7 +69,8 @@ struct ServeCommand: AsyncParsableCommand {
             throw exitFailing(error, logger: logger) { _ in "--port" }
         }
         let context = try ShopContext(
-            pool: pool, logger: logger, confirmation: try confirm.confirmation(), orderStepPause: .milliseconds(chaosStepPauseMs))
+            pool: pool, logger: logger, confirmation: try confirm.confirmation(), orderStepPause: .milliseconds(chaosStepPauseMs),
+            orderPlantedBug: plantedBug.flatMap(OrderChangePlantedBug.init(rawValue:)))
         let httpClient = makeHTTPClient()
         let (host, port) = (self.host, self.port ?? name.defaultPort)
         var gateway = GatewayOptions(addresses: services.addresses)

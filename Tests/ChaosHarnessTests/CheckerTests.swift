@@ -5,7 +5,8 @@ import Testing
 @testable import ChaosHarness
 
 /// A small shop's history after a clean run: two customers created (one also deleted), one order
-/// created and billed. Every command answered 200, every event applied once by the runtime and
+/// created and billed, one order refused for lack of stock. Every other command answered 200,
+/// every event applied once by the runtime and
 /// mailed once by msg (the mail its event implies, to its customer), every group drained, the
 /// read models equal to the replay.
 struct ShopHistory {
@@ -22,6 +23,7 @@ struct ShopHistory {
         event(.customer, .deleted, entity: "c2", trace: "t3", fields: ["email": "c2@shop.test"])
         event(.order, .created, entity: "o1", trace: "t4", fields: ["customer_id": "c1"])
         event(.billing, .created, entity: "b1", trace: "t5", fields: ["order_id": "o1"])
+        h.records.append(Self.refusedOrder(trace: "t6", status: 409, error: Self.outOfStockAnswer))
         h.served[.customer] = ["c1": .object(["id": .string("c1")])]
         h.replayed[.customer] = h.served[.customer]
     }
@@ -65,6 +67,14 @@ struct ShopHistory {
         }
     }
 
+    /// The order service's answer to an order for more units than there are.
+    static let outOfStockAnswer = #"{"error":"out of stock: product p1 has 0 units, the order needs 1","field":"product_ids"}"#
+
+    /// A create of an order refused with `status` (no event).
+    static func refusedOrder(trace: String, status: Int, error: String) -> CommandRecord {
+        CommandRecord(trace: trace, action: "created", type: "order", ids: [], status: status, outcome: .failed, error: error, started: 0, finished: 0)
+    }
+
     var stream: String { EntityType.customer.stream(.created) }
 
     /// Appends the first customer_created entry again under a new id, marked with `field`
@@ -87,6 +97,28 @@ struct CheckerTests {
         #expect(r.expectedApplications == 6)
         #expect(r.runtimeApplied == 6)
         #expect(r.expectedMails == 6)
+        #expect(r.outOfStockRefusals == 1)
+    }
+
+    @Test("orders refused 409 out of stock are counted (no other refusal is), and when commands refused for memory were answered")
+    func refusals() {
+        var s = ShopHistory()
+        s.h.records += [
+            ShopHistory.refusedOrder(trace: "t7", status: 409, error: ShopHistory.outOfStockAnswer),
+            ShopHistory.refusedOrder(trace: "t8", status: 409, error: #"{"error":"order o1 changed concurrently while this change was made; send it again"}"#),
+            ShopHistory.refusedOrder(trace: "t9", status: 400, error: #"{"error":"no product with id p9 (never created, or deleted)"}"#),
+            CommandRecord(
+                trace: "t10", action: "created", type: "billing", ids: [], status: 409, outcome: .failed, error: #"{"error":"out of stock"}"#, started: 0,
+                finished: 0),
+        ]
+        #expect(Checker.check(s.h).outOfStockRefusals == 2)
+        s.h.records.append(
+            CommandRecord(
+                trace: "t11", action: "created", type: "customer", ids: [], status: 503, outcome: .unknown,
+                error: #"{"error":"event store unavailable: Redis is out of memory (its maxmemory is reached); the command did not run"}"#, started: 3,
+                finished: 3.5))
+        #expect(Checker.check(s.h).memoryRefusals == [3.5])
+        #expect(Checker.check(ShopHistory().h).violations == [])
     }
 
     @Test("a command answered 200 without its event is a lost event")

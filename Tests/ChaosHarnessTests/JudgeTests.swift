@@ -40,6 +40,30 @@ struct JudgeTests {
         #expect(outcome.verdict == "PASS")
     }
 
+    @Test("a run in which no order was refused for lack of stock is void: overselling was never tried")
+    func noOutOfStock() {
+        var r = passingReport()
+        r.check?.outOfStockRefusals = 0
+        let outcome = Judge.judge(r)
+        #expect(outcome.verdict == "VOID")
+        #expect(outcome.voids.contains { $0.contains("refused for lack of stock") }, "\(outcome.voids)")
+    }
+
+    @Test("a redis-full fault during which no command was refused for memory makes the run void")
+    func redisFullRefusedNothing() {
+        var r = passingReport()
+        r.options.faults.insert(.redisFull)
+        let full = PlannedFault(at: 5, kind: .redisFull, seconds: 2)
+        r.faults.append(ExecutedFault(planned: full, at: 5.2, note: "maxmemory below use on :6379 for 2.0 s"))
+        r.check?.memoryRefusals = [4.9, 8.5]
+        var outcome = Judge.judge(r)
+        #expect(outcome.verdict == "VOID")
+        #expect(outcome.voids.contains { $0.contains("the redis-full fault at 5.2 s refused no write") }, "\(outcome.voids)")
+        r.check?.memoryRefusals = [4.9, 7.9]
+        outcome = Judge.judge(r)
+        #expect(outcome.verdict == "PASS", "\(outcome.voids)")
+    }
+
     @Test("a worker that exited on its own fails the run, named")
     func crashed() {
         var r = passingReport()

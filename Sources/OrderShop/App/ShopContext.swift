@@ -13,11 +13,14 @@ public struct ShopContext: Sendable {
     public let confirmation: ReplicaConfirmation?
 
     public init(
-        pool: any RedisClientProtocol, logger: Logger, confirmation: ReplicaConfirmation? = nil, orderStepPause: Duration = .zero
+        pool: any RedisClientProtocol, logger: Logger, confirmation: ReplicaConfirmation? = nil, orderStepPause: Duration = .zero,
+        orderPlantedBug: OrderChangePlantedBug? = nil
     ) throws(RedisError) {
         self.pool = pool
         self.confirmation = confirmation
-        self.store = EventStore(pool: pool, confirmation: confirmation, orderStepPause: orderStepPause)
+        var store = EventStore(pool: pool, confirmation: confirmation, orderStepPause: orderStepPause)
+        store.orderPlantedBug = orderPlantedBug
+        self.store = store
         self.readModel = ReadModel(pool: pool, confirmation: confirmation)
         self.health = HealthCheck(pool: pool)
         self.logger = logger

@@ -30,6 +30,8 @@ public struct EventStore: Sendable {
 
     /// A planted defect, for the chaos harness only; nil otherwise.
     public var plantedBug: PlantedBug? = nil
+    /// A planted defect of the order changes, for the chaos harness only; nil otherwise.
+    public var orderPlantedBug: OrderChangePlantedBug? = nil
 
     public init(pool: any RedisClientProtocol, confirmation: ReplicaConfirmation? = nil, orderStepPause: Duration = .zero) {
         self.pool = pool

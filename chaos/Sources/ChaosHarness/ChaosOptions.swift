@@ -154,11 +154,15 @@ public enum PlantedBugOption: String, CaseIterable, Codable, Sendable {
     /// `ordershop rebuild` (`--planted-bug`) takes an entry with an `entity_id` as that entity's
     /// state whatever its `entity` holds: a malformed entry is served by every query of its type.
     case rebuildFoldsMalformed = "rebuild-folds-malformed"
+    /// The order service's first step takes stock without checking it (`ordershop serve order
+    /// --planted-bug`): orders for a scarce product's last units all succeed.
+    case orderOversells = "order-oversells"
 
     /// True for the bugs planted in the workers (`ordershop work --planted-bug`).
-    public var isWorkerBug: Bool { self != .unconfirmedWrites && self != .gatewayDropsIdempotencyKey && self != .rebuildFoldsMalformed && !isReaperBug }
-    /// True for the bugs planted in the order services' reservation reaper.
-    public var isReaperBug: Bool { self == .reaperCommitsAll || self == .reaperForgetsAborts }
+    public var isWorkerBug: Bool { self != .unconfirmedWrites && self != .gatewayDropsIdempotencyKey && self != .rebuildFoldsMalformed && !isOrderServiceBug }
+    /// True for the bugs planted in the order services (`ordershop serve order --planted-bug`):
+    /// their reservation reaper, or their order changes.
+    public var isOrderServiceBug: Bool { self == .reaperCommitsAll || self == .reaperForgetsAborts || self == .orderOversells }
 
     /// Phrases of the violations this bug must cause: a planted run passes `make test` only when
     /// it FAILs with a violation containing one of them.
@@ -178,6 +182,8 @@ public enum PlantedBugOption: String, CaseIterable, Codable, Sendable {
         case .gatewayDropsIdempotencyKey: ["keyed create made twice"]
         case .reaperCommitsAll, .reaperForgetsAborts: ["stock that differs from what the orders imply", "negative stock"]
         case .rebuildFoldsMalformed: ["read-model entities that are not their id's JSON", "read-model entities that differ"]
+        // Only this check: the stock still equals what the orders imply, below zero.
+        case .orderOversells: ["negative stock"]
         }
     }
 }

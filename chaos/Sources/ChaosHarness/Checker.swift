@@ -78,6 +78,12 @@ public struct CheckResult: Codable, Sendable {
     /// Read-model entities whose stored value is not a JSON object with their id.
     public var unreadableEntities = 0
     public var negativeStock = 0
+    /// Order creates and changes refused 409 "out of stock": the run tried to oversell (the
+    /// judge requires one, else the stock checks prove nothing).
+    public var outOfStockRefusals = 0
+    /// When (seconds into the load) each command refused "Redis is out of memory" was answered:
+    /// the judge requires some within each `redis-full` fault, else that fault refused nothing.
+    public var memoryRefusals: [Double] = []
     /// Stock reservations of order changes still open after the drain.
     public var openReservations = 0
     /// Order changes a reaper aborted (their process died or stalled between the steps).
@@ -95,6 +101,7 @@ public enum Checker {
     public static func check(_ h: History) -> CheckResult {
         var r = CheckResult()
         for rec in h.records { r.commands[rec.outcome.rawValue, default: 0] += 1 }
+        r.memoryRefusals = h.records.filter { $0.error?.contains(History.outOfMemory) == true }.map(\.finished)
         r.commands["total"] = h.records.count
         r.rarelyAnswered = Dictionary(grouping: h.records) { "\($0.type) \($0.action)" }
             .compactMap { kind, records -> String? in
@@ -159,6 +166,7 @@ public enum Checker {
                     note(&r, "lost: \(rec.action) \(rec.type) \(id) answered \(rec.status ?? 0) but no event in \(stream) (trace \(rec.trace))")
                 }
             case .failed:
+                if rec.type == EntityType.order.rawValue, rec.status == 409, rec.error?.contains(History.outOfStock) == true { r.outOfStockRefusals += 1 }
                 if applied {
                     r.refusedButApplied += 1
                     note(&r, "\(rec.action) \(rec.type) answered \(rec.status ?? 0) but its event is in \(stream) (trace \(rec.trace))")

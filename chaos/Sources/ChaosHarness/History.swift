@@ -111,6 +111,11 @@ public struct History: Sendable {
     /// as opposed to an answer lost or late (a timeout, a dropped connection), which says
     /// "may have been applied" too but tells nothing of replication.
     public static let unconfirmedByReplicas = "replicas asked for confirmed it"
+    /// What a service's 503 says of a command Redis refused for lack of memory (``ShopError``).
+    public static let outOfMemory = "Redis is out of memory"
+    /// What the 409 of an order that would take more units than there are says
+    /// (``ShopError/conflict(_:field:)``, from the stock check of the order's first step).
+    public static let outOfStock = "out of stock"
     /// The order changes' open stock reservations (``OrderSteps``): empty once the shop is idle.
     public static let openReservationsKey = "{inventory}_reservations_open"
     /// The error of a command record whose 2xx answer the load dropped on purpose, to retry the

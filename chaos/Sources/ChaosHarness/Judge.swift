@@ -109,6 +109,20 @@ public enum Judge {
                 voids.append("no \(kind.rawValue) found an order change between its steps (\(hits.count) faults)")
             }
         }
+        // A full Redis must have refused writes: "writes refused" was the fault's note whatever
+        // happened (a review). Its answers end within the fault, or just after its lift.
+        for f in report.faults where f.planned.kind == .redisFull && !f.skipped {
+            let refused = report.check?.memoryRefusals.count { $0 >= f.at && $0 <= f.at + f.planned.seconds + 1 } ?? 0
+            if refused == 0 {
+                voids.append(
+                    "the redis-full fault at \(String(format: "%.1f", f.at)) s refused no write: no command was answered \"\(History.outOfMemory)\" meanwhile")
+            }
+        }
+        // The load makes some products scarce (``LoadGenerator``): without a refusal, no order
+        // ever met the stock check, and "negative stock" could not catch a service that oversold.
+        if let check = report.check, check.outOfStockRefusals == 0 {
+            voids.append("no order was refused for lack of stock: the stock check never ran out, so overselling was never tried")
+        }
         if !enabled.isDisjoint(with: [.orderCrash, .orderPause]), let check = report.check, check.abortedOrderChanges == 0 {
             voids.append("no order change was aborted by a reaper: the order faults never left one between its steps")
         }

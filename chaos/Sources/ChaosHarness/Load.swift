@@ -154,8 +154,12 @@ public final class LoadGenerator: Sendable {
         guard r.outcome == .ok else { return }
         var stocked: [String] = []
         for id in r.ids {
+            // One product in four is scarce (1-3 units), so that orders run out of its stock
+            // and clients race for its last units: with 30-150 units each, no run ever met an
+            // "out of stock" (a review), and a service that oversold would have passed.
+            let amount = rng.below(4) == 0 ? 1 + rng.below(3) : 30 + rng.below(120)
             let inv = await keyedCreate(
-                "/inventory", body: ["product_id": .string(id), "amount": .number(Double(30 + rng.below(120)))], type: "inventory", items: 1, rng: &rng)
+                "/inventory", body: ["product_id": .string(id), "amount": .number(Double(amount))], type: "inventory", items: 1, rng: &rng)
             if inv.outcome == .ok { stocked.append(id) }
         }
         await model.add(products: stocked)

@@ -51,6 +51,8 @@ extension Topology {
         let stuck = await lift.value
         guard stuck.isEmpty else { throw ChaosError("maxmemory could not be lifted again on :\(stuck.map { "\($0.port)" }.joined(separator: ", :"))") }
         guard unset.count < servers.count else { throw ChaosError("maxmemory could not be set on any primary") }
-        return "maxmemory below use on :\(servers.map { "\($0.port)" }.joined(separator: ", :")) for \(String(format: "%.1f", seconds)) s (noeviction: writes refused)"
+        // Only the servers it was set on: the note named every primary, also one it failed on.
+        let limited = servers.filter { server in !unset.contains { $0.port == server.port } }
+        return "maxmemory below use on :\(limited.map { "\($0.port)" }.joined(separator: ", :")) for \(String(format: "%.1f", seconds)) s (noeviction: writes refused)"
     }
 }

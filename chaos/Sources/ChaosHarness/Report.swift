@@ -139,6 +139,7 @@ public struct RunReport: Codable, Sendable {
             rows.append(("read models = replay", mism == 0 ? "yes" : "no, \(mism) entities differ"))
             rows.append(("read-model values that are not their id's JSON", "\(c.unreadableEntities)"))
             rows.append(("stock", "negative \(c.negativeStock), differs from orders \(c.stockMismatches), reservations left open \(c.openReservations); order changes aborted by a reaper \(c.abortedOrderChanges)"))
+            rows.append(("orders refused: out of stock", "\(c.outOfStockRefusals)"))
         }
         rows.append(("longest death → reclaim", longestReclaim.map { String(format: "%.1f s", $0) } ?? "n/a"))
         rows.append(("drain", drainSeconds.map { String(format: "%.1f s", $0) } ?? "did not drain"))

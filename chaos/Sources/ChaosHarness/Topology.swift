@@ -102,7 +102,7 @@ public actor Topology {
             // 25 ms between reserving the stock and making the order: an order-crash SIGKILL
             // finds changes there (a change takes about 1 ms without it).
             a += ["--chaos-step-pause-ms", "25"]
-            if let bug = options.plantedBug, bug.isReaperBug { a += ["--planted-bug", bug.rawValue] }
+            if let bug = options.plantedBug, bug.isOrderServiceBug { a += ["--planted-bug", bug.rawValue] }
         }
         return a
     }

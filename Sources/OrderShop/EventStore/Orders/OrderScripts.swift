@@ -84,6 +84,13 @@ enum OrderScripts {
             return {'ok'}
             """)
 
+    /// ``prepare`` without its stock check: the planted bug ``OrderChangePlantedBug/oversells``.
+    static let preparePlantedOversells: RedisScript = {
+        let check = "if amount < d then return {'stock'"
+        precondition(prepare.source.contains(check), "the planted oversell must remove prepare's stock check")
+        return RedisScript(prepare.source.replacingOccurrences(of: check, with: "if false then return {'stock'"))
+    }()
+
     /// Step 3, in the inventory's slot: ends reservations by their decisions. Committed: gives
     /// back the units the change returns (an update's or a deletion's); aborted: gives back the
     /// units it took. Either way the reservation is gone; one that is gone already is skipped.

@@ -1,6 +1,13 @@
 import Foundation
 import RedisClient
 
+/// Deliberate defects of the order changes, for chaos runs (`ordershop serve order --planted-bug ...`).
+public enum OrderChangePlantedBug: String, Sendable, CaseIterable {
+    /// Step 1 takes the units without checking the stock (its `amount < d` refusal gone): orders
+    /// for the last units all succeed, and the stock goes below zero.
+    case oversells = "order-oversells"
+}
+
 /// An order change (create, update, delete) in steps that each touch one slot, so that it runs
 /// on a Redis Cluster where `{order}` and `{inventory}` live on different nodes:
 ///
@@ -200,7 +207,7 @@ struct OrderSteps: Sendable {
         let reply: RESPValue
         do {
             reply = try await store.run(
-                "reserve stock", OrderScripts.prepare, type: .inventory, keys: Keys.inventory + reservations.map { RedisArgument(Keys.ended($0.rid)) },
+                "reserve stock", store.orderPlantedBug == .oversells ? OrderScripts.preparePlantedOversells : OrderScripts.prepare, type: .inventory, keys: Keys.inventory + reservations.map { RedisArgument(Keys.ended($0.rid)) },
                 arguments: argv)
         } catch let uncertain as ShopError where uncertain.outcome == "may have been applied" && !reservations.contains(where: \.keep) {
             // Only the reservation may hold (unconfirmed, or its answer lost): the order change
