@@ -4,8 +4,8 @@ import Logging
 import NIOCore
 import NIOHTTPTypesHTTP1
 
-/// Hummingbird's HTTP/1.1 channel with ``MalformedRequestAnswer`` and ``PersistentConnectionRules``
-/// before its conversion to the HTTP types.
+/// Hummingbird's HTTP/1.1 channel with ``ContinueAnswer``, ``MalformedRequestAnswer`` and
+/// ``PersistentConnectionRules`` before its conversion to the HTTP types.
 struct HTTP1ChannelKeepingRules: ServerChildChannel, HTTPChannelHandler {
     typealias Value = HTTP1Channel.Value
     let http1: HTTP1Channel
@@ -16,8 +16,12 @@ struct HTTP1ChannelKeepingRules: ServerChildChannel, HTTPChannelHandler {
         http1.setup(channel: channel, logger: logger).flatMapThrowing { value in
             let pipeline = channel.pipeline.syncOperations
             let conversion = try pipeline.handler(type: HTTP1ToHTTPServerCodec.self)
-            try pipeline.addHandler(MalformedRequestAnswer(), position: .before(conversion))
+            let malformed = MalformedRequestAnswer()
+            try pipeline.addHandler(malformed, position: .before(conversion))
             try pipeline.addHandler(PersistentConnectionRules(), position: .before(conversion))
+            // Nearest the parser: its 100 goes straight to the encoder, unseen by the two above,
+            // which count and rewrite the final answers.
+            try pipeline.addHandler(ContinueAnswer(), position: .before(malformed))
             return value
         }
     }

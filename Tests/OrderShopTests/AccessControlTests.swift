@@ -83,5 +83,31 @@ extension ShopIntegration {
                 #expect(try await shop.gateway.post("/customer", ["name": "Ok", "email": "ok@shop.test"]).status == 200)
             }
         }
+
+        /// A trial: a gzip body got 400 "malformed JSON at byte 0", and a plain body labelled `br` was stored.
+        @Test func compressedBodiesAreRefusedNamingTheirCoding() async throws {
+            try await withShop(workers: []) { shop in
+                let json = Array(#"{"name": "Packed", "email": "packed@shop.test"}"#.utf8)
+                let gzipped: [UInt8] = [0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03] + json
+                func post(_ url: String, coding: String, body: [UInt8]) async throws -> ShopClient.Reply {
+                    var request = HTTPClientRequest(url: url)
+                    request.method = .POST
+                    request.headers.add(name: "Content-Type", value: "application/json")
+                    request.headers.add(name: "Content-Encoding", value: coding)
+                    request.body = .bytes(ByteBuffer(bytes: body))
+                    let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+                    let bytes = try await response.body.collect(upTo: 1 << 20)
+                    return ShopClient.Reply(status: Int(response.status.code), body: Array(bytes.readableBytesView), contentType: response.headers.first(name: "Content-Type"))
+                }
+                for url in [shop.gateway.baseURL + "/customer", shop.client(.customer).baseURL + "/customer", shop.client(.msg).baseURL + "/email"] {
+                    for (coding, body) in [("gzip", gzipped), ("br", json), ("deflate, gzip", gzipped)] {
+                        expectError(try await post(url, coding: coding, body: body), 415, field: "Content-Encoding", "\(url) \(coding)")
+                    }
+                }
+                #expect(try await shop.gateway.count("/customers") == 0)
+                // No coding at all, said so.
+                #expect(try await post(shop.gateway.baseURL + "/customer", coding: " Identity ", body: json).status == 200)
+            }
+        }
     }
 }

@@ -17,7 +17,29 @@ extension ShopIntegration {
                 try await whatTheParserRefusesIsAnsweredInJSON(shop)
                 try await anAnswerBeforeTheBodyIsNotLostToAReset(shop)
                 try await garbageBehindAPipelinedRequestWaitsForItsAnswer(shop)
+                try await expectContinueIsAnsweredBeforeTheBody(shop)
             }
+        }
+
+        /// A trial: `Expect: 100-continue` was never answered, so curl waited 1 s before each
+        /// such body and a client that waits for the 100 got nothing. HTTP/1.0 gets no 100.
+        func expectContinueIsAnsweredBeforeTheBody(_ shop: TestShop) async throws {
+            let body = Array(#"{"name": "Patient", "email": "patient@shop.test"}"#.utf8)
+            for service in [ServiceName.gateway, .customer] {
+                let port = try loopbackPort(shop.stack.addresses.url(service))
+                for (version, expectation) in [("1.1", "100-continue"), ("1.1", "100-Continue"), ("1.0", "100-continue")] {
+                    let head = "POST /customer HTTP/\(version)\r\nHost: shop\r\nConnection: close\r\nContent-Type: application/json\r\n"
+                        + "Content-Length: \(body.count)\r\nExpect: \(expectation)\r\n\r\n"
+                    let answer = try await rawExchangeExpectingContinue(port: port, head: Array(head.utf8), body: body, interimTimeout: version == "1.1" ? 10 : 1)
+                    if version == "1.1" {
+                        #expect(answer.beforeBody == "HTTP/1.1 100 Continue\r\n\r\n", "\(service) \(expectation): \(answer.beforeBody)")
+                    } else {
+                        #expect(answer.beforeBody.isEmpty, "\(service) HTTP/1.0: \(answer.beforeBody)")
+                    }
+                    #expect(answer.afterBody.hasPrefix("HTTP/\(version) 200"), "\(service) HTTP/\(version): \(answer.afterBody.prefix(300))")
+                }
+            }
+            #expect(try await shop.gateway.count("/customers") == 6)
         }
 
         /// An HTTP/1.0 request ends its connection after the response unless it asks for

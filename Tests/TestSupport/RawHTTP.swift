@@ -38,6 +38,48 @@ public func rawExchangeSeeingClose(port: Int, _ request: [UInt8], timeout second
     }
 }
 
+/// Sends a request's `head` alone, reads what comes within `interimTimeout` seconds (up to the
+/// end of one response head), then sends `body` and reads until the server closes: what came
+/// before the body (an interim `100 Continue`, or nothing) and what came after. As
+/// ``rawExchangeSeeingClose(port:_:timeout:)``, on a thread of its own.
+public func rawExchangeExpectingContinue(
+    port: Int, head: [UInt8], body: [UInt8], interimTimeout: Int = 5, timeout seconds: Int = 20
+) async throws -> (beforeBody: String, afterBody: String) {
+    let fd = try connectLoopback(port: port)
+    return await withCheckedContinuation { (done: CheckedContinuation<(beforeBody: String, afterBody: String), Never>) in
+        let thread = Thread {
+            defer { close(fd) }
+            func receiveTimeout(_ s: Int) {
+                var timeout = timeval(tv_sec: s, tv_usec: 0)
+                setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            }
+            var chunk = [UInt8](repeating: 0, count: 4096)
+            guard send(fd, head, head.count, Int32(MSG_NOSIGNAL)) == head.count else { return done.resume(returning: ("send failed: errno \(errno)", "")) }
+            receiveTimeout(interimTimeout)
+            var interim: [UInt8] = []
+            while !interim.ends(with: Array("\r\n\r\n".utf8)) {
+                let n = recv(fd, &chunk, chunk.count, 0)
+                guard n > 0 else { break }
+                interim += chunk[0..<n]
+            }
+            _ = send(fd, body, body.count, Int32(MSG_NOSIGNAL))
+            receiveTimeout(seconds)
+            var answer: [UInt8] = []
+            var n = 0
+            repeat {
+                n = recv(fd, &chunk, chunk.count, 0)
+                if n > 0 { answer += chunk[0..<n] }
+            } while n > 0
+            done.resume(returning: (String(decoding: interim, as: UTF8.self), String(decoding: answer, as: UTF8.self)))
+        }
+        thread.start()
+    }
+}
+
+extension Array where Element == UInt8 {
+    fileprivate func ends(with suffix: [UInt8]) -> Bool { count >= suffix.count && Array(self[(count - suffix.count)...]) == suffix }
+}
+
 /// A blocking TCP connection to 127.0.0.1 (for clients that misbehave on purpose).
 public func connectLoopback(port: Int) throws -> Int32 {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)

@@ -68,6 +68,19 @@ func requireJSONBody(_ request: Request) throws {
             status: 415, message: value.isEmpty ? "the request has no Content-Type; send application/json" : "Content-Type \(LogText.escaped(value, limit: 100)) is not accepted; send application/json",
             field: "Content-Type")
     }
+    // A compressed body was read as JSON: gzip got 400 "malformed JSON at byte 0", and a plain
+    // body labelled `br` was taken (a trial). RFC 9110 15.5.16: 415 for a coding not supported.
+    if let coding = request.headers[.contentEncoding], !isIdentityCoding(coding) {
+        throw ShopError(
+            status: 415, message: "Content-Encoding \(LogText.escaped(coding, limit: 100)) is not accepted; send the body uncompressed",
+            field: "Content-Encoding")
+    }
+}
+
+/// Whether a Content-Encoding value is `identity` (any case, spaces around it) or empty: no coding.
+func isIdentityCoding(_ value: String) -> Bool {
+    let trimmed = value.trimmingCharacters(in: .whitespaces)
+    return trimmed.isEmpty || trimmed.lowercased() == "identity"
 }
 
 /// Whether a Content-Type is `application/json` (any case, spaces around it, parameters such as
