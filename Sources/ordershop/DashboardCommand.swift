@@ -39,9 +39,24 @@ struct DashboardCommand: AsyncParsableCommand {
     func run() async throws {
         let logger = makeLogger("ordershop.dashboard")
         let configuration = try redis.configuration()
-        // SIGTERM or SIGINT meanwhile ends the wait (exit 0).
-        guard let (pools, cluster) = try await stoppingOnSignal(logger: logger, while: { try await Self.connect(configuration, logger: logger) })
-        else { return }
+        // Meanwhile the port answers 503 "waiting for Redis" after a second (and a taken port
+        // ends the command, as it does later); SIGTERM or SIGINT ends the wait (exit 0).
+        let (host, port) = (self.host, self.port)
+        let connected: Connected?
+        do {
+            connected = try await stoppingOnSignal(logger: logger) {
+                let connect: @Sendable () async throws -> Connected = {
+                    try await Self.connect(configuration, logger: logger)
+                }
+                // Port 0 (any free one) has no waiting endpoint: the real one would take another port.
+                guard port != 0 else { return try await connect() }
+                return try await WaitingEndpoint.serving(
+                    .dashboard, port: port, host: host, router: WaitingEndpoint.dashboardRouter(), logger: logger, while: connect)
+            }
+        } catch let failure as ListenFailure {
+            throw exitFailing(failure, logger: logger) { _ in "--port" }
+        }
+        guard let (pools, cluster) = connected else { return }
         func close() async {
             for pool in pools { await pool.shutdown() }
             await cluster?.primaries.shutdown()
@@ -49,7 +64,6 @@ struct DashboardCommand: AsyncParsableCommand {
         }
         let reader = cluster.map { OperationsReader(clusterPrimaries: $0.primaries, match: match) } ?? OperationsReader(nodes: pools, match: match)
         let dashboard = Dashboard(reader: reader, history: RateHistory(interval: .seconds(sampleInterval)), adminToken: token, host: host)
-        let (host, port) = (self.host, self.port)
         let shown = host == "0.0.0.0" ? "127.0.0.1" : host
         let actions = token == nil ? " (replay and purge off: no admin token)" : ""
         let listener = HTTPListener(
@@ -74,6 +88,9 @@ struct DashboardCommand: AsyncParsableCommand {
         await close()
     }
 
+    /// The pools the dashboard reads: one server's, or a cluster's client and its primaries.
+    typealias Connected = (pools: [RedisConnectionPool], cluster: (client: RedisClusterClient, primaries: ClusterPrimaryPools)?)
+
     /// One server: its pool. A cluster: its primaries of the moment (a failover moves the page
     /// to the promoted node), asked through a cluster client.
     ///
@@ -83,9 +100,9 @@ struct DashboardCommand: AsyncParsableCommand {
     /// `?cluster=no` it was served, every sample failing with WRONGPASS: a review).
     private static func connect(
         _ configuration: RedisConfiguration, logger: Logger
-    ) async throws -> (pools: [RedisConnectionPool], cluster: (client: RedisClusterClient, primaries: ClusterPrimaryPools)?) {
+    ) async throws -> Connected {
         let client: any RedisClientProtocol
-        let made: (pools: [RedisConnectionPool], cluster: (client: RedisClusterClient, primaries: ClusterPrimaryPools)?)
+        let made: Connected
         if try await RedisReadiness.isCluster(configuration, logger: logger) {
             let clusterClient = try RedisClusterClient(configuration: try RedisClusterConfiguration(configuration))
             (client, made) = (clusterClient, ([], (clusterClient, ClusterPrimaryPools(client: clusterClient))))

@@ -59,6 +59,14 @@ struct WorkCommand: AsyncParsableCommand {
         if let prefetch, !(1...1_000_000).contains(prefetch) { throw ValidationError("--prefetch must be 1-1000000") }
         guard (1...64).contains(readers) else { throw ValidationError("--readers must be 1-64") }
         try PortValidation.check(metricsPort, "--metrics-port")
+        if let consumer {
+            // An unset variable (`--consumer "$POD_NAME"`) made every pod the consumer "", and a
+            // newline in the name went raw into the log lines (a trial).
+            guard !consumer.allSatisfy(\.isWhitespace) else { throw ValidationError("--consumer must not be empty or blank") }
+            guard !consumer.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+                throw ValidationError("--consumer must not contain control characters (a newline, a tab)")
+            }
+        }
         guard leaseSeconds >= 1 else { throw ValidationError("--lease-seconds must be at least 1") }
         guard chaosPauseAfterMailMs >= 0 else { throw ValidationError("--chaos-pause-after-mail-ms must not be negative") }
         if let plantedBug, PlantedBug(rawValue: plantedBug) == nil && plantedBug != "no-idempotency" {
@@ -89,7 +97,8 @@ struct WorkCommand: AsyncParsableCommand {
                     logger: logger,
                     while: {
                         port > 0
-                            ? try await WaitingEndpoint.serving(port: port, host: host, service: "\(name)-worker", logger: logger, while: connect)
+                            ? try await WaitingEndpoint.serving(
+                                port: port, host: host, router: WaitingEndpoint.workerRouter(service: "\(name)-worker"), logger: logger, while: connect)
                             : try await connect()
                     })
             else { return }

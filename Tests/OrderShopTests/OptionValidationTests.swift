@@ -24,6 +24,10 @@ import Testing
         (["work", "crm", "--metrics-port", "100000"], "--metrics-port 100000 is not a port"),
         (["work", "crm", "--concurrency", "1000000000"], "--concurrency must be 1-10000"),
         (["work", "crm", "--prefetch", "0"], "--prefetch must be 1-1000000"),
+        // An unset variable (`--consumer "$POD_NAME"`) named every pod ""; a newline went raw into the log.
+        (["work", "crm", "--consumer", ""], "--consumer must not be empty or blank"),
+        (["work", "crm", "--consumer", " "], "--consumer must not be empty or blank"),
+        (["work", "crm", "--consumer", "a\nb"], "--consumer must not contain control characters"),
         (["dashboard", "--port", "99999"], "--port 99999 is not a port"),
         (["otlp-sink", "--port", "70000"], "--port 70000 is not a port"),
         (["trim", "--maxlen=-1"], "--maxlen must not be negative"),

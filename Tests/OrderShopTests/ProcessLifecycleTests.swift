@@ -126,6 +126,48 @@ import Testing
         #expect(!worker.output.contains("CancellationError"), "\(worker.output)")
     }
 
+    @Test("the dashboard waiting for Redis answers 503 'waiting for Redis' on its port (/livez 200), then serves the dashboard once Redis comes")
+    func dashboardWaitingForRedisAnswers() async throws {
+        let (held, redisPort) = try LocalRedisServer.bindLoopbackSocket()
+        let port = try LocalRedisServer.freePort()
+        let dashboard = try ordershop(["dashboard", "--url", "redis://127.0.0.1:\(redisPort)", "--port", String(port)])
+        defer { Task { await dashboard.stop(signal: SIGKILL) } }
+        func get(_ path: String) async -> String { await metricsGET(port, path) }
+        #expect(await printed(dashboard, "waiting for Redis"), "\(dashboard.output)")
+        // Before, the port was closed until Redis answered.
+        let waiting = await eventually { await get("/healthz").hasPrefix("HTTP/1.0 503") }
+        let health = await get("/healthz")
+        #expect(waiting && health.contains("waiting for Redis"), "\(health) \(dashboard.output)")
+        #expect(await get("/").hasPrefix("HTTP/1.0 503"))
+        #expect(await get("/livez").hasPrefix("HTTP/1.0 200"))
+        var options = LocalRedisServer.Options()
+        options.port = redisPort
+        close(held)
+        try await withRedisServer(options) { _ in
+            #expect(await printed(dashboard, "dashboard: http://"), "\(dashboard.output)")
+            let served = await eventually { await get("/healthz").hasPrefix("HTTP/1.0 200") }
+            let healthAnswer = await get("/healthz")
+            #expect(served, "\(healthAnswer)")
+            #expect(await get("/").contains("<html"), "the dashboard page")
+            dashboard.signal(SIGTERM)
+            #expect(await dashboard.waitForExit(timeout: .seconds(30)) == 0, "\(dashboard.output)")
+        }
+        #expect(!dashboard.output.contains("CancellationError"), "\(dashboard.output)")
+    }
+
+    @Test("the dashboard waiting for Redis on a port that is taken exits non-zero in one line naming the port")
+    func dashboardWaitingForRedisOnATakenPort() async throws {
+        try await withTakenPort { port in
+            let dashboard = try ordershop(["dashboard", "--url", try refusingRedisURL(), "--port", String(port)])
+            let status = await dashboard.waitForExit(timeout: .seconds(30))
+            await dashboard.stop(signal: SIGKILL)
+            // Before, it waited for Redis for ever, saying nothing of the port.
+            #expect(status != nil && status != 0, "status \(String(describing: status)): \(dashboard.output)")
+            #expect(lines(dashboard.output, containing: "cannot listen on").count == 1, "\(dashboard.output)")
+            #expect(dashboard.output.contains("--port"), "\(dashboard.output)")
+        }
+    }
+
     @Test("a worker waiting for Redis with its metrics port open exits in one line when Redis comes and refuses its password")
     func workerWaitingForRedisThenRefusedExits() async throws {
         let (worker, held, redisPort, metricsPort) = try workerWaitingForRedis(credentials: ":guessed-secret@")
@@ -489,8 +531,10 @@ import Testing
         #expect(exists(redis.pid))
         up.signal(signals[0])
         if signals.count > 1 {
-            // The second one once the first is being handled (two at once may arrive as one).
+            // The second one once the first is being handled, and after the window in which a
+            // repeat is the same stop (``sameStopWindow``).
             #expect(await printed(up, "stopping gracefully"), "\(up.output)")
+            try await Task.sleep(for: sameStopWindow + .milliseconds(200))
             up.signal(signals[1])
         }
         let status = await up.waitForExit(timeout: .seconds(30))
@@ -538,6 +582,23 @@ import Testing
     /// pass every owner check of the first and re-read what it is still handling. It refuses to
     /// start, naming the consumer and the process that has it; the name is free again once that
     /// one stops (SIGTERM: released) or is killed on this host (SIGKILL: taken over at once).
+    /// GNU `timeout` signals the process and then its process group: one stop, sent twice.
+    @Test("a signal repeated at once is one stop: the worker drains, leaves its groups and exits 0")
+    func aRepeatedSignalIsOneStop() async throws {
+        try await withRedisServer { server in
+            let worker = try ordershop(["work", "crm", "--url", server.url, "--metrics-port", "0"])
+            #expect(await printed(worker, "worker started"), "\(worker.output)")
+            worker.signal(SIGTERM)
+            try await Task.sleep(for: .milliseconds(20))
+            worker.signal(SIGTERM)
+            let status = await worker.waitForExit(timeout: .seconds(30))
+            await worker.stop(signal: SIGKILL)
+            #expect(status == 0, "status \(String(describing: status)): \(worker.output)")
+            #expect(!worker.output.contains("cut the graceful shutdown short"), "\(worker.output)")
+            #expect(worker.output.contains("left the consumer group"), "\(worker.output)")
+        }
+    }
+
     @Test("a second `work` with the same --consumer refuses to start, naming the consumer and the process holding it")
     func aStableConsumerNameIsExclusive() async throws {
         try await withRedisServer { server in

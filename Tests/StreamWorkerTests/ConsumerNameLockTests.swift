@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import RedisClient
 @testable import StreamWorker
@@ -43,5 +44,22 @@ struct ConsumerNameLockTests {
             _ = await running.result
             await pool.shutdown()
         }
+    }
+
+    @Test("a holder of this host whose process has exited but is not reaped yet (a zombie) is gone; a live one is not")
+    func zombieHolderIsGone() async throws {
+        var pid: pid_t = 0
+        var argv: [UnsafeMutablePointer<CChar>?] = [strdup("/bin/true"), nil]
+        defer { for a in argv { free(a) } }
+        try #require(posix_spawn(&pid, "/bin/true", nil, nil, &argv, environ) == 0)
+        // Reaped at the end only: until then the child is a zombie once it has exited.
+        defer { var status: Int32 = 0; waitpid(pid, &status, 0) }
+        let exited = await eventually { ConsumerNameLock.isZombie(pid) }
+        #expect(exited)
+        #expect(kill(pid, 0) == 0, "a zombie still answers kill(pid, 0): the check this test is about")
+        #expect(ConsumerNameLock.isPreviousIncarnation("host=\(ConsumerNameLock.host) pid=\(pid) token=t"))
+        #expect(!ConsumerNameLock.isZombie(getpid()))
+        #expect(!ConsumerNameLock.isPreviousIncarnation("host=\(ConsumerNameLock.host) pid=\(getppid()) token=t"))
+        #expect(!ConsumerNameLock.isPreviousIncarnation("host=another-host pid=\(pid) token=t"))
     }
 }

@@ -23,8 +23,8 @@ import Darwin
 /// or Redis restarted) is taken again when nobody else took it; if another process holds it by
 /// then, this one fails (``Lost``) and its process ends.
 ///
-/// A holder on this host whose pid is no longer alive (killed with SIGKILL, no release) or is
-/// this process's own pid (a container restarted as pid 1 again) is a previous incarnation: its
+/// A holder on this host whose pid is no longer alive (killed with SIGKILL, no release; or a
+/// zombie its parent has not reaped yet) or is this process's own pid (a container restarted as pid 1 again) is a previous incarnation: its
 /// lock is taken over at once instead of waiting out the lease.
 public struct ConsumerNameLock: Service, Sendable {
     /// The name is taken by another live process.
@@ -115,7 +115,7 @@ public struct ConsumerNameLock: Service, Sendable {
             let set = try await pool.send(RawCommand(["SET", RedisArgument(key), RedisArgument(token), "NX", "PX", RedisArgument(Self.milliseconds(lease))], keys: [RedisArgument(key)]))
             if set.string == "OK" { return }
             guard let holder = try await pool.send(RawCommand(["GET", RedisArgument(key)], keys: [RedisArgument(key)], readOnly: true)).string else { continue }  // lapsed just now
-            guard isPreviousIncarnation(holder) else { throw Held(consumer: consumer, group: group, key: key, holder: holder) }
+            guard Self.isPreviousIncarnation(holder) else { throw Held(consumer: consumer, group: group, key: key, holder: holder) }
             logger.info("taking over consumer name '\(consumer)' from \(holder), an earlier process on this host that is gone")
             _ = try await pool.evaluate(
                 Self.takeOverScript, keys: [RedisArgument(key)],
@@ -148,14 +148,23 @@ public struct ConsumerNameLock: Service, Sendable {
     }
 
     /// Whether a holder's token names a process of this host that is gone (or this pid, reused).
-    func isPreviousIncarnation(_ holder: String) -> Bool {
+    static func isPreviousIncarnation(_ holder: String) -> Bool {
         var fields: [Substring: Substring] = [:]
         for part in holder.split(separator: " ") {
             let kv = part.split(separator: "=", maxSplits: 1)
             if kv.count == 2 { fields[kv[0]] = kv[1] }
         }
         guard fields["host"].map(String.init) == Self.host, let pid = fields["pid"].flatMap({ Int32($0) }), pid > 0 else { return false }
-        return pid == getpid() || (kill(pid, 0) != 0 && errno == ESRCH)
+        return pid == getpid() || (kill(pid, 0) != 0 && errno == ESRCH) || Self.isZombie(pid)
+    }
+
+    /// Whether `pid` has exited and waits to be reaped by its parent: it holds nothing, but
+    /// `kill(pid, 0)` still succeeds (a trial: a worker SIGKILLed under a parent that had
+    /// exited could not be restarted under its name until the zombie was reaped). Linux's
+    /// `/proc/<pid>/stat`, whose state follows the parenthesised command name; false elsewhere.
+    static func isZombie(_ pid: Int32) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")") else { return false }
+        return stat[stat.index(after: close)...].drop { $0 == " " }.first == "Z"
     }
 
     static let host = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "host"

@@ -7,6 +7,8 @@ import WorkerMetricsHTTP
 /// A worker's metrics endpoint while the process waits for Redis, before it has a client to
 /// build its worker and its real endpoint (``WorkerHTTPServer``) with: `/livez` answers 200,
 /// `/healthz` 503 ("waiting for Redis"), `/metrics` what there is, with `stream_worker_redis_up 0`.
+/// The dashboard's port answers the same way meanwhile (``dashboardRouter()``): it listened only
+/// once Redis answered, and a taken port was not said at all while it waited (a trial).
 ///
 /// Why: the port listened only once Redis answered, so a worker started while Redis was away
 /// (a Kubernetes rollout beside a Redis loading its data, a managed Redis in maintenance) failed
@@ -23,19 +25,35 @@ public enum WaitingEndpoint {
     /// starts no second server on the port (and logs no second "listening").
     public static let grace: Duration = .seconds(1)
 
-    /// Runs `body` (the wait for Redis); if it takes longer than ``grace``, serves the waiting
-    /// endpoint at `host:port` until it ends, and returns once the port is closed again (the
-    /// real endpoint binds it next). A port that cannot be bound ends the wait with that error.
-    public static func serving<T: Sendable>(
-        port: Int, host: String, service: String, logger: Logger, limits: HTTPServerLimits = .monitoring,
-        while body: @escaping @Sendable () async throws -> T
-    ) async throws -> T {
+    /// A worker's metrics routes with Redis down.
+    public static func workerRouter(service: String) -> Router<BasicRequestContext> {
         let redisUp = RedisUpGauge()
         redisUp.markDown()
-        let router = WorkerHTTPServer.buildRouter(
+        return WorkerHTTPServer.buildRouter(
             redisProblem: { "waiting for Redis: the worker starts once it answers" }, service: service, redisUp: redisUp)
+    }
+
+    /// The dashboard's: `/livez` 200, `/healthz` and every other path 503, saying it waits.
+    public static func dashboardRouter() -> Router<BasicRequestContext> {
+        let router = Router(context: BasicRequestContext.self)
+        let waiting = "waiting for Redis: the dashboard starts once it answers"
+        router.get("/livez") { _, _ in Health.liveResponse(service: "dashboard") }
+        router.get("/healthz") { _, _ in JSONResponse.encode(["status": waiting, "service": "dashboard"], status: .serviceUnavailable) }
+        for path in ["/", "/**"] {
+            router.get(RouterPath(path)) { _, _ in JSONResponse.encode(["error": waiting], status: .serviceUnavailable) }
+        }
+        return router
+    }
+
+    /// Runs `body` (the wait for Redis); if it takes longer than ``grace``, serves `router` at
+    /// `host:port` until it ends, and returns once the port is closed again (the real endpoint
+    /// binds it next). A port that cannot be bound ends the wait with that error.
+    public static func serving<T: Sendable>(
+        _ kind: Listener = .metrics, port: Int, host: String, router: Router<BasicRequestContext>, logger: Logger,
+        limits: HTTPServerLimits = .monitoring, while body: @escaping @Sendable () async throws -> T
+    ) async throws -> T {
         // A port it cannot bind ends the wait as the real endpoint's would (``ListenFailure``).
-        let listener = HTTPListener(.metrics, host: host, port: port) { onRunning in
+        let listener = HTTPListener(kind, host: host, port: port) { onRunning in
             Application(
                 router: router, server: .http1KeepingConnectionRules(limits: limits),
                 configuration: limits.applicationConfiguration(address: .hostname(host, port: port)),
