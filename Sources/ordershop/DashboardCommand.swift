@@ -56,7 +56,8 @@ struct DashboardCommand: AsyncParsableCommand {
         } catch let failure as ListenFailure {
             throw exitFailing(failure, logger: logger) { _ in "--port" }
         }
-        guard let (pools, cluster) = connected else { return }
+        guard let connected else { return }
+        let (pools, cluster) = (connected.pools, connected.cluster)
         func close() async {
             for pool in pools { await pool.shutdown() }
             await cluster?.primaries.shutdown()
@@ -88,8 +89,13 @@ struct DashboardCommand: AsyncParsableCommand {
         await close()
     }
 
-    /// The pools the dashboard reads: one server's, or a cluster's client and its primaries.
-    typealias Connected = (pools: [RedisConnectionPool], cluster: (client: RedisClusterClient, primaries: ClusterPrimaryPools)?)
+    /// The pools the dashboard reads: one server's, or a cluster's client and its primaries. A
+    /// struct, not a tuple: it is the value of a task-group child (``WaitingEndpoint``), and Swift
+    /// 6.3.1's -O miscompiled a child returning a tuple from a do/catch (scripts/taskgroup-tuple-repro.swift).
+    struct Connected: Sendable {
+        var pools: [RedisConnectionPool]
+        var cluster: (client: RedisClusterClient, primaries: ClusterPrimaryPools)?
+    }
 
     /// One server: its pool. A cluster: its primaries of the moment (a failover moves the page
     /// to the promoted node), asked through a cluster client.
@@ -105,10 +111,10 @@ struct DashboardCommand: AsyncParsableCommand {
         let made: Connected
         if try await RedisReadiness.isCluster(configuration, logger: logger) {
             let clusterClient = try RedisClusterClient(configuration: try RedisClusterConfiguration(configuration))
-            (client, made) = (clusterClient, ([], (clusterClient, ClusterPrimaryPools(client: clusterClient))))
+            (client, made) = (clusterClient, Connected(pools: [], cluster: (clusterClient, ClusterPrimaryPools(client: clusterClient))))
         } else {
             let pool = try RedisConnectionPool(configuration: configuration, maximumConnections: 2)
-            (client, made) = (pool, ([pool], nil))
+            (client, made) = (pool, Connected(pools: [pool], cluster: nil))
         }
         do {
             try await RedisReadiness.waitUntilAnswering(client, at: configuration, logger: logger)

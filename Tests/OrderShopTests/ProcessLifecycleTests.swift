@@ -54,7 +54,7 @@ import Testing
 
     /// What waits for Redis before it starts: a worker without and with its metrics port (which
     /// then listens: ``WaitingEndpoint``), and the dashboard.
-    enum Waiter: String, CaseIterable, Sendable { case worker, workerWithMetricsPort, dashboard }
+    enum Waiter: String, CaseIterable, Sendable { case worker, workerWithMetricsPort, dashboard, dashboardWithItsPort }
 
     @Test(
         "SIGINT or SIGTERM while a worker or the dashboard waits for an unreachable Redis ends it at once, with a line and status 0",
@@ -67,9 +67,10 @@ import Testing
         case .workerWithMetricsPort:
             process = try ordershop(["work", "crm", "--url", url, "--metrics-port", String(try LocalRedisServer.freePort()), "--metrics-host", "127.0.0.1"])
         case .dashboard: process = try ordershop(["dashboard", "--url", url, "--port", "0"])
+        case .dashboardWithItsPort: process = try ordershop(["dashboard", "--url", url, "--port", String(try LocalRedisServer.freePort())])
         }
         #expect(await printed(process, "waiting for Redis"), "\(process.output)")
-        if waiter == .workerWithMetricsPort { #expect(await printed(process, "listening"), "\(process.output)") }
+        if waiter == .workerWithMetricsPort || waiter == .dashboardWithItsPort { #expect(await printed(process, "listening"), "\(process.output)") }
         process.signal(signal)
         let status = await process.waitForExit(timeout: Self.limit)
         await process.stop(signal: SIGKILL)

@@ -39,12 +39,17 @@ public func runUntilSignalled(_ group: ServiceGroup, logger: Logger) async throw
             var first: ContinuousClock.Instant?
             for await signal in signals {
                 guard let first else {
-                    first = .now
                     logger.info("\(signal): stopping gracefully (send it again to stop at once)")
                     await group.triggerGracefulShutdown()
+                    // From when the stop has begun, not from when the signal was read: a repeat
+                    // read late on a loaded machine is still the same stop (a review).
+                    first = .now
                     continue
                 }
-                if ContinuousClock.now - first < sameStopWindow { continue }
+                if ContinuousClock.now - first < sameStopWindow {
+                    logger.info("\(signal) again at once: the same stop (send it again to stop at once)")
+                    continue
+                }
                 throw StoppedBySecondSignal(signal: "\(signal)")
             }
         }

@@ -61,13 +61,21 @@ public enum WaitingEndpoint {
         }
         // Stopped by a graceful shutdown, not by cancellation (which Hummingbird logs as an
         // error); only its grace period is cancelled.
-        let server = ServiceGroup(services: [listener], gracefulShutdownSignals: [], cancellationSignals: [], logger: logger)
+        // At most 2 s: a client that pipelines requests and never reads the answers would hold
+        // Hummingbird's quiesce, and a signal before the start with it (a review).
+        var configuration = ServiceGroupConfiguration(services: [listener], logger: logger)
+        configuration.maximumGracefulShutdownDuration = .seconds(2)
+        let server = ServiceGroup(configuration: configuration)
         let phase = PhaseBox()
         // The wait's outcome comes as a value, so that only the endpoint's own failure (a port it
         // cannot bind) throws from the group.
         return try await withThrowingTaskGroup(of: Result<T, any Error>?.self) { group in
             group.addTask {
-                do { return .success(try await body()) } catch { return .failure(error) }
+                // Built before the return, not returned from inside the do/catch (the shape of
+                // a Swift 6.3.1 -O miscompile: scripts/taskgroup-tuple-repro.swift).
+                let outcome: Result<T, any Error>
+                do { outcome = .success(try await body()) } catch { outcome = .failure(error) }
+                return outcome
             }
             group.addTask {
                 do { try await Task.sleep(for: grace) } catch { return nil }

@@ -81,19 +81,22 @@ struct FaultInjector: Sendable {
             done.note = note
             done.skipped = failed
         case .redisFull:
-            // An order-service fault in progress is waited out first: the load's clients wait on
-            // the frozen service meanwhile, and a full Redis then met no command (a first run: 0
-            // commands in its 2.4 s, all six clients held by an order-pause). One that starts
-            // after this look may still overlap; then the fault meets fewer commands, no more.
-            await orderLock.withLock {}
+            // No order-service fault meanwhile, one in progress waited out: the load's clients
+            // wait on the frozen service, and a full Redis then met no command (a first run: 0
+            // commands in its 2.4 s, all six clients held by an order-pause), which now makes the
+            // run VOID. The order lock is held throughout: an order fault that passed its look at
+            // the Redis lock just before could otherwise start during the fill (a review).
             // One Redis fault at a time: a failover meanwhile would lift the limit on a node
-            // that is no longer the primary, and leave the new one unlimited.
-            let (at, note, failed) = await redisLock.withLock { () async -> (Double, String, Bool) in
-                let at = clock.elapsed
-                do {
-                    return (at, try await topology.fillRedis(for: fault.seconds), false)
-                } catch {
-                    return (at, "redis-full failed: \(error)", true)
+            // that is no longer the primary, and leave the new one unlimited. (No holder of the
+            // Redis lock waits for the order lock: no deadlock.)
+            let (at, note, failed) = await orderLock.withLock { () async -> (Double, String, Bool) in
+                await redisLock.withLock { () async -> (Double, String, Bool) in
+                    let at = clock.elapsed
+                    do {
+                        return (at, try await topology.fillRedis(for: fault.seconds), false)
+                    } catch {
+                        return (at, "redis-full failed: \(error)", true)
+                    }
                 }
             }
             done.at = at
