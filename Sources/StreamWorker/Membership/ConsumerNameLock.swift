@@ -24,8 +24,9 @@ import Darwin
 /// then, this one fails (``Lost``) and its process ends.
 ///
 /// A holder on this host whose pid is no longer alive (killed with SIGKILL, no release; or a
-/// zombie its parent has not reaped yet) or is this process's own pid (a container restarted as pid 1 again) is a previous incarnation: its
-/// lock is taken over at once instead of waiting out the lease.
+/// zombie its parent has not reaped yet) or is this process's own pid (a container restarted as
+/// pid 1 again) is a previous incarnation: its lock is taken over at once instead of waiting out
+/// the lease.
 public struct ConsumerNameLock: Service, Sendable {
     /// The name is taken by another live process.
     public struct Held: Error, CustomStringConvertible {

@@ -204,10 +204,11 @@ struct OrderSteps: Sendable {
                 for (pid, u) in units.sorted(by: { $0.key < $1.key }) { argv += [RedisArgument(pid), RedisArgument(u)] }
             }
         }
+        let script = store.orderPlantedBug == .oversells ? OrderScripts.preparePlantedOversells : OrderScripts.prepare
         let reply: RESPValue
         do {
             reply = try await store.run(
-                "reserve stock", store.orderPlantedBug == .oversells ? OrderScripts.preparePlantedOversells : OrderScripts.prepare, type: .inventory, keys: Keys.inventory + reservations.map { RedisArgument(Keys.ended($0.rid)) },
+                "reserve stock", script, type: .inventory, keys: Keys.inventory + reservations.map { RedisArgument(Keys.ended($0.rid)) },
                 arguments: argv)
         } catch let uncertain as ShopError where uncertain.outcome == "may have been applied" && !reservations.contains(where: \.keep) {
             // Only the reservation may hold (unconfirmed, or its answer lost): the order change
