@@ -68,6 +68,13 @@ func requireJSONBody(_ request: Request) throws {
             status: 415, message: value.isEmpty ? "the request has no Content-Type; send application/json" : "Content-Type \(LogText.escaped(value, limit: 100)) is not accepted; send application/json",
             field: "Content-Type")
     }
+    // JSON is UTF-8 (RFC 8259 8.1): `charset=latin1` passed, then the body was refused 400
+    // "not valid UTF-8" for its first accented letter (a trial).
+    if let charset = charsetParameter(value), charset.lowercased() != "utf-8", charset.lowercased() != "utf8" {
+        throw ShopError(
+            status: 415, message: "Content-Type \(LogText.escaped(value, limit: 100)): charset \(LogText.escaped(charset, limit: 40)) is not accepted; send UTF-8",
+            field: "Content-Type")
+    }
     // A compressed body was read as JSON: gzip got 400 "malformed JSON at byte 0", and a plain
     // body labelled `br` was taken (a trial). RFC 9110 15.5.16: 415 for a coding not supported.
     if let coding = request.headers[.contentEncoding], !isIdentityCoding(coding) {
@@ -75,6 +82,16 @@ func requireJSONBody(_ request: Request) throws {
             status: 415, message: "Content-Encoding \(LogText.escaped(coding, limit: 100)) is not accepted; send the body uncompressed",
             field: "Content-Encoding")
     }
+}
+
+/// The `charset` parameter of a Content-Type (unquoted), or nil when it has none.
+func charsetParameter(_ contentType: String) -> String? {
+    for parameter in contentType.split(separator: ";").dropFirst() {
+        let pair = parameter.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+        guard pair.count == 2, pair[0].lowercased() == "charset" else { continue }
+        return pair[1].count >= 2 && pair[1].hasPrefix("\"") && pair[1].hasSuffix("\"") ? String(pair[1].dropFirst().dropLast()) : pair[1]
+    }
+    return nil
 }
 
 /// Whether a Content-Encoding value is `identity` (any case, spaces around it) or empty: no coding.
