@@ -100,9 +100,19 @@ import Testing
                 if let index = try await cluster.primaryIndex(for: HashSlot(key: stream)), (index == plainHolder) == deadHoldsThePlainName { victim = index }
             }
             let dead = try #require(victim)
-            // Replicated before the kill (WAIT on each partition's node would do; the cluster's
-            // replicas are local, a moment is enough, and the list below checks every letter).
-            try await Task.sleep(for: .milliseconds(300))
+            // Replicated before the kill: its replicas' offsets reached its own. (A 300-ms pause
+            // was not enough in a loaded CI run, CI18: the promoted replica lacked two partitions'
+            // letters, and the list rightly showed four.)
+            let replicas = try await cluster.roles().replicasOf[dead] ?? []
+            try #require(!replicas.isEmpty)
+            let written = Int(try await cluster.replicationInfo(of: dead)["master_repl_offset"] ?? "") ?? 0
+            let replicated = await eventually(timeout: .seconds(30)) {
+                for replica in replicas {
+                    guard let offset = Int(try await cluster.replicationInfo(of: replica)["slave_repl_offset"] ?? ""), offset >= written else { return false }
+                }
+                return true
+            }
+            try #require(replicated, "the replicas of node \(dead) never reached offset \(written)")
             await cluster.nodes[dead].kill()
             let list = try await runChild(try builtProduct("ordershop"), ["dlq", "list", "ledger", "g", "--url", cluster.url])
             #expect(list.status == 0, "\(list.output)")
