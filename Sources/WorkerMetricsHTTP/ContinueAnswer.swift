@@ -2,37 +2,63 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 
-/// Answers `Expect: 100-continue` with `100 Continue` as soon as the request's head is read, so
-/// that a client waiting for it sends its body at once. Hummingbird never sent it: curl waited
-/// its 1-s timeout before sending each such body, and a client that waits for the 100 (as RFC
-/// 9110 10.1.1 lets it) got no answer at all (a trial).
+/// Answers `Expect: 100-continue` with `100 Continue`, so that a client waiting for it sends its
+/// body at once. Hummingbird never sent it: curl waited its 1-s timeout before sending each such
+/// body, and a client that waits for the 100 (as RFC 9110 10.1.1 lets it) got no answer at all
+/// (a trial).
 ///
-/// HTTP/1.1 only (an HTTP/1.0 client cannot expect a 100), and only when no earlier response is
-/// still being written on the connection, which the 100 would cut into: a request pipelined
-/// behind another gets none, and its client sends the body once its own wait ends. The final
-/// answer follows as always (NIO's encoder frames a 1xx head as one that another follows).
+/// - HTTP/1.1 only (an HTTP/1.0 client cannot expect a 100).
+/// - Not for a declared body over `maximumBodyBytes`: the route refuses it 413 from its head, and
+///   the client, waiting, never uploads it (with the 100 it uploaded 4 MiB to be refused).
+/// - A request pipelined behind another gets its 100 once the responses before it have ended:
+///   sent at once, it would cut into them.
+///
+/// Other refusals decided from the head alone (415, 404, 405) still follow a 100, as RFC 9110
+/// allows: the routes decide them, after this handler.
 final class ContinueAnswer: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias InboundOut = HTTPServerRequestPart
     typealias OutboundIn = HTTPServerResponsePart
     typealias OutboundOut = HTTPServerResponsePart
 
-    /// Requests read whose response has not ended.
-    private var unanswered = 0
+    private let maximumBodyBytes: Int
+    /// A flag per request read whose response has not ended, oldest first: it is owed a 100.
+    private var owed: [Bool] = []
+
+    init(maximumBodyBytes: Int) {
+        self.maximumBodyBytes = maximumBodyBytes
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         if case .head(let head) = unwrapInboundIn(data) {
-            if unanswered == 0, head.version == .http1_1, Self.expectsContinue(head.headers) {
-                context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .continue))), promise: nil)
+            let wants = head.version == .http1_1 && Self.expectsContinue(head.headers) && !declaresTooMuch(head.headers)
+            if wants && owed.isEmpty {
+                owed.append(false)
+                sendContinue(context)
+            } else {
+                owed.append(wants)
             }
-            unanswered += 1
         }
         context.fireChannelRead(data)
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        if case .end = unwrapOutboundIn(data) { unanswered = max(0, unanswered - 1) }
+        guard case .end = unwrapOutboundIn(data), !owed.isEmpty else { return context.write(data, promise: promise) }
+        owed.removeFirst()
         context.write(data, promise: promise)
+        // The next request's turn: its 100 after the response before it.
+        if owed.first == true {
+            owed[0] = false
+            sendContinue(context)
+        }
+    }
+
+    private func sendContinue(_ context: ChannelHandlerContext) {
+        context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .continue))), promise: nil)
+    }
+
+    private func declaresTooMuch(_ headers: HTTPHeaders) -> Bool {
+        headers["Content-Length"].contains { Int($0.trimmingCharacters(in: .whitespaces)).map { $0 > maximumBodyBytes } ?? false }
     }
 
     /// Whether the headers ask for a 100 (`Expect: 100-continue`, in any case).

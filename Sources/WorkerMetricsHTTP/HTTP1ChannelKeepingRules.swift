@@ -9,6 +9,8 @@ import NIOHTTPTypesHTTP1
 struct HTTP1ChannelKeepingRules: ServerChildChannel, HTTPChannelHandler {
     typealias Value = HTTP1Channel.Value
     let http1: HTTP1Channel
+    /// No `100 Continue` for a declared body larger (``ContinueAnswer``).
+    let maximumBodyBytes: Int
 
     var responder: HTTPChannelHandler.Responder { http1.responder }
 
@@ -21,7 +23,7 @@ struct HTTP1ChannelKeepingRules: ServerChildChannel, HTTPChannelHandler {
             try pipeline.addHandler(PersistentConnectionRules(), position: .before(conversion))
             // Nearest the parser: its 100 goes straight to the encoder, unseen by the two above,
             // which count and rewrite the final answers.
-            try pipeline.addHandler(ContinueAnswer(), position: .before(malformed))
+            try pipeline.addHandler(ContinueAnswer(maximumBodyBytes: maximumBodyBytes), position: .before(malformed))
             return value
         }
     }
@@ -43,7 +45,9 @@ extension HTTPServerBuilder {
         let configuration = HTTP1Channel.Configuration(
             additionalChannelHandlers: [SlowClientGuard(limits: limits)],
             idleTimeout: .nanoseconds(idle.seconds * 1_000_000_000 + idle.attoseconds / 1_000_000_000))
-        return HTTPServerBuilder { responder in HTTP1ChannelKeepingRules(http1: HTTP1Channel(responder: responder, configuration: configuration)) }
+        return HTTPServerBuilder { responder in
+            HTTP1ChannelKeepingRules(http1: HTTP1Channel(responder: responder, configuration: configuration), maximumBodyBytes: limits.maximumBodyBytes)
+        }
     }
 }
 

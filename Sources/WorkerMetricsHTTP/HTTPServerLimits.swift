@@ -24,14 +24,21 @@ public struct HTTPServerLimits: Sendable {
     /// No bytes read for this long closes the connection (Hummingbird's idle timeout); past the
     /// keep-alive timeout, so that it only ends connections stuck inside a request.
     public var idleTimeout: Duration
+    /// The largest request body a route takes (the shop's commands: 413 beyond); no `100
+    /// Continue` is sent for a larger one (``ContinueAnswer``).
+    public var maximumBodyBytes: Int
+    /// 4 MiB, the limit of the shop's commands.
+    public static let defaultMaximumBodyBytes = 4 << 20
     /// Open connections the server holds at most (``defaultMaximumConnections`` for the shop's
     /// services, ``monitoring`` for the dashboard and metrics).
     public var maximumConnections: Int
 
     public init(
         headerTimeout: Duration = .seconds(10), bodyTimeout: Duration = .seconds(30), keepAliveTimeout: Duration = .seconds(75),
-        idleTimeout: Duration = .seconds(90), maximumConnections: Int = HTTPServerLimits.defaultMaximumConnections
+        idleTimeout: Duration = .seconds(90), maximumConnections: Int = HTTPServerLimits.defaultMaximumConnections,
+        maximumBodyBytes: Int = HTTPServerLimits.defaultMaximumBodyBytes
     ) {
+        self.maximumBodyBytes = maximumBodyBytes
         self.headerTimeout = headerTimeout
         self.bodyTimeout = bodyTimeout
         self.keepAliveTimeout = keepAliveTimeout

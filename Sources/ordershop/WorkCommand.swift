@@ -62,9 +62,14 @@ struct WorkCommand: AsyncParsableCommand {
         if let consumer {
             // An unset variable (`--consumer "$POD_NAME"`) made every pod the consumer "", and a
             // newline in the name went raw into the log lines (a trial).
-            guard !consumer.allSatisfy(\.isWhitespace) else { throw ValidationError("--consumer must not be empty or blank") }
-            guard !consumer.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
-                throw ValidationError("--consumer must not contain control characters (a newline, a tab)")
+            // Nor invisible or line-breaking characters: U+2028 broke the line, U+202E turned
+            // the text around, U+200B alone looked blank (a trial).
+            let unseen: Set<Unicode.GeneralCategory> = [.control, .format, .lineSeparator, .paragraphSeparator]
+            guard !consumer.unicodeScalars.allSatisfy({ $0.properties.isWhitespace || unseen.contains($0.properties.generalCategory) }) else {
+                throw ValidationError("--consumer must not be empty or blank")
+            }
+            guard !consumer.unicodeScalars.contains(where: { unseen.contains($0.properties.generalCategory) }) else {
+                throw ValidationError("--consumer must not contain control, format or line-separator characters (a newline, a tab, U+200B, U+2028)")
             }
         }
         guard leaseSeconds >= 1 else { throw ValidationError("--lease-seconds must be at least 1") }

@@ -82,7 +82,10 @@ extension ShopIntegration {
                 // A charset other than UTF-8 is refused naming Content-Type (it passed, and the body
                 // was then refused 400 "not valid UTF-8"); UTF-8, in any spelling, is fine.
                 for client in [shop.gateway, shop.client(.customer)] {
-                    for type in ["application/json; charset=latin1", #"application/json;charset="ISO-8859-1""#] {
+                    for type in [
+                        "application/json; charset=latin1", #"application/json;charset="ISO-8859-1""#, "application/json; charset=utf-8; charset=latin1",
+                        "application/json; charset=",
+                    ] {
                         var request = HTTPClientRequest(url: client.baseURL + "/customer")
                         request.method = .POST
                         request.headers.add(name: "Content-Type", value: type)
@@ -92,6 +95,18 @@ extension ShopIntegration {
                         let reply = ShopClient.Reply(status: Int(response.status.code), body: Array(bytes.readableBytesView), contentType: response.headers.first(name: "Content-Type"))
                         expectError(reply, 415, field: "Content-Type", "\(client.baseURL) \(type)")
                     }
+                }
+                // Content-Type twice, also when the first has parameters (that one passed).
+                for client in [shop.gateway, shop.client(.customer)] {
+                    var request = HTTPClientRequest(url: client.baseURL + "/customer")
+                    request.method = .POST
+                    request.headers.add(name: "Content-Type", value: "application/json; charset=utf-8")
+                    request.headers.add(name: "Content-Type", value: "application/json")
+                    request.body = .bytes(ByteBuffer(bytes: body))
+                    let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+                    let bytes = try await response.body.collect(upTo: 1 << 20)
+                    let reply = ShopClient.Reply(status: Int(response.status.code), body: Array(bytes.readableBytesView), contentType: response.headers.first(name: "Content-Type"))
+                    expectError(reply, 415, field: "Content-Type", "\(client.baseURL) twice")
                 }
                 for type in ["application/json; charset=utf-8", #"application/json; Charset="UTF-8""#, "application/json;charset=utf8"] {
                     var request = HTTPClientRequest(url: shop.gateway.baseURL + "/customer")
@@ -110,6 +125,7 @@ extension ShopIntegration {
             try await withShop(workers: []) { shop in
                 let json = Array(#"{"name": "Packed", "email": "packed@shop.test"}"#.utf8)
                 let gzipped: [UInt8] = [0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03] + json
+                var acceptEncoding: [String?] = []
                 func post(_ url: String, coding: String, body: [UInt8]) async throws -> ShopClient.Reply {
                     var request = HTTPClientRequest(url: url)
                     request.method = .POST
@@ -118,6 +134,7 @@ extension ShopIntegration {
                     request.body = .bytes(ByteBuffer(bytes: body))
                     let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
                     let bytes = try await response.body.collect(upTo: 1 << 20)
+                    acceptEncoding.append(response.headers.first(name: "Accept-Encoding"))
                     return ShopClient.Reply(status: Int(response.status.code), body: Array(bytes.readableBytesView), contentType: response.headers.first(name: "Content-Type"))
                 }
                 for url in [shop.gateway.baseURL + "/customer", shop.client(.customer).baseURL + "/customer", shop.client(.msg).baseURL + "/email"] {
@@ -126,6 +143,8 @@ extension ShopIntegration {
                     }
                 }
                 #expect(try await shop.gateway.count("/customers") == 0)
+                // RFC 9110 12.5.3: the 415 says which codings are taken.
+                #expect(acceptEncoding.allSatisfy { $0 == "identity" }, "\(acceptEncoding)")
                 // No coding at all, said so.
                 #expect(try await post(shop.gateway.baseURL + "/customer", coding: " Identity ", body: json).status == 200)
             }

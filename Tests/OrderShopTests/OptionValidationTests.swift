@@ -27,7 +27,11 @@ import Testing
         // An unset variable (`--consumer "$POD_NAME"`) named every pod ""; a newline went raw into the log.
         (["work", "crm", "--consumer", ""], "--consumer must not be empty or blank"),
         (["work", "crm", "--consumer", " "], "--consumer must not be empty or blank"),
-        (["work", "crm", "--consumer", "a\nb"], "--consumer must not contain control characters"),
+        (["work", "crm", "--consumer", "a\nb"], "--consumer must not contain control"),
+        // Invisible or line-breaking: a zero-width space alone, a line separator, a right-to-left override.
+        (["work", "crm", "--consumer", "\u{200B}"], "--consumer must not be empty or blank"),
+        (["work", "crm", "--consumer", "a\u{2028}b"], "--consumer must not contain control"),
+        (["work", "crm", "--consumer", "a\u{202E}b"], "--consumer must not contain control"),
         (["dashboard", "--port", "99999"], "--port 99999 is not a port"),
         (["otlp-sink", "--port", "70000"], "--port 70000 is not a port"),
         (["trim", "--maxlen=-1"], "--maxlen must not be negative"),

@@ -40,6 +40,21 @@ extension ShopIntegration {
                 }
             }
             #expect(try await shop.gateway.count("/customers") == 6)
+            let port = try loopbackPort(shop.gateway.baseURL)
+            // A declared body the route refuses from its head (413) gets no 100: the client,
+            // waiting, never uploads it (it got a 100, uploaded 4 MiB, then the 413).
+            let tooLarge = "POST /customer HTTP/1.1\r\nHost: shop\r\nConnection: close\r\nContent-Type: application/json\r\n"
+                + "Content-Length: \(5 << 20)\r\nExpect: 100-continue\r\n\r\n"
+            let refused = try await rawExchangeExpectingContinue(port: port, head: Array(tooLarge.utf8), body: [], interimTimeout: 10)
+            #expect(refused.beforeBody.hasPrefix("HTTP/1.1 413") && !refused.beforeBody.contains("100 Continue"), "\(refused.beforeBody.prefix(300))")
+            // Pipelined behind a request still being answered: its 100 after that answer (it
+            // never came, and a client waiting for it waited until the body deadline).
+            let pipelined = "GET /healthz HTTP/1.1\r\nHost: shop\r\n\r\nPOST /customer HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n"
+                + "Content-Type: application/json\r\nContent-Length: \(body.count)\r\nExpect: 100-continue\r\n\r\n"
+            let behind = try await rawExchangeExpectingContinue(port: port, head: Array(pipelined.utf8), body: body, interimTimeout: 10)
+            #expect(behind.beforeBody.hasPrefix("HTTP/1.1 200") && behind.beforeBody.hasSuffix("}HTTP/1.1 100 Continue\r\n\r\n"), "\(behind.beforeBody)")
+            #expect(behind.afterBody.hasPrefix("HTTP/1.1 200"), "\(behind.afterBody.prefix(300))")
+            #expect(try await shop.gateway.count("/customers") == 7)
         }
 
         /// An HTTP/1.0 request ends its connection after the response unless it asks for

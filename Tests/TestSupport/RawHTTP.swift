@@ -38,9 +38,10 @@ public func rawExchangeSeeingClose(port: Int, _ request: [UInt8], timeout second
     }
 }
 
-/// Sends a request's `head` alone, reads what comes within `interimTimeout` seconds (up to the
-/// end of one response head), then sends `body` and reads until the server closes: what came
-/// before the body (an interim `100 Continue`, or nothing) and what came after. As
+/// Sends `head` (a request's head, or whole requests and then a head) alone, reads what comes
+/// within `interimTimeout` seconds, up to and with an interim `100 Continue`, then sends `body`
+/// and reads until the server closes: what came before the body (the answers to the requests
+/// before, and the 100, or not) and what came after. As
 /// ``rawExchangeSeeingClose(port:_:timeout:)``, on a thread of its own.
 public func rawExchangeExpectingContinue(
     port: Int, head: [UInt8], body: [UInt8], interimTimeout: Int = 5, timeout seconds: Int = 20
@@ -57,7 +58,7 @@ public func rawExchangeExpectingContinue(
             guard send(fd, head, head.count, Int32(MSG_NOSIGNAL)) == head.count else { return done.resume(returning: ("send failed: errno \(errno)", "")) }
             receiveTimeout(interimTimeout)
             var interim: [UInt8] = []
-            while !interim.ends(with: Array("\r\n\r\n".utf8)) {
+            while !interim.ends(with: Array("100 Continue\r\n\r\n".utf8)) {
                 let n = recv(fd, &chunk, chunk.count, 0)
                 guard n > 0 else { break }
                 interim += chunk[0..<n]

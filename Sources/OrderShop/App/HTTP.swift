@@ -4,6 +4,7 @@ import Hummingbird
 import Logging
 import NIOCore
 import RedisClient
+import WorkerMetricsHTTP
 
 /// The request context every OrderShop router uses: Hummingbird's basic one, which can also be
 /// made without a connection, for a call in the same process (``InProcessServices``).
@@ -28,8 +29,8 @@ public struct ShopRequestContext: RequestContext {
     }
 }
 
-/// The largest request body a command accepts.
-let maxBodySize = 4 << 20
+/// The largest request body a command accepts (the servers send no `100 Continue` for a larger one).
+let maxBodySize = HTTPServerLimits.defaultMaximumBodyBytes
 
 extension HTTPField.Name {
     /// Carries one trace id from the gateway through the owning service into the event's `trace_id`.
@@ -159,6 +160,8 @@ struct JSONErrorMiddleware: RouterMiddleware {
             }
             var response = JSONResponse.bytes(shop.body, status: HTTPResponse.Status(code: shop.status))
             if shop.status == 503 { response.headers[.retryAfter] = Self.retryAfter }
+            // RFC 9110 12.5.3: a 415 for a content coding says which ones are taken.
+            if shop.status == 415 && shop.field == "Content-Encoding" { response.headers[.acceptEncoding] = "identity" }
             return response
         }
     }

@@ -43,7 +43,10 @@ public struct ShopClient: Sendable {
         var request = HTTPClientRequest(url: baseURL + path)
         request.method = method
         if let body {
-            request.headers.add(name: "Content-Type", value: "application/json; charset=utf-8")
+            // JSON unless the caller says otherwise (two Content-Types are refused).
+            if !headers.contains(where: { $0.0.lowercased() == "content-type" }) {
+                request.headers.add(name: "Content-Type", value: "application/json; charset=utf-8")
+            }
             request.body = .bytes(ByteBuffer(bytes: body))
         }
         for (name, value) in headers { request.headers.add(name: name, value: value) }

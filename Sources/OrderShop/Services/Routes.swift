@@ -62,6 +62,12 @@ func addCommandRoutes(
 /// `application/x-www-form-urlencoded`, `multipart/form-data`) without asking first, but never
 /// `application/json` (that needs a CORS preflight, which these routes do not grant). 415 otherwise.
 func requireJSONBody(_ request: Request) throws {
+    // A singleton field (RFC 9110 8.3): the fields came joined by a comma, and one whose first
+    // had parameters passed ("application/json; charset=utf-8, application/json").
+    let given = request.headers[values: .contentType].count
+    guard given <= 1 else {
+        throw ShopError(status: 415, message: "Content-Type is given \(given) times; send it once, application/json", field: "Content-Type")
+    }
     let value = request.headers[.contentType] ?? ""
     guard isJSONMediaType(value) else {
         throw ShopError(
@@ -70,9 +76,12 @@ func requireJSONBody(_ request: Request) throws {
     }
     // JSON is UTF-8 (RFC 8259 8.1): `charset=latin1` passed, then the body was refused 400
     // "not valid UTF-8" for its first accented letter (a trial).
-    if let charset = charsetParameter(value), charset.lowercased() != "utf-8", charset.lowercased() != "utf8" {
+    // One charset at most, and UTF-8 (a trial: "charset=utf-8; charset=latin1" and "charset="
+    // were taken).
+    let charsets = charsetParameters(value)
+    if charsets.count > 1 || charsets.contains(where: { !["utf-8", "utf8"].contains($0.lowercased()) }) {
         throw ShopError(
-            status: 415, message: "Content-Type \(LogText.escaped(value, limit: 100)): charset \(LogText.escaped(charset, limit: 40)) is not accepted; send UTF-8",
+            status: 415, message: "Content-Type \(LogText.escaped(value, limit: 100)): only one charset, UTF-8, is accepted; send UTF-8",
             field: "Content-Type")
     }
     // A compressed body was read as JSON: gzip got 400 "malformed JSON at byte 0", and a plain
@@ -84,14 +93,13 @@ func requireJSONBody(_ request: Request) throws {
     }
 }
 
-/// The `charset` parameter of a Content-Type (unquoted), or nil when it has none.
-func charsetParameter(_ contentType: String) -> String? {
-    for parameter in contentType.split(separator: ";").dropFirst() {
-        let pair = parameter.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
-        guard pair.count == 2, pair[0].lowercased() == "charset" else { continue }
+/// The values of a Content-Type's `charset` parameters (unquoted; empty for `charset=`).
+func charsetParameters(_ contentType: String) -> [String] {
+    contentType.split(separator: ";", omittingEmptySubsequences: false).dropFirst().compactMap { parameter in
+        let pair = parameter.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+        guard pair.count == 2, pair[0].lowercased() == "charset" else { return nil }
         return pair[1].count >= 2 && pair[1].hasPrefix("\"") && pair[1].hasSuffix("\"") ? String(pair[1].dropFirst().dropLast()) : pair[1]
     }
-    return nil
 }
 
 /// Whether a Content-Encoding value is `identity` (any case, spaces around it) or empty: no coding.
