@@ -45,13 +45,9 @@ struct DashboardCommand: AsyncParsableCommand {
         let connected: Connected?
         do {
             connected = try await stoppingOnSignal(logger: logger) {
-                let connect: @Sendable () async throws -> Connected = {
+                try await WaitingEndpoint.serving(.dashboard, port: port, host: host, router: WaitingEndpoint.dashboardRouter(), logger: logger) {
                     try await Self.connect(configuration, logger: logger)
                 }
-                // Port 0 (any free one) has no waiting endpoint: the real one would take another port.
-                guard port != 0 else { return try await connect() }
-                return try await WaitingEndpoint.serving(
-                    .dashboard, port: port, host: host, router: WaitingEndpoint.dashboardRouter(), logger: logger, while: connect)
             }
         } catch let failure as ListenFailure {
             throw exitFailing(failure, logger: logger) { _ in "--port" }

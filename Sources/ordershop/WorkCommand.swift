@@ -60,10 +60,9 @@ struct WorkCommand: AsyncParsableCommand {
         guard (1...64).contains(readers) else { throw ValidationError("--readers must be 1-64") }
         try PortValidation.check(metricsPort, "--metrics-port")
         if let consumer {
-            // An unset variable (`--consumer "$POD_NAME"`) made every pod the consumer "", and a
-            // newline in the name went raw into the log lines (a trial).
-            // Nor invisible or line-breaking characters: U+2028 broke the line, U+202E turned
-            // the text around, U+200B alone looked blank (a trial).
+            // An unset variable (`--consumer "$POD_NAME"`) made every pod the consumer ""; a
+            // newline or U+2028 broke the log line, U+202E turned it around, U+200B alone looked
+            // blank (two trials).
             let unseen: Set<Unicode.GeneralCategory> = [.control, .format, .lineSeparator, .paragraphSeparator]
             guard !consumer.unicodeScalars.allSatisfy({ $0.properties.isWhitespace || unseen.contains($0.properties.generalCategory) }) else {
                 throw ValidationError("--consumer must not be empty or blank")
@@ -101,10 +100,8 @@ struct WorkCommand: AsyncParsableCommand {
                 let connected = try await stoppingOnSignal(
                     logger: logger,
                     while: {
-                        port > 0
-                            ? try await WaitingEndpoint.serving(
-                                port: port, host: host, router: WaitingEndpoint.workerRouter(service: "\(name)-worker"), logger: logger, while: connect)
-                            : try await connect()
+                        try await WaitingEndpoint.serving(
+                            port: port, host: host, router: WaitingEndpoint.workerRouter(service: "\(name)-worker"), logger: logger, while: connect)
                     })
             else { return }
             client = connected

@@ -58,13 +58,7 @@ extension ShopIntegration {
                 let body = Array(#"{"name": "Form", "email": "form@shop.test"}"#.utf8)
                 for client in [shop.gateway, shop.client(.customer)] {
                     for type in ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"] {
-                        var request = HTTPClientRequest(url: client.baseURL + "/customer")
-                        request.method = .POST
-                        request.headers.add(name: "Content-Type", value: type)
-                        request.body = .bytes(ByteBuffer(bytes: body))
-                        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
-                        let bytes = try await response.body.collect(upTo: 1 << 20)
-                        let reply = ShopClient.Reply(status: Int(response.status.code), body: Array(bytes.readableBytesView), contentType: response.headers.first(name: "Content-Type"))
+                        let reply = try await client.send(.POST, "/customer", body: body, headers: [("Content-Type", type)])
                         expectError(reply, 415, field: "Content-Type", "\(client.baseURL) \(type)")
                     }
                     var none = HTTPClientRequest(url: client.baseURL + "/customer")
@@ -86,34 +80,19 @@ extension ShopIntegration {
                         "application/json; charset=latin1", #"application/json;charset="ISO-8859-1""#, "application/json; charset=utf-8; charset=latin1",
                         "application/json; charset=",
                     ] {
-                        var request = HTTPClientRequest(url: client.baseURL + "/customer")
-                        request.method = .POST
-                        request.headers.add(name: "Content-Type", value: type)
-                        request.body = .bytes(ByteBuffer(bytes: body))
-                        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
-                        let bytes = try await response.body.collect(upTo: 1 << 20)
-                        let reply = ShopClient.Reply(status: Int(response.status.code), body: Array(bytes.readableBytesView), contentType: response.headers.first(name: "Content-Type"))
+                        let reply = try await client.send(.POST, "/customer", body: body, headers: [("Content-Type", type)])
                         expectError(reply, 415, field: "Content-Type", "\(client.baseURL) \(type)")
                     }
                 }
                 // Content-Type twice, also when the first has parameters (that one passed).
                 for client in [shop.gateway, shop.client(.customer)] {
-                    var request = HTTPClientRequest(url: client.baseURL + "/customer")
-                    request.method = .POST
-                    request.headers.add(name: "Content-Type", value: "application/json; charset=utf-8")
-                    request.headers.add(name: "Content-Type", value: "application/json")
-                    request.body = .bytes(ByteBuffer(bytes: body))
-                    let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
-                    let bytes = try await response.body.collect(upTo: 1 << 20)
-                    let reply = ShopClient.Reply(status: Int(response.status.code), body: Array(bytes.readableBytesView), contentType: response.headers.first(name: "Content-Type"))
+                    let reply = try await client.send(
+                        .POST, "/customer", body: body, headers: [("Content-Type", "application/json; charset=utf-8"), ("Content-Type", "application/json")])
                     expectError(reply, 415, field: "Content-Type", "\(client.baseURL) twice")
                 }
                 for type in ["application/json; charset=utf-8", #"application/json; Charset="UTF-8""#, "application/json;charset=utf8"] {
-                    var request = HTTPClientRequest(url: shop.gateway.baseURL + "/customer")
-                    request.method = .POST
-                    request.headers.add(name: "Content-Type", value: type)
-                    request.body = .bytes(ByteBuffer(bytes: Array(#"{"name": "Ok", "email": "ok-\#(type.count)@shop.test"}"#.utf8)))
-                    #expect(try await HTTPClient.shared.execute(request, timeout: .seconds(30)).status.code == 200, "\(type)")
+                    let json = Array(#"{"name": "Ok", "email": "ok-\#(type.count)@shop.test"}"#.utf8)
+                    #expect(try await shop.gateway.send(.POST, "/customer", body: json, headers: [("Content-Type", type)]).status == 200, "\(type)")
                 }
                 // JSON with a charset is fine.
                 #expect(try await shop.gateway.post("/customer", ["name": "Ok", "email": "ok@shop.test"]).status == 200)

@@ -74,10 +74,8 @@ func requireJSONBody(_ request: Request) throws {
             status: 415, message: value.isEmpty ? "the request has no Content-Type; send application/json" : "Content-Type \(LogText.escaped(value, limit: 100)) is not accepted; send application/json",
             field: "Content-Type")
     }
-    // JSON is UTF-8 (RFC 8259 8.1): `charset=latin1` passed, then the body was refused 400
-    // "not valid UTF-8" for its first accented letter (a trial).
-    // One charset at most, and UTF-8 (a trial: "charset=utf-8; charset=latin1" and "charset="
-    // were taken).
+    // JSON is UTF-8 (RFC 8259 8.1), so one charset at most, and UTF-8: `charset=latin1`,
+    // `charset=` and `charset=utf-8; charset=latin1` were taken (two trials).
     let charsets = charsetParameters(value)
     if charsets.count > 1 || charsets.contains(where: { !["utf-8", "utf8"].contains($0.lowercased()) }) {
         throw ShopError(

@@ -47,11 +47,14 @@ public enum WaitingEndpoint {
 
     /// Runs `body` (the wait for Redis); if it takes longer than ``grace``, serves `router` at
     /// `host:port` until it ends, and returns once the port is closed again (the real endpoint
-    /// binds it next). A port that cannot be bound ends the wait with that error.
+    /// binds it next). A port that cannot be bound ends the wait with that error. Port 0 serves
+    /// nothing: a worker's `--metrics-port 0` opens no port, and the dashboard's (any free port)
+    /// would be another port than the real one's.
     public static func serving<T: Sendable>(
         _ kind: Listener = .metrics, port: Int, host: String, router: Router<BasicRequestContext>, logger: Logger,
         limits: HTTPServerLimits = .monitoring, while body: @escaping @Sendable () async throws -> T
     ) async throws -> T {
+        guard port != 0 else { return try await body() }
         // A port it cannot bind ends the wait as the real endpoint's would (``ListenFailure``).
         let listener = HTTPListener(kind, host: host, port: port) { onRunning in
             Application(
