@@ -426,11 +426,17 @@ struct TrimCommand: AsyncParsableCommand {
     var maxlen: Int?
     @Option(name: .customLong("without-worker"), help: "A worker this shop does not run (crm or billing; repeatable): its group is not waited for.")
     var withoutWorkers: [String] = []
+    /// A deliberate defect for the chaos harness (``StreamRetention/PlantedBug``).
+    @Option(name: .customLong("planted-bug"), help: .hidden) var plantedBug: String?
 
     func validate() throws {
         _ = try EntitySelection.types(entity)
         if let maxlen, maxlen < 0 { throw ValidationError("--maxlen must not be negative") }
         _ = try absentWorkers()
+        if let plantedBug, StreamRetention.PlantedBug(rawValue: plantedBug) == nil {
+            throw ValidationError(
+                "unknown planted bug '\(plantedBug)'; this build knows " + StreamRetention.PlantedBug.allCases.map(\.rawValue).joined(separator: ", "))
+        }
     }
 
     private func absentWorkers() throws -> Set<WorkerName> {
@@ -448,7 +454,8 @@ struct TrimCommand: AsyncParsableCommand {
         defer { if rows.count > 1 { printTable(rows) } }
         let absent = try absentWorkers()
         try await EntitySelection.run(try EntitySelection.types(entity), redis: redis, verb: "trim") { type, pool in
-            let result = try await EventRetention(pool: pool).trim(type, maxLength: maxlen, without: absent)
+            let retention = EventRetention(pool: pool, plantedBug: plantedBug.flatMap(StreamRetention.PlantedBug.init(rawValue:)))
+            let result = try await retention.trim(type, maxLength: maxlen, without: absent)
             if !result.malformed.isEmpty {
                 // Left out of the snapshot; a stream no worker reads has no dead letters, so this
                 // line is their last trace once they are trimmed.

@@ -10,8 +10,13 @@ import StreamWorker
 /// from the latest snapshot plus the entries after it.
 public struct EventRetention: Sendable {
     public let pool: any RedisClientProtocol
+    /// A deliberate defect of the trim, for the chaos harness only; nil otherwise.
+    public var plantedBug: StreamRetention.PlantedBug?
 
-    public init(pool: any RedisClientProtocol) { self.pool = pool }
+    public init(pool: any RedisClientProtocol, plantedBug: StreamRetention.PlantedBug? = nil) {
+        self.pool = pool
+        self.plantedBug = plantedBug
+    }
 
     /// What a trim did to one entity type.
     public struct Result: Sendable {
@@ -62,7 +67,7 @@ public struct EventRetention: Sendable {
             let floor = StreamID(milliseconds: position.lastID.milliseconds, sequence: position.lastID.sequence + 1)
             let record = StreamRetention.CoverageRecord(key: type.keys.snapshot, field: "position", index: index + 1)
             results.append(
-                try await StreamRetention(client: pool).trim(
+                try await StreamRetention(client: pool, plantedBug: plantedBug).trim(
                     stream: position.stream, maxLength: maxLength, keepingFrom: floor, coveredBy: record,
                     requiredGroups: WorkerName.groups(reading: position.stream, except: absent)))
         }

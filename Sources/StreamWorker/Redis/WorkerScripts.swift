@@ -301,7 +301,14 @@ enum WorkerScripts {
     /// group names: its field, and which space-separated word of it is this stream's last
     /// covered id): entries after that id are kept too, read here, at the moment of trimming, on
     /// the node that trims. A record or field that is missing keeps every entry.
-    static let safeTrim = RedisScript(
+    static let safeTrim = trimScript(keepingWhatGroupsNeed: true)
+
+    /// ``safeTrim`` without the groups' needs: the floor and the coverage record alone
+    /// (``StreamRetention/PlantedBug/trimIgnoresGroups``, for the chaos harness only).
+    static let plantedTrimIgnoringGroups = trimScript(keepingWhatGroupsNeed: false)
+
+    private static func trimScript(keepingWhatGroupsNeed: Bool) -> RedisScript {
+        RedisScript(
         """
         local stream, maxlen, floor = KEYS[1], tonumber(ARGV[1]), ARGV[2]
         local required = tonumber(ARGV[3])
@@ -348,6 +355,7 @@ enum WorkerScripts {
           if required < 0 or floor == '' then return { 0, '0-0', 0, 0, '' } end
           keep = floor
         end
+        \(keepingWhatGroupsNeed ? "" : "if floor ~= '' then keep = floor; infos = {} end")
         for _, info in ipairs(infos) do
           local candidate = after(info['last-delivered-id'])
           local summary = redis.call('XPENDING', stream, info['name'])
@@ -381,4 +389,5 @@ enum WorkerScripts {
         local removed = redis.call('XTRIM', stream, 'MINID', keep)
         return { removed, keep, refused, #groups, '' }
         """)
+    }
 }

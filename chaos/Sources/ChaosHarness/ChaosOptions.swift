@@ -157,9 +157,15 @@ public enum PlantedBugOption: String, CaseIterable, Codable, Sendable {
     /// The order service's first step takes stock without checking it (`ordershop serve order
     /// --planted-bug`): orders for a scarce product's last units all succeed.
     case orderOversells = "order-oversells"
+    /// `ordershop trim` (`--planted-bug`) cuts to what the snapshot covers, whatever the groups
+    /// still need: entries a killed worker held, or that a group had not read yet, are gone
+    /// before their mails went.
+    case trimIgnoresGroups = "trim-ignores-groups"
 
     /// True for the bugs planted in the workers (`ordershop work --planted-bug`).
-    public var isWorkerBug: Bool { self != .unconfirmedWrites && self != .gatewayDropsIdempotencyKey && self != .rebuildFoldsMalformed && !isOrderServiceBug }
+    public var isWorkerBug: Bool {
+        ![.unconfirmedWrites, .gatewayDropsIdempotencyKey, .rebuildFoldsMalformed, .trimIgnoresGroups].contains(self) && !isOrderServiceBug
+    }
     /// True for the bugs planted in the order services (`ordershop serve order --planted-bug`):
     /// their reservation reaper, or their order changes.
     public var isOrderServiceBug: Bool { self == .reaperCommitsAll || self == .reaperForgetsAborts || self == .orderOversells }
@@ -184,6 +190,9 @@ public enum PlantedBugOption: String, CaseIterable, Codable, Sendable {
         case .rebuildFoldsMalformed: ["read-model entities that are not their id's JSON", "read-model entities that differ"]
         // Only this check: the stock still equals what the orders imply, below zero.
         case .orderOversells: ["negative stock"]
+        // The harness's own group reads every stream (an event trimmed before it read it is
+        // lost); a worker's group sees an entry it needed trimmed as lost, never applied.
+        case .trimIgnoresGroups: ["lost events", "runtime never applied", "lost effects"]
         }
     }
 }

@@ -118,6 +118,16 @@ public enum Judge {
                     "the redis-full fault at \(String(format: "%.1f", f.at)) s refused no write: no command was answered \"\(History.outOfMemory)\" meanwhile")
             }
         }
+        // A trim must have removed entries while the groups still needed some: one that met
+        // no pending entry and no lag could drop nothing a consumer wanted, whatever its floor
+        // (``FaultInjector/trim(_:)``), and a trim that removed nothing tried no floor at all.
+        if enabled.contains(.trim) {
+            let trims = executed.filter { $0.planned.kind == .trim }
+            if !trims.contains(where: { ($0.trimmed ?? 0) > 0 && ($0.neededAtTrim ?? 0) > 0 }) {
+                voids.append(
+                    "no trim removed entries while the groups still needed some (\(trims.count) trims): retention was never tried where it could lose an event")
+            }
+        }
         // The load makes some products scarce (``LoadGenerator``): without a refusal, no order
         // ever met the stock check, and "negative stock" could not catch a service that oversold.
         if let check = report.check, check.outOfStockRefusals == 0 {

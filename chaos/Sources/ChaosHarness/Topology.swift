@@ -248,7 +248,7 @@ public actor Topology {
     }
 
     /// Runs an `ordershop` operations command to its end (straight to Redis, like an operator);
-    /// its exit status and the last of its output.
+    /// its exit status and its whole output (stdout and stderr, from its log file).
     public func runTool(_ arguments: [String], timeout: Duration = .seconds(120)) async throws -> (status: Int32, output: String) {
         toolRuns += 1
         // With replicas, as a deployment's pods have it (the cluster overlays set it): `rebuild`
@@ -266,7 +266,7 @@ public actor Topology {
             let status = await process.stop(signal: SIGKILL, grace: .seconds(1))
             return (status, "did not finish within \(timeout); killed")
         }
-        return (status, String(process.output.suffix(600)))
+        return (status, process.output)
     }
 
     private func waitHealthy(_ url: String, name: String, http: HTTPClient, process: ChildProcess) async throws {

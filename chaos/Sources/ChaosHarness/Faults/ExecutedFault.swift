@@ -22,6 +22,11 @@ public struct ExecutedFault: Codable, Sendable {
     /// SIGSTOP: stale settles (foreign owner or already settled, and retries whose claim was
     /// refused) the zombie reported within 45 s of its SIGCONT; nil when not measured.
     public var refusedAfterResume: Int?
+    /// Trim: entries the workers' groups still needed when it started (pending, or not yet
+    /// delivered, summed over their streams): what a trim that ignored them would lose.
+    public var neededAtTrim: Int?
+    /// Trim: entries it removed, over every stream.
+    public var trimmed: Int?
     /// Malformed and replay: the `chaos_injection` marker of the entry written (a replay must
     /// bring back exactly that entry: see ``CheckResult/replayedLetters``).
     public var marker: String?

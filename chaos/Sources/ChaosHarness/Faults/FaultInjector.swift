@@ -182,7 +182,7 @@ struct FaultInjector: Sendable {
                 done.skipped = true
                 done.note = "could not copy the streams before the trim: \(copyError)"
             } else {
-                done = await tool(["trim"], done)
+                done = await trim(done)
             }
         case .rebuild:
             let planted = options.plantedBug == .rebuildFoldsMalformed ? ["--planted-bug", PlantedBugOption.rebuildFoldsMalformed.rawValue] : []
