@@ -39,6 +39,7 @@ PLANTED_BUGS ?= ack-before-handling:kill,malformed \
   reaper-commits-all:order-crash:--fault-interval=2 \
   reaper-forgets-aborts:order-pause:--fault-interval=10 \
   rebuild-folds-malformed:malformed,rebuild:--fault-interval=2 \
+  rebuild-swaps-blindly:rebuild:--fault-interval=2 \
   order-oversells:kill \
   trim-ignores-groups:trim,kill
 # Suites that assert how soon something ends (a cancelled worker within 1 s, a start-up within

@@ -26,6 +26,10 @@ public struct EventStore: Sendable {
         /// whatever its `entity` holds (what they did before ``RecordedEvent/decode(_:action:)``
         /// checked it): a malformed entry is then served by every query of its type.
         case rebuildFoldsMalformed = "rebuild-folds-malformed"
+        /// The rebuild's swap does not check that no event was appended since it read the
+        /// streams: a command's event that lands between the read and the swap is missing from
+        /// the read model swapped in, and queries serve its entity's old state (or none).
+        case rebuildSwapsBlindly = "rebuild-swaps-blindly"
     }
 
     /// A planted defect, for the chaos harness only; nil otherwise.

@@ -115,7 +115,7 @@ extension EventStore {
             let reply: RESPValue
             do {
                 reply = try await runConfirmed(
-                    Self.swapScript, type: type, keys: keys,
+                    plantedBug == .rebuildSwapsBlindly ? Self.plantedBlindSwapScript : Self.swapScript, type: type, keys: keys,
                     arguments: cut.positions.map { RedisArgument($0.entriesAdded) } + [RedisArgument(RandomUUID.string())],
                     wrote: { $0.array?.first?.string == "ok" })
             } catch var unconfirmed as ShopError where unconfirmed.outcome == "may have been applied" {
@@ -138,9 +138,16 @@ extension EventStore {
     /// (``ReadModelKeys/generation``, set by the swap to ARGV[4], a new UUID: a counter's value
     /// could come again after a failover lost a swap, a review). ARGV: each stream's entries-added
     /// when it was read (it grows with every append and trimming does not lower it).
-    static let swapScript = RedisScript(
+    static let swapScript = swapScript(checksForNewEvents: true)
+
+    /// ``swapScript`` without its check for events appended since the read
+    /// (``PlantedBug/rebuildSwapsBlindly``, for the chaos harness only).
+    static let plantedBlindSwapScript = swapScript(checksForNewEvents: false)
+
+    private static func swapScript(checksForNewEvents: Bool) -> RedisScript {
+        RedisScript(
         """
-        for i = 1, 3 do
+        for i = 1, \(checksForNewEvents ? 3 : 0) do
           local added = 0
           if redis.call('EXISTS', KEYS[i]) == 1 then
             local info = redis.call('XINFO', 'STREAM', KEYS[i])
@@ -155,4 +162,5 @@ extension EventStore {
         redis.call('SET', KEYS[16], ARGV[4])
         return {'ok'}
         """)
+    }
 }

@@ -154,6 +154,9 @@ public enum PlantedBugOption: String, CaseIterable, Codable, Sendable {
     /// `ordershop rebuild` (`--planted-bug`) takes an entry with an `entity_id` as that entity's
     /// state whatever its `entity` holds: a malformed entry is served by every query of its type.
     case rebuildFoldsMalformed = "rebuild-folds-malformed"
+    /// `ordershop rebuild` (`--planted-bug`) swaps its read model in without checking for
+    /// events appended since it read the streams: what commands wrote meanwhile is lost from it.
+    case rebuildSwapsBlindly = "rebuild-swaps-blindly"
     /// The order service's first step takes stock without checking it (`ordershop serve order
     /// --planted-bug`): orders for a scarce product's last units all succeed.
     case orderOversells = "order-oversells"
@@ -164,7 +167,7 @@ public enum PlantedBugOption: String, CaseIterable, Codable, Sendable {
 
     /// True for the bugs planted in the workers (`ordershop work --planted-bug`).
     public var isWorkerBug: Bool {
-        ![.unconfirmedWrites, .gatewayDropsIdempotencyKey, .rebuildFoldsMalformed, .trimIgnoresGroups].contains(self) && !isOrderServiceBug
+        ![.unconfirmedWrites, .gatewayDropsIdempotencyKey, .rebuildFoldsMalformed, .rebuildSwapsBlindly, .trimIgnoresGroups].contains(self) && !isOrderServiceBug
     }
     /// True for the bugs planted in the order services (`ordershop serve order --planted-bug`):
     /// their reservation reaper, or their order changes.
@@ -188,6 +191,7 @@ public enum PlantedBugOption: String, CaseIterable, Codable, Sendable {
         case .gatewayDropsIdempotencyKey: ["keyed create made twice"]
         case .reaperCommitsAll, .reaperForgetsAborts: ["stock that differs from what the orders imply", "negative stock"]
         case .rebuildFoldsMalformed: ["read-model entities that are not their id's JSON", "read-model entities that differ"]
+        case .rebuildSwapsBlindly: ["read-model entities that differ"]
         // Only this check: the stock still equals what the orders imply, below zero.
         case .orderOversells: ["negative stock"]
         // The harness's own group reads every stream (an event trimmed before it read it is

@@ -128,6 +128,15 @@ public enum Judge {
                     "no trim removed entries while the groups still needed some (\(trims.count) trims): retention was never tried where it could lose an event")
             }
         }
+        // A rebuild must have met a command's event between its read and its swap (its swap
+        // refused, the new events read): the race that loses what commands wrote meanwhile.
+        if enabled.contains(.rebuild) {
+            let rebuilds = executed.filter { $0.planned.kind == .rebuild }
+            if !rebuilds.contains(where: { ($0.swapsRefused ?? 0) > 0 }) {
+                voids.append(
+                    "no rebuild met an event appended between its read and its swap (\(rebuilds.count) rebuilds): the race it must survive never happened")
+            }
+        }
         // The load makes some products scarce (``LoadGenerator``): without a refusal, no order
         // ever met the stock check, and "negative stock" could not catch a service that oversold.
         if let check = report.check, check.outOfStockRefusals == 0 {

@@ -258,15 +258,17 @@ public actor Topology {
             environment["ORDERSHOP_CONFIRM_REPLICAS"] = "1"
             environment["ORDERSHOP_CONFIRM_TIMEOUT_MS"] = "2000"
         }
-        let process = try ChildProcess(
-            options.ordershop, arguments + ["--url", redisURL], environment: environment,
-            outputFile: "\(logDirectory)/tool-\(toolRuns)-\(arguments.first ?? "run").log")
+        // Its log is appended to (an earlier run in the same report directory wrote one of that
+        // name): its own output starts at the size the file had.
+        let log = "\(logDirectory)/tool-\(toolRuns)-\(arguments.first ?? "run").log"
+        let earlier = ((try? FileManager.default.attributesOfItem(atPath: log))?[.size] as? Int) ?? 0
+        let process = try ChildProcess(options.ordershop, arguments + ["--url", redisURL], environment: environment, outputFile: log)
         ChildRegistry.add(process.pid)
         guard let status = await process.waitForExit(timeout: timeout) else {
             let status = await process.stop(signal: SIGKILL, grace: .seconds(1))
             return (status, "did not finish within \(timeout); killed")
         }
-        return (status, process.output)
+        return (status, String(decoding: process.output.utf8.dropFirst(earlier), as: UTF8.self))
     }
 
     private func waitHealthy(_ url: String, name: String, http: HTTPClient, process: ChildProcess) async throws {

@@ -27,6 +27,9 @@ public struct ExecutedFault: Codable, Sendable {
     public var neededAtTrim: Int?
     /// Trim: entries it removed, over every stream.
     public var trimmed: Int?
+    /// Rebuild: swaps refused because a command appended an event between the rebuild's read
+    /// and its swap (each then read the new events and tried again), over every entity type.
+    public var swapsRefused: Int?
     /// Malformed and replay: the `chaos_injection` marker of the entry written (a replay must
     /// bring back exactly that entry: see ``CheckResult/replayedLetters``).
     public var marker: String?

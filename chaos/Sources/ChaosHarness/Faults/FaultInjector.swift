@@ -185,8 +185,7 @@ struct FaultInjector: Sendable {
                 done = await trim(done)
             }
         case .rebuild:
-            let planted = options.plantedBug == .rebuildFoldsMalformed ? ["--planted-bug", PlantedBugOption.rebuildFoldsMalformed.rawValue] : []
-            done = await tool(["rebuild", "all"] + planted, done)
+            done = await rebuild(done)
         case .replay:
             done = await replayOneGroup(fault, done)
         }
