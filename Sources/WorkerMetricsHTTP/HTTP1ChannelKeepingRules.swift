@@ -4,8 +4,9 @@ import Logging
 import NIOCore
 import NIOHTTPTypesHTTP1
 
-/// Hummingbird's HTTP/1.1 channel with ``ContinueAnswer``, ``MalformedRequestAnswer`` and
-/// ``PersistentConnectionRules`` before its conversion to the HTTP types.
+/// Hummingbird's HTTP/1.1 channel with ``RequestHeadRefusal``, ``ContinueAnswer``,
+/// ``MalformedRequestAnswer`` and ``PersistentConnectionRules`` before its conversion to the
+/// HTTP types.
 struct HTTP1ChannelKeepingRules: ServerChildChannel, HTTPChannelHandler {
     typealias Value = HTTP1Channel.Value
     let http1: HTTP1Channel
@@ -23,7 +24,10 @@ struct HTTP1ChannelKeepingRules: ServerChildChannel, HTTPChannelHandler {
             try pipeline.addHandler(PersistentConnectionRules(), position: .before(conversion))
             // Nearest the parser: its 100 goes straight to the encoder, unseen by the two above,
             // which count and rewrite the final answers.
-            try pipeline.addHandler(ContinueAnswer(maximumBodyBytes: maximumBodyBytes), position: .before(malformed))
+            let continueAnswer = ContinueAnswer(maximumBodyBytes: maximumBodyBytes)
+            try pipeline.addHandler(continueAnswer, position: .before(malformed))
+            // Nearer still: a request refused from its head gets no 100 and reaches no route.
+            try pipeline.addHandler(RequestHeadRefusal(), position: .before(continueAnswer))
             return value
         }
     }

@@ -18,7 +18,46 @@ extension ShopIntegration {
                 try await anAnswerBeforeTheBodyIsNotLostToAReset(shop)
                 try await garbageBehindAPipelinedRequestWaitsForItsAnswer(shop)
                 try await expectContinueIsAnsweredBeforeTheBody(shop)
+                try await ambiguousHostsAndCodingsAreRefusedFromTheHead(shop)
             }
+        }
+
+        /// RFC 9112: an HTTP/1.1 request without a Host, or any with two, is 400 naming Host; a
+        /// Transfer-Encoding other than chunked alone is 501 (NIO took `gzip, chunked` as
+        /// chunked and the route got the gzip bytes: 400 "malformed JSON"), and any in HTTP/1.0
+        /// is 400. Each refused before its body is read, nothing created, the connection ended;
+        /// one pipelined behind a request is answered after it. (Both were answered before.)
+        func ambiguousHostsAndCodingsAreRefusedFromTheHead(_ shop: TestShop) async throws {
+            let before = try #require(try await shop.gateway.count("/customers"))
+            let json = #"{"name": "Framed", "email": "framed@shop.test"}"#
+            let chunked = String(json.utf8.count, radix: 16) + "\r\n" + json + "\r\n0\r\n\r\n"
+            let cases: [(head: String, body: String, status: String, field: String)] = [
+                ("POST /customer HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: \(json.utf8.count)\r\n", json, "HTTP/1.1 400", "Host"),
+                ("POST /customer HTTP/1.1\r\nHost: a\r\nHost: b\r\nContent-Type: application/json\r\nContent-Length: \(json.utf8.count)\r\n", json, "HTTP/1.1 400", "Host"),
+                ("GET /customers HTTP/1.0\r\nHost: a\r\nHost: b\r\n", "", "HTTP/1.0 400", "Host"),
+                ("POST /customer HTTP/1.1\r\nHost: shop\r\nContent-Type: application/json\r\nTransfer-Encoding: gzip, chunked\r\n", chunked, "HTTP/1.1 501", "Transfer-Encoding"),
+                ("POST /customer HTTP/1.1\r\nHost: shop\r\nContent-Type: application/json\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n", chunked, "HTTP/1.1 501", "Transfer-Encoding"),
+                ("POST /customer HTTP/1.0\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n", chunked, "HTTP/1.0 400", "Transfer-Encoding"),
+            ]
+            for service in [ServiceName.gateway, .customer] {
+                let port = try loopbackPort(shop.stack.addresses.url(service))
+                for c in cases {
+                    let answer = try await rawExchangeSeeingClose(port: port, Array((c.head + "\r\n" + c.body).utf8), timeout: 10)
+                    #expect(answer.answer.hasPrefix(c.status) && answer.answer.contains(#""field":"\#(c.field)""#), "\(service) \(c.head): \(answer.answer)")
+                    #expect(answer.closedByServer, "\(service) \(c.head): the connection was kept")
+                }
+                // Behind a pipelined request: its answer first, then the refusal.
+                let behind = try await rawExchangeSeeingClose(
+                    port: port, Array("GET /healthz HTTP/1.1\r\nHost: shop\r\n\r\nGET /customers HTTP/1.1\r\n\r\n".utf8), timeout: 10)
+                #expect(behind.answer.hasPrefix("HTTP/1.1 200") && behind.answer.contains("HTTP/1.1 400"), "\(service): \(behind.answer)")
+                // Chunked alone, and one Host, are taken.
+                let plain = try await rawExchangeSeeingClose(
+                    port: port,
+                    Array("POST /customer HTTP/1.1\r\nHost: shop\r\nContent-Type: application/json\r\nTransfer-Encoding: Chunked\r\nConnection: close\r\n\r\n\(chunked)".utf8),
+                    timeout: 10)
+                #expect(plain.answer.hasPrefix("HTTP/1.1 200"), "\(service): \(plain.answer)")
+            }
+            #expect(try await shop.gateway.count("/customers") == before + 2)
         }
 
         /// A trial: `Expect: 100-continue` was never answered, so curl waited 1 s before each

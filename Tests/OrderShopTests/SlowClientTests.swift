@@ -65,6 +65,28 @@ extension ShopIntegration {
                 #expect(try await client.post("/customer", ["name": "Quick", "email": "quick@shop.test"]).status == 200)
             }
         }
+
+        /// A body that stops coming (declared or chunked), or never starts, is answered 408
+        /// naming the body at its deadline, and the connection ends: it was closed without an
+        /// answer, and the client could not tell that nothing was done.
+        @Test func aBodyThatStopsComingIsAnswered408() async throws {
+            try await withServedCustomer(limits: HTTPServerLimits(headerTimeout: .seconds(2), bodyTimeout: .seconds(2), idleTimeout: .seconds(10))) {
+                listening, pool in
+                let body = #"{"name": "Stalled", "email": "stalled@shop.test"}"#
+                let half = String(body.prefix(10))
+                let declared = "POST /customer HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n"
+                let chunked = "POST /customer HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                for request in [declared + half, chunked + "a\r\n" + half + "\r\n", declared] {
+                    let answer = try await rawExchangeSeeingClose(port: listening, Array(request.utf8), timeout: 10)
+                    #expect(answer.answer.hasPrefix("HTTP/1.1 408") && answer.answer.contains(#""field":"body""#), "\(request): \(answer.answer)")
+                    #expect(answer.closedByServer)
+                }
+                #expect(try await ReadModel(pool: pool).count(.customer) == 0)
+                // A body that arrives whole after a first answered request is served as before.
+                let client = ShopClient(baseURL: "http://127.0.0.1:\(listening)", client: HTTPClient.shared)
+                #expect(try await client.post("/customer", ["name": "Quick", "email": "quick@shop.test"]).status == 200)
+            }
+        }
     }
 }
 
