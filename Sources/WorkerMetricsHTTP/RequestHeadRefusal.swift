@@ -4,11 +4,13 @@ import NIOHTTP1
 
 /// Refuses, from its head alone, a request whose framing or target HTTP/1.1 leaves ambiguous,
 /// before anything reads its body, and ends the connection after the answer (RFC 9112):
-/// - an HTTP/1.1 request without a `Host` header, or any request with more than one: 400
-///   naming `Host` (3.2: a proxy and the server could each take another target);
-/// - a `Transfer-Encoding` other than `chunked` alone: 501 naming `Transfer-Encoding` (6.1; NIO
-///   took `gzip, chunked` as chunked, and the gzip bytes reached the route as the body, 400
-///   "malformed JSON"); any `Transfer-Encoding` in HTTP/1.0: 400 (6.1: its framing is faulty).
+/// - an HTTP/1.1 request without a `Host` header, or any request naming more than one (two
+///   headers, or a list in one): 400 naming `Host` (3.2: a proxy and the server could each take
+///   another target);
+/// - a coding before `chunked` (`gzip, chunked`): 501 naming `Transfer-Encoding` (6.1; NIO took
+///   it as chunked, and the gzip bytes reached the route as the body, 400 "malformed JSON");
+///   `chunked` not last, or twice, and any `Transfer-Encoding` in HTTP/1.0: 400 (6.3 and 6.1:
+///   the body's length cannot be known).
 ///
 /// Nearest the parser: the refused request goes no further (no 100 Continue, no route), and its
 /// answer goes straight to the encoder. A request pipelined behind others is answered after
@@ -48,7 +50,8 @@ final class RequestHeadRefusal: ChannelDuplexHandler, RemovableChannelHandler {
     /// A parse error after a refused request (the bytes that followed it) is not answered
     /// again: the refusal ends the connection.
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if refusal == nil { context.fireErrorCaught(error) }
+        if refusal != nil, error is HTTPParserError { return }
+        context.fireErrorCaught(error)
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
@@ -75,12 +78,12 @@ final class RequestHeadRefusal: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// Why a request head is refused; nil when it is not.
     static func refusal(_ head: HTTPRequestHead) -> Refusal? {
-        let hosts = head.headers["Host"].count
+        let hosts = head.headers["Host"]
         let legacy = head.version.major == 1 && head.version.minor == 0
-        if hosts > 1 {
-            return Refusal(status: .badRequest, field: "Host", reason: "the request has \(hosts) Host headers; it must have one")
+        if hosts.count > 1 || hosts.contains(where: { $0.contains(",") }) {
+            return Refusal(status: .badRequest, field: "Host", reason: "the request names more than one Host; it must name one")
         }
-        if hosts == 0 && !legacy {
+        if hosts.isEmpty && !legacy {
             return Refusal(status: .badRequest, field: "Host", reason: "an HTTP/1.1 request must have a Host header")
         }
         let codings = head.headers["Transfer-Encoding"].flatMap { $0.split(separator: ",") }.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
@@ -88,7 +91,13 @@ final class RequestHeadRefusal: ChannelDuplexHandler, RemovableChannelHandler {
             if legacy {
                 return Refusal(status: .badRequest, field: "Transfer-Encoding", reason: "an HTTP/1.0 request cannot have a Transfer-Encoding")
             }
-            if codings != ["chunked"] {
+            // 6.3: chunked not last (or twice) leaves the body's length unknown: 400.
+            if codings.last != "chunked" || codings.filter({ $0 == "chunked" }).count > 1 {
+                return Refusal(
+                    status: .badRequest, field: "Transfer-Encoding",
+                    reason: "Transfer-Encoding '\(codings.joined(separator: ", "))' must end with chunked, once")
+            }
+            if codings.count > 1 {
                 return Refusal(
                     status: .notImplemented, field: "Transfer-Encoding",
                     reason: "Transfer-Encoding '\(codings.joined(separator: ", "))' is not supported; send the body as is or chunked alone")

@@ -9,8 +9,9 @@ import NIOHTTPTypes
 /// A body that misses its deadline is answered `408 Request Timeout` (JSON naming the body)
 /// before the connection ends, when nothing of that request's answer was written yet and no
 /// earlier request waits for one: a client then knows that nothing was done and that it may
-/// send again (it got no answer at all before). The route still waiting for that body writes
-/// nothing after it.
+/// send again (it got no answer at all before). Nothing more of the connection is read (the
+/// rest of the body, sent late, never completes the request), and the route still waiting for
+/// that body writes nothing after it.
 public final class SlowClientGuard: ChannelDuplexHandler, RemovableChannelHandler {
     public typealias InboundIn = HTTPRequestPart
     public typealias InboundOut = HTTPRequestPart
@@ -39,6 +40,9 @@ public final class SlowClientGuard: ChannelDuplexHandler, RemovableChannelHandle
     }
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        // Answered 408 "nothing done": the rest of that body, sent late, must not complete the
+        // request (a review: the route got it whole within the 2-s grace and made the entity).
+        if timedOut { return }
         switch unwrapInboundIn(data) {
         case .head:
             readingRequest = true
@@ -87,6 +91,8 @@ public final class SlowClientGuard: ChannelDuplexHandler, RemovableChannelHandle
         timedOut = true
         let channel = context.channel
         context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in ConnectionEnding.closeGracefully(channel) }
+        // Nothing more is read, so the route's read of the body fails now, not at the close.
+        context.close(mode: .input, promise: nil)
     }
 
     public func channelInactive(context: ChannelHandlerContext) {

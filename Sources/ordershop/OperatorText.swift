@@ -65,8 +65,8 @@ enum OperatorText {
 
     /// Errors of reaching Redis or being let in, not of what a command asked.
     static let reaching: Set<RedisError.Code> = [
-        .connectionRefused, .hostNotFound, .connectTimeout, .wrongPassword, .noAuth, .tlsVerifyFailed, .tlsHostnameMismatch, .tlsHandshakeFailed,
-        .tlsConfiguration,
+        .connectionRefused, .hostNotFound, .connectTimeout, .wrongPassword, .noAuth, .handshakeRefused, .tlsVerifyFailed, .tlsHostnameMismatch,
+        .tlsHandshakeFailed, .tlsConfiguration,
     ]
 
     struct Described: Error, CustomStringConvertible {

@@ -143,6 +143,21 @@ import Testing
                 #expect(!locked.output.contains("guessed-secret") && !locked.output.contains("run it again"), "\(command): \(locked.output)")
             }
         }
+        // A password where Redis has none, a database it has not got: Redis's plain ERR at the
+        // connection's set-up was printed bare ("Error: ERR DB index is out of range": a trial).
+        try await withRedisServer { server in
+            for (url, named, says) in [
+                ("redis://:given-anyway@127.0.0.1:\(server.port)", "redis://:***@127.0.0.1:\(server.port)", "without any password configured"),
+                ("redis://127.0.0.1:\(server.port)/99", "redis://127.0.0.1:\(server.port)/99", "DB index is out of range"),
+            ] {
+                for command in [["status"], ["trim", "customer"], ["dlq", "list", "s", "g"]] {
+                    let run = try await runChild(ordershop, command + ["--url", url], timeout: .seconds(60))
+                    #expect(run.status == 1, "\(command) \(url): \(run.output)")
+                    #expect(run.output.contains("cannot use Redis at \(named): ERR") && run.output.contains(says), "\(command) \(url): \(run.output)")
+                    #expect(!run.output.contains("given-anyway") && !run.output.contains("run it again"), "\(command): \(run.output)")
+                }
+            }
+        }
     }
 
     /// A user Redis lets in but not do the command: the operations commands name the user and

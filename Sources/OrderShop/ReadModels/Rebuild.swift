@@ -86,7 +86,10 @@ extension EventStore {
         var projection = Projection(base: base?.states ?? [:])
         var read = 0
         var malformed: [MalformedEntry] = base?.malformed ?? []
-        for attempt in 0..<maxAttempts {
+        // Swaps refused for an event appended meanwhile (not the starts over from a newer
+        // snapshot: the chaos harness reads this as the race met).
+        var refusedSwaps = 0
+        for _ in 0..<maxAttempts {
             let cut = try await StreamCut.read(type, pool: pool)
             let new: (events: [RecordedEvent], malformed: [MalformedEntry])
             do {
@@ -128,8 +131,9 @@ extension EventStore {
                 let deleted = projection.states.values.filter(\.deleted).count
                 return RebuildReport(
                     type: type, events: read, live: projection.states.count - deleted, deleted: deleted,
-                    ignored: projection.ignored, retries: attempt, snapshot: base?.cut, malformed: malformed)
+                    ignored: projection.ignored, retries: refusedSwaps, snapshot: base?.cut, malformed: malformed)
             }
+            refusedSwaps += 1
         }
         throw RedisError(.transactionAborted, "\(type) events kept arriving; rebuild gave up after \(maxAttempts) attempts")
     }

@@ -120,7 +120,12 @@ final class ConnectionCore {
         var replies = try roundTrip(commands, deadline: deadline, phase: .handshake)
         let roleReply = asksRole ? replies.popLast() : nil
         for reply in replies {
-            if case .error(let message) = reply { throw RedisError(serverReply: message) }
+            guard case .error(let message) = reply else { continue }
+            let refusal = RedisError(serverReply: message)
+            // A plain ERR here is the server's refusal of this process's settings (its
+            // password, its database), not of a command: said so, where an operations
+            // command printed Redis's bare "ERR DB index is out of range" (a trial).
+            throw refusal.code == .err ? RedisError(.handshakeRefused, message) : refusal
         }
         if let roleReply, let role = roleOrDisable(roleReply) {
             roleWatch?.connected(role: role)

@@ -96,6 +96,9 @@ public struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
         /// The connection dropped after the command was (maybe partly) written and before its
         /// reply: it may or may not have run. The client never re-sends it.
         public static let outcomeUnknown = Code("outcomeUnknown")
+        /// The server refused the set-up of a new connection with a plain `ERR`: AUTH with a
+        /// password where it has none, SELECT of a database it has not got. No command ran.
+        public static let handshakeRefused = Code("handshakeRefused")
         /// The server's certificate failed verification (OpenSSL's reason is in the message).
         public static let tlsVerifyFailed = Code("tlsVerifyFailed")
         /// The server's certificate does not name the host we connected to.

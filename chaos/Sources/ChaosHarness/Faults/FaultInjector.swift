@@ -168,22 +168,7 @@ struct FaultInjector: Sendable {
             done.note = note
             done.skipped = failed
         case .trim:
-            // The copy resumes where a failed one stopped.
-            let copyError = await retried { attempt -> (any Error)? in
-                do {
-                    try await archive.copy()
-                    return nil
-                } catch {
-                    logger.warning("copying the streams before the trim failed (attempt \(attempt)): \(error)")
-                    return error
-                }
-            } until: { $0 == nil }
-            if let copyError {
-                done.skipped = true
-                done.note = "could not copy the streams before the trim: \(copyError)"
-            } else {
-                done = await trim(done)
-            }
+            done = await trim(done)
         case .rebuild:
             done = await rebuild(done)
         case .replay:
