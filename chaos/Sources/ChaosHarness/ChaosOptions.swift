@@ -167,7 +167,16 @@ public enum PlantedBugOption: String, CaseIterable, Codable, Sendable {
 
     /// True for the bugs planted in the workers (`ordershop work --planted-bug`).
     public var isWorkerBug: Bool {
-        ![.unconfirmedWrites, .gatewayDropsIdempotencyKey, .rebuildFoldsMalformed, .rebuildSwapsBlindly, .trimIgnoresGroups].contains(self) && !isOrderServiceBug
+        self != .unconfirmedWrites && self != .gatewayDropsIdempotencyKey && operationsTool == nil && !isOrderServiceBug
+    }
+    /// The operations command the harness runs with this bug (`ordershop <tool> --planted-bug`):
+    /// `rebuild` or `trim`; nil for the others.
+    public var operationsTool: String? {
+        switch self {
+        case .rebuildFoldsMalformed, .rebuildSwapsBlindly: "rebuild"
+        case .trimIgnoresGroups: "trim"
+        default: nil
+        }
     }
     /// True for the bugs planted in the order services (`ordershop serve order --planted-bug`):
     /// their reservation reaper, or their order changes.

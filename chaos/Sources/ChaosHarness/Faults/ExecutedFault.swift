@@ -25,7 +25,7 @@ public struct ExecutedFault: Codable, Sendable {
     /// Trim: entries the workers' groups still needed when it started (pending, or not yet
     /// delivered, summed over their streams): what a trim that ignored them would lose.
     public var neededAtTrim: Int?
-    /// Trim: entries it removed, over every stream.
+    /// Trim: entries it removed from the event streams (not the groups' replay streams).
     public var trimmed: Int?
     /// Rebuild: swaps refused because a command appended an event between the rebuild's read
     /// and its swap (each then read the new events and tried again), over every entity type.

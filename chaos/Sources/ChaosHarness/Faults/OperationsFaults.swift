@@ -59,8 +59,7 @@ extension FaultInjector {
         let needed = await neededByTheGroups(waiting: .seconds(3))
         start.at = clock.elapsed
         start.neededAtTrim = needed
-        let planted = options.plantedBug == .trimIgnoresGroups ? ["--planted-bug", PlantedBugOption.trimIgnoresGroups.rawValue] : []
-        var done = await tool(["trim"] + planted, start) { output, done in done.trimmed = Self.removedEntries(trimOutput: output) }
+        var done = await tool(["trim"] + plantedBugArguments(for: "trim"), start) { output, done in done.trimmed = Self.removedEntries(trimOutput: output) }
         done.note += "; removed \(done.trimmed ?? 0) entries; the groups needed \(needed) at its start"
         return done
     }
@@ -71,7 +70,7 @@ extension FaultInjector {
     /// about it (the run's Judge asks for one that did). CI's three runs met it at their first
     /// rebuild (3, 2 and 4 swaps refused: one node, replicated, cluster).
     func rebuild(_ record: ExecutedFault) async -> ExecutedFault {
-        let planted = [PlantedBugOption.rebuildFoldsMalformed, .rebuildSwapsBlindly].contains(options.plantedBug) ? ["--planted-bug", options.plantedBug!.rawValue] : []
+        let planted = plantedBugArguments(for: "rebuild")
         var done = record
         var refused = 0
         for run in 1...3 {
@@ -84,6 +83,12 @@ extension FaultInjector {
             }
         }
         return done
+    }
+
+    /// `--planted-bug` for `tool` when the run's planted bug is that tool's; none otherwise.
+    private func plantedBugArguments(for tool: String) -> [String] {
+        guard let bug = options.plantedBug, bug.operationsTool == tool else { return [] }
+        return ["--planted-bug", bug.rawValue]
     }
 
     /// The sum of `ordershop rebuild`'s "N retries" over its entity types.
