@@ -45,7 +45,8 @@ PLANTED_BUGS ?= ack-before-handling:kill,malformed \
   rebuild-folds-malformed:malformed,rebuild:--fault-interval=2 \
   rebuild-swaps-blindly:rebuild:--fault-interval=2 \
   order-oversells:kill \
-  trim-ignores-groups:trim,kill
+  trim-ignores-groups:trim,kill \
+  msg-forgets-keys:kill
 # Suites that assert how soon something ends (a cancelled worker within 1 s, a start-up within
 # 2 s) run in a second pass of their own: in the first, ~200 tests with their redis-servers and
 # child processes share 2 cores, and a drain that ends in 0.5 s alone took 4 s there.

@@ -24,7 +24,8 @@ struct ServeCommand: AsyncParsableCommand {
     var port: Int?
 
     /// A deliberate defect for chaos runs: `gateway-drops-idempotency-key` (gateway only),
-    /// `reaper-commits-all`, `reaper-forgets-aborts`, `order-oversells` (order only).
+    /// `reaper-commits-all`, `reaper-forgets-aborts`, `order-oversells` (order only),
+    /// `msg-forgets-keys` (msg only).
     @Option(help: .hidden)
     var plantedBug: String?
 
@@ -35,7 +36,7 @@ struct ServeCommand: AsyncParsableCommand {
     var chaosStepPauseMs = 0
 
     static let plantedBugs: [String: ServiceName] = (ReservationReaper.PlantedBug.allCases.map(\.rawValue) + OrderChangePlantedBug.allCases.map(\.rawValue))
-        .reduce(into: ["gateway-drops-idempotency-key": .gateway]) { $0[$1] = .order }
+        .reduce(into: ["gateway-drops-idempotency-key": .gateway, "msg-forgets-keys": .msg]) { $0[$1] = .order }
 
     @OptionGroup var services: ServiceURLOptions
     @OptionGroup var redis: RedisOptions
@@ -75,9 +76,10 @@ struct ServeCommand: AsyncParsableCommand {
         let (host, port) = (self.host, self.port ?? name.defaultPort)
         var gateway = GatewayOptions(addresses: services.addresses)
         gateway.plantedDropsIdempotencyKeys = plantedBug == "gateway-drops-idempotency-key"
+        let msg = MsgOptions(plantedForgetsKeys: plantedBug == "msg-forgets-keys")
         let listener = HTTPListener(.service(name), host: host, port: port) { onRunning in
             buildApplication(
-                for: name, host: host, port: port, context: context, httpClient: httpClient, gateway: gateway, onServerRunning: onRunning)
+                for: name, host: host, port: port, context: context, httpClient: httpClient, gateway: gateway, msg: msg, onServerRunning: onRunning)
         }
         // The service answers without Redis (its /healthz says 503), but a Redis that refuses the
         // password cannot come right by waiting: that ends the process.

@@ -11,6 +11,7 @@ func passingReport() -> RunReport {
     var check = Checker.check(ShopHistory().h)
     check.commands["total"] = 100
     check.events = 100
+    check.msgAskedTwice = 3
     let kill = PlannedFault(at: 1, kind: .kill, worker: "crm", slot: 0, seconds: 1)
     let pause = PlannedFault(at: 2, kind: .pause, worker: "billing", slot: 1, seconds: 1)
     let dup = PlannedFault(at: 3, kind: .duplicate, seconds: 0, variant: 2, stream: "events:{order}_created")
@@ -38,6 +39,30 @@ struct JudgeTests {
         #expect(outcome.violations == [])
         #expect(outcome.voids == [])
         #expect(outcome.verdict == "PASS")
+    }
+
+    @Test("a run with kills in which no worker asked msg again for a mail it handed over is void; msg sending it again is that too")
+    func msgNeverAskedAgain() {
+        var r = passingReport()
+        r.check?.msgAskedTwice = 0
+        var outcome = Judge.judge(r)
+        #expect(outcome.verdict == "VOID")
+        #expect(outcome.voids.contains { $0.contains("no worker asked msg again for a mail it had handed over") })
+
+        // msg-forgets-keys: msg answers "sent" again, so the ledger counts no repeat; the
+        // second mail is the repeat, and a violation.
+        r.check?.duplicateEffects = 2
+        r.check?.violations = ["duplicate effects (mails sent more than once) = 2"]
+        outcome = Judge.judge(r)
+        #expect(!outcome.voids.contains { $0.contains("asked msg again") })
+        #expect(outcome.verdict == "FAIL")
+
+        // Without kills nothing is asked twice on purpose: no such rule.
+        r = passingReport()
+        r.check?.msgAskedTwice = 0
+        r.options.faults.remove(.kill)
+        r.faults.removeAll { $0.planned.kind == .kill }
+        #expect(!Judge.judge(r).voids.contains { $0.contains("asked msg again") })
     }
 
     @Test("a run in which no order was refused for lack of stock is void: overselling was never tried")

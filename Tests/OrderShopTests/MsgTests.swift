@@ -89,5 +89,32 @@ extension ShopIntegration {
                 await pool.shutdown()
             }
         }
+
+        /// The chaos harness's `msg-forgets-keys` (`MsgOptions.plantedForgetsKeys`) sends a key's
+        /// mail again, which its checker must then find twice in `mail:sent`; msg without it
+        /// answers "duplicate" and records the mail once.
+        @Test(arguments: [false, true])
+        func aKeyAskedAgainIsSentAgainOnlyWithThePlantedBug(planted: Bool) async throws {
+            try await withRedisServer { server in
+                let pool = try server.makePool()
+                let context = try ShopContext(pool: pool, logger: testLogger)
+                let router = buildMsgRouter(context: context, options: MsgOptions(plantedForgetsKeys: planted))
+                let statuses = try await Application(router: router).test(.router) { client in
+                    var statuses: [String] = []
+                    for _ in 0..<2 {
+                        let response = try await client.execute(
+                            uri: "/email", method: .post, headers: [.contentType: "application/json", .idempotencyKey: "crm:1-0"],
+                            body: ByteBuffer(string: #"{"to": "a@shop.test", "msg": "hello"}"#))
+                        #expect(response.status == .ok)
+                        statuses.append(try MailReceipt(json: Array(buffer: response.body)).status)
+                    }
+                    return statuses
+                }
+                let keys = try await pool.send(XRANGE(RedisArgument(MailKeys.sent))).map { $0.string("key") }
+                #expect(statuses == (planted ? ["sent", "sent"] : ["sent", "duplicate"]))
+                #expect(keys == (planted ? ["crm:1-0", "crm:1-0"] : ["crm:1-0"]))
+                await pool.shutdown()
+            }
+        }
     }
 }

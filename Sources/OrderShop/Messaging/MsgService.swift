@@ -17,9 +17,15 @@ import Tracing
 public struct MsgOptions: Sendable {
     /// How long a key is remembered, and how long `mail:sent` keeps a mail.
     public var keyTTL: Duration
+    /// A deliberate defect for chaos runs (`ordershop serve msg --planted-bug msg-forgets-keys`):
+    /// the send does not look for its key's marker, so a worker that asks again for a mail it
+    /// handed over before (killed before its settle committed) makes that mail twice. The
+    /// harness's checker must see it in `mail:sent` ("duplicate effects").
+    public var plantedForgetsKeys = false
 
-    public init(keyTTL: Duration = .seconds(30 * 86_400)) {
+    public init(keyTTL: Duration = .seconds(30 * 86_400), plantedForgetsKeys: Bool = false) {
         self.keyTTL = keyTTL
+        self.plantedForgetsKeys = plantedForgetsKeys
     }
 }
 
@@ -96,7 +102,8 @@ public func buildMsgRouter(context: ShopContext, options: MsgOptions = .init()) 
             // unconfirmed write, and a worker settling on it lost the mail in a failover (CI).
             do {
                 return try await context.pool.runCommandScript(
-                    sendScript, keys: keys, arguments: arguments, confirmation: context.confirmation, barrier: RedisArgument(MailKeys.replicaBarrier),
+                    options.plantedForgetsKeys ? plantedForgetfulSendScript : sendScript,
+                    keys: keys, arguments: arguments, confirmation: context.confirmation, barrier: RedisArgument(MailKeys.replicaBarrier),
                     wrote: { _ in true })
             } catch var error as ShopError where error.outcome == "may have been applied" {
                 // In a mail's words: the event store's spoke of creates and entities (a trial).
@@ -125,11 +132,17 @@ public func buildMsgRouter(context: ShopContext, options: MsgOptions = .init()) 
 /// ``RedisClientProtocol/evaluate(_:keys:arguments:confirming:barrier:wrote:)``).
 /// A sent mail trims the stream's entries older than the TTL (Redis's clock, as the entry ids'),
 /// whose markers are gone.
-private let sendScript = RedisScript(
+private let sendScript = makeSendScript(checksMarker: true)
+
+/// The send without its marker check (``MsgOptions/plantedForgetsKeys``, for the chaos harness only).
+private let plantedForgetfulSendScript = makeSendScript(checksMarker: false)
+
+private func makeSendScript(checksMarker: Bool) -> RedisScript {
+    RedisScript(
     """
     local now = redis.call('TIME')
     local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-    local prev = redis.call('GET', KEYS[1])
+    local prev = \(checksMarker ? "redis.call('GET', KEYS[1])" : "false")
     if prev then
       -- A write, but no longer than the mail's own TTL from its entry's time: renewed by each
       -- duplicate, a marker outlived its entry in mail:sent (a review). PEXPIRE, relative: the
@@ -144,3 +157,4 @@ private let sendScript = RedisScript(
     redis.call('SET', KEYS[1], id, 'PX', ARGV[4])
     return {'sent', id}
     """)
+}

@@ -164,10 +164,16 @@ public enum PlantedBugOption: String, CaseIterable, Codable, Sendable {
     /// still need: entries a killed worker held, or that a group had not read yet, are gone
     /// before their mails went.
     case trimIgnoresGroups = "trim-ignores-groups"
+    /// The msg service sends a mail again for a key it has sent (`ordershop serve msg
+    /// --planted-bug`): its script skips the marker, so a worker killed between handing a mail
+    /// over and committing its settle makes that mail twice when its entry is handled again.
+    /// Msg's idempotency is the external effect's own line (checker: "every external effect
+    /// exactly once"), which no other planted bug reached on its own.
+    case msgForgetsKeys = "msg-forgets-keys"
 
     /// True for the bugs planted in the workers (`ordershop work --planted-bug`).
     public var isWorkerBug: Bool {
-        self != .unconfirmedWrites && self != .gatewayDropsIdempotencyKey && operationsTool == nil && !isOrderServiceBug
+        self != .unconfirmedWrites && self != .gatewayDropsIdempotencyKey && self != .msgForgetsKeys && operationsTool == nil && !isOrderServiceBug
     }
     /// The operations command the harness runs with this bug (`ordershop <tool> --planted-bug`):
     /// `rebuild` or `trim`; nil for the others.
@@ -206,6 +212,8 @@ public enum PlantedBugOption: String, CaseIterable, Codable, Sendable {
         // The harness's own group reads every stream (an event trimmed before it read it is
         // lost); a worker's group sees an entry it needed trimmed as lost, never applied.
         case .trimIgnoresGroups: ["lost events", "runtime never applied", "lost effects"]
+        // Only msg's record: the runtime applied each event once (its ledger), msg sent twice.
+        case .msgForgetsKeys: ["mails sent more than once"]
         }
     }
 }

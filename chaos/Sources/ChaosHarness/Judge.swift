@@ -102,6 +102,12 @@ public enum Judge {
             if !kills.contains(where: { ($0.inHandler ?? 0) > 0 }) {
                 voids.append("no SIGKILL hit an entry inside its handler (mailed, not yet settled) (\(kills.count) kills)")
             }
+            // Such an entry, handled again, asks msg again for the mail it handed over: msg's
+            // own idempotency (the external effect's line) is tried only then. Seen by msg's
+            // answer ("duplicate", in the ledger) or, when msg sent it again, in `mail:sent`.
+            if let check = report.check, check.msgAskedTwice == 0 && check.duplicateEffects == 0 {
+                voids.append("no worker asked msg again for a mail it had handed over (\(kills.count) kills): msg's idempotency was never tried")
+            }
         }
         for kind in [FaultKind.orderCrash, .orderPause] where enabled.contains(kind) {
             let hits = executed.filter { $0.planned.kind == kind }
