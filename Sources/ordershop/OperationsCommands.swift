@@ -295,7 +295,7 @@ struct DeadLetterCommand: AsyncParsableCommand {
                     let named = targets.partitioned ? [p.partition.map { "\($0)" } ?? "-", p.stream] : []
                     // One terminal-safe line each (an event's text may be in either).
                     let error = l.error.isEmpty || l.error == l.reason ? "-" : LogText.escaped(l.error, limit: 160)
-                    rows.append(named + [l.id, l.originalID, "\(l.deliveryCount)", LogText.escaped(l.reason, limit: 300), l.fields["event_id"].map { LogText.escaped($0, limit: 100) } ?? "-", error])
+                    rows.append(named + [l.id, l.originalID, "\(l.deliveryCount)", LogText.escaped(l.reason, limit: 300), l.fields["event_id"].map { $0.isEmpty ? "(empty)" : LogText.escaped($0, limit: 100) } ?? "-", error])
                 }
             }
             printTable(rows)

@@ -28,6 +28,10 @@ struct PingCommand: AsyncParsableCommand {
             print("endpoint: \(config.redactedDescription)")
             print("reply:    \(pong)")
             print("server:   redis \(info["redis_version"] ?? "unknown") (\(info["redis_mode"] ?? "standalone"))")
+            // A URL that still names a demoted primary answers PONG like any other (a trial):
+            // `status` said it was a replica, ping did not.
+            let replication = try await connection.send(INFO(section: "replication"))
+            print("role:     \(Self.role(replication))")
             if let tls {
                 print("tls:      \(tls.protocolVersion), cipher \(tls.cipher)")
                 if case .enable(let settings) = config.tls, !settings.verifyPeer {
@@ -42,6 +46,19 @@ struct PingCommand: AsyncParsableCommand {
             await connection.close()
         } catch let error as RedisError {
             throw CleanExit.message("ping failed: \(PingCommand.reason(error))", exitCode: 1)
+        }
+    }
+
+    /// The server's role from `INFO replication`: a primary with its replicas, or a replica
+    /// (whose writes are refused) with its primary and link.
+    static func role(_ replication: [String: String]) -> String {
+        switch replication["role"] {
+        case "master":
+            "primary, \(replication["connected_slaves"] ?? "0") replicas connected"
+        case "slave":
+            "replica of \(replication["master_host"] ?? "?"):\(replication["master_port"] ?? "?") (link \(replication["master_link_status"] ?? "unknown")): it refuses writes (READONLY)"
+        case let other:
+            other ?? "unknown"
         }
     }
 

@@ -220,6 +220,28 @@ import Testing
         }
     }
 
+    /// Further seeds (`?addr=`) name a cluster. Beside a standalone server a service used the
+    /// URL's host and dropped them without a word, and a worker did too (a trial took them for
+    /// a fallback server): both exit in one line (the service may have begun to listen: its
+    /// first look at Redis waits out a seed that refuses connections).
+    @Test("a service and a worker given cluster seeds beside a standalone server say so in one line and exit")
+    func seedsBesideAStandaloneServerEndTheProcess() async throws {
+        try await withRedisServer { server in
+            let url = "redis://127.0.0.1:\(server.port)?addr=127.0.0.1:\(try LocalRedisServer.freePort())"
+            for (arguments, says) in [
+                (["serve", "customer", "--port", "0"], "cluster support disabled"),
+                (["work", "crm", "--metrics-port", "0"], "answers as a standalone server (cluster_enabled:0), but addr= names further Redis Cluster seeds"),
+            ] {
+                let process = try ordershop(arguments + ["--url", url])
+                let status = await process.waitForExit(timeout: Self.limit)
+                await process.stop(signal: SIGKILL)
+                #expect(status != nil && status != 0, "\(arguments): status \(String(describing: status)): \(process.output)")
+                #expect(lines(process.output, containing: "cannot use Redis at").count == 1, "\(arguments): \(process.output)")
+                #expect(process.output.contains(says), "\(arguments): \(process.output)")
+            }
+        }
+    }
+
     /// Trial J: `serve customer` as the CRM worker's user answered every create 503 naming the
     /// ACL while its /healthz said ok. Two users: one that may not name the keys in a script at
     /// all, one that may run scripts over them but only read them (the CRM worker's shape).

@@ -1,4 +1,6 @@
+import LocalRedis
 import RedisClient
+import TestSupport
 import Testing
 
 /// Cluster options in REDIS_URL (the go-redis convention for further seeds).
@@ -20,6 +22,27 @@ import Testing
         #expect(throws: RedisError.self) { try RedisConfiguration(url: "redis://h?cluster=maybe") }
         #expect(throws: RedisError.self) { try RedisConfiguration(url: "redis://h?addr=h2:99999") }
         #expect(throws: RedisError.self) { try RedisClusterConfiguration(RedisConfiguration(url: "redis://h/2?cluster=yes")) }
+    }
+
+    /// Seeds (`?addr=`) are for finding a cluster. With `cluster=no` they were dropped without a
+    /// word; with `auto` a standalone server that answered (the URL's host, or a seed while the
+    /// host was down) made a pool for the URL's host alone, the seeds ignored (a trial took them
+    /// for a fallback server). Each is now refused, naming the server that answered.
+    @Test func seedsOfAServerThatIsNotAClusterAreRefused() async throws {
+        let refused = #expect(throws: RedisError.self) { try RedisConfiguration(url: "redis://h?addr=h2:6380&cluster=no") }
+        #expect(refused?.code == .invalidConfiguration)
+        #expect(refused?.message.contains("cluster=no") == true)
+        try await withRedisServer { server in
+            let down = try LocalRedisServer.freePort()
+            for url in ["redis://127.0.0.1:\(down)?addr=127.0.0.1:\(server.port)", "redis://127.0.0.1:\(server.port)?addr=127.0.0.1:\(down)"] {
+                let config = try RedisConfiguration(url: url)
+                let error = await #expect(throws: RedisError.self) { try await isClusterEnabled(config) }
+                #expect(error?.code == .invalidConfiguration, "\(url)")
+                #expect(error?.message.contains("127.0.0.1:\(server.port) answers as a standalone server") == true, "\(String(describing: error))")
+            }
+            // Without seeds a standalone server is simply not a cluster.
+            #expect(try await isClusterEnabled(RedisConfiguration(url: "redis://127.0.0.1:\(server.port)")) == false)
+        }
     }
 
     @Test func hashTags() throws {

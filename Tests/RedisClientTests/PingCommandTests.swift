@@ -37,6 +37,28 @@ import Testing
         }
     }
 
+    /// A URL that still names a demoted primary answers PONG like a primary (a trial): ping
+    /// says which it reached. And seeds (`addr=`) beside a server that is not a cluster are
+    /// refused in one line, where they were dropped without a word.
+    @Test func pingSaysWhetherItReachedAPrimaryOrAReplica() async throws {
+        let ordershop = try builtProduct("ordershop")
+        try await withReplication { replication in
+            try await replication.waitUntilReplicasAttached()
+            let primary = try await runChild(ordershop, ["ping", "--url", "redis://127.0.0.1:\(replication.servers[0].port)"], environment: environment())
+            #expect(primary.status == 0, "\(primary.output)")
+            #expect(primary.output.contains("role:     primary, 1 replicas connected"), "\(primary.output)")
+            let replica = try await runChild(ordershop, ["ping", "--url", "redis://127.0.0.1:\(replication.servers[1].port)"], environment: environment())
+            #expect(replica.status == 0, "\(replica.output)")
+            #expect(replica.output.contains("role:     replica of 127.0.0.1:\(replication.servers[0].port) (link up): it refuses writes"), "\(replica.output)")
+
+            let seeded = try await runChild(
+                ordershop, ["ping", "--url", "redis://127.0.0.1:\(replication.servers[0].port)?addr=127.0.0.1:\(replication.servers[1].port)"],
+                environment: environment())
+            #expect(seeded.status != 0)
+            #expect(seeded.output.contains("answers as a standalone server (cluster_enabled:0), but addr= names further Redis Cluster seeds"), "\(seeded.output)")
+        }
+    }
+
     @Test func pingWithTheWrongCA() async throws {
         let ordershop = try builtProduct("ordershop")
         let certs = try await TestCertificates.shared()

@@ -28,11 +28,15 @@ public struct ShopContext: Sendable {
 }
 
 /// The Redis client of a service: a ``RedisClusterClient`` when the configuration says it is a
-/// Redis Cluster (`?cluster=yes`), else a pool for one server. Made without Redis answering (the
-/// service starts and answers 503 until it does), so `auto` is not probed here: it is one server.
+/// Redis Cluster (`?cluster=yes`, or further seeds, `?addr=`, with `auto`), else a pool for one
+/// server. Made without Redis answering (the service starts and answers 503 until it does), so
+/// `auto` is not probed here: without seeds it is one server. Seeds name a cluster: a pool used
+/// the URL's host alone, so a service of a cluster given seeds but no `cluster=yes` met MOVED,
+/// and one given a standalone server with seeds ignored them without a word (a trial); the
+/// cluster client refuses a standalone server in one line ("cluster support disabled").
 /// A cluster client's ``RedisClientProtocol/run()`` must run while it is used.
 public func makeRedisClient(_ configuration: RedisConfiguration, maximumConnections: Int, logger: Logger) throws -> any RedisClientProtocol {
-    guard configuration.clusterMode == .enabled else {
+    guard configuration.clusterMode == .enabled || (configuration.clusterMode == .auto && !configuration.seeds.isEmpty) else {
         return try RedisConnectionPool(configuration: configuration, maximumConnections: maximumConnections, logger: logger)
     }
     var cluster = try RedisClusterConfiguration(configuration)

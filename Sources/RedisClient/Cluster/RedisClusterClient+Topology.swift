@@ -152,6 +152,7 @@ extension RedisClusterClient {
         }
         var failures: [String] = []
         var firstError: RedisError?
+        var failureCodes: Set<RedisError.Code> = []
         var start = 0
         while start < candidates.count {
             let batch = Array(candidates[start..<min(start + max(configuration.discoveryNodes, 1), candidates.count)])
@@ -173,6 +174,7 @@ extension RedisClusterClient {
                     failures.append("\(address): it serves no slots")
                 case .failure(let error):
                     firstError = firstError ?? error
+                    failureCodes.insert(error.code)
                     // Its words, without the client's code name (an operator reads this line).
                     failures.append("\(address): \(error.message)")
                 }
@@ -183,7 +185,10 @@ extension RedisClusterClient {
         // A view asked for and not given in time is no command of the caller's that may have
         // run: a connect timeout (it did not run), not `timeout` (outcome unknown, a 503 "may
         // have been applied" from the shop).
-        var code = firstError?.code ?? .clusterDown
+        // A node that answered as a standalone server decides it, though others did not
+        // answer: a service given such a server and a seed that was down waited for Redis for
+        // ever, where the refusal of the one that answered ends it (a trial).
+        var code = failureCodes.contains(.invalidConfiguration) ? .invalidConfiguration : firstError?.code ?? .clusterDown
         if code == .timeout || code == .outcomeUnknown { code = .connectTimeout }
         throw RedisError(
             code,
@@ -206,6 +211,9 @@ extension RedisClusterClient {
             }
             await connection.close()
             return .success(SlotMap(shards: shards) { node in self.address(of: node, answeredBy: address) })
+        } catch let error as RedisError where error.message.contains("cluster support disabled") {
+            // A standalone server: no waiting makes it a cluster node (see `discover`).
+            return .failure(RedisError(.invalidConfiguration, error.message + " (not a Redis Cluster node)", underlying: error))
         } catch {
             return .failure(RedisError.wrapping(error))
         }

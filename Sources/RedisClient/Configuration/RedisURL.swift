@@ -141,6 +141,11 @@ extension RedisConfiguration {
                 throw invalid("unknown query parameter '\(key)'")
             }
         }
+        // Seeds are asked only to find a cluster: with cluster=no they were dropped without a
+        // word (a trial took them for a replica to fall back to).
+        if clusterMode == .disabled && !seeds.isEmpty {
+            throw invalid("addr= names further Redis Cluster seeds, and cluster=no says this is not a cluster; for one server give its URL alone")
+        }
         if tlsParameterSeen {
             guard tls.isEnabled else { throw invalid("TLS parameters given for a plain-text URL; use rediss://") }
             tls = .enable(tlsSettings)
