@@ -38,6 +38,10 @@ public final class LocalRedisCluster: @unchecked Sendable {
         /// Called once each node listens (with its index, port and bus port), before the cluster
         /// is created: where the ``routes`` must start forwarding.
         public var nodeStarted: (@Sendable (_ index: Int, _ port: Int, _ busPort: Int) -> Void)?
+        /// Node i listens on `firstPort + i` and its cluster bus on `firstPort + nodes + i`
+        /// (`ordershop up --cluster --redis-port P`: a range the user chose, where free ports
+        /// could be anywhere). nil: free ports. A taken port fails the start (not retried).
+        public var firstPort: Int?
 
         public init() {}
     }
@@ -74,8 +78,9 @@ public final class LocalRedisCluster: @unchecked Sendable {
         var nodes: [LocalRedisServer] = []
         var busPorts: [Int] = []
         do {
-            for _ in 0..<count {
+            for index in 0..<count {
                 var node = LocalRedisServer.Options()
+                node.port = options.firstPort.map { $0 + index }
                 node.tls = options.tls
                 node.aclFile = options.aclFile
                 node.appendOnly = options.appendOnly
@@ -105,7 +110,7 @@ public final class LocalRedisCluster: @unchecked Sendable {
                     ]
                 }
                 node.extraArguments += options.extraArguments
-                let (server, bus) = try await Self.start(node)
+                let (server, bus) = try await Self.start(node, busPort: options.firstPort.map { $0 + count + index })
                 options.nodeStarted?(nodes.count, server.port, bus)
                 nodes.append(server)
                 busPorts.append(bus)
@@ -125,18 +130,19 @@ public final class LocalRedisCluster: @unchecked Sendable {
         }
     }
 
-    /// Starts one node; a port taken between our check and the server's bind (the client or
-    /// the bus port) is retried on fresh ports: other processes share this machine.
-    private static func start(_ options: LocalRedisServer.Options) async throws -> (LocalRedisServer, busPort: Int) {
+    /// Starts one node; on free ports, a port taken between our check and the server's bind
+    /// (the client or the bus port) is retried on fresh ones: other processes share this
+    /// machine. Given ports are not retried.
+    private static func start(_ options: LocalRedisServer.Options, busPort: Int?) async throws -> (LocalRedisServer, busPort: Int) {
         var attempt = 1
         while true {
             // An explicit bus port: port + 10000 can pass 65535 (Redis 7.0 takes --cluster-port).
-            let bus = try LocalRedisServer.freePort()
+            let bus = try busPort ?? LocalRedisServer.freePort()
             var withBus = options
             withBus.extraArguments = ["--cluster-port", String(bus)] + options.extraArguments
             do {
                 return (try await LocalRedisServer(withBus), bus)
-            } catch let error as LocalRedisError where attempt < 5 && error.description.contains("Address already in use") {
+            } catch let error as LocalRedisError where busPort == nil && attempt < 5 && error.description.contains("Address already in use") {
                 attempt += 1
             }
         }

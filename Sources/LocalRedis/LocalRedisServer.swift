@@ -200,6 +200,30 @@ public final class LocalRedisServer: @unchecked Sendable {
 
     private static let handedOut = Mutex<Set<Int>>([])
 
+    /// The first of `count` consecutive free ports below the kernel's ephemeral range (for
+    /// `ordershop up --cluster --redis-port`), none of which ``freePort()`` hands out after.
+    public static func freePortRange(count: Int) throws -> Int {
+        let top = min(ephemeralPortRange().lowerBound, 65536) - count
+        guard top > 10_000 else { throw LocalRedisError("no room for \(count) ports below the ephemeral range") }
+        for _ in 0..<64 {
+            let base = Int.random(in: 10_000..<top)
+            var bound: [Int32] = []
+            defer { for fd in bound { close(fd) } }
+            for port in base..<(base + count) {
+                guard let socket = try bindLoopback(port: port) else { break }
+                bound.append(socket.fileDescriptor)
+            }
+            guard bound.count == count else { continue }
+            let ports = Set(base..<(base + count))
+            if handedOut.withLock({ taken in
+                guard taken.isDisjoint(with: ports) else { return false }
+                taken.formUnion(ports)
+                return true
+            }) { return base }
+        }
+        throw LocalRedisError("no \(count) consecutive free ports found")
+    }
+
     /// A TCP socket bound (not listening) to a free port of 127.0.0.1, and that port: nothing
     /// else can take the port while the socket is open, and a connect to it is refused.
     ///

@@ -8,12 +8,12 @@ import RedisClient
 /// their writes (`WAIT`), else 503 with `"outcome": "may have been applied"`.
 struct ConfirmationOptions: ParsableArguments {
     @Option(
-        name: .customLong("confirm-replicas"),
+        name: .customLong("confirm-replicas"), parsing: .number,
         help: "Replicas that must hold a command's writes before it answers 2xx (WAIT); 503 'may have been applied' when they do not in time (default: $ORDERSHOP_CONFIRM_REPLICAS, else 0: no wait)")
     var replicas: Int?
 
     @Option(
-        name: .customLong("confirm-timeout"),
+        name: .customLong("confirm-timeout"), parsing: .number,
         help: "Milliseconds to wait for --confirm-replicas (default: $ORDERSHOP_CONFIRM_TIMEOUT_MS, else 1000)")
     var timeoutMilliseconds: Int?
 

@@ -93,8 +93,13 @@ struct DeadLetterTargets {
                 found.sort { ($0.partition!.partitions, $0.partition!.partition) < ($1.partition!.partitions, $1.partition!.partition) }
             }
             if let partition {
+                let numbers = found.compactMap { $0.partition?.partition }
                 found = found.filter { $0.partition?.partition == partition }
-                guard !found.isEmpty else { throw ValidationError("\(stream) has no partition \(partition)") }
+                // Not a ValidationError: thrown from `run`, it came with the top-level usage (a trial).
+                guard !found.isEmpty else {
+                    let has = numbers.isEmpty ? "no partitions" : "partitions " + numbers.map(String.init).joined(separator: ", ")
+                    throw CleanExit.message("\(stream) has no partition \(partition) (it has \(has))", exitCode: 1)
+                }
             } else if let node = holder {
                 // The plain stream of that name: alone, or beside its partitions.
                 let plain = DeadLetters(client: node, stream: stream, group: group)

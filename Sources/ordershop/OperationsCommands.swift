@@ -56,6 +56,7 @@ struct StatusCommand: AsyncParsableCommand {
                 // any other, and said so: its figures can lag the primary's (a trial found the
                 // whole table printed without a word).
                 if let note = await OperatorText.replicaNote(pool, read: "these figures are") { FileHandle.standardError.write(Data(note.utf8)) }
+                if let note = await OperatorText.clusterNodeNote(pool, read: "these streams are") { FileHandle.standardError.write(Data(note.utf8)) }
             }
         } catch {
             await pool.shutdown()

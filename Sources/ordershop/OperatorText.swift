@@ -43,6 +43,16 @@ enum OperatorText {
         return "note: \(pool.configuration.endpoint): \(error.message); \(what) its own and may lag the primary's\n"
     }
 
+    /// A note for stderr when `pool`'s server is a node of a Redis Cluster that `?cluster=no`
+    /// told the command to read alone: what it shows is that node's keys, not the cluster's (a
+    /// trial found `status` showing a third of the streams without a word).
+    static func clusterNodeNote(_ pool: RedisConnectionPool, read what: String) async -> String? {
+        guard pool.configuration.clusterMode == .disabled,
+            let info = try? await pool.send(INFO(section: "cluster")), info["cluster_enabled"] == "1"
+        else { return nil }
+        return "note: \(pool.configuration.endpoint) is a node of a Redis Cluster read alone (cluster=no): \(what) its own slots' only; leave cluster=no out for the whole cluster\n"
+    }
+
     /// `error`, a Redis error as ``describe(_:)`` words it (ArgumentParser prints it as "Error: ...").
     static func readable(_ error: any Error, redis options: RedisOptions? = nil) -> any Error {
         guard let redis = error as? RedisError else { return error }

@@ -36,10 +36,12 @@ struct UpCommand: AsyncParsableCommand {
     @Option(help: "Data directory of the redis-server child (default: a temporary directory, removed on exit).")
     var dataDir: String?
 
-    @Option(parsing: .number, help: "Port of the redis-server child, and where to look for a running Redis (default: 6379).")
+    @Option(
+        parsing: .number,
+        help: "Port of the redis-server child, and where to look for a running Redis (default: 6379). With --cluster: the first node's port, the other nodes on the next ones, then their cluster bus ports (2 × nodes ports from it; default: free ports).")
     var redisPort: Int?
 
-    @Flag(help: "Start an embedded Redis Cluster (3 primaries, 3 replicas, free ports, removed on exit) instead of one redis-server.")
+    @Flag(help: "Start an embedded Redis Cluster (3 primaries, 3 replicas, free ports or from --redis-port, removed on exit) instead of one redis-server.")
     var cluster = false
 
     @Option(
@@ -69,7 +71,14 @@ struct UpCommand: AsyncParsableCommand {
         if servicePortBase > 65535 - 5 { throw ValidationError("--service-port-base \(servicePortBase): the msg service would take \(servicePortBase + 5), past 65535") }
         try PortValidation.check(metricsPort, "--metrics-port")
         if let redisPort { try PortValidation.check(redisPort, "--redis-port", allowsZero: false) }
-        if cluster && redisPort != nil { throw ValidationError("--cluster starts its nodes on free ports; --redis-port is for one redis-server") }
+        if cluster, let redisPort {
+            // The nodes and then their bus ports, from --redis-port on (a trial confined to a
+            // port range could not run --cluster, whose nodes took free ports anywhere).
+            let ports = 2 * 3 * (1 + (clusterReplicas ?? 1))
+            guard redisPort + ports - 1 <= 65535 else {
+                throw ValidationError("--redis-port \(redisPort): --cluster needs \(ports) ports from it (its nodes, then their cluster bus ports), past 65535")
+            }
+        }
         if let clusterReplicas {
             guard cluster else { throw ValidationError("--cluster-replicas is for the cluster --cluster starts") }
             guard (0...2).contains(clusterReplicas) else { throw ValidationError("--cluster-replicas \(clusterReplicas): 0, 1 or 2") }
@@ -89,7 +98,7 @@ struct UpCommand: AsyncParsableCommand {
             confirmation: try confirm.confirmation(), callsInProcess: !httpBetweenServices)
         let options = OrderShopUp.Options(
             redis: redis.isConfigured ? try redis.configuration() : nil, dataDirectory: dataDir, redisPort: redisPort ?? 6379, cluster: cluster,
-            clusterReplicas: clusterReplicas ?? 1, stack: stack)
+            clusterReplicas: clusterReplicas ?? 1, clusterFirstPort: cluster ? redisPort : nil, stack: stack)
         let logger = makeLogger("ordershop.up")
         do {
             try await OrderShopUp.run(options, tracing: try ShopTracing.bootstrap(serviceName: "ordershop", logger: logger), logger: logger)

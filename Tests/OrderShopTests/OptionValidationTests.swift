@@ -13,8 +13,9 @@ import Testing
         (["up", "--gateway-port", "65536"], "--gateway-port 65536 is not a port"),
         (["up", "--service-port-base", "65533"], "past 65535"),
         (["up", "--redis-port", "0"], "--redis-port 0 is not a port"),
-        // Ignored before: the cluster's nodes take free ports.
-        (["up", "--cluster", "--redis-port", "47000"], "--redis-port is for one redis-server"),
+        // The cluster needs 2 × nodes ports from --redis-port (nodes, then bus ports).
+        (["up", "--cluster", "--redis-port", "65530"], "--redis-port 65530: --cluster needs 12 ports from it"),
+        (["up", "--cluster", "--cluster-replicas", "0", "--redis-port", "65531"], "--redis-port 65531: --cluster needs 6 ports from it"),
         (["up", "--cluster-replicas", "0"], "--cluster-replicas is for the cluster --cluster starts"),
         // Checked in run before, with the top-level usage ("ordershop <subcommand>") after it.
         (["work", "crm", "--confirm-timeout", "0"], "--confirm-timeout must be more than 0 ms"),
@@ -47,6 +48,8 @@ import Testing
         (["dashboard", "--sample-interval", "-1"], "--sample-interval must be above 0"),
         (["trim", "--maxlen", "-1"], "--maxlen must not be negative"),
         (["demo", "--mail-timeout", "-1"], "--mail-timeout must be at least 1"),
+        (["serve", "customer", "--confirm-replicas", "-1"], "--confirm-replicas must be 0 or more, not -1"),
+        (["work", "crm", "--confirm-timeout", "-5"], "--confirm-timeout must be more than 0 ms"),
         // These had no check: written `--count=-1`, -1 was accepted.
         (["dlq", "list", "s", "g", "--count", "-1"], "--count must be at least 1"),
         (["dlq", "list", "s", "g", "--partition", "-1"], "--partition must not be negative"),

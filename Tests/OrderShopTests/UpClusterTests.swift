@@ -15,13 +15,16 @@ import Testing
     func upClusterAndDemo() async throws {
         let token = "up-cluster-test-token"
         let environment = ["LOG_LEVEL": "info", "ORDERSHOP_ADMIN_TOKEN": token]
+        // Its nodes from a port chosen (a trial confined to a range could not run it: free ports).
+        let firstPort = try LocalRedisServer.freePortRange(count: 12)
         let up = try ChildProcess(
-            try builtProduct("ordershop"), ["up", "--cluster", "--gateway-port", "0", "--service-port-base", "0", "--metrics-port", "0"],
+            try builtProduct("ordershop"),
+            ["up", "--cluster", "--redis-port", String(firstPort), "--gateway-port", "0", "--service-port-base", "0", "--metrics-port", "0"],
             environment: environment, ownProcessGroup: true)
         // Its redis-servers are in process groups of their own: a SIGKILL of `up` alone would
         // leave them running, so a failed test stops it as Ctrl-C does first.
         do {
-            try await useAndStop(up, environment: environment)
+            try await useAndStop(up, firstPort: firstPort, environment: environment)
         } catch {
             kill(-up.pid, SIGINT)
             _ = await up.waitForExit(timeout: .seconds(60))
@@ -30,11 +33,13 @@ import Testing
         }
     }
 
-    private func useAndStop(_ up: ChildProcess, environment: [String: String]) async throws {
+    private func useAndStop(_ up: ChildProcess, firstPort: Int, environment: [String: String]) async throws {
         _ = await eventually(timeout: .seconds(120)) { up.output.contains("OrderShop is up") || !up.isRunning }
         let output = up.output
         let gateway = try #require(Self.match(#"OrderShop is up: gateway (http://\S+)"#, in: output), "\(output)")
         let url = try #require(Self.match(#"(redis://\S+cluster=yes\S*)"#, in: output), "\(output)")
+        let nodes = (0..<6).map { "127.0.0.1:\(firstPort + $0)" }.joined(separator: ", ")
+        #expect(output.contains("(append-only) on \(nodes);"), "\(output)")
 
         let demo = try ChildProcess(try builtProduct("ordershop"), ["demo", "--gateway", gateway, "--url", url], environment: environment)
         let demoStatus = await demo.waitForExit(timeout: .seconds(180))

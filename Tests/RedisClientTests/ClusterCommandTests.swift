@@ -38,6 +38,12 @@ import Testing
                 ordershop, ["status", "--url", "redis://" + cluster.addresses[0], "--json"], environment: environment)
             #expect(status.status == 0, "\(status.output)")
             for stream in streams.keys { #expect(status.output.contains("\"\(stream)\""), "\(stream) missing: \(status.output)") }
+            #expect(!status.output.contains("note:"), "\(status.output)")
+            // One node read alone, as asked: its own streams, and a note that it is a cluster's
+            // node (a trial found a third of the streams shown without a word).
+            let alone = try await runChild(ordershop, ["status", "--url", "redis://" + cluster.addresses[0] + "?cluster=no"], environment: environment)
+            #expect(alone.status == 0, "\(alone.output)")
+            #expect(alone.output.contains("note: \(cluster.addresses[0]) is a node of a Redis Cluster read alone (cluster=no)"), "\(alone.output)")
         }
     }
 }

@@ -129,6 +129,12 @@ struct PartitionedOperationsTests {
             #expect(one.output.contains("replayed 2 entries to \(StreamKeys.replay(stream: events.streams[1], group: "g"))"), "\(one.output)")
             #expect(await eventually { try await applied().count == keys.count - 2 })
             #expect(try await deadLetterCounts() == [2, 0, 0])
+            // A partition the stream has not got: said in one line, with the ones it has, and
+            // not with the top-level usage (a trial).
+            let beyond = try await runChild(ordershop, ["dlq", "list", "accounts", "g", "--partition", "3", "--url", cluster.url])
+            #expect(beyond.status == 1, "\(beyond.output)")
+            #expect(beyond.output.contains("accounts has no partition 3 (it has partitions 0, 1, 2)"), "\(beyond.output)")
+            #expect(!beyond.output.contains("ordershop <subcommand>"), "\(beyond.output)")
             let all = try await runChild(ordershop, ["dlq", "replay", "accounts", "g", "--url", cluster.url])
             #expect(all.status == 0, "\(all.output)")
             #expect(all.output.contains("replayed 2 entries over 3 partitions"), "\(all.output)")

@@ -20,12 +20,16 @@ public enum OrderShopUp {
         /// replica is promoted), or 0 (three redis-servers instead of six, where cores are few;
         /// a primary's death then ends `up`, as the one server's does).
         public var clusterReplicas: Int
+        /// The embedded cluster's first port (``LocalRedisCluster/Options/firstPort``: its nodes
+        /// on the next ones, then their bus ports); nil: free ports.
+        public var clusterFirstPort: Int?
         public var stack: ShopStack.Options
 
         public init(
             redis: RedisConfiguration? = nil, dataDirectory: String? = nil, redisPort: Int = 6379, cluster: Bool = false, clusterReplicas: Int = 1,
-            stack: ShopStack.Options = .init()
+            clusterFirstPort: Int? = nil, stack: ShopStack.Options = .init()
         ) {
+            self.clusterFirstPort = clusterFirstPort
             self.redis = redis
             self.dataDirectory = dataDirectory
             self.redisPort = redisPort

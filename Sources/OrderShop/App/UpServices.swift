@@ -70,6 +70,7 @@ final class UpRedis: Service, Sendable {
     private func runCluster() async throws {
         var o = LocalRedisCluster.Options()
         o.replicasPerPrimary = options.clusterReplicas
+        o.firstPort = options.clusterFirstPort
         o.appendOnly = true
         o.ownProcessGroup = true  // as the single server's, above
         let cluster = try await LocalRedisCluster(o)
