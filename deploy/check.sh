@@ -251,7 +251,7 @@ if [ $have_redis = 1 ]; then
         --aclfile "$here/redis/users.acl" --daemonize no --logfile "$work/redis/redis.log" &
     pids+=($!)
     declare -A pw=(
-        [ordershop-service]=local-dev-service [ordershop-worker-crm]=local-dev-worker-crm
+        [ordershop-gateway]=local-dev-gateway [ordershop-service]=local-dev-service [ordershop-worker-crm]=local-dev-worker-crm
         [ordershop-worker-billing]=local-dev-worker-billing [ordershop-admin]=local-dev-admin
         [ordershop-scaler]=local-dev-scaler)
     as() { local user="$1"; shift; REDISCLI_AUTH="${pw[$user]}" redis-cli -h 127.0.0.1 -p "$acl_port" --user "$user" "$@" 2>&1; }
@@ -402,6 +402,23 @@ if [ $have_redis = 1 ]; then
         deny $S "SET an unrelated key" -- set foo bar
         deny $S "EVAL naming a worker's marker" -- eval 'return redis.call("SET", KEYS[1], "1")' 1 "idem:$CC:crm:$E2"
 
+        echo "  -- gateway user ordershop-gateway (queries only: the one service open to clients)"
+        G=ordershop-gateway
+        allow $G "HGET a read model" -- hget '{customer}_entities' 1
+        allow $G "ZRANGE a read model's ids" -- zrange '{customer}_ids' 0 -1
+        lookup='return redis.call("HGET", KEYS[1], ARGV[1])'
+        allow $G "EVAL a query (HGET in Lua)" -- eval "$lookup" 1 '{customer}_entities' 1
+        allow $G "WAIT (--confirm-replicas)" -- wait 0 1
+        allow $G "SET a confirmed query's replica barrier" -- set '{order}_replica_barrier' 1 ex 60
+        deny $G "XADD to an event stream (forge an event)" -- xadd "$CC" '*' event_id forged entity '{"id":"x"}'
+        deny $G "HSET a read model" -- hset '{customer}_entities' 1 '{"id":"1","name":"Mallory"}'
+        deny $G "EVAL a read-model write (HSET in Lua)" -- eval 'return redis.call("HSET", KEYS[1], "1", "{}")' 1 '{customer}_entities'
+        deny $G "SET a read model's sequence" -- set '{customer}_seq' 99
+        deny $G "XRANGE an event stream" -- xrange "$CC" - +
+        deny $G "XADD mail:sent" -- xadd mail:sent '*' key k to a@example.com msg hi
+        deny $G "XREADGROUP a worker's group" -- xreadgroup group crm g-1 count 1 streams "$CC" '>'
+        deny $G "FLUSHALL" -- flushall
+
         echo "  -- admin user ordershop-admin"
         A=ordershop-admin
         allow $A "XINFO GROUPS (status)" -- xinfo groups "$CC"
@@ -446,7 +463,7 @@ if [ $have_redis = 1 ]; then
         deny $K "XINFO GROUPS on a dead-letter stream" -- xinfo groups "dlq:$OC:billing"
 
         echo "  -- every user: a Redis Cluster client's discovery (refused by this plain server, not by the ACL)"
-        for U in ordershop-service ordershop-worker-crm ordershop-worker-billing ordershop-admin ordershop-scaler; do
+        for U in ordershop-gateway ordershop-service ordershop-worker-crm ordershop-worker-billing ordershop-admin ordershop-scaler; do
             out=$(as $U cluster shards; as $U cluster slots; as $U asking)
             if grep -qE "$denied_re" <<<"$out"; then fail "$U cannot read a cluster's topology: $(head -c 200 <<<"$out")"
             else pass "$U can CLUSTER SHARDS, CLUSTER SLOTS and ASKING"; fi
@@ -587,7 +604,7 @@ if [ $have_redis = 1 ]; then
     if [ $ready = 1 ]; then
         pass "redis-server $(redis-server --version | awk '{print $3}') cluster: 3 primaries, 3 replicas, users.acl on every node"
         seeds="addr=127.0.0.1:${cluster_ports[1]}&addr=127.0.0.1:${cluster_ports[2]}"
-        for user in ordershop-service ordershop-worker-crm ordershop-worker-billing ordershop-admin ordershop-scaler; do
+        for user in ordershop-gateway ordershop-service ordershop-worker-crm ordershop-worker-billing ordershop-admin ordershop-scaler; do
             out=$(REDISCLI_AUTH="${pw[$user]}" redis-cli -h 127.0.0.1 -p "${cluster_ports[0]}" --user "$user" cluster shards 2>&1)
             if grep -q '^slots' <<<"$out" && ! grep -qE "$denied_re" <<<"$out"; then pass "$user reads the cluster's topology (CLUSTER SHARDS)"
             else fail "$user cannot read the cluster's topology: $(head -c 200 <<<"$out")"; fi

@@ -95,7 +95,7 @@ public enum KeyAccessProbe {
             }
             throw RedisUnusable.aclRefusal(
                 at: configuration,
-                "read \(key), which the gateway's queries read (\(ShopError.withoutScriptLocation(reason))); run it as a user with the service role (ordershop-service in deploy/redis/users.acl)"
+                "read \(key), which the gateway's queries read (\(ShopError.withoutScriptLocation(reason))); run it as a user with the gateway role (ordershop-gateway in deploy/redis/users.acl)"
             )
         }
     }
