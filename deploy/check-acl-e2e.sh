@@ -2,7 +2,7 @@
 # deploy/check-acl-e2e.sh PATH/TO/ordershop
 #
 # Runs the whole OrderShop scenario under the least-privilege users of deploy/redis/users.acl, the
-# way the deployments run it: the gateway as ordershop-gateway, every other service as ordershop-service, two CRM workers as
+# way the deployments run it: the gateway as ordershop-gateway, msg as ordershop-msg, every other service as ordershop-service, two CRM workers as
 # ordershop-worker-crm, two billing workers as ordershop-worker-billing, `ordershop demo` as
 # ordershop-admin. Then:
 #   - the reference scenario (steps 1-9) passes twice over HTTP: with everything up, and with CRM
@@ -82,6 +82,7 @@ for _ in $(seq 100); do [ "$(observe ping)" = PONG ] && break; sleep 0.1; done
 url_for() { echo "redis://$1:$2@127.0.0.1:$redis_port/0"; }
 service_url=$(url_for ordershop-service local-dev-service)
 gateway_url=$(url_for ordershop-gateway local-dev-gateway)
+msg_url=$(url_for ordershop-msg local-dev-msg)
 crm_url=$(url_for ordershop-worker-crm local-dev-worker-crm)
 billing_url=$(url_for ordershop-worker-billing local-dev-worker-billing)
 admin_url=$(url_for ordershop-admin local-dev-admin)
@@ -104,7 +105,7 @@ start() { # start NAME REDIS_URL ARGS...
 }
 declare -A health=()
 for s in msg customer product inventory order billing gateway; do
-    url="$service_url"; [ "$s" = gateway ] && url="$gateway_url"
+    url="$service_url"; [ "$s" = gateway ] && url="$gateway_url"; [ "$s" = msg ] && url="$msg_url"
     start "$s" "$url" serve "$s" --host 127.0.0.1 --port "${port[$s]}"
     health[$s]="http://127.0.0.1:${port[$s]}/healthz"
 done

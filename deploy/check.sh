@@ -251,7 +251,7 @@ if [ $have_redis = 1 ]; then
         --aclfile "$here/redis/users.acl" --daemonize no --logfile "$work/redis/redis.log" &
     pids+=($!)
     declare -A pw=(
-        [ordershop-gateway]=local-dev-gateway [ordershop-service]=local-dev-service [ordershop-worker-crm]=local-dev-worker-crm
+        [ordershop-gateway]=local-dev-gateway [ordershop-msg]=local-dev-msg [ordershop-service]=local-dev-service [ordershop-worker-crm]=local-dev-worker-crm
         [ordershop-worker-billing]=local-dev-worker-billing [ordershop-admin]=local-dev-admin
         [ordershop-scaler]=local-dev-scaler)
     as() { local user="$1"; shift; REDISCLI_AUTH="${pw[$user]}" redis-cli -h 127.0.0.1 -p "$acl_port" --user "$user" "$@" 2>&1; }
@@ -377,12 +377,11 @@ if [ $have_redis = 1 ]; then
         allow $S "HDEL a read model" -- hdel '{customer}_versions' 2
         publish='redis.call("XADD", KEYS[1], "*", "event_id", ARGV[1], "entity", ARGV[2]) return redis.call("HSET", KEYS[2], "entity", ARGV[2])'
         allow $S "EVAL publish + read model in one step" -- eval "$publish" 2 "$CC" '{customer}_entities' "$(uuid)" '{"id":"3"}'
-        sendonce='if redis.call("GET", KEYS[1]) then return 0 end local id = redis.call("XADD", KEYS[2], "*", "key", ARGV[1], "to", ARGV[2], "msg", ARGV[3]) redis.call("SET", KEYS[1], id, "PX", 60000) return 1'
-        allow $S "EVAL msg's send-once (marker + XADD mail:sent)" -- eval "$sendonce" 2 "{mail:sent}:key:crm:$E1" mail:sent "crm:$E1" a@example.com welcome
-        allow $S "XLEN mail:sent" -- xlen mail:sent
         allow $S "WAIT (--confirm-replicas)" -- wait 0 1
         allow $S "SET a refusal's replica barrier (--confirm-replicas)" -- set '{inventory}_replica_barrier' 1 px 60000
-        allow $S "SET msg's replica barrier (--confirm-replicas)" -- set '{mail:sent}:replica-barrier' 1 px 60000
+        sendonce='if redis.call("GET", KEYS[1]) then return 0 end local id = redis.call("XADD", KEYS[2], "*", "key", ARGV[1], "to", ARGV[2], "msg", ARGV[3]) redis.call("SET", KEYS[1], id, "PX", 60000) return 1'
+        deny $S "XADD mail:sent (msg's own)" -- xadd mail:sent '*' key k to a@example.com msg hi
+        deny $S "EVAL msg's send-once (msg's own)" -- eval "$sendonce" 2 "{mail:sent}:key:crm:$E2" mail:sent "crm:$E2" a@example.com welcome
         deny $S "FLUSHALL" -- flushall
         deny $S "FLUSHDB" -- flushdb
         deny $S "CONFIG GET" -- config get '*'
@@ -401,6 +400,19 @@ if [ $have_redis = 1 ]; then
         deny $S "XADD dead letters" -- xadd "dlq:$CC:crm" '*' id 1-0
         deny $S "SET an unrelated key" -- set foo bar
         deny $S "EVAL naming a worker's marker" -- eval 'return redis.call("SET", KEYS[1], "1")' 1 "idem:$CC:crm:$E2"
+
+        echo "  -- msg user ordershop-msg (the mail log and its markers only)"
+        M=ordershop-msg
+        allow $M "EVAL msg's send-once (marker + XADD mail:sent)" -- eval "$sendonce" 2 "{mail:sent}:key:crm:$E1" mail:sent "crm:$E1" a@example.com welcome
+        allow $M "XLEN mail:sent" -- xlen mail:sent
+        allow $M "PEXPIRE a marker (a duplicate's)" -- pexpire "{mail:sent}:key:crm:$E1" 60000
+        allow $M "WAIT (--confirm-replicas)" -- wait 0 1
+        allow $M "SET msg's replica barrier (--confirm-replicas)" -- set '{mail:sent}:replica-barrier' 1 px 60000
+        deny $M "XADD to an event stream" -- xadd "$CC" '*' event_id forged entity '{"id":"x"}'
+        deny $M "HGET a read model" -- hget '{customer}_entities' 1
+        deny $M "HSET a read model" -- hset '{customer}_entities' 1 '{}'
+        deny $M "EVAL naming an event stream" -- eval 'return redis.call("XLEN", KEYS[1])' 1 "$CC"
+        deny $M "FLUSHALL" -- flushall
 
         echo "  -- gateway user ordershop-gateway (queries only: the one service open to clients)"
         G=ordershop-gateway
@@ -463,7 +475,7 @@ if [ $have_redis = 1 ]; then
         deny $K "XINFO GROUPS on a dead-letter stream" -- xinfo groups "dlq:$OC:billing"
 
         echo "  -- every user: a Redis Cluster client's discovery (refused by this plain server, not by the ACL)"
-        for U in ordershop-gateway ordershop-service ordershop-worker-crm ordershop-worker-billing ordershop-admin ordershop-scaler; do
+        for U in ordershop-gateway ordershop-msg ordershop-service ordershop-worker-crm ordershop-worker-billing ordershop-admin ordershop-scaler; do
             out=$(as $U cluster shards; as $U cluster slots; as $U asking)
             if grep -qE "$denied_re" <<<"$out"; then fail "$U cannot read a cluster's topology: $(head -c 200 <<<"$out")"
             else pass "$U can CLUSTER SHARDS, CLUSTER SLOTS and ASKING"; fi
@@ -604,7 +616,7 @@ if [ $have_redis = 1 ]; then
     if [ $ready = 1 ]; then
         pass "redis-server $(redis-server --version | awk '{print $3}') cluster: 3 primaries, 3 replicas, users.acl on every node"
         seeds="addr=127.0.0.1:${cluster_ports[1]}&addr=127.0.0.1:${cluster_ports[2]}"
-        for user in ordershop-gateway ordershop-service ordershop-worker-crm ordershop-worker-billing ordershop-admin ordershop-scaler; do
+        for user in ordershop-gateway ordershop-msg ordershop-service ordershop-worker-crm ordershop-worker-billing ordershop-admin ordershop-scaler; do
             out=$(REDISCLI_AUTH="${pw[$user]}" redis-cli -h 127.0.0.1 -p "${cluster_ports[0]}" --user "$user" cluster shards 2>&1)
             if grep -q '^slots' <<<"$out" && ! grep -qE "$denied_re" <<<"$out"; then pass "$user reads the cluster's topology (CLUSTER SHARDS)"
             else fail "$user cannot read the cluster's topology: $(head -c 200 <<<"$out")"; fi

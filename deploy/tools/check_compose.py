@@ -29,7 +29,7 @@ import sys
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 FIGURE = ["redis", "gateway", "customer", "product", "inventory", "order", "billing", "msg", "crm", "billing-worker"]
-USERS = {"gateway": "ordershop-gateway", "crm": "ordershop-worker-crm", "billing-worker": "ordershop-worker-billing",
+USERS = {"gateway": "ordershop-gateway", "msg": "ordershop-msg", "crm": "ordershop-worker-crm", "billing-worker": "ordershop-worker-billing",
          "demo": "ordershop-admin", "admin": "ordershop-admin"}
 SERVICE_USER = "ordershop-service"
 

@@ -72,7 +72,7 @@ public enum KeyAccessProbe {
             guard let refusal else { continue }
             throw RedisUnusable.aclRefusal(
                 at: configuration,
-                "write \(refusal.key), which the \(service) service writes (\(ShopError.withoutScriptLocation(refusal.reason))); run it as a user with the service role (ordershop-service in deploy/redis/users.acl)"
+                "write \(refusal.key), which the \(service) service writes (\(ShopError.withoutScriptLocation(refusal.reason))); run it as a user with the \(service == .msg ? "msg role (ordershop-msg" : "service role (ordershop-service") in deploy/redis/users.acl)"
             )
         }
     }
