@@ -97,8 +97,8 @@ struct DeadLetterTargets {
                 found = found.filter { $0.partition?.partition == partition }
                 // Not a ValidationError: thrown from `run`, it came with the top-level usage (a trial).
                 guard !found.isEmpty else {
-                    let has = numbers.isEmpty ? "no partitions" : "partitions " + numbers.map(String.init).joined(separator: ", ")
-                    throw CleanExit.message("\(stream) has no partition \(partition) (it has \(has))", exitCode: 1)
+                    let has = numbers.isEmpty ? "it is not spread over partitions" : "it has partitions " + numbers.map(String.init).joined(separator: ", ")
+                    throw CleanExit.message("\(stream) has no partition \(partition) (\(has))", exitCode: 1)
                 }
             } else if let node = holder {
                 // The plain stream of that name: alone, or beside its partitions.

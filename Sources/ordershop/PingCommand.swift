@@ -49,14 +49,14 @@ struct PingCommand: AsyncParsableCommand {
         }
     }
 
-    /// The server's role from `INFO replication`: a primary with its replicas, or a replica
-    /// (whose writes are refused) with its primary and link.
+    /// The server's role from `INFO replication`: a primary with its replicas, or a replica with
+    /// its primary and link (whether it refuses writes, `replica-read-only`, INFO does not say).
     static func role(_ replication: [String: String]) -> String {
         switch replication["role"] {
         case "master":
             "primary, \(replication["connected_slaves"] ?? "0") replicas connected"
         case "slave":
-            "replica of \(replication["master_host"] ?? "?"):\(replication["master_port"] ?? "?") (link \(replication["master_link_status"] ?? "unknown")): it refuses writes (READONLY)"
+            "replica of \(replication["master_host"] ?? "?"):\(replication["master_port"] ?? "?") (link \(replication["master_link_status"] ?? "unknown")): not the primary"
         case let other:
             other ?? "unknown"
         }

@@ -45,6 +45,26 @@ import Testing
         }
     }
 
+    /// A standalone server and a cluster's node as seeds of one URL: the services' cluster
+    /// client found the cluster through the node and served, while the workers given the same
+    /// URL refused it (a review). Both refuse it now, naming the standalone server.
+    @Test func aStandaloneServerAmongClusterSeedsIsRefusedByTheClusterClientToo() async throws {
+        var options = LocalRedisCluster.Options()
+        options.replicasPerPrimary = 0
+        try await withRedisServer { server in
+            try await withLocalCluster(options) { cluster, _ in
+                let config = try RedisConfiguration(url: "redis://127.0.0.1:\(server.port)?addr=\(cluster.addresses[0])")
+                let detected = await #expect(throws: RedisError.self) { try await isClusterEnabled(config) }
+                #expect(detected?.code == .invalidConfiguration, "\(String(describing: detected))")
+                let client = try RedisClusterClient(configuration: try RedisClusterConfiguration(config))
+                let refused = await #expect(throws: RedisError.self) { try await client.connect() }
+                #expect(refused?.code == .invalidConfiguration, "\(String(describing: refused))")
+                #expect(refused?.message.contains("127.0.0.1:\(server.port) answers as a standalone server") == true, "\(String(describing: refused))")
+                await client.shutdown()
+            }
+        }
+    }
+
     @Test func hashTags() throws {
         #expect(HashSlot(key: "{a}x") == HashSlot(key: "a"))
         #expect(HashSlot(key: "{}a") != HashSlot(key: "a"))  // empty tag: the whole key

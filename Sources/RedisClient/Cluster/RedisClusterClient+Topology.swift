@@ -179,6 +179,15 @@ extension RedisClusterClient {
                     failures.append("\(address): \(error.message)")
                 }
             }
+            // A seed that is a standalone server, found by the first discovery, is a
+            // configuration that names one: `isClusterEnabled` refuses it, and so does the client,
+            // though another seed led to a cluster (a review: services took such a URL as the
+            // cluster's while the workers given the same URL refused it).
+            if known.isEmpty, let standalone = answers.first(where: { $0.1.failureCode == .invalidConfiguration }) {
+                throw RedisError(
+                    .invalidConfiguration,
+                    "\(standalone.0) answers as a standalone server (cluster support disabled), but it is named as a Redis Cluster seed: name the cluster's nodes only")
+            }
             if let best = views.max(by: { $0.votes < $1.votes }) { return best.map }
         }
         // The first node's error code (a wrong CA fails every node alike), every node's reason.
@@ -236,5 +245,13 @@ extension RedisClusterClient {
         let host = node.hostname ?? (node.ip.isEmpty ? answeredBy?.host : node.ip)
         guard let host, !host.isEmpty else { return nil }
         return ClusterNodeAddress(host: host, port: port)
+    }
+}
+
+extension Result where Failure == RedisError {
+    /// The error's code, nil on success.
+    fileprivate var failureCode: RedisError.Code? {
+        if case .failure(let error) = self { return error.code }
+        return nil
     }
 }
