@@ -152,7 +152,6 @@ extension RedisClusterClient {
         }
         var failures: [String] = []
         var firstError: RedisError?
-        var failureCodes: Set<RedisError.Code> = []
         var start = 0
         while start < candidates.count {
             let batch = Array(candidates[start..<min(start + max(configuration.discoveryNodes, 1), candidates.count)])
@@ -174,7 +173,6 @@ extension RedisClusterClient {
                     failures.append("\(address): it serves no slots")
                 case .failure(let error):
                     firstError = firstError ?? error
-                    failureCodes.insert(error.code)
                     // Its words, without the client's code name (an operator reads this line).
                     failures.append("\(address): \(error.message)")
                 }
@@ -182,7 +180,8 @@ extension RedisClusterClient {
             // A seed that is a standalone server, found by the first discovery, is a
             // configuration that names one: `isClusterEnabled` refuses it, and so does the client,
             // though another seed led to a cluster (a review: services took such a URL as the
-            // cluster's while the workers given the same URL refused it).
+            // cluster's while the workers given the same URL refused it), or the others did not
+            // answer (a trial: a service given such a server and a dead seed waited for ever).
             if known.isEmpty, let standalone = answers.first(where: { $0.1.failureCode == .invalidConfiguration }) {
                 throw RedisError(
                     .invalidConfiguration,
@@ -194,10 +193,7 @@ extension RedisClusterClient {
         // A view asked for and not given in time is no command of the caller's that may have
         // run: a connect timeout (it did not run), not `timeout` (outcome unknown, a 503 "may
         // have been applied" from the shop).
-        // A node that answered as a standalone server decides it, though others did not
-        // answer: a service given such a server and a seed that was down waited for Redis for
-        // ever, where the refusal of the one that answered ends it (a trial).
-        var code = failureCodes.contains(.invalidConfiguration) ? .invalidConfiguration : firstError?.code ?? .clusterDown
+        var code = firstError?.code ?? .clusterDown
         if code == .timeout || code == .outcomeUnknown { code = .connectTimeout }
         throw RedisError(
             code,

@@ -172,8 +172,16 @@ public enum PlantedBugOption: String, CaseIterable, Codable, Sendable {
     case msgForgetsKeys = "msg-forgets-keys"
 
     /// True for the bugs planted in the workers (`ordershop work --planted-bug`).
-    public var isWorkerBug: Bool {
-        self != .unconfirmedWrites && self != .gatewayDropsIdempotencyKey && self != .msgForgetsKeys && operationsTool == nil && !isOrderServiceBug
+    public var isWorkerBug: Bool { self != .unconfirmedWrites && service == nil && operationsTool == nil }
+    /// The service the harness starts with this bug (`ordershop serve <service> --planted-bug`;
+    /// order: both order services): gateway, msg or order; nil for the others.
+    public var service: String? {
+        switch self {
+        case .gatewayDropsIdempotencyKey: "gateway"
+        case .msgForgetsKeys: "msg"
+        case .reaperCommitsAll, .reaperForgetsAborts, .orderOversells: "order"
+        default: nil
+        }
     }
     /// The operations command the harness runs with this bug (`ordershop <tool> --planted-bug`):
     /// `rebuild` or `trim`; nil for the others.
@@ -184,9 +192,6 @@ public enum PlantedBugOption: String, CaseIterable, Codable, Sendable {
         default: nil
         }
     }
-    /// True for the bugs planted in the order services (`ordershop serve order --planted-bug`):
-    /// their reservation reaper, or their order changes.
-    public var isOrderServiceBug: Bool { self == .reaperCommitsAll || self == .reaperForgetsAborts || self == .orderOversells }
 
     /// Phrases of the violations this bug must cause: a planted run passes `make test` only when
     /// it FAILs with a violation containing one of them.

@@ -97,13 +97,11 @@ public actor Topology {
         let service = name == Self.standbyOrderService ? "order" : name
         var a = ["serve", service, "--host", "127.0.0.1", "--port", String(servicePorts[name]!), "--url", redisURL]
         a += Self.confirmationArguments(options, service: true)
-        if name == "gateway", options.plantedBug == .gatewayDropsIdempotencyKey { a += ["--planted-bug", PlantedBugOption.gatewayDropsIdempotencyKey.rawValue] }
-        if name == "msg", options.plantedBug == .msgForgetsKeys { a += ["--planted-bug", PlantedBugOption.msgForgetsKeys.rawValue] }
+        if let bug = options.plantedBug, bug.service == service { a += ["--planted-bug", bug.rawValue] }
         if service == "order" {
             // 25 ms between reserving the stock and making the order: an order-crash SIGKILL
             // finds changes there (a change takes about 1 ms without it).
             a += ["--chaos-step-pause-ms", "25"]
-            if let bug = options.plantedBug, bug.isOrderServiceBug { a += ["--planted-bug", bug.rawValue] }
         }
         return a
     }
