@@ -203,10 +203,12 @@ public final class LocalRedisServer: @unchecked Sendable {
     /// The first of `count` consecutive free ports below the kernel's ephemeral range (for
     /// `ordershop up --cluster --redis-port`), none of which ``freePort()`` hands out after.
     public static func freePortRange(count: Int) throws -> Int {
-        let top = min(ephemeralPortRange().lowerBound, 65536) - count
-        guard top > 10_000 else { throw LocalRedisError("no room for \(count) ports below the ephemeral range") }
+        let assigned = try assignedPortRange()
+        let bottom = assigned?.lowerBound ?? 10_000
+        let top = (assigned.map { $0.upperBound + 1 } ?? min(ephemeralPortRange().lowerBound, 65536)) - count
+        guard top >= bottom else { throw LocalRedisError("no room for \(count) consecutive ports in \(bottom)..<\(top + count)") }
         for _ in 0..<64 {
-            let base = Int.random(in: 10_000..<top)
+            let base = Int.random(in: bottom...top)
             var bound: [Int32] = []
             defer { for fd in bound { close(fd) } }
             for port in base..<(base + count) {
@@ -231,7 +233,18 @@ public final class LocalRedisServer: @unchecked Sendable {
     /// from that range (what binding port 0 gives) can be handed, between our close and the
     /// server's bind, to the local end of any outgoing connection of this machine (a worker's
     /// many Redis connections, say), and the server then fails with "address already in use".
+    ///
+    /// With ``portRangeVariable`` set (`FROM-TO`), every port comes from that range, never from
+    /// the kernel: two processes that each take ports (the planted-bug chaos runs side by side)
+    /// are given disjoint ranges, so that neither can take a port the other has chosen and not
+    /// yet bound.
     public static func bindLoopbackSocket() throws -> (fileDescriptor: Int32, port: Int) {
+        if let range = try assignedPortRange() {
+            for _ in 0..<256 {
+                if let bound = try bindLoopback(port: Int.random(in: range)) { return bound }
+            }
+            throw LocalRedisError("no free port found in \(portRangeVariable)=\(range.lowerBound)-\(range.upperBound)")
+        }
         let ephemeralLow = ephemeralPortRange().lowerBound
         if ephemeralLow > 11_000 {
             for _ in 0..<64 {
@@ -240,6 +253,20 @@ public final class LocalRedisServer: @unchecked Sendable {
         }
         guard let bound = try bindLoopback(port: 0) else { throw LocalRedisError("bind() failed") }
         return bound
+    }
+
+    /// The environment variable that confines the ports this process takes to `FROM-TO`.
+    public static let portRangeVariable = "LOCAL_REDIS_PORT_RANGE"
+
+    /// The range ``portRangeVariable`` assigns, nil when it is unset or empty; an error naming it
+    /// when it is not `FROM-TO` with 1024 <= FROM <= TO <= 65535.
+    public static func assignedPortRange(_ environment: [String: String] = ProcessInfo.processInfo.environment) throws -> ClosedRange<Int>? {
+        guard let text = environment[portRangeVariable], !text.isEmpty else { return nil }
+        let bounds = text.split(separator: "-", omittingEmptySubsequences: false).map { Int($0) }
+        guard bounds.count == 2, let from = bounds[0], let to = bounds[1], 1024 <= from, from <= to, to <= 65535 else {
+            throw LocalRedisError("\(portRangeVariable)='\(text)' is not FROM-TO, two ports with 1024 <= FROM <= TO <= 65535")
+        }
+        return from...to
     }
 
     /// The kernel's ephemeral port range (`net.ipv4.ip_local_port_range`), else Linux's default.

@@ -273,7 +273,7 @@ struct DeadLetterCommand: AsyncParsableCommand {
                 }
             } catch {
                 await targets.shutdown()
-                throw error
+                throw OperatorText.readable(error, redis: target.redis)
             }
             if let note = await targets.replicaNote() { FileHandle.standardError.write(Data(note.utf8)) }
             // The list stopped at --count: said, with how many there are (a trial's group held

@@ -17,6 +17,11 @@ enum OperatorText {
                 + " (the server answers as a replica: it wrote nothing; point --url or REDIS_URL at the primary, or at a name that follows a failover; on a Redis Cluster, run it again once the failover is over)"
         case .noPermission:
             return text + permissionAdvice(redis.flatMap { try? $0.configuration() })
+        // A review: `dlq list` with `?cluster=no` on a cluster node printed Redis's bare
+        // "MOVED 1234 h:p" for a stream of another node's slots.
+        case .moved, .ask:
+            return text
+                + " (the key is served by another node of a Redis Cluster, and cluster=no makes this command use one node alone: it did nothing; leave cluster=no out of the URL to reach the whole cluster)"
         // Trial N: at the limit `trim`, `snapshot` and `rebuild` said "run it again", which
         // failed the same way, while the services' 503s named `trim` as the way out.
         case .outOfMemory:
@@ -68,7 +73,7 @@ enum OperatorText {
             return try await body()
         } catch let error as RedisError where reaching.contains(error.code) {
             throw RedisUnusable(redis: (try? redis.configuration().redactedDescription) ?? "the configured Redis", error: error)
-        } catch let error as RedisError where error.code == .noPermission {
+        } catch let error as RedisError where error.code == .noPermission || error.code == .moved || error.code == .ask {
             throw Described(description: describe(error, redis: redis))
         }
     }

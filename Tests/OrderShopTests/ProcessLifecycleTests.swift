@@ -382,7 +382,12 @@ import Testing
 
     @Test("`up --cluster --cluster-replicas 0` stops non-zero when one of its three primaries dies, naming it: no replica will take over")
     func upClusterWithoutReplicasSaysWhenAPrimaryDies() async throws {
-        let up = try ordershop(["up", "--cluster", "--cluster-replicas", "0", "--gateway-port", "0", "--service-port-base", "0", "--metrics-port", "0"])
+        // Its nodes' ports confined to a range (LOCAL_REDIS_PORT_RANGE, as the planted chaos runs
+        // side by side take theirs): each of the three nodes' client and bus ports from it.
+        let range = try LocalRedisServer.freePortRange(count: 12)
+        let up = try ChildProcess(
+            try builtProduct("ordershop"), ["up", "--cluster", "--cluster-replicas", "0", "--gateway-port", "0", "--service-port-base", "0", "--metrics-port", "0"],
+            environment: ["LOG_LEVEL": "info", LocalRedisServer.portRangeVariable: "\(range)-\(range + 11)"])
         // Its redis-servers run in process groups of their own: stopped here too when `up` does not.
         var nodes: [pid_t] = []
         defer {
@@ -391,6 +396,9 @@ import Testing
         }
         #expect(await printed(up, "OrderShop is up"), "\(up.output)")
         #expect(up.output.contains("3 primaries, 0 replicas"), "\(up.output)")
+        let nodeList = up.output.firstMatch(of: /\(append-only\) on ([^;]+);/).map { String($0.1) } ?? ""
+        let nodePorts = nodeList.matches(of: /127\.0\.0\.1:(\d+)/).compactMap { Int($0.1) }
+        #expect(nodePorts.count == 3 && nodePorts.allSatisfy { (range..<(range + 12)).contains($0) }, "\(range): \(up.output)")
         nodes = redisServers(childrenOf: up.pid)
         try #require(nodes.count == 3, "\(nodes) \(up.output)")
         kill(nodes[0], SIGKILL)

@@ -44,6 +44,13 @@ import Testing
             let alone = try await runChild(ordershop, ["status", "--url", "redis://" + cluster.addresses[0] + "?cluster=no"], environment: environment)
             #expect(alone.status == 0, "\(alone.output)")
             #expect(alone.output.contains("note: \(cluster.addresses[0]) is a node of a Redis Cluster read alone (cluster=no)"), "\(alone.output)")
+            // A stream of another node's slots, asked of this node alone: the redirect says what
+            // to do (a review found dlq list printing Redis's bare "MOVED 1234 h:p").
+            let elsewhere = try #require(streams.first { "\($0.value)" != cluster.addresses[0] }?.key)
+            let dlq = try await runChild(
+                ordershop, ["dlq", "list", elsewhere, "crm", "--url", "redis://" + cluster.addresses[0] + "?cluster=no"], environment: environment)
+            #expect(dlq.status != 0, "\(dlq.output)")
+            #expect(dlq.output.contains("MOVED") && dlq.output.contains("leave cluster=no out of the URL"), "\(dlq.output)")
         }
     }
 }
