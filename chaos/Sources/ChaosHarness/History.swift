@@ -172,16 +172,12 @@ struct HistoryCollector {
                     replayedFrom: $0.fields[History.replayedField])
             }
         }
-        // The replay is ours, of the whole history (trimmed entries included), not the store's.
+        // The replay is ours, of the whole history (trimmed entries included), not the store's:
+        // nor its fold (``ReplayOracle``, not the `Projection` that rebuild and snapshot use).
         for type in EntityType.allCases {
-            var events: [RecordedEvent] = []
-            for action in EventAction.allCases {
-                for e in h.entries[type.stream(action)] ?? [] { if let event = RecordedEvent(e, action: action) { events.append(event) } }
-            }
-            let projection = Projection(events)
-            var fromStreams: [String: JSONValue] = [:]
-            for e in projection.live { fromStreams[e.id] = try? JSONCoding.decode(JSONValue.self, from: e.state.json) }
-            h.replayed[type] = fromStreams
+            var entries: [EventAction: [StreamEntry]] = [:]
+            for action in EventAction.allCases { entries[action] = h.entries[type.stream(action)] ?? [] }
+            h.replayed[type] = ReplayOracle.live(entries)
             let stored = try await storedEntities(type)
             h.unreadableEntities[type] = stored.unreadable
             h.served[type] = try await list(type, stored: stored.readable, storedUnreadable: !stored.unreadable.isEmpty)
