@@ -19,9 +19,14 @@ enum OperatorText {
             return text + permissionAdvice(redis.flatMap { try? $0.configuration() })
         // A review: `dlq list` with `?cluster=no` on a cluster node printed Redis's bare
         // "MOVED 1234 h:p" for a stream of another node's slots.
+        // In cluster mode proper a redirect reaches here only when the client gave up following
+        // them (a slot moving back and forth while it ran): no cluster=no to leave out then.
         case .moved, .ask:
+            guard redis.flatMap({ try? $0.configuration() })?.clusterMode == .disabled else {
+                return text + " (the key's slot moved between nodes of the Redis Cluster while the command ran, more often than the client follows: the call refused did not run; run it again)"
+            }
             return text
-                + " (the key is served by another node of a Redis Cluster, and cluster=no makes this command use one node alone: it did nothing; leave cluster=no out of the URL to reach the whole cluster)"
+                + " (the key is served by another node of a Redis Cluster, and cluster=no makes this command use one node alone: the call refused did not run; leave cluster=no out of the URL to reach the whole cluster)"
         // Trial N: at the limit `trim`, `snapshot` and `rebuild` said "run it again", which
         // failed the same way, while the services' 503s named `trim` as the way out.
         case .outOfMemory:

@@ -383,7 +383,8 @@ import Testing
     @Test("`up --cluster --cluster-replicas 0` stops non-zero when one of its three primaries dies, naming it: no replica will take over")
     func upClusterWithoutReplicasSaysWhenAPrimaryDies() async throws {
         // Its nodes' ports confined to a range (LOCAL_REDIS_PORT_RANGE, as the planted chaos runs
-        // side by side take theirs): each of the three nodes' client and bus ports from it.
+        // side by side take theirs): the three nodes' client ports, which it prints, from it (their
+        // bus ports are taken the same way, ``LocalRedisServer/freePort()``).
         let range = try LocalRedisServer.freePortRange(count: 12)
         let up = try ChildProcess(
             try builtProduct("ordershop"), ["up", "--cluster", "--cluster-replicas", "0", "--gateway-port", "0", "--service-port-base", "0", "--metrics-port", "0"],
