@@ -9,7 +9,13 @@ enum ClusterPing {
         clusterConfig.retryWindow = .zero
         let client = try await RedisNodePools.discovered(clusterConfig)
         let shards = client.shards
-        print("endpoint: \(config.redactedDescription) (Redis Cluster, \(shards.count) shards, seeds: \(clusterConfig.seeds.map(\.description).joined(separator: ", ")))")
+        // Shards that serve slots: Redis 7.0 lists a primary its replica replaced as a shard of
+        // its own, without slots, and ping counted it ("4 shards" on a 3-shard cluster: a
+        // user-style trial). Such a node is listed below, as down.
+        let serving = shards.filter { !$0.slots.isEmpty }.count
+        let apart = shards.count - serving
+        let others = apart == 0 ? "" : ", and \(apart) node group\(apart == 1 ? "" : "s") without slots"
+        print("endpoint: \(config.redactedDescription) (Redis Cluster, \(serving) shards\(others), seeds: \(clusterConfig.seeds.map(\.description).joined(separator: ", ")))")
         var failures = 0
         var knownDown = 0
         for shard in shards.sorted(by: { ($0.slots.first?.lowerBound ?? 0) < ($1.slots.first?.lowerBound ?? 0) }) {
