@@ -47,6 +47,7 @@ PLANTED_BUGS ?= ack-before-handling:kill,malformed \
   reaper-forgets-aborts:order-pause:--fault-interval=10 \
   rebuild-folds-malformed:malformed,rebuild:--fault-interval=2 \
   rebuild-swaps-blindly:rebuild:--fault-interval=2 \
+  rebuild-folds-uncreated:rebuild:--fault-interval=2 \
   order-oversells:kill \
   trim-ignores-groups:trim,kill \
   msg-forgets-keys:kill

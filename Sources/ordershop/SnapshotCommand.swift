@@ -26,7 +26,8 @@ struct SnapshotCommand: AsyncParsableCommand {
             let store = EventStore(pool: pool)
             let s = fromReadModel ? try await store.adoptReadModelAsSnapshot(type) : try await store.takeSnapshot(type)
             print("snapshot \(type): \(s.live) live, \(s.states.count - s.live) deleted, covers \(s.cut)"
-                + (s.malformed.isEmpty ? "" : "; \(s.malformed.count) malformed entries left out: " + s.malformed.prefix(5).map(\.description).joined(separator: "; ")))
+                + (s.malformed.isEmpty ? "" : "; \(s.malformed.count) malformed entries left out: " + s.malformed.prefix(5).map(\.description).joined(separator: "; "))
+                + (s.uncreated.isEmpty ? "" : "; changes of \(s.uncreated.count) ids never created left out: " + s.uncreated.prefix(5).joined(separator: ", ")))
         }
     }
 }

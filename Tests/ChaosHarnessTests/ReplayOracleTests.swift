@@ -39,6 +39,17 @@ struct ReplayOracleTests {
         #expect(live == ["b": Self.state("b", "n")])
     }
 
+    /// An update or a deletion of an id no entry created (an XADD by hand; the harness appends
+    /// one before each rebuild) makes nothing live, whatever its version.
+    @Test func changesOfAnIdNeverCreatedMakeNothingLive() {
+        let live = ReplayOracle.live([
+            .created: [Self.entry("100-0", "a", version: 1)],
+            .updated: [Self.entry("110-0", "ghost", version: 2), Self.entry("111-0", "a", version: 2, name: "second")],
+            .deleted: [Self.entry("120-0", "gone", version: 2)],
+        ])
+        #expect(live == ["a": Self.state("a", "second")])
+    }
+
     @Test func injectedAndMalformedEntriesAreNoEvents() {
         let wellFormedButInjected = Self.entry("101-0", "x", version: 1, extra: [StreamField(History.injectionField, "m1")])
         let live = ReplayOracle.live([

@@ -171,6 +171,29 @@ extension ShopIntegration {
         }
     }
 
+    /// The commands never change or delete an entity they have not created, so a rebuild must
+    /// not serve one from such changes (XADDed by hand: a trial's rebuild served one). A creation
+    /// later in the fold (its entry id above an update's: another primary's clock after a
+    /// failover) takes them in, at the highest version.
+    @Test func changesOfAnIdNeverCreatedMakeNoEntityUntilItsCreation() {
+        var p = Projection()
+        #expect(p.apply(event(1, .updated, 2, "ghost", entity: "g")) == false)
+        #expect(p.apply(event(2, .deleted, 3, "gone", entity: "d")) == false)
+        #expect(p.states.isEmpty)
+        #expect(p.live.isEmpty)
+        #expect(Set(p.uncreated.keys) == ["g", "d"])
+        #expect(p.apply(event(3, .created, 1, "a", entity: "g")) == true)
+        #expect(p.states["g"]?.version == 2)
+        #expect(String(decoding: p.states["g"]!.json, as: UTF8.self).contains("ghost"))
+        #expect(p.live.map(\.id) == ["g"])
+        #expect(Set(p.uncreated.keys) == ["d"])
+        // The planted bug (the fold before the rule): the uncreated id is served.
+        var planted = Projection()
+        planted.foldsUncreated = true
+        #expect(planted.apply(event(1, .updated, 2, "ghost", entity: "g")) == true)
+        #expect(planted.live.map(\.id) == ["g"])
+    }
+
     @Test func eventsWithoutVersionCountInEntryOrder() {
         let p = Projection([event(1, .created, nil, "a"), event(2, .updated, nil, "b"), event(3, .updated, nil, "c")])
         #expect(p.states["e1"]?.version == 3)

@@ -52,6 +52,45 @@ import Testing
 
 extension ShopIntegration {
     @Suite struct MalformedEntryTests {
+        /// Well-formed changes of ids no command created, XADDed by hand: an update and a
+        /// deletion. Before the rule a rebuild served the updated one (`null` before it, a
+        /// product after: a trial's XADD); now rebuild and snapshot leave both out and name them.
+        @Test func rebuildAndSnapshotLeaveOutChangesOfIdsNeverCreated() async throws {
+            try await withShop(workers: []) { shop in
+                let ids = try await shop.gateway.post("/product", ["name": "P", "price": 3]).ids
+                let before = try await shop.readModel.list(.product)
+                for (action, id) in [(EventAction.updated, "ghost"), (.deleted, "gone")] {
+                    let product = Product(id: id, name: "never created", price: 1)
+                    _ = try await shop.pool.send(
+                        XADD(
+                            RedisArgument(EntityType.product.stream(action)),
+                            fields: [
+                                StreamField("event_id", UUID().uuidString), StreamField("entity_id", id), StreamField("version", "2"),
+                                StreamField("entity", String(decoding: product.json, as: UTF8.self)),
+                            ]))
+                }
+                let report = try await shop.store.rebuild(.product)
+                #expect(report.uncreated == ["ghost", "gone"], "\(report)")
+                #expect(report.live == 1 && report.deleted == 0, "\(report)")
+                #expect(report.description.contains("changes of 2 ids never created left out: ghost, gone"), "\(report)")
+                #expect(try await shop.readModel.list(.product) == before)
+                // `null` (status 200): the original's answer for an id with no entity.
+                #expect(try await shop.gateway.get("/product/ghost").json == .null)
+
+                // The planted bug serves it: what this test tells apart.
+                var planted = shop.store
+                planted.plantedBug = .rebuildFoldsUncreated
+                _ = try await planted.rebuild(.product)
+                #expect(try await shop.gateway.get("/product/ghost").json?["name"]?.stringValue == "never created")
+                _ = try await shop.store.rebuild(.product)
+                #expect(try await shop.readModel.list(.product) == before)
+
+                let snapshot = try await shop.store.takeSnapshot(.product)
+                #expect(snapshot.uncreated == ["ghost", "gone"])
+                #expect(Set(snapshot.states.keys) == Set(ids))
+            }
+        }
+
         /// Entries written straight into a stream, each malformed in its own way, one of them
         /// naming a live customer: a rebuild and a snapshot leave all of them out (and say so),
         /// and the shop serves exactly what it served before.

@@ -30,6 +30,10 @@ public struct EventStore: Sendable {
         /// streams: a command's event that lands between the read and the swap is missing from
         /// the read model swapped in, and queries serve its entity's old state (or none).
         case rebuildSwapsBlindly = "rebuild-swaps-blindly"
+        /// Rebuilds fold the changes of an id never created as that entity's state (what
+        /// ``Projection`` did before its rule): an `_updated` entry XADDed for an id no command
+        /// made is served by every query of its type after a rebuild.
+        case rebuildFoldsUncreated = "rebuild-folds-uncreated"
     }
 
     /// A planted defect, for the chaos harness only; nil otherwise.

@@ -51,12 +51,17 @@ extension EventStore {
         /// Entries read that were not well-formed events (``RecordedEvent/decode(_:action:)``):
         /// left out of the read model, and named here so that an operator can find them.
         public var malformed: [MalformedEntry] = []
+        /// Ids with changes but no creation in the record read (``Projection/uncreated``): left
+        /// out, as the commands never served them.
+        public var uncreated: [String] = []
 
         public var description: String {
             "\(type): \(snapshot == nil ? "" : "snapshot + ")\(events) events -> \(live) live, \(deleted) deleted, \(ignored) ignored (repeated or late)"
                 + (retries > 0 ? ", \(retries) retries" : "")
                 + (malformed.isEmpty ? "" : ", \(malformed.count) malformed entries left out: " + malformed.prefix(5).map(\.description).joined(separator: "; ")
                     + (malformed.count > 5 ? "; ..." : ""))
+                + (uncreated.isEmpty ? "" : ", changes of \(uncreated.count) ids never created left out: " + uncreated.prefix(5).joined(separator: ", ")
+                    + (uncreated.count > 5 ? ", ..." : ""))
         }
     }
 
@@ -83,7 +88,7 @@ extension EventStore {
     private func rebuild(_ type: EntityType, into staging: inout RebuildStaging, maxAttempts: Int) async throws -> RebuildReport {
         var base = try await latestSnapshot(type)
         var from = base?.cut ?? .origin(type)
-        var projection = Projection(base: base?.states ?? [:])
+        var projection = rebuildProjection(base: base?.states ?? [:])
         var read = 0
         var malformed: [MalformedEntry] = base?.malformed ?? []
         // Swaps refused for an event appended meanwhile (not the starts over from a newer
@@ -99,7 +104,7 @@ extension EventStore {
                 guard let latest = try await latestSnapshot(type), latest.cut != base?.cut else { throw gap }
                 base = latest
                 from = latest.cut
-                projection = Projection(base: latest.states)
+                projection = rebuildProjection(base: latest.states)
                 staging.reset()
                 read = 0
                 malformed = latest.malformed
@@ -131,11 +136,19 @@ extension EventStore {
                 let deleted = projection.states.values.filter(\.deleted).count
                 return RebuildReport(
                     type: type, events: read, live: projection.states.count - deleted, deleted: deleted,
-                    ignored: projection.ignored, retries: refusedSwaps, snapshot: base?.cut, malformed: malformed)
+                    ignored: projection.ignored, retries: refusedSwaps, snapshot: base?.cut, malformed: malformed,
+                    uncreated: projection.uncreated.keys.sorted())
             }
             refusedSwaps += 1
         }
         throw RedisError(.transactionAborted, "\(type) events kept arriving; rebuild gave up after \(maxAttempts) attempts")
+    }
+
+    /// The fold a rebuild starts from `base` with (its planted bug's, in a chaos run).
+    private func rebuildProjection(base: [String: Projection.State]) -> Projection {
+        var projection = Projection(base: base)
+        projection.foldsUncreated = plantedBug == .rebuildFoldsUncreated
+        return projection
     }
 
     /// KEYS: the 3 streams, the 6 live keys, the 6 staging keys, the generation

@@ -21,6 +21,9 @@ public struct ReadModelSnapshot: Sendable, Hashable {
     /// and for ``EventStore/takeSnapshot(_:)``, the entries it read that were not well-formed
     /// events, left out of the states too.
     public var malformed: [MalformedEntry] = []
+    /// Not stored: for ``EventStore/takeSnapshot(_:)``, the ids with changes after the previous
+    /// snapshot but no creation (``Projection/uncreated``), left out of the states.
+    public var uncreated: [String] = []
 
     /// Live entities in the snapshot.
     public var live: Int { states.values.filter { !$0.deleted }.count }
@@ -101,6 +104,7 @@ extension EventStore {
         for e in Projection.ordered(new.events) { projection.apply(e) }
         var snapshot = ReadModelSnapshot(type: type, cut: cut, takenAt: Self.now(), states: projection.states)
         snapshot.malformed = (base?.malformed ?? []) + new.malformed
+        snapshot.uncreated = projection.uncreated.keys.sorted()
         try await install(snapshot)
         return snapshot
     }

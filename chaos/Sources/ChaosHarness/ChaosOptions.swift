@@ -157,6 +157,10 @@ public enum PlantedBugOption: String, CaseIterable, Codable, Sendable {
     /// `ordershop rebuild` (`--planted-bug`) swaps its read model in without checking for
     /// events appended since it read the streams: what commands wrote meanwhile is lost from it.
     case rebuildSwapsBlindly = "rebuild-swaps-blindly"
+    /// `ordershop rebuild` (`--planted-bug`) folds the changes of an id never created as that
+    /// entity's state: the update the harness appends before each rebuild, for a product no
+    /// command made, is served after it.
+    case rebuildFoldsUncreated = "rebuild-folds-uncreated"
     /// The order service's first step takes stock without checking it (`ordershop serve order
     /// --planted-bug`): orders for a scarce product's last units all succeed.
     case orderOversells = "order-oversells"
@@ -187,7 +191,7 @@ public enum PlantedBugOption: String, CaseIterable, Codable, Sendable {
     /// `rebuild` or `trim`; nil for the others.
     public var operationsTool: String? {
         switch self {
-        case .rebuildFoldsMalformed, .rebuildSwapsBlindly: "rebuild"
+        case .rebuildFoldsMalformed, .rebuildSwapsBlindly, .rebuildFoldsUncreated: "rebuild"
         case .trimIgnoresGroups: "trim"
         default: nil
         }
@@ -211,7 +215,7 @@ public enum PlantedBugOption: String, CaseIterable, Codable, Sendable {
         case .gatewayDropsIdempotencyKey: ["keyed create made twice"]
         case .reaperCommitsAll, .reaperForgetsAborts: ["stock that differs from what the orders imply", "negative stock"]
         case .rebuildFoldsMalformed: ["read-model entities that are not their id's JSON", "read-model entities that differ"]
-        case .rebuildSwapsBlindly: ["read-model entities that differ"]
+        case .rebuildSwapsBlindly, .rebuildFoldsUncreated: ["read-model entities that differ"]
         // Only this check: the stock still equals what the orders imply, below zero.
         case .orderOversells: ["negative stock"]
         // The harness's own group reads every stream (an event trimmed before it read it is

@@ -115,17 +115,19 @@ public enum Checker {
         // The same event again: a publisher's retry, or a dead letter an operator replayed (the
         // runtime keeps its `event_id` and adds `replayed_from`): not a command's second event.
         func isRepeat(_ e: StreamEntry) -> Bool { e[History.duplicateField] != nil || e[History.replayedField] != nil }
+        // The harness's own update of an id never created: an event of no command.
+        func isUncreated(_ e: StreamEntry) -> Bool { e[History.uncreatedField] != nil }
         r.injected = entries.values.reduce(0) { $0 + $1.filter(isInjected).count }
         r.publisherDuplicates = entries.values.reduce(0) { $0 + $1.filter { $0[History.duplicateField] != nil }.count }
         r.replayedEntries = entries.values.reduce(0) { $0 + $1.filter { !isInjected($0) && $0[History.replayedField] != nil }.count }
-        r.events = entries.values.reduce(0) { $0 + $1.filter { !isInjected($0) && !isRepeat($0) }.count }
+        r.events = entries.values.reduce(0) { $0 + $1.filter { !isInjected($0) && !isRepeat($0) && !isUncreated($0) }.count }
         r.deliverable = WorkerStreams.subscriptions.reduce(0) { $0 + (entries[$1.stream]?.count ?? 0) }
 
         // 1. Commands against events, by trace id. A publisher's retry is the same event again,
         // not a command's second event: it is left out here and must be applied once below.
         var byTrace: [String: [(stream: String, entityID: String)]] = [:]
         for (stream, list) in entries {
-            for e in list where !isInjected(e) && !isRepeat(e) {
+            for e in list where !isInjected(e) && !isRepeat(e) && !isUncreated(e) {
                 byTrace[e.string("trace_id") ?? "", default: []].append((stream, e.string("entity_id") ?? ""))
             }
         }

@@ -123,6 +123,10 @@ public struct History: Sendable {
     public static let droppedAnswer = "answer dropped by the harness (a client that lost it retries with its Idempotency-Key)"
     /// Field of an entry the harness injected as malformed (unique value per injection).
     public static let injectionField = "chaos_injection"
+    /// Field of the update the harness appends for an id never created, before each rebuild
+    /// (``FaultInjector/appendUncreatedUpdate()``). Unlike an injection it is a well-formed
+    /// event to the services and to ``ReplayOracle``; only the command count leaves it out.
+    public static let uncreatedField = "chaos_uncreated"
     /// Field of an entry the harness appended as a publisher's retry: the original entry's id.
     public static let duplicateField = "chaos_duplicate_of"
     /// Field the runtime's `dlq replay` adds to a replayed entry: the original's id.

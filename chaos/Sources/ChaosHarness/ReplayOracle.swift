@@ -16,21 +16,26 @@ import RedisClient
 /// Entries the harness injected (`chaos_injection`) are no events; nor is an entry without an
 /// `entity_id`, a positive `version`, and an `entity` that is a JSON object whose `id` is that
 /// `entity_id` (the services write no such entry; a rebuild must skip it).
+///
+/// An entity none of whose entries is a creation never existed (the commands refuse to change or
+/// delete an entity they have not created): its other changes make nothing live.
 public enum ReplayOracle {
     /// The live entities (id → JSON) that a type's entries imply, by action.
     public static func live(_ entries: [EventAction: [StreamEntry]]) -> [String: JSONValue] {
         // Per entity: the change with the highest version; for equal versions (a publisher's
         // duplicate, the same event again) the one appended first.
         var latest: [String: Change] = [:]
+        var created: Set<String> = []
         for (action, list) in entries {
             for entry in list {
                 guard let change = Change(entry, action: action) else { continue }
+                if action == .created { created.insert(change.entityID) }
                 if let held = latest[change.entityID], !change.supersedes(held) { continue }
                 latest[change.entityID] = change
             }
         }
         var live: [String: JSONValue] = [:]
-        for (id, change) in latest where change.action != .deleted { live[id] = change.entity }
+        for (id, change) in latest where change.action != .deleted && created.contains(id) { live[id] = change.entity }
         return live
     }
 

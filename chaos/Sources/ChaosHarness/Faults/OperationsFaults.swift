@@ -69,8 +69,13 @@ extension FaultInjector {
     /// race is what a rebuild under load must survive, and one that never met it proved nothing
     /// about it (the run's Judge asks for one that did). CI's three runs met it at their first
     /// rebuild (3, 2 and 4 swaps refused: one node, replicated, cluster).
+    ///
+    /// First it appends an update of a product no command made (``appendUncreatedUpdate()``):
+    /// the rebuilt read model must not serve it, as the live one never did (the checker's "read
+    /// models = replay", whose oracle counts no entity without a creation).
     func rebuild(_ record: ExecutedFault) async -> ExecutedFault {
         let planted = plantedBugArguments(for: "rebuild")
+        let uncreated = await appendUncreatedUpdate()
         var done = record
         var refused = 0
         for run in 1...3 {
@@ -79,10 +84,34 @@ extension FaultInjector {
             done.swapsRefused = refused
             if done.skipped || refused > 0 || run == 3 {
                 done.note += "; \(refused) swaps refused for events appended meanwhile\(run > 1 ? " (rebuild run \(run) times)" : "")"
+                done.note += "; " + uncreated
                 return done
             }
         }
         return done
+    }
+
+    /// Appends to `events:{product}_updated` (a stream no group reads) a well-formed update,
+    /// version 2, of a product id that no command made, as an XADD by hand would: what a rebuild
+    /// folded in and served before ``Projection`` required a creation (a user-style trial). Not
+    /// marked as injected: to ``ReplayOracle`` it is an event like any other (its creation rule
+    /// leaves it out); only the command count skips it (``History/uncreatedField``). Says what it
+    /// did.
+    func appendUncreatedUpdate() async -> String {
+        let stream = EntityType.product.stream(.updated)
+        let id = UUID().uuidString.lowercased()
+        let product = Product(id: id, name: "never created", price: 1)
+        let fields = [
+            StreamField("event_id", UUID().uuidString.lowercased()), StreamField("entity", String(decoding: product.json, as: UTF8.self)),
+            StreamField("entity_id", id), StreamField("version", "2"), StreamField("time", "\(Int(Date().timeIntervalSince1970 * 1000))"),
+            StreamField("trace_id", UUID().uuidString.lowercased()), StreamField(History.uncreatedField, "1"),
+        ]
+        do {
+            guard let entry = try await append(stream, fields) else { return "no update of an uncreated product appended: XADD answered no id" }
+            return "an update of product \(id), never created, appended first (\(stream) \(entry))"
+        } catch {
+            return "no update of an uncreated product appended: \(error)"
+        }
     }
 
     /// `--planted-bug` for `tool` when the run's planted bug is that tool's; none otherwise.
