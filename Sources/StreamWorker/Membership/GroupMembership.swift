@@ -103,6 +103,33 @@ struct GroupMembership: Sendable {
         }
     }
 
+    /// Keeps this consumer listed in its group while it reads: XGROUP CREATECONSUMER now and
+    /// every ``WorkerConfiguration/inspectionInterval`` (a no-op while listed), until the drain
+    /// starts or the task is cancelled. Why: Redis (7.0) lists a consumer only once an entry was
+    /// delivered to it (a blocked read creates none, nor does XAUTOCLAIM that claims nothing), and
+    /// the other workers remove a consumer idle for ``WorkerConfiguration/removeIdleConsumersAfter``
+    /// that holds nothing; so `ordershop status` showed no consumer of a quiet group, nor of any
+    /// replay stream, while its workers ran (a user-style trial). Runs among the readers, so it
+    /// has ended before the runner leaves the group (``leaveIfEmpty()``), which it would undo.
+    func announceWhileReading() async {
+        let command = XGROUPCREATECONSUMER(context.streamKey, group: context.group, consumer: context.consumer)
+        while !context.drain.isFired {
+            do {
+                _ = try await context.client.send(command)
+            } catch {
+                if FailureKind(error) == .cancelled { return }
+                // NOGROUP (the stream was deleted: a reader recreates the group) or Redis away:
+                // the next round tries again; the readers report what matters.
+                context.logger.debug("could not list this consumer in its group", metadata: ["error": "\(error)"])
+            }
+            do {
+                guard try await context.drain.sleep(for: context.configuration.inspectionInterval) else { return }
+            } catch {
+                return
+            }
+        }
+    }
+
     /// Leaves the group if this consumer holds no pending entries (checked atomically).
     func leaveIfEmpty() async {
         do {

@@ -88,6 +88,7 @@ final class SubscriptionRunner: Sendable {
                             sources.addTask { await reader.run() }
                         }
                         sources.addTask { await Reclaimer(context: self.context, intake: intake).run() }
+                        sources.addTask { await self.membership.announceWhileReading() }
                     }
                     prechecks.finish()
                 }
