@@ -465,6 +465,11 @@ struct TrimCommand: AsyncParsableCommand {
                         + (result.malformed.count > 5 ? "; the first 5: " : ": ")
                         + result.malformed.prefix(5).map { LogText.escaped($0.description, limit: 300) }.joined(separator: "; ") + "\n").utf8))
             }
+            if !result.uncreated.isEmpty {
+                FileHandle.standardError.write(Data(
+                    ("warning: \(type): changes of \(result.uncreated.count) ids never created left out of the snapshot (gone once their stream is trimmed): "
+                        + ReadModelSnapshot.shownIDs(result.uncreated) + "\n").utf8))
+            }
             for (r, position) in zip(result.streams, result.snapshot.positions) {
                 var note = "snapshot covers \(position.lastID)"
                 if let missing = r.missingGroup {

@@ -132,5 +132,36 @@ extension ShopIntegration {
                 #expect(mails.filter { $0.to == "buyer@shop.test" }.map(\.kind) == [.welcome], "\(mails)")
             }
         }
+
+        /// A deletion gets its good-bye only when the read model shows the customer deleted at
+        /// the event's version: hand-written deletions of a customer never created, of a live
+        /// one at its version, and of a deleted one at another version are dead-lettered with
+        /// their reason, unmailed (a trial: each got a good-bye); a real deletion is mailed.
+        @Test func deletionsNoCommandMadeGetNoGoodBye() async throws {
+            try await withShop { shop in
+                let deletions = EntityType.customer.stream(.deleted)
+                let live = try #require(try await shop.gateway.post("/customer", ["name": "Alice", "email": "alice@shop.test"]).ids.first)
+                let gone = try #require(try await shop.gateway.post("/customer", ["name": "Bob", "email": "bob@shop.test"]).ids.first)
+                #expect(try await shop.gateway.delete("/customer/\(gone)").status == 200)
+                #expect(await eventually { (try? await shop.mails.all().contains { $0.to == "bob@shop.test" && $0.kind == .goodbye }) == true })
+                for (id, version) in [("ghost", "2"), (live, "1"), (gone, "3")] {
+                    let entity = #"{"id":"\#(id)","name":"N","email":"\#(id)@bad.test"}"#
+                    _ = try await shop.pool.send(
+                        XADD(
+                            RedisArgument(deletions),
+                            fields: [
+                                StreamField("event_id", UUID().uuidString), StreamField("entity", entity), StreamField("entity_id", id),
+                                StreamField("version", version),
+                            ]))
+                }
+                let letters = DeadLetters(client: shop.pool, stream: deletions, group: "crm")
+                #expect(await eventually { (try? await letters.list().count) == 3 })
+                let reasons = try await letters.list().map { "\($0.reason) \($0.error)" }
+                for expected in ["customer ghost at version 2, which was never created", "customer \(live) at version 1, which the read model holds live at version 1", "customer \(gone) at version 3, which the read model holds deleted at version 2"] {
+                    #expect(reasons.contains { $0.contains(expected) }, "\(expected): \(reasons)")
+                }
+                #expect(try await shop.mails.all().filter { $0.to.hasSuffix("@bad.test") }.isEmpty)
+            }
+        }
     }
 }

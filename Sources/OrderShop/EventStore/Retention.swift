@@ -28,6 +28,9 @@ public struct EventRetention: Sendable {
         /// Entries the trim's snapshot left out as malformed: a stream no worker reads has no
         /// dead letters, so once trimmed they are nowhere else (empty for ``trim(_:after:maxLength:without:)``).
         public var malformed: [MalformedEntry] = []
+        /// Ids whose changes the snapshot left out, never created (``Projection/uncreated``):
+        /// like ``malformed``, their last trace once the streams are trimmed.
+        public var uncreated: [String] = []
         /// The groups' replay streams that exist (`dlq replay` copies letters there), each
         /// trimmed to what its group has not yet acknowledged.
         public var replays: [StreamRetention.Result] = []
@@ -46,6 +49,7 @@ public struct EventRetention: Sendable {
         let cut = try await store.latestSnapshot(type)?.cut ?? taken.cut
         var result = try await trim(type, after: cut, maxLength: maxLength, without: absent)
         result.malformed = taken.malformed
+        result.uncreated = taken.uncreated
         return result
     }
 

@@ -102,10 +102,13 @@ public struct RecordedEvent: Sendable, Hashable {
 /// commands never write: their update and delete refuse an entity the read model lacks) are held
 /// apart (``uncreated``) and are in no state, as the live read model never held them. Before this
 /// rule a rebuild served such an entity, `null` before it (a trial's XADD). A creation that comes
-/// later in the fold (its entry id lower than an update's, from another primary's clock after a
-/// failover) takes them in. A snapshot's cut is one instant of the three streams, and a command
-/// changes only an entity created before it, so a change held apart at a cut has no creation
-/// after it either.
+/// later in the fold (its entry id above an update's: the update was appended after it, by a
+/// primary whose clock is behind, after a failover) takes them in. A snapshot's cut is one
+/// instant of the three streams, and a command changes only an entity created before it, so a
+/// change held apart at a cut has no creation after it either: a snapshot keeps no change held
+/// apart (it names them, as `trim` does before the entries go). Only a creation XADDed by hand
+/// after that snapshot (the server makes ids, as UUIDs) would then start the entity anew, where
+/// a fold of the whole record takes the earlier change in.
 public struct Projection: Sendable {
     public struct State: Sendable, Hashable {
         public var json: [UInt8]
@@ -158,7 +161,8 @@ public struct Projection: Sendable {
         let current = exists ? states[e.entityID] : uncreated[e.entityID]
         let version = e.version ?? ((current?.version ?? 0) + 1)
         if let current, current.deleted || version <= current.version {
-            ignored += 1
+            // Counted for entities only: a repeat of a change held apart is in no figure either.
+            if exists { ignored += 1 }
             return tookIn
         }
         // An update whose creation we have not seen yet (events out of order) still counts;

@@ -5,7 +5,8 @@ import StreamWorker
 /// exactly once (idempotency key `crm:<event_id>`, deduplicated by msg).
 ///
 /// - customer_created: "welcome"
-/// - customer_deleted: "good bye" (to the address in the event: the customer's last state)
+/// - customer_deleted: "good bye" (to the address in the event: the customer's last state), once
+///   the read model shows the customer deleted at the event's version (``UnrecordedDeletion``)
 /// - order_created: "thank you for buying N products: names"
 public enum CRMWorker {
     public static let group = WorkerName.crm.group
@@ -19,6 +20,9 @@ public enum CRMWorker {
             },
             Subscription(stream: EntityType.customer.stream(.deleted), group: group) { delivery in
                 let customer = try delivery.shopEntity(Customer.self)
+                // Only a deletion the read model shows: a hand-written one gets no good-bye.
+                try await UnrecordedDeletion.require(
+                    Customer.self, id: customer.id, version: delivery.string("version").flatMap { Int($0) }, in: support.readModel)
                 return try await support.send(to: customer.email, msg: MailKind.goodbye(name: customer.name), for: delivery)
             },
             Subscription(stream: EntityType.order.stream(.created), group: group) { delivery in

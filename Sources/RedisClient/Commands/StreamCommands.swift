@@ -349,25 +349,6 @@ public struct XGROUPCREATE: RedisCommand {
     }
 }
 
-/// `XGROUP CREATECONSUMER key group consumer`: whether it created the consumer (false when the
-/// group lists it already). NOGROUP when the group does not exist.
-public struct XGROUPCREATECONSUMER: RedisCommand {
-    public var keysAffected: [RedisArgument] { [key] }
-    public var key: RedisArgument
-    public var group: String
-    public var consumer: String
-    public init(_ key: RedisArgument, group: String, consumer: String) {
-        self.key = key
-        self.group = group
-        self.consumer = consumer
-    }
-    public var arguments: [RedisArgument] { ["XGROUP", "CREATECONSUMER", key, RedisArgument(group), RedisArgument(consumer)] }
-    public func decode(_ reply: RESPValue) throws(RedisError) -> Bool {
-        guard let n = reply.int else { throw unexpected(reply, "integer") }
-        return n == 1
-    }
-}
-
 /// `XGROUP DELCONSUMER key group consumer`: how many pending entries the consumer had.
 /// Those entries are removed from the pending list too, so delete only consumers with none.
 public struct XGROUPDELCONSUMER: RedisCommand {

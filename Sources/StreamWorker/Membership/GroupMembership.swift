@@ -103,24 +103,38 @@ struct GroupMembership: Sendable {
         }
     }
 
-    /// Keeps this consumer listed in its group while it reads: XGROUP CREATECONSUMER now and
-    /// every ``WorkerConfiguration/inspectionInterval`` (a no-op while listed), until the drain
-    /// starts or the task is cancelled. Why: Redis (7.0) lists a consumer only once an entry was
-    /// delivered to it (a blocked read creates none, nor does XAUTOCLAIM that claims nothing), and
-    /// the other workers remove a consumer idle for ``WorkerConfiguration/removeIdleConsumersAfter``
-    /// that holds nothing; so `ordershop status` showed no consumer of a quiet group, nor of any
-    /// replay stream, while its workers ran (a user-style trial). Runs among the readers, so it
-    /// has ended before the runner leaves the group (``leaveIfEmpty()``), which it would undo.
+    /// Keeps this consumer listed in its group, and seen, while it reads
+    /// (``WorkerScripts/announceConsumer``: when it holds nothing, an empty read of its own
+    /// history), now and every ``WorkerConfiguration/inspectionInterval``, until the drain starts
+    /// or the task is cancelled. Why: Redis 7.0 lists a consumer only once an entry was delivered
+    /// to it (a blocked read creates none, nor does an XAUTOCLAIM that claims nothing), and its
+    /// `idle` counts from that delivery, so `ordershop status` showed no consumer of a quiet
+    /// group, nor of any replay stream, while its workers ran (a user-style trial), and the other
+    /// workers' clean-up (``removeIdleConsumers()``: idle for
+    /// ``WorkerConfiguration/removeIdleConsumersAfter``, holding nothing) removed live quiet
+    /// consumers as if dead. XGROUP CREATECONSUMER listed them but left `idle` growing, so the
+    /// clean-up removed them every 10 minutes (a review). Runs among the readers, so it has ended
+    /// before the runner leaves the group (``leaveIfEmpty()``), which it would undo.
     func announceWhileReading() async {
-        let command = XGROUPCREATECONSUMER(context.streamKey, group: context.group, consumer: context.consumer)
+        let call = ConsumerScriptCall(WorkerScripts.announceConsumer, stream: context.stream, group: context.group, consumer: context.consumer)
+        var warnedOfPermission = false
         while !context.drain.isFired {
             do {
-                _ = try await context.client.send(command)
+                _ = try await context.client.run(call)
             } catch {
                 if FailureKind(error) == .cancelled { return }
-                // NOGROUP (the stream was deleted: a reader recreates the group) or Redis away:
-                // the next round tries again; the readers report what matters.
-                context.logger.debug("could not list this consumer in its group", metadata: ["error": "\(error)"])
+                if let redisError = error as? RedisError, redisError.code == .noPermission, !warnedOfPermission {
+                    // An ACL without EVALSHA or XREADGROUP on the stream: the worker reads, but
+                    // status may not list it and other workers may remove it while it is quiet.
+                    warnedOfPermission = true
+                    context.logger.warning(
+                        "no permission to list this consumer in its group; status may not show it while it receives nothing",
+                        metadata: ["error": "\(error)"])
+                } else {
+                    // NOGROUP (the group or its stream was deleted: a reader recreates it) or
+                    // Redis away: the next round tries again; the readers report what matters.
+                    context.logger.debug("could not list this consumer in its group", metadata: ["error": "\(error)"])
+                }
             }
             do {
                 guard try await context.drain.sleep(for: context.configuration.inspectionInterval) else { return }
@@ -133,7 +147,7 @@ struct GroupMembership: Sendable {
     /// Leaves the group if this consumer holds no pending entries (checked atomically).
     func leaveIfEmpty() async {
         do {
-            if try await context.client.run(LeaveGroupCall(stream: context.stream, group: context.group, consumer: context.consumer)) {
+            if try await context.client.run(ConsumerScriptCall(WorkerScripts.leaveGroup, stream: context.stream, group: context.group, consumer: context.consumer)) {
                 context.logger.info("left the consumer group")
             } else {
                 context.logger.warning("still holds pending entries; staying in the group so that they are reclaimed")
@@ -163,20 +177,22 @@ struct GroupMembership: Sendable {
     }
 }
 
-/// ``WorkerScripts/leaveGroup``: true when the consumer was removed.
-struct LeaveGroupCall: ScriptCall {
-    var script: RedisScript { WorkerScripts.leaveGroup }
+/// A script on one consumer of a group that answers 1 or 0: ``WorkerScripts/leaveGroup`` (true:
+/// it left) and ``WorkerScripts/announceConsumer`` (true: marked seen, it held nothing).
+struct ConsumerScriptCall: ScriptCall {
+    let script: RedisScript
     let keys: [RedisArgument]
     let arguments: [RedisArgument]
 
-    init(stream: String, group: String, consumer: String) {
+    init(_ script: RedisScript, stream: String, group: String, consumer: String) {
+        self.script = script
         keys = [RedisArgument(stream)]
         arguments = [RedisArgument(group), RedisArgument(consumer)]
     }
 
     func decode(_ reply: RESPValue) throws -> Bool {
-        guard let removed = reply.int else { throw unexpected(reply) }
-        return removed == 1
+        guard let done = reply.int else { throw unexpected(reply) }
+        return done == 1
     }
 }
 

@@ -265,6 +265,22 @@ enum WorkerScripts {
         return 1
         """)
 
+    /// Lists a consumer that holds no pending entries in its group and marks it seen now (its
+    /// `idle` in XINFO CONSUMERS back to 0): a read of its own pending history, which is empty,
+    /// creates it when missing and, on Redis 7.0, is the only read that resets `idle` without
+    /// delivering (XGROUP CREATECONSUMER does not; a blocked or empty `>` read does not either).
+    /// A consumer that holds entries is left as it is: a history read would deliver its oldest
+    /// one again (its delivery count up by one, toward the dead letters), and the clean-up never
+    /// removes a consumer that holds entries anyway. KEYS[1] stream. ARGV: group, consumer.
+    /// Returns 1 when it marked it, 0 when it holds entries.
+    static let announceConsumer = RedisScript(
+        """
+        local stream, group, consumer = KEYS[1], ARGV[1], ARGV[2]
+        if #redis.call('XPENDING', stream, group, '-', '+', 1, consumer) > 0 then return 0 end
+        redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', 1, 'STREAMS', stream, '0')
+        return 1
+        """)
+
     /// Removes consumers idle longer than ARGV[2] ms that hold no pending entries (never
     /// ARGV[3], the caller). Checked and done in one step. KEYS[1] stream. ARGV: group,
     /// idle ms, self. Returns the removed names.

@@ -66,8 +66,8 @@ final class BenchEnvironment: @unchecked Sendable {
         try ChildProcess(executable, ["worker-probe", "--url", url, "--stream", stream, "--group", group] + arguments, environment: environment)
     }
 
-    /// Clients parked in a blocking XREADGROUP right now (Redis 7.0 creates a consumer only
-    /// once it reads something, so XINFO CONSUMERS cannot tell that a reader is waiting).
+    /// Clients parked in a blocking XREADGROUP right now (XINFO CONSUMERS cannot tell that a
+    /// reader is waiting: a worker lists itself there before its readers have read).
     func blockedReaders() async throws -> Int {
         Self.blockedReaders(inClientList: try await control.send(["CLIENT", "LIST", "TYPE", "normal"]).string ?? "")
     }

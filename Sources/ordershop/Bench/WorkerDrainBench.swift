@@ -83,8 +83,7 @@ struct WorkerDrainBench {
             }
             return try await env.blockedReaders() >= readers
         }
-        // Each consumer appears in XINFO CONSUMERS as its first XREADGROUP arrives; give the
-        // last one a moment to be parked as a blocked client.
+        // The last reader counted may be about to park as a blocked client: give it a moment.
         try await Task.sleep(for: .milliseconds(100))
 
         let total = o.events + 1

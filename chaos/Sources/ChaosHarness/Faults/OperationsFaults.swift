@@ -106,12 +106,19 @@ extension FaultInjector {
             StreamField("entity_id", id), StreamField("version", "2"), StreamField("time", "\(Int(Date().timeIntervalSince1970 * 1000))"),
             StreamField("trace_id", UUID().uuidString.lowercased()), StreamField(History.uncreatedField, "1"),
         ]
-        do {
-            guard let entry = try await append(stream, fields) else { return "no update of an uncreated product appended: XADD answered no id" }
-            return "an update of product \(id), never created, appended first (\(stream) \(entry))"
-        } catch {
-            return "no update of an uncreated product appended: \(error)"
+        // As the other injections: a failover or a full Redis refuses it for a while. One that
+        // failed and yet landed is an entry like the one that follows: the same rule holds.
+        var failure = ""
+        for attempt in 0..<20 {
+            do {
+                guard let entry = try await append(stream, fields) else { return "no update of an uncreated product appended: XADD answered no id" }
+                return "an update of product \(id), never created, appended first (\(stream) \(entry)\(attempt > 0 ? ", attempt \(attempt + 1)" : ""))"
+            } catch {
+                failure = "\(error)"
+            }
+            do { try await Task.sleep(for: .milliseconds(500)) } catch { break }
         }
+        return "no update of an uncreated product appended: \(failure)"
     }
 
     /// `--planted-bug` for `tool` when the run's planted bug is that tool's; none otherwise.
