@@ -28,6 +28,8 @@ struct StatusCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard interval > 0 else { throw ValidationError("--interval must be above 0") }
+        // Each frame clears the screen first: JSON with those codes in it is neither (a trial).
+        if watch && json { throw ValidationError("--watch draws a screen; --json prints once: give one of them (repeat --json yourself, e.g. with watch(1))") }
     }
 
     func run() async throws {
@@ -290,6 +292,12 @@ struct DeadLetterCommand: AsyncParsableCommand {
             }
             // LAST ERROR: what the handler said, where the reason does not (a letter that used up
             // its deliveries reads "failed 5 deliveries"; why was only in --json).
+            // None: said in words (a bare header read like a failed listing, a trial).
+            guard total > 0 else {
+                print("no dead letters of \(LogText.escaped(target.stream, limit: 200)) \(LogText.escaped(target.group, limit: 200))"
+                    + (targets.targets.count > 1 ? " in its \(targets.targets.count) partitions" : ""))
+                return
+            }
             var rows = [(targets.partitioned ? ["PARTITION", "STREAM"] : []) + ["DLQ ID", "ORIGINAL ID", "DELIVERIES", "REASON", "EVENT ID", "LAST ERROR"]]
             for p in listed {
                 for l in p.letters {

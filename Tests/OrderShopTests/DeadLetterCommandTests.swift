@@ -40,6 +40,10 @@ import Testing
             let right = try await runChild(ordershop, ["dlq", "replay", "events:{order}_created", "billing", "--url", url])
             #expect(right.status == 0, "\(right.output)")
             #expect(right.output.contains("replayed 0 entries"), "\(right.output)")
+            // None to list: said in words (a bare header before).
+            let none = try await runChild(ordershop, ["dlq", "list", "events:{order}_created", "billing", "--url", url])
+            #expect(none.status == 0 && none.output.contains("no dead letters of events:{order}_created billing"), "\(none.output)")
+            #expect(!none.output.contains("DLQ ID"), "\(none.output)")
 
             // An id that is not a dead letter (mistyped, or replayed by someone else): said, and
             // exit 1 (before: "replayed 0 entries", exit 0). One letter there, found and replayed.

@@ -41,6 +41,7 @@ import Testing
         // A negative number written as its own argument reaches the check (the parser took it
         // for an option: "Missing value for '--interval <interval>'").
         (["status", "--interval", "-1"], "--interval must be above 0"),
+        (["status", "--watch", "--json"], "--watch draws a screen; --json prints once"),
         (["work", "crm", "--lease-seconds", "-1"], "--lease-seconds must be at least 1"),
         (["work", "crm", "--readers", "-1"], "--readers must be 1-64"),
         (["serve", "customer", "--port", "-1"], "--port -1 is not a port"),
