@@ -293,7 +293,7 @@ struct DeadLetterCommand: AsyncParsableCommand {
             // LAST ERROR: what the handler said, where the reason does not (a letter that used up
             // its deliveries reads "failed 5 deliveries"; why was only in --json).
             // None: said in words (a bare header read like a failed listing, a trial).
-            guard total > 0 else {
+            guard shown > 0 else {
                 print("no dead letters of \(LogText.escaped(target.stream, limit: 200)) \(LogText.escaped(target.group, limit: 200))"
                     + (targets.targets.count > 1 ? " in its \(targets.targets.count) partitions" : ""))
                 return

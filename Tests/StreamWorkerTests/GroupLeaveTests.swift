@@ -9,10 +9,10 @@ import Testing
 @Suite("Leaving the consumer group")
 struct GroupLeaveTests {
     /// A context whose logs `log` captures, down to debug.
-    private func context(_ pool: RedisConnectionPool, stream: String, log: CapturedLog) -> SubscriptionContext {
+    private func context(_ pool: RedisConnectionPool, stream: String, log: CapturedLog, inspectionInterval: Duration = .seconds(5)) -> SubscriptionContext {
         var logger = log.logger()
         logger.logLevel = .debug
-        let configuration = WorkerConfiguration(lease: .seconds(60))
+        let configuration = WorkerConfiguration(lease: .seconds(60), inspectionInterval: inspectionInterval)
         return SubscriptionContext(
             subscription: Subscription(stream: stream, group: "g") { _ in .done }, consumer: "c", configuration: configuration, client: pool,
             stats: WorkerStats(), metrics: SubscriptionMetrics(stream: stream, group: "g"), logger: logger, held: HeldEntries(),
@@ -21,6 +21,30 @@ struct GroupLeaveTests {
 
     private func lines(_ log: CapturedLog, _ level: Logger.Level) -> [String] {
         log.lines.withLock { $0.filter { $0.level == level }.map(\.message) }
+    }
+
+    /// The announcer's script refused by the ACL (inside a script Redis 7.0 answers ERR, not
+    /// NOPERM): one warning, saying what it means, and the loop goes on until the drain.
+    @Test("a user that may not read the group's history inside the announcer's script: one warning")
+    func announcerRefusedByTheACLWarnsOnce() async throws {
+        try await withRedisServer { server in
+            let pool = try server.makePool()
+            try await GroupMembership(context: context(pool, stream: "quiet", log: CapturedLog())).ensureGroup()
+            try await pool.send(["ACL", "SETUSER", "reader", "on", ">pw", "resetkeys", "~quiet", "+@all", "-xreadgroup"])
+            var configuration = server.configuration
+            configuration.authentication = .init(username: "reader", password: "pw")
+            let restricted = try RedisConnectionPool(configuration: configuration)
+            let log = CapturedLog()
+            let listed = context(restricted, stream: "quiet", log: log, inspectionInterval: .milliseconds(50))
+            let announcing = Task { await GroupMembership(context: listed).announceWhileReading() }
+            #expect(await eventually { lines(log, .debug).count + lines(log, .warning).count >= 4 })
+            listed.drain.fire()
+            await announcing.value
+            #expect(lines(log, .warning) == ["no permission to list this consumer in its group; status may not show it while it receives nothing"])
+            #expect(lines(log, .debug).allSatisfy { $0 == "could not list this consumer in its group" })
+            await restricted.shutdown()
+            await pool.shutdown()
+        }
     }
 
     @Test("no group to leave (never created): no warning; a group joined and empty: left; Redis gone: a warning")

@@ -145,14 +145,6 @@ public struct ShopError: Error, Sendable, Hashable, CustomStringConvertible {
         return String(text)
     }
 
-    /// A script's command refused by the ACL, as Redis 7.0 words it ("The user executing the
-    /// script can't access at least one of the keys ...") and Redis 7.2+ and Valkey ("ACL
-    /// failure in script: No permissions to access a key").
-    static func isACLRefusal(_ message: String) -> Bool {
-        let text = message.lowercased()
-        return ["can't access at least one of the keys", "the user executing the script", "acl failure in script", "no permissions to"]
-            .contains { text.contains($0) }
-    }
 
     /// Maps any error to the status a client should see: Redis being unreachable is a 503 (the
     /// request may be retried), anything unexpected a 500 with a JSON body.
@@ -168,7 +160,7 @@ public struct ShopError: Error, Sendable, Hashable, CustomStringConvertible {
             // it may not touch (Redis answers that one with ERR: it was a 500 carrying the
             // script's sha and line; a user-style pass gave the customer service the CRM
             // worker's user). No request can fix it, as above.
-            if e.code == .noPermission || e.code.isServerError && Self.isACLRefusal(e.message) {
+            if e.isACLRefusal {
                 return .unavailable("event store unavailable: this service's Redis user may not use the keys it needs (its ACL; see deploy/redis/users.acl)")
             }
             // Redis answered that it serves nobody now (a cluster that lost a shard, a primary

@@ -20,7 +20,8 @@ struct UnrecordedDeletion: Error, Sendable, CustomStringConvertible {
         let event = "a deletion of \(type) \(id)" + (version.map { " at version \($0)" } ?? "")
         guard let found else { return "\(event), which was never created: no command made this event" }
         let state = (found.deleted ? "deleted" : "live") + (found.version.map { " at version \($0)" } ?? "")
-        return "\(event), which the read model holds \(state): no command made this event (stale, or written by hand)"
+        return "\(event), which the read model holds \(state): no command made this event (stale, or written by hand), "
+            + "unless a failover lost the deletion after this worker read it (the command was then not confirmed)"
     }
 
     /// Throws unless the read model holds entity `id` of `type` deleted at `version` (any

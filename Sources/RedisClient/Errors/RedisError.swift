@@ -167,6 +167,21 @@ public struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// A refusal by the ACL: NOPERM, or a script's command refused, which Redis 7.0 answers as
+    /// an ERR ("The user executing the script can't run this command" or "... can't access at
+    /// least one of the keys ...") and Redis 7.2+ and Valkey as "ACL failure in script: No
+    /// permissions to ...".
+    public var isACLRefusal: Bool {
+        code == .noPermission || code.isServerError && Self.isACLRefusal(message)
+    }
+
+    /// Whether a server's error text is an ACL refusal of a script's command (``isACLRefusal``).
+    public static func isACLRefusal(_ message: String) -> Bool {
+        let text = message.lowercased()
+        return ["can't access at least one of the keys", "the user executing the script", "acl failure in script", "no permissions to"]
+            .contains { text.contains($0) }
+    }
+
     /// True when the command certainly did not run, so that a caller may retry it.
     public var commandDidNotRun: Bool {
         switch code {

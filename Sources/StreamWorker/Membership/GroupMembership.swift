@@ -123,9 +123,10 @@ struct GroupMembership: Sendable {
                 _ = try await context.client.run(call)
             } catch {
                 if FailureKind(error) == .cancelled { return }
-                if let redisError = error as? RedisError, redisError.code == .noPermission, !warnedOfPermission {
-                    // An ACL without EVALSHA or XREADGROUP on the stream: the worker reads, but
-                    // status may not list it and other workers may remove it while it is quiet.
+                if let redisError = error as? RedisError, redisError.isACLRefusal, !warnedOfPermission {
+                    // An ACL without EVALSHA, XREADGROUP or XPENDING on the stream (inside the
+                    // script Redis 7.0 words it as an ERR): the worker reads, but status may not
+                    // list it and other workers may remove it while it is quiet.
                     warnedOfPermission = true
                     context.logger.warning(
                         "no permission to list this consumer in its group; status may not show it while it receives nothing",

@@ -271,12 +271,17 @@ enum WorkerScripts {
     /// delivering (XGROUP CREATECONSUMER does not; a blocked or empty `>` read does not either).
     /// A consumer that holds entries is left as it is: a history read would deliver its oldest
     /// one again (its delivery count up by one, toward the dead letters), and the clean-up never
-    /// removes a consumer that holds entries anyway. KEYS[1] stream. ARGV: group, consumer.
-    /// Returns 1 when it marked it, 0 when it holds entries.
+    /// removes a consumer that holds entries anyway. XGROUP CREATECONSUMER first, since a
+    /// read that delivers nothing reaches neither the replicas nor the append-only file (a
+    /// review, with `redis-cli --replica`): a failover or a restart would otherwise forget the
+    /// consumer until the next round; under maxmemory it is refused (OOM) and the read still
+    /// lists the consumer on this node. KEYS[1] stream. ARGV: group, consumer. Returns 1 when
+    /// it marked it, 0 when it holds entries.
     static let announceConsumer = RedisScript(
         """
         local stream, group, consumer = KEYS[1], ARGV[1], ARGV[2]
         if #redis.call('XPENDING', stream, group, '-', '+', 1, consumer) > 0 then return 0 end
+        redis.pcall('XGROUP', 'CREATECONSUMER', stream, group, consumer)
         redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', 1, 'STREAMS', stream, '0')
         return 1
         """)

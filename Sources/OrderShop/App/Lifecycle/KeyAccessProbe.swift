@@ -62,7 +62,7 @@ public enum KeyAccessProbe {
                     script, keys: [RedisArgument(target.key), RedisArgument(target.stream)], arguments: target.command.map { RedisArgument($0) })
                 // Redis's words for an ACL refusal, as the services tell them from other errors.
                 let failures = zip([target.key, target.stream], (reply.array ?? []).map { $0.string ?? "" })
-                refusal = failures.first { ShopError.isACLRefusal($0.1) }.map { (key: $0.0, reason: $0.1) }
+                refusal = failures.first { RedisError.isACLRefusal($0.1) }.map { (key: $0.0, reason: $0.1) }
             } catch let error as RedisError where error.code == .noPermission {
                 // The script itself: its keys are not the user's to name in EVAL.
                 refusal = ("\(target.key) and \(target.stream)", error.message)
@@ -88,7 +88,7 @@ public enum KeyAccessProbe {
             do {
                 _ = try await client.evaluate(Scripts.one, keys: [RedisArgument(key)], arguments: [RedisArgument("\u{0}ordershop-access-probe")])
                 continue
-            } catch let error as RedisError where error.code == .noPermission || ShopError.isACLRefusal(error.message) {
+            } catch let error as RedisError where error.isACLRefusal {
                 reason = error.message
             } catch {
                 continue
