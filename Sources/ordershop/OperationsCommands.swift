@@ -109,16 +109,10 @@ struct StatusCommand: AsyncParsableCommand {
     /// cancelled (the sleep throws then). A failed reading (Redis away) is shown, not fatal.
     private func refresh(_ reader: OperationsReader) async throws {
         while true {
-            var text: String
+            let text: String
             do {
                 let snapshot = try await reader.read()
-                text = try render(snapshot)
-                // Not in the JSON (an array of groups): on stderr, as without --watch.
-                if json {
-                    FileHandle.standardError.write(Data(Self.unreadLines(snapshot).utf8))
-                } else {
-                    text += Self.unreadLines(snapshot)
-                }
+                text = try render(snapshot) + Self.unreadLines(snapshot)
             } catch is CancellationError {
                 throw CancellationError()
             } catch {
@@ -474,9 +468,9 @@ struct TrimCommand: AsyncParsableCommand {
                         + result.malformed.prefix(5).map { LogText.escaped($0.description, limit: 300) }.joined(separator: "; ") + "\n").utf8))
             }
             if !result.uncreated.isEmpty {
+                // Left out of the snapshot, as the malformed entries above.
                 FileHandle.standardError.write(Data(
-                    ("warning: \(type): changes of \(result.uncreated.count) ids never created left out of the snapshot (gone once their stream is trimmed): "
-                        + ReadModelSnapshot.shownIDs(result.uncreated) + "\n").utf8))
+                    "warning: \(type): \(ReadModelSnapshot.uncreatedNote(result.uncreated)) (gone once their stream is trimmed)\n".utf8))
             }
             for (r, position) in zip(result.streams, result.snapshot.positions) {
                 var note = "snapshot covers \(position.lastID)"

@@ -27,7 +27,7 @@ struct SnapshotCommand: AsyncParsableCommand {
             let s = fromReadModel ? try await store.adoptReadModelAsSnapshot(type) : try await store.takeSnapshot(type)
             print("snapshot \(type): \(s.live) live, \(s.states.count - s.live) deleted, covers \(s.cut)"
                 + (s.malformed.isEmpty ? "" : "; \(s.malformed.count) malformed entries left out: " + s.malformed.prefix(5).map(\.description).joined(separator: "; "))
-                + (s.uncreated.isEmpty ? "" : "; changes of \(s.uncreated.count) ids never created left out: " + ReadModelSnapshot.shownIDs(s.uncreated)))
+                + (s.uncreated.isEmpty ? "" : "; " + ReadModelSnapshot.uncreatedNote(s.uncreated)))
         }
     }
 }

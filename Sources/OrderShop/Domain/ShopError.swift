@@ -145,7 +145,6 @@ public struct ShopError: Error, Sendable, Hashable, CustomStringConvertible {
         return String(text)
     }
 
-
     /// Maps any error to the status a client should see: Redis being unreachable is a 503 (the
     /// request may be retried), anything unexpected a 500 with a JSON body.
     public static func from(_ error: any Error) -> ShopError {

@@ -60,7 +60,7 @@ extension EventStore {
                 + (retries > 0 ? ", \(retries) retries" : "")
                 + (malformed.isEmpty ? "" : ", \(malformed.count) malformed entries left out: " + malformed.prefix(5).map(\.description).joined(separator: "; ")
                     + (malformed.count > 5 ? "; ..." : ""))
-                + (uncreated.isEmpty ? "" : ", changes of \(uncreated.count) ids never created left out: " + ReadModelSnapshot.shownIDs(uncreated))
+                + (uncreated.isEmpty ? "" : ", " + ReadModelSnapshot.uncreatedNote(uncreated))
         }
     }
 

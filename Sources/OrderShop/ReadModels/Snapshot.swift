@@ -25,10 +25,12 @@ public struct ReadModelSnapshot: Sendable, Hashable {
     /// snapshot but no creation (``Projection/uncreated``), left out of the states.
     public var uncreated: [String] = []
 
-    /// The first 5 of `ids` as an operator's line shows them: escaped, each at most 100 bytes
-    /// (an id comes from an entry anyone may XADD: a newline in it would forge a line).
-    public static func shownIDs(_ ids: [String]) -> String {
-        ids.prefix(5).map { LogText.escaped($0, limit: 100) }.joined(separator: ", ") + (ids.count > 5 ? ", ..." : "")
+    /// What rebuild, snapshot and trim say of ``uncreated`` ids: their count and the first 5,
+    /// escaped, each at most 100 bytes (an id comes from an entry anyone may XADD: a newline in
+    /// it would forge a line).
+    public static func uncreatedNote(_ ids: [String]) -> String {
+        "changes of \(ids.count) ids never created left out: "
+            + ids.prefix(5).map { LogText.escaped($0, limit: 100) }.joined(separator: ", ") + (ids.count > 5 ? ", ..." : "")
     }
 
     /// Live entities in the snapshot.
