@@ -15,7 +15,8 @@ enum EntitySelection {
         return [type]
     }
 
-    /// Runs `body` for each type on one client (a Redis Cluster's when the URL names one). A type whose stream lacks entries (``StreamGapError``),
+    /// Runs `body` for each partition of each type (one per type unless the shop's layout has
+    /// several: ``ShopLayout/recorded(in:)``) on one client (a Redis Cluster's when the URL names one). A type whose stream lacks entries (``StreamGapError``),
     /// or whose read model may not be adopted (``SnapshotAdoptionRefused``), is refused, with the stream named on stderr, and the others go on; the command then exits 1.
     ///
     /// With `confirmation` (`--confirm-replicas N`) the primary must have N replicas connected
@@ -25,7 +26,7 @@ enum EntitySelection {
     /// status ("503: ...") a service would answer.
     static func run(
         _ types: [EntityType], redis: RedisOptions, verb: String, confirmation: ReplicaConfirmation? = nil,
-        _ body: (EntityType, any RedisClientProtocol) async throws -> Void
+        _ body: (EntityPartition, any RedisClientProtocol) async throws -> Void
     ) async throws {
         let configuration = try redis.configuration()
         let pool = try await OperatorText.namingRedis(redis) {
@@ -47,8 +48,11 @@ enum EntitySelection {
         }
         var refused: [String] = []
         do {
-            try await ConfirmationPrecheck.require(confirmation, on: [pool], at: configuration, verb: verb, keys: types.map(\.keys.entities))
-            for type in types {
+            // Each partition of each type (``ShopLayout``), as the shop in this Redis lays them out.
+            let layout = try await ShopLayout.recorded(in: pool)
+            let units = types.flatMap { layout.partitions($0) }
+            try await ConfirmationPrecheck.require(confirmation, on: [pool], at: configuration, verb: verb, keys: units.map(\.keys.entities))
+            for type in units {
                 do {
                     try await body(type, pool)
                 } catch let unconfirmed as ShopError where unconfirmed.outcome == "may have been applied" {
@@ -56,7 +60,7 @@ enum EntitySelection {
                 } catch let shopError as ShopError {
                     // A service's words ("503: the command was not applied ...") named neither
                     // the command nor the type (a trial's rebuild with --confirm-replicas).
-                    throw CleanExit.message("\(verb) \(type) failed\(Self.doneBefore(type, in: types, refused: refused)): \(shopError.message)", exitCode: 1)
+                    throw CleanExit.message("\(verb) \(type) failed\(Self.doneBefore(type, in: units, refused: refused)): \(shopError.message)", exitCode: 1)
                 } catch let gap as StreamGapError {
                     refused.append("\(type)")
                     FileHandle.standardError.write(Data("\(verb) \(type) refused: \(gap)\n".utf8))
@@ -66,7 +70,7 @@ enum EntitySelection {
                 } catch let error as RedisError {
                     // Which type, what is known of it, and what to do: a failover's READONLY
                     // ended a `rebuild all` with Redis's words alone, after three types were done.
-                    let before = Self.doneBefore(type, in: types, refused: refused)
+                    let before = Self.doneBefore(type, in: units, refused: refused)
                     let outcome =
                         switch error.code {
                         case .outcomeUnknown, .timeout: "; its last write may or may not have been applied; run it again"
@@ -96,9 +100,9 @@ enum EntitySelection {
     /// before `type` failed; "" for the first.
     /// The types done before `type` failed, and those not tried after it (trial M: `trim all`
     /// failing at order named the types done and left billing's unsaid).
-    private static func doneBefore(_ type: EntityType, in types: [EntityType], refused: [String]) -> String {
-        let done = types.prefix { $0 != type }.map(\.rawValue).filter { !refused.contains($0) }
-        let left = types.drop { $0 != type }.dropFirst().map(\.rawValue)
+    private static func doneBefore(_ type: EntityPartition, in types: [EntityPartition], refused: [String]) -> String {
+        let done = types.prefix { $0 != type }.map(\.description).filter { !refused.contains($0) }
+        let left = types.drop { $0 != type }.dropFirst().map(\.description)
         let said = (done.isEmpty ? [] : ["\(done.joined(separator: ", ")) done before it"])
             + (refused.isEmpty ? [] : ["\(refused.joined(separator: ", ")) refused before it"])
             + (left.isEmpty ? [] : ["\(left.joined(separator: ", ")) not tried"])

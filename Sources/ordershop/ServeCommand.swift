@@ -41,6 +41,7 @@ struct ServeCommand: AsyncParsableCommand {
     @OptionGroup var services: ServiceURLOptions
     @OptionGroup var redis: RedisOptions
     @OptionGroup var confirm: ConfirmationOptions
+    @OptionGroup var layout: LayoutOptions
 
     func validate() throws {
         guard ServiceName(rawValue: service) != nil else {
@@ -69,9 +70,10 @@ struct ServeCommand: AsyncParsableCommand {
         } catch {
             throw exitFailing(error, logger: logger) { _ in "--port" }
         }
+        let layout = try self.layout.layout()
         let context = try ShopContext(
             pool: pool, logger: logger, confirmation: try confirm.confirmation(), orderStepPause: .milliseconds(chaosStepPauseMs),
-            orderPlantedBug: plantedBug.flatMap(OrderChangePlantedBug.init(rawValue:)))
+            orderPlantedBug: plantedBug.flatMap(OrderChangePlantedBug.init(rawValue:)), layout: layout)
         let httpClient = makeHTTPClient()
         let (host, port) = (self.host, self.port ?? name.defaultPort)
         var gateway = GatewayOptions(addresses: services.addresses)
@@ -87,7 +89,9 @@ struct ServeCommand: AsyncParsableCommand {
         let redisCheck = StartsWhenReady(WaitsForShutdown()) {
             try await RedisReadiness.wait(for: pool, at: redisConfiguration, logger: logger)
             // A user Redis lets in but not write what the service writes: it cannot do its job.
-            try await KeyAccessProbe.check(name, client: pool, at: redisConfiguration)
+            // Another partition count than the shop's would serve keys no other process uses.
+            try await layout.claim(in: pool)
+            try await KeyAccessProbe.check(name, client: pool, at: redisConfiguration, layout: layout)
             // A Redis that may evict keys would drop what makes a retry harmless.
             try await EvictionPolicyCheck.check(pool, at: redisConfiguration, logger: logger)
             if let confirmation { try await ReplicaReadiness.wait(for: confirmation, client: pool, at: redisConfiguration, logger: logger) }

@@ -64,6 +64,7 @@ struct UpCommand: AsyncParsableCommand {
 
     @OptionGroup var redis: RedisOptions
     @OptionGroup var confirm: ConfirmationOptions
+    @OptionGroup var layout: LayoutOptions
 
     func validate() throws {
         try PortValidation.check(gatewayPort, "--gateway-port")
@@ -92,10 +93,11 @@ struct UpCommand: AsyncParsableCommand {
         for (i, s) in [ServiceName.customer, .product, .inventory, .order, .billing, .msg].enumerated() {
             ports[s] = servicePortBase == 0 ? 0 : servicePortBase + i
         }
-        let stack = ShopStack.Options(
+        var stack = ShopStack.Options(
             host: host, ports: ports, metricsPort: metricsPort > 0 ? metricsPort : nil, adminRoutes: !noAdmin,
             adminToken: adminToken ?? ProcessInfo.processInfo.environment["ORDERSHOP_ADMIN_TOKEN"], dashboard: !noDashboard,
             confirmation: try confirm.confirmation(), callsInProcess: !httpBetweenServices)
+        stack.layout = try layout.layout()
         let options = OrderShopUp.Options(
             redis: redis.isConfigured ? try redis.configuration() : nil, dataDirectory: dataDir, redisPort: redisPort ?? 6379, cluster: cluster,
             clusterReplicas: clusterReplicas ?? 1, clusterFirstPort: cluster ? redisPort : nil, stack: stack)

@@ -49,6 +49,7 @@ struct WorkCommand: AsyncParsableCommand {
     @OptionGroup var services: ServiceURLOptions
     @OptionGroup var redis: RedisOptions
     @OptionGroup var confirm: ConfirmationOptions
+    @OptionGroup var layout: LayoutOptions
 
     func validate() throws {
         guard WorkerName(rawValue: worker) != nil else { throw ValidationError("unknown worker '\(worker)'; one of crm, billing") }
@@ -108,7 +109,8 @@ struct WorkCommand: AsyncParsableCommand {
         } catch {
             throw exitFailing(error, logger: logger) { _ in "--metrics-port (0: none)" }
         }
-        let context = try ShopContext(pool: client, logger: logger)
+        let layout = try self.layout.layout()
+        let context = try ShopContext(pool: client, logger: logger, layout: layout)
         let httpClient = makeHTTPClient()
         var mail = MailClient(baseURL: services.addresses.url(.msg), client: httpClient)
         var configuration = WorkerConfiguration(
@@ -149,6 +151,8 @@ struct WorkCommand: AsyncParsableCommand {
         let endpointsAndRedisReady: @Sendable () async throws -> Void = {
             try await metricsBound.wait()
             try await RedisReadiness.wait(for: client, at: redisConfiguration, logger: logger)
+            // Another partition count than the shop's would read streams no publisher writes.
+            try await layout.claim(in: client)
             // A Redis that may evict keys would drop the idempotency markers.
             try await EvictionPolicyCheck.check(client, at: redisConfiguration, logger: logger)
             if let confirmation { try await ReplicaReadiness.wait(for: confirmation, client: client, at: redisConfiguration, logger: logger) }

@@ -84,7 +84,7 @@ extension ShopIntegration {
                     _ = try await shop.pool.send(["HSET", RedisArgument(type.keys.entities), "bogus", "{}"])
                 }
                 for type in EntityType.allCases {
-                    let report = try await shop.store.rebuild(type)
+                    let report = try await shop.store.rebuild(.single(type))
                     #expect(report.ignored == 0)
                     #expect(try await shop.readModel.list(type) == before[type], "\(type)")
                 }

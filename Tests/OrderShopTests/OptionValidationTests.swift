@@ -23,6 +23,8 @@ import Testing
         (["up", "--cluster", "--cluster-replicas", "3"], "--cluster-replicas 3: 0, 1 or 2"),
         (["bench", "gateway", "--cluster-replicas", "0"], "--cluster-replicas is for --cluster"),
         (["work", "crm", "--metrics-port", "100000"], "--metrics-port 100000 is not a port"),
+        (["serve", "customer", "--partitions", "0"], "--partitions must be 1 to 128, not 0"),
+        (["up", "--partitions", "129"], "--partitions must be 1 to 128, not 129"),
         (["work", "crm", "--concurrency", "1000000000"], "--concurrency must be 1-10000"),
         (["work", "crm", "--prefetch", "0"], "--prefetch must be 1-1000000"),
         // An unset variable (`--consumer "$POD_NAME"`) named every pod ""; a newline went raw into the log.

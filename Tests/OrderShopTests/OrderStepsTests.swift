@@ -51,7 +51,7 @@ extension ShopIntegration {
                 // The process comes back and makes its step 2: refused, nothing made.
                 let keys = [
                     EntityType.order.keys.entities, EntityType.order.keys.versions, EntityType.order.keys.ids, EntityType.order.keys.sequence,
-                    EntityType.order.stream(.created), OrderSteps.Keys.decision(order.id), store.idempotencyRecord(.order, nil),
+                    EntityType.order.stream(.created), OrderSteps.Keys.decision(order.id), store.idempotencyRecord(EntityType.order, nil),
                 ].map { RedisArgument($0) }
                 let argv: [RedisArgument] = ["1", "t", "1", "o1", "e1", RedisArgument(bytes: order.json), "", "0"]
                 let reply = try await store.run("create orders", OrderScripts.createOrders, type: .order, keys: keys, arguments: argv)

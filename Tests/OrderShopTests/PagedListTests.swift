@@ -85,7 +85,7 @@ extension ShopIntegration {
                 var listed: [String] = []
                 var starts = 0
                 var rebuilt = false
-                try await ReadModel(pool: pool).pages(of: .customer, start: { listed = []; starts += 1 }) { page in
+                try await ReadModel(pool: pool).pages(of: ShopLayout.single.partition(.customer, 0), start: { listed = []; starts += 1 }) { page in
                     listed += page.map(\.id)
                     if !rebuilt {
                         rebuilt = true

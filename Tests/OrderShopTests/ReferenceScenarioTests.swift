@@ -1,5 +1,6 @@
 import Foundation
 @testable import OrderShop
+import RedisClient
 import TestSupport
 import Testing
 
@@ -7,8 +8,12 @@ extension ShopIntegration {
     /// The original client's acceptance scenario (steps 1 to 9 of the reference), over HTTP through
     /// the gateway, against the whole shop on a real Redis.
     @Suite struct ReferenceScenarioTests {
-        @Test func stepsOneToNine() async throws {
-            try await withShop { shop in
+        ///
+        /// Also with the customers, products and billings spread over 4 partitions (``ShopLayout``):
+        /// every list in creation order across the partitions, each mail once.
+        @Test(arguments: [1, 4]) func stepsOneToNine(partitions: Int) async throws {
+            let layout = ShopLayout(partitions: partitions)
+            try await withShop(layout: layout) { shop in
                 let g = shop.gateway
                 func name(_ i: Int) -> String { "customer\(i)x" + String(UUID().uuidString.prefix(4)).lowercased() }
 
@@ -101,7 +106,7 @@ extension ShopIntegration {
                 #expect(report["inventory"]?.arrayValue?.count == 10)
 
                 // And the workers sent every mail the events call for, each once.
-                let expected = try await expectedMails(shop.pool)
+                let expected = try await expectedMails(shop.pool, layout: layout)
                 #expect(expected.count == 32)  // 10 welcome, 1 good-bye, 10 thank-you, 10 please-pay, 1 payment-received
                 let arrived = await eventually(timeout: .seconds(60)) {
                     let sent = (try? await shop.mailKeys()) ?? [:]
@@ -116,7 +121,33 @@ extension ShopIntegration {
                 let deletedEmail = try #require(customers[2]["email"]?.stringValue)
                 #expect(all.contains { $0.to == deletedEmail && $0.kind == .goodbye })
                 #expect(all.contains { $0.to == deletedEmail && $0.kind == .thankYou })
+
+                try await expectSingleCreatesSpread(shop, layout: layout)
             }
+        }
+
+        /// A batch lies in one partition (one script: all or none); customers created one by one
+        /// spread over the partitions, each in its id's, and are listed in creation order across them.
+        func expectSingleCreatesSpread(_ shop: TestShop, layout: ShopLayout) async throws {
+            var single: [String] = []
+            for i in 0..<16 { single += try await shop.gateway.post("/customer", ["name": "S\(i)", "email": "s\(i)@server.com"]).ids }
+            let listed = try #require(try await shop.gateway.get("/customers").json?.arrayValue).compactMap { $0["id"]?.stringValue }
+            #expect(Array(listed.suffix(16)) == single)
+            let spread = try await partitionsHolding(single, of: .customer, layout: layout, pool: shop.pool)
+            #expect(layout.partitions == 1 || spread.count > 1, "16 customers in partitions \(spread.sorted()) of \(layout.partitions)")
+        }
+
+        /// The partitions of `type` whose ids set holds any of `ids`; expects every id of each
+        /// partition to be its own.
+        func partitionsHolding(_ ids: [String], of type: EntityType, layout: ShopLayout, pool: RedisConnectionPool) async throws -> Set<Int> {
+            var holding = Set<Int>()
+            for partition in layout.partitions(type) {
+                let key = RedisArgument(partition.keys.ids)
+                let held = try await pool.send(RawCommand(["ZRANGE", key, "0", "-1"], keys: [key])).array?.compactMap(\.string) ?? []
+                #expect(held.allSatisfy { layout.partition(of: type, id: $0) == partition.partition })
+                if !Set(held).isDisjoint(with: ids) { holding.insert(partition.partition) }
+            }
+            return holding
         }
 
         /// Read-your-writes: a query right after a command sees it, from any process (here: the

@@ -9,8 +9,12 @@ extension ShopIntegration {
     /// Snapshots while the shop writes: each is a consistent cut, and snapshot + trim + rebuild
     /// running beside commands lose nothing.
     @Suite struct SnapshotTests {
-        @Test func snapshotTrimAndRebuildWhileCommandsRun() async throws {
-            try await withShop { shop in
+        ///
+        /// Also in a shop whose customers, products and billings are spread over 4 partitions
+        /// (``ShopLayout``): each partition snapshotted, trimmed and rebuilt on its own, the
+        /// lists in creation order across them after every rebuild.
+        @Test(arguments: [1, 4]) func snapshotTrimAndRebuildWhileCommandsRun(partitions: Int) async throws {
+            try await withShop(layout: ShopLayout(partitions: partitions)) { shop in
                 let run = await Scenario(shop: shop.gateway).run()
                 try #require(run.passed)
                 let writer = Task {
@@ -27,8 +31,10 @@ extension ShopIntegration {
                 var rounds = 0
                 while rounds < 4 {
                     for type in [EntityType.customer, .product] {
-                        _ = try await retention.trim(type)
-                        _ = try await shop.store.rebuild(type)
+                        for partition in shop.layout.partitions(type) {
+                            _ = try await retention.trim(partition)
+                            _ = try await shop.store.rebuild(partition)
+                        }
                     }
                     rounds += 1
                 }
@@ -38,17 +44,23 @@ extension ShopIntegration {
 
                 // The record (snapshot + streams) replays to exactly what the shop serves.
                 for type in EntityType.allCases {
-                    _ = try await retention.trim(type)
+                    var replayed: [(order: Int, created: StreamID, json: [UInt8])] = []
                     let served = try await shop.readModel.list(type)
-                    let replayed = try await shop.store.replay(type)
-                    let fromRecord = ReadModel.jsonArray(replayed.live.map { .bulkString($0.state.json) })
+                    for partition in shop.layout.partitions(type) {
+                        _ = try await retention.trim(partition)
+                        replayed += try await shop.store.replay(partition).live.map { ($0.state.sequence ?? 0, $0.state.created, $0.state.json) }
+                    }
+                    // In creation order: by the creations' numbers across partitions, by their entry ids in one.
+                    replayed.sort { ($0.order, $0.created) < ($1.order, $1.created) }
+                    let fromRecord = ReadModel.jsonArray(replayed.map { .bulkString($0.json) })
                     #expect(String(decoding: fromRecord, as: UTF8.self) == String(decoding: served, as: UTF8.self), "\(type)")
-                    _ = try await shop.store.rebuild(type)
+                    for partition in shop.layout.partitions(type) { _ = try await shop.store.rebuild(partition) }
                     #expect(try await shop.readModel.list(type) == served, "\(type)")
                 }
-                // With nothing written since, the latest snapshot holds every live customer.
-                let snapshot = try #require(try await shop.store.latestSnapshot(.customer))
-                #expect(snapshot.live == (try await shop.readModel.count(.customer)))
+                // With nothing written since, the latest snapshots hold every live customer.
+                var live = 0
+                for partition in shop.layout.partitions(.customer) { live += try #require(try await shop.store.latestSnapshot(partition)).live }
+                #expect(live == (try await shop.readModel.count(.customer)))
             }
         }
 

@@ -15,11 +15,13 @@ struct TestShop: Sendable {
     let redis: LocalRedisServer
     let stack: ShopStack
     let pool: RedisConnectionPool
+    /// The shop's partitions (``ShopLayout``).
+    var layout: ShopLayout = .single
     /// The gateway (its port is known once it listens).
     var gateway: ShopClient { client(.gateway) }
 
-    var readModel: ReadModel { ReadModel(pool: pool) }
-    var store: EventStore { EventStore(pool: pool) }
+    var readModel: ReadModel { ReadModel(pool: pool, layout: layout) }
+    var store: EventStore { EventStore(pool: pool, layout: layout) }
     var mails: MailLog { MailLog(pool: pool) }
 
     /// A client for one of the services (the owners answer the same routes as the gateway).
@@ -84,15 +86,17 @@ func withShop<T: Sendable>(
     workerConfiguration: WorkerConfiguration = WorkerConfiguration(block: .milliseconds(500), lease: .seconds(2), retryBackoff: .shopWorkers),
     dashboard: Bool = false,
     callsInProcess: Bool = false,
+    layout: ShopLayout = .single,
     _ body: (TestShop) async throws -> T
 ) async throws -> T {
     try await withRedisServer { server in
         let pool = try server.makePool(maximumConnections: 8)
         let httpClient = makeHTTPClient()
         for attempt in 1...5 {
-            let options = ShopStack.Options(
+            var options = ShopStack.Options(
                 ports: anyPorts(), workers: workers, workerConfiguration: workerConfiguration, metricsPort: nil, adminRoutes: true,
                 adminToken: TestShop.adminToken, dashboard: dashboard, callsInProcess: callsInProcess)
+            options.layout = layout
             let stack = try ShopStack(redis: server.configuration, httpClient: httpClient, options: options, logger: testLogger)
             let group = ServiceGroup(services: stack.services, logger: testLogger)
             let ended = Mutex(false)
@@ -100,7 +104,7 @@ func withShop<T: Sendable>(
                 defer { ended.withLock { $0 = true } }
                 try await group.run()
             }
-            let shop = TestShop(redis: server, stack: stack, pool: pool)
+            let shop = TestShop(redis: server, stack: stack, pool: pool, layout: layout)
             func stop() async {
                 await group.triggerGracefulShutdown()
                 _ = await running.result
@@ -161,21 +165,29 @@ extension ShopClient.Reply {
 }
 
 /// The mails owed for every event in the shop's streams: `<group>:<event_id>` per kind.
-func expectedMails(_ pool: RedisConnectionPool) async throws -> [String: MailKind] {
-    let sources: [(String, [MailKind])] = [
-        (EntityType.customer.stream(.created), [.welcome]),
-        (EntityType.customer.stream(.deleted), [.goodbye]),
-        (EntityType.order.stream(.created), [.thankYou, .pleasePay]),
-        (EntityType.billing.stream(.created), [.paymentReceived]),
+func expectedMails(_ pool: RedisConnectionPool, layout: ShopLayout = .single) async throws -> [String: MailKind] {
+    let sources: [(EntityType, EventAction, [MailKind])] = [
+        (.customer, .created, [.welcome]),
+        (.customer, .deleted, [.goodbye]),
+        (.order, .created, [.thankYou, .pleasePay]),
+        (.billing, .created, [.paymentReceived]),
     ]
     var out: [String: MailKind] = [:]
-    for (stream, kinds) in sources {
-        for entry in try await pool.send(XRANGE(RedisArgument(stream))) {
+    for (type, action, kinds) in sources {
+        for entry in try await layout.partitions(type).asyncFlatMap({ try await pool.send(XRANGE(RedisArgument($0.stream(action)))) }) {
             let eventID = try #require(entry.string("event_id"))
             for kind in kinds { out["\(kind.group):\(eventID)"] = kind }
         }
     }
     return out
+}
+
+extension Array {
+    func asyncFlatMap<T>(_ transform: (Element) async throws -> [T]) async throws -> [T] {
+        var out: [T] = []
+        for element in self { out += try await transform(element) }
+        return out
+    }
 }
 
 /// The suites that start redis-server and the shop (`swift test --filter ShopIntegration`).

@@ -14,14 +14,14 @@ public struct ShopContext: Sendable {
 
     public init(
         pool: any RedisClientProtocol, logger: Logger, confirmation: ReplicaConfirmation? = nil, orderStepPause: Duration = .zero,
-        orderPlantedBug: OrderChangePlantedBug? = nil
+        orderPlantedBug: OrderChangePlantedBug? = nil, layout: ShopLayout = .single
     ) throws(RedisError) {
         self.pool = pool
         self.confirmation = confirmation
-        var store = EventStore(pool: pool, confirmation: confirmation, orderStepPause: orderStepPause)
+        var store = EventStore(pool: pool, confirmation: confirmation, orderStepPause: orderStepPause, layout: layout)
         store.orderPlantedBug = orderPlantedBug
         self.store = store
-        self.readModel = ReadModel(pool: pool, confirmation: confirmation)
+        self.readModel = ReadModel(pool: pool, confirmation: confirmation, layout: layout)
         self.health = HealthCheck(pool: pool)
         self.logger = logger
     }

@@ -32,6 +32,9 @@ public final class ShopStack: Sendable {
         /// services still listen on their ports. Off: every call goes over HTTP, exactly as
         /// between separate processes.
         public var callsInProcess: Bool
+        /// How each entity type's events and read model are spread over partitions
+        /// (``ShopLayout``): one partition unless said.
+        public var layout: ShopLayout = .single
         /// Called with each service and its port once it listens.
         public var onServiceRunning: @Sendable (ServiceName, Int) async -> Void
         /// Called once every listener (each service's, and the workers' metrics when served) is bound.
@@ -84,7 +87,7 @@ public final class ShopStack: Sendable {
             clients.append(client)
             return client
         }
-        let http = try ShopContext(pool: try pool(32), logger: logger, confirmation: options.confirmation)
+        let http = try ShopContext(pool: try pool(32), logger: logger, confirmation: options.confirmation, layout: options.layout)
 
         let running = options.onServiceRunning
         let runsMetrics = options.metricsPort != nil && !options.workers.isEmpty
@@ -113,6 +116,16 @@ public final class ShopStack: Sendable {
             services.append(SupervisedService("\(Listener.service(name))", listener))
         }
         for name in [ServiceName.msg, .customer, .product, .inventory, .order, .billing] { app(name) }
+        // Another partition count than the shop's in Redis would serve keys no other process
+        // uses: the stack ends, saying so (its workers wait for the same check).
+        let layout = options.layout
+        services.append(
+            SupervisedService(
+                "layout check",
+                StartsWhenReady(WaitsForShutdown()) {
+                    try await RedisReadiness.wait(for: http.pool, at: redis, logger: logger)
+                    try await layout.claim(in: http.pool)
+                }))
         // The order service's reaper of stock reservations left open (see OrderSteps).
         services.append(SupervisedService("stock reservation reaper", ReservationReaper(store: http.store, logger: logger)))
 
@@ -120,7 +133,7 @@ public final class ShopStack: Sendable {
         let mail = MailClient(directory: directory, client: httpClient)
         for worker in options.workers {
             // Each worker has its own pool: its blocking reads must not starve the HTTP services.
-            let context = try ShopContext(pool: try pool(16), logger: logger)
+            let context = try ShopContext(pool: try pool(16), logger: logger, layout: options.layout)
             var named = logger
             named[metadataKey: "worker"] = "\(worker)"
             let workerLogger = named
@@ -138,6 +151,7 @@ public final class ShopStack: Sendable {
                     StartsWhenReady(switchable) {
                         try await listenersBound.wait()
                         try await RedisReadiness.wait(for: context.pool, at: redis, logger: workerLogger)
+                        try await options.layout.claim(in: context.pool)
                         try await EvictionPolicyCheck.check(context.pool, at: redis, logger: workerLogger)
                         if let confirmation = configuration.replicaConfirmation {
                             try await ReplicaReadiness.wait(for: confirmation, client: context.pool, at: redis, logger: workerLogger)

@@ -64,7 +64,7 @@ public struct Demo: Sendable {
         let pool = try makeRedisClient(options.redis, maximumConnections: 2, logger: Logger(label: "ordershop.demo"))
         let shop = ShopClient(baseURL: options.gatewayURL, client: httpClient)
         let mails = MailLog(pool: pool)
-        let events = EventKeys(pool: pool)
+        let events = EventKeys(pool: pool, layout: try await ShopLayout.recorded(in: pool))
 
         log("OrderShop demo against \(options.gatewayURL) (Redis \(options.redis.redactedDescription))")
         do {
@@ -256,19 +256,24 @@ struct ExpectedMail: Sendable, Hashable {
 /// Reads the events a run added, to know which mails it must cause.
 struct EventKeys: Sendable {
     let pool: any RedisClientProtocol
+    /// The shop's partitions: each partition's stream is a source.
+    let layout: ShopLayout
 
-    /// The streams that cause mails, with the worker group and mail kind of each.
-    static let sources: [(stream: String, mails: [MailKind])] = [
-        (EntityType.customer.stream(.created), [.welcome]),
-        (EntityType.customer.stream(.deleted), [.goodbye]),
-        (EntityType.order.stream(.created), [.thankYou, .pleasePay]),
-        (EntityType.billing.stream(.created), [.paymentReceived]),
-    ]
+    /// The streams that cause mails (each partition's), with the mail kinds of each.
+    var sources: [(stream: String, mails: [MailKind])] {
+        let kinds: [(EntityType, EventAction, [MailKind])] = [
+            (.customer, .created, [.welcome]),
+            (.customer, .deleted, [.goodbye]),
+            (.order, .created, [.thankYou, .pleasePay]),
+            (.billing, .created, [.paymentReceived]),
+        ]
+        return kinds.flatMap { type, action, mails in layout.partitions(type).map { ($0.stream(action), mails) } }
+    }
 
     /// The last entry id of each source stream now.
     func mark() async throws -> [String] {
         var out: [String] = []
-        for s in Self.sources {
+        for s in sources {
             out.append(try await pool.send(XRANGE(RedisArgument(s.stream), count: 1, reverse: true)).first?.id ?? "0-0")
         }
         return out
@@ -277,7 +282,7 @@ struct EventKeys: Sendable {
     /// The mails owed for the events added since a mark: `<group>:<event_id>` per kind.
     func expectedMails(since mark: [String]) async throws -> [ExpectedMail] {
         var out: [ExpectedMail] = []
-        for (i, s) in Self.sources.enumerated() {
+        for (i, s) in sources.enumerated() {
             var start = "(" + mark[i]
             while true {
                 let page = try await pool.send(XRANGE(RedisArgument(s.stream), start: start, end: "+", count: 1000))

@@ -3,7 +3,7 @@ import Foundation
 /// One of the five entities, with the JSON shape of the original and the rules a command body must follow.
 public protocol ShopEntity: Codable, Sendable, Hashable {
     static var type: EntityType { get }
-    var id: String { get }
+    var id: String { get set }
     /// Builds the entity from a command body, validating every field; `current` is the entity a
     /// PUT replaces (nil on create).
     init(fields: FieldReader, id: String, current: Self?) throws(ShopError)

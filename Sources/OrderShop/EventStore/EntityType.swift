@@ -1,4 +1,5 @@
 import RedisClient
+import StreamWorker
 
 /// The five entity types of OrderShop's domain model.
 public enum EntityType: String, Sendable, CaseIterable, Codable, CustomStringConvertible {
@@ -60,28 +61,51 @@ public enum EventAction: String, Sendable, CaseIterable, Codable {
 /// - `{T}_unique`: hash unique value -> id, for types with a ``EntityType/uniqueField``.
 public struct ReadModelKeys: Sendable, Hashable {
     public let type: EntityType
-    public var entities: String { "\(type.tag)_entities" }
-    public var versions: String { "\(type.tag)_versions" }
-    public var tombstones: String { "\(type.tag)_tombstones" }
-    public var ids: String { "\(type.tag)_ids" }
-    public var sequence: String { "\(type.tag)_seq" }
-    public var unique: String { "\(type.tag)_unique" }
+    /// The partition these keys are of, and the layout's partition count (``EntityPartition``):
+    /// with one partition, the names above; else each with the partition's hash tag.
+    public let partition: Int
+    public let partitions: Int
+
+    public init(type: EntityType, partition: Int = 0, of partitions: Int = 1) {
+        self.type = type
+        self.partition = partition
+        self.partitions = partitions
+    }
+
+    private func name(_ suffix: String) -> String {
+        PartitionedStream.stream("\(type.tag)_\(suffix)", partition: partition, of: partitions)
+    }
+
+    public var entities: String { name("entities") }
+    public var versions: String { name("versions") }
+    public var tombstones: String { name("tombstones") }
+    public var ids: String { name("ids") }
+    public var sequence: String { name("seq") }
+    public var unique: String { name("unique") }
 
     /// The latest snapshot's metadata: hash `position` (last entry id per stream, in
     /// ``EventAction`` order), `entries_added` (per stream), `taken_at` (epoch ms), `entities`.
     /// Not a read-model key: a rebuild never replaces it. See ``ReadModelSnapshot``.
-    public var snapshot: String { "\(type.tag)_snapshot" }
+    public var snapshot: String { name("snapshot") }
     /// The latest snapshot's states: hash id -> "version deleted created-entry-id\n" + entity JSON.
-    public var snapshotStates: String { "\(type.tag)_snapshot_states" }
+    public var snapshotStates: String { name("snapshot_states") }
 
     /// Written by a refused command with `--confirm-replicas` (and expiring a minute later), so
     /// that `WAIT` covers the state the refusal rests on. Not a read-model key.
-    public var replicaBarrier: String { "\(type.tag)_replica_barrier" }
+    public var replicaBarrier: String { name("replica_barrier") }
+
+    /// A create's `Idempotency-Key` record is this followed by the key
+    /// (``EventStore/CreateKey``): the partition's tag comes first, so braces in the key change
+    /// neither its slot nor its name.
+    public var idempotencyPrefix: String { name("idempotency") + ":" }
+    /// A name of the partition's slot that the create script is given when there is no key (a
+    /// script's keys are fixed in number) and never touches.
+    public var idempotencyPlaceholder: String { name("idempotency") }
 
     /// A value each rebuild's swap sets anew (a UUID): a list read in pages (``ReadModel/list(_:)``)
     /// starts again when it changes between two pages, since the swap may renumber the
     /// creation order the pages follow. Not a read-model key: a rebuild never stages it.
-    public var generation: String { "\(type.tag)_generation" }
+    public var generation: String { name("generation") }
 
     /// Every read-model key of the type (for rebuilds).
     public var all: [String] { [entities, versions, tombstones, ids, sequence, unique] }

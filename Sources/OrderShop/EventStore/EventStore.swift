@@ -20,6 +20,9 @@ public struct EventStore: Sendable {
     /// changes between their steps. Zero otherwise.
     public let orderStepPause: Duration
 
+    /// How each type's events and read model are spread over partitions (``ShopLayout``).
+    public let layout: ShopLayout
+
     /// Deliberate defects for chaos runs (`ordershop rebuild --planted-bug ...`).
     public enum PlantedBug: String, Sendable, CaseIterable {
         /// Rebuilds and snapshots take an entry with an `entity_id` as that entity's state
@@ -41,10 +44,13 @@ public struct EventStore: Sendable {
     /// A planted defect of the order changes, for the chaos harness only; nil otherwise.
     public var orderPlantedBug: OrderChangePlantedBug? = nil
 
-    public init(pool: any RedisClientProtocol, confirmation: ReplicaConfirmation? = nil, orderStepPause: Duration = .zero) {
+    public init(
+        pool: any RedisClientProtocol, confirmation: ReplicaConfirmation? = nil, orderStepPause: Duration = .zero, layout: ShopLayout = .single
+    ) {
         self.pool = pool
         self.confirmation = confirmation
         self.orderStepPause = orderStepPause
+        self.layout = layout
     }
 
     /// What a successful command appended.
@@ -92,7 +98,10 @@ public struct EventStore: Sendable {
         }
 
         /// Where the key's record lives: in the type's slot, beside its read model.
-        func record(_ type: EntityType) -> String { "\(type.tag)_idempotency:\(key)" }
+        func record(_ type: EntityType) -> String { record(in: ShopLayout.single.partition(type, 0)) }
+
+        /// Where the key's record lives: in the partition its create writes.
+        func record(in partition: EntityPartition) -> String { partition.keys.idempotencyPrefix + key }
 
         /// The scripts' two arguments (``Scripts/idempotencyPrelude``).
         static func arguments(_ key: CreateKey?) -> [RedisArgument] {
@@ -110,26 +119,57 @@ public struct EventStore: Sendable {
         precondition(!entities.isEmpty)
         if let orders = entities as? [Order] { return try await OrderSteps(store: self).create(orders, trace: trace, key: key) }
         let type = E.type
-        let k = type.keys
         do {
             try await requireReferences(entities)
         } catch {
             // A retry with its key answers what the first request made, even if what it
             // references is gone since: the key's record is looked up only then, not on every
             // keyed create (one round trip fewer on the common path).
-            guard let key, try await pool.send(EXISTS(RedisArgument(key.record(type)))) > 0 else { throw error }
+            guard let key, try await pool.send(EXISTS(RedisArgument(key.record(in: try placement(entities, key: key))))) > 0 else { throw error }
         }
-        var argv: [RedisArgument] = [RedisArgument(Self.now()), RedisArgument(trace), RedisArgument(entities.count)]
+        let partition = try placement(entities, key: key)
+        var entities = entities
+        if partition.count > 1 {
+            for i in entities.indices { entities[i].id = layout.newID(of: type, inPartition: partition.partition) }
+        }
+        let k = partition.keys
+        let first = try await CreationSequence.draw(entities.count, of: type, in: partition, pool: pool)
+        var argv: [RedisArgument] = [
+            RedisArgument(Self.now()), RedisArgument(trace), RedisArgument(entities.count), RedisArgument(first.map { "\($0)" } ?? ""),
+        ]
         for e in entities {
             argv += [
                 RedisArgument(e.id), RedisArgument(RandomUUID.string()), RedisArgument(bytes: e.json), RedisArgument(e.uniqueValue ?? ""),
             ]
         }
         argv += CreateKey.arguments(key)
-        let keys: [RedisArgument] = [k.entities, k.versions, k.ids, k.sequence, type.stream(.created), k.unique, idempotencyRecord(type, key)]
+        let keys: [RedisArgument] = [k.entities, k.versions, k.ids, k.sequence, partition.stream(.created), k.unique, idempotencyRecord(partition, key)]
             .map { RedisArgument($0) }
-        let reply = try await run("create", Scripts.create, type: type, keys: keys, arguments: argv)
-        return try Self.appended(reply, type: type)
+        let reply = try await run("create", Scripts.create, in: partition, keys: keys, arguments: argv)
+        var appended = try Self.appended(reply, type: type)
+        if partition.count > 1, appended.replayedIDs == nil { appended.madeIDs = entities.map(\.id) }
+        return appended
+    }
+
+    /// The partition a create's batch goes to, all of it (so that it stays one script: all or
+    /// none). A type that references another (a billing its order) goes to the partition of what
+    /// it references, so that the unique index of its references is checked in one slot: a
+    /// batch whose references lie in several partitions is refused. Else, with an
+    /// `Idempotency-Key`, the key's partition (a retry finds the key's record there); else any.
+    func placement<E: ShopEntity>(_ entities: [E], key: CreateKey?) throws -> EntityPartition {
+        let count = layout.partitions(of: E.type)
+        guard count > 1 else { return layout.partition(E.type, 0) }
+        if let reference = E.type.reference {
+            let partitions = Set(entities.map { ShopLayout.partition(ofID: $0.referenceValue ?? "", among: count) })
+            guard partitions.count == 1, let partition = partitions.first else {
+                throw ShopError.badRequest(
+                    "with \(count) partitions, one request creates \(E.type.plural) of \(reference.type)s in one partition only; send them in several requests",
+                    field: "body")
+            }
+            return layout.partition(E.type, partition)
+        }
+        if let key { return layout.partition(E.type, ShopLayout.partition(ofID: key.key, among: count)) }
+        return layout.partition(E.type, Int.random(in: 0..<count))
     }
 
     /// Replaces a live entity (404 when there is none).
@@ -137,14 +177,20 @@ public struct EventStore: Sendable {
     public func update<E: ShopEntity>(_ entity: E, trace: String) async throws -> Appended {
         if let order = entity as? Order { return try await OrderSteps(store: self).update(order, trace: trace) }
         let type = E.type
-        let k = type.keys
+        let partition = layout.partition(type, id: entity.id)
+        let k = partition.keys
         try await requireReferences([entity])
-        let keys: [RedisArgument] = [k.entities, k.versions, type.stream(.updated), k.unique].map { RedisArgument($0) }
+        if partition.count > 1, let reference = entity.referenceValue, layout.partition(of: type, id: reference) != partition.partition {
+            throw ShopError.badRequest(
+                "a \(type) stays in the partition of the \(type.reference?.type.rawValue ?? "entity") it was made for; make a new \(type) instead",
+                field: type.reference?.field)
+        }
+        let keys: [RedisArgument] = [k.entities, k.versions, partition.stream(.updated), k.unique].map { RedisArgument($0) }
         let argv: [RedisArgument] = [
             RedisArgument(entity.id), RedisArgument(RandomUUID.string()), RedisArgument(bytes: entity.json),
             RedisArgument(Self.now()), RedisArgument(trace), RedisArgument(type.uniqueField ?? ""), RedisArgument(entity.uniqueValue ?? ""),
         ]
-        let reply = try await run("update", Scripts.update, type: type, keys: keys, arguments: argv)
+        let reply = try await run("update", Scripts.update, in: partition, keys: keys, arguments: argv)
         return try Self.appended(reply, type: type, id: entity.id)
     }
 
@@ -152,13 +198,14 @@ public struct EventStore: Sendable {
     @discardableResult
     public func delete(_ type: EntityType, id: String, trace: String) async throws -> Appended {
         if type == .order { return try await OrderSteps(store: self).delete(id: id, trace: trace) }
-        let k = type.keys
-        let keys: [RedisArgument] = [k.entities, k.versions, k.ids, k.tombstones, type.stream(.deleted), k.unique].map { RedisArgument($0) }
+        let partition = layout.partition(type, id: id)
+        let k = partition.keys
+        let keys: [RedisArgument] = [k.entities, k.versions, k.ids, k.tombstones, partition.stream(.deleted), k.unique].map { RedisArgument($0) }
         let argv: [RedisArgument] = [
             RedisArgument(id), RedisArgument(RandomUUID.string()), RedisArgument(Self.now()), RedisArgument(trace),
             RedisArgument(type.uniqueField ?? ""),
         ]
-        let reply = try await run("delete", Scripts.delete, type: type, keys: keys, arguments: argv)
+        let reply = try await run("delete", Scripts.delete, in: partition, keys: keys, arguments: argv)
         return try Self.appended(reply, type: type, id: id)
     }
 
@@ -177,16 +224,21 @@ public struct EventStore: Sendable {
     /// ``appended(_:type:id:)``) for the first of `ids` that is not a live entity of `type`.
     func requireLive(_ type: EntityType, _ ids: Set<String>, refusal: String, of owner: EntityType) async throws {
         guard !ids.isEmpty else { return }
-        let keys = [RedisArgument(type.keys.entities)]
-        let arguments = ids.sorted().map { RedisArgument($0) }
-        var reply = try await pool.evaluate(Scripts.firstMissing, keys: keys, arguments: arguments)
-        // A refusal rests on what it read: with `--confirm-replicas`, only once the replicas
-        // have it (the entity's unconfirmed deletion may yet be lost), as the scripts' refusals.
-        if reply.string != nil, confirmation != nil {
-            reply = try await runConfirmed(Scripts.firstMissing, type: type, keys: keys, arguments: arguments, wrote: { _ in false })
-        }
-        if let missing = reply.string {
-            _ = try Self.appended(.array([.bulkString(Array(refusal.utf8)), .bulkString(Array(missing.utf8))]), type: owner)
+        // Each partition's ids in one script (one partition: all of them, as always).
+        let byPartition = Dictionary(grouping: ids.sorted()) { layout.partition(of: type, id: $0) }
+        for p in byPartition.keys.sorted() {
+            let partition = layout.partition(type, p)
+            let keys = [RedisArgument(partition.keys.entities)]
+            let arguments = byPartition[p, default: []].map { RedisArgument($0) }
+            var reply = try await pool.evaluate(Scripts.firstMissing, keys: keys, arguments: arguments)
+            // A refusal rests on what it read: with `--confirm-replicas`, only once the replicas
+            // have it (the entity's unconfirmed deletion may yet be lost), as the scripts' refusals.
+            if reply.string != nil, confirmation != nil {
+                reply = try await runConfirmed(Scripts.firstMissing, in: partition, keys: keys, arguments: arguments, wrote: { _ in false })
+            }
+            if let missing = reply.string {
+                _ = try Self.appended(.array([.bulkString(Array(refusal.utf8)), .bulkString(Array(missing.utf8))]), type: owner)
+            }
         }
     }
 
@@ -195,7 +247,11 @@ public struct EventStore: Sendable {
     /// The create's idempotency record; without a key, a name of the type's slot that the
     /// script never touches (a script's keys are fixed in number).
     func idempotencyRecord(_ type: EntityType, _ key: CreateKey?) -> String {
-        key?.record(type) ?? "\(type.tag)_idempotency"
+        idempotencyRecord(ShopLayout.single.partition(type, 0), key)
+    }
+
+    func idempotencyRecord(_ partition: EntityPartition, _ key: CreateKey?) -> String {
+        key?.record(in: partition) ?? partition.keys.idempotencyPlaceholder
     }
 
     /// A script whose writes (or, when it wrote nothing, the state it read) must be on the
@@ -207,8 +263,17 @@ public struct EventStore: Sendable {
         _ script: RedisScript, type: EntityType, keys: [RedisArgument], arguments: [RedisArgument],
         wrote: @escaping @Sendable (RESPValue) -> Bool = { _ in true }, answersEarlierWrite: @escaping @Sendable (RESPValue) -> Bool = { _ in false }
     ) async throws -> RESPValue {
+        try await runConfirmed(
+            script, in: ShopLayout.single.partition(type, 0), keys: keys, arguments: arguments, wrote: wrote, answersEarlierWrite: answersEarlierWrite)
+    }
+
+    /// ``runConfirmed(_:type:keys:arguments:wrote:answersEarlierWrite:)`` in one partition (its replica barrier).
+    func runConfirmed(
+        _ script: RedisScript, in partition: EntityPartition, keys: [RedisArgument], arguments: [RedisArgument],
+        wrote: @escaping @Sendable (RESPValue) -> Bool = { _ in true }, answersEarlierWrite: @escaping @Sendable (RESPValue) -> Bool = { _ in false }
+    ) async throws -> RESPValue {
         try await pool.runCommandScript(
-            script, keys: keys, arguments: arguments, confirmation: confirmation, barrier: RedisArgument(type.keys.replicaBarrier), wrote: wrote,
+            script, keys: keys, arguments: arguments, confirmation: confirmation, barrier: RedisArgument(partition.keys.replicaBarrier), wrote: wrote,
             answersEarlierWrite: answersEarlierWrite)
     }
 
@@ -216,6 +281,13 @@ public struct EventStore: Sendable {
     /// script's last two arguments (see ``Scripts``): the events it appends carry it. `type`:
     /// whose slot the keys are in (its replica barrier confirms a refusal).
     func run(_ name: String, _ script: RedisScript, type: EntityType, keys: [RedisArgument], arguments: [RedisArgument]) async throws -> RESPValue {
+        try await run(name, script, in: ShopLayout.single.partition(type, 0), keys: keys, arguments: arguments)
+    }
+
+    /// ``run(_:_:type:keys:arguments:)`` in one partition: its replica barrier confirms a refusal.
+    func run(_ name: String, _ script: RedisScript, in partition: EntityPartition, keys: [RedisArgument], arguments: [RedisArgument]) async throws
+        -> RESPValue
+    {
         try await withSpan("script \(name)", ofKind: .client) { span in
             if span.isRecording {
                 span.updateAttributes { attributes in
@@ -235,7 +307,7 @@ public struct EventStore: Sendable {
             // create that never happened and make it again under a new key, while it was on the
             // primary all along (a trial: 18-31 such answers per failover).
             return try await pool.runCommandScript(
-                script, keys: keys, arguments: argv, confirmation: confirmation, barrier: RedisArgument(type.keys.replicaBarrier),
+                script, keys: keys, arguments: argv, confirmation: confirmation, barrier: RedisArgument(partition.keys.replicaBarrier),
                 wrote: { $0.array?.first?.string == "ok" }, answersEarlierWrite: { $0.array?.first?.string == "replayed" })
         }
     }

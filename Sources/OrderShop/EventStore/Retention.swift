@@ -18,9 +18,11 @@ public struct EventRetention: Sendable {
         self.plantedBug = plantedBug
     }
 
-    /// What a trim did to one entity type.
+    /// What a trim did to one partition of an entity type.
     public struct Result: Sendable {
-        public var type: EntityType
+        /// The partition of the entity type trimmed (``ShopLayout``).
+        public var partition: EntityPartition
+        public var type: EntityType { partition.type }
         /// The snapshot the trim kept everything after.
         public var snapshot: StreamCut
         /// One per stream, in ``EventAction`` order.
@@ -42,12 +44,12 @@ public struct EventRetention: Sendable {
     ///
     /// `without`: workers this shop does not run (or no longer runs): their groups are not
     /// waited for (``trim(_:after:maxLength:without:)``).
-    public func trim(_ type: EntityType, maxLength: Int? = nil, without absent: Set<WorkerName> = []) async throws -> Result {
+    public func trim(_ partition: EntityPartition, maxLength: Int? = nil, without absent: Set<WorkerName> = []) async throws -> Result {
         let store = EventStore(pool: pool)
-        let taken = try await store.takeSnapshot(type)
+        let taken = try await store.takeSnapshot(partition)
         // A concurrent snapshot may be newer than ours; either covers what it says.
-        let cut = try await store.latestSnapshot(type)?.cut ?? taken.cut
-        var result = try await trim(type, after: cut, maxLength: maxLength, without: absent)
+        let cut = try await store.latestSnapshot(partition)?.cut ?? taken.cut
+        var result = try await trim(partition, after: cut, maxLength: maxLength, without: absent)
         result.malformed = taken.malformed
         result.uncreated = taken.uncreated
         return result
@@ -65,17 +67,17 @@ public struct EventRetention: Sendable {
     /// from the first entry left, and the mails of what was trimmed would never go. A stream
     /// none of them reads (`events:{inventory}_updated`, the largest: one entry per order) is
     /// trimmed to what the snapshot covers; it was never trimmed before (trial H: 7,060 entries).
-    func trim(_ type: EntityType, after cut: StreamCut, maxLength: Int? = nil, without absent: Set<WorkerName> = []) async throws -> Result {
+    func trim(_ partition: EntityPartition, after cut: StreamCut, maxLength: Int? = nil, without absent: Set<WorkerName> = []) async throws -> Result {
         var results: [StreamRetention.Result] = []
         for (index, position) in cut.positions.enumerated() {
             let floor = StreamID(milliseconds: position.lastID.milliseconds, sequence: position.lastID.sequence + 1)
-            let record = StreamRetention.CoverageRecord(key: type.keys.snapshot, field: "position", index: index + 1)
+            let record = StreamRetention.CoverageRecord(key: partition.keys.snapshot, field: "position", index: index + 1)
             results.append(
                 try await StreamRetention(client: pool, plantedBug: plantedBug).trim(
                     stream: position.stream, maxLength: maxLength, keepingFrom: floor, coveredBy: record,
                     requiredGroups: WorkerName.groups(reading: position.stream, except: absent)))
         }
-        return Result(type: type, snapshot: cut, streams: results, replays: try await trimReplays(cut.positions.map(\.stream)))
+        return Result(partition: partition, snapshot: cut, streams: results, replays: try await trimReplays(cut.positions.map(\.stream)))
     }
 
     /// Trims each group's replay stream of `streams` to the oldest entry its group still needs

@@ -20,12 +20,16 @@ enum Scripts {
     /// Shared helpers, prepended to every writing script.
     static let prelude = """
         local traceparent, tracestate = ARGV[#ARGV - 1], ARGV[#ARGV]
-        local function emit(stream, entity_id, event_id, json, version, time, trace, cause)
+        local function emit(stream, entity_id, event_id, json, version, time, trace, cause, created_seq)
           local args = {'XADD', stream, '*', 'event_id', event_id, 'entity', json, 'entity_id', entity_id,
                         'version', tostring(version), 'time', time, 'trace_id', trace}
           if cause ~= '' then
             args[#args + 1] = 'cause'
             args[#args + 1] = cause
+          end
+          if created_seq then
+            args[#args + 1] = 'created_seq'
+            args[#args + 1] = created_seq
           end
           if traceparent ~= '' then
             args[#args + 1] = 'traceparent'
@@ -79,8 +83,9 @@ enum Scripts {
     /// ``EventStore``.
     ///
     /// KEYS: entities, versions, ids, seq, created stream, unique index, idempotency record.
-    /// ARGV: time, trace id, n, then n times: id, event id, json, unique value or ""; then the
-    /// idempotency digest and TTL (``idempotencyPrelude``).
+    /// ARGV: time, trace id, n, the first creation number or "" (``CreationSequence``), then n
+    /// times: id, event id, json, unique value or ""; then the idempotency digest and TTL
+    /// (``idempotencyPrelude``).
     /// Returns `{'ok', entry ids...}`, or `{'exists', id}`, `{'unique', value, holder}`,
     /// `{'uniqueinbatch', value}` (two of the batch share it), `{'replayed', ids...}`,
     /// `{'keyreused', digest}`.
@@ -88,10 +93,10 @@ enum Scripts {
         prelude + idempotencyPrelude + """
             local replayed = replay()
             if replayed then return replayed end
-            local time, trace, n = ARGV[1], ARGV[2], tonumber(ARGV[3])
+            local time, trace, n, first = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
             local seen = {}
             for i = 0, n - 1 do
-              local b = 4 + i * 4
+              local b = 5 + i * 4
               local id, uv = ARGV[b], ARGV[b + 3]
               if redis.call('HEXISTS', KEYS[2], id) == 1 then return {'exists', id} end
               if uv ~= '' then
@@ -103,13 +108,16 @@ enum Scripts {
             end
             local out, ids = {'ok'}, {}
             for i = 0, n - 1 do
-              local b = 4 + i * 4
+              local b = 5 + i * 4
               local id, eid, json, uv = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
               redis.call('HSET', KEYS[1], id, json)
               redis.call('HSET', KEYS[2], id, 1)
-              redis.call('ZADD', KEYS[3], redis.call('INCR', KEYS[4]), id)
               if uv ~= '' then redis.call('HSET', KEYS[6], uv, id) end
-              out[#out + 1] = emit(KEYS[5], id, eid, json, 1, time, trace, '')
+              -- One partition: the type's counter, here. Several: numbers drawn before from the
+              -- type's counter (another slot), carried in the event for rebuilds.
+              local created_seq = first and string.format('%.0f', first + i)
+              redis.call('ZADD', KEYS[3], created_seq or redis.call('INCR', KEYS[4]), id)
+              out[#out + 1] = emit(KEYS[5], id, eid, json, 1, time, trace, '', created_seq)
               ids[#ids + 1] = id
             end
             remember(ids)
@@ -167,8 +175,8 @@ enum Scripts {
     /// One page of live entities in creation order: those whose score in the ids set is above
     /// ARGV[1] (a `ZRANGE BYSCORE` bound: `-inf`, or `(<score>` for after that score), at most
     /// ARGV[2] of them. KEYS: ids, entities, generation (``ReadModelKeys/generation``).
-    /// Returns `{generation, last score or false, ids read, id, json, id, json, ...}`: fewer ids
-    /// read than asked means the last page.
+    /// Returns `{generation, last score or false, ids read, id, score, json, id, score, json,
+    /// ...}`: fewer ids read than asked means the last page.
     static let page = RedisScript(
         """
         local generation = redis.call('GET', KEYS[3]) or '0'
@@ -181,6 +189,7 @@ enum Scripts {
         for i, v in ipairs(redis.call('HMGET', KEYS[2], unpack(ids))) do
           if v then
             out[#out + 1] = ids[i]
+            out[#out + 1] = read[i * 2]
             out[#out + 1] = v
           end
         end

@@ -15,7 +15,7 @@ extension EventStore {
     /// else it was trimmed past `from` and a ``StreamGapError`` names it. Entries that are not
     /// well-formed events (``RecordedEvent/decode(_:action:)``) are counted as read but left out
     /// of `events`, and listed in `malformed`: a read model is never built from them.
-    func events(_ type: EntityType, after from: StreamCut, upTo to: StreamCut, pageSize: Int = 1000) async throws -> (events: [RecordedEvent], malformed: [MalformedEntry]) {
+    func events(_ partition: EntityPartition, after from: StreamCut, upTo to: StreamCut, pageSize: Int = 1000) async throws -> (events: [RecordedEvent], malformed: [MalformedEntry]) {
         var events: [RecordedEvent] = []
         var malformed: [MalformedEntry] = []
         for (i, action) in EventAction.allCases.enumerated() {
@@ -34,7 +34,7 @@ extension EventStore {
                     switch plantedBug == .rebuildFoldsMalformed ? Self.plantedLenientDecode(entry, action: action) : RecordedEvent.decode(entry, action: action) {
                     case .success(let e):
                         // The planted bug folds in whatever has an entity_id: its shape unchecked too.
-                        if plantedBug != .rebuildFoldsMalformed, let problem = type.shapeProblem(e.json) {
+                        if plantedBug != .rebuildFoldsMalformed, let problem = partition.type.shapeProblem(e.json) {
                             malformed.append(MalformedEntry(stream: b.stream, entryID: entry.id, reason: problem))
                         } else {
                             events.append(e)

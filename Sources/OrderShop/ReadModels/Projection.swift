@@ -20,6 +20,9 @@ public struct RecordedEvent: Sendable, Hashable {
     public var json: [UInt8]
     /// The entity's version after this change; nil for events written without one.
     public var version: Int?
+    /// A creation's number in its type's creation order, in a shop of several partitions
+    /// (``CreationSequence``); nil otherwise.
+    public var creationSequence: Int? = nil
 
     /// Decodes an entry; nil when it is not a well-formed OrderShop event (see ``decode(_:action:)``).
     public init?(_ entry: StreamEntry, action: EventAction) {
@@ -56,8 +59,13 @@ public struct RecordedEvent: Sendable, Hashable {
         case .success(let v): version = v
         case .failure(let m): return malformed(m.reason)
         }
-        return .success(RecordedEvent(
-            entryID: id, action: action, eventID: entry.string("event_id") ?? entry.id, entityID: objectID, json: json, version: version))
+        var event = RecordedEvent(
+            entryID: id, action: action, eventID: entry.string("event_id") ?? entry.id, entityID: objectID, json: json, version: version)
+        if action == .created, let number = entry.string(CreationSequence.field) {
+            guard let sequence = Int(number), sequence > 0 else { return malformed("\(CreationSequence.field) '\(number)' is not a positive integer") }
+            event.creationSequence = sequence
+        }
+        return .success(event)
     }
 
     /// The version of an event of entity `entityID`, whose fields `field` reads, or why its
@@ -116,6 +124,9 @@ public struct Projection: Sendable {
         public var deleted: Bool
         /// The entry id of the creation, which orders the entities.
         public var created: StreamID
+        /// The creation's number (``RecordedEvent/creationSequence``), which orders the entities
+        /// of a shop of several partitions; nil in one partition.
+        public var sequence: Int? = nil
     }
 
     /// The entities created (live and deleted).
@@ -153,7 +164,8 @@ public struct Projection: Sendable {
         // A creation takes in what was held apart for its id: it now exists, at the latest of
         // its changes (this creation included).
         var tookIn = false
-        if e.action == .created, let held = uncreated.removeValue(forKey: e.entityID) {
+        if e.action == .created, var held = uncreated.removeValue(forKey: e.entityID) {
+            held.sequence = e.creationSequence
             states[e.entityID] = held
             tookIn = true
         }
@@ -167,7 +179,9 @@ public struct Projection: Sendable {
         }
         // An update whose creation we have not seen yet (events out of order) still counts;
         // its entry id stands in for the creation until the creation arrives.
-        let state = State(json: e.json, version: version, deleted: e.action == .deleted, created: current?.created ?? e.entryID)
+        let state = State(
+            json: e.json, version: version, deleted: e.action == .deleted, created: current?.created ?? e.entryID,
+            sequence: exists ? current?.sequence : (e.action == .created ? e.creationSequence : nil))
         guard exists || e.action == .created || foldsUncreated else {
             uncreated[e.entityID] = state
             return false

@@ -14,10 +14,13 @@ import RedisClient
 public struct ReadModel: Sendable {
     public let pool: any RedisClientProtocol
     public let confirmation: ReplicaConfirmation?
+    /// How each type's read model is spread over partitions (``ShopLayout``).
+    public let layout: ShopLayout
 
-    public init(pool: any RedisClientProtocol, confirmation: ReplicaConfirmation? = nil) {
+    public init(pool: any RedisClientProtocol, confirmation: ReplicaConfirmation? = nil, layout: ShopLayout = .single) {
         self.pool = pool
         self.confirmation = confirmation
+        self.layout = layout
     }
 
     /// All live entities of a type as a JSON array, in creation order.
@@ -27,52 +30,66 @@ public struct ReadModel: Sendable {
     /// `GET /orders` 150-162 ms at 60,000 orders, `/orders/unbilled` 667 ms at 28,000, every
     /// service stalled meanwhile). An entity created or deleted while the list is read may be in
     /// it or not; one that lives throughout is in it once, also across a rebuild.
+    ///
+    /// A type spread over partitions is read partition by partition, and the entities merged by
+    /// their scores (``CreationScore``: creation order across partitions too).
     public func list(_ type: EntityType) async throws -> [UInt8] {
-        var items: [RESPValue] = []
-        try await pages(of: type, start: { items = [] }) { page in items += page.map(\.json) }
-        return Self.jsonArray(items)
+        let partitions = layout.partitions(type)
+        guard partitions.count > 1 else {
+            var items: [RESPValue] = []
+            try await pages(of: partitions[0], start: { items = [] }) { page in items += page.map(\.json) }
+            return Self.jsonArray(items)
+        }
+        var scored: [(score: Double, json: RESPValue)] = []
+        for partition in partitions {
+            var items: [(score: Double, json: RESPValue)] = []
+            try await pages(of: partition, start: { items = [] }) { page in items += page.map { ($0.score, $0.json) } }
+            scored += items
+        }
+        scored.sort { $0.score < $1.score }
+        return Self.jsonArray(scored.map(\.json))
     }
 
     /// Entities per page of a list: a page's script reads this many (about 1 ms of Redis's time
     /// for orders of a few products).
     static let pageSize = 500
 
-    /// Reads `type`'s live entities page by page, in creation order (their score in the ids set,
-    /// which no command changes, and no id gets twice: a create refuses an id that ever
+    /// Reads one partition's live entities page by page, in creation order (their score in the
+    /// ids set, which no command changes, and no id gets twice: a create refuses an id that ever
     /// existed), each page one short script, and hands each page to `body`,
     /// which collects into what the list started (`start` is called before the first page).
     /// A rebuild's swap may renumber the scores: when the read model's generation changes
     /// between two pages, the list starts again (`start` once more), at most
     /// ``maximumRestarts`` times.
     func pages(
-        of type: EntityType, start: () -> Void, _ body: ([(id: String, json: RESPValue)]) async throws -> Void
+        of partition: EntityPartition, start: () -> Void, _ body: ([(id: String, score: Double, json: RESPValue)]) async throws -> Void
     ) async throws {
-        let k = type.keys
+        let k = partition.keys
         let keys = [RedisArgument(k.ids), RedisArgument(k.entities), RedisArgument(k.generation)]
         for _ in 0...Self.maximumRestarts {
             start()
             var after = "-inf"
             var generation: String?
             while true {
-                let reply = try await query(Scripts.page, of: type, keys: keys, arguments: [RedisArgument(after), RedisArgument(Self.pageSize)])
+                let reply = try await query(Scripts.page, in: partition, keys: keys, arguments: [RedisArgument(after), RedisArgument(Self.pageSize)])
                 guard let parts = reply.array, parts.count >= 3, let now = parts[0].string, let read = parts[2].int else {
                     throw RedisError(.unexpectedReply, "list page answered \(reply)")
                 }
                 if let generation, generation != now { break }
                 generation = now
-                var page: [(id: String, json: RESPValue)] = []
+                var page: [(id: String, score: Double, json: RESPValue)] = []
                 page.reserveCapacity(read)
                 var index = 3
-                while index + 1 < parts.count {
-                    if let id = parts[index].string { page.append((id, parts[index + 1])) }
-                    index += 2
+                while index + 2 < parts.count {
+                    if let id = parts[index].string, let score = parts[index + 1].string.flatMap(Double.init) { page.append((id, score, parts[index + 2])) }
+                    index += 3
                 }
                 if !page.isEmpty { try await body(page) }
                 guard read == Self.pageSize, let last = parts[1].string else { return }
                 after = "(" + last
             }
         }
-        throw ShopError.unavailable("the \(type) read model was rebuilt \(Self.maximumRestarts + 1) times while it was listed; retry")
+        throw ShopError.unavailable("the \(partition) read model was rebuilt \(Self.maximumRestarts + 1) times while it was listed; retry")
     }
 
     /// How often a list starts again after a rebuild's swap before it answers 503.
@@ -80,9 +97,10 @@ public struct ReadModel: Sendable {
 
     /// One live entity's JSON, or nil when there is none (never created, or deleted).
     public func one(_ type: EntityType, id: String) async throws -> [UInt8]? {
-        let key = RedisArgument(type.keys.entities)
+        let partition = layout.partition(type, id: id)
+        let key = RedisArgument(partition.keys.entities)
         guard confirmation != nil else { return try await pool.send(RawCommand(["HGET", key, RedisArgument(id)], keys: [key], readOnly: true)).bytes }
-        return try await query(Scripts.one, of: type, keys: [key], arguments: [RedisArgument(id)]).bytes
+        return try await query(Scripts.one, in: partition, keys: [key], arguments: [RedisArgument(id)]).bytes
     }
 
     /// Live orders that have no billing, as a JSON array, in creation order.
@@ -94,21 +112,35 @@ public struct ReadModel: Sendable {
     /// 28,000 orders, 132 ms more for the ids).
     public func unbilledOrders() async throws -> [UInt8] {
         var items: [RESPValue] = []
-        let billings = RedisArgument(EntityType.billing.keys.unique)
-        try await pages(of: .order, start: { items = [] }) { page in
-            let billed = try await query(Scripts.present, of: .billing, keys: [billings], arguments: page.map { RedisArgument($0.id) }).array ?? []
-            guard billed.count == page.count else { throw RedisError(.unexpectedReply, "billed check answered \(billed.count) of \(page.count)") }
-            for (order, isBilled) in zip(page, billed) where isBilled.int == 0 { items.append(order.json) }
+        let orders = layout.partitions(.order)
+        precondition(orders.count == 1, "orders keep one partition (ShopLayout.spreadTypes)")
+        try await pages(of: orders[0], start: { items = [] }) { page in
+            // Each billing lives in its order's partition (``EventStore/placement(_:key:)``).
+            var billed = [Bool](repeating: false, count: page.count)
+            let byPartition = Dictionary(grouping: page.indices) { layout.partition(of: .billing, id: page[$0].id) }
+            for (p, indices) in byPartition {
+                let billings = layout.partition(.billing, p)
+                let reply =
+                    try await query(
+                        Scripts.present, in: billings, keys: [RedisArgument(billings.keys.unique)], arguments: indices.map { RedisArgument(page[$0].id) }
+                    ).array ?? []
+                guard reply.count == indices.count else { throw RedisError(.unexpectedReply, "billed check answered \(reply.count) of \(indices.count)") }
+                for (index, isBilled) in zip(indices, reply) { billed[index] = isBilled.int != 0 }
+            }
+            for (order, isBilled) in zip(page, billed) where !isBilled { items.append(order.json) }
         }
         return Self.jsonArray(items)
     }
 
     /// Runs a query script; with ``confirmation``, answers only once the replicas hold what it
     /// read (`type`'s replica barrier, then `WAIT`).
-    private func query(_ script: RedisScript, of type: EntityType, keys: [RedisArgument], arguments: [RedisArgument] = []) async throws -> RESPValue {
+    private func query(_ script: RedisScript, in partition: EntityPartition, keys: [RedisArgument], arguments: [RedisArgument] = []) async throws
+        -> RESPValue
+    {
         guard let confirmation else { return try await pool.evaluate(script, keys: keys, arguments: arguments) }
         let confirmed = try await pool.evaluate(
-            script, keys: keys, arguments: arguments, confirming: confirmation, barrier: RedisArgument(type.keys.replicaBarrier), wrote: { _ in false })
+            script, keys: keys, arguments: arguments, confirming: confirmation, barrier: RedisArgument(partition.keys.replicaBarrier),
+            wrote: { _ in false })
         guard confirmed.isConfirmed else { throw ShopError.unconfirmedRead(acknowledged: confirmed.acknowledgedBy, wanted: confirmation.replicas) }
         return confirmed.reply
     }
@@ -128,14 +160,18 @@ public struct ReadModel: Sendable {
 
     /// How many live entities a type has.
     public func count(_ type: EntityType) async throws -> Int {
-        let key = RedisArgument(type.keys.ids)
-        return try await pool.send(RawCommand(["ZCARD", key], keys: [key], readOnly: true)).int ?? 0
+        var total = 0
+        for partition in layout.partitions(type) {
+            let key = RedisArgument(partition.keys.ids)
+            total += try await pool.send(RawCommand(["ZCARD", key], keys: [key], readOnly: true)).int ?? 0
+        }
+        return total
     }
 
     /// An entity whether live or deleted (its last state), for mails about things that are gone
     /// meanwhile; nil when Redis has never seen it.
     public func lookup<E: ShopEntity>(_ type: E.Type, id: String) async throws -> (entity: E, deleted: Bool)? {
-        let k = E.type.keys
+        let k = layout.partition(E.type, id: id).keys
         let reply = try await pool.evaluate(
             Scripts.lookup, keys: [RedisArgument(k.entities), RedisArgument(k.tombstones)], arguments: [RedisArgument(id)])
         guard let parts = reply.array, parts.count == 2, let json = parts[0].bytes else { return nil }
@@ -144,7 +180,7 @@ public struct ReadModel: Sendable {
 
     /// The version of an entity's latest change, live or deleted.
     public func version(_ type: EntityType, id: String) async throws -> Int? {
-        let key = RedisArgument(type.keys.versions)
+        let key = RedisArgument(layout.partition(type, id: id).keys.versions)
         return try await pool.send(RawCommand(["HGET", key, RedisArgument(id)], keys: [key], readOnly: true)).int
     }
 

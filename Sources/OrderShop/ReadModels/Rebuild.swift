@@ -5,11 +5,11 @@ extension EventStore {
     /// The events of an entity type as its three streams hold them now (after the given entry
     /// ids, one per stream in ``EventAction`` order; all when nil), with the last entry id read
     /// from each. Entries trimmed away are not here: for the state, use ``replay(_:)``.
-    public func events(_ type: EntityType, after: [String]? = nil, pageSize: Int = 1000) async throws -> (events: [RecordedEvent], lastIDs: [String]) {
+    public func events(_ partition: EntityPartition, after: [String]? = nil, pageSize: Int = 1000) async throws -> (events: [RecordedEvent], lastIDs: [String]) {
         var events: [RecordedEvent] = []
         var lastIDs: [String] = []
         for (i, action) in EventAction.allCases.enumerated() {
-            let stream = type.stream(action)
+            let stream = partition.stream(action)
             var last = after?[i] ?? "0-0"
             var start = last == "0-0" ? "-" : "(" + last
             while true {
@@ -28,17 +28,18 @@ extension EventStore {
 
     /// The state of an entity type replayed from its record: the latest snapshot plus every
     /// event after it. Throws ``StreamGapError`` when a stream lacks entries after the snapshot.
-    public func replay(_ type: EntityType) async throws -> Projection {
-        let base = try await latestSnapshot(type)
-        let cut = try await StreamCut.read(type, pool: pool)
+    public func replay(_ partition: EntityPartition) async throws -> Projection {
+        let base = try await latestSnapshot(partition)
+        let cut = try await StreamCut.read(partition, pool: pool)
         var projection = Projection(base: base?.states ?? [:])
-        for e in Projection.ordered(try await events(type, after: base?.cut ?? .origin(type), upTo: cut).events) { projection.apply(e) }
+        for e in Projection.ordered(try await events(partition, after: base?.cut ?? .origin(partition), upTo: cut).events) { projection.apply(e) }
         return projection
     }
 
     /// What a rebuild did.
     public struct RebuildReport: Sendable, Hashable, CustomStringConvertible {
-        public var type: EntityType
+        public var partition: EntityPartition
+        public var type: EntityType { partition.type }
         /// Events read from the streams (after the snapshot, when there is one).
         public var events: Int
         public var live: Int
@@ -56,7 +57,7 @@ extension EventStore {
         public var uncreated: [String] = []
 
         public var description: String {
-            "\(type): \(snapshot == nil ? "" : "snapshot + ")\(events) events -> \(live) live, \(deleted) deleted, \(ignored) ignored (repeated or late)"
+            "\(partition): \(snapshot == nil ? "" : "snapshot + ")\(events) events -> \(live) live, \(deleted) deleted, \(ignored) ignored (repeated or late)"
                 + (retries > 0 ? ", \(retries) retries" : "")
                 + (malformed.isEmpty ? "" : ", \(malformed.count) malformed entries left out: " + malformed.prefix(5).map(\.description).joined(separator: "; ")
                     + (malformed.count > 5 ? "; ..." : ""))
@@ -73,10 +74,10 @@ extension EventStore {
     /// again: see ``RebuildStaging``), so commands may keep running during a rebuild and nothing
     /// they wrote is lost. A snapshot installed while it reads (a concurrent `trim`) makes it
     /// start over from that snapshot.
-    public func rebuild(_ type: EntityType, maxAttempts: Int = 100) async throws -> RebuildReport {
-        var staging = RebuildStaging(type: type, suffix: RandomUUID.string())
+    public func rebuild(_ partition: EntityPartition, maxAttempts: Int = 100) async throws -> RebuildReport {
+        var staging = RebuildStaging(partition: partition, suffix: RandomUUID.string())
         do {
-            return try await rebuild(type, into: &staging, maxAttempts: maxAttempts)
+            return try await rebuild(partition, into: &staging, maxAttempts: maxAttempts)
         } catch {
             // The staging keys of a rebuild that failed are of no use; a swap renamed them away.
             _ = try? await pool.send(DEL(keys: staging.keys.map { RedisArgument($0) }))
@@ -84,9 +85,9 @@ extension EventStore {
         }
     }
 
-    private func rebuild(_ type: EntityType, into staging: inout RebuildStaging, maxAttempts: Int) async throws -> RebuildReport {
-        var base = try await latestSnapshot(type)
-        var from = base?.cut ?? .origin(type)
+    private func rebuild(_ partition: EntityPartition, into staging: inout RebuildStaging, maxAttempts: Int) async throws -> RebuildReport {
+        var base = try await latestSnapshot(partition)
+        var from = base?.cut ?? .origin(partition)
         var projection = rebuildProjection(base: base?.states ?? [:])
         var read = 0
         var malformed: [MalformedEntry] = base?.malformed ?? []
@@ -94,13 +95,13 @@ extension EventStore {
         // snapshot: the chaos harness reads this as the race met).
         var refusedSwaps = 0
         for _ in 0..<maxAttempts {
-            let cut = try await StreamCut.read(type, pool: pool)
+            let cut = try await StreamCut.read(partition, pool: pool)
             let new: (events: [RecordedEvent], malformed: [MalformedEntry])
             do {
-                new = try await events(type, after: from, upTo: cut)
+                new = try await events(partition, after: from, upTo: cut)
             } catch let gap as StreamGapError {
                 // Trimmed meanwhile past a newer snapshot: start over from it; otherwise refuse.
-                guard let latest = try await latestSnapshot(type), latest.cut != base?.cut else { throw gap }
+                guard let latest = try await latestSnapshot(partition), latest.cut != base?.cut else { throw gap }
                 base = latest
                 from = latest.cut
                 projection = rebuildProjection(base: latest.states)
@@ -115,32 +116,32 @@ extension EventStore {
             for e in Projection.ordered(new.events) where projection.apply(e) { changed.insert(e.entityID) }
             from = cut
             try await staging.write(projection, changed: changed, pool: pool)
-            let keys = (type.streams + type.keys.all + staging.keys + [type.keys.generation]).map { RedisArgument($0) }
+            let keys = (partition.streams + partition.keys.all + staging.keys + [partition.keys.generation]).map { RedisArgument($0) }
             // With --confirm-replicas the swap counts only once the replicas have it: a failover
             // could otherwise undo a rebuild reported done (the live read model, as commands
             // kept it, would stay), and an operator who rebuilt to repair it would not know.
             let reply: RESPValue
             do {
                 reply = try await runConfirmed(
-                    plantedBug == .rebuildSwapsBlindly ? Self.plantedBlindSwapScript : Self.swapScript, type: type, keys: keys,
+                    plantedBug == .rebuildSwapsBlindly ? Self.plantedBlindSwapScript : Self.swapScript, in: partition, keys: keys,
                     arguments: cut.positions.map { RedisArgument($0.entriesAdded) } + [RedisArgument(RandomUUID.string())],
                     wrote: { $0.array?.first?.string == "ok" })
             } catch var unconfirmed as ShopError where unconfirmed.outcome == "may have been applied" {
                 // The command's advice (an Idempotency-Key, reading the entity) is a client's;
                 // an operator's is to run the rebuild again, which is safe at any time.
-                unconfirmed.message = "the rebuild of \(type) may have been applied: its swap ran on the primary, but the replicas did not confirm it in time, so a failover could undo it; run the rebuild again once they are back"
+                unconfirmed.message = "the rebuild of \(partition) may have been applied: its swap ran on the primary, but the replicas did not confirm it in time, so a failover could undo it; run the rebuild again once they are back"
                 throw unconfirmed
             }
             if reply.array?.first?.string == "ok" {
                 let deleted = projection.states.values.filter(\.deleted).count
                 return RebuildReport(
-                    type: type, events: read, live: projection.states.count - deleted, deleted: deleted,
+                    partition: partition, events: read, live: projection.states.count - deleted, deleted: deleted,
                     ignored: projection.ignored, retries: refusedSwaps, snapshot: base?.cut, malformed: malformed,
                     uncreated: projection.uncreated.keys.sorted())
             }
             refusedSwaps += 1
         }
-        throw RedisError(.transactionAborted, "\(type) events kept arriving; rebuild gave up after \(maxAttempts) attempts")
+        throw RedisError(.transactionAborted, "\(partition) events kept arriving; rebuild gave up after \(maxAttempts) attempts")
     }
 
     /// The fold a rebuild starts from `base` with (its planted bug's, in a chaos run).

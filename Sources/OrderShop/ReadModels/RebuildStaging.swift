@@ -17,7 +17,7 @@ import RedisClient
 /// sequence (entities created), and the unique index (a value belongs to the latest-created live
 /// entity that has it).
 struct RebuildStaging {
-    let type: EntityType
+    let partition: EntityPartition
     /// entities, versions, tombstones, ids, sequence, unique (``ReadModelKeys/all``'s order).
     let keys: [String]
     /// Each entity's score in the ids set, as written, and the latest creation ranked.
@@ -28,9 +28,9 @@ struct RebuildStaging {
     private var holders: [String: Set<String>] = [:]
     private var written = false
 
-    init(type: EntityType, suffix: String) {
-        self.type = type
-        self.keys = type.keys.staging(suffix)
+    init(partition: EntityPartition, suffix: String) {
+        self.partition = partition
+        self.keys = partition.keys.staging(suffix)
     }
 
     /// Forgets what was written: the next ``write(_:changed:pool:)`` writes everything.
@@ -60,8 +60,14 @@ struct RebuildStaging {
         written = true
     }
 
-    /// Ranks every entity by creation (deleted ones included), 1-based.
+    /// Ranks every entity by creation (deleted ones included), 1-based; in a partition of
+    /// several, by its creation's number (``CreationSequence``), as the create gave it (0 for a
+    /// creation without one, written by hand: listed first).
     private mutating func rankAll(_ projection: Projection) {
+        if partition.count > 1 {
+            ranks = projection.states.mapValues { $0.sequence ?? 0 }
+            return
+        }
         let ordered = projection.states.map { (created: $0.value.created, id: $0.key) }.sorted { ($0.created, $0.id) < ($1.created, $1.id) }
         ranks = [:]
         ranks.reserveCapacity(ordered.count)
@@ -72,6 +78,11 @@ struct RebuildStaging {
     /// Ranks the entities of `changed` not ranked yet after the others; false when one of them
     /// was created before the latest one ranked (every rank after it would move).
     private mutating func rankAdded(_ changed: Set<String>, _ projection: Projection) -> Bool {
+        if partition.count > 1 {
+            // Scores from the record alone: a new one moves no other.
+            for id in changed where ranks[id] == nil { if let state = projection.states[id] { ranks[id] = state.sequence ?? 0 } }
+            return true
+        }
         let added = changed.filter { ranks[$0] == nil }.compactMap { id in projection.states[id].map { (created: $0.created, id: id) } }
             .sorted { ($0.created, $0.id) < ($1.created, $1.id) }
         guard let first = added.first else { return true }
@@ -167,7 +178,7 @@ struct RebuildStaging {
     }
 
     private func uniqueValue(of state: Projection.State) -> String? {
-        guard let field = type.uniqueField,
+        guard let field = partition.type.uniqueField,
             case .object(let o)? = try? JSONCoding.decode(JSONValue.self, from: state.json), case .string(let value)? = o[field]
         else { return nil }
         return value

@@ -10,7 +10,9 @@ import RedisClient
 /// renamed into place and its position set together), so a reader sees a whole snapshot or the
 /// previous one, and never moved backwards: a snapshot older than the installed one is dropped.
 public struct ReadModelSnapshot: Sendable, Hashable {
-    public var type: EntityType
+    /// The partition of the entity type whose events it folds (``ShopLayout``).
+    public var partition: EntityPartition
+    public var type: EntityType { partition.type }
     /// The events covered: every entry up to each stream's position.
     public var cut: StreamCut
     /// Epoch milliseconds when it was taken.
@@ -39,8 +41,8 @@ public struct ReadModelSnapshot: Sendable, Hashable {
 
 extension EventStore {
     /// The latest snapshot of an entity type, nil when none was ever taken.
-    public func latestSnapshot(_ type: EntityType) async throws -> ReadModelSnapshot? {
-        let k = type.keys
+    public func latestSnapshot(_ partition: EntityPartition) async throws -> ReadModelSnapshot? {
+        let k = partition.keys
         let reply = try await pool.evaluate(
             Self.loadSnapshotScript, keys: [RedisArgument(k.snapshot), RedisArgument(k.snapshotStates)])
         guard let parts = reply.array, parts.count == 2 else { throw RedisError(.unexpectedReply, "snapshot load answered \(reply)") }
@@ -60,16 +62,16 @@ extension EventStore {
             }
             // A state folded in before rebuilds checked the shape ({"id":"z"} as a customer) is
             // left out as the events would be.
-            if let reason = RecordedEvent.problem(ofEntity: state.json, id: id) ?? (state.deleted ? nil : type.shapeProblem(state.json)) {
+            if let reason = RecordedEvent.problem(ofEntity: state.json, id: id) ?? (state.deleted ? nil : partition.type.shapeProblem(state.json)) {
                 malformed.append(MalformedEntry(stream: k.snapshotStates, entryID: id, reason: reason))
                 continue
             }
             states[id] = state
         }
-        let cut = StreamCut(positions: zip(type.streams, zip(ids, counts)).map {
+        let cut = StreamCut(positions: zip(partition.streams, zip(ids, counts)).map {
             StreamCut.Position(stream: $0.0, lastID: $0.1.0, entriesAdded: $0.1.1, firstID: nil)
         })
-        var snapshot = ReadModelSnapshot(type: type, cut: cut, takenAt: meta["taken_at"].flatMap { Int($0) } ?? 0, states: states)
+        var snapshot = ReadModelSnapshot(partition: partition, cut: cut, takenAt: meta["taken_at"].flatMap { Int($0) } ?? 0, states: states)
         snapshot.malformed = malformed
         return snapshot
     }
@@ -82,21 +84,21 @@ extension EventStore {
     /// `ordershop trim` at once failed 3 times in 80 with a false "trimmed past the latest
     /// snapshot", and `trim` beside `snapshot all` 2 in 40: a user-style run, 2026-12-05).
     @discardableResult
-    public func takeSnapshot(_ type: EntityType, maxAttempts: Int = 100) async throws -> ReadModelSnapshot {
-        try await takeSnapshot(type, maxAttempts: maxAttempts, afterReadingBase: {})
+    public func takeSnapshot(_ partition: EntityPartition, maxAttempts: Int = 100) async throws -> ReadModelSnapshot {
+        try await takeSnapshot(partition, maxAttempts: maxAttempts, afterReadingBase: {})
     }
 
     /// ``takeSnapshot(_:maxAttempts:)``, running `afterReadingBase` after each read of the latest
     /// snapshot (a test runs another trim there).
-    func takeSnapshot(_ type: EntityType, maxAttempts: Int, afterReadingBase: () async throws -> Void) async throws -> ReadModelSnapshot {
-        var base = try await latestSnapshot(type)
+    func takeSnapshot(_ partition: EntityPartition, maxAttempts: Int, afterReadingBase: () async throws -> Void) async throws -> ReadModelSnapshot {
+        var base = try await latestSnapshot(partition)
         try await afterReadingBase()
         var attempt = 1
         while true {
             do {
-                return try await takeSnapshot(type, from: base)
+                return try await takeSnapshot(partition, from: base)
             } catch let gap as StreamGapError {
-                guard attempt < maxAttempts, let latest = try await latestSnapshot(type), latest.cut != base?.cut else { throw gap }
+                guard attempt < maxAttempts, let latest = try await latestSnapshot(partition), latest.cut != base?.cut else { throw gap }
                 base = latest
                 try await afterReadingBase()
                 attempt += 1
@@ -105,12 +107,12 @@ extension EventStore {
     }
 
     /// One try of ``takeSnapshot(_:maxAttempts:)`` from `base`.
-    private func takeSnapshot(_ type: EntityType, from base: ReadModelSnapshot?) async throws -> ReadModelSnapshot {
-        let cut = try await StreamCut.read(type, pool: pool)
-        let new = try await events(type, after: base?.cut ?? .origin(type), upTo: cut)
+    private func takeSnapshot(_ partition: EntityPartition, from base: ReadModelSnapshot?) async throws -> ReadModelSnapshot {
+        let cut = try await StreamCut.read(partition, pool: pool)
+        let new = try await events(partition, after: base?.cut ?? .origin(partition), upTo: cut)
         var projection = Projection(base: base?.states ?? [:])
         for e in Projection.ordered(new.events) { projection.apply(e) }
-        var snapshot = ReadModelSnapshot(type: type, cut: cut, takenAt: Self.now(), states: projection.states)
+        var snapshot = ReadModelSnapshot(partition: partition, cut: cut, takenAt: Self.now(), states: projection.states)
         snapshot.malformed = (base?.malformed ?? []) + new.malformed
         snapshot.uncreated = projection.uncreated.keys.sorted()
         try await install(snapshot)
@@ -143,7 +145,7 @@ extension EventStore {
     /// Writes a snapshot's states beside the installed ones, expiring after
     /// ``stagingLifetime``; returns the staged key.
     func stage(_ snapshot: ReadModelSnapshot) async throws -> String {
-        let staging = snapshot.type.keys.snapshotStates + ":staging:" + RandomUUID.string()
+        let staging = snapshot.partition.keys.snapshotStates + ":staging:" + RandomUUID.string()
         let stagingKey = RedisArgument(staging)
         var commands: [RawCommand] = [RawCommand(["DEL", stagingKey], keys: [stagingKey])]
         let states = Array(snapshot.states)
@@ -161,7 +163,7 @@ extension EventStore {
     static let stagingLifetime: Duration = .seconds(3600)
 
     func swapIn(_ snapshot: ReadModelSnapshot, staging: String, onlyIfNone: Bool) async throws -> Bool {
-        let k = snapshot.type.keys
+        let k = snapshot.partition.keys
         let positions = snapshot.cut.positions
         let reply = try await pool.evaluate(
             Self.installSnapshotScript,
@@ -173,19 +175,23 @@ extension EventStore {
                 RedisArgument(snapshot.states.count),
             ])
         let tag = reply.array?.first?.string
-        if tag == "missing" { throw StagedSnapshotMissing(type: snapshot.type) }
+        if tag == "missing" { throw StagedSnapshotMissing(partition: snapshot.partition) }
         return tag == "ok"
     }
 
+    /// "version deleted created-entry-id[ creation-number]\n" + JSON (the number in a shop of
+    /// several partitions only, so a snapshot of one partition reads as it always did).
     static func encodeState(_ s: Projection.State) -> [UInt8] {
-        Array("\(s.version) \(s.deleted ? 1 : 0) \(s.created)\n".utf8) + s.json
+        Array("\(s.version) \(s.deleted ? 1 : 0) \(s.created)\(s.sequence.map { " \($0)" } ?? "")\n".utf8) + s.json
     }
 
     static func decodeState(_ bytes: [UInt8]) -> Projection.State? {
         guard let newline = bytes.firstIndex(of: UInt8(ascii: "\n")) else { return nil }
         let head = String(decoding: bytes[..<newline], as: UTF8.self).split(separator: " ")
-        guard head.count == 3, let version = Int(head[0]), let created = StreamID(head[2]) else { return nil }
-        return Projection.State(json: Array(bytes[(newline + 1)...]), version: version, deleted: head[1] == "1", created: created)
+        guard head.count == 3 || head.count == 4, let version = Int(head[0]), let created = StreamID(head[2]) else { return nil }
+        let sequence = head.count == 4 ? Int(head[3]) : nil
+        if head.count == 4, sequence == nil { return nil }
+        return Projection.State(json: Array(bytes[(newline + 1)...]), version: version, deleted: head[1] == "1", created: created, sequence: sequence)
     }
 
     static func pairs(_ value: RESPValue) -> [String: String] {
@@ -242,8 +248,8 @@ extension EventStore {
 
 /// A snapshot's staged states were gone when its install ran: nothing was installed.
 public struct StagedSnapshotMissing: Error, CustomStringConvertible {
-    public let type: EntityType
+    public let partition: EntityPartition
     public var description: String {
-        "the \(type) snapshot's staged states were gone when it was to be installed (they expire after an hour, and are deleted when an install's answer is lost): nothing was installed; run it again"
+        "the \(partition) snapshot's staged states were gone when it was to be installed (they expire after an hour, and are deleted when an install's answer is lost): nothing was installed; run it again"
     }
 }

@@ -20,23 +20,29 @@ extension EventStore {
     /// snapshot exists already, or every stream still holds all its events (then
     /// ``takeSnapshot(_:)`` folds them). The install itself refuses if a snapshot appeared meanwhile.
     @discardableResult
-    public func adoptReadModelAsSnapshot(_ type: EntityType) async throws -> ReadModelSnapshot {
-        if let existing = try await latestSnapshot(type) {
+    public func adoptReadModelAsSnapshot(_ partition: EntityPartition) async throws -> ReadModelSnapshot {
+        // Its scores are creation scores, not the sequence numbers that stand in for entry ids
+        // here; and no shop in partitions had the trim that snapshots did not cover.
+        guard partition.count == 1 else {
+            throw SnapshotAdoptionRefused(
+                description: "a shop laid out in partitions never had the old trim: `ordershop snapshot` folds its events")
+        }
+        if let existing = try await latestSnapshot(partition) {
             throw SnapshotAdoptionRefused(
                 description: "a snapshot exists (covers \(existing.cut)); later snapshots are folded from it and the events, never copied from the read model")
         }
         do {
-            _ = try await events(type, after: .origin(type), upTo: try await StreamCut.read(type, pool: pool))
+            _ = try await events(partition, after: .origin(partition), upTo: try await StreamCut.read(partition, pool: pool))
             throw SnapshotAdoptionRefused(
-                description: "its streams hold every event, so `ordershop snapshot \(type)` folds them; the read model may differ from the events and is adopted only for streams trimmed before any snapshot")
+                description: "its streams hold every event, so `ordershop snapshot \(partition)` folds them; the read model may differ from the events and is adopted only for streams trimmed before any snapshot")
         } catch is StreamGapError {
             // The record is incomplete and no snapshot holds the rest: the read model is all there is.
         }
-        let k = type.keys
-        let keys = ([k.entities, k.versions, k.tombstones, k.ids] + type.streams).map { RedisArgument($0) }
+        let k = partition.keys
+        let keys = ([k.entities, k.versions, k.tombstones, k.ids] + partition.streams).map { RedisArgument($0) }
         let reply = try await pool.evaluate(Self.adoptScript, keys: keys)
         guard let parts = reply.array, parts.count == 5 else { throw RedisError(.unexpectedReply, "read model adoption answered \(reply)") }
-        let cut = try StreamCut.parse(parts[4], type: type)
+        let cut = try StreamCut.parse(parts[4], partition: partition)
         func hash(_ v: RESPValue) -> [String: [UInt8]] {
             let a = v.array ?? []
             var out: [String: [UInt8]] = [:]
@@ -52,7 +58,7 @@ extension EventStore {
             states[id] = Projection.State(
                 json: json, version: version, deleted: live[id] == nil, created: StreamID(milliseconds: 0, sequence: order[id] ?? 0))
         }
-        let snapshot = ReadModelSnapshot(type: type, cut: cut, takenAt: Self.now(), states: states)
+        let snapshot = ReadModelSnapshot(partition: partition, cut: cut, takenAt: Self.now(), states: states)
         guard try await install(snapshot, onlyIfNone: true) else {
             throw SnapshotAdoptionRefused(description: "a snapshot was taken meanwhile; later snapshots are folded from it, never copied from the read model")
         }

@@ -25,21 +25,21 @@ public struct StreamCut: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// The cut before any event: what a rebuild without a snapshot starts from.
-    public static func origin(_ type: EntityType) -> StreamCut {
-        StreamCut(positions: type.streams.map { Position(stream: $0, lastID: .zero, entriesAdded: 0, firstID: nil) })
+    public static func origin(_ partition: EntityPartition) -> StreamCut {
+        StreamCut(positions: partition.streams.map { Position(stream: $0, lastID: .zero, entriesAdded: 0, firstID: nil) })
     }
 
     /// Reads the current cut of an entity type's streams (one script: one instant).
-    public static func read(_ type: EntityType, pool: any RedisClientProtocol) async throws -> StreamCut {
-        try parse(try await pool.evaluate(script, keys: type.streams.map { RedisArgument($0) }), type: type)
+    public static func read(_ partition: EntityPartition, pool: any RedisClientProtocol) async throws -> StreamCut {
+        try parse(try await pool.evaluate(script, keys: partition.streams.map { RedisArgument($0) }), partition: partition)
     }
 
     /// A cut from the reply of ``lua``'s `stream_cut`.
-    static func parse(_ reply: RESPValue, type: EntityType) throws -> StreamCut {
+    static func parse(_ reply: RESPValue, partition: EntityPartition) throws -> StreamCut {
         let rows = reply.array ?? []
         guard rows.count == 3 else { throw RedisError(.unexpectedReply, "stream cut script answered \(reply)") }
         var positions: [Position] = []
-        for (stream, row) in zip(type.streams, rows) {
+        for (stream, row) in zip(partition.streams, rows) {
             let f = row.array ?? []
             guard f.count == 3, let last = f[0].string.flatMap({ StreamID($0) }), let added = f[1].int else {
                 throw RedisError(.unexpectedReply, "stream cut script answered \(reply)")

@@ -14,18 +14,18 @@ public enum CRMWorker {
     public static func subscriptions(readModel: ReadModel, mail: MailClient, pauseAfterMail: Duration = .zero) -> [Subscription] {
         let support = MailHandlerSupport(readModel: readModel, mail: mail, pauseAfterMail: pauseAfterMail)
         return [
-            Subscription(stream: EntityType.customer.stream(.created), group: group) { delivery in
+            Subscription(stream: EntityType.customer.stream(.created), group: group, partitions: readModel.layout.partitions(of: .customer)) { delivery in
                 let customer = try delivery.shopEntity(Customer.self)
                 return try await support.send(to: customer.email, msg: MailKind.welcome(name: customer.name), for: delivery)
             },
-            Subscription(stream: EntityType.customer.stream(.deleted), group: group) { delivery in
+            Subscription(stream: EntityType.customer.stream(.deleted), group: group, partitions: readModel.layout.partitions(of: .customer)) { delivery in
                 let customer = try delivery.shopEntity(Customer.self)
                 // Only a deletion the read model shows: a hand-written one gets no good-bye.
                 try await UnrecordedDeletion.require(
                     Customer.self, id: customer.id, version: delivery.string("version").flatMap { Int($0) }, in: support.readModel)
                 return try await support.send(to: customer.email, msg: MailKind.goodbye(name: customer.name), for: delivery)
             },
-            Subscription(stream: EntityType.order.stream(.created), group: group) { delivery in
+            Subscription(stream: EntityType.order.stream(.created), group: group, partitions: readModel.layout.partitions(of: .order)) { delivery in
                 let order = try delivery.shopEntity(Order.self)
                 let what = "order \(order.id)"
                 let customer = try await support.customer(order.customerID, of: what)
@@ -49,14 +49,14 @@ public enum BillingWorker {
     public static func subscriptions(readModel: ReadModel, mail: MailClient, pauseAfterMail: Duration = .zero) -> [Subscription] {
         let support = MailHandlerSupport(readModel: readModel, mail: mail, pauseAfterMail: pauseAfterMail)
         return [
-            Subscription(stream: EntityType.order.stream(.created), group: group) { delivery in
+            Subscription(stream: EntityType.order.stream(.created), group: group, partitions: readModel.layout.partitions(of: .order)) { delivery in
                 let order = try delivery.shopEntity(Order.self)
                 let what = "order \(order.id)"
                 let customer = try await support.customer(order.customerID, of: what)
                 let sum = try support.sum(try await support.products(order.productIDs), of: what)
                 return try await support.send(to: customer.email, msg: MailKind.pleasePay(name: customer.name, sum: sum), for: delivery)
             },
-            Subscription(stream: EntityType.billing.stream(.created), group: group) { delivery in
+            Subscription(stream: EntityType.billing.stream(.created), group: group, partitions: readModel.layout.partitions(of: .billing)) { delivery in
                 let billing = try delivery.shopEntity(Billing.self)
                 let what = "billing \(billing.id)"
                 guard let order = try await support.readModel.lookup(Order.self, id: billing.orderID)?.entity else {
@@ -82,8 +82,12 @@ extension WorkerName {
     }
 
     /// The groups of the shop's workers that read `stream`, but those of `absent`.
+    /// A partition stream (``ShopLayout``) is read by the groups that read its logical stream.
     public static func groups(reading stream: String, except absent: Set<WorkerName> = []) -> [String] {
-        allCases.filter { !absent.contains($0) && $0.streams.contains(stream) }.map(\.group)
+        let logical = PartitionedStream.parse(stream)?.name
+        return allCases.filter { worker in
+            !absent.contains(worker) && worker.streams.contains { $0 == stream || PartitionedStream($0).base == logical }
+        }.map(\.group)
     }
 
     /// The subscriptions of this worker. `pauseAfterMail`: the chaos harness's slow-handler

@@ -20,19 +20,22 @@ public enum KeyAccessProbe {
         var stream: String
     }
 
-    static func targets(of service: ServiceName) -> [Target] {
-        func entity(_ type: EntityType, appending action: EventAction = .created) -> Target {
-            Target(key: type.keys.entities, command: ["HDEL", "\u{0}ordershop-access-probe"], stream: type.stream(action))
+    /// Each partition of a type is a slot of its own (``ShopLayout``): each is tried.
+    static func targets(of service: ServiceName, layout: ShopLayout = .single) -> [Target] {
+        func entity(_ type: EntityType, appending action: EventAction = .created) -> [Target] {
+            layout.partitions(type).map {
+                Target(key: $0.keys.entities, command: ["HDEL", "\u{0}ordershop-access-probe"], stream: $0.stream(action))
+            }
         }
         switch service {
         case .gateway: return []
-        case .customer: return [entity(.customer)]
-        case .product: return [entity(.product)]
-        case .inventory: return [entity(.inventory)]
+        case .customer: return entity(.customer)
+        case .product: return entity(.product)
+        case .inventory: return entity(.inventory)
         // An order change writes the stock's slot too (its reservation, ``OrderSteps``), and
         // appends there to `events:{inventory}_updated` only.
-        case .order: return [entity(.order), entity(.inventory, appending: .updated)]
-        case .billing: return [entity(.billing)]
+        case .order: return entity(.order) + entity(.inventory, appending: .updated)
+        case .billing: return entity(.billing)
         // Not a marker's name (`{mail:sent}:key:<key>`): a client's Idempotency-Key
         // "ordershop-access-probe" made that one a real marker, which the probe's PEXPIRE ended (a review).
         case .msg: return [Target(key: "{\(MailKeys.sent)}:access-probe", command: ["PEXPIRE", "1"], stream: MailKeys.sent)]
@@ -53,9 +56,11 @@ public enum KeyAccessProbe {
     /// Throws ``RedisUnusable`` naming the user, the key and the role that may write it when
     /// Redis's ACL refuses `service` a write it needs; for the gateway, which writes nothing,
     /// when it refuses a read of a type's read model (``checkReads(client:at:)``).
-    public static func check(_ service: ServiceName, client: any RedisClientProtocol, at configuration: RedisConfiguration) async throws {
-        if service == .gateway { try await checkReads(client: client, at: configuration) }
-        for target in targets(of: service) {
+    public static func check(
+        _ service: ServiceName, client: any RedisClientProtocol, at configuration: RedisConfiguration, layout: ShopLayout = .single
+    ) async throws {
+        if service == .gateway { try await checkReads(client: client, at: configuration, layout: layout) }
+        for target in targets(of: service, layout: layout) {
             let refusal: (key: String, reason: String)?
             do {
                 let reply = try await client.evaluate(
@@ -81,9 +86,8 @@ public enum KeyAccessProbe {
     /// runs, for an id no entity has). Why: a gateway run as the scaler's user started, said ok
     /// on `/healthz`, and answered every query 503 naming the ACL (a trial), where the owning
     /// services refuse to start with a user that cannot do their job.
-    static func checkReads(client: any RedisClientProtocol, at configuration: RedisConfiguration) async throws {
-        for type in EntityType.allCases {
-            let key = type.keys.entities
+    static func checkReads(client: any RedisClientProtocol, at configuration: RedisConfiguration, layout: ShopLayout) async throws {
+        for key in EntityType.allCases.flatMap({ layout.partitions($0).map(\.keys.entities) }) {
             let reason: String
             do {
                 _ = try await client.evaluate(Scripts.one, keys: [RedisArgument(key)], arguments: [RedisArgument("\u{0}ordershop-access-probe")])

@@ -1,0 +1,65 @@
+import Foundation
+import LocalRedis
+@testable import OrderShop
+import RedisClient
+import TestSupport
+import Testing
+
+/// Every process of a shop must lay its entities out in the same partitions (``ShopLayout``): a
+/// process told another count than the shop in its Redis refuses to start, in one line, before
+/// it serves or consumes anything; the count is recorded for the operations commands.
+@Suite struct LayoutClaimTests {
+    @Test func aLayoutOfSeveralPartitionsIsRecordedAndHeldTo() async throws {
+        try await withRedisServer { server in
+            let pool = try server.makePool()
+            #expect(try await ShopLayout.recorded(in: pool) == .single)
+            try await ShopLayout(partitions: 4).claim(in: pool)
+            #expect(try await ShopLayout.recorded(in: pool) == ShopLayout(partitions: 4))
+            try await ShopLayout(partitions: 4).claim(in: pool)
+            for other in [1, 2] {
+                let refused = await #expect(throws: LayoutMismatch.self) { try await ShopLayout(partitions: other).claim(in: pool) }
+                #expect(refused?.recorded == 4 && refused?.given == other)
+                #expect(refused?.description.contains("start it with --partitions 4") == true, "\(String(describing: refused))")
+            }
+            await pool.shutdown()
+        }
+    }
+
+    /// A shop made in one partition records nothing (its users' ACLs predate the record), and is
+    /// known by its read model: several partitions are refused there.
+    @Test func aShopOfOnePartitionIsKnownByItsReadModel() async throws {
+        try await withRedisServer { server in
+            let pool = try server.makePool()
+            try await ShopLayout.single.claim(in: pool)
+            try await EventStore(pool: pool).create([Customer(id: "c1", name: "N", email: "n@shop.test")], trace: "")
+            try await ShopLayout.single.claim(in: pool)
+            #expect(try await pool.send(EXISTS(RedisArgument(ShopLayout.recordKey))) == 0)
+            let refused = await #expect(throws: LayoutMismatch.self) { try await ShopLayout(partitions: 3).claim(in: pool) }
+            #expect(refused?.recorded == 1 && refused?.given == 3)
+            #expect(try await pool.send(EXISTS(RedisArgument(ShopLayout.recordKey))) == 0)
+            await pool.shutdown()
+        }
+    }
+
+    @Test("serve and work told another partition count than the shop's: one line, exit non-zero", arguments: ["serve", "work"])
+    func processesRefuseAnotherLayout(command: String) async throws {
+        try await withRedisServer { server in
+            let pool = try server.makePool()
+            try await ShopLayout(partitions: 4).claim(in: pool)
+            let url = "redis://127.0.0.1:\(server.port)"
+            let arguments =
+                command == "serve"
+                ? ["serve", "customer", "--port", "0", "--url", url, "--partitions", "2"] : ["work", "crm", "--metrics-port", "0", "--url", url]
+            let process = try ChildProcess(try builtProduct("ordershop"), arguments, environment: ["LOG_LEVEL": "info"])
+            let status = await process.waitForExit(timeout: .seconds(60))
+            await process.stop(signal: SIGKILL)
+            #expect(status != nil && status != 0, "status \(String(describing: status)): \(process.output)")
+            let given = command == "serve" ? 2 : 1
+            let said = process.output.split(separator: "\n").filter { $0.contains("has its entities in 4 partitions") }
+            #expect(said.count == 1 && said.first?.contains("started with --partitions \(given)") == true, "\(process.output)")
+            // The worker made no group on the streams of a layout the shop does not have.
+            #expect(try await pool.send(EXISTS(RedisArgument(EntityType.customer.stream(.created)))) == 0)
+            await pool.shutdown()
+        }
+    }
+}
