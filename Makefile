@@ -17,8 +17,11 @@ CLUSTER     ?= 0
 # The seed of the replicated run in `make test` (20261127 gave a VOID there: no SIGKILL met an
 # entry inside its handler).
 SEED_REPLICATED ?= 20261128
-# The seed of the cluster run in `make test`.
+# The seed of the cluster run in `make test` (with customers, products and billings in 6
+# partitions: two per primary).
 SEED_CLUSTER ?= 20261129
+# `make chaos-run`: the shop's partitions (`ordershop-chaos run --partitions`, README "Entities in partitions").
+PARTITIONS  ?= 1
 # Each planted runtime bug gets a short run with the faults that expose it (bug:faults[:flag...],
 # flags separated by colons); it must FAIL with the violation that names the bug (ordershop-chaos run --expect-caught).
 # no-lease-refresh: handlers that outlast the 3 s lease, and no fault that may make a settle stale.
@@ -86,7 +89,7 @@ test: deps
 	ORDERSHOP_BIN="$$($(SWIFT) build --show-bin-path $(BUILD_FLAGS))/ordershop" timeout --kill-after=60 900 deploy/check.sh
 	$(MAKE) --no-print-directory chaos-run
 	$(MAKE) --no-print-directory chaos-run TOPOLOGY=replicated SEED=$(SEED_REPLICATED)
-	$(MAKE) --no-print-directory chaos-run TOPOLOGY=cluster SEED=$(SEED_CLUSTER)
+	$(MAKE) --no-print-directory chaos-run TOPOLOGY=cluster SEED=$(SEED_CLUSTER) PARTITIONS=6
 	$(MAKE) --no-print-directory chaos-planted
 	$(MAKE) --no-print-directory chaos-control
 
@@ -98,7 +101,7 @@ chaos: deps
 # The chaos run itself, with binaries already built.
 chaos-run:
 	timeout --kill-after=60 $$(( $(DURATION) + $(CHAOS_MARGIN) )) $$($(SWIFT) build --show-bin-path $(BUILD_FLAGS))/ordershop-chaos run --duration $(DURATION) --seed $(SEED) \
-	  --topology $(TOPOLOGY) --ordershop $$($(SWIFT) build --show-bin-path $(BUILD_FLAGS))/ordershop --report-dir chaos-report/$(TOPOLOGY)
+	  --topology $(TOPOLOGY) --partitions $(PARTITIONS) --ordershop $$($(SWIFT) build --show-bin-path $(BUILD_FLAGS))/ordershop --report-dir chaos-report/$(TOPOLOGY)
 
 # Every planted bug in a short run; each must FAIL with the violation naming it (a PASS or a VOID
 # fails this target). All run even when one is not caught; the summary names those. The runs go

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make run: start the whole shop with `ordershop up` (a local redis-server when none is
 # configured), run the article's scenario and the CRM catch-up check against it, stop it all.
-# CLUSTER=1: `ordershop up --cluster` (an embedded 3-primary, 3-replica Redis Cluster).
+# CLUSTER=1: `ordershop up --cluster --partitions 6` (an embedded 3-primary, 3-replica Redis
+# Cluster, customers, products and billings in 6 partitions: two per primary).
 # Exits with the demo's status.
 set -uo pipefail
 bin="${1:?usage: scripts/run-demo.sh path/to/ordershop}"
@@ -12,7 +13,7 @@ ORDERSHOP_ADMIN_TOKEN="${ORDERSHOP_ADMIN_TOKEN:-$(openssl rand -hex 16)}"
 export ORDERSHOP_ADMIN_TOKEN
 
 cluster=()
-[ "${CLUSTER:-0}" = 1 ] && cluster=(--cluster)
+[ "${CLUSTER:-0}" = 1 ] && cluster=(--cluster --partitions 6)
 "$bin" up --gateway-port "${GATEWAY_PORT:-5000}" "${cluster[@]}" >"$log" 2>&1 &
 up=$!
 stop() {

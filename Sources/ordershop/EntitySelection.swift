@@ -49,7 +49,15 @@ enum EntitySelection {
         var refused: [String] = []
         do {
             // Each partition of each type (``ShopLayout``), as the shop in this Redis lays them out.
-            let layout = try await ShopLayout.recorded(in: pool)
+            let layout: ShopLayout
+            do {
+                layout = try await ShopLayout.recorded(in: pool)
+            } catch let missing as LayoutRecordMissing {
+                throw CleanExit.message("\(verb) refused: \(missing); nothing was changed", exitCode: 1)
+            } catch let error as RedisError {
+                // Said as each type's failure is (the user, the role that may), before any was tried.
+                throw CleanExit.message("\(verb) failed before any type: \(OperatorText.describe(error, redis: redis)); nothing was changed", exitCode: 1)
+            }
             let units = types.flatMap { layout.partitions($0) }
             try await ConfirmationPrecheck.require(confirmation, on: [pool], at: configuration, verb: verb, keys: units.map(\.keys.entities))
             for type in units {

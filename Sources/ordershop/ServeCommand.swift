@@ -89,8 +89,9 @@ struct ServeCommand: AsyncParsableCommand {
         let redisCheck = StartsWhenReady(WaitsForShutdown()) {
             try await RedisReadiness.wait(for: pool, at: redisConfiguration, logger: logger)
             // A user Redis lets in but not write what the service writes: it cannot do its job.
-            // Another partition count than the shop's would serve keys no other process uses.
-            try await layout.claim(in: pool)
+            // Another partition count than the shop's would serve keys no other process uses
+            // (msg keeps no entity: its user may not read the record).
+            if name != .msg { try await layout.claim(in: pool) }
             try await KeyAccessProbe.check(name, client: pool, at: redisConfiguration, layout: layout)
             // A Redis that may evict keys would drop what makes a retry harmless.
             try await EvictionPolicyCheck.check(pool, at: redisConfiguration, logger: logger)

@@ -1,5 +1,6 @@
 import OrderShop
 import RedisClient
+import StreamWorker
 import Testing
 
 @testable import ChaosHarness
@@ -9,15 +10,21 @@ import Testing
 /// every event applied once by the runtime and
 /// mailed once by msg (the mail its event implies, to its customer), every group drained, the
 /// read models equal to the replay.
+///
+/// In a layout of several partitions (``ShopLayout``), each event is in its entity's partition
+/// stream, a subscription of its own.
 struct ShopHistory {
     var h = History()
+    let layout: ShopLayout
     private var sequence = 0
     /// Addresses of customers and customers of orders, for the mails' recipients.
     private var emails: [String: String] = [:]
     private var customers: [String: String] = [:]
 
-    init() {
-        h.groups = WorkerStreams.subscriptions.map { History.Group(stream: $0.stream, group: $0.group, pending: 0, lag: 0) }
+    init(layout: ShopLayout = .single) {
+        self.layout = layout
+        h.partitions = layout.partitions
+        h.groups = WorkerStreams.subscriptions(in: layout).map { History.Group(stream: $0.stream, group: $0.group, pending: 0, lag: 0) }
         event(.customer, .created, entity: "c1", trace: "t1", fields: ["email": "c1@shop.test"])
         event(.customer, .created, entity: "c2", trace: "t2", fields: ["email": "c2@shop.test"])
         event(.customer, .deleted, entity: "c2", trace: "t3", fields: ["email": "c2@shop.test"])
@@ -30,7 +37,7 @@ struct ShopHistory {
 
     /// The kind of mail a group sends for an event of a stream.
     static func kind(_ stream: String, _ group: String) -> MailKind {
-        switch (stream, group) {
+        switch (WorkerStreams.logical(stream), group) {
         case (EntityType.customer.stream(.created), _): .welcome
         case (EntityType.customer.stream(.deleted), _): .goodbye
         case (EntityType.order.stream(.created), "crm"): .thankYou
@@ -42,7 +49,7 @@ struct ShopHistory {
     /// Appends an event, its command (answered 200), and the runtime's and msg's effects for
     /// every group reading its stream: the mail of the kind the event implies, to its customer.
     mutating func event(_ type: EntityType, _ action: EventAction, entity: String, trace: String, fields: [String: String] = [:]) {
-        let stream = type.stream(action)
+        let stream = layout.partition(type, id: entity).stream(action)
         let eventID = "e-\(trace)"
         sequence += 1
         let json = (["\"id\":\"\(entity)\""] + fields.sorted { $0.key < $1.key }.map { "\"\($0.key)\":\"\($0.value)\"" }).joined(separator: ",")
@@ -75,7 +82,8 @@ struct ShopHistory {
         CommandRecord(trace: trace, action: "created", type: "order", ids: [], status: status, outcome: .failed, error: error, started: 0, finished: 0)
     }
 
-    var stream: String { EntityType.customer.stream(.created) }
+    /// c1's customer_created stream.
+    var stream: String { layout.partition(.customer, id: "c1").stream(.created) }
 
     /// Appends the first customer_created entry again under a new id, marked with `field`
     /// (a publisher's retry, or a replayed dead letter).
@@ -89,9 +97,9 @@ struct ShopHistory {
 
 @Suite("Checker on synthetic histories")
 struct CheckerTests {
-    @Test("a clean history has no violation")
-    func clean() {
-        let r = Checker.check(ShopHistory().h)
+    @Test("a clean history has no violation (also with customers and billings in 4 partitions)", arguments: [1, 4])
+    func clean(partitions: Int) {
+        let r = Checker.check(ShopHistory(layout: ShopLayout(partitions: partitions)).h)
         #expect(r.violations == [])
         #expect(r.events == 5)
         #expect(r.expectedApplications == 6)
@@ -152,9 +160,10 @@ struct CheckerTests {
         #expect(madeTwice.violations.contains { $0.hasPrefix("keyed create made twice") }, "\(madeTwice.violations)")
     }
 
-    @Test("an event the runtime never applied, and its missing mail, are violations")
-    func lostEffect() {
-        var s = ShopHistory()
+    @Test("an event the runtime never applied, and its missing mail, are violations (also in 4 partitions)", arguments: [1, 4])
+    func lostEffect(partitions: Int) {
+        var s = ShopHistory(layout: ShopLayout(partitions: partitions))
+        #expect(partitions == 1 || PartitionedStream.parse(s.stream) != nil)
         let key = History.key(s.stream, "crm")
         s.h.applied[key]?["e-t1"] = nil
         s.h.mails.removeAll { $0.key == "crm:e-t1" }
@@ -165,9 +174,9 @@ struct CheckerTests {
         #expect(r.violations.contains { $0.hasPrefix("lost effects") })
     }
 
-    @Test("an event the runtime applied twice is a violation even when msg sent one mail")
-    func doubledByRuntime() {
-        var s = ShopHistory()
+    @Test("an event the runtime applied twice is a violation even when msg sent one mail (also in 4 partitions)", arguments: [1, 4])
+    func doubledByRuntime(partitions: Int) {
+        var s = ShopHistory(layout: ShopLayout(partitions: partitions))
         s.h.applied[History.key(s.stream, "crm")]?["e-t1"] = 2
         let r = Checker.check(s.h)
         #expect(r.runtimeAppliedTwice == 1)

@@ -18,9 +18,10 @@ struct FaultScheduleTests {
         }
     }
 
-    @Test("a cluster schedule has every enabled kind, each cluster fault with a target, and is the seed's alone")
-    func clusterSchedule() {
+    @Test("a cluster schedule has every enabled kind, each cluster fault with a target, and is the seed's alone (also in 6 partitions)", arguments: [1, 6])
+    func clusterSchedule(partitions: Int) {
         var options = ChaosOptions()
+        options.partitions = partitions
         options.topology = .cluster
         options.faults = Set(FaultKind.allCases.filter { $0.applies(to: .cluster) })
         options.duration = 90
@@ -28,11 +29,11 @@ struct FaultScheduleTests {
         let schedule = FaultSchedule.make(options: options)
         #expect(Set(schedule.map(\.kind)) == options.faults)
         for fault in schedule where FaultKind.cluster.contains(fault.kind) {
-            #expect(fault.stream.map { Topology.clusterTargets.contains($0) } == true, "\(fault)")
+            #expect(fault.stream.map { Topology.clusterTargets(in: options.layout).contains($0) } == true, "\(fault)")
         }
         // Each shard is a target (the shards in turn: a uniform draw over the six keys never hit the first shard here).
         let targets = Set(schedule.compactMap { FaultKind.cluster.contains($0.kind) ? $0.stream : nil })
-        for shard in Topology.clusterTargetsByShard { #expect(!targets.isDisjoint(with: shard), "\(shard) never a target: \(targets)") }
+        for shard in Topology.clusterTargetsByShard(in: options.layout) { #expect(!targets.isDisjoint(with: shard), "\(shard) never a target: \(targets)") }
         // A primary stays down long enough to be failed over, and comes back.
         for fault in schedule where fault.kind == .primaryKill || fault.kind == .primaryPause { #expect(fault.seconds >= 0.5 && fault.seconds <= 3) }
         #expect(FaultSchedule.make(options: options) == schedule)
@@ -55,12 +56,20 @@ struct FaultScheduleTests {
         #expect(Topology.confirmationArguments(options, service: true).isEmpty)
     }
 
-    @Test("the cluster faults target every entity type's slot and msg's")
+    @Test("the cluster faults target every entity type's slot (each partition's, in partitions) and msg's")
     func clusterTargets() {
-        #expect(Set(Topology.clusterTargets) == Set(EntityType.allCases.map(\.tag) + ["{mail:sent}"]))
+        #expect(Set(Topology.clusterTargets(in: .single)) == Set(EntityType.allCases.map(\.tag) + ["{mail:sent}"]))
         // Grouped by the shard of a new 3-primary cluster: every shard has one.
-        let shards = Topology.clusterTargetsByShard
-        #expect(shards.count == 3 && Set(shards.flatMap { $0 }) == Set(Topology.clusterTargets), "\(shards)")
+        let shards = Topology.clusterTargetsByShard(in: .single)
+        #expect(shards.count == 3 && Set(shards.flatMap { $0 }) == Set(Topology.clusterTargets(in: .single)), "\(shards)")
+        // In 6 partitions: the slot of each partition of the spread types, the others' tags.
+        let layout = ShopLayout(partitions: 6)
+        let spread = Topology.clusterTargets(in: layout)
+        #expect(spread.count == 3 * 6 + 2 + 1)
+        for type in ShopLayout.spreadTypes {
+            #expect(Set(layout.partitions(type).map { HashSlot(key: $0.keys.entities) }).isSubset(of: Set(spread.map { HashSlot(key: $0) })))
+        }
+        #expect(Topology.clusterTargetsByShard(in: layout).allSatisfy { $0.count >= 6 })
         // Keys of msg's slot: its stream and its markers share one.
         #expect(HashSlot(key: "{mail:sent}") == HashSlot(key: MailKeys.sent))
         #expect(HashSlot(key: "{mail:sent}") == HashSlot(key: MailKeys.marker("crm:e1")))

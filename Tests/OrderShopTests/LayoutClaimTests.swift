@@ -41,6 +41,35 @@ import Testing
         }
     }
 
+    /// A shop in partitions whose record a failover lost is known by its creation counters:
+    /// a process of one partition is refused, the operations commands say so; the shop's own
+    /// count records it again. A shop of one partition whose worker made its groups (no entity
+    /// yet) refuses several partitions.
+    @Test func aLostRecordAndAShopWithOnlyItsStreamsAreKnown() async throws {
+        try await withRedisServer { server in
+            let pool = try server.makePool()
+            let layout = ShopLayout(partitions: 3)
+            try await layout.claim(in: pool)
+            try await EventStore(pool: pool, layout: layout).create([Customer(id: "x", name: "N", email: "n@shop.test")], trace: "")
+            _ = try await pool.send(RawCommand(["DEL", RedisArgument(ShopLayout.recordKey)], keys: [RedisArgument(ShopLayout.recordKey)]))
+            let refused = await #expect(throws: LayoutMismatch.self) { try await ShopLayout.single.claim(in: pool) }
+            #expect(refused?.recorded == nil && refused?.description.contains("no record of how many") == true)
+            await #expect(throws: LayoutRecordMissing.self) { try await ShopLayout.recorded(in: pool) }
+            try await layout.claim(in: pool)
+            #expect(try await ShopLayout.recorded(in: pool) == layout)
+            await pool.shutdown()
+        }
+        try await withRedisServer { server in
+            let pool = try server.makePool()
+            let stream = RedisArgument(EntityType.customer.stream(.created))
+            _ = try await pool.send(RawCommand(["XGROUP", "CREATE", stream, "crm", "$", "MKSTREAM"], keys: [stream]))
+            let refused = await #expect(throws: LayoutMismatch.self) { try await ShopLayout(partitions: 2).claim(in: pool) }
+            #expect(refused?.recorded == 1)
+            #expect(try await pool.send(EXISTS(RedisArgument(ShopLayout.recordKey))) == 0)
+            await pool.shutdown()
+        }
+    }
+
     @Test("serve and work told another partition count than the shop's: one line, exit non-zero", arguments: ["serve", "work"])
     func processesRefuseAnotherLayout(command: String) async throws {
         try await withRedisServer { server in

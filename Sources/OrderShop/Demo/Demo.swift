@@ -160,7 +160,8 @@ public struct Demo: Sendable {
     /// The consumers of group crm while `up`'s CRM is stopped (it left the group): a CRM worker
     /// run beside `ordershop up` mails while the demo expects none (a trial's leftover worker).
     private func otherCRMConsumers(_ events: EventKeys) async throws -> String {
-        let stream = WorkerName.crm.streams[0]
+        // The first stream CRM reads (its first partition in a shop of several).
+        let stream = events.layout.partitions(.customer)[0].stream(.created)
         let listed = try await events.pool.send(XINFOCONSUMERS(RedisArgument(stream), group: WorkerName.crm.group))
         guard !listed.isEmpty else { return "" }
         return "; group \(WorkerName.crm.group) of \(stream) still lists "

@@ -162,8 +162,10 @@ public struct EventStore: Sendable {
         if let reference = E.type.reference {
             let partitions = Set(entities.map { ShopLayout.partition(ofID: $0.referenceValue ?? "", among: count) })
             guard partitions.count == 1, let partition = partitions.first else {
+                let first = entities.first?.referenceValue ?? ""
+                let other = entities.first { ShopLayout.partition(ofID: $0.referenceValue ?? "", among: count) != ShopLayout.partition(ofID: first, among: count) }
                 throw ShopError.badRequest(
-                    "with \(count) partitions, one request creates \(E.type.plural) of \(reference.type)s in one partition only; send them in several requests",
+                    "the \(E.type.plural) of \(reference.type)s \(first) and \(other?.referenceValue ?? "") are kept in different partitions of this shop, so one request cannot make them all or none; send them in separate requests",
                     field: "body")
             }
             return layout.partition(E.type, partition)
@@ -181,6 +183,11 @@ public struct EventStore: Sendable {
         let k = partition.keys
         try await requireReferences([entity])
         if partition.count > 1, let reference = entity.referenceValue, layout.partition(of: type, id: reference) != partition.partition {
+            // An id no entity has is a 404, as the script would say.
+            let key = RedisArgument(k.entities)
+            guard try await pool.send(RawCommand(["HEXISTS", key, RedisArgument(entity.id)], keys: [key], readOnly: true)).int == 1 else {
+                throw ShopError.notFound(type, entity.id)
+            }
             throw ShopError.badRequest(
                 "a \(type) stays in the partition of the \(type.reference?.type.rawValue ?? "entity") it was made for; make a new \(type) instead",
                 field: type.reference?.field)

@@ -113,9 +113,19 @@ enum Scripts {
               redis.call('HSET', KEYS[1], id, json)
               redis.call('HSET', KEYS[2], id, 1)
               if uv ~= '' then redis.call('HSET', KEYS[6], uv, id) end
-              -- One partition: the type's counter, here. Several: numbers drawn before from the
-              -- type's counter (another slot), carried in the event for rebuilds.
-              local created_seq = first and string.format('%.0f', first + i)
+              -- One partition: the type's counter, here. Several: a number drawn before from the
+              -- type's counter (another slot), as a score free in this partition, carried in the
+              -- event for rebuilds (CreationSequence).
+              local created_seq = nil
+              if first then
+                local base = (first + i) * \(CreationSequence.scoresPerNumber)
+                local score = base
+                while score < base + \(CreationSequence.scoresPerNumber - 1)
+                  and #redis.call('ZRANGE', KEYS[3], score, score, 'BYSCORE', 'LIMIT', 0, 1) > 0 do
+                  score = score + 1
+                end
+                created_seq = string.format('%.0f', score)
+              end
               redis.call('ZADD', KEYS[3], created_seq or redis.call('INCR', KEYS[4]), id)
               out[#out + 1] = emit(KEYS[5], id, eid, json, 1, time, trace, '', created_seq)
               ids[#ids + 1] = id

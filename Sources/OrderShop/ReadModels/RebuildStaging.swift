@@ -61,11 +61,16 @@ struct RebuildStaging {
     }
 
     /// Ranks every entity by creation (deleted ones included), 1-based; in a partition of
-    /// several, by its creation's number (``CreationSequence``), as the create gave it (0 for a
-    /// creation without one, written by hand: listed first).
+    /// several, by the score its create gave it (``CreationSequence``). A creation without one
+    /// (written by hand) ranks below zero, in creation order, each apart: a list pages by score,
+    /// and two entities of one score would lose one at a page's end.
     private mutating func rankAll(_ projection: Projection) {
         if partition.count > 1 {
-            ranks = projection.states.mapValues { $0.sequence ?? 0 }
+            ranks = projection.states.compactMapValues(\.sequence)
+            let unnumbered = projection.states.filter { $0.value.sequence == nil }.map { (created: $0.value.created, id: $0.key) }
+                .sorted { ($0.created, $0.id) < ($1.created, $1.id) }
+            for (i, entity) in unnumbered.enumerated() { ranks[entity.id] = i - unnumbered.count }
+            lastRanked = unnumbered.last
             return
         }
         let ordered = projection.states.map { (created: $0.value.created, id: $0.key) }.sorted { ($0.created, $0.id) < ($1.created, $1.id) }
@@ -79,8 +84,11 @@ struct RebuildStaging {
     /// was created before the latest one ranked (every rank after it would move).
     private mutating func rankAdded(_ changed: Set<String>, _ projection: Projection) -> Bool {
         if partition.count > 1 {
-            // Scores from the record alone: a new one moves no other.
-            for id in changed where ranks[id] == nil { if let state = projection.states[id] { ranks[id] = state.sequence ?? 0 } }
+            // Scores from the record alone: a new one moves no other, but one written by hand
+            // without a score ranks among the others so (``rankAll(_:)``): all again.
+            let added = changed.filter { ranks[$0] == nil }.compactMap { id in projection.states[id].map { (id: id, state: $0) } }
+            if added.contains(where: { $0.state.sequence == nil }) { return false }
+            for entity in added { ranks[entity.id] = entity.state.sequence }
             return true
         }
         let added = changed.filter { ranks[$0] == nil }.compactMap { id in projection.states[id].map { (created: $0.created, id: id) } }

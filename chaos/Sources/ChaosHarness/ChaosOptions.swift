@@ -1,4 +1,5 @@
 import Foundation
+import OrderShop
 
 /// The kinds of fault a run injects; each can be switched off.
 public enum FaultKind: String, CaseIterable, Codable, Sendable, Comparable {
@@ -264,6 +265,11 @@ public struct ChaosOptions: Sendable, Codable {
     public var expectCaught: Bool = false
     /// Keep the Redis data and logs after a passing run.
     public var keepData: Bool = false
+    /// The shop's partitions (`--partitions` of every service and worker, ``ShopLayout``).
+    public var partitions: Int = 1
+
+    public var layout: ShopLayout { ShopLayout(partitions: partitions) }
+    public static let maximumPartitions = ShopLayout.maximumPartitions
 
     public init() {}
 }

@@ -137,8 +137,8 @@ public enum ChaosRun {
         let load = LoadGenerator(gateway: topology.gatewayURL, http: http, requestTimeout: options.requestTimeout, clock: clock)
         await load.model.add(customers: await preload.model.customers)
         await load.model.add(products: await preload.model.products)
-        let observer = Observer(http: http, pool: pool, clock: clock)
-        let archive = HistoryArchive(pool: pool, confirmingReplicas: options.topology.hasReplicas ? 1 : 0)
+        let observer = Observer(http: http, pool: pool, clock: clock, layout: options.layout)
+        let archive = HistoryArchive(pool: pool, confirmingReplicas: options.topology.hasReplicas ? 1 : 0, layout: options.layout)
         if options.faults.contains(.trim) { try await archive.start() }
         let injector = FaultInjector(
             topology: topology, observer: observer, pool: pool, clock: clock, options: options, http: http, archive: archive, logger: logger)
@@ -181,7 +181,7 @@ public enum ChaosRun {
         while clock.elapsed - drainStart < options.drainTimeout {
             var busy = 0
             var ok = true
-            for sub in WorkerStreams.subscriptions {
+            for sub in WorkerStreams.subscriptions(in: options.layout) {
                 guard let s = try? await inspector.groupStatus(stream: sub.stream, group: sub.group) else {
                     ok = false
                     break
@@ -212,7 +212,7 @@ public enum ChaosRun {
         report.samples = await observer.samples
 
         let records = await preload.log.records + load.log.records
-        let history = try await HistoryCollector(pool: pool, http: http, gateway: topology.gatewayURL).collect(records: records, archive: archive)
+        let history = try await HistoryCollector(pool: pool, http: http, gateway: topology.gatewayURL, layout: options.layout).collect(records: records, archive: archive)
         report.check = Checker.check(history)
         // Every worker and service must drain and exit 0 on SIGTERM; every exit so far that no
         // fault asked for is already recorded.

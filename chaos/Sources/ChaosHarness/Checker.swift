@@ -121,14 +121,16 @@ public enum Checker {
         r.publisherDuplicates = entries.values.reduce(0) { $0 + $1.filter { $0[History.duplicateField] != nil }.count }
         r.replayedEntries = entries.values.reduce(0) { $0 + $1.filter { !isInjected($0) && $0[History.replayedField] != nil }.count }
         r.events = entries.values.reduce(0) { $0 + $1.filter { !isInjected($0) && !isRepeat($0) && !isUncreated($0) }.count }
-        r.deliverable = WorkerStreams.subscriptions.reduce(0) { $0 + (entries[$1.stream]?.count ?? 0) }
+        r.deliverable = WorkerStreams.subscriptions(in: h.layout).reduce(0) { $0 + (entries[$1.stream]?.count ?? 0) }
 
         // 1. Commands against events, by trace id. A publisher's retry is the same event again,
         // not a command's second event: it is left out here and must be applied once below.
+        // By logical stream: a command's event is in its entity's partition (``ShopLayout``).
         var byTrace: [String: [(stream: String, entityID: String)]] = [:]
         for (stream, list) in entries {
+            let logical = WorkerStreams.logical(stream)
             for e in list where !isInjected(e) && !isRepeat(e) && !isUncreated(e) {
-                byTrace[e.string("trace_id") ?? "", default: []].append((stream, e.string("entity_id") ?? ""))
+                byTrace[e.string("trace_id") ?? "", default: []].append((logical, e.string("entity_id") ?? ""))
             }
         }
         let traces = Set(h.records.map(\.trace))
@@ -189,9 +191,9 @@ public enum Checker {
 
         // 2. The runtime's own effects: every (event, group) applied exactly once by the settle.
         var expected: Set<String> = []
-        let mailContent = ImpliedMails(entries, records: h.records)
+        let mailContent = ImpliedMails(entries, records: h.records, layout: h.layout)
         var implied: [String: ImpliedMails.Implied] = [:]
-        for sub in WorkerStreams.subscriptions {
+        for sub in WorkerStreams.subscriptions(in: h.layout) {
             var events: Set<String> = []
             for e in entries[sub.stream] ?? [] where !isInjected(e) {
                 let event = e.string("event_id") ?? "\(sub.stream)/\(e.id)"
@@ -259,7 +261,7 @@ public enum Checker {
         for (stream, list) in entries {
             for e in list { if let m = e.string(History.injectionField) { injectedMarkers[stream, default: []].insert(m) } }
         }
-        for sub in WorkerStreams.subscriptions {
+        for sub in WorkerStreams.subscriptions(in: h.layout) {
             let letters = h.deadLetters[History.key(sub.stream, sub.group)] ?? []
             r.deadLetters += letters.count
             var perMarker: [String: Int] = [:]
@@ -304,7 +306,7 @@ public enum Checker {
         // 6. Stock: never negative, and equal to the initial stock minus the units of live orders
         // (the load never updates or deletes stock records, so nothing else moves it).
         var initial: [String: (inventory: String, amount: Int)] = [:]
-        for e in entries[EntityType.inventory.stream(.created)] ?? [] {
+        for e in entries.entries(of: .inventory, .created, in: h.layout) {
             if let o = try? JSONCoding.decode(JSONValue.self, from: e["entity"] ?? []), let pid = o["product_id"]?.stringValue,
                 let id = o["id"]?.stringValue, let amount = o["amount"]?.numberValue
             {
@@ -312,7 +314,7 @@ public enum Checker {
             }
         }
         for action in EventAction.allCases {
-            for e in entries[EntityType.inventory.stream(action)] ?? [] {
+            for e in entries.entries(of: .inventory, action, in: h.layout) {
                 if let o = try? JSONCoding.decode(JSONValue.self, from: e["entity"] ?? []), let amount = o["amount"]?.numberValue, amount < 0 {
                     r.negativeStock += 1
                     note(&r, "stock went negative: \(e.string("entity_id") ?? "?") amount \(amount) in entry \(e.id)")

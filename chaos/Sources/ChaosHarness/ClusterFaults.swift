@@ -10,14 +10,19 @@ extension Topology {
     /// Keys whose slots the shop's load writes: entity streams and records (`{customer}`...),
     /// orders and their decisions, stock and reservations, billing, and msg's mail stream with
     /// its idempotency markers (`mail:sent`, `{mail:sent}:key:...`).
-    public static let clusterTargets = EntityType.allCases.map(\.tag) + ["{\(MailKeys.sent)}"]
+    /// A type spread over partitions (``ShopLayout``) is each partition's slot (its read model's
+    /// key names it).
+    public static func clusterTargets(in layout: ShopLayout) -> [String] {
+        EntityType.allCases.flatMap { type in layout.partitions(of: type) == 1 ? [type.tag] : layout.partitions(type).map(\.keys.entities) }
+            + ["{\(MailKeys.sent)}"]
+    }
 
-    /// ``clusterTargets`` by the shard of a new 3-primary cluster that serves them (redis-cli
+    /// ``clusterTargets(in:)`` by the shard of a new 3-primary cluster that serves them (redis-cli
     /// gives each a third of the slots, in order): four of the six hash into the last third, so
     /// the schedule takes the shards in turn, then a target in it (a uniform draw over the
     /// targets never hit the first shard in the CI run's schedule).
-    public static var clusterTargetsByShard: [[String]] {
-        let groups = Dictionary(grouping: clusterTargets) { min(2, Int(HashSlot(key: $0).rawValue) / 5461) }
+    public static func clusterTargetsByShard(in layout: ShopLayout) -> [[String]] {
+        let groups = Dictionary(grouping: clusterTargets(in: layout)) { min(2, Int(HashSlot(key: $0).rawValue) / 5461) }
         return groups.keys.sorted().map { groups[$0]! }
     }
 

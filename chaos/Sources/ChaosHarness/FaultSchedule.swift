@@ -1,3 +1,7 @@
+import OrderShop
+import RedisClient
+import StreamWorker
+
 /// One fault of the schedule: what, when, to whom, and its random parameters. The schedule is a
 /// pure function of the seed and the options, so a seed reproduces it exactly.
 public struct PlannedFault: Codable, Sendable, Hashable {
@@ -17,29 +21,65 @@ public struct PlannedFault: Codable, Sendable, Hashable {
     public var stream: String?
 }
 
-/// The streams the workers read, with their groups.
+/// The streams the workers read, with their groups. In a shop of several partitions
+/// (``ShopLayout``) each logical stream is its partition streams, each a subscription of its own
+/// (its group, markers, dead letters and replay stream): the checker holds each to its rules.
 public enum WorkerStreams {
+    /// The logical streams.
     public static let crm = ["events:{customer}_created", "events:{customer}_deleted", "events:{order}_created"]
     public static let billing = ["events:{order}_created", "events:{billing}_created"]
 
-    public static func streams(of group: String) -> [String] { group == "crm" ? crm : billing }
-
-    /// (stream, group) for every subscription.
-    public static var subscriptions: [(stream: String, group: String)] {
-        crm.map { ($0, "crm") } + billing.map { ($0, "billing") }
+    /// The streams `group` reads in `layout`.
+    public static func streams(of group: String, in layout: ShopLayout) -> [String] {
+        (group == "crm" ? crm : billing).flatMap { partitions(of: $0, in: layout) }
     }
 
-    /// The groups reading a stream.
+    /// (stream, group) for every subscription.
+    public static func subscriptions(in layout: ShopLayout) -> [(stream: String, group: String)] {
+        streams(of: "crm", in: layout).map { ($0, "crm") } + streams(of: "billing", in: layout).map { ($0, "billing") }
+    }
+
+    /// Every stream a worker reads, once.
+    public static func all(in layout: ShopLayout) -> [String] {
+        Array(Set(streams(of: "crm", in: layout) + streams(of: "billing", in: layout))).sorted()
+    }
+
+    /// The groups reading a stream (a partition stream: those of its logical stream).
     public static func groups(of stream: String) -> [String] {
-        (crm.contains(stream) ? ["crm"] : []) + (billing.contains(stream) ? ["billing"] : [])
+        let logical = logical(stream)
+        return (crm.contains(logical) ? ["crm"] : []) + (billing.contains(logical) ? ["billing"] : [])
+    }
+
+    /// The partition streams of a logical event stream in `layout` (itself with one partition).
+    public static func partitions(of logical: String, in layout: ShopLayout) -> [String] {
+        for type in EntityType.allCases {
+            for action in EventAction.allCases where type.stream(action) == logical { return layout.partitions(type).map { $0.stream(action) } }
+        }
+        return [logical]
+    }
+
+    /// The logical event stream a stream is a partition of (itself when it is none).
+    public static func logical(_ stream: String) -> String {
+        guard let partition = PartitionedStream.parse(stream) else { return stream }
+        for type in EntityType.allCases {
+            for action in EventAction.allCases where PartitionedStream(type.stream(action)).base == partition.name { return type.stream(action) }
+        }
+        return stream
+    }
+}
+
+extension Dictionary where Key == String, Value == [StreamEntry] {
+    /// The entries of every partition of one of `type`'s streams in `layout`.
+    func entries(of type: EntityType, _ action: EventAction, in layout: ShopLayout) -> [StreamEntry] {
+        layout.partitions(type).flatMap { self[$0.stream(action)] ?? [] }
     }
 }
 
 public enum FaultSchedule {
     /// A cluster fault's target: the shards in turn (from a random one, so that three cluster
-    /// faults hit all three), then a key the shop writes in it (``Topology/clusterTargetsByShard``).
-    private static func clusterTarget(_ rng: inout SplitMix64, turn: inout Int?) -> String {
-        let shards = Topology.clusterTargetsByShard
+    /// faults hit all three), then a key the shop writes in it (``Topology/clusterTargetsByShard(in:)``).
+    private static func clusterTarget(_ rng: inout SplitMix64, turn: inout Int?, layout: ShopLayout) -> String {
+        let shards = Topology.clusterTargetsByShard(in: layout)
         let next = turn ?? rng.below(shards.count)
         turn = next + 1
         let shard = shards[next % shards.count]
@@ -96,18 +136,18 @@ public enum FaultSchedule {
                 fault.seconds = rng.uniform(2, 5)  // commands wait up to 2 s each for the replica meanwhile
             case .primaryKill:
                 fault.seconds = rng.uniform(0.5, 3)  // the dead node stays down this long after its replica took over
-                fault.stream = clusterTarget(&rng, turn: &shardTurn)
+                fault.stream = clusterTarget(&rng, turn: &shardTurn, layout: options.layout)
             case .primaryPause:
                 fault.seconds = rng.uniform(0.5, 3)  // frozen this long after its replica took over
-                fault.stream = clusterTarget(&rng, turn: &shardTurn)
+                fault.stream = clusterTarget(&rng, turn: &shardTurn, layout: options.layout)
             case .nodePartition:
                 fault.seconds = rng.uniform(0.5, 3)  // the partition holds this long after the majority promoted the replica
-                fault.stream = clusterTarget(&rng, turn: &shardTurn)
+                fault.stream = clusterTarget(&rng, turn: &shardTurn, layout: options.layout)
             case .forcedFailover:
                 fault.seconds = rng.uniform(2, 5)  // commands wait up to 2 s each for the replica meanwhile
-                fault.stream = clusterTarget(&rng, turn: &shardTurn)
+                fault.stream = clusterTarget(&rng, turn: &shardTurn, layout: options.layout)
             case .clusterFailover, .slotMigration:
-                fault.stream = clusterTarget(&rng, turn: &shardTurn)
+                fault.stream = clusterTarget(&rng, turn: &shardTurn, layout: options.layout)
             case .reset:
                 fault.seconds = 0
             case .stall:
@@ -117,7 +157,7 @@ public enum FaultSchedule {
                 fault.milliseconds = 50 + rng.below(400)
             case .malformed:
                 fault.variant = rng.below(3)
-                let streams = Array(Set(WorkerStreams.crm + WorkerStreams.billing)).sorted()
+                let streams = WorkerStreams.all(in: options.layout)
                 fault.stream = streams[rng.below(streams.count)]
             case .msgOutage:
                 // 5-60 s, at most a third of the fault window (a short run cannot hold a minute).
@@ -125,14 +165,14 @@ public enum FaultSchedule {
             case .trim, .rebuild:
                 fault.seconds = 0
             case .replay:
-                let streams = Array(Set(WorkerStreams.crm + WorkerStreams.billing)).sorted()
+                let streams = WorkerStreams.all(in: options.layout)
                 fault.stream = streams[rng.below(streams.count)]
                 let groups = WorkerStreams.groups(of: fault.stream!)
                 fault.worker = groups[rng.below(groups.count)]
                 fault.variant = rng.below(3)
             case .duplicate:
                 fault.variant = 5 + rng.below(16)  // entries repeated
-                let streams = Array(Set(WorkerStreams.crm + WorkerStreams.billing)).sorted()
+                let streams = WorkerStreams.all(in: options.layout)
                 fault.stream = streams[rng.below(streams.count)]
             }
             fault.seconds = (fault.seconds * 10).rounded() / 10

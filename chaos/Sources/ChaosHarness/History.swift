@@ -84,6 +84,9 @@ public struct History: Sendable {
     /// Order changes aborted (`{order}_decision:<rid>` = `aborted`, kept a day): by a reaper,
     /// after their process died or stalled between the steps.
     public var abortedOrderChanges = 0
+    /// The shop's partitions (``ShopLayout``): each partition stream is a subscription of its own.
+    public var partitions = 1
+    public var layout: ShopLayout { ShopLayout(partitions: partitions) }
 
     public init(
         records: [CommandRecord] = [], entries: [String: [StreamEntry]] = [:], mails: [Mail] = [], applied: [String: [String: Int]] = [:],
@@ -138,14 +141,15 @@ struct HistoryCollector {
     let pool: any RedisClientProtocol
     let http: HTTPClient
     let gateway: String
+    let layout: ShopLayout
 
     func collect(records: [CommandRecord], archive: HistoryArchive) async throws -> History {
         var h = History(records: records)
+        h.partitions = layout.partitions
         var current: [String: [StreamEntry]] = [:]
         for type in EntityType.allCases {
-            for action in EventAction.allCases {
-                let stream = type.stream(action)
-                current[stream] = try await readAll(stream)
+            for partition in layout.partitions(type) {
+                for stream in partition.streams { current[stream] = try await readAll(stream) }
             }
         }
         h.entries = await archive.merged(with: current)
@@ -163,7 +167,7 @@ struct HistoryCollector {
         h.abortedOrderChanges = try await countKeys(matching: "{order}_decision:*", withValue: "aborted")
         h.mails = try await MailLog(pool: pool).all().map { History.Mail(key: $0.key, kind: $0.kind?.rawValue, to: $0.to) }
         let inspector = GroupInspector(client: pool)
-        for sub in WorkerStreams.subscriptions {
+        for sub in WorkerStreams.subscriptions(in: layout) {
             let key = History.key(sub.stream, sub.group)
             h.applied[key] = try await sumHashes(matching: AppliedLedger.appliedPattern(stream: sub.stream, group: sub.group))
             h.msgRepeats[key] = try await sumHashes(matching: AppliedLedger.msgRepeatsPattern(stream: sub.stream, group: sub.group))
@@ -180,7 +184,7 @@ struct HistoryCollector {
         // nor its fold (``ReplayOracle``, not the `Projection` that rebuild and snapshot use).
         for type in EntityType.allCases {
             var entries: [EventAction: [StreamEntry]] = [:]
-            for action in EventAction.allCases { entries[action] = h.entries[type.stream(action)] ?? [] }
+            for action in EventAction.allCases { entries[action] = h.entries.entries(of: type, action, in: layout) }
             h.replayed[type] = ReplayOracle.live(entries)
             let stored = try await storedEntities(type)
             h.unreadableEntities[type] = stored.unreadable
@@ -260,8 +264,11 @@ struct HistoryCollector {
     /// The read model's stored entities, read from Redis: those that are a JSON object with
     /// their id, and the others (id -> the start of what is stored).
     private func storedEntities(_ type: EntityType) async throws -> (readable: [String: JSONValue], unreadable: [String: String]) {
-        let key = RedisArgument(type.keys.entities)
-        let fields = try await pool.send(RawCommand(["HGETALL", key], keys: [key], readOnly: true)).throwingServerError().array ?? []
+        var fields: [RESPValue] = []
+        for partition in layout.partitions(type) {
+            let key = RedisArgument(partition.keys.entities)
+            fields += try await pool.send(RawCommand(["HGETALL", key], keys: [key], readOnly: true)).throwingServerError().array ?? []
+        }
         var readable: [String: JSONValue] = [:]
         var unreadable: [String: String] = [:]
         var i = 0
@@ -318,11 +325,14 @@ actor HistoryArchive {
     let pool: any RedisClientProtocol
     /// Replicated and cluster topologies: replicas that must hold what the archive copies before it keeps it.
     let confirmingReplicas: Int
+    /// Every partition stream of every entity stream (``ShopLayout``).
+    let streams: [String]
     private var entries: [String: [String: StreamEntry]] = [:]
 
-    init(pool: any RedisClientProtocol, confirmingReplicas: Int = 0) {
+    init(pool: any RedisClientProtocol, confirmingReplicas: Int = 0, layout: ShopLayout = .single) {
         self.pool = pool
         self.confirmingReplicas = confirmingReplicas
+        self.streams = EntityType.allCases.flatMap { layout.partitions($0).flatMap(\.streams) }
     }
 
     /// One page of the archive's group. With ``confirmingReplicas``, the page counts only once
@@ -348,11 +358,9 @@ actor HistoryArchive {
         }
     }
 
-    private static var streams: [String] { EntityType.allCases.flatMap(\.streams) }
-
     /// Creates the archive's group on every entity stream (from the beginning).
     func start() async throws {
-        for stream in Self.streams {
+        for stream in streams {
             do {
                 let reply = try await pool.send(XGROUPCREATE(RedisArgument(stream), group: Self.group, id: "0"))
                 if case .error(let message) = reply { throw ChaosError(message) }
@@ -366,7 +374,7 @@ actor HistoryArchive {
     /// again after it failed: it first re-reads what the archive was delivered and did not
     /// acknowledge (an XREADGROUP whose reply was lost in a Redis restart), then the new entries.
     func copy() async throws {
-        for stream in Self.streams {
+        for stream in streams {
             var after = "0"
             while true {
                 let page = try await page(stream, after: after)

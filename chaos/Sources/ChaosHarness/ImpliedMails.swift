@@ -24,18 +24,18 @@ struct ImpliedMails {
     /// and the addresses of every customer update sent, whatever its outcome: on a cluster a
     /// worker reads the customer without waiting for replicas, so it may mail an address whose
     /// update a failover lost after the worker read it (a review).
-    init(_ entries: [String: [StreamEntry]], records: [CommandRecord] = []) {
+    init(_ entries: [String: [StreamEntry]], records: [CommandRecord] = [], layout: ShopLayout = .single) {
         // Not one refused (4xx, or 503 "not applied"): it changed nothing.
         for record in records where record.type == EntityType.customer.rawValue && record.outcome != .failed {
             guard let email = record.email, let id = record.ids.first else { continue }
             customerEmails[id, default: []].insert(email)
         }
         for action in EventAction.allCases {
-            for e in entries[EntityType.customer.stream(action)] ?? [] {
+            for e in entries.entries(of: .customer, action, in: layout) {
                 guard let id = e.string("entity_id"), let email = Self.entity(e)?["email"]?.stringValue else { continue }
                 customerEmails[id, default: []].insert(email)
             }
-            for e in entries[EntityType.order.stream(action)] ?? [] {
+            for e in entries.entries(of: .order, action, in: layout) {
                 guard let id = e.string("entity_id"), let customer = Self.entity(e)?["customer_id"]?.stringValue else { continue }
                 orderCustomers[id, default: []].insert(customer)
             }
@@ -47,7 +47,8 @@ struct ImpliedMails {
     func implied(by e: StreamEntry, in stream: String, for group: String) -> Implied? {
         guard let entity = Self.entity(e) else { return nil }
         func emails(ofCustomer id: String?) -> Set<String> { id.flatMap { customerEmails[$0] } ?? [] }
-        switch (stream, group) {
+        // A partition stream implies what its logical stream does.
+        switch (WorkerStreams.logical(stream), group) {
         case (EntityType.customer.stream(.created), CRMWorker.group):
             return Implied(kind: .welcome, recipients: Set([entity["email"]?.stringValue].compactMap { $0 }))
         case (EntityType.customer.stream(.deleted), CRMWorker.group):

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import NIOCore
+import OrderShop
 import RedisClient
 import StreamWorker
 
@@ -20,15 +21,18 @@ actor Observer {
     let http: HTTPClient
     let pool: any RedisClientProtocol
     let clock: RunClock
+    /// The shop's partitions: the workers read each partition stream.
+    let layout: ShopLayout
     /// The last counters scraped from each incarnation (by consumer name): counter -> value.
     private(set) var counters: [String: [String: Int]] = [:]
     private(set) var samples: [Sample] = []
     private(set) var watches: [String: ReclaimWatch] = [:]
 
-    init(http: HTTPClient, pool: any RedisClientProtocol, clock: RunClock) {
+    init(http: HTTPClient, pool: any RedisClientProtocol, clock: RunClock, layout: ShopLayout = .single) {
         self.http = http
         self.pool = pool
         self.clock = clock
+        self.layout = layout
     }
 
     /// Scrapes one incarnation; keeps its counters summed over streams and groups.
@@ -67,7 +71,7 @@ actor Observer {
     /// One timeline point.
     func sample() async {
         var backlog: Int? = 0
-        for stream in Set(WorkerStreams.crm + WorkerStreams.billing) {
+        for stream in WorkerStreams.all(in: layout) {
             guard let groups = try? await pool.send(XINFOGROUPS(RedisArgument(stream))) else {
                 backlog = nil
                 break
@@ -81,7 +85,7 @@ actor Observer {
     /// How many entries a consumer holds now, over its group's streams (nil: Redis unreachable).
     func pending(consumer: String, group: String) async -> Int? {
         var n = 0
-        for stream in WorkerStreams.streams(of: group) {
+        for stream in WorkerStreams.streams(of: group, in: layout) {
             guard let summary = try? await pool.send(XPENDING(RedisArgument(stream), group: group)) else { return nil }
             n += summary.consumers[consumer] ?? 0
         }
@@ -95,7 +99,7 @@ actor Observer {
     /// did not confirm (cut off, or its primary down).
     func confirmedPending(consumer: String, group: String, replicas: Int) async -> Int? {
         var n = 0
-        for stream in WorkerStreams.streams(of: group) {
+        for stream in WorkerStreams.streams(of: group, in: layout) {
             do {
                 n += try await pool.withConnection(forKeys: [RedisArgument(stream)]) { connection in
                     let summary = try await connection.send(XPENDING(RedisArgument(stream), group: group))

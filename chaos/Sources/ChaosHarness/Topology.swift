@@ -97,6 +97,7 @@ public actor Topology {
         let service = name == Self.standbyOrderService ? "order" : name
         var a = ["serve", service, "--host", "127.0.0.1", "--port", String(servicePorts[name]!), "--url", redisURL]
         a += Self.confirmationArguments(options, service: true)
+        if options.partitions > 1 { a += ["--partitions", String(options.partitions)] }
         if let bug = options.plantedBug, bug.service == service { a += ["--planted-bug", bug.rawValue] }
         if service == "order" {
             // 25 ms between reserving the stock and making the order: an order-crash SIGKILL
@@ -300,6 +301,7 @@ public actor Topology {
         ]
         if let bug = options.plantedBug, bug.isWorkerBug { args += ["--planted-bug", bug.rawValue] }
         args += Self.confirmationArguments(options, service: false)
+        if options.partitions > 1 { args += ["--partitions", String(options.partitions)] }
         if options.pauseAfterMailMs > 0 { args += ["--chaos-pause-after-mail-ms", String(options.pauseAfterMailMs)] }
         let process = try ChildProcess(options.ordershop, args, environment: serviceEnvironment, outputFile: "\(logDirectory)/\(key).log")
         ChildRegistry.add(process.pid)

@@ -37,6 +37,9 @@ struct ScheduleOptions: ParsableArguments {
     @Option(help: "The workers' lease in seconds; a pause lasts at least two.")
     var lease: Double = 3
 
+    @Option(help: "Partitions customers, products and billings are spread over (every service's and worker's --partitions; 1 to 128).")
+    var partitions: Int = 1
+
     func apply(to o: inout ChaosOptions) throws {
         o.duration = duration
         o.seed = seed
@@ -64,6 +67,8 @@ struct ScheduleOptions: ParsableArguments {
         guard duration >= 20 else { throw ValidationError("--duration must be at least 20 s") }
         guard workers >= 2 else { throw ValidationError("--workers must be at least 2 (someone has to reclaim)") }
         guard lease >= 1 else { throw ValidationError("--lease must be at least 1 s") }
+        guard (1...ChaosOptions.maximumPartitions).contains(partitions) else { throw ValidationError("--partitions must be 1 to \(ChaosOptions.maximumPartitions)") }
+        o.partitions = partitions
     }
 }
 

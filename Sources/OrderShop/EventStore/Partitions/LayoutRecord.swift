@@ -6,42 +6,59 @@ extension ShopLayout {
     public static let recordKey = "ordershop:layout"
 
     /// The layout of the shop in this Redis, as recorded there (one partition when nothing is):
-    /// what the operations commands (`rebuild`, `snapshot`, `trim`) work through.
+    /// what the operations commands (`rebuild`, `snapshot`, `trim`) and the demo work through.
+    ///
+    /// A user whose ACL does not let it read the record (every user of a shop in one partition:
+    /// their ACLs predate it) is answered by what Redis holds: a shop of one partition when its
+    /// read model or nothing is there; a shop in partitions (its creation counters) is refused,
+    /// with Redis's answer: a command that took it for one partition would work on keys no
+    /// process of the shop uses.
     public static func recorded(in pool: any RedisClientProtocol) async throws -> ShopLayout {
+        let count: Int?
         do {
-            return ShopLayout(partitions: try await recordedCount(in: pool) ?? 1)
-        } catch let error as RedisError where error.isACLRefusal {
-            // A user whose ACL predates the record (every one of a shop in one partition): its
-            // commands then meet Redis's own answer on the keys they touch, which names the user.
+            count = try await recordedCount(in: pool)
+        } catch let refusal as RedisError where refusal.isACLRefusal {
+            guard try await !holdsPartitions(pool, otherwise: refusal) else { throw refusal }
             return .single
         }
+        if let count { return ShopLayout(partitions: count) }
+        guard try await !holdsPartitions(pool, otherwise: nil) else { throw LayoutRecordMissing() }
+        return .single
     }
 
     /// Checks that the shop in this Redis is laid out as this process was told (`--partitions`),
-    /// and records a layout of several partitions where none is yet, before the process serves
-    /// or consumes anything. Throws ``LayoutMismatch`` when Redis holds a shop laid out in
-    /// another count: the process would read and write keys no other process of the shop uses
-    /// (entities "missing", events never consumed).
+    /// and records a layout of several partitions where none is yet. A worker checks before it
+    /// joins a group, a service while it starts listening (it may answer its first requests
+    /// meanwhile). Throws ``LayoutMismatch`` when Redis holds a shop laid out otherwise: the
+    /// process would read and write keys no other process of the shop uses (entities "missing",
+    /// events never consumed).
     ///
-    /// One partition records nothing (its Redis users' ACLs predate the record); a shop of one
-    /// partition is recognised by its read model (any type's versions hash). Two processes that
-    /// start at once on an empty Redis, one of each, are not told apart.
+    /// One partition records nothing (its Redis users' ACLs predate the record). A shop of one
+    /// partition is recognised by its read model or its event streams, a shop in partitions
+    /// whose record is gone (a failover lost it) by its creation counters
+    /// (``CreationSequence/counter(_:)``). Two processes that start at once on an empty Redis,
+    /// one of each, are not told apart.
     public func claim(in pool: any RedisClientProtocol) async throws {
         let recorded: Int?
         do {
             recorded = try await Self.recordedCount(in: pool)
-        } catch let error as RedisError where error.isACLRefusal && partitions == 1 {
-            // A user whose ACL predates the record: a shop of one partition, as it always was.
+        } catch let refusal as RedisError where refusal.isACLRefusal && partitions == 1 {
+            // A user whose ACL predates the record: a shop of one partition, unless Redis holds
+            // one in partitions. A user that may not look either is left to the checks of what
+            // it does (``KeyAccessProbe`` names the key).
+            if (try? await Self.holdsPartitions(pool, otherwise: refusal)) == true { throw LayoutMismatch(recorded: nil, given: partitions) }
             return
         }
         if let recorded {
             guard recorded == partitions else { throw LayoutMismatch(recorded: recorded, given: partitions) }
             return
         }
-        guard partitions > 1 else { return }
+        guard partitions > 1 else {
+            if try await Self.holdsPartitions(pool, otherwise: nil) { throw LayoutMismatch(recorded: nil, given: partitions) }
+            return
+        }
         for type in Self.spreadTypes {
-            let key = RedisArgument(type.keys.versions)
-            if try await pool.send(RawCommand(["EXISTS", key], keys: [key], readOnly: true)).int ?? 0 > 0 {
+            for key in [type.keys.versions, type.stream(.created)] where try await Self.exists(key, in: pool) {
                 throw LayoutMismatch(recorded: 1, given: partitions)
             }
         }
@@ -60,14 +77,41 @@ extension ShopLayout {
         }
         return count
     }
+
+    /// Whether Redis holds a shop in partitions: one of its creation counters. `otherwise`: the
+    /// error to throw when the user may not look either (else Redis's own).
+    private static func holdsPartitions(_ pool: any RedisClientProtocol, otherwise: RedisError?) async throws -> Bool {
+        do {
+            for type in spreadTypes where try await exists(CreationSequence.counter(type), in: pool) { return true }
+            return false
+        } catch let error as RedisError where error.isACLRefusal {
+            throw otherwise ?? error
+        }
+    }
+
+    private static func exists(_ name: String, in pool: any RedisClientProtocol) async throws -> Bool {
+        let key = RedisArgument(name)
+        return try await pool.send(RawCommand(["EXISTS", key], keys: [key], readOnly: true)).int ?? 0 > 0
+    }
+}
+
+/// Redis holds a shop in partitions (its creation counters) without the record of how many.
+public struct LayoutRecordMissing: Error, Sendable, CustomStringConvertible {
+    public var description: String {
+        "the shop in this Redis has its entities in partitions (its creation counters are there) but no record of how many (\(ShopLayout.recordKey): a failover may have lost it); start one of its services or workers with its --partitions, which records it again"
+    }
 }
 
 /// A process was told another partition count than the shop in its Redis has (``ShopLayout/claim(in:)``).
 public struct LayoutMismatch: Error, Sendable, CustomStringConvertible {
-    public let recorded: Int
+    /// The shop's count; nil for a shop in partitions whose record is gone.
+    public let recorded: Int?
     public let given: Int
 
     public var description: String {
-        "the shop in this Redis has its entities in \(recorded) partition\(recorded == 1 ? "" : "s") (\(recorded == 1 ? "its read model is there" : "\(ShopLayout.recordKey) = \(recorded)")), and this process was started with --partitions \(given): start it with --partitions \(recorded) (or ORDERSHOP_PARTITIONS); a shop's partition count cannot change while it holds data"
+        guard let recorded else {
+            return "the shop in this Redis has its entities in partitions (its creation counters are there) but no record of how many (\(ShopLayout.recordKey): a failover may have lost it), and this process was started with --partitions \(given): start it with the shop's --partitions, which records it again"
+        }
+        return "the shop in this Redis has its entities in \(recorded) partition\(recorded == 1 ? "" : "s") (\(recorded == 1 ? "its read model or event streams are there" : "\(ShopLayout.recordKey) = \(recorded)")), and this process was started with --partitions \(given): start it with --partitions \(recorded) (or ORDERSHOP_PARTITIONS); a shop's partition count cannot change while it holds data"
     }
 }

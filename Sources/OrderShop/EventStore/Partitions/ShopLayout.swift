@@ -6,10 +6,10 @@ import StreamWorker
 ///
 /// The rule, stable and computable in any language (the same as ``PartitionedStream``'s):
 /// - **The partition of an entity** is the partition of its id: the Redis Cluster hash slot of
-///   the id (`CLUSTER KEYSLOT <id>`) mod `partitions`. Ids are made by the server, so a stock
-///   record's id is drawn into its product's partition and a billing's into its order's
-///   (``newID(for:)``): what must be unique per product or per order (``EntityType/uniqueField``)
-///   is then checked in one slot, and a billing lives in its order's slot.
+///   the id (`CLUSTER KEYSLOT <id>`) mod `partitions`. Ids are made by the server, so a
+///   billing's id is drawn into the partition its order's id gives (``EventStore/placement(_:key:)``):
+///   one billing per order (``EntityType/uniqueField``) is then checked in one slot (and once
+///   orders are spread, a billing lives in its order's slot).
 /// - **The partition's keys** (its three event streams and every read-model key of the type) are
 ///   the type's names with the partition's hash tag: `PartitionedStream.stream(name, partition:
 ///   p, of: P)` (``EntityPartition``). So the event streams are exactly the partition streams a

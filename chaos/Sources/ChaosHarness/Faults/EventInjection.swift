@@ -13,7 +13,7 @@ extension FaultInjector {
     /// whose XADD answer was lost.
     func injectMalformed(_ fault: PlannedFault, _ record: ExecutedFault) async -> ExecutedFault {
         var done = record
-        let stream = fault.stream ?? WorkerStreams.crm[0]
+        let stream = fault.stream ?? WorkerStreams.streams(of: "crm", in: options.layout)[0]
         var shape: [StreamField] = []
         switch fault.variant ?? 0 {
         case 0: done.note = "no entity field"
@@ -68,7 +68,7 @@ extension FaultInjector {
     /// again, not as a command's second event; the workers ignore that field.
     func appendDuplicates(_ fault: PlannedFault, _ record: ExecutedFault) async -> ExecutedFault {
         var done = record
-        let stream = fault.stream ?? WorkerStreams.crm[0]
+        let stream = fault.stream ?? WorkerStreams.streams(of: "crm", in: options.layout)[0]
         let count = max(1, fault.variant ?? 1)
         for attempt in 0..<40 {
             do {

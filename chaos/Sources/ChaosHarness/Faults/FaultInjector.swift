@@ -71,7 +71,7 @@ struct FaultInjector: Sendable {
             let (at, note, failed) = await redisLock.withLock { () async -> (Double, String, Bool) in
                 let at = clock.elapsed
                 do {
-                    return (at, try await replicaFault(fault, target: target ?? Topology.clusterTargets[0]), false)
+                    return (at, try await replicaFault(fault, target: target ?? Topology.clusterTargets(in: options.layout)[0]), false)
                 } catch {
                     return (at, "\(fault.kind.rawValue)\(target.map { " of " + $0 } ?? "") failed: \(error)", true)
                 }

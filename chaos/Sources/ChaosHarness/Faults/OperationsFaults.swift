@@ -98,8 +98,8 @@ extension FaultInjector {
     /// leaves it out); only the command count skips it (``History/uncreatedField``). Says what it
     /// did.
     func appendUncreatedUpdate() async -> String {
-        let stream = EntityType.product.stream(.updated)
         let id = UUID().uuidString.lowercased()
+        let stream = options.layout.partition(.product, id: id).stream(.updated)
         let product = Product(id: id, name: "never created", price: 1)
         let fields = [
             StreamField("event_id", UUID().uuidString.lowercased()), StreamField("entity", String(decoding: product.json, as: UTF8.self)),
@@ -150,7 +150,7 @@ extension FaultInjector {
     /// Entries the workers' groups have pending or not yet delivered, over their streams.
     private func neededByTheGroups() async -> Int {
         var needed = 0
-        for (stream, group) in WorkerStreams.subscriptions {
+        for (stream, group) in WorkerStreams.subscriptions(in: options.layout) {
             guard let info = try? await pool.send(XINFOGROUPS(RedisArgument(stream))).first(where: { $0.name == group }) else { continue }
             needed += info.pending + (info.lag ?? 0)
         }

@@ -176,7 +176,7 @@ extension FaultInjector {
     /// time cannot date the delivery: the lease refresh resets it every lease/4.)
     private func mailedButUnsettled(consumer: String, group: String, before: Int64, oldest: Int = 1000) async throws -> Int {
         var n = 0
-        for stream in WorkerStreams.streams(of: group) {
+        for stream in WorkerStreams.streams(of: group, in: options.layout) {
             let held = try await pool.send(
                 RawCommand(
                     ["XPENDING", RedisArgument(stream), RedisArgument(group), "-", "+", RedisArgument(oldest), RedisArgument(consumer)],
