@@ -53,7 +53,8 @@ PLANTED_BUGS ?= ack-before-handling:kill,malformed \
   rebuild-folds-uncreated:rebuild:--fault-interval=2 \
   order-oversells:kill \
   trim-ignores-groups:trim,kill \
-  msg-forgets-keys:kill
+  msg-forgets-keys:kill \
+  customers-misplaced:kill:--partitions=4
 # Suites that assert how soon something ends (a cancelled worker within 1 s, a start-up within
 # 2 s) run in a second pass of their own: in the first, ~200 tests with their redis-servers and
 # child processes share 2 cores, and a drain that ends in 0.5 s alone took 4 s there.

@@ -36,7 +36,7 @@ struct ServeCommand: AsyncParsableCommand {
     var chaosStepPauseMs = 0
 
     static let plantedBugs: [String: ServiceName] = (ReservationReaper.PlantedBug.allCases.map(\.rawValue) + OrderChangePlantedBug.allCases.map(\.rawValue))
-        .reduce(into: ["gateway-drops-idempotency-key": .gateway, "msg-forgets-keys": .msg]) { $0[$1] = .order }
+        .reduce(into: ["gateway-drops-idempotency-key": .gateway, "msg-forgets-keys": .msg, "customers-misplaced": .customer]) { $0[$1] = .order }
 
     @OptionGroup var services: ServiceURLOptions
     @OptionGroup var redis: RedisOptions
@@ -73,7 +73,8 @@ struct ServeCommand: AsyncParsableCommand {
         let layout = try self.layout.layout()
         let context = try ShopContext(
             pool: pool, logger: logger, confirmation: try confirm.confirmation(), orderStepPause: .milliseconds(chaosStepPauseMs),
-            orderPlantedBug: plantedBug.flatMap(OrderChangePlantedBug.init(rawValue:)), layout: layout)
+            orderPlantedBug: plantedBug.flatMap(OrderChangePlantedBug.init(rawValue:)), layout: layout,
+            misplacesCreations: plantedBug == "customers-misplaced")
         let httpClient = makeHTTPClient()
         let (host, port) = (self.host, self.port ?? name.defaultPort)
         var gateway = GatewayOptions(addresses: services.addresses)

@@ -174,6 +174,25 @@ struct CheckerTests {
         #expect(r.violations.contains { $0.hasPrefix("lost effects") })
     }
 
+    /// Every query of one entity reads its id's partition alone: an entity stored elsewhere is
+    /// listed and mailed, yet not found. Its events and the lists agree, so only where it is shows it.
+    @Test("in a shop of partitions, an event outside its entity's partition, or a one-partition key, is a violation")
+    func misplaced() {
+        var s = ShopHistory(layout: ShopLayout(partitions: 4))
+        #expect(Checker.check(s.h).misplaced == 0)
+        let own = s.stream
+        let other = ShopLayout(partitions: 4).partitions(.customer).map { $0.stream(.created) }.first { $0 != own }!
+        let c1 = (s.h.entries[own] ?? []).filter { $0.string("entity_id") == "c1" }
+        s.h.entries[other, default: []] += c1
+        s.h.entries[own]?.removeAll { $0.string("entity_id") == "c1" }
+        let r = Checker.check(s.h)
+        #expect(r.misplaced == 1)
+        #expect(r.violations.contains { $0.hasPrefix("entries outside their entity's partition") })
+        var t = ShopHistory(layout: ShopLayout(partitions: 4))
+        t.h.misplacedKeys = ["events:{customer}_created exists"]
+        #expect(Checker.check(t.h).violations.contains { $0.hasPrefix("entries outside their entity's partition = 1") })
+    }
+
     @Test("an event the runtime applied twice is a violation even when msg sent one mail (also in 4 partitions)", arguments: [1, 4])
     func doubledByRuntime(partitions: Int) {
         var s = ShopHistory(layout: ShopLayout(partitions: partitions))

@@ -55,6 +55,10 @@ import Testing
             let refused = await #expect(throws: LayoutMismatch.self) { try await ShopLayout.single.claim(in: pool) }
             #expect(refused?.recorded == nil && refused?.description.contains("no record of how many") == true)
             await #expect(throws: LayoutRecordMissing.self) { try await ShopLayout.recorded(in: pool) }
+            // Another count of partitions does not record itself there.
+            let other = await #expect(throws: LayoutMismatch.self) { try await ShopLayout(partitions: 4).claim(in: pool) }
+            #expect(other?.recorded == nil)
+            #expect(try await pool.send(EXISTS(RedisArgument(ShopLayout.recordKey))) == 0)
             try await layout.claim(in: pool)
             #expect(try await ShopLayout.recorded(in: pool) == layout)
             await pool.shutdown()

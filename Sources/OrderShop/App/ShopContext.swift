@@ -14,12 +14,13 @@ public struct ShopContext: Sendable {
 
     public init(
         pool: any RedisClientProtocol, logger: Logger, confirmation: ReplicaConfirmation? = nil, orderStepPause: Duration = .zero,
-        orderPlantedBug: OrderChangePlantedBug? = nil, layout: ShopLayout = .single
+        orderPlantedBug: OrderChangePlantedBug? = nil, layout: ShopLayout = .single, misplacesCreations: Bool = false
     ) throws(RedisError) {
         self.pool = pool
         self.confirmation = confirmation
         var store = EventStore(pool: pool, confirmation: confirmation, orderStepPause: orderStepPause, layout: layout)
         store.orderPlantedBug = orderPlantedBug
+        store.misplacesCreations = misplacesCreations
         self.store = store
         self.readModel = ReadModel(pool: pool, confirmation: confirmation, layout: layout)
         self.health = HealthCheck(pool: pool)

@@ -43,6 +43,10 @@ public struct EventStore: Sendable {
     public var plantedBug: PlantedBug? = nil
     /// A planted defect of the order changes, for the chaos harness only; nil otherwise.
     public var orderPlantedBug: OrderChangePlantedBug? = nil
+    /// A planted defect for the chaos harness only (`ordershop serve customer --planted-bug
+    /// customers-misplaced`): a create's entities are stored in the partition after the one
+    /// their ids were drawn into, where no query of one of them looks.
+    public var misplacesCreations = false
 
     public init(
         pool: any RedisClientProtocol, confirmation: ReplicaConfirmation? = nil, orderStepPause: Duration = .zero, layout: ShopLayout = .single
@@ -127,10 +131,11 @@ public struct EventStore: Sendable {
             // keyed create (one round trip fewer on the common path).
             guard let key, try await pool.send(EXISTS(RedisArgument(key.record(in: try placement(entities, key: key))))) > 0 else { throw error }
         }
-        let partition = try placement(entities, key: key)
+        var partition = try placement(entities, key: key)
         var entities = entities
         if partition.count > 1 {
             for i in entities.indices { entities[i].id = layout.newID(of: type, inPartition: partition.partition) }
+            if misplacesCreations { partition = layout.partition(type, (partition.partition + 1) % partition.count) }
         }
         let k = partition.keys
         let first = try await CreationSequence.draw(entities.count, of: type, in: partition, pool: pool)

@@ -175,6 +175,10 @@ public enum PlantedBugOption: String, CaseIterable, Codable, Sendable {
     /// Msg's idempotency is the external effect's own line (checker: "every external effect
     /// exactly once"), which no other planted bug reached on its own.
     case msgForgetsKeys = "msg-forgets-keys"
+    /// The customer service stores a created customer (its event and read model) in the next
+    /// partition after its id's (`ordershop serve customer --planted-bug`; a run with
+    /// `--partitions` of 2 or more): every list shows it, every query of it by id answers null.
+    case customersMisplaced = "customers-misplaced"
 
     /// True for the bugs planted in the workers (`ordershop work --planted-bug`).
     public var isWorkerBug: Bool { self != .unconfirmedWrites && service == nil && operationsTool == nil }
@@ -184,6 +188,7 @@ public enum PlantedBugOption: String, CaseIterable, Codable, Sendable {
         switch self {
         case .gatewayDropsIdempotencyKey: "gateway"
         case .msgForgetsKeys: "msg"
+        case .customersMisplaced: "customer"
         case .reaperCommitsAll, .reaperForgetsAborts, .orderOversells: "order"
         default: nil
         }
@@ -224,6 +229,8 @@ public enum PlantedBugOption: String, CaseIterable, Codable, Sendable {
         case .trimIgnoresGroups: ["lost events", "runtime never applied", "lost effects"]
         // Only msg's record: the runtime applied each event once (its ledger), msg sent twice.
         case .msgForgetsKeys: ["mails sent more than once"]
+        // The events, the workers' effects and the lists all agree: only where it is shows it.
+        case .customersMisplaced: ["entries outside their entity's partition"]
         }
     }
 }

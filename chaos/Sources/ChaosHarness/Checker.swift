@@ -13,6 +13,10 @@ public struct CheckResult: Codable, Sendable {
     public var lostEvents = 0
     /// Events no command of the run asked for (injections aside), or a command's event twice.
     public var unexpectedEvents = 0
+    /// A shop in partitions (``ShopLayout``): events and read-model entities outside their
+    /// entity's partition, and keys of the one-partition names. Every query of one entity reads
+    /// its id's partition alone, so such an entity is listed yet not found.
+    public var misplaced = 0
     public var duplicateEvents = 0
     /// Entries the harness appended again, as a publisher's retry (same event id), on purpose.
     public var publisherDuplicates = 0
@@ -125,10 +129,18 @@ public enum Checker {
 
         // 1. Commands against events, by trace id. A publisher's retry is the same event again,
         // not a command's second event: it is left out here and must be applied once below.
-        // By logical stream: a command's event is in its entity's partition (``ShopLayout``).
+        // By logical stream: a command's event is in its entity's partition (``ShopLayout``),
+        // which each entry's stream must be.
         var byTrace: [String: [(stream: String, entityID: String)]] = [:]
         for (stream, list) in entries {
             let logical = WorkerStreams.logical(stream)
+            if let (type, action) = WorkerStreams.typeAndAction(of: logical), h.layout.partitions(of: type) > 1 {
+                for e in list where !isInjected(e) {
+                    guard let id = e.string("entity_id"), h.layout.partition(type, id: id).stream(action) != stream else { continue }
+                    r.misplaced += 1
+                    note(&r, "misplaced: \(type) \(id)'s event \(e.id) in \(stream), not its partition's \(h.layout.partition(type, id: id).stream(action))")
+                }
+            }
             for e in list where !isInjected(e) && !isRepeat(e) && !isUncreated(e) {
                 byTrace[e.string("trace_id") ?? "", default: []].append((logical, e.string("entity_id") ?? ""))
             }
@@ -339,6 +351,9 @@ public enum Checker {
         must(r.lostEvents, "lost events (commands answered 200 without their event)")
         must(r.duplicateEvents, "duplicate events")
         must(r.unexpectedEvents, "unexpected events")
+        r.misplaced += h.misplacedKeys.count
+        for key in h.misplacedKeys.prefix(20) { note(&r, "misplaced: \(key)") }
+        must(r.misplaced, "entries outside their entity's partition")
         must(r.refusedButApplied, "refused commands that took effect")
         must(r.keyedCreatesMadeTwice, "keyed create made twice (entities beyond their bodies', retried with the same Idempotency-Key)")
         must(r.runtimeAppliedTwice, "runtime applied an event twice (settle effects committed more than once per event and group)")

@@ -58,6 +58,14 @@ public enum WorkerStreams {
         return [logical]
     }
 
+    /// The entity type and action of a logical event stream.
+    public static func typeAndAction(of logical: String) -> (EntityType, EventAction)? {
+        for type in EntityType.allCases {
+            for action in EventAction.allCases where type.stream(action) == logical { return (type, action) }
+        }
+        return nil
+    }
+
     /// The logical event stream a stream is a partition of (itself when it is none).
     public static func logical(_ stream: String) -> String {
         guard let partition = PartitionedStream.parse(stream) else { return stream }

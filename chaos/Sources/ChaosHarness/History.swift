@@ -75,6 +75,9 @@ public struct History: Sendable {
     /// Per entity type: ids whose value in the read model (`{T}_entities`, read from Redis, not
     /// through the services) is not a JSON object with that id, and what it holds.
     public var unreadableEntities: [EntityType: [String: String]] = [:]
+    /// A shop in partitions (``ShopLayout``): read-model entities stored in another partition
+    /// than their id's, and keys of the one-partition layout that exist (what they are).
+    public var misplacedKeys: [String] = []
     /// Streams whose entries were removed (trimmed) before the harness copied them: the history
     /// is incomplete there (stream -> entries missing).
     public var incomplete: [String: Int] = [:]
@@ -188,6 +191,7 @@ struct HistoryCollector {
             h.replayed[type] = ReplayOracle.live(entries)
             let stored = try await storedEntities(type)
             h.unreadableEntities[type] = stored.unreadable
+            h.misplacedKeys += stored.misplaced
             h.served[type] = try await list(type, stored: stored.readable, storedUnreadable: !stored.unreadable.isEmpty)
         }
         return h
@@ -263,11 +267,24 @@ struct HistoryCollector {
     /// a failover the new replica may still be resyncing.
     /// The read model's stored entities, read from Redis: those that are a JSON object with
     /// their id, and the others (id -> the start of what is stored).
-    private func storedEntities(_ type: EntityType) async throws -> (readable: [String: JSONValue], unreadable: [String: String]) {
+    private func storedEntities(_ type: EntityType) async throws -> (readable: [String: JSONValue], unreadable: [String: String], misplaced: [String]) {
         var fields: [RESPValue] = []
+        var misplaced: [String] = []
         for partition in layout.partitions(type) {
             let key = RedisArgument(partition.keys.entities)
-            fields += try await pool.send(RawCommand(["HGETALL", key], keys: [key], readOnly: true)).throwingServerError().array ?? []
+            let stored = try await pool.send(RawCommand(["HGETALL", key], keys: [key], readOnly: true)).throwingServerError().array ?? []
+            for i in stride(from: 0, to: stored.count - 1, by: 2) {
+                if let id = stored[i].string, layout.partition(of: type, id: id) != partition.partition { misplaced.append("\(type) \(id) in \(partition.keys.entities)") }
+            }
+            fields += stored
+        }
+        // A shop in partitions keeps nothing under the one-partition names (a process started
+        // without --partitions would write there).
+        if layout.partitions(of: type) > 1 {
+            for name in [type.keys.entities] + type.streams {
+                let key = RedisArgument(name)
+                if try await pool.send(RawCommand(["EXISTS", key], keys: [key], readOnly: true)).int ?? 0 > 0 { misplaced.append("\(name) exists") }
+            }
         }
         var readable: [String: JSONValue] = [:]
         var unreadable: [String: String] = [:]
@@ -281,7 +298,7 @@ struct HistoryCollector {
                 unreadable[id] = String(decoding: value.prefix(80), as: UTF8.self)
             }
         }
-        return (readable, unreadable)
+        return (readable, unreadable, misplaced)
     }
 
     /// What the gateway serves for a type. A body that is not JSON (a read model holding an

@@ -93,6 +93,7 @@ public struct RunReport: Codable, Sendable {
         rows.append(("seed", "\(o.seed)"))
         rows.append(("duration", "\(Int(o.duration)) s of load, \(o.clients) clients, \(o.workersPerKind) crm + \(o.workersPerKind) billing workers, lease \(o.leaseSeconds) s"))
         rows.append(("redis", Self.describe(o.topology)))
+        if o.partitions > 1 { rows.append(("partitions", "customers, products and billings in \(o.partitions) (--partitions \(o.partitions))")) }
         rows.append(("planted bug", o.plantedBug?.rawValue ?? "none"))
         var byKind: [FaultKind: Int] = [:]
         var skipped = 0
@@ -138,6 +139,7 @@ public struct RunReport: Codable, Sendable {
             let mism = c.readModelMismatches.values.reduce(0, +)
             rows.append(("read models = replay", mism == 0 ? "yes" : "no, \(mism) entities differ"))
             rows.append(("read-model values that are not their id's JSON", "\(c.unreadableEntities)"))
+            rows.append(("outside their entity's partition", "\(c.misplaced)"))
             rows.append(("stock", "negative \(c.negativeStock), differs from orders \(c.stockMismatches), reservations left open \(c.openReservations); order changes aborted by a reaper \(c.abortedOrderChanges)"))
             rows.append(("orders refused: out of stock", "\(c.outOfStockRefusals)"))
         }

@@ -62,6 +62,18 @@ extension ShopLayout {
                 throw LayoutMismatch(recorded: 1, given: partitions)
             }
         }
+        // A shop in partitions whose record is gone: recorded again only by a process of its
+        // count (its partitions' names carry the count, so another count's are not there).
+        if try await Self.holdsPartitions(pool, otherwise: nil) {
+            var ours = false
+            for type in Self.spreadTypes where !ours {
+                for partition in partitions(type) where try await Self.exists(partition.keys.versions, in: pool) {
+                    ours = true
+                    break
+                }
+            }
+            guard ours else { throw LayoutMismatch(recorded: nil, given: partitions) }
+        }
         let key = RedisArgument(Self.recordKey)
         _ = try await pool.send(RawCommand(["SET", key, RedisArgument(partitions), "NX"], keys: [key]))
         let now = try await Self.recordedCount(in: pool) ?? 0
