@@ -123,15 +123,15 @@ public struct EventStore: Sendable {
         precondition(!entities.isEmpty)
         if let orders = entities as? [Order] { return try await OrderSteps(store: self).create(orders, trace: trace, key: key) }
         let type = E.type
+        var partition = try placement(entities, key: key)
         do {
             try await requireReferences(entities)
         } catch {
             // A retry with its key answers what the first request made, even if what it
             // references is gone since: the key's record is looked up only then, not on every
             // keyed create (one round trip fewer on the common path).
-            guard let key, try await pool.send(EXISTS(RedisArgument(key.record(in: try placement(entities, key: key))))) > 0 else { throw error }
+            guard let key, try await pool.send(EXISTS(RedisArgument(key.record(in: partition)))) > 0 else { throw error }
         }
-        var partition = try placement(entities, key: key)
         var entities = entities
         if partition.count > 1 {
             for i in entities.indices { entities[i].id = layout.newID(of: type, inPartition: partition.partition) }

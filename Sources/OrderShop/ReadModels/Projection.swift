@@ -20,8 +20,8 @@ public struct RecordedEvent: Sendable, Hashable {
     public var json: [UInt8]
     /// The entity's version after this change; nil for events written without one.
     public var version: Int?
-    /// A creation's number in its type's creation order, in a shop of several partitions
-    /// (``CreationSequence``); nil otherwise.
+    /// A creation's score in its type's creation order (`created_seq`), in a shop of several
+    /// partitions (``CreationSequence``); nil otherwise.
     public var creationSequence: Int? = nil
 
     /// Decodes an entry; nil when it is not a well-formed OrderShop event (see ``decode(_:action:)``).
@@ -124,7 +124,7 @@ public struct Projection: Sendable {
         public var deleted: Bool
         /// The entry id of the creation, which orders the entities.
         public var created: StreamID
-        /// The creation's number (``RecordedEvent/creationSequence``), which orders the entities
+        /// The creation's score (``RecordedEvent/creationSequence``), which orders the entities
         /// of a shop of several partitions; nil in one partition.
         public var sequence: Int? = nil
     }

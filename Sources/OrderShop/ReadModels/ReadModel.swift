@@ -32,7 +32,7 @@ public struct ReadModel: Sendable {
     /// it or not; one that lives throughout is in it once, also across a rebuild.
     ///
     /// A type spread over partitions is read partition by partition, and the entities merged by
-    /// their scores (``CreationScore``: creation order across partitions too).
+    /// their scores (``CreationSequence``: creation order across partitions too).
     public func list(_ type: EntityType) async throws -> [UInt8] {
         let partitions = layout.partitions(type)
         guard partitions.count > 1 else {

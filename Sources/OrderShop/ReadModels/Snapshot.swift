@@ -179,7 +179,7 @@ extension EventStore {
         return tag == "ok"
     }
 
-    /// "version deleted created-entry-id[ creation-number]\n" + JSON (the number in a shop of
+    /// "version deleted created-entry-id[ creation-score]\n" + JSON (the score in a shop of
     /// several partitions only, so a snapshot of one partition reads as it always did).
     static func encodeState(_ s: Projection.State) -> [UInt8] {
         Array("\(s.version) \(s.deleted ? 1 : 0) \(s.created)\(s.sequence.map { " \($0)" } ?? "")\n".utf8) + s.json

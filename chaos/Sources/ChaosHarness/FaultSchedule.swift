@@ -52,10 +52,8 @@ public enum WorkerStreams {
 
     /// The partition streams of a logical event stream in `layout` (itself with one partition).
     public static func partitions(of logical: String, in layout: ShopLayout) -> [String] {
-        for type in EntityType.allCases {
-            for action in EventAction.allCases where type.stream(action) == logical { return layout.partitions(type).map { $0.stream(action) } }
-        }
-        return [logical]
+        guard let (type, action) = typeAndAction(of: logical) else { return [logical] }
+        return layout.partitions(type).map { $0.stream(action) }
     }
 
     /// The entity type and action of a logical event stream.

@@ -57,22 +57,15 @@ extension ShopLayout {
             if try await Self.holdsPartitions(pool, otherwise: nil) { throw LayoutMismatch(recorded: nil, given: partitions) }
             return
         }
-        for type in Self.spreadTypes {
-            for key in [type.keys.versions, type.stream(.created)] where try await Self.exists(key, in: pool) {
-                throw LayoutMismatch(recorded: 1, given: partitions)
-            }
+        if try await Self.anyExists(Self.spreadTypes.flatMap { [$0.keys.versions, $0.stream(.created)] }, in: pool) {
+            throw LayoutMismatch(recorded: 1, given: partitions)
         }
         // A shop in partitions whose record is gone: recorded again only by a process of its
         // count (its partitions' names carry the count, so another count's are not there).
-        if try await Self.holdsPartitions(pool, otherwise: nil) {
-            var ours = false
-            for type in Self.spreadTypes where !ours {
-                for partition in partitions(type) where try await Self.exists(partition.keys.versions, in: pool) {
-                    ours = true
-                    break
-                }
-            }
-            guard ours else { throw LayoutMismatch(recorded: nil, given: partitions) }
+        if try await Self.holdsPartitions(pool, otherwise: nil),
+            try await !Self.anyExists(Self.spreadTypes.flatMap { partitions($0).map(\.keys.versions) }, in: pool)
+        {
+            throw LayoutMismatch(recorded: nil, given: partitions)
         }
         let key = RedisArgument(Self.recordKey)
         _ = try await pool.send(RawCommand(["SET", key, RedisArgument(partitions), "NX"], keys: [key]))
@@ -94,16 +87,19 @@ extension ShopLayout {
     /// error to throw when the user may not look either (else Redis's own).
     private static func holdsPartitions(_ pool: any RedisClientProtocol, otherwise: RedisError?) async throws -> Bool {
         do {
-            for type in spreadTypes where try await exists(CreationSequence.counter(type), in: pool) { return true }
-            return false
+            return try await anyExists(spreadTypes.map(CreationSequence.counter), in: pool)
         } catch let error as RedisError where error.isACLRefusal {
             throw otherwise ?? error
         }
     }
 
-    private static func exists(_ name: String, in pool: any RedisClientProtocol) async throws -> Bool {
-        let key = RedisArgument(name)
-        return try await pool.send(RawCommand(["EXISTS", key], keys: [key], readOnly: true)).int ?? 0 > 0
+    /// Whether any of `names` exists (one EXISTS each: they lie in different slots).
+    private static func anyExists(_ names: [String], in pool: any RedisClientProtocol) async throws -> Bool {
+        for name in names {
+            let key = RedisArgument(name)
+            if try await pool.send(RawCommand(["EXISTS", key], keys: [key], readOnly: true)).int ?? 0 > 0 { return true }
+        }
+        return false
     }
 }
 
