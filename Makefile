@@ -25,6 +25,8 @@ PARTITIONS  ?= 1
 # Each planted runtime bug gets a short run with the faults that expose it (bug:faults[:flag...],
 # flags separated by colons); it must FAIL with the violation that names the bug (ordershop-chaos run --expect-caught).
 # no-lease-refresh: handlers that outlast the 3 s lease, and no fault that may make a settle stale.
+# reaper-commits-all and customers-misplaced run in 4 partitions: the reaper ends reservations
+# with parts in several stock partitions; misplaced entities exist only in partitions.
 # 30 s: every bug was caught in 25-s runs too (2026-12-06: the smallest counts 2 never-applied
 # events, 3 stocks, 2 folded malformed entries, 1 zombie), and 35 s held CI past 25 minutes.
 PLANTED_DURATION ?= 30
@@ -46,7 +48,7 @@ PLANTED_BUGS ?= ack-before-handling:kill,malformed \
   unconfirmed-writes:partition,kill:--topology=replicated \
   unconfirmed-writes:forced-failover,node-partition,kill:--topology=cluster:--fault-interval=3 \
   gateway-drops-idempotency-key:reset,kill \
-  reaper-commits-all:order-crash:--fault-interval=2 \
+  reaper-commits-all:order-crash:--fault-interval=2:--partitions=4 \
   reaper-forgets-aborts:order-pause:--fault-interval=10 \
   rebuild-folds-malformed:malformed,rebuild:--fault-interval=2 \
   rebuild-swaps-blindly:rebuild:--fault-interval=2 \

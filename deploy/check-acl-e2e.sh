@@ -12,6 +12,8 @@
 #   - Redis's ACL LOG holds no denial: nothing any role needs is refused;
 #   - every key the run created belongs to a key family of users.acl.in (else: adapt it there);
 #   - a worker cannot write the keys it does not own, tried on the run's real keys.
+# E2E_PARTITIONS=P runs the shop in P partitions (ORDERSHOP_PARTITIONS): every key in its
+# partition's name, the layout recorded by the first process (check.sh runs 1 and 4).
 # Everything listens on free loopback ports; every process is stopped by its pid.
 # Needs redis-server, redis-cli, curl and python3. Exit status 1 on any failure.
 set -uo pipefail
@@ -25,6 +27,8 @@ fi
 bin="$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")"
 work="$(mktemp -d /tmp/ordershop-acl-e2e.XXXXXX)"
 timeout_demo="${E2E_DEMO_TIMEOUT:-600}"
+partitions="${E2E_PARTITIONS:-1}"
+export ORDERSHOP_PARTITIONS="$partitions"
 declare -A pid_of=()
 passed=0; failed=0
 pass() { passed=$((passed + 1)); echo "  PASS e2e: $*"; }
@@ -231,6 +235,17 @@ print(total)' "$group"
 }
 crm_streams=('events:{customer}_created' 'events:{customer}_deleted' 'events:{order}_created')
 billing_streams=('events:{order}_created' 'events:{billing}_created')
+if [ "$partitions" -gt 1 ]; then
+    # Each logical stream is read in its partition streams, which the workers made (their groups).
+    partition_streams() { local name; for name in "$@"; do observe --scan --pattern "events:${name}:*"; done | sort; }
+    mapfile -t crm_streams < <(partition_streams customer_created customer_deleted order_created)
+    mapfile -t billing_streams < <(partition_streams order_created billing_created)
+    if [ "${#crm_streams[@]}" = $((3 * partitions)) ] && [ "${#billing_streams[@]}" = $((2 * partitions)) ]; then
+        pass "the workers read ${#crm_streams[@]} + ${#billing_streams[@]} partition streams ($partitions partitions)"
+    else fail "partition streams: crm ${#crm_streams[@]}, billing ${#billing_streams[@]}, for $partitions partitions"; fi
+    [ "$(observe get ordershop:layout)" = "$partitions" ] && pass "the layout is recorded: $partitions partitions" \
+        || fail "ordershop:layout is '$(observe get ordershop:layout)', not $partitions"
+fi
 wait_drained() { # wait_drained GROUP STREAM...
     for _ in $(seq 150); do [ "$(group_backlog "$@")" = 0 ] && return 0; sleep 0.4; done
     return 1
@@ -345,10 +360,12 @@ import fnmatch, sys
 # replay streams, the applied ledger, consumer-name locks).
 families = {"events:*": "event streams", "{customer}_*": "read models", "{product}_*": "read models",
             "{inventory}_*": "read models", "{order}_*": "read models", "{billing}_*": "read models",
+            "customer_*": "read models", "product_*": "read models", "inventory_*": "read models",
+            "order_*": "read models", "billing_*": "read models", "ordershop:layout": "layout record",
             "mail:sent": "msg", "{mail:sent}:*": "msg", "idem:*": "worker markers", "dlq:*": "dead letters",
             "replay:*": "replay streams", "applied:*": "applied ledger", "msg-repeats:*": "applied ledger",
             "consumer-lock:*": "consumer-name locks"}
-counts = {name: 0 for name in families.values()}
+counts = {name: 0 for name in dict.fromkeys(families.values())}
 unknown = []
 for key in open(sys.argv[1]).read().split("\n"):
     if not key:
@@ -381,5 +398,5 @@ while read -r key; do
 done < <(grep -vE '^(idem:.*:crm:|dlq:.*:crm$|consumer-lock:.*:crm:)' "$work/keys.txt" | sort -R 2>/dev/null | head -40)
 [ $checked -gt 0 ] && pass "ordershop-worker-crm is refused writing $checked of the run's keys it does not own"
 
-echo "acl e2e: $passed passed, $failed failed"
+echo "acl e2e ($partitions partition(s)): $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -17,7 +17,7 @@
 #       certificates used for real mutual TLS; a real 6-node Redis Cluster with users.acl on every
 #       node: each user reads the topology (and, with ORDERSHOP_BIN, `ordershop ping` reaches every
 #       node through each user's cluster URL, as the cluster overlays assemble it).
-#   (d) ORDERSHOP_BIN set: the whole scenario under those users (deploy/check-acl-e2e.sh).
+#   (d) ORDERSHOP_BIN set: the whole scenario under those users (deploy/check-acl-e2e.sh), in one partition and in 4.
 #
 # Python tools go to a venv in /tmp (DEPLOY_CHECK_VENV), never into the repository.
 # Exits non-zero on any failure and prints a summary.
@@ -650,6 +650,9 @@ section "(d) the scenario end to end under the ACL users"
 if [ -n "${ORDERSHOP_BIN:-}" ]; then
     "$here/check-acl-e2e.sh" "$ORDERSHOP_BIN" >"$work/e2e.log" 2>&1
     tally "$work/e2e.log" $? "check-acl-e2e.sh"
+    # The same users serve a shop in partitions: every key in its partition's name.
+    E2E_PARTITIONS=4 "$here/check-acl-e2e.sh" "$ORDERSHOP_BIN" >"$work/e2e-partitions.log" 2>&1
+    tally "$work/e2e-partitions.log" $? "check-acl-e2e.sh in 4 partitions"
 else
     skip "set ORDERSHOP_BIN=path/to/ordershop to run deploy/check-acl-e2e.sh (needs the built application)"
 fi

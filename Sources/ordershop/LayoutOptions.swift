@@ -8,7 +8,7 @@ import OrderShop
 struct LayoutOptions: ParsableArguments {
     @Option(
         name: .customLong("partitions"), parsing: .number,
-        help: "Partitions each of customers, products and billings is spread over, for a Redis Cluster: every process of a shop the same (default: $ORDERSHOP_PARTITIONS, else 1)")
+        help: "Partitions each entity type is spread over, for a Redis Cluster: every process of a shop the same (default: $ORDERSHOP_PARTITIONS, else 1)")
     var partitions: Int?
 
     func validate() throws {

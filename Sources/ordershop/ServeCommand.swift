@@ -74,7 +74,7 @@ struct ServeCommand: AsyncParsableCommand {
         let context = try ShopContext(
             pool: pool, logger: logger, confirmation: try confirm.confirmation(), orderStepPause: .milliseconds(chaosStepPauseMs),
             orderPlantedBug: plantedBug.flatMap(OrderChangePlantedBug.init(rawValue:)), layout: layout,
-            misplacesCreations: plantedBug == "customers-misplaced")
+            misplacesCreations: plantedBug == "customers-misplaced", checksLayout: name != .msg)
         let httpClient = makeHTTPClient()
         let (host, port) = (self.host, self.port ?? name.defaultPort)
         var gateway = GatewayOptions(addresses: services.addresses)
@@ -92,7 +92,10 @@ struct ServeCommand: AsyncParsableCommand {
             // A user Redis lets in but not write what the service writes: it cannot do its job.
             // Another partition count than the shop's would serve keys no other process uses
             // (msg keeps no entity: its user may not read the record).
-            if name != .msg { try await layout.claim(in: pool) }
+            if name != .msg {
+                try await layout.claim(in: pool)
+                context.health.layout.arrive()
+            }
             try await KeyAccessProbe.check(name, client: pool, at: redisConfiguration, layout: layout)
             // A Redis that may evict keys would drop what makes a retry harmless.
             try await EvictionPolicyCheck.check(pool, at: redisConfiguration, logger: logger)

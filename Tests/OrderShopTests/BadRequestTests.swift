@@ -207,6 +207,25 @@ extension ShopIntegration {
             await pool.shutdown()
         }
 
+        /// Redis up but the service's layout check not passed yet: /healthz 503, naming it, so
+        /// that nothing (a readiness probe, the demo) takes the service for ready; 200 once it has.
+        @Test func healthWaitsForTheLayoutCheck() async throws {
+            try await withRedisServer { server in
+                let pool = try server.makePool()
+                let context = try ShopContext(pool: pool, logger: testLogger, checksLayout: true)
+                let app = Application(router: buildRouter(for: .customer, context: context, httpClient: HTTPClient.shared), logger: testLogger)
+                try await app.test(.router) { client in
+                    try await client.execute(uri: "/healthz", method: .get) { response in
+                        #expect(response.status == .serviceUnavailable)
+                        #expect(String(buffer: response.body).contains("is not checked yet"), "\(String(buffer: response.body))")
+                    }
+                    context.health.layout.arrive()
+                    try await client.execute(uri: "/healthz", method: .get) { #expect($0.status == .ok) }
+                }
+                await pool.shutdown()
+            }
+        }
+
         /// A method a path does not serve: 405 with `Allow` and a JSON body, at the gateway, at
         /// each owner and at msg (a path that does not exist stays 404); the methods it serves
         /// still reach their routes (503 here: no Redis), HEAD where GET is, without a body.

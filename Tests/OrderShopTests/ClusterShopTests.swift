@@ -21,11 +21,11 @@ extension ShopIntegration {
             }
         }
 
-        /// Customers, products and billings spread over 6 partitions, two on each primary
+        /// Every entity type spread over 6 partitions, two on each primary
         /// (``ShopLayout``): no script crosses slots, every list merges the partitions in creation
         /// order, the workers read every partition, and the layout is recorded for the
         /// operations commands.
-        @Test("the demo passes on the cluster with customers, products and billings in 6 partitions")
+        @Test("the demo passes on the cluster with every entity type in 6 partitions")
         func demoOnTheClusterInPartitions() async throws {
             try await withClusterShop(layout: ShopLayout(partitions: 6)) { shop, cluster in
                 try await expectDemoPasses(shop, on: cluster)

@@ -21,6 +21,12 @@ import Testing
                 #expect(refused?.recorded == 4 && refused?.given == other)
                 #expect(refused?.description.contains("start it with --partitions 4") == true, "\(String(describing: refused))")
             }
+            // Orders under one partition's names, as the version before orders were spread kept
+            // them in a shop in partitions: refused, naming the key.
+            let old = RedisArgument(EntityType.order.keys.versions)
+            _ = try await pool.send(RawCommand(["HSET", old, "o1", "1"], keys: [old]))
+            let mixed = await #expect(throws: LayoutMixed.self) { try await ShopLayout(partitions: 4).claim(in: pool) }
+            #expect(mixed?.found == EntityType.order.keys.versions)
             await pool.shutdown()
         }
     }

@@ -53,7 +53,7 @@ extension ShopIntegration {
                     EntityType.order.keys.entities, EntityType.order.keys.versions, EntityType.order.keys.ids, EntityType.order.keys.sequence,
                     EntityType.order.stream(.created), OrderSteps.Keys.decision(order.id), store.idempotencyRecord(EntityType.order, nil),
                 ].map { RedisArgument($0) }
-                let argv: [RedisArgument] = ["1", "t", "1", "o1", "e1", RedisArgument(bytes: order.json), "", "0"]
+                let argv: [RedisArgument] = ["1", "t", "1", "", "o1", "e1", RedisArgument(bytes: order.json), "", "0"]
                 let reply = try await store.run("create orders", OrderScripts.createOrders, type: .order, keys: keys, arguments: argv)
                 #expect(reply.array?.first?.string == "aborted")
                 #expect(try await ReadModel(pool: store.pool).lookup(Order.self, id: "o1") == nil)
@@ -89,7 +89,7 @@ extension ShopIntegration {
                 #expect(try await stock(store) == 5)
                 // A second reaper, and the late step 3 of the dead process: nothing more.
                 #expect(try await reaper.reapOnce() == 0)
-                #expect(try await steps.finish([r.rid], [.committed]) == 0)
+                #expect(try await steps.finish([steps.reserved(r)], [.committed]) == 0)
                 #expect(try await stock(store) == 5)
                 #expect(try await store.pool.send(EXISTS(RedisArgument(OrderSteps.Keys.decision(r.rid)))) == 0, "the decision is cleaned up")
             }
@@ -169,9 +169,9 @@ extension ShopIntegration {
                     EntityType.order.keys.entities, EntityType.order.keys.versions, EntityType.order.keys.ids, EntityType.order.keys.sequence,
                     EntityType.order.stream(.created), OrderSteps.Keys.decision("o-a"), key.record(.order),
                 ].map { RedisArgument($0) }
-                let argv: [RedisArgument] = ["1", "t", "1", "o-a", "e-a", RedisArgument(bytes: order.json)] + EventStore.CreateKey.arguments(key)
+                let argv: [RedisArgument] = ["1", "t", "1", "", "o-a", "e-a", RedisArgument(bytes: order.json)] + EventStore.CreateKey.arguments(key)
                 #expect(try await store.run("create orders", OrderScripts.createOrders, type: .order, keys: keys, arguments: argv).array?.first?.string == "ok")
-                #expect(try await steps.finish(["o-a"], [.committed]) == 1)
+                #expect(try await steps.finish([steps.reserved(creation(order))], [.committed]) == 1)
                 #expect(try await stock(store) == 3)
                 // The retry had read "pending o-a" before all that: its step 1 takes nothing.
                 try await steps.prepare([creation(order, keep: true)])

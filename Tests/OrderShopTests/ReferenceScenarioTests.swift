@@ -9,7 +9,7 @@ extension ShopIntegration {
     /// the gateway, against the whole shop on a real Redis.
     @Suite struct ReferenceScenarioTests {
         ///
-        /// Also with the customers, products and billings spread over 4 partitions (``ShopLayout``):
+        /// Also with every entity type spread over 4 partitions (``ShopLayout``):
         /// every list in creation order across the partitions, each mail once.
         @Test(arguments: [1, 4]) func stepsOneToNine(partitions: Int) async throws {
             let layout = ShopLayout(partitions: partitions)

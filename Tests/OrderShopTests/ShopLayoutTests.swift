@@ -79,17 +79,18 @@ import Testing
         #expect(seen.count == 1_200)
     }
 
-    /// Stock records and orders keep one partition (the order steps reserve in one slot), under
-    /// their names of always; the other types are spread.
-    @Test func stockRecordsAndOrdersKeepOnePartition() {
+    /// Every type is spread, and partition p of every type shares one slot: a stock record
+    /// (in its product's partition) with its product, a billing with its order.
+    @Test func everyTypeIsSpreadAndPartitionsShareSlots() {
         let layout = ShopLayout(partitions: 8)
-        for type in EntityType.allCases {
-            let spread = type != .inventory && type != .order
-            #expect(layout.partitions(of: type) == (spread ? 8 : 1), "\(type)")
-            if !spread {
-                #expect(layout.partitions(type) == [ShopLayout.single.partition(type, 0)])
-                #expect(layout.partition(type, id: RandomUUID.string()).keys == type.keys)
-            }
+        for p in 0..<8 {
+            let slots = Set(EntityType.allCases.map { type -> HashSlot in
+                #expect(layout.partitions(of: type) == 8, "\(type)")
+                return HashSlot(key: layout.partition(type, p).keys.entities)
+            })
+            #expect(slots.count == 1, "partition \(p): \(slots)")
         }
+        let product = RandomUUID.string()
+        #expect(OrderSteps.stockPartition(ofProduct: product, in: layout) == layout.partition(of: .product, id: product))
     }
 }

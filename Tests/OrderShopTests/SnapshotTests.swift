@@ -10,7 +10,7 @@ extension ShopIntegration {
     /// running beside commands lose nothing.
     @Suite struct SnapshotTests {
         ///
-        /// Also in a shop whose customers, products and billings are spread over 4 partitions
+        /// Also in a shop whose entities are spread over 4 partitions
         /// (``ShopLayout``): each partition snapshotted, trimmed and rebuilt on its own, the
         /// lists in creation order across them after every rebuild.
         @Test(arguments: [1, 4]) func snapshotTrimAndRebuildWhileCommandsRun(partitions: Int) async throws {

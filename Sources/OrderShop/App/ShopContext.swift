@@ -6,6 +6,8 @@ public struct ShopContext: Sendable {
     public let pool: any RedisClientProtocol
     public let store: EventStore
     public let readModel: ReadModel
+    /// `/healthz`; with `checksLayout`, 503 until ``HealthCheck/layout`` is opened by the
+    /// process's layout check.
     public let health: HealthCheck
     public let logger: Logger
     /// `--confirm-replicas`: commands (and mails) answer 2xx, and queries answer, only once
@@ -14,7 +16,7 @@ public struct ShopContext: Sendable {
 
     public init(
         pool: any RedisClientProtocol, logger: Logger, confirmation: ReplicaConfirmation? = nil, orderStepPause: Duration = .zero,
-        orderPlantedBug: OrderChangePlantedBug? = nil, layout: ShopLayout = .single, misplacesCreations: Bool = false
+        orderPlantedBug: OrderChangePlantedBug? = nil, layout: ShopLayout = .single, misplacesCreations: Bool = false, checksLayout: Bool = false
     ) throws(RedisError) {
         self.pool = pool
         self.confirmation = confirmation
@@ -23,7 +25,7 @@ public struct ShopContext: Sendable {
         store.misplacesCreations = misplacesCreations
         self.store = store
         self.readModel = ReadModel(pool: pool, confirmation: confirmation, layout: layout)
-        self.health = HealthCheck(pool: pool)
+        self.health = HealthCheck(pool: pool, layout: StartGate(waitingFor: checksLayout ? 1 : 0))
         self.logger = logger
     }
 }

@@ -87,7 +87,7 @@ public final class ShopStack: Sendable {
             clients.append(client)
             return client
         }
-        let http = try ShopContext(pool: try pool(32), logger: logger, confirmation: options.confirmation, layout: options.layout)
+        let http = try ShopContext(pool: try pool(32), logger: logger, confirmation: options.confirmation, layout: options.layout, checksLayout: true)
 
         let running = options.onServiceRunning
         let runsMetrics = options.metricsPort != nil && !options.workers.isEmpty
@@ -125,6 +125,7 @@ public final class ShopStack: Sendable {
                 StartsWhenReady(WaitsForShutdown()) {
                     try await RedisReadiness.wait(for: http.pool, at: redis, logger: logger)
                     try await layout.claim(in: http.pool)
+                    http.health.layout.arrive()
                 }))
         // The order service's reaper of stock reservations left open (see OrderSteps).
         services.append(SupervisedService("stock reservation reaper", ReservationReaper(store: http.store, logger: logger)))

@@ -78,6 +78,25 @@ enum Scripts {
 
         """
 
+    /// The score of a create's `i`-th entity (from 0) in the ids set `ids`, for a shop in
+    /// partitions: a number drawn before from the type's counter (another slot, `first` the
+    /// batch's first), as a score free in this partition, carried in the event for rebuilds
+    /// (``CreationSequence``). nil with one partition (`first` nil): the caller counts with the
+    /// type's own counter, in its slot.
+    static let creationScorePrelude = """
+        local function creation_score(ids, first, i)
+          if not first then return nil end
+          local base = (first + i) * \(CreationSequence.scoresPerNumber)
+          local score = base
+          while score < base + \(CreationSequence.scoresPerNumber - 1)
+            and #redis.call('ZRANGE', ids, score, score, 'BYSCORE', 'LIMIT', 0, 1) > 0 do
+            score = score + 1
+          end
+          return string.format('%.0f', score)
+        end
+
+        """
+
     /// Creates a batch of entities, all or none. Every key is in the type's slot: the referenced
     /// entities (a stock record's product, a billing's order) are checked before, by
     /// ``EventStore``.
@@ -90,7 +109,7 @@ enum Scripts {
     /// `{'uniqueinbatch', value}` (two of the batch share it), `{'replayed', ids...}`,
     /// `{'keyreused', digest}`.
     static let create = RedisScript(
-        prelude + idempotencyPrelude + """
+        prelude + idempotencyPrelude + creationScorePrelude + """
             local replayed = replay()
             if replayed then return replayed end
             local time, trace, n, first = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -113,19 +132,7 @@ enum Scripts {
               redis.call('HSET', KEYS[1], id, json)
               redis.call('HSET', KEYS[2], id, 1)
               if uv ~= '' then redis.call('HSET', KEYS[6], uv, id) end
-              -- One partition: the type's counter, here. Several: a number drawn before from the
-              -- type's counter (another slot), as a score free in this partition, carried in the
-              -- event for rebuilds (CreationSequence).
-              local created_seq = nil
-              if first then
-                local base = (first + i) * \(CreationSequence.scoresPerNumber)
-                local score = base
-                while score < base + \(CreationSequence.scoresPerNumber - 1)
-                  and #redis.call('ZRANGE', KEYS[3], score, score, 'BYSCORE', 'LIMIT', 0, 1) > 0 do
-                  score = score + 1
-                end
-                created_seq = string.format('%.0f', score)
-              end
+              local created_seq = creation_score(KEYS[3], first, i)
               redis.call('ZADD', KEYS[3], created_seq or redis.call('INCR', KEYS[4]), id)
               out[#out + 1] = emit(KEYS[5], id, eid, json, 1, time, trace, '', created_seq)
               ids[#ids + 1] = id

@@ -34,19 +34,21 @@ public struct ReadModel: Sendable {
     /// A type spread over partitions is read partition by partition, and the entities merged by
     /// their scores (``CreationSequence``: creation order across partitions too).
     public func list(_ type: EntityType) async throws -> [UInt8] {
-        let partitions = layout.partitions(type)
-        guard partitions.count > 1 else {
-            var items: [RESPValue] = []
-            try await pages(of: partitions[0], start: { items = [] }) { page in items += page.map(\.json) }
-            return Self.jsonArray(items)
-        }
+        try await merged(type) { page in page.map { ($0.score, $0.json) } }
+    }
+
+    /// What `select` keeps of each page of every partition of `type`, in creation order: one
+    /// partition's as read, several partitions' merged by their scores (``CreationSequence``).
+    private func merged(
+        _ type: EntityType, _ select: ([(id: String, score: Double, json: RESPValue)]) async throws -> [(score: Double, json: RESPValue)]
+    ) async throws -> [UInt8] {
         var scored: [(score: Double, json: RESPValue)] = []
-        for partition in partitions {
+        for partition in layout.partitions(type) {
             var items: [(score: Double, json: RESPValue)] = []
-            try await pages(of: partition, start: { items = [] }) { page in items += page.map { ($0.score, $0.json) } }
+            try await pages(of: partition, start: { items = [] }) { page in items += try await select(page) }
             scored += items
         }
-        scored.sort { $0.score < $1.score }
+        if layout.partitions(of: type) > 1 { scored.sort { $0.score < $1.score } }
         return Self.jsonArray(scored.map(\.json))
     }
 
@@ -111,10 +113,7 @@ public struct ReadModel: Sendable {
     /// read at once and passed to one script over every order (trial K: 667 ms of Redis's time at
     /// 28,000 orders, 132 ms more for the ids).
     public func unbilledOrders() async throws -> [UInt8] {
-        var items: [RESPValue] = []
-        let orders = layout.partitions(.order)
-        precondition(orders.count == 1, "orders keep one partition (ShopLayout.spreadTypes)")
-        try await pages(of: orders[0], start: { items = [] }) { page in
+        try await merged(.order) { page in
             // Each billing lives in its order's partition (``EventStore/placement(_:key:)``).
             var billed = [Bool](repeating: false, count: page.count)
             let byPartition = Dictionary(grouping: page.indices) { layout.partition(of: .billing, id: page[$0].id) }
@@ -127,9 +126,8 @@ public struct ReadModel: Sendable {
                 guard reply.count == indices.count else { throw RedisError(.unexpectedReply, "billed check answered \(reply.count) of \(indices.count)") }
                 for (index, isBilled) in zip(indices, reply) { billed[index] = isBilled.int != 0 }
             }
-            for (order, isBilled) in zip(page, billed) where !isBilled { items.append(order.json) }
+            return zip(page, billed).filter { !$0.1 }.map { ($0.0.score, $0.0.json) }
         }
-        return Self.jsonArray(items)
     }
 
     /// Runs a query script; with ``confirmation``, answers only once the replicas hold what it

@@ -188,7 +188,7 @@ public enum ChaosRun {
                 }
                 busy += s.pending + (s.lag ?? 1)
             }
-            if ok, busy == 0, let open = try? await pool.send(ZCARD(RedisArgument(History.openReservationsKey))), open == 0 {
+            if ok, busy == 0, let open = try? await History.openReservations(pool: pool, layout: options.layout), open == 0 {
                 drained = true
                 break
             }

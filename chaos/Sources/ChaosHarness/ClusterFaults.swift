@@ -10,11 +10,11 @@ extension Topology {
     /// Keys whose slots the shop's load writes: entity streams and records (`{customer}`...),
     /// orders and their decisions, stock and reservations, billing, and msg's mail stream with
     /// its idempotency markers (`mail:sent`, `{mail:sent}:key:...`).
-    /// A type spread over partitions (``ShopLayout``) is each partition's slot (its read model's
-    /// key names it).
+    /// In a shop in partitions (``ShopLayout``) every type's partition p shares one slot: each
+    /// partition's slot once (the orders' read model of the partition names it).
     public static func clusterTargets(in layout: ShopLayout) -> [String] {
-        EntityType.allCases.flatMap { type in layout.partitions(of: type) == 1 ? [type.tag] : layout.partitions(type).map(\.keys.entities) }
-            + ["{\(MailKeys.sent)}"]
+        let entities = layout.partitions == 1 ? EntityType.allCases.map(\.tag) : layout.partitions(.order).map(\.keys.entities)
+        return entities + ["{\(MailKeys.sent)}"]
     }
 
     /// ``clusterTargets(in:)`` by the shard of a new 3-primary cluster that serves them (redis-cli

@@ -84,7 +84,8 @@ public struct History: Sendable {
     /// Order changes whose stock reservation is still open after the drain (``OrderSteps``):
     /// stock taken (or owed back) for a change that was never decided.
     public var openReservations = 0
-    /// Order changes aborted (`{order}_decision:<rid>` = `aborted`, kept a day): by a reaper,
+    /// Order changes aborted (their decision, `{order}_decision:<rid>` with one partition, is
+    /// `aborted`, kept a day): by a reaper,
     /// after their process died or stalled between the steps.
     public var abortedOrderChanges = 0
     /// The shop's partitions (``ShopLayout``): each partition stream is a subscription of its own.
@@ -122,8 +123,16 @@ public struct History: Sendable {
     /// What the 409 of an order that would take more units than there are says
     /// (``ShopError/conflict(_:field:)``, from the stock check of the order's first step).
     public static let outOfStock = "out of stock"
-    /// The order changes' open stock reservations (``OrderSteps``): empty once the shop is idle.
-    public static let openReservationsKey = "{inventory}_reservations_open"
+    /// The order changes' open stock reservations (``OrderSteps``), one sorted set per stock
+    /// partition: empty once the shop is idle.
+    public static func openReservationKeys(in layout: ShopLayout) -> [String] { layout.partitions(.inventory).map(OrderStepKeys.open(in:)) }
+
+    /// How many stock reservations' parts are open, over every stock partition.
+    static func openReservations(pool: any RedisClientProtocol, layout: ShopLayout) async throws -> Int {
+        var open = 0
+        for key in openReservationKeys(in: layout) { open += try await pool.send(ZCARD(RedisArgument(key))) }
+        return open
+    }
     /// The error of a command record whose 2xx answer the load dropped on purpose, to retry the
     /// create with its `Idempotency-Key` (``LoadGenerator/keyedCreate(_:body:type:items:rng:)``).
     public static let droppedAnswer = "answer dropped by the harness (a client that lost it retries with its Idempotency-Key)"
@@ -166,8 +175,8 @@ struct HistoryCollector {
                 i += 2
             }
         }
-        h.openReservations = try await pool.send(ZCARD(RedisArgument(History.openReservationsKey)))
-        h.abortedOrderChanges = try await countKeys(matching: "{order}_decision:*", withValue: "aborted")
+        h.openReservations = try await History.openReservations(pool: pool, layout: layout)
+        h.abortedOrderChanges = try await countKeys(matching: OrderStepKeys.decisionPattern(in: layout), withValue: "aborted")
         h.mails = try await MailLog(pool: pool).all().map { History.Mail(key: $0.key, kind: $0.kind?.rawValue, to: $0.to) }
         let inspector = GroupInspector(client: pool)
         for sub in WorkerStreams.subscriptions(in: layout) {

@@ -93,7 +93,7 @@ public struct RunReport: Codable, Sendable {
         rows.append(("seed", "\(o.seed)"))
         rows.append(("duration", "\(Int(o.duration)) s of load, \(o.clients) clients, \(o.workersPerKind) crm + \(o.workersPerKind) billing workers, lease \(o.leaseSeconds) s"))
         rows.append(("redis", Self.describe(o.topology)))
-        if o.partitions > 1 { rows.append(("partitions", "customers, products and billings in \(o.partitions) (--partitions \(o.partitions))")) }
+        if o.partitions > 1 { rows.append(("partitions", "every entity type in \(o.partitions) (--partitions \(o.partitions))")) }
         rows.append(("planted bug", o.plantedBug?.rawValue ?? "none"))
         var byKind: [FaultKind: Int] = [:]
         var skipped = 0

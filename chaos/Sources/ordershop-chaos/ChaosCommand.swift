@@ -37,7 +37,7 @@ struct ScheduleOptions: ParsableArguments {
     @Option(help: "The workers' lease in seconds; a pause lasts at least two.")
     var lease: Double = 3
 
-    @Option(help: "Partitions customers, products and billings are spread over (every service's and worker's --partitions; 1 to 128).")
+    @Option(help: "Partitions every entity type is spread over (every service's and worker's --partitions; 1 to 128).")
     var partitions: Int = 1
 
     func apply(to o: inout ChaosOptions) throws {

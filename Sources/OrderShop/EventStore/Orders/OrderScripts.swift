@@ -1,7 +1,8 @@
 import RedisClient
 
-/// The scripts of an order change, each touching the keys of one slot only: the inventory's
-/// (`{inventory}`) or the orders' (`{order}`). See ``OrderSteps`` for how they make one change.
+/// The scripts of an order change, each touching the keys of one slot only: a stock
+/// partition's (`{inventory}` with one partition) or an order partition's (`{order}`). See
+/// ``OrderSteps`` for how they make one change.
 enum OrderScripts {
     /// How long an order-slot decision is kept: a committed one when nobody cleaned it up (a
     /// process died after the decision), which must outlive any reservation still waiting for
@@ -11,7 +12,8 @@ enum OrderScripts {
     /// stall between two steps), so these keys are few.
     static let decisionTTLms = 24 * 3600 * 1000
 
-    /// Stock moves, shared by ``prepare`` and ``finish``. KEYS: [1] inventory entities,
+    /// Stock moves, shared by ``prepare`` and ``finish``, in one stock partition
+    /// (``OrderStepKeys/inventory(in:)``). KEYS: [1] inventory entities,
     /// [2] inventory versions, [3] inventory unique (product id -> inventory id), [4] the
     /// inventory_updated stream, [5] reservations (hash rid -> record), [6] open reservations
     /// (sorted set rid -> Redis time in ms when it was prepared).
@@ -42,13 +44,14 @@ enum OrderScripts {
 
         """
 
-    /// Step 1 of an order change, in the inventory's slot: records each reservation and takes
-    /// its units, all or none. A reservation already recorded, or ended with an "ended" mark (a
-    /// keyed create's retry with the same rid), is left as it is and takes nothing again.
+    /// Step 1 of an order change, in one stock partition: records each reservation's part there
+    /// and takes its units, all or none. A reservation already recorded, or ended with an "ended"
+    /// mark (a keyed create's retry with the same rid), is left as it is and takes nothing again.
     ///
     /// KEYS: ``inventoryPrelude``, then the n reservations' ended marks
-    /// (``OrderSteps/Keys/ended(_:)``). ARGV: time, n, then n times: rid, order id, action,
-    /// event id, trace id, keep ("1": leave an ended mark, for a keyed create's rids), m, m times
+    /// (``OrderStepKeys/ended(_:in:)``). ARGV: time, n, then n times: rid, order id, action,
+    /// event id, trace id, keep ("1": leave an ended mark, for a keyed create's rids), the stock
+    /// partitions the reservation has parts in ("0,3": the reaper ends them all), m, m times
     /// (product id, units to take), g, g times (product id, units to give back once the change
     /// is committed); then traceparent, tracestate.
     /// Returns `{'ok'}` or `{'stock', product id, available, wanted}`.
@@ -58,8 +61,8 @@ enum OrderScripts {
             local fresh, total = {}, {}
             for i = 1, n do
               local r = {rid = ARGV[b], order = ARGV[b + 1], action = ARGV[b + 2], eid = ARGV[b + 3], trace = ARGV[b + 4],
-                         keep = ARGV[b + 5] == '1', take = {}, give = {}, tp = traceparent, ts = tracestate}
-              b = b + 6
+                         keep = ARGV[b + 5] == '1', parts = ARGV[b + 6], take = {}, give = {}, tp = traceparent, ts = tracestate}
+              b = b + 7
               local m = tonumber(ARGV[b])
               b = b + 1
               for j = 1, m do r.take[ARGV[b]] = tonumber(ARGV[b + 1]); b = b + 2 end
@@ -91,7 +94,7 @@ enum OrderScripts {
         return RedisScript(prepare.source.replacingOccurrences(of: check, with: "if false then return {'stock'"))
     }()
 
-    /// Step 3, in the inventory's slot: ends reservations by their decisions. Committed: gives
+    /// Step 3, in one stock partition: ends reservations' parts by their decisions. Committed: gives
     /// back the units the change returns (an update's or a deletion's); aborted: gives back the
     /// units it took. Either way the reservation is gone; one that is gone already is skipped.
     ///
@@ -100,10 +103,10 @@ enum OrderScripts {
     /// KEYS: ``inventoryPrelude``, then the n reservations' ended marks. ARGV: time, n, then n
     /// times: rid, 'committed' or 'aborted'; then traceparent, tracestate (unused: each event
     /// carries its reservation's).
-    /// Returns `{'ok', reservations ended}`.
+    /// Returns `{'ok', n ended, the rids ended...}`.
     static let finish = RedisScript(
         inventoryPrelude + """
-            local time, n, ended = ARGV[1], tonumber(ARGV[2]), 0
+            local time, n, ended = ARGV[1], tonumber(ARGV[2]), {'ok', 0}
             for i = 0, n - 1 do
               local rid, decision = ARGV[3 + i * 2], ARGV[4 + i * 2]
               local raw = redis.call('HGET', KEYS[5], rid)
@@ -117,24 +120,34 @@ enum OrderScripts {
                 end
                 redis.call('HDEL', KEYS[5], rid)
                 if r.keep then redis.call('SET', KEYS[7 + i], decision, 'PX', \(decisionTTLms)) end
-                ended = ended + 1
+                ended[2] = ended[2] + 1
+                ended[#ended + 1] = rid
               end
               redis.call('ZREM', KEYS[6], rid)
             end
-            return {'ok', ended}
+            return ended
             """)
 
-    /// The reservations prepared more than ARGV[1] ms ago (Redis's clock), at most ARGV[2].
-    /// KEYS: open reservations.
+    /// The reservations of one stock partition prepared more than ARGV[1] ms ago (Redis's
+    /// clock), at most ARGV[2], each with the stock partitions it has parts in ("" when its
+    /// record is gone or older than parts). KEYS: open reservations, reservations.
+    /// Returns `{rid, parts, rid, parts, ...}`.
     static let due = RedisScript(
         """
         local t = redis.call('TIME')
         local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-        return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[1]), 'LIMIT', 0, tonumber(ARGV[2]))
+        local out = {}
+        for _, rid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[1]), 'LIMIT', 0, tonumber(ARGV[2]))) do
+          local raw = redis.call('HGET', KEYS[2], rid)
+          local parts = raw and cjson.decode(raw).parts
+          out[#out + 1] = rid
+          out[#out + 1] = type(parts) == 'string' and parts or ''
+        end
+        return out
         """)
 
     /// Step 2 for a reservation whose change will not be made (refused, or found by the reaper),
-    /// in the orders' slot: its decision becomes 'aborted' unless it was made already. KEYS: the
+    /// in its order partition: its decision becomes 'aborted' unless it was made already. KEYS: the
     /// decision keys. Returns each one's decision: 'committed' or 'aborted'.
     static let abort = RedisScript(
         """
@@ -180,39 +193,42 @@ enum OrderScripts {
         return {'claimed'}
         """)
 
-    /// Step 2 of creating orders, in the orders' slot: writes them and commits their
+    /// Step 2 of creating orders, in their order partition: writes them and commits their
     /// reservations (rid = order id), unless one was aborted already.
     ///
     /// KEYS: order entities, versions, ids, seq, created stream, n decision keys, then the
-    /// idempotency record (last, as ``Scripts/idempotencyPrelude`` takes it). ARGV: time, trace id, n, n times (id, event id, json); then the idempotency
-    /// digest and TTL (``Scripts/idempotencyPrelude``), traceparent, tracestate.
+    /// idempotency record (last, as ``Scripts/idempotencyPrelude`` takes it). ARGV: time, trace
+    /// id, n, the first creation number or "" (``CreationSequence``), n times (id, event id,
+    /// json); then the idempotency digest and TTL (``Scripts/idempotencyPrelude``), traceparent,
+    /// tracestate.
     /// Returns `{'ok', entry ids...}`, `{'aborted', id}`, `{'exists', id}`, `{'replayed', ids...}`
     /// or `{'keyreused', digest}`.
     static let createOrders = RedisScript(
-        Scripts.prelude + Scripts.idempotencyPrelude + """
+        Scripts.prelude + Scripts.idempotencyPrelude + Scripts.creationScorePrelude + """
             local replayed = replay()
             if replayed then return replayed end
-            local time, trace, n = ARGV[1], ARGV[2], tonumber(ARGV[3])
+            local time, trace, n, first = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
             for i = 0, n - 1 do
-              local id = ARGV[4 + i * 3]
+              local id = ARGV[5 + i * 3]
               if redis.call('GET', KEYS[6 + i]) == 'aborted' then return {'aborted', id} end
               if redis.call('HEXISTS', KEYS[2], id) == 1 then return {'exists', id} end
             end
             local out, ids = {'ok'}, {}
             for i = 0, n - 1 do
-              local id, eid, json = ARGV[4 + i * 3], ARGV[5 + i * 3], ARGV[6 + i * 3]
+              local id, eid, json = ARGV[5 + i * 3], ARGV[6 + i * 3], ARGV[7 + i * 3]
               redis.call('HSET', KEYS[1], id, json)
               redis.call('HSET', KEYS[2], id, 1)
-              redis.call('ZADD', KEYS[3], redis.call('INCR', KEYS[4]), id)
+              local created_seq = creation_score(KEYS[3], first, i)
+              redis.call('ZADD', KEYS[3], created_seq or redis.call('INCR', KEYS[4]), id)
               redis.call('SET', KEYS[6 + i], 'committed', 'PX', \(decisionTTLms))
-              out[#out + 1] = emit(KEYS[5], id, eid, json, 1, time, trace, '')
+              out[#out + 1] = emit(KEYS[5], id, eid, json, 1, time, trace, '', created_seq)
               ids[#ids + 1] = id
             end
             remember(ids)
             return out
             """)
 
-    /// Step 2 of replacing an order, in the orders' slot: only if its version is still the one
+    /// Step 2 of replacing an order, in its order partition: only if its version is still the one
     /// its reservation was made for, and the reservation was not aborted.
     ///
     /// KEYS: order entities, versions, updated stream, decision key. ARGV: id, event id, json,
@@ -230,7 +246,7 @@ enum OrderScripts {
             return {'ok', emit(KEYS[3], id, ARGV[2], ARGV[3], v, ARGV[4], ARGV[5], ''), v}
             """)
 
-    /// Step 2 of deleting an order, in the orders' slot (as ``updateOrder``).
+    /// Step 2 of deleting an order, in its order partition (as ``updateOrder``).
     ///
     /// KEYS: order entities, versions, ids, tombstones, deleted stream, decision key.
     /// ARGV: id, event id, time, trace id, expected version; traceparent, tracestate.

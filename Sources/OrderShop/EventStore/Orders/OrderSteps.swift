@@ -9,49 +9,42 @@ public enum OrderChangePlantedBug: String, Sendable, CaseIterable {
 }
 
 /// An order change (create, update, delete) in steps that each touch one slot, so that it runs
-/// on a Redis Cluster where `{order}` and `{inventory}` live on different nodes:
+/// on a Redis Cluster where orders and stock records live on different nodes:
 ///
-/// 1. **prepare** (`{inventory}`): a reservation, keyed by its rid, takes the units the change
-///    adds, checked against the stock: nothing is ever sold twice. It records the units the
-///    change gives back, and is listed as open.
-/// 2. **decide** (`{order}`): the order change itself, with its event, writes the decision
-///    `committed` for the rid; unless the decision is `aborted` already, or (update, delete) the
-///    order's version is not the one the reservation was made for.
-/// 3. **finish** (`{inventory}`): committed, the units given back are returned; aborted, the
-///    units taken are returned. The reservation is no longer open. Then a committed decision is
-///    deleted; an aborted one is kept for a day (``OrderScripts/decisionTTLms``), so that the
-///    step 2 of a process that stalled that long is still refused.
+/// 1. **prepare** (stock): a reservation, keyed by its rid, takes the units the change adds,
+///    checked against the stock: nothing is ever sold twice. It records the units the change
+///    gives back, and is listed as open. In a shop in partitions (``ShopLayout``) a product's
+///    stock record lives in its product's partition, so a reservation has a part in each stock
+///    partition its products are in, prepared one after another (each all or none); when one
+///    is refused (out of stock), the parts made before it are ended as aborted at once.
+/// 2. **decide** (the order's partition): the order change itself, with its event, writes the
+///    decision `committed` for the rid; unless the decision is `aborted` already, or (update,
+///    delete) the order's version is not the one the reservation was made for.
+/// 3. **finish** (stock, each part): committed, the units given back are returned; aborted, the
+///    units taken are returned. The part is no longer open. Once every part is finished, a
+///    committed decision is deleted; an aborted one is kept for a day
+///    (``OrderScripts/decisionTTLms``), so that the step 2 of a process that stalled that long
+///    is still refused.
 ///
-/// A process that dies between the steps leaves an open reservation: the
-/// ``ReservationReaper`` finds it once it is older than its grace time, makes its decision
-/// `aborted` unless it was committed (step 2 is one atomic write either way, so the late
-/// command and the reaper cannot both win), and finishes it. So an order change is never left
-/// half-made: its order without its stock taken, or stock taken for no order.
+/// A process that dies between the steps leaves open parts: the ``ReservationReaper`` finds one
+/// once it is older than its grace time, makes its decision `aborted` unless it was committed
+/// (step 2 is one atomic write either way, so the late command and the reaper cannot both win),
+/// and finishes every part of it (each part records where the others are), so that a committed
+/// decision is deleted only when no part of its reservation is open. So an order change is
+/// never left half-made: its order without its stock taken, or stock taken for no order.
 ///
 /// The rid of a create is the order's id (a retry with the `Idempotency-Key` reserves for the
-/// same orders, see ``OrderScripts/claim``); that of an update or a deletion is its event id.
+/// same orders, see ``OrderScripts/claim``); that of an update or a deletion is a random id in
+/// its order's partition, so that its decision is in the order's slot.
 ///
 /// What is not atomic any more: the customer and product checks are reads before step 1. A
 /// customer deleted between them and step 2 leaves an order of a customer who left, which the
 /// shop allows anyway (an order keeps the customer it has).
 struct OrderSteps: Sendable {
     let store: EventStore
+    var layout: ShopLayout { store.layout }
 
-    /// Where the steps keep their state, each key in its step's slot.
-    enum Keys {
-        static var reservations: String { "\(EntityType.inventory.tag)_reservations" }
-        static var open: String { "\(EntityType.inventory.tag)_reservations_open" }
-        static func decision(_ rid: String) -> String { "\(EntityType.order.tag)_decision:\(rid)" }
-        /// A keyed create's reservation, ended: so that a retry of the create does not reserve
-        /// its units again (its orders are made, or aborted and made anew under other ids).
-        static func ended(_ rid: String) -> String { "\(EntityType.inventory.tag)_reservation_ended:\(rid)" }
-
-        /// The keys of ``OrderScripts/inventoryPrelude``.
-        static var inventory: [RedisArgument] {
-            let i = EntityType.inventory.keys
-            return [i.entities, i.versions, i.unique, EntityType.inventory.stream(.updated), reservations, open].map { RedisArgument($0) }
-        }
-    }
+    typealias Keys = OrderStepKeys
 
     /// One reservation: what a change takes from the stock now and gives back once committed.
     struct Reservation: Sendable, Hashable {
@@ -62,8 +55,34 @@ struct OrderSteps: Sendable {
         var trace: String
         var take: [String: Int]
         var give: [String: Int]
-        /// A keyed create's: once ended, its rid is never reserved again (``Keys/ended(_:)``).
+        /// A keyed create's: once ended, its rid is never reserved again (``Keys/ended(_:in:)``).
         var keep = false
+
+        /// The stock partitions whose units it moves, in order (none when it moves none).
+        func parts(in layout: ShopLayout) -> [Int] {
+            Set((Array(take.keys) + Array(give.keys)).map { OrderSteps.stockPartition(ofProduct: $0, in: layout) }).sorted()
+        }
+
+        /// Its part in stock partition `partition`: the units of the products there.
+        func part(_ partition: Int, in layout: ShopLayout) -> Reservation {
+            var part = self
+            part.take = take.filter { OrderSteps.stockPartition(ofProduct: $0.key, in: layout) == partition }
+            part.give = give.filter { OrderSteps.stockPartition(ofProduct: $0.key, in: layout) == partition }
+            return part
+        }
+    }
+
+    /// A reservation by its rid and the stock partitions it has parts in: what step 3 and the
+    /// reaper need.
+    struct Reserved: Sendable, Hashable {
+        var rid: String
+        var parts: [Int]
+    }
+
+    /// The stock partition of a product's stock record: its product's partition (a stock
+    /// record's id is drawn there, ``EventStore/placement(_:key:)``).
+    static func stockPartition(ofProduct id: String, in layout: ShopLayout) -> Int {
+        ShopLayout.partition(ofID: id, among: layout.partitions(of: .inventory))
     }
 
     enum Decision: String, Sendable { case committed, aborted }
@@ -72,7 +91,9 @@ struct OrderSteps: Sendable {
 
     func create(_ orders: [Order], trace: String, key: EventStore.CreateKey?) async throws -> EventStore.Appended {
         let given = orders.map(\.id)
-        var orders = orders
+        // All in one order partition (one step 2, all or none): the key's, or any.
+        let partition = try store.placement(orders, key: key)
+        var orders = partition.count == 1 ? orders : renamed(orders, in: partition)
         var replacing = ""
         // Twice at most: a keyed create whose pending orders were aborted (its first attempt
         // stalled past the reaper's grace) starts again with new ids, once.
@@ -82,7 +103,7 @@ struct OrderSteps: Sendable {
                 // fixed here are what a retry reserves for (a chaos run answered 200 for an order
                 // a failover then lost, when this read went unconfirmed).
                 let reply = try await store.runConfirmed(
-                    OrderScripts.claim, type: .order, keys: [RedisArgument(key.record(.order))],
+                    OrderScripts.claim, in: partition, keys: [RedisArgument(key.record(in: partition))],
                     arguments: [
                         RedisArgument(key.digest), RedisArgument(EventStore.CreateKey.ttl.components.seconds * 1000), RedisArgument(replacing),
                         RedisArgument(orders.map(\.id).joined(separator: ",")),
@@ -109,28 +130,39 @@ struct OrderSteps: Sendable {
             }
             try await store.requireLive(.product, Set(reservations.flatMap { $0.take.keys }), refusal: "product", of: .order)
             try await prepare(reservations)
-            var argv: [RedisArgument] = [RedisArgument(EventStore.now()), RedisArgument(trace), RedisArgument(orders.count)]
+            let first = try await CreationSequence.draw(orders.count, of: .order, in: partition, pool: store.pool)
+            var argv: [RedisArgument] = [
+                RedisArgument(EventStore.now()), RedisArgument(trace), RedisArgument(orders.count), RedisArgument(first.map { "\($0)" } ?? ""),
+            ]
             for (o, r) in zip(orders, reservations) { argv += [RedisArgument(o.id), RedisArgument(r.eventID), RedisArgument(bytes: o.json)] }
             argv += EventStore.CreateKey.arguments(key)
-            let keys = createKeys(orders, key: key)
-            let reply = try await secondStep { try await store.run("create orders", OrderScripts.createOrders, type: .order, keys: keys, arguments: argv) }
+            let keys = createKeys(orders, in: partition, key: key)
+            let reply = try await secondStep {
+                try await store.run("create orders", OrderScripts.createOrders, in: partition, keys: keys, arguments: argv)
+            }
             let tag = reply.array?.first?.string
+            let ends = reservations.map { reserved($0) }
             if tag == "aborted" && key != nil {
-                await end(reservations.map(\.rid), .aborted)
+                await end(ends, .aborted)
                 replacing = orders.map(\.id).joined(separator: ",")
-                orders = orders.map { Order(id: RandomUUID.string(), productIDs: $0.productIDs, customerID: $0.customerID) }
+                orders = renamed(orders, in: partition)
                 continue
             }
             // Made now: committed. Refused, or made by another request with the key (replayed):
             // each reservation ends by its own decision, read (or made 'aborted') in the orders'
             // slot: the replayed ids may not be these.
-            await end(reservations.map(\.rid), tag == "ok" ? .committed : nil)
+            await end(ends, tag == "ok" ? .committed : nil)
             if tag == "aborted" { throw ShopError.stepAborted }
             var appended = try EventStore.appended(reply, type: .order)
             if appended.replayedIDs == nil && orders.map(\.id) != given { appended.madeIDs = orders.map(\.id) }
             return appended
         }
         throw ShopError.stepAborted
+    }
+
+    /// The orders with new random ids in `partition`.
+    private func renamed(_ orders: [Order], in partition: EntityPartition) -> [Order] {
+        orders.map { Order(id: layout.newID(of: .order, inPartition: partition.partition), productIDs: $0.productIDs, customerID: $0.customerID) }
     }
 
     func update(_ order: Order, trace: String) async throws -> EventStore.Appended {
@@ -143,18 +175,20 @@ struct OrderSteps: Sendable {
             for (pid, u) in current.units { delta[pid, default: 0] -= u }
             let take = delta.filter { $0.value > 0 }
             try await store.requireLive(.product, Set(take.keys), refusal: "product", of: .order)
+            let partition = layout.partition(.order, id: order.id)
             let reservation = Reservation(
-                rid: RandomUUID.string(), order: order.id, action: .updated, eventID: RandomUUID.string(), trace: trace,
-                take: take, give: delta.filter { $0.value < 0 }.mapValues { -$0 })
+                rid: layout.newID(of: .order, inPartition: partition.partition), order: order.id, action: .updated, eventID: RandomUUID.string(),
+                trace: trace, take: take, give: delta.filter { $0.value < 0 }.mapValues { -$0 })
             try await prepare([reservation])
-            let keys = [
-                EntityType.order.keys.entities, EntityType.order.keys.versions, EntityType.order.stream(.updated), Keys.decision(reservation.rid),
-            ].map { RedisArgument($0) }
+            let keys = [partition.keys.entities, partition.keys.versions, partition.stream(.updated), Keys.decision(reservation.rid, in: layout)]
+                .map { RedisArgument($0) }
             let argv: [RedisArgument] = [
                 RedisArgument(order.id), RedisArgument(reservation.eventID), RedisArgument(bytes: order.json), RedisArgument(EventStore.now()),
                 RedisArgument(trace), RedisArgument(version),
             ]
-            let reply = try await secondStep { try await store.run("update order", OrderScripts.updateOrder, type: .order, keys: keys, arguments: argv) }
+            let reply = try await secondStep {
+                try await store.run("update order", OrderScripts.updateOrder, in: partition, keys: keys, arguments: argv)
+            }
             if let result = try await decided(reply, reservation, id: order.id) { return result }
         }
         throw ShopError.conflict("order \(order.id) changed concurrently while this change was made; send it again", field: "id")
@@ -163,17 +197,20 @@ struct OrderSteps: Sendable {
     func delete(id: String, trace: String) async throws -> EventStore.Appended {
         for _ in 0..<5 {
             guard let (current, version) = try await state(id) else { throw ShopError.notFound(.order, id) }
+            let partition = layout.partition(.order, id: id)
             let reservation = Reservation(
-                rid: RandomUUID.string(), order: id, action: .deleted, eventID: RandomUUID.string(), trace: trace,
-                take: [:], give: current.units)
+                rid: layout.newID(of: .order, inPartition: partition.partition), order: id, action: .deleted, eventID: RandomUUID.string(),
+                trace: trace, take: [:], give: current.units)
             try await prepare([reservation])
-            let o = EntityType.order.keys
-            let keys = [o.entities, o.versions, o.ids, o.tombstones, EntityType.order.stream(.deleted), Keys.decision(reservation.rid)]
+            let o = partition.keys
+            let keys = [o.entities, o.versions, o.ids, o.tombstones, partition.stream(.deleted), Keys.decision(reservation.rid, in: layout)]
                 .map { RedisArgument($0) }
             let argv: [RedisArgument] = [
                 RedisArgument(id), RedisArgument(reservation.eventID), RedisArgument(EventStore.now()), RedisArgument(trace), RedisArgument(version),
             ]
-            let reply = try await secondStep { try await store.run("delete order", OrderScripts.deleteOrder, type: .order, keys: keys, arguments: argv) }
+            let reply = try await secondStep {
+                try await store.run("delete order", OrderScripts.deleteOrder, in: partition, keys: keys, arguments: argv)
+            }
             if let result = try await decided(reply, reservation, id: id) { return result }
         }
         throw ShopError.conflict("order \(id) changed concurrently while it was deleted; send it again", field: "id")
@@ -191,13 +228,35 @@ struct OrderSteps: Sendable {
         }
     }
 
-    /// Step 1. Throws the stock's refusal (409) when the units are not there.
+    /// Step 1, in each stock partition the reservations move units in. Throws the stock's
+    /// refusal (409) when the units are not there. When a partition fails after others took
+    /// their parts, those parts are ended as aborted before the error is thrown (else the reaper
+    /// does, after its grace time): at once, as this request's step 2 never comes; a keyed
+    /// create's by an aborted decision first, since another request with its key may run step 2
+    /// for the same rids (it then makes its orders anew under other ids).
     func prepare(_ reservations: [Reservation]) async throws {
-        var argv: [RedisArgument] = [RedisArgument(EventStore.now()), RedisArgument(reservations.count)]
-        for r in reservations {
+        let partitions = Set(reservations.flatMap { $0.parts(in: layout) }).sorted()
+        for (i, p) in partitions.enumerated() {
+            do {
+                let here = reservations.filter { $0.parts(in: layout).contains(p) }
+                try await preparePart(here.map { $0.part(p, in: layout) }, of: here.map { reserved($0).parts }, in: p)
+            } catch {
+                if i > 0 { await end(reservations.map { reserved($0) }, reservations.contains(where: \.keep) ? nil : .aborted) }
+                throw error
+            }
+        }
+        if store.orderStepPause > .zero { try await Task.sleep(for: store.orderStepPause) }
+    }
+
+    /// Step 1 in stock partition `p`: the reservations' parts there, each recorded with every
+    /// stock partition its reservation has a part in (`all`), where the reaper ends them all.
+    private func preparePart(_ parts: [Reservation], of all: [[Int]], in p: Int) async throws {
+        let partition = layout.partition(.inventory, p)
+        var argv: [RedisArgument] = [RedisArgument(EventStore.now()), RedisArgument(parts.count)]
+        for (r, partitions) in zip(parts, all) {
             argv += [
                 RedisArgument(r.rid), RedisArgument(r.order), RedisArgument(r.action.rawValue), RedisArgument(r.eventID), RedisArgument(r.trace),
-                RedisArgument(r.keep ? "1" : "0"),
+                RedisArgument(r.keep ? "1" : "0"), RedisArgument(partitions.map(String.init).joined(separator: ",")),
             ]
             for units in [r.take, r.give] {
                 argv.append(RedisArgument(units.count))
@@ -208,9 +267,9 @@ struct OrderSteps: Sendable {
         let reply: RESPValue
         do {
             reply = try await store.run(
-                "reserve stock", script, type: .inventory, keys: Keys.inventory + reservations.map { RedisArgument(Keys.ended($0.rid)) },
+                "reserve stock", script, in: partition, keys: Keys.inventory(in: partition) + parts.map { RedisArgument(Keys.ended($0.rid, in: partition)) },
                 arguments: argv)
-        } catch let uncertain as ShopError where uncertain.outcome == "may have been applied" && !reservations.contains(where: \.keep) {
+        } catch let uncertain as ShopError where uncertain.outcome == "may have been applied" && !parts.contains(where: \.keep) {
             // Only the reservation may hold (unconfirmed, or its answer lost): the order change
             // is step 2, which this request never runs. Trial I: 503 "may have been applied" for
             // orders that were never written, whose units the reaper returned 10 s later.
@@ -220,59 +279,86 @@ struct OrderSteps: Sendable {
             throw ShopError.reservationUncertain(uncertain)
         }
         _ = try EventStore.appended(reply, type: .order)
-        if store.orderStepPause > .zero { try await Task.sleep(for: store.orderStepPause) }
     }
 
     /// Step 2 for reservations whose change will not be made: their decisions, `aborted` where
-    /// none was made.
+    /// none was made. Each order partition's rids in one script.
     func abort(_ rids: [String]) async throws -> [Decision] {
-        let reply = try await store.runConfirmed(OrderScripts.abort, type: .order, keys: rids.map { RedisArgument(Keys.decision($0)) }, arguments: [])
-        return try (reply.array ?? []).map {
-            guard let d = $0.string.flatMap(Decision.init(rawValue:)) else { throw RedisError(.unexpectedReply, "decision \($0)") }
-            return d
+        var decisions = [Decision?](repeating: nil, count: rids.count)
+        let byPartition = Dictionary(grouping: rids.indices) { layout.partition(of: .order, id: rids[$0]) }
+        for (p, indices) in byPartition.sorted(by: { $0.key < $1.key }) {
+            let reply = try await store.runConfirmed(
+                OrderScripts.abort, in: layout.partition(.order, p), keys: indices.map { RedisArgument(Keys.decision(rids[$0], in: layout)) },
+                arguments: [])
+            let answers = reply.array ?? []
+            guard answers.count == indices.count else { throw RedisError(.unexpectedReply, "abort answered \(answers.count) decisions for \(indices.count)") }
+            for (index, answer) in zip(indices, answers) {
+                guard let d = answer.string.flatMap(Decision.init(rawValue:)) else { throw RedisError(.unexpectedReply, "decision \(answer)") }
+                decisions[index] = d
+            }
+        }
+        return decisions.compactMap { $0 }
+    }
+
+    /// Step 3 in every part of each reservation, then the decisions' cleanup. Answers how many
+    /// reservations it ended a part of (parts ended already are skipped).
+    @discardableResult
+    func finish(_ reservations: [Reserved], _ decisions: [Decision], plantedForgetsAborts: Bool = false) async throws -> Int {
+        var ended: Set<String> = []
+        for p in Set(reservations.flatMap(\.parts)).sorted() {
+            let here = zip(reservations, decisions).filter { $0.0.parts.contains(p) }
+            let partition = layout.partition(.inventory, p)
+            var argv: [RedisArgument] = [RedisArgument(EventStore.now()), RedisArgument(here.count)]
+            for (r, d) in here { argv += [RedisArgument(r.rid), RedisArgument(d.rawValue)] }
+            argv += [RedisArgument(""), RedisArgument("")]
+            // Confirmed (with `--confirm-replicas`) before the decisions go: on a cluster the two
+            // slots fail over apart, and a lost finish whose decision survived no longer would
+            // come back as an open reservation that the reaper would abort, returning a made
+            // order's units.
+            let reply = try await store.runConfirmed(
+                OrderScripts.finish, in: partition, keys: Keys.inventory(in: partition) + here.map { RedisArgument(Keys.ended($0.0.rid, in: partition)) },
+                arguments: argv)
+            ended.formUnion((reply.array ?? []).dropFirst(2).compactMap(\.string))
+        }
+        // A committed decision is needed only while a part of its reservation may be open (all
+        // are finished now); an aborted one stays (for its TTL): the step 2 of a process that
+        // stalled past the grace time may still come, and must find it.
+        let committed = zip(reservations, decisions).filter { $0.1 == .committed || plantedForgetsAborts }.map(\.0.rid)
+        for (_, rids) in Dictionary(grouping: committed, by: { layout.partition(of: .order, id: $0) }) {
+            _ = try await store.pool.send(DEL(keys: rids.map { RedisArgument(Keys.decision($0, in: layout)) }))
+        }
+        return ended.count
+    }
+
+    /// The reservations with a part open in stock partition `p` for longer than `grace`, at most `limit`.
+    func due(in p: Int, grace: Duration, limit: Int) async throws -> [Reserved] {
+        let partition = layout.partition(.inventory, p)
+        let reply = try await store.pool.evaluate(
+            OrderScripts.due, keys: [RedisArgument(Keys.open(in: partition)), RedisArgument(Keys.reservations(in: partition))],
+            arguments: [RedisArgument(Int(grace.components.seconds * 1000 + grace.components.attoseconds / 1_000_000_000_000_000)), RedisArgument(limit)])
+        let items = reply.array ?? []
+        return stride(from: 0, to: items.count - 1, by: 2).compactMap { i in
+            guard let rid = items[i].string else { return nil }
+            // A record without its parts (gone, or made before parts were recorded): this one.
+            let parts = (items[i + 1].string ?? "").split(separator: ",").compactMap { Int($0) }.filter { (0..<partition.count).contains($0) }
+            return Reserved(rid: rid, parts: parts.contains(p) ? parts : [p])
         }
     }
 
-    /// Step 3, then the decisions' cleanup. Answers how many reservations it ended (those ended
-    /// already are skipped).
-    @discardableResult
-    func finish(_ rids: [String], _ decisions: [Decision], plantedForgetsAborts: Bool = false) async throws -> Int {
-        var argv: [RedisArgument] = [RedisArgument(EventStore.now()), RedisArgument(rids.count)]
-        for (rid, d) in zip(rids, decisions) { argv += [RedisArgument(rid), RedisArgument(d.rawValue)] }
-        argv += [RedisArgument(""), RedisArgument("")]
-        // Confirmed (with `--confirm-replicas`) before the decisions go: on a cluster the two
-        // slots fail over apart, and a lost finish whose decision survived no longer would come
-        // back as an open reservation that the reaper would abort, returning a made order's units.
-        let reply = try await store.runConfirmed(
-            OrderScripts.finish, type: .inventory, keys: Keys.inventory + rids.map { RedisArgument(Keys.ended($0)) }, arguments: argv)
-        let ended = reply.array.flatMap { $0.count > 1 ? $0[1].int : nil } ?? 0
-        // A committed decision is needed only while its reservation may be open; an aborted one
-        // stays (for its TTL): the step 2 of a process that stalled past the grace time may
-        // still come, and must find it.
-        let committed = zip(rids, decisions).filter { $0.1 == .committed || plantedForgetsAborts }.map { RedisArgument(Keys.decision($0.0)) }
-        if !committed.isEmpty { _ = try await store.pool.send(DEL(keys: committed)) }
-        return ended
-    }
-
-    /// The reservations open for longer than `grace`, at most `limit`.
-    func due(grace: Duration, limit: Int) async throws -> [String] {
-        let reply = try await store.pool.evaluate(
-            OrderScripts.due, keys: [RedisArgument(Keys.open)],
-            arguments: [RedisArgument(Int(grace.components.seconds * 1000 + grace.components.attoseconds / 1_000_000_000_000_000)), RedisArgument(limit)])
-        return reply.array?.compactMap(\.string) ?? []
-    }
-
     // MARK: Helpers
+
+    /// A reservation by its rid and parts.
+    func reserved(_ r: Reservation) -> Reserved { Reserved(rid: r.rid, parts: r.parts(in: layout)) }
 
     /// Ends the command's own reservations after step 2: by `decision`, or with none given by
     /// the decisions in the orders' slot (made 'aborted' where there is none, so that nothing
     /// commits later). When this fails (Redis went away), they stay open and the reaper ends
     /// them by the same decisions: the command's answer stands.
-    private func end(_ rids: [String], _ decision: Decision?) async {
+    private func end(_ reservations: [Reserved], _ decision: Decision?) async {
         if let decision {
-            _ = try? await finish(rids, rids.map { _ in decision })
-        } else if let decisions = try? await abort(rids) {
-            _ = try? await finish(rids, decisions)
+            _ = try? await finish(reservations, reservations.map { _ in decision })
+        } else if let decisions = try? await abort(reservations.map(\.rid)) {
+            _ = try? await finish(reservations, decisions)
         }
     }
 
@@ -281,35 +367,37 @@ struct OrderSteps: Sendable {
     private func decided(_ reply: RESPValue, _ r: Reservation, id: String) async throws -> EventStore.Appended? {
         // An update's or deletion's rid is its own: a refused step 2 (changed, not found) will
         // never run again for it, so it ends aborted without a decision to keep.
+        let mine = [reserved(r)]
         switch reply.array?.first?.string {
         case "ok":
-            await end([r.rid], .committed)
+            await end(mine, .committed)
             return try EventStore.appended(reply, type: .order, id: id)
         case "changed":
-            await end([r.rid], .aborted)
+            await end(mine, .aborted)
             return nil
         case "aborted":
-            await end([r.rid], .aborted)
+            await end(mine, .aborted)
             throw ShopError.stepAborted
         default:
-            await end([r.rid], .aborted)
+            await end(mine, .aborted)
             return try EventStore.appended(reply, type: .order, id: id)
         }
     }
 
-    private func createKeys(_ orders: [Order], key: EventStore.CreateKey?) -> [RedisArgument] {
-        let o = EntityType.order.keys
-        return ([o.entities, o.versions, o.ids, o.sequence, EntityType.order.stream(.created)] + orders.map { Keys.decision($0.id) }
-            + [store.idempotencyRecord(.order, key)]).map { RedisArgument($0) }
+    private func createKeys(_ orders: [Order], in partition: EntityPartition, key: EventStore.CreateKey?) -> [RedisArgument] {
+        let o = partition.keys
+        return ([o.entities, o.versions, o.ids, o.sequence, partition.stream(.created)] + orders.map { Keys.decision($0.id, in: layout) }
+            + [store.idempotencyRecord(partition, key)]).map { RedisArgument($0) }
     }
 
     /// A live order and its version. None (a 404): with `--confirm-replicas`, only once the
     /// replicas have that state, as the scripts' refusals.
     private func state(_ id: String) async throws -> (Order, String)? {
-        let keys = [RedisArgument(EntityType.order.keys.entities), RedisArgument(EntityType.order.keys.versions)]
+        let partition = layout.partition(.order, id: id)
+        let keys = [RedisArgument(partition.keys.entities), RedisArgument(partition.keys.versions)]
         var reply = try await store.pool.evaluate(OrderScripts.state, keys: keys, arguments: [RedisArgument(id)])
         if reply.array == nil, store.confirmation != nil {
-            reply = try await store.runConfirmed(OrderScripts.state, type: .order, keys: keys, arguments: [RedisArgument(id)], wrote: { _ in false })
+            reply = try await store.runConfirmed(OrderScripts.state, in: partition, keys: keys, arguments: [RedisArgument(id)], wrote: { _ in false })
         }
         guard let parts = reply.array, parts.count == 2, let json = parts[0].string, let version = parts[1].string else { return nil }
         let value = try JSONValue.parse(Array(json.utf8))

@@ -63,15 +63,20 @@ public struct ReservationReaper: Service {
         }
     }
 
-    /// One pass over the reservations due: answers how many it ended.
+    /// One pass over the reservations due, stock partition by stock partition: answers how many
+    /// it ended. A reservation with parts in several partitions is ended in all of them at once
+    /// (``OrderSteps/finish(_:_:plantedForgetsAborts:)``), found from whichever comes first.
     func reapOnce() async throws -> Int {
         var ended = 0
-        while true {
-            let rids = try await steps.due(grace: grace, limit: 100)
-            if rids.isEmpty { return ended }
-            let decisions = plantedBug == .commitsAll ? rids.map { _ in .committed } : try await steps.abort(rids)
-            ended += try await steps.finish(rids, decisions, plantedForgetsAborts: plantedBug == .forgetsAborts)
-            if rids.count < 100 { return ended }
+        for p in 0..<steps.layout.partitions(of: .inventory) {
+            while true {
+                let due = try await steps.due(in: p, grace: grace, limit: 100)
+                if due.isEmpty { break }
+                let decisions = plantedBug == .commitsAll ? due.map { _ in .committed } : try await steps.abort(due.map(\.rid))
+                ended += try await steps.finish(due, decisions, plantedForgetsAborts: plantedBug == .forgetsAborts)
+                if due.count < 100 { break }
+            }
         }
+        return ended
     }
 }

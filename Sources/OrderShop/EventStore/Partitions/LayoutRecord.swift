@@ -51,6 +51,10 @@ extension ShopLayout {
         }
         if let recorded {
             guard recorded == partitions else { throw LayoutMismatch(recorded: recorded, given: partitions) }
+            // A shop in partitions made before stock records and orders were spread (d5314b6 to
+            // ba00244) kept them under one partition's names, where no process looks now.
+            let unspread = EntityType.allCases.flatMap { [$0.keys.versions, $0.stream(.created)] }
+            if partitions > 1, let found = try await Self.firstExisting(unspread, in: pool) { throw LayoutMixed(partitions: partitions, found: found) }
             return
         }
         guard partitions > 1 else {
@@ -95,11 +99,16 @@ extension ShopLayout {
 
     /// Whether any of `names` exists (one EXISTS each: they lie in different slots).
     private static func anyExists(_ names: [String], in pool: any RedisClientProtocol) async throws -> Bool {
+        try await firstExisting(names, in: pool) != nil
+    }
+
+    /// The first of `names` that exists.
+    private static func firstExisting(_ names: [String], in pool: any RedisClientProtocol) async throws -> String? {
         for name in names {
             let key = RedisArgument(name)
-            if try await pool.send(RawCommand(["EXISTS", key], keys: [key], readOnly: true)).int ?? 0 > 0 { return true }
+            if try await pool.send(RawCommand(["EXISTS", key], keys: [key], readOnly: true)).int ?? 0 > 0 { return name }
         }
-        return false
+        return nil
     }
 }
 
@@ -121,5 +130,17 @@ public struct LayoutMismatch: Error, Sendable, CustomStringConvertible {
             return "the shop in this Redis has its entities in partitions (its creation counters are there) but no record of how many (\(ShopLayout.recordKey): a failover may have lost it), and this process was started with --partitions \(given): start it with the shop's --partitions, which records it again"
         }
         return "the shop in this Redis has its entities in \(recorded) partition\(recorded == 1 ? "" : "s") (\(recorded == 1 ? "its read model or event streams are there" : "\(ShopLayout.recordKey) = \(recorded)")), and this process was started with --partitions \(given): start it with --partitions \(recorded) (or ORDERSHOP_PARTITIONS); a shop's partition count cannot change while it holds data"
+    }
+}
+
+/// A shop recorded in partitions holds entities under the names of one partition too: an
+/// earlier version kept its stock records and orders there (``ShopLayout/claim(in:)``).
+public struct LayoutMixed: Error, Sendable, CustomStringConvertible {
+    public let partitions: Int
+    /// The one-partition key found.
+    public let found: String
+
+    public var description: String {
+        "the shop in this Redis is recorded in \(partitions) partitions (\(ShopLayout.recordKey)) but holds \(found), a key of one partition: a version before stock records and orders were spread kept them there, where this version does not look; start this shop on an empty Redis (or with the version that made it)"
     }
 }

@@ -7,9 +7,10 @@ import StreamWorker
 /// The rule, stable and computable in any language (the same as ``PartitionedStream``'s):
 /// - **The partition of an entity** is the partition of its id: the Redis Cluster hash slot of
 ///   the id (`CLUSTER KEYSLOT <id>`) mod `partitions`. Ids are made by the server, so a
-///   billing's id is drawn into the partition its order's id gives (``EventStore/placement(_:key:)``):
-///   one billing per order (``EntityType/uniqueField``) is then checked in one slot (and once
-///   orders are spread, a billing lives in its order's slot).
+///   billing's id is drawn into the partition its order's id gives, and a stock record's into
+///   its product's (``EventStore/placement(_:key:)``): one billing per order and one stock
+///   record per product (``EntityType/uniqueField``) are then checked in one slot, the one of
+///   what they reference.
 /// - **The partition's keys** (its three event streams and every read-model key of the type) are
 ///   the type's names with the partition's hash tag: `PartitionedStream.stream(name, partition:
 ///   p, of: P)` (``EntityPartition``). So the event streams are exactly the partition streams a
@@ -38,10 +39,11 @@ public struct ShopLayout: Sendable, Hashable, CustomStringConvertible {
 
     public var description: String { partitions == 1 ? "one partition" : "\(partitions) partitions" }
 
-    /// The types spread over the partitions. Stock records and orders keep one partition for
-    /// now: an order takes its stock in one reservation script over the stock records
-    /// (``OrderSteps``), which does not yet reserve in each partition its products are in.
-    public static let spreadTypes: Set<EntityType> = [.customer, .product, .billing]
+    /// The types spread over the partitions: all of them. A stock record lives in its
+    /// product's partition and a billing in its order's (their ids are drawn there), so an
+    /// order change reserves its units in each stock partition its products are in
+    /// (``OrderSteps``).
+    public static let spreadTypes: Set<EntityType> = Set(EntityType.allCases)
 
     /// How many partitions `type` has in this layout.
     public func partitions(of type: EntityType) -> Int { Self.spreadTypes.contains(type) ? partitions : 1 }

@@ -22,7 +22,6 @@ extension FaultInjector {
     private func orderServiceFaultNow(_ fault: PlannedFault, _ record: ExecutedFault) async -> ExecutedFault {
         var done = record
         done.target = "order"
-        let key = RedisArgument(History.openReservationsKey)
         // Two changes in flight for 3 s, then one will do: a single change may end in a way that
         // needs no reaper (its order changed meanwhile), two rarely both do. In flight: opened in
         // the last second (a change holds its reservation 25 ms); older ones are left from an
@@ -30,11 +29,7 @@ extension FaultInjector {
         var open = 0
         let started = ContinuousClock.now
         while ContinuousClock.now - started < .seconds(5) {
-            if let now = try? await redisTimeMs(),
-                let n = try? await pool.send(RawCommand(["ZCOUNT", key, RedisArgument("(\(now - 1000)"), "+inf"], keys: [key], readOnly: true)).int
-            {
-                open = n
-            }
+            if let now = try? await redisTimeMs(), let n = try? await openedSince(now - 1000) { open = n }
             if open >= (ContinuousClock.now - started < .seconds(3) ? 2 : 1) { break }
             do { try await Task.sleep(for: .milliseconds(2)) } catch { break }
         }
@@ -59,5 +54,15 @@ extension FaultInjector {
             done.note = "the order service did not start again: \(error)"
         }
         return done
+    }
+
+    /// Stock reservations' parts opened since `ms` (Redis's clock), over every stock partition.
+    private func openedSince(_ ms: Int64) async throws -> Int {
+        var n = 0
+        for name in History.openReservationKeys(in: options.layout) {
+            let key = RedisArgument(name)
+            n += try await pool.send(RawCommand(["ZCOUNT", key, RedisArgument("(\(ms)"), "+inf"], keys: [key], readOnly: true)).int ?? 0
+        }
+        return n
     }
 }
