@@ -17,8 +17,8 @@ CLUSTER     ?= 0
 # The seed of the replicated run in `make test` (20261127 gave a VOID there: no SIGKILL met an
 # entry inside its handler).
 SEED_REPLICATED ?= 20261128
-# The seed of the cluster run in `make test` (with customers, products and billings in 6
-# partitions: two per primary).
+# The seed of the cluster run in `make test` (with every entity type in 6 partitions: two per
+# primary).
 SEED_CLUSTER ?= 20261129
 # `make chaos-run`: the shop's partitions (`ordershop-chaos run --partitions`, README "Entities in partitions").
 PARTITIONS  ?= 1

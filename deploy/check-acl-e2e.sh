@@ -397,6 +397,11 @@ while read -r key; do
     if denied "$out"; then checked=$((checked + 1)); else fail "ordershop-worker-crm could write $key: $out"; fi
 done < <(grep -vE '^(idem:.*:crm:|dlq:.*:crm$|consumer-lock:.*:crm:)' "$work/keys.txt" | sort -R 2>/dev/null | head -40)
 [ $checked -gt 0 ] && pass "ordershop-worker-crm is refused writing $checked of the run's keys it does not own"
+# The layout record: only services set it (another count there stops every process at its next start).
+for user in gateway worker-crm worker-billing; do
+    out=$(REDISCLI_AUTH="local-dev-$user" redis-cli -h 127.0.0.1 -p "$redis_port" --user "ordershop-$user" set ordershop:layout 7 2>&1)
+    if denied "$out"; then pass "ordershop-$user is refused setting ordershop:layout"; else fail "ordershop-$user could set ordershop:layout: $out"; fi
+done
 
 echo "acl e2e ($partitions partition(s)): $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

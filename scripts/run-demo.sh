@@ -2,7 +2,7 @@
 # make run: start the whole shop with `ordershop up` (a local redis-server when none is
 # configured), run the article's scenario and the CRM catch-up check against it, stop it all.
 # CLUSTER=1: `ordershop up --cluster --partitions 6` (an embedded 3-primary, 3-replica Redis
-# Cluster, customers, products and billings in 6 partitions: two per primary).
+# Cluster, every entity type in 6 partitions: two per primary).
 # Exits with the demo's status.
 set -uo pipefail
 bin="${1:?usage: scripts/run-demo.sh path/to/ordershop}"

@@ -93,7 +93,9 @@ struct ServeCommand: AsyncParsableCommand {
             // Another partition count than the shop's would serve keys no other process uses
             // (msg keeps no entity: its user may not read the record).
             if name != .msg {
-                try await layout.claim(in: pool)
+                try await layout.claim(in: pool, mayRecord: name != .gateway) {
+                    logger.notice("waiting for a service to record the shop's partition layout (\(ShopLayout.recordKey)); /healthz answers 503 until then")
+                }
                 context.health.layout.arrive()
             }
             try await KeyAccessProbe.check(name, client: pool, at: redisConfiguration, layout: layout)

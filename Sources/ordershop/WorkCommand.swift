@@ -152,7 +152,9 @@ struct WorkCommand: AsyncParsableCommand {
             try await metricsBound.wait()
             try await RedisReadiness.wait(for: client, at: redisConfiguration, logger: logger)
             // Another partition count than the shop's would read streams no publisher writes.
-            try await layout.claim(in: client)
+            try await layout.claim(in: client, mayRecord: false) {
+                logger.notice("waiting for a service to record the shop's partition layout (\(ShopLayout.recordKey)) before reading its streams")
+            }
             // A Redis that may evict keys would drop the idempotency markers.
             try await EvictionPolicyCheck.check(client, at: redisConfiguration, logger: logger)
             if let confirmation { try await ReplicaReadiness.wait(for: confirmation, client: client, at: redisConfiguration, logger: logger) }

@@ -3,6 +3,7 @@ import LocalRedis
 @testable import OrderShop
 import RedisClient
 import TestSupport
+import Synchronization
 import Testing
 
 /// Every process of a shop must lay its entities out in the same partitions (``ShopLayout``): a
@@ -80,6 +81,36 @@ import Testing
         }
     }
 
+    /// The gateway and the workers do not record the layout (their users in
+    /// deploy/redis/users.acl may only read it), nor does a service whose user is refused the
+    /// write: each waits until a service has recorded it, saying so once, then holds to it.
+    @Test func aProcessThatMayNotRecordWaitsForAService() async throws {
+        try await withRedisServer { server in
+            let pool = try server.makePool()
+            let reader = try await server.makeUserPool("reader", rules: ["~*", "+@all", "-set"], admin: pool)
+            let waits = WaitCount()
+            let refused = Task {
+                try await ShopLayout(partitions: 4).claim(in: reader)
+                return ContinuousClock.now
+            }
+            let reading = Task {
+                try await ShopLayout(partitions: 4).claim(in: pool, mayRecord: false) { waits.count.add(1, ordering: .relaxed) }
+                return ContinuousClock.now
+            }
+            try await Task.sleep(for: .milliseconds(500))
+            #expect(try await pool.send(EXISTS(RedisArgument(ShopLayout.recordKey))) == 0)
+            let recordedAt = ContinuousClock.now
+            try await ShopLayout(partitions: 4).claim(in: pool)
+            #expect(try await refused.value > recordedAt, "the refused user's check ended only once a service had recorded the layout")
+            #expect(try await reading.value > recordedAt, "the gateway's check ended only once a service had recorded the layout")
+            try await ShopLayout(partitions: 4).claim(in: pool, mayRecord: false) { waits.count.add(1, ordering: .relaxed) }
+            #expect(waits.count.load(ordering: .relaxed) == 1, "said once, and not when the record is there")
+            await #expect(throws: LayoutMismatch.self) { try await ShopLayout(partitions: 2).claim(in: reader) }
+            await reader.shutdown()
+            await pool.shutdown()
+        }
+    }
+
     @Test("serve and work told another partition count than the shop's: one line, exit non-zero", arguments: ["serve", "work"])
     func processesRefuseAnotherLayout(command: String) async throws {
         try await withRedisServer { server in
@@ -101,4 +132,9 @@ import Testing
             await pool.shutdown()
         }
     }
+}
+
+/// How often a layout check said it waits.
+private final class WaitCount: Sendable {
+    let count = Atomic<Int>(0)
 }

@@ -20,16 +20,18 @@ extension ShopIntegration {
             var stocks: [String]
         }
 
-        func seed(_ pool: RedisConnectionPool, stock: [Int]) async throws -> Seeded {
+        /// `including`: one of the two products in that stock partition.
+        func seed(_ pool: RedisConnectionPool, stock: [Int], including: Int? = nil) async throws -> Seeded {
             let store = EventStore(pool: pool, layout: Self.layout)
             let customer = try #require(try await store.create([Customer(id: "c", name: "Buyer", email: "buyer@shop.test")], trace: "seed").madeIDs?.first)
             // A product's partition is drawn at random: create until two partitions differ.
             var byPartition: [Int: String] = [:]
-            while byPartition.count < 2 {
+            while byPartition.count < 2 || including.map({ byPartition[$0] == nil }) == true {
                 let id = try #require(try await store.create([Product(id: "p", name: "P", price: 1)], trace: "seed").madeIDs?.first)
                 byPartition[OrderSteps.stockPartition(ofProduct: id, in: Self.layout)] = id
             }
-            let products = byPartition.keys.sorted().map { byPartition[$0]! }
+            let chosen = Array(byPartition.keys.sorted { ($0 == including ? -1 : $0) < ($1 == including ? -1 : $1) }.prefix(2))
+            let products = chosen.map { byPartition[$0]! }
             var stocks: [String] = []
             for (product, amount) in zip(products, stock) {
                 let made = try await store.create([Inventory(id: "i", productID: product, amount: amount)], trace: "seed")
@@ -139,16 +141,36 @@ extension ShopIntegration {
                 let s = try await seed(try server.makePool(), stock: [5, 5])
                 let order = try await reserveOnly(s, units: [1, 2], inPartition: 2)
                 #expect(try await stepTwo(order, s) == "ok")
-                // The process dies before step 3. Each stock partition's reaper pass finds a part:
-                // the first ends both by the committed decision, so the second finds none (had it
-                // found its part after the decision was cleaned up, it would abort it and return
-                // units the order holds).
+                // The process dies before step 3. The pass over the first stock partition finds
+                // one part and ends both by the committed decision (each part records where the
+                // others are). Ending only the part it found, it would delete the decision with the
+                // other part open, and the pass over that partition would abort it and return units
+                // the order holds.
                 #expect(try await ReservationReaper(store: s.store, grace: .zero, logger: .init(label: "test")).reapOnce() == 1)
                 #expect(try await stock(s) == [4, 3])
                 #expect(try await open(s) == 0)
                 #expect(try await s.store.pool.send(EXISTS(RedisArgument(OrderStepKeys.decision(order.id, in: Self.layout)))) == 0, "the decision is cleaned up")
                 #expect(try await ReservationReaper(store: s.store, grace: .zero, logger: .init(label: "test")).reapOnce() == 0)
                 #expect(try await stock(s) == [4, 3])
+            }
+        }
+
+        @Test("a stock partition that cannot be reached (its primary failing over) holds up the reaping of no other")
+        func reaperGoesOnPastAFailingPartition() async throws {
+            try await withRedisServer { server in
+                let pool = try server.makePool()
+                let s = try await seed(pool, stock: [5, 5], including: 0)
+                let other = OrderSteps.stockPartition(ofProduct: s.products[1], in: Self.layout)
+                _ = try await reserveOnly(s, units: [1, 0], inPartition: 0)
+                _ = try await reserveOnly(s, units: [0, 1], inPartition: other)
+                #expect(try await stock(s) == [4, 4])
+                // A reaper whose Redis user reaches every partition's keys but partition 0's.
+                let restricted = try await server.makeUserPool("reaper", rules: ["+@all", "~*:1{*", "~*:2{*", "~*:3{*"], admin: pool)
+                let reaper = ReservationReaper(store: EventStore(pool: restricted, layout: Self.layout), grace: .zero, logger: .init(label: "test"))
+                await #expect(throws: RedisError.self) { try await reaper.reapOnce() }
+                #expect(try await stock(s) == [4, 5], "partition \(other)'s reservation is ended though partition 0 failed first")
+                #expect(try await open(s) == 1)
+                await restricted.shutdown()
             }
         }
 

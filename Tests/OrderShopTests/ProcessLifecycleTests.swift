@@ -371,6 +371,11 @@ import Testing
             ["up", "--redis-port", String(try LocalRedisServer.freePort()), "--gateway-port", "0", "--service-port-base", "0", "--metrics-port", "0"])
         defer { Task { await up.stop(signal: SIGKILL) } }
         #expect(await printed(up, "OrderShop is up"), "\(up.output)")
+        // Once both workers read (their groups made): a death amid a worker's start-up checks was
+        // told as that worker's failure ("connection lost"), the watcher a second behind.
+        for worker in ["crm", "billing"] {
+            #expect(await eventually { lines(up.output, containing: "created consumer group").contains { $0.contains("worker=\(worker)") } }, "\(up.output)")
+        }
         let line = try #require(lines(up.output, containing: "started redis-server (pid ").first, "\(up.output)")
         let pid = try #require(line.split(separator: "(pid ").last?.split(separator: ",").first.flatMap { Int32($0) }, "\(line)")
         kill(pid, SIGKILL)

@@ -43,6 +43,13 @@ extension LocalRedisServer {
         return try RedisConnectionPool(configuration: c, maximumConnections: maximumConnections)
     }
 
+    /// A pool logged in as a user made now with these ACL rules (`ACL SETUSER name on >pw rules...`),
+    /// through `admin`: what a process run as a narrower Redis user meets.
+    public func makeUserPool(_ name: String, rules: [String], admin: RedisConnectionPool) async throws -> RedisConnectionPool {
+        try await admin.send((["ACL", "SETUSER", name, "on", ">pw"] + rules).map { RedisArgument($0) })
+        return try makePool { $0.authentication = .init(username: name, password: "pw") }
+    }
+
     /// A single connection to this server.
     public func makeConnection(tweak: (inout RedisConfiguration) -> Void = { _ in }) throws -> RedisConnection {
         var c = configuration

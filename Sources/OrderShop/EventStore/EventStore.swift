@@ -157,8 +157,8 @@ public struct EventStore: Sendable {
     }
 
     /// The partition a create's batch goes to, all of it (so that it stays one script: all or
-    /// none). A type that references another (a billing its order) goes to the partition of what
-    /// it references, so that the unique index of its references is checked in one slot: a
+    /// none). A type that references another (a billing its order, a stock record its product)
+    /// goes to the partition of what it references, so that the unique index of its references is checked in one slot: a
     /// batch whose references lie in several partitions is refused. Else, with an
     /// `Idempotency-Key`, the key's partition (a retry finds the key's record there); else any.
     func placement<E: ShopEntity>(_ entities: [E], key: CreateKey?) throws -> EntityPartition {

@@ -32,8 +32,8 @@ public enum KeyAccessProbe {
         case .customer: return entity(.customer)
         case .product: return entity(.product)
         case .inventory: return entity(.inventory)
-        // An order change writes the stock's slot too (its reservation, ``OrderSteps``), and
-        // appends there to `events:{inventory}_updated` only.
+        // An order change writes each stock partition's slot too (its reservation's parts,
+        // ``OrderSteps``), and appends there to the stock's updated stream only.
         case .order: return entity(.order) + entity(.inventory, appending: .updated)
         case .billing: return entity(.billing)
         // Not a marker's name (`{mail:sent}:key:<key>`): a client's Idempotency-Key

@@ -129,8 +129,10 @@ struct OrderSteps: Sendable {
                     keep: key != nil)
             }
             try await store.requireLive(.product, Set(reservations.flatMap { $0.take.keys }), refusal: "product", of: .order)
-            try await prepare(reservations)
+            // Drawn before step 1: a counter that cannot be reached fails the create before any
+            // stock is reserved (a number drawn for nothing is a gap, as for a refused create).
             let first = try await CreationSequence.draw(orders.count, of: .order, in: partition, pool: store.pool)
+            try await prepare(reservations)
             var argv: [RedisArgument] = [
                 RedisArgument(EventStore.now()), RedisArgument(trace), RedisArgument(orders.count), RedisArgument(first.map { "\($0)" } ?? ""),
             ]

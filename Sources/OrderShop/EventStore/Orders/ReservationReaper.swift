@@ -66,16 +66,43 @@ public struct ReservationReaper: Service {
     /// One pass over the reservations due, stock partition by stock partition: answers how many
     /// it ended. A reservation with parts in several partitions is ended in all of them at once
     /// (``OrderSteps/finish(_:_:plantedForgetsAborts:)``), found from whichever comes first.
+    /// A partition (or an order partition's decisions) that fails, its primary failing over, holds
+    /// up none of the others: the pass goes on, then throws the first failure.
     func reapOnce() async throws -> Int {
         var ended = 0
+        var failure: (any Error)?
         for p in 0..<steps.layout.partitions(of: .inventory) {
-            while true {
-                let due = try await steps.due(in: p, grace: grace, limit: 100)
-                if due.isEmpty { break }
-                let decisions = plantedBug == .commitsAll ? due.map { _ in .committed } : try await steps.abort(due.map(\.rid))
-                ended += try await steps.finish(due, decisions, plantedForgetsAborts: plantedBug == .forgetsAborts)
-                if due.count < 100 { break }
+            try Task.checkCancellation()
+            ended += await reap(p, failure: &failure)
+        }
+        if let failure { throw failure }
+        return ended
+    }
+
+    /// The reservations due in stock partition `p`, each order partition's decisions apart.
+    private func reap(_ p: Int, failure: inout (any Error)?) async -> Int {
+        var ended = 0
+        while !Task.isCancelled {
+            let due: [OrderSteps.Reserved]
+            do {
+                due = try await steps.due(in: p, grace: grace, limit: 100)
+            } catch {
+                failure = failure ?? error
+                return ended
             }
+            if due.isEmpty { return ended }
+            var failed = false
+            for group in Dictionary(grouping: due, by: { steps.layout.partition(of: .order, id: $0.rid) }).values {
+                do {
+                    let decisions = plantedBug == .commitsAll ? group.map { _ in .committed } : try await steps.abort(group.map(\.rid))
+                    ended += try await steps.finish(group, decisions, plantedForgetsAborts: plantedBug == .forgetsAborts)
+                } catch {
+                    failure = failure ?? error
+                    failed = true
+                }
+            }
+            // A failed group would be due again at once: the next pass tries it.
+            if due.count < 100 || failed { return ended }
         }
         return ended
     }

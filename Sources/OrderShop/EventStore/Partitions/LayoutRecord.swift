@@ -27,7 +27,13 @@ extension ShopLayout {
     }
 
     /// Checks that the shop in this Redis is laid out as this process was told (`--partitions`),
-    /// and records a layout of several partitions where none is yet. A worker checks before it
+    /// and records a layout of several partitions where none is yet.
+    ///
+    /// `mayRecord` false (the gateway, a worker: their Redis users in deploy/redis/users.acl may
+    /// only read the record, since an ACL cannot require NX, and a user that could set it could
+    /// set another count, which every process would refuse at its next start): waits until a
+    /// service has recorded it, calling `waiting` once first. A service whose user is refused the
+    /// write waits the same way. A worker checks before it
     /// joins a group, a service while it starts listening (it may answer its first requests
     /// meanwhile). Throws ``LayoutMismatch`` when Redis holds a shop laid out otherwise: the
     /// process would read and write keys no other process of the shop uses (entities "missing",
@@ -38,7 +44,7 @@ extension ShopLayout {
     /// whose record is gone (a failover lost it) by its creation counters
     /// (``CreationSequence/counter(_:)``). Two processes that start at once on an empty Redis,
     /// one of each, are not told apart.
-    public func claim(in pool: any RedisClientProtocol) async throws {
+    public func claim(in pool: any RedisClientProtocol, mayRecord: Bool = true, waiting: @Sendable () -> Void = {}) async throws {
         let recorded: Int?
         do {
             recorded = try await Self.recordedCount(in: pool)
@@ -72,7 +78,17 @@ extension ShopLayout {
             throw LayoutMismatch(recorded: nil, given: partitions)
         }
         let key = RedisArgument(Self.recordKey)
-        _ = try await pool.send(RawCommand(["SET", key, RedisArgument(partitions), "NX"], keys: [key]))
+        var set = false
+        if mayRecord {
+            do {
+                _ = try await pool.send(RawCommand(["SET", key, RedisArgument(partitions), "NX"], keys: [key]))
+                set = true
+            } catch let refusal as RedisError where refusal.isACLRefusal {}
+        }
+        if !set, try await Self.recordedCount(in: pool) == nil {
+            waiting()
+            while try await Self.recordedCount(in: pool) == nil { try await Task.sleep(for: .milliseconds(250)) }
+        }
         let now = try await Self.recordedCount(in: pool) ?? 0
         guard now == partitions else { throw LayoutMismatch(recorded: now, given: partitions) }
     }
