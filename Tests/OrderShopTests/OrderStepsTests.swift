@@ -48,6 +48,7 @@ extension ShopIntegration {
                 #expect(try await ReservationReaper(store: store, grace: .zero, logger: .init(label: "test")).reapOnce() == 1)
                 #expect(try await stock(store) == 5)
                 #expect(try await open(store) == 0)
+                #expect(try await store.pool.send(GET(RedisArgument(OrderStepKeys.reaperAborts(in: .order)))) == Array("1".utf8), "counted as the reaper's")
                 // The process comes back and makes its step 2: refused, nothing made.
                 let keys = [
                     EntityType.order.keys.entities, EntityType.order.keys.versions, EntityType.order.keys.ids, EntityType.order.keys.sequence,

@@ -110,6 +110,9 @@ extension ShopIntegration {
                 await #expect(throws: ShopError.self) { try await s.store.create([order], trace: "t", key: key) }
                 #expect(try await stock(s) == [5, 0])
                 #expect(try await open(s) == 0)
+                for p in Self.layout.partitions(.order) {
+                    #expect(try await s.store.pool.send(EXISTS(RedisArgument(OrderStepKeys.reaperAborts(in: p)))) == 0, "aborted by the request, not a reaper")
+                }
                 try await s.store.update(Inventory(id: s.stocks[1], productID: s.products[1], amount: 3), trace: "t")
                 let made = try await s.store.create([order], trace: "t", key: key)
                 let id = try #require(made.madeIDs?.first)

@@ -84,9 +84,11 @@ public struct History: Sendable {
     /// Order changes whose stock reservation is still open after the drain (``OrderSteps``):
     /// stock taken (or owed back) for a change that was never decided.
     public var openReservations = 0
-    /// Order changes aborted (their decision, `{order}_decision:<rid>` with one partition, is
-    /// `aborted`, kept a day): by a reaper,
-    /// after their process died or stalled between the steps.
+    /// Order changes a reaper aborted (``OrderStepKeys/reaperAborts(in:)``, summed over the order
+    /// partitions), after their process died or stalled between the steps. Not the decisions a
+    /// keyed create aborts itself when a later stock partition refuses it (in partitions, most of
+    /// the aborted decisions of a run: counting those, a run whose order faults left no change
+    /// between its steps would not be VOID).
     public var abortedOrderChanges = 0
     /// The shop's partitions (``ShopLayout``): each partition stream is a subscription of its own.
     public var partitions = 1
@@ -176,7 +178,10 @@ struct HistoryCollector {
             }
         }
         h.openReservations = try await History.openReservations(pool: pool, layout: layout)
-        h.abortedOrderChanges = try await countKeys(matching: OrderStepKeys.decisionPattern(in: layout), withValue: "aborted")
+        for partition in layout.partitions(.order) {
+            let key = RedisArgument(OrderStepKeys.reaperAborts(in: partition))
+            h.abortedOrderChanges += Int(try await pool.send(RawCommand(["GET", key], keys: [key], readOnly: true)).string ?? "0") ?? 0
+        }
         h.mails = try await MailLog(pool: pool).all().map { History.Mail(key: $0.key, kind: $0.kind?.rawValue, to: $0.to) }
         let inspector = GroupInspector(client: pool)
         for sub in WorkerStreams.subscriptions(in: layout) {
@@ -215,15 +220,6 @@ struct HistoryCollector {
             guard page.count == 1000, let last = page.last else { return out }
             start = "(" + last.id
         }
-    }
-
-    /// How many string keys matching a pattern hold `value`.
-    private func countKeys(matching pattern: String, withValue value: String) async throws -> Int {
-        var n = 0
-        for name in try await keys(matching: pattern) {
-            if try await pool.send(RawCommand(["GET", RedisArgument(name)], keys: [RedisArgument(name)], readOnly: true)).string == value { n += 1 }
-        }
-        return n
     }
 
     /// Every hash whose name matches a pattern, summed per field.

@@ -147,16 +147,19 @@ enum OrderScripts {
         """)
 
     /// Step 2 for a reservation whose change will not be made (refused, or found by the reaper),
-    /// in its order partition: its decision becomes 'aborted' unless it was made already. KEYS: the
-    /// decision keys. Returns each one's decision: 'committed' or 'aborted'.
+    /// in its order partition: its decision becomes 'aborted' unless it was made already. KEYS:
+    /// the decision keys, then the partition's count of the reaper's aborts
+    /// (``OrderStepKeys/reaperAborts(in:)``), which ARGV[1] = '1' (the reaper) adds each one it
+    /// made to. Returns each decision key's decision: 'committed' or 'aborted'.
     static let abort = RedisScript(
         """
         local out = {}
-        for i, key in ipairs(KEYS) do
-          local d = redis.call('GET', key)
+        for i = 1, #KEYS - 1 do
+          local d = redis.call('GET', KEYS[i])
           if not d then
             d = 'aborted'
-            redis.call('SET', key, d, 'PX', \(decisionTTLms))
+            redis.call('SET', KEYS[i], d, 'PX', \(decisionTTLms))
+            if ARGV[1] == '1' then redis.call('INCR', KEYS[#KEYS]) end
           end
           out[i] = d
         end

@@ -25,10 +25,10 @@ public enum OrderStepKeys {
         layout.partition(.order, id: rid).name("\(EntityType.order.tag)_decision") + ":" + rid
     }
 
-    /// A `SCAN` pattern of every decision.
-    public static func decisionPattern(in layout: ShopLayout) -> String {
-        layout.partitions(of: .order) == 1 ? "\(EntityType.order.tag)_decision:*" : "\(EntityType.order.rawValue)_decision:*"
-    }
+    /// How many order changes the reservation reaper aborted in one order partition (a counter):
+    /// a decision it made `aborted`, its change's process having died or stalled between the steps.
+    /// Not the decisions a request itself aborts (a keyed create refused in a later stock partition).
+    public static func reaperAborts(in partition: EntityPartition) -> String { partition.name("\(EntityType.order.tag)_reaper_aborts") }
 
     /// The keys of ``OrderScripts/inventoryPrelude`` in one stock partition.
     static func inventory(in partition: EntityPartition) -> [RedisArgument] {

@@ -284,14 +284,17 @@ struct OrderSteps: Sendable {
     }
 
     /// Step 2 for reservations whose change will not be made: their decisions, `aborted` where
-    /// none was made. Each order partition's rids in one script.
-    func abort(_ rids: [String]) async throws -> [Decision] {
+    /// none was made (`byReaper`: counted in ``OrderStepKeys/reaperAborts(in:)``). Each order
+    /// partition's rids in one script.
+    func abort(_ rids: [String], byReaper: Bool = false) async throws -> [Decision] {
         var decisions = [Decision?](repeating: nil, count: rids.count)
         let byPartition = Dictionary(grouping: rids.indices) { layout.partition(of: .order, id: rids[$0]) }
         for (p, indices) in byPartition.sorted(by: { $0.key < $1.key }) {
+            let partition = layout.partition(.order, p)
             let reply = try await store.runConfirmed(
-                OrderScripts.abort, in: layout.partition(.order, p), keys: indices.map { RedisArgument(Keys.decision(rids[$0], in: layout)) },
-                arguments: [])
+                OrderScripts.abort, in: partition,
+                keys: indices.map { RedisArgument(Keys.decision(rids[$0], in: layout)) } + [RedisArgument(Keys.reaperAborts(in: partition))],
+                arguments: [RedisArgument(byReaper ? "1" : "0")])
             let answers = reply.array ?? []
             guard answers.count == indices.count else { throw RedisError(.unexpectedReply, "abort answered \(answers.count) decisions for \(indices.count)") }
             for (index, answer) in zip(indices, answers) {

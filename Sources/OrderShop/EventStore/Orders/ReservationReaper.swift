@@ -94,7 +94,7 @@ public struct ReservationReaper: Service {
             var failed = false
             for group in Dictionary(grouping: due, by: { steps.layout.partition(of: .order, id: $0.rid) }).values {
                 do {
-                    let decisions = plantedBug == .commitsAll ? group.map { _ in .committed } : try await steps.abort(group.map(\.rid))
+                    let decisions = plantedBug == .commitsAll ? group.map { _ in .committed } : try await steps.abort(group.map(\.rid), byReaper: true)
                     ended += try await steps.finish(group, decisions, plantedForgetsAborts: plantedBug == .forgetsAborts)
                 } catch {
                     failure = failure ?? error
