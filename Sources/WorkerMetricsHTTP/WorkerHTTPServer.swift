@@ -81,6 +81,9 @@ public struct WorkerHTTPServer: Service {
     let redisProbeInterval: Duration
     /// Its deadlines and connection ceiling (``HTTPServerLimits/monitoring``).
     let limits: HTTPServerLimits
+    /// What keeps the process from its work although Redis answers (its start-up checks not
+    /// passed yet): `/healthz` answers 503 with it. nil: nothing.
+    let startupProblem: @Sendable () -> String?
 
     /// Creating the server installs the Prometheus backend, so create it before the workers:
     /// metrics made earlier would go to the default (no-op) backend.
@@ -90,9 +93,10 @@ public struct WorkerHTTPServer: Service {
     public init(
         port: Int, host: String = "0.0.0.0", service: String = "worker", client: any RedisClientProtocol, logger: Logger,
         redisProbeInterval: Duration = .seconds(5), limits: HTTPServerLimits = .monitoring,
-        onListening: @escaping @Sendable (Int) async -> Void = { _ in }
+        onListening: @escaping @Sendable (Int) async -> Void = { _ in }, startupProblem: @escaping @Sendable () -> String? = { nil }
     ) {
         _ = WorkerMetrics.registry
+        self.startupProblem = startupProblem
         self.limits = limits
         self.redisProbeInterval = redisProbeInterval
         self.port = port
@@ -142,7 +146,9 @@ public struct WorkerHTTPServer: Service {
         let port = self.port
         let onListening = self.onListening
         let app = Application(
-            router: Self.buildRouter(client: client, service: service, redisUp: redisUp), server: .http1KeepingConnectionRules(limits: limits),
+            router: Self.buildRouter(
+                redisProblem: { [client, startupProblem] in await Health.redisProblem(client) ?? startupProblem() }, service: service, redisUp: redisUp),
+            server: .http1KeepingConnectionRules(limits: limits),
             configuration: limits.applicationConfiguration(address: .hostname(host, port: port)), onServerRunning: { await onListening($0.localAddress?.port ?? port) },
             logger: logger)
         let (redisUp, client, interval) = (self.redisUp, self.client, redisProbeInterval)

@@ -133,6 +133,9 @@ struct WorkCommand: AsyncParsableCommand {
         // The worker joins its groups once its endpoint listens and Redis answers: a taken port
         // or a refused password ends the process before it holds anything.
         let metricsBound = StartGate(waitingFor: metricsPort > 0 ? 1 : 0)
+        // `/healthz` 503 until the layout check has passed (it may wait for a service to record
+        // the layout): a readiness probe sees a worker that reads nothing yet (a trial: 200 "ok").
+        let layoutChecked = StartGate(waitingFor: 1)
         // The Redis client's upkeep (a cluster's topology refresh) is listed first, so it stops last.
         // Tracing first of all, so that it stops last, after the drain's last spans.
         var services: [any Service] = [
@@ -143,7 +146,9 @@ struct WorkCommand: AsyncParsableCommand {
             // Listed first, so it stops last: /healthz answers while the worker drains.
             let (port, host) = (metricsPort, metricsHost)
             let listener = HTTPListener(.metrics, host: host, port: port, onListening: { _ in metricsBound.arrive() }) {
-                WorkerHTTPServer(port: port, host: host, service: "\(name)-worker", client: client, logger: logger, onListening: $0)
+                WorkerHTTPServer(
+                    port: port, host: host, service: "\(name)-worker", client: client, logger: logger,
+                    onListening: $0, startupProblem: { layoutChecked.isOpen ? nil : HealthCheck.layoutPending })
             }
             services.append(SupervisedService("\(Listener.metrics)", listener))
         }
@@ -155,6 +160,7 @@ struct WorkCommand: AsyncParsableCommand {
             try await layout.claim(in: client, mayRecord: false) {
                 logger.notice("waiting for a service to record the shop's partition layout (\(ShopLayout.recordKey)) before reading its streams")
             }
+            layoutChecked.arrive()
             // A Redis that may evict keys would drop the idempotency markers.
             try await EvictionPolicyCheck.check(client, at: redisConfiguration, logger: logger)
             if let confirmation { try await ReplicaReadiness.wait(for: confirmation, client: client, at: redisConfiguration, logger: logger) }

@@ -28,6 +28,8 @@ import Testing
             _ = try await pool.send(RawCommand(["HSET", old, "o1", "1"], keys: [old]))
             let mixed = await #expect(throws: LayoutMixed.self) { try await ShopLayout(partitions: 4).claim(in: pool) }
             #expect(mixed?.found == EntityType.order.keys.versions)
+            // The operations commands read the layout the same way: refused, not run on empty partitions.
+            await #expect(throws: LayoutMixed.self) { try await ShopLayout.recorded(in: pool) }
             await pool.shutdown()
         }
     }

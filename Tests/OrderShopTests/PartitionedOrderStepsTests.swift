@@ -86,6 +86,11 @@ extension ShopIntegration {
                 try await s.store.delete(.order, id: id, trace: "t")
                 #expect(try await stock(s) == [5, 5])
                 #expect(try await open(s) == 0)
+                // A stock record stays in its product's partition.
+                let moved = await #expect(throws: ShopError.self) {
+                    try await s.store.update(Inventory(id: s.stocks[0], productID: s.products[1], amount: 1), trace: "t")
+                }
+                #expect(moved?.status == 400 && moved?.message.hasPrefix("a stock record stays in the partition of the product") == true, "\(String(describing: moved))")
             }
         }
 

@@ -116,15 +116,39 @@ import Testing
         options.port = redisPort
         close(held)
         try await withRedisServer(options) { _ in
-            #expect(await printed(worker, "worker started"), "\(worker.output)")
-            let healthy = await eventually { await get("/healthz").hasPrefix("HTTP/1.0 200") }
-            let healthAnswer = await get("/healthz")
-            #expect(healthy, "\(healthAnswer)")
-            worker.signal(SIGTERM)
-            #expect(await worker.waitForExit(timeout: .seconds(60)) == 0, "\(worker.output)")
+            await expectWorksThenStops(worker, metricsPort: metricsPort)
         }
         // The waiting endpoint was stopped gracefully, not cancelled (Hummingbird logs that as an error).
         #expect(!worker.output.contains("CancellationError"), "\(worker.output)")
+    }
+
+    /// The worker starts, its `/healthz` comes to 200, and SIGTERM ends it with status 0.
+    func expectWorksThenStops(_ worker: ChildProcess, metricsPort: Int) async {
+        #expect(await printed(worker, "worker started"), "\(worker.output)")
+        let healthy = await eventually { await metricsGET(metricsPort, "/healthz").hasPrefix("HTTP/1.0 200") }
+        let answer = await metricsGET(metricsPort, "/healthz")
+        #expect(healthy, "\(answer)")
+        worker.signal(SIGTERM)
+        #expect(await worker.waitForExit(timeout: .seconds(60)) == 0, "\(worker.output)")
+    }
+
+    @Test("a worker of a shop in partitions waits for a service to record the layout, its /healthz 503 meanwhile, then reads")
+    func workerWaitsForTheLayout() async throws {
+        try await withRedisServer { server in
+            let metricsPort = try LocalRedisServer.freePort()
+            let worker = try ordershop([
+                "work", "crm", "--partitions", "4", "--url", "redis://127.0.0.1:\(server.port)", "--metrics-port", String(metricsPort),
+                "--metrics-host", "127.0.0.1",
+            ])
+            defer { Task { await worker.stop(signal: SIGKILL) } }
+            func get(_ path: String) async -> String { await metricsGET(metricsPort, path) }
+            #expect(await printed(worker, "waiting for a service to record"), "\(worker.output)")
+            let health = await get("/healthz")
+            #expect(health.hasPrefix("HTTP/1.0 503") && health.contains("is not checked yet"), "\(health)")
+            // A service's record (what `serve` writes at its start).
+            try await ShopLayout(partitions: 4).claim(in: try server.makePool())
+            await expectWorksThenStops(worker, metricsPort: metricsPort)
+        }
     }
 
     @Test("the dashboard waiting for Redis answers 503 'waiting for Redis' on its port (/livez 200), then serves the dashboard once Redis comes")

@@ -32,7 +32,7 @@ public struct HealthCheck: Sendable {
         return Health.response(service: service, problem: problem ?? (layout.isOpen ? nil : Self.layoutPending))
     }
 
-    static let layoutPending = "starting: the shop's partition layout (\(ShopLayout.recordKey)) is not checked yet"
+    public static let layoutPending = "starting: the shop's partition layout (\(ShopLayout.recordKey)) is not checked yet"
 }
 
 /// `GET /healthz` (``HealthCheck``: Redis usable) and `GET /livez` (the process answers:

@@ -193,8 +193,10 @@ public struct EventStore: Sendable {
             guard try await pool.send(RawCommand(["HEXISTS", key, RedisArgument(entity.id)], keys: [key], readOnly: true)).int == 1 else {
                 throw ShopError.notFound(type, entity.id)
             }
+            // "a stock record", "a billing" (it said "a inventory": a trial).
+            let noun = type == .inventory ? "stock record" : type.rawValue
             throw ShopError.badRequest(
-                "a \(type) stays in the partition of the \(type.reference?.type.rawValue ?? "entity") it was made for; make a new \(type) instead",
+                "a \(noun) stays in the partition of the \(type.reference?.type.rawValue ?? "entity") it was made for; make a new \(noun) instead",
                 field: type.reference?.field)
         }
         let keys: [RedisArgument] = [k.entities, k.versions, partition.stream(.updated), k.unique].map { RedisArgument($0) }

@@ -21,7 +21,10 @@ extension ShopLayout {
             guard try await !holdsPartitions(pool, otherwise: refusal) else { throw refusal }
             return .single
         }
-        if let count { return ShopLayout(partitions: count) }
+        if let count {
+            try await refuseMixed(count, in: pool)
+            return ShopLayout(partitions: count)
+        }
         guard try await !holdsPartitions(pool, otherwise: nil) else { throw LayoutRecordMissing() }
         return .single
     }
@@ -57,10 +60,7 @@ extension ShopLayout {
         }
         if let recorded {
             guard recorded == partitions else { throw LayoutMismatch(recorded: recorded, given: partitions) }
-            // A shop in partitions made before stock records and orders were spread (d5314b6 to
-            // ba00244) kept them under one partition's names, where no process looks now.
-            let unspread = EntityType.allCases.flatMap { [$0.keys.versions, $0.stream(.created)] }
-            if partitions > 1, let found = try await Self.firstExisting(unspread, in: pool) { throw LayoutMixed(partitions: partitions, found: found) }
+            try await Self.refuseMixed(recorded, in: pool)
             return
         }
         guard partitions > 1 else {
@@ -91,6 +91,15 @@ extension ShopLayout {
         }
         let now = try await Self.recordedCount(in: pool) ?? 0
         guard now == partitions else { throw LayoutMismatch(recorded: now, given: partitions) }
+    }
+
+    /// Throws ``LayoutMixed`` when a shop recorded in `count` partitions (more than one) holds
+    /// keys of one partition: the version before stock records and orders were spread (d5314b6
+    /// to ba00244) kept them under one partition's names, where no process looks now (and an
+    /// operations command would rebuild, snapshot or trim empty partitions beside them).
+    private static func refuseMixed(_ count: Int, in pool: any RedisClientProtocol) async throws {
+        guard count > 1 else { return }
+        if let found = try await firstExisting(EntityType.allCases.map(\.keys.versions), in: pool) { throw LayoutMixed(partitions: count, found: found) }
     }
 
     /// The recorded partition count, nil when none is.
