@@ -66,7 +66,7 @@ struct FaultScheduleTests {
         let layout = ShopLayout(partitions: 6)
         let spread = Topology.clusterTargets(in: layout)
         #expect(spread.count == 6 + 1 && Set(spread.map { HashSlot(key: $0) }).count == 7)
-        for type in ShopLayout.spreadTypes {
+        for type in EntityType.allCases {
             #expect(Set(layout.partitions(type).map { HashSlot(key: $0.keys.entities) }).isSubset(of: Set(spread.map { HashSlot(key: $0) })))
         }
         // Two partitions in each third of the slots: each shard of a new cluster serves two.

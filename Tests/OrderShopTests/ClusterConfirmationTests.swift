@@ -72,7 +72,7 @@ import Testing
             }
             // Its stock is reserved (on another shard, confirmed): the replica of {order}'s shard
             // stalls before the order is made.
-            try #require(await eventually { try await context.pool.send(ZCARD(RedisArgument(OrderSteps.Keys.open))) == 1 })
+            try #require(await eventually { try await context.pool.send(ZCARD(RedisArgument(OrderStepKeys.open))) == 1 })
             cluster.nodes[replica].signal(SIGSTOP)
             defer { cluster.nodes[replica].signal(SIGCONT) }
             let (stalled, stalledBody) = try await stalledAttempt.value

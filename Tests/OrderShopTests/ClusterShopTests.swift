@@ -85,7 +85,7 @@ extension ShopIntegration {
                 #expect(try await gateway.delete("/order/\(second)").status == 200)
                 #expect(try await amount() == 2)
                 #expect(try await gateway.get("/orders/unbilled").json?.arrayValue?.count == 4)
-                #expect(try await shop.client.send(ZCARD(RedisArgument(OrderSteps.Keys.open))) == 0)
+                #expect(try await shop.client.send(ZCARD(RedisArgument(OrderStepKeys.open))) == 0)
             }
         }
     }

@@ -157,7 +157,7 @@ import Testing
                 // after the reservation, confirmed by WAIT on the same connection (which asks the
                 // replica for its ack at once), means the replica has acknowledged the
                 // reservation too, so its WAIT has its answer.
-                #expect(await eventually { try await pool.send(ZCARD(RedisArgument(OrderSteps.Keys.open))) == 1 })
+                #expect(await eventually { try await pool.send(ZCARD(RedisArgument(OrderStepKeys.open))) == 1 })
                 let fence = try RedisConnection(configuration: replication.configuration(0))
                 _ = try await fence.send(RawCommand(["SET", "test:fence", "1"], keys: ["test:fence"]))
                 #expect(try await fence.send(WAIT(replicas: 1, timeout: .seconds(5))) == 1)
@@ -219,7 +219,7 @@ import Testing
                 let orders = try JSONParser.parse(try await ReadModel(pool: pool).list(.order)).arrayValue ?? []
                 #expect(orders.isEmpty, "\(orders)")
                 // What it may hold is a reservation, open until the reaper ends it.
-                #expect(try await pool.send(ZCARD(RedisArgument(OrderSteps.Keys.open))) == 1)
+                #expect(try await pool.send(ZCARD(RedisArgument(OrderStepKeys.open))) == 1)
             }
             await pool.shutdown()
         }

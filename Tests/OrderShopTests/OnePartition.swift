@@ -11,3 +11,9 @@ extension EntityPartition {
 
     static func single(_ type: EntityType) -> EntityPartition { ShopLayout.single.partition(type, 0) }
 }
+
+/// The order steps' keys in a shop of one partition.
+extension OrderStepKeys {
+    static var open: String { open(in: .inventory) }
+    static func decision(_ rid: String) -> String { decision(rid, in: .single) }
+}

@@ -23,7 +23,7 @@ extension ShopIntegration {
         }
 
         func open(_ store: EventStore) async throws -> Int {
-            try await store.pool.send(ZCARD(RedisArgument(OrderSteps.Keys.open)))
+            try await store.pool.send(ZCARD(RedisArgument(OrderStepKeys.open)))
         }
 
         /// What `create` reserves for an order: its rid is the order's id (`keep` with a key).
@@ -52,10 +52,10 @@ extension ShopIntegration {
                 // The process comes back and makes its step 2: refused, nothing made.
                 let keys = [
                     EntityType.order.keys.entities, EntityType.order.keys.versions, EntityType.order.keys.ids, EntityType.order.keys.sequence,
-                    EntityType.order.stream(.created), OrderSteps.Keys.decision(order.id), store.idempotencyRecord(EntityType.order, nil),
+                    EntityType.order.stream(.created), OrderStepKeys.decision(order.id), store.idempotencyRecord(.order, nil),
                 ].map { RedisArgument($0) }
                 let argv: [RedisArgument] = ["1", "t", "1", "", "o1", "e1", RedisArgument(bytes: order.json), "", "0"]
-                let reply = try await store.run("create orders", OrderScripts.createOrders, type: .order, keys: keys, arguments: argv)
+                let reply = try await store.run("create orders", OrderScripts.createOrders, in: .order, keys: keys, arguments: argv)
                 #expect(reply.array?.first?.string == "aborted")
                 #expect(try await ReadModel(pool: store.pool).lookup(Order.self, id: "o1") == nil)
                 // The units came back once, with an event that says why.
@@ -78,9 +78,9 @@ extension ShopIntegration {
                     rid: "r-del", order: "o1", action: .deleted, eventID: "e-del", trace: "t", take: [:], give: [product: 2])
                 try await steps.prepare([r])
                 let o = EntityType.order.keys
-                let keys = [o.entities, o.versions, o.ids, o.tombstones, EntityType.order.stream(.deleted), OrderSteps.Keys.decision(r.rid)]
+                let keys = [o.entities, o.versions, o.ids, o.tombstones, EntityType.order.stream(.deleted), OrderStepKeys.decision(r.rid)]
                     .map { RedisArgument($0) }
-                let reply = try await store.run("delete order", OrderScripts.deleteOrder, type: .order, keys: keys, arguments: ["o1", "e-del", "1", "t", "1"])
+                let reply = try await store.run("delete order", OrderScripts.deleteOrder, in: .order, keys: keys, arguments: ["o1", "e-del", "1", "t", "1"])
                 #expect(reply.array?.first?.string == "ok")
                 #expect(try await stock(store) == 3, "not returned before step 3")
 
@@ -92,7 +92,7 @@ extension ShopIntegration {
                 #expect(try await reaper.reapOnce() == 0)
                 #expect(try await steps.finish([steps.reserved(r)], [.committed]) == 0)
                 #expect(try await stock(store) == 5)
-                #expect(try await store.pool.send(EXISTS(RedisArgument(OrderSteps.Keys.decision(r.rid)))) == 0, "the decision is cleaned up")
+                #expect(try await store.pool.send(EXISTS(RedisArgument(OrderStepKeys.decision(r.rid)))) == 0, "the decision is cleaned up")
             }
         }
 
@@ -109,11 +109,11 @@ extension ShopIntegration {
                 try await steps.prepare([r])
                 #expect(try await stock(store) == 1)
                 let keys = [
-                    EntityType.order.keys.entities, EntityType.order.keys.versions, EntityType.order.stream(.updated), OrderSteps.Keys.decision(r.rid),
+                    EntityType.order.keys.entities, EntityType.order.keys.versions, EntityType.order.stream(.updated), OrderStepKeys.decision(r.rid),
                 ].map { RedisArgument($0) }
                 let stale = Order(id: "o1", productIDs: [product, product, product], customerID: customer)
                 let reply = try await store.run(
-                    "update order", OrderScripts.updateOrder, type: .order, keys: keys, arguments: ["o1", "e-old", RedisArgument(bytes: stale.json), "1", "t", "1"])
+                    "update order", OrderScripts.updateOrder, in: .order, keys: keys, arguments: ["o1", "e-old", RedisArgument(bytes: stale.json), "1", "t", "1"])
                 #expect(reply.array?.first?.string == "changed")
                 #expect(try await ReservationReaper(store: store, grace: .zero, logger: .init(label: "test")).reapOnce() == 1)
                 #expect(try await stock(store) == 3)
@@ -131,7 +131,7 @@ extension ShopIntegration {
                 // The first attempt fixes its ids and reserves, then its process dies.
                 let first = Order(id: "o-first", productIDs: [product], customerID: customer)
                 let claimed = try await store.pool.evaluate(
-                    OrderScripts.claim, keys: [RedisArgument(key.record(.order))],
+                    OrderScripts.claim, keys: [RedisArgument(key.record(in: .order))],
                     arguments: [RedisArgument(key.digest), "60000", "", "o-first"])
                 #expect(claimed.array?.first?.string == "claimed")
                 try await steps.prepare([creation(first, keep: true)])
@@ -163,15 +163,15 @@ extension ShopIntegration {
                 let order = Order(id: "o-a", productIDs: [product, product], customerID: customer)
                 // The first attempt: its ids fixed, reserved, made and finished.
                 let claimed = try await store.pool.evaluate(
-                    OrderScripts.claim, keys: [RedisArgument(key.record(.order))], arguments: [RedisArgument(key.digest), "60000", "", "o-a"])
+                    OrderScripts.claim, keys: [RedisArgument(key.record(in: .order))], arguments: [RedisArgument(key.digest), "60000", "", "o-a"])
                 #expect(claimed.array?.first?.string == "claimed")
                 try await steps.prepare([creation(order, keep: true)])
                 let keys = [
                     EntityType.order.keys.entities, EntityType.order.keys.versions, EntityType.order.keys.ids, EntityType.order.keys.sequence,
-                    EntityType.order.stream(.created), OrderSteps.Keys.decision("o-a"), key.record(.order),
+                    EntityType.order.stream(.created), OrderStepKeys.decision("o-a"), key.record(in: .order),
                 ].map { RedisArgument($0) }
                 let argv: [RedisArgument] = ["1", "t", "1", "", "o-a", "e-a", RedisArgument(bytes: order.json)] + EventStore.CreateKey.arguments(key)
-                #expect(try await store.run("create orders", OrderScripts.createOrders, type: .order, keys: keys, arguments: argv).array?.first?.string == "ok")
+                #expect(try await store.run("create orders", OrderScripts.createOrders, in: .order, keys: keys, arguments: argv).array?.first?.string == "ok")
                 #expect(try await steps.finish([steps.reserved(creation(order))], [.committed]) == 1)
                 #expect(try await stock(store) == 3)
                 // The retry had read "pending o-a" before all that: its step 1 takes nothing.

@@ -50,7 +50,7 @@ import Testing
     /// them under the logical stream's name.
     @Test func theStreamsAreThePartitionStreamsWorkersRead() throws {
         let layout = ShopLayout(partitions: 6)
-        for type in ShopLayout.spreadTypes {
+        for type in EntityType.allCases {
             for action in EventAction.allCases {
                 let logical = PartitionedStream(type.stream(action), partitions: 6)
                 #expect(layout.partitions(type).map { $0.stream(action) } == logical.streams)

@@ -101,10 +101,7 @@ public struct EventStore: Sendable {
             digest = String(hash, radix: 16) + ":" + String(body.count)
         }
 
-        /// Where the key's record lives: in the type's slot, beside its read model.
-        func record(_ type: EntityType) -> String { record(in: ShopLayout.single.partition(type, 0)) }
-
-        /// Where the key's record lives: in the partition its create writes.
+        /// Where the key's record lives: in the partition its create writes, beside its read model.
         func record(in partition: EntityPartition) -> String { partition.keys.idempotencyPrefix + key }
 
         /// The scripts' two arguments (``Scripts/idempotencyPrelude``).
@@ -258,12 +255,8 @@ public struct EventStore: Sendable {
 
     // MARK: Running scripts
 
-    /// The create's idempotency record; without a key, a name of the type's slot that the
+    /// The create's idempotency record; without a key, a name of the partition's slot that the
     /// script never touches (a script's keys are fixed in number).
-    func idempotencyRecord(_ type: EntityType, _ key: CreateKey?) -> String {
-        idempotencyRecord(ShopLayout.single.partition(type, 0), key)
-    }
-
     func idempotencyRecord(_ partition: EntityPartition, _ key: CreateKey?) -> String {
         key?.record(in: partition) ?? partition.keys.idempotencyPlaceholder
     }
@@ -272,16 +265,7 @@ public struct EventStore: Sendable {
     /// replicas (with `--confirm-replicas`) before what follows relies on them: a keyed create's
     /// claim of its ids (a replayed answer is a 200), a reservation's abort before its units
     /// are returned. `wrote`: whether a reply wrote (a 503 then says "may have been applied",
-    /// else "not applied").
-    func runConfirmed(
-        _ script: RedisScript, type: EntityType, keys: [RedisArgument], arguments: [RedisArgument],
-        wrote: @escaping @Sendable (RESPValue) -> Bool = { _ in true }, answersEarlierWrite: @escaping @Sendable (RESPValue) -> Bool = { _ in false }
-    ) async throws -> RESPValue {
-        try await runConfirmed(
-            script, in: ShopLayout.single.partition(type, 0), keys: keys, arguments: arguments, wrote: wrote, answersEarlierWrite: answersEarlierWrite)
-    }
-
-    /// ``runConfirmed(_:type:keys:arguments:wrote:answersEarlierWrite:)`` in one partition (its replica barrier).
+    /// else "not applied"). `partition`: whose slot the keys are in (its replica barrier).
     func runConfirmed(
         _ script: RedisScript, in partition: EntityPartition, keys: [RedisArgument], arguments: [RedisArgument],
         wrote: @escaping @Sendable (RESPValue) -> Bool = { _ in true }, answersEarlierWrite: @escaping @Sendable (RESPValue) -> Bool = { _ in false }
@@ -292,13 +276,8 @@ public struct EventStore: Sendable {
     }
 
     /// Runs one command script in a span of its own, with the span's trace context as the
-    /// script's last two arguments (see ``Scripts``): the events it appends carry it. `type`:
-    /// whose slot the keys are in (its replica barrier confirms a refusal).
-    func run(_ name: String, _ script: RedisScript, type: EntityType, keys: [RedisArgument], arguments: [RedisArgument]) async throws -> RESPValue {
-        try await run(name, script, in: ShopLayout.single.partition(type, 0), keys: keys, arguments: arguments)
-    }
-
-    /// ``run(_:_:type:keys:arguments:)`` in one partition: its replica barrier confirms a refusal.
+    /// script's last two arguments (see ``Scripts``): the events it appends carry it.
+    /// `partition`: whose slot the keys are in (its replica barrier confirms a refusal).
     func run(_ name: String, _ script: RedisScript, in partition: EntityPartition, keys: [RedisArgument], arguments: [RedisArgument]) async throws
         -> RESPValue
     {

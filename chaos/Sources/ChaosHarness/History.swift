@@ -351,7 +351,7 @@ actor HistoryArchive {
     let streams: [String]
     private var entries: [String: [String: StreamEntry]] = [:]
 
-    init(pool: any RedisClientProtocol, confirmingReplicas: Int = 0, layout: ShopLayout = .single) {
+    init(pool: any RedisClientProtocol, confirmingReplicas: Int = 0, layout: ShopLayout) {
         self.pool = pool
         self.confirmingReplicas = confirmingReplicas
         self.streams = EntityType.allCases.flatMap { layout.partitions($0).flatMap(\.streams) }

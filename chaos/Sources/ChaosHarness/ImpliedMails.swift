@@ -24,7 +24,7 @@ struct ImpliedMails {
     /// and the addresses of every customer update sent, whatever its outcome: on a cluster a
     /// worker reads the customer without waiting for replicas, so it may mail an address whose
     /// update a failover lost after the worker read it (a review).
-    init(_ entries: [String: [StreamEntry]], records: [CommandRecord] = [], layout: ShopLayout = .single) {
+    init(_ entries: [String: [StreamEntry]], records: [CommandRecord] = [], layout: ShopLayout) {
         // Not one refused (4xx, or 503 "not applied"): it changed nothing.
         for record in records where record.type == EntityType.customer.rawValue && record.outcome != .failed {
             guard let email = record.email, let id = record.ids.first else { continue }

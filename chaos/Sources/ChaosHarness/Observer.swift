@@ -28,7 +28,7 @@ actor Observer {
     private(set) var samples: [Sample] = []
     private(set) var watches: [String: ReclaimWatch] = [:]
 
-    init(http: HTTPClient, pool: any RedisClientProtocol, clock: RunClock, layout: ShopLayout = .single) {
+    init(http: HTTPClient, pool: any RedisClientProtocol, clock: RunClock, layout: ShopLayout) {
         self.http = http
         self.pool = pool
         self.clock = clock

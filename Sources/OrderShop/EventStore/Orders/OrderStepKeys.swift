@@ -7,7 +7,7 @@ import RedisClient
 /// `Idempotency-Key` record), so that a rid changes neither the slot nor the name's shape.
 public enum OrderStepKeys {
     /// Reservations of one stock partition: hash rid -> its record (JSON).
-    public static func reservations(in partition: EntityPartition) -> String { partition.name("\(EntityType.inventory.tag)_reservations") }
+    static func reservations(in partition: EntityPartition) -> String { partition.name("\(EntityType.inventory.tag)_reservations") }
 
     /// Open reservations of one stock partition: sorted set rid -> Redis time in ms when it was prepared.
     public static func open(in partition: EntityPartition) -> String { partition.name("\(EntityType.inventory.tag)_reservations_open") }
@@ -35,10 +35,4 @@ public enum OrderStepKeys {
         let i = partition.keys
         return [i.entities, i.versions, i.unique, partition.stream(.updated), reservations(in: partition), open(in: partition)].map { RedisArgument($0) }
     }
-
-    /// With one partition (tests): the open reservations.
-    static var open: String { open(in: ShopLayout.single.partition(.inventory, 0)) }
-
-    /// With one partition (tests): a decision.
-    static func decision(_ rid: String) -> String { decision(rid, in: .single) }
 }

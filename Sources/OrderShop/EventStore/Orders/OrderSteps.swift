@@ -44,8 +44,6 @@ struct OrderSteps: Sendable {
     let store: EventStore
     var layout: ShopLayout { store.layout }
 
-    typealias Keys = OrderStepKeys
-
     /// One reservation: what a change takes from the stock now and gives back once committed.
     struct Reservation: Sendable, Hashable {
         var rid: String
@@ -55,7 +53,7 @@ struct OrderSteps: Sendable {
         var trace: String
         var take: [String: Int]
         var give: [String: Int]
-        /// A keyed create's: once ended, its rid is never reserved again (``Keys/ended(_:in:)``).
+        /// A keyed create's: once ended, its rid is never reserved again (``OrderStepKeys/ended(_:in:)``).
         var keep = false
 
         /// The stock partitions whose units it moves, in order (none when it moves none).
@@ -182,7 +180,7 @@ struct OrderSteps: Sendable {
                 rid: layout.newID(of: .order, inPartition: partition.partition), order: order.id, action: .updated, eventID: RandomUUID.string(),
                 trace: trace, take: take, give: delta.filter { $0.value < 0 }.mapValues { -$0 })
             try await prepare([reservation])
-            let keys = [partition.keys.entities, partition.keys.versions, partition.stream(.updated), Keys.decision(reservation.rid, in: layout)]
+            let keys = [partition.keys.entities, partition.keys.versions, partition.stream(.updated), OrderStepKeys.decision(reservation.rid, in: layout)]
                 .map { RedisArgument($0) }
             let argv: [RedisArgument] = [
                 RedisArgument(order.id), RedisArgument(reservation.eventID), RedisArgument(bytes: order.json), RedisArgument(EventStore.now()),
@@ -205,7 +203,7 @@ struct OrderSteps: Sendable {
                 trace: trace, take: [:], give: current.units)
             try await prepare([reservation])
             let o = partition.keys
-            let keys = [o.entities, o.versions, o.ids, o.tombstones, partition.stream(.deleted), Keys.decision(reservation.rid, in: layout)]
+            let keys = [o.entities, o.versions, o.ids, o.tombstones, partition.stream(.deleted), OrderStepKeys.decision(reservation.rid, in: layout)]
                 .map { RedisArgument($0) }
             let argv: [RedisArgument] = [
                 RedisArgument(id), RedisArgument(reservation.eventID), RedisArgument(EventStore.now()), RedisArgument(trace), RedisArgument(version),
@@ -237,13 +235,13 @@ struct OrderSteps: Sendable {
     /// create's by an aborted decision first, since another request with its key may run step 2
     /// for the same rids (it then makes its orders anew under other ids).
     func prepare(_ reservations: [Reservation]) async throws {
-        let partitions = Set(reservations.flatMap { $0.parts(in: layout) }).sorted()
-        for (i, p) in partitions.enumerated() {
+        let all = reservations.map { reserved($0) }
+        for (i, p) in Set(all.flatMap(\.parts)).sorted().enumerated() {
             do {
-                let here = reservations.filter { $0.parts(in: layout).contains(p) }
-                try await preparePart(here.map { $0.part(p, in: layout) }, of: here.map { reserved($0).parts }, in: p)
+                let here = reservations.indices.filter { all[$0].parts.contains(p) }
+                try await preparePart(here.map { reservations[$0].part(p, in: layout) }, of: here.map { all[$0].parts }, in: p)
             } catch {
-                if i > 0 { await end(reservations.map { reserved($0) }, reservations.contains(where: \.keep) ? nil : .aborted) }
+                if i > 0 { await end(all, reservations.contains(where: \.keep) ? nil : .aborted) }
                 throw error
             }
         }
@@ -269,7 +267,7 @@ struct OrderSteps: Sendable {
         let reply: RESPValue
         do {
             reply = try await store.run(
-                "reserve stock", script, in: partition, keys: Keys.inventory(in: partition) + parts.map { RedisArgument(Keys.ended($0.rid, in: partition)) },
+                "reserve stock", script, in: partition, keys: OrderStepKeys.inventory(in: partition) + parts.map { RedisArgument(OrderStepKeys.ended($0.rid, in: partition)) },
                 arguments: argv)
         } catch let uncertain as ShopError where uncertain.outcome == "may have been applied" && !parts.contains(where: \.keep) {
             // Only the reservation may hold (unconfirmed, or its answer lost): the order change
@@ -293,7 +291,7 @@ struct OrderSteps: Sendable {
             let partition = layout.partition(.order, p)
             let reply = try await store.runConfirmed(
                 OrderScripts.abort, in: partition,
-                keys: indices.map { RedisArgument(Keys.decision(rids[$0], in: layout)) } + [RedisArgument(Keys.reaperAborts(in: partition))],
+                keys: indices.map { RedisArgument(OrderStepKeys.decision(rids[$0], in: layout)) } + [RedisArgument(OrderStepKeys.reaperAborts(in: partition))],
                 arguments: [RedisArgument(byReaper ? "1" : "0")])
             let answers = reply.array ?? []
             guard answers.count == indices.count else { throw RedisError(.unexpectedReply, "abort answered \(answers.count) decisions for \(indices.count)") }
@@ -321,7 +319,7 @@ struct OrderSteps: Sendable {
             // come back as an open reservation that the reaper would abort, returning a made
             // order's units.
             let reply = try await store.runConfirmed(
-                OrderScripts.finish, in: partition, keys: Keys.inventory(in: partition) + here.map { RedisArgument(Keys.ended($0.0.rid, in: partition)) },
+                OrderScripts.finish, in: partition, keys: OrderStepKeys.inventory(in: partition) + here.map { RedisArgument(OrderStepKeys.ended($0.0.rid, in: partition)) },
                 arguments: argv)
             ended.formUnion((reply.array ?? []).dropFirst(2).compactMap(\.string))
         }
@@ -330,7 +328,7 @@ struct OrderSteps: Sendable {
         // stalled past the grace time may still come, and must find it.
         let committed = zip(reservations, decisions).filter { $0.1 == .committed || plantedForgetsAborts }.map(\.0.rid)
         for (_, rids) in Dictionary(grouping: committed, by: { layout.partition(of: .order, id: $0) }) {
-            _ = try await store.pool.send(DEL(keys: rids.map { RedisArgument(Keys.decision($0, in: layout)) }))
+            _ = try await store.pool.send(DEL(keys: rids.map { RedisArgument(OrderStepKeys.decision($0, in: layout)) }))
         }
         return ended.count
     }
@@ -339,7 +337,7 @@ struct OrderSteps: Sendable {
     func due(in p: Int, grace: Duration, limit: Int) async throws -> [Reserved] {
         let partition = layout.partition(.inventory, p)
         let reply = try await store.pool.evaluate(
-            OrderScripts.due, keys: [RedisArgument(Keys.open(in: partition)), RedisArgument(Keys.reservations(in: partition))],
+            OrderScripts.due, keys: [RedisArgument(OrderStepKeys.open(in: partition)), RedisArgument(OrderStepKeys.reservations(in: partition))],
             arguments: [RedisArgument(Int(grace.components.seconds * 1000 + grace.components.attoseconds / 1_000_000_000_000_000)), RedisArgument(limit)])
         let items = reply.array ?? []
         return stride(from: 0, to: items.count - 1, by: 2).compactMap { i in
@@ -391,7 +389,7 @@ struct OrderSteps: Sendable {
 
     private func createKeys(_ orders: [Order], in partition: EntityPartition, key: EventStore.CreateKey?) -> [RedisArgument] {
         let o = partition.keys
-        return ([o.entities, o.versions, o.ids, o.sequence, partition.stream(.created)] + orders.map { Keys.decision($0.id, in: layout) }
+        return ([o.entities, o.versions, o.ids, o.sequence, partition.stream(.created)] + orders.map { OrderStepKeys.decision($0.id, in: layout) }
             + [store.idempotencyRecord(partition, key)]).map { RedisArgument($0) }
     }
 

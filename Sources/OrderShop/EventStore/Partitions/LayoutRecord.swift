@@ -67,13 +67,13 @@ extension ShopLayout {
             if try await Self.holdsPartitions(pool, otherwise: nil) { throw LayoutMismatch(recorded: nil, given: partitions) }
             return
         }
-        if try await Self.anyExists(Self.spreadTypes.flatMap { [$0.keys.versions, $0.stream(.created)] }, in: pool) {
+        if try await Self.anyExists(EntityType.allCases.flatMap { [$0.keys.versions, $0.stream(.created)] }, in: pool) {
             throw LayoutMismatch(recorded: 1, given: partitions)
         }
         // A shop in partitions whose record is gone: recorded again only by a process of its
         // count (its partitions' names carry the count, so another count's are not there).
         if try await Self.holdsPartitions(pool, otherwise: nil),
-            try await !Self.anyExists(Self.spreadTypes.flatMap { partitions($0).map(\.keys.versions) }, in: pool)
+            try await !Self.anyExists(EntityType.allCases.flatMap { partitions($0).map(\.keys.versions) }, in: pool)
         {
             throw LayoutMismatch(recorded: nil, given: partitions)
         }
@@ -116,7 +116,7 @@ extension ShopLayout {
     /// error to throw when the user may not look either (else Redis's own).
     private static func holdsPartitions(_ pool: any RedisClientProtocol, otherwise: RedisError?) async throws -> Bool {
         do {
-            return try await anyExists(spreadTypes.map(CreationSequence.counter), in: pool)
+            return try await anyExists(EntityType.allCases.map(CreationSequence.counter), in: pool)
         } catch let error as RedisError where error.isACLRefusal {
             throw otherwise ?? error
         }

@@ -39,14 +39,11 @@ public struct ShopLayout: Sendable, Hashable, CustomStringConvertible {
 
     public var description: String { partitions == 1 ? "one partition" : "\(partitions) partitions" }
 
-    /// The types spread over the partitions: all of them. A stock record lives in its
-    /// product's partition and a billing in its order's (their ids are drawn there), so an
-    /// order change reserves its units in each stock partition its products are in
-    /// (``OrderSteps``).
-    public static let spreadTypes: Set<EntityType> = Set(EntityType.allCases)
-
-    /// How many partitions `type` has in this layout.
-    public func partitions(of type: EntityType) -> Int { Self.spreadTypes.contains(type) ? partitions : 1 }
+    /// How many partitions `type` has in this layout: every type has them all. A stock record
+    /// lives in its product's partition and a billing in its order's (their ids are drawn
+    /// there), so an order change reserves its units in each stock partition its products are
+    /// in (``OrderSteps``).
+    public func partitions(of type: EntityType) -> Int { partitions }
 
     /// The partition of an id among `count` (the id's hash slot mod `count`).
     static func partition(ofID id: String, among count: Int) -> Int {
