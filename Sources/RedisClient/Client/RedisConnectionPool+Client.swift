@@ -8,9 +8,9 @@ extension RedisConnectionPool: RedisClientProtocol {
     public func pipeline<Command: RedisCommand>(_ commands: [Command]) async -> [Result<Command.Response, RedisError>] {
         guard !commands.isEmpty else { return [] }
         do {
-            return try await withConnection { try await $0.decodedPipeline(commands) }.map(\.result)
+            return try await pipelineCoalesced(commands).map(\.result)
         } catch {
-            // One connection carried them all: the failure hit every command of the pipeline.
+            // One round trip carried them all: the failure hit every command of the pipeline.
             return Array(repeating: .failure(RedisError.wrapping(error)), count: commands.count)
         }
     }

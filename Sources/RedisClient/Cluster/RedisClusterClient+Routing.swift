@@ -20,7 +20,12 @@ extension RedisClusterClient {
                 return try await operation(try pool(for: address), redirect?.asking ?? false)
             } catch let error as RedisError {
                 redirect = nil
-                switch ClusterErrorAction(error, from: address) {
+                var action = ClusterErrorAction(error, from: address)
+                // A node's pool retired by a topology refresh (the node left) fails the commands
+                // queued in it as not sent: they go to the slot's owner of the moment. Not when
+                // the client itself is shut down.
+                if error.code == .poolClosed, !state.withLock({ $0.closed }) { action = .nodeUnreachable }
+                switch action {
                 case .moved(let movedSlot, let target):
                     counters.moved.add(1, ordering: .relaxed)
                     state.withLock { $0.map.assign(movedSlot, to: target) }

@@ -84,7 +84,16 @@ public final class RedisClusterClient: Sendable {
     public func send<Command: RedisCommand>(_ command: Command) async throws -> Command.Response {
         let slot = try HashSlot.common(command.keysAffected, command: Self.name(of: command))
         return try await routed(slot: slot) { pool, asking in
-            try await pool.withConnection { connection in try await Self.run(command, on: connection, asking: asking) }
+            // After an ASK, the command and its ASKING share a lent connection.
+            guard !asking else { return try await pool.withConnection { connection in try await Self.run(command, on: connection, asking: true) } }
+            do {
+                return try await pool.sendCoalesced(command)
+            } catch let error as RedisError where error.code == .noScript {
+                // The node lacks the script (it did not run): loaded there, then sent once more.
+                guard let call = command as? EVALSHA else { throw error }
+                _ = try await pool.sendCoalesced(SCRIPTLOAD(call.script))
+                return try await pool.sendCoalesced(command)
+            }
         }
     }
 
@@ -124,7 +133,7 @@ public final class RedisClusterClient: Sendable {
             do {
                 let pool = try self.pool(for: address)
                 let share = indices.count == commands.count ? commands : indices.map { commands[$0] }
-                return NodeReplies(address: address, indices: indices, replies: .success(try await pool.withConnection { try await $0.decodedPipeline(share) }))
+                return NodeReplies(address: address, indices: indices, replies: .success(try await pool.pipelineCoalesced(share)))
             } catch {
                 return NodeReplies(address: address, indices: indices, replies: .failure(RedisError.wrapping(error)))
             }

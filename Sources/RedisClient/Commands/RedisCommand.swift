@@ -17,6 +17,11 @@ public protocol RedisCommand: Sendable {
     var isReadOnly: Bool { get }
     /// True when the server may hold the reply (`BLOCK`): the command occupies its connection.
     var isBlocking: Bool { get }
+    /// True when the command must have a connection to itself rather than share a pool's
+    /// coalesced round trips (``RedisConnectionPool``): a blocking command would hold up every
+    /// command after it, and one that changes the connection's session (`MULTI`, `SELECT`,
+    /// `SUBSCRIBE`) would change it under the others.
+    var needsOwnConnection: Bool { get }
     /// Turns the reply (never an error reply) into the response.
     func decode(_ reply: RESPValue) throws(RedisError) -> Response
     /// The same, reading the reply in place on the connection's thread (never an error reply).
@@ -30,6 +35,7 @@ extension RedisCommand {
     public var keysAffected: [RedisArgument] { [] }
     public var isReadOnly: Bool { false }
     public var isBlocking: Bool { blockingTimeout != nil }
+    public var needsOwnConnection: Bool { isBlocking }
 
     public func encode(into encoder: inout RESPEncoder) { encoder.encode(arguments) }
 
@@ -97,6 +103,7 @@ struct ErasedCommand: RedisCommand {
     var keysAffected: [RedisArgument] { base.keysAffected }
     var isReadOnly: Bool { base.isReadOnly }
     var blockingTimeout: Duration? { base.blockingTimeout }
+    var needsOwnConnection: Bool { base.needsOwnConnection }
     func encode(into encoder: inout RESPEncoder) { base.encode(into: &encoder) }
     func decode(from reply: inout RESPReplyCursor) throws(RedisError) -> RESPValue { reply.readValue() }
 }
@@ -115,4 +122,40 @@ public struct RawCommand: RedisCommand {
         self.keysAffected = keys
         self.isReadOnly = readOnly
     }
+
+    /// The command's name, upper-cased (`""` when there is none).
+    private var name: String { arguments.first.map { String(decoding: $0.bytes, as: UTF8.self).uppercased() } ?? "" }
+
+    /// How long the server may hold the reply of a blocking command given raw (`BLPOP`,
+    /// `XREADGROUP ... BLOCK`, `WAIT`), read from its timeout argument (`.zero`, for ever, when
+    /// it is 0 or cannot be read); nil for any other command.
+    public var blockingTimeout: Duration? {
+        let name = self.name
+        func seconds(at index: Int) -> Duration {
+            guard arguments.indices.contains(index), let value = Double(String(decoding: arguments[index].bytes, as: UTF8.self)), value > 0 else { return .zero }
+            return .milliseconds(Int64((value * 1000).rounded(.up)))
+        }
+        func milliseconds(at index: Int) -> Duration {
+            guard arguments.indices.contains(index), let value = Int64(String(decoding: arguments[index].bytes, as: UTF8.self)), value > 0 else { return .zero }
+            return .milliseconds(value)
+        }
+        switch name {
+        case "BLPOP", "BRPOP", "BZPOPMIN", "BZPOPMAX", "BLMOVE", "BRPOPLPUSH": return seconds(at: arguments.count - 1)
+        case "BLMPOP", "BZMPOP": return seconds(at: 1)
+        case "WAIT": return milliseconds(at: 2)
+        case "WAITAOF": return milliseconds(at: 3)
+        case "XREAD", "XREADGROUP":
+            guard let block = arguments.firstIndex(where: { String(decoding: $0.bytes, as: UTF8.self).uppercased() == "BLOCK" }) else { return nil }
+            return milliseconds(at: block + 1)
+        default: return nil
+        }
+    }
+
+    /// Commands that change the connection's session for the commands after them.
+    private static let sessionCommands: Set<String> = [
+        "MULTI", "EXEC", "DISCARD", "WATCH", "UNWATCH", "SELECT", "SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "MONITOR", "RESET", "HELLO",
+        "AUTH", "QUIT", "READONLY", "READWRITE", "ASKING", "CLIENT",
+    ]
+
+    public var needsOwnConnection: Bool { blockingTimeout != nil || Self.sessionCommands.contains(name) }
 }

@@ -11,10 +11,13 @@ final class ConnectionExecutor: TaskExecutor, @unchecked Sendable {
     // @unchecked: DispatchQueue is thread safe, and the key is only ever read.
     let queue: DispatchQueue
     private let key = DispatchSpecificKey<Bool>()
+    /// Set on every connection's queue.
+    private static let anyConnectionKey = DispatchSpecificKey<Bool>()
 
     init(queue: DispatchQueue) {
         self.queue = queue
         queue.setSpecific(key: key, value: true)
+        queue.setSpecific(key: Self.anyConnectionKey, value: true)
     }
 
     func enqueue(_ job: consuming ExecutorJob) {
@@ -25,4 +28,8 @@ final class ConnectionExecutor: TaskExecutor, @unchecked Sendable {
 
     /// True while the current thread runs a job or block of this queue.
     var isCurrent: Bool { DispatchQueue.getSpecific(key: key) == true }
+
+    /// True while the current thread runs a job or block of any connection's queue (a task
+    /// pinned to a connection: ``RedisConnection/withPinnedExecution(_:)``).
+    static var isOnAnyConnection: Bool { DispatchQueue.getSpecific(key: anyConnectionKey) == true }
 }

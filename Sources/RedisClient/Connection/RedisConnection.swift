@@ -178,6 +178,21 @@ public final class RedisConnection: Sendable {
         }
     }
 
+    /// Runs the batches `next` hands out on this connection's thread, one round trip each,
+    /// until it hands out none, then calls `finished` there (``RedisConnectionPool/sendCoalesced(_:)``).
+    /// The thread stays on the batches while they come (no hop to it per command); each batch
+    /// is a job of its own on the queue, so that a task pinned to this connection
+    /// (``withPinnedExecution(_:)``) runs between two batches rather than after the last.
+    func drain(next: @escaping @Sendable () -> [CoalescedCommand]?, finished: @escaping @Sendable () -> Void) {
+        let core = self.core
+        let timeout = configuration.timeouts.command
+        queue.async {
+            guard let batch = next() else { return finished() }
+            core.value.run(coalesced: batch, timeout: timeout)
+            self.drain(next: next, finished: finished)
+        }
+    }
+
     /// Closes the socket. The next command reconnects.
     public func close() async {
         _ = try? await run(cancellable: false) { core in core.disconnect() }

@@ -17,14 +17,18 @@ public final class RedisConnectionPool: Sendable {
     /// Shared by the pooled and dedicated connections (``RedisConfiguration/roleCheckInterval``).
     private let roleWatch: ServerRoleWatch
 
-    private struct State {
+    struct State {
         var idle: [RedisConnection] = []
         var total = 0
         var waiters: [(id: UInt64, continuation: CheckedContinuation<RedisConnection, any Error>)] = []
         var nextWaiterID: UInt64 = 0
         var closed = false
+        /// Single commands waiting to ride the next coalesced batch (``CoalescedCommand``).
+        var coalesced: [CoalescedCommand] = []
+        /// A connection is draining ``coalesced`` now.
+        var draining = false
     }
-    private let state = Mutex(State())
+    let state = Mutex(State())
 
     public init(configuration: RedisConfiguration, maximumConnections: Int = 8, logger: Logger? = nil) throws(RedisError) {
         precondition(maximumConnections > 0)
@@ -96,6 +100,11 @@ public final class RedisConnectionPool: Sendable {
         try RedisConnection(configuration: configuration, tlsContext: tlsContext, logger: logger, roleWatch: configuration.endpoint == self.configuration.endpoint ? roleWatch : nil)
     }
 
+    /// A new connection of the pool's own (counted in its total by the caller).
+    func makePooledConnection() throws(RedisError) -> RedisConnection {
+        try RedisConnection(configuration: configuration, tlsContext: tlsContext, logger: logger, roleWatch: roleWatch)
+    }
+
     /// Lends a connection to `body` and takes it back afterwards. Use it for a sequence of
     /// commands that must share one connection (WATCH/MULTI, or a blocking read).
     public func withConnection<T: Sendable>(_ body: (RedisConnection) async throws -> T) async throws -> T {
@@ -104,16 +113,23 @@ public final class RedisConnectionPool: Sendable {
         return try await body(connection)
     }
 
-    /// Sends one command on any free connection.
+    /// Sends one command; commands sent by many tasks at once share a connection's round trip
+    /// (``sendCoalesced(_:)``).
     @discardableResult
     public func send<Command: RedisCommand>(_ command: Command) async throws -> Command.Response {
-        try await withConnection { try await $0.send(command) }
+        try await sendCoalesced(command)
     }
 
-    /// Sends raw arguments on any free connection.
+    /// Sends raw arguments, as ``send(_:)-(Command)`` does.
     @discardableResult
     public func send(_ arguments: [RedisArgument]) async throws -> RESPValue {
-        try await withConnection { try await $0.send(arguments) }
+        try await sendCoalesced(RawCommand(arguments))
+    }
+
+    /// Sends one command on a connection of its own for the round trip: what
+    /// ``sendCoalesced(_:)`` falls back to.
+    func sendOnLentConnection<Command: RedisCommand>(_ command: Command) async throws -> Command.Response {
+        try await withConnection { try await $0.send(command) }
     }
 
     /// Pipelines the commands on one connection.
@@ -126,20 +142,28 @@ public final class RedisConnectionPool: Sendable {
         try await withConnection { try await $0.transaction(commands) }
     }
 
-    /// Runs a Lua script (EVALSHA with a NOSCRIPT fall-back).
+    /// Runs a Lua script (EVALSHA with a NOSCRIPT fall-back), coalesced as ``send(_:)-(Command)`` is.
     @discardableResult
     public func evaluate(_ script: RedisScript, keys: [RedisArgument] = [], arguments: [RedisArgument] = []) async throws -> RESPValue {
-        try await withConnection { try await $0.evaluate(script, keys: keys, arguments: arguments) }
+        let call = EVALSHA(script, keys: keys, arguments: arguments)
+        do {
+            return try await sendCoalesced(call)
+        } catch let error as RedisError where error.code == .noScript {
+            // Not cached on this server (it restarted, or SCRIPT FLUSH): it did not run.
+            _ = try await sendCoalesced(SCRIPTLOAD(script))
+            return try await sendCoalesced(call)
+        }
     }
 
     /// Closes every idle connection and fails waiting callers. Leased connections close on return.
     public func shutdown() async {
-        let (idle, waiters) = state.withLock { s in
+        let (idle, waiters, coalesced) = state.withLock { s in
             s.closed = true
-            defer { s.idle = []; s.waiters = [] }
-            return (s.idle, s.waiters)
+            defer { s.idle = []; s.waiters = []; s.coalesced = [] }
+            return (s.idle, s.waiters, s.coalesced)
         }
         for w in waiters { w.continuation.resume(throwing: RedisError(.poolClosed, "the connection pool is shut down")) }
+        for command in coalesced { command.fail(RedisError(.poolClosed, "the connection pool is shut down; the command was not sent")) }
         for c in idle { await c.close() }
         await probeConnection.close()
     }
@@ -175,7 +199,7 @@ public final class RedisConnectionPool: Sendable {
         case .closed: throw RedisError(.poolClosed, "the connection pool is shut down")
         case .create:
             do {
-                return try RedisConnection(configuration: configuration, tlsContext: tlsContext, logger: logger, roleWatch: roleWatch)
+                return try makePooledConnection()
             } catch {
                 state.withLock { $0.total -= 1 }
                 throw error
@@ -217,19 +241,35 @@ public final class RedisConnectionPool: Sendable {
         return try await connection.withPinnedExecution(body)
     }
 
-    /// Callers waiting for a connection now (for tests of the queue).
-    public var waitingCallers: Int { state.withLock { $0.waiters.count } }
+    /// Callers waiting for a connection now (for tests of the queue): those waiting to be lent
+    /// one, and coalesced commands while no connection drains them.
+    public var waitingCallers: Int { state.withLock { $0.waiters.count + ($0.draining ? 0 : $0.coalesced.count) } }
 
-    private func release(_ connection: RedisConnection) {
-        let waiter: CheckedContinuation<RedisConnection, any Error>? = state.withLock { s in
+    /// Takes a connection back: it goes to the first caller waiting to be lent one, else drains
+    /// the coalesced commands that wait, else to the idle ones.
+    func release(_ connection: RedisConnection) {
+        enum Next {
+            case idle
+            case waiter(CheckedContinuation<RedisConnection, any Error>)
+            case drain
+        }
+        let next: Next = state.withLock { s in
             if s.closed {
                 s.total -= 1
-                return nil
+                return .idle
             }
-            if !s.waiters.isEmpty { return s.waiters.removeFirst().continuation }
+            if !s.waiters.isEmpty { return .waiter(s.waiters.removeFirst().continuation) }
+            if !s.coalesced.isEmpty, !s.draining {
+                s.draining = true
+                return .drain
+            }
             s.idle.append(connection)
-            return nil
+            return .idle
         }
-        waiter?.resume(returning: connection)
+        switch next {
+        case .idle: break
+        case .waiter(let waiter): waiter.resume(returning: connection)
+        case .drain: drainCoalesced(on: connection)
+        }
     }
 }
