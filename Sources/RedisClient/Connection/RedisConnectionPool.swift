@@ -146,12 +146,16 @@ public final class RedisConnectionPool: Sendable {
     @discardableResult
     public func evaluate(_ script: RedisScript, keys: [RedisArgument] = [], arguments: [RedisArgument] = []) async throws -> RESPValue {
         let call = EVALSHA(script, keys: keys, arguments: arguments)
-        do {
-            return try await sendCoalesced(call)
-        } catch let error as RedisError where error.code == .noScript {
-            // Not cached on this server (it restarted, or SCRIPT FLUSH): it did not run.
-            _ = try await sendCoalesced(SCRIPTLOAD(script))
-            return try await sendCoalesced(call)
+        var loads = 0
+        while true {
+            do {
+                return try await sendCoalesced(call)
+            } catch let error as RedisError where error.code == .noScript && loads < RedisScript.loadsPerCall {
+                // Not cached on the server that answered (it restarted, or SCRIPT FLUSH): it did
+                // not run. Loaded, then called again: see ``RedisScript/loadsPerCall``.
+                loads += 1
+                _ = try await sendCoalesced(SCRIPTLOAD(script))
+            }
         }
     }
 
