@@ -129,7 +129,7 @@ extension RedisClusterClient {
     }
 
     /// One command on one connection: with ASKING first after an ASK redirect; a script the
-    /// node does not have cached is loaded there and the call sent once more (it did not run).
+    /// node does not have cached is loaded there and the call sent again (it did not run).
     static func run<Command: RedisCommand>(_ command: Command, on connection: RedisConnection, asking: Bool) async throws -> Command.Response {
         func once() async throws -> Command.Response {
             guard asking else { return try await connection.send(command) }
@@ -137,13 +137,8 @@ extension RedisClusterClient {
             _ = try asked.get()
             return try reply.get()
         }
-        do {
-            return try await once()
-        } catch let error as RedisError where error.code == .noScript {
-            guard let call = command as? EVALSHA else { throw error }
-            try await connection.send(SCRIPTLOAD(call.script))
-            return try await once()
-        }
+        guard let call = command as? EVALSHA else { return try await once() }
+        return try await call.script.calling(once, loadingWith: { _ = try await connection.send(SCRIPTLOAD(call.script)) })
     }
 
     static func name(of command: some RedisCommand) -> String {

@@ -86,17 +86,9 @@ public final class RedisClusterClient: Sendable {
         return try await routed(slot: slot) { pool, asking in
             // After an ASK, the command and its ASKING share a lent connection.
             guard !asking else { return try await pool.withConnection { connection in try await Self.run(command, on: connection, asking: true) } }
-            var loads = 0
-            while true {
-                do {
-                    return try await pool.sendCoalesced(command)
-                } catch let error as RedisError where error.code == .noScript && loads < RedisScript.loadsPerCall {
-                    // The node lacks the script (it did not run): loaded there, then sent again.
-                    guard let call = command as? EVALSHA else { throw error }
-                    loads += 1
-                    _ = try await pool.sendCoalesced(SCRIPTLOAD(call.script))
-                }
-            }
+            // A script the node lacks is loaded there, then called again (it did not run).
+            guard let call = command as? EVALSHA else { return try await pool.sendCoalesced(command) }
+            return try await call.script.calling({ try await pool.sendCoalesced(command) }, loadingWith: { _ = try await pool.sendCoalesced(SCRIPTLOAD(call.script)) })
         }
     }
 

@@ -129,8 +129,9 @@ public struct RawCommand: RedisCommand {
     /// How long the server may hold the reply of a blocking command given raw (`BLPOP`,
     /// `XREADGROUP ... BLOCK`, `WAIT`), read from its timeout argument (`.zero`, for ever, when
     /// it is 0 or cannot be read); nil for any other command.
-    public var blockingTimeout: Duration? {
-        let name = self.name
+    public var blockingTimeout: Duration? { blockingTimeout(named: name) }
+
+    private func blockingTimeout(named name: String) -> Duration? {
         func seconds(at index: Int) -> Duration {
             guard arguments.indices.contains(index), let value = Double(String(decoding: arguments[index].bytes, as: UTF8.self)), value > 0 else { return .zero }
             return .milliseconds(Int64((value * 1000).rounded(.up)))
@@ -157,5 +158,8 @@ public struct RawCommand: RedisCommand {
         "AUTH", "QUIT", "READONLY", "READWRITE", "ASKING", "CLIENT",
     ]
 
-    public var needsOwnConnection: Bool { blockingTimeout != nil || Self.sessionCommands.contains(name) }
+    public var needsOwnConnection: Bool {
+        let name = self.name
+        return Self.sessionCommands.contains(name) || blockingTimeout(named: name) != nil
+    }
 }

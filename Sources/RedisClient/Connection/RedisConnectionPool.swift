@@ -146,17 +146,7 @@ public final class RedisConnectionPool: Sendable {
     @discardableResult
     public func evaluate(_ script: RedisScript, keys: [RedisArgument] = [], arguments: [RedisArgument] = []) async throws -> RESPValue {
         let call = EVALSHA(script, keys: keys, arguments: arguments)
-        var loads = 0
-        while true {
-            do {
-                return try await sendCoalesced(call)
-            } catch let error as RedisError where error.code == .noScript && loads < RedisScript.loadsPerCall {
-                // Not cached on the server that answered (it restarted, or SCRIPT FLUSH): it did
-                // not run. Loaded, then called again: see ``RedisScript/loadsPerCall``.
-                loads += 1
-                _ = try await sendCoalesced(SCRIPTLOAD(script))
-            }
-        }
+        return try await script.calling({ try await sendCoalesced(call) }, loadingWith: { _ = try await sendCoalesced(SCRIPTLOAD(script)) })
     }
 
     /// Closes every idle connection and fails waiting callers. Leased connections close on return.

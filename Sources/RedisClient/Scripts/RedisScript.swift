@@ -33,19 +33,28 @@ public struct RedisScript: Sendable, Hashable {
     }
 }
 
+extension RedisScript {
+    /// Runs `call` (an EVALSHA of this script); while the server answers NOSCRIPT (the call did
+    /// not run), runs `load` (its SCRIPT LOAD, where the call goes) and calls again, up to
+    /// ``loadsPerCall`` times.
+    func calling<T>(_ call: () async throws -> T, loadingWith load: () async throws -> Void) async throws -> T {
+        var loads = 0
+        while true {
+            do {
+                return try await call()
+            } catch let error as RedisError where error.code == .noScript && loads < Self.loadsPerCall {
+                loads += 1
+                try await load()
+            }
+        }
+    }
+}
+
 extension RedisConnection {
     /// Runs the script by EVALSHA, loading it first if the server answers NOSCRIPT.
     @discardableResult
     public func evaluate(_ script: RedisScript, keys: [RedisArgument] = [], arguments: [RedisArgument] = []) async throws -> RESPValue {
-        let command = RawCommand(script.evalSHAArguments(keys: keys, arguments: arguments))
-        var loads = 0
-        while true {
-            do {
-                return try await send(command)
-            } catch let error as RedisError where error.code == .noScript && loads < RedisScript.loadsPerCall {
-                loads += 1
-                try await send(["SCRIPT", "LOAD", RedisArgument(script.source)])
-            }
-        }
+        let call = EVALSHA(script, keys: keys, arguments: arguments)
+        return try await script.calling({ try await send(call) }, loadingWith: { _ = try await send(SCRIPTLOAD(script)) })
     }
 }
