@@ -221,7 +221,10 @@ public enum PlantedBugOption: String, CaseIterable, Codable, Sendable {
         case .gatewayDropsIdempotencyKey: ["keyed create made twice"]
         case .reaperCommitsAll, .reaperForgetsAborts: ["stock that differs from what the orders imply", "negative stock"]
         case .rebuildFoldsMalformed: ["read-model entities that are not their id's JSON", "read-model entities that differ"]
-        case .rebuildSwapsBlindly, .rebuildFoldsUncreated: ["read-model entities that differ"]
+        // A blind swap over the inventory shows as its stock apart from the orders too: a CI run
+        // (2026-12-07) caught it only so, 25 stocks, with every read model equal to a replay.
+        case .rebuildSwapsBlindly: ["read-model entities that differ", "stock that differs from what the orders imply"]
+        case .rebuildFoldsUncreated: ["read-model entities that differ"]
         // Only this check: the stock still equals what the orders imply, below zero.
         case .orderOversells: ["negative stock"]
         // The harness's own group reads every stream (an event trimmed before it read it is
